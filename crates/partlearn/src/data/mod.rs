@@ -1,0 +1,253 @@
+//! Data sets: the `Dataset` type, its validation, and the loaders.
+//!
+//! A `Dataset` is an `n_samples × n_features` matrix (samples are rows, as in numpy and
+//! scikit-learn) with optional labels and an optional image shape. It is stored as a faer matrix
+//! of shape `n_features × n_samples` in column-major order, i.e. each sample's features are
+//! contiguous, which is exactly numpy's C order for `n_samples × n_features`. `x()` gives the
+//! samples-as-rows view, `xt()` the samples-as-columns view that METHODS.md's formulas use.
+//!
+//! Loaders (IDX, NPY, CSV) and the named sets (`fashion-mnist:train|test`, `swimmer`,
+//! `toy-hierarchy`) turn a data spec string into a `Dataset`; see [`load`].
+
+use faer::{Mat, MatRef};
+
+use crate::error::{Error, Result};
+use crate::real::Real;
+use crate::rng::Rng;
+
+/// An `n_samples × n_features` data matrix with optional labels and image shape.
+#[derive(Clone, Debug)]
+pub struct Dataset<T: Real = f32> {
+    /// `n_features × n_samples`, column-major: column `i` is sample `i`.
+    xt: Mat<T>,
+    /// One class label per sample (e.g. the Fashion-MNIST class), if known.
+    pub labels: Option<Vec<u32>>,
+    /// Further label sets by name (e.g. the three levels of `toy-hierarchy`).
+    pub extra_labels: Vec<(String, Vec<u32>)>,
+    /// `(height, width)` when each sample is an image, row-major pixels.
+    pub image_shape: Option<(usize, usize)>,
+    /// Human-readable origin ("fashion-mnist:train", a path, …).
+    pub name: String,
+}
+
+impl<T: Real> Dataset<T> {
+    /// A data set from a `n_features × n_samples` matrix (samples as columns).
+    pub fn from_columns(xt: Mat<T>, name: impl Into<String>) -> Self {
+        Dataset {
+            xt,
+            labels: None,
+            extra_labels: Vec::new(),
+            image_shape: None,
+            name: name.into(),
+        }
+    }
+
+    /// A data set from row-major values (`values[i * n_features + j]` = sample i, feature j).
+    pub fn from_row_major(
+        n_samples: usize,
+        n_features: usize,
+        values: &[T],
+        name: impl Into<String>,
+    ) -> Result<Self> {
+        if values.len() != n_samples * n_features {
+            return Err(Error::ShapeMismatch {
+                what: "row-major values".into(),
+                expected: format!("{n_samples}×{n_features} = {} values", n_samples * n_features),
+                found: format!("{} values", values.len()),
+                hint: "check the declared shape".into(),
+            });
+        }
+        let mut xt = Mat::<T>::zeros(n_features, n_samples);
+        for i in 0..n_samples {
+            xt.col_as_slice_mut(i)
+                .copy_from_slice(&values[i * n_features..(i + 1) * n_features]);
+        }
+        Ok(Self::from_columns(xt, name))
+    }
+
+    /// Number of samples (rows of `x()`).
+    pub fn n_samples(&self) -> usize {
+        self.xt.ncols()
+    }
+
+    /// Number of features (columns of `x()`).
+    pub fn n_features(&self) -> usize {
+        self.xt.nrows()
+    }
+
+    /// Samples as rows: `n_samples × n_features`.
+    pub fn x(&self) -> MatRef<'_, T> {
+        self.xt.as_ref().transpose()
+    }
+
+    /// Samples as columns: `n_features × n_samples` (METHODS.md's `X`).
+    pub fn xt(&self) -> MatRef<'_, T> {
+        self.xt.as_ref()
+    }
+
+    /// The features of sample `i`, contiguous.
+    pub fn sample(&self, i: usize) -> &[T] {
+        self.xt.col_as_slice(i)
+    }
+
+    /// Consumes the data set, returning the `n_features × n_samples` matrix.
+    pub fn into_columns(self) -> Mat<T> {
+        self.xt
+    }
+
+    /// Checks that the data is non-empty and every entry finite and ≥ 0 (what every model in
+    /// partlearn needs). The error names the first offending sample and feature.
+    pub fn validate_nonnegative(&self) -> Result<()> {
+        validate_nonnegative(self.xt.as_ref())
+    }
+
+    /// `(min, max, mean)` over all entries, accumulated in f64; NaNs are skipped.
+    pub fn value_range(&self) -> (f64, f64, f64) {
+        let (mut lo, mut hi, mut sum, mut count) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0usize);
+        for i in 0..self.n_samples() {
+            for &v in self.sample(i) {
+                let v = v.to_f64();
+                if v.is_nan() {
+                    continue;
+                }
+                lo = lo.min(v);
+                hi = hi.max(v);
+                sum += v;
+                count += 1;
+            }
+        }
+        (lo, hi, if count > 0 { sum / count as f64 } else { f64::NAN })
+    }
+
+    /// The samples at `indices` (in that order), with their labels.
+    pub fn select(&self, indices: &[usize]) -> Result<Self> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= self.n_samples()) {
+            return Err(Error::invalid(
+                "sample index",
+                bad,
+                format!("the data has only {} samples", self.n_samples()),
+            ));
+        }
+        let mut xt = Mat::<T>::zeros(self.n_features(), indices.len());
+        for (c, &i) in indices.iter().enumerate() {
+            xt.col_as_slice_mut(c).copy_from_slice(self.sample(i));
+        }
+        let pick = |l: &Vec<u32>| indices.iter().map(|&i| l[i]).collect::<Vec<_>>();
+        Ok(Dataset {
+            xt,
+            labels: self.labels.as_ref().map(pick),
+            extra_labels: self
+                .extra_labels
+                .iter()
+                .map(|(n, l)| (n.clone(), pick(l)))
+                .collect(),
+            image_shape: self.image_shape,
+            name: self.name.clone(),
+        })
+    }
+
+    /// The first `n` samples (all of them when `n ≥ n_samples`).
+    pub fn first(&self, n: usize) -> Self {
+        let idx: Vec<usize> = (0..n.min(self.n_samples())).collect();
+        // Indices are in range by construction.
+        self.select(&idx).expect("indices in range")
+    }
+
+    /// A seeded random subset of `n` distinct samples, kept in their original order.
+    pub fn random_subset(&self, n: usize, rng: &mut Rng) -> Self {
+        let idx = rng.sample_indices(self.n_samples(), n);
+        self.select(&idx).expect("indices in range")
+    }
+
+    /// The same data in another float type.
+    pub fn cast<U: Real>(&self) -> Dataset<U> {
+        let xt = Mat::<U>::from_fn(self.n_features(), self.n_samples(), |i, j| {
+            U::from_f64(self.xt[(i, j)].to_f64())
+        });
+        Dataset {
+            xt,
+            labels: self.labels.clone(),
+            extra_labels: self.extra_labels.clone(),
+            image_shape: self.image_shape,
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// Checks a samples-as-columns matrix (`n_features × n_samples`) for emptiness, non-finite and
+/// negative entries; errors name the first offending sample (column) and feature (row).
+pub fn validate_nonnegative<T: Real>(xt: MatRef<'_, T>) -> Result<()> {
+    let (m, n) = (xt.nrows(), xt.ncols());
+    if m == 0 || n == 0 {
+        return Err(Error::EmptyData {
+            n_samples: n,
+            n_features: m,
+        });
+    }
+    for j in 0..n {
+        for i in 0..m {
+            let v = xt[(i, j)];
+            if !v.is_finite() {
+                return Err(Error::NonFinite {
+                    sample: j,
+                    feature: i,
+                    value: v.to_f64(),
+                });
+            }
+            if v < T::zero() {
+                return Err(Error::NegativeEntry {
+                    sample: j,
+                    feature: i,
+                    value: v.to_f64(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_major_round_trip_and_views() {
+        let v: Vec<f32> = (0..6).map(|i| i as f32).collect();
+        let d = Dataset::from_row_major(2, 3, &v, "t").unwrap();
+        assert_eq!(d.n_samples(), 2);
+        assert_eq!(d.n_features(), 3);
+        assert_eq!(d.x()[(1, 2)], 5.0);
+        assert_eq!(d.xt()[(2, 1)], 5.0);
+        assert_eq!(d.sample(1), &[3.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn validation_names_first_offender() {
+        let d = Dataset::from_row_major(2, 2, &[0.0f32, 1.0, -2.0, f32::NAN], "t").unwrap();
+        match d.validate_nonnegative() {
+            Err(Error::NegativeEntry { sample: 1, feature: 0, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        let d = Dataset::from_row_major(1, 2, &[0.0f32, f32::INFINITY], "t").unwrap();
+        assert!(matches!(
+            d.validate_nonnegative(),
+            Err(Error::NonFinite { sample: 0, feature: 1, .. })
+        ));
+        let d = Dataset::<f32>::from_columns(Mat::zeros(3, 0), "t");
+        assert!(matches!(d.validate_nonnegative(), Err(Error::EmptyData { .. })));
+    }
+
+    #[test]
+    fn subsets_keep_labels() {
+        let v: Vec<f64> = (0..10).map(|i| i as f64).collect();
+        let mut d = Dataset::from_row_major(5, 2, &v, "t").unwrap();
+        d.labels = Some(vec![0, 1, 2, 3, 4]);
+        let s = d.select(&[4, 1]).unwrap();
+        assert_eq!(s.labels.as_deref(), Some(&[4u32, 1][..]));
+        assert_eq!(s.sample(0), &[8.0, 9.0]);
+        assert!(d.select(&[5]).is_err());
+        let r = d.random_subset(3, &mut Rng::new(0));
+        assert_eq!(r.n_samples(), 3);
+        assert_eq!(d.first(10).n_samples(), 5);
+    }
+}

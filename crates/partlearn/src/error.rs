@@ -1,0 +1,107 @@
+//! The library's one error type.
+//!
+//! Every variant carries the facts of the problem, and its message (one line) names both the
+//! problem and what to do about it, so the CLI can print it as is. Solvers never panic on user
+//! data: everything a user can get wrong surfaces here.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in partlearn.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A data entry is negative (non-negative factorizations need `X ≥ 0`).
+    #[error("negative entry {value} at sample {sample}, feature {feature}: NMF and non-negative auto-encoders need data ≥ 0; shift or clip the data (e.g. subtract its minimum)")]
+    NegativeEntry {
+        sample: usize,
+        feature: usize,
+        value: f64,
+    },
+    /// A data entry is NaN or infinite.
+    #[error("non-finite entry {value} at sample {sample}, feature {feature}: remove or impute missing values before fitting")]
+    NonFinite {
+        sample: usize,
+        feature: usize,
+        value: f64,
+    },
+    /// The data has no samples or no features.
+    #[error("the data is empty ({n_samples} samples × {n_features} features): give at least one sample and one feature")]
+    EmptyData { n_samples: usize, n_features: usize },
+    /// An option is out of range or inconsistent with the data.
+    #[error("invalid {option} = {value}: {reason}")]
+    InvalidOption {
+        option: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// Two inputs that must agree in shape do not.
+    #[error("{what}: expected shape {expected}, found {found}; {hint}")]
+    ShapeMismatch {
+        what: String,
+        expected: String,
+        found: String,
+        hint: String,
+    },
+    /// A data set name that partlearn does not know.
+    #[error("unknown data set '{name}': use one of {known}, or a path to a .npy, .csv or IDX (.gz) file")]
+    UnknownDataset { name: String, known: String },
+    /// Data files that should be installed are missing.
+    #[error("{what} not found (looked in {looked}): {hint}")]
+    MissingData {
+        what: String,
+        looked: String,
+        hint: String,
+    },
+    /// A file is shorter than its header declares.
+    #[error("{path}: truncated file, header declares {declared} bytes of data but only {actual} are present; re-download or re-export it")]
+    Truncated {
+        path: PathBuf,
+        declared: u64,
+        actual: u64,
+    },
+    /// A file is not in the format its name or header claims.
+    #[error("{path}: {reason}")]
+    BadFormat { path: PathBuf, reason: String },
+    /// An operating-system I/O error, with the path involved.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Refusing to overwrite existing output.
+    #[error("{path} already exists: choose another --out or pass --force to overwrite it")]
+    AlreadyExists { path: PathBuf },
+    /// A numerical failure that the data or options made unavoidable.
+    #[error("numerical failure in {what}: {reason}")]
+    Numerical { what: String, reason: String },
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidOption`].
+    pub fn invalid(option: &'static str, value: impl std::fmt::Display, reason: impl Into<String>) -> Self {
+        Error::InvalidOption {
+            option,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Io`].
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Shorthand for [`Error::BadFormat`].
+    pub fn format(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::BadFormat {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Figures as PNG: atom grids and reconstruction panels for image data.

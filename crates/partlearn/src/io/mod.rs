@@ -1,0 +1,1 @@
+//! Files: model files (safetensors tensors + JSON metadata), atomic writes, run folders.

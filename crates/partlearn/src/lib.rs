@@ -1,0 +1,29 @@
+//! partlearn: part-based representations of non-negative data.
+//!
+//! The library does all the mathematics and never prints; the `partlearn` binary maps flags to
+//! calls of this crate. Data flows as follows:
+//!
+//! - [`data`] turns a spec (`fashion-mnist:train`, `swimmer`, a `.npy` path…) into a validated
+//!   [`data::Dataset`] (samples are rows; stored samples-as-columns for the solvers).
+//! - [`nmf`] fits non-negative matrix factorizations (initializations, MU, HALS), reporting each
+//!   iteration to an [`observe::Observer`]; the fitted [`nmf::NmfModel`] encodes new data.
+//! - [`linalg`] is the one place that calls faer's GEMM, SVD and Cholesky.
+//! - [`io`] writes and reads model files (safetensors + JSON), `.npy` arrays and run folders,
+//!   always atomically; [`figures`] draws atom grids and reconstruction panels as PNG.
+//!
+//! Conventions: samples are rows in every public API (`X` is `n_samples × n_features`, codes
+//! `n × k`, atoms `k × n_features`); METHODS.md writes samples as columns, and the solvers work on
+//! that transposed layout internally. One seeded [`rng::Rng`] drives every random choice.
+
+pub mod data;
+pub mod error;
+pub mod figures;
+pub mod io;
+pub mod linalg;
+pub mod npy;
+pub mod real;
+pub mod rng;
+
+pub use error::{Error, Result};
+pub use real::Real;
+pub use rng::Rng;

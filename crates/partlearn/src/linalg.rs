@@ -1,0 +1,327 @@
+//! The one place that calls faer: GEMM, symmetric eigendecomposition, truncated SVD, and the
+//! small vector kernels of the coordinate-descent sweeps.
+//!
+//! Two measured pitfalls are handled here once (DESIGN.md, "Dependencies"):
+//! 1. faer's AVX-512 GEMM kernels leave the upper vector state dirty, which halves the speed of
+//!    the SSE code that runs next; [`matmul`] issues `vzeroupper` on every thread after a GEMM.
+//! 2. Parallelism is always an explicit [`Par`] built from a thread count ([`par`]), never
+//!    faer's global setting.
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::matmul::triangular::BlockStructure;
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+
+use crate::error::{Error, Result};
+use crate::real::Real;
+use crate::rng::Rng;
+
+/// The faer parallelism for a thread count: 1 → sequential, 0 → all cores, n → n threads.
+pub fn par(threads: usize) -> Par {
+    match threads {
+        1 => Par::Seq,
+        0 => Par::rayon(0),
+        n => Par::rayon(n),
+    }
+}
+
+/// Number of worker threads a `--threads` value means (0 = all cores).
+pub fn resolve_threads(threads: usize) -> usize {
+    if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    }
+}
+
+/// Runs `f` inside a rayon pool of exactly `threads` workers (0 = all cores), so that faer's
+/// parallel GEMM and partlearn's own data-parallel loops both use that many threads.
+pub fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<R> {
+    let n = resolve_threads(threads);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .map_err(|e| Error::invalid("threads", threads, format!("cannot start a thread pool: {e}")))?;
+    Ok(pool.install(f))
+}
+
+/// Clears the upper halves of the vector registers on x86 with AVX (no-op elsewhere).
+#[inline]
+fn zero_upper() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: AVX availability was checked at run time just above.
+            unsafe { std::arch::x86_64::_mm256_zeroupper() }
+        }
+    }
+}
+
+/// `dst ← alpha·lhs·rhs` (`Accum::Replace`) or `dst ← dst + alpha·lhs·rhs` (`Accum::Add`).
+/// All GEMMs of the library go through here (see the module doc for the `vzeroupper` reason).
+pub fn matmul<T: Real>(
+    dst: MatMut<'_, T>,
+    beta: Accum,
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    alpha: T,
+    par: Par,
+) {
+    faer::linalg::matmul::matmul(dst, beta, lhs, rhs, alpha, par);
+    after_gemm(par);
+}
+
+fn after_gemm(par: Par) {
+    zero_upper();
+    if let Par::Rayon(_) = par {
+        rayon::broadcast(|_| zero_upper());
+    }
+}
+
+/// `dst ← a·aᵀ` (full symmetric result; only the lower triangle is computed, then mirrored).
+/// `a` is `k × N`, `dst` is `k × k`; costs `k²N` multiply-adds.
+pub fn gram<T: Real>(mut dst: MatMut<'_, T>, a: MatRef<'_, T>, par: Par) {
+    faer::linalg::matmul::triangular::matmul(
+        dst.as_mut(),
+        BlockStructure::TriangularLower,
+        Accum::Replace,
+        a,
+        BlockStructure::Rectangular,
+        a.transpose(),
+        BlockStructure::Rectangular,
+        T::one(),
+        par,
+    );
+    after_gemm(par);
+    let k = dst.nrows();
+    for j in 0..k {
+        for i in 0..j {
+            let v = dst[(j, i)];
+            dst[(i, j)] = v;
+        }
+    }
+}
+
+/// `Σ_ij a_ij b_ij`, accumulated in f64 (column by column, so the result does not depend on
+/// the thread count).
+pub fn inner<T: Real>(a: MatRef<'_, T>, b: MatRef<'_, T>) -> f64 {
+    debug_assert_eq!(a.shape(), b.shape());
+    let mut s = 0.0f64;
+    for j in 0..a.ncols() {
+        let (ca, cb) = (a.col(j), b.col(j));
+        let mut sj = 0.0f64;
+        for i in 0..a.nrows() {
+            sj += ca[i].to_f64() * cb[i].to_f64();
+        }
+        s += sj;
+    }
+    s
+}
+
+/// `‖a‖²_F` accumulated in f64.
+pub fn frob_sq<T: Real>(a: MatRef<'_, T>) -> f64 {
+    inner(a, a)
+}
+
+/// Eigen-decomposition of a symmetric matrix, eigenvalues in **decreasing** order with their
+/// eigenvectors as columns. Runs sequentially: it is only used on small (≤ a few thousand)
+/// matrices, and a fixed order keeps results identical for every thread count.
+pub fn sym_eigen_desc<T: Real>(a: MatRef<'_, T>) -> Result<(Vec<T>, Mat<T>)> {
+    let n = a.nrows();
+    let mut u = Mat::<T>::zeros(n, n);
+    let mut s = faer::diag::Diag::<T>::zeros(n);
+    let par = Par::Seq;
+    let req = faer::linalg::evd::self_adjoint_evd_scratch::<T>(
+        n,
+        faer::linalg::evd::ComputeEigenvectors::Yes,
+        par,
+        Default::default(),
+    );
+    let mut buf = MemBuffer::new(req);
+    faer::linalg::evd::self_adjoint_evd(
+        a,
+        s.as_mut(),
+        Some(u.as_mut()),
+        par,
+        MemStack::new(&mut buf),
+        Default::default(),
+    )
+    .map_err(|e| Error::Numerical {
+        what: "symmetric eigendecomposition".into(),
+        reason: format!("{e:?}; check the data for huge or non-finite values"),
+    })?;
+    // faer returns increasing order.
+    let vals: Vec<T> = (0..n).rev().map(|i| s[i]).collect();
+    let vecs = Mat::<T>::from_fn(n, n, |i, j| u[(i, n - 1 - j)]);
+    Ok((vals, vecs))
+}
+
+/// A truncated SVD `X ≈ U diag(s) Vᵀ` with `k` terms, singular values decreasing.
+#[derive(Clone, Debug)]
+pub struct TruncatedSvd<T: Real> {
+    /// `m × k`, orthonormal columns.
+    pub u: Mat<T>,
+    /// `k` singular values, decreasing.
+    pub s: Vec<T>,
+    /// `n × k`, orthonormal columns.
+    pub v: Mat<T>,
+}
+
+/// Leading `k` singular triplets of `x` (`m × n`).
+///
+/// When the smaller side is at most 2048 the Gram matrix of that side is formed and
+/// eigen-decomposed (exact up to rounding; two GEMMs); otherwise a randomized range finder
+/// (Halko, Martinsson & Tropp 2011) with `k + 10` columns and 4 power iterations, re-
+/// orthonormalized by QR, as scikit-learn's `randomized_svd`. Singular vectors of (numerically)
+/// zero singular values are returned as zero columns on the side that cannot be recovered.
+pub fn truncated_svd<T: Real>(x: MatRef<'_, T>, k: usize, rng: &mut Rng, par: Par) -> Result<TruncatedSvd<T>> {
+    let (m, n) = (x.nrows(), x.ncols());
+    let k = k.min(m).min(n);
+    if m.min(n) <= 2048 {
+        // Work on the smaller side: if m ≤ n, X Xᵀ = U Σ² Uᵀ, V = Xᵀ U Σ⁻¹; else the transpose.
+        let (xs, transposed) = if m <= n { (x, false) } else { (x.transpose(), true) };
+        let p = xs.nrows();
+        let mut g = Mat::<T>::zeros(p, p);
+        gram(g.as_mut(), xs, par);
+        let (vals, vecs) = sym_eigen_desc(g.as_ref())?;
+        let u = vecs.subcols(0, k).to_owned();
+        let s: Vec<T> = vals[..k].iter().map(|&l| l.max(T::zero()).sqrt()).collect();
+        let mut v = Mat::<T>::zeros(xs.ncols(), k);
+        matmul(v.as_mut(), Accum::Replace, xs.transpose(), u.as_ref(), T::one(), par);
+        let tiny = s.first().copied().unwrap_or(T::zero()) * T::EPSILON * T::from_usize(p.max(1));
+        for j in 0..k {
+            let inv = if s[j] > tiny { s[j].recip() } else { T::zero() };
+            for x in v.col_as_slice_mut(j) {
+                *x = *x * inv;
+            }
+        }
+        Ok(if transposed {
+            TruncatedSvd { u: v, s, v: u }
+        } else {
+            TruncatedSvd { u, s, v }
+        })
+    } else {
+        let l = (k + 10).min(m).min(n);
+        let omega = Mat::<T>::from_fn(n, l, |_, _| T::from_f64(rng.normal()));
+        let mut y = Mat::<T>::zeros(m, l);
+        matmul(y.as_mut(), Accum::Replace, x, omega.as_ref(), T::one(), par);
+        let mut q = y.qr().compute_thin_Q();
+        let mut z = Mat::<T>::zeros(n, l);
+        for _ in 0..4 {
+            matmul(z.as_mut(), Accum::Replace, x.transpose(), q.as_ref(), T::one(), par);
+            let qz = z.qr().compute_thin_Q();
+            matmul(y.as_mut(), Accum::Replace, x, qz.as_ref(), T::one(), par);
+            q = y.qr().compute_thin_Q();
+        }
+        // B = Qᵀ X (l × n); its SVD through the l × l Gram B Bᵀ.
+        let mut b = Mat::<T>::zeros(l, n);
+        matmul(b.as_mut(), Accum::Replace, q.transpose(), x, T::one(), par);
+        let small = truncated_svd(b.as_ref(), k, rng, par)?;
+        let mut u = Mat::<T>::zeros(m, k);
+        matmul(u.as_mut(), Accum::Replace, q.as_ref(), small.u.as_ref(), T::one(), par);
+        Ok(TruncatedSvd { u, s: small.s, v: small.v })
+    }
+}
+
+/// Small dense kernels for the per-column sweeps, compiled twice: once for the baseline target
+/// and once with AVX2+FMA, picked at run time (our own code is otherwise built for plain
+/// x86-64, so without this the sweeps would run on 128-bit SSE).
+pub mod kernels {
+    use crate::real::Real;
+
+    /// `Σ a_i b_i` with 8 independent accumulators (lets the compiler vectorize).
+    #[inline(always)]
+    pub fn dot_generic<T: Real>(a: &[T], b: &[T]) -> T {
+        let n = a.len().min(b.len());
+        let (a, b) = (&a[..n], &b[..n]);
+        let mut acc = [T::zero(); 8];
+        let chunks = n / 8;
+        for c in 0..chunks {
+            let (aa, bb) = (&a[c * 8..c * 8 + 8], &b[c * 8..c * 8 + 8]);
+            for l in 0..8 {
+                acc[l] = aa[l].mul_add(bb[l], acc[l]);
+            }
+        }
+        let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        for i in chunks * 8..n {
+            s = a[i].mul_add(b[i], s);
+        }
+        s
+    }
+
+    /// Runs `f` compiled with AVX2+FMA enabled when the CPU has them.
+    ///
+    /// `mul_add` compiles to a single FMA instruction there and to a (slow, but exactly
+    /// rounded) library call elsewhere, so results are identical on both paths.
+    #[inline(always)]
+    pub fn dispatch<R>(f: impl FnOnce() -> R) -> R {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the features were detected at run time just above.
+                return unsafe { with_avx2(f) };
+            }
+        }
+        f()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(m: usize, n: usize, seed: u64) -> Mat<f64> {
+        let mut r = Rng::new(seed);
+        Mat::from_fn(m, n, |_, _| r.uniform())
+    }
+
+    fn check_svd(x: MatRef<'_, f64>, k: usize) {
+        let svd = truncated_svd(x, k, &mut Rng::new(1), Par::Seq).unwrap();
+        // Orthonormal columns and X v_j = s_j u_j.
+        for j in 0..k {
+            let xv = x * svd.v.col(j);
+            for i in 0..x.nrows() {
+                assert!((xv[i] - svd.s[j] * svd.u[(i, j)]).abs() < 1e-8 * svd.s[0], "triplet {j}");
+            }
+            assert!((svd.u.col(j).norm_l2() - 1.0).abs() < 1e-8);
+            assert!((svd.v.col(j).norm_l2() - 1.0).abs() < 1e-8);
+        }
+        assert!(svd.s.windows(2).all(|w| w[0] >= w[1]));
+    }
+
+    #[test]
+    fn truncated_svd_gram_path_both_orientations() {
+        check_svd(random(30, 50, 0).as_ref(), 5);
+        check_svd(random(50, 30, 1).as_ref(), 5);
+    }
+
+    #[test]
+    fn truncated_svd_randomized_path_on_low_rank() {
+        // rank-6 3000 × 2100 matrix: randomized path, exact on the leading 6 triplets.
+        let a = random(3000, 6, 2);
+        let b = random(6, 2100, 3);
+        let x = &a * &b;
+        check_svd(x.as_ref(), 6);
+    }
+
+    #[test]
+    fn gram_matches_matmul() {
+        let a = random(7, 40, 4);
+        let mut g = Mat::zeros(7, 7);
+        gram(g.as_mut(), a.as_ref(), Par::Seq);
+        let full = &a * a.transpose();
+        assert!((&g - &full).norm_max() < 1e-12);
+    }
+
+    #[test]
+    fn dot_kernel_matches_naive() {
+        let a: Vec<f64> = (0..37).map(|i| i as f64 * 0.5).collect();
+        let b: Vec<f64> = (0..37).map(|i| 1.0 - i as f64 * 0.1).collect();
+        let naive: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        let fast = kernels::dispatch(|| kernels::dot_generic(&a, &b));
+        assert!((naive - fast).abs() < 1e-10);
+    }
+}

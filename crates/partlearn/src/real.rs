@@ -1,0 +1,60 @@
+//! The float types the library computes in.
+//!
+//! Numeric code is written once over [`Real`] and instantiated for `f32` (the default for images)
+//! and `f64` (for tests of the mathematics and for users who need it). Reductions that decide a
+//! stopping rule (objectives, norms) accumulate in `f64` whatever `T` is.
+
+use faer::traits::RealField;
+
+/// A real scalar type partlearn computes in: `f32` or `f64`.
+pub trait Real:
+    RealField
+    + num_traits::Float
+    + Copy
+    + Default
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + std::fmt::Display
+    + std::iter::Sum
+    + 'static
+{
+    /// Name used in files and messages ("f32" / "f64").
+    const NAME: &'static str;
+    /// Machine epsilon of the type.
+    const EPSILON: Self;
+    /// Lossy conversion from `f64`.
+    fn from_f64(x: f64) -> Self;
+    /// Lossless (f32) or identity (f64) conversion to `f64`.
+    fn to_f64(self) -> f64;
+    /// Conversion from a count or index.
+    fn from_usize(x: usize) -> Self {
+        Self::from_f64(x as f64)
+    }
+}
+
+impl Real for f32 {
+    const NAME: &'static str = "f32";
+    const EPSILON: Self = f32::EPSILON;
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Real for f64 {
+    const NAME: &'static str = "f64";
+    const EPSILON: Self = f64::EPSILON;
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+}
