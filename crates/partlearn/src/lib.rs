@@ -20,6 +20,8 @@ pub mod error;
 pub mod figures;
 pub mod io;
 pub mod linalg;
+pub mod nmf;
+pub mod observe;
 pub mod npy;
 pub mod real;
 pub mod rng;

@@ -173,7 +173,12 @@ pub struct TruncatedSvd<T: Real> {
 /// (Halko, Martinsson & Tropp 2011) with `k + 10` columns and 4 power iterations, re-
 /// orthonormalized by QR, as scikit-learn's `randomized_svd`. Singular vectors of (numerically)
 /// zero singular values are returned as zero columns on the side that cannot be recovered.
-pub fn truncated_svd<T: Real>(x: MatRef<'_, T>, k: usize, rng: &mut Rng, par: Par) -> Result<TruncatedSvd<T>> {
+pub fn truncated_svd<T: Real>(
+    x: MatRef<'_, T>,
+    k: usize,
+    rng: &mut Rng,
+    par: Par,
+) -> Result<TruncatedSvd<T>> {
     let (m, n) = (x.nrows(), x.ncols());
     let k = k.min(m).min(n);
     if m.min(n) <= 2048 {
@@ -186,7 +191,14 @@ pub fn truncated_svd<T: Real>(x: MatRef<'_, T>, k: usize, rng: &mut Rng, par: Pa
         let u = vecs.subcols(0, k).to_owned();
         let s: Vec<T> = vals[..k].iter().map(|&l| l.max(T::zero()).sqrt()).collect();
         let mut v = Mat::<T>::zeros(xs.ncols(), k);
-        matmul(v.as_mut(), Accum::Replace, xs.transpose(), u.as_ref(), T::one(), par);
+        matmul(
+            v.as_mut(),
+            Accum::Replace,
+            xs.transpose(),
+            u.as_ref(),
+            T::one(),
+            par,
+        );
         let tiny = s.first().copied().unwrap_or(T::zero()) * T::EPSILON * T::from_usize(p.max(1));
         for j in 0..k {
             let inv = if s[j] > tiny { s[j].recip() } else { T::zero() };
@@ -207,7 +219,14 @@ pub fn truncated_svd<T: Real>(x: MatRef<'_, T>, k: usize, rng: &mut Rng, par: Pa
         let mut q = y.qr().compute_thin_Q();
         let mut z = Mat::<T>::zeros(n, l);
         for _ in 0..4 {
-            matmul(z.as_mut(), Accum::Replace, x.transpose(), q.as_ref(), T::one(), par);
+            matmul(
+                z.as_mut(),
+                Accum::Replace,
+                x.transpose(),
+                q.as_ref(),
+                T::one(),
+                par,
+            );
             let qz = z.qr().compute_thin_Q();
             matmul(y.as_mut(), Accum::Replace, x, qz.as_ref(), T::one(), par);
             q = y.qr().compute_thin_Q();
@@ -217,8 +236,19 @@ pub fn truncated_svd<T: Real>(x: MatRef<'_, T>, k: usize, rng: &mut Rng, par: Pa
         matmul(b.as_mut(), Accum::Replace, q.transpose(), x, T::one(), par);
         let small = truncated_svd(b.as_ref(), k, rng, par)?;
         let mut u = Mat::<T>::zeros(m, k);
-        matmul(u.as_mut(), Accum::Replace, q.as_ref(), small.u.as_ref(), T::one(), par);
-        Ok(TruncatedSvd { u, s: small.s, v: small.v })
+        matmul(
+            u.as_mut(),
+            Accum::Replace,
+            q.as_ref(),
+            small.u.as_ref(),
+            T::one(),
+            par,
+        );
+        Ok(TruncatedSvd {
+            u,
+            s: small.s,
+            v: small.v,
+        })
     }
 }
 
@@ -284,7 +314,10 @@ mod tests {
         for j in 0..k {
             let xv = x * svd.v.col(j);
             for i in 0..x.nrows() {
-                assert!((xv[i] - svd.s[j] * svd.u[(i, j)]).abs() < 1e-8 * svd.s[0], "triplet {j}");
+                assert!(
+                    (xv[i] - svd.s[j] * svd.u[(i, j)]).abs() < 1e-8 * svd.s[0],
+                    "triplet {j}"
+                );
             }
             assert!((svd.u.col(j).norm_l2() - 1.0).abs() < 1e-8);
             assert!((svd.v.col(j).norm_l2() - 1.0).abs() < 1e-8);
@@ -323,5 +356,35 @@ mod tests {
         let naive: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
         let fast = kernels::dispatch(|| kernels::dot_generic(&a, &b));
         assert!((naive - fast).abs() < 1e-10);
+    }
+}
+
+#[cfg(test)]
+mod determinism_tests {
+    use super::*;
+
+    /// Same seed → same bits with 1 and 2 threads relies on faer's parallel GEMM splitting only
+    /// the output, never the reduction: checked here at the two NMF shapes (wide output and
+    /// long reduction).
+    #[test]
+    fn parallel_gemm_is_bitwise_sequential() {
+        let mut r = Rng::new(7);
+        let a = Mat::<f32>::from_fn(100, 784, |_, _| r.uniform() as f32);
+        let x = Mat::<f32>::from_fn(784, 6000, |_, _| r.uniform() as f32);
+        let h = Mat::<f32>::from_fn(100, 6000, |_, _| r.uniform() as f32);
+        let run = |p: Par| {
+            let mut wide = Mat::<f32>::zeros(100, 6000);
+            matmul(wide.as_mut(), Accum::Replace, a.as_ref(), x.as_ref(), 1.0, p);
+            let mut long = Mat::<f32>::zeros(100, 784);
+            matmul(long.as_mut(), Accum::Replace, h.as_ref(), x.transpose(), 1.0, p);
+            let mut g = Mat::<f32>::zeros(100, 100);
+            gram(g.as_mut(), h.as_ref(), p);
+            (wide, long, g)
+        };
+        let s = run(Par::Seq);
+        let p = with_threads(2, || run(par(2))).unwrap();
+        assert!(s.0 == p.0, "wide GEMM differs");
+        assert!(s.1 == p.1, "long-reduction GEMM differs");
+        assert!(s.2 == p.2, "Gram differs");
     }
 }

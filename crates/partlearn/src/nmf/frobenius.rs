@@ -1,0 +1,239 @@
+//! Frobenius-loss solvers that work on Gram matrices and cross terms: HALS with accelerated inner
+//! repetitions (METHODS.md §1.4) and multiplicative updates (§1.2), both with the L1/L2 penalties
+//! of §1.5.
+//!
+//! Per iteration: codes with `Q = WᵀW`, `P = WᵀX`; atoms with `T = HHᵀ`, `R = HXᵀ`. The objective
+//! then costs no pass over `X`: `‖X − WH‖² = ‖X‖² − 2⟨Wᵀ, R⟩ + ⟨WᵀW, T⟩`, and the new `WᵀW` is
+//! the next iteration's `Q`.
+
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+use super::cd::{self, SweepRule};
+use super::fit_loop::{Eval, Iterate};
+use super::init::Factors;
+use super::options::Penalty;
+use crate::linalg;
+use crate::real::Real;
+
+/// The factor update used inside [`GramSolver`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rule {
+    /// HALS: coordinate-descent sweeps, at most `inner_codes` / `inner_atoms` per factor, stopped
+    /// early by the `delta` rule of Gillis & Glineur.
+    Hals {
+        inner_codes: usize,
+        inner_atoms: usize,
+        delta: f64,
+    },
+    /// Lee–Seung multiplicative updates with the floor `ε` of METHODS.md §1.2.
+    Mu,
+}
+
+/// Lower bound of MU iterates (METHODS.md §1.2: keeps them strictly positive).
+pub const MU_FLOOR: f64 = 1e-16;
+
+/// Workspaces and settings of a Frobenius fit; allocated once.
+pub struct GramSolver<'a, T: Real> {
+    x: MatRef<'a, T>,
+    x_sq: f64,
+    rule: Rule,
+    codes_pen: Penalty,
+    atoms_pen: Penalty,
+    par: Par,
+    q: Mat<T>,
+    p: Mat<T>,
+    t: Mat<T>,
+    r: Mat<T>,
+    /// MU only: `G·F` for the codes and the atoms.
+    gh: Mat<T>,
+    gw: Mat<T>,
+    /// Column sweeps done (for the benchmark's flop count).
+    pub column_sweeps: u64,
+}
+
+impl<'a, T: Real> GramSolver<'a, T> {
+    /// `x` is `m × n` (samples as columns), `k` the rank.
+    pub fn new(
+        x: MatRef<'a, T>,
+        k: usize,
+        rule: Rule,
+        codes_pen: Penalty,
+        atoms_pen: Penalty,
+        par: Par,
+    ) -> Self {
+        let (m, n) = (x.nrows(), x.ncols());
+        let mu = rule == Rule::Mu;
+        GramSolver {
+            x,
+            x_sq: linalg::frob_sq(x),
+            rule,
+            codes_pen,
+            atoms_pen,
+            par,
+            q: Mat::zeros(k, k),
+            p: Mat::zeros(k, n),
+            t: Mat::zeros(k, k),
+            r: Mat::zeros(k, m),
+            gh: if mu { Mat::zeros(k, n) } else { Mat::zeros(0, 0) },
+            gw: if mu { Mat::zeros(k, m) } else { Mat::zeros(0, 0) },
+            column_sweeps: 0,
+        }
+    }
+
+    fn parallel(&self) -> bool {
+        !matches!(self.par, Par::Seq)
+    }
+
+    /// Evaluation with `T`, `R` from the current codes and `Q` from the current atoms.
+    fn eval(&self, f: &Factors<T>) -> Eval {
+        let sq_error = (self.x_sq - 2.0 * linalg::inner(f.wt.as_ref(), self.r.as_ref())
+            + linalg::inner(self.q.as_ref(), self.t.as_ref()))
+        .max(0.0);
+        let mut objective = 0.5 * sq_error;
+        if !self.codes_pen.is_zero() {
+            let (s, s2) = sums(f.h.as_ref());
+            objective += self.codes_pen.value(s, s2);
+        }
+        if !self.atoms_pen.is_zero() {
+            let (s, s2) = sums(f.wt.as_ref());
+            objective += self.atoms_pen.value(s, s2);
+        }
+        Eval { objective, sq_error }
+    }
+
+    fn update(&mut self, codes: bool, f: &mut Factors<T>) {
+        let parallel = self.parallel();
+        let (target, g, c, pen, work) = if codes {
+            (
+                f.h.as_mut(),
+                self.q.as_ref(),
+                self.p.as_ref(),
+                self.codes_pen,
+                &mut self.gh,
+            )
+        } else {
+            (
+                f.wt.as_mut(),
+                self.t.as_ref(),
+                self.r.as_ref(),
+                self.atoms_pen,
+                &mut self.gw,
+            )
+        };
+        match self.rule {
+            Rule::Hals {
+                inner_codes,
+                inner_atoms,
+                delta,
+            } => {
+                let rule = SweepRule {
+                    max_sweeps: if codes { inner_codes } else { inner_atoms },
+                    delta,
+                    tol: 0.0,
+                    floor: 0.0,
+                };
+                let s = cd::sweep(target, g, c, pen.l1, pen.l2, rule, parallel);
+                self.column_sweeps += s.column_sweeps;
+            }
+            Rule::Mu => {
+                linalg::matmul(
+                    work.as_mut(),
+                    Accum::Replace,
+                    g,
+                    target.as_ref(),
+                    T::one(),
+                    self.par,
+                );
+                mu_frobenius_step(target, c, work.as_ref(), pen, parallel);
+            }
+        }
+    }
+}
+
+impl<T: Real> Iterate<T> for GramSolver<'_, T> {
+    fn initial(&mut self, f: &mut Factors<T>) -> Eval {
+        linalg::gram(self.q.as_mut(), f.wt.as_ref(), self.par);
+        linalg::gram(self.t.as_mut(), f.h.as_ref(), self.par);
+        linalg::matmul(
+            self.r.as_mut(),
+            Accum::Replace,
+            f.h.as_ref(),
+            self.x.transpose(),
+            T::one(),
+            self.par,
+        );
+        self.eval(f)
+    }
+
+    fn iterate(&mut self, f: &mut Factors<T>) -> Eval {
+        // Codes: Q = WᵀW is current (from `initial` or the previous iteration).
+        linalg::matmul(
+            self.p.as_mut(),
+            Accum::Replace,
+            f.wt.as_ref(),
+            self.x,
+            T::one(),
+            self.par,
+        );
+        self.update(true, f);
+        // Atoms.
+        linalg::gram(self.t.as_mut(), f.h.as_ref(), self.par);
+        linalg::matmul(
+            self.r.as_mut(),
+            Accum::Replace,
+            f.h.as_ref(),
+            self.x.transpose(),
+            T::one(),
+            self.par,
+        );
+        self.update(false, f);
+        linalg::gram(self.q.as_mut(), f.wt.as_ref(), self.par);
+        self.eval(f)
+    }
+}
+
+/// `(Σ f, Σ f²)` in f64, column by column (thread-independent).
+pub fn sums<T: Real>(f: MatRef<'_, T>) -> (f64, f64) {
+    let (mut s, mut s2) = (0.0, 0.0);
+    for j in 0..f.ncols() {
+        for i in 0..f.nrows() {
+            let v = f[(i, j)].to_f64();
+            s += v;
+            s2 += v * v;
+        }
+    }
+    (s, s2)
+}
+
+/// `F ← max(ε, F ⊙ C ⊘ (G F + l1 + l2·F))` (METHODS.md §1.2 with §1.5's penalties); `gf` = `G F`.
+fn mu_frobenius_step<T: Real>(
+    mut f: MatMut<'_, T>,
+    c: MatRef<'_, T>,
+    gf: MatRef<'_, T>,
+    pen: Penalty,
+    parallel: bool,
+) {
+    let (l1, l2) = (T::from_f64(pen.l1), T::from_f64(pen.l2));
+    let floor = T::from_f64(MU_FLOOR);
+    let tiny = T::min_positive_value();
+    let step = |j0: usize, mut fc: MatMut<'_, T>| {
+        for jj in 0..fc.ncols() {
+            let j = j0 + jj;
+            for i in 0..fc.nrows() {
+                let old = fc[(i, jj)];
+                let den = gf[(i, j)] + l1 + l2 * old;
+                let new = old * c[(i, j)] / den.max(tiny);
+                fc[(i, jj)] = new.max(floor);
+            }
+        }
+    };
+    const CHUNK: usize = 256;
+    if parallel {
+        f.par_col_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(t, fc)| step(t * CHUNK, fc));
+    } else {
+        step(0, f.as_mut());
+    }
+}

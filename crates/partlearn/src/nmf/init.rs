@@ -1,0 +1,297 @@
+//! Initializations of the factors (METHODS.md §1.1): random (scaled), NNDSVD and its a/ar
+//! variants, custom. Factors are returned in the solvers' layout: atoms `Wt` (`k × m`) and codes
+//! `H` (`k × n`), samples as columns.
+
+use faer::{Mat, MatRef, Par};
+
+use super::options::{InitMethod, ValidNmfOptions};
+use crate::error::{Error, Result};
+use crate::linalg;
+use crate::real::Real;
+use crate::rng::Rng;
+
+/// The two factors in the solvers' layout.
+#[derive(Clone, Debug)]
+pub struct Factors<T: Real> {
+    /// Atoms as rows: `k × n_features`.
+    pub wt: Mat<T>,
+    /// Codes as columns: `k × n_samples`.
+    pub h: Mat<T>,
+}
+
+/// User-given starting factors (`--init custom`), in the public convention.
+#[derive(Clone, Debug)]
+pub struct CustomInit<T: Real> {
+    /// `k × n_features`, one atom per row.
+    pub atoms: Mat<T>,
+    /// `n_samples × k`; when absent the codes start at the constant `sqrt(mean(X)/k)`
+    /// (scikit-learn's MU transform start), which the first code update replaces.
+    pub codes: Option<Mat<T>>,
+}
+
+/// Entries of NNDSVD factors below this are set to zero (scikit-learn's `eps`).
+const NNDSVD_EPS: f64 = 1e-6;
+
+/// Mean of all entries of `x`, accumulated in f64.
+pub fn mean<T: Real>(x: MatRef<'_, T>) -> f64 {
+    let mut s = 0.0;
+    for j in 0..x.ncols() {
+        for i in 0..x.nrows() {
+            s += x[(i, j)].to_f64();
+        }
+    }
+    s / (x.nrows() * x.ncols()).max(1) as f64
+}
+
+/// Builds the starting factors for `x` (`m × n`, samples as columns).
+pub fn initialize<T: Real>(
+    x: MatRef<'_, T>,
+    v: &ValidNmfOptions,
+    custom: Option<&CustomInit<T>>,
+    rng: &mut Rng,
+    par: Par,
+) -> Result<Factors<T>> {
+    let (m, n, k) = (x.nrows(), x.ncols(), v.opts.k);
+    let avg = mean(x);
+    match v.init {
+        InitMethod::Random | InitMethod::Auto => {
+            let scale = (avg / k as f64).sqrt();
+            // Codes first, then atoms (fixed order: part of the seed contract).
+            let h = Mat::from_fn(k, n, |_, _| T::from_f64(scale * rng.normal().abs()));
+            let wt = Mat::from_fn(k, m, |_, _| T::from_f64(scale * rng.normal().abs()));
+            Ok(Factors { wt, h })
+        }
+        InitMethod::Nndsvd | InitMethod::Nndsvda | InitMethod::Nndsvdar => {
+            let mut f = nndsvd(x, k, rng, par)?;
+            let fill = |val: &mut T, rng: &mut Rng| {
+                if *val == T::zero() {
+                    *val = match v.init {
+                        InitMethod::Nndsvda => T::from_f64(avg),
+                        InitMethod::Nndsvdar => T::from_f64(avg * rng.normal().abs() / 100.0),
+                        _ => T::zero(),
+                    };
+                }
+            };
+            for mat in [&mut f.wt, &mut f.h] {
+                for j in 0..mat.ncols() {
+                    for val in mat.col_as_slice_mut(j) {
+                        fill(val, rng);
+                    }
+                }
+            }
+            Ok(f)
+        }
+        InitMethod::Custom => {
+            let c = custom.ok_or_else(|| {
+                Error::invalid(
+                    "init",
+                    "custom",
+                    "give the starting atoms with --init-atoms FILE.npy (k × n_features)",
+                )
+            })?;
+            check_factor(c.atoms.as_ref(), (k, m), "custom init atoms", "k × n_features")?;
+            let wt = c.atoms.clone();
+            let h = match &c.codes {
+                Some(codes) => {
+                    check_factor(codes.as_ref(), (n, k), "custom init codes", "n_samples × k")?;
+                    codes.transpose().to_owned()
+                }
+                None => {
+                    let v0 = T::from_f64((avg / k as f64).sqrt());
+                    Mat::from_fn(k, n, |_, _| v0)
+                }
+            };
+            Ok(Factors { wt, h })
+        }
+    }
+}
+
+fn check_factor<T: Real>(f: MatRef<'_, T>, shape: (usize, usize), what: &str, layout: &str) -> Result<()> {
+    if f.shape() != shape {
+        return Err(Error::ShapeMismatch {
+            what: what.into(),
+            expected: format!("{} × {} ({layout})", shape.0, shape.1),
+            found: format!("{} × {}", f.nrows(), f.ncols()),
+            hint: format!("save it as a {layout} array for this data and k"),
+        });
+    }
+    for j in 0..f.ncols() {
+        for i in 0..f.nrows() {
+            let val = f[(i, j)];
+            if !val.is_finite() || val < T::zero() {
+                return Err(Error::invalid(
+                    "init",
+                    "custom",
+                    format!(
+                        "{what} entry ({i}, {j}) is {}; starting factors must be finite and ≥ 0",
+                        val.to_f64()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// NNDSVD (Boutsidis & Gallopoulos 2008), METHODS.md §1.1 steps 1–4: a truncated SVD, then for
+/// each pair the dominant of the positive or negative parts. Ties take the positive part;
+/// a pair whose parts both vanish is left at zero (the a/ar variants fill it).
+pub fn nndsvd<T: Real>(x: MatRef<'_, T>, k: usize, rng: &mut Rng, par: Par) -> Result<Factors<T>> {
+    let (m, n) = (x.nrows(), x.ncols());
+    let svd = linalg::truncated_svd(x, k, rng, par)?;
+    let mut wt = Mat::<T>::zeros(k, m);
+    let mut h = Mat::<T>::zeros(k, n);
+    for j in 0..svd.s.len().min(k) {
+        let s = svd.s[j].to_f64();
+        let u: Vec<f64> = (0..m).map(|i| svd.u[(i, j)].to_f64()).collect();
+        let vv: Vec<f64> = (0..n).map(|i| svd.v[(i, j)].to_f64()).collect();
+        let (uu, vsel, scale) = if j == 0 {
+            (
+                u.iter().map(|a| a.abs()).collect::<Vec<f64>>(),
+                vv.iter().map(|a| a.abs()).collect::<Vec<f64>>(),
+                s.sqrt(),
+            )
+        } else {
+            let pos = |a: &[f64]| a.iter().map(|&t| t.max(0.0)).collect::<Vec<_>>();
+            let neg = |a: &[f64]| a.iter().map(|&t| (-t).max(0.0)).collect::<Vec<_>>();
+            let norm = |a: &[f64]| a.iter().map(|t| t * t).sum::<f64>().sqrt();
+            let (up, un, vp, vn) = (pos(&u), neg(&u), pos(&vv), neg(&vv));
+            let (nup, nun, nvp, nvn) = (norm(&up), norm(&un), norm(&vp), norm(&vn));
+            let (mp, mn) = (nup * nvp, nun * nvn);
+            let (a, b, na, nb, mm) = if mp >= mn {
+                (up, vp, nup, nvp, mp)
+            } else {
+                (un, vn, nun, nvn, mn)
+            };
+            if mm <= 0.0 {
+                continue;
+            }
+            let sc = (s * mm).sqrt();
+            (
+                a.iter().map(|t| t / na).collect(),
+                b.iter().map(|t| t / nb).collect(),
+                sc,
+            )
+        };
+        for i in 0..m {
+            let val = scale * uu[i];
+            wt[(j, i)] = T::from_f64(if val < NNDSVD_EPS { 0.0 } else { val });
+        }
+        for i in 0..n {
+            let val = scale * vsel[i];
+            h[(j, i)] = T::from_f64(if val < NNDSVD_EPS { 0.0 } else { val });
+        }
+    }
+    Ok(Factors { wt, h })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nmf::options::NmfOptions;
+
+    fn data(m: usize, n: usize, seed: u64) -> Mat<f64> {
+        let mut r = Rng::new(seed);
+        Mat::from_fn(m, n, |_, _| r.uniform())
+    }
+
+    #[test]
+    fn nndsvd_is_nonnegative_and_exact_for_rank_one() {
+        // Rank-one non-negative X = a bᵀ: NNDSVD with k = 1 reproduces it.
+        let mut r = Rng::new(1);
+        let a: Vec<f64> = (0..12).map(|_| r.uniform() + 0.1).collect();
+        let b: Vec<f64> = (0..9).map(|_| r.uniform() + 0.1).collect();
+        let x = Mat::<f64>::from_fn(12, 9, |i, j| a[i] * b[j]);
+        let f = nndsvd(x.as_ref(), 1, &mut Rng::new(0), Par::Seq).unwrap();
+        let rec = f.wt.transpose() * &f.h;
+        assert!((&rec - &x).norm_max() < 1e-10);
+        let x = data(30, 20, 2);
+        let f = nndsvd(x.as_ref(), 6, &mut Rng::new(0), Par::Seq).unwrap();
+        assert!(f
+            .wt
+            .col_iter()
+            .chain(f.h.col_iter())
+            .all(|c| c.iter().all(|&v| v >= 0.0)));
+    }
+
+    #[test]
+    fn variants_fill_zeros() {
+        let x = data(30, 20, 3);
+        for (init, zero_ok) in [
+            (InitMethod::Nndsvd, true),
+            (InitMethod::Nndsvda, false),
+            (InitMethod::Nndsvdar, false),
+        ] {
+            let v = NmfOptions {
+                k: 6,
+                init,
+                ..Default::default()
+            }
+            .validate(20, 30)
+            .unwrap();
+            let f = initialize(x.as_ref(), &v, None, &mut Rng::new(0), Par::Seq).unwrap();
+            let zeros =
+                f.wt.col_iter()
+                    .chain(f.h.col_iter())
+                    .flat_map(|c| c.iter().copied().collect::<Vec<_>>())
+                    .filter(|&v| v == 0.0)
+                    .count();
+            if zero_ok {
+                assert!(zeros > 0, "plain NNDSVD of random data has zeros");
+            } else {
+                assert_eq!(zeros, 0, "{init:?} leaves no zeros");
+            }
+        }
+    }
+
+    #[test]
+    fn random_init_is_seeded_and_scaled() {
+        let x = data(30, 20, 4);
+        let v = NmfOptions {
+            k: 5,
+            init: InitMethod::Random,
+            ..Default::default()
+        }
+        .validate(20, 30)
+        .unwrap();
+        let a = initialize(x.as_ref(), &v, None, &mut Rng::new(9), Par::Seq).unwrap();
+        let b = initialize(x.as_ref(), &v, None, &mut Rng::new(9), Par::Seq).unwrap();
+        assert!(a.wt == b.wt && a.h == b.h);
+        // E|N(0,1)| = sqrt(2/π): mean of entries ≈ sqrt(mean(X)/k)·0.798.
+        let expect = (mean(x.as_ref()) / 5.0).sqrt() * (2.0 / std::f64::consts::PI).sqrt();
+        let got = mean(a.h.as_ref());
+        assert!((got - expect).abs() < 0.1 * expect, "{got} vs {expect}");
+    }
+
+    #[test]
+    fn custom_init_is_checked() {
+        let x = data(30, 20, 5);
+        let v = NmfOptions {
+            k: 3,
+            init: InitMethod::Custom,
+            ..Default::default()
+        }
+        .validate(20, 30)
+        .unwrap();
+        assert!(initialize(x.as_ref(), &v, None, &mut Rng::new(0), Par::Seq).is_err());
+        let bad = CustomInit {
+            atoms: Mat::<f64>::zeros(3, 29),
+            codes: None,
+        };
+        let e = initialize(x.as_ref(), &v, Some(&bad), &mut Rng::new(0), Par::Seq)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("3 × 30"), "{e}");
+        let neg = CustomInit {
+            atoms: Mat::<f64>::from_fn(3, 30, |i, _| i as f64 - 1.0),
+            codes: None,
+        };
+        assert!(initialize(x.as_ref(), &v, Some(&neg), &mut Rng::new(0), Par::Seq).is_err());
+        let ok = CustomInit {
+            atoms: Mat::<f64>::ones(3, 30),
+            codes: Some(Mat::ones(20, 3)),
+        };
+        let f = initialize(x.as_ref(), &v, Some(&ok), &mut Rng::new(0), Par::Seq).unwrap();
+        assert_eq!(f.h.shape(), (3, 20));
+    }
+}

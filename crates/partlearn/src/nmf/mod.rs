@@ -1,0 +1,196 @@
+//! Non-negative matrix factorization (METHODS.md §1): `X ≈ codes · atoms` with both factors ≥ 0.
+//!
+//! Flow: [`NmfOptions`] are validated against the data into [`options::ValidNmfOptions`];
+//! [`init`] builds the starting factors (random, NNDSVD/a/ar, custom); one solver —
+//! [`frobenius::GramSolver`] (HALS or Frobenius MU) or [`beta::BetaMu`] (MU for any β) — runs
+//! inside the shared [`fit_loop`], which reports every iteration to an
+//! [`Observer`](crate::observe::Observer) and applies the stopping rules; finally the codes are
+//! recomputed for the final atoms with the model's own `encode`, so that [`NmfFit::codes`] equals
+//! what [`NmfModel::encode`] gives for the training data.
+//!
+//! Internally samples are columns (METHODS.md's `X ≈ WH`, `X` is `m × n`); atoms are kept as the
+//! rows of `Wᵀ` (`k × m`) so that both factor updates have the same "`k × N` factor, `k × k`
+//! Gram, `k × N` cross term" shape and share one kernel ([`cd`]).
+
+pub mod beta;
+pub mod cd;
+pub mod fit_loop;
+pub mod frobenius;
+pub mod init;
+pub mod model;
+pub mod options;
+
+use std::time::Instant;
+
+use faer::{Mat, MatRef};
+use serde::{Deserialize, Serialize};
+
+pub use init::CustomInit;
+pub use model::{EncodeSpec, NmfModel};
+pub use options::{EncodeOptions, InitMethod, NmfOptions, Penalty, Solver};
+
+use crate::data::Dataset;
+use crate::error::Result;
+use crate::linalg;
+use crate::observe::{IterRecord, Observer, StopReason};
+use crate::real::Real;
+use crate::rng::Rng;
+
+/// The result of [`fit`]: the model, the training codes and what happened.
+#[derive(Clone, Debug)]
+pub struct NmfFit<T: Real> {
+    pub model: NmfModel<T>,
+    /// Codes of the training samples, `k × n` (use [`NmfFit::codes`] for `n × k`).
+    codes_t: Mat<T>,
+    /// Iteration 0 (the initialization) and every iteration after.
+    pub history: Vec<IterRecord>,
+    /// Iterations run (scikit-learn's `n_iter_`).
+    pub n_iter: usize,
+    pub stop_reason: StopReason,
+    /// Warnings for the user (e.g. max_iter reached before convergence).
+    pub warnings: Vec<String>,
+    /// The penalized objective at the returned factors.
+    pub objective: f64,
+    /// `‖X − codes·atoms‖_F` at the returned factors (scikit-learn's `reconstruction_err_` for
+    /// the Frobenius loss).
+    pub reconstruction_err: f64,
+    /// `reconstruction_err / ‖X‖_F`.
+    pub rel_error: f64,
+    /// Wall-clock seconds of the whole fit.
+    pub seconds: f64,
+    /// Work counters (for benchmarks).
+    pub stats: FitStats,
+}
+
+/// Work counters of a fit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FitStats {
+    /// HALS: column sweeps done in the iterations (each costs `2k²` flops).
+    pub column_sweeps: u64,
+}
+
+impl<T: Real> NmfFit<T> {
+    /// Codes of the training samples, `n × k`.
+    pub fn codes(&self) -> MatRef<'_, T> {
+        self.codes_t.transpose()
+    }
+}
+
+/// Fits an NMF of `data` (`n_samples × n_features`, entries ≥ 0).
+///
+/// `custom` is required with `InitMethod::Custom` and ignored otherwise. Every iteration is
+/// reported to `observer`, which may stop the fit (the factors so far are kept and returned).
+pub fn fit<T: Real>(
+    data: &Dataset<T>,
+    opts: &NmfOptions,
+    custom: Option<&CustomInit<T>>,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NmfFit<T>> {
+    data.validate_nonnegative()?;
+    let v = opts.validate(data.n_samples(), data.n_features())?;
+    let x = data.xt();
+    if opts.beta_loss <= 0.0 {
+        model::check_positive(x)?;
+    }
+    let start = Instant::now();
+    linalg::with_threads(opts.threads, || fit_columns(x, &v, custom, observer, start))?
+}
+
+fn fit_columns<T: Real>(
+    x: MatRef<'_, T>,
+    v: &options::ValidNmfOptions,
+    custom: Option<&CustomInit<T>>,
+    observer: &mut (dyn Observer + Send),
+    start: Instant,
+) -> Result<NmfFit<T>> {
+    let o = &v.opts;
+    let par = linalg::par(o.threads);
+    let mut rng = Rng::new(o.seed);
+    let mut factors = init::initialize(x, v, custom, &mut rng, par)?;
+    let x_norm = linalg::frob_sq(x).sqrt();
+    let mut warnings = Vec::new();
+    if o.solver == Solver::Mu && v.init == InitMethod::Nndsvd {
+        warnings.push(
+            "multiplicative updates cannot move the zeros of an NNDSVD start; prefer --init nndsvda or nndsvdar".to_string(),
+        );
+    }
+    let mut stats = FitStats::default();
+    let outcome = if o.beta_loss == 2.0 {
+        let rule = match o.solver {
+            Solver::Hals => frobenius::Rule::Hals {
+                inner_codes: v.inner_max_codes,
+                inner_atoms: v.inner_max_atoms,
+                delta: o.hals_inner_delta,
+            },
+            Solver::Mu => frobenius::Rule::Mu,
+        };
+        let mut s = frobenius::GramSolver::new(x, o.k, rule, v.codes_penalty, v.atoms_penalty, par);
+        let out = fit_loop::run(&mut s, &mut factors, &v.stop, x_norm, start, observer)?;
+        stats.column_sweeps = s.column_sweeps;
+        out
+    } else {
+        let mut s = beta::BetaMu::new(x, o.k, o.beta_loss, v.codes_penalty, v.atoms_penalty, par);
+        fit_loop::run(&mut s, &mut factors, &v.stop, x_norm, start, observer)?
+    };
+    warnings.extend(outcome.warnings);
+    let spec = EncodeSpec {
+        beta_loss: o.beta_loss,
+        codes_penalty: v.codes_penalty,
+        encode: o.encode,
+    };
+    let init::Factors { wt, h } = factors;
+    let model = NmfModel::new(wt, spec)?;
+    // Final codes: the model's own encode, warm-started (fit and transform agree).
+    let codes_t = model.encode_columns(x, Some(h), par);
+    let (objective, sq_error) = evaluate(x, &model, codes_t.as_ref(), v, par);
+    Ok(NmfFit {
+        model,
+        codes_t,
+        history: outcome.history,
+        n_iter: outcome.n_iter,
+        stop_reason: outcome.stop_reason,
+        warnings,
+        objective,
+        reconstruction_err: sq_error.sqrt(),
+        rel_error: if x_norm > 0.0 {
+            sq_error.sqrt() / x_norm
+        } else {
+            0.0
+        },
+        seconds: start.elapsed().as_secs_f64(),
+        stats,
+    })
+}
+
+/// Objective and `‖X − WH‖²` of a model and codes (`k × n`) on `x` (`m × n`).
+fn evaluate<T: Real>(
+    x: MatRef<'_, T>,
+    model: &NmfModel<T>,
+    h: MatRef<'_, T>,
+    v: &options::ValidNmfOptions,
+    par: faer::Par,
+) -> (f64, f64) {
+    use fit_loop::Iterate;
+    let mut f = init::Factors {
+        wt: model.components().to_owned(),
+        h: h.to_owned(),
+    };
+    let e = if model.spec.beta_loss == 2.0 {
+        let rule = frobenius::Rule::Mu;
+        frobenius::GramSolver::new(x, model.k(), rule, v.codes_penalty, v.atoms_penalty, par).initial(&mut f)
+    } else {
+        beta::BetaMu::new(
+            x,
+            model.k(),
+            model.spec.beta_loss,
+            v.codes_penalty,
+            v.atoms_penalty,
+            par,
+        )
+        .initial(&mut f)
+    };
+    (e.objective, e.sq_error)
+}
+
+#[cfg(test)]
+mod tests;

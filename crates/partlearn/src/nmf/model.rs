@@ -1,0 +1,192 @@
+//! A fitted NMF dictionary and how it encodes data (METHODS.md §1.7): Frobenius models solve the
+//! non-negative least-squares problem of each sample by coordinate descent to convergence (with
+//! the codes' penalties of the fit); other β-divergences run MU on the codes with the atoms fixed.
+//! `fit` computes its returned codes with this same routine, so `transform` of the training data
+//! agrees with them (the bug of scikit-learn's #18663 cannot happen).
+
+use faer::{Accum, Mat, MatRef, Par};
+use serde::{Deserialize, Serialize};
+
+use super::beta::BetaMu;
+use super::cd::{self, SweepRule};
+use super::fit_loop::Iterate;
+use super::init::{mean, Factors};
+use super::options::{EncodeOptions, Penalty};
+use crate::data::validate_nonnegative;
+use crate::error::{Error, Result};
+use crate::linalg;
+use crate::real::Real;
+
+/// What a saved NMF model needs besides its atoms to encode data exactly as `fit` did.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EncodeSpec {
+    /// β of the divergence the model was fitted with.
+    pub beta_loss: f64,
+    /// Penalty on the codes (already scaled by n_features).
+    pub codes_penalty: Penalty,
+    /// Solver settings.
+    pub encode: EncodeOptions,
+}
+
+/// An NMF dictionary: `k` atoms of `n_features` each.
+#[derive(Clone, Debug)]
+pub struct NmfModel<T: Real> {
+    /// `k × n_features`, one atom per row (scikit-learn's `components_`).
+    wt: Mat<T>,
+    pub spec: EncodeSpec,
+}
+
+impl<T: Real> NmfModel<T> {
+    /// A model from atoms (`k × n_features`); they must be finite and ≥ 0.
+    pub fn new(atoms: Mat<T>, spec: EncodeSpec) -> Result<Self> {
+        if atoms.nrows() == 0 || atoms.ncols() == 0 {
+            return Err(Error::invalid(
+                "atoms",
+                format!("{} × {}", atoms.nrows(), atoms.ncols()),
+                "a model needs at least one atom of at least one feature",
+            ));
+        }
+        // Atoms as columns of a features × k matrix, validated like data.
+        validate_nonnegative(atoms.transpose())
+            .map_err(|e| Error::invalid("atoms", "model", format!("{e}")))?;
+        Ok(NmfModel { wt: atoms, spec })
+    }
+
+    /// `k × n_features`, one atom per row.
+    pub fn components(&self) -> MatRef<'_, T> {
+        self.wt.as_ref()
+    }
+
+    /// Number of atoms.
+    pub fn k(&self) -> usize {
+        self.wt.nrows()
+    }
+
+    /// Number of features of each atom.
+    pub fn n_features(&self) -> usize {
+        self.wt.ncols()
+    }
+
+    /// Codes (`n × k`) of samples given as rows (`n × n_features`), computed with `threads`
+    /// worker threads (1 = sequential, 0 = all cores).
+    pub fn encode(&self, x: MatRef<'_, T>, threads: usize) -> Result<Mat<T>> {
+        let xt = x.transpose();
+        self.check_data(xt)?;
+        let h = linalg::with_threads(threads, || self.encode_columns(xt, None, linalg::par(threads)))?;
+        Ok(h.transpose().to_owned())
+    }
+
+    /// Reconstruction `codes · atoms` (`n × n_features`) from codes `n × k`.
+    pub fn decode(&self, codes: MatRef<'_, T>) -> Result<Mat<T>> {
+        if codes.ncols() != self.k() {
+            return Err(Error::ShapeMismatch {
+                what: "codes".into(),
+                expected: format!("n × {}", self.k()),
+                found: format!("{} × {}", codes.nrows(), codes.ncols()),
+                hint: "give codes computed by this model".into(),
+            });
+        }
+        let mut out = Mat::<T>::zeros(codes.nrows(), self.n_features());
+        linalg::matmul(
+            out.as_mut(),
+            Accum::Replace,
+            codes,
+            self.wt.as_ref(),
+            T::one(),
+            Par::Seq,
+        );
+        Ok(out)
+    }
+
+    pub(crate) fn check_data(&self, xt: MatRef<'_, T>) -> Result<()> {
+        if xt.nrows() != self.n_features() {
+            return Err(Error::ShapeMismatch {
+                what: "data for this model".into(),
+                expected: format!("n_samples × {} features", self.n_features()),
+                found: format!("{} × {}", xt.ncols(), xt.nrows()),
+                hint: "encode data with the same features (e.g. image size) as the training data".into(),
+            });
+        }
+        validate_nonnegative(xt)?;
+        if self.spec.beta_loss <= 0.0 {
+            check_positive(xt)?;
+        }
+        Ok(())
+    }
+
+    /// Codes `k × n` of `xt` (`m × n`, samples as columns), warm-started from `h0` if given.
+    /// Frobenius: coordinate descent from 0 (or `h0`) until `‖Δh‖ ≤ tol·‖h‖` per block of
+    /// columns; other β: MU on the codes from `sqrt(mean(X)/k)` (or `h0`).
+    pub(crate) fn encode_columns(&self, xt: MatRef<'_, T>, h0: Option<Mat<T>>, par: Par) -> Mat<T> {
+        let (k, n) = (self.k(), xt.ncols());
+        let enc = self.spec.encode;
+        if self.spec.beta_loss == 2.0 {
+            let mut h = h0.unwrap_or_else(|| Mat::zeros(k, n));
+            let mut q = Mat::<T>::zeros(k, k);
+            linalg::gram(q.as_mut(), self.wt.as_ref(), par);
+            let mut p = Mat::<T>::zeros(k, n);
+            linalg::matmul(p.as_mut(), Accum::Replace, self.wt.as_ref(), xt, T::one(), par);
+            let rule = SweepRule {
+                max_sweeps: enc.max_iter,
+                delta: 0.0,
+                tol: enc.tol,
+                floor: 0.0,
+            };
+            let pen = self.spec.codes_penalty;
+            cd::sweep(
+                h.as_mut(),
+                q.as_ref(),
+                p.as_ref(),
+                pen.l1,
+                pen.l2,
+                rule,
+                !matches!(par, Par::Seq),
+            );
+            h
+        } else {
+            let h = h0.unwrap_or_else(|| {
+                let v0 = T::from_f64((mean(xt) / k as f64).sqrt().max(1e-12));
+                Mat::from_fn(k, n, |_, _| v0)
+            });
+            let mut f = Factors {
+                wt: self.wt.clone(),
+                h,
+            };
+            let mut mu = BetaMu::new(
+                xt,
+                k,
+                self.spec.beta_loss,
+                self.spec.codes_penalty,
+                Penalty::default(),
+                par,
+            );
+            mu.codes_only = true;
+            let mut prev = mu.initial(&mut f).objective;
+            let first = prev;
+            for _ in 0..enc.max_iter {
+                let cur = mu.iterate(&mut f).objective;
+                if !(first > 0.0) || (prev - cur) / first < enc.tol {
+                    break;
+                }
+                prev = cur;
+            }
+            f.h
+        }
+    }
+}
+
+/// Itakura–Saito (β ≤ 0) divides by the data: every entry must be > 0.
+pub(crate) fn check_positive<T: Real>(xt: MatRef<'_, T>) -> Result<()> {
+    for j in 0..xt.ncols() {
+        for i in 0..xt.nrows() {
+            if xt[(i, j)] <= T::zero() {
+                return Err(Error::invalid(
+                    "beta-loss",
+                    "≤ 0",
+                    format!("needs strictly positive data, but sample {j}, feature {i} is 0; add a small offset to the data or use beta-loss > 0"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,429 @@
+//! NMF options (scikit-learn names and defaults where they exist) and their validation into
+//! [`ValidNmfOptions`], the only form the solvers accept (STYLE.md, "Options").
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::observe::StopRules;
+
+/// The update rule of an NMF fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Solver {
+    /// Multiplicative updates (METHODS.md §1.2); any β-divergence.
+    Mu,
+    /// Hierarchical alternating least squares with accelerated inner repetitions (§1.4);
+    /// Frobenius loss only.
+    Hals,
+}
+
+impl std::str::FromStr for Solver {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "mu" => Ok(Solver::Mu),
+            "hals" | "cd" => Ok(Solver::Hals),
+            _ => Err(Error::invalid("solver", s, "use mu or hals")),
+        }
+    }
+}
+
+/// How the factors are initialized (METHODS.md §1.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitMethod {
+    /// scikit-learn's default: `nndsvda` when `k ≤ min(n_samples, n_features)`, else `random`.
+    Auto,
+    /// `sqrt(mean(X)/k)·|N(0,1)|` entrywise.
+    Random,
+    /// Non-negative double SVD (Boutsidis & Gallopoulos 2008); zeros stay zeros under MU.
+    Nndsvd,
+    /// NNDSVD with zeros replaced by `mean(X)`.
+    Nndsvda,
+    /// NNDSVD with zeros replaced by `mean(X)·|N(0,1)|/100`.
+    Nndsvdar,
+    /// User-given atoms (and optionally codes).
+    Custom,
+}
+
+impl std::str::FromStr for InitMethod {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "auto" => InitMethod::Auto,
+            "random" => InitMethod::Random,
+            "nndsvd" => InitMethod::Nndsvd,
+            "nndsvda" => InitMethod::Nndsvda,
+            "nndsvdar" => InitMethod::Nndsvdar,
+            "custom" => InitMethod::Custom,
+            _ => {
+                return Err(Error::invalid(
+                    "init",
+                    s,
+                    "use auto, random, nndsvd, nndsvda, nndsvdar or custom",
+                ))
+            }
+        })
+    }
+}
+
+/// Parses a β-divergence name or number: `frobenius` (2), `kullback-leibler`/`kl` (1),
+/// `itakura-saito`/`is` (0), or any finite number.
+pub fn parse_beta_loss(s: &str) -> Result<f64> {
+    match s {
+        "frobenius" | "fro" => Ok(2.0),
+        "kullback-leibler" | "kl" => Ok(1.0),
+        "itakura-saito" | "is" => Ok(0.0),
+        _ => s.parse::<f64>().ok().filter(|b| b.is_finite()).ok_or_else(|| {
+            Error::invalid(
+                "beta-loss",
+                s,
+                "use frobenius, kullback-leibler, itakura-saito or a number",
+            )
+        }),
+    }
+}
+
+/// How codes are computed for a fixed dictionary (`transform`, and the final codes of `fit`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EncodeOptions {
+    /// Maximum sweeps (Frobenius: coordinate descent) or MU iterations (other β).
+    pub max_iter: usize,
+    /// Frobenius: stop a block of columns when `‖Δh‖ ≤ tol·‖h‖` over one sweep;
+    /// other β: stop when the relative decrease of the divergence falls below `tol`.
+    pub tol: f64,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            max_iter: 1000,
+            tol: 1e-5,
+        }
+    }
+}
+
+/// Options of an NMF fit. Field names and defaults follow scikit-learn's `NMF` where it has them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NmfOptions {
+    /// Number of components (atoms), `1 ≤ k`.
+    pub k: usize,
+    /// Update rule.
+    pub solver: Solver,
+    /// β of the β-divergence: 2 Frobenius, 1 Kullback–Leibler, 0 Itakura–Saito (MU only when ≠ 2).
+    pub beta_loss: f64,
+    /// Initialization.
+    pub init: InitMethod,
+    /// Maximum number of iterations (default 200).
+    pub max_iter: usize,
+    /// Tolerance on the relative decrease of the objective (default 1e-4; 0 disables).
+    pub tol: f64,
+    /// Time budget in seconds.
+    pub max_seconds: Option<f64>,
+    /// Penalty weight on the codes (scikit-learn's `alpha_W`, scaled by n_features).
+    pub alpha_w: f64,
+    /// Penalty weight on the atoms (scikit-learn's `alpha_H`, scaled by n_samples); `None` = same as `alpha_w`.
+    pub alpha_h: Option<f64>,
+    /// Mix of L1 (1.0) and L2 (0.0) in the penalties.
+    pub l1_ratio: f64,
+    /// HALS: maximum inner repetitions per factor; `None` = Gillis & Glineur's `1 + ⌊α ρ⌋`, α = 0.5.
+    pub hals_inner_max: Option<usize>,
+    /// HALS: stop inner repetitions when a sweep changes a block less than `delta` × the first sweep.
+    pub hals_inner_delta: f64,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Worker threads (1 = sequential, 0 = all cores).
+    pub threads: usize,
+    /// How codes are computed for a fixed dictionary.
+    pub encode: EncodeOptions,
+}
+
+impl Default for NmfOptions {
+    fn default() -> Self {
+        NmfOptions {
+            k: 10,
+            solver: Solver::Hals,
+            beta_loss: 2.0,
+            init: InitMethod::Auto,
+            max_iter: 200,
+            tol: 1e-4,
+            max_seconds: None,
+            alpha_w: 0.0,
+            alpha_h: None,
+            l1_ratio: 0.0,
+            hals_inner_max: None,
+            hals_inner_delta: 0.1,
+            seed: 0,
+            threads: 1,
+            encode: EncodeOptions::default(),
+        }
+    }
+}
+
+/// L1 and L2 weights on one factor, already scaled (METHODS.md §1.5): the factor's gradient gains
+/// `l1 + l2·F`, its objective `l1·ΣF + ½·l2·‖F‖²`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Penalty {
+    pub l1: f64,
+    pub l2: f64,
+}
+
+impl Penalty {
+    /// `l1·Σf + ½·l2·Σf²` for the entries of a factor.
+    pub fn value(&self, sum: f64, sum_sq: f64) -> f64 {
+        self.l1 * sum + 0.5 * self.l2 * sum_sq
+    }
+    pub fn is_zero(&self) -> bool {
+        self.l1 == 0.0 && self.l2 == 0.0
+    }
+}
+
+/// Options checked against the data shape; only this form reaches a solver.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidNmfOptions {
+    pub opts: NmfOptions,
+    /// The initialization after resolving `Auto`.
+    pub init: InitMethod,
+    pub n_samples: usize,
+    pub n_features: usize,
+    /// Penalty on the codes (`alpha_W · n_features`).
+    pub codes_penalty: Penalty,
+    /// Penalty on the atoms (`alpha_H · n_samples`).
+    pub atoms_penalty: Penalty,
+    /// HALS inner repetitions for the codes and the atoms.
+    pub inner_max_codes: usize,
+    pub inner_max_atoms: usize,
+    pub stop: StopRules,
+}
+
+impl NmfOptions {
+    /// Checks every option against the data shape (`n_samples × n_features`).
+    pub fn validate(&self, n_samples: usize, n_features: usize) -> Result<ValidNmfOptions> {
+        let o = self;
+        let smaller = n_samples.min(n_features);
+        if o.k == 0 {
+            return Err(Error::invalid(
+                "k",
+                0,
+                "the number of components must be at least 1",
+            ));
+        }
+        if !o.beta_loss.is_finite() {
+            return Err(Error::invalid("beta-loss", o.beta_loss, "give a finite number"));
+        }
+        if o.solver == Solver::Hals && o.beta_loss != 2.0 {
+            return Err(Error::invalid(
+                "solver",
+                "hals",
+                format!(
+                    "HALS minimizes the Frobenius loss only; use --solver mu for beta-loss {}",
+                    o.beta_loss
+                ),
+            ));
+        }
+        let init = match o.init {
+            InitMethod::Auto if o.k <= smaller => InitMethod::Nndsvda,
+            InitMethod::Auto => InitMethod::Random,
+            other => other,
+        };
+        if matches!(
+            init,
+            InitMethod::Nndsvd | InitMethod::Nndsvda | InitMethod::Nndsvdar
+        ) && o.k > smaller
+        {
+            return Err(Error::invalid(
+                "k",
+                o.k,
+                format!(
+                    "NNDSVD initializations need k ≤ min(n_samples, n_features) = {smaller}; lower k or use --init random"
+                ),
+            ));
+        }
+        if !(o.tol >= 0.0 && o.tol.is_finite()) {
+            return Err(Error::invalid("tol", o.tol, "must be a finite number ≥ 0"));
+        }
+        if let Some(s) = o.max_seconds {
+            if !(s > 0.0) {
+                return Err(Error::invalid("max-seconds", s, "must be > 0"));
+            }
+        }
+        for (name, v) in [("alpha-w", Some(o.alpha_w)), ("alpha-h", o.alpha_h)] {
+            if let Some(v) = v {
+                if !(v >= 0.0 && v.is_finite()) {
+                    return Err(Error::invalid(name, v, "penalty weights must be finite and ≥ 0"));
+                }
+            }
+        }
+        if !(0.0..=1.0).contains(&o.l1_ratio) {
+            return Err(Error::invalid("l1-ratio", o.l1_ratio, "must lie in [0, 1]"));
+        }
+        if !(o.hals_inner_delta >= 0.0 && o.hals_inner_delta < 1.0) {
+            return Err(Error::invalid(
+                "hals-inner-delta",
+                o.hals_inner_delta,
+                "must lie in [0, 1)",
+            ));
+        }
+        if o.hals_inner_max == Some(0) {
+            return Err(Error::invalid(
+                "hals-inner-max",
+                0,
+                "at least one sweep per factor is needed",
+            ));
+        }
+        if o.encode.max_iter == 0 || !(o.encode.tol >= 0.0) {
+            return Err(Error::invalid(
+                "encode",
+                format!("max_iter {} tol {}", o.encode.max_iter, o.encode.tol),
+                "max_iter must be ≥ 1 and tol ≥ 0",
+            ));
+        }
+        let alpha_h = o.alpha_h.unwrap_or(o.alpha_w);
+        let (m, n, k) = (n_features as f64, n_samples as f64, o.k as f64);
+        // Gillis & Glineur: ρ = cost of forming the Gram and cross terms / cost of one sweep.
+        let rho_codes = (2.0 * m * n * k + m * k * k) / (2.0 * k * k * n);
+        let rho_atoms = (2.0 * m * n * k + n * k * k) / (2.0 * k * k * m);
+        let auto = |rho: f64| 1 + (0.5 * rho).floor() as usize;
+        Ok(ValidNmfOptions {
+            init,
+            n_samples,
+            n_features,
+            codes_penalty: Penalty {
+                l1: o.alpha_w * o.l1_ratio * m,
+                l2: o.alpha_w * (1.0 - o.l1_ratio) * m,
+            },
+            atoms_penalty: Penalty {
+                l1: alpha_h * o.l1_ratio * n,
+                l2: alpha_h * (1.0 - o.l1_ratio) * n,
+            },
+            inner_max_codes: o.hals_inner_max.unwrap_or_else(|| auto(rho_codes)),
+            inner_max_atoms: o.hals_inner_max.unwrap_or_else(|| auto(rho_atoms)),
+            stop: StopRules {
+                max_iter: o.max_iter,
+                tol: o.tol,
+                max_seconds: o.max_seconds,
+            },
+            opts: o.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(k: usize) -> NmfOptions {
+        NmfOptions {
+            k,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn k_cannot_be_zero() {
+        assert!(matches!(
+            opts(0).validate(10, 10),
+            Err(Error::InvalidOption { option: "k", .. })
+        ));
+    }
+
+    #[test]
+    fn nndsvd_needs_k_at_most_min_side() {
+        let o = NmfOptions {
+            init: InitMethod::Nndsvd,
+            ..opts(11)
+        };
+        let e = o.validate(10, 50).unwrap_err().to_string();
+        assert!(e.contains("min(n_samples, n_features) = 10"), "{e}");
+        // Auto falls back to random instead.
+        assert_eq!(opts(11).validate(10, 50).unwrap().init, InitMethod::Random);
+        assert_eq!(opts(10).validate(10, 50).unwrap().init, InitMethod::Nndsvda);
+    }
+
+    #[test]
+    fn hals_needs_frobenius() {
+        let o = NmfOptions {
+            beta_loss: 1.0,
+            ..opts(2)
+        };
+        assert!(o.validate(5, 5).is_err());
+        let o = NmfOptions {
+            solver: Solver::Mu,
+            ..o
+        };
+        assert!(o.validate(5, 5).is_ok());
+    }
+
+    #[test]
+    fn penalties_follow_sklearn_scaling() {
+        let o = NmfOptions {
+            alpha_w: 0.5,
+            l1_ratio: 0.25,
+            ..opts(2)
+        };
+        let v = o.validate(100, 30).unwrap();
+        assert_eq!(
+            v.codes_penalty,
+            Penalty {
+                l1: 0.5 * 0.25 * 30.0,
+                l2: 0.5 * 0.75 * 30.0
+            }
+        );
+        // alpha_h defaults to alpha_w ("same").
+        assert_eq!(
+            v.atoms_penalty,
+            Penalty {
+                l1: 0.5 * 0.25 * 100.0,
+                l2: 0.5 * 0.75 * 100.0
+            }
+        );
+        let o = NmfOptions {
+            alpha_h: Some(0.0),
+            ..o
+        };
+        assert!(o.validate(100, 30).unwrap().atoms_penalty.is_zero());
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        for o in [
+            NmfOptions {
+                l1_ratio: 1.5,
+                ..opts(2)
+            },
+            NmfOptions {
+                alpha_w: -1.0,
+                ..opts(2)
+            },
+            NmfOptions {
+                tol: f64::NAN,
+                ..opts(2)
+            },
+            NmfOptions {
+                max_seconds: Some(0.0),
+                ..opts(2)
+            },
+            NmfOptions {
+                hals_inner_max: Some(0),
+                ..opts(2)
+            },
+        ] {
+            assert!(o.validate(5, 5).is_err(), "{o:?}");
+        }
+        assert_eq!(parse_beta_loss("kl").unwrap(), 1.0);
+        assert_eq!(parse_beta_loss("1.5").unwrap(), 1.5);
+        assert!(parse_beta_loss("nope").is_err());
+    }
+
+    #[test]
+    fn inner_repetitions_follow_the_cost_ratio() {
+        let v = opts(100).validate(60000, 784).unwrap();
+        assert!(
+            v.inner_max_codes >= 2 && v.inner_max_codes <= 6,
+            "{}",
+            v.inner_max_codes
+        );
+        assert!(v.inner_max_atoms > 100, "{}", v.inner_max_atoms);
+    }
+}

@@ -1,0 +1,432 @@
+//! Tests of the NMF mathematics: monotone objectives, planted-factor recovery, f32/f64
+//! agreement, bitwise reproducibility across thread counts, fit/transform agreement.
+
+use faer::Mat;
+
+use super::*;
+use crate::observe::{Control, Silent};
+
+/// `n × m` data `codes · atoms` of rank `k` with ~30% zeros in both factors, plus `noise`.
+fn planted(n: usize, m: usize, k: usize, noise: f64, seed: u64) -> (Dataset<f64>, Mat<f64>) {
+    let mut r = Rng::new(seed);
+    let sparse = |r: &mut Rng| if r.uniform() < 0.3 { 0.0 } else { r.uniform() };
+    let codes = Mat::<f64>::from_fn(n, k, |_, _| sparse(&mut r));
+    let atoms = Mat::<f64>::from_fn(k, m, |_, _| sparse(&mut r));
+    let x = &codes * &atoms;
+    let xt = Mat::<f64>::from_fn(m, n, |i, j| x[(j, i)] + noise * r.uniform());
+    (Dataset::from_columns(xt, "planted"), atoms)
+}
+
+fn opts(k: usize, solver: Solver) -> NmfOptions {
+    NmfOptions {
+        k,
+        solver,
+        tol: 0.0,
+        max_iter: 60,
+        ..Default::default()
+    }
+}
+
+fn assert_monotone(h: &[IterRecord], what: &str) {
+    for w in h.windows(2) {
+        let (a, b) = (w[0].objective, w[1].objective);
+        assert!(
+            b <= a * (1.0 + 1e-12) + 1e-12,
+            "{what}: objective rose at iteration {}: {a} → {b}",
+            w[1].iter
+        );
+    }
+}
+
+#[test]
+fn objective_never_increases_all_solvers_with_and_without_penalties() {
+    let (d, _) = planted(60, 40, 5, 0.05, 1);
+    for solver in [Solver::Hals, Solver::Mu] {
+        for (alpha, l1) in [(0.0, 0.0), (0.01, 1.0), (0.01, 0.0), (0.005, 0.5)] {
+            for init in [InitMethod::Random, InitMethod::Nndsvda] {
+                let o = NmfOptions {
+                    alpha_w: alpha,
+                    l1_ratio: l1,
+                    init,
+                    ..opts(5, solver)
+                };
+                let f = fit(&d, &o, None, &mut Silent).unwrap();
+                assert_eq!(f.history.len(), 61);
+                assert_monotone(&f.history, &format!("{solver:?} alpha {alpha} l1 {l1} {init:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn objective_never_increases_beta_divergences() {
+    let (d, _) = planted(50, 30, 4, 0.05, 2);
+    for beta in [1.0, 0.5, 1.5, 3.0] {
+        for alpha in [0.0, 0.01] {
+            let o = NmfOptions {
+                beta_loss: beta,
+                alpha_w: alpha,
+                l1_ratio: 0.5,
+                ..opts(4, Solver::Mu)
+            };
+            let f = fit(&d, &o, None, &mut Silent).unwrap();
+            assert_monotone(&f.history, &format!("beta {beta} alpha {alpha}"));
+            assert!(f.history.last().unwrap().objective < f.history[0].objective * 0.5);
+        }
+    }
+    // Itakura–Saito needs strictly positive data.
+    let o = NmfOptions {
+        beta_loss: 0.0,
+        ..opts(4, Solver::Mu)
+    };
+    let f = fit(&d, &o, None, &mut Silent).unwrap();
+    assert_monotone(&f.history, "itakura-saito");
+}
+
+#[test]
+fn itakura_saito_rejects_zeros() {
+    let d = Dataset::from_row_major(2, 2, &[0.0f64, 1.0, 1.0, 1.0], "z").unwrap();
+    let o = NmfOptions {
+        beta_loss: 0.0,
+        ..opts(1, Solver::Mu)
+    };
+    let e = fit(&d, &o, None, &mut Silent).unwrap_err().to_string();
+    assert!(e.contains("strictly positive"), "{e}");
+}
+
+#[test]
+fn planted_low_rank_data_is_recovered_exactly() {
+    let (d, atoms) = planted(80, 50, 4, 0.0, 3);
+    let o = NmfOptions {
+        max_iter: 3000,
+        tol: 0.0,
+        init: InitMethod::Nndsvda,
+        ..opts(4, Solver::Hals)
+    };
+    let f = fit(&d, &o, None, &mut Silent).unwrap();
+    assert!(f.rel_error < 1e-4, "HALS rel. error {}", f.rel_error);
+    // Every planted atom is matched by a learned one (cosine ≈ 1).
+    let learned = f.model.components();
+    for a in 0..4 {
+        let best = (0..4)
+            .map(|b| {
+                let (mut dot, mut na, mut nb) = (0.0, 0.0, 0.0);
+                for j in 0..50 {
+                    dot += atoms[(a, j)] * learned[(b, j)];
+                    na += atoms[(a, j)] * atoms[(a, j)];
+                    nb += learned[(b, j)] * learned[(b, j)];
+                }
+                dot / (na * nb).sqrt()
+            })
+            .fold(0.0f64, f64::max);
+        assert!(best > 0.999, "planted atom {a} best cosine {best}");
+    }
+    let o = NmfOptions {
+        max_iter: 3000,
+        ..opts(4, Solver::Mu)
+    };
+    let f = fit(
+        &d,
+        &NmfOptions {
+            init: InitMethod::Nndsvda,
+            ..o
+        },
+        None,
+        &mut Silent,
+    )
+    .unwrap();
+    assert!(f.rel_error < 1e-2, "MU rel. error {}", f.rel_error);
+}
+
+#[test]
+fn f32_and_f64_agree() {
+    let (d, _) = planted(60, 40, 5, 0.05, 4);
+    let d32: Dataset<f32> = d.cast();
+    for solver in [Solver::Hals, Solver::Mu] {
+        let o = NmfOptions {
+            max_iter: 30,
+            ..opts(5, solver)
+        };
+        let a = fit(&d, &o, None, &mut Silent).unwrap();
+        let b = fit(&d32, &o, None, &mut Silent).unwrap();
+        let rel = (a.rel_error - b.rel_error).abs() / a.rel_error;
+        assert!(
+            rel < 1e-3,
+            "{solver:?}: f64 {} vs f32 {}",
+            a.rel_error,
+            b.rel_error
+        );
+        for (ra, rb) in a.history.iter().zip(&b.history) {
+            assert!(
+                (ra.objective - rb.objective).abs() <= 1e-3 * ra.objective,
+                "iteration {}",
+                ra.iter
+            );
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_bits_with_one_and_two_threads() {
+    let (d, _) = planted(700, 60, 6, 0.05, 5);
+    let d: Dataset<f32> = d.cast();
+    for (solver, beta) in [(Solver::Hals, 2.0), (Solver::Mu, 2.0), (Solver::Mu, 1.0)] {
+        let o = NmfOptions {
+            max_iter: 15,
+            beta_loss: beta,
+            init: InitMethod::Nndsvdar,
+            ..opts(6, solver)
+        };
+        let one = fit(
+            &d,
+            &NmfOptions {
+                threads: 1,
+                ..o.clone()
+            },
+            None,
+            &mut Silent,
+        )
+        .unwrap();
+        let again = fit(
+            &d,
+            &NmfOptions {
+                threads: 1,
+                ..o.clone()
+            },
+            None,
+            &mut Silent,
+        )
+        .unwrap();
+        let two = fit(
+            &d,
+            &NmfOptions {
+                threads: 2,
+                ..o.clone()
+            },
+            None,
+            &mut Silent,
+        )
+        .unwrap();
+        for other in [&again, &two] {
+            assert!(
+                one.model.components() == other.model.components(),
+                "{solver:?} β={beta}: atoms differ"
+            );
+            assert!(one.codes() == other.codes(), "{solver:?} β={beta}: codes differ");
+            let h1: Vec<f64> = one.history.iter().map(|r| r.objective).collect();
+            let h2: Vec<f64> = other.history.iter().map(|r| r.objective).collect();
+            assert_eq!(h1, h2);
+        }
+        let other_seed = fit(&d, &NmfOptions { seed: 1, ..o.clone() }, None, &mut Silent).unwrap();
+        assert!(one.model.components() != other_seed.model.components());
+    }
+}
+
+#[test]
+fn transform_agrees_with_fit_codes() {
+    let (d, _) = planted(120, 40, 5, 0.05, 6);
+    for (solver, beta, alpha) in [
+        (Solver::Hals, 2.0, 0.0),
+        (Solver::Hals, 2.0, 0.01),
+        (Solver::Mu, 2.0, 0.0),
+        (Solver::Mu, 1.0, 0.0),
+    ] {
+        // MU on the codes converges slowly: KL models need a tighter encode tolerance to agree
+        // to 2e-3 (the default trades that for speed).
+        let encode = if beta == 2.0 {
+            EncodeOptions::default()
+        } else {
+            EncodeOptions {
+                max_iter: 20_000,
+                tol: 1e-10,
+            }
+        };
+        let o = NmfOptions {
+            beta_loss: beta,
+            alpha_w: alpha,
+            l1_ratio: 0.5,
+            max_iter: 100,
+            encode,
+            ..opts(5, solver)
+        };
+        let f = fit(&d, &o, None, &mut Silent).unwrap();
+        let t = f.model.encode(d.x(), 1).unwrap();
+        let diff = (&t - f.codes()).norm_l2() / f.codes().norm_l2();
+        assert!(
+            diff < 2e-3,
+            "{solver:?} β={beta} α={alpha}: ‖transform − fit codes‖/‖codes‖ = {diff}"
+        );
+        // And the codes of a new sample are non-negative and finite.
+        assert!(t.col_iter().all(|c| c.iter().all(|v| v.is_finite() && *v >= 0.0)));
+    }
+}
+
+#[test]
+fn l1_penalty_gives_sparser_codes_and_l2_smaller_norms() {
+    let (d, _) = planted(100, 40, 6, 0.05, 7);
+    let zeros = |f: &NmfFit<f64>| {
+        f.codes()
+            .col_iter()
+            .map(|c| c.iter().filter(|&&v| v == 0.0).count())
+            .sum::<usize>()
+    };
+    let base = fit(&d, &opts(6, Solver::Hals), None, &mut Silent).unwrap();
+    let l1 = fit(
+        &d,
+        &NmfOptions {
+            alpha_w: 0.02,
+            l1_ratio: 1.0,
+            alpha_h: Some(0.0),
+            ..opts(6, Solver::Hals)
+        },
+        None,
+        &mut Silent,
+    )
+    .unwrap();
+    assert!(
+        zeros(&l1) > zeros(&base),
+        "L1: {} zeros vs {}",
+        zeros(&l1),
+        zeros(&base)
+    );
+    let l2 = fit(
+        &d,
+        &NmfOptions {
+            alpha_w: 0.5,
+            l1_ratio: 0.0,
+            alpha_h: Some(0.0),
+            ..opts(6, Solver::Hals)
+        },
+        None,
+        &mut Silent,
+    )
+    .unwrap();
+    assert!(l2.codes().norm_l2() < base.codes().norm_l2());
+}
+
+#[test]
+fn stopping_rules_and_warnings() {
+    let (d, _) = planted(60, 40, 5, 0.05, 8);
+    let f = fit(
+        &d,
+        &NmfOptions {
+            max_iter: 3,
+            tol: 1e-12,
+            ..opts(5, Solver::Hals)
+        },
+        None,
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!((f.n_iter, f.stop_reason), (3, StopReason::MaxIter));
+    assert!(f
+        .warnings
+        .iter()
+        .any(|w| w.contains("maximum number of iterations 3")));
+    let f = fit(
+        &d,
+        &NmfOptions {
+            max_iter: 10_000,
+            tol: 1e-3,
+            ..opts(5, Solver::Hals)
+        },
+        None,
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(f.stop_reason, StopReason::Converged);
+    assert!(f.warnings.is_empty() && f.n_iter < 10_000);
+    let f = fit(
+        &d,
+        &NmfOptions {
+            max_iter: usize::MAX,
+            max_seconds: Some(0.05),
+            ..opts(5, Solver::Hals)
+        },
+        None,
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(f.stop_reason, StopReason::TimeLimit);
+    let mut calls = 0;
+    let mut stop_after_two = |r: &IterRecord| {
+        calls += 1;
+        if r.iter == 2 {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    };
+    let f = fit(&d, &opts(5, Solver::Hals), None, &mut stop_after_two).unwrap();
+    assert_eq!((f.n_iter, f.stop_reason), (2, StopReason::Interrupted));
+    assert_eq!(calls, 3);
+    // What was learned so far is returned and consistent.
+    assert!(f.rel_error < f.history[0].rel_error);
+}
+
+#[test]
+fn custom_init_is_used_and_checked() {
+    let (d, atoms) = planted(60, 40, 3, 0.0, 9);
+    let c = CustomInit {
+        atoms: atoms.clone(),
+        codes: None,
+    };
+    let o = NmfOptions {
+        init: InitMethod::Custom,
+        max_iter: 1,
+        ..opts(3, Solver::Hals)
+    };
+    let f = fit(&d, &o, Some(&c), &mut Silent).unwrap();
+    // Starting from the true atoms, one iteration fits far better than from a random start.
+    let r = fit(
+        &d,
+        &NmfOptions {
+            init: InitMethod::Random,
+            ..o.clone()
+        },
+        None,
+        &mut Silent,
+    )
+    .unwrap();
+    assert!(
+        f.rel_error < 0.01 && f.rel_error < 0.2 * r.rel_error,
+        "{} vs random {}",
+        f.rel_error,
+        r.rel_error
+    );
+    let bad = CustomInit {
+        atoms: Mat::<f64>::zeros(3, 39),
+        codes: None,
+    };
+    assert!(fit(&d, &o, Some(&bad), &mut Silent).is_err());
+}
+
+#[test]
+fn bad_input_is_an_error_not_a_panic() {
+    let neg = Dataset::from_row_major(2, 2, &[0.0f64, 1.0, -1.0, 1.0], "neg").unwrap();
+    let e = fit(&neg, &opts(1, Solver::Hals), None, &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sample 1, feature 0"), "{e}");
+    let nan = Dataset::from_row_major(2, 2, &[0.0f64, f64::NAN, 1.0, 1.0], "nan").unwrap();
+    assert!(fit(&nan, &opts(1, Solver::Hals), None, &mut Silent).is_err());
+    let empty = Dataset::<f64>::from_columns(Mat::zeros(0, 3), "empty");
+    assert!(fit(&empty, &opts(1, Solver::Hals), None, &mut Silent).is_err());
+    let (d, _) = planted(10, 8, 2, 0.0, 10);
+    assert!(fit(&d, &opts(0, Solver::Hals), None, &mut Silent).is_err());
+    let o = NmfOptions {
+        init: InitMethod::Nndsvd,
+        ..opts(9, Solver::Hals)
+    };
+    assert!(fit(&d, &o, None, &mut Silent).is_err());
+    // All-zero data: a valid (if useless) fit, no NaN.
+    let z = Dataset::<f64>::from_columns(Mat::zeros(5, 4), "zeros");
+    let f = fit(&z, &opts(2, Solver::Hals), None, &mut Silent).unwrap();
+    assert!(f.objective == 0.0 && f.rel_error == 0.0);
+    let f = fit(&z, &opts(2, Solver::Mu), None, &mut Silent).unwrap();
+    assert!(f.objective.is_finite());
+    // Wrong width at transform time.
+    let (d2, _) = planted(10, 7, 2, 0.0, 11);
+    let f = fit(&d, &opts(2, Solver::Hals), None, &mut Silent).unwrap();
+    assert!(f.model.encode(d2.x(), 1).is_err());
+}
