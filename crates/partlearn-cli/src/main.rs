@@ -1,1 +1,112 @@
-fn main() {}
+//! The `partlearn` command line. Flags are parsed here into the library's option structs, one
+//! library call does the work, and this crate draws progress, writes run folders and maps errors
+//! to exit codes (2 for bad input, 130 after Ctrl-C). No algorithm lives here.
+
+mod bench;
+mod data_cmd;
+mod fit;
+mod progress;
+mod transform;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Part-based representations of non-negative data: NMF and sparse non-negative auto-encoders.
+#[derive(Parser, Debug)]
+#[command(name = "partlearn", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Inspect or export a data set.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
+    /// Fit a model and write its run folder.
+    #[command(subcommand)]
+    Fit(fit::FitCommand),
+    /// Encode data with the dictionary of a fitted run; writes the codes as .npy.
+    Transform(transform::TransformArgs),
+    /// Benchmarks against the GEMM bound.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Which data, and which part of it (shared by every command that reads data).
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// fashion-mnist:train, fashion-mnist:test, swimmer, toy-hierarchy, or a .npy/.csv/IDX file.
+    #[arg(long = "data", value_name = "DATA")]
+    pub spec: String,
+    /// Use only the first N samples.
+    #[arg(long, value_name = "N", conflicts_with = "subset")]
+    pub first: Option<usize>,
+    /// Use a random subset of N samples (seeded by --data-seed).
+    #[arg(long, value_name = "N")]
+    pub subset: Option<usize>,
+    /// Seed of --subset.
+    #[arg(long, default_value_t = 0)]
+    pub data_seed: u64,
+    /// Labels for a file data set (.npy, one integer per sample).
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<std::path::PathBuf>,
+}
+
+impl DataArgs {
+    pub fn load<T: partlearn::Real>(&self) -> partlearn::Result<partlearn::data::Dataset<T>> {
+        let opts = partlearn::data::LoadOptions {
+            first: self.first,
+            subset: self.subset,
+            seed: self.data_seed,
+            labels: self.labels.clone(),
+        };
+        partlearn::data::load::<T>(&self.spec, &opts)
+    }
+}
+
+/// Float type of the computation.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    F64,
+}
+
+/// An error that has already been reported, or a clean interruption.
+#[derive(Debug)]
+pub enum Exit {
+    /// Ctrl-C: the work so far was saved.
+    Interrupted,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Exit {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Data(c) => data_cmd::run(c),
+        Command::Fit(c) => fit::run(c),
+        Command::Transform(a) => transform::run(a),
+        Command::Bench(c) => bench::run(c),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(Exit::Interrupted) = e.downcast_ref::<Exit>() {
+                return ExitCode::from(130);
+            }
+            // One line: the library's messages already name the problem and the fix.
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -15,14 +15,15 @@
 //! `n × k`, atoms `k × n_features`); METHODS.md writes samples as columns, and the solvers work on
 //! that transposed layout internally. One seeded [`rng::Rng`] drives every random choice.
 
+pub mod bench;
 pub mod data;
 pub mod error;
 pub mod figures;
 pub mod io;
 pub mod linalg;
 pub mod nmf;
-pub mod observe;
 pub mod npy;
+pub mod observe;
 pub mod real;
 pub mod rng;
 

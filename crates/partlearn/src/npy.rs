@@ -1,2 +1,919 @@
-//! NPY files (numpy's `.npy` format, version 1.0/2.0/3.0): reading u8/f32/f64 C-order matrices and
-//! writing f32/f64 matrices, so numpy users can open everything partlearn writes.
+//! NPY files (numpy's `.npy` format, versions 1.0, 2.0 and 3.0), C order only.
+//!
+//! Reading accepts the little-endian dtypes `<f4 <f8 |u1 <i4 <i8 <u4`; the declared size is checked
+//! against the real file length before anything is allocated, so a forged header cannot cause a
+//! huge allocation. Writing produces exactly the bytes `numpy.save` writes (version 1.0, header
+//! padded so the data starts at a multiple of 64 bytes); putting them on disk is [`crate::io`]'s job.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::real::Real;
+
+const MAGIC: &[u8; 6] = b"\x93NUMPY";
+/// numpy's `ARRAY_ALIGN`: the data starts at a multiple of this.
+const ALIGN: usize = 64;
+/// numpy's `GROWTH_AXIS_MAX_DIGITS`: spare header room for growing the first axis in place.
+const GROWTH_AXIS_MAX_DIGITS: usize = 21;
+const SUPPORTED: &str = "<f4, <f8, |u1, <i4, <i8, <u4";
+
+/// The elements of an NPY array, by dtype.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NpyData {
+    /// `<f4`
+    F32(Vec<f32>),
+    /// `<f8`
+    F64(Vec<f64>),
+    /// `|u1`
+    U8(Vec<u8>),
+    /// `<i4`
+    I32(Vec<i32>),
+    /// `<i8`
+    I64(Vec<i64>),
+    /// `<u4`
+    U32(Vec<u32>),
+}
+
+/// Borrowed elements to write with [`npy_bytes`].
+#[derive(Clone, Copy, Debug)]
+pub enum NpyDataRef<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+    U8(&'a [u8]),
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+    U32(&'a [u32]),
+}
+
+/// A C-order array read from an NPY file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NpyArray {
+    /// The shape; empty for a 0-d (scalar) array.
+    pub shape: Vec<usize>,
+    /// The elements in C (row-major) order.
+    pub data: NpyData,
+}
+
+impl NpyData {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            NpyData::F32(v) => v.len(),
+            NpyData::F64(v) => v.len(),
+            NpyData::U8(v) => v.len(),
+            NpyData::I32(v) => v.len(),
+            NpyData::I64(v) => v.len(),
+            NpyData::U32(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The numpy dtype string (`<f4`, `|u1`, …).
+    pub fn descr(&self) -> &'static str {
+        self.as_ref().descr()
+    }
+
+    /// A borrowed view, for writing.
+    pub fn as_ref(&self) -> NpyDataRef<'_> {
+        match self {
+            NpyData::F32(v) => NpyDataRef::F32(v),
+            NpyData::F64(v) => NpyDataRef::F64(v),
+            NpyData::U8(v) => NpyDataRef::U8(v),
+            NpyData::I32(v) => NpyDataRef::I32(v),
+            NpyData::I64(v) => NpyDataRef::I64(v),
+            NpyData::U32(v) => NpyDataRef::U32(v),
+        }
+    }
+
+    /// The elements as `f64` (64-bit integers beyond 2^53 are rounded).
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        self.map(|x| x)
+    }
+
+    /// The elements converted to `T` (rounded when `T` is narrower).
+    pub fn to_real<T: Real>(&self) -> Vec<T> {
+        self.map(T::from_f64)
+    }
+
+    fn map<U>(&self, f: impl Fn(f64) -> U) -> Vec<U> {
+        match self {
+            NpyData::F32(v) => v.iter().map(|&x| f(x as f64)).collect(),
+            NpyData::F64(v) => v.iter().map(|&x| f(x)).collect(),
+            NpyData::U8(v) => v.iter().map(|&x| f(x as f64)).collect(),
+            NpyData::I32(v) => v.iter().map(|&x| f(x as f64)).collect(),
+            NpyData::I64(v) => v.iter().map(|&x| f(x as f64)).collect(),
+            NpyData::U32(v) => v.iter().map(|&x| f(x as f64)).collect(),
+        }
+    }
+}
+
+impl NpyDataRef<'_> {
+    /// The numpy dtype string.
+    pub fn descr(&self) -> &'static str {
+        match self {
+            NpyDataRef::F32(_) => "<f4",
+            NpyDataRef::F64(_) => "<f8",
+            NpyDataRef::U8(_) => "|u1",
+            NpyDataRef::I32(_) => "<i4",
+            NpyDataRef::I64(_) => "<i8",
+            NpyDataRef::U32(_) => "<u4",
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            NpyDataRef::F32(v) => v.len(),
+            NpyDataRef::F64(v) => v.len(),
+            NpyDataRef::U8(v) => v.len(),
+            NpyDataRef::I32(v) => v.len(),
+            NpyDataRef::I64(v) => v.len(),
+            NpyDataRef::U32(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn write_le(&self, out: &mut Vec<u8>) {
+        match self {
+            NpyDataRef::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            NpyDataRef::F64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            NpyDataRef::U8(v) => out.extend_from_slice(v),
+            NpyDataRef::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            NpyDataRef::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            NpyDataRef::U32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        }
+    }
+}
+
+impl NpyArray {
+    /// Number of elements (the product of the shape).
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The elements as `f64`, in C order.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        self.data.to_f64_vec()
+    }
+
+    /// The elements converted to `T`, in C order.
+    pub fn to_real<T: Real>(&self) -> Vec<T> {
+        self.data.to_real()
+    }
+
+    /// The elements as class labels: integers, or floats holding integers, all in `0..=u32::MAX`.
+    /// `path` only names the file in the error.
+    pub fn to_labels(&self, path: &Path) -> Result<Vec<u32>> {
+        let bad = |i: usize, v: String| {
+            Error::format(
+                path,
+                format!(
+                    "label {i} is {v}, not a non-negative integer; save labels as integers \
+                     0, 1, 2, … (e.g. np.save(path, y.astype('int64')))"
+                ),
+            )
+        };
+        let from_i64 = |i: usize, x: i64| u32::try_from(x).map_err(|_| bad(i, x.to_string()));
+        let from_f64 = |i: usize, x: f64| {
+            if x.is_finite() && x >= 0.0 && x <= u32::MAX as f64 && x.fract() == 0.0 {
+                Ok(x as u32)
+            } else {
+                Err(bad(i, x.to_string()))
+            }
+        };
+        match &self.data {
+            NpyData::U8(v) => Ok(v.iter().map(|&x| x as u32).collect()),
+            NpyData::U32(v) => Ok(v.clone()),
+            NpyData::I32(v) => v
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| from_i64(i, x as i64))
+                .collect(),
+            NpyData::I64(v) => v.iter().enumerate().map(|(i, &x)| from_i64(i, x)).collect(),
+            NpyData::F32(v) => v
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| from_f64(i, x as f64))
+                .collect(),
+            NpyData::F64(v) => v.iter().enumerate().map(|(i, &x)| from_f64(i, x)).collect(),
+        }
+    }
+}
+
+/// Reads an NPY file. The data size the header declares is checked against the file length
+/// before anything is allocated.
+pub fn read_npy(path: &Path) -> Result<NpyArray> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let total = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    read_from(&mut BufReader::new(file), total, path)
+}
+
+/// Parses NPY bytes (`path_for_errors` only names the source in errors).
+pub fn parse_npy(bytes: &[u8], path_for_errors: &Path) -> Result<NpyArray> {
+    let mut r = bytes;
+    read_from(&mut r, bytes.len() as u64, path_for_errors)
+}
+
+/// The supported dtypes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dtype {
+    F32,
+    F64,
+    U8,
+    I32,
+    I64,
+    U32,
+}
+
+impl Dtype {
+    fn parse(descr: &str) -> Option<Self> {
+        Some(match descr {
+            "<f4" => Dtype::F32,
+            "<f8" => Dtype::F64,
+            "|u1" => Dtype::U8,
+            "<i4" => Dtype::I32,
+            "<i8" => Dtype::I64,
+            "<u4" => Dtype::U32,
+            _ => return None,
+        })
+    }
+
+    fn itemsize(self) -> u64 {
+        match self {
+            Dtype::U8 => 1,
+            Dtype::F32 | Dtype::I32 | Dtype::U32 => 4,
+            Dtype::F64 | Dtype::I64 => 8,
+        }
+    }
+}
+
+struct Header {
+    dtype: Dtype,
+    shape: Vec<usize>,
+}
+
+fn read_from<R: Read>(r: &mut R, total: u64, path: &Path) -> Result<NpyArray> {
+    let io = |e| Error::io(path, e);
+    let not_npy = || {
+        Error::format(
+            path,
+            "not an NPY file (it does not start with \\x93NUMPY); save arrays with numpy.save",
+        )
+    };
+    // Magic and version.
+    if total < 8 {
+        let mut head = vec![0u8; total as usize];
+        r.read_exact(&mut head).map_err(io)?;
+        if head.len() < 6 || head[..6] != MAGIC[..] {
+            return Err(not_npy());
+        }
+        return Err(Error::Truncated {
+            path: path.into(),
+            declared: 10,
+            actual: total,
+        });
+    }
+    let mut head = [0u8; 8];
+    r.read_exact(&mut head).map_err(io)?;
+    if head[..6] != MAGIC[..] {
+        return Err(not_npy());
+    }
+    let (major, minor) = (head[6], head[7]);
+    let len_size: u64 = match (major, minor) {
+        (1, 0) => 2,
+        (2, 0) | (3, 0) => 4,
+        _ => {
+            return Err(Error::format(
+                path,
+                format!(
+                    "unsupported NPY format version {major}.{minor} (partlearn reads 1.0, 2.0 and \
+                     3.0); re-save the array with numpy.save"
+                ),
+            ))
+        }
+    };
+    let prefix = 8 + len_size;
+    if total < prefix {
+        return Err(Error::Truncated {
+            path: path.into(),
+            declared: prefix,
+            actual: total,
+        });
+    }
+    let mut len_bytes = [0u8; 4];
+    r.read_exact(&mut len_bytes[..len_size as usize]).map_err(io)?;
+    let header_len = u32::from_le_bytes(len_bytes) as u64;
+    let data_start = prefix + header_len;
+    if total < data_start {
+        return Err(Error::Truncated {
+            path: path.into(),
+            declared: data_start,
+            actual: total,
+        });
+    }
+    // header_len ≤ total: bounded by the real file size.
+    let mut header = vec![0u8; header_len as usize];
+    r.read_exact(&mut header).map_err(io)?;
+    let header = parse_header(&header).map_err(|reason| {
+        Error::format(
+            path,
+            format!("invalid NPY header: {reason}; re-save the array with numpy.save"),
+        )
+    })?;
+    // Declared size, checked against the file before allocating.
+    let count = header.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    let nbytes = count.and_then(|c| (c as u64).checked_mul(header.dtype.itemsize()));
+    let (Some(count), Some(nbytes)) = (count, nbytes) else {
+        return Err(Error::format(
+            path,
+            format!(
+                "the header declares shape {:?}, more elements than can be addressed; the file is \
+                 corrupt, re-export it",
+                header.shape
+            ),
+        ));
+    };
+    let available = total - data_start;
+    if available < nbytes {
+        return Err(Error::Truncated {
+            path: path.into(),
+            declared: nbytes,
+            actual: available,
+        });
+    }
+    if available > nbytes {
+        return Err(Error::format(
+            path,
+            format!(
+                "{} unexpected bytes after the {nbytes} bytes of data that shape {:?} declares; \
+                 the file is corrupt or not a single array, re-save it with numpy.save",
+                available - nbytes,
+                header.shape
+            ),
+        ));
+    }
+    let data = match header.dtype {
+        Dtype::F32 => NpyData::F32(read_elems(r, count, f32::from_le_bytes).map_err(io)?),
+        Dtype::F64 => NpyData::F64(read_elems(r, count, f64::from_le_bytes).map_err(io)?),
+        Dtype::U8 => NpyData::U8(read_elems(r, count, u8::from_le_bytes).map_err(io)?),
+        Dtype::I32 => NpyData::I32(read_elems(r, count, i32::from_le_bytes).map_err(io)?),
+        Dtype::I64 => NpyData::I64(read_elems(r, count, i64::from_le_bytes).map_err(io)?),
+        Dtype::U32 => NpyData::U32(read_elems(r, count, u32::from_le_bytes).map_err(io)?),
+    };
+    Ok(NpyArray {
+        shape: header.shape,
+        data,
+    })
+}
+
+/// Reads `count` little-endian elements of `N` bytes each, through a small buffer.
+fn read_elems<R: Read, E, const N: usize>(
+    r: &mut R,
+    count: usize,
+    conv: fn([u8; N]) -> E,
+) -> std::io::Result<Vec<E>> {
+    let mut out = Vec::with_capacity(count);
+    let mut buf = vec![0u8; (1 << 16) / N * N];
+    let mut left = count;
+    while left > 0 {
+        let k = left.min(buf.len() / N);
+        let chunk = &mut buf[..k * N];
+        r.read_exact(chunk)?;
+        out.extend(chunk.chunks_exact(N).map(|c| {
+            let mut a = [0u8; N];
+            a.copy_from_slice(c);
+            conv(a)
+        }));
+        left -= k;
+    }
+    Ok(out)
+}
+
+/// Parses the header dict, e.g. `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }`.
+fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the header is not ASCII text".to_string())?;
+    let mut p = Parser {
+        s: text.as_bytes(),
+        i: 0,
+    };
+    let (mut descr, mut fortran, mut shape) = (None, None, None);
+    p.expect(b'{')?;
+    loop {
+        p.ws();
+        if p.eat(b'}') {
+            break;
+        }
+        let key = p.string()?;
+        p.ws();
+        p.expect(b':')?;
+        p.ws();
+        let dup = match key.as_str() {
+            "descr" => {
+                if p.peek() == Some(b'[') {
+                    return Err("structured dtypes are not supported; save a plain numeric array".into());
+                }
+                descr.replace(p.string()?).is_some()
+            }
+            "fortran_order" => fortran.replace(p.boolean()?).is_some(),
+            "shape" => shape.replace(p.shape()?).is_some(),
+            other => return Err(format!("unexpected key '{other}'")),
+        };
+        if dup {
+            return Err(format!("key '{key}' appears twice"));
+        }
+        p.ws();
+        if !p.eat(b',') {
+            p.ws();
+            p.expect(b'}')?;
+            break;
+        }
+    }
+    if p.s[p.i..].iter().any(|c| !c.is_ascii_whitespace()) {
+        return Err("unexpected text after the header dict".into());
+    }
+    let descr = descr.ok_or("the key 'descr' is missing")?;
+    let fortran = fortran.ok_or("the key 'fortran_order' is missing")?;
+    let shape = shape.ok_or("the key 'shape' is missing")?;
+    let Some(dtype) = Dtype::parse(&descr) else {
+        return Err(format!(
+            "dtype '{descr}' is not supported (supported: {SUPPORTED}); convert it first, e.g. \
+             np.save(path, a.astype('<f4'))"
+        ));
+    };
+    if fortran {
+        return Err(
+            "the array is in Fortran order (fortran_order: True); save it in C order with \
+             np.save(path, np.ascontiguousarray(a))"
+                .into(),
+        );
+    }
+    Ok(Header { dtype, shape })
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> std::result::Result<(), String> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected '{}' at byte {} of the header dict",
+                c as char, self.i
+            ))
+        }
+    }
+
+    fn string(&mut self) -> std::result::Result<String, String> {
+        let q = match self.peek() {
+            Some(q @ (b'\'' | b'"')) => q,
+            _ => {
+                return Err(format!(
+                    "expected a quoted string at byte {} of the header dict",
+                    self.i
+                ))
+            }
+        };
+        self.i += 1;
+        let start = self.i;
+        while let Some(c) = self.peek() {
+            if c == q {
+                let s = String::from_utf8_lossy(&self.s[start..self.i]).into_owned();
+                self.i += 1;
+                return Ok(s);
+            }
+            self.i += 1;
+        }
+        Err("unterminated string in the header dict".into())
+    }
+
+    fn word(&mut self) -> &str {
+        let start = self.i;
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
+        {
+            self.i += 1;
+        }
+        std::str::from_utf8(&self.s[start..self.i]).unwrap_or("")
+    }
+
+    fn boolean(&mut self) -> std::result::Result<bool, String> {
+        match self.word() {
+            "True" => Ok(true),
+            "False" => Ok(false),
+            w => Err(format!("fortran_order must be True or False, found '{w}'")),
+        }
+    }
+
+    fn shape(&mut self) -> std::result::Result<Vec<usize>, String> {
+        self.expect(b'(')?;
+        let mut dims = Vec::new();
+        loop {
+            self.ws();
+            if self.eat(b')') {
+                return Ok(dims);
+            }
+            let w = self.word();
+            // Python 2 wrote longs as `3L`.
+            let digits = w.strip_suffix('L').unwrap_or(w);
+            let d = digits.parse::<usize>().map_err(|_| {
+                format!("shape entry '{w}' is not a non-negative integer that fits in memory")
+            })?;
+            dims.push(d);
+            self.ws();
+            if !self.eat(b',') {
+                self.ws();
+                self.expect(b')')?;
+                return Ok(dims);
+            }
+        }
+    }
+}
+
+/// The bytes of an NPY file (version 1.0, or 2.0 if the header does not fit) holding `data` with
+/// `shape` in C order, exactly as `numpy.save` writes them.
+///
+/// # Panics
+/// If the product of `shape` differs from the number of elements (a caller bug, not user data).
+pub fn npy_bytes(shape: &[usize], data: NpyDataRef<'_>) -> Vec<u8> {
+    let count: usize = shape.iter().product();
+    assert_eq!(
+        count,
+        data.len(),
+        "npy_bytes: shape {shape:?} does not match {} elements",
+        data.len()
+    );
+    let shape_repr = match shape {
+        [] => "()".to_string(),
+        [d] => format!("({d},)"),
+        _ => {
+            let parts: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+            format!("({})", parts.join(", "))
+        }
+    };
+    let mut dict = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape_repr}, }}",
+        data.descr()
+    );
+    if let Some(first) = shape.first() {
+        let digits = first.to_string().len();
+        dict.push_str(&" ".repeat(GROWTH_AXIS_MAX_DIGITS.saturating_sub(digits)));
+    }
+    // numpy: hlen = len(header) + 1 (the '\n'); pad = ALIGN - (prefix + hlen) % ALIGN (never 0).
+    let hlen = dict.len() + 1;
+    let padded = |prefix: usize| hlen + ALIGN - (prefix + hlen) % ALIGN;
+    let (version, len_size) = if padded(MAGIC.len() + 4) <= u16::MAX as usize {
+        (1u8, 2usize)
+    } else {
+        (2u8, 4usize)
+    };
+    let prefix = MAGIC.len() + 2 + len_size;
+    let header_len = padded(prefix);
+    let pad = header_len - hlen;
+    let mut out = Vec::with_capacity(prefix + header_len + data.len() * 8);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[version, 0]);
+    if len_size == 2 {
+        out.extend_from_slice(&(header_len as u16).to_le_bytes());
+    } else {
+        out.extend_from_slice(&(header_len as u32).to_le_bytes());
+    }
+    out.extend_from_slice(dict.as_bytes());
+    out.resize(out.len() + pad, b' ');
+    out.push(b'\n');
+    data.write_le(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn p() -> PathBuf {
+        PathBuf::from("t.npy")
+    }
+
+    fn round_trip(shape: &[usize], data: NpyDataRef<'_>) -> NpyArray {
+        let bytes = npy_bytes(shape, data);
+        let start = if bytes[6] == 1 {
+            10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize
+        } else {
+            12 + u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize
+        };
+        assert_eq!(start % 64, 0);
+        assert_eq!(bytes[start - 1], b'\n');
+        let a = parse_npy(&bytes, &p()).unwrap();
+        assert_eq!(a.shape, shape);
+        assert_eq!(a.data.as_ref().descr(), data.descr());
+        a
+    }
+
+    #[test]
+    fn round_trips_every_dtype_and_rank() {
+        let shapes: [&[usize]; 6] = [&[], &[5], &[0], &[2, 3], &[2, 0], &[2, 3, 4]];
+        for shape in shapes {
+            let n: usize = shape.iter().product();
+            let f32s: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let f64s: Vec<f64> = (0..n).map(|i| i as f64 / 3.0).collect();
+            let u8s: Vec<u8> = (0..n).map(|i| (i * 37 % 256) as u8).collect();
+            let i32s: Vec<i32> = (0..n).map(|i| i as i32 - 7).collect();
+            let i64s: Vec<i64> = (0..n).map(|i| (i as i64 - 7) << 40).collect();
+            let u32s: Vec<u32> = (0..n).map(|i| u32::MAX - i as u32).collect();
+            assert_eq!(
+                round_trip(shape, NpyDataRef::F32(&f32s)).data,
+                NpyData::F32(f32s.clone())
+            );
+            assert_eq!(
+                round_trip(shape, NpyDataRef::F64(&f64s)).data,
+                NpyData::F64(f64s.clone())
+            );
+            assert_eq!(
+                round_trip(shape, NpyDataRef::U8(&u8s)).data,
+                NpyData::U8(u8s.clone())
+            );
+            assert_eq!(
+                round_trip(shape, NpyDataRef::I32(&i32s)).data,
+                NpyData::I32(i32s.clone())
+            );
+            assert_eq!(
+                round_trip(shape, NpyDataRef::I64(&i64s)).data,
+                NpyData::I64(i64s.clone())
+            );
+            assert_eq!(
+                round_trip(shape, NpyDataRef::U32(&u32s)).data,
+                NpyData::U32(u32s.clone())
+            );
+        }
+    }
+
+    /// `np.save(f, np.arange(6, dtype='<f4').reshape(2, 3))` with numpy 1.x.
+    fn numpy_arange6() -> Vec<u8> {
+        let mut b = b"\x93NUMPY\x01\x00\x76\x00".to_vec();
+        b.extend_from_slice(b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }");
+        b.extend_from_slice(&[b' '; 58]);
+        b.push(b'\n');
+        assert_eq!(b.len(), 128);
+        b.extend_from_slice(&[
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x40, 0x40,
+            0x00, 0x00, 0x80, 0x40, 0x00, 0x00, 0xa0, 0x40,
+        ]);
+        b
+    }
+
+    #[test]
+    fn reads_and_writes_numpys_bytes() {
+        let bytes = numpy_arange6();
+        let a = parse_npy(&bytes, &p()).unwrap();
+        assert_eq!(a.shape, vec![2, 3]);
+        assert_eq!(a.data, NpyData::F32(vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]));
+        assert_eq!(a.to_f64_vec(), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(a.to_real::<f64>()[5], 5.0);
+        assert_eq!(a.len(), 6);
+        let vals = [0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(npy_bytes(&[2, 3], NpyDataRef::F32(&vals)), bytes);
+    }
+
+    fn with_header(version: u8, dict: &str, data: &[u8]) -> Vec<u8> {
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&[version, 0]);
+        let h = format!("{dict}\n");
+        if version == 1 {
+            b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        } else {
+            b.extend_from_slice(&(h.len() as u32).to_le_bytes());
+        }
+        b.extend_from_slice(h.as_bytes());
+        b.extend_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn header_variants_and_versions() {
+        let data: Vec<u8> = [1.5f64, 2.5].iter().flat_map(|x| x.to_le_bytes()).collect();
+        for v in [1u8, 2, 3] {
+            for dict in [
+                "{'shape': (2,), 'fortran_order': False, 'descr': '<f8'}",
+                "{\"descr\": \"<f8\", \"shape\": (2L,), \"fortran_order\": False,}",
+                "{ 'fortran_order' : False , 'descr':'<f8','shape':( 1 , 2 ) }   ",
+            ] {
+                let a = parse_npy(&with_header(v, dict, &data), &p()).unwrap();
+                assert_eq!(a.to_f64_vec(), vec![1.5, 2.5], "{dict}");
+            }
+        }
+        let s = parse_npy(
+            &with_header(
+                1,
+                "{'descr': '<i8', 'fortran_order': False, 'shape': ()}",
+                &7i64.to_le_bytes(),
+            ),
+            &p(),
+        )
+        .unwrap();
+        assert_eq!((s.shape.len(), s.to_f64_vec()), (0, vec![7.0]));
+        for v in [0u8, 4] {
+            let e = parse_npy(&with_header(v, "{}", &[]), &p()).unwrap_err();
+            assert!(e.to_string().contains("version"), "{e}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        // Bad magic.
+        let mut b = numpy_arange6();
+        b[1] = b'X';
+        assert!(matches!(parse_npy(&b, &p()), Err(Error::BadFormat { .. })));
+        assert!(matches!(parse_npy(b"PK", &p()), Err(Error::BadFormat { .. })));
+        // Truncated data, and truncated header.
+        let b = numpy_arange6();
+        match parse_npy(&b[..b.len() - 1], &p()) {
+            Err(Error::Truncated {
+                declared: 24,
+                actual: 23,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse_npy(&b[..50], &p()), Err(Error::Truncated { .. })));
+        assert!(matches!(parse_npy(&b[..9], &p()), Err(Error::Truncated { .. })));
+        // Trailing bytes.
+        let mut long = b.clone();
+        long.push(0);
+        let e = parse_npy(&long, &p()).unwrap_err();
+        assert!(
+            matches!(e, Error::BadFormat { .. }) && e.to_string().contains("1 unexpected bytes"),
+            "{e}"
+        );
+        // Fortran order.
+        let e = parse_npy(
+            &with_header(
+                1,
+                "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }",
+                &b[128..],
+            ),
+            &p(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("np.ascontiguousarray"), "{e}");
+        // Big-endian and unsupported dtypes.
+        for descr in [">f8", "<f2", "|b1", "<c16", "|i1"] {
+            let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (3,), }}");
+            let e = parse_npy(&with_header(1, &dict, &[0; 24]), &p()).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                matches!(e, Error::BadFormat { .. }) && msg.contains(descr) && msg.contains("<f4, <f8"),
+                "{msg}"
+            );
+        }
+        // Malformed dicts.
+        for dict in [
+            "{'descr': '<f4', 'shape': (2, 3), }",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, x), }",
+            "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (6,), }",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (6,), 'extra': 1}",
+            "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (6,)}",
+            "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (6,)}",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (6,)} junk",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (6,)",
+            "{'descr: '<f4'",
+        ] {
+            let e = parse_npy(&with_header(1, dict, &b[128..]), &p()).unwrap_err();
+            assert!(matches!(e, Error::BadFormat { .. }), "{dict}: {e}");
+        }
+    }
+
+    #[test]
+    fn forged_shapes_do_not_allocate() {
+        // 10^15 × 10^6 f8 elements: overflows u64 bytes.
+        let e = parse_npy(
+            &with_header(
+                1,
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000000, 1000000), }",
+                &[0; 16],
+            ),
+            &p(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::BadFormat { .. }), "{e}");
+        // 10^15 elements: fits u64 but not the file.
+        let e = parse_npy(
+            &with_header(
+                1,
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000000,), }",
+                &[0; 16],
+            ),
+            &p(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Truncated {
+                    declared: 8_000_000_000_000_000,
+                    actual: 16,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // A header length larger than the file.
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&[2, 0, 0xff, 0xff, 0xff, 0xff, b'{']);
+        assert!(matches!(parse_npy(&b, &p()), Err(Error::Truncated { .. })));
+        // A shape entry beyond usize.
+        let e = parse_npy(
+            &with_header(
+                1,
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (99999999999999999999999,), }",
+                &[],
+            ),
+            &p(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::BadFormat { .. }), "{e}");
+    }
+
+    #[test]
+    fn reads_files_from_disk() {
+        let dir = crate::data::test_dir("npy");
+        let path = dir.path().join("a.npy");
+        let vals: Vec<f64> = (0..200_000).map(|i| i as f64).collect();
+        std::fs::write(&path, npy_bytes(&[1000, 200], NpyDataRef::F64(&vals))).unwrap();
+        let a = read_npy(&path).unwrap();
+        assert_eq!(a.shape, vec![1000, 200]);
+        assert_eq!(a.to_f64_vec(), vals);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 8]).unwrap();
+        assert!(matches!(read_npy(&path), Err(Error::Truncated { .. })));
+        let forged = with_header(
+            1,
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000000, 1000), }",
+            &[0; 8],
+        );
+        std::fs::write(&path, forged).unwrap();
+        assert!(read_npy(&path).is_err());
+        assert!(matches!(
+            read_npy(&dir.path().join("missing.npy")),
+            Err(Error::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn labels_conversion() {
+        let a = |data| NpyArray { shape: vec![3], data };
+        assert_eq!(
+            a(NpyData::I64(vec![0, 2, 1])).to_labels(&p()).unwrap(),
+            vec![0, 2, 1]
+        );
+        assert_eq!(
+            a(NpyData::F32(vec![0.0, 2.0, 9.0])).to_labels(&p()).unwrap(),
+            vec![0, 2, 9]
+        );
+        assert_eq!(
+            a(NpyData::U8(vec![3, 4, 5])).to_labels(&p()).unwrap(),
+            vec![3, 4, 5]
+        );
+        assert!(a(NpyData::I32(vec![0, -1, 1])).to_labels(&p()).is_err());
+        assert!(a(NpyData::F64(vec![0.0, 0.5, 1.0])).to_labels(&p()).is_err());
+        assert!(a(NpyData::F64(vec![0.0, f64::NAN, 1.0])).to_labels(&p()).is_err());
+        assert!(a(NpyData::I64(vec![0, 1 << 40, 1])).to_labels(&p()).is_err());
+    }
+}

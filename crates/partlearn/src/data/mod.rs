@@ -9,6 +9,13 @@
 //! Loaders (IDX, NPY, CSV) and the named sets (`fashion-mnist:train|test`, `swimmer`,
 //! `toy-hierarchy`) turn a data spec string into a `Dataset`; see [`load`].
 
+pub mod csv;
+pub mod idx;
+pub mod named;
+pub mod spec;
+
+pub use spec::{known_names, load, LoadOptions};
+
 use faer::{Mat, MatRef};
 
 use crate::error::{Error, Result};
@@ -206,6 +213,36 @@ pub fn validate_nonnegative<T: Real>(xt: MatRef<'_, T>) -> Result<()> {
     Ok(())
 }
 
+/// A fresh temporary folder for a test, removed when dropped.
+#[cfg(test)]
+pub(crate) struct TestDir(std::path::PathBuf);
+
+#[cfg(test)]
+impl TestDir {
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Creates a unique temporary folder (`tag`, process id and a counter in its name).
+#[cfg(test)]
+pub(crate) fn test_dir(tag: &str) -> TestDir {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("partlearn-test-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    TestDir(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,13 +262,21 @@ mod tests {
     fn validation_names_first_offender() {
         let d = Dataset::from_row_major(2, 2, &[0.0f32, 1.0, -2.0, f32::NAN], "t").unwrap();
         match d.validate_nonnegative() {
-            Err(Error::NegativeEntry { sample: 1, feature: 0, .. }) => {}
+            Err(Error::NegativeEntry {
+                sample: 1,
+                feature: 0,
+                ..
+            }) => {}
             other => panic!("{other:?}"),
         }
         let d = Dataset::from_row_major(1, 2, &[0.0f32, f32::INFINITY], "t").unwrap();
         assert!(matches!(
             d.validate_nonnegative(),
-            Err(Error::NonFinite { sample: 0, feature: 1, .. })
+            Err(Error::NonFinite {
+                sample: 0,
+                feature: 1,
+                ..
+            })
         ));
         let d = Dataset::<f32>::from_columns(Mat::zeros(3, 0), "t");
         assert!(matches!(d.validate_nonnegative(), Err(Error::EmptyData { .. })));

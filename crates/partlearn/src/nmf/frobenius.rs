@@ -33,6 +33,34 @@ pub enum Rule {
 /// Lower bound of MU iterates (METHODS.md §1.2: keeps them strictly positive).
 pub const MU_FLOOR: f64 = 1e-16;
 
+/// Extrapolation with restarts (Ang & Gillis 2019, "Accelerating nonnegative matrix
+/// factorization algorithms using extrapolation"), in a monotone form: after the codes update
+/// `H⁺`, the atoms are updated for `Ĥ = [H⁺ + β(H⁺ − H)]₊`; the pair is kept if its objective is
+/// below the previous one, otherwise the iteration restarts from `H⁺` with a plain atoms update
+/// (so the reported objective never increases). `β` grows by γ = 1.05 (capped by `β̄`, which
+/// grows by γ̄ = 1.01 up to 1) after a success and shrinks by η = 1.5 after a failure (`β̄ ← β`);
+/// β₀ = 0.5. Extrapolating the atoms too was measured and dropped: after HALS's inner sweeps on
+/// the atoms, the extrapolated atoms never lowered the objective (0 of 110 tries on Fashion-MNIST).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Extrapolation {
+    pub beta: f64,
+    pub beta_max: f64,
+    /// Accepted and rejected extrapolations so far.
+    pub accepted: u64,
+    pub rejected: u64,
+}
+
+impl Default for Extrapolation {
+    fn default() -> Self {
+        Extrapolation {
+            beta: 0.5,
+            beta_max: 1.0,
+            accepted: 0,
+            rejected: 0,
+        }
+    }
+}
+
 /// Workspaces and settings of a Frobenius fit; allocated once.
 pub struct GramSolver<'a, T: Real> {
     x: MatRef<'a, T>,
@@ -50,6 +78,12 @@ pub struct GramSolver<'a, T: Real> {
     gw: Mat<T>,
     /// Column sweeps done (for the benchmark's flop count).
     pub column_sweeps: u64,
+    /// Extrapolation state and workspaces (the factors at the start of the iteration, and `Ĥ`).
+    pub extrapolation: Option<Extrapolation>,
+    prev: Option<Factors<T>>,
+    hat: Option<Factors<T>>,
+    /// Objective of the current factors.
+    last_objective: f64,
 }
 
 impl<'a, T: Real> GramSolver<'a, T> {
@@ -78,7 +112,26 @@ impl<'a, T: Real> GramSolver<'a, T> {
             gh: if mu { Mat::zeros(k, n) } else { Mat::zeros(0, 0) },
             gw: if mu { Mat::zeros(k, m) } else { Mat::zeros(0, 0) },
             column_sweeps: 0,
+            extrapolation: None,
+            prev: None,
+            hat: None,
+            last_objective: f64::INFINITY,
         }
+    }
+
+    /// Turns on extrapolation ([`Extrapolation`]).
+    pub fn with_extrapolation(mut self) -> Self {
+        let (k, m, n) = (self.q.nrows(), self.x.nrows(), self.x.ncols());
+        self.extrapolation = Some(Extrapolation::default());
+        self.prev = Some(Factors {
+            wt: Mat::zeros(k, m),
+            h: Mat::zeros(k, n),
+        });
+        self.hat = Some(Factors {
+            wt: Mat::zeros(0, 0),
+            h: Mat::zeros(k, n),
+        });
+        self
     }
 
     fn parallel(&self) -> bool {
@@ -90,16 +143,10 @@ impl<'a, T: Real> GramSolver<'a, T> {
         let sq_error = (self.x_sq - 2.0 * linalg::inner(f.wt.as_ref(), self.r.as_ref())
             + linalg::inner(self.q.as_ref(), self.t.as_ref()))
         .max(0.0);
-        let mut objective = 0.5 * sq_error;
-        if !self.codes_pen.is_zero() {
-            let (s, s2) = sums(f.h.as_ref());
-            objective += self.codes_pen.value(s, s2);
+        Eval {
+            objective: 0.5 * sq_error + penalties(self.codes_pen, self.atoms_pen, f),
+            sq_error,
         }
-        if !self.atoms_pen.is_zero() {
-            let (s, s2) = sums(f.wt.as_ref());
-            objective += self.atoms_pen.value(s, s2);
-        }
-        Eval { objective, sq_error }
     }
 
     fn update(&mut self, codes: bool, f: &mut Factors<T>) {
@@ -149,6 +196,69 @@ impl<'a, T: Real> GramSolver<'a, T> {
             }
         }
     }
+
+    /// `dst ← [cur + β(cur − old)]₊` (floored at the MU floor for MU).
+    fn extrapolated(&self, dst: &mut Mat<T>, cur: MatRef<'_, T>, old: MatRef<'_, T>, beta: f64) {
+        let floor = if self.rule == Rule::Mu {
+            T::from_f64(MU_FLOOR)
+        } else {
+            T::zero()
+        };
+        let b = T::from_f64(beta);
+        super::beta::for_cols(dst.as_mut(), self.parallel(), |j, col| {
+            for (i, v) in col.iter_mut().enumerate() {
+                let c = cur[(i, j)];
+                *v = (c + b * (c - old[(i, j)])).max(floor);
+            }
+        });
+    }
+
+    /// Atoms update for the current codes: `T = HHᵀ`, `R = HXᵀ`, sweeps, `Q = WᵀW`, evaluation.
+    fn atoms_step(&mut self, f: &mut Factors<T>) -> Eval {
+        linalg::gram(self.t.as_mut(), f.h.as_ref(), self.par);
+        linalg::matmul(
+            self.r.as_mut(),
+            Accum::Replace,
+            f.h.as_ref(),
+            self.x.transpose(),
+            T::one(),
+            self.par,
+        );
+        self.update(false, f);
+        linalg::gram(self.q.as_mut(), f.wt.as_ref(), self.par);
+        self.eval(f)
+    }
+
+    /// The iteration with extrapolation ([`Extrapolation`]); `f` holds the new codes `H⁺` and
+    /// `prev` the factors at the start of the iteration.
+    fn extrapolated_step(&mut self, f: &mut Factors<T>) -> Eval {
+        let (Some(mut ex), Some(prev), Some(mut hat)) =
+            (self.extrapolation, self.prev.take(), self.hat.take())
+        else {
+            return self.atoms_step(f);
+        };
+        // Codes: Ĥ = [H⁺ + β(H⁺ − H)]₊, and the atoms are updated for Ĥ.
+        self.extrapolated(&mut hat.h, f.h.as_ref(), prev.h.as_ref(), ex.beta);
+        std::mem::swap(&mut f.h, &mut hat.h);
+        let mut e = self.atoms_step(f);
+        if e.objective < self.last_objective {
+            ex.accepted += 1;
+            ex.beta = (ex.beta * 1.05).min(ex.beta_max);
+            ex.beta_max = (ex.beta_max * 1.01).min(1.0);
+        } else {
+            // Restart from the plain codes H⁺ and the previous atoms: a plain, monotone step.
+            ex.rejected += 1;
+            ex.beta_max = ex.beta;
+            ex.beta /= 1.5;
+            std::mem::swap(&mut f.h, &mut hat.h);
+            f.wt.copy_from(&prev.wt);
+            e = self.atoms_step(f);
+        }
+        self.prev = Some(prev);
+        self.hat = Some(hat);
+        self.extrapolation = Some(ex);
+        e
+    }
 }
 
 impl<T: Real> Iterate<T> for GramSolver<'_, T> {
@@ -163,7 +273,9 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
             T::one(),
             self.par,
         );
-        self.eval(f)
+        let e = self.eval(f);
+        self.last_objective = e.objective;
+        e
     }
 
     fn iterate(&mut self, f: &mut Factors<T>) -> Eval {
@@ -176,21 +288,33 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
             T::one(),
             self.par,
         );
+        if let Some(prev) = self.prev.as_mut() {
+            prev.h.copy_from(&f.h);
+            prev.wt.copy_from(&f.wt);
+        }
         self.update(true, f);
-        // Atoms.
-        linalg::gram(self.t.as_mut(), f.h.as_ref(), self.par);
-        linalg::matmul(
-            self.r.as_mut(),
-            Accum::Replace,
-            f.h.as_ref(),
-            self.x.transpose(),
-            T::one(),
-            self.par,
-        );
-        self.update(false, f);
-        linalg::gram(self.q.as_mut(), f.wt.as_ref(), self.par);
-        self.eval(f)
+        let e = if self.extrapolation.is_some() {
+            self.extrapolated_step(f)
+        } else {
+            self.atoms_step(f)
+        };
+        self.last_objective = e.objective;
+        e
     }
+}
+
+/// Penalty terms of the objective for factors `f` (METHODS.md §1.5).
+fn penalties<T: Real>(codes_pen: Penalty, atoms_pen: Penalty, f: &Factors<T>) -> f64 {
+    factor_penalty(codes_pen, f.h.as_ref()) + factor_penalty(atoms_pen, f.wt.as_ref())
+}
+
+/// `l1·ΣF + ½·l2·‖F‖²` (0 without a penalty, without a pass over `F`).
+fn factor_penalty<T: Real>(pen: Penalty, f: MatRef<'_, T>) -> f64 {
+    if pen.is_zero() {
+        return 0.0;
+    }
+    let (s, s2) = sums(f);
+    pen.value(s, s2)
 }
 
 /// `(Σ f, Σ f²)` in f64, column by column (thread-independent).

@@ -67,6 +67,9 @@ pub struct NmfFit<T: Real> {
 pub struct FitStats {
     /// HALS: column sweeps done in the iterations (each costs `2k²` flops).
     pub column_sweeps: u64,
+    /// Extrapolated points kept and discarded (Frobenius solvers with `extrapolate`).
+    pub extrapolations_accepted: u64,
+    pub extrapolations_rejected: u64,
 }
 
 impl<T: Real> NmfFit<T> {
@@ -125,8 +128,15 @@ fn fit_columns<T: Real>(
             Solver::Mu => frobenius::Rule::Mu,
         };
         let mut s = frobenius::GramSolver::new(x, o.k, rule, v.codes_penalty, v.atoms_penalty, par);
+        if o.extrapolate {
+            s = s.with_extrapolation();
+        }
         let out = fit_loop::run(&mut s, &mut factors, &v.stop, x_norm, start, observer)?;
         stats.column_sweeps = s.column_sweeps;
+        if let Some(ex) = s.extrapolation {
+            stats.extrapolations_accepted = ex.accepted;
+            stats.extrapolations_rejected = ex.rejected;
+        }
         out
     } else {
         let mut s = beta::BetaMu::new(x, o.k, o.beta_loss, v.codes_penalty, v.atoms_penalty, par);

@@ -190,3 +190,98 @@ pub(crate) fn check_positive<T: Real>(xt: MatRef<'_, T>) -> Result<()> {
     }
     Ok(())
 }
+
+/// Metadata key naming the kind of model in a safetensors file.
+pub const KIND_KEY: &str = "partlearn.model";
+/// Metadata key holding the [`EncodeSpec`] as JSON.
+pub const SPEC_KEY: &str = "partlearn.encode_spec";
+/// Metadata key holding the image shape `"h×w"`, when the data were images.
+pub const IMAGE_SHAPE_KEY: &str = "partlearn.image_shape";
+
+impl<T: Real> NmfModel<T> {
+    /// Tensors (`atoms` `k × n_features`; `codes` `n × k` when given) and metadata of a model
+    /// file; numpy users read them with `safetensors.numpy.load_file`.
+    pub fn to_tensors(
+        &self,
+        codes: Option<MatRef<'_, T>>,
+        image_shape: Option<(usize, usize)>,
+    ) -> Result<(Vec<crate::io::Tensor>, std::collections::BTreeMap<String, String>)> {
+        let mut tensors = vec![crate::io::Tensor::from_mat("atoms", self.wt.as_ref())];
+        if let Some(c) = codes {
+            tensors.push(crate::io::Tensor::from_mat("codes", c));
+        }
+        let mut meta = std::collections::BTreeMap::new();
+        meta.insert(KIND_KEY.to_string(), "nmf".to_string());
+        meta.insert(
+            SPEC_KEY.to_string(),
+            serde_json::to_string(&self.spec).map_err(|e| Error::invalid("model", "spec", e.to_string()))?,
+        );
+        if let Some((h, w)) = image_shape {
+            meta.insert(IMAGE_SHAPE_KEY.to_string(), format!("{h}x{w}"));
+        }
+        Ok((tensors, meta))
+    }
+
+    /// Loads a model written by [`NmfModel::to_tensors`] (converting to `T` if needed); also
+    /// returns the image shape when recorded.
+    pub fn load(path: &std::path::Path) -> Result<(Self, Option<(usize, usize)>)> {
+        let (tensors, meta) = crate::io::read_safetensors(path)?;
+        match meta.get(KIND_KEY).map(String::as_str) {
+            Some("nmf") => {}
+            other => {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "not a partlearn NMF model (model kind {:?}); give the model.safetensors of a `partlearn fit nmf` run",
+                        other.unwrap_or("missing")
+                    ),
+                ))
+            }
+        }
+        let spec_json = meta.get(SPEC_KEY).ok_or_else(|| {
+            Error::format(
+                path,
+                "the model metadata lacks its encode settings; re-run the fit",
+            )
+        })?;
+        let spec: EncodeSpec = serde_json::from_str(spec_json)
+            .map_err(|e| Error::format(path, format!("unreadable encode settings ({e}); re-run the fit")))?;
+        let atoms = crate::io::tensor_by_name(&tensors, "atoms", path)?.to_mat::<T>()?;
+        let image_shape = meta.get(IMAGE_SHAPE_KEY).and_then(|s| {
+            let (h, w) = s.split_once('x')?;
+            Some((h.parse().ok()?, w.parse().ok()?))
+        });
+        let model = NmfModel::new(atoms, spec).map_err(|e| Error::format(path, e.to_string()))?;
+        Ok((model, image_shape))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_file_round_trip() {
+        let atoms = Mat::<f32>::from_fn(3, 4, |i, j| (i * 4 + j) as f32);
+        let spec = EncodeSpec {
+            beta_loss: 1.0,
+            codes_penalty: Penalty { l1: 0.5, l2: 0.0 },
+            encode: EncodeOptions::default(),
+        };
+        let m = NmfModel::new(atoms.clone(), spec).unwrap();
+        let codes = Mat::<f32>::ones(5, 3);
+        let (t, meta) = m.to_tensors(Some(codes.as_ref()), Some((2, 2))).unwrap();
+        let dir = std::env::temp_dir().join(format!("partlearn-model-{}", std::process::id()));
+        let path = dir.join("model.safetensors");
+        crate::io::write_safetensors(&path, &t, &meta).unwrap();
+        let (back, shape) = NmfModel::<f64>::load(&path).unwrap();
+        assert_eq!(shape, Some((2, 2)));
+        assert_eq!(back.spec, spec);
+        assert_eq!(back.components()[(2, 3)], 11.0);
+        // A file that is not an NMF model is refused with a hint.
+        crate::io::write_safetensors(&path, &t, &Default::default()).unwrap();
+        let e = NmfModel::<f32>::load(&path).unwrap_err().to_string();
+        assert!(e.contains("not a partlearn NMF model"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -131,6 +131,9 @@ pub struct NmfOptions {
     pub hals_inner_max: Option<usize>,
     /// HALS: stop inner repetitions when a sweep changes a block less than `delta` × the first sweep.
     pub hals_inner_delta: f64,
+    /// Extrapolate after each iteration, keeping the extrapolated point only when it lowers the
+    /// objective (Ang & Gillis 2019; Frobenius solvers). Default on.
+    pub extrapolate: bool,
     /// Seed of every random choice.
     pub seed: u64,
     /// Worker threads (1 = sequential, 0 = all cores).
@@ -154,6 +157,7 @@ impl Default for NmfOptions {
             l1_ratio: 0.0,
             hals_inner_max: None,
             hals_inner_delta: 0.1,
+            extrapolate: true,
             seed: 0,
             threads: 1,
             encode: EncodeOptions::default(),

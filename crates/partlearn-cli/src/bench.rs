@@ -1,0 +1,117 @@
+//! `partlearn bench nmf`: solver iterations against the GEMM bound (library `bench` module).
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use partlearn::bench::{bench_nmf, NmfBenchOptions};
+use partlearn::nmf::Solver;
+
+use crate::DataArgs;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// NMF solvers: seconds per iteration, GEMM bound, time to reach relative errors.
+    Nmf(BenchNmfArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchNmfArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[arg(short = 'k', long = "k", default_value_t = 100)]
+    pub k: usize,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Comma-separated solvers.
+    #[arg(long, default_value = "hals,mu")]
+    pub solvers: String,
+    /// Iterations per solver.
+    #[arg(long, default_value_t = 100)]
+    pub max_iter: usize,
+    /// Time budget per solver, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub max_seconds: f64,
+    /// Relative errors whose time-to-reach is reported.
+    #[arg(long, default_value = "0.25,0.22")]
+    pub targets: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    let BenchCommand::Nmf(a) = cmd;
+    let solvers = a
+        .solvers
+        .split(',')
+        .map(|s| s.trim().parse::<Solver>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let targets = a
+        .targets
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<f64>()
+                .map_err(|_| anyhow::anyhow!("invalid --targets value '{s}': give numbers like 0.25,0.22"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let data = a.data.load::<f32>()?;
+    let opts = NmfBenchOptions {
+        k: a.k,
+        threads: a.threads,
+        solvers,
+        max_iter: a.max_iter,
+        max_seconds: a.max_seconds,
+        targets,
+        seed: a.seed,
+    };
+    let r = bench_nmf(&data, &opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "{}: {} × {}, k = {}, {} threads, {}",
+        r.data, r.n_samples, r.n_features, r.k, r.threads, r.dtype
+    );
+    println!("{:<10} {:<26} {:>10} {:>9}", "product", "shape", "ms", "GFLOP/s");
+    for g in &r.gemms {
+        println!(
+            "{:<10} {:<26} {:>10.2} {:>9.1}",
+            g.name,
+            g.shape,
+            g.seconds * 1e3,
+            g.gflops()
+        );
+    }
+    println!();
+    println!(
+        "{:<6} {:>6} {:>9} {:>10} {:>10} {:>7} {:>10} {:>7} {:>8}  time to rel. error",
+        "solver", "iters", "init s", "s/iter", "GEMM s", "ratio", "flop s", "ratio", "rel.err"
+    );
+    for s in &r.solvers {
+        let tt: Vec<String> = s
+            .targets
+            .iter()
+            .map(|t| match (t.seconds, t.iteration) {
+                (Some(sec), Some(it)) => format!("{}: {sec:.2} s (it {it})", t.rel_error),
+                _ => format!("{}: not reached", t.rel_error),
+            })
+            .collect();
+        println!(
+            "{:<6} {:>6} {:>9.3} {:>10.4} {:>10.4} {:>7.2} {:>10.4} {:>7.2} {:>8.5}  {}",
+            s.solver,
+            s.iterations,
+            s.init_seconds,
+            s.seconds_per_iter,
+            s.gemm_bound,
+            s.ratio,
+            s.flop_bound,
+            s.flop_ratio,
+            s.final_rel_error,
+            tt.join(", ")
+        );
+    }
+    Ok(())
+}

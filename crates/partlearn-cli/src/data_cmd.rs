@@ -1,0 +1,164 @@
+//! `partlearn data info|export`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Subcommand;
+use partlearn::npy::{npy_bytes, NpyDataRef};
+
+use crate::DataArgs;
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Shape, dtype, value range, label counts, and whether NMF can use the data.
+    Info {
+        /// fashion-mnist:train, fashion-mnist:test, swimmer, toy-hierarchy, or a file.
+        data: String,
+        #[arg(long)]
+        first: Option<usize>,
+        #[arg(long)]
+        subset: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        data_seed: u64,
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the data (n_samples × n_features, float32) and its labels as .npy.
+    Export {
+        data: String,
+        #[arg(long)]
+        first: Option<usize>,
+        #[arg(long)]
+        subset: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        data_seed: u64,
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Output .npy for the data.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Output .npy for the labels (default: <out stem>-labels.npy when the data have labels).
+        #[arg(long, value_name = "FILE")]
+        labels_out: Option<PathBuf>,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+pub fn run(cmd: DataCommand) -> Result<()> {
+    match cmd {
+        DataCommand::Info {
+            data,
+            first,
+            subset,
+            data_seed,
+            labels,
+            json,
+        } => {
+            let args = DataArgs {
+                spec: data,
+                first,
+                subset,
+                data_seed,
+                labels,
+            };
+            let d = args.load::<f32>()?;
+            let (lo, hi, mean) = d.value_range();
+            let valid = d.validate_nonnegative();
+            let mut counts = BTreeMap::new();
+            if let Some(l) = &d.labels {
+                for &c in l {
+                    *counts.entry(c).or_insert(0usize) += 1;
+                }
+            }
+            if json {
+                let s = serde_json::json!({
+                    "name": d.name, "n_samples": d.n_samples(), "n_features": d.n_features(), "dtype": "f32",
+                    "image_shape": d.image_shape, "min": lo, "max": hi, "mean": mean,
+                    "label_counts": counts, "extra_label_sets": d.extra_labels.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+                    "valid_for_nmf": valid.is_ok(), "problem": valid.as_ref().err().map(|e| e.to_string()),
+                });
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!(
+                    "{}: {} samples × {} features, f32",
+                    d.name,
+                    d.n_samples(),
+                    d.n_features()
+                );
+                if let Some((h, w)) = d.image_shape {
+                    println!("images: {h} × {w}");
+                }
+                println!("values: min {lo}, max {hi}, mean {mean:.6}");
+                if counts.is_empty() {
+                    println!("labels: none");
+                } else {
+                    let s: Vec<String> = counts.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+                    println!("labels ({} classes): {}", counts.len(), s.join(", "));
+                }
+                for (name, l) in &d.extra_labels {
+                    let classes: std::collections::BTreeSet<_> = l.iter().collect();
+                    println!("label set {name}: {} classes", classes.len());
+                }
+                match &valid {
+                    Ok(()) => println!("valid for NMF: yes"),
+                    Err(e) => println!("valid for NMF: no ({e})"),
+                }
+            }
+            Ok(())
+        }
+        DataCommand::Export {
+            data,
+            first,
+            subset,
+            data_seed,
+            labels,
+            out,
+            labels_out,
+            force,
+        } => {
+            let args = DataArgs {
+                spec: data,
+                first,
+                subset,
+                data_seed,
+                labels,
+            };
+            let d = args.load::<f32>()?;
+            let labels_path = labels_out.or_else(|| {
+                d.labels.as_ref().map(|_| {
+                    let stem = out
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    out.with_file_name(format!("{stem}-labels.npy"))
+                })
+            });
+            for p in std::iter::once(&out).chain(labels_path.as_ref()) {
+                if p.exists() && !force {
+                    return Err(partlearn::Error::AlreadyExists { path: p.clone() }.into());
+                }
+            }
+            let flat: Vec<f32> = (0..d.n_samples())
+                .flat_map(|i| d.sample(i).iter().copied())
+                .collect();
+            let shape = match d.image_shape {
+                Some((h, w)) => vec![d.n_samples(), h, w],
+                None => vec![d.n_samples(), d.n_features()],
+            };
+            partlearn::io::write_atomic(&out, &npy_bytes(&shape, NpyDataRef::F32(&flat)))?;
+            println!("wrote {} ({:?}, float32)", out.display(), shape);
+            if let (Some(p), Some(l)) = (&labels_path, &d.labels) {
+                let l64: Vec<i64> = l.iter().map(|&v| v as i64).collect();
+                partlearn::io::write_atomic(p, &npy_bytes(&[l64.len()], NpyDataRef::I64(&l64)))?;
+                println!("wrote {} ({} labels, int64)", p.display(), l64.len());
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! `partlearn fit <method>`: maps flags to options, runs the library's fit with a progress bar,
+//! and writes the run folder (run.json, model.safetensors, history.jsonl, figures/).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use faer::{Mat, MatRef};
+use partlearn::data::Dataset;
+use partlearn::io::{self, RunDir};
+use partlearn::nmf::{self, CustomInit, EncodeOptions, InitMethod, NmfOptions, Solver};
+use partlearn::observe::StopReason;
+use partlearn::Real;
+use serde::Serialize;
+
+use crate::progress::{interrupt_flag, FitProgress};
+use crate::{DataArgs, Dtype, Exit};
+
+#[derive(Subcommand, Debug)]
+pub enum FitCommand {
+    /// Non-negative matrix factorization (MU or HALS).
+    Nmf(NmfArgs),
+}
+
+/// Flags shared by every fit: output, verbosity, threads, dtype.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Run folder to write (default: runs/<method>-<data>-k<k>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Replace an existing run folder.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress bar and no summary lines (warnings and errors still go to stderr).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the final summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads (1 = sequential, 0 = all cores).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Float type of the computation.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: Dtype,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct NmfArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Number of components (atoms).
+    #[arg(short = 'k', long = "k", default_value_t = 10)]
+    pub k: usize,
+    /// hals (Frobenius only) or mu (any beta-loss).
+    #[arg(long, default_value = "hals")]
+    pub solver: String,
+    /// frobenius, kullback-leibler, itakura-saito, or a number β.
+    #[arg(long, default_value = "frobenius")]
+    pub beta_loss: String,
+    /// auto, random, nndsvd, nndsvda, nndsvdar, custom.
+    #[arg(long, default_value = "auto")]
+    pub init: String,
+    /// Starting atoms for --init custom (.npy, k × n_features).
+    #[arg(long, value_name = "FILE")]
+    pub init_atoms: Option<PathBuf>,
+    /// Starting codes for --init custom (.npy, n_samples × k; optional).
+    #[arg(long, value_name = "FILE")]
+    pub init_codes: Option<PathBuf>,
+    #[arg(long, default_value_t = 200)]
+    pub max_iter: usize,
+    /// Stop when the objective decreases by less than tol × its initial value (0 disables).
+    #[arg(long, default_value_t = 1e-4)]
+    pub tol: f64,
+    /// Time budget in seconds.
+    #[arg(long)]
+    pub max_seconds: Option<f64>,
+    /// Penalty weight on the codes (scikit-learn's alpha_W).
+    #[arg(long, default_value_t = 0.0)]
+    pub alpha_w: f64,
+    /// Penalty weight on the atoms (scikit-learn's alpha_H; default: same as --alpha-w).
+    #[arg(long)]
+    pub alpha_h: Option<f64>,
+    /// L1 share of the penalties (0 = pure L2, 1 = pure L1).
+    #[arg(long, default_value_t = 0.0)]
+    pub l1_ratio: f64,
+    /// HALS: maximum inner sweeps per factor (default: Gillis–Glineur's rule).
+    #[arg(long)]
+    pub hals_inner_max: Option<usize>,
+    /// Maximum sweeps (or MU iterations) when computing codes for fixed atoms.
+    #[arg(long, default_value_t = EncodeOptions::default().max_iter)]
+    pub encode_max_iter: usize,
+    /// Tolerance when computing codes for fixed atoms.
+    #[arg(long, default_value_t = EncodeOptions::default().tol)]
+    pub encode_tol: f64,
+    /// Also store the training codes (n × k) in model.safetensors.
+    #[arg(long)]
+    pub save_codes: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+pub fn run(cmd: FitCommand) -> Result<()> {
+    match cmd {
+        FitCommand::Nmf(a) => match a.run.dtype {
+            Dtype::F32 => fit_nmf::<f32>(&a),
+            Dtype::F64 => fit_nmf::<f64>(&a),
+        },
+    }
+}
+
+/// What run.json records about the data.
+#[derive(Serialize)]
+pub struct DataRecord {
+    pub spec: String,
+    pub name: String,
+    pub n_samples: usize,
+    pub n_features: usize,
+    pub image_shape: Option<(usize, usize)>,
+    pub first: Option<usize>,
+    pub subset: Option<usize>,
+    pub data_seed: u64,
+}
+
+impl DataRecord {
+    pub fn new<T: Real>(a: &DataArgs, d: &Dataset<T>) -> Self {
+        DataRecord {
+            spec: a.spec.clone(),
+            name: d.name.clone(),
+            n_samples: d.n_samples(),
+            n_features: d.n_features(),
+            image_shape: d.image_shape,
+            first: a.first,
+            subset: a.subset,
+            data_seed: a.data_seed,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct NmfRunRecord<'a> {
+    method: &'static str,
+    partlearn_version: &'static str,
+    command: Vec<String>,
+    created_unix: u64,
+    dtype: &'static str,
+    threads: usize,
+    data: DataRecord,
+    options: &'a NmfOptions,
+    n_iter: usize,
+    stop_reason: StopReason,
+    objective: f64,
+    reconstruction_err: f64,
+    rel_error: f64,
+    seconds: f64,
+    warnings: &'a [String],
+}
+
+/// A 2-d `.npy` file as a matrix.
+pub fn read_matrix<T: Real>(path: &Path) -> Result<Mat<T>> {
+    let a = partlearn::npy::read_npy(path)?;
+    if a.shape.len() != 2 {
+        anyhow::bail!(
+            "{}: expected a 2-d array, found shape {:?}; save a matrix (e.g. np.save(path, a.reshape(rows, -1)))",
+            path.display(),
+            a.shape
+        );
+    }
+    let (r, c) = (a.shape[0], a.shape[1]);
+    let v: Vec<T> = a.to_real::<T>();
+    Ok(Mat::from_fn(r, c, |i, j| v[i * c + j]))
+}
+
+fn default_out(method: &str, spec: &str, k: usize) -> PathBuf {
+    let clean: String = spec
+        .rsplit('/')
+        .next()
+        .unwrap_or(spec)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    PathBuf::from("runs").join(format!("{method}-{clean}-k{k}"))
+}
+
+fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
+    let opts = NmfOptions {
+        k: a.k,
+        solver: a.solver.parse::<Solver>()?,
+        beta_loss: nmf::options::parse_beta_loss(&a.beta_loss)?,
+        init: a.init.parse::<InitMethod>()?,
+        max_iter: a.max_iter,
+        tol: a.tol,
+        max_seconds: a.max_seconds,
+        alpha_w: a.alpha_w,
+        alpha_h: a.alpha_h,
+        l1_ratio: a.l1_ratio,
+        hals_inner_max: a.hals_inner_max,
+        seed: a.run.seed,
+        threads: a.run.threads,
+        encode: EncodeOptions {
+            max_iter: a.encode_max_iter,
+            tol: a.encode_tol,
+        },
+        ..Default::default()
+    };
+    if opts.init != InitMethod::Custom && (a.init_atoms.is_some() || a.init_codes.is_some()) {
+        anyhow::bail!("--init-atoms/--init-codes are only used with --init custom; add --init custom");
+    }
+    let data = a.data.load::<T>()?;
+    // Check the options before any long work, and the output folder before the fit.
+    opts.validate(data.n_samples(), data.n_features())?;
+    let out = a
+        .run
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out("nmf", &a.data.spec, a.k));
+    let run_dir = RunDir::create(&out, a.run.force)?;
+    let custom = match &a.init_atoms {
+        Some(p) => Some(CustomInit {
+            atoms: read_matrix::<T>(p).with_context(|| "reading --init-atoms")?,
+            codes: a
+                .init_codes
+                .as_deref()
+                .map(read_matrix::<T>)
+                .transpose()
+                .with_context(|| "reading --init-codes")?,
+        }),
+        None => None,
+    };
+    let stop = interrupt_flag();
+    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet, stop.clone());
+    let fit = nmf::fit(&data, &opts, custom.as_ref(), &mut progress);
+    progress.finish();
+    let fit = fit?;
+
+    let codes = a.save_codes.then(|| fit.codes());
+    let (tensors, meta) = fit.model.to_tensors(codes, data.image_shape)?;
+    run_dir.write(
+        io::run::MODEL_FILE,
+        &io::tensors::safetensors_bytes(&tensors, &meta)?,
+    )?;
+    run_dir.write(io::run::HISTORY_FILE, &io::to_json_lines(&fit.history)?)?;
+    let record = NmfRunRecord {
+        method: "nmf",
+        partlearn_version: env!("CARGO_PKG_VERSION"),
+        command: std::env::args().collect(),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        dtype: T::NAME,
+        threads: partlearn::linalg::resolve_threads(opts.threads),
+        data: DataRecord::new(&a.data, &data),
+        options: &opts,
+        n_iter: fit.n_iter,
+        stop_reason: fit.stop_reason,
+        objective: fit.objective,
+        reconstruction_err: fit.reconstruction_err,
+        rel_error: fit.rel_error,
+        seconds: fit.seconds,
+        warnings: &fit.warnings,
+    };
+    run_dir.write_json(io::run::RUN_FILE, &record)?;
+    if let Some(shape) = data.image_shape {
+        write_figures(&run_dir, fit.model.components(), fit.codes(), &data, shape)?;
+    }
+    let path = run_dir.commit()?;
+
+    for w in &fit.warnings {
+        eprintln!("warning: {w}");
+    }
+    if a.run.json {
+        let summary = serde_json::json!({
+            "run": path,
+            "method": "nmf",
+            "n_iter": fit.n_iter,
+            "stop_reason": fit.stop_reason,
+            "objective": fit.objective,
+            "reconstruction_err": fit.reconstruction_err,
+            "rel_error": fit.rel_error,
+            "seconds": fit.seconds,
+            "warnings": fit.warnings,
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !a.run.quiet {
+        println!(
+            "nmf k={} on {} ({} × {}): {} iterations ({}), rel. error {:.5}, {:.2} s",
+            a.k,
+            data.name,
+            data.n_samples(),
+            data.n_features(),
+            fit.n_iter,
+            fit.stop_reason,
+            fit.rel_error,
+            fit.seconds
+        );
+        println!("wrote {}", path.display());
+    }
+    if fit.stop_reason == StopReason::Interrupted {
+        eprintln!("interrupted: the run so far was saved to {}", path.display());
+        return Err(Exit::Interrupted.into());
+    }
+    Ok(())
+}
+
+/// figures/atoms.png (ordered by usage) and figures/reconstructions.png (first 10 samples).
+pub fn write_figures<T: Real>(
+    run_dir: &RunDir,
+    atoms: MatRef<'_, T>,
+    codes: MatRef<'_, T>,
+    data: &Dataset<T>,
+    shape: (usize, usize),
+) -> Result<()> {
+    use partlearn::figures;
+    let opts = figures::GridOptions::default();
+    let order = figures::usage_order(codes, atoms);
+    run_dir.write(
+        "figures/atoms.png",
+        &figures::atoms_grid(atoms, shape, Some(&order), &opts)?,
+    )?;
+    let n = data.n_samples().min(10);
+    let originals = data.x().subrows(0, n);
+    let recon = codes.subrows(0, n) * atoms;
+    run_dir.write(
+        "figures/reconstructions.png",
+        &figures::reconstructions(originals, recon.as_ref(), shape, &opts)?,
+    )?;
+    Ok(())
+}

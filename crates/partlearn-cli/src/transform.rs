@@ -1,0 +1,97 @@
+//! `partlearn transform <RUN> --data DATA --out codes.npy`: codes of new data for a fitted
+//! dictionary (the model's own encode, so the training data get the codes `fit` returned).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use partlearn::nmf::NmfModel;
+use partlearn::npy::{npy_bytes, NpyDataRef};
+use partlearn::Real;
+
+use crate::{DataArgs, Dtype};
+
+#[derive(Args, Debug)]
+pub struct TransformArgs {
+    /// A run folder written by `partlearn fit` (or its model.safetensors).
+    pub run: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Where to write the codes (n_samples × k, .npy).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
+    /// Worker threads (1 = sequential, 0 = all cores).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Float type of the computation and of the written codes.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: Dtype,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No summary line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(a: TransformArgs) -> Result<()> {
+    match a.dtype {
+        Dtype::F32 => go::<f32>(&a, |v| NpyDataRef::F32(v_as(v))),
+        Dtype::F64 => go::<f64>(&a, |v| NpyDataRef::F64(v_as(v))),
+    }
+}
+
+/// Identity cast between `&[T]` and the concrete slice type chosen by `run` (T is that type).
+fn v_as<T: 'static, U: 'static>(v: &[T]) -> &[U] {
+    assert_eq!(std::any::TypeId::of::<T>(), std::any::TypeId::of::<U>());
+    // SAFETY: T and U are the same type (checked just above).
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<U>(), v.len()) }
+}
+
+fn go<T: Real>(a: &TransformArgs, wrap: impl for<'v> Fn(&'v [T]) -> NpyDataRef<'v>) -> Result<()> {
+    let model_path = if a.run.is_dir() {
+        partlearn::io::open_existing(&a.run)?.join(partlearn::io::run::MODEL_FILE)
+    } else {
+        a.run.clone()
+    };
+    if a.out.exists() && !a.force {
+        return Err(partlearn::Error::AlreadyExists { path: a.out.clone() }.into());
+    }
+    let (model, _shape) = NmfModel::<T>::load(&model_path)?;
+    let data = a.data.load::<T>()?;
+    let start = std::time::Instant::now();
+    let codes = model.encode(data.x(), a.threads)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let (n, k) = (codes.nrows(), codes.ncols());
+    let flat: Vec<T> = (0..n)
+        .flat_map(|i| (0..k).map(move |j| (i, j)))
+        .map(|(i, j)| codes[(i, j)])
+        .collect();
+    partlearn::io::write_atomic(&a.out, &npy_bytes(&[n, k], wrap(&flat)))?;
+    // Relative reconstruction error of the encoded data, as a sanity figure.
+    let recon = model.decode(codes.as_ref())?;
+    let x = data.x();
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for j in 0..x.ncols() {
+        for i in 0..x.nrows() {
+            let (xv, rv) = (x[(i, j)].to_f64(), recon[(i, j)].to_f64());
+            num += (xv - rv) * (xv - rv);
+            den += xv * xv;
+        }
+    }
+    let rel = if den > 0.0 { (num / den).sqrt() } else { 0.0 };
+    if a.json {
+        let s =
+            serde_json::json!({"out": a.out, "n_samples": n, "k": k, "rel_error": rel, "seconds": seconds});
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else if !a.quiet {
+        println!(
+            "encoded {n} samples with k={k} in {seconds:.2} s (rel. error {rel:.5}); wrote {}",
+            a.out.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! Benchmarks of the solvers against the GEMM bound (reported by `partlearn bench`).
+//!
+//! The GEMM-bound time of one iteration is the time of the matrix products the iteration
+//! performs, each measured at its exact shape in the same run (minimum of a few repetitions):
+//! HALS does `P = WᵀX`, `R = HXᵀ`, `WᵀW`, `HHᵀ`; Frobenius MU additionally `(WᵀW)H` and `(HHᵀ)Wᵀ`.
+//! HALS's coordinate sweeps (`2k²` flops per column sweep) are not GEMMs; the "flop bound" adds
+//! them at the throughput of the largest GEMM, so both views are reported.
+
+use std::time::Instant;
+
+use faer::{Accum, Mat};
+use serde::Serialize;
+
+use crate::data::Dataset;
+use crate::error::Result;
+use crate::linalg;
+use crate::nmf::{self, InitMethod, NmfOptions, Solver};
+use crate::observe::Silent;
+use crate::real::Real;
+use crate::rng::Rng;
+
+/// One measured product.
+#[derive(Clone, Debug, Serialize)]
+pub struct GemmTiming {
+    pub name: &'static str,
+    pub shape: String,
+    pub flops: f64,
+    pub seconds: f64,
+}
+
+impl GemmTiming {
+    pub fn gflops(&self) -> f64 {
+        self.flops / self.seconds / 1e9
+    }
+}
+
+/// Time for the fit to first reach a relative error.
+#[derive(Clone, Debug, Serialize)]
+pub struct TimeToTarget {
+    pub rel_error: f64,
+    /// Seconds since the fit started (initialization included); `None` if never reached.
+    pub seconds: Option<f64>,
+    pub iteration: Option<usize>,
+}
+
+/// One solver's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct SolverBench {
+    pub solver: String,
+    pub iterations: usize,
+    pub init_seconds: f64,
+    pub seconds_per_iter: f64,
+    /// Time of the GEMMs of one iteration.
+    pub gemm_bound: f64,
+    pub ratio: f64,
+    /// GEMM bound plus the sweeps' flops at the largest GEMM's throughput (HALS).
+    pub flop_bound: f64,
+    pub flop_ratio: f64,
+    /// Mean column sweeps per column per iteration (HALS; both factors).
+    pub sweeps_per_iter: f64,
+    pub final_rel_error: f64,
+    pub targets: Vec<TimeToTarget>,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+pub struct NmfBenchReport {
+    pub data: String,
+    pub n_samples: usize,
+    pub n_features: usize,
+    pub k: usize,
+    pub threads: usize,
+    pub dtype: &'static str,
+    pub gemms: Vec<GemmTiming>,
+    pub solvers: Vec<SolverBench>,
+}
+
+/// Settings of [`bench_nmf`].
+#[derive(Clone, Debug)]
+pub struct NmfBenchOptions {
+    pub k: usize,
+    pub threads: usize,
+    pub solvers: Vec<Solver>,
+    pub max_iter: usize,
+    pub max_seconds: f64,
+    pub targets: Vec<f64>,
+    pub seed: u64,
+}
+
+fn time_min(reps: usize, mut f: impl FnMut()) -> f64 {
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Measures the products of one NMF iteration at the shapes of `data`.
+pub fn gemm_timings<T: Real>(data: &Dataset<T>, k: usize, threads: usize) -> Result<Vec<GemmTiming>> {
+    let x = data.xt();
+    let (m, n) = (x.nrows(), x.ncols());
+    let par = linalg::par(threads);
+    let mut rng = Rng::new(1);
+    let wt = Mat::<T>::from_fn(k, m, |_, _| T::from_f64(rng.uniform()));
+    let h = Mat::<T>::from_fn(k, n, |_, _| T::from_f64(rng.uniform()));
+    linalg::with_threads(threads, || {
+        let (mut p, mut r) = (Mat::<T>::zeros(k, n), Mat::<T>::zeros(k, m));
+        let (mut q, mut t) = (Mat::<T>::zeros(k, k), Mat::<T>::zeros(k, k));
+        let (mut qh, mut tw) = (Mat::<T>::zeros(k, n), Mat::<T>::zeros(k, m));
+        let (kf, mf, nf) = (k as f64, m as f64, n as f64);
+        let reps = 3;
+        vec![
+            GemmTiming {
+                name: "P = WᵀX",
+                shape: format!("{k}×{m} · {m}×{n}"),
+                flops: 2.0 * kf * mf * nf,
+                seconds: time_min(reps, || {
+                    linalg::matmul(p.as_mut(), Accum::Replace, wt.as_ref(), x, T::one(), par)
+                }),
+            },
+            GemmTiming {
+                name: "R = HXᵀ",
+                shape: format!("{k}×{n} · {n}×{m}"),
+                flops: 2.0 * kf * mf * nf,
+                seconds: time_min(reps, || {
+                    linalg::matmul(
+                        r.as_mut(),
+                        Accum::Replace,
+                        h.as_ref(),
+                        x.transpose(),
+                        T::one(),
+                        par,
+                    )
+                }),
+            },
+            GemmTiming {
+                name: "WᵀW",
+                shape: format!("{k}×{m} · {m}×{k}"),
+                flops: kf * kf * mf,
+                seconds: time_min(reps, || linalg::gram(q.as_mut(), wt.as_ref(), par)),
+            },
+            GemmTiming {
+                name: "HHᵀ",
+                shape: format!("{k}×{n} · {n}×{k}"),
+                flops: kf * kf * nf,
+                seconds: time_min(reps, || linalg::gram(t.as_mut(), h.as_ref(), par)),
+            },
+            GemmTiming {
+                name: "(WᵀW)H",
+                shape: format!("{k}×{k} · {k}×{n}"),
+                flops: 2.0 * kf * kf * nf,
+                seconds: time_min(reps, || {
+                    linalg::matmul(qh.as_mut(), Accum::Replace, q.as_ref(), h.as_ref(), T::one(), par)
+                }),
+            },
+            GemmTiming {
+                name: "(HHᵀ)Wᵀ",
+                shape: format!("{k}×{k} · {k}×{m}"),
+                flops: 2.0 * kf * kf * mf,
+                seconds: time_min(reps, || {
+                    linalg::matmul(
+                        tw.as_mut(),
+                        Accum::Replace,
+                        t.as_ref(),
+                        wt.as_ref(),
+                        T::one(),
+                        par,
+                    )
+                }),
+            },
+        ]
+    })
+}
+
+/// Runs each solver from NNDSVDa with `tol = 0` and compares its iterations with the GEMM bound.
+pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfBenchReport> {
+    let gemms = gemm_timings(data, o.k, o.threads)?;
+    let sec = |name: &str| gemms.iter().find(|g| g.name == name).map_or(0.0, |g| g.seconds);
+    let rate = gemms[0].flops / gemms[0].seconds;
+    let (m, n, k) = (data.n_features() as f64, data.n_samples() as f64, o.k as f64);
+    let mut solvers = Vec::new();
+    for &solver in &o.solvers {
+        let opts = NmfOptions {
+            k: o.k,
+            solver,
+            init: InitMethod::Nndsvda,
+            max_iter: o.max_iter,
+            tol: 0.0,
+            max_seconds: Some(o.max_seconds),
+            seed: o.seed,
+            threads: o.threads,
+            ..Default::default()
+        };
+        let fit = nmf::fit(data, &opts, None, &mut Silent)?;
+        let h = &fit.history;
+        let iters = fit.n_iter.max(1);
+        let init_seconds = h[0].seconds;
+        let seconds_per_iter = (h[h.len() - 1].seconds - init_seconds) / iters as f64;
+        let base = sec("P = WᵀX") + sec("R = HXᵀ") + sec("WᵀW") + sec("HHᵀ");
+        let (gemm_bound, flop_bound, sweeps_per_iter) = match solver {
+            Solver::Hals => {
+                let sweeps = fit.stats.column_sweeps as f64 / iters as f64;
+                (base, base + 2.0 * k * k * sweeps / rate, sweeps / (m + n))
+            }
+            Solver::Mu => {
+                let b = base + sec("(WᵀW)H") + sec("(HHᵀ)Wᵀ");
+                (b, b, 0.0)
+            }
+        };
+        let targets = o
+            .targets
+            .iter()
+            .map(|&t| {
+                let hit = h.iter().find(|r| r.rel_error <= t);
+                TimeToTarget {
+                    rel_error: t,
+                    seconds: hit.map(|r| r.seconds),
+                    iteration: hit.map(|r| r.iter),
+                }
+            })
+            .collect();
+        solvers.push(SolverBench {
+            solver: format!("{solver:?}").to_lowercase(),
+            iterations: fit.n_iter,
+            init_seconds,
+            seconds_per_iter,
+            gemm_bound,
+            ratio: seconds_per_iter / gemm_bound,
+            flop_bound,
+            flop_ratio: seconds_per_iter / flop_bound,
+            sweeps_per_iter,
+            final_rel_error: h[h.len() - 1].rel_error,
+            targets,
+        });
+    }
+    Ok(NmfBenchReport {
+        data: data.name.clone(),
+        n_samples: data.n_samples(),
+        n_features: data.n_features(),
+        k: o.k,
+        threads: linalg::resolve_threads(o.threads),
+        dtype: T::NAME,
+        gemms,
+        solvers,
+    })
+}
