@@ -199,9 +199,14 @@ pub fn truncated_svd<T: Real>(
             T::one(),
             par,
         );
-        let tiny = s.first().copied().unwrap_or(T::zero()) * T::EPSILON * T::from_usize(p.max(1));
+        // Eigenvalues of the Gram matrix carry an absolute error ≈ ε·s₀², so singular values below
+        // s₀·sqrt(ε·p) are indistinguishable from 0: their vectors on the far side would be noise
+        // (this matters for rank-deficient data such as swimmer, rank 13).
+        let s0 = s.first().copied().unwrap_or(T::zero());
+        let tiny = s0 * (T::EPSILON * T::from_usize(p.max(1))).sqrt();
+        let s: Vec<T> = s.into_iter().map(|v| if v > tiny { v } else { T::zero() }).collect();
         for j in 0..k {
-            let inv = if s[j] > tiny { s[j].recip() } else { T::zero() };
+            let inv = if s[j] > T::zero() { s[j].recip() } else { T::zero() };
             for x in v.col_as_slice_mut(j) {
                 *x = *x * inv;
             }

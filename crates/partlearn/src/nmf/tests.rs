@@ -430,3 +430,37 @@ fn bad_input_is_an_error_not_a_panic() {
     let f = fit(&d, &opts(2, Solver::Hals), None, &mut Silent).unwrap();
     assert!(f.model.encode(d2.x(), 1).is_err());
 }
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
+
+/// Swimmer has rank 13 < k = 17 and singular values of multiplicity 3–4, so NNDSVD depends on an
+/// arbitrary basis of each eigenspace. Measured: HALS from NNDSVDa reconstructs exactly in f64
+/// but splits the torso over limb atoms (worst limb cosine 0.91), and in f32 it ends in a local
+/// minimum (rel. error 0.21); small L1 penalties do not fix it. Open in issue #2.
+#[test]
+#[ignore = "open (issue #2): HALS from NNDSVDa on swimmer does not yet isolate every limb (worst cosine 0.40-0.91)"]
+fn swimmer_limbs_are_recovered_by_hals_from_nndsvda() {
+    let (d, parts) = crate::data::named::swimmer::<f64>();
+    let o = NmfOptions { k: 17, init: InitMethod::Nndsvda, max_iter: 2000, tol: 0.0, ..opts(17, Solver::Hals) };
+    let f = fit(&d, &o, None, &mut Silent).unwrap();
+    let atoms = f.model.components();
+    let rows: Vec<Vec<f64>> = (0..17).map(|r| (0..1024).map(|j| atoms[(r, j)]).collect()).collect();
+    let mut worst = 1.0f64;
+    for (p, limb) in parts.limbs.iter().enumerate() {
+        let limb: Vec<f64> = limb.iter().map(|&v| v as f64).collect();
+        let best = rows.iter().map(|a| cosine(a, &limb)).fold(0.0, f64::max);
+        assert!(best >= 0.95, "limb part {p}: best cosine {best:.4} (rel. error {})", f.rel_error);
+        worst = worst.min(best);
+    }
+    assert!(f.rel_error < 0.05, "{}", f.rel_error);
+}
+
