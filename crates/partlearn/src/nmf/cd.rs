@@ -198,29 +198,30 @@ fn sweep_block_impl<T: Real>(g: &[T], inv_diag: &[T], k: usize, floor: T, fb: &m
             continue;
         }
         let gj = &g[j * k..(j + 1) * k];
-        let mut a0 = [T::zero(); LANES];
-        let mut a1 = [T::zero(); LANES];
-        let pairs = k / 2;
-        for p in 0..pairs {
-            let (q0, q1) = (gj[2 * p], gj[2 * p + 1]);
-            let r0 = &fb[2 * p * LANES..(2 * p + 1) * LANES];
-            let r1 = &fb[(2 * p + 1) * LANES..(2 * p + 2) * LANES];
-            for l in 0..LANES {
-                a0[l] = q0.mul_add(r0[l], a0[l]);
-                a1[l] = q1.mul_add(r1[l], a1[l]);
+        // Four independent accumulators (rows i ≡ 0, 1, 2, 3 mod 4) keep the FMA units busy.
+        let mut a = [[T::zero(); LANES]; 4];
+        let quads = k / 4;
+        for p in 0..quads {
+            for (t, acc) in a.iter_mut().enumerate() {
+                let i = 4 * p + t;
+                let q = gj[i];
+                let r = &fb[i * LANES..(i + 1) * LANES];
+                for l in 0..LANES {
+                    acc[l] = q.mul_add(r[l], acc[l]);
+                }
             }
         }
-        if k % 2 == 1 {
-            let q = gj[k - 1];
-            let r = &fb[(k - 1) * LANES..k * LANES];
+        for i in 4 * quads..k {
+            let q = gj[i];
+            let r = &fb[i * LANES..(i + 1) * LANES];
             for l in 0..LANES {
-                a0[l] = q.mul_add(r[l], a0[l]);
+                a[0][l] = q.mul_add(r[l], a[0][l]);
             }
         }
         let row = &mut fb[j * LANES..(j + 1) * LANES];
         let crow = &cb[j * LANES..(j + 1) * LANES];
         for l in 0..LANES {
-            let grad = (a0[l] + a1[l]) - crow[l];
+            let grad = ((a[0][l] + a[1][l]) + (a[2][l] + a[3][l])) - crow[l];
             let old = row[l];
             let new = (old - grad * inv).max(floor);
             let d = new - old;
