@@ -72,7 +72,7 @@ pub struct NmfArgs {
     pub init_codes: Option<PathBuf>,
     #[arg(long, default_value_t = 200)]
     pub max_iter: usize,
-    /// Stop when the objective decreases by less than tol × its initial value (0 disables).
+    /// Every 10 iterations, stop when the error sqrt(2·objective) fell by less than tol × its initial value (0 disables).
     #[arg(long, default_value_t = 1e-4)]
     pub tol: f64,
     /// Time budget in seconds.

@@ -204,7 +204,10 @@ pub fn truncated_svd<T: Real>(
         // (this matters for rank-deficient data such as swimmer, rank 13).
         let s0 = s.first().copied().unwrap_or(T::zero());
         let tiny = s0 * (T::EPSILON * T::from_usize(p.max(1))).sqrt();
-        let s: Vec<T> = s.into_iter().map(|v| if v > tiny { v } else { T::zero() }).collect();
+        let s: Vec<T> = s
+            .into_iter()
+            .map(|v| if v > tiny { v } else { T::zero() })
+            .collect();
         for j in 0..k {
             let inv = if s[j] > T::zero() { s[j].recip() } else { T::zero() };
             for x in v.col_as_slice_mut(j) {

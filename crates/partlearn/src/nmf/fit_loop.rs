@@ -77,7 +77,7 @@ pub fn run<T: Real>(
             warnings: vec![],
         });
     }
-    let (f0, mut prev) = (e0.objective, e0.objective);
+    let (f0, mut window) = (e0.objective, e0.objective);
     let mut iter = 0;
     loop {
         iter += 1;
@@ -90,11 +90,13 @@ pub fn run<T: Real>(
             seconds: start.elapsed().as_secs_f64(),
         };
         history.push(rec);
-        let mut reason = stop.check(iter, f0, prev, e.objective, rec.seconds);
+        let mut reason = stop.check(iter, f0, window, e.objective, rec.seconds);
         if observer.on_iter(&rec) == Control::Stop {
             reason = Some(StopReason::Interrupted);
         }
-        prev = e.objective;
+        if iter % crate::observe::TOL_EVERY == 0 {
+            window = e.objective;
+        }
         if let Some(stop_reason) = reason {
             let warnings = stop.warning(stop_reason).into_iter().collect();
             return Ok(LoopOutcome {

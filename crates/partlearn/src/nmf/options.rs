@@ -117,7 +117,7 @@ pub struct NmfOptions {
     pub init: InitMethod,
     /// Maximum number of iterations (default 200).
     pub max_iter: usize,
-    /// Tolerance on the relative decrease of the objective (default 1e-4; 0 disables).
+    /// Tolerance of the stopping rule of [`StopRules::tol`](crate::observe::StopRules::tol) (default 1e-4; 0 disables).
     pub tol: f64,
     /// Time budget in seconds.
     pub max_seconds: Option<f64>,

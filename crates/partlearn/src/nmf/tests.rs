@@ -450,17 +450,28 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
 #[ignore = "open (issue #2): HALS from NNDSVDa on swimmer does not yet isolate every limb (worst cosine 0.40-0.91)"]
 fn swimmer_limbs_are_recovered_by_hals_from_nndsvda() {
     let (d, parts) = crate::data::named::swimmer::<f64>();
-    let o = NmfOptions { k: 17, init: InitMethod::Nndsvda, max_iter: 2000, tol: 0.0, ..opts(17, Solver::Hals) };
+    let o = NmfOptions {
+        k: 17,
+        init: InitMethod::Nndsvda,
+        max_iter: 2000,
+        tol: 0.0,
+        ..opts(17, Solver::Hals)
+    };
     let f = fit(&d, &o, None, &mut Silent).unwrap();
     let atoms = f.model.components();
-    let rows: Vec<Vec<f64>> = (0..17).map(|r| (0..1024).map(|j| atoms[(r, j)]).collect()).collect();
+    let rows: Vec<Vec<f64>> = (0..17)
+        .map(|r| (0..1024).map(|j| atoms[(r, j)]).collect())
+        .collect();
     let mut worst = 1.0f64;
     for (p, limb) in parts.limbs.iter().enumerate() {
         let limb: Vec<f64> = limb.iter().map(|&v| v as f64).collect();
         let best = rows.iter().map(|a| cosine(a, &limb)).fold(0.0, f64::max);
-        assert!(best >= 0.95, "limb part {p}: best cosine {best:.4} (rel. error {})", f.rel_error);
+        assert!(
+            best >= 0.95,
+            "limb part {p}: best cosine {best:.4} (rel. error {})",
+            f.rel_error
+        );
         worst = worst.min(best);
     }
     assert!(f.rel_error < 0.05, "{}", f.rel_error);
 }
-
