@@ -39,19 +39,12 @@ pub struct TransformArgs {
 
 pub fn run(a: TransformArgs) -> Result<()> {
     match a.dtype {
-        Dtype::F32 => go::<f32>(&a, |v| NpyDataRef::F32(v_as(v))),
-        Dtype::F64 => go::<f64>(&a, |v| NpyDataRef::F64(v_as(v))),
+        Dtype::F32 => go::<f32>(&a),
+        Dtype::F64 => go::<f64>(&a),
     }
 }
 
-/// Identity cast between `&[T]` and the concrete slice type chosen by `run` (T is that type).
-fn v_as<T: 'static, U: 'static>(v: &[T]) -> &[U] {
-    assert_eq!(std::any::TypeId::of::<T>(), std::any::TypeId::of::<U>());
-    // SAFETY: T and U are the same type (checked just above).
-    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<U>(), v.len()) }
-}
-
-fn go<T: Real>(a: &TransformArgs, wrap: impl for<'v> Fn(&'v [T]) -> NpyDataRef<'v>) -> Result<()> {
+fn go<T: Real>(a: &TransformArgs) -> Result<()> {
     let model_path = if a.run.is_dir() {
         partlearn::io::open_existing(&a.run)?.join(partlearn::io::run::MODEL_FILE)
     } else {
@@ -66,11 +59,22 @@ fn go<T: Real>(a: &TransformArgs, wrap: impl for<'v> Fn(&'v [T]) -> NpyDataRef<'
     let codes = model.encode(data.x(), a.threads)?;
     let seconds = start.elapsed().as_secs_f64();
     let (n, k) = (codes.nrows(), codes.ncols());
-    let flat: Vec<T> = (0..n)
-        .flat_map(|i| (0..k).map(move |j| (i, j)))
-        .map(|(i, j)| codes[(i, j)])
-        .collect();
-    partlearn::io::write_atomic(&a.out, &npy_bytes(&[n, k], wrap(&flat)))?;
+    let c = codes.as_ref();
+    let bytes = match T::NAME {
+        "f32" => {
+            let flat: Vec<f32> = (0..n)
+                .flat_map(|i| (0..k).map(move |j| c[(i, j)].to_f64() as f32))
+                .collect();
+            npy_bytes(&[n, k], NpyDataRef::F32(&flat))
+        }
+        _ => {
+            let flat: Vec<f64> = (0..n)
+                .flat_map(|i| (0..k).map(move |j| c[(i, j)].to_f64()))
+                .collect();
+            npy_bytes(&[n, k], NpyDataRef::F64(&flat))
+        }
+    };
+    partlearn::io::write_atomic(&a.out, &bytes)?;
     // Relative reconstruction error of the encoded data, as a sanity figure.
     let recon = model.decode(codes.as_ref())?;
     let x = data.x();
