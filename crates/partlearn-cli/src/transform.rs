@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use partlearn::nmf::NmfModel;
 use partlearn::npy::{npy_bytes, NpyDataRef};
 use partlearn::Real;
 
@@ -45,22 +44,37 @@ pub fn run(a: TransformArgs) -> Result<()> {
 }
 
 fn go<T: Real>(a: &TransformArgs) -> Result<()> {
-    let model_path = if a.run.is_dir() {
-        partlearn::io::open_existing(&a.run)?.join(partlearn::io::run::MODEL_FILE)
-    } else {
-        a.run.clone()
-    };
     if a.out.exists() && !a.force {
         return Err(partlearn::Error::AlreadyExists { path: a.out.clone() }.into());
     }
-    let (model, _shape) = NmfModel::<T>::load(&model_path)?;
+    let loaded = partlearn::protocol::load_model::<T>(&a.run)?;
+    let model = loaded.model;
     let data = a.data.load::<T>()?;
     let start = std::time::Instant::now();
     let codes = model.encode(data.x(), a.threads)?;
     let seconds = start.elapsed().as_secs_f64();
     let (n, k) = (codes.nrows(), codes.ncols());
-    let c = codes.as_ref();
-    let bytes = match T::NAME {
+    partlearn::io::write_atomic(&a.out, &matrix_npy_bytes(codes.as_ref()))?;
+    // Relative reconstruction error of the encoded data, as a sanity figure.
+    let recon = model.decode(codes.as_ref())?;
+    let rel = partlearn::eval::metrics::reconstruction_error(data.x(), recon.as_ref())?.rel_error;
+    if a.json {
+        let s =
+            serde_json::json!({"out": a.out, "n_samples": n, "k": k, "rel_error": rel, "seconds": seconds});
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else if !a.quiet {
+        println!(
+            "encoded {n} samples with k={k} in {seconds:.2} s (rel. error {rel:.5}); wrote {}",
+            a.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// A matrix as `.npy` bytes (C order, the matrix's own float type).
+pub fn matrix_npy_bytes<T: Real>(c: faer::MatRef<'_, T>) -> Vec<u8> {
+    let (n, k) = (c.nrows(), c.ncols());
+    match T::NAME {
         "f32" => {
             let flat: Vec<f32> = (0..n)
                 .flat_map(|i| (0..k).map(move |j| c[(i, j)].to_f64() as f32))
@@ -73,29 +87,5 @@ fn go<T: Real>(a: &TransformArgs) -> Result<()> {
                 .collect();
             npy_bytes(&[n, k], NpyDataRef::F64(&flat))
         }
-    };
-    partlearn::io::write_atomic(&a.out, &bytes)?;
-    // Relative reconstruction error of the encoded data, as a sanity figure.
-    let recon = model.decode(codes.as_ref())?;
-    let x = data.x();
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for j in 0..x.ncols() {
-        for i in 0..x.nrows() {
-            let (xv, rv) = (x[(i, j)].to_f64(), recon[(i, j)].to_f64());
-            num += (xv - rv) * (xv - rv);
-            den += xv * xv;
-        }
     }
-    let rel = if den > 0.0 { (num / den).sqrt() } else { 0.0 };
-    if a.json {
-        let s =
-            serde_json::json!({"out": a.out, "n_samples": n, "k": k, "rel_error": rel, "seconds": seconds});
-        println!("{}", serde_json::to_string_pretty(&s)?);
-    } else if !a.quiet {
-        println!(
-            "encoded {n} samples with k={k} in {seconds:.2} s (rel. error {rel:.5}); wrote {}",
-            a.out.display()
-        );
-    }
-    Ok(())
 }

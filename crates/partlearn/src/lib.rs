@@ -18,12 +18,14 @@
 pub mod bench;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod figures;
 pub mod io;
 pub mod linalg;
 pub mod nmf;
 pub mod npy;
 pub mod observe;
+pub mod protocol;
 pub mod real;
 pub mod rng;
 

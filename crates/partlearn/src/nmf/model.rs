@@ -226,6 +226,15 @@ impl<T: Real> NmfModel<T> {
     /// returns the image shape when recorded.
     pub fn load(path: &std::path::Path) -> Result<(Self, Option<(usize, usize)>)> {
         let (tensors, meta) = crate::io::read_safetensors(path)?;
+        Self::from_file_parts(&tensors, &meta, path)
+    }
+
+    /// The model in the tensors and metadata of a file already read (`path` for messages).
+    pub fn from_file_parts(
+        tensors: &[crate::io::Tensor],
+        meta: &std::collections::BTreeMap<String, String>,
+        path: &std::path::Path,
+    ) -> Result<(Self, Option<(usize, usize)>)> {
         match meta.get(KIND_KEY).map(String::as_str) {
             Some("nmf") => {}
             other => {
@@ -246,7 +255,7 @@ impl<T: Real> NmfModel<T> {
         })?;
         let spec: EncodeSpec = serde_json::from_str(spec_json)
             .map_err(|e| Error::format(path, format!("unreadable encode settings ({e}); re-run the fit")))?;
-        let atoms = crate::io::tensor_by_name(&tensors, "atoms", path)?.to_mat::<T>()?;
+        let atoms = crate::io::tensor_by_name(tensors, "atoms", path)?.to_mat::<T>()?;
         let image_shape = meta.get(IMAGE_SHAPE_KEY).and_then(|s| {
             let (h, w) = s.split_once('x')?;
             Some((h.parse().ok()?, w.parse().ok()?))

@@ -1,0 +1,201 @@
+//! The one protocol every fitted model follows (DESIGN.md, "One protocol"): atoms, encode,
+//! decode, and decode with other atoms. The evaluation ([`crate::eval`]) and the figures use only
+//! this trait, so every metric and panel is written once for NMF models, auto-encoders and deep
+//! models alike.
+//!
+//! [`load_model`] opens a model file (or a run folder) and returns the right implementation,
+//! chosen by the `partlearn.model` metadata key of the safetensors file.
+
+use std::path::Path;
+
+use faer::{Accum, Mat, MatRef, Par};
+
+use crate::error::{Error, Result};
+use crate::linalg;
+use crate::nmf::NmfModel;
+use crate::real::Real;
+
+/// A fitted part-based model. Samples are rows: `x` is `n × n_features`, codes `n × k`, atoms
+/// `k × n_features`.
+pub trait PartModel<T: Real>: Send + Sync {
+    /// Short name of the model kind as stored in files ("nmf", …).
+    fn kind(&self) -> &str;
+
+    /// The dictionary, `k × n_features`, one atom per row.
+    fn atoms(&self) -> MatRef<'_, T>;
+
+    /// Codes (`n × k`) of samples given as rows, with `threads` workers (0 = all cores).
+    fn encode(&self, x: MatRef<'_, T>, threads: usize) -> Result<Mat<T>>;
+
+    /// Reconstructions `n × n_features` from codes `n × k` with the model's own atoms.
+    fn decode(&self, codes: MatRef<'_, T>) -> Result<Mat<T>> {
+        self.decode_with_atoms(self.atoms(), codes)
+    }
+
+    /// Reconstructions from codes with replacement atoms of the same shape as [`atoms`](Self::atoms)
+    /// (e.g. dilated atoms, METHODS.md §7.5). For NMF this is `codes · atoms`; an auto-encoder
+    /// applies its output bias and activation (the bias itself is not replaced).
+    fn decode_with_atoms(&self, atoms: MatRef<'_, T>, codes: MatRef<'_, T>) -> Result<Mat<T>>;
+
+    /// Number of atoms.
+    fn k(&self) -> usize {
+        self.atoms().nrows()
+    }
+
+    /// Number of features of each atom.
+    fn n_features(&self) -> usize {
+        self.atoms().ncols()
+    }
+}
+
+/// `codes · atoms` after checking the shapes against a model with `k` atoms of `m` features;
+/// the linear decoder of every NMF-type model.
+pub fn linear_decode<T: Real>(
+    k: usize,
+    m: usize,
+    atoms: MatRef<'_, T>,
+    codes: MatRef<'_, T>,
+    par: Par,
+) -> Result<Mat<T>> {
+    check_decode_shapes(k, m, atoms, codes)?;
+    let mut out = Mat::<T>::zeros(codes.nrows(), m);
+    linalg::matmul(out.as_mut(), Accum::Replace, codes, atoms, T::one(), par);
+    Ok(out)
+}
+
+/// Checks that `atoms` is `k × m` and `codes` is `n × k`.
+pub fn check_decode_shapes<T: Real>(
+    k: usize,
+    m: usize,
+    atoms: MatRef<'_, T>,
+    codes: MatRef<'_, T>,
+) -> Result<()> {
+    if atoms.nrows() != k || atoms.ncols() != m {
+        return Err(Error::ShapeMismatch {
+            what: "replacement atoms".into(),
+            expected: format!("{k} × {m}"),
+            found: format!("{} × {}", atoms.nrows(), atoms.ncols()),
+            hint: "give one atom per model atom, with the model's number of features".into(),
+        });
+    }
+    if codes.ncols() != k {
+        return Err(Error::ShapeMismatch {
+            what: "codes".into(),
+            expected: format!("n × {k}"),
+            found: format!("{} × {}", codes.nrows(), codes.ncols()),
+            hint: "give codes computed by this model".into(),
+        });
+    }
+    Ok(())
+}
+
+impl<T: Real> PartModel<T> for NmfModel<T> {
+    fn kind(&self) -> &str {
+        "nmf"
+    }
+
+    fn atoms(&self) -> MatRef<'_, T> {
+        self.components()
+    }
+
+    fn encode(&self, x: MatRef<'_, T>, threads: usize) -> Result<Mat<T>> {
+        NmfModel::encode(self, x, threads)
+    }
+
+    fn decode_with_atoms(&self, atoms: MatRef<'_, T>, codes: MatRef<'_, T>) -> Result<Mat<T>> {
+        linear_decode(self.k(), self.n_features(), atoms, codes, Par::Seq)
+    }
+}
+
+/// A loaded model and the image shape its training data had (if images).
+pub struct LoadedModel<T: Real> {
+    pub model: Box<dyn PartModel<T>>,
+    pub image_shape: Option<(usize, usize)>,
+}
+
+/// Opens a model: a run folder (its `model.safetensors`) or a model file. The kind recorded in
+/// the file's metadata picks the implementation.
+pub fn load_model<T: Real>(path: &Path) -> Result<LoadedModel<T>> {
+    let file = if path.is_dir() {
+        crate::io::open_existing(path)?.join(crate::io::run::MODEL_FILE)
+    } else if path.is_file() {
+        path.to_path_buf()
+    } else {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such run folder or model file; give the --out folder of a `partlearn fit` run",
+            ),
+        ));
+    };
+    let (tensors, meta) = crate::io::read_safetensors(&file)?;
+    match meta.get(crate::nmf::model::KIND_KEY).map(String::as_str) {
+        Some("nmf") => {
+            let (m, image_shape) = NmfModel::<T>::from_file_parts(&tensors, &meta, &file)?;
+            Ok(LoadedModel {
+                model: Box::new(m),
+                image_shape,
+            })
+        }
+        other => Err(Error::format(
+            &file,
+            format!(
+                "unknown model kind {:?}; this partlearn knows: nmf. Give the model.safetensors of a `partlearn fit` run",
+                other.unwrap_or("missing")
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nmf::{EncodeOptions, EncodeSpec, Penalty};
+
+    fn model() -> NmfModel<f64> {
+        let atoms = Mat::<f64>::from_fn(3, 4, |i, j| ((i + 1) * (j + 2) % 5) as f64);
+        let spec = EncodeSpec {
+            beta_loss: 2.0,
+            codes_penalty: Penalty::default(),
+            encode: EncodeOptions::default(),
+        };
+        NmfModel::new(atoms, spec).unwrap()
+    }
+
+    #[test]
+    fn nmf_decode_is_codes_times_atoms_and_checks_shapes() {
+        let m = model();
+        let codes = Mat::<f64>::from_fn(2, 3, |i, j| (i + j) as f64);
+        let pm: &dyn PartModel<f64> = &m;
+        let r = pm.decode(codes.as_ref()).unwrap();
+        let expect = &codes * m.components();
+        assert_eq!(r, expect);
+        let twice = Mat::<f64>::from_fn(3, 4, |i, j| 2.0 * m.components()[(i, j)]);
+        let r2 = pm.decode_with_atoms(twice.as_ref(), codes.as_ref()).unwrap();
+        assert_eq!(r2, Mat::from_fn(2, 4, |i, j| 2.0 * expect[(i, j)]));
+        assert!(pm.decode_with_atoms(codes.as_ref(), codes.as_ref()).is_err());
+        assert!(pm.decode(Mat::<f64>::zeros(2, 2).as_ref()).is_err());
+    }
+
+    #[test]
+    fn load_model_dispatches_on_kind_and_refuses_unknown_kinds() {
+        let dir = std::env::temp_dir().join(format!("partlearn-protocol-{}", std::process::id()));
+        let path = dir.join("model.safetensors");
+        let m = model();
+        let (t, meta) = m.to_tensors(None, Some((2, 2))).unwrap();
+        crate::io::write_safetensors(&path, &t, &meta).unwrap();
+        let loaded = load_model::<f32>(&path).unwrap();
+        assert_eq!(loaded.model.kind(), "nmf");
+        assert_eq!(loaded.image_shape, Some((2, 2)));
+        assert_eq!(loaded.model.k(), 3);
+        let mut bad = meta.clone();
+        bad.insert(crate::nmf::model::KIND_KEY.into(), "gan".into());
+        crate::io::write_safetensors(&path, &t, &bad).unwrap();
+        let e = load_model::<f32>(&path).err().unwrap().to_string();
+        assert!(e.contains("unknown model kind"), "{e}");
+        let e = load_model::<f32>(&dir.join("nope")).err().unwrap().to_string();
+        assert!(e.contains("no such run folder"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
