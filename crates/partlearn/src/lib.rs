@@ -25,6 +25,7 @@ pub mod linalg;
 pub mod nmf;
 pub mod npy;
 pub mod observe;
+pub mod plot;
 pub mod protocol;
 pub mod real;
 pub mod rng;
