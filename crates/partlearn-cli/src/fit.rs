@@ -78,6 +78,9 @@ pub struct NmfArgs {
     /// Time budget in seconds.
     #[arg(long)]
     pub max_seconds: Option<f64>,
+    /// Stop when the projected gradient falls below this fraction of its initial norm (Lin 2007; 0 disables).
+    #[arg(long, default_value_t = 0.0)]
+    pub pg_tol: f64,
     /// Penalty weight on the codes (scikit-learn's alpha_W).
     #[arg(long, default_value_t = 0.0)]
     pub alpha_w: f64,
@@ -200,6 +203,7 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
         max_iter: a.max_iter,
         tol: a.tol,
         max_seconds: a.max_seconds,
+        pg_tol: a.pg_tol,
         alpha_w: a.alpha_w,
         alpha_h: a.alpha_h,
         l1_ratio: a.l1_ratio,

@@ -18,6 +18,9 @@ pub struct IterRecord {
     pub rel_error: f64,
     /// Seconds since the solver started (initialization included).
     pub seconds: f64,
+    /// `‖[∇ᴾ_W, ∇ᴾ_H]‖_F` (METHODS.md §1.6), when the projected-gradient rule is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projected_gradient: Option<f64>,
 }
 
 /// What an observer tells the solver after an iteration.
@@ -87,6 +90,10 @@ pub struct StopRules {
     pub tol: f64,
     /// Wall-clock budget in seconds (initialization included).
     pub max_seconds: Option<f64>,
+    /// Projected-gradient rule of Lin (2007), METHODS.md §1.6: stop when
+    /// `‖[∇ᴾ_W, ∇ᴾ_H]‖_F ≤ pg_tol · ‖[∇ᴾ_W, ∇ᴾ_H]‖_F` at the initialization (0 disables).
+    #[serde(default)]
+    pub pg_tol: f64,
 }
 
 /// The tolerance rule compares objectives this many iterations apart.
@@ -114,12 +121,24 @@ impl StopRules {
 
     /// The warning scikit-learn users expect when max_iter ends a fit that had a tolerance.
     pub fn warning(&self, reason: StopReason) -> Option<String> {
-        (reason == StopReason::MaxIter && self.tol > 0.0).then(|| {
-            format!(
-                "maximum number of iterations {} reached before convergence (tol = {:e}); increase --max-iter or --tol",
-                self.max_iter, self.tol
-            )
+        (reason == StopReason::MaxIter && (self.tol > 0.0 || self.pg_tol > 0.0)).then(|| {
+            if self.tol > 0.0 {
+                format!(
+                    "maximum number of iterations {} reached before convergence (tol = {:e}); increase --max-iter or --tol",
+                    self.max_iter, self.tol
+                )
+            } else {
+                format!(
+                    "maximum number of iterations {} reached before convergence (pg-tol = {:e}); increase --max-iter or --pg-tol",
+                    self.max_iter, self.pg_tol
+                )
+            }
         })
+    }
+
+    /// Whether the projected gradient `pg` (initially `pg0`) is small enough to stop.
+    pub fn pg_converged(&self, pg0: f64, pg: f64) -> bool {
+        self.pg_tol > 0.0 && pg <= self.pg_tol * pg0
     }
 }
 
@@ -130,6 +149,7 @@ mod tests {
     #[test]
     fn stop_rules_order_and_warning() {
         let r = StopRules {
+            pg_tol: 0.0,
             max_iter: 10,
             tol: 1e-3,
             max_seconds: Some(5.0),

@@ -65,6 +65,8 @@ pub struct BetaMu<'a, T: Real> {
     den_w: Mat<T>,
     /// Whether only the codes are updated (`encode`).
     pub codes_only: bool,
+    /// `num_h`, `den_h` already hold the terms of the current factors.
+    codes_fresh: bool,
 }
 
 impl<'a, T: Real> BetaMu<'a, T> {
@@ -96,6 +98,7 @@ impl<'a, T: Real> BetaMu<'a, T> {
             num_w: Mat::zeros(k, m),
             den_w: Mat::zeros(k, m),
             codes_only: false,
+            codes_fresh: false,
         }
     }
 
@@ -155,6 +158,22 @@ impl<'a, T: Real> BetaMu<'a, T> {
     }
 
     fn update_codes(&mut self, f: &mut Factors<T>) {
+        if !std::mem::take(&mut self.codes_fresh) {
+            self.codes_terms(f);
+        }
+        mu_step(
+            f.h.as_mut(),
+            self.num_h.as_ref(),
+            self.den_h.as_ref(),
+            self.codes_pen,
+            gamma(self.beta),
+            self.parallel(),
+        );
+        self.product(f);
+    }
+
+    /// `num_h = Wᵀ(X ⊙ V^{β−2})`, `den_h = Wᵀ V^{β−1}` (∇_H = den_h − num_h).
+    fn codes_terms(&mut self, f: &Factors<T>) {
         self.ratios();
         let par = self.par;
         linalg::matmul(
@@ -181,18 +200,23 @@ impl<'a, T: Real> BetaMu<'a, T> {
                 par,
             );
         }
+    }
+
+    fn update_atoms(&mut self, f: &mut Factors<T>) {
+        self.atoms_terms(f);
         mu_step(
-            f.h.as_mut(),
-            self.num_h.as_ref(),
-            self.den_h.as_ref(),
-            self.codes_pen,
+            f.wt.as_mut(),
+            self.num_w.as_ref(),
+            self.den_w.as_ref(),
+            self.atoms_pen,
             gamma(self.beta),
             self.parallel(),
         );
         self.product(f);
     }
 
-    fn update_atoms(&mut self, f: &mut Factors<T>) {
+    /// `num_w = H(X ⊙ V^{β−2})ᵀ`, `den_w = H(V^{β−1})ᵀ` (∇_{Wᵀ} = den_w − num_w).
+    fn atoms_terms(&mut self, f: &Factors<T>) {
         self.ratios();
         let par = self.par;
         linalg::matmul(
@@ -219,15 +243,6 @@ impl<'a, T: Real> BetaMu<'a, T> {
                 par,
             );
         }
-        mu_step(
-            f.wt.as_mut(),
-            self.num_w.as_ref(),
-            self.den_w.as_ref(),
-            self.atoms_pen,
-            gamma(self.beta),
-            self.parallel(),
-        );
-        self.product(f);
     }
 
     /// β-divergence, squared Frobenius error and penalties of the current `V`.
@@ -279,6 +294,52 @@ impl<T: Real> Iterate<T> for BetaMu<'_, T> {
         }
         self.eval(f)
     }
+
+    /// ∇_H = den_h − num_h + l1 + l2·H and ∇_{Wᵀ} likewise, at the current factors; the codes'
+    /// terms are reused by the next iteration, so the rule adds the atoms' two GEMMs. Iterates
+    /// at the MU floor count as being at the bound.
+    fn projected_gradient(&mut self, f: &Factors<T>) -> Option<f64> {
+        self.codes_terms(f);
+        self.codes_fresh = true;
+        let mut sq = projected_sq_split(
+            f.h.as_ref(),
+            self.num_h.as_ref(),
+            self.den_h.as_ref(),
+            self.codes_pen,
+        );
+        if !self.codes_only {
+            self.atoms_terms(f);
+            sq += projected_sq_split(
+                f.wt.as_ref(),
+                self.num_w.as_ref(),
+                self.den_w.as_ref(),
+                self.atoms_pen,
+            );
+        }
+        Some(sq.sqrt())
+    }
+}
+
+/// `Σ (∇ᴾ)²` with `∇ = den − num + l1 + l2·F` (METHODS.md §1.6), entries at the MU floor at
+/// the bound; column partial sums added in column order.
+fn projected_sq_split<T: Real>(
+    f: MatRef<'_, T>,
+    num: MatRef<'_, T>,
+    den: MatRef<'_, T>,
+    pen: Penalty,
+) -> f64 {
+    let mut total = 0.0;
+    for j in 0..f.ncols() {
+        let mut s = 0.0;
+        for i in 0..f.nrows() {
+            let x = f[(i, j)].to_f64();
+            let g = den[(i, j)].to_f64() - num[(i, j)].to_f64() + pen.l1 + pen.l2 * x;
+            let p = if x > MU_FLOOR { g } else { g.min(0.0) };
+            s += p * p;
+        }
+        total += s;
+    }
+    total
 }
 
 /// `F ← max(ε, F ⊙ [num ⊘ (den + l1 + l2·F)]^γ)`.

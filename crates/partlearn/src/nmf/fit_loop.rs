@@ -24,6 +24,11 @@ pub trait Iterate<T: Real> {
     fn initial(&mut self, f: &mut Factors<T>) -> Eval;
     /// One outer iteration (codes, then atoms); returns the evaluation after it.
     fn iterate(&mut self, f: &mut Factors<T>) -> Eval;
+    /// `‖[∇ᴾ_W, ∇ᴾ_H]‖_F` at the current factors (METHODS.md §1.6), for the projected-gradient
+    /// stopping rule; `None` if this solver cannot compute it.
+    fn projected_gradient(&mut self, _f: &Factors<T>) -> Option<f64> {
+        None
+    }
 }
 
 /// What the loop did.
@@ -54,11 +59,25 @@ pub fn run<T: Real>(
     };
     let e0 = solver.initial(factors);
     check_finite(&e0, 0)?;
+    let use_pg = stop.pg_tol > 0.0;
+    let pg0 = if use_pg {
+        let pg = solver.projected_gradient(factors).ok_or_else(|| {
+            Error::invalid(
+                "pg-tol",
+                stop.pg_tol,
+                "this solver cannot compute the projected gradient; use --tol instead",
+            )
+        })?;
+        Some(pg)
+    } else {
+        None
+    };
     let rec0 = IterRecord {
         iter: 0,
         objective: e0.objective,
         rel_error: rel(&e0),
         seconds: start.elapsed().as_secs_f64(),
+        projected_gradient: pg0,
     };
     let mut history = vec![rec0];
     if observer.on_iter(&rec0) == Control::Stop {
@@ -83,14 +102,25 @@ pub fn run<T: Real>(
         iter += 1;
         let e = solver.iterate(factors);
         check_finite(&e, iter)?;
+        let pg = if use_pg {
+            solver.projected_gradient(factors)
+        } else {
+            None
+        };
         let rec = IterRecord {
             iter,
             objective: e.objective,
             rel_error: rel(&e),
             seconds: start.elapsed().as_secs_f64(),
+            projected_gradient: pg,
         };
         history.push(rec);
         let mut reason = stop.check(iter, f0, window, e.objective, rec.seconds);
+        if let (Some(p0), Some(p)) = (pg0, pg) {
+            if stop.pg_converged(p0, p) {
+                reason = Some(StopReason::Converged);
+            }
+        }
         if observer.on_iter(&rec) == Control::Stop {
             reason = Some(StopReason::Interrupted);
         }

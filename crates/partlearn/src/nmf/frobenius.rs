@@ -84,6 +84,10 @@ pub struct GramSolver<'a, T: Real> {
     hat: Option<Factors<T>>,
     /// Objective of the current factors.
     last_objective: f64,
+    /// `P = WᵀX` is already computed for the current atoms (by [`Iterate::projected_gradient`]).
+    p_fresh: bool,
+    /// Gradient workspaces of the projected-gradient rule (allocated on first use).
+    grad: Option<Factors<T>>,
 }
 
 impl<'a, T: Real> GramSolver<'a, T> {
@@ -116,6 +120,8 @@ impl<'a, T: Real> GramSolver<'a, T> {
             prev: None,
             hat: None,
             last_objective: f64::INFINITY,
+            p_fresh: false,
+            grad: None,
         }
     }
 
@@ -280,14 +286,16 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
 
     fn iterate(&mut self, f: &mut Factors<T>) -> Eval {
         // Codes: Q = WᵀW is current (from `initial` or the previous iteration).
-        linalg::matmul(
-            self.p.as_mut(),
-            Accum::Replace,
-            f.wt.as_ref(),
-            self.x,
-            T::one(),
-            self.par,
-        );
+        if !std::mem::take(&mut self.p_fresh) {
+            linalg::matmul(
+                self.p.as_mut(),
+                Accum::Replace,
+                f.wt.as_ref(),
+                self.x,
+                T::one(),
+                self.par,
+            );
+        }
         if let Some(prev) = self.prev.as_mut() {
             prev.h.copy_from(&f.h);
             prev.wt.copy_from(&f.wt);
@@ -301,6 +309,71 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
         self.last_objective = e.objective;
         e
     }
+
+    /// `∇_H = QH − P + l1 + l2·H` and `∇_{Wᵀ} = T·Wᵀ − R + l1 + l2·Wᵀ` at the current factors
+    /// (`Q`, `T`, `R` are current after every step; `P` is computed here and reused by the next
+    /// iteration, so the rule costs two `k×k` by `k×N` products per iteration). MU iterates at
+    /// the floor [`MU_FLOOR`] count as being at the bound.
+    fn projected_gradient(&mut self, f: &Factors<T>) -> Option<f64> {
+        let (k, m, n) = (self.q.nrows(), self.x.nrows(), self.x.ncols());
+        if !self.p_fresh {
+            linalg::matmul(
+                self.p.as_mut(),
+                Accum::Replace,
+                f.wt.as_ref(),
+                self.x,
+                T::one(),
+                self.par,
+            );
+            self.p_fresh = true;
+        }
+        let mut g = self.grad.take().unwrap_or_else(|| Factors {
+            wt: Mat::zeros(k, m),
+            h: Mat::zeros(k, n),
+        });
+        // g ← P − QH and R − TWᵀ: the negated smooth gradients.
+        g.h.copy_from(&self.p);
+        linalg::matmul(
+            g.h.as_mut(),
+            Accum::Add,
+            self.q.as_ref(),
+            f.h.as_ref(),
+            -T::one(),
+            self.par,
+        );
+        g.wt.copy_from(&self.r);
+        linalg::matmul(
+            g.wt.as_mut(),
+            Accum::Add,
+            self.t.as_ref(),
+            f.wt.as_ref(),
+            -T::one(),
+            self.par,
+        );
+        let bound = if self.rule == Rule::Mu { MU_FLOOR } else { 0.0 };
+        let sq = projected_sq(f.h.as_ref(), g.h.as_ref(), self.codes_pen, bound)
+            + projected_sq(f.wt.as_ref(), g.wt.as_ref(), self.atoms_pen, bound);
+        self.grad = Some(g);
+        Some(sq.sqrt())
+    }
+}
+
+/// `Σ (∇ᴾ)²` for factor `f` with gradient `−neg + l1 + l2·f` (`neg` = the negated gradient of
+/// the smooth part; METHODS.md §1.6: `∇ᴾ = ∇` where `f > bound`, `min(0, ∇)` at the bound).
+/// Column partial sums are added in column order, so the result does not depend on threads.
+pub(crate) fn projected_sq<T: Real>(f: MatRef<'_, T>, neg: MatRef<'_, T>, pen: Penalty, bound: f64) -> f64 {
+    let mut total = 0.0;
+    for j in 0..f.ncols() {
+        let mut s = 0.0;
+        for i in 0..f.nrows() {
+            let x = f[(i, j)].to_f64();
+            let g = -neg[(i, j)].to_f64() + pen.l1 + pen.l2 * x;
+            let p = if x > bound { g } else { g.min(0.0) };
+            s += p * p;
+        }
+        total += s;
+    }
+    total
 }
 
 /// Penalty terms of the objective for factors `f` (METHODS.md §1.5).

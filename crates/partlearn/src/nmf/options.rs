@@ -121,6 +121,9 @@ pub struct NmfOptions {
     pub tol: f64,
     /// Time budget in seconds.
     pub max_seconds: Option<f64>,
+    /// Projected-gradient stopping rule ([`StopRules::pg_tol`](crate::observe::StopRules::pg_tol));
+    /// 0 (the default) disables it. Lin (2007) suggests 1e-4 to 1e-5.
+    pub pg_tol: f64,
     /// Penalty weight on the codes (scikit-learn's `alpha_W`, scaled by n_features).
     pub alpha_w: f64,
     /// Penalty weight on the atoms (scikit-learn's `alpha_H`, scaled by n_samples); `None` = same as `alpha_w`.
@@ -152,6 +155,7 @@ impl Default for NmfOptions {
             max_iter: 200,
             tol: 1e-4,
             max_seconds: None,
+            pg_tol: 0.0,
             alpha_w: 0.0,
             alpha_h: None,
             l1_ratio: 0.0,
@@ -247,6 +251,13 @@ impl NmfOptions {
         if !(o.tol >= 0.0 && o.tol.is_finite()) {
             return Err(Error::invalid("tol", o.tol, "must be a finite number ≥ 0"));
         }
+        if !(o.pg_tol >= 0.0 && o.pg_tol < 1.0) {
+            return Err(Error::invalid(
+                "pg-tol",
+                o.pg_tol,
+                "must be in [0, 1): the fraction of the initial projected gradient at which to stop (0 disables)",
+            ));
+        }
         if let Some(s) = o.max_seconds {
             if !(s > 0.0) {
                 return Err(Error::invalid("max-seconds", s, "must be > 0"));
@@ -307,6 +318,7 @@ impl NmfOptions {
                 max_iter: o.max_iter,
                 tol: o.tol,
                 max_seconds: o.max_seconds,
+                pg_tol: o.pg_tol,
             },
             opts: o.clone(),
         })

@@ -475,3 +475,110 @@ fn swimmer_limbs_are_recovered_by_hals_from_nndsvda() {
     }
     assert!(f.rel_error < 0.05, "{}", f.rel_error);
 }
+
+/// `‖[∇ᴾ_W, ∇ᴾ_H]‖` of `½‖X − WH‖²_β`-type objectives computed densely from the definitions:
+/// `∇_H = Wᵀ ∂d/∂V`, `∇_W = ∂d/∂V Hᵀ` with `∂d/∂V = V^{β−1} − X ⊙ V^{β−2}` (β = 2: `V − X`).
+fn dense_projected_gradient(x: faer::MatRef<'_, f64>, f: &init::Factors<f64>, beta: f64, bound: f64) -> f64 {
+    let w = f.wt.transpose();
+    let v = w * &f.h;
+    let dv = Mat::<f64>::from_fn(v.nrows(), v.ncols(), |i, j| {
+        let (xv, vv) = (x[(i, j)], v[(i, j)]);
+        vv.powf(beta - 1.0) - xv * vv.powf(beta - 2.0)
+    });
+    let gh = w.transpose() * &dv;
+    let gw = &f.h * dv.transpose();
+    let proj = |fm: faer::MatRef<'_, f64>, g: &Mat<f64>| {
+        let mut s = 0.0;
+        for j in 0..g.ncols() {
+            for i in 0..g.nrows() {
+                let p = if fm[(i, j)] > bound {
+                    g[(i, j)]
+                } else {
+                    g[(i, j)].min(0.0)
+                };
+                s += p * p;
+            }
+        }
+        s
+    };
+    (proj(f.h.as_ref(), &gh) + proj(f.wt.as_ref(), &gw)).sqrt()
+}
+
+#[test]
+fn projected_gradient_matches_its_definition() {
+    use fit_loop::Iterate;
+    let (d, _) = planted(40, 30, 4, 0.05, 11);
+    let x = d.xt();
+    let mut rng = Rng::new(3);
+    for (rule, beta) in [
+        (
+            Some(frobenius::Rule::Hals {
+                inner_codes: 2,
+                inner_atoms: 2,
+                delta: 0.1,
+            }),
+            2.0,
+        ),
+        (Some(frobenius::Rule::Mu), 2.0),
+        (None, 1.0),
+        (None, 1.5),
+    ] {
+        let v = opts(4, Solver::Mu).validate(40, 30).unwrap();
+        let mut f = init::initialize(x, &v, None, &mut rng, faer::Par::Seq).unwrap();
+        let none = Penalty::default();
+        let mut solver: Box<dyn Iterate<f64>> = match rule {
+            Some(r) => Box::new(frobenius::GramSolver::new(x, 4, r, none, none, faer::Par::Seq)),
+            None => Box::new(beta::BetaMu::new(x, 4, beta, none, none, faer::Par::Seq)),
+        };
+        solver.initial(&mut f);
+        for it in 0..4 {
+            let got = solver.projected_gradient(&f).unwrap();
+            let bound = if rule == Some(frobenius::Rule::Mu) || rule.is_none() {
+                frobenius::MU_FLOOR
+            } else {
+                0.0
+            };
+            let want = dense_projected_gradient(x, &f, beta, bound);
+            assert!(
+                (got - want).abs() <= 1e-9 * want.max(1.0),
+                "{rule:?} β={beta} iteration {it}: {got} vs {want}"
+            );
+            // Asking twice changes nothing, and the next iteration reuses the cached terms.
+            assert_eq!(solver.projected_gradient(&f).unwrap().to_bits(), got.to_bits());
+            solver.iterate(&mut f);
+        }
+    }
+}
+
+#[test]
+fn projected_gradient_rule_stops_hals_and_mu_and_is_recorded() {
+    let (d, _) = planted(60, 40, 4, 0.0, 12);
+    // MU approaches stationarity slowly: a looser threshold keeps the test fast.
+    for (solver, tol) in [(Solver::Hals, 1e-3), (Solver::Mu, 2e-2)] {
+        let o = NmfOptions {
+            pg_tol: tol,
+            max_iter: 5000,
+            init: InitMethod::Nndsvda,
+            ..opts(4, solver)
+        };
+        let f = fit(&d, &o, None, &mut Silent).unwrap();
+        assert_eq!(f.stop_reason, StopReason::Converged, "{solver:?}");
+        let pg0 = f.history[0].projected_gradient.unwrap();
+        let last = f.history.last().unwrap().projected_gradient.unwrap();
+        assert!(last <= tol * pg0, "{solver:?}: {last} vs {pg0}");
+        // It stopped at the first iteration below the threshold.
+        let before = f.history[f.history.len() - 2].projected_gradient.unwrap();
+        assert!(before > tol * pg0);
+    }
+    // Without the rule the history carries no gradient, and run.json-style output omits it.
+    let f = fit(&d, &opts(4, Solver::Hals), None, &mut Silent).unwrap();
+    assert!(f.history.iter().all(|r| r.projected_gradient.is_none()));
+    assert!(!serde_json::to_string(&f.history[0])
+        .unwrap()
+        .contains("projected"));
+    let bad = NmfOptions {
+        pg_tol: 1.5,
+        ..opts(4, Solver::Hals)
+    };
+    assert!(fit(&d, &bad, None, &mut Silent).is_err());
+}
