@@ -28,6 +28,9 @@ pub enum Rule {
     },
     /// Lee–Seung multiplicative updates with the floor `ε` of METHODS.md §1.2.
     Mu,
+    /// Exact NNLS for each factor by block principal pivoting (ANLS, §1.3), warm-started from
+    /// the current factor's support. Penalties enter as `G + l2·I` and `C − l1`.
+    Anls,
 }
 
 /// Lower bound of MU iterates (METHODS.md §1.2: keeps them strictly positive).
@@ -78,6 +81,13 @@ pub struct GramSolver<'a, T: Real> {
     gw: Mat<T>,
     /// Column sweeps done (for the benchmark's flop count).
     pub column_sweeps: u64,
+    /// ANLS: NNLS exchange rounds (slowest column of each solve), summed.
+    pub nnls_rounds: u64,
+    /// ANLS: atoms found dead (all zero) and re-seeded with a sample.
+    pub reseeded: u64,
+    /// ANLS with penalties: the penalized Gram and cross terms.
+    pen_g: Mat<T>,
+    pen_c: Mat<T>,
     /// Extrapolation state and workspaces (the factors at the start of the iteration, and `Ĥ`).
     pub extrapolation: Option<Extrapolation>,
     prev: Option<Factors<T>>,
@@ -116,6 +126,10 @@ impl<'a, T: Real> GramSolver<'a, T> {
             gh: if mu { Mat::zeros(k, n) } else { Mat::zeros(0, 0) },
             gw: if mu { Mat::zeros(k, m) } else { Mat::zeros(0, 0) },
             column_sweeps: 0,
+            nnls_rounds: 0,
+            reseeded: 0,
+            pen_g: Mat::zeros(0, 0),
+            pen_c: Mat::zeros(0, 0),
             extrapolation: None,
             prev: None,
             hat: None,
@@ -189,6 +203,38 @@ impl<'a, T: Real> GramSolver<'a, T> {
                 let s = cd::sweep(target, g, c, pen.l1, pen.l2, rule, parallel);
                 self.column_sweeps += s.column_sweeps;
             }
+            Rule::Anls => {
+                let (g, c) = if pen.is_zero() {
+                    (g, c)
+                } else {
+                    // G + l2·I and C − l1 (METHODS.md §1.5's CD form, exact for NNLS).
+                    self.pen_g.resize_with(g.nrows(), g.ncols(), |i, j| g[(i, j)]);
+                    self.pen_g.copy_from(g);
+                    for i in 0..g.nrows() {
+                        self.pen_g[(i, i)] = self.pen_g[(i, i)] + T::from_f64(pen.l2);
+                    }
+                    self.pen_c.resize_with(c.nrows(), c.ncols(), |_, _| T::zero());
+                    let l1 = T::from_f64(pen.l1);
+                    super::beta::for_cols(self.pen_c.as_mut(), parallel, |j, col| {
+                        for (i, v) in col.iter_mut().enumerate() {
+                            *v = c[(i, j)] - l1;
+                        }
+                    });
+                    (self.pen_g.as_ref(), self.pen_c.as_ref())
+                };
+                // Errors only come from non-finite inputs, which the fit loop reports as a
+                // non-finite objective; the factor is then left as it was.
+                if let Ok(s) = super::nnls::solve_gram(
+                    g,
+                    c,
+                    target,
+                    true,
+                    &super::nnls::NnlsOptions::default(),
+                    self.par,
+                ) {
+                    self.nnls_rounds += s.rounds as u64;
+                }
+            }
             Rule::Mu => {
                 linalg::matmul(
                     work.as_mut(),
@@ -201,6 +247,59 @@ impl<'a, T: Real> GramSolver<'a, T> {
                 mu_frobenius_step(target, c, work.as_ref(), pen, parallel);
             }
         }
+    }
+
+    /// Dead atoms (METHODS.md §1.8): exact NNLS keeps an all-zero atom at zero forever (its
+    /// Gram row is zero, so its codes are zero, so its atom update is zero). Each dead atom is
+    /// replaced by the sample with the largest residual `‖x_i − W h_i‖²` (computed from `P`, `Q`
+    /// and the sample norms, no pass over `X` beyond the norms), largest first. `WH` does not
+    /// change (the atom's codes are zero), so the objective does not rise; `P` and `Q` are
+    /// refreshed. Only without penalties: under L1/L2 a zero atom can be the penalty's own
+    /// optimum, and re-seeding it would raise the penalized objective.
+    fn reseed_dead_atoms(&mut self, f: &mut Factors<T>) {
+        let (k, m, n) = (f.wt.nrows(), f.wt.ncols(), f.h.ncols());
+        let dead: Vec<usize> = (0..k)
+            .filter(|&j| (0..m).all(|i| f.wt[(j, i)] == T::zero()))
+            .collect();
+        if dead.is_empty() || n == 0 {
+            return;
+        }
+        let residual = |i: usize| -> f64 {
+            let (mut hp, mut hqh) = (0.0, 0.0);
+            for a in 0..k {
+                let ha = f.h[(a, i)].to_f64();
+                if ha == 0.0 {
+                    continue;
+                }
+                hp += ha * self.p[(a, i)].to_f64();
+                let qh: f64 = (0..k)
+                    .map(|b| self.q[(a, b)].to_f64() * f.h[(b, i)].to_f64())
+                    .sum();
+                hqh += ha * qh;
+            }
+            let xx: f64 = (0..m).map(|p| self.x[(p, i)].to_f64().powi(2)).sum();
+            xx - 2.0 * hp + hqh
+        };
+        let mut r: Vec<(f64, usize)> = (0..n).map(|i| (residual(i), i)).collect();
+        r.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (&j, &(_, i)) in dead.iter().zip(&r) {
+            for p in 0..m {
+                f.wt[(j, p)] = self.x[(p, i)];
+            }
+            for c in 0..n {
+                f.h[(j, c)] = T::zero();
+            }
+            self.reseeded += 1;
+        }
+        linalg::gram(self.q.as_mut(), f.wt.as_ref(), self.par);
+        linalg::matmul(
+            self.p.as_mut(),
+            Accum::Replace,
+            f.wt.as_ref(),
+            self.x,
+            T::one(),
+            self.par,
+        );
     }
 
     /// `dst ← [cur + β(cur − old)]₊` (floored at the MU floor for MU).
@@ -295,6 +394,9 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
                 T::one(),
                 self.par,
             );
+        }
+        if self.rule == Rule::Anls && self.codes_pen.is_zero() && self.atoms_pen.is_zero() {
+            self.reseed_dead_atoms(f);
         }
         if let Some(prev) = self.prev.as_mut() {
             prev.h.copy_from(&f.h);

@@ -18,6 +18,7 @@ pub mod fit_loop;
 pub mod frobenius;
 pub mod init;
 pub mod model;
+pub mod nnls;
 pub mod options;
 
 use std::time::Instant;
@@ -70,6 +71,12 @@ pub struct FitStats {
     /// Extrapolated points kept and discarded (Frobenius solvers with `extrapolate`).
     pub extrapolations_accepted: u64,
     pub extrapolations_rejected: u64,
+    /// ANLS: exchange rounds of the slowest column, summed over all NNLS solves.
+    #[serde(default)]
+    pub nnls_rounds: u64,
+    /// ANLS: dead atoms re-seeded with a sample (METHODS.md §1.8).
+    #[serde(default)]
+    pub atoms_reseeded: u64,
 }
 
 impl<T: Real> NmfFit<T> {
@@ -126,6 +133,7 @@ fn fit_columns<T: Real>(
                 delta: o.hals_inner_delta,
             },
             Solver::Mu => frobenius::Rule::Mu,
+            Solver::Anls => frobenius::Rule::Anls,
         };
         let mut s = frobenius::GramSolver::new(x, o.k, rule, v.codes_penalty, v.atoms_penalty, par);
         if o.extrapolate {
@@ -133,6 +141,8 @@ fn fit_columns<T: Real>(
         }
         let out = fit_loop::run(&mut s, &mut factors, &v.stop, x_norm, start, observer)?;
         stats.column_sweeps = s.column_sweeps;
+        stats.nnls_rounds = s.nnls_rounds;
+        stats.atoms_reseeded = s.reseeded;
         if let Some(ex) = s.extrapolation {
             stats.extrapolations_accepted = ex.accepted;
             stats.extrapolations_rejected = ex.rejected;

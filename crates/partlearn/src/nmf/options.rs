@@ -15,6 +15,9 @@ pub enum Solver {
     /// Hierarchical alternating least squares with accelerated inner repetitions (§1.4);
     /// Frobenius loss only.
     Hals,
+    /// Alternating non-negative least squares, each factor solved exactly by block principal
+    /// pivoting (§1.3); Frobenius loss only.
+    Anls,
 }
 
 impl std::str::FromStr for Solver {
@@ -23,7 +26,8 @@ impl std::str::FromStr for Solver {
         match s {
             "mu" => Ok(Solver::Mu),
             "hals" | "cd" => Ok(Solver::Hals),
-            _ => Err(Error::invalid("solver", s, "use mu or hals")),
+            "anls" | "bpp" => Ok(Solver::Anls),
+            _ => Err(Error::invalid("solver", s, "use mu, hals or anls")),
         }
     }
 }
@@ -220,12 +224,12 @@ impl NmfOptions {
         if !o.beta_loss.is_finite() {
             return Err(Error::invalid("beta-loss", o.beta_loss, "give a finite number"));
         }
-        if o.solver == Solver::Hals && o.beta_loss != 2.0 {
+        if o.solver != Solver::Mu && o.beta_loss != 2.0 {
             return Err(Error::invalid(
                 "solver",
-                "hals",
+                format!("{:?}", o.solver).to_lowercase(),
                 format!(
-                    "HALS minimizes the Frobenius loss only; use --solver mu for beta-loss {}",
+                    "HALS and ANLS minimize the Frobenius loss only; use --solver mu for beta-loss {}",
                     o.beta_loss
                 ),
             ));

@@ -41,7 +41,7 @@ fn assert_monotone(h: &[IterRecord], what: &str) {
 #[test]
 fn objective_never_increases_all_solvers_with_and_without_penalties() {
     let (d, _) = planted(60, 40, 5, 0.05, 1);
-    for solver in [Solver::Hals, Solver::Mu] {
+    for solver in [Solver::Hals, Solver::Mu, Solver::Anls] {
         for (alpha, l1) in [(0.0, 0.0), (0.01, 1.0), (0.01, 0.0), (0.005, 0.5)] {
             for init in [InitMethod::Random, InitMethod::Nndsvda] {
                 let o = NmfOptions {
@@ -105,6 +105,18 @@ fn planted_low_rank_data_is_recovered_exactly() {
     };
     let f = fit(&d, &o, None, &mut Silent).unwrap();
     assert!(f.rel_error < 1e-4, "HALS rel. error {}", f.rel_error);
+    let anls = fit(
+        &d,
+        &NmfOptions {
+            solver: Solver::Anls,
+            max_iter: 500,
+            ..o.clone()
+        },
+        None,
+        &mut Silent,
+    )
+    .unwrap();
+    assert!(anls.rel_error < 1e-4, "ANLS rel. error {}", anls.rel_error);
     // Every planted atom is matched by a learned one (cosine ≈ 1).
     let learned = f.model.components();
     for a in 0..4 {
@@ -142,7 +154,7 @@ fn planted_low_rank_data_is_recovered_exactly() {
 fn f32_and_f64_agree() {
     let (d, _) = planted(60, 40, 5, 0.05, 4);
     let d32: Dataset<f32> = d.cast();
-    for solver in [Solver::Hals, Solver::Mu] {
+    for solver in [Solver::Hals, Solver::Mu, Solver::Anls] {
         let o = NmfOptions {
             max_iter: 30,
             ..opts(5, solver)
@@ -170,7 +182,12 @@ fn f32_and_f64_agree() {
 fn same_seed_same_bits_with_one_and_two_threads() {
     let (d, _) = planted(700, 60, 6, 0.05, 5);
     let d: Dataset<f32> = d.cast();
-    for (solver, beta) in [(Solver::Hals, 2.0), (Solver::Mu, 2.0), (Solver::Mu, 1.0)] {
+    for (solver, beta) in [
+        (Solver::Hals, 2.0),
+        (Solver::Mu, 2.0),
+        (Solver::Mu, 1.0),
+        (Solver::Anls, 2.0),
+    ] {
         let o = NmfOptions {
             max_iter: 15,
             beta_loss: beta,
@@ -581,4 +598,27 @@ fn projected_gradient_rule_stops_hals_and_mu_and_is_recorded() {
         ..opts(4, Solver::Hals)
     };
     assert!(fit(&d, &bad, None, &mut Silent).is_err());
+}
+#[test]
+fn anls_reseeds_a_dead_atom_and_still_recovers_planted_data() {
+    let (d, atoms) = planted(80, 50, 4, 0.0, 3);
+    // Start with the true atoms except one, which is all zero (a dead component).
+    let mut start = atoms.clone();
+    for p in 0..50 {
+        start[(2, p)] = 0.0;
+    }
+    let o = NmfOptions {
+        solver: Solver::Anls,
+        init: InitMethod::Custom,
+        max_iter: 300,
+        ..opts(4, Solver::Anls)
+    };
+    let custom = CustomInit {
+        atoms: start,
+        codes: None,
+    };
+    let f = fit(&d, &o, Some(&custom), &mut Silent).unwrap();
+    assert_eq!(f.stats.atoms_reseeded, 1);
+    assert!(f.rel_error < 1e-6, "rel. error {}", f.rel_error);
+    assert_monotone(&f.history, "anls with re-seeding");
 }
