@@ -93,6 +93,9 @@ pub struct NmfArgs {
     /// HALS: maximum inner sweeps per factor (default: Gillis–Glineur's rule).
     #[arg(long)]
     pub hals_inner_max: Option<usize>,
+    /// Codes for fixed atoms (Frobenius): exact (NNLS by block principal pivoting) or cd.
+    #[arg(long, default_value = "exact")]
+    pub encode: String,
     /// Maximum sweeps (or MU iterations) when computing codes for fixed atoms.
     #[arg(long, default_value_t = EncodeOptions::default().max_iter)]
     pub encode_max_iter: usize,
@@ -211,6 +214,7 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
         seed: a.run.seed,
         threads: a.run.threads,
         encode: EncodeOptions {
+            method: a.encode.parse::<nmf::EncodeMethod>()?,
             max_iter: a.encode_max_iter,
             tol: a.encode_tol,
         },

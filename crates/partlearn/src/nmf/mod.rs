@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use init::CustomInit;
 pub use model::{EncodeSpec, NmfModel};
-pub use options::{EncodeOptions, InitMethod, NmfOptions, Penalty, Solver};
+pub use options::{EncodeMethod, EncodeOptions, InitMethod, NmfOptions, Penalty, Solver};
 
 use crate::data::Dataset;
 use crate::error::Result;

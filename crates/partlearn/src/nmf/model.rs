@@ -11,7 +11,7 @@ use super::beta::BetaMu;
 use super::cd::{self, SweepRule};
 use super::fit_loop::Iterate;
 use super::init::{mean, Factors};
-use super::options::{EncodeOptions, Penalty};
+use super::options::{EncodeMethod, EncodeOptions, Penalty};
 use crate::data::validate_nonnegative;
 use crate::error::{Error, Result};
 use crate::linalg;
@@ -121,18 +121,41 @@ impl<T: Real> NmfModel<T> {
         let (k, n) = (self.k(), xt.ncols());
         let enc = self.spec.encode;
         if self.spec.beta_loss == 2.0 {
+            let warm = h0.is_some();
             let mut h = h0.unwrap_or_else(|| Mat::zeros(k, n));
             let mut q = Mat::<T>::zeros(k, k);
             linalg::gram(q.as_mut(), self.wt.as_ref(), par);
             let mut p = Mat::<T>::zeros(k, n);
             linalg::matmul(p.as_mut(), Accum::Replace, self.wt.as_ref(), xt, T::one(), par);
+            let pen = self.spec.codes_penalty;
+            if enc.method == EncodeMethod::Exact {
+                // min ½hᵀQh − hᵀp + l1·Σh + ½l2‖h‖²: NNLS with Q + l2·I and p − l1.
+                for i in 0..k {
+                    q[(i, i)] = q[(i, i)] + T::from_f64(pen.l2);
+                }
+                if pen.l1 != 0.0 {
+                    let l1 = T::from_f64(pen.l1);
+                    super::beta::for_cols(p.as_mut(), !matches!(par, Par::Seq), |_, col| {
+                        col.iter_mut().for_each(|v| *v = *v - l1)
+                    });
+                }
+                // Errors only come from non-finite inputs, excluded by `check_data`.
+                let _ = super::nnls::solve_gram(
+                    q.as_ref(),
+                    p.as_ref(),
+                    h.as_mut(),
+                    warm,
+                    &super::nnls::NnlsOptions::default(),
+                    par,
+                );
+                return h;
+            }
             let rule = SweepRule {
                 max_sweeps: enc.max_iter,
                 delta: 0.0,
                 tol: enc.tol,
                 floor: 0.0,
             };
-            let pen = self.spec.codes_penalty;
             cd::sweep(
                 h.as_mut(),
                 q.as_ref(),

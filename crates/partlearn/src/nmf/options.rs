@@ -88,10 +88,35 @@ pub fn parse_beta_loss(s: &str) -> Result<f64> {
     }
 }
 
+/// How Frobenius codes are computed for a fixed dictionary (METHODS.md §1.7).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EncodeMethod {
+    /// Exact NNLS by block principal pivoting (§1.3): KKT conditions hold to rounding.
+    #[default]
+    Exact,
+    /// Coordinate descent (HALS sweeps) until `‖Δh‖ ≤ tol·‖h‖`.
+    Cd,
+}
+
+impl std::str::FromStr for EncodeMethod {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "exact" | "bpp" => Ok(EncodeMethod::Exact),
+            "cd" | "hals" => Ok(EncodeMethod::Cd),
+            _ => Err(Error::invalid("encode", s, "use exact or cd")),
+        }
+    }
+}
+
 /// How codes are computed for a fixed dictionary (`transform`, and the final codes of `fit`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EncodeOptions {
-    /// Maximum sweeps (Frobenius: coordinate descent) or MU iterations (other β).
+    /// Frobenius models: exact NNLS (default) or coordinate descent. Other β always use MU.
+    #[serde(default)]
+    pub method: EncodeMethod,
+    /// Maximum sweeps (coordinate descent) or MU iterations (other β); unused by `Exact`.
     pub max_iter: usize,
     /// Frobenius: stop a block of columns when `‖Δh‖ ≤ tol·‖h‖` over one sweep;
     /// other β: stop when the relative decrease of the divergence falls below `tol`.
@@ -101,6 +126,7 @@ pub struct EncodeOptions {
 impl Default for EncodeOptions {
     fn default() -> Self {
         EncodeOptions {
+            method: EncodeMethod::Exact,
             max_iter: 1000,
             tol: 1e-5,
         }

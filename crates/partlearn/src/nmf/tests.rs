@@ -245,6 +245,7 @@ fn transform_agrees_with_fit_codes() {
     for (solver, beta, alpha) in [
         (Solver::Hals, 2.0, 0.0),
         (Solver::Hals, 2.0, 0.01),
+        (Solver::Anls, 2.0, 0.01),
         (Solver::Mu, 2.0, 0.0),
         (Solver::Mu, 1.0, 0.0),
     ] {
@@ -256,6 +257,7 @@ fn transform_agrees_with_fit_codes() {
             EncodeOptions {
                 max_iter: 20_000,
                 tol: 1e-10,
+                ..Default::default()
             }
         };
         let o = NmfOptions {
@@ -621,4 +623,41 @@ fn anls_reseeds_a_dead_atom_and_still_recovers_planted_data() {
     assert_eq!(f.stats.atoms_reseeded, 1);
     assert!(f.rel_error < 1e-6, "rel. error {}", f.rel_error);
     assert_monotone(&f.history, "anls with re-seeding");
+}
+
+#[test]
+fn exact_encode_satisfies_kkt_and_matches_cd_encode() {
+    let (d, _) = planted(120, 40, 6, 0.05, 13);
+    let o = NmfOptions {
+        alpha_w: 0.01,
+        l1_ratio: 0.3,
+        ..opts(6, Solver::Hals)
+    };
+    let f = fit(&d, &o, None, &mut Silent).unwrap();
+    let exact = f.model.encode(d.x(), 1).unwrap();
+    // KKT of min ½‖x − Wh‖² + l1·Σh + ½l2‖h‖², h ≥ 0, for every sample.
+    let w = f.model.components();
+    let pen = f.model.spec.codes_penalty;
+    let grad = &exact * (w * w.transpose()) - d.x() * w.transpose();
+    let scale = (d.x() * w.transpose()).norm_max();
+    for i in 0..exact.nrows() {
+        for j in 0..exact.ncols() {
+            let (h, g) = (exact[(i, j)], grad[(i, j)] + pen.l1 + pen.l2 * exact[(i, j)]);
+            assert!(h >= 0.0);
+            assert!(g >= -1e-9 * scale, "dual infeasible at ({i},{j}): {g}");
+            assert!(
+                (h * g).abs() <= 1e-9 * scale * (1.0 + h),
+                "complementarity at ({i},{j})"
+            );
+        }
+    }
+    let mut cd_model = f.model.clone();
+    cd_model.spec.encode = EncodeOptions {
+        method: EncodeMethod::Cd,
+        max_iter: 10_000,
+        tol: 1e-12,
+    };
+    let cd = cd_model.encode(d.x(), 1).unwrap();
+    let diff = (&cd - &exact).norm_l2() / exact.norm_l2();
+    assert!(diff < 1e-6, "CD and exact encodes differ by {diff}");
 }
