@@ -6,6 +6,7 @@ mod bench;
 mod data_cmd;
 mod fit;
 mod progress;
+mod report_cmd;
 mod transform;
 
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ enum Command {
     Fit(fit::FitCommand),
     /// Encode data with the dictionary of a fitted run; writes the codes as .npy.
     Transform(transform::TransformArgs),
+    /// One self-contained HTML page comparing runs: metrics table, figures, options.
+    Report(report_cmd::ReportArgs),
     /// Benchmarks against the GEMM bound.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Fit(c) => fit::run(c),
         Command::Transform(a) => transform::run(a),
         Command::Bench(c) => bench::run(c),
+        Command::Report(a) => report_cmd::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -28,6 +28,7 @@ pub mod observe;
 pub mod plot;
 pub mod protocol;
 pub mod real;
+pub mod report;
 pub mod rng;
 
 pub use error::{Error, Result};

@@ -1,0 +1,45 @@
+//! `partlearn report <RUN...> --out report.html`: one self-contained HTML page comparing runs
+//! (the library's `report` module builds it; this only collects the folders and writes the file).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use partlearn::report::{render, ReportRun};
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Run folders to compare (written by `partlearn fit`, ideally evaluated by `partlearn eval`).
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+    /// The HTML file to write.
+    #[arg(long, value_name = "FILE", default_value = "report.html")]
+    pub out: PathBuf,
+    /// Page title.
+    #[arg(long, default_value = "partlearn report")]
+    pub title: String,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
+    /// No summary line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(a: ReportArgs) -> Result<()> {
+    if a.out.exists() && !a.force {
+        return Err(partlearn::Error::AlreadyExists { path: a.out.clone() }.into());
+    }
+    // Folders that are not runs (e.g. `runs/*` matching a report file) are named in the error.
+    let runs = a
+        .runs
+        .iter()
+        .map(|p| ReportRun::load(p))
+        .collect::<partlearn::Result<Vec<_>>>()?;
+    let html = render(&runs, &a.title)?;
+    partlearn::io::write_atomic(&a.out, html.as_bytes())?;
+    if !a.quiet {
+        println!("wrote {} ({} runs)", a.out.display(), runs.len());
+    }
+    Ok(())
+}
