@@ -30,6 +30,7 @@ pub mod protocol;
 pub mod real;
 pub mod report;
 pub mod rng;
+pub mod sparseness;
 
 pub use error::{Error, Result};
 pub use real::Real;
