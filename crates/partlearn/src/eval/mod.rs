@@ -2,3 +2,4 @@
 //! [`PartModel`](crate::protocol::PartModel) protocol.
 
 pub mod metrics;
+pub mod morphology;
