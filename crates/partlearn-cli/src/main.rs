@@ -4,6 +4,7 @@
 
 mod bench;
 mod data_cmd;
+mod eval_cmd;
 mod fit;
 mod progress;
 mod report_cmd;
@@ -31,6 +32,8 @@ enum Command {
     Fit(fit::FitCommand),
     /// Encode data with the dictionary of a fitted run; writes the codes as .npy.
     Transform(transform::TransformArgs),
+    /// Measure a fitted run (METHODS.md §7): metrics.json and evaluation figures.
+    Eval(eval_cmd::EvalArgs),
     /// One self-contained HTML page comparing runs: metrics table, figures, options.
     Report(report_cmd::ReportArgs),
     /// Benchmarks against the GEMM bound.
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
         Command::Transform(a) => transform::run(a),
         Command::Bench(c) => bench::run(c),
         Command::Report(a) => report_cmd::run(a),
+        Command::Eval(a) => eval_cmd::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,134 @@
+//! `partlearn eval <RUN> --data <DATA>`: every metric of METHODS.md §7 for a fitted run, written
+//! to RUN/metrics.json, plus the evaluation figures in RUN/figures/eval_*.png.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use partlearn::eval::evaluate::{evaluate, figures, EvalOptions};
+use partlearn::eval::svm::SvmProtocolOptions;
+use partlearn::Real;
+
+use crate::{DataArgs, Dtype};
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A run folder written by `partlearn fit`.
+    pub run: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Structuring element of the dilation: disk:R, square:S or custom:ROW/ROW/… (disk:1 = 3×3 cross).
+    #[arg(long, default_value = "disk:1")]
+    pub se: String,
+    /// Skip the linear-SVM protocol.
+    #[arg(long)]
+    pub no_svm: bool,
+    /// SVM protocol: number of C values on the log grid [1e-2, 1e3].
+    #[arg(long, default_value_t = SvmProtocolOptions::default().c_grid)]
+    pub svm_grid: usize,
+    /// SVM protocol: stratified shuffle splits used to choose C.
+    #[arg(long, default_value_t = SvmProtocolOptions::default().select_splits)]
+    pub svm_select_splits: usize,
+    /// SVM protocol: stratified shuffle splits of the held-out 20% for the final accuracy.
+    #[arg(long, default_value_t = SvmProtocolOptions::default().eval_splits)]
+    pub svm_eval_splits: usize,
+    /// Seed of the SVM splits.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Samples shown in the figures.
+    #[arg(long, default_value_t = 10)]
+    pub show: usize,
+    /// Worker threads (1 = sequential, 0 = all cores).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Float type of the computation.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: Dtype,
+    /// Replace an existing metrics.json.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the metrics as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No summary lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(a: EvalArgs) -> Result<()> {
+    match a.dtype {
+        Dtype::F32 => go::<f32>(&a),
+        Dtype::F64 => go::<f64>(&a),
+    }
+}
+
+fn go<T: Real>(a: &EvalArgs) -> Result<()> {
+    let dir = partlearn::io::open_existing(&a.run)?;
+    let metrics_path = dir.join(partlearn::io::run::METRICS_FILE);
+    if metrics_path.exists() && !a.force {
+        return Err(partlearn::Error::AlreadyExists { path: metrics_path }.into());
+    }
+    let loaded = partlearn::protocol::load_model::<T>(&dir)?;
+    let data = a.data.load::<T>()?;
+    let shape = data.image_shape.or(loaded.image_shape);
+    let opts = EvalOptions {
+        threads: a.threads,
+        structuring_element: a.se.clone(),
+        svm: (!a.no_svm).then(|| SvmProtocolOptions {
+            c_grid: a.svm_grid,
+            select_splits: a.svm_select_splits,
+            eval_splits: a.svm_eval_splits,
+            seed: a.seed,
+            ..Default::default()
+        }),
+    };
+    let ev = evaluate(loaded.model.as_ref(), &data, shape, &opts)?;
+    if let Some(shape) = shape {
+        for (name, png) in figures(&ev, loaded.model.as_ref(), &data, shape, a.show)? {
+            partlearn::io::write_atomic(&dir.join(partlearn::io::run::FIGURES_DIR).join(name), &png)?;
+        }
+    }
+    partlearn::io::write_atomic(&metrics_path, &partlearn::io::to_json_pretty(&ev.metrics)?)?;
+    let m = &ev.metrics;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(m)?);
+    } else if !a.quiet {
+        println!(
+            "{} on {} ({} samples): MSE {:.5} (clipped {:.5}), rel. error {:.4}, Hoyer {:.3}{} ",
+            m.model_kind,
+            m.data,
+            m.n_samples,
+            m.reconstruction.mse,
+            m.reconstruction.mse_clipped,
+            m.reconstruction.rel_error,
+            m.hoyer.mean,
+            if m.hoyer.zero_codes > 0 {
+                format!(" ({} zero codes)", m.hoyer.zero_codes)
+            } else {
+                String::new()
+            }
+        );
+        if let Some(x) = &m.max_approx {
+            println!(
+                "max-approximation ({}): {:.4} (clipped {:.4}); against dilated reconstructions {:.4}",
+                x.structuring_element,
+                x.vs_dilated_originals,
+                x.vs_dilated_originals_clipped,
+                x.vs_dilated_reconstructions
+            );
+        }
+        if let Some(s) = &m.svm {
+            println!(
+                "linear SVM: {:.3} ± {:.3} (C = {:.3}; {} C values, {} + {} splits)",
+                s.mean_accuracy,
+                s.std_accuracy,
+                s.best_c,
+                s.options.c_grid,
+                s.options.select_splits,
+                s.options.eval_splits
+            );
+        }
+        println!("{:.1} s; wrote {}", m.seconds.total, metrics_path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! One evaluation for every model (METHODS.md §7): encode the data with the model, then measure
+//! reconstruction (§7.1), Hoyer sparsity of the codes (§7.2), the linear-SVM accuracy of the
+//! codes (§7.3, when the data have labels) and the max-approximation error to dilation (§7.5,
+//! when the data are images). Everything goes through [`PartModel`], so NMF models and
+//! auto-encoders are measured by the same code.
+
+use std::time::Instant;
+
+use faer::Mat;
+use serde::{Deserialize, Serialize};
+
+use super::metrics::{mse_pair, reconstruction_error, ReconstructionError};
+use super::morphology::{dilate_rows, StructuringElement};
+use super::svm::{svm_protocol, SvmProtocolOptions, SvmProtocolResult};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::protocol::PartModel;
+use crate::real::Real;
+use crate::sparseness::{mean_hoyer_rows, HoyerSummary};
+
+/// What to measure and how.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalOptions {
+    /// Worker threads (0 = all cores).
+    pub threads: usize,
+    /// Structuring element of the dilation, e.g. `disk:1` (the report's 3×3 cross).
+    pub structuring_element: String,
+    /// The SVM protocol; `None` skips it (it is also skipped when the data have no labels).
+    pub svm: Option<SvmProtocolOptions>,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            threads: 1,
+            structuring_element: "disk:1".into(),
+            svm: Some(SvmProtocolOptions::default()),
+        }
+    }
+}
+
+/// Max-approximation errors of §7.5 (per-pixel MSE, averaged over images). The
+/// max-approximation of `x` is `decode_with_atoms(δ(atoms), encode(x))` — for auto-encoders the
+/// bias is not dilated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MaxApproxErrors {
+    pub structuring_element: String,
+    /// Against the dilated originals `δ(x)`: the report's "max-approximation error".
+    pub vs_dilated_originals: f64,
+    /// The same with the max-approximation clipped to `[0, 1]` (the notebooks' "clip").
+    pub vs_dilated_originals_clipped: f64,
+    /// Against the dilated reconstructions `δ(x̂)` (secondary variant; low for blurry models).
+    pub vs_dilated_reconstructions: f64,
+    pub vs_dilated_reconstructions_clipped: f64,
+}
+
+/// Seconds spent in each part of an evaluation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EvalTimings {
+    pub encode: f64,
+    pub reconstruction: f64,
+    pub sparsity: f64,
+    pub max_approx: f64,
+    pub svm: f64,
+    pub total: f64,
+}
+
+/// All metrics of one model on one data set (written as metrics.json).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub model_kind: String,
+    pub data: String,
+    pub n_samples: usize,
+    pub n_features: usize,
+    pub k: usize,
+    pub reconstruction: ReconstructionError,
+    pub hoyer: HoyerSummary,
+    /// Image data only.
+    pub max_approx: Option<MaxApproxErrors>,
+    /// Labelled data only (and unless disabled).
+    pub svm: Option<SvmProtocolResult>,
+    pub seconds: EvalTimings,
+}
+
+/// The metrics and the matrices behind them (for figures).
+pub struct Evaluation<T: Real> {
+    pub metrics: Metrics,
+    /// `n × k`.
+    pub codes: Mat<T>,
+    /// `n × n_features`.
+    pub reconstructions: Mat<T>,
+    /// Dilated atoms (`k × n_features`), dilated originals and max-approximations
+    /// (`n × n_features`); image data only.
+    pub dilated: Option<Dilated<T>>,
+}
+
+/// The dilation side of an evaluation.
+pub struct Dilated<T: Real> {
+    pub atoms: Mat<T>,
+    pub originals: Mat<T>,
+    pub max_approximations: Mat<T>,
+}
+
+/// Evaluates `model` on `data`. `image_shape` (the data's, or the model's when the data carry
+/// none) enables the dilation metrics; labels enable the SVM protocol.
+pub fn evaluate<T: Real>(
+    model: &dyn PartModel<T>,
+    data: &Dataset<T>,
+    image_shape: Option<(usize, usize)>,
+    opts: &EvalOptions,
+) -> Result<Evaluation<T>> {
+    let start = Instant::now();
+    let mut t = EvalTimings::default();
+    if data.n_features() != model.n_features() {
+        return Err(Error::ShapeMismatch {
+            what: "evaluation data".into(),
+            expected: format!("n × {} features (as the model)", model.n_features()),
+            found: format!("{} × {}", data.n_samples(), data.n_features()),
+            hint: "evaluate on data with the features the model was fitted on".into(),
+        });
+    }
+    let se = StructuringElement::parse(&opts.structuring_element)?;
+    if let Some((h, w)) = image_shape {
+        if h * w != data.n_features() {
+            return Err(Error::ShapeMismatch {
+                what: "image shape".into(),
+                expected: format!("{} pixels", data.n_features()),
+                found: format!("{h}×{w}"),
+                hint: "give the image shape of the data".into(),
+            });
+        }
+    }
+
+    let clock = Instant::now();
+    let codes = model.encode(data.x(), opts.threads)?;
+    t.encode = clock.elapsed().as_secs_f64();
+
+    let clock = Instant::now();
+    let reconstructions = model.decode(codes.as_ref())?;
+    let reconstruction = reconstruction_error(data.x(), reconstructions.as_ref())?;
+    t.reconstruction = clock.elapsed().as_secs_f64();
+
+    let clock = Instant::now();
+    let hoyer = mean_hoyer_rows(codes.as_ref());
+    t.sparsity = clock.elapsed().as_secs_f64();
+
+    let clock = Instant::now();
+    let (max_approx, dilated) = match image_shape {
+        Some((h, w)) => {
+            let atoms = dilate_rows(model.atoms(), h, w, &se, opts.threads)?;
+            let originals = dilate_rows(data.x(), h, w, &se, opts.threads)?;
+            let dilated_recon = dilate_rows(reconstructions.as_ref(), h, w, &se, opts.threads)?;
+            let max_approximations = model.decode_with_atoms(atoms.as_ref(), codes.as_ref())?;
+            let (a, a_clip) = mse_pair(originals.as_ref(), max_approximations.as_ref())?;
+            let (b, b_clip) = mse_pair(dilated_recon.as_ref(), max_approximations.as_ref())?;
+            (
+                Some(MaxApproxErrors {
+                    structuring_element: opts.structuring_element.clone(),
+                    vs_dilated_originals: a,
+                    vs_dilated_originals_clipped: a_clip,
+                    vs_dilated_reconstructions: b,
+                    vs_dilated_reconstructions_clipped: b_clip,
+                }),
+                Some(Dilated {
+                    atoms,
+                    originals,
+                    max_approximations,
+                }),
+            )
+        }
+        None => (None, None),
+    };
+    t.max_approx = clock.elapsed().as_secs_f64();
+
+    let clock = Instant::now();
+    let svm = match (&opts.svm, &data.labels) {
+        (Some(o), Some(labels)) => {
+            let y: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+            let o = SvmProtocolOptions {
+                threads: opts.threads,
+                ..o.clone()
+            };
+            Some(svm_protocol(codes.as_ref(), &y, &o)?)
+        }
+        _ => None,
+    };
+    t.svm = clock.elapsed().as_secs_f64();
+    t.total = start.elapsed().as_secs_f64();
+
+    Ok(Evaluation {
+        metrics: Metrics {
+            model_kind: model.kind().to_string(),
+            data: data.name.clone(),
+            n_samples: data.n_samples(),
+            n_features: data.n_features(),
+            k: model.k(),
+            reconstruction,
+            hoyer,
+            max_approx,
+            svm,
+            seconds: t,
+        },
+        codes,
+        reconstructions,
+        dilated,
+    })
+}
+
+/// The figures of an evaluation, as `(file name, PNG bytes)`: the first `n_show` samples as
+/// originals / reconstructions / dilated originals / max-approximations, their code bar charts,
+/// the atoms ordered by usage on these data, and the dilated atoms in the same order.
+pub fn figures<T: Real>(
+    ev: &Evaluation<T>,
+    model: &dyn PartModel<T>,
+    data: &Dataset<T>,
+    image_shape: (usize, usize),
+    n_show: usize,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    use crate::figures::{atoms_grid, panel_rows, usage_order, GridOptions};
+    let opts = GridOptions::default();
+    let n = data.n_samples().min(n_show).max(1);
+    let mut out = Vec::new();
+    let mut rows = vec![data.x().subrows(0, n), ev.reconstructions.as_ref().subrows(0, n)];
+    if let Some(d) = &ev.dilated {
+        rows.push(d.originals.as_ref().subrows(0, n));
+        rows.push(d.max_approximations.as_ref().subrows(0, n));
+    }
+    out.push(("eval_panel.png".into(), panel_rows(&rows, image_shape, &opts)?));
+    let samples: Vec<usize> = (0..n).collect();
+    out.push((
+        "eval_code_histograms.png".into(),
+        crate::plot::code_bars(ev.codes.as_ref(), &samples)?,
+    ));
+    let order = usage_order(ev.codes.as_ref(), model.atoms());
+    out.push((
+        "eval_atoms.png".into(),
+        atoms_grid(model.atoms(), image_shape, Some(&order), &opts)?,
+    ));
+    if let Some(d) = &ev.dilated {
+        out.push((
+            "eval_dilated_atoms.png".into(),
+            atoms_grid(d.atoms.as_ref(), image_shape, Some(&order), &opts)?,
+        ));
+    }
+    Ok(out)
+}
