@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use partlearn::eval::evaluate::{evaluate, figures, EvalOptions};
+use partlearn::eval::evaluate::{evaluate_codes, figures, EvalOptions};
 use partlearn::eval::svm::SvmProtocolOptions;
 use partlearn::Real;
 
@@ -20,6 +20,9 @@ pub struct EvalArgs {
     /// Structuring element of the dilation: disk:R, square:S or custom:ROW/ROW/… (disk:1 = 3×3 cross).
     #[arg(long, default_value = "disk:1")]
     pub se: String,
+    /// Use the codes stored in the run (e.g. the constrained codes of `fit sparse-nmf`) instead of encoding; --data must be the data the run was fitted on.
+    #[arg(long)]
+    pub stored_codes: bool,
     /// Skip the linear-SVM protocol.
     #[arg(long)]
     pub no_svm: bool,
@@ -82,7 +85,20 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
             ..Default::default()
         }),
     };
-    let ev = evaluate(loaded.model.as_ref(), &data, shape, &opts)?;
+    let codes = if a.stored_codes {
+        let file = dir.join(partlearn::io::run::MODEL_FILE);
+        let (tensors, _) = partlearn::io::read_safetensors(&file)?;
+        let t = partlearn::io::tensor_by_name(&tensors, "codes", &file).map_err(|_| {
+            anyhow::anyhow!(
+                "{}: the run stored no codes; refit with --save-codes or drop --stored-codes",
+                file.display()
+            )
+        })?;
+        Some(t.to_mat::<T>()?)
+    } else {
+        None
+    };
+    let ev = evaluate_codes(loaded.model.as_ref(), &data, shape, &opts, codes)?;
     if let Some(shape) = shape {
         for (name, png) in figures(&ev, loaded.model.as_ref(), &data, shape, a.show)? {
             partlearn::io::write_atomic(&dir.join(partlearn::io::run::FIGURES_DIR).join(name), &png)?;

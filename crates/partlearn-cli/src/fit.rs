@@ -18,8 +18,10 @@ use crate::{DataArgs, Dtype, Exit};
 
 #[derive(Subcommand, Debug)]
 pub enum FitCommand {
-    /// Non-negative matrix factorization (MU or HALS).
+    /// Non-negative matrix factorization (MU, HALS or ANLS).
     Nmf(NmfArgs),
+    /// Hoyer's NMF with sparseness constraints on the atoms and/or the codes.
+    SparseNmf(SparseNmfArgs),
 }
 
 /// Flags shared by every fit: output, verbosity, threads, dtype.
@@ -109,11 +111,84 @@ pub struct NmfArgs {
     pub run: RunArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct SparseNmfArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Number of components (atoms).
+    #[arg(short = 'k', long = "k", default_value_t = 10)]
+    pub k: usize,
+    /// Hoyer sparseness of every atom, in [0, 1] (default: unconstrained).
+    #[arg(long, value_name = "S")]
+    pub atom_sparsity: Option<f64>,
+    /// Hoyer sparseness of the codes, in [0, 1] (default: unconstrained); see --code-constraint.
+    #[arg(long, value_name = "S")]
+    pub code_sparsity: Option<f64>,
+    /// What --code-sparsity constrains: components (each component's activations across all samples, unit L2; Hoyer's reference) or samples (each sample's code).
+    #[arg(long, default_value = "components")]
+    pub code_constraint: String,
+    #[arg(long, default_value_t = 1000)]
+    pub max_iter: usize,
+    /// Every 10 iterations, stop when the error sqrt(2·objective) fell by less than tol × its initial value (0 disables).
+    #[arg(long, default_value_t = 1e-4)]
+    pub tol: f64,
+    /// Time budget in seconds.
+    #[arg(long)]
+    pub max_seconds: Option<f64>,
+    /// Do not store the fitted codes in model.safetensors (they are stored by default: they are the constrained codes, which `transform` does not reproduce).
+    #[arg(long)]
+    pub no_save_codes: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+fn fit_sparse_nmf<T: Real>(a: &SparseNmfArgs) -> Result<()> {
+    use partlearn::nmf::sparse::{fit_sparse, CodeConstraint, SparseNmfOptions};
+    let opts = SparseNmfOptions {
+        k: a.k,
+        atom_sparsity: a.atom_sparsity,
+        code_sparsity: a.code_sparsity,
+        code_constraint: a.code_constraint.parse::<CodeConstraint>()?,
+        max_iter: a.max_iter,
+        tol: a.tol,
+        max_seconds: a.max_seconds,
+        seed: a.run.seed,
+        threads: a.run.threads,
+    };
+    let data = a.data.load::<T>()?;
+    opts.validate(data.n_samples(), data.n_features())?;
+    let out = a
+        .run
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out("sparse-nmf", &a.data.spec, a.k));
+    let run_dir = RunDir::create(&out, a.run.force)?;
+    let stop = interrupt_flag();
+    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet, stop.clone());
+    let fit = fit_sparse(&data, &opts, &mut progress);
+    progress.finish();
+    finish_run(
+        &a.run,
+        &a.data,
+        &data,
+        "sparse-nmf",
+        a.k,
+        &opts,
+        fit?,
+        !a.no_save_codes,
+        run_dir,
+    )
+}
+
 pub fn run(cmd: FitCommand) -> Result<()> {
     match cmd {
         FitCommand::Nmf(a) => match a.run.dtype {
             Dtype::F32 => fit_nmf::<f32>(&a),
             Dtype::F64 => fit_nmf::<f64>(&a),
+        },
+        FitCommand::SparseNmf(a) => match a.run.dtype {
+            Dtype::F32 => fit_sparse_nmf::<f32>(&a),
+            Dtype::F64 => fit_sparse_nmf::<f64>(&a),
         },
     }
 }
@@ -147,7 +222,7 @@ impl DataRecord {
 }
 
 #[derive(Serialize)]
-struct NmfRunRecord<'a> {
+struct NmfRunRecord<'a, O: Serialize> {
     method: &'static str,
     partlearn_version: &'static str,
     command: Vec<String>,
@@ -155,7 +230,7 @@ struct NmfRunRecord<'a> {
     dtype: &'static str,
     threads: usize,
     data: DataRecord,
-    options: &'a NmfOptions,
+    options: &'a O,
     n_iter: usize,
     stop_reason: StopReason,
     objective: f64,
@@ -163,6 +238,7 @@ struct NmfRunRecord<'a> {
     rel_error: f64,
     seconds: f64,
     warnings: &'a [String],
+    stats: nmf::FitStats,
 }
 
 /// A 2-d `.npy` file as a matrix.
@@ -248,9 +324,34 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
     let mut progress = FitProgress::new(opts.max_iter, a.run.quiet, stop.clone());
     let fit = nmf::fit(&data, &opts, custom.as_ref(), &mut progress);
     progress.finish();
-    let fit = fit?;
+    finish_run(
+        &a.run,
+        &a.data,
+        &data,
+        "nmf",
+        a.k,
+        &opts,
+        fit?,
+        a.save_codes,
+        run_dir,
+    )
+}
 
-    let codes = a.save_codes.then(|| fit.codes());
+/// Writes the run folder of an NMF-type fit (model, history, run.json, figures), commits it and
+/// prints the summary; exits 130 after an interruption (the run so far is saved).
+#[allow(clippy::too_many_arguments)]
+fn finish_run<T: Real, O: Serialize>(
+    run: &RunArgs,
+    data_args: &DataArgs,
+    data: &Dataset<T>,
+    method: &'static str,
+    k: usize,
+    options: &O,
+    fit: nmf::NmfFit<T>,
+    save_codes: bool,
+    run_dir: RunDir,
+) -> Result<()> {
+    let codes = save_codes.then(|| fit.codes());
     let (tensors, meta) = fit.model.to_tensors(codes, data.image_shape)?;
     run_dir.write(
         io::run::MODEL_FILE,
@@ -258,16 +359,16 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
     )?;
     run_dir.write(io::run::HISTORY_FILE, &io::to_json_lines(&fit.history)?)?;
     let record = NmfRunRecord {
-        method: "nmf",
+        method,
         partlearn_version: env!("CARGO_PKG_VERSION"),
         command: std::env::args().collect(),
         created_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         dtype: T::NAME,
-        threads: partlearn::linalg::resolve_threads(opts.threads),
-        data: DataRecord::new(&a.data, &data),
-        options: &opts,
+        threads: partlearn::linalg::resolve_threads(run.threads),
+        data: DataRecord::new(data_args, data),
+        options,
         n_iter: fit.n_iter,
         stop_reason: fit.stop_reason,
         objective: fit.objective,
@@ -275,20 +376,21 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
         rel_error: fit.rel_error,
         seconds: fit.seconds,
         warnings: &fit.warnings,
+        stats: fit.stats,
     };
     run_dir.write_json(io::run::RUN_FILE, &record)?;
     if let Some(shape) = data.image_shape {
-        write_figures(&run_dir, fit.model.components(), fit.codes(), &data, shape)?;
+        write_figures(&run_dir, fit.model.components(), fit.codes(), data, shape)?;
     }
     let path = run_dir.commit()?;
 
     for w in &fit.warnings {
         eprintln!("warning: {w}");
     }
-    if a.run.json {
+    if run.json {
         let summary = serde_json::json!({
             "run": path,
-            "method": "nmf",
+            "method": method,
             "n_iter": fit.n_iter,
             "stop_reason": fit.stop_reason,
             "objective": fit.objective,
@@ -298,10 +400,9 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
             "warnings": fit.warnings,
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else if !a.run.quiet {
+    } else if !run.quiet {
         println!(
-            "nmf k={} on {} ({} × {}): {} iterations ({}), rel. error {:.5}, {:.2} s",
-            a.k,
+            "{method} k={k} on {} ({} × {}): {} iterations ({}), rel. error {:.5}, {:.2} s",
             data.name,
             data.n_samples(),
             data.n_features(),

@@ -109,6 +109,19 @@ pub fn evaluate<T: Real>(
     image_shape: Option<(usize, usize)>,
     opts: &EvalOptions,
 ) -> Result<Evaluation<T>> {
+    evaluate_codes(model, data, image_shape, opts, None)
+}
+
+/// Like [`evaluate`], but with given codes (`n × k`) instead of `model.encode(data)`: e.g. the
+/// constrained codes a sparse-NMF fit stored for its own training data, which is how the
+/// report measured Hoyer's sparse NMF (fitted on the test images, METHODS.md §2.3).
+pub fn evaluate_codes<T: Real>(
+    model: &dyn PartModel<T>,
+    data: &Dataset<T>,
+    image_shape: Option<(usize, usize)>,
+    opts: &EvalOptions,
+    codes: Option<Mat<T>>,
+) -> Result<Evaluation<T>> {
     let start = Instant::now();
     let mut t = EvalTimings::default();
     if data.n_features() != model.n_features() {
@@ -132,7 +145,18 @@ pub fn evaluate<T: Real>(
     }
 
     let clock = Instant::now();
-    let codes = model.encode(data.x(), opts.threads)?;
+    let codes = match codes {
+        Some(c) if c.nrows() == data.n_samples() && c.ncols() == model.k() => c,
+        Some(c) => {
+            return Err(Error::ShapeMismatch {
+                what: "stored codes".into(),
+                expected: format!("{} × {} (the evaluation data and the model)", data.n_samples(), model.k()),
+                found: format!("{} × {}", c.nrows(), c.ncols()),
+                hint: "stored codes belong to the data the run was fitted on; evaluate on that data or drop --stored-codes".into(),
+            })
+        }
+        None => model.encode(data.x(), opts.threads)?,
+    };
     t.encode = clock.elapsed().as_secs_f64();
 
     let clock = Instant::now();

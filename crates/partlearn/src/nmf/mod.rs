@@ -20,6 +20,7 @@ pub mod init;
 pub mod model;
 pub mod nnls;
 pub mod options;
+pub mod sparse;
 
 use std::time::Instant;
 
