@@ -238,6 +238,12 @@ pub struct ValidNmfOptions {
 impl NmfOptions {
     /// Checks every option against the data shape (`n_samples × n_features`).
     pub fn validate(&self, n_samples: usize, n_features: usize) -> Result<ValidNmfOptions> {
+        if n_samples == 0 || n_features == 0 {
+            return Err(Error::EmptyData {
+                n_samples,
+                n_features,
+            });
+        }
         let o = self;
         let smaller = n_samples.min(n_features);
         if o.k == 0 {

@@ -102,6 +102,12 @@ impl Default for SparseNmfOptions {
 impl SparseNmfOptions {
     /// Checks the options against the data shape.
     pub fn validate(&self, n_samples: usize, n_features: usize) -> Result<StopRules> {
+        if n_samples == 0 || n_features == 0 {
+            return Err(Error::EmptyData {
+                n_samples,
+                n_features,
+            });
+        }
         if self.k == 0 || self.k > n_samples.max(n_features) {
             return Err(Error::invalid(
                 "k",

@@ -1,0 +1,674 @@
+//! The `partlearn` command line end to end: fits on swimmer and on a Fashion-MNIST slice, the
+//! run folder and its files, transform, eval, data info/export, bench, no-overwrite, Ctrl-C,
+//! numpy interoperability, and one test per kind of bad input (one-line `error: …`, exit 2,
+//! never a panic).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use partlearn::npy::{npy_bytes, read_npy, NpyDataRef};
+
+fn partlearn() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin("partlearn"))
+}
+
+fn run(args: &[&str]) -> Output {
+    partlearn().args(args).output().unwrap()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("partlearn-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_ok(o: &Output) {
+    assert!(o.status.success(), "failed: {}", stderr(o));
+}
+
+/// Exit 2, one line `error: …` on stderr containing every keyword, no panic.
+fn assert_user_error(o: &Output, keywords: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "expected exit 2, stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    for k in keywords {
+        assert!(
+            lines[0].to_lowercase().contains(&k.to_lowercase()),
+            "missing '{k}' in: {err}"
+        );
+    }
+}
+
+fn fashion_available() -> bool {
+    let dirs: Vec<PathBuf> = match std::env::var_os("PARTLEARN_DATA_DIR") {
+        Some(d) => vec![PathBuf::from(&d), PathBuf::from(d).join("fashion-mnist")],
+        None => vec![PathBuf::from("/usr/share/datasets/fashion-mnist")],
+    };
+    let ok = dirs
+        .iter()
+        .any(|d| d.join("train-images-idx3-ubyte.gz").is_file());
+    if !ok {
+        assert!(
+            std::env::var_os("PARTLEARN_REQUIRE_DATA").is_none(),
+            "PARTLEARN_REQUIRE_DATA is set but Fashion-MNIST is missing (apt-get install -y dataset-fashion-mnist)"
+        );
+    }
+    ok
+}
+
+fn write_npy_f32(path: &Path, rows: usize, cols: usize, v: &[f32]) {
+    std::fs::write(path, npy_bytes(&[rows, cols], NpyDataRef::F32(v))).unwrap();
+}
+
+/// A run on swimmer, shared by several tests.
+fn swimmer_run(dir: &Path) -> PathBuf {
+    let run_dir = dir.join("run");
+    let o = run(&[
+        "fit",
+        "nmf",
+        "--data",
+        "swimmer",
+        "-k",
+        "17",
+        "--max-iter",
+        "40",
+        "--json",
+        "--save-codes",
+        "--quiet",
+        "--out",
+        s(&run_dir),
+    ]);
+    assert_ok(&o);
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["method"], "nmf");
+    assert!(summary["rel_error"].as_f64().unwrap() < 0.5);
+    run_dir
+}
+
+#[test]
+fn swimmer_end_to_end_fit_files_transform_eval() {
+    let dir = temp_dir("swimmer");
+    let r = swimmer_run(&dir);
+    for f in [
+        "run.json",
+        "model.safetensors",
+        "history.jsonl",
+        "figures/atoms.png",
+        "figures/reconstructions.png",
+    ] {
+        assert!(r.join(f).is_file(), "missing {f}");
+    }
+    let png = std::fs::read(r.join("figures/atoms.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(r.join("run.json")).unwrap()).unwrap();
+    let n_iter = meta["n_iter"].as_u64().unwrap() as usize;
+    assert_eq!(meta["options"]["k"], 17);
+    let history = std::fs::read_to_string(r.join("history.jsonl")).unwrap();
+    let iters: Vec<u64> = history
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["iter"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(iters, (0..=n_iter as u64).collect::<Vec<_>>());
+
+    // transform gives the codes fit stored.
+    let codes = dir.join("codes.npy");
+    assert_ok(&run(&[
+        "transform",
+        s(&r),
+        "--data",
+        "swimmer",
+        "--out",
+        s(&codes),
+        "--quiet",
+    ]));
+    let a = read_npy(&codes).unwrap();
+    assert_eq!(a.shape, vec![256, 17]);
+    let (tensors, _) = partlearn::io::read_safetensors(&r.join("model.safetensors")).unwrap();
+    let stored = partlearn::io::tensor_by_name(&tensors, "codes", &r)
+        .unwrap()
+        .to_mat::<f64>()
+        .unwrap();
+    let t: Vec<f64> = a.to_real();
+    let (mut diff, mut norm) = (0.0, 0.0);
+    for i in 0..256 {
+        for j in 0..17 {
+            diff += (t[i * 17 + j] - stored[(i, j)]).powi(2);
+            norm += stored[(i, j)].powi(2);
+        }
+    }
+    assert!(
+        diff.sqrt() <= 1e-3 * norm.sqrt(),
+        "transform differs from the fit codes"
+    );
+
+    // eval writes metrics.json and the evaluation figures; a second eval needs --force.
+    assert_ok(&run(&["eval", s(&r), "--data", "swimmer", "--quiet", "--no-svm"]));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(r.join("metrics.json")).unwrap()).unwrap();
+    assert!(m["reconstruction"]["mse"].as_f64().unwrap() >= 0.0);
+    assert!(m["max_approx"]["vs_dilated_originals"].as_f64().is_some());
+    assert!(r.join("figures/eval_panel.png").is_file());
+    assert_user_error(
+        &run(&["eval", s(&r), "--data", "swimmer", "--quiet", "--no-svm"]),
+        &["already exists", "--force"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn numpy_reads_the_model_file() {
+    let have_numpy = Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !have_numpy {
+        assert!(
+            std::env::var_os("PARTLEARN_REQUIRE_NUMPY").is_none(),
+            "PARTLEARN_REQUIRE_NUMPY is set but numpy is missing"
+        );
+        eprintln!("skipped: numpy not installed");
+        return;
+    }
+    let dir = temp_dir("numpy");
+    let r = swimmer_run(&dir);
+    // The safetensors layout read by hand with numpy only: u64 header length, JSON header, data.
+    let script = r#"
+import json, struct, sys, numpy as np
+raw = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', raw[:8])[0]
+header = json.loads(raw[8:8 + n]); body = raw[8 + n:]
+out = {}
+for name, t in header.items():
+    if name == '__metadata__': continue
+    a, b = t['data_offsets']
+    dt = {'F32': '<f4', 'F64': '<f8'}[t['dtype']]
+    out[name] = np.frombuffer(body[a:b], dtype=dt).reshape(t['shape'])
+assert out['atoms'].shape == (17, 1024), out['atoms'].shape
+assert out['codes'].shape == (256, 17), out['codes'].shape
+assert (out['atoms'] >= 0).all() and (out['codes'] >= 0).all()
+assert header['__metadata__']['partlearn.model'] == 'nmf'
+print('ok')
+"#;
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(r.join("model.safetensors"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ok");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn existing_runs_are_not_overwritten_without_force() {
+    let dir = temp_dir("overwrite");
+    let r = swimmer_run(&dir);
+    let before = std::fs::read(r.join("run.json")).unwrap();
+    let o = run(&[
+        "fit",
+        "nmf",
+        "--data",
+        "swimmer",
+        "-k",
+        "5",
+        "--max-iter",
+        "3",
+        "--quiet",
+        "--out",
+        s(&r),
+    ]);
+    assert_user_error(&o, &["already exists", "--force"]);
+    assert_eq!(
+        std::fs::read(r.join("run.json")).unwrap(),
+        before,
+        "the old run is untouched"
+    );
+    assert_ok(&run(&[
+        "fit",
+        "nmf",
+        "--data",
+        "swimmer",
+        "-k",
+        "5",
+        "--max-iter",
+        "3",
+        "--quiet",
+        "--force",
+        "--out",
+        s(&r),
+    ]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fashion_mnist_slice_fits_and_sparse_nmf_runs() {
+    if !fashion_available() {
+        eprintln!("skipped: Fashion-MNIST not installed");
+        return;
+    }
+    let dir = temp_dir("fashion");
+    let out = dir.join("nmf");
+    let o = run(&[
+        "fit",
+        "nmf",
+        "--data",
+        "fashion-mnist:train",
+        "--first",
+        "2000",
+        "-k",
+        "20",
+        "--max-iter",
+        "30",
+        "--threads",
+        "2",
+        "--quiet",
+        "--json",
+        "--out",
+        s(&out),
+    ]);
+    assert_ok(&o);
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(summary["rel_error"].as_f64().unwrap() < 0.5);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["data"]["n_samples"], 2000);
+    let sp = dir.join("snmf");
+    let o = run(&[
+        "fit",
+        "sparse-nmf",
+        "--data",
+        "fashion-mnist:test",
+        "--first",
+        "500",
+        "-k",
+        "10",
+        "--code-sparsity",
+        "0.6",
+        "--max-iter",
+        "20",
+        "--quiet",
+        "--out",
+        s(&sp),
+    ]);
+    assert_ok(&o);
+    assert_ok(&run(&[
+        "eval",
+        s(&sp),
+        "--data",
+        "fashion-mnist:test",
+        "--first",
+        "500",
+        "--stored-codes",
+        "--quiet",
+        "--svm-grid",
+        "2",
+        "--svm-select-splits",
+        "1",
+        "--svm-eval-splits",
+        "2",
+    ]));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sp.join("metrics.json")).unwrap()).unwrap();
+    assert!(m["svm"]["mean_accuracy"].as_f64().unwrap() > 0.3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn data_info_and_export_round_trip() {
+    let dir = temp_dir("data");
+    let o = run(&["data", "info", "swimmer"]);
+    assert_ok(&o);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("256") && text.contains("1024"), "{text}");
+    let x = dir.join("x.npy");
+    assert_ok(&run(&["data", "export", "toy-hierarchy", "--out", s(&x)]));
+    let a = read_npy(&x).unwrap();
+    assert_eq!(a.shape, vec![90, 87]);
+    let labels = dir.join("x-labels.npy");
+    assert!(labels.is_file(), "labels written beside the data");
+    assert_eq!(read_npy(&labels).unwrap().shape, vec![90]);
+    // The exported file is a valid data set again.
+    assert_ok(&run(&["data", "info", s(&x)]));
+    assert_user_error(
+        &run(&["data", "export", "toy-hierarchy", "--out", s(&x)]),
+        &["already exists"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bench_prints_json() {
+    let o = run(&[
+        "bench",
+        "nmf",
+        "--data",
+        "swimmer",
+        "-k",
+        "17",
+        "--max-iter",
+        "5",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["solvers"].as_array().is_some_and(|s| !s.is_empty()), "{v}");
+}
+
+#[test]
+fn ctrl_c_saves_the_run_and_exits_130() {
+    let dir = temp_dir("sigint");
+    let out = dir.join("run");
+    let mut child = partlearn()
+        .args([
+            "fit",
+            "nmf",
+            "--data",
+            "swimmer",
+            "-k",
+            "17",
+            "--max-iter",
+            "100000000",
+            "--tol",
+            "0",
+            "--quiet",
+            "--out",
+            s(&out),
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["stop_reason"], "interrupted");
+    assert!(out.join("model.safetensors").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_data_values_name_the_sample_and_feature() {
+    let dir = temp_dir("badvalues");
+    let mut v = vec![0.5f32; 12];
+    v[4 * 1 + 2] = -1.0; // sample 1, feature 2 (4 features per sample)
+    let neg = dir.join("neg.npy");
+    write_npy_f32(&neg, 3, 4, &v);
+    assert_user_error(
+        &run(&[
+            "fit",
+            "nmf",
+            "--data",
+            s(&neg),
+            "-k",
+            "2",
+            "--out",
+            s(&dir.join("a")),
+        ]),
+        &["negative", "sample 1", "feature 2"],
+    );
+    v[6] = f32::NAN; // the same entry, now NaN
+    let nan = dir.join("nan.npy");
+    write_npy_f32(&nan, 3, 4, &v);
+    assert_user_error(
+        &run(&[
+            "fit",
+            "nmf",
+            "--data",
+            s(&nan),
+            "-k",
+            "2",
+            "--out",
+            s(&dir.join("b")),
+        ]),
+        &["non-finite", "sample 1", "feature 2"],
+    );
+    v[6] = f32::INFINITY;
+    let inf = dir.join("inf.npy");
+    write_npy_f32(&inf, 3, 4, &v);
+    assert_user_error(
+        &run(&[
+            "fit",
+            "nmf",
+            "--data",
+            s(&inf),
+            "-k",
+            "2",
+            "--out",
+            s(&dir.join("c")),
+        ]),
+        &["non-finite"],
+    );
+    let empty = dir.join("empty.npy");
+    write_npy_f32(&empty, 0, 4, &[]);
+    assert_user_error(
+        &run(&[
+            "fit",
+            "nmf",
+            "--data",
+            s(&empty),
+            "-k",
+            "2",
+            "--out",
+            s(&dir.join("d")),
+        ]),
+        &["empty"],
+    );
+    assert!(
+        !dir.join("a").exists(),
+        "no run folder is left behind by a failed fit"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_options_are_one_line_errors() {
+    let dir = temp_dir("badopts");
+    let out = s(&dir.join("r")).to_string();
+    assert_user_error(
+        &run(&["fit", "nmf", "--data", "swimmer", "-k", "0", "--out", &out]),
+        &["k"],
+    );
+    assert_user_error(
+        &run(&[
+            "fit",
+            "nmf",
+            "--data",
+            "toy-hierarchy",
+            "-k",
+            "95",
+            "--init",
+            "nndsvd",
+            "--out",
+            &out,
+        ]),
+        &["nndsvd", "k"],
+    );
+    assert_user_error(
+        &run(&["fit", "nmf", "--data", "no-such-set", "-k", "2", "--out", &out]),
+        &["unknown data set"],
+    );
+    assert_user_error(
+        &run(&[
+            "fit", "nmf", "--data", "swimmer", "--solver", "newton", "--out", &out,
+        ]),
+        &["solver"],
+    );
+    assert_user_error(
+        &run(&[
+            "fit",
+            "sparse-nmf",
+            "--data",
+            "swimmer",
+            "--code-sparsity",
+            "1.5",
+            "--out",
+            &out,
+        ]),
+        &["sparsity"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn missing_fashion_mnist_says_how_to_install_it() {
+    let empty = temp_dir("nodata");
+    let o = partlearn()
+        .args(["data", "info", "fashion-mnist:train"])
+        .env("PARTLEARN_DATA_DIR", &empty)
+        .output()
+        .unwrap();
+    assert_user_error(&o, &["not found", "apt-get install", "dataset-fashion-mnist"]);
+    let _ = std::fs::remove_dir_all(&empty);
+}
+
+#[test]
+fn truncated_and_forged_files_are_refused_before_allocating() {
+    let dir = temp_dir("forged");
+    // NPY: a header declaring more data than the file holds.
+    let good = npy_bytes(&[10, 10], NpyDataRef::F32(&[0.5; 100]));
+    let trunc = dir.join("trunc.npy");
+    std::fs::write(&trunc, &good[..good.len() - 40]).unwrap();
+    assert_user_error(&run(&["data", "info", s(&trunc)]), &["truncated"]);
+    // NPY: a forged shape of 10^15 × 10^15 entries.
+    let forged = dir.join("forged.npy");
+    let text = String::from_utf8_lossy(&good).replace("(10, 10)", "(999999999999999, 999999999999999)");
+    std::fs::write(&forged, text.as_bytes()).unwrap();
+    let o = run(&["data", "info", s(&forged)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!stderr(&o).contains("panicked") && !stderr(&o).contains("memory allocation"));
+    // IDX: images header (magic 0x803, 3 dims) declaring 1000 images of 28×28 with 10 present.
+    let mut idx = vec![0u8, 0, 8, 3];
+    for d in [1000u32, 28, 28] {
+        idx.extend_from_slice(&d.to_be_bytes());
+    }
+    idx.extend(std::iter::repeat_n(7u8, 10 * 784));
+    let raw = dir.join("images-idx3-ubyte");
+    std::fs::write(&raw, &idx).unwrap();
+    assert_user_error(&run(&["data", "info", s(&raw)]), &["truncated"]);
+    let gz = dir.join("images-idx3-ubyte.gz");
+    {
+        use std::io::Write;
+        let mut e =
+            flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+        e.write_all(&idx).unwrap();
+        e.finish().unwrap();
+    }
+    assert_user_error(&run(&["data", "info", s(&gz)]), &["truncated"]);
+    // IDX with absurd dimensions.
+    let mut huge = vec![0u8, 0, 8, 3];
+    for d in [u32::MAX, u32::MAX, u32::MAX] {
+        huge.extend_from_slice(&d.to_be_bytes());
+    }
+    let hp = dir.join("huge-idx3-ubyte");
+    std::fs::write(&hp, &huge).unwrap();
+    let o = run(&["data", "info", s(&hp)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!stderr(&o).contains("panicked"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn custom_init_files_are_checked() {
+    let dir = temp_dir("custom");
+    let out = s(&dir.join("r")).to_string();
+    let missing = s(&dir.join("nope.npy")).to_string();
+    assert_user_error(
+        &run(&[
+            "fit",
+            "nmf",
+            "--data",
+            "swimmer",
+            "-k",
+            "3",
+            "--init",
+            "custom",
+            "--init-atoms",
+            &missing,
+            "--out",
+            &out,
+        ]),
+        &["nope.npy"],
+    );
+    let wrong = dir.join("wrong.npy");
+    write_npy_f32(&wrong, 3, 10, &[0.1; 30]);
+    assert_user_error(
+        &run(&[
+            "fit",
+            "nmf",
+            "--data",
+            "swimmer",
+            "-k",
+            "3",
+            "--init",
+            "custom",
+            "--init-atoms",
+            s(&wrong),
+            "--out",
+            &out,
+        ]),
+        &["1024"],
+    );
+    assert_user_error(
+        &run(&[
+            "fit",
+            "nmf",
+            "--data",
+            "swimmer",
+            "-k",
+            "3",
+            "--init-atoms",
+            s(&wrong),
+            "--out",
+            &out,
+        ]),
+        &["--init custom"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn transform_checks_the_run_and_the_data_width() {
+    let dir = temp_dir("transform");
+    let not_run = dir.join("empty");
+    std::fs::create_dir_all(&not_run).unwrap();
+    let codes = s(&dir.join("c.npy")).to_string();
+    let o = run(&["transform", s(&not_run), "--data", "swimmer", "--out", &codes]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with("error: ") && stderr(&o).lines().count() == 1,
+        "{}",
+        stderr(&o)
+    );
+    let r = swimmer_run(&dir);
+    assert_user_error(
+        &run(&["transform", s(&r), "--data", "toy-hierarchy", "--out", &codes]),
+        &["1024"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
