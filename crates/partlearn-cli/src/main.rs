@@ -8,6 +8,7 @@ mod eval_cmd;
 mod fit;
 mod progress;
 mod report_cmd;
+mod sweep_cmd;
 mod transform;
 
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum Command {
     Transform(transform::TransformArgs),
     /// Measure a fitted run (METHODS.md §7): metrics.json and evaluation figures.
     Eval(eval_cmd::EvalArgs),
+    /// Fit and evaluate every point of a parameter grid; table and charts of the trade-offs.
+    Sweep(sweep_cmd::SweepArgs),
     /// One self-contained HTML page comparing runs: metrics table, figures, options.
     Report(report_cmd::ReportArgs),
     /// Benchmarks against the GEMM bound.
@@ -95,16 +98,28 @@ impl std::fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+/// Runs a command line given as arguments (used by `sweep` to run its points exactly like
+/// hand-typed `fit` and `eval` commands).
+pub fn dispatch(args: Vec<String>) -> anyhow::Result<()> {
+    let cli = Cli::try_parse_from(args).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))?;
+    run_command(cli.command)
+}
+
+fn run_command(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Data(c) => data_cmd::run(c),
         Command::Fit(c) => fit::run(c),
         Command::Transform(a) => transform::run(a),
         Command::Bench(c) => bench::run(c),
         Command::Report(a) => report_cmd::run(a),
         Command::Eval(a) => eval_cmd::run(a),
-    };
+        Command::Sweep(a) => sweep_cmd::run(a),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = run_command(cli.command);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

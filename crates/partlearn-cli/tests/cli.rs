@@ -672,3 +672,58 @@ fn transform_checks_the_run_and_the_data_width() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sweep_writes_table_and_charts_and_resumes() {
+    let dir = temp_dir("sweep");
+    let out = dir.join("sweep");
+    let args = [
+        "sweep",
+        "sparse-nmf",
+        "--data",
+        "swimmer",
+        "-k",
+        "8,17",
+        "--code-sparsity",
+        "0.3,0.6",
+        "--max-iter",
+        "20",
+        "--no-svm",
+        "--quiet",
+        "--out",
+        s(&out),
+    ];
+    assert_ok(&run(&args));
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    for f in [
+        "hoyer_vs_code-sparsity.png",
+        "max_approx_vs_hoyer.png",
+        "max_approx_vs_reconstruction.png",
+    ] {
+        assert!(out.join("figures").join(f).is_file(), "missing {f}");
+    }
+    // An interrupted point (no metrics.json) is redone; finished points are kept as they are.
+    let kept = out.join("sparse-nmf-k8-code-sparsity0.3").join("run.json");
+    let before = std::fs::read(&kept).unwrap();
+    let redo = out.join("sparse-nmf-k17-code-sparsity0.6");
+    std::fs::remove_file(redo.join("metrics.json")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // run.json stores whole seconds
+    assert_ok(&run(&args));
+    assert_eq!(std::fs::read(&kept).unwrap(), before);
+    assert!(redo.join("metrics.json").is_file());
+    assert_user_error(
+        &run(&[
+            "sweep",
+            "nmf",
+            "--data",
+            "swimmer",
+            "--code-sparsity",
+            "0.5",
+            "--out",
+            s(&out),
+        ]),
+        &["sparse-nmf"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

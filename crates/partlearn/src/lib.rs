@@ -31,6 +31,7 @@ pub mod real;
 pub mod report;
 pub mod rng;
 pub mod sparseness;
+pub mod sweep;
 
 pub use error::{Error, Result};
 pub use real::Real;

@@ -1,0 +1,254 @@
+//! `partlearn sweep <METHOD>`: fits and evaluates one run per point of a parameter grid, each in
+//! its own folder under --out (a folder that already has metrics.json is kept, so an interrupted
+//! sweep resumes where it stopped), then writes sweep.csv, sweep.json and the charts of the
+//! library's `sweep` module into --out/figures.
+//!
+//! Each point is run through the same code path as `partlearn fit …` and `partlearn eval …`
+//! (the arguments are built and parsed like a command line), so a sweep point and a hand-made
+//! run are identical.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use partlearn::eval::evaluate::Metrics;
+use partlearn::sweep::{plots, table_csv, SweepPoint};
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// The method to sweep: nmf or sparse-nmf.
+    pub method: String,
+    /// Training data (as for `fit`).
+    #[arg(long = "data", value_name = "DATA")]
+    pub data: String,
+    /// Use only the first N training samples.
+    #[arg(long, value_name = "N")]
+    pub first: Option<usize>,
+    /// Evaluation data (default: the training data; sparse-nmf points are then evaluated on their stored codes).
+    #[arg(long, value_name = "DATA")]
+    pub eval_data: Option<String>,
+    /// Use only the first N evaluation samples.
+    #[arg(long, value_name = "N")]
+    pub eval_first: Option<usize>,
+    /// Comma-separated values of k.
+    #[arg(short = 'k', long = "k", value_delimiter = ',', default_value = "10")]
+    pub k: Vec<usize>,
+    /// sparse-nmf: comma-separated code sparseness targets.
+    #[arg(long, value_delimiter = ',')]
+    pub code_sparsity: Vec<f64>,
+    /// sparse-nmf: comma-separated atom sparseness targets.
+    #[arg(long, value_delimiter = ',')]
+    pub atom_sparsity: Vec<f64>,
+    /// nmf: comma-separated penalty weights alpha_W (with --l1-ratio).
+    #[arg(long, value_delimiter = ',')]
+    pub alpha_w: Vec<f64>,
+    /// nmf: L1 share of the penalty.
+    #[arg(long, default_value_t = 1.0)]
+    pub l1_ratio: f64,
+    #[arg(long, default_value_t = 200)]
+    pub max_iter: usize,
+    /// Skip the SVM protocol in the evaluations.
+    #[arg(long)]
+    pub no_svm: bool,
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sweep folder (one sub-folder per point, plus sweep.csv, sweep.json, figures/).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// No progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// One grid point: parameters (name, value, flag) in a fixed order.
+type Point = Vec<(&'static str, f64)>;
+
+fn grid(a: &SweepArgs) -> Result<Vec<Point>> {
+    let mut axes: Vec<(&'static str, Vec<f64>)> = vec![("k", a.k.iter().map(|&k| k as f64).collect())];
+    match a.method.as_str() {
+        "nmf" => {
+            if !a.code_sparsity.is_empty() || !a.atom_sparsity.is_empty() {
+                anyhow::bail!(
+                    "--code-sparsity/--atom-sparsity belong to sparse-nmf; sweep nmf over -k and --alpha-w"
+                );
+            }
+            if !a.alpha_w.is_empty() {
+                axes.push(("alpha-w", a.alpha_w.clone()));
+            }
+        }
+        "sparse-nmf" => {
+            if !a.alpha_w.is_empty() {
+                anyhow::bail!(
+                    "--alpha-w belongs to nmf; sweep sparse-nmf over -k, --code-sparsity and --atom-sparsity"
+                );
+            }
+            if !a.code_sparsity.is_empty() {
+                axes.push(("code-sparsity", a.code_sparsity.clone()));
+            }
+            if !a.atom_sparsity.is_empty() {
+                axes.push(("atom-sparsity", a.atom_sparsity.clone()));
+            }
+        }
+        m => anyhow::bail!("cannot sweep '{m}': use nmf or sparse-nmf"),
+    }
+    let mut points: Vec<Point> = vec![vec![]];
+    for (name, vals) in &axes {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                vals.iter().map(move |&v| {
+                    let mut q = p.clone();
+                    q.push((*name, v));
+                    q
+                })
+            })
+            .collect();
+    }
+    Ok(points)
+}
+
+fn folder_name(method: &str, p: &Point) -> String {
+    let mut s = method.to_string();
+    for (n, v) in p {
+        s.push_str(&format!("-{n}{v}"));
+    }
+    s
+}
+
+pub fn run(a: SweepArgs) -> Result<()> {
+    let points = grid(&a)?;
+    std::fs::create_dir_all(&a.out).map_err(|e| partlearn::Error::io(&a.out, e))?;
+    let eval_spec = a.eval_data.clone().unwrap_or_else(|| a.data.clone());
+    let same_data =
+        a.eval_data.is_none() || (a.eval_data.as_deref() == Some(a.data.as_str()) && a.eval_first == a.first);
+    let mut done = Vec::new();
+    for (i, p) in points.iter().enumerate() {
+        let dir = a.out.join(folder_name(&a.method, p));
+        let metrics_path = dir.join(partlearn::io::run::METRICS_FILE);
+        if !metrics_path.is_file() {
+            if !a.quiet {
+                eprintln!("[{}/{}] {}", i + 1, points.len(), dir.display());
+            }
+            fit_point(&a, p, &dir)?;
+            eval_point(&a, &eval_spec, same_data, &dir)?;
+        } else if !a.quiet {
+            eprintln!(
+                "[{}/{}] {} (already evaluated, kept)",
+                i + 1,
+                points.len(),
+                dir.display()
+            );
+        }
+        let metrics: Metrics = partlearn::io::read_json(&metrics_path)?;
+        done.push(SweepPoint {
+            params: p
+                .iter()
+                .map(|(n, v)| (n.to_string(), *v))
+                .collect::<BTreeMap<_, _>>(),
+            run: dir.display().to_string(),
+            metrics,
+        });
+    }
+    write_outputs(&a, &points, &done)
+}
+
+fn fit_point(a: &SweepArgs, p: &Point, dir: &Path) -> Result<()> {
+    let mut args: Vec<String> = vec!["partlearn", "fit", &a.method, "--data", &a.data]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    if let Some(n) = a.first {
+        args.extend(["--first".into(), n.to_string()]);
+    }
+    for (name, v) in p {
+        args.extend([format!("--{name}"), v.to_string()]);
+    }
+    if a.method == "nmf" && p.iter().any(|(n, _)| *n == "alpha-w") {
+        args.extend(["--l1-ratio".into(), a.l1_ratio.to_string()]);
+    }
+    args.extend([
+        "--max-iter".into(),
+        a.max_iter.to_string(),
+        "--threads".into(),
+        a.threads.to_string(),
+        "--seed".into(),
+        a.seed.to_string(),
+        "--quiet".into(),
+        // A folder without metrics.json is an unfinished point: refit it.
+        "--force".into(),
+        "--out".into(),
+        dir.display().to_string(),
+    ]);
+    crate::dispatch(args).with_context(|| format!("sweep point {}", dir.display()))
+}
+
+fn eval_point(a: &SweepArgs, eval_spec: &str, same_data: bool, dir: &Path) -> Result<()> {
+    let mut args: Vec<String> = vec![
+        "partlearn".into(),
+        "eval".into(),
+        dir.display().to_string(),
+        "--data".into(),
+        eval_spec.into(),
+    ];
+    let first = if a.eval_data.is_some() {
+        a.eval_first
+    } else {
+        a.first
+    };
+    if let Some(n) = first {
+        args.extend(["--first".into(), n.to_string()]);
+    }
+    // Sparse NMF has no per-sample transform of its constrained codes (METHODS.md §2.4):
+    // evaluated on its own training data, it uses the codes it learned.
+    if a.method == "sparse-nmf" && same_data {
+        args.push("--stored-codes".into());
+    }
+    if a.no_svm {
+        args.push("--no-svm".into());
+    }
+    args.extend([
+        "--threads".into(),
+        a.threads.to_string(),
+        "--seed".into(),
+        a.seed.to_string(),
+        "--quiet".into(),
+        "--force".into(),
+    ]);
+    crate::dispatch(args).with_context(|| format!("evaluating {}", dir.display()))
+}
+
+fn write_outputs(a: &SweepArgs, grid: &[Point], done: &[SweepPoint]) -> Result<()> {
+    let io = |p: PathBuf, bytes: &[u8]| partlearn::io::write_atomic(&p, bytes);
+    io(a.out.join("sweep.csv"), table_csv(done).as_bytes())?;
+    io(a.out.join("sweep.json"), &partlearn::io::to_json_pretty(done)?)?;
+    // x axis: the first varying parameter among (sparsity, penalty, k); curves: the next one.
+    let order = ["code-sparsity", "atom-sparsity", "alpha-w", "k"];
+    let varying: Vec<&str> = order
+        .iter()
+        .copied()
+        .filter(|n| {
+            let mut v: Vec<f64> = grid
+                .iter()
+                .filter_map(|p| p.iter().find(|(m, _)| m == n).map(|x| x.1))
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v.dedup();
+            v.len() > 1
+        })
+        .collect();
+    let x = varying.first().copied().unwrap_or("k");
+    for (name, png) in plots(done, x, varying.get(1).copied())? {
+        io(a.out.join("figures").join(name), &png)?;
+    }
+    if !a.quiet {
+        println!(
+            "{} points; wrote {}/sweep.csv, sweep.json and figures/",
+            done.len(),
+            a.out.display()
+        );
+    }
+    Ok(())
+}
