@@ -260,6 +260,26 @@ pub fn truncated_svd<T: Real>(
     }
 }
 
+/// `Σ a_i b_i` over the common length, in f64 with four independent accumulators (plain
+/// multiply-add, so the compiler vectorizes it on any target). Used by the small dense solves
+/// (NNLS, SVM) outside the dispatched kernels.
+pub fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; 4];
+    let chunks = n / 4;
+    for c in 0..chunks {
+        for t in 0..4 {
+            acc[t] += a[4 * c + t] * b[4 * c + t];
+        }
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for i in 4 * chunks..n {
+        s += a[i] * b[i];
+    }
+    s
+}
+
 /// Small dense kernels for the per-column sweeps, compiled twice: once for the baseline target
 /// and once with AVX2+FMA, picked at run time (our own code is otherwise built for plain
 /// x86-64, so without this the sweeps would run on 128-bit SSE).

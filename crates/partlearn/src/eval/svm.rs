@@ -72,21 +72,7 @@ impl Rows {
     }
 }
 
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let n = a.len().min(b.len());
-    let chunks = n / 4;
-    for c in 0..chunks {
-        for t in 0..4 {
-            acc[t] += a[4 * c + t] * b[4 * c + t];
-        }
-    }
-    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for i in 4 * chunks..n {
-        s += a[i] * b[i];
-    }
-    s
-}
+use crate::linalg::dot_f64 as dot;
 
 /// Dual coordinate descent for one binary problem on the samples `idx` with labels `y` (±1),
 /// with liblinear's shrinking: a coordinate at `α = 0` whose gradient exceeds the previous

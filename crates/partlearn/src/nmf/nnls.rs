@@ -357,24 +357,7 @@ fn factor(g: &Mat<f64>, f: &[usize], mean_diag: f64) -> (Vec<f64>, bool) {
     }
 }
 
-/// `Σ a_i b_i` with four independent accumulators (so the compiler can vectorize it).
-#[inline]
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f64; 4];
-    let chunks = n / 4;
-    for c in 0..chunks {
-        for t in 0..4 {
-            acc[t] += a[4 * c + t] * b[4 * c + t];
-        }
-    }
-    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for i in 4 * chunks..n {
-        s += a[i] * b[i];
-    }
-    s
-}
+use crate::linalg::dot_f64 as dot;
 
 /// Solves `L Lᵀ x = rhs` in place (`L` row-major `m × m` lower triangular).
 fn chol_solve(l: &[f64], m: usize, rhs: &mut [f64]) {

@@ -197,154 +197,122 @@ struct SparseSolver<T: Real> {
     stalled: bool,
 }
 
+/// Which factor a step updates.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Codes,
+    Atoms,
+}
+
 impl<T: Real> SparseSolver<T> {
     fn parallel(&self) -> bool {
         !matches!(self.par, Par::Seq)
     }
 
-    /// `½‖X − WH‖²` from `⟨C, F⟩` and `⟨G, FFᵀ⟩` (cross term `C`, Gram `G` of the other factor).
-    fn objective(&self, cross: MatRef<'_, T>, gram: MatRef<'_, T>, f: MatRef<'_, T>, ff: &mut Mat<T>) -> f64 {
-        linalg::gram(ff.as_mut(), f, self.par);
-        0.5 * (self.x_sq - 2.0 * linalg::inner(cross, f) + linalg::inner(gram, ff.as_ref())).max(0.0)
-    }
-
-    fn codes_step(&mut self, f: &mut Factors<T>) {
-        linalg::gram(self.q.as_mut(), f.wt.as_ref(), self.par);
+    /// One update of the codes (`F = H`, Gram `Q = WᵀW`, cross `P = WᵀX`) or of the atoms
+    /// (`F = Wᵀ`, Gram `T = HHᵀ`, cross `R = HXᵀ`); both have the shape "`k × N` factor, `k × k`
+    /// Gram, `k × N` cross term", so one routine serves both (METHODS.md §2.3).
+    fn step(&mut self, side: Side, f: &mut Factors<T>) {
+        let par = self.par;
+        let parallel = self.parallel();
+        let (other, target, gram, cross, grad, cand, mu, target_s) = match side {
+            Side::Codes => (
+                &f.wt,
+                &mut f.h,
+                &mut self.q,
+                &mut self.p,
+                &mut self.grad_h,
+                &mut self.cand_h,
+                &mut self.mu_h,
+                self.s_h,
+            ),
+            Side::Atoms => (
+                &f.h,
+                &mut f.wt,
+                &mut self.t,
+                &mut self.r,
+                &mut self.grad_w,
+                &mut self.cand_w,
+                &mut self.mu_w,
+                self.s_w,
+            ),
+        };
+        linalg::gram(gram.as_mut(), other.as_ref(), par);
+        let data = match side {
+            Side::Codes => self.x.as_ref(),
+            Side::Atoms => self.x.transpose(),
+        };
         linalg::matmul(
-            self.p.as_mut(),
+            cross.as_mut(),
             Accum::Replace,
-            f.wt.as_ref(),
-            self.x.as_ref(),
+            other.as_ref(),
+            data,
             T::one(),
-            self.par,
+            par,
         );
-        match self.s_h {
-            Some(s) => {
-                // ∇_H = QH − P.
-                self.grad_h.copy_from(&self.p);
-                linalg::matmul(
-                    self.grad_h.as_mut(),
-                    Accum::Add,
-                    self.q.as_ref(),
-                    f.h.as_ref(),
-                    -T::one(),
-                    self.par,
-                );
-                let mut work = Mat::<T>::zeros(f.h.nrows(), f.h.nrows());
-                let current = self.objective(self.p.as_ref(), self.q.as_ref(), f.h.as_ref(), &mut work);
-                let parallel = self.parallel();
-                loop {
-                    let mu = T::from_f64(self.mu_h);
-                    // cand = H + μ(P − QH) = H − μ∇.
-                    let (h, g) = (f.h.as_ref(), self.grad_h.as_ref());
-                    crate::nmf::beta::for_cols(self.cand_h.as_mut(), parallel, |j, col| {
-                        for (i, v) in col.iter_mut().enumerate() {
-                            *v = h[(i, j)] + mu * g[(i, j)];
-                        }
-                    });
-                    project_codes(self.cand_h.as_mut(), s, self.kind, parallel);
-                    let next =
-                        self.objective(self.p.as_ref(), self.q.as_ref(), self.cand_h.as_ref(), &mut work);
-                    if next <= current {
-                        std::mem::swap(&mut f.h, &mut self.cand_h);
-                        self.mu_h *= 1.2;
-                        break;
-                    }
-                    self.mu_h /= 2.0;
-                    if self.mu_h < MIN_STEP {
-                        self.stalled = true;
-                        break;
-                    }
+        let Some(s) = target_s else {
+            // F ← F ⊙ C ⊘ (G·F + ε) (the reference's MU branch).
+            linalg::matmul(
+                grad.as_mut(),
+                Accum::Replace,
+                gram.as_ref(),
+                target.as_ref(),
+                T::one(),
+                par,
+            );
+            let (c, gf) = (cross.as_ref(), grad.as_ref());
+            let eps = T::from_f64(MU_EPS);
+            crate::nmf::beta::for_cols(target.as_mut(), parallel, |j, col| {
+                for (i, v) in col.iter_mut().enumerate() {
+                    *v = *v * c[(i, j)] / (gf[(i, j)] + eps);
                 }
-            }
-            None => {
-                // H ← H ⊙ P ⊘ (QH + ε), then rows of H to unit L2 with the atoms rescaled.
-                linalg::matmul(
-                    self.grad_h.as_mut(),
-                    Accum::Replace,
-                    self.q.as_ref(),
-                    f.h.as_ref(),
-                    T::one(),
-                    self.par,
-                );
-                let (p, qh) = (self.p.as_ref(), self.grad_h.as_ref());
-                let eps = T::from_f64(MU_EPS);
-                crate::nmf::beta::for_cols(f.h.as_mut(), self.parallel(), |j, col| {
-                    for (i, v) in col.iter_mut().enumerate() {
-                        *v = *v * p[(i, j)] / (qh[(i, j)] + eps);
-                    }
-                });
+            });
+            if side == Side::Codes {
+                // Rows of H to unit L2, the atoms rescaled inversely (WH unchanged).
                 normalize_code_rows(f);
             }
-        }
-    }
-
-    fn atoms_step(&mut self, f: &mut Factors<T>) {
-        linalg::gram(self.t.as_mut(), f.h.as_ref(), self.par);
+            return;
+        };
+        // −∇ = C − G·F.
+        grad.copy_from(&*cross);
         linalg::matmul(
-            self.r.as_mut(),
-            Accum::Replace,
-            f.h.as_ref(),
-            self.x.transpose(),
-            T::one(),
-            self.par,
+            grad.as_mut(),
+            Accum::Add,
+            gram.as_ref(),
+            target.as_ref(),
+            -T::one(),
+            par,
         );
-        match self.s_w {
-            Some(s) => {
-                // ∇_{Wᵀ} = T·Wᵀ − R.
-                self.grad_w.copy_from(&self.r);
-                linalg::matmul(
-                    self.grad_w.as_mut(),
-                    Accum::Add,
-                    self.t.as_ref(),
-                    f.wt.as_ref(),
-                    -T::one(),
-                    self.par,
-                );
-                let mut work = Mat::<T>::zeros(f.wt.nrows(), f.wt.nrows());
-                let current = self.objective(self.r.as_ref(), self.t.as_ref(), f.wt.as_ref(), &mut work);
-                let parallel = self.parallel();
-                loop {
-                    let mu = T::from_f64(self.mu_w);
-                    let (w, g) = (f.wt.as_ref(), self.grad_w.as_ref());
-                    crate::nmf::beta::for_cols(self.cand_w.as_mut(), parallel, |j, col| {
-                        for (i, v) in col.iter_mut().enumerate() {
-                            *v = w[(i, j)] + mu * g[(i, j)];
-                        }
-                    });
-                    // Each atom keeps the L2 norm it has after the gradient step (reference).
-                    project_rows(self.cand_w.as_mut(), s, None, parallel);
-                    let next =
-                        self.objective(self.r.as_ref(), self.t.as_ref(), self.cand_w.as_ref(), &mut work);
-                    if next <= current {
-                        std::mem::swap(&mut f.wt, &mut self.cand_w);
-                        self.mu_w *= 1.2;
-                        break;
-                    }
-                    self.mu_w /= 2.0;
-                    if self.mu_w < MIN_STEP {
-                        self.stalled = true;
-                        break;
-                    }
+        let objective = |m: MatRef<'_, T>, work: &mut Mat<T>| -> f64 {
+            linalg::gram(work.as_mut(), m, par);
+            0.5 * (self.x_sq - 2.0 * linalg::inner(cross.as_ref(), m)
+                + linalg::inner(gram.as_ref(), work.as_ref()))
+            .max(0.0)
+        };
+        let mut work = Mat::<T>::zeros(target.nrows(), target.nrows());
+        let current = objective(target.as_ref(), &mut work);
+        loop {
+            let step = T::from_f64(*mu);
+            let (cur, g) = (target.as_ref(), grad.as_ref());
+            crate::nmf::beta::for_cols(cand.as_mut(), parallel, |j, col| {
+                for (i, v) in col.iter_mut().enumerate() {
+                    *v = cur[(i, j)] + step * g[(i, j)];
                 }
+            });
+            match side {
+                Side::Codes => project_codes(cand.as_mut(), s, self.kind, parallel),
+                // Each atom keeps the L2 norm it has after the gradient step (reference).
+                Side::Atoms => project_rows(cand.as_mut(), s, None, parallel),
             }
-            None => {
-                // Wᵀ ← Wᵀ ⊙ R ⊘ (T·Wᵀ + ε).
-                linalg::matmul(
-                    self.grad_w.as_mut(),
-                    Accum::Replace,
-                    self.t.as_ref(),
-                    f.wt.as_ref(),
-                    T::one(),
-                    self.par,
-                );
-                let (r, tw) = (self.r.as_ref(), self.grad_w.as_ref());
-                let eps = T::from_f64(MU_EPS);
-                crate::nmf::beta::for_cols(f.wt.as_mut(), self.parallel(), |j, col| {
-                    for (i, v) in col.iter_mut().enumerate() {
-                        *v = *v * r[(i, j)] / (tw[(i, j)] + eps);
-                    }
-                });
+            if objective(cand.as_ref(), &mut work) <= current {
+                std::mem::swap(target, cand);
+                *mu *= 1.2;
+                return;
+            }
+            *mu /= 2.0;
+            if *mu < MIN_STEP {
+                self.stalled = true;
+                return;
             }
         }
     }
@@ -361,7 +329,11 @@ impl<T: Real> SparseSolver<T> {
             self.par,
         );
         let mut ww = Mat::<T>::zeros(f.wt.nrows(), f.wt.nrows());
-        let half = self.objective(self.r.as_ref(), self.t.as_ref(), f.wt.as_ref(), &mut ww);
+        linalg::gram(ww.as_mut(), f.wt.as_ref(), self.par);
+        let half = 0.5
+            * (self.x_sq - 2.0 * linalg::inner(self.r.as_ref(), f.wt.as_ref())
+                + linalg::inner(self.t.as_ref(), ww.as_ref()))
+            .max(0.0);
         Eval {
             objective: half * self.scale2,
             sq_error: 2.0 * half * self.scale2,
@@ -375,8 +347,8 @@ impl<T: Real> Iterate<T> for SparseSolver<T> {
     }
 
     fn iterate(&mut self, f: &mut Factors<T>) -> Eval {
-        self.codes_step(f);
-        self.atoms_step(f);
+        self.step(Side::Codes, f);
+        self.step(Side::Atoms, f);
         self.eval(f)
     }
 }
