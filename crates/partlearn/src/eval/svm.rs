@@ -680,22 +680,30 @@ mod tests {
     }
 
     /// A linear SVM on the raw pixels of the 10,000 Fashion-MNIST test images reaches about
-    /// 0.83–0.85 (issue #4). Needs the data; slow in debug builds.
+    /// 0.83–0.85 (issue #4). Skipped without the data unless PARTLEARN_REQUIRE_DATA is set.
     #[test]
-    #[ignore = "real data, ~1 min: cargo test --release -p partlearn --lib svm_on_fashion -- --ignored"]
     fn svm_on_fashion_mnist_pixels() {
-        let d = crate::data::load::<f32>("fashion-mnist:test", &Default::default()).unwrap();
+        let d = match crate::data::load::<f32>("fashion-mnist:test", &Default::default()) {
+            Ok(d) => d,
+            Err(e) => {
+                assert!(std::env::var_os("PARTLEARN_REQUIRE_DATA").is_none(), "{e}");
+                eprintln!("skipped: {e}");
+                return;
+            }
+        };
         let y: Vec<usize> = d.labels.as_ref().unwrap().iter().map(|&l| l as usize).collect();
-        let o = SvmProtocolOptions {
-            c_grid: 3,
-            c_min_exp: -2.0,
-            c_max_exp: 0.0,
-            select_splits: 2,
-            eval_splits: 5,
-            threads: 2,
+        // Train on a stratified 80 % and test on the other 20 %.
+        let all: Vec<usize> = (0..y.len()).collect();
+        let (train, test) = stratified_split(&all, &y, 0.2, &mut Rng::new(0));
+        let rows = Rows::new(d.x());
+        let opts = SvmOptions {
+            c: 0.01,
             ..Default::default()
         };
-        let r = svm_protocol(d.x(), &y, &o).unwrap();
-        assert!((0.80..0.88).contains(&r.mean_accuracy), "{r:?}");
+        let mut duals = Duals::new(10, train.len(), rows.d1);
+        let svm = train_ovr(&rows, &train, &y, 10, &opts, &mut Rng::new(1), &mut duals);
+        let acc = svm.accuracy_on(&rows, &test, &y);
+        eprintln!("raw pixels, 8000 train / 2000 test, C = 0.01: accuracy {acc:.4}");
+        assert!((0.82..0.87).contains(&acc), "accuracy {acc}");
     }
 }
