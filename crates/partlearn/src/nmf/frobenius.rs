@@ -33,6 +33,10 @@ pub enum Rule {
     Anls,
 }
 
+/// ANLS: coordinate-descent sweeps that predict each column's passive set before the exact
+/// block-principal-pivoting solve.
+pub const ANLS_PREDICT_SWEEPS: usize = 8;
+
 /// Lower bound of MU iterates (METHODS.md §1.2: keeps them strictly positive).
 pub const MU_FLOOR: f64 = 1e-16;
 
@@ -222,6 +226,18 @@ impl<'a, T: Real> GramSolver<'a, T> {
                     });
                     (self.pen_g.as_ref(), self.pen_c.as_ref())
                 };
+                // A few coordinate-descent sweeps (cheap, vectorized) predict the passive sets,
+                // so that most columns need one or two pivoting rounds; BPP then makes the
+                // solution exact whatever the prediction was.
+                let mut target = target;
+                let predict = SweepRule {
+                    max_sweeps: ANLS_PREDICT_SWEEPS,
+                    delta: 0.0,
+                    tol: 0.0,
+                    floor: 0.0,
+                };
+                let sw = cd::sweep(target.as_mut(), g, c, 0.0, 0.0, predict, parallel);
+                self.column_sweeps += sw.column_sweeps;
                 // Errors only come from non-finite inputs, which the fit loop reports as a
                 // non-finite objective; the factor is then left as it was.
                 if let Ok(s) = super::nnls::solve_gram(
