@@ -7,6 +7,8 @@
 //!   [`data::Dataset`] (samples are rows; stored samples-as-columns for the solvers).
 //! - [`nmf`] fits non-negative matrix factorizations (initializations, MU, HALS), reporting each
 //!   iteration to an [`observe::Observer`]; the fitted [`nmf::NmfModel`] encodes new data.
+//! - [`autoencoder`] trains sparse non-negative auto-encoders (shallow and asymmetric) by
+//!   mini-batches; their decoder weights are the atoms.
 //! - [`linalg`] is the one place that calls faer's GEMM, SVD and Cholesky.
 //! - [`io`] writes and reads model files (safetensors + JSON), `.npy` arrays and run folders,
 //!   always atomically; [`figures`] draws atom grids and reconstruction panels as PNG.
@@ -15,6 +17,7 @@
 //! `n × k`, atoms `k × n_features`); METHODS.md writes samples as columns, and the solvers work on
 //! that transposed layout internally. One seeded [`rng::Rng`] drives every random choice.
 
+pub mod autoencoder;
 pub mod bench;
 pub mod data;
 pub mod error;

@@ -34,8 +34,15 @@ pub enum Control {
 
 /// Receives every iteration of a fit.
 pub trait Observer {
-    /// Called after the initialization (`iter = 0`) and after every iteration.
+    /// Called after the initialization (`iter = 0`) and after every iteration (an epoch, for
+    /// models trained by mini-batches).
     fn on_iter(&mut self, rec: &IterRecord) -> Control;
+
+    /// Called during long iterations (after each mini-batch): `done` of `total` steps of the
+    /// whole fit. Lets a progress bar move and Ctrl-C act within an epoch.
+    fn on_progress(&mut self, _done: usize, _total: usize) -> Control {
+        Control::Continue
+    }
 }
 
 /// An observer that never stops anything.
@@ -66,6 +73,8 @@ pub enum StopReason {
     TimeLimit,
     /// The observer asked to stop (e.g. Ctrl-C).
     Interrupted,
+    /// The validation error stopped improving for `patience` epochs (mini-batch training).
+    EarlyStopped,
 }
 
 impl std::fmt::Display for StopReason {
@@ -75,6 +84,7 @@ impl std::fmt::Display for StopReason {
             StopReason::MaxIter => "max-iter",
             StopReason::TimeLimit => "time-limit",
             StopReason::Interrupted => "interrupted",
+            StopReason::EarlyStopped => "early-stopped",
         })
     }
 }

@@ -138,10 +138,18 @@ pub fn load_model<T: Real>(path: &Path) -> Result<LoadedModel<T>> {
                 image_shape,
             })
         }
+        Some("ae") | Some("asym-ae") => {
+            let m = crate::autoencoder::Autoencoder::<T>::from_file_parts(&tensors, &meta, &file)?;
+            let image_shape = m.image_shape;
+            Ok(LoadedModel {
+                model: Box::new(m),
+                image_shape,
+            })
+        }
         other => Err(Error::format(
             &file,
             format!(
-                "unknown model kind {:?}; this partlearn knows: nmf. Give the model.safetensors of a `partlearn fit` run",
+                "unknown model kind {:?}; this partlearn knows: nmf, ae, asym-ae. Give the model.safetensors of a `partlearn fit` run",
                 other.unwrap_or("missing")
             ),
         )),

@@ -1,0 +1,505 @@
+//! The auto-encoder loss (METHODS.md §6.2–§6.4) and its gradients:
+//! `L = (1/M) Σ_i ℓ(x⁽ⁱ⁾, x̂⁽ⁱ⁾) + β·Σ_j S(p, ρ̂_j) + (λ/2)·Σ (α·w²·[w>0] + w²·[w<0])`
+//! with `ρ̂_j = (1/M) Σ_i h_j⁽ⁱ⁾` the mean activation of code unit `j` over the mini-batch.
+//!
+//! The reconstruction term is a per-pixel mean (Keras' `mse`, the reference code) or a sum over
+//! the pixels of each image ([`Reduction`]): the relative weight of the two terms differs by
+//! the number of pixels, and METHODS.md §6.5 shows that this choice decides whether a setting
+//! such as `p = 0.01, β = 0.005` learns sparse parts or collapses to the mean image.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::real::Real;
+
+/// Per-sample reconstruction loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecLoss {
+    /// Squared error.
+    Mse,
+    /// Binary cross-entropy `−[x log x̂ + (1−x) log(1−x̂)]`, with `x̂` clipped to `[ε, 1−ε]`
+    /// (`ε = 1e-7`); needs a sigmoid decoder and data in `[0, 1]`.
+    Bce,
+}
+
+/// How the per-pixel losses of one image are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reduction {
+    /// `ℓ = (1/N) Σ_l …` (Keras' `mse`; the reference code).
+    Mean,
+    /// `ℓ = Σ_l …` (the scale at which METHODS.md §6.5 reproduced the report with Adam).
+    Sum,
+}
+
+/// Sparsity penalty on the codes (METHODS.md §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Sparsity {
+    /// No penalty.
+    None,
+    /// `Σ_j p log(p/ρ̂_j) + (1−p) log((1−p)/(1−ρ̂_j))`, `ρ̂` clipped to `[1e-7, 1 − 1e-7]`.
+    Kl,
+    /// `Σ_j (p − ρ̂_j)²` (Lee, Ekanadham & Ng).
+    L2,
+    /// `Σ_j sqrt((p − ρ̂_j)² + ε)` (Zhang & Lu). METHODS.md §10: their ε is unknown; the
+    /// default `1e-6` makes the penalty close to `|p − ρ̂|` away from the target.
+    EpsL1 { eps: f64 },
+    /// `Σ_j log(1 + (p − ρ̂_j)²)` (Olshausen & Field, via Zhang & Lu).
+    Log,
+    /// `mean_i ‖h⁽ⁱ⁾‖₁` (codes are ≥ 0, so this is their mean sum).
+    L1,
+    /// `mean_i |s_o − S(h⁽ⁱ⁾)|` with `S` Hoyer's sparseness (§2.1) and target `s_o`.
+    Hoyer { target: f64 },
+}
+
+impl Sparsity {
+    /// Parses `none`, `kl`, `l2`, `eps-l1`, `eps-l1:EPS`, `log`, `l1`, `hoyer`, `hoyer:TARGET`.
+    pub fn parse(s: &str) -> Result<Sparsity> {
+        let bad = || {
+            Error::invalid(
+                "sparsity",
+                s,
+                "use none, kl, l2, eps-l1[:EPS], log, l1 or hoyer[:TARGET] (0 < TARGET < 1)",
+            )
+        };
+        let num = |v: &str| v.parse::<f64>().map_err(|_| bad());
+        Ok(match s {
+            "none" => Sparsity::None,
+            "kl" => Sparsity::Kl,
+            "l2" => Sparsity::L2,
+            "eps-l1" => Sparsity::EpsL1 { eps: 1e-6 },
+            "log" => Sparsity::Log,
+            "l1" => Sparsity::L1,
+            "hoyer" => Sparsity::Hoyer { target: 0.6 },
+            _ => {
+                if let Some(v) = s.strip_prefix("eps-l1:") {
+                    let eps = num(v)?;
+                    if eps.is_nan() || eps <= 0.0 {
+                        return Err(bad());
+                    }
+                    Sparsity::EpsL1 { eps }
+                } else if let Some(v) = s.strip_prefix("hoyer:") {
+                    let target = num(v)?;
+                    if !(target > 0.0 && target < 1.0) {
+                        return Err(bad());
+                    }
+                    Sparsity::Hoyer { target }
+                } else {
+                    return Err(bad());
+                }
+            }
+        })
+    }
+
+    /// Whether the penalty acts on the mean activations `ρ̂` (and so uses the target `p`).
+    pub fn uses_target(&self) -> bool {
+        matches!(
+            self,
+            Sparsity::Kl | Sparsity::L2 | Sparsity::EpsL1 { .. } | Sparsity::Log
+        )
+    }
+}
+
+/// Everything the loss needs besides the data.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LossSpec {
+    pub reconstruction: RecLoss,
+    pub reduction: Reduction,
+    pub sparsity: Sparsity,
+    /// Target mean activation `p` of the ρ̂ penalties.
+    pub p: f64,
+    /// Weight `β` of the sparsity penalty.
+    pub beta: f64,
+    /// Asymmetric weight decay `λ` on the decoder weights (0 = off).
+    pub decay_lambda: f64,
+    /// Decay factor `α` of the positive decoder weights (0 in the reference, 1 = plain L2).
+    pub decay_alpha: f64,
+}
+
+impl Default for LossSpec {
+    fn default() -> Self {
+        LossSpec {
+            reconstruction: RecLoss::Mse,
+            reduction: Reduction::Mean,
+            sparsity: Sparsity::Kl,
+            p: 0.05,
+            beta: 1e-3,
+            decay_lambda: 0.0,
+            decay_alpha: 0.0,
+        }
+    }
+}
+
+impl LossSpec {
+    /// Checks the values (errors name the option and the fix).
+    pub fn validate(&self) -> Result<()> {
+        if self.sparsity.uses_target() && !(self.p > 0.0 && self.p < 1.0) {
+            return Err(Error::invalid(
+                "p",
+                self.p,
+                "the target mean activation must be in (0, 1)",
+            ));
+        }
+        for (name, v) in [
+            ("beta", self.beta),
+            ("decay-lambda", self.decay_lambda),
+            ("decay-alpha", self.decay_alpha),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::invalid(name, v, "must be a finite number ≥ 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The terms of one batch's loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LossTerms {
+    /// `(1/M) Σ_i ℓ_i`.
+    pub reconstruction: f64,
+    /// `β · penalty`.
+    pub sparsity: f64,
+    /// Weight-decay term.
+    pub decay: f64,
+    /// `Σ_i ‖x̂⁽ⁱ⁾ − x⁽ⁱ⁾‖²` (for the relative error and the MSE, whatever the loss).
+    pub sq_error: f64,
+}
+
+impl LossTerms {
+    /// The total loss.
+    pub fn total(&self) -> f64 {
+        self.reconstruction + self.sparsity + self.decay
+    }
+}
+
+const BCE_EPS: f64 = 1e-7;
+const KL_CLIP: f64 = 1e-7;
+
+/// Reconstruction term of a batch `x`, `xhat` (`n × batch`, column-major) and its gradient
+/// `∂L/∂x̂` written to `grad`. Returns `((1/M)Σ ℓ_i, Σ‖x̂ − x‖²)`.
+pub fn reconstruction<T: Real>(spec: &LossSpec, n: usize, x: &[T], xhat: &[T], grad: &mut [T]) -> (f64, f64) {
+    let batch = x.len() / n;
+    let scale = match spec.reduction {
+        Reduction::Mean => 1.0 / (n as f64 * batch as f64),
+        Reduction::Sum => 1.0 / batch as f64,
+    };
+    let mut loss = 0.0f64;
+    let mut sq = 0.0f64;
+    match spec.reconstruction {
+        RecLoss::Mse => {
+            let g = T::from_f64(2.0 * scale);
+            for ((gr, &a), &b) in grad.iter_mut().zip(xhat).zip(x) {
+                let d = a - b;
+                sq += (d * d).to_f64();
+                *gr = g * d;
+            }
+            loss = sq * scale;
+        }
+        RecLoss::Bce => {
+            for ((gr, &a), &b) in grad.iter_mut().zip(xhat).zip(x) {
+                let (a, b) = (a.to_f64(), b.to_f64());
+                sq += (a - b) * (a - b);
+                let c = a.clamp(BCE_EPS, 1.0 - BCE_EPS);
+                loss -= b * c.ln() + (1.0 - b) * (1.0 - c).ln();
+                *gr = if a == c {
+                    T::from_f64(-scale * (b / c - (1.0 - b) / (1.0 - c)))
+                } else {
+                    T::zero()
+                };
+            }
+            loss *= scale;
+        }
+    }
+    (loss, sq)
+}
+
+/// Mean activation `ρ̂_j` of each of the `k` code units over a batch `h` (`k × batch`).
+pub fn mean_activation<T: Real>(k: usize, h: &[T]) -> Vec<f64> {
+    let batch = h.len() / k;
+    let mut rho = vec![0.0f64; k];
+    for col in h.chunks(k) {
+        for (r, &v) in rho.iter_mut().zip(col) {
+            *r += v.to_f64();
+        }
+    }
+    rho.iter_mut().for_each(|r| *r /= batch as f64);
+    rho
+}
+
+/// `β·penalty` of the codes `h` (`k × batch`); `∂/∂h` is **added** to `grad`.
+pub fn sparsity<T: Real>(spec: &LossSpec, k: usize, h: &[T], grad: &mut [T]) -> f64 {
+    let batch = h.len() / k;
+    let (p, beta, m) = (spec.p, spec.beta, batch as f64);
+    if beta == 0.0 || spec.sparsity == Sparsity::None {
+        return 0.0;
+    }
+    // Penalties on ρ̂: value S(ρ̂_j) and dS/dρ̂_j; ∂ρ̂_j/∂h_j⁽ⁱ⁾ = 1/M.
+    let on_rho = |f: &dyn Fn(f64) -> (f64, f64), grad: &mut [T]| {
+        let rho = mean_activation(k, h);
+        let (mut total, mut dh) = (0.0, vec![T::zero(); k]);
+        for j in 0..k {
+            let (s, ds) = f(rho[j]);
+            total += s;
+            dh[j] = T::from_f64(beta * ds / m);
+        }
+        for col in grad.chunks_mut(k) {
+            for (g, &d) in col.iter_mut().zip(&dh) {
+                *g = *g + d;
+            }
+        }
+        beta * total
+    };
+    match spec.sparsity {
+        Sparsity::None => 0.0,
+        Sparsity::Kl => on_rho(
+            &|r| {
+                if r < KL_CLIP || r > 1.0 - KL_CLIP {
+                    let c = r.clamp(KL_CLIP, 1.0 - KL_CLIP);
+                    (p * (p / c).ln() + (1.0 - p) * ((1.0 - p) / (1.0 - c)).ln(), 0.0)
+                } else {
+                    (
+                        p * (p / r).ln() + (1.0 - p) * ((1.0 - p) / (1.0 - r)).ln(),
+                        -p / r + (1.0 - p) / (1.0 - r),
+                    )
+                }
+            },
+            grad,
+        ),
+        Sparsity::L2 => on_rho(&|r| ((p - r) * (p - r), 2.0 * (r - p)), grad),
+        Sparsity::EpsL1 { eps } => on_rho(
+            &|r| {
+                let s = ((p - r) * (p - r) + eps).sqrt();
+                (s, (r - p) / s)
+            },
+            grad,
+        ),
+        Sparsity::Log => on_rho(
+            &|r| {
+                let d = p - r;
+                ((1.0 + d * d).ln(), 2.0 * (r - p) / (1.0 + d * d))
+            },
+            grad,
+        ),
+        Sparsity::L1 => {
+            // h ≥ 0 (sigmoid codes): ‖h‖₁ = Σ h and its gradient is 1 (sign(0) = 0 is moot).
+            let mut total = 0.0;
+            let g = T::from_f64(beta / m);
+            for (gr, &v) in grad.iter_mut().zip(h) {
+                total += v.to_f64().abs();
+                if v != T::zero() {
+                    *gr = *gr + if v > T::zero() { g } else { -g };
+                }
+            }
+            beta * total / m
+        }
+        Sparsity::Hoyer { target } => {
+            // S(h) = (√k − ‖h‖₁/‖h‖₂)/(√k − 1);
+            // ∂S/∂h_l = −(sign(h_l)/‖h‖₂ − ‖h‖₁ h_l/‖h‖₂³)/(√k − 1).
+            let sk = (k as f64).sqrt();
+            let mut total = 0.0;
+            for (gcol, hcol) in grad.chunks_mut(k).zip(h.chunks(k)) {
+                let l1: f64 = hcol.iter().map(|&v| v.to_f64().abs()).sum();
+                let l2 = hcol.iter().map(|&v| v.to_f64() * v.to_f64()).sum::<f64>().sqrt();
+                if l2 == 0.0 || k < 2 {
+                    // Hoyer's sparseness is undefined for a zero code (§2.1): no term, no gradient.
+                    continue;
+                }
+                let s = (sk - l1 / l2) / (sk - 1.0);
+                let dev = target - s;
+                total += dev.abs();
+                // d|s_o − S|/dh = −sign(s_o − S)·∂S/∂h.
+                let sign = if dev > 0.0 {
+                    1.0
+                } else if dev < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                };
+                let c = beta / m * sign / (sk - 1.0);
+                for (g, &v) in gcol.iter_mut().zip(hcol) {
+                    let v = v.to_f64();
+                    let sgn = if v > 0.0 {
+                        1.0
+                    } else if v < 0.0 {
+                        -1.0
+                    } else {
+                        0.0
+                    };
+                    let ds_num = sgn / l2 - l1 * v / (l2 * l2 * l2);
+                    *g = *g + T::from_f64(c * ds_num);
+                }
+            }
+            beta * total / m
+        }
+    }
+}
+
+/// Asymmetric weight decay `(λ/2) Σ (α w² [w>0] + w² [w<0])` (§6.4); gradient **added** to `grad`.
+pub fn decay<T: Real>(spec: &LossSpec, w: &[T], grad: &mut [T]) -> f64 {
+    let (lambda, alpha) = (spec.decay_lambda, spec.decay_alpha);
+    if lambda == 0.0 {
+        return 0.0;
+    }
+    let mut total = 0.0;
+    for (g, &v) in grad.iter_mut().zip(w) {
+        let f = if v > T::zero() { alpha } else { 1.0 };
+        let vf = v.to_f64();
+        total += f * vf * vf;
+        *g = *g + T::from_f64(lambda * f * vf);
+    }
+    0.5 * lambda * total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn spec(sparsity: Sparsity) -> LossSpec {
+        LossSpec {
+            sparsity,
+            p: 0.1,
+            beta: 0.7,
+            ..LossSpec::default()
+        }
+    }
+
+    fn fd_check(f: &dyn Fn(&[f64], &mut [f64]) -> f64, x: &[f64]) {
+        let mut g = vec![0.0; x.len()];
+        f(x, &mut g);
+        let h = 1e-6;
+        for i in 0..x.len() {
+            let mut xp = x.to_vec();
+            xp[i] += h;
+            let mut scratch = vec![0.0; x.len()];
+            let lp = f(&xp, &mut scratch);
+            xp[i] -= 2.0 * h;
+            let lm = f(&xp, &mut scratch);
+            let num = (lp - lm) / (2.0 * h);
+            assert!(
+                (num - g[i]).abs() <= 1e-6 * (1.0 + num.abs()),
+                "entry {i}: analytic {} vs numeric {num}",
+                g[i]
+            );
+        }
+    }
+
+    #[test]
+    fn every_sparsity_penalty_matches_finite_differences() {
+        let mut rng = Rng::new(4);
+        let (k, batch) = (6, 5);
+        let h: Vec<f64> = (0..k * batch).map(|_| rng.uniform_in(0.01, 0.99)).collect();
+        for s in [
+            Sparsity::Kl,
+            Sparsity::L2,
+            Sparsity::EpsL1 { eps: 1e-3 },
+            Sparsity::Log,
+            Sparsity::L1,
+            Sparsity::Hoyer { target: 0.6 },
+            Sparsity::Hoyer { target: 0.05 },
+        ] {
+            let sp = spec(s);
+            fd_check(&|h, g| sparsity(&sp, k, h, g), &h);
+        }
+    }
+
+    #[test]
+    fn reconstruction_losses_match_finite_differences() {
+        let mut rng = Rng::new(5);
+        let (n, batch) = (7, 3);
+        let x: Vec<f64> = (0..n * batch).map(|_| rng.uniform()).collect();
+        let xh: Vec<f64> = (0..n * batch).map(|_| rng.uniform_in(0.05, 0.95)).collect();
+        for rec in [RecLoss::Mse, RecLoss::Bce] {
+            for reduction in [Reduction::Mean, Reduction::Sum] {
+                let sp = LossSpec {
+                    reconstruction: rec,
+                    reduction,
+                    ..LossSpec::default()
+                };
+                fd_check(&|xh, g| reconstruction(&sp, n, &x, xh, g).0, &xh);
+            }
+        }
+        // Mean and sum differ by the number of pixels; MSE's squared error is reported as such.
+        let mut g = vec![0.0; n * batch];
+        let mean = LossSpec::default();
+        let sum = LossSpec {
+            reduction: Reduction::Sum,
+            ..mean
+        };
+        let (lm, sq) = reconstruction(&mean, n, &x, &xh, &mut g);
+        let (ls, _) = reconstruction(&sum, n, &x, &xh, &mut g);
+        assert!((ls - n as f64 * lm).abs() < 1e-12);
+        let direct: f64 = x.iter().zip(&xh).map(|(a, b)| (a - b) * (a - b)).sum();
+        assert!((sq - direct).abs() < 1e-12 && (lm - direct / (n * batch) as f64).abs() < 1e-12);
+    }
+
+    #[test]
+    fn asymmetric_decay_matches_finite_differences_and_spares_positive_weights_at_alpha_zero() {
+        let w = [0.3, -0.2, 0.0, -1.5, 2.0];
+        for alpha in [0.0, 0.5, 1.0] {
+            let sp = LossSpec {
+                decay_lambda: 0.3,
+                decay_alpha: alpha,
+                ..LossSpec::default()
+            };
+            fd_check(&|w, g| decay(&sp, w, g), &w);
+        }
+        let sp = LossSpec {
+            decay_lambda: 0.3,
+            ..LossSpec::default()
+        };
+        let mut g = [0.0; 5];
+        let v = decay(&sp, &w, &mut g);
+        assert!((v - 0.15 * (0.04 + 2.25)).abs() < 1e-12);
+        assert_eq!((g[0], g[4]), (0.0, 0.0));
+    }
+
+    #[test]
+    fn kl_is_zero_at_the_target_and_clipped_values_have_no_gradient() {
+        let sp = spec(Sparsity::Kl);
+        let h = vec![0.1; 12];
+        let mut g = vec![0.0; 12];
+        assert!(sparsity(&sp, 4, &h, &mut g).abs() < 1e-12);
+        assert!(g.iter().all(|v: &f64| v.abs() < 1e-12));
+        let h = vec![0.0; 4];
+        let mut g = vec![0.0; 4];
+        assert!(sparsity(&sp, 4, &h, &mut g).is_finite());
+        assert!(g.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn parsing_and_validation() {
+        assert_eq!(
+            Sparsity::parse("hoyer:0.7").unwrap(),
+            Sparsity::Hoyer { target: 0.7 }
+        );
+        assert_eq!(Sparsity::parse("eps-l1").unwrap(), Sparsity::EpsL1 { eps: 1e-6 });
+        for bad in ["hoyer:1.5", "eps-l1:-1", "kld", ""] {
+            assert!(Sparsity::parse(bad).is_err(), "{bad}");
+        }
+        let e = LossSpec {
+            p: 0.0,
+            ..LossSpec::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("p"), "{e}");
+        assert!(LossSpec {
+            beta: -1.0,
+            ..LossSpec::default()
+        }
+        .validate()
+        .is_err());
+        assert!(LossSpec {
+            p: 0.0,
+            sparsity: Sparsity::L1,
+            ..LossSpec::default()
+        }
+        .validate()
+        .is_ok());
+    }
+}

@@ -1,0 +1,305 @@
+//! Optimizers (SGD with momentum, Adam, Adadelta) and learning-rate schedules.
+//!
+//! State is one or two buffers per parameter tensor, kept in the order the model lists its
+//! tensors, so that a checkpoint can save and restore it (`--resume` continues bit for bit).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::real::Real;
+
+/// An optimizer and its hyper-parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum OptimizerSpec {
+    /// `v ← μ v + g`, `w ← w − lr·v` (PyTorch's form); Nesterov: `w ← w − lr·(g + μ v)`.
+    Sgd { lr: f64, momentum: f64, nesterov: bool },
+    /// Kingma & Ba with bias correction: `w ← w − lr·m̂/(√v̂ + ε)`.
+    Adam {
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+    },
+    /// Zeiler's Adadelta as in Keras 2.2 (the reference: lr 1.0, ρ 0.95, ε 1e-7):
+    /// `a ← ρa + (1−ρ)g²`, `u = g·√(d + ε)/√(a + ε)`, `w ← w − lr·u`, `d ← ρd + (1−ρ)u²`.
+    Adadelta { lr: f64, rho: f64, eps: f64 },
+}
+
+impl OptimizerSpec {
+    /// The optimizer `name` (`sgd`, `adam`, `adadelta`) with its usual defaults, the learning
+    /// rate replaced by `lr` when given.
+    pub fn named(name: &str, lr: Option<f64>) -> Result<OptimizerSpec> {
+        let spec = match name {
+            "sgd" => OptimizerSpec::Sgd {
+                lr: lr.unwrap_or(0.01),
+                momentum: 0.9,
+                nesterov: false,
+            },
+            "adam" => OptimizerSpec::Adam {
+                lr: lr.unwrap_or(1e-3),
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+            "adadelta" => OptimizerSpec::Adadelta {
+                lr: lr.unwrap_or(1.0),
+                rho: 0.95,
+                eps: 1e-7,
+            },
+            _ => return Err(Error::invalid("optimizer", name, "use sgd, adam or adadelta")),
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Base learning rate.
+    pub fn lr(&self) -> f64 {
+        match *self {
+            OptimizerSpec::Sgd { lr, .. }
+            | OptimizerSpec::Adam { lr, .. }
+            | OptimizerSpec::Adadelta { lr, .. } => lr,
+        }
+    }
+
+    /// Checks the hyper-parameters.
+    pub fn validate(&self) -> Result<()> {
+        let lr = self.lr();
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(Error::invalid(
+                "lr",
+                lr,
+                "the learning rate must be a finite number > 0",
+            ));
+        }
+        let unit = |name: &'static str, v: f64| {
+            if (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::invalid(name, v, "must be in [0, 1)"))
+            }
+        };
+        match *self {
+            OptimizerSpec::Sgd { momentum, .. } => unit("momentum", momentum),
+            OptimizerSpec::Adam { beta1, beta2, .. } => unit("beta1", beta1).and(unit("beta2", beta2)),
+            OptimizerSpec::Adadelta { rho, .. } => unit("rho", rho),
+        }
+    }
+
+    fn n_buffers(&self) -> usize {
+        match self {
+            OptimizerSpec::Sgd { .. } => 1,
+            OptimizerSpec::Adam { .. } | OptimizerSpec::Adadelta { .. } => 2,
+        }
+    }
+}
+
+/// Learning-rate schedule: the factor applied to the base rate at epoch `e` (0-based).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Schedule {
+    Constant,
+    /// `factor^⌊e/every⌋`.
+    Step {
+        every: usize,
+        factor: f64,
+    },
+    /// `gamma^e`.
+    Exponential {
+        gamma: f64,
+    },
+    /// `½(1 + cos(π e/E))` over the `E` epochs of the run.
+    Cosine,
+}
+
+impl Schedule {
+    /// Parses `constant`, `step:EVERY:FACTOR`, `exp:GAMMA`, `cosine`.
+    pub fn parse(s: &str) -> Result<Schedule> {
+        let bad = || {
+            Error::invalid(
+                "lr-schedule",
+                s,
+                "use constant, step:EVERY:FACTOR (e.g. step:10:0.5), exp:GAMMA (e.g. exp:0.98) or cosine",
+            )
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        let pos = |v: &str| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|v| *v > 0.0 && v.is_finite())
+                .ok_or_else(bad)
+        };
+        Ok(match parts.as_slice() {
+            ["constant"] => Schedule::Constant,
+            ["cosine"] => Schedule::Cosine,
+            ["exp", g] => Schedule::Exponential { gamma: pos(g)? },
+            ["step", e, f] => Schedule::Step {
+                every: e.parse().ok().filter(|&e: &usize| e > 0).ok_or_else(bad)?,
+                factor: pos(f)?,
+            },
+            _ => return Err(bad()),
+        })
+    }
+
+    /// Factor of the base learning rate at `epoch` of `epochs`.
+    pub fn factor(&self, epoch: usize, epochs: usize) -> f64 {
+        match *self {
+            Schedule::Constant => 1.0,
+            Schedule::Step { every, factor } => factor.powi((epoch / every) as i32),
+            Schedule::Exponential { gamma } => gamma.powi(epoch as i32),
+            Schedule::Cosine => {
+                0.5 * (1.0 + (std::f64::consts::PI * epoch as f64 / epochs.max(1) as f64).cos())
+            }
+        }
+    }
+}
+
+/// An optimizer's state for a list of parameter tensors.
+#[derive(Clone, Debug)]
+pub struct Optimizer<T> {
+    pub spec: OptimizerSpec,
+    /// Steps taken so far (Adam's bias correction).
+    pub t: u64,
+    /// `buffers[i]` = the state buffers of tensor `i` (momentum; or first/second moments; or
+    /// Adadelta's two accumulators).
+    pub buffers: Vec<Vec<Vec<T>>>,
+}
+
+impl<T: Real> Optimizer<T> {
+    /// Fresh (zero) state for tensors of the given sizes.
+    pub fn new(spec: OptimizerSpec, sizes: &[usize]) -> Self {
+        Optimizer {
+            spec,
+            t: 0,
+            buffers: sizes
+                .iter()
+                .map(|&n| (0..spec.n_buffers()).map(|_| vec![T::zero(); n]).collect())
+                .collect(),
+        }
+    }
+
+    /// Starts a step (call once per mini-batch, before [`update`](Optimizer::update)).
+    pub fn begin_step(&mut self) {
+        self.t += 1;
+    }
+
+    /// Updates tensor `i` (`w`) with its gradient `g`; `lr_factor` comes from the schedule.
+    pub fn update(&mut self, i: usize, w: &mut [T], g: &[T], lr_factor: f64) {
+        let bufs = &mut self.buffers[i];
+        match self.spec {
+            OptimizerSpec::Sgd {
+                lr,
+                momentum,
+                nesterov,
+            } => {
+                let (lr, mu) = (T::from_f64(lr * lr_factor), T::from_f64(momentum));
+                for ((w, &g), v) in w.iter_mut().zip(g).zip(bufs[0].iter_mut()) {
+                    *v = mu * *v + g;
+                    let step = if nesterov { g + mu * *v } else { *v };
+                    *w = *w - lr * step;
+                }
+            }
+            OptimizerSpec::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+            } => {
+                let t = self.t as i32;
+                let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+                let (b1, b2) = (T::from_f64(beta1), T::from_f64(beta2));
+                let (ob1, ob2) = (T::one() - b1, T::one() - b2);
+                let (lr, ic1, ic2, eps) = (
+                    T::from_f64(lr * lr_factor),
+                    T::from_f64(1.0 / c1),
+                    T::from_f64(1.0 / c2),
+                    T::from_f64(eps),
+                );
+                let (m, v) = bufs.split_at_mut(1);
+                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m[0].iter_mut()).zip(v[0].iter_mut()) {
+                    *m = b1 * *m + ob1 * g;
+                    *v = b2 * *v + ob2 * g * g;
+                    *w = *w - lr * (*m * ic1) / ((*v * ic2).sqrt() + eps);
+                }
+            }
+            OptimizerSpec::Adadelta { lr, rho, eps } => {
+                let (lr, r, or, eps) = (
+                    T::from_f64(lr * lr_factor),
+                    T::from_f64(rho),
+                    T::from_f64(1.0 - rho),
+                    T::from_f64(eps),
+                );
+                let (a, d) = bufs.split_at_mut(1);
+                for (((w, &g), a), d) in w.iter_mut().zip(g).zip(a[0].iter_mut()).zip(d[0].iter_mut()) {
+                    *a = r * *a + or * g * g;
+                    let u = g * (*d + eps).sqrt() / (*a + eps).sqrt();
+                    *w = *w - lr * u;
+                    *d = r * *d + or * u * u;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each optimizer minimizes a convex quadratic `½ Σ c_i (w_i − 1)²`.
+    #[test]
+    fn every_optimizer_minimizes_a_quadratic() {
+        let c = [1.0, 4.0, 0.25];
+        for (name, lr, steps) in [("sgd", 0.05, 400), ("adam", 0.05, 2000), ("adadelta", 1.0, 4000)] {
+            let spec = OptimizerSpec::named(name, Some(lr)).unwrap();
+            let mut opt = Optimizer::<f64>::new(spec, &[3]);
+            let mut w = vec![5.0, -3.0, 0.0];
+            for _ in 0..steps {
+                let g: Vec<f64> = w.iter().zip(c).map(|(w, c)| c * (w - 1.0)).collect();
+                opt.begin_step();
+                opt.update(0, &mut w, &g, 1.0);
+            }
+            for v in &w {
+                assert!((v - 1.0).abs() < 0.05, "{name}: {w:?}");
+            }
+        }
+    }
+
+    /// Adam's first step moves every weight by `lr` against the sign of its gradient.
+    #[test]
+    fn adam_first_step_is_lr_times_sign() {
+        let spec = OptimizerSpec::named("adam", Some(0.01)).unwrap();
+        let mut opt = Optimizer::<f64>::new(spec, &[3]);
+        let mut w = vec![0.0; 3];
+        opt.begin_step();
+        opt.update(0, &mut w, &[3.0, -1e-3, 100.0], 1.0);
+        for (v, s) in w.iter().zip([-1.0, 1.0, -1.0]) {
+            assert!((v - 0.01 * s).abs() < 1e-6, "{w:?}");
+        }
+    }
+
+    /// Adadelta's first step with ε = 1e-7, ρ = 0.95: `u = g·√ε/√(0.05 g² + ε)`.
+    #[test]
+    fn adadelta_first_step_matches_its_formula() {
+        let spec = OptimizerSpec::named("adadelta", None).unwrap();
+        let mut opt = Optimizer::<f64>::new(spec, &[1]);
+        let mut w = vec![0.0];
+        opt.begin_step();
+        opt.update(0, &mut w, &[2.0], 1.0);
+        let expect = -2.0 * 1e-7f64.sqrt() / (0.05 * 4.0 + 1e-7f64).sqrt();
+        assert!((w[0] - expect).abs() < 1e-15);
+    }
+
+    #[test]
+    fn schedules_and_bad_values() {
+        assert_eq!(Schedule::parse("step:10:0.5").unwrap().factor(25, 100), 0.25);
+        assert!((Schedule::parse("exp:0.9").unwrap().factor(2, 10) - 0.81).abs() < 1e-12);
+        assert!((Schedule::Cosine.factor(50, 100) - 0.5).abs() < 1e-12);
+        assert_eq!(Schedule::Constant.factor(7, 10), 1.0);
+        for bad in ["step:0:0.5", "exp:-1", "linear", "step:3"] {
+            assert!(Schedule::parse(bad).is_err(), "{bad}");
+        }
+        assert!(OptimizerSpec::named("rmsprop", None).is_err());
+        assert!(OptimizerSpec::named("adam", Some(0.0)).is_err());
+        assert!(OptimizerSpec::named("sgd", Some(f64::NAN)).is_err());
+    }
+}
