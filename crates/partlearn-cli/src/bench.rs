@@ -11,6 +11,80 @@ use crate::DataArgs;
 pub enum BenchCommand {
     /// NMF solvers: seconds per iteration, GEMM bound, time to reach relative errors.
     Nmf(BenchNmfArgs),
+    /// Auto-encoders: seconds per epoch against the GEMM bound of an epoch.
+    Ae(BenchAeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchAeArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// shallow or asymmetric.
+    #[arg(long, default_value = "shallow")]
+    pub architecture: String,
+    #[arg(short = 'k', long = "k", default_value_t = 100)]
+    pub k: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Epochs to time.
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// Stop after this many seconds and extrapolate the epoch time from the batches done.
+    #[arg(long, default_value_t = 60.0)]
+    pub max_seconds: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn run_ae(a: BenchAeArgs) -> Result<()> {
+    use partlearn::autoencoder::Architecture;
+    let architecture = match a.architecture.as_str() {
+        "shallow" => Architecture::Shallow,
+        "asymmetric" | "asym" => Architecture::Asymmetric,
+        other => anyhow::bail!("invalid --architecture '{other}': use shallow or asymmetric"),
+    };
+    let data = a.data.load::<f32>()?;
+    let o = partlearn::bench::AeBenchOptions {
+        architecture,
+        k: a.k,
+        batch_size: a.batch_size,
+        threads: a.threads,
+        epochs: a.epochs,
+        max_seconds: a.max_seconds,
+        seed: a.seed,
+    };
+    let r = partlearn::bench::bench_ae(&data, &o)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "{} AE on {} ({} samples), k = {}, batch {}, {} threads, {}, {} parameters",
+        r.architecture, r.data, r.n_samples, r.k, r.batch_size, r.threads, r.dtype, r.n_params
+    );
+    println!(
+        "{:<34} {:<24} {:>9} {:>9}",
+        "product (one batch)", "shape", "ms", "GFLOP/s"
+    );
+    for g in &r.gemms {
+        println!(
+            "{:<34} {:<24} {:>9.3} {:>9.1}",
+            g.name,
+            g.shape,
+            g.seconds * 1e3,
+            g.gflops()
+        );
+    }
+    println!(
+        "{:.3} s/epoch ({} batches timed of {} per epoch); GEMM bound {:.3} s/epoch; ratio {:.2}",
+        r.seconds_per_epoch, r.batches_timed, r.batches_per_epoch, r.gemm_bound, r.ratio
+    );
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -41,7 +115,10 @@ pub struct BenchNmfArgs {
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
-    let BenchCommand::Nmf(a) = cmd;
+    let a = match cmd {
+        BenchCommand::Nmf(a) => a,
+        BenchCommand::Ae(a) => return run_ae(a),
+    };
     let solvers = a
         .solvers
         .split(',')

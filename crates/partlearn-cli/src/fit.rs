@@ -22,6 +22,10 @@ pub enum FitCommand {
     Nmf(NmfArgs),
     /// Hoyer's NMF with sparseness constraints on the atoms and/or the codes.
     SparseNmf(SparseNmfArgs),
+    /// Shallow sparse auto-encoder: sigmoid code, non-negative decoder (METHODS.md §6.1).
+    Ae(crate::ae_cmd::AeArgs),
+    /// Asymmetric auto-encoder: convolutional encoder, the shallow non-negative decoder (§6.6).
+    AsymAe(crate::ae_cmd::AeArgs),
 }
 
 /// Flags shared by every fit: output, verbosity, threads, dtype.
@@ -190,6 +194,8 @@ pub fn run(cmd: FitCommand) -> Result<()> {
             Dtype::F32 => fit_sparse_nmf::<f32>(&a),
             Dtype::F64 => fit_sparse_nmf::<f64>(&a),
         },
+        FitCommand::Ae(a) => crate::ae_cmd::run(partlearn::autoencoder::Architecture::Shallow, &a),
+        FitCommand::AsymAe(a) => crate::ae_cmd::run(partlearn::autoencoder::Architecture::Asymmetric, &a),
     }
 }
 
@@ -256,7 +262,7 @@ pub fn read_matrix<T: Real>(path: &Path) -> Result<Mat<T>> {
     Ok(Mat::from_fn(r, c, |i, j| v[i * c + j]))
 }
 
-fn default_out(method: &str, spec: &str, k: usize) -> PathBuf {
+pub fn default_out(method: &str, spec: &str, k: usize) -> PathBuf {
     let clean: String = spec
         .rsplit('/')
         .next()
@@ -380,7 +386,7 @@ fn finish_run<T: Real, O: Serialize>(
     };
     run_dir.write_json(io::run::RUN_FILE, &record)?;
     if let Some(shape) = data.image_shape {
-        write_figures(&run_dir, fit.model.components(), fit.codes(), data, shape)?;
+        write_figures(&run_dir, &fit.model, fit.codes(), data, shape)?;
     }
     let path = run_dir.commit()?;
 
@@ -420,24 +426,26 @@ fn finish_run<T: Real, O: Serialize>(
     Ok(())
 }
 
-/// figures/atoms.png (ordered by usage) and figures/reconstructions.png (first 10 samples).
+/// figures/atoms.png (ordered by usage) and figures/reconstructions.png (first 10 samples);
+/// `codes` are the model's codes of the first samples of `data`.
 pub fn write_figures<T: Real>(
     run_dir: &RunDir,
-    atoms: MatRef<'_, T>,
+    model: &dyn partlearn::protocol::PartModel<T>,
     codes: MatRef<'_, T>,
     data: &Dataset<T>,
     shape: (usize, usize),
 ) -> Result<()> {
     use partlearn::figures;
     let opts = figures::GridOptions::default();
+    let atoms = model.atoms();
     let order = figures::usage_order(codes, atoms);
     run_dir.write(
         "figures/atoms.png",
         &figures::atoms_grid(atoms, shape, Some(&order), &opts)?,
     )?;
-    let n = data.n_samples().min(10);
+    let n = data.n_samples().min(10).min(codes.nrows());
     let originals = data.x().subrows(0, n);
-    let recon = codes.subrows(0, n) * atoms;
+    let recon = model.decode(codes.subrows(0, n))?;
     run_dir.write(
         "figures/reconstructions.png",
         &figures::reconstructions(originals, recon.as_ref(), shape, &opts)?,

@@ -2,6 +2,7 @@
 //! library call does the work, and this crate draws progress, writes run folders and maps errors
 //! to exit codes (2 for bad input, 130 after Ctrl-C). No algorithm lives here.
 
+mod ae_cmd;
 mod bench;
 mod data_cmd;
 mod eval_cmd;

@@ -69,3 +69,58 @@ impl Observer for FitProgress {
         }
     }
 }
+
+/// Progress of mini-batch training: a bar over all batches of the run with its ETA, and the last
+/// epoch's loss; silent when stderr is not a terminal or with --quiet. Ctrl-C stops after the
+/// current batch (the trainer then saves a checkpoint).
+pub struct EpochProgress {
+    bar: ProgressBar,
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochProgress {
+    pub fn new(quiet: bool, stop: Arc<AtomicBool>) -> Self {
+        let bar = if quiet || !std::io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else {
+            let b = ProgressBar::new(0);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {percent:>3}%  {msg}  (eta {eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b
+        };
+        EpochProgress { bar, stop }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    fn control(&self) -> Control {
+        if self.stop.load(Ordering::SeqCst) {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    }
+}
+
+impl Observer for EpochProgress {
+    fn on_iter(&mut self, r: &IterRecord) -> Control {
+        self.bar.set_message(format!(
+            "epoch {}  loss {:.6}  rel. error {:.5}",
+            r.iter, r.objective, r.rel_error
+        ));
+        self.control()
+    }
+
+    fn on_progress(&mut self, done: usize, total: usize) -> Control {
+        self.bar.set_length(total as u64);
+        self.bar.set_position(done as u64);
+        self.control()
+    }
+}

@@ -22,7 +22,7 @@ use crate::rng::Rng;
 /// One measured product.
 #[derive(Clone, Debug, Serialize)]
 pub struct GemmTiming {
-    pub name: &'static str,
+    pub name: String,
     pub shape: String,
     pub flops: f64,
     pub seconds: f64,
@@ -113,7 +113,7 @@ pub fn gemm_timings<T: Real>(data: &Dataset<T>, k: usize, threads: usize) -> Res
         let reps = 3;
         vec![
             GemmTiming {
-                name: "P = WᵀX",
+                name: "P = WᵀX".into(),
                 shape: format!("{k}×{m} · {m}×{n}"),
                 flops: 2.0 * kf * mf * nf,
                 seconds: time_min(reps, || {
@@ -121,7 +121,7 @@ pub fn gemm_timings<T: Real>(data: &Dataset<T>, k: usize, threads: usize) -> Res
                 }),
             },
             GemmTiming {
-                name: "R = HXᵀ",
+                name: "R = HXᵀ".into(),
                 shape: format!("{k}×{n} · {n}×{m}"),
                 flops: 2.0 * kf * mf * nf,
                 seconds: time_min(reps, || {
@@ -136,19 +136,19 @@ pub fn gemm_timings<T: Real>(data: &Dataset<T>, k: usize, threads: usize) -> Res
                 }),
             },
             GemmTiming {
-                name: "WᵀW",
+                name: "WᵀW".into(),
                 shape: format!("{k}×{m} · {m}×{k}"),
                 flops: kf * kf * mf,
                 seconds: time_min(reps, || linalg::gram(q.as_mut(), wt.as_ref(), par)),
             },
             GemmTiming {
-                name: "HHᵀ",
+                name: "HHᵀ".into(),
                 shape: format!("{k}×{n} · {n}×{k}"),
                 flops: kf * kf * nf,
                 seconds: time_min(reps, || linalg::gram(t.as_mut(), h.as_ref(), par)),
             },
             GemmTiming {
-                name: "(WᵀW)H",
+                name: "(WᵀW)H".into(),
                 shape: format!("{k}×{k} · {k}×{n}"),
                 flops: 2.0 * kf * kf * nf,
                 seconds: time_min(reps, || {
@@ -156,7 +156,7 @@ pub fn gemm_timings<T: Real>(data: &Dataset<T>, k: usize, threads: usize) -> Res
                 }),
             },
             GemmTiming {
-                name: "(HHᵀ)Wᵀ",
+                name: "(HHᵀ)Wᵀ".into(),
                 shape: format!("{k}×{k} · {k}×{m}"),
                 flops: 2.0 * kf * kf * mf,
                 seconds: time_min(reps, || {
@@ -246,5 +246,116 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
         dtype: T::NAME,
         gemms,
         solvers,
+    })
+}
+
+/// Settings of [`bench_ae`].
+#[derive(Clone, Debug)]
+pub struct AeBenchOptions {
+    pub architecture: crate::autoencoder::Architecture,
+    pub k: usize,
+    pub batch_size: usize,
+    pub threads: usize,
+    pub epochs: usize,
+    /// Stop training after this many seconds and extrapolate the epoch time from the batches done.
+    pub max_seconds: f64,
+    pub seed: u64,
+}
+
+/// The auto-encoder benchmark: seconds per epoch against the GEMM-bound time of an epoch.
+#[derive(Clone, Debug, Serialize)]
+pub struct AeBenchReport {
+    pub data: String,
+    pub n_samples: usize,
+    pub architecture: String,
+    pub k: usize,
+    pub batch_size: usize,
+    pub threads: usize,
+    pub dtype: &'static str,
+    pub n_params: usize,
+    /// The products of one training step at their shapes.
+    pub gemms: Vec<GemmTiming>,
+    pub batches_timed: usize,
+    pub batches_per_epoch: usize,
+    pub seconds_per_epoch: f64,
+    /// Time of the products of one epoch.
+    pub gemm_bound: f64,
+    pub ratio: f64,
+}
+
+/// Trains an auto-encoder (reference settings: Adadelta, KL sparsity, projection) and compares
+/// its epoch time with the time of the epoch's matrix products, each measured at its shape.
+pub fn bench_ae<T: Real>(data: &Dataset<T>, o: &AeBenchOptions) -> Result<AeBenchReport> {
+    use crate::autoencoder::{self as ae, Act, AeSpec, Autoencoder, TrainOptions, TrainState};
+    let spec = AeSpec::new(
+        o.architecture,
+        o.k,
+        data.n_features(),
+        data.image_shape,
+        Act::LeakyRelu { slope: 0.1 },
+    )?;
+    let model = Autoencoder::<T>::new(spec, data.image_shape, &mut Rng::new(o.seed))?;
+    let b = o.batch_size;
+    let shapes: Vec<_> = model
+        .encoder
+        .gemm_shapes(b, false)
+        .into_iter()
+        .chain(model.decoder.gemm_shapes(b, true))
+        .collect();
+    let par = linalg::par(o.threads);
+    let gemms = linalg::with_threads(o.threads, || {
+        let mut rng = Rng::new(2);
+        shapes
+            .iter()
+            .map(|(name, r, inner, c, lt, rt)| {
+                let (r, inner, c) = (*r, *inner, *c);
+                let mut fill = |a, b| Mat::<T>::from_fn(a, b, |_, _| T::from_f64(rng.uniform() - 0.5));
+                let lhs = if *lt { fill(inner, r) } else { fill(r, inner) };
+                let rhs = if *rt { fill(c, inner) } else { fill(inner, c) };
+                let mut dst = Mat::<T>::zeros(r, c);
+                let seconds = time_min(5, || {
+                    let l = if *lt { lhs.transpose() } else { lhs.as_ref() };
+                    let rr = if *rt { rhs.transpose() } else { rhs.as_ref() };
+                    linalg::matmul(dst.as_mut(), Accum::Replace, l, rr, T::one(), par)
+                });
+                GemmTiming {
+                    name: name.clone(),
+                    shape: format!("{r}×{inner} · {inner}×{c}"),
+                    flops: 2.0 * (r * inner * c) as f64,
+                    seconds,
+                }
+            })
+            .collect::<Vec<_>>()
+    })?;
+    let opts = TrainOptions {
+        epochs: o.epochs,
+        batch_size: b,
+        threads: o.threads,
+        max_seconds: Some(o.max_seconds),
+        seed: o.seed,
+        ..TrainOptions::default()
+    };
+    let n_params = model.n_params();
+    let mut state = TrainState::new(model, opts);
+    let out = ae::train(&mut state, data, None, &mut Silent)?;
+    let batches_per_epoch = data.n_samples().div_ceil(b);
+    let batches_timed = state.epoch * batches_per_epoch + state.batch;
+    let seconds_per_epoch = out.seconds / batches_timed.max(1) as f64 * batches_per_epoch as f64;
+    let gemm_bound = gemms.iter().map(|g| g.seconds).sum::<f64>() * batches_per_epoch as f64;
+    Ok(AeBenchReport {
+        data: data.name.clone(),
+        n_samples: data.n_samples(),
+        architecture: o.architecture.kind().to_string(),
+        k: o.k,
+        batch_size: b,
+        threads: linalg::resolve_threads(o.threads),
+        dtype: T::NAME,
+        n_params,
+        gemms,
+        batches_timed,
+        batches_per_epoch,
+        seconds_per_epoch,
+        gemm_bound,
+        ratio: seconds_per_epoch / gemm_bound,
     })
 }

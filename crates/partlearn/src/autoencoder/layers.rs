@@ -6,8 +6,10 @@
 //! `F × (H_o·W_o·B)` already *is* the next layer's batch, and flattening is the identity on
 //! memory (it only changes the logical shape, as Keras' `Flatten` on channels-last tensors).
 //!
-//! Every layer's parameters and gradients are flat `Vec`s ([`Net::params`], [`Net::grads`]) so
-//! that optimizers, projections and model files treat all of them alike.
+//! Every layer's parameters are flat `Vec`s ([`Net::params`]) so that optimizers, projections and
+//! model files treat all of them alike. Gradients live outside the network (one set per worker,
+//! [`Net::grad_buffers`]), so that parts of a batch can be back-propagated in parallel through a
+//! shared network.
 
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
@@ -269,8 +271,6 @@ pub struct Net<T: Real> {
     pub layers: Vec<Layer>,
     /// Trainable tensors.
     pub params: Vec<Tensor<T>>,
-    /// Gradients, same shapes as `params` (overwritten by each [`Net::backward`]).
-    pub grads: Vec<Vec<T>>,
     /// Non-trainable state (batch-norm running statistics).
     pub state: Vec<Tensor<T>>,
     pub input: Shape,
@@ -316,7 +316,6 @@ impl<T: Real> Net<T> {
         let mut net = Net {
             layers: Vec::new(),
             params: Vec::new(),
-            grads: Vec::new(),
             state: Vec::new(),
             input,
         };
@@ -332,7 +331,6 @@ impl<T: Real> Net<T> {
                     data,
                 };
                 if trainable {
-                    net.grads.push(vec![T::zero(); t.data.len()]);
                     net.params.push(t);
                     params.push(net.params.len() - 1);
                 } else {
@@ -382,6 +380,22 @@ impl<T: Real> Net<T> {
     /// Layer specs (for model files).
     pub fn specs(&self) -> Vec<LayerSpec> {
         self.layers.iter().map(|l| l.spec).collect()
+    }
+
+    /// Zeroed gradient buffers, one per trainable tensor.
+    pub fn grad_buffers(&self) -> Vec<Vec<T>> {
+        self.params
+            .iter()
+            .map(|t| vec![T::zero(); t.data.len()])
+            .collect()
+    }
+
+    /// Whether a layer's output depends on the other samples of the batch (batch normalization
+    /// in training mode), so that a batch cannot be split across workers.
+    pub fn couples_batch(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|l| matches!(l.spec, LayerSpec::BatchNorm { .. }))
     }
 
     /// Number of trainable values.
@@ -476,10 +490,21 @@ impl<T: Real> Net<T> {
                     }
                     cache.inv_std[i] = inv;
                 }
-                LayerSpec::Flatten => out.copy_from_slice(input),
-                LayerSpec::Activation { act } => {
-                    out.copy_from_slice(input);
-                    act.forward(out);
+                // Flatten and activations take over the previous layer's output buffer instead
+                // of copying it, unless that layer is an activation: no other backward pass
+                // reads its layer's own output (dense and convolution layers read their inputs,
+                // batch normalization its normalized values).
+                LayerSpec::Flatten | LayerSpec::Activation { .. } => {
+                    let prev_is_act =
+                        i > 0 && matches!(self.layers[i - 1].spec, LayerSpec::Activation { .. });
+                    if i == 0 || prev_is_act {
+                        out.copy_from_slice(input);
+                    } else {
+                        std::mem::swap(&mut before[i - 1], out);
+                    }
+                    if let LayerSpec::Activation { act } = layer.spec {
+                        act.forward(out);
+                    }
                 }
             }
         }
@@ -508,15 +533,54 @@ impl<T: Real> Net<T> {
         }
     }
 
+    /// The matrix products one training step performs on a batch, forward then backward, as
+    /// `(name, rows, inner, cols, lhs transposed, rhs transposed)`; the first layer's input
+    /// gradient is skipped unless `input_grad` (as [`backward`](Net::backward) does).
+    pub fn gemm_shapes(
+        &self,
+        batch: usize,
+        input_grad: bool,
+    ) -> Vec<(String, usize, usize, usize, bool, bool)> {
+        let mut fwd = Vec::new();
+        let mut bwd = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            let need_dx = i > 0 || input_grad;
+            let (o, k, n, name) = match l.spec {
+                LayerSpec::Dense { outputs } => (
+                    outputs,
+                    l.input.len(),
+                    batch,
+                    format!("{i}: dense {}→{outputs}", l.input.len()),
+                ),
+                LayerSpec::Conv2d { filters, kernel, .. } => (
+                    filters,
+                    kernel * kernel * l.input.c,
+                    l.output.h * l.output.w * batch,
+                    format!("{i}: conv {}→{}", l.input, l.output),
+                ),
+                _ => continue,
+            };
+            fwd.push((format!("{name} forward"), o, k, n, false, false));
+            bwd.push((format!("{name} ∂W"), o, n, k, false, true));
+            if need_dx {
+                bwd.push((format!("{name} ∂input"), k, o, n, true, false));
+            }
+        }
+        bwd.reverse();
+        fwd.extend(bwd);
+        fwd
+    }
+
     /// Backward pass after [`forward`](Net::forward) with the same batch: `d_out` is the
     /// gradient of the loss with respect to the network's output; parameter gradients are
-    /// written to [`grads`](Net::grads) (overwriting). Returns the gradient with respect to the
+    /// written to `grads` (from [`grad_buffers`](Net::grad_buffers); overwritten). Returns the gradient with respect to the
     /// input when `input_grad` is set (first layers of a model need none).
     pub fn backward<'c>(
-        &mut self,
+        &self,
         x: &[T],
         d_out: &[T],
         cache: &'c mut Cache<T>,
+        grads: &mut [Vec<T>],
         input_grad: bool,
         par: Par,
     ) -> Option<&'c [T]> {
@@ -534,9 +598,9 @@ impl<T: Real> Net<T> {
                 LayerSpec::Dense { outputs } => {
                     let n_in = layer.input.len();
                     let (pw, pb) = (layer.params[0], layer.params[1]);
-                    row_sums(&d, outputs, &mut self.grads[pb]);
+                    row_sums(&d, outputs, &mut grads[pb]);
                     linalg::matmul(
-                        view_mut(&mut self.grads[pw], outputs, n_in),
+                        view_mut(&mut grads[pw], outputs, n_in),
                         Accum::Replace,
                         view(&d, outputs, batch),
                         view(input, n_in, batch).transpose(),
@@ -563,10 +627,10 @@ impl<T: Real> Net<T> {
                     let geo = ConvGeo::new(layer.input, layer.output, kernel, stride);
                     let (pw, pb) = (layer.params[0], layer.params[1]);
                     let np = geo.positions() * batch;
-                    row_sums(&d, filters, &mut self.grads[pb]);
+                    row_sums(&d, filters, &mut grads[pb]);
                     let cols = &mut cache.aux[i];
                     linalg::matmul(
-                        view_mut(&mut self.grads[pw], filters, geo.k()),
+                        view_mut(&mut grads[pw], filters, geo.k()),
                         Accum::Replace,
                         view(&d, filters, np),
                         view(cols, geo.k(), np).transpose(),
@@ -600,8 +664,8 @@ impl<T: Real> Net<T> {
                         }
                     }
                     for ch in 0..c {
-                        self.grads[pg][ch] = T::from_f64(dg[ch]);
-                        self.grads[pbeta][ch] = T::from_f64(db[ch]);
+                        grads[pg][ch] = T::from_f64(dg[ch]);
+                        grads[pbeta][ch] = T::from_f64(db[ch]);
                     }
                     if need_dx {
                         // Training-mode normalization: dx = γ·inv/N·(N·dy − Σdy − x̂·Σ(dy·x̂)).
@@ -792,8 +856,11 @@ mod tests {
         let r: Vec<f64> = (0..net.output().len() * batch).map(|_| rng.normal()).collect();
         let mut cache = Cache::default();
         net.forward(&x, batch, true, &mut cache, Par::Seq);
-        let dx = net.backward(&x, &r, &mut cache, true, Par::Seq).unwrap().to_vec();
-        let grads = net.grads.clone();
+        let mut grads = net.grad_buffers();
+        let dx = net
+            .backward(&x, &r, &mut cache, &mut grads, true, Par::Seq)
+            .unwrap()
+            .to_vec();
         let h = 1e-6;
         let mut worst = (0.0f64, 0.0, 0.0);
         let mut rel = |analytic: f64, numeric: f64| {
@@ -885,6 +952,25 @@ mod tests {
             ],
             3,
             2,
+        );
+        // An activation followed by flatten and another activation (buffer hand-over rules).
+        check_gradients(
+            Shape { h: 4, w: 4, c: 2 },
+            &[
+                LayerSpec::Conv2d {
+                    filters: 3,
+                    kernel: 2,
+                    stride: 2,
+                },
+                LayerSpec::Activation { act: Act::Sigmoid },
+                LayerSpec::Flatten,
+                LayerSpec::Activation {
+                    act: Act::LeakyRelu { slope: 0.1 },
+                },
+                LayerSpec::Dense { outputs: 4 },
+            ],
+            2,
+            3,
         );
     }
 

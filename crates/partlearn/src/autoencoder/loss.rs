@@ -178,10 +178,17 @@ impl LossTerms {
 const BCE_EPS: f64 = 1e-7;
 const KL_CLIP: f64 = 1e-7;
 
-/// Reconstruction term of a batch `x`, `xhat` (`n × batch`, column-major) and its gradient
-/// `∂L/∂x̂` written to `grad`. Returns `((1/M)Σ ℓ_i, Σ‖x̂ − x‖²)`.
-pub fn reconstruction<T: Real>(spec: &LossSpec, n: usize, x: &[T], xhat: &[T], grad: &mut [T]) -> (f64, f64) {
-    let batch = x.len() / n;
+/// Reconstruction term of samples `x`, `xhat` (`n × ·`, column-major) that belong to a batch of
+/// `batch` samples, and its gradient `∂L/∂x̂` written to `grad`. Returns
+/// `((1/M)Σ ℓ_i, Σ‖x̂ − x‖²)` over the given samples (`M = batch`).
+pub fn reconstruction<T: Real>(
+    spec: &LossSpec,
+    n: usize,
+    batch: usize,
+    x: &[T],
+    xhat: &[T],
+    grad: &mut [T],
+) -> (f64, f64) {
     let scale = match spec.reduction {
         Reduction::Mean => 1.0 / (n as f64 * batch as f64),
         Reduction::Sum => 1.0 / batch as f64,
@@ -191,11 +198,28 @@ pub fn reconstruction<T: Real>(spec: &LossSpec, n: usize, x: &[T], xhat: &[T], g
     match spec.reconstruction {
         RecLoss::Mse => {
             let g = T::from_f64(2.0 * scale);
-            for ((gr, &a), &b) in grad.iter_mut().zip(xhat).zip(x) {
-                let d = a - b;
-                sq += (d * d).to_f64();
-                *gr = g * d;
-            }
+            // Per sample: eight partial sums in T (vectorizes), then the sample's sum in f64.
+            crate::linalg::kernels::dispatch(|| {
+                for ((gc, ac), bc) in grad.chunks_mut(n).zip(xhat.chunks(n)).zip(x.chunks(n)) {
+                    let mut acc = [T::zero(); 8];
+                    let mut i = 0;
+                    while i + 8 <= n {
+                        for l in 0..8 {
+                            let d = ac[i + l] - bc[i + l];
+                            acc[l] = acc[l] + d * d;
+                            gc[i + l] = g * d;
+                        }
+                        i += 8;
+                    }
+                    let mut col = acc.iter().fold(0.0f64, |s, &v| s + v.to_f64());
+                    for j in i..n {
+                        let d = ac[j] - bc[j];
+                        col += (d * d).to_f64();
+                        gc[j] = g * d;
+                    }
+                    sq += col;
+                }
+            });
             loss = sq * scale;
         }
         RecLoss::Bce => {
@@ -419,7 +443,7 @@ mod tests {
                     reduction,
                     ..LossSpec::default()
                 };
-                fd_check(&|xh, g| reconstruction(&sp, n, &x, xh, g).0, &xh);
+                fd_check(&|xh, g| reconstruction(&sp, n, batch, &x, xh, g).0, &xh);
             }
         }
         // Mean and sum differ by the number of pixels; MSE's squared error is reported as such.
@@ -429,8 +453,8 @@ mod tests {
             reduction: Reduction::Sum,
             ..mean
         };
-        let (lm, sq) = reconstruction(&mean, n, &x, &xh, &mut g);
-        let (ls, _) = reconstruction(&sum, n, &x, &xh, &mut g);
+        let (lm, sq) = reconstruction(&mean, n, batch, &x, &xh, &mut g);
+        let (ls, _) = reconstruction(&sum, n, batch, &x, &xh, &mut g);
         assert!((ls - n as f64 * lm).abs() < 1e-12);
         let direct: f64 = x.iter().zip(&xh).map(|(a, b)| (a - b) * (a - b)).sum();
         assert!((sq - direct).abs() < 1e-12 && (lm - direct / (n * batch) as f64).abs() < 1e-12);

@@ -174,11 +174,13 @@ impl<T: Real> Autoencoder<T> {
 
     /// `W_d ← max(W_d, 0)` (§6.4, the reference's projection).
     pub fn project_decoder(&mut self) {
-        for w in &mut self.decoder.params[0].data {
-            if *w < T::zero() {
-                *w = T::zero();
+        // `max` (not a compare-and-store) so that the loop vectorizes.
+        let w = &mut self.decoder.params[0].data;
+        crate::linalg::kernels::dispatch(|| {
+            for v in w.iter_mut() {
+                *v = v.max(T::zero());
             }
-        }
+        });
     }
 
     /// Fraction of decoder weights below zero.

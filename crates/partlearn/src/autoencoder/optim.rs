@@ -185,8 +185,15 @@ impl<T: Real> Optimizer<T> {
 
     /// Updates tensor `i` (`w`) with its gradient `g`; `lr_factor` comes from the schedule.
     pub fn update(&mut self, i: usize, w: &mut [T], g: &[T], lr_factor: f64) {
+        let (spec, t) = (self.spec, self.t);
         let bufs = &mut self.buffers[i];
-        match self.spec {
+        // Elementwise (+, ×, ÷, √ are exactly rounded): the AVX2 build gives the same bits.
+        crate::linalg::kernels::dispatch(|| Self::update_inner(spec, t, bufs, w, g, lr_factor));
+    }
+
+    #[inline(always)]
+    fn update_inner(spec: OptimizerSpec, t: u64, bufs: &mut [Vec<T>], w: &mut [T], g: &[T], lr_factor: f64) {
+        match spec {
             OptimizerSpec::Sgd {
                 lr,
                 momentum,
@@ -205,7 +212,7 @@ impl<T: Real> Optimizer<T> {
                 beta2,
                 eps,
             } => {
-                let t = self.t as i32;
+                let t = t as i32;
                 let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
                 let (b1, b2) = (T::from_f64(beta1), T::from_f64(beta2));
                 let (ob1, ob2) = (T::one() - b1, T::one() - b2);

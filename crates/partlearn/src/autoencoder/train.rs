@@ -352,13 +352,57 @@ fn validation_mse<T: Real>(model: &Autoencoder<T>, data: &Dataset<T>, idx: &[usi
     sq / (idx.len() * m) as f64
 }
 
-/// Buffers reused by every batch.
+/// Batches of models without batch normalization are split into this many parts that are
+/// back-propagated in parallel (one worker each, sequential GEMMs: faer does not parallelize
+/// products as small as one batch's) and whose gradients are summed in a fixed order, so the
+/// result is the same for any thread count. Models with batch normalization take the batch
+/// whole (its statistics couple the samples) and parallelize inside their larger GEMMs.
+const PARTS: usize = 2;
+
+/// Buffers of one part of a batch.
 #[derive(Debug, Default)]
-struct Workspace<T> {
+struct Part<T> {
     enc: Cache<T>,
     dec: Cache<T>,
     d_xhat: Vec<T>,
     dh: Vec<T>,
+    enc_grads: Vec<Vec<T>>,
+    dec_grads: Vec<Vec<T>>,
+    rec: f64,
+    sq: f64,
+}
+
+/// Buffers reused by every batch; `grads` holds the batch's gradient of every trainable tensor
+/// (encoder, then decoder: the optimizer's order).
+#[derive(Debug, Default)]
+struct Workspace<T> {
+    parts: Vec<Part<T>>,
+    h: Vec<T>,
+    dh: Vec<T>,
+    grads: Vec<Vec<T>>,
+}
+
+impl<T: Real> Workspace<T> {
+    fn new(model: &Autoencoder<T>) -> Self {
+        let n = if model.encoder.couples_batch() { 1 } else { PARTS };
+        Workspace {
+            parts: (0..n)
+                .map(|_| Part {
+                    enc_grads: model.encoder.grad_buffers(),
+                    dec_grads: model.decoder.grad_buffers(),
+                    ..Part::default()
+                })
+                .collect(),
+            h: Vec::new(),
+            dh: Vec::new(),
+            grads: model
+                .encoder
+                .grad_buffers()
+                .into_iter()
+                .chain(model.decoder.grad_buffers())
+                .collect(),
+        }
+    }
 }
 
 /// A batch's loss terms and summed code activation.
@@ -368,39 +412,86 @@ struct BatchTerms {
 }
 
 /// Forward and backward pass of one batch `xb` (`n_features × b`, training mode): the loss
-/// terms of §6.2 and every parameter's gradient in the networks' `grads`. Batch-norm running
-/// statistics are not touched (see [`super::layers::Net::update_running`]).
+/// terms of §6.2 and every parameter's gradient in `ws.grads`. The sparsity penalty is computed
+/// on the whole batch (its `ρ̂` couples the samples) between the two halves of the pass.
+/// Batch-norm running statistics are not touched (see [`super::layers::Net::update_running`]).
 fn gradients<T: Real>(
-    model: &mut Autoencoder<T>,
+    model: &Autoencoder<T>,
     spec: &LossSpec,
     xb: &[T],
     b: usize,
     ws: &mut Workspace<T>,
     par: Par,
 ) -> BatchTerms {
+    use rayon::prelude::*;
     let (m, k) = (model.spec.n_features, model.spec.k);
-    model.encoder.forward(xb, b, true, &mut ws.enc, par);
-    let h = ws.enc.outs.last().map(Vec::as_slice).unwrap_or(&[]);
-    model.decoder.forward(h, b, true, &mut ws.dec, par);
-    let xhat = ws.dec.outs.last().map(Vec::as_slice).unwrap_or(&[]);
-    ws.d_xhat.resize(xhat.len(), T::zero());
-    let (reconstruction, sq_error) = loss::reconstruction(spec, m, xb, xhat, &mut ws.d_xhat);
-    let dh_dec = model
-        .decoder
-        .backward(h, &ws.d_xhat, &mut ws.dec, true, par)
-        .unwrap_or(&[]);
-    ws.dh.clear();
-    ws.dh.extend_from_slice(dh_dec);
-    let sparsity = loss::sparsity(spec, k, h, &mut ws.dh);
+    let n_parts = ws.parts.len().min(b).max(1);
+    let inner = if ws.parts.len() > 1 { Par::Seq } else { par };
+    let bounds: Vec<(usize, usize)> = (0..n_parts)
+        .map(|p| (p * b / n_parts, (p + 1) * b / n_parts))
+        .collect();
+    let Workspace { parts, h, dh, grads } = ws;
+    let parts = &mut parts[..n_parts];
+    parts.par_iter_mut().zip(&bounds).for_each(|(part, &(s, e))| {
+        let x = &xb[s * m..e * m];
+        model.encoder.forward(x, e - s, true, &mut part.enc, inner);
+        let h = part.enc.outs.last().map(Vec::as_slice).unwrap_or(&[]);
+        model.decoder.forward(h, e - s, true, &mut part.dec, inner);
+        let xhat = part.dec.outs.last().map(Vec::as_slice).unwrap_or(&[]);
+        part.d_xhat.resize(xhat.len(), T::zero());
+        (part.rec, part.sq) = loss::reconstruction(spec, m, b, x, xhat, &mut part.d_xhat);
+        let d = model
+            .decoder
+            .backward(h, &part.d_xhat, &mut part.dec, &mut part.dec_grads, true, inner)
+            .unwrap_or(&[]);
+        part.dh.clear();
+        part.dh.extend_from_slice(d);
+    });
+    h.clear();
+    dh.clear();
+    for part in parts.iter() {
+        h.extend_from_slice(part.enc.outs.last().map(Vec::as_slice).unwrap_or(&[]));
+        dh.extend_from_slice(&part.dh);
+    }
+    let sparsity = loss::sparsity(spec, k, h, dh);
     let activation: f64 = h.iter().map(|&v| v.to_f64()).sum();
-    let decay = loss::decay(spec, &model.decoder.params[0].data, &mut model.decoder.grads[0]);
-    model.encoder.backward(xb, &ws.dh, &mut ws.enc, false, par);
+    let dh: &[T] = dh;
+    parts.par_iter_mut().zip(&bounds).for_each(|(part, &(s, e))| {
+        let x = &xb[s * m..e * m];
+        model.encoder.backward(
+            x,
+            &dh[s * k..e * k],
+            &mut part.enc,
+            &mut part.enc_grads,
+            false,
+            inner,
+        );
+    });
+    // Sum the parts' gradients in part order.
+    let n_enc = model.encoder.params.len();
+    fn part_grad<T>(p: &Part<T>, i: usize, n_enc: usize) -> &[T] {
+        if i < n_enc {
+            &p.enc_grads[i]
+        } else {
+            &p.dec_grads[i - n_enc]
+        }
+    }
+    for (i, g) in grads.iter_mut().enumerate() {
+        let part_grad = |p| part_grad(p, i, n_enc);
+        g.copy_from_slice(part_grad(&parts[0]));
+        for part in &parts[1..] {
+            for (a, &v) in g.iter_mut().zip(part_grad(part)) {
+                *a = *a + v;
+            }
+        }
+    }
+    let decay = loss::decay(spec, &model.decoder.params[0].data, &mut grads[n_enc]);
     BatchTerms {
         terms: LossTerms {
-            reconstruction,
+            reconstruction: parts.iter().map(|p| p.rec).sum(),
             sparsity,
             decay,
-            sq_error,
+            sq_error: parts.iter().map(|p| p.sq).sum(),
         },
         activation,
     }
@@ -440,7 +531,7 @@ fn train_inner<T: Real>(
         .sqrt();
     let batches_per_epoch = train_idx.len().div_ceil(opts.batch_size);
     let total_batches = batches_per_epoch * opts.epochs;
-    let mut ws = Workspace::default();
+    let mut ws = Workspace::new(&state.model);
     let mut xb = Vec::new();
     let mut warnings = Vec::new();
     let elapsed = |state: &TrainState<T>| state.seconds + start.elapsed().as_secs_f64();
@@ -463,7 +554,9 @@ fn train_inner<T: Real>(
             }
             let model = &mut state.model;
             let t = gradients(model, &opts.loss, &xb, b, &mut ws, par);
-            model.encoder.update_running(&ws.enc);
+            if let [part] = ws.parts.as_slice() {
+                model.encoder.update_running(&part.enc);
+            }
             let total = t.terms.total();
             if !total.is_finite() {
                 return Err(Error::Numerical {
@@ -472,13 +565,12 @@ fn train_inner<T: Real>(
                 });
             }
             state.optimizer.begin_step();
-            let grads = model.encoder.grads.iter().chain(&model.decoder.grads);
             let params = model
                 .encoder
                 .params
                 .iter_mut()
                 .chain(model.decoder.params.iter_mut());
-            for (i, (p, g)) in params.zip(grads).enumerate() {
+            for (i, (p, g)) in params.zip(&ws.grads).enumerate() {
                 state.optimizer.update(i, &mut p.data, g, lr_factor);
             }
             if opts.nonneg == NonNeg::Project {
@@ -724,20 +816,14 @@ mod tests {
 
     /// The batch loss as a function of every parameter, for finite differences.
     fn loss_of(model: &mut Autoencoder<f64>, spec: &LossSpec, xb: &[f64], b: usize) -> f64 {
-        let mut ws = Workspace::default();
+        let mut ws = Workspace::new(model);
         gradients(model, spec, xb, b, &mut ws, Par::Seq).terms.total()
     }
 
     fn check_whole_loss(model: &mut Autoencoder<f64>, spec: &LossSpec, xb: &[f64], b: usize, what: &str) {
-        let mut ws = Workspace::default();
+        let mut ws = Workspace::new(model);
         gradients(model, spec, xb, b, &mut ws, Par::Seq);
-        let grads: Vec<Vec<f64>> = model
-            .encoder
-            .grads
-            .iter()
-            .chain(&model.decoder.grads)
-            .cloned()
-            .collect();
+        let grads = ws.grads.clone();
         let h = 1e-6;
         let n_enc = model.encoder.params.len();
         for (p, g) in grads.iter().enumerate() {

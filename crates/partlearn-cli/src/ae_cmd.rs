@@ -1,0 +1,334 @@
+//! `partlearn fit ae` and `partlearn fit asym-ae`: maps flags to the library's auto-encoder
+//! options, trains with a progress bar (batches, ETA), keeps `RUN/checkpoint.safetensors` up to
+//! date for `--resume`, and writes the run folder.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use partlearn::autoencoder::{
+    self, load_checkpoint, Act, AeSpec, Architecture, Autoencoder, LossSpec, NonNeg, OptimizerSpec, RecLoss,
+    Reduction, Schedule, Sparsity, TrainOptions, TrainState,
+};
+use partlearn::data::Dataset;
+use partlearn::io::{self, RunDir};
+use partlearn::observe::StopReason;
+use partlearn::protocol::PartModel;
+use partlearn::{Real, Rng};
+use serde::Serialize;
+
+use crate::fit::{default_out, write_figures, DataRecord, RunArgs};
+use crate::progress::{interrupt_flag, EpochProgress};
+use crate::{DataArgs, Dtype, Exit};
+
+/// File name of the training checkpoint inside a run folder.
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+
+#[derive(Args, Debug, Clone)]
+pub struct AeArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Code size (number of atoms).
+    #[arg(short = 'k', long = "k", default_value_t = 100)]
+    pub k: usize,
+    /// Decoder activation: leaky-relu (slope 0.1, the reference), leaky-relu:SLOPE, sigmoid, relu, identity.
+    #[arg(long, default_value = "leaky-relu")]
+    pub decoder_activation: String,
+    /// Reconstruction loss: mse or bce (needs --decoder-activation sigmoid).
+    #[arg(long, default_value = "mse")]
+    pub loss: String,
+    /// Per-image reduction of the reconstruction loss: mean over pixels (Keras, the reference) or sum.
+    #[arg(long, default_value = "mean")]
+    pub reduction: String,
+    /// Sparsity penalty: kl, l2, eps-l1[:EPS], log (on the mean activation, target --p), l1 (on the codes), hoyer[:TARGET], none.
+    #[arg(long, default_value = "kl")]
+    pub sparsity: String,
+    /// Target mean activation of the code units.
+    #[arg(long, default_value_t = 0.05)]
+    pub p: f64,
+    /// Weight of the sparsity penalty.
+    #[arg(long, default_value_t = 1e-3)]
+    pub beta: f64,
+    /// Non-negativity of the decoder: project (clip at 0 after every step) or none.
+    #[arg(long, default_value = "project")]
+    pub nonneg: String,
+    /// Asymmetric weight decay λ on the decoder weights (NCAE; 0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub decay_lambda: f64,
+    /// Decay factor α of the positive decoder weights (0: only negative weights decay).
+    #[arg(long, default_value_t = 0.0)]
+    pub decay_alpha: f64,
+    /// Optimizer: adadelta (the reference; lr 1.0), adam (lr 1e-3) or sgd (momentum 0.9, lr 0.01).
+    #[arg(long, default_value = "adadelta")]
+    pub optimizer: String,
+    /// Learning rate (default: the optimizer's).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Learning-rate schedule: constant, step:EVERY:FACTOR, exp:GAMMA, cosine.
+    #[arg(long, default_value = "constant")]
+    pub lr_schedule: String,
+    /// Epochs (with --resume: the new total; default 50, or the checkpoint's).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Fraction of the samples held out for the validation MSE (seeded random subset).
+    #[arg(long, default_value_t = 0.0)]
+    pub val_fraction: f64,
+    /// Early stopping: stop when the validation MSE has not improved for this many epochs (keeps the best epoch's weights).
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Do not shuffle the samples between epochs.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Update RUN/checkpoint.safetensors every N epochs (it is always written at the end and on Ctrl-C).
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+    /// Continue the interrupted (or finished) run in this folder with its stored options; only --epochs, --threads and --max-seconds apply.
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<PathBuf>,
+    /// Time budget of this session in seconds (the run can be resumed).
+    #[arg(long)]
+    pub max_seconds: Option<f64>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl AeArgs {
+    /// The training options the flags describe.
+    pub fn train_options(&self) -> Result<TrainOptions> {
+        let loss = LossSpec {
+            reconstruction: match self.loss.as_str() {
+                "mse" => RecLoss::Mse,
+                "bce" => RecLoss::Bce,
+                other => anyhow::bail!("invalid --loss '{other}': use mse or bce"),
+            },
+            reduction: match self.reduction.as_str() {
+                "mean" => Reduction::Mean,
+                "sum" => Reduction::Sum,
+                other => {
+                    anyhow::bail!("invalid --reduction '{other}': use mean (per-pixel, the reference) or sum")
+                }
+            },
+            sparsity: Sparsity::parse(&self.sparsity)?,
+            p: self.p,
+            beta: self.beta,
+            decay_lambda: self.decay_lambda,
+            decay_alpha: self.decay_alpha,
+        };
+        Ok(TrainOptions {
+            epochs: self.epochs.unwrap_or(50),
+            batch_size: self.batch_size,
+            optimizer: OptimizerSpec::named(&self.optimizer, self.lr)?,
+            schedule: Schedule::parse(&self.lr_schedule)?,
+            loss,
+            nonneg: self.nonneg.parse::<NonNeg>()?,
+            val_fraction: self.val_fraction,
+            patience: self.patience,
+            shuffle: !self.no_shuffle,
+            seed: self.run.seed,
+            threads: self.run.threads,
+            max_seconds: self.max_seconds,
+            checkpoint_every: self.checkpoint_every,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct AeRunRecord<'a> {
+    method: &'static str,
+    partlearn_version: &'static str,
+    command: Vec<String>,
+    created_unix: u64,
+    dtype: &'static str,
+    threads: usize,
+    data: DataRecord,
+    architecture: &'a AeSpec,
+    n_params: usize,
+    options: &'a TrainOptions,
+    epochs: usize,
+    stop_reason: StopReason,
+    loss: Option<f64>,
+    train_mse: Option<f64>,
+    val_mse: Option<f64>,
+    seconds: f64,
+    seconds_per_epoch: Option<f64>,
+    resumed_from_epoch: Option<usize>,
+    warnings: &'a [String],
+}
+
+pub fn run(arch: Architecture, a: &AeArgs) -> Result<()> {
+    match a.run.dtype {
+        Dtype::F32 => fit_ae::<f32>(arch, a),
+        Dtype::F64 => fit_ae::<f64>(arch, a),
+    }
+}
+
+fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
+    let data = a.data.load::<T>()?;
+    let (mut state, out, resumed_from) = match &a.resume {
+        Some(dir) => {
+            let path = dir.join(CHECKPOINT_FILE);
+            if !path.is_file() {
+                anyhow::bail!(
+                    "{}: no {CHECKPOINT_FILE} to resume from; give the folder of a `partlearn fit ae` run (interrupted or finished)",
+                    dir.display()
+                );
+            }
+            let mut st = load_checkpoint::<T>(&path, a.run.threads, a.max_seconds)?;
+            if st.model.spec.architecture != arch {
+                anyhow::bail!(
+                    "{} holds a {} model; resume it with `partlearn fit {}`",
+                    dir.display(),
+                    st.model.spec.architecture.kind(),
+                    st.model.spec.architecture.kind()
+                );
+            }
+            if let Some(e) = a.epochs {
+                st.options.epochs = e;
+            }
+            if st.epoch >= st.options.epochs {
+                anyhow::bail!(
+                    "the run in {} has done all its {} epochs; give a larger --epochs to train longer",
+                    dir.display(),
+                    st.options.epochs
+                );
+            }
+            let from = st.epoch;
+            (st, dir.clone(), Some(from))
+        }
+        None => {
+            let options = a.train_options()?;
+            let act = Act::parse(&a.decoder_activation)?;
+            let spec = AeSpec::new(arch, a.k, data.n_features(), data.image_shape, act)?;
+            let model = Autoencoder::<T>::new(spec, data.image_shape, &mut Rng::new(a.run.seed))?;
+            let out = a
+                .run
+                .out
+                .clone()
+                .unwrap_or_else(|| default_out(arch.kind(), &a.data.spec, a.k));
+            (TrainState::new(model, options), out, None)
+        }
+    };
+    state.options.validate(&state.model, &data)?;
+    // A resumed run replaces its own folder; a new one needs a free folder or --force.
+    let run_dir = RunDir::create(&out, a.run.force || resumed_from.is_some())?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let checkpoint = out.join(CHECKPOINT_FILE);
+
+    let stop = interrupt_flag();
+    let mut progress = EpochProgress::new(a.run.quiet, stop.clone());
+    let result = autoencoder::train(&mut state, &data, Some(&checkpoint), &mut progress);
+    progress.finish();
+    let outcome = result?;
+    finish(a, arch, &data, state, outcome, run_dir, &checkpoint, resumed_from)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish<T: Real>(
+    a: &AeArgs,
+    arch: Architecture,
+    data: &Dataset<T>,
+    state: TrainState<T>,
+    outcome: autoencoder::TrainOutcome,
+    run_dir: RunDir,
+    checkpoint: &Path,
+    resumed_from: Option<usize>,
+) -> Result<()> {
+    let model = &state.model;
+    let (tensors, meta) = model.to_tensors()?;
+    run_dir.write(
+        io::run::MODEL_FILE,
+        &io::tensors::safetensors_bytes(&tensors, &meta)?,
+    )?;
+    run_dir.write(io::run::HISTORY_FILE, &io::to_json_lines(&state.history)?)?;
+    let last = state.history.last();
+    let sessions_epochs = state.epoch - resumed_from.unwrap_or(0);
+    let record = AeRunRecord {
+        method: arch.kind(),
+        partlearn_version: env!("CARGO_PKG_VERSION"),
+        command: std::env::args().collect(),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        dtype: T::NAME,
+        threads: partlearn::linalg::resolve_threads(a.run.threads),
+        data: DataRecord::new(&a.data, data),
+        architecture: &model.spec,
+        n_params: model.n_params(),
+        options: &state.options,
+        epochs: state.epoch,
+        stop_reason: outcome.stop_reason,
+        loss: last.map(|r| r.loss),
+        train_mse: last.map(|r| r.train_mse),
+        val_mse: last.and_then(|r| r.val_mse),
+        seconds: outcome.seconds,
+        seconds_per_epoch: (state.epoch > 0).then(|| outcome.seconds / state.epoch as f64),
+        resumed_from_epoch: resumed_from,
+        warnings: &outcome.warnings,
+    };
+    run_dir.write_json(io::run::RUN_FILE, &record)?;
+    if let Some(shape) = data.image_shape {
+        // Usage order and reconstructions from (at most) the first 2,000 samples.
+        let sample = data.first(data.n_samples().min(2000));
+        let codes = model.encode(sample.x(), a.run.threads)?;
+        write_figures(&run_dir, model, codes.as_ref(), &sample, shape)?;
+    }
+    // The checkpoint moves into the new run folder (the target must be free for the commit).
+    std::fs::rename(checkpoint, run_dir.path_of(CHECKPOINT_FILE))
+        .with_context(|| format!("moving {} into the run", checkpoint.display()))?;
+    if let Some(dir) = checkpoint.parent() {
+        // Only our checkpoint was there for a new run: an empty folder is replaced by the commit.
+        let _ = std::fs::remove_dir(dir);
+    }
+    let path = run_dir.commit()?;
+
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
+    if a.run.json {
+        let summary = serde_json::json!({
+            "run": path,
+            "method": arch.kind(),
+            "epochs": state.epoch,
+            "stop_reason": outcome.stop_reason,
+            "loss": last.map(|r| r.loss),
+            "train_mse": last.map(|r| r.train_mse),
+            "val_mse": last.and_then(|r| r.val_mse),
+            "seconds": outcome.seconds,
+            "warnings": outcome.warnings,
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !a.run.quiet {
+        println!(
+            "{} k={} on {} ({} × {}): {} epochs{} ({}), loss {:.6}, train MSE {:.5}{}, {:.1} s",
+            arch.kind(),
+            model.spec.k,
+            data.name,
+            data.n_samples(),
+            data.n_features(),
+            state.epoch,
+            resumed_from.map_or(String::new(), |e| format!(
+                " (resumed at {e}, {sessions_epochs} now)"
+            )),
+            outcome.stop_reason,
+            last.map_or(f64::NAN, |r| r.loss),
+            last.map_or(f64::NAN, |r| r.train_mse),
+            last.and_then(|r| r.val_mse)
+                .map_or(String::new(), |v| format!(", validation MSE {v:.5}")),
+            outcome.seconds
+        );
+        println!("wrote {}", path.display());
+    }
+    if outcome.stop_reason == StopReason::Interrupted {
+        eprintln!(
+            "interrupted: saved to {}; continue with `partlearn fit {} --data {} --resume {}`",
+            path.display(),
+            arch.kind(),
+            a.data.spec,
+            path.display()
+        );
+        return Err(Exit::Interrupted.into());
+    }
+    Ok(())
+}
