@@ -17,7 +17,7 @@ use partlearn::sweep::{plots, table_csv, SweepPoint};
 
 #[derive(Args, Debug)]
 pub struct SweepArgs {
-    /// The method to sweep: nmf or sparse-nmf.
+    /// The method to sweep: nmf, sparse-nmf, ae or asym-ae.
     pub method: String,
     /// Training data (as for `fit`).
     #[arg(long = "data", value_name = "DATA")]
@@ -46,8 +46,21 @@ pub struct SweepArgs {
     /// nmf: L1 share of the penalty.
     #[arg(long, default_value_t = 1.0)]
     pub l1_ratio: f64,
+    /// ae, asym-ae: comma-separated target mean activations p.
+    #[arg(long, value_delimiter = ',')]
+    pub p: Vec<f64>,
+    /// ae, asym-ae: comma-separated sparsity weights β.
+    #[arg(long, value_delimiter = ',')]
+    pub beta: Vec<f64>,
+    /// nmf, sparse-nmf: iterations per point.
     #[arg(long, default_value_t = 200)]
     pub max_iter: usize,
+    /// ae, asym-ae: epochs per point.
+    #[arg(long, default_value_t = 50)]
+    pub epochs: usize,
+    /// More flags for every fit, e.g. "--optimizer adam --reduction sum".
+    #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
+    pub fit_args: Option<String>,
     /// Skip the SVM protocol in the evaluations.
     #[arg(long)]
     pub no_svm: bool,
@@ -70,7 +83,7 @@ fn grid(a: &SweepArgs) -> Result<Vec<Point>> {
     let mut axes: Vec<(&'static str, Vec<f64>)> = vec![("k", a.k.iter().map(|&k| k as f64).collect())];
     match a.method.as_str() {
         "nmf" => {
-            if !a.code_sparsity.is_empty() || !a.atom_sparsity.is_empty() {
+            if !a.code_sparsity.is_empty() || !a.atom_sparsity.is_empty() || !a.p.is_empty() || !a.beta.is_empty() {
                 anyhow::bail!(
                     "--code-sparsity/--atom-sparsity belong to sparse-nmf; sweep nmf over -k and --alpha-w"
                 );
@@ -80,7 +93,7 @@ fn grid(a: &SweepArgs) -> Result<Vec<Point>> {
             }
         }
         "sparse-nmf" => {
-            if !a.alpha_w.is_empty() {
+            if !a.alpha_w.is_empty() || !a.p.is_empty() || !a.beta.is_empty() {
                 anyhow::bail!(
                     "--alpha-w belongs to nmf; sweep sparse-nmf over -k, --code-sparsity and --atom-sparsity"
                 );
@@ -92,7 +105,18 @@ fn grid(a: &SweepArgs) -> Result<Vec<Point>> {
                 axes.push(("atom-sparsity", a.atom_sparsity.clone()));
             }
         }
-        m => anyhow::bail!("cannot sweep '{m}': use nmf or sparse-nmf"),
+        "ae" | "asym-ae" => {
+            if !a.alpha_w.is_empty() || !a.code_sparsity.is_empty() || !a.atom_sparsity.is_empty() {
+                anyhow::bail!("{} sweeps over -k, --p and --beta", a.method);
+            }
+            if !a.p.is_empty() {
+                axes.push(("p", a.p.clone()));
+            }
+            if !a.beta.is_empty() {
+                axes.push(("beta", a.beta.clone()));
+            }
+        }
+        m => anyhow::bail!("cannot sweep '{m}': use nmf, sparse-nmf, ae or asym-ae"),
     }
     let mut points: Vec<Point> = vec![vec![]];
     for (name, vals) in &axes {
@@ -169,9 +193,15 @@ fn fit_point(a: &SweepArgs, p: &Point, dir: &Path) -> Result<()> {
     if a.method == "nmf" && p.iter().any(|(n, _)| *n == "alpha-w") {
         args.extend(["--l1-ratio".into(), a.l1_ratio.to_string()]);
     }
+    if a.method.ends_with("ae") {
+        args.extend(["--epochs".into(), a.epochs.to_string()]);
+    } else {
+        args.extend(["--max-iter".into(), a.max_iter.to_string()]);
+    }
+    if let Some(extra) = &a.fit_args {
+        args.extend(extra.split_whitespace().map(String::from));
+    }
     args.extend([
-        "--max-iter".into(),
-        a.max_iter.to_string(),
         "--threads".into(),
         a.threads.to_string(),
         "--seed".into(),
@@ -224,8 +254,8 @@ fn write_outputs(a: &SweepArgs, grid: &[Point], done: &[SweepPoint]) -> Result<(
     let io = |p: PathBuf, bytes: &[u8]| partlearn::io::write_atomic(&p, bytes);
     io(a.out.join("sweep.csv"), table_csv(done).as_bytes())?;
     io(a.out.join("sweep.json"), &partlearn::io::to_json_pretty(done)?)?;
-    // x axis: the first varying parameter among (sparsity, penalty, k); curves: the next one.
-    let order = ["code-sparsity", "atom-sparsity", "alpha-w", "k"];
+    // x axis: the first varying parameter among (sparsity, penalty, β, p, k); curves: the next one.
+    let order = ["code-sparsity", "atom-sparsity", "alpha-w", "beta", "p", "k"];
     let varying: Vec<&str> = order
         .iter()
         .copied()

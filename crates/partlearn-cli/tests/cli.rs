@@ -890,3 +890,25 @@ fn asym_ae_trains_on_a_fashion_mnist_slice() {
     assert!(m["reconstruction"]["mse"].as_f64().unwrap() < 0.2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sweep_ae_over_beta_and_p() {
+    let dir = temp_dir("sweep-ae");
+    let out = dir.join("sweep");
+    assert_ok(&run(&[
+        "sweep", "ae", "--data", "swimmer", "-k", "8", "--p", "0.1,0.3", "--beta", "0,0.5", "--epochs", "2",
+        "--fit-args", "--optimizer adam --batch-size 64", "--no-svm", "--quiet", "--out", s(&out),
+    ]));
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(out.join("figures/hoyer_vs_beta.png").is_file());
+    let meta = read_json(&out.join("ae-k8-p0.3-beta0.5").join("run.json"));
+    assert_eq!(meta["options"]["loss"]["beta"], 0.5);
+    assert_eq!(meta["options"]["optimizer"]["kind"], "adam");
+    assert_eq!(meta["epochs"], 2);
+    assert_user_error(
+        &run(&["sweep", "ae", "--data", "swimmer", "--alpha-w", "0.1", "--out", s(&out)]),
+        &["--beta"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
