@@ -66,7 +66,8 @@ impl ReportRun {
 }
 
 /// The columns of the metrics table: header and JSON pointer into run.json (`run:`) or
-/// metrics.json (`metrics:`), with the number of decimals shown.
+/// metrics.json (`metrics:`) (NMF runs count iterations, auto-encoders epochs), with the number
+/// of decimals shown.
 const COLUMNS: &[(&str, &str, usize)] = &[
     ("method", "run:/method", 0),
     ("data (eval)", "metrics:/data", 0),
@@ -83,7 +84,7 @@ const COLUMNS: &[(&str, &str, usize)] = &[
     ),
     ("SVM acc.", "metrics:/svm/mean_accuracy", 3),
     ("SVM std", "metrics:/svm/std_accuracy", 3),
-    ("fit iters", "run:/n_iter", 0),
+    ("iters / epochs", "run:/n_iter|run:/epochs", 0),
     ("fit s", "run:/seconds", 1),
 ];
 
@@ -150,12 +151,15 @@ pub fn render(runs: &[ReportRun], title: &str) -> Result<String> {
     Ok(h)
 }
 
+/// The value at `path` (`source:/pointer`, alternatives separated by `|`, first found wins).
 fn lookup<'a>(r: &'a ReportRun, path: &str) -> Option<&'a Value> {
-    let (source, pointer) = path.split_once(':')?;
-    match source {
-        "run" => r.run.pointer(pointer),
-        _ => r.metrics.as_ref()?.pointer(pointer),
-    }
+    path.split('|').find_map(|alt| {
+        let (source, pointer) = alt.split_once(':')?;
+        match source {
+            "run" => r.run.pointer(pointer),
+            _ => r.metrics.as_ref()?.pointer(pointer),
+        }
+    })
 }
 
 fn format_value(v: Option<&Value>, decimals: usize) -> String {
