@@ -83,7 +83,11 @@ fn grid(a: &SweepArgs) -> Result<Vec<Point>> {
     let mut axes: Vec<(&'static str, Vec<f64>)> = vec![("k", a.k.iter().map(|&k| k as f64).collect())];
     match a.method.as_str() {
         "nmf" => {
-            if !a.code_sparsity.is_empty() || !a.atom_sparsity.is_empty() || !a.p.is_empty() || !a.beta.is_empty() {
+            if !a.code_sparsity.is_empty()
+                || !a.atom_sparsity.is_empty()
+                || !a.p.is_empty()
+                || !a.beta.is_empty()
+            {
                 anyhow::bail!(
                     "--code-sparsity/--atom-sparsity belong to sparse-nmf; sweep nmf over -k and --alpha-w"
                 );

@@ -20,6 +20,7 @@
 pub mod autoencoder;
 pub mod bench;
 pub mod data;
+pub mod deep;
 pub mod error;
 pub mod eval;
 pub mod figures;

@@ -311,6 +311,58 @@ fn exchange(c: &mut Column, g: &Mat<f64>, k: usize, tol: f64, max_rounds: usize)
     }
 }
 
+/// For every column `j`, solves `G_PP u_P = rhs_P` on the support `P = {i : support[i, j] > 0}`
+/// of a solution (and `u_i = 0` off it): the linear solve of the derivative of an NNLS solution
+/// (Neural NMF's backward pass, METHODS.md §4.3). Columns are grouped by support, each group
+/// factors `G_PP` once (with the ridge fallback of [`solve_gram`], so that rank-deficient
+/// supports act like a pseudo-inverse), groups run in parallel with `par`; same bits for any
+/// thread count.
+pub fn solve_on_supports<T: Real>(
+    gram: MatRef<'_, T>,
+    support: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    mut out: MatMut<'_, T>,
+    par: Par,
+) {
+    let (k, n) = (rhs.nrows(), rhs.ncols());
+    debug_assert!(gram.nrows() == k && support.nrows() == k && support.ncols() == n);
+    let g = Mat::<f64>::from_fn(k, k, |i, j| gram[(i, j)].to_f64());
+    let mean_diag = (0..k).map(|i| g[(i, i)]).sum::<f64>() / k.max(1) as f64;
+    let mut groups: BTreeMap<Vec<usize>, Vec<usize>> = BTreeMap::new();
+    for j in 0..n {
+        let p: Vec<usize> = (0..k).filter(|&i| support[(i, j)] > T::zero()).collect();
+        groups.entry(p).or_default().push(j);
+    }
+    let groups: Vec<(Vec<usize>, Vec<usize>)> = groups.into_iter().collect();
+    let solve = |(p, members): &(Vec<usize>, Vec<usize>)| -> Vec<(usize, Vec<f64>)> {
+        if p.is_empty() {
+            return Vec::new();
+        }
+        let (chol, _) = factor(&g, p, mean_diag);
+        members
+            .iter()
+            .map(|&j| {
+                let mut u: Vec<f64> = p.iter().map(|&i| rhs[(i, j)].to_f64()).collect();
+                chol_solve(&chol, p.len(), &mut u);
+                (j, u)
+            })
+            .collect()
+    };
+    let results: Vec<Vec<(usize, Vec<f64>)>> = if matches!(par, Par::Seq) || groups.len() < 2 {
+        groups.iter().map(solve).collect()
+    } else {
+        groups.par_iter().map(solve).collect()
+    };
+    out.fill(T::zero());
+    for ((p, _), res) in groups.iter().zip(results) {
+        for (j, u) in res {
+            for (&i, v) in p.iter().zip(u) {
+                out[(i, j)] = T::from_f64(v);
+            }
+        }
+    }
+}
+
 /// Lower Cholesky factor (row-major `f × f`) of `G_FF`, with a ridge when needed; the flag says
 /// whether a ridge was added.
 fn factor(g: &Mat<f64>, f: &[usize], mean_diag: f64) -> (Vec<f64>, bool) {

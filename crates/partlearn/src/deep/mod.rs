@@ -1,0 +1,3 @@
+//! Deep NMF-type models (METHODS.md §4): Neural NMF (NNLS layers with an exact backward pass).
+
+pub mod neural;
