@@ -26,6 +26,8 @@ pub enum FitCommand {
     Ae(crate::ae_cmd::AeArgs),
     /// Asymmetric auto-encoder: convolutional encoder, the shallow non-negative decoder (§6.6).
     AsymAe(crate::ae_cmd::AeArgs),
+    /// Neural NMF: NNLS layers trained end to end by projected gradient (METHODS.md §4.3).
+    NeuralNmf(crate::neural_cmd::NeuralArgs),
 }
 
 /// Flags shared by every fit: output, verbosity, threads, dtype.
@@ -196,6 +198,7 @@ pub fn run(cmd: FitCommand) -> Result<()> {
         },
         FitCommand::Ae(a) => crate::ae_cmd::run(partlearn::autoencoder::Architecture::Shallow, &a),
         FitCommand::AsymAe(a) => crate::ae_cmd::run(partlearn::autoencoder::Architecture::Asymmetric, &a),
+        FitCommand::NeuralNmf(a) => crate::neural_cmd::run(&a),
     }
 }
 

@@ -7,6 +7,7 @@ mod bench;
 mod data_cmd;
 mod eval_cmd;
 mod fit;
+mod neural_cmd;
 mod progress;
 mod report_cmd;
 mod sweep_cmd;

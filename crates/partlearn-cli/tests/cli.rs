@@ -1049,3 +1049,112 @@ fn sweep_ae_over_beta_and_p() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn neural_nmf_on_toy_hierarchy_unsupervised_and_semi_supervised() {
+    let dir = temp_dir("neural");
+    let r = dir.join("nn");
+    assert_ok(&run(&[
+        "fit",
+        "neural-nmf",
+        "--data",
+        "toy-hierarchy",
+        "--ranks",
+        "9,4",
+        "--epochs",
+        "300",
+        "--quiet",
+        "--out",
+        s(&r),
+    ]));
+    let meta = read_json(&r.join("run.json"));
+    assert_eq!(meta["method"], "neural-nmf");
+    assert_eq!(meta["epochs"], 300);
+    let rel = meta["rel_error"].as_f64().unwrap();
+    assert!(rel > 0.25 && rel < 0.6, "{rel}");
+    assert!(meta["accuracy"].as_f64().is_some());
+    let history = std::fs::read_to_string(r.join("history.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 301);
+    // The composed codes through transform; eval through the shared protocol.
+    let codes = dir.join("codes.npy");
+    assert_ok(&run(&[
+        "transform",
+        s(&r),
+        "--data",
+        "toy-hierarchy",
+        "--out",
+        s(&codes),
+        "--quiet",
+    ]));
+    assert_eq!(read_npy(&codes).unwrap().shape, vec![90, 9]);
+    assert_ok(&run(&[
+        "eval",
+        s(&r),
+        "--data",
+        "toy-hierarchy",
+        "--quiet",
+        "--no-svm",
+    ]));
+
+    let semi = dir.join("semi");
+    assert_ok(&run(&[
+        "fit",
+        "neural-nmf",
+        "--data",
+        "toy-hierarchy",
+        "--ranks",
+        "9,4",
+        "--epochs",
+        "200",
+        "--supervision",
+        "semi",
+        "--labeled",
+        "40",
+        "--quiet",
+        "--out",
+        s(&semi),
+    ]));
+    let meta = read_json(&semi.join("run.json"));
+    assert_eq!(meta["n_labeled"], 40);
+    assert!(meta["accuracy_unlabeled"].as_f64().is_some());
+    assert!(semi.join("model.safetensors").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn neural_nmf_bad_options_are_one_line_errors() {
+    let dir = temp_dir("neural-bad");
+    let out = dir.join("x");
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["--ranks", "4,9"], vec!["ranks", "decrease"]),
+        (vec!["--ranks", "100"], vec!["ranks"]),
+        (
+            vec!["--supervision", "semi", "--labeled", "500"],
+            vec!["--labeled"],
+        ),
+        (vec!["--supervision", "partial"], vec!["--supervision"]),
+        (
+            vec!["--supervision", "full", "--label-set", "labels7"],
+            vec!["labels7"],
+        ),
+        (vec!["--lr=-1"], vec!["lr"]),
+        (vec!["--cost", "kl"], vec!["--cost"]),
+    ];
+    for (extra, keys) in cases {
+        let mut args = vec![
+            "fit",
+            "neural-nmf",
+            "--data",
+            "toy-hierarchy",
+            "--epochs",
+            "2",
+            "--quiet",
+            "--out",
+            s(&out),
+        ];
+        args.extend(extra.iter().copied());
+        assert_user_error(&run(&args), &keys);
+        assert!(!out.exists(), "{extra:?} left a run folder");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

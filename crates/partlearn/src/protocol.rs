@@ -146,10 +146,18 @@ pub fn load_model<T: Real>(path: &Path) -> Result<LoadedModel<T>> {
                 image_shape,
             })
         }
+        Some("neural-nmf") | Some("deep-nmf") | Some("hnmf") => {
+            let m = crate::deep::DeepModel::<T>::from_file_parts(&tensors, &meta, &file)?;
+            let image_shape = crate::nmf::model::image_shape_of(&meta);
+            Ok(LoadedModel {
+                model: Box::new(m),
+                image_shape,
+            })
+        }
         other => Err(Error::format(
             &file,
             format!(
-                "unknown model kind {:?}; this partlearn knows: nmf, ae, asym-ae. Give the model.safetensors of a `partlearn fit` run",
+                "unknown model kind {:?}; this partlearn knows: nmf, ae, asym-ae, neural-nmf, deep-nmf, hnmf. Give the model.safetensors of a `partlearn fit` run",
                 other.unwrap_or("missing")
             ),
         )),

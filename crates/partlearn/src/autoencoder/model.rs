@@ -253,10 +253,7 @@ impl<T: Real> Autoencoder<T> {
                     )
                 })
             })?;
-        let image_shape = meta.get(IMAGE_SHAPE_KEY).and_then(|s| {
-            let (h, w) = s.split_once('x')?;
-            Some((h.parse().ok()?, w.parse().ok()?))
-        });
+        let image_shape = crate::nmf::model::image_shape_of(meta);
         let mut model = Autoencoder::<T>::new(spec, image_shape, &mut Rng::new(0))
             .map_err(|e| Error::format(path, e.to_string()))?;
         model.load_tensors(tensors, "", path)?;

@@ -221,6 +221,12 @@ pub const SPEC_KEY: &str = "partlearn.encode_spec";
 /// Metadata key holding the image shape `"h×w"`, when the data were images.
 pub const IMAGE_SHAPE_KEY: &str = "partlearn.image_shape";
 
+/// The image shape recorded in a model file's metadata, if any.
+pub fn image_shape_of(meta: &std::collections::BTreeMap<String, String>) -> Option<(usize, usize)> {
+    let (h, w) = meta.get(IMAGE_SHAPE_KEY)?.split_once('x')?;
+    Some((h.parse().ok()?, w.parse().ok()?))
+}
+
 impl<T: Real> NmfModel<T> {
     /// Tensors (`atoms` `k × n_features`; `codes` `n × k` when given) and metadata of a model
     /// file; numpy users read them with `safetensors.numpy.load_file`.
@@ -279,10 +285,7 @@ impl<T: Real> NmfModel<T> {
         let spec: EncodeSpec = serde_json::from_str(spec_json)
             .map_err(|e| Error::format(path, format!("unreadable encode settings ({e}); re-run the fit")))?;
         let atoms = crate::io::tensor_by_name(tensors, "atoms", path)?.to_mat::<T>()?;
-        let image_shape = meta.get(IMAGE_SHAPE_KEY).and_then(|s| {
-            let (h, w) = s.split_once('x')?;
-            Some((h.parse().ok()?, w.parse().ok()?))
-        });
+        let image_shape = image_shape_of(meta);
         let model = NmfModel::new(atoms, spec).map_err(|e| Error::format(path, e.to_string()))?;
         Ok((model, image_shape))
     }

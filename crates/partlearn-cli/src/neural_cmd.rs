@@ -1,0 +1,299 @@
+//! `partlearn fit neural-nmf`: flags → `deep::neural::NeuralOptions`, the run folder, and the
+//! post-hoc accuracy of METHODS.md §5.1.
+
+use anyhow::Result;
+use clap::Args;
+use partlearn::data::Dataset;
+use partlearn::deep::neural::{self, ClassLoss, Cost, NeuralOptions, Supervision};
+use partlearn::deep::DeepModel;
+use partlearn::io::{self, RunDir};
+use partlearn::observe::StopReason;
+use partlearn::Real;
+use serde::Serialize;
+
+use crate::fit::{default_out, DataRecord, RunArgs};
+use crate::progress::{interrupt_flag, FitProgress};
+use crate::{DataArgs, Dtype, Exit};
+
+#[derive(Args, Debug, Clone)]
+pub struct NeuralArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Ranks of the layers, decreasing (e.g. 9,4,2).
+    #[arg(long, value_delimiter = ',', default_value = "9,4,2")]
+    pub ranks: Vec<usize>,
+    /// none, semi (only --labeled samples have labels) or full.
+    #[arg(long, default_value = "none")]
+    pub supervision: String,
+    /// Semi-supervision: number of labeled samples (or a fraction if < 1). On toy-hierarchy, 40 is the reference L40 mask.
+    #[arg(long, default_value_t = 40.0)]
+    pub labeled: f64,
+    /// Which labels the classifier predicts: a label set of the data (toy-hierarchy: labels9, labels4, labels2); default: the set whose class count equals the last rank, else the data's labels.
+    #[arg(long)]
+    pub label_set: Option<String>,
+    /// Unsupervised cost: recon (reconstruction) or energy.
+    #[arg(long, default_value = "recon")]
+    pub cost: String,
+    /// Classification loss: l2 or ce (cross-entropy).
+    #[arg(long, default_value = "l2")]
+    pub class_loss: String,
+    /// Weight λ of the classification term.
+    #[arg(long, default_value_t = 1e-4)]
+    pub lambda: f64,
+    #[arg(long, default_value_t = 10_000)]
+    pub epochs: usize,
+    /// Learning rate of the projected gradient on the layers.
+    #[arg(long, default_value_t = 1.0)]
+    pub lr: f64,
+    /// Learning rate of the classifier's steps.
+    #[arg(long, default_value_t = 0.01)]
+    pub lr_class: f64,
+    /// Classifier steps per epoch.
+    #[arg(long, default_value_t = 30)]
+    pub class_steps: usize,
+    /// Multiply the learning rates by this every --decay-every epochs.
+    #[arg(long, default_value_t = 1.0)]
+    pub decay: f64,
+    #[arg(long, default_value_t = 1)]
+    pub decay_every: usize,
+    /// gd (projected gradient descent) or adam (then the projection).
+    #[arg(long, default_value = "gd")]
+    pub optimizer: String,
+    /// Time budget in seconds.
+    #[arg(long)]
+    pub max_seconds: Option<f64>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The labels a supervised Neural NMF predicts and which of them it may see.
+pub fn supervision<T: Real>(
+    data: &Dataset<T>,
+    mode: &str,
+    labeled: f64,
+    label_set: Option<&str>,
+    last_rank: usize,
+    seed: u64,
+) -> Result<Option<Supervision>> {
+    if mode == "none" {
+        return Ok(None);
+    }
+    let labels: Vec<u32> = match label_set {
+        Some(name) => data
+            .extra_labels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, l)| l.clone())
+            .ok_or_else(|| {
+                let known: Vec<&str> = data.extra_labels.iter().map(|(n, _)| n.as_str()).collect();
+                anyhow::anyhow!("--label-set {name}: the data has no such label set (it has: {known:?})")
+            })?,
+        None => data
+            .extra_labels
+            .iter()
+            .find(|(_, l)| l.iter().max().map(|&c| c as usize + 1) == Some(last_rank))
+            .map(|(_, l)| l.clone())
+            .or_else(|| data.labels.clone())
+            .ok_or_else(|| {
+                anyhow::anyhow!("supervision needs labels: give --labels FILE.npy with the data")
+            })?,
+    };
+    let n = labels.len();
+    let known = match mode {
+        "full" => vec![true; n],
+        "semi" => {
+            let count = if labeled < 1.0 {
+                (labeled * n as f64).round()
+            } else {
+                labeled
+            } as usize;
+            if !(labeled > 0.0) || count == 0 || count > n {
+                anyhow::bail!("--labeled {labeled}: give a count in 1..={n} or a fraction in (0, 1)");
+            }
+            if data.name == "toy-hierarchy" && count == 40 {
+                let mut m = vec![false; n];
+                for &j in &partlearn::data::named::TOY_HIERARCHY_L40 {
+                    m[j] = true;
+                }
+                m
+            } else {
+                partlearn::data::named::label_mask_by_count(&labels, count, &mut partlearn::Rng::new(seed))
+            }
+        }
+        other => anyhow::bail!("invalid --supervision '{other}': use none, semi or full"),
+    };
+    Ok(Some(Supervision { labels, known }))
+}
+
+impl NeuralArgs {
+    pub fn options(&self) -> Result<NeuralOptions> {
+        Ok(NeuralOptions {
+            ranks: self.ranks.clone(),
+            cost: match self.cost.as_str() {
+                "recon" | "reconstruction" => Cost::Reconstruction,
+                "energy" => Cost::Energy,
+                o => anyhow::bail!("invalid --cost '{o}': use recon or energy"),
+            },
+            epochs: self.epochs,
+            lr: self.lr,
+            decay: self.decay,
+            decay_every: self.decay_every,
+            adam: match self.optimizer.as_str() {
+                "gd" => false,
+                "adam" => true,
+                o => anyhow::bail!("invalid --optimizer '{o}': use gd or adam"),
+            },
+            lambda: self.lambda,
+            class_loss: match self.class_loss.as_str() {
+                "l2" => ClassLoss::L2,
+                "ce" | "cross-entropy" => ClassLoss::CrossEntropy,
+                o => anyhow::bail!("invalid --class-loss '{o}': use l2 or ce"),
+            },
+            lr_class: self.lr_class,
+            class_steps: self.class_steps,
+            seed: self.run.seed,
+            threads: self.run.threads,
+            max_seconds: self.max_seconds,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct NeuralRunRecord<'a> {
+    method: &'static str,
+    partlearn_version: &'static str,
+    command: Vec<String>,
+    dtype: &'static str,
+    data: DataRecord,
+    options: &'a NeuralOptions,
+    supervision: &'a str,
+    n_labeled: Option<usize>,
+    epochs: usize,
+    stop_reason: StopReason,
+    cost: f64,
+    rel_error: f64,
+    /// Post-hoc least-squares classifier (§5.1) fitted on all labels, accuracy on all samples.
+    accuracy: Option<f64>,
+    /// Same classifier fitted on the labeled samples only, accuracy on the unlabeled ones.
+    accuracy_unlabeled: Option<f64>,
+    seconds: f64,
+}
+
+pub fn run(a: &NeuralArgs) -> Result<()> {
+    match a.run.dtype {
+        Dtype::F32 => fit::<f32>(a),
+        Dtype::F64 => fit::<f64>(a),
+    }
+}
+
+fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
+    let data = a.data.load::<T>()?;
+    let opts = a.options()?;
+    opts.validate(data.n_features(), data.n_samples(), None)?;
+    let last = *opts.ranks.last().unwrap_or(&1);
+    let sup = supervision(
+        &data,
+        &a.supervision,
+        a.labeled,
+        a.label_set.as_deref(),
+        last,
+        a.run.seed,
+    )?;
+    opts.validate(data.n_features(), data.n_samples(), sup.as_ref())?;
+    let out = a
+        .run
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out("neural-nmf", &a.data.spec, opts.ranks[0]));
+    let run_dir = RunDir::create(&out, a.run.force)?;
+    let stop = interrupt_flag();
+    let mut progress = FitProgress::new(opts.epochs, a.run.quiet, stop.clone());
+    let fit = neural::train(data.xt(), &opts, sup.as_ref(), &mut progress);
+    progress.finish();
+    let fit = fit?;
+    let x = data.xt();
+    let top = fit.forward.s.last().map(|s| s.as_ref()).unwrap_or(x);
+    // Accuracy against the labels supervision used, or the data's own labels when unsupervised.
+    let eval_labels = match &sup {
+        Some(s) => Some((s.labels.clone(), s.known.clone())),
+        None => supervision(&data, "full", 1.0, a.label_set.as_deref(), last, 0)
+            .ok()
+            .flatten()
+            .map(|s| (s.labels, s.known)),
+    };
+    let all = vec![true; data.n_samples()];
+    let accuracy = eval_labels
+        .as_ref()
+        .map(|(l, _)| neural::posthoc_accuracy(top, l, &all, &all))
+        .transpose()?;
+    let accuracy_unlabeled = match (&sup, &eval_labels) {
+        (Some(s), Some((l, known))) if s.known.iter().any(|k| !k) => {
+            let unknown: Vec<bool> = known.iter().map(|k| !k).collect();
+            Some(neural::posthoc_accuracy(top, l, known, &unknown)?)
+        }
+        _ => None,
+    };
+    let rel_error = fit.model.rel_error(x, &fit.forward);
+    let last_rec = fit.history.last().copied();
+    let model = DeepModel::new("neural-nmf", fit.model)?;
+    let (tensors, meta) = model.to_tensors(data.image_shape)?;
+    run_dir.write(
+        io::run::MODEL_FILE,
+        &io::tensors::safetensors_bytes(&tensors, &meta)?,
+    )?;
+    run_dir.write(io::run::HISTORY_FILE, &io::to_json_lines(&fit.history)?)?;
+    let record = NeuralRunRecord {
+        method: "neural-nmf",
+        partlearn_version: env!("CARGO_PKG_VERSION"),
+        command: std::env::args().collect(),
+        dtype: T::NAME,
+        data: DataRecord::new(&a.data, &data),
+        options: &opts,
+        supervision: &a.supervision,
+        n_labeled: sup.as_ref().map(|s| s.known.iter().filter(|k| **k).count()),
+        epochs: fit.history.len().saturating_sub(1),
+        stop_reason: fit.stop_reason,
+        cost: last_rec.map_or(f64::NAN, |r| r.objective),
+        rel_error,
+        accuracy,
+        accuracy_unlabeled,
+        seconds: fit.seconds,
+    };
+    run_dir.write_json(io::run::RUN_FILE, &record)?;
+    if let Some(shape) = data.image_shape {
+        let codes = partlearn::protocol::PartModel::encode(
+            &model,
+            data.first(data.n_samples().min(2000)).x(),
+            a.run.threads,
+        )?;
+        crate::fit::write_figures(&run_dir, &model, codes.as_ref(), &data, shape)?;
+    }
+    let path = run_dir.commit()?;
+    if a.run.json {
+        let summary = serde_json::json!({
+            "run": path, "method": "neural-nmf", "epochs": record.epochs, "stop_reason": fit.stop_reason,
+            "cost": record.cost, "rel_error": rel_error, "accuracy": accuracy,
+            "accuracy_unlabeled": accuracy_unlabeled, "seconds": fit.seconds,
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !a.run.quiet {
+        println!(
+            "neural-nmf ranks {:?} on {} ({} × {}): {} epochs ({}), rel. error {:.5}{}, {:.2} s",
+            opts.ranks,
+            data.name,
+            data.n_samples(),
+            data.n_features(),
+            record.epochs,
+            fit.stop_reason,
+            rel_error,
+            accuracy.map_or(String::new(), |v| format!(", post-hoc accuracy {v:.3}")),
+            fit.seconds
+        );
+        println!("wrote {}", path.display());
+    }
+    if fit.stop_reason == StopReason::Interrupted {
+        eprintln!("interrupted: the run so far was saved to {}", path.display());
+        return Err(Exit::Interrupted.into());
+    }
+    Ok(())
+}
