@@ -21,6 +21,7 @@ pub mod model;
 pub mod nnls;
 pub mod options;
 pub mod sparse;
+pub mod ssnmf;
 
 use std::time::Instant;
 
