@@ -44,6 +44,9 @@ enum Command {
     /// Benchmarks against the GEMM bound.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Published tables reproduced side by side with partlearn's numbers.
+    #[command(subcommand)]
+    Reproduce(neural_cmd::ReproduceCommand),
 }
 
 /// Which data, and which part of it (shared by every command that reads data).
@@ -116,6 +119,7 @@ fn run_command(command: Command) -> anyhow::Result<()> {
         Command::Report(a) => report_cmd::run(a),
         Command::Eval(a) => eval_cmd::run(a),
         Command::Sweep(a) => sweep_cmd::run(a),
+        Command::Reproduce(c) => neural_cmd::reproduce(c),
     }
 }
 

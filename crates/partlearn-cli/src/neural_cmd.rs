@@ -297,3 +297,116 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `partlearn reproduce …`: the published tables, side by side with partlearn's numbers.
+#[derive(clap::Subcommand, Debug)]
+pub enum ReproduceCommand {
+    /// The Neural NMF table (METHODS.md §5.2) on toy-hierarchy: hierarchical, Deep and Neural NMF, 1–3 layers, unsupervised / semi-supervised / supervised.
+    NeuralNmfTable(TableArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TableArgs {
+    /// Seeds per cell (mean ± std).
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+    /// Neural NMF epochs.
+    #[arg(long, default_value_t = 10_000)]
+    pub epochs: usize,
+    /// Iterations of hierarchical NMF layers, SSNMF and Deep NMF fine-tuning.
+    #[arg(long, default_value_t = 2000)]
+    pub iterations: usize,
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Seed of the data's noise (toy-hierarchy).
+    #[arg(long, default_value_t = 0)]
+    pub data_seed: u64,
+    /// Print the table as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn reproduce(cmd: ReproduceCommand) -> Result<()> {
+    let ReproduceCommand::NeuralNmfTable(a) = cmd;
+    if a.seeds == 0 || a.epochs == 0 || a.iterations == 0 {
+        anyhow::bail!("--seeds, --epochs and --iterations must be at least 1");
+    }
+    let data = partlearn::data::named::toy_hierarchy::<f64>(a.data_seed);
+    let o = partlearn::deep::table::TableOptions {
+        seeds: a.seeds,
+        epochs: a.epochs,
+        iterations: a.iterations,
+        threads: a.threads,
+    };
+    let quiet = a.quiet || a.json;
+    let t = partlearn::deep::table::neural_nmf_table(&data, &o, &mut |done, total| {
+        if !quiet {
+            eprint!("\r{done}/{total} runs");
+        }
+    })?;
+    if !quiet {
+        eprintln!();
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+        return Ok(());
+    }
+    let bounds: Vec<String> = t
+        .svd_bounds
+        .iter()
+        .map(|(k, e)| format!("rank {k}: {e:.6}"))
+        .collect();
+    println!(
+        "toy-hierarchy (90 × 87, noise seed {}); truncated-SVD bounds {}; {} seed(s), Neural NMF {} epochs",
+        a.data_seed,
+        bounds.join(", "),
+        a.seeds,
+        a.epochs
+    );
+    println!("rel. error ± std / post-hoc accuracy ± std   [slides' Table 1]");
+    let methods = ["hierarchical NMF", "Deep NMF", "Neural NMF"];
+    println!(
+        "{:<24} {:>2}  {:<38} {:<38} {:<38}",
+        "", "L", methods[0], methods[1], methods[2]
+    );
+    let mut sups: Vec<&str> = t.cells.iter().map(|c| c.supervision).collect();
+    sups.dedup();
+    for sup in sups {
+        for layers in 1..=3 {
+            let mut line = format!("{:<24} {:>2}", if layers == 1 { sup } else { "" }, layers);
+            for m in methods {
+                if let Some(c) = t
+                    .cells
+                    .iter()
+                    .find(|c| c.supervision == sup && c.layers == layers && c.method == m)
+                {
+                    let slides = match c.slides.1 {
+                        Some(acc) => format!("{:.3}/{:.3}", c.slides.0, acc),
+                        None => format!("{:.3}", c.slides.0),
+                    };
+                    line.push_str(&format!(
+                        "  {:<38}",
+                        format!(
+                            "{:.4}±{:.4} / {:.3}±{:.3} [{}]",
+                            c.rel_error.mean, c.rel_error.std, c.accuracy.mean, c.accuracy.std, slides
+                        )
+                    ));
+                }
+            }
+            println!("{line}");
+        }
+    }
+    let nn3: Vec<f64> = t
+        .cells
+        .iter()
+        .filter(|c| c.method == "Neural NMF" && c.layers == 3)
+        .map(|c| c.seconds)
+        .collect();
+    if let Some(s) = nn3.first() {
+        println!("Neural NMF, 3 layers, {} epochs: {:.2} s per run", a.epochs, s);
+    }
+    Ok(())
+}

@@ -96,10 +96,53 @@ pub fn hierarchical<T: Real>(data: &Dataset<T>, ranks: &[usize], base: &NmfOptio
     Ok(LayerStack { a, s })
 }
 
+/// The label term of a (semi-)supervised fine-tuning, `(λ/2)‖L⊙(Y − BS⁽ᴸ⁾)‖²` (SSNMF's model 3
+/// on the last layer, §3).
+#[derive(Clone, Debug)]
+pub struct LabelTerm<T: Real> {
+    /// One-hot labels `c × n`.
+    pub y: Mat<T>,
+    /// Label mask `c × n` (columns of ones where known).
+    pub l: Mat<T>,
+    pub lambda: f64,
+    /// Classifier `c × k_L` (updated by the fine-tuning).
+    pub b: Mat<T>,
+}
+
+impl<T: Real> LabelTerm<T> {
+    /// One-hot labels with a mask of known samples, `B ~ U[0,1)`.
+    pub fn new(classes: &[u32], known: &[bool], k: usize, lambda: f64, rng: &mut crate::rng::Rng) -> Self {
+        let c = classes.iter().max().map_or(1, |&v| v as usize + 1);
+        let n = classes.len();
+        LabelTerm {
+            y: Mat::from_fn(c, n, |i, j| {
+                if classes[j] as usize == i {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            }),
+            l: Mat::from_fn(c, n, |_, j| if known[j] { T::one() } else { T::zero() }),
+            lambda,
+            b: Mat::from_fn(c, k, |_, _| T::from_f64(rng.uniform())),
+        }
+    }
+
+    fn masked(&self, m: &Mat<T>) -> Mat<T> {
+        Mat::from_fn(m.nrows(), m.ncols(), |i, j| self.l[(i, j)] * m[(i, j)])
+    }
+
+    fn value(&self, s: &Mat<T>) -> f64 {
+        let r = &self.y - &self.b * s;
+        0.5 * self.lambda * linalg::frob_sq(self.masked(&r).as_ref())
+    }
+}
+
 /// Deep NMF fine-tuning result.
 #[derive(Clone, Debug)]
 pub struct DeepNmfFit<T: Real> {
     pub stack: LayerStack<T>,
+    pub labels: Option<LabelTerm<T>>,
     pub history: Vec<IterRecord>,
     pub stop_reason: StopReason,
 }
@@ -117,28 +160,34 @@ fn mu_step<T: Real>(m: &mut Mat<T>, num: &Mat<T>, den: &Mat<T>) {
 }
 
 /// Joint fine-tuning of a stack (module doc) on `x` (`m × n`), reporting each iteration.
+/// With `labels`, the label term is added: `B` gets its own multiplicative update and the
+/// codes' update gains `λBᵀ(L⊙Y)` / `λBᵀ(L⊙BS)` (still non-increasing).
 pub fn fine_tune<T: Real>(
     x: MatRef<'_, T>,
     mut stack: LayerStack<T>,
+    mut labels: Option<LabelTerm<T>>,
     stop: &StopRules,
     observer: &mut (dyn Observer + Send),
 ) -> Result<DeepNmfFit<T>> {
     let start = Instant::now();
     let l = stack.a.len() - 1;
     let x_norm_sq = linalg::frob_sq(x);
-    let objective = |st: &LayerStack<T>| 0.5 * st.rel_error(x).powi(2) * x_norm_sq;
-    let record = |iter, st: &LayerStack<T>| IterRecord {
+    let objective = |st: &LayerStack<T>, lt: &Option<LabelTerm<T>>| {
+        0.5 * st.rel_error(x).powi(2) * x_norm_sq + lt.as_ref().map_or(0.0, |t| t.value(&st.s[l]))
+    };
+    let record = |iter, st: &LayerStack<T>, lt: &Option<LabelTerm<T>>| IterRecord {
         iter,
-        objective: objective(st),
+        objective: objective(st, lt),
         rel_error: st.rel_error(x),
         seconds: start.elapsed().as_secs_f64(),
         projected_gradient: None,
     };
-    let first = record(0, &stack);
+    let first = record(0, &stack, &labels);
     let mut history = vec![first];
     if observer.on_iter(&first) == Control::Stop {
         return Ok(DeepNmfFit {
             stack,
+            labels,
             history,
             stop_reason: StopReason::Interrupted,
         });
@@ -168,14 +217,24 @@ pub fn fine_tune<T: Real>(
             });
         }
         let phi = psi.unwrap_or_else(|| stack.a[0].clone());
-        let num = phi.transpose() * x;
-        let den = phi.transpose() * &phi * &stack.s[l];
+        let mut num = phi.transpose() * x;
+        let mut den = phi.transpose() * &phi * &stack.s[l];
+        if let Some(t) = labels.as_mut() {
+            let s_l = &stack.s[l];
+            let bs = t.masked(&(&t.b * s_l));
+            let ly = t.masked(&t.y);
+            mu_step(&mut t.b, &(&ly * s_l.transpose()), &(&bs * s_l.transpose()));
+            let bs = t.masked(&(&t.b * s_l));
+            let lam = T::from_f64(t.lambda);
+            num = &num + (t.b.transpose() * &ly) * faer::Scale(lam);
+            den = &den + (t.b.transpose() * &bs) * faer::Scale(lam);
+        }
         mu_step(&mut stack.s[l], &num, &den);
         // Lower layers' codes follow the stack: S⁽ⁱ⁾ = A⁽ⁱ⁺¹⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾.
         for i in (0..l).rev() {
             stack.s[i] = &stack.a[i + 1] * &stack.s[i + 1];
         }
-        let rec = record(iter, &stack);
+        let rec = record(iter, &stack, &labels);
         history.push(rec);
         if !rec.objective.is_finite() {
             return Err(Error::Numerical {
@@ -193,6 +252,7 @@ pub fn fine_tune<T: Real>(
     };
     Ok(DeepNmfFit {
         stack,
+        labels,
         history,
         stop_reason,
     })
@@ -251,7 +311,18 @@ mod tests {
                 max_seconds: None,
                 pg_tol: 0.0,
             };
-            let ft = fine_tune(x, st, &stop, &mut Silent).unwrap();
+            let labels = (depth > 0).then(|| {
+                let classes = &d.extra_labels[depth].1;
+                let known: Vec<bool> = (0..90).map(|j| j % 2 == 0).collect();
+                LabelTerm::new(
+                    classes,
+                    &known,
+                    *ranks.last().unwrap(),
+                    0.5,
+                    &mut crate::rng::Rng::new(1),
+                )
+            });
+            let ft = fine_tune(x, st, labels, &stop, &mut Silent).unwrap();
             for w in ft.history.windows(2) {
                 assert!(
                     w[1].objective <= w[0].objective * (1.0 + 1e-12),
@@ -260,7 +331,9 @@ mod tests {
                     w[1].objective
                 );
             }
-            assert!(ft.stack.rel_error(x) <= rel + 1e-12);
+            if depth == 0 {
+                assert!(ft.stack.rel_error(x) <= rel + 1e-12);
+            }
         }
         assert!(check_ranks(&[4, 9], 87, 90).is_err());
         assert!(check_ranks(&[100], 87, 90).is_err());

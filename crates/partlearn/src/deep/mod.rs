@@ -5,5 +5,6 @@
 pub mod hnmf;
 pub mod model;
 pub mod neural;
+pub mod table;
 
 pub use model::DeepModel;
