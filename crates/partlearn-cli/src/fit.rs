@@ -28,6 +28,12 @@ pub enum FitCommand {
     AsymAe(crate::ae_cmd::AeArgs),
     /// Neural NMF: NNLS layers trained end to end by projected gradient (METHODS.md §4.3).
     NeuralNmf(crate::neural_cmd::NeuralArgs),
+    /// Semi-supervised NMF: data and label terms, Frobenius or I-divergence (METHODS.md §3).
+    Ssnmf(crate::deep_cmd::SsnmfArgs),
+    /// Hierarchical NMF: one NMF per layer of the previous codes; SSNMF on the last when supervised (§4.1).
+    Hnmf(crate::deep_cmd::HnmfArgs),
+    /// Deep NMF: hierarchical NMF, then joint multiplicative fine-tuning of all layers (§4.2).
+    DeepNmf(crate::deep_cmd::HnmfArgs),
 }
 
 /// Flags shared by every fit: output, verbosity, threads, dtype.
@@ -199,6 +205,9 @@ pub fn run(cmd: FitCommand) -> Result<()> {
         FitCommand::Ae(a) => crate::ae_cmd::run(partlearn::autoencoder::Architecture::Shallow, &a),
         FitCommand::AsymAe(a) => crate::ae_cmd::run(partlearn::autoencoder::Architecture::Asymmetric, &a),
         FitCommand::NeuralNmf(a) => crate::neural_cmd::run(&a),
+        FitCommand::Ssnmf(a) => crate::deep_cmd::run_ssnmf(&a),
+        FitCommand::Hnmf(a) => crate::deep_cmd::run_layers("hnmf", &a),
+        FitCommand::DeepNmf(a) => crate::deep_cmd::run_layers("deep-nmf", &a),
     }
 }
 

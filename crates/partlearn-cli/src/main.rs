@@ -5,6 +5,7 @@
 mod ae_cmd;
 mod bench;
 mod data_cmd;
+mod deep_cmd;
 mod eval_cmd;
 mod fit;
 mod neural_cmd;

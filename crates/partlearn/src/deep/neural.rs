@@ -71,6 +71,10 @@ pub struct NeuralOptions {
     /// Step and number of gradient steps on the classifier `B` per epoch (the reference: 30).
     pub lr_class: f64,
     pub class_steps: usize,
+    /// Independent starts (seeds `seed`, `seed + 1`, …); the one with the lowest final cost is
+    /// kept (random starts can stall in a local minimum, METHODS.md §5.3 used 10).
+    #[serde(default = "one")]
+    pub restarts: usize,
     pub seed: u64,
     #[serde(skip)]
     pub threads: usize,
@@ -92,6 +96,7 @@ impl Default for NeuralOptions {
             class_loss: ClassLoss::L2,
             lr_class: 0.01,
             class_steps: 30,
+            restarts: 1,
             seed: 0,
             threads: 1,
             max_seconds: None,
@@ -151,8 +156,8 @@ impl NeuralOptions {
         if !(self.lambda.is_finite() && self.lambda >= 0.0) {
             return Err(Error::invalid("lambda", self.lambda, "must be ≥ 0"));
         }
-        if self.decay_every == 0 {
-            return Err(Error::invalid("decay-every", 0, "must be ≥ 1"));
+        if self.decay_every == 0 || self.restarts == 0 {
+            return Err(Error::invalid("decay-every / restarts", 0, "must be ≥ 1"));
         }
         if let Some(s) = sup {
             if s.labels.len() != n || s.known.len() != n {
@@ -526,7 +531,29 @@ pub fn train<T: Real>(
     let (m, n) = (x.nrows(), x.ncols());
     opts.validate(m, n, sup)?;
     crate::data::validate_nonnegative(x)?;
-    linalg::with_threads(opts.threads, || train_inner(x, opts, sup, observer))?
+    linalg::with_threads(opts.threads, || {
+        let mut best: Option<NeuralFit<T>> = None;
+        for r in 0..opts.restarts as u64 {
+            let o = NeuralOptions {
+                seed: opts.seed.wrapping_add(r),
+                ..opts.clone()
+            };
+            let fit = train_inner(x, &o, sup, observer)?;
+            let cost = |f: &NeuralFit<T>| f.history.last().map_or(f64::INFINITY, |h| h.objective);
+            let interrupted = fit.stop_reason == StopReason::Interrupted;
+            if best.as_ref().is_none_or(|b| cost(&fit) < cost(b)) {
+                best = Some(fit);
+            }
+            if interrupted {
+                break;
+            }
+        }
+        best.ok_or_else(|| Error::invalid("restarts", 0, "must be ≥ 1"))
+    })?
+}
+
+fn one() -> usize {
+    1
 }
 
 fn train_inner<T: Real>(

@@ -21,7 +21,7 @@ use crate::data::Dataset;
 use crate::error::Result;
 use crate::linalg;
 use crate::nmf::ssnmf::{fit_ssnmf, Labels, SsnmfOptions};
-use crate::nmf::{NmfOptions, Solver};
+use crate::nmf::{InitMethod, NmfOptions, Solver};
 use crate::observe::{Silent, StopRules};
 use crate::rng::Rng;
 
@@ -33,6 +33,8 @@ pub struct TableOptions {
     pub epochs: usize,
     /// Iterations of each hierarchical layer, SSNMF and the Deep NMF fine-tuning.
     pub iterations: usize,
+    /// Neural NMF starts per run (the lowest cost is kept).
+    pub restarts: usize,
     pub threads: usize,
 }
 
@@ -42,6 +44,7 @@ impl Default for TableOptions {
             seeds: 3,
             epochs: 10_000,
             iterations: 2000,
+            restarts: 1,
             threads: 1,
         }
     }
@@ -148,8 +151,10 @@ pub fn neural_nmf_table(
             };
             let mut per_method: Vec<(Vec<f64>, Vec<f64>, f64)> = vec![(Vec::new(), Vec::new(), 0.0); 3];
             for seed in 0..o.seeds as u64 {
+                // Random starts (as the reference's U[0,1)), so that seeds differ.
                 let base = NmfOptions {
                     solver: Solver::Hals,
+                    init: InitMethod::Random,
                     max_iter: o.iterations,
                     tol: 1e-8,
                     seed,
@@ -232,7 +237,8 @@ pub fn neural_nmf_table(
                     lambda: 1e-4,
                     class_loss: ClassLoss::L2,
                     lr_class: 0.01,
-                    seed,
+                    restarts: o.restarts,
+                    seed: seed * o.restarts.max(1) as u64,
                     threads: o.threads,
                     ..NeuralOptions::default()
                 };
@@ -278,6 +284,7 @@ mod tests {
             seeds: 1,
             epochs: 50,
             iterations: 50,
+            restarts: 1,
             threads: 1,
         };
         let mut calls = 0;

@@ -1,0 +1,468 @@
+//! `partlearn fit ssnmf | hnmf | deep-nmf`: flags → the library's SSNMF, hierarchical NMF and
+//! Deep NMF, and their run folders (model, run.json, history.jsonl, predicted labels).
+
+use anyhow::{Context, Result};
+use clap::Args;
+use faer::Mat;
+use partlearn::deep::hnmf::{self, LabelTerm, LayerStack};
+use partlearn::deep::neural::posthoc_accuracy;
+use partlearn::deep::DeepModel;
+use partlearn::io::{self, RunDir};
+use partlearn::nmf::model::EncodeSpec;
+use partlearn::nmf::ssnmf::{fit_ssnmf, Divergence, Labels, SsnmfOptions};
+use partlearn::nmf::{EncodeOptions, NmfModel, NmfOptions, Penalty, Solver};
+use partlearn::npy::{npy_bytes, NpyDataRef};
+use partlearn::observe::{IterRecord, StopReason, StopRules};
+use partlearn::{Real, Rng};
+use serde::Serialize;
+
+use crate::fit::{default_out, read_matrix, DataRecord, RunArgs};
+use crate::neural_cmd::supervision;
+use crate::progress::{interrupt_flag, FitProgress};
+use crate::{DataArgs, Dtype, Exit};
+
+#[derive(Args, Debug, Clone)]
+pub struct SsnmfArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[arg(short = 'k', long = "k", default_value_t = 10)]
+    pub k: usize,
+    /// Labeled samples: a fraction in (0, 1) or a count (seeded by --seed; on toy-hierarchy 40 is the reference L40 mask).
+    #[arg(long, default_value_t = 0.5, conflicts_with = "label_mask")]
+    pub labeled: f64,
+    /// Which samples are labeled: a .npy of n values (non-zero = labeled).
+    #[arg(long, value_name = "FILE")]
+    pub label_mask: Option<std::path::PathBuf>,
+    /// Which labels: a label set of the data (toy-hierarchy: labels9, labels4, labels2; default: the data's labels).
+    #[arg(long)]
+    pub label_set: Option<String>,
+    /// Missing data: a .npy of the data's shape (n × m), non-zero = observed.
+    #[arg(long, value_name = "FILE")]
+    pub data_mask: Option<std::path::PathBuf>,
+    /// Weight λ of the label term.
+    #[arg(long, default_value_t = 1.0)]
+    pub lambda: f64,
+    /// Data term: frobenius or kl (I-divergence).
+    #[arg(long, default_value = "frobenius")]
+    pub data_loss: String,
+    /// Label term: frobenius or kl.
+    #[arg(long, default_value = "frobenius")]
+    pub label_loss: String,
+    #[arg(long, default_value_t = 1000)]
+    pub max_iter: usize,
+    #[arg(long, default_value_t = 1e-4)]
+    pub tol: f64,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HnmfArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Ranks of the layers, decreasing.
+    #[arg(long, value_delimiter = ',', default_value = "9,4,2")]
+    pub ranks: Vec<usize>,
+    /// NMF solver of every layer: hals, mu or anls.
+    #[arg(long, default_value = "hals")]
+    pub solver: String,
+    /// none, semi or full: SSNMF (model 3) on the last layer (hnmf), or the SSNMF label term in the joint fine-tuning (deep-nmf).
+    #[arg(long, default_value = "none")]
+    pub supervision: String,
+    /// Semi-supervision: labeled samples (count, or fraction if < 1; 40 on toy-hierarchy = the reference L40 mask).
+    #[arg(long, default_value_t = 40.0)]
+    pub labeled: f64,
+    #[arg(long)]
+    pub label_set: Option<String>,
+    /// Weight λ of the label term.
+    #[arg(long, default_value_t = 1e-5)]
+    pub lambda: f64,
+    /// Iterations of each layer (and of SSNMF / the fine-tuning).
+    #[arg(long, default_value_t = 2000)]
+    pub max_iter: usize,
+    #[arg(long, default_value_t = 1e-6)]
+    pub tol: f64,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Serialize)]
+struct LayerRunRecord<'a, O: Serialize> {
+    method: &'a str,
+    partlearn_version: &'static str,
+    command: Vec<String>,
+    dtype: &'static str,
+    data: DataRecord,
+    options: &'a O,
+    ranks: Vec<usize>,
+    supervision: &'a str,
+    n_labeled: Option<usize>,
+    n_iter: usize,
+    stop_reason: StopReason,
+    rel_error: f64,
+    /// Relative error `‖X − A⁽⁰⁾⋯A⁽ⁱ⁾S⁽ⁱ⁾‖/‖X‖` at each level.
+    level_errors: Vec<f64>,
+    /// SSNMF: in-sample `argmax(BS)` accuracy on all / on the unlabeled samples. Layer stacks:
+    /// the post-hoc least-squares classifier of METHODS.md §5.1.
+    accuracy: Option<f64>,
+    accuracy_unlabeled: Option<f64>,
+    seconds: f64,
+}
+
+fn write_predictions(run_dir: &RunDir, pred: &[u32]) -> Result<()> {
+    let v: Vec<f64> = pred.iter().map(|&p| p as f64).collect();
+    run_dir.write("labels_pred.npy", &npy_bytes(&[v.len()], NpyDataRef::F64(&v)))?;
+    Ok(())
+}
+
+fn summary(
+    json: bool,
+    quiet: bool,
+    method: &str,
+    path: &std::path::Path,
+    rel: f64,
+    acc: Option<f64>,
+    secs: f64,
+) -> Result<()> {
+    if json {
+        let s = serde_json::json!({"run": path, "method": method, "rel_error": rel, "accuracy": acc, "seconds": secs});
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else if !quiet {
+        println!(
+            "{method}: rel. error {rel:.5}{}, {secs:.2} s",
+            acc.map_or(String::new(), |a| format!(", accuracy {a:.3}"))
+        );
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn now_command() -> Vec<String> {
+    std::env::args().collect()
+}
+
+pub fn run_ssnmf(a: &SsnmfArgs) -> Result<()> {
+    match a.run.dtype {
+        Dtype::F32 => ssnmf::<f32>(a),
+        Dtype::F64 => ssnmf::<f64>(a),
+    }
+}
+
+fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
+    let data = a.data.load::<T>()?;
+    let n = data.n_samples();
+    let opts = SsnmfOptions {
+        k: a.k,
+        lambda: a.lambda,
+        data_loss: a.data_loss.parse::<Divergence>()?,
+        label_loss: a.label_loss.parse::<Divergence>()?,
+        max_iter: a.max_iter,
+        tol: a.tol,
+        seed: a.run.seed,
+        threads: a.run.threads,
+    };
+    let labels = match &a.label_mask {
+        Some(path) => {
+            let m = partlearn::npy::read_npy(path).with_context(|| "reading --label-mask")?;
+            let known: Vec<bool> = m.to_real::<f64>().iter().map(|&v| v != 0.0).collect();
+            if known.len() != n {
+                anyhow::bail!(
+                    "--label-mask has {} entries, the data has {n} samples: give one entry per sample",
+                    known.len()
+                );
+            }
+            let sup = supervision(&data, "full", 1.0, a.label_set.as_deref(), usize::MAX, 0)?
+                .ok_or_else(|| anyhow::anyhow!("SSNMF needs labels: give --labels FILE.npy with the data"))?;
+            Labels {
+                classes: sup.labels,
+                known,
+            }
+        }
+        None => {
+            let sup = supervision(
+                &data,
+                "semi",
+                a.labeled,
+                a.label_set.as_deref(),
+                usize::MAX,
+                a.run.seed,
+            )?
+            .ok_or_else(|| anyhow::anyhow!("SSNMF needs labels: give --labels FILE.npy with the data"))?;
+            Labels {
+                classes: sup.labels,
+                known: sup.known,
+            }
+        }
+    };
+    let mask = a
+        .data_mask
+        .as_deref()
+        .map(|p| read_matrix::<T>(p).with_context(|| "reading --data-mask"))
+        .transpose()?
+        .map(|m| {
+            Mat::<T>::from_fn(m.ncols(), m.nrows(), |i, j| {
+                if m[(j, i)] != T::zero() {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            })
+        });
+    let out = a
+        .run
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out("ssnmf", &a.data.spec, a.k));
+    // Validate before creating the run folder (the library checks again).
+    if a.k == 0 || a.k > n.min(data.n_features()) {
+        anyhow::bail!(
+            "invalid k = {}: must be in 1..={} (min(n_samples, n_features))",
+            a.k,
+            n.min(data.n_features())
+        );
+    }
+    let run_dir = RunDir::create(&out, a.run.force)?;
+    let stop = interrupt_flag();
+    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet, stop.clone());
+    let fit = fit_ssnmf(
+        data.xt(),
+        mask.as_ref().map(|m| m.as_ref()),
+        &labels,
+        &opts,
+        &mut progress,
+    );
+    progress.finish();
+    let fit = fit?;
+    let pred = fit.predict_in_sample();
+    let acc_on = |sel: &dyn Fn(usize) -> bool| {
+        let idx: Vec<usize> = (0..n).filter(|&j| sel(j)).collect();
+        (!idx.is_empty())
+            .then(|| idx.iter().filter(|&&j| pred[j] == labels.classes[j]).count() as f64 / idx.len() as f64)
+    };
+    let accuracy = acc_on(&|_| true);
+    let accuracy_unlabeled = acc_on(&|j| !labels.known[j]);
+    // The dictionary as an NMF model (transform/eval encode with it), plus the classifier.
+    let spec = EncodeSpec {
+        beta_loss: if opts.data_loss == Divergence::Frobenius {
+            2.0
+        } else {
+            1.0
+        },
+        codes_penalty: Penalty::default(),
+        encode: EncodeOptions::default(),
+    };
+    let model = NmfModel::new(fit.a.transpose().to_owned(), spec)?;
+    let codes = fit.s.transpose().to_owned();
+    let (mut tensors, meta) = model.to_tensors(Some(codes.as_ref()), data.image_shape)?;
+    tensors.push(io::Tensor::from_mat("classifier", fit.b.as_ref()));
+    run_dir.write(
+        io::run::MODEL_FILE,
+        &io::tensors::safetensors_bytes(&tensors, &meta)?,
+    )?;
+    run_dir.write(io::run::HISTORY_FILE, &io::to_json_lines(&fit.history)?)?;
+    write_predictions(&run_dir, &pred)?;
+    let last = fit.history.last().copied();
+    let rel = last.map_or(f64::NAN, |r| r.rel_error);
+    let secs = last.map_or(0.0, |r| r.seconds);
+    let record = LayerRunRecord {
+        method: "ssnmf",
+        partlearn_version: env!("CARGO_PKG_VERSION"),
+        command: now_command(),
+        dtype: T::NAME,
+        data: DataRecord::new(&a.data, &data),
+        options: &opts,
+        ranks: vec![a.k],
+        supervision: "semi",
+        n_labeled: Some(labels.known.iter().filter(|k| **k).count()),
+        n_iter: fit.history.len() - 1,
+        stop_reason: fit.stop_reason,
+        rel_error: rel,
+        level_errors: vec![rel],
+        accuracy,
+        accuracy_unlabeled,
+        seconds: secs,
+    };
+    run_dir.write_json(io::run::RUN_FILE, &record)?;
+    if let Some(shape) = data.image_shape {
+        crate::fit::write_figures(&run_dir, &model, codes.as_ref(), &data, shape)?;
+    }
+    let path = run_dir.commit()?;
+    summary(
+        a.run.json,
+        a.run.quiet,
+        "ssnmf",
+        &path,
+        rel,
+        accuracy_unlabeled,
+        secs,
+    )?;
+    if fit.stop_reason == StopReason::Interrupted {
+        return Err(Exit::Interrupted.into());
+    }
+    Ok(())
+}
+
+/// `hnmf` or `deep-nmf`.
+pub fn run_layers(method: &'static str, a: &HnmfArgs) -> Result<()> {
+    match a.run.dtype {
+        Dtype::F32 => layers::<f32>(method, a),
+        Dtype::F64 => layers::<f64>(method, a),
+    }
+}
+
+fn layers<T: Real>(method: &'static str, a: &HnmfArgs) -> Result<()> {
+    let data = a.data.load::<T>()?;
+    let x = data.xt();
+    let (m, n) = (data.n_features(), data.n_samples());
+    hnmf::check_ranks(&a.ranks, m, n)?;
+    let last = *a.ranks.last().unwrap_or(&1);
+    let sup = supervision(
+        &data,
+        &a.supervision,
+        a.labeled,
+        a.label_set.as_deref(),
+        last,
+        a.run.seed,
+    )?;
+    let base = NmfOptions {
+        solver: a.solver.parse::<Solver>()?,
+        max_iter: a.max_iter,
+        tol: a.tol,
+        seed: a.run.seed,
+        threads: a.run.threads,
+        ..NmfOptions::default()
+    };
+    let out = a
+        .run
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(method, &a.data.spec, a.ranks[0]));
+    let run_dir = RunDir::create(&out, a.run.force)?;
+    let start = std::time::Instant::now();
+    let stop = interrupt_flag();
+    let mut progress = FitProgress::new(a.max_iter, a.run.quiet, stop.clone());
+    let mut stack = hnmf::hierarchical(&data, &a.ranks, &base)?;
+    let depth = a.ranks.len();
+    let mut history: Vec<IterRecord> = Vec::new();
+    let mut stop_reason = StopReason::Converged;
+    let mut n_iter = 0;
+    match (method, &sup) {
+        ("hnmf", Some(s)) => {
+            let input = if depth == 1 {
+                x.to_owned()
+            } else {
+                stack.s[depth - 2].clone()
+            };
+            let so = SsnmfOptions {
+                k: last,
+                lambda: a.lambda,
+                max_iter: a.max_iter,
+                tol: a.tol,
+                seed: a.run.seed,
+                threads: a.run.threads,
+                ..SsnmfOptions::default()
+            };
+            let labels = Labels {
+                classes: s.labels.clone(),
+                known: s.known.clone(),
+            };
+            let f = fit_ssnmf(input.as_ref(), None, &labels, &so, &mut progress)?;
+            stack.a[depth - 1] = f.a;
+            stack.s[depth - 1] = f.s;
+            n_iter = f.history.len() - 1;
+            stop_reason = f.stop_reason;
+            history = f.history;
+        }
+        ("deep-nmf", _) => {
+            let term = sup
+                .as_ref()
+                .map(|s| LabelTerm::new(&s.labels, &s.known, last, a.lambda, &mut Rng::new(a.run.seed)));
+            let rules = StopRules {
+                max_iter: a.max_iter,
+                tol: a.tol,
+                max_seconds: None,
+                pg_tol: 0.0,
+            };
+            let f = hnmf::fine_tune(x, stack, term, &rules, &mut progress)?;
+            stack = f.stack;
+            n_iter = f.history.len() - 1;
+            stop_reason = f.stop_reason;
+            history = f.history;
+        }
+        _ => {}
+    }
+    progress.finish();
+    let level_errors = level_errors(&stack, x);
+    let rel = stack.rel_error(x);
+    let top = stack.s[depth - 1].clone();
+    let all = vec![true; n];
+    let eval_labels = match &sup {
+        Some(s) => Some((s.labels.clone(), s.known.clone())),
+        None => supervision(&data, "full", 1.0, a.label_set.as_deref(), last, 0)
+            .ok()
+            .flatten()
+            .map(|s| (s.labels, s.known)),
+    };
+    let accuracy = eval_labels
+        .as_ref()
+        .map(|(l, _)| posthoc_accuracy(top.as_ref(), l, &all, &all))
+        .transpose()?;
+    let accuracy_unlabeled = match (&sup, &eval_labels) {
+        (Some(s), Some((l, known))) if s.known.iter().any(|k| !k) => {
+            let unknown: Vec<bool> = known.iter().map(|k| !k).collect();
+            Some(posthoc_accuracy(top.as_ref(), l, known, &unknown)?)
+        }
+        _ => None,
+    };
+    let model = DeepModel::new(method, stack.into_net())?;
+    let (tensors, meta) = model.to_tensors(data.image_shape)?;
+    run_dir.write(
+        io::run::MODEL_FILE,
+        &io::tensors::safetensors_bytes(&tensors, &meta)?,
+    )?;
+    run_dir.write(io::run::HISTORY_FILE, &io::to_json_lines(&history)?)?;
+    let secs = start.elapsed().as_secs_f64();
+    let record = LayerRunRecord {
+        method,
+        partlearn_version: env!("CARGO_PKG_VERSION"),
+        command: now_command(),
+        dtype: T::NAME,
+        data: DataRecord::new(&a.data, &data),
+        options: &base,
+        ranks: a.ranks.clone(),
+        supervision: &a.supervision,
+        n_labeled: sup.as_ref().map(|s| s.known.iter().filter(|k| **k).count()),
+        n_iter,
+        stop_reason,
+        rel_error: rel,
+        level_errors,
+        accuracy,
+        accuracy_unlabeled,
+        seconds: secs,
+    };
+    run_dir.write_json(io::run::RUN_FILE, &record)?;
+    if let Some(shape) = data.image_shape {
+        let sample = data.first(n.min(2000));
+        let codes = partlearn::protocol::PartModel::encode(&model, sample.x(), a.run.threads)?;
+        crate::fit::write_figures(&run_dir, &model, codes.as_ref(), &sample, shape)?;
+    }
+    let path = run_dir.commit()?;
+    summary(a.run.json, a.run.quiet, method, &path, rel, accuracy, secs)?;
+    if stop_reason == StopReason::Interrupted {
+        return Err(Exit::Interrupted.into());
+    }
+    Ok(())
+}
+
+/// `‖X − A⁽⁰⁾⋯A⁽ⁱ⁾S⁽ⁱ⁾‖/‖X‖` for every level `i`.
+fn level_errors<T: Real>(stack: &LayerStack<T>, x: faer::MatRef<'_, T>) -> Vec<f64> {
+    (0..stack.a.len())
+        .map(|i| {
+            let partial = LayerStack {
+                a: stack.a[..=i].to_vec(),
+                s: stack.s[..=i].to_vec(),
+            };
+            partial.rel_error(x)
+        })
+        .collect()
+}
