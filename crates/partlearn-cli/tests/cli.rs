@@ -1158,3 +1158,144 @@ fn neural_nmf_bad_options_are_one_line_errors() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ssnmf_hnmf_deep_nmf_on_toy_hierarchy() {
+    let dir = temp_dir("layers");
+    let ss = dir.join("ss");
+    assert_ok(&run(&[
+        "fit",
+        "ssnmf",
+        "--data",
+        "toy-hierarchy",
+        "-k",
+        "4",
+        "--label-set",
+        "labels4",
+        "--labeled",
+        "40",
+        "--max-iter",
+        "1500",
+        "--tol",
+        "1e-6",
+        "--quiet",
+        "--out",
+        s(&ss),
+    ]));
+    let meta = read_json(&ss.join("run.json"));
+    assert_eq!(meta["n_labeled"], 40);
+    assert!(meta["accuracy_unlabeled"].as_f64().unwrap() >= 0.9, "{meta}");
+    assert_eq!(read_npy(&ss.join("labels_pred.npy")).unwrap().shape, vec![90]);
+    // The dictionary is an NMF model: transform works on it.
+    let codes = dir.join("codes.npy");
+    assert_ok(&run(&[
+        "transform",
+        s(&ss),
+        "--data",
+        "toy-hierarchy",
+        "--out",
+        s(&codes),
+        "--quiet",
+    ]));
+
+    for (method, sup) in [
+        ("hnmf", "none"),
+        ("hnmf", "semi"),
+        ("deep-nmf", "none"),
+        ("deep-nmf", "full"),
+    ] {
+        let out = dir.join(format!("{method}-{sup}"));
+        assert_ok(&run(&[
+            "fit",
+            method,
+            "--data",
+            "toy-hierarchy",
+            "--ranks",
+            "9,4",
+            "--supervision",
+            sup,
+            "--max-iter",
+            "300",
+            "--quiet",
+            "--out",
+            s(&out),
+        ]));
+        let meta = read_json(&out.join("run.json"));
+        assert_eq!(meta["method"], method);
+        let errs = meta["level_errors"].as_array().unwrap();
+        assert_eq!(errs.len(), 2);
+        assert!(errs[1].as_f64().unwrap() >= 0.28, "{meta}");
+        assert!(meta["accuracy"].as_f64().is_some());
+        assert_ok(&run(&[
+            "eval",
+            s(&out),
+            "--data",
+            "toy-hierarchy",
+            "--quiet",
+            "--no-svm",
+        ]));
+    }
+    assert_user_error(
+        &run(&[
+            "fit",
+            "hnmf",
+            "--data",
+            "toy-hierarchy",
+            "--ranks",
+            "4,9",
+            "--quiet",
+            "--out",
+            s(&dir.join("bad")),
+        ]),
+        &["ranks"],
+    );
+    assert_user_error(
+        &run(&[
+            "fit",
+            "ssnmf",
+            "--data",
+            "toy-hierarchy",
+            "-k",
+            "0",
+            "--quiet",
+            "--out",
+            s(&dir.join("bad")),
+        ]),
+        &["k"],
+    );
+    assert_user_error(
+        &run(&[
+            "fit",
+            "ssnmf",
+            "--data",
+            "toy-hierarchy",
+            "--data-loss",
+            "hellinger",
+            "--quiet",
+            "--out",
+            s(&dir.join("bad")),
+        ]),
+        &["frobenius or kl"],
+    );
+    assert!(!dir.join("bad").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn reproduce_neural_nmf_table_short() {
+    let o = run(&[
+        "reproduce",
+        "neural-nmf-table",
+        "--seeds",
+        "1",
+        "--epochs",
+        "20",
+        "--iterations",
+        "20",
+        "--json",
+    ]);
+    assert_ok(&o);
+    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(t["cells"].as_array().unwrap().len(), 27);
+    assert_eq!(t["svd_bounds"].as_array().unwrap().len(), 3);
+}
