@@ -83,6 +83,8 @@ pub struct HnmfArgs {
     #[arg(long, default_value_t = 1e-6)]
     pub tol: f64,
     #[command(flatten)]
+    pub test: crate::neural_cmd::TestArgs,
+    #[command(flatten)]
     pub run: RunArgs,
 }
 
@@ -106,6 +108,8 @@ struct LayerRunRecord<'a, O: Serialize> {
     /// the post-hoc least-squares classifier of METHODS.md §5.1.
     accuracy: Option<f64>,
     accuracy_unlabeled: Option<f64>,
+    /// Layer stacks with --test-data: the post-hoc classifier of the training codes on it.
+    test_accuracy: Option<f64>,
     seconds: f64,
 }
 
@@ -280,6 +284,7 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
         level_errors: vec![rel],
         accuracy,
         accuracy_unlabeled,
+        test_accuracy: None,
         seconds: secs,
     };
     run_dir.write_json(io::run::RUN_FILE, &record)?;
@@ -414,7 +419,24 @@ fn layers<T: Real>(method: &'static str, a: &HnmfArgs) -> Result<()> {
         }
         _ => None,
     };
-    let model = DeepModel::new(method, stack.into_net())?;
+    let net = stack.into_net();
+    let test_accuracy = match &eval_labels {
+        Some((l, known)) => {
+            let fit_mask = if sup.is_some() { known.clone() } else { all.clone() };
+            crate::neural_cmd::test_accuracy(
+                &a.test,
+                &net,
+                top.as_ref(),
+                l,
+                &fit_mask,
+                a.label_set.as_deref(),
+                last,
+                a.run.threads,
+            )?
+        }
+        None => None,
+    };
+    let model = DeepModel::new(method, net)?;
     let (tensors, meta) = model.to_tensors(data.image_shape)?;
     run_dir.write(
         io::run::MODEL_FILE,
@@ -438,6 +460,7 @@ fn layers<T: Real>(method: &'static str, a: &HnmfArgs) -> Result<()> {
         level_errors,
         accuracy,
         accuracy_unlabeled,
+        test_accuracy,
         seconds: secs,
     };
     run_dir.write_json(io::run::RUN_FILE, &record)?;
@@ -447,7 +470,15 @@ fn layers<T: Real>(method: &'static str, a: &HnmfArgs) -> Result<()> {
         crate::fit::write_figures(&run_dir, &model, codes.as_ref(), &sample, shape)?;
     }
     let path = run_dir.commit()?;
-    summary(a.run.json, a.run.quiet, method, &path, rel, accuracy, secs)?;
+    summary(
+        a.run.json,
+        a.run.quiet,
+        method,
+        &path,
+        rel,
+        test_accuracy.or(accuracy),
+        secs,
+    )?;
     if stop_reason == StopReason::Interrupted {
         return Err(Exit::Interrupted.into());
     }

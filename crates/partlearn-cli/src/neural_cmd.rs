@@ -62,11 +62,66 @@ pub struct NeuralArgs {
     /// Independent random starts; the lowest final cost is kept.
     #[arg(long, default_value_t = 1)]
     pub restarts: usize,
+    /// Starting layers: random (U[0,1), the reference) or hnmf (a hierarchical NMF by HALS, 200 iterations per layer).
+    #[arg(long, default_value = "random")]
+    pub init: String,
     /// Time budget in seconds.
     #[arg(long)]
     pub max_seconds: Option<f64>,
     #[command(flatten)]
+    pub test: TestArgs,
+    #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// Held-out data on which the post-hoc classifier of the training codes is scored.
+#[derive(Args, Debug, Clone)]
+pub struct TestArgs {
+    /// Held-out labeled data (e.g. fashion-mnist:test): its codes (forward through the layers) are classified by the post-hoc classifier fitted on the training codes with the labels supervision saw (all labels when unsupervised).
+    #[arg(long, value_name = "DATA")]
+    pub test_data: Option<String>,
+    /// Use only the first N held-out samples.
+    #[arg(long, value_name = "N")]
+    pub test_first: Option<usize>,
+}
+
+/// Accuracy on `--test-data` (module doc of [`TestArgs`]).
+#[allow(clippy::too_many_arguments)]
+pub fn test_accuracy<T: Real>(
+    t: &TestArgs,
+    net: &partlearn::deep::neural::NeuralNmf<T>,
+    top_train: faer::MatRef<'_, T>,
+    train_labels: &[u32],
+    fit_mask: &[bool],
+    label_set: Option<&str>,
+    last_rank: usize,
+    threads: usize,
+) -> Result<Option<f64>> {
+    let Some(spec) = &t.test_data else {
+        return Ok(None);
+    };
+    let args = DataArgs {
+        spec: spec.clone(),
+        first: t.test_first,
+        subset: None,
+        data_seed: 0,
+        labels: None,
+    };
+    let test = args.load::<T>()?;
+    let labels = supervision(&test, "full", 1.0, label_set, last_rank, 0)?
+        .ok_or_else(|| anyhow::anyhow!("--test-data {spec} has no labels"))?
+        .labels;
+    let b = neural::posthoc_classifier(top_train, train_labels, fit_mask)?;
+    let f = partlearn::linalg::with_threads(threads, || {
+        net.forward(test.xt(), None, partlearn::linalg::par(threads))
+    })??;
+    let all = vec![true; test.n_samples()];
+    Ok(Some(neural::classifier_accuracy(
+        &b,
+        f.s[f.s.len() - 1].as_ref(),
+        &labels,
+        &all,
+    )))
 }
 
 /// The labels a supervised Neural NMF predicts and which of them it may see.
@@ -180,6 +235,8 @@ struct NeuralRunRecord<'a> {
     accuracy: Option<f64>,
     /// Same classifier fitted on the labeled samples only, accuracy on the unlabeled ones.
     accuracy_unlabeled: Option<f64>,
+    /// The classifier of the training codes scored on --test-data.
+    test_accuracy: Option<f64>,
     seconds: f64,
 }
 
@@ -212,7 +269,21 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
     let run_dir = RunDir::create(&out, a.run.force)?;
     let stop = interrupt_flag();
     let mut progress = FitProgress::new(opts.epochs, a.run.quiet, stop.clone());
-    let fit = neural::train(data.xt(), &opts, sup.as_ref(), &mut progress);
+    let start = match a.init.as_str() {
+        "random" => None,
+        "hnmf" => {
+            let base = partlearn::nmf::NmfOptions {
+                solver: partlearn::nmf::Solver::Hals,
+                max_iter: 200,
+                seed: a.run.seed,
+                threads: a.run.threads,
+                ..Default::default()
+            };
+            Some(partlearn::deep::hnmf::hierarchical(&data, &opts.ranks, &base)?.a)
+        }
+        o => anyhow::bail!("invalid --init '{o}': use random or hnmf"),
+    };
+    let fit = neural::train_from(data.xt(), start.as_deref(), &opts, sup.as_ref(), &mut progress);
     progress.finish();
     let fit = fit?;
     let x = data.xt();
@@ -238,6 +309,22 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
         _ => None,
     };
     let rel_error = fit.model.rel_error(x, &fit.forward);
+    let test_accuracy = match &eval_labels {
+        Some((l, known)) => {
+            let fit_mask = if sup.is_some() { known.clone() } else { all.clone() };
+            test_accuracy(
+                &a.test,
+                &fit.model,
+                top,
+                l,
+                &fit_mask,
+                a.label_set.as_deref(),
+                last,
+                a.run.threads,
+            )?
+        }
+        None => None,
+    };
     let last_rec = fit.history.last().copied();
     let model = DeepModel::new("neural-nmf", fit.model)?;
     let (tensors, meta) = model.to_tensors(data.image_shape)?;
@@ -261,6 +348,7 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
         rel_error,
         accuracy,
         accuracy_unlabeled,
+        test_accuracy,
         seconds: fit.seconds,
     };
     run_dir.write_json(io::run::RUN_FILE, &record)?;
@@ -277,7 +365,7 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
         let summary = serde_json::json!({
             "run": path, "method": "neural-nmf", "epochs": record.epochs, "stop_reason": fit.stop_reason,
             "cost": record.cost, "rel_error": rel_error, "accuracy": accuracy,
-            "accuracy_unlabeled": accuracy_unlabeled, "seconds": fit.seconds,
+            "accuracy_unlabeled": accuracy_unlabeled, "test_accuracy": test_accuracy, "seconds": fit.seconds,
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !a.run.quiet {
@@ -290,7 +378,8 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
             record.epochs,
             fit.stop_reason,
             rel_error,
-            accuracy.map_or(String::new(), |v| format!(", post-hoc accuracy {v:.3}")),
+            accuracy.map_or(String::new(), |v| format!(", post-hoc accuracy {v:.3}"))
+                + &test_accuracy.map_or(String::new(), |v| format!(", test accuracy {v:.3}")),
             fit.seconds
         );
         println!("wrote {}", path.display());

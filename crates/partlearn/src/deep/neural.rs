@@ -528,8 +528,33 @@ pub fn train<T: Real>(
     sup: Option<&Supervision>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NeuralFit<T>> {
+    train_from(x, None, opts, sup, observer)
+}
+
+/// [`train`] from given starting layers (e.g. a hierarchical NMF, [`super::hnmf`]) instead of
+/// random ones; the classifier (if supervised) starts random. `restarts` then only vary `B`.
+pub fn train_from<T: Real>(
+    x: MatRef<'_, T>,
+    start: Option<&[Mat<T>]>,
+    opts: &NeuralOptions,
+    sup: Option<&Supervision>,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NeuralFit<T>> {
     let (m, n) = (x.nrows(), x.ncols());
     opts.validate(m, n, sup)?;
+    if let Some(layers) = start {
+        let ok = layers.len() == opts.ranks.len()
+            && layers.iter().zip(&opts.ranks).enumerate().all(|(i, (a, &k))| {
+                a.ncols() == k && a.nrows() == if i == 0 { m } else { opts.ranks[i - 1] }
+            });
+        if !ok {
+            return Err(Error::invalid(
+                "starting layers",
+                layers.len(),
+                "must match the data and the ranks",
+            ));
+        }
+    }
     crate::data::validate_nonnegative(x)?;
     linalg::with_threads(opts.threads, || {
         let mut best: Option<NeuralFit<T>> = None;
@@ -538,7 +563,7 @@ pub fn train<T: Real>(
                 seed: opts.seed.wrapping_add(r),
                 ..opts.clone()
             };
-            let fit = train_inner(x, &o, sup, observer)?;
+            let fit = train_inner(x, start, &o, sup, observer)?;
             let cost = |f: &NeuralFit<T>| f.history.last().map_or(f64::INFINITY, |h| h.objective);
             let interrupted = fit.stop_reason == StopReason::Interrupted;
             if best.as_ref().is_none_or(|b| cost(&fit) < cost(b)) {
@@ -558,6 +583,7 @@ fn one() -> usize {
 
 fn train_inner<T: Real>(
     x: MatRef<'_, T>,
+    start_layers: Option<&[Mat<T>]>,
     opts: &NeuralOptions,
     sup: Option<&Supervision>,
     observer: &mut (dyn Observer + Send),
@@ -566,6 +592,9 @@ fn train_inner<T: Real>(
     let par = linalg::par(opts.threads);
     let mut rng = Rng::new(opts.seed);
     let mut model = NeuralNmf::<T>::init(x.nrows(), &opts.ranks, sup.map(|s| s.n_classes()), &mut rng);
+    if let Some(layers) = start_layers {
+        model.a = layers.to_vec();
+    }
     let sup_args = sup.map(|s| (s, opts.class_loss, opts.lambda));
     let mut adam: Vec<(Mat<T>, Mat<T>)> = model
         .a
@@ -677,9 +706,15 @@ pub fn posthoc_accuracy<T: Real>(
     fit: &[bool],
     score: &[bool],
 ) -> Result<f64> {
+    let b = posthoc_classifier(s, labels, fit)?;
+    Ok(classifier_accuracy(&b, s, labels, score))
+}
+
+/// `B = Y S⁺` (`c × k`) over the columns `fit` of `s` (`k × n`), the pseudo-inverse taken
+/// through the eigen-decomposition of `S Sᵀ`.
+pub fn posthoc_classifier<T: Real>(s: MatRef<'_, T>, labels: &[u32], fit: &[bool]) -> Result<Mat<f64>> {
     let (k, n) = (s.nrows(), s.ncols());
     let c = labels.iter().max().map_or(0, |&v| v as usize + 1);
-    // B = Y Sᵀ (S Sᵀ)⁺ over the fit columns; the pseudo-inverse through the eigen-decomposition.
     let cols: Vec<usize> = (0..n).filter(|&j| fit[j]).collect();
     let sf = Mat::<f64>::from_fn(k, cols.len(), |i, j| s[(i, cols[j])].to_f64());
     let yf = Mat::<f64>::from_fn(c, cols.len(), |i, j| {
@@ -698,10 +733,15 @@ pub fn posthoc_accuracy<T: Real>(
             .map(|t| vecs[(i, t)] * vecs[(j, t)] / vals[t])
             .sum()
     });
-    let b = &yf * sf.transpose() * &inv;
-    let scored: Vec<usize> = (0..n).filter(|&j| score[j]).collect();
+    Ok(&yf * sf.transpose() * &inv)
+}
+
+/// Fraction of the columns `score` of `s` whose `argmax(B s_j)` is their label (NaN if none).
+pub fn classifier_accuracy<T: Real>(b: &Mat<f64>, s: MatRef<'_, T>, labels: &[u32], score: &[bool]) -> f64 {
+    let (c, k) = (b.nrows(), b.ncols());
+    let scored: Vec<usize> = (0..s.ncols()).filter(|&j| score[j]).collect();
     if scored.is_empty() {
-        return Ok(f64::NAN);
+        return f64::NAN;
     }
     let correct = scored
         .iter()
@@ -713,7 +753,7 @@ pub fn posthoc_accuracy<T: Real>(
             arg == labels[j] as usize
         })
         .count();
-    Ok(correct as f64 / scored.len() as f64)
+    correct as f64 / scored.len() as f64
 }
 
 #[cfg(test)]
