@@ -107,6 +107,12 @@ pub struct BenchNmfArgs {
     /// Relative errors whose time-to-reach is reported.
     #[arg(long, default_value = "0.25,0.22")]
     pub targets: String,
+    /// HALS inner repetitions per factor (default: Gillis–Glineur's rule).
+    #[arg(long)]
+    pub hals_inner_max: Option<usize>,
+    /// Initialization: nndsvda (default), nndsvd, nndsvdar, random.
+    #[arg(long, default_value = "nndsvda")]
+    pub init: String,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Print the report as JSON.
@@ -142,6 +148,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         max_seconds: a.max_seconds,
         targets,
         seed: a.seed,
+        hals_inner_max: a.hals_inner_max,
+        init: a.init.parse::<partlearn::nmf::InitMethod>()?,
     };
     let r = bench_nmf(&data, &opts)?;
     if a.json {

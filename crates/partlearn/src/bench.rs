@@ -85,6 +85,10 @@ pub struct NmfBenchOptions {
     pub max_seconds: f64,
     pub targets: Vec<f64>,
     pub seed: u64,
+    /// HALS inner repetitions (`None` = the default rule).
+    pub hals_inner_max: Option<usize>,
+    /// Initialization of every solver (default NNDSVDa).
+    pub init: InitMethod,
 }
 
 fn time_min(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -174,7 +178,7 @@ pub fn gemm_timings<T: Real>(data: &Dataset<T>, k: usize, threads: usize) -> Res
     })
 }
 
-/// Runs each solver from NNDSVDa with `tol = 0` and compares its iterations with the GEMM bound.
+/// Runs each solver from the given initialization (NNDSVDa by default) with `tol = 0` and compares its iterations with the GEMM bound.
 pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfBenchReport> {
     let gemms = gemm_timings(data, o.k, o.threads)?;
     let sec = |name: &str| gemms.iter().find(|g| g.name == name).map_or(0.0, |g| g.seconds);
@@ -185,7 +189,8 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
         let opts = NmfOptions {
             k: o.k,
             solver,
-            init: InitMethod::Nndsvda,
+            init: o.init,
+            hals_inner_max: o.hals_inner_max,
             max_iter: o.max_iter,
             tol: 0.0,
             max_seconds: Some(o.max_seconds),
