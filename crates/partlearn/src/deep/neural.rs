@@ -642,8 +642,9 @@ fn train_inner<T: Real>(
                 }
             }
         }
-        if let (Some((s, loss, lambda)), Some(b)) = (sup_args, model.b.as_mut()) {
-            // B's own gradient steps on ℓ (unweighted) at this epoch's codes.
+        if let (Some((s, loss, _)), Some(b)) = (sup_args, model.b.as_mut()) {
+            // B's own gradient steps on ℓ (unweighted: λ only weighs ℓ against the layers'
+            // cost) at this epoch's codes, as the reference's 30 classifier steps.
             let lr_b = T::from_f64(lr_class);
             let s_top = fwd.s[fwd.s.len() - 1].as_ref();
             for _ in 0..opts.class_steps {
@@ -654,7 +655,6 @@ fn train_inner<T: Real>(
                     }
                 }
             }
-            let _ = lambda;
         }
         if epoch % opts.decay_every == 0 {
             lr *= opts.decay;
