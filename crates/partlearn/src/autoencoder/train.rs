@@ -534,6 +534,12 @@ fn train_inner<T: Real>(
     let mut ws = Workspace::new(&state.model);
     let mut xb = Vec::new();
     let mut warnings = Vec::new();
+    let (_, data_max, _) = data.value_range();
+    if state.model.spec.decoder_activation == super::layers::Act::Sigmoid && data_max > 1.0 {
+        warnings.push(format!(
+            "the data reach {data_max:.3} but a sigmoid decoder outputs values below 1; scale the data to [0, 1] or use --decoder-activation leaky-relu"
+        ));
+    }
     let elapsed = |state: &TrainState<T>| state.seconds + start.elapsed().as_secs_f64();
     let mut stop_reason = StopReason::MaxIter;
 
@@ -1097,6 +1103,44 @@ mod tests {
         } else {
             panic!("expected early stopping, got {:?}", out.stop_reason);
         }
+    }
+
+    /// f32 and f64 training agree (same seed, same initial weights up to rounding).
+    #[test]
+    fn f32_and_f64_training_agree() {
+        let d64 = tiny_data(64, 12, 11);
+        let d32 = d64.cast::<f32>();
+        let o = opts(5);
+        let spec = AeSpec::new(Architecture::Shallow, 4, 12, None, Act::LeakyRelu { slope: 0.1 }).unwrap();
+        let mut s64 = TrainState::new(
+            Autoencoder::<f64>::new(spec.clone(), None, &mut Rng::new(3)).unwrap(),
+            o.clone(),
+        );
+        let mut s32 = TrainState::new(Autoencoder::<f32>::new(spec, None, &mut Rng::new(3)).unwrap(), o);
+        train(&mut s64, &d64, None, &mut Silent).unwrap();
+        train(&mut s32, &d32, None, &mut Silent).unwrap();
+        for (a, b) in s64.history.iter().zip(&s32.history) {
+            assert!(
+                (a.loss - b.loss).abs() <= 1e-4 * a.loss,
+                "{} vs {}",
+                a.loss,
+                b.loss
+            );
+        }
+    }
+
+    #[test]
+    fn sigmoid_decoder_on_data_above_one_warns() {
+        let mut v: Vec<f64> = (0..40 * 6).map(|i| (i % 7) as f64 / 7.0).collect();
+        v[5] = 3.0;
+        let data = Dataset::from_row_major(40, 6, &v, "big").unwrap();
+        let mut st = TrainState::new(shallow(2, 6, Act::Sigmoid, 0), opts(1));
+        let out = train(&mut st, &data, None, &mut Silent).unwrap();
+        assert!(
+            out.warnings.iter().any(|w| w.contains("sigmoid decoder")),
+            "{:?}",
+            out.warnings
+        );
     }
 
     #[test]
