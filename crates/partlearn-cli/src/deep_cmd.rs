@@ -5,7 +5,6 @@ use anyhow::{Context, Result};
 use clap::Args;
 use faer::Mat;
 use partlearn::deep::hnmf::{self, LabelTerm, LayerStack};
-use partlearn::deep::neural::posthoc_accuracy;
 use partlearn::deep::DeepModel;
 use partlearn::io::{self, RunDir};
 use partlearn::nmf::model::EncodeSpec;
@@ -400,42 +399,18 @@ fn layers<T: Real>(method: &'static str, a: &HnmfArgs) -> Result<()> {
     let level_errors = level_errors(&stack, x);
     let rel = stack.rel_error(x);
     let top = stack.s[depth - 1].clone();
-    let all = vec![true; n];
-    let eval_labels = match &sup {
-        Some(s) => Some((s.labels.clone(), s.known.clone())),
-        None => supervision(&data, "full", 1.0, a.label_set.as_deref(), last, 0)
-            .ok()
-            .flatten()
-            .map(|s| (s.labels, s.known)),
-    };
-    let accuracy = eval_labels
-        .as_ref()
-        .map(|(l, _)| posthoc_accuracy(top.as_ref(), l, &all, &all))
-        .transpose()?;
-    let accuracy_unlabeled = match (&sup, &eval_labels) {
-        (Some(s), Some((l, known))) if s.known.iter().any(|k| !k) => {
-            let unknown: Vec<bool> = known.iter().map(|k| !k).collect();
-            Some(posthoc_accuracy(top.as_ref(), l, known, &unknown)?)
-        }
-        _ => None,
-    };
     let net = stack.into_net();
-    let test_accuracy = match &eval_labels {
-        Some((l, known)) => {
-            let fit_mask = if sup.is_some() { known.clone() } else { all.clone() };
-            crate::neural_cmd::test_accuracy(
-                &a.test,
-                &net,
-                top.as_ref(),
-                l,
-                &fit_mask,
-                a.label_set.as_deref(),
-                last,
-                a.run.threads,
-            )?
-        }
-        None => None,
-    };
+    let acc = crate::neural_cmd::accuracies(
+        &data,
+        sup.as_ref(),
+        &net,
+        top.as_ref(),
+        a.label_set.as_deref(),
+        last,
+        &a.test,
+        a.run.threads,
+    )?;
+    let (accuracy, accuracy_unlabeled, test_accuracy) = (acc.all, acc.unlabeled, acc.test);
     let model = DeepModel::new(method, net)?;
     let (tensors, meta) = model.to_tensors(data.image_shape)?;
     run_dir.write(

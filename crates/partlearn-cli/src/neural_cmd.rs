@@ -124,6 +124,57 @@ pub fn test_accuracy<T: Real>(
     )))
 }
 
+/// Post-hoc accuracies of a layer stack's top codes `top` (METHODS.md §5.1).
+pub struct Accuracies {
+    /// Classifier fitted on every label, scored on every training sample.
+    pub all: Option<f64>,
+    /// Fitted on the labels supervision saw, scored on the others (semi-supervised runs).
+    pub unlabeled: Option<f64>,
+    /// Fitted as supervision allowed (all labels when unsupervised), scored on `--test-data`.
+    pub test: Option<f64>,
+}
+
+/// The three accuracies against the labels supervision used, or the data's own labels (the
+/// set matching the last rank) when unsupervised; `None` where the data have no labels.
+#[allow(clippy::too_many_arguments)]
+pub fn accuracies<T: Real>(
+    data: &Dataset<T>,
+    sup: Option<&Supervision>,
+    net: &partlearn::deep::neural::NeuralNmf<T>,
+    top: faer::MatRef<'_, T>,
+    label_set: Option<&str>,
+    last_rank: usize,
+    test: &TestArgs,
+    threads: usize,
+) -> Result<Accuracies> {
+    let labels = match sup {
+        Some(s) => Some((s.labels.clone(), s.known.clone())),
+        None => supervision(data, "full", 1.0, label_set, last_rank, 0)
+            .ok()
+            .flatten()
+            .map(|s| (s.labels, s.known)),
+    };
+    let Some((l, known)) = labels else {
+        return Ok(Accuracies {
+            all: None,
+            unlabeled: None,
+            test: None,
+        });
+    };
+    let all = vec![true; data.n_samples()];
+    let unlabeled = if known.iter().any(|k| !k) {
+        let unknown: Vec<bool> = known.iter().map(|k| !k).collect();
+        Some(neural::posthoc_accuracy(top, &l, &known, &unknown)?)
+    } else {
+        None
+    };
+    Ok(Accuracies {
+        all: Some(neural::posthoc_accuracy(top, &l, &all, &all)?),
+        unlabeled,
+        test: test_accuracy(test, net, top, &l, &known, label_set, last_rank, threads)?,
+    })
+}
+
 /// The labels a supervised Neural NMF predicts and which of them it may see.
 pub fn supervision<T: Real>(
     data: &Dataset<T>,
@@ -288,43 +339,18 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
     let fit = fit?;
     let x = data.xt();
     let top = fit.forward.s.last().map(|s| s.as_ref()).unwrap_or(x);
-    // Accuracy against the labels supervision used, or the data's own labels when unsupervised.
-    let eval_labels = match &sup {
-        Some(s) => Some((s.labels.clone(), s.known.clone())),
-        None => supervision(&data, "full", 1.0, a.label_set.as_deref(), last, 0)
-            .ok()
-            .flatten()
-            .map(|s| (s.labels, s.known)),
-    };
-    let all = vec![true; data.n_samples()];
-    let accuracy = eval_labels
-        .as_ref()
-        .map(|(l, _)| neural::posthoc_accuracy(top, l, &all, &all))
-        .transpose()?;
-    let accuracy_unlabeled = match (&sup, &eval_labels) {
-        (Some(s), Some((l, known))) if s.known.iter().any(|k| !k) => {
-            let unknown: Vec<bool> = known.iter().map(|k| !k).collect();
-            Some(neural::posthoc_accuracy(top, l, known, &unknown)?)
-        }
-        _ => None,
-    };
     let rel_error = fit.model.rel_error(x, &fit.forward);
-    let test_accuracy = match &eval_labels {
-        Some((l, known)) => {
-            let fit_mask = if sup.is_some() { known.clone() } else { all.clone() };
-            test_accuracy(
-                &a.test,
-                &fit.model,
-                top,
-                l,
-                &fit_mask,
-                a.label_set.as_deref(),
-                last,
-                a.run.threads,
-            )?
-        }
-        None => None,
-    };
+    let acc = accuracies(
+        &data,
+        sup.as_ref(),
+        &fit.model,
+        top,
+        a.label_set.as_deref(),
+        last,
+        &a.test,
+        a.run.threads,
+    )?;
+    let (accuracy, accuracy_unlabeled, test_accuracy) = (acc.all, acc.unlabeled, acc.test);
     let last_rec = fit.history.last().copied();
     let model = DeepModel::new("neural-nmf", fit.model)?;
     let (tensors, meta) = model.to_tensors(data.image_shape)?;

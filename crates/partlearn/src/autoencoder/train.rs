@@ -965,10 +965,9 @@ mod tests {
         for nonneg in [NonNeg::Project, NonNeg::None] {
             let o = TrainOptions { nonneg, ..opts(20) };
             let mut st = TrainState::new(shallow(5, 12, Act::LeakyRelu { slope: 0.1 }, 1), o);
-            let mut after_each_step = Vec::new();
             let mut obs = |_: &IterRecord| Control::Continue;
             train(&mut st, &data, None, &mut obs).unwrap();
-            after_each_step.push(st.model.negative_decoder_fraction());
+            let negative_at_end = st.model.negative_decoder_fraction();
             let h = &st.history;
             assert_eq!(h.len(), 20);
             assert!(h[19].loss < h[0].loss, "{:?}", (h[0].loss, h[19].loss));
@@ -978,7 +977,7 @@ mod tests {
                     assert!(st.model.decoder_weights().iter().all(|&w| w >= 0.0));
                 }
                 // Without the projection some weights do go negative (so the check above can fail).
-                NonNeg::None => assert!(after_each_step[0] > 0.0),
+                NonNeg::None => assert!(negative_at_end > 0.0),
             }
         }
     }
@@ -1194,12 +1193,9 @@ mod tests {
         assert!(e.contains("sample 1"), "{e}");
     }
 
-    /// METHODS.md §6: on swimmer, a sparse auto-encoder with the reference's non-negative
-    /// LeakyReLU decoder learns the limbs: every true limb part is matched by an atom (the torso,
-    /// present in every image, goes to the decoder bias). Measured with these settings: worst
-    /// limb cosine 0.939 (0.796 without the sparsity penalty, 0.984 with an identity decoder).
-    #[test]
-    fn swimmer_limbs_are_learned_by_a_sparse_nonnegative_ae() {
+    /// Worst, over the 16 true limb parts of swimmer, of the best cosine between the part and an
+    /// atom, after training a shallow AE with the reference's LeakyReLU decoder and `sparsity`.
+    fn swimmer_worst_limb_cosine(sparsity: Sparsity) -> f64 {
         let (data, parts) = crate::data::named::swimmer::<f32>();
         let k = 17;
         let spec = AeSpec::new(
@@ -1217,7 +1213,7 @@ mod tests {
             batch_size: 16,
             optimizer: OptimizerSpec::named("adam", Some(0.01)).unwrap(),
             loss: LossSpec {
-                sparsity: Sparsity::Kl,
+                sparsity,
                 reduction: Reduction::Sum,
                 p: 0.25,
                 beta: 1.0,
@@ -1240,16 +1236,25 @@ mod tests {
         let rows: Vec<Vec<f64>> = (0..k)
             .map(|r| (0..1024).map(|j| atoms[(r, j)] as f64).collect())
             .collect();
-        let mut worst = 1.0f64;
-        for limb in &parts.limbs {
-            let limb: Vec<f64> = limb.iter().map(|&v| v as f64).collect();
-            worst = worst.min(rows.iter().map(|a| cos(a, &limb)).fold(0.0, f64::max));
-        }
-        let last = st.history.last().unwrap();
-        assert!(
-            worst >= 0.92,
-            "worst limb cosine {worst:.3} (train MSE {:.5})",
-            last.train_mse
-        );
+        parts
+            .limbs
+            .iter()
+            .map(|limb| {
+                let limb: Vec<f64> = limb.iter().map(|&v| v as f64).collect();
+                rows.iter().map(|a| cos(a, &limb)).fold(0.0, f64::max)
+            })
+            .fold(1.0, f64::min)
+    }
+
+    /// METHODS.md §6: on swimmer, a sparse auto-encoder with a non-negative decoder learns the
+    /// limbs: every true limb part is matched by an atom (the torso, present in every image, goes
+    /// to the decoder bias). Without the sparsity penalty the same training does not (measured:
+    /// worst limb cosine 0.939 with KL, 0.796 without).
+    #[test]
+    fn swimmer_limbs_are_learned_by_a_sparse_nonnegative_ae() {
+        let sparse = swimmer_worst_limb_cosine(Sparsity::Kl);
+        let plain = swimmer_worst_limb_cosine(Sparsity::None);
+        assert!(sparse >= 0.92, "worst limb cosine with KL sparsity {sparse:.3}");
+        assert!(plain < sparse, "without sparsity {plain:.3}, with {sparse:.3}");
     }
 }

@@ -386,6 +386,40 @@ fn classification<T: Real>(
 }
 
 impl<T: Real> NeuralNmf<T> {
+    /// The cost at the forward pass `f` without its gradient (what [`gradient`](Self::gradient)
+    /// returns as `cost`).
+    pub fn cost_value(
+        &self,
+        x: MatRef<'_, T>,
+        f: &Forward<T>,
+        cost: Cost,
+        sup: Option<(&Supervision, ClassLoss, f64)>,
+        par: Par,
+    ) -> f64 {
+        let l = self.a.len() - 1;
+        let residual = |data: MatRef<'_, T>, a: MatRef<'_, T>, s: MatRef<'_, T>| {
+            let mut r = data.to_owned();
+            linalg::matmul(r.as_mut(), Accum::Add, a, s, -T::one(), par);
+            mean_sq(r.as_ref())
+        };
+        let value = match cost {
+            Cost::Reconstruction => residual(x, self.composed(l).as_ref(), f.s[l].as_ref()),
+            Cost::Energy => (0..=l)
+                .map(|i| {
+                    let input = if i == 0 { x } else { f.s[i - 1].as_ref() };
+                    residual(input, self.a[i].as_ref(), f.s[i].as_ref())
+                })
+                .sum(),
+        };
+        let class = match (sup, &self.b) {
+            (Some((s, loss, lambda)), Some(b)) => {
+                classification(b.as_ref(), f.s[l].as_ref(), s, loss, lambda, par).0
+            }
+            _ => 0.0,
+        };
+        value + class
+    }
+
     /// The cost at the forward pass `f` and its exact gradient (module doc).
     pub fn gradient(
         &self,
@@ -661,11 +695,7 @@ fn train_inner<T: Real>(
             lr_class *= opts.decay;
         }
         fwd = model.forward(x, Some(fwd), par)?;
-        let cost = if epoch % 10 == 0 || epoch == opts.epochs {
-            model.gradient(x, &fwd, opts.cost, sup_args, par).cost
-        } else {
-            grad.cost
-        };
+        let cost = model.cost_value(x, &fwd, opts.cost, sup_args, par);
         let rec = IterRecord {
             iter: epoch,
             objective: cost,
@@ -873,6 +903,12 @@ mod tests {
                 };
                 let f = model.forward(x.as_ref(), None, Par::Seq).unwrap();
                 let g = model.gradient(x.as_ref(), &f, cost, sup_args, Par::Seq);
+                let v = model.cost_value(x.as_ref(), &f, cost, sup_args, Par::Seq);
+                assert!(
+                    (v - g.cost).abs() <= 1e-12 * g.cost.abs().max(1.0),
+                    "{v} vs {}",
+                    g.cost
+                );
                 let h = 1e-6;
                 for l in 0..2 {
                     for j in 0..model.a[l].ncols() {

@@ -304,9 +304,9 @@ fn exchange(c: &mut Column, g: &Mat<f64>, k: usize, tol: f64, max_rounds: usize)
     } else if c.budget >= 1 {
         c.budget -= 1;
         infeasible.iter().for_each(|&i| flip(&mut c.passive, i));
-    } else {
+    } else if let Some(&last) = infeasible.last() {
+        // Backup rule: flip only the largest infeasible index (`infeasible` is non-empty here).
         c.backup = true;
-        let &last = infeasible.last().expect("non-empty");
         flip(&mut c.passive, last);
     }
 }
