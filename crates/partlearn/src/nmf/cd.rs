@@ -187,49 +187,107 @@ unsafe fn sweep_block_avx2<T: Real>(
     sweep_block_impl(g, inv_diag, k, floor, fb, cb)
 }
 
-/// The kernel: `mul_add` is a fused multiply-add on every path (a hardware FMA with AVX2, an
-/// exactly rounded library call otherwise), so all paths give the same bits.
+/// The kernel, blocked Gauss–Seidel: the gradients of `B` consecutive coordinates
+/// `j₀ … j₀+B−1` are accumulated together from the current block (one pass over its `k` rows
+/// serves `B` coordinates, and the `B × LANES / SIMD width` accumulators are independent chains
+/// that keep both FMA units busy); the coordinates are then updated in order, each update
+/// `Δ_j` being added to the later gradients of the group as `G_{j',j}·Δ_j`. This is exactly the
+/// sequential sweep `f_j ← max(floor, f_j − ((G'f)_j − c'_j)/G'_jj)`, j = 0 … k−1, with the sums
+/// taken in another order. `mul_add` is a fused multiply-add on every path (a hardware FMA with
+/// AVX2, an exactly rounded library call otherwise), so all paths give the same bits.
 #[inline(always)]
 fn sweep_block_impl<T: Real>(g: &[T], inv_diag: &[T], k: usize, floor: T, fb: &mut [T], cb: &[T]) -> f64 {
-    let mut change = T::zero();
-    for j in 0..k {
-        let inv = inv_diag[j];
-        if inv == T::zero() {
-            continue;
-        }
-        let gj = &g[j * k..(j + 1) * k];
-        // Four independent accumulators (rows i ≡ 0, 1, 2, 3 mod 4) keep the FMA units busy.
-        let mut a = [[T::zero(); LANES]; 4];
-        let quads = k / 4;
-        for p in 0..quads {
-            for (t, acc) in a.iter_mut().enumerate() {
-                let i = 4 * p + t;
-                let q = gj[i];
+    // f32: 4 coordinates × 16 lanes = 8 AVX2 registers of accumulators; f64: 2 × 16 = 8.
+    if std::mem::size_of::<T>() == 4 {
+        sweep_grouped::<T, 4>(g, inv_diag, k, floor, fb, cb)
+    } else {
+        sweep_grouped::<T, 2>(g, inv_diag, k, floor, fb, cb)
+    }
+}
+
+#[inline(always)]
+fn sweep_grouped<T: Real, const B: usize>(
+    g: &[T],
+    inv_diag: &[T],
+    k: usize,
+    floor: T,
+    fb: &mut [T],
+    cb: &[T],
+) -> f64 {
+    // ‖Δ‖² per lane (a vector of partial sums, not one serial chain), summed at the end.
+    let mut change = [T::zero(); LANES];
+    let mut j0 = 0;
+    while j0 < k {
+        let b = B.min(k - j0);
+        // acc[t][l] = (G' f)_{j0+t} for lane l; G' is symmetric, so row i holds G'_{i, j0..j0+b}.
+        let mut acc = if b == B {
+            group_dots::<T, B>(g, k, j0, fb)
+        } else {
+            let mut acc = [[T::zero(); LANES]; B];
+            for i in 0..k {
                 let r = &fb[i * LANES..(i + 1) * LANES];
+                for t in 0..b {
+                    let q = g[i * k + j0 + t];
+                    for l in 0..LANES {
+                        acc[t][l] = q.mul_add(r[l], acc[t][l]);
+                    }
+                }
+            }
+            acc
+        };
+        for t in 0..b {
+            let j = j0 + t;
+            let inv = inv_diag[j];
+            // A zero diagonal (dead atom, all-zero codes) leaves the coordinate as it is.
+            if inv == T::zero() {
+                continue;
+            }
+            let row = &mut fb[j * LANES..(j + 1) * LANES];
+            let crow = &cb[j * LANES..(j + 1) * LANES];
+            let mut d = [T::zero(); LANES];
+            for l in 0..LANES {
+                let old = row[l];
+                let new = (old - (acc[t][l] - crow[l]) * inv).max(floor);
+                d[l] = new - old;
+                change[l] = d[l].mul_add(d[l], change[l]);
+                row[l] = new;
+            }
+            let gj = &g[j * k..(j + 1) * k];
+            for u in t + 1..b {
+                let q = gj[j0 + u];
                 for l in 0..LANES {
-                    acc[l] = q.mul_add(r[l], acc[l]);
+                    acc[u][l] = q.mul_add(d[l], acc[u][l]);
                 }
             }
         }
-        for i in 4 * quads..k {
-            let q = gj[i];
-            let r = &fb[i * LANES..(i + 1) * LANES];
+        j0 += b;
+    }
+    change.iter().map(|&v| Real::to_f64(v)).sum()
+}
+
+/// `(G' f)_{j0+t}` for `t < B` on every lane: a separate function whose accumulators are
+/// plain locals, so that they stay in registers through the loop over the `k` rows.
+#[inline(always)]
+fn group_dots<T: Real, const B: usize>(g: &[T], k: usize, j0: usize, fb: &[T]) -> [[T; LANES]; B] {
+    assert!(j0 + B <= k && g.len() >= k * k && fb.len() >= k * LANES);
+    let mut acc = [[T::zero(); LANES]; B];
+    for i in 0..k {
+        // SAFETY: i < k and j0 + B ≤ k (asserted above), so both ranges are inside the slices;
+        // unchecked indexing keeps panics out of the loop, so the accumulators stay in registers.
+        let (gi, r) = unsafe {
+            (
+                g.get_unchecked(i * k + j0..i * k + j0 + B),
+                fb.get_unchecked(i * LANES..(i + 1) * LANES),
+            )
+        };
+        for t in 0..B {
+            let q = gi[t];
             for l in 0..LANES {
-                a[0][l] = q.mul_add(r[l], a[0][l]);
+                acc[t][l] = q.mul_add(r[l], acc[t][l]);
             }
         }
-        let row = &mut fb[j * LANES..(j + 1) * LANES];
-        let crow = &cb[j * LANES..(j + 1) * LANES];
-        for l in 0..LANES {
-            let grad = ((a[0][l] + a[1][l]) + (a[2][l] + a[3][l])) - crow[l];
-            let old = row[l];
-            let new = (old - grad * inv).max(floor);
-            let d = new - old;
-            change = d.mul_add(d, change);
-            row[l] = new;
-        }
     }
-    change.to_f64()
+    acc
 }
 
 #[cfg(test)]
