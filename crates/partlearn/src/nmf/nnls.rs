@@ -4,12 +4,16 @@
 //! The solver works on the normal equations: it takes the Gram matrix `G = CᵀC` (`k × k`) and the
 //! cross terms `Cᵀb_j` (`k × n`), which is what every caller already has (ANLS computes `WᵀW`
 //! and `WᵀX` by GEMM; Neural NMF's layers likewise). Each column keeps a passive set `F`; in
-//! each round the columns are grouped by identical `F`, each group factors `G_FF` once
-//! (Cholesky) and solves all its columns, then every column exchanges its infeasible indices
-//! (all of them while the number of infeasibilities keeps falling or a budget of 3 allows,
-//! otherwise only the largest one — the backup rule that guarantees termination). Groups run in
-//! parallel on the caller's rayon pool; every group's arithmetic is independent of scheduling, so
-//! the result has the same bits for any thread count.
+//! each round the unfinished columns are sorted by `|F|` (within windows of consecutive
+//! columns), and batches of [`BATCH`] neighbours solve `G_FF x_F = b_F` together, one column per
+//! SIMD lane: each system is padded with identity rows to the batch's largest `|F|`, and the
+//! Cholesky factorization and triangular solves run on all lanes at once. (At k = 100 passive
+//! sets are almost never shared, so grouping identical sets, as Kim & Park do, saves nothing;
+//! lanes do.) Then every column exchanges its infeasible indices (all of them while the number
+//! of infeasibilities keeps falling or a budget of 3 allows, otherwise only the largest one —
+//! the backup rule that guarantees termination). Batches and exchanges run in parallel on the
+//! caller's rayon pool; every batch's arithmetic is independent of scheduling, so the result has
+//! the same bits for any thread count.
 //!
 //! Numerics: the small systems are solved in `f64` whatever `T` is. Feasibility is tested with
 //! tolerances relative to the column (`tol · max|Cᵀb_j|` for the dual, `tol · max|x_F|` for the
@@ -64,7 +68,8 @@ impl NnlsOptions {
 pub struct NnlsStats {
     /// Rounds of the slowest column.
     pub rounds: usize,
-    /// Cholesky factorizations (one per group per round).
+    /// Passive-set systems factored (one per unfinished column with a non-empty passive set per
+    /// round).
     pub factorizations: usize,
     /// Columns whose factorization needed a ridge.
     pub ridged: usize,
@@ -81,7 +86,7 @@ pub struct NnlsStats {
 pub fn solve_gram<T: Real>(
     gram: MatRef<'_, T>,
     cross: MatRef<'_, T>,
-    mut out: MatMut<'_, T>,
+    out: MatMut<'_, T>,
     warm: bool,
     opts: &NnlsOptions,
     par: Par,
@@ -119,38 +124,73 @@ pub fn solve_gram<T: Real>(
     }
     let max_rounds = opts.max_rounds.unwrap_or(10 * k + 50);
     let words = k.div_ceil(64);
-    let mut cols: Vec<Column> = (0..n)
-        .map(|j| {
-            let b: Vec<f64> = (0..k).map(|i| cross[(i, j)].to_f64()).collect();
-            let mut passive = vec![0u64; words];
-            if warm {
-                for i in 0..k {
-                    if out[(i, j)] > T::zero() {
-                        passive[i / 64] |= 1 << (i % 64);
-                    }
-                }
-            }
-            let bmax = if b.iter().all(|v| v.is_finite()) {
-                b.iter().fold(0.0f64, |a, v| a.max(v.abs()))
+    let parallel = !matches!(par, Par::Seq);
+    // Right-hand sides: column j at `b[j·bs..j·bs + k]` (copied only if `cross` does not have
+    // contiguous columns).
+    let copy;
+    let cm = match cross.try_as_col_major() {
+        Some(c) => c,
+        None => {
+            copy = cross.to_owned();
+            copy.as_ref().try_as_col_major().ok_or_else(|| Error::Numerical {
+                what: "NNLS".into(),
+                reason: "internal: a copied matrix is not column-major".into(),
+            })?
+        }
+    };
+    let bs = cm.col_stride().max(0) as usize;
+    // SAFETY: `cm` is column-major (unit row stride) with column stride `bs` ≥ 0, so entries
+    // (i, j), i < k, j < n, lie at `ptr + j·bs + i` inside one allocation that outlives `b`;
+    // the slice ends at the last entry.
+    let b: &[T] = unsafe { std::slice::from_raw_parts(cm.as_ptr(), (n - 1) * bs + k) };
+    debug_assert!(n == 1 || bs >= k);
+    let mut passive = vec![0u64; n * words];
+    let mut st = vec![
+        Column {
+            bmax: 0.0,
+            budget: 3,
+            best: k + 1,
+            rounds: 0,
+            done: false,
+            ridged: false,
+            backup: false,
+            capped: false,
+        };
+        n
+    ];
+    {
+        let outr = out.as_ref();
+        let init = |(j, (pj, c)): (usize, (&mut [u64], &mut Column))| {
+            let bj = &b[j * bs..j * bs + k];
+            c.bmax = if bj.iter().all(|v| v.is_finite()) {
+                bj.iter().fold(0.0f64, |a, &v| a.max(Real::to_f64(v).abs()))
             } else {
                 f64::NAN
             };
-            Column {
-                passive,
-                x: vec![0.0; k],
-                b,
-                bmax,
-                budget: 3,
-                best: k + 1,
-                rounds: 0,
-                done: false,
-                ridged: false,
-                backup: false,
-                capped: false,
+            if warm {
+                for i in 0..k {
+                    if outr[(i, j)] > T::zero() {
+                        pj[i / 64] |= 1 << (i % 64);
+                    }
+                }
             }
-        })
-        .collect();
-    if let Some(j) = cols.iter().position(|c| !c.bmax.is_finite()) {
+        };
+        if parallel {
+            passive
+                .par_chunks_mut(words)
+                .zip(st.par_iter_mut())
+                .enumerate()
+                .with_min_len(256)
+                .for_each(init);
+        } else {
+            passive
+                .chunks_mut(words)
+                .zip(st.iter_mut())
+                .enumerate()
+                .for_each(init);
+        }
+    }
+    if let Some(j) = st.iter().position(|c| !c.bmax.is_finite()) {
         return Err(Error::Numerical {
             what: "NNLS".into(),
             reason: format!("right-hand side {j} has a non-finite entry; check the data for NaN or Inf"),
@@ -158,95 +198,132 @@ pub fn solve_gram<T: Real>(
     }
     let mean_diag = (0..k).map(|i| g[(i, i)].abs()).sum::<f64>() / k as f64;
     let mut stats = NnlsStats::default();
-    let parallel = !matches!(par, Par::Seq);
+    let mut active: Vec<(usize, usize)> = Vec::with_capacity(n);
+    let mut pos_of = vec![usize::MAX; n];
+    let mut sol: Vec<f64> = Vec::new();
+    let mut sol_ridged: Vec<bool> = Vec::new();
+    let mut out = out;
     loop {
-        // Group the unfinished columns by passive set (sorted keys: deterministic order).
-        let mut groups: BTreeMap<&[u64], Vec<usize>> = BTreeMap::new();
-        for (j, c) in cols.iter().enumerate() {
+        // Unfinished columns, sorted by |F| within windows of consecutive columns: neighbours
+        // in this order have passive sets of (nearly) the same size and are solved together in
+        // SIMD lanes, and the batches read right-hand sides that sit close together in memory.
+        active.clear();
+        for (j, c) in st.iter().enumerate() {
             if !c.done {
-                groups.entry(c.passive.as_slice()).or_default().push(j);
+                let size: u32 = passive[j * words..(j + 1) * words]
+                    .iter()
+                    .map(|w| w.count_ones())
+                    .sum();
+                active.push((size as usize, j));
             }
         }
-        if groups.is_empty() {
+        if active.is_empty() {
             break;
         }
-        let groups: Vec<(Vec<u64>, Vec<usize>)> = groups.into_iter().map(|(p, v)| (p.to_vec(), v)).collect();
-        stats.factorizations += groups.iter().filter(|(p, _)| p.iter().any(|w| *w != 0)).count();
-        // Solve each group; results are (column, new x, ridged) in group order.
-        let solve = |(passive, members): &(Vec<u64>, Vec<usize>)| -> Vec<(usize, Vec<f64>, bool)> {
-            let f: Vec<usize> = (0..k).filter(|&i| passive[i / 64] >> (i % 64) & 1 == 1).collect();
-            let (chol, ridged) = factor(&g, &f, mean_diag);
-            members
-                .iter()
-                .map(|&j| {
-                    let c = &cols[j];
-                    let mut x = vec![0.0; k];
-                    if !f.is_empty() {
-                        let mut rhs: Vec<f64> = f.iter().map(|&i| c.b[i]).collect();
-                        chol_solve(&chol, f.len(), &mut rhs);
-                        for (&i, v) in f.iter().zip(rhs) {
-                            x[i] = v;
-                        }
-                    }
-                    (j, x, ridged)
-                })
-                .collect()
-        };
-        let results: Vec<Vec<(usize, Vec<f64>, bool)>> = if parallel && groups.len() > 1 {
-            groups.par_iter().map(solve).collect()
-        } else {
-            groups.iter().map(solve).collect()
-        };
-        let updates: Vec<(usize, Vec<f64>, bool)> = results.into_iter().flatten().collect();
-        let step = |(j, x, ridged): (usize, Vec<f64>, bool), c: &mut Column| {
-            debug_assert!(!c.done, "column {j} solved twice");
-            c.x = x;
-            c.ridged |= ridged;
-            c.rounds += 1;
-            exchange(c, &g, k, opts.tol, max_rounds);
-        };
-        // Columns are updated independently; in parallel when there are many.
-        let mut by_col: Vec<Option<(usize, Vec<f64>, bool)>> = vec![None; n];
-        for u in updates {
-            let j = u.0;
-            by_col[j] = Some(u);
+        for w in active.chunks_mut(SORT_WINDOW) {
+            w.sort_unstable();
         }
+        stats.factorizations += active.iter().filter(|a| a.0 > 0).count();
+        for (p, &(_, j)) in active.iter().enumerate() {
+            pos_of[j] = p;
+        }
+        sol.clear();
+        sol.resize(active.len() * k, 0.0);
+        sol_ridged.clear();
+        sol_ridged.resize(active.len(), false);
+        let ctx = BatchCtx {
+            g: &g,
+            k,
+            words,
+            mean_diag,
+            passive: &passive,
+            b,
+            bs,
+        };
         if parallel {
-            cols.par_iter_mut()
-                .zip(by_col.into_par_iter())
-                .for_each(|(c, u)| {
-                    if let Some(u) = u {
-                        step(u, c);
-                    }
+            active
+                .par_chunks(BATCH)
+                .zip(sol.par_chunks_mut(BATCH * k))
+                .zip(sol_ridged.par_chunks_mut(BATCH))
+                .for_each_init(BatchScratch::default, |s, ((cols, o), rid)| {
+                    solve_batch(&ctx, cols, o, rid, s)
                 });
         } else {
-            for (c, u) in cols.iter_mut().zip(by_col) {
-                if let Some(u) = u {
-                    step(u, c);
+            let mut s = BatchScratch::default();
+            let batches = active
+                .chunks(BATCH)
+                .zip(sol.chunks_mut(BATCH * k))
+                .zip(sol_ridged.chunks_mut(BATCH));
+            for ((cols, o), rid) in batches {
+                solve_batch(&ctx, cols, o, rid, &mut s);
+            }
+        }
+        // Exchange, column by column (independent); a column found feasible (or capped) is
+        // written to `out` and leaves the loop.
+        let step =
+            |scratch: &mut (Vec<f64>, Vec<usize>),
+             (j, ((pj, c), mut col)): (usize, ((&mut [u64], &mut Column), faer::ColMut<'_, T>))| {
+                if c.done {
+                    return;
                 }
+                let p = pos_of[j];
+                let xj = &sol[p * k..(p + 1) * k];
+                c.ridged |= sol_ridged[p];
+                c.rounds += 1;
+                exchange(
+                    c,
+                    xj,
+                    &b[j * bs..j * bs + k],
+                    pj,
+                    &g,
+                    opts.tol,
+                    max_rounds,
+                    scratch,
+                );
+                if c.done {
+                    for i in 0..k {
+                        col[i] = T::from_f64(xj[i].max(0.0));
+                    }
+                }
+            };
+        if parallel {
+            passive
+                .par_chunks_mut(words)
+                .zip(st.par_iter_mut())
+                .zip(out.as_mut().par_col_iter_mut())
+                .enumerate()
+                .with_min_len(256)
+                .for_each_init(|| (vec![0.0; k], Vec::new()), step);
+        } else {
+            let mut scratch = (vec![0.0; k], Vec::new());
+            for item in passive
+                .chunks_mut(words)
+                .zip(st.iter_mut())
+                .zip(out.as_mut().col_iter_mut())
+                .enumerate()
+            {
+                step(&mut scratch, item);
             }
         }
     }
-    for (j, c) in cols.iter().enumerate() {
+    for c in &st {
         stats.rounds = stats.rounds.max(c.rounds);
         stats.ridged += usize::from(c.ridged);
         stats.backup += usize::from(c.backup);
         stats.capped += usize::from(c.capped);
-        let mut col = out.as_mut().col_mut(j);
-        for i in 0..k {
-            col[i] = T::from_f64(c.x[i].max(0.0));
-        }
     }
     Ok(stats)
 }
 
-/// Per-column state of the pivoting.
+/// Columns whose passive-set systems are factored together, one per SIMD lane.
+const BATCH: usize = 8;
+/// Unfinished columns are sorted by `|F|` within windows of this many (a multiple of [`BATCH`]).
+const SORT_WINDOW: usize = 512;
+
+/// Per-column state of the pivoting (solution, right-hand side and passive set live in flat
+/// arrays of [`solve_gram`]).
 #[derive(Clone, Debug)]
 struct Column {
-    /// Bit `i` set ⇔ index `i` is passive (free).
-    passive: Vec<u64>,
-    x: Vec<f64>,
-    b: Vec<f64>,
     bmax: f64,
     /// Full exchanges allowed without progress (α of §1.3).
     budget: u8,
@@ -259,28 +336,302 @@ struct Column {
     capped: bool,
 }
 
-/// Checks the KKT conditions of column `c` for its current `x` and exchanges infeasible indices
-/// (METHODS.md §1.3 steps 3–5); marks the column done when feasible or capped.
-fn exchange(c: &mut Column, g: &Mat<f64>, k: usize, tol: f64, max_rounds: usize) {
+/// What every batch solve reads.
+struct BatchCtx<'a, T> {
+    g: &'a Mat<f64>,
+    k: usize,
+    words: usize,
+    mean_diag: f64,
+    passive: &'a [u64],
+    /// Right-hand sides, column `j` at `j·bs`.
+    b: &'a [T],
+    bs: usize,
+}
+
+/// Workspaces of [`solve_batch`], reused across batches of one thread.
+#[derive(Default)]
+struct BatchScratch {
+    /// Lane-interleaved lower triangle: `a[(r·M + c)·BATCH + lane]`.
+    a: Vec<f64>,
+    /// Right-hand side, then solution: `r[i·BATCH + lane]`.
+    r: Vec<f64>,
+    /// Pivot thresholds, then reciprocal pivots: `[i·BATCH + lane]`.
+    thr: Vec<f64>,
+    inv: Vec<f64>,
+    col: Vec<f64>,
+    idx: Vec<usize>,
+}
+
+/// Solves `G_FF x_F = b_F` for up to [`BATCH`] columns at once: each column's system is padded
+/// to the batch's largest `|F|` with identity rows and the Cholesky factorization and both
+/// triangular solves run with one column per SIMD lane. A lane whose pivot falls below the
+/// singularity threshold is solved again on its own by [`factor`] with the ridge fallback.
+/// `out` (`cols.len() × k`) receives the solutions, zero off `F`.
+fn solve_batch<T: Real>(
+    ctx: &BatchCtx<'_, T>,
+    cols: &[(usize, usize)],
+    out: &mut [f64],
+    ridged: &mut [bool],
+    s: &mut BatchScratch,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU features were detected at run time just above.
+            return unsafe { solve_batch_avx2(ctx, cols, out, ridged, s) };
+        }
+    }
+    solve_batch_impl(ctx, cols, out, ridged, s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn solve_batch_avx2<T: Real>(
+    ctx: &BatchCtx<'_, T>,
+    cols: &[(usize, usize)],
+    out: &mut [f64],
+    ridged: &mut [bool],
+    s: &mut BatchScratch,
+) {
+    solve_batch_impl(ctx, cols, out, ridged, s)
+}
+
+/// The kernel of [`solve_batch`]; `mul_add` is fused on every path, so all paths give the same
+/// bits.
+#[inline(always)]
+fn solve_batch_impl<T: Real>(
+    ctx: &BatchCtx<'_, T>,
+    cols: &[(usize, usize)],
+    out: &mut [f64],
+    ridged: &mut [bool],
+    s: &mut BatchScratch,
+) {
+    const L: usize = BATCH;
+    let (k, words) = (ctx.k, ctx.words);
+    out.fill(0.0);
+    ridged.fill(false);
+    let m = cols.iter().map(|c| c.0).max().unwrap_or(0);
+    if m == 0 {
+        return;
+    }
+    s.a.clear();
+    s.a.resize(m * m * L, 0.0);
+    s.r.clear();
+    s.r.resize(m * L, 0.0);
+    s.thr.clear();
+    s.thr.resize(m * L, 0.0);
+    s.inv.clear();
+    s.inv.resize(m * L, 0.0);
+    s.col.clear();
+    s.col.resize(m * L, 0.0);
+    s.idx.clear();
+    s.idx.resize(m * L, 0);
+    // Passive index lists (lanes past the batch and rows past |F| are identity rows).
+    let mut len = [0usize; L];
+    for (lane, &(size, j)) in cols.iter().enumerate() {
+        let pj = &ctx.passive[j * words..(j + 1) * words];
+        let f = &mut s.idx[lane * m..lane * m + size];
+        let mut t = 0;
+        for (wi, &w) in pj.iter().enumerate() {
+            let mut w = w;
+            while w != 0 {
+                f[t] = wi * 64 + w.trailing_zeros() as usize;
+                t += 1;
+                w &= w - 1;
+            }
+        }
+        debug_assert_eq!(t, size);
+        len[lane] = size;
+    }
+    // Gather G_FF and b_F entry by entry across the lanes (stores fill whole lane groups).
+    for r in 0..m {
+        for lane in 0..L {
+            if r < len[lane] {
+                let fr = s.idx[lane * m + r];
+                let gr = ctx.g.col_as_slice(fr);
+                let f = &s.idx[lane * m..lane * m + r + 1];
+                for (c, &fc) in f.iter().enumerate() {
+                    s.a[(r * m + c) * L + lane] = gr[fc];
+                }
+                s.r[r * L + lane] = Real::to_f64(ctx.b[cols[lane].1 * ctx.bs + fr]);
+                // Pivots below this relative size mean numerical singularity.
+                s.thr[r * L + lane] = 1e-13 * gr[fr].abs().max(ctx.mean_diag * 1e-300);
+            } else {
+                s.a[(r * m + r) * L + lane] = 1.0;
+            }
+        }
+    }
+    // Right-looking Cholesky of all lanes: column c is scaled, copied to `col` (contiguous), and
+    // the trailing lower triangle updated row by row.
+    let mut failed = [false; L];
+    for c in 0..m {
+        let d = lanes(&mut s.a, c * m + c);
+        let mut inv = [0.0f64; L];
+        for l in 0..L {
+            let mut v = d[l];
+            if !(v > s.thr[c * L + l]) {
+                failed[l] = true;
+                v = 1.0;
+            }
+            let sq = v.sqrt();
+            d[l] = sq;
+            inv[l] = 1.0 / sq;
+        }
+        lanes(&mut s.inv, c).copy_from_slice(&inv);
+        for r in c + 1..m {
+            let v = lanes(&mut s.a, r * m + c);
+            for l in 0..L {
+                v[l] *= inv[l];
+            }
+            let v = *v;
+            *lanes(&mut s.col, r) = v;
+        }
+        for r in c + 1..m {
+            let lrc = *lanes(&mut s.col, r);
+            let row = &mut s.a[(r * m + c + 1) * L..(r * m + r + 1) * L];
+            let cc = &s.col[(c + 1) * L..(r + 1) * L];
+            for (dst, q) in row.chunks_exact_mut(L).zip(cc.chunks_exact(L)) {
+                // Loads before stores (into locals), so that the lanes vectorize.
+                let (mut dv, mut qv) = ([0.0f64; L], [0.0f64; L]);
+                dv.copy_from_slice(dst);
+                qv.copy_from_slice(q);
+                for l in 0..L {
+                    dv[l] = (-lrc[l]).mul_add(qv[l], dv[l]);
+                }
+                dst.copy_from_slice(&dv);
+            }
+        }
+    }
+    // L y = b (column-oriented), then Lᵀ x = y.
+    for c in 0..m {
+        let inv = *lanes(&mut s.inv, c);
+        let y = lanes(&mut s.r, c);
+        for l in 0..L {
+            y[l] *= inv[l];
+        }
+        let y = *y;
+        for r in c + 1..m {
+            let lrc = *lanes(&mut s.a, r * m + c);
+            let dst = lanes(&mut s.r, r);
+            for l in 0..L {
+                dst[l] = (-lrc[l]).mul_add(y[l], dst[l]);
+            }
+        }
+    }
+    for c in (0..m).rev() {
+        let inv = *lanes(&mut s.inv, c);
+        let xv = lanes(&mut s.r, c);
+        for l in 0..L {
+            xv[l] *= inv[l];
+        }
+        let xv = *xv;
+        for r in 0..c {
+            let lcr = *lanes(&mut s.a, c * m + r);
+            let dst = lanes(&mut s.r, r);
+            for l in 0..L {
+                dst[l] = (-lcr[l]).mul_add(xv[l], dst[l]);
+            }
+        }
+    }
+    for (lane, &(size, j)) in cols.iter().enumerate() {
+        let f = &s.idx[lane * m..lane * m + size];
+        let o = &mut out[lane * k..(lane + 1) * k];
+        if failed[lane] {
+            let (chol, rid) = factor(ctx.g, f, ctx.mean_diag);
+            let mut rhs: Vec<f64> = f.iter().map(|&i| Real::to_f64(ctx.b[j * ctx.bs + i])).collect();
+            chol_solve(&chol, size, &mut rhs);
+            for (&i, v) in f.iter().zip(rhs) {
+                o[i] = v;
+            }
+            ridged[lane] = rid;
+        } else {
+            for (r, &i) in f.iter().enumerate() {
+                o[i] = s.r[r * L + lane];
+            }
+        }
+    }
+}
+
+/// The `BATCH` lanes of entry `e` of a lane-interleaved array.
+#[inline(always)]
+fn lanes(v: &mut [f64], e: usize) -> &mut [f64; BATCH] {
+    let s: &mut [f64] = &mut v[e * BATCH..(e + 1) * BATCH];
+    s.try_into().expect("a slice of BATCH entries")
+}
+
+/// Checks the KKT conditions of a column for its current solution `x` and exchanges infeasible
+/// indices (METHODS.md §1.3 steps 3–5); marks the column done when feasible or capped.
+#[allow(clippy::too_many_arguments)]
+fn exchange<T: Real>(
+    c: &mut Column,
+    x: &[f64],
+    b: &[T],
+    passive: &mut [u64],
+    g: &Mat<f64>,
+    tol: f64,
+    max_rounds: usize,
+    scratch: &mut (Vec<f64>, Vec<usize>),
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU features were detected at run time just above.
+            return unsafe { exchange_avx2(c, x, b, passive, g, tol, max_rounds, scratch) };
+        }
+    }
+    exchange_impl(c, x, b, passive, g, tol, max_rounds, scratch)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn exchange_avx2<T: Real>(
+    c: &mut Column,
+    x: &[f64],
+    b: &[T],
+    passive: &mut [u64],
+    g: &Mat<f64>,
+    tol: f64,
+    max_rounds: usize,
+    scratch: &mut (Vec<f64>, Vec<usize>),
+) {
+    exchange_impl(c, x, b, passive, g, tol, max_rounds, scratch)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn exchange_impl<T: Real>(
+    c: &mut Column,
+    x: &[f64],
+    b: &[T],
+    passive: &mut [u64],
+    g: &Mat<f64>,
+    tol: f64,
+    max_rounds: usize,
+    scratch: &mut (Vec<f64>, Vec<usize>),
+) {
+    let k = x.len();
     let is_passive = |p: &[u64], i: usize| p[i / 64] >> (i % 64) & 1 == 1;
-    let xmax = c.x.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    let xmax = x.iter().fold(0.0f64, |a, v| a.max(v.abs()));
     let (tol_x, tol_y) = (
         tol * xmax.max(f64::MIN_POSITIVE),
         tol * c.bmax.max(f64::MIN_POSITIVE),
     );
     // y = G x − b, accumulated over the columns of G at the support of x (contiguous slices).
-    let mut y: Vec<f64> = c.b.iter().map(|v| -v).collect();
-    for (l, &xl) in c.x.iter().enumerate() {
+    let (y, infeasible) = scratch;
+    y.clear();
+    y.extend(b.iter().map(|&v| -Real::to_f64(v)));
+    for (l, &xl) in x.iter().enumerate() {
         if xl != 0.0 {
             for (yi, gi) in y.iter_mut().zip(g.col_as_slice(l)) {
-                *yi += gi * xl;
+                *yi = gi.mul_add(xl, *yi);
             }
         }
     }
-    let mut infeasible = Vec::new();
+    infeasible.clear();
     for i in 0..k {
-        if is_passive(&c.passive, i) {
-            if c.x[i] < -tol_x {
+        if is_passive(passive, i) {
+            if x[i] < -tol_x {
                 infeasible.push(i);
             }
         } else if y[i] < -tol_y {
@@ -300,14 +651,14 @@ fn exchange(c: &mut Column, g: &Mat<f64>, k: usize, tol: f64, max_rounds: usize)
     if infeasible.len() < c.best {
         c.best = infeasible.len();
         c.budget = 3;
-        infeasible.iter().for_each(|&i| flip(&mut c.passive, i));
+        infeasible.iter().for_each(|&i| flip(passive, i));
     } else if c.budget >= 1 {
         c.budget -= 1;
-        infeasible.iter().for_each(|&i| flip(&mut c.passive, i));
+        infeasible.iter().for_each(|&i| flip(passive, i));
     } else if let Some(&last) = infeasible.last() {
         // Backup rule: flip only the largest infeasible index (`infeasible` is non-empty here).
         c.backup = true;
-        flip(&mut c.passive, last);
+        flip(passive, last);
     }
 }
 
@@ -727,6 +1078,41 @@ mod tests {
                 assert_eq!(one[(i, j)].to_bits(), two[(i, j)].to_bits());
             }
         }
+    }
+
+    #[test]
+    fn cross_terms_in_any_layout_give_the_same_bits() {
+        // Column-major, row-major (a transposed view) and strided (rows of a taller matrix)
+        // right-hand sides: the first is read in place, the others through a copy or a stride.
+        let mut r = Rng::new(8);
+        let c = random(&mut r, 40, 12);
+        let g = c.transpose() * &c;
+        let b = Mat::<f64>::from_fn(40, 300, |_, _| r.uniform() - 0.2);
+        let cb = c.transpose() * &b;
+        let solve = |cross: MatRef<'_, f64>| {
+            let mut out = Mat::<f64>::zeros(12, 300);
+            solve_gram(
+                g.as_ref(),
+                cross,
+                out.as_mut(),
+                false,
+                &NnlsOptions::default(),
+                Par::Seq,
+            )
+            .unwrap();
+            out
+        };
+        let base = solve(cb.as_ref());
+        let row_major = cb.transpose().to_owned();
+        let taller = Mat::<f64>::from_fn(15, 300, |i, j| if i < 12 { cb[(i, j)] } else { -1.0 });
+        for other in [
+            solve(row_major.transpose()),
+            solve(taller.as_ref().subrows(0, 12)),
+        ] {
+            assert!(base == other);
+        }
+        let v = kkt_violation(&c, &b, &base);
+        assert!(v < 1e-9, "KKT violation {v}");
     }
 
     #[test]
