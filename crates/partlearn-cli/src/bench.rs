@@ -113,6 +113,9 @@ pub struct BenchNmfArgs {
     /// Initialization: nndsvda (default), nndsvd, nndsvdar, random.
     #[arg(long, default_value = "nndsvda")]
     pub init: String,
+    /// No extrapolation between iterations (plain HALS / MU / ANLS).
+    #[arg(long)]
+    pub no_extrapolate: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Print the report as JSON.
@@ -150,6 +153,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         seed: a.seed,
         hals_inner_max: a.hals_inner_max,
         init: a.init.parse::<partlearn::nmf::InitMethod>()?,
+        extrapolate: !a.no_extrapolate,
     };
     let r = bench_nmf(&data, &opts)?;
     if a.json {

@@ -107,6 +107,10 @@ pub struct NmfArgs {
     /// HALS: maximum inner sweeps per factor (default: Gillis–Glineur's rule).
     #[arg(long)]
     pub hals_inner_max: Option<usize>,
+    /// Frobenius solvers: no extrapolation between iterations (plain HALS / MU / ANLS; slower,
+    /// but on swimmer plain HALS isolates the torso that extrapolated HALS spreads over the limbs).
+    #[arg(long)]
+    pub no_extrapolate: bool,
     /// Codes for fixed atoms (Frobenius): exact (NNLS by block principal pivoting) or cd.
     #[arg(long, default_value = "exact")]
     pub encode: String,
@@ -305,6 +309,7 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
         alpha_h: a.alpha_h,
         l1_ratio: a.l1_ratio,
         hals_inner_max: a.hals_inner_max,
+        extrapolate: !a.no_extrapolate,
         seed: a.run.seed,
         threads: a.run.threads,
         encode: EncodeOptions {

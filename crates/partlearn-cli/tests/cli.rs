@@ -98,6 +98,37 @@ fn swimmer_run(dir: &Path) -> PathBuf {
 }
 
 #[test]
+fn swimmer_plain_hals_in_f64_isolates_the_limbs_and_records_the_option() {
+    let dir = temp_dir("swimmer-plain");
+    let out = dir.join("run");
+    let o = run(&[
+        "fit",
+        "nmf",
+        "--data",
+        "swimmer",
+        "-k",
+        "17",
+        "--no-extrapolate",
+        "--dtype",
+        "f64",
+        "--max-iter",
+        "2000",
+        "--tol",
+        "0",
+        "--json",
+        "--quiet",
+        "--out",
+        s(&out),
+    ]);
+    assert_ok(&o);
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(summary["rel_error"].as_f64().unwrap() < 1e-6, "{summary}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["options"]["extrapolate"], false);
+}
+
+#[test]
 fn swimmer_end_to_end_fit_files_transform_eval() {
     let dir = temp_dir("swimmer");
     let r = swimmer_run(&dir);

@@ -92,6 +92,8 @@ pub struct NmfBenchOptions {
     pub hals_inner_max: Option<usize>,
     /// Initialization of every solver (default NNDSVDa).
     pub init: InitMethod,
+    /// Extrapolation between iterations (the fit's default: on).
+    pub extrapolate: bool,
 }
 
 fn time_min(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -195,6 +197,7 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
             solver,
             init: o.init,
             hals_inner_max: o.hals_inner_max,
+            extrapolate: o.extrapolate,
             max_iter: o.max_iter,
             tol: 0.0,
             max_seconds: Some(o.max_seconds),

@@ -37,6 +37,10 @@ pub enum Rule {
 /// block-principal-pivoting solve.
 pub const ANLS_PREDICT_SWEEPS: usize = 8;
 
+/// Iterations before an atom re-seeded in vain is re-seeded again (the search for the worst
+/// sample costs `O(n·k²)`).
+pub const RESEED_COOLDOWN: usize = 20;
+
 /// Lower bound of MU iterates (METHODS.md §1.2: keeps them strictly positive).
 pub const MU_FLOOR: f64 = 1e-16;
 
@@ -87,8 +91,12 @@ pub struct GramSolver<'a, T: Real> {
     pub column_sweeps: u64,
     /// ANLS: NNLS exchange rounds (slowest column of each solve), summed.
     pub nnls_rounds: u64,
-    /// ANLS: atoms found dead (all zero) and re-seeded with a sample.
+    /// ANLS and HALS: atoms found dead (all zero, or unused) and re-seeded with a sample.
     pub reseeded: u64,
+    /// Iterations done, and the iteration of each atom's last re-seeding (an atom re-seeded in
+    /// vain is not tried again for [`RESEED_COOLDOWN`] iterations).
+    iters: usize,
+    last_reseed: Vec<Option<usize>>,
     /// ANLS with penalties: the penalized Gram and cross terms.
     pen_g: Mat<T>,
     pen_c: Mat<T>,
@@ -132,6 +140,8 @@ impl<'a, T: Real> GramSolver<'a, T> {
             column_sweeps: 0,
             nnls_rounds: 0,
             reseeded: 0,
+            iters: 0,
+            last_reseed: vec![None; k],
             pen_g: Mat::zeros(0, 0),
             pen_c: Mat::zeros(0, 0),
             extrapolation: None,
@@ -265,17 +275,24 @@ impl<'a, T: Real> GramSolver<'a, T> {
         }
     }
 
-    /// Dead atoms (METHODS.md §1.8): exact NNLS keeps an all-zero atom at zero forever (its
-    /// Gram row is zero, so its codes are zero, so its atom update is zero). Each dead atom is
-    /// replaced by the sample with the largest residual `‖x_i − W h_i‖²` (computed from `P`, `Q`
-    /// and the sample norms, no pass over `X` beyond the norms), largest first. `WH` does not
-    /// change (the atom's codes are zero), so the objective does not rise; `P` and `Q` are
-    /// refreshed. Only without penalties: under L1/L2 a zero atom can be the penalty's own
-    /// optimum, and re-seeding it would raise the penalized objective.
+    /// Dead atoms (METHODS.md §1.8): under ANLS an all-zero atom stays zero forever (its Gram
+    /// row is zero, so its exact codes are zero, so its atom update is zero); under HALS an atom
+    /// that is all zero *and* has all-zero codes does (both coordinate updates are skipped on a
+    /// zero Gram diagonal). Detected from the Gram diagonals, which are the squared norms:
+    /// `(WᵀW)_jj = 0` (and `(HHᵀ)_jj = 0` for HALS). Each dead atom is replaced by the sample with
+    /// the largest residual `‖x_i − W h_i‖²` (computed from `P`, `Q` and the sample norms),
+    /// largest first, and its codes are set to zero. `WH` does not change, so the objective does
+    /// not rise; `P` and `Q` are refreshed. Only without penalties: under L1/L2 a zero atom can be
+    /// the penalty's own optimum, and re-seeding it would raise the penalized objective. (An atom
+    /// that is not zero but unused is not dead for HALS: it can come back, and re-seeding it was
+    /// measured to hurt, e.g. on swimmer.)
     fn reseed_dead_atoms(&mut self, f: &mut Factors<T>) {
         let (k, m, n) = (f.wt.nrows(), f.wt.ncols(), f.h.ncols());
         let dead: Vec<usize> = (0..k)
-            .filter(|&j| (0..m).all(|i| f.wt[(j, i)] == T::zero()))
+            .filter(|&j| {
+                self.q[(j, j)] == T::zero() && (self.rule == Rule::Anls || self.t[(j, j)] == T::zero())
+            })
+            .filter(|&j| self.last_reseed[j].is_none_or(|it| self.iters >= it + RESEED_COOLDOWN))
             .collect();
         if dead.is_empty() || n == 0 {
             return;
@@ -298,7 +315,11 @@ impl<'a, T: Real> GramSolver<'a, T> {
         };
         let mut r: Vec<(f64, usize)> = (0..n).map(|i| (residual(i), i)).collect();
         r.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        for (&j, &(_, i)) in dead.iter().zip(&r) {
+        for (&j, &(res, i)) in dead.iter().zip(&r) {
+            // Nothing left to explain (e.g. all-zero data): leave the atom as it is.
+            if !(res > 0.0) {
+                break;
+            }
             for p in 0..m {
                 f.wt[(j, p)] = self.x[(p, i)];
             }
@@ -306,6 +327,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
                 f.h[(j, c)] = T::zero();
             }
             self.reseeded += 1;
+            self.last_reseed[j] = Some(self.iters);
         }
         linalg::gram(self.q.as_mut(), f.wt.as_ref(), self.par);
         linalg::matmul(
@@ -411,7 +433,8 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
                 self.par,
             );
         }
-        if self.rule == Rule::Anls && self.codes_pen.is_zero() && self.atoms_pen.is_zero() {
+        self.iters += 1;
+        if self.rule != Rule::Mu && self.codes_pen.is_zero() && self.atoms_pen.is_zero() {
             self.reseed_dead_atoms(f);
         }
         if let Some(prev) = self.prev.as_mut() {
