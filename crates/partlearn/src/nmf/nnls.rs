@@ -144,187 +144,84 @@ pub fn solve_gram<T: Real>(
     // the slice ends at the last entry.
     let b: &[T] = unsafe { std::slice::from_raw_parts(cm.as_ptr(), (n - 1) * bs + k) };
     debug_assert!(n == 1 || bs >= k);
-    let mut passive = vec![0u64; n * words];
-    let mut st = vec![
-        Column {
-            bmax: 0.0,
-            budget: 3,
-            best: k + 1,
-            rounds: 0,
-            done: false,
-            ridged: false,
-            backup: false,
-            capped: false,
-        };
-        n
-    ];
-    {
-        let outr = out.as_ref();
-        let init = |(j, (pj, c)): (usize, (&mut [u64], &mut Column))| {
-            let bj = &b[j * bs..j * bs + k];
-            c.bmax = if bj.iter().all(|v| v.is_finite()) {
-                bj.iter().fold(0.0f64, |a, &v| a.max(Real::to_f64(v).abs()))
-            } else {
-                f64::NAN
-            };
-            if warm {
-                for i in 0..k {
-                    if outr[(i, j)] > T::zero() {
-                        pj[i / 64] |= 1 << (i % 64);
-                    }
-                }
-            }
-        };
-        if parallel {
-            passive
-                .par_chunks_mut(words)
-                .zip(st.par_iter_mut())
-                .enumerate()
-                .with_min_len(256)
-                .for_each(init);
+    // Largest |Cᵀb_j| of every column (the scale of its dual tolerance), and the NaN check.
+    let bmax_of = |j: usize| -> f64 {
+        let bj = &b[j * bs..j * bs + k];
+        if bj.iter().all(|v| v.is_finite()) {
+            bj.iter().fold(0.0f64, |a, &v| a.max(Real::to_f64(v).abs()))
         } else {
-            passive
-                .chunks_mut(words)
-                .zip(st.iter_mut())
-                .enumerate()
-                .for_each(init);
+            f64::NAN
         }
-    }
-    if let Some(j) = st.iter().position(|c| !c.bmax.is_finite()) {
+    };
+    let bmax: Vec<f64> = if parallel {
+        (0..n).into_par_iter().with_min_len(256).map(bmax_of).collect()
+    } else {
+        (0..n).map(bmax_of).collect()
+    };
+    if let Some(j) = bmax.iter().position(|v| !v.is_finite()) {
         return Err(Error::Numerical {
             what: "NNLS".into(),
             reason: format!("right-hand side {j} has a non-finite entry; check the data for NaN or Inf"),
         });
     }
     let mean_diag = (0..k).map(|i| g[(i, i)].abs()).sum::<f64>() / k as f64;
-    let mut stats = NnlsStats::default();
-    let mut active: Vec<(usize, usize)> = Vec::with_capacity(n);
-    let mut pos_of = vec![usize::MAX; n];
-    let mut sol: Vec<f64> = Vec::new();
-    let mut sol_ridged: Vec<bool> = Vec::new();
-    let mut out = out;
-    loop {
-        // Unfinished columns, sorted by |F| within windows of consecutive columns: neighbours
-        // in this order have passive sets of (nearly) the same size and are solved together in
-        // SIMD lanes, and the batches read right-hand sides that sit close together in memory.
-        active.clear();
-        for (j, c) in st.iter().enumerate() {
-            if !c.done {
-                let size: u32 = passive[j * words..(j + 1) * words]
-                    .iter()
-                    .map(|w| w.count_ones())
-                    .sum();
-                active.push((size as usize, j));
-            }
-        }
-        if active.is_empty() {
-            break;
-        }
-        for w in active.chunks_mut(SORT_WINDOW) {
-            w.sort_unstable();
-        }
-        stats.factorizations += active.iter().filter(|a| a.0 > 0).count();
-        for (p, &(_, j)) in active.iter().enumerate() {
-            pos_of[j] = p;
-        }
-        sol.clear();
-        sol.resize(active.len() * k, 0.0);
-        sol_ridged.clear();
-        sol_ridged.resize(active.len(), false);
-        let ctx = BatchCtx {
-            g: &g,
-            k,
-            words,
-            mean_diag,
-            passive: &passive,
-            b,
-            bs,
-        };
-        if parallel {
-            active
-                .par_chunks(BATCH)
-                .zip(sol.par_chunks_mut(BATCH * k))
-                .zip(sol_ridged.par_chunks_mut(BATCH))
-                .for_each_init(BatchScratch::default, |s, ((cols, o), rid)| {
-                    solve_batch(&ctx, cols, o, rid, s)
-                });
-        } else {
-            let mut s = BatchScratch::default();
-            let batches = active
-                .chunks(BATCH)
-                .zip(sol.chunks_mut(BATCH * k))
-                .zip(sol_ridged.chunks_mut(BATCH));
-            for ((cols, o), rid) in batches {
-                solve_batch(&ctx, cols, o, rid, &mut s);
-            }
-        }
-        // Exchange, column by column (independent); a column found feasible (or capped) is
-        // written to `out` and leaves the loop.
-        let step =
-            |scratch: &mut (Vec<f64>, Vec<usize>),
-             (j, ((pj, c), mut col)): (usize, ((&mut [u64], &mut Column), faer::ColMut<'_, T>))| {
-                if c.done {
-                    return;
-                }
-                let p = pos_of[j];
-                let xj = &sol[p * k..(p + 1) * k];
-                c.ridged |= sol_ridged[p];
-                c.rounds += 1;
-                exchange(
-                    c,
-                    xj,
-                    &b[j * bs..j * bs + k],
-                    pj,
-                    &g,
-                    opts.tol,
-                    max_rounds,
-                    scratch,
-                );
-                if c.done {
-                    for i in 0..k {
-                        col[i] = T::from_f64(xj[i].max(0.0));
-                    }
-                }
-            };
-        if parallel {
-            passive
-                .par_chunks_mut(words)
-                .zip(st.par_iter_mut())
-                .zip(out.as_mut().par_col_iter_mut())
-                .enumerate()
-                .with_min_len(256)
-                .for_each_init(|| (vec![0.0; k], Vec::new()), step);
-        } else {
-            let mut scratch = (vec![0.0; k], Vec::new());
-            for item in passive
-                .chunks_mut(words)
-                .zip(st.iter_mut())
-                .zip(out.as_mut().col_iter_mut())
-                .enumerate()
-            {
-                step(&mut scratch, item);
-            }
-        }
+    // G again with a column stride padded to whole blocks of the dual kernel (zero rows).
+    let kp = k.next_multiple_of(YB);
+    let mut gp = vec![0.0f64; kp * k];
+    for (l, col) in gp.chunks_exact_mut(kp).enumerate() {
+        col[..k].copy_from_slice(g.col_as_slice(l));
     }
-    for c in &st {
-        stats.rounds = stats.rounds.max(c.rounds);
-        stats.ridged += usize::from(c.ridged);
-        stats.backup += usize::from(c.backup);
-        stats.capped += usize::from(c.capped);
+    let ctx = Ctx {
+        g: &g,
+        gp: &gp,
+        kp,
+        k,
+        words,
+        mean_diag,
+        b,
+        bs,
+        tol: opts.tol,
+        max_rounds,
+        warm,
+    };
+    let per_window: Vec<NnlsStats> = if parallel {
+        out.par_col_chunks_mut(WINDOW)
+            .enumerate()
+            .map(|(w, o)| solve_window(&ctx, w * WINDOW, &bmax[w * WINDOW..], o))
+            .collect()
+    } else {
+        let mut out = out;
+        (0..n.div_ceil(WINDOW))
+            .map(|w| {
+                let (j0, len) = (w * WINDOW, WINDOW.min(n - w * WINDOW));
+                solve_window(&ctx, j0, &bmax[j0..], out.as_mut().subcols_mut(j0, len))
+            })
+            .collect()
+    };
+    let mut stats = NnlsStats::default();
+    for s in per_window {
+        stats.rounds = stats.rounds.max(s.rounds);
+        stats.factorizations += s.factorizations;
+        stats.ridged += s.ridged;
+        stats.backup += s.backup;
+        stats.capped += s.capped;
     }
     Ok(stats)
 }
 
-/// Columns whose passive-set systems are factored together, one per SIMD lane.
-const BATCH: usize = 8;
-/// Unfinished columns are sorted by `|F|` within windows of this many (a multiple of [`BATCH`]).
-const SORT_WINDOW: usize = 512;
+/// Columns are solved in windows of this many consecutive columns, each window on one thread
+/// through all its rounds (so the windows' state stays in cache and the result does not depend
+/// on the thread count).
+const WINDOW: usize = 512;
+/// Columns whose passive-set systems are factored together, one per SIMD lane (`f64`; 4 fill
+/// one AVX2 register and keep a batch's packed factor of `|F| ≈ 35` inside the L1 cache).
+const LANES: usize = 8;
+/// Rows of `y = G x − b` accumulated in registers at a time by the dual kernel.
+const YB: usize = 32;
 
-/// Per-column state of the pivoting (solution, right-hand side and passive set live in flat
-/// arrays of [`solve_gram`]).
+/// Per-column state of the pivoting.
 #[derive(Clone, Debug)]
 struct Column {
-    bmax: f64,
     /// Full exchanges allowed without progress (α of §1.3).
     budget: u8,
     /// Fewest infeasibilities seen (β of §1.3).
@@ -336,128 +233,207 @@ struct Column {
     capped: bool,
 }
 
-/// What every batch solve reads.
-struct BatchCtx<'a, T> {
+/// What every window reads.
+struct Ctx<'a, T> {
     g: &'a Mat<f64>,
+    /// `G` column-major with stride `kp` (a multiple of [`YB`], zero padding rows).
+    gp: &'a [f64],
+    kp: usize,
     k: usize,
     words: usize,
     mean_diag: f64,
-    passive: &'a [u64],
     /// Right-hand sides, column `j` at `j·bs`.
     b: &'a [T],
     bs: usize,
+    tol: f64,
+    max_rounds: usize,
+    warm: bool,
 }
 
-/// Workspaces of [`solve_batch`], reused across batches of one thread.
+/// Solves the columns `j0..j0 + out.ncols()` through all their rounds: each round sorts the
+/// unfinished columns by `|F|` (so that a batch's systems have nearly the same size) and runs
+/// [`round`] on batches of [`LANES`] of them.
+fn solve_window<T: Real>(ctx: &Ctx<'_, T>, j0: usize, bmax: &[f64], mut out: MatMut<'_, T>) -> NnlsStats {
+    let (k, words, nw) = (ctx.k, ctx.words, out.ncols());
+    let mut passive = vec![0u64; nw * words];
+    if ctx.warm {
+        for (jl, pj) in passive.chunks_exact_mut(words).enumerate() {
+            for i in 0..k {
+                if out[(i, jl)] > T::zero() {
+                    pj[i / 64] |= 1 << (i % 64);
+                }
+            }
+        }
+    }
+    let mut st = vec![
+        Column {
+            budget: 3,
+            best: k + 1,
+            rounds: 0,
+            done: false,
+            ridged: false,
+            backup: false,
+            capped: false,
+        };
+        nw
+    ];
+    let mut stats = NnlsStats::default();
+    let mut active: Vec<(usize, usize)> = Vec::with_capacity(nw);
+    let mut s = Scratch::default();
+    loop {
+        active.clear();
+        for (jl, c) in st.iter().enumerate() {
+            if !c.done {
+                let size: u32 = passive[jl * words..(jl + 1) * words]
+                    .iter()
+                    .map(|w| w.count_ones())
+                    .sum();
+                active.push((size as usize, jl));
+            }
+        }
+        if active.is_empty() {
+            break;
+        }
+        active.sort_unstable();
+        stats.factorizations += active.iter().filter(|a| a.0 > 0).count();
+        for batch in active.chunks(LANES) {
+            let mut w = Window {
+                j0,
+                bmax,
+                passive: &mut passive,
+                st: &mut st,
+                out: out.as_mut(),
+            };
+            round(ctx, batch, &mut w, &mut s);
+        }
+    }
+    for c in &st {
+        stats.rounds = stats.rounds.max(c.rounds);
+        stats.ridged += usize::from(c.ridged);
+        stats.backup += usize::from(c.backup);
+        stats.capped += usize::from(c.capped);
+    }
+    stats
+}
+
+/// The mutable state of one window that [`round`] updates.
+struct Window<'a, 'o, T> {
+    j0: usize,
+    bmax: &'a [f64],
+    passive: &'a mut [u64],
+    st: &'a mut [Column],
+    out: MatMut<'o, T>,
+}
+
+/// Workspaces of [`round`], reused across the batches of one window.
 #[derive(Default)]
-struct BatchScratch {
-    /// Lane-interleaved lower triangle: `a[(r·M + c)·BATCH + lane]`.
+struct Scratch {
+    /// Lane-interleaved packed lower triangle, row-major: entry `(r, c)` of lane `l` at
+    /// `(r(r+1)/2 + c)·LANES + l`.
     a: Vec<f64>,
-    /// Right-hand side, then solution: `r[i·BATCH + lane]`.
+    /// Right-hand side, then solution: `r[i·LANES + lane]`.
     r: Vec<f64>,
-    /// Pivot thresholds, then reciprocal pivots: `[i·BATCH + lane]`.
+    /// Pivot thresholds, then reciprocal pivots: `[i·LANES + lane]`.
     thr: Vec<f64>,
     inv: Vec<f64>,
     col: Vec<f64>,
     idx: Vec<usize>,
+    /// One column's dense solution and dual `y = G x − b` (length `kp`).
+    x: Vec<f64>,
+    y: Vec<f64>,
+    infeasible: Vec<u64>,
 }
 
-/// Solves `G_FF x_F = b_F` for up to [`BATCH`] columns at once: each column's system is padded
-/// to the batch's largest `|F|` with identity rows and the Cholesky factorization and both
-/// triangular solves run with one column per SIMD lane. A lane whose pivot falls below the
-/// singularity threshold is solved again on its own by [`factor`] with the ridge fallback.
-/// `out` (`cols.len() × k`) receives the solutions, zero off `F`.
-fn solve_batch<T: Real>(
-    ctx: &BatchCtx<'_, T>,
-    cols: &[(usize, usize)],
-    out: &mut [f64],
-    ridged: &mut [bool],
-    s: &mut BatchScratch,
-) {
+/// One BPP round (METHODS.md §1.3 steps 2–5) for a batch of up to [`LANES`] columns: solves
+/// `G_FF x_F = b_F` for all of them at once (each system padded to the batch's largest `|F|`
+/// with identity rows; Cholesky factorization and both triangular solves with one column per
+/// SIMD lane; a lane whose pivot falls below the singularity threshold is solved again on its
+/// own by [`factor`] with the ridge fallback), then checks each column's KKT conditions and
+/// exchanges its infeasible indices; a feasible (or capped) column is written to `out`.
+fn round<T: Real>(ctx: &Ctx<'_, T>, batch: &[(usize, usize)], w: &mut Window<'_, '_, T>, s: &mut Scratch) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU features were detected at run time just above.
-            return unsafe { solve_batch_avx2(ctx, cols, out, ridged, s) };
+            return unsafe { round_avx2(ctx, batch, w, s) };
         }
     }
-    solve_batch_impl(ctx, cols, out, ridged, s)
+    round_impl(ctx, batch, w, s)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn solve_batch_avx2<T: Real>(
-    ctx: &BatchCtx<'_, T>,
-    cols: &[(usize, usize)],
-    out: &mut [f64],
-    ridged: &mut [bool],
-    s: &mut BatchScratch,
+unsafe fn round_avx2<T: Real>(
+    ctx: &Ctx<'_, T>,
+    batch: &[(usize, usize)],
+    w: &mut Window<'_, '_, T>,
+    s: &mut Scratch,
 ) {
-    solve_batch_impl(ctx, cols, out, ridged, s)
+    round_impl(ctx, batch, w, s)
 }
 
-/// The kernel of [`solve_batch`]; `mul_add` is fused on every path, so all paths give the same
-/// bits.
+/// The kernel of [`round`]; `mul_add` is fused on every path, so all paths give the same bits,
+/// and a lane's arithmetic does not depend on the other lanes (padding rows come after its own).
 #[inline(always)]
-fn solve_batch_impl<T: Real>(
-    ctx: &BatchCtx<'_, T>,
-    cols: &[(usize, usize)],
-    out: &mut [f64],
-    ridged: &mut [bool],
-    s: &mut BatchScratch,
+fn round_impl<T: Real>(
+    ctx: &Ctx<'_, T>,
+    batch: &[(usize, usize)],
+    w: &mut Window<'_, '_, T>,
+    s: &mut Scratch,
 ) {
-    const L: usize = BATCH;
-    let (k, words) = (ctx.k, ctx.words);
-    out.fill(0.0);
-    ridged.fill(false);
-    let m = cols.iter().map(|c| c.0).max().unwrap_or(0);
-    if m == 0 {
-        return;
-    }
-    s.a.clear();
-    s.a.resize(m * m * L, 0.0);
-    s.r.clear();
+    const L: usize = LANES;
+    let (k, kp, words) = (ctx.k, ctx.kp, ctx.words);
+    let m = batch.iter().map(|c| c.0).max().unwrap_or(0);
+    let tri = |r: usize| r * (r + 1) / 2;
+    s.a.resize(tri(m) * L, 0.0);
     s.r.resize(m * L, 0.0);
-    s.thr.clear();
     s.thr.resize(m * L, 0.0);
-    s.inv.clear();
     s.inv.resize(m * L, 0.0);
-    s.col.clear();
     s.col.resize(m * L, 0.0);
-    s.idx.clear();
     s.idx.resize(m * L, 0);
-    // Passive index lists (lanes past the batch and rows past |F| are identity rows).
+    s.x.resize(kp, 0.0);
+    s.y.resize(kp, 0.0);
+    s.infeasible.resize(words, 0);
+    // Passive index lists, ascending.
     let mut len = [0usize; L];
-    for (lane, &(size, j)) in cols.iter().enumerate() {
-        let pj = &ctx.passive[j * words..(j + 1) * words];
+    for (lane, &(size, jl)) in batch.iter().enumerate() {
+        let pj = &w.passive[jl * words..(jl + 1) * words];
         let f = &mut s.idx[lane * m..lane * m + size];
         let mut t = 0;
-        for (wi, &w) in pj.iter().enumerate() {
-            let mut w = w;
-            while w != 0 {
-                f[t] = wi * 64 + w.trailing_zeros() as usize;
+        for (wi, &bits) in pj.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                f[t] = wi * 64 + bits.trailing_zeros() as usize;
                 t += 1;
-                w &= w - 1;
+                bits &= bits - 1;
             }
         }
         debug_assert_eq!(t, size);
         len[lane] = size;
     }
-    // Gather G_FF and b_F entry by entry across the lanes (stores fill whole lane groups).
-    for r in 0..m {
-        for lane in 0..L {
+    // Gather G_FF and b_F lane by lane; rows past a lane's |F| (and lanes past the batch) are
+    // identity rows.
+    for lane in 0..L {
+        let j = batch.get(lane).map_or(0, |c| w.j0 + c.1);
+        for r in 0..m {
+            let row = tri(r);
             if r < len[lane] {
                 let fr = s.idx[lane * m + r];
                 let gr = ctx.g.col_as_slice(fr);
                 let f = &s.idx[lane * m..lane * m + r + 1];
                 for (c, &fc) in f.iter().enumerate() {
-                    s.a[(r * m + c) * L + lane] = gr[fc];
+                    s.a[(row + c) * L + lane] = gr[fc];
                 }
-                s.r[r * L + lane] = Real::to_f64(ctx.b[cols[lane].1 * ctx.bs + fr]);
+                s.r[r * L + lane] = Real::to_f64(ctx.b[j * ctx.bs + fr]);
                 // Pivots below this relative size mean numerical singularity.
                 s.thr[r * L + lane] = 1e-13 * gr[fr].abs().max(ctx.mean_diag * 1e-300);
             } else {
-                s.a[(r * m + r) * L + lane] = 1.0;
+                for c in 0..r {
+                    s.a[(row + c) * L + lane] = 0.0;
+                }
+                s.a[(row + r) * L + lane] = 1.0;
+                s.r[r * L + lane] = 0.0;
+                s.thr[r * L + lane] = 0.0;
             }
         }
     }
@@ -465,7 +441,7 @@ fn solve_batch_impl<T: Real>(
     // the trailing lower triangle updated row by row.
     let mut failed = [false; L];
     for c in 0..m {
-        let d = lanes(&mut s.a, c * m + c);
+        let d = lanes(&mut s.a, tri(c) + c);
         let mut inv = [0.0f64; L];
         for l in 0..L {
             let mut v = d[l];
@@ -477,9 +453,9 @@ fn solve_batch_impl<T: Real>(
             d[l] = sq;
             inv[l] = 1.0 / sq;
         }
-        lanes(&mut s.inv, c).copy_from_slice(&inv);
+        *lanes(&mut s.inv, c) = inv;
         for r in c + 1..m {
-            let v = lanes(&mut s.a, r * m + c);
+            let v = lanes(&mut s.a, tri(r) + c);
             for l in 0..L {
                 v[l] *= inv[l];
             }
@@ -488,7 +464,7 @@ fn solve_batch_impl<T: Real>(
         }
         for r in c + 1..m {
             let lrc = *lanes(&mut s.col, r);
-            let row = &mut s.a[(r * m + c + 1) * L..(r * m + r + 1) * L];
+            let row = &mut s.a[(tri(r) + c + 1) * L..(tri(r) + r + 1) * L];
             let cc = &s.col[(c + 1) * L..(r + 1) * L];
             for (dst, q) in row.chunks_exact_mut(L).zip(cc.chunks_exact(L)) {
                 // Loads before stores (into locals), so that the lanes vectorize.
@@ -511,7 +487,7 @@ fn solve_batch_impl<T: Real>(
         }
         let y = *y;
         for r in c + 1..m {
-            let lrc = *lanes(&mut s.a, r * m + c);
+            let lrc = *lanes(&mut s.a, tri(r) + c);
             let dst = lanes(&mut s.r, r);
             for l in 0..L {
                 dst[l] = (-lrc[l]).mul_add(y[l], dst[l]);
@@ -525,141 +501,148 @@ fn solve_batch_impl<T: Real>(
             xv[l] *= inv[l];
         }
         let xv = *xv;
+        let row = tri(c);
         for r in 0..c {
-            let lcr = *lanes(&mut s.a, c * m + r);
+            let lcr = *lanes(&mut s.a, row + r);
             let dst = lanes(&mut s.r, r);
             for l in 0..L {
                 dst[l] = (-lcr[l]).mul_add(xv[l], dst[l]);
             }
         }
     }
-    for (lane, &(size, j)) in cols.iter().enumerate() {
+    // Per column: the dense solution, its KKT check and the exchange.
+    for (lane, &(size, jl)) in batch.iter().enumerate() {
+        let j = w.j0 + jl;
         let f = &s.idx[lane * m..lane * m + size];
-        let o = &mut out[lane * k..(lane + 1) * k];
+        let c = &mut w.st[jl];
+        s.x.fill(0.0);
         if failed[lane] {
             let (chol, rid) = factor(ctx.g, f, ctx.mean_diag);
             let mut rhs: Vec<f64> = f.iter().map(|&i| Real::to_f64(ctx.b[j * ctx.bs + i])).collect();
             chol_solve(&chol, size, &mut rhs);
             for (&i, v) in f.iter().zip(rhs) {
-                o[i] = v;
+                s.x[i] = v;
             }
-            ridged[lane] = rid;
+            c.ridged |= rid;
         } else {
             for (r, &i) in f.iter().enumerate() {
-                o[i] = s.r[r * L + lane];
+                s.x[i] = s.r[r * L + lane];
+            }
+        }
+        c.rounds += 1;
+        dual(ctx, &ctx.b[j * ctx.bs..j * ctx.bs + k], f, &s.x, &mut s.y);
+        // On F the dual is zero by construction (it holds the solve's rounding residual).
+        for &i in f {
+            s.y[i] = 0.0;
+        }
+        let pj = &mut w.passive[jl * words..(jl + 1) * words];
+        exchange(c, &s.x, &s.y, w.bmax[jl], pj, &mut s.infeasible, k, ctx);
+        if c.done {
+            for (o, &v) in w.out.as_mut().col_mut(jl).iter_mut().zip(&s.x) {
+                *o = T::from_f64(v.max(0.0));
             }
         }
     }
 }
 
-/// The `BATCH` lanes of entry `e` of a lane-interleaved array.
+/// `y = G x − b` for a solution supported on `f` (ascending), `YB` rows at a time with the
+/// accumulators in registers; each entry sums `G_il x_l` over `l ∈ f` in order.
 #[inline(always)]
-fn lanes(v: &mut [f64], e: usize) -> &mut [f64; BATCH] {
-    let s: &mut [f64] = &mut v[e * BATCH..(e + 1) * BATCH];
-    s.try_into().expect("a slice of BATCH entries")
-}
-
-/// Checks the KKT conditions of a column for its current solution `x` and exchanges infeasible
-/// indices (METHODS.md §1.3 steps 3–5); marks the column done when feasible or capped.
-#[allow(clippy::too_many_arguments)]
-fn exchange<T: Real>(
-    c: &mut Column,
-    x: &[f64],
-    b: &[T],
-    passive: &mut [u64],
-    g: &Mat<f64>,
-    tol: f64,
-    max_rounds: usize,
-    scratch: &mut (Vec<f64>, Vec<usize>),
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU features were detected at run time just above.
-            return unsafe { exchange_avx2(c, x, b, passive, g, tol, max_rounds, scratch) };
+fn dual<T: Real>(ctx: &Ctx<'_, T>, b: &[T], f: &[usize], x: &[f64], y: &mut [f64]) {
+    let (k, kp) = (ctx.k, ctx.kp);
+    assert!(y.len() == kp && x.len() == kp && ctx.gp.len() == kp * k && f.iter().all(|&l| l < k));
+    const V: usize = 4;
+    for (yi, &bi) in y.iter_mut().zip(b) {
+        *yi = -Real::to_f64(bi);
+    }
+    y[k..].fill(0.0);
+    for blk in (0..kp).step_by(YB) {
+        let mut acc = [[0.0f64; V]; YB / V];
+        for (a, src) in acc.iter_mut().zip(y[blk..blk + YB].chunks_exact(V)) {
+            a.copy_from_slice(src);
+        }
+        for &l in f {
+            // SAFETY: l < k and blk + YB ≤ kp (asserted above; kp is a multiple of YB), so the
+            // range lies inside `gp`; unchecked indexing keeps the accumulators in registers.
+            let (xl, gcol) = unsafe {
+                (
+                    *x.get_unchecked(l),
+                    ctx.gp.get_unchecked(l * kp + blk..l * kp + blk + YB),
+                )
+            };
+            for (a, gv) in acc.iter_mut().zip(gcol.chunks_exact(V)) {
+                for v in 0..V {
+                    a[v] = gv[v].mul_add(xl, a[v]);
+                }
+            }
+        }
+        for (dst, a) in y[blk..blk + YB].chunks_exact_mut(V).zip(&acc) {
+            dst.copy_from_slice(a);
         }
     }
-    exchange_impl(c, x, b, passive, g, tol, max_rounds, scratch)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn exchange_avx2<T: Real>(
-    c: &mut Column,
-    x: &[f64],
-    b: &[T],
-    passive: &mut [u64],
-    g: &Mat<f64>,
-    tol: f64,
-    max_rounds: usize,
-    scratch: &mut (Vec<f64>, Vec<usize>),
-) {
-    exchange_impl(c, x, b, passive, g, tol, max_rounds, scratch)
-}
-
+/// Checks the KKT conditions of a column for its solution `x` and dual `y` and exchanges its
+/// infeasible indices (METHODS.md §1.3 steps 3–5): all of them while the number of
+/// infeasibilities keeps falling or the budget allows, otherwise only the largest (the backup
+/// rule). Marks the column done when feasible or capped.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn exchange_impl<T: Real>(
+fn exchange<T>(
     c: &mut Column,
     x: &[f64],
-    b: &[T],
+    y: &[f64],
+    bmax: f64,
     passive: &mut [u64],
-    g: &Mat<f64>,
-    tol: f64,
-    max_rounds: usize,
-    scratch: &mut (Vec<f64>, Vec<usize>),
+    infeasible: &mut [u64],
+    k: usize,
+    ctx: &Ctx<'_, T>,
 ) {
-    let k = x.len();
-    let is_passive = |p: &[u64], i: usize| p[i / 64] >> (i % 64) & 1 == 1;
-    let xmax = x.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    debug_assert!(x.len() >= k && y.len() >= k);
+    let xmax = x[..k].iter().fold(0.0f64, |a, v| a.max(v.abs()));
     let (tol_x, tol_y) = (
-        tol * xmax.max(f64::MIN_POSITIVE),
-        tol * c.bmax.max(f64::MIN_POSITIVE),
+        ctx.tol * xmax.max(f64::MIN_POSITIVE),
+        ctx.tol * bmax.max(f64::MIN_POSITIVE),
     );
-    // y = G x − b, accumulated over the columns of G at the support of x (contiguous slices).
-    let (y, infeasible) = scratch;
-    y.clear();
-    y.extend(b.iter().map(|&v| -Real::to_f64(v)));
-    for (l, &xl) in x.iter().enumerate() {
-        if xl != 0.0 {
-            for (yi, gi) in y.iter_mut().zip(g.col_as_slice(l)) {
-                *yi = gi.mul_add(xl, *yi);
-            }
-        }
-    }
-    infeasible.clear();
-    for i in 0..k {
-        if is_passive(passive, i) {
-            if x[i] < -tol_x {
-                infeasible.push(i);
-            }
-        } else if y[i] < -tol_y {
-            infeasible.push(i);
-        }
-    }
-    if infeasible.is_empty() {
+    // `x` is zero off F and `y` is zero on F, so one test covers both kinds of infeasibility.
+    let bad = |i: usize| x[i] < -tol_x || y[i] < -tol_y;
+    let count = (0..k).filter(|&i| bad(i)).count();
+    if count == 0 {
         c.done = true;
         return;
     }
-    if c.rounds >= max_rounds {
+    for (wi, inf) in infeasible.iter_mut().enumerate() {
+        let lo = wi * 64;
+        *inf = (lo..k.min(lo + 64)).fold(0u64, |bits, i| bits | u64::from(bad(i)) << (i - lo));
+    }
+    if c.rounds >= ctx.max_rounds {
         c.capped = true;
         c.done = true;
         return;
     }
-    let flip = |p: &mut [u64], i: usize| p[i / 64] ^= 1 << (i % 64);
-    if infeasible.len() < c.best {
-        c.best = infeasible.len();
+    if count < c.best {
+        c.best = count;
         c.budget = 3;
-        infeasible.iter().for_each(|&i| flip(passive, i));
     } else if c.budget >= 1 {
         c.budget -= 1;
-        infeasible.iter().for_each(|&i| flip(passive, i));
-    } else if let Some(&last) = infeasible.last() {
-        // Backup rule: flip only the largest infeasible index (`infeasible` is non-empty here).
+    } else {
+        // Backup rule: flip only the largest infeasible index.
         c.backup = true;
-        flip(passive, last);
+        if let Some(wi) = infeasible.iter().rposition(|&v| v != 0) {
+            passive[wi] ^= 1u64 << (63 - infeasible[wi].leading_zeros());
+        }
+        return;
     }
+    for (p, inf) in passive.iter_mut().zip(infeasible.iter()) {
+        *p ^= inf;
+    }
+}
+
+/// The `LANES` lanes of entry `e` of a lane-interleaved array.
+#[inline(always)]
+fn lanes(v: &mut [f64], e: usize) -> &mut [f64; LANES] {
+    let s: &mut [f64] = &mut v[e * LANES..(e + 1) * LANES];
+    s.try_into().expect("a slice of LANES entries")
 }
 
 /// For every column `j`, solves `G_PP u_P = rhs_P` on the support `P = {i : support[i, j] > 0}`
