@@ -215,7 +215,9 @@ pub fn solve_gram<T: Real>(
 const WINDOW: usize = 512;
 /// Columns whose passive-set systems are factored together, one per SIMD lane (`f64`; 4 fill
 /// one AVX2 register and keep a batch's packed factor of `|F| ≈ 35` inside the L1 cache).
-const LANES: usize = 8;
+const LANES: usize = 4;
+/// Earlier rows that [`chol_lanes`] takes at a time.
+const CB: usize = 4;
 /// Rows of `y = G x − b` accumulated in registers at a time by the dual kernel.
 const YB: usize = 32;
 
@@ -336,7 +338,6 @@ struct Scratch {
     /// Pivot thresholds, then reciprocal pivots: `[i·LANES + lane]`.
     thr: Vec<f64>,
     inv: Vec<f64>,
-    col: Vec<f64>,
     idx: Vec<usize>,
     /// One column's dense solution and dual `y = G x − b` (length `kp`).
     x: Vec<f64>,
@@ -389,7 +390,6 @@ fn round_impl<T: Real>(
     s.r.resize(m * L, 0.0);
     s.thr.resize(m * L, 0.0);
     s.inv.resize(m * L, 0.0);
-    s.col.resize(m * L, 0.0);
     s.idx.resize(m * L, 0);
     s.x.resize(kp, 0.0);
     s.y.resize(kp, 0.0);
@@ -437,47 +437,8 @@ fn round_impl<T: Real>(
             }
         }
     }
-    // Right-looking Cholesky of all lanes: column c is scaled, copied to `col` (contiguous), and
-    // the trailing lower triangle updated row by row.
     let mut failed = [false; L];
-    for c in 0..m {
-        let d = lanes(&mut s.a, tri(c) + c);
-        let mut inv = [0.0f64; L];
-        for l in 0..L {
-            let mut v = d[l];
-            if !(v > s.thr[c * L + l]) {
-                failed[l] = true;
-                v = 1.0;
-            }
-            let sq = v.sqrt();
-            d[l] = sq;
-            inv[l] = 1.0 / sq;
-        }
-        *lanes(&mut s.inv, c) = inv;
-        for r in c + 1..m {
-            let v = lanes(&mut s.a, tri(r) + c);
-            for l in 0..L {
-                v[l] *= inv[l];
-            }
-            let v = *v;
-            *lanes(&mut s.col, r) = v;
-        }
-        for r in c + 1..m {
-            let lrc = *lanes(&mut s.col, r);
-            let row = &mut s.a[(tri(r) + c + 1) * L..(tri(r) + r + 1) * L];
-            let cc = &s.col[(c + 1) * L..(r + 1) * L];
-            for (dst, q) in row.chunks_exact_mut(L).zip(cc.chunks_exact(L)) {
-                // Loads before stores (into locals), so that the lanes vectorize.
-                let (mut dv, mut qv) = ([0.0f64; L], [0.0f64; L]);
-                dv.copy_from_slice(dst);
-                qv.copy_from_slice(q);
-                for l in 0..L {
-                    dv[l] = (-lrc[l]).mul_add(qv[l], dv[l]);
-                }
-                dst.copy_from_slice(&dv);
-            }
-        }
-    }
+    chol_lanes(&mut s.a, m, &s.thr, &mut s.inv, &mut failed);
     // L y = b (column-oriented), then Lᵀ x = y.
     for c in 0..m {
         let inv = *lanes(&mut s.inv, c);
@@ -542,6 +503,157 @@ fn round_impl<T: Real>(
                 *o = T::from_f64(v.max(0.0));
             }
         }
+    }
+}
+
+/// `acc[i][q] −= Σ_{p<c0} L[row i][p] · L[column q][p]` for the rows starting at `rb` and the
+/// earlier rows starting at `cb` (offsets into `a`), accumulated in registers.
+#[inline(always)]
+fn block_dots(
+    a: &[f64],
+    rb: [usize; 2],
+    cb: [usize; CB],
+    c0: usize,
+    mut acc: [[[f64; LANES]; CB]; 2],
+) -> [[[f64; LANES]; CB]; 2] {
+    const L: usize = LANES;
+    assert!(rb.iter().chain(&cb).all(|&o| o + c0 * L <= a.len()));
+    for p in 0..c0 {
+        // SAFETY: every offset plus c0 lane groups lies inside `a` (asserted above) and p < c0;
+        // unchecked loads keep the accumulators in registers.
+        let ld = |e: usize| -> [f64; L] {
+            let mut v = [0.0; L];
+            v.copy_from_slice(unsafe { a.get_unchecked(e + p * L..e + (p + 1) * L) });
+            v
+        };
+        let rv = [ld(rb[0]), ld(rb[1])];
+        let cv: [[f64; L]; CB] = std::array::from_fn(|q| ld(cb[q]));
+        for i in 0..2 {
+            for q in 0..CB {
+                for l in 0..L {
+                    acc[i][q][l] = (-rv[i][l]).mul_add(cv[q][l], acc[i][q][l]);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// The lane group starting at `e`.
+#[inline(always)]
+fn load(v: &[f64], e: usize) -> [f64; LANES] {
+    let mut x = [0.0; LANES];
+    x.copy_from_slice(&v[e..e + LANES]);
+    x
+}
+
+/// Pivot of lane-interleaved entry `d` (the Schur complement of a diagonal entry): `√d` and its
+/// reciprocal, or 1 with the lane marked failed when `d` is not above its threshold.
+#[inline(always)]
+fn pivot(d: &mut [f64; LANES], thr: &[f64], inv: &mut [f64], failed: &mut [bool; LANES]) {
+    for l in 0..LANES {
+        let mut v = d[l];
+        if !(v > thr[l]) {
+            failed[l] = true;
+            v = 1.0;
+        }
+        let sq = v.sqrt();
+        d[l] = sq;
+        inv[l] = 1.0 / sq;
+    }
+}
+
+/// Cholesky factorization of every lane of the packed lower triangle `a` (lane-interleaved, row
+/// `r` at `r(r+1)/2`), in place; `inv` receives the reciprocal pivots, `thr` holds the pivot
+/// thresholds. Left-looking, two rows at a time against [`CB`] earlier rows at a time, with the
+/// `2·CB` dot products in registers: `L_rc = (A_rc − Σ_{p<c} L_rp L_cp) / L_cc`. Each sum runs over
+/// `p` in increasing order, as in the textbook right-looking form, so the bits are the same.
+#[inline(always)]
+fn chol_lanes(a: &mut [f64], m: usize, thr: &[f64], inv: &mut [f64], failed: &mut [bool; LANES]) {
+    const L: usize = LANES;
+    let tri = |r: usize| r * (r + 1) / 2;
+    assert!(a.len() >= tri(m) * L && thr.len() >= m * L && inv.len() >= m * L);
+    let at = |e: usize| e * L;
+    let mut r0 = 0;
+    while r0 < m {
+        let two = r0 + 1 < m;
+        // Rows r0 and r0 + 1 (row r0 twice at the end of an odd-sized system; the copy is
+        // discarded).
+        let rb = [at(tri(r0)), at(tri(if two { r0 + 1 } else { r0 }))];
+        let mut c0 = 0;
+        while c0 < r0 {
+            let nc = CB.min(r0 - c0);
+            // Columns past the block's end repeat column c0 and are discarded.
+            let cb: [usize; CB] = std::array::from_fn(|q| at(tri(if q < nc { c0 + q } else { c0 })));
+            let mut acc = [[[0.0f64; L]; CB]; 2];
+            for i in 0..2 {
+                for q in 0..CB {
+                    let e = rb[i] + at(if q < nc { c0 + q } else { c0 });
+                    acc[i][q].copy_from_slice(&a[e..e + L]);
+                }
+            }
+            let mut acc = block_dots(a, rb, cb, c0, acc);
+            // The triangle inside the block, then the scaling by the reciprocal pivots.
+            for q in 0..nc {
+                let iv = load(inv, (c0 + q) * L);
+                for i in 0..2 {
+                    let mut t = acc[i][q];
+                    for p in 0..q {
+                        let (lv, ap) = (load(a, cb[q] + at(c0 + p)), acc[i][p]);
+                        for l in 0..L {
+                            t[l] = (-ap[l]).mul_add(lv[l], t[l]);
+                        }
+                    }
+                    for l in 0..L {
+                        t[l] *= iv[l];
+                    }
+                    acc[i][q] = t;
+                }
+            }
+            for i in 0..if two { 2 } else { 1 } {
+                for q in 0..nc {
+                    let e = rb[i] + at(c0 + q);
+                    a[e..e + L].copy_from_slice(&acc[i][q]);
+                }
+            }
+            c0 += nc;
+        }
+        // The diagonal block: d0 = A_r0r0 − Σ L_r0p², e = A_r1r0 − Σ L_r1p L_r0p,
+        // d1 = A_r1r1 − Σ L_r1p² (p < r0), then the pivots.
+        let (e00, e10, e11) = (rb[0] + at(r0), rb[1] + at(r0), rb[1] + at(r0 + usize::from(two)));
+        let (mut d0, mut e, mut d1) = (load(a, e00), load(a, e10), load(a, e11));
+        for p in 0..r0 {
+            let (x0, x1) = (load(a, rb[0] + at(p)), load(a, rb[1] + at(p)));
+            for l in 0..L {
+                d0[l] = (-x0[l]).mul_add(x0[l], d0[l]);
+                e[l] = (-x1[l]).mul_add(x0[l], e[l]);
+                d1[l] = (-x1[l]).mul_add(x1[l], d1[l]);
+            }
+        }
+        pivot(
+            &mut d0,
+            &thr[r0 * L..(r0 + 1) * L],
+            &mut inv[r0 * L..(r0 + 1) * L],
+            failed,
+        );
+        a[e00..e00 + L].copy_from_slice(&d0);
+        if two {
+            let iv = load(inv, r0 * L);
+            for l in 0..L {
+                e[l] *= iv[l];
+                d1[l] = (-e[l]).mul_add(e[l], d1[l]);
+            }
+            let r1 = r0 + 1;
+            pivot(
+                &mut d1,
+                &thr[r1 * L..(r1 + 1) * L],
+                &mut inv[r1 * L..(r1 + 1) * L],
+                failed,
+            );
+            a[e10..e10 + L].copy_from_slice(&e);
+            a[e11..e11 + L].copy_from_slice(&d1);
+        }
+        r0 += if two { 2 } else { 1 };
     }
 }
 
@@ -922,6 +1034,81 @@ mod tests {
     impl CloneF32 for MatRef<'_, f64> {
         fn cloned_f32(&self) -> Mat<f32> {
             Mat::from_fn(self.nrows(), self.ncols(), |i, j| self[(i, j)] as f32)
+        }
+    }
+
+    #[test]
+    fn lane_cholesky_factors_each_lane_and_flags_only_singular_lanes() {
+        let mut r = Rng::new(9);
+        let tri = |i: usize| i * (i + 1) / 2;
+        for m in [1usize, 2, 3, 5, 6, 9, 14, 37] {
+            // Lane l holds a random SPD matrix of size m − l (identity-padded to m), except the
+            // last lane, which is singular (a repeated row and column) when m ≥ 2.
+            let mats: Vec<Mat<f64>> = (0..LANES)
+                .map(|l| {
+                    let size = m.saturating_sub(l).max(1);
+                    let b = random(&mut r, size + 3, size);
+                    let mut g = b.transpose() * &b;
+                    if l == LANES - 1 && size >= 2 {
+                        for i in 0..size {
+                            g[(i, size - 1)] = g[(i, 0)];
+                        }
+                        for i in 0..size {
+                            g[(size - 1, i)] = g[(0, i)];
+                        }
+                        g[(size - 1, size - 1)] = g[(0, 0)];
+                    }
+                    g
+                })
+                .collect();
+            let mut a = vec![0.0; tri(m) * LANES];
+            let mut thr = vec![0.0; m * LANES];
+            for (l, g) in mats.iter().enumerate() {
+                for i in 0..m {
+                    for j in 0..=i {
+                        a[(tri(i) + j) * LANES + l] = if i < g.nrows() {
+                            if j < g.nrows() {
+                                g[(i, j)]
+                            } else {
+                                0.0
+                            }
+                        } else {
+                            f64::from(u8::from(i == j))
+                        };
+                    }
+                    if i < g.nrows() {
+                        thr[i * LANES + l] = 1e-13 * g[(i, i)];
+                    }
+                }
+            }
+            let mut inv = vec![0.0; m * LANES];
+            let mut failed = [false; LANES];
+            chol_lanes(&mut a, m, &thr, &mut inv, &mut failed);
+            for (l, g) in mats.iter().enumerate() {
+                let size = g.nrows();
+                let singular = l == LANES - 1 && size >= 2;
+                assert_eq!(failed[l], singular, "m {m} lane {l}");
+                if singular {
+                    continue;
+                }
+                let lf =
+                    Mat::<f64>::from_fn(
+                        size,
+                        size,
+                        |i, j| if j <= i { a[(tri(i) + j) * LANES + l] } else { 0.0 },
+                    );
+                let back = &lf * lf.transpose();
+                for i in 0..size {
+                    assert!((inv[i * LANES + l] * lf[(i, i)] - 1.0).abs() < 1e-14);
+                    for j in 0..size {
+                        let d = (back[(i, j)] - g[(i, j)]).abs();
+                        assert!(
+                            d < 1e-12 * g[(i, i)].max(g[(j, j)]),
+                            "m {m} lane {l} ({i},{j}) {d}"
+                        );
+                    }
+                }
+            }
         }
     }
 
