@@ -144,21 +144,16 @@ pub fn solve_gram<T: Real>(
     // the slice ends at the last entry.
     let b: &[T] = unsafe { std::slice::from_raw_parts(cm.as_ptr(), (n - 1) * bs + k) };
     debug_assert!(n == 1 || bs >= k);
-    // Largest |Cᵀb_j| of every column (the scale of its dual tolerance), and the NaN check.
-    let bmax_of = |j: usize| -> f64 {
-        let bj = &b[j * bs..j * bs + k];
-        if bj.iter().all(|v| v.is_finite()) {
-            bj.iter().fold(0.0f64, |a, &v| a.max(Real::to_f64(v).abs()))
-        } else {
-            f64::NAN
-        }
-    };
-    let bmax: Vec<f64> = if parallel {
-        (0..n).into_par_iter().with_min_len(256).map(bmax_of).collect()
+    let finite = |j: &usize| b[j * bs..j * bs + k].iter().all(|v| v.is_finite());
+    let bad = if parallel {
+        (0..n)
+            .into_par_iter()
+            .with_min_len(256)
+            .find_first(|j| !finite(j))
     } else {
-        (0..n).map(bmax_of).collect()
+        (0..n).find(|j| !finite(j))
     };
-    if let Some(j) = bmax.iter().position(|v| !v.is_finite()) {
+    if let Some(j) = bad {
         return Err(Error::Numerical {
             what: "NNLS".into(),
             reason: format!("right-hand side {j} has a non-finite entry; check the data for NaN or Inf"),
@@ -187,14 +182,14 @@ pub fn solve_gram<T: Real>(
     let per_window: Vec<NnlsStats> = if parallel {
         out.par_col_chunks_mut(WINDOW)
             .enumerate()
-            .map(|(w, o)| solve_window(&ctx, w * WINDOW, &bmax[w * WINDOW..], o))
+            .map(|(w, o)| solve_window(&ctx, w * WINDOW, o))
             .collect()
     } else {
         let mut out = out;
         (0..n.div_ceil(WINDOW))
             .map(|w| {
                 let (j0, len) = (w * WINDOW, WINDOW.min(n - w * WINDOW));
-                solve_window(&ctx, j0, &bmax[j0..], out.as_mut().subcols_mut(j0, len))
+                solve_window(&ctx, j0, out.as_mut().subcols_mut(j0, len))
             })
             .collect()
     };
@@ -255,8 +250,16 @@ struct Ctx<'a, T> {
 /// Solves the columns `j0..j0 + out.ncols()` through all their rounds: each round sorts the
 /// unfinished columns by `|F|` (so that a batch's systems have nearly the same size) and runs
 /// [`round`] on batches of [`LANES`] of them.
-fn solve_window<T: Real>(ctx: &Ctx<'_, T>, j0: usize, bmax: &[f64], mut out: MatMut<'_, T>) -> NnlsStats {
+fn solve_window<T: Real>(ctx: &Ctx<'_, T>, j0: usize, mut out: MatMut<'_, T>) -> NnlsStats {
     let (k, words, nw) = (ctx.k, ctx.words, out.ncols());
+    // Largest |Cᵀb_j| of every column, the scale of its dual tolerance (read here, in order, so
+    // that the window's right-hand sides are in cache for its rounds).
+    let bmax: Vec<f64> = (j0..j0 + nw)
+        .map(|j| {
+            let bj = &ctx.b[j * ctx.bs..j * ctx.bs + k];
+            bj.iter().fold(0.0f64, |a, &v| a.max(Real::to_f64(v).abs()))
+        })
+        .collect();
     let mut passive = vec![0u64; nw * words];
     if ctx.warm {
         for (jl, pj) in passive.chunks_exact_mut(words).enumerate() {
@@ -301,7 +304,7 @@ fn solve_window<T: Real>(ctx: &Ctx<'_, T>, j0: usize, bmax: &[f64], mut out: Mat
         for batch in active.chunks(LANES) {
             let mut w = Window {
                 j0,
-                bmax,
+                bmax: &bmax,
                 passive: &mut passive,
                 st: &mut st,
                 out: out.as_mut(),
@@ -415,14 +418,20 @@ fn round_impl<T: Real>(
     // identity rows.
     for lane in 0..L {
         let j = batch.get(lane).map_or(0, |c| w.j0 + c.1);
+        assert!(s.idx[lane * m..lane * m + len[lane]].iter().all(|&i| i < k));
         for r in 0..m {
             let row = tri(r);
             if r < len[lane] {
                 let fr = s.idx[lane * m + r];
                 let gr = ctx.g.col_as_slice(fr);
                 let f = &s.idx[lane * m..lane * m + r + 1];
+                let dst = &mut s.a[row * L..(row + r + 1) * L];
+                assert!(gr.len() >= k);
                 for (c, &fc) in f.iter().enumerate() {
-                    s.a[(row + c) * L + lane] = gr[fc];
+                    // SAFETY: fc < k ≤ gr.len() (passive indices are below k, checked per lane
+                    // above) and c·L + lane < (r + 1)·L = dst.len(); unchecked accesses keep this
+                    // hot gather loop free of branches.
+                    unsafe { *dst.get_unchecked_mut(c * L + lane) = *gr.get_unchecked(fc) };
                 }
                 s.r[r * L + lane] = Real::to_f64(ctx.b[j * ctx.bs + fr]);
                 // Pivots below this relative size mean numerical singularity.
