@@ -144,27 +144,16 @@ pub fn solve_gram<T: Real>(
     // the slice ends at the last entry.
     let b: &[T] = unsafe { std::slice::from_raw_parts(cm.as_ptr(), (n - 1) * bs + k) };
     debug_assert!(n == 1 || bs >= k);
-    let finite = |j: &usize| b[j * bs..j * bs + k].iter().all(|v| v.is_finite());
-    let bad = if parallel {
-        (0..n)
-            .into_par_iter()
-            .with_min_len(256)
-            .find_first(|j| !finite(j))
-    } else {
-        (0..n).find(|j| !finite(j))
-    };
-    if let Some(j) = bad {
-        return Err(Error::Numerical {
-            what: "NNLS".into(),
-            reason: format!("right-hand side {j} has a non-finite entry; check the data for NaN or Inf"),
-        });
-    }
     let mean_diag = (0..k).map(|i| g[(i, i)].abs()).sum::<f64>() / k as f64;
     // G again with a column stride padded to whole blocks of the dual kernel (zero rows).
     let kp = k.next_multiple_of(YB);
-    let mut gp = vec![0.0f64; kp * k];
+    // (In `T`: for f32 data this halves the cache traffic of the gathers and of the dual, and
+    // every entry converts to f64 exactly.)
+    let mut gp = vec![T::zero(); kp * k];
     for (l, col) in gp.chunks_exact_mut(kp).enumerate() {
-        col[..k].copy_from_slice(g.col_as_slice(l));
+        for (i, v) in col[..k].iter_mut().enumerate() {
+            *v = gram[(i, l)];
+        }
     }
     let ctx = Ctx {
         g: &g,
@@ -179,7 +168,7 @@ pub fn solve_gram<T: Real>(
         max_rounds,
         warm,
     };
-    let per_window: Vec<NnlsStats> = if parallel {
+    let per_window: Vec<std::result::Result<NnlsStats, usize>> = if parallel {
         out.par_col_chunks_mut(WINDOW)
             .enumerate()
             .map(|(w, o)| solve_window(&ctx, w * WINDOW, o))
@@ -193,8 +182,14 @@ pub fn solve_gram<T: Real>(
             })
             .collect()
     };
+    if let Some(j) = per_window.iter().filter_map(|r| r.err()).min() {
+        return Err(Error::Numerical {
+            what: "NNLS".into(),
+            reason: format!("right-hand side {j} has a non-finite entry; check the data for NaN or Inf"),
+        });
+    }
     let mut stats = NnlsStats::default();
-    for s in per_window {
+    for s in per_window.into_iter().flatten() {
         stats.rounds = stats.rounds.max(s.rounds);
         stats.factorizations += s.factorizations;
         stats.ridged += s.ridged;
@@ -208,11 +203,13 @@ pub fn solve_gram<T: Real>(
 /// through all its rounds (so the windows' state stays in cache and the result does not depend
 /// on the thread count).
 const WINDOW: usize = 512;
-/// Columns whose passive-set systems are factored together, one per SIMD lane (`f64`; 4 fill
-/// one AVX2 register and keep a batch's packed factor of `|F| ≈ 35` inside the L1 cache).
-const LANES: usize = 4;
-/// Earlier rows that [`chol_lanes`] takes at a time.
-const CB: usize = 4;
+/// Columns whose passive-set systems are factored together, one per SIMD lane (`f64`, two AVX2
+/// registers per entry; measured faster than 4 lanes at k = 100, |F| ≈ 35, because the
+/// per-block bookkeeping is shared by twice as many columns).
+const LANES: usize = 8;
+/// Earlier rows that [`chol_lanes`] takes at a time (2 rows × 2 earlier rows × 8 lanes fill 8
+/// AVX2 accumulators).
+const CB: usize = 2;
 /// Rows of `y = G x − b` accumulated in registers at a time by the dual kernel.
 const YB: usize = 32;
 
@@ -234,7 +231,7 @@ struct Column {
 struct Ctx<'a, T> {
     g: &'a Mat<f64>,
     /// `G` column-major with stride `kp` (a multiple of [`YB`], zero padding rows).
-    gp: &'a [f64],
+    gp: &'a [T],
     kp: usize,
     k: usize,
     words: usize,
@@ -249,24 +246,34 @@ struct Ctx<'a, T> {
 
 /// Solves the columns `j0..j0 + out.ncols()` through all their rounds: each round sorts the
 /// unfinished columns by `|F|` (so that a batch's systems have nearly the same size) and runs
-/// [`round`] on batches of [`LANES`] of them.
-fn solve_window<T: Real>(ctx: &Ctx<'_, T>, j0: usize, mut out: MatMut<'_, T>) -> NnlsStats {
+/// [`round`] on batches of [`LANES`] of them. A right-hand side with a non-finite entry stops
+/// the window before anything is written: `Err(j)` names the first such column.
+fn solve_window<T: Real>(
+    ctx: &Ctx<'_, T>,
+    j0: usize,
+    mut out: MatMut<'_, T>,
+) -> std::result::Result<NnlsStats, usize> {
     let (k, words, nw) = (ctx.k, ctx.words, out.ncols());
     // Largest |Cᵀb_j| of every column, the scale of its dual tolerance (read here, in order, so
     // that the window's right-hand sides are in cache for its rounds).
-    let bmax: Vec<f64> = (j0..j0 + nw)
-        .map(|j| {
-            let bj = &ctx.b[j * ctx.bs..j * ctx.bs + k];
-            bj.iter().fold(0.0f64, |a, &v| a.max(Real::to_f64(v).abs()))
-        })
-        .collect();
+    let mut bmax = Vec::with_capacity(nw);
+    for j in j0..j0 + nw {
+        let (mut top, mut finite) = (0.0f64, true);
+        for &v in &ctx.b[j * ctx.bs..j * ctx.bs + k] {
+            let a = Real::to_f64(v).abs();
+            finite &= a <= f64::MAX;
+            top = top.max(a);
+        }
+        if !finite {
+            return Err(j);
+        }
+        bmax.push(top);
+    }
     let mut passive = vec![0u64; nw * words];
     if ctx.warm {
         for (jl, pj) in passive.chunks_exact_mut(words).enumerate() {
-            for i in 0..k {
-                if out[(i, jl)] > T::zero() {
-                    pj[i / 64] |= 1 << (i % 64);
-                }
+            for (i, &v) in out.as_ref().col(jl).iter().enumerate() {
+                pj[i / 64] |= u64::from(v > T::zero()) << (i % 64);
             }
         }
     }
@@ -318,7 +325,7 @@ fn solve_window<T: Real>(ctx: &Ctx<'_, T>, j0: usize, mut out: MatMut<'_, T>) ->
         stats.backup += usize::from(c.backup);
         stats.capped += usize::from(c.capped);
     }
-    stats
+    Ok(stats)
 }
 
 /// The mutable state of one window that [`round`] updates.
@@ -423,7 +430,7 @@ fn round_impl<T: Real>(
             let row = tri(r);
             if r < len[lane] {
                 let fr = s.idx[lane * m + r];
-                let gr = ctx.g.col_as_slice(fr);
+                let gr = &ctx.gp[fr * kp..fr * kp + k];
                 let f = &s.idx[lane * m..lane * m + r + 1];
                 let dst = &mut s.a[row * L..(row + r + 1) * L];
                 assert!(gr.len() >= k);
@@ -431,11 +438,11 @@ fn round_impl<T: Real>(
                     // SAFETY: fc < k ≤ gr.len() (passive indices are below k, checked per lane
                     // above) and c·L + lane < (r + 1)·L = dst.len(); unchecked accesses keep this
                     // hot gather loop free of branches.
-                    unsafe { *dst.get_unchecked_mut(c * L + lane) = *gr.get_unchecked(fc) };
+                    unsafe { *dst.get_unchecked_mut(c * L + lane) = Real::to_f64(*gr.get_unchecked(fc)) };
                 }
                 s.r[r * L + lane] = Real::to_f64(ctx.b[j * ctx.bs + fr]);
                 // Pivots below this relative size mean numerical singularity.
-                s.thr[r * L + lane] = 1e-13 * gr[fr].abs().max(ctx.mean_diag * 1e-300);
+                s.thr[r * L + lane] = 1e-13 * Real::to_f64(gr[fr]).abs().max(ctx.mean_diag * 1e-300);
             } else {
                 for c in 0..r {
                     s.a[(row + c) * L + lane] = 0.0;
@@ -693,7 +700,7 @@ fn dual<T: Real>(ctx: &Ctx<'_, T>, b: &[T], f: &[usize], x: &[f64], y: &mut [f64
             };
             for (a, gv) in acc.iter_mut().zip(gcol.chunks_exact(V)) {
                 for v in 0..V {
-                    a[v] = gv[v].mul_add(xl, a[v]);
+                    a[v] = Real::to_f64(gv[v]).mul_add(xl, a[v]);
                 }
             }
         }
