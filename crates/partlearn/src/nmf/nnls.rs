@@ -149,8 +149,8 @@ pub fn solve_gram<T: Real>(
     let kp = k.next_multiple_of(YB);
     // (In `T`: for f32 data this halves the cache traffic of the gathers and of the dual, and
     // every entry converts to f64 exactly.)
-    let mut gp = vec![T::zero(); kp * k];
-    for (l, col) in gp.chunks_exact_mut(kp).enumerate() {
+    let mut gp = vec![T::zero(); kp * (k + 1)];
+    for (l, col) in gp.chunks_exact_mut(kp).take(k).enumerate() {
         for (i, v) in col[..k].iter_mut().enumerate() {
             *v = gram[(i, l)];
         }
@@ -230,7 +230,8 @@ struct Column {
 /// What every window reads.
 struct Ctx<'a, T> {
     g: &'a Mat<f64>,
-    /// `G` column-major with stride `kp` (a multiple of [`YB`], zero padding rows).
+    /// `G` column-major with stride `kp` (a multiple of [`YB`], zero padding rows), followed by
+    /// a zero column (index `k`) that padding rows of the gather read.
     gp: &'a [T],
     kp: usize,
     k: usize,
@@ -349,6 +350,9 @@ struct Scratch {
     thr: Vec<f64>,
     inv: Vec<f64>,
     idx: Vec<usize>,
+    /// Lane-interleaved column offsets and row indices of the gather.
+    co: Vec<usize>,
+    ro: Vec<usize>,
     /// One column's dense solution and dual `y = G x − b` (length `kp`).
     x: Vec<f64>,
     y: Vec<f64>,
@@ -421,33 +425,51 @@ fn round_impl<T: Real>(
         debug_assert_eq!(t, size);
         len[lane] = size;
     }
-    // Gather G_FF and b_F lane by lane; rows past a lane's |F| (and lanes past the batch) are
-    // identity rows.
+    // Gather G_FF: entry (r, c) of lane l is `gp[co[r·L + l] + ro[c·L + l]]` (G is symmetric),
+    // with every store a whole lane group. Rows past a lane's |F| (and lanes past the batch) read
+    // the zero column k and get a unit diagonal below.
+    s.co.resize(m * L, 0);
+    s.ro.resize(m * L, 0);
+    for lane in 0..L {
+        for r in 0..m {
+            let (co, ro) = if r < len[lane] {
+                let fr = s.idx[lane * m + r];
+                (fr * kp, fr)
+            } else {
+                (k * kp, 0)
+            };
+            s.co[r * L + lane] = co;
+            s.ro[r * L + lane] = ro;
+        }
+    }
+    assert!(
+        ctx.gp.len() >= (k + 1) * kp
+            && s.co[..m * L].iter().all(|&o| o <= k * kp)
+            && s.ro[..m * L].iter().all(|&i| i < kp)
+    );
+    for r in 0..m {
+        let co = &s.co[r * L..(r + 1) * L];
+        let row = &mut s.a[tri(r) * L..(tri(r) + r + 1) * L];
+        for (dst, ro) in row.chunks_exact_mut(L).zip(s.ro.chunks_exact(L)) {
+            for l in 0..L {
+                // SAFETY: co ≤ k·kp and ro < kp (checked above), so the offset is below
+                // (k + 1)·kp ≤ gp.len(); unchecked loads keep the gather free of branches.
+                dst[l] = Real::to_f64(unsafe { *ctx.gp.get_unchecked(co[l] + ro[l]) });
+            }
+        }
+    }
+    // b_F, the pivot thresholds and the padding rows' diagonals.
     for lane in 0..L {
         let j = batch.get(lane).map_or(0, |c| w.j0 + c.1);
-        assert!(s.idx[lane * m..lane * m + len[lane]].iter().all(|&i| i < k));
         for r in 0..m {
-            let row = tri(r);
             if r < len[lane] {
                 let fr = s.idx[lane * m + r];
-                let gr = &ctx.gp[fr * kp..fr * kp + k];
-                let f = &s.idx[lane * m..lane * m + r + 1];
-                let dst = &mut s.a[row * L..(row + r + 1) * L];
-                assert!(gr.len() >= k);
-                for (c, &fc) in f.iter().enumerate() {
-                    // SAFETY: fc < k ≤ gr.len() (passive indices are below k, checked per lane
-                    // above) and c·L + lane < (r + 1)·L = dst.len(); unchecked accesses keep this
-                    // hot gather loop free of branches.
-                    unsafe { *dst.get_unchecked_mut(c * L + lane) = Real::to_f64(*gr.get_unchecked(fc)) };
-                }
                 s.r[r * L + lane] = Real::to_f64(ctx.b[j * ctx.bs + fr]);
                 // Pivots below this relative size mean numerical singularity.
-                s.thr[r * L + lane] = 1e-13 * Real::to_f64(gr[fr]).abs().max(ctx.mean_diag * 1e-300);
+                let d = Real::to_f64(ctx.gp[fr * kp + fr]).abs();
+                s.thr[r * L + lane] = 1e-13 * d.max(ctx.mean_diag * 1e-300);
             } else {
-                for c in 0..r {
-                    s.a[(row + c) * L + lane] = 0.0;
-                }
-                s.a[(row + r) * L + lane] = 1.0;
+                s.a[(tri(r) + r) * L + lane] = 1.0;
                 s.r[r * L + lane] = 0.0;
                 s.thr[r * L + lane] = 0.0;
             }
@@ -678,7 +700,7 @@ fn chol_lanes(a: &mut [f64], m: usize, thr: &[f64], inv: &mut [f64], failed: &mu
 #[inline(always)]
 fn dual<T: Real>(ctx: &Ctx<'_, T>, b: &[T], f: &[usize], x: &[f64], y: &mut [f64]) {
     let (k, kp) = (ctx.k, ctx.kp);
-    assert!(y.len() == kp && x.len() == kp && ctx.gp.len() == kp * k && f.iter().all(|&l| l < k));
+    assert!(y.len() == kp && x.len() == kp && ctx.gp.len() >= kp * k && f.iter().all(|&l| l < k));
     const V: usize = 4;
     for (yi, &bi) in y.iter_mut().zip(b) {
         *yi = -Real::to_f64(bi);
