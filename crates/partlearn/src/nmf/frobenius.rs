@@ -35,7 +35,7 @@ pub enum Rule {
 
 /// ANLS: coordinate-descent sweeps that predict each column's passive set before the exact
 /// block-principal-pivoting solve.
-pub const ANLS_PREDICT_SWEEPS: usize = 8;
+pub const ANLS_PREDICT_SWEEPS: usize = 4;
 
 /// Iterations before an atom re-seeded in vain is re-seeded again (the search for the worst
 /// sample costs `O(n·k²)`).

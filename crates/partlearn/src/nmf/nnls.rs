@@ -259,15 +259,15 @@ fn solve_window<T: Real>(
     // that the window's right-hand sides are in cache for its rounds).
     let mut bmax = Vec::with_capacity(nw);
     for j in j0..j0 + nw {
-        let (mut top, mut finite) = (0.0f64, true);
-        for &v in &ctx.b[j * ctx.bs..j * ctx.bs + k] {
-            let a = Real::to_f64(v).abs();
-            finite &= a <= f64::MAX;
-            top = top.max(a);
-        }
-        if !finite {
+        let bj = &ctx.b[j * ctx.bs..j * ctx.bs + k];
+        // (A fold without early exit, so that it vectorizes; NaN fails `≤` too.)
+        if bj
+            .iter()
+            .fold(false, |bad, &v| bad | !(Real::to_f64(v).abs() <= f64::MAX))
+        {
             return Err(j);
         }
+        let top = max_abs(bj);
         bmax.push(top);
     }
     let mut passive = vec![0u64; nw * words];
@@ -344,7 +344,7 @@ struct Scratch {
     /// Lane-interleaved packed lower triangle, row-major: entry `(r, c)` of lane `l` at
     /// `(r(r+1)/2 + c)·LANES + l`.
     a: Vec<f64>,
-    /// Right-hand side, then solution: `r[i·LANES + lane]`.
+    /// The solution, lane-interleaved: `r[i·LANES + lane]`.
     r: Vec<f64>,
     /// Pivot thresholds, then reciprocal pivots: `[i·LANES + lane]`.
     thr: Vec<f64>,
@@ -400,7 +400,7 @@ fn round_impl<T: Real>(
     let (k, kp, words) = (ctx.k, ctx.kp, ctx.words);
     let m = batch.iter().map(|c| c.0).max().unwrap_or(0);
     let tri = |r: usize| r * (r + 1) / 2;
-    s.a.resize(tri(m) * L, 0.0);
+    s.a.resize((tri(m) + m) * L, 0.0);
     s.r.resize(m * L, 0.0);
     s.thr.resize(m * L, 0.0);
     s.inv.resize(m * L, 0.0);
@@ -464,35 +464,21 @@ fn round_impl<T: Real>(
         for r in 0..m {
             if r < len[lane] {
                 let fr = s.idx[lane * m + r];
-                s.r[r * L + lane] = Real::to_f64(ctx.b[j * ctx.bs + fr]);
+                s.a[(tri(m) + r) * L + lane] = Real::to_f64(ctx.b[j * ctx.bs + fr]);
                 // Pivots below this relative size mean numerical singularity.
                 let d = Real::to_f64(ctx.gp[fr * kp + fr]).abs();
                 s.thr[r * L + lane] = 1e-13 * d.max(ctx.mean_diag * 1e-300);
             } else {
                 s.a[(tri(r) + r) * L + lane] = 1.0;
-                s.r[r * L + lane] = 0.0;
+                s.a[(tri(m) + r) * L + lane] = 0.0;
                 s.thr[r * L + lane] = 0.0;
             }
         }
     }
     let mut failed = [false; L];
     chol_lanes(&mut s.a, m, &s.thr, &mut s.inv, &mut failed);
-    // L y = b (column-oriented), then Lᵀ x = y.
-    for c in 0..m {
-        let inv = *lanes(&mut s.inv, c);
-        let y = lanes(&mut s.r, c);
-        for l in 0..L {
-            y[l] *= inv[l];
-        }
-        let y = *y;
-        for r in c + 1..m {
-            let lrc = *lanes(&mut s.a, tri(r) + c);
-            let dst = lanes(&mut s.r, r);
-            for l in 0..L {
-                dst[l] = (-lrc[l]).mul_add(y[l], dst[l]);
-            }
-        }
-    }
+    // Lᵀ x = y (y from the factorization).
+    s.r[..m * L].copy_from_slice(&s.a[tri(m) * L..(tri(m) + m) * L]);
     for c in (0..m).rev() {
         let inv = *lanes(&mut s.inv, c);
         let xv = lanes(&mut s.r, c);
@@ -601,8 +587,57 @@ fn pivot(d: &mut [f64; LANES], thr: &[f64], inv: &mut [f64], failed: &mut [bool;
     }
 }
 
+/// Entries `c < limit` of the rows at `rb` (the second one only with `two`; the first one
+/// twice otherwise, the copy discarded) of the lane factor, from the rows above them:
+/// `L_rc = (A_rc − Σ_{p<c} L_rp L_cp) · inv_c`, [`CB`] columns at a time.
+#[inline(always)]
+fn offdiag(a: &mut [f64], rb: [usize; 2], two: bool, limit: usize, inv: &[f64]) {
+    const L: usize = LANES;
+    let tri = |r: usize| r * (r + 1) / 2;
+    let at = |e: usize| e * L;
+    let mut c0 = 0;
+    while c0 < limit {
+        let nc = CB.min(limit - c0);
+        // Columns past the block's end repeat column c0 and are discarded.
+        let cb: [usize; CB] = std::array::from_fn(|q| at(tri(if q < nc { c0 + q } else { c0 })));
+        let mut acc = [[[0.0f64; L]; CB]; 2];
+        for i in 0..2 {
+            for q in 0..CB {
+                let e = rb[i] + at(if q < nc { c0 + q } else { c0 });
+                acc[i][q].copy_from_slice(&a[e..e + L]);
+            }
+        }
+        let mut acc = block_dots(a, rb, cb, c0, acc);
+        // The triangle inside the block, then the scaling by the reciprocal pivots.
+        for q in 0..nc {
+            let iv = load(inv, (c0 + q) * L);
+            for i in 0..2 {
+                let mut t = acc[i][q];
+                for p in 0..q {
+                    let (lv, ap) = (load(a, cb[q] + at(c0 + p)), acc[i][p]);
+                    for l in 0..L {
+                        t[l] = (-ap[l]).mul_add(lv[l], t[l]);
+                    }
+                }
+                for l in 0..L {
+                    t[l] *= iv[l];
+                }
+                acc[i][q] = t;
+            }
+        }
+        for i in 0..if two { 2 } else { 1 } {
+            for q in 0..nc {
+                let e = rb[i] + at(c0 + q);
+                a[e..e + L].copy_from_slice(&acc[i][q]);
+            }
+        }
+        c0 += nc;
+    }
+}
+
 /// Cholesky factorization of every lane of the packed lower triangle `a` (lane-interleaved, row
-/// `r` at `r(r+1)/2`), in place; `inv` receives the reciprocal pivots, `thr` holds the pivot
+/// `r` at `r(r+1)/2`), in place, followed by the forward solve `L y = b` of the right-hand side
+/// stored as row `m` (entries `tri(m)..tri(m) + m`, overwritten by `y`); `inv` receives the reciprocal pivots, `thr` holds the pivot
 /// thresholds. Left-looking, two rows at a time against [`CB`] earlier rows at a time, with the
 /// `2·CB` dot products in registers: `L_rc = (A_rc − Σ_{p<c} L_rp L_cp) / L_cc`. Each sum runs over
 /// `p` in increasing order, as in the textbook right-looking form, so the bits are the same.
@@ -610,7 +645,7 @@ fn pivot(d: &mut [f64; LANES], thr: &[f64], inv: &mut [f64], failed: &mut [bool;
 fn chol_lanes(a: &mut [f64], m: usize, thr: &[f64], inv: &mut [f64], failed: &mut [bool; LANES]) {
     const L: usize = LANES;
     let tri = |r: usize| r * (r + 1) / 2;
-    assert!(a.len() >= tri(m) * L && thr.len() >= m * L && inv.len() >= m * L);
+    assert!(a.len() >= (tri(m) + m) * L && thr.len() >= m * L && inv.len() >= m * L);
     let at = |e: usize| e * L;
     let mut r0 = 0;
     while r0 < m {
@@ -618,44 +653,7 @@ fn chol_lanes(a: &mut [f64], m: usize, thr: &[f64], inv: &mut [f64], failed: &mu
         // Rows r0 and r0 + 1 (row r0 twice at the end of an odd-sized system; the copy is
         // discarded).
         let rb = [at(tri(r0)), at(tri(if two { r0 + 1 } else { r0 }))];
-        let mut c0 = 0;
-        while c0 < r0 {
-            let nc = CB.min(r0 - c0);
-            // Columns past the block's end repeat column c0 and are discarded.
-            let cb: [usize; CB] = std::array::from_fn(|q| at(tri(if q < nc { c0 + q } else { c0 })));
-            let mut acc = [[[0.0f64; L]; CB]; 2];
-            for i in 0..2 {
-                for q in 0..CB {
-                    let e = rb[i] + at(if q < nc { c0 + q } else { c0 });
-                    acc[i][q].copy_from_slice(&a[e..e + L]);
-                }
-            }
-            let mut acc = block_dots(a, rb, cb, c0, acc);
-            // The triangle inside the block, then the scaling by the reciprocal pivots.
-            for q in 0..nc {
-                let iv = load(inv, (c0 + q) * L);
-                for i in 0..2 {
-                    let mut t = acc[i][q];
-                    for p in 0..q {
-                        let (lv, ap) = (load(a, cb[q] + at(c0 + p)), acc[i][p]);
-                        for l in 0..L {
-                            t[l] = (-ap[l]).mul_add(lv[l], t[l]);
-                        }
-                    }
-                    for l in 0..L {
-                        t[l] *= iv[l];
-                    }
-                    acc[i][q] = t;
-                }
-            }
-            for i in 0..if two { 2 } else { 1 } {
-                for q in 0..nc {
-                    let e = rb[i] + at(c0 + q);
-                    a[e..e + L].copy_from_slice(&acc[i][q]);
-                }
-            }
-            c0 += nc;
-        }
+        offdiag(a, rb, two, r0, inv);
         // The diagonal block: d0 = A_r0r0 − Σ L_r0p², e = A_r1r0 − Σ L_r1p L_r0p,
         // d1 = A_r1r1 − Σ L_r1p² (p < r0), then the pivots.
         let (e00, e10, e11) = (rb[0] + at(r0), rb[1] + at(r0), rb[1] + at(r0 + usize::from(two)));
@@ -693,6 +691,8 @@ fn chol_lanes(a: &mut [f64], m: usize, thr: &[f64], inv: &mut [f64], failed: &mu
         }
         r0 += if two { 2 } else { 1 };
     }
+    // Row m holds b: its factor row is the forward solve, y_c = (b_c − Σ_{p<c} y_p L_cp) / L_cc.
+    offdiag(a, [at(tri(m)); 2], false, m, inv);
 }
 
 /// `y = G x − b` for a solution supported on `f` (ascending), `YB` rows at a time with the
@@ -749,7 +749,7 @@ fn exchange<T>(
     ctx: &Ctx<'_, T>,
 ) {
     debug_assert!(x.len() >= k && y.len() >= k);
-    let xmax = x[..k].iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    let xmax = max_abs(&x[..k]);
     let (tol_x, tol_y) = (
         ctx.tol * xmax.max(f64::MIN_POSITIVE),
         ctx.tol * bmax.max(f64::MIN_POSITIVE),
@@ -786,6 +786,25 @@ fn exchange<T>(
     for (p, inf) in passive.iter_mut().zip(infeasible.iter()) {
         *p ^= inf;
     }
+}
+
+/// `max |v_i|` (0 for an empty slice), in four independent running maxima so that it
+/// vectorizes; a NaN entry is skipped.
+#[inline(always)]
+fn max_abs<T: Real>(v: &[T]) -> f64 {
+    let mut top = [0.0f64; 4];
+    let mut chunks = v.chunks_exact(4);
+    for ch in &mut chunks {
+        for (t, &e) in top.iter_mut().zip(ch) {
+            let a = Real::to_f64(e).abs();
+            *t = if a > *t { a } else { *t };
+        }
+    }
+    for &e in chunks.remainder() {
+        let a = Real::to_f64(e).abs();
+        top[0] = if a > top[0] { a } else { top[0] };
+    }
+    top.into_iter().fold(0.0, |a, t| if t > a { t } else { a })
 }
 
 /// The `LANES` lanes of entry `e` of a lane-interleaved array.
@@ -1076,7 +1095,7 @@ mod tests {
     }
 
     #[test]
-    fn lane_cholesky_factors_each_lane_and_flags_only_singular_lanes() {
+    fn lane_cholesky_factors_each_lane_solves_forward_and_flags_only_singular_lanes() {
         let mut r = Rng::new(9);
         let tri = |i: usize| i * (i + 1) / 2;
         for m in [1usize, 2, 3, 5, 6, 9, 14, 37] {
@@ -1099,7 +1118,9 @@ mod tests {
                     g
                 })
                 .collect();
-            let mut a = vec![0.0; tri(m) * LANES];
+            let mut a = vec![0.0; (tri(m) + m) * LANES];
+            let rhs: Vec<f64> = (0..m * LANES).map(|_| r.uniform() - 0.5).collect();
+            a[tri(m) * LANES..].copy_from_slice(&rhs);
             let mut thr = vec![0.0; m * LANES];
             for (l, g) in mats.iter().enumerate() {
                 for i in 0..m {
@@ -1136,6 +1157,14 @@ mod tests {
                         |i, j| if j <= i { a[(tri(i) + j) * LANES + l] } else { 0.0 },
                     );
                 let back = &lf * lf.transpose();
+                // Row m now holds y with L y = b.
+                for i in 0..size {
+                    let ly: f64 = (0..=i).map(|c| lf[(i, c)] * a[(tri(m) + c) * LANES + l]).sum();
+                    assert!(
+                        (ly - rhs[i * LANES + l]).abs() < 1e-10,
+                        "m {m} lane {l} forward solve row {i}"
+                    );
+                }
                 for i in 0..size {
                     assert!((inv[i * LANES + l] * lf[(i, i)] - 1.0).abs() < 1e-14);
                     for j in 0..size {
