@@ -149,6 +149,13 @@ pub fn solve_gram<T: Real>(
     let kp = k.next_multiple_of(YB);
     // (In `T`: for f32 data this halves the cache traffic of the gathers and of the dual, and
     // every entry converts to f64 exactly.)
+    if (k + 1) * kp > u32::MAX as usize {
+        return Err(Error::invalid(
+            "NNLS k",
+            k,
+            "must be below 65,000 (the gather offsets are 32-bit)",
+        ));
+    }
     let mut gp = vec![T::zero(); kp * (k + 1)];
     for (l, col) in gp.chunks_exact_mut(kp).take(k).enumerate() {
         for (i, v) in col[..k].iter_mut().enumerate() {
@@ -351,8 +358,8 @@ struct Scratch {
     inv: Vec<f64>,
     idx: Vec<usize>,
     /// Lane-interleaved column offsets and row indices of the gather.
-    co: Vec<usize>,
-    ro: Vec<usize>,
+    co: Vec<u32>,
+    ro: Vec<u32>,
     /// One column's dense solution and dual `y = G x − b` (length `kp`).
     x: Vec<f64>,
     y: Vec<f64>,
@@ -373,7 +380,7 @@ fn round<T: Real>(ctx: &Ctx<'_, T>, batch: &[(usize, usize)], w: &mut Window<'_,
             return unsafe { round_avx2(ctx, batch, w, s) };
         }
     }
-    round_impl(ctx, batch, w, s)
+    round_impl::<T, false>(ctx, batch, w, s)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -384,13 +391,13 @@ unsafe fn round_avx2<T: Real>(
     w: &mut Window<'_, '_, T>,
     s: &mut Scratch,
 ) {
-    round_impl(ctx, batch, w, s)
+    round_impl::<T, true>(ctx, batch, w, s)
 }
 
 /// The kernel of [`round`]; `mul_add` is fused on every path, so all paths give the same bits,
 /// and a lane's arithmetic does not depend on the other lanes (padding rows come after its own).
 #[inline(always)]
-fn round_impl<T: Real>(
+fn round_impl<T: Real, const AVX2: bool>(
     ctx: &Ctx<'_, T>,
     batch: &[(usize, usize)],
     w: &mut Window<'_, '_, T>,
@@ -438,24 +445,24 @@ fn round_impl<T: Real>(
             } else {
                 (k * kp, 0)
             };
-            s.co[r * L + lane] = co;
-            s.ro[r * L + lane] = ro;
+            // (In range: `solve_gram` checks that (k + 1)·kp fits in u32.)
+            s.co[r * L + lane] = co as u32;
+            s.ro[r * L + lane] = ro as u32;
         }
     }
     assert!(
         ctx.gp.len() >= (k + 1) * kp
-            && s.co[..m * L].iter().all(|&o| o <= k * kp)
-            && s.ro[..m * L].iter().all(|&i| i < kp)
+            && s.co[..m * L].iter().all(|&o| o as usize <= k * kp)
+            && s.ro[..m * L].iter().all(|&i| (i as usize) < kp)
     );
     for r in 0..m {
-        let co = &s.co[r * L..(r + 1) * L];
+        let co = load_u32(&s.co, r * L);
         let row = &mut s.a[tri(r) * L..(tri(r) + r + 1) * L];
-        for (dst, ro) in row.chunks_exact_mut(L).zip(s.ro.chunks_exact(L)) {
-            for l in 0..L {
-                // SAFETY: co ≤ k·kp and ro < kp (checked above), so the offset is below
-                // (k + 1)·kp ≤ gp.len(); unchecked loads keep the gather free of branches.
-                dst[l] = Real::to_f64(unsafe { *ctx.gp.get_unchecked(co[l] + ro[l]) });
-            }
+        for (c, dst) in row.chunks_exact_mut(L).enumerate() {
+            let ro = load_u32(&s.ro, c * L);
+            let off: [u32; L] = std::array::from_fn(|l| co[l] + ro[l]);
+            // SAFETY: every offset is below (k + 1)·kp ≤ gp.len() (checked above).
+            dst.copy_from_slice(&unsafe { gather::<T, AVX2>(&ctx.gp, &off) });
         }
     }
     // b_F, the pivot thresholds and the padding rows' diagonals.
@@ -528,6 +535,43 @@ fn round_impl<T: Real>(
             }
         }
     }
+}
+
+/// The lane group of `u32`s starting at `e`.
+#[inline(always)]
+fn load_u32(v: &[u32], e: usize) -> [u32; LANES] {
+    let mut x = [0; LANES];
+    x.copy_from_slice(&v[e..e + LANES]);
+    x
+}
+
+/// `gp[off[l]]` for every lane, as `f64`; with `AVX2` and `f32` entries by the hardware gather.
+///
+/// # Safety
+/// Every offset must be below `gp.len()`, and `AVX2` may only be set when the CPU has AVX2.
+#[inline(always)]
+unsafe fn gather<T: Real, const AVX2: bool>(gp: &[T], off: &[u32; LANES]) -> [f64; LANES] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if AVX2 && T::NAME == "f32" && LANES == 8 {
+            use std::arch::x86_64::*;
+            let mut out = [0.0f64; LANES];
+            // SAFETY: T is f32 (checked by name; `Real` is implemented for f32 and f64 only),
+            // the offsets are in bounds and AVX2 is available (the caller's contract).
+            unsafe {
+                let idx = _mm256_loadu_si256(off.as_ptr().cast());
+                let v = _mm256_i32gather_ps::<4>(gp.as_ptr().cast(), idx);
+                _mm256_storeu_pd(out.as_mut_ptr(), _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+                _mm256_storeu_pd(
+                    out.as_mut_ptr().add(4),
+                    _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)),
+                );
+            }
+            return out;
+        }
+    }
+    // SAFETY: the offsets are in bounds (the caller's contract).
+    std::array::from_fn(|l| Real::to_f64(unsafe { *gp.get_unchecked(off[l] as usize) }))
 }
 
 /// `acc[i][q] −= Σ_{p<c0} L[row i][p] · L[column q][p]` for the rows starting at `rb` and the
