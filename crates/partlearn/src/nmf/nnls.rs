@@ -3,17 +3,20 @@
 //!
 //! The solver works on the normal equations: it takes the Gram matrix `G = CᵀC` (`k × k`) and the
 //! cross terms `Cᵀb_j` (`k × n`), which is what every caller already has (ANLS computes `WᵀW`
-//! and `WᵀX` by GEMM; Neural NMF's layers likewise). Each column keeps a passive set `F`; in
-//! each round the unfinished columns are sorted by `|F|` (within windows of consecutive
-//! columns), and batches of [`BATCH`] neighbours solve `G_FF x_F = b_F` together, one column per
-//! SIMD lane: each system is padded with identity rows to the batch's largest `|F|`, and the
-//! Cholesky factorization and triangular solves run on all lanes at once. (At k = 100 passive
-//! sets are almost never shared, so grouping identical sets, as Kim & Park do, saves nothing;
-//! lanes do.) Then every column exchanges its infeasible indices (all of them while the number
-//! of infeasibilities keeps falling or a budget of 3 allows, otherwise only the largest one —
-//! the backup rule that guarantees termination). Batches and exchanges run in parallel on the
-//! caller's rayon pool; every batch's arithmetic is independent of scheduling, so the result has
-//! the same bits for any thread count.
+//! and `WᵀX` by GEMM; Neural NMF's layers likewise). Each column keeps a passive set `F`.
+//! Columns are taken in windows of 512 consecutive columns, each window on one thread
+//! through all its rounds. In each round the window's unfinished columns are sorted by `|F|` and
+//! batches of 8 neighbours solve `G_FF x_F = b_F` together, one column per SIMD lane: each
+//! system is padded with identity rows to the batch's largest `|F|`, `G_FF` is gathered a lane
+//! group at a time, and a blocked left-looking Cholesky factorization (with the forward solve as
+//! one more row) and the back substitution run on all lanes at once. (At k = 100 passive sets are
+//! almost never shared, so grouping identical sets, as Kim & Park do, saves nothing; lanes do.)
+//! Each column then computes its dual `y = G x − b` (a register-blocked kernel over the columns
+//! of `G` in its support), checks the KKT conditions and exchanges its infeasible indices (all
+//! of them while the number of infeasibilities keeps falling or a budget of 3 allows, otherwise
+//! only the largest one — the backup rule that guarantees termination); a feasible column is
+//! written out at once. A lane's arithmetic does not depend on the other lanes of its batch, and
+//! windows are fixed ranges of columns, so the result has the same bits for any thread count.
 //!
 //! Numerics: the small systems are solved in `f64` whatever `T` is. Feasibility is tested with
 //! tolerances relative to the column (`tol · max|Cᵀb_j|` for the dual, `tol · max|x_F|` for the
