@@ -465,7 +465,7 @@ fn round_impl<T: Real, const AVX2: bool>(
             let ro = load_u32(&s.ro, c * L);
             let off: [u32; L] = std::array::from_fn(|l| co[l] + ro[l]);
             // SAFETY: every offset is below (k + 1)·kp ≤ gp.len() (checked above).
-            dst.copy_from_slice(&unsafe { gather::<T, AVX2>(&ctx.gp, &off) });
+            dst.copy_from_slice(&unsafe { gather::<T, AVX2>(ctx.gp, &off) });
         }
     }
     // b_F, the pivot thresholds and the padding rows' diagonals.
