@@ -202,5 +202,17 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             tt.join(", ")
         );
     }
+    for s in &r.solvers {
+        let drift = s.base_bound_after / s.base_bound - 1.0;
+        if drift.abs() > 0.1 {
+            println!(
+                "note: the four products took {:.4} s right after the {} run against {:.4} s before it ({:+.0} %): the machine's speed changed during the run; rerun for a reliable ratio",
+                s.base_bound_after,
+                s.solver,
+                s.base_bound,
+                drift * 100.0
+            );
+        }
+    }
     Ok(())
 }

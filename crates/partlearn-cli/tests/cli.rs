@@ -404,6 +404,14 @@ fn bench_prints_json() {
     assert_ok(&o);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["solvers"].as_array().is_some_and(|s| !s.is_empty()), "{v}");
+    // The four products are timed before the solvers and again after each solver's run.
+    for s in v["solvers"].as_array().unwrap() {
+        let (before, after) = (
+            s["base_bound"].as_f64().unwrap(),
+            s["base_bound_after"].as_f64().unwrap(),
+        );
+        assert!(before > 0.0 && after > 0.0, "{s}");
+    }
 }
 
 #[test]

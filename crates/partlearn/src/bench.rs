@@ -55,6 +55,11 @@ pub struct SolverBench {
     /// Time of the GEMMs of one iteration.
     pub gemm_bound: f64,
     pub ratio: f64,
+    /// The four products every iteration performs (`WᵀX`, `HXᵀ`, `WᵀW`, `HHᵀ`), measured before
+    /// the solvers ran, and again right after this solver's run: when the two differ much, the
+    /// machine's speed changed during the run (other tenants) and the ratios are not reliable.
+    pub base_bound: f64,
+    pub base_bound_after: f64,
     /// GEMM bound plus the sweeps, each column sweep at the measured time of one column of
     /// `(WᵀW)H` (HALS; equal to the GEMM bound for the other solvers).
     pub flop_bound: f64,
@@ -206,6 +211,10 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
             ..Default::default()
         };
         let fit = nmf::fit(data, &opts, None, &mut Silent)?;
+        let after = gemm_timings(data, o.k, o.threads)?;
+        let sec_after = |name: &str| after.iter().find(|g| g.name == name).map_or(0.0, |g| g.seconds);
+        let base_bound_after =
+            sec_after("P = WᵀX") + sec_after("R = HXᵀ") + sec_after("WᵀW") + sec_after("HHᵀ");
         let h = &fit.history;
         let iters = fit.n_iter.max(1);
         let init_seconds = h[0].seconds;
@@ -242,6 +251,8 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
             seconds_per_iter,
             gemm_bound,
             ratio: seconds_per_iter / gemm_bound,
+            base_bound: base,
+            base_bound_after,
             flop_bound,
             flop_ratio: seconds_per_iter / flop_bound,
             sweeps_per_iter,
