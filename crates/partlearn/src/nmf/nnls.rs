@@ -356,7 +356,7 @@ struct Scratch {
     a: Vec<f64>,
     /// The solution, lane-interleaved: `r[i·LANES + lane]`.
     r: Vec<f64>,
-    /// Pivot thresholds, then reciprocal pivots: `[i·LANES + lane]`.
+    /// Pivot thresholds and reciprocal pivots: `[i·LANES + lane]`.
     thr: Vec<f64>,
     inv: Vec<f64>,
     idx: Vec<usize>,
@@ -556,11 +556,11 @@ fn load_u32(v: &[u32], e: usize) -> [u32; LANES] {
 unsafe fn gather<T: Real, const AVX2: bool>(gp: &[T], off: &[u32; LANES]) -> [f64; LANES] {
     #[cfg(target_arch = "x86_64")]
     {
-        if AVX2 && T::NAME == "f32" && LANES == 8 {
+        if AVX2 && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && LANES == 8 {
             use std::arch::x86_64::*;
             let mut out = [0.0f64; LANES];
-            // SAFETY: T is f32 (checked by name; `Real` is implemented for f32 and f64 only),
-            // the offsets are in bounds and AVX2 is available (the caller's contract).
+            // SAFETY: T is f32 (checked by type id), the offsets are in bounds and AVX2 is
+            // available (the caller's contract).
             unsafe {
                 let idx = _mm256_loadu_si256(off.as_ptr().cast());
                 let v = _mm256_i32gather_ps::<4>(gp.as_ptr().cast(), idx);
