@@ -387,6 +387,38 @@ fn data_info_and_export_round_trip() {
 }
 
 #[test]
+fn bench_nnls_times_one_exact_codes_update() {
+    let o = run(&[
+        "bench",
+        "nnls",
+        "--data",
+        "swimmer",
+        "-k",
+        "17",
+        "--warmup",
+        "3",
+        "--threads",
+        "1",
+        "--reps",
+        "2",
+        "--json",
+    ]);
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let f = |key: &str| v[key].as_f64().unwrap_or_else(|| panic!("{key} missing in {v}"));
+    assert!(
+        f("cd_seconds") > 0.0 && f("bpp_seconds") > 0.0 && f("gemm_seconds") > 0.0,
+        "{v}"
+    );
+    // Every column with a non-empty passive set is solved at least once; swimmer's codes are
+    // sparse but not empty.
+    assert!(f("solves_per_column") >= 1.0 && f("mean_passive") > 0.0, "{v}");
+    assert_eq!(v["sweeps"], 4);
+    let o = run(&["bench", "nnls", "--data", "swimmer", "-k", "0"]);
+    assert!(!o.status.success());
+}
+
+#[test]
 fn bench_prints_json() {
     let o = run(&[
         "bench",
