@@ -427,7 +427,7 @@ pub struct NnlsBenchReport {
 /// `warmup_iters` ANLS iterations and one exact atoms update, the codes of the previous
 /// iteration are the warm start; the CD prediction and the BPP solve are timed separately.
 pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<NnlsBenchReport> {
-    use crate::nmf::{cd, nnls};
+    use crate::nmf::nnls;
     let opts = NmfOptions {
         k: o.k,
         solver: Solver::Anls,
@@ -478,19 +478,11 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
             let mut h = h0.clone();
             let t0 = Instant::now();
             if o.sweeps > 0 {
-                let rule = cd::SweepRule {
-                    max_sweeps: o.sweeps,
-                    delta: 0.0,
-                    tol: 0.0,
-                    floor: 0.0,
-                };
-                cd::sweep(
+                nmf::frobenius::anls_predict(
                     h.as_mut(),
                     g.as_ref(),
                     c.as_ref(),
-                    0.0,
-                    0.0,
-                    rule,
+                    o.sweeps,
                     !matches!(par, faer::Par::Seq),
                 );
             }

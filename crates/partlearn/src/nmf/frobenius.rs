@@ -37,6 +37,25 @@ pub enum Rule {
 /// block-principal-pivoting solve.
 pub const ANLS_PREDICT_SWEEPS: usize = 4;
 
+/// ANLS's passive-set prediction: `sweeps` plain coordinate-descent sweeps on
+/// `min_{F ≥ 0} ½ tr(FᵀGF) − tr(CᵀF)` from the current `f` (the block principal pivoting that
+/// follows makes the solution exact whatever the prediction was).
+pub fn anls_predict<T: Real>(
+    f: MatMut<'_, T>,
+    g: MatRef<'_, T>,
+    c: MatRef<'_, T>,
+    sweeps: usize,
+    parallel: bool,
+) -> cd::SweepStats {
+    let rule = SweepRule {
+        max_sweeps: sweeps,
+        delta: 0.0,
+        tol: 0.0,
+        floor: 0.0,
+    };
+    cd::sweep(f, g, c, 0.0, 0.0, rule, parallel)
+}
+
 /// Iterations before an atom re-seeded in vain is re-seeded again (the search for the worst
 /// sample costs `O(n·k²)`).
 pub const RESEED_COOLDOWN: usize = 20;
@@ -240,13 +259,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
                 // so that most columns need one or two pivoting rounds; BPP then makes the
                 // solution exact whatever the prediction was.
                 let mut target = target;
-                let predict = SweepRule {
-                    max_sweeps: ANLS_PREDICT_SWEEPS,
-                    delta: 0.0,
-                    tol: 0.0,
-                    floor: 0.0,
-                };
-                let sw = cd::sweep(target.as_mut(), g, c, 0.0, 0.0, predict, parallel);
+                let sw = anls_predict(target.as_mut(), g, c, ANLS_PREDICT_SWEEPS, parallel);
                 self.column_sweeps += sw.column_sweeps;
                 // Errors only come from non-finite inputs, which the fit loop reports as a
                 // non-finite objective; the factor is then left as it was.
