@@ -63,8 +63,8 @@ fn run_nnls(a: BenchNnlsArgs) -> Result<()> {
     );
     println!("CD prediction ({} sweeps)   {:>8.4} s", r.sweeps, r.cd_seconds);
     println!(
-        "BPP (exact)                {:>8.4} s   {:.3} solves per column, {} rounds, mean |F| {:.1}",
-        r.bpp_seconds, r.solves_per_column, r.rounds, r.mean_passive
+        "BPP (exact)                {:>8.4} s   {:.3} factorizations and {:.3} bordered updates per column, {} rounds, mean |F| {:.1}",
+        r.bpp_seconds, r.solves_per_column, r.updates_per_column, r.rounds, r.mean_passive
     );
     println!("products WᵀX, WᵀW          {:>8.4} s", r.gemm_seconds);
     Ok(())

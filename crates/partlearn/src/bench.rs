@@ -415,6 +415,8 @@ pub struct NnlsBenchReport {
     pub bpp_seconds: f64,
     /// Passive-set systems solved per column.
     pub solves_per_column: f64,
+    /// Bordered updates (exchange rounds solved without refactoring) per column.
+    pub updates_per_column: f64,
     /// Pivoting rounds of the slowest column.
     pub rounds: usize,
     /// Mean number of positive codes per sample after the step (|F| of the solution).
@@ -505,6 +507,7 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
             cd_seconds,
             bpp_seconds,
             solves_per_column: stats.factorizations as f64 / n.max(1) as f64,
+            updates_per_column: stats.updates as f64 / n.max(1) as f64,
             rounds: stats.rounds,
             mean_passive: positive as f64 / n.max(1) as f64,
             gemm_seconds,

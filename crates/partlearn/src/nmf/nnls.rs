@@ -74,6 +74,9 @@ pub struct NnlsStats {
     /// Passive-set systems factored (one per unfinished column with a non-empty passive set per
     /// round).
     pub factorizations: usize,
+    /// Exchange rounds solved by a bordered update of the previous round's factor instead of a
+    /// new factorization (see [`solve_gram`]).
+    pub updates: usize,
     /// Columns whose factorization needed a ridge.
     pub ridged: usize,
     /// Columns that used the backup (one-at-a-time) exchange rule.
@@ -93,6 +96,20 @@ pub fn solve_gram<T: Real>(
     warm: bool,
     opts: &NnlsOptions,
     par: Par,
+) -> Result<NnlsStats> {
+    solve_gram_with(gram, cross, out, warm, opts, par, MAX_UPDATE)
+}
+
+/// [`solve_gram`] with bordered updates of at most `max_update` exchanged indices (0: every
+/// round refactors; the tests compare both).
+fn solve_gram_with<T: Real>(
+    gram: MatRef<'_, T>,
+    cross: MatRef<'_, T>,
+    out: MatMut<'_, T>,
+    warm: bool,
+    opts: &NnlsOptions,
+    par: Par,
+    max_update: usize,
 ) -> Result<NnlsStats> {
     opts.validate()?;
     let (k, n) = (cross.nrows(), cross.ncols());
@@ -176,6 +193,7 @@ pub fn solve_gram<T: Real>(
         bs,
         tol: opts.tol,
         max_rounds,
+        max_update,
         warm,
     };
     let per_window: Vec<std::result::Result<NnlsStats, usize>> = if parallel {
@@ -205,6 +223,7 @@ pub fn solve_gram<T: Real>(
     for s in per_window.into_iter().flatten() {
         stats.rounds = stats.rounds.max(s.rounds);
         stats.factorizations += s.factorizations;
+        stats.updates += s.updates;
         stats.ridged += s.ridged;
         stats.backup += s.backup;
         stats.capped += s.capped;
@@ -225,6 +244,9 @@ const LANES: usize = 8;
 const CB: usize = 2;
 /// Rows of `y = G x − b` accumulated in registers at a time by the dual kernel.
 const YB: usize = 32;
+/// Most indices a bordered update ([`update_rounds`]) may have exchanged against the factored
+/// passive set; a column that needs more is factored afresh in the next round.
+const MAX_UPDATE: usize = 8;
 
 /// Per-column state of the pivoting.
 #[derive(Clone, Debug)]
@@ -255,6 +277,8 @@ struct Ctx<'a, T> {
     bs: usize,
     tol: f64,
     max_rounds: usize,
+    /// Most removals plus additions a bordered update may carry (0: always refactor).
+    max_update: usize,
     warm: bool,
 }
 
@@ -341,6 +365,7 @@ fn solve_window<T: Real>(
             round(ctx, batch, &mut w, s);
         }
     }
+    stats.updates = std::mem::take(&mut s.u.updates);
     for c in st.iter() {
         stats.rounds = stats.rounds.max(c.rounds);
         stats.ridged += usize::from(c.ridged);
@@ -389,6 +414,7 @@ struct Scratch {
     x: Vec<f64>,
     y: Vec<f64>,
     infeasible: Vec<u64>,
+    u: Update,
 }
 
 /// One BPP round (METHODS.md §1.3 steps 2–5) for a batch of up to [`LANES`] columns: solves
@@ -511,23 +537,9 @@ fn round_impl<T: Real, const AVX2: bool>(
     chol_lanes(&mut s.a, m, &s.thr, &mut s.inv, &mut failed);
     // Lᵀ x = y (y from the factorization).
     s.r[..m * L].copy_from_slice(&s.a[tri(m) * L..(tri(m) + m) * L]);
-    for c in (0..m).rev() {
-        let inv = *lanes(&mut s.inv, c);
-        let xv = lanes(&mut s.r, c);
-        for l in 0..L {
-            xv[l] *= inv[l];
-        }
-        let xv = *xv;
-        let row = tri(c);
-        for r in 0..c {
-            let lcr = *lanes(&mut s.a, row + r);
-            let dst = lanes(&mut s.r, r);
-            for l in 0..L {
-                dst[l] = (-lcr[l]).mul_add(xv[l], dst[l]);
-            }
-        }
-    }
+    back_lanes(&s.a, &s.inv, m, &mut s.r);
     // Per column: the dense solution, its KKT check and the exchange.
+    let mut pending = [false; L];
     for (lane, &(size, jl)) in batch.iter().enumerate() {
         let j = w.j0 + jl;
         let f = &s.idx[lane * m..lane * m + size];
@@ -554,12 +566,395 @@ fn round_impl<T: Real, const AVX2: bool>(
         }
         let pj = &mut w.passive[jl * words..(jl + 1) * words];
         exchange(c, &s.x, &s.y, w.bmax[jl], pj, &mut s.infeasible, k, ctx);
+        pending[lane] = !c.done && !failed[lane] && ctx.max_update > 0;
         if c.done {
             for (o, &v) in w.out.as_mut().col_mut(jl).iter_mut().zip(&s.x) {
                 *o = T::from_f64(v.max(0.0));
             }
         }
     }
+    if pending.iter().any(|&p| p) {
+        update_rounds(ctx, batch, w, s, m, pending);
+    }
+}
+
+/// `Σ p_r q_r` in four partial sums (independent chains).
+#[inline(always)]
+fn dot4(p: &[f64], q: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (pc, qc) = (p.chunks_exact(4), q.chunks_exact(4));
+    let (pr, qr) = (pc.remainder(), qc.remainder());
+    for (a, b) in pc.zip(qc) {
+        for o in 0..4 {
+            acc[o] = a[o].mul_add(b[o], acc[o]);
+        }
+    }
+    for (o, (a, b)) in pr.iter().zip(qr).enumerate() {
+        acc[o] = a.mul_add(*b, acc[o]);
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+/// `v ← L⁻¹ v` for `nv` lane-interleaved vectors (`v[(q·m + i)·LANES + lane]`) and every lane
+/// of the lane factor `a` (reciprocal pivots `inv`): row by row (each factor row is read in
+/// order), `v_r = (v_r − Σ_{c<r} L_rc v_c) / L_rr` with the sum in four partial sums.
+#[inline(always)]
+fn forward_lanes(a: &[f64], inv: &[f64], m: usize, v: &mut [f64], nv: usize) {
+    const L: usize = LANES;
+    let tri = |r: usize| r * (r + 1) / 2;
+    assert!(v.len() >= nv * m * L && a.len() >= tri(m) * L && inv.len() >= m * L);
+    for q in 0..nv {
+        let v = &mut v[q * m * L..(q + 1) * m * L];
+        for r in 0..m {
+            let (row, done) = (&a[tri(r) * L..(tri(r) + r) * L], &v[..r * L]);
+            let mut acc = [[0.0f64; L]; 4];
+            let mut rows = row.chunks_exact(4 * L);
+            let mut ys = done.chunks_exact(4 * L);
+            for (lr, yr) in (&mut rows).zip(&mut ys) {
+                for (p, ap) in acc.iter_mut().enumerate() {
+                    for l in 0..L {
+                        ap[l] = lr[p * L + l].mul_add(yr[p * L + l], ap[l]);
+                    }
+                }
+            }
+            for (p, (lr, yr)) in rows
+                .remainder()
+                .chunks_exact(L)
+                .zip(ys.remainder().chunks_exact(L))
+                .enumerate()
+            {
+                for l in 0..L {
+                    acc[p][l] = lr[l].mul_add(yr[l], acc[p][l]);
+                }
+            }
+            let iv = load(inv, r * L);
+            let dst = lanes(v, r);
+            for l in 0..L {
+                dst[l] = (dst[l] - ((acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]))) * iv[l];
+            }
+        }
+    }
+}
+
+/// `x ← L⁻ᵀ x` for every lane of the lane factor `a` (reciprocal pivots `inv`), `x`
+/// lane-interleaved (`x[i·LANES + lane]`).
+#[inline(always)]
+fn back_lanes(a: &[f64], inv: &[f64], m: usize, x: &mut [f64]) {
+    const L: usize = LANES;
+    let tri = |r: usize| r * (r + 1) / 2;
+    for c in (0..m).rev() {
+        let iv = load(inv, c * L);
+        let xv = lanes(x, c);
+        for l in 0..L {
+            xv[l] *= iv[l];
+        }
+        let xv = *xv;
+        let row = tri(c);
+        for r in 0..c {
+            let lcr = load(a, (row + r) * L);
+            let dst = lanes(x, r);
+            for l in 0..L {
+                dst[l] = (-lcr[l]).mul_add(xv[l], dst[l]);
+            }
+        }
+    }
+}
+
+/// Workspaces of [`update_rounds`].
+#[derive(Default)]
+struct Update {
+    /// `ŷ = L⁻¹ b_F` of every lane (saved, since row `m` of the factor is reused for the
+    /// forward solves).
+    yhat: Vec<f64>,
+    /// Per lane (`[lane·k + i]`): position of index `i` in the factored list (`NONE` off it),
+    /// and the slot of its `w` (`NONE` if not computed).
+    pos: Vec<u32>,
+    slot: Vec<u32>,
+    /// Slots in use: `w_t = L⁻¹ v_t` of slot `t`, lane-interleaved at `w[t·m·LANES..]` (each
+    /// round's q-th new index of every lane shares one slot).
+    nslots: usize,
+    w: Vec<f64>,
+    /// Per lane: the indices that have a slot.
+    slotted: [Vec<usize>; LANES],
+    /// Per lane: the exchanged indices (additions first, then removals) and how many are
+    /// additions.
+    unk: [Vec<usize>; LANES],
+    na: [usize; LANES],
+    /// One lane's augmented Schur system, each lane's solution `v`, and `d = W v` of every
+    /// lane.
+    sys: Vec<f64>,
+    sol: [Vec<f64>; LANES],
+    /// One lane's `w` vectors and `ŷ`, contiguous.
+    wl: Vec<f64>,
+    yl: Vec<f64>,
+    d: Vec<f64>,
+    sup: Vec<usize>,
+    /// Bordered updates done (read by [`solve_window`]).
+    updates: usize,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Exchange rounds by bordered updates of a batch's factors (METHODS.md §1.3, solved without
+/// refactoring), for the lanes in `pending` (those left infeasible by [`round`]). After an
+/// exchange a lane's passive set is `P = (F \ R) ∪ A`, with removals `R ⊂ F` and additions `A`
+/// disjoint from the factored set `F`; its solution solves
+/// `[G_FF G_FA E_R; G_AF G_AA 0; E_Rᵀ 0 0] [x_F; x_A; λ] = [b_F; b_A; 0]`. With `V = [G_FA E_R]`,
+/// `W = L⁻¹ V` (one forward solve per exchanged index, kept across rounds), `ŷ = L⁻¹ b_F` and
+/// `u = G_FF⁻¹ b_F`, eliminating `x_F = u − L⁻ᵀ W v` (`v = [x_A; λ]`) leaves the Schur system
+/// `[G_AA − W_AᵀW_A, −W_AᵀW_R; −W_RᵀW_A, −W_RᵀW_R] v = [b_A − W_Aᵀŷ; −u_R]` of size `|A| + |R|`,
+/// solved by Gaussian elimination with partial pivoting, and one back solve `L⁻ᵀ (W v)` gives
+/// `x_F`. The forward and back solves run on all lanes at once (a lane's factor is spread over
+/// the cache lines of the batch, so one lane alone costs as much as eight). Each round checks
+/// the KKT conditions and exchanges exactly as a factored round does; a lane leaves for the
+/// next factored round (with its current passive set) when `|A| + |R|` exceeds
+/// [`Ctx::max_update`] or its Schur system is numerically singular.
+#[inline(always)]
+fn update_rounds<T: Real>(
+    ctx: &Ctx<'_, T>,
+    batch: &[(usize, usize)],
+    w: &mut Window<'_, '_, T>,
+    s: &mut Scratch,
+    m: usize,
+    mut active: [bool; LANES],
+) {
+    const L: usize = LANES;
+    let (k, words) = (ctx.k, ctx.words);
+    let tri = |r: usize| r * (r + 1) / 2;
+    let u = &mut s.u;
+    u.yhat.clear();
+    u.yhat.extend_from_slice(&s.a[tri(m) * L..(tri(m) + m) * L]);
+    u.pos.resize(L * k, NONE);
+    u.slot.resize(L * k, NONE);
+    u.d.resize(m * L, 0.0);
+    let max_slots = 2 * ctx.max_update;
+    let pending = active;
+    for (lane, &(size, _)) in batch.iter().enumerate() {
+        if pending[lane] {
+            for (r, &i) in s.idx[lane * m..lane * m + size].iter().enumerate() {
+                u.pos[lane * k + i] = r as u32;
+            }
+        }
+    }
+    let inp = |p: &[u64], i: usize| p[i / 64] >> (i % 64) & 1 == 1;
+    loop {
+        // The exchanged indices of every lane, and slots for those without a w.
+        let mut fresh = [0usize; L];
+        for (lane, &(size, jl)) in batch.iter().enumerate() {
+            if !active[lane] {
+                continue;
+            }
+            let (pos, pj) = (
+                &u.pos[lane * k..(lane + 1) * k],
+                &w.passive[jl * words..(jl + 1) * words],
+            );
+            let unk = &mut u.unk[lane];
+            unk.clear();
+            for (wi, &bits) in pj.iter().enumerate() {
+                let mut bits = bits;
+                while bits != 0 {
+                    let i = wi * 64 + bits.trailing_zeros() as usize;
+                    if pos[i] == NONE {
+                        unk.push(i);
+                    }
+                    bits &= bits - 1;
+                }
+            }
+            u.na[lane] = unk.len();
+            let f = &s.idx[lane * m..lane * m + size];
+            unk.extend(f.iter().copied().filter(|&i| !inp(pj, i)));
+            let slot = &u.slot[lane * k..(lane + 1) * k];
+            let new = unk.iter().filter(|&&i| slot[i] == NONE).count();
+            if unk.len() > ctx.max_update || u.nslots + new > max_slots {
+                active[lane] = false;
+                continue;
+            }
+            fresh[lane] = new;
+        }
+        if !active.iter().any(|&a| a) {
+            break;
+        }
+        // New slots (the q-th new index of every lane in slot `base + q`), their right-hand sides
+        // `v = G_{F,a}` or `e_p`, and the forward solves `w = L⁻¹ v` of all of them at once.
+        let (base, most) = (u.nslots, fresh.iter().copied().max().unwrap_or(0));
+        u.nslots += most;
+        u.w.resize(u.nslots * m * L, 0.0);
+        u.w[base * m * L..].fill(0.0);
+        for (lane, &(size, _)) in batch.iter().enumerate() {
+            if !active[lane] {
+                continue;
+            }
+            let f = &s.idx[lane * m..lane * m + size];
+            let mut t = base;
+            for &i in &u.unk[lane] {
+                let sl = &mut u.slot[lane * k + i];
+                if *sl != NONE {
+                    continue;
+                }
+                *sl = t as u32;
+                u.slotted[lane].push(i);
+                let v = &mut u.w[t * m * L..(t + 1) * m * L];
+                match u.pos[lane * k + i] {
+                    NONE => {
+                        let gi = ctx.g.col_as_slice(i);
+                        for (r, &fr) in f.iter().enumerate() {
+                            v[r * L + lane] = gi[fr];
+                        }
+                    }
+                    p => v[p as usize * L + lane] = 1.0,
+                }
+                t += 1;
+            }
+        }
+        forward_lanes(&s.a, &s.inv, m, &mut u.w[base * m * L..], most);
+        // Each lane's Schur system, its solution and d = W v.
+        u.d.fill(0.0);
+        for (lane, &(size, jl)) in batch.iter().enumerate() {
+            if !active[lane] {
+                continue;
+            }
+            let j = w.j0 + jl;
+            let (unk, na) = (&u.unk[lane], u.na[lane]);
+            let (pos, slot) = (
+                &u.pos[lane * k..(lane + 1) * k],
+                &u.slot[lane * k..(lane + 1) * k],
+            );
+            let ns = unk.len();
+            // This lane's w vectors (zero past its |F|) and ŷ, contiguous.
+            let n = size;
+            u.wl.clear();
+            for &i in unk.iter() {
+                let t = slot[i] as usize;
+                let src = &u.w[t * m * L..(t + 1) * m * L];
+                u.wl.extend(src.chunks_exact(L).take(n).map(|g| g[lane]));
+            }
+            let wl = |t: usize| &u.wl[t * n..(t + 1) * n];
+            let wd = ns + 1;
+            u.sys.clear();
+            u.sys.resize(ns * wd, 0.0);
+            for (ti, &i) in unk.iter().enumerate() {
+                for (tj, &jj) in unk.iter().enumerate().take(ti + 1) {
+                    let ww = dot4(wl(ti), wl(tj));
+                    let v = if ti < na && tj < na {
+                        ctx.g[(i, jj)] - ww
+                    } else {
+                        -ww
+                    };
+                    u.sys[ti * wd + tj] = v;
+                    u.sys[tj * wd + ti] = v;
+                }
+                u.sys[ti * wd + ns] = if ti < na {
+                    u.yl.clear();
+                    u.yl.extend(u.yhat.chunks_exact(L).take(n).map(|g| g[lane]));
+                    Real::to_f64(ctx.b[j * ctx.bs + i]) - dot4(wl(ti), &u.yl)
+                } else {
+                    -s.r[pos[i] as usize * L + lane]
+                };
+            }
+            if !gauss_solve(&mut u.sys, ns, &mut u.sol[lane]) {
+                active[lane] = false;
+                continue;
+            }
+            for (r, dr) in u.d.chunks_exact_mut(L).take(n).enumerate() {
+                dr[lane] = (0..ns).fold(0.0, |a, t| u.wl[t * n + r].mul_add(u.sol[lane][t], a));
+            }
+        }
+        back_lanes(&s.a, &s.inv, m, &mut u.d);
+        // x_F = u − L⁻ᵀ W v (zero on R), x_A = v_A; the dual, the KKT check and the exchange.
+        for (lane, &(size, jl)) in batch.iter().enumerate() {
+            if !active[lane] {
+                continue;
+            }
+            let j = w.j0 + jl;
+            let pj = &mut w.passive[jl * words..(jl + 1) * words];
+            let (x, y) = (&mut s.x, &mut s.y);
+            x.fill(0.0);
+            for (r, &fr) in s.idx[lane * m..lane * m + size].iter().enumerate() {
+                if inp(pj, fr) {
+                    x[fr] = s.r[r * L + lane] - u.d[r * L + lane];
+                }
+            }
+            for (&i, &v) in u.unk[lane][..u.na[lane]].iter().zip(&u.sol[lane]) {
+                x[i] = v;
+            }
+            u.sup.clear();
+            for (wi, &bits) in pj.iter().enumerate() {
+                let mut bits = bits;
+                while bits != 0 {
+                    u.sup.push(wi * 64 + bits.trailing_zeros() as usize);
+                    bits &= bits - 1;
+                }
+            }
+            let b = &ctx.b[j * ctx.bs..j * ctx.bs + k];
+            dual(ctx, b, &u.sup, x, y);
+            for &i in &u.sup {
+                y[i] = 0.0;
+            }
+            let c = &mut w.st[jl];
+            c.rounds += 1;
+            u.updates += 1;
+            exchange(c, x, y, w.bmax[jl], pj, &mut s.infeasible, k, ctx);
+            if c.done {
+                for (o, &v) in w.out.as_mut().col_mut(jl).iter_mut().zip(x.iter()) {
+                    *o = T::from_f64(v.max(0.0));
+                }
+                active[lane] = false;
+            }
+        }
+    }
+    for (lane, &(size, _)) in batch.iter().enumerate() {
+        if pending[lane] {
+            for &i in &s.idx[lane * m..lane * m + size] {
+                u.pos[lane * k + i] = NONE;
+            }
+            for &i in &u.slotted[lane] {
+                u.slot[lane * k + i] = NONE;
+            }
+            u.slotted[lane].clear();
+        }
+    }
+    u.nslots = 0;
+}
+
+/// Solves the row-major `s × (s + 1)` augmented system `sys` (right-hand side last) by
+/// Gaussian elimination with partial pivoting into `sol`; `false` when a pivot is below
+/// `1e-12` times its row's largest entry (numerically singular).
+#[inline(always)]
+fn gauss_solve(sys: &mut [f64], s: usize, sol: &mut Vec<f64>) -> bool {
+    let w = s + 1;
+    for p in 0..s {
+        let best = (p..s)
+            .max_by(|&a, &b| sys[a * w + p].abs().total_cmp(&sys[b * w + p].abs()))
+            .unwrap_or(p);
+        if best != p {
+            for q in 0..w {
+                sys.swap(p * w + q, best * w + q);
+            }
+        }
+        let piv = sys[p * w + p];
+        let scale = sys[p * w..p * w + s].iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        if !(piv.abs() > 1e-12 * scale) {
+            return false;
+        }
+        for r in p + 1..s {
+            let f = sys[r * w + p] / piv;
+            if f != 0.0 {
+                for q in p..w {
+                    sys[r * w + q] = (-f).mul_add(sys[p * w + q], sys[r * w + q]);
+                }
+            }
+        }
+    }
+    sol.clear();
+    sol.resize(s, 0.0);
+    for p in (0..s).rev() {
+        let mut v = sys[p * w + s];
+        for q in p + 1..s {
+            v = (-sys[p * w + q]).mul_add(sol[q], v);
+        }
+        sol[p] = v / sys[p * w + p];
+    }
+    true
 }
 
 /// `gp[off[l]]` for every lane, as `f64`; with `AVX2` and `f32` entries by the hardware gather.
@@ -1354,6 +1749,68 @@ mod tests {
                 assert!((cold[(i, j)] - warm[(i, j)]).abs() < 1e-12);
             }
         }
+    }
+
+    #[test]
+    fn bordered_updates_agree_with_refactoring() {
+        let mut r = Rng::new(11);
+        // k = 70 spans two bit words; the perturbed warm starts force removals and additions,
+        // and a near-duplicate column makes some Schur systems ill-conditioned.
+        for &(p, k, n) in &[(60, 12, 40), (150, 70, 60), (40, 30, 50)] {
+            let mut c = random(&mut r, p, k);
+            for i in 0..p {
+                c[(i, k - 1)] = c[(i, 0)] * (1.0 + 1e-9 * r.uniform());
+            }
+            let b = Mat::<f64>::from_fn(p, n, |_, _| r.uniform() - 0.2);
+            let g = c.transpose() * &c;
+            let cb = c.transpose() * &b;
+            let start = Mat::<f64>::from_fn(k, n, |_, _| (r.uniform() - 0.5).max(0.0));
+            let solve = |max_update: usize| {
+                let mut x = start.clone();
+                let st = solve_gram_with(
+                    g.as_ref(),
+                    cb.as_ref(),
+                    x.as_mut(),
+                    true,
+                    &NnlsOptions::default(),
+                    Par::Seq,
+                    max_update,
+                )
+                .unwrap();
+                (x, st)
+            };
+            let (plain, s0) = solve(0);
+            let (upd, s1) = solve(MAX_UPDATE);
+            assert_eq!(s0.updates, 0);
+            assert!(
+                s1.updates > 0 && s1.factorizations < s0.factorizations,
+                "{s0:?} {s1:?}"
+            );
+            assert!(kkt_violation(&c, &b, &upd) < 1e-6, "{s1:?}");
+            assert!(kkt_violation(&c, &b, &plain) < 1e-6, "{s0:?}");
+            // The same objective (the near-duplicate pair may split its weight differently).
+            let obj = |x: &Mat<f64>| (&c * x - &b).norm_l2();
+            assert!((obj(&upd) - obj(&plain)).abs() <= 1e-9 * obj(&plain).max(1.0));
+        }
+    }
+
+    #[test]
+    fn schur_elimination_solves_quasi_definite_systems_and_flags_singular_ones() {
+        // [[4, 1, -1], [1, 3, 0], [-1, 0, -2]] v = [1, 2, 3] (a bordered system's shape).
+        let mut sys = vec![4.0, 1.0, -1.0, 1.0, 1.0, 3.0, 0.0, 2.0, -1.0, 0.0, -2.0, 3.0];
+        let mut sol = Vec::new();
+        assert!(gauss_solve(&mut sys, 3, &mut sol));
+        let a = [[4.0, 1.0, -1.0], [1.0, 3.0, 0.0], [-1.0, 0.0, -2.0]];
+        for (row, want) in a.iter().zip([1.0, 2.0, 3.0]) {
+            let got: f64 = row.iter().zip(&sol).map(|(x, y)| x * y).sum();
+            assert!((got - want).abs() < 1e-12);
+        }
+        // A zero pivot at the first step is swapped away; a singular system is refused.
+        let mut swap = vec![0.0, 1.0, 2.0, 1.0, 0.0, 3.0];
+        assert!(gauss_solve(&mut swap, 2, &mut sol));
+        assert!((sol[0] - 3.0).abs() < 1e-15 && (sol[1] - 2.0).abs() < 1e-15);
+        let mut singular = vec![1.0, 2.0, 1.0, 2.0, 4.0, 2.0];
+        assert!(!gauss_solve(&mut singular, 2, &mut sol));
     }
 
     #[test]
