@@ -15,8 +15,12 @@
 //! of `G` in its support), checks the KKT conditions and exchanges its infeasible indices (all
 //! of them while the number of infeasibilities keeps falling or a budget of 3 allows, otherwise
 //! only the largest one — the backup rule that guarantees termination); a feasible column is
-//! written out at once. A lane's arithmetic does not depend on the other lanes of its batch, and
-//! windows are fixed ranges of columns, so the result has the same bits for any thread count.
+//! written out at once. In a batch whose largest `|F|` is at least 32, a column left infeasible
+//! continues at once by bordered updates of its lane's factor (a Schur complement on the removed
+//! and added indices, [`update_rounds`]) until it is feasible or has drifted too far from the
+//! factored set; only then is it factored again in the next round. A lane's arithmetic does not
+//! depend on the other lanes of its batch, and windows are fixed ranges of columns, so the result
+//! has the same bits for any thread count.
 //!
 //! Numerics: the small systems are solved in `f64` whatever `T` is. Feasibility is tested with
 //! tolerances relative to the column (`tol · max|Cᵀb_j|` for the dual, `tol · max|x_F|` for the
@@ -68,6 +72,7 @@ impl NnlsOptions {
 
 /// What the solver did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NnlsStats {
     /// Rounds of the slowest column.
     pub rounds: usize,
