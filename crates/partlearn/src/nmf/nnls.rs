@@ -258,10 +258,10 @@ const MAX_UPDATE: usize = 8;
 /// bordered updates. Below it refactoring in the next round is cheaper: the updates' forward
 /// and back solves and their per-lane Schur systems cost ~`m²` per round whatever the number of
 /// lanes still active, against ~`m³/48` per column for a factorization. Measured with `bench
-/// nnls` on Fashion-MNIST (k = 100, 2 threads, BPP seconds, threshold 0 / 24 / 32 / none):
-/// after 1 iteration (mean |F| 19) 0.108 / 0.100 / 0.090 / 0.087, after 3 (|F| 27) 0.107 /
-/// 0.106 / 0.104 / 0.107, after 6 (|F| 34) 0.102 / 0.103 / 0.101 / 0.121, after 10 (|F| 39)
-/// 0.106 / 0.114 / 0.106 / 0.115.
+/// nnls` on Fashion-MNIST (k = 100, 2 threads, BPP seconds, the minimum of two runs, threshold
+/// 0 / 24 / 32 / none): after 1 iteration (mean |F| 19) 0.108 / 0.098 / 0.090 / 0.087, after 3
+/// (|F| 27) 0.107 / 0.106 / 0.103 / 0.107, after 6 (|F| 34) 0.102 / 0.102 / 0.101 / 0.120, after
+/// 10 (|F| 39) 0.106 / 0.114 / 0.106 / 0.115.
 const MIN_UPDATE_SIZE: usize = 32;
 
 /// Per-column state of the pivoting.
