@@ -413,7 +413,7 @@ pub struct NnlsBenchReport {
     pub cd_seconds: f64,
     /// Seconds of the exact block-principal-pivoting solve.
     pub bpp_seconds: f64,
-    /// Passive-set systems solved per column.
+    /// Passive-set systems factored per column.
     pub solves_per_column: f64,
     /// Bordered updates (exchange rounds solved without refactoring) per column.
     pub updates_per_column: f64,
