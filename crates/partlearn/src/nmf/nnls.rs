@@ -1953,6 +1953,15 @@ mod tests {
             prop_assert_eq!(stats.capped, 0);
             let v = kkt_violation(&c, &b, &s);
             prop_assert!(v < 1e-6, "violation {}", v);
+            // The same with bordered updates at every size (often rank-deficient: p < k, zeros).
+            let (g, cb) = (c.transpose() * &c, c.transpose() * &b);
+            let mut su = Mat::<f64>::zeros(k, n);
+            let opts = NnlsOptions::default();
+            let st = solve_gram_with(g.as_ref(), cb.as_ref(), su.as_mut(), false, &opts, Par::Seq, (MAX_UPDATE, 0))
+                .unwrap();
+            prop_assert_eq!(st.capped, 0);
+            let v = kkt_violation(&c, &b, &su);
+            prop_assert!(v < 1e-6, "violation {} with updates, {:?}", v, st);
         }
     }
 }
