@@ -1053,15 +1053,17 @@ fn pivot(d: &mut [f64; LANES], r: usize, thr: &[f64], inv: &mut [f64], failed: &
         &thr[r * LANES..(r + 1) * LANES],
         &mut inv[r * LANES..(r + 1) * LANES],
     );
+    // Branch-free, so that the square roots and divisions vectorize.
+    let mut bad = [false; LANES];
     for l in 0..LANES {
-        let mut v = d[l];
-        if !(v > thr[l]) {
-            failed[l] = true;
-            v = 1.0;
-        }
+        bad[l] = !(d[l] > thr[l]);
+        let v = if bad[l] { 1.0 } else { d[l] };
         let sq = v.sqrt();
         d[l] = sq;
         inv[l] = 1.0 / sq;
+    }
+    for l in 0..LANES {
+        failed[l] |= bad[l];
     }
 }
 
