@@ -1207,9 +1207,15 @@ fn exchange<T>(
         ctx.tol * xmax.max(f64::MIN_POSITIVE),
         ctx.tol * bmax.max(f64::MIN_POSITIVE),
     );
-    // `x` is zero off F and `y` is zero on F, so one test covers both kinds of infeasibility.
-    let bad = |i: usize| x[i] < -tol_x || y[i] < -tol_y;
-    let count = (0..k).filter(|&i| bad(i)).count();
+    // `x` is zero off F and `y` is zero on F, so one test covers both kinds of infeasibility
+    // (without short-circuiting, so that the count vectorizes).
+    let (x, y) = (&x[..k], &y[..k]);
+    let bad = |i: usize| (x[i] < -tol_x) | (y[i] < -tol_y);
+    let count: usize = x
+        .iter()
+        .zip(y)
+        .map(|(&xi, &yi)| usize::from((xi < -tol_x) | (yi < -tol_y)))
+        .sum();
     if count == 0 {
         c.done = true;
         return;
