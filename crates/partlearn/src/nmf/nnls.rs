@@ -1210,19 +1210,18 @@ fn exchange<T>(
     // `x` is zero off F and `y` is zero on F, so one test covers both kinds of infeasibility
     // (without short-circuiting, so that the count vectorizes).
     let (x, y) = (&x[..k], &y[..k]);
-    let bad = |i: usize| (x[i] < -tol_x) | (y[i] < -tol_y);
-    let count: usize = x
-        .iter()
-        .zip(y)
-        .map(|(&xi, &yi)| usize::from((xi < -tol_x) | (yi < -tol_y)))
-        .sum();
+    let bad = |xi: f64, yi: f64| (xi < -tol_x) | (yi < -tol_y);
+    let count: usize = x.iter().zip(y).map(|(&xi, &yi)| usize::from(bad(xi, yi))).sum();
     if count == 0 {
         c.done = true;
         return;
     }
-    for (wi, inf) in infeasible.iter_mut().enumerate() {
-        let lo = wi * 64;
-        *inf = (lo..k.min(lo + 64)).fold(0u64, |bits, i| bits | u64::from(bad(i)) << (i - lo));
+    for (inf, (xc, yc)) in infeasible.iter_mut().zip(x.chunks(64).zip(y.chunks(64))) {
+        *inf = xc
+            .iter()
+            .zip(yc)
+            .enumerate()
+            .fold(0u64, |bits, (b, (&xi, &yi))| bits | u64::from(bad(xi, yi)) << b);
     }
     if c.rounds >= ctx.max_rounds {
         c.capped = true;
