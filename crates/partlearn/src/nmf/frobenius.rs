@@ -353,8 +353,8 @@ impl<'a, T: Real> GramSolver<'a, T> {
         );
     }
 
-    /// `dst ← [cur + β(cur − old)]₊` (floored at the MU floor for MU).
-    fn extrapolated(&self, dst: &mut Mat<T>, cur: MatRef<'_, T>, old: MatRef<'_, T>, beta: f64) {
+    /// `dst ← [cur + β(cur − old)]₊` (floored at the MU floor for MU), over column slices.
+    fn extrapolated(&self, dst: &mut Mat<T>, cur: &Mat<T>, old: &Mat<T>, beta: f64) {
         let floor = if self.rule == Rule::Mu {
             T::from_f64(MU_FLOOR)
         } else {
@@ -362,9 +362,8 @@ impl<'a, T: Real> GramSolver<'a, T> {
         };
         let b = T::from_f64(beta);
         super::beta::for_cols(dst.as_mut(), self.parallel(), |j, col| {
-            for (i, v) in col.iter_mut().enumerate() {
-                let c = cur[(i, j)];
-                *v = (c + b * (c - old[(i, j)])).max(floor);
+            for ((v, &c), &o) in col.iter_mut().zip(cur.col_as_slice(j)).zip(old.col_as_slice(j)) {
+                *v = (c + b * (c - o)).max(floor);
             }
         });
     }
@@ -394,7 +393,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
             return self.atoms_step(f);
         };
         // Codes: Ĥ = [H⁺ + β(H⁺ − H)]₊, and the atoms are updated for Ĥ.
-        self.extrapolated(&mut hat.h, f.h.as_ref(), prev.h.as_ref(), ex.beta);
+        self.extrapolated(&mut hat.h, &f.h, &prev.h, ex.beta);
         std::mem::swap(&mut f.h, &mut hat.h);
         let mut e = self.atoms_step(f);
         if e.objective < self.last_objective {
@@ -450,8 +449,12 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
         if self.rule != Rule::Mu && self.codes_pen.is_zero() && self.atoms_pen.is_zero() {
             self.reseed_dead_atoms(f);
         }
+        let parallel = self.parallel();
         if let Some(prev) = self.prev.as_mut() {
-            prev.h.copy_from(&f.h);
+            // (In parallel: the codes are n × k.)
+            super::beta::for_cols(prev.h.as_mut(), parallel, |j, col| {
+                col.copy_from_slice(f.h.col_as_slice(j))
+            });
             prev.wt.copy_from(&f.wt);
         }
         self.update(true, f);
