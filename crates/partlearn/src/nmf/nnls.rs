@@ -258,7 +258,7 @@ const MAX_UPDATE: usize = 8;
 /// bordered updates. Below it refactoring in the next round is cheaper: the updates' forward
 /// and back solves and their per-lane Schur systems cost ~`m²` per round whatever the number of
 /// lanes still active, against ~`m³/48` per column for a factorization. Measured with `bench
-/// nnls` on Fashion-MNIST (k = 100, 2 threads, BPP seconds, the minimum of two runs, threshold
+/// nnls` and a temporary switch for the threshold (not shipped) on Fashion-MNIST (k = 100, 2 threads, BPP seconds, the minimum of two runs, threshold
 /// 0 / 24 / 32 / none): after 1 iteration (mean |F| 19) 0.108 / 0.098 / 0.090 / 0.087, after 3
 /// (|F| 27) 0.107 / 0.106 / 0.103 / 0.107, after 6 (|F| 34) 0.102 / 0.102 / 0.101 / 0.120, after
 /// 10 (|F| 39) 0.106 / 0.114 / 0.106 / 0.115.
@@ -490,14 +490,10 @@ fn round_impl<T: Real>(
         let pj = &w.passive[jl * words..(jl + 1) * words];
         let f = &mut s.idx[lane * m..lane * m + size];
         let mut t = 0;
-        for (wi, &bits) in pj.iter().enumerate() {
-            let mut bits = bits;
-            while bits != 0 {
-                f[t] = wi * 64 + bits.trailing_zeros() as usize;
-                t += 1;
-                bits &= bits - 1;
-            }
-        }
+        for_ones(pj, |i| {
+            f[t] = i;
+            t += 1;
+        });
         debug_assert_eq!(t, size);
         len[lane] = size;
     }
@@ -576,23 +572,68 @@ fn round_impl<T: Real>(
                 s.x[i] = s.r[r * L + lane];
             }
         }
-        c.rounds += 1;
-        dual(ctx, &ctx.b[j * ctx.bs..j * ctx.bs + k], f, &s.x, &mut s.y);
-        // On F the dual is zero by construction (it holds the solve's rounding residual).
-        for &i in f {
-            s.y[i] = 0.0;
-        }
         let pj = &mut w.passive[jl * words..(jl + 1) * words];
-        exchange(c, &s.x, &s.y, w.bmax[jl], pj, &mut s.infeasible, k, ctx);
+        let b = &ctx.b[j * ctx.bs..j * ctx.bs + k];
+        let out = w.out.as_mut().col_mut(jl);
+        settle(
+            ctx,
+            c,
+            f,
+            b,
+            &s.x,
+            &mut s.y,
+            w.bmax[jl],
+            pj,
+            &mut s.infeasible,
+            out,
+        );
         pending[lane] = !c.done && !failed[lane] && ctx.max_update > 0 && m >= ctx.min_update_size;
-        if c.done {
-            for (o, &v) in w.out.as_mut().col_mut(jl).iter_mut().zip(&s.x) {
-                *o = T::from_f64(v.max(0.0));
-            }
-        }
     }
     if pending.iter().any(|&p| p) {
         update_rounds(ctx, batch, w, s, m, pending);
+    }
+}
+
+/// The end of a round for one column (METHODS.md §1.3 steps 3–5), whether its solution `x`
+/// came from a factorization or a bordered update: the dual `y = G x − b` for the support `f`,
+/// the KKT check and exchange, and the write-out when the column is done.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn settle<T: Real>(
+    ctx: &Ctx<'_, T>,
+    c: &mut Column,
+    f: &[usize],
+    b: &[T],
+    x: &[f64],
+    y: &mut [f64],
+    bmax: f64,
+    passive: &mut [u64],
+    infeasible: &mut [u64],
+    out: faer::ColMut<'_, T>,
+) {
+    c.rounds += 1;
+    dual(ctx, b, f, x, y);
+    // On F the dual is zero by construction (it holds the solve's rounding residual).
+    for &i in f {
+        y[i] = 0.0;
+    }
+    exchange(c, x, y, bmax, passive, infeasible, ctx.k, ctx);
+    if c.done {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = T::from_f64(v.max(0.0));
+        }
+    }
+}
+
+/// Calls `f` with the index of every set bit of `words`, ascending.
+#[inline(always)]
+fn for_ones(words: &[u64], mut f: impl FnMut(usize)) {
+    for (wi, &w) in words.iter().enumerate() {
+        let mut bits = w;
+        while bits != 0 {
+            f(wi * 64 + bits.trailing_zeros() as usize);
+            bits &= bits - 1;
+        }
     }
 }
 
@@ -769,16 +810,11 @@ fn update_rounds<T: Real>(
             );
             let unk = &mut u.unk[lane];
             unk.clear();
-            for (wi, &bits) in pj.iter().enumerate() {
-                let mut bits = bits;
-                while bits != 0 {
-                    let i = wi * 64 + bits.trailing_zeros() as usize;
-                    if pos[i] == NONE {
-                        unk.push(i);
-                    }
-                    bits &= bits - 1;
+            for_ones(pj, |i| {
+                if pos[i] == NONE {
+                    unk.push(i);
                 }
-            }
+            });
             u.na[lane] = unk.len();
             let f = &s.idx[lane * m..lane * m + size];
             unk.extend(f.iter().copied().filter(|&i| !inp(pj, i)));
@@ -847,6 +883,10 @@ fn update_rounds<T: Real>(
                 let src = &u.w[t * m * L..(t + 1) * m * L];
                 u.wl.extend(src.chunks_exact(L).take(n).map(|g| g[lane]));
             }
+            u.yl.clear();
+            if na > 0 {
+                u.yl.extend(u.yhat.chunks_exact(L).take(n).map(|g| g[lane]));
+            }
             let wl = |t: usize| &u.wl[t * n..(t + 1) * n];
             let wd = ns + 1;
             u.sys.clear();
@@ -863,8 +903,6 @@ fn update_rounds<T: Real>(
                     u.sys[tj * wd + ti] = v;
                 }
                 u.sys[ti * wd + ns] = if ti < na {
-                    u.yl.clear();
-                    u.yl.extend(u.yhat.chunks_exact(L).take(n).map(|g| g[lane]));
                     Real::to_f64(ctx.b[j * ctx.bs + i]) - dot4(wl(ti), &u.yl)
                 } else {
                     -s.r[pos[i] as usize * L + lane]
@@ -897,28 +935,13 @@ fn update_rounds<T: Real>(
                 x[i] = v;
             }
             u.sup.clear();
-            for (wi, &bits) in pj.iter().enumerate() {
-                let mut bits = bits;
-                while bits != 0 {
-                    u.sup.push(wi * 64 + bits.trailing_zeros() as usize);
-                    bits &= bits - 1;
-                }
-            }
-            let b = &ctx.b[j * ctx.bs..j * ctx.bs + k];
-            dual(ctx, b, &u.sup, x, y);
-            for &i in &u.sup {
-                y[i] = 0.0;
-            }
-            let c = &mut w.st[jl];
-            c.rounds += 1;
+            for_ones(pj, |i| u.sup.push(i));
             u.updates += 1;
-            exchange(c, x, y, w.bmax[jl], pj, &mut s.infeasible, k, ctx);
-            if c.done {
-                for (o, &v) in w.out.as_mut().col_mut(jl).iter_mut().zip(x.iter()) {
-                    *o = T::from_f64(v.max(0.0));
-                }
-                active[lane] = false;
-            }
+            let b = &ctx.b[j * ctx.bs..j * ctx.bs + k];
+            let c = &mut w.st[jl];
+            let out = w.out.as_mut().col_mut(jl);
+            settle(ctx, c, &u.sup, b, x, y, w.bmax[jl], pj, &mut s.infeasible, out);
+            active[lane] &= !c.done;
         }
     }
     for (lane, &(size, _)) in batch.iter().enumerate() {
