@@ -188,6 +188,9 @@ fn solve_gram_with<T: Real>(
             *v = gram[(i, l)];
         }
     }
+    let thr: Vec<f64> = (0..k)
+        .map(|i| 1e-13 * Real::to_f64(gp[i * kp + i]).abs().max(mean_diag * 1e-300))
+        .collect();
     let ctx = Ctx {
         g: &g,
         gp: &gp,
@@ -195,6 +198,7 @@ fn solve_gram_with<T: Real>(
         k,
         words,
         mean_diag,
+        thr: &thr,
         b,
         bs,
         tol: opts.tol,
@@ -289,6 +293,9 @@ struct Ctx<'a, T> {
     k: usize,
     words: usize,
     mean_diag: f64,
+    /// Pivot threshold of every index: pivots below `1e-13·max(|G_ii|, 1e-300·mean diag)`
+    /// mean numerical singularity.
+    thr: &'a [f64],
     /// Right-hand sides, column `j` at `j·bs`.
     b: &'a [T],
     bs: usize,
@@ -485,67 +492,57 @@ fn round_impl<T: Real>(
     s.x.resize(kp, 0.0);
     s.y.resize(kp, 0.0);
     s.infeasible.resize(words, 0);
-    // Passive index lists, ascending.
-    let mut len = [0usize; L];
-    for (lane, &(size, jl)) in batch.iter().enumerate() {
-        let pj = &w.passive[jl * words..(jl + 1) * words];
-        let f = &mut s.idx[lane * m..lane * m + size];
-        let mut t = 0;
-        for_ones(pj, |i| {
-            f[t] = i;
-            t += 1;
-        });
-        debug_assert_eq!(t, size);
-        len[lane] = size;
-    }
-    // Gather G_FF: entry (r, c) of lane l is `gp[co[r·L + l] + ro[c·L + l]]` (G is symmetric),
-    // with every store a whole lane group. Rows past a lane's |F| (and lanes past the batch) read
-    // the zero column k and get a unit diagonal below.
+    // One pass per lane over its passive indices (ascending): the index list, the gather
+    // offsets of G_FF (entry (r, c) of lane l is `gp[co[r·L + l] + ro[c·L + l]]`, G being
+    // symmetric), b_F and the pivot thresholds. Rows past a lane's |F| (and lanes past the
+    // batch) read the zero column k, with a zero right-hand side, and get a unit diagonal after
+    // the gather.
     s.co.resize(m * L, 0);
     s.ro.resize(m * L, 0);
+    let mut len = [0usize; L];
     for lane in 0..L {
-        for r in 0..m {
-            let (co, ro) = if r < len[lane] {
-                let fr = s.idx[lane * m + r];
-                (fr * kp, fr)
-            } else {
-                (k * kp, 0)
-            };
-            // (In range: `solve_gram` checks that (k + 1)·kp fits in u32.)
-            s.co[r * L + lane] = co as u32;
-            s.ro[r * L + lane] = ro as u32;
+        let mut t = 0;
+        if let Some(&(size, jl)) = batch.get(lane) {
+            let j = w.j0 + jl;
+            let bj = &ctx.b[j * ctx.bs..j * ctx.bs + k];
+            let pj = &w.passive[jl * words..(jl + 1) * words];
+            let f = &mut s.idx[lane * m..lane * m + size];
+            for_ones(pj, |i| {
+                // (Passive bits are below k, so every gather offset is below (k + 1)·kp, which
+                // `solve_gram` checked fits in u32; the gather's safety rests on this.)
+                assert!(i < k);
+                f[t] = i;
+                s.co[t * L + lane] = (i * kp) as u32;
+                s.ro[t * L + lane] = i as u32;
+                s.a[(tri(m) + t) * L + lane] = Real::to_f64(bj[i]);
+                s.thr[t * L + lane] = ctx.thr[i];
+                t += 1;
+            });
+            debug_assert_eq!(t, size);
+        }
+        len[lane] = t;
+        for r in t..m {
+            s.co[r * L + lane] = (k * kp) as u32;
+            s.ro[r * L + lane] = 0;
+            s.a[(tri(m) + r) * L + lane] = 0.0;
+            s.thr[r * L + lane] = 0.0;
         }
     }
-    assert!(
-        ctx.gp.len() >= (k + 1) * kp
-            && s.co[..m * L].iter().all(|&o| o as usize <= k * kp)
-            && s.ro[..m * L].iter().all(|&i| (i as usize) < kp)
-    );
+    assert!(ctx.gp.len() >= (k + 1) * kp);
     for r in 0..m {
         let co = load(&s.co, r * L);
         let row = &mut s.a[tri(r) * L..(tri(r) + r + 1) * L];
         for (c, dst) in row.chunks_exact_mut(L).enumerate() {
             let ro = load(&s.ro, c * L);
             let off: [u32; L] = std::array::from_fn(|l| co[l] + ro[l]);
-            // SAFETY: every offset is below (k + 1)·kp ≤ gp.len() (checked above).
+            // SAFETY: every offset is at most k·kp + k − 1 < (k + 1)·kp ≤ gp.len() (the index
+            // assertion and the check above).
             dst.copy_from_slice(&unsafe { gather(ctx.gp, &off) });
         }
     }
-    // b_F, the pivot thresholds and the padding rows' diagonals.
-    for lane in 0..L {
-        let j = batch.get(lane).map_or(0, |c| w.j0 + c.1);
-        for r in 0..m {
-            if r < len[lane] {
-                let fr = s.idx[lane * m + r];
-                s.a[(tri(m) + r) * L + lane] = Real::to_f64(ctx.b[j * ctx.bs + fr]);
-                // Pivots below this relative size mean numerical singularity.
-                let d = Real::to_f64(ctx.gp[fr * kp + fr]).abs();
-                s.thr[r * L + lane] = 1e-13 * d.max(ctx.mean_diag * 1e-300);
-            } else {
-                s.a[(tri(r) + r) * L + lane] = 1.0;
-                s.a[(tri(m) + r) * L + lane] = 0.0;
-                s.thr[r * L + lane] = 0.0;
-            }
+    for (lane, &t) in len.iter().enumerate() {
+        for r in t..m {
+            s.a[(tri(r) + r) * L + lane] = 1.0;
         }
     }
     let mut failed = [false; L];
@@ -1920,6 +1917,7 @@ mod tests {
                 k,
                 words: k.div_ceil(64),
                 mean_diag: 1.0,
+                thr: &[],
                 b: &b,
                 bs: k,
                 tol: 1e-10,
