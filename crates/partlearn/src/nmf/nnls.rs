@@ -507,17 +507,24 @@ fn round_impl<T: Real>(
             let bj = &ctx.b[j * ctx.bs..j * ctx.bs + k];
             let pj = &w.passive[jl * words..(jl + 1) * words];
             let f = &mut s.idx[lane * m..lane * m + size];
-            for_ones(pj, |i| {
-                // (Passive bits are below k, so every gather offset is below (k + 1)·kp, which
-                // `solve_gram` checked fits in u32; the gather's safety rests on this.)
-                assert!(i < k);
-                f[t] = i;
-                s.co[t * L + lane] = (i * kp) as u32;
-                s.ro[t * L + lane] = i as u32;
-                s.a[(tri(m) + t) * L + lane] = Real::to_f64(bj[i]);
-                s.thr[t * L + lane] = ctx.thr[i];
-                t += 1;
-            });
+            // (The bit walk of `for_ones`, written out: as a closure this body was not inlined,
+            // and so not compiled with AVX2, costing ~10 % of the round in perf samples.)
+            for (wi, &word) in pj.iter().enumerate() {
+                let mut bits = word;
+                while bits != 0 {
+                    let i = wi * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    // (Passive bits are below k, so every gather offset is below (k + 1)·kp,
+                    // which `solve_gram` checked fits in u32; the gather's safety rests on this.)
+                    assert!(i < k);
+                    f[t] = i;
+                    s.co[t * L + lane] = (i * kp) as u32;
+                    s.ro[t * L + lane] = i as u32;
+                    s.a[(tri(m) + t) * L + lane] = Real::to_f64(bj[i]);
+                    s.thr[t * L + lane] = ctx.thr[i];
+                    t += 1;
+                }
+            }
             debug_assert_eq!(t, size);
         }
         len[lane] = t;
