@@ -392,11 +392,32 @@ pub struct NnlsBenchOptions {
     /// does.
     pub warmup_iters: usize,
     /// Coordinate-descent sweeps that predict the passive sets (0 = BPP warm-started from the
-    /// previous codes alone).
-    pub sweeps: usize,
+    /// previous codes alone); with several values, each repetition times them all in turn, so
+    /// that a change of the machine's speed hits them alike.
+    pub sweeps: Vec<usize>,
     /// Repetitions of the timed step (the minimum is reported).
     pub reps: usize,
     pub seed: u64,
+}
+
+/// One codes update of [`bench_nnls`] with a given number of prediction sweeps.
+#[derive(Clone, Debug, Serialize)]
+pub struct NnlsStepTiming {
+    pub sweeps: usize,
+    /// Seconds of the passive-set prediction (the CD sweeps).
+    pub cd_seconds: f64,
+    /// Seconds of the exact block-principal-pivoting solve.
+    pub bpp_seconds: f64,
+    /// Seconds of the whole step (the minimum over repetitions of prediction + solve).
+    pub step_seconds: f64,
+    /// Passive-set systems factored per column.
+    pub solves_per_column: f64,
+    /// Bordered updates (exchange rounds solved without refactoring) per column.
+    pub updates_per_column: f64,
+    /// Pivoting rounds of the slowest column.
+    pub rounds: usize,
+    /// Mean number of positive codes per sample after the step (|F| of the solution).
+    pub mean_passive: f64,
 }
 
 /// What [`bench_nnls`] measured.
@@ -408,19 +429,8 @@ pub struct NnlsBenchReport {
     pub k: usize,
     pub threads: usize,
     pub warmup_iters: usize,
-    pub sweeps: usize,
-    /// Seconds of the passive-set prediction (the CD sweeps).
-    pub cd_seconds: f64,
-    /// Seconds of the exact block-principal-pivoting solve.
-    pub bpp_seconds: f64,
-    /// Passive-set systems factored per column.
-    pub solves_per_column: f64,
-    /// Bordered updates (exchange rounds solved without refactoring) per column.
-    pub updates_per_column: f64,
-    /// Pivoting rounds of the slowest column.
-    pub rounds: usize,
-    /// Mean number of positive codes per sample after the step (|F| of the solution).
-    pub mean_passive: f64,
+    /// One entry per number of prediction sweeps, in the order asked.
+    pub steps: Vec<NnlsStepTiming>,
     /// Seconds of the products the step needs (`WᵀX` and `WᵀW`), for scale.
     pub gemm_seconds: f64,
 }
@@ -471,30 +481,57 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
             linalg::gram(g.as_mut(), wt.as_ref(), par);
             linalg::matmul(c.as_mut(), Accum::Replace, wt.as_ref(), x, T::one(), par);
         });
-        let (mut cd_seconds, mut bpp_seconds) = (f64::INFINITY, f64::INFINITY);
-        let mut stats = nnls::NnlsStats::default();
-        let mut positive = 0;
+        if o.sweeps.is_empty() {
+            return Err(crate::Error::invalid(
+                "bench nnls sweeps",
+                "none",
+                "give at least one number of prediction sweeps",
+            ));
+        }
+        let mut steps: Vec<NnlsStepTiming> = o
+            .sweeps
+            .iter()
+            .map(|&sweeps| NnlsStepTiming {
+                sweeps,
+                cd_seconds: f64::INFINITY,
+                bpp_seconds: f64::INFINITY,
+                step_seconds: f64::INFINITY,
+                solves_per_column: 0.0,
+                updates_per_column: 0.0,
+                rounds: 0,
+                mean_passive: 0.0,
+            })
+            .collect();
+        let nf = n.max(1) as f64;
         for _ in 0..o.reps.max(1) {
-            let mut h = h0.clone();
-            let t0 = Instant::now();
-            if o.sweeps > 0 {
-                nmf::frobenius::anls_predict(
-                    h.as_mut(),
-                    g.as_ref(),
-                    c.as_ref(),
-                    o.sweeps,
-                    !matches!(par, faer::Par::Seq),
-                );
+            for st in steps.iter_mut() {
+                let mut h = h0.clone();
+                let t0 = Instant::now();
+                if st.sweeps > 0 {
+                    nmf::frobenius::anls_predict(
+                        h.as_mut(),
+                        g.as_ref(),
+                        c.as_ref(),
+                        st.sweeps,
+                        !matches!(par, faer::Par::Seq),
+                    );
+                }
+                let t1 = Instant::now();
+                let stats =
+                    nnls::solve_gram(g.as_ref(), c.as_ref(), h.as_mut(), true, &Default::default(), par)?;
+                let t2 = Instant::now();
+                st.cd_seconds = st.cd_seconds.min((t1 - t0).as_secs_f64());
+                st.bpp_seconds = st.bpp_seconds.min((t2 - t1).as_secs_f64());
+                st.step_seconds = st.step_seconds.min((t2 - t0).as_secs_f64());
+                st.solves_per_column = stats.factorizations as f64 / nf;
+                st.updates_per_column = stats.updates as f64 / nf;
+                st.rounds = stats.rounds;
+                let positive: usize = h
+                    .col_iter()
+                    .map(|col| col.iter().filter(|v| **v > T::zero()).count())
+                    .sum();
+                st.mean_passive = positive as f64 / nf;
             }
-            let t1 = Instant::now();
-            stats = nnls::solve_gram(g.as_ref(), c.as_ref(), h.as_mut(), true, &Default::default(), par)?;
-            let t2 = Instant::now();
-            cd_seconds = cd_seconds.min((t1 - t0).as_secs_f64());
-            bpp_seconds = bpp_seconds.min((t2 - t1).as_secs_f64());
-            positive = h
-                .col_iter()
-                .map(|col| col.iter().filter(|v| **v > T::zero()).count())
-                .sum();
         }
         Ok(NnlsBenchReport {
             data: data.name.clone(),
@@ -503,13 +540,7 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
             k,
             threads: linalg::resolve_threads(o.threads),
             warmup_iters: o.warmup_iters.max(1),
-            sweeps: o.sweeps,
-            cd_seconds,
-            bpp_seconds,
-            solves_per_column: stats.factorizations as f64 / n.max(1) as f64,
-            updates_per_column: stats.updates as f64 / n.max(1) as f64,
-            rounds: stats.rounds,
-            mean_passive: positive as f64 / n.max(1) as f64,
+            steps,
             gemm_seconds,
         })
     })?
