@@ -509,6 +509,7 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
                 let t0 = Instant::now();
                 if st.sweeps > 0 {
                     nmf::frobenius::anls_predict(
+                        None,
                         h.as_mut(),
                         g.as_ref(),
                         c.as_ref(),

@@ -44,6 +44,23 @@ pub struct SweepStats {
 /// Gram `g` (`k × k`, symmetric) and cross term `c` (`k × N`), penalties `l1`, `l2`.
 /// Parallel over column blocks in the current rayon pool when `parallel` is set.
 pub fn sweep<T: Real>(
+    f: MatMut<'_, T>,
+    g: MatRef<'_, T>,
+    c: MatRef<'_, T>,
+    l1: f64,
+    l2: f64,
+    rule: SweepRule,
+    parallel: bool,
+) -> SweepStats {
+    sweep_from(None, f, g, c, l1, l2, rule, parallel)
+}
+
+/// [`sweep`] starting from `from` (same shape as `f`) instead of `f`'s own entries: `f` receives
+/// the result and `from` is left as it was (the blocks are gathered from it, so this costs no
+/// more than sweeping in place and saves a copy when the starting point must be kept).
+#[allow(clippy::too_many_arguments)]
+pub fn sweep_from<T: Real>(
+    from: Option<MatRef<'_, T>>,
     mut f: MatMut<'_, T>,
     g: MatRef<'_, T>,
     c: MatRef<'_, T>,
@@ -53,6 +70,13 @@ pub fn sweep<T: Real>(
     parallel: bool,
 ) -> SweepStats {
     let k = f.nrows();
+    if let Some(src) = from {
+        assert_eq!(
+            src.shape(),
+            f.shape(),
+            "the starting point must have the shape of the result"
+        );
+    }
     debug_assert_eq!(g.shape(), (k, k));
     debug_assert_eq!(c.shape(), f.shape());
     // G' = G + l2·I, contiguous; its column j is row j (symmetric).
@@ -77,7 +101,8 @@ pub fn sweep<T: Real>(
     let n = f.ncols();
     let run = |start: usize, fc: MatMut<'_, T>| -> u64 {
         let cc = c.subcols(start, fc.ncols());
-        run_task(&ctx, fc, cc)
+        let src = from.map(|s| s.subcols(start, fc.ncols()));
+        run_task(&ctx, src, fc, cc)
     };
     let total: u64 = if parallel && n > TASK_COLS {
         f.as_mut()
@@ -106,7 +131,13 @@ struct Ctx<'a, T> {
     rule: SweepRule,
 }
 
-fn run_task<T: Real>(ctx: &Ctx<'_, T>, mut f: MatMut<'_, T>, c: MatRef<'_, T>) -> u64 {
+/// Sweeps the columns of `f` block by block, each block gathered from `src` (or `f` itself).
+fn run_task<T: Real>(
+    ctx: &Ctx<'_, T>,
+    src: Option<MatRef<'_, T>>,
+    mut f: MatMut<'_, T>,
+    c: MatRef<'_, T>,
+) -> u64 {
     let k = ctx.k;
     let mut fb = vec![T::zero(); k * LANES];
     let mut cb = vec![T::zero(); k * LANES];
@@ -118,9 +149,10 @@ fn run_task<T: Real>(ctx: &Ctx<'_, T>, mut f: MatMut<'_, T>, c: MatRef<'_, T>) -
         // Gather the block lane-interleaved; padding lanes hold f = 0, c' = 0 and stay harmless.
         fb.fill(T::zero());
         cb.fill(T::zero());
+        let from = src.unwrap_or(f.as_ref());
         for l in 0..w {
             for i in 0..k {
-                fb[i * LANES + l] = f[(i, start + l)];
+                fb[i * LANES + l] = from[(i, start + l)];
                 cb[i * LANES + l] = c[(i, start + l)] - ctx.l1;
             }
         }
@@ -360,6 +392,43 @@ mod tests {
         })
         .unwrap();
         assert!(f1 == f2);
+    }
+
+    #[test]
+    fn sweeping_from_a_source_equals_sweeping_a_copy_and_keeps_the_source() {
+        let mut r = Rng::new(5);
+        let (k, n) = (11, 700);
+        let a = Mat::<f32>::from_fn(k, 40, |_, _| r.uniform() as f32);
+        let g = &a * a.transpose();
+        let c = Mat::<f32>::from_fn(k, n, |_, _| r.uniform() as f32);
+        let start = Mat::<f32>::from_fn(k, n, |_, _| (r.uniform() as f32 - 0.3).max(0.0));
+        let rule = SweepRule {
+            max_sweeps: 3,
+            delta: 0.0,
+            tol: 0.0,
+            floor: 0.0,
+        };
+        for parallel in [false, true] {
+            let mut want = start.clone();
+            let mut got = Mat::<f32>::from_fn(k, n, |_, _| f32::NAN);
+            crate::linalg::with_threads(2, || {
+                let a = sweep(want.as_mut(), g.as_ref(), c.as_ref(), 0.1, 0.2, rule, parallel);
+                let b = sweep_from(
+                    Some(start.as_ref()),
+                    got.as_mut(),
+                    g.as_ref(),
+                    c.as_ref(),
+                    0.1,
+                    0.2,
+                    rule,
+                    parallel,
+                );
+                assert_eq!(a, b);
+            })
+            .unwrap();
+            assert!(want == got, "parallel = {parallel}");
+            assert!(want != start);
+        }
     }
 
     #[test]

@@ -40,9 +40,10 @@ pub enum Rule {
 pub const ANLS_PREDICT_SWEEPS: usize = 3;
 
 /// ANLS's passive-set prediction: `sweeps` plain coordinate-descent sweeps on
-/// `min_{F ≥ 0} ½ tr(FᵀGF) − tr(CᵀF)` from the current `f` (the block principal pivoting that
-/// follows makes the solution exact whatever the prediction was).
+/// `min_{F ≥ 0} ½ tr(FᵀGF) − tr(CᵀF)` from `from` (or the current `f`) into `f` (the block
+/// principal pivoting that follows makes the solution exact whatever the prediction was).
 pub fn anls_predict<T: Real>(
+    from: Option<MatRef<'_, T>>,
     f: MatMut<'_, T>,
     g: MatRef<'_, T>,
     c: MatRef<'_, T>,
@@ -55,7 +56,7 @@ pub fn anls_predict<T: Real>(
         tol: 0.0,
         floor: 0.0,
     };
-    cd::sweep(f, g, c, 0.0, 0.0, rule, parallel)
+    cd::sweep_from(from, f, g, c, 0.0, 0.0, rule, parallel)
 }
 
 /// Iterations before an atom re-seeded in vain is re-seeded again (the search for the worst
@@ -121,10 +122,12 @@ pub struct GramSolver<'a, T: Real> {
     /// ANLS with penalties: the penalized Gram and cross terms.
     pen_g: Mat<T>,
     pen_c: Mat<T>,
-    /// Extrapolation state and workspaces (the factors at the start of the iteration, and `Ĥ`).
+    /// Extrapolation state and workspaces: the atoms at the start of the iteration, and the
+    /// codes update `H⁺` (written here, so that the codes at the start of the iteration stay in
+    /// place for the extrapolation, without a copy).
     pub extrapolation: Option<Extrapolation>,
-    prev: Option<Factors<T>>,
-    hat: Option<Factors<T>>,
+    prev_wt: Option<Mat<T>>,
+    plus_h: Option<Mat<T>>,
     /// Objective of the current factors.
     last_objective: f64,
     /// `P = WᵀX` is already computed for the current atoms (by [`Iterate::projected_gradient`]).
@@ -166,8 +169,8 @@ impl<'a, T: Real> GramSolver<'a, T> {
             pen_g: Mat::zeros(0, 0),
             pen_c: Mat::zeros(0, 0),
             extrapolation: None,
-            prev: None,
-            hat: None,
+            prev_wt: None,
+            plus_h: None,
             last_objective: f64::INFINITY,
             p_fresh: false,
             grad: None,
@@ -178,14 +181,8 @@ impl<'a, T: Real> GramSolver<'a, T> {
     pub fn with_extrapolation(mut self) -> Self {
         let (k, m, n) = (self.q.nrows(), self.x.nrows(), self.x.ncols());
         self.extrapolation = Some(Extrapolation::default());
-        self.prev = Some(Factors {
-            wt: Mat::zeros(k, m),
-            h: Mat::zeros(k, n),
-        });
-        self.hat = Some(Factors {
-            wt: Mat::zeros(0, 0),
-            h: Mat::zeros(k, n),
-        });
+        self.prev_wt = Some(Mat::zeros(k, m));
+        self.plus_h = Some(Mat::zeros(k, n));
         self
     }
 
@@ -204,11 +201,21 @@ impl<'a, T: Real> GramSolver<'a, T> {
         }
     }
 
+    /// One factor's update. With extrapolation the codes update reads the current codes `f.h`
+    /// and writes `H⁺` into `plus_h` ([`Self::extrapolated_step`] then forms `Ĥ` in `f.h`).
     fn update(&mut self, codes: bool, f: &mut Factors<T>) {
         let parallel = self.parallel();
+        let mut from = None;
         let (target, g, c, pen, work) = if codes {
+            let target = match self.plus_h.as_mut() {
+                Some(plus) => {
+                    from = Some(f.h.as_ref());
+                    plus.as_mut()
+                }
+                None => f.h.as_mut(),
+            };
             (
-                f.h.as_mut(),
+                target,
                 self.q.as_ref(),
                 self.p.as_ref(),
                 self.codes_pen,
@@ -235,7 +242,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
                     tol: 0.0,
                     floor: 0.0,
                 };
-                let s = cd::sweep(target, g, c, pen.l1, pen.l2, rule, parallel);
+                let s = cd::sweep_from(from, target, g, c, pen.l1, pen.l2, rule, parallel);
                 self.column_sweeps += s.column_sweeps;
             }
             Rule::Anls => {
@@ -261,7 +268,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
                 // so that most columns need one or two pivoting rounds; BPP then makes the
                 // solution exact whatever the prediction was.
                 let mut target = target;
-                let sw = anls_predict(target.as_mut(), g, c, ANLS_PREDICT_SWEEPS, parallel);
+                let sw = anls_predict(from, target.as_mut(), g, c, ANLS_PREDICT_SWEEPS, parallel);
                 self.column_sweeps += sw.column_sweeps;
                 // Errors only come from non-finite inputs, which the fit loop reports as a
                 // non-finite objective; the factor is then left as it was.
@@ -277,6 +284,10 @@ impl<'a, T: Real> GramSolver<'a, T> {
                 }
             }
             Rule::Mu => {
+                let mut target = target;
+                if let Some(src) = from {
+                    target.copy_from(src);
+                }
                 linalg::matmul(
                     work.as_mut(),
                     Accum::Replace,
@@ -355,17 +366,18 @@ impl<'a, T: Real> GramSolver<'a, T> {
         );
     }
 
-    /// `dst ← [cur + β(cur − old)]₊` (floored at the MU floor for MU), over column slices.
-    fn extrapolated(&self, dst: &mut Mat<T>, cur: &Mat<T>, old: &Mat<T>, beta: f64) {
+    /// `h ← [plus + β(plus − h)]₊` in place (floored at the MU floor for MU), over column
+    /// slices.
+    fn extrapolate(&self, h: &mut Mat<T>, plus: &Mat<T>, beta: f64) {
         let floor = if self.rule == Rule::Mu {
             T::from_f64(MU_FLOOR)
         } else {
             T::zero()
         };
         let b = T::from_f64(beta);
-        super::beta::for_cols(dst.as_mut(), self.parallel(), |j, col| {
-            for ((v, &c), &o) in col.iter_mut().zip(cur.col_as_slice(j)).zip(old.col_as_slice(j)) {
-                *v = (c + b * (c - o)).max(floor);
+        super::beta::for_cols(h.as_mut(), self.parallel(), |j, col| {
+            for (v, &c) in col.iter_mut().zip(plus.col_as_slice(j)) {
+                *v = (c + b * (c - *v)).max(floor);
             }
         });
     }
@@ -386,17 +398,16 @@ impl<'a, T: Real> GramSolver<'a, T> {
         self.eval(f)
     }
 
-    /// The iteration with extrapolation ([`Extrapolation`]); `f` holds the new codes `H⁺` and
-    /// `prev` the factors at the start of the iteration.
+    /// The iteration with extrapolation ([`Extrapolation`]); `f.h` holds the codes `H` at the
+    /// start of the iteration, `plus_h` the new codes `H⁺` and `prev_wt` the atoms at the start.
     fn extrapolated_step(&mut self, f: &mut Factors<T>) -> Eval {
-        let (Some(mut ex), Some(prev), Some(mut hat)) =
-            (self.extrapolation, self.prev.take(), self.hat.take())
+        let (Some(mut ex), Some(prev_wt), Some(mut plus)) =
+            (self.extrapolation, self.prev_wt.take(), self.plus_h.take())
         else {
             return self.atoms_step(f);
         };
-        // Codes: Ĥ = [H⁺ + β(H⁺ − H)]₊, and the atoms are updated for Ĥ.
-        self.extrapolated(&mut hat.h, &f.h, &prev.h, ex.beta);
-        std::mem::swap(&mut f.h, &mut hat.h);
+        // Codes: Ĥ = [H⁺ + β(H⁺ − H)]₊ replaces H, and the atoms are updated for Ĥ.
+        self.extrapolate(&mut f.h, &plus, ex.beta);
         let mut e = self.atoms_step(f);
         if e.objective < self.last_objective {
             ex.accepted += 1;
@@ -407,12 +418,12 @@ impl<'a, T: Real> GramSolver<'a, T> {
             ex.rejected += 1;
             ex.beta_max = ex.beta;
             ex.beta /= 1.5;
-            std::mem::swap(&mut f.h, &mut hat.h);
-            f.wt.copy_from(&prev.wt);
+            std::mem::swap(&mut f.h, &mut plus);
+            f.wt.copy_from(&prev_wt);
             e = self.atoms_step(f);
         }
-        self.prev = Some(prev);
-        self.hat = Some(hat);
+        self.prev_wt = Some(prev_wt);
+        self.plus_h = Some(plus);
         self.extrapolation = Some(ex);
         e
     }
@@ -451,13 +462,8 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
         if self.rule != Rule::Mu && self.codes_pen.is_zero() && self.atoms_pen.is_zero() {
             self.reseed_dead_atoms(f);
         }
-        let parallel = self.parallel();
-        if let Some(prev) = self.prev.as_mut() {
-            // (In parallel: the codes are n × k.)
-            super::beta::for_cols(prev.h.as_mut(), parallel, |j, col| {
-                col.copy_from_slice(f.h.col_as_slice(j))
-            });
-            prev.wt.copy_from(&f.wt);
+        if let Some(prev_wt) = self.prev_wt.as_mut() {
+            prev_wt.copy_from(&f.wt);
         }
         self.update(true, f);
         let e = if self.extrapolation.is_some() {
