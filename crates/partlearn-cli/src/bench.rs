@@ -175,6 +175,11 @@ pub struct BenchNmfArgs {
     /// No extrapolation between iterations (plain HALS / MU / ANLS).
     #[arg(long)]
     pub no_extrapolate: bool,
+    /// Also time the iteration's products between the iterations (outside the fit's clock) and
+    /// report the ratio against that paired bound: robust to the machine's speed changing
+    /// during the run (other tenants), at the cost of one bound's time per iteration.
+    #[arg(long)]
+    pub paired: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Print the report as JSON.
@@ -214,6 +219,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         hals_inner_max: a.hals_inner_max,
         init: a.init.parse::<partlearn::nmf::InitMethod>()?,
         extrapolate: !a.no_extrapolate,
+        paired: a.paired,
     };
     let r = bench_nmf(&data, &opts)?;
     if a.json {
@@ -261,6 +267,14 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             s.final_rel_error,
             tt.join(", ")
         );
+    }
+    for s in &r.solvers {
+        if let (Some(b), Some(ratio)) = (s.paired_gemm_bound, s.paired_ratio) {
+            println!(
+                "{}: paired GEMM bound {b:.4} s (timed between the iterations), ratio {ratio:.2}",
+                s.solver
+            );
+        }
     }
     for s in &r.solvers {
         let drift = s.base_bound_after / s.base_bound - 1.0;

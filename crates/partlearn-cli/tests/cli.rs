@@ -480,6 +480,32 @@ fn bench_prints_json() {
             s["base_bound_after"].as_f64().unwrap(),
         );
         assert!(before > 0.0 && after > 0.0, "{s}");
+        assert!(s["paired_ratio"].is_null(), "{s}");
+    }
+    // Paired: the products are also timed between the iterations, outside the fit's clock.
+    let o = run(&[
+        "bench",
+        "nmf",
+        "--data",
+        "swimmer",
+        "-k",
+        "17",
+        "--max-iter",
+        "4",
+        "--threads",
+        "1",
+        "--solvers",
+        "anls,mu",
+        "--paired",
+        "--json",
+    ]);
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for s in v["solvers"].as_array().unwrap() {
+        let f = |key: &str| s[key].as_f64().unwrap_or_else(|| panic!("{key} missing in {s}"));
+        assert!(f("paired_gemm_bound") > 0.0, "{s}");
+        let want = f("seconds_per_iter") / f("paired_gemm_bound");
+        assert!((f("paired_ratio") / want - 1.0).abs() < 1e-9, "{s}");
     }
 }
 

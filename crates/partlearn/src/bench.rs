@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use faer::{Accum, Mat};
+use faer::{Accum, Mat, MatRef};
 use serde::Serialize;
 
 use crate::data::Dataset;
@@ -60,6 +60,12 @@ pub struct SolverBench {
     /// machine's speed changed during the run (other tenants) and the ratios are not reliable.
     pub base_bound: f64,
     pub base_bound_after: f64,
+    /// With [`NmfBenchOptions::paired`]: the GEMM bound timed between the iterations (once
+    /// after the initialization and after every iteration, each iteration paired with the mean
+    /// of the two around it), so that a change of the machine's speed during the run hits the
+    /// iterations and their bound alike; and the ratio against it.
+    pub paired_gemm_bound: Option<f64>,
+    pub paired_ratio: Option<f64>,
     /// GEMM bound plus the sweeps, each column sweep at the measured time of one column of
     /// `(WᵀW)H` (HALS; equal to the GEMM bound for the other solvers).
     pub flop_bound: f64,
@@ -99,6 +105,8 @@ pub struct NmfBenchOptions {
     pub init: InitMethod,
     /// Extrapolation between iterations (the fit's default: on).
     pub extrapolate: bool,
+    /// Also time the iteration's products between the iterations ([`SolverBench::paired_ratio`]).
+    pub paired: bool,
 }
 
 fn time_min(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -111,20 +119,58 @@ fn time_min(reps: usize, mut f: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-/// Measures the products of one NMF iteration at the shapes of `data`.
-pub fn gemm_timings<T: Real>(data: &Dataset<T>, k: usize, threads: usize) -> Result<Vec<GemmTiming>> {
-    let x = data.xt();
-    let (m, n) = (x.nrows(), x.ncols());
-    let par = linalg::par(threads);
-    let mut rng = Rng::new(1);
-    let wt = Mat::<T>::from_fn(k, m, |_, _| T::from_f64(rng.uniform()));
-    let h = Mat::<T>::from_fn(k, n, |_, _| T::from_f64(rng.uniform()));
-    linalg::with_threads(threads, || {
-        let (mut p, mut r) = (Mat::<T>::zeros(k, n), Mat::<T>::zeros(k, m));
-        let (mut q, mut t) = (Mat::<T>::zeros(k, k), Mat::<T>::zeros(k, k));
-        let (mut qh, mut tw) = (Mat::<T>::zeros(k, n), Mat::<T>::zeros(k, m));
+/// The products of one NMF iteration at the shapes of a dataset, on random factors, with their
+/// workspaces (allocated once, so that they can be timed again and again).
+struct Products<'a, T: Real> {
+    x: MatRef<'a, T>,
+    par: faer::Par,
+    wt: Mat<T>,
+    h: Mat<T>,
+    p: Mat<T>,
+    r: Mat<T>,
+    q: Mat<T>,
+    t: Mat<T>,
+    qh: Mat<T>,
+    tw: Mat<T>,
+}
+
+impl<'a, T: Real> Products<'a, T> {
+    fn new(data: &'a Dataset<T>, k: usize, threads: usize) -> Self {
+        let x = data.xt();
+        let (m, n) = (x.nrows(), x.ncols());
+        let mut rng = Rng::new(1);
+        let wt = Mat::<T>::from_fn(k, m, |_, _| T::from_f64(rng.uniform()));
+        let h = Mat::<T>::from_fn(k, n, |_, _| T::from_f64(rng.uniform()));
+        Products {
+            x,
+            par: linalg::par(threads),
+            wt,
+            h,
+            p: Mat::zeros(k, n),
+            r: Mat::zeros(k, m),
+            q: Mat::zeros(k, k),
+            t: Mat::zeros(k, k),
+            qh: Mat::zeros(k, n),
+            tw: Mat::zeros(k, m),
+        }
+    }
+
+    /// Each product's time, the minimum of `reps` runs (in the current thread pool).
+    fn time(&mut self, reps: usize) -> Vec<GemmTiming> {
+        let (x, par) = (self.x, self.par);
+        let (k, m, n) = (self.wt.nrows(), x.nrows(), x.ncols());
         let (kf, mf, nf) = (k as f64, m as f64, n as f64);
-        let reps = 3;
+        let Products {
+            wt,
+            h,
+            p,
+            r,
+            q,
+            t,
+            qh,
+            tw,
+            ..
+        } = self;
         vec![
             GemmTiming {
                 name: "P = WᵀX".into(),
@@ -185,7 +231,25 @@ pub fn gemm_timings<T: Real>(data: &Dataset<T>, k: usize, threads: usize) -> Res
                 }),
             },
         ]
-    })
+    }
+}
+
+/// Measures the products of one NMF iteration at the shapes of `data` (each the minimum of 3
+/// runs).
+pub fn gemm_timings<T: Real>(data: &Dataset<T>, k: usize, threads: usize) -> Result<Vec<GemmTiming>> {
+    let mut products = Products::new(data, k, threads);
+    linalg::with_threads(threads, || products.time(3))
+}
+
+/// The GEMM bound of one iteration of `solver` from product timings: the four products every
+/// iteration performs, plus MU's two extra ones. (HALS's sweeps are added by the caller.)
+fn gemm_bound_of(solver: Solver, g: &[GemmTiming]) -> f64 {
+    let sec = |name: &str| g.iter().find(|t| t.name == name).map_or(0.0, |t| t.seconds);
+    let base = sec("P = WᵀX") + sec("R = HXᵀ") + sec("WᵀW") + sec("HHᵀ");
+    match solver {
+        Solver::Mu => base + sec("(WᵀW)H") + sec("(HHᵀ)Wᵀ"),
+        Solver::Hals | Solver::Anls => base,
+    }
 }
 
 /// Runs each solver from the given initialization (NNDSVDa by default) with `tol = 0` and compares its iterations with the GEMM bound.
@@ -210,16 +274,41 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
             threads: o.threads,
             ..Default::default()
         };
-        let fit = nmf::fit(data, &opts, None, &mut Silent)?;
+        // Paired: the iteration's products timed once after every iteration (outside the
+        // fit's clock: each callback's duration is taken off the iterations that follow).
+        let mut products = o.paired.then(|| Products::new(data, o.k, o.threads));
+        let (mut paired, mut overhead) = (Vec::new(), 0.0f64);
+        let mut observe = |rec: &crate::observe::IterRecord| {
+            if let Some(pr) = products.as_mut() {
+                let t = Instant::now();
+                let bound = gemm_bound_of(solver, &pr.time(1));
+                // (Seconds of the fit up to this record, this callback's products excluded.)
+                paired.push((rec.seconds - overhead, bound));
+                overhead += t.elapsed().as_secs_f64();
+            }
+            crate::observe::Control::Continue
+        };
+        let fit = nmf::fit(data, &opts, None, &mut observe)?;
         let after = gemm_timings(data, o.k, o.threads)?;
-        let sec_after = |name: &str| after.iter().find(|g| g.name == name).map_or(0.0, |g| g.seconds);
-        let base_bound_after =
-            sec_after("P = WᵀX") + sec_after("R = HXᵀ") + sec_after("WᵀW") + sec_after("HHᵀ");
-        let h = &fit.history;
+        let base_bound_after = gemm_bound_of(Solver::Anls, &after);
+        let base = gemm_bound_of(Solver::Anls, &gemms);
         let iters = fit.n_iter.max(1);
+        // The fit's clock without the paired measurements (they ran between iterations).
+        let mut h = fit.history.clone();
+        if o.paired {
+            for (rec, &(sec, _)) in h.iter_mut().zip(&paired) {
+                rec.seconds = sec;
+            }
+        }
         let init_seconds = h[0].seconds;
         let seconds_per_iter = (h[h.len() - 1].seconds - init_seconds) / iters as f64;
-        let base = sec("P = WᵀX") + sec("R = HXᵀ") + sec("WᵀW") + sec("HHᵀ");
+        let paired_bound = (paired.len() > 1).then(|| {
+            // The measurements after iterations 1..n bracket them with the one after the
+            // initialization; each iteration is paired with the mean of its two neighbours.
+            let b: f64 =
+                paired.windows(2).map(|w| 0.5 * (w[0].1 + w[1].1)).sum::<f64>() / (paired.len() - 1) as f64;
+            b
+        });
         let (gemm_bound, flop_bound, sweeps_per_iter) = match solver {
             Solver::Hals => {
                 let sweeps = fit.stats.column_sweeps as f64 / iters as f64;
@@ -228,10 +317,11 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
             // ANLS: the four GEMMs; the NNLS solves are the overhead the ratio shows.
             Solver::Anls => (base, base, 0.0),
             Solver::Mu => {
-                let b = base + sec("(WᵀW)H") + sec("(HHᵀ)Wᵀ");
+                let b = gemm_bound_of(Solver::Mu, &gemms);
                 (b, b, 0.0)
             }
         };
+        let h = &h;
         let targets = o
             .targets
             .iter()
@@ -253,6 +343,8 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
             ratio: seconds_per_iter / gemm_bound,
             base_bound: base,
             base_bound_after,
+            paired_gemm_bound: paired_bound,
+            paired_ratio: paired_bound.map(|b| seconds_per_iter / b),
             flop_bound,
             flop_ratio: seconds_per_iter / flop_bound,
             sweeps_per_iter,
