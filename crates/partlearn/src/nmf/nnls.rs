@@ -102,7 +102,49 @@ pub fn solve_gram<T: Real>(
     opts: &NnlsOptions,
     par: Par,
 ) -> Result<NnlsStats> {
-    solve_gram_with(gram, cross, out, warm, opts, par, (MAX_UPDATE, MIN_UPDATE_SIZE))
+    let start = if warm { Start::Out } else { Start::Zero };
+    solve_gram_with(gram, cross, out, start, opts, par, (MAX_UPDATE, MIN_UPDATE_SIZE))
+}
+
+/// [`solve_gram`] warm-started from the positive entries of `from` (`k × n`, e.g. the previous
+/// ANLS iterate) instead of `out`'s own: `out` need not hold anything, and `from` is left as it
+/// was (this saves copying the start into `out`).
+pub fn solve_gram_from<T: Real>(
+    gram: MatRef<'_, T>,
+    cross: MatRef<'_, T>,
+    from: MatRef<'_, T>,
+    out: MatMut<'_, T>,
+    opts: &NnlsOptions,
+    par: Par,
+) -> Result<NnlsStats> {
+    if from.shape() != out.shape() {
+        return Err(Error::ShapeMismatch {
+            what: "NNLS warm start".into(),
+            expected: format!("{} × {}", out.nrows(), out.ncols()),
+            found: format!("{} × {}", from.nrows(), from.ncols()),
+            hint: "start from a solution of the same problem".into(),
+        });
+    }
+    solve_gram_with(
+        gram,
+        cross,
+        out,
+        Start::From(from),
+        opts,
+        par,
+        (MAX_UPDATE, MIN_UPDATE_SIZE),
+    )
+}
+
+/// Where the starting passive sets come from.
+#[derive(Clone, Copy)]
+enum Start<'a, T> {
+    /// `x = 0` (empty passive sets).
+    Zero,
+    /// The positive entries of the output's initial contents.
+    Out,
+    /// The positive entries of another matrix of the same shape.
+    From(MatRef<'a, T>),
 }
 
 /// [`solve_gram`] with bordered updates of at most `max_update` exchanged indices in batches of
@@ -112,7 +154,7 @@ fn solve_gram_with<T: Real>(
     gram: MatRef<'_, T>,
     cross: MatRef<'_, T>,
     out: MatMut<'_, T>,
-    warm: bool,
+    start: Start<'_, T>,
     opts: &NnlsOptions,
     par: Par,
     (max_update, min_update_size): (usize, usize),
@@ -205,7 +247,7 @@ fn solve_gram_with<T: Real>(
         max_rounds,
         max_update,
         min_update_size,
-        warm,
+        start,
     };
     let per_window: Vec<std::result::Result<NnlsStats, usize>> = if parallel {
         out.par_col_chunks_mut(WINDOW)
@@ -305,7 +347,7 @@ struct Ctx<'a, T> {
     /// smallest batch size that uses them.
     max_update: usize,
     min_update_size: usize,
-    warm: bool,
+    start: Start<'a, T>,
 }
 
 /// Solves the columns `j0..j0 + out.ncols()` through all their rounds: each round sorts the
@@ -343,9 +385,14 @@ fn solve_window<T: Real>(
     }
     passive.clear();
     passive.resize(nw * words, 0);
-    if ctx.warm {
+    let from = match ctx.start {
+        Start::Zero => None,
+        Start::Out => Some(out.as_ref()),
+        Start::From(src) => Some(src.subcols(j0, nw)),
+    };
+    if let Some(from) = from {
         for (jl, pj) in passive.chunks_exact_mut(words).enumerate() {
-            for (i, &v) in out.as_ref().col(jl).iter().enumerate() {
+            for (i, &v) in from.col(jl).iter().enumerate() {
                 pj[i / 64] |= u64::from(v > T::zero()) << (i % 64);
             }
         }
@@ -1827,6 +1874,57 @@ mod tests {
         }
     }
 
+    /// A warm start read from another matrix gives the bits of the same start copied into the
+    /// output (in windows of every thread count), and a start of the wrong shape is an error.
+    #[test]
+    fn warm_start_from_another_matrix_equals_starting_in_place() {
+        let mut r = Rng::new(8);
+        let (p, k, n) = (60, 20, 1300);
+        let c = random(&mut r, p, k);
+        let b = Mat::<f64>::from_fn(p, n, |_, _| r.uniform() - 0.3);
+        let g = c.transpose() * &c;
+        let cb = c.transpose() * &b;
+        let start = Mat::<f64>::from_fn(k, n, |_, _| (r.uniform() - 0.5).max(0.0));
+        for threads in [1, 2] {
+            let par = crate::linalg::par(threads);
+            crate::linalg::with_threads(threads, || {
+                let mut inplace = start.clone();
+                let s1 = solve_gram(
+                    g.as_ref(),
+                    cb.as_ref(),
+                    inplace.as_mut(),
+                    true,
+                    &NnlsOptions::default(),
+                    par,
+                )
+                .unwrap();
+                let mut out = Mat::<f64>::from_fn(k, n, |_, _| f64::NAN);
+                let s2 = solve_gram_from(
+                    g.as_ref(),
+                    cb.as_ref(),
+                    start.as_ref(),
+                    out.as_mut(),
+                    &NnlsOptions::default(),
+                    par,
+                )
+                .unwrap();
+                assert!(inplace == out, "{threads} threads");
+                assert_eq!((s1.rounds, s1.factorizations), (s2.rounds, s2.factorizations));
+            })
+            .unwrap();
+        }
+        let mut out = Mat::<f64>::zeros(k, n);
+        let e = solve_gram_from(
+            g.as_ref(),
+            cb.as_ref(),
+            start.as_ref().subcols(0, n - 1),
+            out.as_mut(),
+            &NnlsOptions::default(),
+            Par::Seq,
+        );
+        assert!(e.unwrap_err().to_string().contains("warm start"));
+    }
+
     #[test]
     fn bordered_updates_agree_with_refactoring() {
         let mut r = Rng::new(11);
@@ -1847,7 +1945,7 @@ mod tests {
                     g.as_ref(),
                     cb.as_ref(),
                     x.as_mut(),
-                    true,
+                    Start::Out,
                     &NnlsOptions::default(),
                     Par::Seq,
                     (max_update, 0),
@@ -1931,7 +2029,7 @@ mod tests {
                 max_rounds: 1,
                 max_update: 0,
                 min_update_size: 0,
-                warm: false,
+                start: Start::Zero,
             };
             let mut y = vec![f64::NAN; kp];
             dual(&ctx, &b, &f, &x, &mut y);
@@ -2068,7 +2166,7 @@ mod tests {
             let (g, cb) = (c.transpose() * &c, c.transpose() * &b);
             let mut su = Mat::<f64>::zeros(k, n);
             let opts = NnlsOptions::default();
-            let st = solve_gram_with(g.as_ref(), cb.as_ref(), su.as_mut(), false, &opts, Par::Seq, (MAX_UPDATE, 0))
+            let st = solve_gram_with(g.as_ref(), cb.as_ref(), su.as_mut(), Start::Zero, &opts, Par::Seq, (MAX_UPDATE, 0))
                 .unwrap();
             prop_assert_eq!(st.capped, 0);
             let v = kkt_violation(&c, &b, &su);

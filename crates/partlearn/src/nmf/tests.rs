@@ -717,3 +717,26 @@ fn exact_encode_satisfies_kkt_and_matches_cd_encode() {
     let diff = (&cd - &exact).norm_l2() / exact.norm_l2();
     assert!(diff < 1e-6, "CD and exact encodes differ by {diff}");
 }
+
+/// ANLS stops predicting passive sets by CD sweeps once the codes settle (its solves need
+/// hardly more than one factorization per column), and the fit stays monotone and recovers the
+/// planted factors.
+#[test]
+fn anls_stops_predicting_once_the_codes_settle_and_stays_exact() {
+    let (d, _) = planted(300, 60, 6, 0.01, 9);
+    let o = NmfOptions {
+        max_iter: 80,
+        ..opts(6, Solver::Anls)
+    };
+    let f = fit(&d, &o, None, &mut Silent).unwrap();
+    assert_monotone(&f.history, "anls");
+    // Both factors' columns, every iteration, 3 sweeps each, if the prediction never stopped.
+    let always = (o.max_iter * (300 + 60) * frobenius::ANLS_PREDICT_SWEEPS) as u64;
+    assert!(
+        f.stats.column_sweeps > 0 && f.stats.column_sweeps < always / 2,
+        "{} of {always} column sweeps",
+        f.stats.column_sweeps
+    );
+    // The planted factors are found (to the noise level).
+    assert!(f.rel_error < 0.02, "rel. error {}", f.rel_error);
+}
