@@ -58,8 +58,9 @@ pub const ANLS_PREDICT_SWEEPS: usize = 3;
 ///
 /// The crossover is near iteration 18 there, where the solves with CD need ≈ 1.05
 /// factorizations per column. A second run timing 3, 2 and 0 sweeps the same way confirmed it:
-/// no sweeps were 7–13 % faster from iteration 21 on, and 2 sweeps were no better than 3 before. (`bench nnls`, whose single step follows an exact atoms update of
-/// the final codes, put it near iteration 5: its warm start is better than the fit's.)
+/// no sweeps were 7–13 % faster from iteration 21 on, and 2 sweeps were no better than 3
+/// before. (`bench nnls`, whose single step follows an exact atoms update of the final codes,
+/// put it near iteration 5: its warm start is better than the fit's.)
 pub const ANLS_PREDICT_OFF_AT_MOST: f64 = 1.05;
 /// Factorizations per column of a solve without the prediction above which it comes back on
 /// ([`ANLS_PREDICT_OFF_AT_MOST`]).
@@ -139,7 +140,8 @@ pub struct GramSolver<'a, T: Real> {
     pub column_sweeps: u64,
     /// ANLS: NNLS exchange rounds (slowest column of each solve), summed.
     pub nnls_rounds: u64,
-    /// ANLS: whether the next codes / atoms solve predicts its passive sets ([`ANLS_PREDICT_OFF_AT_MOST`]).
+    /// ANLS: whether the next codes / atoms solve predicts its passive sets
+    /// ([`ANLS_PREDICT_OFF_AT_MOST`]).
     anls_predict: [bool; 2],
     /// ANLS and HALS: atoms found dead (all zero, or unused) and re-seeded with a sample.
     pub reseeded: u64,
@@ -295,8 +297,8 @@ impl<'a, T: Real> GramSolver<'a, T> {
                 };
                 // While the passive sets move a lot (the first iterations), a few
                 // coordinate-descent sweeps (cheap, vectorized) predict them; later BPP starts
-                // from the current factor's support alone ([`ANLS_PREDICT_OFF_AT_MOST`]). BPP makes the
-                // solution exact whatever the start.
+                // from the current factor's support alone ([`ANLS_PREDICT_OFF_AT_MOST`]). BPP
+                // makes the solution exact whatever the start.
                 let mut target = target;
                 let slot = usize::from(!codes);
                 let opts = super::nnls::NnlsOptions::default();
