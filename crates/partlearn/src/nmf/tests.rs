@@ -722,7 +722,7 @@ fn exact_encode_satisfies_kkt_and_matches_cd_encode() {
 /// hardly more than one factorization per column), and the fit stays monotone and recovers the
 /// planted factors.
 #[test]
-fn anls_stops_predicting_once_the_codes_settle_and_stays_exact() {
+fn anls_stops_predicting_once_the_codes_settle_and_still_recovers_planted_factors() {
     let (d, _) = planted(300, 60, 6, 0.01, 9);
     let o = NmfOptions {
         max_iter: 80,
