@@ -388,23 +388,25 @@ fn data_info_and_export_round_trip() {
 
 #[test]
 fn bench_nnls_times_one_exact_codes_update() {
-    let o = run(&[
-        "bench",
-        "nnls",
-        "--data",
-        "swimmer",
-        "-k",
-        "17",
-        "--warmup",
-        "3",
-        "--threads",
-        "1",
-        "--reps",
-        "2",
-        "--json",
-    ]);
-    assert_ok(&o);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // `bench nnls` on swimmer (k = 17, 1 thread) with `extra` arguments, as JSON.
+    let bench = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "bench",
+            "nnls",
+            "--data",
+            "swimmer",
+            "-k",
+            "17",
+            "--threads",
+            "1",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert_ok(&o);
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v = bench(&["--warmup", "3", "--reps", "2"]);
     assert!(v["gemm_seconds"].as_f64().unwrap() > 0.0, "{v}");
     let steps = v["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 1, "{v}");
@@ -425,25 +427,7 @@ fn bench_nnls_times_one_exact_codes_update() {
     assert!(f("updates_per_column") >= 0.0, "{v}");
     assert_eq!(steps[0]["sweeps"], partlearn::nmf::frobenius::ANLS_PREDICT_SWEEPS);
     // Several sweep counts are timed in turn; the exact solution does not depend on them.
-    let o = run(&[
-        "bench",
-        "nnls",
-        "--data",
-        "swimmer",
-        "-k",
-        "17",
-        "--warmup",
-        "2",
-        "--threads",
-        "1",
-        "--reps",
-        "1",
-        "--sweeps",
-        "0,2",
-        "--json",
-    ]);
-    assert_ok(&o);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = bench(&["--warmup", "2", "--reps", "1", "--sweeps", "0,2"]);
     let steps = v["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 2, "{v}");
     assert_eq!(

@@ -302,12 +302,10 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
         }
         let init_seconds = h[0].seconds;
         let seconds_per_iter = (h[h.len() - 1].seconds - init_seconds) / iters as f64;
+        // Each iteration is paired with the mean of the measurements just before and after it
+        // (the first one follows the initialization).
         let paired_bound = (paired.len() > 1).then(|| {
-            // The measurements after iterations 1..n bracket them with the one after the
-            // initialization; each iteration is paired with the mean of its two neighbours.
-            let b: f64 =
-                paired.windows(2).map(|w| 0.5 * (w[0].1 + w[1].1)).sum::<f64>() / (paired.len() - 1) as f64;
-            b
+            paired.windows(2).map(|w| 0.5 * (w[0].1 + w[1].1)).sum::<f64>() / (paired.len() - 1) as f64
         });
         let (gemm_bound, flop_bound, sweeps_per_iter) = match solver {
             Solver::Hals => {
@@ -321,7 +319,6 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
                 (b, b, 0.0)
             }
         };
-        let h = &h;
         let targets = o
             .targets
             .iter()
@@ -532,6 +529,13 @@ pub struct NnlsBenchReport {
 /// iteration are the warm start; the CD prediction and the BPP solve are timed separately.
 pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<NnlsBenchReport> {
     use crate::nmf::nnls;
+    if o.sweeps.is_empty() {
+        return Err(crate::Error::invalid(
+            "bench nnls sweeps",
+            "none",
+            "give at least one number of prediction sweeps",
+        ));
+    }
     let opts = NmfOptions {
         k: o.k,
         solver: Solver::Anls,
@@ -573,13 +577,6 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
             linalg::gram(g.as_mut(), wt.as_ref(), par);
             linalg::matmul(c.as_mut(), Accum::Replace, wt.as_ref(), x, T::one(), par);
         });
-        if o.sweeps.is_empty() {
-            return Err(crate::Error::invalid(
-                "bench nnls sweeps",
-                "none",
-                "give at least one number of prediction sweeps",
-            ));
-        }
         let mut steps: Vec<NnlsStepTiming> = o
             .sweeps
             .iter()
