@@ -69,7 +69,7 @@ pub struct NmfArgs {
     /// Number of components (atoms).
     #[arg(short = 'k', long = "k", default_value_t = 10)]
     pub k: usize,
-    /// hals (Frobenius only) or mu (any beta-loss).
+    /// hals or anls (Frobenius only; anls = exact alternating NNLS), or mu (any beta-loss).
     #[arg(long, default_value = "hals")]
     pub solver: String,
     /// frobenius, kullback-leibler, itakura-saito, or a number β.

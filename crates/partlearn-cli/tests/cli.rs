@@ -608,6 +608,27 @@ fn bad_data_values_name_the_sample_and_feature() {
 fn bad_options_are_one_line_errors() {
     let dir = temp_dir("badopts");
     let out = s(&dir.join("r")).to_string();
+    // The help names every solver the parser accepts, and so does the error for a wrong one.
+    let help = run(&["fit", "nmf", "--help"]);
+    assert_ok(&help);
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let solver_help = help
+        .split("--solver")
+        .nth(1)
+        .and_then(|t| t.split("--beta-loss").next())
+        .unwrap_or_default();
+    for name in ["hals", "anls", "mu"] {
+        assert!(
+            solver_help.contains(name),
+            "--solver help misses {name}: {solver_help}"
+        );
+    }
+    assert_user_error(
+        &run(&[
+            "fit", "nmf", "--data", "swimmer", "--solver", "foo", "--out", &out,
+        ]),
+        &["solver", "mu", "hals", "anls"],
+    );
     assert_user_error(
         &run(&["fit", "nmf", "--data", "swimmer", "-k", "0", "--out", &out]),
         &["k"],
