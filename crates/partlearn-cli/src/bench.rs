@@ -270,8 +270,15 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     }
     for s in &r.solvers {
         if let (Some(b), Some(ratio)) = (s.paired_gemm_bound, s.paired_ratio) {
+            let spans = match (s.paired_ratio_first, s.paired_ratio_last) {
+                (Some(f), Some(l)) => {
+                    let span = partlearn::bench::PAIRED_SPAN.min(s.iterations / 2);
+                    format!(" (first {span} iterations {f:.2}, last {span} {l:.2})")
+                }
+                _ => String::new(),
+            };
             println!(
-                "{}: paired GEMM bound {b:.4} s (timed between the iterations), ratio {ratio:.2}",
+                "{}: paired GEMM bound {b:.4} s (timed between the iterations), ratio {ratio:.2}{spans}",
                 s.solver
             );
         }

@@ -490,6 +490,13 @@ fn bench_prints_json() {
         assert!(f("paired_gemm_bound") > 0.0, "{s}");
         let want = f("seconds_per_iter") / f("paired_gemm_bound");
         assert!((f("paired_ratio") / want - 1.0).abs() < 1e-9, "{s}");
+        // Four iterations: the first two and the last two, whose pooled ratio is the whole.
+        let (first, last) = (f("paired_ratio_first"), f("paired_ratio_last"));
+        let r = f("paired_ratio");
+        assert!(
+            first.min(last) <= r * (1.0 + 1e-9) && r <= first.max(last) * (1.0 + 1e-9),
+            "{s}"
+        );
     }
 }
 

@@ -66,6 +66,11 @@ pub struct SolverBench {
     /// iterations and their bound alike; and the ratio against it.
     pub paired_gemm_bound: Option<f64>,
     pub paired_ratio: Option<f64>,
+    /// The paired ratio over the first and over the last [`PAIRED_SPAN`] iterations (each the
+    /// iterations' seconds over their bounds; with fewer than `2·PAIRED_SPAN` iterations the two
+    /// halves): the early iterations, where the codes move, against the settled ones.
+    pub paired_ratio_first: Option<f64>,
+    pub paired_ratio_last: Option<f64>,
     /// GEMM bound plus the sweeps, each column sweep at the measured time of one column of
     /// `(WᵀW)H` (HALS; equal to the GEMM bound for the other solvers).
     pub flop_bound: f64,
@@ -107,6 +112,26 @@ pub struct NmfBenchOptions {
     pub extrapolate: bool,
     /// Also time the iteration's products between the iterations ([`SolverBench::paired_ratio`]).
     pub paired: bool,
+}
+
+/// Iterations in each of [`SolverBench::paired_ratio_first`] and `paired_ratio_last`.
+pub const PAIRED_SPAN: usize = 10;
+
+/// `(first, last)` ratios from `(seconds at record i, bound timed after record i)` for records
+/// `0..=n` (record 0 is the initialization; iteration `i` runs from record `i − 1` to `i` and
+/// is paired with the mean of the bounds around it). `None` below two iterations.
+fn paired_spans(paired: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let iters: Vec<(f64, f64)> = paired
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0, 0.5 * (w[0].1 + w[1].1)))
+        .collect();
+    if iters.len() < 2 {
+        return None;
+    }
+    let span = PAIRED_SPAN.min(iters.len() / 2);
+    let ratio =
+        |part: &[(f64, f64)]| part.iter().map(|p| p.0).sum::<f64>() / part.iter().map(|p| p.1).sum::<f64>();
+    Some((ratio(&iters[..span]), ratio(&iters[iters.len() - span..])))
 }
 
 fn time_min(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -307,6 +332,7 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
         let paired_bound = (paired.len() > 1).then(|| {
             paired.windows(2).map(|w| 0.5 * (w[0].1 + w[1].1)).sum::<f64>() / (paired.len() - 1) as f64
         });
+        let spans = paired_spans(&paired);
         let (gemm_bound, flop_bound, sweeps_per_iter) = match solver {
             Solver::Hals => {
                 let sweeps = fit.stats.column_sweeps as f64 / iters as f64;
@@ -342,6 +368,8 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
             base_bound_after,
             paired_gemm_bound: paired_bound,
             paired_ratio: paired_bound.map(|b| seconds_per_iter / b),
+            paired_ratio_first: spans.map(|s| s.0),
+            paired_ratio_last: spans.map(|s| s.1),
             flop_bound,
             flop_ratio: seconds_per_iter / flop_bound,
             sweeps_per_iter,
@@ -634,4 +662,29 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
             gemm_seconds,
         })
     })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paired_spans_split_the_early_and_late_iterations() {
+        // Records at 0, 2, 4, 10, 11 s with every bound 1 s: iterations of 2, 2, 6 and 1 s.
+        let p = [(0.0, 1.0), (2.0, 1.0), (4.0, 1.0), (10.0, 1.0), (11.0, 1.0)];
+        assert_eq!(paired_spans(&p), Some((2.0, 3.5)));
+        // Each iteration is paired with the mean of the bounds around it.
+        let p = [(0.0, 1.0), (3.0, 3.0), (6.0, 1.0)];
+        assert_eq!(paired_spans(&p), Some((1.5, 1.5)));
+        // At most PAIRED_SPAN iterations on each side: 30 iterations, the first 10 of 1 s,
+        // the middle 10 of 5 s, the last 10 of 2 s.
+        let mut t = 0.0;
+        let mut p = vec![(t, 1.0)];
+        for i in 0..30 {
+            t += [1.0, 5.0, 2.0][i / 10];
+            p.push((t, 1.0));
+        }
+        assert_eq!(paired_spans(&p), Some((1.0, 2.0)));
+        assert_eq!(paired_spans(&p[..2]), None);
+    }
 }
