@@ -107,8 +107,38 @@ impl std::error::Error for Exit {}
 /// Runs a command line given as arguments (used by `sweep` to run its points exactly like
 /// hand-typed `fit` and `eval` commands).
 pub fn dispatch(args: Vec<String>) -> anyhow::Result<()> {
-    let cli = Cli::try_parse_from(args).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))?;
+    let cli = Cli::try_parse_from(args).map_err(|e| anyhow::anyhow!("{}", clap_one_line(&e)))?;
     run_command(cli.command)
+}
+
+/// A clap parse error on one line: its message and tips, without the usage block and the
+/// "For more information" footer (which point to `--help`, named once at the end).
+fn clap_one_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect();
+    format!("{}; see --help", parts.join("; "))
+}
+
+/// The error and its causes on one line, each cause only when the text so far does not already
+/// contain it (library errors often quote their source's message).
+fn error_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if msg.contains(c.trim()) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(c.trim());
+    }
+    msg.replace('\n', " ")
 }
 
 fn run_command(command: Command) -> anyhow::Result<()> {
@@ -125,7 +155,23 @@ fn run_command(command: Command) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: printed as clap renders them, exit 0.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // A bare `partlearn` or `partlearn fit`: the help, on stderr, exit 2.
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: {}", clap_one_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     let result = run_command(cli.command);
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -134,8 +180,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(130);
             }
             // One line: the library's messages already name the problem and the fix.
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", error_line(&e));
             ExitCode::from(2)
         }
     }

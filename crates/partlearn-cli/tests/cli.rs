@@ -636,6 +636,57 @@ fn bad_options_are_one_line_errors() {
         ]),
         &["solver", "mu", "hals", "anls"],
     );
+    // Parse errors are one line too (clap's usage block and footer folded into "see --help").
+    for (args, keys) in [
+        (
+            &["-k", "abc"][..],
+            &["invalid value 'abc'", "--k", "see --help"][..],
+        ),
+        (&["--dtype", "F32"], &["F32", "f32", "see --help"]),
+        (&["--first", "10", "--subset", "5"], &["--first", "--subset"]),
+        (&["--bogus"], &["--bogus"]),
+    ] {
+        let mut a = vec!["fit", "nmf", "--data", "swimmer", "--out", &out];
+        a.extend_from_slice(args);
+        assert_user_error(&run(&a), keys);
+    }
+    // Sizes that cannot run: k above both sides, absurd thread counts.
+    assert_user_error(
+        &run(&["fit", "nmf", "--data", "swimmer", "-k", "100000", "--out", &out]),
+        &["k = 100000", "max(n_samples, n_features) = 1024"],
+    );
+    assert_user_error(
+        &run(&[
+            "fit",
+            "nmf",
+            "--data",
+            "swimmer",
+            "-k",
+            "3",
+            "--threads",
+            "100000",
+            "--out",
+            &out,
+        ]),
+        &["threads = 100000", "at most"],
+    );
+    // A cause quoted by its error is not repeated.
+    let o = run(&[
+        "fit",
+        "nmf",
+        "--data",
+        "swimmer",
+        "-k",
+        "3",
+        "--init",
+        "custom",
+        "--init-atoms",
+        s(&dir.join("nope.npy")),
+        "--out",
+        &out,
+    ]);
+    assert_user_error(&o, &["--init-atoms", "nope.npy"]);
+    assert_eq!(stderr(&o).matches("os error 2").count(), 1, "{}", stderr(&o));
     assert_user_error(
         &run(&["fit", "nmf", "--data", "swimmer", "-k", "0", "--out", &out]),
         &["k"],
@@ -647,7 +698,7 @@ fn bad_options_are_one_line_errors() {
             "--data",
             "toy-hierarchy",
             "-k",
-            "95",
+            "89",
             "--init",
             "nndsvd",
             "--out",

@@ -33,9 +33,56 @@ pub fn resolve_threads(threads: usize) -> usize {
     }
 }
 
+/// Errors for a thread count that would oversubscribe the machine beyond any use: more than
+/// `max(16, 8 × cores)` threads (a pool of 100,000 threads takes minutes just to start).
+pub fn check_threads(threads: usize) -> Result<()> {
+    let cores = resolve_threads(0);
+    let most = (8 * cores).max(16);
+    if threads > most {
+        return Err(Error::invalid(
+            "threads",
+            threads,
+            format!("this machine has {cores} cores; use at most {most} (0 = all cores)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Errors when `bytes` (an estimate of what the computation will allocate for option `option` =
+/// `value`) exceed the memory available now (`MemAvailable` of `/proc/meminfo`; no check where
+/// that is unreadable), so that an impossible size is a one-line error instead of an abort on a
+/// failed allocation.
+pub fn check_memory(option: &'static str, value: impl std::fmt::Display, bytes: f64) -> Result<()> {
+    let Some(available) = available_memory() else {
+        return Ok(());
+    };
+    if bytes > available {
+        return Err(Error::invalid(
+            option,
+            value,
+            format!(
+                "needs about {:.1} GB of memory and {:.1} GB are available; lower it",
+                bytes / 1e9,
+                available / 1e9
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `MemAvailable` in bytes, where the system reports it.
+fn available_memory() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024.0)
+}
+
 /// Runs `f` inside a rayon pool of exactly `threads` workers (0 = all cores), so that faer's
-/// parallel GEMM and partlearn's own data-parallel loops both use that many threads.
+/// parallel GEMM and partlearn's own data-parallel loops both use that many threads
+/// ([`check_threads`] first).
 pub fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<R> {
+    check_threads(threads)?;
     let n = resolve_threads(threads);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
@@ -330,6 +377,24 @@ pub mod kernels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_thread_counts_and_sizes_are_errors() {
+        let cores = resolve_threads(0);
+        assert!(check_threads(0).is_ok() && check_threads(cores).is_ok() && check_threads(16).is_ok());
+        let e = check_threads(100_000).unwrap_err().to_string();
+        assert!(
+            e.contains("invalid threads = 100000") && e.contains("at most"),
+            "{e}"
+        );
+        assert!(with_threads(100_000, || ()).is_err());
+        assert!(check_memory("k", 1, 1.0).is_ok());
+        // A petabyte: refused wherever the available memory is known (always on Linux).
+        if available_memory().is_some() {
+            let e = check_memory("k", 7, 1e15).unwrap_err().to_string();
+            assert!(e.contains("invalid k = 7") && e.contains("GB"), "{e}");
+        }
+    }
 
     fn random(m: usize, n: usize, seed: u64) -> Mat<f64> {
         let mut r = Rng::new(seed);

@@ -100,6 +100,12 @@ pub fn fit<T: Real>(
 ) -> Result<NmfFit<T>> {
     data.validate_nonnegative()?;
     let v = opts.validate(data.n_samples(), data.n_features())?;
+    let (n, m, k) = (data.n_samples(), data.n_features(), opts.k);
+    // The factors and their k × n / k × m workspaces (codes, P, H⁺, gradients; atoms, R, …)
+    // and the k × k Grams with the NNLS copies in f64.
+    let bytes = std::mem::size_of::<T>() as f64 * (6.0 * (k * (n + m)) as f64 + 4.0 * (k * k) as f64)
+        + 24.0 * (k * k) as f64;
+    linalg::check_memory("k", k, bytes)?;
     let x = data.xt();
     if opts.beta_loss <= 0.0 {
         model::check_positive(x)?;

@@ -266,6 +266,16 @@ impl NmfOptions {
                 ),
             ));
         }
+        let larger = n_samples.max(n_features);
+        if o.k > larger {
+            return Err(Error::invalid(
+                "k",
+                o.k,
+                format!(
+                    "must be at most max(n_samples, n_features) = {larger} (k = min(n_samples, n_features) atoms already reproduce X exactly); lower k"
+                ),
+            ));
+        }
         let init = match o.init {
             InitMethod::Auto if o.k <= smaller => InitMethod::Nndsvda,
             InitMethod::Auto => InitMethod::Random,
@@ -391,6 +401,19 @@ mod tests {
         // Auto falls back to random instead.
         assert_eq!(opts(11).validate(10, 50).unwrap().init, InitMethod::Random);
         assert_eq!(opts(10).validate(10, 50).unwrap().init, InitMethod::Nndsvda);
+    }
+
+    #[test]
+    fn k_is_at_most_the_larger_side() {
+        // Overcomplete up to max(n_samples, n_features) (random init), not beyond.
+        assert!(opts(50).validate(10, 50).is_ok());
+        let e = opts(51).validate(10, 50).unwrap_err().to_string();
+        assert!(
+            e.contains("max(n_samples, n_features) = 50") && e.contains("lower k"),
+            "{e}"
+        );
+        let e = opts(usize::MAX).validate(10, 50).unwrap_err().to_string();
+        assert!(e.contains("invalid k"), "{e}");
     }
 
     #[test]
