@@ -24,6 +24,32 @@ use crate::{DataArgs, Dtype, Exit};
 /// File name of the training checkpoint inside a run folder.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 
+/// Flags (argument ids) that a resumed run cannot honour: its model, loss, optimizer, data
+/// split and seed are those stored in the checkpoint. clap refuses them next to --resume, so
+/// they are never silently ignored. (--out is checked in `fit_ae`: after the checkpoint, and it
+/// may name the resumed folder itself.)
+const RESUME_CONFLICTS: [&str; 19] = [
+    "k",
+    "decoder_activation",
+    "loss",
+    "reduction",
+    "sparsity",
+    "p",
+    "beta",
+    "nonneg",
+    "decay_lambda",
+    "decay_alpha",
+    "optimizer",
+    "lr",
+    "lr_schedule",
+    "batch_size",
+    "val_fraction",
+    "patience",
+    "no_shuffle",
+    "checkpoint_every",
+    "seed",
+];
+
 #[derive(Args, Debug, Clone)]
 pub struct AeArgs {
     #[command(flatten)]
@@ -84,8 +110,8 @@ pub struct AeArgs {
     /// Update RUN/checkpoint.safetensors every N epochs (it is always written at the end and on Ctrl-C).
     #[arg(long, value_name = "N")]
     pub checkpoint_every: Option<usize>,
-    /// Continue the interrupted (or finished) run in this folder with its stored options; only --epochs, --threads and --max-seconds apply.
-    #[arg(long, value_name = "RUN")]
+    /// Continue the interrupted (or finished) run in this folder, in place, with its stored options; of the training flags only --epochs, --threads and --max-seconds apply, the others (and --out) are refused.
+    #[arg(long, value_name = "RUN", conflicts_with_all = RESUME_CONFLICTS)]
     pub resume: Option<PathBuf>,
     /// Time budget of this session in seconds (the run can be resumed).
     #[arg(long)]
@@ -174,6 +200,17 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
                     "{}: no {CHECKPOINT_FILE} to resume from; give the folder of a `partlearn fit ae` run (interrupted or finished)",
                     dir.display()
                 );
+            }
+            // The run continues in its own folder: a different --out would be ignored.
+            if let Some(out) = &a.run.out {
+                let resolve = io::run::resolve_path;
+                if resolve(out) != resolve(dir) {
+                    anyhow::bail!(
+                        "--resume continues {} in place with its stored settings, so --out {} cannot apply; drop --out (or copy the run folder first and resume the copy)",
+                        dir.display(),
+                        out.display()
+                    );
+                }
             }
             let mut st = load_checkpoint::<T>(&path, a.run.threads, a.max_seconds)?;
             if st.model.spec.architecture != arch {

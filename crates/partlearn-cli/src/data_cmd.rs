@@ -44,7 +44,7 @@ pub enum DataCommand {
         /// Output .npy for the labels (default: <out stem>-labels.npy when the data have labels).
         #[arg(long, value_name = "FILE")]
         labels_out: Option<PathBuf>,
-        /// Replace existing files.
+        /// Replace existing files (--out and --labels-out must still differ).
         #[arg(long)]
         force: bool,
     },
@@ -129,6 +129,17 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 data_seed,
                 labels,
             };
+            // Only an explicit --labels-out can name the data file (the default adds -labels).
+            if let Some(p) = &labels_out {
+                let resolve = partlearn::io::run::resolve_path;
+                if resolve(p) == resolve(&out) {
+                    anyhow::bail!(
+                        "--labels-out {} is the same file as --out {}: the labels would overwrite the data; give two different paths",
+                        p.display(),
+                        out.display()
+                    );
+                }
+            }
             let d = args.load::<f32>()?;
             let labels_path = labels_out.or_else(|| {
                 d.labels.as_ref().map(|_| {

@@ -19,7 +19,7 @@ pub struct TransformArgs {
     /// Where to write the codes (n_samples × k, .npy).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Replace an existing output file.
+    /// Replace an existing output file (never a file of the run being read).
     #[arg(long)]
     pub force: bool,
     /// Worker threads (1 = sequential, 0 = all cores).
@@ -44,6 +44,7 @@ pub fn run(a: TransformArgs) -> Result<()> {
 }
 
 fn go<T: Real>(a: &TransformArgs) -> Result<()> {
+    partlearn::io::run::check_output_outside_run(&a.run, &a.out)?;
     if a.out.exists() && !a.force {
         return Err(partlearn::Error::AlreadyExists { path: a.out.clone() }.into());
     }

@@ -5,6 +5,10 @@
 //! complete old run, or the complete new one (or, for the instant between two renames when
 //! replacing with `force`, nothing). Dropping an uncommitted [`RunDir`] (e.g. on an error)
 //! removes the stage.
+//!
+//! `force` only ever replaces a run folder (one holding `run.json`, or only files a run writes):
+//! a user's own folder or file at `--out` is refused, never deleted. [`check_output_outside_run`]
+//! keeps commands that read a run (`transform`) from writing their output over its files.
 
 use std::fs;
 use std::io::{self, Write};
@@ -26,6 +30,16 @@ pub const HISTORY_FILE: &str = "history.jsonl";
 pub const METRICS_FILE: &str = "metrics.json";
 /// Sub-folder holding the PNG figures.
 pub const FIGURES_DIR: &str = "figures";
+/// Everything a run folder can hold: the files above and the training checkpoint of
+/// `partlearn fit ae` (`checkpoint.safetensors`, written into the target while training).
+const RUN_ENTRIES: [&str; 6] = [
+    RUN_FILE,
+    MODEL_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    FIGURES_DIR,
+    "checkpoint.safetensors",
+];
 
 /// A run folder being written: files go to a stage, [`commit`](RunDir::commit) moves it into place.
 #[derive(Debug)]
@@ -47,6 +61,41 @@ fn occupied(path: &Path) -> Result<bool> {
         }
         Ok(_) => Ok(true),
     }
+}
+
+/// Checks that the existing `path` may be replaced by a new run (with `force`): it is a folder
+/// that holds `run.json`, or that holds nothing but entries a run writes (an empty folder, the
+/// checkpoint of an interrupted `fit ae`). Anything else is the user's and is refused.
+fn check_replaceable(path: &Path) -> Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, e)),
+        Ok(meta) => meta,
+    };
+    let refuse = |what: &str| {
+        Err(Error::invalid(
+            "--out",
+            path.display(),
+            format!("{what}; --force only replaces partlearn run folders: choose another --out"),
+        ))
+    };
+    if !meta.is_dir() {
+        return refuse("it is a file, not a partlearn run folder");
+    }
+    if path.join(RUN_FILE).is_file() {
+        return Ok(());
+    }
+    for entry in fs::read_dir(path).map_err(|e| Error::io(path, e))? {
+        let entry = entry.map_err(|e| Error::io(path, e))?;
+        let name = entry.file_name();
+        if !RUN_ENTRIES.iter().any(|r| name == *r) {
+            return refuse(&format!(
+                "not a partlearn run folder (no {RUN_FILE}, and it holds {})",
+                name.to_string_lossy()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Removes a file, symlink or folder tree; a missing path is fine.
@@ -81,12 +130,16 @@ impl RunDir {
     /// Starts a run folder at `path`, staged in a fresh hidden sibling.
     ///
     /// Errors with [`Error::AlreadyExists`] when `path` exists and is not an empty folder, unless
-    /// `force` is set (the old run is then replaced at [`commit`](RunDir::commit)).
+    /// `force` is set (the old run is then replaced at [`commit`](RunDir::commit)). Even with
+    /// `force`, a file or a folder that is not a run is refused ([`Error::InvalidOption`]).
     pub fn create(path: &Path, force: bool) -> Result<RunDir> {
-        if !force && occupied(path)? {
-            return Err(Error::AlreadyExists {
-                path: path.to_path_buf(),
-            });
+        if occupied(path)? {
+            if !force {
+                return Err(Error::AlreadyExists {
+                    path: path.to_path_buf(),
+                });
+            }
+            check_replaceable(path)?;
         }
         let parent = parent_dir(path);
         fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
@@ -140,9 +193,9 @@ impl RunDir {
 
     /// Moves the staged run to its target and returns the target path.
     ///
-    /// An existing target (allowed only with `force`) is first renamed to `.<name>.old-<pid>-<n>`,
-    /// the stage renamed into place, then the old run deleted. If the second rename fails the old
-    /// run is put back.
+    /// An existing target (allowed only with `force`, and only if it is a run) is first renamed
+    /// to `.<name>.old-<pid>-<n>`, the stage renamed into place, then the old run deleted. If the
+    /// second rename fails the old run is put back.
     pub fn commit(mut self) -> Result<PathBuf> {
         let target = self.target.clone();
         let mut old = None;
@@ -150,6 +203,8 @@ impl RunDir {
             if !self.force {
                 return Err(Error::AlreadyExists { path: target });
             }
+            // Checked again: something else may have appeared there while the run was computed.
+            check_replaceable(&target)?;
             let aside = sibling(&target, &format!("old-{}", unique_suffix()))?;
             fs::rename(&target, &aside).map_err(|e| Error::io(&target, e))?;
             old = Some(aside);
@@ -197,6 +252,90 @@ pub fn open_existing(path: &Path) -> Result<PathBuf> {
         "no such run folder: give the --out folder of a `partlearn fit` run"
     };
     Err(Error::format(path, reason))
+}
+
+/// Where `path` points once written: its folder resolved (absolute, symlinks and `..` followed,
+/// as far as it exists; the missing rest appended as given) plus its file name. That is the file
+/// an atomic write replaces, so two paths with the same resolution are the same output.
+pub fn resolve_path(path: &Path) -> PathBuf {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        match std::env::current_dir() {
+            Ok(d) => d.join(path),
+            Err(_) => path.to_path_buf(),
+        }
+    };
+    let (dir, name) = match (abs.parent(), abs.file_name()) {
+        (Some(dir), Some(name)) => (dir.to_path_buf(), Some(name.to_os_string())),
+        _ => (abs.clone(), None),
+    };
+    let parts: Vec<Component> = dir.components().collect();
+    // The longest prefix that exists, canonicalized; the rest applied lexically.
+    let mut resolved = None;
+    let mut split = parts.len();
+    while split > 0 {
+        let prefix: PathBuf = parts[..split].iter().collect();
+        if let Ok(c) = fs::canonicalize(&prefix) {
+            resolved = Some(c);
+            break;
+        }
+        split -= 1;
+    }
+    let mut out = resolved.unwrap_or_default();
+    for c in &parts[split..] {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if let Some(name) = name {
+        out.push(name);
+    }
+    out
+}
+
+/// Refuses an output path `out` that would overwrite the model being read from `run` (a run
+/// folder or a model file) or any file of its run folder (`model.safetensors`, `run.json`,
+/// `history.jsonl`, figures, …) — whatever `--force` says.
+pub fn check_output_outside_run(run: &Path, out: &Path) -> Result<()> {
+    let target = resolve_path(out);
+    let refuse = |what: String| {
+        Err(Error::invalid(
+            "--out",
+            out.display(),
+            format!(
+                "{what}; --force never overwrites the run being read: choose an --out outside the run folder"
+            ),
+        ))
+    };
+    // The run folder: `run` itself, or the folder of a model file when that folder is a run.
+    let run_dir = if run.is_dir() {
+        Some(run.to_path_buf())
+    } else {
+        if run.is_file() && target == resolve_path(run) {
+            return refuse(format!("it is the model file {} being read", run.display()));
+        }
+        let parent = parent_dir(run);
+        parent.join(RUN_FILE).is_file().then_some(parent)
+    };
+    let Some(dir) = run_dir else {
+        return Ok(());
+    };
+    let Ok(dir_resolved) = fs::canonicalize(&dir) else {
+        return Ok(());
+    };
+    if let Ok(rel) = target.strip_prefix(&dir_resolved) {
+        let first = rel.components().next();
+        let reserved = first.is_some_and(|c| RUN_ENTRIES.iter().any(|r| c.as_os_str() == *r));
+        if first.is_none() || reserved || fs::symlink_metadata(&target).is_ok() {
+            return refuse(format!("it lies in the run folder {} being read", dir.display()));
+        }
+    }
+    Ok(())
 }
 
 /// Pretty-printed JSON with a trailing newline.
@@ -331,13 +470,92 @@ mod tests {
         );
         assert_eq!(names(dir.path()), vec!["run"], "no stage or old copy left");
 
-        // A plain file at the target is replaced too.
-        let file_target = dir.path().join("file");
-        fs::write(&file_target, b"x").unwrap();
-        let run = RunDir::create(&file_target, true).unwrap();
+        // So is a folder holding only a run's files without run.json (a killed `fit ae`).
+        let killed = dir.path().join("killed");
+        fs::create_dir(&killed).unwrap();
+        fs::write(killed.join("checkpoint.safetensors"), b"c").unwrap();
+        let run = RunDir::create(&killed, true).unwrap();
         run.write(MODEL_FILE, b"m").unwrap();
         run.commit().unwrap();
-        assert!(file_target.join(MODEL_FILE).is_file());
+        assert_eq!(names(&killed), vec![MODEL_FILE]);
+    }
+
+    #[test]
+    fn force_never_replaces_what_is_not_a_run() {
+        let dir = test_dir("run-force-user");
+        // A plain file at the target.
+        let file_target = dir.path().join("notes.txt");
+        fs::write(&file_target, b"precious").unwrap();
+        let msg = RunDir::create(&file_target, true).unwrap_err().to_string();
+        assert!(
+            msg.contains("not a partlearn run folder") && msg.contains("--out"),
+            "{msg}"
+        );
+        assert_eq!(fs::read(&file_target).unwrap(), b"precious");
+        // A folder of the user's (no run.json).
+        let user = dir.path().join("thesis");
+        fs::create_dir(&user).unwrap();
+        fs::write(user.join("thesis.txt"), b"precious").unwrap();
+        fs::write(user.join(MODEL_FILE), b"someone else's").unwrap();
+        let msg = RunDir::create(&user, true).unwrap_err().to_string();
+        assert!(msg.contains("no run.json") && msg.contains("thesis.txt"), "{msg}");
+        assert_eq!(names(&user), vec![MODEL_FILE, "thesis.txt"]);
+        // A user folder that appears at the target while the run is computed.
+        let later = dir.path().join("later");
+        let run = RunDir::create(&later, true).unwrap();
+        run.write(MODEL_FILE, b"m").unwrap();
+        fs::create_dir(&later).unwrap();
+        fs::write(later.join("thesis.txt"), b"precious").unwrap();
+        assert!(matches!(run.commit(), Err(Error::InvalidOption { .. })));
+        assert_eq!(fs::read(later.join("thesis.txt")).unwrap(), b"precious");
+        let mut left = names(dir.path());
+        left.retain(|n| n.starts_with('.'));
+        assert!(left.is_empty(), "stage left behind: {left:?}");
+    }
+
+    #[test]
+    fn resolve_path_follows_dots_and_missing_folders() {
+        let dir = test_dir("run-resolve");
+        let base = fs::canonicalize(dir.path()).unwrap();
+        fs::create_dir(dir.path().join("a")).unwrap();
+        let r = |p: &str| resolve_path(&dir.path().join(p));
+        assert_eq!(r("a/x.npy"), base.join("a/x.npy"));
+        assert_eq!(r("a/../a/./x.npy"), base.join("a/x.npy"));
+        assert_eq!(r("new/x.npy"), r("new/../new/x.npy"));
+        assert_eq!(r("new/x.npy"), base.join("new/x.npy"));
+        assert_ne!(r("a/x.npy"), r("a/y.npy"));
+    }
+
+    #[test]
+    fn output_may_not_land_on_the_run_being_read() {
+        let dir = test_dir("run-outside");
+        let target = dir.path().join("run");
+        let run = RunDir::create(&target, false).unwrap();
+        run.write(MODEL_FILE, b"m").unwrap();
+        run.write(RUN_FILE, b"{}").unwrap();
+        run.commit().unwrap();
+        let model = target.join(MODEL_FILE);
+        for out in [
+            model.clone(),
+            target.join(RUN_FILE),
+            target.join("../run/history.jsonl"),
+            target.join("figures/atoms.png"),
+            target.clone(),
+        ] {
+            for from in [&target, &model] {
+                let err = check_output_outside_run(from, &out).unwrap_err().to_string();
+                assert!(err.contains("--out") && err.contains("outside the run"), "{err}");
+            }
+        }
+        // A new, non-run name inside the folder and any path outside it are fine.
+        check_output_outside_run(&target, &target.join("codes.npy")).unwrap();
+        check_output_outside_run(&target, &dir.path().join("codes.npy")).unwrap();
+        // A model file outside any run: only the file itself is protected.
+        let lone = dir.path().join("lone.safetensors");
+        fs::write(&lone, b"m").unwrap();
+        fs::write(dir.path().join("old.npy"), b"x").unwrap();
+        assert!(check_output_outside_run(&lone, &lone).is_err());
+        check_output_outside_run(&lone, &dir.path().join("old.npy")).unwrap();
     }
 
     #[test]

@@ -1,0 +1,322 @@
+//! Outputs never destroy what they should not: `--force` replaces only partlearn run folders,
+//! `data export` refuses one file for both data and labels, `transform` never writes over the run
+//! it reads, and `fit ae --resume` refuses the flags it cannot honour. Each refusal is a one-line
+//! `error: …` with exit 2, and the user's files are byte-for-byte unchanged afterwards; each fix
+//! also has its working case.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use partlearn::npy::read_npy;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(assert_cmd::cargo::cargo_bin("partlearn"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("partlearn-outputs-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_ok(o: &Output) {
+    assert!(o.status.success(), "failed: {}", stderr(o));
+}
+
+/// Exit 2, one line `error: …` on stderr containing every keyword, no panic.
+fn assert_user_error(o: &Output, keywords: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "expected exit 2, stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    for k in keywords {
+        assert!(
+            lines[0].to_lowercase().contains(&k.to_lowercase()),
+            "missing '{k}' in: {err}"
+        );
+    }
+}
+
+/// The names in a folder, sorted (hidden stage and backup folders included).
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn fit_nmf(out: &Path, k: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "fit",
+        "nmf",
+        "--data",
+        "swimmer",
+        "-k",
+        k,
+        "--max-iter",
+        "3",
+        "--quiet",
+        "--out",
+        s(out),
+    ];
+    args.extend(extra);
+    run(&args)
+}
+
+#[test]
+fn force_replaces_only_partlearn_run_folders() {
+    let dir = temp_dir("force");
+    // A folder of the user's: refused by every command that writes a run folder.
+    let user = dir.join("userdir");
+    std::fs::create_dir(&user).unwrap();
+    std::fs::write(user.join("thesis.txt"), b"precious\n").unwrap();
+    assert_user_error(
+        &fit_nmf(&user, "3", &["--force"]),
+        &["userdir", "not a partlearn run folder", "choose another --out"],
+    );
+    let ae = [
+        "fit", "ae", "--data", "swimmer", "-k", "4", "--epochs", "1", "--quiet", "--force", "--out",
+    ];
+    assert_user_error(
+        &run(&[&ae[..], &[s(&user)]].concat()),
+        &["userdir", "not a partlearn run folder"],
+    );
+    assert_eq!(names(&user), vec!["thesis.txt"], "no checkpoint, no run files");
+    assert_eq!(std::fs::read(user.join("thesis.txt")).unwrap(), b"precious\n");
+
+    // A regular file is not replaced by a run folder either.
+    let file = dir.join("userfile.txt");
+    std::fs::write(&file, b"notes\n").unwrap();
+    assert_user_error(
+        &fit_nmf(&file, "3", &["--force"]),
+        &["userfile.txt", "not a partlearn run folder"],
+    );
+    assert!(file.is_file());
+    assert_eq!(std::fs::read(&file).unwrap(), b"notes\n");
+    // No stage or set-aside copy was left next to them.
+    assert_eq!(names(&dir), vec!["userdir", "userfile.txt"]);
+
+    // A real run is still replaced, as a whole.
+    let r = dir.join("run");
+    assert_ok(&fit_nmf(&r, "3", &[]));
+    assert_eq!(read_json(&r.join("run.json"))["options"]["k"], 3);
+    assert_ok(&fit_nmf(&r, "4", &["--force"]));
+    assert_eq!(read_json(&r.join("run.json"))["options"]["k"], 4);
+    assert_eq!(names(&dir), vec!["run", "userdir", "userfile.txt"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn export_refuses_one_file_for_data_and_labels() {
+    let dir = temp_dir("export");
+    let ex = dir.join("ex");
+    // Same path, nothing there yet: refused before anything is written.
+    let v = ex.join("v.npy");
+    assert_user_error(
+        &run(&[
+            "data",
+            "export",
+            "toy-hierarchy",
+            "--out",
+            s(&v),
+            "--labels-out",
+            s(&v),
+        ]),
+        &["--labels-out", "same file as --out", "two different paths"],
+    );
+    assert!(!ex.exists(), "nothing written");
+    // The same file spelled differently, over an existing file of the user's, even with --force.
+    std::fs::create_dir(&ex).unwrap();
+    std::fs::write(&v, b"user data").unwrap();
+    let other_spelling = dir.join("ex/../ex/./v.npy");
+    assert_user_error(
+        &run(&[
+            "data",
+            "export",
+            "toy-hierarchy",
+            "--out",
+            s(&v),
+            "--labels-out",
+            s(&other_spelling),
+            "--force",
+        ]),
+        &["same file as --out"],
+    );
+    assert_eq!(std::fs::read(&v).unwrap(), b"user data");
+    assert_eq!(names(&ex), vec!["v.npy"]);
+
+    // Two different files: data and labels both written (over the old file with --force).
+    let labels = ex.join("labels.npy");
+    assert_ok(&run(&[
+        "data",
+        "export",
+        "toy-hierarchy",
+        "--out",
+        s(&v),
+        "--labels-out",
+        s(&labels),
+        "--force",
+    ]));
+    let x = read_npy(&v).unwrap();
+    let y = read_npy(&labels).unwrap();
+    assert_eq!(x.shape[0], y.shape[0]);
+    assert_eq!(y.shape.len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn transform_never_writes_over_the_run_it_reads() {
+    let dir = temp_dir("transform");
+    let r = dir.join("run1");
+    assert_ok(&fit_nmf(&r, "5", &[]));
+    let files = ["model.safetensors", "run.json", "history.jsonl"];
+    let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(r.join(f)).unwrap()).collect();
+    let model = r.join("model.safetensors");
+    let outs = [
+        model.clone(),
+        r.join("run.json"),
+        r.join("history.jsonl"),
+        dir.join("run1/../run1/./model.safetensors"),
+        r.join("figures/atoms.png"),
+    ];
+    for from in [&r, &model] {
+        for out in &outs {
+            assert_user_error(
+                &run(&[
+                    "transform",
+                    s(from),
+                    "--data",
+                    "swimmer",
+                    "--out",
+                    s(out),
+                    "--force",
+                    "-q",
+                ]),
+                &["--out", "being read", "outside the run folder"],
+            );
+        }
+    }
+    for (f, b) in files.iter().zip(&before) {
+        assert_eq!(&std::fs::read(r.join(f)).unwrap(), b, "{f} changed");
+    }
+    // The model is still a safetensors file with its atoms.
+    let (tensors, _) = partlearn::io::read_safetensors(&model).unwrap();
+    partlearn::io::tensor_by_name(&tensors, "atoms", &model).unwrap();
+    assert_eq!(names(&dir), vec!["run1"]);
+
+    // Outside the run folder transform works, and --force replaces its own earlier output.
+    let codes = dir.join("codes.npy");
+    for extra in [&[][..], &["--force"][..]] {
+        let mut args = vec!["transform", s(&r), "--data", "swimmer", "--out", s(&codes), "-q"];
+        args.extend(extra);
+        assert_ok(&run(&args));
+        assert_eq!(read_npy(&codes).unwrap().shape, vec![256, 5]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ae_resume_refuses_the_flags_it_cannot_apply() {
+    let dir = temp_dir("resume");
+    let r = dir.join("aeR");
+    assert_ok(&run(&[
+        "fit",
+        "ae",
+        "--data",
+        "swimmer",
+        "-k",
+        "4",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        s(&r),
+    ]));
+    let snapshot = || -> Vec<Vec<u8>> {
+        [
+            "model.safetensors",
+            "run.json",
+            "checkpoint.safetensors",
+            "history.jsonl",
+        ]
+        .iter()
+        .map(|f| std::fs::read(r.join(f)).unwrap())
+        .collect()
+    };
+    let before = snapshot();
+    let resume = [
+        "fit",
+        "ae",
+        "--data",
+        "swimmer",
+        "--resume",
+        s(&r),
+        "--epochs",
+        "5",
+        "--quiet",
+    ];
+    let r2 = dir.join("aeR2");
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["--out", s(&r2)],
+            vec!["--resume", "in place", "stored settings", "drop --out"],
+        ),
+        (vec!["-k", "50"], vec!["--resume", "--k"]),
+        (vec!["--optimizer", "adam"], vec!["--resume", "--optimizer"]),
+        (vec!["--lr", "0.5"], vec!["--resume", "--lr"]),
+        (vec!["--loss", "bce"], vec!["--resume", "--loss"]),
+        (vec!["--sparsity", "l1"], vec!["--resume", "--sparsity"]),
+        (
+            vec!["--decoder-activation", "sigmoid"],
+            vec!["--resume", "--decoder-activation"],
+        ),
+        (vec!["--batch-size", "7"], vec!["--resume", "--batch-size"]),
+        (vec!["--seed", "3"], vec!["--resume", "--seed"]),
+    ];
+    for (extra, keys) in cases {
+        assert_user_error(&run(&[&resume[..], &extra].concat()), &keys);
+        assert_eq!(snapshot(), before, "{extra:?} changed the run");
+    }
+    assert!(!r2.exists());
+    assert_eq!(names(&dir), vec!["aeR"]);
+
+    // Resuming with only the flags that apply works, also with --out naming the run itself.
+    assert_ok(&run(&[
+        "fit",
+        "ae",
+        "--data",
+        "swimmer",
+        "--resume",
+        s(&r),
+        "--epochs",
+        "3",
+        "--quiet",
+    ]));
+    assert_eq!(read_json(&r.join("run.json"))["epochs"], 3);
+    assert_ok(&run(&[&resume[..], &["--out", s(&r)]].concat()));
+    let meta = read_json(&r.join("run.json"));
+    assert_eq!(meta["epochs"], 5);
+    assert_eq!(meta["resumed_from_epoch"], 3);
+    assert_eq!(meta["architecture"]["k"], 4);
+    let _ = std::fs::remove_dir_all(&dir);
+}
