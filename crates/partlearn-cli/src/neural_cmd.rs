@@ -108,6 +108,13 @@ pub fn test_accuracy<T: Real>(
         labels: None,
     };
     let test = args.load::<T>()?;
+    let width = net.a.first().map_or(0, |a| a.nrows());
+    if test.n_features() != width {
+        anyhow::bail!(
+            "--test-data {spec} has {} features and the training data {width}: give test data of the same width",
+            test.n_features()
+        );
+    }
     let labels = supervision(&test, "full", 1.0, label_set, last_rank, 0)?
         .ok_or_else(|| anyhow::anyhow!("--test-data {spec} has no labels"))?
         .labels;

@@ -1336,6 +1336,11 @@ fn neural_nmf_bad_options_are_one_line_errors() {
         ),
         (vec!["--lr=-1"], vec!["lr"]),
         (vec!["--cost", "kl"], vec!["--cost"]),
+        // Test data of another width (swimmer: 1024 features against 87): an error, not a panic.
+        (
+            vec!["--test-data", "swimmer"],
+            vec!["--test-data swimmer", "1024 features", "87"],
+        ),
     ];
     for (extra, keys) in cases {
         let mut args = vec![

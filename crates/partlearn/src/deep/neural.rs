@@ -218,6 +218,16 @@ impl<T: Real> NeuralNmf<T> {
     /// the supports of the previous forward pass.
     pub fn forward(&self, x: MatRef<'_, T>, warm: Option<Forward<T>>, par: Par) -> Result<Forward<T>> {
         let n = x.ncols();
+        if let Some(a0) = self.a.first() {
+            if x.nrows() != a0.nrows() {
+                return Err(Error::ShapeMismatch {
+                    what: "Neural NMF input".into(),
+                    expected: format!("{} features", a0.nrows()),
+                    found: format!("{} features", x.nrows()),
+                    hint: "give data of the width the network was fitted on".into(),
+                });
+            }
+        }
         let (mut s, mut grams) = match warm {
             Some(f) if f.s.len() == self.a.len() && f.s.iter().all(|m| m.ncols() == n) => (f.s, f.grams),
             _ => (
