@@ -121,7 +121,7 @@ fn clap_one_line(e: &clap::Error) -> String {
         .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
         .map(|l| l.strip_prefix("error: ").unwrap_or(l))
         .collect();
-    format!("{}; see --help", parts.join("; "))
+    format!("{}; see --help", parts.join("; ").replace(":; ", ": "))
 }
 
 /// The error and its causes on one line, each cause only when the text so far does not already
