@@ -167,7 +167,13 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
     let labels = match &a.label_mask {
         Some(path) => {
             let m = partlearn::npy::read_npy(path).with_context(|| "reading --label-mask")?;
-            let known: Vec<bool> = m.to_real::<f64>().iter().map(|&v| v != 0.0).collect();
+            let values = m.to_real::<f64>();
+            if let Some((i, v)) = values.iter().enumerate().find(|(_, &v)| v != 0.0 && v != 1.0) {
+                anyhow::bail!(
+                    "--label-mask entry {i} is {v}: give 1 (label known) or 0 (unknown) per sample"
+                );
+            }
+            let known: Vec<bool> = values.iter().map(|&v| v == 1.0).collect();
             if known.len() != n {
                 anyhow::bail!(
                     "--label-mask has {} entries, the data has {n} samples: give one entry per sample",
@@ -201,16 +207,26 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
         .data_mask
         .as_deref()
         .map(|p| read_matrix::<T>(p).with_context(|| "reading --data-mask"))
-        .transpose()?
-        .map(|m| {
-            Mat::<T>::from_fn(m.ncols(), m.nrows(), |i, j| {
-                if m[(j, i)] != T::zero() {
-                    T::one()
-                } else {
-                    T::zero()
-                }
-            })
-        });
+        .transpose()?;
+    if let Some(m) = &mask {
+        if let Some((i, j)) = (0..m.nrows())
+            .flat_map(|i| (0..m.ncols()).map(move |j| (i, j)))
+            .find(|&(i, j)| !m[(i, j)].to_f64().is_finite())
+        {
+            anyhow::bail!(
+                "--data-mask has a non-finite entry at sample {i}, feature {j}: give 0 (missing) or non-zero (observed)"
+            );
+        }
+    }
+    let mask = mask.map(|m| {
+        Mat::<T>::from_fn(m.ncols(), m.nrows(), |i, j| {
+            if m[(j, i)] != T::zero() {
+                T::one()
+            } else {
+                T::zero()
+            }
+        })
+    });
     let out = a
         .run
         .out

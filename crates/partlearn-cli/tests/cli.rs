@@ -1479,6 +1479,42 @@ fn ssnmf_hnmf_deep_nmf_on_toy_hierarchy() {
         ]),
         &["frobenius or kl"],
     );
+    // Settings that would run without meaning: a negative tol, masks that mark nothing or hold
+    // values other than 0 and 1, a negative label weight.
+    let (no_labels, half) = (dir.join("nolab.npy"), dir.join("half.npy"));
+    write_npy_f32(&no_labels, 90, 1, &[0.0; 90]);
+    let mut m = vec![1.0f32; 90 * 87];
+    m[5] = f32::NAN;
+    write_npy_f32(&half, 90, 87, &m);
+    let bad = s(&dir.join("bad")).to_string();
+    for (args, keys) in [
+        (vec!["ssnmf", "--tol=-1"], vec!["tol"]),
+        (
+            vec!["ssnmf", "--label-mask", s(&no_labels)],
+            vec!["label mask", "no sample"],
+        ),
+        (
+            vec!["ssnmf", "--data-mask", s(&half)],
+            vec!["--data-mask", "non-finite", "sample 0, feature 5"],
+        ),
+        (
+            vec!["deep-nmf", "--supervision", "semi", "--lambda=-1"],
+            vec!["lambda"],
+        ),
+    ] {
+        let mut a = vec!["fit"];
+        a.extend(args);
+        a.extend([
+            "--data",
+            "toy-hierarchy",
+            "--max-iter",
+            "3",
+            "--quiet",
+            "--out",
+            &bad,
+        ]);
+        assert_user_error(&run(&a), &keys);
+    }
     assert!(!dir.join("bad").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -169,6 +169,11 @@ pub fn fine_tune<T: Real>(
     stop: &StopRules,
     observer: &mut (dyn Observer + Send),
 ) -> Result<DeepNmfFit<T>> {
+    if let Some(t) = &labels {
+        if !(t.lambda.is_finite() && t.lambda >= 0.0) {
+            return Err(Error::invalid("lambda", t.lambda, "must be a finite number ≥ 0"));
+        }
+    }
     let start = Instant::now();
     let l = stack.a.len() - 1;
     let x_norm_sq = linalg::frob_sq(x);

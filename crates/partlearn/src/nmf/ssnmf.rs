@@ -217,6 +217,9 @@ fn validate<T: Real>(
     if o.max_iter == 0 {
         return Err(Error::invalid("max-iter", 0, "run at least one iteration"));
     }
+    if !(o.tol >= 0.0 && o.tol.is_finite()) {
+        return Err(Error::invalid("tol", o.tol, "must be a finite number ≥ 0"));
+    }
     if labels.classes.len() != n || labels.known.len() != n {
         return Err(Error::ShapeMismatch {
             what: "labels".into(),
@@ -229,6 +232,13 @@ fn validate<T: Real>(
             hint: "give one label and one mask entry per sample".into(),
         });
     }
+    if !labels.known.iter().any(|&k| k) {
+        return Err(Error::invalid(
+            "label mask",
+            "all zeros",
+            "it marks no sample as labelled; give 1 for the samples whose label is known",
+        ));
+    }
     if let Some(w) = mask {
         if w.nrows() != m || w.ncols() != n {
             return Err(Error::ShapeMismatch {
@@ -237,6 +247,27 @@ fn validate<T: Real>(
                 found: format!("{} × {}", w.ncols(), w.nrows()),
                 hint: "give a 0/1 mask of the data's shape".into(),
             });
+        }
+        let mut observed = false;
+        for j in 0..n {
+            for i in 0..m {
+                let v = w[(i, j)];
+                if v != T::zero() && v != T::one() {
+                    return Err(Error::invalid(
+                        "data mask",
+                        format!("{} at sample {j}, feature {i}", v.to_f64()),
+                        "give 0 (missing) or 1 (observed) entries",
+                    ));
+                }
+                observed |= v == T::one();
+            }
+        }
+        if !observed {
+            return Err(Error::invalid(
+                "data mask",
+                "all zeros",
+                "it observes no entry; give 1 where the data is observed",
+            ));
         }
     }
     crate::data::validate_nonnegative(x)
@@ -529,5 +560,24 @@ mod tests {
         let w = Mat::<f64>::ones(3, 3);
         assert!(fit_ssnmf(x.as_ref(), Some(w.as_ref()), &labels, &o, &mut Silent).is_err());
         assert!("hellinger".parse::<Divergence>().is_err());
+        // A tol that is not a finite number ≥ 0, masks that mark nothing or hold other values.
+        let err = |mask: Option<&Mat<f64>>, labels: &Labels, o: &SsnmfOptions| {
+            fit_ssnmf(x.as_ref(), mask.map(|m| m.as_ref()), labels, o, &mut Silent)
+                .unwrap_err()
+                .to_string()
+        };
+        for tol in [-1.0, f64::NAN, f64::INFINITY] {
+            assert!(err(None, &labels, &SsnmfOptions { tol, ..o.clone() }).contains("invalid tol"));
+        }
+        let none = Labels {
+            known: vec![false; labels.known.len()],
+            ..labels.clone()
+        };
+        assert!(err(None, &none, &o).contains("label mask"));
+        let mut w = Mat::<f64>::ones(x.nrows(), x.ncols());
+        w[(2, 3)] = 0.5;
+        assert!(err(Some(&w), &labels, &o).contains("sample 3, feature 2"));
+        let zeros = Mat::<f64>::zeros(x.nrows(), x.ncols());
+        assert!(err(Some(&zeros), &labels, &o).contains("observes no entry"));
     }
 }
