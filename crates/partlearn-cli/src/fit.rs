@@ -443,8 +443,12 @@ fn finish_run<T: Real, O: Serialize>(
     Ok(())
 }
 
-/// figures/atoms.png (ordered by usage) and figures/reconstructions.png (first 10 samples);
-/// `codes` are the model's codes of the first samples of `data`.
+/// Most atoms figures/atoms.png draws (the most used ones): a grid of 20 × 20 tiles.
+const FIGURE_ATOMS: usize = 400;
+
+/// figures/atoms.png (ordered by usage, at most [`FIGURE_ATOMS`]) and
+/// figures/reconstructions.png (first 10 samples); `codes` are the model's codes of the first
+/// samples of `data`.
 pub fn write_figures<T: Real>(
     run_dir: &RunDir,
     model: &dyn partlearn::protocol::PartModel<T>,
@@ -455,7 +459,8 @@ pub fn write_figures<T: Real>(
     use partlearn::figures;
     let opts = figures::GridOptions::default();
     let atoms = model.atoms();
-    let order = figures::usage_order(codes, atoms);
+    let mut order = figures::usage_order(codes, atoms);
+    order.truncate(FIGURE_ATOMS);
     run_dir.write(
         "figures/atoms.png",
         &figures::atoms_grid(atoms, shape, Some(&order), &opts)?,

@@ -612,6 +612,50 @@ fn bad_data_values_name_the_sample_and_feature() {
 }
 
 #[test]
+fn atoms_figure_draws_at_most_400_atoms() {
+    // Overcomplete swimmer (k = 500 > 256 samples): the run completes, and its atoms figure
+    // is a 20 × 20 grid of the most used atoms (PNG width at bytes 16..20 of the IHDR chunk).
+    let dir = temp_dir("many-atoms");
+    let out = dir.join("r");
+    assert_ok(&run(&[
+        "fit",
+        "nmf",
+        "--data",
+        "swimmer",
+        "-k",
+        "500",
+        "--max-iter",
+        "1",
+        "--quiet",
+        "--out",
+        s(&out),
+    ]));
+    let png = std::fs::read(out.join("figures/atoms.png")).unwrap();
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let one_tile = {
+        let o = dir.join("one");
+        assert_ok(&run(&[
+            "fit",
+            "nmf",
+            "--data",
+            "swimmer",
+            "-k",
+            "1",
+            "--max-iter",
+            "1",
+            "--quiet",
+            "--out",
+            s(&o),
+        ]));
+        let p = std::fs::read(o.join("figures/atoms.png")).unwrap();
+        u32::from_be_bytes(p[16..20].try_into().unwrap())
+    };
+    // width = cols·(tile + 1) + 1 with one column → tile + 2.
+    assert_eq!(width, 20 * (one_tile - 1) + 1, "{width} {one_tile}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn bad_options_are_one_line_errors() {
     let dir = temp_dir("badopts");
     let out = s(&dir.join("r")).to_string();
