@@ -1,8 +1,8 @@
 //! Numeric CSV files: one sample per row.
 //!
 //! The delimiter is taken from the first row: comma, else semicolon, else tab, else runs of spaces
-//! (what `np.savetxt` writes). A first row with a non-numeric field is a header. Blank lines and
-//! lines starting with `#` are skipped; fields may be wrapped in double quotes.
+//! (what `np.savetxt` writes). A first row whose every field is a non-numeric name is a header.
+//! Blank lines and lines starting with `#` are skipped; fields may be wrapped in double quotes.
 
 use std::path::Path;
 
@@ -67,7 +67,11 @@ pub fn parse_csv<T: Real>(text: &str, path: &Path) -> Result<Dataset<T>> {
     let delim = Delim::detect(first);
     let first_fields = delim.split(first);
     let ncols = first_fields.len();
-    let is_header = first_fields.iter().any(|f| f.parse::<f64>().is_err());
+    // A header names every column: a first row mixing numbers with text or empty fields is data
+    // (and its bad field is reported), not silently dropped.
+    let is_header = first_fields
+        .iter()
+        .all(|f| !f.is_empty() && f.parse::<f64>().is_err());
     let mut values: Vec<T> = Vec::new();
     let mut n_rows = 0usize;
     let rows = (!is_header).then_some((first_no, first)).into_iter().chain(lines);
@@ -145,6 +149,15 @@ mod tests {
         assert!(e.contains("line 2, column 2: empty"), "{e}");
         let e = parse("a,b,c\n1,2,3,4\n").unwrap_err().to_string();
         assert!(e.contains("line 2 has 4 fields but line 1 has 3"), "{e}");
+        // A first row mixing numbers and text (or empty fields) is data, not a header.
+        for (text, want) in [
+            ("1,,3\n4,5,6\n", "line 1, column 2: empty"),
+            ("1,abc,3\n4,5,6\n", "line 1, column 2: 'abc'"),
+            ("0x10,2\n3,4\n", "line 1, column 1: '0x10'"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
         assert!(matches!(parse("\n\n"), Err(Error::BadFormat { .. })));
         assert!(matches!(parse("a,b\n"), Err(Error::BadFormat { .. })));
     }
