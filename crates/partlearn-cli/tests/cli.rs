@@ -714,6 +714,17 @@ fn bad_options_are_one_line_errors() {
         ]),
         &["threads = 100000", "at most"],
     );
+    // Benchmarks that would time nothing.
+    for (args, keys) in [
+        (&["nmf", "--max-iter", "0"][..], &["max-iter"][..]),
+        (&["nmf", "--targets=nan,0.2"], &["targets"]),
+        (&["nnls", "--reps", "0"], &["reps"]),
+    ] {
+        let mut a = vec!["bench"];
+        a.extend_from_slice(args);
+        a.extend(["--data", "swimmer", "-k", "5"]);
+        assert_user_error(&run(&a), keys);
+    }
     // A cause quoted by its error is not repeated.
     let o = run(&[
         "fit",

@@ -279,6 +279,20 @@ fn gemm_bound_of(solver: Solver, g: &[GemmTiming]) -> f64 {
 
 /// Runs each solver from the given initialization (NNDSVDa by default) with `tol = 0` and compares its iterations with the GEMM bound.
 pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfBenchReport> {
+    if o.max_iter == 0 {
+        return Err(crate::Error::invalid(
+            "max-iter",
+            0,
+            "time at least one iteration",
+        ));
+    }
+    if let Some(&t) = o.targets.iter().find(|&&t| !(t > 0.0 && t.is_finite())) {
+        return Err(crate::Error::invalid(
+            "targets",
+            t,
+            "give relative errors > 0, e.g. 0.25,0.22",
+        ));
+    }
     let gemms = gemm_timings(data, o.k, o.threads)?;
     let sec = |name: &str| gemms.iter().find(|g| g.name == name).map_or(0.0, |g| g.seconds);
     // Seconds of one column of (WᵀW)H: 2k² flops, the work of one column sweep.
@@ -557,6 +571,9 @@ pub struct NnlsBenchReport {
 /// iteration are the warm start; the CD prediction and the BPP solve are timed separately.
 pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<NnlsBenchReport> {
     use crate::nmf::nnls;
+    if o.reps == 0 {
+        return Err(crate::Error::invalid("reps", 0, "time at least one repetition"));
+    }
     if o.sweeps.is_empty() {
         return Err(crate::Error::invalid(
             "bench nnls sweeps",
