@@ -360,6 +360,22 @@ fn fashion_mnist_slice_fits_and_sparse_nmf_runs() {
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(sp.join("metrics.json")).unwrap()).unwrap();
     assert!(m["svm"]["mean_accuracy"].as_f64().unwrap() > 0.3);
+    // Stored codes scored against other data: refused, naming both.
+    assert_user_error(
+        &run(&[
+            "eval",
+            s(&sp),
+            "--data",
+            "fashion-mnist:test",
+            "--first",
+            "400",
+            "--stored-codes",
+            "--force",
+            "--no-svm",
+            "--quiet",
+        ]),
+        &["--stored-codes", "--first 500", "--first 400"],
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
