@@ -46,9 +46,24 @@ impl<T: Real> NmfModel<T> {
                 "a model needs at least one atom of at least one feature",
             ));
         }
-        // Atoms as columns of a features × k matrix, validated like data.
-        validate_nonnegative(atoms.transpose())
-            .map_err(|e| Error::invalid("atoms", "model", format!("{e}")))?;
+        // Atoms as columns of a features × k matrix, checked like data (sample = atom).
+        validate_nonnegative(atoms.transpose()).map_err(|e| match e {
+            Error::NegativeEntry {
+                sample,
+                feature,
+                value,
+            }
+            | Error::NonFinite {
+                sample,
+                feature,
+                value,
+            } => Error::invalid(
+                "atoms",
+                format!("{value} at atom {sample}, feature {feature}"),
+                "atoms must be finite and ≥ 0",
+            ),
+            other => other,
+        })?;
         Ok(NmfModel { wt: atoms, spec })
     }
 
@@ -286,7 +301,8 @@ impl<T: Real> NmfModel<T> {
             .map_err(|e| Error::format(path, format!("unreadable encode settings ({e}); re-run the fit")))?;
         let atoms = crate::io::tensor_by_name(tensors, "atoms", path)?.to_mat::<T>()?;
         let image_shape = image_shape_of(meta);
-        let model = NmfModel::new(atoms, spec).map_err(|e| Error::format(path, e.to_string()))?;
+        let model = NmfModel::new(atoms, spec)
+            .map_err(|e| Error::format(path, format!("{e}; the model file is damaged: refit the model")))?;
         Ok((model, image_shape))
     }
 }
@@ -317,6 +333,21 @@ mod tests {
         crate::io::write_safetensors(&path, &t, &Default::default()).unwrap();
         let e = NmfModel::<f32>::load(&path).unwrap_err().to_string();
         assert!(e.contains("not a partlearn NMF model"), "{e}");
+        // A damaged atom is reported as such, not as bad data.
+        let mut bad = atoms.clone();
+        bad[(1, 2)] = -2.0;
+        let (t, meta) = NmfModel {
+            wt: bad,
+            spec,
+        }
+        .to_tensors(None, None)
+        .unwrap();
+        crate::io::write_safetensors(&path, &t, &meta).unwrap();
+        let e = NmfModel::<f32>::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("-2 at atom 1, feature 2") && e.contains("damaged") && !e.contains("clip the data"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }
