@@ -1,6 +1,7 @@
 //! `partlearn sweep <METHOD>`: fits and evaluates one run per point of a parameter grid, each in
-//! its own folder under --out (a folder that already has metrics.json is kept, so an interrupted
-//! sweep resumes where it stopped), then writes sweep.csv, sweep.json and the charts of the
+//! its own folder under --out (a folder that already has metrics.json, fitted and evaluated with
+//! the same settings as recorded in its sweep-point.json, is kept, so an interrupted sweep resumes
+//! where it stopped; other settings are an error), then writes sweep.csv, sweep.json and the charts of the
 //! library's `sweep` module into --out/figures.
 //!
 //! Each point is run through the same code path as `partlearn fit …` and `partlearn eval …`
@@ -156,12 +157,21 @@ pub fn run(a: SweepArgs) -> Result<()> {
     for (i, p) in points.iter().enumerate() {
         let dir = a.out.join(folder_name(&a.method, p));
         let metrics_path = dir.join(partlearn::io::run::METRICS_FILE);
+        let (fit, eval) = (fit_args(&a, p, &dir), eval_args(&a, &eval_spec, same_data, &dir));
+        let want = settings(&fit, &eval);
+        let record = dir.join(POINT_FILE);
         if !metrics_path.is_file() {
             if !a.quiet {
                 eprintln!("[{}/{}] {}", i + 1, points.len(), dir.display());
             }
-            fit_point(&a, p, &dir)?;
-            eval_point(&a, &eval_spec, same_data, &dir)?;
+            crate::dispatch(fit).with_context(|| format!("sweep point {}", dir.display()))?;
+            crate::dispatch(eval).with_context(|| format!("evaluating {}", dir.display()))?;
+            partlearn::io::write_atomic(&record, &partlearn::io::to_json_pretty(&want)?)?;
+        } else if record.is_file() && partlearn::io::read_json::<Vec<String>>(&record)? != want {
+            anyhow::bail!(
+                "{} was fitted and evaluated with other settings than this sweep's (see its {POINT_FILE}); give another --out, or delete the folder to redo it",
+                dir.display()
+            );
         } else if !a.quiet {
             eprintln!(
                 "[{}/{}] {} (already evaluated, kept)",
@@ -183,7 +193,32 @@ pub fn run(a: SweepArgs) -> Result<()> {
     write_outputs(&a, &points, &done)
 }
 
-fn fit_point(a: &SweepArgs, p: &Point, dir: &Path) -> Result<()> {
+/// Each point's record of the settings it was fitted and evaluated with ([`settings`]): a point
+/// already evaluated is kept only when the sweep asks for the same.
+const POINT_FILE: &str = "sweep-point.json";
+
+/// Both command lines of a point, without `--threads` (which does not change the result).
+fn settings(fit: &[String], eval: &[String]) -> Vec<String> {
+    let strip = |v: &[String]| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut it = v.iter();
+        while let Some(s) = it.next() {
+            if s == "--threads" {
+                it.next();
+            } else {
+                out.push(s.clone());
+            }
+        }
+        out
+    };
+    let mut s = strip(fit);
+    s.push("then".into());
+    s.extend(strip(eval));
+    s
+}
+
+/// The `partlearn fit` command line of a point.
+fn fit_args(a: &SweepArgs, p: &Point, dir: &Path) -> Vec<String> {
     let mut args: Vec<String> = vec!["partlearn", "fit", &a.method, "--data", &a.data]
         .into_iter()
         .map(String::from)
@@ -216,10 +251,11 @@ fn fit_point(a: &SweepArgs, p: &Point, dir: &Path) -> Result<()> {
         "--out".into(),
         dir.display().to_string(),
     ]);
-    crate::dispatch(args).with_context(|| format!("sweep point {}", dir.display()))
+    args
 }
 
-fn eval_point(a: &SweepArgs, eval_spec: &str, same_data: bool, dir: &Path) -> Result<()> {
+/// The `partlearn eval` command line of a point.
+fn eval_args(a: &SweepArgs, eval_spec: &str, same_data: bool, dir: &Path) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "partlearn".into(),
         "eval".into(),
@@ -251,7 +287,7 @@ fn eval_point(a: &SweepArgs, eval_spec: &str, same_data: bool, dir: &Path) -> Re
         "--quiet".into(),
         "--force".into(),
     ]);
-    crate::dispatch(args).with_context(|| format!("evaluating {}", dir.display()))
+    args
 }
 
 fn write_outputs(a: &SweepArgs, grid: &[Point], done: &[SweepPoint]) -> Result<()> {

@@ -980,6 +980,13 @@ fn sweep_writes_table_and_charts_and_resumes() {
     assert_ok(&run(&args));
     assert_eq!(std::fs::read(&kept).unwrap(), before);
     assert!(redo.join("metrics.json").is_file());
+    // The same sweep with other settings does not pass the old points off as its own.
+    let mut other = args.to_vec();
+    let at = other.len() - 5;
+    other[at] = "30";
+    assert_eq!(args[args.len() - 6], "--max-iter");
+    assert_user_error(&run(&other), &["other settings", "sweep-point.json", "--out"]);
+    assert_eq!(std::fs::read(&kept).unwrap(), before);
     assert_user_error(
         &run(&[
             "sweep",
