@@ -73,6 +73,7 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
     }
     let loaded = partlearn::protocol::load_model::<T>(&dir)?;
     let data = a.data.load::<T>()?;
+    loaded.check_images(&data)?;
     let shape = data.image_shape.or(loaded.image_shape);
     let opts = EvalOptions {
         threads: a.threads,

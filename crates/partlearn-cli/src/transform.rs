@@ -49,8 +49,9 @@ fn go<T: Real>(a: &TransformArgs) -> Result<()> {
         return Err(partlearn::Error::AlreadyExists { path: a.out.clone() }.into());
     }
     let loaded = partlearn::protocol::load_model::<T>(&a.run)?;
-    let model = loaded.model;
     let data = a.data.load::<T>()?;
+    loaded.check_images(&data)?;
+    let model = loaded.model;
     let start = std::time::Instant::now();
     let codes = model.encode(data.x(), a.threads)?;
     let seconds = start.elapsed().as_secs_f64();

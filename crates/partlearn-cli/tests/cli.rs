@@ -938,6 +938,15 @@ fn transform_checks_the_run_and_the_data_width() {
         &run(&["transform", s(&r), "--data", "toy-hierarchy", "--out", &codes]),
         &["1024"],
     );
+    // Images of another shape with the same pixel count (16×64 against swimmer's 32×32).
+    let wide = dir.join("wide.npy");
+    std::fs::write(&wide, npy_bytes(&[3, 16, 64], NpyDataRef::F32(&[0.5; 3 * 1024]))).unwrap();
+    for cmd in [
+        vec!["transform", s(&r), "--data", s(&wide), "--out", &codes],
+        vec!["eval", s(&r), "--data", s(&wide), "--no-svm", "--force"],
+    ] {
+        assert_user_error(&run(&cmd), &["32×32", "16×64"]);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -113,6 +113,23 @@ pub struct LoadedModel<T: Real> {
     pub image_shape: Option<(usize, usize)>,
 }
 
+impl<T: Real> LoadedModel<T> {
+    /// Errors when `data` holds images of another shape than the model's training images
+    /// (same pixel count, e.g. 14×56 against 28×28: a convolutional model would encode them
+    /// as if they were its own, and every figure would be garbled). Flat data passes.
+    pub fn check_images<U: Real>(&self, data: &crate::data::Dataset<U>) -> Result<()> {
+        match (self.image_shape, data.image_shape) {
+            (Some((h, w)), Some((dh, dw))) if (h, w) != (dh, dw) => Err(Error::ShapeMismatch {
+                what: format!("images of {}", data.name),
+                expected: format!("{h}×{w} (the model's training images)"),
+                found: format!("{dh}×{dw}"),
+                hint: "give images of the model's shape".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Opens a model: a run folder (its `model.safetensors`) or a model file. The kind recorded in
 /// the file's metadata picks the implementation.
 pub fn load_model<T: Real>(path: &Path) -> Result<LoadedModel<T>> {
