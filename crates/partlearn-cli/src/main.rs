@@ -78,7 +78,15 @@ impl DataArgs {
             seed: self.data_seed,
             labels: self.labels.clone(),
         };
-        partlearn::data::load::<T>(&self.spec, &opts)
+        let d = partlearn::data::load::<T>(&self.spec, &opts)?;
+        // Every command needs at least one sample and one feature.
+        if d.n_samples() == 0 || d.n_features() == 0 {
+            return Err(partlearn::Error::EmptyData {
+                n_samples: d.n_samples(),
+                n_features: d.n_features(),
+            });
+        }
+        Ok(d)
     }
 }
 

@@ -81,7 +81,7 @@ pub struct TestArgs {
     #[arg(long, value_name = "DATA")]
     pub test_data: Option<String>,
     /// Use only the first N held-out samples.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", requires = "test_data")]
     pub test_first: Option<usize>,
 }
 

@@ -730,6 +730,10 @@ fn bad_options_are_one_line_errors() {
         ]),
         &["threads = 100000", "at most"],
     );
+    // Empty data is refused when loaded, whatever the command.
+    let empty = dir.join("empty.npy");
+    std::fs::write(&empty, npy_bytes(&[0, 20], NpyDataRef::F32(&[]))).unwrap();
+    assert_user_error(&run(&["data", "info", s(&empty)]), &["empty", "0 samples"]);
     // Benchmarks that would time nothing.
     for (args, keys) in [
         (&["nmf", "--max-iter", "0"][..], &["max-iter"][..]),
@@ -1423,6 +1427,7 @@ fn neural_nmf_bad_options_are_one_line_errors() {
         ),
         (vec!["--lr=-1"], vec!["lr"]),
         (vec!["--cost", "kl"], vec!["--cost"]),
+        (vec!["--test-first", "5"], vec!["--test-data"]),
         // Test data of another width (swimmer: 1024 features against 87): an error, not a panic.
         (
             vec!["--test-data", "swimmer"],
