@@ -129,6 +129,10 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 data_seed,
                 labels,
             };
+            args.check_not_input(&out, "--out")?;
+            if let Some(p) = &labels_out {
+                args.check_not_input(p, "--labels-out")?;
+            }
             // Only an explicit --labels-out can name the data file (the default adds -labels).
             if let Some(p) = &labels_out {
                 let resolve = partlearn::io::run::resolve_path;

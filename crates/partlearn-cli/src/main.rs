@@ -90,6 +90,27 @@ impl DataArgs {
     }
 }
 
+impl DataArgs {
+    /// Errors when `out` is one of the input files (the data file or `--labels`): writing the
+    /// output, even with `--force`, would destroy the input.
+    pub fn check_not_input(&self, out: &std::path::Path, flag: &str) -> anyhow::Result<()> {
+        let resolve = partlearn::io::run::resolve_path;
+        let target = resolve(out);
+        let inputs = std::iter::once(std::path::PathBuf::from(&self.spec))
+            .filter(|p| p.is_file())
+            .chain(self.labels.clone());
+        for input in inputs {
+            if resolve(&input) == target {
+                anyhow::bail!(
+                    "{flag} {} is an input file of this command: writing it would destroy the input; give another {flag}",
+                    out.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Float type of the computation.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {

@@ -30,6 +30,9 @@ pub fn run(a: ReportArgs) -> Result<()> {
     if a.out.exists() && !a.force {
         return Err(partlearn::Error::AlreadyExists { path: a.out.clone() }.into());
     }
+    for run in &a.runs {
+        partlearn::io::run::check_output_outside_run(run, &a.out)?;
+    }
     // Folders that are not runs (e.g. `runs/*` matching a report file) are named in the error.
     let runs = a
         .runs

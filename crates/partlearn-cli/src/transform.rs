@@ -48,6 +48,7 @@ fn go<T: Real>(a: &TransformArgs) -> Result<()> {
     if a.out.exists() && !a.force {
         return Err(partlearn::Error::AlreadyExists { path: a.out.clone() }.into());
     }
+    a.data.check_not_input(&a.out, "--out")?;
     let loaded = partlearn::protocol::load_model::<T>(&a.run)?;
     let data = a.data.load::<T>()?;
     loaded.check_images(&data)?;

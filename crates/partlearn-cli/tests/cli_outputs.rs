@@ -320,3 +320,40 @@ fn ae_resume_refuses_the_flags_it_cannot_apply() {
     assert_eq!(meta["architecture"]["k"], 4);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn inputs_are_never_outputs() {
+    let dir = temp_dir("inputs");
+    // The data file itself as the output of export and transform, even with --force.
+    let x = dir.join("x.npy");
+    assert_ok(&run(&["data", "export", "swimmer", "--out", s(&x)]));
+    let before = std::fs::read(&x).unwrap();
+    assert_user_error(
+        &run(&[
+            "data",
+            "export",
+            s(&x),
+            "--first",
+            "10",
+            "--out",
+            s(&x),
+            "--force",
+        ]),
+        &["--out", "input file"],
+    );
+    let r = dir.join("run");
+    assert_ok(&fit_nmf(&r, "3", &[]));
+    assert_user_error(
+        &run(&["transform", s(&r), "--data", s(&x), "--out", s(&x), "--force"]),
+        &["--out", "input file"],
+    );
+    assert_eq!(std::fs::read(&x).unwrap(), before);
+    // A report over a run's own run.json.
+    let meta = std::fs::read(r.join("run.json")).unwrap();
+    assert_user_error(
+        &run(&["report", s(&r), "--out", s(&r.join("run.json")), "--force"]),
+        &["--out"],
+    );
+    assert_eq!(std::fs::read(r.join("run.json")).unwrap(), meta);
+    let _ = std::fs::remove_dir_all(&dir);
+}
