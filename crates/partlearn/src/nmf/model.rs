@@ -336,12 +336,7 @@ mod tests {
         // A damaged atom is reported as such, not as bad data.
         let mut bad = atoms.clone();
         bad[(1, 2)] = -2.0;
-        let (t, meta) = NmfModel {
-            wt: bad,
-            spec,
-        }
-        .to_tensors(None, None)
-        .unwrap();
+        let (t, meta) = NmfModel { wt: bad, spec }.to_tensors(None, None).unwrap();
         crate::io::write_safetensors(&path, &t, &meta).unwrap();
         let e = NmfModel::<f32>::load(&path).unwrap_err().to_string();
         assert!(
