@@ -23,6 +23,9 @@ pub trait Real:
     const NAME: &'static str;
     /// Machine epsilon of the type.
     const EPSILON: Self;
+    /// Largest finite value and smallest positive normal value, as `f64`.
+    const MAX_F64: f64;
+    const MIN_POSITIVE_F64: f64;
     /// Lossy conversion from `f64`.
     fn from_f64(x: f64) -> Self;
     /// Lossless (f32) or identity (f64) conversion to `f64`.
@@ -36,6 +39,8 @@ pub trait Real:
 impl Real for f32 {
     const NAME: &'static str = "f32";
     const EPSILON: Self = f32::EPSILON;
+    const MAX_F64: f64 = f32::MAX as f64;
+    const MIN_POSITIVE_F64: f64 = f32::MIN_POSITIVE as f64;
     #[inline(always)]
     fn from_f64(x: f64) -> Self {
         x as f32
@@ -49,6 +54,8 @@ impl Real for f32 {
 impl Real for f64 {
     const NAME: &'static str = "f64";
     const EPSILON: Self = f64::EPSILON;
+    const MAX_F64: f64 = f64::MAX;
+    const MIN_POSITIVE_F64: f64 = f64::MIN_POSITIVE;
     #[inline(always)]
     fn from_f64(x: f64) -> Self {
         x

@@ -103,9 +103,32 @@ impl<T: Real> Dataset<T> {
     }
 
     /// Checks that the data is non-empty and every entry finite and ≥ 0 (what every model in
-    /// partlearn needs). The error names the first offending sample and feature.
+    /// partlearn needs; the error names the first offending sample and feature), and that its
+    /// scale fits the float type: the Gram products sum `n_features` squares, so
+    /// `max² · n_features` must stay below `T`'s largest value and `max²` above its smallest
+    /// normal one (f32: data near 1e19 or 1e-19 overflows or underflows silently otherwise).
     pub fn validate_nonnegative(&self) -> Result<()> {
-        validate_nonnegative(self.xt.as_ref())
+        validate_nonnegative(self.xt.as_ref())?;
+        let top = self
+            .xt
+            .col_iter()
+            .flat_map(|c| c.iter().map(|&v| Real::to_f64(v)))
+            .fold(0.0f64, |a, v| a.max(v));
+        let sq = top * top;
+        let fix = |what: &str| {
+            format!(
+                "products of values up to {top:e} {what} in {}; rescale the data (e.g. divide it by its maximum){}",
+                T::NAME,
+                if T::NAME == "f32" { " or use --dtype f64" } else { "" }
+            )
+        };
+        if sq * self.n_features() as f64 > T::MAX_F64 {
+            return Err(Error::invalid("data scale", format!("{top:e}"), fix("overflow")));
+        }
+        if top > 0.0 && sq < T::MIN_POSITIVE_F64 {
+            return Err(Error::invalid("data scale", format!("{top:e}"), fix("underflow")));
+        }
+        Ok(())
     }
 
     /// `(min, max, mean)` over all entries, accumulated in f64; NaNs are skipped.
@@ -256,6 +279,37 @@ mod tests {
         assert_eq!(d.x()[(1, 2)], 5.0);
         assert_eq!(d.xt()[(2, 1)], 5.0);
         assert_eq!(d.sample(1), &[3.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn data_beyond_the_float_range_is_refused() {
+        // f32: 1e19² · 20 features overflows, 1e-20² underflows; f64 takes both.
+        for (v, what) in [(1e19f64, "overflow"), (1e-20, "underflow")] {
+            let vals = vec![v; 40];
+            let d = Dataset::<f32>::from_row_major(
+                2,
+                20,
+                &vals.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+                "t",
+            )
+            .unwrap();
+            let e = d.validate_nonnegative().unwrap_err().to_string();
+            assert!(e.contains(what) && e.contains("--dtype f64"), "{e}");
+            assert!(Dataset::<f64>::from_row_major(2, 20, &vals, "t")
+                .unwrap()
+                .validate_nonnegative()
+                .is_ok());
+        }
+        // Ordinary scales and all-zero data pass.
+        for v in [0.0f32, 1e-10, 1.0, 255.0, 1e15] {
+            assert!(
+                Dataset::from_row_major(2, 20, &[v; 40], "t")
+                    .unwrap()
+                    .validate_nonnegative()
+                    .is_ok(),
+                "{v}"
+            );
+        }
     }
 
     #[test]
