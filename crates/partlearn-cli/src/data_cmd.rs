@@ -145,6 +145,13 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 }
             }
             let d = args.load::<f32>()?;
+            if let (Some(p), None) = (&labels_out, &d.labels) {
+                anyhow::bail!(
+                    "--labels-out {}: {} has no labels to write; drop --labels-out",
+                    p.display(),
+                    d.name
+                );
+            }
             let labels_path = labels_out.or_else(|| {
                 d.labels.as_ref().map(|_| {
                     let stem = out

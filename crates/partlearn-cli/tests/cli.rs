@@ -734,6 +734,20 @@ fn bad_options_are_one_line_errors() {
     let empty = dir.join("empty.npy");
     std::fs::write(&empty, npy_bytes(&[0, 20], NpyDataRef::F32(&[]))).unwrap();
     assert_user_error(&run(&["data", "info", s(&empty)]), &["empty", "0 samples"]);
+    let lab = dir.join("lab.npy");
+    assert_user_error(
+        &run(&[
+            "data",
+            "export",
+            "swimmer",
+            "--out",
+            s(&dir.join("sw.npy")),
+            "--labels-out",
+            s(&lab),
+        ]),
+        &["--labels-out", "no labels"],
+    );
+    assert!(!lab.exists() && !dir.join("sw.npy").exists());
     // Benchmarks that would time nothing.
     for (args, keys) in [
         (&["nmf", "--max-iter", "0"][..], &["max-iter"][..]),
