@@ -154,35 +154,29 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
 /// Stored codes belong to the data the run was fitted on: `--data` (with `--first`, `--subset`,
 /// `--data-seed`) must name that data, as recorded in the run's `run.json`.
 fn check_same_data(dir: &std::path::Path, d: &DataArgs) -> Result<()> {
-    let file = dir.join(partlearn::io::run::RUN_FILE);
-    let text = std::fs::read_to_string(&file).map_err(|e| partlearn::Error::io(&file, e))?;
-    let meta: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: not a partlearn run.json ({e})", file.display()))?;
-    let rec = &meta["data"];
-    let num = |key: &str| rec[key].as_u64().map(|v| v as usize);
-    let fitted = (
-        rec["spec"].as_str().unwrap_or_default().to_string(),
-        num("first"),
-        num("subset"),
-        num("subset").map(|_| rec["data_seed"].as_u64().unwrap_or(0)),
-    );
-    let given = (d.spec.clone(), d.first, d.subset, d.subset.map(|_| d.data_seed));
+    #[derive(serde::Deserialize)]
+    struct RunData {
+        data: crate::fit::DataRecord,
+    }
+    let r = partlearn::io::read_json::<RunData>(&dir.join(partlearn::io::run::RUN_FILE))?.data;
+    let fitted = selection(&r.spec, r.first, r.subset, r.data_seed);
+    let given = selection(&d.spec, d.first, d.subset, d.data_seed);
     if fitted != given {
-        let show = |(spec, first, subset, seed): &(String, Option<usize>, Option<usize>, Option<u64>)| {
-            let mut s = spec.clone();
-            if let Some(f) = first {
-                s += &format!(" --first {f}");
-            }
-            if let (Some(n), Some(seed)) = (subset, seed) {
-                s += &format!(" --subset {n} --data-seed {seed}");
-            }
-            s
-        };
         anyhow::bail!(
-            "--stored-codes are the codes of the run's training data ({}), not of --data {}: give the same data options or drop --stored-codes",
-            show(&fitted),
-            show(&given)
+            "--stored-codes are the codes of the run's training data ({fitted}), not of --data {given}: give the same data options or drop --stored-codes"
         );
     }
     Ok(())
+}
+
+/// `--data` with its `--first`, `--subset` and (with a subset) `--data-seed`, as typed.
+fn selection(spec: &str, first: Option<usize>, subset: Option<usize>, seed: u64) -> String {
+    let mut s = spec.to_string();
+    if let Some(f) = first {
+        s += &format!(" --first {f}");
+    }
+    if let Some(n) = subset {
+        s += &format!(" --subset {n} --data-seed {seed}");
+    }
+    s
 }

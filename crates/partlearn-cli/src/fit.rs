@@ -11,7 +11,7 @@ use partlearn::io::{self, RunDir};
 use partlearn::nmf::{self, CustomInit, EncodeOptions, InitMethod, NmfOptions, Solver};
 use partlearn::observe::StopReason;
 use partlearn::Real;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::progress::{interrupt_flag, FitProgress};
 use crate::{DataArgs, Dtype, Exit};
@@ -216,7 +216,7 @@ pub fn run(cmd: FitCommand) -> Result<()> {
 }
 
 /// What run.json records about the data.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct DataRecord {
     pub spec: String,
     pub name: String,

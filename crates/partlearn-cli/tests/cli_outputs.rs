@@ -4,52 +4,13 @@
 //! `error: …` with exit 2, and the user's files are byte-for-byte unchanged afterwards; each fix
 //! also has its working case.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
+
+mod common;
+use common::*;
 
 use partlearn::npy::read_npy;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(assert_cmd::cargo::cargo_bin("partlearn"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("partlearn-outputs-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn assert_ok(o: &Output) {
-    assert!(o.status.success(), "failed: {}", stderr(o));
-}
-
-/// Exit 2, one line `error: …` on stderr containing every keyword, no panic.
-fn assert_user_error(o: &Output, keywords: &[&str]) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "expected exit 2, stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    for k in keywords {
-        assert!(
-            lines[0].to_lowercase().contains(&k.to_lowercase()),
-            "missing '{k}' in: {err}"
-        );
-    }
-}
 
 /// The names in a folder, sorted (hidden stage and backup folders included).
 fn names(dir: &Path) -> Vec<String> {
