@@ -217,7 +217,12 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         targets,
         seed: a.seed,
         hals_inner_max: a.hals_inner_max,
-        init: a.init.parse::<partlearn::nmf::InitMethod>()?,
+        init: match a.init.parse::<partlearn::nmf::InitMethod>()? {
+            partlearn::nmf::InitMethod::Custom => anyhow::bail!(
+                "bench nmf times the built-in starts (nndsvda, nndsvd, nndsvdar, random); time a custom start with fit nmf --init custom --init-atoms FILE.npy"
+            ),
+            i => i,
+        },
         extrapolate: !a.no_extrapolate,
         paired: a.paired,
     };

@@ -68,9 +68,9 @@ pub struct HnmfArgs {
     /// none, semi or full: SSNMF (model 3) on the last layer (hnmf), or the SSNMF label term in the joint fine-tuning (deep-nmf).
     #[arg(long, default_value = "none")]
     pub supervision: String,
-    /// Semi-supervision: labeled samples (count, or fraction if < 1; 40 on toy-hierarchy = the reference L40 mask).
-    #[arg(long, default_value_t = 40.0)]
-    pub labeled: f64,
+    /// With --supervision semi: labeled samples (count, or fraction if < 1; default 40, which on toy-hierarchy is the reference L40 mask).
+    #[arg(long)]
+    pub labeled: Option<f64>,
     #[arg(long)]
     pub label_set: Option<String>,
     /// Weight λ of the label term.
@@ -180,7 +180,7 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
                     known.len()
                 );
             }
-            let sup = supervision(&data, "full", 1.0, a.label_set.as_deref(), usize::MAX, 0)?
+            let sup = supervision(&data, "full", None, a.label_set.as_deref(), usize::MAX, 0)?
                 .ok_or_else(|| anyhow::anyhow!("SSNMF needs labels: give --labels FILE.npy with the data"))?;
             Labels {
                 classes: sup.labels,
@@ -191,7 +191,7 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
             let sup = supervision(
                 &data,
                 "semi",
-                a.labeled,
+                Some(a.labeled),
                 a.label_set.as_deref(),
                 usize::MAX,
                 a.run.seed,
@@ -344,6 +344,10 @@ fn layers<T: Real>(method: &'static str, a: &HnmfArgs) -> Result<()> {
         last,
         a.run.seed,
     )?;
+    // Checked before the layer-wise fits, which the fine-tuning or SSNMF would otherwise
+    // follow with an error (the library checks again).
+    partlearn::nmf::ssnmf::check_lambda(a.lambda)?;
+    let test = a.test.load(&data, a.label_set.as_deref(), last)?;
     let base = NmfOptions {
         solver: a.solver.parse::<Solver>()?,
         max_iter: a.max_iter,
@@ -423,7 +427,7 @@ fn layers<T: Real>(method: &'static str, a: &HnmfArgs) -> Result<()> {
         top.as_ref(),
         a.label_set.as_deref(),
         last,
-        &a.test,
+        test.as_ref(),
         a.run.threads,
     )?;
     let (accuracy, accuracy_unlabeled, test_accuracy) = (acc.all, acc.unlabeled, acc.test);

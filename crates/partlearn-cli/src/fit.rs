@@ -141,7 +141,7 @@ pub struct SparseNmfArgs {
     #[arg(long, value_name = "S")]
     pub code_sparsity: Option<f64>,
     /// What --code-sparsity constrains: components (each component's activations across all samples, unit L2; Hoyer's reference) or samples (each sample's code).
-    #[arg(long, default_value = "components")]
+    #[arg(long, default_value = "components", requires = "code_sparsity")]
     pub code_constraint: String,
     #[arg(long, default_value_t = 1000)]
     pub max_iter: usize,

@@ -16,7 +16,7 @@ mod transform;
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Part-based representations of non-negative data: NMF and sparse non-negative auto-encoders.
 #[derive(Parser, Debug)]
@@ -183,8 +183,17 @@ fn run_command(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// `cmd` and all its subcommands parse `-1` as a value (so `-k -1` is reported as an invalid
+/// value of `-k`, not as an unknown argument `-1`).
+fn negative_numbers(cmd: clap::Command) -> clap::Command {
+    cmd.allow_negative_numbers(true).mut_subcommands(negative_numbers)
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = negative_numbers(Cli::command())
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
             // --help and --version: printed as clap renders them, exit 0.

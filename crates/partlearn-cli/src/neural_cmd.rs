@@ -1,7 +1,7 @@
 //! `partlearn fit neural-nmf`: flags → `deep::neural::NeuralOptions`, the run folder, and the
 //! post-hoc accuracy of METHODS.md §5.1.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use partlearn::data::Dataset;
 use partlearn::deep::neural::{self, ClassLoss, Cost, NeuralOptions, Supervision};
@@ -25,9 +25,9 @@ pub struct NeuralArgs {
     /// none, semi (only --labeled samples have labels) or full.
     #[arg(long, default_value = "none")]
     pub supervision: String,
-    /// Semi-supervision: number of labeled samples (or a fraction if < 1). On toy-hierarchy, 40 is the reference L40 mask.
-    #[arg(long, default_value_t = 40.0)]
-    pub labeled: f64,
+    /// With --supervision semi: number of labeled samples (or a fraction if < 1; default 40). On toy-hierarchy, 40 is the reference L40 mask.
+    #[arg(long)]
+    pub labeled: Option<f64>,
     /// Which labels the classifier predicts: a label set of the data (toy-hierarchy: labels9, labels4, labels2); default: the set whose class count equals the last rank, else the data's labels.
     #[arg(long)]
     pub label_set: Option<String>,
@@ -83,50 +83,91 @@ pub struct TestArgs {
     /// Use only the first N held-out samples.
     #[arg(long, value_name = "N", requires = "test_data")]
     pub test_first: Option<usize>,
+    /// Labels of --test-data (a .npy of one class per sample), for test data that carry none.
+    #[arg(long, value_name = "FILE", requires = "test_data")]
+    pub test_labels: Option<std::path::PathBuf>,
+}
+
+/// `--test-data` loaded and checked before any fitting: its samples and their labels.
+pub struct TestSet<T: Real> {
+    spec: String,
+    data: Dataset<T>,
+    labels: Vec<u32>,
+}
+
+impl TestArgs {
+    /// Loads `--test-data` (`None` without it) and checks, before the fit spends any time, that
+    /// it has the training data's width and labels, and that the training data have the labels
+    /// the post-hoc classifier is fitted on.
+    pub fn load<T: Real>(
+        &self,
+        train: &Dataset<T>,
+        label_set: Option<&str>,
+        last_rank: usize,
+    ) -> Result<Option<TestSet<T>>> {
+        let Some(spec) = &self.test_data else {
+            return Ok(None);
+        };
+        let has_labels = |d: &Dataset<T>| d.labels.is_some() || !d.extra_labels.is_empty();
+        if !has_labels(train) {
+            anyhow::bail!(
+                "--test-data is scored by a classifier of the training codes, which needs the training labels: give --labels FILE.npy with --data"
+            );
+        }
+        let args = DataArgs {
+            spec: spec.clone(),
+            first: self.test_first,
+            subset: None,
+            data_seed: 0,
+            labels: self.test_labels.clone(),
+        };
+        let data = args.load::<T>()?;
+        if data.n_features() != train.n_features() {
+            anyhow::bail!(
+                "--test-data {spec} has {} features and the training data {}: give test data of the same width",
+                data.n_features(),
+                train.n_features()
+            );
+        }
+        if !has_labels(&data) {
+            anyhow::bail!(
+                "--test-data {spec} has no labels: give --test-labels FILE.npy (one class per sample)"
+            );
+        }
+        let labels = supervision(&data, "full", None, label_set, last_rank, 0)
+            .with_context(|| format!("labels of --test-data {spec}"))?
+            .map(|s| s.labels)
+            .unwrap_or_default();
+        Ok(Some(TestSet {
+            spec: spec.clone(),
+            data,
+            labels,
+        }))
+    }
 }
 
 /// Accuracy on `--test-data` (module doc of [`TestArgs`]).
-#[allow(clippy::too_many_arguments)]
 pub fn test_accuracy<T: Real>(
-    t: &TestArgs,
+    test: Option<&TestSet<T>>,
     net: &partlearn::deep::neural::NeuralNmf<T>,
     top_train: faer::MatRef<'_, T>,
     train_labels: &[u32],
     fit_mask: &[bool],
-    label_set: Option<&str>,
-    last_rank: usize,
     threads: usize,
 ) -> Result<Option<f64>> {
-    let Some(spec) = &t.test_data else {
+    let Some(t) = test else {
         return Ok(None);
     };
-    let args = DataArgs {
-        spec: spec.clone(),
-        first: t.test_first,
-        subset: None,
-        data_seed: 0,
-        labels: None,
-    };
-    let test = args.load::<T>()?;
-    let width = net.a.first().map_or(0, |a| a.nrows());
-    if test.n_features() != width {
-        anyhow::bail!(
-            "--test-data {spec} has {} features and the training data {width}: give test data of the same width",
-            test.n_features()
-        );
-    }
-    let labels = supervision(&test, "full", 1.0, label_set, last_rank, 0)?
-        .ok_or_else(|| anyhow::anyhow!("--test-data {spec} has no labels"))?
-        .labels;
     let b = neural::posthoc_classifier(top_train, train_labels, fit_mask)?;
     let f = partlearn::linalg::with_threads(threads, || {
-        net.forward(test.xt(), None, partlearn::linalg::par(threads))
-    })??;
-    let all = vec![true; test.n_samples()];
+        net.forward(t.data.xt(), None, partlearn::linalg::par(threads))
+    })?
+    .with_context(|| format!("encoding --test-data {}", t.spec))?;
+    let all = vec![true; t.data.n_samples()];
     Ok(Some(neural::classifier_accuracy(
         &b,
         f.s[f.s.len() - 1].as_ref(),
-        &labels,
+        &t.labels,
         &all,
     )))
 }
@@ -151,12 +192,12 @@ pub fn accuracies<T: Real>(
     top: faer::MatRef<'_, T>,
     label_set: Option<&str>,
     last_rank: usize,
-    test: &TestArgs,
+    test: Option<&TestSet<T>>,
     threads: usize,
 ) -> Result<Accuracies> {
     let labels = match sup {
         Some(s) => Some((s.labels.clone(), s.known.clone())),
-        None => supervision(data, "full", 1.0, label_set, last_rank, 0)
+        None => supervision(data, "full", None, label_set, last_rank, 0)
             .ok()
             .flatten()
             .map(|s| (s.labels, s.known)),
@@ -178,19 +219,28 @@ pub fn accuracies<T: Real>(
     Ok(Accuracies {
         all: Some(neural::posthoc_accuracy(top, &l, &all, &all)?),
         unlabeled,
-        test: test_accuracy(test, net, top, &l, &known, label_set, last_rank, threads)?,
+        test: test_accuracy(test, net, top, &l, &known, threads)?,
     })
 }
 
-/// The labels a supervised Neural NMF predicts and which of them it may see.
+/// Labeled samples of `--supervision semi` when `--labeled` is not given.
+const DEFAULT_LABELED: f64 = 40.0;
+
+/// The labels a supervised Neural NMF predicts and which of them it may see. `labeled`
+/// (`--labeled`) belongs to `semi` only: given with another mode it is an error, not ignored.
 pub fn supervision<T: Real>(
     data: &Dataset<T>,
     mode: &str,
-    labeled: f64,
+    labeled: Option<f64>,
     label_set: Option<&str>,
     last_rank: usize,
     seed: u64,
 ) -> Result<Option<Supervision>> {
+    if let (Some(v), false) = (labeled, mode == "semi") {
+        anyhow::bail!(
+            "--labeled {v} applies only to --supervision semi (here: {mode}): add --supervision semi, or drop --labeled"
+        );
+    }
     if mode == "none" {
         return Ok(None);
     }
@@ -218,6 +268,7 @@ pub fn supervision<T: Real>(
     let known = match mode {
         "full" => vec![true; n],
         "semi" => {
+            let labeled = labeled.unwrap_or(DEFAULT_LABELED);
             let count = if labeled < 1.0 {
                 (labeled * n as f64).round()
             } else {
@@ -319,6 +370,7 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
         a.run.seed,
     )?;
     opts.validate(data.n_features(), data.n_samples(), sup.as_ref())?;
+    let test = a.test.load(&data, a.label_set.as_deref(), last)?;
     let out = a
         .run
         .out
@@ -354,7 +406,7 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
         top,
         a.label_set.as_deref(),
         last,
-        &a.test,
+        test.as_ref(),
         a.run.threads,
     )?;
     let (accuracy, accuracy_unlabeled, test_accuracy) = (acc.all, acc.unlabeled, acc.test);

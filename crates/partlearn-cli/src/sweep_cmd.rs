@@ -81,47 +81,36 @@ pub struct SweepArgs {
 type Point = Vec<(&'static str, f64)>;
 
 fn grid(a: &SweepArgs) -> Result<Vec<Point>> {
+    // Every swept option: its flag, its values, and the methods it belongs to.
+    let options: [(&'static str, &Vec<f64>, &[&str]); 5] = [
+        ("alpha-w", &a.alpha_w, &["nmf"]),
+        ("code-sparsity", &a.code_sparsity, &["sparse-nmf"]),
+        ("atom-sparsity", &a.atom_sparsity, &["sparse-nmf"]),
+        ("p", &a.p, &["ae", "asym-ae"]),
+        ("beta", &a.beta, &["ae", "asym-ae"]),
+    ];
+    let method = a.method.as_str();
+    if !["nmf", "sparse-nmf", "ae", "asym-ae"].contains(&method) {
+        anyhow::bail!("cannot sweep '{method}': use nmf, sparse-nmf, ae or asym-ae");
+    }
     let mut axes: Vec<(&'static str, Vec<f64>)> = vec![("k", a.k.iter().map(|&k| k as f64).collect())];
-    match a.method.as_str() {
-        "nmf" => {
-            if !a.code_sparsity.is_empty()
-                || !a.atom_sparsity.is_empty()
-                || !a.p.is_empty()
-                || !a.beta.is_empty()
-            {
-                anyhow::bail!(
-                    "--code-sparsity/--atom-sparsity belong to sparse-nmf; sweep nmf over -k and --alpha-w"
-                );
-            }
-            if !a.alpha_w.is_empty() {
-                axes.push(("alpha-w", a.alpha_w.clone()));
-            }
+    for (flag, values, methods) in options {
+        if values.is_empty() {
+            continue;
         }
-        "sparse-nmf" => {
-            if !a.alpha_w.is_empty() || !a.p.is_empty() || !a.beta.is_empty() {
-                anyhow::bail!(
-                    "--alpha-w belongs to nmf; sweep sparse-nmf over -k, --code-sparsity and --atom-sparsity"
-                );
-            }
-            if !a.code_sparsity.is_empty() {
-                axes.push(("code-sparsity", a.code_sparsity.clone()));
-            }
-            if !a.atom_sparsity.is_empty() {
-                axes.push(("atom-sparsity", a.atom_sparsity.clone()));
-            }
+        if !methods.contains(&method) {
+            let own: Vec<String> = options
+                .iter()
+                .filter(|o| o.2.contains(&method))
+                .map(|o| format!("--{}", o.0))
+                .collect();
+            anyhow::bail!(
+                "--{flag} belongs to {}, not {method}; sweep {method} over -k and {}",
+                methods.join(" and "),
+                own.join(" and ")
+            );
         }
-        "ae" | "asym-ae" => {
-            if !a.alpha_w.is_empty() || !a.code_sparsity.is_empty() || !a.atom_sparsity.is_empty() {
-                anyhow::bail!("{} sweeps over -k, --p and --beta", a.method);
-            }
-            if !a.p.is_empty() {
-                axes.push(("p", a.p.clone()));
-            }
-            if !a.beta.is_empty() {
-                axes.push(("beta", a.beta.clone()));
-            }
-        }
-        m => anyhow::bail!("cannot sweep '{m}': use nmf, sparse-nmf, ae or asym-ae"),
+        axes.push((flag, values.clone()));
     }
     let mut points: Vec<Point> = vec![vec![]];
     for (name, vals) in &axes {

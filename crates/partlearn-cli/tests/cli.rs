@@ -665,11 +665,17 @@ fn bad_options_are_one_line_errors() {
         (&["--dtype", "F32"], &["F32", "f32", "see --help"]),
         (&["--first", "10", "--subset", "5"], &["--first", "--subset"]),
         (&["--bogus"], &["--bogus"]),
+        // A negative value is a bad value of its option, not an unknown argument.
+        (&["-k", "-1"], &["invalid value '-1'", "--k"]),
     ] {
         let mut a = vec!["fit", "nmf", "--data", "swimmer", "--out", &out];
         a.extend_from_slice(args);
         assert_user_error(&run(&a), keys);
     }
+    assert_user_error(
+        &run(&["fit", "nmf", "--data", "", "--out", &out]),
+        &["invalid data = ''", "fashion-mnist:train"],
+    );
     // Sizes that cannot run: k above both sides, absurd thread counts.
     assert_user_error(
         &run(&["fit", "nmf", "--data", "swimmer", "-k", "100000", "--out", &out]),
@@ -713,12 +719,50 @@ fn bad_options_are_one_line_errors() {
         (&["nmf", "--max-iter", "0"][..], &["max-iter"][..]),
         (&["nmf", "--targets=nan,0.2"], &["targets"]),
         (&["nnls", "--reps", "0"], &["reps"]),
+        (&["nmf", "--init", "custom"], &["fit nmf --init custom"]),
     ] {
         let mut a = vec!["bench"];
         a.extend_from_slice(args);
         a.extend(["--data", "swimmer", "-k", "5"]);
         assert_user_error(&run(&a), keys);
     }
+    // Options of another method or mode are refused, not ignored.
+    assert_user_error(
+        &run(&[
+            "fit",
+            "sparse-nmf",
+            "--data",
+            "swimmer",
+            "--code-constraint",
+            "samples",
+            "--out",
+            &out,
+        ]),
+        &["--code-sparsity"],
+    );
+    for (method, extra, keys) in [
+        (
+            "nmf",
+            "--p",
+            &["--p belongs to ae and asym-ae, not nmf", "--alpha-w"][..],
+        ),
+        (
+            "sparse-nmf",
+            "--alpha-w",
+            &["--alpha-w belongs to nmf", "--code-sparsity"],
+        ),
+        (
+            "ae",
+            "--code-sparsity",
+            &["--code-sparsity belongs to sparse-nmf", "--p and --beta"],
+        ),
+    ] {
+        assert_user_error(
+            &run(&["sweep", method, "--data", "swimmer", extra, "0.1", "--out", &out]),
+            keys,
+        );
+    }
+    assert!(!std::path::Path::new(&out).exists());
     // A cause quoted by its error is not repeated.
     let o = run(&[
         "fit",
@@ -1400,6 +1444,8 @@ fn neural_nmf_bad_options_are_one_line_errors() {
             vec!["labels7"],
         ),
         (vec!["--lr=-1"], vec!["lr"]),
+        // A step so long that the layers overflow names the step, not the dictionary.
+        (vec!["--lr", "1e30"], vec!["epoch 1", "lower --lr"]),
         (vec!["--cost", "kl"], vec!["--cost"]),
         (vec!["--test-first", "5"], vec!["--test-data"]),
         // Test data of another width (swimmer: 1024 features against 87): an error, not a panic.
@@ -1424,6 +1470,110 @@ fn neural_nmf_bad_options_are_one_line_errors() {
         assert_user_error(&run(&args), &keys);
         assert!(!out.exists(), "{extra:?} left a run folder");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--labeled` without `--supervision semi`, `--test-data` that cannot be scored and a bad
+/// `--lambda` are refused before any fitting (the fits here would run for minutes), and
+/// `--test-labels` gives unlabeled test data its labels.
+#[test]
+fn layer_fits_check_their_options_before_fitting() {
+    let dir = temp_dir("layers-check");
+    let out = dir.join("x");
+    // Toy-hierarchy's width (87) without labels, and labels for it.
+    let plain = dir.join("plain.npy");
+    let x: Vec<f32> = (0..20 * 87).map(|i| (i % 7) as f32).collect();
+    std::fs::write(&plain, npy_bytes(&[20, 87], NpyDataRef::F32(&x))).unwrap();
+    let classes = dir.join("classes.npy");
+    let c: Vec<i64> = (0..20).map(|i| i % 2).collect();
+    std::fs::write(&classes, npy_bytes(&[20], NpyDataRef::I64(&c))).unwrap();
+    let long = |method: &str| -> Vec<String> {
+        let budget = if method == "neural-nmf" {
+            ["--epochs", "100000000", "--max-seconds", "120"]
+        } else {
+            ["--max-iter", "100000000", "--tol", "0"]
+        };
+        let mut a: Vec<String> = [
+            "fit",
+            method,
+            "--data",
+            "toy-hierarchy",
+            "--ranks",
+            "9,4",
+            "--quiet",
+        ]
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+        a.extend(budget.iter().map(|v| v.to_string()));
+        a.extend(["--out".to_string(), s(&out).to_string()]);
+        a
+    };
+    for method in ["hnmf", "deep-nmf", "neural-nmf"] {
+        let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+            (vec!["--labeled", "5"], vec!["--labeled 5", "--supervision semi"]),
+            (
+                vec!["--test-data", "swimmer"],
+                vec!["--test-data swimmer", "1024 features", "87"],
+            ),
+            (
+                vec!["--test-data", s(&plain)],
+                vec!["has no labels", "--test-labels"],
+            ),
+            (vec!["--test-labels", s(&classes)], vec!["--test-data"]),
+            (vec!["--lambda=-1", "--supervision", "full"], vec!["lambda"]),
+        ];
+        for (extra, keys) in cases {
+            let mut args = long(method);
+            args.extend(extra.iter().map(|v| v.to_string()));
+            let args: Vec<&str> = args.iter().map(|v| v.as_str()).collect();
+            let t = std::time::Instant::now();
+            let o = run(&args);
+            assert_user_error(&o, &keys);
+            assert!(
+                t.elapsed().as_secs() < 60,
+                "{method} {extra:?}: refused only after fitting"
+            );
+            assert!(!out.exists(), "{extra:?} left a run folder");
+        }
+        // Test data need training labels for the classifier.
+        let o = run(&[
+            "fit",
+            method,
+            "--data",
+            s(&plain),
+            "--ranks",
+            "4,2",
+            "--test-data",
+            s(&plain),
+            "--out",
+            s(&out),
+        ]);
+        assert_user_error(&o, &["training labels", "--labels"]);
+    }
+    // With --test-labels the unlabeled test data are scored.
+    let scored = dir.join("scored");
+    assert_ok(&run(&[
+        "fit",
+        "deep-nmf",
+        "--data",
+        s(&plain),
+        "--labels",
+        s(&classes),
+        "--ranks",
+        "4,2",
+        "--max-iter",
+        "20",
+        "--test-data",
+        s(&plain),
+        "--test-labels",
+        s(&classes),
+        "--quiet",
+        "--out",
+        s(&scored),
+    ]));
+    let meta = read_json(&scored.join("run.json"));
+    assert!(meta["test_accuracy"].as_f64().is_some(), "{meta}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

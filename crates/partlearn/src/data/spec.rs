@@ -137,6 +137,16 @@ fn load_spec<T: Real>(spec: &str) -> Result<Dataset<T>> {
         })?;
         return Ok(toy_hierarchy(seed));
     }
+    if spec.trim().is_empty() {
+        return Err(Error::invalid(
+            "data",
+            "''",
+            format!(
+                "give a .npy, .csv or IDX file, or a named data set ({})",
+                KNOWN.join(", ")
+            ),
+        ));
+    }
     let path = Path::new(spec);
     let kind = Kind::from_name(path);
     if !path.exists() {
@@ -268,6 +278,13 @@ mod tests {
             assert!(
                 matches!(e, Error::UnknownDataset { .. })
                     && msg.contains("fashion-mnist:train, fashion-mnist:test, swimmer, toy-hierarchy"),
+                "{msg}"
+            );
+        }
+        for empty in ["", "  "] {
+            let msg = load::<f32>(empty, &opts()).unwrap_err().to_string();
+            assert!(
+                msg.contains("invalid data = ''") && msg.contains("fashion-mnist:train"),
                 "{msg}"
             );
         }

@@ -170,9 +170,7 @@ pub fn fine_tune<T: Real>(
     observer: &mut (dyn Observer + Send),
 ) -> Result<DeepNmfFit<T>> {
     if let Some(t) = &labels {
-        if !(t.lambda.is_finite() && t.lambda >= 0.0) {
-            return Err(Error::invalid("lambda", t.lambda, "must be a finite number ≥ 0"));
-        }
+        crate::nmf::ssnmf::check_lambda(t.lambda)?;
     }
     let start = Instant::now();
     let l = stack.a.len() - 1;

@@ -704,7 +704,15 @@ fn train_inner<T: Real>(
             lr *= opts.decay;
             lr_class *= opts.decay;
         }
-        fwd = model.forward(x, Some(fwd), par)?;
+        // A step too long for the data makes the layers (and their Gram matrices) overflow,
+        // which the forward NNLS reports; name the step, not the dictionary, as the cause.
+        fwd = model.forward(x, Some(fwd), par).map_err(|e| match e {
+            Error::Numerical { .. } => Error::Numerical {
+                what: format!("Neural NMF at epoch {epoch}"),
+                reason: "the layers overflowed after a step; lower --lr".into(),
+            },
+            e => e,
+        })?;
         let cost = model.cost_value(x, &fwd, opts.cost, sup_args, par);
         let rec = IterRecord {
             iter: epoch,

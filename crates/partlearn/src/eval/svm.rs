@@ -400,6 +400,10 @@ pub struct SvmProtocolResult {
     pub options: SvmProtocolOptions,
 }
 
+/// Most C values [`svm_protocol`] accepts (a grid of 100 on [1e-2, 1e3] is already 28 values per
+/// decade).
+pub const MAX_C_GRID: usize = 100;
+
 /// Runs the §7.3 protocol on the rows of `x` (e.g. codes `n × k`) with labels `y`.
 pub fn svm_protocol<T: Real>(
     x: MatRef<'_, T>,
@@ -411,6 +415,15 @@ pub fn svm_protocol<T: Real>(
     let fractions_ok = [o.holdout, o.select_fraction, o.eval_fraction]
         .iter()
         .all(|f| *f > 0.0 && *f < 1.0);
+    if o.c_grid > MAX_C_GRID {
+        return Err(Error::invalid(
+            "svm grid",
+            o.c_grid,
+            format!(
+                "give at most {MAX_C_GRID} C values (the report uses 30): each costs one SVM fit per selection split"
+            ),
+        ));
+    }
     if o.c_grid == 0
         || o.select_splits == 0
         || o.eval_splits == 0
@@ -677,6 +690,17 @@ mod tests {
             ..Default::default()
         };
         assert!(svm_protocol(x.as_ref(), &y, &o).is_err());
+        for (c_grid, ok) in [(MAX_C_GRID, true), (MAX_C_GRID + 1, false)] {
+            let o = SvmProtocolOptions {
+                c_grid,
+                select_splits: 1,
+                eval_splits: 1,
+                max_passes: 1,
+                ..Default::default()
+            };
+            let r = svm_protocol(x.as_ref(), &y, &o);
+            assert_eq!(r.is_ok(), ok, "{c_grid}: {:?}", r.err());
+        }
     }
 
     /// A linear SVM on the raw pixels of the 10,000 Fashion-MNIST test images reaches about

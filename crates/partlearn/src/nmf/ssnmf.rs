@@ -197,6 +197,14 @@ pub fn objective<T: Real>(
     d + o.lambda * t
 }
 
+/// The weight λ of a label term (SSNMF, and Deep NMF's fine-tuning): finite and ≥ 0.
+pub fn check_lambda(lambda: f64) -> Result<()> {
+    if !(lambda.is_finite() && lambda >= 0.0) {
+        return Err(Error::invalid("lambda", lambda, "must be a finite number ≥ 0"));
+    }
+    Ok(())
+}
+
 fn validate<T: Real>(
     x: MatRef<'_, T>,
     mask: Option<MatRef<'_, T>>,
@@ -211,9 +219,7 @@ fn validate<T: Real>(
             format!("must be in 1..={} (min(n_samples, n_features))", m.min(n)),
         ));
     }
-    if !(o.lambda.is_finite() && o.lambda >= 0.0) {
-        return Err(Error::invalid("lambda", o.lambda, "must be a finite number ≥ 0"));
-    }
+    check_lambda(o.lambda)?;
     if o.max_iter == 0 {
         return Err(Error::invalid("max-iter", 0, "run at least one iteration"));
     }
