@@ -1,8 +1,9 @@
-//! Outputs never destroy what they should not: `--force` replaces only partlearn run folders,
-//! `data export` refuses one file for both data and labels, `transform` never writes over the run
-//! it reads, and `fit ae --resume` refuses the flags it cannot honour. Each refusal is a one-line
-//! `error: …` with exit 2, and the user's files are byte-for-byte unchanged afterwards; each fix
-//! also has its working case.
+//! Outputs never destroy what they should not: `--force` replaces only partlearn run folders
+//! (recognized by a run.json partlearn wrote, which `report` requires too), `data export` refuses
+//! one file for both data and labels, `transform` never writes over the run it reads, and `fit ae
+//! --resume` refuses the flags it cannot honour. Each refusal is a one-line `error: …` with exit
+//! 2, and the user's files are byte-for-byte unchanged afterwards; each fix also has its working
+//! case. An `--out` that cannot be created is named as the user gave it.
 
 use std::path::Path;
 use std::process::Output;
@@ -316,5 +317,73 @@ fn inputs_are_never_outputs() {
         &["--out"],
     );
     assert_eq!(std::fs::read(r.join("run.json")).unwrap(), meta);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn force_never_replaces_a_folder_whose_run_json_is_not_partlearns() {
+    let dir = temp_dir("foreign");
+    let foreign = dir.join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("precious.txt"), b"precious\n").unwrap();
+    for json in [r#"{"a":1}"#, "[1,2,3]", "{}", r#"{"method":"nmf"}"#] {
+        std::fs::write(foreign.join("run.json"), json).unwrap();
+        assert_user_error(
+            &fit_nmf(&foreign, "2", &["--force"]),
+            &[
+                "foreign",
+                "run.json was not written by partlearn",
+                "choose another --out",
+            ],
+        );
+        assert_eq!(names(&foreign), vec!["precious.txt", "run.json"]);
+        assert_eq!(std::fs::read(foreign.join("run.json")).unwrap(), json.as_bytes());
+    }
+    assert_eq!(
+        std::fs::read(foreign.join("precious.txt")).unwrap(),
+        b"precious\n"
+    );
+    assert_eq!(names(&dir), vec!["foreign"], "no stage left");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn report_refuses_a_run_json_partlearn_did_not_write() {
+    let dir = temp_dir("report-foreign");
+    let r = dir.join("run");
+    assert_ok(&fit_nmf(&r, "3", &[]));
+    let rep = dir.join("rep.html");
+    for json in ["[1,2,3]", "{}", r#"{"a":1}"#] {
+        std::fs::write(r.join("run.json"), json).unwrap();
+        assert_user_error(
+            &run(&["report", s(&r), "--out", s(&rep), "-q"]),
+            &["run.json", "not a partlearn run", "refit"],
+        );
+        assert!(!rep.exists(), "{json}: a report was written");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unwritable_out_is_named_as_given() {
+    let dir = temp_dir("unwritable");
+    // A parent that is a regular file stops the write even for root.
+    let file = dir.join("somefile.txt");
+    std::fs::write(&file, b"notes\n").unwrap();
+    let out = file.join("run");
+    let o = fit_nmf(&out, "2", &[]);
+    assert_user_error(
+        &o,
+        &[&format!("{}: cannot create", s(&out)), "choose a writable --out"],
+    );
+    assert!(!stderr(&o).contains("partial"), "{}", stderr(&o));
+    assert_eq!(names(&dir), vec!["somefile.txt"]);
+    assert_eq!(std::fs::read(&file).unwrap(), b"notes\n");
+    // /proc accepts no new folder (the stage is made there first).
+    if Path::new("/proc/self").exists() {
+        let o = fit_nmf(Path::new("/proc/x"), "2", &[]);
+        assert_user_error(&o, &["/proc/x: cannot create", "choose a writable --out"]);
+        assert!(!stderr(&o).contains("partial"), "{}", stderr(&o));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

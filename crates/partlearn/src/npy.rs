@@ -551,14 +551,22 @@ impl Parser<'_> {
             if self.eat(b')') {
                 return Ok(dims);
             }
-            let w = self.word();
+            // The entry is everything up to the next ',' or ')', so a bad one ('-5', '2.5') is
+            // quoted whole rather than as the digits a word would stop before.
+            let start = self.i;
+            while self.peek().is_some_and(|c| c != b',' && c != b')') {
+                self.i += 1;
+            }
+            let entry = String::from_utf8_lossy(&self.s[start..self.i]);
+            let w = entry.trim();
             // Python 2 wrote longs as `3L`.
             let digits = w.strip_suffix('L').unwrap_or(w);
             let d = digits.parse::<usize>().map_err(|_| {
-                format!("shape entry '{w}' is not a non-negative integer that fits in memory")
+                let shown: String = w.chars().take(40).collect();
+                let more = if shown.len() < w.len() { "…" } else { "" };
+                format!("shape entry '{shown}{more}' is not a non-negative integer that fits in memory")
             })?;
             dims.push(d);
-            self.ws();
             if !self.eat(b',') {
                 self.ws();
                 self.expect(b')')?;
@@ -817,6 +825,19 @@ mod tests {
         ] {
             let e = parse_npy(&with_header(1, dict, &b[128..]), &p()).unwrap_err();
             assert!(matches!(e, Error::BadFormat { .. }), "{dict}: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_shape_entries_are_quoted_whole() {
+        for (shape, entry) in [("(-5, 4)", "'-5'"), ("(3, 2.5)", "'2.5'"), ("( -1 ,)", "'-1'")] {
+            let dict = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
+            let e = parse_npy(&with_header(1, &dict, &[]), &p()).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                matches!(e, Error::BadFormat { .. }) && msg.contains(&format!("shape entry {entry} is not")),
+                "{shape}: {msg}"
+            );
         }
     }
 

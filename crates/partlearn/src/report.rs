@@ -25,10 +25,11 @@ pub struct ReportRun {
 }
 
 impl ReportRun {
-    /// Reads `dir/run.json`, `dir/metrics.json` (optional) and `dir/figures/*.png`.
+    /// Reads `dir/run.json`, `dir/metrics.json` (optional) and `dir/figures/*.png`; a run.json
+    /// that partlearn did not write is refused ([`crate::io::run::read_run_record`]).
     pub fn load(dir: &Path) -> Result<Self> {
         let dir = crate::io::open_existing(dir)?;
-        let run: Value = crate::io::read_json(&dir.join(crate::io::run::RUN_FILE))?;
+        let run = crate::io::run::read_run_record(&dir)?;
         let metrics_path = dir.join(crate::io::run::METRICS_FILE);
         let metrics = if metrics_path.is_file() {
             Some(crate::io::read_json(&metrics_path)?)
@@ -259,8 +260,8 @@ mod tests {
     fn load_reads_a_run_folder() {
         let dir = std::env::temp_dir().join(format!("partlearn-report-{}", std::process::id()));
         let run = crate::io::RunDir::create(&dir, true).unwrap();
-        run.write_json(crate::io::run::RUN_FILE, &serde_json::json!({"method": "nmf"}))
-            .unwrap();
+        let record = serde_json::json!({"method": "nmf", "partlearn_version": "0.1.0"});
+        run.write_json(crate::io::run::RUN_FILE, &record).unwrap();
         run.write(crate::io::run::MODEL_FILE, b"m").unwrap();
         run.write("figures/b.png", b"B").unwrap();
         run.write("figures/a.png", b"A").unwrap();
@@ -272,6 +273,25 @@ mod tests {
         );
         assert!(r.metrics.is_none());
         assert_eq!(r.run["method"], "nmf");
+        let _ = std::fs::remove_dir_all(&path);
+    }
+
+    #[test]
+    fn load_refuses_a_run_json_partlearn_did_not_write() {
+        let dir = std::env::temp_dir().join(format!("partlearn-report-foreign-{}", std::process::id()));
+        let run = crate::io::RunDir::create(&dir, true).unwrap();
+        run.write(crate::io::run::MODEL_FILE, b"m").unwrap();
+        let path = run.commit().unwrap();
+        for json in ["[1,2,3]", "{}", r#"{"a": 1}"#] {
+            std::fs::write(path.join(crate::io::run::RUN_FILE), json).unwrap();
+            let e = ReportRun::load(&path).unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, Error::BadFormat { .. }), "{json}: {e:?}");
+            assert!(
+                msg.contains("run.json") && msg.contains("not a partlearn run"),
+                "{json}: {msg}"
+            );
+        }
         let _ = std::fs::remove_dir_all(&path);
     }
 }

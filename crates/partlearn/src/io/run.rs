@@ -6,9 +6,10 @@
 //! replacing with `force`, nothing). Dropping an uncommitted [`RunDir`] (e.g. on an error)
 //! removes the stage.
 //!
-//! `force` only ever replaces a run folder (one holding `run.json`, or only files a run writes):
-//! a user's own folder or file at `--out` is refused, never deleted. [`check_output_outside_run`]
-//! keeps commands that read a run (`transform`) from writing their output over its files.
+//! `force` only ever replaces a run folder (one holding a `run.json` that partlearn wrote, see
+//! [`read_run_record`], or only files a run writes): a user's own folder or file at `--out` is
+//! refused, never deleted. [`check_output_outside_run`] keeps commands that read a run
+//! (`transform`) from writing their output over its files.
 
 use std::fs;
 use std::io::{self, Write};
@@ -16,6 +17,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::io::atomic::{parent_dir, sibling, sync_dir, unique_suffix, write_atomic, write_atomic_with};
@@ -40,6 +42,9 @@ const RUN_ENTRIES: [&str; 6] = [
     FIGURES_DIR,
     "checkpoint.safetensors",
 ];
+/// Keys that every `run.json` partlearn writes carries, whatever the method (and so every sweep
+/// point): the method fitted and the partlearn version that fitted it.
+const RUN_KEYS: [&str; 2] = ["method", "partlearn_version"];
 
 /// A run folder being written: files go to a stage, [`commit`](RunDir::commit) moves it into place.
 #[derive(Debug)]
@@ -51,21 +56,56 @@ pub struct RunDir {
 }
 
 /// True when `path` exists and is not an empty directory.
-fn occupied(path: &Path) -> Result<bool> {
+fn occupied(path: &Path) -> io::Result<bool> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io(path, e)),
-        Ok(meta) if meta.is_dir() => {
-            let mut entries = fs::read_dir(path).map_err(|e| Error::io(path, e))?;
-            Ok(entries.next().is_some())
-        }
+        Err(e) => Err(e),
+        Ok(meta) if meta.is_dir() => Ok(fs::read_dir(path)?.next().is_some()),
         Ok(_) => Ok(true),
     }
 }
 
+/// The error for a run folder that cannot be created at `path`: it names the user's path (not
+/// the hidden stage the failing call was about) and what to do.
+fn cannot_create(path: &Path, e: io::Error) -> Error {
+    let reason = format!("cannot create the run folder: {e}; choose a writable --out");
+    Error::io(path, io::Error::new(e.kind(), reason))
+}
+
+/// Reads `dir/run.json` and checks that partlearn wrote it: a JSON object with a string under
+/// each of the keys every run carries (`method`, `partlearn_version`). Anything else — an array,
+/// `{}`, another program's `run.json` — is [`Error::BadFormat`] naming the file.
+pub fn read_run_record(dir: &Path) -> Result<Value> {
+    let path = dir.join(RUN_FILE);
+    let value: Value = read_json(&path)?;
+    let found = match &value {
+        Value::Object(o) => match RUN_KEYS
+            .iter()
+            .find(|k| !o.get(**k).is_some_and(Value::is_string))
+        {
+            None => return Ok(value),
+            Some(k) => format!("an object without a \"{k}\" string"),
+        },
+        Value::Array(_) => "an array".into(),
+        Value::String(_) => "a string".into(),
+        Value::Number(_) => "a number".into(),
+        Value::Bool(_) => "a boolean".into(),
+        Value::Null => "null".into(),
+    };
+    Err(Error::format(
+        &path,
+        format!(
+            "not a partlearn run ({found}, not the record `partlearn fit` writes): point at the \
+             --out folder of a `partlearn fit` run, or refit it"
+        ),
+    ))
+}
+
 /// Checks that the existing `path` may be replaced by a new run (with `force`): it is a folder
-/// that holds `run.json`, or that holds nothing but entries a run writes (an empty folder, the
-/// checkpoint of an interrupted `fit ae`). Anything else is the user's and is refused.
+/// that holds a `run.json` partlearn wrote ([`read_run_record`]; other files beside it are taken
+/// to be the run's, e.g. a sweep point's record), or that holds nothing but entries a run writes
+/// (an empty folder, the checkpoint of an interrupted `fit ae`). Anything else is the user's and
+/// is refused.
 fn check_replaceable(path: &Path) -> Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -82,8 +122,13 @@ fn check_replaceable(path: &Path) -> Result<()> {
     if !meta.is_dir() {
         return refuse("it is a file, not a partlearn run folder");
     }
-    if path.join(RUN_FILE).is_file() {
-        return Ok(());
+    if fs::symlink_metadata(path.join(RUN_FILE)).is_ok() {
+        return match read_run_record(path) {
+            Ok(_) => Ok(()),
+            Err(_) => refuse(&format!(
+                "not a partlearn run folder (its {RUN_FILE} was not written by partlearn)"
+            )),
+        };
     }
     for entry in fs::read_dir(path).map_err(|e| Error::io(path, e))? {
         let entry = entry.map_err(|e| Error::io(path, e))?;
@@ -131,9 +176,10 @@ impl RunDir {
     ///
     /// Errors with [`Error::AlreadyExists`] when `path` exists and is not an empty folder, unless
     /// `force` is set (the old run is then replaced at [`commit`](RunDir::commit)). Even with
-    /// `force`, a file or a folder that is not a run is refused ([`Error::InvalidOption`]).
+    /// `force`, a file or a folder that is not a run is refused ([`Error::InvalidOption`]). A
+    /// folder that cannot be made there is an [`Error::Io`] naming `path`, never the stage.
     pub fn create(path: &Path, force: bool) -> Result<RunDir> {
-        if occupied(path)? {
+        if occupied(path).map_err(|e| cannot_create(path, e))? {
             if !force {
                 return Err(Error::AlreadyExists {
                     path: path.to_path_buf(),
@@ -142,10 +188,10 @@ impl RunDir {
             check_replaceable(path)?;
         }
         let parent = parent_dir(path);
-        fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+        fs::create_dir_all(&parent).map_err(|e| cannot_create(path, e))?;
         let stage = sibling(path, &format!("partial-{}", unique_suffix()))?;
-        remove_any(&stage).map_err(|e| Error::io(&stage, e))?;
-        fs::create_dir(&stage).map_err(|e| Error::io(&stage, e))?;
+        remove_any(&stage).map_err(|e| cannot_create(path, e))?;
+        fs::create_dir(&stage).map_err(|e| cannot_create(path, e))?;
         Ok(RunDir {
             target: path.to_path_buf(),
             stage,
@@ -174,7 +220,7 @@ impl RunDir {
     /// Writes `rel` in the stage atomically, creating sub-folders such as `figures/`.
     pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<()> {
         check_rel(rel)?;
-        write_atomic(&self.path_of(rel), bytes)
+        write_atomic(&self.path_of(rel), bytes).map_err(|e| self.at_target(rel, e))
     }
 
     /// Streams `rel` in the stage atomically (e.g. `history.jsonl`).
@@ -183,7 +229,16 @@ impl RunDir {
         F: FnOnce(&mut dyn Write) -> io::Result<()>,
     {
         check_rel(rel)?;
-        write_atomic_with(&self.path_of(rel), write)
+        write_atomic_with(&self.path_of(rel), write).map_err(|e| self.at_target(rel, e))
+    }
+
+    /// An I/O error met writing `rel` in the stage, told about `target/rel`: the hidden stage
+    /// means nothing to the user.
+    fn at_target(&self, rel: &str, e: Error) -> Error {
+        match e {
+            Error::Io { source, .. } => Error::io(self.target.join(rel), source),
+            other => other,
+        }
     }
 
     /// Serializes `value` as pretty JSON into `rel`.
@@ -199,7 +254,7 @@ impl RunDir {
     pub fn commit(mut self) -> Result<PathBuf> {
         let target = self.target.clone();
         let mut old = None;
-        if occupied(&target)? {
+        if occupied(&target).map_err(|e| Error::io(&target, e))? {
             if !self.force {
                 return Err(Error::AlreadyExists { path: target });
             }
@@ -380,6 +435,11 @@ mod tests {
     use crate::io::test_dir;
     use std::collections::BTreeMap;
 
+    /// The keys of a `run.json` as `partlearn fit` writes them.
+    fn record() -> Value {
+        serde_json::json!({"method": "nmf", "partlearn_version": "0.1.0", "options": {"k": 3}})
+    }
+
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)
             .unwrap()
@@ -511,6 +571,114 @@ mod tests {
         let mut left = names(dir.path());
         left.retain(|n| n.starts_with('.'));
         assert!(left.is_empty(), "stage left behind: {left:?}");
+    }
+
+    #[test]
+    fn force_never_replaces_a_folder_whose_run_json_is_not_partlearns() {
+        let dir = test_dir("run-force-foreign");
+        let foreign = dir.path().join("foreign");
+        fs::create_dir(&foreign).unwrap();
+        fs::write(foreign.join("precious.txt"), b"precious").unwrap();
+        for json in [
+            &br#"{"a":1}"#[..],
+            b"[1,2,3]",
+            b"{}",
+            br#"{"method": "nmf"}"#,
+            br#"{"method": "nmf", "partlearn_version": 1}"#,
+            b"not json",
+        ] {
+            fs::write(foreign.join(RUN_FILE), json).unwrap();
+            let msg = RunDir::create(&foreign, true).unwrap_err().to_string();
+            assert!(
+                msg.contains("foreign")
+                    && msg.contains("run.json was not written by partlearn")
+                    && msg.contains("choose another --out"),
+                "{msg}"
+            );
+            assert_eq!(names(&foreign), vec!["precious.txt", RUN_FILE]);
+        }
+        // Nor is a folder with a run.json folder in it.
+        fs::remove_file(foreign.join(RUN_FILE)).unwrap();
+        fs::create_dir(foreign.join(RUN_FILE)).unwrap();
+        assert!(RunDir::create(&foreign, true).is_err());
+        assert_eq!(fs::read(foreign.join("precious.txt")).unwrap(), b"precious");
+        assert_eq!(names(dir.path()), vec!["foreign"], "no stage left");
+    }
+
+    #[test]
+    fn force_replaces_a_run_with_files_beside_its_run_json() {
+        // A run.json partlearn wrote marks the folder as a run, whatever else it holds (a sweep
+        // point's record, a user's notes): the whole folder is replaced.
+        let dir = test_dir("run-force-extra");
+        let target = dir.path().join("run");
+        let run = RunDir::create(&target, false).unwrap();
+        run.write_json(RUN_FILE, &record()).unwrap();
+        run.commit().unwrap();
+        fs::write(target.join("sweep-point.json"), b"[]").unwrap();
+        let run = RunDir::create(&target, true).unwrap();
+        run.write(MODEL_FILE, b"new").unwrap();
+        run.commit().unwrap();
+        assert_eq!(names(&target), vec![MODEL_FILE]);
+    }
+
+    #[test]
+    fn run_record_must_carry_partlearns_keys() {
+        let dir = test_dir("run-record");
+        fs::write(dir.path().join(RUN_FILE), to_json_pretty(&record()).unwrap()).unwrap();
+        assert_eq!(read_run_record(dir.path()).unwrap(), record());
+        for (json, found) in [
+            ("[1,2,3]", "an array"),
+            ("{}", "without a \"method\" string"),
+            (r#"{"a":1}"#, "without a \"method\" string"),
+            (r#"{"method":"nmf"}"#, "without a \"partlearn_version\" string"),
+            ("3", "a number"),
+        ] {
+            fs::write(dir.path().join(RUN_FILE), json).unwrap();
+            let e = read_run_record(dir.path()).unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, Error::BadFormat { .. }), "{json}: {e:?}");
+            assert!(
+                msg.contains(RUN_FILE)
+                    && msg.contains("not a partlearn run")
+                    && msg.contains(found)
+                    && msg.contains("refit"),
+                "{json}: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn unwritable_out_names_the_users_path() {
+        let dir = test_dir("run-unwritable");
+        let file = dir.path().join("somefile.txt");
+        fs::write(&file, b"x").unwrap();
+        let mut targets = vec![file.join("run"), file.join("a/run")];
+        // /proc refuses new folders even to root (permissions do not).
+        if Path::new("/proc/self").exists() {
+            targets.push(PathBuf::from("/proc/partlearn-test-run"));
+        }
+        for target in targets {
+            let e = RunDir::create(&target, false).unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, Error::Io { .. }), "{e:?}");
+            assert!(
+                msg.starts_with(&format!("{}: cannot create", target.display()))
+                    && msg.contains("choose a writable --out")
+                    && !msg.contains("partial"),
+                "{msg}"
+            );
+        }
+        assert_eq!(names(dir.path()), vec!["somefile.txt"]);
+        // A write that fails in the stage names the file's place in the run.
+        let target = dir.path().join("run");
+        let run = RunDir::create(&target, false).unwrap();
+        fs::remove_dir(run.stage()).unwrap();
+        fs::write(run.stage(), b"in the way").unwrap();
+        let msg = run.write(MODEL_FILE, b"m").unwrap_err().to_string();
+        assert!(
+            msg.starts_with(&target.join(MODEL_FILE).display().to_string()) && !msg.contains("partial"),
+            "{msg}"
+        );
     }
 
     #[test]
