@@ -54,10 +54,12 @@ pub enum Error {
         looked: String,
         hint: String,
     },
-    /// A file is shorter than its header declares.
-    #[error("{path}: truncated file, header declares {declared} bytes of data but only {actual} are present; re-download or re-export it")]
+    /// A file is shorter than its header declares: its `part` ("header" or "data") needs
+    /// `declared` bytes and `actual` are present.
+    #[error("{path}: truncated file, its {part} needs {declared} bytes but only {actual} are present; re-download or re-export it")]
     Truncated {
         path: PathBuf,
+        part: &'static str,
         declared: u64,
         actual: u64,
     },

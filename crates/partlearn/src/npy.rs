@@ -283,6 +283,7 @@ fn read_from<R: Read>(r: &mut R, total: u64, path: &Path) -> Result<NpyArray> {
             return Err(not_npy());
         }
         return Err(Error::Truncated {
+            part: "header",
             path: path.into(),
             declared: 10,
             actual: total,
@@ -310,6 +311,7 @@ fn read_from<R: Read>(r: &mut R, total: u64, path: &Path) -> Result<NpyArray> {
     let prefix = 8 + len_size;
     if total < prefix {
         return Err(Error::Truncated {
+            part: "header",
             path: path.into(),
             declared: prefix,
             actual: total,
@@ -321,6 +323,7 @@ fn read_from<R: Read>(r: &mut R, total: u64, path: &Path) -> Result<NpyArray> {
     let data_start = prefix + header_len;
     if total < data_start {
         return Err(Error::Truncated {
+            part: "header",
             path: path.into(),
             declared: data_start,
             actual: total,
@@ -351,6 +354,7 @@ fn read_from<R: Read>(r: &mut R, total: u64, path: &Path) -> Result<NpyArray> {
     let available = total - data_start;
     if available < nbytes {
         return Err(Error::Truncated {
+            part: "data",
             path: path.into(),
             declared: nbytes,
             actual: available,
@@ -780,7 +784,19 @@ mod tests {
             }) => {}
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse_npy(&b[..50], &p()), Err(Error::Truncated { .. })));
+        // A cut header is named as such, not as missing data.
+        let e = parse_npy(&b[..50], &p()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Truncated {
+                    part: "header",
+                    actual: 50,
+                    ..
+                }
+            ) && e.to_string().contains("its header needs"),
+            "{e}"
+        );
         assert!(matches!(parse_npy(&b[..9], &p()), Err(Error::Truncated { .. })));
         // Trailing bytes.
         let mut long = b.clone();

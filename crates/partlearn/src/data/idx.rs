@@ -125,6 +125,7 @@ fn read_from<R: Read>(mut r: R, raw_len: Option<u64>, file_len: u64, path: &Path
             let available = total.saturating_sub(header_len);
             if available < count {
                 return Err(Error::Truncated {
+                    part: "data",
                     path: path.into(),
                     declared: count,
                     actual: available,
@@ -149,6 +150,7 @@ fn read_from<R: Read>(mut r: R, raw_len: Option<u64>, file_len: u64, path: &Path
             let got = data.len() as u64;
             if got < count {
                 return Err(Error::Truncated {
+                    part: "data",
                     path: path.into(),
                     declared: count,
                     actual: got,
