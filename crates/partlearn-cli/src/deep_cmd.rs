@@ -73,9 +73,9 @@ pub struct HnmfArgs {
     pub labeled: Option<f64>,
     #[arg(long)]
     pub label_set: Option<String>,
-    /// Weight λ of the label term.
-    #[arg(long, default_value_t = 1e-5)]
-    pub lambda: f64,
+    /// Weight λ of the label term (with --supervision semi or full; default 1e-5).
+    #[arg(long)]
+    pub lambda: Option<f64>,
     /// Iterations of each layer (and of SSNMF / the fine-tuning).
     #[arg(long, default_value_t = 2000)]
     pub max_iter: usize,
@@ -346,7 +346,8 @@ fn layers<T: Real>(method: &'static str, a: &HnmfArgs) -> Result<()> {
     )?;
     // Checked before the layer-wise fits, which the fine-tuning or SSNMF would otherwise
     // follow with an error (the library checks again).
-    partlearn::nmf::ssnmf::check_lambda(a.lambda)?;
+    let lambda = crate::neural_cmd::label_weight(a.lambda, &a.supervision, 1e-5)?;
+    partlearn::nmf::ssnmf::check_lambda(lambda)?;
     let test = a.test.load(&data, a.label_set.as_deref(), last)?;
     let base = NmfOptions {
         solver: a.solver.parse::<Solver>()?,
@@ -379,7 +380,7 @@ fn layers<T: Real>(method: &'static str, a: &HnmfArgs) -> Result<()> {
             };
             let so = SsnmfOptions {
                 k: last,
-                lambda: a.lambda,
+                lambda,
                 max_iter: a.max_iter,
                 tol: a.tol,
                 seed: a.run.seed,
@@ -400,7 +401,7 @@ fn layers<T: Real>(method: &'static str, a: &HnmfArgs) -> Result<()> {
         ("deep-nmf", _) => {
             let term = sup
                 .as_ref()
-                .map(|s| LabelTerm::new(&s.labels, &s.known, last, a.lambda, &mut Rng::new(a.run.seed)));
+                .map(|s| LabelTerm::new(&s.labels, &s.known, last, lambda, &mut Rng::new(a.run.seed)));
             let rules = StopRules {
                 max_iter: a.max_iter,
                 tol: a.tol,

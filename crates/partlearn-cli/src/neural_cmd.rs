@@ -37,9 +37,9 @@ pub struct NeuralArgs {
     /// Classification loss: l2 or ce (cross-entropy).
     #[arg(long, default_value = "l2")]
     pub class_loss: String,
-    /// Weight λ of the classification term.
-    #[arg(long, default_value_t = 1e-4)]
-    pub lambda: f64,
+    /// Weight λ of the classification term (with --supervision semi or full; default 1e-4).
+    #[arg(long)]
+    pub lambda: Option<f64>,
     #[arg(long, default_value_t = 10_000)]
     pub epochs: usize,
     /// Learning rate of the projected gradient on the layers.
@@ -223,6 +223,17 @@ pub fn accuracies<T: Real>(
     })
 }
 
+/// `--lambda`, the weight of the label term: the value given, else `default`. Without
+/// supervision there is no label term, so a given value is refused rather than ignored.
+pub fn label_weight(lambda: Option<f64>, supervision: &str, default: f64) -> Result<f64> {
+    match lambda {
+        Some(v) if supervision == "none" => anyhow::bail!(
+            "--lambda {v} weighs the label term, which --supervision none does not have: add --supervision semi or full, or drop --lambda"
+        ),
+        v => Ok(v.unwrap_or(default)),
+    }
+}
+
 /// Labeled samples of `--supervision semi` when `--labeled` is not given.
 const DEFAULT_LABELED: f64 = 40.0;
 
@@ -310,7 +321,7 @@ impl NeuralArgs {
                 "adam" => true,
                 o => anyhow::bail!("invalid --optimizer '{o}': use gd or adam"),
             },
-            lambda: self.lambda,
+            lambda: label_weight(self.lambda, &self.supervision, NeuralOptions::default().lambda)?,
             class_loss: match self.class_loss.as_str() {
                 "l2" => ClassLoss::L2,
                 "ce" | "cross-entropy" => ClassLoss::CrossEntropy,

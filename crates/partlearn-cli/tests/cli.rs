@@ -1473,8 +1473,8 @@ fn neural_nmf_bad_options_are_one_line_errors() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `--labeled` without `--supervision semi`, `--test-data` that cannot be scored and a bad
-/// `--lambda` are refused before any fitting (the fits here would run for minutes), and
+/// `--labeled` without `--supervision semi`, `--lambda` without supervision, `--test-data`
+/// that cannot be scored and a bad `--lambda` are refused before any fitting (the fits here would run for minutes), and
 /// `--test-labels` gives unlabeled test data its labels.
 #[test]
 fn layer_fits_check_their_options_before_fitting() {
@@ -1522,6 +1522,7 @@ fn layer_fits_check_their_options_before_fitting() {
             ),
             (vec!["--test-labels", s(&classes)], vec!["--test-data"]),
             (vec!["--lambda=-1", "--supervision", "full"], vec!["lambda"]),
+            (vec!["--lambda", "2"], vec!["--lambda 2", "--supervision none"]),
         ];
         for (extra, keys) in cases {
             let mut args = long(method);
