@@ -346,7 +346,7 @@ fn layers<T: Real>(method: &'static str, a: &HnmfArgs) -> Result<()> {
     )?;
     // Checked before the layer-wise fits, which the fine-tuning or SSNMF would otherwise
     // follow with an error (the library checks again).
-    let lambda = crate::neural_cmd::label_weight(a.lambda, &a.supervision, 1e-5)?;
+    let lambda = crate::neural_cmd::label_option(a.lambda, "lambda", &a.supervision, 1e-5)?;
     partlearn::nmf::ssnmf::check_lambda(lambda)?;
     let test = a.test.load(&data, a.label_set.as_deref(), last)?;
     let base = NmfOptions {

@@ -34,9 +34,9 @@ pub struct NeuralArgs {
     /// Unsupervised cost: recon (reconstruction) or energy.
     #[arg(long, default_value = "recon")]
     pub cost: String,
-    /// Classification loss: l2 or ce (cross-entropy).
-    #[arg(long, default_value = "l2")]
-    pub class_loss: String,
+    /// Classification loss: l2 or ce (cross-entropy) (with --supervision semi or full; default l2).
+    #[arg(long)]
+    pub class_loss: Option<String>,
     /// Weight λ of the classification term (with --supervision semi or full; default 1e-4).
     #[arg(long)]
     pub lambda: Option<f64>,
@@ -45,12 +45,12 @@ pub struct NeuralArgs {
     /// Learning rate of the projected gradient on the layers.
     #[arg(long, default_value_t = 1.0)]
     pub lr: f64,
-    /// Learning rate of the classifier's steps.
-    #[arg(long, default_value_t = 0.01)]
-    pub lr_class: f64,
-    /// Classifier steps per epoch.
-    #[arg(long, default_value_t = 30)]
-    pub class_steps: usize,
+    /// Learning rate of the classifier's steps (with --supervision semi or full; default 0.01).
+    #[arg(long)]
+    pub lr_class: Option<f64>,
+    /// Classifier steps per epoch (with --supervision semi or full; default 30).
+    #[arg(long)]
+    pub class_steps: Option<usize>,
     /// Multiply the learning rates by this every --decay-every epochs.
     #[arg(long, default_value_t = 1.0)]
     pub decay: f64,
@@ -223,12 +223,18 @@ pub fn accuracies<T: Real>(
     })
 }
 
-/// `--lambda`, the weight of the label term: the value given, else `default`. Without
-/// supervision there is no label term, so a given value is refused rather than ignored.
-pub fn label_weight(lambda: Option<f64>, supervision: &str, default: f64) -> Result<f64> {
-    match lambda {
+/// An option of the label term only (`--lambda`, `--class-loss`, …): the value given, else
+/// `default`. Without supervision there is no label term, so a given value is refused rather
+/// than ignored.
+pub fn label_option<V: std::fmt::Display>(
+    value: Option<V>,
+    flag: &str,
+    supervision: &str,
+    default: V,
+) -> Result<V> {
+    match value {
         Some(v) if supervision == "none" => anyhow::bail!(
-            "--lambda {v} weighs the label term, which --supervision none does not have: add --supervision semi or full, or drop --lambda"
+            "--{flag} {v} belongs to the label term, which --supervision none does not have: add --supervision semi or full, or drop --{flag}"
         ),
         v => Ok(v.unwrap_or(default)),
     }
@@ -305,6 +311,7 @@ pub fn supervision<T: Real>(
 
 impl NeuralArgs {
     pub fn options(&self) -> Result<NeuralOptions> {
+        let (d, sup) = (NeuralOptions::default(), self.supervision.as_str());
         Ok(NeuralOptions {
             ranks: self.ranks.clone(),
             cost: match self.cost.as_str() {
@@ -321,14 +328,14 @@ impl NeuralArgs {
                 "adam" => true,
                 o => anyhow::bail!("invalid --optimizer '{o}': use gd or adam"),
             },
-            lambda: label_weight(self.lambda, &self.supervision, NeuralOptions::default().lambda)?,
-            class_loss: match self.class_loss.as_str() {
+            lambda: label_option(self.lambda, "lambda", sup, d.lambda)?,
+            class_loss: match label_option(self.class_loss.as_deref(), "class-loss", sup, "l2")? {
                 "l2" => ClassLoss::L2,
                 "ce" | "cross-entropy" => ClassLoss::CrossEntropy,
                 o => anyhow::bail!("invalid --class-loss '{o}': use l2 or ce"),
             },
-            lr_class: self.lr_class,
-            class_steps: self.class_steps,
+            lr_class: label_option(self.lr_class, "lr-class", sup, d.lr_class)?,
+            class_steps: label_option(self.class_steps, "class-steps", sup, d.class_steps)?,
             restarts: self.restarts,
             seed: self.run.seed,
             threads: self.run.threads,

@@ -1444,6 +1444,16 @@ fn neural_nmf_bad_options_are_one_line_errors() {
             vec!["labels7"],
         ),
         (vec!["--lr=-1"], vec!["lr"]),
+        // Options of the label term without supervision.
+        (
+            vec!["--class-loss", "ce"],
+            vec!["--class-loss ce", "--supervision none"],
+        ),
+        (vec!["--lr-class", "1"], vec!["--lr-class", "--supervision none"]),
+        (
+            vec!["--class-steps", "5"],
+            vec!["--class-steps", "--supervision none"],
+        ),
         // A step so long that the layers overflow names the step, not the dictionary.
         (vec!["--lr", "1e30"], vec!["epoch 1", "lower --lr"]),
         (vec!["--cost", "kl"], vec!["--cost"]),
