@@ -33,6 +33,10 @@ pub struct BenchNnlsArgs {
     /// comma-separated list (e.g. 2,3,4) times each in turn within every repetition.
     #[arg(long, value_delimiter = ',', default_values_t = [partlearn::nmf::frobenius::ANLS_PREDICT_SWEEPS])]
     pub sweeps: Vec<usize>,
+    /// Precision of the passive-set systems: data (f32 for f32 data) or f64; a comma-separated
+    /// list (data,f64) times each in turn within every repetition.
+    #[arg(long, value_delimiter = ',', default_value = "data")]
+    pub systems: Vec<String>,
     /// Repetitions of the timed step (the minimum is reported).
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
@@ -44,12 +48,23 @@ pub struct BenchNnlsArgs {
 }
 
 fn run_nnls(a: BenchNnlsArgs) -> Result<()> {
+    use partlearn::nmf::nnls::Systems;
+    let systems = a
+        .systems
+        .iter()
+        .map(|v| match v.as_str() {
+            "data" => Ok(Systems::Data),
+            "f64" => Ok(Systems::F64),
+            other => anyhow::bail!("invalid --systems '{other}': use data, f64 or a list such as data,f64"),
+        })
+        .collect::<Result<Vec<_>>>()?;
     let data = a.data.load::<f32>()?;
     let o = partlearn::bench::NnlsBenchOptions {
         k: a.k,
         threads: a.threads,
         warmup_iters: a.warmup,
         sweeps: a.sweeps,
+        systems,
         reps: a.reps,
         seed: a.seed,
     };
@@ -63,10 +78,14 @@ fn run_nnls(a: BenchNnlsArgs) -> Result<()> {
         r.data, r.n_samples, r.n_features, r.k, r.threads, r.warmup_iters
     );
     for st in &r.steps {
+        let systems = match st.systems {
+            Systems::Data => "f32 systems",
+            Systems::F64 => "f64 systems",
+        };
         println!("CD prediction ({} sweeps)   {:>8.4} s", st.sweeps, st.cd_seconds);
         println!(
-            "BPP (exact)                {:>8.4} s   {:.3} factorizations and {:.3} bordered updates per column, {} rounds, mean |F| {:.1}",
-            st.bpp_seconds, st.solves_per_column, st.updates_per_column, st.rounds, st.mean_passive
+            "BPP (exact, {systems})   {:>8.4} s   {:.3} factorizations and {:.3} bordered updates per column, {} rounds, {} columns widened, mean |F| {:.1}",
+            st.bpp_seconds, st.solves_per_column, st.updates_per_column, st.rounds, st.widened, st.mean_passive
         );
         println!("step (CD + BPP)            {:>8.4} s", st.step_seconds);
     }

@@ -526,6 +526,9 @@ pub struct NnlsBenchOptions {
     /// previous codes alone); with several values, each repetition times them all in turn, so
     /// that a change of the machine's speed hits them alike.
     pub sweeps: Vec<usize>,
+    /// Precisions of the passive-set systems to time, each with every number of sweeps, in
+    /// turn within every repetition (empty: the default, [`nmf::nnls::Systems::Data`]).
+    pub systems: Vec<nmf::nnls::Systems>,
     /// Repetitions of the timed step (the minimum is reported).
     pub reps: usize,
     pub seed: u64,
@@ -535,6 +538,8 @@ pub struct NnlsBenchOptions {
 #[derive(Clone, Debug, Serialize)]
 pub struct NnlsStepTiming {
     pub sweeps: usize,
+    /// Precision of the passive-set systems.
+    pub systems: nmf::nnls::Systems,
     /// Seconds of the passive-set prediction (the CD sweeps).
     pub cd_seconds: f64,
     /// Seconds of the exact block-principal-pivoting solve.
@@ -549,6 +554,8 @@ pub struct NnlsStepTiming {
     pub rounds: usize,
     /// Mean number of positive codes per sample after the step (|F| of the solution).
     pub mean_passive: f64,
+    /// Columns finished in `f64` after their `f32` systems stalled ([`nmf::nnls::Systems`]).
+    pub widened: usize,
 }
 
 /// What [`bench_nnls`] measured.
@@ -622,11 +629,18 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
             linalg::gram(g.as_mut(), wt.as_ref(), par);
             linalg::matmul(c.as_mut(), Accum::Replace, wt.as_ref(), x, T::one(), par);
         });
+        let systems = if o.systems.is_empty() {
+            vec![nmf::nnls::Systems::Data]
+        } else {
+            o.systems.clone()
+        };
         let mut steps: Vec<NnlsStepTiming> = o
             .sweeps
             .iter()
-            .map(|&sweeps| NnlsStepTiming {
+            .flat_map(|&sweeps| systems.iter().map(move |&systems| (sweeps, systems)))
+            .map(|(sweeps, systems)| NnlsStepTiming {
                 sweeps,
+                systems,
                 cd_seconds: f64::INFINITY,
                 bpp_seconds: f64::INFINITY,
                 step_seconds: f64::INFINITY,
@@ -634,6 +648,7 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
                 updates_per_column: 0.0,
                 rounds: 0,
                 mean_passive: 0.0,
+                widened: 0,
             })
             .collect();
         let nf = n.max(1) as f64;
@@ -652,8 +667,11 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
                     );
                 }
                 let t1 = Instant::now();
-                let stats =
-                    nnls::solve_gram(g.as_ref(), c.as_ref(), h.as_mut(), true, &Default::default(), par)?;
+                let nopts = nnls::NnlsOptions {
+                    systems: st.systems,
+                    ..Default::default()
+                };
+                let stats = nnls::solve_gram(g.as_ref(), c.as_ref(), h.as_mut(), true, &nopts, par)?;
                 let t2 = Instant::now();
                 st.cd_seconds = st.cd_seconds.min((t1 - t0).as_secs_f64());
                 st.bpp_seconds = st.bpp_seconds.min((t2 - t1).as_secs_f64());
@@ -661,6 +679,7 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
                 st.solves_per_column = stats.factorizations as f64 / nf;
                 st.updates_per_column = stats.updates as f64 / nf;
                 st.rounds = stats.rounds;
+                st.widened = stats.widened;
                 let positive: usize = h
                     .col_iter()
                     .map(|col| col.iter().filter(|v| **v > T::zero()).count())

@@ -22,7 +22,11 @@
 //! depend on the other lanes of its batch, and windows are fixed ranges of columns, so the result
 //! has the same bits for any thread count.
 //!
-//! Numerics: the small systems are solved in `f64` whatever `T` is. Feasibility is tested with
+//! Numerics: the small systems are factored and solved in the data's precision ([`Systems`]:
+//! `f32` lanes for `f32` data, eight columns per AVX2 register; `f64` otherwise, or on request),
+//! while the duals, the bordered updates' Schur systems and the KKT checks are in `f64` whatever
+//! `T` is. A column of `f32` systems whose pivot loses its digits or that needs the backup rule
+//! continues in `f64`. Feasibility is tested with
 //! tolerances relative to the column (`tol · max|Cᵀb_j|` for the dual, `tol · max|x_F|` for the
 //! primal). A `G_FF` that is singular or numerically so (zero or duplicate columns of `C`) gets a
 //! ridge `ε·mean(diag G)` (ε from 1e-12 growing ×100 until the factorization succeeds), which
@@ -47,6 +51,8 @@ pub struct NnlsOptions {
     /// Maximum exchange rounds per column; `None` = `10·k + 50`. A column that reaches it keeps
     /// its last solution projected onto `x ≥ 0` and is counted in [`NnlsStats::capped`].
     pub max_rounds: Option<usize>,
+    /// Precision of the passive-set factorizations and their triangular solves.
+    pub systems: Systems,
 }
 
 impl Default for NnlsOptions {
@@ -54,8 +60,30 @@ impl Default for NnlsOptions {
         NnlsOptions {
             tol: 1e-10,
             max_rounds: None,
+            systems: Systems::Data,
         }
     }
+}
+
+/// Precision of the passive-set systems `G_FF x_F = b_F` ([`NnlsOptions::systems`]).
+///
+/// With `f32` data, `G = CᵀC` and `Cᵀb` come from `f32` products and carry relative errors of
+/// order `√p·ε₃₂` (≈ 3e-6 at p = 784) before the solver sees them, so solving their systems in
+/// `f64` buys no accuracy with respect to the data; `f32` factors halve the work of the
+/// factorizations, their solves and their cache traffic (eight columns per AVX2 register
+/// instead of four). The duals and the KKT checks stay in `f64`; the feasibility tolerance is
+/// raised to [`F32_SYSTEMS_TOL`] and a column whose pivot loses its digits, or that falls back
+/// to the one-at-a-time exchange rule (the sign of an ill-conditioned system cycling on
+/// rounding noise), is solved in `f64` from then on ([`NnlsStats::widened`]). With `f64` data
+/// both settings are `f64`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Systems {
+    /// The data's precision (`f32` systems for `f32` data).
+    #[default]
+    Data,
+    /// Always `f64`.
+    F64,
 }
 
 impl NnlsOptions {
@@ -88,6 +116,9 @@ pub struct NnlsStats {
     pub backup: usize,
     /// Columns stopped by the round cap.
     pub capped: usize,
+    /// Columns of `f32` systems finished in `f64` after falling back to the one-at-a-time
+    /// exchange rule ([`Systems`]).
+    pub widened: usize,
 }
 
 /// Solves `min_{x_j ≥ 0} ½x_jᵀ G x_j − x_jᵀ c_j` for every column `c_j` of `cross` (`k × n`),
@@ -230,8 +261,15 @@ fn solve_gram_with<T: Real>(
             *v = gram[(i, l)];
         }
     }
+    // f32 data solves its systems in f32 unless asked otherwise ([`Systems`]).
+    let lanes_f32 = T::NAME == "f32" && opts.systems == Systems::Data;
+    let (pivot_ratio, tol_floor) = if lanes_f32 {
+        (<f32 as Lane>::PIVOT_RATIO, <f32 as Lane>::TOL_FLOOR)
+    } else {
+        (<f64 as Lane>::PIVOT_RATIO, <f64 as Lane>::TOL_FLOOR)
+    };
     let thr: Vec<f64> = (0..k)
-        .map(|i| 1e-13 * Real::to_f64(gp[i * kp + i]).abs().max(mean_diag * 1e-300))
+        .map(|i| pivot_ratio * Real::to_f64(gp[i * kp + i]).abs().max(mean_diag * 1e-300))
         .collect();
     let ctx = Ctx {
         g: &g,
@@ -243,28 +281,17 @@ fn solve_gram_with<T: Real>(
         thr: &thr,
         b,
         bs,
-        tol: opts.tol,
+        tol: opts.tol.max(tol_floor),
         max_rounds,
         max_update,
         min_update_size,
         start,
+        narrow: lanes_f32,
     };
-    let per_window: Vec<std::result::Result<NnlsStats, usize>> = if parallel {
-        out.par_col_chunks_mut(WINDOW)
-            .enumerate()
-            .map_init(WindowScratch::default, |ws, (w, o)| {
-                solve_window(&ctx, w * WINDOW, o, ws)
-            })
-            .collect()
+    let per_window = if lanes_f32 {
+        solve_windows::<T, f32>(&ctx, out, parallel)
     } else {
-        let mut out = out;
-        let mut ws = WindowScratch::default();
-        (0..n.div_ceil(WINDOW))
-            .map(|w| {
-                let (j0, len) = (w * WINDOW, WINDOW.min(n - w * WINDOW));
-                solve_window(&ctx, j0, out.as_mut().subcols_mut(j0, len), &mut ws)
-            })
-            .collect()
+        solve_windows::<T, f64>(&ctx, out, parallel)
     };
     if let Some(j) = per_window.iter().filter_map(|r| r.err()).min() {
         return Err(Error::Numerical {
@@ -280,17 +307,44 @@ fn solve_gram_with<T: Real>(
         stats.ridged += s.ridged;
         stats.backup += s.backup;
         stats.capped += s.capped;
+        stats.widened += s.widened;
     }
     Ok(stats)
+}
+
+/// Every window of `out` by [`solve_window`] with lanes of type `F`, on the threads or in turn.
+fn solve_windows<T: Real, F: Lane>(
+    ctx: &Ctx<'_, T>,
+    out: MatMut<'_, T>,
+    parallel: bool,
+) -> Vec<std::result::Result<NnlsStats, usize>> {
+    let n = out.ncols();
+    if parallel {
+        out.par_col_chunks_mut(WINDOW)
+            .enumerate()
+            .map_init(WindowScratch::<F>::default, |ws, (w, o)| {
+                solve_window(ctx, w * WINDOW, o, ws)
+            })
+            .collect()
+    } else {
+        let mut out = out;
+        let mut ws = WindowScratch::<F>::default();
+        (0..n.div_ceil(WINDOW))
+            .map(|w| {
+                let (j0, len) = (w * WINDOW, WINDOW.min(n - w * WINDOW));
+                solve_window(ctx, j0, out.as_mut().subcols_mut(j0, len), &mut ws)
+            })
+            .collect()
+    }
 }
 
 /// Columns are solved in windows of this many consecutive columns, each window on one thread
 /// through all its rounds (so the windows' state stays in cache and the result does not depend
 /// on the thread count).
 const WINDOW: usize = 512;
-/// Columns whose passive-set systems are factored together, one per SIMD lane (`f64`, two AVX2
-/// registers per entry; measured faster than 4 lanes at k = 100, |F| ≈ 35, because the
-/// per-block bookkeeping is shared by twice as many columns).
+/// Columns whose passive-set systems are factored together, one per SIMD lane (`f64`: two AVX2
+/// registers per entry, measured faster than 4 lanes at k = 100, |F| ≈ 35, because the
+/// per-block bookkeeping is shared by twice as many columns; `f32`: one register).
 const LANES: usize = 8;
 /// Earlier rows that [`chol_lanes`] takes at a time (2 rows × 2 earlier rows × 8 lanes fill 8
 /// AVX2 accumulators).
@@ -311,6 +365,97 @@ const MAX_UPDATE: usize = 8;
 /// 10 (|F| 39) 0.106 / 0.114 / 0.106 / 0.115.
 const MIN_UPDATE_SIZE: usize = 32;
 
+/// Relative feasibility tolerance below which `f32` passive-set systems are not trusted: the
+/// effective tolerance is `max(tol, F32_SYSTEMS_TOL)` ([`Systems::Data`] with `f32` data).
+/// A solve in `f32` carries a relative residual of a few `ε₃₂ ≈ 1.2e-7`; below the floor,
+/// rounding noise of the solution reads as infeasibility (measured on Fashion-MNIST, `bench
+/// nnls --warmup 25`: at `tol = 1e-10` one column cycled to the round cap (1,050 rounds);
+/// at 1e-7 the factorizations, bordered updates and rounds were those of the `f64` systems
+/// at 1e-10, to the last digit).
+pub const F32_SYSTEMS_TOL: f64 = 1e-7;
+/// Pivot threshold of `f32` systems, relative to `|G_ii|` (`f64` systems: 1e-13). A pivot
+/// below it (the Schur complement of row `i` lost all but ~3 of its digits to cancellation,
+/// which `f32` rounding of `G_FF` alone, ~`|F|·ε₃₂`, can cause) sends the column to the `f64`
+/// path for that round ([`factor`], with its ridge fallback).
+const F32_PIVOT_RATIO: f64 = 1e-4;
+
+/// The float type of the lane kernels (the passive-set factorizations and their triangular
+/// solves): `f64`, or `f32` for `f32` data ([`Systems`]). The duals, the bordered updates'
+/// Schur systems and the KKT checks stay in `f64` either way.
+trait Lane:
+    Copy
+    + Default
+    + PartialOrd
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+    + std::ops::MulAssign
+    + Send
+    + Sync
+    + 'static
+{
+    const ZERO: Self;
+    const ONE: Self;
+    /// Tolerance floor and pivot ratio of systems in this type.
+    const TOL_FLOOR: f64;
+    const PIVOT_RATIO: f64;
+    /// `self · a + b`, fused.
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    fn sqrt(self) -> Self;
+    /// Rounding conversion from `f64`.
+    fn of(v: f64) -> Self;
+    /// Exact conversion to `f64`.
+    fn wide(self) -> f64;
+}
+
+impl Lane for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const TOL_FLOOR: f64 = 0.0;
+    const PIVOT_RATIO: f64 = 1e-13;
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f64::mul_add(self, a, b)
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    #[inline(always)]
+    fn of(v: f64) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn wide(self) -> f64 {
+        self
+    }
+}
+
+impl Lane for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const TOL_FLOOR: f64 = F32_SYSTEMS_TOL;
+    const PIVOT_RATIO: f64 = F32_PIVOT_RATIO;
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f32::mul_add(self, a, b)
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+    #[inline(always)]
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+    #[inline(always)]
+    fn wide(self) -> f64 {
+        f64::from(self)
+    }
+}
+
 /// Per-column state of the pivoting.
 #[derive(Clone, Debug)]
 struct Column {
@@ -323,6 +468,8 @@ struct Column {
     ridged: bool,
     backup: bool,
     capped: bool,
+    /// Solved in `f64` from now on (only with `f32` systems, [`Systems`]).
+    wide: bool,
 }
 
 /// What every window reads.
@@ -348,17 +495,19 @@ struct Ctx<'a, T> {
     max_update: usize,
     min_update_size: usize,
     start: Start<'a, T>,
+    /// The lane kernels run in `f32` ([`Systems`]).
+    narrow: bool,
 }
 
 /// Solves the columns `j0..j0 + out.ncols()` through all their rounds: each round sorts the
 /// unfinished columns by `|F|` (so that a batch's systems have nearly the same size) and runs
 /// [`round`] on batches of [`LANES`] of them. A right-hand side with a non-finite entry stops
 /// the window before anything is written: `Err(j)` names the first such column.
-fn solve_window<T: Real>(
+fn solve_window<T: Real, F: Lane>(
     ctx: &Ctx<'_, T>,
     j0: usize,
     mut out: MatMut<'_, T>,
-    ws: &mut WindowScratch,
+    ws: &mut WindowScratch<F>,
 ) -> std::result::Result<NnlsStats, usize> {
     let (k, words, nw) = (ctx.k, ctx.words, out.ncols());
     let WindowScratch {
@@ -408,6 +557,7 @@ fn solve_window<T: Real>(
             ridged: false,
             backup: false,
             capped: false,
+            wide: false,
         },
     );
     let mut stats = NnlsStats::default();
@@ -444,6 +594,7 @@ fn solve_window<T: Real>(
         stats.ridged += usize::from(c.ridged);
         stats.backup += usize::from(c.backup);
         stats.capped += usize::from(c.capped);
+        stats.widened += usize::from(c.wide);
     }
     Ok(stats)
 }
@@ -451,12 +602,12 @@ fn solve_window<T: Real>(
 /// Buffers of [`solve_window`], reused across the windows one thread solves (allocating them per
 /// window made `bench nnls` ≈ 8 % slower: 0.130 against 0.118–0.123 s).
 #[derive(Default)]
-struct WindowScratch {
+struct WindowScratch<F> {
     bmax: Vec<f64>,
     passive: Vec<u64>,
     st: Vec<Column>,
     active: Vec<(usize, usize)>,
-    s: Scratch,
+    s: Scratch<F>,
 }
 
 /// The mutable state of one window that [`round`] updates.
@@ -470,15 +621,15 @@ struct Window<'a, 'o, T> {
 
 /// Workspaces of [`round`], reused across the batches of one window.
 #[derive(Default)]
-struct Scratch {
+struct Scratch<F> {
     /// Lane-interleaved packed lower triangle, row-major: entry `(r, c)` of lane `l` at
     /// `(r(r+1)/2 + c)·LANES + l`.
-    a: Vec<f64>,
+    a: Vec<F>,
     /// The solution, lane-interleaved: `r[i·LANES + lane]`.
-    r: Vec<f64>,
+    r: Vec<F>,
     /// Pivot thresholds and reciprocal pivots: `[i·LANES + lane]`.
-    thr: Vec<f64>,
-    inv: Vec<f64>,
+    thr: Vec<F>,
+    inv: Vec<F>,
     idx: Vec<usize>,
     /// Lane-interleaved column offsets and row indices of the gather.
     co: Vec<u32>,
@@ -487,7 +638,7 @@ struct Scratch {
     x: Vec<f64>,
     y: Vec<f64>,
     infeasible: Vec<u64>,
-    u: Update,
+    u: Update<F>,
 }
 
 /// One BPP round (METHODS.md §1.3 steps 2–5) for a batch of up to [`LANES`] columns: solves
@@ -496,7 +647,12 @@ struct Scratch {
 /// SIMD lane; a lane whose pivot falls below the singularity threshold is solved again on its
 /// own by [`factor`] with the ridge fallback), then checks each column's KKT conditions and
 /// exchanges its infeasible indices; a feasible (or capped) column is written to `out`.
-fn round<T: Real>(ctx: &Ctx<'_, T>, batch: &[(usize, usize)], w: &mut Window<'_, '_, T>, s: &mut Scratch) {
+fn round<T: Real, F: Lane>(
+    ctx: &Ctx<'_, T>,
+    batch: &[(usize, usize)],
+    w: &mut Window<'_, '_, T>,
+    s: &mut Scratch<F>,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
@@ -509,11 +665,11 @@ fn round<T: Real>(ctx: &Ctx<'_, T>, batch: &[(usize, usize)], w: &mut Window<'_,
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn round_avx2<T: Real>(
+unsafe fn round_avx2<T: Real, F: Lane>(
     ctx: &Ctx<'_, T>,
     batch: &[(usize, usize)],
     w: &mut Window<'_, '_, T>,
-    s: &mut Scratch,
+    s: &mut Scratch<F>,
 ) {
     round_impl(ctx, batch, w, s)
 }
@@ -521,20 +677,20 @@ unsafe fn round_avx2<T: Real>(
 /// The kernel of [`round`]; `mul_add` is fused on every path, so all paths give the same bits,
 /// and a lane's arithmetic does not depend on the other lanes (padding rows come after its own).
 #[inline(always)]
-fn round_impl<T: Real>(
+fn round_impl<T: Real, F: Lane>(
     ctx: &Ctx<'_, T>,
     batch: &[(usize, usize)],
     w: &mut Window<'_, '_, T>,
-    s: &mut Scratch,
+    s: &mut Scratch<F>,
 ) {
     const L: usize = LANES;
     let (k, kp, words) = (ctx.k, ctx.kp, ctx.words);
     let m = batch.iter().map(|c| c.0).max().unwrap_or(0);
     let tri = |r: usize| r * (r + 1) / 2;
-    s.a.resize((tri(m) + m) * L, 0.0);
-    s.r.resize(m * L, 0.0);
-    s.thr.resize(m * L, 0.0);
-    s.inv.resize(m * L, 0.0);
+    s.a.resize((tri(m) + m) * L, F::ZERO);
+    s.r.resize(m * L, F::ZERO);
+    s.thr.resize(m * L, F::ZERO);
+    s.inv.resize(m * L, F::ZERO);
     s.idx.resize(m * L, 0);
     s.x.resize(kp, 0.0);
     s.y.resize(kp, 0.0);
@@ -567,8 +723,8 @@ fn round_impl<T: Real>(
                     f[t] = i;
                     s.co[t * L + lane] = (i * kp) as u32;
                     s.ro[t * L + lane] = i as u32;
-                    s.a[(tri(m) + t) * L + lane] = Real::to_f64(bj[i]);
-                    s.thr[t * L + lane] = ctx.thr[i];
+                    s.a[(tri(m) + t) * L + lane] = F::of(Real::to_f64(bj[i]));
+                    s.thr[t * L + lane] = F::of(ctx.thr[i]);
                     t += 1;
                 }
             }
@@ -578,8 +734,8 @@ fn round_impl<T: Real>(
         for r in t..m {
             s.co[r * L + lane] = (k * kp) as u32;
             s.ro[r * L + lane] = 0;
-            s.a[(tri(m) + r) * L + lane] = 0.0;
-            s.thr[r * L + lane] = 0.0;
+            s.a[(tri(m) + r) * L + lane] = F::ZERO;
+            s.thr[r * L + lane] = F::ZERO;
         }
     }
     assert!(ctx.gp.len() >= (k + 1) * kp);
@@ -596,11 +752,17 @@ fn round_impl<T: Real>(
     }
     for (lane, &t) in len.iter().enumerate() {
         for r in t..m {
-            s.a[(tri(r) + r) * L + lane] = 1.0;
+            s.a[(tri(r) + r) * L + lane] = F::ONE;
         }
     }
     let mut failed = [false; L];
     chol_lanes(&mut s.a, m, &s.thr, &mut s.inv, &mut failed);
+    // A lane whose pivot failed, or whose column left the f32 path, is solved in f64 below.
+    for (lane, &(_, jl)) in batch.iter().enumerate() {
+        let c = &mut w.st[jl];
+        c.wide |= failed[lane] && ctx.narrow;
+        failed[lane] |= c.wide;
+    }
     // Lᵀ x = y (y from the factorization).
     s.r[..m * L].copy_from_slice(&s.a[tri(m) * L..(tri(m) + m) * L]);
     back_lanes(&s.a, &s.inv, m, &mut s.r);
@@ -621,7 +783,7 @@ fn round_impl<T: Real>(
             c.ridged |= rid;
         } else {
             for (r, &i) in f.iter().enumerate() {
-                s.x[i] = s.r[r * L + lane];
+                s.x[i] = s.r[r * L + lane].wide();
             }
         }
         let pj = &mut w.passive[jl * words..(jl + 1) * words];
@@ -710,7 +872,7 @@ fn dot4(p: &[f64], q: &[f64]) -> f64 {
 /// of the lane factor `a` (reciprocal pivots `inv`): row by row (each factor row is read in
 /// order), `v_r = (v_r − Σ_{c<r} L_rc v_c) / L_rr` with the sum in four partial sums.
 #[inline(always)]
-fn forward_lanes(a: &[f64], inv: &[f64], m: usize, v: &mut [f64], nv: usize) {
+fn forward_lanes<F: Lane>(a: &[F], inv: &[F], m: usize, v: &mut [F], nv: usize) {
     const L: usize = LANES;
     let tri = |r: usize| r * (r + 1) / 2;
     assert!(v.len() >= nv * m * L && a.len() >= tri(m) * L && inv.len() >= m * L);
@@ -718,7 +880,7 @@ fn forward_lanes(a: &[f64], inv: &[f64], m: usize, v: &mut [f64], nv: usize) {
         let v = &mut v[q * m * L..(q + 1) * m * L];
         for r in 0..m {
             let (row, done) = (&a[tri(r) * L..(tri(r) + r) * L], &v[..r * L]);
-            let mut acc = [[0.0f64; L]; 4];
+            let mut acc = [[F::ZERO; L]; 4];
             let mut rows = row.chunks_exact(4 * L);
             let mut ys = done.chunks_exact(4 * L);
             for (lr, yr) in (&mut rows).zip(&mut ys) {
@@ -750,7 +912,7 @@ fn forward_lanes(a: &[f64], inv: &[f64], m: usize, v: &mut [f64], nv: usize) {
 /// `x ← L⁻ᵀ x` for every lane of the lane factor `a` (reciprocal pivots `inv`), `x`
 /// lane-interleaved (`x[i·LANES + lane]`).
 #[inline(always)]
-fn back_lanes(a: &[f64], inv: &[f64], m: usize, x: &mut [f64]) {
+fn back_lanes<F: Lane>(a: &[F], inv: &[F], m: usize, x: &mut [F]) {
     const L: usize = LANES;
     let tri = |r: usize| r * (r + 1) / 2;
     for c in (0..m).rev() {
@@ -773,11 +935,11 @@ fn back_lanes(a: &[f64], inv: &[f64], m: usize, x: &mut [f64]) {
 
 /// Workspaces of [`update_rounds`].
 #[derive(Default)]
-struct Update {
+struct Update<F> {
     /// `ŷ = L⁻¹ b_F` of every lane: a copy of row `m` of the factor. (Reading that row in place
     /// instead measured 4–9 % slower for the whole solve in three alternating `bench nnls` pairs,
     /// presumably through code generation; not investigated further.)
-    yhat: Vec<f64>,
+    yhat: Vec<F>,
     /// Per lane (`[lane·k + i]`): position of index `i` in the factored list (`NONE` off it),
     /// and the slot of its `w` (`NONE` if not computed).
     pos: Vec<u32>,
@@ -785,7 +947,7 @@ struct Update {
     /// Slots in use: `w_t = L⁻¹ v_t` of slot `t`, lane-interleaved at `w[t·m·LANES..]` (each
     /// round's q-th new index of every lane shares one slot).
     nslots: usize,
-    w: Vec<f64>,
+    w: Vec<F>,
     /// Per lane: the indices that have a slot.
     slotted: [Vec<usize>; LANES],
     /// Per lane: the exchanged indices (additions first, then removals) and how many are
@@ -799,7 +961,7 @@ struct Update {
     /// One lane's `w` vectors and `ŷ`, contiguous.
     wl: Vec<f64>,
     yl: Vec<f64>,
-    d: Vec<f64>,
+    d: Vec<F>,
     sup: Vec<usize>,
     /// Bordered updates done (read by [`solve_window`]).
     updates: usize,
@@ -822,11 +984,11 @@ const NONE: u32 = u32::MAX;
 /// next factored round (with its current passive set) when `|A| + |R|` exceeds
 /// [`Ctx::max_update`] or its Schur system is numerically singular.
 #[inline(always)]
-fn update_rounds<T: Real>(
+fn update_rounds<T: Real, F: Lane>(
     ctx: &Ctx<'_, T>,
     batch: &[(usize, usize)],
     w: &mut Window<'_, '_, T>,
-    s: &mut Scratch,
+    s: &mut Scratch<F>,
     m: usize,
     mut active: [bool; LANES],
 ) {
@@ -838,7 +1000,7 @@ fn update_rounds<T: Real>(
     u.yhat.extend_from_slice(&s.a[tri(m) * L..(tri(m) + m) * L]);
     u.pos.resize(L * k, NONE);
     u.slot.resize(L * k, NONE);
-    u.d.resize(m * L, 0.0);
+    u.d.resize(m * L, F::ZERO);
     let max_slots = 2 * ctx.max_update;
     let pending = active;
     for (lane, &(size, _)) in batch.iter().enumerate() {
@@ -885,8 +1047,8 @@ fn update_rounds<T: Real>(
         // `v = G_{F,a}` or `e_p`, and the forward solves `w = L⁻¹ v` of all of them at once.
         let (base, most) = (u.nslots, fresh.iter().copied().max().unwrap_or(0));
         u.nslots += most;
-        u.w.resize(u.nslots * m * L, 0.0);
-        u.w[base * m * L..].fill(0.0);
+        u.w.resize(u.nslots * m * L, F::ZERO);
+        u.w[base * m * L..].fill(F::ZERO);
         for (lane, &(size, _)) in batch.iter().enumerate() {
             if !active[lane] {
                 continue;
@@ -905,17 +1067,17 @@ fn update_rounds<T: Real>(
                     NONE => {
                         let gi = ctx.g.col_as_slice(i);
                         for (r, &fr) in f.iter().enumerate() {
-                            v[r * L + lane] = gi[fr];
+                            v[r * L + lane] = F::of(gi[fr]);
                         }
                     }
-                    p => v[p as usize * L + lane] = 1.0,
+                    p => v[p as usize * L + lane] = F::ONE,
                 }
                 t += 1;
             }
         }
         forward_lanes(&s.a, &s.inv, m, &mut u.w[base * m * L..], most);
         // Each lane's Schur system, its solution and d = W v.
-        u.d.fill(0.0);
+        u.d.fill(F::ZERO);
         for (lane, &(size, jl)) in batch.iter().enumerate() {
             if !active[lane] {
                 continue;
@@ -933,11 +1095,11 @@ fn update_rounds<T: Real>(
             for &i in unk.iter() {
                 let t = slot[i] as usize;
                 let src = &u.w[t * m * L..(t + 1) * m * L];
-                u.wl.extend(src.chunks_exact(L).take(n).map(|g| g[lane]));
+                u.wl.extend(src.chunks_exact(L).take(n).map(|g| g[lane].wide()));
             }
             u.yl.clear();
             if na > 0 {
-                u.yl.extend(u.yhat.chunks_exact(L).take(n).map(|g| g[lane]));
+                u.yl.extend(u.yhat.chunks_exact(L).take(n).map(|g| g[lane].wide()));
             }
             let wl = |t: usize| &u.wl[t * n..(t + 1) * n];
             let wd = ns + 1;
@@ -957,7 +1119,7 @@ fn update_rounds<T: Real>(
                 u.sys[ti * wd + ns] = if ti < na {
                     Real::to_f64(ctx.b[j * ctx.bs + i]) - dot4(wl(ti), &u.yl)
                 } else {
-                    -s.r[pos[i] as usize * L + lane]
+                    -s.r[pos[i] as usize * L + lane].wide()
                 };
             }
             if !gauss_solve(&mut u.sys, ns, &mut u.sol[lane]) {
@@ -965,7 +1127,7 @@ fn update_rounds<T: Real>(
                 continue;
             }
             for (r, dr) in u.d.chunks_exact_mut(L).take(n).enumerate() {
-                dr[lane] = (0..ns).fold(0.0, |a, t| u.wl[t * n + r].mul_add(u.sol[lane][t], a));
+                dr[lane] = F::of((0..ns).fold(0.0, |a, t| u.wl[t * n + r].mul_add(u.sol[lane][t], a)));
             }
         }
         back_lanes(&s.a, &s.inv, m, &mut u.d);
@@ -980,7 +1142,7 @@ fn update_rounds<T: Real>(
             x.fill(0.0);
             for (r, &fr) in s.idx[lane * m..lane * m + size].iter().enumerate() {
                 if inp(pj, fr) {
-                    x[fr] = s.r[r * L + lane] - u.d[r * L + lane];
+                    x[fr] = s.r[r * L + lane].wide() - u.d[r * L + lane].wide();
                 }
             }
             for (&i, &v) in u.unk[lane][..u.na[lane]].iter().zip(&u.sol[lane]) {
@@ -1058,33 +1220,33 @@ fn gauss_solve(sys: &mut [f64], s: usize, sol: &mut Vec<f64>) -> bool {
 /// # Safety
 /// Every offset must be below `gp.len()`.
 #[inline(always)]
-unsafe fn gather<T: Real>(gp: &[T], off: &[u32; LANES]) -> [f64; LANES] {
+unsafe fn gather<T: Real, F: Lane>(gp: &[T], off: &[u32; LANES]) -> [F; LANES] {
     // SAFETY: the offsets are in bounds (the caller's contract).
-    std::array::from_fn(|l| Real::to_f64(unsafe { *gp.get_unchecked(off[l] as usize) }))
+    std::array::from_fn(|l| F::of(Real::to_f64(unsafe { *gp.get_unchecked(off[l] as usize) })))
 }
 
 /// `acc[i][q] −= Σ_{p<c0} L[row i][p] · L[column q][p]` for the rows starting at `rb` and the
 /// earlier rows starting at `cb` (offsets into `a`), accumulated in registers.
 #[inline(always)]
-fn block_dots(
-    a: &[f64],
+fn block_dots<F: Lane>(
+    a: &[F],
     rb: [usize; 2],
     cb: [usize; CB],
     c0: usize,
-    mut acc: [[[f64; LANES]; CB]; 2],
-) -> [[[f64; LANES]; CB]; 2] {
+    mut acc: [[[F; LANES]; CB]; 2],
+) -> [[[F; LANES]; CB]; 2] {
     const L: usize = LANES;
     assert!(rb.iter().chain(&cb).all(|&o| o + c0 * L <= a.len()));
     for p in 0..c0 {
         // SAFETY: every offset plus c0 lane groups lies inside `a` (asserted above) and p < c0;
         // unchecked loads keep the accumulators in registers.
-        let ld = |e: usize| -> [f64; L] {
-            let mut v = [0.0; L];
+        let ld = |e: usize| -> [F; L] {
+            let mut v = [F::ZERO; L];
             v.copy_from_slice(unsafe { a.get_unchecked(e + p * L..e + (p + 1) * L) });
             v
         };
         let rv = [ld(rb[0]), ld(rb[1])];
-        let cv: [[f64; L]; CB] = std::array::from_fn(|q| ld(cb[q]));
+        let cv: [[F; L]; CB] = std::array::from_fn(|q| ld(cb[q]));
         for i in 0..2 {
             for q in 0..CB {
                 for l in 0..L {
@@ -1107,7 +1269,7 @@ fn load<E: Copy + Default>(v: &[E], e: usize) -> [E; LANES] {
 /// Pivot of row `r` from its lane-interleaved Schur complement `d`: `√d`, with the reciprocal
 /// stored in `inv`, or 1 with the lane marked failed when `d` is not above its threshold `thr`.
 #[inline(always)]
-fn pivot(d: &mut [f64; LANES], r: usize, thr: &[f64], inv: &mut [f64], failed: &mut [bool; LANES]) {
+fn pivot<F: Lane>(d: &mut [F; LANES], r: usize, thr: &[F], inv: &mut [F], failed: &mut [bool; LANES]) {
     let (thr, inv) = (
         &thr[r * LANES..(r + 1) * LANES],
         &mut inv[r * LANES..(r + 1) * LANES],
@@ -1116,10 +1278,10 @@ fn pivot(d: &mut [f64; LANES], r: usize, thr: &[f64], inv: &mut [f64], failed: &
     let mut bad = [false; LANES];
     for l in 0..LANES {
         bad[l] = !(d[l] > thr[l]);
-        let v = if bad[l] { 1.0 } else { d[l] };
+        let v = if bad[l] { F::ONE } else { d[l] };
         let sq = v.sqrt();
         d[l] = sq;
-        inv[l] = 1.0 / sq;
+        inv[l] = F::ONE / sq;
     }
     for l in 0..LANES {
         failed[l] |= bad[l];
@@ -1130,7 +1292,7 @@ fn pivot(d: &mut [f64; LANES], r: usize, thr: &[f64], inv: &mut [f64], failed: &
 /// twice otherwise, the copy discarded) of the lane factor, from the rows above them:
 /// `L_rc = (A_rc − Σ_{p<c} L_rp L_cp) · inv_c`, [`CB`] columns at a time.
 #[inline(always)]
-fn offdiag(a: &mut [f64], rb: [usize; 2], two: bool, limit: usize, inv: &[f64]) {
+fn offdiag<F: Lane>(a: &mut [F], rb: [usize; 2], two: bool, limit: usize, inv: &[F]) {
     const L: usize = LANES;
     let tri = |r: usize| r * (r + 1) / 2;
     let at = |e: usize| e * L;
@@ -1139,7 +1301,7 @@ fn offdiag(a: &mut [f64], rb: [usize; 2], two: bool, limit: usize, inv: &[f64]) 
         let nc = CB.min(limit - c0);
         // Columns past the block's end repeat column c0 and are discarded.
         let cb: [usize; CB] = std::array::from_fn(|q| at(tri(if q < nc { c0 + q } else { c0 })));
-        let mut acc = [[[0.0f64; L]; CB]; 2];
+        let mut acc = [[[F::ZERO; L]; CB]; 2];
         for i in 0..2 {
             for q in 0..CB {
                 let e = rb[i] + at(if q < nc { c0 + q } else { c0 });
@@ -1182,7 +1344,7 @@ fn offdiag(a: &mut [f64], rb: [usize; 2], two: bool, limit: usize, inv: &[f64]) 
 /// `L_rc = (A_rc − Σ_{p<c} L_rp L_cp) / L_cc`. Each sum runs over `p` in increasing order, as in
 /// the textbook right-looking form, so the bits are the same.
 #[inline(always)]
-fn chol_lanes(a: &mut [f64], m: usize, thr: &[f64], inv: &mut [f64], failed: &mut [bool; LANES]) {
+fn chol_lanes<F: Lane>(a: &mut [F], m: usize, thr: &[F], inv: &mut [F], failed: &mut [bool; LANES]) {
     const L: usize = LANES;
     let tri = |r: usize| r * (r + 1) / 2;
     assert!(a.len() >= (tri(m) + m) * L && thr.len() >= m * L && inv.len() >= m * L);
@@ -1349,8 +1511,10 @@ fn exchange<T>(
     } else if c.budget >= 1 {
         c.budget -= 1;
     } else {
-        // Backup rule: flip only the largest infeasible index.
+        // Backup rule: flip only the largest infeasible index. With `f32` systems the column
+        // continues in `f64`, where the rule's guarantee of termination holds.
         c.backup = true;
+        c.wide |= ctx.narrow;
         if let Some(wi) = infeasible.iter().rposition(|&v| v != 0) {
             passive[wi] ^= 1u64 << (63 - infeasible[wi].leading_zeros());
         }
@@ -1382,8 +1546,8 @@ fn max_abs<T: Real>(v: &[T]) -> f64 {
 
 /// The `LANES` lanes of entry `e` of a lane-interleaved array.
 #[inline(always)]
-fn lanes(v: &mut [f64], e: usize) -> &mut [f64; LANES] {
-    let s: &mut [f64] = &mut v[e * LANES..(e + 1) * LANES];
+fn lanes<F: Lane>(v: &mut [F], e: usize) -> &mut [F; LANES] {
+    let s: &mut [F] = &mut v[e * LANES..(e + 1) * LANES];
     s.try_into().expect("a slice of LANES entries")
 }
 
@@ -1669,6 +1833,18 @@ mod tests {
 
     #[test]
     fn lane_cholesky_factors_each_lane_solves_forward_and_flags_only_singular_lanes() {
+        // f64 systems: random Gram matrices of `size + 3` rows, errors near f64 rounding.
+        check_lane_cholesky::<f64>(3, 1e-10, 1e-14, 1e-12);
+        // f32 systems (f32 data): taller, better-conditioned Gram matrices, errors near f32
+        // rounding, and the f32 pivot threshold.
+        check_lane_cholesky::<f32>(60, 1e-4, 1e-6, 1e-5);
+    }
+
+    /// Lane Cholesky of type `F` on random SPD systems (Gram matrices of `size + extra` random
+    /// rows) of decreasing sizes, one per lane, plus a singular one in the last lane: only that
+    /// lane fails, and every other lane's factor and forward solve are accurate to the given
+    /// relative tolerances.
+    fn check_lane_cholesky<F: Lane>(extra: usize, fwd_tol: f64, inv_tol: f64, back_tol: f64) {
         let mut r = Rng::new(9);
         let tri = |i: usize| i * (i + 1) / 2;
         for m in [1usize, 2, 3, 5, 6, 9, 14, 37] {
@@ -1677,7 +1853,7 @@ mod tests {
             let mats: Vec<Mat<f64>> = (0..LANES)
                 .map(|l| {
                     let size = m.saturating_sub(l).max(1);
-                    let b = random(&mut r, size + 3, size);
+                    let b = random(&mut r, size + extra, size);
                     let mut g = b.transpose() * &b;
                     if l == LANES - 1 && size >= 2 {
                         for i in 0..size {
@@ -1688,32 +1864,33 @@ mod tests {
                         }
                         g[(size - 1, size - 1)] = g[(0, 0)];
                     }
-                    g
+                    // The entries the kernel sees, exactly.
+                    Mat::from_fn(size, size, |i, j| F::of(g[(i, j)]).wide())
                 })
                 .collect();
-            let mut a = vec![0.0; (tri(m) + m) * LANES];
-            let rhs: Vec<f64> = (0..m * LANES).map(|_| r.uniform() - 0.5).collect();
+            let mut a = vec![F::ZERO; (tri(m) + m) * LANES];
+            let rhs: Vec<F> = (0..m * LANES).map(|_| F::of(r.uniform() - 0.5)).collect();
             a[tri(m) * LANES..].copy_from_slice(&rhs);
-            let mut thr = vec![0.0; m * LANES];
+            let mut thr = vec![F::ZERO; m * LANES];
             for (l, g) in mats.iter().enumerate() {
                 for i in 0..m {
                     for j in 0..=i {
                         a[(tri(i) + j) * LANES + l] = if i < g.nrows() {
                             if j < g.nrows() {
-                                g[(i, j)]
+                                F::of(g[(i, j)])
                             } else {
-                                0.0
+                                F::ZERO
                             }
                         } else {
-                            f64::from(u8::from(i == j))
+                            F::of(f64::from(u8::from(i == j)))
                         };
                     }
                     if i < g.nrows() {
-                        thr[i * LANES + l] = 1e-13 * g[(i, i)];
+                        thr[i * LANES + l] = F::of(F::PIVOT_RATIO * g[(i, i)]);
                     }
                 }
             }
-            let mut inv = vec![0.0; m * LANES];
+            let mut inv = vec![F::ZERO; m * LANES];
             let mut failed = [false; LANES];
             chol_lanes(&mut a, m, &thr, &mut inv, &mut failed);
             for (l, g) in mats.iter().enumerate() {
@@ -1723,27 +1900,30 @@ mod tests {
                 if singular {
                     continue;
                 }
-                let lf =
-                    Mat::<f64>::from_fn(
-                        size,
-                        size,
-                        |i, j| if j <= i { a[(tri(i) + j) * LANES + l] } else { 0.0 },
-                    );
+                let lf = Mat::<f64>::from_fn(size, size, |i, j| {
+                    if j <= i {
+                        a[(tri(i) + j) * LANES + l].wide()
+                    } else {
+                        0.0
+                    }
+                });
                 let back = &lf * lf.transpose();
                 // Row m now holds y with L y = b.
                 for i in 0..size {
-                    let ly: f64 = (0..=i).map(|c| lf[(i, c)] * a[(tri(m) + c) * LANES + l]).sum();
+                    let ly: f64 = (0..=i)
+                        .map(|c| lf[(i, c)] * a[(tri(m) + c) * LANES + l].wide())
+                        .sum();
                     assert!(
-                        (ly - rhs[i * LANES + l]).abs() < 1e-10,
+                        (ly - rhs[i * LANES + l].wide()).abs() < fwd_tol,
                         "m {m} lane {l} forward solve row {i}"
                     );
                 }
                 for i in 0..size {
-                    assert!((inv[i * LANES + l] * lf[(i, i)] - 1.0).abs() < 1e-14);
+                    assert!((inv[i * LANES + l].wide() * lf[(i, i)] - 1.0).abs() < inv_tol);
                     for j in 0..size {
                         let d = (back[(i, j)] - g[(i, j)]).abs();
                         assert!(
-                            d < 1e-12 * g[(i, i)].max(g[(j, j)]),
+                            d < back_tol * g[(i, i)].max(g[(j, j)]),
                             "m {m} lane {l} ({i},{j}) {d}"
                         );
                     }
@@ -1991,6 +2171,38 @@ mod tests {
             "{st:?}, largest support {support}"
         );
         assert!(kkt_violation(&c, &b, &x) < 1e-6, "{st:?}");
+        // The same with f32 data, whose bordered updates run on f32 factors: both policies meet
+        // the KKT conditions of the f32 inputs to single precision and reach the same objective.
+        let (c, b) = (c.as_ref().cloned_f32(), b.as_ref().cloned_f32());
+        let c64 = Mat::<f64>::from_fn(p, k, |i, j| f64::from(c[(i, j)]));
+        let b64 = Mat::<f64>::from_fn(p, n, |i, j| f64::from(b[(i, j)]));
+        let (g, cb) = (c.transpose() * &c, c.transpose() * &b);
+        let start = Mat::<f32>::from_fn(k, n, |_, _| (r.uniform() as f32 - 0.4).max(0.0));
+        let solve = |max_update: usize| {
+            let mut x = start.clone();
+            let st = solve_gram_with(
+                g.as_ref(),
+                cb.as_ref(),
+                x.as_mut(),
+                Start::Out,
+                &NnlsOptions::default(),
+                Par::Seq,
+                (max_update, MIN_UPDATE_SIZE),
+            )
+            .unwrap();
+            (Mat::<f64>::from_fn(k, n, |i, j| f64::from(x[(i, j)])), st)
+        };
+        let ((plain, s0), (upd, s1)) = (solve(0), solve(MAX_UPDATE));
+        assert!(s1.updates > 0 && s0.updates == 0, "{s0:?} {s1:?}");
+        assert_eq!((s0.widened, s1.widened), (0, 0));
+        for (x, st) in [(&plain, s0), (&upd, s1)] {
+            assert!(kkt_violation(&c64, &b64, x) < 2e-6, "{st:?}");
+        }
+        let obj = |x: &Mat<f64>| (&c64 * x - &b64).norm_l2();
+        assert!(
+            (obj(&upd) - obj(&plain)).abs() <= 1e-6 * obj(&plain),
+            "{s0:?} {s1:?}"
+        );
     }
 
     /// The dual kernel's row blocks (whole [`YB`] blocks, then one or two blocks for the rest)
@@ -2030,6 +2242,7 @@ mod tests {
                 max_update: 0,
                 min_update_size: 0,
                 start: Start::Zero,
+                narrow: false,
             };
             let mut y = vec![f64::NAN; kp];
             dual(&ctx, &b, &f, &x, &mut y);
@@ -2063,6 +2276,62 @@ mod tests {
         assert!((sol[0] - 3.0).abs() < 1e-15 && (sol[1] - 2.0).abs() < 1e-15);
         let mut singular = vec![1.0, 2.0, 1.0, 2.0, 4.0, 2.0];
         assert!(!gauss_solve(&mut singular, 2, &mut sol));
+    }
+
+    /// f32 data: solutions from `f32` passive-set systems ([`Systems::Data`]) meet the KKT
+    /// conditions of the problem the f32 inputs define (measured in f64) as well as those from
+    /// `f64` systems do, up to the tolerance floor, and agree with them to single precision.
+    #[test]
+    fn f32_systems_meet_kkt_like_f64_systems() {
+        let mut r = Rng::new(21);
+        for (p, k, n, spread) in [
+            (200, 20, 300, 1.0),
+            (300, 60, 200, 1.0),
+            (784, 100, 400, 1.0),
+            (40, 8, 50, 1.0),
+            // Nearly collinear columns: G_FF is ill-conditioned in f32.
+            (100, 12, 200, 1e-2),
+            (100, 12, 200, 3e-3),
+        ] {
+            let base: Vec<f64> = (0..p).map(|_| r.uniform()).collect();
+            let c = Mat::<f64>::from_fn(p, k, |i, _| base[i] + spread * r.uniform())
+                .as_ref()
+                .cloned_f32();
+            let b = Mat::<f64>::from_fn(p, n, |_, _| r.uniform() - 0.3)
+                .as_ref()
+                .cloned_f32();
+            let (c64, b64) = (
+                Mat::<f64>::from_fn(p, k, |i, j| f64::from(c[(i, j)])),
+                Mat::<f64>::from_fn(p, n, |i, j| f64::from(b[(i, j)])),
+            );
+            let solve = |systems| {
+                let opts = NnlsOptions {
+                    systems,
+                    ..Default::default()
+                };
+                let (s, st) = nnls(c.as_ref(), b.as_ref(), &opts, 1).unwrap();
+                (Mat::<f64>::from_fn(k, n, |i, j| f64::from(s[(i, j)])), st)
+            };
+            let (narrow, st32) = solve(Systems::Data);
+            let (wide, st64) = solve(Systems::F64);
+            let (v32, v64) = (
+                kkt_violation(&c64, &b64, &narrow),
+                kkt_violation(&c64, &b64, &wide),
+            );
+            let mut worst = 0.0f64;
+            for j in 0..n {
+                for i in 0..k {
+                    worst = worst.max((narrow[(i, j)] - wide[(i, j)]).abs() / (1.0 + wide[(i, j)].abs()));
+                }
+            }
+            let case = format!("{p}×{k}×{n}, spread {spread}: KKT {v32:.2e} against {v64:.2e}, difference {worst:.2e}, {st32:?} {st64:?}");
+            assert_eq!((st32.capped, st64.capped), (0, 0), "{case}");
+            assert!(v32 < 2e-6 && v32 < 1.5 * v64 + 2e-7, "{case}");
+            assert!(worst < 2e-6, "{case}");
+            // The ill-conditioned systems are handed to f64, the others stay in f32.
+            assert_eq!(st32.widened > 0, spread < 1.0, "{case}");
+            assert_eq!(st64.widened, 0, "{case}");
+        }
     }
 
     #[test]
