@@ -1,6 +1,7 @@
 //! `partlearn fit ae` and `partlearn fit asym-ae`: maps flags to the library's auto-encoder
 //! options, trains with a progress bar (batches, ETA), keeps `RUN/checkpoint.safetensors` up to
-//! date for `--resume`, and writes the run folder.
+//! date for `--resume` (in the run's stage while `--force` replaces an existing run), and writes
+//! the run folder.
 
 use std::path::{Path, PathBuf};
 
@@ -249,9 +250,18 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
     };
     state.options.validate(&state.model, &data)?;
     // A resumed run replaces its own folder; a new one needs a free folder or --force.
+    let replacing = resumed_from.is_none() && out.exists();
     let run_dir = RunDir::create(&out, a.run.force || resumed_from.is_some())?;
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let checkpoint = out.join(CHECKPOINT_FILE);
+    // Where the checkpoint lives during training. A new run keeps it in its own folder, created
+    // now, so that a run killed mid-way can be resumed from there; a resumed run updates its own.
+    // A run replacing an existing one (--force) keeps it in the stage until the commit: the old
+    // run, checkpoint included, stays whole if this one fails or is killed.
+    let checkpoint = if replacing {
+        run_dir.path_of(CHECKPOINT_FILE)
+    } else {
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        out.join(CHECKPOINT_FILE)
+    };
 
     let stop = interrupt_flag();
     let mut progress = EpochProgress::new(a.run.quiet, stop.clone());
@@ -311,12 +321,16 @@ fn finish<T: Real>(
         let codes = model.encode(sample.x(), a.run.threads)?;
         write_figures(&run_dir, model, codes.as_ref(), &sample, shape)?;
     }
-    // The checkpoint moves into the new run folder (the target must be free for the commit).
-    std::fs::rename(checkpoint, run_dir.path_of(CHECKPOINT_FILE))
-        .with_context(|| format!("moving {} into the run", checkpoint.display()))?;
-    if let Some(dir) = checkpoint.parent() {
-        // Only our checkpoint was there for a new run: an empty folder is replaced by the commit.
-        let _ = std::fs::remove_dir(dir);
+    // A checkpoint outside the stage moves into it (the target must be free for the commit).
+    let staged = run_dir.path_of(CHECKPOINT_FILE);
+    if checkpoint != staged {
+        std::fs::rename(checkpoint, &staged)
+            .with_context(|| format!("moving {} into the run", checkpoint.display()))?;
+        if let Some(dir) = checkpoint.parent() {
+            // Only our checkpoint was there for a new run: an empty folder is replaced by the
+            // commit.
+            let _ = std::fs::remove_dir(dir);
+        }
     }
     let path = run_dir.commit()?;
 

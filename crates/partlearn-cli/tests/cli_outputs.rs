@@ -1,7 +1,8 @@
 //! Outputs never destroy what they should not: `--force` replaces only partlearn run folders
 //! (recognized by a run.json partlearn wrote, which `report` requires too), `data export` refuses
 //! one file for both data and labels, `transform` never writes over the run it reads, and `fit ae
-//! --resume` refuses the flags it cannot honour. Each refusal is a one-line `error: …` with exit
+//! --resume` refuses the flags it cannot honour, and `fit ae --force` trains with its checkpoint in
+//! the stage, so that the run it replaces stays whole until the commit. Each refusal is a one-line `error: …` with exit
 //! 2, and the user's files are byte-for-byte unchanged afterwards; each fix also has its working
 //! case. An `--out` that cannot be created is named as the user gave it.
 
@@ -194,6 +195,69 @@ fn transform_never_writes_over_the_run_it_reads() {
         assert_ok(&run(&args));
         assert_eq!(read_npy(&codes).unwrap().shape, vec![256, 5]);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `fit ae --force` over an existing run keeps its checkpoint in the stage while it trains: killed
+/// after its first checkpoint, it leaves the old run (checkpoint included) byte for byte as it was.
+#[test]
+fn ae_force_leaves_the_old_run_whole_until_its_commit() {
+    let dir = temp_dir("aeforce");
+    let r = dir.join("aeF");
+    let fit = |extra: &[&str]| {
+        let mut args = vec![
+            "fit",
+            "ae",
+            "--data",
+            "swimmer",
+            "-k",
+            "4",
+            "--quiet",
+            "--out",
+            s(&r),
+        ];
+        args.extend_from_slice(extra);
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    assert_ok(&run(&fit(&["--epochs", "2"])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()));
+    let files = [
+        "model.safetensors",
+        "run.json",
+        "checkpoint.safetensors",
+        "history.jsonl",
+    ];
+    let snapshot = || -> Vec<Vec<u8>> { files.iter().map(|f| std::fs::read(r.join(f)).unwrap()).collect() };
+    let before = snapshot();
+    let mut child = partlearn()
+        .args(fit(&[
+            "--epochs",
+            "1000000",
+            "--checkpoint-every",
+            "1",
+            "--force",
+        ]))
+        .spawn()
+        .unwrap();
+    // Wait for the new run's first checkpoint, wherever it is written.
+    let staged = || {
+        std::fs::read_dir(&dir).unwrap().any(|e| {
+            let e = e.unwrap();
+            e.file_name().to_string_lossy().starts_with(".aeF.partial-")
+                && e.path().join("checkpoint.safetensors").is_file()
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !staged() && std::fs::read(r.join("checkpoint.safetensors")).ok().as_ref() == Some(&before[2]) {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint after 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(staged(), "the checkpoint was written outside the stage");
+    assert!(snapshot() == before, "the old run changed");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
