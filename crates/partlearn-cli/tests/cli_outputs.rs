@@ -1,10 +1,11 @@
 //! Outputs never destroy what they should not: `--force` replaces only partlearn run folders
 //! (recognized by a run.json partlearn wrote, which `report` requires too), `data export` refuses
-//! one file for both data and labels, `transform` never writes over the run it reads, and `fit ae
-//! --resume` refuses the flags it cannot honour, and `fit ae --force` trains with its checkpoint in
-//! the stage, so that the run it replaces stays whole until the commit. Each refusal is a one-line `error: …` with exit
-//! 2, and the user's files are byte-for-byte unchanged afterwards; each fix also has its working
-//! case. An `--out` that cannot be created is named as the user gave it.
+//! one file for both data and labels, `transform` never writes over the run it reads, `fit ae
+//! --resume` refuses the flags it cannot honour, and `fit ae --force` trains with its checkpoint
+//! in the stage, so that the run it replaces stays whole until the commit. Each refusal is a
+//! one-line `error: …` with exit 2, and the user's files are byte-for-byte unchanged afterwards;
+//! each fix also has its working case. An `--out` that cannot be created is named as the user
+//! gave it.
 
 use std::path::Path;
 use std::process::Output;
