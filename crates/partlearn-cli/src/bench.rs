@@ -33,8 +33,8 @@ pub struct BenchNnlsArgs {
     /// comma-separated list (e.g. 2,3,4) times each in turn within every repetition.
     #[arg(long, value_delimiter = ',', default_values_t = [partlearn::nmf::frobenius::ANLS_PREDICT_SWEEPS])]
     pub sweeps: Vec<usize>,
-    /// Precision of the passive-set systems: data (f32 for f32 data) or f64; a comma-separated
-    /// list (data,f64) times each in turn within every repetition.
+    /// Precision of the passive-set systems: data (the data's, f32; also spelled f32) or f64; a
+    /// comma-separated list (data,f64) times each in turn within every repetition.
     #[arg(long, value_delimiter = ',', default_value = "data")]
     pub systems: Vec<String>,
     /// Repetitions of the timed step (the minimum is reported).
@@ -53,7 +53,8 @@ fn run_nnls(a: BenchNnlsArgs) -> Result<()> {
         .systems
         .iter()
         .map(|v| match v.as_str() {
-            "data" => Ok(Systems::Data),
+            // The benchmark loads f32 data, so its own precision is f32.
+            "data" | "f32" => Ok(Systems::Data),
             "f64" => Ok(Systems::F64),
             other => anyhow::bail!("invalid --systems '{other}': use data, f64 or a list such as data,f64"),
         })

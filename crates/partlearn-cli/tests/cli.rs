@@ -411,6 +411,43 @@ fn bench_nnls_times_one_exact_codes_update() {
         (Some(0), Some(2))
     );
     assert_eq!(steps[0]["mean_passive"], steps[1]["mean_passive"], "{v}");
+    // Both precisions of the passive-set systems, each with every sweep count; the same
+    // solution's support either way.
+    let v = bench(&[
+        "--warmup",
+        "2",
+        "--reps",
+        "1",
+        "--sweeps",
+        "0",
+        "--systems",
+        "data,f64",
+    ]);
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{v}");
+    assert_eq!(
+        (steps[0]["systems"].as_str(), steps[1]["systems"].as_str()),
+        (Some("data"), Some("f64"))
+    );
+    assert_eq!(steps[0]["mean_passive"], steps[1]["mean_passive"], "{v}");
+    assert_eq!(
+        (steps[0]["widened"].as_u64(), steps[1]["widened"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+    assert_user_error(
+        &run(&[
+            "bench",
+            "nnls",
+            "--data",
+            "swimmer",
+            "-k",
+            "5",
+            "--systems",
+            "f16",
+        ]),
+        &["--systems", "f16", "data", "f64"],
+    );
     let o = run(&["bench", "nnls", "--data", "swimmer", "-k", "0"]);
     assert!(!o.status.success());
 }
