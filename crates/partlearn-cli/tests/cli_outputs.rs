@@ -205,25 +205,18 @@ fn transform_never_writes_over_the_run_it_reads() {
 fn ae_force_leaves_the_old_run_whole_until_its_commit() {
     let dir = temp_dir("aeforce");
     let r = dir.join("aeF");
-    let fit = |extra: &[&str]| {
-        let mut args = vec![
-            "fit",
-            "ae",
-            "--data",
-            "swimmer",
-            "-k",
-            "4",
-            "--quiet",
-            "--out",
-            s(&r),
-        ];
-        args.extend_from_slice(extra);
-        args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
-    };
-    assert_ok(&run(&fit(&["--epochs", "2"])
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()));
+    let base = [
+        "fit",
+        "ae",
+        "--data",
+        "swimmer",
+        "-k",
+        "4",
+        "--quiet",
+        "--out",
+        s(&r),
+    ];
+    assert_ok(&run(&[&base[..], &["--epochs", "2"]].concat()));
     let files = [
         "model.safetensors",
         "run.json",
@@ -232,14 +225,10 @@ fn ae_force_leaves_the_old_run_whole_until_its_commit() {
     ];
     let snapshot = || -> Vec<Vec<u8>> { files.iter().map(|f| std::fs::read(r.join(f)).unwrap()).collect() };
     let before = snapshot();
+    let old_checkpoint = &before[2];
     let mut child = partlearn()
-        .args(fit(&[
-            "--epochs",
-            "1000000",
-            "--checkpoint-every",
-            "1",
-            "--force",
-        ]))
+        .args(base)
+        .args(["--epochs", "1000000", "--checkpoint-every", "1", "--force"])
         .spawn()
         .unwrap();
     // Wait for the new run's first checkpoint, wherever it is written.
@@ -251,7 +240,7 @@ fn ae_force_leaves_the_old_run_whole_until_its_commit() {
         })
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !staged() && std::fs::read(r.join("checkpoint.safetensors")).ok().as_ref() == Some(&before[2]) {
+    while !staged() && std::fs::read(r.join("checkpoint.safetensors")).ok().as_ref() == Some(old_checkpoint) {
         assert!(std::time::Instant::now() < deadline, "no checkpoint after 120 s");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

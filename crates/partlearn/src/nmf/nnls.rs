@@ -371,10 +371,11 @@ const MIN_UPDATE_SIZE: usize = 32;
 /// Relative feasibility tolerance below which `f32` passive-set systems are not trusted: the
 /// effective tolerance is `max(tol, F32_SYSTEMS_TOL)` ([`Systems::Data`] with `f32` data).
 /// A solve in `f32` carries a relative residual of a few `ε₃₂ ≈ 1.2e-7`; below the floor,
-/// rounding noise of the solution reads as infeasibility (measured on Fashion-MNIST, `bench
-/// nnls --warmup 25`: at `tol = 1e-10` one column cycled to the round cap (1,050 rounds);
-/// at 1e-7 the factorizations, bordered updates and rounds were those of the `f64` systems
-/// at 1e-10, to the last digit).
+/// rounding noise of the solution reads as infeasibility. Measured on Fashion-MNIST (`bench
+/// nnls --warmup 25`, with a temporary switch of this floor, not shipped): at `tol = 1e-10`
+/// one column cycled to the round cap (1,050 rounds); at 1e-7 the factorizations, bordered
+/// updates and rounds were those of the `f64` systems at 1e-10, to the last digit; `bench nnls
+/// --systems data,f64` shows the latter.
 pub const F32_SYSTEMS_TOL: f64 = 1e-7;
 /// Pivot threshold of `f32` systems, relative to `|G_ii|` (`f64` systems: 1e-13). A pivot
 /// below it (the Schur complement of row `i` lost all but ~3 of its digits to cancellation,
@@ -2348,6 +2349,8 @@ mod tests {
                 }
             }
             let case = format!("{p}×{k}×{n}, spread {spread}: KKT {v32:.2e} against {v64:.2e}, difference {worst:.2e}, {st32:?} {st64:?}");
+            // (`cargo test -p partlearn --lib f32_systems -- --nocapture` prints every case.)
+            eprintln!("{case}");
             assert_eq!((st32.capped, st64.capped), (0, 0), "{case}");
             assert!(v32 < 2e-6 && v32 < 1.5 * v64 + 2e-7, "{case}");
             assert!(worst < 2e-6, "{case}");
