@@ -12,14 +12,14 @@ use partlearn::autoencoder::{
     Reduction, Schedule, Sparsity, TrainOptions, TrainState,
 };
 use partlearn::data::Dataset;
+use partlearn::engine::StopReason;
 use partlearn::io::{self, RunDir};
-use partlearn::observe::StopReason;
 use partlearn::protocol::PartModel;
 use partlearn::{Real, Rng};
 use serde::Serialize;
 
 use crate::fit::{default_out, write_figures, DataRecord, RunArgs};
-use crate::progress::{interrupt_flag, EpochProgress};
+use crate::progress::EpochProgress;
 use crate::{DataArgs, Dtype, Exit};
 
 /// File name of the training checkpoint inside a run folder.
@@ -262,9 +262,7 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         out.join(CHECKPOINT_FILE)
     };
-
-    let stop = interrupt_flag();
-    let mut progress = EpochProgress::new(a.run.quiet, stop.clone());
+    let mut progress = EpochProgress::new(a.run.quiet);
     let result = autoencoder::train(&mut state, &data, Some(&checkpoint), &mut progress);
     progress.finish();
     let outcome = result?;

@@ -6,18 +6,18 @@ use clap::Args;
 use faer::Mat;
 use partlearn::deep::hnmf::{self, LabelTerm, LayerStack};
 use partlearn::deep::DeepModel;
+use partlearn::engine::{IterRecord, StopReason, StopRules};
 use partlearn::io::{self, RunDir};
 use partlearn::nmf::model::EncodeSpec;
 use partlearn::nmf::ssnmf::{fit_ssnmf, Divergence, Labels, SsnmfOptions};
 use partlearn::nmf::{EncodeOptions, NmfModel, NmfOptions, Penalty, Solver};
 use partlearn::npy::{npy_bytes, NpyDataRef};
-use partlearn::observe::{IterRecord, StopReason, StopRules};
 use partlearn::{Real, Rng};
 use serde::Serialize;
 
 use crate::fit::{default_out, read_matrix, DataRecord, RunArgs};
 use crate::neural_cmd::supervision;
-use crate::progress::{interrupt_flag, FitProgress};
+use crate::progress::FitProgress;
 use crate::{DataArgs, Dtype, Exit};
 
 #[derive(Args, Debug, Clone)]
@@ -51,6 +51,9 @@ pub struct SsnmfArgs {
     pub max_iter: usize,
     #[arg(long, default_value_t = 1e-4)]
     pub tol: f64,
+    /// Time budget in seconds (the fit stops after the iteration that exceeds it).
+    #[arg(long, value_name = "SECONDS")]
+    pub max_seconds: Option<f64>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -161,6 +164,7 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
         label_loss: a.label_loss.parse::<Divergence>()?,
         max_iter: a.max_iter,
         tol: a.tol,
+        max_seconds: a.max_seconds,
         seed: a.run.seed,
         threads: a.run.threads,
     };
@@ -241,8 +245,7 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
         );
     }
     let run_dir = RunDir::create(&out, a.run.force)?;
-    let stop = interrupt_flag();
-    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet, stop.clone());
+    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet);
     let fit = fit_ssnmf(
         data.xt(),
         mask.as_ref().map(|m| m.as_ref()),
@@ -364,8 +367,7 @@ fn layers<T: Real>(method: &'static str, a: &HnmfArgs) -> Result<()> {
         .unwrap_or_else(|| default_out(method, &a.data.spec, a.ranks[0]));
     let run_dir = RunDir::create(&out, a.run.force)?;
     let start = std::time::Instant::now();
-    let stop = interrupt_flag();
-    let mut progress = FitProgress::new(a.max_iter, a.run.quiet, stop.clone());
+    let mut progress = FitProgress::new(a.max_iter, a.run.quiet);
     let mut stack = hnmf::hierarchical(&data, &a.ranks, &base)?;
     let depth = a.ranks.len();
     let mut history: Vec<IterRecord> = Vec::new();
@@ -402,12 +404,7 @@ fn layers<T: Real>(method: &'static str, a: &HnmfArgs) -> Result<()> {
             let term = sup
                 .as_ref()
                 .map(|s| LabelTerm::new(&s.labels, &s.known, last, lambda, &mut Rng::new(a.run.seed)));
-            let rules = StopRules {
-                max_iter: a.max_iter,
-                tol: a.tol,
-                max_seconds: None,
-                pg_tol: 0.0,
-            };
+            let rules = StopRules::max_iter(a.max_iter).with_tol(a.tol);
             let f = hnmf::fine_tune(x, stack, term, &rules, &mut progress)?;
             stack = f.stack;
             n_iter = f.history.len() - 1;

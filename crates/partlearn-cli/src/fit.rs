@@ -7,13 +7,13 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use faer::{Mat, MatRef};
 use partlearn::data::Dataset;
+use partlearn::engine::StopReason;
 use partlearn::io::{self, RunDir};
 use partlearn::nmf::{self, CustomInit, EncodeOptions, InitMethod, NmfOptions, Solver};
-use partlearn::observe::StopReason;
 use partlearn::Real;
 use serde::{Deserialize, Serialize};
 
-use crate::progress::{interrupt_flag, FitProgress};
+use crate::progress::FitProgress;
 use crate::{DataArgs, Dtype, Exit};
 
 #[derive(Subcommand, Debug)]
@@ -179,8 +179,7 @@ fn fit_sparse_nmf<T: Real>(a: &SparseNmfArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| default_out("sparse-nmf", &a.data.spec, a.k));
     let run_dir = RunDir::create(&out, a.run.force)?;
-    let stop = interrupt_flag();
-    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet, stop.clone());
+    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet);
     let fit = fit_sparse(&data, &opts, &mut progress);
     progress.finish();
     finish_run(
@@ -259,7 +258,7 @@ struct NmfRunRecord<'a, O: Serialize> {
     reconstruction_err: f64,
     rel_error: f64,
     seconds: f64,
-    warnings: &'a [String],
+    warnings: &'a [partlearn::engine::Warning],
     stats: nmf::FitStats,
 }
 
@@ -343,8 +342,7 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
         }),
         None => None,
     };
-    let stop = interrupt_flag();
-    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet, stop.clone());
+    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet);
     let fit = nmf::fit(&data, &opts, custom.as_ref(), &mut progress);
     progress.finish();
     finish_run(
@@ -407,9 +405,7 @@ fn finish_run<T: Real, O: Serialize>(
     }
     let path = run_dir.commit()?;
 
-    for w in &fit.warnings {
-        eprintln!("warning: {w}");
-    }
+    crate::progress::print_warnings(&fit.warnings);
     if run.json {
         let summary = serde_json::json!({
             "run": path,

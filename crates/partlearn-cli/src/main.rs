@@ -210,6 +210,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    progress::install_interrupt_handler();
     let result = run_command(cli.command);
     match result {
         Ok(()) => ExitCode::SUCCESS,

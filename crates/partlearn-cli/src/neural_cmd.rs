@@ -6,13 +6,13 @@ use clap::Args;
 use partlearn::data::Dataset;
 use partlearn::deep::neural::{self, ClassLoss, Cost, NeuralOptions, Supervision};
 use partlearn::deep::DeepModel;
+use partlearn::engine::StopReason;
 use partlearn::io::{self, RunDir};
-use partlearn::observe::StopReason;
 use partlearn::Real;
 use serde::Serialize;
 
 use crate::fit::{default_out, DataRecord, RunArgs};
-use crate::progress::{interrupt_flag, FitProgress};
+use crate::progress::FitProgress;
 use crate::{DataArgs, Dtype, Exit};
 
 #[derive(Args, Debug, Clone)]
@@ -395,8 +395,7 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| default_out("neural-nmf", &a.data.spec, opts.ranks[0]));
     let run_dir = RunDir::create(&out, a.run.force)?;
-    let stop = interrupt_flag();
-    let mut progress = FitProgress::new(opts.epochs, a.run.quiet, stop.clone());
+    let mut progress = FitProgress::new(opts.epochs, a.run.quiet);
     let start = match a.init.as_str() {
         "random" => None,
         "hnmf" => {

@@ -1,20 +1,18 @@
-//! Progress bars and Ctrl-C handling for long fits.
+//! Progress bars, warnings and the process's Ctrl-C handler.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use partlearn::observe::{Control, IterRecord, Observer};
+use partlearn::engine::{interrupt, Control, IterRecord, Observer, Param, Warning};
 
-/// Installs a Ctrl-C handler: the first press sets the returned flag (the fit stops after the
-/// current iteration and saves), a second press exits at once.
-pub fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    // Failing to install the handler (e.g. one is already set) only loses graceful Ctrl-C.
-    let _ = ctrlc::set_handler(move || {
-        if f.swap(true, Ordering::SeqCst) {
+/// Installs the process's one Ctrl-C handler: the first press asks every fit to stop after its
+/// current iteration (or mini-batch) and save ([`interrupt::request`]), which also ends a sweep;
+/// a second press exits at once with code 130.
+pub fn install_interrupt_handler() {
+    // Failing to install the handler only loses graceful Ctrl-C (the default then kills the
+    // process, which never leaves a half-written run folder in place).
+    let _ = ctrlc::set_handler(|| {
+        if interrupt::request() {
             eprintln!("\ninterrupted again: exiting without saving");
             std::process::exit(130);
         }
@@ -22,18 +20,28 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
             "\ninterrupt: stopping after this iteration and saving what was learned (Ctrl-C again to abort)"
         );
     });
-    flag
+}
+
+/// The command-line flag of a library parameter (`max_iter` → `--max-iter`).
+pub fn flag(p: Param) -> String {
+    format!("--{}", p.name().replace('_', "-"))
+}
+
+/// Prints each warning on stderr, its parameters named as flags.
+pub fn print_warnings(warnings: &[Warning]) {
+    for w in warnings {
+        eprintln!("warning: {}", w.describe(flag));
+    }
 }
 
 /// Draws the objective and relative error of each iteration; silent when stderr is not a
-/// terminal or with --quiet. Stops the fit when the interrupt flag is set.
+/// terminal or with --quiet.
 pub struct FitProgress {
     bar: ProgressBar,
-    stop: Arc<AtomicBool>,
 }
 
 impl FitProgress {
-    pub fn new(max_iter: usize, quiet: bool, stop: Arc<AtomicBool>) -> Self {
+    pub fn new(max_iter: usize, quiet: bool) -> Self {
         let bar = if quiet || !std::io::stderr().is_terminal() {
             ProgressBar::hidden()
         } else {
@@ -47,7 +55,7 @@ impl FitProgress {
             );
             b
         };
-        FitProgress { bar, stop }
+        FitProgress { bar }
     }
 
     pub fn finish(&self) {
@@ -62,24 +70,18 @@ impl Observer for FitProgress {
             "objective {:.6e}  rel. error {:.5}",
             r.objective, r.rel_error
         ));
-        if self.stop.load(Ordering::SeqCst) {
-            Control::Stop
-        } else {
-            Control::Continue
-        }
+        Control::Continue
     }
 }
 
 /// Progress of mini-batch training: a bar over all batches of the run with its ETA, and the last
-/// epoch's loss; silent when stderr is not a terminal or with --quiet. Ctrl-C stops after the
-/// current batch (the trainer then saves a checkpoint).
+/// epoch's loss; silent when stderr is not a terminal or with --quiet.
 pub struct EpochProgress {
     bar: ProgressBar,
-    stop: Arc<AtomicBool>,
 }
 
 impl EpochProgress {
-    pub fn new(quiet: bool, stop: Arc<AtomicBool>) -> Self {
+    pub fn new(quiet: bool) -> Self {
         let bar = if quiet || !std::io::stderr().is_terminal() {
             ProgressBar::hidden()
         } else {
@@ -93,19 +95,11 @@ impl EpochProgress {
             );
             b
         };
-        EpochProgress { bar, stop }
+        EpochProgress { bar }
     }
 
     pub fn finish(&self) {
         self.bar.finish_and_clear();
-    }
-
-    fn control(&self) -> Control {
-        if self.stop.load(Ordering::SeqCst) {
-            Control::Stop
-        } else {
-            Control::Continue
-        }
     }
 }
 
@@ -115,12 +109,12 @@ impl Observer for EpochProgress {
             "epoch {}  loss {:.6}  rel. error {:.5}",
             r.iter, r.objective, r.rel_error
         ));
-        self.control()
+        Control::Continue
     }
 
     fn on_progress(&mut self, done: usize, total: usize) -> Control {
         self.bar.set_length(total as u64);
         self.bar.set_position(done as u64);
-        self.control()
+        Control::Continue
     }
 }

@@ -14,10 +14,10 @@ use faer::{Accum, Mat, MatRef};
 use serde::Serialize;
 
 use crate::data::Dataset;
+use crate::engine::Silent;
 use crate::error::Result;
 use crate::linalg;
 use crate::nmf::{self, InitMethod, NmfOptions, Solver};
-use crate::observe::Silent;
 use crate::real::Real;
 use crate::rng::Rng;
 
@@ -317,7 +317,7 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
         // fit's clock: each callback's duration is taken off the iterations that follow).
         let mut products = o.paired.then(|| Products::new(data, o.k, o.threads));
         let (mut paired, mut overhead) = (Vec::new(), 0.0f64);
-        let mut observe = |rec: &crate::observe::IterRecord| {
+        let mut observe = |rec: &crate::engine::IterRecord| {
             if let Some(pr) = products.as_mut() {
                 let t = Instant::now();
                 let bound = gemm_bound_of(solver, &pr.time(1));
@@ -325,7 +325,7 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
                 paired.push((rec.seconds - overhead, bound));
                 overhead += t.elapsed().as_secs_f64();
             }
-            crate::observe::Control::Continue
+            crate::engine::Control::Continue
         };
         let fit = nmf::fit(data, &opts, None, &mut observe)?;
         let after = gemm_timings(data, o.k, o.threads)?;

@@ -6,7 +6,7 @@
 //! - [`data`] turns a spec (`fashion-mnist:train`, `swimmer`, a `.npy` path…) into a validated
 //!   [`data::Dataset`] (samples are rows; stored samples-as-columns for the solvers).
 //! - [`nmf`] fits non-negative matrix factorizations (initializations, MU, HALS), reporting each
-//!   iteration to an [`observe::Observer`]; the fitted [`nmf::NmfModel`] encodes new data.
+//!   iteration to an [`engine::Observer`]; the fitted [`nmf::NmfModel`] encodes new data.
 //! - [`autoencoder`] trains sparse non-negative auto-encoders (shallow and asymmetric) by
 //!   mini-batches; their decoder weights are the atoms.
 //! - [`linalg`] is the one place that calls faer's GEMM, SVD and Cholesky.
@@ -21,6 +21,7 @@ pub mod autoencoder;
 pub mod bench;
 pub mod data;
 pub mod deep;
+pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod figures;
@@ -28,7 +29,6 @@ pub mod io;
 pub mod linalg;
 pub mod nmf;
 pub mod npy;
-pub mod observe;
 pub mod plot;
 pub mod protocol;
 pub mod real;

@@ -117,6 +117,13 @@ pub fn matmul<T: Real>(
     after_gemm(par);
 }
 
+/// `lhs·rhs` into a new matrix (for the methods whose products change shape from step to step).
+pub fn mul<T: Real>(lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, par: Par) -> Mat<T> {
+    let mut dst = Mat::<T>::zeros(lhs.nrows(), rhs.ncols());
+    matmul(dst.as_mut(), Accum::Replace, lhs, rhs, T::one(), par);
+    dst
+}
+
 fn after_gemm(par: Par) {
     zero_upper();
     if let Par::Rayon(_) = par {

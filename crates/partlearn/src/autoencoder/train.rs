@@ -18,9 +18,9 @@ use super::loss::{self, LossSpec, LossTerms, RecLoss};
 use super::model::{file_tensor, read_into, Autoencoder};
 use super::optim::{Optimizer, OptimizerSpec, Schedule};
 use crate::data::Dataset;
+use crate::engine::{Control, IterRecord, Observer, StopReason};
 use crate::error::{Error, Result};
 use crate::linalg;
-use crate::observe::{Control, IterRecord, Observer, StopReason};
 use crate::real::Real;
 use crate::rng::Rng;
 
@@ -592,7 +592,9 @@ fn train_inner<T: Real>(
             s.activation += t.activation;
             state.batch += 1;
             let done = epoch * batches_per_epoch + state.batch;
-            if observer.on_progress(done, total_batches) == Control::Stop {
+            if observer.on_progress(done, total_batches) == Control::Stop
+                || crate::engine::interrupt::requested()
+            {
                 stop_reason = StopReason::Interrupted;
                 break 'epochs;
             }
@@ -660,7 +662,7 @@ fn train_inner<T: Real>(
         if stop_reason == StopReason::EarlyStopped {
             break;
         }
-        if control == Control::Stop {
+        if control == Control::Stop || crate::engine::interrupt::requested() {
             stop_reason = StopReason::Interrupted;
             break;
         }
@@ -812,7 +814,7 @@ mod tests {
     use crate::autoencoder::layers::Act;
     use crate::autoencoder::loss::{Reduction, Sparsity};
     use crate::autoencoder::model::{AeSpec, Architecture};
-    use crate::observe::Silent;
+    use crate::engine::Silent;
     use faer::Mat;
 
     fn shallow(k: usize, m: usize, act: Act, seed: u64) -> Autoencoder<f64> {

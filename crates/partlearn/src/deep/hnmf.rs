@@ -16,10 +16,10 @@ use faer::{Mat, MatRef};
 
 use super::neural::NeuralNmf;
 use crate::data::Dataset;
+use crate::engine::{Control, IterRecord, Observer, Silent, StopReason, StopRules};
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::nmf::{self, NmfOptions};
-use crate::observe::{Control, IterRecord, Observer, Silent, StopReason, StopRules};
 use crate::real::Real;
 
 /// A stack of layers `A⁽ⁱ⁾` (`k_{i−1} × k_i`) and the last layer's codes `S⁽ᴸ⁾` (`k_L × n`).
@@ -248,7 +248,7 @@ pub fn fine_tune<T: Real>(
         if observer.on_iter(&rec) == Control::Stop {
             break StopReason::Interrupted;
         }
-        let window = history[iter.saturating_sub(crate::observe::TOL_EVERY)].objective;
+        let window = history[iter.saturating_sub(crate::engine::TOL_EVERY)].objective;
         if let Some(r) = stop.check(iter, history[0].objective, window, rec.objective, rec.seconds) {
             break r;
         }
@@ -308,12 +308,7 @@ mod tests {
             );
             assert!(rel >= prev - 1e-9, "errors grow with depth");
             prev = rel;
-            let stop = StopRules {
-                max_iter: 300,
-                tol: 0.0,
-                max_seconds: None,
-                pg_tol: 0.0,
-            };
+            let stop = StopRules::max_iter(300);
             let labels = (depth > 0).then(|| {
                 let classes = &d.extra_labels[depth].1;
                 let known: Vec<bool> = (0..90).map(|j| j % 2 == 0).collect();

@@ -24,10 +24,10 @@ use std::time::Instant;
 use faer::{Accum, Mat, MatRef, Par};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::{Control, IterRecord, Observer, StopReason};
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::nmf::nnls::{solve_gram, solve_on_supports, NnlsOptions};
-use crate::observe::{Control, IterRecord, Observer, StopReason};
 use crate::real::Real;
 use crate::rng::Rng;
 
@@ -807,7 +807,7 @@ pub fn classifier_accuracy<T: Real>(b: &Mat<f64>, s: MatRef<'_, T>, labels: &[u3
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::Silent;
+    use crate::engine::Silent;
 
     fn rand_mat(r: &mut Rng, rows: usize, cols: usize) -> Mat<f64> {
         Mat::from_fn(rows, cols, |_, _| r.uniform())

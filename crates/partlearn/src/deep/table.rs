@@ -18,11 +18,11 @@ use super::hnmf::{fine_tune, hierarchical, LabelTerm};
 use super::neural::{self, ClassLoss, Cost, NeuralOptions, Supervision};
 use crate::data::named::TOY_HIERARCHY_L40;
 use crate::data::Dataset;
+use crate::engine::{Silent, StopRules};
 use crate::error::Result;
 use crate::linalg;
 use crate::nmf::ssnmf::{fit_ssnmf, Labels, SsnmfOptions};
 use crate::nmf::{InitMethod, NmfOptions, Solver};
-use crate::observe::{Silent, StopRules};
 use crate::rng::Rng;
 
 /// Options of [`neural_nmf_table`].
@@ -204,6 +204,7 @@ pub fn neural_nmf_table(
                     tol: 0.0,
                     max_seconds: None,
                     pg_tol: 0.0,
+                    patience: None,
                 };
                 let label_term = (si > 0)
                     .then(|| LabelTerm::new(&classes, &known, ranks[depth - 1], 1e-5, &mut Rng::new(seed)));

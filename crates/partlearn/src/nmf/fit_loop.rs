@@ -1,12 +1,12 @@
-//! The one fit loop shared by every NMF solver (STYLE.md, "Solvers"): initialize → evaluate →
-//! iterate → observe → stop. A solver only provides [`Iterate`]; history, stopping rules
-//! (max_iter, tol, time budget), the max_iter warning and interruption are handled here once.
+//! NMF solvers inside the [engine](crate::engine): a solver provides [`Iterate`] on the factors,
+//! [`run`] wraps it as an [`engine::Method`] (relative error from `‖X‖_F`) and hands it to
+//! [`engine::run`], which owns history, stopping rules, warnings and interruption.
 
 use std::time::Instant;
 
 use super::init::Factors;
-use crate::error::{Error, Result};
-use crate::observe::{Control, IterRecord, Observer, StopReason, StopRules};
+use crate::engine::{self, Clock, Eval as EngineEval, Observer, Resume, StopRules, Within};
+use crate::error::Result;
 use crate::real::Real;
 
 /// Objective pieces after an iteration.
@@ -31,13 +31,48 @@ pub trait Iterate<T: Real> {
     }
 }
 
-/// What the loop did.
-#[derive(Clone, Debug)]
-pub struct LoopOutcome {
-    pub history: Vec<IterRecord>,
-    pub n_iter: usize,
-    pub stop_reason: StopReason,
-    pub warnings: Vec<String>,
+/// A solver and its factors as an engine method.
+struct Solve<'a, T: Real> {
+    solver: &'a mut dyn Iterate<T>,
+    factors: &'a mut Factors<T>,
+    x_norm: f64,
+}
+
+impl<T: Real> Solve<'_, T> {
+    fn eval(&self, e: Eval) -> EngineEval {
+        let rel = if self.x_norm > 0.0 {
+            e.sq_error.max(0.0).sqrt() / self.x_norm
+        } else if e.sq_error.is_finite() {
+            0.0
+        } else {
+            e.sq_error
+        };
+        EngineEval::new(e.objective, rel)
+    }
+}
+
+impl<T: Real> engine::Method for Solve<'_, T> {
+    fn name(&self) -> &'static str {
+        "NMF fit"
+    }
+
+    fn non_finite_hint(&self) -> &'static str {
+        "rescale the data (e.g. divide by its maximum) or use --dtype f64"
+    }
+
+    fn start(&mut self) -> Result<Option<EngineEval>> {
+        let e = self.solver.initial(self.factors);
+        Ok(Some(self.eval(e)))
+    }
+
+    fn step(&mut self, _iter: usize, _within: &mut Within<'_>) -> Result<Option<EngineEval>> {
+        let e = self.solver.iterate(self.factors);
+        Ok(Some(self.eval(e)))
+    }
+
+    fn projected_gradient(&mut self) -> Option<f64> {
+        self.solver.projected_gradient(self.factors)
+    }
 }
 
 /// Runs `solver` on `factors` until a stopping rule fires. `x_norm` = `‖X‖_F`; `start` is when
@@ -48,107 +83,18 @@ pub fn run<T: Real>(
     stop: &StopRules,
     x_norm: f64,
     start: Instant,
-    observer: &mut (dyn Observer + Send),
-) -> Result<LoopOutcome> {
-    let rel = |e: &Eval| {
-        if x_norm > 0.0 {
-            e.sq_error.max(0.0).sqrt() / x_norm
-        } else {
-            0.0
-        }
+    observer: &mut dyn Observer,
+) -> Result<engine::Outcome> {
+    let mut method = Solve {
+        solver,
+        factors,
+        x_norm,
     };
-    let e0 = solver.initial(factors);
-    check_finite(&e0, 0)?;
-    let use_pg = stop.pg_tol > 0.0;
-    let pg0 = if use_pg {
-        let pg = solver.projected_gradient(factors).ok_or_else(|| {
-            Error::invalid(
-                "pg-tol",
-                stop.pg_tol,
-                "this solver cannot compute the projected gradient; use --tol instead",
-            )
-        })?;
-        Some(pg)
-    } else {
-        None
-    };
-    let rec0 = IterRecord {
-        iter: 0,
-        objective: e0.objective,
-        rel_error: rel(&e0),
-        seconds: start.elapsed().as_secs_f64(),
-        projected_gradient: pg0,
-    };
-    let mut history = vec![rec0];
-    if observer.on_iter(&rec0) == Control::Stop {
-        return Ok(LoopOutcome {
-            history,
-            n_iter: 0,
-            stop_reason: StopReason::Interrupted,
-            warnings: vec![],
-        });
-    }
-    if stop.max_iter == 0 {
-        return Ok(LoopOutcome {
-            history,
-            n_iter: 0,
-            stop_reason: StopReason::MaxIter,
-            warnings: vec![],
-        });
-    }
-    let (f0, mut window) = (e0.objective, e0.objective);
-    let mut iter = 0;
-    loop {
-        iter += 1;
-        let e = solver.iterate(factors);
-        check_finite(&e, iter)?;
-        let pg = if use_pg {
-            solver.projected_gradient(factors)
-        } else {
-            None
-        };
-        let rec = IterRecord {
-            iter,
-            objective: e.objective,
-            rel_error: rel(&e),
-            seconds: start.elapsed().as_secs_f64(),
-            projected_gradient: pg,
-        };
-        history.push(rec);
-        let mut reason = stop.check(iter, f0, window, e.objective, rec.seconds);
-        if let (Some(p0), Some(p)) = (pg0, pg) {
-            if stop.pg_converged(p0, p) {
-                reason = Some(StopReason::Converged);
-            }
-        }
-        if observer.on_iter(&rec) == Control::Stop {
-            reason = Some(StopReason::Interrupted);
-        }
-        if iter % crate::observe::TOL_EVERY == 0 {
-            window = e.objective;
-        }
-        if let Some(stop_reason) = reason {
-            let warnings = stop.warning(stop_reason).into_iter().collect();
-            return Ok(LoopOutcome {
-                history,
-                n_iter: iter,
-                stop_reason,
-                warnings,
-            });
-        }
-    }
-}
-
-fn check_finite(e: &Eval, iter: usize) -> Result<()> {
-    if e.objective.is_finite() && e.sq_error.is_finite() {
-        Ok(())
-    } else {
-        Err(Error::Numerical {
-            what: "NMF fit".into(),
-            reason: format!(
-                "the objective became {} at iteration {iter}; rescale the data (e.g. divide by its maximum) or use --dtype f64",
-                e.objective
-            ),
-        })
-    }
+    engine::run(
+        &mut method,
+        stop,
+        Resume::default(),
+        Clock::since(start),
+        observer,
+    )
 }

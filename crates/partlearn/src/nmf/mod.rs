@@ -4,7 +4,7 @@
 //! [`init`] builds the starting factors (random, NNDSVD/a/ar, custom); one solver —
 //! [`frobenius::GramSolver`] (HALS or Frobenius MU) or [`beta::BetaMu`] (MU for any β) — runs
 //! inside the shared [`fit_loop`], which reports every iteration to an
-//! [`Observer`](crate::observe::Observer) and applies the stopping rules; finally the codes are
+//! [`Observer`](crate::engine::Observer) and applies the stopping rules; finally the codes are
 //! recomputed for the final atoms with the model's own `encode`, so that [`NmfFit::codes`] equals
 //! what [`NmfModel::encode`] gives for the training data.
 //!
@@ -33,9 +33,9 @@ pub use model::{EncodeSpec, NmfModel};
 pub use options::{EncodeMethod, EncodeOptions, InitMethod, NmfOptions, Penalty, Solver};
 
 use crate::data::Dataset;
+use crate::engine::{IterRecord, Observer, StopReason, Warning};
 use crate::error::Result;
 use crate::linalg;
-use crate::observe::{IterRecord, Observer, StopReason};
 use crate::real::Real;
 use crate::rng::Rng;
 
@@ -51,7 +51,7 @@ pub struct NmfFit<T: Real> {
     pub n_iter: usize,
     pub stop_reason: StopReason,
     /// Warnings for the user (e.g. max_iter reached before convergence).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     /// The penalized objective at the returned factors.
     pub objective: f64,
     /// `‖X − codes·atoms‖_F` at the returned factors (scikit-learn's `reconstruction_err_` for
@@ -128,9 +128,7 @@ fn fit_columns<T: Real>(
     let x_norm = linalg::frob_sq(x).sqrt();
     let mut warnings = Vec::new();
     if o.solver == Solver::Mu && v.init == InitMethod::Nndsvd {
-        warnings.push(
-            "multiplicative updates cannot move the zeros of an NNDSVD start; prefer --init nndsvda or nndsvdar".to_string(),
-        );
+        warnings.push(Warning::MuKeepsNndsvdZeros);
     }
     let mut stats = FitStats::default();
     let outcome = if o.beta_loss == 2.0 {

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::StopRules;
 use crate::error::{Error, Result};
-use crate::observe::StopRules;
 
 /// The update rule of an NMF fit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,11 +147,11 @@ pub struct NmfOptions {
     pub init: InitMethod,
     /// Maximum number of iterations (default 200).
     pub max_iter: usize,
-    /// Tolerance of the stopping rule of [`StopRules::tol`](crate::observe::StopRules::tol) (default 1e-4; 0 disables).
+    /// Tolerance of the stopping rule of [`StopRules::tol`](crate::engine::StopRules::tol) (default 1e-4; 0 disables).
     pub tol: f64,
     /// Time budget in seconds.
     pub max_seconds: Option<f64>,
-    /// Projected-gradient stopping rule ([`StopRules::pg_tol`](crate::observe::StopRules::pg_tol));
+    /// Projected-gradient stopping rule ([`StopRules::pg_tol`](crate::engine::StopRules::pg_tol));
     /// 0 (the default) disables it. Lin (2007) suggests 1e-4 to 1e-5.
     pub pg_tol: f64,
     /// Penalty weight on the codes (scikit-learn's `alpha_W`, scaled by n_features).
@@ -294,21 +294,14 @@ impl NmfOptions {
                 ),
             ));
         }
-        if !(o.tol >= 0.0 && o.tol.is_finite()) {
-            return Err(Error::invalid("tol", o.tol, "must be a finite number ≥ 0"));
-        }
-        if !(o.pg_tol >= 0.0 && o.pg_tol < 1.0) {
-            return Err(Error::invalid(
-                "pg-tol",
-                o.pg_tol,
-                "must be in [0, 1): the fraction of the initial projected gradient at which to stop (0 disables)",
-            ));
-        }
-        if let Some(s) = o.max_seconds {
-            if !(s > 0.0) {
-                return Err(Error::invalid("max-seconds", s, "must be > 0"));
-            }
-        }
+        let stop = StopRules {
+            max_iter: o.max_iter,
+            tol: o.tol,
+            max_seconds: o.max_seconds,
+            pg_tol: o.pg_tol,
+            patience: None,
+        };
+        stop.validate()?;
         for (name, v) in [("alpha-w", Some(o.alpha_w)), ("alpha-h", o.alpha_h)] {
             if let Some(v) = v {
                 if !(v >= 0.0 && v.is_finite()) {
@@ -360,12 +353,7 @@ impl NmfOptions {
             },
             inner_max_codes: o.hals_inner_max.unwrap_or_else(|| auto(rho_codes)),
             inner_max_atoms: o.hals_inner_max.unwrap_or_else(|| auto(rho_atoms)),
-            stop: StopRules {
-                max_iter: o.max_iter,
-                tol: o.tol,
-                max_seconds: o.max_seconds,
-                pg_tol: o.pg_tol,
-            },
+            stop,
             opts: o.clone(),
         })
     }

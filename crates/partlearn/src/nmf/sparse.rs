@@ -25,9 +25,9 @@ use super::fit_loop::{self, Eval, Iterate};
 use super::init::Factors;
 use super::{EncodeSpec, FitStats, NmfFit, NmfModel};
 use crate::data::Dataset;
+use crate::engine::{Observer, StopRules, Warning};
 use crate::error::{Error, Result};
 use crate::linalg;
-use crate::observe::{Observer, StopRules};
 use crate::real::Real;
 use crate::rng::Rng;
 use crate::sparseness::{l1_for, project};
@@ -151,20 +151,11 @@ impl SparseNmfOptions {
                 CodeConstraint::Samples => need_len(self.k, "k")?,
             }
         }
-        if !(self.tol >= 0.0 && self.tol.is_finite()) {
-            return Err(Error::invalid("tol", self.tol, "must be a finite number ≥ 0"));
-        }
-        if let Some(s) = self.max_seconds {
-            if !(s > 0.0) {
-                return Err(Error::invalid("max-seconds", s, "must be > 0"));
-            }
-        }
-        Ok(StopRules {
-            max_iter: self.max_iter,
-            tol: self.tol,
-            max_seconds: self.max_seconds,
-            pg_tol: 0.0,
-        })
+        let stop = StopRules::max_iter(self.max_iter)
+            .with_tol(self.tol)
+            .with_max_seconds(self.max_seconds);
+        stop.validate()?;
+        Ok(stop)
     }
 }
 
@@ -493,9 +484,7 @@ fn fit_inner<T: Real>(
     let outcome = fit_loop::run(&mut solver, &mut f, stop, x_norm, start, observer)?;
     let mut warnings = outcome.warnings;
     if solver.stalled {
-        warnings.push(
-            "a projected-gradient step size fell below 1e-200 (no further progress possible at this sparseness); the factors are those of the last successful step".into(),
-        );
+        warnings.push(Warning::StepSizeUnderflow);
     }
     let last = outcome
         .history
@@ -526,7 +515,7 @@ fn fit_inner<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::{Control, IterRecord, Silent};
+    use crate::engine::{Control, IterRecord, Silent};
     use crate::sparseness::hoyer;
 
     fn data(n: usize, m: usize, seed: u64) -> Dataset<f64> {

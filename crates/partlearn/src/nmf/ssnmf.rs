@@ -11,12 +11,14 @@
 
 use std::time::Instant;
 
-use faer::{Accum, Mat, MatRef, Par};
+use faer::{Mat, MatRef, Par};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::{
+    self, Clock, Eval, IterRecord, Observer, Resume, StopReason, StopRules, Warning, Within,
+};
 use crate::error::{Error, Result};
 use crate::linalg;
-use crate::observe::{Control, IterRecord, Observer, StopReason, StopRules, TOL_EVERY};
 use crate::real::Real;
 use crate::rng::Rng;
 
@@ -52,6 +54,9 @@ pub struct SsnmfOptions {
     pub max_iter: usize,
     /// Windowed relative-decrease rule of [`StopRules`] (default 1e-4, ssnmf's).
     pub tol: f64,
+    /// Time budget in seconds.
+    #[serde(default)]
+    pub max_seconds: Option<f64>,
     pub seed: u64,
     #[serde(skip)]
     pub threads: usize,
@@ -66,9 +71,19 @@ impl Default for SsnmfOptions {
             label_loss: Divergence::Frobenius,
             max_iter: 1000,
             tol: 1e-4,
+            max_seconds: None,
             seed: 0,
             threads: 1,
         }
+    }
+}
+
+impl SsnmfOptions {
+    /// The engine's stopping rules of these options.
+    pub fn stop_rules(&self) -> StopRules {
+        StopRules::max_iter(self.max_iter)
+            .with_tol(self.tol)
+            .with_max_seconds(self.max_seconds)
     }
 }
 
@@ -95,15 +110,13 @@ pub struct SsnmfFit<T: Real> {
     pub options: SsnmfOptions,
     pub history: Vec<IterRecord>,
     pub stop_reason: StopReason,
+    /// E.g. max_iter reached before the tolerance was met.
+    pub warnings: Vec<Warning>,
 }
 
 const EPS: f64 = 1e-10;
 
-fn mm<T: Real>(a: MatRef<'_, T>, b: MatRef<'_, T>, par: Par) -> Mat<T> {
-    let mut c = Mat::<T>::zeros(a.nrows(), b.ncols());
-    linalg::matmul(c.as_mut(), Accum::Replace, a, b, T::one(), par);
-    c
-}
+use linalg::mul as mm;
 
 /// One term `D(M⊙P ‖ M⊙Q)` with `Q = F G`: its value and the numerator/denominator of the
 /// multiplicative update of `G` (`Fᵀ·num`, `Fᵀ·den` follow) and the elementwise parts.
@@ -223,9 +236,7 @@ fn validate<T: Real>(
     if o.max_iter == 0 {
         return Err(Error::invalid("max-iter", 0, "run at least one iteration"));
     }
-    if !(o.tol >= 0.0 && o.tol.is_finite()) {
-        return Err(Error::invalid("tol", o.tol, "must be a finite number ≥ 0"));
-    }
+    o.stop_rules().validate()?;
     if labels.classes.len() != n || labels.known.len() != n {
         return Err(Error::ShapeMismatch {
             what: "labels".into(),
@@ -297,59 +308,114 @@ pub fn fit_ssnmf<T: Real>(
     let mut b = Mat::<T>::from_fn(c, k, |_, _| T::from_f64(rng.uniform()));
     let (y, l) = one_hot::<T>(labels, c);
     let par = linalg::par(o.threads);
-    let stop = StopRules {
-        max_iter: o.max_iter,
-        tol: o.tol,
-        max_seconds: None,
-        pg_tol: 0.0,
+    let stop = o.stop_rules();
+    let mut method = Ssnmf {
+        x,
+        mask,
+        y,
+        l,
+        a: &mut a,
+        s: &mut s,
+        b: &mut b,
+        o,
+        par,
+        x_norm: linalg::frob_sq(x).sqrt(),
     };
-    let x_norm = linalg::frob_sq(x).sqrt();
-    let record = |iter, a: &Mat<T>, s: &Mat<T>, b: &Mat<T>| {
-        let ap = mm(a.as_ref(), s.as_ref(), par);
-        let d = term(o.data_loss, x, ap.as_ref(), mask);
+    let out = engine::run(
+        &mut method,
+        &stop,
+        Resume::default(),
+        Clock::since(start),
+        observer,
+    )?;
+    Ok(SsnmfFit {
+        a,
+        s,
+        b,
+        options: o.clone(),
+        history: out.history,
+        stop_reason: out.stop_reason,
+        warnings: out.warnings,
+    })
+}
+
+/// SSNMF's multiplicative updates as an engine method.
+struct Ssnmf<'a, T: Real> {
+    x: MatRef<'a, T>,
+    mask: Option<MatRef<'a, T>>,
+    y: Mat<T>,
+    l: Mat<T>,
+    a: &'a mut Mat<T>,
+    s: &'a mut Mat<T>,
+    b: &'a mut Mat<T>,
+    o: &'a SsnmfOptions,
+    par: Par,
+    x_norm: f64,
+}
+
+impl<T: Real> Ssnmf<'_, T> {
+    fn eval(&self) -> Eval {
+        let (x, o, par) = (self.x, self.o, self.par);
+        let (m, n) = (x.nrows(), x.ncols());
+        let ap = mm(self.a.as_ref(), self.s.as_ref(), par);
+        let d = term(o.data_loss, x, ap.as_ref(), self.mask);
         let t = term(
             o.label_loss,
-            y.as_ref(),
-            mm(b.as_ref(), s.as_ref(), par).as_ref(),
-            Some(l.as_ref()),
+            self.y.as_ref(),
+            mm(self.b.as_ref(), self.s.as_ref(), par).as_ref(),
+            Some(self.l.as_ref()),
         );
         let sq: f64 = (0..n)
             .flat_map(|j| (0..m).map(move |i| (i, j)))
             .map(|(i, j)| (x[(i, j)] - ap[(i, j)]).to_f64().powi(2))
             .sum();
-        IterRecord {
-            iter,
-            objective: d.value + o.lambda * t.value,
-            rel_error: if x_norm > 0.0 { sq.sqrt() / x_norm } else { 0.0 },
-            seconds: start.elapsed().as_secs_f64(),
-            projected_gradient: None,
-        }
-    };
-    let mut history = vec![record(0, &a, &s, &b)];
-    let lam = T::from_f64(o.lambda);
-    let (fd, fl) = (
-        T::from_f64(factor(o.data_loss)),
-        T::from_f64(factor(o.label_loss)),
-    );
-    let mut iter = 0;
-    let stop_reason = loop {
-        iter += 1;
+        let rel = if self.x_norm > 0.0 {
+            sq.sqrt() / self.x_norm
+        } else {
+            0.0
+        };
+        Eval::new(d.value + o.lambda * t.value, rel)
+    }
+}
+
+impl<T: Real> engine::Method for Ssnmf<'_, T> {
+    fn name(&self) -> &'static str {
+        "SSNMF"
+    }
+
+    fn non_finite_hint(&self) -> &'static str {
+        "check the data"
+    }
+
+    fn start(&mut self) -> Result<Option<Eval>> {
+        Ok(Some(self.eval()))
+    }
+
+    fn step(&mut self, _iter: usize, _within: &mut Within<'_>) -> Result<Option<Eval>> {
+        let (x, o, par, mask) = (self.x, self.o, self.par, self.mask);
+        let (k, n) = (self.s.nrows(), self.s.ncols());
+        let lam = T::from_f64(o.lambda);
+        let (fd, fl) = (
+            T::from_f64(factor(o.data_loss)),
+            T::from_f64(factor(o.label_loss)),
+        );
+        let (a, s, b) = (&mut *self.a, &mut *self.s, &mut *self.b);
         // A ← A ⊙ (num_d Sᵀ) ⊘ (den_d Sᵀ)
         let d = term(o.data_loss, x, mm(a.as_ref(), s.as_ref(), par).as_ref(), mask);
         mu(
-            &mut a,
+            a,
             &mm(d.num.as_ref(), s.transpose(), par),
             &mm(d.den.as_ref(), s.transpose(), par),
         );
         // B ← B ⊙ (num_l Sᵀ) ⊘ (den_l Sᵀ)
         let t = term(
             o.label_loss,
-            y.as_ref(),
+            self.y.as_ref(),
             mm(b.as_ref(), s.as_ref(), par).as_ref(),
-            Some(l.as_ref()),
+            Some(self.l.as_ref()),
         );
         mu(
-            &mut b,
+            b,
             &mm(t.num.as_ref(), s.transpose(), par),
             &mm(t.den.as_ref(), s.transpose(), par),
         );
@@ -357,9 +423,9 @@ pub fn fit_ssnmf<T: Real>(
         let d = term(o.data_loss, x, mm(a.as_ref(), s.as_ref(), par).as_ref(), mask);
         let t = term(
             o.label_loss,
-            y.as_ref(),
+            self.y.as_ref(),
             mm(b.as_ref(), s.as_ref(), par).as_ref(),
-            Some(l.as_ref()),
+            Some(self.l.as_ref()),
         );
         let mut num = mm(a.transpose(), d.num.as_ref(), par);
         let mut den = mm(a.transpose(), d.den.as_ref(), par);
@@ -373,31 +439,9 @@ pub fn fit_ssnmf<T: Real>(
                 den[(i, j)] = fd * den[(i, j)] + lam * fl * td[(i, j)];
             }
         }
-        mu(&mut s, &num, &den);
-        let rec = record(iter, &a, &s, &b);
-        history.push(rec);
-        if !rec.objective.is_finite() {
-            return Err(Error::Numerical {
-                what: format!("SSNMF iteration {iter}"),
-                reason: "the objective became non-finite; check the data".into(),
-            });
-        }
-        if observer.on_iter(&rec) == Control::Stop {
-            break StopReason::Interrupted;
-        }
-        let window = history[iter.saturating_sub(TOL_EVERY)].objective;
-        if let Some(r) = stop.check(iter, history[0].objective, window, rec.objective, rec.seconds) {
-            break r;
-        }
-    };
-    Ok(SsnmfFit {
-        a,
-        s,
-        b,
-        options: o.clone(),
-        history,
-        stop_reason,
-    })
+        mu(s, &num, &den);
+        Ok(Some(self.eval()))
+    }
 }
 
 /// `argmax_c (B S)_{c,j}` for every column of `s`.
@@ -454,7 +498,7 @@ impl<T: Real> SsnmfFit<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::Silent;
+    use crate::engine::Silent;
 
     fn toy_labels(level: &str, known: &[usize]) -> (Mat<f64>, Labels) {
         let d = crate::data::named::toy_hierarchy::<f64>(0);

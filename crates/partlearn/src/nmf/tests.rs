@@ -4,7 +4,7 @@
 use faer::Mat;
 
 use super::*;
-use crate::observe::{Control, Silent};
+use crate::engine::{Control, Silent};
 
 /// `n × m` data `codes · atoms` of rank `k` with ~30% zeros in both factors, plus `noise`.
 fn planted(n: usize, m: usize, k: usize, noise: f64, seed: u64) -> (Dataset<f64>, Mat<f64>) {
@@ -341,7 +341,7 @@ fn stopping_rules_and_warnings() {
     assert!(f
         .warnings
         .iter()
-        .any(|w| w.contains("maximum number of iterations 3")));
+        .any(|w| matches!(w, crate::engine::Warning::MaxIterReached { max_iter: 3, .. })));
     let f = fit(
         &d,
         &NmfOptions {

@@ -1,65 +1,11 @@
-//! Progress reporting and the stopping rules shared by every iterative solver.
-//!
-//! A solver reports each iteration to an [`Observer`] as an [`IterRecord`] (objective, relative
-//! error, elapsed seconds); the observer can ask it to stop (Ctrl-C, a GUI button). The library
-//! never prints: the CLI's observer draws the progress bar. [`StopRules`] and [`StopReason`] are
-//! the one implementation of max_iter / tol / time-budget stopping (METHODS.md §1.6).
+//! The stopping rules every iterative method shares (METHODS.md §1.6): max_iter, the windowed
+//! relative-decrease tolerance, the time budget, Lin's projected-gradient rule and early stopping
+//! on a validation score, and the reasons a fit stops.
 
 use serde::{Deserialize, Serialize};
 
-/// One iteration as seen by the observer and stored in the history.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct IterRecord {
-    /// Iteration number; 0 is the initialization.
-    pub iter: usize,
-    /// The (penalized) objective the solver minimizes.
-    pub objective: f64,
-    /// Relative reconstruction error `‖X − WH‖_F / ‖X‖_F`.
-    pub rel_error: f64,
-    /// Seconds since the solver started (initialization included).
-    pub seconds: f64,
-    /// `‖[∇ᴾ_W, ∇ᴾ_H]‖_F` (METHODS.md §1.6), when the projected-gradient rule is on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub projected_gradient: Option<f64>,
-}
-
-/// What an observer tells the solver after an iteration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Control {
-    /// Go on.
-    Continue,
-    /// Stop now, keeping what was learned so far.
-    Stop,
-}
-
-/// Receives every iteration of a fit.
-pub trait Observer {
-    /// Called after the initialization (`iter = 0`) and after every iteration (an epoch, for
-    /// models trained by mini-batches).
-    fn on_iter(&mut self, rec: &IterRecord) -> Control;
-
-    /// Called during long iterations (after each mini-batch): `done` of `total` steps of the
-    /// whole fit. Lets a progress bar move and Ctrl-C act within an epoch.
-    fn on_progress(&mut self, _done: usize, _total: usize) -> Control {
-        Control::Continue
-    }
-}
-
-/// An observer that never stops anything.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Silent;
-
-impl Observer for Silent {
-    fn on_iter(&mut self, _rec: &IterRecord) -> Control {
-        Control::Continue
-    }
-}
-
-impl<F: FnMut(&IterRecord) -> Control> Observer for F {
-    fn on_iter(&mut self, rec: &IterRecord) -> Control {
-        self(rec)
-    }
-}
+use super::warning::{Rule, Warning};
+use crate::error::{Error, Result};
 
 /// Why a fit stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +50,57 @@ pub struct StopRules {
     /// `‖[∇ᴾ_W, ∇ᴾ_H]‖_F ≤ pg_tol · ‖[∇ᴾ_W, ∇ᴾ_H]‖_F` at the initialization (0 disables).
     #[serde(default)]
     pub pg_tol: f64,
+    /// Early stopping: stop when the validation score (lower is better) has not improved for
+    /// this many iterations, and return the best iteration's state (`None` disables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
+}
+
+impl StopRules {
+    /// Only `max_iter`: no tolerance, budget, projected-gradient rule or early stopping.
+    pub fn max_iter(max_iter: usize) -> Self {
+        StopRules {
+            max_iter,
+            tol: 0.0,
+            max_seconds: None,
+            pg_tol: 0.0,
+            patience: None,
+        }
+    }
+
+    /// The same rules with the windowed tolerance `tol`.
+    pub fn with_tol(self, tol: f64) -> Self {
+        StopRules { tol, ..self }
+    }
+
+    /// The same rules with a time budget in seconds.
+    pub fn with_max_seconds(self, max_seconds: Option<f64>) -> Self {
+        StopRules { max_seconds, ..self }
+    }
+
+    /// Checks the rules themselves, the same way for every method: `tol ≥ 0` and finite,
+    /// `pg_tol` in `[0, 1)`, a budget `> 0`, a patience `≥ 1`.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.tol >= 0.0 && self.tol.is_finite()) {
+            return Err(Error::invalid("tol", self.tol, "must be a finite number ≥ 0"));
+        }
+        if !(self.pg_tol >= 0.0 && self.pg_tol < 1.0) {
+            return Err(Error::invalid(
+                "pg-tol",
+                self.pg_tol,
+                "must be in [0, 1): the fraction of the initial projected gradient at which to stop (0 disables)",
+            ));
+        }
+        if let Some(s) = self.max_seconds {
+            if !(s > 0.0) {
+                return Err(Error::invalid("max-seconds", s, "must be > 0"));
+            }
+        }
+        if self.patience == Some(0) {
+            return Err(Error::invalid("patience", 0, "must be ≥ 1 (or off)"));
+        }
+        Ok(())
+    }
 }
 
 /// The tolerance rule compares objectives this many iterations apart.
@@ -129,20 +126,23 @@ impl StopRules {
         None
     }
 
-    /// The warning scikit-learn users expect when max_iter ends a fit that had a tolerance.
-    pub fn warning(&self, reason: StopReason) -> Option<String> {
-        (reason == StopReason::MaxIter && (self.tol > 0.0 || self.pg_tol > 0.0)).then(|| {
-            if self.tol > 0.0 {
-                format!(
-                    "maximum number of iterations {} reached before convergence (tol = {:e}); increase --max-iter or --tol",
-                    self.max_iter, self.tol
-                )
-            } else {
-                format!(
-                    "maximum number of iterations {} reached before convergence (pg-tol = {:e}); increase --max-iter or --pg-tol",
-                    self.max_iter, self.pg_tol
-                )
-            }
+    /// The warning scikit-learn users expect (`ConvergenceWarning`) when max_iter ends a fit that
+    /// had a tolerance.
+    pub fn warning(&self, reason: StopReason) -> Option<Warning> {
+        if reason != StopReason::MaxIter {
+            return None;
+        }
+        let (rule, value) = if self.tol > 0.0 {
+            (Rule::Tol, self.tol)
+        } else if self.pg_tol > 0.0 {
+            (Rule::PgTol, self.pg_tol)
+        } else {
+            return None;
+        };
+        Some(Warning::MaxIterReached {
+            max_iter: self.max_iter,
+            rule,
+            value,
         })
     }
 
@@ -158,12 +158,7 @@ mod tests {
 
     #[test]
     fn stop_rules_order_and_warning() {
-        let r = StopRules {
-            pg_tol: 0.0,
-            max_iter: 10,
-            tol: 1e-3,
-            max_seconds: Some(5.0),
-        };
+        let r = StopRules::max_iter(10).with_tol(1e-3).with_max_seconds(Some(5.0));
         assert_eq!(r.check(1, 100.0, 50.0, 40.0, 0.1), None);
         // Tiny decrease, but only tested every TOL_EVERY iterations.
         assert_eq!(r.check(2, 100.0, 40.0, 39.999, 0.1), None);
