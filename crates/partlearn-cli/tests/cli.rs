@@ -550,6 +550,92 @@ fn ctrl_c_saves_the_run_and_exits_130() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// One Ctrl-C handler per process: Ctrl-C stops the second point of a sweep too (a handler
+/// installed per fit was refused from the second fit on, so that fit ran on).
+#[test]
+fn ctrl_c_stops_a_later_point_of_a_sweep() {
+    let dir = temp_dir("sigint-sweep");
+    let out = dir.join("sweep");
+    let mut child = partlearn()
+        .args([
+            "sweep",
+            "nmf",
+            "--data",
+            "swimmer",
+            "-k",
+            "2,3",
+            "--max-iter",
+            "100000000",
+            "--no-svm",
+            "--fit-args",
+            "--tol 0 --max-seconds 30",
+            "--quiet",
+            "--out",
+            s(&out),
+        ])
+        .spawn()
+        .unwrap();
+    // The first point has a 30 s budget: interrupt it, then the second one.
+    let wait_for = |p: &std::path::Path| {
+        let t = std::time::Instant::now();
+        while !p.exists() {
+            assert!(t.elapsed().as_secs() < 60, "{} never appeared", p.display());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let interrupt = |pid: u32| {
+        let killed = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    interrupt(child.id());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let first: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("nmf-k2/run.json")).unwrap()).unwrap();
+    assert_eq!(first["stop_reason"], "interrupted");
+    assert!(!out.join("nmf-k3").exists());
+
+    // A fresh sweep whose first point is quick: Ctrl-C during the second point stops it.
+    let out = dir.join("sweep2");
+    let mut child = partlearn()
+        .args([
+            "sweep",
+            "nmf",
+            "--data",
+            "swimmer",
+            "-k",
+            "2,3",
+            "--max-iter",
+            "100000000",
+            "--no-svm",
+            "--fit-args",
+            "--tol 0 --max-seconds 2",
+            "--quiet",
+            "--out",
+            s(&out),
+        ])
+        .spawn()
+        .unwrap();
+    wait_for(&out.join("nmf-k2/metrics.json"));
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let started = std::time::Instant::now();
+    interrupt(child.id());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        started.elapsed().as_secs_f64() < 1.5,
+        "the second point did not stop on Ctrl-C"
+    );
+    let second: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("nmf-k3/run.json")).unwrap()).unwrap();
+    assert_eq!(second["stop_reason"], "interrupted");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bad_data_values_name_the_sample_and_feature() {
     let dir = temp_dir("badvalues");
