@@ -10,7 +10,7 @@ use partlearn::engine::{IterRecord, StopReason, StopRules};
 use partlearn::io::{self, RunDir};
 use partlearn::nmf::model::EncodeSpec;
 use partlearn::nmf::ssnmf::{fit_ssnmf, Divergence, Labels, SsnmfOptions};
-use partlearn::nmf::{EncodeOptions, NmfModel, NmfOptions, Penalty, Solver};
+use partlearn::nmf::{EncodeOptions, NmfModel, NmfParams, Penalty, Solver};
 use partlearn::npy::{npy_bytes, NpyDataRef};
 use partlearn::{Real, Rng};
 use serde::Serialize;
@@ -352,13 +352,13 @@ fn layers<T: Real>(method: &'static str, a: &HnmfArgs) -> Result<()> {
     let lambda = crate::neural_cmd::label_option(a.lambda, "lambda", &a.supervision, 1e-5)?;
     partlearn::nmf::ssnmf::check_lambda(lambda)?;
     let test = a.test.load(&data, a.label_set.as_deref(), last)?;
-    let base = NmfOptions {
+    let base = NmfParams {
         solver: a.solver.parse::<Solver>()?,
         max_iter: a.max_iter,
         tol: a.tol,
         seed: a.run.seed,
         threads: a.run.threads,
-        ..NmfOptions::default()
+        ..NmfParams::default()
     };
     let out = a
         .run

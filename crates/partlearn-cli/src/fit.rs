@@ -9,7 +9,7 @@ use faer::{Mat, MatRef};
 use partlearn::data::Dataset;
 use partlearn::engine::StopReason;
 use partlearn::io::{self, RunDir};
-use partlearn::nmf::{self, CustomInit, EncodeOptions, InitMethod, NmfOptions, Solver};
+use partlearn::nmf::{self, CustomInit, EncodeOptions, InitMethod, NmfParams, Solver};
 use partlearn::Real;
 use serde::{Deserialize, Serialize};
 
@@ -159,8 +159,8 @@ pub struct SparseNmfArgs {
 }
 
 fn fit_sparse_nmf<T: Real>(a: &SparseNmfArgs) -> Result<()> {
-    use partlearn::nmf::sparse::{fit_sparse, CodeConstraint, SparseNmfOptions};
-    let opts = SparseNmfOptions {
+    use partlearn::nmf::sparse::{fit_sparse, CodeConstraint, SparseNmfParams};
+    let opts = SparseNmfParams {
         k: a.k,
         atom_sparsity: a.atom_sparsity,
         code_sparsity: a.code_sparsity,
@@ -295,7 +295,7 @@ pub fn default_out(method: &str, spec: &str, k: usize) -> PathBuf {
 }
 
 fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
-    let opts = NmfOptions {
+    let opts = NmfParams {
         k: a.k,
         solver: a.solver.parse::<Solver>()?,
         beta_loss: nmf::options::parse_beta_loss(&a.beta_loss)?,

@@ -399,7 +399,7 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
     let start = match a.init.as_str() {
         "random" => None,
         "hnmf" => {
-            let base = partlearn::nmf::NmfOptions {
+            let base = partlearn::nmf::NmfParams {
                 solver: partlearn::nmf::Solver::Hals,
                 max_iter: 200,
                 seed: a.run.seed,

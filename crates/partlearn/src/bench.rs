@@ -17,7 +17,7 @@ use crate::data::Dataset;
 use crate::engine::Silent;
 use crate::error::Result;
 use crate::linalg;
-use crate::nmf::{self, InitMethod, NmfOptions, Solver};
+use crate::nmf::{self, InitMethod, NmfParams, Solver};
 use crate::real::Real;
 use crate::rng::Rng;
 
@@ -300,7 +300,7 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
     let (m, n) = (data.n_features() as f64, data.n_samples() as f64);
     let mut solvers = Vec::new();
     for &solver in &o.solvers {
-        let opts = NmfOptions {
+        let opts = NmfParams {
             k: o.k,
             solver,
             init: o.init,
@@ -588,7 +588,7 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
             "give at least one number of prediction sweeps",
         ));
     }
-    let opts = NmfOptions {
+    let opts = NmfParams {
         k: o.k,
         solver: Solver::Anls,
         max_iter: o.warmup_iters.max(1),

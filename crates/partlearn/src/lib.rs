@@ -29,6 +29,7 @@ pub mod io;
 pub mod linalg;
 pub mod nmf;
 pub mod npy;
+pub mod params;
 pub mod plot;
 pub mod protocol;
 pub mod real;
@@ -38,5 +39,6 @@ pub mod sparseness;
 pub mod sweep;
 
 pub use error::{Error, Result};
+pub use faer;
 pub use real::Real;
 pub use rng::Rng;

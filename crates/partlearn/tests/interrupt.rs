@@ -2,16 +2,16 @@
 //! binary: the request is global to the process).
 
 use partlearn::engine::{interrupt, Silent, StopReason};
-use partlearn::nmf::{self, NmfOptions};
+use partlearn::nmf::{self, NmfParams};
 
 #[test]
 fn a_pending_request_stops_every_fit_until_cleared() {
     let (data, _) = partlearn::data::named::swimmer::<f64>();
-    let opts = NmfOptions {
+    let opts = NmfParams {
         k: 17,
         max_iter: 50,
         tol: 0.0,
-        ..NmfOptions::default()
+        ..NmfParams::default()
     };
     assert!(!interrupt::request());
     for _ in 0..2 {

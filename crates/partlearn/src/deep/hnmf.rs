@@ -19,7 +19,7 @@ use crate::data::Dataset;
 use crate::engine::{Control, IterRecord, Observer, Silent, StopReason, StopRules};
 use crate::error::{Error, Result};
 use crate::linalg;
-use crate::nmf::{self, NmfOptions};
+use crate::nmf::{self, NmfParams};
 use crate::real::Real;
 
 /// A stack of layers `A⁽ⁱ⁾` (`k_{i−1} × k_i`) and the last layer's codes `S⁽ᴸ⁾` (`k_L × n`).
@@ -74,7 +74,7 @@ pub fn check_ranks(ranks: &[usize], m: usize, n: usize) -> Result<()> {
 }
 
 /// Hierarchical NMF of `data` with `base` options for every layer (`k` replaced by the ranks).
-pub fn hierarchical<T: Real>(data: &Dataset<T>, ranks: &[usize], base: &NmfOptions) -> Result<LayerStack<T>> {
+pub fn hierarchical<T: Real>(data: &Dataset<T>, ranks: &[usize], base: &NmfParams) -> Result<LayerStack<T>> {
     check_ranks(ranks, data.n_features(), data.n_samples())?;
     let mut a = Vec::new();
     let mut s: Vec<Mat<T>> = Vec::new();
@@ -84,7 +84,7 @@ pub fn hierarchical<T: Real>(data: &Dataset<T>, ranks: &[usize], base: &NmfOptio
         } else {
             Dataset::from_columns(s[i - 1].clone(), "codes")
         };
-        let opts = NmfOptions {
+        let opts = NmfParams {
             k,
             seed: base.seed.wrapping_add(i as u64),
             ..base.clone()
@@ -270,12 +270,12 @@ mod tests {
         crate::data::named::toy_hierarchy::<f64>(0)
     }
 
-    fn base() -> NmfOptions {
-        NmfOptions {
+    fn base() -> NmfParams {
+        NmfParams {
             solver: Solver::Hals,
             max_iter: 500,
             tol: 1e-6,
-            ..NmfOptions::default()
+            ..NmfParams::default()
         }
     }
 
@@ -283,7 +283,7 @@ mod tests {
     fn one_layer_hierarchy_is_plain_nmf() {
         let d = toy();
         let st = hierarchical(&d, &[9], &base()).unwrap();
-        let f = nmf::fit(&d, &NmfOptions { k: 9, ..base() }, None, &mut Silent).unwrap();
+        let f = nmf::fit(&d, &NmfParams { k: 9, ..base() }, None, &mut Silent).unwrap();
         assert_eq!(st.a[0], f.model.components().transpose().to_owned());
         assert!((st.rel_error(d.xt()) - f.rel_error).abs() < 1e-9);
     }

@@ -22,7 +22,7 @@ use crate::engine::{Silent, StopRules};
 use crate::error::Result;
 use crate::linalg;
 use crate::nmf::ssnmf::{fit_ssnmf, Labels, SsnmfOptions};
-use crate::nmf::{InitMethod, NmfOptions, Solver};
+use crate::nmf::{InitMethod, NmfParams, Solver};
 use crate::rng::Rng;
 
 /// Options of [`neural_nmf_table`].
@@ -152,14 +152,14 @@ pub fn neural_nmf_table(
             let mut per_method: Vec<(Vec<f64>, Vec<f64>, f64)> = vec![(Vec::new(), Vec::new(), 0.0); 3];
             for seed in 0..o.seeds as u64 {
                 // Random starts (as the reference's U[0,1)), so that seeds differ.
-                let base = NmfOptions {
+                let base = NmfParams {
                     solver: Solver::Hals,
                     init: InitMethod::Random,
                     max_iter: o.iterations,
                     tol: 1e-8,
                     seed,
                     threads: o.threads,
-                    ..NmfOptions::default()
+                    ..NmfParams::default()
                 };
                 // Hierarchical NMF (SSNMF on the last layer when supervised).
                 let t = std::time::Instant::now();

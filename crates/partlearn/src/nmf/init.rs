@@ -4,7 +4,7 @@
 
 use faer::{Mat, MatRef, Par};
 
-use super::options::{InitMethod, ValidNmfOptions};
+use super::options::{InitMethod, Resolved};
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::real::Real;
@@ -44,9 +44,9 @@ pub fn mean<T: Real>(x: MatRef<'_, T>) -> f64 {
 }
 
 /// Builds the starting factors for `x` (`m × n`, samples as columns).
-pub fn initialize<T: Real>(
+pub(crate) fn initialize<T: Real>(
     x: MatRef<'_, T>,
-    v: &ValidNmfOptions,
+    v: &Resolved,
     custom: Option<&CustomInit<T>>,
     rng: &mut Rng,
     par: Par,
@@ -207,7 +207,7 @@ pub fn nndsvd<T: Real>(x: MatRef<'_, T>, k: usize, rng: &mut Rng, par: Par) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nmf::options::NmfOptions;
+    use crate::nmf::options::NmfParams;
 
     fn data(m: usize, n: usize, seed: u64) -> Mat<f64> {
         let mut r = Rng::new(seed);
@@ -241,12 +241,14 @@ mod tests {
             (InitMethod::Nndsvda, false),
             (InitMethod::Nndsvdar, false),
         ] {
-            let v = NmfOptions {
+            let v = NmfParams {
                 k: 6,
                 init,
                 ..Default::default()
             }
-            .validate(20, 30)
+            .check()
+            .unwrap()
+            .resolve(20, 30)
             .unwrap();
             let f = initialize(x.as_ref(), &v, None, &mut Rng::new(0), Par::Seq).unwrap();
             let zeros =
@@ -266,12 +268,14 @@ mod tests {
     #[test]
     fn random_init_is_seeded_and_scaled() {
         let x = data(30, 20, 4);
-        let v = NmfOptions {
+        let v = NmfParams {
             k: 5,
             init: InitMethod::Random,
             ..Default::default()
         }
-        .validate(20, 30)
+        .check()
+        .unwrap()
+        .resolve(20, 30)
         .unwrap();
         let a = initialize(x.as_ref(), &v, None, &mut Rng::new(9), Par::Seq).unwrap();
         let b = initialize(x.as_ref(), &v, None, &mut Rng::new(9), Par::Seq).unwrap();
@@ -285,12 +289,14 @@ mod tests {
     #[test]
     fn custom_init_is_checked() {
         let x = data(30, 20, 5);
-        let v = NmfOptions {
+        let v = NmfParams {
             k: 3,
             init: InitMethod::Custom,
             ..Default::default()
         }
-        .validate(20, 30)
+        .check()
+        .unwrap()
+        .resolve(20, 30)
         .unwrap();
         assert!(initialize(x.as_ref(), &v, None, &mut Rng::new(0), Par::Seq).is_err());
         let bad = CustomInit {

@@ -1,6 +1,6 @@
 //! Non-negative matrix factorization (METHODS.md §1): `X ≈ codes · atoms` with both factors ≥ 0.
 //!
-//! Flow: [`NmfOptions`] are validated against the data into [`options::ValidNmfOptions`];
+//! Flow: [`NmfParams`] are checked into [`ValidNmfParams`] and resolved for the data's shape;
 //! [`init`] builds the starting factors (random, NNDSVD/a/ar, custom); one solver —
 //! [`frobenius::GramSolver`] (HALS or Frobenius MU) or [`beta::BetaMu`] (MU for any β) — runs
 //! inside the shared [`fit_loop`], which reports every iteration to an
@@ -30,10 +30,10 @@ use serde::{Deserialize, Serialize};
 
 pub use init::CustomInit;
 pub use model::{EncodeSpec, NmfModel};
-pub use options::{EncodeMethod, EncodeOptions, InitMethod, NmfOptions, Penalty, Solver};
+pub use options::{EncodeMethod, EncodeOptions, InitMethod, NmfParams, Penalty, Solver, ValidNmfParams};
 
 use crate::data::Dataset;
-use crate::engine::{IterRecord, Observer, StopReason, Warning};
+use crate::engine::{IterRecord, Observer, Silent, StopReason, Warning};
 use crate::error::Result;
 use crate::linalg;
 use crate::real::Real;
@@ -88,35 +88,70 @@ impl<T: Real> NmfFit<T> {
     }
 }
 
-/// Fits an NMF of `data` (`n_samples × n_features`, entries ≥ 0).
+/// Fits an NMF of `x` (`n_samples × n_features`, samples as rows, entries ≥ 0).
 ///
-/// `custom` is required with `InitMethod::Custom` and ignored otherwise. Every iteration is
-/// reported to `observer`, which may stop the fit (the factors so far are kept and returned).
-pub fn fit<T: Real>(
-    data: &Dataset<T>,
-    opts: &NmfOptions,
+/// ```
+/// use partlearn::faer::Mat;
+/// use partlearn::nmf::{self, NmfParams, Solver};
+///
+/// let x = Mat::<f64>::from_fn(30, 20, |i, j| ((i * j) % 7) as f64);
+/// let params = NmfParams::new(4).solver(Solver::Hals).max_iter(100).check()?;
+/// let fit = nmf::factorize(x.as_ref(), &params)?;
+/// assert_eq!((fit.codes().nrows(), fit.model.components().nrows()), (30, 4));
+/// # Ok::<(), partlearn::Error>(())
+/// ```
+pub fn factorize<T: Real>(x: MatRef<'_, T>, params: &ValidNmfParams) -> Result<NmfFit<T>> {
+    factorize_with(x, params, None, &mut Silent)
+}
+
+/// [`factorize`] with a custom start (required with `InitMethod::Custom`, ignored otherwise)
+/// and an observer that sees every iteration and may stop the fit (the factors so far are kept
+/// and returned).
+pub fn factorize_with<T: Real>(
+    x: MatRef<'_, T>,
+    params: &ValidNmfParams,
     custom: Option<&CustomInit<T>>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
-    data.validate_nonnegative()?;
-    let v = opts.validate(data.n_samples(), data.n_features())?;
-    let (n, m, k) = (data.n_samples(), data.n_features(), opts.k);
+    // The solvers read samples as contiguous columns of `Xᵀ`: a row-major `x` (numpy's C order,
+    // a `Dataset`) is used as is, any other layout is copied once.
+    let copy;
+    let xt = if x.col_stride() == 1 {
+        x.transpose()
+    } else {
+        copy = x.transpose().to_owned();
+        copy.as_ref()
+    };
+    crate::data::validate_nonnegative(xt)?;
+    let opts = params.params();
+    let v = params.resolve(x.nrows(), x.ncols())?;
+    let (n, m, k) = (x.nrows(), x.ncols(), opts.k);
     // The factors and their k × n / k × m workspaces (codes, P, H⁺, gradients; atoms, R, …)
     // and the k × k Grams with the NNLS copies in f64.
     let bytes = std::mem::size_of::<T>() as f64 * (6.0 * (k * (n + m)) as f64 + 4.0 * (k * k) as f64)
         + 24.0 * (k * k) as f64;
     linalg::check_memory("k", k, bytes)?;
-    let x = data.xt();
     if opts.beta_loss <= 0.0 {
-        model::check_positive(x)?;
+        model::check_positive(xt)?;
     }
     let start = Instant::now();
-    linalg::with_threads(opts.threads, || fit_columns(x, &v, custom, observer, start))?
+    linalg::with_threads(opts.threads, || fit_columns(xt, &v, custom, observer, start))?
+}
+
+/// [`factorize_with`] on a [`Dataset`] with unchecked parameters (checked here).
+pub fn fit<T: Real>(
+    data: &Dataset<T>,
+    opts: &NmfParams,
+    custom: Option<&CustomInit<T>>,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NmfFit<T>> {
+    data.validate_nonnegative()?;
+    factorize_with(data.xt().transpose(), &opts.check()?, custom, observer)
 }
 
 fn fit_columns<T: Real>(
     x: MatRef<'_, T>,
-    v: &options::ValidNmfOptions,
+    v: &options::Resolved,
     custom: Option<&CustomInit<T>>,
     observer: &mut (dyn Observer + Send),
     start: Instant,
@@ -193,7 +228,7 @@ fn evaluate<T: Real>(
     x: MatRef<'_, T>,
     model: &NmfModel<T>,
     h: MatRef<'_, T>,
-    v: &options::ValidNmfOptions,
+    v: &options::Resolved,
     par: faer::Par,
 ) -> (f64, f64) {
     use fit_loop::Iterate;

@@ -1,10 +1,12 @@
-//! NMF options (scikit-learn names and defaults where they exist) and their validation into
-//! [`ValidNmfOptions`], the only form the solvers accept (STYLE.md, "Options").
+//! NMF parameters (scikit-learn names and defaults where they exist), checked into
+//! [`ValidNmfParams`] (STYLE.md, "Options"), then resolved for a data shape into the form the
+//! solvers accept.
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::StopRules;
 use crate::error::{Error, Result};
+use crate::params;
 
 /// The update rule of an NMF fit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,7 +138,7 @@ impl Default for EncodeOptions {
 /// Options of an NMF fit. Field names and defaults follow scikit-learn's `NMF` where it has them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct NmfOptions {
+pub struct NmfParams {
     /// Number of components (atoms), `1 ≤ k`.
     pub k: usize,
     /// Update rule.
@@ -175,9 +177,9 @@ pub struct NmfOptions {
     pub encode: EncodeOptions,
 }
 
-impl Default for NmfOptions {
+impl Default for NmfParams {
     fn default() -> Self {
-        NmfOptions {
+        NmfParams {
             k: 10,
             solver: Solver::Hals,
             beta_loss: 2.0,
@@ -217,55 +219,37 @@ impl Penalty {
     }
 }
 
-/// Options checked against the data shape; only this form reaches a solver.
+/// [`NmfParams`] that passed [`NmfParams::check`]: the only form [`super::factorize`] accepts.
+/// The fields are private; [`ValidNmfParams::params`] reads them.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ValidNmfOptions {
-    pub opts: NmfOptions,
-    /// The initialization after resolving `Auto`.
-    pub init: InitMethod,
-    pub n_samples: usize,
-    pub n_features: usize,
-    /// Penalty on the codes (`alpha_W · n_features`).
-    pub codes_penalty: Penalty,
-    /// Penalty on the atoms (`alpha_H · n_samples`).
-    pub atoms_penalty: Penalty,
-    /// HALS inner repetitions for the codes and the atoms.
-    pub inner_max_codes: usize,
-    pub inner_max_atoms: usize,
-    pub stop: StopRules,
+pub struct ValidNmfParams {
+    params: NmfParams,
+    stop: StopRules,
 }
 
-impl NmfOptions {
-    /// Checks every option against the data shape (`n_samples × n_features`).
-    pub fn validate(&self, n_samples: usize, n_features: usize) -> Result<ValidNmfOptions> {
-        if n_samples == 0 || n_features == 0 {
-            return Err(Error::EmptyData {
-                n_samples,
-                n_features,
-            });
-        }
-        let o = self;
+impl ValidNmfParams {
+    /// The checked parameters.
+    pub fn params(&self) -> &NmfParams {
+        &self.params
+    }
+
+    /// The engine's stopping rules of these parameters.
+    pub fn stop_rules(&self) -> &StopRules {
+        &self.stop
+    }
+
+    /// Checks the parameters against a data shape (`n_samples × n_features`): k within range,
+    /// NNDSVD only for `k ≤ min(n_samples, n_features)`.
+    pub fn check_shape(&self, n_samples: usize, n_features: usize) -> Result<()> {
+        self.resolve(n_samples, n_features).map(|_| ())
+    }
+
+    /// The parameters resolved for a data shape: `Auto` init chosen, penalties scaled, HALS
+    /// inner repetitions from the cost ratio.
+    pub(crate) fn resolve(&self, n_samples: usize, n_features: usize) -> Result<Resolved> {
+        params::check_not_empty(n_samples, n_features)?;
+        let o = &self.params;
         let smaller = n_samples.min(n_features);
-        if o.k == 0 {
-            return Err(Error::invalid(
-                "k",
-                0,
-                "the number of components must be at least 1",
-            ));
-        }
-        if !o.beta_loss.is_finite() {
-            return Err(Error::invalid("beta-loss", o.beta_loss, "give a finite number"));
-        }
-        if o.solver != Solver::Mu && o.beta_loss != 2.0 {
-            return Err(Error::invalid(
-                "solver",
-                format!("{:?}", o.solver).to_lowercase(),
-                format!(
-                    "HALS and ANLS minimize the Frobenius loss only; use --solver mu for beta-loss {}",
-                    o.beta_loss
-                ),
-            ));
-        }
         let larger = n_samples.max(n_features);
         if o.k > larger {
             return Err(Error::invalid(
@@ -294,6 +278,93 @@ impl NmfOptions {
                 ),
             ));
         }
+        let alpha_h = o.alpha_h.unwrap_or(o.alpha_w);
+        let (m, n, k) = (n_features as f64, n_samples as f64, o.k as f64);
+        // Gillis & Glineur: ρ = cost of forming the Gram and cross terms / cost of one sweep.
+        let rho_codes = (2.0 * m * n * k + m * k * k) / (2.0 * k * k * n);
+        let rho_atoms = (2.0 * m * n * k + n * k * k) / (2.0 * k * k * m);
+        let auto = |rho: f64| 1 + (0.5 * rho).floor() as usize;
+        Ok(Resolved {
+            init,
+            codes_penalty: Penalty {
+                l1: o.alpha_w * o.l1_ratio * m,
+                l2: o.alpha_w * (1.0 - o.l1_ratio) * m,
+            },
+            atoms_penalty: Penalty {
+                l1: alpha_h * o.l1_ratio * n,
+                l2: alpha_h * (1.0 - o.l1_ratio) * n,
+            },
+            inner_max_codes: o.hals_inner_max.unwrap_or_else(|| auto(rho_codes)),
+            inner_max_atoms: o.hals_inner_max.unwrap_or_else(|| auto(rho_atoms)),
+            stop: self.stop,
+            opts: o.clone(),
+        })
+    }
+}
+
+/// Parameters resolved for one data shape; only this form reaches a solver.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Resolved {
+    pub opts: NmfParams,
+    /// The initialization after resolving `Auto`.
+    pub init: InitMethod,
+    /// Penalty on the codes (`alpha_W · n_features`).
+    pub codes_penalty: Penalty,
+    /// Penalty on the atoms (`alpha_H · n_samples`).
+    pub atoms_penalty: Penalty,
+    /// HALS inner repetitions for the codes and the atoms.
+    pub inner_max_codes: usize,
+    pub inner_max_atoms: usize,
+    pub stop: StopRules,
+}
+
+params::setters!(NmfParams {
+    k: usize,
+    solver: Solver,
+    beta_loss: f64,
+    init: InitMethod,
+    max_iter: usize,
+    tol: f64,
+    max_seconds: Option<f64>,
+    pg_tol: f64,
+    alpha_w: f64,
+    alpha_h: Option<f64>,
+    l1_ratio: f64,
+    hals_inner_max: Option<usize>,
+    hals_inner_delta: f64,
+    extrapolate: bool,
+    seed: u64,
+    threads: usize,
+    encode: EncodeOptions,
+});
+
+impl NmfParams {
+    /// The defaults (scikit-learn's where it has them) with `k` components.
+    pub fn new(k: usize) -> Self {
+        NmfParams {
+            k,
+            ..NmfParams::default()
+        }
+    }
+
+    /// Checks every parameter that does not depend on the data; the shape is checked when
+    /// fitting ([`ValidNmfParams::check_shape`]).
+    pub fn check(&self) -> Result<ValidNmfParams> {
+        let o = self;
+        params::check_k_positive(o.k)?;
+        if !o.beta_loss.is_finite() {
+            return Err(Error::invalid("beta-loss", o.beta_loss, "give a finite number"));
+        }
+        if o.solver != Solver::Mu && o.beta_loss != 2.0 {
+            return Err(Error::invalid(
+                "solver",
+                format!("{:?}", o.solver).to_lowercase(),
+                format!(
+                    "HALS and ANLS minimize the Frobenius loss only; use --solver mu for beta-loss {}",
+                    o.beta_loss
+                ),
+            ));
+        }
         let stop = StopRules {
             max_iter: o.max_iter,
             tol: o.tol,
@@ -309,9 +380,7 @@ impl NmfOptions {
                 }
             }
         }
-        if !(0.0..=1.0).contains(&o.l1_ratio) {
-            return Err(Error::invalid("l1-ratio", o.l1_ratio, "must lie in [0, 1]"));
-        }
+        params::check_unit("l1-ratio", o.l1_ratio, "the L1 share of the penalties")?;
         if !(o.hals_inner_delta >= 0.0 && o.hals_inner_delta < 1.0) {
             return Err(Error::invalid(
                 "hals-inner-delta",
@@ -333,29 +402,17 @@ impl NmfOptions {
                 "max_iter must be ≥ 1 and tol ≥ 0",
             ));
         }
-        let alpha_h = o.alpha_h.unwrap_or(o.alpha_w);
-        let (m, n, k) = (n_features as f64, n_samples as f64, o.k as f64);
-        // Gillis & Glineur: ρ = cost of forming the Gram and cross terms / cost of one sweep.
-        let rho_codes = (2.0 * m * n * k + m * k * k) / (2.0 * k * k * n);
-        let rho_atoms = (2.0 * m * n * k + n * k * k) / (2.0 * k * k * m);
-        let auto = |rho: f64| 1 + (0.5 * rho).floor() as usize;
-        Ok(ValidNmfOptions {
-            init,
-            n_samples,
-            n_features,
-            codes_penalty: Penalty {
-                l1: o.alpha_w * o.l1_ratio * m,
-                l2: o.alpha_w * (1.0 - o.l1_ratio) * m,
-            },
-            atoms_penalty: Penalty {
-                l1: alpha_h * o.l1_ratio * n,
-                l2: alpha_h * (1.0 - o.l1_ratio) * n,
-            },
-            inner_max_codes: o.hals_inner_max.unwrap_or_else(|| auto(rho_codes)),
-            inner_max_atoms: o.hals_inner_max.unwrap_or_else(|| auto(rho_atoms)),
+        Ok(ValidNmfParams {
+            params: o.clone(),
             stop,
-            opts: o.clone(),
         })
+    }
+
+    /// [`NmfParams::check`] and [`ValidNmfParams::check_shape`] in one call.
+    pub fn validate(&self, n_samples: usize, n_features: usize) -> Result<ValidNmfParams> {
+        let v = self.check()?;
+        v.check_shape(n_samples, n_features)?;
+        Ok(v)
     }
 }
 
@@ -363,8 +420,8 @@ impl NmfOptions {
 mod tests {
     use super::*;
 
-    fn opts(k: usize) -> NmfOptions {
-        NmfOptions {
+    fn opts(k: usize) -> NmfParams {
+        NmfParams {
             k,
             ..Default::default()
         }
@@ -380,15 +437,21 @@ mod tests {
 
     #[test]
     fn nndsvd_needs_k_at_most_min_side() {
-        let o = NmfOptions {
+        let o = NmfParams {
             init: InitMethod::Nndsvd,
             ..opts(11)
         };
         let e = o.validate(10, 50).unwrap_err().to_string();
         assert!(e.contains("min(n_samples, n_features) = 10"), "{e}");
         // Auto falls back to random instead.
-        assert_eq!(opts(11).validate(10, 50).unwrap().init, InitMethod::Random);
-        assert_eq!(opts(10).validate(10, 50).unwrap().init, InitMethod::Nndsvda);
+        assert_eq!(
+            opts(11).check().unwrap().resolve(10, 50).unwrap().init,
+            InitMethod::Random
+        );
+        assert_eq!(
+            opts(10).check().unwrap().resolve(10, 50).unwrap().init,
+            InitMethod::Nndsvda
+        );
     }
 
     #[test]
@@ -406,12 +469,12 @@ mod tests {
 
     #[test]
     fn hals_needs_frobenius() {
-        let o = NmfOptions {
+        let o = NmfParams {
             beta_loss: 1.0,
             ..opts(2)
         };
         assert!(o.validate(5, 5).is_err());
-        let o = NmfOptions {
+        let o = NmfParams {
             solver: Solver::Mu,
             ..o
         };
@@ -420,12 +483,12 @@ mod tests {
 
     #[test]
     fn penalties_follow_sklearn_scaling() {
-        let o = NmfOptions {
+        let o = NmfParams {
             alpha_w: 0.5,
             l1_ratio: 0.25,
             ..opts(2)
         };
-        let v = o.validate(100, 30).unwrap();
+        let v = o.check().unwrap().resolve(100, 30).unwrap();
         assert_eq!(
             v.codes_penalty,
             Penalty {
@@ -441,33 +504,39 @@ mod tests {
                 l2: 0.5 * 0.75 * 100.0
             }
         );
-        let o = NmfOptions {
+        let o = NmfParams {
             alpha_h: Some(0.0),
             ..o
         };
-        assert!(o.validate(100, 30).unwrap().atoms_penalty.is_zero());
+        assert!(o
+            .check()
+            .unwrap()
+            .resolve(100, 30)
+            .unwrap()
+            .atoms_penalty
+            .is_zero());
     }
 
     #[test]
     fn bad_values_are_rejected() {
         for o in [
-            NmfOptions {
+            NmfParams {
                 l1_ratio: 1.5,
                 ..opts(2)
             },
-            NmfOptions {
+            NmfParams {
                 alpha_w: -1.0,
                 ..opts(2)
             },
-            NmfOptions {
+            NmfParams {
                 tol: f64::NAN,
                 ..opts(2)
             },
-            NmfOptions {
+            NmfParams {
                 max_seconds: Some(0.0),
                 ..opts(2)
             },
-            NmfOptions {
+            NmfParams {
                 hals_inner_max: Some(0),
                 ..opts(2)
             },
@@ -481,7 +550,7 @@ mod tests {
 
     #[test]
     fn inner_repetitions_follow_the_cost_ratio() {
-        let v = opts(100).validate(60000, 784).unwrap();
+        let v = opts(100).check().unwrap().resolve(60000, 784).unwrap();
         assert!(
             v.inner_max_codes >= 2 && v.inner_max_codes <= 6,
             "{}",

@@ -62,7 +62,7 @@ impl std::str::FromStr for CodeConstraint {
 /// Options of a sparse NMF fit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct SparseNmfOptions {
+pub struct SparseNmfParams {
     /// Number of components.
     pub k: usize,
     /// Sparseness of every atom (`s_W` in [0, 1]); `None` = no constraint (not the same as 0).
@@ -83,9 +83,9 @@ pub struct SparseNmfOptions {
     pub threads: usize,
 }
 
-impl Default for SparseNmfOptions {
+impl Default for SparseNmfParams {
     fn default() -> Self {
-        SparseNmfOptions {
+        SparseNmfParams {
             k: 10,
             atom_sparsity: None,
             code_sparsity: None,
@@ -99,7 +99,7 @@ impl Default for SparseNmfOptions {
     }
 }
 
-impl SparseNmfOptions {
+impl SparseNmfParams {
     /// Checks the options against the data shape.
     pub fn validate(&self, n_samples: usize, n_features: usize) -> Result<StopRules> {
         if n_samples == 0 || n_features == 0 {
@@ -413,7 +413,7 @@ fn project_codes<T: Real>(mut h: MatMut<'_, T>, s: f64, kind: CodeConstraint, pa
 /// per-sample transform), while [`NmfFit::codes`] are the constrained codes of the fit.
 pub fn fit_sparse<T: Real>(
     data: &Dataset<T>,
-    opts: &SparseNmfOptions,
+    opts: &SparseNmfParams,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
     data.validate_nonnegative()?;
@@ -426,7 +426,7 @@ pub fn fit_sparse<T: Real>(
 
 fn fit_inner<T: Real>(
     x: MatRef<'_, T>,
-    o: &SparseNmfOptions,
+    o: &SparseNmfParams,
     stop: &StopRules,
     observer: &mut (dyn Observer + Send),
     start: Instant,
@@ -554,7 +554,7 @@ mod tests {
             (None, Some(0.5), CodeConstraint::Samples),
             (None, None, CodeConstraint::Components),
         ] {
-            let o = SparseNmfOptions {
+            let o = SparseNmfParams {
                 k: 4,
                 atom_sparsity: s_w,
                 code_sparsity: s_h,
@@ -611,7 +611,7 @@ mod tests {
         // Stop after each of the first iterations and check the factors of that iterate.
         let d = data(25, 16, 2);
         for iters in 1..6 {
-            let o = SparseNmfOptions {
+            let o = SparseNmfParams {
                 k: 3,
                 atom_sparsity: Some(0.6),
                 code_sparsity: Some(0.4),
@@ -633,7 +633,7 @@ mod tests {
     #[test]
     fn f32_and_f64_agree_and_threads_give_the_same_bits() {
         let d = data(200, 30, 3);
-        let o = SparseNmfOptions {
+        let o = SparseNmfParams {
             k: 4,
             code_sparsity: Some(0.5),
             max_iter: 20,
@@ -652,7 +652,7 @@ mod tests {
         let one = fit_sparse(&d32, &o, &mut Silent).unwrap();
         let two = fit_sparse(
             &d32,
-            &SparseNmfOptions {
+            &SparseNmfParams {
                 threads: 2,
                 ..o.clone()
             },
@@ -667,7 +667,7 @@ mod tests {
     fn data_scaling_is_undone_in_the_model() {
         let d = data(40, 12, 4);
         let big = Dataset::from_columns(Mat::from_fn(12, 40, |i, j| 1000.0 * d.xt()[(i, j)]), "big");
-        let o = SparseNmfOptions {
+        let o = SparseNmfParams {
             k: 4,
             code_sparsity: Some(0.3),
             max_iter: 30,
@@ -687,15 +687,15 @@ mod tests {
     fn bad_options_are_errors() {
         let d = data(10, 5, 5);
         for o in [
-            SparseNmfOptions {
+            SparseNmfParams {
                 k: 0,
                 ..Default::default()
             },
-            SparseNmfOptions {
+            SparseNmfParams {
                 code_sparsity: Some(1.5),
                 ..Default::default()
             },
-            SparseNmfOptions {
+            SparseNmfParams {
                 k: 1,
                 code_sparsity: Some(0.5),
                 code_constraint: CodeConstraint::Samples,

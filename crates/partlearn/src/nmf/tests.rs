@@ -17,8 +17,8 @@ fn planted(n: usize, m: usize, k: usize, noise: f64, seed: u64) -> (Dataset<f64>
     (Dataset::from_columns(xt, "planted"), atoms)
 }
 
-fn opts(k: usize, solver: Solver) -> NmfOptions {
-    NmfOptions {
+fn opts(k: usize, solver: Solver) -> NmfParams {
+    NmfParams {
         k,
         solver,
         tol: 0.0,
@@ -44,7 +44,7 @@ fn objective_never_increases_all_solvers_with_and_without_penalties() {
     for solver in [Solver::Hals, Solver::Mu, Solver::Anls] {
         for (alpha, l1) in [(0.0, 0.0), (0.01, 1.0), (0.01, 0.0), (0.005, 0.5)] {
             for init in [InitMethod::Random, InitMethod::Nndsvda] {
-                let o = NmfOptions {
+                let o = NmfParams {
                     alpha_w: alpha,
                     l1_ratio: l1,
                     init,
@@ -63,7 +63,7 @@ fn objective_never_increases_beta_divergences() {
     let (d, _) = planted(50, 30, 4, 0.05, 2);
     for beta in [1.0, 0.5, 1.5, 3.0] {
         for alpha in [0.0, 0.01] {
-            let o = NmfOptions {
+            let o = NmfParams {
                 beta_loss: beta,
                 alpha_w: alpha,
                 l1_ratio: 0.5,
@@ -75,7 +75,7 @@ fn objective_never_increases_beta_divergences() {
         }
     }
     // Itakura–Saito needs strictly positive data.
-    let o = NmfOptions {
+    let o = NmfParams {
         beta_loss: 0.0,
         ..opts(4, Solver::Mu)
     };
@@ -86,7 +86,7 @@ fn objective_never_increases_beta_divergences() {
 #[test]
 fn itakura_saito_rejects_zeros() {
     let d = Dataset::from_row_major(2, 2, &[0.0f64, 1.0, 1.0, 1.0], "z").unwrap();
-    let o = NmfOptions {
+    let o = NmfParams {
         beta_loss: 0.0,
         ..opts(1, Solver::Mu)
     };
@@ -97,7 +97,7 @@ fn itakura_saito_rejects_zeros() {
 #[test]
 fn planted_low_rank_data_is_recovered_exactly() {
     let (d, atoms) = planted(80, 50, 4, 0.0, 3);
-    let o = NmfOptions {
+    let o = NmfParams {
         max_iter: 3000,
         tol: 0.0,
         init: InitMethod::Nndsvda,
@@ -107,7 +107,7 @@ fn planted_low_rank_data_is_recovered_exactly() {
     assert!(f.rel_error < 1e-4, "HALS rel. error {}", f.rel_error);
     let anls = fit(
         &d,
-        &NmfOptions {
+        &NmfParams {
             solver: Solver::Anls,
             max_iter: 500,
             ..o.clone()
@@ -133,13 +133,13 @@ fn planted_low_rank_data_is_recovered_exactly() {
             .fold(0.0f64, f64::max);
         assert!(best > 0.999, "planted atom {a} best cosine {best}");
     }
-    let o = NmfOptions {
+    let o = NmfParams {
         max_iter: 3000,
         ..opts(4, Solver::Mu)
     };
     let f = fit(
         &d,
-        &NmfOptions {
+        &NmfParams {
             init: InitMethod::Nndsvda,
             ..o
         },
@@ -155,7 +155,7 @@ fn f32_and_f64_agree() {
     let (d, _) = planted(60, 40, 5, 0.05, 4);
     let d32: Dataset<f32> = d.cast();
     for solver in [Solver::Hals, Solver::Mu, Solver::Anls] {
-        let o = NmfOptions {
+        let o = NmfParams {
             max_iter: 30,
             ..opts(5, solver)
         };
@@ -188,7 +188,7 @@ fn same_seed_same_bits_with_one_and_two_threads() {
         (Solver::Mu, 1.0),
         (Solver::Anls, 2.0),
     ] {
-        let o = NmfOptions {
+        let o = NmfParams {
             max_iter: 15,
             beta_loss: beta,
             init: InitMethod::Nndsvdar,
@@ -196,7 +196,7 @@ fn same_seed_same_bits_with_one_and_two_threads() {
         };
         let one = fit(
             &d,
-            &NmfOptions {
+            &NmfParams {
                 threads: 1,
                 ..o.clone()
             },
@@ -206,7 +206,7 @@ fn same_seed_same_bits_with_one_and_two_threads() {
         .unwrap();
         let again = fit(
             &d,
-            &NmfOptions {
+            &NmfParams {
                 threads: 1,
                 ..o.clone()
             },
@@ -216,7 +216,7 @@ fn same_seed_same_bits_with_one_and_two_threads() {
         .unwrap();
         let two = fit(
             &d,
-            &NmfOptions {
+            &NmfParams {
                 threads: 2,
                 ..o.clone()
             },
@@ -234,7 +234,7 @@ fn same_seed_same_bits_with_one_and_two_threads() {
             let h2: Vec<f64> = other.history.iter().map(|r| r.objective).collect();
             assert_eq!(h1, h2);
         }
-        let other_seed = fit(&d, &NmfOptions { seed: 1, ..o.clone() }, None, &mut Silent).unwrap();
+        let other_seed = fit(&d, &NmfParams { seed: 1, ..o.clone() }, None, &mut Silent).unwrap();
         assert!(one.model.components() != other_seed.model.components());
     }
 }
@@ -260,7 +260,7 @@ fn transform_agrees_with_fit_codes() {
                 ..Default::default()
             }
         };
-        let o = NmfOptions {
+        let o = NmfParams {
             beta_loss: beta,
             alpha_w: alpha,
             l1_ratio: 0.5,
@@ -292,7 +292,7 @@ fn l1_penalty_gives_sparser_codes_and_l2_smaller_norms() {
     let base = fit(&d, &opts(6, Solver::Hals), None, &mut Silent).unwrap();
     let l1 = fit(
         &d,
-        &NmfOptions {
+        &NmfParams {
             alpha_w: 0.02,
             l1_ratio: 1.0,
             alpha_h: Some(0.0),
@@ -310,7 +310,7 @@ fn l1_penalty_gives_sparser_codes_and_l2_smaller_norms() {
     );
     let l2 = fit(
         &d,
-        &NmfOptions {
+        &NmfParams {
             alpha_w: 0.5,
             l1_ratio: 0.0,
             alpha_h: Some(0.0),
@@ -328,7 +328,7 @@ fn stopping_rules_and_warnings() {
     let (d, _) = planted(60, 40, 5, 0.05, 8);
     let f = fit(
         &d,
-        &NmfOptions {
+        &NmfParams {
             max_iter: 3,
             tol: 1e-12,
             ..opts(5, Solver::Hals)
@@ -344,7 +344,7 @@ fn stopping_rules_and_warnings() {
         .any(|w| matches!(w, crate::engine::Warning::MaxIterReached { max_iter: 3, .. })));
     let f = fit(
         &d,
-        &NmfOptions {
+        &NmfParams {
             max_iter: 10_000,
             tol: 1e-3,
             ..opts(5, Solver::Hals)
@@ -357,7 +357,7 @@ fn stopping_rules_and_warnings() {
     assert!(f.warnings.is_empty() && f.n_iter < 10_000);
     let f = fit(
         &d,
-        &NmfOptions {
+        &NmfParams {
             max_iter: usize::MAX,
             max_seconds: Some(0.05),
             ..opts(5, Solver::Hals)
@@ -390,7 +390,7 @@ fn custom_init_is_used_and_checked() {
         atoms: atoms.clone(),
         codes: None,
     };
-    let o = NmfOptions {
+    let o = NmfParams {
         init: InitMethod::Custom,
         max_iter: 1,
         ..opts(3, Solver::Hals)
@@ -399,7 +399,7 @@ fn custom_init_is_used_and_checked() {
     // Starting from the true atoms, one iteration fits far better than from a random start.
     let r = fit(
         &d,
-        &NmfOptions {
+        &NmfParams {
             init: InitMethod::Random,
             ..o.clone()
         },
@@ -433,7 +433,7 @@ fn bad_input_is_an_error_not_a_panic() {
     assert!(fit(&empty, &opts(1, Solver::Hals), None, &mut Silent).is_err());
     let (d, _) = planted(10, 8, 2, 0.0, 10);
     assert!(fit(&d, &opts(0, Solver::Hals), None, &mut Silent).is_err());
-    let o = NmfOptions {
+    let o = NmfParams {
         init: InitMethod::Nndsvd,
         ..opts(9, Solver::Hals)
     };
@@ -472,7 +472,7 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
 #[test]
 fn swimmer_limbs_are_recovered_by_hals_from_nndsvda() {
     let (d, parts) = crate::data::named::swimmer::<f64>();
-    let o = NmfOptions {
+    let o = NmfParams {
         k: 17,
         init: InitMethod::Nndsvda,
         max_iter: 2000,
@@ -483,7 +483,7 @@ fn swimmer_limbs_are_recovered_by_hals_from_nndsvda() {
     // The extrapolated fit is exact too (the ghosted torso costs nothing).
     let ex = fit(
         &d,
-        &NmfOptions {
+        &NmfParams {
             extrapolate: true,
             ..o.clone()
         },
@@ -563,7 +563,7 @@ fn projected_gradient_matches_its_definition() {
         (None, 1.0),
         (None, 1.5),
     ] {
-        let v = opts(4, Solver::Mu).validate(40, 30).unwrap();
+        let v = opts(4, Solver::Mu).check().unwrap().resolve(40, 30).unwrap();
         let mut f = init::initialize(x, &v, None, &mut rng, faer::Par::Seq).unwrap();
         let none = Penalty::default();
         let mut solver: Box<dyn Iterate<f64>> = match rule {
@@ -595,7 +595,7 @@ fn projected_gradient_rule_stops_hals_and_mu_and_is_recorded() {
     let (d, _) = planted(60, 40, 4, 0.0, 12);
     // MU approaches stationarity slowly: a looser threshold keeps the test fast.
     for (solver, tol) in [(Solver::Hals, 1e-3), (Solver::Mu, 2e-2)] {
-        let o = NmfOptions {
+        let o = NmfParams {
             pg_tol: tol,
             max_iter: 5000,
             init: InitMethod::Nndsvda,
@@ -616,7 +616,7 @@ fn projected_gradient_rule_stops_hals_and_mu_and_is_recorded() {
     assert!(!serde_json::to_string(&f.history[0])
         .unwrap()
         .contains("projected"));
-    let bad = NmfOptions {
+    let bad = NmfParams {
         pg_tol: 1.5,
         ..opts(4, Solver::Hals)
     };
@@ -630,7 +630,7 @@ fn anls_reseeds_a_dead_atom_and_still_recovers_planted_data() {
     for p in 0..50 {
         start[(2, p)] = 0.0;
     }
-    let o = NmfOptions {
+    let o = NmfParams {
         solver: Solver::Anls,
         init: InitMethod::Custom,
         max_iter: 300,
@@ -663,7 +663,7 @@ fn hals_reseeds_an_atom_that_is_zero_with_zero_codes() {
         atoms: start,
         codes: Some(codes),
     };
-    let o = NmfOptions {
+    let o = NmfParams {
         init: InitMethod::Custom,
         max_iter: 500,
         ..opts(4, Solver::Hals)
@@ -673,7 +673,7 @@ fn hals_reseeds_an_atom_that_is_zero_with_zero_codes() {
     assert!(f.rel_error < 1e-4, "rel. error {}", f.rel_error);
     assert_monotone(&f.history, "hals with re-seeding");
     // With a penalty the zero atom may be the optimum: no re-seeding.
-    let pen = NmfOptions {
+    let pen = NmfParams {
         alpha_w: 0.01,
         ..o.clone()
     };
@@ -684,7 +684,7 @@ fn hals_reseeds_an_atom_that_is_zero_with_zero_codes() {
 #[test]
 fn exact_encode_satisfies_kkt_and_matches_cd_encode() {
     let (d, _) = planted(120, 40, 6, 0.05, 13);
-    let o = NmfOptions {
+    let o = NmfParams {
         alpha_w: 0.01,
         l1_ratio: 0.3,
         ..opts(6, Solver::Hals)
@@ -724,7 +724,7 @@ fn exact_encode_satisfies_kkt_and_matches_cd_encode() {
 #[test]
 fn anls_stops_predicting_once_the_codes_settle_and_still_recovers_planted_factors() {
     let (d, _) = planted(300, 60, 6, 0.01, 9);
-    let o = NmfOptions {
+    let o = NmfParams {
         max_iter: 80,
         ..opts(6, Solver::Anls)
     };
@@ -739,4 +739,26 @@ fn anls_stops_predicting_once_the_codes_settle_and_still_recovers_planted_factor
     );
     // The planted factors are found (to the noise level).
     assert!(f.rel_error < 0.02, "rel. error {}", f.rel_error);
+}
+
+/// `factorize` on a borrowed matrix in either memory layout (numpy's C order is used as is,
+/// F order is copied once) gives the bits of `fit` on the data set.
+#[test]
+fn factorize_takes_any_layout_with_the_same_bits() {
+    let (d, _) = planted(50, 30, 4, 0.05, 3);
+    let params = opts(4, Solver::Hals).max_iter(30);
+    let reference = fit(&d, &params, None, &mut Silent).unwrap();
+    let valid = params.check().unwrap();
+    let col_major: Mat<f64> = d.xt().transpose().to_owned();
+    let row_major_view = d.xt().transpose();
+    assert_eq!(row_major_view.col_stride(), 1);
+    for x in [col_major.as_ref(), row_major_view] {
+        let f = factorize(x, &valid).unwrap();
+        assert_eq!(f.model.components(), reference.model.components());
+        assert_eq!(f.codes(), reference.codes());
+        assert_eq!(f.n_iter, reference.n_iter);
+    }
+    // Shape errors surface at fit time, data-free errors at check time.
+    assert!(NmfParams::new(0).check().is_err());
+    assert!(factorize(col_major.as_ref(), &NmfParams::new(51).check().unwrap()).is_err());
 }
