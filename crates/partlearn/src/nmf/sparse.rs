@@ -28,6 +28,7 @@ use crate::data::Dataset;
 use crate::engine::{Observer, StopRules, Warning};
 use crate::error::{Error, Result};
 use crate::linalg;
+use crate::params;
 use crate::real::Real;
 use crate::rng::Rng;
 use crate::sparseness::{l1_for, project};
@@ -99,38 +100,45 @@ impl Default for SparseNmfParams {
     }
 }
 
-impl SparseNmfParams {
-    /// Checks the options against the data shape.
-    pub fn validate(&self, n_samples: usize, n_features: usize) -> Result<StopRules> {
-        if n_samples == 0 || n_features == 0 {
-            return Err(Error::EmptyData {
-                n_samples,
-                n_features,
-            });
-        }
-        if self.k == 0 || self.k > n_samples.max(n_features) {
+params::setters!(SparseNmfParams {
+    k: usize,
+    atom_sparsity: Option<f64>,
+    code_sparsity: Option<f64>,
+    code_constraint: CodeConstraint,
+    max_iter: usize,
+    tol: f64,
+    max_seconds: Option<f64>,
+    seed: u64,
+    threads: usize,
+});
+
+/// [`SparseNmfParams`] that passed [`SparseNmfParams::check`]: the only form
+/// [`factorize_sparse`] accepts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidSparseNmfParams {
+    params: SparseNmfParams,
+    stop: StopRules,
+}
+
+impl ValidSparseNmfParams {
+    /// The checked parameters.
+    pub fn params(&self) -> &SparseNmfParams {
+        &self.params
+    }
+
+    /// Checks the parameters against a data shape (`n_samples × n_features`).
+    pub fn check_shape(&self, n_samples: usize, n_features: usize) -> Result<()> {
+        params::check_not_empty(n_samples, n_features)?;
+        let o = &self.params;
+        if o.k > n_samples.max(n_features) {
             return Err(Error::invalid(
                 "k",
-                self.k,
+                o.k,
                 format!(
                     "need 1 ≤ k ≤ max(n_samples, n_features) = {}",
                     n_samples.max(n_features)
                 ),
             ));
-        }
-        for (name, v) in [
-            ("atom-sparsity", self.atom_sparsity),
-            ("code-sparsity", self.code_sparsity),
-        ] {
-            if let Some(s) = v {
-                if !(0.0..=1.0).contains(&s) {
-                    return Err(Error::invalid(
-                        name,
-                        s,
-                        "Hoyer sparseness lies in [0, 1] (0 = all entries equal, 1 = a single non-zero)",
-                    ));
-                }
-            }
         }
         let need_len = |len: usize, what: &'static str| -> Result<()> {
             if len < 2 {
@@ -142,20 +150,58 @@ impl SparseNmfParams {
             }
             Ok(())
         };
-        if self.atom_sparsity.is_some() {
+        if o.atom_sparsity.is_some() {
             need_len(n_features, "n_features")?;
         }
-        if self.code_sparsity.is_some() {
-            match self.code_constraint {
+        if o.code_sparsity.is_some() {
+            match o.code_constraint {
                 CodeConstraint::Components => need_len(n_samples, "n_samples")?,
-                CodeConstraint::Samples => need_len(self.k, "k")?,
+                CodeConstraint::Samples => need_len(o.k, "k")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SparseNmfParams {
+    /// The defaults with `k` components (no sparseness constraint until one is set).
+    pub fn new(k: usize) -> Self {
+        SparseNmfParams {
+            k,
+            ..SparseNmfParams::default()
+        }
+    }
+
+    /// Checks every parameter that does not depend on the data.
+    pub fn check(&self) -> Result<ValidSparseNmfParams> {
+        params::check_k_positive(self.k)?;
+        for (name, v) in [
+            ("atom-sparsity", self.atom_sparsity),
+            ("code-sparsity", self.code_sparsity),
+        ] {
+            if let Some(s) = v {
+                params::check_unit(
+                    name,
+                    s,
+                    "Hoyer sparseness: 0 = all entries equal, 1 = a single non-zero",
+                )?;
             }
         }
         let stop = StopRules::max_iter(self.max_iter)
             .with_tol(self.tol)
             .with_max_seconds(self.max_seconds);
         stop.validate()?;
-        Ok(stop)
+        Ok(ValidSparseNmfParams {
+            params: self.clone(),
+            stop,
+        })
+    }
+
+    /// [`SparseNmfParams::check`] and [`ValidSparseNmfParams::check_shape`] in one call.
+    pub fn validate(&self, n_samples: usize, n_features: usize) -> Result<ValidSparseNmfParams> {
+        let v = self.check()?;
+        v.check_shape(n_samples, n_features)?;
+        Ok(v)
     }
 }
 
@@ -408,20 +454,47 @@ fn project_codes<T: Real>(mut h: MatMut<'_, T>, s: f64, kind: CodeConstraint, pa
     }
 }
 
-/// Fits a sparse NMF of `data` (`n_samples × n_features`, entries ≥ 0); the returned model
-/// encodes new data by exact NNLS with the learned atoms (§1.7: Hoyer's row constraint has no
-/// per-sample transform), while [`NmfFit::codes`] are the constrained codes of the fit.
+/// Fits a sparse NMF of `x` (`n_samples × n_features`, samples as rows, entries ≥ 0); the
+/// returned model encodes new data by exact NNLS with the learned atoms (§1.7: Hoyer's row
+/// constraint has no per-sample transform), while [`NmfFit::codes`] are the constrained codes.
+///
+/// ```
+/// use partlearn::faer::Mat;
+/// use partlearn::nmf::sparse::{factorize_sparse, SparseNmfParams};
+///
+/// let x = Mat::<f32>::from_fn(40, 25, |i, j| ((i + 2 * j) % 5) as f32);
+/// let params = SparseNmfParams::new(3).code_sparsity(Some(0.6)).max_iter(50).check()?;
+/// let fit = factorize_sparse(x.as_ref(), &params, &mut partlearn::engine::Silent)?;
+/// assert_eq!(fit.codes().ncols(), 3);
+/// # Ok::<(), partlearn::Error>(())
+/// ```
+pub fn factorize_sparse<T: Real>(
+    x: MatRef<'_, T>,
+    params: &ValidSparseNmfParams,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NmfFit<T>> {
+    let copy;
+    let xt = if x.col_stride() == 1 {
+        x.transpose()
+    } else {
+        copy = x.transpose().to_owned();
+        copy.as_ref()
+    };
+    crate::data::validate_nonnegative(xt)?;
+    params.check_shape(x.nrows(), x.ncols())?;
+    let start = Instant::now();
+    let o = params.params();
+    linalg::with_threads(o.threads, || fit_inner(xt, o, &params.stop, observer, start))?
+}
+
+/// [`factorize_sparse`] on a [`Dataset`] with unchecked parameters (checked here).
 pub fn fit_sparse<T: Real>(
     data: &Dataset<T>,
     opts: &SparseNmfParams,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
     data.validate_nonnegative()?;
-    let stop = opts.validate(data.n_samples(), data.n_features())?;
-    let start = Instant::now();
-    linalg::with_threads(opts.threads, || {
-        fit_inner(data.xt(), opts, &stop, observer, start)
-    })?
+    factorize_sparse(data.xt().transpose(), &opts.check()?, observer)
 }
 
 fn fit_inner<T: Real>(
