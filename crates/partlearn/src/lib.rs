@@ -1,21 +1,41 @@
-//! partlearn: part-based representations of non-negative data.
+//! partlearn: part-based representations of non-negative data — the NMF family and sparse
+//! non-negative auto-encoders — and one evaluation protocol that measures how part-based they are.
 //!
-//! The library does all the mathematics and never prints; the `partlearn` binary maps flags to
-//! calls of this crate. Data flows as follows:
+//! Every method is called the same way: parameters are built with a builder and checked
+//! (`XParams::new(..).….check()?`, which returns a `ValidXParams` with private fields), then a
+//! fit takes a borrowed `n_samples × n_features` matrix (samples as rows, numpy's C order used
+//! without a copy) and returns the factors, the history of the objective, typed warnings and
+//! why it stopped:
 //!
-//! - [`data`] turns a spec (`fashion-mnist:train`, `swimmer`, a `.npy` path…) into a validated
-//!   [`data::Dataset`] (samples are rows; stored samples-as-columns for the solvers).
-//! - [`nmf`] fits non-negative matrix factorizations (initializations, MU, HALS), reporting each
-//!   iteration to an [`engine::Observer`]; the fitted [`nmf::NmfModel`] encodes new data.
-//! - [`autoencoder`] trains sparse non-negative auto-encoders (shallow and asymmetric) by
-//!   mini-batches; their decoder weights are the atoms.
-//! - [`linalg`] is the one place that calls faer's GEMM, SVD and Cholesky.
-//! - [`io`] writes and reads model files (safetensors + JSON), `.npy` arrays and run folders,
-//!   always atomically; [`figures`] draws atom grids and reconstruction panels as PNG.
+//! ```
+//! use partlearn::faer::Mat;
+//! use partlearn::nmf::{self, NmfParams, Solver};
+//!
+//! let x = Mat::<f32>::from_fn(100, 30, |i, j| ((i * 7 + j * 3) % 11) as f32);
+//! let fit = nmf::factorize(x.as_ref(), &NmfParams::new(5).solver(Solver::Anls).check()?)?;
+//! println!("{} iterations, rel. error {:.4}, {:?}", fit.n_iter, fit.rel_error, fit.stop_reason);
+//! # Ok::<(), partlearn::Error>(())
+//! ```
+//!
+//! The modules:
+//!
+//! - [`engine`]: the one fit loop of every iterative method — history, stopping rules, typed
+//!   warnings, the [`engine::Observer`] (progress, early stop) and the process-wide interrupt.
+//! - [`nmf`]: NMF by MU (any β), HALS and ANLS ([`nmf::factorize`]), Hoyer's sparse NMF
+//!   ([`nmf::sparse::factorize_sparse`]), semi-supervised NMF ([`nmf::ssnmf`]).
+//! - [`deep`]: hierarchical NMF, Deep NMF fine-tuning and Neural NMF.
+//! - [`autoencoder`]: sparse non-negative auto-encoders (shallow and asymmetric).
+//! - [`protocol`]: what every fitted model offers (atoms, encode = transform, decode);
+//!   [`eval`] measures any model through it ([`eval::evaluate::evaluate`]).
+//! - [`data`]: data sets (Fashion-MNIST, Swimmer, toy-hierarchy, NPY/CSV/IDX files);
+//!   [`linalg`]: the one place that calls faer (GEMM with an explicit thread count, NNLS);
+//!   [`io`], [`figures`], [`report`], [`sweep`]: files, figures, reports.
 //!
 //! Conventions: samples are rows in every public API (`X` is `n_samples × n_features`, codes
-//! `n × k`, atoms `k × n_features`); METHODS.md writes samples as columns, and the solvers work on
-//! that transposed layout internally. One seeded [`rng::Rng`] drives every random choice.
+//! `n × k`, atoms `k × n_features`, as scikit-learn's `components_`); METHODS.md writes samples
+//! as columns, and the solvers work on that transposed layout internally. One seeded
+//! [`rng::Rng`] drives every random choice: the same seed gives the same bits with 1 or 2
+//! threads. The library never prints.
 
 pub mod autoencoder;
 pub mod bench;

@@ -49,6 +49,40 @@ impl<T: Real> Dataset<T> {
         }
     }
 
+    /// A data set from an `n_samples × n_features` matrix (samples as rows; copied once into the
+    /// samples-as-columns storage).
+    pub fn from_rows(x: MatRef<'_, T>, name: impl Into<String>) -> Self {
+        Self::from_columns(x.transpose().to_owned(), name)
+    }
+
+    /// The same data set with labels (one class per sample; checked against the sample count).
+    pub fn with_labels(mut self, labels: Vec<u32>) -> Result<Self> {
+        if labels.len() != self.n_samples() {
+            return Err(Error::ShapeMismatch {
+                what: "labels".into(),
+                expected: format!("{} labels (one per sample)", self.n_samples()),
+                found: format!("{} labels", labels.len()),
+                hint: "give one label per sample".into(),
+            });
+        }
+        self.labels = Some(labels);
+        Ok(self)
+    }
+
+    /// The same data set with each sample an image of `height × width` pixels (row-major).
+    pub fn with_image_shape(mut self, height: usize, width: usize) -> Result<Self> {
+        if height * width != self.n_features() {
+            return Err(Error::ShapeMismatch {
+                what: "image shape".into(),
+                expected: format!("height × width = {} (the number of features)", self.n_features()),
+                found: format!("{height} × {width}"),
+                hint: "give the images' height and width".into(),
+            });
+        }
+        self.image_shape = Some((height, width));
+        Ok(self)
+    }
+
     /// A data set from row-major values (`values[i * n_features + j]` = sample i, feature j).
     pub fn from_row_major(
         n_samples: usize,

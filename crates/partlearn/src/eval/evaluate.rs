@@ -103,6 +103,28 @@ pub struct Dilated<T: Real> {
 
 /// Evaluates `model` on `data`. `image_shape` (the data's, or the model's when the data carry
 /// none) enables the dilation metrics; labels enable the SVM protocol.
+///
+/// Fit, transform and evaluate, on 4 × 4 images made of two bars:
+/// ```
+/// use partlearn::data::Dataset;
+/// use partlearn::eval::evaluate::{evaluate, EvalOptions};
+/// use partlearn::faer::Mat;
+/// use partlearn::nmf::{self, NmfParams};
+/// use partlearn::protocol::PartModel;
+///
+/// let x = Mat::<f32>::from_fn(20, 16, |i, j| {
+///     let (row, col) = (j / 4, j % 4);
+///     ((i % 2 == 0 && row == i % 4) || (i % 2 == 1 && col == i % 4)) as u8 as f32
+/// });
+/// let fit = nmf::factorize(x.as_ref(), &NmfParams::new(4).check()?)?;
+/// let codes = fit.model.encode(x.as_ref(), 1)?; // transform: exact NNLS, n × k
+/// assert_eq!((codes.nrows(), codes.ncols()), (20, 4));
+/// let data = Dataset::from_rows(x.as_ref(), "bars").with_image_shape(4, 4)?;
+/// let opts = EvalOptions { svm: None, ..EvalOptions::default() };
+/// let m = evaluate(&fit.model, &data, data.image_shape, &opts)?.metrics;
+/// assert!(m.reconstruction.rel_error < 0.5 && m.max_approx.is_some());
+/// # Ok::<(), partlearn::Error>(())
+/// ```
 pub fn evaluate<T: Real>(
     model: &dyn PartModel<T>,
     data: &Dataset<T>,
