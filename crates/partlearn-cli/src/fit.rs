@@ -71,13 +71,13 @@ pub struct NmfArgs {
     pub k: usize,
     /// hals or anls (Frobenius only; anls = exact alternating NNLS), or mu (any beta-loss).
     #[arg(long, default_value = "hals")]
-    pub solver: String,
+    pub solver: Solver,
     /// frobenius, kullback-leibler, itakura-saito, or a number β.
-    #[arg(long, default_value = "frobenius")]
-    pub beta_loss: String,
+    #[arg(long, default_value = "frobenius", value_parser = nmf::options::parse_beta_loss)]
+    pub beta_loss: f64,
     /// auto, random, nndsvd, nndsvda, nndsvdar, custom.
     #[arg(long, default_value = "auto")]
-    pub init: String,
+    pub init: InitMethod,
     /// Starting atoms for --init custom (.npy, k × n_features).
     #[arg(long, value_name = "FILE")]
     pub init_atoms: Option<PathBuf>,
@@ -113,7 +113,7 @@ pub struct NmfArgs {
     pub no_extrapolate: bool,
     /// Codes for fixed atoms (Frobenius): exact (NNLS by block principal pivoting) or cd.
     #[arg(long, default_value = "exact")]
-    pub encode: String,
+    pub encode: nmf::EncodeMethod,
     /// Maximum sweeps (or MU iterations) when computing codes for fixed atoms.
     #[arg(long, default_value_t = EncodeOptions::default().max_iter)]
     pub encode_max_iter: usize,
@@ -142,7 +142,7 @@ pub struct SparseNmfArgs {
     pub code_sparsity: Option<f64>,
     /// What --code-sparsity constrains: components (each component's activations across all samples, unit L2; Hoyer's reference) or samples (each sample's code).
     #[arg(long, default_value = "components", requires = "code_sparsity")]
-    pub code_constraint: String,
+    pub code_constraint: partlearn::nmf::sparse::CodeConstraint,
     #[arg(long, default_value_t = 1000)]
     pub max_iter: usize,
     /// Every 10 iterations, stop when the error sqrt(2·objective) fell by less than tol × its initial value (0 disables).
@@ -159,12 +159,12 @@ pub struct SparseNmfArgs {
 }
 
 fn fit_sparse_nmf<T: Real>(a: &SparseNmfArgs) -> Result<()> {
-    use partlearn::nmf::sparse::{fit_sparse, CodeConstraint, SparseNmfParams};
+    use partlearn::nmf::sparse::{fit_sparse, SparseNmfParams};
     let opts = SparseNmfParams {
         k: a.k,
         atom_sparsity: a.atom_sparsity,
         code_sparsity: a.code_sparsity,
-        code_constraint: a.code_constraint.parse::<CodeConstraint>()?,
+        code_constraint: a.code_constraint,
         max_iter: a.max_iter,
         tol: a.tol,
         max_seconds: a.max_seconds,
@@ -297,9 +297,9 @@ pub fn default_out(method: &str, spec: &str, k: usize) -> PathBuf {
 fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
     let opts = NmfParams {
         k: a.k,
-        solver: a.solver.parse::<Solver>()?,
-        beta_loss: nmf::options::parse_beta_loss(&a.beta_loss)?,
-        init: a.init.parse::<InitMethod>()?,
+        solver: a.solver,
+        beta_loss: a.beta_loss,
+        init: a.init,
         max_iter: a.max_iter,
         tol: a.tol,
         max_seconds: a.max_seconds,
@@ -312,7 +312,7 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
         seed: a.run.seed,
         threads: a.run.threads,
         encode: EncodeOptions {
-            method: a.encode.parse::<nmf::EncodeMethod>()?,
+            method: a.encode,
             max_iter: a.encode_max_iter,
             tol: a.encode_tol,
         },
