@@ -9,7 +9,8 @@
 //!   iteration to an [`observe::Observer`]; the fitted [`nmf::NmfModel`] encodes new data.
 //! - [`autoencoder`] trains sparse non-negative auto-encoders (shallow and asymmetric) by
 //!   mini-batches; their decoder weights are the atoms.
-//! - [`linalg`] is the one place that calls faer's GEMM, SVD and Cholesky.
+//! - [`linalg`] is the one place that calls faer's GEMM, SVD and Cholesky; [`linalg::nnls`] solves
+//!   non-negative least squares exactly (ANLS, exact encoding, Neural NMF's layers).
 //! - [`io`] writes and reads model files (safetensors + JSON), `.npy` arrays and run folders,
 //!   always atomically; [`figures`] draws atom grids and reconstruction panels as PNG.
 //!
