@@ -48,7 +48,7 @@ pub struct BenchNnlsArgs {
 }
 
 fn run_nnls(a: BenchNnlsArgs) -> Result<()> {
-    use partlearn::nmf::nnls::Systems;
+    use partlearn::linalg::nnls::Systems;
     let systems = a
         .systems
         .iter()

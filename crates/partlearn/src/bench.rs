@@ -527,8 +527,8 @@ pub struct NnlsBenchOptions {
     /// that a change of the machine's speed hits them alike.
     pub sweeps: Vec<usize>,
     /// Precisions of the passive-set systems to time, each with every number of sweeps, in
-    /// turn within every repetition (empty: the default, [`nmf::nnls::Systems::Data`]).
-    pub systems: Vec<nmf::nnls::Systems>,
+    /// turn within every repetition (empty: the default, [`linalg::nnls::Systems::Data`]).
+    pub systems: Vec<linalg::nnls::Systems>,
     /// Repetitions of the timed step (the minimum is reported).
     pub reps: usize,
     pub seed: u64,
@@ -539,7 +539,7 @@ pub struct NnlsBenchOptions {
 pub struct NnlsStepTiming {
     pub sweeps: usize,
     /// Precision of the passive-set systems.
-    pub systems: nmf::nnls::Systems,
+    pub systems: linalg::nnls::Systems,
     /// Seconds of the passive-set prediction (the CD sweeps).
     pub cd_seconds: f64,
     /// Seconds of the exact block-principal-pivoting solve.
@@ -554,7 +554,7 @@ pub struct NnlsStepTiming {
     pub rounds: usize,
     /// Mean number of positive codes per sample after the step (|F| of the solution).
     pub mean_passive: f64,
-    /// Columns finished in `f64` after their `f32` systems stalled ([`nmf::nnls::Systems`]).
+    /// Columns finished in `f64` after their `f32` systems stalled ([`linalg::nnls::Systems`]).
     pub widened: usize,
 }
 
@@ -577,7 +577,7 @@ pub struct NnlsBenchReport {
 /// `warmup_iters` ANLS iterations and one exact atoms update, the codes of the previous
 /// iteration are the warm start; the CD prediction and the BPP solve are timed separately.
 pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<NnlsBenchReport> {
-    use crate::nmf::nnls;
+    use crate::linalg::nnls;
     if o.reps == 0 {
         return Err(crate::Error::invalid("reps", 0, "time at least one repetition"));
     }
@@ -630,7 +630,7 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
             linalg::matmul(c.as_mut(), Accum::Replace, wt.as_ref(), x, T::one(), par);
         });
         let systems = if o.systems.is_empty() {
-            vec![nmf::nnls::Systems::Data]
+            vec![linalg::nnls::Systems::Data]
         } else {
             o.systems.clone()
         };

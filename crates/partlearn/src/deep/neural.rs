@@ -7,7 +7,7 @@
 //! `∂C/∂x = M u` and `∂C/∂A[:,P] += −(M u) s_Pᵀ + r uᵀ` with `r = x − M s_P`. With `U` the matrix
 //! of the `u`'s (zero off the supports) this is, for all columns at once,
 //! `∂C/∂X = A U` and `∂C/∂A = −(A U) Sᵀ + R Uᵀ`, `R = X − A S`: GEMMs plus one small solve
-//! per group of columns sharing a support ([`crate::nmf::nnls::solve_on_supports`]).
+//! per group of columns sharing a support ([`crate::linalg::nnls::solve_on_supports`]).
 //!
 //! Costs follow the reference code's scaling (METHODS.md §4.3, §10: the paper writes ½‖·‖²,
 //! the code a mean over entries; the mean is used here so that its learning rates carry over):
@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{Control, IterRecord, Observer, StopReason};
 use crate::error::{Error, Result};
 use crate::linalg;
-use crate::nmf::nnls::{solve_gram, solve_on_supports, NnlsOptions};
+use crate::linalg::nnls::{solve_gram, solve_on_supports, NnlsOptions};
 use crate::real::Real;
 use crate::rng::Rng;
 

@@ -301,16 +301,16 @@ impl<'a, T: Real> GramSolver<'a, T> {
                 // makes the solution exact whatever the start.
                 let mut target = target;
                 let slot = usize::from(!codes);
-                let opts = super::nnls::NnlsOptions::default();
+                let opts = linalg::nnls::NnlsOptions::default();
                 let n = target.ncols().max(1) as f64;
                 let solved = if self.anls_predict[slot] {
                     let sw = anls_predict(from, target.as_mut(), g, c, ANLS_PREDICT_SWEEPS, parallel);
                     self.column_sweeps += sw.column_sweeps;
-                    super::nnls::solve_gram(g, c, target, true, &opts, self.par)
+                    linalg::nnls::solve_gram(g, c, target, true, &opts, self.par)
                 } else {
                     match from {
-                        Some(src) => super::nnls::solve_gram_from(g, c, src, target, &opts, self.par),
-                        None => super::nnls::solve_gram(g, c, target, true, &opts, self.par),
+                        Some(src) => linalg::nnls::solve_gram_from(g, c, src, target, &opts, self.par),
+                        None => linalg::nnls::solve_gram(g, c, target, true, &opts, self.par),
                     }
                 };
                 // Errors only come from non-finite inputs, which the fit loop reports as a

@@ -18,7 +18,6 @@ pub mod fit_loop;
 pub mod frobenius;
 pub mod init;
 pub mod model;
-pub mod nnls;
 pub mod options;
 pub mod sparse;
 pub mod ssnmf;

@@ -155,12 +155,12 @@ impl<T: Real> NmfModel<T> {
                     });
                 }
                 // Errors only come from non-finite inputs, excluded by `check_data`.
-                let _ = super::nnls::solve_gram(
+                let _ = linalg::nnls::solve_gram(
                     q.as_ref(),
                     p.as_ref(),
                     h.as_mut(),
                     warm,
-                    &super::nnls::NnlsOptions::default(),
+                    &linalg::nnls::NnlsOptions::default(),
                     par,
                 );
                 return h;

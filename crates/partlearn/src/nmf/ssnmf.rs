@@ -462,10 +462,10 @@ impl<T: Real> SsnmfFit<T> {
     /// for a Frobenius data term, multiplicative updates on `S` for the I-divergence.
     pub fn encode(&self, x_new: MatRef<'_, T>, threads: usize) -> Result<Mat<T>> {
         match self.options.data_loss {
-            Divergence::Frobenius => Ok(super::nnls::nnls(
+            Divergence::Frobenius => Ok(linalg::nnls::nnls(
                 self.a.as_ref(),
                 x_new,
-                &super::nnls::NnlsOptions::default(),
+                &linalg::nnls::NnlsOptions::default(),
                 threads,
             )?
             .0),

@@ -7,6 +7,8 @@
 //! 2. Parallelism is always an explicit [`Par`] built from a thread count ([`par`]), never
 //!    faer's global setting.
 
+pub mod nnls;
+
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::matmul::triangular::BlockStructure;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
