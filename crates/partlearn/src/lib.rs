@@ -29,6 +29,7 @@ pub mod io;
 pub mod linalg;
 pub mod nmf;
 pub mod npy;
+pub mod optim;
 pub mod plot;
 pub mod protocol;
 pub mod real;
