@@ -18,9 +18,9 @@ use partlearn::protocol::PartModel;
 use partlearn::{Real, Rng};
 use serde::Serialize;
 
-use crate::fit::{default_out, write_figures, DataRecord, RunArgs};
+use crate::args::{DataArgs, Dtype, Exit, RunArgs};
+use crate::output::{default_out, write_figures, DataRecord};
 use crate::progress::EpochProgress;
-use crate::{DataArgs, Dtype, Exit};
 
 /// File name of the training checkpoint inside a run folder.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";

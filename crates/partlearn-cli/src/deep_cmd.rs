@@ -4,21 +4,21 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use faer::Mat;
-use partlearn::deep::hnmf::{self, LabelTerm, LayerStack};
+use partlearn::data::labels::{self, Labels};
+use partlearn::deep::pipeline::{fit_layers, LayerMethod, LayersOptions};
 use partlearn::deep::DeepModel;
-use partlearn::engine::{IterRecord, StopReason, StopRules};
+use partlearn::engine::{StopReason, Warning};
 use partlearn::io::{self, RunDir};
 use partlearn::nmf::model::EncodeSpec;
-use partlearn::nmf::ssnmf::{fit_ssnmf, Divergence, Labels, SsnmfOptions};
-use partlearn::nmf::{EncodeOptions, NmfModel, NmfParams, Penalty, Solver};
+use partlearn::nmf::ssnmf::{fit_ssnmf, Divergence, SsnmfOptions};
+use partlearn::nmf::{EncodeOptions, NmfModel, Penalty, Solver};
 use partlearn::npy::{npy_bytes, NpyDataRef};
-use partlearn::{Real, Rng};
+use partlearn::Real;
 use serde::Serialize;
 
-use crate::fit::{default_out, read_matrix, DataRecord, RunArgs};
-use crate::neural_cmd::supervision;
-use crate::progress::FitProgress;
-use crate::{DataArgs, Dtype, Exit};
+use crate::args::{accuracies, flag_error, DataArgs, Dtype, Exit, RunArgs, SupervisionArgs, TestArgs};
+use crate::output::{default_out, read_matrix, write_figures, DataRecord};
+use crate::progress::{print_warnings, FitProgress};
 
 #[derive(Args, Debug, Clone)]
 pub struct SsnmfArgs {
@@ -68,14 +68,8 @@ pub struct HnmfArgs {
     /// NMF solver of every layer: hals, mu or anls.
     #[arg(long, default_value = "hals")]
     pub solver: String,
-    /// none, semi or full: SSNMF (model 3) on the last layer (hnmf), or the SSNMF label term in the joint fine-tuning (deep-nmf).
-    #[arg(long, default_value = "none")]
-    pub supervision: String,
-    /// With --supervision semi: labeled samples (count, or fraction if < 1; default 40, which on toy-hierarchy is the reference L40 mask).
-    #[arg(long)]
-    pub labeled: Option<f64>,
-    #[arg(long)]
-    pub label_set: Option<String>,
+    #[command(flatten)]
+    pub sup: SupervisionArgs,
     /// Weight λ of the label term (with --supervision semi or full; default 1e-5).
     #[arg(long)]
     pub lambda: Option<f64>,
@@ -84,8 +78,11 @@ pub struct HnmfArgs {
     pub max_iter: usize,
     #[arg(long, default_value_t = 1e-6)]
     pub tol: f64,
+    /// Time budget in seconds of the whole fit, layer-wise fits included (each stops after the iteration that exceeds it; a stage cut short ends the fit).
+    #[arg(long, value_name = "SECONDS")]
+    pub max_seconds: Option<f64>,
     #[command(flatten)]
-    pub test: crate::neural_cmd::TestArgs,
+    pub test: TestArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -113,6 +110,7 @@ struct LayerRunRecord<'a, O: Serialize> {
     /// Layer stacks with --test-data: the post-hoc classifier of the training codes on it.
     test_accuracy: Option<f64>,
     seconds: f64,
+    warnings: &'a [Warning],
 }
 
 fn write_predictions(run_dir: &RunDir, pred: &[u32]) -> Result<()> {
@@ -168,7 +166,9 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
         seed: a.run.seed,
         threads: a.run.threads,
     };
-    let labels = match &a.label_mask {
+    // The labels: the data's (or --label-set's), known on --label-mask or on --labeled samples.
+    let classes = labels::label_set(&data, a.label_set.as_deref(), usize::MAX).map_err(flag_error)?;
+    let known = match &a.label_mask {
         Some(path) => {
             let m = partlearn::npy::read_npy(path).with_context(|| "reading --label-mask")?;
             let values = m.to_real::<f64>();
@@ -177,36 +177,19 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
                     "--label-mask entry {i} is {v}: give 1 (label known) or 0 (unknown) per sample"
                 );
             }
-            let known: Vec<bool> = values.iter().map(|&v| v == 1.0).collect();
-            if known.len() != n {
+            if values.len() != n {
                 anyhow::bail!(
                     "--label-mask has {} entries, the data has {n} samples: give one entry per sample",
-                    known.len()
+                    values.len()
                 );
             }
-            let sup = supervision(&data, "full", None, a.label_set.as_deref(), usize::MAX, 0)?
-                .ok_or_else(|| anyhow::anyhow!("SSNMF needs labels: give --labels FILE.npy with the data"))?;
-            Labels {
-                classes: sup.labels,
-                known,
-            }
+            values.iter().map(|&v| v == 1.0).collect()
         }
         None => {
-            let sup = supervision(
-                &data,
-                "semi",
-                Some(a.labeled),
-                a.label_set.as_deref(),
-                usize::MAX,
-                a.run.seed,
-            )?
-            .ok_or_else(|| anyhow::anyhow!("SSNMF needs labels: give --labels FILE.npy with the data"))?;
-            Labels {
-                classes: sup.labels,
-                known: sup.known,
-            }
+            labels::semi_supervised_mask(&classes, a.labeled, &data.name, a.run.seed).map_err(flag_error)?
         }
     };
+    let labels = Labels::new(classes, known)?;
     let mask = a
         .data_mask
         .as_deref()
@@ -258,11 +241,12 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
     let pred = fit.predict_in_sample();
     let acc_on = |sel: &dyn Fn(usize) -> bool| {
         let idx: Vec<usize> = (0..n).filter(|&j| sel(j)).collect();
-        (!idx.is_empty())
-            .then(|| idx.iter().filter(|&&j| pred[j] == labels.classes[j]).count() as f64 / idx.len() as f64)
+        (!idx.is_empty()).then(|| {
+            idx.iter().filter(|&&j| pred[j] == labels.classes()[j]).count() as f64 / idx.len() as f64
+        })
     };
     let accuracy = acc_on(&|_| true);
-    let accuracy_unlabeled = acc_on(&|j| !labels.known[j]);
+    let accuracy_unlabeled = acc_on(&|j| !labels.known()[j]);
     // The dictionary as an NMF model (transform/eval encode with it), plus the classifier.
     let spec = EncodeSpec {
         beta_loss: if opts.data_loss == Divergence::Frobenius {
@@ -295,7 +279,7 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
         options: &opts,
         ranks: vec![a.k],
         supervision: "semi",
-        n_labeled: Some(labels.known.iter().filter(|k| **k).count()),
+        n_labeled: Some(labels.n_known()),
         n_iter: fit.history.len() - 1,
         stop_reason: fit.stop_reason,
         rel_error: rel,
@@ -304,12 +288,14 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
         accuracy_unlabeled,
         test_accuracy: None,
         seconds: secs,
+        warnings: &fit.warnings,
     };
     run_dir.write_json(io::run::RUN_FILE, &record)?;
     if let Some(shape) = data.image_shape {
-        crate::fit::write_figures(&run_dir, &model, codes.as_ref(), &data, shape)?;
+        write_figures(&run_dir, &model, codes.as_ref(), &data, shape)?;
     }
     let path = run_dir.commit()?;
+    print_warnings(&fit.warnings);
     summary(
         a.run.json,
         a.run.quiet,
@@ -326,167 +312,108 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
 }
 
 /// `hnmf` or `deep-nmf`.
-pub fn run_layers(method: &'static str, a: &HnmfArgs) -> Result<()> {
+pub fn run_layers(method: LayerMethod, a: &HnmfArgs) -> Result<()> {
     match a.run.dtype {
         Dtype::F32 => layers::<f32>(method, a),
         Dtype::F64 => layers::<f64>(method, a),
     }
 }
 
-fn layers<T: Real>(method: &'static str, a: &HnmfArgs) -> Result<()> {
+fn layers<T: Real>(method: LayerMethod, a: &HnmfArgs) -> Result<()> {
+    let name = match method {
+        LayerMethod::Hierarchical => "hnmf",
+        LayerMethod::DeepNmf => "deep-nmf",
+    };
     let data = a.data.load::<T>()?;
     let x = data.xt();
     let (m, n) = (data.n_features(), data.n_samples());
-    hnmf::check_ranks(&a.ranks, m, n)?;
+    partlearn::deep::hnmf::check_ranks(&a.ranks, m, n)?;
     let last = *a.ranks.last().unwrap_or(&1);
-    let sup = supervision(
-        &data,
-        &a.supervision,
-        a.labeled,
-        a.label_set.as_deref(),
-        last,
-        a.run.seed,
-    )?;
-    // Checked before the layer-wise fits, which the fine-tuning or SSNMF would otherwise
-    // follow with an error (the library checks again).
-    let lambda = crate::neural_cmd::label_option(a.lambda, "lambda", &a.supervision, 1e-5)?;
-    partlearn::nmf::ssnmf::check_lambda(lambda)?;
-    let test = a.test.load(&data, a.label_set.as_deref(), last)?;
-    let base = NmfParams {
+    let labels = a.sup.labels(&data, last, a.run.seed)?;
+    let opts = LayersOptions {
+        ranks: a.ranks.clone(),
         solver: a.solver.parse::<Solver>()?,
         max_iter: a.max_iter,
         tol: a.tol,
+        max_seconds: a.max_seconds,
+        lambda: a.sup.label_flag(a.lambda, "lambda", 1e-5)?,
         seed: a.run.seed,
         threads: a.run.threads,
-        ..NmfParams::default()
     };
+    // Checked before the layer-wise fits, which the fine-tuning or SSNMF would otherwise
+    // follow with an error (the library checks again).
+    opts.validate(m, n, labels.as_ref())?;
+    let test = a.test.load(&data, a.sup.label_set.as_deref(), last)?;
     let out = a
         .run
         .out
         .clone()
-        .unwrap_or_else(|| default_out(method, &a.data.spec, a.ranks[0]));
+        .unwrap_or_else(|| default_out(name, &a.data.spec, a.ranks[0]));
     let run_dir = RunDir::create(&out, a.run.force)?;
-    let start = std::time::Instant::now();
     let mut progress = FitProgress::new(a.max_iter, a.run.quiet);
-    let mut stack = hnmf::hierarchical(&data, &a.ranks, &base)?;
-    let depth = a.ranks.len();
-    let mut history: Vec<IterRecord> = Vec::new();
-    let mut stop_reason = StopReason::Converged;
-    let mut n_iter = 0;
-    match (method, &sup) {
-        ("hnmf", Some(s)) => {
-            let input = if depth == 1 {
-                x.to_owned()
-            } else {
-                stack.s[depth - 2].clone()
-            };
-            let so = SsnmfOptions {
-                k: last,
-                lambda,
-                max_iter: a.max_iter,
-                tol: a.tol,
-                seed: a.run.seed,
-                threads: a.run.threads,
-                ..SsnmfOptions::default()
-            };
-            let labels = Labels {
-                classes: s.labels.clone(),
-                known: s.known.clone(),
-            };
-            let f = fit_ssnmf(input.as_ref(), None, &labels, &so, &mut progress)?;
-            stack.a[depth - 1] = f.a;
-            stack.s[depth - 1] = f.s;
-            n_iter = f.history.len() - 1;
-            stop_reason = f.stop_reason;
-            history = f.history;
-        }
-        ("deep-nmf", _) => {
-            let term = sup
-                .as_ref()
-                .map(|s| LabelTerm::new(&s.labels, &s.known, last, lambda, &mut Rng::new(a.run.seed)));
-            let rules = StopRules::max_iter(a.max_iter).with_tol(a.tol);
-            let f = hnmf::fine_tune(x, stack, term, &rules, &mut progress)?;
-            stack = f.stack;
-            n_iter = f.history.len() - 1;
-            stop_reason = f.stop_reason;
-            history = f.history;
-        }
-        _ => {}
-    }
+    let fit = fit_layers(&data, method, &opts, labels.as_ref(), &mut progress);
     progress.finish();
-    let level_errors = level_errors(&stack, x);
+    let fit = fit?;
+    let stack = fit.stack;
+    let level_errors = stack.level_errors(x);
     let rel = stack.rel_error(x);
-    let top = stack.s[depth - 1].clone();
+    let top = stack.s[stack.s.len() - 1].clone();
     let net = stack.into_net();
-    let acc = crate::neural_cmd::accuracies(
-        &data,
-        sup.as_ref(),
-        &net,
+    let reference = a.sup.reference(&data, labels.as_ref(), last);
+    let acc = accuracies(
         top.as_ref(),
-        a.label_set.as_deref(),
-        last,
+        reference.as_ref(),
         test.as_ref(),
+        &net,
         a.run.threads,
     )?;
     let (accuracy, accuracy_unlabeled, test_accuracy) = (acc.all, acc.unlabeled, acc.test);
-    let model = DeepModel::new(method, net)?;
+    let model = DeepModel::new(name, net)?;
     let (tensors, meta) = model.to_tensors(data.image_shape)?;
     run_dir.write(
         io::run::MODEL_FILE,
         &io::tensors::safetensors_bytes(&tensors, &meta)?,
     )?;
-    run_dir.write(io::run::HISTORY_FILE, &io::to_json_lines(&history)?)?;
-    let secs = start.elapsed().as_secs_f64();
+    run_dir.write(io::run::HISTORY_FILE, &io::to_json_lines(&fit.history)?)?;
     let record = LayerRunRecord {
-        method,
+        method: name,
         partlearn_version: env!("CARGO_PKG_VERSION"),
         command: now_command(),
         dtype: T::NAME,
         data: DataRecord::new(&a.data, &data),
-        options: &base,
+        options: &opts,
         ranks: a.ranks.clone(),
-        supervision: &a.supervision,
-        n_labeled: sup.as_ref().map(|s| s.known.iter().filter(|k| **k).count()),
-        n_iter,
-        stop_reason,
+        supervision: a.sup.name(),
+        n_labeled: labels.as_ref().map(|l| l.n_known()),
+        n_iter: fit.n_iter,
+        stop_reason: fit.stop_reason,
         rel_error: rel,
         level_errors,
         accuracy,
         accuracy_unlabeled,
         test_accuracy,
-        seconds: secs,
+        seconds: fit.seconds,
+        warnings: &fit.warnings,
     };
     run_dir.write_json(io::run::RUN_FILE, &record)?;
     if let Some(shape) = data.image_shape {
         let sample = data.first(n.min(2000));
         let codes = partlearn::protocol::PartModel::encode(&model, sample.x(), a.run.threads)?;
-        crate::fit::write_figures(&run_dir, &model, codes.as_ref(), &sample, shape)?;
+        write_figures(&run_dir, &model, codes.as_ref(), &sample, shape)?;
     }
     let path = run_dir.commit()?;
+    print_warnings(&fit.warnings);
     summary(
         a.run.json,
         a.run.quiet,
-        method,
+        name,
         &path,
         rel,
         test_accuracy.or(accuracy),
-        secs,
+        fit.seconds,
     )?;
-    if stop_reason == StopReason::Interrupted {
+    if fit.stop_reason == StopReason::Interrupted {
         return Err(Exit::Interrupted.into());
     }
     Ok(())
-}
-
-/// `‖X − A⁽⁰⁾⋯A⁽ⁱ⁾S⁽ⁱ⁾‖/‖X‖` for every level `i`.
-fn level_errors<T: Real>(stack: &LayerStack<T>, x: faer::MatRef<'_, T>) -> Vec<f64> {
-    (0..stack.a.len())
-        .map(|i| {
-            let partial = LayerStack {
-                a: stack.a[..=i].to_vec(),
-                s: stack.s[..=i].to_vec(),
-            };
-            partial.rel_error(x)
-        })
-        .collect()
 }

@@ -156,7 +156,7 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
 fn check_same_data(dir: &std::path::Path, d: &DataArgs) -> Result<()> {
     #[derive(serde::Deserialize)]
     struct RunData {
-        data: crate::fit::DataRecord,
+        data: crate::output::DataRecord,
     }
     let r = partlearn::io::read_json::<RunData>(&dir.join(partlearn::io::run::RUN_FILE))?.data;
     let fitted = selection(&r.spec, r.first, r.subset, r.data_seed);

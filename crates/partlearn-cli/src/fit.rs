@@ -1,20 +1,20 @@
 //! `partlearn fit <method>`: maps flags to options, runs the library's fit with a progress bar,
 //! and writes the run folder (run.json, model.safetensors, history.jsonl, figures/).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use faer::{Mat, MatRef};
 use partlearn::data::Dataset;
 use partlearn::engine::StopReason;
 use partlearn::io::{self, RunDir};
 use partlearn::nmf::{self, CustomInit, EncodeOptions, InitMethod, NmfParams, Solver};
 use partlearn::Real;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::args::{DataArgs, Dtype, Exit, RunArgs};
+use crate::output::{default_out, read_matrix, write_figures, DataRecord};
 use crate::progress::FitProgress;
-use crate::{DataArgs, Dtype, Exit};
 
 #[derive(Subcommand, Debug)]
 pub enum FitCommand {
@@ -34,32 +34,6 @@ pub enum FitCommand {
     Hnmf(crate::deep_cmd::HnmfArgs),
     /// Deep NMF: hierarchical NMF, then joint multiplicative fine-tuning of all layers (§4.2).
     DeepNmf(crate::deep_cmd::HnmfArgs),
-}
-
-/// Flags shared by every fit: output, verbosity, threads, dtype.
-#[derive(Args, Debug, Clone)]
-pub struct RunArgs {
-    /// Run folder to write (default: runs/<method>-<data>-k<k>).
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Replace an existing run folder.
-    #[arg(long)]
-    pub force: bool,
-    /// No progress bar and no summary lines (warnings and errors still go to stderr).
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Print the final summary as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// Worker threads (1 = sequential, 0 = all cores).
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
-    /// Float type of the computation.
-    #[arg(long, value_enum, default_value = "f32")]
-    pub dtype: Dtype,
-    /// Seed of every random choice.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -209,35 +183,11 @@ pub fn run(cmd: FitCommand) -> Result<()> {
         FitCommand::AsymAe(a) => crate::ae_cmd::run(partlearn::autoencoder::Architecture::Asymmetric, &a),
         FitCommand::NeuralNmf(a) => crate::neural_cmd::run(&a),
         FitCommand::Ssnmf(a) => crate::deep_cmd::run_ssnmf(&a),
-        FitCommand::Hnmf(a) => crate::deep_cmd::run_layers("hnmf", &a),
-        FitCommand::DeepNmf(a) => crate::deep_cmd::run_layers("deep-nmf", &a),
-    }
-}
-
-/// What run.json records about the data.
-#[derive(Serialize, Deserialize)]
-pub struct DataRecord {
-    pub spec: String,
-    pub name: String,
-    pub n_samples: usize,
-    pub n_features: usize,
-    pub image_shape: Option<(usize, usize)>,
-    pub first: Option<usize>,
-    pub subset: Option<usize>,
-    pub data_seed: u64,
-}
-
-impl DataRecord {
-    pub fn new<T: Real>(a: &DataArgs, d: &Dataset<T>) -> Self {
-        DataRecord {
-            spec: a.spec.clone(),
-            name: d.name.clone(),
-            n_samples: d.n_samples(),
-            n_features: d.n_features(),
-            image_shape: d.image_shape,
-            first: a.first,
-            subset: a.subset,
-            data_seed: a.data_seed,
+        FitCommand::Hnmf(a) => {
+            crate::deep_cmd::run_layers(partlearn::deep::pipeline::LayerMethod::Hierarchical, &a)
+        }
+        FitCommand::DeepNmf(a) => {
+            crate::deep_cmd::run_layers(partlearn::deep::pipeline::LayerMethod::DeepNmf, &a)
         }
     }
 }
@@ -260,38 +210,6 @@ struct NmfRunRecord<'a, O: Serialize> {
     seconds: f64,
     warnings: &'a [partlearn::engine::Warning],
     stats: nmf::FitStats,
-}
-
-/// A 2-d `.npy` file as a matrix.
-pub fn read_matrix<T: Real>(path: &Path) -> Result<Mat<T>> {
-    let a = partlearn::npy::read_npy(path)?;
-    if a.shape.len() != 2 {
-        anyhow::bail!(
-            "{}: expected a 2-d array, found shape {:?}; save a matrix (e.g. np.save(path, a.reshape(rows, -1)))",
-            path.display(),
-            a.shape
-        );
-    }
-    let (r, c) = (a.shape[0], a.shape[1]);
-    let v: Vec<T> = a.to_real::<T>();
-    Ok(Mat::from_fn(r, c, |i, j| v[i * c + j]))
-}
-
-pub fn default_out(method: &str, spec: &str, k: usize) -> PathBuf {
-    let clean: String = spec
-        .rsplit('/')
-        .next()
-        .unwrap_or(spec)
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    PathBuf::from("runs").join(format!("{method}-{clean}-k{k}"))
 }
 
 fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
@@ -436,37 +354,5 @@ fn finish_run<T: Real, O: Serialize>(
         eprintln!("interrupted: the run so far was saved to {}", path.display());
         return Err(Exit::Interrupted.into());
     }
-    Ok(())
-}
-
-/// Most atoms figures/atoms.png draws (the most used ones): a grid of 20 × 20 tiles.
-const FIGURE_ATOMS: usize = 400;
-
-/// figures/atoms.png (ordered by usage, at most [`FIGURE_ATOMS`]) and
-/// figures/reconstructions.png (first 10 samples); `codes` are the model's codes of the first
-/// samples of `data`.
-pub fn write_figures<T: Real>(
-    run_dir: &RunDir,
-    model: &dyn partlearn::protocol::PartModel<T>,
-    codes: MatRef<'_, T>,
-    data: &Dataset<T>,
-    shape: (usize, usize),
-) -> Result<()> {
-    use partlearn::figures;
-    let opts = figures::GridOptions::default();
-    let atoms = model.atoms();
-    let mut order = figures::usage_order(codes, atoms);
-    order.truncate(FIGURE_ATOMS);
-    run_dir.write(
-        "figures/atoms.png",
-        &figures::atoms_grid(atoms, shape, Some(&order), &opts)?,
-    )?;
-    let n = data.n_samples().min(10).min(codes.nrows());
-    let originals = data.x().subrows(0, n);
-    let recon = model.decode(codes.subrows(0, n))?;
-    run_dir.write(
-        "figures/reconstructions.png",
-        &figures::reconstructions(originals, recon.as_ref(), shape, &opts)?,
-    )?;
     Ok(())
 }

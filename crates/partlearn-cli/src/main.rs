@@ -3,12 +3,14 @@
 //! to exit codes (2 for bad input, 130 after Ctrl-C). No algorithm lives here.
 
 mod ae_cmd;
+mod args;
 mod bench;
 mod data_cmd;
 mod deep_cmd;
 mod eval_cmd;
 mod fit;
 mod neural_cmd;
+mod output;
 mod progress;
 mod report_cmd;
 mod sweep_cmd;
@@ -16,7 +18,9 @@ mod transform;
 
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+pub use args::{DataArgs, Dtype, Exit};
 
 /// Part-based representations of non-negative data: NMF and sparse non-negative auto-encoders.
 #[derive(Parser, Debug)]
@@ -49,89 +53,6 @@ enum Command {
     #[command(subcommand)]
     Reproduce(neural_cmd::ReproduceCommand),
 }
-
-/// Which data, and which part of it (shared by every command that reads data).
-#[derive(Args, Debug, Clone)]
-pub struct DataArgs {
-    /// fashion-mnist:train, fashion-mnist:test, swimmer, toy-hierarchy, or a .npy/.csv/IDX file.
-    #[arg(long = "data", value_name = "DATA")]
-    pub spec: String,
-    /// Use only the first N samples.
-    #[arg(long, value_name = "N", conflicts_with = "subset")]
-    pub first: Option<usize>,
-    /// Use a random subset of N samples (seeded by --data-seed).
-    #[arg(long, value_name = "N")]
-    pub subset: Option<usize>,
-    /// Seed of --subset.
-    #[arg(long, default_value_t = 0)]
-    pub data_seed: u64,
-    /// Labels for a file data set (.npy, one integer per sample).
-    #[arg(long, value_name = "FILE")]
-    pub labels: Option<std::path::PathBuf>,
-}
-
-impl DataArgs {
-    pub fn load<T: partlearn::Real>(&self) -> partlearn::Result<partlearn::data::Dataset<T>> {
-        let opts = partlearn::data::LoadOptions {
-            first: self.first,
-            subset: self.subset,
-            seed: self.data_seed,
-            labels: self.labels.clone(),
-        };
-        let d = partlearn::data::load::<T>(&self.spec, &opts)?;
-        // Every command needs at least one sample and one feature.
-        if d.n_samples() == 0 || d.n_features() == 0 {
-            return Err(partlearn::Error::EmptyData {
-                n_samples: d.n_samples(),
-                n_features: d.n_features(),
-            });
-        }
-        Ok(d)
-    }
-}
-
-impl DataArgs {
-    /// Errors when `out` is one of the input files (the data file or `--labels`): writing the
-    /// output, even with `--force`, would destroy the input.
-    pub fn check_not_input(&self, out: &std::path::Path, flag: &str) -> anyhow::Result<()> {
-        let resolve = partlearn::io::run::resolve_path;
-        let target = resolve(out);
-        let inputs = std::iter::once(std::path::PathBuf::from(&self.spec))
-            .filter(|p| p.is_file())
-            .chain(self.labels.clone());
-        for input in inputs {
-            if resolve(&input) == target {
-                anyhow::bail!(
-                    "{flag} {} is an input file of this command: writing it would destroy the input; give another {flag}",
-                    out.display()
-                );
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Float type of the computation.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dtype {
-    F32,
-    F64,
-}
-
-/// An error that has already been reported, or a clean interruption.
-#[derive(Debug)]
-pub enum Exit {
-    /// Ctrl-C: the work so far was saved.
-    Interrupted,
-}
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("interrupted")
-    }
-}
-
-impl std::error::Error for Exit {}
 
 /// Runs a command line given as arguments (used by `sweep` to run its points exactly like
 /// hand-typed `fit` and `eval` commands).

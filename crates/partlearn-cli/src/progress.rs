@@ -29,8 +29,14 @@ pub fn flag(p: Param) -> String {
 
 /// Prints each warning on stderr, its parameters named as flags.
 pub fn print_warnings(warnings: &[Warning]) {
+    print_warnings_as(warnings, flag);
+}
+
+/// [`print_warnings`] for a command whose flags name some parameters otherwise (`--epochs` for
+/// `max_iter`).
+pub fn print_warnings_as(warnings: &[Warning], flag_of: impl Fn(Param) -> String) {
     for w in warnings {
-        eprintln!("warning: {}", w.describe(flag));
+        eprintln!("warning: {}", w.describe(&flag_of));
     }
 }
 

@@ -1869,6 +1869,134 @@ fn ssnmf_hnmf_deep_nmf_on_toy_hierarchy() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--max-seconds` bounds hnmf and deep-nmf (their layer-wise fits included: 10^8 iterations
+/// each) and neural-nmf; a tolerance that `--max-iter` (`--epochs`) cuts short is a warning that
+/// names the flags.
+#[test]
+fn layer_fits_honour_a_time_budget_and_warn_at_max_iter() {
+    let dir = temp_dir("layers-budget");
+    for method in ["ssnmf", "hnmf", "deep-nmf", "neural-nmf"] {
+        let out = dir.join(format!("{method}-budget"));
+        let mut args = vec![
+            "fit",
+            method,
+            "--data",
+            "toy-hierarchy",
+            "--quiet",
+            "--out",
+            s(&out),
+        ];
+        args.extend(match method {
+            "neural-nmf" => ["--ranks", "9,4", "--epochs", "100000000", "--max-seconds", "1"].as_slice(),
+            "ssnmf" => [
+                "-k",
+                "4",
+                "--max-iter",
+                "100000000",
+                "--tol",
+                "0",
+                "--max-seconds",
+                "1",
+            ]
+            .as_slice(),
+            _ => [
+                "--ranks",
+                "9,4",
+                "--max-iter",
+                "100000000",
+                "--tol",
+                "0",
+                "--max-seconds",
+                "1",
+            ]
+            .as_slice(),
+        });
+        let t = std::time::Instant::now();
+        assert_ok(&run(&args));
+        assert!(t.elapsed().as_secs() < 60, "{method} ignored its budget");
+        let meta = read_json(&out.join("run.json"));
+        assert_eq!(meta["stop_reason"], "time-limit", "{method}: {meta}");
+
+        let out = dir.join(format!("{method}-warn"));
+        let mut args = vec![
+            "fit",
+            method,
+            "--data",
+            "toy-hierarchy",
+            "--quiet",
+            "--out",
+            s(&out),
+            "--tol",
+            "1e-14",
+        ];
+        args.extend(match method {
+            "neural-nmf" => ["--ranks", "9,4", "--epochs", "20"].as_slice(),
+            "ssnmf" => ["-k", "4", "--max-iter", "20"].as_slice(),
+            _ => ["--ranks", "9,4", "--max-iter", "20"].as_slice(),
+        });
+        let o = run(&args);
+        assert_ok(&o);
+        let err = stderr(&o);
+        let flag = if method == "neural-nmf" {
+            "--epochs"
+        } else {
+            "--max-iter"
+        };
+        assert!(
+            err.contains("warning: maximum number of iterations 20 reached")
+                && err.contains(&format!("increase {flag} or --tol")),
+            "{method}: {err}"
+        );
+        let meta = read_json(&out.join("run.json"));
+        assert!(
+            !meta["warnings"].as_array().unwrap().is_empty(),
+            "{method}: {meta}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Ctrl-C stops the layer-wise fits of hnmf and deep-nmf (then no later stage starts) and the
+/// epochs of neural-nmf: the run so far is saved, exit 130.
+#[test]
+fn ctrl_c_stops_the_layer_fits_and_saves() {
+    let dir = temp_dir("layers-sigint");
+    for method in ["hnmf", "deep-nmf", "neural-nmf"] {
+        let out = dir.join(method);
+        let long = if method == "neural-nmf" {
+            ["--epochs", "100000000", "--tol", "0"]
+        } else {
+            ["--max-iter", "100000000", "--tol", "0"]
+        };
+        let mut child = partlearn()
+            .args([
+                "fit",
+                method,
+                "--data",
+                "toy-hierarchy",
+                "--ranks",
+                "9,4,2",
+                "--quiet",
+                "--out",
+                s(&out),
+            ])
+            .args(long)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let killed = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        assert_eq!(child.wait().unwrap().code(), Some(130), "{method}");
+        let meta = read_json(&out.join("run.json"));
+        assert_eq!(meta["stop_reason"], "interrupted", "{method}: {meta}");
+        assert!(out.join("model.safetensors").is_file());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn reproduce_neural_nmf_table_short() {
     let o = run(&[

@@ -49,6 +49,7 @@ pub mod io;
 pub mod linalg;
 pub mod nmf;
 pub mod npy;
+pub mod optim;
 pub mod params;
 pub mod plot;
 pub mod protocol;

@@ -5,18 +5,18 @@
 //! - [`layers`]: dense, convolution, batch normalization, flatten and activations, each with a
 //!   hand-derived backward pass (checked against finite differences).
 //! - [`loss`]: reconstruction losses, sparsity penalties, asymmetric weight decay.
-//! - [`optim`]: SGD with momentum, Adam, Adadelta; learning-rate schedules.
+//! - the optimizers (SGD with momentum, Adam, Adadelta) and schedules are [`crate::optim`],
+//!   shared with Neural NMF.
 //! - [`model`]: the [`Autoencoder`] (implements [`crate::protocol::PartModel`]) and its files.
 //! - [`train`]: the training loop, history, early stopping, checkpoints and resumption.
 
 pub mod layers;
 pub mod loss;
 pub mod model;
-pub mod optim;
 pub mod train;
 
+pub use crate::optim::{OptimizerSpec, Schedule};
 pub use layers::Act;
 pub use loss::{LossSpec, RecLoss, Reduction, Sparsity};
 pub use model::{AeSpec, Architecture, Autoencoder};
-pub use optim::{OptimizerSpec, Schedule};
 pub use train::{load_checkpoint, train, EpochRecord, NonNeg, TrainOptions, TrainOutcome, TrainState};

@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 use super::layers::Cache;
 use super::loss::{self, LossSpec, LossTerms, RecLoss};
 use super::model::{file_tensor, read_into, Autoencoder};
-use super::optim::{Optimizer, OptimizerSpec, Schedule};
 use crate::data::Dataset;
 use crate::engine::{Control, IterRecord, Observer, StopReason};
 use crate::error::{Error, Result};
 use crate::linalg;
+use crate::optim::{Optimizer, OptimizerSpec, Schedule};
 use crate::real::Real;
 use crate::rng::Rng;
 

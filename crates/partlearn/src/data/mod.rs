@@ -7,10 +7,12 @@
 //! samples-as-rows view, `xt()` the samples-as-columns view that METHODS.md's formulas use.
 //!
 //! Loaders (IDX, NPY, CSV) and the named sets (`fashion-mnist:train|test`, `swimmer`,
-//! `toy-hierarchy`) turn a data spec string into a `Dataset`; see [`load`].
+//! `toy-hierarchy`) turn a data spec string into a `Dataset`; see [`load`]. [`labels`] holds the
+//! labels of the (semi-)supervised methods and the choice of which samples they see.
 
 pub mod csv;
 pub mod idx;
+pub mod labels;
 pub mod named;
 pub mod spec;
 

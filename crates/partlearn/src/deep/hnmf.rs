@@ -1,24 +1,22 @@
-//! Hierarchical NMF (METHODS.md §4.1) and Deep NMF fine-tuning (§4.2, the fully non-negative
-//! variant).
+//! Hierarchical NMF (METHODS.md §4.1) and the layer stack every deep model shares.
 //!
 //! Hierarchical NMF factors `X ≈ A⁽⁰⁾S⁽⁰⁾`, then `S⁽⁰⁾ ≈ A⁽¹⁾S⁽¹⁾`, …, each layer an independent NMF
-//! (any solver of [`crate::nmf::fit`]) of the previous layer's codes, so errors accumulate.
-//! Deep NMF starts from that stack and minimizes `½‖X − A⁽⁰⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾‖²` jointly by
-//! multiplicative updates: with `Ψ = A⁽⁰⁾⋯A⁽ⁱ⁻¹⁾` (updated layers) and `H̃ = A⁽ⁱ⁺¹⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾`,
-//! `A⁽ⁱ⁾ ← A⁽ⁱ⁾ ⊙ (ΨᵀX H̃ᵀ) ⊘ (ΨᵀΨ A⁽ⁱ⁾ H̃H̃ᵀ + ε)`, then `S⁽ᴸ⁾ ← S⁽ᴸ⁾ ⊙ (ΦᵀX) ⊘ (ΦᵀΦ S⁽ᴸ⁾ + ε)`,
-//! `Φ = A⁽⁰⁾⋯A⁽ᴸ⁾`. Each block update is a Lee–Seung step on a quadratic in that block, so the
-//! objective never increases. §10 leaves open which method the slides' "Deep NMF" column is;
-//! this is the Trigeorgis-type joint fine-tuning with non-negative factors.
+//! (any solver of [`crate::nmf::fit`], through the engine: each layer has its history, stopping
+//! rules and Ctrl-C) of the previous layer's codes, so errors accumulate. Supervised, the last
+//! layer is SSNMF (model 3) of the previous layer's codes ([`ssnmf_last_layer`], §4.1: "supervision
+//! only on the last layer"). Deep NMF fine-tunes such a stack jointly ([`super::deep_nmf`]).
 
 use std::time::Instant;
 
-use faer::{Mat, MatRef};
+use faer::{Mat, MatRef, Par};
 
 use super::neural::NeuralNmf;
+use crate::data::labels::Labels;
 use crate::data::Dataset;
-use crate::engine::{Control, IterRecord, Observer, Silent, StopReason, StopRules};
+use crate::engine::{IterRecord, Observer, Silent, StopReason, Warning};
 use crate::error::{Error, Result};
 use crate::linalg;
+use crate::nmf::ssnmf::{fit_ssnmf, SsnmfFit, SsnmfOptions};
 use crate::nmf::{self, NmfParams};
 use crate::real::Real;
 
@@ -35,7 +33,7 @@ impl<T: Real> LayerStack<T> {
     pub fn reconstruction(&self) -> Mat<T> {
         let mut z = self.s[self.s.len() - 1].clone();
         for a in self.a.iter().rev() {
-            z = a * &z;
+            z = linalg::mul(a.as_ref(), z.as_ref(), Par::Seq);
         }
         z
     }
@@ -47,9 +45,50 @@ impl<T: Real> LayerStack<T> {
         (linalg::frob_sq(r.as_ref()) / linalg::frob_sq(x).max(f64::MIN_POSITIVE)).sqrt()
     }
 
+    /// `‖X − A⁽⁰⁾⋯A⁽ⁱ⁾S⁽ⁱ⁾‖/‖X‖` for every level `i` (the stack cut after layer `i`).
+    pub fn level_errors(&self, x: MatRef<'_, T>) -> Vec<f64> {
+        (0..self.a.len())
+            .map(|i| {
+                let partial = LayerStack {
+                    a: self.a[..=i].to_vec(),
+                    s: self.s[..=i].to_vec(),
+                };
+                partial.rel_error(x)
+            })
+            .collect()
+    }
+
     /// The layers as a network whose forward pass encodes new data by NNLS layer by layer.
     pub fn into_net(self) -> NeuralNmf<T> {
         NeuralNmf { a: self.a, b: None }
+    }
+
+    /// Checks that the layers chain from `x`'s rows (`m × n`) and that every layer has codes of
+    /// its rank for the `n` samples.
+    pub fn check(&self, x: MatRef<'_, T>) -> Result<()> {
+        let (m, n) = (x.nrows(), x.ncols());
+        let mut rows = m;
+        let chained = !self.a.is_empty()
+            && self.a.len() == self.s.len()
+            && self.a.iter().zip(&self.s).all(|(a, s)| {
+                let ok = a.nrows() == rows && s.shape() == (a.ncols(), n);
+                rows = a.ncols();
+                ok
+            });
+        if chained {
+            Ok(())
+        } else {
+            Err(Error::ShapeMismatch {
+                what: "layer stack".into(),
+                expected: format!("layers chaining from {m} rows, codes of {n} columns"),
+                found: format!(
+                    "layers {:?}, codes {:?}",
+                    self.a.iter().map(|a| a.shape()).collect::<Vec<_>>(),
+                    self.s.iter().map(|s| s.shape()).collect::<Vec<_>>()
+                ),
+                hint: "fit the stack on the same data (hnmf::hierarchical)".into(),
+            })
+        }
     }
 }
 
@@ -73,11 +112,57 @@ pub fn check_ranks(ranks: &[usize], m: usize, n: usize) -> Result<()> {
     }
 }
 
-/// Hierarchical NMF of `data` with `base` options for every layer (`k` replaced by the ranks).
-pub fn hierarchical<T: Real>(data: &Dataset<T>, ranks: &[usize], base: &NmfParams) -> Result<LayerStack<T>> {
+/// How one layer's fit ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerFit {
+    /// Iteration 0 and every iteration of the layer's NMF.
+    pub history: Vec<IterRecord>,
+    pub n_iter: usize,
+    pub stop_reason: StopReason,
+    pub warnings: Vec<Warning>,
+}
+
+/// A hierarchical NMF: the stack and how each layer's fit ended.
+#[derive(Clone, Debug)]
+pub struct Hierarchy<T: Real> {
+    pub stack: LayerStack<T>,
+    pub layers: Vec<LayerFit>,
+}
+
+impl<T: Real> Hierarchy<T> {
+    /// Why the hierarchy stopped: interrupted or out of time if a layer was, else as its last
+    /// layer.
+    pub fn stop_reason(&self) -> StopReason {
+        let any = |r| self.layers.iter().any(|l| l.stop_reason == r);
+        if any(StopReason::Interrupted) {
+            StopReason::Interrupted
+        } else if any(StopReason::TimeLimit) {
+            StopReason::TimeLimit
+        } else {
+            self.layers.last().map_or(StopReason::MaxIter, |l| l.stop_reason)
+        }
+    }
+
+    /// Every layer's warnings, first layer first.
+    pub fn warnings(&self) -> Vec<Warning> {
+        self.layers.iter().flat_map(|l| l.warnings.clone()).collect()
+    }
+}
+
+/// What is left of a time budget of `budget` seconds started at `start` (never 0, so that a
+/// fit given it still runs one iteration and then stops on the budget).
+pub(crate) fn remaining(budget: Option<f64>, start: Instant) -> Option<f64> {
+    budget.map(|b| (b - start.elapsed().as_secs_f64()).max(f64::MIN_POSITIVE))
+}
+
+/// Hierarchical NMF of `data` with `base` options for every layer (`k` replaced by the ranks,
+/// layer `i` seeded by `base.seed + i`); `base.max_seconds` is the budget of all layers together.
+pub fn hierarchical<T: Real>(data: &Dataset<T>, ranks: &[usize], base: &NmfParams) -> Result<Hierarchy<T>> {
     check_ranks(ranks, data.n_features(), data.n_samples())?;
+    let start = Instant::now();
     let mut a = Vec::new();
     let mut s: Vec<Mat<T>> = Vec::new();
+    let mut layers = Vec::new();
     for (i, &k) in ranks.iter().enumerate() {
         let layer_data = if i == 0 {
             data.clone()
@@ -87,183 +172,55 @@ pub fn hierarchical<T: Real>(data: &Dataset<T>, ranks: &[usize], base: &NmfParam
         let opts = NmfParams {
             k,
             seed: base.seed.wrapping_add(i as u64),
+            max_seconds: remaining(base.max_seconds, start),
             ..base.clone()
         };
         let fit = nmf::fit(&layer_data, &opts, None, &mut Silent)?;
         a.push(fit.model.components().transpose().to_owned());
         s.push(fit.codes().transpose().to_owned());
-    }
-    Ok(LayerStack { a, s })
-}
-
-/// The label term of a (semi-)supervised fine-tuning, `(λ/2)‖L⊙(Y − BS⁽ᴸ⁾)‖²` (SSNMF's model 3
-/// on the last layer, §3).
-#[derive(Clone, Debug)]
-pub struct LabelTerm<T: Real> {
-    /// One-hot labels `c × n`.
-    pub y: Mat<T>,
-    /// Label mask `c × n` (columns of ones where known).
-    pub l: Mat<T>,
-    pub lambda: f64,
-    /// Classifier `c × k_L` (updated by the fine-tuning).
-    pub b: Mat<T>,
-}
-
-impl<T: Real> LabelTerm<T> {
-    /// One-hot labels with a mask of known samples, `B ~ U[0,1)`.
-    pub fn new(classes: &[u32], known: &[bool], k: usize, lambda: f64, rng: &mut crate::rng::Rng) -> Self {
-        let c = classes.iter().max().map_or(1, |&v| v as usize + 1);
-        let n = classes.len();
-        LabelTerm {
-            y: Mat::from_fn(c, n, |i, j| {
-                if classes[j] as usize == i {
-                    T::one()
-                } else {
-                    T::zero()
-                }
-            }),
-            l: Mat::from_fn(c, n, |_, j| if known[j] { T::one() } else { T::zero() }),
-            lambda,
-            b: Mat::from_fn(c, k, |_, _| T::from_f64(rng.uniform())),
-        }
-    }
-
-    fn masked(&self, m: &Mat<T>) -> Mat<T> {
-        Mat::from_fn(m.nrows(), m.ncols(), |i, j| self.l[(i, j)] * m[(i, j)])
-    }
-
-    fn value(&self, s: &Mat<T>) -> f64 {
-        let r = &self.y - &self.b * s;
-        0.5 * self.lambda * linalg::frob_sq(self.masked(&r).as_ref())
-    }
-}
-
-/// Deep NMF fine-tuning result.
-#[derive(Clone, Debug)]
-pub struct DeepNmfFit<T: Real> {
-    pub stack: LayerStack<T>,
-    pub labels: Option<LabelTerm<T>>,
-    pub history: Vec<IterRecord>,
-    pub stop_reason: StopReason,
-}
-
-const EPS: f64 = 1e-10;
-
-/// `M ← M ⊙ num ⊘ (den + ε)`.
-fn mu_step<T: Real>(m: &mut Mat<T>, num: &Mat<T>, den: &Mat<T>) {
-    let eps = T::from_f64(EPS);
-    for j in 0..m.ncols() {
-        for i in 0..m.nrows() {
-            m[(i, j)] = m[(i, j)] * num[(i, j)] / (den[(i, j)] + eps);
-        }
-    }
-}
-
-/// Joint fine-tuning of a stack (module doc) on `x` (`m × n`), reporting each iteration.
-/// With `labels`, the label term is added: `B` gets its own multiplicative update and the
-/// codes' update gains `λBᵀ(L⊙Y)` / `λBᵀ(L⊙BS)` (still non-increasing).
-pub fn fine_tune<T: Real>(
-    x: MatRef<'_, T>,
-    mut stack: LayerStack<T>,
-    mut labels: Option<LabelTerm<T>>,
-    stop: &StopRules,
-    observer: &mut (dyn Observer + Send),
-) -> Result<DeepNmfFit<T>> {
-    if let Some(t) = &labels {
-        crate::nmf::ssnmf::check_lambda(t.lambda)?;
-    }
-    let start = Instant::now();
-    let l = stack.a.len() - 1;
-    let x_norm_sq = linalg::frob_sq(x);
-    let objective = |st: &LayerStack<T>, lt: &Option<LabelTerm<T>>| {
-        0.5 * st.rel_error(x).powi(2) * x_norm_sq + lt.as_ref().map_or(0.0, |t| t.value(&st.s[l]))
-    };
-    let record = |iter, st: &LayerStack<T>, lt: &Option<LabelTerm<T>>| IterRecord {
-        iter,
-        objective: objective(st, lt),
-        rel_error: st.rel_error(x),
-        seconds: start.elapsed().as_secs_f64(),
-        projected_gradient: None,
-    };
-    let first = record(0, &stack, &labels);
-    let mut history = vec![first];
-    if observer.on_iter(&first) == Control::Stop {
-        return Ok(DeepNmfFit {
-            stack,
-            labels,
-            history,
-            stop_reason: StopReason::Interrupted,
+        layers.push(LayerFit {
+            history: fit.history,
+            n_iter: fit.n_iter,
+            stop_reason: fit.stop_reason,
+            warnings: fit.warnings,
         });
     }
-    let mut iter = 0;
-    let stop_reason = loop {
-        iter += 1;
-        // H̃_i = A⁽ⁱ⁺¹⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾ with the layers as they are at the start of the sweep.
-        let mut h = vec![stack.s[l].clone(); l + 1];
-        for i in (0..l).rev() {
-            h[i] = &stack.a[i + 1] * &h[i + 1];
-        }
-        let mut psi: Option<Mat<T>> = None;
-        for i in 0..=l {
-            let hh = &h[i] * h[i].transpose();
-            let (num, den) = match &psi {
-                None => (x * h[i].transpose(), &stack.a[i] * &hh),
-                Some(p) => (
-                    p.transpose() * x * h[i].transpose(),
-                    p.transpose() * p * &stack.a[i] * &hh,
-                ),
-            };
-            mu_step(&mut stack.a[i], &num, &den);
-            psi = Some(match psi {
-                None => stack.a[0].clone(),
-                Some(p) => &p * &stack.a[i],
-            });
-        }
-        let phi = psi.unwrap_or_else(|| stack.a[0].clone());
-        let mut num = phi.transpose() * x;
-        let mut den = phi.transpose() * &phi * &stack.s[l];
-        if let Some(t) = labels.as_mut() {
-            let s_l = &stack.s[l];
-            let bs = t.masked(&(&t.b * s_l));
-            let ly = t.masked(&t.y);
-            mu_step(&mut t.b, &(&ly * s_l.transpose()), &(&bs * s_l.transpose()));
-            let bs = t.masked(&(&t.b * s_l));
-            let lam = T::from_f64(t.lambda);
-            num = &num + (t.b.transpose() * &ly) * faer::Scale(lam);
-            den = &den + (t.b.transpose() * &bs) * faer::Scale(lam);
-        }
-        mu_step(&mut stack.s[l], &num, &den);
-        // Lower layers' codes follow the stack: S⁽ⁱ⁾ = A⁽ⁱ⁺¹⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾.
-        for i in (0..l).rev() {
-            stack.s[i] = &stack.a[i + 1] * &stack.s[i + 1];
-        }
-        let rec = record(iter, &stack, &labels);
-        history.push(rec);
-        if !rec.objective.is_finite() {
-            return Err(Error::Numerical {
-                what: format!("Deep NMF iteration {iter}"),
-                reason: "the objective became non-finite; check the data".into(),
-            });
-        }
-        if observer.on_iter(&rec) == Control::Stop {
-            break StopReason::Interrupted;
-        }
-        let window = history[iter.saturating_sub(crate::engine::TOL_EVERY)].objective;
-        if let Some(r) = stop.check(iter, history[0].objective, window, rec.objective, rec.seconds) {
-            break r;
-        }
-    };
-    Ok(DeepNmfFit {
-        stack,
-        labels,
-        history,
-        stop_reason,
+    Ok(Hierarchy {
+        stack: LayerStack { a, s },
+        layers,
     })
+}
+
+/// Supervision on the last layer of a hierarchy (§4.1): SSNMF (options `o`, rank = the last
+/// layer's) of the previous layer's codes (of `x` for one layer) with `labels` replaces the last
+/// layer's `A` and `S`; returns the new stack and the SSNMF fit (its classifier `B`, history,
+/// stop reason, warnings).
+pub fn ssnmf_last_layer<T: Real>(
+    x: MatRef<'_, T>,
+    mut stack: LayerStack<T>,
+    labels: &Labels,
+    o: &SsnmfOptions,
+    observer: &mut (dyn Observer + Send),
+) -> Result<(LayerStack<T>, SsnmfFit<T>)> {
+    stack.check(x)?;
+    let depth = stack.a.len();
+    let k = stack.a[depth - 1].ncols();
+    let o = SsnmfOptions { k, ..o.clone() };
+    let input = if depth == 1 {
+        x
+    } else {
+        stack.s[depth - 2].as_ref()
+    };
+    let f = fit_ssnmf(input, None, labels, &o, observer)?;
+    stack.a[depth - 1] = f.a.clone();
+    stack.s[depth - 1] = f.s.clone();
+    Ok((stack, f))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deep::deep_nmf::dense_objective;
     use crate::nmf::Solver;
 
     fn toy() -> Dataset<f64> {
@@ -282,14 +239,18 @@ mod tests {
     #[test]
     fn one_layer_hierarchy_is_plain_nmf() {
         let d = toy();
-        let st = hierarchical(&d, &[9], &base()).unwrap();
+        let h = hierarchical(&d, &[9], &base()).unwrap();
+        let st = &h.stack;
         let f = nmf::fit(&d, &NmfParams { k: 9, ..base() }, None, &mut Silent).unwrap();
         assert_eq!(st.a[0], f.model.components().transpose().to_owned());
         assert!((st.rel_error(d.xt()) - f.rel_error).abs() < 1e-9);
+        assert_eq!(h.layers[0].n_iter, f.n_iter);
+        assert_eq!(h.stop_reason(), f.stop_reason);
     }
 
     #[test]
     fn hierarchy_errors_are_above_the_svd_bounds_and_fine_tuning_lowers_them() {
+        use crate::deep::deep_nmf::{fine_tune, FineTuneOptions, LabelTerm};
         let d = toy();
         let x = d.xt();
         let svd = linalg::truncated_svd(x, 9, &mut crate::rng::Rng::new(0), faer::Par::Seq).unwrap();
@@ -298,7 +259,7 @@ mod tests {
             |k: usize| ((total - svd.s[..k].iter().map(|s| s * s).sum::<f64>()).max(0.0) / total).sqrt();
         let mut prev = 0.0;
         for (depth, ranks) in [vec![9], vec![9, 4], vec![9, 4, 2]].iter().enumerate() {
-            let st = hierarchical(&d, ranks, &base()).unwrap();
+            let st = hierarchical(&d, ranks, &base()).unwrap().stack;
             let rel = st.rel_error(x);
             let b = bound(*ranks.last().unwrap());
             assert!(
@@ -308,32 +269,96 @@ mod tests {
             );
             assert!(rel >= prev - 1e-9, "errors grow with depth");
             prev = rel;
-            let stop = StopRules::max_iter(300);
+            let o = FineTuneOptions {
+                max_iter: 300,
+                ..FineTuneOptions::default()
+            };
             let labels = (depth > 0).then(|| {
-                let classes = &d.extra_labels[depth].1;
+                let classes = d.extra_labels[depth].1.clone();
                 let known: Vec<bool> = (0..90).map(|j| j % 2 == 0).collect();
                 LabelTerm::new(
-                    classes,
-                    &known,
+                    &Labels::new(classes, known).unwrap(),
                     *ranks.last().unwrap(),
                     0.5,
                     &mut crate::rng::Rng::new(1),
                 )
             });
-            let ft = fine_tune(x, st, labels, &stop, &mut Silent).unwrap();
-            for w in ft.history.windows(2) {
+            // The objective recomputed densely from the factors after every sweep (each run
+            // restarts from the previous one's output) never rises.
+            let (mut st, mut labels) = (st, labels);
+            let mut prev = dense_objective(x, &st, labels.as_ref());
+            for sweep in 1..=o.max_iter {
+                let one = FineTuneOptions {
+                    max_iter: 1,
+                    ..o.clone()
+                };
+                let ft = fine_tune(x, st, labels, &one, &mut Silent).unwrap();
+                let cur = dense_objective(x, &ft.stack, ft.labels.as_ref());
                 assert!(
-                    w[1].objective <= w[0].objective * (1.0 + 1e-12),
-                    "objective rose: {} → {}",
-                    w[0].objective,
-                    w[1].objective
+                    cur <= prev * (1.0 + 1e-12),
+                    "depth {}: sweep {sweep}: {prev} → {cur}",
+                    depth + 1
                 );
+                (prev, st, labels) = (cur, ft.stack, ft.labels);
             }
             if depth == 0 {
-                assert!(ft.stack.rel_error(x) <= rel + 1e-12);
+                assert!(st.rel_error(x) <= rel + 1e-12);
             }
         }
         assert!(check_ranks(&[4, 9], 87, 90).is_err());
         assert!(check_ranks(&[100], 87, 90).is_err());
+    }
+
+    /// The layers share one time budget: a tiny one stops every layer after its first iteration.
+    #[test]
+    fn layers_share_the_time_budget() {
+        let d = toy();
+        let o = NmfParams {
+            max_iter: 100_000_000,
+            tol: 0.0,
+            max_seconds: Some(1e-9),
+            ..base()
+        };
+        let h = hierarchical(&d, &[9, 4, 2], &o).unwrap();
+        assert_eq!(h.stop_reason(), StopReason::TimeLimit);
+        assert!(h
+            .layers
+            .iter()
+            .all(|l| l.stop_reason == StopReason::TimeLimit && l.n_iter == 1));
+    }
+
+    /// Supervision on the last layer: SSNMF of the previous codes replaces the last layer.
+    #[test]
+    fn ssnmf_on_the_last_layer_replaces_it() {
+        let d = toy();
+        let x = d.xt();
+        let h = hierarchical(&d, &[9, 4], &base()).unwrap();
+        let labels = Labels::new(d.extra_labels[1].1.clone(), (0..90).map(|j| j % 3 == 0).collect()).unwrap();
+        let o = SsnmfOptions {
+            lambda: 1e-5,
+            max_iter: 200,
+            ..SsnmfOptions::default()
+        };
+        let (st, f) = ssnmf_last_layer(x, h.stack.clone(), &labels, &o, &mut Silent).unwrap();
+        assert_eq!(st.a[0], h.stack.a[0]);
+        assert_eq!(st.a[1], f.a);
+        assert_eq!(f.options.k, 4);
+        let direct = fit_ssnmf(
+            h.stack.s[0].as_ref(),
+            None,
+            &labels,
+            &SsnmfOptions { k: 4, ..o },
+            &mut Silent,
+        )
+        .unwrap();
+        assert_eq!(direct.s, st.s[1]);
+        assert!(ssnmf_last_layer(
+            d.xt().subcols(0, 10),
+            h.stack,
+            &labels,
+            &SsnmfOptions::default(),
+            &mut Silent
+        )
+        .is_err());
     }
 }

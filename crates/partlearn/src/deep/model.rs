@@ -144,7 +144,7 @@ impl<T: Real> PartModel<T> for DeepModel<T> {
             let l = self.net.a.len() - 1;
             let mut c = f.s[l].clone();
             for a in self.net.a[1..].iter().rev() {
-                c = a * &c;
+                c = linalg::mul(a.as_ref(), c.as_ref(), par);
             }
             Ok(c.transpose().to_owned())
         })?

@@ -14,14 +14,17 @@
 use faer::Par;
 use serde::Serialize;
 
-use super::hnmf::{fine_tune, hierarchical, LabelTerm};
-use super::neural::{self, ClassLoss, Cost, NeuralOptions, Supervision};
+use super::deep_nmf::{fine_tune, FineTuneOptions, LabelTerm};
+use super::hnmf::{hierarchical, ssnmf_last_layer};
+use super::neural::{self, ClassLoss, Cost, NeuralOptions};
+use crate::data::labels::Labels;
 use crate::data::named::TOY_HIERARCHY_L40;
 use crate::data::Dataset;
-use crate::engine::{Silent, StopRules};
+use crate::engine::Silent;
 use crate::error::Result;
+use crate::eval::posthoc::posthoc_accuracy;
 use crate::linalg;
-use crate::nmf::ssnmf::{fit_ssnmf, Labels, SsnmfOptions};
+use crate::nmf::ssnmf::SsnmfOptions;
 use crate::nmf::{InitMethod, NmfParams, Solver};
 use crate::rng::Rng;
 
@@ -161,18 +164,12 @@ pub fn neural_nmf_table(
                     threads: o.threads,
                     ..NmfParams::default()
                 };
+                let labels = Labels::new(classes.clone(), known.clone())?;
                 // Hierarchical NMF (SSNMF on the last layer when supervised).
                 let t = std::time::Instant::now();
-                let mut stack = hierarchical(data, &ranks, &base)?;
-                let unsup_stack = stack.clone();
-                if si > 0 {
-                    let input = if depth == 1 {
-                        x.to_owned()
-                    } else {
-                        stack.s[depth - 2].clone()
-                    };
+                let unsup_stack = hierarchical(data, &ranks, &base)?.stack;
+                let stack = if si > 0 {
                     let so = SsnmfOptions {
-                        k: ranks[depth - 1],
                         lambda: 1e-5,
                         max_iter: o.iterations,
                         tol: 1e-8,
@@ -180,37 +177,32 @@ pub fn neural_nmf_table(
                         threads: o.threads,
                         ..SsnmfOptions::default()
                     };
-                    let labels = Labels {
-                        classes: classes.clone(),
-                        known: known.clone(),
-                    };
-                    let f = fit_ssnmf(input.as_ref(), None, &labels, &so, &mut Silent)?;
-                    stack.a[depth - 1] = f.a;
-                    stack.s[depth - 1] = f.s;
-                }
+                    ssnmf_last_layer(x, unsup_stack.clone(), &labels, &so, &mut Silent)?.0
+                } else {
+                    unsup_stack.clone()
+                };
                 let top = &stack.s[depth - 1];
                 per_method[0].0.push(stack.rel_error(x));
                 per_method[0]
                     .1
-                    .push(neural::posthoc_accuracy(top.as_ref(), &classes, &all, &all)?);
+                    .push(posthoc_accuracy(top.as_ref(), &classes, &all, &all)?);
                 per_method[0].2 += t.elapsed().as_secs_f64();
                 done += 1;
                 progress(done, runs);
 
                 // Deep NMF: joint fine-tuning from the unsupervised hierarchy.
                 let t = std::time::Instant::now();
-                let stop = StopRules {
+                let fo = FineTuneOptions {
                     max_iter: o.iterations,
                     tol: 0.0,
                     max_seconds: None,
-                    pg_tol: 0.0,
-                    patience: None,
+                    threads: o.threads,
                 };
-                let label_term = (si > 0)
-                    .then(|| LabelTerm::new(&classes, &known, ranks[depth - 1], 1e-5, &mut Rng::new(seed)));
-                let ft = fine_tune(x, unsup_stack, label_term, &stop, &mut Silent)?;
+                let label_term =
+                    (si > 0).then(|| LabelTerm::new(&labels, ranks[depth - 1], 1e-5, &mut Rng::new(seed)));
+                let ft = fine_tune(x, unsup_stack, label_term, &fo, &mut Silent)?;
                 per_method[1].0.push(ft.stack.rel_error(x));
-                per_method[1].1.push(neural::posthoc_accuracy(
+                per_method[1].1.push(posthoc_accuracy(
                     ft.stack.s[depth - 1].as_ref(),
                     &classes,
                     &all,
@@ -222,10 +214,6 @@ pub fn neural_nmf_table(
 
                 // Neural NMF.
                 let t = std::time::Instant::now();
-                let supervision = (si > 0).then(|| Supervision {
-                    labels: classes.clone(),
-                    known: known.clone(),
-                });
                 let no = NeuralOptions {
                     ranks: ranks.clone(),
                     cost: if si > 0 {
@@ -243,9 +231,9 @@ pub fn neural_nmf_table(
                     threads: o.threads,
                     ..NeuralOptions::default()
                 };
-                let f = neural::train(x, &no, supervision.as_ref(), &mut Silent)?;
+                let f = neural::train(x, &no, (si > 0).then_some(&labels), &mut Silent)?;
                 per_method[2].0.push(f.model.rel_error(x, &f.forward));
-                per_method[2].1.push(neural::posthoc_accuracy(
+                per_method[2].1.push(posthoc_accuracy(
                     f.forward.s[depth - 1].as_ref(),
                     &classes,
                     &all,

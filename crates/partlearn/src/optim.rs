@@ -1,8 +1,12 @@
-//! Optimizers (SGD with momentum, Adam, Adadelta) and learning-rate schedules.
+//! Optimizers (SGD with momentum, Adam, Adadelta) and learning-rate schedules, shared by the
+//! auto-encoders ([`crate::autoencoder`]) and Neural NMF ([`crate::deep::neural`]).
 //!
 //! State is one or two buffers per parameter tensor, kept in the order the model lists its
 //! tensors, so that a checkpoint can save and restore it (`--resume` continues bit for bit).
+//! Tensors are flat slices ([`Optimizer::update`]) or faer matrices ([`Optimizer::update_mat`],
+//! the buffer then holds the columns one after another).
 
+use faer::Mat;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -186,13 +190,39 @@ impl<T: Real> Optimizer<T> {
     /// Updates tensor `i` (`w`) with its gradient `g`; `lr_factor` comes from the schedule.
     pub fn update(&mut self, i: usize, w: &mut [T], g: &[T], lr_factor: f64) {
         let (spec, t) = (self.spec, self.t);
-        let bufs = &mut self.buffers[i];
+        let (b0, b1) = split_buffers(&mut self.buffers[i]);
         // Elementwise (+, ×, ÷, √ are exactly rounded): the AVX2 build gives the same bits.
-        crate::linalg::kernels::dispatch(|| Self::update_inner(spec, t, bufs, w, g, lr_factor));
+        crate::linalg::kernels::dispatch(|| Self::update_inner(spec, t, b0, b1, w, g, lr_factor));
+    }
+
+    /// [`update`](Optimizer::update) for a matrix tensor `i` (`w`, gradient `g` of the same
+    /// shape; its buffers sized `nrows·ncols`): column `j` uses the buffer entries
+    /// `j·nrows .. (j+1)·nrows`.
+    pub fn update_mat(&mut self, i: usize, w: &mut Mat<T>, g: &Mat<T>, lr_factor: f64) {
+        let (spec, t) = (self.spec, self.t);
+        let r = w.nrows();
+        debug_assert_eq!(w.shape(), g.shape());
+        let (b0, mut b1) = split_buffers(&mut self.buffers[i]);
+        crate::linalg::kernels::dispatch(|| {
+            for j in 0..w.ncols() {
+                let range = j * r..(j + 1) * r;
+                let c1 = b1.as_deref_mut().map(|b| &mut b[range.clone()]);
+                let (wj, gj) = (w.col_as_slice_mut(j), g.col_as_slice(j));
+                Self::update_inner(spec, t, &mut b0[range], c1, wj, gj, lr_factor);
+            }
+        });
     }
 
     #[inline(always)]
-    fn update_inner(spec: OptimizerSpec, t: u64, bufs: &mut [Vec<T>], w: &mut [T], g: &[T], lr_factor: f64) {
+    fn update_inner(
+        spec: OptimizerSpec,
+        t: u64,
+        buf0: &mut [T],
+        buf1: Option<&mut [T]>,
+        w: &mut [T],
+        g: &[T],
+        lr_factor: f64,
+    ) {
         match spec {
             OptimizerSpec::Sgd {
                 lr,
@@ -200,7 +230,7 @@ impl<T: Real> Optimizer<T> {
                 nesterov,
             } => {
                 let (lr, mu) = (T::from_f64(lr * lr_factor), T::from_f64(momentum));
-                for ((w, &g), v) in w.iter_mut().zip(g).zip(bufs[0].iter_mut()) {
+                for ((w, &g), v) in w.iter_mut().zip(g).zip(buf0.iter_mut()) {
                     *v = mu * *v + g;
                     let step = if nesterov { g + mu * *v } else { *v };
                     *w = *w - lr * step;
@@ -222,8 +252,8 @@ impl<T: Real> Optimizer<T> {
                     T::from_f64(1.0 / c2),
                     T::from_f64(eps),
                 );
-                let (m, v) = bufs.split_at_mut(1);
-                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m[0].iter_mut()).zip(v[0].iter_mut()) {
+                let v = buf1.unwrap_or_default();
+                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(buf0.iter_mut()).zip(v.iter_mut()) {
                     *m = b1 * *m + ob1 * g;
                     *v = b2 * *v + ob2 * g * g;
                     *w = *w - lr * (*m * ic1) / ((*v * ic2).sqrt() + eps);
@@ -236,8 +266,8 @@ impl<T: Real> Optimizer<T> {
                     T::from_f64(1.0 - rho),
                     T::from_f64(eps),
                 );
-                let (a, d) = bufs.split_at_mut(1);
-                for (((w, &g), a), d) in w.iter_mut().zip(g).zip(a[0].iter_mut()).zip(d[0].iter_mut()) {
+                let d = buf1.unwrap_or_default();
+                for (((w, &g), a), d) in w.iter_mut().zip(g).zip(buf0.iter_mut()).zip(d.iter_mut()) {
                     *a = r * *a + or * g * g;
                     let u = g * (*d + eps).sqrt() / (*a + eps).sqrt();
                     *w = *w - lr * u;
@@ -245,6 +275,15 @@ impl<T: Real> Optimizer<T> {
                 }
             }
         }
+    }
+}
+
+/// The first buffer of a tensor and its second one, if the optimizer keeps two.
+fn split_buffers<T>(bufs: &mut [Vec<T>]) -> (&mut [T], Option<&mut [T]>) {
+    match bufs {
+        [b0] => (b0, None),
+        [b0, b1, ..] => (b0, Some(b1)),
+        [] => (&mut [], None),
     }
 }
 
@@ -294,6 +333,35 @@ mod tests {
         opt.update(0, &mut w, &[2.0], 1.0);
         let expect = -2.0 * 1e-7f64.sqrt() / (0.05 * 4.0 + 1e-7f64).sqrt();
         assert!((w[0] - expect).abs() < 1e-15);
+    }
+
+    /// A matrix tensor steps exactly as the same values in a flat slice (column after column).
+    #[test]
+    fn matrix_tensors_step_as_flat_ones() {
+        for name in ["sgd", "adam", "adadelta"] {
+            let spec = OptimizerSpec::named(name, Some(0.1)).unwrap();
+            let (mut flat, mut mat) = (
+                Optimizer::<f64>::new(spec, &[12]),
+                Optimizer::<f64>::new(spec, &[12]),
+            );
+            let mut w = Mat::<f64>::from_fn(3, 4, |i, j| (i as f64 - j as f64) * 0.3);
+            let mut v: Vec<f64> = (0..4)
+                .flat_map(|j| (0..3).map(move |i| (i as f64 - j as f64) * 0.3))
+                .collect();
+            for step in 0..5 {
+                let g = Mat::<f64>::from_fn(3, 4, |i, j| ((i * 7 + j * 3 + step) % 5) as f64 - 2.0);
+                let gr = &g;
+                let gv: Vec<f64> = (0..4).flat_map(|j| (0..3).map(move |i| gr[(i, j)])).collect();
+                flat.begin_step();
+                flat.update(0, &mut v, &gv, 0.5);
+                mat.begin_step();
+                mat.update_mat(0, &mut w, &g, 0.5);
+            }
+            let wr = &w;
+            let wv: Vec<f64> = (0..4).flat_map(|j| (0..3).map(move |i| wr[(i, j)])).collect();
+            assert_eq!(wv, v, "{name}");
+            assert_eq!(flat.buffers, mat.buffers, "{name}");
+        }
     }
 
     #[test]

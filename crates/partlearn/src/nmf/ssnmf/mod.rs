@@ -11,9 +11,10 @@
 
 use std::time::Instant;
 
-use faer::{Mat, MatRef, Par};
+use faer::{Accum, Mat, MatMut, MatRef, Par};
 use serde::{Deserialize, Serialize};
 
+use crate::data::labels::Labels;
 use crate::engine::{
     self, Clock, Eval, IterRecord, Observer, Resume, StopReason, StopRules, Warning, Within,
 };
@@ -87,20 +88,6 @@ impl SsnmfOptions {
     }
 }
 
-/// Labels for semi-supervision: one class per sample, and whether it is known.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Labels {
-    pub classes: Vec<u32>,
-    pub known: Vec<bool>,
-}
-
-impl Labels {
-    /// Number of classes (largest label + 1).
-    pub fn n_classes(&self) -> usize {
-        self.classes.iter().max().map_or(0, |&c| c as usize + 1)
-    }
-}
-
 /// A fitted SSNMF: `A` (`m × k`), `S` (`k × n`), `B` (`c × k`).
 #[derive(Clone, Debug)]
 pub struct SsnmfFit<T: Real> {
@@ -118,26 +105,20 @@ const EPS: f64 = 1e-10;
 
 use linalg::mul as mm;
 
-/// One term `D(M⊙P ‖ M⊙Q)` with `Q = F G`: its value and the numerator/denominator of the
-/// multiplicative update of `G` (`Fᵀ·num`, `Fᵀ·den` follow) and the elementwise parts.
-struct Term<T: Real> {
-    /// `M⊙P` (Frobenius) or `M⊙P/Q` (I-divergence).
-    num: Mat<T>,
-    /// `M⊙Q` (Frobenius) or `M` (I-divergence).
-    den: Mat<T>,
-    value: f64,
-}
-
+/// One term `D(M⊙P ‖ M⊙Q)` with `Q = F G`: returns its value and writes the numerator and
+/// denominator parts of the multiplicative update of `G` (`Fᵀ·num`, `Fᵀ·den` follow):
+/// `num = M⊙P`, `den = M⊙Q` (Frobenius) or `num = M⊙P/Q`, `den = M` (I-divergence).
 fn term<T: Real>(
     div: Divergence,
     p: MatRef<'_, T>,
     q: MatRef<'_, T>,
     mask: Option<MatRef<'_, T>>,
-) -> Term<T> {
+    mut num: MatMut<'_, T>,
+    mut den: MatMut<'_, T>,
+) -> f64 {
     let (r, c) = (p.nrows(), p.ncols());
     let w = |i: usize, j: usize| mask.map_or(T::one(), |m| m[(i, j)]);
     let mut value = 0.0;
-    let (mut num, mut den) = (Mat::<T>::zeros(r, c), Mat::<T>::zeros(r, c));
     for j in 0..c {
         for i in 0..r {
             let (wv, pv, qv) = (w(i, j), p[(i, j)], q[(i, j)]);
@@ -159,7 +140,21 @@ fn term<T: Real>(
             }
         }
     }
-    Term { num, den, value }
+    value
+}
+
+/// The value of one term (as [`term`], without its update parts).
+fn term_value<T: Real>(
+    div: Divergence,
+    p: MatRef<'_, T>,
+    q: MatRef<'_, T>,
+    mask: Option<MatRef<'_, T>>,
+) -> f64 {
+    let (mut num, mut den) = (
+        Mat::<T>::zeros(p.nrows(), p.ncols()),
+        Mat::<T>::zeros(p.nrows(), p.ncols()),
+    );
+    term(div, p, q, mask, num.as_mut(), den.as_mut())
 }
 
 fn factor(div: Divergence) -> f64 {
@@ -179,20 +174,6 @@ fn mu<T: Real>(m: &mut Mat<T>, num: &Mat<T>, den: &Mat<T>) {
     }
 }
 
-/// One-hot `Y` (`c × n`) and label mask `L` (columns of ones where known).
-fn one_hot<T: Real>(labels: &Labels, c: usize) -> (Mat<T>, Mat<T>) {
-    let n = labels.classes.len();
-    let y = Mat::from_fn(c, n, |i, j| {
-        if labels.classes[j] as usize == i {
-            T::one()
-        } else {
-            T::zero()
-        }
-    });
-    let l = Mat::from_fn(c, n, |_, j| if labels.known[j] { T::one() } else { T::zero() });
-    (y, l)
-}
-
 /// The objective `D₁ + λD₂` at `(A, S, B)`.
 pub fn objective<T: Real>(
     x: MatRef<'_, T>,
@@ -203,10 +184,10 @@ pub fn objective<T: Real>(
     b: MatRef<'_, T>,
     o: &SsnmfOptions,
 ) -> f64 {
-    let (y, l) = one_hot::<T>(labels, b.nrows());
+    let (y, l) = labels.one_hot::<T>(b.nrows());
     let par = Par::Seq;
-    let d = term(o.data_loss, x, mm(a, s, par).as_ref(), mask).value;
-    let t = term(o.label_loss, y.as_ref(), mm(b, s, par).as_ref(), Some(l.as_ref())).value;
+    let d = term_value(o.data_loss, x, mm(a, s, par).as_ref(), mask);
+    let t = term_value(o.label_loss, y.as_ref(), mm(b, s, par).as_ref(), Some(l.as_ref()));
     d + o.lambda * t
 }
 
@@ -237,25 +218,7 @@ fn validate<T: Real>(
         return Err(Error::invalid("max-iter", 0, "run at least one iteration"));
     }
     o.stop_rules().validate()?;
-    if labels.classes.len() != n || labels.known.len() != n {
-        return Err(Error::ShapeMismatch {
-            what: "labels".into(),
-            expected: format!("{n} labels and mask entries (one per sample)"),
-            found: format!(
-                "{} labels, {} mask entries",
-                labels.classes.len(),
-                labels.known.len()
-            ),
-            hint: "give one label and one mask entry per sample".into(),
-        });
-    }
-    if !labels.known.iter().any(|&k| k) {
-        return Err(Error::invalid(
-            "label mask",
-            "all zeros",
-            "it marks no sample as labelled; give 1 for the samples whose label is known",
-        ));
-    }
+    labels.check(n)?;
     if let Some(w) = mask {
         if w.nrows() != m || w.ncols() != n {
             return Err(Error::ShapeMismatch {
@@ -303,10 +266,24 @@ pub fn fit_ssnmf<T: Real>(
     let start = Instant::now();
     let (m, n, k, c) = (x.nrows(), x.ncols(), o.k, labels.n_classes().max(1));
     let mut rng = Rng::new(o.seed);
-    let mut a = Mat::<T>::from_fn(m, k, |_, _| T::from_f64(rng.uniform()));
-    let mut s = Mat::<T>::from_fn(k, n, |_, _| T::from_f64(rng.uniform()));
-    let mut b = Mat::<T>::from_fn(c, k, |_, _| T::from_f64(rng.uniform()));
-    let (y, l) = one_hot::<T>(labels, c);
+    let a = Mat::<T>::from_fn(m, k, |_, _| T::from_f64(rng.uniform()));
+    let s = Mat::<T>::from_fn(k, n, |_, _| T::from_f64(rng.uniform()));
+    let b = Mat::<T>::from_fn(c, k, |_, _| T::from_f64(rng.uniform()));
+    fit_from(x, mask, labels, o, (a, s, b), start, observer)
+}
+
+/// [`fit_ssnmf`] from the factors `(A, S, B)` (validated options and shapes).
+fn fit_from<T: Real>(
+    x: MatRef<'_, T>,
+    mask: Option<MatRef<'_, T>>,
+    labels: &Labels,
+    o: &SsnmfOptions,
+    (mut a, mut s, mut b): (Mat<T>, Mat<T>, Mat<T>),
+    start: Instant,
+    observer: &mut (dyn Observer + Send),
+) -> Result<SsnmfFit<T>> {
+    let (m, n, k, c) = (x.nrows(), x.ncols(), o.k, b.nrows());
+    let (y, l) = labels.one_hot::<T>(c);
     let par = linalg::par(o.threads);
     let stop = o.stop_rules();
     let mut method = Ssnmf {
@@ -320,6 +297,7 @@ pub fn fit_ssnmf<T: Real>(
         o,
         par,
         x_norm: linalg::frob_sq(x).sqrt(),
+        work: Work::new(m, n, k, c),
     };
     let out = engine::run(
         &mut method,
@@ -351,20 +329,88 @@ struct Ssnmf<'a, T: Real> {
     o: &'a SsnmfOptions,
     par: Par,
     x_norm: f64,
+    work: Work<T>,
+}
+
+/// The products and update parts of one iteration, allocated once per fit.
+struct Work<T: Real> {
+    /// `AS` and the data term's parts (`m × n`).
+    ap: Mat<T>,
+    dnum: Mat<T>,
+    dden: Mat<T>,
+    /// `BS` and the label term's parts (`c × n`).
+    bs: Mat<T>,
+    tnum: Mat<T>,
+    tden: Mat<T>,
+    /// Numerator and denominator of the A-update (`m × k`), the B-update (`c × k`), and the
+    /// S-update with its label part (`k × n`).
+    num_a: Mat<T>,
+    den_a: Mat<T>,
+    num_b: Mat<T>,
+    den_b: Mat<T>,
+    num_s: Mat<T>,
+    den_s: Mat<T>,
+    tn: Mat<T>,
+    td: Mat<T>,
+}
+
+impl<T: Real> Work<T> {
+    fn new(m: usize, n: usize, k: usize, c: usize) -> Self {
+        let z = Mat::<T>::zeros;
+        Work {
+            ap: z(m, n),
+            dnum: z(m, n),
+            dden: z(m, n),
+            bs: z(c, n),
+            tnum: z(c, n),
+            tden: z(c, n),
+            num_a: z(m, k),
+            den_a: z(m, k),
+            num_b: z(c, k),
+            den_b: z(c, k),
+            num_s: z(k, n),
+            den_s: z(k, n),
+            tn: z(k, n),
+            td: z(k, n),
+        }
+    }
+}
+
+/// `dst ← lhs·rhs`.
+fn prod<T: Real>(dst: &mut Mat<T>, lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, par: Par) {
+    linalg::matmul(dst.as_mut(), Accum::Replace, lhs, rhs, T::one(), par);
 }
 
 impl<T: Real> Ssnmf<'_, T> {
-    fn eval(&self) -> Eval {
-        let (x, o, par) = (self.x, self.o, self.par);
-        let (m, n) = (x.nrows(), x.ncols());
-        let ap = mm(self.a.as_ref(), self.s.as_ref(), par);
-        let d = term(o.data_loss, x, ap.as_ref(), self.mask);
+    /// `AS`, `BS` and both terms at the current factors (into the workspace); returns their
+    /// values `(D₁, D₂)`.
+    fn terms(&mut self) -> (f64, f64) {
+        let (x, o, par, w) = (self.x, self.o, self.par, &mut self.work);
+        prod(&mut w.ap, self.a.as_ref(), self.s.as_ref(), par);
+        let d = term(
+            o.data_loss,
+            x,
+            w.ap.as_ref(),
+            self.mask,
+            w.dnum.as_mut(),
+            w.dden.as_mut(),
+        );
+        prod(&mut w.bs, self.b.as_ref(), self.s.as_ref(), par);
         let t = term(
             o.label_loss,
             self.y.as_ref(),
-            mm(self.b.as_ref(), self.s.as_ref(), par).as_ref(),
+            w.bs.as_ref(),
             Some(self.l.as_ref()),
+            w.tnum.as_mut(),
+            w.tden.as_mut(),
         );
+        (d, t)
+    }
+
+    fn eval(&mut self) -> Eval {
+        let (d, t) = self.terms();
+        let (x, ap) = (self.x, &self.work.ap);
+        let (m, n) = (x.nrows(), x.ncols());
         let sq: f64 = (0..n)
             .flat_map(|j| (0..m).map(move |i| (i, j)))
             .map(|(i, j)| (x[(i, j)] - ap[(i, j)]).to_f64().powi(2))
@@ -374,7 +420,7 @@ impl<T: Real> Ssnmf<'_, T> {
         } else {
             0.0
         };
-        Eval::new(d.value + o.lambda * t.value, rel)
+        Eval::new(d + self.o.lambda * t, rel)
     }
 }
 
@@ -399,47 +445,49 @@ impl<T: Real> engine::Method for Ssnmf<'_, T> {
             T::from_f64(factor(o.data_loss)),
             T::from_f64(factor(o.label_loss)),
         );
-        let (a, s, b) = (&mut *self.a, &mut *self.s, &mut *self.b);
+        let (a, s, b, w) = (&mut *self.a, &mut *self.s, &mut *self.b, &mut self.work);
+        let (y, l) = (self.y.as_ref(), Some(self.l.as_ref()));
+        // The workspace holds both terms at the current (A, S, B): the evaluation that ended the
+        // previous iteration (or the start) computed them.
         // A ← A ⊙ (num_d Sᵀ) ⊘ (den_d Sᵀ)
-        let d = term(o.data_loss, x, mm(a.as_ref(), s.as_ref(), par).as_ref(), mask);
-        mu(
-            a,
-            &mm(d.num.as_ref(), s.transpose(), par),
-            &mm(d.den.as_ref(), s.transpose(), par),
-        );
-        // B ← B ⊙ (num_l Sᵀ) ⊘ (den_l Sᵀ)
-        let t = term(
-            o.label_loss,
-            self.y.as_ref(),
-            mm(b.as_ref(), s.as_ref(), par).as_ref(),
-            Some(self.l.as_ref()),
-        );
-        mu(
-            b,
-            &mm(t.num.as_ref(), s.transpose(), par),
-            &mm(t.den.as_ref(), s.transpose(), par),
-        );
+        prod(&mut w.num_a, w.dnum.as_ref(), s.transpose(), par);
+        prod(&mut w.den_a, w.dden.as_ref(), s.transpose(), par);
+        mu(a, &w.num_a, &w.den_a);
+        // B ← B ⊙ (num_l Sᵀ) ⊘ (den_l Sᵀ) (BS and its term do not depend on A)
+        prod(&mut w.num_b, w.tnum.as_ref(), s.transpose(), par);
+        prod(&mut w.den_b, w.tden.as_ref(), s.transpose(), par);
+        mu(b, &w.num_b, &w.den_b);
         // S ← S ⊙ (f_d Aᵀnum_d + λ f_l Bᵀnum_l) ⊘ (f_d Aᵀden_d + λ f_l Bᵀden_l)
-        let d = term(o.data_loss, x, mm(a.as_ref(), s.as_ref(), par).as_ref(), mask);
-        let t = term(
+        prod(&mut w.ap, a.as_ref(), s.as_ref(), par);
+        term(
+            o.data_loss,
+            x,
+            w.ap.as_ref(),
+            mask,
+            w.dnum.as_mut(),
+            w.dden.as_mut(),
+        );
+        prod(&mut w.bs, b.as_ref(), s.as_ref(), par);
+        term(
             o.label_loss,
-            self.y.as_ref(),
-            mm(b.as_ref(), s.as_ref(), par).as_ref(),
-            Some(self.l.as_ref()),
+            y,
+            w.bs.as_ref(),
+            l,
+            w.tnum.as_mut(),
+            w.tden.as_mut(),
         );
-        let mut num = mm(a.transpose(), d.num.as_ref(), par);
-        let mut den = mm(a.transpose(), d.den.as_ref(), par);
-        let (tn, td) = (
-            mm(b.transpose(), t.num.as_ref(), par),
-            mm(b.transpose(), t.den.as_ref(), par),
-        );
+        prod(&mut w.num_s, a.transpose(), w.dnum.as_ref(), par);
+        prod(&mut w.den_s, a.transpose(), w.dden.as_ref(), par);
+        prod(&mut w.tn, b.transpose(), w.tnum.as_ref(), par);
+        prod(&mut w.td, b.transpose(), w.tden.as_ref(), par);
+        let (num, den) = (&mut w.num_s, &mut w.den_s);
         for j in 0..n {
             for i in 0..k {
-                num[(i, j)] = fd * num[(i, j)] + lam * fl * tn[(i, j)];
-                den[(i, j)] = fd * den[(i, j)] + lam * fl * td[(i, j)];
+                num[(i, j)] = fd * num[(i, j)] + lam * fl * w.tn[(i, j)];
+                den[(i, j)] = fd * den[(i, j)] + lam * fl * w.td[(i, j)];
             }
         }
-        mu(s, &num, &den);
+        mu(s, &w.num_s, &w.den_s);
         Ok(Some(self.eval()))
     }
 }
@@ -474,14 +522,25 @@ impl<T: Real> SsnmfFit<T> {
                 let mut s = Mat::<T>::from_fn(self.a.ncols(), x_new.ncols(), |_, _| T::one());
                 let ones = Mat::<T>::from_fn(x_new.nrows(), x_new.ncols(), |_, _| T::one());
                 let den = mm(self.a.transpose(), ones.as_ref(), par);
+                let (r, c) = (x_new.nrows(), x_new.ncols());
+                let (mut q, mut num, mut kl_den) = (
+                    Mat::<T>::zeros(r, c),
+                    Mat::<T>::zeros(r, c),
+                    Mat::<T>::zeros(r, c),
+                );
+                let mut at_num = Mat::<T>::zeros(s.nrows(), c);
                 for _ in 0..500 {
-                    let t = term(
+                    prod(&mut q, self.a.as_ref(), s.as_ref(), par);
+                    term(
                         Divergence::Kl,
                         x_new,
-                        mm(self.a.as_ref(), s.as_ref(), par).as_ref(),
+                        q.as_ref(),
                         None,
+                        num.as_mut(),
+                        kl_den.as_mut(),
                     );
-                    mu(&mut s, &mm(self.a.transpose(), t.num.as_ref(), par), &den);
+                    prod(&mut at_num, self.a.transpose(), num.as_ref(), par);
+                    mu(&mut s, &at_num, &den);
                 }
                 Ok(s)
             }
@@ -496,138 +555,4 @@ impl<T: Real> SsnmfFit<T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::Silent;
-
-    fn toy_labels(level: &str, known: &[usize]) -> (Mat<f64>, Labels) {
-        let d = crate::data::named::toy_hierarchy::<f64>(0);
-        let classes = d.extra_labels.iter().find(|(n, _)| n == level).unwrap().1.clone();
-        let mut k = vec![false; classes.len()];
-        for &j in known {
-            k[j] = true;
-        }
-        (d.xt().to_owned(), Labels { classes, known: k })
-    }
-
-    #[test]
-    fn objective_never_increases_for_the_four_models_with_masks() {
-        let (x, labels) = toy_labels("labels4", &crate::data::named::TOY_HIERARCHY_L40);
-        let mut rng = Rng::new(9);
-        let w = Mat::<f64>::from_fn(
-            x.nrows(),
-            x.ncols(),
-            |_, _| if rng.uniform() < 0.9 { 1.0 } else { 0.0 },
-        );
-        for dl in [Divergence::Frobenius, Divergence::Kl] {
-            for ll in [Divergence::Frobenius, Divergence::Kl] {
-                let o = SsnmfOptions {
-                    k: 4,
-                    lambda: 3.0,
-                    data_loss: dl,
-                    label_loss: ll,
-                    max_iter: 150,
-                    tol: 0.0,
-                    ..SsnmfOptions::default()
-                };
-                let f = fit_ssnmf(x.as_ref(), Some(w.as_ref()), &labels, &o, &mut Silent).unwrap();
-                for h in f.history.windows(2) {
-                    assert!(
-                        h[1].objective <= h[0].objective * (1.0 + 1e-10),
-                        "{dl:?}/{ll:?}: {} → {} at {}",
-                        h[0].objective,
-                        h[1].objective,
-                        h[1].iter
-                    );
-                }
-                let direct = objective(
-                    x.as_ref(),
-                    Some(w.as_ref()),
-                    &labels,
-                    f.a.as_ref(),
-                    f.s.as_ref(),
-                    f.b.as_ref(),
-                    &o,
-                );
-                assert!((direct - f.history.last().unwrap().objective).abs() <= 1e-9 * direct.abs().max(1.0));
-            }
-        }
-    }
-
-    #[test]
-    fn predicts_the_unlabeled_toy_hierarchy_columns() {
-        let (x, labels) = toy_labels("labels4", &crate::data::named::TOY_HIERARCHY_L40);
-        let o = SsnmfOptions {
-            k: 4,
-            lambda: 1.0,
-            max_iter: 2000,
-            tol: 1e-6,
-            ..SsnmfOptions::default()
-        };
-        let f = fit_ssnmf(x.as_ref(), None, &labels, &o, &mut Silent).unwrap();
-        let pred = f.predict_in_sample();
-        let unknown: Vec<usize> = (0..90).filter(|&j| !labels.known[j]).collect();
-        let acc =
-            unknown.iter().filter(|&&j| pred[j] == labels.classes[j]).count() as f64 / unknown.len() as f64;
-        assert!(acc >= 0.9, "in-sample accuracy on unlabeled columns {acc}");
-        // Out of sample: the training columns encoded again by NNLS give the same classes.
-        let out = f.predict(x.as_ref(), 1).unwrap();
-        let agree = out.iter().zip(&labels.classes).filter(|(a, b)| a == b).count() as f64 / 90.0;
-        assert!(agree >= 0.9, "out-of-sample accuracy {agree}");
-    }
-
-    #[test]
-    fn bad_input_is_refused() {
-        let (x, labels) = toy_labels("labels4", &[0, 1]);
-        let o = SsnmfOptions {
-            k: 4,
-            ..SsnmfOptions::default()
-        };
-        let short = Labels {
-            classes: labels.classes[..10].to_vec(),
-            known: labels.known[..10].to_vec(),
-        };
-        assert!(fit_ssnmf(x.as_ref(), None, &short, &o, &mut Silent).is_err());
-        assert!(fit_ssnmf(
-            x.as_ref(),
-            None,
-            &labels,
-            &SsnmfOptions { k: 0, ..o.clone() },
-            &mut Silent
-        )
-        .is_err());
-        assert!(fit_ssnmf(
-            x.as_ref(),
-            None,
-            &labels,
-            &SsnmfOptions {
-                lambda: -1.0,
-                ..o.clone()
-            },
-            &mut Silent
-        )
-        .is_err());
-        let w = Mat::<f64>::ones(3, 3);
-        assert!(fit_ssnmf(x.as_ref(), Some(w.as_ref()), &labels, &o, &mut Silent).is_err());
-        assert!("hellinger".parse::<Divergence>().is_err());
-        // A tol that is not a finite number ≥ 0, masks that mark nothing or hold other values.
-        let err = |mask: Option<&Mat<f64>>, labels: &Labels, o: &SsnmfOptions| {
-            fit_ssnmf(x.as_ref(), mask.map(|m| m.as_ref()), labels, o, &mut Silent)
-                .unwrap_err()
-                .to_string()
-        };
-        for tol in [-1.0, f64::NAN, f64::INFINITY] {
-            assert!(err(None, &labels, &SsnmfOptions { tol, ..o.clone() }).contains("invalid tol"));
-        }
-        let none = Labels {
-            known: vec![false; labels.known.len()],
-            ..labels.clone()
-        };
-        assert!(err(None, &none, &o).contains("label mask"));
-        let mut w = Mat::<f64>::ones(x.nrows(), x.ncols());
-        w[(2, 3)] = 0.5;
-        assert!(err(Some(&w), &labels, &o).contains("sample 3, feature 2"));
-        let zeros = Mat::<f64>::zeros(x.nrows(), x.ncols());
-        assert!(err(Some(&zeros), &labels, &o).contains("observes no entry"));
-    }
-}
+mod tests;

@@ -1,0 +1,106 @@
+//! What every fit command writes besides its own files: the data part of run.json, the default
+//! run folder, 2-d `.npy` inputs, and the figures of image data. A leaf module: it imports no
+//! command module.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use faer::{Mat, MatRef};
+use partlearn::data::Dataset;
+use partlearn::io::RunDir;
+use partlearn::Real;
+use serde::{Deserialize, Serialize};
+
+use crate::args::DataArgs;
+
+/// What run.json records about the data.
+#[derive(Serialize, Deserialize)]
+pub struct DataRecord {
+    pub spec: String,
+    pub name: String,
+    pub n_samples: usize,
+    pub n_features: usize,
+    pub image_shape: Option<(usize, usize)>,
+    pub first: Option<usize>,
+    pub subset: Option<usize>,
+    pub data_seed: u64,
+}
+
+impl DataRecord {
+    pub fn new<T: Real>(a: &DataArgs, d: &Dataset<T>) -> Self {
+        DataRecord {
+            spec: a.spec.clone(),
+            name: d.name.clone(),
+            n_samples: d.n_samples(),
+            n_features: d.n_features(),
+            image_shape: d.image_shape,
+            first: a.first,
+            subset: a.subset,
+            data_seed: a.data_seed,
+        }
+    }
+}
+
+/// A 2-d `.npy` file as a matrix.
+pub fn read_matrix<T: Real>(path: &Path) -> Result<Mat<T>> {
+    let a = partlearn::npy::read_npy(path)?;
+    if a.shape.len() != 2 {
+        anyhow::bail!(
+            "{}: expected a 2-d array, found shape {:?}; save a matrix (e.g. np.save(path, a.reshape(rows, -1)))",
+            path.display(),
+            a.shape
+        );
+    }
+    let (r, c) = (a.shape[0], a.shape[1]);
+    let v: Vec<T> = a.to_real::<T>();
+    Ok(Mat::from_fn(r, c, |i, j| v[i * c + j]))
+}
+
+pub fn default_out(method: &str, spec: &str, k: usize) -> PathBuf {
+    let clean: String = spec
+        .rsplit('/')
+        .next()
+        .unwrap_or(spec)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    PathBuf::from("runs").join(format!("{method}-{clean}-k{k}"))
+}
+
+/// Most atoms figures/atoms.png draws (the most used ones): a grid of 20 × 20 tiles.
+const FIGURE_ATOMS: usize = 400;
+
+/// figures/atoms.png (ordered by usage, at most [`FIGURE_ATOMS`]) and
+/// figures/reconstructions.png (first 10 samples); `codes` are the model's codes of the first
+/// samples of `data`.
+pub fn write_figures<T: Real>(
+    run_dir: &RunDir,
+    model: &dyn partlearn::protocol::PartModel<T>,
+    codes: MatRef<'_, T>,
+    data: &Dataset<T>,
+    shape: (usize, usize),
+) -> Result<()> {
+    use partlearn::figures;
+    let opts = figures::GridOptions::default();
+    let atoms = model.atoms();
+    let mut order = figures::usage_order(codes, atoms);
+    order.truncate(FIGURE_ATOMS);
+    run_dir.write(
+        "figures/atoms.png",
+        &figures::atoms_grid(atoms, shape, Some(&order), &opts)?,
+    )?;
+    let n = data.n_samples().min(10).min(codes.nrows());
+    let originals = data.x().subrows(0, n);
+    let recon = model.decode(codes.subrows(0, n))?;
+    run_dir.write(
+        "figures/reconstructions.png",
+        &figures::reconstructions(originals, recon.as_ref(), shape, &opts)?,
+    )?;
+    Ok(())
+}

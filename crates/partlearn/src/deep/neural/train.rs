@@ -1,0 +1,485 @@
+//! Training Neural NMF (METHODS.md §4.3, the slides' Algorithm 1) inside the shared fit
+//! loop, [`crate::engine`]: an epoch is one iteration (forward pass, exact gradient, a projected
+//! step on every layer at once, the classifier's own steps), so that history, the stopping rules
+//! (epochs, `tol`, the time budget), the max-iter warning, the observer and Ctrl-C are the
+//! engine's.
+//!
+//! The cost at the start (iteration 0) is the value the first gradient computes; the gradient at
+//! the forward pass that ended an epoch is computed by the next epoch.
+
+use std::time::Instant;
+
+use faer::{Mat, MatRef, Par};
+
+use super::grad::{classification, Gradient};
+use super::{Forward, NeuralNmf, NeuralOptions};
+use crate::data::labels::Labels;
+use crate::engine::{self, Clock, Eval, IterRecord, Observer, Resume, StopReason, Warning, Within};
+use crate::error::{Error, Result};
+use crate::linalg;
+use crate::optim::{Optimizer, OptimizerSpec};
+use crate::real::Real;
+use crate::rng::Rng;
+
+/// How a training run ended.
+#[derive(Clone, Debug)]
+pub struct NeuralFit<T: Real> {
+    pub model: NeuralNmf<T>,
+    pub forward: Forward<T>,
+    /// Iteration 0 (the start) and every epoch.
+    pub history: Vec<IterRecord>,
+    /// Epochs completed.
+    pub n_iter: usize,
+    pub stop_reason: StopReason,
+    /// E.g. the epochs ran out before the tolerance was met.
+    pub warnings: Vec<Warning>,
+    pub seconds: f64,
+}
+
+/// Trains Neural NMF on `x` (`m × n`, samples as columns): every epoch one forward pass, the
+/// exact gradient, a projected step `A ← [A − lr·∂C/∂A]₊` (or an Adam step, then the projection)
+/// on all layers at once, and, when supervised, `class_steps` gradient steps on `B` (not
+/// projected). Reports iteration 0 and every epoch to `observer` (objective = cost, rel. error
+/// of the reconstruction). Runs on `opts.threads` threads.
+pub fn train<T: Real>(
+    x: MatRef<'_, T>,
+    opts: &NeuralOptions,
+    sup: Option<&Labels>,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NeuralFit<T>> {
+    train_from(x, None, opts, sup, observer)
+}
+
+/// [`train`] from given starting layers (e.g. a hierarchical NMF, [`crate::deep::hnmf`])
+/// instead of random ones; the classifier (if supervised) starts random. `restarts` then only
+/// vary `B`.
+pub fn train_from<T: Real>(
+    x: MatRef<'_, T>,
+    start: Option<&[Mat<T>]>,
+    opts: &NeuralOptions,
+    sup: Option<&Labels>,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NeuralFit<T>> {
+    let (m, n) = (x.nrows(), x.ncols());
+    opts.validate(m, n, sup)?;
+    if let Some(layers) = start {
+        let ok = layers.len() == opts.ranks.len()
+            && layers.iter().zip(&opts.ranks).enumerate().all(|(i, (a, &k))| {
+                a.ncols() == k && a.nrows() == if i == 0 { m } else { opts.ranks[i - 1] }
+            });
+        if !ok {
+            return Err(Error::invalid(
+                "starting layers",
+                layers.len(),
+                "must match the data and the ranks",
+            ));
+        }
+    }
+    crate::data::validate_nonnegative(x)?;
+    linalg::with_threads(opts.threads, || {
+        let mut best: Option<NeuralFit<T>> = None;
+        for r in 0..opts.restarts as u64 {
+            let o = NeuralOptions {
+                seed: opts.seed.wrapping_add(r),
+                ..opts.clone()
+            };
+            let fit = train_one(x, start, &o, sup, observer)?;
+            let cost = |f: &NeuralFit<T>| f.history.last().map_or(f64::INFINITY, |h| h.objective);
+            let interrupted = fit.stop_reason == StopReason::Interrupted;
+            if best.as_ref().is_none_or(|b| cost(&fit) < cost(b)) {
+                best = Some(fit);
+            }
+            if interrupted {
+                break;
+            }
+        }
+        best.ok_or_else(|| Error::invalid("restarts", 0, "must be ≥ 1"))
+    })?
+}
+
+/// The Adam of the reference's optional optimizer: β = (0.9, 0.999), ε = 1e-8; the learning rate
+/// (with its decay) is passed as the step's factor.
+const ADAM: OptimizerSpec = OptimizerSpec::Adam {
+    lr: 1.0,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+};
+
+/// One start of the training as an engine method.
+struct Epochs<'a, T: Real> {
+    x: MatRef<'a, T>,
+    opts: &'a NeuralOptions,
+    sup: Option<&'a Labels>,
+    model: NeuralNmf<T>,
+    fwd: Option<Forward<T>>,
+    /// The gradient at `fwd`, when the start computed it for its cost.
+    pending: Option<Gradient<T>>,
+    adam: Option<Optimizer<T>>,
+    lr: f64,
+    lr_class: f64,
+    par: Par,
+}
+
+impl<T: Real> Epochs<'_, T> {
+    fn sup_args(&self) -> Option<(&Labels, super::ClassLoss, f64)> {
+        self.sup.map(|s| (s, self.opts.class_loss, self.opts.lambda))
+    }
+
+    fn forward(&self) -> Result<&Forward<T>> {
+        self.fwd
+            .as_ref()
+            .ok_or_else(|| Error::invalid("epochs", 0, "the training has not started"))
+    }
+}
+
+impl<T: Real> engine::Method for Epochs<'_, T> {
+    fn name(&self) -> &'static str {
+        "Neural NMF"
+    }
+
+    fn non_finite_hint(&self) -> &'static str {
+        "lower --lr"
+    }
+
+    fn start(&mut self) -> Result<Option<Eval>> {
+        let fwd = self.model.forward(self.x, None, self.par)?;
+        let grad = self
+            .model
+            .gradient(self.x, &fwd, self.opts.cost, self.sup_args(), self.par);
+        let e = Eval::new(grad.cost, self.model.rel_error_par(self.x, &fwd, self.par));
+        self.fwd = Some(fwd);
+        self.pending = Some(grad);
+        Ok(Some(e))
+    }
+
+    fn step(&mut self, epoch: usize, _within: &mut Within<'_>) -> Result<Option<Eval>> {
+        let (x, opts, par) = (self.x, self.opts, self.par);
+        let sup_args = self.sup.map(|s| (s, opts.class_loss, opts.lambda));
+        let grad = match self.pending.take() {
+            Some(g) => g,
+            None => self.model.gradient(x, self.forward()?, opts.cost, sup_args, par),
+        };
+        if let Some(adam) = self.adam.as_mut() {
+            adam.begin_step();
+        }
+        for (i, (a, g)) in self.model.a.iter_mut().zip(&grad.da).enumerate() {
+            match self.adam.as_mut() {
+                Some(adam) => {
+                    adam.update_mat(i, a, g, self.lr);
+                    for j in 0..a.ncols() {
+                        for v in a.col_as_slice_mut(j) {
+                            *v = v.max(T::zero());
+                        }
+                    }
+                }
+                None => {
+                    let lr_t = T::from_f64(self.lr);
+                    for j in 0..a.ncols() {
+                        for r in 0..a.nrows() {
+                            a[(r, j)] = (a[(r, j)] - lr_t * g[(r, j)]).max(T::zero());
+                        }
+                    }
+                }
+            }
+        }
+        let fwd = self.fwd.take();
+        if let (Some((s, loss, _)), Some(b), Some(f)) = (sup_args, self.model.b.as_mut(), fwd.as_ref()) {
+            // B's own gradient steps on ℓ (unweighted: λ only weighs ℓ against the layers'
+            // cost) at this epoch's codes, as the reference's 30 classifier steps.
+            let lr_b = T::from_f64(self.lr_class);
+            let s_top = f.s[f.s.len() - 1].as_ref();
+            for _ in 0..opts.class_steps {
+                let (_, _, db) = classification(b.as_ref(), s_top, s, loss, 1.0, par);
+                for j in 0..b.ncols() {
+                    for r in 0..b.nrows() {
+                        b[(r, j)] = b[(r, j)] - lr_b * db[(r, j)];
+                    }
+                }
+            }
+        }
+        if epoch % opts.decay_every == 0 {
+            self.lr *= opts.decay;
+            self.lr_class *= opts.decay;
+        }
+        // A step too long for the data makes the layers (and their Gram matrices) overflow,
+        // which the forward NNLS reports; name the step, not the dictionary, as the cause.
+        let fwd = self.model.forward(x, fwd, par).map_err(|e| match e {
+            Error::Numerical { .. } => Error::Numerical {
+                what: format!("Neural NMF at epoch {epoch}"),
+                reason: "the layers overflowed after a step; lower --lr".into(),
+            },
+            e => e,
+        })?;
+        let cost = self.model.cost_value(x, &fwd, opts.cost, sup_args, par);
+        let e = Eval::new(cost, self.model.rel_error_par(x, &fwd, par));
+        self.fwd = Some(fwd);
+        Ok(Some(e))
+    }
+}
+
+/// One start (seed `opts.seed`) of [`train_from`], inside its thread pool.
+fn train_one<T: Real>(
+    x: MatRef<'_, T>,
+    start_layers: Option<&[Mat<T>]>,
+    opts: &NeuralOptions,
+    sup: Option<&Labels>,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NeuralFit<T>> {
+    let start = Instant::now();
+    let par = linalg::par(opts.threads);
+    let mut rng = Rng::new(opts.seed);
+    let mut model = NeuralNmf::<T>::init(x.nrows(), &opts.ranks, sup.map(|s| s.n_classes()), &mut rng);
+    if let Some(layers) = start_layers {
+        model.a = layers.to_vec();
+    }
+    let adam = opts.adam.then(|| {
+        let sizes: Vec<usize> = model.a.iter().map(|a| a.nrows() * a.ncols()).collect();
+        Optimizer::new(ADAM, &sizes)
+    });
+    let mut method = Epochs {
+        x,
+        opts,
+        sup,
+        model,
+        fwd: None,
+        pending: None,
+        adam,
+        lr: opts.lr,
+        lr_class: opts.lr_class,
+        par,
+    };
+    let out = engine::run(
+        &mut method,
+        &opts.stop_rules(),
+        Resume::default(),
+        Clock::since(start),
+        observer,
+    )?;
+    let forward = match method.fwd {
+        Some(f) => f,
+        None => method.model.forward(x, None, par)?,
+    };
+    Ok(NeuralFit {
+        model: method.model,
+        forward,
+        history: out.history,
+        n_iter: out.n_iter,
+        stop_reason: out.stop_reason,
+        warnings: out.warnings,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deep::neural::Cost;
+    use crate::engine::Silent;
+
+    #[test]
+    fn unsupervised_training_lowers_the_cost_and_approaches_the_svd_bounds() {
+        let d = crate::data::named::toy_hierarchy::<f64>(0);
+        let x = d.xt();
+        let opts = NeuralOptions {
+            ranks: vec![9, 4, 2],
+            epochs: 2000,
+            ..NeuralOptions::default()
+        };
+        let fit = train(x, &opts, None, &mut Silent).unwrap();
+        let h = &fit.history;
+        assert!(
+            h.last().unwrap().objective < 0.5 * h[0].objective,
+            "{} → {}",
+            h[0].objective,
+            h.last().unwrap().objective
+        );
+        let rel = fit.model.rel_error(x, &fit.forward);
+        // The 3-layer SVD bound is 0.467561 (METHODS.md §9.1).
+        assert!(rel >= 0.4675 && rel < 0.55, "3-layer relative error {rel}");
+        assert!(fit
+            .model
+            .a
+            .iter()
+            .all(|a| a.col_iter().all(|c| c.iter().all(|v| *v >= 0.0))));
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        let x = Mat::<f64>::from_fn(5, 6, |i, j| (i + j) as f64);
+        let bad = |ranks: Vec<usize>| {
+            NeuralOptions {
+                ranks,
+                ..NeuralOptions::default()
+            }
+            .validate(5, 6, None)
+        };
+        assert!(bad(vec![4, 4]).is_err());
+        assert!(bad(vec![6]).is_err());
+        assert!(bad(vec![]).is_err());
+        assert!(bad(vec![3, 0]).is_err());
+        assert!(bad(vec![4, 2]).is_ok());
+        let sup = Labels::all_known(vec![0; 5]);
+        assert!(NeuralOptions {
+            ranks: vec![2],
+            ..NeuralOptions::default()
+        }
+        .validate(5, 6, Some(&sup))
+        .is_err());
+        let mut neg = x.clone();
+        neg[(1, 2)] = -1.0;
+        let o = NeuralOptions {
+            ranks: vec![2],
+            epochs: 1,
+            ..NeuralOptions::default()
+        };
+        assert!(train(neg.as_ref(), &o, None, &mut Silent).is_err());
+        for (tol, max_seconds) in [(-1.0, None), (f64::NAN, None), (0.0, Some(0.0))] {
+            let o = NeuralOptions {
+                ranks: vec![2],
+                tol,
+                max_seconds,
+                ..NeuralOptions::default()
+            };
+            assert!(o.validate(5, 6, None).is_err(), "{tol} {max_seconds:?}");
+        }
+    }
+
+    fn toy() -> Mat<f64> {
+        crate::data::named::toy_hierarchy::<f64>(0).xt().to_owned()
+    }
+
+    /// The engine's rules: a time budget ends a long run, the epochs end a run with a tolerance
+    /// with the max-iter warning (none without one), a loose tolerance converges; the observer
+    /// sees iteration 0 and every epoch.
+    #[test]
+    fn stopping_rules_warnings_and_iteration_zero() {
+        let x = toy();
+        let o = NeuralOptions {
+            ranks: vec![9, 4],
+            epochs: 100_000_000,
+            max_seconds: Some(0.3),
+            ..NeuralOptions::default()
+        };
+        let t = Instant::now();
+        let f = train(x.as_ref(), &o, None, &mut Silent).unwrap();
+        assert_eq!(f.stop_reason, StopReason::TimeLimit);
+        assert!(t.elapsed().as_secs_f64() < 30.0 && f.n_iter > 0);
+        assert!(f.warnings.is_empty());
+        let mut seen = Vec::new();
+        let mut obs = |r: &IterRecord| {
+            seen.push(r.iter);
+            crate::engine::Control::Continue
+        };
+        let o = NeuralOptions {
+            ranks: vec![9, 4],
+            epochs: 20,
+            tol: 1e-12,
+            ..NeuralOptions::default()
+        };
+        let f = train(x.as_ref(), &o, None, &mut obs).unwrap();
+        assert_eq!(seen, (0..=20).collect::<Vec<_>>());
+        assert_eq!(f.history.len(), 21);
+        assert_eq!(f.stop_reason, StopReason::MaxIter);
+        assert!(
+            matches!(
+                f.warnings.as_slice(),
+                [Warning::MaxIterReached { max_iter: 20, .. }]
+            ),
+            "{:?}",
+            f.warnings
+        );
+        let quiet = train(
+            x.as_ref(),
+            &NeuralOptions {
+                tol: 0.0,
+                ..o.clone()
+            },
+            None,
+            &mut Silent,
+        )
+        .unwrap();
+        assert!(quiet.warnings.is_empty() && quiet.stop_reason == StopReason::MaxIter);
+        // The tolerance off (the default) leaves the trajectory alone.
+        assert_eq!(quiet.model.a, f.model.a);
+        let loose = train(x.as_ref(), &NeuralOptions { tol: 0.5, ..o }, None, &mut Silent).unwrap();
+        assert_eq!((loose.stop_reason, loose.n_iter), (StopReason::Converged, 10));
+    }
+
+    /// Same seed, same bits with 1 and 2 threads (unsupervised and supervised, GD and Adam).
+    #[test]
+    fn one_and_two_threads_give_the_same_bits() {
+        let x = toy();
+        let classes: Vec<u32> = (0..90).map(|j| (j % 4) as u32).collect();
+        let labels = Labels::new(classes, (0..90).map(|j| j % 3 == 0).collect()).unwrap();
+        for (sup, adam) in [(None, false), (Some(&labels), true)] {
+            let o = NeuralOptions {
+                ranks: vec![9, 4],
+                epochs: 40,
+                adam,
+                lr: if adam { 0.01 } else { 1.0 },
+                cost: if sup.is_some() {
+                    Cost::Energy
+                } else {
+                    Cost::Reconstruction
+                },
+                ..NeuralOptions::default()
+            };
+            let one = train(
+                x.as_ref(),
+                &NeuralOptions {
+                    threads: 1,
+                    ..o.clone()
+                },
+                sup,
+                &mut Silent,
+            )
+            .unwrap();
+            let two = train(x.as_ref(), &NeuralOptions { threads: 2, ..o }, sup, &mut Silent).unwrap();
+            assert_eq!(one.model.a, two.model.a);
+            assert_eq!(one.model.b, two.model.b);
+            let obj = |f: &NeuralFit<f64>| f.history.iter().map(|h| h.objective).collect::<Vec<_>>();
+            assert_eq!(obj(&one), obj(&two));
+        }
+    }
+
+    /// Adam (the shared optimizer): the first step moves every weight by about `lr` against the
+    /// sign of its gradient, then projects onto `A ≥ 0`; training with it lowers the cost.
+    #[test]
+    fn adam_steps_by_lr_and_projects() {
+        let x = toy();
+        let lr = 0.01;
+        let o = NeuralOptions {
+            ranks: vec![9, 4],
+            epochs: 1,
+            adam: true,
+            lr,
+            ..NeuralOptions::default()
+        };
+        let start = NeuralNmf::<f64>::init(x.nrows(), &o.ranks, None, &mut Rng::new(o.seed));
+        let f0 = start.forward(x.as_ref(), None, Par::Seq).unwrap();
+        let g = start.gradient(x.as_ref(), &f0, o.cost, None, Par::Seq);
+        let fit = train(x.as_ref(), &o, None, &mut Silent).unwrap();
+        for l in 0..2 {
+            for j in 0..start.a[l].ncols() {
+                for i in 0..start.a[l].nrows() {
+                    let (a0, gv) = (start.a[l][(i, j)], g.da[l][(i, j)]);
+                    let expect = (a0 - lr * gv / (gv.abs() + 1e-8)).max(0.0);
+                    let got = fit.model.a[l][(i, j)];
+                    assert!(
+                        (got - expect).abs() <= 1e-12,
+                        "layer {l} ({i},{j}): {got} vs {expect}"
+                    );
+                }
+            }
+        }
+        let long = train(x.as_ref(), &NeuralOptions { epochs: 300, ..o }, None, &mut Silent).unwrap();
+        let h = &long.history;
+        assert!(h.last().unwrap().objective < 0.5 * h[0].objective);
+        assert!(long
+            .model
+            .a
+            .iter()
+            .all(|a| a.col_iter().all(|c| c.iter().all(|v| *v >= 0.0))));
+    }
+}

@@ -1,0 +1,88 @@
+//! A pending interrupt request stops the layer models run through the engine: every
+//! hierarchical layer, SSNMF on the last layer, the Deep NMF fine-tuning and Neural NMF (their own
+//! test binary: the request is global to the process).
+
+use partlearn::data::labels::Supervision;
+use partlearn::deep::deep_nmf::{fine_tune, FineTuneOptions};
+use partlearn::deep::hnmf::hierarchical;
+use partlearn::deep::neural::{train, NeuralOptions};
+use partlearn::deep::pipeline::{fit_layers, LayerMethod, LayersOptions};
+use partlearn::engine::{interrupt, Silent, StopReason};
+use partlearn::nmf::NmfParams;
+
+#[test]
+fn a_pending_request_stops_every_layer_fit() {
+    let d = partlearn::data::named::toy_hierarchy::<f64>(0);
+    let layer = NmfParams {
+        max_iter: 100_000_000,
+        tol: 0.0,
+        ..NmfParams::default()
+    };
+    let ready = hierarchical(
+        &d,
+        &[9, 4],
+        &NmfParams {
+            max_iter: 50,
+            ..layer.clone()
+        },
+    )
+    .unwrap()
+    .stack;
+    let labels = partlearn::data::labels::supervised_labels(&d, Supervision::Full, None, 4, 0)
+        .unwrap()
+        .unwrap();
+    assert!(!interrupt::request());
+
+    let h = hierarchical(&d, &[9, 4, 2], &layer).unwrap();
+    assert_eq!(h.stop_reason(), StopReason::Interrupted);
+    assert!(h.layers.iter().all(|l| l.n_iter == 0 && l.history.len() == 1));
+
+    for method in [LayerMethod::Hierarchical, LayerMethod::DeepNmf] {
+        let o = LayersOptions {
+            ranks: vec![9, 4],
+            max_iter: 100_000_000,
+            tol: 0.0,
+            ..LayersOptions::default()
+        };
+        let f = fit_layers(&d, method, &o, Some(&labels), &mut Silent).unwrap();
+        assert_eq!(f.stop_reason, StopReason::Interrupted, "{method:?}");
+        // No stage after the interrupted layers: no classifier was fitted.
+        assert!(f.classifier.is_none(), "{method:?}");
+    }
+
+    let o = FineTuneOptions {
+        max_iter: 100_000_000,
+        ..FineTuneOptions::default()
+    };
+    let f = fine_tune(d.xt(), ready, None, &o, &mut Silent).unwrap();
+    assert_eq!(
+        (f.stop_reason, f.n_iter, f.history.len()),
+        (StopReason::Interrupted, 0, 1)
+    );
+
+    let o = NeuralOptions {
+        ranks: vec![9, 4],
+        epochs: 100_000_000,
+        restarts: 3,
+        ..NeuralOptions::default()
+    };
+    let f = train(d.xt(), &o, Some(&labels), &mut Silent).unwrap();
+    assert_eq!(
+        (f.stop_reason, f.n_iter, f.history.len()),
+        (StopReason::Interrupted, 0, 1)
+    );
+
+    interrupt::clear();
+    let f = train(
+        d.xt(),
+        &NeuralOptions {
+            epochs: 3,
+            restarts: 1,
+            ..o
+        },
+        None,
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!((f.stop_reason, f.n_iter), (StopReason::MaxIter, 3));
+}
