@@ -7,7 +7,8 @@
 //! - [`loss`]: reconstruction losses, sparsity penalties, asymmetric weight decay.
 //! - [`optim`]: SGD with momentum, Adam, Adadelta; learning-rate schedules.
 //! - [`model`]: the [`Autoencoder`] (implements [`crate::protocol::PartModel`]) and its files.
-//! - [`train`]: the training loop, history, early stopping, checkpoints and resumption.
+//! - [`train`](mod@train): the training epochs on the [engine](crate::engine), history, early
+//!   stopping, checkpoints and resumption.
 
 pub mod layers;
 pub mod loss;

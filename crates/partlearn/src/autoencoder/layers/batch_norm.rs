@@ -5,6 +5,9 @@
 use super::Tensor;
 use crate::real::Real;
 
+/// Per-channel mean and (biased) variance of a batch.
+pub(super) type ChannelStats = (Vec<f64>, Vec<f64>);
+
 /// `y = γ·(x − μ)·inv + β` with `inv = 1/sqrt(σ² + eps)` per channel (`c = γ.len()`): `μ, σ²` of
 /// the batch `x` when `train` (kept in `stats` for [`update_running`]), else the `running`
 /// `(mean, variance)`. Keeps `x̂ = (x − μ)·inv` in `xhat` and `inv` in `inv_std` for
@@ -17,7 +20,7 @@ pub(super) fn forward<T: Real>(
     train: bool,
     x: &[T],
     out: &mut [T],
-    (xhat, inv_std, stats): (&mut Vec<T>, &mut Vec<T>, &mut (Vec<f64>, Vec<f64>)),
+    (xhat, inv_std, stats): (&mut Vec<T>, &mut Vec<T>, &mut ChannelStats),
 ) {
     let c = gamma.len();
     let (mean, var) = if train {
@@ -101,7 +104,7 @@ pub(super) fn update_running<T: Real>(
 }
 
 /// Per-channel mean and biased variance of channels-last data (`c` channels, interleaved).
-fn channel_stats<T: Real>(x: &[T], c: usize) -> (Vec<f64>, Vec<f64>) {
+fn channel_stats<T: Real>(x: &[T], c: usize) -> ChannelStats {
     let count = (x.len() / c) as f64;
     let mut mean = vec![0.0f64; c];
     for chunk in x.chunks(c) {

@@ -109,6 +109,7 @@ fn col2im<T: Real>(cols: &[T], batch: usize, g: &ConvGeo, dx: &mut Vec<T>) {
 
 /// `out ← W·cols + b` with `cols` the im2col patches of `x` (kept for [`backward`]); `W` is
 /// `filters × kernel²·C`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn forward<T: Real>(
     geo: &ConvGeo,
     w: &[T],

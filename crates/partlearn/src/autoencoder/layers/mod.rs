@@ -11,7 +11,7 @@
 //! [`Net::grad_buffers`]), so that parts of a batch can be back-propagated in parallel through a
 //! shared network.
 //!
-//! - [`act`]: elementwise activations; `dense`, `conv`, `batch_norm`: each layer kind's forward
+//! - `act`: elementwise activations ([`Act`]); `dense`, `conv`, `batch_norm`: each layer kind's forward
 //!   and backward pass, dispatched by [`Net::forward`] and [`Net::backward`] on its [`LayerSpec`].
 
 mod act;
@@ -183,7 +183,7 @@ pub struct Cache<T> {
     /// Per batch-norm layer: `1/sqrt(var + eps)` per channel.
     inv_std: Vec<Vec<T>>,
     /// Per batch-norm layer: the batch's mean and (biased) variance per channel.
-    stats: Vec<(Vec<f64>, Vec<f64>)>,
+    stats: Vec<batch_norm::ChannelStats>,
     /// Gradient buffers, two ping-pong vectors.
     d_a: Vec<T>,
     d_b: Vec<T>,

@@ -6,14 +6,17 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Best, EpochRecord, EpochSums, TrainOptions, TrainState};
+use super::{EpochRecord, EpochSums, TrainOptions, TrainState};
 use crate::autoencoder::model::{file_tensor, read_into, Autoencoder};
+use crate::engine::Plateau;
 use crate::error::{Error, Result};
 use crate::real::Real;
 
 /// Metadata key of a checkpoint's JSON description.
 pub const CHECKPOINT_KEY: &str = "partlearn.checkpoint";
 
+/// The JSON description of a checkpoint. Early stopping is stored as `best` = (validation MSE,
+/// epoch) and `wait` = epochs since, the fields of [`Plateau`].
 #[derive(Serialize, Deserialize)]
 struct CheckpointMeta {
     options: TrainOptions,
@@ -36,11 +39,15 @@ pub(super) fn save_checkpoint<T: Real>(state: &TrainState<T>, path: &Path, secon
             tensors.push(file_tensor(format!("optimizer.{i}.{j}"), &[b.len()], b)?);
         }
     }
-    if let Some(best) = &state.best {
-        for ((name, t), data) in state.model.named_tensors().into_iter().zip(&best.tensors) {
-            tensors.push(file_tensor(format!("best.{name}"), &t.shape, data)?);
+    let best = match (&state.plateau, &state.best_weights) {
+        (Some(p), Some(weights)) => {
+            for ((name, t), data) in state.model.named_tensors().into_iter().zip(weights) {
+                tensors.push(file_tensor(format!("best.{name}"), &t.shape, data)?);
+            }
+            Some(*p)
         }
-    }
+        _ => None,
+    };
     let desc = CheckpointMeta {
         options: state.options.clone(),
         epoch: state.epoch,
@@ -48,8 +55,8 @@ pub(super) fn save_checkpoint<T: Real>(state: &TrainState<T>, path: &Path, secon
         sums: state.sums,
         history: state.history.clone(),
         optimizer_t: state.optimizer.t,
-        best: state.best.as_ref().map(|b| (b.val_mse, b.epoch)),
-        wait: state.wait,
+        best: best.map(|p| (p.best, p.best_iter)),
+        wait: best.map_or(0, |p| p.wait),
         seconds,
     };
     meta.insert(
@@ -59,7 +66,7 @@ pub(super) fn save_checkpoint<T: Real>(state: &TrainState<T>, path: &Path, secon
     crate::io::write_safetensors(path, &tensors, &meta)
 }
 
-/// Reads a checkpoint written by [`train`]; `threads` and `max_seconds` are this session's.
+/// Reads a checkpoint written by [`train`](fn@super::train); `threads` and `max_seconds` are this session's.
 pub fn load_checkpoint<T: Real>(
     path: &Path,
     threads: usize,
@@ -90,25 +97,25 @@ pub fn load_checkpoint<T: Real>(
         }
     }
     state.optimizer.t = desc.optimizer_t;
-    if let Some((val_mse, epoch)) = desc.best {
-        let mut best = Vec::new();
+    if let Some((best, best_iter)) = desc.best {
+        let mut weights = Vec::new();
         for (name, t) in state.model.named_tensors() {
             let ft = crate::io::tensor_by_name(&tensors, &format!("best.{name}"), path)?;
             let mut v = vec![T::zero(); t.data.len()];
             read_into(ft, &t.shape, &mut v, path)?;
-            best.push(v);
+            weights.push(v);
         }
-        state.best = Some(Best {
-            val_mse,
-            epoch,
-            tensors: best,
+        state.plateau = Some(Plateau {
+            best,
+            best_iter,
+            wait: desc.wait,
         });
+        state.best_weights = Some(weights);
     }
     state.epoch = desc.epoch;
     state.batch = desc.batch;
     state.sums = desc.sums;
     state.history = desc.history;
-    state.wait = desc.wait;
     state.seconds = desc.seconds;
     Ok(state)
 }
@@ -183,6 +190,36 @@ mod tests {
         crate::io::write_safetensors(&path, &t, &meta).unwrap();
         let e = load_checkpoint::<f64>(&path, 1, None).unwrap_err().to_string();
         assert!(e.contains("not a partlearn training checkpoint"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Checkpoints written before the `tol` option existed (no `tol` in their options) still
+    /// load, with the tolerance off; early stopping's `best` and `wait` load as the engine's
+    /// [`Plateau`].
+    #[test]
+    fn checkpoints_without_a_tolerance_load_with_it_off() {
+        let data = tiny_data(80, 10, 8);
+        let dir = std::env::temp_dir().join(format!("partlearn-ae-old-{}", std::process::id()));
+        let path = dir.join("checkpoint.safetensors");
+        let o = TrainOptions {
+            val_fraction: 0.25,
+            patience: Some(5),
+            ..opts(3)
+        };
+        let mut st = TrainState::new(shallow(3, 10, Act::Sigmoid, 2), o);
+        train(&mut st, &data, Some(&path), &mut Silent).unwrap();
+        let (tensors, mut meta) = crate::io::read_safetensors(&path).unwrap();
+        let desc = meta.get_mut(CHECKPOINT_KEY).unwrap();
+        let without = desc.replace("\"tol\":0.0,", "");
+        assert_ne!(&without, desc);
+        *desc = without;
+        crate::io::write_safetensors(&path, &tensors, &meta).unwrap();
+        let old = load_checkpoint::<f64>(&path, 1, None).unwrap();
+        assert_eq!(old.options.tol, 0.0);
+        let p = old.plateau.unwrap();
+        assert_eq!(Some(p), st.plateau);
+        assert_eq!(p.wait, old.epoch - p.best_iter);
+        assert_eq!(old.best_weights, st.best_weights);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -3,6 +3,11 @@
 //! decoder's projection onto `W_d ≥ 0` after every step (§6.4), a validation split with early
 //! stopping, a learning-rate schedule, per-epoch history, checkpoints and exact resumption.
 //!
+//! One epoch is one step of the [engine](crate::engine) (module `epochs`), which owns the
+//! stopping rules (epochs, the windowed tolerance, the time budget, early stopping on the
+//! validation MSE), Ctrl-C, the observer and the typed warnings; `batch` computes one
+//! mini-batch's gradients and `checkpoint` writes and reads the whole state.
+//!
 //! Everything random is derived from the seed and the epoch number (initialization, validation
 //! split, each epoch's order), so a run resumed from a checkpoint, even one written in the middle
 //! of an epoch by Ctrl-C, continues with the same bits as an uninterrupted run.
@@ -21,7 +26,7 @@ use super::loss::{LossSpec, LossTerms, RecLoss};
 use super::model::Autoencoder;
 use super::optim::{Optimizer, OptimizerSpec, Schedule};
 use crate::data::Dataset;
-use crate::engine::{Observer, StopReason};
+use crate::engine::{Observer, Plateau, StopReason, StopRules, Warning};
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::real::Real;
@@ -66,6 +71,11 @@ pub struct TrainOptions {
     /// Stop when the validation MSE has not improved for this many epochs; the returned model
     /// then has the weights of the best epoch.
     pub patience: Option<usize>,
+    /// Every [`TOL_EVERY`](crate::engine::TOL_EVERY) epochs, stop when `sqrt(2·loss)` (the mean
+    /// loss of an epoch) fell by less than `tol` times its value at the first epoch of the session
+    /// ([`StopRules::tol`]; 0 disables).
+    #[serde(default)]
+    pub tol: f64,
     /// Shuffle the training samples every epoch (seeded by the seed and the epoch).
     pub shuffle: bool,
     pub seed: u64,
@@ -94,6 +104,7 @@ impl Default for TrainOptions {
             nonneg: NonNeg::Project,
             val_fraction: 0.0,
             patience: None,
+            tol: 0.0,
             shuffle: true,
             seed: 0,
             threads: 1,
@@ -153,17 +164,9 @@ impl TrainOptions {
                 "early stopping watches the validation MSE: add --val-fraction (e.g. 0.1)",
             ));
         }
-        if self.patience == Some(0) || self.checkpoint_every == Some(0) {
-            return Err(Error::invalid(
-                "patience / checkpoint-every",
-                0,
-                "must be at least 1",
-            ));
-        }
-        if let Some(s) = self.max_seconds {
-            if s.is_nan() || s <= 0.0 {
-                return Err(Error::invalid("max-seconds", s, "give a positive time budget"));
-            }
+        self.stop_rules().validate()?;
+        if self.checkpoint_every == Some(0) {
+            return Err(Error::invalid("checkpoint-every", 0, "must be at least 1"));
         }
         self.optimizer.validate()?;
         self.loss.validate()?;
@@ -186,6 +189,19 @@ impl TrainOptions {
             }
         }
         Ok(())
+    }
+}
+
+impl TrainOptions {
+    /// The engine's stopping rules: `epochs` iterations, the tolerance, this session's time budget
+    /// and early stopping.
+    pub fn stop_rules(&self) -> StopRules {
+        StopRules {
+            patience: self.patience,
+            ..StopRules::max_iter(self.epochs)
+                .with_tol(self.tol)
+                .with_max_seconds(self.max_seconds)
+        }
     }
 }
 
@@ -244,14 +260,6 @@ pub struct EpochSums {
     pub activation: f64,
 }
 
-/// The best validation epoch so far and its weights (every tensor, model-file order).
-#[derive(Clone, Debug)]
-pub struct Best<T> {
-    pub val_mse: f64,
-    pub epoch: usize,
-    pub tensors: Vec<Vec<T>>,
-}
-
 /// Everything a training run needs to continue: the model, the optimizer's state, where it
 /// stands, and the history.
 #[derive(Clone, Debug)]
@@ -265,9 +273,10 @@ pub struct TrainState<T: Real> {
     pub batch: usize,
     pub sums: EpochSums,
     pub history: Vec<EpochRecord>,
-    pub best: Option<Best<T>>,
-    /// Epochs since the best validation MSE.
-    pub wait: usize,
+    /// Early stopping: the best validation MSE, its epoch and the epochs since.
+    pub plateau: Option<Plateau>,
+    /// The weights of the best validation epoch (every tensor, model-file order).
+    pub best_weights: Option<Vec<Vec<T>>>,
     /// Training seconds of earlier sessions.
     pub seconds: f64,
 }
@@ -276,7 +285,7 @@ pub struct TrainState<T: Real> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainOutcome {
     pub stop_reason: StopReason,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     /// Seconds of training (all sessions).
     pub seconds: f64,
 }
@@ -293,8 +302,8 @@ impl<T: Real> TrainState<T> {
             batch: 0,
             sums: EpochSums::default(),
             history: Vec::new(),
-            best: None,
-            wait: 0,
+            plateau: None,
+            best_weights: None,
             seconds: 0.0,
         }
     }
@@ -331,11 +340,13 @@ fn restore<T: Real>(model: &mut Autoencoder<T>, tensors: &[Vec<T>]) {
     }
 }
 
-/// Trains `state` on `data` until its epochs are done or a stopping rule fires, reporting every
-/// batch (`on_progress`) and epoch (`on_iter`, objective = mean loss, relative error
-/// `sqrt(Σ‖x̂ − x‖²)/‖X‖` of the epoch's batches) to `observer`. With a `checkpoint` path,
-/// the state is saved there every `checkpoint_every` epochs, when the observer stops the run
-/// (Ctrl-C) and at the end.
+/// Trains `state` on `data` until its epochs are done or a stopping rule of
+/// [`TrainOptions::stop_rules`] fires, reporting every batch (`on_progress`) and epoch
+/// (`on_iter`, objective = mean loss, relative error `sqrt(Σ‖x̂ − x‖²)/‖X‖` of the epoch's
+/// batches) to `observer`; Ctrl-C ([`crate::engine::interrupt`]) and the time budget act between
+/// batches. With a `checkpoint` path, the state is saved there every `checkpoint_every` epochs
+/// and at the end (also when interrupted or out of time, mid-epoch: `load_checkpoint` and
+/// `train` continue it with the same bits).
 pub fn train<T: Real>(
     state: &mut TrainState<T>,
     data: &Dataset<T>,
@@ -455,7 +466,10 @@ mod tests {
         let mut st = TrainState::new(shallow(2, 6, Act::Sigmoid, 0), opts(1));
         let out = train(&mut st, &data, None, &mut Silent).unwrap();
         assert!(
-            out.warnings.iter().any(|w| w.contains("sigmoid decoder")),
+            out.warnings.iter().any(
+                |w| matches!(w, Warning::SigmoidBelowData { data_max } if *data_max == 3.0)
+                    && w.to_string().contains("sigmoid decoder")
+            ),
             "{:?}",
             out.warnings
         );
