@@ -2,7 +2,7 @@
 //! `BatchNormalization`): batch statistics per channel over the batch and positions in training,
 //! running statistics in inference, and their update `r ← m·r + (1−m)·batch`.
 
-use super::Tensor;
+use super::{Scratch, Tensor};
 use crate::real::Real;
 
 /// Per-channel mean and (biased) variance of a batch.
@@ -21,20 +21,24 @@ pub(super) fn forward<T: Real>(
     x: &[T],
     out: &mut [T],
     (xhat, inv_std, stats): (&mut Vec<T>, &mut Vec<T>, &mut ChannelStats),
+    scratch: &mut Scratch<T>,
 ) {
     let c = gamma.len();
-    let (mean, var) = if train {
-        let (mean, var) = channel_stats(x, c);
-        *stats = (mean.clone(), var.clone());
-        (mean, var)
+    let (mean, var): (&[f64], &[f64]) = if train {
+        channel_stats(x, c, stats);
+        (&stats.0, &stats.1)
     } else {
-        (
-            running.0.iter().map(|&v| v.to_f64()).collect(),
-            running.1.iter().map(|&v| v.to_f64()).collect(),
-        )
+        scratch.f.clear();
+        scratch.f.extend(running.0.iter().map(|&v| v.to_f64()));
+        scratch.g.clear();
+        scratch.g.extend(running.1.iter().map(|&v| v.to_f64()));
+        (&scratch.f, &scratch.g)
     };
-    let inv: Vec<T> = var.iter().map(|&v| T::from_f64(1.0 / (v + eps).sqrt())).collect();
-    let mean: Vec<T> = mean.iter().map(|&v| T::from_f64(v)).collect();
+    inv_std.clear();
+    inv_std.extend(var.iter().map(|&v| T::from_f64(1.0 / (v + eps).sqrt())));
+    scratch.t.clear();
+    scratch.t.extend(mean.iter().map(|&v| T::from_f64(v)));
+    let (inv, mean) = (&inv_std[..], &scratch.t[..]);
     xhat.resize(x.len(), T::zero());
     for ((xh, o), xi) in xhat.chunks_mut(c).zip(out.chunks_mut(c)).zip(x.chunks(c)) {
         for ch in 0..c {
@@ -43,7 +47,6 @@ pub(super) fn forward<T: Real>(
             o[ch] = gamma[ch] * v + beta[ch];
         }
     }
-    *inv_std = inv;
 }
 
 /// Backward pass for the output gradient `d`: `∂γ = Σ δ·x̂`, `∂β = Σ δ` (accumulated in f64) into
@@ -56,10 +59,14 @@ pub(super) fn backward<T: Real>(
     grads: &mut [Vec<T>],
     (pg, pbeta): (usize, usize),
     dx: Option<&mut Vec<T>>,
+    scratch: &mut Scratch<T>,
 ) {
     let c = gamma.len();
-    let mut dg = vec![0.0f64; c];
-    let mut db = vec![0.0f64; c];
+    let (dg, db) = (&mut scratch.f, &mut scratch.g);
+    dg.clear();
+    dg.resize(c, 0.0);
+    db.clear();
+    db.resize(c, 0.0);
     for (dc, xc) in d.chunks(c).zip(xhat.chunks(c)) {
         for ch in 0..c {
             dg[ch] += (dc[ch] * xc[ch]).to_f64();
@@ -72,9 +79,14 @@ pub(super) fn backward<T: Real>(
     }
     if let Some(dx) = dx {
         let count = (d.len() / c) as f64;
-        let mean_db: Vec<T> = db.iter().map(|v| T::from_f64(v / count)).collect();
-        let mean_dg: Vec<T> = dg.iter().map(|v| T::from_f64(v / count)).collect();
-        let scale: Vec<T> = (0..c).map(|ch| gamma[ch] * inv[ch]).collect();
+        // [mean_db | mean_dg | scale], one value per channel each.
+        let t = &mut scratch.t;
+        t.clear();
+        t.extend(db.iter().map(|v| T::from_f64(v / count)));
+        t.extend(dg.iter().map(|v| T::from_f64(v / count)));
+        t.extend((0..c).map(|ch| gamma[ch] * inv[ch]));
+        let (mean_db, rest) = t.split_at(c);
+        let (mean_dg, scale) = rest.split_at(c);
         dx.resize(d.len(), T::zero());
         for ((o, dc), xc) in dx.chunks_mut(c).zip(d.chunks(c)).zip(xhat.chunks(c)) {
             for ch in 0..c {
@@ -103,17 +115,21 @@ pub(super) fn update_running<T: Real>(
     }
 }
 
-/// Per-channel mean and biased variance of channels-last data (`c` channels, interleaved).
-fn channel_stats<T: Real>(x: &[T], c: usize) -> ChannelStats {
+/// Per-channel mean and biased variance of channels-last data (`c` channels, interleaved), into
+/// `stats`.
+fn channel_stats<T: Real>(x: &[T], c: usize, stats: &mut ChannelStats) {
     let count = (x.len() / c) as f64;
-    let mut mean = vec![0.0f64; c];
+    let (mean, var) = stats;
+    mean.clear();
+    mean.resize(c, 0.0);
     for chunk in x.chunks(c) {
         for (m, &v) in mean.iter_mut().zip(chunk) {
             *m += v.to_f64();
         }
     }
     mean.iter_mut().for_each(|m| *m /= count);
-    let mut var = vec![0.0f64; c];
+    var.clear();
+    var.resize(c, 0.0);
     for chunk in x.chunks(c) {
         for ch in 0..c {
             let dv = chunk[ch].to_f64() - mean[ch];
@@ -121,7 +137,6 @@ fn channel_stats<T: Real>(x: &[T], c: usize) -> ChannelStats {
         }
     }
     var.iter_mut().for_each(|v| *v /= count);
-    (mean, var)
 }
 
 #[cfg(test)]

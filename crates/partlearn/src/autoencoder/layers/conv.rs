@@ -135,7 +135,8 @@ pub(super) fn forward<T: Real>(
 
 /// Backward pass for the output gradient `d` (`filters × positions·batch`): `∂b = Σ δ`,
 /// `∂W = δ·colsᵀ` into `grads[pw]`, `grads[pb]`; when `dx` is given, `Wᵀ·δ` (written over the
-/// patches `cols`, no longer needed) summed back into the input gradient by [`col2im`].
+/// patches `cols`, no longer needed) summed back into the input gradient by [`col2im`]
+/// (`acc`: scratch of the sums).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward<T: Real>(
     geo: &ConvGeo,
@@ -145,12 +146,13 @@ pub(super) fn backward<T: Real>(
     cols: &mut [T],
     grads: &mut [Vec<T>],
     dx: Option<&mut Vec<T>>,
+    acc: &mut Vec<f64>,
     batch: usize,
     par: Par,
 ) {
     let filters = geo.output.c;
     let np = geo.positions() * batch;
-    row_sums(d, filters, &mut grads[pb]);
+    row_sums(d, filters, &mut grads[pb], acc);
     linalg::matmul(
         view_mut(&mut grads[pw], filters, geo.k()),
         Accum::Replace,

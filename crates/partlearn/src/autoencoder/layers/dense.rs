@@ -30,7 +30,7 @@ pub(super) fn forward<T: Real>(
 }
 
 /// Backward pass of `layer` for the output gradient `d` (`outputs × batch`): `∂b = Σ_j δ_j`,
-/// `∂W = δ·xᵀ` into `grads`, and `dx ← Wᵀ·δ` when `dx` is given.
+/// `∂W = δ·xᵀ` into `grads`, and `dx ← Wᵀ·δ` when `dx` is given (`acc`: scratch of the sums).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward<T: Real>(
     layer: &Layer,
@@ -39,12 +39,13 @@ pub(super) fn backward<T: Real>(
     d: &[T],
     grads: &mut [Vec<T>],
     dx: Option<&mut Vec<T>>,
+    acc: &mut Vec<f64>,
     batch: usize,
     par: Par,
 ) {
     let (outputs, n_in) = (layer.output.len(), layer.input.len());
     let (pw, pb) = (layer.params[0], layer.params[1]);
-    row_sums(d, outputs, &mut grads[pb]);
+    row_sums(d, outputs, &mut grads[pb], acc);
     linalg::matmul(
         view_mut(&mut grads[pw], outputs, n_in),
         Accum::Replace,
@@ -73,15 +74,16 @@ pub(super) fn fill_bias<T: Real>(out: &mut [T], b: &[T]) {
     }
 }
 
-/// `s_r = Σ_j d_rj` for a column-major `rows × ·` buffer, accumulated in f64.
-pub(super) fn row_sums<T: Real>(d: &[T], rows: usize, s: &mut [T]) {
-    let mut acc = vec![0.0f64; rows];
+/// `s_r = Σ_j d_rj` for a column-major `rows × ·` buffer, accumulated in f64 (in `acc`).
+pub(super) fn row_sums<T: Real>(d: &[T], rows: usize, s: &mut [T], acc: &mut Vec<f64>) {
+    acc.clear();
+    acc.resize(rows, 0.0);
     for col in d.chunks(rows) {
         for (a, &v) in acc.iter_mut().zip(col) {
             *a += v.to_f64();
         }
     }
-    for (s, a) in s.iter_mut().zip(acc) {
+    for (s, &a) in s.iter_mut().zip(acc.iter()) {
         *s = T::from_f64(a);
     }
 }

@@ -187,7 +187,18 @@ pub struct Cache<T> {
     /// Gradient buffers, two ping-pong vectors.
     d_a: Vec<T>,
     d_b: Vec<T>,
+    /// Per-row and per-channel sums, reused by every layer and batch.
+    scratch: Scratch<T>,
     batch: usize,
+}
+
+/// Small buffers (one value per row or channel) that the layers reuse instead of allocating on
+/// every batch.
+#[derive(Debug, Default)]
+struct Scratch<T> {
+    f: Vec<f64>,
+    g: Vec<f64>,
+    t: Vec<T>,
 }
 
 fn glorot<T: Real>(rng: &mut Rng, fan_in: usize, fan_out: usize, n: usize) -> Vec<T> {
@@ -333,7 +344,8 @@ impl<T: Real> Net<T> {
                         self.state[layer.state[1]].data.as_slice(),
                     );
                     let kept = (&mut cache.aux[i], &mut cache.inv_std[i], &mut cache.stats[i]);
-                    batch_norm::forward((p(0), p(1)), running, eps, train, input, out, kept);
+                    let scratch = &mut cache.scratch;
+                    batch_norm::forward((p(0), p(1)), running, eps, train, input, out, kept, scratch);
                 }
                 // Flatten and activations take over the previous layer's output buffer instead
                 // of copying it, unless that layer is an activation: no other backward pass
@@ -437,20 +449,21 @@ impl<T: Real> Net<T> {
             match layer.spec {
                 LayerSpec::Dense { .. } => {
                     let w = &self.params[layer.params[0]].data;
-                    dense::backward(layer, w, input, &d, grads, dx, batch, par);
+                    dense::backward(layer, w, input, &d, grads, dx, &mut cache.scratch.f, batch, par);
                 }
                 LayerSpec::Conv2d { kernel, stride, .. } => {
                     let geo = ConvGeo::new(layer.input, layer.output, kernel, stride);
                     let slots = (layer.params[0], layer.params[1]);
                     let w = &self.params[slots.0].data;
                     let cols = &mut cache.aux[i];
-                    conv::backward(&geo, slots, w, &d, cols, grads, dx, batch, par);
+                    let acc = &mut cache.scratch.f;
+                    conv::backward(&geo, slots, w, &d, cols, grads, dx, acc, batch, par);
                 }
                 LayerSpec::BatchNorm { .. } => {
                     let slots = (layer.params[0], layer.params[1]);
                     let gamma = &self.params[slots.0].data;
                     let kept = (cache.aux[i].as_slice(), cache.inv_std[i].as_slice());
-                    batch_norm::backward(gamma, kept, &d, grads, slots, dx);
+                    batch_norm::backward(gamma, kept, &d, grads, slots, dx, &mut cache.scratch);
                 }
                 // In place: flattening does not move memory, an activation scales elementwise.
                 LayerSpec::Flatten => continue,

@@ -84,12 +84,12 @@ pub(super) fn gradients<T: Real>(
     let (m, k) = (model.spec.n_features, model.spec.k);
     let n_parts = ws.parts.len().min(b).max(1);
     let inner = if ws.parts.len() > 1 { Par::Seq } else { par };
-    let bounds: Vec<(usize, usize)> = (0..n_parts)
-        .map(|p| (p * b / n_parts, (p + 1) * b / n_parts))
-        .collect();
+    // Samples `[p·b/n, (p+1)·b/n)` of the batch go to part `p`.
+    let bounds = |p: usize| (p * b / n_parts, (p + 1) * b / n_parts);
     let Workspace { parts, h, dh, grads } = ws;
     let parts = &mut parts[..n_parts];
-    parts.par_iter_mut().zip(&bounds).for_each(|(part, &(s, e))| {
+    parts.par_iter_mut().enumerate().for_each(|(p, part)| {
+        let (s, e) = bounds(p);
         let x = &xb[s * m..e * m];
         model.encoder.forward(x, e - s, true, &mut part.enc, inner);
         let h = part.enc.outs.last().map(Vec::as_slice).unwrap_or(&[]);
@@ -113,7 +113,8 @@ pub(super) fn gradients<T: Real>(
     let sparsity = loss::sparsity(spec, k, h, dh);
     let activation: f64 = h.iter().map(|&v| v.to_f64()).sum();
     let dh: &[T] = dh;
-    parts.par_iter_mut().zip(&bounds).for_each(|(part, &(s, e))| {
+    parts.par_iter_mut().enumerate().for_each(|(p, part)| {
+        let (s, e) = bounds(p);
         let x = &xb[s * m..e * m];
         model.encoder.backward(
             x,
