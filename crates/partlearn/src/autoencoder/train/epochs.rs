@@ -143,10 +143,10 @@ impl<T: Real> engine::Method for Epochs<'_, T> {
     }
 
     /// No iteration 0. Evaluating the initial weights takes a forward pass over the training
-    /// split, measured at 12–16% of an epoch (Fashion-MNIST, release build: 0.25 s against 1.56 s
-    /// per epoch for the shallow AE with 1 thread, 1.9 s against 16.3 s for the asymmetric AE on
-    /// 6,000 images with 2 threads), and `bench ae`, which divides a session's seconds by its
-    /// batches, would count it as training time. The loss of an epoch is also the mean of its
+    /// split, measured at 40% of an epoch for the shallow AE (Fashion-MNIST, release build, 1
+    /// thread: 0.23 s against 0.57 s per epoch) and 16–20% for the asymmetric AE (6,000 images,
+    /// 2 threads: 1.9–2.4 s against 11.9 s), and `bench ae`, which divides a session's seconds by
+    /// its batches, would count it as training time. The loss of an epoch is also the mean of its
     /// batches' losses while the weights move, which has no exact counterpart at the
     /// initialization. The tolerance's reference is therefore the first epoch of the session.
     fn start(&mut self) -> Result<Option<Eval>> {
