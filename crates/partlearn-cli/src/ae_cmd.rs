@@ -12,7 +12,7 @@ use partlearn::autoencoder::{
     Reduction, Schedule, Sparsity, TrainOptions, TrainState,
 };
 use partlearn::data::Dataset;
-use partlearn::engine::StopReason;
+use partlearn::engine::{Param, StopReason, Warning};
 use partlearn::io::{self, RunDir};
 use partlearn::protocol::PartModel;
 use partlearn::{Real, Rng};
@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::args::{DataArgs, Dtype, Exit, RunArgs};
 use crate::output::{default_out, write_figures, DataRecord};
-use crate::progress::EpochProgress;
+use crate::progress::{flag, EpochProgress};
 
 /// File name of the training checkpoint inside a run folder.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -111,12 +111,15 @@ pub struct AeArgs {
     /// Update RUN/checkpoint.safetensors every N epochs (it is always written at the end and on Ctrl-C).
     #[arg(long, value_name = "N")]
     pub checkpoint_every: Option<usize>,
-    /// Continue the interrupted (or finished) run in this folder, in place, with its stored options; of the training flags only --epochs, --threads and --max-seconds apply, the others (and --out) are refused.
+    /// Continue the interrupted (or finished) run in this folder, in place, with its stored options; of the training flags only --epochs, --tol, --threads and --max-seconds apply, the others (and --out) are refused.
     #[arg(long, value_name = "RUN", conflicts_with_all = RESUME_CONFLICTS)]
     pub resume: Option<PathBuf>,
     /// Time budget of this session in seconds (the run can be resumed).
     #[arg(long)]
     pub max_seconds: Option<f64>,
+    /// Every 10 epochs, stop when sqrt(2·loss) fell by less than tol × its value at the session's first epoch (default 0 = off, or the checkpoint's).
+    #[arg(long)]
+    pub tol: Option<f64>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -152,6 +155,7 @@ impl AeArgs {
             nonneg: self.nonneg.parse::<NonNeg>()?,
             val_fraction: self.val_fraction,
             patience: self.patience,
+            tol: self.tol.unwrap_or(0.0),
             shuffle: !self.no_shuffle,
             seed: self.run.seed,
             threads: self.run.threads,
@@ -181,7 +185,7 @@ struct AeRunRecord<'a> {
     seconds: f64,
     seconds_per_epoch: Option<f64>,
     resumed_from_epoch: Option<usize>,
-    warnings: &'a [String],
+    warnings: &'a [Warning],
 }
 
 pub fn run(arch: Architecture, a: &AeArgs) -> Result<()> {
@@ -224,6 +228,9 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
             }
             if let Some(e) = a.epochs {
                 st.options.epochs = e;
+            }
+            if let Some(tol) = a.tol {
+                st.options.tol = tol;
             }
             if st.epoch >= st.options.epochs {
                 anyhow::bail!(
@@ -332,9 +339,7 @@ fn finish<T: Real>(
     }
     let path = run_dir.commit()?;
 
-    for w in &outcome.warnings {
-        eprintln!("warning: {w}");
-    }
+    print_warnings(&outcome.warnings);
     if a.run.json {
         let summary = serde_json::json!({
             "run": path,
@@ -380,4 +385,16 @@ fn finish<T: Real>(
         return Err(Exit::Interrupted.into());
     }
     Ok(())
+}
+
+/// Prints each warning on stderr, its parameters named as this command's flags: as
+/// [`crate::progress::print_warnings`], except that the iterations of a fit are `--epochs` here.
+fn print_warnings(warnings: &[Warning]) {
+    for w in warnings {
+        let name = |p| match p {
+            Param::MaxIter => "--epochs".to_string(),
+            p => flag(p),
+        };
+        eprintln!("warning: {}", w.describe(name));
+    }
 }

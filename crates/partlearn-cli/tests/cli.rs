@@ -1343,6 +1343,63 @@ fn ae_ctrl_c_saves_a_checkpoint_that_resumes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `fit ae --tol` with epochs that end the fit warns in the command's flags (`--epochs`, `--tol`)
+/// and stores the warning in run.json in the library's terms; a time budget that ends an epoch
+/// after its first batch says so, and `--resume` continues that epoch to the same weights as an
+/// uninterrupted run.
+#[test]
+fn ae_tolerance_and_time_budget_warn_and_resume() {
+    let dir = temp_dir("ae-warn");
+    let r = dir.join("tol");
+    let o = ae_fit("ae", &r, &["--epochs", "2", "--tol", "1e-4"]);
+    assert_ok(&o);
+    assert!(
+        stderr(&o).contains("warning: maximum number of iterations 2 reached before convergence (--tol = 1e-4); increase --epochs or --tol"),
+        "{}",
+        stderr(&o)
+    );
+    let meta = read_json(&r.join("run.json"));
+    assert_eq!(meta["options"]["tol"], 1e-4);
+    assert!(meta["warnings"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("increase max_iter or tol"));
+    assert_user_error(&ae_fit("ae", &dir.join("bad"), &["--tol", "-1"]), &["tol"]);
+
+    let b = dir.join("budget");
+    let o = ae_fit("ae", &b, &["--epochs", "2", "--max-seconds", "1e-9"]);
+    assert_ok(&o);
+    // swimmer: 256 images in batches of 32.
+    assert!(
+        stderr(&o).contains("warning: the time budget ended epoch 1 after 1 of 8 batches"),
+        "{}",
+        stderr(&o)
+    );
+    let meta = read_json(&b.join("run.json"));
+    assert_eq!(
+        (meta["stop_reason"].as_str(), meta["epochs"].as_u64()),
+        (Some("time-limit"), Some(0))
+    );
+    assert_ok(&run(&[
+        "fit",
+        "ae",
+        "--data",
+        "swimmer",
+        "--resume",
+        s(&b),
+        "--quiet",
+    ]));
+    assert_eq!(read_json(&b.join("run.json"))["epochs"], 2);
+    let straight = dir.join("straight");
+    assert_ok(&ae_fit("ae", &straight, &["--epochs", "2"]));
+    let atoms = |p: &Path| {
+        let (t, _) = partlearn::io::read_safetensors(&p.join("model.safetensors")).unwrap();
+        partlearn::io::tensor_by_name(&t, "atoms", p).unwrap().clone()
+    };
+    assert_eq!(atoms(&b), atoms(&straight));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn ae_bad_options_are_one_line_errors() {
     let dir = temp_dir("ae-bad");

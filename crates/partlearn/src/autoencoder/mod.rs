@@ -8,7 +8,8 @@
 //! - the optimizers (SGD with momentum, Adam, Adadelta) and schedules are [`crate::optim`],
 //!   shared with Neural NMF.
 //! - [`model`]: the [`Autoencoder`] (implements [`crate::protocol::PartModel`]) and its files.
-//! - [`train`]: the training loop, history, early stopping, checkpoints and resumption.
+//! - [`train`](mod@train): the training epochs on the [engine](crate::engine), history, early
+//!   stopping, checkpoints and resumption.
 
 pub mod layers;
 pub mod loss;

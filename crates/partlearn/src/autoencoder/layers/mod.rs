@@ -10,121 +10,24 @@
 //! model files treat all of them alike. Gradients live outside the network (one set per worker,
 //! [`Net::grad_buffers`]), so that parts of a batch can be back-propagated in parallel through a
 //! shared network.
+//!
+//! - `act`: elementwise activations ([`Act`]); `dense`, `conv`, `batch_norm`: each layer kind's forward
+//!   and backward pass, dispatched by [`Net::forward`] and [`Net::backward`] on its [`LayerSpec`].
 
-use faer::{Accum, MatMut, MatRef, Par};
-use rayon::prelude::*;
+mod act;
+mod batch_norm;
+mod conv;
+mod dense;
+
+use faer::{MatMut, MatRef, Par};
 use serde::{Deserialize, Serialize};
 
+pub use act::Act;
+use conv::ConvGeo;
+
 use crate::error::{Error, Result};
-use crate::linalg;
 use crate::real::Real;
 use crate::rng::Rng;
-
-/// Elementwise activation.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum Act {
-    /// `1 / (1 + e^{−z})`.
-    Sigmoid,
-    /// `z` for `z > 0`, `slope·z` otherwise (the reference decoder uses slope 0.1).
-    LeakyRelu { slope: f64 },
-    /// `max(z, 0)`.
-    Relu,
-    /// `z`.
-    Identity,
-}
-
-impl Act {
-    /// Parses `sigmoid`, `leaky-relu` (slope 0.1), `leaky-relu:SLOPE`, `relu`, `identity`.
-    pub fn parse(s: &str) -> Result<Act> {
-        let bad = || {
-            Error::invalid(
-                "activation",
-                s,
-                "use sigmoid, leaky-relu, leaky-relu:SLOPE (0 ≤ SLOPE < 1), relu or identity",
-            )
-        };
-        Ok(match s {
-            "sigmoid" => Act::Sigmoid,
-            "relu" => Act::Relu,
-            "identity" | "linear" => Act::Identity,
-            "leaky-relu" => Act::LeakyRelu { slope: 0.1 },
-            _ => match s.strip_prefix("leaky-relu:") {
-                Some(v) => {
-                    let slope: f64 = v.parse().map_err(|_| bad())?;
-                    if !(0.0..1.0).contains(&slope) {
-                        return Err(bad());
-                    }
-                    Act::LeakyRelu { slope }
-                }
-                None => return Err(bad()),
-            },
-        })
-    }
-
-    /// Name as accepted by [`Act::parse`].
-    pub fn name(&self) -> String {
-        match self {
-            Act::Sigmoid => "sigmoid".into(),
-            Act::Relu => "relu".into(),
-            Act::Identity => "identity".into(),
-            Act::LeakyRelu { slope } => format!("leaky-relu:{slope}"),
-        }
-    }
-
-    /// `y = act(z)` in place.
-    pub fn forward<T: Real>(&self, z: &mut [T]) {
-        match *self {
-            Act::Sigmoid => {
-                for v in z {
-                    *v = T::one() / (T::one() + (-*v).exp());
-                }
-            }
-            Act::LeakyRelu { slope } => {
-                let s = T::from_f64(slope);
-                for v in z {
-                    if *v < T::zero() {
-                        *v = *v * s;
-                    }
-                }
-            }
-            Act::Relu => {
-                for v in z {
-                    *v = v.max(T::zero());
-                }
-            }
-            Act::Identity => {}
-        }
-    }
-
-    /// `dz = dy · act'(z)` in place on `d`, from the *outputs* `y` (every activation here has a
-    /// derivative that is a function of its output: `y(1−y)`, `[y > 0]`, …).
-    pub fn backward<T: Real>(&self, y: &[T], d: &mut [T]) {
-        match *self {
-            Act::Sigmoid => {
-                for (d, &y) in d.iter_mut().zip(y) {
-                    *d = *d * y * (T::one() - y);
-                }
-            }
-            Act::LeakyRelu { slope } => {
-                let s = T::from_f64(slope);
-                for (d, &y) in d.iter_mut().zip(y) {
-                    if y <= T::zero() {
-                        *d = *d * s;
-                    }
-                }
-            }
-            Act::Relu => {
-                for (d, &y) in d.iter_mut().zip(y) {
-                    if y <= T::zero() {
-                        *d = T::zero();
-                    }
-                }
-            }
-            Act::Identity => {}
-        }
-    }
-}
 
 /// The logical shape of one sample: `h × w × c` (a vector is `1 × 1 × n`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,12 +140,6 @@ impl LayerSpec {
     }
 }
 
-/// Padding before the first row for TensorFlow 'same' padding.
-fn same_pad(input: usize, out: usize, kernel: usize, stride: usize) -> usize {
-    let total = ((out - 1) * stride + kernel).saturating_sub(input);
-    total / 2
-}
-
 /// A built layer: spec, shapes, and where its parameters sit in [`Net::params`].
 #[derive(Clone, Debug)]
 pub struct Layer {
@@ -286,11 +183,22 @@ pub struct Cache<T> {
     /// Per batch-norm layer: `1/sqrt(var + eps)` per channel.
     inv_std: Vec<Vec<T>>,
     /// Per batch-norm layer: the batch's mean and (biased) variance per channel.
-    stats: Vec<(Vec<f64>, Vec<f64>)>,
+    stats: Vec<batch_norm::ChannelStats>,
     /// Gradient buffers, two ping-pong vectors.
     d_a: Vec<T>,
     d_b: Vec<T>,
+    /// Per-row and per-channel sums, reused by every layer and batch.
+    scratch: Scratch<T>,
     batch: usize,
+}
+
+/// Small buffers (one value per row or channel) that the layers reuse instead of allocating on
+/// every batch.
+#[derive(Debug, Default)]
+struct Scratch<T> {
+    f: Vec<f64>,
+    g: Vec<f64>,
+    t: Vec<T>,
 }
 
 fn glorot<T: Real>(rng: &mut Rng, fan_in: usize, fan_out: usize, n: usize) -> Vec<T> {
@@ -421,74 +329,23 @@ impl<T: Real> Net<T> {
             let out = &mut rest[0];
             let layer = &self.layers[i];
             out.resize(layer.output.len() * batch, T::zero());
+            let p = |j: usize| self.params[layer.params[j]].data.as_slice();
             match layer.spec {
-                LayerSpec::Dense { outputs } => {
-                    let (w, b) = (
-                        &self.params[layer.params[0]].data,
-                        &self.params[layer.params[1]].data,
-                    );
-                    let n_in = layer.input.len();
-                    fill_bias(out, b);
-                    linalg::matmul(
-                        view_mut(out, outputs, batch),
-                        Accum::Add,
-                        view(w, outputs, n_in),
-                        view(input, n_in, batch),
-                        T::one(),
-                        par,
-                    );
+                LayerSpec::Dense { .. } => {
+                    dense::forward(p(0), p(1), input, out, layer.input.len(), batch, par);
                 }
-                LayerSpec::Conv2d {
-                    filters,
-                    kernel,
-                    stride,
-                } => {
-                    let (w, b) = (
-                        &self.params[layer.params[0]].data,
-                        &self.params[layer.params[1]].data,
-                    );
+                LayerSpec::Conv2d { kernel, stride, .. } => {
                     let geo = ConvGeo::new(layer.input, layer.output, kernel, stride);
-                    let cols = &mut cache.aux[i];
-                    im2col(input, batch, &geo, cols);
-                    fill_bias(out, b);
-                    linalg::matmul(
-                        view_mut(out, filters, geo.positions() * batch),
-                        Accum::Add,
-                        view(w, filters, geo.k()),
-                        view(cols, geo.k(), geo.positions() * batch),
-                        T::one(),
-                        par,
-                    );
+                    conv::forward(&geo, p(0), p(1), input, batch, &mut cache.aux[i], out, par);
                 }
                 LayerSpec::BatchNorm { eps, .. } => {
-                    let c = layer.input.c;
-                    let (gamma, beta) = (
-                        &self.params[layer.params[0]].data,
-                        &self.params[layer.params[1]].data,
+                    let running = (
+                        self.state[layer.state[0]].data.as_slice(),
+                        self.state[layer.state[1]].data.as_slice(),
                     );
-                    let (si, sv) = (layer.state[0], layer.state[1]);
-                    let (mean, var) = if train {
-                        let (mean, var) = channel_stats(input, c);
-                        cache.stats[i] = (mean.clone(), var.clone());
-                        (mean, var)
-                    } else {
-                        (
-                            self.state[si].data.iter().map(|&v| v.to_f64()).collect(),
-                            self.state[sv].data.iter().map(|&v| v.to_f64()).collect(),
-                        )
-                    };
-                    let inv: Vec<T> = var.iter().map(|&v| T::from_f64(1.0 / (v + eps).sqrt())).collect();
-                    let mean: Vec<T> = mean.iter().map(|&v| T::from_f64(v)).collect();
-                    let xhat = &mut cache.aux[i];
-                    xhat.resize(input.len(), T::zero());
-                    for ((xh, o), xi) in xhat.chunks_mut(c).zip(out.chunks_mut(c)).zip(input.chunks(c)) {
-                        for ch in 0..c {
-                            let v = (xi[ch] - mean[ch]) * inv[ch];
-                            xh[ch] = v;
-                            o[ch] = gamma[ch] * v + beta[ch];
-                        }
-                    }
-                    cache.inv_std[i] = inv;
+                    let kept = (&mut cache.aux[i], &mut cache.inv_std[i], &mut cache.stats[i]);
+                    let scratch = &mut cache.scratch;
+                    batch_norm::forward((p(0), p(1)), running, eps, train, input, out, kept, scratch);
                 }
                 // Flatten and activations take over the previous layer's output buffer instead
                 // of copying it, unless that layer is an activation: no other backward pass
@@ -522,14 +379,8 @@ impl<T: Real> Net<T> {
                 continue;
             };
             let count = (layer.input.h * layer.input.w * cache.batch) as f64;
-            let bessel = if count > 1.0 { count / (count - 1.0) } else { 1.0 };
-            let (si, sv) = (layer.state[0], layer.state[1]);
-            for ch in 0..mean.len() {
-                let rm = &mut self.state[si].data[ch];
-                *rm = T::from_f64(momentum * rm.to_f64() + (1.0 - momentum) * mean[ch]);
-                let rv = &mut self.state[sv].data[ch];
-                *rv = T::from_f64(momentum * rv.to_f64() + (1.0 - momentum) * var[ch] * bessel);
-            }
+            let slots = (layer.state[0], layer.state[1]);
+            batch_norm::update_running(momentum, count, (mean, var), &mut self.state, slots);
         }
     }
 
@@ -594,93 +445,25 @@ impl<T: Real> Net<T> {
             let layer = &self.layers[i];
             let input: &[T] = if i == 0 { x } else { &cache.outs[i - 1] };
             let need_dx = i > 0 || input_grad;
+            let dx = need_dx.then_some(&mut d_next);
             match layer.spec {
-                LayerSpec::Dense { outputs } => {
-                    let n_in = layer.input.len();
-                    let (pw, pb) = (layer.params[0], layer.params[1]);
-                    row_sums(&d, outputs, &mut grads[pb]);
-                    linalg::matmul(
-                        view_mut(&mut grads[pw], outputs, n_in),
-                        Accum::Replace,
-                        view(&d, outputs, batch),
-                        view(input, n_in, batch).transpose(),
-                        T::one(),
-                        par,
-                    );
-                    if need_dx {
-                        d_next.resize(n_in * batch, T::zero());
-                        linalg::matmul(
-                            view_mut(&mut d_next, n_in, batch),
-                            Accum::Replace,
-                            view(&self.params[pw].data, outputs, n_in).transpose(),
-                            view(&d, outputs, batch),
-                            T::one(),
-                            par,
-                        );
-                    }
+                LayerSpec::Dense { .. } => {
+                    let w = &self.params[layer.params[0]].data;
+                    dense::backward(layer, w, input, &d, grads, dx, &mut cache.scratch.f, batch, par);
                 }
-                LayerSpec::Conv2d {
-                    filters,
-                    kernel,
-                    stride,
-                } => {
+                LayerSpec::Conv2d { kernel, stride, .. } => {
                     let geo = ConvGeo::new(layer.input, layer.output, kernel, stride);
-                    let (pw, pb) = (layer.params[0], layer.params[1]);
-                    let np = geo.positions() * batch;
-                    row_sums(&d, filters, &mut grads[pb]);
+                    let slots = (layer.params[0], layer.params[1]);
+                    let w = &self.params[slots.0].data;
                     let cols = &mut cache.aux[i];
-                    linalg::matmul(
-                        view_mut(&mut grads[pw], filters, geo.k()),
-                        Accum::Replace,
-                        view(&d, filters, np),
-                        view(cols, geo.k(), np).transpose(),
-                        T::one(),
-                        par,
-                    );
-                    if need_dx {
-                        // The columns are not needed any more: reuse them for their gradient.
-                        linalg::matmul(
-                            view_mut(cols, geo.k(), np),
-                            Accum::Replace,
-                            view(&self.params[pw].data, filters, geo.k()).transpose(),
-                            view(&d, filters, np),
-                            T::one(),
-                            par,
-                        );
-                        col2im(cols, batch, &geo, &mut d_next);
-                    }
+                    let acc = &mut cache.scratch.f;
+                    conv::backward(&geo, slots, w, &d, cols, grads, dx, acc, batch, par);
                 }
                 LayerSpec::BatchNorm { .. } => {
-                    let c = layer.input.c;
-                    let (pg, pbeta) = (layer.params[0], layer.params[1]);
-                    let xhat = &cache.aux[i];
-                    let inv = &cache.inv_std[i];
-                    let mut dg = vec![0.0f64; c];
-                    let mut db = vec![0.0f64; c];
-                    for (dc, xc) in d.chunks(c).zip(xhat.chunks(c)) {
-                        for ch in 0..c {
-                            dg[ch] += (dc[ch] * xc[ch]).to_f64();
-                            db[ch] += dc[ch].to_f64();
-                        }
-                    }
-                    for ch in 0..c {
-                        grads[pg][ch] = T::from_f64(dg[ch]);
-                        grads[pbeta][ch] = T::from_f64(db[ch]);
-                    }
-                    if need_dx {
-                        // Training-mode normalization: dx = γ·inv/N·(N·dy − Σdy − x̂·Σ(dy·x̂)).
-                        let gamma = &self.params[pg].data;
-                        let count = (d.len() / c) as f64;
-                        let mean_db: Vec<T> = db.iter().map(|v| T::from_f64(v / count)).collect();
-                        let mean_dg: Vec<T> = dg.iter().map(|v| T::from_f64(v / count)).collect();
-                        let scale: Vec<T> = (0..c).map(|ch| gamma[ch] * inv[ch]).collect();
-                        d_next.resize(d.len(), T::zero());
-                        for ((o, dc), xc) in d_next.chunks_mut(c).zip(d.chunks(c)).zip(xhat.chunks(c)) {
-                            for ch in 0..c {
-                                o[ch] = scale[ch] * (dc[ch] - mean_db[ch] - xc[ch] * mean_dg[ch]);
-                            }
-                        }
-                    }
+                    let slots = (layer.params[0], layer.params[1]);
+                    let gamma = &self.params[slots.0].data;
+                    let kept = (cache.aux[i].as_slice(), cache.inv_std[i].as_slice());
+                    batch_norm::backward(gamma, kept, &d, grads, slots, dx, &mut cache.scratch);
                 }
                 // In place: flattening does not move memory, an activation scales elementwise.
                 LayerSpec::Flatten => continue,
@@ -697,139 +480,6 @@ impl<T: Real> Net<T> {
         cache.d_b = d_next;
         input_grad.then_some(&cache.d_a[..])
     }
-}
-
-/// Sets every column of `out` (length a multiple of `b.len()`) to `b`.
-fn fill_bias<T: Real>(out: &mut [T], b: &[T]) {
-    for col in out.chunks_mut(b.len()) {
-        col.copy_from_slice(b);
-    }
-}
-
-/// `s_r = Σ_j d_rj` for a column-major `rows × ·` buffer, accumulated in f64.
-fn row_sums<T: Real>(d: &[T], rows: usize, s: &mut [T]) {
-    let mut acc = vec![0.0f64; rows];
-    for col in d.chunks(rows) {
-        for (a, &v) in acc.iter_mut().zip(col) {
-            *a += v.to_f64();
-        }
-    }
-    for (s, a) in s.iter_mut().zip(acc) {
-        *s = T::from_f64(a);
-    }
-}
-
-/// Per-channel mean and biased variance of channels-last data (`c` channels, interleaved).
-fn channel_stats<T: Real>(x: &[T], c: usize) -> (Vec<f64>, Vec<f64>) {
-    let count = (x.len() / c) as f64;
-    let mut mean = vec![0.0f64; c];
-    for chunk in x.chunks(c) {
-        for (m, &v) in mean.iter_mut().zip(chunk) {
-            *m += v.to_f64();
-        }
-    }
-    mean.iter_mut().for_each(|m| *m /= count);
-    let mut var = vec![0.0f64; c];
-    for chunk in x.chunks(c) {
-        for ch in 0..c {
-            let dv = chunk[ch].to_f64() - mean[ch];
-            var[ch] += dv * dv;
-        }
-    }
-    var.iter_mut().for_each(|v| *v /= count);
-    (mean, var)
-}
-
-/// Geometry of a 'same' convolution.
-#[derive(Clone, Copy, Debug)]
-struct ConvGeo {
-    input: Shape,
-    output: Shape,
-    kernel: usize,
-    stride: usize,
-    pad_h: usize,
-    pad_w: usize,
-}
-
-impl ConvGeo {
-    fn new(input: Shape, output: Shape, kernel: usize, stride: usize) -> ConvGeo {
-        ConvGeo {
-            input,
-            output,
-            kernel,
-            stride,
-            pad_h: same_pad(input.h, output.h, kernel, stride),
-            pad_w: same_pad(input.w, output.w, kernel, stride),
-        }
-    }
-    /// Length of one patch: `kernel²·channels`.
-    fn k(&self) -> usize {
-        self.kernel * self.kernel * self.input.c
-    }
-    /// Output positions per sample.
-    fn positions(&self) -> usize {
-        self.output.h * self.output.w
-    }
-    /// Input pixel index of kernel tap `(ky, kx)` at output `(oy, ox)`, if inside the image.
-    #[inline]
-    fn tap(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<usize> {
-        let iy = (oy * self.stride + ky).checked_sub(self.pad_h)?;
-        let ix = (ox * self.stride + kx).checked_sub(self.pad_w)?;
-        (iy < self.input.h && ix < self.input.w).then_some(iy * self.input.w + ix)
-    }
-}
-
-/// Patches of every output position as columns: `cols` is `k × (positions·batch)`, patch entry
-/// `(ky·kernel + kx)·C + c`; taps outside the image are zero. Parallel over samples.
-fn im2col<T: Real>(x: &[T], batch: usize, g: &ConvGeo, cols: &mut Vec<T>) {
-    let (k, c, per) = (g.k(), g.input.c, g.positions() * g.k());
-    cols.resize(per * batch, T::zero());
-    let in_len = g.input.len();
-    cols.par_chunks_mut(per)
-        .zip(x.par_chunks(in_len))
-        .for_each(|(dst, src)| {
-            for oy in 0..g.output.h {
-                for ox in 0..g.output.w {
-                    let col = &mut dst[(oy * g.output.w + ox) * k..][..k];
-                    for ky in 0..g.kernel {
-                        for kx in 0..g.kernel {
-                            let seg = &mut col[(ky * g.kernel + kx) * c..][..c];
-                            match g.tap(oy, ox, ky, kx) {
-                                Some(p) => seg.copy_from_slice(&src[p * c..][..c]),
-                                None => seg.fill(T::zero()),
-                            }
-                        }
-                    }
-                }
-            }
-        });
-}
-
-/// Adjoint of [`im2col`]: sums each patch gradient back into the input gradient `dx`.
-fn col2im<T: Real>(cols: &[T], batch: usize, g: &ConvGeo, dx: &mut Vec<T>) {
-    let (k, c, per) = (g.k(), g.input.c, g.positions() * g.k());
-    let in_len = g.input.len();
-    dx.clear();
-    dx.resize(in_len * batch, T::zero());
-    dx.par_chunks_mut(in_len)
-        .zip(cols.par_chunks(per))
-        .for_each(|(dst, src)| {
-            for oy in 0..g.output.h {
-                for ox in 0..g.output.w {
-                    let col = &src[(oy * g.output.w + ox) * k..][..k];
-                    for ky in 0..g.kernel {
-                        for kx in 0..g.kernel {
-                            if let Some(p) = g.tap(oy, ox, ky, kx) {
-                                let seg = &col[(ky * g.kernel + kx) * c..][..c];
-                                for (d, &v) in dst[p * c..][..c].iter_mut().zip(seg) {
-                                    *d = *d + v;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        });
 }
 
 #[cfg(test)]
@@ -972,95 +622,5 @@ mod tests {
             2,
             3,
         );
-    }
-
-    #[test]
-    fn same_padding_matches_tensorflow_shapes() {
-        let s = LayerSpec::Conv2d {
-            filters: 64,
-            kernel: 4,
-            stride: 2,
-        }
-        .out_shape(Shape { h: 28, w: 28, c: 1 })
-        .unwrap();
-        assert_eq!(s, Shape { h: 14, w: 14, c: 64 });
-        assert_eq!(same_pad(28, 14, 4, 2), 1);
-        assert_eq!(same_pad(14, 7, 4, 2), 1);
-        assert_eq!(same_pad(7, 7, 3, 1), 1);
-    }
-
-    /// A convolution equals the direct definition Σ w·x over the kernel taps.
-    #[test]
-    fn convolution_equals_direct_sum() {
-        let input = Shape { h: 5, w: 5, c: 2 };
-        let spec = LayerSpec::Conv2d {
-            filters: 3,
-            kernel: 3,
-            stride: 2,
-        };
-        let mut rng = Rng::new(3);
-        let net = Net::<f64>::new(input, &[spec], &mut rng).unwrap();
-        let x: Vec<f64> = (0..input.len()).map(|_| rng.uniform()).collect();
-        let mut cache = Cache::default();
-        net.forward(&x, 1, true, &mut cache, Par::Seq);
-        let out = cache.outs[0].clone();
-        let w = &net.params[0].data;
-        let (oh, ow) = (3, 3);
-        for oy in 0..oh {
-            for ox in 0..ow {
-                for f in 0..3 {
-                    let mut s = 0.0;
-                    for ky in 0..3 {
-                        for kx in 0..3 {
-                            let (iy, ix) = ((oy * 2 + ky) as isize - 1, (ox * 2 + kx) as isize - 1);
-                            if iy < 0 || ix < 0 || iy >= 5 || ix >= 5 {
-                                continue;
-                            }
-                            for c in 0..2 {
-                                let xi = x[(iy as usize * 5 + ix as usize) * 2 + c];
-                                s += w[f + 3 * ((ky * 3 + kx) * 2 + c)] * xi;
-                            }
-                        }
-                    }
-                    let got = out[(oy * ow + ox) * 3 + f];
-                    assert!((got - s).abs() < 1e-12, "({oy},{ox},{f}): {got} vs {s}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn batch_norm_inference_uses_running_statistics() {
-        let spec = [LayerSpec::BatchNorm {
-            momentum: 0.0,
-            eps: 1e-3,
-        }];
-        let mut net = Net::<f64>::new(Shape::vector(2), &spec, &mut Rng::new(0)).unwrap();
-        let x = [1.0, 10.0, 3.0, 20.0];
-        let mut cache = Cache::default();
-        net.forward(&x, 2, true, &mut cache, Par::Seq);
-        // Momentum 0: running stats become the batch's (mean 2, 15; unbiased variance 2, 50).
-        net.update_running(&cache);
-        assert_eq!(net.state[0].data, vec![2.0, 15.0]);
-        assert_eq!(net.state[1].data, vec![2.0, 50.0]);
-        // Training mode normalizes with the biased batch variance (1, 25).
-        assert!((cache.outs[0][1] - (-5.0) / (25.0f64 + 1e-3).sqrt()).abs() < 1e-12);
-        // Inference mode uses the stored statistics.
-        net.forward(&[2.0, 20.0], 1, false, &mut cache, Par::Seq);
-        assert!((cache.outs[0][1] - 5.0 / (50.0f64 + 1e-3).sqrt()).abs() < 1e-12);
-    }
-
-    #[test]
-    fn activations_parse_and_refuse_nonsense() {
-        assert_eq!(Act::parse("leaky-relu").unwrap(), Act::LeakyRelu { slope: 0.1 });
-        assert_eq!(
-            Act::parse("leaky-relu:0.2").unwrap(),
-            Act::LeakyRelu { slope: 0.2 }
-        );
-        assert!(Act::parse("leaky-relu:2").is_err());
-        assert!(Act::parse("tanh").is_err());
-        for a in ["sigmoid", "relu", "identity", "leaky-relu:0.1"] {
-            assert_eq!(Act::parse(a).unwrap().name(), a);
-        }
     }
 }

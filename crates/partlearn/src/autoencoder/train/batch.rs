@@ -1,0 +1,290 @@
+//! One mini-batch of training (METHODS.md §6.2–§6.3): the forward and backward pass of the
+//! encoder and decoder, the loss terms and every parameter's gradient, in reusable buffers
+//! ([`Workspace`]), a batch split into parts back-propagated in parallel.
+
+use faer::Par;
+
+use super::super::layers::Cache;
+use super::super::loss::{self, LossSpec, LossTerms};
+use super::super::model::Autoencoder;
+use crate::real::Real;
+
+/// Batches of models without batch normalization are split into this many parts that are
+/// back-propagated in parallel (one worker each, sequential GEMMs: faer does not parallelize
+/// products as small as one batch's) and whose gradients are summed in a fixed order, so the
+/// result is the same for any thread count. Models with batch normalization take the batch
+/// whole (its statistics couple the samples) and parallelize inside their larger GEMMs.
+const PARTS: usize = 2;
+
+/// Buffers of one part of a batch.
+#[derive(Debug, Default)]
+pub(super) struct Part<T> {
+    pub(super) enc: Cache<T>,
+    dec: Cache<T>,
+    d_xhat: Vec<T>,
+    dh: Vec<T>,
+    enc_grads: Vec<Vec<T>>,
+    dec_grads: Vec<Vec<T>>,
+    rec: f64,
+    sq: f64,
+}
+
+/// Buffers reused by every batch; `grads` holds the batch's gradient of every trainable tensor
+/// (encoder, then decoder: the optimizer's order).
+#[derive(Debug, Default)]
+pub(super) struct Workspace<T> {
+    pub(super) parts: Vec<Part<T>>,
+    h: Vec<T>,
+    dh: Vec<T>,
+    pub(super) grads: Vec<Vec<T>>,
+}
+
+impl<T: Real> Workspace<T> {
+    pub(super) fn new(model: &Autoencoder<T>) -> Self {
+        let n = if model.encoder.couples_batch() { 1 } else { PARTS };
+        Workspace {
+            parts: (0..n)
+                .map(|_| Part {
+                    enc_grads: model.encoder.grad_buffers(),
+                    dec_grads: model.decoder.grad_buffers(),
+                    ..Part::default()
+                })
+                .collect(),
+            h: Vec::new(),
+            dh: Vec::new(),
+            grads: model
+                .encoder
+                .grad_buffers()
+                .into_iter()
+                .chain(model.decoder.grad_buffers())
+                .collect(),
+        }
+    }
+}
+
+/// A batch's loss terms and summed code activation.
+pub(super) struct BatchTerms {
+    pub(super) terms: LossTerms,
+    pub(super) activation: f64,
+}
+
+/// Forward and backward pass of one batch `xb` (`n_features × b`, training mode): the loss
+/// terms of §6.2 and every parameter's gradient in `ws.grads`. The sparsity penalty is computed
+/// on the whole batch (its `ρ̂` couples the samples) between the two halves of the pass.
+/// Batch-norm running statistics are not touched (see [`super::layers::Net::update_running`]).
+pub(super) fn gradients<T: Real>(
+    model: &Autoencoder<T>,
+    spec: &LossSpec,
+    xb: &[T],
+    b: usize,
+    ws: &mut Workspace<T>,
+    par: Par,
+) -> BatchTerms {
+    use rayon::prelude::*;
+    let (m, k) = (model.spec.n_features, model.spec.k);
+    let n_parts = ws.parts.len().min(b).max(1);
+    let inner = if ws.parts.len() > 1 { Par::Seq } else { par };
+    // Samples `[p·b/n, (p+1)·b/n)` of the batch go to part `p`.
+    let bounds = |p: usize| (p * b / n_parts, (p + 1) * b / n_parts);
+    let Workspace { parts, h, dh, grads } = ws;
+    let parts = &mut parts[..n_parts];
+    parts.par_iter_mut().enumerate().for_each(|(p, part)| {
+        let (s, e) = bounds(p);
+        let x = &xb[s * m..e * m];
+        model.encoder.forward(x, e - s, true, &mut part.enc, inner);
+        let h = part.enc.outs.last().map(Vec::as_slice).unwrap_or(&[]);
+        model.decoder.forward(h, e - s, true, &mut part.dec, inner);
+        let xhat = part.dec.outs.last().map(Vec::as_slice).unwrap_or(&[]);
+        part.d_xhat.resize(xhat.len(), T::zero());
+        (part.rec, part.sq) = loss::reconstruction(spec, m, b, x, xhat, &mut part.d_xhat);
+        let d = model
+            .decoder
+            .backward(h, &part.d_xhat, &mut part.dec, &mut part.dec_grads, true, inner)
+            .unwrap_or(&[]);
+        part.dh.clear();
+        part.dh.extend_from_slice(d);
+    });
+    h.clear();
+    dh.clear();
+    for part in parts.iter() {
+        h.extend_from_slice(part.enc.outs.last().map(Vec::as_slice).unwrap_or(&[]));
+        dh.extend_from_slice(&part.dh);
+    }
+    let sparsity = loss::sparsity(spec, k, h, dh);
+    let activation: f64 = h.iter().map(|&v| v.to_f64()).sum();
+    let dh: &[T] = dh;
+    parts.par_iter_mut().enumerate().for_each(|(p, part)| {
+        let (s, e) = bounds(p);
+        let x = &xb[s * m..e * m];
+        model.encoder.backward(
+            x,
+            &dh[s * k..e * k],
+            &mut part.enc,
+            &mut part.enc_grads,
+            false,
+            inner,
+        );
+    });
+    // Sum the parts' gradients in part order.
+    let n_enc = model.encoder.params.len();
+    fn part_grad<T>(p: &Part<T>, i: usize, n_enc: usize) -> &[T] {
+        if i < n_enc {
+            &p.enc_grads[i]
+        } else {
+            &p.dec_grads[i - n_enc]
+        }
+    }
+    for (i, g) in grads.iter_mut().enumerate() {
+        let part_grad = |p| part_grad(p, i, n_enc);
+        g.copy_from_slice(part_grad(&parts[0]));
+        for part in &parts[1..] {
+            for (a, &v) in g.iter_mut().zip(part_grad(part)) {
+                *a = *a + v;
+            }
+        }
+    }
+    let decay = loss::decay(spec, &model.decoder.params[0].data, &mut grads[n_enc]);
+    BatchTerms {
+        terms: LossTerms {
+            reconstruction: parts.iter().map(|p| p.rec).sum(),
+            sparsity,
+            decay,
+            sq_error: parts.iter().map(|p| p.sq).sum(),
+        },
+        activation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::shallow;
+    use super::*;
+    use crate::autoencoder::layers::Act;
+    use crate::autoencoder::loss::{RecLoss, Reduction, Sparsity};
+    use crate::autoencoder::model::{AeSpec, Architecture};
+    use crate::rng::Rng;
+
+    /// The batch loss as a function of every parameter, for finite differences.
+    fn loss_of(model: &mut Autoencoder<f64>, spec: &LossSpec, xb: &[f64], b: usize) -> f64 {
+        let mut ws = Workspace::new(model);
+        gradients(model, spec, xb, b, &mut ws, Par::Seq).terms.total()
+    }
+
+    fn check_whole_loss(model: &mut Autoencoder<f64>, spec: &LossSpec, xb: &[f64], b: usize, what: &str) {
+        let mut ws = Workspace::new(model);
+        gradients(model, spec, xb, b, &mut ws, Par::Seq);
+        let grads = ws.grads.clone();
+        let h = 1e-6;
+        let n_enc = model.encoder.params.len();
+        for (p, g) in grads.iter().enumerate() {
+            let step = (g.len() / 25).max(1);
+            for i in (0..g.len()).step_by(step) {
+                let get = |m: &mut Autoencoder<f64>| -> *mut f64 {
+                    if p < n_enc {
+                        &mut m.encoder.params[p].data[i]
+                    } else {
+                        &mut m.decoder.params[p - n_enc].data[i]
+                    }
+                };
+                // SAFETY: the pointer is used while `model` is not otherwise borrowed.
+                let v = unsafe { *get(model) };
+                unsafe { *get(model) = v + h };
+                let lp = loss_of(model, spec, xb, b);
+                unsafe { *get(model) = v - h };
+                let lm = loss_of(model, spec, xb, b);
+                unsafe { *get(model) = v };
+                let num = (lp - lm) / (2.0 * h);
+                let err = (num - g[i]).abs() / (1e-7 + num.abs().max(g[i].abs()));
+                assert!(
+                    err < 2e-5 || (num - g[i]).abs() < 1e-9,
+                    "{what}: tensor {p} entry {i}: analytic {} vs numeric {num}",
+                    g[i]
+                );
+            }
+        }
+    }
+
+    fn batch(m: usize, b: usize, seed: u64) -> Vec<f64> {
+        let mut rng = Rng::new(seed);
+        (0..m * b).map(|_| rng.uniform()).collect()
+    }
+
+    /// Gradient of the whole loss against finite differences, for every penalty, both losses
+    /// and reductions, every decoder activation, with and without weight decay.
+    #[test]
+    fn whole_loss_gradient_matches_finite_differences() {
+        let (k, m, b) = (4, 9, 5);
+        let xb = batch(m, b, 1);
+        let sparsities = [
+            Sparsity::None,
+            Sparsity::Kl,
+            Sparsity::L2,
+            Sparsity::EpsL1 { eps: 1e-4 },
+            Sparsity::Log,
+            Sparsity::L1,
+            Sparsity::Hoyer { target: 0.6 },
+        ];
+        for (si, &sparsity) in sparsities.iter().enumerate() {
+            for act in [
+                Act::Sigmoid,
+                Act::LeakyRelu { slope: 0.1 },
+                Act::Relu,
+                Act::Identity,
+            ] {
+                for reduction in [Reduction::Mean, Reduction::Sum] {
+                    let spec = LossSpec {
+                        sparsity,
+                        reduction,
+                        p: 0.2,
+                        beta: 0.3,
+                        decay_lambda: 0.05,
+                        decay_alpha: 0.5,
+                        ..LossSpec::default()
+                    };
+                    let mut model = shallow(k, m, act, si as u64);
+                    // Biases away from zero so that ReLU units are active.
+                    model.decoder.params[1].data.iter_mut().for_each(|v| *v = 0.3);
+                    check_whole_loss(
+                        &mut model,
+                        &spec,
+                        &xb,
+                        b,
+                        &format!("{sparsity:?}/{act:?}/{reduction:?}"),
+                    );
+                }
+            }
+            let bce = LossSpec {
+                sparsity,
+                reconstruction: RecLoss::Bce,
+                p: 0.2,
+                beta: 0.3,
+                ..LossSpec::default()
+            };
+            let mut model = shallow(k, m, Act::Sigmoid, 9);
+            check_whole_loss(&mut model, &bce, &xb, b, &format!("bce/{sparsity:?}"));
+        }
+    }
+
+    /// The asymmetric AE's whole loss (convolutions, batch norm, flatten) against finite
+    /// differences, on small images.
+    #[test]
+    fn asymmetric_whole_loss_gradient_matches_finite_differences() {
+        let spec = AeSpec::new(
+            Architecture::Asymmetric,
+            3,
+            36,
+            Some((6, 6)),
+            Act::LeakyRelu { slope: 0.1 },
+        )
+        .unwrap();
+        let mut model = Autoencoder::<f64>::new(spec, Some((6, 6)), &mut Rng::new(2)).unwrap();
+        let loss = LossSpec {
+            sparsity: Sparsity::Kl,
+            p: 0.1,
+            beta: 0.2,
+            ..LossSpec::default()
+        };
+        let xb = batch(36, 3, 4);
+        check_whole_loss(&mut model, &loss, &xb, 3, "asymmetric");
+    }
+}
