@@ -114,10 +114,10 @@ pub struct AeArgs {
     /// Continue the interrupted (or finished) run in this folder, in place, with its stored options; of the training flags only --epochs, --tol, --threads and --max-seconds apply, the others (and --out) are refused.
     #[arg(long, value_name = "RUN", conflicts_with_all = RESUME_CONFLICTS)]
     pub resume: Option<PathBuf>,
-    /// Time budget of this session in seconds (the run can be resumed).
+    /// Time budget of this invocation in seconds (the run can be resumed).
     #[arg(long)]
     pub max_seconds: Option<f64>,
-    /// Every 10 epochs, stop when sqrt(2·loss) fell by less than tol × its value at the session's first epoch (default 0 = off, or the checkpoint's).
+    /// Every 10 epochs, stop when sqrt(2·loss) fell by less than tol × its value at this invocation's first epoch (default 0 = off, or the checkpoint's).
     #[arg(long)]
     pub tol: Option<f64>,
     #[command(flatten)]
@@ -295,7 +295,7 @@ fn finish<T: Real>(
     )?;
     run_dir.write(io::run::HISTORY_FILE, &io::to_json_lines(&state.history)?)?;
     let last = state.history.last();
-    let sessions_epochs = state.epoch - resumed_from.unwrap_or(0);
+    let invocation_epochs = state.epoch - resumed_from.unwrap_or(0);
     let record = AeRunRecord {
         method: arch.kind(),
         partlearn_version: env!("CARGO_PKG_VERSION"),
@@ -363,7 +363,7 @@ fn finish<T: Real>(
             data.n_features(),
             state.epoch,
             resumed_from.map_or(String::new(), |e| format!(
-                " (resumed at {e}, {sessions_epochs} now)"
+                " (resumed at {e}, {invocation_epochs} now)"
             )),
             outcome.stop_reason,
             last.map_or(f64::NAN, |r| r.loss),

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use partlearn::npy::{npy_bytes, NpyDataRef};
+
 pub fn partlearn() -> Command {
     Command::new(assert_cmd::cargo::cargo_bin("partlearn"))
 }
@@ -51,4 +53,77 @@ pub fn assert_user_error(o: &Output, keywords: &[&str]) {
             "missing '{k}' in: {err}"
         );
     }
+}
+
+/// Whether Fashion-MNIST is installed (required when `PARTLEARN_REQUIRE_DATA` is set).
+pub fn fashion_available() -> bool {
+    let dirs: Vec<PathBuf> = match std::env::var_os("PARTLEARN_DATA_DIR") {
+        Some(d) => vec![PathBuf::from(&d), PathBuf::from(d).join("fashion-mnist")],
+        None => vec![PathBuf::from("/usr/share/datasets/fashion-mnist")],
+    };
+    let ok = dirs
+        .iter()
+        .any(|d| d.join("train-images-idx3-ubyte.gz").is_file());
+    if !ok {
+        assert!(
+            std::env::var_os("PARTLEARN_REQUIRE_DATA").is_none(),
+            "PARTLEARN_REQUIRE_DATA is set but Fashion-MNIST is missing (apt-get install -y dataset-fashion-mnist)"
+        );
+    }
+    ok
+}
+
+pub fn write_npy_f32(path: &Path, rows: usize, cols: usize, v: &[f32]) {
+    std::fs::write(path, npy_bytes(&[rows, cols], NpyDataRef::F32(v))).unwrap();
+}
+
+/// A run on swimmer, shared by several tests.
+pub fn swimmer_run(dir: &Path) -> PathBuf {
+    let run_dir = dir.join("run");
+    let o = run(&[
+        "fit",
+        "nmf",
+        "--data",
+        "swimmer",
+        "-k",
+        "17",
+        "--max-iter",
+        "40",
+        "--json",
+        "--save-codes",
+        "--quiet",
+        "--out",
+        s(&run_dir),
+    ]);
+    assert_ok(&o);
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["method"], "nmf");
+    assert!(summary["rel_error"].as_f64().unwrap() < 0.5);
+    run_dir
+}
+
+pub fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+pub fn ae_fit(cmd: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "fit",
+        cmd,
+        "--data",
+        "swimmer",
+        "-k",
+        "8",
+        "--batch-size",
+        "32",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.01",
+        "--quiet",
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
 }

@@ -119,6 +119,34 @@ pub fn matmul<T: Real>(
     after_gemm(par);
 }
 
+/// `xᵀ` (`n_features × n_samples`) with contiguous columns, the layout the solvers read: a view
+/// when `x` is row-major (numpy's C order, a [`crate::data::Dataset`]), else a copy made once.
+pub enum Columns<'a, T> {
+    /// A view of the caller's matrix.
+    View(MatRef<'a, T>),
+    /// A column-major copy.
+    Owned(Mat<T>),
+}
+
+impl<'a, T: Real> Columns<'a, T> {
+    /// The samples of `x` (`n_samples × n_features`) as contiguous columns.
+    pub fn of(x: MatRef<'a, T>) -> Self {
+        if x.col_stride() == 1 {
+            Columns::View(x.transpose())
+        } else {
+            Columns::Owned(x.transpose().to_owned())
+        }
+    }
+
+    /// The `n_features × n_samples` matrix.
+    pub fn as_ref(&self) -> MatRef<'_, T> {
+        match self {
+            Columns::View(v) => *v,
+            Columns::Owned(m) => m.as_ref(),
+        }
+    }
+}
+
 /// `lhs·rhs` into a new matrix (for the methods whose products change shape from step to step).
 pub fn mul<T: Real>(lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, par: Par) -> Mat<T> {
     let mut dst = Mat::<T>::zeros(lhs.nrows(), rhs.ncols());

@@ -112,15 +112,8 @@ pub fn factorize_with<T: Real>(
     custom: Option<&CustomInit<T>>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
-    // The solvers read samples as contiguous columns of `Xᵀ`: a row-major `x` (numpy's C order,
-    // a `Dataset`) is used as is, any other layout is copied once.
-    let copy;
-    let xt = if x.col_stride() == 1 {
-        x.transpose()
-    } else {
-        copy = x.transpose().to_owned();
-        copy.as_ref()
-    };
+    let columns = linalg::Columns::of(x);
+    let xt = columns.as_ref();
     crate::data::validate_nonnegative(xt)?;
     let opts = params.params();
     let v = params.resolve(x.nrows(), x.ncols())?;

@@ -473,13 +473,8 @@ pub fn factorize_sparse<T: Real>(
     params: &ValidSparseNmfParams,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
-    let copy;
-    let xt = if x.col_stride() == 1 {
-        x.transpose()
-    } else {
-        copy = x.transpose().to_owned();
-        copy.as_ref()
-    };
+    let columns = linalg::Columns::of(x);
+    let xt = columns.as_ref();
     crate::data::validate_nonnegative(xt)?;
     params.check_shape(x.nrows(), x.ncols())?;
     let start = Instant::now();

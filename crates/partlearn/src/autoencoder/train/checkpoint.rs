@@ -66,7 +66,7 @@ pub(super) fn save_checkpoint<T: Real>(state: &TrainState<T>, path: &Path, secon
     crate::io::write_safetensors(path, &tensors, &meta)
 }
 
-/// Reads a checkpoint written by [`train`](fn@super::train); `threads` and `max_seconds` are this session's.
+/// Reads a checkpoint written by [`train`](fn@super::train); `threads` and `max_seconds` are this invocation's.
 pub fn load_checkpoint<T: Real>(
     path: &Path,
     threads: usize,

@@ -142,13 +142,11 @@ impl<T: Real> engine::Method for Epochs<'_, T> {
         "lower the learning rate or beta"
     }
 
-    /// No iteration 0. Evaluating the initial weights takes a forward pass over the training
-    /// split, measured at 40% of an epoch for the shallow AE (Fashion-MNIST, release build, 1
-    /// thread: 0.23 s against 0.57 s per epoch) and 16–20% for the asymmetric AE (6,000 images,
-    /// 2 threads: 1.9–2.4 s against 11.9 s), and `bench ae`, which divides a session's seconds by
-    /// its batches, would count it as training time. The loss of an epoch is also the mean of its
-    /// batches' losses while the weights move, which has no exact counterpart at the
-    /// initialization. The tolerance's reference is therefore the first epoch of the session.
+    /// No iteration 0: evaluating the initial weights would take an extra forward pass over the
+    /// training split (a sizeable fraction of an epoch, which `bench ae` would count as training
+    /// time), and an epoch's loss is the mean over batches while the weights move, which has no
+    /// exact counterpart at the initialization. The tolerance's reference is therefore the
+    /// first epoch of this invocation.
     fn start(&mut self) -> Result<Option<Eval>> {
         Ok(None)
     }

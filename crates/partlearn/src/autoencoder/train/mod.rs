@@ -72,7 +72,7 @@ pub struct TrainOptions {
     /// then has the weights of the best epoch.
     pub patience: Option<usize>,
     /// Every [`TOL_EVERY`](crate::engine::TOL_EVERY) epochs, stop when `sqrt(2·loss)` (the mean
-    /// loss of an epoch) fell by less than `tol` times its value at the first epoch of the session
+    /// loss of an epoch) fell by less than `tol` times its value at the first epoch of this invocation
     /// ([`StopRules::tol`]; 0 disables).
     #[serde(default)]
     pub tol: f64,
@@ -82,7 +82,7 @@ pub struct TrainOptions {
     /// Worker threads (0 = all cores); not part of the result (same bits for any count).
     #[serde(skip)]
     pub threads: usize,
-    /// Wall-clock budget in seconds for this session.
+    /// Wall-clock budget in seconds for this invocation.
     #[serde(skip)]
     pub max_seconds: Option<f64>,
     /// Write a checkpoint every this many epochs (when a checkpoint path is given).
@@ -193,7 +193,7 @@ impl TrainOptions {
 }
 
 impl TrainOptions {
-    /// The engine's stopping rules: `epochs` iterations, the tolerance, this session's time budget
+    /// The engine's stopping rules: `epochs` iterations, the tolerance, this invocation's time budget
     /// and early stopping.
     pub fn stop_rules(&self) -> StopRules {
         StopRules {
@@ -248,7 +248,7 @@ pub struct EpochRecord {
     pub negative_decoder_fraction: f64,
     /// Learning rate of the epoch.
     pub lr: f64,
-    /// Seconds of training so far (all sessions).
+    /// Seconds of training so far (all invocations).
     pub seconds: f64,
 }
 
@@ -277,16 +277,16 @@ pub struct TrainState<T: Real> {
     pub plateau: Option<Plateau>,
     /// The weights of the best validation epoch (every tensor, model-file order).
     pub best_weights: Option<Vec<Vec<T>>>,
-    /// Training seconds of earlier sessions.
+    /// Training seconds of earlier invocations.
     pub seconds: f64,
 }
 
-/// How a training session ended.
+/// How a training invocation ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainOutcome {
     pub stop_reason: StopReason,
     pub warnings: Vec<Warning>,
-    /// Seconds of training (all sessions).
+    /// Seconds of training (all invocations).
     pub seconds: f64,
 }
 

@@ -1,0 +1,546 @@
+//! SSNMF, hierarchical, Deep and Neural NMF from the command line: fits on toy-hierarchy,
+//! options checked before fitting, time budgets, Ctrl-C, and the Neural NMF table.
+
+use std::process::Command;
+
+mod common;
+use common::*;
+
+use partlearn::npy::{npy_bytes, read_npy, NpyDataRef};
+
+#[test]
+fn neural_nmf_on_toy_hierarchy_unsupervised_and_semi_supervised() {
+    let dir = temp_dir("neural");
+    let r = dir.join("nn");
+    assert_ok(&run(&[
+        "fit",
+        "neural-nmf",
+        "--data",
+        "toy-hierarchy",
+        "--ranks",
+        "9,4",
+        "--epochs",
+        "300",
+        "--quiet",
+        "--out",
+        s(&r),
+    ]));
+    let meta = read_json(&r.join("run.json"));
+    assert_eq!(meta["method"], "neural-nmf");
+    assert_eq!(meta["epochs"], 300);
+    let rel = meta["rel_error"].as_f64().unwrap();
+    assert!(rel > 0.25 && rel < 0.6, "{rel}");
+    assert!(meta["accuracy"].as_f64().is_some());
+    let history = std::fs::read_to_string(r.join("history.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 301);
+    // The composed codes through transform; eval through the shared protocol.
+    let codes = dir.join("codes.npy");
+    assert_ok(&run(&[
+        "transform",
+        s(&r),
+        "--data",
+        "toy-hierarchy",
+        "--out",
+        s(&codes),
+        "--quiet",
+    ]));
+    assert_eq!(read_npy(&codes).unwrap().shape, vec![90, 9]);
+    assert_ok(&run(&[
+        "eval",
+        s(&r),
+        "--data",
+        "toy-hierarchy",
+        "--quiet",
+        "--no-svm",
+    ]));
+
+    let semi = dir.join("semi");
+    assert_ok(&run(&[
+        "fit",
+        "neural-nmf",
+        "--data",
+        "toy-hierarchy",
+        "--ranks",
+        "9,4",
+        "--epochs",
+        "200",
+        "--supervision",
+        "semi",
+        "--labeled",
+        "40",
+        "--quiet",
+        "--out",
+        s(&semi),
+    ]));
+    let meta = read_json(&semi.join("run.json"));
+    assert_eq!(meta["n_labeled"], 40);
+    assert!(meta["accuracy_unlabeled"].as_f64().is_some());
+    assert!(semi.join("model.safetensors").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn neural_nmf_bad_options_are_one_line_errors() {
+    let dir = temp_dir("neural-bad");
+    let out = dir.join("x");
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["--ranks", "4,9"], vec!["ranks", "decrease"]),
+        (vec!["--ranks", "100"], vec!["ranks"]),
+        (
+            vec!["--supervision", "semi", "--labeled", "500"],
+            vec!["--labeled"],
+        ),
+        (vec!["--supervision", "partial"], vec!["--supervision"]),
+        (
+            vec!["--supervision", "full", "--label-set", "labels7"],
+            vec!["labels7"],
+        ),
+        (vec!["--lr=-1"], vec!["lr"]),
+        // Options of the label term without supervision.
+        (
+            vec!["--class-loss", "ce"],
+            vec!["--class-loss ce", "--supervision none"],
+        ),
+        (vec!["--lr-class", "1"], vec!["--lr-class", "--supervision none"]),
+        (
+            vec!["--class-steps", "5"],
+            vec!["--class-steps", "--supervision none"],
+        ),
+        // A step so long that the layers overflow names the step, not the dictionary.
+        (vec!["--lr", "1e30"], vec!["epoch 1", "lower --lr"]),
+        (vec!["--cost", "kl"], vec!["--cost"]),
+        (vec!["--test-first", "5"], vec!["--test-data"]),
+        // Test data of another width (swimmer: 1024 features against 87): an error, not a panic.
+        (
+            vec!["--test-data", "swimmer"],
+            vec!["--test-data swimmer", "1024 features", "87"],
+        ),
+    ];
+    for (extra, keys) in cases {
+        let mut args = vec![
+            "fit",
+            "neural-nmf",
+            "--data",
+            "toy-hierarchy",
+            "--epochs",
+            "2",
+            "--quiet",
+            "--out",
+            s(&out),
+        ];
+        args.extend(extra.iter().copied());
+        assert_user_error(&run(&args), &keys);
+        assert!(!out.exists(), "{extra:?} left a run folder");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--labeled` without `--supervision semi`, `--lambda` without supervision, `--test-data`
+/// that cannot be scored and a bad `--lambda` are refused before any fitting (the fits here would run for minutes), and
+/// `--test-labels` gives unlabeled test data its labels.
+#[test]
+fn layer_fits_check_their_options_before_fitting() {
+    let dir = temp_dir("layers-check");
+    let out = dir.join("x");
+    // Toy-hierarchy's width (87) without labels, and labels for it.
+    let plain = dir.join("plain.npy");
+    let x: Vec<f32> = (0..20 * 87).map(|i| (i % 7) as f32).collect();
+    std::fs::write(&plain, npy_bytes(&[20, 87], NpyDataRef::F32(&x))).unwrap();
+    let classes = dir.join("classes.npy");
+    let c: Vec<i64> = (0..20).map(|i| i % 2).collect();
+    std::fs::write(&classes, npy_bytes(&[20], NpyDataRef::I64(&c))).unwrap();
+    let long = |method: &str| -> Vec<String> {
+        let budget = if method == "neural-nmf" {
+            ["--epochs", "100000000", "--max-seconds", "120"]
+        } else {
+            ["--max-iter", "100000000", "--tol", "0"]
+        };
+        let mut a: Vec<String> = [
+            "fit",
+            method,
+            "--data",
+            "toy-hierarchy",
+            "--ranks",
+            "9,4",
+            "--quiet",
+        ]
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+        a.extend(budget.iter().map(|v| v.to_string()));
+        a.extend(["--out".to_string(), s(&out).to_string()]);
+        a
+    };
+    for method in ["hnmf", "deep-nmf", "neural-nmf"] {
+        let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+            (vec!["--labeled", "5"], vec!["--labeled 5", "--supervision semi"]),
+            (
+                vec!["--test-data", "swimmer"],
+                vec!["--test-data swimmer", "1024 features", "87"],
+            ),
+            (
+                vec!["--test-data", s(&plain)],
+                vec!["has no labels", "--test-labels"],
+            ),
+            (vec!["--test-labels", s(&classes)], vec!["--test-data"]),
+            (vec!["--lambda=-1", "--supervision", "full"], vec!["lambda"]),
+            (vec!["--lambda", "2"], vec!["--lambda 2", "--supervision none"]),
+        ];
+        for (extra, keys) in cases {
+            let mut args = long(method);
+            args.extend(extra.iter().map(|v| v.to_string()));
+            let args: Vec<&str> = args.iter().map(|v| v.as_str()).collect();
+            let t = std::time::Instant::now();
+            let o = run(&args);
+            assert_user_error(&o, &keys);
+            assert!(
+                t.elapsed().as_secs() < 60,
+                "{method} {extra:?}: refused only after fitting"
+            );
+            assert!(!out.exists(), "{extra:?} left a run folder");
+        }
+        // Test data need training labels for the classifier.
+        let o = run(&[
+            "fit",
+            method,
+            "--data",
+            s(&plain),
+            "--ranks",
+            "4,2",
+            "--test-data",
+            s(&plain),
+            "--out",
+            s(&out),
+        ]);
+        assert_user_error(&o, &["training labels", "--labels"]);
+    }
+    // With --test-labels the unlabeled test data are scored.
+    let scored = dir.join("scored");
+    assert_ok(&run(&[
+        "fit",
+        "deep-nmf",
+        "--data",
+        s(&plain),
+        "--labels",
+        s(&classes),
+        "--ranks",
+        "4,2",
+        "--max-iter",
+        "20",
+        "--test-data",
+        s(&plain),
+        "--test-labels",
+        s(&classes),
+        "--quiet",
+        "--out",
+        s(&scored),
+    ]));
+    let meta = read_json(&scored.join("run.json"));
+    assert!(meta["test_accuracy"].as_f64().is_some(), "{meta}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ssnmf_hnmf_deep_nmf_on_toy_hierarchy() {
+    let dir = temp_dir("layers");
+    let ss = dir.join("ss");
+    assert_ok(&run(&[
+        "fit",
+        "ssnmf",
+        "--data",
+        "toy-hierarchy",
+        "-k",
+        "4",
+        "--label-set",
+        "labels4",
+        "--labeled",
+        "40",
+        "--max-iter",
+        "1500",
+        "--tol",
+        "1e-6",
+        "--quiet",
+        "--out",
+        s(&ss),
+    ]));
+    let meta = read_json(&ss.join("run.json"));
+    assert_eq!(meta["n_labeled"], 40);
+    assert!(meta["accuracy_unlabeled"].as_f64().unwrap() >= 0.9, "{meta}");
+    assert_eq!(read_npy(&ss.join("labels_pred.npy")).unwrap().shape, vec![90]);
+    // The dictionary is an NMF model: transform works on it.
+    let codes = dir.join("codes.npy");
+    assert_ok(&run(&[
+        "transform",
+        s(&ss),
+        "--data",
+        "toy-hierarchy",
+        "--out",
+        s(&codes),
+        "--quiet",
+    ]));
+
+    for (method, sup) in [
+        ("hnmf", "none"),
+        ("hnmf", "semi"),
+        ("deep-nmf", "none"),
+        ("deep-nmf", "full"),
+    ] {
+        let out = dir.join(format!("{method}-{sup}"));
+        assert_ok(&run(&[
+            "fit",
+            method,
+            "--data",
+            "toy-hierarchy",
+            "--ranks",
+            "9,4",
+            "--supervision",
+            sup,
+            "--max-iter",
+            "300",
+            "--quiet",
+            "--out",
+            s(&out),
+        ]));
+        let meta = read_json(&out.join("run.json"));
+        assert_eq!(meta["method"], method);
+        let errs = meta["level_errors"].as_array().unwrap();
+        assert_eq!(errs.len(), 2);
+        assert!(errs[1].as_f64().unwrap() >= 0.28, "{meta}");
+        assert!(meta["accuracy"].as_f64().is_some());
+        assert_ok(&run(&[
+            "eval",
+            s(&out),
+            "--data",
+            "toy-hierarchy",
+            "--quiet",
+            "--no-svm",
+        ]));
+    }
+    assert_user_error(
+        &run(&[
+            "fit",
+            "hnmf",
+            "--data",
+            "toy-hierarchy",
+            "--ranks",
+            "4,9",
+            "--quiet",
+            "--out",
+            s(&dir.join("bad")),
+        ]),
+        &["ranks"],
+    );
+    assert_user_error(
+        &run(&[
+            "fit",
+            "ssnmf",
+            "--data",
+            "toy-hierarchy",
+            "-k",
+            "0",
+            "--quiet",
+            "--out",
+            s(&dir.join("bad")),
+        ]),
+        &["k"],
+    );
+    assert_user_error(
+        &run(&[
+            "fit",
+            "ssnmf",
+            "--data",
+            "toy-hierarchy",
+            "--data-loss",
+            "hellinger",
+            "--quiet",
+            "--out",
+            s(&dir.join("bad")),
+        ]),
+        &["frobenius or kl"],
+    );
+    // Settings that would run without meaning: a negative tol, masks that mark nothing or hold
+    // values other than 0 and 1, a negative label weight.
+    let (no_labels, half) = (dir.join("nolab.npy"), dir.join("half.npy"));
+    write_npy_f32(&no_labels, 90, 1, &[0.0; 90]);
+    let mut m = vec![1.0f32; 90 * 87];
+    m[5] = f32::NAN;
+    write_npy_f32(&half, 90, 87, &m);
+    let bad = s(&dir.join("bad")).to_string();
+    for (args, keys) in [
+        (vec!["ssnmf", "--tol=-1"], vec!["tol"]),
+        (
+            vec!["ssnmf", "--label-mask", s(&no_labels)],
+            vec!["label mask", "no sample"],
+        ),
+        (
+            vec!["ssnmf", "--data-mask", s(&half)],
+            vec!["--data-mask", "non-finite", "sample 0, feature 5"],
+        ),
+        (
+            vec!["deep-nmf", "--supervision", "semi", "--lambda=-1"],
+            vec!["lambda"],
+        ),
+    ] {
+        let mut a = vec!["fit"];
+        a.extend(args);
+        a.extend([
+            "--data",
+            "toy-hierarchy",
+            "--max-iter",
+            "3",
+            "--quiet",
+            "--out",
+            &bad,
+        ]);
+        assert_user_error(&run(&a), &keys);
+    }
+    assert!(!dir.join("bad").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--max-seconds` bounds hnmf and deep-nmf (their layer-wise fits included: 10^8 iterations
+/// each) and neural-nmf; a tolerance that `--max-iter` (`--epochs`) cuts short is a warning that
+/// names the flags.
+#[test]
+fn layer_fits_honour_a_time_budget_and_warn_at_max_iter() {
+    let dir = temp_dir("layers-budget");
+    for method in ["ssnmf", "hnmf", "deep-nmf", "neural-nmf"] {
+        let out = dir.join(format!("{method}-budget"));
+        let mut args = vec![
+            "fit",
+            method,
+            "--data",
+            "toy-hierarchy",
+            "--quiet",
+            "--out",
+            s(&out),
+        ];
+        args.extend(match method {
+            "neural-nmf" => ["--ranks", "9,4", "--epochs", "100000000", "--max-seconds", "1"].as_slice(),
+            "ssnmf" => [
+                "-k",
+                "4",
+                "--max-iter",
+                "100000000",
+                "--tol",
+                "0",
+                "--max-seconds",
+                "1",
+            ]
+            .as_slice(),
+            _ => [
+                "--ranks",
+                "9,4",
+                "--max-iter",
+                "100000000",
+                "--tol",
+                "0",
+                "--max-seconds",
+                "1",
+            ]
+            .as_slice(),
+        });
+        let t = std::time::Instant::now();
+        assert_ok(&run(&args));
+        assert!(t.elapsed().as_secs() < 60, "{method} ignored its budget");
+        let meta = read_json(&out.join("run.json"));
+        assert_eq!(meta["stop_reason"], "time-limit", "{method}: {meta}");
+
+        let out = dir.join(format!("{method}-warn"));
+        let mut args = vec![
+            "fit",
+            method,
+            "--data",
+            "toy-hierarchy",
+            "--quiet",
+            "--out",
+            s(&out),
+            "--tol",
+            "1e-14",
+        ];
+        args.extend(match method {
+            "neural-nmf" => ["--ranks", "9,4", "--epochs", "20"].as_slice(),
+            "ssnmf" => ["-k", "4", "--max-iter", "20"].as_slice(),
+            _ => ["--ranks", "9,4", "--max-iter", "20"].as_slice(),
+        });
+        let o = run(&args);
+        assert_ok(&o);
+        let err = stderr(&o);
+        let flag = if method == "neural-nmf" {
+            "--epochs"
+        } else {
+            "--max-iter"
+        };
+        assert!(
+            err.contains("warning: maximum number of iterations 20 reached")
+                && err.contains(&format!("increase {flag} or --tol")),
+            "{method}: {err}"
+        );
+        let meta = read_json(&out.join("run.json"));
+        assert!(
+            !meta["warnings"].as_array().unwrap().is_empty(),
+            "{method}: {meta}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Ctrl-C stops the layer-wise fits of hnmf and deep-nmf (then no later stage starts) and the
+/// epochs of neural-nmf: the run so far is saved, exit 130.
+#[test]
+fn ctrl_c_stops_the_layer_fits_and_saves() {
+    let dir = temp_dir("layers-sigint");
+    for method in ["hnmf", "deep-nmf", "neural-nmf"] {
+        let out = dir.join(method);
+        let long = if method == "neural-nmf" {
+            ["--epochs", "100000000", "--tol", "0"]
+        } else {
+            ["--max-iter", "100000000", "--tol", "0"]
+        };
+        let mut child = partlearn()
+            .args([
+                "fit",
+                method,
+                "--data",
+                "toy-hierarchy",
+                "--ranks",
+                "9,4,2",
+                "--quiet",
+                "--out",
+                s(&out),
+            ])
+            .args(long)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let killed = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        assert_eq!(child.wait().unwrap().code(), Some(130), "{method}");
+        let meta = read_json(&out.join("run.json"));
+        assert_eq!(meta["stop_reason"], "interrupted", "{method}: {meta}");
+        assert!(out.join("model.safetensors").is_file());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn reproduce_neural_nmf_table_short() {
+    let o = run(&[
+        "reproduce",
+        "neural-nmf-table",
+        "--seeds",
+        "1",
+        "--epochs",
+        "20",
+        "--iterations",
+        "20",
+        "--json",
+    ]);
+    assert_ok(&o);
+    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(t["cells"].as_array().unwrap().len(), 27);
+    assert_eq!(t["svd_bounds"].as_array().unwrap().len(), 3);
+}
