@@ -24,13 +24,18 @@ use crate::rng::Rng;
 /// One measured product.
 #[derive(Clone, Debug, Serialize)]
 pub struct GemmTiming {
+    /// The product (e.g. `P = WᵀX`).
     pub name: String,
+    /// Its shape, `rows×inner · inner×cols`.
     pub shape: String,
+    /// Floating-point operations (`2·rows·inner·cols`).
     pub flops: f64,
+    /// Seconds (the minimum of the repetitions).
     pub seconds: f64,
 }
 
 impl GemmTiming {
+    /// Achieved speed in Gflop/s.
     pub fn gflops(&self) -> f64 {
         self.flops / self.seconds / 1e9
     }
@@ -39,70 +44,100 @@ impl GemmTiming {
 /// Time for the fit to first reach a relative error.
 #[derive(Clone, Debug, Serialize)]
 pub struct TimeToTarget {
+    /// The target relative error `‖X − WH‖_F / ‖X‖_F`.
     pub rel_error: f64,
     /// Seconds since the fit started (initialization included); `None` if never reached.
     pub seconds: Option<f64>,
+    /// The first iteration at or below the target; `None` if never reached.
     pub iteration: Option<usize>,
 }
 
 /// One solver's result.
 #[derive(Clone, Debug, Serialize)]
 pub struct SolverBench {
+    /// The solver (`hals`, `mu`, `anls`).
     pub solver: String,
+    /// Iterations run.
     pub iterations: usize,
+    /// Seconds of the initialization.
     pub init_seconds: f64,
+    /// Mean seconds of one iteration (initialization excluded).
     pub seconds_per_iter: f64,
     /// Time of the GEMMs of one iteration.
     pub gemm_bound: f64,
+    /// `seconds_per_iter / gemm_bound`.
     pub ratio: f64,
     /// The four products every iteration performs (`WᵀX`, `HXᵀ`, `WᵀW`, `HHᵀ`), measured before
     /// the solvers ran, and again right after this solver's run: when the two differ much, the
     /// machine's speed changed during the run (other tenants) and the ratios are not reliable.
+    /// Seconds of the four products, before the solvers ran.
     pub base_bound: f64,
+    /// Seconds of the four products, after this solver's run.
     pub base_bound_after: f64,
     /// With [`NmfBenchOptions::paired`]: the GEMM bound timed between the iterations (once
     /// after the initialization and after every iteration, each iteration paired with the mean
     /// of the two around it), so that a change of the machine's speed during the run hits the
-    /// iterations and their bound alike; and the ratio against it.
+    /// iterations and their bound alike.
     pub paired_gemm_bound: Option<f64>,
+    /// `seconds_per_iter / paired_gemm_bound`.
     pub paired_ratio: Option<f64>,
     /// The paired ratio over the first and over the last [`PAIRED_SPAN`] iterations (each the
     /// iterations' seconds over their bounds; with fewer than `2·PAIRED_SPAN` iterations the two
-    /// halves): the early iterations, where the codes move, against the settled ones.
+    /// halves): the early iterations, where the codes move, against the settled ones. The first
+    /// iterations' ratio.
     pub paired_ratio_first: Option<f64>,
+    /// The last iterations' ratio.
     pub paired_ratio_last: Option<f64>,
     /// GEMM bound plus the sweeps, each column sweep at the measured time of one column of
     /// `(WᵀW)H` (HALS; equal to the GEMM bound for the other solvers).
     pub flop_bound: f64,
+    /// `seconds_per_iter / flop_bound`.
     pub flop_ratio: f64,
     /// Mean column sweeps per column per iteration (HALS; both factors).
     pub sweeps_per_iter: f64,
+    /// Relative error after the last iteration.
     pub final_rel_error: f64,
+    /// When each target relative error of [`NmfBenchOptions::targets`] was first reached.
     pub targets: Vec<TimeToTarget>,
 }
 
 /// The whole report.
 #[derive(Clone, Debug, Serialize)]
 pub struct NmfBenchReport {
+    /// The data set's name.
     pub data: String,
+    /// Samples of the data.
     pub n_samples: usize,
+    /// Features of the data.
     pub n_features: usize,
+    /// Rank of the factorization.
     pub k: usize,
+    /// Worker threads used (resolved: never 0).
     pub threads: usize,
+    /// Float type (`f32` or `f64`).
     pub dtype: &'static str,
+    /// The products of one iteration at their shapes, timed before the solvers ran.
     pub gemms: Vec<GemmTiming>,
+    /// One result per solver, in the order asked.
     pub solvers: Vec<SolverBench>,
 }
 
 /// Settings of [`bench_nmf`].
 #[derive(Clone, Debug)]
 pub struct NmfBenchOptions {
+    /// Rank of the factorization.
     pub k: usize,
+    /// Worker threads (0 = all cores).
     pub threads: usize,
+    /// The solvers to time, in turn.
     pub solvers: Vec<Solver>,
+    /// Iterations of each solver (≥ 1; no tolerance).
     pub max_iter: usize,
+    /// Time budget of each solver in seconds.
     pub max_seconds: f64,
+    /// Relative errors whose time to reach is reported (each > 0).
     pub targets: Vec<f64>,
+    /// Seed of the initialization.
     pub seed: u64,
     /// HALS inner repetitions (`None` = the default rule).
     pub hals_inner_max: Option<usize>,
@@ -261,7 +296,7 @@ impl<'a, T: Real> Products<'a, T> {
 
 /// Measures the products of one NMF iteration at the shapes of `data` (each the minimum of 3
 /// runs).
-pub fn gemm_timings<T: Real>(data: &Dataset<T>, k: usize, threads: usize) -> Result<Vec<GemmTiming>> {
+pub(crate) fn gemm_timings<T: Real>(data: &Dataset<T>, k: usize, threads: usize) -> Result<Vec<GemmTiming>> {
     let mut products = Products::new(data, k, threads);
     linalg::with_threads(threads, || products.time(3))
 }
@@ -406,34 +441,52 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
 /// Settings of [`bench_ae`].
 #[derive(Clone, Debug)]
 pub struct AeBenchOptions {
+    /// Shallow or asymmetric auto-encoder.
     pub architecture: crate::autoencoder::Architecture,
+    /// Number of codes (atoms).
     pub k: usize,
+    /// Samples per mini-batch.
     pub batch_size: usize,
+    /// Worker threads (0 = all cores).
     pub threads: usize,
+    /// Epochs to train at most.
     pub epochs: usize,
     /// Stop training after this many seconds and extrapolate the epoch time from the batches done.
     pub max_seconds: f64,
+    /// Seed of the weights and of the batch order.
     pub seed: u64,
 }
 
 /// The auto-encoder benchmark: seconds per epoch against the GEMM-bound time of an epoch.
 #[derive(Clone, Debug, Serialize)]
 pub struct AeBenchReport {
+    /// The data set's name.
     pub data: String,
+    /// Samples of the data.
     pub n_samples: usize,
+    /// The architecture's kind.
     pub architecture: String,
+    /// Number of codes (atoms).
     pub k: usize,
+    /// Samples per mini-batch.
     pub batch_size: usize,
+    /// Worker threads used (resolved: never 0).
     pub threads: usize,
+    /// Float type (`f32` or `f64`).
     pub dtype: &'static str,
+    /// Trainable parameters of the model.
     pub n_params: usize,
     /// The products of one training step at their shapes.
     pub gemms: Vec<GemmTiming>,
+    /// Mini-batches trained within the budget.
     pub batches_timed: usize,
+    /// Mini-batches of one epoch.
     pub batches_per_epoch: usize,
+    /// Seconds of one epoch, extrapolated from the batches timed.
     pub seconds_per_epoch: f64,
     /// Time of the products of one epoch.
     pub gemm_bound: f64,
+    /// `seconds_per_epoch / gemm_bound`.
     pub ratio: f64,
 }
 
@@ -517,7 +570,9 @@ pub fn bench_ae<T: Real>(data: &Dataset<T>, o: &AeBenchOptions) -> Result<AeBenc
 /// Settings of [`bench_nnls`].
 #[derive(Clone, Debug)]
 pub struct NnlsBenchOptions {
+    /// Rank of the factorization.
     pub k: usize,
+    /// Worker threads (0 = all cores).
     pub threads: usize,
     /// ANLS iterations run first (from NNDSVDa), so that the timed step starts where a real one
     /// does.
@@ -531,12 +586,14 @@ pub struct NnlsBenchOptions {
     pub systems: Vec<linalg::nnls::Systems>,
     /// Repetitions of the timed step (the minimum is reported).
     pub reps: usize,
+    /// Seed of the initialization.
     pub seed: u64,
 }
 
 /// One codes update of [`bench_nnls`] with a given number of prediction sweeps.
 #[derive(Clone, Debug, Serialize)]
 pub struct NnlsStepTiming {
+    /// Coordinate-descent sweeps of the passive-set prediction (0 = none).
     pub sweeps: usize,
     /// Precision of the passive-set systems.
     pub systems: linalg::nnls::Systems,
@@ -561,11 +618,17 @@ pub struct NnlsStepTiming {
 /// What [`bench_nnls`] measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct NnlsBenchReport {
+    /// The data set's name.
     pub data: String,
+    /// Samples of the data.
     pub n_samples: usize,
+    /// Features of the data.
     pub n_features: usize,
+    /// Rank of the factorization.
     pub k: usize,
+    /// Worker threads used (resolved: never 0).
     pub threads: usize,
+    /// ANLS iterations run before the timed step.
     pub warmup_iters: usize,
     /// One entry per number of prediction sweeps, in the order asked.
     pub steps: Vec<NnlsStepTiming>,

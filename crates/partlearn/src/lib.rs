@@ -37,6 +37,8 @@
 //! [`rng::Rng`] drives every random choice: the same seed gives the same bits with 1 or 2
 //! threads. The library never prints.
 
+#![warn(missing_docs)]
+
 pub mod autoencoder;
 pub mod bench;
 pub mod data;
@@ -51,7 +53,7 @@ pub mod nmf;
 pub mod npy;
 pub mod optim;
 pub mod params;
-pub mod plot;
+pub(crate) mod plot;
 pub mod protocol;
 pub mod real;
 pub mod report;

@@ -39,11 +39,17 @@ pub enum NpyData {
 /// Borrowed elements to write with [`npy_bytes`].
 #[derive(Clone, Copy, Debug)]
 pub enum NpyDataRef<'a> {
+    /// `<f4`
     F32(&'a [f32]),
+    /// `<f8`
     F64(&'a [f64]),
+    /// `|u1`
     U8(&'a [u8]),
+    /// `<i4`
     I32(&'a [i32]),
+    /// `<i8`
     I64(&'a [i64]),
+    /// `<u4`
     U32(&'a [u32]),
 }
 

@@ -17,17 +17,35 @@ use crate::real::Real;
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum OptimizerSpec {
     /// `v ← μ v + g`, `w ← w − lr·v` (PyTorch's form); Nesterov: `w ← w − lr·(g + μ v)`.
-    Sgd { lr: f64, momentum: f64, nesterov: bool },
+    Sgd {
+        /// Learning rate (default 0.01).
+        lr: f64,
+        /// Momentum `μ` in `[0, 1)` (default 0.9).
+        momentum: f64,
+        /// Nesterov's form of the momentum step (default off).
+        nesterov: bool,
+    },
     /// Kingma & Ba with bias correction: `w ← w − lr·m̂/(√v̂ + ε)`.
     Adam {
+        /// Learning rate (default 1e-3).
         lr: f64,
+        /// Decay of the first moment `m`, in `[0, 1)` (default 0.9).
         beta1: f64,
+        /// Decay of the second moment `v`, in `[0, 1)` (default 0.999).
         beta2: f64,
+        /// `ε` of the denominator (default 1e-8).
         eps: f64,
     },
     /// Zeiler's Adadelta as in Keras 2.2 (the reference: lr 1.0, ρ 0.95, ε 1e-7):
     /// `a ← ρa + (1−ρ)g²`, `u = g·√(d + ε)/√(a + ε)`, `w ← w − lr·u`, `d ← ρd + (1−ρ)u²`.
-    Adadelta { lr: f64, rho: f64, eps: f64 },
+    Adadelta {
+        /// Learning rate (default 1.0).
+        lr: f64,
+        /// Decay `ρ` of both accumulators, in `[0, 1)` (default 0.95).
+        rho: f64,
+        /// `ε` (default 1e-7).
+        eps: f64,
+    },
 }
 
 impl OptimizerSpec {
@@ -102,14 +120,18 @@ impl OptimizerSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Schedule {
+    /// `1` at every epoch.
     Constant,
     /// `factor^⌊e/every⌋`.
     Step {
+        /// Epochs between two reductions (≥ 1).
         every: usize,
+        /// Factor applied at each reduction (> 0).
         factor: f64,
     },
     /// `gamma^e`.
     Exponential {
+        /// Factor per epoch (> 0).
         gamma: f64,
     },
     /// `½(1 + cos(π e/E))` over the `E` epochs of the run.
@@ -161,6 +183,7 @@ impl Schedule {
 /// An optimizer's state for a list of parameter tensors.
 #[derive(Clone, Debug)]
 pub struct Optimizer<T> {
+    /// The optimizer and its hyper-parameters.
     pub spec: OptimizerSpec,
     /// Steps taken so far (Adam's bias correction).
     pub t: u64,

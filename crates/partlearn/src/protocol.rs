@@ -50,7 +50,7 @@ pub trait PartModel<T: Real>: Send + Sync {
 
 /// `codes · atoms` after checking the shapes against a model with `k` atoms of `m` features;
 /// the linear decoder of every NMF-type model.
-pub fn linear_decode<T: Real>(
+pub(crate) fn linear_decode<T: Real>(
     k: usize,
     m: usize,
     atoms: MatRef<'_, T>,
@@ -64,7 +64,7 @@ pub fn linear_decode<T: Real>(
 }
 
 /// Checks that `atoms` is `k × m` and `codes` is `n × k`.
-pub fn check_decode_shapes<T: Real>(
+pub(crate) fn check_decode_shapes<T: Real>(
     k: usize,
     m: usize,
     atoms: MatRef<'_, T>,
@@ -109,7 +109,9 @@ impl<T: Real> PartModel<T> for NmfModel<T> {
 
 /// A loaded model and the image shape its training data had (if images).
 pub struct LoadedModel<T: Real> {
+    /// The model, whatever its kind (NMF, auto-encoder, deep model).
     pub model: Box<dyn PartModel<T>>,
+    /// `(height, width)` of the training images, when the data were images.
     pub image_shape: Option<(usize, usize)>,
 }
 
@@ -131,7 +133,26 @@ impl<T: Real> LoadedModel<T> {
 }
 
 /// Opens a model: a run folder (its `model.safetensors`) or a model file. The kind recorded in
-/// the file's metadata picks the implementation.
+/// the file's metadata picks the implementation. With [`PartModel::encode`] this is
+/// `partlearn transform`:
+///
+/// ```
+/// use partlearn::faer::Mat;
+/// use partlearn::nmf::{self, NmfParams};
+/// use partlearn::{io, protocol};
+///
+/// let x = Mat::<f32>::from_fn(30, 8, |i, j| ((i * j) % 4) as f32);
+/// let fit = nmf::factorize(x.as_ref(), &NmfParams::new(2).max_iter(20).check()?)?;
+/// let path = std::env::temp_dir().join(format!("partlearn-doc-{}.safetensors", std::process::id()));
+/// let (tensors, meta) = fit.model.to_tensors(None, None)?;
+/// io::write_safetensors(&path, &tensors, &meta)?;
+///
+/// let loaded = protocol::load_model::<f32>(&path)?;
+/// let codes = loaded.model.encode(x.as_ref(), 1)?; // n × k, as `fit.codes()`
+/// assert_eq!((loaded.model.kind(), codes.ncols()), ("nmf", 2));
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), partlearn::Error>(())
+/// ```
 pub fn load_model<T: Real>(path: &Path) -> Result<LoadedModel<T>> {
     let file = if path.is_dir() {
         crate::io::open_existing(path)?.join(crate::io::run::MODEL_FILE)

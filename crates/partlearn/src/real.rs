@@ -23,8 +23,9 @@ pub trait Real:
     const NAME: &'static str;
     /// Machine epsilon of the type.
     const EPSILON: Self;
-    /// Largest finite value and smallest positive normal value, as `f64`.
+    /// Largest finite value, as `f64`.
     const MAX_F64: f64;
+    /// Smallest positive normal value, as `f64`.
     const MIN_POSITIVE_F64: f64;
     /// Lossy conversion from `f64`.
     fn from_f64(x: f64) -> Self;

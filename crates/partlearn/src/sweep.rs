@@ -20,6 +20,7 @@ pub struct SweepPoint {
     pub params: BTreeMap<String, f64>,
     /// The run folder.
     pub run: String,
+    /// Its evaluation (metrics.json).
     pub metrics: Metrics,
 }
 

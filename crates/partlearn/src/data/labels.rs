@@ -108,7 +108,7 @@ impl Labels {
 
     /// One-hot `Y` (`c × n`) and the label mask `L` (`c × n`, columns of ones where the label is
     /// known) of METHODS.md §3; `c` ≥ [`n_classes`](Labels::n_classes) rows.
-    pub fn one_hot<T: Real>(&self, c: usize) -> (Mat<T>, Mat<T>) {
+    pub(crate) fn one_hot<T: Real>(&self, c: usize) -> (Mat<T>, Mat<T>) {
         let n = self.classes.len();
         let y = Mat::from_fn(c, n, |i, j| {
             if self.classes[j] as usize == i {
@@ -128,9 +128,11 @@ impl Labels {
 pub enum Supervision {
     /// No labels.
     None,
-    /// `labeled` samples labeled: a count (≥ 1), or a fraction of the samples if below 1
-    /// ([`semi_supervised_mask`]).
-    Semi { labeled: f64 },
+    /// `labeled` samples labeled ([`semi_supervised_mask`]).
+    Semi {
+        /// A count (≥ 1), or a fraction of the samples if below 1.
+        labeled: f64,
+    },
     /// Every sample labeled.
     Full,
 }

@@ -53,6 +53,26 @@ impl<T: Real> Dataset<T> {
 
     /// A data set from an `n_samples × n_features` matrix (samples as rows; copied once into the
     /// samples-as-columns storage).
+    ///
+    /// ```
+    /// use partlearn::data::Dataset;
+    /// use partlearn::faer::Mat;
+    ///
+    /// // Six 2 × 3 images (6 features each), two classes.
+    /// let x = Mat::<f32>::from_fn(6, 6, |i, j| ((i + j) % 3) as f32 / 2.0);
+    /// let data = Dataset::from_rows(x.as_ref(), "in-memory")
+    ///     .with_labels(vec![0, 1, 0, 1, 0, 1])?
+    ///     .with_image_shape(2, 3)?;
+    /// data.validate_nonnegative()?;
+    /// assert_eq!((data.n_samples(), data.n_features()), (6, 6));
+    /// assert_eq!(data.sample(1), &[0.5, 1.0, 0.0, 0.5, 1.0, 0.0]);
+    /// assert_eq!(data.first(4).n_samples(), 4);
+    /// // The same data from a flat row-major buffer (numpy's C order).
+    /// let flat: Vec<f32> = (0..6).flat_map(|i| data.sample(i).to_vec()).collect();
+    /// let same = Dataset::from_row_major(6, 6, &flat, "flat")?;
+    /// assert_eq!(same.x(), data.x());
+    /// # Ok::<(), partlearn::Error>(())
+    /// ```
     pub fn from_rows(x: MatRef<'_, T>, name: impl Into<String>) -> Self {
         Self::from_columns(x.transpose().to_owned(), name)
     }

@@ -129,8 +129,11 @@ pub struct Resume {
 /// Early-stopping state: the best validation score, its iteration and the iterations since.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Plateau {
+    /// The best validation score so far (lower is better).
     pub best: f64,
+    /// The iteration that reached it.
     pub best_iter: usize,
+    /// Iterations since then without improvement (early stopping fires at `patience`).
     pub wait: usize,
 }
 
@@ -168,7 +171,9 @@ pub struct Outcome {
     pub history: Vec<IterRecord>,
     /// Iterations completed, those of earlier runs included (scikit-learn's `n_iter_`).
     pub n_iter: usize,
+    /// Why the run stopped.
     pub stop_reason: StopReason,
+    /// What the user should know about the run (typed; the front end words them).
     pub warnings: Vec<Warning>,
     /// Early-stopping state at the end (to resume or report).
     pub plateau: Option<Plateau>,
@@ -197,7 +202,7 @@ fn check_finite(method: &dyn Method, e: &Eval, iter: usize) -> Result<()> {
 /// [`interrupt`] asks to stop, or a step fails.
 ///
 /// The tolerance compares `e = sqrt(2·objective)` over windows of [`TOL_EVERY`] iterations
-/// against `e` at the first recorded iteration ([`StopRules::check`]); early stopping needs
+/// against `e` at the first recorded iteration ([`StopRules::tol`]); early stopping needs
 /// [`Eval::validation`]. A step that cannot be evaluated to finite numbers is an
 /// [`Error::Numerical`] naming the method and the iteration.
 pub fn run(

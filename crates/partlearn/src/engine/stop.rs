@@ -110,7 +110,14 @@ impl StopRules {
     /// The reason to stop after iteration `iter` (≥ 1), if any; `f0`, `window`, `cur` are the
     /// objectives at the initialization, at iteration `iter − TOL_EVERY` and now (the tolerance is
     /// only tested when `iter` is a multiple of [`TOL_EVERY`]).
-    pub fn check(&self, iter: usize, f0: f64, window: f64, cur: f64, seconds: f64) -> Option<StopReason> {
+    pub(crate) fn check(
+        &self,
+        iter: usize,
+        f0: f64,
+        window: f64,
+        cur: f64,
+        seconds: f64,
+    ) -> Option<StopReason> {
         let e = |f: f64| (2.0 * f.max(0.0)).sqrt();
         if self.tol > 0.0 && iter % TOL_EVERY == 0 && f0 > 0.0 && (e(window) - e(cur)) / e(f0) < self.tol {
             return Some(StopReason::Converged);
@@ -128,7 +135,7 @@ impl StopRules {
 
     /// The warning scikit-learn users expect (`ConvergenceWarning`) when max_iter ends a fit that
     /// had a tolerance.
-    pub fn warning(&self, reason: StopReason) -> Option<Warning> {
+    pub(crate) fn warning(&self, reason: StopReason) -> Option<Warning> {
         if reason != StopReason::MaxIter {
             return None;
         }
@@ -147,7 +154,7 @@ impl StopRules {
     }
 
     /// Whether the projected gradient `pg` (initially `pg0`) is small enough to stop.
-    pub fn pg_converged(&self, pg0: f64, pg: f64) -> bool {
+    pub(crate) fn pg_converged(&self, pg0: f64, pg: f64) -> bool {
         self.pg_tol > 0.0 && pg <= self.pg_tol * pg0
     }
 }

@@ -50,7 +50,14 @@ pub enum Rule {
 #[non_exhaustive]
 pub enum Warning {
     /// `max_iter` ended a fit before its tolerance `rule` (of `value`) was met.
-    MaxIterReached { max_iter: usize, rule: Rule, value: f64 },
+    MaxIterReached {
+        /// The iteration limit that ended the fit.
+        max_iter: usize,
+        /// The tolerance rule that was not met.
+        rule: Rule,
+        /// Its tolerance.
+        value: f64,
+    },
     /// Multiplicative updates cannot move the zeros of an NNDSVD start.
     MuKeepsNndsvdZeros,
     /// A projected-gradient step size of sparse NMF fell below 1e-200: no further progress is
@@ -58,12 +65,29 @@ pub enum Warning {
     StepSizeUnderflow,
     /// Early stopping returned the state of iteration `best` (validation score `score`), not of
     /// the last iteration `last`.
-    RestoredBest { best: usize, score: f64, last: usize },
+    RestoredBest {
+        /// The iteration whose state was restored.
+        best: usize,
+        /// Its validation score.
+        score: f64,
+        /// The last iteration run.
+        last: usize,
+    },
     /// The time budget ended iteration `iter` (an epoch) after `done` of its `total` steps
     /// (mini-batches); resuming continues it.
-    PartialIteration { iter: usize, done: usize, total: usize },
+    PartialIteration {
+        /// The incomplete iteration.
+        iter: usize,
+        /// Steps of it that were done.
+        done: usize,
+        /// Steps it has.
+        total: usize,
+    },
     /// The data reach `data_max` but a sigmoid output stays below 1.
-    SigmoidBelowData { data_max: f64 },
+    SigmoidBelowData {
+        /// The largest value of the data.
+        data_max: f64,
+    },
 }
 
 impl Warning {

@@ -44,6 +44,7 @@ impl Default for EvalOptions {
 /// bias is not dilated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MaxApproxErrors {
+    /// The structuring element of the dilation `δ` (e.g. `disk:1`).
     pub structuring_element: String,
     /// Against the dilated originals `δ(x)`: the report's "max-approximation error".
     pub vs_dilated_originals: f64,
@@ -51,39 +52,55 @@ pub struct MaxApproxErrors {
     pub vs_dilated_originals_clipped: f64,
     /// Against the dilated reconstructions `δ(x̂)` (secondary variant; low for blurry models).
     pub vs_dilated_reconstructions: f64,
+    /// The same with the max-approximation clipped to `[0, 1]`.
     pub vs_dilated_reconstructions_clipped: f64,
 }
 
 /// Seconds spent in each part of an evaluation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EvalTimings {
+    /// Encoding the data (`model.encode`, or 0 with given codes).
     pub encode: f64,
+    /// Decoding and the reconstruction errors (§7.1).
     pub reconstruction: f64,
+    /// Hoyer sparsity of the codes (§7.2).
     pub sparsity: f64,
+    /// Dilations and max-approximation errors (§7.5).
     pub max_approx: f64,
+    /// The SVM protocol (§7.3).
     pub svm: f64,
+    /// The whole evaluation.
     pub total: f64,
 }
 
 /// All metrics of one model on one data set (written as metrics.json).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
+    /// The model's kind ([`PartModel::kind`]: `nmf`, …).
     pub model_kind: String,
+    /// The data set's name ([`Dataset::name`]).
     pub data: String,
+    /// Samples evaluated.
     pub n_samples: usize,
+    /// Features per sample.
     pub n_features: usize,
+    /// Atoms of the model.
     pub k: usize,
+    /// Reconstruction errors (§7.1).
     pub reconstruction: ReconstructionError,
+    /// Hoyer sparsity of the codes (§7.2).
     pub hoyer: HoyerSummary,
-    /// Image data only.
+    /// Max-approximation errors (§7.5); image data only.
     pub max_approx: Option<MaxApproxErrors>,
-    /// Labelled data only (and unless disabled).
+    /// Linear-SVM accuracy of the codes (§7.3); labelled data only (and unless disabled).
     pub svm: Option<SvmProtocolResult>,
+    /// Seconds spent in each part.
     pub seconds: EvalTimings,
 }
 
 /// The metrics and the matrices behind them (for figures).
 pub struct Evaluation<T: Real> {
+    /// Every metric.
     pub metrics: Metrics,
     /// `n × k`.
     pub codes: Mat<T>,
@@ -96,8 +113,11 @@ pub struct Evaluation<T: Real> {
 
 /// The dilation side of an evaluation.
 pub struct Dilated<T: Real> {
+    /// Dilated atoms `δ(atoms)`, `k × n_features`.
     pub atoms: Mat<T>,
+    /// Dilated data `δ(x)`, `n × n_features`.
     pub originals: Mat<T>,
+    /// `decode_with_atoms(δ(atoms), codes)`, `n × n_features`.
     pub max_approximations: Mat<T>,
 }
 

@@ -86,7 +86,9 @@ pub struct Accuracies {
 /// Held-out codes (`k × n'`, the same layer as the training codes) and their classes.
 #[derive(Clone, Copy, Debug)]
 pub struct HeldOut<'a, T: Real> {
+    /// The held-out codes, `k × n'` (samples as columns, as the training codes).
     pub codes: MatRef<'a, T>,
+    /// The class of each held-out sample (`n'` entries).
     pub classes: &'a [u32],
 }
 

@@ -142,9 +142,11 @@ fn train_binary(
 /// A trained one-vs-rest linear SVM.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LinearSvm {
+    /// Number of classes (one binary problem each).
     pub classes: usize,
     /// Weights of class `c` (last entry: bias) at `[c·(d+1) .. (c+1)·(d+1)]`.
     pub weights: Vec<f64>,
+    /// Features `d` of a sample (without the bias).
     pub n_features: usize,
 }
 
@@ -288,7 +290,7 @@ fn check_options(o: &SvmOptions) -> Result<()> {
 /// A stratified shuffle split of `idx` (labels `y`): about `fraction` of each class goes to the
 /// test part (sklearn's rule: `ceil(fraction·n)` test samples in total, allotted to classes by
 /// largest remainder), the rest to training. Returns `(train, test)`, each sorted.
-pub fn stratified_split(
+pub(crate) fn stratified_split(
     idx: &[usize],
     y: &[usize],
     fraction: f64,
@@ -344,21 +346,25 @@ pub struct SvmProtocolOptions {
     /// Number of C values, log-spaced over `[10^c_min_exp, 10^c_max_exp]` (default 10; the
     /// report: 30 over [1e-2, 1e3]).
     pub c_grid: usize,
+    /// Decimal exponent of the smallest C (default −2).
     pub c_min_exp: f64,
+    /// Decimal exponent of the largest C (default 3).
     pub c_max_exp: f64,
     /// Fraction held out for the final scores (report: 0.2).
     pub holdout: f64,
-    /// Stratified shuffle splits used to choose C (default 3; the report: 20), and their
-    /// validation fraction (0.08).
+    /// Stratified shuffle splits used to choose C (default 3; the report: 20).
     pub select_splits: usize,
+    /// Validation fraction of each selection split (default 0.08).
     pub select_fraction: f64,
-    /// Stratified shuffle splits of the held-out part for the final accuracy, and their test
-    /// fraction (25, 0.05).
+    /// Stratified shuffle splits of the held-out part for the final accuracy (default 25).
     pub eval_splits: usize,
+    /// Test fraction of each evaluation split (default 0.05).
     pub eval_fraction: f64,
-    /// Dual CD stopping tolerance and pass limit (see [`SvmOptions`]).
+    /// Dual CD stopping tolerance ([`SvmOptions::eps`], default 0.1).
     pub eps: f64,
+    /// Dual CD pass limit ([`SvmOptions::max_passes`], default 1000).
     pub max_passes: usize,
+    /// Seed of the splits and of the dual CD's order.
     pub seed: u64,
     /// Worker threads (0 = all cores); results do not depend on it.
     pub threads: usize,
@@ -386,11 +392,13 @@ impl Default for SvmProtocolOptions {
 /// The protocol's outcome.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SvmProtocolResult {
-    /// Mean and standard deviation of the test accuracy over the evaluation splits.
+    /// Mean test accuracy over the evaluation splits (a fraction in [0, 1]).
     pub mean_accuracy: f64,
+    /// Its standard deviation over the splits.
     pub std_accuracy: f64,
-    /// The chosen C and its mean validation accuracy.
+    /// The chosen C.
     pub best_c: f64,
+    /// Its mean validation accuracy.
     pub best_validation_accuracy: f64,
     /// `(C, mean validation accuracy)` over the grid.
     pub validation_curve: Vec<(f64, f64)>,

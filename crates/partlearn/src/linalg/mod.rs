@@ -1,9 +1,11 @@
 //! The one place that calls faer: GEMM, symmetric eigendecomposition, truncated SVD, and the
-//! small vector kernels of the coordinate-descent sweeps.
+//! small vector kernels of the coordinate-descent sweeps (all internal to the crate), the thread
+//! settings every method takes ([`par`], [`resolve_threads`], [`with_threads`]) and the exact
+//! NNLS solver ([`nnls`]).
 //!
 //! Two measured pitfalls are handled here once (DESIGN.md, "Dependencies"):
 //! 1. faer's AVX-512 GEMM kernels leave the upper vector state dirty, which halves the speed of
-//!    the SSE code that runs next; [`matmul`] issues `vzeroupper` on every thread after a GEMM.
+//!    the SSE code that runs next; `matmul` issues `vzeroupper` on every thread after a GEMM.
 //! 2. Parallelism is always an explicit [`Par`] built from a thread count ([`par`]), never
 //!    faer's global setting.
 
@@ -54,7 +56,7 @@ pub fn check_threads(threads: usize) -> Result<()> {
 /// `value`) exceed the memory available now (`MemAvailable` of `/proc/meminfo`; no check where
 /// that is unreadable), so that an impossible size is a one-line error instead of an abort on a
 /// failed allocation.
-pub fn check_memory(option: &'static str, value: impl std::fmt::Display, bytes: f64) -> Result<()> {
+pub(crate) fn check_memory(option: &'static str, value: impl std::fmt::Display, bytes: f64) -> Result<()> {
     let Some(available) = available_memory() else {
         return Ok(());
     };
@@ -107,7 +109,7 @@ fn zero_upper() {
 
 /// `dst ← alpha·lhs·rhs` (`Accum::Replace`) or `dst ← dst + alpha·lhs·rhs` (`Accum::Add`).
 /// All GEMMs of the library go through here (see the module doc for the `vzeroupper` reason).
-pub fn matmul<T: Real>(
+pub(crate) fn matmul<T: Real>(
     dst: MatMut<'_, T>,
     beta: Accum,
     lhs: MatRef<'_, T>,
@@ -121,7 +123,7 @@ pub fn matmul<T: Real>(
 
 /// `xᵀ` (`n_features × n_samples`) with contiguous columns, the layout the solvers read: a view
 /// when `x` is row-major (numpy's C order, a [`crate::data::Dataset`]), else a copy made once.
-pub enum Columns<'a, T> {
+pub(crate) enum Columns<'a, T> {
     /// A view of the caller's matrix.
     View(MatRef<'a, T>),
     /// A column-major copy.
@@ -148,7 +150,7 @@ impl<'a, T: Real> Columns<'a, T> {
 }
 
 /// `lhs·rhs` into a new matrix (for the methods whose products change shape from step to step).
-pub fn mul<T: Real>(lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, par: Par) -> Mat<T> {
+pub(crate) fn mul<T: Real>(lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, par: Par) -> Mat<T> {
     let mut dst = Mat::<T>::zeros(lhs.nrows(), rhs.ncols());
     matmul(dst.as_mut(), Accum::Replace, lhs, rhs, T::one(), par);
     dst
@@ -163,7 +165,7 @@ fn after_gemm(par: Par) {
 
 /// `dst ← a·aᵀ` (full symmetric result; only the lower triangle is computed, then mirrored).
 /// `a` is `k × N`, `dst` is `k × k`; costs `k²N` multiply-adds.
-pub fn gram<T: Real>(mut dst: MatMut<'_, T>, a: MatRef<'_, T>, par: Par) {
+pub(crate) fn gram<T: Real>(mut dst: MatMut<'_, T>, a: MatRef<'_, T>, par: Par) {
     faer::linalg::matmul::triangular::matmul(
         dst.as_mut(),
         BlockStructure::TriangularLower,
@@ -187,7 +189,7 @@ pub fn gram<T: Real>(mut dst: MatMut<'_, T>, a: MatRef<'_, T>, par: Par) {
 
 /// `Σ_ij a_ij b_ij`, accumulated in f64 (column by column, so the result does not depend on
 /// the thread count).
-pub fn inner<T: Real>(a: MatRef<'_, T>, b: MatRef<'_, T>) -> f64 {
+pub(crate) fn inner<T: Real>(a: MatRef<'_, T>, b: MatRef<'_, T>) -> f64 {
     debug_assert_eq!(a.shape(), b.shape());
     let mut s = 0.0f64;
     for j in 0..a.ncols() {
@@ -202,14 +204,14 @@ pub fn inner<T: Real>(a: MatRef<'_, T>, b: MatRef<'_, T>) -> f64 {
 }
 
 /// `‖a‖²_F` accumulated in f64.
-pub fn frob_sq<T: Real>(a: MatRef<'_, T>) -> f64 {
+pub(crate) fn frob_sq<T: Real>(a: MatRef<'_, T>) -> f64 {
     inner(a, a)
 }
 
 /// Eigen-decomposition of a symmetric matrix, eigenvalues in **decreasing** order with their
 /// eigenvectors as columns. Runs sequentially: it is only used on small (≤ a few thousand)
 /// matrices, and a fixed order keeps results identical for every thread count.
-pub fn sym_eigen_desc<T: Real>(a: MatRef<'_, T>) -> Result<(Vec<T>, Mat<T>)> {
+pub(crate) fn sym_eigen_desc<T: Real>(a: MatRef<'_, T>) -> Result<(Vec<T>, Mat<T>)> {
     let n = a.nrows();
     let mut u = Mat::<T>::zeros(n, n);
     let mut s = faer::diag::Diag::<T>::zeros(n);
@@ -241,7 +243,7 @@ pub fn sym_eigen_desc<T: Real>(a: MatRef<'_, T>) -> Result<(Vec<T>, Mat<T>)> {
 
 /// A truncated SVD `X ≈ U diag(s) Vᵀ` with `k` terms, singular values decreasing.
 #[derive(Clone, Debug)]
-pub struct TruncatedSvd<T: Real> {
+pub(crate) struct TruncatedSvd<T: Real> {
     /// `m × k`, orthonormal columns.
     pub u: Mat<T>,
     /// `k` singular values, decreasing.
@@ -257,7 +259,7 @@ pub struct TruncatedSvd<T: Real> {
 /// (Halko, Martinsson & Tropp 2011) with `k + 10` columns and 4 power iterations, re-
 /// orthonormalized by QR, as scikit-learn's `randomized_svd`. Singular vectors of (numerically)
 /// zero singular values are returned as zero columns on the side that cannot be recovered.
-pub fn truncated_svd<T: Real>(
+pub(crate) fn truncated_svd<T: Real>(
     x: MatRef<'_, T>,
     k: usize,
     rng: &mut Rng,
@@ -347,7 +349,7 @@ pub fn truncated_svd<T: Real>(
 /// `Σ a_i b_i` over the common length, in f64 with four independent accumulators (plain
 /// multiply-add, so the compiler vectorizes it on any target). Used by the small dense solves
 /// (NNLS, SVM) outside the dispatched kernels.
-pub fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
+pub(crate) fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0.0f64; 4];
@@ -367,10 +369,13 @@ pub fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
 /// Small dense kernels for the per-column sweeps, compiled twice: once for the baseline target
 /// and once with AVX2+FMA, picked at run time (our own code is otherwise built for plain
 /// x86-64, so without this the sweeps would run on 128-bit SSE).
-pub mod kernels {
+pub(crate) mod kernels {
+    #[cfg(test)]
     use crate::real::Real;
 
-    /// `Σ a_i b_i` with 8 independent accumulators (lets the compiler vectorize).
+    /// `Σ a_i b_i` with 8 independent accumulators (lets the compiler vectorize); the test of
+    /// [`dispatch`] runs it on both paths.
+    #[cfg(test)]
     #[inline(always)]
     pub fn dot_generic<T: Real>(a: &[T], b: &[T]) -> T {
         let n = a.len().min(b.len());

@@ -19,7 +19,7 @@ use crate::real::Real;
 const CHUNK: usize = 64;
 
 /// The exponent `γ(β)` that makes MU monotone (Févotte & Idier 2011).
-pub fn gamma(beta: f64) -> f64 {
+pub(crate) fn gamma(beta: f64) -> f64 {
     if beta < 1.0 {
         1.0 / (2.0 - beta)
     } else if beta > 2.0 {
@@ -48,7 +48,7 @@ pub fn beta_div(x: f64, y: f64, beta: f64) -> f64 {
 }
 
 /// Workspaces of a β-MU fit.
-pub struct BetaMu<'a, T: Real> {
+pub(crate) struct BetaMu<'a, T: Real> {
     x: MatRef<'a, T>,
     beta: f64,
     codes_pen: Penalty,
@@ -365,7 +365,7 @@ fn mu_step<T: Real>(
 
 /// Runs `op(j, column j as a slice)` over the columns of a column-major matrix, in parallel
 /// chunks when asked (each column is handled by one call, so the result is thread-independent).
-pub fn for_cols<T: Real>(mut m: MatMut<'_, T>, parallel: bool, op: impl Fn(usize, &mut [T]) + Sync) {
+pub(crate) fn for_cols<T: Real>(mut m: MatMut<'_, T>, parallel: bool, op: impl Fn(usize, &mut [T]) + Sync) {
     let run = |j0: usize, chunk: MatMut<'_, T>| {
         let Some(mut chunk) = chunk.try_as_col_major_mut() else {
             unreachable!("workspaces are column-major")

@@ -4,7 +4,7 @@
 //! Every factor update of a Frobenius NMF has the same form: minimize over `F ≥ 0` (`k × N`)
 //! `½ tr(Fᵀ G F) − ⟨C, F⟩ + l1·ΣF + ½·l2·‖F‖²`, with `G` (`k × k`) a Gram matrix and `C` (`k × N`)
 //! a cross term (codes: `G = WᵀW`, `C = WᵀX`; atoms: `G = HHᵀ`, `C = HXᵀ`). Columns are
-//! independent problems, so they are processed in blocks of [`LANES`] columns laid out
+//! independent problems, so they are processed in blocks of `LANES` (16) columns laid out
 //! lane-interleaved (`block[i·LANES + c]` = row `i` of column `c`): the coordinate update
 //! `f_j ← max(floor, f_j − ((G' f)_j − c'_j) / G'_jj)` (`G' = G + l2·I`, `c' = C − l1`) then
 //! runs as `k` broadcast-FMAs over `LANES` columns at once, near GEMM speed. Blocks are fixed
@@ -16,13 +16,13 @@ use rayon::prelude::*;
 use crate::real::Real;
 
 /// Columns processed together by one sweep kernel.
-pub const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 /// Columns per parallel task (a multiple of [`LANES`]).
 const TASK_COLS: usize = 16 * LANES;
 
 /// When a block stops repeating sweeps.
 #[derive(Clone, Copy, Debug)]
-pub struct SweepRule {
+pub(crate) struct SweepRule {
     /// Maximum sweeps per block (≥ 1).
     pub max_sweeps: usize,
     /// Accelerated HALS (Gillis & Glineur): stop when `‖Δ‖² ≤ delta² · ‖Δ_first‖²`.
@@ -35,7 +35,7 @@ pub struct SweepRule {
 
 /// Counts of the work done by one [`sweep`] call.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct SweepStats {
+pub(crate) struct SweepStats {
     /// Sum over blocks of sweeps × columns: `2·k²·column_sweeps` flops were spent.
     pub column_sweeps: u64,
 }
@@ -43,7 +43,7 @@ pub struct SweepStats {
 /// Runs the sweeps of [`SweepRule`] on every column of `f` (`k × N`, updated in place) with the
 /// Gram `g` (`k × k`, symmetric) and cross term `c` (`k × N`), penalties `l1`, `l2`.
 /// Parallel over column blocks in the current rayon pool when `parallel` is set.
-pub fn sweep<T: Real>(
+pub(crate) fn sweep<T: Real>(
     f: MatMut<'_, T>,
     g: MatRef<'_, T>,
     c: MatRef<'_, T>,
@@ -59,7 +59,7 @@ pub fn sweep<T: Real>(
 /// the result and `from` is left as it was (the blocks are gathered from it, so this costs no
 /// more than sweeping in place and saves a copy when the starting point must be kept).
 #[allow(clippy::too_many_arguments)]
-pub fn sweep_from<T: Real>(
+pub(crate) fn sweep_from<T: Real>(
     from: Option<MatRef<'_, T>>,
     mut f: MatMut<'_, T>,
     g: MatRef<'_, T>,

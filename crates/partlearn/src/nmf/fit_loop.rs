@@ -1,6 +1,6 @@
-//! NMF solvers inside the [engine](crate::engine): a solver provides [`Iterate`] on the factors,
-//! [`run`] wraps it as an [`engine::Method`] (relative error from `‖X‖_F`) and hands it to
-//! [`engine::run`], which owns history, stopping rules, warnings and interruption.
+//! NMF solvers inside the [`engine`]: a solver provides `Iterate` on the factors, `run` wraps
+//! it as an [`engine::Method`] (relative error from `‖X‖_F`) and hands it to [`engine::run`],
+//! which owns history, stopping rules, warnings and interruption.
 
 use std::time::Instant;
 
@@ -11,7 +11,7 @@ use crate::real::Real;
 
 /// Objective pieces after an iteration.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Eval {
+pub(crate) struct Eval {
     /// The penalized objective being minimized.
     pub objective: f64,
     /// `‖X − WH‖²_F`.
@@ -19,7 +19,7 @@ pub struct Eval {
 }
 
 /// One solver's update rule inside the shared loop.
-pub trait Iterate<T: Real> {
+pub(crate) trait Iterate<T: Real> {
     /// Evaluates the starting factors (may prepare caches for the first iteration).
     fn initial(&mut self, f: &mut Factors<T>) -> Eval;
     /// One outer iteration (codes, then atoms); returns the evaluation after it.
@@ -77,7 +77,7 @@ impl<T: Real> engine::Method for Solve<'_, T> {
 
 /// Runs `solver` on `factors` until a stopping rule fires. `x_norm` = `‖X‖_F`; `start` is when
 /// the fit began (initialization time counts against the budget).
-pub fn run<T: Real>(
+pub(crate) fn run<T: Real>(
     solver: &mut dyn Iterate<T>,
     factors: &mut Factors<T>,
     stop: &StopRules,

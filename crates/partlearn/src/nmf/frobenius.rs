@@ -18,7 +18,7 @@ use crate::real::Real;
 
 /// The factor update used inside [`GramSolver`].
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Rule {
+pub(crate) enum Rule {
     /// HALS: coordinate-descent sweeps, at most `inner_codes` / `inner_atoms` per factor, stopped
     /// early by the `delta` rule of Gillis & Glineur.
     Hals {
@@ -61,15 +61,15 @@ pub const ANLS_PREDICT_SWEEPS: usize = 3;
 /// no sweeps were 7–13 % faster from iteration 21 on, and 2 sweeps were no better than 3
 /// before. (`bench nnls`, whose single step follows an exact atoms update of the final codes,
 /// put it near iteration 5: its warm start is better than the fit's.)
-pub const ANLS_PREDICT_OFF_AT_MOST: f64 = 1.05;
+pub(crate) const ANLS_PREDICT_OFF_AT_MOST: f64 = 1.05;
 /// Factorizations per column of a solve without the prediction above which it comes back on
 /// ([`ANLS_PREDICT_OFF_AT_MOST`]).
-pub const ANLS_PREDICT_ON_ABOVE: f64 = 1.5;
+pub(crate) const ANLS_PREDICT_ON_ABOVE: f64 = 1.5;
 
 /// ANLS's passive-set prediction: `sweeps` plain coordinate-descent sweeps on
 /// `min_{F ≥ 0} ½ tr(FᵀGF) − tr(CᵀF)` from `from` (or the current `f`) into `f` (the block
 /// principal pivoting that follows makes the solution exact whatever the prediction was).
-pub fn anls_predict<T: Real>(
+pub(crate) fn anls_predict<T: Real>(
     from: Option<MatRef<'_, T>>,
     f: MatMut<'_, T>,
     g: MatRef<'_, T>,
@@ -88,10 +88,10 @@ pub fn anls_predict<T: Real>(
 
 /// Iterations before an atom re-seeded in vain is re-seeded again (the search for the worst
 /// sample costs `O(n·k²)`).
-pub const RESEED_COOLDOWN: usize = 20;
+pub(crate) const RESEED_COOLDOWN: usize = 20;
 
 /// Lower bound of MU iterates (METHODS.md §1.2: keeps them strictly positive).
-pub const MU_FLOOR: f64 = 1e-16;
+pub(crate) const MU_FLOOR: f64 = 1e-16;
 
 /// Extrapolation with restarts (Ang & Gillis 2019, "Accelerating nonnegative matrix
 /// factorization algorithms using extrapolation"), in a monotone form: after the codes update
@@ -102,7 +102,7 @@ pub const MU_FLOOR: f64 = 1e-16;
 /// β₀ = 0.5. Extrapolating the atoms too was measured and dropped: after HALS's inner sweeps on
 /// the atoms, the extrapolated atoms never lowered the objective (0 of 110 tries on Fashion-MNIST).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Extrapolation {
+pub(crate) struct Extrapolation {
     pub beta: f64,
     pub beta_max: f64,
     /// Accepted and rejected extrapolations so far.
@@ -122,7 +122,7 @@ impl Default for Extrapolation {
 }
 
 /// Workspaces and settings of a Frobenius fit; allocated once.
-pub struct GramSolver<'a, T: Real> {
+pub(crate) struct GramSolver<'a, T: Real> {
     x: MatRef<'a, T>,
     x_sq: f64,
     rule: Rule,
@@ -598,7 +598,7 @@ fn factor_penalty<T: Real>(pen: Penalty, f: MatRef<'_, T>) -> f64 {
 }
 
 /// `(Σ f, Σ f²)` in f64, column by column (thread-independent).
-pub fn sums<T: Real>(f: MatRef<'_, T>) -> (f64, f64) {
+pub(crate) fn sums<T: Real>(f: MatRef<'_, T>) -> (f64, f64) {
     let (mut s, mut s2) = (0.0, 0.0);
     for j in 0..f.ncols() {
         for i in 0..f.nrows() {

@@ -12,7 +12,7 @@ use crate::rng::Rng;
 
 /// The two factors in the solvers' layout.
 #[derive(Clone, Debug)]
-pub struct Factors<T: Real> {
+pub(crate) struct Factors<T: Real> {
     /// Atoms as rows: `k × n_features`.
     pub wt: Mat<T>,
     /// Codes as columns: `k × n_samples`.
@@ -33,7 +33,7 @@ pub struct CustomInit<T: Real> {
 const NNDSVD_EPS: f64 = 1e-6;
 
 /// Mean of all entries of `x`, accumulated in f64.
-pub fn mean<T: Real>(x: MatRef<'_, T>) -> f64 {
+pub(crate) fn mean<T: Real>(x: MatRef<'_, T>) -> f64 {
     let mut s = 0.0;
     for j in 0..x.ncols() {
         for i in 0..x.nrows() {
@@ -141,7 +141,7 @@ fn check_factor<T: Real>(f: MatRef<'_, T>, shape: (usize, usize), what: &str, la
 /// random start `sqrt(mean(X)/k)·|N(0,1)|` instead of zeros. Measured on swimmer: with constant
 /// (nndsvda-filled) extra atoms HALS stalled at relative error 0.21–0.27 with merged limbs; with
 /// random extra atoms it recovers all 16 limb parts.
-pub fn nndsvd<T: Real>(x: MatRef<'_, T>, k: usize, rng: &mut Rng, par: Par) -> Result<Factors<T>> {
+pub(crate) fn nndsvd<T: Real>(x: MatRef<'_, T>, k: usize, rng: &mut Rng, par: Par) -> Result<Factors<T>> {
     let (m, n) = (x.nrows(), x.ncols());
     let svd = linalg::truncated_svd(x, k, rng, par)?;
     let mut wt = Mat::<T>::zeros(k, m);

@@ -2,11 +2,11 @@
 //!
 //! Flow: [`NmfParams`] are checked into [`ValidNmfParams`] and resolved for the data's shape;
 //! [`init`] builds the starting factors (random, NNDSVD/a/ar, custom); one solver —
-//! [`frobenius::GramSolver`] (HALS or Frobenius MU) or [`beta::BetaMu`] (MU for any β) — runs
-//! inside the shared [`fit_loop`], which reports every iteration to an
-//! [`Observer`](crate::engine::Observer) and applies the stopping rules; finally the codes are
-//! recomputed for the final atoms with the model's own `encode`, so that [`NmfFit::codes`] equals
-//! what [`NmfModel::encode`] gives for the training data.
+//! `frobenius::GramSolver` (HALS, Frobenius MU or ANLS) or `beta::BetaMu` (MU for any β) — runs
+//! inside the shared [`fit_loop`], which reports every iteration to an [`Observer`] and applies
+//! the stopping rules; finally the codes are recomputed for the final atoms with the model's own
+//! `encode`, so that [`NmfFit::codes`] equals what [`NmfModel::encode`] gives for the training
+//! data.
 //!
 //! Internally samples are columns (METHODS.md's `X ≈ WH`, `X` is `m × n`); atoms are kept as the
 //! rows of `Wᵀ` (`k × m`) so that both factor updates have the same "`k × N` factor, `k × k`
@@ -41,6 +41,7 @@ use crate::rng::Rng;
 /// The result of [`fit`]: the model, the training codes and what happened.
 #[derive(Clone, Debug)]
 pub struct NmfFit<T: Real> {
+    /// The fitted dictionary and its encode settings (what `transform` uses).
     pub model: NmfModel<T>,
     /// Codes of the training samples, `k × n` (use [`NmfFit::codes`] for `n × k`).
     codes_t: Mat<T>,
@@ -48,6 +49,7 @@ pub struct NmfFit<T: Real> {
     pub history: Vec<IterRecord>,
     /// Iterations run (scikit-learn's `n_iter_`).
     pub n_iter: usize,
+    /// Why the fit stopped.
     pub stop_reason: StopReason,
     /// Warnings for the user (e.g. max_iter reached before convergence).
     pub warnings: Vec<Warning>,
@@ -69,8 +71,10 @@ pub struct NmfFit<T: Real> {
 pub struct FitStats {
     /// HALS: column sweeps done in the iterations (each costs `2k²` flops).
     pub column_sweeps: u64,
-    /// Extrapolated points kept and discarded (Frobenius solvers with `extrapolate`).
+    /// Extrapolated points kept (Frobenius solvers with `extrapolate`).
     pub extrapolations_accepted: u64,
+    /// Extrapolated points discarded (the objective did not fall; the iteration restarted with
+    /// a plain update).
     pub extrapolations_rejected: u64,
     /// ANLS: exchange rounds of the slowest column, summed over all NNLS solves.
     #[serde(default)]

@@ -33,6 +33,7 @@ pub struct EncodeSpec {
 pub struct NmfModel<T: Real> {
     /// `k × n_features`, one atom per row (scikit-learn's `components_`).
     wt: Mat<T>,
+    /// How [`NmfModel::encode`] computes codes (the settings of the fit).
     pub spec: EncodeSpec,
 }
 
@@ -83,7 +84,27 @@ impl<T: Real> NmfModel<T> {
     }
 
     /// Codes (`n × k`) of samples given as rows (`n × n_features`), computed with `threads`
-    /// worker threads (1 = sequential, 0 = all cores).
+    /// worker threads (1 = sequential, 0 = all cores): scikit-learn's `transform`, by the
+    /// [`EncodeSpec`] of the fit (METHODS.md §1.7; for the training data it gives the fit's
+    /// [`codes`](super::NmfFit::codes)).
+    ///
+    /// Errors when `x` has another number of features than the atoms, or entries that are
+    /// negative or not finite.
+    ///
+    /// ```
+    /// use partlearn::faer::Mat;
+    /// use partlearn::nmf::{self, NmfParams};
+    ///
+    /// let x = Mat::<f64>::from_fn(40, 12, |i, j| ((i + 2 * j) % 5) as f64);
+    /// let fit = nmf::factorize(x.as_ref(), &NmfParams::new(3).max_iter(50).check()?)?;
+    /// // Transform new samples with the fitted atoms (here: the first 5 rows, doubled).
+    /// let new = Mat::<f64>::from_fn(5, 12, |i, j| 2.0 * x[(i, j)]);
+    /// let codes = fit.model.encode(new.as_ref(), 1)?; // 5 × 3, ≥ 0
+    /// let recon = fit.model.decode(codes.as_ref())?; // 5 × 12
+    /// assert_eq!((codes.nrows(), codes.ncols(), recon.ncols()), (5, 3, 12));
+    /// assert!(fit.model.encode(Mat::<f64>::zeros(1, 7).as_ref(), 1).is_err()); // 7 ≠ 12 features
+    /// # Ok::<(), partlearn::Error>(())
+    /// ```
     pub fn encode(&self, x: MatRef<'_, T>, threads: usize) -> Result<Mat<T>> {
         let xt = x.transpose();
         self.check_data(xt)?;
@@ -230,14 +251,14 @@ pub(crate) fn check_positive<T: Real>(xt: MatRef<'_, T>) -> Result<()> {
 }
 
 /// Metadata key naming the kind of model in a safetensors file.
-pub const KIND_KEY: &str = "partlearn.model";
+pub(crate) const KIND_KEY: &str = "partlearn.model";
 /// Metadata key holding the [`EncodeSpec`] as JSON.
-pub const SPEC_KEY: &str = "partlearn.encode_spec";
+pub(crate) const SPEC_KEY: &str = "partlearn.encode_spec";
 /// Metadata key holding the image shape `"h×w"`, when the data were images.
-pub const IMAGE_SHAPE_KEY: &str = "partlearn.image_shape";
+pub(crate) const IMAGE_SHAPE_KEY: &str = "partlearn.image_shape";
 
 /// The image shape recorded in a model file's metadata, if any.
-pub fn image_shape_of(meta: &std::collections::BTreeMap<String, String>) -> Option<(usize, usize)> {
+pub(crate) fn image_shape_of(meta: &std::collections::BTreeMap<String, String>) -> Option<(usize, usize)> {
     let (h, w) = meta.get(IMAGE_SHAPE_KEY)?.split_once('x')?;
     Some((h.parse().ok()?, w.parse().ok()?))
 }
@@ -274,7 +295,7 @@ impl<T: Real> NmfModel<T> {
     }
 
     /// The model in the tensors and metadata of a file already read (`path` for messages).
-    pub fn from_file_parts(
+    pub(crate) fn from_file_parts(
         tensors: &[crate::io::Tensor],
         meta: &std::collections::BTreeMap<String, String>,
         path: &std::path::Path,

@@ -205,7 +205,9 @@ impl Default for NmfParams {
 /// `l1 + l2·F`, its objective `l1·ΣF + ½·l2·‖F‖²`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Penalty {
+    /// L1 weight (gradient term `l1`).
     pub l1: f64,
+    /// L2 weight (gradient term `l2·F`).
     pub l2: f64,
 }
 
@@ -214,6 +216,8 @@ impl Penalty {
     pub fn value(&self, sum: f64, sum_sq: f64) -> f64 {
         self.l1 * sum + 0.5 * self.l2 * sum_sq
     }
+
+    /// Whether both weights are 0 (no penalty).
     pub fn is_zero(&self) -> bool {
         self.l1 == 0.0 && self.l2 == 0.0
     }

@@ -79,6 +79,7 @@ pub struct SparseNmfParams {
     pub tol: f64,
     /// Time budget in seconds.
     pub max_seconds: Option<f64>,
+    /// Seed of the random initialization.
     pub seed: u64,
     /// Worker threads (1 = sequential, 0 = all cores).
     pub threads: usize,
