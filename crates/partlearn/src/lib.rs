@@ -26,9 +26,10 @@
 //! - [`deep`]: hierarchical NMF, Deep NMF fine-tuning and Neural NMF.
 //! - [`autoencoder`]: sparse non-negative auto-encoders (shallow and asymmetric).
 //! - [`protocol`]: what every fitted model offers (atoms, encode = transform, decode);
-//!   [`eval`] measures any model through it ([`eval::evaluate::evaluate`]).
+//!   [`eval`] measures any model through it ([`eval::evaluate()`]).
 //! - [`data`]: data sets (Fashion-MNIST, Swimmer, toy-hierarchy, NPY/CSV/IDX files);
-//!   [`linalg`]: the one place that calls faer (GEMM with an explicit thread count, NNLS);
+//!   [`linalg`]: the one place that calls faer (thread settings and the exact NNLS solver are
+//!   public; GEMMs with an explicit thread count are internal);
 //!   [`io`], [`figures`], [`report`], [`sweep`]: files, figures, reports.
 //!
 //! Conventions: samples are rows in every public API (`X` is `n_samples × n_features`, codes

@@ -16,6 +16,7 @@ pub mod labels;
 pub mod named;
 pub mod spec;
 
+pub use labels::{Labels, Supervision};
 pub use spec::{known_names, load, LoadOptions};
 
 use faer::{Mat, MatRef};
