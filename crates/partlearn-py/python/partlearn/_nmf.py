@@ -1,0 +1,422 @@
+"""NMF estimators: ``NMF`` (a drop-in for ``sklearn.decomposition.NMF``) and ``SparseNMF``
+(Hoyer's sparseness constraints)."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from . import _native
+from ._base import _check_x, _history, _raise_warnings, _seed
+
+_BETA = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
+
+
+def _beta_divergence(X, W, H, beta):
+    """scikit-learn's ``reconstruction_err_``: ``sqrt(2·D_β(X ‖ WH))`` (the Frobenius norm of the
+    residual for β = 2), with 0·log 0 = 0."""
+    X = np.asarray(X, dtype=np.float64)
+    WH = np.asarray(W, dtype=np.float64) @ np.asarray(H, dtype=np.float64)
+    eps = np.finfo(np.float64).eps
+    if beta == 2:
+        d = 0.5 * np.sum((X - WH) ** 2)
+    else:
+        WH = np.maximum(WH, eps)
+        if beta == 1:
+            nz = X > 0
+            d = np.sum(X[nz] * np.log(X[nz] / WH[nz])) - X.sum() + WH.sum()
+        elif beta == 0:
+            r = X / WH
+            d = np.sum(r - np.log(np.maximum(r, eps))) - X.size
+        else:
+            d = np.sum(X**beta + (beta - 1) * WH**beta - beta * X * WH ** (beta - 1)) / (beta * (beta - 1))
+    return float(np.sqrt(2 * max(d, 0.0)))
+
+
+def _verbose_callback(verbose, user_callback):
+    """The observer of a fit: prints every 10th iteration when ``verbose`` (as scikit-learn's
+    NMF does), then calls the user's callback (``False`` from it stops the fit)."""
+    if not verbose and user_callback is None:
+        return None
+
+    def callback(rec):
+        if verbose and rec["iter"] % 10 == 0:
+            print(f"Epoch {rec['iter']:02d} reached after {rec['seconds']:.3f} seconds, error: {rec['rel_error']:f}")
+        if user_callback is not None:
+            return user_callback(rec)
+        return None
+
+    return callback
+
+
+class _BaseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Transform, inverse transform and tags of every NMF estimator: a fitted model is its
+    ``components_`` and how it encodes (exact NNLS for the Frobenius loss, as its fit encoded
+    the training data)."""
+
+    def _store(self, out, X):
+        self.components_ = out["components"]
+        self.n_components_ = self.components_.shape[0]
+        self.n_iter_ = out["n_iter"]
+        self.history_ = _history(out["history"])
+        self.stop_reason_ = out["stop_reason"]
+        self.objective_ = out["objective"]
+        self._encode = dict(out["encode"])
+        beta = self._encode["beta_loss"]
+        if beta == 2:
+            self.reconstruction_err_ = out["reconstruction_err"]
+        else:
+            self.reconstruction_err_ = _beta_divergence(X, out["codes"], self.components_, beta)
+        _raise_warnings(out["warnings"])
+        return out["codes"]
+
+    def transform(self, X):
+        """Codes of ``X`` for the learned components, computed as the fit computed its own
+        (exact NNLS with the codes' penalty for the Frobenius loss, MU for other β): on the
+        training data they equal ``fit_transform``'s.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), entries ≥ 0
+
+        Returns
+        -------
+        W : ndarray of shape (n_samples, n_components), of X's float dtype
+        """
+        check_is_fitted(self)
+        X = _check_x(self, X, reset=False)
+        H = np.asarray(self.components_, dtype=X.dtype)
+        return _native.nmf_transform(H, X, threads=self.n_threads, **self._encode)
+
+    def inverse_transform(self, X):
+        """Data back from codes: ``X @ components_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        return np.asarray(X) @ self.components_
+
+    def fit(self, X, y=None, **params):
+        """Learns the model from ``X``; returns ``self``."""
+        self.fit_transform(X, **params)
+        return self
+
+    @property
+    def _n_features_out(self):
+        return self.components_.shape[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class NMF(_BaseNMF):
+    """Non-negative matrix factorization ``X ≈ W H`` with ``W, H ≥ 0``: a drop-in for
+    ``sklearn.decomposition.NMF`` with the same parameters and attributes, computed by
+    partlearn's solvers (METHODS.md §1).
+
+    The objective is scikit-learn's:
+    ``D_β(X ‖ WH) + α_W·l1_ratio·n_features·‖W‖₁ + ½·α_W·(1 − l1_ratio)·n_features·‖W‖²
+    + (the same for H with α_H and n_samples)``.
+
+    Parameters
+    ----------
+    n_components : int, "auto" or None, default="auto"
+        Number of components. "auto" takes it from ``H`` with ``init="custom"``, else
+        ``n_features`` (as does None).
+    init : {"random", "nndsvd", "nndsvda", "nndsvdar", "custom"} or None, default=None
+        Start. None: "nndsvda" when ``n_components <= min(n_samples, n_features)``, else
+        "random". "custom" takes ``H`` (and optionally ``W``) from ``fit_transform``.
+    solver : {"cd", "hals", "mu", "anls"}, default="cd"
+        "cd" and "hals": hierarchical alternating least squares (coordinate descent with
+        accelerated inner repetitions and extrapolation); "mu": multiplicative updates (any
+        β); "anls": alternating non-negative least squares, each factor solved exactly by
+        block principal pivoting.
+    beta_loss : float or {"frobenius", "kullback-leibler", "itakura-saito"}, default="frobenius"
+        β of the β-divergence; other than 2 ("frobenius") needs ``solver="mu"``.
+    tol : float, default=1e-4
+        Stop when the relative decrease of the objective over a window of iterations falls
+        below ``tol`` (0 disables the test).
+    max_iter : int, default=200
+        Maximum number of iterations; a ``ConvergenceWarning`` says when it ended the fit
+        before ``tol`` was met.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the random start (and of NNDSVDar's noise).
+    alpha_W, alpha_H, l1_ratio : float, default=0.0, "same", 0.0
+        Regularization of ``W`` and ``H`` as in scikit-learn.
+    verbose : int, default=0
+        Print the relative error every 10 iterations.
+    n_threads : int, default=1
+        Worker threads (1 = sequential, 0 = all cores); the factors are the same bits with
+        any number of threads.
+    max_seconds : float or None, default=None
+        Time budget of the fit.
+    callback : callable or None, default=None
+        Called after every iteration with a dict (``iter``, ``objective``, ``rel_error``,
+        ``seconds``); returning ``False`` stops the fit, keeping what it learned.
+    extrapolate : bool or "auto", default="auto"
+        Extrapolate after each iteration and keep the point only when it lowers the objective
+        (Ang & Gillis 2019; Frobenius loss). "auto": on for "cd", "hals" and "anls", off for
+        "mu", so that ``solver="mu"`` runs scikit-learn's exact iterations.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+    n_components_ : int
+    reconstruction_err_ : float
+        ``sqrt(2·D_β(X ‖ WH))`` at the returned factors (``fit_transform``'s ``W``, which are
+        re-encoded by ``transform``'s routine; ‖X − WH‖_F for β = 2).
+    n_iter_ : int
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when ``X`` has feature names that are all strings.
+    history_ : structured ndarray
+        ``iter`` (0 is the start), ``objective``, ``rel_error`` (‖X − WH‖_F / ‖X‖_F) and
+        ``seconds`` of every iteration.
+    stop_reason_ : str
+        "converged", "max_iter", "time_limit" or "interrupted".
+    objective_ : float
+        The penalized objective at the returned factors.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from partlearn import NMF
+    >>> X = np.array([[1, 1], [2, 1], [3, 1.2], [4, 1], [5, 0.8], [6, 1]])
+    >>> model = NMF(n_components=2, init="random", random_state=0)
+    >>> W = model.fit_transform(X)
+    >>> W.shape, model.components_.shape
+    ((6, 2), (2, 2))
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left"), None, StrOptions({"auto"})],
+        "init": [StrOptions({"random", "nndsvd", "nndsvda", "nndsvdar", "custom"}), None],
+        "solver": [StrOptions({"cd", "hals", "mu", "anls"})],
+        "beta_loss": [StrOptions({"frobenius", "kullback-leibler", "itakura-saito"}), Real],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "alpha_W": [Interval(Real, 0, None, closed="left")],
+        "alpha_H": [Interval(Real, 0, None, closed="left"), StrOptions({"same"})],
+        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
+        "verbose": ["verbose"],
+        "n_threads": [Interval(Integral, 0, None, closed="left")],
+        "max_seconds": [Interval(Real, 0, None, closed="neither"), None],
+        "callback": [callable, None],
+        "extrapolate": ["boolean", StrOptions({"auto"})],
+    }
+
+    def __init__(
+        self,
+        n_components="auto",
+        *,
+        init=None,
+        solver="cd",
+        beta_loss="frobenius",
+        tol=1e-4,
+        max_iter=200,
+        random_state=None,
+        alpha_W=0.0,
+        alpha_H="same",
+        l1_ratio=0.0,
+        verbose=0,
+        n_threads=1,
+        max_seconds=None,
+        callback=None,
+        extrapolate="auto",
+    ):
+        self.n_components = n_components
+        self.init = init
+        self.solver = solver
+        self.beta_loss = beta_loss
+        self.tol = tol
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.alpha_W = alpha_W
+        self.alpha_H = alpha_H
+        self.l1_ratio = l1_ratio
+        self.verbose = verbose
+        self.n_threads = n_threads
+        self.max_seconds = max_seconds
+        self.callback = callback
+        self.extrapolate = extrapolate
+
+    def fit_transform(self, X, y=None, W=None, H=None):
+        """Learns the model from ``X`` and returns its codes ``W``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), entries ≥ 0
+            float32 input gives float32 factors; C- and Fortran-ordered arrays are read in
+            place.
+        y : ignored
+        W : array-like of shape (n_samples, n_components), optional
+            Starting codes with ``init="custom"``.
+        H : array-like of shape (n_components, n_features)
+            Starting components with ``init="custom"`` (required then).
+
+        Returns
+        -------
+        W : ndarray of shape (n_samples, n_components)
+        """
+        self._validate_params()
+        X = _check_x(self, X, reset=True)
+        beta = _BETA[self.beta_loss] if isinstance(self.beta_loss, str) else float(self.beta_loss)
+        if beta != 2 and self.solver != "mu":
+            raise ValueError(
+                f"Invalid beta_loss parameter: solver {self.solver!r} does not handle beta_loss = {beta!r}; use solver='mu'."
+            )
+        n_components = self.n_components
+        if self.init == "custom":
+            if H is None:
+                raise ValueError("init='custom' needs the starting components H (and optionally W) in fit_transform")
+            H = np.ascontiguousarray(H, dtype=X.dtype)
+            if n_components in ("auto", None):
+                n_components = H.shape[0]
+            if H.shape != (n_components, X.shape[1]):
+                raise ValueError(
+                    f"Array with wrong shape passed to NMF (input H). Expected {(n_components, X.shape[1])}, but got {H.shape}."
+                )
+            if W is not None:
+                W = np.ascontiguousarray(W, dtype=X.dtype)
+                if W.shape != (X.shape[0], n_components):
+                    raise ValueError(
+                        f"Array with wrong shape passed to NMF (input W). Expected {(X.shape[0], n_components)}, but got {W.shape}."
+                    )
+        else:
+            W = H = None
+            if n_components in ("auto", None):
+                n_components = X.shape[1]
+        out = _native.nmf_fit(
+            X,
+            n_components=int(n_components),
+            solver=self.solver,
+            beta_loss=beta,
+            init="auto" if self.init is None else self.init,
+            max_iter=int(self.max_iter),
+            tol=float(self.tol),
+            max_seconds=None if self.max_seconds is None else float(self.max_seconds),
+            alpha_w=float(self.alpha_W),
+            alpha_h=None if self.alpha_H == "same" else float(self.alpha_H),
+            l1_ratio=float(self.l1_ratio),
+            seed=_seed(self.random_state),
+            threads=int(self.n_threads),
+            extrapolate=self.solver != "mu" if self.extrapolate == "auto" else bool(self.extrapolate),
+            w_init=W,
+            h_init=H,
+            callback=_verbose_callback(self.verbose, self.callback),
+        )
+        return self._store(out, X)
+
+
+class SparseNMF(_BaseNMF):
+    """NMF with Hoyer's sparseness constraints (Hoyer 2004; METHODS.md §2): each atom, and/or
+    the codes, projected to a target sparseness ``s ∈ [0, 1]`` (0: all entries equal, 1: one
+    non-zero) after every projected-gradient step.
+
+    Parameters
+    ----------
+    n_components : int, default=10
+    atom_sparsity : float in [0, 1] or None, default=None
+        Sparseness ``s_W`` of every atom (a row of ``components_``); None: unconstrained.
+    code_sparsity : float in [0, 1] or None, default=None
+        Sparseness ``s_H`` of the codes; None: unconstrained. The report's part-based baseline
+        uses 0.6.
+    code_constraint : {"components", "samples"}, default="components"
+        What ``code_sparsity`` constrains: each component's activations across samples
+        (Hoyer's reference) or each sample's code.
+    max_iter : int, default=1000
+    tol : float, default=1e-4
+    max_seconds : float or None, default=None
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+    n_threads : int, default=1
+    callback : callable or None, default=None
+        As in :class:`NMF`.
+
+    Attributes
+    ----------
+    As :class:`NMF`, and
+    training_codes_ : ndarray of shape (n_samples, n_components)
+        The fit's codes, which satisfy the code sparseness constraint.
+
+    Notes
+    -----
+    ``transform`` encodes by exact NNLS on the learned atoms: a lifetime sparseness target
+    binds a whole population of codes, not one sample. ``fit_transform`` returns the same
+    encoding of the training data (scikit-learn's contract ``fit_transform(X) ==
+    fit(X).transform(X)``, and what partlearn's evaluation protocol measures); the constrained
+    codes of the fit are ``training_codes_``.
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "atom_sparsity": [Interval(Real, 0, 1, closed="both"), None],
+        "code_sparsity": [Interval(Real, 0, 1, closed="both"), None],
+        "code_constraint": [StrOptions({"components", "samples"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "max_seconds": [Interval(Real, 0, None, closed="neither"), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "n_threads": [Interval(Integral, 0, None, closed="left")],
+        "callback": [callable, None],
+    }
+
+    def __init__(
+        self,
+        n_components=10,
+        *,
+        atom_sparsity=None,
+        code_sparsity=None,
+        code_constraint="components",
+        max_iter=1000,
+        tol=1e-4,
+        max_seconds=None,
+        random_state=None,
+        verbose=0,
+        n_threads=1,
+        callback=None,
+    ):
+        self.n_components = n_components
+        self.atom_sparsity = atom_sparsity
+        self.code_sparsity = code_sparsity
+        self.code_constraint = code_constraint
+        self.max_iter = max_iter
+        self.tol = tol
+        self.max_seconds = max_seconds
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_threads = n_threads
+        self.callback = callback
+
+    def fit_transform(self, X, y=None):
+        """Learns the model from ``X`` and returns ``transform(X)`` (see Notes)."""
+        self._validate_params()
+        X = _check_x(self, X, reset=True)
+        out = _native.sparse_nmf_fit(
+            X,
+            n_components=int(self.n_components),
+            atom_sparsity=None if self.atom_sparsity is None else float(self.atom_sparsity),
+            code_sparsity=None if self.code_sparsity is None else float(self.code_sparsity),
+            code_constraint=self.code_constraint,
+            max_iter=int(self.max_iter),
+            tol=float(self.tol),
+            max_seconds=None if self.max_seconds is None else float(self.max_seconds),
+            seed=_seed(self.random_state),
+            threads=int(self.n_threads),
+            callback=_verbose_callback(self.verbose, self.callback),
+        )
+        self.training_codes_ = self._store(out, X)
+        return self.transform(X)

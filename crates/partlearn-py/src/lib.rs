@@ -1,0 +1,19 @@
+//! `partlearn._native`: the Rust side of the Python package. Each function takes numpy arrays
+//! (float32 or float64, borrowed without a copy), releases the GIL while the library computes,
+//! and returns new arrays of the input's dtype in plain dicts. The scikit-learn estimators in
+//! `python/partlearn` wrap them; this module holds no method logic of its own.
+
+mod convert;
+mod nmf;
+
+use pyo3::prelude::*;
+
+/// The native module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(nmf::nmf_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(nmf::sparse_nmf_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(nmf::nmf_transform, m)?)?;
+    Ok(())
+}

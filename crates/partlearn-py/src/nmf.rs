@@ -1,0 +1,250 @@
+//! NMF and Hoyer's sparse NMF: fit and transform on numpy arrays, run without the GIL.
+//! The Python estimators (`partlearn.NMF`, `partlearn.SparseNMF`) check their parameters the
+//! scikit-learn way first; the library's checked parameters are the final word.
+
+use numpy::PyReadonlyArray2;
+use partlearn::engine::StopReason;
+use partlearn::nmf::sparse::{factorize_sparse, CodeConstraint, SparseNmfParams};
+use partlearn::nmf::{
+    self, CustomInit, EncodeMethod, EncodeOptions, EncodeSpec, InitMethod, NmfFit, NmfModel,
+    NmfParams, Penalty, Solver,
+};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::convert::{self, error, to_numpy, view, Array, Float, PyObserver};
+
+/// A library `FromStr` parse as a Python `ValueError`.
+fn parse<T: std::str::FromStr<Err = partlearn::Error>>(s: &str) -> PyResult<T> {
+    s.parse().map_err(error)
+}
+
+/// The snake_case name of a stop reason (`max_iter`, `converged`, …).
+fn reason(r: StopReason) -> String {
+    r.to_string().replace('-', "_")
+}
+
+/// What every NMF fit returns to Python: factors, history, warnings and how the model encodes.
+fn fit_dict<'py, T: Float>(py: Python<'py>, fit: &NmfFit<T>) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("codes", to_numpy(py, fit.codes()))?;
+    d.set_item("components", to_numpy(py, fit.model.components()))?;
+    d.set_item("history", convert::history(py, &fit.history)?)?;
+    d.set_item("n_iter", fit.n_iter)?;
+    d.set_item("stop_reason", reason(fit.stop_reason))?;
+    d.set_item("warnings", convert::warnings(py, &fit.warnings)?)?;
+    d.set_item("objective", fit.objective)?;
+    d.set_item("reconstruction_err", fit.reconstruction_err)?;
+    d.set_item("rel_error", fit.rel_error)?;
+    d.set_item("seconds", fit.seconds)?;
+    let spec = &fit.model.spec;
+    let e = PyDict::new(py);
+    e.set_item("beta_loss", spec.beta_loss)?;
+    e.set_item("codes_l1", spec.codes_penalty.l1)?;
+    e.set_item("codes_l2", spec.codes_penalty.l2)?;
+    e.set_item(
+        "method",
+        match spec.encode.method {
+            EncodeMethod::Exact => "exact",
+            EncodeMethod::Cd => "cd",
+        },
+    )?;
+    e.set_item("max_iter", spec.encode.max_iter)?;
+    e.set_item("tol", spec.encode.tol)?;
+    d.set_item("encode", e)?;
+    Ok(d)
+}
+
+/// Runs `fit` without the GIL under a [`PyObserver`]; Ctrl-C or the callback's exception is
+/// raised once the fit has returned.
+fn run_fit<'py, T: Float>(
+    py: Python<'py>,
+    callback: Option<Py<PyAny>>,
+    fit: impl FnOnce(&mut PyObserver) -> partlearn::Result<NmfFit<T>> + Send,
+) -> PyResult<Bound<'py, PyDict>> {
+    let mut observer = PyObserver::new(callback);
+    let result = py.detach(|| fit(&mut observer));
+    if let Some(e) = observer.error.take() {
+        return Err(e);
+    }
+    fit_dict(py, &result.map_err(error)?)
+}
+
+fn nmf_fit_t<'py, T: Float>(
+    py: Python<'py>,
+    a: &PyReadonlyArray2<'py, T>,
+    params: &NmfParams,
+    w_init: Option<&Bound<'py, PyAny>>,
+    h_init: Option<&Bound<'py, PyAny>>,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let x = view(a)?;
+    let valid = params.check().map_err(error)?;
+    let custom = match convert::owned::<T>(h_init, "H")? {
+        Some(atoms) => Some(CustomInit {
+            atoms,
+            codes: convert::owned::<T>(w_init, "W")?,
+        }),
+        None if params.init == InitMethod::Custom => {
+            return Err(PyValueError::new_err(
+                "init='custom' needs the starting components H (and optionally W)",
+            ))
+        }
+        None => None,
+    };
+    run_fit(py, callback, |obs| {
+        nmf::factorize_with(x, &valid, custom.as_ref(), obs)
+    })
+}
+
+/// Fits an NMF of `x` (`n_samples × n_features`, float32 or float64, any memory order; the
+/// factors have the dtype of `x`). Returns a dict: `codes` (W), `components` (H), `history`,
+/// `n_iter`, `stop_reason`, `warnings`, `objective`, `reconstruction_err`, `rel_error`,
+/// `seconds`, `encode` (what `nmf_transform` needs).
+#[pyfunction]
+#[pyo3(signature = (
+    x, *, n_components, solver = "hals", beta_loss = 2.0, init = "auto", max_iter = 200,
+    tol = 1e-4, max_seconds = None, alpha_w = 0.0, alpha_h = None, l1_ratio = 0.0, seed = 0,
+    threads = 1, extrapolate = true, w_init = None, h_init = None, callback = None
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn nmf_fit<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    n_components: usize,
+    solver: &str,
+    beta_loss: f64,
+    init: &str,
+    max_iter: usize,
+    tol: f64,
+    max_seconds: Option<f64>,
+    alpha_w: f64,
+    alpha_h: Option<f64>,
+    l1_ratio: f64,
+    seed: u64,
+    threads: usize,
+    extrapolate: bool,
+    w_init: Option<&Bound<'py, PyAny>>,
+    h_init: Option<&Bound<'py, PyAny>>,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let params = NmfParams::new(n_components)
+        .solver(parse::<Solver>(solver)?)
+        .beta_loss(beta_loss)
+        .init(parse::<InitMethod>(init)?)
+        .max_iter(max_iter)
+        .tol(tol)
+        .max_seconds(max_seconds)
+        .alpha_w(alpha_w)
+        .alpha_h(alpha_h)
+        .l1_ratio(l1_ratio)
+        .seed(seed)
+        .threads(threads)
+        .extrapolate(extrapolate);
+    match Array::extract(x, "X")? {
+        Array::F32(a) => nmf_fit_t(py, &a, &params, w_init, h_init, callback),
+        Array::F64(a) => nmf_fit_t(py, &a, &params, w_init, h_init, callback),
+    }
+}
+
+/// Fits Hoyer's NMF with sparseness constraints (METHODS.md §2) to `x`; returns the dict of
+/// [`nmf_fit`].
+#[pyfunction]
+#[pyo3(signature = (
+    x, *, n_components, atom_sparsity = None, code_sparsity = None,
+    code_constraint = "components", max_iter = 1000, tol = 1e-4, max_seconds = None, seed = 0,
+    threads = 1, callback = None
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn sparse_nmf_fit<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    n_components: usize,
+    atom_sparsity: Option<f64>,
+    code_sparsity: Option<f64>,
+    code_constraint: &str,
+    max_iter: usize,
+    tol: f64,
+    max_seconds: Option<f64>,
+    seed: u64,
+    threads: usize,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let valid = SparseNmfParams::new(n_components)
+        .atom_sparsity(atom_sparsity)
+        .code_sparsity(code_sparsity)
+        .code_constraint(parse::<CodeConstraint>(code_constraint)?)
+        .max_iter(max_iter)
+        .tol(tol)
+        .max_seconds(max_seconds)
+        .seed(seed)
+        .threads(threads)
+        .check()
+        .map_err(error)?;
+    match Array::extract(x, "X")? {
+        Array::F32(a) => {
+            let x = view(&a)?;
+            run_fit(py, callback, |obs| factorize_sparse(x, &valid, obs))
+        }
+        Array::F64(a) => {
+            let x = view(&a)?;
+            run_fit(py, callback, |obs| factorize_sparse(x, &valid, obs))
+        }
+    }
+}
+
+fn transform_t<'py, T: Float>(
+    py: Python<'py>,
+    components: &Bound<'py, PyAny>,
+    a: &PyReadonlyArray2<'py, T>,
+    spec: EncodeSpec,
+    threads: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let x = view(a)?;
+    let atoms = convert::owned::<T>(Some(components), "components")?
+        .ok_or_else(|| PyValueError::new_err("components are missing"))?;
+    let model = NmfModel::new(atoms, spec).map_err(error)?;
+    let codes = py.detach(|| model.encode(x, threads)).map_err(error)?;
+    Ok(to_numpy(py, codes.as_ref()).into_any())
+}
+
+/// Codes (`n × k`) of the samples `x` for fixed `components` (`k × n_features`, same dtype),
+/// computed as the fit computes its final codes (METHODS.md §1.7): exact NNLS or coordinate
+/// descent for the Frobenius loss with the codes' penalties `codes_l1`, `codes_l2` (already
+/// scaled), MU for other β.
+#[pyfunction]
+#[pyo3(signature = (
+    components, x, *, beta_loss = 2.0, codes_l1 = 0.0, codes_l2 = 0.0, method = "exact",
+    max_iter = 1000, tol = 1e-5, threads = 1
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn nmf_transform<'py>(
+    py: Python<'py>,
+    components: &Bound<'py, PyAny>,
+    x: &Bound<'py, PyAny>,
+    beta_loss: f64,
+    codes_l1: f64,
+    codes_l2: f64,
+    method: &str,
+    max_iter: usize,
+    tol: f64,
+    threads: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let spec = EncodeSpec {
+        beta_loss,
+        codes_penalty: Penalty {
+            l1: codes_l1,
+            l2: codes_l2,
+        },
+        encode: EncodeOptions {
+            method: parse::<EncodeMethod>(method)?,
+            max_iter,
+            tol,
+        },
+    };
+    match Array::extract(x, "X")? {
+        Array::F32(a) => transform_t(py, components, &a, spec, threads),
+        Array::F64(a) => transform_t(py, components, &a, spec, threads),
+    }
+}
