@@ -1,6 +1,6 @@
 //! What crosses the boundary: numpy arrays as borrowed faer views (no copy; any strides), faer
 //! matrices back as new numpy arrays, library errors as Python exceptions, and the observer that
-//! lets Ctrl-C and a Python callback stop a fit running without the GIL.
+//! lets Ctrl-C and a Python callback stop a fit running without the GIL ([`run_detached`]).
 
 use numpy::ndarray::Array2;
 use numpy::{Element, IntoPyArray, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
@@ -10,6 +10,9 @@ use partlearn::Real;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// A float type that crosses between numpy and partlearn unchanged.
 pub trait Float: Real + Element {}
@@ -78,7 +81,14 @@ pub fn owned<T: Float>(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<O
 /// `OSError`, the rest `RuntimeError`.
 pub fn error(e: partlearn::Error) -> PyErr {
     use partlearn::Error as E;
-    let msg = e.to_string();
+    let msg = match &e {
+        E::InvalidOption {
+            option,
+            value,
+            reason,
+        } => format!("invalid {} = {value}: {reason}", py_name(option)),
+        e => e.to_string(),
+    };
     match e {
         E::NegativeEntry { .. }
         | E::NonFinite { .. }
@@ -90,6 +100,19 @@ pub fn error(e: partlearn::Error) -> PyErr {
         | E::Truncated { .. } => PyValueError::new_err(msg),
         E::Io { .. } | E::AlreadyExists { .. } | E::MissingData { .. } => PyOSError::new_err(msg),
         _ => PyRuntimeError::new_err(msg),
+    }
+}
+
+/// The estimators' keyword for a library parameter name (scikit-learn's names where they
+/// differ: `k` is `n_components`, `seed` is `random_state`, …).
+fn py_name(option: &str) -> &str {
+    match option {
+        "k" => "n_components",
+        "alpha_w" => "alpha_W",
+        "alpha_h" => "alpha_H",
+        "threads" => "n_threads",
+        "seed" => "random_state",
+        other => other,
     }
 }
 
@@ -119,34 +142,26 @@ pub fn history<'py>(py: Python<'py>, h: &[IterRecord]) -> PyResult<Bound<'py, Py
     )
 }
 
-/// The observer of a fit running without the GIL: after every iteration (and mini-batch) it
-/// takes the GIL briefly to check for Ctrl-C (`KeyboardInterrupt`) and to call the user's
-/// `callback(dict)`, which stops the fit by returning `False` or raising. The error is kept and
-/// raised once the fit has returned what it learned so far.
-pub struct PyObserver {
+/// The observer of a fit running without the GIL on a worker thread: after every iteration
+/// (and mini-batch) it stops the fit when Ctrl-C was seen on the main thread, and otherwise
+/// takes the GIL briefly to call the user's `callback(dict)`, which stops the fit by returning
+/// `False` or raising. The error is kept and raised once the fit has returned.
+pub struct PyObserver<'a> {
     callback: Option<Py<PyAny>>,
+    interrupted: &'a AtomicBool,
     /// Why the fit was stopped from Python, raised after it returns.
-    pub error: Option<PyErr>,
+    error: Option<PyErr>,
 }
 
-impl PyObserver {
-    /// An observer calling `callback` (if any) after every iteration.
-    pub fn new(callback: Option<Py<PyAny>>) -> Self {
-        PyObserver {
-            callback,
-            error: None,
-        }
-    }
-
+impl PyObserver<'_> {
     fn check(&mut self, rec: Option<&IterRecord>) -> Control {
+        if self.interrupted.load(Ordering::Relaxed) {
+            return Control::Stop;
+        }
+        let (Some(cb), Some(rec)) = (&self.callback, rec) else {
+            return Control::Continue;
+        };
         Python::attach(|py| {
-            if let Err(e) = py.check_signals() {
-                self.error = Some(e);
-                return Control::Stop;
-            }
-            let (Some(cb), Some(rec)) = (&self.callback, rec) else {
-                return Control::Continue;
-            };
             let call = || -> PyResult<bool> {
                 let d = PyDict::new(py);
                 d.set_item("iter", rec.iter)?;
@@ -169,7 +184,7 @@ impl PyObserver {
     }
 }
 
-impl Observer for PyObserver {
+impl Observer for PyObserver<'_> {
     fn on_iter(&mut self, rec: &IterRecord) -> Control {
         self.check(Some(rec))
     }
@@ -177,4 +192,51 @@ impl Observer for PyObserver {
     fn on_progress(&mut self, _done: usize, _total: usize) -> Control {
         self.check(None)
     }
+}
+
+/// Runs `fit` without the GIL on a worker thread while the calling (main) thread watches for
+/// Ctrl-C: Python runs signal handlers only on the main thread, so the main thread checks them
+/// every 50 ms and tells the fit's observer to stop. `KeyboardInterrupt`, or the exception of
+/// the user's callback, is raised after the fit has returned.
+pub fn run_detached<R: Send>(
+    py: Python<'_>,
+    callback: Option<Py<PyAny>>,
+    fit: impl FnOnce(&mut PyObserver<'_>) -> R + Send,
+) -> PyResult<R> {
+    let interrupted = AtomicBool::new(false);
+    let (result, signal, error) = py.detach(|| {
+        std::thread::scope(|scope| {
+            let (done_tx, done_rx) = mpsc::channel::<()>();
+            let interrupted = &interrupted;
+            let worker = scope.spawn(move || {
+                let mut observer = PyObserver {
+                    callback,
+                    interrupted,
+                    error: None,
+                };
+                let out = fit(&mut observer);
+                let _ = done_tx.send(());
+                (out, observer.error)
+            });
+            let mut signal = None;
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                done_rx.recv_timeout(Duration::from_millis(50))
+            {
+                if signal.is_none() {
+                    if let Err(e) = Python::attach(|py| py.check_signals()) {
+                        signal = Some(e);
+                        interrupted.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+            match worker.join() {
+                Ok((out, error)) => (Some(out), signal, error),
+                Err(_) => (None, signal, None),
+            }
+        })
+    });
+    if let Some(e) = signal.or(error) {
+        return Err(e);
+    }
+    result.ok_or_else(|| PyRuntimeError::new_err("the fit panicked; please report this as a bug"))
 }

@@ -56,18 +56,13 @@ fn fit_dict<'py, T: Float>(py: Python<'py>, fit: &NmfFit<T>) -> PyResult<Bound<'
     Ok(d)
 }
 
-/// Runs `fit` without the GIL under a [`PyObserver`]; Ctrl-C or the callback's exception is
-/// raised once the fit has returned.
+/// Runs `fit` through [`convert::run_detached`] and returns its dict.
 fn run_fit<'py, T: Float>(
     py: Python<'py>,
     callback: Option<Py<PyAny>>,
-    fit: impl FnOnce(&mut PyObserver) -> partlearn::Result<NmfFit<T>> + Send,
+    fit: impl FnOnce(&mut PyObserver<'_>) -> partlearn::Result<NmfFit<T>> + Send,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let mut observer = PyObserver::new(callback);
-    let result = py.detach(|| fit(&mut observer));
-    if let Some(e) = observer.error.take() {
-        return Err(e);
-    }
+    let result = convert::run_detached(py, callback, fit)?;
     fit_dict(py, &result.map_err(error)?)
 }
 
@@ -205,7 +200,7 @@ fn transform_t<'py, T: Float>(
     let atoms = convert::owned::<T>(Some(components), "components")?
         .ok_or_else(|| PyValueError::new_err("components are missing"))?;
     let model = NmfModel::new(atoms, spec).map_err(error)?;
-    let codes = py.detach(|| model.encode(x, threads)).map_err(error)?;
+    let codes = convert::run_detached(py, None, |_| model.encode(x, threads))?.map_err(error)?;
     Ok(to_numpy(py, codes.as_ref()).into_any())
 }
 

@@ -1,0 +1,18 @@
+"""scikit-learn's own conformance suite, on every estimator; non-negative input only is declared
+through the estimators' tags (as scikit-learn's NMF does), never by skipping checks."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import partlearn
+
+ESTIMATORS = [
+    partlearn.NMF(n_components=2, max_iter=500),
+    partlearn.NMF(n_components=2, solver="mu", max_iter=500),
+    partlearn.NMF(n_components=2, solver="anls", max_iter=500),
+    partlearn.SparseNMF(n_components=2, code_sparsity=0.5, max_iter=200),
+]
+
+
+@parametrize_with_checks(ESTIMATORS)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
