@@ -5,12 +5,12 @@ use anyhow::{Context, Result};
 use clap::Args;
 use faer::Mat;
 use partlearn::data::labels::{self, Labels};
-use partlearn::deep::pipeline::{fit_layers, LayerMethod, LayersOptions};
+use partlearn::deep::pipeline::{fit_layers, LayerMethod, LayersParams};
 use partlearn::deep::DeepModel;
 use partlearn::engine::{StopReason, Warning};
 use partlearn::io::{self, RunDir};
 use partlearn::nmf::model::EncodeSpec;
-use partlearn::nmf::ssnmf::{fit_ssnmf, Divergence, SsnmfOptions};
+use partlearn::nmf::ssnmf::{fit_ssnmf, Divergence, SsnmfParams};
 use partlearn::nmf::{EncodeOptions, NmfModel, Penalty, Solver};
 use partlearn::npy::{npy_bytes, NpyDataRef};
 use partlearn::Real;
@@ -43,10 +43,10 @@ pub struct SsnmfArgs {
     pub lambda: f64,
     /// Data term: frobenius or kl (I-divergence).
     #[arg(long, default_value = "frobenius")]
-    pub data_loss: String,
+    pub data_loss: Divergence,
     /// Label term: frobenius or kl.
     #[arg(long, default_value = "frobenius")]
-    pub label_loss: String,
+    pub label_loss: Divergence,
     #[arg(long, default_value_t = 1000)]
     pub max_iter: usize,
     #[arg(long, default_value_t = 1e-4)]
@@ -67,7 +67,7 @@ pub struct HnmfArgs {
     pub ranks: Vec<usize>,
     /// NMF solver of every layer: hals, mu or anls.
     #[arg(long, default_value = "hals")]
-    pub solver: String,
+    pub solver: Solver,
     #[command(flatten)]
     pub sup: SupervisionArgs,
     /// Weight λ of the label term (with --supervision semi or full; default 1e-5).
@@ -155,17 +155,19 @@ pub fn run_ssnmf(a: &SsnmfArgs) -> Result<()> {
 fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
     let data = a.data.load::<T>()?;
     let n = data.n_samples();
-    let opts = SsnmfOptions {
-        k: a.k,
-        lambda: a.lambda,
-        data_loss: a.data_loss.parse::<Divergence>()?,
-        label_loss: a.label_loss.parse::<Divergence>()?,
-        max_iter: a.max_iter,
-        tol: a.tol,
-        max_seconds: a.max_seconds,
-        seed: a.run.seed,
-        threads: a.run.threads,
-    };
+    // The parameters, checked against the data before any work.
+    let params = SsnmfParams::new(a.k)
+        .lambda(a.lambda)
+        .data_loss(a.data_loss)
+        .label_loss(a.label_loss)
+        .max_iter(a.max_iter)
+        .tol(a.tol)
+        .max_seconds(a.max_seconds)
+        .seed(a.run.seed)
+        .threads(a.run.threads)
+        .validate(n, data.n_features())
+        .map_err(flag_error)?;
+    let opts = params.params();
     // The labels: the data's (or --label-set's), known on --label-mask or on --labeled samples.
     let classes = labels::label_set(&data, a.label_set.as_deref(), usize::MAX).map_err(flag_error)?;
     let known = match &a.label_mask {
@@ -190,6 +192,7 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
         }
     };
     let labels = Labels::new(classes, known)?;
+    labels.check(n).map_err(flag_error)?;
     let mask = a
         .data_mask
         .as_deref()
@@ -219,25 +222,18 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| default_out("ssnmf", &a.data.spec, a.k));
-    // Validate before creating the run folder (the library checks again).
-    if a.k == 0 || a.k > n.min(data.n_features()) {
-        anyhow::bail!(
-            "invalid k = {}: must be in 1..={} (min(n_samples, n_features))",
-            a.k,
-            n.min(data.n_features())
-        );
-    }
     let run_dir = RunDir::create(&out, a.run.force)?;
     let mut progress = FitProgress::new(opts.max_iter, a.run.quiet);
     let fit = fit_ssnmf(
         data.xt(),
         mask.as_ref().map(|m| m.as_ref()),
         &labels,
-        &opts,
+        &params,
         &mut progress,
     );
     progress.finish();
-    let fit = fit?;
+    // Every parameter SSNMF checks when fitting (the mask, the labels) is a flag of this command.
+    let fit = fit.map_err(flag_error)?;
     let pred = fit.predict_in_sample();
     let acc_on = |sel: &dyn Fn(usize) -> bool| {
         let idx: Vec<usize> = (0..n).filter(|&j| sel(j)).collect();
@@ -276,7 +272,7 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
         command: now_command(),
         dtype: T::NAME,
         data: DataRecord::new(&a.data, &data),
-        options: &opts,
+        options: opts,
         ranks: vec![a.k],
         supervision: "semi",
         n_labeled: Some(labels.n_known()),
@@ -320,29 +316,30 @@ pub fn run_layers(method: LayerMethod, a: &HnmfArgs) -> Result<()> {
 }
 
 fn layers<T: Real>(method: LayerMethod, a: &HnmfArgs) -> Result<()> {
-    let name = match method {
-        LayerMethod::Hierarchical => "hnmf",
-        LayerMethod::DeepNmf => "deep-nmf",
-    };
+    let name = method.name();
     let data = a.data.load::<T>()?;
     let x = data.xt();
     let (m, n) = (data.n_features(), data.n_samples());
-    partlearn::deep::hnmf::check_ranks(&a.ranks, m, n)?;
+    // Checked before the layer-wise fits, which the fine-tuning or SSNMF would otherwise
+    // follow with an error.
+    let params = LayersParams::new(a.ranks.clone())
+        .solver(a.solver)
+        .max_iter(a.max_iter)
+        .tol(a.tol)
+        .max_seconds(a.max_seconds)
+        .lambda(
+            a.sup
+                .label_flag(a.lambda, "lambda", LayersParams::default().lambda)?,
+        )
+        .seed(a.run.seed)
+        .threads(a.run.threads)
+        .validate(n, m)
+        .map_err(flag_error)?;
     let last = *a.ranks.last().unwrap_or(&1);
     let labels = a.sup.labels(&data, last, a.run.seed)?;
-    let opts = LayersOptions {
-        ranks: a.ranks.clone(),
-        solver: a.solver.parse::<Solver>()?,
-        max_iter: a.max_iter,
-        tol: a.tol,
-        max_seconds: a.max_seconds,
-        lambda: a.sup.label_flag(a.lambda, "lambda", 1e-5)?,
-        seed: a.run.seed,
-        threads: a.run.threads,
-    };
-    // Checked before the layer-wise fits, which the fine-tuning or SSNMF would otherwise
-    // follow with an error (the library checks again).
-    opts.validate(m, n, labels.as_ref())?;
+    if let Some(l) = &labels {
+        l.check(n).map_err(flag_error)?;
+    }
     let test = a.test.load(&data, a.sup.label_set.as_deref(), last)?;
     let out = a
         .run
@@ -351,7 +348,7 @@ fn layers<T: Real>(method: LayerMethod, a: &HnmfArgs) -> Result<()> {
         .unwrap_or_else(|| default_out(name, &a.data.spec, a.ranks[0]));
     let run_dir = RunDir::create(&out, a.run.force)?;
     let mut progress = FitProgress::new(a.max_iter, a.run.quiet);
-    let fit = fit_layers(&data, method, &opts, labels.as_ref(), &mut progress);
+    let fit = fit_layers(&data, method, &params, labels.as_ref(), &mut progress);
     progress.finish();
     let fit = fit?;
     let stack = fit.stack;
@@ -381,7 +378,7 @@ fn layers<T: Real>(method: LayerMethod, a: &HnmfArgs) -> Result<()> {
         command: now_command(),
         dtype: T::NAME,
         data: DataRecord::new(&a.data, &data),
-        options: &opts,
+        options: params.params(),
         ranks: a.ranks.clone(),
         supervision: a.sup.name(),
         n_labeled: labels.as_ref().map(|l| l.n_known()),

@@ -1,16 +1,16 @@
-//! `partlearn fit neural-nmf`: flags → `deep::neural::NeuralOptions`, the run folder, and the
+//! `partlearn fit neural-nmf`: flags → `deep::neural::NeuralParams`, the run folder, and the
 //! post-hoc accuracy of METHODS.md §5.1.
 
 use anyhow::Result;
 use clap::Args;
-use partlearn::deep::neural::{self, ClassLoss, Cost, NeuralOptions};
+use partlearn::deep::neural::{self, ClassLoss, Cost, NeuralParams};
 use partlearn::deep::DeepModel;
 use partlearn::engine::{Param, StopReason};
 use partlearn::io::{self, RunDir};
 use partlearn::Real;
 use serde::Serialize;
 
-use crate::args::{accuracies, DataArgs, Dtype, Exit, RunArgs, SupervisionArgs, TestArgs};
+use crate::args::{accuracies, flag_error, DataArgs, Dtype, Exit, RunArgs, SupervisionArgs, TestArgs};
 use crate::output::{default_out, DataRecord};
 use crate::progress::{self, FitProgress};
 
@@ -25,10 +25,10 @@ pub struct NeuralArgs {
     pub sup: SupervisionArgs,
     /// Unsupervised cost: recon (reconstruction) or energy.
     #[arg(long, default_value = "recon")]
-    pub cost: String,
+    pub cost: Cost,
     /// Classification loss: l2 or ce (cross-entropy) (with --supervision semi or full; default l2).
     #[arg(long)]
-    pub class_loss: Option<String>,
+    pub class_loss: Option<ClassLoss>,
     /// Weight λ of the classification term (with --supervision semi or full; default 1e-4).
     #[arg(long)]
     pub lambda: Option<f64>,
@@ -49,14 +49,14 @@ pub struct NeuralArgs {
     #[arg(long, default_value_t = 1)]
     pub decay_every: usize,
     /// gd (projected gradient descent) or adam (then the projection).
-    #[arg(long, default_value = "gd")]
-    pub optimizer: String,
+    #[arg(long, value_enum, default_value = "gd")]
+    pub optimizer: Optimizer,
     /// Independent random starts; the lowest final cost is kept.
     #[arg(long, default_value_t = 1)]
     pub restarts: usize,
     /// Starting layers: random (U[0,1), the reference) or hnmf (a hierarchical NMF by HALS, 200 iterations per layer).
-    #[arg(long, default_value = "random")]
-    pub init: String,
+    #[arg(long, value_enum, default_value = "random")]
+    pub init: StartLayers,
     /// Time budget in seconds (the fit stops after the epoch that exceeds it).
     #[arg(long)]
     pub max_seconds: Option<f64>,
@@ -69,39 +69,46 @@ pub struct NeuralArgs {
     pub run: RunArgs,
 }
 
+/// `--optimizer`: the step on the layers (the library's `NeuralParams::adam`). The variants have
+/// no doc comments: clap would show them as a long help of the whole command.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Optimizer {
+    // Projected gradient descent.
+    Gd,
+    // Adam, then the projection.
+    Adam,
+}
+
+/// `--init`: where the layers start (no variant doc comments, as [`Optimizer`]).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartLayers {
+    // U[0, 1) entries (the reference).
+    Random,
+    // A hierarchical NMF by HALS, 200 iterations per layer.
+    Hnmf,
+}
+
 impl NeuralArgs {
-    pub fn options(&self) -> Result<NeuralOptions> {
-        let (d, sup) = (NeuralOptions::default(), &self.sup);
-        Ok(NeuralOptions {
-            ranks: self.ranks.clone(),
-            cost: match self.cost.as_str() {
-                "recon" | "reconstruction" => Cost::Reconstruction,
-                "energy" => Cost::Energy,
-                o => anyhow::bail!("invalid --cost '{o}': use recon or energy"),
-            },
-            epochs: self.epochs,
-            lr: self.lr,
-            decay: self.decay,
-            decay_every: self.decay_every,
-            adam: match self.optimizer.as_str() {
-                "gd" => false,
-                "adam" => true,
-                o => anyhow::bail!("invalid --optimizer '{o}': use gd or adam"),
-            },
-            lambda: sup.label_flag(self.lambda, "lambda", d.lambda)?,
-            class_loss: match sup.label_flag(self.class_loss.as_deref(), "class-loss", "l2")? {
-                "l2" => ClassLoss::L2,
-                "ce" | "cross-entropy" => ClassLoss::CrossEntropy,
-                o => anyhow::bail!("invalid --class-loss '{o}': use l2 or ce"),
-            },
-            lr_class: sup.label_flag(self.lr_class, "lr-class", d.lr_class)?,
-            class_steps: sup.label_flag(self.class_steps, "class-steps", d.class_steps)?,
-            restarts: self.restarts,
-            seed: self.run.seed,
-            threads: self.run.threads,
-            max_seconds: self.max_seconds,
-            tol: self.tol,
-        })
+    /// The library's parameters of these flags (unchecked; options of the label term refused
+    /// without supervision).
+    pub fn params(&self) -> Result<NeuralParams> {
+        let (d, sup) = (NeuralParams::default(), &self.sup);
+        Ok(NeuralParams::new(self.ranks.clone())
+            .cost(self.cost)
+            .epochs(self.epochs)
+            .lr(self.lr)
+            .decay(self.decay)
+            .decay_every(self.decay_every)
+            .adam(self.optimizer == Optimizer::Adam)
+            .lambda(sup.label_flag(self.lambda, "lambda", d.lambda)?)
+            .class_loss(sup.label_flag(self.class_loss, "class-loss", d.class_loss)?)
+            .lr_class(sup.label_flag(self.lr_class, "lr-class", d.lr_class)?)
+            .class_steps(sup.label_flag(self.class_steps, "class-steps", d.class_steps)?)
+            .restarts(self.restarts)
+            .seed(self.run.seed)
+            .threads(self.run.threads)
+            .max_seconds(self.max_seconds)
+            .tol(self.tol))
     }
 }
 
@@ -112,7 +119,7 @@ struct NeuralRunRecord<'a> {
     command: Vec<String>,
     dtype: &'static str,
     data: DataRecord,
-    options: &'a NeuralOptions,
+    options: &'a NeuralParams,
     supervision: &'a str,
     n_labeled: Option<usize>,
     epochs: usize,
@@ -138,11 +145,16 @@ pub fn run(a: &NeuralArgs) -> Result<()> {
 
 fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
     let data = a.data.load::<T>()?;
-    let opts = a.options()?;
-    opts.validate(data.n_features(), data.n_samples(), None)?;
+    let params = a
+        .params()?
+        .validate(data.n_samples(), data.n_features())
+        .map_err(flag_error)?;
+    let opts = params.params();
     let last = *opts.ranks.last().unwrap_or(&1);
     let sup = a.sup.labels(&data, last, a.run.seed)?;
-    opts.validate(data.n_features(), data.n_samples(), sup.as_ref())?;
+    if let Some(s) = &sup {
+        s.check(data.n_samples()).map_err(flag_error)?;
+    }
     let test = a.test.load(&data, a.sup.label_set.as_deref(), last)?;
     let out = a
         .run
@@ -151,25 +163,24 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
         .unwrap_or_else(|| default_out("neural-nmf", &a.data.spec, opts.ranks[0]));
     let run_dir = RunDir::create(&out, a.run.force)?;
     let mut progress = FitProgress::new(opts.epochs, a.run.quiet);
-    let start = match a.init.as_str() {
-        "random" => None,
-        "hnmf" => {
-            let base = partlearn::nmf::NmfParams {
-                solver: partlearn::nmf::Solver::Hals,
-                max_iter: 200,
-                seed: a.run.seed,
-                threads: a.run.threads,
-                ..Default::default()
-            };
+    let start = match a.init {
+        StartLayers::Random => None,
+        StartLayers::Hnmf => {
+            // k is replaced by each layer's rank.
+            let base = partlearn::nmf::NmfParams::new(opts.ranks[0])
+                .solver(partlearn::nmf::Solver::Hals)
+                .max_iter(200)
+                .seed(a.run.seed)
+                .threads(a.run.threads)
+                .check()?;
             Some(
                 partlearn::deep::hnmf::hierarchical(&data, &opts.ranks, &base)?
                     .stack
                     .a,
             )
         }
-        o => anyhow::bail!("invalid --init '{o}': use random or hnmf"),
     };
-    let fit = neural::train_from(data.xt(), start.as_deref(), &opts, sup.as_ref(), &mut progress);
+    let fit = neural::train_from(data.xt(), start.as_deref(), &params, sup.as_ref(), &mut progress);
     progress.finish();
     let fit = fit?;
     let x = data.xt();
@@ -192,7 +203,7 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
         command: std::env::args().collect(),
         dtype: T::NAME,
         data: DataRecord::new(&a.data, &data),
-        options: &opts,
+        options: opts,
         supervision: a.sup.name(),
         n_labeled: sup.as_ref().map(|s| s.n_known()),
         epochs: fit.n_iter,
@@ -287,17 +298,15 @@ pub struct TableArgs {
 
 pub fn reproduce(cmd: ReproduceCommand) -> Result<()> {
     let ReproduceCommand::NeuralNmfTable(a) = cmd;
-    if a.seeds == 0 || a.epochs == 0 || a.iterations == 0 || a.restarts == 0 {
-        anyhow::bail!("--seeds, --epochs, --iterations and --restarts must be at least 1");
-    }
+    let o = partlearn::deep::table::TableParams::new()
+        .seeds(a.seeds)
+        .epochs(a.epochs)
+        .iterations(a.iterations)
+        .restarts(a.restarts)
+        .threads(a.threads)
+        .check()
+        .map_err(flag_error)?;
     let data = partlearn::data::named::toy_hierarchy::<f64>(a.data_seed);
-    let o = partlearn::deep::table::TableOptions {
-        seeds: a.seeds,
-        epochs: a.epochs,
-        iterations: a.iterations,
-        restarts: a.restarts,
-        threads: a.threads,
-    };
     let quiet = a.quiet || a.json;
     let t = partlearn::deep::table::neural_nmf_table(&data, &o, &mut |done, total| {
         if !quiet {

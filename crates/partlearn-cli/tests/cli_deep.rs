@@ -370,7 +370,7 @@ fn ssnmf_hnmf_deep_nmf_on_toy_hierarchy() {
         (vec!["ssnmf", "--tol=-1"], vec!["tol"]),
         (
             vec!["ssnmf", "--label-mask", s(&no_labels)],
-            vec!["label mask", "no sample"],
+            vec!["--label-mask", "no sample"],
         ),
         (
             vec!["ssnmf", "--data-mask", s(&half)],
@@ -395,6 +395,58 @@ fn ssnmf_hnmf_deep_nmf_on_toy_hierarchy() {
         assert_user_error(&run(&a), &keys);
     }
     assert!(!dir.join("bad").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A bad value of a parameter that the library checks is reported under the flag that set it
+/// (`--lr-class`, not the library's `lr_class`), before any fitting and without a run folder.
+#[test]
+fn bad_parameter_values_name_their_flags() {
+    let dir = temp_dir("layers-flags");
+    let out = dir.join("x");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["ssnmf", "--lambda=-1"], "invalid --lambda -1"),
+        (vec!["ssnmf", "-k", "88"], "invalid --k 88"),
+        (vec!["ssnmf", "--max-iter", "0"], "invalid --max-iter 0"),
+        (vec!["ssnmf", "--max-seconds", "0"], "invalid --max-seconds 0"),
+        (vec!["ssnmf", "--labeled", "0"], "invalid --labeled 0"),
+        (
+            vec!["ssnmf", "--label-set", "labels7"],
+            "invalid --label-set labels7",
+        ),
+        (vec!["hnmf", "--ranks", "4,9"], "invalid --ranks [4, 9]"),
+        (vec!["hnmf", "--ranks", "100"], "invalid --ranks [100]"),
+        (vec!["deep-nmf", "--tol=-1"], "invalid --tol -1"),
+        (vec!["deep-nmf", "--max-iter", "0"], "invalid --max-iter 0"),
+        (vec!["neural-nmf", "--epochs", "0"], "invalid --epochs 0"),
+        (
+            vec!["neural-nmf", "--decay-every", "0"],
+            "invalid --decay-every 0",
+        ),
+        (vec!["neural-nmf", "--decay", "0"], "invalid --decay 0"),
+        (vec!["neural-nmf", "--restarts", "0"], "invalid --restarts 0"),
+        (
+            vec!["neural-nmf", "--supervision", "full", "--lr-class=-1"],
+            "invalid --lr-class -1",
+        ),
+        (vec!["neural-nmf", "--optimizer", "sgd"], "--optimizer"),
+        (vec!["neural-nmf", "--init", "svd"], "--init"),
+        (vec!["hnmf", "--solver", "lbfgs"], "--solver"),
+    ];
+    for (args, key) in cases {
+        let mut a = vec!["fit"];
+        a.extend(args.iter().copied());
+        a.extend(["--data", "toy-hierarchy", "--quiet", "--out", s(&out)]);
+        let o = run(&a);
+        assert_user_error(&o, &[key]);
+        let err = stderr(&o);
+        for library_name in ["max_iter", "max_seconds", "lr_class", "decay_every", "label_set"] {
+            assert!(!err.contains(library_name), "{args:?}: {err}");
+        }
+        assert!(!out.exists(), "{args:?} left a run folder");
+    }
+    let o = run(&["reproduce", "neural-nmf-table", "--seeds", "0"]);
+    assert_user_error(&o, &["invalid --seeds 0"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

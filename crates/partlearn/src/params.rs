@@ -2,6 +2,9 @@
 //! struct built with a builder, whose `check()` returns a `ValidX` with private fields — the only
 //! form its fit accepts. The checks several methods share are written here once.
 
+use std::fmt::Display;
+
+use crate::engine::StopRules;
 use crate::error::{Error, Result};
 
 /// Builder setters `fn field(mut self, v) -> Self` for public fields of a params struct.
@@ -53,6 +56,79 @@ pub fn check_unit(name: &'static str, value: f64, meaning: &str) -> Result<()> {
     Ok(())
 }
 
+/// A count that must be at least 1 (`max_iter`, `epochs`, restarts, …); `what` says what it
+/// counts.
+pub fn check_at_least_one(name: &'static str, value: usize, what: &str) -> Result<()> {
+    if value == 0 {
+        return Err(Error::invalid(name, 0, format!("must be at least 1 ({what})")));
+    }
+    Ok(())
+}
+
+/// A step or factor that must be finite and `> 0` (learning rates, decay).
+pub fn check_positive(name: &'static str, value: f64) -> Result<()> {
+    if !(value.is_finite() && value > 0.0) {
+        return Err(Error::invalid(name, value, "must be a finite number > 0"));
+    }
+    Ok(())
+}
+
+/// The engine's stopping rules of an iterative method, checked ([`StopRules::validate`]):
+/// `max_iter ≥ 1` iterations (named `max_iter_name`, e.g. `epochs`), the windowed `tol`, an
+/// optional time budget.
+pub fn stop_rules(
+    max_iter_name: &'static str,
+    max_iter: usize,
+    tol: f64,
+    max_seconds: Option<f64>,
+) -> Result<StopRules> {
+    check_at_least_one(max_iter_name, max_iter, "iterations to run")?;
+    let stop = StopRules::max_iter(max_iter)
+        .with_tol(tol)
+        .with_max_seconds(max_seconds);
+    stop.validate()?;
+    Ok(stop)
+}
+
+/// The ranks of a layer model (METHODS.md §4): at least one, each `≥ 1`, strictly decreasing.
+pub fn check_ranks(ranks: &[usize]) -> Result<()> {
+    if ranks.is_empty() {
+        return Err(Error::invalid(
+            "ranks",
+            "[]",
+            "give at least one rank, e.g. [9, 4, 2]",
+        ));
+    }
+    if ranks[0] == 0 || ranks.windows(2).any(|w| w[1] == 0 || w[1] >= w[0]) {
+        return Err(Error::invalid(
+            "ranks",
+            format!("{ranks:?}"),
+            "ranks must decrease, each at least 1 (e.g. [9, 4, 2])",
+        ));
+    }
+    Ok(())
+}
+
+/// A largest rank `k` (SSNMF's `k`, a layer model's first rank, shown as `value`) that data of
+/// `n_samples × n_features` can carry: `k ≤ min(n_samples, n_features)`.
+pub fn check_rank_fits(
+    name: &'static str,
+    value: impl Display,
+    k: usize,
+    n_samples: usize,
+    n_features: usize,
+) -> Result<()> {
+    let min = n_samples.min(n_features);
+    if k > min {
+        return Err(Error::invalid(
+            name,
+            value,
+            format!("the largest rank must be at most min(n_samples, n_features) = {min}; lower it"),
+        ));
+    }
+    Ok(())
+}
+
 /// A data shape with at least one sample and one feature.
 pub fn check_not_empty(n_samples: usize, n_features: usize) -> Result<()> {
     if n_samples == 0 || n_features == 0 {
@@ -88,5 +164,50 @@ mod tests {
             .to_string()
             .contains("L1 share"));
         assert!(matches!(check_not_empty(0, 3), Err(Error::EmptyData { .. })));
+        assert!(matches!(
+            check_at_least_one("epochs", 0, "epochs to train"),
+            Err(Error::InvalidOption { option: "epochs", .. })
+        ));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(matches!(
+                check_positive("lr", bad),
+                Err(Error::InvalidOption { option: "lr", .. })
+            ));
+        }
+        assert!(check_positive("lr", 1e-3).is_ok());
+    }
+
+    #[test]
+    fn stop_rules_are_checked_once_with_library_names() {
+        let s = stop_rules("max_iter", 5, 1e-4, Some(2.0)).unwrap();
+        assert_eq!((s.max_iter, s.tol, s.max_seconds), (5, 1e-4, Some(2.0)));
+        let name = |r: Result<StopRules>| match r {
+            Err(Error::InvalidOption { option, .. }) => option,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(name(stop_rules("epochs", 0, 0.0, None)), "epochs");
+        assert_eq!(name(stop_rules("max_iter", 1, -1.0, None)), "tol");
+        assert_eq!(name(stop_rules("max_iter", 1, f64::NAN, None)), "tol");
+        assert_eq!(name(stop_rules("max_iter", 1, 0.0, Some(0.0))), "max_seconds");
+    }
+
+    #[test]
+    fn ranks_decrease_and_fit_the_data() {
+        assert!(check_ranks(&[9, 4, 2]).is_ok() && check_ranks(&[1]).is_ok());
+        for bad in [&[][..], &[4, 4], &[4, 9], &[3, 0], &[0]] {
+            assert!(
+                matches!(
+                    check_ranks(bad),
+                    Err(Error::InvalidOption { option: "ranks", .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(check_rank_fits("k", 5, 5, 5, 6).is_ok());
+        let e = check_rank_fits("ranks", "[6]", 6, 5, 6).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidOption { option: "ranks", .. }) && e.to_string().contains("= 5"),
+            "{e}"
+        );
     }
 }

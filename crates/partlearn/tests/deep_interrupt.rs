@@ -3,10 +3,10 @@
 //! test binary: the request is global to the process).
 
 use partlearn::data::labels::Supervision;
-use partlearn::deep::deep_nmf::{fine_tune, FineTuneOptions};
+use partlearn::deep::deep_nmf::{fine_tune, FineTuneParams};
 use partlearn::deep::hnmf::hierarchical;
-use partlearn::deep::neural::{train, NeuralOptions};
-use partlearn::deep::pipeline::{fit_layers, LayerMethod, LayersOptions};
+use partlearn::deep::neural::{train, NeuralParams};
+use partlearn::deep::pipeline::{fit_layers, LayerMethod, LayersParams};
 use partlearn::engine::{interrupt, Silent, StopReason};
 use partlearn::nmf::NmfParams;
 
@@ -24,7 +24,9 @@ fn a_pending_request_stops_every_layer_fit() {
         &NmfParams {
             max_iter: 50,
             ..layer.clone()
-        },
+        }
+        .check()
+        .unwrap(),
     )
     .unwrap()
     .stack;
@@ -33,40 +35,31 @@ fn a_pending_request_stops_every_layer_fit() {
         .unwrap();
     assert!(!interrupt::request());
 
-    let h = hierarchical(&d, &[9, 4, 2], &layer).unwrap();
+    let h = hierarchical(&d, &[9, 4, 2], &layer.check().unwrap()).unwrap();
     assert_eq!(h.stop_reason(), StopReason::Interrupted);
     assert!(h.layers.iter().all(|l| l.n_iter == 0 && l.history.len() == 1));
 
     for method in [LayerMethod::Hierarchical, LayerMethod::DeepNmf] {
-        let o = LayersOptions {
-            ranks: vec![9, 4],
-            max_iter: 100_000_000,
-            tol: 0.0,
-            ..LayersOptions::default()
-        };
+        let o = LayersParams::new(vec![9, 4])
+            .max_iter(100_000_000)
+            .tol(0.0)
+            .check()
+            .unwrap();
         let f = fit_layers(&d, method, &o, Some(&labels), &mut Silent).unwrap();
         assert_eq!(f.stop_reason, StopReason::Interrupted, "{method:?}");
         // No stage after the interrupted layers: no classifier was fitted.
         assert!(f.classifier.is_none(), "{method:?}");
     }
 
-    let o = FineTuneOptions {
-        max_iter: 100_000_000,
-        ..FineTuneOptions::default()
-    };
+    let o = FineTuneParams::new().max_iter(100_000_000).check().unwrap();
     let f = fine_tune(d.xt(), ready, None, &o, &mut Silent).unwrap();
     assert_eq!(
         (f.stop_reason, f.n_iter, f.history.len()),
         (StopReason::Interrupted, 0, 1)
     );
 
-    let o = NeuralOptions {
-        ranks: vec![9, 4],
-        epochs: 100_000_000,
-        restarts: 3,
-        ..NeuralOptions::default()
-    };
-    let f = train(d.xt(), &o, Some(&labels), &mut Silent).unwrap();
+    let o = NeuralParams::new(vec![9, 4]).epochs(100_000_000).restarts(3);
+    let f = train(d.xt(), &o.check().unwrap(), Some(&labels), &mut Silent).unwrap();
     assert_eq!(
         (f.stop_reason, f.n_iter, f.history.len()),
         (StopReason::Interrupted, 0, 1)
@@ -75,11 +68,7 @@ fn a_pending_request_stops_every_layer_fit() {
     interrupt::clear();
     let f = train(
         d.xt(),
-        &NeuralOptions {
-            epochs: 3,
-            restarts: 1,
-            ..o
-        },
+        &o.epochs(3).restarts(1).check().unwrap(),
         None,
         &mut Silent,
     )

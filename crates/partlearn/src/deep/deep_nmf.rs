@@ -23,15 +23,18 @@ use crate::engine::{
 };
 use crate::error::{Error, Result};
 use crate::linalg;
+use crate::params;
 use crate::real::Real;
 use crate::rng::Rng;
 
-/// Options of [`fine_tune`].
+/// Parameters of the Deep NMF fine-tuning (METHODS.md §4.2, the fully non-negative variant).
+/// Build with [`FineTuneParams::new`] and the setters, then [`check`](FineTuneParams::check).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FineTuneOptions {
-    /// Sweeps over all layers (each updates every `A⁽ⁱ⁾`, `B` and `S⁽ᴸ⁾` once).
+#[non_exhaustive]
+pub struct FineTuneParams {
+    /// Sweeps over all layers (each updates every `A⁽ⁱ⁾`, `B` and `S⁽ᴸ⁾` once; default 2000).
     pub max_iter: usize,
-    /// Windowed relative-decrease rule of [`StopRules`] (0 disables it).
+    /// Windowed relative-decrease rule of [`StopRules::tol`] (default 0: disabled).
     pub tol: f64,
     /// Time budget in seconds.
     #[serde(default)]
@@ -41,9 +44,9 @@ pub struct FineTuneOptions {
     pub threads: usize,
 }
 
-impl Default for FineTuneOptions {
+impl Default for FineTuneParams {
     fn default() -> Self {
-        FineTuneOptions {
+        FineTuneParams {
             max_iter: 2000,
             tol: 0.0,
             max_seconds: None,
@@ -52,12 +55,45 @@ impl Default for FineTuneOptions {
     }
 }
 
-impl FineTuneOptions {
-    /// The engine's stopping rules of these options.
-    pub fn stop_rules(&self) -> StopRules {
-        StopRules::max_iter(self.max_iter)
-            .with_tol(self.tol)
-            .with_max_seconds(self.max_seconds)
+params::setters!(FineTuneParams {
+    max_iter: usize,
+    tol: f64,
+    max_seconds: Option<f64>,
+    threads: usize,
+});
+
+impl FineTuneParams {
+    /// The defaults: 2000 sweeps, no tolerance, no time budget, one thread.
+    pub fn new() -> Self {
+        FineTuneParams::default()
+    }
+
+    /// Checks the parameters (the stack and the label term are checked when fitting).
+    pub fn check(&self) -> Result<ValidFineTuneParams> {
+        let stop = params::stop_rules("max_iter", self.max_iter, self.tol, self.max_seconds)?;
+        Ok(ValidFineTuneParams {
+            params: self.clone(),
+            stop,
+        })
+    }
+}
+
+/// [`FineTuneParams`] that passed [`FineTuneParams::check`]: the only form [`fine_tune`] accepts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidFineTuneParams {
+    params: FineTuneParams,
+    stop: StopRules,
+}
+
+impl ValidFineTuneParams {
+    /// The checked parameters.
+    pub fn params(&self) -> &FineTuneParams {
+        &self.params
+    }
+
+    /// The engine's stopping rules of these parameters (a sweep is an iteration).
+    pub fn stop_rules(&self) -> &StopRules {
+        &self.stop
     }
 }
 
@@ -118,44 +154,67 @@ fn prod<T: Real>(dst: &mut Mat<T>, lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, par: 
     linalg::matmul(dst.as_mut(), Accum::Replace, lhs, rhs, T::one(), par);
 }
 
-/// Joint fine-tuning of a stack (module doc) on `x` (`m × n`), reporting iteration 0 and every
-/// sweep to `observer`, on `o.threads` threads. With `labels`, the label term is added: `B` gets
-/// its own multiplicative update and the codes' update gains `λBᵀ(L⊙Y)` / `λBᵀ(L⊙BS)` (still
-/// non-increasing).
+/// Joint fine-tuning of a stack (module doc) on `x` (`m × n`, samples as columns), reporting
+/// iteration 0 and every sweep to `observer`, on `params.threads` threads. With `labels`, the
+/// label term is added: `B` gets its own multiplicative update and the codes' update gains
+/// `λBᵀ(L⊙Y)` / `λBᵀ(L⊙BS)` (still non-increasing). The stack must have been fitted on `x`, and
+/// the label term have `λ ≥ 0` and one column per sample.
+///
+/// ```
+/// use partlearn::data::Dataset;
+/// use partlearn::deep::deep_nmf::{fine_tune, FineTuneParams};
+/// use partlearn::deep::hnmf::hierarchical;
+/// use partlearn::engine::Silent;
+/// use partlearn::faer::Mat;
+/// use partlearn::nmf::NmfParams;
+///
+/// // 20 samples (columns) of 8 features: a two-layer hierarchy, then 50 joint sweeps.
+/// let x = Mat::<f64>::from_fn(8, 20, |i, j| ((i + 3 * j) % 5) as f64 + 0.5);
+/// let data = Dataset::from_columns(x, "tiny");
+/// let stack = hierarchical(&data, &[4, 2], &NmfParams::new(1).max_iter(100).check()?)?.stack;
+/// let before = stack.rel_error(data.xt());
+/// let params = FineTuneParams::new().max_iter(50).check()?;
+/// let fit = fine_tune(data.xt(), stack, None, &params, &mut Silent)?;
+/// assert!(fit.stack.rel_error(data.xt()) <= before + 1e-12);
+/// # Ok::<(), partlearn::Error>(())
+/// ```
 pub fn fine_tune<T: Real>(
     x: MatRef<'_, T>,
     mut stack: LayerStack<T>,
     mut labels: Option<LabelTerm<T>>,
-    o: &FineTuneOptions,
+    params: &ValidFineTuneParams,
     observer: &mut (dyn Observer + Send),
 ) -> Result<DeepNmfFit<T>> {
     let start = Instant::now();
     if let Some(t) = &labels {
-        crate::nmf::ssnmf::check_lambda(t.lambda)?;
+        params::check_weight("lambda", t.lambda)?;
     }
-    if o.max_iter == 0 {
-        return Err(Error::invalid("max-iter", 0, "run at least one iteration"));
-    }
-    let rules = o.stop_rules();
-    rules.validate()?;
     stack.check(x)?;
     if let Some(t) = &labels {
         let (k, n) = (stack.a[stack.a.len() - 1].ncols(), x.ncols());
         if t.y.shape() != (t.b.nrows(), n) || t.l.shape() != t.y.shape() || t.b.ncols() != k {
-            return Err(Error::invalid(
-                "labels",
-                format!("{} × {}", t.y.nrows(), t.y.ncols()),
-                format!(
-                    "the label term must have one column per sample ({n}) and a classifier of {k} columns"
+            return Err(Error::ShapeMismatch {
+                what: "label term".into(),
+                expected: format!("labels of {n} columns (one per sample), a classifier of {k} columns"),
+                found: format!(
+                    "labels {} × {}, mask {} × {}, classifier {} × {}",
+                    t.y.nrows(),
+                    t.y.ncols(),
+                    t.l.nrows(),
+                    t.l.ncols(),
+                    t.b.nrows(),
+                    t.b.ncols()
                 ),
-            ));
+                hint: "build the term with LabelTerm::new for the stack's last rank".into(),
+            });
         }
     }
-    let out = linalg::with_threads(o.threads, || {
-        let mut method = FineTune::new(x, &mut stack, labels.as_mut(), linalg::par(o.threads));
+    let threads = params.params().threads;
+    let out = linalg::with_threads(threads, || {
+        let mut method = FineTune::new(x, &mut stack, labels.as_mut(), linalg::par(threads));
         engine::run(
             &mut method,
-            &rules,
+            params.stop_rules(),
             Resume::default(),
             Clock::since(start),
             observer,
@@ -463,8 +522,18 @@ mod tests {
             max_iter: 200,
             ..NmfParams::default()
         };
-        let st = hierarchical(&d, ranks, &o).unwrap().stack;
+        let st = hierarchical(&d, ranks, &o.check().unwrap()).unwrap().stack;
         (d, st)
+    }
+
+    /// [`fine_tune`] with the parameters checked first.
+    fn tune(
+        x: MatRef<'_, f64>,
+        stack: LayerStack<f64>,
+        labels: Option<LabelTerm<f64>>,
+        o: &FineTuneParams,
+    ) -> Result<DeepNmfFit<f64>> {
+        fine_tune(x, stack, labels, &o.check()?, &mut Silent)
     }
 
     fn term(d: &Dataset<f64>, k: usize) -> LabelTerm<f64> {
@@ -478,18 +547,18 @@ mod tests {
     fn restarts_continue_bit_for_bit_and_the_record_is_the_dense_objective() {
         let (d, st) = toy_stack(&[9, 4, 2]);
         let x = d.xt();
-        let o = FineTuneOptions {
+        let o = FineTuneParams {
             max_iter: 25,
-            ..FineTuneOptions::default()
+            ..FineTuneParams::default()
         };
-        let straight = fine_tune(x, st.clone(), Some(term(&d, 2)), &o, &mut Silent).unwrap();
+        let straight = tune(x, st.clone(), Some(term(&d, 2)), &o).unwrap();
         let (mut s, mut t) = (st, Some(term(&d, 2)));
         for _ in 0..25 {
-            let one = FineTuneOptions {
+            let one = FineTuneParams {
                 max_iter: 1,
                 ..o.clone()
             };
-            let f = fine_tune(x, s, t, &one, &mut Silent).unwrap();
+            let f = tune(x, s, t, &one).unwrap();
             (s, t) = (f.stack, f.labels);
         }
         assert_eq!(s.a, straight.stack.a);
@@ -506,20 +575,20 @@ mod tests {
     fn time_budget_and_max_iter_warning() {
         let (d, st) = toy_stack(&[9, 4]);
         let x = d.xt();
-        let long = FineTuneOptions {
+        let long = FineTuneParams {
             max_iter: 100_000_000,
             max_seconds: Some(0.2),
-            ..FineTuneOptions::default()
+            ..FineTuneParams::default()
         };
-        let f = fine_tune(x, st.clone(), None, &long, &mut Silent).unwrap();
+        let f = tune(x, st.clone(), None, &long).unwrap();
         assert_eq!(f.stop_reason, StopReason::TimeLimit);
         assert!(f.n_iter >= 1 && f.warnings.is_empty());
-        let o = FineTuneOptions {
+        let o = FineTuneParams {
             max_iter: 15,
             tol: 1e-14,
-            ..FineTuneOptions::default()
+            ..FineTuneParams::default()
         };
-        let f = fine_tune(x, st.clone(), None, &o, &mut Silent).unwrap();
+        let f = tune(x, st.clone(), None, &o).unwrap();
         assert_eq!(
             (f.stop_reason, f.n_iter, f.history.len()),
             (StopReason::MaxIter, 15, 16)
@@ -532,52 +601,55 @@ mod tests {
             "{:?}",
             f.warnings
         );
-        let f = fine_tune(
+        let f = tune(
             x,
             st.clone(),
             None,
-            &FineTuneOptions {
+            &FineTuneParams {
                 tol: 0.0,
                 ..o.clone()
             },
-            &mut Silent,
         )
         .unwrap();
         assert!(f.warnings.is_empty());
-        for bad in [
-            FineTuneOptions {
-                max_iter: 0,
-                ..o.clone()
-            },
-            FineTuneOptions {
-                tol: -1.0,
-                ..o.clone()
-            },
-            FineTuneOptions {
-                max_seconds: Some(0.0),
-                ..o.clone()
-            },
+        for (bad, name) in [
+            (o.clone().max_iter(0), "max_iter"),
+            (o.clone().tol(-1.0), "tol"),
+            (o.clone().tol(f64::NAN), "tol"),
+            (o.clone().max_seconds(Some(0.0)), "max_seconds"),
         ] {
             assert!(
-                fine_tune(x, st.clone(), None, &bad, &mut Silent).is_err(),
+                matches!(bad.check(), Err(Error::InvalidOption { option, .. }) if option == name),
                 "{bad:?}"
             );
+            assert!(tune(x, st.clone(), None, &bad).is_err(), "{bad:?}");
         }
+        // A label term with a negative weight, or of other shapes than the stack's.
+        let mut neg = term(&d, 4);
+        neg.lambda = -1.0;
+        assert!(matches!(
+            tune(x, st.clone(), Some(neg), &o),
+            Err(Error::InvalidOption { option: "lambda", .. })
+        ));
+        assert!(matches!(
+            tune(x, st.clone(), Some(term(&d, 2)), &o),
+            Err(Error::ShapeMismatch { .. })
+        ));
         // A stack fitted on other data is refused.
-        assert!(fine_tune(x.subcols(0, 50), st, None, &o, &mut Silent).is_err());
+        assert!(tune(x.subcols(0, 50), st, None, &o).is_err());
     }
 
     /// Same seed, same bits with 1 and 2 threads.
     #[test]
     fn one_and_two_threads_give_the_same_bits() {
         let (d, st) = toy_stack(&[9, 4, 2]);
-        let o = FineTuneOptions {
+        let o = FineTuneParams {
             max_iter: 30,
-            ..FineTuneOptions::default()
+            ..FineTuneParams::default()
         };
-        let one = fine_tune(d.xt(), st.clone(), Some(term(&d, 2)), &o, &mut Silent).unwrap();
-        let o2 = FineTuneOptions { threads: 2, ..o };
-        let two = fine_tune(d.xt(), st, Some(term(&d, 2)), &o2, &mut Silent).unwrap();
+        let one = tune(d.xt(), st.clone(), Some(term(&d, 2)), &o).unwrap();
+        let o2 = FineTuneParams { threads: 2, ..o };
+        let two = tune(d.xt(), st, Some(term(&d, 2)), &o2).unwrap();
         assert_eq!(one.stack.a, two.stack.a);
         assert_eq!(one.stack.s, two.stack.s);
         assert_eq!(one.labels.as_ref().unwrap().b, two.labels.as_ref().unwrap().b);

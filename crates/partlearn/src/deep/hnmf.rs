@@ -16,8 +16,9 @@ use crate::data::Dataset;
 use crate::engine::{IterRecord, Observer, Silent, StopReason, Warning};
 use crate::error::{Error, Result};
 use crate::linalg;
-use crate::nmf::ssnmf::{fit_ssnmf, SsnmfFit, SsnmfOptions};
-use crate::nmf::{self, NmfParams};
+use crate::nmf::ssnmf::{fit_ssnmf, SsnmfFit, ValidSsnmfParams};
+use crate::nmf::{self, ValidNmfParams};
+use crate::params;
 use crate::real::Real;
 
 /// A stack of layers `A⁽ⁱ⁾` (`k_{i−1} × k_i`) and the last layer's codes `S⁽ᴸ⁾` (`k_L × n`).
@@ -92,24 +93,11 @@ impl<T: Real> LayerStack<T> {
     }
 }
 
-/// Checks that `ranks` decrease and start at most `min(m, n)`.
-pub fn check_ranks(ranks: &[usize], m: usize, n: usize) -> Result<()> {
-    let ok = !ranks.is_empty()
-        && ranks[0] >= 1
-        && ranks[0] <= m.min(n)
-        && ranks.windows(2).all(|w| w[1] >= 1 && w[1] < w[0]);
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "ranks",
-            format!("{ranks:?}"),
-            format!(
-                "ranks must decrease and start at most min(n_samples, n_features) = {}",
-                m.min(n)
-            ),
-        ))
-    }
+/// Checks layer ranks against data of `n_samples × n_features` (METHODS.md §4.1): at least one,
+/// each `≥ 1`, strictly decreasing, the first at most `min(n_samples, n_features)`.
+pub fn check_ranks(ranks: &[usize], n_samples: usize, n_features: usize) -> Result<()> {
+    params::check_ranks(ranks)?;
+    params::check_rank_fits("ranks", format!("{ranks:?}"), ranks[0], n_samples, n_features)
 }
 
 /// How one layer's fit ended.
@@ -155,11 +143,33 @@ pub(crate) fn remaining(budget: Option<f64>, start: Instant) -> Option<f64> {
     budget.map(|b| (b - start.elapsed().as_secs_f64()).max(f64::MIN_POSITIVE))
 }
 
-/// Hierarchical NMF of `data` with `base` options for every layer (`k` replaced by the ranks,
-/// layer `i` seeded by `base.seed + i`); `base.max_seconds` is the budget of all layers together.
-pub fn hierarchical<T: Real>(data: &Dataset<T>, ranks: &[usize], base: &NmfParams) -> Result<Hierarchy<T>> {
-    check_ranks(ranks, data.n_features(), data.n_samples())?;
+/// Hierarchical NMF (METHODS.md §4.1) of `data` with the checked NMF parameters `base` for every
+/// layer: `k` replaced by the ranks (checked here against the data), layer `i` seeded by
+/// `base.seed + i`; `base.max_seconds` is the budget of all layers together.
+///
+/// ```
+/// use partlearn::data::Dataset;
+/// use partlearn::deep::hnmf::hierarchical;
+/// use partlearn::faer::Mat;
+/// use partlearn::nmf::NmfParams;
+///
+/// // 20 samples (columns) of 8 features.
+/// let x = Mat::<f64>::from_fn(8, 20, |i, j| ((i + 3 * j) % 5) as f64 + 0.5);
+/// let data = Dataset::from_columns(x, "tiny");
+/// let layer = NmfParams::new(1).max_iter(100).check()?;
+/// let h = hierarchical(&data, &[4, 2], &layer)?;
+/// assert_eq!((h.stack.a[0].shape(), h.stack.a[1].shape()), ((8, 4), (4, 2)));
+/// assert!(h.stack.rel_error(data.xt()) < 1.0);
+/// # Ok::<(), partlearn::Error>(())
+/// ```
+pub fn hierarchical<T: Real>(
+    data: &Dataset<T>,
+    ranks: &[usize],
+    base: &ValidNmfParams,
+) -> Result<Hierarchy<T>> {
+    check_ranks(ranks, data.n_samples(), data.n_features())?;
     let start = Instant::now();
+    let base = base.params();
     let mut a = Vec::new();
     let mut s: Vec<Mat<T>> = Vec::new();
     let mut layers = Vec::new();
@@ -169,12 +179,11 @@ pub fn hierarchical<T: Real>(data: &Dataset<T>, ranks: &[usize], base: &NmfParam
         } else {
             Dataset::from_columns(s[i - 1].clone(), "codes")
         };
-        let opts = NmfParams {
-            k,
-            seed: base.seed.wrapping_add(i as u64),
-            max_seconds: remaining(base.max_seconds, start),
-            ..base.clone()
-        };
+        let opts = base
+            .clone()
+            .k(k)
+            .seed(base.seed.wrapping_add(i as u64))
+            .max_seconds(remaining(base.max_seconds, start));
         let fit = nmf::fit(&layer_data, &opts, None, &mut Silent)?;
         a.push(fit.model.components().transpose().to_owned());
         s.push(fit.codes().transpose().to_owned());
@@ -191,27 +200,27 @@ pub fn hierarchical<T: Real>(data: &Dataset<T>, ranks: &[usize], base: &NmfParam
     })
 }
 
-/// Supervision on the last layer of a hierarchy (§4.1): SSNMF (options `o`, rank = the last
-/// layer's) of the previous layer's codes (of `x` for one layer) with `labels` replaces the last
-/// layer's `A` and `S`; returns the new stack and the SSNMF fit (its classifier `B`, history,
-/// stop reason, warnings).
+/// Supervision on the last layer of a hierarchy (§4.1): SSNMF (checked parameters `params`, its
+/// `k` replaced by the last layer's rank) of the previous layer's codes (of `x` for one layer)
+/// with `labels` replaces the last layer's `A` and `S`; returns the new stack and the SSNMF fit
+/// (its classifier `B`, history, stop reason, warnings).
 pub fn ssnmf_last_layer<T: Real>(
     x: MatRef<'_, T>,
     mut stack: LayerStack<T>,
     labels: &Labels,
-    o: &SsnmfOptions,
+    params: &ValidSsnmfParams,
     observer: &mut (dyn Observer + Send),
 ) -> Result<(LayerStack<T>, SsnmfFit<T>)> {
     stack.check(x)?;
     let depth = stack.a.len();
     let k = stack.a[depth - 1].ncols();
-    let o = SsnmfOptions { k, ..o.clone() };
+    let params = params.for_layer(k, params.params().max_seconds)?;
     let input = if depth == 1 {
         x
     } else {
         stack.s[depth - 2].as_ref()
     };
-    let f = fit_ssnmf(input, None, labels, &o, observer)?;
+    let f = fit_ssnmf(input, None, labels, &params, observer)?;
     stack.a[depth - 1] = f.a.clone();
     stack.s[depth - 1] = f.s.clone();
     Ok((stack, f))
@@ -221,7 +230,8 @@ pub fn ssnmf_last_layer<T: Real>(
 mod tests {
     use super::*;
     use crate::deep::deep_nmf::dense_objective;
-    use crate::nmf::Solver;
+    use crate::nmf::ssnmf::SsnmfParams;
+    use crate::nmf::{NmfParams, Solver};
 
     fn toy() -> Dataset<f64> {
         crate::data::named::toy_hierarchy::<f64>(0)
@@ -239,7 +249,7 @@ mod tests {
     #[test]
     fn one_layer_hierarchy_is_plain_nmf() {
         let d = toy();
-        let h = hierarchical(&d, &[9], &base()).unwrap();
+        let h = hierarchical(&d, &[9], &base().check().unwrap()).unwrap();
         let st = &h.stack;
         let f = nmf::fit(&d, &NmfParams { k: 9, ..base() }, None, &mut Silent).unwrap();
         assert_eq!(st.a[0], f.model.components().transpose().to_owned());
@@ -250,7 +260,7 @@ mod tests {
 
     #[test]
     fn hierarchy_errors_are_above_the_svd_bounds_and_fine_tuning_lowers_them() {
-        use crate::deep::deep_nmf::{fine_tune, FineTuneOptions, LabelTerm};
+        use crate::deep::deep_nmf::{fine_tune, FineTuneParams, LabelTerm};
         let d = toy();
         let x = d.xt();
         let svd = linalg::truncated_svd(x, 9, &mut crate::rng::Rng::new(0), faer::Par::Seq).unwrap();
@@ -259,7 +269,7 @@ mod tests {
             |k: usize| ((total - svd.s[..k].iter().map(|s| s * s).sum::<f64>()).max(0.0) / total).sqrt();
         let mut prev = 0.0;
         for (depth, ranks) in [vec![9], vec![9, 4], vec![9, 4, 2]].iter().enumerate() {
-            let st = hierarchical(&d, ranks, &base()).unwrap().stack;
+            let st = hierarchical(&d, ranks, &base().check().unwrap()).unwrap().stack;
             let rel = st.rel_error(x);
             let b = bound(*ranks.last().unwrap());
             assert!(
@@ -269,9 +279,9 @@ mod tests {
             );
             assert!(rel >= prev - 1e-9, "errors grow with depth");
             prev = rel;
-            let o = FineTuneOptions {
+            let o = FineTuneParams {
                 max_iter: 300,
-                ..FineTuneOptions::default()
+                ..FineTuneParams::default()
             };
             let labels = (depth > 0).then(|| {
                 let classes = d.extra_labels[depth].1.clone();
@@ -288,11 +298,11 @@ mod tests {
             let (mut st, mut labels) = (st, labels);
             let mut prev = dense_objective(x, &st, labels.as_ref());
             for sweep in 1..=o.max_iter {
-                let one = FineTuneOptions {
+                let one = FineTuneParams {
                     max_iter: 1,
                     ..o.clone()
                 };
-                let ft = fine_tune(x, st, labels, &one, &mut Silent).unwrap();
+                let ft = fine_tune(x, st, labels, &one.check().unwrap(), &mut Silent).unwrap();
                 let cur = dense_objective(x, &ft.stack, ft.labels.as_ref());
                 assert!(
                     cur <= prev * (1.0 + 1e-12),
@@ -305,8 +315,9 @@ mod tests {
                 assert!(st.rel_error(x) <= rel + 1e-12);
             }
         }
-        assert!(check_ranks(&[4, 9], 87, 90).is_err());
-        assert!(check_ranks(&[100], 87, 90).is_err());
+        assert!(check_ranks(&[4, 9], 90, 87).is_err());
+        assert!(check_ranks(&[100], 90, 87).is_err());
+        assert!(check_ranks(&[87], 90, 87).is_ok());
     }
 
     /// The layers share one time budget: a tiny one stops every layer after its first iteration.
@@ -319,7 +330,7 @@ mod tests {
             max_seconds: Some(1e-9),
             ..base()
         };
-        let h = hierarchical(&d, &[9, 4, 2], &o).unwrap();
+        let h = hierarchical(&d, &[9, 4, 2], &o.check().unwrap()).unwrap();
         assert_eq!(h.stop_reason(), StopReason::TimeLimit);
         assert!(h
             .layers
@@ -332,22 +343,23 @@ mod tests {
     fn ssnmf_on_the_last_layer_replaces_it() {
         let d = toy();
         let x = d.xt();
-        let h = hierarchical(&d, &[9, 4], &base()).unwrap();
+        let h = hierarchical(&d, &[9, 4], &base().check().unwrap()).unwrap();
         let labels = Labels::new(d.extra_labels[1].1.clone(), (0..90).map(|j| j % 3 == 0).collect()).unwrap();
-        let o = SsnmfOptions {
+        let o = SsnmfParams {
             lambda: 1e-5,
             max_iter: 200,
-            ..SsnmfOptions::default()
+            ..SsnmfParams::default()
         };
-        let (st, f) = ssnmf_last_layer(x, h.stack.clone(), &labels, &o, &mut Silent).unwrap();
+        let (st, f) =
+            ssnmf_last_layer(x, h.stack.clone(), &labels, &o.check().unwrap(), &mut Silent).unwrap();
         assert_eq!(st.a[0], h.stack.a[0]);
         assert_eq!(st.a[1], f.a);
-        assert_eq!(f.options.k, 4);
+        assert_eq!(f.params.k, 4);
         let direct = fit_ssnmf(
             h.stack.s[0].as_ref(),
             None,
             &labels,
-            &SsnmfOptions { k: 4, ..o },
+            &SsnmfParams { k: 4, ..o }.check().unwrap(),
             &mut Silent,
         )
         .unwrap();
@@ -356,7 +368,7 @@ mod tests {
             d.xt().subcols(0, 10),
             h.stack,
             &labels,
-            &SsnmfOptions::default(),
+            &SsnmfParams::default().check().unwrap(),
             &mut Silent
         )
         .is_err());

@@ -14,9 +14,9 @@
 use faer::Par;
 use serde::Serialize;
 
-use super::deep_nmf::{fine_tune, FineTuneOptions, LabelTerm};
+use super::deep_nmf::{fine_tune, FineTuneParams, LabelTerm};
 use super::hnmf::{hierarchical, ssnmf_last_layer};
-use super::neural::{self, ClassLoss, Cost, NeuralOptions};
+use super::neural::{self, ClassLoss, Cost, NeuralParams};
 use crate::data::labels::Labels;
 use crate::data::named::TOY_HIERARCHY_L40;
 use crate::data::Dataset;
@@ -24,32 +24,76 @@ use crate::engine::Silent;
 use crate::error::Result;
 use crate::eval::posthoc::posthoc_accuracy;
 use crate::linalg;
-use crate::nmf::ssnmf::SsnmfOptions;
+use crate::nmf::ssnmf::SsnmfParams;
 use crate::nmf::{InitMethod, NmfParams, Solver};
+use crate::params;
 use crate::rng::Rng;
 
-/// Options of [`neural_nmf_table`].
-#[derive(Clone, Debug)]
-pub struct TableOptions {
+/// Parameters of [`neural_nmf_table`] (METHODS.md §5.2). Build with [`TableParams::new`] and the
+/// setters, then [`check`](TableParams::check).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct TableParams {
+    /// Seeds per cell `≥ 1` (mean ± std over them; default 3).
     pub seeds: usize,
-    /// Neural NMF epochs.
+    /// Neural NMF epochs `≥ 1` (default 10,000, the demo's).
     pub epochs: usize,
-    /// Iterations of each hierarchical layer, SSNMF and the Deep NMF fine-tuning.
+    /// Iterations `≥ 1` of each hierarchical layer, SSNMF and the Deep NMF fine-tuning
+    /// (default 2000).
     pub iterations: usize,
-    /// Neural NMF starts per run (the lowest cost is kept).
+    /// Neural NMF starts per run `≥ 1` (the lowest cost is kept; default 1).
     pub restarts: usize,
+    /// Worker threads (1 = sequential, 0 = all cores).
     pub threads: usize,
 }
 
-impl Default for TableOptions {
+impl Default for TableParams {
     fn default() -> Self {
-        TableOptions {
+        TableParams {
             seeds: 3,
             epochs: 10_000,
             iterations: 2000,
             restarts: 1,
             threads: 1,
         }
+    }
+}
+
+params::setters!(TableParams {
+    seeds: usize,
+    epochs: usize,
+    iterations: usize,
+    restarts: usize,
+    threads: usize,
+});
+
+impl TableParams {
+    /// The defaults: 3 seeds, 10,000 epochs, 2000 iterations, one start, one thread.
+    pub fn new() -> Self {
+        TableParams::default()
+    }
+
+    /// Checks the parameters.
+    pub fn check(&self) -> Result<ValidTableParams> {
+        params::check_at_least_one("seeds", self.seeds, "seeds per cell")?;
+        params::check_at_least_one("epochs", self.epochs, "Neural NMF epochs")?;
+        params::check_at_least_one("iterations", self.iterations, "iterations of every other stage")?;
+        params::check_at_least_one("restarts", self.restarts, "Neural NMF starts per run")?;
+        Ok(ValidTableParams { params: self.clone() })
+    }
+}
+
+/// [`TableParams`] that passed [`TableParams::check`]: the only form [`neural_nmf_table`]
+/// accepts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidTableParams {
+    params: TableParams,
+}
+
+impl ValidTableParams {
+    /// The checked parameters.
+    pub fn params(&self) -> &TableParams {
+        &self.params
     }
 }
 
@@ -116,9 +160,10 @@ const SUPERVISION: [&str; 3] = ["unsupervised", "semi-supervised (L40)", "superv
 /// Runs every cell; `progress(done, total)` after each run.
 pub fn neural_nmf_table(
     data: &Dataset<f64>,
-    o: &TableOptions,
+    params: &ValidTableParams,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Table> {
+    let o = params.params();
     let x = data.xt();
     let n = data.n_samples();
     let svd = linalg::truncated_svd(x, 9, &mut Rng::new(0), Par::Seq)?;
@@ -163,20 +208,22 @@ pub fn neural_nmf_table(
                     seed,
                     threads: o.threads,
                     ..NmfParams::default()
-                };
+                }
+                .check()?;
                 let labels = Labels::new(classes.clone(), known.clone())?;
                 // Hierarchical NMF (SSNMF on the last layer when supervised).
                 let t = std::time::Instant::now();
                 let unsup_stack = hierarchical(data, &ranks, &base)?.stack;
                 let stack = if si > 0 {
-                    let so = SsnmfOptions {
+                    let so = SsnmfParams {
                         lambda: 1e-5,
                         max_iter: o.iterations,
                         tol: 1e-8,
                         seed,
                         threads: o.threads,
-                        ..SsnmfOptions::default()
-                    };
+                        ..SsnmfParams::default()
+                    }
+                    .check()?;
                     ssnmf_last_layer(x, unsup_stack.clone(), &labels, &so, &mut Silent)?.0
                 } else {
                     unsup_stack.clone()
@@ -192,12 +239,13 @@ pub fn neural_nmf_table(
 
                 // Deep NMF: joint fine-tuning from the unsupervised hierarchy.
                 let t = std::time::Instant::now();
-                let fo = FineTuneOptions {
+                let fo = FineTuneParams {
                     max_iter: o.iterations,
                     tol: 0.0,
                     max_seconds: None,
                     threads: o.threads,
-                };
+                }
+                .check()?;
                 let label_term =
                     (si > 0).then(|| LabelTerm::new(&labels, ranks[depth - 1], 1e-5, &mut Rng::new(seed)));
                 let ft = fine_tune(x, unsup_stack, label_term, &fo, &mut Silent)?;
@@ -214,7 +262,7 @@ pub fn neural_nmf_table(
 
                 // Neural NMF.
                 let t = std::time::Instant::now();
-                let no = NeuralOptions {
+                let no = NeuralParams {
                     ranks: ranks.clone(),
                     cost: if si > 0 {
                         Cost::Energy
@@ -229,8 +277,9 @@ pub fn neural_nmf_table(
                     restarts: o.restarts,
                     seed: seed * o.restarts.max(1) as u64,
                     threads: o.threads,
-                    ..NeuralOptions::default()
-                };
+                    ..NeuralParams::default()
+                }
+                .check()?;
                 let f = neural::train(x, &no, (si > 0).then_some(&labels), &mut Silent)?;
                 per_method[2].0.push(f.model.rel_error(x, &f.forward));
                 per_method[2].1.push(posthoc_accuracy(
@@ -269,13 +318,12 @@ mod tests {
     #[test]
     fn short_table_has_every_cell_and_respects_the_svd_bounds() {
         let d = crate::data::named::toy_hierarchy::<f64>(0);
-        let o = TableOptions {
-            seeds: 1,
-            epochs: 50,
-            iterations: 50,
-            restarts: 1,
-            threads: 1,
-        };
+        let o = TableParams::new()
+            .seeds(1)
+            .epochs(50)
+            .iterations(50)
+            .check()
+            .unwrap();
         let mut calls = 0;
         let t = neural_nmf_table(&d, &o, &mut |_, _| calls += 1).unwrap();
         assert_eq!(calls, 27);
@@ -285,6 +333,23 @@ mod tests {
             let bound = t.svd_bounds.iter().find(|b| b.0 == k).unwrap().1;
             assert!(c.rel_error.mean >= bound - 1e-9, "{c:?}");
             assert!((0.0..=1.0).contains(&c.accuracy.mean), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn each_bad_parameter_is_named() {
+        let ok = TableParams::new();
+        assert!(ok.check().is_ok());
+        for (p, name) in [
+            (ok.clone().seeds(0), "seeds"),
+            (ok.clone().epochs(0), "epochs"),
+            (ok.clone().iterations(0), "iterations"),
+            (ok.clone().restarts(0), "restarts"),
+        ] {
+            assert!(
+                matches!(p.check(), Err(crate::Error::InvalidOption { option, .. }) if option == name),
+                "{p:?}"
+            );
         }
     }
 }

@@ -236,7 +236,7 @@ pub fn run(
         if use_pg {
             pg0 = Some(method.projected_gradient().ok_or_else(|| {
                 Error::invalid(
-                    "pg-tol",
+                    "pg_tol",
                     rules.pg_tol,
                     "this solver cannot compute the projected gradient; use tol instead",
                 )
@@ -256,7 +256,7 @@ pub fn run(
         }
     } else if use_pg {
         return Err(Error::invalid(
-            "pg-tol",
+            "pg_tol",
             rules.pg_tol,
             "this method cannot compute the projected gradient; use tol instead",
         ));

@@ -12,9 +12,11 @@ use std::time::Instant;
 use faer::{Mat, MatRef, Par};
 
 use super::grad::{classification, Gradient};
-use super::{Forward, NeuralNmf, NeuralOptions};
+use super::{ClassLoss, Forward, NeuralNmf, NeuralParams, ValidNeuralParams};
 use crate::data::labels::Labels;
-use crate::engine::{self, Clock, Eval, IterRecord, Observer, Resume, StopReason, Warning, Within};
+use crate::engine::{
+    self, Clock, Eval, IterRecord, Observer, Resume, StopReason, StopRules, Warning, Within,
+};
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::optim::{Optimizer, OptimizerSpec};
@@ -36,18 +38,33 @@ pub struct NeuralFit<T: Real> {
     pub seconds: f64,
 }
 
-/// Trains Neural NMF on `x` (`m × n`, samples as columns): every epoch one forward pass, the
-/// exact gradient, a projected step `A ← [A − lr·∂C/∂A]₊` (or an Adam step, then the projection)
-/// on all layers at once, and, when supervised, `class_steps` gradient steps on `B` (not
-/// projected). Reports iteration 0 and every epoch to `observer` (objective = cost, rel. error
-/// of the reconstruction). Runs on `opts.threads` threads.
+/// Trains Neural NMF (METHODS.md §4.3) on `x` (`m × n`, samples as columns): every epoch one
+/// forward pass, the exact gradient, a projected step `A ← [A − lr·∂C/∂A]₊` (or an Adam step,
+/// then the projection) on all layers at once, and, when supervised by `sup` (one label per
+/// sample), `class_steps` gradient steps on `B` (not projected). Reports iteration 0 and every
+/// epoch to `observer` (objective = cost, rel. error of the reconstruction). Runs on
+/// `params.threads` threads.
+///
+/// ```
+/// use partlearn::deep::neural::{train, NeuralParams};
+/// use partlearn::engine::Silent;
+/// use partlearn::faer::Mat;
+///
+/// // 20 samples (columns) of 8 features, two NNLS layers trained for 30 epochs.
+/// let x = Mat::<f64>::from_fn(8, 20, |i, j| ((i + 3 * j) % 5) as f64 + 0.5);
+/// let params = NeuralParams::new(vec![4, 2]).epochs(30).lr(0.1).check()?;
+/// let fit = train(x.as_ref(), &params, None, &mut Silent)?;
+/// assert_eq!((fit.n_iter, fit.forward.s[1].shape()), (30, (2, 20)));
+/// assert!(fit.history[30].objective < fit.history[0].objective);
+/// # Ok::<(), partlearn::Error>(())
+/// ```
 pub fn train<T: Real>(
     x: MatRef<'_, T>,
-    opts: &NeuralOptions,
+    params: &ValidNeuralParams,
     sup: Option<&Labels>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NeuralFit<T>> {
-    train_from(x, None, opts, sup, observer)
+    train_from(x, None, params, sup, observer)
 }
 
 /// [`train`] from given starting layers (e.g. a hierarchical NMF, [`crate::deep::hnmf`])
@@ -56,34 +73,36 @@ pub fn train<T: Real>(
 pub fn train_from<T: Real>(
     x: MatRef<'_, T>,
     start: Option<&[Mat<T>]>,
-    opts: &NeuralOptions,
+    params: &ValidNeuralParams,
     sup: Option<&Labels>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NeuralFit<T>> {
     let (m, n) = (x.nrows(), x.ncols());
-    opts.validate(m, n, sup)?;
+    params.check_shape(n, m)?;
+    if let Some(s) = sup {
+        s.check(n)?;
+    }
+    let opts = params.params();
     if let Some(layers) = start {
         let ok = layers.len() == opts.ranks.len()
             && layers.iter().zip(&opts.ranks).enumerate().all(|(i, (a, &k))| {
                 a.ncols() == k && a.nrows() == if i == 0 { m } else { opts.ranks[i - 1] }
             });
         if !ok {
-            return Err(Error::invalid(
-                "starting layers",
-                layers.len(),
-                "must match the data and the ranks",
-            ));
+            return Err(Error::ShapeMismatch {
+                what: "starting layers".into(),
+                expected: format!("layers chaining from {m} rows through the ranks {:?}", opts.ranks),
+                found: format!("{:?}", layers.iter().map(|a| a.shape()).collect::<Vec<_>>()),
+                hint: "give one layer per rank, fitted on the same data".into(),
+            });
         }
     }
     crate::data::validate_nonnegative(x)?;
     linalg::with_threads(opts.threads, || {
         let mut best: Option<NeuralFit<T>> = None;
         for r in 0..opts.restarts as u64 {
-            let o = NeuralOptions {
-                seed: opts.seed.wrapping_add(r),
-                ..opts.clone()
-            };
-            let fit = train_one(x, start, &o, sup, observer)?;
+            let seed = opts.seed.wrapping_add(r);
+            let fit = train_one(x, start, opts, params.stop_rules(), seed, sup, observer)?;
             let cost = |f: &NeuralFit<T>| f.history.last().map_or(f64::INFINITY, |h| h.objective);
             let interrupted = fit.stop_reason == StopReason::Interrupted;
             if best.as_ref().is_none_or(|b| cost(&fit) < cost(b)) {
@@ -93,7 +112,7 @@ pub fn train_from<T: Real>(
                 break;
             }
         }
-        best.ok_or_else(|| Error::invalid("restarts", 0, "must be ≥ 1"))
+        best.ok_or_else(|| Error::invalid("restarts", 0, "must be at least 1 (starts to run)"))
     })?
 }
 
@@ -109,7 +128,7 @@ const ADAM: OptimizerSpec = OptimizerSpec::Adam {
 /// One start of the training as an engine method.
 struct Epochs<'a, T: Real> {
     x: MatRef<'a, T>,
-    opts: &'a NeuralOptions,
+    opts: &'a NeuralParams,
     sup: Option<&'a Labels>,
     model: NeuralNmf<T>,
     fwd: Option<Forward<T>>,
@@ -122,7 +141,7 @@ struct Epochs<'a, T: Real> {
 }
 
 impl<T: Real> Epochs<'_, T> {
-    fn sup_args(&self) -> Option<(&Labels, super::ClassLoss, f64)> {
+    fn sup_args(&self) -> Option<(&Labels, ClassLoss, f64)> {
         self.sup.map(|s| (s, self.opts.class_loss, self.opts.lambda))
     }
 
@@ -218,17 +237,19 @@ impl<T: Real> engine::Method for Epochs<'_, T> {
     }
 }
 
-/// One start (seed `opts.seed`) of [`train_from`], inside its thread pool.
+/// One start (seed `seed`) of [`train_from`], inside its thread pool.
 fn train_one<T: Real>(
     x: MatRef<'_, T>,
     start_layers: Option<&[Mat<T>]>,
-    opts: &NeuralOptions,
+    opts: &NeuralParams,
+    stop: &StopRules,
+    seed: u64,
     sup: Option<&Labels>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NeuralFit<T>> {
     let start = Instant::now();
     let par = linalg::par(opts.threads);
-    let mut rng = Rng::new(opts.seed);
+    let mut rng = Rng::new(seed);
     let mut model = NeuralNmf::<T>::init(x.nrows(), &opts.ranks, sup.map(|s| s.n_classes()), &mut rng);
     if let Some(layers) = start_layers {
         model.a = layers.to_vec();
@@ -251,7 +272,7 @@ fn train_one<T: Real>(
     };
     let out = engine::run(
         &mut method,
-        &opts.stop_rules(),
+        stop,
         Resume::default(),
         Clock::since(start),
         observer,
@@ -277,16 +298,26 @@ mod tests {
     use crate::deep::neural::Cost;
     use crate::engine::Silent;
 
+    /// [`train`] with the parameters checked first.
+    fn tr(
+        x: MatRef<'_, f64>,
+        o: &NeuralParams,
+        sup: Option<&Labels>,
+        observer: &mut (dyn Observer + Send),
+    ) -> Result<NeuralFit<f64>> {
+        train(x, &o.check()?, sup, observer)
+    }
+
     #[test]
     fn unsupervised_training_lowers_the_cost_and_approaches_the_svd_bounds() {
         let d = crate::data::named::toy_hierarchy::<f64>(0);
         let x = d.xt();
-        let opts = NeuralOptions {
+        let opts = NeuralParams {
             ranks: vec![9, 4, 2],
             epochs: 2000,
-            ..NeuralOptions::default()
+            ..NeuralParams::default()
         };
-        let fit = train(x, &opts, None, &mut Silent).unwrap();
+        let fit = tr(x, &opts, None, &mut Silent).unwrap();
         let h = &fit.history;
         assert!(
             h.last().unwrap().objective < 0.5 * h[0].objective,
@@ -308,40 +339,44 @@ mod tests {
     fn bad_options_are_refused() {
         let x = Mat::<f64>::from_fn(5, 6, |i, j| (i + j) as f64);
         let bad = |ranks: Vec<usize>| {
-            NeuralOptions {
+            NeuralParams {
                 ranks,
-                ..NeuralOptions::default()
+                ..NeuralParams::default()
             }
-            .validate(5, 6, None)
+            .validate(6, 5)
         };
         assert!(bad(vec![4, 4]).is_err());
         assert!(bad(vec![6]).is_err());
         assert!(bad(vec![]).is_err());
         assert!(bad(vec![3, 0]).is_err());
         assert!(bad(vec![4, 2]).is_ok());
+        // Labels of another length than the samples, starting layers of other shapes.
         let sup = Labels::all_known(vec![0; 5]);
-        assert!(NeuralOptions {
-            ranks: vec![2],
-            ..NeuralOptions::default()
-        }
-        .validate(5, 6, Some(&sup))
-        .is_err());
-        let mut neg = x.clone();
-        neg[(1, 2)] = -1.0;
-        let o = NeuralOptions {
+        let o = NeuralParams {
             ranks: vec![2],
             epochs: 1,
-            ..NeuralOptions::default()
+            ..NeuralParams::default()
         };
-        assert!(train(neg.as_ref(), &o, None, &mut Silent).is_err());
+        assert!(matches!(
+            tr(x.as_ref(), &o, Some(&sup), &mut Silent),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        let wrong = [Mat::<f64>::zeros(4, 2)];
+        assert!(matches!(
+            train_from(x.as_ref(), Some(&wrong), &o.check().unwrap(), None, &mut Silent),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        let mut neg = x.clone();
+        neg[(1, 2)] = -1.0;
+        assert!(tr(neg.as_ref(), &o, None, &mut Silent).is_err());
         for (tol, max_seconds) in [(-1.0, None), (f64::NAN, None), (0.0, Some(0.0))] {
-            let o = NeuralOptions {
+            let o = NeuralParams {
                 ranks: vec![2],
                 tol,
                 max_seconds,
-                ..NeuralOptions::default()
+                ..NeuralParams::default()
             };
-            assert!(o.validate(5, 6, None).is_err(), "{tol} {max_seconds:?}");
+            assert!(o.check().is_err(), "{tol} {max_seconds:?}");
         }
     }
 
@@ -355,14 +390,14 @@ mod tests {
     #[test]
     fn stopping_rules_warnings_and_iteration_zero() {
         let x = toy();
-        let o = NeuralOptions {
+        let o = NeuralParams {
             ranks: vec![9, 4],
             epochs: 100_000_000,
             max_seconds: Some(0.3),
-            ..NeuralOptions::default()
+            ..NeuralParams::default()
         };
         let t = Instant::now();
-        let f = train(x.as_ref(), &o, None, &mut Silent).unwrap();
+        let f = tr(x.as_ref(), &o, None, &mut Silent).unwrap();
         assert_eq!(f.stop_reason, StopReason::TimeLimit);
         assert!(t.elapsed().as_secs_f64() < 30.0 && f.n_iter > 0);
         assert!(f.warnings.is_empty());
@@ -371,13 +406,13 @@ mod tests {
             seen.push(r.iter);
             crate::engine::Control::Continue
         };
-        let o = NeuralOptions {
+        let o = NeuralParams {
             ranks: vec![9, 4],
             epochs: 20,
             tol: 1e-12,
-            ..NeuralOptions::default()
+            ..NeuralParams::default()
         };
-        let f = train(x.as_ref(), &o, None, &mut obs).unwrap();
+        let f = tr(x.as_ref(), &o, None, &mut obs).unwrap();
         assert_eq!(seen, (0..=20).collect::<Vec<_>>());
         assert_eq!(f.history.len(), 21);
         assert_eq!(f.stop_reason, StopReason::MaxIter);
@@ -389,9 +424,9 @@ mod tests {
             "{:?}",
             f.warnings
         );
-        let quiet = train(
+        let quiet = tr(
             x.as_ref(),
-            &NeuralOptions {
+            &NeuralParams {
                 tol: 0.0,
                 ..o.clone()
             },
@@ -402,7 +437,7 @@ mod tests {
         assert!(quiet.warnings.is_empty() && quiet.stop_reason == StopReason::MaxIter);
         // The tolerance off (the default) leaves the trajectory alone.
         assert_eq!(quiet.model.a, f.model.a);
-        let loose = train(x.as_ref(), &NeuralOptions { tol: 0.5, ..o }, None, &mut Silent).unwrap();
+        let loose = tr(x.as_ref(), &NeuralParams { tol: 0.5, ..o }, None, &mut Silent).unwrap();
         assert_eq!((loose.stop_reason, loose.n_iter), (StopReason::Converged, 10));
     }
 
@@ -413,7 +448,7 @@ mod tests {
         let classes: Vec<u32> = (0..90).map(|j| (j % 4) as u32).collect();
         let labels = Labels::new(classes, (0..90).map(|j| j % 3 == 0).collect()).unwrap();
         for (sup, adam) in [(None, false), (Some(&labels), true)] {
-            let o = NeuralOptions {
+            let o = NeuralParams {
                 ranks: vec![9, 4],
                 epochs: 40,
                 adam,
@@ -423,11 +458,11 @@ mod tests {
                 } else {
                     Cost::Reconstruction
                 },
-                ..NeuralOptions::default()
+                ..NeuralParams::default()
             };
-            let one = train(
+            let one = tr(
                 x.as_ref(),
-                &NeuralOptions {
+                &NeuralParams {
                     threads: 1,
                     ..o.clone()
                 },
@@ -435,7 +470,7 @@ mod tests {
                 &mut Silent,
             )
             .unwrap();
-            let two = train(x.as_ref(), &NeuralOptions { threads: 2, ..o }, sup, &mut Silent).unwrap();
+            let two = tr(x.as_ref(), &NeuralParams { threads: 2, ..o }, sup, &mut Silent).unwrap();
             assert_eq!(one.model.a, two.model.a);
             assert_eq!(one.model.b, two.model.b);
             let obj = |f: &NeuralFit<f64>| f.history.iter().map(|h| h.objective).collect::<Vec<_>>();
@@ -449,17 +484,17 @@ mod tests {
     fn adam_steps_by_lr_and_projects() {
         let x = toy();
         let lr = 0.01;
-        let o = NeuralOptions {
+        let o = NeuralParams {
             ranks: vec![9, 4],
             epochs: 1,
             adam: true,
             lr,
-            ..NeuralOptions::default()
+            ..NeuralParams::default()
         };
         let start = NeuralNmf::<f64>::init(x.nrows(), &o.ranks, None, &mut Rng::new(o.seed));
         let f0 = start.forward(x.as_ref(), None, Par::Seq).unwrap();
         let g = start.gradient(x.as_ref(), &f0, o.cost, None, Par::Seq);
-        let fit = train(x.as_ref(), &o, None, &mut Silent).unwrap();
+        let fit = tr(x.as_ref(), &o, None, &mut Silent).unwrap();
         for l in 0..2 {
             for j in 0..start.a[l].ncols() {
                 for i in 0..start.a[l].nrows() {
@@ -473,7 +508,7 @@ mod tests {
                 }
             }
         }
-        let long = train(x.as_ref(), &NeuralOptions { epochs: 300, ..o }, None, &mut Silent).unwrap();
+        let long = tr(x.as_ref(), &NeuralParams { epochs: 300, ..o }, None, &mut Silent).unwrap();
         let h = &long.history;
         assert!(h.last().unwrap().objective < 0.5 * h[0].objective);
         assert!(long

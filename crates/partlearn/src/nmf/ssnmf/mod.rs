@@ -8,85 +8,23 @@
 //! S-update mixes the two terms with these factors (so for two Frobenius terms it is
 //! `S ⊙ (AᵀW⊙X + λBᵀL⊙Y) ⊘ (AᵀW⊙AS + λBᵀL⊙BS)`), which keeps each block update a
 //! majorize-minimize step: the objective never increases (tested for all four models).
+//!
+//! Parameters: [`SsnmfParams`] (builder) → [`SsnmfParams::check`] → [`ValidSsnmfParams`], the only
+//! form [`fit_ssnmf`] accepts; the data, labels and mask are checked when fitting.
 
 use std::time::Instant;
 
 use faer::{Accum, Mat, MatMut, MatRef, Par};
-use serde::{Deserialize, Serialize};
 
 use crate::data::labels::Labels;
-use crate::engine::{
-    self, Clock, Eval, IterRecord, Observer, Resume, StopReason, StopRules, Warning, Within,
-};
+use crate::engine::{self, Clock, Eval, IterRecord, Observer, Resume, StopReason, Warning, Within};
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::real::Real;
 use crate::rng::Rng;
 
-/// A divergence of one term.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Divergence {
-    /// `‖P − Q‖²_F`.
-    Frobenius,
-    /// `Σ P log(P/Q) − P + Q` (generalized Kullback–Leibler).
-    Kl,
-}
-
-impl std::str::FromStr for Divergence {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "frobenius" | "fro" => Ok(Divergence::Frobenius),
-            "kl" | "i-divergence" | "kullback-leibler" => Ok(Divergence::Kl),
-            _ => Err(Error::invalid("divergence", s, "use frobenius or kl")),
-        }
-    }
-}
-
-/// Options of [`fit_ssnmf`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SsnmfOptions {
-    pub k: usize,
-    /// Weight of the label term.
-    pub lambda: f64,
-    pub data_loss: Divergence,
-    pub label_loss: Divergence,
-    pub max_iter: usize,
-    /// Windowed relative-decrease rule of [`StopRules`] (default 1e-4, ssnmf's).
-    pub tol: f64,
-    /// Time budget in seconds.
-    #[serde(default)]
-    pub max_seconds: Option<f64>,
-    pub seed: u64,
-    #[serde(skip)]
-    pub threads: usize,
-}
-
-impl Default for SsnmfOptions {
-    fn default() -> Self {
-        SsnmfOptions {
-            k: 10,
-            lambda: 1.0,
-            data_loss: Divergence::Frobenius,
-            label_loss: Divergence::Frobenius,
-            max_iter: 1000,
-            tol: 1e-4,
-            max_seconds: None,
-            seed: 0,
-            threads: 1,
-        }
-    }
-}
-
-impl SsnmfOptions {
-    /// The engine's stopping rules of these options.
-    pub fn stop_rules(&self) -> StopRules {
-        StopRules::max_iter(self.max_iter)
-            .with_tol(self.tol)
-            .with_max_seconds(self.max_seconds)
-    }
-}
+mod params;
+pub use params::{Divergence, SsnmfParams, ValidSsnmfParams};
 
 /// A fitted SSNMF: `A` (`m × k`), `S` (`k × n`), `B` (`c × k`).
 #[derive(Clone, Debug)]
@@ -94,7 +32,8 @@ pub struct SsnmfFit<T: Real> {
     pub a: Mat<T>,
     pub s: Mat<T>,
     pub b: Mat<T>,
-    pub options: SsnmfOptions,
+    /// The parameters of the fit.
+    pub params: SsnmfParams,
     pub history: Vec<IterRecord>,
     pub stop_reason: StopReason,
     /// E.g. max_iter reached before the tolerance was met.
@@ -182,7 +121,7 @@ pub fn objective<T: Real>(
     a: MatRef<'_, T>,
     s: MatRef<'_, T>,
     b: MatRef<'_, T>,
-    o: &SsnmfOptions,
+    o: &SsnmfParams,
 ) -> f64 {
     let (y, l) = labels.one_hot::<T>(b.nrows());
     let par = Par::Seq;
@@ -191,33 +130,16 @@ pub fn objective<T: Real>(
     d + o.lambda * t
 }
 
-/// The weight λ of a label term (SSNMF, and Deep NMF's fine-tuning): finite and ≥ 0.
-pub fn check_lambda(lambda: f64) -> Result<()> {
-    if !(lambda.is_finite() && lambda >= 0.0) {
-        return Err(Error::invalid("lambda", lambda, "must be a finite number ≥ 0"));
-    }
-    Ok(())
-}
-
-fn validate<T: Real>(
+/// Checks the data against checked parameters: the shape, one label per sample (at least one
+/// known), a 0/1 data mask of the data's shape that observes something, entries ≥ 0.
+fn check_data<T: Real>(
     x: MatRef<'_, T>,
     mask: Option<MatRef<'_, T>>,
     labels: &Labels,
-    o: &SsnmfOptions,
+    params: &ValidSsnmfParams,
 ) -> Result<()> {
     let (m, n) = (x.nrows(), x.ncols());
-    if o.k == 0 || o.k > m.min(n) {
-        return Err(Error::invalid(
-            "k",
-            o.k,
-            format!("must be in 1..={} (min(n_samples, n_features))", m.min(n)),
-        ));
-    }
-    check_lambda(o.lambda)?;
-    if o.max_iter == 0 {
-        return Err(Error::invalid("max-iter", 0, "run at least one iteration"));
-    }
-    o.stop_rules().validate()?;
+    params.check_shape(n, m)?;
     labels.check(n)?;
     if let Some(w) = mask {
         if w.nrows() != m || w.ncols() != n {
@@ -234,7 +156,7 @@ fn validate<T: Real>(
                 let v = w[(i, j)];
                 if v != T::zero() && v != T::one() {
                     return Err(Error::invalid(
-                        "data mask",
+                        "data_mask",
                         format!("{} at sample {j}, feature {i}", v.to_f64()),
                         "give 0 (missing) or 1 (observed) entries",
                     ));
@@ -244,7 +166,7 @@ fn validate<T: Real>(
         }
         if !observed {
             return Err(Error::invalid(
-                "data mask",
+                "data_mask",
                 "all zeros",
                 "it observes no entry; give 1 where the data is observed",
             ));
@@ -253,39 +175,55 @@ fn validate<T: Real>(
     crate::data::validate_nonnegative(x)
 }
 
-/// Fits SSNMF to `x` (`m × n`, samples as columns) with `labels` and an optional data mask
-/// (`m × n`, 1 = observed), reporting each iteration to `observer`.
+/// Fits SSNMF (METHODS.md §3) to `x` (`m × n`, samples as columns) with `labels` and an
+/// optional data mask (`m × n`, 1 = observed), reporting iteration 0 and every iteration to
+/// `observer`. The data's shape, the labels and the mask are checked here.
+///
+/// ```
+/// use partlearn::data::labels::Labels;
+/// use partlearn::faer::Mat;
+/// use partlearn::nmf::ssnmf::{fit_ssnmf, SsnmfParams};
+///
+/// // 12 samples (columns) of 6 features in two classes; the first 4 samples are labeled.
+/// let x = Mat::<f64>::from_fn(6, 12, |i, j| if (i < 3) == (j % 2 == 0) { 1.0 + (i * j) as f64 / 20.0 } else { 0.1 });
+/// let labels = Labels::new((0..12).map(|j| j % 2).collect(), (0..12).map(|j| j < 4).collect())?;
+/// let params = SsnmfParams::new(2).lambda(1.0).max_iter(200).check()?;
+/// let fit = fit_ssnmf(x.as_ref(), None, &labels, &params, &mut partlearn::engine::Silent)?;
+/// assert_eq!((fit.a.ncols(), fit.predict_in_sample().len()), (2, 12));
+/// # Ok::<(), partlearn::Error>(())
+/// ```
 pub fn fit_ssnmf<T: Real>(
     x: MatRef<'_, T>,
     mask: Option<MatRef<'_, T>>,
     labels: &Labels,
-    o: &SsnmfOptions,
+    params: &ValidSsnmfParams,
     observer: &mut (dyn Observer + Send),
 ) -> Result<SsnmfFit<T>> {
-    validate(x, mask, labels, o)?;
+    check_data(x, mask, labels, params)?;
     let start = Instant::now();
+    let o = params.params();
     let (m, n, k, c) = (x.nrows(), x.ncols(), o.k, labels.n_classes().max(1));
     let mut rng = Rng::new(o.seed);
     let a = Mat::<T>::from_fn(m, k, |_, _| T::from_f64(rng.uniform()));
     let s = Mat::<T>::from_fn(k, n, |_, _| T::from_f64(rng.uniform()));
     let b = Mat::<T>::from_fn(c, k, |_, _| T::from_f64(rng.uniform()));
-    fit_from(x, mask, labels, o, (a, s, b), start, observer)
+    fit_from(x, mask, labels, params, (a, s, b), start, observer)
 }
 
-/// [`fit_ssnmf`] from the factors `(A, S, B)` (validated options and shapes).
+/// [`fit_ssnmf`] from the factors `(A, S, B)` (data and shapes checked).
 fn fit_from<T: Real>(
     x: MatRef<'_, T>,
     mask: Option<MatRef<'_, T>>,
     labels: &Labels,
-    o: &SsnmfOptions,
+    params: &ValidSsnmfParams,
     (mut a, mut s, mut b): (Mat<T>, Mat<T>, Mat<T>),
     start: Instant,
     observer: &mut (dyn Observer + Send),
 ) -> Result<SsnmfFit<T>> {
+    let o = params.params();
     let (m, n, k, c) = (x.nrows(), x.ncols(), o.k, b.nrows());
     let (y, l) = labels.one_hot::<T>(c);
     let par = linalg::par(o.threads);
-    let stop = o.stop_rules();
     let mut method = Ssnmf {
         x,
         mask,
@@ -301,7 +239,7 @@ fn fit_from<T: Real>(
     };
     let out = engine::run(
         &mut method,
-        &stop,
+        params.stop_rules(),
         Resume::default(),
         Clock::since(start),
         observer,
@@ -310,7 +248,7 @@ fn fit_from<T: Real>(
         a,
         s,
         b,
-        options: o.clone(),
+        params: o.clone(),
         history: out.history,
         stop_reason: out.stop_reason,
         warnings: out.warnings,
@@ -326,7 +264,7 @@ struct Ssnmf<'a, T: Real> {
     a: &'a mut Mat<T>,
     s: &'a mut Mat<T>,
     b: &'a mut Mat<T>,
-    o: &'a SsnmfOptions,
+    o: &'a SsnmfParams,
     par: Par,
     x_norm: f64,
     work: Work<T>,
@@ -509,7 +447,7 @@ impl<T: Real> SsnmfFit<T> {
     /// Codes of new samples `x_new` (`m × n'`) with `A` fixed: NNLS (block principal pivoting)
     /// for a Frobenius data term, multiplicative updates on `S` for the I-divergence.
     pub fn encode(&self, x_new: MatRef<'_, T>, threads: usize) -> Result<Mat<T>> {
-        match self.options.data_loss {
+        match self.params.data_loss {
             Divergence::Frobenius => Ok(linalg::nnls::nnls(
                 self.a.as_ref(),
                 x_new,

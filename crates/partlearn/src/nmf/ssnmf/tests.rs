@@ -4,6 +4,10 @@
 use super::*;
 use crate::engine::Silent;
 
+fn checked(o: &SsnmfParams) -> ValidSsnmfParams {
+    o.check().unwrap()
+}
+
 fn toy_labels(level: &str, known: &[usize]) -> (Mat<f64>, Labels) {
     let d = crate::data::named::toy_hierarchy::<f64>(0);
     let classes = d.extra_labels.iter().find(|(n, _)| n == level).unwrap().1.clone();
@@ -25,16 +29,16 @@ fn objective_never_increases_for_the_four_models_with_masks() {
     );
     for dl in [Divergence::Frobenius, Divergence::Kl] {
         for ll in [Divergence::Frobenius, Divergence::Kl] {
-            let o = SsnmfOptions {
+            let o = SsnmfParams {
                 k: 4,
                 lambda: 3.0,
                 data_loss: dl,
                 label_loss: ll,
                 max_iter: 150,
                 tol: 0.0,
-                ..SsnmfOptions::default()
+                ..SsnmfParams::default()
             };
-            let f = fit_ssnmf(x.as_ref(), Some(w.as_ref()), &labels, &o, &mut Silent).unwrap();
+            let f = fit_ssnmf(x.as_ref(), Some(w.as_ref()), &labels, &checked(&o), &mut Silent).unwrap();
             // Restarted one iteration at a time from its own output (which continues the
             // run bit for bit), the objective recomputed densely (by a second, plain
             // implementation) from the factors never rises.
@@ -42,16 +46,16 @@ fn objective_never_increases_for_the_four_models_with_masks() {
                 x.as_ref(),
                 Some(w.as_ref()),
                 &labels,
-                &SsnmfOptions {
+                &checked(&SsnmfParams {
                     max_iter: 1,
                     ..o.clone()
-                },
+                }),
                 &mut Silent,
             )
             .unwrap();
             let mut prev = dense_objective(&x, &w, &labels, &g, &o);
             for it in 2..=o.max_iter {
-                let one = SsnmfOptions {
+                let one = SsnmfParams {
                     max_iter: 1,
                     ..o.clone()
                 };
@@ -59,7 +63,7 @@ fn objective_never_increases_for_the_four_models_with_masks() {
                     x.as_ref(),
                     Some(w.as_ref()),
                     &labels,
-                    &one,
+                    &checked(&one),
                     (g.a, g.s, g.b),
                     Instant::now(),
                     &mut Silent,
@@ -96,7 +100,7 @@ fn objective_never_increases_for_the_four_models_with_masks() {
 }
 
 /// `D₁(W⊙X ‖ W⊙AS) + λD₂(L⊙Y ‖ L⊙BS)` by plain loops over the entries (METHODS.md §3).
-fn dense_objective(x: &Mat<f64>, w: &Mat<f64>, labels: &Labels, f: &SsnmfFit<f64>, o: &SsnmfOptions) -> f64 {
+fn dense_objective(x: &Mat<f64>, w: &Mat<f64>, labels: &Labels, f: &SsnmfFit<f64>, o: &SsnmfParams) -> f64 {
     let d = |div: Divergence, p: f64, q: f64| match div {
         Divergence::Frobenius => (p - q).powi(2),
         Divergence::Kl => (if p > 0.0 { p * (p / q).ln() } else { 0.0 }) - p + q,
@@ -130,23 +134,23 @@ fn dense_objective(x: &Mat<f64>, w: &Mat<f64>, labels: &Labels, f: &SsnmfFit<f64
 #[test]
 fn time_budget_and_max_iter_warning() {
     let (x, labels) = toy_labels("labels4", &crate::data::named::TOY_HIERARCHY_L40);
-    let o = SsnmfOptions {
+    let o = SsnmfParams {
         k: 4,
         max_iter: 100_000_000,
         tol: 0.0,
         max_seconds: Some(0.2),
-        ..SsnmfOptions::default()
+        ..SsnmfParams::default()
     };
-    let f = fit_ssnmf(x.as_ref(), None, &labels, &o, &mut Silent).unwrap();
+    let f = fit_ssnmf(x.as_ref(), None, &labels, &checked(&o), &mut Silent).unwrap();
     assert_eq!(f.stop_reason, StopReason::TimeLimit);
     assert!(f.history.len() > 1 && f.warnings.is_empty());
-    let o = SsnmfOptions {
+    let o = SsnmfParams {
         max_iter: 12,
         tol: 1e-14,
         max_seconds: None,
         ..o
     };
-    let f = fit_ssnmf(x.as_ref(), None, &labels, &o, &mut Silent).unwrap();
+    let f = fit_ssnmf(x.as_ref(), None, &labels, &checked(&o), &mut Silent).unwrap();
     assert_eq!((f.stop_reason, f.history.len()), (StopReason::MaxIter, 13));
     assert!(
         matches!(
@@ -160,7 +164,7 @@ fn time_budget_and_max_iter_warning() {
         x.as_ref(),
         None,
         &labels,
-        &SsnmfOptions { tol: 0.0, ..o },
+        &checked(&SsnmfParams { tol: 0.0, ..o }),
         &mut Silent,
     )
     .unwrap();
@@ -171,21 +175,21 @@ fn time_budget_and_max_iter_warning() {
 #[test]
 fn one_and_two_threads_give_the_same_bits() {
     let (x, labels) = toy_labels("labels4", &crate::data::named::TOY_HIERARCHY_L40);
-    let o = SsnmfOptions {
+    let o = SsnmfParams {
         k: 4,
         max_iter: 50,
-        ..SsnmfOptions::default()
+        ..SsnmfParams::default()
     };
-    let one = fit_ssnmf(x.as_ref(), None, &labels, &o, &mut Silent).unwrap();
+    let one = fit_ssnmf(x.as_ref(), None, &labels, &checked(&o), &mut Silent).unwrap();
     let two = crate::linalg::with_threads(2, || {
         fit_ssnmf(
             x.as_ref(),
             None,
             &labels,
-            &SsnmfOptions {
+            &checked(&SsnmfParams {
                 threads: 2,
                 ..o.clone()
-            },
+            }),
             &mut Silent,
         )
     })
@@ -197,14 +201,14 @@ fn one_and_two_threads_give_the_same_bits() {
 #[test]
 fn predicts_the_unlabeled_toy_hierarchy_columns() {
     let (x, labels) = toy_labels("labels4", &crate::data::named::TOY_HIERARCHY_L40);
-    let o = SsnmfOptions {
+    let o = SsnmfParams {
         k: 4,
         lambda: 1.0,
         max_iter: 2000,
         tol: 1e-6,
-        ..SsnmfOptions::default()
+        ..SsnmfParams::default()
     };
-    let f = fit_ssnmf(x.as_ref(), None, &labels, &o, &mut Silent).unwrap();
+    let f = fit_ssnmf(x.as_ref(), None, &labels, &checked(&o), &mut Silent).unwrap();
     let pred = f.predict_in_sample();
     let unknown: Vec<usize> = (0..90).filter(|&j| !labels.known()[j]).collect();
     let acc = unknown
@@ -222,48 +226,71 @@ fn predicts_the_unlabeled_toy_hierarchy_columns() {
 #[test]
 fn bad_input_is_refused() {
     let (x, labels) = toy_labels("labels4", &[0, 1]);
-    let o = SsnmfOptions {
-        k: 4,
-        ..SsnmfOptions::default()
+    let o = SsnmfParams::new(4);
+    let fit = |mask: Option<&Mat<f64>>, labels: &Labels, o: &SsnmfParams| {
+        o.check()
+            .and_then(|v| fit_ssnmf(x.as_ref(), mask.map(|m| m.as_ref()), labels, &v, &mut Silent))
     };
     let short = Labels::new(labels.classes()[..10].to_vec(), labels.known()[..10].to_vec()).unwrap();
-    assert!(fit_ssnmf(x.as_ref(), None, &short, &o, &mut Silent).is_err());
-    assert!(fit_ssnmf(
-        x.as_ref(),
+    assert!(fit(None, &short, &o).is_err());
+    assert!(fit(None, &labels, &SsnmfParams { k: 0, ..o.clone() }).is_err());
+    // k above min(n_samples, n_features) = 87 passes `check` and is refused at fit time.
+    let big = SsnmfParams { k: 88, ..o.clone() };
+    assert!(big.check().is_ok());
+    assert!(matches!(
+        fit(None, &labels, &big),
+        Err(Error::InvalidOption { option: "k", .. })
+    ));
+    assert!(fit(
         None,
         &labels,
-        &SsnmfOptions { k: 0, ..o.clone() },
-        &mut Silent
-    )
-    .is_err());
-    assert!(fit_ssnmf(
-        x.as_ref(),
-        None,
-        &labels,
-        &SsnmfOptions {
+        &SsnmfParams {
             lambda: -1.0,
             ..o.clone()
-        },
-        &mut Silent
+        }
     )
     .is_err());
     let w = Mat::<f64>::ones(3, 3);
-    assert!(fit_ssnmf(x.as_ref(), Some(w.as_ref()), &labels, &o, &mut Silent).is_err());
+    assert!(fit(Some(&w), &labels, &o).is_err());
     assert!("hellinger".parse::<Divergence>().is_err());
     // A tol that is not a finite number ≥ 0, masks that mark nothing or hold other values.
-    let err = |mask: Option<&Mat<f64>>, labels: &Labels, o: &SsnmfOptions| {
-        fit_ssnmf(x.as_ref(), mask.map(|m| m.as_ref()), labels, o, &mut Silent)
-            .unwrap_err()
-            .to_string()
-    };
+    let err = |mask: Option<&Mat<f64>>, labels: &Labels, o: &SsnmfParams| fit(mask, labels, o).unwrap_err();
     for tol in [-1.0, f64::NAN, f64::INFINITY] {
-        assert!(err(None, &labels, &SsnmfOptions { tol, ..o.clone() }).contains("invalid tol"));
+        assert!(err(None, &labels, &SsnmfParams { tol, ..o.clone() })
+            .to_string()
+            .contains("invalid tol"));
     }
     let none = Labels::new(labels.classes().to_vec(), vec![false; labels.len()]).unwrap();
-    assert!(err(None, &none, &o).contains("label mask"));
+    assert!(matches!(
+        err(None, &none, &o),
+        Error::InvalidOption {
+            option: "label_mask",
+            ..
+        }
+    ));
     let mut w = Mat::<f64>::ones(x.nrows(), x.ncols());
     w[(2, 3)] = 0.5;
-    assert!(err(Some(&w), &labels, &o).contains("sample 3, feature 2"));
+    let e = err(Some(&w), &labels, &o);
+    assert!(
+        matches!(
+            e,
+            Error::InvalidOption {
+                option: "data_mask",
+                ..
+            }
+        ) && e.to_string().contains("sample 3, feature 2"),
+        "{e}"
+    );
     let zeros = Mat::<f64>::zeros(x.nrows(), x.ncols());
-    assert!(err(Some(&zeros), &labels, &o).contains("observes no entry"));
+    let e = err(Some(&zeros), &labels, &o);
+    assert!(
+        matches!(
+            e,
+            Error::InvalidOption {
+                option: "data_mask",
+                ..
+            }
+        ) && e.to_string().contains("observes no entry"),
+        "{e}"
+    );
 }
