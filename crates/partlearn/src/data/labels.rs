@@ -98,7 +98,7 @@ impl Labels {
         }
         if !self.known.iter().any(|&k| k) {
             return Err(Error::invalid(
-                "label mask",
+                "label_mask",
                 "all zeros",
                 "it marks no sample as labelled; give 1 for the samples whose label is known",
             ));
@@ -282,7 +282,7 @@ mod tests {
         assert!(l.check(3).is_ok());
         assert!(l.check(4).unwrap_err().to_string().contains("one per sample"));
         let none = Labels::new(vec![0, 1], vec![false, false]).unwrap();
-        assert!(none.check(2).unwrap_err().to_string().contains("label mask"));
+        assert!(none.check(2).unwrap_err().to_string().contains("label_mask"));
         let (y, m) = l.one_hot::<f64>(3);
         assert_eq!((y[(2, 1)], y[(1, 1)], m[(0, 1)], m[(2, 2)]), (1.0, 0.0, 0.0, 1.0));
         let d = Dataset::<f64>::from_columns(Mat::zeros(3, 2), "plain");

@@ -134,7 +134,7 @@ pub fn fine_tune<T: Real>(
         crate::nmf::ssnmf::check_lambda(t.lambda)?;
     }
     if o.max_iter == 0 {
-        return Err(Error::invalid("max-iter", 0, "run at least one iteration"));
+        return Err(Error::invalid("max_iter", 0, "run at least one iteration"));
     }
     let rules = o.stop_rules();
     rules.validate()?;

@@ -84,7 +84,7 @@ impl LayersOptions {
     pub fn validate(&self, m: usize, n: usize, labels: Option<&Labels>) -> Result<()> {
         check_ranks(&self.ranks, m, n)?;
         if self.max_iter == 0 {
-            return Err(Error::invalid("max-iter", 0, "run at least one iteration"));
+            return Err(Error::invalid("max_iter", 0, "run at least one iteration"));
         }
         StopRules::max_iter(self.max_iter)
             .with_tol(self.tol)

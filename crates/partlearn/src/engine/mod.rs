@@ -231,9 +231,9 @@ pub fn run(
         if use_pg {
             pg0 = Some(method.projected_gradient().ok_or_else(|| {
                 Error::invalid(
-                    "pg-tol",
+                    "pg_tol",
                     rules.pg_tol,
-                    "this solver cannot compute the projected gradient; use tol instead",
+                    "this solver cannot compute the projected gradient; use `tol` instead",
                 )
             })?);
         }
@@ -251,9 +251,9 @@ pub fn run(
         }
     } else if use_pg {
         return Err(Error::invalid(
-            "pg-tol",
+            "pg_tol",
             rules.pg_tol,
-            "this method cannot compute the projected gradient; use tol instead",
+            "this method cannot compute the projected gradient; use `tol` instead",
         ));
     }
     if resume.done >= rules.max_iter {

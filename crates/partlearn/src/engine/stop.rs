@@ -86,14 +86,14 @@ impl StopRules {
         }
         if !(self.pg_tol >= 0.0 && self.pg_tol < 1.0) {
             return Err(Error::invalid(
-                "pg-tol",
+                "pg_tol",
                 self.pg_tol,
                 "must be in [0, 1): the fraction of the initial projected gradient at which to stop (0 disables)",
             ));
         }
         if let Some(s) = self.max_seconds {
             if !(s > 0.0) {
-                return Err(Error::invalid("max-seconds", s, "must be > 0"));
+                return Err(Error::invalid("max_seconds", s, "must be > 0"));
             }
         }
         if self.patience == Some(0) {

@@ -125,7 +125,7 @@ impl NeuralOptions {
             return Err(Error::invalid(
                 "ranks",
                 "[]",
-                "give at least one rank, e.g. --ranks 9,4,2",
+                "give at least one rank, e.g. `ranks = 9,4,2`",
             ));
         }
         let mut prev = m.min(n);
@@ -147,7 +147,7 @@ impl NeuralOptions {
         }
         for (name, v) in [
             ("lr", self.lr),
-            ("lr-class", self.lr_class),
+            ("lr_class", self.lr_class),
             ("decay", self.decay),
         ] {
             if !(v.is_finite() && v > 0.0) {
@@ -158,7 +158,12 @@ impl NeuralOptions {
             return Err(Error::invalid("lambda", self.lambda, "must be ≥ 0"));
         }
         if self.decay_every == 0 || self.restarts == 0 {
-            return Err(Error::invalid("decay-every / restarts", 0, "must be ≥ 1"));
+            let name = if self.decay_every == 0 {
+                "decay_every"
+            } else {
+                "restarts"
+            };
+            return Err(Error::invalid(name, 0, "must be ≥ 1"));
         }
         self.stop_rules().validate()?;
         if let Some(s) = sup {

@@ -215,7 +215,7 @@ fn validate<T: Real>(
     }
     check_lambda(o.lambda)?;
     if o.max_iter == 0 {
-        return Err(Error::invalid("max-iter", 0, "run at least one iteration"));
+        return Err(Error::invalid("max_iter", 0, "run at least one iteration"));
     }
     o.stop_rules().validate()?;
     labels.check(n)?;
@@ -234,7 +234,7 @@ fn validate<T: Real>(
                 let v = w[(i, j)];
                 if v != T::zero() && v != T::one() {
                     return Err(Error::invalid(
-                        "data mask",
+                        "data_mask",
                         format!("{} at sample {j}, feature {i}", v.to_f64()),
                         "give 0 (missing) or 1 (observed) entries",
                     ));
@@ -244,7 +244,7 @@ fn validate<T: Real>(
         }
         if !observed {
             return Err(Error::invalid(
-                "data mask",
+                "data_mask",
                 "all zeros",
                 "it observes no entry; give 1 where the data is observed",
             ));

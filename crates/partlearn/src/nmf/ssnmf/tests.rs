@@ -260,7 +260,7 @@ fn bad_input_is_refused() {
         assert!(err(None, &labels, &SsnmfOptions { tol, ..o.clone() }).contains("invalid tol"));
     }
     let none = Labels::new(labels.classes().to_vec(), vec![false; labels.len()]).unwrap();
-    assert!(err(None, &none, &o).contains("label mask"));
+    assert!(err(None, &none, &o).contains("invalid label_mask"));
     let mut w = Mat::<f64>::ones(x.nrows(), x.ncols());
     w[(2, 3)] = 0.5;
     assert!(err(Some(&w), &labels, &o).contains("sample 3, feature 2"));
