@@ -12,15 +12,15 @@ use partlearn::autoencoder::{
     Reduction, Schedule, Sparsity, TrainOptions, TrainState,
 };
 use partlearn::data::Dataset;
-use partlearn::engine::{Param, StopReason, Warning};
-use partlearn::io::{self, RunDir};
+use partlearn::engine::StopReason;
+use partlearn::io::record::{self, AePart};
+use partlearn::io::{self, FitSummary, MethodPart, RunDir, RunRecord};
 use partlearn::protocol::PartModel;
 use partlearn::{Real, Rng};
-use serde::Serialize;
 
-use crate::args::{DataArgs, Dtype, Exit, RunArgs};
-use crate::output::{default_out, write_figures, DataRecord};
-use crate::progress::{flag, EpochProgress};
+use crate::args::{DataArgs, Dtype, Exit, Flags, RunArgs};
+use crate::output::{default_out, write_figures};
+use crate::progress::{print_warnings, EpochProgress};
 
 /// File name of the training checkpoint inside a run folder.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -165,29 +165,6 @@ impl AeArgs {
     }
 }
 
-#[derive(Serialize)]
-struct AeRunRecord<'a> {
-    method: &'static str,
-    partlearn_version: &'static str,
-    command: Vec<String>,
-    created_unix: u64,
-    dtype: &'static str,
-    threads: usize,
-    data: DataRecord,
-    architecture: &'a AeSpec,
-    n_params: usize,
-    options: &'a TrainOptions,
-    epochs: usize,
-    stop_reason: StopReason,
-    loss: Option<f64>,
-    train_mse: Option<f64>,
-    val_mse: Option<f64>,
-    seconds: f64,
-    seconds_per_epoch: Option<f64>,
-    resumed_from_epoch: Option<usize>,
-    warnings: &'a [Warning],
-}
-
 pub fn run(arch: Architecture, a: &AeArgs) -> Result<()> {
     match a.run.dtype {
         Dtype::F32 => fit_ae::<f32>(arch, a),
@@ -293,33 +270,31 @@ fn finish<T: Real>(
         io::run::MODEL_FILE,
         &io::tensors::safetensors_bytes(&tensors, &meta)?,
     )?;
-    run_dir.write(io::run::HISTORY_FILE, &io::to_json_lines(&state.history)?)?;
     let last = state.history.last();
     let invocation_epochs = state.epoch - resumed_from.unwrap_or(0);
-    let record = AeRunRecord {
-        method: arch.kind(),
-        partlearn_version: env!("CARGO_PKG_VERSION"),
-        command: std::env::args().collect(),
-        created_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        dtype: T::NAME,
-        threads: partlearn::linalg::resolve_threads(a.run.threads),
-        data: DataRecord::new(&a.data, data),
-        architecture: &model.spec,
+    let mut summary = FitSummary::new(
+        outcome.stop_reason,
+        state.epoch,
+        outcome.seconds,
+        &outcome.warnings,
+    );
+    if let Some(r) = last {
+        summary = summary.objective(r.loss);
+    }
+    let part = MethodPart::Autoencoder(AePart {
+        architecture: record::to_value(&model.spec)?,
         n_params: model.n_params(),
-        options: &state.options,
-        epochs: state.epoch,
-        stop_reason: outcome.stop_reason,
-        loss: last.map(|r| r.loss),
+        options: record::to_value(&state.options)?,
         train_mse: last.map(|r| r.train_mse),
         val_mse: last.and_then(|r| r.val_mse),
-        seconds: outcome.seconds,
         seconds_per_epoch: (state.epoch > 0).then(|| outcome.seconds / state.epoch as f64),
         resumed_from_epoch: resumed_from,
-        warnings: &outcome.warnings,
-    };
-    run_dir.write_json(io::run::RUN_FILE, &record)?;
+    });
+    RunRecord::new(arch.kind(), a.data.record(data), summary, part)
+        .seed(state.options.seed)
+        .threads(a.run.threads)
+        .command(std::env::args().collect())
+        .write(&run_dir, &state.history)?;
     if let Some(shape) = data.image_shape {
         // Usage order and reconstructions from (at most) the first 2,000 samples.
         let sample = data.first(data.n_samples().min(2000));
@@ -339,7 +314,7 @@ fn finish<T: Real>(
     }
     let path = run_dir.commit()?;
 
-    print_warnings(&outcome.warnings);
+    print_warnings(&outcome.warnings, &Flags::epochs());
     if a.run.json {
         let summary = serde_json::json!({
             "run": path,
@@ -385,16 +360,4 @@ fn finish<T: Real>(
         return Err(Exit::Interrupted.into());
     }
     Ok(())
-}
-
-/// Prints each warning on stderr, its parameters named as this command's flags: as
-/// [`crate::progress::print_warnings`], except that the iterations of a fit are `--epochs` here.
-fn print_warnings(warnings: &[Warning]) {
-    for w in warnings {
-        let name = |p| match p {
-            Param::MaxIter => "--epochs".to_string(),
-            p => flag(p),
-        };
-        eprintln!("warning: {}", w.describe(name));
-    }
 }

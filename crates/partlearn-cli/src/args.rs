@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use partlearn::data::labels::{self, Supervision, DEFAULT_LABELED};
 use partlearn::data::Dataset;
+use partlearn::io::DataSpec;
 use partlearn::Real;
 
 /// Which data, and which part of it (shared by every command that reads data).
@@ -31,14 +32,23 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
-    pub fn load<T: partlearn::Real>(&self) -> partlearn::Result<partlearn::data::Dataset<T>> {
-        let opts = partlearn::data::LoadOptions {
+    /// The library's load options these flags describe.
+    pub fn load_options(&self) -> partlearn::data::LoadOptions {
+        partlearn::data::LoadOptions {
             first: self.first,
             subset: self.subset,
             seed: self.data_seed,
             labels: self.labels.clone(),
-        };
-        let d = partlearn::data::load::<T>(&self.spec, &opts)?;
+        }
+    }
+
+    /// What the run record says of `data`, loaded from these flags.
+    pub fn record<T: Real>(&self, data: &Dataset<T>) -> DataSpec {
+        DataSpec::of(data).loaded(&self.spec, &self.load_options())
+    }
+
+    pub fn load<T: partlearn::Real>(&self) -> partlearn::Result<partlearn::data::Dataset<T>> {
+        let d = partlearn::data::load::<T>(&self.spec, &self.load_options())?;
         // Every command needs at least one sample and one feature.
         if d.n_samples() == 0 || d.n_features() == 0 {
             return Err(partlearn::Error::EmptyData {
@@ -119,18 +129,143 @@ pub struct RunArgs {
     pub seed: u64,
 }
 
-/// A library error about a parameter that the flag of the same name sets (`label_set` →
-/// `--label-set`), worded with the flag.
-pub fn flag_error(e: partlearn::Error) -> anyhow::Error {
+/// Library parameters whose flag is not `--` + the name in kebab case, in every command.
+const RENAMES: &[(&str, &str)] = &[
+    ("structuring_element", "--se"),
+    ("c_grid", "--svm-grid"),
+    ("schedule", "--lr-schedule"),
+    ("custom", "--init-atoms"),
+    ("codes", "--stored-codes"),
+];
+
+/// The commands that train by epochs, whose `max_iter` is `--epochs`.
+const EPOCH_RENAMES: &[(&str, &str)] = &[("max_iter", "--epochs")];
+
+/// How one command spells the library's parameter names (STYLE.md "Errors": the front end adds
+/// its flag names). The library names a parameter by its snake_case name in
+/// `Error::InvalidOption` and warnings, and in backticks (`` `dtype = f64` ``) in advice; a
+/// command's flag for it is `--` + the name in kebab case, but for the renames ([`RENAMES`],
+/// `max_iter` → `--epochs` where training counts epochs). A name the command has no flag for is
+/// left as the library wrote it.
+pub struct Flags {
+    /// This command's renames (the common ones apply too).
+    renames: &'static [(&'static str, &'static str)],
+    /// The command's long flags; `None` takes every library name to have its flag.
+    longs: Option<Vec<String>>,
+}
+
+impl Flags {
+    /// The flags of a command whose iterations are `--max-iter`.
+    pub const fn iterations() -> Flags {
+        Flags {
+            renames: &[],
+            longs: None,
+        }
+    }
+
+    /// The flags of a command that trains by epochs (`fit ae`, `fit asym-ae`, `fit neural-nmf`).
+    pub const fn epochs() -> Flags {
+        Flags {
+            renames: EPOCH_RENAMES,
+            longs: None,
+        }
+    }
+
+    /// The flags of the subcommand at `path` (e.g. `["fit", "ae"]`), whose long flags are `longs`.
+    pub fn of_command(path: &[&str], longs: Vec<String>) -> Flags {
+        let base = match path {
+            ["fit", "ae" | "asym-ae" | "neural-nmf"] => Flags::epochs(),
+            _ => Flags::iterations(),
+        };
+        Flags {
+            longs: Some(longs),
+            ..base
+        }
+    }
+
+    /// Whether the command has the long flag `--long`.
+    fn has(&self, long: &str) -> bool {
+        self.longs.as_ref().is_none_or(|l| l.iter().any(|f| f == long))
+    }
+
+    /// The flag of the library parameter `name` (`max_iter` → `--max-iter`), if the command has one.
+    pub fn flag(&self, name: &str) -> Option<String> {
+        let renamed = self.renames.iter().chain(RENAMES).find(|(n, _)| *n == name);
+        let flag = match renamed {
+            Some((_, f)) => f.to_string(),
+            None if !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
+            {
+                format!("--{}", name.replace('_', "-"))
+            }
+            None => return None,
+        };
+        self.has(flag.trim_start_matches('-')).then_some(flag)
+    }
+
+    /// A warning's parameter as this command's flag (the library name if it has none).
+    pub fn param(&self, p: partlearn::engine::Param) -> String {
+        self.flag(p.name()).unwrap_or_else(|| p.name().to_string())
+    }
+
+    /// `text` with each parameter the library named in backticks — `` `name` `` or
+    /// `` `name = value` `` — written as the command's flag (`--name` or `--name value`);
+    /// backticked text that names no flag of the command is kept as it is.
+    pub fn rewrite(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(open) = rest.find('`') {
+            let Some(len) = rest[open + 1..].find('`') else {
+                break;
+            };
+            let inner = &rest[open + 1..open + 1 + len];
+            let (name, value) = match inner.split_once(" = ") {
+                Some((n, v)) => (n, Some(v)),
+                None => (inner, None),
+            };
+            out.push_str(&rest[..open]);
+            match self.flag(name) {
+                Some(flag) => {
+                    out.push_str(&flag);
+                    if let Some(v) = value {
+                        out.push(' ');
+                        out.push_str(v);
+                    }
+                }
+                None => out.push_str(&rest[open..open + len + 2]),
+            }
+            rest = &rest[open + len + 2..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// A library error worded with the command's flags: an invalid parameter names its flag
+/// (`invalid --label-set x: …`), an existing output gets the advice of `--out` and `--force`, and
+/// the parameters named in advice become flags (see [`Flags::rewrite`]).
+pub fn flag_error(e: &partlearn::Error, flags: &Flags) -> String {
     match e {
         partlearn::Error::InvalidOption {
             option,
             value,
             reason,
-        } => {
-            anyhow::anyhow!("invalid --{} {value}: {reason}", option.replace('_', "-"))
+        } => match flags.flag(option) {
+            Some(flag) => format!("invalid {flag} {value}: {}", flags.rewrite(reason)),
+            None => flags.rewrite(&e.to_string()),
+        },
+        partlearn::Error::AlreadyExists { path } => {
+            let advice = match (flags.has("out"), flags.has("force")) {
+                (true, true) => "choose another --out or pass --force to overwrite it",
+                (false, true) => "pass --force to overwrite it",
+                (true, false) => "choose another --out",
+                (false, false) => "move it away first",
+            };
+            format!("{} already exists: {advice}", path.display())
         }
-        e => e.into(),
+        e => flags.rewrite(&e.to_string()),
     }
 }
 
@@ -190,7 +325,13 @@ impl SupervisionArgs {
         seed: u64,
     ) -> Result<Option<labels::Labels>> {
         let sup = self.supervision()?;
-        labels::supervised_labels(data, sup, self.label_set.as_deref(), n_classes, seed).map_err(flag_error)
+        Ok(labels::supervised_labels(
+            data,
+            sup,
+            self.label_set.as_deref(),
+            n_classes,
+            seed,
+        )?)
     }
 
     /// The labels a run is scored against: those supervision saw, else (unsupervised) the
@@ -282,7 +423,6 @@ impl TestArgs {
             );
         }
         let classes = labels::label_set(&data, label_set, n_classes)
-            .map_err(flag_error)
             .with_context(|| format!("labels of --test-data {spec}"))?;
         Ok(Some(TestSet {
             spec: spec.clone(),
@@ -326,4 +466,57 @@ pub fn accuracies<T: Real>(
         classes,
     });
     Ok(posthoc::accuracies(top, reference, held_out)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fit_ae() -> Flags {
+        let longs = ["max-seconds", "epochs", "lr-schedule", "dtype", "out", "force"];
+        Flags::of_command(&["fit", "ae"], longs.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn library_names_become_the_commands_flags() {
+        let f = fit_ae();
+        assert_eq!(f.flag("max_seconds").as_deref(), Some("--max-seconds"));
+        assert_eq!(f.flag("max_iter").as_deref(), Some("--epochs"));
+        assert_eq!(f.flag("schedule").as_deref(), Some("--lr-schedule"));
+        // No such flag in this command, or not a parameter name: left as the library wrote it.
+        assert_eq!(f.flag("pg_tol"), None);
+        assert_eq!(f.flag("data scale"), None);
+        assert_eq!(
+            Flags::iterations().flag("max_iter").as_deref(),
+            Some("--max-iter")
+        );
+        assert_eq!(
+            f.rewrite("or use `dtype = f64`; lower `max_iter`, `pg_tol` or `partlearn fit ae`; `"),
+            "or use --dtype f64; lower --epochs, `pg_tol` or `partlearn fit ae`; `"
+        );
+    }
+
+    #[test]
+    fn library_errors_are_worded_with_flags() {
+        let f = fit_ae();
+        let e = partlearn::Error::invalid("max_seconds", 0, "must be > 0; or drop `max_seconds`");
+        assert_eq!(
+            flag_error(&e, &f),
+            "invalid --max-seconds 0: must be > 0; or drop --max-seconds"
+        );
+        let e = partlearn::Error::invalid("pg_tol", 2, "must be in [0, 1)");
+        assert_eq!(flag_error(&e, &f), "invalid pg_tol = 2: must be in [0, 1)");
+        let e = partlearn::Error::AlreadyExists {
+            path: "runs/x".into(),
+        };
+        assert_eq!(
+            flag_error(&e, &f),
+            "runs/x already exists: choose another --out or pass --force to overwrite it"
+        );
+        let eval = Flags::of_command(&["eval"], vec!["force".into()]);
+        assert_eq!(
+            flag_error(&e, &eval),
+            "runs/x already exists: pass --force to overwrite it"
+        );
+    }
 }

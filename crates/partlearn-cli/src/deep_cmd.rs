@@ -7,17 +7,17 @@ use faer::Mat;
 use partlearn::data::labels::{self, Labels};
 use partlearn::deep::pipeline::{fit_layers, LayerMethod, LayersParams};
 use partlearn::deep::DeepModel;
-use partlearn::engine::{StopReason, Warning};
-use partlearn::io::{self, RunDir};
+use partlearn::engine::StopReason;
+use partlearn::io::record::{self, LayersPart};
+use partlearn::io::{self, DataSpec, FitSummary, MethodPart, RunDir, RunRecord};
 use partlearn::nmf::model::EncodeSpec;
 use partlearn::nmf::ssnmf::{fit_ssnmf, Divergence, SsnmfParams};
 use partlearn::nmf::{EncodeOptions, NmfModel, Penalty, Solver};
 use partlearn::npy::{npy_bytes, NpyDataRef};
 use partlearn::Real;
-use serde::Serialize;
 
-use crate::args::{accuracies, flag_error, DataArgs, Dtype, Exit, RunArgs, SupervisionArgs, TestArgs};
-use crate::output::{default_out, read_matrix, write_figures, DataRecord};
+use crate::args::{accuracies, DataArgs, Dtype, Exit, Flags, RunArgs, SupervisionArgs, TestArgs};
+use crate::output::{default_out, read_matrix, write_figures};
 use crate::progress::{print_warnings, FitProgress};
 
 #[derive(Args, Debug, Clone)]
@@ -87,32 +87,6 @@ pub struct HnmfArgs {
     pub run: RunArgs,
 }
 
-#[derive(Serialize)]
-struct LayerRunRecord<'a, O: Serialize> {
-    method: &'a str,
-    partlearn_version: &'static str,
-    command: Vec<String>,
-    dtype: &'static str,
-    data: DataRecord,
-    options: &'a O,
-    ranks: Vec<usize>,
-    supervision: &'a str,
-    n_labeled: Option<usize>,
-    n_iter: usize,
-    stop_reason: StopReason,
-    rel_error: f64,
-    /// Relative error `‖X − A⁽⁰⁾⋯A⁽ⁱ⁾S⁽ⁱ⁾‖/‖X‖` at each level.
-    level_errors: Vec<f64>,
-    /// SSNMF: in-sample `argmax(BS)` accuracy on all / on the unlabeled samples. Layer stacks:
-    /// the post-hoc least-squares classifier of METHODS.md §5.1.
-    accuracy: Option<f64>,
-    accuracy_unlabeled: Option<f64>,
-    /// Layer stacks with --test-data: the post-hoc classifier of the training codes on it.
-    test_accuracy: Option<f64>,
-    seconds: f64,
-    warnings: &'a [Warning],
-}
-
 fn write_predictions(run_dir: &RunDir, pred: &[u32]) -> Result<()> {
     let v: Vec<f64> = pred.iter().map(|&p| p as f64).collect();
     run_dir.write("labels_pred.npy", &npy_bytes(&[v.len()], NpyDataRef::F64(&v)))?;
@@ -141,8 +115,22 @@ fn summary(
     Ok(())
 }
 
-fn now_command() -> Vec<String> {
-    std::env::args().collect()
+/// The run record of a layer model, written with its history into `run_dir`.
+fn write_record<H: serde::Serialize>(
+    run_dir: &RunDir,
+    method: &str,
+    data: DataSpec,
+    run: &RunArgs,
+    summary: FitSummary,
+    part: LayersPart,
+    history: &[H],
+) -> Result<()> {
+    RunRecord::new(method, data, summary, MethodPart::Layers(part))
+        .seed(run.seed)
+        .threads(run.threads)
+        .command(std::env::args().collect())
+        .write(run_dir, history)?;
+    Ok(())
 }
 
 pub fn run_ssnmf(a: &SsnmfArgs) -> Result<()> {
@@ -166,10 +154,10 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
         .seed(a.run.seed)
         .threads(a.run.threads)
         .validate(n, data.n_features())
-        .map_err(flag_error)?;
+        ?;
     let opts = params.params();
     // The labels: the data's (or --label-set's), known on --label-mask or on --labeled samples.
-    let classes = labels::label_set(&data, a.label_set.as_deref(), usize::MAX).map_err(flag_error)?;
+    let classes = labels::label_set(&data, a.label_set.as_deref(), usize::MAX)?;
     let known = match &a.label_mask {
         Some(path) => {
             let m = partlearn::npy::read_npy(path).with_context(|| "reading --label-mask")?;
@@ -187,12 +175,10 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
             }
             values.iter().map(|&v| v == 1.0).collect()
         }
-        None => {
-            labels::semi_supervised_mask(&classes, a.labeled, &data.name, a.run.seed).map_err(flag_error)?
-        }
+        None => labels::semi_supervised_mask(&classes, a.labeled, &data.name, a.run.seed)?,
     };
     let labels = Labels::new(classes, known)?;
-    labels.check(n).map_err(flag_error)?;
+    labels.check(n)?;
     let mask = a
         .data_mask
         .as_deref()
@@ -233,7 +219,7 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
     );
     progress.finish();
     // Every parameter SSNMF checks when fitting (the mask, the labels) is a flag of this command.
-    let fit = fit.map_err(flag_error)?;
+    let fit = fit?;
     let pred = fit.predict_in_sample();
     let acc_on = |sel: &dyn Fn(usize) -> bool| {
         let idx: Vec<usize> = (0..n).filter(|&j| sel(j)).collect();
@@ -261,37 +247,32 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
         io::run::MODEL_FILE,
         &io::tensors::safetensors_bytes(&tensors, &meta)?,
     )?;
-    run_dir.write(io::run::HISTORY_FILE, &io::to_json_lines(&fit.history)?)?;
     write_predictions(&run_dir, &pred)?;
     let last = fit.history.last().copied();
     let rel = last.map_or(f64::NAN, |r| r.rel_error);
     let secs = last.map_or(0.0, |r| r.seconds);
-    let record = LayerRunRecord {
-        method: "ssnmf",
-        partlearn_version: env!("CARGO_PKG_VERSION"),
-        command: now_command(),
-        dtype: T::NAME,
-        data: DataRecord::new(&a.data, &data),
-        options: opts,
+    let n_iter = fit.history.len().saturating_sub(1);
+    let mut ended = FitSummary::new(fit.stop_reason, n_iter, secs, &fit.warnings).rel_error(rel);
+    if let Some(r) = last {
+        ended = ended.objective(r.objective);
+    }
+    let part = LayersPart {
+        options: record::to_value(&opts)?,
         ranks: vec![a.k],
-        supervision: "semi",
+        supervision: "semi".into(),
         n_labeled: Some(labels.n_known()),
-        n_iter: fit.history.len() - 1,
-        stop_reason: fit.stop_reason,
-        rel_error: rel,
         level_errors: vec![rel],
         accuracy,
         accuracy_unlabeled,
         test_accuracy: None,
-        seconds: secs,
-        warnings: &fit.warnings,
     };
-    run_dir.write_json(io::run::RUN_FILE, &record)?;
+    let spec = a.data.record(&data);
+    write_record(&run_dir, "ssnmf", spec, &a.run, ended, part, &fit.history)?;
     if let Some(shape) = data.image_shape {
         write_figures(&run_dir, &model, codes.as_ref(), &data, shape)?;
     }
     let path = run_dir.commit()?;
-    print_warnings(&fit.warnings);
+    print_warnings(&fit.warnings, &Flags::iterations());
     summary(
         a.run.json,
         a.run.quiet,
@@ -334,11 +315,11 @@ fn layers<T: Real>(method: LayerMethod, a: &HnmfArgs) -> Result<()> {
         .seed(a.run.seed)
         .threads(a.run.threads)
         .validate(n, m)
-        .map_err(flag_error)?;
+        ?;
     let last = *a.ranks.last().unwrap_or(&1);
     let labels = a.sup.labels(&data, last, a.run.seed)?;
     if let Some(l) = &labels {
-        l.check(n).map_err(flag_error)?;
+        l.check(n)?;
     }
     let test = a.test.load(&data, a.sup.label_set.as_deref(), last)?;
     let out = a
@@ -371,35 +352,29 @@ fn layers<T: Real>(method: LayerMethod, a: &HnmfArgs) -> Result<()> {
         io::run::MODEL_FILE,
         &io::tensors::safetensors_bytes(&tensors, &meta)?,
     )?;
-    run_dir.write(io::run::HISTORY_FILE, &io::to_json_lines(&fit.history)?)?;
-    let record = LayerRunRecord {
-        method: name,
-        partlearn_version: env!("CARGO_PKG_VERSION"),
-        command: now_command(),
-        dtype: T::NAME,
-        data: DataRecord::new(&a.data, &data),
-        options: params.params(),
+    let mut ended = FitSummary::new(fit.stop_reason, fit.n_iter, fit.seconds, &fit.warnings).rel_error(rel);
+    if let Some(r) = fit.history.last() {
+        ended = ended.objective(r.objective);
+    }
+    let part = LayersPart {
+        options: record::to_value(params.params())?,
         ranks: a.ranks.clone(),
-        supervision: a.sup.name(),
+        supervision: a.sup.name().into(),
         n_labeled: labels.as_ref().map(|l| l.n_known()),
-        n_iter: fit.n_iter,
-        stop_reason: fit.stop_reason,
-        rel_error: rel,
         level_errors,
         accuracy,
         accuracy_unlabeled,
         test_accuracy,
-        seconds: fit.seconds,
-        warnings: &fit.warnings,
     };
-    run_dir.write_json(io::run::RUN_FILE, &record)?;
+    let spec = a.data.record(&data);
+    write_record(&run_dir, name, spec, &a.run, ended, part, &fit.history)?;
     if let Some(shape) = data.image_shape {
         let sample = data.first(n.min(2000));
         let codes = partlearn::protocol::PartModel::encode(&model, sample.x(), a.run.threads)?;
         write_figures(&run_dir, &model, codes.as_ref(), &sample, shape)?;
     }
     let path = run_dir.commit()?;
-    print_warnings(&fit.warnings);
+    print_warnings(&fit.warnings, &Flags::iterations());
     summary(
         a.run.json,
         a.run.quiet,

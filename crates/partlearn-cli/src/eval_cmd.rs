@@ -154,12 +154,15 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
 /// Stored codes belong to the data the run was fitted on: `--data` (with `--first`, `--subset`,
 /// `--data-seed`) must name that data, as recorded in the run's `run.json`.
 fn check_same_data(dir: &std::path::Path, d: &DataArgs) -> Result<()> {
-    #[derive(serde::Deserialize)]
-    struct RunData {
-        data: crate::output::DataRecord,
-    }
-    let r = partlearn::io::read_json::<RunData>(&dir.join(partlearn::io::run::RUN_FILE))?.data;
-    let fitted = selection(&r.spec, r.first, r.subset, r.data_seed);
+    let r = partlearn::io::RunRecord::read(dir)?.data;
+    let Some(spec) = &r.spec else {
+        anyhow::bail!(
+            "the run was fitted on data built in memory ({}), so --stored-codes cannot be matched to --data {}; drop --stored-codes",
+            r.name,
+            d.spec
+        );
+    };
+    let fitted = selection(spec, r.first, r.subset, r.data_seed);
     let given = selection(&d.spec, d.first, d.subset, d.data_seed);
     if fitted != given {
         anyhow::bail!(

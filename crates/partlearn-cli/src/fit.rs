@@ -7,13 +7,14 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use partlearn::data::Dataset;
 use partlearn::engine::StopReason;
-use partlearn::io::{self, RunDir};
+use partlearn::io::record::{self, NmfPart};
+use partlearn::io::{self, FitSummary, MethodPart, RunDir, RunRecord};
 use partlearn::nmf::{self, CustomInit, EncodeOptions, InitMethod, NmfParams, Solver};
 use partlearn::Real;
 use serde::Serialize;
 
 use crate::args::{DataArgs, Dtype, Exit, RunArgs};
-use crate::output::{default_out, read_matrix, write_figures, DataRecord};
+use crate::output::{default_out, read_matrix, write_figures};
 use crate::progress::FitProgress;
 
 #[derive(Subcommand, Debug)]
@@ -192,26 +193,6 @@ pub fn run(cmd: FitCommand) -> Result<()> {
     }
 }
 
-#[derive(Serialize)]
-struct NmfRunRecord<'a, O: Serialize> {
-    method: &'static str,
-    partlearn_version: &'static str,
-    command: Vec<String>,
-    created_unix: u64,
-    dtype: &'static str,
-    threads: usize,
-    data: DataRecord,
-    options: &'a O,
-    n_iter: usize,
-    stop_reason: StopReason,
-    objective: f64,
-    reconstruction_err: f64,
-    rel_error: f64,
-    seconds: f64,
-    warnings: &'a [partlearn::engine::Warning],
-    stats: nmf::FitStats,
-}
-
 fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
     let opts = NmfParams {
         k: a.k,
@@ -296,34 +277,28 @@ fn finish_run<T: Real, O: Serialize>(
         io::run::MODEL_FILE,
         &io::tensors::safetensors_bytes(&tensors, &meta)?,
     )?;
-    run_dir.write(io::run::HISTORY_FILE, &io::to_json_lines(&fit.history)?)?;
-    let record = NmfRunRecord {
-        method,
-        partlearn_version: env!("CARGO_PKG_VERSION"),
-        command: std::env::args().collect(),
-        created_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        dtype: T::NAME,
-        threads: partlearn::linalg::resolve_threads(run.threads),
-        data: DataRecord::new(data_args, data),
-        options,
-        n_iter: fit.n_iter,
-        stop_reason: fit.stop_reason,
-        objective: fit.objective,
-        reconstruction_err: fit.reconstruction_err,
-        rel_error: fit.rel_error,
-        seconds: fit.seconds,
-        warnings: &fit.warnings,
+    let summary = FitSummary::new(fit.stop_reason, fit.n_iter, fit.seconds, &fit.warnings)
+        .objective(fit.objective)
+        .rel_error(fit.rel_error);
+    let part = MethodPart::Nmf(NmfPart {
+        options: record::to_value(options)?,
+        reconstruction_err: fit
+            .reconstruction_err
+            .is_finite()
+            .then_some(fit.reconstruction_err),
         stats: fit.stats,
-    };
-    run_dir.write_json(io::run::RUN_FILE, &record)?;
+    });
+    RunRecord::new(method, data_args.record(data), summary, part)
+        .seed(run.seed)
+        .threads(run.threads)
+        .command(std::env::args().collect())
+        .write(&run_dir, &fit.history)?;
     if let Some(shape) = data.image_shape {
         write_figures(&run_dir, &fit.model, fit.codes(), data, shape)?;
     }
     let path = run_dir.commit()?;
 
-    crate::progress::print_warnings(&fit.warnings);
+    crate::progress::print_warnings(&fit.warnings, &crate::args::Flags::iterations());
     if run.json {
         let summary = serde_json::json!({
             "run": path,

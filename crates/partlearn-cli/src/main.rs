@@ -1,6 +1,8 @@
 //! The `partlearn` command line. Flags are parsed here into the library's option structs, one
 //! library call does the work, and this crate draws progress, writes run folders and maps errors
-//! to exit codes (2 for bad input, 130 after Ctrl-C). No algorithm lives here.
+//! to exit codes (2 for bad input, 130 after Ctrl-C). No algorithm lives here. Errors are printed
+//! in one place, [`error_line`], which words the library's errors with the running command's
+//! flags ([`args::flag_error`]).
 
 mod ae_cmd;
 mod args;
@@ -20,7 +22,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-pub use args::{DataArgs, Dtype, Exit};
+pub use args::{DataArgs, Dtype, Exit, Flags};
 
 /// Part-based representations of non-negative data: NMF and sparse non-negative auto-encoders.
 #[derive(Parser, Debug)]
@@ -55,10 +57,43 @@ enum Command {
 }
 
 /// Runs a command line given as arguments (used by `sweep` to run its points exactly like
-/// hand-typed `fit` and `eval` commands).
+/// hand-typed `fit` and `eval` commands). A library error comes back worded with that command's
+/// flags; a Ctrl-C ([`Exit::Interrupted`]) comes back as it is.
 pub fn dispatch(args: Vec<String>) -> anyhow::Result<()> {
-    let cli = Cli::try_parse_from(args).map_err(|e| anyhow::anyhow!("{}", clap_one_line(&e)))?;
-    run_command(cli.command)
+    let one_line = |e: clap::Error| anyhow::anyhow!("{}", clap_one_line(&e));
+    let matches = Cli::command().try_get_matches_from(args).map_err(one_line)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(one_line)?;
+    run_command(cli.command).map_err(|e| {
+        let library = e.chain().any(|c| c.downcast_ref::<partlearn::Error>().is_some());
+        if library && e.downcast_ref::<Exit>().is_none() {
+            anyhow::anyhow!("{}", error_line(&e, &command_flags(&matches)))
+        } else {
+            e
+        }
+    })
+}
+
+/// The flags of the subcommand that `matches` selected (`fit ae`: its long flags, and
+/// `--epochs` for `max_iter`).
+fn command_flags(matches: &clap::ArgMatches) -> Flags {
+    let root = Cli::command();
+    let mut cmd = &root;
+    let mut path = Vec::new();
+    let mut m = matches;
+    while let Some((name, sub)) = m.subcommand() {
+        let Some(c) = cmd.find_subcommand(name) else {
+            break;
+        };
+        cmd = c;
+        path.push(name);
+        m = sub;
+    }
+    let longs = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .map(String::from)
+        .collect();
+    Flags::of_command(&path, longs)
 }
 
 /// A clap parse error on one line: its message and tips, without the usage block and the
@@ -75,11 +110,15 @@ fn clap_one_line(e: &clap::Error) -> String {
 }
 
 /// The error and its causes on one line, each cause only when the text so far does not already
-/// contain it (library errors often quote their source's message).
-fn error_line(e: &anyhow::Error) -> String {
+/// contain it (library errors often quote their source's message). Library errors, and the
+/// parameters named in the causes, are worded with the command's `flags`.
+fn error_line(e: &anyhow::Error, flags: &Flags) -> String {
     let mut msg = String::new();
     for cause in e.chain() {
-        let c = cause.to_string();
+        let c = match cause.downcast_ref::<partlearn::Error>() {
+            Some(e) => args::flag_error(e, flags),
+            None => flags.rewrite(&cause.to_string()),
+        };
         if msg.contains(c.trim()) {
             continue;
         }
@@ -113,9 +152,9 @@ fn negative_numbers(cmd: clap::Command) -> clap::Command {
 fn main() -> ExitCode {
     let parsed = negative_numbers(Cli::command())
         .try_get_matches()
-        .and_then(|m| Cli::from_arg_matches(&m));
-    let cli = match parsed {
-        Ok(cli) => cli,
+        .and_then(|m| Ok((Cli::from_arg_matches(&m)?, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) if !e.use_stderr() => {
             // --help and --version: printed as clap renders them, exit 0.
             let _ = e.print();
@@ -140,7 +179,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(130);
             }
             // One line: the library's messages already name the problem and the fix.
-            eprintln!("error: {}", error_line(&e));
+            eprintln!("error: {}", error_line(&e, &command_flags(&matches)));
             ExitCode::from(2)
         }
     }

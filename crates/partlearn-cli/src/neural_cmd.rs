@@ -5,13 +5,13 @@ use anyhow::Result;
 use clap::Args;
 use partlearn::deep::neural::{self, ClassLoss, Cost, NeuralParams};
 use partlearn::deep::DeepModel;
-use partlearn::engine::{Param, StopReason};
-use partlearn::io::{self, RunDir};
+use partlearn::engine::StopReason;
+use partlearn::io::record::{self, LayersPart};
+use partlearn::io::{self, FitSummary, MethodPart, RunDir, RunRecord};
 use partlearn::Real;
-use serde::Serialize;
 
-use crate::args::{accuracies, flag_error, DataArgs, Dtype, Exit, RunArgs, SupervisionArgs, TestArgs};
-use crate::output::{default_out, DataRecord};
+use crate::args::{accuracies, DataArgs, Dtype, Exit, Flags, RunArgs, SupervisionArgs, TestArgs};
+use crate::output::default_out;
 use crate::progress::{self, FitProgress};
 
 #[derive(Args, Debug, Clone)]
@@ -112,30 +112,6 @@ impl NeuralArgs {
     }
 }
 
-#[derive(Serialize)]
-struct NeuralRunRecord<'a> {
-    method: &'static str,
-    partlearn_version: &'static str,
-    command: Vec<String>,
-    dtype: &'static str,
-    data: DataRecord,
-    options: &'a NeuralParams,
-    supervision: &'a str,
-    n_labeled: Option<usize>,
-    epochs: usize,
-    stop_reason: StopReason,
-    cost: f64,
-    rel_error: f64,
-    /// Post-hoc least-squares classifier (§5.1) fitted on all labels, accuracy on all samples.
-    accuracy: Option<f64>,
-    /// Same classifier fitted on the labeled samples only, accuracy on the unlabeled ones.
-    accuracy_unlabeled: Option<f64>,
-    /// The classifier of the training codes scored on --test-data.
-    test_accuracy: Option<f64>,
-    seconds: f64,
-    warnings: &'a [partlearn::engine::Warning],
-}
-
 pub fn run(a: &NeuralArgs) -> Result<()> {
     match a.run.dtype {
         Dtype::F32 => fit::<f32>(a),
@@ -148,12 +124,12 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
     let params = a
         .params()?
         .validate(data.n_samples(), data.n_features())
-        .map_err(flag_error)?;
+        ?;
     let opts = params.params();
     let last = *opts.ranks.last().unwrap_or(&1);
     let sup = a.sup.labels(&data, last, a.run.seed)?;
     if let Some(s) = &sup {
-        s.check(data.n_samples()).map_err(flag_error)?;
+        s.check(data.n_samples())?;
     }
     let test = a.test.load(&data, a.sup.label_set.as_deref(), last)?;
     let out = a
@@ -196,27 +172,25 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
         io::run::MODEL_FILE,
         &io::tensors::safetensors_bytes(&tensors, &meta)?,
     )?;
-    run_dir.write(io::run::HISTORY_FILE, &io::to_json_lines(&fit.history)?)?;
-    let record = NeuralRunRecord {
-        method: "neural-nmf",
-        partlearn_version: env!("CARGO_PKG_VERSION"),
-        command: std::env::args().collect(),
-        dtype: T::NAME,
-        data: DataRecord::new(&a.data, &data),
-        options: opts,
-        supervision: a.sup.name(),
+    let cost = last_rec.map_or(f64::NAN, |r| r.objective);
+    let summary = FitSummary::new(fit.stop_reason, fit.n_iter, fit.seconds, &fit.warnings)
+        .objective(cost)
+        .rel_error(rel_error);
+    let part = MethodPart::Layers(LayersPart {
+        options: record::to_value(&opts)?,
+        ranks: opts.ranks.clone(),
+        supervision: a.sup.name().into(),
         n_labeled: sup.as_ref().map(|s| s.n_known()),
-        epochs: fit.n_iter,
-        stop_reason: fit.stop_reason,
-        cost: last_rec.map_or(f64::NAN, |r| r.objective),
-        rel_error,
+        level_errors: Vec::new(),
         accuracy,
         accuracy_unlabeled,
         test_accuracy,
-        seconds: fit.seconds,
-        warnings: &fit.warnings,
-    };
-    run_dir.write_json(io::run::RUN_FILE, &record)?;
+    });
+    RunRecord::new("neural-nmf", a.data.record(&data), summary, part)
+        .seed(a.run.seed)
+        .threads(a.run.threads)
+        .command(std::env::args().collect())
+        .write(&run_dir, &fit.history)?;
     if let Some(shape) = data.image_shape {
         let codes = partlearn::protocol::PartModel::encode(
             &model,
@@ -227,14 +201,11 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
     }
     let path = run_dir.commit()?;
     // An epoch is an iteration: max_iter is --epochs here.
-    progress::print_warnings_as(&fit.warnings, |p| match p {
-        Param::MaxIter => "--epochs".into(),
-        p => progress::flag(p),
-    });
+    progress::print_warnings(&fit.warnings, &Flags::epochs());
     if a.run.json {
         let summary = serde_json::json!({
-            "run": path, "method": "neural-nmf", "epochs": record.epochs, "stop_reason": fit.stop_reason,
-            "cost": record.cost, "rel_error": rel_error, "accuracy": accuracy,
+            "run": path, "method": "neural-nmf", "epochs": fit.n_iter, "stop_reason": fit.stop_reason,
+            "cost": cost, "rel_error": rel_error, "accuracy": accuracy,
             "accuracy_unlabeled": accuracy_unlabeled, "test_accuracy": test_accuracy, "seconds": fit.seconds,
             "warnings": fit.warnings,
         });
@@ -246,7 +217,7 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
             data.name,
             data.n_samples(),
             data.n_features(),
-            record.epochs,
+            fit.n_iter,
             fit.stop_reason,
             rel_error,
             accuracy.map_or(String::new(), |v| format!(", post-hoc accuracy {v:.3}"))
@@ -305,7 +276,7 @@ pub fn reproduce(cmd: ReproduceCommand) -> Result<()> {
         .restarts(a.restarts)
         .threads(a.threads)
         .check()
-        .map_err(flag_error)?;
+        ?;
     let data = partlearn::data::named::toy_hierarchy::<f64>(a.data_seed);
     let quiet = a.quiet || a.json;
     let t = partlearn::deep::table::neural_nmf_table(&data, &o, &mut |done, total| {

@@ -1,6 +1,5 @@
-//! What every fit command writes besides its own files: the data part of run.json, the default
-//! run folder, 2-d `.npy` inputs, and the figures of image data. A leaf module: it imports no
-//! command module.
+//! What every fit command writes besides its own files: the default run folder, 2-d `.npy`
+//! inputs, and the figures of image data. A leaf module: it imports no command module.
 
 use std::path::{Path, PathBuf};
 
@@ -9,37 +8,6 @@ use faer::{Mat, MatRef};
 use partlearn::data::Dataset;
 use partlearn::io::RunDir;
 use partlearn::Real;
-use serde::{Deserialize, Serialize};
-
-use crate::args::DataArgs;
-
-/// What run.json records about the data.
-#[derive(Serialize, Deserialize)]
-pub struct DataRecord {
-    pub spec: String,
-    pub name: String,
-    pub n_samples: usize,
-    pub n_features: usize,
-    pub image_shape: Option<(usize, usize)>,
-    pub first: Option<usize>,
-    pub subset: Option<usize>,
-    pub data_seed: u64,
-}
-
-impl DataRecord {
-    pub fn new<T: Real>(a: &DataArgs, d: &Dataset<T>) -> Self {
-        DataRecord {
-            spec: a.spec.clone(),
-            name: d.name.clone(),
-            n_samples: d.n_samples(),
-            n_features: d.n_features(),
-            image_shape: d.image_shape,
-            first: a.first,
-            subset: a.subset,
-            data_seed: a.data_seed,
-        }
-    }
-}
 
 /// A 2-d `.npy` file as a matrix.
 pub fn read_matrix<T: Real>(path: &Path) -> Result<Mat<T>> {

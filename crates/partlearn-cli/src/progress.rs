@@ -1,9 +1,12 @@
-//! Progress bars, warnings and the process's Ctrl-C handler.
+//! Progress bars, warnings and the process's Ctrl-C handler. A leaf module: it imports only the
+//! argument groups.
 
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use partlearn::engine::{interrupt, Control, IterRecord, Observer, Param, Warning};
+use partlearn::engine::{interrupt, Control, IterRecord, Observer, Warning};
+
+use crate::args::Flags;
 
 /// Installs the process's one Ctrl-C handler: the first press asks every fit to stop after its
 /// current iteration (or mini-batch) and save ([`interrupt::request`]), which also ends a sweep;
@@ -22,21 +25,11 @@ pub fn install_interrupt_handler() {
     });
 }
 
-/// The command-line flag of a library parameter (`max_iter` → `--max-iter`).
-pub fn flag(p: Param) -> String {
-    format!("--{}", p.name().replace('_', "-"))
-}
-
-/// Prints each warning on stderr, its parameters named as flags.
-pub fn print_warnings(warnings: &[Warning]) {
-    print_warnings_as(warnings, flag);
-}
-
-/// [`print_warnings`] for a command whose flags name some parameters otherwise (`--epochs` for
-/// `max_iter`).
-pub fn print_warnings_as(warnings: &[Warning], flag_of: impl Fn(Param) -> String) {
+/// Prints each warning on stderr, its parameters named as the command's flags (`flags`: e.g.
+/// [`Flags::epochs`] where `max_iter` is `--epochs`).
+pub fn print_warnings(warnings: &[Warning], flags: &Flags) {
     for w in warnings {
-        eprintln!("warning: {}", w.describe(&flag_of));
+        eprintln!("warning: {}", w.describe(|p| flags.param(p)));
     }
 }
 

@@ -37,7 +37,7 @@ fn swimmer_plain_hals_in_f64_isolates_the_limbs_and_records_the_option() {
     assert!(summary["rel_error"].as_f64().unwrap() < 1e-6, "{summary}");
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
-    assert_eq!(meta["options"]["extrapolate"], false);
+    assert_eq!(meta["part"]["options"]["extrapolate"], false);
 }
 
 #[test]
@@ -58,7 +58,7 @@ fn swimmer_end_to_end_fit_files_transform_eval() {
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(r.join("run.json")).unwrap()).unwrap();
     let n_iter = meta["n_iter"].as_u64().unwrap() as usize;
-    assert_eq!(meta["options"]["k"], 17);
+    assert_eq!(meta["part"]["options"]["k"], 17);
     let history = std::fs::read_to_string(r.join("history.jsonl")).unwrap();
     let iters: Vec<u64> = history
         .lines()

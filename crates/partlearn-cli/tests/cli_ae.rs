@@ -26,8 +26,8 @@ fn ae_end_to_end_files_transform_eval_and_exact_resume() {
     }
     let meta = read_json(&r.join("run.json"));
     assert_eq!(meta["method"], "ae");
-    assert_eq!(meta["epochs"], 3);
-    assert_eq!(meta["n_params"], 8 * 1024 * 2 + 8 + 1024);
+    assert_eq!(meta["n_iter"], 3);
+    assert_eq!(meta["part"]["n_params"], 8 * 1024 * 2 + 8 + 1024);
     let history = std::fs::read_to_string(r.join("history.jsonl")).unwrap();
     let recs: Vec<serde_json::Value> = history
         .lines()
@@ -75,7 +75,7 @@ fn ae_end_to_end_files_transform_eval_and_exact_resume() {
         "5",
         "--quiet",
     ]));
-    assert_eq!(read_json(&r.join("run.json"))["resumed_from_epoch"], 3);
+    assert_eq!(read_json(&r.join("run.json"))["part"]["resumed_from_epoch"], 3);
     let straight = dir.join("straight");
     assert_ok(&ae_fit(
         "ae",
@@ -148,7 +148,7 @@ fn ae_ctrl_c_saves_a_checkpoint_that_resumes() {
     assert_eq!(child.wait().unwrap().code(), Some(130));
     let meta = read_json(&out.join("run.json"));
     assert_eq!(meta["stop_reason"], "interrupted");
-    let done = meta["epochs"].as_u64().unwrap();
+    let done = meta["n_iter"].as_u64().unwrap();
     assert!(out.join("checkpoint.safetensors").is_file());
     let target = (done + 1).to_string();
     assert_ok(&run(&[
@@ -163,7 +163,7 @@ fn ae_ctrl_c_saves_a_checkpoint_that_resumes() {
         "--quiet",
     ]));
     assert_eq!(
-        read_json(&out.join("run.json"))["epochs"].as_u64(),
+        read_json(&out.join("run.json"))["n_iter"].as_u64(),
         Some(done + 1)
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -185,7 +185,7 @@ fn ae_tolerance_and_time_budget_warn_and_resume() {
         stderr(&o)
     );
     let meta = read_json(&r.join("run.json"));
-    assert_eq!(meta["options"]["tol"], 1e-4);
+    assert_eq!(meta["part"]["options"]["tol"], 1e-4);
     assert!(meta["warnings"][0]
         .as_str()
         .unwrap()
@@ -203,7 +203,7 @@ fn ae_tolerance_and_time_budget_warn_and_resume() {
     );
     let meta = read_json(&b.join("run.json"));
     assert_eq!(
-        (meta["stop_reason"].as_str(), meta["epochs"].as_u64()),
+        (meta["stop_reason"].as_str(), meta["n_iter"].as_u64()),
         (Some("time-limit"), Some(0))
     );
     assert_ok(&run(&[
@@ -215,7 +215,7 @@ fn ae_tolerance_and_time_budget_warn_and_resume() {
         s(&b),
         "--quiet",
     ]));
-    assert_eq!(read_json(&b.join("run.json"))["epochs"], 2);
+    assert_eq!(read_json(&b.join("run.json"))["n_iter"], 2);
     let straight = dir.join("straight");
     assert_ok(&ae_fit("ae", &straight, &["--epochs", "2"]));
     let atoms = |p: &Path| {
@@ -299,7 +299,7 @@ fn asym_ae_trains_on_a_fashion_mnist_slice() {
     assert_ok(&o);
     let meta = read_json(&r.join("run.json"));
     assert_eq!(meta["method"], "asym-ae");
-    assert!(meta["loss"].as_f64().unwrap().is_finite());
+    assert!(meta["objective"].as_f64().unwrap().is_finite());
     assert_ok(&run(&[
         "eval",
         s(&r),
@@ -343,9 +343,9 @@ fn sweep_ae_over_beta_and_p() {
     assert_eq!(csv.lines().count(), 5, "{csv}");
     assert!(out.join("figures/hoyer_vs_beta.png").is_file());
     let meta = read_json(&out.join("ae-k8-p0.3-beta0.5").join("run.json"));
-    assert_eq!(meta["options"]["loss"]["beta"], 0.5);
-    assert_eq!(meta["options"]["optimizer"]["kind"], "adam");
-    assert_eq!(meta["epochs"], 2);
+    assert_eq!(meta["part"]["options"]["loss"]["beta"], 0.5);
+    assert_eq!(meta["part"]["options"]["optimizer"]["kind"], "adam");
+    assert_eq!(meta["n_iter"], 2);
     assert_user_error(
         &run(&[
             "sweep",

@@ -27,10 +27,10 @@ fn neural_nmf_on_toy_hierarchy_unsupervised_and_semi_supervised() {
     ]));
     let meta = read_json(&r.join("run.json"));
     assert_eq!(meta["method"], "neural-nmf");
-    assert_eq!(meta["epochs"], 300);
+    assert_eq!(meta["n_iter"], 300);
     let rel = meta["rel_error"].as_f64().unwrap();
     assert!(rel > 0.25 && rel < 0.6, "{rel}");
-    assert!(meta["accuracy"].as_f64().is_some());
+    assert!(meta["part"]["accuracy"].as_f64().is_some());
     let history = std::fs::read_to_string(r.join("history.jsonl")).unwrap();
     assert_eq!(history.lines().count(), 301);
     // The composed codes through transform; eval through the shared protocol.
@@ -73,8 +73,8 @@ fn neural_nmf_on_toy_hierarchy_unsupervised_and_semi_supervised() {
         s(&semi),
     ]));
     let meta = read_json(&semi.join("run.json"));
-    assert_eq!(meta["n_labeled"], 40);
-    assert!(meta["accuracy_unlabeled"].as_f64().is_some());
+    assert_eq!(meta["part"]["n_labeled"], 40);
+    assert!(meta["part"]["accuracy_unlabeled"].as_f64().is_some());
     assert!(semi.join("model.safetensors").is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -236,7 +236,7 @@ fn layer_fits_check_their_options_before_fitting() {
         s(&scored),
     ]));
     let meta = read_json(&scored.join("run.json"));
-    assert!(meta["test_accuracy"].as_f64().is_some(), "{meta}");
+    assert!(meta["part"]["test_accuracy"].as_f64().is_some(), "{meta}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -264,8 +264,11 @@ fn ssnmf_hnmf_deep_nmf_on_toy_hierarchy() {
         s(&ss),
     ]));
     let meta = read_json(&ss.join("run.json"));
-    assert_eq!(meta["n_labeled"], 40);
-    assert!(meta["accuracy_unlabeled"].as_f64().unwrap() >= 0.9, "{meta}");
+    assert_eq!(meta["part"]["n_labeled"], 40);
+    assert!(
+        meta["part"]["accuracy_unlabeled"].as_f64().unwrap() >= 0.9,
+        "{meta}"
+    );
     assert_eq!(read_npy(&ss.join("labels_pred.npy")).unwrap().shape, vec![90]);
     // The dictionary is an NMF model: transform works on it.
     let codes = dir.join("codes.npy");
@@ -303,10 +306,10 @@ fn ssnmf_hnmf_deep_nmf_on_toy_hierarchy() {
         ]));
         let meta = read_json(&out.join("run.json"));
         assert_eq!(meta["method"], method);
-        let errs = meta["level_errors"].as_array().unwrap();
+        let errs = meta["part"]["level_errors"].as_array().unwrap();
         assert_eq!(errs.len(), 2);
         assert!(errs[1].as_f64().unwrap() >= 0.28, "{meta}");
-        assert!(meta["accuracy"].as_f64().is_some());
+        assert!(meta["part"]["accuracy"].as_f64().is_some());
         assert_ok(&run(&[
             "eval",
             s(&out),

@@ -124,12 +124,16 @@ fn bad_options_are_one_line_errors() {
     }
     assert_user_error(
         &run(&["fit", "nmf", "--data", "", "--out", &out]),
-        &["invalid data = ''", "fashion-mnist:train"],
+        &["invalid --data ''", "fashion-mnist:train"],
     );
     // Sizes that cannot run: k above both sides, absurd thread counts.
     assert_user_error(
         &run(&["fit", "nmf", "--data", "swimmer", "-k", "100000", "--out", &out]),
-        &["k = 100000", "max(n_samples, n_features) = 1024"],
+        &[
+            "invalid --k 100000",
+            "max(n_samples, n_features) = 1024",
+            "lower --k",
+        ],
     );
     assert_user_error(
         &run(&[
@@ -144,7 +148,7 @@ fn bad_options_are_one_line_errors() {
             "--out",
             &out,
         ]),
-        &["threads = 100000", "at most"],
+        &["invalid --threads 100000", "at most"],
     );
     // Empty data is refused when loaded, whatever the command.
     let empty = dir.join("empty.npy");
@@ -419,5 +423,77 @@ fn transform_checks_the_run_and_the_data_width() {
     ] {
         assert_user_error(&run(&cmd), &["32×32", "16×64"]);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The library names its parameters in its own terms (`pg_tol`, `` `dtype = f64` ``, "allow
+/// overwriting"); every message the command prints names them as that command's flags: one case
+/// per kind — an invalid parameter (with the same name and with a renamed flag), an existing
+/// output, advice inside a message.
+#[test]
+fn library_errors_are_worded_with_the_commands_flags() {
+    let dir = temp_dir("flags");
+    let out = dir.join("out");
+    let fit = |extra: &[&str]| {
+        let mut a = vec![
+            "fit",
+            "nmf",
+            "--data",
+            "swimmer",
+            "-k",
+            "3",
+            "--max-iter",
+            "2",
+            "--quiet",
+        ];
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    let no_library_names = |o: &std::process::Output| {
+        let err = stderr(o);
+        assert!(!err.contains('`') && !err.contains("pg_tol"), "{err}");
+    };
+    // An invalid parameter: the flag and its value, not `invalid pg_tol = 2`.
+    let o = fit(&["--pg-tol", "2", "--out", s(&out)]);
+    assert_user_error(&o, &["invalid --pg-tol 2: must be in [0, 1)"]);
+    no_library_names(&o);
+    // One whose flag is not its name: structuring_element is eval's --se.
+    let r = swimmer_run(&dir);
+    let o = run(&[
+        "eval",
+        s(&r),
+        "--data",
+        "swimmer",
+        "--no-svm",
+        "--quiet",
+        "--se",
+        "square:2",
+    ]);
+    assert_user_error(&o, &["invalid --se square:2", "odd side"]);
+    // An existing output: fit has --out and --force, eval only --force.
+    assert_ok(&fit(&["--out", s(&out)]));
+    assert_user_error(
+        &fit(&["--out", s(&out)]),
+        &["already exists: choose another --out or pass --force to overwrite it"],
+    );
+    assert_ok(&run(&["eval", s(&r), "--data", "swimmer", "--no-svm", "--quiet"]));
+    let o = run(&["eval", s(&r), "--data", "swimmer", "--no-svm", "--quiet"]);
+    assert_user_error(&o, &["metrics.json already exists: pass --force to overwrite it"]);
+    assert!(!stderr(&o).contains("--out"), "{}", stderr(&o));
+    // Advice inside a message: data whose squares overflow f32.
+    let big = dir.join("big.npy");
+    write_npy_f32(&big, 3, 4, &[1e20f32; 12]);
+    let o = run(&[
+        "fit",
+        "nmf",
+        "--data",
+        s(&big),
+        "-k",
+        "2",
+        "--out",
+        s(&dir.join("big")),
+    ]);
+    assert_user_error(&o, &["overflow in f32", "or use --dtype f64"]);
+    no_library_names(&o);
     let _ = std::fs::remove_dir_all(&dir);
 }

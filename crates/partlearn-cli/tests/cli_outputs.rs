@@ -83,9 +83,9 @@ fn force_replaces_only_partlearn_run_folders() {
     // A real run is still replaced, as a whole.
     let r = dir.join("run");
     assert_ok(&fit_nmf(&r, "3", &[]));
-    assert_eq!(read_json(&r.join("run.json"))["options"]["k"], 3);
+    assert_eq!(read_json(&r.join("run.json"))["part"]["options"]["k"], 3);
     assert_ok(&fit_nmf(&r, "4", &["--force"]));
-    assert_eq!(read_json(&r.join("run.json"))["options"]["k"], 4);
+    assert_eq!(read_json(&r.join("run.json"))["part"]["options"]["k"], 4);
     assert_eq!(names(&dir), vec!["run", "userdir", "userfile.txt"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -328,12 +328,12 @@ fn ae_resume_refuses_the_flags_it_cannot_apply() {
         "3",
         "--quiet",
     ]));
-    assert_eq!(read_json(&r.join("run.json"))["epochs"], 3);
+    assert_eq!(read_json(&r.join("run.json"))["n_iter"], 3);
     assert_ok(&run(&[&resume[..], &["--out", s(&r)]].concat()));
     let meta = read_json(&r.join("run.json"));
-    assert_eq!(meta["epochs"], 5);
-    assert_eq!(meta["resumed_from_epoch"], 3);
-    assert_eq!(meta["architecture"]["k"], 4);
+    assert_eq!(meta["n_iter"], 5);
+    assert_eq!(meta["part"]["resumed_from_epoch"], 3);
+    assert_eq!(meta["part"]["architecture"]["k"], 4);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -439,5 +439,123 @@ fn unwritable_out_is_named_as_given() {
         assert_user_error(&o, &["/proc/x: cannot create", "choose a writable --out"]);
         assert!(!stderr(&o).contains("partial"), "{}", stderr(&o));
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every fit command writes the one run record: the common header (format, versions, data with
+/// its dtype, seed, threads, how the fit ended, the history file) and its method's part; and every
+/// reader (`report`, `eval --stored-codes`) reads it.
+#[test]
+fn every_fit_writes_the_common_run_record() {
+    let dir = temp_dir("record");
+    let fits: [(&str, &[&str], &str); 6] = [
+        (
+            "nmf",
+            &["--data", "swimmer", "-k", "3", "--max-iter", "3", "--save-codes"],
+            "nmf",
+        ),
+        (
+            "sparse-nmf",
+            &["--data", "swimmer", "-k", "3", "--max-iter", "3"],
+            "nmf",
+        ),
+        (
+            "ssnmf",
+            &["--data", "toy-hierarchy", "-k", "2", "--max-iter", "3"],
+            "layers",
+        ),
+        (
+            "hnmf",
+            &["--data", "toy-hierarchy", "--ranks", "4,2", "--max-iter", "3"],
+            "layers",
+        ),
+        (
+            "neural-nmf",
+            &["--data", "toy-hierarchy", "--ranks", "4,2", "--epochs", "3"],
+            "layers",
+        ),
+        (
+            "ae",
+            &["--data", "swimmer", "-k", "4", "--epochs", "1", "--seed", "5"],
+            "autoencoder",
+        ),
+    ];
+    let mut runs = Vec::new();
+    for (method, args, kind) in fits {
+        let out = dir.join(method);
+        let mut a = vec!["fit", method, "--quiet", "--dtype", "f64", "--out", s(&out)];
+        a.extend_from_slice(args);
+        assert_ok(&run(&a));
+        let meta = read_json(&out.join("run.json"));
+        assert_eq!(meta["format"], 2, "{method}: {meta}");
+        assert_eq!(meta["method"], method);
+        assert_eq!(meta["data"]["dtype"], "f64", "{method}");
+        assert!(meta["data"]["n_samples"].as_u64().unwrap() > 0, "{method}");
+        assert_eq!(meta["seed"], if method == "ae" { 5 } else { 0 }, "{method}");
+        assert_eq!(meta["threads"], 1, "{method}");
+        assert!(
+            meta["stop_reason"].is_string() && meta["seconds"].as_f64().is_some(),
+            "{method}"
+        );
+        assert!(meta["n_iter"].as_u64().unwrap() >= 1, "{method}: {meta}");
+        assert!(meta["warnings"].is_array(), "{method}");
+        assert_eq!(meta["part"]["kind"], kind, "{method}");
+        assert!(meta["part"]["options"].is_object(), "{method}");
+        let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
+        assert_eq!(meta["history"]["file"], "history.jsonl");
+        assert_eq!(meta["history"]["records"], history.lines().count(), "{method}");
+        runs.push(out);
+    }
+    let rep = dir.join("report.html");
+    let mut a = vec!["report", "--out", s(&rep), "-q"];
+    a.extend(runs.iter().map(|r| s(r)));
+    assert_ok(&run(&a));
+    let nmf = &runs[0];
+    assert_ok(&run(&[
+        "eval",
+        s(nmf),
+        "--data",
+        "swimmer",
+        "--stored-codes",
+        "--no-svm",
+        "--quiet",
+    ]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A run.json in the layout partlearn wrote before the common header is refused by the commands
+/// that read it, in one line that says to re-run the fit; it is still a partlearn run, so
+/// `--force` replaces it.
+#[test]
+fn an_old_run_json_is_refused_with_advice_to_refit() {
+    let dir = temp_dir("old-record");
+    let r = dir.join("run");
+    assert_ok(&fit_nmf(&r, "3", &["--save-codes"]));
+    let old = r#"{"method": "nmf", "partlearn_version": "0.1.0", "command": ["partlearn"],
+        "data": {"spec": "swimmer", "name": "swimmer", "n_samples": 256, "n_features": 1024,
+        "image_shape": [32, 32], "first": null, "subset": null, "data_seed": 0},
+        "options": {"k": 3}, "n_iter": 3, "stop_reason": "max-iter"}"#;
+    std::fs::write(r.join("run.json"), old).unwrap();
+    let rep = dir.join("rep.html");
+    assert_user_error(
+        &run(&["report", s(&r), "--out", s(&rep), "-q"]),
+        &["run.json", "partlearn 0.1.0", "re-run the fit"],
+    );
+    assert!(!rep.exists());
+    assert_user_error(
+        &run(&[
+            "eval",
+            s(&r),
+            "--data",
+            "swimmer",
+            "--stored-codes",
+            "--no-svm",
+            "-q",
+        ]),
+        &["run.json", "re-run the fit"],
+    );
+    assert!(!r.join("metrics.json").exists());
+    assert_ok(&fit_nmf(&r, "4", &["--force"]));
+    assert_eq!(read_json(&r.join("run.json"))["format"], 2);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -316,7 +316,7 @@ fn gemm_bound_of(solver: Solver, g: &[GemmTiming]) -> f64 {
 pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfBenchReport> {
     if o.max_iter == 0 {
         return Err(crate::Error::invalid(
-            "max-iter",
+            "max_iter",
             0,
             "time at least one iteration",
         ));
@@ -646,7 +646,7 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
     }
     if o.sweeps.is_empty() {
         return Err(crate::Error::invalid(
-            "bench nnls sweeps",
+            "sweeps",
             "none",
             "give at least one number of prediction sweeps",
         ));

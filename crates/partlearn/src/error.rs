@@ -1,8 +1,13 @@
 //! The library's one error type.
 //!
 //! Every variant carries the facts of the problem, and its message (one line) names both the
-//! problem and what to do about it, so the CLI can print it as is. Solvers never panic on user
-//! data: everything a user can get wrong surfaces here.
+//! problem and what to do about it. Solvers never panic on user data: everything a user can get
+//! wrong surfaces here.
+//!
+//! Messages speak in the library's parameter names, never in a front end's flags: an invalid
+//! parameter is [`Error::InvalidOption`] with its snake_case name (`max_iter`), and a parameter
+//! named in advice is written in backticks, `` `name` `` or `` `name = value` `` (e.g. "use
+//! `dtype = f64`"), so that a front end can spell it its own way (the CLI as `--dtype f64`).
 
 use std::path::PathBuf;
 
@@ -11,6 +16,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in partlearn.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A data entry is negative (non-negative factorizations need `X ≥ 0`).
     #[error("negative entry {value} at sample {sample}, feature {feature}: NMF and non-negative auto-encoders need data ≥ 0; shift or clip the data (e.g. subtract its minimum)")]
@@ -32,6 +38,7 @@ pub enum Error {
     /// An option is out of range or inconsistent with the data.
     #[error("invalid {option} = {value}: {reason}")]
     InvalidOption {
+        /// The parameter, by its library name (snake_case: `max_iter`, `label_set`).
         option: &'static str,
         value: String,
         reason: String,
@@ -73,8 +80,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Refusing to overwrite existing output.
-    #[error("{path} already exists: choose another --out or pass --force to overwrite it")]
+    /// Refusing to overwrite existing output (a front end adds how to allow it).
+    #[error("{path} already exists: choose an output path not in use, or allow overwriting it")]
     AlreadyExists { path: PathBuf },
     /// A numerical failure that the data or options made unavoidable.
     #[error("numerical failure in {what}: {reason}")]

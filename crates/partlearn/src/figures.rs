@@ -88,7 +88,7 @@ pub fn atoms_grid<T: Real>(
     let k = atoms.nrows();
     if k == 0 {
         return Err(Error::invalid(
-            "number of atoms",
+            "atoms",
             0,
             "there are no atoms to draw; fit a model with k ≥ 1",
         ));
@@ -104,14 +104,14 @@ pub fn atoms_grid<T: Real>(
     };
     if order.is_empty() {
         return Err(Error::invalid(
-            "atom order",
+            "order",
             "[]",
             "the display order lists no atoms; give at least one atom index",
         ));
     }
     if let Some(&bad) = order.iter().find(|&&j| j >= k) {
         return Err(Error::invalid(
-            "atom order",
+            "order",
             bad,
             format!("there are only {k} atoms (indices 0..{k})"),
         ));
@@ -157,7 +157,7 @@ pub fn panel_rows_with<T: Real>(
 ) -> Result<Vec<u8>> {
     let Some(first) = rows.first() else {
         return Err(Error::invalid(
-            "panel rows",
+            "rows",
             0,
             "a panel needs at least one row of images",
         ));
@@ -165,7 +165,7 @@ pub fn panel_rows_with<T: Real>(
     let n = first.nrows();
     if n == 0 {
         return Err(Error::invalid(
-            "panel samples",
+            "rows",
             0,
             "there are no images to draw; give at least one sample",
         ));
@@ -202,7 +202,7 @@ fn ceil_sqrt(m: usize) -> usize {
 fn check_pixels<T: Real>(what: &str, m: MatRef<'_, T>, (h, w): (usize, usize)) -> Result<()> {
     if h == 0 || w == 0 {
         return Err(Error::invalid(
-            "image shape",
+            "image_shape",
             format!("{h}×{w}"),
             "images need at least one pixel in each direction",
         ));
@@ -256,11 +256,11 @@ where
 {
     let s = opts.scale;
     if s == 0 {
-        return Err(Error::invalid("figure scale", 0, "the scale must be ≥ 1"));
+        return Err(Error::invalid("scale", 0, "the scale must be ≥ 1"));
     }
     let too_big = || {
         Error::invalid(
-            "figure size",
+            "figure",
             format!("{rows}×{cols} tiles of {h}×{w} pixels at scale {s}"),
             "the figure would be too large; lower the scale or draw fewer images",
         )
@@ -307,7 +307,7 @@ fn encode_grey(img: &[u8], width: usize, height: usize) -> Result<Vec<u8>> {
         (Ok(w), Ok(h)) => (w, h),
         _ => {
             return Err(Error::invalid(
-                "figure size",
+                "figure",
                 format!("{width}×{height} pixels"),
                 "too large for PNG; draw fewer images",
             ))

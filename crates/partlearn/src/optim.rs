@@ -143,7 +143,7 @@ impl Schedule {
     pub fn parse(s: &str) -> Result<Schedule> {
         let bad = || {
             Error::invalid(
-                "lr-schedule",
+                "schedule",
                 s,
                 "use constant, step:EVERY:FACTOR (e.g. step:10:0.5), exp:GAMMA (e.g. exp:0.98) or cosine",
             )

@@ -62,7 +62,7 @@ impl Chart {
         let (w, h) = self.size;
         if !(200..=8000).contains(&w) || !(150..=8000).contains(&h) {
             return Err(Error::invalid(
-                "chart size",
+                "size",
                 format!("{w}×{h}"),
                 "give a size between 200×150 and 8000×8000 pixels",
             ));
@@ -165,14 +165,14 @@ pub fn code_bars<T: Real>(codes: MatRef<'_, T>, samples: &[usize]) -> Result<Vec
     let k = codes.ncols();
     if k == 0 || samples.is_empty() {
         return Err(Error::invalid(
-            "code bars",
+            "samples",
             format!("{} samples × {k} codes", samples.len()),
             "give at least one sample with at least one code",
         ));
     }
     if let Some(&bad) = samples.iter().find(|&&i| i >= codes.nrows()) {
         return Err(Error::invalid(
-            "code bars sample",
+            "samples",
             bad,
             format!("there are only {} samples", codes.nrows()),
         ));

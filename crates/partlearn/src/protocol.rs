@@ -163,7 +163,7 @@ pub fn load_model<T: Real>(path: &Path) -> Result<LoadedModel<T>> {
             path,
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
-                "no such run folder or model file; give the --out folder of a `partlearn fit` run",
+                "no such run folder or model file; give the folder a partlearn fit wrote",
             ),
         ));
     };

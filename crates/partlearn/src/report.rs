@@ -1,7 +1,7 @@
 //! `report.html`: one self-contained HTML page comparing run folders side by side — a metrics
 //! table (from each run's metrics.json), the figures of every run (PNG embedded as base64 data
 //! URIs, so the file can be mailed or archived alone) and the options each run was fitted with
-//! (from run.json).
+//! (from run.json, [`RunRecord`]).
 //!
 //! [`ReportRun::load`] reads a run folder; [`render`] turns runs into the page.
 
@@ -10,6 +10,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::io::record::RunRecord;
 
 /// What the report shows of one run.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,7 +18,7 @@ pub struct ReportRun {
     /// Display name (the folder name).
     pub name: String,
     /// The run's run.json.
-    pub run: Value,
+    pub run: RunRecord,
     /// The run's metrics.json, if `partlearn eval` was run on it.
     pub metrics: Option<Value>,
     /// `(file name, PNG bytes)` of figures/*.png, sorted by name.
@@ -26,10 +27,10 @@ pub struct ReportRun {
 
 impl ReportRun {
     /// Reads `dir/run.json`, `dir/metrics.json` (optional) and `dir/figures/*.png`; a run.json
-    /// that partlearn did not write is refused ([`crate::io::run::read_run_record`]).
+    /// that partlearn did not write, or wrote in another layout, is refused ([`RunRecord::read`]).
     pub fn load(dir: &Path) -> Result<Self> {
         let dir = crate::io::open_existing(dir)?;
-        let run = crate::io::run::read_run_record(&dir)?;
+        let run = RunRecord::read(&dir)?;
         let metrics_path = dir.join(crate::io::run::METRICS_FILE);
         let metrics = if metrics_path.is_file() {
             Some(crate::io::read_json(&metrics_path)?)
@@ -67,7 +68,7 @@ impl ReportRun {
 }
 
 /// The columns of the metrics table: header and JSON pointer into run.json (`run:`) or
-/// metrics.json (`metrics:`) (NMF runs count iterations, auto-encoders epochs), with the number
+/// metrics.json (`metrics:`) (`n_iter` counts epochs for mini-batch training), with the number
 /// of decimals shown.
 const COLUMNS: &[(&str, &str, usize)] = &[
     ("method", "run:/method", 0),
@@ -85,18 +86,14 @@ const COLUMNS: &[(&str, &str, usize)] = &[
     ),
     ("SVM acc.", "metrics:/svm/mean_accuracy", 3),
     ("SVM std", "metrics:/svm/std_accuracy", 3),
-    ("iters / epochs", "run:/n_iter|run:/epochs", 0),
+    ("iters / epochs", "run:/n_iter", 0),
     ("fit s", "run:/seconds", 1),
 ];
 
 /// The report page for `runs` (at least one).
 pub fn render(runs: &[ReportRun], title: &str) -> Result<String> {
     if runs.is_empty() {
-        return Err(Error::invalid(
-            "report runs",
-            0,
-            "give at least one run folder (e.g. partlearn report runs/* --out report.html)",
-        ));
+        return Err(Error::invalid("runs", 0, "give at least one run folder"));
     }
     let mut h = String::with_capacity(1 << 20);
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
@@ -123,8 +120,9 @@ pub fn render(runs: &[ReportRun], title: &str) -> Result<String> {
     h.push_str("</tr>\n");
     for r in runs {
         h.push_str(&format!("<tr><td>{}</td>", escape(&r.name)));
+        let run = serde_json::to_value(&r.run).unwrap_or_default();
         for (_, path, decimals) in COLUMNS {
-            let v = lookup(r, path);
+            let v = lookup(&run, r.metrics.as_ref(), path);
             h.push_str(&format!("<td>{}</td>", escape(&format_value(v, *decimals))));
         }
         h.push_str("</tr>\n");
@@ -152,13 +150,14 @@ pub fn render(runs: &[ReportRun], title: &str) -> Result<String> {
     Ok(h)
 }
 
-/// The value at `path` (`source:/pointer`, alternatives separated by `|`, first found wins).
-fn lookup<'a>(r: &'a ReportRun, path: &str) -> Option<&'a Value> {
+/// The value at `path` (`source:/pointer`, alternatives separated by `|`, first found wins) in
+/// the run record `run` (as JSON) or the `metrics`.
+fn lookup<'a>(run: &'a Value, metrics: Option<&'a Value>, path: &str) -> Option<&'a Value> {
     path.split('|').find_map(|alt| {
         let (source, pointer) = alt.split_once(':')?;
         match source {
-            "run" => r.run.pointer(pointer),
-            _ => r.metrics.as_ref()?.pointer(pointer),
+            "run" => run.pointer(pointer),
+            _ => metrics?.pointer(pointer),
         }
     })
 }
@@ -232,7 +231,8 @@ mod tests {
     fn report_has_table_figures_and_escaped_options() {
         let run = ReportRun {
             name: "nmf<1>".into(),
-            run: serde_json::json!({"method": "nmf", "n_iter": 12, "seconds": 1.5, "options": {"k": 3}}),
+            // n_iter 12, 1.5 s, options {"k": 3}.
+            run: crate::io::record::sample(),
             metrics: Some(
                 serde_json::json!({"data": "swimmer", "k": 3, "reconstruction": {"mse": 0.012345678}}),
             ),
@@ -240,7 +240,7 @@ mod tests {
         };
         let other = ReportRun {
             name: "unevaluated".into(),
-            run: serde_json::json!({"method": "nmf"}),
+            run: crate::io::record::sample(),
             metrics: None,
             figures: vec![],
         };
@@ -260,8 +260,8 @@ mod tests {
     fn load_reads_a_run_folder() {
         let dir = std::env::temp_dir().join(format!("partlearn-report-{}", std::process::id()));
         let run = crate::io::RunDir::create(&dir, true).unwrap();
-        let record = serde_json::json!({"method": "nmf", "partlearn_version": "0.1.0"});
-        run.write_json(crate::io::run::RUN_FILE, &record).unwrap();
+        run.write_json(crate::io::run::RUN_FILE, &crate::io::record::sample())
+            .unwrap();
         run.write(crate::io::run::MODEL_FILE, b"m").unwrap();
         run.write("figures/b.png", b"B").unwrap();
         run.write("figures/a.png", b"A").unwrap();
@@ -272,7 +272,7 @@ mod tests {
             ["a.png", "b.png"]
         );
         assert!(r.metrics.is_none());
-        assert_eq!(r.run["method"], "nmf");
+        assert_eq!(r.run, crate::io::record::sample());
         let _ = std::fs::remove_dir_all(&path);
     }
 
@@ -292,6 +292,14 @@ mod tests {
                 "{json}: {msg}"
             );
         }
+        // A run.json of the layout before the common header: refused, with the way out.
+        let old = r#"{"method": "nmf", "partlearn_version": "0.1.0", "n_iter": 3}"#;
+        std::fs::write(path.join(crate::io::run::RUN_FILE), old).unwrap();
+        let msg = ReportRun::load(&path).unwrap_err().to_string();
+        assert!(
+            msg.contains("run.json") && msg.contains("re-run the fit"),
+            "{msg}"
+        );
         let _ = std::fs::remove_dir_all(&path);
     }
 }

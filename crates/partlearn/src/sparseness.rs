@@ -135,18 +135,18 @@ pub fn project<T: Real>(s: &[T], l1: f64, l2: f64, out: &mut [T]) -> Result<Proj
         });
     }
     if n == 0 {
-        return Err(Error::invalid("projection input", "[]", "the vector is empty"));
+        return Err(Error::invalid("s", "[]", "the vector is empty"));
     }
     if !(l2 > 0.0 && l2.is_finite() && l1.is_finite()) {
         return Err(Error::invalid(
-            "projection norms",
+            if l1.is_finite() { "l2" } else { "l1" },
             format!("L1 = {l1}, L2 = {l2}"),
             "need a finite L1 and a finite L2 > 0",
         ));
     }
     if let Some(i) = s.iter().position(|v| !Real::to_f64(*v).is_finite()) {
         return Err(Error::invalid(
-            "projection input",
+            "s",
             format!("entry {i} = {}", s[i]),
             "the vector has a non-finite entry",
         ));

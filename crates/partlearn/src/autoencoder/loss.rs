@@ -144,8 +144,8 @@ impl LossSpec {
         }
         for (name, v) in [
             ("beta", self.beta),
-            ("decay-lambda", self.decay_lambda),
-            ("decay-alpha", self.decay_alpha),
+            ("decay_lambda", self.decay_lambda),
+            ("decay_alpha", self.decay_alpha),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::invalid(name, v, "must be a finite number ≥ 0"));

@@ -187,7 +187,7 @@ pub fn load_idx_images<T: Real>(images: &Path, labels: Option<&Path>) -> Result<
         [n, f] => (n, 1, f),
         _ => {
             let hint = if img.shape.len() == 1 {
-                "this looks like a label file: give the image file as data and this one as labels (--labels)"
+                "this looks like a label file: give the image file as data and this one as `labels`"
             } else {
                 "give an image file (n × height × width), e.g. train-images-idx3-ubyte.gz"
             };
@@ -280,7 +280,7 @@ mod tests {
         let e = load_idx_images::<f32>(&dir.path().join("a.gz"), Some(&dir.path().join("l2"))).unwrap_err();
         assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
         let e = load_idx_images::<f32>(&dir.path().join("l2"), None).unwrap_err();
-        assert!(e.to_string().contains("--labels"), "{e}");
+        assert!(e.to_string().contains("as `labels`"), "{e}");
     }
 
     #[test]

@@ -176,14 +176,14 @@ impl<T: Real> Dataset<T> {
             format!(
                 "products of values up to {top:e} {what} in {}; rescale the data (e.g. divide it by its maximum){}",
                 T::NAME,
-                if T::NAME == "f32" { " or use --dtype f64" } else { "" }
+                if T::NAME == "f32" { " or use `dtype = f64`" } else { "" }
             )
         };
         if sq * self.n_features() as f64 > T::MAX_F64 {
-            return Err(Error::invalid("data scale", format!("{top:e}"), fix("overflow")));
+            return Err(Error::invalid("data_scale", format!("{top:e}"), fix("overflow")));
         }
         if top > 0.0 && sq < T::MIN_POSITIVE_F64 {
-            return Err(Error::invalid("data scale", format!("{top:e}"), fix("underflow")));
+            return Err(Error::invalid("data_scale", format!("{top:e}"), fix("underflow")));
         }
         Ok(())
     }
@@ -210,7 +210,7 @@ impl<T: Real> Dataset<T> {
     pub fn select(&self, indices: &[usize]) -> Result<Self> {
         if let Some(&bad) = indices.iter().find(|&&i| i >= self.n_samples()) {
             return Err(Error::invalid(
-                "sample index",
+                "indices",
                 bad,
                 format!("the data has only {} samples", self.n_samples()),
             ));
@@ -351,7 +351,7 @@ mod tests {
             )
             .unwrap();
             let e = d.validate_nonnegative().unwrap_err().to_string();
-            assert!(e.contains(what) && e.contains("--dtype f64"), "{e}");
+            assert!(e.contains(what) && e.contains("`dtype = f64`"), "{e}");
             assert!(Dataset::<f64>::from_row_major(2, 20, &vals, "t")
                 .unwrap()
                 .validate_nonnegative()

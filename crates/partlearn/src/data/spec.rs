@@ -88,7 +88,7 @@ pub fn load<T: Real>(spec: &str, opts: &LoadOptions) -> Result<Dataset<T>> {
         return Err(Error::invalid(
             "subset",
             opts.subset.unwrap_or_default(),
-            "--first and --subset cannot be combined; give only one of them",
+            "`first` and `subset` cannot be combined; give only one of them",
         ));
     }
     for (option, value) in [("first", opts.first), ("subset", opts.subset)] {
@@ -240,7 +240,7 @@ pub fn load_labels(path: &Path, n: usize) -> Result<Vec<u32>> {
         Some(Kind::Idx) => read_idx_labels(path, n),
         _ if !path.exists() => Err(Error::io(
             path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such labels file; check the --labels path"),
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such labels file; check the `labels` path"),
         )),
         _ => Err(Error::format(
             path,

@@ -238,7 +238,7 @@ pub fn run(
                 Error::invalid(
                     "pg_tol",
                     rules.pg_tol,
-                    "this solver cannot compute the projected gradient; use tol instead",
+                    "this solver cannot compute the projected gradient; use `tol` instead",
                 )
             })?);
         }
@@ -258,7 +258,7 @@ pub fn run(
         return Err(Error::invalid(
             "pg_tol",
             rules.pg_tol,
-            "this method cannot compute the projected gradient; use tol instead",
+            "this method cannot compute the projected gradient; use `tol` instead",
         ));
     }
     if resume.done >= rules.max_iter {

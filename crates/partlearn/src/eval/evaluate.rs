@@ -189,14 +189,17 @@ pub fn evaluate_codes<T: Real>(
     let clock = Instant::now();
     let codes = match codes {
         Some(c) if c.nrows() == data.n_samples() && c.ncols() == model.k() => c,
-        Some(c) => {
-            return Err(Error::ShapeMismatch {
-                what: "stored codes".into(),
-                expected: format!("{} × {} (the evaluation data and the model)", data.n_samples(), model.k()),
-                found: format!("{} × {}", c.nrows(), c.ncols()),
-                hint: "stored codes belong to the data the run was fitted on; evaluate on that data or drop --stored-codes".into(),
-            })
-        }
+        Some(c) => return Err(Error::ShapeMismatch {
+            what: "stored codes".into(),
+            expected: format!(
+                "{} × {} (the evaluation data and the model)",
+                data.n_samples(),
+                model.k()
+            ),
+            found: format!("{} × {}", c.nrows(), c.ncols()),
+            hint: "stored codes belong to the data the run was fitted on; evaluate on that data, or let the model encode it (no `codes`)"
+                .into(),
+        }),
         None => model.encode(data.x(), opts.threads)?,
     };
     t.encode = clock.elapsed().as_secs_f64();

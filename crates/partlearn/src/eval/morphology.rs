@@ -43,7 +43,7 @@ impl StructuringElement {
     pub fn square(side: usize) -> Result<Self> {
         if side == 0 || side % 2 == 0 {
             return Err(Error::invalid(
-                "structuring element",
+                "structuring_element",
                 format!("square:{side}"),
                 "a square needs an odd side ≥ 1 so that it is centred (e.g. square:3)",
             ));
@@ -59,7 +59,7 @@ impl StructuringElement {
     /// A custom element from a mask of `rows` strings of `#` (in) and `.` (out), centred on
     /// the middle cell (odd sizes), e.g. `["...", ".##", "..."]` (origin and right neighbour).
     pub fn custom(rows: &[&str]) -> Result<Self> {
-        let bad = |why: &str| Error::invalid("structuring element", rows.join("/"), why.to_string());
+        let bad = |why: &str| Error::invalid("structuring_element", rows.join("/"), why.to_string());
         let h = rows.len();
         let w = rows.first().map_or(0, |r| r.chars().count());
         if h % 2 == 0 || w % 2 == 0 || rows.iter().any(|r| r.chars().count() != w) {
@@ -91,7 +91,7 @@ impl StructuringElement {
     pub fn parse(s: &str) -> Result<Self> {
         let bad = || {
             Error::invalid(
-                "structuring element",
+                "structuring_element",
                 s,
                 "use disk:R (disk:1 is the 3×3 cross), square:S (odd S) or custom:ROW/ROW/… with # and .",
             )
@@ -101,7 +101,7 @@ impl StructuringElement {
             let v: usize = arg.parse().map_err(|_| bad())?;
             if v > limit {
                 return Err(Error::invalid(
-                    "structuring element",
+                    "structuring_element",
                     s,
                     format!("at most {limit} (an element wider than the image acts like the whole image)"),
                 ));
@@ -266,7 +266,7 @@ mod tests {
             "custom:.../.../...",
         ] {
             let e = StructuringElement::parse(bad).unwrap_err().to_string();
-            assert!(e.contains("structuring element"), "{bad}: {e}");
+            assert!(e.contains("structuring_element"), "{bad}: {e}");
         }
     }
 

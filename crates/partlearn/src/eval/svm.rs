@@ -275,14 +275,13 @@ fn check_labels(n: usize, y: &[usize]) -> Result<usize> {
 
 fn check_options(o: &SvmOptions) -> Result<()> {
     if !(o.c > 0.0 && o.c.is_finite()) {
-        return Err(Error::invalid("svm C", o.c, "must be finite and > 0"));
+        return Err(Error::invalid("c", o.c, "must be finite and > 0"));
     }
-    if !(o.eps > 0.0) || o.max_passes == 0 {
-        return Err(Error::invalid(
-            "svm eps/max_passes",
-            format!("{}/{}", o.eps, o.max_passes),
-            "need eps > 0 and at least one pass",
-        ));
+    if !(o.eps > 0.0) {
+        return Err(Error::invalid("eps", o.eps, "must be > 0"));
+    }
+    if o.max_passes == 0 {
+        return Err(Error::invalid("max_passes", 0, "need at least one pass"));
     }
     Ok(())
 }
@@ -425,7 +424,7 @@ pub fn svm_protocol<T: Real>(
         .all(|f| *f > 0.0 && *f < 1.0);
     if o.c_grid > MAX_C_GRID {
         return Err(Error::invalid(
-            "svm grid",
+            "c_grid",
             o.c_grid,
             format!(
                 "give at most {MAX_C_GRID} C values (the report uses 30): each costs one SVM fit per selection split"
@@ -439,7 +438,7 @@ pub fn svm_protocol<T: Real>(
         || !(o.c_max_exp >= o.c_min_exp)
     {
         return Err(Error::invalid(
-            "svm protocol",
+            "svm_protocol",
             format!(
                 "{} C values, {} + {} splits, fractions {}/{}/{}",
                 o.c_grid, o.select_splits, o.eval_splits, o.holdout, o.select_fraction, o.eval_fraction

@@ -7,20 +7,20 @@
 //! removes the stage.
 //!
 //! `force` only ever replaces a run folder (one holding a `run.json` that partlearn wrote, see
-//! [`read_run_record`], or only files a run writes): a user's own folder or file at `--out` is
-//! refused, never deleted. [`check_output_outside_run`] keeps commands that read a run
+//! [`RunRecord::read`](crate::io::record::RunRecord::read), or only files a run writes): a user's
+//! own folder or file at `out` is refused, never deleted. [`check_output_outside_run`] keeps commands that read a run
 //! (`transform`) from writing their output over its files.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::io::atomic::{parent_dir, sibling, sync_dir, unique_suffix, write_atomic, write_atomic_with};
+pub use crate::io::json::{read_json, to_json_lines, to_json_pretty};
+use crate::io::record::read_partlearn_value;
 
 /// File name of the model inside a run folder.
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -42,10 +42,6 @@ const RUN_ENTRIES: [&str; 6] = [
     FIGURES_DIR,
     "checkpoint.safetensors",
 ];
-/// Keys that every `run.json` partlearn writes carries, whatever the method (and so every sweep
-/// point): the method fitted and the partlearn version that fitted it.
-const RUN_KEYS: [&str; 2] = ["method", "partlearn_version"];
-
 /// A run folder being written: files go to a stage, [`commit`](RunDir::commit) moves it into place.
 #[derive(Debug)]
 pub struct RunDir {
@@ -68,41 +64,12 @@ fn occupied(path: &Path) -> io::Result<bool> {
 /// The error for a run folder that cannot be created at `path`: it names the user's path (not
 /// the hidden stage the failing call was about) and what to do.
 fn cannot_create(path: &Path, e: io::Error) -> Error {
-    let reason = format!("cannot create the run folder: {e}; choose a writable --out");
+    let reason = format!("cannot create the run folder: {e}; choose a writable `out` folder");
     Error::io(path, io::Error::new(e.kind(), reason))
 }
 
-/// Reads `dir/run.json` and checks that partlearn wrote it: a JSON object with a string under
-/// each of the keys every run carries (`method`, `partlearn_version`). Anything else — an array,
-/// `{}`, another program's `run.json` — is [`Error::BadFormat`] naming the file.
-pub fn read_run_record(dir: &Path) -> Result<Value> {
-    let path = dir.join(RUN_FILE);
-    let value: Value = read_json(&path)?;
-    let found = match &value {
-        Value::Object(o) => match RUN_KEYS
-            .iter()
-            .find(|k| !o.get(**k).is_some_and(Value::is_string))
-        {
-            None => return Ok(value),
-            Some(k) => format!("an object without a \"{k}\" string"),
-        },
-        Value::Array(_) => "an array".into(),
-        Value::String(_) => "a string".into(),
-        Value::Number(_) => "a number".into(),
-        Value::Bool(_) => "a boolean".into(),
-        Value::Null => "null".into(),
-    };
-    Err(Error::format(
-        &path,
-        format!(
-            "not a partlearn run ({found}, not the record `partlearn fit` writes): point at the \
-             --out folder of a `partlearn fit` run, or refit it"
-        ),
-    ))
-}
-
 /// Checks that the existing `path` may be replaced by a new run (with `force`): it is a folder
-/// that holds a `run.json` partlearn wrote ([`read_run_record`]; other files beside it are taken
+/// that holds a `run.json` partlearn wrote, in any format (other files beside it are taken
 /// to be the run's, e.g. a sweep point's record), or that holds nothing but entries a run writes
 /// (an empty folder, the checkpoint of an interrupted `fit ae`). Anything else is the user's and
 /// is refused.
@@ -114,16 +81,16 @@ fn check_replaceable(path: &Path) -> Result<()> {
     };
     let refuse = |what: &str| {
         Err(Error::invalid(
-            "--out",
+            "out",
             path.display(),
-            format!("{what}; --force only replaces partlearn run folders: choose another --out"),
+            format!("{what}; `force` only replaces partlearn run folders: choose another `out`"),
         ))
     };
     if !meta.is_dir() {
         return refuse("it is a file, not a partlearn run folder");
     }
     if fs::symlink_metadata(path.join(RUN_FILE)).is_ok() {
-        return match read_run_record(path) {
+        return match read_partlearn_value(path) {
             Ok(_) => Ok(()),
             Err(_) => refuse(&format!(
                 "not a partlearn run folder (its {RUN_FILE} was not written by partlearn)"
@@ -164,7 +131,7 @@ fn check_rel(rel: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::invalid(
-            "run file",
+            "run_file",
             rel,
             "give a relative path inside the run folder (no '..', no leading '/')",
         ))
@@ -172,28 +139,28 @@ fn check_rel(rel: &str) -> Result<()> {
 }
 
 impl RunDir {
-    /// Starts a run folder at `path`, staged in a fresh hidden sibling.
+    /// Starts a run folder at `out` (the output path), staged in a fresh hidden sibling.
     ///
-    /// Errors with [`Error::AlreadyExists`] when `path` exists and is not an empty folder, unless
+    /// Errors with [`Error::AlreadyExists`] when `out` exists and is not an empty folder, unless
     /// `force` is set (the old run is then replaced at [`commit`](RunDir::commit)). Even with
     /// `force`, a file or a folder that is not a run is refused ([`Error::InvalidOption`]). A
-    /// folder that cannot be made there is an [`Error::Io`] naming `path`, never the stage.
-    pub fn create(path: &Path, force: bool) -> Result<RunDir> {
-        if occupied(path).map_err(|e| cannot_create(path, e))? {
+    /// folder that cannot be made there is an [`Error::Io`] naming `out`, never the stage.
+    pub fn create(out: &Path, force: bool) -> Result<RunDir> {
+        if occupied(out).map_err(|e| cannot_create(out, e))? {
             if !force {
                 return Err(Error::AlreadyExists {
-                    path: path.to_path_buf(),
+                    path: out.to_path_buf(),
                 });
             }
-            check_replaceable(path)?;
+            check_replaceable(out)?;
         }
-        let parent = parent_dir(path);
-        fs::create_dir_all(&parent).map_err(|e| cannot_create(path, e))?;
-        let stage = sibling(path, &format!("partial-{}", unique_suffix()))?;
-        remove_any(&stage).map_err(|e| cannot_create(path, e))?;
-        fs::create_dir(&stage).map_err(|e| cannot_create(path, e))?;
+        let parent = parent_dir(out);
+        fs::create_dir_all(&parent).map_err(|e| cannot_create(out, e))?;
+        let stage = sibling(out, &format!("partial-{}", unique_suffix()))?;
+        remove_any(&stage).map_err(|e| cannot_create(out, e))?;
+        fs::create_dir(&stage).map_err(|e| cannot_create(out, e))?;
         Ok(RunDir {
-            target: path.to_path_buf(),
+            target: out.to_path_buf(),
             stage,
             force,
             committed: false,
@@ -302,9 +269,9 @@ pub fn open_existing(path: &Path) -> Result<PathBuf> {
         return Ok(path.to_path_buf());
     }
     let reason = if path.is_dir() {
-        "is not a partlearn run folder (no model.safetensors): give the --out folder of a `partlearn fit` run"
+        "is not a partlearn run folder (no model.safetensors): give the folder a partlearn fit wrote"
     } else {
-        "no such run folder: give the --out folder of a `partlearn fit` run"
+        "no such run folder: give the folder a partlearn fit wrote"
     };
     Err(Error::format(path, reason))
 }
@@ -355,15 +322,15 @@ pub fn resolve_path(path: &Path) -> PathBuf {
 
 /// Refuses an output path `out` that would overwrite the model being read from `run` (a run
 /// folder or a model file) or any file of its run folder (`model.safetensors`, `run.json`,
-/// `history.jsonl`, figures, …) — whatever `--force` says.
+/// `history.jsonl`, figures, …) — whatever `force` says.
 pub fn check_output_outside_run(run: &Path, out: &Path) -> Result<()> {
     let target = resolve_path(out);
     let refuse = |what: String| {
         Err(Error::invalid(
-            "--out",
+            "out",
             out.display(),
             format!(
-                "{what}; --force never overwrites the run being read: choose an --out outside the run folder"
+                "{what}; `force` never overwrites the run being read: choose an `out` outside the run folder"
             ),
         ))
     };
@@ -393,46 +360,11 @@ pub fn check_output_outside_run(run: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Pretty-printed JSON with a trailing newline.
-pub fn to_json_pretty<S: Serialize + ?Sized>(value: &S) -> Result<Vec<u8>> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| json_error::<S>(e))?;
-    bytes.push(b'\n');
-    Ok(bytes)
-}
-
-/// JSON lines: one compact JSON object per item, each followed by a newline.
-pub fn to_json_lines<S: Serialize>(items: &[S]) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    for item in items {
-        serde_json::to_writer(&mut bytes, item).map_err(|e| json_error::<S>(e))?;
-        bytes.push(b'\n');
-    }
-    Ok(bytes)
-}
-
-fn json_error<S: ?Sized>(e: serde_json::Error) -> Error {
-    Error::invalid(
-        "JSON value",
-        std::any::type_name::<S>(),
-        format!("cannot be written as JSON ({e})"),
-    )
-}
-
-/// Reads and parses a JSON file; a parse error becomes [`Error::BadFormat`] with serde's message.
-pub fn read_json<D: DeserializeOwned>(path: &Path) -> Result<D> {
-    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Error::format(
-            path,
-            format!("invalid JSON ({e}): fix the file or re-create the run"),
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::io::test_dir;
+    use serde_json::Value;
     use std::collections::BTreeMap;
 
     /// The keys of a `run.json` as `partlearn fit` writes them.
@@ -485,7 +417,7 @@ mod tests {
         run.commit().unwrap();
         let err = RunDir::create(&target, false).unwrap_err();
         assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
-        assert!(err.to_string().contains("--force"));
+        assert!(err.to_string().contains("allow overwriting"), "{err}");
         assert_eq!(fs::read(target.join(MODEL_FILE)).unwrap(), b"old");
         // An empty existing folder is fine.
         let empty = dir.path().join("empty");
@@ -548,7 +480,7 @@ mod tests {
         fs::write(&file_target, b"precious").unwrap();
         let msg = RunDir::create(&file_target, true).unwrap_err().to_string();
         assert!(
-            msg.contains("not a partlearn run folder") && msg.contains("--out"),
+            msg.contains("not a partlearn run folder") && msg.contains("invalid out = "),
             "{msg}"
         );
         assert_eq!(fs::read(&file_target).unwrap(), b"precious");
@@ -592,7 +524,7 @@ mod tests {
             assert!(
                 msg.contains("foreign")
                     && msg.contains("run.json was not written by partlearn")
-                    && msg.contains("choose another --out"),
+                    && msg.contains("choose another `out`"),
                 "{msg}"
             );
             assert_eq!(names(&foreign), vec!["precious.txt", RUN_FILE]);
@@ -622,32 +554,6 @@ mod tests {
     }
 
     #[test]
-    fn run_record_must_carry_partlearns_keys() {
-        let dir = test_dir("run-record");
-        fs::write(dir.path().join(RUN_FILE), to_json_pretty(&record()).unwrap()).unwrap();
-        assert_eq!(read_run_record(dir.path()).unwrap(), record());
-        for (json, found) in [
-            ("[1,2,3]", "an array"),
-            ("{}", "without a \"method\" string"),
-            (r#"{"a":1}"#, "without a \"method\" string"),
-            (r#"{"method":"nmf"}"#, "without a \"partlearn_version\" string"),
-            ("3", "a number"),
-        ] {
-            fs::write(dir.path().join(RUN_FILE), json).unwrap();
-            let e = read_run_record(dir.path()).unwrap_err();
-            let msg = e.to_string();
-            assert!(matches!(e, Error::BadFormat { .. }), "{json}: {e:?}");
-            assert!(
-                msg.contains(RUN_FILE)
-                    && msg.contains("not a partlearn run")
-                    && msg.contains(found)
-                    && msg.contains("refit"),
-                "{json}: {msg}"
-            );
-        }
-    }
-
-    #[test]
     fn unwritable_out_names_the_users_path() {
         let dir = test_dir("run-unwritable");
         let file = dir.path().join("somefile.txt");
@@ -663,7 +569,7 @@ mod tests {
             assert!(matches!(e, Error::Io { .. }), "{e:?}");
             assert!(
                 msg.starts_with(&format!("{}: cannot create", target.display()))
-                    && msg.contains("choose a writable --out")
+                    && msg.contains("choose a writable `out` folder")
                     && !msg.contains("partial"),
                 "{msg}"
             );
@@ -712,7 +618,7 @@ mod tests {
         ] {
             for from in [&target, &model] {
                 let err = check_output_outside_run(from, &out).unwrap_err().to_string();
-                assert!(err.contains("--out") && err.contains("outside the run"), "{err}");
+                assert!(err.contains("`out` outside the run"), "{err}");
             }
         }
         // A new, non-run name inside the folder and any path outside it are fine.
@@ -773,22 +679,5 @@ mod tests {
         );
         let msg = open_existing(&dir.path().join("nope")).unwrap_err().to_string();
         assert!(msg.contains("no such run folder"), "{msg}");
-    }
-
-    #[test]
-    fn json_helpers() {
-        let dir = test_dir("run-json");
-        let path = dir.path().join("m.json");
-        let bytes = to_json_pretty(&BTreeMap::from([("a", 1.5)])).unwrap();
-        assert!(bytes.ends_with(b"\n"));
-        fs::write(&path, &bytes).unwrap();
-        let back: BTreeMap<String, f64> = read_json(&path).unwrap();
-        assert_eq!(back["a"], 1.5);
-        fs::write(&path, b"{\"a\": ").unwrap();
-        let err = read_json::<BTreeMap<String, f64>>(&path).unwrap_err();
-        assert!(matches!(err, Error::BadFormat { .. }), "{err:?}");
-        assert!(err.to_string().contains("EOF"), "{err}");
-        let lines = to_json_lines(&[1, 2, 3]).unwrap();
-        assert_eq!(lines, b"1\n2\n3\n");
     }
 }

@@ -201,14 +201,14 @@ pub fn safetensors_bytes(tensors: &[Tensor], metadata: &BTreeMap<String, String>
     for t in tensors {
         if t.name == "__metadata__" {
             return Err(Error::invalid(
-                "tensor name",
+                "tensor_name",
                 &t.name,
                 "this name is reserved by safetensors; rename the tensor",
             ));
         }
         if !seen.insert(t.name.as_str()) {
             return Err(Error::invalid(
-                "tensor name",
+                "tensor_name",
                 &t.name,
                 "two tensors have this name; give each tensor a unique name",
             ));
@@ -230,7 +230,7 @@ pub fn safetensors_bytes(tensors: &[Tensor], metadata: &BTreeMap<String, String>
     };
     safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), info).map_err(|e| {
         Error::invalid(
-            "safetensors tensors",
+            "tensors",
             format!("{} tensors", tensors.len()),
             format!("cannot serialize them: {e}"),
         )

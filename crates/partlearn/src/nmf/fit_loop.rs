@@ -57,7 +57,7 @@ impl<T: Real> engine::Method for Solve<'_, T> {
     }
 
     fn non_finite_hint(&self) -> &'static str {
-        "rescale the data (e.g. divide by its maximum) or use --dtype f64"
+        "rescale the data (e.g. divide by its maximum) or use `dtype = f64`"
     }
 
     fn start(&mut self) -> Result<Option<EngineEval>> {

@@ -86,7 +86,7 @@ pub(crate) fn initialize<T: Real>(
                 Error::invalid(
                     "init",
                     "custom",
-                    "give the starting atoms with --init-atoms FILE.npy (k × n_features)",
+                    "give the starting atoms, `custom` (k × n_features)",
                 )
             })?;
             check_factor(c.atoms.as_ref(), (k, m), "custom init atoms", "k × n_features")?;

@@ -240,7 +240,7 @@ pub(crate) fn check_positive<T: Real>(xt: MatRef<'_, T>) -> Result<()> {
         for i in 0..xt.nrows() {
             if xt[(i, j)] <= T::zero() {
                 return Err(Error::invalid(
-                    "beta-loss",
+                    "beta_loss",
                     "≤ 0",
                     format!("needs strictly positive data, but sample {j}, feature {i} is 0; add a small offset to the data or use beta-loss > 0"),
                 ));

@@ -82,7 +82,7 @@ pub fn parse_beta_loss(s: &str) -> Result<f64> {
         "itakura-saito" | "is" => Ok(0.0),
         _ => s.parse::<f64>().ok().filter(|b| b.is_finite()).ok_or_else(|| {
             Error::invalid(
-                "beta-loss",
+                "beta_loss",
                 s,
                 "use frobenius, kullback-leibler, itakura-saito or a number",
             )
@@ -260,7 +260,7 @@ impl ValidNmfParams {
                 "k",
                 o.k,
                 format!(
-                    "must be at most max(n_samples, n_features) = {larger} (k = min(n_samples, n_features) atoms already reproduce X exactly); lower k"
+                    "must be at most max(n_samples, n_features) = {larger} (k = min(n_samples, n_features) atoms already reproduce X exactly); lower `k`"
                 ),
             ));
         }
@@ -278,7 +278,7 @@ impl ValidNmfParams {
                 "k",
                 o.k,
                 format!(
-                    "NNDSVD initializations need k ≤ min(n_samples, n_features) = {smaller}; lower k or use --init random"
+                    "NNDSVD initializations need k ≤ min(n_samples, n_features) = {smaller}; lower `k` or use `init = random`"
                 ),
             ));
         }
@@ -357,14 +357,14 @@ impl NmfParams {
         let o = self;
         params::check_k_positive(o.k)?;
         if !o.beta_loss.is_finite() {
-            return Err(Error::invalid("beta-loss", o.beta_loss, "give a finite number"));
+            return Err(Error::invalid("beta_loss", o.beta_loss, "give a finite number"));
         }
         if o.solver != Solver::Mu && o.beta_loss != 2.0 {
             return Err(Error::invalid(
                 "solver",
                 format!("{:?}", o.solver).to_lowercase(),
                 format!(
-                    "HALS and ANLS minimize the Frobenius loss only; use --solver mu for beta-loss {}",
+                    "HALS and ANLS minimize the Frobenius loss only; use `solver = mu` for `beta_loss = {}`",
                     o.beta_loss
                 ),
             ));
@@ -377,24 +377,24 @@ impl NmfParams {
             patience: None,
         };
         stop.validate()?;
-        for (name, v) in [("alpha-w", Some(o.alpha_w)), ("alpha-h", o.alpha_h)] {
+        for (name, v) in [("alpha_w", Some(o.alpha_w)), ("alpha_h", o.alpha_h)] {
             if let Some(v) = v {
                 if !(v >= 0.0 && v.is_finite()) {
                     return Err(Error::invalid(name, v, "penalty weights must be finite and ≥ 0"));
                 }
             }
         }
-        params::check_unit("l1-ratio", o.l1_ratio, "the L1 share of the penalties")?;
+        params::check_unit("l1_ratio", o.l1_ratio, "the L1 share of the penalties")?;
         if !(o.hals_inner_delta >= 0.0 && o.hals_inner_delta < 1.0) {
             return Err(Error::invalid(
-                "hals-inner-delta",
+                "hals_inner_delta",
                 o.hals_inner_delta,
                 "must lie in [0, 1)",
             ));
         }
         if o.hals_inner_max == Some(0) {
             return Err(Error::invalid(
-                "hals-inner-max",
+                "hals_inner_max",
                 0,
                 "at least one sweep per factor is needed",
             ));
@@ -464,7 +464,7 @@ mod tests {
         assert!(opts(50).validate(10, 50).is_ok());
         let e = opts(51).validate(10, 50).unwrap_err().to_string();
         assert!(
-            e.contains("max(n_samples, n_features) = 50") && e.contains("lower k"),
+            e.contains("max(n_samples, n_features) = 50") && e.contains("lower `k`"),
             "{e}"
         );
         let e = opts(usize::MAX).validate(10, 50).unwrap_err().to_string();

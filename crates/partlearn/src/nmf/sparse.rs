@@ -52,7 +52,7 @@ impl std::str::FromStr for CodeConstraint {
             "components" | "per-component" => Ok(CodeConstraint::Components),
             "samples" | "per-sample" => Ok(CodeConstraint::Samples),
             _ => Err(Error::invalid(
-                "code-constraint",
+                "code_constraint",
                 s,
                 "use components (each component across samples, Hoyer's reference) or samples (each sample's code)",
             )),
@@ -177,8 +177,8 @@ impl SparseNmfParams {
     pub fn check(&self) -> Result<ValidSparseNmfParams> {
         params::check_k_positive(self.k)?;
         for (name, v) in [
-            ("atom-sparsity", self.atom_sparsity),
-            ("code-sparsity", self.code_sparsity),
+            ("atom_sparsity", self.atom_sparsity),
+            ("code_sparsity", self.code_sparsity),
         ] {
             if let Some(s) = v {
                 params::check_unit(

@@ -98,11 +98,7 @@ impl LayerSpec {
         Ok(match *self {
             LayerSpec::Dense { outputs } => {
                 if outputs == 0 {
-                    return Err(Error::invalid(
-                        "dense outputs",
-                        0,
-                        "a layer needs at least one output",
-                    ));
+                    return Err(Error::invalid("outputs", 0, "a layer needs at least one output"));
                 }
                 Shape::vector(outputs)
             }
@@ -127,7 +123,7 @@ impl LayerSpec {
             LayerSpec::BatchNorm { momentum, eps } => {
                 if !(0.0..1.0).contains(&momentum) || eps <= 0.0 {
                     return Err(Error::invalid(
-                        "batch normalization",
+                        "batch_norm",
                         format!("momentum {momentum}, eps {eps}"),
                         "momentum must be in [0, 1) and eps positive",
                     ));

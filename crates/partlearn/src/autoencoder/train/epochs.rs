@@ -101,7 +101,7 @@ impl<T: Real> Epochs<'_, T> {
             if !total.is_finite() {
                 return Err(Error::Numerical {
                     what: format!("training at epoch {}, batch {}", epoch + 1, state.batch + 1),
-                    reason: format!("the loss became {total}; lower the learning rate (--lr) or beta"),
+                    reason: format!("the loss became {total}; lower the learning rate `lr` or `beta`"),
                 });
             }
             state.optimizer.begin_step();

@@ -137,14 +137,14 @@ impl TrainOptions {
         }
         if self.batch_size == 0 {
             return Err(Error::invalid(
-                "batch-size",
+                "batch_size",
                 0,
                 "use a positive batch size (the reference: 128)",
             ));
         }
         if !(0.0..1.0).contains(&self.val_fraction) {
             return Err(Error::invalid(
-                "val-fraction",
+                "val_fraction",
                 self.val_fraction,
                 "must be in [0, 1)",
             ));
@@ -152,7 +152,7 @@ impl TrainOptions {
         let n_val = n_validation(n, self.val_fraction);
         if n_val >= n {
             return Err(Error::invalid(
-                "val-fraction",
+                "val_fraction",
                 self.val_fraction,
                 "leaves no training sample; lower it",
             ));
@@ -161,12 +161,12 @@ impl TrainOptions {
             return Err(Error::invalid(
                 "patience",
                 self.patience.unwrap_or(0),
-                "early stopping watches the validation MSE: add --val-fraction (e.g. 0.1)",
+                "early stopping watches the validation MSE: add `val_fraction` (e.g. 0.1)",
             ));
         }
         self.stop_rules().validate()?;
         if self.checkpoint_every == Some(0) {
-            return Err(Error::invalid("checkpoint-every", 0, "must be at least 1"));
+            return Err(Error::invalid("checkpoint_every", 0, "must be at least 1"));
         }
         self.optimizer.validate()?;
         self.loss.validate()?;
@@ -176,7 +176,7 @@ impl TrainOptions {
                 return Err(Error::invalid(
                     "loss",
                     "bce",
-                    "binary cross-entropy needs outputs in (0, 1): add --decoder-activation sigmoid",
+                    "binary cross-entropy needs outputs in (0, 1): use `decoder_activation = sigmoid`",
                 ));
             }
             let (_, hi, _) = data.value_range();
@@ -184,7 +184,7 @@ impl TrainOptions {
                 return Err(Error::invalid(
                     "loss",
                     "bce",
-                    format!("binary cross-entropy needs data in [0, 1], the maximum is {hi}; scale the data or use --loss mse"),
+                    format!("binary cross-entropy needs data in [0, 1], the maximum is {hi}; scale the data or use `loss = mse`"),
                 ));
             }
         }
@@ -493,14 +493,14 @@ mod tests {
                     val_fraction: 1.0,
                     ..opts(1)
                 },
-                "val-fraction",
+                "invalid val_fraction",
             ),
             (
                 TrainOptions {
                     patience: Some(3),
                     ..opts(1)
                 },
-                "--val-fraction",
+                "add `val_fraction`",
             ),
             (
                 TrainOptions {

@@ -158,7 +158,7 @@ impl<T: Real> engine::Method for Epochs<'_, T> {
     }
 
     fn non_finite_hint(&self) -> &'static str {
-        "lower --lr"
+        "lower `lr`"
     }
 
     fn start(&mut self) -> Result<Option<Eval>> {
@@ -226,7 +226,7 @@ impl<T: Real> engine::Method for Epochs<'_, T> {
         let fwd = self.model.forward(x, fwd, par).map_err(|e| match e {
             Error::Numerical { .. } => Error::Numerical {
                 what: format!("Neural NMF at epoch {epoch}"),
-                reason: "the layers overflowed after a step; lower --lr".into(),
+                reason: "the layers overflowed after a step; lower `lr`".into(),
             },
             e => e,
         })?;

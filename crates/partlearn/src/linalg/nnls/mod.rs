@@ -119,10 +119,10 @@ pub enum Systems {
 impl NnlsOptions {
     fn validate(&self) -> Result<()> {
         if !(self.tol > 0.0 && self.tol < 1.0) {
-            return Err(Error::invalid("nnls tol", self.tol, "must be in (0, 1)"));
+            return Err(Error::invalid("nnls_tol", self.tol, "must be in (0, 1)"));
         }
         if self.max_rounds == Some(0) {
-            return Err(Error::invalid("nnls max_rounds", 0, "must be ≥ 1"));
+            return Err(Error::invalid("nnls_max_rounds", 0, "must be ≥ 1"));
         }
         Ok(())
     }
@@ -320,7 +320,7 @@ fn solve_gram_with<T: Real>(
     let kp = k.next_multiple_of(YB);
     if (k + 1) * kp > u32::MAX as usize {
         return Err(Error::invalid(
-            "NNLS k",
+            "k",
             k,
             "must be below 65,000 (the gather offsets are 32-bit)",
         ));
