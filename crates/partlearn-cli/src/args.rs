@@ -122,16 +122,62 @@ pub struct RunArgs {
 /// A library error about a parameter that the flag of the same name sets (`label_set` →
 /// `--label-set`), worded with the flag.
 pub fn flag_error(e: partlearn::Error) -> anyhow::Error {
+    flag_error_in(e, &[])
+}
+
+/// How a command spells library parameter names as flags, where `_` → `-` does not:
+/// `(name, Some(flag))` for a flag spelled otherwise (`("learning_rate", Some("lr"))`),
+/// `(name, None)` for a parameter no flag sets (its error keeps the library's wording).
+pub type FlagNames = [(&'static str, Option<&'static str>)];
+
+/// [`flag_error`] with a command's own spellings `names`. The parameter names that the reason
+/// quotes in backticks (`` set `val_fraction` ``) become flags too.
+pub fn flag_error_in(e: partlearn::Error, names: &FlagNames) -> anyhow::Error {
+    let flag = |name: &str| match names.iter().find(|(n, _)| *n == name) {
+        Some((_, f)) => f.map(|f| format!("--{f}")),
+        None => Some(format!("--{}", name.replace('_', "-"))),
+    };
     match e {
         partlearn::Error::InvalidOption {
             option,
             value,
             reason,
-        } => {
-            anyhow::anyhow!("invalid --{} {value}: {reason}", option.replace('_', "-"))
-        }
+        } => match flag(option) {
+            Some(f) => anyhow::anyhow!("invalid {f} {value}: {}", quoted_as_flags(&reason, flag)),
+            None => partlearn::Error::InvalidOption {
+                option,
+                value,
+                reason,
+            }
+            .into(),
+        },
         e => e.into(),
     }
+}
+
+/// `text` with each backticked parameter name (lower case, digits, `_`) replaced by its flag;
+/// other backticked text is kept.
+fn quoted_as_flags(text: &str, flag: impl Fn(&str) -> Option<String>) -> String {
+    let is_name = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('`') {
+        let inner = &rest[open + 1..];
+        let Some(close) = inner.find('`') else { break };
+        let quoted = &rest[open..open + close + 2];
+        out.push_str(&rest[..open]);
+        match flag(&inner[..close]).filter(|_| is_name(&inner[..close])) {
+            Some(f) => out.push_str(&f),
+            None => out.push_str(quoted),
+        }
+        rest = &inner[close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `--supervision`.
@@ -326,4 +372,34 @@ pub fn accuracies<T: Real>(
         classes,
     });
     Ok(posthoc::accuracies(top, reference, held_out)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_names_become_the_command_s_flags() {
+        let names: &FlagNames = &[("learning_rate", Some("lr")), ("architecture", None)];
+        let e = partlearn::Error::invalid(
+            "patience",
+            3,
+            "set `val_fraction` (or `learning_rate`); see `fit ae`",
+        );
+        assert_eq!(
+            flag_error_in(e, names).to_string(),
+            "invalid --patience 3: set --val-fraction (or --lr); see `fit ae`"
+        );
+        let e = partlearn::Error::invalid("learning_rate", -1, "must be > 0");
+        assert_eq!(
+            flag_error_in(e, names).to_string(),
+            "invalid --lr -1: must be > 0"
+        );
+        let e = partlearn::Error::invalid("architecture", "asymmetric", "needs images");
+        assert_eq!(
+            flag_error_in(e, names).to_string(),
+            "invalid architecture = asymmetric: needs images"
+        );
+        assert_eq!(quoted_as_flags("a `b", |n| Some(n.into())), "a `b");
+    }
 }
