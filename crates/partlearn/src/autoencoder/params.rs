@@ -262,35 +262,34 @@ impl ValidAeParams {
     pub(crate) fn fixed_difference(&self, started: &ValidAeParams) -> Option<Error> {
         let (a, b) = (&self.params, &started.params);
         macro_rules! first_difference {
-            ($($f:ident),*) => {
+            ($a:expr, $b:expr; $($f:ident),*) => {
                 $(
-                    if a.$f != b.$f {
+                    if $a.$f != $b.$f {
                         return Some(Error::invalid(
                             stringify!($f),
-                            format!("{:?}", a.$f),
+                            format!("{:?}", $a.$f),
                             format!(
                                 "differs from the {:?} the run started with; a resumed run keeps its parameters, only `epochs`, `tol`, `threads` and `max_seconds` change",
-                                b.$f
+                                $b.$f
                             ),
                         ));
                     }
                 )*
             };
         }
-        first_difference!(
-            architecture,
-            k,
-            decoder_activation,
-            batch_size,
-            optimizer,
-            schedule,
-            loss,
-            nonneg,
-            val_fraction,
-            patience,
-            shuffle,
-            seed,
-            checkpoint_every
+        first_difference!(a, b; architecture, k, decoder_activation, batch_size, optimizer, schedule);
+        first_difference!(a.loss, b.loss; reconstruction, reduction, sparsity, p, beta, decay_lambda, decay_alpha);
+        first_difference!(a, b; nonneg, val_fraction, patience, shuffle, seed, checkpoint_every);
+        debug_assert_eq!(
+            AeParams {
+                epochs: b.epochs,
+                tol: b.tol,
+                threads: b.threads,
+                max_seconds: b.max_seconds,
+                ..a.clone()
+            },
+            *b,
+            "a parameter is missing from the lists above"
         );
         None
     }
@@ -448,7 +447,9 @@ mod tests {
         assert!(later.fixed_difference(&started).is_none());
         for (p, name) in [
             (AeParams::new(4), "k"),
-            (AeParams::new(3).beta(0.5), "loss"),
+            (AeParams::new(3).beta(0.5), "beta"),
+            (AeParams::new(3).sparsity(Sparsity::L1), "sparsity"),
+            (AeParams::new(3).val_fraction(0.1), "val_fraction"),
             (AeParams::new(3).seed(1), "seed"),
             (AeParams::new(3).batch_size(7), "batch_size"),
             (
