@@ -1,22 +1,23 @@
-//! `partlearn fit ae` and `partlearn fit asym-ae`: maps flags to the library's auto-encoder
-//! options, trains with a progress bar (batches, ETA), keeps `RUN/checkpoint.safetensors` up to
-//! date for `--resume` (in the run's stage while `--force` replaces an existing run), and writes
-//! the run folder.
+//! `partlearn fit ae` and `partlearn fit asym-ae`: clap parses the flags into the library's
+//! auto-encoder parameters ([`AeParams`], its enums through their `FromStr`), which the library
+//! checks (its errors are reworded with the flags, [`AE_FLAG_NAMES`]); trains with a progress bar
+//! (batches, ETA), keeps `RUN/checkpoint.safetensors` up to date for `--resume` (in the run's
+//! stage while `--force` replaces an existing run), and writes the run folder.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use partlearn::autoencoder::{
-    self, load_checkpoint, Act, AeSpec, Architecture, Autoencoder, LossSpec, NonNeg, OptimizerSpec, RecLoss,
-    Reduction, Schedule, Sparsity, TrainOptions, TrainState,
+    self, load_checkpoint, Act, AeParams, Architecture, NonNeg, OptimizerKind, OptimizerSpec,
+    RecLoss, Reduction, Schedule, Sparsity, TrainState,
 };
 use partlearn::data::Dataset;
 use partlearn::engine::StopReason;
 use partlearn::io::record::{self, AePart};
 use partlearn::io::{self, FitSummary, MethodPart, RunDir, RunRecord};
 use partlearn::protocol::PartModel;
-use partlearn::{Real, Rng};
+use partlearn::Real;
 
 use crate::args::{DataArgs, Dtype, Exit, Flags, RunArgs};
 use crate::output::{default_out, write_figures};
@@ -60,16 +61,16 @@ pub struct AeArgs {
     pub k: usize,
     /// Decoder activation: leaky-relu (slope 0.1, the reference), leaky-relu:SLOPE, sigmoid, relu, identity.
     #[arg(long, default_value = "leaky-relu")]
-    pub decoder_activation: String,
+    pub decoder_activation: Act,
     /// Reconstruction loss: mse or bce (needs --decoder-activation sigmoid).
     #[arg(long, default_value = "mse")]
-    pub loss: String,
+    pub loss: RecLoss,
     /// Per-image reduction of the reconstruction loss: mean over pixels (Keras, the reference) or sum.
     #[arg(long, default_value = "mean")]
-    pub reduction: String,
+    pub reduction: Reduction,
     /// Sparsity penalty: kl, l2, eps-l1[:EPS], log (on the mean activation, target --p), l1 (on the codes), hoyer[:TARGET], none.
     #[arg(long, default_value = "kl")]
-    pub sparsity: String,
+    pub sparsity: Sparsity,
     /// Target mean activation of the code units.
     #[arg(long, default_value_t = 0.05)]
     pub p: f64,
@@ -78,7 +79,7 @@ pub struct AeArgs {
     pub beta: f64,
     /// Non-negativity of the decoder: project (clip at 0 after every step) or none.
     #[arg(long, default_value = "project")]
-    pub nonneg: String,
+    pub nonneg: NonNeg,
     /// Asymmetric weight decay λ on the decoder weights (NCAE; 0 = off).
     #[arg(long, default_value_t = 0.0)]
     pub decay_lambda: f64,
@@ -87,13 +88,13 @@ pub struct AeArgs {
     pub decay_alpha: f64,
     /// Optimizer: adadelta (the reference; lr 1.0), adam (lr 1e-3) or sgd (momentum 0.9, lr 0.01).
     #[arg(long, default_value = "adadelta")]
-    pub optimizer: String,
+    pub optimizer: OptimizerKind,
     /// Learning rate (default: the optimizer's).
     #[arg(long)]
     pub lr: Option<f64>,
     /// Learning-rate schedule: constant, step:EVERY:FACTOR, exp:GAMMA, cosine.
     #[arg(long, default_value = "constant")]
-    pub lr_schedule: String,
+    pub lr_schedule: Schedule,
     /// Epochs (with --resume: the new total; default 50, or the checkpoint's).
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -125,43 +126,37 @@ pub struct AeArgs {
 }
 
 impl AeArgs {
-    /// The training options the flags describe.
-    pub fn train_options(&self) -> Result<TrainOptions> {
-        let loss = LossSpec {
-            reconstruction: match self.loss.as_str() {
-                "mse" => RecLoss::Mse,
-                "bce" => RecLoss::Bce,
-                other => anyhow::bail!("invalid --loss '{other}': use mse or bce"),
-            },
-            reduction: match self.reduction.as_str() {
-                "mean" => Reduction::Mean,
-                "sum" => Reduction::Sum,
-                other => {
-                    anyhow::bail!("invalid --reduction '{other}': use mean (per-pixel, the reference) or sum")
-                }
-            },
-            sparsity: Sparsity::parse(&self.sparsity)?,
-            p: self.p,
-            beta: self.beta,
-            decay_lambda: self.decay_lambda,
-            decay_alpha: self.decay_alpha,
-        };
-        Ok(TrainOptions {
-            epochs: self.epochs.unwrap_or(50),
-            batch_size: self.batch_size,
-            optimizer: OptimizerSpec::named(&self.optimizer, self.lr)?,
-            schedule: Schedule::parse(&self.lr_schedule)?,
-            loss,
-            nonneg: self.nonneg.parse::<NonNeg>()?,
-            val_fraction: self.val_fraction,
-            patience: self.patience,
-            tol: self.tol.unwrap_or(0.0),
-            shuffle: !self.no_shuffle,
-            seed: self.run.seed,
-            threads: self.run.threads,
-            max_seconds: self.max_seconds,
-            checkpoint_every: self.checkpoint_every,
-        })
+    /// The parameters the flags describe, unchecked (the library's defaults where a flag is
+    /// absent: 50 epochs, no tolerance).
+    pub fn params(&self, arch: Architecture) -> AeParams {
+        let mut p = AeParams::new(self.k)
+            .architecture(arch)
+            .decoder_activation(self.decoder_activation)
+            .reconstruction(self.loss)
+            .reduction(self.reduction)
+            .sparsity(self.sparsity)
+            .p(self.p)
+            .beta(self.beta)
+            .decay_lambda(self.decay_lambda)
+            .decay_alpha(self.decay_alpha)
+            .nonneg(self.nonneg)
+            .optimizer(OptimizerSpec::new(self.optimizer, self.lr))
+            .schedule(self.lr_schedule)
+            .batch_size(self.batch_size)
+            .val_fraction(self.val_fraction)
+            .patience(self.patience)
+            .shuffle(!self.no_shuffle)
+            .seed(self.run.seed)
+            .threads(self.run.threads)
+            .max_seconds(self.max_seconds)
+            .checkpoint_every(self.checkpoint_every);
+        if let Some(epochs) = self.epochs {
+            p = p.epochs(epochs);
+        }
+        if let Some(tol) = self.tol {
+            p = p.tol(tol);
+        }
+        p
     }
 }
 
@@ -203,36 +198,38 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
                     st.model.spec.architecture.kind()
                 );
             }
+            // Of the parameters only those of this invocation change (clap refuses the others).
+            let mut p = st.params().params().clone();
             if let Some(e) = a.epochs {
-                st.options.epochs = e;
+                p = p.epochs(e);
             }
             if let Some(tol) = a.tol {
-                st.options.tol = tol;
+                p = p.tol(tol);
             }
-            if st.epoch >= st.options.epochs {
+            st.set_params(p.check()?)
+                ?;
+            let epochs = st.params().params().epochs;
+            if st.epoch >= epochs {
                 anyhow::bail!(
-                    "the run in {} has done all its {} epochs; give a larger --epochs to train longer",
+                    "the run in {} has done all its {epochs} epochs; give a larger --epochs to train longer",
                     dir.display(),
-                    st.options.epochs
                 );
             }
             let from = st.epoch;
             (st, dir.clone(), Some(from))
         }
         None => {
-            let options = a.train_options()?;
-            let act = Act::parse(&a.decoder_activation)?;
-            let spec = AeSpec::new(arch, a.k, data.n_features(), data.image_shape, act)?;
-            let model = Autoencoder::<T>::new(spec, data.image_shape, &mut Rng::new(a.run.seed))?;
+            let params = a.params(arch).check()?;
+            let state = TrainState::init(params, &data)?;
             let out = a
                 .run
                 .out
                 .clone()
                 .unwrap_or_else(|| default_out(arch.kind(), &a.data.spec, a.k));
-            (TrainState::new(model, options), out, None)
+            (state, out, None)
         }
     };
-    state.options.validate(&state.model, &data)?;
+    state.check_data(&data)?;
     // A resumed run replaces its own folder; a new one needs a free folder or --force.
     let replacing = resumed_from.is_none() && out.exists();
     let run_dir = RunDir::create(&out, a.run.force || resumed_from.is_some())?;
@@ -284,14 +281,14 @@ fn finish<T: Real>(
     let part = MethodPart::Autoencoder(AePart {
         architecture: record::to_value(&model.spec)?,
         n_params: model.n_params(),
-        options: record::to_value(&state.options)?,
+        options: record::to_value(state.params().params())?,
         train_mse: last.map(|r| r.train_mse),
         val_mse: last.and_then(|r| r.val_mse),
         seconds_per_epoch: (state.epoch > 0).then(|| outcome.seconds / state.epoch as f64),
         resumed_from_epoch: resumed_from,
     });
     RunRecord::new(arch.kind(), a.data.record(data), summary, part)
-        .seed(state.options.seed)
+        .seed(state.params().params().seed)
         .threads(a.run.threads)
         .command(std::env::args().collect())
         .write(&run_dir, &state.history)?;

@@ -136,6 +136,8 @@ const RENAMES: &[(&str, &str)] = &[
     ("schedule", "--lr-schedule"),
     ("custom", "--init-atoms"),
     ("codes", "--stored-codes"),
+    ("learning_rate", "--lr"),
+    ("reconstruction", "--loss"),
 ];
 
 /// The commands that train by epochs, whose `max_iter` is `--epochs`.
@@ -493,6 +495,24 @@ mod tests {
         assert_eq!(
             f.rewrite("or use `dtype = f64`; lower `max_iter`, `pg_tol` or `partlearn fit ae`; `"),
             "or use --dtype f64; lower --epochs, `pg_tol` or `partlearn fit ae`; `"
+        );
+    }
+
+    #[test]
+    fn auto_encoder_names_become_its_flags() {
+        let longs = ["lr", "patience", "val-fraction", "loss"];
+        let f = Flags::of_command(&["fit", "ae"], longs.iter().map(|s| s.to_string()).collect());
+        let e = partlearn::Error::invalid("patience", 3, "set `val_fraction` (or `learning_rate`); see `fit ae`");
+        assert_eq!(
+            flag_error(&e, &f),
+            "invalid --patience 3: set --val-fraction (or --lr); see `fit ae`"
+        );
+        let e = partlearn::Error::invalid("learning_rate", -1, "must be > 0");
+        assert_eq!(flag_error(&e, &f), "invalid --lr -1: must be > 0");
+        let e = partlearn::Error::invalid("architecture", "asymmetric", "needs images");
+        assert_eq!(
+            flag_error(&e, &f),
+            "invalid architecture = asymmetric: needs images"
         );
     }
 

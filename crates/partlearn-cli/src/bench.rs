@@ -100,7 +100,7 @@ pub struct BenchAeArgs {
     pub data: DataArgs,
     /// shallow or asymmetric.
     #[arg(long, default_value = "shallow")]
-    pub architecture: String,
+    pub architecture: partlearn::autoencoder::Architecture,
     #[arg(short = 'k', long = "k", default_value_t = 100)]
     pub k: usize,
     #[arg(long, default_value_t = 128)]
@@ -121,15 +121,9 @@ pub struct BenchAeArgs {
 }
 
 fn run_ae(a: BenchAeArgs) -> Result<()> {
-    use partlearn::autoencoder::Architecture;
-    let architecture = match a.architecture.as_str() {
-        "shallow" => Architecture::Shallow,
-        "asymmetric" | "asym" => Architecture::Asymmetric,
-        other => anyhow::bail!("invalid --architecture '{other}': use shallow or asymmetric"),
-    };
     let data = a.data.load::<f32>()?;
     let o = partlearn::bench::AeBenchOptions {
-        architecture,
+        architecture: a.architecture,
         k: a.k,
         batch_size: a.batch_size,
         threads: a.threads,

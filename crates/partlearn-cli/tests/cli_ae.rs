@@ -272,6 +272,99 @@ fn ae_bad_options_are_one_line_errors() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The library checks the parameters and names them in its own terms (`learning_rate`,
+/// `val_fraction`, …); the command names its flags instead, also for the parameters a reason
+/// mentions, and where the spelling differs (`--lr`, `--loss`, `--lr-schedule`).
+#[test]
+fn ae_invalid_parameters_name_their_flags() {
+    let dir = temp_dir("ae-flags");
+    let out = dir.join("x");
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["--lr", "-1"], vec!["invalid --lr -1", "> 0"]),
+        (vec!["--lr", "nan"], vec!["invalid --lr nan"]),
+        (
+            vec!["--loss", "bce"],
+            vec!["invalid --loss bce", "--decoder-activation"],
+        ),
+        (
+            vec!["--val-fraction", "1"],
+            vec!["invalid --val-fraction 1", "[0, 1)"],
+        ),
+        (
+            vec!["--patience", "3"],
+            vec!["invalid --patience 3", "--val-fraction"],
+        ),
+        (
+            vec!["--patience", "0", "--val-fraction", "0.1"],
+            vec!["invalid --patience 0"],
+        ),
+        (vec!["--batch-size", "0"], vec!["invalid --batch-size 0"]),
+        (
+            vec!["--checkpoint-every", "0"],
+            vec!["invalid --checkpoint-every 0"],
+        ),
+        (vec!["--decay-alpha", "-1"], vec!["invalid --decay-alpha -1"]),
+        (vec!["--decay-lambda", "inf"], vec!["invalid --decay-lambda inf"]),
+        (vec!["--beta", "-0.5"], vec!["invalid --beta -0.5"]),
+        (vec!["--p", "1"], vec!["invalid --p 1", "(0, 1)"]),
+        (vec!["--max-seconds", "0"], vec!["invalid --max-seconds 0"]),
+        (vec!["--epochs", "0"], vec!["invalid --epochs 0"]),
+        (vec!["--tol", "-1"], vec!["invalid --tol -1"]),
+        (
+            vec!["--sparsity", "hoyer:2"],
+            vec!["--sparsity", "hoyer:2", "(0, 1)"],
+        ),
+        (
+            vec!["--decoder-activation", "leaky-relu:2"],
+            vec!["--decoder-activation", "leaky-relu:2", "[0, 1)"],
+        ),
+        (vec!["--lr-schedule", "exp:0"], vec!["--lr-schedule", "exp:0"]),
+        (vec!["--reduction", "max"], vec!["--reduction", "mean", "sum"]),
+        (vec!["--nonneg", "clip"], vec!["--nonneg", "project"]),
+    ];
+    for (extra, keys) in cases {
+        let base = [
+            "fit",
+            "ae",
+            "--data",
+            "swimmer",
+            "-k",
+            "8",
+            "--quiet",
+            "--out",
+            s(&out),
+        ];
+        let o = run(&[&base[..], &extra].concat());
+        assert_user_error(&o, &keys);
+        for library_name in [
+            "learning_rate",
+            "val_fraction",
+            "batch_size",
+            "reconstruction",
+            "decoder_activation",
+        ] {
+            assert!(!stderr(&o).contains(library_name), "{extra:?}: {}", stderr(&o));
+        }
+        assert!(!out.exists(), "{extra:?} left a run folder");
+    }
+    // A resumed run checks what this invocation sets the same way.
+    let r = dir.join("r");
+    assert_ok(&ae_fit("ae", &r, &["--epochs", "1"]));
+    for (extra, keys) in [
+        (["--tol", "-1"], ["invalid --tol -1"]),
+        (["--max-seconds", "-2"], ["invalid --max-seconds -2"]),
+        (["--epochs", "0"], ["invalid --epochs 0"]),
+    ] {
+        let args = [
+            &["fit", "ae", "--data", "swimmer", "--resume", s(&r), "--quiet"][..],
+            &extra,
+        ]
+        .concat();
+        assert_user_error(&run(&args), &keys);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn asym_ae_trains_on_a_fashion_mnist_slice() {
     if !fashion_available() {

@@ -493,7 +493,7 @@ pub struct AeBenchReport {
 /// Trains an auto-encoder (reference settings: Adadelta, KL sparsity, projection) and compares
 /// its epoch time with the time of the epoch's matrix products, each measured at its shape.
 pub fn bench_ae<T: Real>(data: &Dataset<T>, o: &AeBenchOptions) -> Result<AeBenchReport> {
-    use crate::autoencoder::{self as ae, Act, AeSpec, Autoencoder, TrainOptions, TrainState};
+    use crate::autoencoder::{self as ae, Act, AeParams, AeSpec, Autoencoder, TrainState};
     let spec = AeSpec::new(
         o.architecture,
         o.k,
@@ -534,16 +534,16 @@ pub fn bench_ae<T: Real>(data: &Dataset<T>, o: &AeBenchOptions) -> Result<AeBenc
             })
             .collect::<Vec<_>>()
     })?;
-    let opts = TrainOptions {
-        epochs: o.epochs,
-        batch_size: b,
-        threads: o.threads,
-        max_seconds: Some(o.max_seconds),
-        seed: o.seed,
-        ..TrainOptions::default()
-    };
+    let params = AeParams::new(o.k)
+        .architecture(o.architecture)
+        .epochs(o.epochs)
+        .batch_size(b)
+        .threads(o.threads)
+        .max_seconds(Some(o.max_seconds))
+        .seed(o.seed)
+        .check()?;
     let n_params = model.n_params();
-    let mut state = TrainState::new(model, opts);
+    let mut state = TrainState::new(model, params)?;
     let out = ae::train(&mut state, data, None, &mut Silent)?;
     let batches_per_epoch = data.n_samples().div_ceil(b);
     let batches_timed = state.epoch * batches_per_epoch + state.batch;

@@ -10,11 +10,38 @@ use faer::Mat;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::params;
 use crate::real::Real;
+
+/// The optimizer families, by name (`sgd`, `adam`, `adadelta`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum OptimizerKind {
+    /// SGD with momentum 0.9 (default learning rate 0.01).
+    Sgd,
+    /// Adam with β₁ 0.9, β₂ 0.999, ε 1e-8 (default learning rate 1e-3).
+    Adam,
+    /// Adadelta with ρ 0.95, ε 1e-7 (default learning rate 1.0, the reference).
+    Adadelta,
+}
+
+impl std::str::FromStr for OptimizerKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sgd" => Ok(OptimizerKind::Sgd),
+            "adam" => Ok(OptimizerKind::Adam),
+            "adadelta" => Ok(OptimizerKind::Adadelta),
+            _ => Err(Error::invalid("optimizer", s, "use sgd, adam or adadelta")),
+        }
+    }
+}
 
 /// An optimizer and its hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
+#[non_exhaustive]
 pub enum OptimizerSpec {
     /// `v ← μ v + g`, `w ← w − lr·v` (PyTorch's form); Nesterov: `w ← w − lr·(g + μ v)`.
     Sgd {
@@ -49,28 +76,32 @@ pub enum OptimizerSpec {
 }
 
 impl OptimizerSpec {
-    /// The optimizer `name` (`sgd`, `adam`, `adadelta`) with its usual defaults, the learning
-    /// rate replaced by `lr` when given.
-    pub fn named(name: &str, lr: Option<f64>) -> Result<OptimizerSpec> {
-        let spec = match name {
-            "sgd" => OptimizerSpec::Sgd {
+    /// The optimizer `kind` with its usual defaults, the learning rate replaced by `lr` when
+    /// given (checked by [`OptimizerSpec::validate`], e.g. through the method's `check()`).
+    pub fn new(kind: OptimizerKind, lr: Option<f64>) -> OptimizerSpec {
+        match kind {
+            OptimizerKind::Sgd => OptimizerSpec::Sgd {
                 lr: lr.unwrap_or(0.01),
                 momentum: 0.9,
                 nesterov: false,
             },
-            "adam" => OptimizerSpec::Adam {
+            OptimizerKind::Adam => OptimizerSpec::Adam {
                 lr: lr.unwrap_or(1e-3),
                 beta1: 0.9,
                 beta2: 0.999,
                 eps: 1e-8,
             },
-            "adadelta" => OptimizerSpec::Adadelta {
+            OptimizerKind::Adadelta => OptimizerSpec::Adadelta {
                 lr: lr.unwrap_or(1.0),
                 rho: 0.95,
                 eps: 1e-7,
             },
-            _ => return Err(Error::invalid("optimizer", name, "use sgd, adam or adadelta")),
-        };
+        }
+    }
+
+    /// [`OptimizerSpec::new`] for the optimizer `name` (`sgd`, `adam`, `adadelta`), checked.
+    pub fn named(name: &str, lr: Option<f64>) -> Result<OptimizerSpec> {
+        let spec = OptimizerSpec::new(name.parse()?, lr);
         spec.validate()?;
         Ok(spec)
     }
@@ -84,27 +115,24 @@ impl OptimizerSpec {
         }
     }
 
-    /// Checks the hyper-parameters.
+    /// Checks the hyper-parameters: `learning_rate` finite and `> 0`, the decay rates
+    /// (`momentum`, `beta1`, `beta2`, `rho`) in `[0, 1)`, `eps > 0`.
     pub fn validate(&self) -> Result<()> {
-        let lr = self.lr();
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(Error::invalid(
-                "lr",
-                lr,
-                "the learning rate must be a finite number > 0",
-            ));
-        }
-        let unit = |name: &'static str, v: f64| {
-            if (0.0..1.0).contains(&v) {
-                Ok(())
-            } else {
-                Err(Error::invalid(name, v, "must be in [0, 1)"))
-            }
-        };
+        params::check_positive("learning_rate", self.lr(), "the step size")?;
+        let unit = params::check_unit_below_one;
         match *self {
-            OptimizerSpec::Sgd { momentum, .. } => unit("momentum", momentum),
-            OptimizerSpec::Adam { beta1, beta2, .. } => unit("beta1", beta1).and(unit("beta2", beta2)),
-            OptimizerSpec::Adadelta { rho, .. } => unit("rho", rho),
+            OptimizerSpec::Sgd { momentum, .. } => unit("momentum", momentum, "the momentum of SGD"),
+            OptimizerSpec::Adam {
+                beta1, beta2, eps, ..
+            } => {
+                unit("beta1", beta1, "the decay of Adam's first moment")?;
+                unit("beta2", beta2, "the decay of Adam's second moment")?;
+                params::check_positive("eps", eps, "Adam's denominator offset")
+            }
+            OptimizerSpec::Adadelta { rho, eps, .. } => {
+                unit("rho", rho, "the decay of Adadelta's accumulators")?;
+                params::check_positive("eps", eps, "Adadelta's offset")
+            }
         }
     }
 
@@ -119,6 +147,7 @@ impl OptimizerSpec {
 /// Learning-rate schedule: the factor applied to the base rate at epoch `e` (0-based).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
+#[non_exhaustive]
 pub enum Schedule {
     /// `1` at every epoch.
     Constant,
@@ -139,7 +168,10 @@ pub enum Schedule {
 }
 
 impl Schedule {
-    /// Parses `constant`, `step:EVERY:FACTOR`, `exp:GAMMA`, `cosine`.
+    /// Parses `constant`, `step:EVERY:FACTOR`, `exp:GAMMA`, `cosine` (the form [`Display`]
+    /// writes), checked by [`Schedule::validate`].
+    ///
+    /// [`Display`]: std::fmt::Display
     pub fn parse(s: &str) -> Result<Schedule> {
         let bad = || {
             Error::invalid(
@@ -149,22 +181,33 @@ impl Schedule {
             )
         };
         let parts: Vec<&str> = s.split(':').collect();
-        let pos = |v: &str| {
-            v.parse::<f64>()
-                .ok()
-                .filter(|v| *v > 0.0 && v.is_finite())
-                .ok_or_else(bad)
-        };
-        Ok(match parts.as_slice() {
+        let num = |v: &str| v.parse::<f64>().map_err(|_| bad());
+        let schedule = match parts.as_slice() {
             ["constant"] => Schedule::Constant,
             ["cosine"] => Schedule::Cosine,
-            ["exp", g] => Schedule::Exponential { gamma: pos(g)? },
+            ["exp", g] => Schedule::Exponential { gamma: num(g)? },
             ["step", e, f] => Schedule::Step {
-                every: e.parse().ok().filter(|&e: &usize| e > 0).ok_or_else(bad)?,
-                factor: pos(f)?,
+                every: e.parse().map_err(|_| bad())?,
+                factor: num(f)?,
             },
             _ => return Err(bad()),
-        })
+        };
+        schedule.validate()?;
+        Ok(schedule)
+    }
+
+    /// Checks the values: a step length `EVERY ≥ 1`, factors and `GAMMA` finite and `> 0`.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: &str| Err(Error::invalid("schedule", self, reason.to_string()));
+        match *self {
+            Schedule::Step { every: 0, .. } => bad("the step length EVERY must be at least 1 epoch"),
+            Schedule::Step { factor: f, .. } | Schedule::Exponential { gamma: f }
+                if !(f.is_finite() && f > 0.0) =>
+            {
+                bad("the factor must be a finite number > 0")
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Factor of the base learning rate at `epoch` of `epochs`.
@@ -176,6 +219,24 @@ impl Schedule {
             Schedule::Cosine => {
                 0.5 * (1.0 + (std::f64::consts::PI * epoch as f64 / epochs.max(1) as f64).cos())
             }
+        }
+    }
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Schedule::parse(s)
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Constant => f.write_str("constant"),
+            Schedule::Step { every, factor } => write!(f, "step:{every}:{factor}"),
+            Schedule::Exponential { gamma } => write!(f, "exp:{gamma}"),
+            Schedule::Cosine => f.write_str("cosine"),
         }
     }
 }
@@ -396,8 +457,42 @@ mod tests {
         for bad in ["step:0:0.5", "exp:-1", "linear", "step:3"] {
             assert!(Schedule::parse(bad).is_err(), "{bad}");
         }
+        for s in ["constant", "cosine", "step:10:0.5", "exp:0.98"] {
+            assert_eq!(Schedule::parse(s).unwrap().to_string(), s);
+        }
+        // Built directly, the same values are refused by `validate`.
+        for bad in [
+            Schedule::Step {
+                every: 0,
+                factor: 0.5,
+            },
+            Schedule::Step {
+                every: 2,
+                factor: f64::INFINITY,
+            },
+            Schedule::Exponential { gamma: 0.0 },
+        ] {
+            assert!(matches!(
+                bad.validate(),
+                Err(Error::InvalidOption {
+                    option: "schedule",
+                    ..
+                })
+            ));
+        }
         assert!(OptimizerSpec::named("rmsprop", None).is_err());
-        assert!(OptimizerSpec::named("adam", Some(0.0)).is_err());
-        assert!(OptimizerSpec::named("sgd", Some(f64::NAN)).is_err());
+        for lr in [0.0, f64::NAN] {
+            assert!(matches!(
+                OptimizerSpec::named("adam", Some(lr)),
+                Err(Error::InvalidOption {
+                    option: "learning_rate",
+                    ..
+                })
+            ));
+        }
+        assert_eq!(
+            OptimizerSpec::named("sgd", None).unwrap(),
+            OptimizerSpec::new(OptimizerKind::Sgd, None)
+        );
     }
 }

@@ -7,7 +7,9 @@ use std::fmt::Display;
 use crate::engine::StopRules;
 use crate::error::{Error, Result};
 
-/// Builder setters `fn field(mut self, v) -> Self` for public fields of a params struct.
+/// Builder setters `fn field(mut self, v) -> Self` for public fields of a params struct; the
+/// form `T => inner { … }` sets the fields of its struct field `inner` (`fn beta` sets
+/// `loss.beta`).
 macro_rules! setters {
     ($t:ty { $($f:ident : $ty:ty),* $(,)? }) => {
         impl $t {
@@ -16,6 +18,18 @@ macro_rules! setters {
                 #[must_use]
                 pub fn $f(mut self, value: $ty) -> Self {
                     self.$f = value;
+                    self
+                }
+            )*
+        }
+    };
+    ($t:ty => $inner:ident { $($f:ident : $ty:ty),* $(,)? }) => {
+        impl $t {
+            $(
+                #[doc = concat!("Sets `", stringify!($inner), ".", stringify!($f), "` (see that field).")]
+                #[must_use]
+                pub fn $f(mut self, value: $ty) -> Self {
+                    self.$inner.$f = value;
                     self
                 }
             )*
@@ -65,10 +79,14 @@ pub fn check_at_least_one(name: &'static str, value: usize, what: &str) -> Resul
     Ok(())
 }
 
-/// A step or factor that must be finite and `> 0` (learning rates, decay).
-pub fn check_positive(name: &'static str, value: f64) -> Result<()> {
+/// A number that must be finite and `> 0` (learning rate, schedule factors, ε).
+pub fn check_positive(name: &'static str, value: f64, meaning: &str) -> Result<()> {
     if !(value.is_finite() && value > 0.0) {
-        return Err(Error::invalid(name, value, "must be a finite number > 0"));
+        return Err(Error::invalid(
+            name,
+            value,
+            format!("must be a finite number > 0 ({meaning})"),
+        ));
     }
     Ok(())
 }
@@ -129,6 +147,43 @@ pub fn check_rank_fits(
     Ok(())
 }
 
+/// A fraction in `[0, 1)` (held-out share, momentum, decay rates, leaky slope).
+pub fn check_unit_below_one(name: &'static str, value: f64, meaning: &str) -> Result<()> {
+    if !(0.0..1.0).contains(&value) {
+        return Err(Error::invalid(
+            name,
+            value,
+            format!("must lie in [0, 1) ({meaning})"),
+        ));
+    }
+    Ok(())
+}
+
+/// A fraction in the open interval `(0, 1)` (a target mean activation or sparseness).
+pub fn check_unit_open(name: &'static str, value: f64, meaning: &str) -> Result<()> {
+    if !(value > 0.0 && value < 1.0) {
+        return Err(Error::invalid(
+            name,
+            value,
+            format!("must lie in (0, 1) ({meaning})"),
+        ));
+    }
+    Ok(())
+}
+
+/// `e` (an [`Error::InvalidOption`] of one of the checks above) showing `value` instead: the
+/// whole setting (`hoyer:2`) rather than the number inside it.
+pub(crate) fn with_value(e: Error, value: impl std::fmt::Display) -> Error {
+    match e {
+        Error::InvalidOption { option, reason, .. } => Error::InvalidOption {
+            option,
+            value: value.to_string(),
+            reason,
+        },
+        e => e,
+    }
+}
+
 /// A data shape with at least one sample and one feature.
 pub fn check_not_empty(n_samples: usize, n_features: usize) -> Result<()> {
     if n_samples == 0 || n_features == 0 {
@@ -164,17 +219,33 @@ mod tests {
             .to_string()
             .contains("L1 share"));
         assert!(matches!(check_not_empty(0, 3), Err(Error::EmptyData { .. })));
+        assert!(check_at_least_one("epochs", 1, "").is_ok());
+        assert!(matches!(
+            check_at_least_one("epochs", 0, ""),
+            Err(Error::InvalidOption { option: "epochs", .. })
+        ));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(check_positive("learning_rate", bad, "").is_err(), "{bad}");
+        }
+        assert!(check_positive("learning_rate", 1e-9, "").is_ok());
+        assert!(check_unit_below_one("val_fraction", 0.0, "").is_ok());
+        assert!(check_unit_below_one("val_fraction", 1.0, "").is_err());
+        assert!(check_unit_below_one("val_fraction", f64::NAN, "").is_err());
+        assert!(check_unit_open("p", 0.5, "").is_ok());
+        for bad in [0.0, 1.0, f64::NAN] {
+            assert!(check_unit_open("p", bad, "").is_err(), "{bad}");
+        }
         assert!(matches!(
             check_at_least_one("epochs", 0, "epochs to train"),
             Err(Error::InvalidOption { option: "epochs", .. })
         ));
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             assert!(matches!(
-                check_positive("lr", bad),
+                check_positive("lr", bad, "step"),
                 Err(Error::InvalidOption { option: "lr", .. })
             ));
         }
-        assert!(check_positive("lr", 1e-3).is_ok());
+        assert!(check_positive("lr", 1e-3, "step").is_ok());
     }
 
     #[test]

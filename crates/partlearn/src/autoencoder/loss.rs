@@ -10,11 +10,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::params;
 use crate::real::Real;
 
 /// Per-sample reconstruction loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum RecLoss {
     /// Squared error.
     Mse,
@@ -23,9 +25,21 @@ pub enum RecLoss {
     Bce,
 }
 
+impl std::str::FromStr for RecLoss {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "mse" => Ok(RecLoss::Mse),
+            "bce" => Ok(RecLoss::Bce),
+            _ => Err(Error::invalid("reconstruction", s, "use mse or bce")),
+        }
+    }
+}
+
 /// How the per-pixel losses of one image are combined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Reduction {
     /// `ℓ = (1/N) Σ_l …` (Keras' `mse`; the reference code).
     Mean,
@@ -33,9 +47,25 @@ pub enum Reduction {
     Sum,
 }
 
+impl std::str::FromStr for Reduction {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "mean" => Ok(Reduction::Mean),
+            "sum" => Ok(Reduction::Sum),
+            _ => Err(Error::invalid(
+                "reduction",
+                s,
+                "use mean (per-pixel, the reference) or sum",
+            )),
+        }
+    }
+}
+
 /// Sparsity penalty on the codes (METHODS.md §6.3).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
+#[non_exhaustive]
 pub enum Sparsity {
     /// No penalty.
     None,
@@ -55,7 +85,8 @@ pub enum Sparsity {
 }
 
 impl Sparsity {
-    /// Parses `none`, `kl`, `l2`, `eps-l1`, `eps-l1:EPS`, `log`, `l1`, `hoyer`, `hoyer:TARGET`.
+    /// Parses `none`, `kl`, `l2`, `eps-l1`, `eps-l1:EPS`, `log`, `l1`, `hoyer`, `hoyer:TARGET`,
+    /// checked by [`Sparsity::validate`].
     pub fn parse(s: &str) -> Result<Sparsity> {
         let bad = || {
             Error::invalid(
@@ -65,7 +96,7 @@ impl Sparsity {
             )
         };
         let num = |v: &str| v.parse::<f64>().map_err(|_| bad());
-        Ok(match s {
+        let sparsity = match s {
             "none" => Sparsity::None,
             "kl" => Sparsity::Kl,
             "l2" => Sparsity::L2,
@@ -75,22 +106,28 @@ impl Sparsity {
             "hoyer" => Sparsity::Hoyer { target: 0.6 },
             _ => {
                 if let Some(v) = s.strip_prefix("eps-l1:") {
-                    let eps = num(v)?;
-                    if eps.is_nan() || eps <= 0.0 {
-                        return Err(bad());
-                    }
-                    Sparsity::EpsL1 { eps }
+                    Sparsity::EpsL1 { eps: num(v)? }
                 } else if let Some(v) = s.strip_prefix("hoyer:") {
-                    let target = num(v)?;
-                    if !(target > 0.0 && target < 1.0) {
-                        return Err(bad());
-                    }
-                    Sparsity::Hoyer { target }
+                    Sparsity::Hoyer { target: num(v)? }
                 } else {
                     return Err(bad());
                 }
             }
-        })
+        };
+        sparsity.validate()?;
+        Ok(sparsity)
+    }
+
+    /// Checks the penalty's own value: `EPS` finite and `> 0`, Hoyer's `TARGET` in `(0, 1)`.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            Sparsity::EpsL1 { eps } => params::check_positive("sparsity", eps, "the ε of eps-l1"),
+            Sparsity::Hoyer { target } => {
+                params::check_unit_open("sparsity", target, "the target sparseness of hoyer")
+            }
+            _ => Ok(()),
+        }
+        .map_err(|e| params::with_value(e, self))
     }
 
     /// Whether the penalty acts on the mean activations `ρ̂` (and so uses the target `p`).
@@ -102,11 +139,38 @@ impl Sparsity {
     }
 }
 
-/// Everything the loss needs besides the data.
+/// The form [`Sparsity::parse`] reads (`kl`, `eps-l1:0.001`, `hoyer:0.6`, …).
+impl std::fmt::Display for Sparsity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sparsity::None => f.write_str("none"),
+            Sparsity::Kl => f.write_str("kl"),
+            Sparsity::L2 => f.write_str("l2"),
+            Sparsity::EpsL1 { eps } => write!(f, "eps-l1:{eps}"),
+            Sparsity::Log => f.write_str("log"),
+            Sparsity::L1 => f.write_str("l1"),
+            Sparsity::Hoyer { target } => write!(f, "hoyer:{target}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Sparsity {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Sparsity::parse(s)
+    }
+}
+
+/// Everything the loss needs besides the data: part of [`AeParams`](super::AeParams), whose
+/// setters (`beta`, `p`, …) set these fields.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LossSpec {
+    /// Per-sample reconstruction loss.
     pub reconstruction: RecLoss,
+    /// How the per-pixel losses of one image are combined.
     pub reduction: Reduction,
+    /// Penalty on the codes (§6.3).
     pub sparsity: Sparsity,
     /// Target mean activation `p` of the ρ̂ penalties.
     pub p: f64,
@@ -133,25 +197,16 @@ impl Default for LossSpec {
 }
 
 impl LossSpec {
-    /// Checks the values (errors name the option and the fix).
-    pub fn validate(&self) -> Result<()> {
-        if self.sparsity.uses_target() && !(self.p > 0.0 && self.p < 1.0) {
-            return Err(Error::invalid(
-                "p",
-                self.p,
-                "the target mean activation must be in (0, 1)",
-            ));
+    /// Checks the values: the sparsity's own, `p` in `(0, 1)` for the penalties on `ρ̂`, the
+    /// weights `beta`, `decay_lambda`, `decay_alpha` finite and `≥ 0`.
+    pub(crate) fn validate(&self) -> Result<()> {
+        self.sparsity.validate()?;
+        if self.sparsity.uses_target() {
+            params::check_unit_open("p", self.p, "the target mean activation")?;
         }
-        for (name, v) in [
-            ("beta", self.beta),
-            ("decay_lambda", self.decay_lambda),
-            ("decay_alpha", self.decay_alpha),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::invalid(name, v, "must be a finite number ≥ 0"));
-            }
-        }
-        Ok(())
+        params::check_weight("beta", self.beta)?;
+        params::check_weight("decay_lambda", self.decay_lambda)?;
+        params::check_weight("decay_alpha", self.decay_alpha)
     }
 }
 
@@ -512,6 +567,14 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("p"), "{e}");
+        assert!("kld".parse::<Sparsity>().is_err());
+        for s in ["none", "kl", "l2", "eps-l1:0.001", "log", "l1", "hoyer:0.6"] {
+            assert_eq!(Sparsity::parse(s).unwrap().to_string(), s);
+        }
+        let e = Sparsity::parse("hoyer:2").unwrap_err().to_string();
+        assert!(e.starts_with("invalid sparsity = hoyer:2: "), "{e}");
+        assert_eq!("sum".parse::<Reduction>().unwrap(), Reduction::Sum);
+        assert_eq!("bce".parse::<RecLoss>().unwrap(), RecLoss::Bce);
         assert!(LossSpec {
             beta: -1.0,
             ..LossSpec::default()

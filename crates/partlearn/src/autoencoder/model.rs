@@ -21,10 +21,12 @@ use crate::rng::Rng;
 pub const AE_SPEC_KEY: &str = "partlearn.ae_spec";
 
 /// Which encoder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Architecture {
     /// One dense layer with a sigmoid (§6.1).
+    #[default]
     Shallow,
     /// Conv 64 4×4/2 → LeakyReLU → Conv 128 4×4/2 → BN → LeakyReLU → flatten → dense 1024 → BN →
     /// LeakyReLU → dense k → sigmoid (§6.6, LeakyReLU slope 0.1).
@@ -37,6 +39,17 @@ impl Architecture {
         match self {
             Architecture::Shallow => "ae",
             Architecture::Asymmetric => "asym-ae",
+        }
+    }
+}
+
+impl std::str::FromStr for Architecture {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "shallow" => Ok(Architecture::Shallow),
+            "asymmetric" | "asym" => Ok(Architecture::Asymmetric),
+            _ => Err(Error::invalid("architecture", s, "use shallow or asymmetric")),
         }
     }
 }
@@ -62,9 +75,7 @@ impl AeSpec {
         image_shape: Option<(usize, usize)>,
         decoder_activation: Act,
     ) -> Result<AeSpec> {
-        if k == 0 {
-            return Err(Error::invalid("k", k, "the code needs at least one unit"));
-        }
+        crate::params::check_k_positive(k)?;
         if n_features == 0 {
             return Err(Error::EmptyData {
                 n_samples: 0,
@@ -85,7 +96,7 @@ impl AeSpec {
                     Error::invalid(
                         "architecture",
                         "asymmetric",
-                        "the convolutional encoder needs image data (e.g. fashion-mnist:train); use `fit ae` for other data",
+                        "the convolutional encoder needs image data with an image shape of n_features pixels (e.g. fashion-mnist:train); use the shallow architecture for other data",
                     )
                 })?;
                 let conv = |filters| LayerSpec::Conv2d {

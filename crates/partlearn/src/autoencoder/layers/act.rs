@@ -4,11 +4,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::params;
 use crate::real::Real;
 
 /// Elementwise activation.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
+#[non_exhaustive]
 pub enum Act {
     /// `1 / (1 + e^{−z})`.
     Sigmoid,
@@ -30,22 +32,30 @@ impl Act {
                 "use sigmoid, leaky-relu, leaky-relu:SLOPE (0 ≤ SLOPE < 1), relu or identity",
             )
         };
-        Ok(match s {
+        let act = match s {
             "sigmoid" => Act::Sigmoid,
             "relu" => Act::Relu,
             "identity" | "linear" => Act::Identity,
             "leaky-relu" => Act::LeakyRelu { slope: 0.1 },
             _ => match s.strip_prefix("leaky-relu:") {
-                Some(v) => {
-                    let slope: f64 = v.parse().map_err(|_| bad())?;
-                    if !(0.0..1.0).contains(&slope) {
-                        return Err(bad());
-                    }
-                    Act::LeakyRelu { slope }
-                }
+                Some(v) => Act::LeakyRelu {
+                    slope: v.parse().map_err(|_| bad())?,
+                },
                 None => return Err(bad()),
             },
-        })
+        };
+        act.check("activation")?;
+        Ok(act)
+    }
+
+    /// Checks the activation's parameter, reported as the parameter `name`: a leaky slope in
+    /// `[0, 1)`.
+    pub fn check(&self, name: &'static str) -> Result<()> {
+        match *self {
+            Act::LeakyRelu { slope } => params::check_unit_below_one(name, slope, "the leaky-relu slope"),
+            _ => Ok(()),
+        }
+        .map_err(|e| params::with_value(e, self.name()))
     }
 
     /// Name as accepted by [`Act::parse`].
@@ -109,6 +119,13 @@ impl Act {
             }
             Act::Identity => {}
         }
+    }
+}
+
+impl std::str::FromStr for Act {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Act::parse(s)
     }
 }
 

@@ -6,8 +6,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{EpochRecord, EpochSums, TrainOptions, TrainState};
+use super::{EpochRecord, EpochSums, TrainState};
 use crate::autoencoder::model::{file_tensor, read_into, Autoencoder};
+use crate::autoencoder::params::AeParams;
 use crate::engine::Plateau;
 use crate::error::{Error, Result};
 use crate::real::Real;
@@ -16,10 +17,12 @@ use crate::real::Real;
 pub const CHECKPOINT_KEY: &str = "partlearn.checkpoint";
 
 /// The JSON description of a checkpoint. Early stopping is stored as `best` = (validation MSE,
-/// epoch) and `wait` = epochs since, the fields of [`Plateau`].
+/// epoch) and `wait` = epochs since, the fields of [`Plateau`]. The model's own parameters
+/// (architecture, `k`, decoder activation) are read from the model's description, which older
+/// checkpoints' `options` lack.
 #[derive(Serialize, Deserialize)]
 struct CheckpointMeta {
-    options: TrainOptions,
+    options: AeParams,
     epoch: usize,
     batch: usize,
     sums: EpochSums,
@@ -49,7 +52,7 @@ pub(super) fn save_checkpoint<T: Real>(state: &TrainState<T>, path: &Path, secon
         _ => None,
     };
     let desc = CheckpointMeta {
-        options: state.options.clone(),
+        options: state.params.params().clone(),
         epoch: state.epoch,
         batch: state.batch,
         sums: state.sums,
@@ -66,7 +69,8 @@ pub(super) fn save_checkpoint<T: Real>(state: &TrainState<T>, path: &Path, secon
     crate::io::write_safetensors(path, &tensors, &meta)
 }
 
-/// Reads a checkpoint written by [`train`](fn@super::train); `threads` and `max_seconds` are this invocation's.
+/// Reads a checkpoint written by [`train`](fn@super::train); `threads` and `max_seconds` are this
+/// invocation's. Its parameters are checked again (a damaged description is refused).
 pub fn load_checkpoint<T: Real>(
     path: &Path,
     threads: usize,
@@ -85,10 +89,20 @@ pub fn load_checkpoint<T: Real>(
             serde_json::from_str(s).map_err(|e| Error::format(path, format!("unreadable checkpoint description ({e})")))
         })?;
     let model = Autoencoder::<T>::from_file_parts(&tensors, &meta, path)?;
-    let mut options = desc.options;
-    options.threads = threads;
-    options.max_seconds = max_seconds;
-    let mut state = TrainState::new(model, options);
+    let spec = &model.spec;
+    let stored = desc
+        .options
+        .architecture(spec.architecture)
+        .k(spec.k)
+        .decoder_activation(spec.decoder_activation);
+    stored.check().map_err(|e| {
+        Error::format(
+            path,
+            format!("the checkpoint holds invalid parameters ({e}); the file is damaged"),
+        )
+    })?;
+    let params = stored.threads(threads).max_seconds(max_seconds).check()?;
+    let mut state = TrainState::new(model, params)?;
     for (i, bufs) in state.optimizer.buffers.iter_mut().enumerate() {
         for (j, b) in bufs.iter_mut().enumerate() {
             let t = crate::io::tensor_by_name(&tensors, &format!("optimizer.{i}.{j}"), path)?;
@@ -122,7 +136,7 @@ pub fn load_checkpoint<T: Real>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{opts, shallow, tiny_data};
+    use super::super::tests::{opts, shallow, state, tiny_data};
     use super::super::train;
     use super::*;
     use crate::autoencoder::layers::Act;
@@ -134,18 +148,16 @@ mod tests {
     #[test]
     fn resume_from_a_mid_epoch_checkpoint_gives_the_same_bits() {
         let data = tiny_data(90, 10, 6);
-        let o = TrainOptions {
-            val_fraction: 0.2,
-            patience: Some(50),
-            optimizer: OptimizerSpec::named("adadelta", None).unwrap(),
-            ..opts(4)
-        };
-        let mut straight = TrainState::new(shallow(3, 10, Act::Sigmoid, 2), o.clone());
+        let o = opts(4)
+            .val_fraction(0.2)
+            .patience(Some(50))
+            .optimizer(OptimizerSpec::named("adadelta", None).unwrap());
+        let mut straight = state(shallow(3, 10, Act::Sigmoid, 2), o.clone());
         train(&mut straight, &data, None, &mut Silent).unwrap();
 
         let dir = std::env::temp_dir().join(format!("partlearn-ae-resume-{}", std::process::id()));
         let path = dir.join("checkpoint.safetensors");
-        let mut first = TrainState::new(shallow(3, 10, Act::Sigmoid, 2), o);
+        let mut first = state(shallow(3, 10, Act::Sigmoid, 2), o);
         let mut calls = 0;
         let mut stop_mid = |_: &IterRecord| Control::Continue;
         struct StopAt<'a, F>(usize, &'a mut usize, F);
@@ -201,12 +213,8 @@ mod tests {
         let data = tiny_data(80, 10, 8);
         let dir = std::env::temp_dir().join(format!("partlearn-ae-old-{}", std::process::id()));
         let path = dir.join("checkpoint.safetensors");
-        let o = TrainOptions {
-            val_fraction: 0.25,
-            patience: Some(5),
-            ..opts(3)
-        };
-        let mut st = TrainState::new(shallow(3, 10, Act::Sigmoid, 2), o);
+        let o = opts(3).val_fraction(0.25).patience(Some(5));
+        let mut st = state(shallow(3, 10, Act::Sigmoid, 2), o);
         train(&mut st, &data, Some(&path), &mut Silent).unwrap();
         let (tensors, mut meta) = crate::io::read_safetensors(&path).unwrap();
         let desc = meta.get_mut(CHECKPOINT_KEY).unwrap();
@@ -215,7 +223,8 @@ mod tests {
         *desc = without;
         crate::io::write_safetensors(&path, &tensors, &meta).unwrap();
         let old = load_checkpoint::<f64>(&path, 1, None).unwrap();
-        assert_eq!(old.options.tol, 0.0);
+        assert_eq!(old.params().params().tol, 0.0);
+        assert_eq!(old.params().params().k, 3);
         let p = old.plateau.unwrap();
         assert_eq!(Some(p), st.plateau);
         assert_eq!(p.wait, old.epoch - p.best_iter);

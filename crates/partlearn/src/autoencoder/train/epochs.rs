@@ -10,12 +10,10 @@ use faer::Par;
 
 use super::batch::{gradients, Workspace};
 use super::checkpoint::save_checkpoint;
-use super::{
-    epoch_seed, restore, snapshot, split, EpochRecord, EpochSums, NonNeg, TrainOptions, TrainOutcome,
-    TrainState,
-};
+use super::{epoch_seed, restore, snapshot, split, EpochRecord, EpochSums, TrainOutcome, TrainState};
 use crate::autoencoder::layers::{Act, Cache};
 use crate::autoencoder::model::Autoencoder;
+use crate::autoencoder::params::{AeParams, NonNeg};
 use crate::data::Dataset;
 use crate::engine::{self, Clock, Eval, IterRecord, Observer, Plateau, Resume, StopReason, Warning, Within};
 use crate::error::{Error, Result};
@@ -51,7 +49,7 @@ fn validation_mse<T: Real>(model: &Autoencoder<T>, data: &Dataset<T>, idx: &[usi
 struct Epochs<'a, T: Real> {
     state: &'a mut TrainState<T>,
     data: &'a Dataset<T>,
-    opts: TrainOptions,
+    opts: AeParams,
     train_idx: Vec<usize>,
     val_idx: Vec<usize>,
     /// `‖X‖_F` of the training samples (the relative error's denominator).
@@ -235,7 +233,8 @@ pub(super) fn train_inner<T: Real>(
     observer: &mut dyn Observer,
 ) -> Result<TrainOutcome> {
     let clock = Clock::start().with_offset(state.seconds);
-    let opts = state.options.clone();
+    let opts = state.params.params().clone();
+    let rules = *state.params.stop_rules();
     let (train_idx, val_idx) = split(data.n_samples(), opts.val_fraction, opts.seed);
     let x_norm = train_idx
         .iter()
@@ -248,7 +247,6 @@ pub(super) fn train_inner<T: Real>(
     if state.model.spec.decoder_activation == Act::Sigmoid && data_max > 1.0 {
         warnings.push(Warning::SigmoidBelowData { data_max });
     }
-    let rules = opts.stop_rules();
     let resume = Resume {
         done: state.epoch,
         plateau: state.plateau,
@@ -301,10 +299,10 @@ pub(super) fn train_inner<T: Real>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{opts, shallow, tiny_data};
-    use super::super::{load_checkpoint, train, TrainOptions};
+    use super::super::tests::{opts, shallow, state, tiny_data};
+    use super::super::{load_checkpoint, train};
     use super::*;
-    use crate::autoencoder::loss::{LossSpec, Sparsity};
+    use crate::autoencoder::loss::Sparsity;
     use crate::engine::{Rule, Silent};
     use crate::optim::OptimizerSpec;
 
@@ -315,23 +313,18 @@ mod tests {
 
     /// Settings under which the validation error gets worse after the first epochs (a huge
     /// learning rate), so that early stopping fires.
-    fn diverging(epochs: usize) -> TrainOptions {
-        TrainOptions {
-            val_fraction: 0.25,
-            patience: Some(2),
-            optimizer: OptimizerSpec::named("sgd", Some(3.0)).unwrap(),
-            loss: LossSpec {
-                sparsity: Sparsity::None,
-                ..LossSpec::default()
-            },
-            ..opts(epochs)
-        }
+    fn diverging(epochs: usize) -> AeParams {
+        opts(epochs)
+            .val_fraction(0.25)
+            .patience(Some(2))
+            .optimizer(OptimizerSpec::named("sgd", Some(3.0)).unwrap())
+            .sparsity(Sparsity::None)
     }
 
     #[test]
     fn early_stopping_keeps_the_best_validation_epoch() {
         let data = tiny_data(80, 10, 8);
-        let mut st = TrainState::new(shallow(3, 10, Act::Identity, 3), diverging(60));
+        let mut st = state(shallow(3, 10, Act::Identity, 3), diverging(60));
         let out = train(&mut st, &data, None, &mut Silent).unwrap_or_else(|e| panic!("{e}"));
         if out.stop_reason == StopReason::EarlyStopped {
             let best = st.plateau.unwrap();
@@ -367,7 +360,7 @@ mod tests {
     fn the_final_checkpoint_keeps_the_last_weights_after_early_stopping() {
         let data = tiny_data(80, 10, 8);
         let path = temp_checkpoint("early");
-        let mut st = TrainState::new(shallow(3, 10, Act::Identity, 3), diverging(60));
+        let mut st = state(shallow(3, 10, Act::Identity, 3), diverging(60));
         let out = train(&mut st, &data, Some(&path), &mut Silent).unwrap();
         assert_eq!(out.stop_reason, StopReason::EarlyStopped);
         let ck = load_checkpoint::<f64>(&path, 1, None).unwrap();
@@ -389,15 +382,12 @@ mod tests {
     fn a_time_budget_stops_between_batches_and_the_run_resumes_exactly() {
         // 90 samples in batches of 16: 6 batches per epoch.
         let data = tiny_data(90, 10, 6);
-        let mut straight = TrainState::new(shallow(3, 10, Act::Sigmoid, 2), opts(3));
+        let mut straight = state(shallow(3, 10, Act::Sigmoid, 2), opts(3));
         train(&mut straight, &data, None, &mut Silent).unwrap();
 
         let path = temp_checkpoint("budget");
-        let o = TrainOptions {
-            max_seconds: Some(1e-9),
-            ..opts(3)
-        };
-        let mut st = TrainState::new(shallow(3, 10, Act::Sigmoid, 2), o);
+        let o = opts(3).max_seconds(Some(1e-9));
+        let mut st = state(shallow(3, 10, Act::Sigmoid, 2), o);
         let out = train(&mut st, &data, Some(&path), &mut Silent).unwrap();
         assert_eq!(out.stop_reason, StopReason::TimeLimit);
         assert_eq!((st.epoch, st.batch, st.history.len()), (0, 1, 0));
@@ -427,12 +417,12 @@ mod tests {
     #[test]
     fn a_tolerance_warns_when_the_epochs_end_the_fit_and_stops_a_flat_loss() {
         let data = tiny_data(64, 10, 4);
-        let fit = |o: TrainOptions| {
-            let mut st = TrainState::new(shallow(3, 10, Act::Sigmoid, 1), o);
+        let fit = |o: AeParams| {
+            let mut st = state(shallow(3, 10, Act::Sigmoid, 1), o);
             let out = train(&mut st, &data, None, &mut Silent).unwrap();
             (out, st.epoch)
         };
-        let (out, epochs) = fit(TrainOptions { tol: 1e-4, ..opts(5) });
+        let (out, epochs) = fit(opts(5).tol(1e-4));
         assert_eq!((out.stop_reason, epochs), (StopReason::MaxIter, 5));
         assert_eq!(
             out.warnings,
@@ -443,7 +433,7 @@ mod tests {
             }]
         );
         assert!(fit(opts(5)).0.warnings.is_empty());
-        let (out, epochs) = fit(TrainOptions { tol: 1.0, ..opts(60) });
+        let (out, epochs) = fit(opts(60).tol(1.0));
         assert_eq!((out.stop_reason, epochs), (StopReason::Converged, 10));
         assert!(out.warnings.is_empty());
     }

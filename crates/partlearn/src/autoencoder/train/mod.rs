@@ -22,192 +22,16 @@ use serde::{Deserialize, Serialize};
 
 pub use checkpoint::{load_checkpoint, CHECKPOINT_KEY};
 
-use super::loss::{LossSpec, LossTerms, RecLoss};
-use super::model::Autoencoder;
+use super::loss::LossTerms;
+use super::model::{AeSpec, Autoencoder};
+use super::params::{n_validation, ValidAeParams};
 use crate::data::Dataset;
-use crate::engine::{Observer, Plateau, StopReason, StopRules, Warning};
+use crate::engine::{Observer, Plateau, StopReason, Warning};
 use crate::error::{Error, Result};
 use crate::linalg;
-use crate::optim::{Optimizer, OptimizerSpec, Schedule};
+use crate::optim::Optimizer;
 use crate::real::Real;
 use crate::rng::Rng;
-
-/// How the decoder is kept non-negative.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NonNeg {
-    /// `W_d ← max(W_d, 0)` after every optimizer step (the reference; Keras `NonNeg`).
-    Project,
-    /// No constraint (use the asymmetric weight decay of the loss, or nothing).
-    None,
-}
-
-impl std::str::FromStr for NonNeg {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<NonNeg> {
-        match s {
-            "project" => Ok(NonNeg::Project),
-            "none" => Ok(NonNeg::None),
-            _ => Err(Error::invalid(
-                "nonneg",
-                s,
-                "use project (clip the decoder weights at 0 after every step) or none",
-            )),
-        }
-    }
-}
-
-/// Training options.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainOptions {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub optimizer: OptimizerSpec,
-    pub schedule: Schedule,
-    pub loss: LossSpec,
-    pub nonneg: NonNeg,
-    /// Fraction of the samples held out (a seeded random subset) for the validation MSE.
-    pub val_fraction: f64,
-    /// Stop when the validation MSE has not improved for this many epochs; the returned model
-    /// then has the weights of the best epoch.
-    pub patience: Option<usize>,
-    /// Every [`TOL_EVERY`](crate::engine::TOL_EVERY) epochs, stop when `sqrt(2·loss)` (the mean
-    /// loss of an epoch) fell by less than `tol` times its value at the first epoch of this invocation
-    /// ([`StopRules::tol`]; 0 disables).
-    #[serde(default)]
-    pub tol: f64,
-    /// Shuffle the training samples every epoch (seeded by the seed and the epoch).
-    pub shuffle: bool,
-    pub seed: u64,
-    /// Worker threads (0 = all cores); not part of the result (same bits for any count).
-    #[serde(skip)]
-    pub threads: usize,
-    /// Wall-clock budget in seconds for this invocation.
-    #[serde(skip)]
-    pub max_seconds: Option<f64>,
-    /// Write a checkpoint every this many epochs (when a checkpoint path is given).
-    pub checkpoint_every: Option<usize>,
-}
-
-impl Default for TrainOptions {
-    fn default() -> Self {
-        TrainOptions {
-            epochs: 50,
-            batch_size: 128,
-            optimizer: OptimizerSpec::Adadelta {
-                lr: 1.0,
-                rho: 0.95,
-                eps: 1e-7,
-            },
-            schedule: Schedule::Constant,
-            loss: LossSpec::default(),
-            nonneg: NonNeg::Project,
-            val_fraction: 0.0,
-            patience: None,
-            tol: 0.0,
-            shuffle: true,
-            seed: 0,
-            threads: 1,
-            max_seconds: None,
-            checkpoint_every: None,
-        }
-    }
-}
-
-impl TrainOptions {
-    /// Checks the options against a model and data set of `n` samples.
-    pub fn validate<T: Real>(&self, model: &Autoencoder<T>, data: &Dataset<T>) -> Result<()> {
-        let n = data.n_samples();
-        if n == 0 || data.n_features() == 0 {
-            return Err(Error::EmptyData {
-                n_samples: n,
-                n_features: data.n_features(),
-            });
-        }
-        if data.n_features() != model.spec.n_features {
-            return Err(Error::ShapeMismatch {
-                what: "data".into(),
-                expected: format!("n × {}", model.spec.n_features),
-                found: format!("{} × {}", n, data.n_features()),
-                hint: "train (or resume) on data with the model's number of features".into(),
-            });
-        }
-        if self.epochs == 0 {
-            return Err(Error::invalid("epochs", 0, "train for at least one epoch"));
-        }
-        if self.batch_size == 0 {
-            return Err(Error::invalid(
-                "batch_size",
-                0,
-                "use a positive batch size (the reference: 128)",
-            ));
-        }
-        if !(0.0..1.0).contains(&self.val_fraction) {
-            return Err(Error::invalid(
-                "val_fraction",
-                self.val_fraction,
-                "must be in [0, 1)",
-            ));
-        }
-        let n_val = n_validation(n, self.val_fraction);
-        if n_val >= n {
-            return Err(Error::invalid(
-                "val_fraction",
-                self.val_fraction,
-                "leaves no training sample; lower it",
-            ));
-        }
-        if self.patience.is_some() && n_val == 0 {
-            return Err(Error::invalid(
-                "patience",
-                self.patience.unwrap_or(0),
-                "early stopping watches the validation MSE: add `val_fraction` (e.g. 0.1)",
-            ));
-        }
-        self.stop_rules().validate()?;
-        if self.checkpoint_every == Some(0) {
-            return Err(Error::invalid("checkpoint_every", 0, "must be at least 1"));
-        }
-        self.optimizer.validate()?;
-        self.loss.validate()?;
-        data.validate_nonnegative()?;
-        if self.loss.reconstruction == RecLoss::Bce {
-            if model.spec.decoder_activation != super::layers::Act::Sigmoid {
-                return Err(Error::invalid(
-                    "loss",
-                    "bce",
-                    "binary cross-entropy needs outputs in (0, 1): use `decoder_activation = sigmoid`",
-                ));
-            }
-            let (_, hi, _) = data.value_range();
-            if hi > 1.0 {
-                return Err(Error::invalid(
-                    "loss",
-                    "bce",
-                    format!("binary cross-entropy needs data in [0, 1], the maximum is {hi}; scale the data or use `loss = mse`"),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl TrainOptions {
-    /// The engine's stopping rules: `epochs` iterations, the tolerance, this invocation's time budget
-    /// and early stopping.
-    pub fn stop_rules(&self) -> StopRules {
-        StopRules {
-            patience: self.patience,
-            ..StopRules::max_iter(self.epochs)
-                .with_tol(self.tol)
-                .with_max_seconds(self.max_seconds)
-        }
-    }
-}
-
-fn n_validation(n: usize, fraction: f64) -> usize {
-    (n as f64 * fraction).round() as usize
-}
 
 /// Seeded split into (training, validation) sample indices, each sorted.
 fn split(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
@@ -260,13 +84,13 @@ pub struct EpochSums {
     pub activation: f64,
 }
 
-/// Everything a training run needs to continue: the model, the optimizer's state, where it
-/// stands, and the history.
+/// Everything a training run needs to continue: the model, the optimizer's state, the checked
+/// parameters, where it stands, and the history.
 #[derive(Clone, Debug)]
 pub struct TrainState<T: Real> {
     pub model: Autoencoder<T>,
     pub optimizer: Optimizer<T>,
-    pub options: TrainOptions,
+    params: ValidAeParams,
     /// Completed epochs.
     pub epoch: usize,
     /// Batches done in the epoch in progress.
@@ -291,13 +115,55 @@ pub struct TrainOutcome {
 }
 
 impl<T: Real> TrainState<T> {
-    /// A fresh state: the model as initialized, zero optimizer state.
-    pub fn new(model: Autoencoder<T>, options: TrainOptions) -> Self {
+    /// A fresh state for training on `data`: the model of `params` (its architecture, `k` and
+    /// decoder activation, for `data`'s number of features and image shape) initialized from
+    /// `params.seed` (Glorot-uniform weights, zero biases), zero optimizer state.
+    pub fn init(params: ValidAeParams, data: &Dataset<T>) -> Result<Self> {
+        let p = params.params();
+        let spec = AeSpec::new(
+            p.architecture,
+            p.k,
+            data.n_features(),
+            data.image_shape,
+            p.decoder_activation,
+        )?;
+        let model = Autoencoder::new(spec, data.image_shape, &mut Rng::new(p.seed))?;
+        TrainState::new(model, params)
+    }
+
+    /// A fresh state from a given model (e.g. initialized otherwise), zero optimizer state. The
+    /// model must have the architecture, `k` and decoder activation of `params`.
+    pub fn new(model: Autoencoder<T>, params: ValidAeParams) -> Result<Self> {
+        let (p, spec) = (params.params(), &model.spec);
+        let mismatch = |name: &'static str, ours: String, model: String| {
+            Err(Error::invalid(
+                name,
+                ours,
+                format!("the model has {model}; build the model from these parameters (TrainState::init)"),
+            ))
+        };
+        if spec.architecture != p.architecture {
+            return mismatch(
+                "architecture",
+                p.architecture.kind().into(),
+                spec.architecture.kind().into(),
+            );
+        }
+        if spec.k != p.k {
+            return mismatch("k", p.k.to_string(), spec.k.to_string());
+        }
+        if spec.decoder_activation != p.decoder_activation {
+            return mismatch(
+                "decoder_activation",
+                p.decoder_activation.name(),
+                spec.decoder_activation.name(),
+            );
+        }
         let sizes: Vec<usize> = trainable(&model).map(|t| t.len()).collect();
-        TrainState {
-            optimizer: Optimizer::new(options.optimizer, &sizes),
+        Ok(TrainState {
+            optimizer: Optimizer::new(p.optimizer, &sizes),
             model,
-            options,
+            params,
             epoch: 0,
             batch: 0,
             sums: EpochSums::default(),
@@ -305,7 +171,38 @@ impl<T: Real> TrainState<T> {
             plateau: None,
             best_weights: None,
             seconds: 0.0,
+        })
+    }
+
+    /// The parameters of this run.
+    pub fn params(&self) -> &ValidAeParams {
+        &self.params
+    }
+
+    /// Continues the run with `params`, which may differ from the run's only in what a resumed
+    /// invocation chooses (`epochs`, `tol`, `threads`, `max_seconds`); any other difference is
+    /// refused, naming the parameter.
+    pub fn set_params(&mut self, params: ValidAeParams) -> Result<()> {
+        if let Some(e) = params.fixed_difference(&self.params) {
+            return Err(e);
         }
+        self.params = params;
+        Ok(())
+    }
+
+    /// Checks `data` for training this state: the model's number of features, then
+    /// [`ValidAeParams::check_data`].
+    pub fn check_data(&self, data: &Dataset<T>) -> Result<()> {
+        let m = self.model.spec.n_features;
+        if data.n_features() != m {
+            return Err(Error::ShapeMismatch {
+                what: "data".into(),
+                expected: format!("n × {m}"),
+                found: format!("{} × {}", data.n_samples(), data.n_features()),
+                hint: "train (or resume) on data with the model's number of features".into(),
+            });
+        }
+        self.params.check_data(data)
     }
 }
 
@@ -340,8 +237,8 @@ fn restore<T: Real>(model: &mut Autoencoder<T>, tensors: &[Vec<T>]) {
     }
 }
 
-/// Trains `state` on `data` until its epochs are done or a stopping rule of
-/// [`TrainOptions::stop_rules`] fires, reporting every batch (`on_progress`) and epoch
+/// Trains `state` on `data` (checked by [`TrainState::check_data`]) until its epochs are done or
+/// a stopping rule of [`ValidAeParams::stop_rules`] fires, reporting every batch (`on_progress`) and epoch
 /// (`on_iter`, objective = mean loss, relative error `sqrt(Σ‖x̂ − x‖²)/‖X‖` of the epoch's
 /// batches) to `observer`; Ctrl-C ([`crate::engine::interrupt`]) and the time budget act between
 /// batches. With a `checkpoint` path, the state is saved there every `checkpoint_every` epochs
@@ -353,9 +250,8 @@ pub fn train<T: Real>(
     checkpoint: Option<&Path>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<TrainOutcome> {
-    let opts = state.options.clone();
-    opts.validate(&state.model, data)?;
-    linalg::with_threads(opts.threads, || {
+    state.check_data(data)?;
+    linalg::with_threads(state.params.params().threads, || {
         epochs::train_inner(state, data, checkpoint, observer)
     })?
 }
@@ -364,9 +260,11 @@ pub fn train<T: Real>(
 mod tests {
     use super::*;
     use crate::autoencoder::layers::Act;
-    use crate::autoencoder::loss::{Reduction, Sparsity};
+    use crate::autoencoder::loss::{RecLoss, Reduction, Sparsity};
     use crate::autoencoder::model::{AeSpec, Architecture};
+    use crate::autoencoder::params::{AeParams, NonNeg};
     use crate::engine::{Control, IterRecord, Silent};
+    use crate::optim::OptimizerSpec;
     use faer::Mat;
 
     pub(super) fn shallow(k: usize, m: usize, act: Act, seed: u64) -> Autoencoder<f64> {
@@ -380,21 +278,29 @@ mod tests {
         Dataset::from_row_major(n, m, &v, "tiny").unwrap()
     }
 
-    pub(super) fn opts(epochs: usize) -> TrainOptions {
-        TrainOptions {
-            epochs,
-            batch_size: 16,
-            optimizer: OptimizerSpec::named("adam", Some(0.01)).unwrap(),
-            ..TrainOptions::default()
-        }
+    pub(super) fn opts(epochs: usize) -> AeParams {
+        AeParams::default()
+            .epochs(epochs)
+            .batch_size(16)
+            .optimizer(OptimizerSpec::named("adam", Some(0.01)).unwrap())
+    }
+
+    /// A fresh state for `model` trained with `p` (its model parameters taken from `model`).
+    pub(super) fn state<T: Real>(model: Autoencoder<T>, p: AeParams) -> TrainState<T> {
+        let s = &model.spec;
+        let p = p
+            .architecture(s.architecture)
+            .k(s.k)
+            .decoder_activation(s.decoder_activation);
+        TrainState::new(model, p.check().unwrap()).unwrap()
     }
 
     #[test]
     fn projection_keeps_the_decoder_non_negative_and_training_lowers_the_loss() {
         let data = tiny_data(100, 12, 3);
         for nonneg in [NonNeg::Project, NonNeg::None] {
-            let o = TrainOptions { nonneg, ..opts(20) };
-            let mut st = TrainState::new(shallow(5, 12, Act::LeakyRelu { slope: 0.1 }, 1), o);
+            let o = opts(20).nonneg(nonneg);
+            let mut st = state(shallow(5, 12, Act::LeakyRelu { slope: 0.1 }, 1), o);
             let mut obs = |_: &IterRecord| Control::Continue;
             train(&mut st, &data, None, &mut obs).unwrap();
             let negative_at_end = st.model.negative_decoder_fraction();
@@ -427,7 +333,7 @@ mod tests {
         data.image_shape = Some((6, 6));
         let run = |threads| {
             let model = Autoencoder::<f64>::new(spec.clone(), Some((6, 6)), &mut Rng::new(7)).unwrap();
-            let mut st = TrainState::new(model, TrainOptions { threads, ..opts(3) });
+            let mut st = state(model, opts(3).threads(threads));
             train(&mut st, &data, None, &mut Silent).unwrap();
             st.model.to_tensors().unwrap().0
         };
@@ -441,11 +347,11 @@ mod tests {
         let d32 = d64.cast::<f32>();
         let o = opts(5);
         let spec = AeSpec::new(Architecture::Shallow, 4, 12, None, Act::LeakyRelu { slope: 0.1 }).unwrap();
-        let mut s64 = TrainState::new(
+        let mut s64 = state(
             Autoencoder::<f64>::new(spec.clone(), None, &mut Rng::new(3)).unwrap(),
             o.clone(),
         );
-        let mut s32 = TrainState::new(Autoencoder::<f32>::new(spec, None, &mut Rng::new(3)).unwrap(), o);
+        let mut s32 = state(Autoencoder::<f32>::new(spec, None, &mut Rng::new(3)).unwrap(), o);
         train(&mut s64, &d64, None, &mut Silent).unwrap();
         train(&mut s32, &d32, None, &mut Silent).unwrap();
         for (a, b) in s64.history.iter().zip(&s32.history) {
@@ -463,7 +369,7 @@ mod tests {
         let mut v: Vec<f64> = (0..40 * 6).map(|i| (i % 7) as f64 / 7.0).collect();
         v[5] = 3.0;
         let data = Dataset::from_row_major(40, 6, &v, "big").unwrap();
-        let mut st = TrainState::new(shallow(2, 6, Act::Sigmoid, 0), opts(1));
+        let mut st = state(shallow(2, 6, Act::Sigmoid, 0), opts(1));
         let out = train(&mut st, &data, None, &mut Silent).unwrap();
         assert!(
             out.warnings.iter().any(
@@ -475,55 +381,67 @@ mod tests {
         );
     }
 
+    /// Bad parameters are refused before training, by `check` or (those that depend on the data)
+    /// by `train`, with a message that names the parameter and the fix.
     #[test]
     fn bad_options_are_refused_with_a_fix() {
         let data = tiny_data(20, 6, 1);
         let model = shallow(2, 6, Act::LeakyRelu { slope: 0.1 }, 0);
-        let cases: Vec<(TrainOptions, &str)> = vec![
-            (TrainOptions { epochs: 0, ..opts(1) }, "epochs"),
-            (
-                TrainOptions {
-                    batch_size: 0,
-                    ..opts(1)
-                },
-                "batch",
-            ),
-            (
-                TrainOptions {
-                    val_fraction: 1.0,
-                    ..opts(1)
-                },
-                "invalid val_fraction",
-            ),
-            (
-                TrainOptions {
-                    patience: Some(3),
-                    ..opts(1)
-                },
-                "add `val_fraction`",
-            ),
-            (
-                TrainOptions {
-                    loss: LossSpec {
-                        reconstruction: RecLoss::Bce,
-                        ..LossSpec::default()
-                    },
-                    ..opts(1)
-                },
-                "sigmoid",
-            ),
+        let cases: Vec<(AeParams, &str)> = vec![
+            (opts(1).epochs(0), "epochs"),
+            (opts(1).batch_size(0), "batch_size"),
+            (opts(1).val_fraction(1.0), "val_fraction"),
+            (opts(1).patience(Some(3)), "`val_fraction`"),
+            (opts(1).reconstruction(RecLoss::Bce), "sigmoid"),
         ];
         for (o, needle) in cases {
-            let e = o.validate(&model, &data).unwrap_err().to_string();
+            let e = o
+                .k(2)
+                .check()
+                .and_then(|v| train(&mut TrainState::new(model.clone(), v)?, &data, None, &mut Silent))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(needle), "{needle}: {e}");
         }
+        let mut st = state(model, opts(1));
         let wrong = tiny_data(20, 7, 1);
-        assert!(opts(1).validate(&model, &wrong).is_err());
+        assert!(train(&mut st, &wrong, None, &mut Silent).is_err());
         let mut neg = Mat::<f64>::zeros(6, 3);
         neg[(2, 1)] = -1.0;
         let neg = Dataset::from_columns(neg, "neg");
-        let e = opts(1).validate(&model, &neg).unwrap_err().to_string();
+        let e = train(&mut st, &neg, None, &mut Silent).unwrap_err().to_string();
         assert!(e.contains("sample 1"), "{e}");
+        assert!(st.history.is_empty());
+        // A model that does not match the parameters is refused.
+        let e = TrainState::new(shallow(3, 6, Act::Sigmoid, 0), opts(1).k(2).check().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invalid k") && e.contains("TrainState::init"), "{e}");
+    }
+
+    /// `init` builds the model of the parameters from their seed: the same state as building it
+    /// by hand.
+    #[test]
+    fn init_builds_the_model_of_the_parameters() {
+        let data = tiny_data(30, 6, 2);
+        let p = opts(2).k(3).decoder_activation(Act::Sigmoid).seed(5);
+        let mut a = TrainState::init(p.check().unwrap(), &data).unwrap();
+        let mut b = state(shallow(3, 6, Act::Sigmoid, 5), p);
+        train(&mut a, &data, None, &mut Silent).unwrap();
+        train(&mut b, &data, None, &mut Silent).unwrap();
+        assert_eq!(a.model.to_tensors().unwrap().0, b.model.to_tensors().unwrap().0);
+        // The asymmetric encoder needs images of n_features pixels.
+        let e = TrainState::<f64>::init(
+            opts(1).architecture(Architecture::Asymmetric).check().unwrap(),
+            &data,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            e.contains("invalid architecture") && e.contains("image data"),
+            "{e}"
+        );
     }
 
     /// Worst, over the 16 true limb parts of swimmer, of the best cosine between the part and an
@@ -541,20 +459,12 @@ mod tests {
         .unwrap();
         let model = Autoencoder::<f32>::new(spec, Some((32, 32)), &mut Rng::new(0)).unwrap();
         // Four of the sixteen limb parts are in each image: target mean activation 1/4.
-        let o = TrainOptions {
-            epochs: 400,
-            batch_size: 16,
-            optimizer: OptimizerSpec::named("adam", Some(0.01)).unwrap(),
-            loss: LossSpec {
-                sparsity,
-                reduction: Reduction::Sum,
-                p: 0.25,
-                beta: 1.0,
-                ..LossSpec::default()
-            },
-            ..TrainOptions::default()
-        };
-        let mut st = TrainState::new(model, o);
+        let o = opts(400)
+            .sparsity(sparsity)
+            .reduction(Reduction::Sum)
+            .p(0.25)
+            .beta(1.0);
+        let mut st = state(model, o);
         train(&mut st, &data, None, &mut Silent).unwrap();
         let atoms = crate::protocol::PartModel::atoms(&st.model);
         let cos = |a: &[f64], b: &[f64]| {

@@ -168,9 +168,9 @@ impl NeuralParams {
     pub fn check(&self) -> Result<ValidNeuralParams> {
         params::check_ranks(&self.ranks)?;
         let stop = params::stop_rules("epochs", self.epochs, self.tol, self.max_seconds)?;
-        params::check_positive("lr", self.lr)?;
-        params::check_positive("lr_class", self.lr_class)?;
-        params::check_positive("decay", self.decay)?;
+        params::check_positive("lr", self.lr, "the step on the layers")?;
+        params::check_positive("lr_class", self.lr_class, "the step on the classifier")?;
+        params::check_positive("decay", self.decay, "the factor on the steps")?;
         params::check_at_least_one("decay_every", self.decay_every, "epochs between decays")?;
         params::check_weight("lambda", self.lambda)?;
         params::check_at_least_one("restarts", self.restarts, "starts to run")?;
