@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use partlearn::autoencoder::{
-    self, load_checkpoint, Act, AeParams, Architecture, NonNeg, OptimizerKind, OptimizerSpec,
-    RecLoss, Reduction, Schedule, Sparsity, TrainState,
+    self, load_checkpoint, Act, AeParams, Architecture, NonNeg, OptimizerKind, OptimizerSpec, RecLoss,
+    Reduction, Schedule, Sparsity, TrainState,
 };
 use partlearn::data::Dataset;
 use partlearn::engine::StopReason;
@@ -206,8 +206,7 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
             if let Some(tol) = a.tol {
                 p = p.tol(tol);
             }
-            st.set_params(p.check()?)
-                ?;
+            st.set_params(p.check()?)?;
             let epochs = st.params().params().epochs;
             if st.epoch >= epochs {
                 anyhow::bail!(

@@ -502,7 +502,11 @@ mod tests {
     fn auto_encoder_names_become_its_flags() {
         let longs = ["lr", "patience", "val-fraction", "loss"];
         let f = Flags::of_command(&["fit", "ae"], longs.iter().map(|s| s.to_string()).collect());
-        let e = partlearn::Error::invalid("patience", 3, "set `val_fraction` (or `learning_rate`); see `fit ae`");
+        let e = partlearn::Error::invalid(
+            "patience",
+            3,
+            "set `val_fraction` (or `learning_rate`); see `fit ae`",
+        );
         assert_eq!(
             flag_error(&e, &f),
             "invalid --patience 3: set --val-fraction (or --lr); see `fit ae`"

@@ -153,8 +153,7 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
         .max_seconds(a.max_seconds)
         .seed(a.run.seed)
         .threads(a.run.threads)
-        .validate(n, data.n_features())
-        ?;
+        .validate(n, data.n_features())?;
     let opts = params.params();
     // The labels: the data's (or --label-set's), known on --label-mask or on --labeled samples.
     let classes = labels::label_set(&data, a.label_set.as_deref(), usize::MAX)?;
@@ -314,8 +313,7 @@ fn layers<T: Real>(method: LayerMethod, a: &HnmfArgs) -> Result<()> {
         )
         .seed(a.run.seed)
         .threads(a.run.threads)
-        .validate(n, m)
-        ?;
+        .validate(n, m)?;
     let last = *a.ranks.last().unwrap_or(&1);
     let labels = a.sup.labels(&data, last, a.run.seed)?;
     if let Some(l) = &labels {

@@ -121,10 +121,7 @@ pub fn run(a: &NeuralArgs) -> Result<()> {
 
 fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
     let data = a.data.load::<T>()?;
-    let params = a
-        .params()?
-        .validate(data.n_samples(), data.n_features())
-        ?;
+    let params = a.params()?.validate(data.n_samples(), data.n_features())?;
     let opts = params.params();
     let last = *opts.ranks.last().unwrap_or(&1);
     let sup = a.sup.labels(&data, last, a.run.seed)?;
@@ -275,8 +272,7 @@ pub fn reproduce(cmd: ReproduceCommand) -> Result<()> {
         .iterations(a.iterations)
         .restarts(a.restarts)
         .threads(a.threads)
-        .check()
-        ?;
+        .check()?;
     let data = partlearn::data::named::toy_hierarchy::<f64>(a.data_seed);
     let quiet = a.quiet || a.json;
     let t = partlearn::deep::table::neural_nmf_table(&data, &o, &mut |done, total| {

@@ -66,9 +66,7 @@ pub fn to_numpy<'py, T: Float>(py: Python<'py>, m: MatRef<'_, T>) -> Bound<'py, 
 pub fn owned<T: Float>(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Mat<T>>> {
     let Some(obj) = obj else { return Ok(None) };
     let a: PyReadonlyArray2<'_, T> = obj.extract().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "{what} must be a 2-D numpy array of the same dtype as X"
-        ))
+        PyTypeError::new_err(format!("{what} must be a 2-D numpy array of the same dtype as X"))
     })?;
     if a.ndim() != 2 {
         return Err(PyValueError::new_err(format!("{what} must be 2-D")));
@@ -137,8 +135,7 @@ pub fn warnings<'py>(py: Python<'py>, ws: &[Warning]) -> PyResult<Bound<'py, PyL
 pub fn history<'py>(py: Python<'py>, h: &[IterRecord]) -> PyResult<Bound<'py, PyList>> {
     PyList::new(
         py,
-        h.iter()
-            .map(|r| (r.iter, r.objective, r.rel_error, r.seconds)),
+        h.iter().map(|r| (r.iter, r.objective, r.rel_error, r.seconds)),
     )
 }
 
@@ -219,9 +216,7 @@ pub fn run_detached<R: Send>(
                 (out, observer.error)
             });
             let mut signal = None;
-            while let Err(mpsc::RecvTimeoutError::Timeout) =
-                done_rx.recv_timeout(Duration::from_millis(50))
-            {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(Duration::from_millis(50)) {
                 if signal.is_none() {
                     if let Err(e) = Python::attach(|py| py.check_signals()) {
                         signal = Some(e);

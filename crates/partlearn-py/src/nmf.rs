@@ -6,8 +6,8 @@ use numpy::PyReadonlyArray2;
 use partlearn::engine::StopReason;
 use partlearn::nmf::sparse::{factorize_sparse, CodeConstraint, SparseNmfParams};
 use partlearn::nmf::{
-    self, CustomInit, EncodeMethod, EncodeOptions, EncodeSpec, InitMethod, NmfFit, NmfModel,
-    NmfParams, Penalty, Solver,
+    self, CustomInit, EncodeMethod, EncodeOptions, EncodeSpec, InitMethod, NmfFit, NmfModel, NmfParams,
+    Penalty, Solver,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
