@@ -3,7 +3,7 @@
 //! lets Ctrl-C and a Python callback stop a fit running without the GIL ([`run_detached`]).
 
 use numpy::ndarray::Array2;
-use numpy::{Element, IntoPyArray, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{Element, IntoPyArray, PyArray2, PyReadonlyArray2};
 use partlearn::engine::{Control, IterRecord, Observer, Warning};
 use partlearn::faer::{Mat, MatRef};
 use partlearn::Real;
@@ -68,9 +68,6 @@ pub fn owned<T: Float>(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<O
     let a: PyReadonlyArray2<'_, T> = obj.extract().map_err(|_| {
         PyTypeError::new_err(format!("{what} must be a 2-D numpy array of the same dtype as X"))
     })?;
-    if a.ndim() != 2 {
-        return Err(PyValueError::new_err(format!("{what} must be 2-D")));
-    }
     Ok(Some(view(&a)?.to_owned()))
 }
 
