@@ -4,6 +4,7 @@
 //! `python/partlearn` wrap them; this module holds no method logic of its own.
 
 mod convert;
+mod model;
 mod nmf;
 
 use pyo3::prelude::*;
@@ -15,5 +16,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(nmf::nmf_fit, m)?)?;
     m.add_function(wrap_pyfunction!(nmf::sparse_nmf_fit, m)?)?;
     m.add_function(wrap_pyfunction!(nmf::nmf_transform, m)?)?;
+    m.add_function(wrap_pyfunction!(model::model_transform, m)?)?;
+    m.add_function(wrap_pyfunction!(model::model_decode, m)?)?;
+    m.add_function(wrap_pyfunction!(model::model_info, m)?)?;
     Ok(())
 }

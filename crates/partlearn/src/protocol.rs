@@ -168,16 +168,32 @@ pub fn load_model<T: Real>(path: &Path) -> Result<LoadedModel<T>> {
         ));
     };
     let (tensors, meta) = crate::io::read_safetensors(&file)?;
+    model_from_parts(&tensors, &meta, &file)
+}
+
+/// A model from the bytes of a model file (what [`load_model`] reads from disk; what the Python
+/// package keeps in a fitted estimator). `source` names the bytes in error messages.
+pub fn model_from_bytes<T: Real>(bytes: &[u8], source: &Path) -> Result<LoadedModel<T>> {
+    let (tensors, meta) = crate::io::parse_safetensors(bytes, source)?;
+    model_from_parts(&tensors, &meta, source)
+}
+
+/// The model the tensors and metadata of a model file describe, chosen by its kind.
+fn model_from_parts<T: Real>(
+    tensors: &[crate::io::Tensor],
+    meta: &std::collections::BTreeMap<String, String>,
+    file: &Path,
+) -> Result<LoadedModel<T>> {
     match meta.get(crate::nmf::model::KIND_KEY).map(String::as_str) {
         Some("nmf") => {
-            let (m, image_shape) = NmfModel::<T>::from_file_parts(&tensors, &meta, &file)?;
+            let (m, image_shape) = NmfModel::<T>::from_file_parts(tensors, meta, file)?;
             Ok(LoadedModel {
                 model: Box::new(m),
                 image_shape,
             })
         }
         Some("ae") | Some("asym-ae") => {
-            let m = crate::autoencoder::Autoencoder::<T>::from_file_parts(&tensors, &meta, &file)?;
+            let m = crate::autoencoder::Autoencoder::<T>::from_file_parts(tensors, meta, file)?;
             let image_shape = m.image_shape;
             Ok(LoadedModel {
                 model: Box::new(m),
@@ -185,15 +201,15 @@ pub fn load_model<T: Real>(path: &Path) -> Result<LoadedModel<T>> {
             })
         }
         Some("neural-nmf") | Some("deep-nmf") | Some("hnmf") => {
-            let m = crate::deep::DeepModel::<T>::from_file_parts(&tensors, &meta, &file)?;
-            let image_shape = crate::nmf::model::image_shape_of(&meta);
+            let m = crate::deep::DeepModel::<T>::from_file_parts(tensors, meta, file)?;
+            let image_shape = crate::nmf::model::image_shape_of(meta);
             Ok(LoadedModel {
                 model: Box::new(m),
                 image_shape,
             })
         }
         other => Err(Error::format(
-            &file,
+            file,
             format!(
                 "unknown model kind {:?}; this partlearn knows: nmf, ae, asym-ae, neural-nmf, deep-nmf, hnmf. Give the model.safetensors of a `partlearn fit` run",
                 other.unwrap_or("missing")

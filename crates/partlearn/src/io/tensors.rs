@@ -228,13 +228,40 @@ pub fn safetensors_bytes(tensors: &[Tensor], metadata: &BTreeMap<String, String>
     } else {
         Some(metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     };
-    safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), info).map_err(|e| {
+    let bytes = safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), info).map_err(|e| {
         Error::invalid(
             "tensors",
             format!("{} tensors", tensors.len()),
             format!("cannot serialize them: {e}"),
         )
-    })
+    })?;
+    Ok(sorted_header(bytes))
+}
+
+/// The same file with its JSON header's keys sorted: the safetensors crate writes the metadata
+/// from a `HashMap`, whose order changes from run to run, and the same model must give the same
+/// bytes. The header (8-byte little-endian length, then JSON padded with spaces) keeps its length,
+/// since only the order of its members changes, so the data offsets stay valid.
+fn sorted_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    let Some(len) = bytes.get(..8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as usize)
+    else {
+        return bytes;
+    };
+    let Some(header) = bytes.get(8..8 + len) else {
+        return bytes;
+    };
+    // serde_json's map is a BTreeMap here (no `preserve_order`), so re-serializing sorts the keys.
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return bytes;
+    };
+    let Ok(sorted) = serde_json::to_vec(&value) else {
+        return bytes;
+    };
+    let trimmed = header.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+    if sorted.len() == trimmed {
+        bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
+    }
+    bytes
 }
 
 /// Writes tensors and metadata to `path` as a safetensors file, atomically.
@@ -323,6 +350,26 @@ mod tests {
         m.insert("model".to_string(), "nmf".to_string());
         m.insert("k".to_string(), "3".to_string());
         m
+    }
+
+    #[test]
+    fn same_tensors_and_metadata_give_the_same_bytes() {
+        let mut meta = BTreeMap::new();
+        for i in 0..40 {
+            meta.insert(format!("key{i}"), format!("value {i}"));
+        }
+        let tensors = vec![
+            Tensor::from_mat("b", sample_mat::<f32>(3, 2).as_ref()),
+            Tensor::from_mat("a", sample_mat::<f64>(2, 5).as_ref()),
+        ];
+        let first = safetensors_bytes(&tensors, &meta).unwrap();
+        for _ in 0..5 {
+            assert_eq!(safetensors_bytes(&tensors, &meta).unwrap(), first);
+        }
+        let (back, m) = parse_safetensors(&first, Path::new("mem")).unwrap();
+        assert_eq!(m, meta);
+        assert_eq!(back[0].to_mat::<f64>().unwrap(), sample_mat::<f64>(2, 5));
+        assert_eq!(back[1].to_mat::<f32>().unwrap(), sample_mat::<f32>(3, 2));
     }
 
     #[test]
