@@ -21,71 +21,115 @@ pub enum Error {
     /// A data entry is negative (non-negative factorizations need `X ≥ 0`).
     #[error("negative entry {value} at sample {sample}, feature {feature}: NMF and non-negative auto-encoders need data ≥ 0; shift or clip the data (e.g. subtract its minimum)")]
     NegativeEntry {
+        /// The sample (row of `X`) holding it.
         sample: usize,
+        /// The feature (column of `X`).
         feature: usize,
+        /// The entry.
         value: f64,
     },
     /// A data entry is NaN or infinite.
     #[error("non-finite entry {value} at sample {sample}, feature {feature}: remove or impute missing values before fitting")]
     NonFinite {
+        /// The sample (row of `X`) holding it.
         sample: usize,
+        /// The feature (column of `X`).
         feature: usize,
+        /// The entry.
         value: f64,
     },
     /// The data has no samples or no features.
     #[error("the data is empty ({n_samples} samples × {n_features} features): give at least one sample and one feature")]
-    EmptyData { n_samples: usize, n_features: usize },
+    EmptyData {
+        /// Samples given.
+        n_samples: usize,
+        /// Features given.
+        n_features: usize,
+    },
     /// An option is out of range or inconsistent with the data.
     #[error("invalid {option} = {value}: {reason}")]
     InvalidOption {
         /// The parameter, by its library name (snake_case: `max_iter`, `label_set`).
         option: &'static str,
+        /// The value given, as text.
         value: String,
+        /// What is wrong with it and what to give instead.
         reason: String,
     },
     /// Two inputs that must agree in shape do not.
     #[error("{what}: expected shape {expected}, found {found}; {hint}")]
     ShapeMismatch {
+        /// The input whose shape is wrong.
         what: String,
+        /// The shape it must have.
         expected: String,
+        /// The shape it has.
         found: String,
+        /// What to do.
         hint: String,
     },
     /// A data set name that partlearn does not know.
     #[error("unknown data set '{name}': use one of {known}, or a path to a .npy, .csv or IDX (.gz) file")]
-    UnknownDataset { name: String, known: String },
+    UnknownDataset {
+        /// The name given.
+        name: String,
+        /// The names partlearn knows, comma-separated.
+        known: String,
+    },
     /// Data files that should be installed are missing.
     #[error("{what} not found (looked in {looked}): {hint}")]
     MissingData {
+        /// The missing files (e.g. "Fashion-MNIST").
         what: String,
+        /// The folders searched.
         looked: String,
+        /// How to install them.
         hint: String,
     },
     /// A file is shorter than its header declares: its `part` ("header" or "data") needs
     /// `declared` bytes and `actual` are present.
     #[error("{path}: truncated file, its {part} needs {declared} bytes but only {actual} are present; re-download or re-export it")]
     Truncated {
+        /// The file.
         path: PathBuf,
+        /// "header" or "data".
         part: &'static str,
+        /// Bytes the header declares.
         declared: u64,
+        /// Bytes present.
         actual: u64,
     },
     /// A file is not in the format its name or header claims.
     #[error("{path}: {reason}")]
-    BadFormat { path: PathBuf, reason: String },
+    BadFormat {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// An operating-system I/O error, with the path involved.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder involved.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
     /// Refusing to overwrite existing output (a front end adds how to allow it).
     #[error("{path} already exists: choose an output path not in use, or allow overwriting it")]
-    AlreadyExists { path: PathBuf },
+    AlreadyExists {
+        /// The existing path.
+        path: PathBuf,
+    },
     /// A numerical failure that the data or options made unavoidable.
     #[error("numerical failure in {what}: {reason}")]
-    Numerical { what: String, reason: String },
+    Numerical {
+        /// The computation that failed.
+        what: String,
+        /// Why, and what to change.
+        reason: String,
+    },
 }
 
 impl Error {

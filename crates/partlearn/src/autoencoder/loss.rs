@@ -75,13 +75,19 @@ pub enum Sparsity {
     L2,
     /// `Σ_j sqrt((p − ρ̂_j)² + ε)` (Zhang & Lu). METHODS.md §10: their ε is unknown; the
     /// default `1e-6` makes the penalty close to `|p − ρ̂|` away from the target.
-    EpsL1 { eps: f64 },
+    EpsL1 {
+        /// `ε > 0`.
+        eps: f64,
+    },
     /// `Σ_j log(1 + (p − ρ̂_j)²)` (Olshausen & Field, via Zhang & Lu).
     Log,
     /// `mean_i ‖h⁽ⁱ⁾‖₁` (codes are ≥ 0, so this is their mean sum).
     L1,
     /// `mean_i |s_o − S(h⁽ⁱ⁾)|` with `S` Hoyer's sparseness (§2.1) and target `s_o`.
-    Hoyer { target: f64 },
+    Hoyer {
+        /// Target sparseness `s_o`, in `(0, 1)`.
+        target: f64,
+    },
 }
 
 impl Sparsity {

@@ -57,11 +57,17 @@ impl std::str::FromStr for Architecture {
 /// What a model file needs to rebuild the network.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AeSpec {
+    /// Which encoder (§6.1 or §6.6).
     pub architecture: Architecture,
+    /// Code units (atoms).
     pub k: usize,
+    /// Values per sample.
     pub n_features: usize,
+    /// The shape of one input sample (`1 × 1 × n_features`, or the image `h × w × 1`).
     pub input: Shape,
+    /// The encoder's layers, input first; the last outputs the `k` codes.
     pub encoder: Vec<LayerSpec>,
+    /// The decoder's activation `σ_d`.
     pub decoder_activation: Act,
 }
 
@@ -136,11 +142,14 @@ impl AeSpec {
 /// A (trained or training) auto-encoder.
 #[derive(Clone, Debug)]
 pub struct Autoencoder<T: Real> {
+    /// The architecture (what the model file stores to rebuild it).
     pub spec: AeSpec,
-    pub encoder: Net<T>,
+    /// The encoder network of `spec.encoder`.
+    pub(crate) encoder: Net<T>,
     /// `[Dense n_features, Activation σ_d]`; its weight (`n_features × k` column-major) holds
     /// atom `j` as column `j`.
-    pub decoder: Net<T>,
+    pub(crate) decoder: Net<T>,
+    /// `(height, width)` of the training images, if the samples were images.
     pub image_shape: Option<(usize, usize)>,
 }
 
@@ -206,13 +215,13 @@ impl<T: Real> Autoencoder<T> {
     }
 
     /// Codes of a column-major batch (inference mode) into `out` (`k × batch`).
-    pub fn encode_batch(&self, x: &[T], batch: usize, cache: &mut Cache<T>, par: Par) -> Vec<T> {
+    pub(crate) fn encode_batch(&self, x: &[T], batch: usize, cache: &mut Cache<T>, par: Par) -> Vec<T> {
         self.encoder.forward(x, batch, false, cache, par);
         cache.outs.last().cloned().unwrap_or_default()
     }
 
     /// Every parameter and state tensor, named as in model files.
-    pub fn named_tensors(&self) -> Vec<(String, &super::layers::Tensor<T>)> {
+    pub(crate) fn named_tensors(&self) -> Vec<(String, &super::layers::Tensor<T>)> {
         let mut v = Vec::new();
         for t in self.encoder.params.iter().chain(&self.encoder.state) {
             v.push((format!("encoder.{}", t.name), t));

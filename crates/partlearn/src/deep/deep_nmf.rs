@@ -105,6 +105,7 @@ pub struct LabelTerm<T: Real> {
     pub y: Mat<T>,
     /// Label mask `c × n` (columns of ones where known).
     pub l: Mat<T>,
+    /// Weight `λ ≥ 0` of the term.
     pub lambda: f64,
     /// Classifier `c × k_L` (updated by the fine-tuning).
     pub b: Mat<T>,
@@ -127,11 +128,15 @@ impl<T: Real> LabelTerm<T> {
 /// Deep NMF fine-tuning result.
 #[derive(Clone, Debug)]
 pub struct DeepNmfFit<T: Real> {
+    /// The fine-tuned stack.
     pub stack: LayerStack<T>,
+    /// The label term with its fitted classifier `B`, when supervised.
     pub labels: Option<LabelTerm<T>>,
+    /// Iteration 0 and every sweep.
     pub history: Vec<IterRecord>,
     /// Sweeps completed.
     pub n_iter: usize,
+    /// Why the fine-tuning stopped.
     pub stop_reason: StopReason,
     /// E.g. max_iter reached before the tolerance was met.
     pub warnings: Vec<Warning>,

@@ -24,6 +24,7 @@ use crate::real::Real;
 /// A stack of layers `A⁽ⁱ⁾` (`k_{i−1} × k_i`) and the last layer's codes `S⁽ᴸ⁾` (`k_L × n`).
 #[derive(Clone, Debug)]
 pub struct LayerStack<T: Real> {
+    /// The layers `A⁽ⁱ⁾` (`k_{i−1} × k_i`, `A⁽⁰⁾` is `m × k₀`), first layer first.
     pub a: Vec<Mat<T>>,
     /// Codes of every layer (`S⁽ⁱ⁾`, `k_i × n`).
     pub s: Vec<Mat<T>>,
@@ -105,15 +106,20 @@ pub fn check_ranks(ranks: &[usize], n_samples: usize, n_features: usize) -> Resu
 pub struct LayerFit {
     /// Iteration 0 and every iteration of the layer's NMF.
     pub history: Vec<IterRecord>,
+    /// Iterations run.
     pub n_iter: usize,
+    /// Why the layer's fit stopped.
     pub stop_reason: StopReason,
+    /// E.g. max_iter reached before the tolerance was met.
     pub warnings: Vec<Warning>,
 }
 
 /// A hierarchical NMF: the stack and how each layer's fit ended.
 #[derive(Clone, Debug)]
 pub struct Hierarchy<T: Real> {
+    /// The fitted layers and codes.
     pub stack: LayerStack<T>,
+    /// How each layer's fit ended, first layer first.
     pub layers: Vec<LayerFit>,
 }
 

@@ -161,6 +161,7 @@ impl ValidLayersParams {
 /// A fitted layer pipeline.
 #[derive(Clone, Debug)]
 pub struct LayersFit<T: Real> {
+    /// The fitted layers and codes (the last layer SSNMF's or fine-tuned, when supervised).
     pub stack: LayerStack<T>,
     /// The classifier `B` (`c × k_L`) of the label term, when labeled.
     pub classifier: Option<Mat<T>>,
@@ -174,6 +175,7 @@ pub struct LayersFit<T: Real> {
     pub stop_reason: StopReason,
     /// Every stage's warnings, first layer first.
     pub warnings: Vec<Warning>,
+    /// Wall-clock seconds of the whole pipeline.
     pub seconds: f64,
 }
 

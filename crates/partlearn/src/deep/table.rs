@@ -100,7 +100,9 @@ impl ValidTableParams {
 /// Mean and standard deviation over seeds.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Stat {
+    /// Mean over seeds.
     pub mean: f64,
+    /// Population standard deviation over seeds.
     pub std: f64,
 }
 
@@ -117,11 +119,17 @@ fn stat(v: &[f64]) -> Stat {
 /// One cell of the table.
 #[derive(Clone, Debug, Serialize)]
 pub struct Cell {
+    /// "hierarchical NMF", "Deep NMF" or "Neural NMF".
     pub method: &'static str,
+    /// "unsupervised", "semi-supervised (L40)" or "supervised".
     pub supervision: &'static str,
+    /// Depth, 1 to 3 (ranks 9, 4, 2).
     pub layers: usize,
+    /// `‖X − A⁽⁰⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾‖/‖X‖` over seeds.
     pub rel_error: Stat,
+    /// Post-hoc accuracy of the last layer's codes (METHODS.md §5.1) over seeds.
     pub accuracy: Stat,
+    /// Wall-clock seconds per seed (mean over seeds).
     pub seconds: f64,
     /// The slides' value (rel. error, accuracy if given).
     pub slides: (f64, Option<f64>),
@@ -132,6 +140,7 @@ pub struct Cell {
 pub struct Table {
     /// `(rank, relative error of the best rank-k approximation)`.
     pub svd_bounds: Vec<(usize, f64)>,
+    /// Every cell: supervision, then depth, then method.
     pub cells: Vec<Cell>,
 }
 

@@ -66,7 +66,9 @@ pub struct RunRecord {
 pub struct DataSpec {
     /// The data set's name ([`Dataset::name`]).
     pub name: String,
+    /// Samples (rows of `X`).
     pub n_samples: usize,
+    /// Features (columns of `X`).
     pub n_features: usize,
     /// Float type of the computation: `f32` or `f64`.
     pub dtype: String,
@@ -115,6 +117,7 @@ impl DataSpec {
 /// How a fit ended, in the terms every method shares.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FitSummary {
+    /// Why the fit stopped.
     pub stop_reason: StopReason,
     /// Iterations (epochs for mini-batch training) completed, those of earlier invocations of a
     /// resumed run included.
@@ -167,7 +170,9 @@ impl FitSummary {
 /// (one JSON object per line: [`crate::engine::IterRecord`]s, or the auto-encoder's epochs).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryFile {
+    /// File name inside the run folder.
     pub file: String,
+    /// Lines (records) it holds.
     pub records: usize,
 }
 

@@ -15,7 +15,10 @@ pub enum Act {
     /// `1 / (1 + e^{−z})`.
     Sigmoid,
     /// `z` for `z > 0`, `slope·z` otherwise (the reference decoder uses slope 0.1).
-    LeakyRelu { slope: f64 },
+    LeakyRelu {
+        /// Factor of negative inputs.
+        slope: f64,
+    },
     /// `max(z, 0)`.
     Relu,
     /// `z`.

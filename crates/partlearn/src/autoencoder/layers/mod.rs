@@ -6,13 +6,17 @@
 //! `F × (H_o·W_o·B)` already *is* the next layer's batch, and flattening is the identity on
 //! memory (it only changes the logical shape, as Keras' `Flatten` on channels-last tensors).
 //!
-//! Every layer's parameters are flat `Vec`s ([`Net::params`]) so that optimizers, projections and
-//! model files treat all of them alike. Gradients live outside the network (one set per worker,
-//! [`Net::grad_buffers`]), so that parts of a batch can be back-propagated in parallel through a
-//! shared network.
+//! Every layer's parameters are flat `Vec`s (the crate-internal `Net::params`) so that
+//! optimizers, projections and model files treat all of them alike. Gradients live outside the
+//! network (one set per worker), so that parts of a batch can be back-propagated in parallel
+//! through a shared network.
+//!
+//! Public: the layer descriptions a model file stores ([`LayerSpec`], [`Shape`]) and the
+//! activations ([`Act`]). The built network (`Net`, its layers, tensors and per-batch cache) is
+//! internal to training.
 //!
 //! - `act`: elementwise activations ([`Act`]); `dense`, `conv`, `batch_norm`: each layer kind's forward
-//!   and backward pass, dispatched by [`Net::forward`] and [`Net::backward`] on its [`LayerSpec`].
+//!   and backward pass, dispatched by `Net::forward` and `Net::backward` on its [`LayerSpec`].
 
 mod act;
 mod batch_norm;
@@ -32,8 +36,11 @@ use crate::rng::Rng;
 /// The logical shape of one sample: `h × w × c` (a vector is `1 × 1 × n`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shape {
+    /// Height (rows of pixels; 1 for a vector).
     pub h: usize,
+    /// Width (1 for a vector).
     pub w: usize,
+    /// Channels (the length of a vector).
     pub c: usize,
 }
 
@@ -67,21 +74,35 @@ impl std::fmt::Display for Shape {
 #[serde(rename_all = "kebab-case", tag = "layer")]
 pub enum LayerSpec {
     /// `y = W x + b`, `W` is `outputs × inputs` (column-major), Glorot-uniform initialized.
-    Dense { outputs: usize },
+    Dense {
+        /// Output units.
+        outputs: usize,
+    },
     /// 2-D convolution with `filters` kernels of `kernel × kernel`, `stride`, and TensorFlow's
     /// 'same' padding (output `⌈H/stride⌉`, padding split with the extra pixel at the end).
     Conv2d {
+        /// Output channels.
         filters: usize,
+        /// Side of the square kernel, in pixels.
         kernel: usize,
+        /// Step between kernel positions, in pixels.
         stride: usize,
     },
     /// Batch normalization over the channels (per channel over batch and positions); Keras'
     /// defaults: running averages with `momentum` 0.99, `eps` 1e-3.
-    BatchNorm { momentum: f64, eps: f64 },
+    BatchNorm {
+        /// Weight of the old running average per batch, in `[0, 1)`.
+        momentum: f64,
+        /// Added to the variance before the square root, `> 0`.
+        eps: f64,
+    },
     /// `h × w × c → 1 × 1 × hwc` (identity on channels-last memory).
     Flatten,
     /// Elementwise activation.
-    Activation { act: Act },
+    Activation {
+        /// The activation.
+        act: Act,
+    },
 }
 
 impl LayerSpec {
@@ -138,7 +159,7 @@ impl LayerSpec {
 
 /// A built layer: spec, shapes, and where its parameters sit in [`Net::params`].
 #[derive(Clone, Debug)]
-pub struct Layer {
+pub(crate) struct Layer {
     pub spec: LayerSpec,
     pub input: Shape,
     pub output: Shape,
@@ -152,7 +173,7 @@ pub struct Layer {
 /// is also the row-major tensor of `shape` in Keras' layout: a dense kernel is `inputs × outputs`,
 /// a convolution kernel `kernel × kernel × channels × filters`.
 #[derive(Clone, Debug)]
-pub struct Tensor<T> {
+pub(crate) struct Tensor<T> {
     pub name: String,
     pub shape: Vec<usize>,
     pub data: Vec<T>,
@@ -160,7 +181,7 @@ pub struct Tensor<T> {
 
 /// A sequential network.
 #[derive(Clone, Debug)]
-pub struct Net<T: Real> {
+pub(crate) struct Net<T: Real> {
     pub layers: Vec<Layer>,
     /// Trainable tensors.
     pub params: Vec<Tensor<T>>,
@@ -171,7 +192,7 @@ pub struct Net<T: Real> {
 
 /// Per-batch buffers of a [`Net`]: each layer's output and what its backward pass needs.
 #[derive(Debug, Default)]
-pub struct Cache<T> {
+pub(crate) struct Cache<T> {
     /// `outs[i]` = output of layer `i` (`outs.last()` is the network's output).
     pub outs: Vec<Vec<T>>,
     /// Per layer: im2col columns (conv) or normalized values (batch norm).
@@ -279,11 +300,6 @@ impl<T: Real> Net<T> {
     /// Shape of one output sample.
     pub fn output(&self) -> Shape {
         self.layers.last().map_or(self.input, |l| l.output)
-    }
-
-    /// Layer specs (for model files).
-    pub fn specs(&self) -> Vec<LayerSpec> {
-        self.layers.iter().map(|l| l.spec).collect()
     }
 
     /// Zeroed gradient buffers, one per trainable tensor.

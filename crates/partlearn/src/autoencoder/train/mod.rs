@@ -59,8 +59,11 @@ pub struct EpochRecord {
     pub epoch: usize,
     /// Mean total loss over the epoch's batches (weighted by batch size).
     pub loss: f64,
+    /// Its reconstruction term (METHODS.md §6.2).
     pub reconstruction: f64,
+    /// Its sparsity term, `β` times the penalty (§6.3).
     pub sparsity: f64,
+    /// Its weight-decay term (§6.5).
     pub decay: f64,
     /// Per-pixel MSE of the training batches during the epoch.
     pub train_mse: f64,
@@ -78,9 +81,12 @@ pub struct EpochRecord {
 
 /// Sums over the batches of the epoch in progress.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct EpochSums {
+pub(crate) struct EpochSums {
+    /// Samples seen.
     pub samples: usize,
+    /// Loss terms, each weighted by its batch's size.
     pub terms: LossTerms,
+    /// Code activations summed over samples and units.
     pub activation: f64,
 }
 
@@ -88,14 +94,18 @@ pub struct EpochSums {
 /// parameters, where it stands, and the history.
 #[derive(Clone, Debug)]
 pub struct TrainState<T: Real> {
+    /// The model as trained so far.
     pub model: Autoencoder<T>,
-    pub optimizer: Optimizer<T>,
+    /// The optimizer's state (moments, step count).
+    pub(crate) optimizer: Optimizer<T>,
     params: ValidAeParams,
     /// Completed epochs.
     pub epoch: usize,
     /// Batches done in the epoch in progress.
     pub batch: usize,
-    pub sums: EpochSums,
+    /// Sums over the batches done in the epoch in progress.
+    pub(crate) sums: EpochSums,
+    /// One record per completed epoch.
     pub history: Vec<EpochRecord>,
     /// Early stopping: the best validation MSE, its epoch and the epochs since.
     pub plateau: Option<Plateau>,
@@ -108,7 +118,9 @@ pub struct TrainState<T: Real> {
 /// How a training invocation ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainOutcome {
+    /// Why training stopped.
     pub stop_reason: StopReason,
+    /// E.g. the epochs ran out before the tolerance was met.
     pub warnings: Vec<Warning>,
     /// Seconds of training (all invocations).
     pub seconds: f64,

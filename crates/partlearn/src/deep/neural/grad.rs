@@ -18,7 +18,7 @@ use crate::real::Real;
 
 /// One layer's backward pass (module doc): returns `(∂C/∂A, ∂C/∂X)` for `S = q(X, A)` given
 /// `g = ∂C/∂S`; `∂C/∂X` only when `need_dx`.
-pub fn layer_backward<T: Real>(
+pub(crate) fn layer_backward<T: Real>(
     a: MatRef<'_, T>,
     x: MatRef<'_, T>,
     s: MatRef<'_, T>,
@@ -49,12 +49,13 @@ pub fn layer_backward<T: Real>(
     (da, need_dx.then_some(au))
 }
 
-/// Value of the cost and its gradient with respect to every `A` (and `B`).
-pub struct Gradient<T: Real> {
+/// Value of the cost and its gradient with respect to every `A` (the classifier `B` takes its
+/// own steps, with [`classification`]'s gradient at the codes of the step).
+pub(crate) struct Gradient<T: Real> {
+    /// The cost, classification term included.
     pub cost: f64,
-    pub classification: f64,
+    /// `∂C/∂A⁽ⁱ⁾`, one per layer, shaped as the layers.
     pub da: Vec<Mat<T>>,
-    pub db: Option<Mat<T>>,
 }
 
 /// `Σ r ⊙ r` scaled: `(1/N)‖R‖²`.
@@ -130,7 +131,7 @@ pub(super) fn classification<T: Real>(
 impl<T: Real> NeuralNmf<T> {
     /// The cost at the forward pass `f` without its gradient (what [`gradient`](Self::gradient)
     /// returns as `cost`).
-    pub fn cost_value(
+    pub(crate) fn cost_value(
         &self,
         x: MatRef<'_, T>,
         f: &Forward<T>,
@@ -163,7 +164,7 @@ impl<T: Real> NeuralNmf<T> {
     }
 
     /// The cost at the forward pass `f` and its exact gradient (module doc).
-    pub fn gradient(
+    pub(crate) fn gradient(
         &self,
         x: MatRef<'_, T>,
         f: &Forward<T>,
@@ -244,16 +245,14 @@ impl<T: Real> NeuralNmf<T> {
             }
         }
         let mut classification_value = 0.0;
-        let mut db = None;
         if let (Some((s, loss, lambda)), Some(b)) = (sup, &self.b) {
-            let (v, ds, g) = classification(b.as_ref(), f.s[l].as_ref(), s, loss, lambda, par);
+            let (v, ds, _) = classification(b.as_ref(), f.s[l].as_ref(), s, loss, lambda, par);
             classification_value = v;
             for j in 0..ds.ncols() {
                 for i in 0..ds.nrows() {
                     ds_direct[l][(i, j)] = ds_direct[l][(i, j)] + ds[(i, j)];
                 }
             }
-            db = Some(g);
         }
         // Back-propagation through the NNLS layers, top to bottom.
         let mut da = Vec::with_capacity(l + 1);
@@ -276,9 +275,7 @@ impl<T: Real> NeuralNmf<T> {
         da.reverse();
         Gradient {
             cost: value + classification_value,
-            classification: classification_value,
             da,
-            db,
         }
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! - [`NeuralParams`]: the parameters, checked into [`ValidNeuralParams`].
 //! - [`model`]: the network ([`NeuralNmf`]) and its forward pass ([`Forward`]).
-//! - [`grad`]: the exact backward pass through the NNLS layers and the costs.
+//! - `grad`: the exact backward pass through the NNLS layers and the costs (internal).
 //! - [`train`](mod@train): the epochs as an [`engine`](crate::engine) method (history, stopping
 //!   rules, warnings, Ctrl-C), plain projected gradient or Adam ([`crate::optim`]).
 //!
@@ -19,12 +19,11 @@
 //! every mode, the epoch count is the caller's in every mode, and the L2 classification loss
 //! compares with one-hot labels.
 
-pub mod grad;
+mod grad;
 pub mod model;
 mod params;
 pub mod train;
 
-pub use grad::{layer_backward, Gradient};
 pub use model::{Forward, NeuralNmf};
 pub use params::{ClassLoss, Cost, NeuralParams, ValidNeuralParams};
 pub use train::{train, train_from, NeuralFit};

@@ -13,13 +13,16 @@ use crate::rng::Rng;
 /// A trained Neural NMF: `A⁽ⁱ⁾` is `k_{i−1} × k_i` (`k_{−1} = m`), `B` is `c × k_L`.
 #[derive(Clone, Debug)]
 pub struct NeuralNmf<T: Real> {
+    /// The layers `A⁽ⁱ⁾` (`k_{i−1} × k_i`, first layer first; `A⁽⁰⁾` is `m × k₀`).
     pub a: Vec<Mat<T>>,
+    /// The classifier `B` (`c × k_L`), when trained with labels.
     pub b: Option<Mat<T>>,
 }
 
 /// The codes of every layer (`S⁽ⁱ⁾` is `k_i × n`) and what the backward pass reuses.
 #[derive(Clone, Debug)]
 pub struct Forward<T: Real> {
+    /// `S⁽ⁱ⁾` of every layer (`k_i × n`), first layer first.
     pub s: Vec<Mat<T>>,
     /// `A⁽ⁱ⁾ᵀA⁽ⁱ⁾` of every layer (the backward pass solves with them).
     pub(super) grams: Vec<Mat<T>>,

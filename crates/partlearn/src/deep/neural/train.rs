@@ -26,15 +26,19 @@ use crate::rng::Rng;
 /// How a training run ended.
 #[derive(Clone, Debug)]
 pub struct NeuralFit<T: Real> {
+    /// The trained network.
     pub model: NeuralNmf<T>,
+    /// The forward pass of the training data through it (every layer's codes).
     pub forward: Forward<T>,
     /// Iteration 0 (the start) and every epoch.
     pub history: Vec<IterRecord>,
     /// Epochs completed.
     pub n_iter: usize,
+    /// Why training stopped.
     pub stop_reason: StopReason,
     /// E.g. the epochs ran out before the tolerance was met.
     pub warnings: Vec<Warning>,
+    /// Wall-clock seconds of the kept start (the restart with the lowest cost).
     pub seconds: f64,
 }
 

@@ -29,12 +29,17 @@ pub use params::{Divergence, SsnmfParams, ValidSsnmfParams};
 /// A fitted SSNMF: `A` (`m × k`), `S` (`k × n`), `B` (`c × k`).
 #[derive(Clone, Debug)]
 pub struct SsnmfFit<T: Real> {
+    /// The dictionary `A` (`m × k`).
     pub a: Mat<T>,
+    /// The codes `S` of the training samples (`k × n`).
     pub s: Mat<T>,
+    /// The classifier `B` (`c × k`).
     pub b: Mat<T>,
     /// The parameters of the fit.
     pub params: SsnmfParams,
+    /// Iteration 0 and every iteration.
     pub history: Vec<IterRecord>,
+    /// Why the fit stopped.
     pub stop_reason: StopReason,
     /// E.g. max_iter reached before the tolerance was met.
     pub warnings: Vec<Warning>,
