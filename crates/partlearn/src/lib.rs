@@ -53,7 +53,7 @@ pub mod linalg;
 pub mod nmf;
 pub mod npy;
 pub mod optim;
-pub mod params;
+pub(crate) mod params;
 pub(crate) mod plot;
 pub mod protocol;
 pub mod real;

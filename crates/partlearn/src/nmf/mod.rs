@@ -3,18 +3,19 @@
 //! Flow: [`NmfParams`] are checked into [`ValidNmfParams`] and resolved for the data's shape;
 //! [`init`] builds the starting factors (random, NNDSVD/a/ar, custom); one solver —
 //! `frobenius::GramSolver` (HALS, Frobenius MU or ANLS) or `beta::BetaMu` (MU for any β) — runs
-//! inside the shared [`fit_loop`], which reports every iteration to an [`Observer`] and applies
-//! the stopping rules; finally the codes are recomputed for the final atoms with the model's own
-//! `encode`, so that [`NmfFit::codes`] equals what [`NmfModel::encode`] gives for the training
-//! data.
+//! inside the shared fit loop (`fit_loop`, on the [engine](crate::engine)), which reports every
+//! iteration to an [`Observer`] and applies the stopping rules; finally the codes are recomputed
+//! for the final atoms with the model's own `encode`, so that [`NmfFit::codes`] equals what
+//! [`NmfModel::encode`] gives for the training data.
 //!
 //! Internally samples are columns (METHODS.md's `X ≈ WH`, `X` is `m × n`); atoms are kept as the
 //! rows of `Wᵀ` (`k × m`) so that both factor updates have the same "`k × N` factor, `k × k`
-//! Gram, `k × N` cross term" shape and share one kernel ([`cd`]).
+//! Gram, `k × N` cross term" shape and share one kernel (`cd`). The solvers (`frobenius`, `beta`,
+//! `cd`, `fit_loop`) are internal; [`frobenius`] is public only for its documented constants.
 
-pub mod beta;
-pub mod cd;
-pub mod fit_loop;
+pub(crate) mod beta;
+pub(crate) mod cd;
+pub(crate) mod fit_loop;
 pub mod frobenius;
 pub mod init;
 pub mod model;

@@ -12,8 +12,9 @@
 //!
 //! As in the reference, the data are divided by their maximum before fitting; the atoms are
 //! multiplied back, so the model reconstructs the original data, and the reported objectives
-//! are in the original units. Everything runs inside the shared fit loop
-//! ([`super::fit_loop`]): history, tol / max_iter / time budget and Ctrl-C as for every solver.
+//! are in the original units. Everything runs inside the shared fit loop (`nmf::fit_loop`, on
+//! the [engine](crate::engine)): history, tol / max_iter / time budget and Ctrl-C as for every
+//! solver.
 
 use std::time::Instant;
 
