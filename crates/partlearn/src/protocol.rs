@@ -163,7 +163,7 @@ pub fn load_model<T: Real>(path: &Path) -> Result<LoadedModel<T>> {
             path,
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
-                "no such run folder or model file; give the folder a partlearn fit wrote",
+                "no such run folder or model file; give a run folder or the model file a fit saved",
             ),
         ));
     };
@@ -211,7 +211,7 @@ fn model_from_parts<T: Real>(
         other => Err(Error::format(
             file,
             format!(
-                "unknown model kind {:?}; this partlearn knows: nmf, ae, asym-ae, neural-nmf, deep-nmf, hnmf. Give the model.safetensors of a `partlearn fit` run",
+                "unknown model kind {:?}; this partlearn knows: nmf, ae, asym-ae, neural-nmf, deep-nmf, hnmf. Give a model file that partlearn saved (model.safetensors of a run folder)",
                 other.unwrap_or("missing")
             ),
         )),

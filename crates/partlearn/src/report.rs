@@ -131,7 +131,9 @@ pub fn render(runs: &[ReportRun], title: &str) -> Result<String> {
     for r in runs {
         h.push_str(&format!("<div class=\"run\"><h2>{}</h2>\n", escape(&r.name)));
         if r.metrics.is_none() {
-            h.push_str("<p><em>not evaluated: run <code>partlearn eval</code> on this folder to add metrics</em></p>\n");
+            h.push_str(
+                "<p><em>not evaluated: no metrics.json in this folder; evaluating the run adds it</em></p>\n",
+            );
         }
         for (name, png) in &r.figures {
             h.push_str(&format!(

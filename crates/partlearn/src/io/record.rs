@@ -398,7 +398,7 @@ pub(crate) fn read_partlearn_value(dir: &Path) -> Result<Value> {
     Err(Error::format(
         &path,
         format!(
-            "not a partlearn run ({found}, not the record a partlearn fit writes): point at the \
+            "not a partlearn run ({found}, not the record partlearn saves with a fit): point at the \
              folder of a partlearn run, or refit it"
         ),
     ))

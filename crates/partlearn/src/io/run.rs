@@ -269,9 +269,9 @@ pub fn open_existing(path: &Path) -> Result<PathBuf> {
         return Ok(path.to_path_buf());
     }
     let reason = if path.is_dir() {
-        "is not a partlearn run folder (no model.safetensors): give the folder a partlearn fit wrote"
+        "is not a partlearn run folder (no model.safetensors): give the folder a fit saved"
     } else {
-        "no such run folder: give the folder a partlearn fit wrote"
+        "no such run folder: give the folder a fit saved"
     };
     Err(Error::format(path, reason))
 }
@@ -674,7 +674,7 @@ mod tests {
         let dir = test_dir("run-open");
         let msg = open_existing(dir.path()).unwrap_err().to_string();
         assert!(
-            msg.contains("no model.safetensors") && msg.contains("partlearn fit"),
+            msg.contains("no model.safetensors") && msg.contains("the folder a fit saved"),
             "{msg}"
         );
         let msg = open_existing(&dir.path().join("nope")).unwrap_err().to_string();

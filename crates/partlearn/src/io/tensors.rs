@@ -159,7 +159,7 @@ pub fn tensor_by_name<'a>(tensors: &'a [Tensor], name: &str, path: &Path) -> Res
         Error::format(
             path,
             format!(
-                "no tensor '{name}' (found: {}); re-save the model with `partlearn fit`",
+                "no tensor '{name}' (found: {}); save the model again with this partlearn (refit it)",
                 if names.is_empty() {
                     "none".to_string()
                 } else {
@@ -286,7 +286,9 @@ pub fn parse_safetensors(buffer: &[u8], path: &Path) -> Result<(Vec<Tensor>, BTr
     let bad = |e: safetensors::SafeTensorError| {
         Error::format(
             path,
-            format!("not a valid safetensors file ({e}); it may be truncated or corrupt: re-save it (re-run `partlearn fit`)"),
+            format!(
+                "not a valid safetensors file ({e}); it may be truncated or corrupt: save it again (refit)"
+            ),
         )
     };
     let (_, header) = SafeTensors::read_metadata(buffer).map_err(bad)?;
@@ -448,7 +450,7 @@ mod tests {
         assert!(matches!(err, Error::BadFormat { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(
-            msg.contains("model.safetensors") && msg.contains("re-save"),
+            msg.contains("model.safetensors") && msg.contains("save it again"),
             "{msg}"
         );
         // Header cut short too.

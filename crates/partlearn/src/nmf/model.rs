@@ -306,7 +306,7 @@ impl<T: Real> NmfModel<T> {
                 return Err(Error::format(
                     path,
                     format!(
-                        "not a partlearn NMF model (model kind {:?}); give the model.safetensors of a `partlearn fit nmf` run",
+                        "not a partlearn NMF model (model kind {:?}); give the model file an NMF fit saved (model.safetensors of its run folder)",
                         other.unwrap_or("missing")
                     ),
                 ))

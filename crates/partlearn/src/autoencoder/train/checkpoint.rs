@@ -82,7 +82,7 @@ pub fn load_checkpoint<T: Real>(
         .ok_or_else(|| {
             Error::format(
                 path,
-                "not a partlearn training checkpoint; give the run folder of an interrupted `partlearn fit ae` run (it holds checkpoint.safetensors)",
+                "not a partlearn training checkpoint (no training state in it); give the checkpoint.safetensors that an auto-encoder training saved in its run folder",
             )
         })
         .and_then(|s| {
