@@ -435,20 +435,21 @@ impl TestArgs {
 }
 
 impl<T: Real> TestSet<T> {
-    /// The last layer's codes of the test samples through `net`'s forward pass, and their classes.
+    /// The last layer's codes of the test samples through `net`'s forward pass (`n' × k_L`), and
+    /// their classes.
     pub fn codes(
         &self,
         net: &partlearn::deep::neural::NeuralNmf<T>,
         threads: usize,
     ) -> Result<(faer::Mat<T>, &[u32])> {
         let codes = net
-            .top_codes(self.data.xt(), threads)
+            .top_codes(self.data.x(), threads)
             .with_context(|| format!("encoding --test-data {}", self.spec))?;
         Ok((codes, &self.classes))
     }
 }
 
-/// The post-hoc accuracies (METHODS.md §5.1) of a layer model's top codes `top` against
+/// The post-hoc accuracies (METHODS.md §5.1) of a layer model's top codes `top` (`n × k_L`) against
 /// `reference` (see [`SupervisionArgs::reference`]), and on `test` through `net`; all `None`
 /// without reference labels.
 pub fn accuracies<T: Real>(

@@ -193,9 +193,10 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
             );
         }
     }
+    // The library's 0/1 mask, samples as rows as the file.
     let mask = mask.map(|m| {
-        Mat::<T>::from_fn(m.ncols(), m.nrows(), |i, j| {
-            if m[(j, i)] != T::zero() {
+        Mat::<T>::from_fn(m.nrows(), m.ncols(), |i, j| {
+            if m[(i, j)] != T::zero() {
                 T::one()
             } else {
                 T::zero()
@@ -210,7 +211,7 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
     let run_dir = RunDir::create(&out, a.run.force)?;
     let mut progress = FitProgress::new(opts.max_iter, a.run.quiet);
     let fit = fit_ssnmf(
-        data.xt(),
+        data.x(),
         mask.as_ref().map(|m| m.as_ref()),
         &labels,
         &params,
@@ -238,10 +239,10 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
         codes_penalty: Penalty::default(),
         encode: EncodeOptions::default(),
     };
-    let model = NmfModel::new(fit.a.transpose().to_owned(), spec)?;
-    let codes = fit.s.transpose().to_owned();
+    let model = NmfModel::new(fit.components().to_owned(), spec)?;
+    let codes = fit.codes().to_owned();
     let (mut tensors, meta) = model.to_tensors(Some(codes.as_ref()), data.image_shape)?;
-    tensors.push(io::Tensor::from_mat("classifier", fit.b.as_ref()));
+    tensors.push(io::Tensor::from_mat("classifier", fit.classifier()));
     run_dir.write(
         io::run::MODEL_FILE,
         &io::tensors::safetensors_bytes(&tensors, &meta)?,
@@ -298,7 +299,7 @@ pub fn run_layers(method: LayerMethod, a: &HnmfArgs) -> Result<()> {
 fn layers<T: Real>(method: LayerMethod, a: &HnmfArgs) -> Result<()> {
     let name = method.name();
     let data = a.data.load::<T>()?;
-    let x = data.xt();
+    let x = data.x();
     let (m, n) = (data.n_features(), data.n_samples());
     // Checked before the layer-wise fits, which the fine-tuning or SSNMF would otherwise
     // follow with an error.
@@ -327,13 +328,13 @@ fn layers<T: Real>(method: LayerMethod, a: &HnmfArgs) -> Result<()> {
         .unwrap_or_else(|| default_out(name, &a.data.spec, a.ranks[0]));
     let run_dir = RunDir::create(&out, a.run.force)?;
     let mut progress = FitProgress::new(a.max_iter, a.run.quiet);
-    let fit = fit_layers(&data, method, &params, labels.as_ref(), &mut progress);
+    let fit = fit_layers(x, method, &params, labels.as_ref(), &mut progress);
     progress.finish();
     let fit = fit?;
     let stack = fit.stack;
     let level_errors = stack.level_errors(x);
     let rel = stack.rel_error(x);
-    let top = stack.s[stack.s.len() - 1].clone();
+    let top = stack.top_codes().to_owned();
     let net = stack.into_net();
     let reference = a.sup.reference(&data, labels.as_ref(), last);
     let acc = accuracies(

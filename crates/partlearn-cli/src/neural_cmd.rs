@@ -147,18 +147,17 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
                 .threads(a.run.threads)
                 .check()?;
             Some(
-                partlearn::deep::hnmf::hierarchical(&data, &opts.ranks, &base)?
+                partlearn::deep::hnmf::hierarchical(data.x(), &opts.ranks, &base)?
                     .stack
                     .a,
             )
         }
     };
-    let fit = neural::train_from(data.xt(), start.as_deref(), &params, sup.as_ref(), &mut progress);
+    let fit = neural::train_from(data.x(), start.as_deref(), &params, sup.as_ref(), &mut progress);
     progress.finish();
     let fit = fit?;
-    let x = data.xt();
-    let top = fit.forward.s.last().map(|s| s.as_ref()).unwrap_or(x);
-    let rel_error = fit.model.rel_error(x, &fit.forward);
+    let top = fit.forward.top_codes();
+    let rel_error = fit.model.rel_error(data.x(), &fit.forward);
     let reference = a.sup.reference(&data, sup.as_ref(), last);
     let acc = accuracies(top, reference.as_ref(), test.as_ref(), &fit.model, a.run.threads)?;
     let (accuracy, accuracy_unlabeled, test_accuracy) = (acc.all, acc.unlabeled, acc.test);

@@ -34,7 +34,9 @@
 //!
 //! Conventions: samples are rows in every public API (`X` is `n_samples × n_features`, codes
 //! `n × k`, atoms `k × n_features`, as scikit-learn's `components_`); METHODS.md writes samples
-//! as columns, and the solvers work on that transposed layout internally. One seeded
+//! as columns, and the solvers work on that transposed layout internally (through transposed
+//! views: no copy). The layer matrices of the deep models (`A⁽ⁱ⁾`, `k_{i−1} × k_i`) and the
+//! classifiers (`B`, `n_classes × k`) keep METHODS.md's layout. One seeded
 //! [`rng::Rng`] drives every random choice: the same seed gives the same bits with 1 or 2
 //! threads. The library never prints.
 

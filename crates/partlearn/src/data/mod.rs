@@ -166,26 +166,7 @@ impl<T: Real> Dataset<T> {
     /// normal one (f32: data near 1e19 or 1e-19 overflows or underflows silently otherwise).
     pub fn validate_nonnegative(&self) -> Result<()> {
         validate_nonnegative(self.xt.as_ref())?;
-        let top = self
-            .xt
-            .col_iter()
-            .flat_map(|c| c.iter().map(|&v| Real::to_f64(v)))
-            .fold(0.0f64, |a, v| a.max(v));
-        let sq = top * top;
-        let fix = |what: &str| {
-            format!(
-                "products of values up to {top:e} {what} in {}; rescale the data (e.g. divide it by its maximum){}",
-                T::NAME,
-                if T::NAME == "f32" { " or use `dtype = f64`" } else { "" }
-            )
-        };
-        if sq * self.n_features() as f64 > T::MAX_F64 {
-            return Err(Error::invalid("data_scale", format!("{top:e}"), fix("overflow")));
-        }
-        if top > 0.0 && sq < T::MIN_POSITIVE_F64 {
-            return Err(Error::invalid("data_scale", format!("{top:e}"), fix("underflow")));
-        }
-        Ok(())
+        validate_scale(self.xt.as_ref())
     }
 
     /// `(min, max, mean)` over all entries, accumulated in f64; NaNs are skipped.
@@ -259,6 +240,31 @@ impl<T: Real> Dataset<T> {
             name: self.name.clone(),
         }
     }
+}
+
+/// The scale check of [`Dataset::validate_nonnegative`] on a samples-as-columns matrix
+/// (`n_features × n_samples`, entries finite and ≥ 0): `max² · n_features` below `T`'s largest
+/// value and `max²` above its smallest normal one.
+pub(crate) fn validate_scale<T: Real>(xt: MatRef<'_, T>) -> Result<()> {
+    let top = xt
+        .col_iter()
+        .flat_map(|c| c.iter().map(|&v| Real::to_f64(v)))
+        .fold(0.0f64, |a, v| a.max(v));
+    let sq = top * top;
+    let fix = |what: &str| {
+        format!(
+            "products of values up to {top:e} {what} in {}; rescale the data (e.g. divide it by its maximum){}",
+            T::NAME,
+            if T::NAME == "f32" { " or use `dtype = f64`" } else { "" }
+        )
+    };
+    if sq * xt.nrows() as f64 > T::MAX_F64 {
+        return Err(Error::invalid("data_scale", format!("{top:e}"), fix("overflow")));
+    }
+    if top > 0.0 && sq < T::MIN_POSITIVE_F64 {
+        return Err(Error::invalid("data_scale", format!("{top:e}"), fix("underflow")));
+    }
+    Ok(())
 }
 
 /// Checks a samples-as-columns matrix (`n_features × n_samples`) for emptiness, non-finite and

@@ -98,13 +98,13 @@ impl ValidFineTuneParams {
 }
 
 /// The label term of a (semi-)supervised fine-tuning, `(λ/2)‖L⊙(Y − BS⁽ᴸ⁾)‖²` (SSNMF's model 3
-/// on the last layer, §3).
+/// on the last layer, §3). Built by [`LabelTerm::new`] from the labels.
 #[derive(Clone, Debug)]
 pub struct LabelTerm<T: Real> {
-    /// One-hot labels `c × n`.
-    pub y: Mat<T>,
+    /// One-hot labels `c × n` (samples as columns).
+    pub(crate) y: Mat<T>,
     /// Label mask `c × n` (columns of ones where known).
-    pub l: Mat<T>,
+    pub(crate) l: Mat<T>,
     /// Weight `λ ≥ 0` of the term.
     pub lambda: f64,
     /// Classifier `c × k_L` (updated by the fine-tuning).
@@ -159,28 +159,27 @@ fn prod<T: Real>(dst: &mut Mat<T>, lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, par: 
     linalg::matmul(dst.as_mut(), Accum::Replace, lhs, rhs, T::one(), par);
 }
 
-/// Joint fine-tuning of a stack (module doc) on `x` (`m × n`, samples as columns), reporting
+/// Joint fine-tuning of a stack (module doc) on `x` (`n × m`, samples as rows), reporting
 /// iteration 0 and every sweep to `observer`, on `params.threads` threads. With `labels`, the
 /// label term is added: `B` gets its own multiplicative update and the codes' update gains
 /// `λBᵀ(L⊙Y)` / `λBᵀ(L⊙BS)` (still non-increasing). The stack must have been fitted on `x`, and
-/// the label term have `λ ≥ 0` and one column per sample.
+/// the label term have `λ ≥ 0` and one label per sample.
 ///
 /// ```
-/// use partlearn::data::Dataset;
 /// use partlearn::deep::deep_nmf::{fine_tune, FineTuneParams};
 /// use partlearn::deep::hnmf::hierarchical;
 /// use partlearn::engine::Silent;
 /// use partlearn::faer::Mat;
 /// use partlearn::nmf::NmfParams;
 ///
-/// // 20 samples (columns) of 8 features: a two-layer hierarchy, then 50 joint sweeps.
-/// let x = Mat::<f64>::from_fn(8, 20, |i, j| ((i + 3 * j) % 5) as f64 + 0.5);
-/// let data = Dataset::from_columns(x, "tiny");
-/// let stack = hierarchical(&data, &[4, 2], &NmfParams::new(1).max_iter(100).check()?)?.stack;
-/// let before = stack.rel_error(data.xt());
+/// // 20 samples (rows) of 8 features: a two-layer hierarchy, then 50 joint sweeps.
+/// let x = Mat::<f64>::from_fn(20, 8, |j, i| ((i + 3 * j) % 5) as f64 + 0.5);
+/// let stack = hierarchical(x.as_ref(), &[4, 2], &NmfParams::new(1).max_iter(100).check()?)?.stack;
+/// let before = stack.rel_error(x.as_ref());
 /// let params = FineTuneParams::new().max_iter(50).check()?;
-/// let fit = fine_tune(data.xt(), stack, None, &params, &mut Silent)?;
-/// assert!(fit.stack.rel_error(data.xt()) <= before + 1e-12);
+/// let fit = fine_tune(x.as_ref(), stack, None, &params, &mut Silent)?;
+/// assert!(fit.stack.rel_error(x.as_ref()) <= before + 1e-12);
+/// assert_eq!(fit.stack.top_codes().shape(), (20, 2));
 /// # Ok::<(), partlearn::Error>(())
 /// ```
 pub fn fine_tune<T: Real>(
@@ -194,19 +193,18 @@ pub fn fine_tune<T: Real>(
     if let Some(t) = &labels {
         params::check_weight("lambda", t.lambda)?;
     }
-    stack.check(x)?;
+    // METHODS.md's layout, samples as columns (a view), in which the stack keeps its codes.
+    let x = x.transpose();
+    stack.check_columns(x)?;
     if let Some(t) = &labels {
         let (k, n) = (stack.a[stack.a.len() - 1].ncols(), x.ncols());
         if t.y.shape() != (t.b.nrows(), n) || t.l.shape() != t.y.shape() || t.b.ncols() != k {
             return Err(Error::ShapeMismatch {
                 what: "label term".into(),
-                expected: format!("labels of {n} columns (one per sample), a classifier of {k} columns"),
+                expected: format!("labels of {n} samples (one per sample), a classifier of {k} columns"),
                 found: format!(
-                    "labels {} × {}, mask {} × {}, classifier {} × {}",
-                    t.y.nrows(),
+                    "labels of {} samples, classifier {} × {}",
                     t.y.ncols(),
-                    t.l.nrows(),
-                    t.l.ncols(),
                     t.b.nrows(),
                     t.b.ncols()
                 ),
@@ -527,7 +525,7 @@ mod tests {
             max_iter: 200,
             ..NmfParams::default()
         };
-        let st = hierarchical(&d, ranks, &o.check().unwrap()).unwrap().stack;
+        let st = hierarchical(d.x(), ranks, &o.check().unwrap()).unwrap().stack;
         (d, st)
     }
 
@@ -551,7 +549,7 @@ mod tests {
     #[test]
     fn restarts_continue_bit_for_bit_and_the_record_is_the_dense_objective() {
         let (d, st) = toy_stack(&[9, 4, 2]);
-        let x = d.xt();
+        let x = d.x();
         let o = FineTuneParams {
             max_iter: 25,
             ..FineTuneParams::default()
@@ -569,7 +567,7 @@ mod tests {
         assert_eq!(s.a, straight.stack.a);
         assert_eq!(s.s, straight.stack.s);
         assert_eq!(t.unwrap().b, straight.labels.as_ref().unwrap().b);
-        let dense = dense_objective(x, &straight.stack, straight.labels.as_ref());
+        let dense = dense_objective(d.xt(), &straight.stack, straight.labels.as_ref());
         let rec = straight.history.last().unwrap().objective;
         assert!((dense - rec).abs() <= 1e-10 * dense, "{dense} vs {rec}");
     }
@@ -579,7 +577,7 @@ mod tests {
     #[test]
     fn time_budget_and_max_iter_warning() {
         let (d, st) = toy_stack(&[9, 4]);
-        let x = d.xt();
+        let x = d.x();
         let long = FineTuneParams {
             max_iter: 100_000_000,
             max_seconds: Some(0.2),
@@ -641,7 +639,7 @@ mod tests {
             Err(Error::ShapeMismatch { .. })
         ));
         // A stack fitted on other data is refused.
-        assert!(tune(x.subcols(0, 50), st, None, &o).is_err());
+        assert!(tune(x.subrows(0, 50), st, None, &o).is_err());
     }
 
     /// Same seed, same bits with 1 and 2 threads.
@@ -652,9 +650,9 @@ mod tests {
             max_iter: 30,
             ..FineTuneParams::default()
         };
-        let one = tune(d.xt(), st.clone(), Some(term(&d, 2)), &o).unwrap();
+        let one = tune(d.x(), st.clone(), Some(term(&d, 2)), &o).unwrap();
         let o2 = FineTuneParams { threads: 2, ..o };
-        let two = tune(d.xt(), st, Some(term(&d, 2)), &o2).unwrap();
+        let two = tune(d.x(), st, Some(term(&d, 2)), &o2).unwrap();
         assert_eq!(one.stack.a, two.stack.a);
         assert_eq!(one.stack.s, two.stack.s);
         assert_eq!(one.labels.as_ref().unwrap().b, two.labels.as_ref().unwrap().b);

@@ -1,7 +1,7 @@
 //! Hierarchical NMF (METHODS.md §4.1) and the layer stack every deep model shares.
 //!
 //! Hierarchical NMF factors `X ≈ A⁽⁰⁾S⁽⁰⁾`, then `S⁽⁰⁾ ≈ A⁽¹⁾S⁽¹⁾`, …, each layer an independent NMF
-//! (any solver of [`crate::nmf::fit`], through the engine: each layer has its history, stopping
+//! (any solver of [`crate::nmf::factorize`], through the engine: each layer has its history, stopping
 //! rules and Ctrl-C) of the previous layer's codes, so errors accumulate. Supervised, the last
 //! layer is SSNMF (model 3) of the previous layer's codes ([`ssnmf_last_layer`], §4.1: "supervision
 //! only on the last layer"). Deep NMF fine-tunes such a stack jointly ([`super::deep_nmf`]).
@@ -12,27 +12,42 @@ use faer::{Mat, MatRef, Par};
 
 use super::neural::NeuralNmf;
 use crate::data::labels::Labels;
-use crate::data::Dataset;
 use crate::engine::{IterRecord, Observer, Silent, StopReason, Warning};
 use crate::error::{Error, Result};
 use crate::linalg;
-use crate::nmf::ssnmf::{fit_ssnmf, SsnmfFit, ValidSsnmfParams};
+use crate::nmf::ssnmf::{self, SsnmfFit, ValidSsnmfParams};
 use crate::nmf::{self, ValidNmfParams};
 use crate::params;
 use crate::real::Real;
 
-/// A stack of layers `A⁽ⁱ⁾` (`k_{i−1} × k_i`) and the last layer's codes `S⁽ᴸ⁾` (`k_L × n`).
+/// A stack of layers `A⁽ⁱ⁾` (`k_{i−1} × k_i`) and the codes of every layer, `S⁽ⁱ⁾`: built by
+/// [`hierarchical`], refined by [`fine_tune`](super::deep_nmf::fine_tune). The layers are
+/// public in METHODS.md's layout; the codes are read as samples-as-rows views
+/// ([`codes`](LayerStack::codes), `n × k_i`).
 #[derive(Clone, Debug)]
 pub struct LayerStack<T: Real> {
     /// The layers `A⁽ⁱ⁾` (`k_{i−1} × k_i`, `A⁽⁰⁾` is `m × k₀`), first layer first.
     pub a: Vec<Mat<T>>,
-    /// Codes of every layer (`S⁽ⁱ⁾`, `k_i × n`).
-    pub s: Vec<Mat<T>>,
+    /// Codes of every layer (`S⁽ⁱ⁾`, `k_i × n`, samples as columns); as many as layers, at least
+    /// one (every constructor fits at least one layer).
+    pub(crate) s: Vec<Mat<T>>,
 }
 
 impl<T: Real> LayerStack<T> {
-    /// `A⁽⁰⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾`.
-    pub fn reconstruction(&self) -> Mat<T> {
+    /// The codes of layer `level` (`S⁽ⁱ⁾ᵀ`, `n × k_i`, a view), if the stack has that layer.
+    pub fn codes(&self, level: usize) -> Option<MatRef<'_, T>> {
+        self.s.get(level).map(|s| s.transpose())
+    }
+
+    /// The last layer's codes (`S⁽ᴸ⁾ᵀ`, `n × k_L`, a view): what the classifier and the post-hoc
+    /// accuracy see.
+    pub fn top_codes(&self) -> MatRef<'_, T> {
+        // Every stack holds at least one layer (field doc).
+        self.s[self.s.len() - 1].transpose()
+    }
+
+    /// `A⁽⁰⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾`, samples as columns (`m × n`).
+    fn reconstruction_columns(&self) -> Mat<T> {
         let mut z = self.s[self.s.len() - 1].clone();
         for a in self.a.iter().rev() {
             z = linalg::mul(a.as_ref(), z.as_ref(), Par::Seq);
@@ -40,14 +55,25 @@ impl<T: Real> LayerStack<T> {
         z
     }
 
-    /// `‖X − A⁽⁰⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾‖ / ‖X‖`.
-    pub fn rel_error(&self, x: MatRef<'_, T>) -> f64 {
-        let z = self.reconstruction();
-        let r = Mat::<T>::from_fn(x.nrows(), x.ncols(), |i, j| x[(i, j)] - z[(i, j)]);
-        (linalg::frob_sq(r.as_ref()) / linalg::frob_sq(x).max(f64::MIN_POSITIVE)).sqrt()
+    /// The reconstruction `(A⁽⁰⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾)ᵀ`, samples as rows (`n × m`).
+    pub fn reconstruction(&self) -> Mat<T> {
+        self.reconstruction_columns().transpose().to_owned()
     }
 
-    /// `‖X − A⁽⁰⁾⋯A⁽ⁱ⁾S⁽ⁱ⁾‖/‖X‖` for every level `i` (the stack cut after layer `i`).
+    /// `‖X − A⁽⁰⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾‖ / ‖X‖` for `x` (`n × m`, samples as rows).
+    pub fn rel_error(&self, x: MatRef<'_, T>) -> f64 {
+        self.rel_error_columns(x.transpose())
+    }
+
+    /// [`rel_error`](Self::rel_error) of `xt` given as samples as columns (`m × n`).
+    pub(crate) fn rel_error_columns(&self, xt: MatRef<'_, T>) -> f64 {
+        let z = self.reconstruction_columns();
+        let r = Mat::<T>::from_fn(xt.nrows(), xt.ncols(), |i, j| xt[(i, j)] - z[(i, j)]);
+        (linalg::frob_sq(r.as_ref()) / linalg::frob_sq(xt).max(f64::MIN_POSITIVE)).sqrt()
+    }
+
+    /// `‖X − A⁽⁰⁾⋯A⁽ⁱ⁾S⁽ⁱ⁾‖/‖X‖` for every level `i` (the stack cut after layer `i`), `x`
+    /// (`n × m`) as rows.
     pub fn level_errors(&self, x: MatRef<'_, T>) -> Vec<f64> {
         (0..self.a.len())
             .map(|i| {
@@ -65,10 +91,10 @@ impl<T: Real> LayerStack<T> {
         NeuralNmf { a: self.a, b: None }
     }
 
-    /// Checks that the layers chain from `x`'s rows (`m × n`) and that every layer has codes of
-    /// its rank for the `n` samples.
-    pub fn check(&self, x: MatRef<'_, T>) -> Result<()> {
-        let (m, n) = (x.nrows(), x.ncols());
+    /// Checks that the layers chain from `xt`'s rows (samples as columns, `m × n`) and that
+    /// every layer has codes of its rank for the `n` samples.
+    pub(crate) fn check_columns(&self, xt: MatRef<'_, T>) -> Result<()> {
+        let (m, n) = (xt.nrows(), xt.ncols());
         let mut rows = m;
         let chained = !self.a.is_empty()
             && self.a.len() == self.s.len()
@@ -82,11 +108,11 @@ impl<T: Real> LayerStack<T> {
         } else {
             Err(Error::ShapeMismatch {
                 what: "layer stack".into(),
-                expected: format!("layers chaining from {m} rows, codes of {n} columns"),
+                expected: format!("layers chaining from {m} features, codes of {n} samples"),
                 found: format!(
                     "layers {:?}, codes {:?}",
                     self.a.iter().map(|a| a.shape()).collect::<Vec<_>>(),
-                    self.s.iter().map(|s| s.shape()).collect::<Vec<_>>()
+                    self.s.iter().map(|s| (s.ncols(), s.nrows())).collect::<Vec<_>>()
                 ),
                 hint: "fit the stack on the same data (hnmf::hierarchical)".into(),
             })
@@ -149,48 +175,50 @@ pub(crate) fn remaining(budget: Option<f64>, start: Instant) -> Option<f64> {
     budget.map(|b| (b - start.elapsed().as_secs_f64()).max(f64::MIN_POSITIVE))
 }
 
-/// Hierarchical NMF (METHODS.md §4.1) of `data` with the checked NMF parameters `base` for every
-/// layer: `k` replaced by the ranks (checked here against the data), layer `i` seeded by
-/// `base.seed + i`; `base.max_seconds` is the budget of all layers together.
+/// Hierarchical NMF (METHODS.md §4.1) of `x` (`n × m`, samples as rows, entries ≥ 0) with the
+/// checked NMF parameters `base` for every layer: `k` replaced by the ranks (checked here
+/// against the data), layer `i` seeded by `base.seed + i`; `base.max_seconds` is the budget of
+/// all layers together. Each layer's input (the data, then the previous layer's codes) is
+/// checked as [`Dataset::validate_nonnegative`](crate::data::Dataset::validate_nonnegative)
+/// checks data.
 ///
 /// ```
-/// use partlearn::data::Dataset;
 /// use partlearn::deep::hnmf::hierarchical;
 /// use partlearn::faer::Mat;
 /// use partlearn::nmf::NmfParams;
 ///
-/// // 20 samples (columns) of 8 features.
-/// let x = Mat::<f64>::from_fn(8, 20, |i, j| ((i + 3 * j) % 5) as f64 + 0.5);
-/// let data = Dataset::from_columns(x, "tiny");
+/// // 20 samples (rows) of 8 features.
+/// let x = Mat::<f64>::from_fn(20, 8, |j, i| ((i + 3 * j) % 5) as f64 + 0.5);
 /// let layer = NmfParams::new(1).max_iter(100).check()?;
-/// let h = hierarchical(&data, &[4, 2], &layer)?;
+/// let h = hierarchical(x.as_ref(), &[4, 2], &layer)?;
 /// assert_eq!((h.stack.a[0].shape(), h.stack.a[1].shape()), ((8, 4), (4, 2)));
-/// assert!(h.stack.rel_error(data.xt()) < 1.0);
+/// assert_eq!(h.stack.top_codes().shape(), (20, 2));
+/// assert!(h.stack.rel_error(x.as_ref()) < 1.0);
 /// # Ok::<(), partlearn::Error>(())
 /// ```
 pub fn hierarchical<T: Real>(
-    data: &Dataset<T>,
+    x: MatRef<'_, T>,
     ranks: &[usize],
     base: &ValidNmfParams,
 ) -> Result<Hierarchy<T>> {
-    check_ranks(ranks, data.n_samples(), data.n_features())?;
+    check_ranks(ranks, x.nrows(), x.ncols())?;
     let start = Instant::now();
     let base = base.params();
     let mut a = Vec::new();
     let mut s: Vec<Mat<T>> = Vec::new();
     let mut layers = Vec::new();
     for (i, &k) in ranks.iter().enumerate() {
-        let layer_data = if i == 0 {
-            data.clone()
-        } else {
-            Dataset::from_columns(s[i - 1].clone(), "codes")
-        };
+        // The layer's input, samples as rows: the data, then the previous layer's codes (a view
+        // of `S⁽ⁱ⁻¹⁾`, `k × n`).
+        let input = if i == 0 { x } else { s[i - 1].transpose() };
+        crate::data::validate_nonnegative(input.transpose())?;
+        crate::data::validate_scale(input.transpose())?;
         let opts = base
             .clone()
             .k(k)
             .seed(base.seed.wrapping_add(i as u64))
             .max_seconds(remaining(base.max_seconds, start));
-        let fit = nmf::fit(&layer_data, &opts, None, &mut Silent)?;
+        let fit = nmf::factorize_with(input, &opts.check()?, None, &mut Silent)?;
         a.push(fit.model.components().transpose().to_owned());
         s.push(fit.codes().transpose().to_owned());
         layers.push(LayerFit {
@@ -207,9 +235,10 @@ pub fn hierarchical<T: Real>(
 }
 
 /// Supervision on the last layer of a hierarchy (§4.1): SSNMF (checked parameters `params`, its
-/// `k` replaced by the last layer's rank) of the previous layer's codes (of `x` for one layer)
-/// with `labels` replaces the last layer's `A` and `S`; returns the new stack and the SSNMF fit
-/// (its classifier `B`, history, stop reason, warnings).
+/// `k` replaced by the last layer's rank) of the previous layer's codes (of `x`, `n × m` as rows,
+/// for one layer) with `labels` replaces the last layer's `A` and `S`; returns the new stack and
+/// the SSNMF fit (its classifier `B`, history, stop reason, warnings). The stack must have been
+/// fitted on `x`.
 pub fn ssnmf_last_layer<T: Real>(
     x: MatRef<'_, T>,
     mut stack: LayerStack<T>,
@@ -217,16 +246,18 @@ pub fn ssnmf_last_layer<T: Real>(
     params: &ValidSsnmfParams,
     observer: &mut (dyn Observer + Send),
 ) -> Result<(LayerStack<T>, SsnmfFit<T>)> {
-    stack.check(x)?;
+    // The stack's layout, samples as columns (a view).
+    let xt = x.transpose();
+    stack.check_columns(xt)?;
     let depth = stack.a.len();
     let k = stack.a[depth - 1].ncols();
     let params = params.for_layer(k, params.params().max_seconds)?;
     let input = if depth == 1 {
-        x
+        xt
     } else {
         stack.s[depth - 2].as_ref()
     };
-    let f = fit_ssnmf(input, None, labels, &params, observer)?;
+    let f = ssnmf::fit_columns(input, None, labels, &params, observer)?;
     stack.a[depth - 1] = f.a.clone();
     stack.s[depth - 1] = f.s.clone();
     Ok((stack, f))
@@ -235,6 +266,7 @@ pub fn ssnmf_last_layer<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::Dataset;
     use crate::deep::deep_nmf::dense_objective;
     use crate::nmf::ssnmf::SsnmfParams;
     use crate::nmf::{NmfParams, Solver};
@@ -255,11 +287,17 @@ mod tests {
     #[test]
     fn one_layer_hierarchy_is_plain_nmf() {
         let d = toy();
-        let h = hierarchical(&d, &[9], &base().check().unwrap()).unwrap();
+        let h = hierarchical(d.x(), &[9], &base().check().unwrap()).unwrap();
         let st = &h.stack;
         let f = nmf::fit(&d, &NmfParams { k: 9, ..base() }, None, &mut Silent).unwrap();
         assert_eq!(st.a[0], f.model.components().transpose().to_owned());
-        assert!((st.rel_error(d.xt()) - f.rel_error).abs() < 1e-9);
+        assert_eq!(st.top_codes(), f.codes());
+        assert_eq!(st.codes(0), Some(f.codes()));
+        assert!(st.codes(1).is_none());
+        assert!((st.rel_error(d.x()) - f.rel_error).abs() < 1e-9);
+        let z = st.reconstruction();
+        let direct = f.codes() * f.model.components();
+        assert!(linalg::frob_sq((&z - &direct).as_ref()) <= 1e-20 * linalg::frob_sq(direct.as_ref()));
         assert_eq!(h.layers[0].n_iter, f.n_iter);
         assert_eq!(h.stop_reason(), f.stop_reason);
     }
@@ -275,8 +313,10 @@ mod tests {
             |k: usize| ((total - svd.s[..k].iter().map(|s| s * s).sum::<f64>()).max(0.0) / total).sqrt();
         let mut prev = 0.0;
         for (depth, ranks) in [vec![9], vec![9, 4], vec![9, 4, 2]].iter().enumerate() {
-            let st = hierarchical(&d, ranks, &base().check().unwrap()).unwrap().stack;
-            let rel = st.rel_error(x);
+            let st = hierarchical(d.x(), ranks, &base().check().unwrap())
+                .unwrap()
+                .stack;
+            let rel = st.rel_error(d.x());
             let b = bound(*ranks.last().unwrap());
             assert!(
                 rel >= b - 1e-9 && rel < b + 0.3,
@@ -308,7 +348,7 @@ mod tests {
                     max_iter: 1,
                     ..o.clone()
                 };
-                let ft = fine_tune(x, st, labels, &one.check().unwrap(), &mut Silent).unwrap();
+                let ft = fine_tune(d.x(), st, labels, &one.check().unwrap(), &mut Silent).unwrap();
                 let cur = dense_objective(x, &ft.stack, ft.labels.as_ref());
                 assert!(
                     cur <= prev * (1.0 + 1e-12),
@@ -318,7 +358,7 @@ mod tests {
                 (prev, st, labels) = (cur, ft.stack, ft.labels);
             }
             if depth == 0 {
-                assert!(st.rel_error(x) <= rel + 1e-12);
+                assert!(st.rel_error(d.x()) <= rel + 1e-12);
             }
         }
         assert!(check_ranks(&[4, 9], 90, 87).is_err());
@@ -336,7 +376,7 @@ mod tests {
             max_seconds: Some(1e-9),
             ..base()
         };
-        let h = hierarchical(&d, &[9, 4, 2], &o.check().unwrap()).unwrap();
+        let h = hierarchical(d.x(), &[9, 4, 2], &o.check().unwrap()).unwrap();
         assert_eq!(h.stop_reason(), StopReason::TimeLimit);
         assert!(h
             .layers
@@ -348,8 +388,8 @@ mod tests {
     #[test]
     fn ssnmf_on_the_last_layer_replaces_it() {
         let d = toy();
-        let x = d.xt();
-        let h = hierarchical(&d, &[9, 4], &base().check().unwrap()).unwrap();
+        let x = d.x();
+        let h = hierarchical(x, &[9, 4], &base().check().unwrap()).unwrap();
         let labels = Labels::new(d.extra_labels[1].1.clone(), (0..90).map(|j| j % 3 == 0).collect()).unwrap();
         let o = SsnmfParams {
             lambda: 1e-5,
@@ -361,17 +401,19 @@ mod tests {
         assert_eq!(st.a[0], h.stack.a[0]);
         assert_eq!(st.a[1], f.a);
         assert_eq!(f.params.k, 4);
-        let direct = fit_ssnmf(
-            h.stack.s[0].as_ref(),
+        // The public SSNMF on the first layer's codes (samples as rows) gives the same layer.
+        let direct = crate::nmf::ssnmf::fit_ssnmf(
+            h.stack.codes(0).unwrap(),
             None,
             &labels,
             &SsnmfParams { k: 4, ..o }.check().unwrap(),
             &mut Silent,
         )
         .unwrap();
-        assert_eq!(direct.s, st.s[1]);
+        assert_eq!(direct.codes(), st.top_codes());
+        assert_eq!(direct.components(), st.a[1].transpose());
         assert!(ssnmf_last_layer(
-            d.xt().subcols(0, 10),
+            x.subrows(0, 10),
             h.stack,
             &labels,
             &SsnmfParams::default().check().unwrap(),

@@ -5,13 +5,12 @@
 
 use std::time::Instant;
 
-use faer::Mat;
+use faer::{Mat, MatRef};
 use serde::{Deserialize, Serialize};
 
 use super::deep_nmf::{fine_tune, FineTuneParams, LabelTerm};
 use super::hnmf::{check_ranks, hierarchical, remaining, ssnmf_last_layer, LayerFit, LayerStack};
 use crate::data::labels::Labels;
-use crate::data::Dataset;
 use crate::engine::{IterRecord, Observer, StopReason, Warning};
 use crate::error::Result;
 use crate::nmf::ssnmf::SsnmfParams;
@@ -179,44 +178,42 @@ pub struct LayersFit<T: Real> {
     pub seconds: f64,
 }
 
-/// Fits `method` to `data` (module doc), reporting the last stage's iterations to `observer`;
-/// `labels` (one per sample) supervise the last stage. The ranks and the labels are checked
-/// against the data before any fitting.
+/// Fits `method` to `x` (`n × m`, samples as rows, entries ≥ 0; module doc), reporting the last
+/// stage's iterations to `observer`; `labels` (one per sample) supervise the last stage. The
+/// ranks and the labels are checked against the data before any fitting.
 ///
 /// ```
 /// use partlearn::data::labels::Labels;
-/// use partlearn::data::Dataset;
 /// use partlearn::deep::pipeline::{fit_layers, LayerMethod, LayersParams};
 /// use partlearn::engine::Silent;
 /// use partlearn::faer::Mat;
 ///
-/// // 20 samples (columns) of 8 features in two classes, half of them labeled.
-/// let x = Mat::<f64>::from_fn(8, 20, |i, j| if (i < 4) == (j % 2 == 0) { 1.0 + (i * j % 3) as f64 } else { 0.1 });
-/// let data = Dataset::from_columns(x, "tiny");
+/// // 20 samples (rows) of 8 features in two classes, half of them labeled.
+/// let x = Mat::<f64>::from_fn(20, 8, |j, i| if (i < 4) == (j % 2 == 0) { 1.0 + (i * j % 3) as f64 } else { 0.1 });
 /// let labels = Labels::new((0..20).map(|j| j % 2).collect(), (0..20).map(|j| j < 10).collect())?;
 /// let params = LayersParams::new(vec![4, 2]).max_iter(100).lambda(0.1).check()?;
 /// // Hierarchical NMF with SSNMF on the last layer (§4.1), and Deep NMF (§4.2).
-/// let h = fit_layers(&data, LayerMethod::Hierarchical, &params, Some(&labels), &mut Silent)?;
-/// let d = fit_layers(&data, LayerMethod::DeepNmf, &params, Some(&labels), &mut Silent)?;
-/// assert_eq!((h.stack.a.len(), d.classifier.map(|b| b.shape())), (2, Some((2, 2))));
+/// let h = fit_layers(x.as_ref(), LayerMethod::Hierarchical, &params, Some(&labels), &mut Silent)?;
+/// let d = fit_layers(x.as_ref(), LayerMethod::DeepNmf, &params, Some(&labels), &mut Silent)?;
+/// assert_eq!((h.stack.a.len(), h.stack.top_codes().shape()), (2, (20, 2)));
+/// assert_eq!(d.classifier.map(|b| b.shape()), Some((2, 2)));
 /// # Ok::<(), partlearn::Error>(())
 /// ```
 pub fn fit_layers<T: Real>(
-    data: &Dataset<T>,
+    x: MatRef<'_, T>,
     method: LayerMethod,
     params: &ValidLayersParams,
     labels: Option<&Labels>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<LayersFit<T>> {
     let start = Instant::now();
-    let (m, n) = (data.n_features(), data.n_samples());
+    let (n, m) = (x.nrows(), x.ncols());
     params.check_shape(n, m)?;
     if let Some(l) = labels {
         l.check(n)?;
     }
     let o = params.params();
-    let x = data.xt();
-    let h = hierarchical(data, &o.ranks, params.layer_params())?;
+    let h = hierarchical(x, &o.ranks, params.layer_params())?;
     let mut warnings = h.warnings();
     let reason = h.stop_reason();
     let last = h.layers.last().cloned();
@@ -324,11 +321,11 @@ mod tests {
         let v = ok.check().unwrap();
         for method in [LayerMethod::Hierarchical, LayerMethod::DeepNmf] {
             assert!(matches!(
-                fit_layers(&d, method, &v, Some(&short), &mut Silent),
+                fit_layers(d.x(), method, &v, Some(&short), &mut Silent),
                 Err(Error::ShapeMismatch { .. })
             ));
         }
         let big = big.check().unwrap();
-        assert!(fit_layers(&d, LayerMethod::Hierarchical, &big, None, &mut Silent).is_err());
+        assert!(fit_layers(d.x(), LayerMethod::Hierarchical, &big, None, &mut Silent).is_err());
     }
 }

@@ -1,6 +1,9 @@
 //! The post-hoc classifier of METHODS.md §5.1, with which the layer models (hierarchical, Deep
-//! and Neural NMF) are scored: `B = Y S⁺` fitted by least squares on the codes `S` (`k × n`) of
-//! the samples whose label is used, then `ŷ_j = argmax(B s_j)`.
+//! and Neural NMF) are scored: `B = Y S⁺` fitted by least squares on the codes `S` (`k × n` in
+//! METHODS.md) of the samples whose label is used, then `ŷ_j = argmax(B s_j)`.
+//!
+//! Codes are given as the crate's public API gives them, samples as rows (`n × k`: sample `j`'s
+//! code is row `j`, i.e. `Sᵀ`); the classifier `B` is `c × k`.
 //!
 //! [`accuracies`] gives the three numbers a run reports: fitted and scored on every training
 //! sample, fitted on the labels a semi-supervised fit saw and scored on the others, and scored on
@@ -13,9 +16,11 @@ use crate::error::Result;
 use crate::linalg;
 use crate::real::Real;
 
-/// `B = Y S⁺` (`c × k`) over the columns `fit` of `s` (`k × n`), the pseudo-inverse taken
-/// through the eigen-decomposition of `S Sᵀ` (eigenvalues below `1e-12·k·λ_max` dropped).
-pub fn posthoc_classifier<T: Real>(s: MatRef<'_, T>, labels: &[u32], fit: &[bool]) -> Result<Mat<f64>> {
+/// `B = Y S⁺` (`c × k`) over the samples `fit` (rows) of `codes` (`n × k`), the pseudo-inverse
+/// taken through the eigen-decomposition of `S Sᵀ` (eigenvalues below `1e-12·k·λ_max` dropped).
+pub fn posthoc_classifier<T: Real>(codes: MatRef<'_, T>, labels: &[u32], fit: &[bool]) -> Result<Mat<f64>> {
+    // METHODS.md's layout, samples as columns (a view).
+    let s = codes.transpose();
     let (k, n) = (s.nrows(), s.ncols());
     let c = labels.iter().max().map_or(0, |&v| v as usize + 1);
     let cols: Vec<usize> = (0..n).filter(|&j| fit[j]).collect();
@@ -41,8 +46,15 @@ pub fn posthoc_classifier<T: Real>(s: MatRef<'_, T>, labels: &[u32], fit: &[bool
     Ok(linalg::mul(ys.as_ref(), inv.as_ref(), par))
 }
 
-/// Fraction of the columns `score` of `s` whose `argmax(B s_j)` is their label (NaN if none).
-pub fn classifier_accuracy<T: Real>(b: &Mat<f64>, s: MatRef<'_, T>, labels: &[u32], score: &[bool]) -> f64 {
+/// Fraction of the samples `score` (rows of `codes`, `n × k`) whose `argmax(B s_j)` is their
+/// label (NaN if none).
+pub fn classifier_accuracy<T: Real>(
+    b: &Mat<f64>,
+    codes: MatRef<'_, T>,
+    labels: &[u32],
+    score: &[bool],
+) -> f64 {
+    let s = codes.transpose();
     let (c, k) = (b.nrows(), b.ncols());
     let scored: Vec<usize> = (0..s.ncols()).filter(|&j| score[j]).collect();
     if scored.is_empty() {
@@ -61,15 +73,16 @@ pub fn classifier_accuracy<T: Real>(b: &Mat<f64>, s: MatRef<'_, T>, labels: &[u3
     correct as f64 / scored.len() as f64
 }
 
-/// [`posthoc_classifier`] fitted on the columns `fit`, its accuracy over the columns `score`.
+/// [`posthoc_classifier`] fitted on the samples `fit` of `codes` (`n × k`), its accuracy over the
+/// samples `score`.
 pub fn posthoc_accuracy<T: Real>(
-    s: MatRef<'_, T>,
+    codes: MatRef<'_, T>,
     labels: &[u32],
     fit: &[bool],
     score: &[bool],
 ) -> Result<f64> {
-    let b = posthoc_classifier(s, labels, fit)?;
-    Ok(classifier_accuracy(&b, s, labels, score))
+    let b = posthoc_classifier(codes, labels, fit)?;
+    Ok(classifier_accuracy(&b, codes, labels, score))
 }
 
 /// The post-hoc accuracies of a run (module doc).
@@ -83,40 +96,40 @@ pub struct Accuracies {
     pub test: Option<f64>,
 }
 
-/// Held-out codes (`k × n'`, the same layer as the training codes) and their classes.
+/// Held-out codes (`n' × k`, the same layer as the training codes) and their classes.
 #[derive(Clone, Copy, Debug)]
 pub struct HeldOut<'a, T: Real> {
-    /// The held-out codes, `k × n'` (samples as columns, as the training codes).
+    /// The held-out codes, `n' × k` (samples as rows, as the training codes).
     pub codes: MatRef<'a, T>,
     /// The class of each held-out sample (`n'` entries).
     pub classes: &'a [u32],
 }
 
-/// The accuracies of the codes `s` (`k × n`) against `labels` (the classifier of `unlabeled` and
-/// `test` is fitted on the known ones only), and on `test` if given.
+/// The accuracies of the codes `codes` (`n × k`) against `labels` (the classifier of `unlabeled`
+/// and `test` is fitted on the known ones only), and on `test` if given.
 pub fn accuracies<T: Real>(
-    s: MatRef<'_, T>,
+    codes: MatRef<'_, T>,
     labels: &Labels,
     test: Option<HeldOut<'_, T>>,
 ) -> Result<Accuracies> {
     let (classes, known) = (labels.classes(), labels.known());
-    let all = vec![true; s.ncols()];
+    let all = vec![true; codes.nrows()];
     let unlabeled = if known.iter().any(|k| !k) {
         let unknown: Vec<bool> = known.iter().map(|k| !k).collect();
-        Some(posthoc_accuracy(s, classes, known, &unknown)?)
+        Some(posthoc_accuracy(codes, classes, known, &unknown)?)
     } else {
         None
     };
     let test = match test {
         Some(t) => {
-            let b = posthoc_classifier(s, classes, known)?;
-            let every = vec![true; t.codes.ncols()];
+            let b = posthoc_classifier(codes, classes, known)?;
+            let every = vec![true; t.codes.nrows()];
             Some(classifier_accuracy(&b, t.codes, t.classes, &every))
         }
         None => None,
     };
     Ok(Accuracies {
-        all: Some(posthoc_accuracy(s, classes, &all, &all)?),
+        all: Some(posthoc_accuracy(codes, classes, &all, &all)?),
         unlabeled,
         test,
     })
@@ -131,7 +144,8 @@ mod tests {
     #[test]
     fn separable_codes_are_classified_exactly() {
         let classes: Vec<u32> = (0..30).map(|j| (j % 3) as u32).collect();
-        let s = Mat::<f64>::from_fn(4, 30, |i, j| {
+        // 30 samples (rows) of 4 code entries.
+        let s = Mat::<f64>::from_fn(30, 4, |j, i| {
             if i == j % 3 {
                 1.0 + 0.01 * j as f64
             } else {

@@ -13,7 +13,8 @@
 //! the code a mean over entries; the mean is used here so that its learning rates carry over):
 //! reconstruction `(1/N)‖X − A⁽⁰⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾‖²`, energy `Σ_i (1/N_i)‖S⁽ⁱ⁻¹⁾ − A⁽ⁱ⁾S⁽ⁱ⁾‖²`, plus
 //! `λ·ℓ(B S⁽ᴸ⁾)` on the labeled columns (mean squared error against one-hot labels, or
-//! cross-entropy of the softmax). Samples are columns here (`X` is `m × n`), as in METHODS.md.
+//! cross-entropy of the softmax). The computation keeps METHODS.md's layout (`X` is `m × n`,
+//! samples as columns); the public functions take `X` as `n × m` and give codes `n × k_i`.
 //!
 //! The reference code's three bugs (§4.3) are avoided: the projection onto `A ≥ 0` is applied in
 //! every mode, the epoch count is the caller's in every mode, and the L2 classification loss

@@ -1,6 +1,10 @@
 //! The Neural NMF network (METHODS.md §4.3): layers `A⁽ⁱ⁾` and an optional classifier `B`, and
 //! the forward pass through the NNLS layers `S⁽ⁱ⁾ = q(S⁽ⁱ⁻¹⁾, A⁽ⁱ⁾)` (block principal pivoting,
 //! supports warm-started from the previous pass).
+//!
+//! The layers keep METHODS.md's layout (`A⁽ⁱ⁾` is `k_{i−1} × k_i`, `B` is `c × k_L`); data and
+//! codes cross the public functions as samples-as-rows (`X` `n × m`, codes `n × k_i`) and are
+//! transposed views of the forward pass's samples-as-columns matrices.
 
 use faer::{Accum, Mat, MatRef, Par};
 
@@ -19,17 +23,37 @@ pub struct NeuralNmf<T: Real> {
     pub b: Option<Mat<T>>,
 }
 
-/// The codes of every layer (`S⁽ⁱ⁾` is `k_i × n`) and what the backward pass reuses.
+/// The codes of every layer of a forward pass (read as samples-as-rows views with
+/// [`codes`](Forward::codes)) and what the backward pass reuses.
 #[derive(Clone, Debug)]
 pub struct Forward<T: Real> {
-    /// `S⁽ⁱ⁾` of every layer (`k_i × n`), first layer first.
-    pub s: Vec<Mat<T>>,
+    /// `S⁽ⁱ⁾` of every layer (`k_i × n`, samples as columns), first layer first. At least one:
+    /// a pass is made by training, whose networks have at least one layer.
+    pub(crate) s: Vec<Mat<T>>,
     /// `A⁽ⁱ⁾ᵀA⁽ⁱ⁾` of every layer (the backward pass solves with them).
     pub(super) grams: Vec<Mat<T>>,
 }
 
 fn nnls_opts() -> NnlsOptions {
     NnlsOptions::default()
+}
+
+impl<T: Real> Forward<T> {
+    /// Layers of the pass.
+    pub fn depth(&self) -> usize {
+        self.s.len()
+    }
+
+    /// The codes of layer `level` (`S⁽ⁱ⁾ᵀ`, `n × k_i`, a view), if the pass has that layer.
+    pub fn codes(&self, level: usize) -> Option<MatRef<'_, T>> {
+        self.s.get(level).map(|s| s.transpose())
+    }
+
+    /// The last layer's codes (`S⁽ᴸ⁾ᵀ`, `n × k_L`, a view).
+    pub fn top_codes(&self) -> MatRef<'_, T> {
+        // At least one layer (field doc).
+        self.s[self.s.len() - 1].transpose()
+    }
 }
 
 impl<T: Real> NeuralNmf<T> {
@@ -48,9 +72,10 @@ impl<T: Real> NeuralNmf<T> {
         NeuralNmf { a, b }
     }
 
-    /// Forward propagation `S⁽ⁱ⁾ = q(S⁽ⁱ⁻¹⁾, A⁽ⁱ⁾)`; with `warm`, each layer's NNLS starts from
-    /// the supports of the previous forward pass.
-    pub fn forward(&self, x: MatRef<'_, T>, warm: Option<Forward<T>>, par: Par) -> Result<Forward<T>> {
+    /// Forward propagation `S⁽ⁱ⁾ = q(S⁽ⁱ⁻¹⁾, A⁽ⁱ⁾)` of `x` given as samples as columns
+    /// (`m × n`); with `warm`, each layer's NNLS starts from the supports of the previous forward
+    /// pass.
+    pub(crate) fn forward(&self, x: MatRef<'_, T>, warm: Option<Forward<T>>, par: Par) -> Result<Forward<T>> {
         let n = x.ncols();
         if let Some(a0) = self.a.first() {
             if x.nrows() != a0.nrows() {
@@ -115,12 +140,13 @@ impl<T: Real> NeuralNmf<T> {
         p
     }
 
-    /// `‖X − A⁽⁰⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾‖ / ‖X‖`.
+    /// `‖X − A⁽⁰⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾‖ / ‖X‖` for `x` (`n × m`, samples as rows) and its forward pass `f`.
     pub fn rel_error(&self, x: MatRef<'_, T>, f: &Forward<T>) -> f64 {
-        self.rel_error_par(x, f, Par::Seq)
+        self.rel_error_par(x.transpose(), f, Par::Seq)
     }
 
-    /// [`rel_error`](Self::rel_error) with the products run by `par`.
+    /// [`rel_error`](Self::rel_error) of `x` as samples as columns (`m × n`), the products run by
+    /// `par`.
     pub(super) fn rel_error_par(&self, x: MatRef<'_, T>, f: &Forward<T>, par: Par) -> f64 {
         let l = self.a.len() - 1;
         let z = linalg::mul(self.composed_par(l, par).as_ref(), f.s[l].as_ref(), par);
@@ -128,12 +154,16 @@ impl<T: Real> NeuralNmf<T> {
         (linalg::frob_sq(r.as_ref()) / linalg::frob_sq(x).max(f64::MIN_POSITIVE)).sqrt()
     }
 
-    /// The last layer's codes `S⁽ᴸ⁾` (`k_L × n`) of `x` (`m × n`) by the forward pass on
-    /// `threads` threads (what the classifier and the post-hoc accuracy see).
+    /// The last layer's codes `S⁽ᴸ⁾ᵀ` (`n × k_L`) of `x` (`n × m`, samples as rows, entries ≥ 0)
+    /// by the forward pass on `threads` threads (what the classifier and the post-hoc accuracy
+    /// see).
     pub fn top_codes(&self, x: MatRef<'_, T>, threads: usize) -> Result<Mat<T>> {
-        let f = linalg::with_threads(threads, || self.forward(x, None, linalg::par(threads)))??;
-        f.s.into_iter()
-            .last()
+        // The forward pass's layout, samples as columns (a view).
+        let xt = x.transpose();
+        crate::data::validate_nonnegative(xt)?;
+        let f = linalg::with_threads(threads, || self.forward(xt, None, linalg::par(threads)))??;
+        f.s.last()
+            .map(|s| s.transpose().to_owned())
             .ok_or_else(|| Error::invalid("layers", 0, "a network needs at least one layer"))
     }
 }

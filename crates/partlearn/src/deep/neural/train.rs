@@ -28,7 +28,8 @@ use crate::rng::Rng;
 pub struct NeuralFit<T: Real> {
     /// The trained network.
     pub model: NeuralNmf<T>,
-    /// The forward pass of the training data through it (every layer's codes).
+    /// The forward pass of the training data through it (every layer's codes,
+    /// [`Forward::codes`], `n × k_i`).
     pub forward: Forward<T>,
     /// Iteration 0 (the start) and every epoch.
     pub history: Vec<IterRecord>,
@@ -42,7 +43,7 @@ pub struct NeuralFit<T: Real> {
     pub seconds: f64,
 }
 
-/// Trains Neural NMF (METHODS.md §4.3) on `x` (`m × n`, samples as columns): every epoch one
+/// Trains Neural NMF (METHODS.md §4.3) on `x` (`n × m`, samples as rows): every epoch one
 /// forward pass, the exact gradient, a projected step `A ← [A − lr·∂C/∂A]₊` (or an Adam step,
 /// then the projection) on all layers at once, and, when supervised by `sup` (one label per
 /// sample), `class_steps` gradient steps on `B` (not projected). Reports iteration 0 and every
@@ -54,12 +55,14 @@ pub struct NeuralFit<T: Real> {
 /// use partlearn::engine::Silent;
 /// use partlearn::faer::Mat;
 ///
-/// // 20 samples (columns) of 8 features, two NNLS layers trained for 30 epochs.
-/// let x = Mat::<f64>::from_fn(8, 20, |i, j| ((i + 3 * j) % 5) as f64 + 0.5);
+/// // 20 samples (rows) of 8 features, two NNLS layers trained for 30 epochs.
+/// let x = Mat::<f64>::from_fn(20, 8, |j, i| ((i + 3 * j) % 5) as f64 + 0.5);
 /// let params = NeuralParams::new(vec![4, 2]).epochs(30).lr(0.1).check()?;
 /// let fit = train(x.as_ref(), &params, None, &mut Silent)?;
-/// assert_eq!((fit.n_iter, fit.forward.s[1].shape()), (30, (2, 20)));
+/// assert_eq!((fit.n_iter, fit.forward.codes(1).map(|s| s.shape())), (30, Some((20, 2))));
 /// assert!(fit.history[30].objective < fit.history[0].objective);
+/// // New samples are encoded by the same forward pass.
+/// assert_eq!(fit.model.top_codes(x.as_ref(), 1)?, fit.forward.top_codes());
 /// # Ok::<(), partlearn::Error>(())
 /// ```
 pub fn train<T: Real>(
@@ -71,9 +74,9 @@ pub fn train<T: Real>(
     train_from(x, None, params, sup, observer)
 }
 
-/// [`train`] from given starting layers (e.g. a hierarchical NMF, [`crate::deep::hnmf`])
-/// instead of random ones; the classifier (if supervised) starts random. `restarts` then only
-/// vary `B`.
+/// [`train`] from given starting layers `A⁽ⁱ⁾` (`k_{i−1} × k_i`, e.g. a hierarchical NMF's
+/// [`LayerStack::a`](crate::deep::hnmf::LayerStack::a)) instead of random ones; the classifier
+/// (if supervised) starts random. `restarts` then only vary `B`. `x` is `n × m`, samples as rows.
 pub fn train_from<T: Real>(
     x: MatRef<'_, T>,
     start: Option<&[Mat<T>]>,
@@ -81,6 +84,8 @@ pub fn train_from<T: Real>(
     sup: Option<&Labels>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NeuralFit<T>> {
+    // METHODS.md's layout, samples as columns (a view), in which the network computes.
+    let x = x.transpose();
     let (m, n) = (x.nrows(), x.ncols());
     params.check_shape(n, m)?;
     if let Some(s) = sup {
@@ -315,7 +320,7 @@ mod tests {
     #[test]
     fn unsupervised_training_lowers_the_cost_and_approaches_the_svd_bounds() {
         let d = crate::data::named::toy_hierarchy::<f64>(0);
-        let x = d.xt();
+        let x = d.x();
         let opts = NeuralParams {
             ranks: vec![9, 4, 2],
             epochs: 2000,
@@ -341,7 +346,8 @@ mod tests {
 
     #[test]
     fn bad_options_are_refused() {
-        let x = Mat::<f64>::from_fn(5, 6, |i, j| (i + j) as f64);
+        // 6 samples (rows) of 5 features.
+        let x = Mat::<f64>::from_fn(6, 5, |j, i| (i + j) as f64);
         let bad = |ranks: Vec<usize>| {
             NeuralParams {
                 ranks,
@@ -371,7 +377,7 @@ mod tests {
             Err(Error::ShapeMismatch { .. })
         ));
         let mut neg = x.clone();
-        neg[(1, 2)] = -1.0;
+        neg[(2, 1)] = -1.0;
         assert!(tr(neg.as_ref(), &o, None, &mut Silent).is_err());
         for (tol, max_seconds) in [(-1.0, None), (f64::NAN, None), (0.0, Some(0.0))] {
             let o = NeuralParams {
@@ -384,8 +390,9 @@ mod tests {
         }
     }
 
+    /// toy-hierarchy, samples as rows (`90 × 87`).
     fn toy() -> Mat<f64> {
-        crate::data::named::toy_hierarchy::<f64>(0).xt().to_owned()
+        crate::data::named::toy_hierarchy::<f64>(0).x().to_owned()
     }
 
     /// The engine's rules: a time budget ends a long run, the epochs end a run with a tolerance
@@ -495,9 +502,9 @@ mod tests {
             lr,
             ..NeuralParams::default()
         };
-        let start = NeuralNmf::<f64>::init(x.nrows(), &o.ranks, None, &mut Rng::new(o.seed));
-        let f0 = start.forward(x.as_ref(), None, Par::Seq).unwrap();
-        let g = start.gradient(x.as_ref(), &f0, o.cost, None, Par::Seq);
+        let start = NeuralNmf::<f64>::init(x.ncols(), &o.ranks, None, &mut Rng::new(o.seed));
+        let f0 = start.forward(x.transpose(), None, Par::Seq).unwrap();
+        let g = start.gradient(x.transpose(), &f0, o.cost, None, Par::Seq);
         let fit = tr(x.as_ref(), &o, None, &mut Silent).unwrap();
         for l in 0..2 {
             for j in 0..start.a[l].ncols() {

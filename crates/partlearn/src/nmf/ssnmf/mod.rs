@@ -1,7 +1,10 @@
 //! Semi-supervised NMF (METHODS.md §3; Lee, Yoo & Choi 2010, Haddock et al. 2020):
 //! `min_{A,S,B ≥ 0} D₁(W⊙X ‖ W⊙AS) + λ·D₂(L⊙Y ‖ L⊙BS)`, each divergence Frobenius (`‖·‖²`) or
 //! I-divergence, `W` a data mask (missing entries = 0), `Y` one-hot labels (`c × n`), `L` the
-//! label mask (a column of ones where the label is known). Samples are columns (`X` is `m × n`).
+//! label mask (a column of ones where the label is known). METHODS.md writes samples as columns
+//! (`X` is `m × n`, `S` is `k × n`), and so does the solver; the public functions take samples as
+//! rows, as the rest of the crate (`X` and the data mask `n × m`, codes `n × k`, atoms `k × m`),
+//! and pass transposed views (no copy) to the solver.
 //!
 //! Multiplicative updates in the order A, B, S with ε = 1e-10 in the denominators. For a
 //! Frobenius term the gradient splits as `2(den − num)`, for an I-divergence as `den − num`; the
@@ -26,15 +29,17 @@ use crate::rng::Rng;
 mod params;
 pub use params::{Divergence, SsnmfParams, ValidSsnmfParams};
 
-/// A fitted SSNMF: `A` (`m × k`), `S` (`k × n`), `B` (`c × k`).
+/// A fitted SSNMF: the atoms ([`components`](SsnmfFit::components), `Aᵀ`, `k × m`), the codes of
+/// the training samples ([`codes`](SsnmfFit::codes), `Sᵀ`, `n × k`) and the classifier
+/// ([`classifier`](SsnmfFit::classifier), `B`, `c × k`).
 #[derive(Clone, Debug)]
 pub struct SsnmfFit<T: Real> {
-    /// The dictionary `A` (`m × k`).
-    pub a: Mat<T>,
+    /// The dictionary `A` (`m × k`, METHODS.md's layout).
+    pub(crate) a: Mat<T>,
     /// The codes `S` of the training samples (`k × n`).
-    pub s: Mat<T>,
+    pub(crate) s: Mat<T>,
     /// The classifier `B` (`c × k`).
-    pub b: Mat<T>,
+    pub(crate) b: Mat<T>,
     /// The parameters of the fit.
     pub params: SsnmfParams,
     /// Iteration 0 and every iteration.
@@ -88,6 +93,7 @@ fn term<T: Real>(
 }
 
 /// The value of one term (as [`term`], without its update parts).
+#[cfg(test)]
 fn term_value<T: Real>(
     div: Divergence,
     p: MatRef<'_, T>,
@@ -118,8 +124,10 @@ fn mu<T: Real>(m: &mut Mat<T>, num: &Mat<T>, den: &Mat<T>) {
     }
 }
 
-/// The objective `D₁ + λD₂` at `(A, S, B)`.
-pub fn objective<T: Real>(
+/// The objective `D₁ + λD₂` at `(A, S, B)`, samples as columns (a second computation for the
+/// tests).
+#[cfg(test)]
+pub(crate) fn objective<T: Real>(
     x: MatRef<'_, T>,
     mask: Option<MatRef<'_, T>>,
     labels: &Labels,
@@ -180,24 +188,44 @@ fn check_data<T: Real>(
     crate::data::validate_nonnegative(x)
 }
 
-/// Fits SSNMF (METHODS.md §3) to `x` (`m × n`, samples as columns) with `labels` and an
-/// optional data mask (`m × n`, 1 = observed), reporting iteration 0 and every iteration to
-/// `observer`. The data's shape, the labels and the mask are checked here.
+/// Fits SSNMF (METHODS.md §3) to `x` (`n × m`, samples as rows) with `labels` (one per sample)
+/// and an optional data mask (`n × m`, 1 = observed), reporting iteration 0 and every iteration
+/// to `observer`. The data's shape, the labels and the mask are checked here.
 ///
 /// ```
 /// use partlearn::data::labels::Labels;
 /// use partlearn::faer::Mat;
 /// use partlearn::nmf::ssnmf::{fit_ssnmf, SsnmfParams};
 ///
-/// // 12 samples (columns) of 6 features in two classes; the first 4 samples are labeled.
-/// let x = Mat::<f64>::from_fn(6, 12, |i, j| if (i < 3) == (j % 2 == 0) { 1.0 + (i * j) as f64 / 20.0 } else { 0.1 });
+/// // 12 samples (rows) of 6 features in two classes; the first 4 samples are labeled.
+/// let x = Mat::<f64>::from_fn(12, 6, |j, i| if (i < 3) == (j % 2 == 0) { 1.0 + (i * j) as f64 / 20.0 } else { 0.1 });
 /// let labels = Labels::new((0..12).map(|j| j % 2).collect(), (0..12).map(|j| j < 4).collect())?;
 /// let params = SsnmfParams::new(2).lambda(1.0).max_iter(200).check()?;
 /// let fit = fit_ssnmf(x.as_ref(), None, &labels, &params, &mut partlearn::engine::Silent)?;
-/// assert_eq!((fit.a.ncols(), fit.predict_in_sample().len()), (2, 12));
+/// assert_eq!((fit.components().nrows(), fit.codes().nrows()), (2, 12));
+/// assert_eq!(fit.predict(x.as_ref(), 1)?, fit.predict_in_sample());
 /// # Ok::<(), partlearn::Error>(())
 /// ```
 pub fn fit_ssnmf<T: Real>(
+    x: MatRef<'_, T>,
+    mask: Option<MatRef<'_, T>>,
+    labels: &Labels,
+    params: &ValidSsnmfParams,
+    observer: &mut (dyn Observer + Send),
+) -> Result<SsnmfFit<T>> {
+    // The solver's layout, samples as columns: transposed views, no copy.
+    fit_columns(
+        x.transpose(),
+        mask.map(|m| m.transpose()),
+        labels,
+        params,
+        observer,
+    )
+}
+
+/// [`fit_ssnmf`] on `x` given as samples as columns (`m × n`, the mask likewise): the layout of
+/// METHODS.md and of the solver, for the layer models that hold their codes so.
+pub(crate) fn fit_columns<T: Real>(
     x: MatRef<'_, T>,
     mask: Option<MatRef<'_, T>>,
     labels: &Labels,
@@ -435,31 +463,76 @@ impl<T: Real> engine::Method for Ssnmf<'_, T> {
     }
 }
 
-/// `argmax_c (B S)_{c,j}` for every column of `s`.
-pub fn predict_from_codes<T: Real>(b: MatRef<'_, T>, s: MatRef<'_, T>) -> Vec<u32> {
+/// `argmax_c (B S)_{c,j}` for every column of `s` (`k × n`; shapes consistent).
+fn argmax_columns<T: Real>(b: MatRef<'_, T>, s: MatRef<'_, T>) -> Vec<u32> {
     let z = mm(b, s, Par::Seq);
     (0..z.ncols())
         .map(|j| (0..z.nrows()).fold(0, |best, i| if z[(i, j)] > z[(best, j)] { i } else { best }) as u32)
         .collect()
 }
 
+/// The predicted class `argmax_c (B h)_c` of every code `h` (row) of `codes` (`n × k`) by the
+/// classifier `b` (`c × k`; METHODS.md §3). Errors when `b` has no class or not one column per
+/// code entry.
+pub fn predict_from_codes<T: Real>(b: MatRef<'_, T>, codes: MatRef<'_, T>) -> Result<Vec<u32>> {
+    if b.ncols() != codes.ncols() || b.nrows() == 0 {
+        return Err(Error::ShapeMismatch {
+            what: "SSNMF classifier".into(),
+            expected: format!("c × {} (c ≥ 1, one column per code entry)", codes.ncols()),
+            found: format!("{} × {}", b.nrows(), b.ncols()),
+            hint: "predict with the classifier fitted with these codes' dictionary".into(),
+        });
+    }
+    Ok(argmax_columns(b, codes.transpose()))
+}
+
 impl<T: Real> SsnmfFit<T> {
-    /// In-sample predictions `argmax(BS)` for every training sample.
-    pub fn predict_in_sample(&self) -> Vec<u32> {
-        predict_from_codes(self.b.as_ref(), self.s.as_ref())
+    /// The atoms, one per row: `Aᵀ` (`k × m`, as [`NmfModel::components`](crate::nmf::NmfModel::components)).
+    pub fn components(&self) -> MatRef<'_, T> {
+        self.a.transpose()
     }
 
-    /// Codes of new samples `x_new` (`m × n'`) with `A` fixed: NNLS (block principal pivoting)
-    /// for a Frobenius data term, multiplicative updates on `S` for the I-divergence.
+    /// The codes of the training samples, one per row: `Sᵀ` (`n × k`).
+    pub fn codes(&self) -> MatRef<'_, T> {
+        self.s.transpose()
+    }
+
+    /// The classifier `B` (`c × k`): a code `h` is predicted as class `argmax_c (B h)_c`.
+    pub fn classifier(&self) -> MatRef<'_, T> {
+        self.b.as_ref()
+    }
+
+    /// In-sample predictions `argmax(BS)` for every training sample.
+    pub fn predict_in_sample(&self) -> Vec<u32> {
+        argmax_columns(self.b.as_ref(), self.s.as_ref())
+    }
+
+    /// Codes (`n' × k`) of new samples `x_new` (`n' × m`, entries ≥ 0) with `A` fixed: NNLS
+    /// (block principal pivoting) for a Frobenius data term, multiplicative updates on `S` for
+    /// the I-divergence.
     pub fn encode(&self, x_new: MatRef<'_, T>, threads: usize) -> Result<Mat<T>> {
-        match self.params.data_loss {
-            Divergence::Frobenius => Ok(linalg::nnls::nnls(
-                self.a.as_ref(),
-                x_new,
-                &linalg::nnls::NnlsOptions::default(),
-                threads,
-            )?
-            .0),
+        let m = self.a.nrows();
+        if x_new.ncols() != m {
+            return Err(Error::ShapeMismatch {
+                what: "data".into(),
+                expected: format!("n × {m} (the features of the training data)"),
+                found: format!("{} × {}", x_new.nrows(), x_new.ncols()),
+                hint: "encode data with as many features as the training data".into(),
+            });
+        }
+        // The solver's layout, samples as columns (a view).
+        let x_new = x_new.transpose();
+        crate::data::validate_nonnegative(x_new)?;
+        let codes_t = match self.params.data_loss {
+            Divergence::Frobenius => {
+                linalg::nnls::nnls(
+                    self.a.as_ref(),
+                    x_new,
+                    &linalg::nnls::NnlsOptions::default(),
+                    threads,
+                )?
+                .0
+            }
             Divergence::Kl => {
                 let par = linalg::par(threads);
                 let mut s = Mat::<T>::from_fn(self.a.ncols(), x_new.ncols(), |_, _| T::one());
@@ -485,15 +558,16 @@ impl<T: Real> SsnmfFit<T> {
                     prod(&mut at_num, self.a.transpose(), num.as_ref(), par);
                     mu(&mut s, &at_num, &den);
                 }
-                Ok(s)
+                s
             }
-        }
+        };
+        Ok(codes_t.transpose().to_owned())
     }
 
-    /// Predicted classes of new samples (`m × n'`).
+    /// Predicted classes of new samples `x_new` (`n' × m`).
     pub fn predict(&self, x_new: MatRef<'_, T>, threads: usize) -> Result<Vec<u32>> {
-        let s = self.encode(x_new, threads)?;
-        Ok(predict_from_codes(self.b.as_ref(), s.as_ref()))
+        let codes = self.encode(x_new, threads)?;
+        predict_from_codes(self.b.as_ref(), codes.as_ref())
     }
 }
 

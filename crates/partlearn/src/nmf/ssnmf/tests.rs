@@ -1,5 +1,6 @@
 //! SSNMF's tests: monotonicity of the four models recomputed densely, prediction, stopping
-//! rules, thread-count independence, refused input.
+//! rules, thread-count independence, refused input. The data here is kept as METHODS.md writes it
+//! (`X` is `m × n`); the public functions get it as samples as rows (`x.transpose()`).
 
 use super::*;
 use crate::engine::Silent;
@@ -38,13 +39,20 @@ fn objective_never_increases_for_the_four_models_with_masks() {
                 tol: 0.0,
                 ..SsnmfParams::default()
             };
-            let f = fit_ssnmf(x.as_ref(), Some(w.as_ref()), &labels, &checked(&o), &mut Silent).unwrap();
+            let f = fit_ssnmf(
+                x.transpose(),
+                Some(w.transpose()),
+                &labels,
+                &checked(&o),
+                &mut Silent,
+            )
+            .unwrap();
             // Restarted one iteration at a time from its own output (which continues the
             // run bit for bit), the objective recomputed densely (by a second, plain
             // implementation) from the factors never rises.
             let mut g = fit_ssnmf(
-                x.as_ref(),
-                Some(w.as_ref()),
+                x.transpose(),
+                Some(w.transpose()),
                 &labels,
                 &checked(&SsnmfParams {
                     max_iter: 1,
@@ -141,7 +149,7 @@ fn time_budget_and_max_iter_warning() {
         max_seconds: Some(0.2),
         ..SsnmfParams::default()
     };
-    let f = fit_ssnmf(x.as_ref(), None, &labels, &checked(&o), &mut Silent).unwrap();
+    let f = fit_ssnmf(x.transpose(), None, &labels, &checked(&o), &mut Silent).unwrap();
     assert_eq!(f.stop_reason, StopReason::TimeLimit);
     assert!(f.history.len() > 1 && f.warnings.is_empty());
     let o = SsnmfParams {
@@ -150,7 +158,7 @@ fn time_budget_and_max_iter_warning() {
         max_seconds: None,
         ..o
     };
-    let f = fit_ssnmf(x.as_ref(), None, &labels, &checked(&o), &mut Silent).unwrap();
+    let f = fit_ssnmf(x.transpose(), None, &labels, &checked(&o), &mut Silent).unwrap();
     assert_eq!((f.stop_reason, f.history.len()), (StopReason::MaxIter, 13));
     assert!(
         matches!(
@@ -161,7 +169,7 @@ fn time_budget_and_max_iter_warning() {
         f.warnings
     );
     let f = fit_ssnmf(
-        x.as_ref(),
+        x.transpose(),
         None,
         &labels,
         &checked(&SsnmfParams { tol: 0.0, ..o }),
@@ -180,10 +188,10 @@ fn one_and_two_threads_give_the_same_bits() {
         max_iter: 50,
         ..SsnmfParams::default()
     };
-    let one = fit_ssnmf(x.as_ref(), None, &labels, &checked(&o), &mut Silent).unwrap();
+    let one = fit_ssnmf(x.transpose(), None, &labels, &checked(&o), &mut Silent).unwrap();
     let two = crate::linalg::with_threads(2, || {
         fit_ssnmf(
-            x.as_ref(),
+            x.transpose(),
             None,
             &labels,
             &checked(&SsnmfParams {
@@ -208,8 +216,16 @@ fn predicts_the_unlabeled_toy_hierarchy_columns() {
         tol: 1e-6,
         ..SsnmfParams::default()
     };
-    let f = fit_ssnmf(x.as_ref(), None, &labels, &checked(&o), &mut Silent).unwrap();
+    let f = fit_ssnmf(x.transpose(), None, &labels, &checked(&o), &mut Silent).unwrap();
     let pred = f.predict_in_sample();
+    // The public layout: atoms k × m, codes n × k, the classifier c × k; predicting from the
+    // codes is the in-sample prediction.
+    assert_eq!(f.components().shape(), (4, 87));
+    assert_eq!(f.components(), f.a.transpose());
+    assert_eq!(f.codes(), f.s.transpose());
+    assert_eq!(f.classifier().shape(), (4, 4));
+    assert_eq!(predict_from_codes(f.classifier(), f.codes()).unwrap(), pred);
+    assert!(predict_from_codes(f.classifier(), f.components()).is_err());
     let unknown: Vec<usize> = (0..90).filter(|&j| !labels.known()[j]).collect();
     let acc = unknown
         .iter()
@@ -217,8 +233,15 @@ fn predicts_the_unlabeled_toy_hierarchy_columns() {
         .count() as f64
         / unknown.len() as f64;
     assert!(acc >= 0.9, "in-sample accuracy on unlabeled columns {acc}");
-    // Out of sample: the training columns encoded again by NNLS give the same classes.
-    let out = f.predict(x.as_ref(), 1).unwrap();
+    // Out of sample: the training samples encoded again by NNLS give the same classes, and
+    // their codes (n × k) are those of the fit's solver.
+    let codes = f.encode(x.transpose(), 1).unwrap();
+    assert_eq!(codes.shape(), (90, 4));
+    let nnls = linalg::nnls::nnls(f.a.as_ref(), x.as_ref(), &linalg::nnls::NnlsOptions::default(), 1)
+        .unwrap()
+        .0;
+    assert_eq!(codes, nnls.transpose());
+    let out = f.predict(x.transpose(), 1).unwrap();
     let agree = out.iter().zip(labels.classes()).filter(|(a, b)| a == b).count() as f64 / 90.0;
     assert!(agree >= 0.9, "out-of-sample accuracy {agree}");
 }
@@ -228,8 +251,15 @@ fn bad_input_is_refused() {
     let (x, labels) = toy_labels("labels4", &[0, 1]);
     let o = SsnmfParams::new(4);
     let fit = |mask: Option<&Mat<f64>>, labels: &Labels, o: &SsnmfParams| {
-        o.check()
-            .and_then(|v| fit_ssnmf(x.as_ref(), mask.map(|m| m.as_ref()), labels, &v, &mut Silent))
+        o.check().and_then(|v| {
+            fit_ssnmf(
+                x.transpose(),
+                mask.map(|m| m.transpose()),
+                labels,
+                &v,
+                &mut Silent,
+            )
+        })
     };
     let short = Labels::new(labels.classes()[..10].to_vec(), labels.known()[..10].to_vec()).unwrap();
     assert!(fit(None, &short, &o).is_err());
@@ -253,6 +283,26 @@ fn bad_input_is_refused() {
     let w = Mat::<f64>::ones(3, 3);
     assert!(fit(Some(&w), &labels, &o).is_err());
     assert!("hellinger".parse::<Divergence>().is_err());
+    // New samples of another width, or negative ones, are refused when encoding.
+    let f = fit(
+        None,
+        &labels,
+        &SsnmfParams {
+            max_iter: 5,
+            ..o.clone()
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        f.encode(x.transpose().subcols(0, 10), 1),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let mut neg = x.clone();
+    neg[(0, 0)] = -1.0;
+    assert!(matches!(
+        f.predict(neg.transpose(), 1),
+        Err(Error::NegativeEntry { .. })
+    ));
     // A tol that is not a finite number ≥ 0, masks that mark nothing or hold other values.
     let err = |mask: Option<&Mat<f64>>, labels: &Labels, o: &SsnmfParams| fit(mask, labels, o).unwrap_err();
     for tol in [-1.0, f64::NAN, f64::INFINITY] {
