@@ -48,6 +48,20 @@ pub trait PartModel<T: Real>: Send + Sync {
     }
 }
 
+/// Checks new samples `x` (`n × m`, samples as rows) to be encoded by a model fitted on `m`
+/// features: the width, then every entry finite and ≥ 0.
+pub(crate) fn check_encode_input<T: Real>(x: MatRef<'_, T>, m: usize) -> Result<()> {
+    if x.ncols() != m {
+        return Err(Error::ShapeMismatch {
+            what: "data".into(),
+            expected: format!("n × {m}"),
+            found: format!("{} × {}", x.nrows(), x.ncols()),
+            hint: "encode data with as many features as the training data".into(),
+        });
+    }
+    crate::data::validate_nonnegative(x.transpose())
+}
+
 /// `codes · atoms` after checking the shapes against a model with `k` atoms of `m` features;
 /// the linear decoder of every NMF-type model.
 pub(crate) fn linear_decode<T: Real>(

@@ -352,15 +352,7 @@ impl<T: Real> PartModel<T> for Autoencoder<T> {
     /// statistics), `ENCODE_CHUNK` samples at a time.
     fn encode(&self, x: MatRef<'_, T>, threads: usize) -> Result<Mat<T>> {
         let (n, m, k) = (x.nrows(), self.spec.n_features, self.spec.k);
-        if x.ncols() != m {
-            return Err(Error::ShapeMismatch {
-                what: "data".into(),
-                expected: format!("n × {m}"),
-                found: format!("{} × {}", n, x.ncols()),
-                hint: "encode data with as many features as the training data".into(),
-            });
-        }
-        crate::data::validate_nonnegative(x.transpose())?;
+        crate::protocol::check_encode_input(x, m)?;
         let par = linalg::par(threads);
         linalg::with_threads(threads, || {
             let mut codes = Mat::<T>::zeros(n, k);

@@ -128,16 +128,7 @@ impl<T: Real> PartModel<T> for DeepModel<T> {
 
     /// Composed codes `(A⁽¹⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾)ᵀ`, `n × k₀`.
     fn encode(&self, x: MatRef<'_, T>, threads: usize) -> Result<Mat<T>> {
-        let m = self.atoms.ncols();
-        if x.ncols() != m {
-            return Err(Error::ShapeMismatch {
-                what: "data".into(),
-                expected: format!("n × {m}"),
-                found: format!("{} × {}", x.nrows(), x.ncols()),
-                hint: "encode data with as many features as the training data".into(),
-            });
-        }
-        crate::data::validate_nonnegative(x.transpose())?;
+        crate::protocol::check_encode_input(x, self.atoms.ncols())?;
         linalg::with_threads(threads, || {
             let par = linalg::par(threads);
             let f = self.net.forward(x.transpose(), None, par)?;

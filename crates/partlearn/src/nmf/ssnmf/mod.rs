@@ -511,18 +511,9 @@ impl<T: Real> SsnmfFit<T> {
     /// (block principal pivoting) for a Frobenius data term, multiplicative updates on `S` for
     /// the I-divergence.
     pub fn encode(&self, x_new: MatRef<'_, T>, threads: usize) -> Result<Mat<T>> {
-        let m = self.a.nrows();
-        if x_new.ncols() != m {
-            return Err(Error::ShapeMismatch {
-                what: "data".into(),
-                expected: format!("n × {m} (the features of the training data)"),
-                found: format!("{} × {}", x_new.nrows(), x_new.ncols()),
-                hint: "encode data with as many features as the training data".into(),
-            });
-        }
+        crate::protocol::check_encode_input(x_new, self.a.nrows())?;
         // The solver's layout, samples as columns (a view).
         let x_new = x_new.transpose();
-        crate::data::validate_nonnegative(x_new)?;
         let codes_t = match self.params.data_loss {
             Divergence::Frobenius => {
                 linalg::nnls::nnls(
