@@ -2,6 +2,7 @@
 //! slice, the run folder and its files, transform, eval, data info/export, bench, sweep,
 //! no-overwrite, Ctrl-C (one fit and the points of a sweep) and numpy interoperability.
 
+use std::path::Path;
 use std::process::Command;
 
 mod common;
@@ -13,30 +14,15 @@ use partlearn::npy::read_npy;
 fn swimmer_plain_hals_in_f64_isolates_the_limbs_and_records_the_option() {
     let dir = temp_dir("swimmer-plain");
     let out = dir.join("run");
-    let o = run(&[
-        "fit",
-        "nmf",
-        "--data",
-        "swimmer",
-        "-k",
-        "17",
-        "--no-extrapolate",
-        "--dtype",
-        "f64",
-        "--max-iter",
-        "2000",
-        "--tol",
-        "0",
-        "--json",
-        "--quiet",
-        "--out",
-        s(&out),
-    ]);
+    let o = fit_swimmer(&out)
+        .args(["-k", "17", "--no-extrapolate", "--dtype", "f64"])
+        .args(["--max-iter", "2000", "--tol", "0", "--json"])
+        .output()
+        .unwrap();
     assert_ok(&o);
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(summary["rel_error"].as_f64().unwrap() < 1e-6, "{summary}");
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let meta = read_json(&out.join("run.json"));
     assert_eq!(meta["part"]["options"]["extrapolate"], false);
 }
 
@@ -55,8 +41,7 @@ fn swimmer_end_to_end_fit_files_transform_eval() {
     }
     let png = std::fs::read(r.join("figures/atoms.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(r.join("run.json")).unwrap()).unwrap();
+    let meta = read_json(&r.join("run.json"));
     let n_iter = meta["n_iter"].as_u64().unwrap() as usize;
     assert_eq!(meta["part"]["options"]["k"], 17);
     let history = std::fs::read_to_string(r.join("history.jsonl")).unwrap();
@@ -72,22 +57,10 @@ fn swimmer_end_to_end_fit_files_transform_eval() {
 
     // transform gives the codes fit stored.
     let codes = dir.join("codes.npy");
-    assert_ok(&run(&[
-        "transform",
-        s(&r),
-        "--data",
-        "swimmer",
-        "--out",
-        s(&codes),
-        "--quiet",
-    ]));
+    assert_ok(&transform(&r, "swimmer", &codes));
     let a = read_npy(&codes).unwrap();
     assert_eq!(a.shape, vec![256, 17]);
-    let (tensors, _) = partlearn::io::read_safetensors(&r.join("model.safetensors")).unwrap();
-    let stored = partlearn::io::tensor_by_name(&tensors, "codes", &r)
-        .unwrap()
-        .to_mat::<f64>()
-        .unwrap();
+    let stored = model_tensor(&r, "codes").to_mat::<f64>().unwrap();
     let t: Vec<f64> = a.to_real();
     let (mut diff, mut norm) = (0.0, 0.0);
     for i in 0..256 {
@@ -103,8 +76,7 @@ fn swimmer_end_to_end_fit_files_transform_eval() {
 
     // eval writes metrics.json and the evaluation figures; a second eval needs --force.
     assert_ok(&run(&["eval", s(&r), "--data", "swimmer", "--quiet", "--no-svm"]));
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(r.join("metrics.json")).unwrap()).unwrap();
+    let m = read_json(&r.join("metrics.json"));
     assert!(m["reconstruction"]["mse"].as_f64().unwrap() >= 0.0);
     assert!(m["max_approx"]["vs_dilated_originals"].as_f64().is_some());
     assert!(r.join("figures/eval_panel.png").is_file());
@@ -166,39 +138,13 @@ fn existing_runs_are_not_overwritten_without_force() {
     let dir = temp_dir("overwrite");
     let r = swimmer_run(&dir);
     let before = std::fs::read(r.join("run.json")).unwrap();
-    let o = run(&[
-        "fit",
-        "nmf",
-        "--data",
-        "swimmer",
-        "-k",
-        "5",
-        "--max-iter",
-        "3",
-        "--quiet",
-        "--out",
-        s(&r),
-    ]);
-    assert_user_error(&o, &["already exists", "--force"]);
+    assert_user_error(&fit_nmf(&r, "5", &[]), &["already exists", "--force"]);
     assert_eq!(
         std::fs::read(r.join("run.json")).unwrap(),
         before,
         "the old run is untouched"
     );
-    assert_ok(&run(&[
-        "fit",
-        "nmf",
-        "--data",
-        "swimmer",
-        "-k",
-        "5",
-        "--max-iter",
-        "3",
-        "--quiet",
-        "--force",
-        "--out",
-        s(&r),
-    ]));
+    assert_ok(&fit_nmf(&r, "5", &["--force"]));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -210,48 +156,43 @@ fn fashion_mnist_slice_fits_and_sparse_nmf_runs() {
     }
     let dir = temp_dir("fashion");
     let out = dir.join("nmf");
-    let o = run(&[
-        "fit",
+    let o = fit_quiet(
         "nmf",
-        "--data",
         "fashion-mnist:train",
-        "--first",
-        "2000",
-        "-k",
-        "20",
-        "--max-iter",
-        "30",
-        "--threads",
-        "2",
-        "--quiet",
-        "--json",
-        "--out",
-        s(&out),
-    ]);
+        &out,
+        &[
+            "--first",
+            "2000",
+            "-k",
+            "20",
+            "--max-iter",
+            "30",
+            "--threads",
+            "2",
+            "--json",
+        ],
+    );
     assert_ok(&o);
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(summary["rel_error"].as_f64().unwrap() < 0.5);
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let meta = read_json(&out.join("run.json"));
     assert_eq!(meta["data"]["n_samples"], 2000);
     let sp = dir.join("snmf");
-    let o = run(&[
-        "fit",
+    let o = fit_quiet(
         "sparse-nmf",
-        "--data",
         "fashion-mnist:test",
-        "--first",
-        "500",
-        "-k",
-        "10",
-        "--code-sparsity",
-        "0.6",
-        "--max-iter",
-        "20",
-        "--quiet",
-        "--out",
-        s(&sp),
-    ]);
+        &sp,
+        &[
+            "--first",
+            "500",
+            "-k",
+            "10",
+            "--code-sparsity",
+            "0.6",
+            "--max-iter",
+            "20",
+        ],
+    );
     assert_ok(&o);
     assert_ok(&run(&[
         "eval",
@@ -269,8 +210,7 @@ fn fashion_mnist_slice_fits_and_sparse_nmf_runs() {
         "--svm-eval-splits",
         "2",
     ]));
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(sp.join("metrics.json")).unwrap()).unwrap();
+    let m = read_json(&sp.join("metrics.json"));
     assert!(m["svm"]["mean_accuracy"].as_f64().unwrap() > 0.3);
     // Stored codes scored against other data: refused, naming both.
     assert_user_error(
@@ -469,34 +409,12 @@ fn bench_prints_json() {
 fn ctrl_c_saves_the_run_and_exits_130() {
     let dir = temp_dir("sigint");
     let out = dir.join("run");
-    let mut child = partlearn()
-        .args([
-            "fit",
-            "nmf",
-            "--data",
-            "swimmer",
-            "-k",
-            "17",
-            "--max-iter",
-            "100000000",
-            "--tol",
-            "0",
-            "--quiet",
-            "--out",
-            s(&out),
-        ])
+    let mut child = fit_swimmer(&out)
+        .args(["-k", "17", "--max-iter", "100000000", "--tol", "0"])
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(ctrl_c_after(&mut child, 1500), Some(130));
+    let meta = read_json(&out.join("run.json"));
     assert_eq!(meta["stop_reason"], "interrupted");
     assert!(out.join("model.safetensors").is_file());
     let _ = std::fs::remove_dir_all(&dir);
@@ -507,83 +425,50 @@ fn ctrl_c_saves_the_run_and_exits_130() {
 #[test]
 fn ctrl_c_stops_a_later_point_of_a_sweep() {
     let dir = temp_dir("sigint-sweep");
-    let out = dir.join("sweep");
-    let mut child = partlearn()
-        .args([
-            "sweep",
-            "nmf",
-            "--data",
-            "swimmer",
-            "-k",
-            "2,3",
-            "--max-iter",
-            "100000000",
-            "--no-svm",
-            "--fit-args",
-            "--tol 0 --max-seconds 30",
-            "--quiet",
-            "--out",
-            s(&out),
-        ])
-        .spawn()
-        .unwrap();
+    // A sweep over k = 2, 3 of endless fits, each point with a time budget of `seconds`.
+    let sweep = |out: &Path, seconds: &str| {
+        let fit_args = format!("--tol 0 --max-seconds {seconds}");
+        partlearn()
+            .args([
+                "sweep",
+                "nmf",
+                "--data",
+                "swimmer",
+                "-k",
+                "2,3",
+                "--max-iter",
+                "100000000",
+                "--no-svm",
+                "--fit-args",
+                &fit_args,
+                "--quiet",
+                "--out",
+                s(out),
+            ])
+            .spawn()
+            .unwrap()
+    };
     // The first point has a 30 s budget: interrupt it, then the second one.
-    let wait_for = |p: &std::path::Path| {
-        let t = std::time::Instant::now();
-        while !p.exists() {
-            assert!(t.elapsed().as_secs() < 60, "{} never appeared", p.display());
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    };
-    let interrupt = |pid: u32| {
-        let killed = Command::new("kill")
-            .args(["-INT", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-    };
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    interrupt(child.id());
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    let first: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("nmf-k2/run.json")).unwrap()).unwrap();
+    let out = dir.join("sweep");
+    let mut child = sweep(&out, "30");
+    assert_eq!(ctrl_c_after(&mut child, 1500), Some(130));
+    let first = read_json(&out.join("nmf-k2/run.json"));
     assert_eq!(first["stop_reason"], "interrupted");
     assert!(!out.join("nmf-k3").exists());
 
     // A fresh sweep whose first point is quick: Ctrl-C during the second point stops it.
     let out = dir.join("sweep2");
-    let mut child = partlearn()
-        .args([
-            "sweep",
-            "nmf",
-            "--data",
-            "swimmer",
-            "-k",
-            "2,3",
-            "--max-iter",
-            "100000000",
-            "--no-svm",
-            "--fit-args",
-            "--tol 0 --max-seconds 2",
-            "--quiet",
-            "--out",
-            s(&out),
-        ])
-        .spawn()
-        .unwrap();
+    let mut child = sweep(&out, "2");
     wait_for(&out.join("nmf-k2/metrics.json"));
     std::thread::sleep(std::time::Duration::from_millis(700));
     let started = std::time::Instant::now();
-    interrupt(child.id());
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    sigint(child.id());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
     assert!(
         started.elapsed().as_secs_f64() < 1.5,
         "the second point did not stop on Ctrl-C"
     );
-    let second: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("nmf-k3/run.json")).unwrap()).unwrap();
+    let second = read_json(&out.join("nmf-k3/run.json"));
     assert_eq!(second["stop_reason"], "interrupted");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -594,36 +479,18 @@ fn atoms_figure_draws_at_most_400_atoms() {
     // is a 20 × 20 grid of the most used atoms (PNG width at bytes 16..20 of the IHDR chunk).
     let dir = temp_dir("many-atoms");
     let out = dir.join("r");
-    assert_ok(&run(&[
-        "fit",
-        "nmf",
-        "--data",
-        "swimmer",
-        "-k",
-        "500",
-        "--max-iter",
-        "1",
-        "--quiet",
-        "--out",
-        s(&out),
-    ]));
+    let one_iteration = |out: &Path, k: &str| {
+        fit_swimmer(out)
+            .args(["-k", k, "--max-iter", "1"])
+            .output()
+            .unwrap()
+    };
+    assert_ok(&one_iteration(&out, "500"));
     let png = std::fs::read(out.join("figures/atoms.png")).unwrap();
     let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
     let one_tile = {
         let o = dir.join("one");
-        assert_ok(&run(&[
-            "fit",
-            "nmf",
-            "--data",
-            "swimmer",
-            "-k",
-            "1",
-            "--max-iter",
-            "1",
-            "--quiet",
-            "--out",
-            s(&o),
-        ]));
+        assert_ok(&one_iteration(&o, "1"));
         let p = std::fs::read(o.join("figures/atoms.png")).unwrap();
         u32::from_be_bytes(p[16..20].try_into().unwrap())
     };

@@ -1,9 +1,6 @@
 //! The auto-encoders from the command line: fits, files, transform, eval, exact resume, Ctrl-C,
 //! tolerance and time budget, bad options, the asymmetric AE and the AE sweep.
 
-use std::path::Path;
-use std::process::Command;
-
 mod common;
 use common::*;
 
@@ -47,15 +44,7 @@ fn ae_end_to_end_files_transform_eval_and_exact_resume() {
 
     // transform: sigmoid codes; eval through the same protocol as NMF.
     let codes = dir.join("codes.npy");
-    assert_ok(&run(&[
-        "transform",
-        s(&r),
-        "--data",
-        "swimmer",
-        "--out",
-        s(&codes),
-        "--quiet",
-    ]));
+    assert_ok(&transform(&r, "swimmer", &codes));
     let a = read_npy(&codes).unwrap();
     assert_eq!(a.shape, vec![256, 8]);
     assert!(a.to_real::<f64>().iter().all(|&v| v > 0.0 && v < 1.0));
@@ -64,17 +53,7 @@ fn ae_end_to_end_files_transform_eval_and_exact_resume() {
     assert!(m["reconstruction"]["mse"].as_f64().unwrap() >= 0.0);
 
     // Resuming to 5 epochs gives the same weights as 5 epochs in one go.
-    assert_ok(&run(&[
-        "fit",
-        "ae",
-        "--data",
-        "swimmer",
-        "--resume",
-        s(&r),
-        "--epochs",
-        "5",
-        "--quiet",
-    ]));
+    assert_ok(&ae_resume("ae", &r, &["--epochs", "5"]));
     assert_eq!(read_json(&r.join("run.json"))["part"]["resumed_from_epoch"], 3);
     let straight = dir.join("straight");
     assert_ok(&ae_fit(
@@ -82,11 +61,7 @@ fn ae_end_to_end_files_transform_eval_and_exact_resume() {
         &straight,
         &["--epochs", "5", "--val-fraction", "0.25"],
     ));
-    let atoms = |p: &Path| {
-        let (t, _) = partlearn::io::read_safetensors(&p.join("model.safetensors")).unwrap();
-        partlearn::io::tensor_by_name(&t, "atoms", p).unwrap().clone()
-    };
-    assert_eq!(atoms(&r), atoms(&straight));
+    assert_eq!(model_tensor(&r, "atoms"), model_tensor(&straight, "atoms"));
     assert_eq!(
         std::fs::read_to_string(r.join("history.jsonl"))
             .unwrap()
@@ -95,25 +70,9 @@ fn ae_end_to_end_files_transform_eval_and_exact_resume() {
         5
     );
     // Nothing left to do: a one-line error says how to train longer.
-    assert_user_error(
-        &run(&["fit", "ae", "--data", "swimmer", "--resume", s(&r), "--quiet"]),
-        &["all its 5 epochs", "--epochs"],
-    );
+    assert_user_error(&ae_resume("ae", &r, &[]), &["all its 5 epochs", "--epochs"]);
     // The wrong command for the model kind.
-    assert_user_error(
-        &run(&[
-            "fit",
-            "asym-ae",
-            "--data",
-            "swimmer",
-            "--resume",
-            s(&r),
-            "--epochs",
-            "9",
-            "--quiet",
-        ]),
-        &["fit ae"],
-    );
+    assert_user_error(&ae_resume("asym-ae", &r, &["--epochs", "9"]), &["fit ae"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -139,29 +98,13 @@ fn ae_ctrl_c_saves_a_checkpoint_that_resumes() {
         ])
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert_eq!(ctrl_c_after(&mut child, 1500), Some(130));
     let meta = read_json(&out.join("run.json"));
     assert_eq!(meta["stop_reason"], "interrupted");
     let done = meta["n_iter"].as_u64().unwrap();
     assert!(out.join("checkpoint.safetensors").is_file());
     let target = (done + 1).to_string();
-    assert_ok(&run(&[
-        "fit",
-        "ae",
-        "--data",
-        "swimmer",
-        "--resume",
-        s(&out),
-        "--epochs",
-        &target,
-        "--quiet",
-    ]));
+    assert_ok(&ae_resume("ae", &out, &["--epochs", &target]));
     assert_eq!(
         read_json(&out.join("run.json"))["n_iter"].as_u64(),
         Some(done + 1)
@@ -206,23 +149,11 @@ fn ae_tolerance_and_time_budget_warn_and_resume() {
         (meta["stop_reason"].as_str(), meta["n_iter"].as_u64()),
         (Some("time-limit"), Some(0))
     );
-    assert_ok(&run(&[
-        "fit",
-        "ae",
-        "--data",
-        "swimmer",
-        "--resume",
-        s(&b),
-        "--quiet",
-    ]));
+    assert_ok(&ae_resume("ae", &b, &[]));
     assert_eq!(read_json(&b.join("run.json"))["n_iter"], 2);
     let straight = dir.join("straight");
     assert_ok(&ae_fit("ae", &straight, &["--epochs", "2"]));
-    let atoms = |p: &Path| {
-        let (t, _) = partlearn::io::read_safetensors(&p.join("model.safetensors")).unwrap();
-        partlearn::io::tensor_by_name(&t, "atoms", p).unwrap().clone()
-    };
-    assert_eq!(atoms(&b), atoms(&straight));
+    assert_eq!(model_tensor(&b, "atoms"), model_tensor(&straight, "atoms"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -266,8 +197,7 @@ fn ae_bad_options_are_one_line_errors() {
     ];
     for (mut args, keys) in cases {
         args.extend(["--quiet", "--out", s(&out), "--epochs", "1"]);
-        assert_user_error(&run(&args), &keys);
-        assert!(!out.exists(), "{args:?} left a run folder");
+        assert_refused(&args, &keys, &out);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -334,8 +264,7 @@ fn ae_invalid_parameters_name_their_flags() {
             "--out",
             s(&out),
         ];
-        let o = run(&[&base[..], &extra].concat());
-        assert_user_error(&o, &keys);
+        let o = assert_refused(&[&base[..], &extra].concat(), &keys, &out);
         for library_name in [
             "learning_rate",
             "val_fraction",
@@ -345,7 +274,6 @@ fn ae_invalid_parameters_name_their_flags() {
         ] {
             assert!(!stderr(&o).contains(library_name), "{extra:?}: {}", stderr(&o));
         }
-        assert!(!out.exists(), "{extra:?} left a run folder");
     }
     // A resumed run checks what this invocation sets the same way.
     let r = dir.join("r");
@@ -355,12 +283,7 @@ fn ae_invalid_parameters_name_their_flags() {
         (["--max-seconds", "-2"], ["invalid --max-seconds -2"]),
         (["--epochs", "0"], ["invalid --epochs 0"]),
     ] {
-        let args = [
-            &["fit", "ae", "--data", "swimmer", "--resume", s(&r), "--quiet"][..],
-            &extra,
-        ]
-        .concat();
-        assert_user_error(&run(&args), &keys);
+        assert_user_error(&ae_resume("ae", &r, &extra), &keys);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -372,23 +295,12 @@ fn asym_ae_trains_on_a_fashion_mnist_slice() {
     }
     let dir = temp_dir("asym");
     let r = dir.join("asym");
-    let o = run(&[
-        "fit",
+    let o = fit_quiet(
         "asym-ae",
-        "--data",
         "fashion-mnist:train",
-        "--first",
-        "512",
-        "-k",
-        "16",
-        "--epochs",
-        "2",
-        "--threads",
-        "2",
-        "--quiet",
-        "--out",
-        s(&r),
-    ]);
+        &r,
+        &["--first", "512", "-k", "16", "--epochs", "2", "--threads", "2"],
+    );
     assert_ok(&o);
     let meta = read_json(&r.join("run.json"));
     assert_eq!(meta["method"], "asym-ae");

@@ -1,7 +1,7 @@
 //! SSNMF, hierarchical, Deep and Neural NMF from the command line: fits on toy-hierarchy,
 //! options checked before fitting, time budgets, Ctrl-C, and the Neural NMF table.
 
-use std::process::Command;
+use std::path::Path;
 
 mod common;
 use common::*;
@@ -12,19 +12,12 @@ use partlearn::npy::{npy_bytes, read_npy, NpyDataRef};
 fn neural_nmf_on_toy_hierarchy_unsupervised_and_semi_supervised() {
     let dir = temp_dir("neural");
     let r = dir.join("nn");
-    assert_ok(&run(&[
-        "fit",
+    assert_ok(&fit_quiet(
         "neural-nmf",
-        "--data",
         "toy-hierarchy",
-        "--ranks",
-        "9,4",
-        "--epochs",
-        "300",
-        "--quiet",
-        "--out",
-        s(&r),
-    ]));
+        &r,
+        &["--ranks", "9,4", "--epochs", "300"],
+    ));
     let meta = read_json(&r.join("run.json"));
     assert_eq!(meta["method"], "neural-nmf");
     assert_eq!(meta["n_iter"], 300);
@@ -35,15 +28,7 @@ fn neural_nmf_on_toy_hierarchy_unsupervised_and_semi_supervised() {
     assert_eq!(history.lines().count(), 301);
     // The composed codes through transform; eval through the shared protocol.
     let codes = dir.join("codes.npy");
-    assert_ok(&run(&[
-        "transform",
-        s(&r),
-        "--data",
-        "toy-hierarchy",
-        "--out",
-        s(&codes),
-        "--quiet",
-    ]));
+    assert_ok(&transform(&r, "toy-hierarchy", &codes));
     assert_eq!(read_npy(&codes).unwrap().shape, vec![90, 9]);
     assert_ok(&run(&[
         "eval",
@@ -55,23 +40,21 @@ fn neural_nmf_on_toy_hierarchy_unsupervised_and_semi_supervised() {
     ]));
 
     let semi = dir.join("semi");
-    assert_ok(&run(&[
-        "fit",
+    assert_ok(&fit_quiet(
         "neural-nmf",
-        "--data",
         "toy-hierarchy",
-        "--ranks",
-        "9,4",
-        "--epochs",
-        "200",
-        "--supervision",
-        "semi",
-        "--labeled",
-        "40",
-        "--quiet",
-        "--out",
-        s(&semi),
-    ]));
+        &semi,
+        &[
+            "--ranks",
+            "9,4",
+            "--epochs",
+            "200",
+            "--supervision",
+            "semi",
+            "--labeled",
+            "40",
+        ],
+    ));
     let meta = read_json(&semi.join("run.json"));
     assert_eq!(meta["part"]["n_labeled"], 40);
     assert!(meta["part"]["accuracy_unlabeled"].as_f64().is_some());
@@ -129,8 +112,7 @@ fn neural_nmf_bad_options_are_one_line_errors() {
             s(&out),
         ];
         args.extend(extra.iter().copied());
-        assert_user_error(&run(&args), &keys);
-        assert!(!out.exists(), "{extra:?} left a run folder");
+        assert_refused(&args, &keys, &out);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -191,13 +173,11 @@ fn layer_fits_check_their_options_before_fitting() {
             args.extend(extra.iter().map(|v| v.to_string()));
             let args: Vec<&str> = args.iter().map(|v| v.as_str()).collect();
             let t = std::time::Instant::now();
-            let o = run(&args);
-            assert_user_error(&o, &keys);
+            assert_refused(&args, &keys, &out);
             assert!(
                 t.elapsed().as_secs() < 60,
                 "{method} {extra:?}: refused only after fitting"
             );
-            assert!(!out.exists(), "{extra:?} left a run folder");
         }
         // Test data need training labels for the classifier.
         let o = run(&[
@@ -216,25 +196,23 @@ fn layer_fits_check_their_options_before_fitting() {
     }
     // With --test-labels the unlabeled test data are scored.
     let scored = dir.join("scored");
-    assert_ok(&run(&[
-        "fit",
+    assert_ok(&fit_quiet(
         "deep-nmf",
-        "--data",
         s(&plain),
-        "--labels",
-        s(&classes),
-        "--ranks",
-        "4,2",
-        "--max-iter",
-        "20",
-        "--test-data",
-        s(&plain),
-        "--test-labels",
-        s(&classes),
-        "--quiet",
-        "--out",
-        s(&scored),
-    ]));
+        &scored,
+        &[
+            "--labels",
+            s(&classes),
+            "--ranks",
+            "4,2",
+            "--max-iter",
+            "20",
+            "--test-data",
+            s(&plain),
+            "--test-labels",
+            s(&classes),
+        ],
+    ));
     let meta = read_json(&scored.join("run.json"));
     assert!(meta["part"]["test_accuracy"].as_f64().is_some(), "{meta}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -244,25 +222,23 @@ fn layer_fits_check_their_options_before_fitting() {
 fn ssnmf_hnmf_deep_nmf_on_toy_hierarchy() {
     let dir = temp_dir("layers");
     let ss = dir.join("ss");
-    assert_ok(&run(&[
-        "fit",
+    assert_ok(&fit_quiet(
         "ssnmf",
-        "--data",
         "toy-hierarchy",
-        "-k",
-        "4",
-        "--label-set",
-        "labels4",
-        "--labeled",
-        "40",
-        "--max-iter",
-        "1500",
-        "--tol",
-        "1e-6",
-        "--quiet",
-        "--out",
-        s(&ss),
-    ]));
+        &ss,
+        &[
+            "-k",
+            "4",
+            "--label-set",
+            "labels4",
+            "--labeled",
+            "40",
+            "--max-iter",
+            "1500",
+            "--tol",
+            "1e-6",
+        ],
+    ));
     let meta = read_json(&ss.join("run.json"));
     assert_eq!(meta["part"]["n_labeled"], 40);
     assert!(
@@ -272,15 +248,7 @@ fn ssnmf_hnmf_deep_nmf_on_toy_hierarchy() {
     assert_eq!(read_npy(&ss.join("labels_pred.npy")).unwrap().shape, vec![90]);
     // The dictionary is an NMF model: transform works on it.
     let codes = dir.join("codes.npy");
-    assert_ok(&run(&[
-        "transform",
-        s(&ss),
-        "--data",
-        "toy-hierarchy",
-        "--out",
-        s(&codes),
-        "--quiet",
-    ]));
+    assert_ok(&transform(&ss, "toy-hierarchy", &codes));
 
     for (method, sup) in [
         ("hnmf", "none"),
@@ -289,21 +257,12 @@ fn ssnmf_hnmf_deep_nmf_on_toy_hierarchy() {
         ("deep-nmf", "full"),
     ] {
         let out = dir.join(format!("{method}-{sup}"));
-        assert_ok(&run(&[
-            "fit",
+        assert_ok(&fit_quiet(
             method,
-            "--data",
             "toy-hierarchy",
-            "--ranks",
-            "9,4",
-            "--supervision",
-            sup,
-            "--max-iter",
-            "300",
-            "--quiet",
-            "--out",
-            s(&out),
-        ]));
+            &out,
+            &["--ranks", "9,4", "--supervision", sup, "--max-iter", "300"],
+        ));
         let meta = read_json(&out.join("run.json"));
         assert_eq!(meta["method"], method);
         let errs = meta["part"]["level_errors"].as_array().unwrap();
@@ -320,45 +279,20 @@ fn ssnmf_hnmf_deep_nmf_on_toy_hierarchy() {
         ]));
     }
     assert_user_error(
-        &run(&[
-            "fit",
-            "hnmf",
-            "--data",
-            "toy-hierarchy",
-            "--ranks",
-            "4,9",
-            "--quiet",
-            "--out",
-            s(&dir.join("bad")),
-        ]),
+        &fit_quiet("hnmf", "toy-hierarchy", &dir.join("bad"), &["--ranks", "4,9"]),
         &["ranks"],
     );
     assert_user_error(
-        &run(&[
-            "fit",
-            "ssnmf",
-            "--data",
-            "toy-hierarchy",
-            "-k",
-            "0",
-            "--quiet",
-            "--out",
-            s(&dir.join("bad")),
-        ]),
+        &fit_quiet("ssnmf", "toy-hierarchy", &dir.join("bad"), &["-k", "0"]),
         &["k"],
     );
     assert_user_error(
-        &run(&[
-            "fit",
+        &fit_quiet(
             "ssnmf",
-            "--data",
             "toy-hierarchy",
-            "--data-loss",
-            "hellinger",
-            "--quiet",
-            "--out",
-            s(&dir.join("bad")),
-        ]),
+            &dir.join("bad"),
+            &["--data-loss", "hellinger"],
+        ),
         &["frobenius or kl"],
     );
     // Settings that would run without meaning: a negative tol, masks that mark nothing or hold
@@ -440,13 +374,10 @@ fn bad_parameter_values_name_their_flags() {
         let mut a = vec!["fit"];
         a.extend(args.iter().copied());
         a.extend(["--data", "toy-hierarchy", "--quiet", "--out", s(&out)]);
-        let o = run(&a);
-        assert_user_error(&o, &[key]);
-        let err = stderr(&o);
+        let err = stderr(&assert_refused(&a, &[key], &out));
         for library_name in ["max_iter", "max_seconds", "lr_class", "decay_every", "label_set"] {
             assert!(!err.contains(library_name), "{args:?}: {err}");
         }
-        assert!(!out.exists(), "{args:?} left a run folder");
     }
     let o = run(&["reproduce", "neural-nmf-table", "--seeds", "0"]);
     assert_user_error(&o, &["invalid --seeds 0"]);
@@ -460,17 +391,21 @@ fn bad_parameter_values_name_their_flags() {
 fn layer_fits_honour_a_time_budget_and_warn_at_max_iter() {
     let dir = temp_dir("layers-budget");
     for method in ["ssnmf", "hnmf", "deep-nmf", "neural-nmf"] {
+        let fit = |out: &Path, extra: &[&str]| {
+            let mut args = vec![
+                "fit",
+                method,
+                "--data",
+                "toy-hierarchy",
+                "--quiet",
+                "--out",
+                s(out),
+            ];
+            args.extend_from_slice(extra);
+            run(&args)
+        };
         let out = dir.join(format!("{method}-budget"));
-        let mut args = vec![
-            "fit",
-            method,
-            "--data",
-            "toy-hierarchy",
-            "--quiet",
-            "--out",
-            s(&out),
-        ];
-        args.extend(match method {
+        let budget = match method {
             "neural-nmf" => ["--ranks", "9,4", "--epochs", "100000000", "--max-seconds", "1"].as_slice(),
             "ssnmf" => [
                 "-k",
@@ -494,31 +429,22 @@ fn layer_fits_honour_a_time_budget_and_warn_at_max_iter() {
                 "1",
             ]
             .as_slice(),
-        });
+        };
         let t = std::time::Instant::now();
-        assert_ok(&run(&args));
+        assert_ok(&fit(&out, budget));
         assert!(t.elapsed().as_secs() < 60, "{method} ignored its budget");
         let meta = read_json(&out.join("run.json"));
         assert_eq!(meta["stop_reason"], "time-limit", "{method}: {meta}");
 
         let out = dir.join(format!("{method}-warn"));
-        let mut args = vec![
-            "fit",
-            method,
-            "--data",
-            "toy-hierarchy",
-            "--quiet",
-            "--out",
-            s(&out),
-            "--tol",
-            "1e-14",
-        ];
-        args.extend(match method {
-            "neural-nmf" => ["--ranks", "9,4", "--epochs", "20"].as_slice(),
-            "ssnmf" => ["-k", "4", "--max-iter", "20"].as_slice(),
-            _ => ["--ranks", "9,4", "--max-iter", "20"].as_slice(),
-        });
-        let o = run(&args);
+        let o = fit(
+            &out,
+            match method {
+                "neural-nmf" => &["--ranks", "9,4", "--epochs", "20", "--tol", "1e-14"],
+                "ssnmf" => &["-k", "4", "--max-iter", "20", "--tol", "1e-14"],
+                _ => &["--ranks", "9,4", "--max-iter", "20", "--tol", "1e-14"],
+            },
+        );
         assert_ok(&o);
         let err = stderr(&o);
         let flag = if method == "neural-nmf" {
@@ -567,13 +493,7 @@ fn ctrl_c_stops_the_layer_fits_and_saves() {
             .args(long)
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(1500));
-        let killed = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        assert_eq!(child.wait().unwrap().code(), Some(130), "{method}");
+        assert_eq!(ctrl_c_after(&mut child, 1500), Some(130), "{method}");
         let meta = read_json(&out.join("run.json"));
         assert_eq!(meta["stop_reason"], "interrupted", "{method}: {meta}");
         assert!(out.join("model.safetensors").is_file());

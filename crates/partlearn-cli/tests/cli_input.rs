@@ -15,63 +15,27 @@ fn bad_data_values_name_the_sample_and_feature() {
     let neg = dir.join("neg.npy");
     write_npy_f32(&neg, 3, 4, &v);
     assert_user_error(
-        &run(&[
-            "fit",
-            "nmf",
-            "--data",
-            s(&neg),
-            "-k",
-            "2",
-            "--out",
-            s(&dir.join("a")),
-        ]),
+        &fit_quiet("nmf", s(&neg), &dir.join("a"), &["-k", "2"]),
         &["negative", "sample 1", "feature 2"],
     );
     v[6] = f32::NAN; // the same entry, now NaN
     let nan = dir.join("nan.npy");
     write_npy_f32(&nan, 3, 4, &v);
     assert_user_error(
-        &run(&[
-            "fit",
-            "nmf",
-            "--data",
-            s(&nan),
-            "-k",
-            "2",
-            "--out",
-            s(&dir.join("b")),
-        ]),
+        &fit_quiet("nmf", s(&nan), &dir.join("b"), &["-k", "2"]),
         &["non-finite", "sample 1", "feature 2"],
     );
     v[6] = f32::INFINITY;
     let inf = dir.join("inf.npy");
     write_npy_f32(&inf, 3, 4, &v);
     assert_user_error(
-        &run(&[
-            "fit",
-            "nmf",
-            "--data",
-            s(&inf),
-            "-k",
-            "2",
-            "--out",
-            s(&dir.join("c")),
-        ]),
+        &fit_quiet("nmf", s(&inf), &dir.join("c"), &["-k", "2"]),
         &["non-finite"],
     );
     let empty = dir.join("empty.npy");
     write_npy_f32(&empty, 0, 4, &[]);
     assert_user_error(
-        &run(&[
-            "fit",
-            "nmf",
-            "--data",
-            s(&empty),
-            "-k",
-            "2",
-            "--out",
-            s(&dir.join("d")),
-        ]),
+        &fit_quiet("nmf", s(&empty), &dir.join("d"), &["-k", "2"]),
         &["empty"],
     );
     assert!(
@@ -218,20 +182,17 @@ fn bad_options_are_one_line_errors() {
     }
     assert!(!std::path::Path::new(&out).exists());
     // A cause quoted by its error is not repeated.
-    let o = run(&[
-        "fit",
-        "nmf",
-        "--data",
-        "swimmer",
-        "-k",
-        "3",
-        "--init",
-        "custom",
-        "--init-atoms",
-        s(&dir.join("nope.npy")),
-        "--out",
-        &out,
-    ]);
+    let o = fit_swimmer(std::path::Path::new(&out))
+        .args([
+            "-k",
+            "3",
+            "--init",
+            "custom",
+            "--init-atoms",
+            s(&dir.join("nope.npy")),
+        ])
+        .output()
+        .unwrap();
     assert_user_error(&o, &["--init-atoms", "nope.npy"]);
     assert_eq!(stderr(&o).matches("os error 2").count(), 1, "{}", stderr(&o));
     assert_user_error(
@@ -340,59 +301,17 @@ fn truncated_and_forged_files_are_refused_before_allocating() {
 #[test]
 fn custom_init_files_are_checked() {
     let dir = temp_dir("custom");
-    let out = s(&dir.join("r")).to_string();
-    let missing = s(&dir.join("nope.npy")).to_string();
+    let out = dir.join("r");
+    let fit = |args: &[&str]| fit_swimmer(&out).args(["-k", "3"]).args(args).output().unwrap();
+    let missing = dir.join("nope.npy");
     assert_user_error(
-        &run(&[
-            "fit",
-            "nmf",
-            "--data",
-            "swimmer",
-            "-k",
-            "3",
-            "--init",
-            "custom",
-            "--init-atoms",
-            &missing,
-            "--out",
-            &out,
-        ]),
+        &fit(&["--init", "custom", "--init-atoms", s(&missing)]),
         &["nope.npy"],
     );
     let wrong = dir.join("wrong.npy");
     write_npy_f32(&wrong, 3, 10, &[0.1; 30]);
-    assert_user_error(
-        &run(&[
-            "fit",
-            "nmf",
-            "--data",
-            "swimmer",
-            "-k",
-            "3",
-            "--init",
-            "custom",
-            "--init-atoms",
-            s(&wrong),
-            "--out",
-            &out,
-        ]),
-        &["1024"],
-    );
-    assert_user_error(
-        &run(&[
-            "fit",
-            "nmf",
-            "--data",
-            "swimmer",
-            "-k",
-            "3",
-            "--init-atoms",
-            s(&wrong),
-            "--out",
-            &out,
-        ]),
-        &["--init custom"],
-    );
+    assert_user_error(&fit(&["--init", "custom", "--init-atoms", s(&wrong)]), &["1024"]);
+    assert_user_error(&fit(&["--init-atoms", s(&wrong)]), &["--init custom"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

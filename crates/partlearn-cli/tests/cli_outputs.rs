@@ -8,7 +8,6 @@
 //! gave it.
 
 use std::path::Path;
-use std::process::Output;
 
 mod common;
 use common::*;
@@ -23,28 +22,6 @@ fn names(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn read_json(p: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-}
-
-fn fit_nmf(out: &Path, k: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "fit",
-        "nmf",
-        "--data",
-        "swimmer",
-        "-k",
-        k,
-        "--max-iter",
-        "3",
-        "--quiet",
-        "--out",
-        s(out),
-    ];
-    args.extend(extra);
-    run(&args)
 }
 
 #[test]
@@ -255,19 +232,7 @@ fn ae_force_leaves_the_old_run_whole_until_its_commit() {
 fn ae_resume_refuses_the_flags_it_cannot_apply() {
     let dir = temp_dir("resume");
     let r = dir.join("aeR");
-    assert_ok(&run(&[
-        "fit",
-        "ae",
-        "--data",
-        "swimmer",
-        "-k",
-        "4",
-        "--epochs",
-        "2",
-        "--quiet",
-        "--out",
-        s(&r),
-    ]));
+    assert_ok(&fit_quiet("ae", "swimmer", &r, &["-k", "4", "--epochs", "2"]));
     let snapshot = || -> Vec<Vec<u8>> {
         [
             "model.safetensors",
@@ -317,17 +282,7 @@ fn ae_resume_refuses_the_flags_it_cannot_apply() {
     assert_eq!(names(&dir), vec!["aeR"]);
 
     // Resuming with only the flags that apply works, also with --out naming the run itself.
-    assert_ok(&run(&[
-        "fit",
-        "ae",
-        "--data",
-        "swimmer",
-        "--resume",
-        s(&r),
-        "--epochs",
-        "3",
-        "--quiet",
-    ]));
+    assert_ok(&ae_resume("ae", &r, &["--epochs", "3"]));
     assert_eq!(read_json(&r.join("run.json"))["n_iter"], 3);
     assert_ok(&run(&[&resume[..], &["--out", s(&r)]].concat()));
     let meta = read_json(&r.join("run.json"));

@@ -2,19 +2,11 @@
 //! screenshot must not be blank. Skipped when Chromium is missing, unless
 //! PARTLEARN_REQUIRE_CHROMIUM is set (CI installs the Debian package `chromium`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn partlearn() -> Command {
-    Command::new(assert_cmd::cargo::cargo_bin("partlearn"))
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("partlearn-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::*;
 
 fn chromium() -> Option<&'static str> {
     ["chromium", "chromium-browser", "google-chrome"]
@@ -57,42 +49,18 @@ fn report_renders_in_headless_chromium_and_is_not_blank() {
         return;
     };
     let dir = temp_dir("report");
-    let run = dir.join("run");
-    let fit = partlearn()
-        .args([
-            "fit",
-            "nmf",
-            "--data",
-            "swimmer",
-            "-k",
-            "17",
-            "--max-iter",
-            "30",
-            "--quiet",
-            "--out",
-        ])
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert!(fit.status.success(), "{}", String::from_utf8_lossy(&fit.stderr));
+    let run_dir = dir.join("run");
+    assert_ok(
+        &fit_swimmer(&run_dir)
+            .args(["-k", "17", "--max-iter", "30"])
+            .output()
+            .unwrap(),
+    );
     let html = dir.join("report.html");
-    let rep = partlearn()
-        .arg("report")
-        .arg(&run)
-        .arg("--out")
-        .arg(&html)
-        .output()
-        .unwrap();
-    assert!(rep.status.success(), "{}", String::from_utf8_lossy(&rep.stderr));
+    let report = ["report", s(&run_dir), "--out", s(&html)];
+    assert_ok(&run(&report));
     // Without --force the report is not overwritten.
-    let again = partlearn()
-        .arg("report")
-        .arg(&run)
-        .arg("--out")
-        .arg(&html)
-        .output()
-        .unwrap();
-    assert_eq!(again.status.code(), Some(2));
+    assert_user_error(&run(&report), &["already exists", "--force"]);
 
     let shot = dir.join("shot.png");
     let out = Command::new(browser)

@@ -1,9 +1,11 @@
-//! Helpers shared by the command-line test binaries: running `partlearn`, temporary folders, and
-//! the check that bad input is a one-line `error: …` with exit 2 and no panic.
+//! Helpers shared by the command-line test binaries: running `partlearn` (and the fits several
+//! tests start from), temporary folders, reading what a run wrote, Ctrl-C, and the check that bad
+//! input is a one-line `error: …` with exit 2 and no panic.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 use partlearn::npy::{npy_bytes, NpyDataRef};
 
@@ -55,6 +57,15 @@ pub fn assert_user_error(o: &Output, keywords: &[&str]) {
     }
 }
 
+/// [`assert_user_error`] for `partlearn args`, which must also leave no run folder at `out`;
+/// the output, for further checks.
+pub fn assert_refused(args: &[&str], keywords: &[&str], out: &Path) -> Output {
+    let o = run(args);
+    assert_user_error(&o, keywords);
+    assert!(!out.exists(), "{args:?} left a run folder");
+    o
+}
+
 /// Whether Fashion-MNIST is installed (required when `PARTLEARN_REQUIRE_DATA` is set).
 pub fn fashion_available() -> bool {
     let dirs: Vec<PathBuf> = match std::env::var_os("PARTLEARN_DATA_DIR") {
@@ -80,21 +91,10 @@ pub fn write_npy_f32(path: &Path, rows: usize, cols: usize, v: &[f32]) {
 /// A run on swimmer, shared by several tests.
 pub fn swimmer_run(dir: &Path) -> PathBuf {
     let run_dir = dir.join("run");
-    let o = run(&[
-        "fit",
-        "nmf",
-        "--data",
-        "swimmer",
-        "-k",
-        "17",
-        "--max-iter",
-        "40",
-        "--json",
-        "--save-codes",
-        "--quiet",
-        "--out",
-        s(&run_dir),
-    ]);
+    let o = fit_swimmer(&run_dir)
+        .args(["-k", "17", "--max-iter", "40", "--json", "--save-codes"])
+        .output()
+        .unwrap();
     assert_ok(&o);
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary["method"], "nmf");
@@ -104,6 +104,40 @@ pub fn swimmer_run(dir: &Path) -> PathBuf {
 
 pub fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// The tensor `name` of the model file in the run folder `run`.
+pub fn model_tensor(run: &Path, name: &str) -> partlearn::io::Tensor {
+    let (t, _) = partlearn::io::read_safetensors(&run.join("model.safetensors")).unwrap();
+    partlearn::io::tensor_by_name(&t, name, run).unwrap().clone()
+}
+
+/// `partlearn fit METHOD --data DATA --quiet --out OUT`, for the caller to add arguments to (or to
+/// spawn).
+pub fn fit_command(method: &str, data: &str, out: &Path) -> Command {
+    let mut c = partlearn();
+    c.args(["fit", method, "--data", data, "--quiet", "--out"])
+        .arg(out);
+    c
+}
+
+/// [`fit_command`] with `args`, run to its end.
+pub fn fit_quiet(method: &str, data: &str, out: &Path, args: &[&str]) -> Output {
+    fit_command(method, data, out).args(args).output().unwrap()
+}
+
+/// `partlearn fit nmf --data swimmer --quiet --out OUT`, for the caller to add arguments to.
+pub fn fit_swimmer(out: &Path) -> Command {
+    fit_command("nmf", "swimmer", out)
+}
+
+/// [`fit_swimmer`] with `k` atoms and 3 iterations, plus `extra`.
+pub fn fit_nmf(out: &Path, k: &str, extra: &[&str]) -> Output {
+    fit_swimmer(out)
+        .args(["-k", k, "--max-iter", "3"])
+        .args(extra)
+        .output()
+        .unwrap()
 }
 
 pub fn ae_fit(cmd: &str, out: &Path, extra: &[&str]) -> Output {
@@ -126,4 +160,49 @@ pub fn ae_fit(cmd: &str, out: &Path, extra: &[&str]) -> Output {
     ];
     args.extend_from_slice(extra);
     run(&args)
+}
+
+/// `partlearn fit CMD --resume RUN` on swimmer, quiet, plus `extra`.
+pub fn ae_resume(cmd: &str, run_dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["fit", cmd, "--data", "swimmer", "--resume", s(run_dir), "--quiet"];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// Sends SIGINT (what Ctrl-C sends) to the process `pid`.
+pub fn sigint(pid: u32) {
+    let killed = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
+/// Ctrl-C to `child` after it ran `ms` milliseconds; its exit code.
+pub fn ctrl_c_after(child: &mut Child, ms: u64) -> Option<i32> {
+    std::thread::sleep(Duration::from_millis(ms));
+    sigint(child.id());
+    child.wait().unwrap().code()
+}
+
+/// Waits until `p` exists (at most a minute).
+pub fn wait_for(p: &Path) {
+    let t = Instant::now();
+    while !p.exists() {
+        assert!(t.elapsed().as_secs() < 60, "{} never appeared", p.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `partlearn transform RUN --data DATA --out CODES --quiet`.
+pub fn transform(run_dir: &Path, data: &str, codes: &Path) -> Output {
+    run(&[
+        "transform",
+        s(run_dir),
+        "--data",
+        data,
+        "--out",
+        s(codes),
+        "--quiet",
+    ])
 }
