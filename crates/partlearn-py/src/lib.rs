@@ -4,6 +4,7 @@
 //! `python/partlearn` wrap them; this module holds no method logic of its own.
 
 mod convert;
+mod data;
 mod model;
 mod nmf;
 
@@ -19,5 +20,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(model::model_transform, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_decode, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_info, m)?)?;
+    m.add_function(wrap_pyfunction!(data::load_data, m)?)?;
     Ok(())
 }
