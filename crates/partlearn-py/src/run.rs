@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use numpy::PyReadonlyArray2;
 use partlearn::io::record::{DataSpec, FitSummary, MethodPart, RunRecord};
-use partlearn::io::run::MODEL_FILE;
+use partlearn::io::run::{MODEL_FILE, RUN_FILE};
 use partlearn::io::{parse_safetensors, safetensors_bytes, RunDir, Tensor};
 use partlearn::nmf::{EncodeMethod, EncodeOptions, EncodeSpec, NmfModel, Penalty};
 use partlearn::protocol::model_from_bytes;
@@ -159,13 +159,18 @@ fn file_dtype(tensors: &[Tensor]) -> &'static str {
     }
 }
 
-/// Reads a run folder written by `partlearn fit` (or by `save`) or a bare model file: returns
-/// `model` (the model file's bytes, checked to load), `kind` (the model's), `dtype` (of its
-/// tensors), `record` (run.json as JSON text, checked by the library's `RunRecord::read`; None
-/// for a bare model file) and `history` (the lines of history.jsonl, or an empty list).
+/// Reads a run folder written by `partlearn fit` (or by `save`) or a bare model file (or a
+/// folder holding only one): returns `model` (the model file's bytes, checked to load), `kind`
+/// (the model's), `dtype` (of its tensors), `record` (run.json as JSON text, checked by the
+/// library's `RunRecord::read`; None without run.json) and `history` (the lines of
+/// history.jsonl, or an empty list).
 #[pyfunction]
 pub fn read_run<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
-    let (file, record, history) = if path.is_dir() {
+    let (file, record, history) = if path.is_dir() && !path.join(RUN_FILE).exists() {
+        // A folder holding only a model (as `partlearn transform` accepts): the model alone.
+        let dir = partlearn::io::open_existing(&path).map_err(error)?;
+        (dir.join(MODEL_FILE), None, Vec::new())
+    } else if path.is_dir() {
         let dir = partlearn::io::open_existing(&path).map_err(error)?;
         let record = RunRecord::read(&dir).map_err(error)?;
         let history_path = dir.join(&record.history.file);

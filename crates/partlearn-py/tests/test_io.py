@@ -11,6 +11,7 @@ from sklearn.exceptions import NotFittedError
 
 import partlearn
 from partlearn import metrics
+from partlearn._base import _check_x, _ModelEstimator
 from _partlearn_cli import bars, read_metrics, run, run_json, strip_run_specific, write_data
 
 # Short fits: their ConvergenceWarnings are expected.
@@ -183,10 +184,78 @@ def test_load_run_refuses_damaged_and_foreign_files(data, tmp_path):
     (path / "run.json").write_text("[1, 2, 3]")
     with pytest.raises(ValueError, match="not a partlearn run"):
         partlearn.load_run(path)
+    # Without run.json the folder is its model alone (as `partlearn transform` reads it).
     (path / "run.json").unlink()
-    with pytest.raises(OSError, match="run.json"):
-        partlearn.load_run(path)
+    alone = partlearn.load_run(path)
+    assert alone.n_components == "auto" and not hasattr(alone, "n_iter_")
+    np.testing.assert_array_equal(alone.components_, model.components_)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ValueError, match="not a partlearn run folder"):
         partlearn.load_run(empty)
+
+
+# The other methods' runs: each loads as its estimator once the package has it (until then
+# load_run says which class is missing), transforms as `partlearn transform` and saves back.
+OTHER_METHODS = {
+    "ssnmf": ("SSNMF", ["-k", "4", "--labeled", "0.5", "--max-iter", "20"]),
+    "hnmf": ("HierarchicalNMF", ["--ranks", "6,3", "--max-iter", "20"]),
+    "deep-nmf": ("DeepNMF", ["--ranks", "6,3", "--max-iter", "20"]),
+    "neural-nmf": ("NeuralNMF", ["--ranks", "6,3", "--epochs", "20"]),
+    "ae": ("SparseAutoencoder", ["-k", "4", "--epochs", "2", "--batch-size", "30"]),
+}
+
+
+@pytest.mark.parametrize("method", sorted(OTHER_METHODS))
+def test_runs_of_the_other_methods_load_as_their_estimators(data, tmp_path, method):
+    X, _, x_path, y_path = data
+    name, args = OTHER_METHODS[method]
+    run_dir = tmp_path / "run"
+    run("fit", method, "--data", x_path, "--labels", y_path, *args, "--dtype", "f64", "--out", run_dir, "--quiet")
+    if not hasattr(partlearn, name):
+        with pytest.raises(ValueError, match=f"needs partlearn.{name}"):
+            partlearn.load_run(run_dir)
+        return
+    model = partlearn.load_run(run_dir)
+    assert type(model).__name__ == name
+    rows = X.reshape(len(X), -1)
+    expected = cli_codes(run_dir, x_path, tmp_path / "codes.npy", "--dtype", "f64")
+    np.testing.assert_allclose(model.transform(rows), expected, rtol=1e-10, atol=1e-12)
+    again = tmp_path / "again"
+    model.save(again)
+    np.testing.assert_allclose(cli_codes(again, x_path, tmp_path / "again.npy", "--dtype", "f64"), expected, rtol=1e-10, atol=1e-12)
+    assert type(partlearn.load_run(again)).__name__ == name
+
+
+class Wrapped(_ModelEstimator):
+    """An estimator that keeps its model as model-file bytes and has no run hooks of its own
+    (as the estimators of the other methods do): save falls back on the library's record."""
+
+    def __init__(self, n_components=2, max_iter=10, n_threads=1):
+        self.n_components = n_components
+        self.max_iter = max_iter
+        self.n_threads = n_threads
+
+    def fit(self, X, y=None):
+        X = _check_x(self, X, reset=True)
+        nmf = partlearn.NMF(self.n_components, max_iter=self.max_iter, random_state=0).fit(X)
+        self._store_model(nmf._model_bytes(), X.dtype)
+        return self
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_an_estimator_without_run_hooks_saves_a_run_the_cli_reads(data, tmp_path):
+    X, _, x_path, _ = data
+    rows = X.reshape(len(X), -1)
+    model = Wrapped(n_components=3, max_iter=15).fit(rows)
+    path = tmp_path / "run"
+    model.save(path)
+    record = json.loads((path / "run.json").read_text())
+    assert (record["method"], record["part"]["kind"]) == ("nmf", "nmf")
+    assert record["part"]["options"] == {"estimator": "Wrapped", "params": {"n_components": 3, "max_iter": 15, "n_threads": 1}}
+    np.testing.assert_array_equal(cli_codes(path, x_path, tmp_path / "codes.npy", "--dtype", "f64"), model.transform(rows))
+    # An nmf run loads as NMF, with the parameters NMF shares with the saved estimator.
+    back = partlearn.load_run(path)
+    assert type(back) is partlearn.NMF
+    assert (back.n_components, back.max_iter, back.n_threads) == (3, 15, 1)
+    np.testing.assert_array_equal(back.transform(rows), model.transform(rows))

@@ -120,6 +120,8 @@ def test_morphology_errors_speak_of_the_arguments():
         metrics.erode(images, "square:2", image_shape=(4, 5))
     with pytest.raises(TypeError, match="se must be a str"):
         metrics.dilate(images, 1, image_shape=(4, 5))
+    with pytest.raises(ValueError, match="n_threads must be an int ≥ 0"):
+        metrics.dilate(images, image_shape=(4, 5), n_threads=-1)
     with pytest.raises(ValueError, match="differs from the shape"):
         metrics.dilate(images.reshape(3, 4, 5), image_shape=(5, 4))
     with pytest.raises(ValueError, match="NaN"):

@@ -149,7 +149,7 @@ class _RunMixin:
         last = history[-1] if history else {}
 
         def finite(v):
-            return float(v) if v is not None and np.isfinite(v) else None
+            return float(v) if isinstance(v, (int, float, np.number)) and np.isfinite(v) else None
 
         n_iter = int(getattr(self, "n_iter_", last.get("iter", 0)) or 0)
         stop = getattr(self, "stop_reason_", None)
@@ -174,7 +174,7 @@ class _RunMixin:
             "fit": {
                 "stop_reason": str(stop).replace("_", "-"),
                 "n_iter": n_iter,
-                "seconds": float(last.get("seconds", 0.0)),
+                "seconds": float(last.get("seconds") or 0.0),
                 "objective": finite(getattr(self, "objective_", last.get("objective"))),
                 "rel_error": finite(last.get("rel_error")),
                 "warnings": list(getattr(self, "_fit_warnings", [])),

@@ -55,12 +55,14 @@ def load_run(path):
     """A fitted estimator from a run folder of the command-line tool.
 
     Reads ``model.safetensors`` and ``run.json`` of a folder written by ``partlearn fit`` (or by
-    an estimator's ``save``), or a bare model file, and returns a fitted estimator of the
+    an estimator's ``save``), or a bare model file (or a folder holding only
+    ``model.safetensors``), and returns a fitted estimator of the
     method's class: ``nmf`` → :class:`NMF`, ``sparse-nmf`` → :class:`SparseNMF`, ``ssnmf`` →
     ``SSNMF``, ``hnmf`` → ``HierarchicalNMF``, ``deep-nmf`` → ``DeepNMF``, ``neural-nmf`` →
     ``NeuralNMF``, ``ae``/``asym-ae`` → ``SparseAutoencoder``. Its ``transform`` gives the codes
     ``partlearn transform`` writes for the run. A bare model file gives the estimator of the
-    model's kind (an ``nmf`` model gives :class:`NMF`) with default parameters.
+    model's kind (an ``nmf`` model gives :class:`NMF`) with default parameters. ``random_state``
+    is the library's seed of the fit, recorded in run.json.
 
     The parameters come from the run's options, the fitted attributes from the model
     (``components_``, ``n_components_``, ``n_features_in_``, in the float type the run was
@@ -80,10 +82,11 @@ def load_run(path):
     Raises
     ------
     OSError
-        ``path`` does not exist, or the run folder lacks its model.
+        ``path`` does not exist.
     ValueError
-        The file is not a partlearn model (damaged, truncated, another program's), or run.json
-        is not a partlearn run record of a format this partlearn reads.
+        The file is not a partlearn model (damaged, truncated, another program's), the folder
+        holds no model.safetensors, or run.json is not a partlearn run record of a format this
+        partlearn reads.
     """
     out = _native.read_run(os.fspath(path))
     record = None if out["record"] is None else json.loads(out["record"])

@@ -127,7 +127,7 @@ def _morph(images, se, image_shape, n_threads, erode):
     if not isinstance(se, str):
         raise TypeError(f"se must be a str such as 'disk:1', 'square:3' or 'custom:.#./###/.#.', got {type(se).__name__}")
     rows, (h, w), was_3d = _images(images, image_shape)
-    out = _native.morphology(rows, h, w, se=se, erode=erode, threads=int(n_threads))
+    out = _native.morphology(rows, h, w, se=se, erode=erode, threads=_threads(n_threads))
     return out.reshape(-1, h, w) if was_3d else out
 
 
@@ -163,6 +163,12 @@ def erode(images, se="disk:1", image_shape=None, *, n_threads=1):
     eroded : ndarray of the shape and float dtype of ``images``
     """
     return _morph(images, se, image_shape, n_threads, erode=True)
+
+
+def _threads(n_threads):
+    if not isinstance(n_threads, Integral) or isinstance(n_threads, bool) or n_threads < 0:
+        raise ValueError(f"n_threads must be an int ≥ 0 (0 = all cores), got {n_threads!r}")
+    return int(n_threads)
 
 
 def _model_of(model):
@@ -217,7 +223,7 @@ def max_approximation_error(model, X, se="disk:1", image_shape=None, *, n_thread
     if not isinstance(se, str):
         raise TypeError(f"se must be a str such as 'disk:1', got {type(se).__name__}")
     model_bytes, X, (h, w) = _data(model, X, image_shape, required=True)
-    text = _native.max_approximation_error(model_bytes, X, h, w, se=se, threads=int(n_threads))
+    text = _native.max_approximation_error(model_bytes, X, h, w, se=se, threads=_threads(n_threads))
     return json.loads(text)
 
 
@@ -247,7 +253,7 @@ def _svm_options(options, random_state, n_threads):
     else:
         seed = _seed(random_state)
     o["seed"] = seed
-    o["threads"] = int(n_threads)
+    o["threads"] = _threads(n_threads)
     for key in ("c_grid", "select_splits", "eval_splits", "max_passes"):
         if not isinstance(o[key], Integral) or isinstance(o[key], bool) or o[key] < 0:
             raise ValueError(f"{key} must be a non-negative int, got {o[key]!r}")
@@ -282,8 +288,9 @@ def svm_protocol_accuracy(
     ``select_splits`` stratified shuffle splits (``select_fraction`` validation); the best C is
     then trained and tested on ``eval_splits`` stratified shuffle splits of the held-out part
     (``eval_fraction`` test each), giving a mean ± std accuracy. The report used 30 C values and
-    20 selection splits; the defaults (those of ``partlearn eval``) give the same accuracy to
-    about 0.005 in a twentieth of the time.
+    20 selection splits; the defaults are those of ``partlearn eval`` (on an NMF k = 100 model of
+    Fashion-MNIST: 0.799 ± 0.032 in 20 s, against 0.796 ± 0.036 in 510 s with the report's
+    counts).
 
     Parameters
     ----------
@@ -396,7 +403,6 @@ def evaluate(
         elif isinstance(svm, dict):
             options = dict(svm)
             random_state = options.pop("random_state", 0)
-            options.pop("n_threads", None)
             svm_json = json.dumps(_svm_options(options, random_state, n_threads))
         elif svm is not False:
             raise ValueError(f"svm must be True, False or a dict of SVM protocol options, got {svm!r}")
@@ -420,7 +426,7 @@ def evaluate(
         labels=labels,
         image_shape=shape,
         se=se,
-        threads=int(n_threads),
+        threads=_threads(n_threads),
         svm=svm_json,
         codes=codes,
     )
