@@ -107,6 +107,7 @@ fn py_name(option: &str) -> &str {
         "alpha_h" => "alpha_H",
         "threads" => "n_threads",
         "seed" => "random_state",
+        "structuring_element" => "se",
         other => other,
     }
 }

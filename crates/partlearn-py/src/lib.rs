@@ -5,8 +5,10 @@
 
 mod convert;
 mod data;
+mod metrics;
 mod model;
 mod nmf;
+mod run;
 
 use pyo3::prelude::*;
 
@@ -21,5 +23,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(model::model_decode, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_info, m)?)?;
     m.add_function(wrap_pyfunction!(data::load_data, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::hoyer_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::morphology, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::max_approximation_error, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::svm_protocol, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(run::nmf_model_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(run::nmf_model_parts, m)?)?;
+    m.add_function(wrap_pyfunction!(run::read_run, m)?)?;
+    m.add_function(wrap_pyfunction!(run::save_run, m)?)?;
     Ok(())
 }
