@@ -6,6 +6,7 @@ Estimators follow scikit-learn's conventions (``fit``/``transform``, ``get_param
 float32 input gives float32 results, and arrays cross into Rust without a copy."""
 
 from ._native import __version__
+from ._ae import SparseAutoencoder
 from ._nmf import NMF, SparseNMF
 
-__all__ = ["NMF", "SparseNMF", "__version__"]
+__all__ = ["NMF", "SparseAutoencoder", "SparseNMF", "__version__"]
