@@ -25,10 +25,11 @@ fn parse<T: std::str::FromStr<Err = partlearn::Error>>(s: &str) -> PyResult<T> {
 
 /// The estimator's keyword for a library parameter where `SparseAutoencoder` names it
 /// differently from the library (and from the shared table of [`convert::error`]).
-const RENAMES: [(&str, &str); 3] = [
+const RENAMES: [(&str, &str); 4] = [
     ("epochs", "max_iter"),
     ("reconstruction", "loss"),
     ("lr", "learning_rate"),
+    ("threads", "n_threads"),
 ];
 
 /// A library error as a Python exception, with `SparseAutoencoder`'s keyword names.
