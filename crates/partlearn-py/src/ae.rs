@@ -200,9 +200,11 @@ fn train_t<T: Float>(
     result.map_err(error)
 }
 
-/// Converts the run of `trainer` to its float type `T` (`None` for the other one).
+/// The run as a `TrainState<T>`; `None` when it has the other float type.
 type Unwrap<T> = fn(&mut Run) -> Option<&mut TrainState<T>>;
 
+/// [`ae_fit`] for data of float type `T`: a new run (`trainer` None; `wrap` makes it a
+/// [`Run`]) or the run of `trainer` (`unwrap` reads it), trained and returned in the dict.
 #[allow(clippy::too_many_arguments)]
 fn fit_t<'py, T: Float>(
     py: Python<'py>,
