@@ -5,6 +5,7 @@
 
 mod ae;
 mod convert;
+mod data;
 mod model;
 mod nmf;
 
@@ -23,5 +24,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ae::ae_fit, m)?)?;
     m.add_function(wrap_pyfunction!(ae::ae_trainer_from_bytes, m)?)?;
     m.add_class::<ae::AeTrainer>()?;
+    m.add_function(wrap_pyfunction!(data::load_data, m)?)?;
     Ok(())
 }

@@ -5,8 +5,9 @@ Estimators follow scikit-learn's conventions (``fit``/``transform``, ``get_param
 ``random_state``, learned attributes with a trailing underscore, ``ConvergenceWarning``);
 float32 input gives float32 results, and arrays cross into Rust without a copy."""
 
+from . import datasets
 from ._native import __version__
 from ._ae import SparseAutoencoder
 from ._nmf import NMF, SparseNMF
 
-__all__ = ["NMF", "SparseAutoencoder", "SparseNMF", "__version__"]
+__all__ = ["NMF", "SparseAutoencoder", "SparseNMF", "datasets", "__version__"]
