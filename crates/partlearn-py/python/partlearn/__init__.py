@@ -6,8 +6,8 @@ Estimators follow scikit-learn's conventions (``fit``/``transform``, ``get_param
 float32 input gives float32 results, and arrays cross into Rust without a copy."""
 
 from . import datasets
-from ._native import __version__
 from ._ae import SparseAutoencoder
+from ._native import __version__
 from ._nmf import NMF, SparseNMF
 
 __all__ = ["NMF", "SparseAutoencoder", "SparseNMF", "datasets", "__version__"]
