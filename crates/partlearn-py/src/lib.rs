@@ -3,6 +3,7 @@
 //! and returns new arrays of the input's dtype in plain dicts. The scikit-learn estimators in
 //! `python/partlearn` wrap them; this module holds no method logic of its own.
 
+mod ae;
 mod convert;
 mod data;
 mod metrics;
@@ -22,6 +23,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(model::model_transform, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_decode, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_info, m)?)?;
+    m.add_function(wrap_pyfunction!(ae::ae_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(ae::ae_trainer_from_bytes, m)?)?;
+    m.add_class::<ae::AeTrainer>()?;
     m.add_function(wrap_pyfunction!(data::load_data, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::hoyer_rows, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::morphology, m)?)?;

@@ -10,8 +10,9 @@ error, the SVM protocol, ``evaluate``); ``estimator.save(path)`` and ``partlearn
 move fitted models to and from the run folders of the command-line tool."""
 
 from . import datasets, metrics
+from ._ae import SparseAutoencoder
 from ._io import load_run
 from ._native import __version__
 from ._nmf import NMF, SparseNMF
 
-__all__ = ["NMF", "SparseNMF", "datasets", "load_run", "metrics", "__version__"]
+__all__ = ["NMF", "SparseAutoencoder", "SparseNMF", "datasets", "load_run", "metrics", "__version__"]

@@ -3,6 +3,7 @@
 that the command-line tool reads)."""
 
 import json
+import numbers
 import os
 import warnings
 
@@ -16,8 +17,12 @@ from . import _native
 
 
 def _seed(random_state):
-    """A 64-bit seed for the library from scikit-learn's ``random_state`` (None, int or
-    RandomState): the same int gives the same factors, None a fresh draw."""
+    """A 64-bit seed for the library from scikit-learn's ``random_state``: an int is the seed
+    itself (``random_state=s`` is the CLI's ``--seed s``, so a run moves between the CLI and
+    Python with its bits); None or a RandomState instance draws one."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        check_random_state(random_state)  # refuses what numpy refuses (< 0 or ≥ 2**32)
+        return int(random_state)
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
