@@ -16,7 +16,8 @@ pub use atomic::{write_atomic, write_atomic_with};
 pub use record::{DataSpec, FitSummary, MethodPart, RunRecord};
 pub use run::{open_existing, read_json, to_json_lines, to_json_pretty, RunDir};
 pub use tensors::{
-    parse_safetensors, read_safetensors, safetensors_bytes, tensor_by_name, write_safetensors, Tensor, TensorData,
+    parse_safetensors, read_safetensors, safetensors_bytes, tensor_by_name, write_safetensors, Tensor,
+    TensorData,
 };
 
 /// A fresh temporary folder for a test, removed when dropped.

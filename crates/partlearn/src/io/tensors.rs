@@ -243,7 +243,9 @@ pub fn safetensors_bytes(tensors: &[Tensor], metadata: &BTreeMap<String, String>
 /// bytes. The header (8-byte little-endian length, then JSON padded with spaces) keeps its length,
 /// since only the order of its members changes, so the data offsets stay valid.
 fn sorted_header(mut bytes: Vec<u8>) -> Vec<u8> {
-    let Some(len) = bytes.get(..8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as usize)
+    let Some(len) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as usize)
     else {
         return bytes;
     };
