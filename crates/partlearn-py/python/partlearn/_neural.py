@@ -24,9 +24,9 @@ class NeuralNMF(_LayerModel):
     ----------
     ranks : sequence of int, default=(9, 4, 2)
         ``k₀ > k₁ > … ≥ 1``: one layer per rank; ``k₀ ≤ min(n_samples, n_features)``.
-    cost : {"recon", "reconstruction", "energy"}, default="recon"
-        The unsupervised part of the cost: ``(1/N)‖X − A⁽⁰⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾‖²`` ("recon", the same as
-        "reconstruction") or ``Σ_i (1/N_i)‖S⁽ⁱ⁻¹⁾ − A⁽ⁱ⁾S⁽ⁱ⁾‖²`` ("energy").
+    cost : {"reconstruction", "recon", "energy"}, default="reconstruction"
+        The unsupervised part of the cost: ``(1/N)‖X − A⁽⁰⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾‖²`` ("reconstruction", or
+        "recon" as the CLI spells it) or ``Σ_i (1/N_i)‖S⁽ⁱ⁻¹⁾ − A⁽ⁱ⁾S⁽ⁱ⁾‖²`` ("energy").
     epochs : int, default=10000
         Epochs (each one forward pass and one step on every layer); a ``ConvergenceWarning``
         says when they ended a fit with ``tol`` > 0 before it was met.
@@ -137,7 +137,7 @@ class NeuralNMF(_LayerModel):
         self,
         ranks=(9, 4, 2),
         *,
-        cost="recon",
+        cost="reconstruction",
         epochs=10_000,
         lr=1.0,
         decay=1.0,
