@@ -69,7 +69,6 @@ class _LayerModel(_ModelEstimator):
         self.stop_reason_ = out["stop_reason"]
         self.objective_ = out["objective"]
         self.rel_error_ = out["rel_error"]
-        _raise_warnings(out["warnings"])
 
     def transform(self, X):
         """Top-layer codes of ``X``: the forward pass through the layers, each an exact
@@ -270,6 +269,7 @@ class _LayersPipeline(_LayerModel):
         self.level_errors_ = list(out["level_errors"])
         self.layer_histories_ = [_history(h) for h in out["layer_histories"]]
         self._store_fit(out, X.dtype)
+        _raise_warnings(out["warnings"])
         return self
 
     @classmethod

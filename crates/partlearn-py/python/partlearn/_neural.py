@@ -6,7 +6,7 @@ from numbers import Integral, Real
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from . import _native
-from ._base import _seed
+from ._base import _raise_warnings, _seed
 from ._deep import _LayerModel, _ranks
 from ._nmf import _verbose_callback
 
@@ -217,6 +217,7 @@ class NeuralNMF(_LayerModel):
             callback=_verbose_callback(self.verbose, self.callback),
         )
         self._store_fit(out, X.dtype)
+        _raise_warnings(out["warnings"])
         return self
 
     @classmethod
