@@ -6,10 +6,12 @@
 mod ae;
 mod convert;
 mod data;
+mod deep;
 mod metrics;
 mod model;
 mod nmf;
 mod run;
+mod ssnmf;
 
 use pyo3::prelude::*;
 
@@ -20,6 +22,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(nmf::nmf_fit, m)?)?;
     m.add_function(wrap_pyfunction!(nmf::sparse_nmf_fit, m)?)?;
     m.add_function(wrap_pyfunction!(nmf::nmf_transform, m)?)?;
+    m.add_function(wrap_pyfunction!(ssnmf::ssnmf_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(ssnmf::ssnmf_predict, m)?)?;
+    m.add_function(wrap_pyfunction!(ssnmf::ssnmf_classifier, m)?)?;
+    m.add_function(wrap_pyfunction!(deep::layers_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(deep::neural_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(deep::deep_layer_codes, m)?)?;
+    m.add_function(wrap_pyfunction!(deep::deep_model_info, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_transform, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_decode, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_info, m)?)?;

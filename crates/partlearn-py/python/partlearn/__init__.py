@@ -11,8 +11,23 @@ move fitted models to and from the run folders of the command-line tool."""
 
 from . import datasets, metrics
 from ._ae import SparseAutoencoder
+from ._deep import DeepNMF, HierarchicalNMF
 from ._io import load_run
 from ._native import __version__
+from ._neural import NeuralNMF
 from ._nmf import NMF, SparseNMF
+from ._ssnmf import SSNMF
 
-__all__ = ["NMF", "SparseAutoencoder", "SparseNMF", "datasets", "load_run", "metrics", "__version__"]
+__all__ = [
+    "NMF",
+    "SparseNMF",
+    "SSNMF",
+    "HierarchicalNMF",
+    "DeepNMF",
+    "NeuralNMF",
+    "SparseAutoencoder",
+    "datasets",
+    "load_run",
+    "metrics",
+    "__version__",
+]

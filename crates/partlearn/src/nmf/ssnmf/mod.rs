@@ -12,6 +12,7 @@
 //! Parameters: [`SsnmfParams`] (builder) → [`SsnmfParams::check`] → [`ValidSsnmfParams`], the only
 //! form [`fit_ssnmf`] accepts; the data, labels and mask are checked when fitting.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use faer::{Accum, Mat, MatMut, MatRef, Par};
@@ -19,7 +20,9 @@ use faer::{Accum, Mat, MatMut, MatRef, Par};
 use crate::data::labels::Labels;
 use crate::engine::{self, Clock, Eval, IterRecord, Observer, Resume, StopReason, Warning, Within};
 use crate::error::{Error, Result};
+use crate::io::Tensor;
 use crate::linalg;
+use crate::nmf::{EncodeOptions, EncodeSpec, NmfModel, Penalty};
 use crate::real::Real;
 use crate::rng::Rng;
 
@@ -430,65 +433,85 @@ impl<T: Real> engine::Method for Ssnmf<'_, T> {
     }
 }
 
-/// `argmax_c (B S)_{c,j}` for every column of `s`.
-pub fn predict_from_codes<T: Real>(b: MatRef<'_, T>, s: MatRef<'_, T>) -> Vec<u32> {
+/// `argmax_c (B S)_{c,j}` for every column of `s` (shapes already consistent).
+fn argmax_columns<T: Real>(b: MatRef<'_, T>, s: MatRef<'_, T>) -> Vec<u32> {
     let z = mm(b, s, Par::Seq);
     (0..z.ncols())
         .map(|j| (0..z.nrows()).fold(0, |best, i| if z[(i, j)] > z[(best, j)] { i } else { best }) as u32)
         .collect()
 }
 
+/// The predicted class `argmax_c (B S)_{c,j}` of every column of `s` (`k × n`) by the
+/// classifier `b` (`c × k`; METHODS.md §3, "Label prediction"). Errors when `b` does not have
+/// one column per row of `s`.
+pub fn predict_from_codes<T: Real>(b: MatRef<'_, T>, s: MatRef<'_, T>) -> Result<Vec<u32>> {
+    if b.ncols() != s.nrows() || b.nrows() == 0 {
+        return Err(Error::ShapeMismatch {
+            what: "SSNMF classifier".into(),
+            expected: format!("c × {} (c ≥ 1, one column per code entry)", s.nrows()),
+            found: format!("{} × {}", b.nrows(), b.ncols()),
+            hint: "predict with the classifier fitted with these codes' dictionary".into(),
+        });
+    }
+    Ok(argmax_columns(b, s))
+}
+
+/// Name of the classifier `B` (`c × k`) in an SSNMF model file ([`SsnmfFit::to_tensors`]).
+pub const CLASSIFIER_TENSOR: &str = "classifier";
+
 impl<T: Real> SsnmfFit<T> {
     /// In-sample predictions `argmax(BS)` for every training sample.
     pub fn predict_in_sample(&self) -> Vec<u32> {
-        predict_from_codes(self.b.as_ref(), self.s.as_ref())
+        argmax_columns(self.b.as_ref(), self.s.as_ref())
     }
 
-    /// Codes of new samples `x_new` (`m × n'`) with `A` fixed: NNLS (block principal pivoting)
-    /// for a Frobenius data term, multiplicative updates on `S` for the I-divergence.
+    /// The dictionary as an NMF model (atoms `Aᵀ`, `k × m`) that encodes new samples with the
+    /// data term's divergence (METHODS.md §3, "Out-of-sample"; §1.7): exact NNLS for a
+    /// Frobenius data term, multiplicative updates on the codes (β = 1) for the I-divergence.
+    /// It is the model of an SSNMF model file ([`SsnmfFit::to_tensors`]), so that `transform`
+    /// and the evaluation encode as [`SsnmfFit::encode`] does.
+    pub fn model(&self) -> Result<NmfModel<T>> {
+        let spec = EncodeSpec {
+            beta_loss: match self.params.data_loss {
+                Divergence::Frobenius => 2.0,
+                Divergence::Kl => 1.0,
+            },
+            codes_penalty: Penalty::default(),
+            encode: EncodeOptions::default(),
+        };
+        NmfModel::new(self.a.transpose().to_owned(), spec)
+    }
+
+    /// The tensors and metadata of the fit's model file: the NMF model of [`SsnmfFit::model`]
+    /// (kind `nmf`: every reader of NMF models encodes with it), the training codes `Sᵀ`
+    /// (`n × k`) when `with_codes`, and the classifier `B` ([`CLASSIFIER_TENSOR`], `c × k`).
+    pub fn to_tensors(
+        &self,
+        with_codes: bool,
+        image_shape: Option<(usize, usize)>,
+    ) -> Result<(Vec<Tensor>, BTreeMap<String, String>)> {
+        let model = self.model()?;
+        let codes = with_codes.then(|| self.s.transpose().to_owned());
+        let (mut tensors, meta) = model.to_tensors(codes.as_ref().map(|c| c.as_ref()), image_shape)?;
+        tensors.push(Tensor::from_mat(CLASSIFIER_TENSOR, self.b.as_ref()));
+        Ok((tensors, meta))
+    }
+
+    /// Codes (`k × n'`) of new samples `x_new` (`m × n'`, samples as columns) with `A` fixed, by
+    /// the model of [`SsnmfFit::model`]: NNLS for a Frobenius data term, multiplicative updates
+    /// on `S` for the I-divergence.
     pub fn encode(&self, x_new: MatRef<'_, T>, threads: usize) -> Result<Mat<T>> {
-        match self.params.data_loss {
-            Divergence::Frobenius => Ok(linalg::nnls::nnls(
-                self.a.as_ref(),
-                x_new,
-                &linalg::nnls::NnlsOptions::default(),
-                threads,
-            )?
-            .0),
-            Divergence::Kl => {
-                let par = linalg::par(threads);
-                let mut s = Mat::<T>::from_fn(self.a.ncols(), x_new.ncols(), |_, _| T::one());
-                let ones = Mat::<T>::from_fn(x_new.nrows(), x_new.ncols(), |_, _| T::one());
-                let den = mm(self.a.transpose(), ones.as_ref(), par);
-                let (r, c) = (x_new.nrows(), x_new.ncols());
-                let (mut q, mut num, mut kl_den) = (
-                    Mat::<T>::zeros(r, c),
-                    Mat::<T>::zeros(r, c),
-                    Mat::<T>::zeros(r, c),
-                );
-                let mut at_num = Mat::<T>::zeros(s.nrows(), c);
-                for _ in 0..500 {
-                    prod(&mut q, self.a.as_ref(), s.as_ref(), par);
-                    term(
-                        Divergence::Kl,
-                        x_new,
-                        q.as_ref(),
-                        None,
-                        num.as_mut(),
-                        kl_den.as_mut(),
-                    );
-                    prod(&mut at_num, self.a.transpose(), num.as_ref(), par);
-                    mu(&mut s, &at_num, &den);
-                }
-                Ok(s)
-            }
-        }
+        Ok(self
+            .model()?
+            .encode(x_new.transpose(), threads)?
+            .transpose()
+            .to_owned())
     }
 
     /// Predicted classes of new samples (`m × n'`).
     pub fn predict(&self, x_new: MatRef<'_, T>, threads: usize) -> Result<Vec<u32>> {
         let s = self.encode(x_new, threads)?;
-        Ok(predict_from_codes(self.b.as_ref(), s.as_ref()))
+        predict_from_codes(self.b.as_ref(), s.as_ref())
     }
 }
 
