@@ -10,6 +10,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 import partlearn
+from partlearn import _native
 from partlearn import metrics
 from partlearn._base import _check_x, _ModelEstimator
 from _partlearn_cli import bars, read_metrics, run, run_json, strip_run_specific, write_data
@@ -220,7 +221,14 @@ def test_runs_of_the_other_methods_load_as_their_estimators(data, tmp_path, meth
     assert type(model).__name__ == name
     rows = X.reshape(len(X), -1)
     expected = cli_codes(run_dir, x_path, tmp_path / "codes.npy", "--dtype", "f64")
-    np.testing.assert_allclose(model.transform(rows), expected, rtol=1e-10, atol=1e-12)
+    # `partlearn transform` (and `eval`) encode through the model protocol: for the layer models
+    # these are the first layer's codes of the whole stack, A⁽¹⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾; the estimators'
+    # `transform` gives the top layer's codes S⁽ᴸ⁾, the last of `layer_codes`.
+    np.testing.assert_allclose(_native.model_transform(model._model, rows), expected, rtol=1e-10, atol=1e-12)
+    if hasattr(model, "layer_codes"):
+        np.testing.assert_array_equal(model.layer_codes(rows)[-1], model.transform(rows))
+    else:
+        np.testing.assert_allclose(model.transform(rows), expected, rtol=1e-10, atol=1e-12)
     again = tmp_path / "again"
     model.save(again)
     np.testing.assert_allclose(cli_codes(again, x_path, tmp_path / "again.npy", "--dtype", "f64"), expected, rtol=1e-10, atol=1e-12)
