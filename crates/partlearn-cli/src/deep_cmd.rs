@@ -10,9 +10,8 @@ use partlearn::deep::DeepModel;
 use partlearn::engine::StopReason;
 use partlearn::io::record::{self, LayersPart};
 use partlearn::io::{self, DataSpec, FitSummary, MethodPart, RunDir, RunRecord};
-use partlearn::nmf::model::EncodeSpec;
 use partlearn::nmf::ssnmf::{fit_ssnmf, Divergence, SsnmfParams};
-use partlearn::nmf::{EncodeOptions, NmfModel, Penalty, Solver};
+use partlearn::nmf::Solver;
 use partlearn::npy::{npy_bytes, NpyDataRef};
 use partlearn::Real;
 
@@ -230,19 +229,9 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
     let accuracy = acc_on(&|_| true);
     let accuracy_unlabeled = acc_on(&|j| !labels.known()[j]);
     // The dictionary as an NMF model (transform/eval encode with it), plus the classifier.
-    let spec = EncodeSpec {
-        beta_loss: if opts.data_loss == Divergence::Frobenius {
-            2.0
-        } else {
-            1.0
-        },
-        codes_penalty: Penalty::default(),
-        encode: EncodeOptions::default(),
-    };
-    let model = NmfModel::new(fit.components().to_owned(), spec)?;
+    let model = fit.model()?;
     let codes = fit.codes().to_owned();
-    let (mut tensors, meta) = model.to_tensors(Some(codes.as_ref()), data.image_shape)?;
-    tensors.push(io::Tensor::from_mat("classifier", fit.classifier()));
+    let (tensors, meta) = fit.to_tensors(true, data.image_shape)?;
     run_dir.write(
         io::run::MODEL_FILE,
         &io::tensors::safetensors_bytes(&tensors, &meta)?,

@@ -138,20 +138,11 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
     let mut progress = FitProgress::new(opts.epochs, a.run.quiet);
     let start = match a.init {
         StartLayers::Random => None,
-        StartLayers::Hnmf => {
-            // k is replaced by each layer's rank.
-            let base = partlearn::nmf::NmfParams::new(opts.ranks[0])
-                .solver(partlearn::nmf::Solver::Hals)
-                .max_iter(200)
-                .seed(a.run.seed)
-                .threads(a.run.threads)
-                .check()?;
-            Some(
-                partlearn::deep::hnmf::hierarchical(data.x(), &opts.ranks, &base)?
-                    .stack
-                    .a,
-            )
-        }
+        StartLayers::Hnmf => Some(neural::hnmf_start(
+            data.x(),
+            &params,
+            &mut partlearn::engine::Silent,
+        )?),
     };
     let fit = neural::train_from(data.x(), start.as_deref(), &params, sup.as_ref(), &mut progress);
     progress.finish();

@@ -4,7 +4,7 @@
 
 use numpy::ndarray::Array2;
 use numpy::{Element, IntoPyArray, PyArray2, PyReadonlyArray2};
-use partlearn::engine::{Control, IterRecord, Observer, Warning};
+use partlearn::engine::{Control, IterRecord, Observer, Param, Warning};
 use partlearn::faer::{Mat, MatRef};
 use partlearn::Real;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
@@ -107,6 +107,8 @@ fn py_name(option: &str) -> &str {
         "alpha_h" => "alpha_H",
         "threads" => "n_threads",
         "seed" => "random_state",
+        "structuring_element" => "se",
+        "lambda" => "lam",
         other => other,
     }
 }
@@ -115,6 +117,16 @@ fn py_name(option: &str) -> &str {
 /// `ConvergenceWarning` (max_iter ended the fit first), `"user"` otherwise. Parameters are named
 /// by their library names, which are the estimators' keyword arguments.
 pub fn warnings<'py>(py: Python<'py>, ws: &[Warning]) -> PyResult<Bound<'py, PyList>> {
+    warnings_named(py, ws, |p| p.name().to_string())
+}
+
+/// [`warnings`] with each parameter spelled by `name` (an estimator whose keyword differs from
+/// the library's name, e.g. `epochs` for `max_iter`).
+pub fn warnings_named<'py>(
+    py: Python<'py>,
+    ws: &[Warning],
+    name: impl Fn(Param) -> String,
+) -> PyResult<Bound<'py, PyList>> {
     let items: Vec<(&str, String)> = ws
         .iter()
         .map(|w| {
@@ -122,7 +134,7 @@ pub fn warnings<'py>(py: Python<'py>, ws: &[Warning]) -> PyResult<Bound<'py, PyL
                 Warning::MaxIterReached { .. } => "convergence",
                 _ => "user",
             };
-            (kind, w.to_string())
+            (kind, w.describe(&name))
         })
         .collect();
     PyList::new(py, items)
@@ -139,23 +151,27 @@ pub fn history<'py>(py: Python<'py>, h: &[IterRecord]) -> PyResult<Bound<'py, Py
 /// The observer of a fit running without the GIL on a worker thread: after every iteration
 /// (and mini-batch) it stops the fit when Ctrl-C was seen on the main thread, and otherwise
 /// takes the GIL briefly to call the user's `callback(dict)`, which stops the fit by returning
-/// `False` or raising. The error is kept and raised once the fit has returned.
+/// `False` or raising. The error is kept and raised once the fit has returned. A stop is final:
+/// a fit of several stages (the layers of a hierarchical NMF, then SSNMF or the fine-tuning)
+/// stops in every later stage too, without calling the callback again.
 pub struct PyObserver<'a> {
     callback: Option<Py<PyAny>>,
     interrupted: &'a AtomicBool,
+    /// The callback asked to stop (returned `False` or raised).
+    stopped: bool,
     /// Why the fit was stopped from Python, raised after it returns.
     error: Option<PyErr>,
 }
 
 impl PyObserver<'_> {
     fn check(&mut self, rec: Option<&IterRecord>) -> Control {
-        if self.interrupted.load(Ordering::Relaxed) {
+        if self.stopped || self.interrupted.load(Ordering::Relaxed) {
             return Control::Stop;
         }
         let (Some(cb), Some(rec)) = (&self.callback, rec) else {
             return Control::Continue;
         };
-        Python::attach(|py| {
+        let control = Python::attach(|py| {
             let call = || -> PyResult<bool> {
                 let d = PyDict::new(py);
                 d.set_item("iter", rec.iter)?;
@@ -174,7 +190,9 @@ impl PyObserver<'_> {
                     Control::Stop
                 }
             }
-        })
+        });
+        self.stopped = control == Control::Stop;
+        control
     }
 }
 
@@ -206,6 +224,7 @@ pub fn run_detached<R: Send>(
                 let mut observer = PyObserver {
                     callback,
                     interrupted,
+                    stopped: false,
                     error: None,
                 };
                 let out = fit(&mut observer);

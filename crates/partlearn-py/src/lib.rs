@@ -3,9 +3,15 @@
 //! and returns new arrays of the input's dtype in plain dicts. The scikit-learn estimators in
 //! `python/partlearn` wrap them; this module holds no method logic of its own.
 
+mod ae;
 mod convert;
+mod data;
+mod deep;
+mod metrics;
 mod model;
 mod nmf;
+mod run;
+mod ssnmf;
 
 use pyo3::prelude::*;
 
@@ -16,8 +22,28 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(nmf::nmf_fit, m)?)?;
     m.add_function(wrap_pyfunction!(nmf::sparse_nmf_fit, m)?)?;
     m.add_function(wrap_pyfunction!(nmf::nmf_transform, m)?)?;
+    m.add_function(wrap_pyfunction!(ssnmf::ssnmf_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(ssnmf::ssnmf_predict, m)?)?;
+    m.add_function(wrap_pyfunction!(ssnmf::ssnmf_classifier, m)?)?;
+    m.add_function(wrap_pyfunction!(deep::layers_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(deep::neural_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(deep::deep_layer_codes, m)?)?;
+    m.add_function(wrap_pyfunction!(deep::deep_model_info, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_transform, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_decode, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_info, m)?)?;
+    m.add_function(wrap_pyfunction!(ae::ae_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(ae::ae_trainer_from_bytes, m)?)?;
+    m.add_class::<ae::AeTrainer>()?;
+    m.add_function(wrap_pyfunction!(data::load_data, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::hoyer_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::morphology, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::max_approximation_error, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::svm_protocol, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(run::nmf_model_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(run::nmf_model_parts, m)?)?;
+    m.add_function(wrap_pyfunction!(run::read_run, m)?)?;
+    m.add_function(wrap_pyfunction!(run::save_run, m)?)?;
     Ok(())
 }

@@ -96,7 +96,11 @@ fn info_t<'py, T: Float>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, P
 /// `image_shape` (`(height, width)` of its training images, or None).
 #[pyfunction]
 #[pyo3(signature = (model, *, dtype = "float64"))]
-pub fn model_info<'py>(py: Python<'py>, model: &Bound<'py, PyBytes>, dtype: &str) -> PyResult<Bound<'py, PyDict>> {
+pub fn model_info<'py>(
+    py: Python<'py>,
+    model: &Bound<'py, PyBytes>,
+    dtype: &str,
+) -> PyResult<Bound<'py, PyDict>> {
     match dtype {
         "float32" => info_t::<f32>(py, model.as_bytes()),
         "float64" => info_t::<f64>(py, model.as_bytes()),

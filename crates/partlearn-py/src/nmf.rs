@@ -5,10 +5,7 @@
 use numpy::PyReadonlyArray2;
 use partlearn::engine::StopReason;
 use partlearn::nmf::sparse::{factorize_sparse, CodeConstraint, SparseNmfParams};
-use partlearn::nmf::{
-    self, CustomInit, EncodeMethod, EncodeOptions, EncodeSpec, InitMethod, NmfFit, NmfModel, NmfParams,
-    Penalty, Solver,
-};
+use partlearn::nmf::{self, CustomInit, EncodeSpec, InitMethod, NmfFit, NmfModel, NmfParams, Solver};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -25,8 +22,13 @@ fn reason(r: StopReason) -> String {
     r.to_string().replace('-', "_")
 }
 
-/// What every NMF fit returns to Python: factors, history, warnings and how the model encodes.
-fn fit_dict<'py, T: Float>(py: Python<'py>, fit: &NmfFit<T>) -> PyResult<Bound<'py, PyDict>> {
+/// What every NMF fit returns to Python: factors, history, warnings, how the model encodes, and
+/// for run.json the params of the fit (`options`) and its work counters (`stats`), as JSON.
+fn fit_dict<'py, T: Float>(
+    py: Python<'py>,
+    fit: &NmfFit<T>,
+    options: String,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("codes", to_numpy(py, fit.codes()))?;
     d.set_item("components", to_numpy(py, fit.model.components()))?;
@@ -38,32 +40,30 @@ fn fit_dict<'py, T: Float>(py: Python<'py>, fit: &NmfFit<T>) -> PyResult<Bound<'
     d.set_item("reconstruction_err", fit.reconstruction_err)?;
     d.set_item("rel_error", fit.rel_error)?;
     d.set_item("seconds", fit.seconds)?;
-    let spec = &fit.model.spec;
-    let e = PyDict::new(py);
-    e.set_item("beta_loss", spec.beta_loss)?;
-    e.set_item("codes_l1", spec.codes_penalty.l1)?;
-    e.set_item("codes_l2", spec.codes_penalty.l2)?;
-    e.set_item(
-        "method",
-        match spec.encode.method {
-            EncodeMethod::Exact => "exact",
-            EncodeMethod::Cd => "cd",
-        },
+    d.set_item("encode", crate::run::encode_dict(py, &fit.model.spec)?)?;
+    d.set_item("options", options)?;
+    d.set_item(
+        "stats",
+        serde_json::to_string(&fit.stats).map_err(|e| PyValueError::new_err(e.to_string()))?,
     )?;
-    e.set_item("max_iter", spec.encode.max_iter)?;
-    e.set_item("tol", spec.encode.tol)?;
-    d.set_item("encode", e)?;
     Ok(d)
+}
+
+/// The library params of a fit as JSON text (run.json's `options`).
+fn options_json<P: serde::Serialize>(params: &P) -> PyResult<String> {
+    serde_json::to_string(params)
+        .map_err(|e| PyValueError::new_err(format!("cannot write the options as JSON ({e})")))
 }
 
 /// Runs `fit` through [`convert::run_detached`] and returns its dict.
 fn run_fit<'py, T: Float>(
     py: Python<'py>,
     callback: Option<Py<PyAny>>,
+    options: String,
     fit: impl FnOnce(&mut PyObserver<'_>) -> partlearn::Result<NmfFit<T>> + Send,
 ) -> PyResult<Bound<'py, PyDict>> {
     let result = convert::run_detached(py, callback, fit)?;
-    fit_dict(py, &result.map_err(error)?)
+    fit_dict(py, &result.map_err(error)?, options)
 }
 
 fn nmf_fit_t<'py, T: Float>(
@@ -88,7 +88,7 @@ fn nmf_fit_t<'py, T: Float>(
         }
         None => None,
     };
-    run_fit(py, callback, |obs| {
+    run_fit(py, callback, options_json(params)?, |obs| {
         nmf::factorize_with(x, &valid, custom.as_ref(), obs)
     })
 }
@@ -96,7 +96,7 @@ fn nmf_fit_t<'py, T: Float>(
 /// Fits an NMF of `x` (`n_samples × n_features`, float32 or float64, any memory order; the
 /// factors have the dtype of `x`). Returns a dict: `codes` (W), `components` (H), `history`,
 /// `n_iter`, `stop_reason`, `warnings`, `objective`, `reconstruction_err`, `rel_error`,
-/// `seconds`, `encode` (what `nmf_transform` needs).
+/// `seconds`, `encode` (what `nmf_transform` needs), `options` and `stats` (JSON, for run.json).
 #[pyfunction]
 #[pyo3(signature = (
     x, *, n_components, solver = "hals", beta_loss = 2.0, init = "auto", max_iter = 200,
@@ -166,7 +166,7 @@ pub fn sparse_nmf_fit<'py>(
     threads: usize,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let valid = SparseNmfParams::new(n_components)
+    let params = SparseNmfParams::new(n_components)
         .atom_sparsity(atom_sparsity)
         .code_sparsity(code_sparsity)
         .code_constraint(parse::<CodeConstraint>(code_constraint)?)
@@ -174,17 +174,17 @@ pub fn sparse_nmf_fit<'py>(
         .tol(tol)
         .max_seconds(max_seconds)
         .seed(seed)
-        .threads(threads)
-        .check()
-        .map_err(error)?;
+        .threads(threads);
+    let valid = params.check().map_err(error)?;
+    let options = options_json(&params)?;
     match Array::extract(x, "X")? {
         Array::F32(a) => {
             let x = view(&a)?;
-            run_fit(py, callback, |obs| factorize_sparse(x, &valid, obs))
+            run_fit(py, callback, options, |obs| factorize_sparse(x, &valid, obs))
         }
         Array::F64(a) => {
             let x = view(&a)?;
-            run_fit(py, callback, |obs| factorize_sparse(x, &valid, obs))
+            run_fit(py, callback, options, |obs| factorize_sparse(x, &valid, obs))
         }
     }
 }
@@ -226,18 +226,7 @@ pub fn nmf_transform<'py>(
     tol: f64,
     threads: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let spec = EncodeSpec {
-        beta_loss,
-        codes_penalty: Penalty {
-            l1: codes_l1,
-            l2: codes_l2,
-        },
-        encode: EncodeOptions {
-            method: parse::<EncodeMethod>(method)?,
-            max_iter,
-            tol,
-        },
-    };
+    let spec = crate::run::encode_spec(beta_loss, codes_l1, codes_l2, method, max_iter, tol)?;
     match Array::extract(x, "X")? {
         Array::F32(a) => transform_t(py, components, &a, spec, threads),
         Array::F64(a) => transform_t(py, components, &a, spec, threads),

@@ -141,7 +141,9 @@ pub fn check_rank_fits(
         return Err(Error::invalid(
             name,
             value,
-            format!("the largest rank must be at most min(n_samples, n_features) = {min}; lower it"),
+            format!(
+                "the largest rank must be at most min(n_samples = {n_samples}, n_features = {n_features}) = {min}; lower it"
+            ),
         ));
     }
     Ok(())
@@ -277,7 +279,8 @@ mod tests {
         assert!(check_rank_fits("k", 5, 5, 5, 6).is_ok());
         let e = check_rank_fits("ranks", "[6]", 6, 5, 6).unwrap_err();
         assert!(
-            matches!(&e, Error::InvalidOption { option: "ranks", .. }) && e.to_string().contains("= 5"),
+            matches!(&e, Error::InvalidOption { option: "ranks", .. })
+                && e.to_string().contains("min(n_samples = 5, n_features = 6) = 5"),
             "{e}"
         );
     }

@@ -3,9 +3,31 @@ non-negative auto-encoders — as scikit-learn estimators, computed in Rust.
 
 Estimators follow scikit-learn's conventions (``fit``/``transform``, ``get_params``,
 ``random_state``, learned attributes with a trailing underscore, ``ConvergenceWarning``);
-float32 input gives float32 results, and arrays cross into Rust without a copy."""
+float32 input gives float32 results, and arrays cross into Rust without a copy.
 
+``partlearn.metrics`` holds the evaluation protocol (Hoyer sparsity, dilation, max-approximation
+error, the SVM protocol, ``evaluate``); ``estimator.save(path)`` and ``partlearn.load_run(path)``
+move fitted models to and from the run folders of the command-line tool."""
+
+from . import datasets, metrics
+from ._ae import SparseAutoencoder
+from ._deep import DeepNMF, HierarchicalNMF
+from ._io import load_run
 from ._native import __version__
+from ._neural import NeuralNMF
 from ._nmf import NMF, SparseNMF
+from ._ssnmf import SSNMF
 
-__all__ = ["NMF", "SparseNMF", "__version__"]
+__all__ = [
+    "NMF",
+    "SparseNMF",
+    "SSNMF",
+    "HierarchicalNMF",
+    "DeepNMF",
+    "NeuralNMF",
+    "SparseAutoencoder",
+    "datasets",
+    "load_run",
+    "metrics",
+    "__version__",
+]

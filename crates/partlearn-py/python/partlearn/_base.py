@@ -1,6 +1,10 @@
 """What every partlearn estimator shares: input validation in scikit-learn's wording, seeds from
-``random_state``, and the warnings of a fit raised as Python warnings."""
+``random_state``, the warnings of a fit raised as Python warnings, and ``save`` (a run folder
+that the command-line tool reads)."""
 
+import json
+import numbers
+import os
 import warnings
 
 import numpy as np
@@ -13,8 +17,12 @@ from . import _native
 
 
 def _seed(random_state):
-    """A 64-bit seed for the library from scikit-learn's ``random_state`` (None, int or
-    RandomState): the same int gives the same factors, None a fresh draw."""
+    """A 64-bit seed for the library from scikit-learn's ``random_state``: an int is the seed
+    itself (``random_state=s`` is the CLI's ``--seed s``, so a run moves between the CLI and
+    Python with its bits); None or a RandomState instance draws one."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        check_random_state(random_state)  # refuses what numpy refuses (< 0 or ≥ 2**32)
+        return int(random_state)
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
@@ -30,6 +38,9 @@ def _check_x(estimator, X, *, reset):
         accept_sparse=False,
     )
     check_non_negative(X, f"{type(estimator).__name__} (input X)")
+    if reset:
+        # What ``save`` records of the training data in run.json.
+        estimator._fit_data = {"n_samples": int(X.shape[0]), "dtype": X.dtype.name}
     return X
 
 
@@ -47,7 +58,178 @@ def _history(records):
     return np.array([tuple(r) for r in records], dtype=dtype)
 
 
-class _ModelEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+# The run.json method of each estimator class; ``SparseAutoencoder`` takes its model's kind
+# (``ae`` or ``asym-ae``). ``load_run`` reads the table the other way.
+_METHOD_OF_CLASS = {
+    "NMF": "nmf",
+    "SparseNMF": "sparse-nmf",
+    "SSNMF": "ssnmf",
+    "HierarchicalNMF": "hnmf",
+    "DeepNMF": "deep-nmf",
+    "NeuralNMF": "neural-nmf",
+}
+
+
+def _json_params(estimator):
+    """The estimator's parameters that JSON can hold (callables and RandomState instances are
+    left out), for run.json when the library's options of the fit are not known."""
+    out = {}
+    for name, value in estimator.get_params(deep=False).items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, tuple):
+            value = list(value)
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            continue
+        out[name] = value
+    return out
+
+
+class _RunMixin:
+    """``save(path)``: a fitted estimator as a run folder of the command-line tool
+    (model.safetensors, run.json, history.jsonl), which ``partlearn transform``, ``partlearn
+    eval``, ``partlearn report`` and :func:`partlearn.load_run` read.
+
+    Every estimator gives its model as model-file bytes (``_model_bytes()``); the rest of the
+    record has defaults that an estimator refines by overriding:
+
+    - ``_run_method()``: run.json's ``method`` (default: from the class name, or the model's
+      kind);
+    - ``_run_options()``: the library's options of the fit (run.json ``part.options``); default
+      ``{"estimator": class name, "params": the JSON-able get_params()}``, which ``load_run``
+      reads back as the estimator's parameters;
+    - ``_run_part()``: the whole ``part`` as a dict (default: built by the library from the
+      model, the method and the options);
+    - ``_run_supervision()``: ``none``, ``semi`` or ``full`` for layer models (default
+      ``none``).
+    """
+
+    def _model_bytes(self):
+        """The bytes of the fitted model's model file (what ``partlearn fit`` writes)."""
+        check_is_fitted(self)
+        return self._model
+
+    def _saved_model_bytes(self):
+        """What ``save`` writes as model.safetensors (the model, and whatever the method's
+        command stores beside it)."""
+        return self._model_bytes()
+
+    def _load_record(self, record, history):
+        """What run.json tells of the fit (``load_run``); estimators add their own."""
+
+    def _run_method(self):
+        name = type(self).__name__
+        if name in _METHOD_OF_CLASS:
+            return _METHOD_OF_CLASS[name]
+        return _native.model_info(self._model_bytes())["kind"]
+
+    def _run_options(self):
+        return {"estimator": type(self).__name__, "params": _json_params(self)}
+
+    def _run_part(self):
+        return None
+
+    def _run_supervision(self):
+        return "none"
+
+    def _run_history(self):
+        """history_ as a list of dicts (one per iteration), if it is a structured array."""
+        h = getattr(self, "history_", None)
+        if not isinstance(h, np.ndarray) or h.dtype.names is None:
+            return []
+
+        def value(v):
+            v = v.item()
+            return None if isinstance(v, float) and not np.isfinite(v) else v
+
+        return [{name: value(row[name]) for name in h.dtype.names} for row in h]
+
+    def _run_header(self, history, options):
+        fit_data = getattr(self, "_fit_data", {})
+        dtype = fit_data.get("dtype", np.asarray(getattr(self, "components_", np.zeros(0))).dtype.name)
+        info = _native.model_info(self._model_bytes())
+        image_shape = info["image_shape"]
+        last = history[-1] if history else {}
+
+        def finite(v):
+            return float(v) if isinstance(v, (int, float, np.number)) and np.isfinite(v) else None
+
+        n_iter = int(getattr(self, "n_iter_", last.get("iter", 0)) or 0)
+        stop = getattr(self, "stop_reason_", None)
+        if stop is None:
+            max_iter = getattr(self, "max_iter", None)
+            stop = "max_iter" if max_iter is not None and n_iter >= max_iter else "converged"
+        seed = options.get("seed") if isinstance(options, dict) else None
+        if seed is None:
+            seed = self.random_state if isinstance(getattr(self, "random_state", None), (int, np.integer)) else 0
+        return {
+            "data": {
+                "name": "in-memory array (Python)",
+                "n_samples": int(fit_data.get("n_samples", 0)),
+                "n_features": int(self.n_features_in_),
+                "dtype": "f32" if dtype == "float32" else "f64",
+                "image_shape": list(image_shape) if image_shape is not None else None,
+                "spec": None,
+                "first": None,
+                "subset": None,
+                "data_seed": 0,
+            },
+            "fit": {
+                "stop_reason": str(stop).replace("_", "-"),
+                "n_iter": n_iter,
+                "seconds": float(last.get("seconds") or 0.0),
+                "objective": finite(getattr(self, "objective_", last.get("objective"))),
+                "rel_error": finite(last.get("rel_error")),
+                "warnings": list(getattr(self, "_fit_warnings", [])),
+            },
+            "seed": int(seed) % 2**64,
+            "threads": int(getattr(self, "n_threads", 1)),
+            "command": [f"partlearn {_native.__version__} (Python)", repr(self)],
+        }
+
+    def save(self, path, *, overwrite=False):
+        """Writes the fitted estimator as a run folder of the command-line tool.
+
+        The folder holds ``model.safetensors`` (the model, as ``partlearn fit`` writes it),
+        ``run.json`` (method, options, how the fit ended) and ``history.jsonl``; ``partlearn
+        transform``, ``partlearn eval`` and ``partlearn report`` read it, and
+        :func:`partlearn.load_run` gives the estimator back. The folder is written aside and
+        moved into place, so ``path`` never holds half a run.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The run folder to write.
+        overwrite : bool, default=False
+            Replace an existing run folder at ``path``. Without it an existing ``path`` is a
+            ``FileExistsError``; even with it, only a partlearn run folder is replaced (a
+            file or another folder is a ``ValueError``).
+
+        Returns
+        -------
+        path : str
+            The run folder written.
+        """
+        check_is_fitted(self)
+        options = self._run_options()
+        history = self._run_history()
+        part = self._run_part()
+        return _native.save_run(
+            os.fspath(path),
+            self._saved_model_bytes(),
+            method=self._run_method(),
+            header=json.dumps(self._run_header(history, options)),
+            part=None if part is None else json.dumps(part),
+            options=json.dumps(options),
+            supervision=self._run_supervision(),
+            history=json.dumps(history),
+            overwrite=bool(overwrite),
+        )
+
+
+class _ModelEstimator(_RunMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """An estimator whose fitted model is kept as the bytes of its model file (``self._model``,
     what ``partlearn fit`` writes as ``model.safetensors``): ``transform`` encodes and
     ``inverse_transform`` decodes through the library's one model protocol, whatever the kind of

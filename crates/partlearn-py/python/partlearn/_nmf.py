@@ -1,6 +1,7 @@
 """NMF estimators: ``NMF`` (a drop-in for ``sklearn.decomposition.NMF``) and ``SparseNMF``
 (Hoyer's sparseness constraints)."""
 
+import json
 from numbers import Integral, Real
 
 import numpy as np
@@ -9,9 +10,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _native
-from ._base import _check_x, _history, _raise_warnings, _seed
+from ._base import _RunMixin, _check_x, _history, _raise_warnings, _seed
 
 _BETA = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
+_BETA_NAME = {v: k for k, v in _BETA.items()}
+# FitStats of a model that was not fitted here (loaded, or fitted before the counters existed).
+_NO_STATS = {"column_sweeps": 0, "extrapolations_accepted": 0, "extrapolations_rejected": 0}
 
 
 def _beta_divergence(X, W, H, beta):
@@ -51,10 +55,10 @@ def _verbose_callback(verbose, user_callback):
     return callback
 
 
-class _BaseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Transform, inverse transform and tags of every NMF estimator: a fitted model is its
-    ``components_`` and how it encodes (exact NNLS for the Frobenius loss, as its fit encoded
-    the training data)."""
+class _BaseNMF(_RunMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Transform, inverse transform, tags and model file of every NMF estimator: a fitted model
+    is its ``components_`` and how it encodes (exact NNLS for the Frobenius loss, as its fit
+    encoded the training data)."""
 
     def _store(self, out, X):
         self.components_ = out["components"]
@@ -64,6 +68,11 @@ class _BaseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         self.stop_reason_ = out["stop_reason"]
         self.objective_ = out["objective"]
         self._encode = dict(out["encode"])
+        self._image_shape = None
+        # For run.json (``save``): the library's options of the fit, its counters, warnings.
+        self._options = json.loads(out["options"])
+        self._stats = json.loads(out["stats"])
+        self._fit_warnings = [message for _, message in out["warnings"]]
         beta = self._encode["beta_loss"]
         if beta == 2:
             self.reconstruction_err_ = out["reconstruction_err"]
@@ -71,6 +80,49 @@ class _BaseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             self.reconstruction_err_ = _beta_divergence(X, out["codes"], self.components_, beta)
         _raise_warnings(out["warnings"])
         return out["codes"]
+
+    def _model_bytes(self, codes=None):
+        """The model file's bytes (as ``partlearn fit nmf`` writes it): ``components_``, how
+        the model encodes, and ``codes`` when given."""
+        check_is_fitted(self)
+        H = np.asarray(self.components_)
+        if H.dtype not in (np.float32, np.float64):
+            H = H.astype(np.float64)
+        if codes is not None:
+            codes = np.ascontiguousarray(codes, dtype=H.dtype)
+        return _native.nmf_model_bytes(H, codes=codes, image_shape=getattr(self, "_image_shape", None), **self._encode)
+
+    def _store_model(self, model, dtype):
+        """The fitted state of a model file's bytes (``load_run``): ``components_`` of
+        ``dtype`` and how the model encodes. Returns the file's parts (with stored codes)."""
+        parts = _native.nmf_model_parts(bytes(model), dtype=np.dtype(dtype).name)
+        self.components_ = parts["components"]
+        self.n_components_ = self.components_.shape[0]
+        self._encode = dict(parts["encode"])
+        self._image_shape = parts["image_shape"]
+        return parts
+
+    def _load_record(self, record, history):
+        """What run.json and history.jsonl tell of the fit (``load_run``)."""
+        self.history_ = _history([(r["iter"], r["objective"], r["rel_error"], r["seconds"]) for r in history])
+        self.objective_ = np.nan if record.get("objective") is None else record["objective"]
+        err = record["part"].get("reconstruction_err")
+        self.reconstruction_err_ = np.nan if err is None else err
+        self._options = record["part"]["options"]
+        self._stats = record["part"].get("stats", _NO_STATS)
+        self._fit_warnings = list(record.get("warnings", []))
+
+    def _run_options(self):
+        return getattr(self, "_options", None) or super()._run_options()
+
+    def _run_part(self):
+        err = getattr(self, "reconstruction_err_", None)
+        return {
+            "kind": "nmf",
+            "options": self._run_options(),
+            "reconstruction_err": float(err) if err is not None and np.isfinite(err) else None,
+            "stats": getattr(self, "_stats", _NO_STATS),
+        }
 
     def transform(self, X):
         """Codes of ``X`` for the learned components, computed as the fit computed its own
@@ -252,6 +304,31 @@ class NMF(_BaseNMF):
         self.callback = callback
         self.extrapolate = extrapolate
 
+    @classmethod
+    def _params_from_run(cls, options):
+        """The parameters of the estimator that a run of ``partlearn fit nmf`` with these
+        options (run.json ``part.options``) describes (``pg_tol`` and HALS' inner settings have
+        no parameter here and are left out)."""
+        o = dict(options)
+        beta = float(o.get("beta_loss", 2.0))
+        init = o.get("init", "auto")
+        params = {
+            "n_components": int(o["k"]),
+            "init": None if init == "auto" else init,
+            "solver": o.get("solver", "hals"),
+            "beta_loss": _BETA_NAME.get(beta, beta),
+            "tol": float(o.get("tol", 1e-4)),
+            "max_iter": int(o.get("max_iter", 200)),
+            "random_state": int(o.get("seed", 0)) % 2**32,
+            "alpha_W": float(o.get("alpha_w", 0.0)),
+            "alpha_H": "same" if o.get("alpha_h") is None else float(o["alpha_h"]),
+            "l1_ratio": float(o.get("l1_ratio", 0.0)),
+            "n_threads": int(o.get("threads", 1)),
+            "max_seconds": o.get("max_seconds"),
+            "extrapolate": bool(o.get("extrapolate", True)),
+        }
+        return params
+
     def fit_transform(self, X, y=None, W=None, H=None):
         """Learns the model from ``X`` and returns its codes ``W``.
 
@@ -400,6 +477,33 @@ class SparseNMF(_BaseNMF):
         self.verbose = verbose
         self.n_threads = n_threads
         self.callback = callback
+
+    @classmethod
+    def _params_from_run(cls, options):
+        """The parameters of the estimator that a run of ``partlearn fit sparse-nmf`` with these
+        options (run.json ``part.options``) describes."""
+        o = dict(options)
+        return {
+            "n_components": int(o["k"]),
+            "atom_sparsity": o.get("atom_sparsity"),
+            "code_sparsity": o.get("code_sparsity"),
+            "code_constraint": o.get("code_constraint", "components"),
+            "max_iter": int(o.get("max_iter", 1000)),
+            "tol": float(o.get("tol", 1e-4)),
+            "max_seconds": o.get("max_seconds"),
+            "random_state": int(o.get("seed", 0)) % 2**32,
+            "n_threads": int(o.get("threads", 1)),
+        }
+
+    def _store_model(self, model, dtype):
+        parts = super()._store_model(model, dtype)
+        if parts["codes"] is not None:
+            self.training_codes_ = parts["codes"]
+        return parts
+
+    def _saved_model_bytes(self):
+        # As `partlearn fit sparse-nmf`: the constrained codes are stored with the model.
+        return self._model_bytes(codes=getattr(self, "training_codes_", None))
 
     def fit_transform(self, X, y=None):
         """Learns the model from ``X`` and returns ``transform(X)`` (see Notes)."""

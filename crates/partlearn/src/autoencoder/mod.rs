@@ -82,4 +82,7 @@ pub use layers::Act;
 pub use loss::{LossSpec, RecLoss, Reduction, Sparsity};
 pub use model::{AeSpec, Architecture, Autoencoder};
 pub use params::{AeParams, NonNeg, ValidAeParams};
-pub use train::{load_checkpoint, train, EpochRecord, TrainOutcome, TrainState};
+pub use train::{
+    checkpoint_bytes, checkpoint_from_bytes, load_checkpoint, train, train_epochs, EpochRecord, TrainOutcome,
+    TrainState,
+};

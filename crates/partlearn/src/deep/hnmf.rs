@@ -12,7 +12,7 @@ use faer::{Mat, MatRef, Par};
 
 use super::neural::NeuralNmf;
 use crate::data::labels::Labels;
-use crate::engine::{IterRecord, Observer, Silent, StopReason, Warning};
+use crate::engine::{Control, IterRecord, Observer, Silent, StopReason, Warning};
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::nmf::ssnmf::{self, SsnmfFit, ValidSsnmfParams};
@@ -201,12 +201,25 @@ pub fn hierarchical<T: Real>(
     ranks: &[usize],
     base: &ValidNmfParams,
 ) -> Result<Hierarchy<T>> {
+    hierarchical_with(x, ranks, base, &mut Silent)
+}
+
+/// [`hierarchical`], reporting iteration 0 and every iteration of each layer's NMF to
+/// `observer` (the iteration count restarts at 0 with each layer). When the observer stops a
+/// layer, the later layers keep their starting point (iteration 0 only) and the hierarchy's
+/// stop reason is `Interrupted`, as for Ctrl-C.
+pub fn hierarchical_with<T: Real>(
+    x: MatRef<'_, T>,
+    ranks: &[usize],
+    base: &ValidNmfParams,
+    observer: &mut (dyn Observer + Send),
+) -> Result<Hierarchy<T>> {
     check_ranks(ranks, x.nrows(), x.ncols())?;
     let start = Instant::now();
     let base = base.params();
     let mut a = Vec::new();
     let mut s: Vec<Mat<T>> = Vec::new();
-    let mut layers = Vec::new();
+    let mut layers: Vec<LayerFit> = Vec::new();
     for (i, &k) in ranks.iter().enumerate() {
         // The layer's input, samples as rows: the data, then the previous layer's codes (a view
         // of `S⁽ⁱ⁻¹⁾`, `k × n`).
@@ -218,7 +231,14 @@ pub fn hierarchical<T: Real>(
             .k(k)
             .seed(base.seed.wrapping_add(i as u64))
             .max_seconds(remaining(base.max_seconds, start));
-        let fit = nmf::factorize_with(input, &opts.check()?, None, &mut Silent)?;
+        let stopped = layers.iter().any(|l| l.stop_reason == StopReason::Interrupted);
+        let mut stop_at_start = |_: &IterRecord| Control::Stop;
+        let obs: &mut (dyn Observer + Send) = if stopped {
+            &mut stop_at_start
+        } else {
+            &mut *observer
+        };
+        let fit = nmf::factorize_with(input, &opts.check()?, None, obs)?;
         a.push(fit.model.components().transpose().to_owned());
         s.push(fit.codes().transpose().to_owned());
         layers.push(LayerFit {
@@ -382,6 +402,46 @@ mod tests {
             .layers
             .iter()
             .all(|l| l.stop_reason == StopReason::TimeLimit && l.n_iter == 1));
+    }
+
+    /// The observer sees every layer's iterations; when it stops a layer, the later layers keep
+    /// their start and the hierarchy is interrupted.
+    #[test]
+    fn the_observer_sees_and_stops_every_layer() {
+        let d = toy();
+        let layer = NmfParams {
+            max_iter: 20,
+            tol: 0.0,
+            ..base()
+        }
+        .check()
+        .unwrap();
+        let mut seen = Vec::new();
+        let h = hierarchical_with(d.x(), &[9, 4, 2], &layer, &mut |r: &IterRecord| {
+            seen.push(r.iter);
+            Control::Continue
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 3 * 21);
+        assert_eq!(h.stop_reason(), StopReason::MaxIter);
+        let quiet = hierarchical(d.x(), &[9, 4, 2], &layer).unwrap();
+        assert_eq!(quiet.stack.a, h.stack.a);
+
+        let mut calls = 0;
+        let h = hierarchical_with(d.x(), &[9, 4, 2], &layer, &mut |r: &IterRecord| {
+            calls += 1;
+            if r.iter == 3 {
+                Control::Stop
+            } else {
+                Control::Continue
+            }
+        })
+        .unwrap();
+        assert_eq!(calls, 4, "the later layers do not call the observer");
+        assert_eq!(h.stop_reason(), StopReason::Interrupted);
+        let iters: Vec<usize> = h.layers.iter().map(|l| l.n_iter).collect();
+        assert_eq!(iters, vec![3, 0, 0]);
+        assert_eq!(h.stack.a[2].shape(), (4, 2));
     }
 
     /// Supervision on the last layer: SSNMF of the previous codes replaces the last layer.

@@ -63,6 +63,24 @@ impl<T: Real> DeepModel<T> {
         self.net.a.iter().map(|a| a.ncols()).collect()
     }
 
+    /// The codes of every layer, `S⁽ⁱ⁾ᵀ` (`n × k_i`, first layer first), of samples `x` (rows,
+    /// `n × m`) by the forward pass through the NNLS layers (METHODS.md §4.3, "Transform"); the
+    /// last are the top-layer codes the classifier sees. [`PartModel::encode`] composes them
+    /// back to `n × k₀`.
+    pub fn layer_codes(&self, x: MatRef<'_, T>, threads: usize) -> Result<Vec<Mat<T>>> {
+        let s = self.forward(x, threads)?;
+        Ok(s.into_iter().map(|m| m.transpose().to_owned()).collect())
+    }
+
+    /// `S⁽ⁱ⁾` (`k_i × n`) of every layer for samples `x` given as rows, checked.
+    fn forward(&self, x: MatRef<'_, T>, threads: usize) -> Result<Vec<Mat<T>>> {
+        crate::protocol::check_encode_input(x, self.atoms.ncols())?;
+        let f = linalg::with_threads(threads, || {
+            self.net.forward(x.transpose(), None, linalg::par(threads))
+        })??;
+        Ok(f.s)
+    }
+
     /// Tensors (`atoms` `k₀ × m`, `layer.<i>` for `i ≥ 1`, `classifier` if any) and metadata.
     pub fn to_tensors(
         &self,
@@ -128,17 +146,15 @@ impl<T: Real> PartModel<T> for DeepModel<T> {
 
     /// Composed codes `(A⁽¹⁾⋯A⁽ᴸ⁾S⁽ᴸ⁾)ᵀ`, `n × k₀`.
     fn encode(&self, x: MatRef<'_, T>, threads: usize) -> Result<Mat<T>> {
-        crate::protocol::check_encode_input(x, self.atoms.ncols())?;
+        let s = self.forward(x, threads)?;
+        let par = linalg::par(threads);
         linalg::with_threads(threads, || {
-            let par = linalg::par(threads);
-            let f = self.net.forward(x.transpose(), None, par)?;
-            let l = self.net.a.len() - 1;
-            let mut c = f.s[l].clone();
+            let mut c = s[s.len() - 1].clone();
             for a in self.net.a[1..].iter().rev() {
                 c = linalg::mul(a.as_ref(), c.as_ref(), par);
             }
-            Ok(c.transpose().to_owned())
-        })?
+            c.transpose().to_owned()
+        })
     }
 
     fn decode_with_atoms(&self, atoms: MatRef<'_, T>, codes: MatRef<'_, T>) -> Result<Mat<T>> {
@@ -163,6 +179,13 @@ mod tests {
         let expect = (&net.a[0] * &net.a[1] * &f.s[1]).transpose().to_owned();
         let got = m.decode(codes.as_ref()).unwrap();
         assert!(linalg::frob_sq((&got - &expect).as_ref()) < 1e-20);
+        let layers = m.layer_codes(x.as_ref(), 1).unwrap();
+        assert_eq!(layers.len(), 2);
+        assert_eq!(layers[0], f.s[0].transpose().to_owned());
+        assert_eq!(layers[1], f.s[1].transpose().to_owned());
+        let composed = &layers[1] * net.a[1].transpose();
+        assert!(linalg::frob_sq((&composed - &codes).as_ref()) < 1e-20);
+        assert!(m.layer_codes(x.subcols(0, 5), 1).is_err());
         let dir = std::env::temp_dir().join(format!("partlearn-deep-model-{}", std::process::id()));
         let path = dir.join("model.safetensors");
         let (t, meta) = m.to_tensors(None).unwrap();

@@ -9,7 +9,7 @@ use faer::{Mat, MatRef};
 use serde::{Deserialize, Serialize};
 
 use super::deep_nmf::{fine_tune, FineTuneParams, LabelTerm};
-use super::hnmf::{check_ranks, hierarchical, remaining, ssnmf_last_layer, LayerFit, LayerStack};
+use super::hnmf::{check_ranks, hierarchical_with, remaining, ssnmf_last_layer, LayerFit, LayerStack};
 use crate::data::labels::Labels;
 use crate::engine::{IterRecord, Observer, StopReason, Warning};
 use crate::error::Result;
@@ -166,7 +166,8 @@ pub struct LayersFit<T: Real> {
     pub classifier: Option<Mat<T>>,
     /// How each layer-wise fit ended.
     pub layers: Vec<LayerFit>,
-    /// The last stage's history: SSNMF, the fine-tuning, or the last layer's NMF.
+    /// The last stage's history: SSNMF, the fine-tuning, or the last layer's NMF (every layer's
+    /// own is in `layers`).
     pub history: Vec<IterRecord>,
     /// Iterations of the last stage.
     pub n_iter: usize,
@@ -178,8 +179,9 @@ pub struct LayersFit<T: Real> {
     pub seconds: f64,
 }
 
-/// Fits `method` to `x` (`n × m`, samples as rows, entries ≥ 0; module doc), reporting the last
-/// stage's iterations to `observer`; `labels` (one per sample) supervise the last stage. The
+/// Fits `method` to `x` (`n × m`, samples as rows, entries ≥ 0; module doc), reporting the
+/// iterations of every stage to `observer` (each layer's NMF, then SSNMF or the fine-tuning; the
+/// count restarts at 0 with each stage); `labels` (one per sample) supervise the last stage. The
 /// ranks and the labels are checked against the data before any fitting.
 ///
 /// ```
@@ -213,7 +215,7 @@ pub fn fit_layers<T: Real>(
         l.check(n)?;
     }
     let o = params.params();
-    let h = hierarchical(x, &o.ranks, params.layer_params())?;
+    let h = hierarchical_with(x, &o.ranks, params.layer_params(), observer)?;
     let mut warnings = h.warnings();
     let reason = h.stop_reason();
     let last = h.layers.last().cloned();

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use faer::Mat;
+use faer::{Mat, MatRef};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{mse_pair, reconstruction_error, ReconstructionError};
@@ -166,25 +166,7 @@ pub fn evaluate_codes<T: Real>(
 ) -> Result<Evaluation<T>> {
     let start = Instant::now();
     let mut t = EvalTimings::default();
-    if data.n_features() != model.n_features() {
-        return Err(Error::ShapeMismatch {
-            what: "evaluation data".into(),
-            expected: format!("n × {} features (as the model)", model.n_features()),
-            found: format!("{} × {}", data.n_samples(), data.n_features()),
-            hint: "evaluate on data with the features the model was fitted on".into(),
-        });
-    }
-    let se = StructuringElement::parse(&opts.structuring_element)?;
-    if let Some((h, w)) = image_shape {
-        if h * w != data.n_features() {
-            return Err(Error::ShapeMismatch {
-                what: "image shape".into(),
-                expected: format!("{} pixels", data.n_features()),
-                found: format!("{h}×{w}"),
-                hint: "give the image shape of the data".into(),
-            });
-        }
-    }
+    let se = check_inputs(model, data.x(), image_shape, &opts.structuring_element)?;
 
     let clock = Instant::now();
     let codes = match codes {
@@ -215,27 +197,14 @@ pub fn evaluate_codes<T: Real>(
 
     let clock = Instant::now();
     let (max_approx, dilated) = match image_shape {
-        Some((h, w)) => {
-            let atoms = dilate_rows(model.atoms(), h, w, &se, opts.threads)?;
-            let originals = dilate_rows(data.x(), h, w, &se, opts.threads)?;
-            let dilated_recon = dilate_rows(reconstructions.as_ref(), h, w, &se, opts.threads)?;
-            let max_approximations = model.decode_with_atoms(atoms.as_ref(), codes.as_ref())?;
-            let (a, a_clip) = mse_pair(originals.as_ref(), max_approximations.as_ref())?;
-            let (b, b_clip) = mse_pair(dilated_recon.as_ref(), max_approximations.as_ref())?;
-            (
-                Some(MaxApproxErrors {
-                    structuring_element: opts.structuring_element.clone(),
-                    vs_dilated_originals: a,
-                    vs_dilated_originals_clipped: a_clip,
-                    vs_dilated_reconstructions: b,
-                    vs_dilated_reconstructions_clipped: b_clip,
-                }),
-                Some(Dilated {
-                    atoms,
-                    originals,
-                    max_approximations,
-                }),
-            )
+        Some(shape) => {
+            let side = Side {
+                x: data.x(),
+                codes: codes.as_ref(),
+                reconstructions: reconstructions.as_ref(),
+            };
+            let (e, d) = dilation_side(model, side, shape, &se, &opts.structuring_element, opts.threads)?;
+            (Some(e), Some(d))
         }
         None => (None, None),
     };
@@ -275,6 +244,111 @@ pub fn evaluate_codes<T: Real>(
     })
 }
 
+/// The max-approximation errors of METHODS.md §7.5 of `model` on the images `x` (`n × h·w`,
+/// samples as rows, `image_shape = (h, w)`), dilated by `structuring_element` (e.g. `disk:1`):
+/// the images are encoded and decoded by the model, then compared as [`evaluate`] compares them
+/// (the same numbers as its `max_approx`).
+///
+/// ```
+/// use partlearn::eval::evaluate::max_approx_errors;
+/// use partlearn::faer::Mat;
+/// use partlearn::nmf::{self, NmfParams};
+///
+/// let x = Mat::<f64>::from_fn(12, 9, |i, j| ((i + j) % 3 == 0) as u8 as f64);
+/// let fit = nmf::factorize(x.as_ref(), &NmfParams::new(3).check()?)?;
+/// let e = max_approx_errors(&fit.model, x.as_ref(), (3, 3), "disk:1", 1)?;
+/// assert!(e.vs_dilated_originals >= 0.0 && e.structuring_element == "disk:1");
+/// assert!(max_approx_errors(&fit.model, x.as_ref(), (2, 4), "disk:1", 1).is_err());
+/// # Ok::<(), partlearn::Error>(())
+/// ```
+pub fn max_approx_errors<T: Real>(
+    model: &dyn PartModel<T>,
+    x: MatRef<'_, T>,
+    image_shape: (usize, usize),
+    structuring_element: &str,
+    threads: usize,
+) -> Result<MaxApproxErrors> {
+    let se = check_inputs(model, x, Some(image_shape), structuring_element)?;
+    let codes = model.encode(x, threads)?;
+    let reconstructions = model.decode(codes.as_ref())?;
+    let side = Side {
+        x,
+        codes: codes.as_ref(),
+        reconstructions: reconstructions.as_ref(),
+    };
+    Ok(dilation_side(model, side, image_shape, &se, structuring_element, threads)?.0)
+}
+
+/// The structuring element named by `structuring_element`, after checking that `x` has the
+/// model's features and that `image_shape` covers them.
+fn check_inputs<T: Real>(
+    model: &dyn PartModel<T>,
+    x: MatRef<'_, T>,
+    image_shape: Option<(usize, usize)>,
+    structuring_element: &str,
+) -> Result<StructuringElement> {
+    if x.ncols() != model.n_features() {
+        return Err(Error::ShapeMismatch {
+            what: "evaluation data".into(),
+            expected: format!("n × {} features (as the model)", model.n_features()),
+            found: format!("{} × {}", x.nrows(), x.ncols()),
+            hint: "evaluate on data with the features the model was fitted on".into(),
+        });
+    }
+    let se = StructuringElement::parse(structuring_element)?;
+    if let Some((h, w)) = image_shape {
+        if h.checked_mul(w) != Some(x.ncols()) {
+            return Err(Error::ShapeMismatch {
+                what: "image shape".into(),
+                expected: format!("{} pixels", x.ncols()),
+                found: format!("{h}×{w}"),
+                hint: "give the image shape of the data".into(),
+            });
+        }
+    }
+    Ok(se)
+}
+
+/// The images, their codes and their reconstructions, for [`dilation_side`].
+struct Side<'a, T: Real> {
+    x: MatRef<'a, T>,
+    codes: MatRef<'a, T>,
+    reconstructions: MatRef<'a, T>,
+}
+
+/// §7.5: dilates the atoms, the images and the reconstructions, decodes the codes with the
+/// dilated atoms and measures the max-approximations against both dilations (`se_name`: the
+/// element as the caller spelled it, recorded in the errors).
+fn dilation_side<T: Real>(
+    model: &dyn PartModel<T>,
+    s: Side<'_, T>,
+    (h, w): (usize, usize),
+    se: &StructuringElement,
+    se_name: &str,
+    threads: usize,
+) -> Result<(MaxApproxErrors, Dilated<T>)> {
+    let atoms = dilate_rows(model.atoms(), h, w, se, threads)?;
+    let originals = dilate_rows(s.x, h, w, se, threads)?;
+    let dilated_recon = dilate_rows(s.reconstructions, h, w, se, threads)?;
+    let max_approximations = model.decode_with_atoms(atoms.as_ref(), s.codes)?;
+    let (a, a_clip) = mse_pair(originals.as_ref(), max_approximations.as_ref())?;
+    let (b, b_clip) = mse_pair(dilated_recon.as_ref(), max_approximations.as_ref())?;
+    Ok((
+        MaxApproxErrors {
+            structuring_element: se_name.to_string(),
+            vs_dilated_originals: a,
+            vs_dilated_originals_clipped: a_clip,
+            vs_dilated_reconstructions: b,
+            vs_dilated_reconstructions_clipped: b_clip,
+        },
+        Dilated {
+            atoms,
+            originals,
+            max_approximations,
+        },
+    ))
+}
+
 /// The figures of an evaluation, as `(file name, PNG bytes)`: the first `n_show` samples as
 /// originals / reconstructions / dilated originals / max-approximations, their code bar charts,
 /// the atoms ordered by usage on these data, and the dilated atoms in the same order.
@@ -312,4 +386,31 @@ pub fn figures<T: Real>(
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nmf::{self, NmfParams};
+
+    #[test]
+    fn max_approx_errors_are_evaluates_numbers_and_check_their_inputs() {
+        let x = Mat::<f64>::from_fn(16, 20, |i, j| (((i * 3 + j * 7) % 11) as f64 / 10.0).max(0.0));
+        let fit = nmf::factorize(x.as_ref(), &NmfParams::new(4).max_iter(30).check().unwrap()).unwrap();
+        let data = Dataset::from_rows(x.as_ref(), "x");
+        let opts = EvalOptions {
+            svm: None,
+            structuring_element: "square:3".into(),
+            ..EvalOptions::default()
+        };
+        let whole = evaluate(&fit.model, &data, Some((4, 5)), &opts).unwrap();
+        let alone = max_approx_errors(&fit.model, x.as_ref(), (4, 5), "square:3", 2).unwrap();
+        assert_eq!(whole.metrics.max_approx, Some(alone));
+        let bad_shape = max_approx_errors(&fit.model, x.as_ref(), (3, 5), "disk:1", 1).unwrap_err();
+        assert!(bad_shape.to_string().contains("image shape"), "{bad_shape}");
+        let bad_se = max_approx_errors(&fit.model, x.as_ref(), (4, 5), "disc:1", 1).unwrap_err();
+        assert!(bad_se.to_string().contains("structuring_element"), "{bad_se}");
+        let narrow = Mat::<f64>::zeros(3, 19);
+        assert!(max_approx_errors(&fit.model, narrow.as_ref(), (1, 19), "disk:1", 1).is_err());
+    }
 }

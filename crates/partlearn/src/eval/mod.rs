@@ -15,5 +15,7 @@ pub mod morphology;
 pub mod posthoc;
 pub mod svm;
 
-pub use evaluate::{evaluate, evaluate_codes, EvalOptions, Evaluation, Metrics};
+pub use evaluate::{
+    evaluate, evaluate_codes, max_approx_errors, EvalOptions, Evaluation, MaxApproxErrors, Metrics,
+};
 pub use svm::SvmProtocolOptions;

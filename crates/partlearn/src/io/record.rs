@@ -218,6 +218,97 @@ impl MethodPart {
     }
 }
 
+impl MethodPart {
+    /// The part of the record of a `method` fit made outside `partlearn fit` (e.g. by the Python
+    /// package), whose model file holds `tensors` and `meta` (`file` names it in messages): the
+    /// method's family with `options` as given, what the model itself tells (the ranks of a layer
+    /// model, the architecture and parameter count of an auto-encoder) and `supervision`
+    /// (`none`, `semi` or `full`) for layer models; results the fit did not report stay empty.
+    /// Methods: `nmf`, `sparse-nmf`, `ssnmf`, `hnmf`, `deep-nmf`, `neural-nmf`, `ae`, `asym-ae`.
+    pub fn of_model(
+        method: &str,
+        tensors: &[crate::io::Tensor],
+        meta: &std::collections::BTreeMap<String, String>,
+        file: &Path,
+        options: Value,
+        supervision: &str,
+    ) -> Result<MethodPart> {
+        let layers = |ranks: Vec<usize>| {
+            MethodPart::Layers(LayersPart {
+                options: options.clone(),
+                ranks,
+                supervision: supervision.to_string(),
+                n_labeled: None,
+                level_errors: Vec::new(),
+                accuracy: None,
+                accuracy_unlabeled: None,
+                test_accuracy: None,
+            })
+        };
+        if !["none", "semi", "full"].contains(&supervision) {
+            return Err(Error::invalid(
+                "supervision",
+                supervision,
+                "use none, semi or full",
+            ));
+        }
+        // The model file must hold a model of the method's kind.
+        let kind_is = |expected: &str| -> Result<()> {
+            let kind = meta
+                .get(crate::nmf::model::KIND_KEY)
+                .map_or("missing", String::as_str);
+            if kind == expected {
+                return Ok(());
+            }
+            Err(Error::format(
+                file,
+                format!(
+                    "a {method} run needs a model of kind {expected}, not {kind}; save the model of a {method} fit"
+                ),
+            ))
+        };
+        Ok(match method {
+            "nmf" | "sparse-nmf" => {
+                kind_is("nmf")?;
+                MethodPart::Nmf(NmfPart {
+                    options,
+                    reconstruction_err: None,
+                    stats: FitStats::default(),
+                })
+            }
+            "ssnmf" => {
+                kind_is("nmf")?;
+                let (model, _) = crate::nmf::NmfModel::<f64>::from_file_parts(tensors, meta, file)?;
+                layers(vec![model.k()])
+            }
+            "hnmf" | "deep-nmf" | "neural-nmf" => {
+                kind_is(method)?;
+                layers(crate::deep::DeepModel::<f64>::from_file_parts(tensors, meta, file)?.ranks())
+            }
+            "ae" | "asym-ae" => {
+                kind_is(method)?;
+                let model = crate::autoencoder::Autoencoder::<f64>::from_file_parts(tensors, meta, file)?;
+                MethodPart::Autoencoder(AePart {
+                    architecture: to_value(&model.spec)?,
+                    n_params: model.n_params(),
+                    options,
+                    train_mse: None,
+                    val_mse: None,
+                    seconds_per_epoch: None,
+                    resumed_from_epoch: None,
+                })
+            }
+            other => {
+                return Err(Error::invalid(
+                    "method",
+                    other,
+                    "use nmf, sparse-nmf, ssnmf, hnmf, deep-nmf, neural-nmf, ae or asym-ae",
+                ))
+            }
+        })
+    }
+}
+
 /// [`MethodPart::Nmf`]: what an NMF or sparse NMF fit adds to the header.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NmfPart {
@@ -489,6 +580,47 @@ mod tests {
             msg.contains("not a valid run record") && msg.contains("re-run the fit"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn parts_of_models_fitted_elsewhere_take_what_the_model_tells() {
+        use crate::deep::neural::model::NeuralNmf;
+        use crate::deep::DeepModel;
+        use crate::nmf::{EncodeOptions, EncodeSpec, NmfModel, Penalty};
+        use faer::Mat;
+        let path = Path::new("model");
+        let spec = EncodeSpec {
+            beta_loss: 2.0,
+            codes_penalty: Penalty::default(),
+            encode: EncodeOptions::default(),
+        };
+        let nmf = NmfModel::new(Mat::<f64>::ones(3, 4), spec).unwrap();
+        let (t, meta) = nmf.to_tensors(None, None).unwrap();
+        let options = serde_json::json!({"k": 3});
+        let part = MethodPart::of_model("sparse-nmf", &t, &meta, path, options.clone(), "none").unwrap();
+        assert!(
+            matches!(&part, MethodPart::Nmf(p) if p.options == options && p.reconstruction_err.is_none())
+        );
+        match MethodPart::of_model("ssnmf", &t, &meta, path, options.clone(), "semi").unwrap() {
+            MethodPart::Layers(p) => assert_eq!((p.ranks, p.supervision.as_str()), (vec![3], "semi")),
+            other => panic!("{other:?}"),
+        }
+        let net = NeuralNmf {
+            a: vec![Mat::<f64>::ones(4, 3), Mat::<f64>::ones(3, 2)],
+            b: None,
+        };
+        let (t, meta) = DeepModel::new("deep-nmf", net).unwrap().to_tensors(None).unwrap();
+        match MethodPart::of_model("deep-nmf", &t, &meta, path, options.clone(), "none").unwrap() {
+            MethodPart::Layers(p) => assert_eq!(p.ranks, vec![3, 2]),
+            other => panic!("{other:?}"),
+        }
+        // The model must be of the method's kind; methods and supervision are checked.
+        let e = MethodPart::of_model("hnmf", &t, &meta, path, options.clone(), "none").unwrap_err();
+        assert!(e.to_string().contains("model of kind hnmf, not deep-nmf"), "{e}");
+        let e = MethodPart::of_model("pca", &t, &meta, path, options.clone(), "none").unwrap_err();
+        assert!(e.to_string().contains("invalid method = pca"), "{e}");
+        let e = MethodPart::of_model("hnmf", &t, &meta, path, options, "some").unwrap_err();
+        assert!(e.to_string().contains("supervision"), "{e}");
     }
 
     #[test]

@@ -294,8 +294,9 @@ impl<T: Real> NmfModel<T> {
         Self::from_file_parts(&tensors, &meta, path)
     }
 
-    /// The model in the tensors and metadata of a file already read (`path` for messages).
-    pub(crate) fn from_file_parts(
+    /// The model in the tensors and metadata of a model file already read or parsed
+    /// ([`crate::io::parse_safetensors`]; `path` names it in messages), with its image shape.
+    pub fn from_file_parts(
         tensors: &[crate::io::Tensor],
         meta: &std::collections::BTreeMap<String, String>,
         path: &std::path::Path,

@@ -33,9 +33,21 @@ struct CheckpointMeta {
     seconds: f64,
 }
 
-/// Writes the whole training state atomically to `path` (a safetensors file: the model's
-/// tensors, `optimizer.<i>.<j>` buffers, `best.<name>` weights, and a JSON description).
+/// Writes the whole training state atomically to `path` (the bytes of [`checkpoint_bytes`]),
+/// `seconds` of training so far.
 pub(super) fn save_checkpoint<T: Real>(state: &TrainState<T>, path: &Path, seconds: f64) -> Result<()> {
+    crate::io::write_atomic(path, &state_bytes(state, seconds)?)
+}
+
+/// The whole training state as the bytes of a checkpoint file (a safetensors file: the model's
+/// tensors, `optimizer.<i>.<j>` buffers, `best.<name>` weights, and a JSON description), in the
+/// state's float type: what keeps a training run in memory (a Python estimator's pickle) and
+/// [`checkpoint_from_bytes`] continues with the same bits.
+pub fn checkpoint_bytes<T: Real>(state: &TrainState<T>) -> Result<Vec<u8>> {
+    state_bytes(state, state.seconds)
+}
+
+fn state_bytes<T: Real>(state: &TrainState<T>, seconds: f64) -> Result<Vec<u8>> {
     let (mut tensors, mut meta) = state.model.to_tensors()?;
     for (i, bufs) in state.optimizer.buffers.iter().enumerate() {
         for (j, b) in bufs.iter().enumerate() {
@@ -66,7 +78,7 @@ pub(super) fn save_checkpoint<T: Real>(state: &TrainState<T>, path: &Path, secon
         CHECKPOINT_KEY.to_string(),
         serde_json::to_string(&desc).map_err(|e| Error::invalid("checkpoint", "state", e.to_string()))?,
     );
-    crate::io::write_safetensors(path, &tensors, &meta)
+    crate::io::safetensors_bytes(&tensors, &meta)
 }
 
 /// Reads a checkpoint written by [`train`](fn@super::train); `threads` and `max_seconds` are this
@@ -76,7 +88,21 @@ pub fn load_checkpoint<T: Real>(
     threads: usize,
     max_seconds: Option<f64>,
 ) -> Result<TrainState<T>> {
-    let (tensors, meta) = crate::io::read_safetensors(path)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    checkpoint_from_bytes(&bytes, path, threads, max_seconds)
+}
+
+/// The training state in the bytes of a checkpoint ([`checkpoint_bytes`], or a checkpoint file's
+/// content); `source` names them in errors, `threads` and `max_seconds` are this invocation's.
+/// Values are converted to `T` when the checkpoint holds the other float type.
+pub fn checkpoint_from_bytes<T: Real>(
+    bytes: &[u8],
+    source: &Path,
+    threads: usize,
+    max_seconds: Option<f64>,
+) -> Result<TrainState<T>> {
+    let path = source;
+    let (tensors, meta) = crate::io::parse_safetensors(bytes, path)?;
     let desc: CheckpointMeta = meta
         .get(CHECKPOINT_KEY)
         .ok_or_else(|| {
@@ -229,6 +255,39 @@ mod tests {
         assert_eq!(Some(p), st.plateau);
         assert_eq!(p.wait, old.epoch - p.best_iter);
         assert_eq!(old.best_weights, st.best_weights);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A state kept as checkpoint bytes (a pickled estimator) continues with the same bits; the
+    /// bytes are those of the final checkpoint file.
+    #[test]
+    fn checkpoint_bytes_round_trip_and_equal_the_file() {
+        let data = tiny_data(70, 10, 3);
+        let o = opts(4).optimizer(OptimizerSpec::named("adam", Some(0.01)).unwrap());
+        let mut straight = state(shallow(3, 10, Act::Sigmoid, 4), o.clone());
+        train(&mut straight, &data, None, &mut Silent).unwrap();
+
+        let dir = std::env::temp_dir().join(format!("partlearn-ae-bytes-{}", std::process::id()));
+        let path = dir.join("checkpoint.safetensors");
+        let mut first = state(shallow(3, 10, Act::Sigmoid, 4), o.epochs(2));
+        train(&mut first, &data, Some(&path), &mut Silent).unwrap();
+        let bytes = checkpoint_bytes(&first).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        let mut resumed = checkpoint_from_bytes::<f64>(&bytes, Path::new("memory"), 2, None).unwrap();
+        assert_eq!(resumed.seconds, first.seconds);
+        let p = resumed.params().params().clone().epochs(4);
+        resumed.set_params(p.check().unwrap()).unwrap();
+        train(&mut resumed, &data, None, &mut Silent).unwrap();
+        assert_eq!(
+            resumed.model.to_tensors().unwrap().0,
+            straight.model.to_tensors().unwrap().0
+        );
+        assert_eq!(resumed.optimizer.buffers, straight.optimizer.buffers);
+        let e = checkpoint_from_bytes::<f64>(b"not a checkpoint", Path::new("memory"), 1, None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("memory"), "{e}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -223,18 +223,24 @@ impl<T: Real> engine::Method for Epochs<'_, T> {
     }
 }
 
-/// Runs the epochs of `state` through [`engine::run`] (inside the caller's thread pool), then
-/// writes the final checkpoint and only then returns to the best epoch's weights, so that the
-/// checkpoint resumes from where training stopped.
+/// Runs the epochs of `state` through [`engine::run`] (inside the caller's thread pool), up to
+/// epoch `end` when given (below the run's total: no `max_iter` warning then), then writes the
+/// final checkpoint and only then returns to the best epoch's weights, so that the checkpoint
+/// resumes from where training stopped.
 pub(super) fn train_inner<T: Real>(
     state: &mut TrainState<T>,
     data: &Dataset<T>,
     checkpoint: Option<&Path>,
+    end: Option<usize>,
     observer: &mut dyn Observer,
 ) -> Result<TrainOutcome> {
     let clock = Clock::start().with_offset(state.seconds);
     let opts = state.params.params().clone();
-    let rules = *state.params.stop_rules();
+    let mut rules = *state.params.stop_rules();
+    let capped = end.is_some_and(|end| end < rules.max_iter);
+    if let (true, Some(end)) = (capped, end) {
+        rules.max_iter = end;
+    }
     let (train_idx, val_idx) = split(data.n_samples(), opts.val_fraction, opts.seed);
     let x_norm = train_idx
         .iter()
@@ -282,7 +288,12 @@ pub(super) fn train_inner<T: Real>(
             state.best_weights = Some(best);
         }
     }
-    warnings.extend(outcome.warnings);
+    warnings.extend(
+        outcome
+            .warnings
+            .into_iter()
+            .filter(|w| !(capped && matches!(w, Warning::MaxIterReached { .. }))),
+    );
     if outcome.stop_reason == StopReason::TimeLimit && state.batch > 0 {
         warnings.push(Warning::PartialIteration {
             iter: state.epoch + 1,
@@ -436,5 +447,53 @@ mod tests {
         let (out, epochs) = fit(opts(60).tol(1.0));
         assert_eq!((out.stop_reason, epochs), (StopReason::Converged, 10));
         assert!(out.warnings.is_empty());
+    }
+
+    /// `train_epochs` one epoch at a time gives the bits of one run (the cosine schedule keeps
+    /// the run's horizon), warns only when the run's own total ends it, and grows the total
+    /// beyond it.
+    #[test]
+    fn epochs_one_at_a_time_give_the_bits_of_one_run() {
+        let data = tiny_data(50, 8, 9);
+        let o = opts(4)
+            .tol(1e-4)
+            .schedule(crate::optim::Schedule::Cosine)
+            .optimizer(OptimizerSpec::named("adam", Some(0.02)).unwrap());
+        let mut straight = state(shallow(3, 8, Act::Sigmoid, 1), o.clone());
+        let out = train(&mut straight, &data, None, &mut Silent).unwrap();
+        assert!(matches!(
+            out.warnings[..],
+            [Warning::MaxIterReached { max_iter: 4, .. }]
+        ));
+
+        let mut st = state(shallow(3, 8, Act::Sigmoid, 1), o);
+        for epoch in 1..=4 {
+            let out = super::super::train_epochs(&mut st, &data, 1, &mut Silent).unwrap();
+            assert_eq!((out.stop_reason, st.epoch), (StopReason::MaxIter, epoch));
+            assert_eq!(
+                out.warnings.is_empty(),
+                epoch < 4,
+                "epoch {epoch}: {:?}",
+                out.warnings
+            );
+        }
+        assert_eq!(
+            st.model.to_tensors().unwrap().0,
+            straight.model.to_tensors().unwrap().0
+        );
+        assert_eq!(st.optimizer.buffers, straight.optimizer.buffers);
+        let strip = |h: &[super::super::EpochRecord]| {
+            h.iter()
+                .map(|r| super::super::EpochRecord { seconds: 0.0, ..*r })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&st.history), strip(&straight.history));
+        // Past the run's total, the total grows with the epochs done.
+        super::super::train_epochs(&mut st, &data, 2, &mut Silent).unwrap();
+        assert_eq!(
+            (st.epoch, st.params().params().epochs, st.history.len()),
+            (6, 6, 6)
+        );
+        assert!(super::super::train_epochs(&mut st, &data, 0, &mut Silent).is_err());
     }
 }

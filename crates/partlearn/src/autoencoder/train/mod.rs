@@ -20,7 +20,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use checkpoint::{load_checkpoint, CHECKPOINT_KEY};
+pub use checkpoint::{checkpoint_bytes, checkpoint_from_bytes, load_checkpoint, CHECKPOINT_KEY};
 
 use super::loss::LossTerms;
 use super::model::{AeSpec, Autoencoder};
@@ -264,7 +264,31 @@ pub fn train<T: Real>(
 ) -> Result<TrainOutcome> {
     state.check_data(data)?;
     linalg::with_threads(state.params.params().threads, || {
-        epochs::train_inner(state, data, checkpoint, observer)
+        epochs::train_inner(state, data, checkpoint, None, observer)
+    })?
+}
+
+/// [`train`] for at most `epochs` more epochs (an epoch in progress counts as the first): the
+/// incremental training of a `partial_fit`, one call per batch of epochs, without a checkpoint
+/// file. The run's total number of epochs (the horizon of the cosine schedule) stays as it is
+/// while these epochs fit in it, and otherwise grows to the epochs done at the end of the call.
+/// So `n` calls of one epoch give the same bits as one [`train`] of `n` epochs from the same
+/// state, whatever the optimizer and schedule. Reaching `epochs` is not the end of the run: it
+/// gives no `max_iter` warning (the run's total still does).
+pub fn train_epochs<T: Real>(
+    state: &mut TrainState<T>,
+    data: &Dataset<T>,
+    epochs: usize,
+    observer: &mut (dyn Observer + Send),
+) -> Result<TrainOutcome> {
+    crate::params::check_at_least_one("epochs", epochs, "train for at least one epoch")?;
+    state.check_data(data)?;
+    let end = state.epoch + epochs;
+    if end > state.params.params().epochs {
+        state.params = state.params.params().clone().epochs(end).check()?;
+    }
+    linalg::with_threads(state.params.params().threads, || {
+        epochs::train_inner(state, data, None, Some(end), observer)
     })?
 }
 

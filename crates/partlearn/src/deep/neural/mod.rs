@@ -27,4 +27,4 @@ pub mod train;
 
 pub use model::{Forward, NeuralNmf};
 pub use params::{ClassLoss, Cost, NeuralParams, ValidNeuralParams};
-pub use train::{train, train_from, NeuralFit};
+pub use train::{hnmf_start, train, train_from, NeuralFit, HNMF_START_ITERATIONS};

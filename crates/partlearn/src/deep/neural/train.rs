@@ -125,6 +125,33 @@ pub fn train_from<T: Real>(
     })?
 }
 
+/// Iterations of each layer of [`hnmf_start`].
+pub const HNMF_START_ITERATIONS: usize = 200;
+
+/// Starting layers from a hierarchical NMF of `x` (`n × m`, samples as rows; METHODS.md §4.1) instead of random ones
+/// (`partlearn fit neural-nmf --init hnmf`): HALS, [`HNMF_START_ITERATIONS`] iterations per
+/// layer, the ranks, seed and threads of `params`; for [`train_from`]. Reports every layer's
+/// iterations to `observer` ([`crate::deep::hnmf::hierarchical_with`]).
+pub fn hnmf_start<T: Real>(
+    x: MatRef<'_, T>,
+    params: &ValidNeuralParams,
+    observer: &mut (dyn Observer + Send),
+) -> Result<Vec<Mat<T>>> {
+    let o = params.params();
+    // k is replaced by each layer's rank.
+    let base = crate::nmf::NmfParams::new(o.ranks[0])
+        .solver(crate::nmf::Solver::Hals)
+        .max_iter(HNMF_START_ITERATIONS)
+        .seed(o.seed)
+        .threads(o.threads)
+        .check()?;
+    Ok(
+        crate::deep::hnmf::hierarchical_with(x, &o.ranks, &base, observer)?
+            .stack
+            .a,
+    )
+}
+
 /// The Adam of the reference's optional optimizer: β = (0.9, 0.999), ε = 1e-8; the learning rate
 /// (with its decay) is passed as the step's factor.
 const ADAM: OptimizerSpec = OptimizerSpec::Adam {

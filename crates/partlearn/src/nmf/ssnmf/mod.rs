@@ -15,6 +15,7 @@
 //! Parameters: [`SsnmfParams`] (builder) → [`SsnmfParams::check`] → [`ValidSsnmfParams`], the only
 //! form [`fit_ssnmf`] accepts; the data, labels and mask are checked when fitting.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use faer::{Accum, Mat, MatMut, MatRef, Par};
@@ -22,7 +23,9 @@ use faer::{Accum, Mat, MatMut, MatRef, Par};
 use crate::data::labels::Labels;
 use crate::engine::{self, Clock, Eval, IterRecord, Observer, Resume, StopReason, Warning, Within};
 use crate::error::{Error, Result};
+use crate::io::Tensor;
 use crate::linalg;
+use crate::nmf::{EncodeOptions, EncodeSpec, NmfModel, Penalty};
 use crate::real::Real;
 use crate::rng::Rng;
 
@@ -472,8 +475,8 @@ fn argmax_columns<T: Real>(b: MatRef<'_, T>, s: MatRef<'_, T>) -> Vec<u32> {
 }
 
 /// The predicted class `argmax_c (B h)_c` of every code `h` (row) of `codes` (`n × k`) by the
-/// classifier `b` (`c × k`; METHODS.md §3). Errors when `b` has no class or not one column per
-/// code entry.
+/// classifier `b` (`c × k`; METHODS.md §3, "Label prediction"). Errors when `b` has no class or
+/// not one column per code entry.
 pub fn predict_from_codes<T: Real>(b: MatRef<'_, T>, codes: MatRef<'_, T>) -> Result<Vec<u32>> {
     if b.ncols() != codes.ncols() || b.nrows() == 0 {
         return Err(Error::ShapeMismatch {
@@ -486,8 +489,11 @@ pub fn predict_from_codes<T: Real>(b: MatRef<'_, T>, codes: MatRef<'_, T>) -> Re
     Ok(argmax_columns(b, codes.transpose()))
 }
 
+/// Name of the classifier `B` (`c × k`) in an SSNMF model file ([`SsnmfFit::to_tensors`]).
+pub const CLASSIFIER_TENSOR: &str = "classifier";
+
 impl<T: Real> SsnmfFit<T> {
-    /// The atoms, one per row: `Aᵀ` (`k × m`, as [`NmfModel::components`](crate::nmf::NmfModel::components)).
+    /// The atoms, one per row: `Aᵀ` (`k × m`, as [`NmfModel::components`]).
     pub fn components(&self) -> MatRef<'_, T> {
         self.a.transpose()
     }
@@ -507,52 +513,43 @@ impl<T: Real> SsnmfFit<T> {
         argmax_columns(self.b.as_ref(), self.s.as_ref())
     }
 
-    /// Codes (`n' × k`) of new samples `x_new` (`n' × m`, entries ≥ 0) with `A` fixed: NNLS
-    /// (block principal pivoting) for a Frobenius data term, multiplicative updates on `S` for
-    /// the I-divergence.
-    pub fn encode(&self, x_new: MatRef<'_, T>, threads: usize) -> Result<Mat<T>> {
-        crate::protocol::check_encode_input(x_new, self.a.nrows())?;
-        // The solver's layout, samples as columns (a view).
-        let x_new = x_new.transpose();
-        let codes_t = match self.params.data_loss {
-            Divergence::Frobenius => {
-                linalg::nnls::nnls(
-                    self.a.as_ref(),
-                    x_new,
-                    &linalg::nnls::NnlsOptions::default(),
-                    threads,
-                )?
-                .0
-            }
-            Divergence::Kl => {
-                let par = linalg::par(threads);
-                let mut s = Mat::<T>::from_fn(self.a.ncols(), x_new.ncols(), |_, _| T::one());
-                let ones = Mat::<T>::from_fn(x_new.nrows(), x_new.ncols(), |_, _| T::one());
-                let den = mm(self.a.transpose(), ones.as_ref(), par);
-                let (r, c) = (x_new.nrows(), x_new.ncols());
-                let (mut q, mut num, mut kl_den) = (
-                    Mat::<T>::zeros(r, c),
-                    Mat::<T>::zeros(r, c),
-                    Mat::<T>::zeros(r, c),
-                );
-                let mut at_num = Mat::<T>::zeros(s.nrows(), c);
-                for _ in 0..500 {
-                    prod(&mut q, self.a.as_ref(), s.as_ref(), par);
-                    term(
-                        Divergence::Kl,
-                        x_new,
-                        q.as_ref(),
-                        None,
-                        num.as_mut(),
-                        kl_den.as_mut(),
-                    );
-                    prod(&mut at_num, self.a.transpose(), num.as_ref(), par);
-                    mu(&mut s, &at_num, &den);
-                }
-                s
-            }
+    /// The dictionary as an NMF model (atoms `Aᵀ`, `k × m`) that encodes new samples with the
+    /// data term's divergence (METHODS.md §3, "Out-of-sample"; §1.7): exact NNLS for a
+    /// Frobenius data term, multiplicative updates on the codes (β = 1) for the I-divergence.
+    /// It is the model of an SSNMF model file ([`SsnmfFit::to_tensors`]), so that a model read
+    /// back from the file encodes as [`SsnmfFit::encode`] does.
+    pub fn model(&self) -> Result<NmfModel<T>> {
+        let spec = EncodeSpec {
+            beta_loss: match self.params.data_loss {
+                Divergence::Frobenius => 2.0,
+                Divergence::Kl => 1.0,
+            },
+            codes_penalty: Penalty::default(),
+            encode: EncodeOptions::default(),
         };
-        Ok(codes_t.transpose().to_owned())
+        NmfModel::new(self.a.transpose().to_owned(), spec)
+    }
+
+    /// The tensors and metadata of the fit's model file: the NMF model of [`SsnmfFit::model`]
+    /// (kind `nmf`: every reader of NMF models encodes with it), the training codes `Sᵀ`
+    /// (`n × k`) when `with_codes`, and the classifier `B` ([`CLASSIFIER_TENSOR`], `c × k`).
+    pub fn to_tensors(
+        &self,
+        with_codes: bool,
+        image_shape: Option<(usize, usize)>,
+    ) -> Result<(Vec<Tensor>, BTreeMap<String, String>)> {
+        let model = self.model()?;
+        let codes = with_codes.then(|| self.codes());
+        let (mut tensors, meta) = model.to_tensors(codes, image_shape)?;
+        tensors.push(Tensor::from_mat(CLASSIFIER_TENSOR, self.b.as_ref()));
+        Ok((tensors, meta))
+    }
+
+    /// Codes (`n' × k`) of new samples `x_new` (`n' × m`, entries ≥ 0) with `A` fixed, by the
+    /// model of [`SsnmfFit::model`]: NNLS for a Frobenius data term, multiplicative updates on
+    /// the codes for the I-divergence.
+    pub fn encode(&self, x_new: MatRef<'_, T>, threads: usize) -> Result<Mat<T>> {
+        self.model()?.encode(x_new, threads)
     }
 
     /// Predicted classes of new samples `x_new` (`n' × m`).

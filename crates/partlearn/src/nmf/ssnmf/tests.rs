@@ -246,6 +246,49 @@ fn predicts_the_unlabeled_toy_hierarchy_columns() {
     assert!(agree >= 0.9, "out-of-sample accuracy {agree}");
 }
 
+/// The model file holds the dictionary as an NMF model, which encodes as `encode` does, and the
+/// classifier; both divergences of the data term encode new samples close to their training codes.
+#[test]
+fn model_file_encodes_and_predicts_as_the_fit() {
+    let (x, labels) = toy_labels("labels4", &crate::data::named::TOY_HIERARCHY_L40);
+    for data_loss in [Divergence::Frobenius, Divergence::Kl] {
+        let o = SsnmfParams {
+            k: 4,
+            data_loss,
+            max_iter: 300,
+            ..SsnmfParams::default()
+        };
+        let f = fit_ssnmf(x.as_ref(), None, &labels, &checked(&o), &mut Silent).unwrap();
+        let (tensors, meta) = f.to_tensors(false, None).unwrap();
+        let bytes = crate::io::safetensors_bytes(&tensors, &meta).unwrap();
+        let path = std::path::Path::new("ssnmf model");
+        let loaded = crate::protocol::model_from_bytes::<f64>(&bytes, path).unwrap();
+        assert_eq!(loaded.model.kind(), "nmf");
+        let (parsed, _) = crate::io::parse_safetensors(&bytes, path).unwrap();
+        let b = crate::io::tensor_by_name(&parsed, CLASSIFIER_TENSOR, path)
+            .unwrap()
+            .to_mat::<f64>()
+            .unwrap();
+        assert_eq!(b, f.b);
+        assert!(parsed.iter().all(|t| t.name != "codes"));
+        let codes = loaded.model.encode(x.transpose(), 1).unwrap();
+        assert_eq!(codes.transpose().to_owned(), f.encode(x.as_ref(), 1).unwrap());
+        let pred = predict_from_codes(b.as_ref(), codes.transpose()).unwrap();
+        assert_eq!(pred, f.predict(x.as_ref(), 1).unwrap());
+        // The training data, encoded again, are close to the fit's codes (the label term moves
+        // them a little), and reconstruct the data about as well.
+        let rel = |s: MatRef<'_, f64>| {
+            let r = &x - &f.a * s;
+            (linalg::frob_sq(r.as_ref()) / linalg::frob_sq(x.as_ref())).sqrt()
+        };
+        let again = rel(codes.transpose());
+        assert!(again <= rel(f.s.as_ref()) + 0.02, "{data_loss:?}: {again}");
+        assert_eq!(f.to_tensors(true, None).unwrap().0.len(), 3);
+    }
+    let e = predict_from_codes(Mat::<f64>::zeros(3, 2).as_ref(), Mat::<f64>::zeros(4, 5).as_ref());
+    assert!(matches!(e, Err(Error::ShapeMismatch { .. })));
+}
+
 #[test]
 fn bad_input_is_refused() {
     let (x, labels) = toy_labels("labels4", &[0, 1]);

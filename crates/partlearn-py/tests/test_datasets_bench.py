@@ -1,0 +1,83 @@
+"""partlearn.datasets (the CLI's data specs as numpy arrays) and the benchmark script."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import partlearn
+from partlearn import bench
+from partlearn.datasets import load, load_fashion_mnist
+
+REPO = Path(__file__).resolve().parents[3]
+FMNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+HAVE_FMNIST = FMNIST.exists() or bool(os.environ.get("PARTLEARN_DATA_DIR"))
+needs_fmnist = pytest.mark.skipif(
+    not HAVE_FMNIST and not os.environ.get("PARTLEARN_REQUIRE_DATA"),
+    reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)",
+)
+
+
+def test_generated_sets_have_their_shapes_and_labels():
+    s = load("swimmer")
+    assert s.data.shape == (256, 1024) and s.image_shape == (32, 32) and s.data.dtype == np.float32
+    assert set(np.unique(s.data)) <= {0.0, 1.0}
+    t = load("toy-hierarchy:3", dtype=np.float64)
+    assert t.data.dtype == np.float64 and t.target.shape == (t.data.shape[0],)
+    assert set(t.extra_labels) == {"labels9", "labels4", "labels2"}
+    # The seed changes the data; the same seed gives the same bits.
+    assert not np.array_equal(t.data, load("toy-hierarchy:4", dtype=np.float64).data)
+    assert np.array_equal(t.data, load("toy-hierarchy:3", dtype=np.float64).data)
+
+
+def test_npy_files_and_selection(tmp_path):
+    X = np.arange(60, dtype=np.float64).reshape(12, 5) / 60
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", np.arange(12) % 3)
+    d = load(tmp_path / "x.npy", labels=tmp_path / "y.npy", dtype=np.float64)
+    assert np.array_equal(d.data, X) and list(d.target) == [0, 1, 2] * 4
+    Xf, yf = load(tmp_path / "x.npy", labels=tmp_path / "y.npy", first=4, return_X_y=True)
+    assert Xf.dtype == np.float32 and np.array_equal(Xf, X[:4].astype(np.float32)) and list(yf) == [0, 1, 2, 0]
+    sub = load(tmp_path / "x.npy", subset=5, random_state=1, dtype=np.float64).data
+    rows = [int(np.nonzero((X == r).all(axis=1))[0][0]) for r in sub]
+    assert rows == sorted(rows) and len(set(rows)) == 5
+
+
+def test_bad_specs_raise_one_line_errors(tmp_path):
+    with pytest.raises(ValueError, match="first"):
+        load("swimmer", first=0)
+    with pytest.raises(ValueError, match="at most 256"):
+        load("swimmer", first=300)
+    with pytest.raises((ValueError, OSError), match="no-such"):
+        load(tmp_path / "no-such.npy")
+    with pytest.raises(ValueError, match="dtype"):
+        load("swimmer", dtype=np.int32)
+    with pytest.raises(ValueError, match="subset"):
+        load_fashion_mnist("validation")
+
+
+@needs_fmnist
+def test_fashion_mnist_matches_the_cli_reading():
+    d = load_fashion_mnist("test", first=50)
+    assert d.data.shape == (50, 784) and d.image_shape == (28, 28)
+    assert d.data.min() >= 0 and d.data.max() <= 1
+    assert list(d.target[:5]) == [9, 2, 1, 1, 6]  # the published first test labels
+    assert d.target_names[9] == "Ankle boot"
+
+
+def test_bench_runs_all_three_and_reports_json(capsys):
+    cli = REPO / "target" / "debug" / "partlearn"
+    args = ["--data", "swimmer", "-k", "8", "--target", "0.5", "--max-iter", "40", "--sklearn-chunk", "2",
+            "--wrapper-iters", "3", "--threads", "1", "--json"]
+    if cli.exists():
+        args += ["--cli", str(cli)]
+    assert bench.main(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["partlearn"]["iterations_to_target"] >= 1 and r["partlearn"]["seconds_to_target"] > 0
+    assert r["sklearn"]["rel_error"] <= 0.5 and r["sklearn"]["iterations_to_target"] % 2 == 0
+    assert r["speedup"] > 0
+    if cli.exists():
+        assert r["cli"]["iterations"] == 3 and r["python"]["iterations"] == 3
+        assert np.isfinite(r["wrapper_overhead"])
