@@ -19,7 +19,7 @@ fn a_pending_request_stops_every_layer_fit() {
         ..NmfParams::default()
     };
     let ready = hierarchical(
-        &d,
+        d.x(),
         &[9, 4],
         &NmfParams {
             max_iter: 50,
@@ -35,7 +35,7 @@ fn a_pending_request_stops_every_layer_fit() {
         .unwrap();
     assert!(!interrupt::request());
 
-    let h = hierarchical(&d, &[9, 4, 2], &layer.check().unwrap()).unwrap();
+    let h = hierarchical(d.x(), &[9, 4, 2], &layer.check().unwrap()).unwrap();
     assert_eq!(h.stop_reason(), StopReason::Interrupted);
     assert!(h.layers.iter().all(|l| l.n_iter == 0 && l.history.len() == 1));
 
@@ -45,7 +45,7 @@ fn a_pending_request_stops_every_layer_fit() {
             .tol(0.0)
             .check()
             .unwrap();
-        let f = fit_layers(&d, method, &o, Some(&labels), &mut Silent).unwrap();
+        let f = fit_layers(d.x(), method, &o, Some(&labels), &mut Silent).unwrap();
         assert_eq!(f.stop_reason, StopReason::Interrupted, "{method:?}");
         // No stage after the interrupted layers: no classifier was fitted.
         assert!(f.classifier.is_none(), "{method:?}");
