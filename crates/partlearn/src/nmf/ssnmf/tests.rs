@@ -258,7 +258,7 @@ fn model_file_encodes_and_predicts_as_the_fit() {
             max_iter: 300,
             ..SsnmfParams::default()
         };
-        let f = fit_ssnmf(x.as_ref(), None, &labels, &checked(&o), &mut Silent).unwrap();
+        let f = fit_ssnmf(x.transpose(), None, &labels, &checked(&o), &mut Silent).unwrap();
         let (tensors, meta) = f.to_tensors(false, None).unwrap();
         let bytes = crate::io::safetensors_bytes(&tensors, &meta).unwrap();
         let path = std::path::Path::new("ssnmf model");
@@ -272,9 +272,9 @@ fn model_file_encodes_and_predicts_as_the_fit() {
         assert_eq!(b, f.b);
         assert!(parsed.iter().all(|t| t.name != "codes"));
         let codes = loaded.model.encode(x.transpose(), 1).unwrap();
-        assert_eq!(codes.transpose().to_owned(), f.encode(x.as_ref(), 1).unwrap());
-        let pred = predict_from_codes(b.as_ref(), codes.transpose()).unwrap();
-        assert_eq!(pred, f.predict(x.as_ref(), 1).unwrap());
+        assert_eq!(codes, f.encode(x.transpose(), 1).unwrap());
+        let pred = predict_from_codes(b.as_ref(), codes.as_ref()).unwrap();
+        assert_eq!(pred, f.predict(x.transpose(), 1).unwrap());
         // The training data, encoded again, are close to the fit's codes (the label term moves
         // them a little), and reconstruct the data about as well.
         let rel = |s: MatRef<'_, f64>| {
