@@ -250,9 +250,25 @@ fn fit_t<'py, T: Float>(
     Ok(out)
 }
 
-/// The library's auto-encoder parameters from the estimator's keywords.
+/// The library's auto-encoder parameters ([`AeParams`]), unchecked, behind a Python object.
+#[pyclass(module = "partlearn._native", frozen)]
+pub struct AeSpec(AeParams);
+
+/// The auto-encoder parameters of `SparseAutoencoder`'s keywords (the library's names where
+/// they differ: `max_iter` → epochs, `loss` → reconstruction, `learning_rate` → lr), for
+/// [`ae_fit`]. Keyword strings are parsed here (a `ValueError` naming the keyword); the values
+/// are checked when a run starts or continues.
+#[pyfunction]
+#[pyo3(signature = (
+    *, n_components, architecture = "shallow", decoder_activation = "leaky-relu",
+    negative_slope = 0.1, loss = "mse", reduction = "mean", sparsity = "kl", p = 0.05, beta = 1e-3,
+    eps = 1e-6, hoyer_target = 0.6, nonneg = "project", decay_lambda = 0.0, decay_alpha = 0.0,
+    optimizer = "adadelta", learning_rate = None, schedule = "constant", max_iter = 50,
+    batch_size = 128, tol = 0.0, val_fraction = 0.0, patience = None, shuffle = true, seed = 0,
+    threads = 1, max_seconds = None
+))]
 #[allow(clippy::too_many_arguments)]
-fn params(
+pub fn ae_params(
     n_components: usize,
     architecture: &str,
     decoder_activation: &str,
@@ -279,7 +295,7 @@ fn params(
     seed: u64,
     threads: usize,
     max_seconds: Option<f64>,
-) -> PyResult<AeParams> {
+) -> PyResult<AeSpec> {
     let decoder_activation = match decoder_activation {
         "leaky-relu" => Act::LeakyRelu {
             slope: negative_slope,
@@ -291,124 +307,68 @@ fn params(
         "hoyer" => Sparsity::Hoyer { target: hoyer_target },
         other => parse::<Sparsity>(other)?,
     };
-    Ok(AeParams::new(n_components)
-        .architecture(parse::<Architecture>(architecture)?)
-        .decoder_activation(decoder_activation)
-        .reconstruction(parse::<RecLoss>(loss)?)
-        .reduction(parse::<Reduction>(reduction)?)
-        .sparsity(sparsity)
-        .p(p)
-        .beta(beta)
-        .decay_lambda(decay_lambda)
-        .decay_alpha(decay_alpha)
-        .nonneg(parse::<NonNeg>(nonneg)?)
-        .optimizer(OptimizerSpec::new(
-            parse::<OptimizerKind>(optimizer)?,
-            learning_rate,
-        ))
-        .schedule(parse::<Schedule>(schedule)?)
-        .epochs(max_iter)
-        .batch_size(batch_size)
-        .tol(tol)
-        .val_fraction(val_fraction)
-        .patience(patience)
-        .shuffle(shuffle)
-        .seed(seed)
-        .threads(threads)
-        .max_seconds(max_seconds))
+    Ok(AeSpec(
+        AeParams::new(n_components)
+            .architecture(parse::<Architecture>(architecture)?)
+            .decoder_activation(decoder_activation)
+            .reconstruction(parse::<RecLoss>(loss)?)
+            .reduction(parse::<Reduction>(reduction)?)
+            .sparsity(sparsity)
+            .p(p)
+            .beta(beta)
+            .decay_lambda(decay_lambda)
+            .decay_alpha(decay_alpha)
+            .nonneg(parse::<NonNeg>(nonneg)?)
+            .optimizer(OptimizerSpec::new(
+                parse::<OptimizerKind>(optimizer)?,
+                learning_rate,
+            ))
+            .schedule(parse::<Schedule>(schedule)?)
+            .epochs(max_iter)
+            .batch_size(batch_size)
+            .tol(tol)
+            .val_fraction(val_fraction)
+            .patience(patience)
+            .shuffle(shuffle)
+            .seed(seed)
+            .threads(threads)
+            .max_seconds(max_seconds),
+    ))
 }
 
 /// Trains a sparse non-negative auto-encoder (METHODS.md §6) on `x` (`n_samples ×
-/// n_features`, float32 or float64, any memory order; the model has the dtype of `x`).
+/// n_features`, float32 or float64, any memory order; the model has the dtype of `x`) with the
+/// parameters of [`ae_params`].
 ///
-/// Without `trainer`, a new run of `max_iter` epochs starts (the model initialized from
-/// `seed`); with one (the `trainer` of an earlier call), that run continues on `x`, which must
-/// have its dtype; `seed` is then the run's, and the parameters other than `max_iter`, `tol`,
-/// `threads` and `max_seconds` must be those it started with. `epochs` trains only that many more epochs
-/// (`autoencoder::train_epochs`: a `partial_fit`); otherwise the run goes to `max_iter` epochs.
-/// `image_shape` (`(height, width)`, `height · width = n_features`) is needed by the
-/// asymmetric architecture's convolutional encoder and kept in the model file otherwise.
+/// Without `trainer`, a new run of the parameters' epochs starts (the model initialized from
+/// their seed); with one (the `trainer` of an earlier call), that run continues on `x`, which
+/// must have its dtype; the seed is then the run's, and the parameters other than the epochs,
+/// `tol`, `threads` and `max_seconds` must be those it started with. `epochs` trains only that
+/// many more epochs (`autoencoder::train_epochs`: a `partial_fit`); otherwise the run goes to
+/// the parameters' epochs. `image_shape` (`(height, width)`, `height · width = n_features`) is
+/// needed by the asymmetric architecture's convolutional encoder and kept in the model file
+/// otherwise.
 ///
 /// Returns a dict: `model` (the model file's bytes), `history` (every epoch of the run),
 /// `n_iter` (epochs done), `stop_reason`, `warnings`, `seconds`, `n_params`, `trainer`.
 #[pyfunction]
-#[pyo3(signature = (
-    x, *, n_components, trainer = None, epochs = None, architecture = "shallow", image_shape = None,
-    decoder_activation = "leaky-relu", negative_slope = 0.1, loss = "mse", reduction = "mean",
-    sparsity = "kl", p = 0.05, beta = 1e-3, eps = 1e-6, hoyer_target = 0.6, nonneg = "project",
-    decay_lambda = 0.0, decay_alpha = 0.0, optimizer = "adadelta", learning_rate = None,
-    schedule = "constant", max_iter = 50, batch_size = 128, tol = 0.0, val_fraction = 0.0,
-    patience = None, shuffle = true, seed = 0, threads = 1, max_seconds = None, callback = None
-))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (x, params, *, trainer = None, epochs = None, image_shape = None, callback = None))]
 pub fn ae_fit<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
-    n_components: usize,
+    params: PyRef<'py, AeSpec>,
     trainer: Option<Bound<'py, AeTrainer>>,
     epochs: Option<usize>,
-    architecture: &str,
     image_shape: Option<(usize, usize)>,
-    decoder_activation: &str,
-    negative_slope: f64,
-    loss: &str,
-    reduction: &str,
-    sparsity: &str,
-    p: f64,
-    beta: f64,
-    eps: f64,
-    hoyer_target: f64,
-    nonneg: &str,
-    decay_lambda: f64,
-    decay_alpha: f64,
-    optimizer: &str,
-    learning_rate: Option<f64>,
-    schedule: &str,
-    max_iter: usize,
-    batch_size: usize,
-    tol: f64,
-    val_fraction: f64,
-    patience: Option<usize>,
-    shuffle: bool,
-    seed: u64,
-    threads: usize,
-    max_seconds: Option<f64>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let params = params(
-        n_components,
-        architecture,
-        decoder_activation,
-        negative_slope,
-        loss,
-        reduction,
-        sparsity,
-        p,
-        beta,
-        eps,
-        hoyer_target,
-        nonneg,
-        decay_lambda,
-        decay_alpha,
-        optimizer,
-        learning_rate,
-        schedule,
-        max_iter,
-        batch_size,
-        tol,
-        val_fraction,
-        patience,
-        shuffle,
-        seed,
-        threads,
-        max_seconds,
-    )?;
+    let params = &params.0;
     match Array::extract(x, "X")? {
         Array::F32(a) => fit_t(
             py,
             &a,
             trainer,
-            &params,
+            params,
             image_shape,
             epochs,
             callback,
@@ -422,7 +382,7 @@ pub fn ae_fit<'py>(
             py,
             &a,
             trainer,
-            &params,
+            params,
             image_shape,
             epochs,
             callback,

@@ -32,6 +32,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(model::model_transform, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_decode, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_info, m)?)?;
+    m.add_function(wrap_pyfunction!(ae::ae_params, m)?)?;
     m.add_function(wrap_pyfunction!(ae::ae_fit, m)?)?;
     m.add_function(wrap_pyfunction!(ae::ae_trainer_from_bytes, m)?)?;
     m.add_class::<ae::AeTrainer>()?;

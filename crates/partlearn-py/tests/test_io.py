@@ -229,41 +229,28 @@ def test_runs_of_the_other_methods_load_as_their_estimators(data, tmp_path, meth
         np.testing.assert_array_equal(model.layer_codes(rows)[-1], model.transform(rows))
     else:
         np.testing.assert_allclose(model.transform(rows), expected, rtol=1e-10, atol=1e-12)
+    if getattr(model, "classifier_", None) is not None:
+        # The CLI trains with class indices 0 … c−1: they are the loaded model's classes.
+        np.testing.assert_array_equal(model.classes_, np.arange(model.classifier_.shape[0]))
+        assert set(model.predict(rows)) <= set(model.classes_)
     again = tmp_path / "again"
     model.save(again)
     np.testing.assert_allclose(cli_codes(again, x_path, tmp_path / "again.npy", "--dtype", "f64"), expected, rtol=1e-10, atol=1e-12)
     assert type(partlearn.load_run(again)).__name__ == name
 
 
-class Wrapped(_ModelEstimator):
-    """An estimator that keeps its model as model-file bytes and has no run hooks of its own
-    (as the estimators of the other methods do): save falls back on the library's record."""
-
-    def __init__(self, n_components=2, max_iter=10, n_threads=1):
-        self.n_components = n_components
-        self.max_iter = max_iter
-        self.n_threads = n_threads
-
-    def fit(self, X, y=None):
-        X = _check_x(self, X, reset=True)
-        nmf = partlearn.NMF(self.n_components, max_iter=self.max_iter, random_state=0).fit(X)
-        self._store_model(nmf._model_bytes(), X.dtype)
-        return self
-
-
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_an_estimator_without_run_hooks_saves_a_run_the_cli_reads(data, tmp_path):
-    X, _, x_path, _ = data
+def test_a_saved_classifier_predicts_its_own_labels_after_load_run(data, tmp_path):
+    X, y, x_path, _ = data
     rows = X.reshape(len(X), -1)
-    model = Wrapped(n_components=3, max_iter=15).fit(rows)
-    path = tmp_path / "run"
-    model.save(path)
-    record = json.loads((path / "run.json").read_text())
-    assert (record["method"], record["part"]["kind"]) == ("nmf", "nmf")
-    assert record["part"]["options"] == {"estimator": "Wrapped", "params": {"n_components": 3, "max_iter": 15, "n_threads": 1}}
-    np.testing.assert_array_equal(cli_codes(path, x_path, tmp_path / "codes.npy", "--dtype", "f64"), model.transform(rows))
-    # An nmf run loads as NMF, with the parameters NMF shares with the saved estimator.
-    back = partlearn.load_run(path)
-    assert type(back) is partlearn.NMF
-    assert (back.n_components, back.max_iter, back.n_threads) == (3, 15, 1)
-    np.testing.assert_array_equal(back.transform(rows), model.transform(rows))
+    names = np.array(["ant", "bee", "cat", "dog"])[np.asarray(y) % 4]
+    ssnmf = partlearn.SSNMF(4, max_iter=30, random_state=0).fit(rows, names)
+    neural = partlearn.NeuralNMF((6, 4), epochs=20, random_state=0).fit(rows, names)
+    for model in (ssnmf, neural):
+        folder = tmp_path / type(model).__name__
+        model.save(folder)
+        loaded = partlearn.load_run(folder)
+        np.testing.assert_array_equal(loaded.classes_, model.classes_)
+        np.testing.assert_array_equal(loaded.classifier_, model.classifier_)
+        # The command-line tool still reads the run.
+        run("eval", folder, "--data", x_path, "--no-svm", "--quiet")
+    np.testing.assert_array_equal(partlearn.load_run(tmp_path / "SSNMF").predict(rows), ssnmf.predict(rows))

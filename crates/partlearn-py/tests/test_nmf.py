@@ -118,6 +118,22 @@ def test_max_iter_ending_a_fit_is_a_convergence_warning():
     assert model.stop_reason_ == "max_iter"
 
 
+def test_warnings_point_at_the_users_line():
+    X = data()
+    calls = {
+        "fit": lambda: partlearn.NMF(4, max_iter=2, tol=1e-12).fit(X),
+        "fit_transform": lambda: partlearn.SparseNMF(4, max_iter=2, tol=1e-12).fit_transform(X),
+        "pipeline": lambda: Pipeline([("nmf", partlearn.NMF(4, max_iter=2, tol=1e-12))]).fit(X),
+    }
+    for name, call in calls.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        convergence = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+        assert convergence, name
+        assert all(w.filename == __file__ for w in convergence), (name, [w.filename for w in convergence])
+
+
 def test_callback_sees_every_iteration_and_can_stop_the_fit():
     seen = []
 

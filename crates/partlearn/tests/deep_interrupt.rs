@@ -52,14 +52,14 @@ fn a_pending_request_stops_every_layer_fit() {
     }
 
     let o = FineTuneParams::new().max_iter(100_000_000).check().unwrap();
-    let f = fine_tune(d.xt(), ready, None, &o, &mut Silent).unwrap();
+    let f = fine_tune(d.x(), ready, None, &o, &mut Silent).unwrap();
     assert_eq!(
         (f.stop_reason, f.n_iter, f.history.len()),
         (StopReason::Interrupted, 0, 1)
     );
 
     let o = NeuralParams::new(vec![9, 4]).epochs(100_000_000).restarts(3);
-    let f = train(d.xt(), &o.check().unwrap(), Some(&labels), &mut Silent).unwrap();
+    let f = train(d.x(), &o.check().unwrap(), Some(&labels), &mut Silent).unwrap();
     assert_eq!(
         (f.stop_reason, f.n_iter, f.history.len()),
         (StopReason::Interrupted, 0, 1)
@@ -67,7 +67,7 @@ fn a_pending_request_stops_every_layer_fit() {
 
     interrupt::clear();
     let f = train(
-        d.xt(),
+        d.x(),
         &o.epochs(3).restarts(1).check().unwrap(),
         None,
         &mut Silent,

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from . import _native
-from ._base import _check_x, _ModelEstimator, _raise_warnings, _seed
+from ._base import _check_x, _ModelEstimator, _raise_warnings, _seed, _store_fit_state
 
 _HISTORY_DTYPE = [
     ("epoch", np.int64),
@@ -377,13 +377,9 @@ class SparseAutoencoder(_ModelEstimator):
     def _train(self, X, *, trainer, epochs, image_shape):
         sparsity = "none" if self.sparsity is None else self.sparsity
         nonneg = "none" if self.nonneg is None else self.nonneg
-        out = _native.ae_fit(
-            X,
+        params = _native.ae_params(
             n_components=int(self.n_components),
-            trainer=trainer,
-            epochs=epochs,
             architecture=self.architecture,
-            image_shape=image_shape,
             decoder_activation=self.decoder_activation,
             negative_slope=float(self.negative_slope),
             loss=self.loss,
@@ -408,15 +404,20 @@ class SparseAutoencoder(_ModelEstimator):
             seed=_seed(self.random_state) if trainer is None else 0,
             threads=int(self.n_threads),
             max_seconds=None if self.max_seconds is None else float(self.max_seconds),
+        )
+        out = _native.ae_fit(
+            X,
+            params,
+            trainer=trainer,
+            epochs=epochs,
+            image_shape=image_shape,
             callback=_epoch_callback(self.verbose, self.callback),
         )
         self._trainer = out["trainer"]
         self.image_shape_ = image_shape
         self._store_model(out["model"], X.dtype)
-        self.n_iter_ = out["n_iter"]
-        self.history_ = _ae_history(out["history"])
+        _store_fit_state(self, out, history=_ae_history(out["history"]))
         self.loss_ = float(self.history_["loss"][-1]) if len(self.history_) else float("nan")
-        self.stop_reason_ = out["stop_reason"]
         warnings = out["warnings"]
         if epochs is not None:
             # As scikit-learn's partial_fit, no ConvergenceWarning: max_iter does not end a run

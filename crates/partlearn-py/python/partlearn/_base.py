@@ -5,9 +5,11 @@ that the command-line tool reads)."""
 import json
 import numbers
 import os
+import sys
 import warnings
 
 import numpy as np
+import sklearn
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
@@ -44,12 +46,55 @@ def _check_x(estimator, X, *, reset):
     return X
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_SKLEARN_DIR = os.path.dirname(os.path.abspath(sklearn.__file__))
+
+
+def _caller_stacklevel():
+    """The ``stacklevel`` that points a warning raised here at the user's line: the first frame
+    outside partlearn and scikit-learn (whose wrappers, e.g. ``set_output`` and ``Pipeline``,
+    sit between the user and the estimator)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith((_PACKAGE_DIR, _SKLEARN_DIR)):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _raise_warnings(fit_warnings):
     """The library's warnings of a fit: ``ConvergenceWarning`` when max_iter ended it first,
-    ``UserWarning`` otherwise."""
+    ``UserWarning`` otherwise, attributed to the user's line that started the fit."""
+    level = _caller_stacklevel()
     for kind, message in fit_warnings:
         category = ConvergenceWarning if kind == "convergence" else UserWarning
-        warnings.warn(message, category, stacklevel=3)
+        warnings.warn(message, category, stacklevel=level)
+
+
+def _verbose_callback(verbose, user_callback):
+    """The observer of a fit: prints every 10th iteration when ``verbose`` (as scikit-learn's
+    NMF does), then calls the user's callback (``False`` from it stops the fit)."""
+    if not verbose and user_callback is None:
+        return None
+
+    def callback(rec):
+        if verbose and rec["iter"] % 10 == 0:
+            print(f"Epoch {rec['iter']:02d} reached after {rec['seconds']:.3f} seconds, error: {rec['rel_error']:f}")
+        if user_callback is not None:
+            return user_callback(rec)
+        return None
+
+    return callback
+
+
+def _store_fit_state(estimator, out, history=None):
+    """What every fit leaves on the estimator: ``n_iter_``, ``history_`` (``history``, or the
+    fit's records as :func:`_history`), ``stop_reason_``, ``objective_`` (when the fit has an
+    objective), and the warnings that ``save`` records in run.json."""
+    estimator.n_iter_ = out["n_iter"]
+    estimator.history_ = _history(out["history"]) if history is None else history
+    estimator.stop_reason_ = out["stop_reason"]
+    if "objective" in out:
+        estimator.objective_ = out["objective"]
+    estimator._fit_warnings = [message for _, message in out["warnings"]]
 
 
 def _history(records):
@@ -126,7 +171,15 @@ class _RunMixin:
         return _native.model_info(self._model_bytes())["kind"]
 
     def _run_options(self):
-        return {"estimator": type(self).__name__, "params": _json_params(self)}
+        options = {"estimator": type(self).__name__, "params": _json_params(self)}
+        classes = getattr(self, "classes_", None)
+        if classes is not None:
+            try:
+                # The labels of a classifier, so that ``load_run`` predicts them back.
+                options["classes"] = json.loads(json.dumps(np.asarray(classes).tolist(), allow_nan=False))
+            except (TypeError, ValueError):
+                pass
+        return options
 
     def _run_part(self):
         return None

@@ -10,9 +10,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _native
-from ._base import _check_x, _history, _ModelEstimator, _raise_warnings, _seed
+from ._base import _check_x, _history, _ModelEstimator, _raise_warnings, _seed, _store_fit_state, _verbose_callback
 from ._labels import _check_xy, _encode_targets
-from ._nmf import _verbose_callback
 
 
 def _ranks(estimator):
@@ -64,10 +63,7 @@ class _LayerModel(_ModelEstimator):
         if out["classifier"] is not None:
             self.classifier_ = out["classifier"]
         self.training_codes_ = out["codes"]
-        self.n_iter_ = out["n_iter"]
-        self.history_ = _history(out["history"])
-        self.stop_reason_ = out["stop_reason"]
-        self.objective_ = out["objective"]
+        _store_fit_state(self, out)
         self.rel_error_ = out["rel_error"]
 
     def transform(self, X):

@@ -31,13 +31,31 @@ def _estimator_class(method):
     return cls
 
 
+def _saved_from_python(options):
+    """Whether run.json's options are those an estimator's ``save`` wrote (``estimator``,
+    ``params`` and, for classifiers, ``classes``) rather than the library's."""
+    return (
+        isinstance(options, dict)
+        and {"estimator", "params"} <= set(options) <= {"estimator", "params", "classes"}
+        and isinstance(options["params"], dict)
+    )
+
+
+def _classes(estimator, options):
+    """``classes_`` of a loaded model with a classifier: the labels ``save`` recorded, else the
+    class indices ``0 … c−1`` the command-line tool trains with."""
+    if _saved_from_python(options) and isinstance(options.get("classes"), list):
+        return np.asarray(options["classes"])
+    return np.arange(np.asarray(estimator.classifier_).shape[0])
+
+
 def _params(cls, options):
     """The constructor parameters of ``cls`` for run.json options: those ``save`` recorded
     (``{"estimator": ..., "params": ...}``), else the class's ``_params_from_run`` of the
     library's options, else the defaults."""
     if not isinstance(options, dict):
         return {}
-    if set(options) == {"estimator", "params"} and isinstance(options["params"], dict):
+    if _saved_from_python(options):
         valid = cls().get_params(deep=False)
         return {k: v for k, v in options["params"].items() if k in valid}
     if hasattr(cls, "_params_from_run"):
@@ -99,6 +117,8 @@ def load_run(path):
         dtype = "float32" if record["data"]["dtype"] == "f32" else "float64"
     estimator._store_model(out["model"], dtype)
     estimator.n_features_in_ = int(np.asarray(estimator.components_).shape[1])
+    if getattr(estimator, "classifier_", None) is not None:
+        estimator.classes_ = _classes(estimator, options)
     if record is not None:
         estimator.n_iter_ = int(record["n_iter"])
         estimator.stop_reason_ = str(record["stop_reason"]).replace("-", "_")

@@ -6,9 +6,8 @@ from numbers import Integral, Real
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from . import _native
-from ._base import _raise_warnings, _seed
+from ._base import _raise_warnings, _seed, _verbose_callback
 from ._deep import _LayerModel, _ranks
-from ._nmf import _verbose_callback
 
 
 class NeuralNMF(_LayerModel):

@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _native
-from ._base import _RunMixin, _check_x, _history, _raise_warnings, _seed
+from ._base import _RunMixin, _check_x, _history, _raise_warnings, _seed, _store_fit_state, _verbose_callback
 
 _BETA = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
 _BETA_NAME = {v: k for k, v in _BETA.items()}
@@ -39,22 +39,6 @@ def _beta_divergence(X, W, H, beta):
     return float(np.sqrt(2 * max(d, 0.0)))
 
 
-def _verbose_callback(verbose, user_callback):
-    """The observer of a fit: prints every 10th iteration when ``verbose`` (as scikit-learn's
-    NMF does), then calls the user's callback (``False`` from it stops the fit)."""
-    if not verbose and user_callback is None:
-        return None
-
-    def callback(rec):
-        if verbose and rec["iter"] % 10 == 0:
-            print(f"Epoch {rec['iter']:02d} reached after {rec['seconds']:.3f} seconds, error: {rec['rel_error']:f}")
-        if user_callback is not None:
-            return user_callback(rec)
-        return None
-
-    return callback
-
-
 class _BaseNMF(_RunMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Transform, inverse transform, tags and model file of every NMF estimator: a fitted model
     is its ``components_`` and how it encodes (exact NNLS for the Frobenius loss, as its fit
@@ -63,16 +47,12 @@ class _BaseNMF(_RunMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def _store(self, out, X):
         self.components_ = out["components"]
         self.n_components_ = self.components_.shape[0]
-        self.n_iter_ = out["n_iter"]
-        self.history_ = _history(out["history"])
-        self.stop_reason_ = out["stop_reason"]
-        self.objective_ = out["objective"]
+        _store_fit_state(self, out)
         self._encode = dict(out["encode"])
         self._image_shape = None
         # For run.json (``save``): the library's options of the fit, its counters, warnings.
         self._options = json.loads(out["options"])
         self._stats = json.loads(out["stats"])
-        self._fit_warnings = [message for _, message in out["warnings"]]
         beta = self._encode["beta_loss"]
         if beta == 2:
             self.reconstruction_err_ = out["reconstruction_err"]

@@ -9,9 +9,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _native
-from ._base import _check_x, _history, _ModelEstimator, _raise_warnings, _seed
+from ._base import _check_x, _ModelEstimator, _raise_warnings, _seed, _store_fit_state, _verbose_callback
 from ._labels import _check_xy, _encode_targets
-from ._nmf import _verbose_callback
 
 
 class SSNMF(ClassifierMixin, _ModelEstimator):
@@ -196,10 +195,7 @@ class SSNMF(ClassifierMixin, _ModelEstimator):
         self._store_model(out["model"], X.dtype)
         self.training_codes_ = out["codes"]
         self.transduction_ = self.classes_[np.asarray(out["transduction"], dtype=np.intp)]
-        self.n_iter_ = out["n_iter"]
-        self.history_ = _history(out["history"])
-        self.stop_reason_ = out["stop_reason"]
-        self.objective_ = out["objective"]
+        _store_fit_state(self, out)
         self.rel_error_ = out["rel_error"]
         _raise_warnings(out["warnings"])
         return self
