@@ -61,6 +61,7 @@ pub mod protocol;
 pub mod real;
 pub mod report;
 pub mod rng;
+pub mod select;
 pub mod sparseness;
 pub mod sweep;
 
