@@ -138,6 +138,7 @@ const RENAMES: &[(&str, &str)] = &[
     ("codes", "--stored-codes"),
     ("learning_rate", "--lr"),
     ("reconstruction", "--loss"),
+    ("ks", "--k"),
 ];
 
 /// The commands that train by epochs, whose `max_iter` is `--epochs`.

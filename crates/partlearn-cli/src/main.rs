@@ -15,6 +15,7 @@ mod neural_cmd;
 mod output;
 mod progress;
 mod report_cmd;
+mod select_cmd;
 mod sweep_cmd;
 mod transform;
 
@@ -46,6 +47,8 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// Fit and evaluate every point of a parameter grid; table and charts of the trade-offs.
     Sweep(sweep_cmd::SweepArgs),
+    /// Choose k: score candidate ranks by the stability of seeded NMF runs (consensus, atoms).
+    SelectK(select_cmd::SelectArgs),
     /// One self-contained HTML page comparing runs: metrics table, figures, options.
     Report(report_cmd::ReportArgs),
     /// Benchmarks against the GEMM bound.
@@ -139,6 +142,7 @@ fn run_command(command: Command) -> anyhow::Result<()> {
         Command::Report(a) => report_cmd::run(a),
         Command::Eval(a) => eval_cmd::run(a),
         Command::Sweep(a) => sweep_cmd::run(a),
+        Command::SelectK(a) => select_cmd::run(a),
         Command::Reproduce(c) => neural_cmd::reproduce(c),
     }
 }

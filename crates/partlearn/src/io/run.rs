@@ -33,14 +33,17 @@ pub const METRICS_FILE: &str = "metrics.json";
 /// Sub-folder holding the PNG figures.
 pub const FIGURES_DIR: &str = "figures";
 /// Everything a run folder can hold: the files above and the training checkpoint of
-/// `partlearn fit ae` (`checkpoint.safetensors`, written into the target while training).
-const RUN_ENTRIES: [&str; 6] = [
+/// `partlearn fit ae` (`checkpoint.safetensors`, written into the target while training), and
+/// the outputs of a rank selection (a `select-k` folder is replaced as a run is).
+const RUN_ENTRIES: [&str; 8] = [
     RUN_FILE,
     MODEL_FILE,
     HISTORY_FILE,
     METRICS_FILE,
     FIGURES_DIR,
     "checkpoint.safetensors",
+    crate::select::TABLE_FILE,
+    crate::select::RESULT_FILE,
 ];
 /// A run folder being written: files go to a stage, [`commit`](RunDir::commit) moves it into place.
 #[derive(Debug)]

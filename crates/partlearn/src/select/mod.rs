@@ -40,6 +40,10 @@ use crate::rng::Rng;
 pub const COPHENETIC_TOL: f64 = 0.01;
 /// Tolerance of the silhouette rule: the suggested k is the largest within it of the best.
 pub const SILHOUETTE_TOL: f64 = 0.02;
+/// The table of a selection in its output folder ([`table_csv`]).
+pub const TABLE_FILE: &str = "select-k.csv";
+/// The [`Selection`] as JSON in its output folder.
+pub const RESULT_FILE: &str = "select-k.json";
 /// Default number of seeded runs per k.
 pub const DEFAULT_RUNS: usize = 10;
 /// Default size of the consensus subsample.

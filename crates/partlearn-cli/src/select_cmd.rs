@@ -1,0 +1,139 @@
+//! `partlearn select-k`: scores candidate ranks by the stability of seeded NMF runs
+//! (`partlearn::select`) and writes the table, the scores as JSON and one chart per criterion.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use partlearn::engine::StopReason;
+use partlearn::io::run::RunDir;
+use partlearn::nmf::{NmfParams, Solver};
+use partlearn::select::{self, SelectParams};
+use partlearn::Real;
+
+use crate::args::{DataArgs, Dtype, Exit};
+use crate::progress::FitProgress;
+
+#[derive(Args, Debug)]
+pub struct SelectArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Candidate ranks: a list (5,8,10) or a range FIRST..LAST:STEP (5..50:5; the step defaults to 1).
+    #[arg(short = 'k', long = "k", value_parser = parse_ks, default_value = "2..10")]
+    pub ks: Ks,
+    /// Seeded runs per rank (random starts, seeds --seed, --seed + 1, …).
+    #[arg(long, default_value_t = select::DEFAULT_RUNS)]
+    pub runs: usize,
+    /// Most samples in the consensus matrix (more are subsampled with --seed).
+    #[arg(long, default_value_t = select::DEFAULT_SAMPLES)]
+    pub samples: usize,
+    /// NMF solver of every run: hals, mu or anls.
+    #[arg(long, default_value = "hals")]
+    pub solver: Solver,
+    /// Iterations of every run.
+    #[arg(long, default_value_t = 200)]
+    pub max_iter: usize,
+    /// Tolerance of every run (as `fit nmf --tol`).
+    #[arg(long, default_value_t = 1e-4)]
+    pub tol: f64,
+    /// Folder to write (select-k.csv, select-k.json, figures/).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Replace an existing select-k folder.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress bar and no summary lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the scores as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads (1 = sequential, 0 = all cores).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Float type of the computation.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: Dtype,
+    /// First seed (runs and subsample).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// The candidate ranks of `-k`.
+#[derive(Clone, Debug)]
+pub struct Ks(pub Vec<usize>);
+
+/// `5,8,10` or `FIRST..LAST[:STEP]` (inclusive).
+fn parse_ks(s: &str) -> std::result::Result<Ks, String> {
+    let bad = || format!("'{s}' is not a list of ranks (5,8,10) or a range FIRST..LAST:STEP (5..50:5)");
+    if let Some((first, rest)) = s.split_once("..") {
+        let (last, step) = rest.split_once(':').unwrap_or((rest, "1"));
+        let num = |t: &str| t.trim().parse::<usize>().map_err(|_| bad());
+        let (a, b, st) = (num(first)?, num(last)?, num(step)?);
+        if st == 0 || a > b {
+            return Err(bad());
+        }
+        return Ok(Ks((a..=b).step_by(st).collect()));
+    }
+    s.split(',')
+        .map(|t| t.trim().parse::<usize>().map_err(|_| bad()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map(Ks)
+}
+
+pub fn run(a: SelectArgs) -> Result<()> {
+    match a.dtype {
+        Dtype::F32 => run_t::<f32>(&a),
+        Dtype::F64 => run_t::<f64>(&a),
+    }
+}
+
+fn run_t<T: Real>(a: &SelectArgs) -> Result<()> {
+    let params = SelectParams::new(a.ks.0.clone())
+        .runs(a.runs)
+        .samples(a.samples)
+        .seed(a.seed)
+        .check()?;
+    let base = NmfParams::new(1)
+        .solver(a.solver)
+        .max_iter(a.max_iter)
+        .tol(a.tol)
+        .threads(a.threads)
+        .check()?;
+    a.data.check_not_input(&a.out, "--out")?;
+    let data = a.data.load::<T>()?;
+    let dir = RunDir::create(&a.out, a.force)?;
+    let mut progress = FitProgress::new(a.max_iter, a.quiet);
+    let sel = select::select_k(data.x(), &params, &base, &mut progress);
+    progress.finish();
+    let sel = sel?;
+    if sel.scores.is_empty() {
+        return Err(Exit::Interrupted.into());
+    }
+    dir.write(select::TABLE_FILE, select::table_csv(&sel).as_bytes())?;
+    dir.write_json(select::RESULT_FILE, &sel)?;
+    for (name, bytes) in select::charts(&sel)? {
+        dir.write(&format!("{}/{name}", partlearn::io::run::FIGURES_DIR), &bytes)?;
+    }
+    let out = dir.commit()?;
+    if a.json {
+        println!("{}", serde_json::to_string(&sel)?);
+    } else if !a.quiet {
+        for s in &sel.scores {
+            eprintln!(
+                "k = {:>3}: rel. error {:.4} ± {:.4}, cophenetic {:.4}, dispersion {:.4}, silhouette {:.4}",
+                s.k, s.rel_error, s.rel_error_std, s.cophenetic, s.dispersion, s.silhouette
+            );
+        }
+        eprintln!(
+            "suggested k: {} by the atoms' silhouette, {} by the cophenetic correlation; written to {}",
+            sel.k_silhouette,
+            sel.k_cophenetic,
+            out.display()
+        );
+    }
+    if sel.stop_reason == StopReason::Interrupted {
+        return Err(Exit::Interrupted.into());
+    }
+    Ok(())
+}
