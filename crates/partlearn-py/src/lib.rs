@@ -11,6 +11,7 @@ mod metrics;
 mod model;
 mod nmf;
 mod run;
+mod select;
 mod ssnmf;
 
 use pyo3::prelude::*;
@@ -46,5 +47,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run::nmf_model_parts, m)?)?;
     m.add_function(wrap_pyfunction!(run::read_run, m)?)?;
     m.add_function(wrap_pyfunction!(run::save_run, m)?)?;
+    m.add_function(wrap_pyfunction!(select::select_k, m)?)?;
     Ok(())
 }

@@ -7,7 +7,8 @@ float32 input gives float32 results, and arrays cross into Rust without a copy.
 
 ``partlearn.metrics`` holds the evaluation protocol (Hoyer sparsity, dilation, max-approximation
 error, the SVM protocol, ``evaluate``); ``estimator.save(path)`` and ``partlearn.load_run(path)``
-move fitted models to and from the run folders of the command-line tool."""
+move fitted models to and from the run folders of the command-line tool; ``partlearn.select_k``
+scores candidate ranks by the stability of seeded runs."""
 
 from . import datasets, metrics
 from ._ae import SparseAutoencoder
@@ -16,6 +17,7 @@ from ._io import load_run
 from ._native import __version__
 from ._neural import NeuralNMF
 from ._nmf import NMF, SparseNMF
+from ._select import select_k
 from ._ssnmf import SSNMF
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "SparseAutoencoder",
     "datasets",
     "load_run",
+    "select_k",
     "metrics",
     "__version__",
 ]
