@@ -291,6 +291,18 @@ impl ValidNmfParams {
                 ),
             ));
         }
+        let sketch = o.compress.plan(o.k, n_features, n_samples)?;
+        // (Only when compressing: `Auto` may fall back to the plain solver.)
+        if sketch.is_some() && o.polish >= o.max_iter {
+            return Err(Error::invalid(
+                "polish",
+                o.polish,
+                format!(
+                    "must be below max_iter = {} (the compressed iterations get max_iter − polish); lower `polish` or raise `max_iter`",
+                    o.max_iter
+                ),
+            ));
+        }
         let alpha_h = o.alpha_h.unwrap_or(o.alpha_w);
         let (m, n, k) = (n_features as f64, n_samples as f64, o.k as f64);
         // Gillis & Glineur: ρ = cost of forming the Gram and cross terms / cost of one sweep.
@@ -309,7 +321,7 @@ impl ValidNmfParams {
             },
             inner_max_codes: o.hals_inner_max.unwrap_or_else(|| auto(rho_codes)),
             inner_max_atoms: o.hals_inner_max.unwrap_or_else(|| auto(rho_atoms)),
-            sketch: o.compress.plan(o.k, n_features, n_samples)?,
+            sketch,
             stop: self.stop,
             opts: o.clone(),
         })
@@ -450,16 +462,6 @@ impl NmfParams {
                 "pg_tol",
                 o.pg_tol,
                 "the projected-gradient rule needs the exact WᵀX every iteration, which compression avoids; use `tol` or `compress = off`",
-            ));
-        }
-        if o.polish >= o.max_iter {
-            return Err(Error::invalid(
-                "polish",
-                o.polish,
-                format!(
-                    "must be below max_iter = {} (the compressed iterations get max_iter − polish); lower `polish` or raise `max_iter`",
-                    o.max_iter
-                ),
             ));
         }
         Ok(())
