@@ -161,8 +161,8 @@ fn bench_times_the_compressed_solver_beside_the_plain_one() {
 }
 
 /// Fashion-MNIST (60,000 × 784), k = 100, 2 threads, 100 iterations: compressed HALS
-/// (`--compress`, defaults: oversample 20, 2 power iterations, 10 polish iterations) ends within
-/// 0.3 % of plain HALS's relative error. Minutes in a debug build: run with
+/// (`--compress`, defaults: oversample 20, 2 power iterations, 10 polish iterations) ends at
+/// most 0.3 % above plain HALS's relative error. Minutes in a debug build: run with
 /// `cargo test --release -p partlearn-cli --test cli_compress -- --ignored`.
 #[test]
 #[ignore]
@@ -193,8 +193,6 @@ fn fashion_mnist_compressed_hals_within_0_3_percent_of_plain() {
     };
     let plain = fit("plain", &[]);
     let comp = fit("comp", &["--compress"]);
-    assert!(
-        (comp / plain - 1.0).abs() <= 0.003,
-        "compressed {comp} against plain {plain}"
-    );
+    // Within 0.3 % above plain HALS (ending lower is fine).
+    assert!(comp <= 1.003 * plain, "compressed {comp} against plain {plain}");
 }
