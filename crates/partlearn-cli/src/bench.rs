@@ -194,6 +194,9 @@ pub struct BenchNmfArgs {
     /// during the run (other tenants), at the cost of one bound's time per iteration.
     #[arg(long)]
     pub paired: bool,
+    /// --compress on|auto: also run each solver compressed, side by side with its plain run.
+    #[command(flatten)]
+    pub compress: crate::fit::CompressArgs,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Print the report as JSON.
@@ -239,6 +242,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         },
         extrapolate: !a.no_extrapolate,
         paired: a.paired,
+        compress: a.compress.setting(),
+        polish: a.compress.polish,
     };
     let r = bench_nmf(&data, &opts)?;
     if a.json {
@@ -299,6 +304,33 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             println!(
                 "{}: paired GEMM bound {b:.4} s (timed between the iterations), ratio {ratio:.2}{spans}",
                 s.solver
+            );
+        }
+    }
+    for s in r.solvers.iter().filter(|s| s.solver.ends_with("+c")) {
+        let plain = r.solvers.iter().find(|p| format!("{}+c", p.solver) == s.solver);
+        let ratios: Vec<String> = s
+            .targets
+            .iter()
+            .filter_map(|t| {
+                let pt = plain?.targets.iter().find(|p| p.rel_error == t.rel_error)?;
+                Some(format!("{}: {:.2}×", t.rel_error, t.seconds? / pt.seconds?))
+            })
+            .collect();
+        if s.sketch_rank == 0 {
+            println!(
+                "{}: compression does not pay here (auto ran the plain solver)",
+                s.solver
+            );
+        } else {
+            println!(
+                "{}: sketch l = {} in {:.2} s, {} compressed + {} polish iterations; time to rel. error against the plain run: {}",
+                s.solver,
+                s.sketch_rank,
+                s.sketch_seconds,
+                s.compressed_iters,
+                s.polish_iters,
+                if ratios.is_empty() { "—".to_string() } else { ratios.join(", ") }
             );
         }
     }

@@ -99,7 +99,52 @@ pub struct NmfArgs {
     #[arg(long)]
     pub save_codes: bool,
     #[command(flatten)]
+    pub compress: CompressArgs,
+    #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// `--compress`: compressed (randomized) NMF for the Frobenius solvers.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompressMode {
+    Off,
+    On,
+    Auto,
+}
+
+/// The flags of compressed NMF (`fit nmf`, `bench nmf`).
+#[derive(Args, Debug, Clone)]
+pub struct CompressArgs {
+    /// Iterate on a randomized sketch of the data (l = k + oversample columns), then --polish exact iterations; auto = only where it pays (l·(n_samples + n_features) ≤ n_samples·n_features/2). Alone, --compress means on.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "on", default_value = "off")]
+    pub compress: CompressMode,
+    /// With --compress: columns of the sketch beyond k.
+    #[arg(long, default_value_t = nmf::compress::DEFAULT_OVERSAMPLE)]
+    pub oversample: usize,
+    /// With --compress: power iterations of the range finder (each costs two passes over the data).
+    #[arg(long, default_value_t = nmf::compress::DEFAULT_POWER_ITERS)]
+    pub power_iters: usize,
+    /// With --compress: exact iterations after the compressed ones (within --max-iter).
+    #[arg(long, default_value_t = NmfParams::default().polish)]
+    pub polish: usize,
+}
+
+impl CompressArgs {
+    /// The library's setting.
+    pub fn setting(&self) -> nmf::Compress {
+        let (oversample, power_iters) = (self.oversample, self.power_iters);
+        match self.compress {
+            CompressMode::Off => nmf::Compress::Off,
+            CompressMode::On => nmf::Compress::On {
+                oversample,
+                power_iters,
+            },
+            CompressMode::Auto => nmf::Compress::Auto {
+                oversample,
+                power_iters,
+            },
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -215,6 +260,8 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
             max_iter: a.encode_max_iter,
             tol: a.encode_tol,
         },
+        compress: a.compress.setting(),
+        polish: a.compress.polish,
         ..Default::default()
     };
     if opts.init != InitMethod::Custom && (a.init_atoms.is_some() || a.init_codes.is_some()) {

@@ -101,7 +101,9 @@ fn nmf_fit_t<'py, T: Float>(
 #[pyo3(signature = (
     x, *, n_components, solver = "hals", beta_loss = 2.0, init = "auto", max_iter = 200,
     tol = 1e-4, max_seconds = None, alpha_w = 0.0, alpha_h = None, l1_ratio = 0.0, seed = 0,
-    threads = 1, extrapolate = true, w_init = None, h_init = None, callback = None
+    threads = 1, extrapolate = true, compress = None, oversample = nmf::compress::DEFAULT_OVERSAMPLE,
+    power_iters = nmf::compress::DEFAULT_POWER_ITERS, polish = 10, w_init = None, h_init = None,
+    callback = None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn nmf_fit<'py>(
@@ -120,10 +122,30 @@ pub fn nmf_fit<'py>(
     seed: u64,
     threads: usize,
     extrapolate: bool,
+    compress: Option<&str>,
+    oversample: usize,
+    power_iters: usize,
+    polish: usize,
     w_init: Option<&Bound<'py, PyAny>>,
     h_init: Option<&Bound<'py, PyAny>>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let compress = match compress {
+        None | Some("off") => nmf::Compress::Off,
+        Some("on") => nmf::Compress::On {
+            oversample,
+            power_iters,
+        },
+        Some("auto") => nmf::Compress::Auto {
+            oversample,
+            power_iters,
+        },
+        Some(other) => {
+            return Err(PyValueError::new_err(format!(
+                "invalid compress = {other:?}: use None, 'on' or 'auto'"
+            )))
+        }
+    };
     let params = NmfParams::new(n_components)
         .solver(parse::<Solver>(solver)?)
         .beta_loss(beta_loss)
@@ -136,7 +158,9 @@ pub fn nmf_fit<'py>(
         .l1_ratio(l1_ratio)
         .seed(seed)
         .threads(threads)
-        .extrapolate(extrapolate);
+        .extrapolate(extrapolate)
+        .compress(compress)
+        .polish(polish);
     match Array::extract(x, "X")? {
         Array::F32(a) => nmf_fit_t(py, &a, &params, w_init, h_init, callback),
         Array::F64(a) => nmf_fit_t(py, &a, &params, w_init, h_init, callback),

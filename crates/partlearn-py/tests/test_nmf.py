@@ -258,3 +258,35 @@ def test_sparse_nmf_codes_meet_their_target():
     atoms = partlearn.SparseNMF(5, atom_sparsity=0.7, max_iter=200, random_state=0).fit(X).components_
     for atom in atoms:
         assert hoyer(atom) == pytest.approx(0.7, abs=1e-6)
+
+
+@pytest.mark.parametrize("solver", ["cd", "mu", "anls"])
+def test_compressed_fit_reports_the_true_error_and_is_reproducible(solver):
+    rng = np.random.RandomState(3)
+    X = rng.rand(400, 5) @ rng.rand(5, 120) + 0.05 * rng.rand(400, 120)
+    kw = dict(init="nndsvda", solver=solver, tol=0, max_iter=60, compress="on", oversample=10, power_iters=1, polish=5)
+    runs = [partlearn.NMF(5, random_state=1, n_threads=t, **kw) for t in (1, 2)]
+    Ws = [r.fit_transform(X) for r in runs]
+    np.testing.assert_array_equal(runs[0].components_, runs[1].components_)
+    m = runs[0]
+    assert m._stats["sketch_rank"] == 15 and m._stats["polish_iters"] == 5
+    dense = np.linalg.norm(X - Ws[0] @ m.components_)
+    assert abs(m.reconstruction_err_ - dense) <= 1e-9 * dense
+    plain = partlearn.NMF(5, init="nndsvda", solver=solver, tol=0, max_iter=60).fit(X)
+    assert m.reconstruction_err_ <= 1.01 * plain.reconstruction_err_
+    other = partlearn.NMF(5, random_state=2, **{**kw, "init": "random"}).fit(X)
+    again = partlearn.NMF(5, random_state=1, **{**kw, "init": "random"}).fit(X)
+    assert not np.array_equal(other.components_, again.components_)
+
+
+def test_compress_errors_name_the_parameter():
+    X = data(100, 40)
+    with pytest.raises(ValueError, match="power_iters"):
+        partlearn.NMF(3, compress="on", power_iters=11).fit(X)
+    with pytest.raises(ValueError, match="oversample"):
+        partlearn.NMF(3, compress="on", oversample=40).fit(X)
+    with pytest.raises(ValueError, match="compress"):
+        partlearn.NMF(3, compress="on", solver="mu", beta_loss="kullback-leibler").fit(X)
+    # auto falls back to the plain solver where the sketch does not pay.
+    m = partlearn.NMF(3, compress="auto", max_iter=20, tol=0).fit(X)
+    assert m._stats["sketch_rank"] == 0

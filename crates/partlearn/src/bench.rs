@@ -7,6 +7,12 @@
 //! `2k²` flops of one column of `(WᵀW)H`, the product MU's bound counts once per factor. The
 //! "flop bound" adds the sweeps done, each at the measured time of one column of `(WᵀW)H`; it is
 //! the bound comparable to MU's. Both views are reported.
+//!
+//! With compression ([`NmfBenchOptions::compress`]) each solver also runs compressed, side by side:
+//! its compressed iterations form the codes' cross term as `(WᵀU)·B` instead of `WᵀX`, so their
+//! bound has the products `WᵀU` (`k×m · m×l`) and `(WᵀU)B` (`k×l · l×n`) in place of `WᵀX`
+//! (timed at their shapes); the polish iterations have the plain bound. The sketch's time is part
+//! of the initialization (`init_seconds`) and of every time to a target.
 
 use std::time::Instant;
 
@@ -17,7 +23,7 @@ use crate::data::Dataset;
 use crate::engine::Silent;
 use crate::error::Result;
 use crate::linalg;
-use crate::nmf::{self, InitMethod, NmfParams, Solver};
+use crate::nmf::{self, Compress, InitMethod, NmfParams, Solver};
 use crate::real::Real;
 use crate::rng::Rng;
 
@@ -99,6 +105,14 @@ pub struct SolverBench {
     pub final_rel_error: f64,
     /// When each target relative error of [`NmfBenchOptions::targets`] was first reached.
     pub targets: Vec<TimeToTarget>,
+    /// Compressed runs: columns `l` of the sketch (0 for a plain run).
+    pub sketch_rank: usize,
+    /// Compressed runs: seconds of the sketch (inside `init_seconds`).
+    pub sketch_seconds: f64,
+    /// Compressed runs: iterations on the sketch and exact polish iterations after them.
+    pub compressed_iters: usize,
+    /// Compressed runs: exact iterations after the compressed ones.
+    pub polish_iters: usize,
 }
 
 /// The whole report.
@@ -147,6 +161,11 @@ pub struct NmfBenchOptions {
     pub extrapolate: bool,
     /// Also time the iteration's products between the iterations ([`SolverBench::paired_ratio`]).
     pub paired: bool,
+    /// Also run each solver compressed (`On` or `Auto`; [`crate::nmf::compress`]), after its
+    /// plain run; `Off` runs only the plain solvers.
+    pub compress: Compress,
+    /// Exact iterations after the compressed ones (within `max_iter`).
+    pub polish: usize,
 }
 
 /// Iterations in each of [`SolverBench::paired_ratio_first`] and `paired_ratio_last`.
@@ -192,10 +211,12 @@ struct Products<'a, T: Real> {
     t: Mat<T>,
     qh: Mat<T>,
     tw: Mat<T>,
+    /// With compression: `U` (`m × l`), `B` (`l × n`) and `WᵀU` (`k × l`), random.
+    sketch: Option<(Mat<T>, Mat<T>, Mat<T>)>,
 }
 
 impl<'a, T: Real> Products<'a, T> {
-    fn new(data: &'a Dataset<T>, k: usize, threads: usize) -> Self {
+    fn new(data: &'a Dataset<T>, k: usize, threads: usize, l: Option<usize>) -> Self {
         let x = data.xt();
         let (m, n) = (x.nrows(), x.ncols());
         let mut rng = Rng::new(1);
@@ -212,6 +233,13 @@ impl<'a, T: Real> Products<'a, T> {
             t: Mat::zeros(k, k),
             qh: Mat::zeros(k, n),
             tw: Mat::zeros(k, m),
+            sketch: l.map(|l| {
+                (
+                    Mat::<T>::from_fn(m, l, |_, _| T::from_f64(rng.uniform())),
+                    Mat::<T>::from_fn(l, n, |_, _| T::from_f64(rng.uniform())),
+                    Mat::<T>::zeros(k, l),
+                )
+            }),
         }
     }
 
@@ -229,9 +257,10 @@ impl<'a, T: Real> Products<'a, T> {
             t,
             qh,
             tw,
+            sketch,
             ..
         } = self;
-        vec![
+        let mut out = vec![
             GemmTiming {
                 name: "P = WᵀX".into(),
                 shape: format!("{k}×{m} · {m}×{n}"),
@@ -290,22 +319,61 @@ impl<'a, T: Real> Products<'a, T> {
                     )
                 }),
             },
-        ]
+        ];
+        if let Some((u, b, wu)) = sketch.as_mut() {
+            let l = u.ncols();
+            let lf = l as f64;
+            out.push(GemmTiming {
+                name: "WᵀU".into(),
+                shape: format!("{k}×{m} · {m}×{l}"),
+                flops: 2.0 * kf * mf * lf,
+                seconds: time_min(reps, || {
+                    linalg::matmul(
+                        wu.as_mut(),
+                        Accum::Replace,
+                        wt.as_ref(),
+                        u.as_ref(),
+                        T::one(),
+                        par,
+                    )
+                }),
+            });
+            out.push(GemmTiming {
+                name: "(WᵀU)B".into(),
+                shape: format!("{k}×{l} · {l}×{n}"),
+                flops: 2.0 * kf * lf * nf,
+                seconds: time_min(reps, || {
+                    linalg::matmul(p.as_mut(), Accum::Replace, wu.as_ref(), b.as_ref(), T::one(), par)
+                }),
+            });
+        }
+        out
     }
 }
 
 /// Measures the products of one NMF iteration at the shapes of `data` (each the minimum of 3
 /// runs).
-pub(crate) fn gemm_timings<T: Real>(data: &Dataset<T>, k: usize, threads: usize) -> Result<Vec<GemmTiming>> {
-    let mut products = Products::new(data, k, threads);
+pub(crate) fn gemm_timings<T: Real>(
+    data: &Dataset<T>,
+    k: usize,
+    threads: usize,
+    l: Option<usize>,
+) -> Result<Vec<GemmTiming>> {
+    let mut products = Products::new(data, k, threads, l);
     linalg::with_threads(threads, || products.time(3))
 }
 
 /// The GEMM bound of one iteration of `solver` from product timings: the four products every
 /// iteration performs, plus MU's two extra ones. (HALS's sweeps are added by the caller.)
-fn gemm_bound_of(solver: Solver, g: &[GemmTiming]) -> f64 {
+/// With `compressed`, `WᵀX` is replaced by `WᵀU` and `(WᵀU)B`.
+fn gemm_bound_of(solver: Solver, g: &[GemmTiming], compressed: bool) -> f64 {
     let sec = |name: &str| g.iter().find(|t| t.name == name).map_or(0.0, |t| t.seconds);
-    let base = sec("P = WᵀX") + sec("R = HXᵀ") + sec("WᵀW") + sec("HHᵀ");
+    let cross = if compressed {
+        sec("WᵀU") + sec("(WᵀU)B")
+    } else {
+        sec("P = WᵀX")
+    };
+    let base = cross + sec("R = HXᵀ") + sec("WᵀW") + sec("HHᵀ");
     match solver {
         Solver::Mu => base + sec("(WᵀW)H") + sec("(HHᵀ)Wᵀ"),
         Solver::Hals | Solver::Anls => base,
@@ -328,13 +396,39 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
             "give relative errors > 0, e.g. 0.25,0.22",
         ));
     }
-    let gemms = gemm_timings(data, o.k, o.threads)?;
+    // The sketch's columns when the compressed runs will compress (Auto may fall back).
+    let probe = NmfParams {
+        k: o.k,
+        max_iter: o.max_iter,
+        compress: o.compress,
+        polish: o.polish,
+        ..Default::default()
+    };
+    let l = probe
+        .check()?
+        .resolve(data.n_samples(), data.n_features())?
+        .sketch
+        .map(|(l, _)| l);
+    let gemms = gemm_timings(data, o.k, o.threads, l)?;
     let sec = |name: &str| gemms.iter().find(|g| g.name == name).map_or(0.0, |g| g.seconds);
     // Seconds of one column of (WᵀW)H: 2k² flops, the work of one column sweep.
     let sweep_seconds = sec("(WᵀW)H") / data.n_samples().max(1) as f64;
     let (m, n) = (data.n_features() as f64, data.n_samples() as f64);
     let mut solvers = Vec::new();
-    for &solver in &o.solvers {
+    let runs: Vec<(Solver, Compress)> = o
+        .solvers
+        .iter()
+        .flat_map(|&s| {
+            let mut v = vec![(s, Compress::Off)];
+            if o.compress != Compress::Off {
+                v.push((s, o.compress));
+            }
+            v
+        })
+        .collect();
+    for &(solver, compress) in &runs {
+        let compressing = compress != Compress::Off && l.is_some();
+        let last_compressed = o.max_iter.saturating_sub(o.polish);
         let opts = NmfParams {
             k: o.k,
             solver,
@@ -346,16 +440,21 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
             max_seconds: Some(o.max_seconds),
             seed: o.seed,
             threads: o.threads,
+            compress,
+            polish: o.polish,
             ..Default::default()
         };
         // Paired: the iteration's products timed once after every iteration (outside the
         // fit's clock: each callback's duration is taken off the iterations that follow).
-        let mut products = o.paired.then(|| Products::new(data, o.k, o.threads));
+        let mut products = o
+            .paired
+            .then(|| Products::new(data, o.k, o.threads, l.filter(|_| compressing)));
         let (mut paired, mut overhead) = (Vec::new(), 0.0f64);
         let mut observe = |rec: &crate::engine::IterRecord| {
             if let Some(pr) = products.as_mut() {
                 let t = Instant::now();
-                let bound = gemm_bound_of(solver, &pr.time(1));
+                let on_sketch = compressing && rec.iter < last_compressed;
+                let bound = gemm_bound_of(solver, &pr.time(1), on_sketch);
                 // (Seconds of the fit up to this record, this callback's products excluded.)
                 paired.push((rec.seconds - overhead, bound));
                 overhead += t.elapsed().as_secs_f64();
@@ -363,9 +462,18 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
             crate::engine::Control::Continue
         };
         let fit = nmf::fit(data, &opts, None, &mut observe)?;
-        let after = gemm_timings(data, o.k, o.threads)?;
-        let base_bound_after = gemm_bound_of(Solver::Anls, &after);
-        let base = gemm_bound_of(Solver::Anls, &gemms);
+        let after = gemm_timings(data, o.k, o.threads, None)?;
+        let base_bound_after = gemm_bound_of(Solver::Anls, &after, false);
+        let base = gemm_bound_of(Solver::Anls, &gemms, false);
+        // A compressed run's bound: its compressed and polish iterations, each at its own bound.
+        let (nc, np) = (fit.stats.compressed_iters as f64, fit.stats.polish_iters as f64);
+        let mix = |plain: f64, sketched: f64| {
+            if nc + np > 0.0 {
+                (nc * sketched + np * plain) / (nc + np)
+            } else {
+                plain
+            }
+        };
         let iters = fit.n_iter.max(1);
         // The fit's clock without the paired measurements (they ran between iterations).
         let mut h = fit.history.clone();
@@ -382,17 +490,18 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
             paired.windows(2).map(|w| 0.5 * (w[0].1 + w[1].1)).sum::<f64>() / (paired.len() - 1) as f64
         });
         let spans = paired_spans(&paired);
+        let bound = mix(
+            gemm_bound_of(solver, &gemms, false),
+            gemm_bound_of(solver, &gemms, true),
+        );
         let (gemm_bound, flop_bound, sweeps_per_iter) = match solver {
             Solver::Hals => {
                 let sweeps = fit.stats.column_sweeps as f64 / iters as f64;
-                (base, base + sweeps * sweep_seconds, sweeps / (m + n))
+                (bound, bound + sweeps * sweep_seconds, sweeps / (m + n))
             }
-            // ANLS: the four GEMMs; the NNLS solves are the overhead the ratio shows.
-            Solver::Anls => (base, base, 0.0),
-            Solver::Mu => {
-                let b = gemm_bound_of(Solver::Mu, &gemms);
-                (b, b, 0.0)
-            }
+            // ANLS: the four GEMMs; the NNLS solves are the overhead the ratio shows. MU: with
+            // its two extra products.
+            Solver::Anls | Solver::Mu => (bound, bound, 0.0),
         };
         let targets = o
             .targets
@@ -406,8 +515,13 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
                 }
             })
             .collect();
+        let name = format!("{solver:?}").to_lowercase();
         solvers.push(SolverBench {
-            solver: format!("{solver:?}").to_lowercase(),
+            solver: if compress == Compress::Off {
+                name
+            } else {
+                format!("{name}+c")
+            },
             iterations: fit.n_iter,
             init_seconds,
             seconds_per_iter,
@@ -424,6 +538,10 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
             sweeps_per_iter,
             final_rel_error: h[h.len() - 1].rel_error,
             targets,
+            sketch_rank: fit.stats.sketch_rank,
+            sketch_seconds: fit.stats.sketch_seconds,
+            compressed_iters: fit.stats.compressed_iters as usize,
+            polish_iters: fit.stats.polish_iters as usize,
         });
     }
     Ok(NmfBenchReport {

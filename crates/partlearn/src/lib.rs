@@ -21,7 +21,8 @@
 //!
 //! - [`engine`]: the one fit loop of every iterative method — history, stopping rules, typed
 //!   warnings, the [`engine::Observer`] (progress, early stop) and the process-wide interrupt.
-//! - [`nmf`]: NMF by MU (any β), HALS and ANLS ([`nmf::factorize`]), Hoyer's sparse NMF
+//! - [`nmf`]: NMF by MU (any β), HALS and ANLS ([`nmf::factorize`]), optionally compressed
+//!   on a randomized sketch ([`nmf::compress`]), Hoyer's sparse NMF
 //!   ([`nmf::sparse::factorize_sparse`]), semi-supervised NMF ([`nmf::ssnmf`]).
 //! - [`deep`]: hierarchical NMF, Deep NMF fine-tuning and Neural NMF.
 //! - [`autoencoder`]: sparse non-negative auto-encoders (shallow and asymmetric).

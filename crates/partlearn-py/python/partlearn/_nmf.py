@@ -200,6 +200,18 @@ class NMF(_BaseNMF):
         Extrapolate after each iteration and keep the point only when it lowers the objective
         (Ang & Gillis 2019; Frobenius loss). "auto": on for "cd", "hals" and "anls", off for
         "mu", so that ``solver="mu"`` runs scikit-learn's exact iterations.
+    compress : {None, "on", "auto"}, default=None
+        Compressed (randomized) NMF, Frobenius loss: a seeded randomized sketch ``X ≈ U·B``
+        with ``n_components + oversample`` columns gives the codes' updates at a fraction of
+        the cost; the components' updates and every reported error stay exact on ``X``; then
+        ``polish`` exact iterations. "auto" compresses only where it pays
+        (``l·(n_samples + n_features) ≤ n_samples·n_features / 2``), else runs the plain solver.
+    oversample : int, default=20
+        With ``compress``: columns of the sketch beyond ``n_components``.
+    power_iters : int, default=2
+        With ``compress``: power iterations of the range finder (at most 10).
+    polish : int, default=10
+        With ``compress``: exact iterations after the compressed ones (within ``max_iter``).
 
     Attributes
     ----------
@@ -247,6 +259,10 @@ class NMF(_BaseNMF):
         "max_seconds": [Interval(Real, 0, None, closed="neither"), None],
         "callback": [callable, None],
         "extrapolate": ["boolean", StrOptions({"auto"})],
+        "compress": [StrOptions({"on", "auto"}), None],
+        "oversample": [Interval(Integral, 0, None, closed="left")],
+        "power_iters": [Interval(Integral, 0, None, closed="left")],
+        "polish": [Interval(Integral, 0, None, closed="left")],
     }
 
     def __init__(
@@ -267,6 +283,10 @@ class NMF(_BaseNMF):
         max_seconds=None,
         callback=None,
         extrapolate="auto",
+        compress=None,
+        oversample=20,
+        power_iters=2,
+        polish=10,
     ):
         self.n_components = n_components
         self.init = init
@@ -283,6 +303,10 @@ class NMF(_BaseNMF):
         self.max_seconds = max_seconds
         self.callback = callback
         self.extrapolate = extrapolate
+        self.compress = compress
+        self.oversample = oversample
+        self.power_iters = power_iters
+        self.polish = polish
 
     @classmethod
     def _params_from_run(cls, options):
@@ -306,7 +330,14 @@ class NMF(_BaseNMF):
             "n_threads": int(o.get("threads", 1)),
             "max_seconds": o.get("max_seconds"),
             "extrapolate": bool(o.get("extrapolate", True)),
+            "polish": int(o.get("polish", 10)),
         }
+        compress = o.get("compress", "off")
+        if isinstance(compress, dict):
+            (mode, sketch), = compress.items()
+            params["compress"] = mode
+            params["oversample"] = int(sketch["oversample"])
+            params["power_iters"] = int(sketch["power_iters"])
         return params
 
     def fit_transform(self, X, y=None, W=None, H=None):
@@ -370,6 +401,10 @@ class NMF(_BaseNMF):
             seed=_seed(self.random_state),
             threads=int(self.n_threads),
             extrapolate=self.solver != "mu" if self.extrapolate == "auto" else bool(self.extrapolate),
+            compress=self.compress,
+            oversample=int(self.oversample),
+            power_iters=int(self.power_iters),
+            polish=int(self.polish),
             w_init=W,
             h_init=H,
             callback=_verbose_callback(self.verbose, self.callback),

@@ -36,6 +36,8 @@ struct Solve<'a, T: Real> {
     solver: &'a mut dyn Iterate<T>,
     factors: &'a mut Factors<T>,
     x_norm: f64,
+    /// Continues an earlier run: iteration 0 is not recorded again.
+    resumed: bool,
 }
 
 impl<T: Real> Solve<'_, T> {
@@ -62,7 +64,7 @@ impl<T: Real> engine::Method for Solve<'_, T> {
 
     fn start(&mut self) -> Result<Option<EngineEval>> {
         let e = self.solver.initial(self.factors);
-        Ok(Some(self.eval(e)))
+        Ok((!self.resumed).then(|| self.eval(e)))
     }
 
     fn step(&mut self, _iter: usize, _within: &mut Within<'_>) -> Result<Option<EngineEval>> {
@@ -85,16 +87,27 @@ pub(crate) fn run<T: Real>(
     start: Instant,
     observer: &mut dyn Observer,
 ) -> Result<engine::Outcome> {
+    run_from(solver, factors, stop, 0, x_norm, start, observer)
+}
+
+/// [`run`] continuing after `done` iterations of an earlier run on the same factors (the
+/// polish after compressed iterations): the solver re-evaluates its caches from the factors,
+/// iteration `done` is not recorded again, and the records go on from `done + 1`.
+pub(crate) fn run_from<T: Real>(
+    solver: &mut dyn Iterate<T>,
+    factors: &mut Factors<T>,
+    stop: &StopRules,
+    done: usize,
+    x_norm: f64,
+    start: Instant,
+    observer: &mut dyn Observer,
+) -> Result<engine::Outcome> {
     let mut method = Solve {
         solver,
         factors,
         x_norm,
+        resumed: done > 0,
     };
-    engine::run(
-        &mut method,
-        stop,
-        Resume::default(),
-        Clock::since(start),
-        observer,
-    )
+    let resume = Resume { done, plateau: None };
+    engine::run(&mut method, stop, resume, Clock::since(start), observer)
 }

@@ -2,7 +2,8 @@
 //! repetitions (METHODS.md §1.4) and multiplicative updates (§1.2), both with the L1/L2 penalties
 //! of §1.5.
 //!
-//! Per iteration: codes with `Q = WᵀW`, `P = WᵀX`; atoms with `T = HHᵀ`, `R = HXᵀ`. The objective
+//! Per iteration: codes with `Q = WᵀW`, `P = WᵀX` (or `(WᵀU)B` from a sketch `X ≈ UB`, see
+//! [`super::compress`]); atoms with `T = HHᵀ`, `R = HXᵀ` (always on `X`). The objective
 //! then costs no pass over `X`: `‖X − WH‖² = ‖X‖² − 2⟨Wᵀ, R⟩ + ⟨WᵀW, T⟩`, and the new `WᵀW` is
 //! the next iteration's `Q`.
 
@@ -10,6 +11,7 @@ use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
 use super::cd::{self, SweepRule};
+use super::compress::Sketch;
 use super::fit_loop::{Eval, Iterate};
 use super::init::Factors;
 use super::options::Penalty;
@@ -164,6 +166,10 @@ pub(crate) struct GramSolver<'a, T: Real> {
     p_fresh: bool,
     /// Gradient workspaces of the projected-gradient rule (allocated on first use).
     grad: Option<Factors<T>>,
+    /// Compression ([`super::compress`]): the sketch `X ≈ UB` the codes' cross term is formed
+    /// from, and the `k × l` workspace `WᵀU`; `None` for exact iterations.
+    sketch: Option<Sketch<T>>,
+    wu: Mat<T>,
 }
 
 impl<'a, T: Real> GramSolver<'a, T> {
@@ -205,6 +211,48 @@ impl<'a, T: Real> GramSolver<'a, T> {
             last_objective: f64::INFINITY,
             p_fresh: false,
             grad: None,
+            sketch: None,
+            wu: Mat::zeros(0, 0),
+        }
+    }
+
+    /// Forms the codes' cross term from `sketch` instead of `X` until
+    /// [`Self::end_compression`] ([`super::compress`]).
+    pub fn with_sketch(mut self, sketch: Sketch<T>) -> Self {
+        self.wu = Mat::zeros(self.q.nrows(), sketch.u.ncols());
+        self.sketch = Some(sketch);
+        self
+    }
+
+    /// Exact iterations from now on (the polish after the compressed ones).
+    pub fn end_compression(&mut self) {
+        self.sketch = None;
+        self.wu = Mat::zeros(0, 0);
+        self.p_fresh = false;
+    }
+
+    /// `P = WᵀX`, or `(WᵀU)·B` with a sketch (`O(k·l·(m + n))` instead of `O(k·m·n)`).
+    fn codes_cross(&mut self, wt: MatRef<'_, T>) {
+        match &self.sketch {
+            Some(s) => {
+                linalg::matmul(
+                    self.wu.as_mut(),
+                    Accum::Replace,
+                    wt,
+                    s.u.as_ref(),
+                    T::one(),
+                    self.par,
+                );
+                linalg::matmul(
+                    self.p.as_mut(),
+                    Accum::Replace,
+                    self.wu.as_ref(),
+                    s.b.as_ref(),
+                    T::one(),
+                    self.par,
+                );
+            }
+            None => linalg::matmul(self.p.as_mut(), Accum::Replace, wt, self.x, T::one(), self.par),
         }
     }
 
@@ -398,14 +446,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
             self.last_reseed[j] = Some(self.iters);
         }
         linalg::gram(self.q.as_mut(), f.wt.as_ref(), self.par);
-        linalg::matmul(
-            self.p.as_mut(),
-            Accum::Replace,
-            f.wt.as_ref(),
-            self.x,
-            T::one(),
-            self.par,
-        );
+        self.codes_cross(f.wt.as_ref());
     }
 
     /// `h ← [plus + β(plus − h)]₊` in place (floored at the MU floor for MU), over column
@@ -491,14 +532,7 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
     fn iterate(&mut self, f: &mut Factors<T>) -> Eval {
         // Codes: Q = WᵀW is current (from `initial` or the previous iteration).
         if !std::mem::take(&mut self.p_fresh) {
-            linalg::matmul(
-                self.p.as_mut(),
-                Accum::Replace,
-                f.wt.as_ref(),
-                self.x,
-                T::one(),
-                self.par,
-            );
+            self.codes_cross(f.wt.as_ref());
         }
         self.iters += 1;
         if self.rule != Rule::Mu && self.codes_pen.is_zero() && self.atoms_pen.is_zero() {
@@ -524,14 +558,7 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
     fn projected_gradient(&mut self, f: &Factors<T>) -> Option<f64> {
         let (k, m, n) = (self.q.nrows(), self.x.nrows(), self.x.ncols());
         if !self.p_fresh {
-            linalg::matmul(
-                self.p.as_mut(),
-                Accum::Replace,
-                f.wt.as_ref(),
-                self.x,
-                T::one(),
-                self.par,
-            );
+            self.codes_cross(f.wt.as_ref());
             self.p_fresh = true;
         }
         let mut g = self.grad.take().unwrap_or_else(|| Factors {

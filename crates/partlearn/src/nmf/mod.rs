@@ -3,7 +3,9 @@
 //! Flow: [`NmfParams`] are checked into [`ValidNmfParams`] and resolved for the data's shape;
 //! [`init`] builds the starting factors (random, NNDSVD/a/ar, custom); one solver —
 //! `frobenius::GramSolver` (HALS, Frobenius MU or ANLS) or `beta::BetaMu` (MU for any β) — runs
-//! inside the shared fit loop (`fit_loop`, on the [engine](crate::engine)), which reports every
+//! inside the shared fit loop (`fit_loop`, on the [engine](crate::engine)) — with
+//! [`Compress`], first on a randomized sketch of `X` and then for `polish` exact iterations
+//! ([`compress`]) — which reports every
 //! iteration to an [`Observer`] and applies the stopping rules; finally the codes are recomputed
 //! for the final atoms with the model's own `encode`, so that [`NmfFit::codes`] equals what
 //! [`NmfModel::encode`] gives for the training data.
@@ -15,6 +17,7 @@
 
 pub(crate) mod beta;
 pub(crate) mod cd;
+pub mod compress;
 pub(crate) mod fit_loop;
 pub mod frobenius;
 pub mod init;
@@ -28,6 +31,7 @@ use std::time::Instant;
 use faer::{Mat, MatRef};
 use serde::{Deserialize, Serialize};
 
+pub use compress::Compress;
 pub use init::CustomInit;
 pub use model::{EncodeSpec, NmfModel};
 pub use options::{EncodeMethod, EncodeOptions, InitMethod, NmfParams, Penalty, Solver, ValidNmfParams};
@@ -83,6 +87,22 @@ pub struct FitStats {
     /// ANLS: dead atoms re-seeded with a sample (METHODS.md §1.8).
     #[serde(default)]
     pub atoms_reseeded: u64,
+    /// Compression ([`compress`]): columns `l` of the sketch (0 when the iterations ran on `X`,
+    /// e.g. `Compress::Auto` found that compression does not pay).
+    #[serde(default)]
+    pub sketch_rank: usize,
+    /// Compression: power iterations of the range finder.
+    #[serde(default)]
+    pub power_iters: usize,
+    /// Compression: seconds spent building the sketch (inside the initialization's time).
+    #[serde(default)]
+    pub sketch_seconds: f64,
+    /// Compression: iterations run on the sketch.
+    #[serde(default)]
+    pub compressed_iters: u64,
+    /// Compression: exact iterations run after them (the polish).
+    #[serde(default)]
+    pub polish_iters: u64,
 }
 
 impl<T: Real> NmfFit<T> {
@@ -128,6 +148,11 @@ pub fn factorize_with<T: Real>(
     let bytes = std::mem::size_of::<T>() as f64 * (6.0 * (k * (n + m)) as f64 + 4.0 * (k * k) as f64)
         + 24.0 * (k * k) as f64;
     linalg::check_memory("k", k, bytes)?;
+    if let Some((l, _)) = v.sketch {
+        // The test matrix (n × l), then B (l × n), U (m × l) and WᵀU.
+        let sketch_bytes = std::mem::size_of::<T>() as f64 * (2.0 * (n * l) as f64 + ((m + k) * l) as f64);
+        linalg::check_memory("oversample", l - k, bytes + sketch_bytes)?;
+    }
     if opts.beta_loss <= 0.0 {
         model::check_positive(xt)?;
     }
@@ -177,7 +202,18 @@ fn fit_columns<T: Real>(
         if o.extrapolate {
             s = s.with_extrapolation();
         }
-        let out = fit_loop::run(&mut s, &mut factors, &v.stop, x_norm, start, observer)?;
+        let out = match v.sketch {
+            None => fit_loop::run(&mut s, &mut factors, &v.stop, x_norm, start, observer)?,
+            Some((l, q)) => {
+                let t = Instant::now();
+                let sketch = compress::sketch(x, l, q, &mut rng, par);
+                stats.sketch_seconds = t.elapsed().as_secs_f64();
+                stats.sketch_rank = l;
+                stats.power_iters = q;
+                s = s.with_sketch(sketch);
+                compressed_then_polish(&mut s, &mut factors, v, x_norm, start, observer, &mut stats)?
+            }
+        };
         stats.column_sweeps = s.column_sweeps;
         stats.nnls_rounds = s.nnls_rounds;
         stats.atoms_reseeded = s.reseeded;
@@ -218,6 +254,48 @@ fn fit_columns<T: Real>(
         seconds: start.elapsed().as_secs_f64(),
         stats,
     })
+}
+
+/// The compressed iterations (at most `max_iter − polish`, with every other stopping rule), then,
+/// unless the fit was interrupted or out of time, `polish` exact iterations continuing the same
+/// history through the shared fit loop. The fit stops as "converged" when the compressed phase
+/// did (the polish then runs its fixed count), else for the polish's reason.
+fn compressed_then_polish<T: Real>(
+    s: &mut frobenius::GramSolver<'_, T>,
+    factors: &mut init::Factors<T>,
+    v: &options::Resolved,
+    x_norm: f64,
+    start: Instant,
+    observer: &mut (dyn Observer + Send),
+    stats: &mut FitStats,
+) -> Result<crate::engine::Outcome> {
+    let polish = v.opts.polish;
+    let first = crate::engine::StopRules {
+        max_iter: v.stop.max_iter.saturating_sub(polish),
+        ..v.stop
+    };
+    let mut out = fit_loop::run(s, factors, &first, x_norm, start, observer)?;
+    stats.compressed_iters = out.n_iter as u64;
+    if matches!(out.stop_reason, StopReason::Interrupted | StopReason::TimeLimit) || polish == 0 {
+        return Ok(out);
+    }
+    s.end_compression();
+    let second = crate::engine::StopRules {
+        max_iter: out.n_iter + polish,
+        ..v.stop
+    };
+    let done = out.n_iter;
+    let mut p = fit_loop::run_from(s, factors, &second, done, x_norm, start, observer)?;
+    stats.polish_iters = (p.n_iter - done) as u64;
+    let mut history = std::mem::take(&mut out.history);
+    history.append(&mut p.history);
+    p.history = history;
+    if out.stop_reason == StopReason::Converged && p.stop_reason == StopReason::MaxIter {
+        p.stop_reason = StopReason::Converged;
+        p.warnings
+            .retain(|w| !matches!(w, Warning::MaxIterReached { .. }));
+    }
+    Ok(p)
 }
 
 /// Objective and `‖X − WH‖²` of a model and codes (`k × n`) on `x` (`m × n`).

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::compress::Compress;
 use crate::engine::StopRules;
 use crate::error::{Error, Result};
 use crate::params;
@@ -175,6 +176,12 @@ pub struct NmfParams {
     pub threads: usize,
     /// How codes are computed for a fixed dictionary.
     pub encode: EncodeOptions,
+    /// Compressed (randomized) iterations for the Frobenius solvers (HALS, MU, ANLS), see
+    /// [`super::compress`]; default off.
+    pub compress: Compress,
+    /// With compression: exact iterations on `X` after the compressed ones (the compressed
+    /// phase gets at most `max_iter − polish`); default 10.
+    pub polish: usize,
 }
 
 impl Default for NmfParams {
@@ -197,6 +204,8 @@ impl Default for NmfParams {
             seed: 0,
             threads: 1,
             encode: EncodeOptions::default(),
+            compress: Compress::Off,
+            polish: 10,
         }
     }
 }
@@ -282,6 +291,18 @@ impl ValidNmfParams {
                 ),
             ));
         }
+        let sketch = o.compress.plan(o.k, n_features, n_samples)?;
+        // (Only when compressing: `Auto` may fall back to the plain solver.)
+        if sketch.is_some() && o.polish >= o.max_iter {
+            return Err(Error::invalid(
+                "polish",
+                o.polish,
+                format!(
+                    "must be below max_iter = {} (the compressed iterations get max_iter − polish); lower `polish` or raise `max_iter`",
+                    o.max_iter
+                ),
+            ));
+        }
         let alpha_h = o.alpha_h.unwrap_or(o.alpha_w);
         let (m, n, k) = (n_features as f64, n_samples as f64, o.k as f64);
         // Gillis & Glineur: ρ = cost of forming the Gram and cross terms / cost of one sweep.
@@ -300,6 +321,7 @@ impl ValidNmfParams {
             },
             inner_max_codes: o.hals_inner_max.unwrap_or_else(|| auto(rho_codes)),
             inner_max_atoms: o.hals_inner_max.unwrap_or_else(|| auto(rho_atoms)),
+            sketch,
             stop: self.stop,
             opts: o.clone(),
         })
@@ -319,6 +341,9 @@ pub(crate) struct Resolved {
     /// HALS inner repetitions for the codes and the atoms.
     pub inner_max_codes: usize,
     pub inner_max_atoms: usize,
+    /// Compression: the sketch's columns `l` and power iterations `q`, `None` for plain
+    /// iterations (off, or `Auto` when it does not pay).
+    pub sketch: Option<(usize, usize)>,
     pub stop: StopRules,
 }
 
@@ -340,6 +365,8 @@ params::setters!(NmfParams {
     seed: u64,
     threads: usize,
     encode: EncodeOptions,
+    compress: Compress,
+    polish: usize,
 });
 
 impl NmfParams {
@@ -406,10 +433,38 @@ impl NmfParams {
                 "max_iter must be ≥ 1 and tol ≥ 0",
             ));
         }
+        o.check_compress()?;
         Ok(ValidNmfParams {
             params: o.clone(),
             stop,
         })
+    }
+
+    /// The checks of `compress` and `polish` that do not depend on the data.
+    fn check_compress(&self) -> Result<()> {
+        let o = self;
+        o.compress.check()?;
+        if o.compress == Compress::Off {
+            return Ok(());
+        }
+        if o.beta_loss != 2.0 {
+            return Err(Error::invalid(
+                "compress",
+                "on",
+                format!(
+                    "compression works with the Frobenius solvers (hals, mu, anls with `beta_loss = 2`), not with `beta_loss = {}`; use `compress = off`",
+                    o.beta_loss
+                ),
+            ));
+        }
+        if o.pg_tol > 0.0 {
+            return Err(Error::invalid(
+                "pg_tol",
+                o.pg_tol,
+                "the projected-gradient rule needs the exact WᵀX every iteration, which compression avoids; use `tol` or `compress = off`",
+            ));
+        }
+        Ok(())
     }
 
     /// [`NmfParams::check`] and [`ValidNmfParams::check_shape`] in one call.

@@ -1,0 +1,226 @@
+//! Compressed (randomized) NMF (METHODS.md §11.6; Erichson, Mendible, Wihlborg & Kutz 2018,
+//! "Randomized nonnegative matrix factorization"; Tepper & Sapiro 2016).
+//!
+//! A seeded randomized range finder (Halko, Martinsson & Tropp 2011) gives `X ≈ U B` with `U`
+//! (`m × l`, `l = k + oversample`) orthonormal and `B = UᵀX` (`l × n`); the Frobenius solvers
+//! ([`super::frobenius::GramSolver`]: HALS, MU, ANLS) then form the codes' cross term
+//! `P = WᵀX` from the sketch as `(WᵀU)·B`, `O(k·l·(m + n))` flops instead of `O(k·m·n)`, and
+//! finally run `polish` exact iterations on `X` to remove the compression's bias.
+//!
+//! **Variant.** Erichson et al.'s rHALS updates the compressed atoms `W̃ = UᵀW` against `B` and
+//! projects back after each column (`W ← [U W̃]₊`, `W̃ ← UᵀW`). Here the atoms are instead
+//! updated exactly, in the data space, from `R = HXᵀ` on the full `X`, so they stay non-negative
+//! without a projection; only the codes are updated against the sketch. The reason is the
+//! objective: the error reported must be the true one, `‖X − WH‖² = ‖X‖² − 2⟨Wᵀ, HXᵀ⟩ +
+//! ⟨WᵀW, HHᵀ⟩` (the Gram identity, METHODS.md §11.1), and that needs one exact product with `X`
+//! per iteration whatever the variant. Once `R = HXᵀ` is paid for, using it for the atoms costs
+//! nothing and removes the bias of the atoms update; compressing both updates would need that
+//! product on top of the two compressed ones. Per iteration: one exact product and the sketched
+//! one, against two exact products for the plain solver (so at most about half of the GEMM work;
+//! the coordinate sweeps are unchanged). The codes are the large factor on data with many more
+//! samples than features, and the final codes are recomputed exactly (`encode`) anyway.
+//!
+//! **When it pays** ([`Compress::Auto`]): the sketched product costs `k·l·(m + n)` multiply-adds
+//! against `k·m·n` for the exact one; compression is used when that is at most half, i.e.
+//! `l·(m + n) ≤ m·n / 2` (which also keeps `l < m/2`). Otherwise (rank close to the number of
+//! features, or few samples) `Auto` runs the plain solver.
+
+use faer::{Accum, Mat, MatRef, Par};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::linalg;
+use crate::real::Real;
+use crate::rng::Rng;
+
+/// Whether and how an NMF fit compresses the data ([module doc](self)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compress {
+    /// Plain iterations on `X` (the default).
+    #[default]
+    Off,
+    /// Sketch `X` with `l = k + oversample` columns and `power_iters` power iterations, iterate
+    /// on the sketch, then run `polish` exact iterations.
+    On {
+        /// Extra columns of the sketch beyond `k` (Halko et al.: 5–20).
+        oversample: usize,
+        /// Power iterations `q` of the range finder (each costs two passes over `X`).
+        power_iters: usize,
+    },
+    /// As `On` when compression pays (`l·(m + n) ≤ m·n/2`), else the plain solver.
+    Auto {
+        /// As in `On`.
+        oversample: usize,
+        /// As in `On`.
+        power_iters: usize,
+    },
+}
+
+/// Default oversampling `p` of [`Compress::On`] / [`Compress::Auto`].
+pub const DEFAULT_OVERSAMPLE: usize = 20;
+/// Default power iterations `q`.
+pub const DEFAULT_POWER_ITERS: usize = 2;
+/// Most power iterations accepted (each costs two passes over `X`; 1–2 suffice on real data).
+pub const MAX_POWER_ITERS: usize = 10;
+
+impl Compress {
+    /// `On` with the default sketch parameters.
+    pub fn on() -> Self {
+        Compress::On {
+            oversample: DEFAULT_OVERSAMPLE,
+            power_iters: DEFAULT_POWER_ITERS,
+        }
+    }
+
+    /// `Auto` with the default sketch parameters.
+    pub fn auto() -> Self {
+        Compress::Auto {
+            oversample: DEFAULT_OVERSAMPLE,
+            power_iters: DEFAULT_POWER_ITERS,
+        }
+    }
+
+    /// `(oversample, power_iters)`, `None` when off.
+    pub fn sketch_params(&self) -> Option<(usize, usize)> {
+        match *self {
+            Compress::Off => None,
+            Compress::On {
+                oversample,
+                power_iters,
+            }
+            | Compress::Auto {
+                oversample,
+                power_iters,
+            } => Some((oversample, power_iters)),
+        }
+    }
+
+    /// Checks what does not depend on the data: `power_iters ≤` [`MAX_POWER_ITERS`].
+    pub(crate) fn check(&self) -> Result<()> {
+        if let Some((_, q)) = self.sketch_params() {
+            if q > MAX_POWER_ITERS {
+                return Err(Error::invalid(
+                    "power_iters",
+                    q,
+                    format!("must be at most {MAX_POWER_ITERS} (each costs two passes over X; 1–2 suffice); lower `power_iters`"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The sketch to use for `k` components on `m` features × `n` samples: `Some((l, q))`, or
+    /// `None` for plain iterations (off, or `Auto` when compression does not pay).
+    pub(crate) fn plan(&self, k: usize, m: usize, n: usize) -> Result<Option<(usize, usize)>> {
+        let Some((p, q)) = self.sketch_params() else {
+            return Ok(None);
+        };
+        let l = k.saturating_add(p);
+        match self {
+            Compress::Auto { .. } => Ok(pays(l, m, n).then_some((l, q))),
+            _ => {
+                if l >= m {
+                    return Err(Error::invalid(
+                        "oversample",
+                        p,
+                        format!(
+                            "k + oversample = {l} must be below n_features = {m} for the sketch to compress anything; lower `oversample` or use `compress = auto`, which falls back to the plain solver"
+                        ),
+                    ));
+                }
+                Ok(Some((l, q)))
+            }
+        }
+    }
+}
+
+/// Whether a sketch with `l` columns pays on `m` features × `n` samples: the sketched cross
+/// term `k·l·(m + n)` is at most half the exact `k·m·n`.
+pub fn pays(l: usize, m: usize, n: usize) -> bool {
+    2.0 * l as f64 * (m as f64 + n as f64) <= m as f64 * n as f64
+}
+
+/// `X ≈ U B`: `u` is `m × l` with orthonormal columns, `b = UᵀX` is `l × n`.
+#[derive(Clone, Debug)]
+pub(crate) struct Sketch<T: Real> {
+    pub u: Mat<T>,
+    pub b: Mat<T>,
+}
+
+/// The randomized range finder on the columns of `x` (`m × n`): `Ω` (`n × l`) standard Gaussian
+/// from `rng` (drawn column by column, so the same seed gives the same bits for any thread
+/// count), `U = orth(XΩ)`, then `q` times `U = orth(X(XᵀU))`, and `B = UᵀX`. Costs
+/// `(2 + 2q)·m·n·l` multiply-adds; orthonormalizing the small `m × l` side after every product
+/// keeps the directions of small singular values from drowning in rounding (Halko et al.'s
+/// Algorithm 4.4 also orthonormalizes `XᵀU`, an `n × l` QR that costs as much as a product here
+/// and is not needed for the subspace: `U` is orthonormal, so `XᵀU` is only as ill-conditioned as
+/// `X` on that subspace).
+pub(crate) fn sketch<T: Real>(x: MatRef<'_, T>, l: usize, q: usize, rng: &mut Rng, par: Par) -> Sketch<T> {
+    let (m, n) = (x.nrows(), x.ncols());
+    let mut omega = Mat::<T>::zeros(n, l);
+    for j in 0..l {
+        for v in omega.col_as_slice_mut(j) {
+            *v = T::from_f64(rng.normal());
+        }
+    }
+    let mut y = Mat::<T>::zeros(m, l);
+    linalg::matmul(y.as_mut(), Accum::Replace, x, omega.as_ref(), T::one(), par);
+    let mut u = orthonormalize(y.as_ref());
+    let mut z = omega;
+    for _ in 0..q {
+        linalg::matmul(
+            z.as_mut(),
+            Accum::Replace,
+            x.transpose(),
+            u.as_ref(),
+            T::one(),
+            par,
+        );
+        linalg::matmul(y.as_mut(), Accum::Replace, x, z.as_ref(), T::one(), par);
+        u = orthonormalize(y.as_ref());
+    }
+    drop(z);
+    let mut b = Mat::<T>::zeros(l, n);
+    linalg::matmul(b.as_mut(), Accum::Replace, u.transpose(), x, T::one(), par);
+    Sketch { u, b }
+}
+
+/// An orthonormal basis of the columns of `y` (`m × l`, `l ≤ m`) by classical Gram–Schmidt
+/// applied twice ("twice is enough", Giraud et al. 2005), in f64, sequentially (`O(m·l²)`, small
+/// next to the products; the same bits for any thread count). A column that is (numerically)
+/// in the span of the previous ones becomes zero: `UUᵀ` stays an orthogonal projector.
+pub(crate) fn orthonormalize<T: Real>(y: MatRef<'_, T>) -> Mat<T> {
+    let (m, l) = (y.nrows(), y.ncols());
+    let mut cols: Vec<Vec<f64>> = (0..l)
+        .map(|j| (0..m).map(|i| y[(i, j)].to_f64()).collect())
+        .collect();
+    let mut coef = vec![0.0f64; l];
+    for j in 0..l {
+        let (done, rest) = cols.split_at_mut(j);
+        let cur = &mut rest[0];
+        let norm0 = linalg::dot_f64(cur, cur).sqrt();
+        for _ in 0..2 {
+            for (c, prev) in coef.iter_mut().zip(done.iter()) {
+                *c = linalg::dot_f64(prev, cur);
+            }
+            for (&c, prev) in coef.iter().zip(done.iter()) {
+                if c != 0.0 {
+                    for (v, &p) in cur.iter_mut().zip(prev) {
+                        *v -= c * p;
+                    }
+                }
+            }
+        }
+        let norm = linalg::dot_f64(cur, cur).sqrt();
+        let keep = norm.is_finite() && norm > 1e-12 * norm0;
+        let s = if keep { 1.0 / norm } else { 0.0 };
+        for v in cur.iter_mut() {
+            *v *= s;
+        }
+    }
+    Mat::<T>::from_fn(m, l, |i, j| T::from_f64(cols[j][i]))
+}
+
+#[cfg(test)]
+mod tests;

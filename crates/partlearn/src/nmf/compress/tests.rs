@@ -1,0 +1,259 @@
+use faer::Mat;
+
+use super::*;
+use crate::nmf::fit_loop::Iterate;
+use crate::nmf::frobenius::{GramSolver, Rule};
+use crate::nmf::init::Factors;
+use crate::nmf::{self, NmfFit, NmfParams, Penalty, Solver};
+
+/// `n × m` non-negative data: exactly rank `r` when `noise = 0`.
+fn planted(n: usize, m: usize, r: usize, noise: f64, seed: u64) -> Mat<f64> {
+    let mut rng = Rng::new(seed);
+    let w = Mat::<f64>::from_fn(n, r, |_, _| rng.uniform());
+    let h = Mat::<f64>::from_fn(r, m, |_, _| rng.uniform());
+    let mut x = &w * &h;
+    for j in 0..m {
+        for i in 0..n {
+            x[(i, j)] += noise * rng.uniform();
+        }
+    }
+    x
+}
+
+/// `‖X − codes·atoms‖²` formed densely.
+fn dense_sq_error<T: Real>(x: MatRef<'_, T>, fit: &NmfFit<T>) -> f64 {
+    let c = fit.codes();
+    let a = fit.model.components();
+    let mut s = 0.0;
+    for i in 0..x.nrows() {
+        for j in 0..x.ncols() {
+            let mut v = x[(i, j)].to_f64();
+            for t in 0..c.ncols() {
+                v -= c[(i, t)].to_f64() * a[(t, j)].to_f64();
+            }
+            s += v * v;
+        }
+    }
+    s
+}
+
+fn compressed(k: usize, solver: Solver) -> NmfParams {
+    NmfParams::new(k).solver(solver).tol(0.0).compress(Compress::On {
+        oversample: 5,
+        power_iters: 1,
+    })
+}
+
+#[test]
+fn orthonormalize_spans_the_columns() {
+    let mut rng = Rng::new(3);
+    let mut y = Mat::<f64>::from_fn(40, 6, |_, _| rng.normal());
+    // A dependent column becomes zero.
+    for i in 0..40 {
+        y[(i, 5)] = 2.0 * y[(i, 1)] - y[(i, 3)];
+    }
+    let u = orthonormalize(y.as_ref());
+    let g = u.transpose() * &u;
+    for i in 0..6 {
+        for j in 0..6 {
+            let want = if i == j && i < 5 { 1.0 } else { 0.0 };
+            assert!((g[(i, j)] - want).abs() < 1e-12, "UᵀU[{i},{j}] = {}", g[(i, j)]);
+        }
+    }
+    let resid = &y - &u * (u.transpose() * &y);
+    assert!(resid.norm_l2() < 1e-12 * y.norm_l2());
+}
+
+#[test]
+fn sketch_of_low_rank_data_is_exact() {
+    let x = planted(300, 40, 5, 0.0, 1);
+    let xt = x.transpose();
+    let s = sketch(xt, 8, 1, &mut Rng::new(0), Par::Seq);
+    let back = &s.u * &s.b;
+    assert!((&back - xt).norm_l2() < 1e-12 * xt.norm_l2());
+    // On full-rank data the sketch is only an approximation (and not a trivial one).
+    let x = planted(300, 40, 5, 0.5, 1);
+    let xt = x.transpose();
+    let s = sketch(xt, 8, 1, &mut Rng::new(0), Par::Seq);
+    let e = (&s.u * &s.b - xt).norm_l2() / xt.norm_l2();
+    assert!(e > 1e-3 && e < 0.5, "{e}");
+}
+
+#[test]
+fn compressed_fit_reaches_the_exact_fit_error_on_planted_low_rank_data() {
+    let x = planted(400, 60, 5, 0.0, 7);
+    for solver in [Solver::Hals, Solver::Mu, Solver::Anls] {
+        let plain = NmfParams::new(5).solver(solver).tol(0.0).max_iter(300);
+        let exact = nmf::factorize(x.as_ref(), &plain.clone().check().unwrap()).unwrap();
+        let fit = nmf::factorize(x.as_ref(), &compressed(5, solver).max_iter(300).check().unwrap()).unwrap();
+        assert_eq!(fit.stats.sketch_rank, 10);
+        assert_eq!(fit.stats.compressed_iters, 290);
+        assert_eq!(fit.stats.polish_iters, 10);
+        assert!(
+            (fit.rel_error - exact.rel_error).abs() <= 1e-6,
+            "{solver:?}: compressed {} against exact {}",
+            fit.rel_error,
+            exact.rel_error
+        );
+    }
+}
+
+#[test]
+fn compressed_iterations_report_the_true_objective() {
+    let x = planted(200, 50, 4, 0.3, 2);
+    let xt = x.transpose();
+    let (k, m, n) = (4, 50, 200);
+    let mut rng = Rng::new(5);
+    let mut f = Factors {
+        wt: Mat::<f64>::from_fn(k, m, |_, _| rng.uniform()),
+        h: Mat::<f64>::from_fn(k, n, |_, _| rng.uniform()),
+    };
+    let sk = sketch(xt, 6, 0, &mut Rng::new(1), Par::Seq);
+    let (u, b) = (sk.u.clone(), sk.b.clone());
+    let rule = Rule::Hals {
+        inner_codes: 2,
+        inner_atoms: 2,
+        delta: 0.1,
+    };
+    let mut s =
+        GramSolver::new(xt, k, rule, Penalty::default(), Penalty::default(), Par::Seq).with_sketch(sk);
+    s.initial(&mut f);
+    let mut gap = 0.0f64;
+    for _ in 0..5 {
+        let e = s.iterate(&mut f);
+        let wh = f.wt.transpose() * &f.h;
+        let dense = (xt - &wh).squared_norm_l2();
+        assert!(
+            (e.sq_error - dense).abs() <= 1e-9 * dense,
+            "{} against {dense}",
+            e.sq_error
+        );
+        // The compressed objective ‖B − (UᵀW)H‖² is something else.
+        let comp = (&b - u.transpose() * &wh).squared_norm_l2();
+        gap = gap.max((dense - comp) / dense);
+    }
+    assert!(gap > 1e-2, "{gap}");
+}
+
+#[test]
+fn fit_reports_the_true_error_and_continues_the_history_through_the_polish() {
+    let x = planted(300, 80, 6, 0.2, 4);
+    let p = compressed(6, Solver::Hals).max_iter(40).polish(7);
+    let fit = nmf::factorize(x.as_ref(), &p.check().unwrap()).unwrap();
+    let dense = dense_sq_error(x.as_ref(), &fit);
+    assert!((fit.reconstruction_err.powi(2) - dense).abs() <= 1e-9 * dense);
+    assert_eq!(
+        (fit.n_iter, fit.stats.compressed_iters, fit.stats.polish_iters),
+        (40, 33, 7)
+    );
+    let iters: Vec<usize> = fit.history.iter().map(|r| r.iter).collect();
+    assert_eq!(iters, (0..=40).collect::<Vec<_>>());
+    assert!(fit.warnings.is_empty(), "{:?}", fit.warnings);
+    // The polish lowers the (true) error below where the compressed phase stopped.
+    assert!(fit.history[40].rel_error < fit.history[33].rel_error);
+}
+
+#[test]
+fn same_seed_same_bits_for_one_and_two_threads_and_seeds_differ() {
+    let x = planted(3000, 120, 8, 0.2, 9).transpose().to_owned();
+    let x = x.transpose();
+    let run = |threads: usize, seed: u64| {
+        let p = compressed(8, Solver::Hals)
+            .max_iter(12)
+            .polish(3)
+            .threads(threads)
+            .seed(seed);
+        nmf::factorize(x, &p.check().unwrap()).unwrap()
+    };
+    let bits = |f: &NmfFit<f64>| -> Vec<u64> {
+        let a = f.model.components();
+        let mut v: Vec<u64> = (0..a.nrows())
+            .flat_map(|i| (0..a.ncols()).map(move |j| a[(i, j)].to_bits()))
+            .collect();
+        v.extend(f.history.iter().map(|r| r.objective.to_bits()));
+        v
+    };
+    let a = run(1, 3);
+    assert_eq!(bits(&a), bits(&run(2, 3)));
+    assert_eq!(bits(&a), bits(&run(1, 3)));
+    assert_ne!(bits(&a), bits(&run(1, 4)));
+}
+
+#[test]
+fn f32_and_f64_agree() {
+    let x = planted(500, 60, 5, 0.1, 11);
+    let x32 = Mat::<f32>::from_fn(x.nrows(), x.ncols(), |i, j| x[(i, j)] as f32);
+    let p = compressed(5, Solver::Hals).max_iter(60).check().unwrap();
+    let a = nmf::factorize(x.as_ref(), &p).unwrap();
+    let b = nmf::factorize(x32.as_ref(), &p).unwrap();
+    assert_eq!(b.stats.sketch_rank, 10);
+    assert!(
+        (a.rel_error - b.rel_error).abs() < 1e-4,
+        "{} {}",
+        a.rel_error,
+        b.rel_error
+    );
+}
+
+#[test]
+fn invalid_options_name_the_option_and_the_fix() {
+    let err = |p: NmfParams, n: usize, m: usize| {
+        let e = p.validate(n, m).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+        e
+    };
+    let e = err(
+        NmfParams::new(5).compress(Compress::On {
+            oversample: 5,
+            power_iters: 11,
+        }),
+        100,
+        50,
+    );
+    assert!(
+        e.contains("power_iters") && e.contains("lower `power_iters`"),
+        "{e}"
+    );
+    let e = err(
+        NmfParams::new(5).compress(Compress::On {
+            oversample: 45,
+            power_iters: 1,
+        }),
+        100,
+        50,
+    );
+    assert!(e.contains("oversample") && e.contains("`compress = auto`"), "{e}");
+    let e = err(
+        NmfParams::new(5)
+            .solver(Solver::Mu)
+            .beta_loss(1.0)
+            .compress(Compress::on()),
+        100,
+        50,
+    );
+    assert!(e.contains("compress") && e.contains("`compress = off`"), "{e}");
+    let e = err(
+        NmfParams::new(5).compress(Compress::on()).max_iter(10).polish(10),
+        100,
+        50,
+    );
+    assert!(e.contains("polish") && e.contains("max_iter"), "{e}");
+    let e = err(NmfParams::new(5).compress(Compress::on()).pg_tol(1e-4), 100, 50);
+    assert!(e.contains("pg_tol"), "{e}");
+}
+
+#[test]
+fn auto_falls_back_when_compression_does_not_pay() {
+    assert!(pays(120, 784, 60000));
+    assert!(!pays(120, 200, 300));
+    // l = 25: 2·25·(60 + 400) = 23000 ≤ 60·400 = 24000 pays; 2·25·(40 + 100) > 4000 does not.
+    assert_eq!(Compress::auto().plan(5, 60, 400).unwrap(), Some((25, 2)));
+    assert_eq!(Compress::auto().plan(5, 40, 100).unwrap(), None);
+    let x = planted(100, 40, 5, 0.1, 3);
+    let fit = nmf::factorize(
+        x.as_ref(),
+        &NmfParams::new(5).compress(Compress::auto()).check().unwrap(),
+    )
+    .unwrap();
+    assert_eq!((fit.stats.sketch_rank, fit.stats.polish_iters), (0, 0));
+}
