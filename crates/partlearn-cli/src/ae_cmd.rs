@@ -323,9 +323,9 @@ fn finish<T: Real>(
             "seconds": outcome.seconds,
             "warnings": outcome.warnings,
         });
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !a.run.quiet {
-        println!(
+        outln!(
             "{} k={} on {} ({} × {}): {} epochs{} ({}), loss {:.6}, train MSE {:.5}{}, {:.1} s",
             arch.kind(),
             model.spec.k,
@@ -343,10 +343,10 @@ fn finish<T: Real>(
                 .map_or(String::new(), |v| format!(", validation MSE {v:.5}")),
             outcome.seconds
         );
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     if outcome.stop_reason == StopReason::Interrupted {
-        eprintln!(
+        errln!(
             "interrupted: saved to {}; continue with `partlearn fit {} --data {} --resume {}`",
             path.display(),
             arch.kind(),

@@ -103,13 +103,13 @@ fn summary(
 ) -> Result<()> {
     if json {
         let s = serde_json::json!({"run": path, "method": method, "rel_error": rel, "accuracy": acc, "seconds": secs});
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        outln!("{}", serde_json::to_string_pretty(&s)?);
     } else if !quiet {
-        println!(
+        outln!(
             "{method}: rel. error {rel:.5}{}, {secs:.2} s",
             acc.map_or(String::new(), |a| format!(", accuracy {a:.3}"))
         );
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     Ok(())
 }

@@ -311,9 +311,9 @@ fn finish_run<T: Real, O: Serialize>(
             "seconds": fit.seconds,
             "warnings": fit.warnings,
         });
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !run.quiet {
-        println!(
+        outln!(
             "{method} k={k} on {} ({} × {}): {} iterations ({}), rel. error {:.5}, {:.2} s",
             data.name,
             data.n_samples(),
@@ -323,10 +323,10 @@ fn finish_run<T: Real, O: Serialize>(
             fit.rel_error,
             fit.seconds
         );
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     if fit.stop_reason == StopReason::Interrupted {
-        eprintln!("interrupted: the run so far was saved to {}", path.display());
+        errln!("interrupted: the run so far was saved to {}", path.display());
         return Err(Exit::Interrupted.into());
     }
     Ok(())

@@ -16,10 +16,10 @@ pub fn install_interrupt_handler() {
     // process, which never leaves a half-written run folder in place).
     let _ = ctrlc::set_handler(|| {
         if interrupt::request() {
-            eprintln!("\ninterrupted again: exiting without saving");
+            errln!("\ninterrupted again: exiting without saving");
             std::process::exit(130);
         }
-        eprintln!(
+        errln!(
             "\ninterrupt: stopping after this iteration and saving what was learned (Ctrl-C again to abort)"
         );
     });
@@ -29,7 +29,7 @@ pub fn install_interrupt_handler() {
 /// [`Flags::epochs`] where `max_iter` is `--epochs`).
 pub fn print_warnings(warnings: &[Warning], flags: &Flags) {
     for w in warnings {
-        eprintln!("warning: {}", w.describe(|p| flags.param(p)));
+        errln!("warning: {}", w.describe(|p| flags.param(p)));
     }
 }
 

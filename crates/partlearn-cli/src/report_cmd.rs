@@ -42,7 +42,7 @@ pub fn run(a: ReportArgs) -> Result<()> {
     let html = render(&runs, &a.title)?;
     partlearn::io::write_atomic(&a.out, html.as_bytes())?;
     if !a.quiet {
-        println!("wrote {} ({} runs)", a.out.display(), runs.len());
+        outln!("wrote {} ({} runs)", a.out.display(), runs.len());
     }
     Ok(())
 }

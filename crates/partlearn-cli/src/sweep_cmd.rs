@@ -151,7 +151,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
         let record = dir.join(POINT_FILE);
         if !metrics_path.is_file() {
             if !a.quiet {
-                eprintln!("[{}/{}] {}", i + 1, points.len(), dir.display());
+                errln!("[{}/{}] {}", i + 1, points.len(), dir.display());
             }
             crate::dispatch(fit).with_context(|| format!("sweep point {}", dir.display()))?;
             crate::dispatch(eval).with_context(|| format!("evaluating {}", dir.display()))?;
@@ -162,7 +162,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
                 dir.display()
             );
         } else if !a.quiet {
-            eprintln!(
+            errln!(
                 "[{}/{}] {} (already evaluated, kept)",
                 i + 1,
                 points.len(),
@@ -303,7 +303,7 @@ fn write_outputs(a: &SweepArgs, grid: &[Point], done: &[SweepPoint]) -> Result<(
         io(a.out.join("figures").join(name), &png)?;
     }
     if !a.quiet {
-        println!(
+        outln!(
             "{} points; wrote {}/sweep.csv, sweep.json and figures/",
             done.len(),
             a.out.display()

@@ -64,9 +64,9 @@ fn go<T: Real>(a: &TransformArgs) -> Result<()> {
     if a.json {
         let s =
             serde_json::json!({"out": a.out, "n_samples": n, "k": k, "rel_error": rel, "seconds": seconds});
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        outln!("{}", serde_json::to_string_pretty(&s)?);
     } else if !a.quiet {
-        println!(
+        outln!(
             "encoded {n} samples with k={k} in {seconds:.2} s (rel. error {rel:.5}); wrote {}",
             a.out.display()
         );

@@ -44,7 +44,7 @@ impl Delim {
 
 /// Loads a numeric CSV file as an `n_rows × n_columns` data set (rows are samples).
 pub fn load_csv<T: Real>(path: &Path) -> Result<Dataset<T>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::io::read_regular(path, u64::MAX)?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| Error::format(path, format!("not UTF-8 text ({e}); save the CSV file as UTF-8")))?;
     parse_csv(text, path)

@@ -5,7 +5,6 @@
 //! huge allocation. Writing produces exactly the bytes `numpy.save` writes (version 1.0, header
 //! padded so the data starts at a multiple of 64 bytes); putting them on disk is [`crate::io`]'s job.
 
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
@@ -224,7 +223,7 @@ impl NpyArray {
 /// Reads an NPY file. The data size the header declares is checked against the file length
 /// before anything is allocated.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::io::open_regular(path)?;
     let total = file.metadata().map_err(|e| Error::io(path, e))?.len();
     read_from(&mut BufReader::new(file), total, path)
 }
