@@ -231,7 +231,10 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
     state.check_data(&data)?;
     // A resumed run replaces its own folder; a new one needs a free folder or --force.
     let replacing = resumed_from.is_none() && out.exists();
-    let run_dir = RunDir::create(&out, a.run.force || resumed_from.is_some())?;
+    let run_dir = match resumed_from {
+        Some(_) => RunDir::create(&out, true)?,
+        None => a.data.run_dir(&out, a.run.force, &[])?,
+    };
     // Where the checkpoint lives during training. A new run keeps it in its own folder, created
     // now, so that a run killed mid-way can be resumed from there; a resumed run updates its own.
     // A run replacing an existing one (--force) keeps it in the stage until the commit: the old

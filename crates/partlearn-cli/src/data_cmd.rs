@@ -161,10 +161,12 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                     out.with_file_name(format!("{stem}-labels.npy"))
                 })
             });
+            // The default --labels-out may land on an input too (e.g. --labels X-labels.npy).
+            if let Some(p) = &labels_path {
+                args.check_not_input(p, "--labels-out")?;
+            }
             for p in std::iter::once(&out).chain(labels_path.as_ref()) {
-                if p.exists() && !force {
-                    return Err(partlearn::Error::AlreadyExists { path: p.clone() }.into());
-                }
+                partlearn::io::check_output_file(p, force, b"\x93NUMPY", ".npy file")?;
             }
             let flat: Vec<f32> = (0..d.n_samples())
                 .flat_map(|i| d.sample(i).iter().copied())

@@ -153,7 +153,7 @@ fn fit_sparse_nmf<T: Real>(a: &SparseNmfArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| default_out("sparse-nmf", &a.data.spec, a.k));
-    let run_dir = RunDir::create(&out, a.run.force)?;
+    let run_dir = a.data.run_dir(&out, a.run.force, &[])?;
     let mut progress = FitProgress::new(opts.max_iter, a.run.quiet);
     let fit = fit_sparse(&data, &opts, &mut progress);
     progress.finish();
@@ -228,7 +228,14 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| default_out("nmf", &a.data.spec, a.k));
-    let run_dir = RunDir::create(&out, a.run.force)?;
+    let run_dir = a.data.run_dir(
+        &out,
+        a.run.force,
+        &[
+            ("--init-atoms", a.init_atoms.as_deref()),
+            ("--init-codes", a.init_codes.as_deref()),
+        ],
+    )?;
     let custom = match &a.init_atoms {
         Some(p) => Some(CustomInit {
             atoms: read_matrix::<T>(p).with_context(|| "reading --init-atoms")?,

@@ -7,7 +7,7 @@ use partlearn::deep::neural::{self, ClassLoss, Cost, NeuralParams};
 use partlearn::deep::DeepModel;
 use partlearn::engine::StopReason;
 use partlearn::io::record::{self, LayersPart};
-use partlearn::io::{self, FitSummary, MethodPart, RunDir, RunRecord};
+use partlearn::io::{self, FitSummary, MethodPart, RunRecord};
 use partlearn::Real;
 
 use crate::args::{accuracies, DataArgs, Dtype, Exit, Flags, RunArgs, SupervisionArgs, TestArgs};
@@ -134,7 +134,7 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| default_out("neural-nmf", &a.data.spec, opts.ranks[0]));
-    let run_dir = RunDir::create(&out, a.run.force)?;
+    let run_dir = a.data.run_dir(&out, a.run.force, &a.test.inputs())?;
     let mut progress = FitProgress::new(opts.epochs, a.run.quiet);
     let start = match a.init {
         StartLayers::Random => None,

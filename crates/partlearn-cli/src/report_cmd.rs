@@ -27,9 +27,7 @@ pub struct ReportArgs {
 }
 
 pub fn run(a: ReportArgs) -> Result<()> {
-    if a.out.exists() && !a.force {
-        return Err(partlearn::Error::AlreadyExists { path: a.out.clone() }.into());
-    }
+    partlearn::io::check_output_file(&a.out, a.force, b"<!DOCTYPE html>", "report")?;
     for run in &a.runs {
         partlearn::io::run::check_output_outside_run(run, &a.out)?;
     }

@@ -45,9 +45,7 @@ pub fn run(a: TransformArgs) -> Result<()> {
 
 fn go<T: Real>(a: &TransformArgs) -> Result<()> {
     partlearn::io::run::check_output_outside_run(&a.run, &a.out)?;
-    if a.out.exists() && !a.force {
-        return Err(partlearn::Error::AlreadyExists { path: a.out.clone() }.into());
-    }
+    partlearn::io::check_output_file(&a.out, a.force, b"\x93NUMPY", ".npy file")?;
     a.data.check_not_input(&a.out, "--out")?;
     let loaded = partlearn::protocol::load_model::<T>(&a.run)?;
     let data = a.data.load::<T>()?;

@@ -90,3 +90,165 @@ fn ae_k_beyond_memory_is_refused_before_allocating() {
         &out,
     );
 }
+
+fn mkfifo(p: &std::path::Path) {
+    let ok = std::process::Command::new("mkfifo").arg(p).status().unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn force_replaces_only_files_the_command_writes() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = temp_dir("force-kinds");
+    let run_dir = swimmer_run(&dir);
+    let fifo = dir.join("fifo");
+    mkfifo(&fifo);
+    let link = dir.join("devnull");
+    std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+    let notes = dir.join("notes.npy");
+    std::fs::write(&notes, b"my notes, not numpy").unwrap();
+    let html = dir.join("notes.html");
+    std::fs::write(&html, b"my page").unwrap();
+    for target in [&fifo, &link, &notes] {
+        let t = s(target);
+        let o = run(&[
+            "transform",
+            s(&run_dir),
+            "--data",
+            "swimmer",
+            "--out",
+            t,
+            "--force",
+        ]);
+        assert_user_error(&o, &["--force replaces only"]);
+        let o = run(&["data", "export", "swimmer", "--out", t, "--force"]);
+        assert_user_error(&o, &["--force replaces only"]);
+    }
+    for target in [&fifo, &link, &html] {
+        let o = run(&["report", s(&run_dir), "--out", s(target), "--force"]);
+        assert_user_error(&o, &["--force replaces only"]);
+    }
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&notes).unwrap(), b"my notes, not numpy");
+    assert_eq!(std::fs::read(&html).unwrap(), b"my page");
+    // What the command wrote before is replaced.
+    let codes = dir.join("codes.npy");
+    assert_ok(&transform(&run_dir, "swimmer", &codes));
+    let o = run(&[
+        "transform",
+        s(&run_dir),
+        "--data",
+        "swimmer",
+        "--out",
+        s(&codes),
+        "--force",
+        "--quiet",
+    ]);
+    assert_ok(&o);
+}
+
+#[test]
+fn force_never_deletes_the_fits_own_inputs() {
+    let dir = temp_dir("force-inputs");
+    let run_dir = dir.join("run");
+    assert_ok(&fit_nmf(&run_dir, "4", &[]));
+    // Inputs kept inside the run folder that --force would replace.
+    let data = run_dir.join("data.npy");
+    assert_ok(&run(&[
+        "data",
+        "export",
+        "swimmer",
+        "--first",
+        "64",
+        "--out",
+        s(&data),
+    ]));
+    let atoms = run_dir.join("atoms.npy");
+    let v: Vec<f32> = (0..4 * 1024).map(|i| (i % 7) as f32 + 0.1).collect();
+    write_npy_f32(&atoms, 4, 1024, &v);
+    let o = fit_quiet(
+        "nmf",
+        s(&data),
+        &run_dir,
+        &["-k", "4", "--max-iter", "2", "--force"],
+    );
+    assert_user_error(&o, &["--data", "inside the run folder", "--force"]);
+    let o = fit_quiet(
+        "nmf",
+        "swimmer",
+        &run_dir,
+        &[
+            "-k",
+            "4",
+            "--max-iter",
+            "2",
+            "--force",
+            "--init",
+            "custom",
+            "--init-atoms",
+            s(&atoms),
+        ],
+    );
+    assert_user_error(&o, &["--init-atoms", "inside the run folder"]);
+    let o = fit_quiet("ae", s(&data), &run_dir, &["-k", "4", "--epochs", "1", "--force"]);
+    assert_user_error(&o, &["--data", "inside the run folder"]);
+    assert!(data.is_file() && atoms.is_file());
+}
+
+#[test]
+fn export_never_rewrites_its_labels_through_the_default_labels_out() {
+    let dir = temp_dir("export-labels");
+    let labels = dir.join("x-labels.npy");
+    let l: Vec<i32> = (0..256).map(|i| i % 3).collect();
+    std::fs::write(
+        &labels,
+        partlearn::npy::npy_bytes(&[256], partlearn::npy::NpyDataRef::I32(&l)),
+    )
+    .unwrap();
+    let before = std::fs::read(&labels).unwrap();
+    let out = dir.join("x.npy");
+    let o = run(&[
+        "data",
+        "export",
+        "swimmer",
+        "--first",
+        "10",
+        "--labels",
+        s(&labels),
+        "--out",
+        s(&out),
+        "--force",
+    ]);
+    assert_user_error(&o, &["--labels-out", "input file"]);
+    assert_eq!(std::fs::read(&labels).unwrap(), before);
+    assert!(!out.exists());
+}
+
+#[test]
+fn sweep_refuses_a_folder_that_is_not_a_sweep() {
+    let dir = temp_dir("sweep-user");
+    let user = dir.join("mine");
+    std::fs::create_dir(&user).unwrap();
+    std::fs::write(user.join("sweep.csv"), b"my table").unwrap();
+    let args = [
+        "sweep",
+        "nmf",
+        "--data",
+        "swimmer",
+        "-k",
+        "3",
+        "--max-iter",
+        "2",
+        "--no-svm",
+        "--quiet",
+        "--out",
+    ];
+    let o = partlearn().args(args).arg(&user).output().unwrap();
+    assert_user_error(&o, &["not a partlearn sweep", "--force"]);
+    assert_eq!(std::fs::read(user.join("sweep.csv")).unwrap(), b"my table");
+    let file = dir.join("file.txt");
+    std::fs::write(&file, b"x").unwrap();
+    let o = partlearn().args(args).arg(&file).output().unwrap();
+    assert_user_error(&o, &["not a folder"]);
+}

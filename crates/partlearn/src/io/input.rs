@@ -53,28 +53,7 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>> {
 }
 
 fn not_regular(path: &Path, meta: &std::fs::Metadata) -> Error {
-    let what = if meta.is_dir() {
-        "a folder"
-    } else {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::FileTypeExt;
-            let t = meta.file_type();
-            if t.is_fifo() {
-                "a FIFO (named pipe)"
-            } else if t.is_char_device() || t.is_block_device() {
-                "a device"
-            } else if t.is_socket() {
-                "a socket"
-            } else {
-                "not a regular file"
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            "not a regular file"
-        }
-    };
+    let what = crate::io::atomic::kind_of(meta);
     Error::format(
         path,
         format!("is {what}, not a regular file; partlearn reads only regular files: give a file"),

@@ -14,7 +14,7 @@ pub mod record;
 pub mod run;
 pub mod tensors;
 
-pub use atomic::{write_atomic, write_atomic_with};
+pub use atomic::{check_output_file, write_atomic, write_atomic_with};
 pub use input::{open_regular, read_regular};
 pub use record::{DataSpec, FitSummary, MethodPart, RunRecord};
 pub use run::{open_existing, read_json, to_json_lines, to_json_pretty, RunDir};

@@ -4,7 +4,8 @@
 //! by [`RunDir::commit`], so the target folder never holds a half-written run: it holds the
 //! complete old run, or the complete new one (or, for the instant between two renames when
 //! replacing with `force`, nothing). Dropping an uncommitted [`RunDir`] (e.g. on an error)
-//! removes the stage.
+//! removes the stage; the stages (and set-aside old runs) of killed processes are removed by the
+//! next [`RunDir::create`] for the same target.
 //!
 //! `force` only ever replaces a run folder (one holding a `run.json` that partlearn wrote, see
 //! [`RunRecord::read`](crate::io::record::RunRecord::read), or only files a run writes): a user's
@@ -18,7 +19,9 @@ use std::path::{Component, Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::io::atomic::{parent_dir, sibling, sync_dir, unique_suffix, write_atomic, write_atomic_with};
+use crate::io::atomic::{
+    clean_stale, parent_dir, sibling, sync_dir, unique_suffix, write_atomic, write_atomic_with,
+};
 pub use crate::io::json::{read_json, to_json_lines, to_json_pretty};
 use crate::io::record::read_partlearn_value;
 
@@ -156,6 +159,8 @@ impl RunDir {
         }
         let parent = parent_dir(out);
         fs::create_dir_all(&parent).map_err(|e| cannot_create(out, e))?;
+        // Stages and set-aside old runs of killed processes writing to the same place.
+        clean_stale(out, &["partial", "old"]);
         let stage = sibling(out, &format!("partial-{}", unique_suffix()))?;
         remove_any(&stage).map_err(|e| cannot_create(out, e))?;
         fs::create_dir(&stage).map_err(|e| cannot_create(out, e))?;
@@ -679,5 +684,35 @@ mod tests {
         );
         let msg = open_existing(&dir.path().join("nope")).unwrap_err().to_string();
         assert!(msg.contains("no such run folder"), "{msg}");
+    }
+
+    #[test]
+    fn stale_stages_of_dead_processes_are_cleaned_on_the_next_write() {
+        let dir = test_dir("run-stale");
+        let target = dir.path().join("run");
+        // Beyond Linux's largest pid (2^22): that process is gone. Pid 1 started at boot,
+        // before its stage: it may be writing, so its stage stays.
+        let dead = dir.path().join(".run.partial-4194399-7");
+        let dead_old = dir.path().join(".run.old-4194399-8");
+        let alive = dir.path().join(".run.partial-1-0");
+        let other = dir.path().join(".other.partial-4194399-7");
+        for d in [&dead, &dead_old, &alive, &other] {
+            fs::create_dir(d).unwrap();
+            fs::write(d.join(MODEL_FILE), b"half").unwrap();
+        }
+        let tmp = dir.path().join(".notes.txt.tmp-4194399-2");
+        fs::write(&tmp, b"half").unwrap();
+        let run = RunDir::create(&target, false).unwrap();
+        run.write(MODEL_FILE, b"m").unwrap();
+        run.commit().unwrap();
+        let proc_known = Path::new("/proc/stat").is_file();
+        assert_eq!(dead.exists(), !proc_known);
+        assert_eq!(dead_old.exists(), !proc_known);
+        assert!(
+            alive.exists() && other.exists(),
+            "only this target's stages of dead processes go"
+        );
+        write_atomic(&dir.path().join("notes.txt"), b"n").unwrap();
+        assert_eq!(tmp.exists(), !proc_known);
     }
 }
