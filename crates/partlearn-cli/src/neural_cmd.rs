@@ -57,7 +57,7 @@ pub struct NeuralArgs {
     /// Starting layers: random (U[0,1), the reference) or hnmf (a hierarchical NMF by HALS, 200 iterations per layer).
     #[arg(long, value_enum, default_value = "random")]
     pub init: StartLayers,
-    /// Time budget in seconds (the fit stops after the epoch that exceeds it).
+    /// Time budget in seconds of all the restarts together (the fit stops after the epoch that exceeds it).
     #[arg(long)]
     pub max_seconds: Option<f64>,
     /// Every 10 epochs, stop when the error sqrt(2·cost) fell by less than tol × its initial value (0, the default, disables: the reference trains for a fixed number of epochs).

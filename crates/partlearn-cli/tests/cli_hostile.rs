@@ -252,3 +252,86 @@ fn sweep_refuses_a_folder_that_is_not_a_sweep() {
     let o = partlearn().args(args).arg(&file).output().unwrap();
     assert_user_error(&o, &["not a folder"]);
 }
+
+/// Sends `signal` (e.g. "-TERM") to the process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn sigterm_and_sighup_stop_and_save_like_ctrl_c() {
+    let dir = temp_dir("sigterm");
+    for sig in ["-TERM", "-HUP"] {
+        let out = dir.join(format!("run{sig}"));
+        let mut child = fit_swimmer(&out)
+            .args(["-k", "10", "--max-iter", "100000000", "--tol", "0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        signal(child.id(), sig);
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(130), "{sig}: {}", stderr(&o));
+        assert_eq!(
+            read_json(&out.join("run.json"))["stop_reason"],
+            "interrupted",
+            "{sig}"
+        );
+    }
+}
+
+#[test]
+fn neural_nmf_time_budget_bounds_all_restarts() {
+    let dir = temp_dir("neural-budget");
+    let out = dir.join("run");
+    let t = std::time::Instant::now();
+    let o = fit_quiet(
+        "neural-nmf",
+        "toy-hierarchy",
+        &out,
+        &[
+            "--epochs",
+            "100000000",
+            "--restarts",
+            "1000000000",
+            "--max-seconds",
+            "1",
+        ],
+    );
+    assert_ok(&o);
+    assert!(t.elapsed().as_secs_f64() < 20.0, "{:?}", t.elapsed());
+    assert_eq!(read_json(&out.join("run.json"))["stop_reason"], "time-limit");
+}
+
+#[test]
+fn fifos_and_devices_are_never_read() {
+    let dir = temp_dir("fifo-input");
+    let fifo = dir.join("data.npy");
+    mkfifo(&fifo);
+    // Spawned and waited for with a deadline: reading a FIFO used to block forever.
+    let mut child = partlearn()
+        .args(["data", "info", s(&fifo)])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed().as_secs() > 20 {
+            let _ = child.kill();
+            panic!("reading a FIFO as --data blocked");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_user_error(&child.wait_with_output().unwrap(), &["FIFO", "regular file"]);
+    // A figure of a run that is a link to /dev/zero.
+    let run_dir = swimmer_run(&dir);
+    let atoms = run_dir.join("figures/atoms.png");
+    std::fs::remove_file(&atoms).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &atoms).unwrap();
+    let o = run(&["report", s(&run_dir), "--out", s(&dir.join("r.html"))]);
+    assert_user_error(&o, &["atoms.png", "a device"]);
+}
