@@ -267,7 +267,7 @@ fn sigterm_and_sighup_stop_and_save_like_ctrl_c() {
     let dir = temp_dir("sigterm");
     for sig in ["-TERM", "-HUP"] {
         let out = dir.join(format!("run{sig}"));
-        let mut child = fit_swimmer(&out)
+        let child = fit_swimmer(&out)
             .args(["-k", "10", "--max-iter", "100000000", "--tol", "0"])
             .stderr(Stdio::piped())
             .spawn()
@@ -334,4 +334,79 @@ fn fifos_and_devices_are_never_read() {
     std::os::unix::fs::symlink("/dev/zero", &atoms).unwrap();
     let o = run(&["report", s(&run_dir), "--out", s(&dir.join("r.html"))]);
     assert_user_error(&o, &["atoms.png", "a device"]);
+}
+
+#[test]
+fn transform_checks_the_run_record_and_the_atoms() {
+    use partlearn::io::{read_safetensors, write_safetensors, TensorData};
+    let dir = temp_dir("record-model");
+    let (r5, r7) = (dir.join("r5"), dir.join("r7"));
+    assert_ok(&fit_nmf(&r5, "5", &[]));
+    assert_ok(&fit_nmf(&r7, "7", &[]));
+    let codes = dir.join("codes.npy");
+    // A model of 7 atoms under a run.json of k = 5.
+    std::fs::copy(r7.join("model.safetensors"), r5.join("model.safetensors")).unwrap();
+    assert_user_error(&transform(&r5, "swimmer", &codes), &["records k = 5", "7 atoms"]);
+    // A run.json that is not partlearn's.
+    std::fs::write(r7.join("run.json"), b"{\"a\": 1}").unwrap();
+    assert_user_error(&transform(&r7, "swimmer", &codes), &["run.json"]);
+    // Atoms of 1e30 (all-zero codes before): refused.
+    let lone = dir.join("lone.safetensors");
+    let (mut tensors, meta) = read_safetensors(&r5.join("model.safetensors")).unwrap();
+    for t in &mut tensors {
+        if t.name == "atoms" {
+            match &mut t.data {
+                TensorData::F32(v) => v.iter_mut().for_each(|x| *x = *x * 1e30 + 1e30),
+                TensorData::F64(v) => v.iter_mut().for_each(|x| *x = *x * 1e30 + 1e30),
+            }
+        }
+    }
+    write_safetensors(&lone, &tensors, &meta).unwrap();
+    assert_user_error(&transform(&lone, "swimmer", &codes), &["atoms reach", "refit"]);
+    assert!(!codes.exists());
+}
+
+#[test]
+fn ae_resume_refuses_other_data_and_forged_checkpoints() {
+    use partlearn::io::{read_safetensors, write_safetensors};
+    let dir = temp_dir("ae-resume-data");
+    let r = dir.join("run");
+    assert_ok(&ae_fit("ae", &r, &["--epochs", "1"]));
+    let before = std::fs::read(r.join("run.json")).unwrap();
+    let o = ae_resume("ae", &r, &["--epochs", "2", "--first", "100"]);
+    assert_user_error(&o, &["other data", "--first", "now Some(100)"]);
+    assert_eq!(std::fs::read(r.join("run.json")).unwrap(), before);
+    // A checkpoint whose batch index is forged (10^9): refused, not an epoch of loss 0.
+    let ck = r.join("checkpoint.safetensors");
+    let (tensors, mut meta) = read_safetensors(&ck).unwrap();
+    let key = "partlearn.checkpoint";
+    let mut desc: serde_json::Value = serde_json::from_str(&meta[key]).unwrap();
+    desc["batch"] = serde_json::json!(1_000_000_000u64);
+    meta.insert(key.into(), desc.to_string());
+    write_safetensors(&ck, &tensors, &meta).unwrap();
+    let o = ae_resume("ae", &r, &["--epochs", "2"]);
+    assert_user_error(&o, &["batch 1000000000", "damaged"]);
+    assert_eq!(std::fs::read(r.join("run.json")).unwrap(), before);
+}
+
+#[test]
+fn ssnmf_labeled_count_must_be_whole() {
+    let dir = temp_dir("ssnmf-labeled");
+    let out = dir.join("run");
+    assert_refused(
+        &[
+            "fit",
+            "ssnmf",
+            "--data",
+            "toy-hierarchy",
+            "-k",
+            "4",
+            "--labeled",
+            "1.5",
+            "--out",
+            s(&out),
+        ],
+        &["--labeled 1.5", "fraction in (0, 1)"],
+        &out,
+    );
 }
