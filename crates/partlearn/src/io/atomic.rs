@@ -244,7 +244,11 @@ where
         .write(true)
         .create_new(true)
         .open(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
+        // Named as the user's path: the hidden temp file means nothing to them.
+        .map_err(|e| {
+            let reason = format!("cannot write here: {e}; choose a writable path");
+            Error::io(path, io::Error::new(e.kind(), reason))
+        })?;
     let mut guard = TempGuard {
         path: tmp,
         armed: true,
@@ -320,5 +324,18 @@ mod tests {
     #[test]
     fn rejects_pathless_target() {
         assert!(write_atomic(Path::new("/"), b"x").is_err());
+    }
+
+    #[test]
+    fn an_unwritable_target_is_named_as_given() {
+        // /proc refuses new files even to root.
+        let target = Path::new("/proc/partlearn-test-codes.npy");
+        if Path::new("/proc/self").exists() {
+            let e = write_atomic(target, b"x").unwrap_err().to_string();
+            assert!(
+                e.starts_with("/proc/partlearn-test-codes.npy: cannot write here") && !e.contains(".tmp-"),
+                "{e}"
+            );
+        }
     }
 }

@@ -113,6 +113,23 @@ fn check_replaceable(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The error of a rename at `target` in [`RunDir::commit`]: when the target appeared, vanished
+/// or filled meanwhile, another process is writing the same run folder, and the error says so.
+fn raced(target: &Path, e: io::Error) -> Error {
+    let raced = matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::AlreadyExists | io::ErrorKind::DirectoryNotEmpty
+    );
+    if raced {
+        let reason = format!(
+            "{e}: another process wrote or moved this run folder at the same time; give each fit its own `out`"
+        );
+        Error::io(target, io::Error::new(e.kind(), reason))
+    } else {
+        Error::io(target, e)
+    }
+}
+
 /// Removes a file, symlink or folder tree; a missing path is fine.
 fn remove_any(path: &Path) -> io::Result<()> {
     let result = match fs::symlink_metadata(path) {
@@ -233,7 +250,7 @@ impl RunDir {
             // Checked again: something else may have appeared there while the run was computed.
             check_replaceable(&target)?;
             let aside = sibling(&target, &format!("old-{}", unique_suffix()))?;
-            fs::rename(&target, &aside).map_err(|e| Error::io(&target, e))?;
+            fs::rename(&target, &aside).map_err(|e| raced(&target, e))?;
             old = Some(aside);
         } else if target.is_dir() {
             // An empty folder: replace it (rename over a directory is not portable).
@@ -248,7 +265,7 @@ impl RunDir {
             if let Some(aside) = &old {
                 let _ = fs::rename(aside, &target);
             }
-            return Err(Error::io(&target, e));
+            return Err(raced(&target, e));
         }
         self.committed = true;
         if let Some(aside) = old {
