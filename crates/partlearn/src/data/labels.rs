@@ -198,7 +198,7 @@ pub fn semi_supervised_mask(classes: &[u32], labeled: f64, data_name: &str, seed
     } as usize;
     // A count is a whole number: 1.5 is neither a count nor a fraction (it was taken as 1).
     let whole = labeled < 1.0 || labeled.fract() == 0.0;
-    if !(labeled > 0.0 && labeled.is_finite()) || !whole || count == 0 || count > n {
+    if !(labeled > 0.0 && labeled.is_finite() && whole) || count == 0 || count > n {
         return Err(Error::invalid(
             "labeled",
             labeled,

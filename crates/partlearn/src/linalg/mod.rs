@@ -109,8 +109,7 @@ pub(crate) fn try_mat_from_fn<T>(
     let mut m = Mat::<T>::new();
     m.try_reserve(rows, cols)
         .map_err(|e| out_of_memory(what, rows.saturating_mul(cols), format!("{e:?}")))?;
-    let mut f = f;
-    m.resize_with(rows, cols, |i, j| f(i, j));
+    m.resize_with(rows, cols, f);
     Ok(m)
 }
 
