@@ -229,9 +229,15 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
         }
     };
     state.check_data(&data)?;
+    if let Some(dir) = &a.resume {
+        check_same_data(dir, &a.data, &data)?;
+    }
     // A resumed run replaces its own folder; a new one needs a free folder or --force.
     let replacing = resumed_from.is_none() && out.exists();
-    let run_dir = RunDir::create(&out, a.run.force || resumed_from.is_some())?;
+    let run_dir = match resumed_from {
+        Some(_) => RunDir::create(&out, true)?,
+        None => a.data.run_dir(&out, a.run.force, &[])?,
+    };
     // Where the checkpoint lives during training. A new run keeps it in its own folder, created
     // now, so that a run killed mid-way can be resumed from there; a resumed run updates its own.
     // A run replacing an existing one (--force) keeps it in the stage until the commit: the old
@@ -247,6 +253,39 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
     progress.finish();
     let outcome = result?;
     finish(a, arch, &data, state, outcome, run_dir, &checkpoint, resumed_from)
+}
+
+/// Errors when the run in `dir` (its run.json, when a fit finished or was interrupted there) was
+/// trained on other data than `data`, loaded from `args`: resuming would continue on data the
+/// run never saw and rewrite its record. The difference is named.
+fn check_same_data<T: Real>(dir: &Path, args: &DataArgs, data: &Dataset<T>) -> Result<()> {
+    if !dir.join(io::run::RUN_FILE).is_file() {
+        return Ok(());
+    }
+    let was = RunRecord::read(dir)?.data;
+    let now = args.record(data);
+    let differences: Vec<String> = [
+        ("--data", format!("{:?}", was.spec), format!("{:?}", now.spec)),
+        ("--first", format!("{:?}", was.first), format!("{:?}", now.first)),
+        (
+            "--subset",
+            format!("{:?}", was.subset),
+            format!("{:?}", now.subset),
+        ),
+        ("samples", was.n_samples.to_string(), now.n_samples.to_string()),
+    ]
+    .into_iter()
+    .filter(|(_, w, n)| w != n)
+    .map(|(what, w, n)| format!("{what} {} (now {})", w.replace('"', ""), n.replace('"', "")))
+    .collect();
+    if !differences.is_empty() {
+        anyhow::bail!(
+            "{} was trained on other data: {}; resume with the run's data (its run.json), or start a new run",
+            dir.display(),
+            differences.join(", ")
+        );
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -323,9 +362,9 @@ fn finish<T: Real>(
             "seconds": outcome.seconds,
             "warnings": outcome.warnings,
         });
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !a.run.quiet {
-        println!(
+        outln!(
             "{} k={} on {} ({} × {}): {} epochs{} ({}), loss {:.6}, train MSE {:.5}{}, {:.1} s",
             arch.kind(),
             model.spec.k,
@@ -343,10 +382,10 @@ fn finish<T: Real>(
                 .map_or(String::new(), |v| format!(", validation MSE {v:.5}")),
             outcome.seconds
         );
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     if outcome.stop_reason == StopReason::Interrupted {
-        eprintln!(
+        errln!(
             "interrupted: saved to {}; continue with `partlearn fit {} --data {} --resume {}`",
             path.display(),
             arch.kind(),

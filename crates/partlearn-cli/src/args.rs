@@ -81,6 +81,39 @@ impl DataArgs {
     }
 }
 
+impl DataArgs {
+    /// The run folder `out` of a fit, staged ([`partlearn::io::RunDir::create`]), after checking
+    /// that no input file of the command — `--data`, `--labels`, and the `extra` flags with their
+    /// paths (e.g. `--init-atoms`) — lies inside an existing `out`: replacing the folder
+    /// (`--force`) would delete it.
+    pub fn run_dir(
+        &self,
+        out: &std::path::Path,
+        force: bool,
+        extra: &[(&str, Option<&std::path::Path>)],
+    ) -> anyhow::Result<partlearn::io::RunDir> {
+        if force && out.is_dir() {
+            let resolve = partlearn::io::run::resolve_path;
+            let folder = resolve(out);
+            let spec = std::path::Path::new(&self.spec);
+            let inputs = [
+                ("--data", spec.is_file().then_some(spec)),
+                ("--labels", self.labels.as_deref()),
+            ];
+            for (flag, input) in inputs.iter().chain(extra) {
+                if let Some(input) = input.filter(|p| resolve(p).starts_with(&folder)) {
+                    anyhow::bail!(
+                        "{flag} {} lies inside the run folder --out {} that --force would replace (deleting it): move the file out of the run folder first, or choose another --out",
+                        input.display(),
+                        out.display()
+                    );
+                }
+            }
+        }
+        Ok(partlearn::io::RunDir::create(out, force)?)
+    }
+}
+
 /// Float type of the computation.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
@@ -377,6 +410,21 @@ pub struct TestArgs {
     /// Labels of --test-data (a .npy of one class per sample), for test data that carry none.
     #[arg(long, value_name = "FILE", requires = "test_data")]
     pub test_labels: Option<PathBuf>,
+}
+
+impl TestArgs {
+    /// The input files of these flags, for [`DataArgs::run_dir`].
+    pub fn inputs(&self) -> [(&'static str, Option<&std::path::Path>); 2] {
+        let data = self
+            .test_data
+            .as_deref()
+            .map(std::path::Path::new)
+            .filter(|p| p.is_file());
+        [
+            ("--test-data", data),
+            ("--test-labels", self.test_labels.as_deref()),
+        ]
+    }
 }
 
 /// `--test-data` loaded and checked before any fitting: its samples and their labels.

@@ -71,26 +71,31 @@ fn run_nnls(a: BenchNnlsArgs) -> Result<()> {
     };
     let r = partlearn::bench::bench_nnls(&data, &o)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        outln!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{}: {} × {}, k = {}, {} threads; one ANLS codes update after {} iterations and one atoms update",
-        r.data, r.n_samples, r.n_features, r.k, r.threads, r.warmup_iters
+        r.data,
+        r.n_samples,
+        r.n_features,
+        r.k,
+        r.threads,
+        r.warmup_iters
     );
     for st in &r.steps {
         let systems = match st.systems {
             Systems::Data => "f32 systems",
             Systems::F64 => "f64 systems",
         };
-        println!("CD prediction ({} sweeps)   {:>8.4} s", st.sweeps, st.cd_seconds);
-        println!(
+        outln!("CD prediction ({} sweeps)   {:>8.4} s", st.sweeps, st.cd_seconds);
+        outln!(
             "BPP (exact, {systems})   {:>8.4} s   {:.3} factorizations and {:.3} bordered updates per column, {} rounds, {} columns widened, mean |F| {:.1}",
             st.bpp_seconds, st.solves_per_column, st.updates_per_column, st.rounds, st.widened, st.mean_passive
         );
-        println!("step (CD + BPP)            {:>8.4} s", st.step_seconds);
+        outln!("step (CD + BPP)            {:>8.4} s", st.step_seconds);
     }
-    println!("products WᵀX, WᵀW          {:>8.4} s", r.gemm_seconds);
+    outln!("products WᵀX, WᵀW          {:>8.4} s", r.gemm_seconds);
     Ok(())
 }
 
@@ -133,19 +138,29 @@ fn run_ae(a: BenchAeArgs) -> Result<()> {
     };
     let r = partlearn::bench::bench_ae(&data, &o)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        outln!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{} AE on {} ({} samples), k = {}, batch {}, {} threads, {}, {} parameters",
-        r.architecture, r.data, r.n_samples, r.k, r.batch_size, r.threads, r.dtype, r.n_params
+        r.architecture,
+        r.data,
+        r.n_samples,
+        r.k,
+        r.batch_size,
+        r.threads,
+        r.dtype,
+        r.n_params
     );
-    println!(
+    outln!(
         "{:<34} {:<24} {:>9} {:>9}",
-        "product (one batch)", "shape", "ms", "GFLOP/s"
+        "product (one batch)",
+        "shape",
+        "ms",
+        "GFLOP/s"
     );
     for g in &r.gemms {
-        println!(
+        outln!(
             "{:<34} {:<24} {:>9.3} {:>9.1}",
             g.name,
             g.shape,
@@ -153,9 +168,13 @@ fn run_ae(a: BenchAeArgs) -> Result<()> {
             g.gflops()
         );
     }
-    println!(
+    outln!(
         "{:.3} s/epoch ({} batches timed of {} per epoch); GEMM bound {:.3} s/epoch; ratio {:.2}",
-        r.seconds_per_epoch, r.batches_timed, r.batches_per_epoch, r.gemm_bound, r.ratio
+        r.seconds_per_epoch,
+        r.batches_timed,
+        r.batches_per_epoch,
+        r.gemm_bound,
+        r.ratio
     );
     Ok(())
 }
@@ -247,16 +266,21 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     };
     let r = bench_nmf(&data, &opts)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        outln!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{}: {} × {}, k = {}, {} threads, {}",
-        r.data, r.n_samples, r.n_features, r.k, r.threads, r.dtype
+        r.data,
+        r.n_samples,
+        r.n_features,
+        r.k,
+        r.threads,
+        r.dtype
     );
-    println!("{:<10} {:<26} {:>10} {:>9}", "product", "shape", "ms", "GFLOP/s");
+    outln!("{:<10} {:<26} {:>10} {:>9}", "product", "shape", "ms", "GFLOP/s");
     for g in &r.gemms {
-        println!(
+        outln!(
             "{:<10} {:<26} {:>10.2} {:>9.1}",
             g.name,
             g.shape,
@@ -264,10 +288,18 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             g.gflops()
         );
     }
-    println!();
-    println!(
+    outln!("");
+    outln!(
         "{:<6} {:>6} {:>9} {:>10} {:>10} {:>7} {:>10} {:>7} {:>8}  time to rel. error",
-        "solver", "iters", "init s", "s/iter", "GEMM s", "ratio", "flop s", "ratio", "rel.err"
+        "solver",
+        "iters",
+        "init s",
+        "s/iter",
+        "GEMM s",
+        "ratio",
+        "flop s",
+        "ratio",
+        "rel.err"
     );
     for s in &r.solvers {
         let tt: Vec<String> = s
@@ -278,7 +310,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                 _ => format!("{}: not reached", t.rel_error),
             })
             .collect();
-        println!(
+        outln!(
             "{:<6} {:>6} {:>9.3} {:>10.4} {:>10.4} {:>7.2} {:>10.4} {:>7.2} {:>8.5}  {}",
             s.solver,
             s.iterations,
@@ -301,7 +333,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                 }
                 _ => String::new(),
             };
-            println!(
+            outln!(
                 "{}: paired GEMM bound {b:.4} s (timed between the iterations), ratio {ratio:.2}{spans}",
                 s.solver
             );
@@ -337,7 +369,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     for s in &r.solvers {
         let drift = s.base_bound_after / s.base_bound - 1.0;
         if drift.abs() > 0.1 {
-            println!(
+            outln!(
                 "note: the four products took {:.4} s right after the {} run against {:.4} s before it ({:+.0} %): the machine's speed changed during the run; rerun for a reliable ratio",
                 s.base_bound_after,
                 s.solver,

@@ -83,31 +83,31 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                     "label_counts": counts, "extra_label_sets": d.extra_labels.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
                     "valid_for_nmf": valid.is_ok(), "problem": valid.as_ref().err().map(|e| e.to_string()),
                 });
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                outln!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                println!(
+                outln!(
                     "{}: {} samples × {} features, f32",
                     d.name,
                     d.n_samples(),
                     d.n_features()
                 );
                 if let Some((h, w)) = d.image_shape {
-                    println!("images: {h} × {w}");
+                    outln!("images: {h} × {w}");
                 }
-                println!("values: min {lo}, max {hi}, mean {mean:.6}");
+                outln!("values: min {lo}, max {hi}, mean {mean:.6}");
                 if counts.is_empty() {
-                    println!("labels: none");
+                    outln!("labels: none");
                 } else {
                     let s: Vec<String> = counts.iter().map(|(c, n)| format!("{c}: {n}")).collect();
-                    println!("labels ({} classes): {}", counts.len(), s.join(", "));
+                    outln!("labels ({} classes): {}", counts.len(), s.join(", "));
                 }
                 for (name, l) in &d.extra_labels {
                     let classes: std::collections::BTreeSet<_> = l.iter().collect();
-                    println!("label set {name}: {} classes", classes.len());
+                    outln!("label set {name}: {} classes", classes.len());
                 }
                 match &valid {
-                    Ok(()) => println!("valid for NMF: yes"),
-                    Err(e) => println!("valid for NMF: no ({e})"),
+                    Ok(()) => outln!("valid for NMF: yes"),
+                    Err(e) => outln!("valid for NMF: no ({e})"),
                 }
             }
             Ok(())
@@ -161,10 +161,12 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                     out.with_file_name(format!("{stem}-labels.npy"))
                 })
             });
+            // The default --labels-out may land on an input too (e.g. --labels X-labels.npy).
+            if let Some(p) = &labels_path {
+                args.check_not_input(p, "--labels-out")?;
+            }
             for p in std::iter::once(&out).chain(labels_path.as_ref()) {
-                if p.exists() && !force {
-                    return Err(partlearn::Error::AlreadyExists { path: p.clone() }.into());
-                }
+                partlearn::io::check_output_file(p, force, b"\x93NUMPY", ".npy file")?;
             }
             let flat: Vec<f32> = (0..d.n_samples())
                 .flat_map(|i| d.sample(i).iter().copied())
@@ -174,11 +176,11 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 None => vec![d.n_samples(), d.n_features()],
             };
             partlearn::io::write_atomic(&out, &npy_bytes(&shape, NpyDataRef::F32(&flat)))?;
-            println!("wrote {} ({:?}, float32)", out.display(), shape);
+            outln!("wrote {} ({:?}, float32)", out.display(), shape);
             if let (Some(p), Some(l)) = (&labels_path, &d.labels) {
                 let l64: Vec<i64> = l.iter().map(|&v| v as i64).collect();
                 partlearn::io::write_atomic(p, &npy_bytes(&[l64.len()], NpyDataRef::I64(&l64)))?;
-                println!("wrote {} ({} labels, int64)", p.display(), l64.len());
+                outln!("wrote {} ({} labels, int64)", p.display(), l64.len());
             }
             Ok(())
         }

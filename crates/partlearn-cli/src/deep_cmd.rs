@@ -103,13 +103,13 @@ fn summary(
 ) -> Result<()> {
     if json {
         let s = serde_json::json!({"run": path, "method": method, "rel_error": rel, "accuracy": acc, "seconds": secs});
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        outln!("{}", serde_json::to_string_pretty(&s)?);
     } else if !quiet {
-        println!(
+        outln!(
             "{method}: rel. error {rel:.5}{}, {secs:.2} s",
             acc.map_or(String::new(), |a| format!(", accuracy {a:.3}"))
         );
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     Ok(())
 }
@@ -207,7 +207,14 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| default_out("ssnmf", &a.data.spec, a.k));
-    let run_dir = RunDir::create(&out, a.run.force)?;
+    let run_dir = a.data.run_dir(
+        &out,
+        a.run.force,
+        &[
+            ("--label-mask", a.label_mask.as_deref()),
+            ("--data-mask", a.data_mask.as_deref()),
+        ],
+    )?;
     let mut progress = FitProgress::new(opts.max_iter, a.run.quiet);
     let fit = fit_ssnmf(
         data.x(),
@@ -315,7 +322,7 @@ fn layers<T: Real>(method: LayerMethod, a: &HnmfArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| default_out(name, &a.data.spec, a.ranks[0]));
-    let run_dir = RunDir::create(&out, a.run.force)?;
+    let run_dir = a.data.run_dir(&out, a.run.force, &a.test.inputs())?;
     let mut progress = FitProgress::new(a.max_iter, a.run.quiet);
     let fit = fit_layers(x, method, &params, labels.as_ref(), &mut progress);
     progress.finish();

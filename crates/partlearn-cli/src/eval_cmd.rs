@@ -109,9 +109,9 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
     partlearn::io::write_atomic(&metrics_path, &partlearn::io::to_json_pretty(&ev.metrics)?)?;
     let m = &ev.metrics;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(m)?);
+        outln!("{}", serde_json::to_string_pretty(m)?);
     } else if !a.quiet {
-        println!(
+        outln!(
             "{} on {} ({} samples): MSE {:.5} (clipped {:.5}), rel. error {:.4}, Hoyer {:.3}{} ",
             m.model_kind,
             m.data,
@@ -127,7 +127,7 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
             }
         );
         if let Some(x) = &m.max_approx {
-            println!(
+            outln!(
                 "max-approximation ({}): {:.4} (clipped {:.4}); against dilated reconstructions {:.4}",
                 x.structuring_element,
                 x.vs_dilated_originals,
@@ -136,7 +136,7 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
             );
         }
         if let Some(s) = &m.svm {
-            println!(
+            outln!(
                 "linear SVM: {:.3} ± {:.3} (C = {:.3}; {} C values, {} + {} splits)",
                 s.mean_accuracy,
                 s.std_accuracy,
@@ -146,7 +146,7 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
                 s.options.eval_splits
             );
         }
-        println!("{:.1} s; wrote {}", m.seconds.total, metrics_path.display());
+        outln!("{:.1} s; wrote {}", m.seconds.total, metrics_path.display());
     }
     Ok(())
 }

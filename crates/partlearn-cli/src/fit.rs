@@ -198,7 +198,7 @@ fn fit_sparse_nmf<T: Real>(a: &SparseNmfArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| default_out("sparse-nmf", &a.data.spec, a.k));
-    let run_dir = RunDir::create(&out, a.run.force)?;
+    let run_dir = a.data.run_dir(&out, a.run.force, &[])?;
     let mut progress = FitProgress::new(opts.max_iter, a.run.quiet);
     let fit = fit_sparse(&data, &opts, &mut progress);
     progress.finish();
@@ -275,7 +275,14 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| default_out("nmf", &a.data.spec, a.k));
-    let run_dir = RunDir::create(&out, a.run.force)?;
+    let run_dir = a.data.run_dir(
+        &out,
+        a.run.force,
+        &[
+            ("--init-atoms", a.init_atoms.as_deref()),
+            ("--init-codes", a.init_codes.as_deref()),
+        ],
+    )?;
     let custom = match &a.init_atoms {
         Some(p) => Some(CustomInit {
             atoms: read_matrix::<T>(p).with_context(|| "reading --init-atoms")?,
@@ -358,9 +365,9 @@ fn finish_run<T: Real, O: Serialize>(
             "seconds": fit.seconds,
             "warnings": fit.warnings,
         });
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !run.quiet {
-        println!(
+        outln!(
             "{method} k={k} on {} ({} × {}): {} iterations ({}), rel. error {:.5}, {:.2} s",
             data.name,
             data.n_samples(),
@@ -370,10 +377,10 @@ fn finish_run<T: Real, O: Serialize>(
             fit.rel_error,
             fit.seconds
         );
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     if fit.stop_reason == StopReason::Interrupted {
-        eprintln!("interrupted: the run so far was saved to {}", path.display());
+        errln!("interrupted: the run so far was saved to {}", path.display());
         return Err(Exit::Interrupted.into());
     }
     Ok(())

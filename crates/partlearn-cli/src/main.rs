@@ -4,6 +4,8 @@
 //! in one place, [`error_line`], which words the library's errors with the running command's
 //! flags ([`args::flag_error`]).
 
+#[macro_use]
+mod output;
 mod ae_cmd;
 mod args;
 mod bench;
@@ -12,7 +14,6 @@ mod deep_cmd;
 mod eval_cmd;
 mod fit;
 mod neural_cmd;
-mod output;
 mod progress;
 mod report_cmd;
 mod select_cmd;
@@ -170,7 +171,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         Err(e) => {
-            eprintln!("error: {}", clap_one_line(&e));
+            errln!("error: {}", clap_one_line(&e));
             return ExitCode::from(2);
         }
     };
@@ -182,8 +183,16 @@ fn main() -> ExitCode {
             if let Some(Exit::Interrupted) = e.downcast_ref::<Exit>() {
                 return ExitCode::from(130);
             }
+            // A reader that closed the pipe (`| head`) wants no more: end quietly, as ripgrep does.
+            let broken_pipe = e.chain().any(|c| {
+                c.downcast_ref::<output::StdoutError>()
+                    .is_some_and(|s| s.0.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                return ExitCode::SUCCESS;
+            }
             // One line: the library's messages already name the problem and the fix.
-            eprintln!("error: {}", error_line(&e, &command_flags(&matches)));
+            errln!("error: {}", error_line(&e, &command_flags(&matches)));
             ExitCode::from(2)
         }
     }

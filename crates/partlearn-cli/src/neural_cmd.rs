@@ -7,7 +7,7 @@ use partlearn::deep::neural::{self, ClassLoss, Cost, NeuralParams};
 use partlearn::deep::DeepModel;
 use partlearn::engine::StopReason;
 use partlearn::io::record::{self, LayersPart};
-use partlearn::io::{self, FitSummary, MethodPart, RunDir, RunRecord};
+use partlearn::io::{self, FitSummary, MethodPart, RunRecord};
 use partlearn::Real;
 
 use crate::args::{accuracies, DataArgs, Dtype, Exit, Flags, RunArgs, SupervisionArgs, TestArgs};
@@ -57,7 +57,7 @@ pub struct NeuralArgs {
     /// Starting layers: random (U[0,1), the reference) or hnmf (a hierarchical NMF by HALS, 200 iterations per layer).
     #[arg(long, value_enum, default_value = "random")]
     pub init: StartLayers,
-    /// Time budget in seconds (the fit stops after the epoch that exceeds it).
+    /// Time budget in seconds of all the restarts together (the fit stops after the epoch that exceeds it).
     #[arg(long)]
     pub max_seconds: Option<f64>,
     /// Every 10 epochs, stop when the error sqrt(2·cost) fell by less than tol × its initial value (0, the default, disables: the reference trains for a fixed number of epochs).
@@ -134,7 +134,7 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| default_out("neural-nmf", &a.data.spec, opts.ranks[0]));
-    let run_dir = RunDir::create(&out, a.run.force)?;
+    let run_dir = a.data.run_dir(&out, a.run.force, &a.test.inputs())?;
     let mut progress = FitProgress::new(opts.epochs, a.run.quiet);
     let start = match a.init {
         StartLayers::Random => None,
@@ -196,9 +196,9 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
             "accuracy_unlabeled": accuracy_unlabeled, "test_accuracy": test_accuracy, "seconds": fit.seconds,
             "warnings": fit.warnings,
         });
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !a.run.quiet {
-        println!(
+        outln!(
             "neural-nmf ranks {:?} on {} ({} × {}): {} epochs ({}), rel. error {:.5}{}, {:.2} s",
             opts.ranks,
             data.name,
@@ -211,10 +211,10 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
                 + &test_accuracy.map_or(String::new(), |v| format!(", test accuracy {v:.3}")),
             fit.seconds
         );
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     if fit.stop_reason == StopReason::Interrupted {
-        eprintln!("interrupted: the run so far was saved to {}", path.display());
+        errln!("interrupted: the run so far was saved to {}", path.display());
         return Err(Exit::Interrupted.into());
     }
     Ok(())
@@ -267,14 +267,14 @@ pub fn reproduce(cmd: ReproduceCommand) -> Result<()> {
     let quiet = a.quiet || a.json;
     let t = partlearn::deep::table::neural_nmf_table(&data, &o, &mut |done, total| {
         if !quiet {
-            eprint!("\r{done}/{total} runs");
+            crate::output::stderr_text(format_args!("\r{done}/{total} runs"));
         }
     })?;
     if !quiet {
-        eprintln!();
+        errln!("");
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&t)?);
+        outln!("{}", serde_json::to_string_pretty(&t)?);
         return Ok(());
     }
     let bounds: Vec<String> = t
@@ -282,7 +282,7 @@ pub fn reproduce(cmd: ReproduceCommand) -> Result<()> {
         .iter()
         .map(|(k, e)| format!("rank {k}: {e:.6}"))
         .collect();
-    println!(
+    outln!(
         "toy-hierarchy (90 × 87, noise seed {}); truncated-SVD bounds {}; {} seed(s), Neural NMF {} epochs, best of {} start(s)",
         a.data_seed,
         bounds.join(", "),
@@ -290,11 +290,15 @@ pub fn reproduce(cmd: ReproduceCommand) -> Result<()> {
         a.epochs,
         a.restarts
     );
-    println!("rel. error ± std / post-hoc accuracy ± std   [slides' Table 1]");
+    outln!("rel. error ± std / post-hoc accuracy ± std   [slides' Table 1]");
     let methods = ["hierarchical NMF", "Deep NMF", "Neural NMF"];
-    println!(
+    outln!(
         "{:<24} {:>2}  {:<38} {:<38} {:<38}",
-        "", "L", methods[0], methods[1], methods[2]
+        "",
+        "L",
+        methods[0],
+        methods[1],
+        methods[2]
     );
     let mut sups: Vec<&str> = t.cells.iter().map(|c| c.supervision).collect();
     sups.dedup();
@@ -320,7 +324,7 @@ pub fn reproduce(cmd: ReproduceCommand) -> Result<()> {
                     ));
                 }
             }
-            println!("{line}");
+            outln!("{line}");
         }
     }
     let nn3: Vec<f64> = t
@@ -330,7 +334,7 @@ pub fn reproduce(cmd: ReproduceCommand) -> Result<()> {
         .map(|c| c.seconds)
         .collect();
     if let Some(s) = nn3.first() {
-        println!("Neural NMF, 3 layers, {} epochs: {:.2} s per run", a.epochs, s);
+        outln!("Neural NMF, 3 layers, {} epochs: {:.2} s per run", a.epochs, s);
     }
     Ok(())
 }

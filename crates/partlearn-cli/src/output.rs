@@ -1,5 +1,60 @@
-//! What every fit command writes besides its own files: the default run folder, 2-d `.npy`
-//! inputs, and the figures of image data. A leaf module: it imports no command module.
+//! What every command writes besides its own files: lines on stdout and stderr (the one place
+//! that prints: [`outln!`] and [`errln!`]), the default run folder, 2-d `.npy` inputs, and the
+//! figures of image data. A leaf module: it imports no command module.
+
+/// `println!` that returns an error instead of panicking when stdout is closed or full: a
+/// broken pipe ends the command quietly, a full disk is a one-line error (see `main`).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::stdout_line(format_args!($($arg)*))?
+    };
+}
+
+/// `eprintln!` that never panics (a closed stderr loses the message, nothing else).
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::output::stderr_line(format_args!($($arg)*))
+    };
+}
+
+/// Writing stdout failed (a closed pipe, a full disk).
+#[derive(Debug)]
+pub struct StdoutError(pub std::io::Error);
+
+impl std::fmt::Display for StdoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot write to stdout: {}; write the output somewhere with space left",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for StdoutError {}
+
+/// One line on stdout, flushed (so that a full disk is seen here, not lost at exit).
+pub fn stdout_line(args: std::fmt::Arguments<'_>) -> std::result::Result<(), StdoutError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+        .map_err(StdoutError)
+}
+
+/// Text on stderr (no newline: a progress count); errors are ignored.
+pub fn stderr_text(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
+/// One line on stderr; errors are ignored (there is nowhere left to report them).
+pub fn stderr_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
+}
 
 use std::path::{Path, PathBuf};
 

@@ -8,18 +8,19 @@ use partlearn::engine::{interrupt, Control, IterRecord, Observer, Warning};
 
 use crate::args::Flags;
 
-/// Installs the process's one Ctrl-C handler: the first press asks every fit to stop after its
-/// current iteration (or mini-batch) and save ([`interrupt::request`]), which also ends a sweep;
-/// a second press exits at once with code 130.
+/// Installs the process's one Ctrl-C handler, also for SIGTERM and SIGHUP (a `kill`, a closed
+/// terminal or SSH session): the first signal asks every fit to stop after its current iteration
+/// (or mini-batch) and save ([`interrupt::request`]), which also ends a sweep; a second one
+/// exits at once with code 130.
 pub fn install_interrupt_handler() {
     // Failing to install the handler only loses graceful Ctrl-C (the default then kills the
     // process, which never leaves a half-written run folder in place).
     let _ = ctrlc::set_handler(|| {
         if interrupt::request() {
-            eprintln!("\ninterrupted again: exiting without saving");
+            errln!("\ninterrupted again: exiting without saving");
             std::process::exit(130);
         }
-        eprintln!(
+        errln!(
             "\ninterrupt: stopping after this iteration and saving what was learned (Ctrl-C again to abort)"
         );
     });
@@ -29,7 +30,7 @@ pub fn install_interrupt_handler() {
 /// [`Flags::epochs`] where `max_iter` is `--epochs`).
 pub fn print_warnings(warnings: &[Warning], flags: &Flags) {
     for w in warnings {
-        eprintln!("warning: {}", w.describe(|p| flags.param(p)));
+        errln!("warning: {}", w.describe(|p| flags.param(p)));
     }
 }
 

@@ -27,9 +27,7 @@ pub struct ReportArgs {
 }
 
 pub fn run(a: ReportArgs) -> Result<()> {
-    if a.out.exists() && !a.force {
-        return Err(partlearn::Error::AlreadyExists { path: a.out.clone() }.into());
-    }
+    partlearn::io::check_output_file(&a.out, a.force, b"<!DOCTYPE html>", "report")?;
     for run in &a.runs {
         partlearn::io::run::check_output_outside_run(run, &a.out)?;
     }
@@ -42,7 +40,7 @@ pub fn run(a: ReportArgs) -> Result<()> {
     let html = render(&runs, &a.title)?;
     partlearn::io::write_atomic(&a.out, html.as_bytes())?;
     if !a.quiet {
-        println!("wrote {} ({} runs)", a.out.display(), runs.len());
+        outln!("wrote {} ({} runs)", a.out.display(), runs.len());
     }
     Ok(())
 }

@@ -75,6 +75,52 @@ pub struct SweepArgs {
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Write the sweep into an existing folder that is not a sweep folder (its sweep.csv,
+    /// sweep.json and figures/ are replaced; its other files are kept).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The hidden file that marks a folder as a sweep's (written when the sweep starts, so that an
+/// interrupted sweep is continued, and a user's folder is never written into by mistake).
+const SWEEP_MARK: &str = ".partlearn-sweep";
+
+/// Makes `--out` the sweep's folder: a new or empty folder, a sweep's folder (its mark, or the
+/// sweep.json of a finished sweep), or any folder with `--force`; a file is refused.
+fn claim_out(a: &SweepArgs) -> Result<()> {
+    let out = &a.out;
+    match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(partlearn::Error::io(out, e).into()),
+        Ok(meta) if !meta.is_dir() && !out.is_dir() => anyhow::bail!(
+            "--out {} exists and is not a folder: give a folder for the sweep (it holds one run folder per point)",
+            out.display()
+        ),
+        Ok(_) => {
+            let empty = std::fs::read_dir(out)
+                .map_err(|e| partlearn::Error::io(out, e))?
+                .next()
+                .is_none();
+            let sweep = out.join(SWEEP_MARK).is_file() || out.join("sweep.json").is_file();
+            if !empty && !sweep && !a.force {
+                anyhow::bail!(
+                    "--out {} is a folder that is not a partlearn sweep (no sweep.json): give a new --out, or pass --force to write the sweep into it",
+                    out.display()
+                );
+            }
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| {
+        partlearn::Error::io(
+            out,
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot create the sweep folder: {e}; choose a writable --out"),
+            ),
+        )
+    })?;
+    partlearn::io::write_atomic(&out.join(SWEEP_MARK), b"partlearn sweep\n")?;
+    Ok(())
 }
 
 /// One grid point: parameters (name, value, flag) in a fixed order.
@@ -138,7 +184,7 @@ fn folder_name(method: &str, p: &Point) -> String {
 
 pub fn run(a: SweepArgs) -> Result<()> {
     let points = grid(&a)?;
-    std::fs::create_dir_all(&a.out).map_err(|e| partlearn::Error::io(&a.out, e))?;
+    claim_out(&a)?;
     let eval_spec = a.eval_data.clone().unwrap_or_else(|| a.data.clone());
     let same_data =
         a.eval_data.is_none() || (a.eval_data.as_deref() == Some(a.data.as_str()) && a.eval_first == a.first);
@@ -151,7 +197,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
         let record = dir.join(POINT_FILE);
         if !metrics_path.is_file() {
             if !a.quiet {
-                eprintln!("[{}/{}] {}", i + 1, points.len(), dir.display());
+                errln!("[{}/{}] {}", i + 1, points.len(), dir.display());
             }
             crate::dispatch(fit).with_context(|| format!("sweep point {}", dir.display()))?;
             crate::dispatch(eval).with_context(|| format!("evaluating {}", dir.display()))?;
@@ -162,7 +208,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
                 dir.display()
             );
         } else if !a.quiet {
-            eprintln!(
+            errln!(
                 "[{}/{}] {} (already evaluated, kept)",
                 i + 1,
                 points.len(),
@@ -303,7 +349,7 @@ fn write_outputs(a: &SweepArgs, grid: &[Point], done: &[SweepPoint]) -> Result<(
         io(a.out.join("figures").join(name), &png)?;
     }
     if !a.quiet {
-        println!(
+        outln!(
             "{} points; wrote {}/sweep.csv, sweep.json and figures/",
             done.len(),
             a.out.display()

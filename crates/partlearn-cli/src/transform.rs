@@ -45,9 +45,7 @@ pub fn run(a: TransformArgs) -> Result<()> {
 
 fn go<T: Real>(a: &TransformArgs) -> Result<()> {
     partlearn::io::run::check_output_outside_run(&a.run, &a.out)?;
-    if a.out.exists() && !a.force {
-        return Err(partlearn::Error::AlreadyExists { path: a.out.clone() }.into());
-    }
+    partlearn::io::check_output_file(&a.out, a.force, b"\x93NUMPY", ".npy file")?;
     a.data.check_not_input(&a.out, "--out")?;
     let loaded = partlearn::protocol::load_model::<T>(&a.run)?;
     let data = a.data.load::<T>()?;
@@ -64,9 +62,9 @@ fn go<T: Real>(a: &TransformArgs) -> Result<()> {
     if a.json {
         let s =
             serde_json::json!({"out": a.out, "n_samples": n, "k": k, "rel_error": rel, "seconds": seconds});
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        outln!("{}", serde_json::to_string_pretty(&s)?);
     } else if !a.quiet {
-        println!(
+        outln!(
             "encoded {n} samples with k={k} in {seconds:.2} s (rel. error {rel:.5}); wrote {}",
             a.out.display()
         );

@@ -106,8 +106,22 @@ fn export_refuses_one_file_for_data_and_labels() {
     assert_eq!(std::fs::read(&v).unwrap(), b"user data");
     assert_eq!(names(&ex), vec!["v.npy"]);
 
-    // Two different files: data and labels both written (over the old file with --force).
+    // Two different files: data and labels both written (over an old .npy file with --force;
+    // the user's file that is not a .npy is refused even then).
     let labels = ex.join("labels.npy");
+    let export = [
+        "data",
+        "export",
+        "toy-hierarchy",
+        "--out",
+        s(&v),
+        "--labels-out",
+        s(&labels),
+        "--force",
+    ];
+    assert_user_error(&run(&export), &["not a .npy file", "--force replaces only"]);
+    assert_eq!(std::fs::read(&v).unwrap(), b"user data");
+    write_npy_f32(&v, 1, 1, &[0.0]);
     assert_ok(&run(&[
         "data",
         "export",

@@ -19,7 +19,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A data entry is negative (non-negative factorizations need `X ≥ 0`).
-    #[error("negative entry {value} at sample {sample}, feature {feature}: NMF and non-negative auto-encoders need data ≥ 0; shift or clip the data (e.g. subtract its minimum)")]
+    #[error("negative entry {} at sample {sample}, feature {feature}: NMF and non-negative auto-encoders need data ≥ 0; shift or clip the data (e.g. subtract its minimum)", crate::real::short_number(*.value))]
     NegativeEntry {
         /// The sample (row of `X`) holding it.
         sample: usize,

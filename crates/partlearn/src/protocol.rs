@@ -182,7 +182,76 @@ pub fn load_model<T: Real>(path: &Path) -> Result<LoadedModel<T>> {
         ));
     };
     let (tensors, meta) = crate::io::read_safetensors(&file)?;
-    model_from_parts(&tensors, &meta, &file)
+    let loaded = model_from_parts::<T>(&tensors, &meta, &file)?;
+    // The run record beside the model must be partlearn's and describe this model.
+    let dir = crate::io::atomic::parent_dir(&file);
+    if dir.join(crate::io::run::RUN_FILE).exists() {
+        let kind = meta.get(crate::nmf::model::KIND_KEY).map_or("", String::as_str);
+        check_record(&dir, kind, loaded.model.atoms().nrows())?;
+    }
+    Ok(loaded)
+}
+
+/// Errors unless the run record of `dir` (its run.json) is partlearn's, names a method that
+/// saves models of `kind`, and (where it records one `k`) records the model's `k` atoms: a
+/// corrupt, edited or foreign run.json, or a model file from another run, is refused.
+fn check_record(dir: &Path, kind: &str, k: usize) -> Result<()> {
+    let record = crate::io::RunRecord::read(dir)?;
+    let file = dir.join(crate::io::run::RUN_FILE);
+    let methods: &[&str] = match kind {
+        "nmf" => &["nmf", "sparse-nmf", "ssnmf"],
+        other => &[other],
+    };
+    if !methods.contains(&record.method.as_str()) {
+        return Err(Error::format(
+            file,
+            format!(
+                "records a {} run but its model.safetensors holds a {kind} model: the run folder mixes two runs; refit",
+                record.method
+            ),
+        ));
+    }
+    let part = serde_json::to_value(&record.part).unwrap_or_default();
+    let recorded = ["options", "architecture"]
+        .iter()
+        .find_map(|p| part.pointer(&format!("/{p}/k")).and_then(|v| v.as_u64()));
+    if let Some(rk) = recorded.filter(|&rk| rk != k as u64) {
+        return Err(Error::format(
+            file,
+            format!("records k = {rk} but its model.safetensors holds {k} atoms: the run folder mixes two runs; refit"),
+        ));
+    }
+    Ok(())
+}
+
+/// Errors when the atoms hold a non-finite value or a scale whose products overflow or
+/// underflow in `T` (the check the data get, [`crate::data::validate_nonnegative`]): such atoms
+/// give all-zero or non-finite codes.
+fn check_atoms<T: Real>(atoms: faer::MatRef<'_, T>, file: &Path) -> Result<()> {
+    let mut top = 0.0f64;
+    for (i, row) in atoms.row_iter().enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            let v = Real::to_f64(*v);
+            if !v.is_finite() {
+                return Err(Error::format(
+                    file,
+                    format!("atom {i} holds {v} at feature {j}: the model file is corrupt; refit"),
+                ));
+            }
+            top = top.max(v.abs());
+        }
+    }
+    let sq = top * top;
+    if sq * atoms.ncols() as f64 > T::MAX_F64 || (top > 0.0 && sq < T::MIN_POSITIVE_F64) {
+        return Err(Error::format(
+            file,
+            format!(
+                "its atoms reach {top:e}, beyond the scale {} computes with: the model file is corrupt or was edited; refit",
+                T::NAME
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A model from the bytes of a model file (what [`load_model`] reads from disk; what the Python
@@ -194,6 +263,16 @@ pub fn model_from_bytes<T: Real>(bytes: &[u8], source: &Path) -> Result<LoadedMo
 
 /// The model the tensors and metadata of a model file describe, chosen by its kind.
 fn model_from_parts<T: Real>(
+    tensors: &[crate::io::Tensor],
+    meta: &std::collections::BTreeMap<String, String>,
+    file: &Path,
+) -> Result<LoadedModel<T>> {
+    let loaded = model_of_kind::<T>(tensors, meta, file)?;
+    check_atoms(loaded.model.atoms(), file)?;
+    Ok(loaded)
+}
+
+fn model_of_kind<T: Real>(
     tensors: &[crate::io::Tensor],
     meta: &std::collections::BTreeMap<String, String>,
     file: &Path,

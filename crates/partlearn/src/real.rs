@@ -66,3 +66,14 @@ impl Real for f64 {
         self
     }
 }
+
+/// `x` for a message: as Rust prints it for ordinary magnitudes, in scientific notation for very
+/// small or very large ones (`-1e-300`, not 303 digits).
+pub fn short_number(x: f64) -> String {
+    let a = x.abs();
+    if a != 0.0 && a.is_finite() && !(1e-4..1e15).contains(&a) {
+        format!("{x:e}")
+    } else {
+        x.to_string()
+    }
+}

@@ -44,7 +44,7 @@ impl ReportRun {
             for entry in entries {
                 let path = entry.map_err(|e| Error::io(&fig_dir, e))?.path();
                 if path.extension().and_then(|e| e.to_str()) == Some("png") {
-                    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                    let bytes = crate::io::read_regular(&path, crate::io::input::SMALL_FILE_CAP)?;
                     let name = path
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())

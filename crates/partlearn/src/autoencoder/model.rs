@@ -139,6 +139,60 @@ impl AeSpec {
     }
 }
 
+impl AeSpec {
+    /// The number of values of every tensor the network holds (encoder and decoder parameters,
+    /// batch-normalization statistics), computed with checked arithmetic: `None` when a size
+    /// overflows (only a forged description does that) or a layer is invalid.
+    pub fn n_values(&self) -> Option<usize> {
+        let mut s = self.input;
+        s.h.checked_mul(s.w)?.checked_mul(s.c)?;
+        let mut total = 0usize;
+        for spec in &self.encoder {
+            total = total.checked_add(spec.n_values(s)?)?;
+            s = spec.out_shape(s).ok()?;
+            s.h.checked_mul(s.w)?.checked_mul(s.c)?;
+        }
+        if s != Shape::vector(self.k) {
+            return None;
+        }
+        let decoder = LayerSpec::Dense {
+            outputs: self.n_features,
+        };
+        total.checked_add(decoder.n_values(s)?)
+    }
+
+    /// Errors unless the description is consistent (input of `n_features` values, sizes that
+    /// do not overflow, an encoder ending in `k` units) and its tensors hold at most `available`
+    /// values (what the model file holds), so that a forged description never allocates more
+    /// than the file it came from.
+    fn check_against(&self, available: usize, path: &Path) -> Result<()> {
+        let bad = |what: String| {
+            Err(Error::format(
+                path,
+                format!("{what}: the network description is corrupt or forged; re-run the fit"),
+            ))
+        };
+        let input = self
+            .input
+            .h
+            .checked_mul(self.input.w)
+            .and_then(|v| v.checked_mul(self.input.c));
+        if input != Some(self.n_features) {
+            return bad(format!(
+                "its input {}×{}×{} is not its {} features",
+                self.input.h, self.input.w, self.input.c, self.n_features
+            ));
+        }
+        match self.n_values() {
+            None => bad("its layer sizes overflow or do not end in k code units".into()),
+            Some(n) if n > available => bad(format!(
+                "it declares {n} parameter values but the file holds {available}"
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
 /// A (trained or training) auto-encoder.
 #[derive(Clone, Debug)]
 pub struct Autoencoder<T: Real> {
@@ -159,6 +213,13 @@ const ENCODE_CHUNK: usize = 256;
 impl<T: Real> Autoencoder<T> {
     /// A freshly initialized model (Glorot-uniform weights from `rng`, zero biases).
     pub fn new(spec: AeSpec, image_shape: Option<(usize, usize)>, rng: &mut Rng) -> Result<Self> {
+        if spec.n_values().is_none() {
+            return Err(Error::invalid(
+                "k",
+                spec.k,
+                "the network's size overflows, or its encoder does not end in k code units; lower it",
+            ));
+        }
         let encoder = Net::new(spec.input, &spec.encoder, rng)?;
         if encoder.output() != Shape::vector(spec.k) {
             return Err(Error::invalid(
@@ -273,6 +334,11 @@ impl<T: Real> Autoencoder<T> {
                     )
                 })
             })?;
+        let available = tensors
+            .iter()
+            .map(|t| t.data.len())
+            .fold(0usize, usize::saturating_add);
+        spec.check_against(available, path)?;
         let image_shape = crate::nmf::model::image_shape_of(meta);
         let mut model = Autoencoder::<T>::new(spec, image_shape, &mut Rng::new(0))
             .map_err(|e| Error::format(path, e.to_string()))?;
@@ -493,5 +559,37 @@ mod tests {
             .to_string();
         assert!(e.contains("shape"), "{e}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn forged_network_descriptions_are_refused_before_allocating() {
+        let spec = AeSpec::new(Architecture::Asymmetric, 5, 64, Some((8, 8)), Act::Sigmoid).unwrap();
+        let ae = Autoencoder::<f32>::new(spec.clone(), Some((8, 8)), &mut Rng::new(0)).unwrap();
+        assert_eq!(spec.n_values(), Some(ae.n_params() + 2 * 128 + 2 * 1024));
+        let (tensors, meta) = ae.to_tensors().unwrap();
+        let path = Path::new("forged.safetensors");
+        let load = |spec: serde_json::Value| {
+            let mut meta = meta.clone();
+            meta.insert(AE_SPEC_KEY.into(), spec.to_string());
+            Autoencoder::<f32>::from_file_parts(&tensors, &meta, path)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let mut forged = serde_json::to_value(&spec).unwrap();
+        // A dense layer of 10^12 outputs (it aborted in the allocator).
+        forged["encoder"][6] = serde_json::json!({"layer": "dense", "outputs": 1_000_000_000_000u64});
+        let e = load(forged);
+        assert!(e.contains("forged") && e.contains("declares"), "{e}");
+        // An input of 2^21 × 2^21 × 2^21 (capacity overflow).
+        let mut forged = serde_json::to_value(&spec).unwrap();
+        forged["input"] = serde_json::json!({"h": 1u64 << 21, "w": 1u64 << 21, "c": 1u64 << 21});
+        let e = load(forged);
+        assert!(e.contains("forged") && e.contains("input"), "{e}");
+        let mut forged = serde_json::to_value(&spec).unwrap();
+        forged["n_features"] = serde_json::json!(1u64 << 62);
+        forged["input"] = serde_json::json!({"h": 1u64 << 31, "w": 1u64 << 31, "c": 1});
+        let e = load(forged);
+        assert!(e.contains("forged") && e.contains("overflow"), "{e}");
     }
 }

@@ -44,7 +44,7 @@ impl Delim {
 
 /// Loads a numeric CSV file as an `n_rows × n_columns` data set (rows are samples).
 pub fn load_csv<T: Real>(path: &Path) -> Result<Dataset<T>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::io::read_regular(path, u64::MAX)?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| Error::format(path, format!("not UTF-8 text ({e}); save the CSV file as UTF-8")))?;
     parse_csv(text, path)
@@ -52,6 +52,14 @@ pub fn load_csv<T: Real>(path: &Path) -> Result<Dataset<T>> {
 
 /// Parses CSV text (`path` only names the source in errors).
 pub fn parse_csv<T: Real>(text: &str, path: &Path) -> Result<Dataset<T>> {
+    // Line ends: `\n`, `\r\n`, or a lone `\r` (classic Mac; it used to land, raw, in messages).
+    let normalized;
+    let text = if text.contains('\r') {
+        normalized = text.replace("\r\n", "\n").replace('\r', "\n");
+        normalized.as_str()
+    } else {
+        text
+    };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text
         .lines()
@@ -176,5 +184,13 @@ mod tests {
             load_csv::<f32>(&dir.path().join("none.csv")),
             Err(Error::Io { .. })
         ));
+    }
+
+    #[test]
+    fn cr_only_line_ends_are_lines() {
+        let d = parse("1,2\r3,4\r").unwrap();
+        assert_eq!((d.n_samples(), d.n_features()), (2, 2));
+        let e = parse("1,2\r3,x\r").unwrap_err().to_string();
+        assert!(!e.contains('\r') && e.contains("x"), "{e:?}");
     }
 }

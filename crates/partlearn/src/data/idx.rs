@@ -2,15 +2,17 @@
 //!
 //! Layout: two zero bytes, a type byte (only `0x08`, unsigned byte, is supported), the number of
 //! dimensions, one big-endian `u32` per dimension, then the data in C order. The declared size is
-//! checked before allocating: against the file length for raw files, and by reading at most one
-//! byte more than declared for gzip files, so a forged header never causes a huge allocation.
+//! checked before allocating: against the memory available (what the caller will hold per
+//! value included) before anything is read or inflated, then against the file length for raw
+//! files, and by reading at most one byte more than declared for gzip files (all members of a
+//! multi-member gzip file, RFC 1952), so a forged header or a decompression bomb never causes a
+//! huge allocation. A caller that needs only the first rows reads ([`read_idx_rows`]) and inflates
+//! only those.
 
-use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use faer::Mat;
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 
 use super::Dataset;
 use crate::error::{Error, Result};
@@ -27,24 +29,46 @@ pub struct IdxArray {
 
 /// Reads an IDX file, gzip-compressed (detected by its magic bytes) or raw.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
+    Ok(read_idx_rows(path, None, 0)?.0)
+}
+
+/// Reads the first `rows` rows (entries of the first dimension) of an IDX file, or all of them
+/// (`None`, or more rows than declared), and the number of rows the file declares. The returned
+/// shape is the declared one with its first dimension cut to the rows read. `extra_bytes` is what the caller will allocate per value
+/// read (e.g. 4 for an `f32` copy): the declared size is checked against the memory available
+/// before anything is read. With fewer rows than declared, only those rows are inflated; a raw
+/// file's length is still checked against the whole declared size.
+pub fn read_idx_rows(path: &Path, rows: Option<usize>, extra_bytes: usize) -> Result<(IdxArray, usize)> {
     let io = |e| Error::io(path, e);
-    let mut file = File::open(path).map_err(io)?;
+    let mut file = crate::io::open_regular(path)?;
     let total = file.metadata().map_err(io)?.len();
     let mut magic = [0u8; 2];
     if total >= 2 {
         file.read_exact(&mut magic).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
     }
+    let limit = Limit { rows, extra_bytes };
     if magic == [0x1f, 0x8b] {
-        read_from(GzDecoder::new(BufReader::new(file)), None, total, path)
+        read_from(MultiGzDecoder::new(BufReader::new(file)), None, limit, path)
     } else {
-        read_from(BufReader::new(file), Some(total), total, path)
+        read_from(BufReader::new(file), Some(total), limit, path)
     }
 }
 
-/// Reads the IDX stream `r`; `raw_len` is the file length for raw files (`None` for gzip, whose
-/// compressed length `file_len` only bounds the initial buffer).
-fn read_from<R: Read>(mut r: R, raw_len: Option<u64>, file_len: u64, path: &Path) -> Result<IdxArray> {
+/// What [`read_from`] reads: at most `rows` rows, for a caller holding `extra_bytes` per value.
+#[derive(Clone, Copy)]
+struct Limit {
+    rows: Option<usize>,
+    extra_bytes: usize,
+}
+
+/// Reads the IDX stream `r`; `raw_len` is the file length for raw files (`None` for gzip).
+fn read_from<R: Read>(
+    mut r: R,
+    raw_len: Option<u64>,
+    limit: Limit,
+    path: &Path,
+) -> Result<(IdxArray, usize)> {
     let gz = raw_len.is_none();
     // Errors while decoding: a gzip stream that ends early is a truncated file.
     let stream_err = |e: std::io::Error, what: &str| -> Error {
@@ -108,7 +132,7 @@ fn read_from<R: Read>(mut r: R, raw_len: Option<u64>, file_len: u64, path: &Path
     let mut dims_bytes = vec![0u8; 4 * ndim];
     r.read_exact(&mut dims_bytes)
         .map_err(|e| stream_err(e, "header"))?;
-    let shape: Vec<usize> = dims_bytes
+    let mut shape: Vec<usize> = dims_bytes
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
@@ -119,8 +143,25 @@ fn read_from<R: Read>(mut r: R, raw_len: Option<u64>, file_len: u64, path: &Path
             format!("the IDX header declares dimensions {shape:?}, more bytes than can be addressed; the file is corrupt, re-download it"),
         ));
     };
+    // The rows to read, and their bytes (`count` when all are read).
+    let rows = limit.rows.map_or(shape[0], |k| k.min(shape[0]));
+    let row_len: u64 = shape[1..].iter().map(|&d| d as u64).product();
+    let wanted = row_len * rows as u64;
+    crate::linalg::check_file_memory(
+        path,
+        format_args!("{rows} rows of the IDX dimensions {shape:?}"),
+        wanted as f64 * (1 + limit.extra_bytes) as f64,
+    )?;
+    let mut data: Vec<u8> = Vec::new();
+    data.try_reserve_exact(wanted as usize + usize::from(wanted == count))
+        .map_err(|e| {
+            Error::format(
+                path,
+                format!("cannot allocate {wanted} bytes ({e}); free memory or read fewer samples"),
+            )
+        })?;
     let header_len = 4 + 4 * ndim as u64;
-    let data = match raw_len {
+    match raw_len {
         Some(total) => {
             let available = total.saturating_sub(header_len);
             if available < count {
@@ -134,21 +175,20 @@ fn read_from<R: Read>(mut r: R, raw_len: Option<u64>, file_len: u64, path: &Path
             if available > count {
                 return Err(trailing(path, Some(available - count), &shape));
             }
-            let mut data = vec![0u8; count as usize];
+            data.resize(wanted as usize, 0);
             r.read_exact(&mut data).map_err(|e| Error::io(path, e))?;
-            data
         }
         None => {
-            // Never trust the declared size for the buffer: bound it by the compressed size.
-            let mut data = Vec::with_capacity(count.min(file_len.saturating_mul(2)) as usize);
-            let res = r.take(count.saturating_add(1)).read_to_end(&mut data);
+            // All declared bytes and one more (to find trailing data), or only the rows wanted.
+            let probe = if wanted == count { 1 } else { 0 };
+            let res = r.take(wanted.saturating_add(probe)).read_to_end(&mut data);
             match res {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
                 Err(e) => return Err(stream_err(e, "data")),
             }
             let got = data.len() as u64;
-            if got < count {
+            if got < wanted {
                 return Err(Error::Truncated {
                     part: "data",
                     path: path.into(),
@@ -156,13 +196,13 @@ fn read_from<R: Read>(mut r: R, raw_len: Option<u64>, file_len: u64, path: &Path
                     actual: got,
                 });
             }
-            if got > count {
+            if got > wanted {
                 return Err(trailing(path, None, &shape));
             }
-            data
         }
-    };
-    Ok(IdxArray { shape, data })
+    }
+    let declared = std::mem::replace(&mut shape[0], rows);
+    Ok((IdxArray { shape, data }, declared))
 }
 
 /// Extra bytes after the declared data (`extra` is `None` when only "some" is known).
@@ -181,7 +221,17 @@ fn trailing(path: &Path, extra: Option<u64>, shape: &[usize]) -> Error {
 /// (`n × features`) is read the same way without an image shape. `labels`, if given, is a 1-d IDX
 /// file with one label per image.
 pub fn load_idx_images<T: Real>(images: &Path, labels: Option<&Path>) -> Result<Dataset<T>> {
-    let img = read_idx(images)?;
+    let (mut d, n) = load_idx_rows::<T>(images, None)?;
+    if let Some(lp) = labels {
+        d.labels = Some(read_idx_labels(lp, n)?);
+    }
+    Ok(d)
+}
+
+/// [`load_idx_images`] of the first `first` images only (all with `None`): only those are
+/// inflated. Also returns the number of images the file declares.
+pub(crate) fn load_idx_rows<T: Real>(images: &Path, first: Option<usize>) -> Result<(Dataset<T>, usize)> {
+    let (img, total) = read_idx_rows(images, first, std::mem::size_of::<T>())?;
     let (n, h, w) = match img.shape[..] {
         [n, h, w] => (n, h, w),
         [n, f] => (n, 1, f),
@@ -201,15 +251,17 @@ pub fn load_idx_images<T: Real>(images: &Path, labels: Option<&Path>) -> Result<
     };
     let f = h * w;
     let scale = 1.0 / 255.0;
-    let xt = Mat::<T>::from_fn(f, n, |i, j| T::from_f64(img.data[j * f + i] as f64 * scale));
+    let xt = crate::linalg::try_mat_from_fn(
+        f,
+        n,
+        |i, j| T::from_f64(img.data[j * f + i] as f64 * scale),
+        "reading IDX images",
+    )?;
     let mut d = Dataset::from_columns(xt, images.display().to_string());
     if img.shape.len() == 3 {
         d.image_shape = Some((h, w));
     }
-    if let Some(lp) = labels {
-        d.labels = Some(read_idx_labels(lp, n)?);
-    }
-    Ok(d)
+    Ok((d, total))
 }
 
 /// Reads a 1-d IDX label file and checks it holds `n` labels.
@@ -342,7 +394,13 @@ mod tests {
             std::fs::write(&p, gz(&forged)).unwrap();
             assert!(read_idx(&p).is_err());
         }
+        // Refused from the header alone (47 TB), before inflating.
         std::fs::write(&p, gz(&idx_bytes(&[60000, 28000, 28000], &[1, 2, 3]))).unwrap();
+        if crate::linalg::available_memory().is_some() {
+            let e = read_idx(&p).unwrap_err().to_string();
+            assert!(e.contains("GB of memory"), "{e}");
+        }
+        std::fs::write(&p, gz(&idx_bytes(&[6, 20, 20], &[1, 2, 3]))).unwrap();
         assert!(matches!(read_idx(&p), Err(Error::Truncated { actual: 3, .. })));
         // Not IDX / unsupported type / too short / corrupt gzip.
         for bad in [
@@ -364,5 +422,40 @@ mod tests {
             read_idx(&dir.path().join("nope")),
             Err(Error::Io { .. })
         ));
+    }
+
+    #[test]
+    fn decompression_bomb_is_refused_before_inflating() {
+        let dir = crate::data::test_dir("idx-bomb");
+        let p = dir.path().join("bomb-images-idx3-ubyte.gz");
+        // A header declaring 2^40 bytes, then 8 MiB of zeros (8 KiB compressed): refused from the
+        // header (memory), not after inflating everything there is.
+        let mut e = GzEncoder::new(Vec::new(), Compression::best());
+        e.write_all(&idx_bytes(&[1 << 30, 32, 32], &[])).unwrap();
+        e.write_all(&vec![0u8; 8 << 20]).unwrap();
+        std::fs::write(&p, e.finish().unwrap()).unwrap();
+        if crate::linalg::available_memory().is_some() {
+            let msg = read_idx(&p).unwrap_err().to_string();
+            assert!(msg.contains("GB of memory") && msg.contains("first"), "{msg}");
+        }
+        // The first rows alone are read (and only they are inflated).
+        let (a, _) = read_idx_rows(&p, Some(3), 4).unwrap();
+        assert_eq!((a.shape, a.data.len()), (vec![3, 32, 32], 3 * 1024));
+        let (d, n) = load_idx_rows::<f32>(&p, Some(2)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((d.n_samples(), n), (2, 1 << 30));
+    }
+
+    #[test]
+    fn multi_member_gzip_is_read_whole() {
+        // `cat a.gz b.gz`: valid gzip (RFC 1952), its content the concatenation.
+        let dir = crate::data::test_dir("idx-multi");
+        let (img, _) = images();
+        let (a, b) = img.split_at(10);
+        let mut bytes = gz(a);
+        bytes.extend(gz(b));
+        let p = dir.path().join("multi.gz");
+        std::fs::write(&p, bytes).unwrap();
+        let arr = read_idx(&p).unwrap();
+        assert_eq!((arr.shape, &arr.data[..]), (vec![3, 2, 4], &img[16..]));
     }
 }

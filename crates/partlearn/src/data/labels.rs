@@ -196,7 +196,9 @@ pub fn semi_supervised_mask(classes: &[u32], labeled: f64, data_name: &str, seed
     } else {
         labeled
     } as usize;
-    if !(labeled > 0.0 && labeled.is_finite()) || count == 0 || count > n {
+    // A count is a whole number: 1.5 is neither a count nor a fraction (it was taken as 1).
+    let whole = labeled < 1.0 || labeled.fract() == 0.0;
+    if !(labeled > 0.0 && labeled.is_finite() && whole) || count == 0 || count > n {
         return Err(Error::invalid(
             "labeled",
             labeled,
@@ -296,5 +298,23 @@ mod tests {
         let d = Dataset::<f64>::from_columns(Mat::zeros(3, 2), "plain");
         let e = label_set(&d, None, 2).unwrap_err().to_string();
         assert!(e.contains("carry none"), "{e}");
+    }
+
+    #[test]
+    fn a_count_of_labeled_samples_is_a_whole_number() {
+        let classes: Vec<u32> = (0..20).map(|i| i % 2).collect();
+        for bad in [1.5, 2.25, 19.9] {
+            let e = semi_supervised_mask(&classes, bad, "x", 0)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("invalid labeled") && e.contains("fraction in (0, 1)"),
+                "{e}"
+            );
+        }
+        let m = semi_supervised_mask(&classes, 2.0, "x", 0).unwrap();
+        assert_eq!(m.iter().filter(|b| **b).count(), 2);
+        let m = semi_supervised_mask(&classes, 0.5, "x", 0).unwrap();
+        assert_eq!(m.iter().filter(|b| **b).count(), 10);
     }
 }

@@ -2,12 +2,11 @@
 //! (`.npy`, `.csv`, IDX `.gz`/`-ubyte`/`.idx`) turned into a [`Dataset`], with optional labels and
 //! sample selection.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::csv::load_csv;
-use super::idx::{load_idx_images, read_idx_labels};
+use super::idx::{load_idx_rows, read_idx_labels};
 use super::named::{load_fashion_mnist, swimmer, toy_hierarchy, Split};
 use super::Dataset;
 use crate::error::{Error, Result};
@@ -64,8 +63,9 @@ impl Kind {
     /// Guesses the kind of an existing file from its first bytes.
     fn sniff(path: &Path) -> Result<Option<Self>> {
         let mut head = Vec::with_capacity(6);
-        File::open(path)
-            .and_then(|f| f.take(6).read_to_end(&mut head))
+        crate::io::open_regular(path)?
+            .take(6)
+            .read_to_end(&mut head)
             .map_err(|e| Error::io(path, e))?;
         Ok(if head.starts_with(b"\x93NUMPY") {
             Some(Kind::Npy)
@@ -96,11 +96,13 @@ pub fn load<T: Real>(spec: &str, opts: &LoadOptions) -> Result<Dataset<T>> {
             return Err(Error::invalid(option, 0, "must be at least 1 sample"));
         }
     }
-    let mut d = load_spec::<T>(spec)?;
+    // An IDX file inflates only the first samples; `n` is what the file declares.
+    let (mut d, n) = load_spec::<T>(spec, opts.first)?;
     if let Some(path) = &opts.labels {
-        d.labels = Some(load_labels(path, d.n_samples())?);
+        let mut labels = load_labels(path, n)?;
+        labels.truncate(d.n_samples());
+        d.labels = Some(labels);
     }
-    let n = d.n_samples();
     for (option, value) in [("first", opts.first), ("subset", opts.subset)] {
         if let Some(k) = value.filter(|&k| k > n) {
             return Err(Error::invalid(
@@ -110,7 +112,7 @@ pub fn load<T: Real>(spec: &str, opts: &LoadOptions) -> Result<Dataset<T>> {
             ));
         }
     }
-    if let Some(k) = opts.first {
+    if let Some(k) = opts.first.filter(|&k| k < d.n_samples()) {
         d = d.first(k);
     }
     if let Some(k) = opts.subset {
@@ -119,12 +121,18 @@ pub fn load<T: Real>(spec: &str, opts: &LoadOptions) -> Result<Dataset<T>> {
     Ok(d)
 }
 
-fn load_spec<T: Real>(spec: &str) -> Result<Dataset<T>> {
+/// The data set `spec` names and its number of samples (an IDX file: only the `first` ones
+/// are read, and the number is the one the file declares).
+fn load_spec<T: Real>(spec: &str, first: Option<usize>) -> Result<(Dataset<T>, usize)> {
+    let all = |d: Dataset<T>| {
+        let n = d.n_samples();
+        (d, n)
+    };
     match spec {
-        "fashion-mnist:train" => return load_fashion_mnist(Split::Train),
-        "fashion-mnist:test" => return load_fashion_mnist(Split::Test),
-        "swimmer" => return Ok(swimmer().0),
-        "toy-hierarchy" => return Ok(toy_hierarchy(0)),
+        "fashion-mnist:train" => return load_fashion_mnist(Split::Train).map(all),
+        "fashion-mnist:test" => return load_fashion_mnist(Split::Test).map(all),
+        "swimmer" => return Ok(all(swimmer().0)),
+        "toy-hierarchy" => return Ok(all(toy_hierarchy(0))),
         _ => {}
     }
     if let Some(seed) = spec.strip_prefix("toy-hierarchy:") {
@@ -135,7 +143,7 @@ fn load_spec<T: Real>(spec: &str) -> Result<Dataset<T>> {
                 "the seed after 'toy-hierarchy:' must be a non-negative integer, e.g. toy-hierarchy:1",
             )
         })?;
-        return Ok(toy_hierarchy(seed));
+        return Ok(all(toy_hierarchy(seed)));
     }
     if spec.trim().is_empty() {
         return Err(Error::invalid(
@@ -183,9 +191,9 @@ fn load_spec<T: Real>(spec: &str) -> Result<Dataset<T>> {
         })?,
     };
     match kind {
-        Kind::Npy => load_npy_data(path),
-        Kind::Csv => load_csv(path),
-        Kind::Idx => load_idx_images(path, None),
+        Kind::Npy => load_npy_data(path).map(all),
+        Kind::Csv => load_csv(path).map(all),
+        Kind::Idx => load_idx_rows(path, first),
     }
 }
 

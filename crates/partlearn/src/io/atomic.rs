@@ -6,7 +6,7 @@
 //! partial write; on any failure the temporary file is removed and the target is left untouched.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -52,6 +52,75 @@ pub(crate) fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
+/// Removes the hidden siblings `.<name>.<tag>-<pid>-<n>` of `path` (for each of `tags`: stages,
+/// temp files, old runs set aside) that processes now gone left behind (a SIGKILL, a reboot).
+/// A sibling is stale when its process no longer exists, or when the process of that id started
+/// after the sibling was made (the id was reused). Best effort, and only where `/proc` tells.
+pub(crate) fn clean_stale(path: &Path, tags: &[&str]) {
+    let (Ok(name), Some(boot)) = (file_name(path), boot_time()) else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(parent_dir(path)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let Some(rest) = file.strip_prefix(&format!(".{name}.")) else {
+            continue;
+        };
+        let Some(pid) = tags.iter().find_map(|t| {
+            let ids = rest.strip_prefix(t)?.strip_prefix('-')?;
+            let (pid, n) = ids.split_once('-')?;
+            n.parse::<u64>().ok()?;
+            pid.parse::<u32>().ok()
+        }) else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let made = entry
+            .metadata()
+            .ok()
+            .and_then(|m| m.created().or_else(|_| m.modified()).ok());
+        let stale = match process_start(pid, boot) {
+            None => true,
+            Some(start) => made.is_some_and(|made| start > made + std::time::Duration::from_secs(2)),
+        };
+        if stale {
+            let p = entry.path();
+            let _ = if p.is_dir() {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+        }
+    }
+}
+
+/// When the system booted (`btime` of `/proc/stat`); `None` without `/proc`.
+fn boot_time() -> Option<std::time::SystemTime> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let secs: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
+/// When process `pid` started, or `None` when there is no such process (field 22 of
+/// `/proc/<pid>/stat`, in clock ticks of 1/100 s, Linux's fixed `USER_HZ`, since boot).
+fn process_start(pid: u32, boot: std::time::SystemTime) -> Option<std::time::SystemTime> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: fields are counted after its ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    Some(boot + std::time::Duration::from_millis(ticks * 10))
+}
+
 /// Makes a completed rename durable by syncing the directory (best effort, Unix only).
 pub(crate) fn sync_dir(dir: &Path) {
     #[cfg(unix)]
@@ -76,6 +145,69 @@ impl Drop for TempGuard {
     }
 }
 
+/// What kind of thing `meta` is, for messages ("a folder", "a FIFO (named pipe)", …).
+pub(crate) fn kind_of(meta: &fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        return "a folder";
+    }
+    if t.is_symlink() {
+        return "a symbolic link";
+    }
+    if t.is_file() {
+        return "a file";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    "not a regular file"
+}
+
+/// Checks that the output file `path` may be written: it does not exist, or `force` is set and
+/// it is a regular file that starts with `magic` (what the command writes: `\x93NUMPY` for
+/// `.npy`, `<!DOCTYPE html>` for a report). A device, FIFO, socket, folder, symbolic link or a
+/// file of other content is refused even with `force` ([`Error::InvalidOption`] of `out`).
+pub fn check_output_file(path: &Path, force: bool, magic: &[u8], what: &str) -> Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, e)),
+        Ok(meta) => meta,
+    };
+    if !force {
+        return Err(Error::AlreadyExists {
+            path: path.to_path_buf(),
+        });
+    }
+    let refuse = |it: String| {
+        Err(Error::invalid(
+            "out",
+            path.display(),
+            format!("it is {it}; `force` replaces only a {what} partlearn wrote: choose another `out`"),
+        ))
+    };
+    if !meta.is_file() {
+        return refuse(kind_of(&meta).to_string());
+    }
+    let mut head = Vec::with_capacity(magic.len());
+    File::open(path)
+        .and_then(|f| io::Read::take(f, magic.len() as u64).read_to_end(&mut head))
+        .map_err(|e| Error::io(path, e))?;
+    if head != magic {
+        return refuse(format!("a file that is not a {what}"));
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` atomically, creating missing parent folders.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |w| w.write_all(bytes))
@@ -84,19 +216,39 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Writes `path` atomically from a streaming writer (buffered), creating missing parent folders.
 ///
 /// `write` gets the temporary file; if it fails, the temporary file is removed and the target is
-/// left as it was.
+/// left as it was. Only a regular file (or a symbolic link, itself replaced) is ever replaced: a
+/// folder, device, FIFO or socket at `path` is an error, before anything is written.
 pub fn write_atomic_with<F>(path: &Path, write: F) -> Result<()>
 where
     F: FnOnce(&mut dyn Write) -> io::Result<()>,
 {
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if !meta.is_file() && !meta.file_type().is_symlink() {
+            return Err(Error::io(
+                path,
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "is {}, which partlearn never replaces; give a file path",
+                        kind_of(&meta)
+                    ),
+                ),
+            ));
+        }
+    }
     let dir = parent_dir(path);
     fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    clean_stale(path, &["tmp"]);
     let tmp = sibling(path, &format!("tmp-{}", unique_suffix()))?;
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
+        // Named as the user's path: the hidden temp file means nothing to them.
+        .map_err(|e| {
+            let reason = format!("cannot write here: {e}; choose a writable path");
+            Error::io(path, io::Error::new(e.kind(), reason))
+        })?;
     let mut guard = TempGuard {
         path: tmp,
         armed: true,
@@ -172,5 +324,18 @@ mod tests {
     #[test]
     fn rejects_pathless_target() {
         assert!(write_atomic(Path::new("/"), b"x").is_err());
+    }
+
+    #[test]
+    fn an_unwritable_target_is_named_as_given() {
+        // /proc refuses new files even to root.
+        let target = Path::new("/proc/partlearn-test-codes.npy");
+        if Path::new("/proc/self").exists() {
+            let e = write_atomic(target, b"x").unwrap_err().to_string();
+            assert!(
+                e.starts_with("/proc/partlearn-test-codes.npy: cannot write here") && !e.contains(".tmp-"),
+                "{e}"
+            );
+        }
     }
 }

@@ -34,7 +34,7 @@ fn json_error<S: ?Sized>(e: serde_json::Error) -> Error {
 
 /// Reads and parses a JSON file; a parse error becomes [`Error::BadFormat`] with serde's message.
 pub fn read_json<D: DeserializeOwned>(path: &Path) -> Result<D> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::io::read_regular(path, crate::io::input::SMALL_FILE_CAP)?;
     serde_json::from_slice(&bytes).map_err(|e| {
         Error::format(
             path,

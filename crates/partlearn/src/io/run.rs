@@ -4,7 +4,8 @@
 //! by [`RunDir::commit`], so the target folder never holds a half-written run: it holds the
 //! complete old run, or the complete new one (or, for the instant between two renames when
 //! replacing with `force`, nothing). Dropping an uncommitted [`RunDir`] (e.g. on an error)
-//! removes the stage.
+//! removes the stage; the stages (and set-aside old runs) of killed processes are removed by the
+//! next [`RunDir::create`] for the same target.
 //!
 //! `force` only ever replaces a run folder (one holding a `run.json` that partlearn wrote, see
 //! [`RunRecord::read`](crate::io::record::RunRecord::read), or only files a run writes): a user's
@@ -18,7 +19,9 @@ use std::path::{Component, Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::io::atomic::{parent_dir, sibling, sync_dir, unique_suffix, write_atomic, write_atomic_with};
+use crate::io::atomic::{
+    clean_stale, parent_dir, sibling, sync_dir, unique_suffix, write_atomic, write_atomic_with,
+};
 pub use crate::io::json::{read_json, to_json_lines, to_json_pretty};
 use crate::io::record::read_partlearn_value;
 
@@ -113,6 +116,23 @@ fn check_replaceable(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The error of a rename at `target` in [`RunDir::commit`]: when the target appeared, vanished
+/// or filled meanwhile, another process is writing the same run folder, and the error says so.
+fn raced(target: &Path, e: io::Error) -> Error {
+    let raced = matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::AlreadyExists | io::ErrorKind::DirectoryNotEmpty
+    );
+    if raced {
+        let reason = format!(
+            "{e}: another process wrote or moved this run folder at the same time; give each fit its own `out`"
+        );
+        Error::io(target, io::Error::new(e.kind(), reason))
+    } else {
+        Error::io(target, e)
+    }
+}
+
 /// Removes a file, symlink or folder tree; a missing path is fine.
 fn remove_any(path: &Path) -> io::Result<()> {
     let result = match fs::symlink_metadata(path) {
@@ -159,6 +179,8 @@ impl RunDir {
         }
         let parent = parent_dir(out);
         fs::create_dir_all(&parent).map_err(|e| cannot_create(out, e))?;
+        // Stages and set-aside old runs of killed processes writing to the same place.
+        clean_stale(out, &["partial", "old"]);
         let stage = sibling(out, &format!("partial-{}", unique_suffix()))?;
         remove_any(&stage).map_err(|e| cannot_create(out, e))?;
         fs::create_dir(&stage).map_err(|e| cannot_create(out, e))?;
@@ -231,7 +253,7 @@ impl RunDir {
             // Checked again: something else may have appeared there while the run was computed.
             check_replaceable(&target)?;
             let aside = sibling(&target, &format!("old-{}", unique_suffix()))?;
-            fs::rename(&target, &aside).map_err(|e| Error::io(&target, e))?;
+            fs::rename(&target, &aside).map_err(|e| raced(&target, e))?;
             old = Some(aside);
         } else if target.is_dir() {
             // An empty folder: replace it (rename over a directory is not portable).
@@ -246,7 +268,7 @@ impl RunDir {
             if let Some(aside) = &old {
                 let _ = fs::rename(aside, &target);
             }
-            return Err(Error::io(&target, e));
+            return Err(raced(&target, e));
         }
         self.committed = true;
         if let Some(aside) = old {
@@ -682,5 +704,35 @@ mod tests {
         );
         let msg = open_existing(&dir.path().join("nope")).unwrap_err().to_string();
         assert!(msg.contains("no such run folder"), "{msg}");
+    }
+
+    #[test]
+    fn stale_stages_of_dead_processes_are_cleaned_on_the_next_write() {
+        let dir = test_dir("run-stale");
+        let target = dir.path().join("run");
+        // Beyond Linux's largest pid (2^22): that process is gone. Pid 1 started at boot,
+        // before its stage: it may be writing, so its stage stays.
+        let dead = dir.path().join(".run.partial-4194399-7");
+        let dead_old = dir.path().join(".run.old-4194399-8");
+        let alive = dir.path().join(".run.partial-1-0");
+        let other = dir.path().join(".other.partial-4194399-7");
+        for d in [&dead, &dead_old, &alive, &other] {
+            fs::create_dir(d).unwrap();
+            fs::write(d.join(MODEL_FILE), b"half").unwrap();
+        }
+        let tmp = dir.path().join(".notes.txt.tmp-4194399-2");
+        fs::write(&tmp, b"half").unwrap();
+        let run = RunDir::create(&target, false).unwrap();
+        run.write(MODEL_FILE, b"m").unwrap();
+        run.commit().unwrap();
+        let proc_known = Path::new("/proc/stat").is_file();
+        assert_eq!(dead.exists(), !proc_known);
+        assert_eq!(dead_old.exists(), !proc_known);
+        assert!(
+            alive.exists() && other.exists(),
+            "only this target's stages of dead processes go"
+        );
+        write_atomic(&dir.path().join("notes.txt"), b"n").unwrap();
+        assert_eq!(tmp.exists(), !proc_known);
     }
 }

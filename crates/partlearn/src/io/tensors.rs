@@ -277,7 +277,7 @@ pub fn write_safetensors(path: &Path, tensors: &[Tensor], metadata: &BTreeMap<St
 /// The whole file is validated first (header, offsets against the file length), so a truncated
 /// or forged file is rejected before any tensor is allocated; only `F32` and `F64` are accepted.
 pub fn read_safetensors(path: &Path) -> Result<(Vec<Tensor>, BTreeMap<String, String>)> {
-    let buffer = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let buffer = crate::io::read_regular(path, u64::MAX)?;
     parse_safetensors(&buffer, path)
 }
 

@@ -74,8 +74,54 @@ pub(crate) fn check_memory(option: &'static str, value: impl std::fmt::Display, 
     Ok(())
 }
 
+/// Errors when a buffer of `bytes` that the file `path` declares (`what`: e.g. "dimensions
+/// [2097152, 32, 32]") exceeds the memory available now; checked before anything is read or
+/// inflated, so that a forged header or a decompression bomb is a one-line error, never an abort.
+pub(crate) fn check_file_memory(
+    path: &std::path::Path,
+    what: impl std::fmt::Display,
+    bytes: f64,
+) -> Result<()> {
+    let Some(available) = available_memory() else {
+        return Ok(());
+    };
+    if bytes > available {
+        return Err(Error::format(
+            path,
+            format!(
+                "{what} need about {:.1} GB of memory and {:.1} GB are available; read a smaller file (or fewer samples with `first`)",
+                bytes / 1e9,
+                available / 1e9
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `Mat::from_fn` with a fallible allocation: [`Error::Numerical`] about `what` when it fails
+/// (a process memory limit, `ulimit -v`), instead of an abort.
+pub(crate) fn try_mat_from_fn<T>(
+    rows: usize,
+    cols: usize,
+    f: impl FnMut(usize, usize) -> T,
+    what: &str,
+) -> Result<Mat<T>> {
+    let mut m = Mat::<T>::new();
+    m.try_reserve(rows, cols)
+        .map_err(|e| out_of_memory(what, rows.saturating_mul(cols), format!("{e:?}")))?;
+    m.resize_with(rows, cols, f);
+    Ok(m)
+}
+
+fn out_of_memory(what: &str, n: usize, e: impl std::fmt::Display) -> Error {
+    Error::Numerical {
+        what: what.to_string(),
+        reason: format!("cannot allocate {n} values ({e}); free memory, raise the process's memory limit, or use less data"),
+    }
+}
+
 /// `MemAvailable` in bytes, where the system reports it.
-fn available_memory() -> Option<f64> {
+pub(crate) fn available_memory() -> Option<f64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -5,7 +5,6 @@
 //! huge allocation. Writing produces exactly the bytes `numpy.save` writes (version 1.0, header
 //! padded so the data starts at a multiple of 64 bytes); putting them on disk is [`crate::io`]'s job.
 
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
@@ -194,12 +193,32 @@ impl NpyArray {
                 ),
             )
         };
-        let from_i64 = |i: usize, x: i64| u32::try_from(x).map_err(|_| bad(i, x.to_string()));
+        // A whole number beyond u32: a class number, just far too large.
+        let too_large = |i: usize, v: String| {
+            Error::format(
+                path,
+                format!(
+                    "label {i} is {v}, too large a class number: labels number the classes 0, 1, 2, … \
+                     (at most 10,000 classes); renumber them (e.g. np.unique(y, return_inverse=True)[1])"
+                ),
+            )
+        };
+        let from_i64 = |i: usize, x: i64| {
+            u32::try_from(x).map_err(|_| {
+                if x < 0 {
+                    bad(i, x.to_string())
+                } else {
+                    too_large(i, x.to_string())
+                }
+            })
+        };
         let from_f64 = |i: usize, x: f64| {
             if x.is_finite() && x >= 0.0 && x <= u32::MAX as f64 && x.fract() == 0.0 {
                 Ok(x as u32)
+            } else if x.is_finite() && x > 0.0 && x.fract() == 0.0 {
+                Err(too_large(i, format!("{x:e}")))
             } else {
-                Err(bad(i, x.to_string()))
+                Err(bad(i, crate::real::short_number(x)))
             }
         };
         match &self.data {
@@ -224,7 +243,7 @@ impl NpyArray {
 /// Reads an NPY file. The data size the header declares is checked against the file length
 /// before anything is allocated.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::io::open_regular(path)?;
     let total = file.metadata().map_err(|e| Error::io(path, e))?.len();
     read_from(&mut BufReader::new(file), total, path)
 }
@@ -546,10 +565,23 @@ impl Parser<'_> {
     }
 
     fn boolean(&mut self) -> std::result::Result<bool, String> {
+        let start = self.i;
         match self.word() {
             "True" => Ok(true),
             "False" => Ok(false),
-            w => Err(format!("fortran_order must be True or False, found '{w}'")),
+            _ => {
+                // Quote what stands there (e.g. 'yes'), up to the next ',' or '}'.
+                let rest = &self.s[start..];
+                let end = rest
+                    .iter()
+                    .position(|&c| c == b',' || c == b'}')
+                    .unwrap_or(rest.len());
+                let shown = String::from_utf8_lossy(&rest[..end.min(40)]);
+                Err(format!(
+                    "fortran_order must be True or False, found {}",
+                    shown.trim()
+                ))
+            }
         }
     }
 

@@ -314,3 +314,33 @@ fn labels_conversion() {
     assert!(a(NpyData::F64(vec![0.0, f64::NAN, 1.0])).to_labels(&p()).is_err());
     assert!(a(NpyData::I64(vec![0, 1 << 40, 1])).to_labels(&p()).is_err());
 }
+
+#[test]
+fn messages_quote_what_is_there() {
+    // fortran_order: 'yes' is quoted (it was `found ''`).
+    let bytes = with_header(
+        1,
+        "{'descr': '<f4', 'fortran_order': 'yes', 'shape': (1,), }",
+        &[0; 4],
+    );
+    let e = parse_npy(&bytes, &p()).unwrap_err().to_string();
+    assert!(e.contains("found 'yes'"), "{e}");
+    // A label of 10^12 is a class number too large, not "not a non-negative integer".
+    let labels = parse_npy(&npy_bytes(&[2], NpyDataRef::I64(&[0, 1_000_000_000_000])), &p()).unwrap();
+    let e = labels.to_labels(&p()).unwrap_err().to_string();
+    assert!(
+        e.contains("too large a class number") && e.contains("10,000"),
+        "{e}"
+    );
+    let labels = parse_npy(&npy_bytes(&[1], NpyDataRef::F64(&[-1e-300])), &p()).unwrap();
+    let e = labels.to_labels(&p()).unwrap_err().to_string();
+    assert!(e.contains("-1e-300") && e.len() < 200, "{e}");
+    // A negative data entry of -1e-300 is printed short (it had 303 digits).
+    let e = crate::Error::NegativeEntry {
+        sample: 0,
+        feature: 1,
+        value: -1e-300,
+    }
+    .to_string();
+    assert!(e.starts_with("negative entry -1e-300 at sample 0"), "{e}");
+}

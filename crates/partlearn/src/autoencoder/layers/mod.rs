@@ -114,6 +114,25 @@ impl LayerSpec {
         }
     }
 
+    /// Number of values of this layer's tensors for an input of shape `s` (checked: `None` on
+    /// overflow or an invalid layer).
+    pub fn n_values(&self, s: Shape) -> Option<usize> {
+        self.out_shape(s).ok()?;
+        match *self {
+            LayerSpec::Dense { outputs } => {
+                let n_in = s.h.checked_mul(s.w)?.checked_mul(s.c)?;
+                outputs.checked_mul(n_in)?.checked_add(outputs)
+            }
+            LayerSpec::Conv2d { filters, kernel, .. } => kernel
+                .checked_mul(kernel)?
+                .checked_mul(s.c)?
+                .checked_mul(filters)?
+                .checked_add(filters),
+            LayerSpec::BatchNorm { .. } => s.c.checked_mul(4),
+            LayerSpec::Flatten | LayerSpec::Activation { .. } => Some(0),
+        }
+    }
+
     /// Output shape for an input of shape `s`.
     pub fn out_shape(&self, s: Shape) -> Result<Shape> {
         Ok(match *self {
@@ -151,7 +170,11 @@ impl LayerSpec {
                 }
                 s
             }
-            LayerSpec::Flatten => Shape::vector(s.len()),
+            LayerSpec::Flatten => Shape::vector(
+                s.h.checked_mul(s.w)
+                    .and_then(|v| v.checked_mul(s.c))
+                    .ok_or_else(|| Error::invalid("flatten", s, "the shape's size overflows"))?,
+            ),
             LayerSpec::Activation { .. } => s,
         })
     }

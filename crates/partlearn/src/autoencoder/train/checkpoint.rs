@@ -88,7 +88,7 @@ pub fn load_checkpoint<T: Real>(
     threads: usize,
     max_seconds: Option<f64>,
 ) -> Result<TrainState<T>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::io::read_regular(path, u64::MAX)?;
     checkpoint_from_bytes(&bytes, path, threads, max_seconds)
 }
 

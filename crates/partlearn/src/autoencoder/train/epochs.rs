@@ -248,6 +248,16 @@ pub(super) fn train_inner<T: Real>(
         .sum::<f64>()
         .sqrt();
     let batches_per_epoch = train_idx.len().div_ceil(opts.batch_size);
+    if state.batch > batches_per_epoch {
+        return Err(Error::invalid(
+            "batch",
+            state.batch,
+            format!(
+                "the training state stops at batch {} of an epoch that has {batches_per_epoch} batches on this data: the checkpoint is damaged or was saved on other data; resume on the run's data, or start a new run",
+                state.batch
+            ),
+        ));
+    }
     let mut warnings = Vec::new();
     let (_, data_max, _) = data.value_range();
     if state.model.spec.decoder_activation == Act::Sigmoid && data_max > 1.0 {

@@ -109,11 +109,21 @@ pub fn train_from<T: Real>(
     crate::data::validate_nonnegative(x)?;
     linalg::with_threads(opts.threads, || {
         let mut best: Option<NeuralFit<T>> = None;
+        // `max_seconds` bounds all the restarts together: each gets what is left.
+        let begun = Instant::now();
         for r in 0..opts.restarts as u64 {
             let seed = opts.seed.wrapping_add(r);
-            let fit = train_one(x, start, opts, params.stop_rules(), seed, sup, observer)?;
+            let mut stop = *params.stop_rules();
+            if let Some(budget) = stop.max_seconds {
+                let left = budget - begun.elapsed().as_secs_f64();
+                if r > 0 && left <= 0.0 {
+                    break;
+                }
+                stop.max_seconds = Some(left.max(1e-9));
+            }
+            let fit = train_one(x, start, opts, &stop, seed, sup, observer)?;
             let cost = |f: &NeuralFit<T>| f.history.last().map_or(f64::INFINITY, |h| h.objective);
-            let interrupted = fit.stop_reason == StopReason::Interrupted;
+            let interrupted = matches!(fit.stop_reason, StopReason::Interrupted | StopReason::TimeLimit);
             if best.as_ref().is_none_or(|b| cost(&fit) < cost(b)) {
                 best = Some(fit);
             }
@@ -428,6 +438,18 @@ mod tests {
     #[test]
     fn stopping_rules_warnings_and_iteration_zero() {
         let x = toy();
+        // The time budget bounds all the restarts together (it was per restart).
+        let o = NeuralParams {
+            ranks: vec![9, 4],
+            epochs: 100_000_000,
+            max_seconds: Some(0.3),
+            restarts: 1_000_000_000,
+            ..NeuralParams::default()
+        };
+        let t = Instant::now();
+        let f = tr(x.as_ref(), &o, None, &mut Silent).unwrap();
+        assert_eq!(f.stop_reason, StopReason::TimeLimit);
+        assert!(t.elapsed().as_secs_f64() < 5.0, "{:?}", t.elapsed());
         let o = NeuralParams {
             ranks: vec![9, 4],
             epochs: 100_000_000,
