@@ -227,7 +227,9 @@ impl Chart {
         for (i, s) in self.series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             let y = 40 + 24 * i as i32;
-            legend_area.draw(&PathElement::new(vec![(6, y), (30, y)], color.stroke_width(2)))?;
+            if self.style == Style::Lines {
+                legend_area.draw(&PathElement::new(vec![(6, y), (30, y)], color.stroke_width(2)))?;
+            }
             legend_area.draw(&Circle::new((18, y), 4, color.filled()))?;
             let style = TextStyle::from((FONT, 17).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
             legend_area.draw(&Text::new(s.label.clone(), (38, y), style))?;
