@@ -1,5 +1,5 @@
 //! `partlearn eval <RUN> --data <DATA>`: every metric of METHODS.md §7 for a fitted run, written
-//! to RUN/metrics.json, plus the evaluation figures in RUN/figures/eval_*.png.
+//! to RUN/metrics.json, plus the evaluation figures in RUN/figures/ (eval_*.png images, eval_code_histograms.svg).
 
 use std::path::PathBuf;
 
@@ -102,8 +102,8 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
     };
     let ev = evaluate_codes(loaded.model.as_ref(), &data, shape, &opts, codes)?;
     if let Some(shape) = shape {
-        for (name, png) in figures(&ev, loaded.model.as_ref(), &data, shape, a.show)? {
-            partlearn::io::write_atomic(&dir.join(partlearn::io::run::FIGURES_DIR).join(name), &png)?;
+        for (name, bytes) in figures(&ev, loaded.model.as_ref(), &data, shape, a.show)? {
+            partlearn::io::write_atomic(&dir.join(partlearn::io::run::FIGURES_DIR).join(name), &bytes)?;
         }
     }
     partlearn::io::write_atomic(&metrics_path, &partlearn::io::to_json_pretty(&ev.metrics)?)?;

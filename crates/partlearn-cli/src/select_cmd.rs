@@ -113,19 +113,27 @@ fn run_t<T: Real>(a: &SelectArgs) -> Result<()> {
     dir.write(select::TABLE_FILE, select::table_csv(&sel).as_bytes())?;
     dir.write_json(select::RESULT_FILE, &sel)?;
     for (name, bytes) in select::charts(&sel)? {
-        dir.write(&format!("{}/{name}", partlearn::io::run::FIGURES_DIR), &bytes)?;
+        dir.write(
+            &format!("{}/{name}", partlearn::io::run::FIGURES_DIR),
+            bytes.as_bytes(),
+        )?;
     }
     let out = dir.commit()?;
     if a.json {
-        println!("{}", serde_json::to_string(&sel)?);
+        outln!("{}", serde_json::to_string(&sel)?);
     } else if !a.quiet {
         for s in &sel.scores {
-            eprintln!(
+            errln!(
                 "k = {:>3}: rel. error {:.4} ± {:.4}, cophenetic {:.4}, dispersion {:.4}, silhouette {:.4}",
-                s.k, s.rel_error, s.rel_error_std, s.cophenetic, s.dispersion, s.silhouette
+                s.k,
+                s.rel_error,
+                s.rel_error_std,
+                s.cophenetic,
+                s.dispersion,
+                s.silhouette
             );
         }
-        eprintln!(
+        errln!(
             "suggested k: {} by the atoms' silhouette, {} by the cophenetic correlation; written to {}",
             sel.k_silhouette,
             sel.k_cophenetic,

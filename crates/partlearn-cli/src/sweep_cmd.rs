@@ -2,7 +2,7 @@
 //! its own folder under --out (a folder that already has metrics.json, fitted and evaluated with
 //! the same settings as recorded in its sweep-point.json, is kept, so an interrupted sweep resumes
 //! where it stopped; other settings are an error), then writes sweep.csv, sweep.json and the charts of the
-//! library's `sweep` module into --out/figures.
+//! library's `sweep` module into --out/figures (SVG).
 //!
 //! Each point is run through the same code path as `partlearn fit …` and `partlearn eval …`
 //! (the arguments are built and parsed like a command line), so a sweep point and a hand-made
@@ -345,8 +345,8 @@ fn write_outputs(a: &SweepArgs, grid: &[Point], done: &[SweepPoint]) -> Result<(
         })
         .collect();
     let x = varying.first().copied().unwrap_or("k");
-    for (name, png) in plots(done, x, varying.get(1).copied())? {
-        io(a.out.join("figures").join(name), &png)?;
+    for (name, svg) in plots(done, x, varying.get(1).copied())? {
+        io(a.out.join("figures").join(name), &svg)?;
     }
     if !a.quiet {
         outln!(

@@ -523,9 +523,9 @@ fn sweep_writes_table_and_charts_and_resumes() {
     let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "{csv}");
     for f in [
-        "hoyer_vs_code-sparsity.png",
-        "max_approx_vs_hoyer.png",
-        "max_approx_vs_reconstruction.png",
+        "hoyer_vs_code-sparsity.svg",
+        "max_approx_vs_hoyer.svg",
+        "max_approx_vs_reconstruction.svg",
     ] {
         assert!(out.join("figures").join(f).is_file(), "missing {f}");
     }

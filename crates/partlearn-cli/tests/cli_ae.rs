@@ -346,7 +346,7 @@ fn sweep_ae_over_beta_and_p() {
     ]));
     let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "{csv}");
-    assert!(out.join("figures/hoyer_vs_beta.png").is_file());
+    assert!(out.join("figures/hoyer_vs_beta.svg").is_file());
     let meta = read_json(&out.join("ae-k8-p0.3-beta0.5").join("run.json"));
     assert_eq!(meta["part"]["options"]["loss"]["beta"], 0.5);
     assert_eq!(meta["part"]["options"]["optimizer"]["kind"], "adam");

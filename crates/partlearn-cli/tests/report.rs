@@ -1,6 +1,8 @@
-//! `partlearn report` renders in a real browser: the page is drawn by headless Chromium and the
-//! screenshot must not be blank. Skipped when Chromium is missing, unless
-//! PARTLEARN_REQUIRE_CHROMIUM is set (CI installs the Debian package `chromium`).
+//! `partlearn report` renders in a real browser: the page is drawn by headless Chromium, the
+//! screenshot must not be blank, and a script run in the page checks the layout (every image and
+//! chart has a non-zero size, no chart text leaves its chart, no text overflows its box). Skipped
+//! when Chromium is missing, unless PARTLEARN_REQUIRE_CHROMIUM is set (CI installs the Debian
+//! package `chromium`).
 
 use std::path::Path;
 use std::process::Command;
@@ -50,14 +52,18 @@ fn report_renders_in_headless_chromium_and_is_not_blank() {
     };
     let dir = temp_dir("report");
     let run_dir = dir.join("run");
-    assert_ok(
-        &fit_swimmer(&run_dir)
-            .args(["-k", "17", "--max-iter", "30"])
-            .output()
-            .unwrap(),
-    );
+    let other = dir.join("other-run-with-a-longer-name");
+    for (d, k) in [(&run_dir, "17"), (&other, "8")] {
+        assert_ok(
+            &fit_swimmer(d)
+                .args(["-k", k, "--max-iter", "30"])
+                .output()
+                .unwrap(),
+        );
+        assert_ok(&run(&["eval", s(d), "--data", "swimmer", "--quiet", "--no-svm"]));
+    }
     let html = dir.join("report.html");
-    let report = ["report", s(&run_dir), "--out", s(&html)];
+    let report = ["report", s(&run_dir), s(&other), "--out", s(&html)];
     assert_ok(&run(&report));
     // Without --force the report is not overwritten.
     assert_user_error(&run(&report), &["already exists", "--force"]);
@@ -81,11 +87,113 @@ fn report_renders_in_headless_chromium_and_is_not_blank() {
         String::from_utf8_lossy(&out.stderr)
     );
     let ink = ink_fraction(&shot);
-    // Text, table lines and the black atom tiles cover a good part of the page.
+    // Text, table lines and chart axes cover a part of the page (a blank page has none; the
+    // first screen is text, the table and the trade-off charts, mostly white).
     assert!(
-        ink > 0.05,
+        ink > 0.02,
         "the rendered report looks blank ({:.1}% ink)",
         100.0 * ink
     );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        !page.contains("src=\"http") && !page.contains("href=\"http"),
+        "self-contained"
+    );
+    assert!(
+        page.contains(">max-approximations</text>"),
+        "the panel's rows are named"
+    );
+
+    // The layout, measured by the browser.
+    let problems = layout_problems(browser, &dir, &page);
+    assert!(
+        problems.starts_with("checked "),
+        "layout check did not run: {problems}"
+    );
+    assert!(!problems.contains("PROBLEM"), "report layout: {problems}");
+    // The check fails when the layout is broken: a chart text pushed out of its chart, an image
+    // that does not load, a cell whose text cannot wrap.
+    let broken = page
+        .replacen(
+            ">max-approximations</text>",
+            " dx=\"-400\">max-approximations</text>",
+            1,
+        )
+        .replacen(
+            "src=\"data:image/png;base64,",
+            "src=\"data:image/png;base64,AAAA",
+            1,
+        )
+        .replacen(
+            "<figcaption>",
+            "<figcaption style=\"width:40px;white-space:nowrap;overflow:hidden\">",
+            1,
+        );
+    let found = layout_problems(browser, &dir, &broken);
+    for want in ["text outside its svg", "no size", "overflows"] {
+        assert!(found.contains(want), "the check missed '{want}': {found}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs a layout check in the page (after load) and returns what it wrote: `checked N …` and
+/// one `PROBLEM …` line per image or chart of zero size, chart text outside its chart, element
+/// whose text overflows its box, or page wider than the window.
+fn layout_problems(browser: &str, dir: &Path, page: &str) -> String {
+    const CHECK: &str = r#"<script>
+window.addEventListener('load', () => {
+  const out = [];
+  let n = 0;
+  const inside = (a, b) => a.left >= b.left - 1 && a.right <= b.right + 1 && a.top >= b.top - 1 && a.bottom <= b.bottom + 1;
+  for (const el of document.querySelectorAll('img, svg')) {
+    if (el.tagName.toLowerCase() === 'svg' && el.parentElement.closest('svg')) continue;
+    n++;
+    const r = el.getBoundingClientRect();
+    const broken = el.tagName.toLowerCase() === 'img' && !(el.complete && el.naturalWidth > 0);
+    if (!(r.width > 0 && r.height > 0) || broken) out.push('PROBLEM no size: ' + el.tagName + ' in ' + (el.closest('figure')?.textContent.slice(0, 60) ?? ''));
+  }
+  for (const t of document.querySelectorAll('svg text')) {
+    n++;
+    const svg = t.closest('svg');
+    let root = svg; while (root.parentElement && root.parentElement.closest('svg')) root = root.parentElement.closest('svg');
+    const r = t.getBoundingClientRect();
+    if (t.textContent.trim() && !(r.width > 0)) out.push('PROBLEM text of no size: ' + t.textContent);
+    else if (t.textContent.trim() && !inside(r, root.getBoundingClientRect())) out.push('PROBLEM text outside its svg: ' + t.textContent);
+  }
+  for (const el of document.querySelectorAll('h1, h2, h3, p, th, td, figcaption')) {
+    n++;
+    if (el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1) out.push('PROBLEM text overflows: <' + el.tagName + '> ' + el.textContent.slice(0, 60));
+  }
+  if (document.documentElement.scrollWidth > window.innerWidth + 1) out.push('PROBLEM page wider than the window');
+  const pre = document.createElement('pre');
+  pre.id = 'layout-check';
+  pre.textContent = 'checked ' + n + '\n' + out.join('\n');
+  document.body.appendChild(pre);
+});
+</script>"#;
+    let path = dir.join("layout.html");
+    std::fs::write(&path, page.replacen("</body>", &format!("{CHECK}</body>"), 1)).unwrap();
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1200,1400",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}", path.display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let Some(start) = dom.find("<pre id=\"layout-check\">") else {
+        return format!(
+            "no result in the dumped page: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let rest = &dom[start + "<pre id=\"layout-check\">".len()..];
+    rest[..rest.find("</pre>").unwrap_or(rest.len())]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
 }

@@ -1,21 +1,45 @@
-//! Charts as PNG, drawn by hand so that no font or system library is needed: metric-vs-parameter
-//! curves, trade-off scatters (METHODS.md §7.5, the report's Figure 8) and bar charts of codes.
+//! Charts as SVG, drawn with `plotters` (SVG backend only: the browser renders the text, so no
+//! font file or font library is needed, and Greek letters and symbols such as β, λ, ‖·‖ show as
+//! text): metric-vs-parameter curves, trade-off scatters (METHODS.md §7.5, the report's Figure 8)
+//! and bar charts of codes.
 //!
-//! A [`Chart`] holds series of `(x, y)` points and axis settings; [`Chart::to_png`] lays out
-//! axes with "nice" ticks (decades on log axes), draws lines and/or markers in a fixed colour
-//! cycle, a legend, and text in a built-in 5×7 bitmap font (upper-case letters, digits and
-//! common punctuation; lower-case letters are drawn as capitals).
+//! A [`Chart`] holds series of `(x, y)` points (optionally with a ± error per point and a label
+//! per point) and axis settings; [`Chart::to_svg`] draws axes with their labels, a log scale where
+//! asked, lines and/or markers in a fixed colour cycle, error bars, and a legend beside the plot.
+//! The output is deterministic: the same chart gives the same bytes. Image figures (atom grids,
+//! panels) stay exact-pixel PNG ([`crate::figures`]).
 
 use faer::MatRef;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{Error, Result};
 use crate::real::Real;
 
 /// One named series of a chart.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Series {
+    /// Legend text.
     pub label: String,
+    /// The points, drawn in this order.
     pub points: Vec<(f64, f64)>,
+    /// ± error of each point's y (drawn as a vertical error bar); empty = none.
+    pub errors: Vec<f64>,
+    /// Text drawn beside each point (e.g. a run number); empty = none.
+    pub point_labels: Vec<String>,
+}
+
+impl Series {
+    /// A series of points without error bars or point labels.
+    pub fn new(label: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Series {
+            label: label.into(),
+            points,
+            ..Series::default()
+        }
+    }
 }
 
 /// How the points of a series are drawn.
@@ -30,16 +54,30 @@ pub enum Style {
 /// A 2-d chart.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Chart {
+    /// Title drawn above the plot (empty: none, e.g. when the page gives the title).
     pub title: String,
+    /// Axis labels, with units.
     pub x_label: String,
+    /// See `x_label`.
     pub y_label: String,
+    /// Logarithmic x axis.
     pub x_log: bool,
+    /// Logarithmic y axis.
     pub y_log: bool,
+    /// Lines or markers only.
     pub style: Style,
+    /// The series, one legend entry each.
     pub series: Vec<Series>,
     /// Canvas size in pixels (default 800 × 500).
     pub size: (usize, usize),
 }
+
+/// Font family of every text (resolved by the browser). Font sizes given to plotters are 1.24×
+/// the CSS size its SVG backend writes.
+const FONT: &str = "sans-serif";
+/// Width of one character, in pixels per pixel of font size, used to reserve room for text
+/// (generous for a sans-serif font, so that labels never overflow their area).
+const CHAR_WIDTH: f64 = 0.5;
 
 impl Chart {
     /// An empty line chart with the given title and axis labels.
@@ -56,9 +94,15 @@ impl Chart {
         }
     }
 
-    /// The chart as PNG bytes (RGB). Points that are not finite, or not positive on a log axis,
-    /// are skipped; a chart with no drawable point is an error.
-    pub fn to_png(&self) -> Result<Vec<u8>> {
+    /// Whether point `(x, y)` can be drawn on this chart's axes.
+    fn drawable(&self, (x, y): (f64, f64)) -> bool {
+        x.is_finite() && y.is_finite() && (!self.x_log || x > 0.0) && (!self.y_log || y > 0.0)
+    }
+
+    /// The chart as an SVG document. Points that are not finite, or not positive on a log axis,
+    /// are skipped (an error bar reaching below zero on a log axis is cut at the axis); a chart
+    /// with no drawable point is an error.
+    pub fn to_svg(&self) -> Result<String> {
         let (w, h) = self.size;
         if !(200..=8000).contains(&w) || !(150..=8000).contains(&h) {
             return Err(Error::invalid(
@@ -67,101 +111,148 @@ impl Chart {
                 "give a size between 200×150 and 8000×8000 pixels",
             ));
         }
-        let tx = |v: f64| if self.x_log { v.log10() } else { v };
-        let ty = |v: f64| if self.y_log { v.log10() } else { v };
-        let ok = |(x, y): (f64, f64)| {
-            x.is_finite() && y.is_finite() && (!self.x_log || x > 0.0) && (!self.y_log || y > 0.0)
-        };
-        let drawable: Vec<(f64, f64)> = self
-            .series
-            .iter()
-            .flat_map(|s| s.points.iter().copied())
-            .filter(|&p| ok(p))
-            .map(|(x, y)| (tx(x), ty(y)))
-            .collect();
-        if drawable.is_empty() {
+        let mut xs = Vec::new();
+        let mut ys = Vec::new();
+        for s in &self.series {
+            for (i, &p) in s.points.iter().enumerate() {
+                if !self.drawable(p) {
+                    continue;
+                }
+                xs.push(p.0);
+                ys.push(p.1);
+                if let Some(&e) = s.errors.get(i).filter(|e| e.is_finite() && **e > 0.0) {
+                    ys.push(p.1 + e);
+                    if !self.y_log || p.1 - e > 0.0 {
+                        ys.push(p.1 - e);
+                    }
+                }
+            }
+        }
+        if xs.is_empty() {
             return Err(Error::invalid(
                 "chart",
                 &self.title,
                 "no finite point to draw (log axes need positive values)",
             ));
         }
-        let (x_lo, x_hi) = padded_range(drawable.iter().map(|p| p.0), self.x_log);
-        let (y_lo, y_hi) = padded_range(drawable.iter().map(|p| p.1), self.y_log);
+        let (x_lo, x_hi) = padded_range(&xs, self.x_log);
+        let (y_lo, y_hi) = padded_range(&ys, self.y_log);
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (w as u32, h as u32)).into_drawing_area();
+            let drawn = match (self.x_log, self.y_log) {
+                (false, false) => self.draw(&root, x_lo..x_hi, y_lo..y_hi),
+                (true, false) => self.draw(&root, (x_lo..x_hi).log_scale(), y_lo..y_hi),
+                (false, true) => self.draw(&root, x_lo..x_hi, (y_lo..y_hi).log_scale()),
+                (true, true) => self.draw(&root, (x_lo..x_hi).log_scale(), (y_lo..y_hi).log_scale()),
+            };
+            drawn
+                .and_then(|()| root.present())
+                .map_err(|e| draw_error(&self.title, e))?;
+        }
+        Ok(svg)
+    }
 
-        let mut c = Canvas::new(w, h);
-        let scale = 2;
+    fn draw<X, Y>(&self, root: &DrawingArea<SVGBackend<'_>, Shift>, xr: X, yr: Y) -> DrawResult
+    where
+        X: AsRangedCoord<Value = f64>,
+        Y: AsRangedCoord<Value = f64>,
+        X::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+        Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        root.fill(&WHITE)?;
+        let (w, _) = self.size;
         let legend_w = self
             .series
             .iter()
-            .map(|s| text_width(&s.label, scale) + 40)
+            .map(|s| text_width(&s.label, 17.0) + 50)
             .max()
             .unwrap_or(0)
-            .min(w / 3);
-        let (left, right, top, bottom) = (16 + 9 * 6 * scale, w - 20 - legend_w, 40, h - 56);
-        let px = |x: f64| left as f64 + (x - x_lo) / (x_hi - x_lo) * (right - left) as f64;
-        let py = |y: f64| bottom as f64 - (y - y_lo) / (y_hi - y_lo) * (bottom - top) as f64;
-
-        // Frame, ticks and grid.
-        let grey = [220, 220, 220];
-        for (v, label) in ticks(x_lo, x_hi, self.x_log) {
-            let x = px(v).round() as i64;
-            c.line(x, top as i64, x, bottom as i64, grey, 1);
-            c.line(x, bottom as i64, x, bottom as i64 + 5, BLACK, 1);
-            let tw = text_width(&label, scale) as i64;
-            c.text(x - tw / 2, bottom as i64 + 9, &label, scale, BLACK);
+            .min(w as u32 / 3);
+        let (plot_area, legend_area) = root.split_horizontally(w as u32 - legend_w);
+        let mut builder = ChartBuilder::on(&plot_area);
+        builder
+            .margin(12)
+            .margin_right(20)
+            .x_label_area_size(56)
+            .y_label_area_size(86);
+        if !self.title.is_empty() {
+            builder.caption(&self.title, (FONT, 24));
         }
-        for (v, label) in ticks(y_lo, y_hi, self.y_log) {
-            let y = py(v).round() as i64;
-            c.line(left as i64, y, right as i64, y, grey, 1);
-            c.line(left as i64 - 5, y, left as i64, y, BLACK, 1);
-            let tw = text_width(&label, scale) as i64;
-            c.text(left as i64 - 8 - tw, y - 7, &label, scale, BLACK);
-        }
-        c.rect_outline(left as i64, top as i64, right as i64, bottom as i64, BLACK);
-        let tw = text_width(&self.title, scale) as i64;
-        c.text((w as i64 - tw) / 2, 12, &self.title, scale, BLACK);
-        let xw = text_width(&self.x_label, scale) as i64;
-        c.text(
-            (left + right) as i64 / 2 - xw / 2,
-            h as i64 - 22,
-            &self.x_label,
-            scale,
-            BLACK,
-        );
-        c.text(8, top as i64 - 20, &self.y_label, scale, BLACK);
-
-        // Series and legend.
+        let mut cc = builder.build_cartesian_2d(xr, yr)?;
+        let x_fmt = |v: &f64| format_tick(*v, self.x_log);
+        let y_fmt = |v: &f64| format_tick(*v, self.y_log);
+        cc.configure_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .axis_desc_style((FONT, 19))
+            .label_style((FONT, 16))
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt)
+            .x_labels(8)
+            .y_labels(8)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .light_line_style(RGBColor(245, 245, 245))
+            .draw()?;
         for (i, s) in self.series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
-            let pts: Vec<(i64, i64)> = s
+            let pts: Vec<(usize, (f64, f64))> = s
                 .points
                 .iter()
                 .copied()
-                .filter(|&p| ok(p))
-                .map(|(x, y)| (px(tx(x)).round() as i64, py(ty(y)).round() as i64))
+                .enumerate()
+                .filter(|&(_, p)| self.drawable(p))
                 .collect();
             if self.style == Style::Lines {
-                for pair in pts.windows(2) {
-                    c.line(pair[0].0, pair[0].1, pair[1].0, pair[1].1, color, 2);
-                }
+                cc.draw_series(LineSeries::new(pts.iter().map(|p| p.1), color.stroke_width(2)))?;
             }
-            for &(x, y) in &pts {
-                c.marker(x, y, color);
-            }
-            let ly = top as i64 + 10 + 24 * i as i64;
-            let lx = right as i64 + 14;
-            c.line(lx, ly + 6, lx + 18, ly + 6, color, 2);
-            c.marker(lx + 9, ly + 6, color);
-            c.text(lx + 26, ly, &s.label, scale, BLACK);
+            let y_floor = if self.y_log {
+                f64::MIN_POSITIVE
+            } else {
+                f64::NEG_INFINITY
+            };
+            cc.draw_series(pts.iter().filter_map(|&(j, (x, y))| {
+                let e = *s.errors.get(j)?;
+                (e.is_finite() && e > 0.0).then(|| {
+                    ErrorBar::new_vertical(x, (y - e).max(y_floor), y, y + e, color.stroke_width(1), 8)
+                })
+            }))?;
+            cc.draw_series(pts.iter().map(|&(_, p)| Circle::new(p, 4, color.filled())))?;
+            cc.draw_series(pts.iter().filter_map(|&(j, p)| {
+                let text = s.point_labels.get(j)?;
+                Some(EmptyElement::at(p) + Text::new(text.clone(), (6, -16), (FONT, 15).into_font()))
+            }))?;
         }
-        c.to_png()
+        // Legend to the right of the plot, so it never hides a point.
+        for (i, s) in self.series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let y = 40 + 24 * i as i32;
+            if self.style == Style::Lines {
+                legend_area.draw(&PathElement::new(vec![(6, y), (30, y)], color.stroke_width(2)))?;
+            }
+            legend_area.draw(&Circle::new((18, y), 4, color.filled()))?;
+            let style = TextStyle::from((FONT, 17).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+            legend_area.draw(&Text::new(s.label.clone(), (38, y), style))?;
+        }
+        Ok(())
     }
 }
 
-/// Bar charts of the codes of selected samples side by side (one panel per sample, one bar per
-/// atom, each panel scaled to its own largest code): the "histograms of codes" of the report.
-pub fn code_bars<T: Real>(codes: MatRef<'_, T>, samples: &[usize]) -> Result<Vec<u8>> {
+type DrawResult = std::result::Result<(), DrawingAreaErrorKind<std::io::Error>>;
+
+fn draw_error(what: &str, e: DrawingAreaErrorKind<std::io::Error>) -> Error {
+    Error::invalid("chart", what, format!("drawing failed ({e})"))
+}
+
+/// Pixels reserved for `text` at font size `size`.
+fn text_width(text: &str, size: f64) -> u32 {
+    (text.chars().count() as f64 * size * CHAR_WIDTH).ceil() as u32
+}
+
+/// Bar charts of the codes of selected samples (one panel per sample, one bar per atom, each
+/// panel scaled to its own largest code, with axes "atom j" and "code h"): the "histograms of
+/// codes" of the report, as an SVG document.
+pub fn code_bars<T: Real>(codes: MatRef<'_, T>, samples: &[usize]) -> Result<String> {
     let k = codes.ncols();
     if k == 0 || samples.is_empty() {
         return Err(Error::invalid(
@@ -177,109 +268,106 @@ pub fn code_bars<T: Real>(codes: MatRef<'_, T>, samples: &[usize]) -> Result<Vec
             format!("there are only {} samples", codes.nrows()),
         ));
     }
-    let bar = if k <= 64 { 3 } else { 2 };
-    let (panel_w, panel_h, gap) = (k * bar + 4, 80, 6);
-    let w = samples.len() * (panel_w + gap) + gap;
-    let h = panel_h + 2 * gap;
-    let mut c = Canvas::new(w, h);
-    for (p, &i) in samples.iter().enumerate() {
-        let x0 = (gap + p * (panel_w + gap)) as i64;
-        let y0 = gap as i64;
-        c.rect_outline(
-            x0,
-            y0,
-            x0 + panel_w as i64 - 1,
-            y0 + panel_h as i64 - 1,
-            [160, 160, 160],
-        );
-        let peak = (0..k)
-            .map(|j| Real::to_f64(codes[(i, j)]))
-            .filter(|v| v.is_finite())
-            .fold(0.0f64, f64::max);
-        if peak <= 0.0 {
-            continue;
-        }
-        for j in 0..k {
-            let v = Real::to_f64(codes[(i, j)]);
-            if !(v > 0.0 && v.is_finite()) {
-                continue;
+    let cols = samples.len().min(4);
+    let rows = samples.len().div_ceil(cols);
+    let (panel_w, panel_h) = (280u32, 210u32);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (cols as u32 * panel_w, rows as u32 * panel_h))
+            .into_drawing_area();
+        let drawn = (|| -> DrawResult {
+            root.fill(&WHITE)?;
+            let panels = root.split_evenly((rows, cols));
+            for (&i, panel) in samples.iter().zip(panels.iter()) {
+                let values: Vec<f64> = (0..k)
+                    .map(|j| Real::to_f64(codes[(i, j)]))
+                    .map(|v| if v.is_finite() { v.max(0.0) } else { 0.0 })
+                    .collect();
+                let peak = values.iter().copied().fold(0.0f64, f64::max);
+                let top = if peak > 0.0 { peak * 1.08 } else { 1.0 };
+                let mut cc = ChartBuilder::on(panel)
+                    .caption(format!("sample {i}"), (FONT, 17))
+                    .margin(6)
+                    .margin_right(14)
+                    .x_label_area_size(38)
+                    .y_label_area_size(62)
+                    .build_cartesian_2d(-0.5..(k as f64 - 0.5), 0.0..top)?;
+                let x_fmt = |v: &f64| format!("{v:.0}");
+                let y_fmt = |v: &f64| format_tick(*v, false);
+                cc.configure_mesh()
+                    .x_desc("atom j")
+                    .y_desc("code h")
+                    .axis_desc_style((FONT, 15))
+                    .label_style((FONT, 14))
+                    .x_labels(6)
+                    .y_labels(4)
+                    .x_label_formatter(&x_fmt)
+                    .y_label_formatter(&y_fmt)
+                    .disable_x_mesh()
+                    .bold_line_style(RGBColor(230, 230, 230))
+                    .light_line_style(WHITE)
+                    .draw()?;
+                cc.draw_series(
+                    values
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| **v > 0.0)
+                        .map(|(j, &v)| {
+                            let x = j as f64;
+                            Rectangle::new([(x - 0.4, 0.0), (x + 0.4, v)], PALETTE[0].filled())
+                        }),
+                )?;
             }
-            let bh = ((v / peak) * (panel_h - 4) as f64).round() as i64;
-            let bx = x0 + 2 + (j * bar) as i64;
-            let base = y0 + panel_h as i64 - 2;
-            c.fill_rect(bx, base - bh, bx + bar as i64 - 2, base, PALETTE[0]);
-        }
+            root.present()
+        })();
+        drawn.map_err(|e| draw_error("code histograms", e))?;
     }
-    c.to_png()
+    Ok(svg)
 }
 
-const BLACK: [u8; 3] = [0, 0, 0];
 /// A colour cycle that stays distinguishable when printed in grey.
-const PALETTE: [[u8; 3]; 8] = [
-    [31, 119, 180],
-    [214, 39, 40],
-    [44, 160, 44],
-    [255, 127, 14],
-    [148, 103, 189],
-    [23, 190, 207],
-    [140, 86, 75],
-    [127, 127, 127],
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(23, 190, 207),
+    RGBColor(140, 86, 75),
+    RGBColor(127, 127, 127),
 ];
 
-/// The data range of `v` widened by 5% (or to a unit interval around a single value).
-fn padded_range(v: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
-    let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+/// The range of `v` widened by 5% (on the log10 scale on log axes), or around a single value.
+fn padded_range(v: &[f64], log: bool) -> (f64, f64) {
+    let t: Vec<f64> = v.iter().map(|&x| if log { x.log10() } else { x }).collect();
+    let (lo, hi) = t.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
         (a.min(x), b.max(x))
     });
-    if hi - lo <= 1e-12 * hi.abs().max(1.0) {
+    let (lo, hi) = if hi - lo <= 1e-12 * hi.abs().max(1.0) {
         let d = if log { 0.5 } else { lo.abs().max(1.0) * 0.5 };
-        return (lo - d, hi + d);
-    }
-    let pad = 0.05 * (hi - lo);
-    (lo - pad, hi + pad)
-}
-
-/// Tick positions (in axis units: log10 of the value on log axes) and their labels.
-fn ticks(lo: f64, hi: f64, log: bool) -> Vec<(f64, String)> {
+        (lo - d, hi + d)
+    } else {
+        let pad = 0.05 * (hi - lo);
+        (lo - pad, hi + pad)
+    };
     if log {
-        let (a, b) = (lo.ceil() as i64, hi.floor() as i64);
-        if b >= a && b - a <= 12 {
-            let stride = ((b - a) / 6 + 1) as usize;
-            return (a..=b)
-                .step_by(stride)
-                .map(|e| (e as f64, format_tick(10f64.powi(e as i32))))
-                .collect();
-        }
-        // Less than a decade: linear ticks placed on the log scale.
-        return ticks(10f64.powf(lo), 10f64.powf(hi), false)
-            .into_iter()
-            .filter(|(v, _)| *v > 0.0)
-            .map(|(v, s)| (v.log10(), s))
-            .collect();
+        (10f64.powf(lo), 10f64.powf(hi))
+    } else {
+        (lo, hi)
     }
-    let raw = (hi - lo) / 5.0;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag);
-    let mut out = Vec::new();
-    let mut v = (lo / step).ceil() * step;
-    while v <= hi + step * 1e-9 && out.len() < 20 {
-        let snapped = if v.abs() < step * 1e-9 { 0.0 } else { v };
-        out.push((snapped, format_tick(snapped)));
-        v += step;
-    }
-    out
 }
 
-/// Short label of a tick value: plain for moderate magnitudes, `1E-4` style otherwise.
-fn format_tick(v: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
+/// Short label of a tick value: powers of ten as `10⁻⁴` on log axes, plain for moderate
+/// magnitudes, `2.5×10⁶` otherwise.
+fn format_tick(v: f64, log: bool) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return if v == 0.0 { "0".into() } else { v.to_string() };
     }
     let a = v.abs();
+    let e = a.log10().round() as i32;
+    if log && (a / 10f64.powi(e) - 1.0).abs() < 1e-9 {
+        return format!("{}10{}", if v < 0.0 { "−" } else { "" }, superscript(e));
+    }
     if (1e-3..1e5).contains(&a) {
         let s = format!("{v:.4}");
         let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -287,270 +375,194 @@ fn format_tick(v: f64) -> String {
     } else {
         let e = a.log10().floor() as i32;
         let m = v / 10f64.powi(e);
-        if (m.round() - m).abs() < 1e-9 {
-            format!("{}E{e}", m.round())
+        let m = if (m.round() - m).abs() < 1e-9 {
+            format!("{}", m.round())
         } else {
-            format!("{m:.1}E{e}")
-        }
+            format!("{m:.1}")
+        };
+        format!("{m}×10{}", superscript(e))
     }
 }
 
-/// An RGB raster with clipping primitives.
-struct Canvas {
-    w: usize,
-    h: usize,
-    px: Vec<u8>,
-}
-
-impl Canvas {
-    fn new(w: usize, h: usize) -> Self {
-        Canvas {
-            w,
-            h,
-            px: vec![255; w * h * 3],
-        }
+/// `e` in superscript digits (`-4` → `⁻⁴`).
+fn superscript(e: i32) -> String {
+    const DIGITS: [char; 10] = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹'];
+    let mut out = String::new();
+    if e < 0 {
+        out.push('⁻');
     }
-
-    fn set(&mut self, x: i64, y: i64, c: [u8; 3]) {
-        if x >= 0 && y >= 0 && (x as usize) < self.w && (y as usize) < self.h {
-            let i = (y as usize * self.w + x as usize) * 3;
-            self.px[i..i + 3].copy_from_slice(&c);
-        }
-    }
-
-    fn fill_rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, c: [u8; 3]) {
-        for y in y0.min(y1)..=y0.max(y1) {
-            for x in x0.min(x1)..=x0.max(x1) {
-                self.set(x, y, c);
-            }
-        }
-    }
-
-    fn rect_outline(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, c: [u8; 3]) {
-        self.line(x0, y0, x1, y0, c, 1);
-        self.line(x0, y1, x1, y1, c, 1);
-        self.line(x0, y0, x0, y1, c, 1);
-        self.line(x1, y0, x1, y1, c, 1);
-    }
-
-    /// Bresenham line of the given thickness (square pen).
-    fn line(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, c: [u8; 3], thick: i64) {
-        let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
-        let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
-        let (mut x, mut y, mut err) = (x0, y0, dx + dy);
-        // Guard against absurd coordinates from degenerate scales.
-        let mut budget = 4 * (self.w + self.h) as i64 + dx - dy;
-        loop {
-            self.fill_rect(x, y, x + thick - 1, y + thick - 1, c);
-            if (x == x1 && y == y1) || budget <= 0 {
-                break;
-            }
-            budget -= 1;
-            let e2 = 2 * err;
-            if e2 >= dy {
-                err += dy;
-                x += sx;
-            }
-            if e2 <= dx {
-                err += dx;
-                y += sy;
-            }
-        }
-    }
-
-    fn marker(&mut self, x: i64, y: i64, c: [u8; 3]) {
-        for dy in -3i64..=3 {
-            for dx in -3i64..=3 {
-                if dx * dx + dy * dy <= 10 {
-                    self.set(x + dx, y + dy, c);
-                }
-            }
-        }
-    }
-
-    /// Draws `s` with its top-left corner at `(x, y)`, each font pixel a `scale × scale` block.
-    fn text(&mut self, x: i64, y: i64, s: &str, scale: usize, c: [u8; 3]) {
-        let sc = scale as i64;
-        for (n, ch) in s.chars().enumerate() {
-            let rows = glyph(ch);
-            let gx = x + n as i64 * 6 * sc;
-            for (r, bits) in rows.iter().enumerate() {
-                for col in 0..5 {
-                    if bits & (0x10 >> col) != 0 {
-                        let (px, py) = (gx + col * sc, y + r as i64 * sc);
-                        self.fill_rect(px, py, px + sc - 1, py + sc - 1, c);
-                    }
-                }
-            }
-        }
-    }
-
-    fn to_png(&self) -> Result<Vec<u8>> {
-        let fail = |e: png::EncodingError| Error::invalid("chart", "PNG", format!("encoding failed ({e})"));
-        let mut out = Vec::new();
-        {
-            let mut enc = png::Encoder::new(&mut out, self.w as u32, self.h as u32);
-            enc.set_color(png::ColorType::Rgb);
-            enc.set_depth(png::BitDepth::Eight);
-            let mut writer = enc.write_header().map_err(fail)?;
-            writer.write_image_data(&self.px).map_err(fail)?;
-            writer.finish().map_err(fail)?;
-        }
-        Ok(out)
-    }
-}
-
-/// Width in pixels of `s` drawn at `scale` (6 font columns per character, the last one blank).
-fn text_width(s: &str, scale: usize) -> usize {
-    s.chars().count() * 6 * scale
-}
-
-/// The 5×7 bitmap of a character: 7 rows, bit 4 = leftmost column. Lower-case letters use the
-/// capitals; characters without a glyph are drawn as a hollow box.
-fn glyph(ch: char) -> [u8; 7] {
-    let ch = ch.to_ascii_uppercase();
-    let rows: &str = match ch {
-        ' ' => ".....|.....|.....|.....|.....|.....|.....",
-        '0' => ".###.|#...#|#..##|#.#.#|##..#|#...#|.###.",
-        '1' => "..#..|.##..|..#..|..#..|..#..|..#..|.###.",
-        '2' => ".###.|#...#|....#|...#.|..#..|.#...|#####",
-        '3' => "#####|...#.|..#..|...#.|....#|#...#|.###.",
-        '4' => "...#.|..##.|.#.#.|#..#.|#####|...#.|...#.",
-        '5' => "#####|#....|####.|....#|....#|#...#|.###.",
-        '6' => "..##.|.#...|#....|####.|#...#|#...#|.###.",
-        '7' => "#####|....#|...#.|..#..|.#...|.#...|.#...",
-        '8' => ".###.|#...#|#...#|.###.|#...#|#...#|.###.",
-        '9' => ".###.|#...#|#...#|.####|....#|...#.|.##..",
-        'A' => ".###.|#...#|#...#|#####|#...#|#...#|#...#",
-        'B' => "####.|#...#|#...#|####.|#...#|#...#|####.",
-        'C' => ".###.|#...#|#....|#....|#....|#...#|.###.",
-        'D' => "###..|#..#.|#...#|#...#|#...#|#..#.|###..",
-        'E' => "#####|#....|#....|####.|#....|#....|#####",
-        'F' => "#####|#....|#....|####.|#....|#....|#....",
-        'G' => ".###.|#...#|#....|#.###|#...#|#...#|.####",
-        'H' => "#...#|#...#|#...#|#####|#...#|#...#|#...#",
-        'I' => ".###.|..#..|..#..|..#..|..#..|..#..|.###.",
-        'J' => "..###|...#.|...#.|...#.|...#.|#..#.|.##..",
-        'K' => "#...#|#..#.|#.#..|##...|#.#..|#..#.|#...#",
-        'L' => "#....|#....|#....|#....|#....|#....|#####",
-        'M' => "#...#|##.##|#.#.#|#.#.#|#...#|#...#|#...#",
-        'N' => "#...#|#...#|##..#|#.#.#|#..##|#...#|#...#",
-        'O' => ".###.|#...#|#...#|#...#|#...#|#...#|.###.",
-        'P' => "####.|#...#|#...#|####.|#....|#....|#....",
-        'Q' => ".###.|#...#|#...#|#...#|#.#.#|#..#.|.##.#",
-        'R' => "####.|#...#|#...#|####.|#.#..|#..#.|#...#",
-        'S' => ".####|#....|#....|.###.|....#|....#|####.",
-        'T' => "#####|..#..|..#..|..#..|..#..|..#..|..#..",
-        'U' => "#...#|#...#|#...#|#...#|#...#|#...#|.###.",
-        'V' => "#...#|#...#|#...#|#...#|#...#|.#.#.|..#..",
-        'W' => "#...#|#...#|#...#|#.#.#|#.#.#|#.#.#|.#.#.",
-        'X' => "#...#|#...#|.#.#.|..#..|.#.#.|#...#|#...#",
-        'Y' => "#...#|#...#|.#.#.|..#..|..#..|..#..|..#..",
-        'Z' => "#####|....#|...#.|..#..|.#...|#....|#####",
-        '.' => ".....|.....|.....|.....|.....|.##..|.##..",
-        ',' => ".....|.....|.....|.....|.##..|..#..|.#...",
-        '-' => ".....|.....|.....|#####|.....|.....|.....",
-        '+' => ".....|..#..|..#..|#####|..#..|..#..|.....",
-        '(' => "...#.|..#..|.#...|.#...|.#...|..#..|...#.",
-        ')' => ".#...|..#..|...#.|...#.|...#.|..#..|.#...",
-        '[' => ".###.|.#...|.#...|.#...|.#...|.#...|.###.",
-        ']' => ".###.|...#.|...#.|...#.|...#.|...#.|.###.",
-        '=' => ".....|.....|#####|.....|#####|.....|.....",
-        ':' => ".....|.##..|.##..|.....|.##..|.##..|.....",
-        '/' => ".....|....#|...#.|..#..|.#...|#....|.....",
-        '_' => ".....|.....|.....|.....|.....|.....|#####",
-        '%' => "##...|##..#|...#.|..#..|.#...|#..##|...##",
-        '*' | '·' | '×' => ".....|..#..|#.#.#|.###.|#.#.#|..#..|.....",
-        '\'' => "..#..|..#..|.#...|.....|.....|.....|.....",
-        '<' => "...#.|..#..|.#...|#....|.#...|..#..|...#.",
-        '>' => ".#...|..#..|...#.|....#|...#.|..#..|.#...",
-        '|' => "..#..|..#..|..#..|..#..|..#..|..#..|..#..",
-        _ => "#####|#...#|#...#|#...#|#...#|#...#|#####",
-    };
-    let mut out = [0u8; 7];
-    for (r, row) in rows.split('|').enumerate() {
-        out[r] = row.bytes().fold(0u8, |acc, b| (acc << 1) | u8::from(b == b'#'));
+    for d in e.unsigned_abs().to_string().bytes() {
+        out.push(DIGITS[usize::from(d - b'0')]);
     }
     out
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn decode(bytes: &[u8]) -> (usize, usize, Vec<u8>) {
-        let mut reader = png::Decoder::new(bytes).read_info().unwrap();
-        let mut buf = vec![0; reader.output_buffer_size()];
-        let info = reader.next_frame(&mut buf).unwrap();
-        assert_eq!(info.color_type, png::ColorType::Rgb);
-        buf.truncate(info.buffer_size());
-        (info.width as usize, info.height as usize, buf)
-    }
-
-    #[test]
-    fn every_glyph_row_has_five_columns() {
-        for ch in (32u8..127).map(char::from).chain(['·', '×']) {
-            let g = glyph(ch);
-            assert!(g.iter().all(|r| *r < 32), "{ch}");
+    /// Checks that `svg` is well-formed XML with an `<svg>` root (a small parser: tags nest and
+    /// close, attributes are quoted, entities are the XML ones) and returns its text contents.
+    pub(crate) fn parse_svg(svg: &str) -> Vec<String> {
+        let mut stack: Vec<String> = Vec::new();
+        let mut texts = Vec::new();
+        let mut rest = svg.trim_start();
+        if let Some(after) = rest.strip_prefix("<?xml") {
+            rest = &after[after.find("?>").expect("XML declaration closes") + 2..];
         }
-        assert_eq!(glyph('1'), glyph('1'));
-        assert_eq!(glyph('a'), glyph('A'));
-        assert_ne!(glyph('A'), glyph('B'));
+        let mut root_seen = false;
+        while !rest.is_empty() {
+            if let Some(tag_body) = rest.strip_prefix('<') {
+                let end = tag_body.find('>').expect("tag closes");
+                let tag = &tag_body[..end];
+                rest = &tag_body[end + 1..];
+                if let Some(name) = tag.strip_prefix('/') {
+                    assert_eq!(stack.pop().as_deref(), Some(name.trim()), "closing tag matches");
+                    continue;
+                }
+                let self_closing = tag.ends_with('/');
+                let tag = tag.trim_end_matches('/');
+                let name = tag.split_whitespace().next().expect("tag name");
+                if !root_seen {
+                    assert_eq!(name, "svg", "root element");
+                    root_seen = true;
+                }
+                // Attributes: name="value" pairs.
+                let attrs = tag[name.len()..].trim();
+                let quotes = attrs.matches('"').count();
+                assert!(quotes % 2 == 0, "attribute quotes balance in <{tag}>");
+                if !self_closing {
+                    stack.push(name.to_string());
+                }
+            } else {
+                let end = rest.find('<').unwrap_or(rest.len());
+                let text = &rest[..end];
+                for (i, _) in text.match_indices('&') {
+                    let ent = &text[i..];
+                    assert!(
+                        ["&amp;", "&lt;", "&gt;", "&quot;", "&apos;", "&#"]
+                            .iter()
+                            .any(|e| ent.starts_with(e)),
+                        "bare & in text: {text}"
+                    );
+                }
+                if !text.trim().is_empty() {
+                    assert!(!stack.is_empty(), "text outside the root element");
+                    texts.push(text.trim().to_string());
+                }
+                rest = &rest[end..];
+            }
+        }
+        assert!(root_seen && stack.is_empty(), "unclosed elements: {stack:?}");
+        texts
     }
 
-    #[test]
-    fn nice_ticks_cover_the_range() {
-        let t = ticks(0.0, 1.0, false);
-        let v: Vec<f64> = t.iter().map(|p| p.0).collect();
-        assert_eq!(v, vec![0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]);
-        assert_eq!(t[1].1, "0.2");
-        let t = ticks(-4.2, -0.1, true);
-        let labels: Vec<&str> = t.iter().map(|p| p.1.as_str()).collect();
-        assert_eq!(labels, vec!["1E-4", "0.001", "0.01", "0.1"]);
-        assert_eq!(format_tick(5e-5), "5E-5");
-        assert_eq!(format_tick(12345.0), "12345");
-        assert_eq!(format_tick(2.5e6), "2.5E6");
-    }
-
-    #[test]
-    fn chart_draws_series_in_their_colours() {
-        let mut chart = Chart::new("MSE vs beta", "beta", "mse");
+    fn beta_chart() -> Chart {
+        let mut chart = Chart::new(
+            "MSE vs β",
+            "β (sparsity-penalty weight)",
+            "reconstruction MSE (per pixel)",
+        );
         chart.x_log = true;
         chart.series = vec![
+            Series::new("p = 0.01", vec![(1e-4, 0.01), (1e-3, 0.02), (1e-2, 0.04)]),
             Series {
-                label: "p=0.01".into(),
-                points: vec![(1e-4, 0.01), (1e-3, 0.02), (1e-2, 0.04)],
-            },
-            Series {
-                label: "p=0.05".into(),
+                label: "p = 0.05 & more".into(),
                 points: vec![(1e-4, 0.015), (1e-3, f64::NAN), (1e-2, 0.03)],
+                errors: vec![0.002, 0.0, 0.001],
+                point_labels: vec!["1".into(), "2".into(), "3".into()],
             },
         ];
-        let png = chart.to_png().unwrap();
-        if let Ok(dir) = std::env::var("PARTLEARN_FIGURE_DIR") {
-            // For looking at the figure by eye.
-            std::fs::write(std::path::Path::new(&dir).join("chart.png"), &png).unwrap();
-        }
-        let (w, h, px) = decode(&png);
-        assert_eq!((w, h), (800, 500));
-        let count = |c: [u8; 3]| px.chunks_exact(3).filter(|p| *p == c).count();
-        assert!(count(PALETTE[0]) > 200, "first series drawn");
-        assert!(count(PALETTE[1]) > 100, "second series drawn");
-        assert!(count(BLACK) > 500, "axes and text drawn");
-        // Log axis with a non-positive x: that point is skipped, not an error.
-        chart.series[0].points.push((0.0, 1.0));
-        assert!(chart.to_png().is_ok());
-        chart.series.clear();
-        assert!(chart.to_png().is_err());
+        chart
     }
 
     #[test]
-    fn code_bars_one_panel_per_sample() {
+    fn ticks_are_short_and_powers_of_ten_on_log_axes() {
+        assert_eq!(format_tick(1e-4, true), "10⁻⁴");
+        assert_eq!(format_tick(0.01, true), "10⁻²");
+        assert_eq!(format_tick(100.0, true), "10²");
+        assert_eq!(format_tick(0.01, false), "0.01");
+        assert_eq!(format_tick(0.2, false), "0.2");
+        assert_eq!(format_tick(5e-5, false), "5×10⁻⁵");
+        assert_eq!(format_tick(12345.0, false), "12345");
+        assert_eq!(format_tick(2.5e6, false), "2.5×10⁶");
+        assert_eq!(padded_range(&[1e-4, 1e-2], true).0.log10(), -4.1);
+    }
+
+    #[test]
+    fn chart_svg_has_axes_legend_greek_log_ticks_and_error_bars() {
+        let chart = beta_chart();
+        let svg = chart.to_svg().unwrap();
+        if let Ok(dir) = std::env::var("PARTLEARN_FIGURE_DIR") {
+            // For looking at the figure by eye.
+            std::fs::write(std::path::Path::new(&dir).join("chart.svg"), &svg).unwrap();
+        }
+        let texts = parse_svg(&svg);
+        for want in [
+            "MSE vs β",
+            "β (sparsity-penalty weight)",
+            "reconstruction MSE (per pixel)",
+            "p = 0.01",
+            "p = 0.05 &amp; more",
+            "10⁻⁴",
+            "10⁻³",
+            "10⁻²",
+            "3",
+        ] {
+            assert!(texts.iter().any(|t| t == want), "{want} missing in {texts:?}");
+        }
+        // A linear x axis has no power-of-ten ticks.
+        let mut linear = chart.clone();
+        linear.x_log = false;
+        let texts = parse_svg(&linear.to_svg().unwrap());
+        assert!(!texts.iter().any(|t| t.starts_with("10⁻")), "{texts:?}");
+        // Two error bars (the zero error draws none): each has a vertical line.
+        assert!(
+            svg.matches("<polyline").count() >= 3,
+            "curves and error bars drawn"
+        );
+        // Both series in their colours.
+        assert!(
+            svg.contains("#1F77B4") && svg.contains("#D62728"),
+            "palette colours"
+        );
+    }
+
+    #[test]
+    fn chart_svg_is_deterministic_and_refuses_empty_charts() {
+        let chart = beta_chart();
+        assert_eq!(chart.to_svg().unwrap(), chart.to_svg().unwrap());
+        let mut other = chart.clone();
+        other.series[0].points[0].1 = 0.011;
+        assert_ne!(chart.to_svg().unwrap(), other.to_svg().unwrap());
+        // Log axis with a non-positive x: that point is skipped, not an error.
+        other.series[0].points.push((0.0, 1.0));
+        assert!(other.to_svg().is_ok());
+        other.y_log = true;
+        assert!(other.to_svg().is_ok());
+        other.series.clear();
+        assert!(other.to_svg().is_err());
+        let mut tiny = chart;
+        tiny.size = (10, 10);
+        assert!(tiny.to_svg().is_err());
+    }
+
+    #[test]
+    fn code_bars_one_panel_per_sample_with_axes() {
         let codes = faer::Mat::<f32>::from_fn(3, 10, |i, j| if i == 1 { 0.0 } else { j as f32 });
-        let (w, h, px) = decode(&code_bars(codes.as_ref(), &[0, 1, 2]).unwrap());
-        assert_eq!(w, 3 * (10 * 3 + 4 + 6) + 6);
-        assert_eq!(h, 92);
-        assert!(px.chunks_exact(3).any(|p| p == PALETTE[0]));
+        let svg = code_bars(codes.as_ref(), &[0, 1, 2]).unwrap();
+        let texts = parse_svg(&svg);
+        for want in ["sample 0", "sample 1", "sample 2", "atom j", "code h"] {
+            assert!(texts.iter().any(|t| t == want), "{want} missing");
+        }
+        assert_eq!(
+            texts.iter().filter(|t| *t == "atom j").count(),
+            3,
+            "one x axis per panel"
+        );
+        // 9 + 9 positive codes → 18 bars (filled rectangles in the first palette colour).
+        assert_eq!(svg.matches("fill=\"#1F77B4\"").count(), 18, "{svg}");
+        assert_eq!(svg, code_bars(codes.as_ref(), &[0, 1, 2]).unwrap());
         assert!(code_bars(codes.as_ref(), &[3]).is_err());
         assert!(code_bars(codes.as_ref(), &[]).is_err());
     }

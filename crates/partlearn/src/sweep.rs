@@ -1,9 +1,9 @@
 //! Tables and plots of a parameter sweep (METHODS.md §7.5, the report's Figure 8): every grid
 //! point is a fitted and evaluated run; this module turns their parameters and
-//! [`Metrics`] into a CSV table and PNG charts — each metric against the first varying
+//! [`Metrics`] into a CSV table and SVG charts — each metric against the first varying
 //! parameter (one curve per value of the second; log axis when the values span a decade or
-//! more) and the trade-off scatters max-approximation error vs Hoyer sparsity and vs
-//! reconstruction error.
+//! more; the SVM accuracy with its ± std as error bars) and the trade-off scatters
+//! max-approximation error vs Hoyer sparsity and vs reconstruction error.
 
 use std::collections::BTreeMap;
 
@@ -90,12 +90,66 @@ fn values(points: &[SweepPoint], name: &str) -> Vec<f64> {
     v
 }
 
-fn label(name: &str, v: f64) -> String {
-    format!("{name}={v}")
+/// How a sweep parameter is named on a chart: its symbol (Greek where METHODS.md writes it so)
+/// and what it is.
+fn param_text(name: &str) -> (&str, &str) {
+    match name {
+        "beta" => ("β", "sparsity-penalty weight"),
+        "p" => ("p", "target mean activation"),
+        "lambda" => ("λ", "non-negativity penalty weight"),
+        "code-sparsity" => ("s_H", "target Hoyer sparsity of the codes"),
+        "atom-sparsity" => ("s_W", "target Hoyer sparsity of the atoms"),
+        "alpha-w" => ("α_W", "regularisation weight of the atoms"),
+        "k" => ("k", "number of atoms"),
+        other => (other, ""),
+    }
 }
 
-/// The charts of a sweep as `(file name, PNG)`: one per metric against `x_param` (one curve per
-/// value of `series_param`, if any), and the two trade-off scatters.
+/// Axis label of a sweep parameter, e.g. `β (sparsity-penalty weight)`.
+fn param_axis(name: &str) -> String {
+    match param_text(name) {
+        (sym, "") => sym.to_string(),
+        (sym, what) => format!("{sym} ({what})"),
+    }
+}
+
+/// Legend text of one value of a parameter, e.g. `β = 0.001`.
+fn label(name: &str, v: f64) -> String {
+    format!("{} = {v}", param_text(name).0)
+}
+
+/// Axis label (with units) and chart title of a metric column.
+fn metric_text(metric: &str) -> (&'static str, &'static str) {
+    match metric {
+        "reconstruction_mse" => ("reconstruction MSE (per pixel)", "Reconstruction error"),
+        "rel_error" => ("relative error ‖X − X̂‖_F / ‖X‖_F", "Relative error"),
+        "hoyer" => (
+            "Hoyer sparsity of the codes (0 dense … 1 one-hot)",
+            "Sparsity of the codes",
+        ),
+        "max_approx" => (
+            "max-approximation MSE vs dilated originals (per pixel)",
+            "Max-approximation error",
+        ),
+        "svm_accuracy" => ("linear-SVM accuracy (fraction, ± std)", "Linear-SVM accuracy"),
+        _ => ("", ""),
+    }
+}
+
+/// Whether positive values spanning two decades or more are better read on a log axis.
+fn spans_decades(v: impl Iterator<Item = f64>, decades: f64) -> bool {
+    let (lo, hi) = v
+        .filter(|x| x.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+    lo > 0.0 && hi / lo >= 10f64.powf(decades)
+}
+
+/// The charts of a sweep as `(file name, SVG)`: one per metric against `x_param` (one curve per
+/// value of `series_param`, if any; the SVM accuracy with ± std error bars; a log x axis when
+/// the parameter spans a decade or more, a log y axis when a metric spans two), and the two
+/// trade-off scatters.
 pub fn plots(
     points: &[SweepPoint],
     x_param: &str,
@@ -104,9 +158,7 @@ pub fn plots(
     if points.is_empty() {
         return Err(Error::invalid("sweep", "no points", "nothing was evaluated"));
     }
-    let xs = values(points, x_param);
-    let x_log =
-        xs.first().is_some_and(|&a| a > 0.0) && xs.last().zip(xs.first()).is_some_and(|(b, a)| b / a >= 10.0);
+    let x_log = spans_decades(values(points, x_param).into_iter(), 1.0);
     let groups: Vec<(String, Vec<&SweepPoint>)> = match series_param {
         Some(sp) => values(points, sp)
             .into_iter()
@@ -117,54 +169,75 @@ pub fn plots(
                 )
             })
             .collect(),
-        None => vec![(x_param.to_string(), points.iter().collect())],
+        None => vec![("all points".to_string(), points.iter().collect())],
     };
     let mut out = Vec::new();
     let metric_names: Vec<&'static str> = columns(&points[0].metrics).iter().map(|c| c.0).collect();
-    for (mi, metric) in metric_names.iter().enumerate() {
-        if metric.ends_with("_std") || metric.ends_with("_clipped") {
+    let col = |p: &SweepPoint, name: &str| {
+        columns(&p.metrics)
+            .into_iter()
+            .find(|c| c.0 == name)
+            .and_then(|c| c.1)
+    };
+    let x_sym = param_text(x_param).0;
+    for metric in &metric_names {
+        let (y_label, title) = metric_text(metric);
+        if y_label.is_empty() {
             continue;
         }
-        let mut chart = Chart::new(format!("{metric} vs {x_param}"), x_param, *metric);
+        let mut chart = Chart::new(format!("{title} vs {x_sym}"), param_axis(x_param), y_label);
         chart.x_log = x_log;
+        chart.y_log = *metric != "svm_accuracy"
+            && *metric != "hoyer"
+            && spans_decades(points.iter().filter_map(|p| col(p, metric)), 2.0);
         for (name, members) in &groups {
-            let mut pts: Vec<(f64, f64)> = members
+            let mut pts: Vec<(f64, f64, f64)> = members
                 .iter()
-                .filter_map(|p| Some((*p.params.get(x_param)?, columns(&p.metrics)[mi].1?)))
+                .filter_map(|p| {
+                    let err = if *metric == "svm_accuracy" {
+                        col(p, "svm_std").unwrap_or(0.0)
+                    } else {
+                        0.0
+                    };
+                    Some((*p.params.get(x_param)?, col(p, metric)?, err))
+                })
                 .collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            chart.series.push(Series {
-                label: name.clone(),
-                points: pts,
-            });
+            let mut series = Series::new(name.clone(), pts.iter().map(|p| (p.0, p.1)).collect());
+            if *metric == "svm_accuracy" {
+                series.errors = pts.iter().map(|p| p.2).collect();
+            }
+            chart.series.push(series);
         }
         // A metric nobody measured (e.g. no labels → no SVM) has no chart.
         if chart.series.iter().any(|s| !s.points.is_empty()) {
-            out.push((format!("{metric}_vs_{x_param}.png"), chart.to_png()?));
+            out.push((format!("{metric}_vs_{x_param}.svg"), chart.to_svg()?.into_bytes()));
         }
     }
     for (x_metric, file) in [
-        ("hoyer", "max_approx_vs_hoyer.png"),
-        ("reconstruction_mse", "max_approx_vs_reconstruction.png"),
+        ("hoyer", "max_approx_vs_hoyer.svg"),
+        ("reconstruction_mse", "max_approx_vs_reconstruction.svg"),
     ] {
-        let xi = metric_names.iter().position(|m| *m == x_metric).unwrap_or(0);
-        let yi = metric_names.iter().position(|m| *m == "max_approx").unwrap_or(0);
-        let mut chart = Chart::new(format!("max-approx vs {x_metric}"), x_metric, "max_approx");
+        let mut chart = Chart::new(
+            format!(
+                "Trade-off: max-approximation vs {}",
+                metric_text(x_metric).1.to_lowercase()
+            ),
+            metric_text(x_metric).0,
+            metric_text("max_approx").0,
+        );
         chart.style = Style::Markers;
         for (name, members) in &groups {
-            chart.series.push(Series {
-                label: name.clone(),
-                points: members
+            chart.series.push(Series::new(
+                name.clone(),
+                members
                     .iter()
-                    .filter_map(|p| {
-                        let c = columns(&p.metrics);
-                        Some((c[xi].1?, c[yi].1?))
-                    })
+                    .filter_map(|p| Some((col(p, x_metric)?, col(p, "max_approx")?)))
                     .collect(),
-            });
+            ));
         }
         if chart.series.iter().any(|s| !s.points.is_empty()) {
-            out.push((file.to_string(), chart.to_png()?));
+            out.push((file.to_string(), chart.to_svg()?.into_bytes()));
         }
     }
     Ok(out)
@@ -230,14 +303,87 @@ mod tests {
             .collect();
         let charts = plots(&pts, "code-sparsity", Some("k")).unwrap();
         let names: Vec<&str> = charts.iter().map(|c| c.0.as_str()).collect();
-        assert!(names.contains(&"hoyer_vs_code-sparsity.png"));
-        assert!(names.contains(&"max_approx_vs_hoyer.png"));
-        assert!(names.contains(&"max_approx_vs_reconstruction.png"));
+        assert!(names.contains(&"hoyer_vs_code-sparsity.svg"));
+        assert!(names.contains(&"max_approx_vs_hoyer.svg"));
+        assert!(names.contains(&"max_approx_vs_reconstruction.svg"));
         assert!(
             !names.iter().any(|n| n.starts_with("svm")),
             "SVM not measured: no chart"
         );
-        assert!(charts.iter().all(|c| c.1.starts_with(b"\x89PNG")));
+        assert!(charts.iter().all(|c| c.1.starts_with(b"<svg")));
+        let hoyer = String::from_utf8(
+            charts[names
+                .iter()
+                .position(|n| *n == "hoyer_vs_code-sparsity.svg")
+                .unwrap()]
+            .1
+            .clone(),
+        )
+        .unwrap();
+        let texts = crate::plot::tests::parse_svg(&hoyer);
+        for want in ["s_H (target Hoyer sparsity of the codes)", "k = 10", "k = 20"] {
+            assert!(texts.iter().any(|t| t == want), "{want} missing in {texts:?}");
+        }
         assert!(plots(&[], "k", None).is_err());
+    }
+
+    #[test]
+    fn beta_sweep_has_a_log_axis_greek_labels_and_svm_error_bars() {
+        let pts: Vec<SweepPoint> = [1e-4, 1e-3, 1e-2]
+            .iter()
+            .flat_map(|&b| {
+                [0.01, 0.05].map(|p| {
+                    let mut pt = point(10.0, 0.3 + b * 10.0);
+                    pt.params = BTreeMap::from([("beta".to_string(), b), ("p".to_string(), p)]);
+                    pt.metrics.svm = Some(crate::eval::svm::SvmProtocolResult {
+                        mean_accuracy: 0.8 + p,
+                        std_accuracy: 0.02,
+                        best_c: 1.0,
+                        best_validation_accuracy: 0.8,
+                        validation_curve: vec![],
+                        accuracies: vec![],
+                        options: Default::default(),
+                    });
+                    pt
+                })
+            })
+            .collect();
+        let charts = plots(&pts, "beta", Some("p")).unwrap();
+        let svm = charts.iter().find(|c| c.0 == "svm_accuracy_vs_beta.svg").unwrap();
+        let svg = String::from_utf8(svm.1.clone()).unwrap();
+        let texts = crate::plot::tests::parse_svg(&svg);
+        for want in [
+            "Linear-SVM accuracy vs β",
+            "β (sparsity-penalty weight)",
+            "linear-SVM accuracy (fraction, ± std)",
+            "p = 0.01",
+            "p = 0.05",
+            "10⁻⁴",
+            "10⁻³",
+            "10⁻²",
+        ] {
+            assert!(texts.iter().any(|t| t == want), "{want} missing in {texts:?}");
+        }
+        // 6 error bars, a stem and two caps each: 18 lines more than without the std.
+        let mut exact = pts.clone();
+        for p in &mut exact {
+            p.metrics.svm.as_mut().unwrap().std_accuracy = 0.0;
+        }
+        let find = |c: &[(String, Vec<u8>)], name: &str| {
+            String::from_utf8(c.iter().find(|c| c.0 == name).unwrap().1.clone()).unwrap()
+        };
+        let no_bars = find(
+            &plots(&exact, "beta", Some("p")).unwrap(),
+            "svm_accuracy_vs_beta.svg",
+        );
+        let bar_lines = |svg: &str| {
+            svg.matches("<line opacity=\"1\" stroke=\"#1F77B4\"").count()
+                + svg.matches("<line opacity=\"1\" stroke=\"#D62728\"").count()
+        };
+        assert_eq!((bar_lines(&svg), bar_lines(&no_bars)), (18, 0));
+        let by_p = find(&plots(&pts, "p", Some("beta")).unwrap(), "svm_accuracy_vs_p.svg");
+        assert!(!by_p.contains("10⁻"), "p spans less than a decade: linear axis");
+        assert!(by_p.contains("β = 0.001"), "legend with the Greek symbol");
+        assert_eq!(plots(&pts, "beta", Some("p")).unwrap(), charts, "deterministic");
     }
 }

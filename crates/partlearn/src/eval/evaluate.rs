@@ -349,9 +349,10 @@ fn dilation_side<T: Real>(
     ))
 }
 
-/// The figures of an evaluation, as `(file name, PNG bytes)`: the first `n_show` samples as
-/// originals / reconstructions / dilated originals / max-approximations, their code bar charts,
-/// the atoms ordered by usage on these data, and the dilated atoms in the same order.
+/// The figures of an evaluation, as `(file name, bytes)`: the first `n_show` samples as
+/// originals / reconstructions / dilated originals / max-approximations (PNG), their code bar
+/// charts (SVG), the atoms ordered by usage on these data, and the dilated atoms in the same
+/// order (PNG).
 pub fn figures<T: Real>(
     ev: &Evaluation<T>,
     model: &dyn PartModel<T>,
@@ -371,8 +372,8 @@ pub fn figures<T: Real>(
     out.push(("eval_panel.png".into(), panel_rows(&rows, image_shape, &opts)?));
     let samples: Vec<usize> = (0..n).collect();
     out.push((
-        "eval_code_histograms.png".into(),
-        crate::plot::code_bars(ev.codes.as_ref(), &samples)?,
+        "eval_code_histograms.svg".into(),
+        crate::plot::code_bars(ev.codes.as_ref(), &samples)?.into_bytes(),
     ));
     let order = usage_order(ev.codes.as_ref(), model.atoms());
     out.push((

@@ -302,25 +302,33 @@ pub fn table_csv(sel: &Selection) -> String {
     out
 }
 
-/// One chart per criterion against k (file name, PNG bytes): cophenetic correlation and
-/// dispersion, atoms' silhouette, relative error.
-pub fn charts(sel: &Selection) -> Result<Vec<(String, Vec<u8>)>> {
-    let series = |label: &str, f: &dyn Fn(&KScore) -> f64| Series {
-        label: label.to_string(),
-        points: sel.scores.iter().map(|s| (s.k as f64, f(s))).collect(),
+/// One chart per criterion against k (file name, SVG text): the consensus scores (cophenetic
+/// correlation, dispersion), the atoms' silhouette, and the relative error (± its spread over
+/// the runs).
+pub fn charts(sel: &Selection) -> Result<Vec<(String, String)>> {
+    let points = |f: &dyn Fn(&KScore) -> f64| -> Vec<(f64, f64)> {
+        sel.scores.iter().map(|s| (s.k as f64, f(s))).collect()
     };
     let mut out = Vec::new();
-    let mut c = Chart::new("consensus stability vs k", "k", "score");
-    c.series.push(series("cophenetic correlation", &|s| s.cophenetic));
-    c.series.push(series("dispersion", &|s| s.dispersion));
-    out.push(("consensus_vs_k.png".to_string(), c.to_png()?));
-    let mut c = Chart::new("atom stability vs k", "k", "silhouette");
+    let mut c = Chart::new(
+        "Consensus stability of the samples vs k",
+        "rank k",
+        "score (1 = reproducible)",
+    );
     c.series
-        .push(series("silhouette of the atoms", &|s| s.silhouette));
-    out.push(("silhouette_vs_k.png".to_string(), c.to_png()?));
-    let mut c = Chart::new("relative error vs k", "k", "relative error");
-    c.series.push(series("mean over runs", &|s| s.rel_error));
-    out.push(("error_vs_k.png".to_string(), c.to_png()?));
+        .push(Series::new("cophenetic correlation", points(&|s| s.cophenetic)));
+    c.series
+        .push(Series::new("dispersion", points(&|s| s.dispersion)));
+    out.push(("consensus_vs_k.svg".to_string(), c.to_svg()?));
+    let mut c = Chart::new("Stability of the atoms vs k", "rank k", "silhouette of the atoms");
+    c.series
+        .push(Series::new("mean silhouette", points(&|s| s.silhouette)));
+    out.push(("silhouette_vs_k.svg".to_string(), c.to_svg()?));
+    let mut c = Chart::new("Relative error vs k", "rank k", "‖X − WH‖ / ‖X‖");
+    let mut e = Series::new("mean over runs (± std)", points(&|s| s.rel_error));
+    e.errors = sel.scores.iter().map(|s| s.rel_error_std).collect();
+    c.series.push(e);
+    out.push(("error_vs_k.svg".to_string(), c.to_svg()?));
     Ok(out)
 }
 
