@@ -1,8 +1,6 @@
 //! `partlearn select-k`: scores candidate ranks by the stability of seeded NMF runs
 //! (`partlearn::select`) and writes the table, the scores as JSON and one chart per criterion.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use clap::Args;
 use partlearn::engine::StopReason;
@@ -11,7 +9,7 @@ use partlearn::nmf::{NmfParams, Solver};
 use partlearn::select::{self, SelectParams};
 use partlearn::Real;
 
-use crate::args::{DataArgs, Dtype, Exit};
+use crate::args::{DataArgs, Dtype, Exit, RunArgs};
 use crate::progress::FitProgress;
 
 #[derive(Args, Debug)]
@@ -36,27 +34,10 @@ pub struct SelectArgs {
     /// Tolerance of every run (as `fit nmf --tol`).
     #[arg(long, default_value_t = 1e-4)]
     pub tol: f64,
-    /// Folder to write (select-k.csv, select-k.json, figures/).
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-    /// Replace an existing select-k folder.
-    #[arg(long)]
-    pub force: bool,
-    /// No progress bar and no summary lines.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Print the scores as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// Worker threads (1 = sequential, 0 = all cores).
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
-    /// Float type of the computation.
-    #[arg(long, value_enum, default_value = "f32")]
-    pub dtype: Dtype,
-    /// First seed (runs and subsample).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Output (--out: the folder for select-k.csv, select-k.json and figures/, default
+    /// runs/select-k), verbosity, threads, float type and first seed (runs and subsample).
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// The candidate ranks of `-k`.
@@ -82,7 +63,7 @@ fn parse_ks(s: &str) -> std::result::Result<Ks, String> {
 }
 
 pub fn run(a: SelectArgs) -> Result<()> {
-    match a.dtype {
+    match a.run.dtype {
         Dtype::F32 => run_t::<f32>(&a),
         Dtype::F64 => run_t::<f64>(&a),
     }
@@ -92,18 +73,19 @@ fn run_t<T: Real>(a: &SelectArgs) -> Result<()> {
     let params = SelectParams::new(a.ks.0.clone())
         .runs(a.runs)
         .samples(a.samples)
-        .seed(a.seed)
+        .seed(a.run.seed)
         .check()?;
     let base = NmfParams::new(1)
         .solver(a.solver)
         .max_iter(a.max_iter)
         .tol(a.tol)
-        .threads(a.threads)
+        .threads(a.run.threads)
         .check()?;
-    a.data.check_not_input(&a.out, "--out")?;
+    let out = a.run.out.clone().unwrap_or_else(|| "runs/select-k".into());
+    a.data.check_not_input(&out, "--out")?;
     let data = a.data.load::<T>()?;
-    let dir = RunDir::create(&a.out, a.force)?;
-    let mut progress = FitProgress::new(a.max_iter, a.quiet);
+    let dir = RunDir::create(&out, a.run.force)?;
+    let mut progress = FitProgress::new(a.max_iter, a.run.quiet);
     let sel = select::select_k(data.x(), &params, &base, &mut progress);
     progress.finish();
     let sel = sel?;
@@ -119,9 +101,9 @@ fn run_t<T: Real>(a: &SelectArgs) -> Result<()> {
         )?;
     }
     let out = dir.commit()?;
-    if a.json {
+    if a.run.json {
         outln!("{}", serde_json::to_string(&sel)?);
-    } else if !a.quiet {
+    } else if !a.run.quiet {
         for s in &sel.scores {
             errln!(
                 "k = {:>3}: rel. error {:.4} ± {:.4}, cophenetic {:.4}, dispersion {:.4}, silhouette {:.4}",

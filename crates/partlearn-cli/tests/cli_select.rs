@@ -63,13 +63,9 @@ fn select_k_scores_every_rank_and_writes_its_table_and_charts() {
     let csv = std::fs::read_to_string(out.join("select-k.csv")).unwrap();
     assert!(csv.starts_with("k,rel_error,"));
     assert_eq!(csv.lines().count(), 6);
-    for f in ["consensus_vs_k.png", "silhouette_vs_k.png", "error_vs_k.png"] {
-        assert!(
-            std::fs::read(out.join("figures").join(f))
-                .unwrap()
-                .starts_with(b"\x89PNG"),
-            "{f}"
-        );
+    for f in ["consensus_vs_k.svg", "silhouette_vs_k.svg", "error_vs_k.svg"] {
+        let svg = std::fs::read_to_string(out.join("figures").join(f)).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("rank k"), "{f}");
     }
     // Same seed, same scores (the timings aside); an existing folder only with --force.
     assert_refused(
