@@ -1,0 +1,141 @@
+//! `partlearn bench ae`: seconds per auto-encoder epoch against the GEMM bound of an epoch.
+
+use faer::{Accum, Mat};
+use serde::Serialize;
+
+use super::{time_min, GemmTiming};
+use crate::data::Dataset;
+use crate::engine::Silent;
+use crate::error::Result;
+use crate::linalg;
+use crate::real::Real;
+use crate::rng::Rng;
+
+/// Settings of [`bench_ae`].
+#[derive(Clone, Debug)]
+pub struct AeBenchOptions {
+    /// Shallow or asymmetric auto-encoder.
+    pub architecture: crate::autoencoder::Architecture,
+    /// Number of codes (atoms).
+    pub k: usize,
+    /// Samples per mini-batch.
+    pub batch_size: usize,
+    /// Worker threads (0 = all cores).
+    pub threads: usize,
+    /// Epochs to train at most.
+    pub epochs: usize,
+    /// Stop training after this many seconds and extrapolate the epoch time from the batches done.
+    pub max_seconds: f64,
+    /// Seed of the weights and of the batch order.
+    pub seed: u64,
+}
+
+/// The auto-encoder benchmark: seconds per epoch against the GEMM-bound time of an epoch.
+#[derive(Clone, Debug, Serialize)]
+pub struct AeBenchReport {
+    /// The data set's name.
+    pub data: String,
+    /// Samples of the data.
+    pub n_samples: usize,
+    /// The architecture's kind.
+    pub architecture: String,
+    /// Number of codes (atoms).
+    pub k: usize,
+    /// Samples per mini-batch.
+    pub batch_size: usize,
+    /// Worker threads used (resolved: never 0).
+    pub threads: usize,
+    /// Float type (`f32` or `f64`).
+    pub dtype: &'static str,
+    /// Trainable parameters of the model.
+    pub n_params: usize,
+    /// The products of one training step at their shapes.
+    pub gemms: Vec<GemmTiming>,
+    /// Mini-batches trained within the budget.
+    pub batches_timed: usize,
+    /// Mini-batches of one epoch.
+    pub batches_per_epoch: usize,
+    /// Seconds of one epoch, extrapolated from the batches timed.
+    pub seconds_per_epoch: f64,
+    /// Time of the products of one epoch.
+    pub gemm_bound: f64,
+    /// `seconds_per_epoch / gemm_bound`.
+    pub ratio: f64,
+}
+
+/// Trains an auto-encoder (reference settings: Adadelta, KL sparsity, projection) and compares
+/// its epoch time with the time of the epoch's matrix products, each measured at its shape.
+pub fn bench_ae<T: Real>(data: &Dataset<T>, o: &AeBenchOptions) -> Result<AeBenchReport> {
+    use crate::autoencoder::{self as ae, Act, AeParams, AeSpec, Autoencoder, TrainState};
+    let spec = AeSpec::new(
+        o.architecture,
+        o.k,
+        data.n_features(),
+        data.image_shape,
+        Act::LeakyRelu { slope: 0.1 },
+    )?;
+    let model = Autoencoder::<T>::new(spec, data.image_shape, &mut Rng::new(o.seed))?;
+    let b = o.batch_size;
+    let shapes: Vec<_> = model
+        .encoder
+        .gemm_shapes(b, false)
+        .into_iter()
+        .chain(model.decoder.gemm_shapes(b, true))
+        .collect();
+    let par = linalg::par(o.threads);
+    let gemms = linalg::with_threads(o.threads, || {
+        let mut rng = Rng::new(2);
+        shapes
+            .iter()
+            .map(|(name, r, inner, c, lt, rt)| {
+                let (r, inner, c) = (*r, *inner, *c);
+                let mut fill = |a, b| Mat::<T>::from_fn(a, b, |_, _| T::from_f64(rng.uniform() - 0.5));
+                let lhs = if *lt { fill(inner, r) } else { fill(r, inner) };
+                let rhs = if *rt { fill(c, inner) } else { fill(inner, c) };
+                let mut dst = Mat::<T>::zeros(r, c);
+                let seconds = time_min(5, || {
+                    let l = if *lt { lhs.transpose() } else { lhs.as_ref() };
+                    let rr = if *rt { rhs.transpose() } else { rhs.as_ref() };
+                    linalg::matmul(dst.as_mut(), Accum::Replace, l, rr, T::one(), par)
+                });
+                GemmTiming {
+                    name: name.clone(),
+                    shape: format!("{r}×{inner} · {inner}×{c}"),
+                    flops: 2.0 * (r * inner * c) as f64,
+                    seconds,
+                }
+            })
+            .collect::<Vec<_>>()
+    })?;
+    let params = AeParams::new(o.k)
+        .architecture(o.architecture)
+        .epochs(o.epochs)
+        .batch_size(b)
+        .threads(o.threads)
+        .max_seconds(Some(o.max_seconds))
+        .seed(o.seed)
+        .check()?;
+    let n_params = model.n_params();
+    let mut state = TrainState::new(model, params)?;
+    let out = ae::train(&mut state, data, None, &mut Silent)?;
+    let batches_per_epoch = data.n_samples().div_ceil(b);
+    let batches_timed = state.epoch * batches_per_epoch + state.batch;
+    let seconds_per_epoch = out.seconds / batches_timed.max(1) as f64 * batches_per_epoch as f64;
+    let gemm_bound = gemms.iter().map(|g| g.seconds).sum::<f64>() * batches_per_epoch as f64;
+    Ok(AeBenchReport {
+        data: data.name.clone(),
+        n_samples: data.n_samples(),
+        architecture: o.architecture.kind().to_string(),
+        k: o.k,
+        batch_size: b,
+        threads: linalg::resolve_threads(o.threads),
+        dtype: T::NAME,
+        n_params,
+        gemms,
+        batches_timed,
+        batches_per_epoch,
+        seconds_per_epoch,
+        gemm_bound,
+        ratio: seconds_per_epoch / gemm_bound,
+    })
+}
