@@ -158,6 +158,17 @@ impl Within<'_> {
         self.reason.is_none()
     }
 
+    /// Passes the method's history record of the iteration just done to the observer
+    /// ([`Observer::on_history`]).
+    pub fn history(&mut self, line: &str) {
+        self.observer.on_history(line);
+    }
+
+    /// Whether the observer asks for a checkpoint now ([`Observer::checkpoint_due`]).
+    pub fn checkpoint_due(&mut self) -> bool {
+        self.observer.checkpoint_due()
+    }
+
     /// Seconds of the whole fit so far.
     pub fn seconds(&self) -> f64 {
         self.clock.total()

@@ -41,6 +41,20 @@ pub trait Observer {
     fn on_progress(&mut self, _done: usize, _total: usize) -> Control {
         Control::Continue
     }
+
+    /// The method's own history record of the iteration just done, as one compact JSON object
+    /// (a line of `history.jsonl`, without the newline), for methods whose history holds more
+    /// than the [`IterRecord`] (auto-encoder epochs). Lets a front end keep the history on disk
+    /// as the fit goes. Called before [`Observer::on_iter`] of the same iteration.
+    fn on_history(&mut self, _line: &str) {}
+
+    /// Asked between mini-batches by methods that write checkpoints: `true` asks for one now (at
+    /// the next point where the state can be saved: after this mini-batch, or at the end of the
+    /// epoch). A front end answers from a wall-clock interval, so that a killed process loses at
+    /// most that much work.
+    fn checkpoint_due(&mut self) -> bool {
+        false
+    }
 }
 
 /// An observer that never stops anything.

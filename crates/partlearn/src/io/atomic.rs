@@ -57,12 +57,25 @@ pub(crate) fn parent_dir(path: &Path) -> PathBuf {
 /// A sibling is stale when its process no longer exists, or when the process of that id started
 /// after the sibling was made (the id was reused). Best effort, and only where `/proc` tells.
 pub(crate) fn clean_stale(path: &Path, tags: &[&str]) {
+    for p in stale_siblings(path, tags) {
+        let _ = if p.is_dir() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+    }
+}
+
+/// The hidden siblings `.<name>.<tag>-<pid>-<n>` of `path` that processes now gone left behind
+/// (see [`clean_stale`]); none without `/proc`.
+pub(crate) fn stale_siblings(path: &Path, tags: &[&str]) -> Vec<PathBuf> {
     let (Ok(name), Some(boot)) = (file_name(path), boot_time()) else {
-        return;
+        return Vec::new();
     };
     let Ok(entries) = fs::read_dir(parent_dir(path)) else {
-        return;
+        return Vec::new();
     };
+    let mut stale = Vec::new();
     for entry in entries.flatten() {
         let file = entry.file_name();
         let file = file.to_string_lossy();
@@ -84,19 +97,15 @@ pub(crate) fn clean_stale(path: &Path, tags: &[&str]) {
             .metadata()
             .ok()
             .and_then(|m| m.created().or_else(|_| m.modified()).ok());
-        let stale = match process_start(pid, boot) {
+        let dead = match process_start(pid, boot) {
             None => true,
             Some(start) => made.is_some_and(|made| start > made + std::time::Duration::from_secs(2)),
         };
-        if stale {
-            let p = entry.path();
-            let _ = if p.is_dir() {
-                fs::remove_dir_all(&p)
-            } else {
-                fs::remove_file(&p)
-            };
+        if dead {
+            stale.push(entry.path());
         }
     }
+    stale
 }
 
 /// When the system booted (`btime` of `/proc/stat`); `None` without `/proc`.

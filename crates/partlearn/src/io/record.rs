@@ -296,6 +296,7 @@ impl MethodPart {
                     val_mse: None,
                     seconds_per_epoch: None,
                     resumed_from_epoch: None,
+                    redone_epochs: None,
                 })
             }
             other => {
@@ -360,6 +361,10 @@ pub struct AePart {
     pub seconds_per_epoch: Option<f64>,
     /// The epoch a resumed run continued from.
     pub resumed_from_epoch: Option<usize>,
+    /// Epochs that a killed process had completed after the checkpoint a resumed run continued
+    /// from (known from the `history.jsonl` it left), so done again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redone_epochs: Option<usize>,
 }
 
 /// `value` as JSON (for the `options` of a [`MethodPart`]).

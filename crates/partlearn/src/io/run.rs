@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::io::atomic::{
-    clean_stale, parent_dir, sibling, sync_dir, unique_suffix, write_atomic, write_atomic_with,
+    clean_stale, parent_dir, sibling, stale_siblings, sync_dir, unique_suffix, write_atomic, write_atomic_with,
 };
 pub use crate::io::json::{read_json, to_json_lines, to_json_pretty};
 use crate::io::record::read_partlearn_value;
@@ -35,6 +35,8 @@ pub const HISTORY_FILE: &str = "history.jsonl";
 pub const METRICS_FILE: &str = "metrics.json";
 /// Sub-folder holding the PNG figures.
 pub const FIGURES_DIR: &str = "figures";
+/// File name of the training checkpoint of an auto-encoder run.
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 /// Everything a run folder can hold: the files above and the training checkpoint of
 /// `partlearn fit ae` (`checkpoint.safetensors`, written into the target while training), and
 /// the outputs of a rank selection (a `select-k` folder is replaced as a run is).
@@ -44,7 +46,7 @@ const RUN_ENTRIES: [&str; 8] = [
     HISTORY_FILE,
     METRICS_FILE,
     FIGURES_DIR,
-    "checkpoint.safetensors",
+    CHECKPOINT_FILE,
     crate::select::TABLE_FILE,
     crate::select::RESULT_FILE,
 ];
@@ -192,6 +194,37 @@ impl RunDir {
         })
     }
 
+    /// Continues, for `out`, the `stage` a killed process left (one [`resumable_stage`] found):
+    /// its files move into a fresh stage of this process (the checkpoint first, so that it is
+    /// never lost in between), the other stale stages of `out` are removed, and the run commits
+    /// over `out` as with `force` (only a run folder is replaced).
+    pub fn adopt(out: &Path, stage: &Path) -> Result<RunDir> {
+        if occupied(out).map_err(|e| cannot_create(out, e))? {
+            check_replaceable(out)?;
+        }
+        let fresh = sibling(out, &format!("partial-{}", unique_suffix()))?;
+        remove_any(&fresh).map_err(|e| cannot_create(out, e))?;
+        fs::create_dir(&fresh).map_err(|e| cannot_create(out, e))?;
+        let run = RunDir {
+            target: out.to_path_buf(),
+            stage: fresh,
+            force: true,
+            committed: false,
+        };
+        let mut names: Vec<_> = fs::read_dir(stage)
+            .map_err(|e| Error::io(stage, e))?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        names.sort_by_key(|n| *n != CHECKPOINT_FILE);
+        for name in names {
+            fs::rename(stage.join(&name), run.stage.join(&name)).map_err(|e| Error::io(stage, e))?;
+        }
+        let _ = fs::remove_dir(stage);
+        clean_stale(out, &["partial", "old"]);
+        Ok(run)
+    }
+
     /// The final location of the run.
     pub fn target(&self) -> &Path {
         &self.target
@@ -286,6 +319,22 @@ impl Drop for RunDir {
             let _ = remove_any(&self.stage);
         }
     }
+}
+
+/// The stage `.<name>.partial-<pid>-<n>` of `out` that a killed process left holding a training
+/// checkpoint (the newest checkpoint when there are several), from which a run can resume with
+/// [`RunDir::adopt`]; `None` when there is none. Such a stage is the resumable state of a run
+/// that was replacing `out` (or continuing it) when it was killed: it stays until the next run
+/// written to `out` takes it over (a resume) or removes it (any other run).
+pub fn resumable_stage(out: &Path) -> Option<PathBuf> {
+    stale_siblings(out, &["partial"])
+        .into_iter()
+        .filter_map(|stage| {
+            let meta = fs::metadata(stage.join(CHECKPOINT_FILE)).ok()?;
+            meta.is_file().then(|| (meta.modified().ok(), stage))
+        })
+        .max()
+        .map(|(_, stage)| stage)
 }
 
 /// Checks that `path` is a run folder (a folder holding `model.safetensors`) and returns it.

@@ -67,6 +67,9 @@ struct Epochs<'a, T: Real> {
     /// The engine returned to the best epoch; applied after the final checkpoint, which keeps the
     /// last epoch's weights so that a resumed run continues from them.
     restore_best: bool,
+    /// The observer asked for a checkpoint after the last batch of an epoch: written once the
+    /// epoch is recorded ([`engine::Method::after_iter`]).
+    checkpoint_at_epoch_end: bool,
 }
 
 impl<T: Real> Epochs<'_, T> {
@@ -123,6 +126,15 @@ impl<T: Real> Epochs<'_, T> {
             s.terms.sq_error += t.terms.sq_error;
             s.activation += t.activation;
             state.batch += 1;
+            if let Some(path) = self.checkpoint {
+                if within.checkpoint_due() {
+                    if state.batch < self.batches_per_epoch {
+                        save_checkpoint(state, path, self.clock.total())?;
+                    } else {
+                        self.checkpoint_at_epoch_end = true;
+                    }
+                }
+            }
             if !within.go_on(epoch * self.batches_per_epoch + state.batch, total_batches) {
                 return Ok(false);
             }
@@ -173,6 +185,9 @@ impl<T: Real> engine::Method for Epochs<'_, T> {
             lr: self.opts.optimizer.lr() * self.opts.schedule.factor(state.epoch, self.opts.epochs),
             seconds: within.seconds(),
         };
+        if let Ok(line) = serde_json::to_string(&rec) {
+            within.history(&line);
+        }
         state.history.push(rec);
         state.epoch += 1;
         state.batch = 0;
@@ -205,8 +220,9 @@ impl<T: Real> engine::Method for Epochs<'_, T> {
     }
 
     /// Keeps the state's early-stopping counter in step with the engine's (epochs since the best)
-    /// and writes the checkpoint every `checkpoint_every` epochs (not after the last: the final
-    /// checkpoint follows the run).
+    /// and writes the checkpoint every `checkpoint_every` epochs, or when the observer asked for
+    /// one during the epoch's last batch (not after the last epoch: the final checkpoint follows
+    /// the run).
     fn after_iter(&mut self, _rec: &IterRecord) -> Result<()> {
         let state = &mut *self.state;
         if self.opts.patience.is_some() {
@@ -214,8 +230,13 @@ impl<T: Real> engine::Method for Epochs<'_, T> {
                 p.wait = state.epoch - p.best_iter;
             }
         }
-        if let (Some(path), Some(every)) = (self.checkpoint, self.opts.checkpoint_every) {
-            if state.epoch % every == 0 && state.epoch < self.opts.epochs {
+        if let Some(path) = self.checkpoint {
+            let every = self
+                .opts
+                .checkpoint_every
+                .is_some_and(|every| state.epoch % every == 0);
+            let due = std::mem::take(&mut self.checkpoint_at_epoch_end);
+            if (every || due) && state.epoch < self.opts.epochs {
                 save_checkpoint(state, path, self.clock.total())?;
             }
         }
@@ -283,6 +304,7 @@ pub(super) fn train_inner<T: Real>(
         clock,
         last_val: None,
         restore_best: false,
+        checkpoint_at_epoch_end: false,
     };
     let outcome = engine::run(&mut method, &rules, resume, clock, observer)?;
     let restore_best = method.restore_best;
