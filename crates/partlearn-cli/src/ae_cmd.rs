@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use partlearn::autoencoder::{
-    self, load_checkpoint, Act, AeParams, Architecture, NonNeg, OptimizerKind, OptimizerSpec, RecLoss,
+    self, checkpoint_from_bytes, Act, AeParams, Architecture, NonNeg, OptimizerKind, OptimizerSpec, RecLoss,
     Reduction, Schedule, Sparsity, TrainState,
 };
 use partlearn::data::Dataset;
@@ -21,10 +21,10 @@ use partlearn::Real;
 
 use crate::args::{DataArgs, Dtype, Exit, Flags, RunArgs};
 use crate::output::{default_out, write_figures};
-use crate::progress::{print_warnings, EpochProgress};
+use crate::progress::{print_warnings, EpochProgress, HistoryLog};
 
 /// File name of the training checkpoint inside a run folder.
-pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+pub const CHECKPOINT_FILE: &str = io::run::CHECKPOINT_FILE;
 
 /// Flags (argument ids) that a resumed run cannot honour: its model, loss, optimizer, data
 /// split and seed are those stored in the checkpoint. clap refuses them next to --resume, so
@@ -112,6 +112,9 @@ pub struct AeArgs {
     /// Update RUN/checkpoint.safetensors every N epochs (it is always written at the end and on Ctrl-C).
     #[arg(long, value_name = "N")]
     pub checkpoint_every: Option<usize>,
+    /// Also update the checkpoint whenever this many minutes of training passed since the last one (mid-epoch if need be); 0 = off.
+    #[arg(long, value_name = "MINUTES", default_value_t = 10.0)]
+    pub checkpoint_minutes: f64,
     /// Continue the interrupted (or finished) run in this folder, in place, with its stored options; of the training flags only --epochs, --tol, --threads and --max-seconds apply, the others (and --out) are refused.
     #[arg(long, value_name = "RUN", conflicts_with_all = RESUME_CONFLICTS)]
     pub resume: Option<PathBuf>,
@@ -168,16 +171,14 @@ pub fn run(arch: Architecture, a: &AeArgs) -> Result<()> {
 }
 
 fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
+    let checkpoint_interval = checkpoint_interval(a.checkpoint_minutes)?;
     let data = a.data.load::<T>()?;
+    // A resumed run: its state, the stage a killed process left (taken over), and the bytes of
+    // its checkpoint.
+    let mut adopted = None;
+    let mut loaded = None;
     let (mut state, out, resumed_from) = match &a.resume {
         Some(dir) => {
-            let path = dir.join(CHECKPOINT_FILE);
-            if !path.is_file() {
-                anyhow::bail!(
-                    "{}: no {CHECKPOINT_FILE} to resume from; give the folder of a `partlearn fit ae` run (interrupted or finished)",
-                    dir.display()
-                );
-            }
             // The run continues in its own folder: a different --out would be ignored.
             if let Some(out) = &a.run.out {
                 let resolve = io::run::resolve_path;
@@ -189,7 +190,19 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
                     );
                 }
             }
-            let mut st = load_checkpoint::<T>(&path, a.run.threads, a.max_seconds)?;
+            // A process killed while it replaced or continued this run left its newer state in
+            // its stage: that is where the run goes on from.
+            adopted = io::run::resumable_stage(dir);
+            let source = adopted.clone().unwrap_or_else(|| dir.clone());
+            let path = source.join(CHECKPOINT_FILE);
+            if !path.is_file() {
+                anyhow::bail!(
+                    "{}: no {CHECKPOINT_FILE} to resume from; give the folder of a `partlearn fit ae` run (interrupted or finished)",
+                    dir.display()
+                );
+            }
+            let bytes = io::read_regular(&path, u64::MAX)?;
+            let mut st = checkpoint_from_bytes::<T>(&bytes, &path, a.run.threads, a.max_seconds)?;
             if st.model.spec.architecture != arch {
                 anyhow::bail!(
                     "{} holds a {} model; resume it with `partlearn fit {}`",
@@ -208,13 +221,16 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
             }
             st.set_params(p.check()?)?;
             let epochs = st.params().params().epochs;
-            if st.epoch >= epochs {
+            // (A killed stage may hold the final checkpoint of a run killed while it committed:
+            // it then only needs writing out.)
+            if st.epoch >= epochs && adopted.is_none() {
                 anyhow::bail!(
                     "the run in {} has done all its {epochs} epochs; give a larger --epochs to train longer",
                     dir.display(),
                 );
             }
             let from = st.epoch;
+            loaded = Some((source, bytes));
             (st, dir.clone(), Some(from))
         }
         None => {
@@ -229,30 +245,120 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
         }
     };
     state.check_data(&data)?;
-    if let Some(dir) = &a.resume {
+    if let (Some(dir), None) = (&a.resume, &adopted) {
         check_same_data(dir, &a.data, &data)?;
     }
-    // A resumed run replaces its own folder; a new one needs a free folder or --force.
-    let replacing = resumed_from.is_none() && out.exists();
-    let run_dir = match resumed_from {
-        Some(_) => RunDir::create(&out, true)?,
-        None => a.data.run_dir(&out, a.run.force, &[])?,
+    // Epochs a killed process had done after the checkpoint: the last epoch of the history it
+    // appended beside the checkpoint.
+    let redone = loaded.as_ref().map(|(source, _)| {
+        last_epoch(&source.join(io::run::HISTORY_FILE)).saturating_sub(state.epoch)
+    });
+    if resumed_from.is_none() && !a.run.force && only_training_state(&out) {
+        anyhow::bail!(
+            "{} holds the checkpoint of a training stopped before it finished: continue it with `partlearn fit {} --data {} --resume {}`, or start over with --force",
+            out.display(),
+            arch.kind(),
+            a.data.spec,
+            out.display()
+        );
+    }
+    // Where the training state (checkpoint, history.jsonl as it grows) lives until the commit.
+    // A new run in a free folder, or the resumed run of such a folder, keeps it in the folder
+    // itself: a killed run is resumed from there. A run replacing or continuing a finished run
+    // keeps it in its stage, so that the run in `out` stays whole whatever happens; a stage
+    // killed with a checkpoint is taken over by the next `--resume` (and removed by any other
+    // run written to `out`).
+    let in_place = match resumed_from {
+        None => !out.exists(),
+        Some(_) => adopted.is_none() && only_training_state(&out),
     };
-    // Where the checkpoint lives during training. A new run keeps it in its own folder, created
-    // now, so that a run killed mid-way can be resumed from there; a resumed run updates its own.
-    // A run replacing an existing one (--force) keeps it in the stage until the commit: the old
-    // run, checkpoint included, stays whole if this one fails or is killed.
-    let checkpoint = if replacing {
-        run_dir.path_of(CHECKPOINT_FILE)
-    } else {
+    let run_dir = match (resumed_from, &adopted) {
+        (Some(_), Some(stage)) => RunDir::adopt(&out, stage)?,
+        (Some(_), None) => RunDir::create(&out, true)?,
+        (None, _) => a.data.run_dir(&out, a.run.force, &[])?,
+    };
+    let state_dir = if in_place {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        out.join(CHECKPOINT_FILE)
+        out.clone()
+    } else {
+        run_dir.stage().to_path_buf()
     };
-    let mut progress = EpochProgress::new(a.run.quiet);
+    let checkpoint = state_dir.join(CHECKPOINT_FILE);
+    if let (Some((source, bytes)), false) = (&loaded, in_place) {
+        // The state resumed from, in the stage at once: a kill before the next checkpoint
+        // resumes from there with the history this run appends.
+        if *source != state_dir {
+            run_dir.write(CHECKPOINT_FILE, bytes)?;
+        }
+    }
+    if let (Some(from), Some(n)) = (resumed_from, redone) {
+        if (n > 0 || adopted.is_some()) && !a.run.quiet {
+            errln!(
+                "resuming {} from its checkpoint at epoch {from}{}: {n} epoch{} done after it by the stopped process {} redone",
+                out.display(),
+                if state.batch > 0 { format!(" (+{} batches)", state.batch) } else { String::new() },
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "is" } else { "are" },
+            );
+        }
+    }
+    let history = HistoryLog::new(
+        state_dir.join(io::run::HISTORY_FILE),
+        std::time::Duration::ZERO,
+        io::to_json_lines(&state.history)?,
+    );
+    let mut progress = EpochProgress::new(a.run.quiet)
+        .with_history(history)
+        .checkpoint_every(checkpoint_interval);
     let result = autoencoder::train(&mut state, &data, Some(&checkpoint), &mut progress);
     progress.finish();
+    drop(progress);
     let outcome = result?;
-    finish(a, arch, &data, state, outcome, run_dir, &checkpoint, resumed_from)
+    let resumed = resumed_from.map(|from| (from, redone.unwrap_or(0)));
+    finish(a, arch, &data, state, outcome, run_dir, &checkpoint, resumed)
+}
+
+/// The wall-clock interval of `--checkpoint-minutes` (`None` for 0: off).
+fn checkpoint_interval(minutes: f64) -> Result<Option<std::time::Duration>> {
+    if !minutes.is_finite() || minutes < 0.0 || minutes > 1e6 {
+        anyhow::bail!(
+            "--checkpoint-minutes {minutes} is not a number of minutes in [0, 1e6]; give e.g. 10, or 0 to checkpoint only every --checkpoint-every epochs and at the end"
+        );
+    }
+    Ok((minutes > 0.0).then(|| std::time::Duration::from_secs_f64(minutes * 60.0)))
+}
+
+/// True when `dir` is a folder holding a training checkpoint and nothing a finished run writes
+/// beside it (only `history.jsonl`): the state of a training killed before its end.
+fn only_training_state(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+    names.iter().any(|n| *n == CHECKPOINT_FILE)
+        && names
+            .iter()
+            .all(|n| *n == CHECKPOINT_FILE || *n == io::run::HISTORY_FILE)
+}
+
+/// The last epoch recorded in the `history.jsonl` at `path` (0 when there is none): the last
+/// whole line that parses (a kill may cut the line being written).
+fn last_epoch(path: &Path) -> usize {
+    let Ok(bytes) = io::read_regular(path, io::input::SMALL_FILE_CAP) else {
+        return 0;
+    };
+    let whole = match bytes.iter().rposition(|&b| b == b'\n') {
+        Some(end) => &bytes[..end],
+        None => return 0,
+    };
+    whole
+        .split(|&b| b == b'\n')
+        .rev()
+        .find_map(|line| {
+            let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+            v.get("epoch")?.as_u64()
+        })
+        .map_or(0, |e| e as usize)
 }
 
 /// Errors when the run in `dir` (its run.json, when a fit finished or was interrupted there) was
@@ -297,8 +403,9 @@ fn finish<T: Real>(
     outcome: autoencoder::TrainOutcome,
     run_dir: RunDir,
     checkpoint: &Path,
-    resumed_from: Option<usize>,
+    resumed: Option<(usize, usize)>,
 ) -> Result<()> {
+    let resumed_from = resumed.map(|(from, _)| from);
     let model = &state.model;
     let (tensors, meta) = model.to_tensors()?;
     run_dir.write(
@@ -324,6 +431,7 @@ fn finish<T: Real>(
         val_mse: last.and_then(|r| r.val_mse),
         seconds_per_epoch: (state.epoch > 0).then(|| outcome.seconds / state.epoch as f64),
         resumed_from_epoch: resumed_from,
+        redone_epochs: resumed.map(|(_, redone)| redone),
     });
     RunRecord::new(arch.kind(), a.data.record(data), summary, part)
         .seed(state.params().params().seed)
@@ -342,6 +450,8 @@ fn finish<T: Real>(
         std::fs::rename(checkpoint, &staged)
             .with_context(|| format!("moving {} into the run", checkpoint.display()))?;
         if let Some(dir) = checkpoint.parent() {
+            // The history kept beside it as training went: the run's own is in the stage.
+            let _ = std::fs::remove_file(dir.join(io::run::HISTORY_FILE));
             // Only our checkpoint was there for a new run: an empty folder is replaced by the
             // commit.
             let _ = std::fs::remove_dir(dir);

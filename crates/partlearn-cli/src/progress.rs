@@ -1,7 +1,10 @@
 //! Progress bars, warnings and the process's Ctrl-C handler. A leaf module: it imports only the
 //! argument groups.
 
-use std::io::IsTerminal;
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use partlearn::engine::{interrupt, Control, IterRecord, Observer, Warning};
@@ -34,10 +37,77 @@ pub fn print_warnings(warnings: &[Warning], flags: &Flags) {
     }
 }
 
+/// `history.jsonl` kept on disk while a fit runs, so that a killed process leaves the
+/// iterations it did: every line is appended with one `write` (no user-space buffer: the OS has
+/// it when the line is done, which is all a SIGKILL needs). Lines wait in memory until the fit
+/// has run `after` (short fits touch no file); the file starts with `initial` (the history a
+/// resumed run continues). The end-of-run writer replaces the file atomically with the run's
+/// history, so the final file is exactly what it writes. A failing write stops the log with one
+/// warning (the history is still written at the end).
+pub struct HistoryLog {
+    path: PathBuf,
+    file: Option<File>,
+    pending: Vec<u8>,
+    start: Instant,
+    after: Duration,
+    failed: bool,
+}
+
+impl HistoryLog {
+    /// A log at `path` that starts writing once the fit has run `after`, beginning with `initial`
+    /// (whole JSON lines).
+    pub fn new(path: PathBuf, after: Duration, initial: Vec<u8>) -> Self {
+        let mut log = HistoryLog {
+            path,
+            file: None,
+            pending: initial,
+            start: Instant::now(),
+            after,
+            failed: false,
+        };
+        log.flush_due();
+        log
+    }
+
+    /// Appends one history line (without its newline).
+    pub fn push(&mut self, line: &str) {
+        if self.failed {
+            return;
+        }
+        self.pending.extend_from_slice(line.as_bytes());
+        self.pending.push(b'\n');
+        self.flush_due();
+    }
+
+    /// Writes what waits once the delay is over (creating or truncating the file the first time).
+    fn flush_due(&mut self) {
+        if self.failed || (self.file.is_none() && self.start.elapsed() < self.after) {
+            return;
+        }
+        let result = match &mut self.file {
+            Some(f) => f.write_all(&self.pending),
+            None => File::create(&self.path).and_then(|mut f| {
+                f.write_all(&self.pending)?;
+                self.file = Some(f);
+                Ok(())
+            }),
+        };
+        self.pending.clear();
+        if let Err(e) = result {
+            self.failed = true;
+            errln!(
+                "warning: cannot keep {} up to date while the fit runs ({e}); it is written at the end",
+                self.path.display()
+            );
+        }
+    }
+}
+
 /// Draws the objective and relative error of each iteration; silent when stderr is not a
-/// terminal or with --quiet.
+/// terminal or with --quiet. With a [`HistoryLog`], appends each iteration's record to it.
 pub struct FitProgress {
     bar: ProgressBar,
+    history: Option<HistoryLog>,
 }
 
 impl FitProgress {
@@ -55,7 +125,13 @@ impl FitProgress {
             );
             b
         };
-        FitProgress { bar }
+        FitProgress { bar, history: None }
+    }
+
+    /// Keeps `history.jsonl` on disk as the fit goes ([`HistoryLog`]).
+    pub fn with_history(mut self, log: HistoryLog) -> Self {
+        self.history = Some(log);
+        self
     }
 
     pub fn finish(&self) {
@@ -70,14 +146,24 @@ impl Observer for FitProgress {
             "objective {:.6e}  rel. error {:.5}",
             r.objective, r.rel_error
         ));
+        if let Some(log) = &mut self.history {
+            if let Ok(line) = serde_json::to_string(r) {
+                log.push(&line);
+            }
+        }
         Control::Continue
     }
 }
 
 /// Progress of mini-batch training: a bar over all batches of the run with its ETA, and the last
-/// epoch's loss; silent when stderr is not a terminal or with --quiet.
+/// epoch's loss; silent when stderr is not a terminal or with --quiet. With a [`HistoryLog`],
+/// appends each epoch's record to it; with a checkpoint interval, asks for a checkpoint whenever
+/// that much wall-clock time passed since the last one ([`Observer::checkpoint_due`]).
 pub struct EpochProgress {
     bar: ProgressBar,
+    history: Option<HistoryLog>,
+    checkpoint_every: Option<Duration>,
+    last_checkpoint: Instant,
 }
 
 impl EpochProgress {
@@ -95,7 +181,24 @@ impl EpochProgress {
             );
             b
         };
-        EpochProgress { bar }
+        EpochProgress {
+            bar,
+            history: None,
+            checkpoint_every: None,
+            last_checkpoint: Instant::now(),
+        }
+    }
+
+    /// Keeps `history.jsonl` on disk as training goes ([`HistoryLog`]).
+    pub fn with_history(mut self, log: HistoryLog) -> Self {
+        self.history = Some(log);
+        self
+    }
+
+    /// Asks for a checkpoint every `every` of wall-clock time (`None`: never).
+    pub fn checkpoint_every(mut self, every: Option<Duration>) -> Self {
+        self.checkpoint_every = every;
+        self
     }
 
     pub fn finish(&self) {
@@ -116,5 +219,21 @@ impl Observer for EpochProgress {
         self.bar.set_length(total as u64);
         self.bar.set_position(done as u64);
         Control::Continue
+    }
+
+    fn on_history(&mut self, line: &str) {
+        if let Some(log) = &mut self.history {
+            log.push(line);
+        }
+    }
+
+    fn checkpoint_due(&mut self) -> bool {
+        let due = self
+            .checkpoint_every
+            .is_some_and(|every| self.last_checkpoint.elapsed() >= every);
+        if due {
+            self.last_checkpoint = Instant::now();
+        }
+        due
     }
 }
