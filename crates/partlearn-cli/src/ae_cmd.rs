@@ -329,16 +329,21 @@ fn checkpoint_interval(minutes: f64) -> Result<Option<std::time::Duration>> {
 }
 
 /// True when `dir` is a folder holding a training checkpoint and nothing a finished run writes
-/// beside it (only `history.jsonl`): the state of a training killed before its end.
+/// beside it (only `history.jsonl`, and temporary files of a write that was killed): the state of
+/// a training killed before its end.
 fn only_training_state(dir: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return false;
     };
-    let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
-    names.iter().any(|n| *n == CHECKPOINT_FILE)
+    let names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !io::run::is_run_temp(n))
+        .collect();
+    names.iter().any(|n| n == CHECKPOINT_FILE)
         && names
             .iter()
-            .all(|n| *n == CHECKPOINT_FILE || *n == io::run::HISTORY_FILE)
+            .all(|n| n == CHECKPOINT_FILE || n == io::run::HISTORY_FILE)
 }
 
 /// The last epoch recorded in the `history.jsonl` at `path` (0 when there is none): the last
@@ -450,8 +455,14 @@ fn finish<T: Real>(
         std::fs::rename(checkpoint, &staged)
             .with_context(|| format!("moving {} into the run", checkpoint.display()))?;
         if let Some(dir) = checkpoint.parent() {
-            // The history kept beside it as training went: the run's own is in the stage.
+            // The history kept beside it as training went (the run's own is in the stage), and
+            // the temporary file of a checkpoint a killed process was writing.
             let _ = std::fs::remove_file(dir.join(io::run::HISTORY_FILE));
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if io::run::is_run_temp(&entry.file_name().to_string_lossy()) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
             // Only our checkpoint was there for a new run: an empty folder is replaced by the
             // commit.
             let _ = std::fs::remove_dir(dir);

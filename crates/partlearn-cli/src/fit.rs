@@ -100,6 +100,9 @@ pub struct NmfArgs {
     pub save_codes: bool,
     #[command(flatten)]
     pub compress: CompressArgs,
+    /// Keep history.jsonl in the run's stage as the fit goes once it has run this many seconds (a killed fit leaves the iterations it did).
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::progress::HISTORY_AFTER, hide = true)]
+    pub history_after: f64,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -174,6 +177,9 @@ pub struct SparseNmfArgs {
     /// Do not store the fitted codes in model.safetensors (they are stored by default: they are the constrained codes, which `transform` does not reproduce).
     #[arg(long)]
     pub no_save_codes: bool,
+    /// Keep history.jsonl in the run's stage as the fit goes once it has run this many seconds (a killed fit leaves the iterations it did).
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::progress::HISTORY_AFTER, hide = true)]
+    pub history_after: f64,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -199,7 +205,8 @@ fn fit_sparse_nmf<T: Real>(a: &SparseNmfArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| default_out("sparse-nmf", &a.data.spec, a.k));
     let run_dir = a.data.run_dir(&out, a.run.force, &[])?;
-    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet);
+    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet)
+        .with_history(crate::progress::staged_history(&run_dir, a.history_after));
     let fit = fit_sparse(&data, &opts, &mut progress);
     progress.finish();
     finish_run(
@@ -295,7 +302,8 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
         }),
         None => None,
     };
-    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet);
+    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet)
+        .with_history(crate::progress::staged_history(&run_dir, a.history_after));
     let fit = nmf::fit(&data, &opts, custom.as_ref(), &mut progress);
     progress.finish();
     finish_run(

@@ -103,6 +103,19 @@ impl HistoryLog {
     }
 }
 
+/// Seconds after which an NMF fit starts keeping `history.jsonl` on disk (`--history-after`).
+pub const HISTORY_AFTER: f64 = 120.0;
+
+/// The [`HistoryLog`] of a fit in the stage of `run_dir`, written once the fit has run
+/// `after_seconds` (NMF fits: only long ones keep their history on disk as they go).
+pub fn staged_history(run_dir: &partlearn::io::RunDir, after_seconds: f64) -> HistoryLog {
+    HistoryLog::new(
+        run_dir.path_of(partlearn::io::run::HISTORY_FILE),
+        Duration::try_from_secs_f64(after_seconds).unwrap_or(Duration::MAX),
+        Vec::new(),
+    )
+}
+
 /// Draws the objective and relative error of each iteration; silent when stderr is not a
 /// terminal or with --quiet. With a [`HistoryLog`], appends each iteration's record to it.
 pub struct FitProgress {

@@ -108,7 +108,7 @@ fn check_replaceable(path: &Path) -> Result<()> {
     for entry in fs::read_dir(path).map_err(|e| Error::io(path, e))? {
         let entry = entry.map_err(|e| Error::io(path, e))?;
         let name = entry.file_name();
-        if !RUN_ENTRIES.iter().any(|r| name == *r) {
+        if !RUN_ENTRIES.iter().any(|r| name == *r) && !is_run_temp(&name.to_string_lossy()) {
             return refuse(&format!(
                 "not a partlearn run folder (no {RUN_FILE}, and it holds {})",
                 name.to_string_lossy()
@@ -116,6 +116,17 @@ fn check_replaceable(path: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// True for the temporary file `.<entry>.tmp-<pid>-<n>` of an atomic write of a run's file (a
+/// checkpoint being written when its process was killed).
+pub fn is_run_temp(name: &str) -> bool {
+    RUN_ENTRIES.iter().any(|r| {
+        name.strip_prefix('.')
+            .and_then(|n| n.strip_prefix(*r))
+            .and_then(|n| n.strip_prefix(".tmp-"))
+            .is_some()
+    })
 }
 
 /// The error of a rename at `target` in [`RunDir::commit`]: when the target appeared, vanished
