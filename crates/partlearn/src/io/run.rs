@@ -2,8 +2,8 @@
 //!
 //! A run is staged in a hidden sibling folder `.<name>.partial-<pid>-<n>` and moved into place
 //! by [`RunDir::commit`], so the target folder never holds a half-written run: it holds the
-//! complete old run, or the complete new one (or, for the instant between two renames when
-//! replacing with `force`, nothing). Dropping an uncommitted [`RunDir`] (e.g. on an error)
+//! complete old run, or the complete new one (on Linux the replacement with `force` is one atomic
+//! swap; elsewhere, for the instant between two renames, the folder is missing). Dropping an uncommitted [`RunDir`] (e.g. on an error)
 //! removes the stage; the stages (and set-aside old runs) of killed processes are removed by the
 //! next [`RunDir::create`] for the same target.
 //!
@@ -146,6 +146,36 @@ fn raced(target: &Path, e: io::Error) -> Error {
     }
 }
 
+/// Swaps the entries at `a` and `b` in one step (Linux `renameat2` with `RENAME_EXCHANGE`); an
+/// error where the system or file system lacks it (the caller then renames twice).
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
+    let (ca, cb) = (c(a)?, c(b)?);
+    // SAFETY: two NUL-terminated paths that outlive the call; the call only renames.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_a: &Path, _b: &Path) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
 /// Removes a file, symlink or folder tree; a missing path is fine.
 fn remove_any(path: &Path) -> io::Result<()> {
     let result = match fs::symlink_metadata(path) {
@@ -284,9 +314,10 @@ impl RunDir {
 
     /// Moves the staged run to its target and returns the target path.
     ///
-    /// An existing target (allowed only with `force`, and only if it is a run) is first renamed
-    /// to `.<name>.old-<pid>-<n>`, the stage renamed into place, then the old run deleted. If the
-    /// second rename fails the old run is put back.
+    /// An existing target (allowed only with `force`, and only if it is a run) is swapped with the
+    /// stage in one step (Linux `RENAME_EXCHANGE`), then the old run, now under the stage's name,
+    /// deleted; elsewhere it is first renamed to `.<name>.old-<pid>-<n>`, the stage renamed into
+    /// place, then the old run deleted (if the second rename fails the old run is put back).
     pub fn commit(mut self) -> Result<PathBuf> {
         let target = self.target.clone();
         let mut old = None;
@@ -296,6 +327,15 @@ impl RunDir {
             }
             // Checked again: something else may have appeared there while the run was computed.
             check_replaceable(&target)?;
+            // One atomic swap where the system has it: the stage's name then holds the old run
+            // (removed below, or as a stale stage if this process is killed first), and `target`
+            // is never missing.
+            if exchange(&self.stage, &target).is_ok() {
+                self.committed = true;
+                let _ = remove_any(&self.stage);
+                sync_dir(&parent_dir(&target));
+                return Ok(target);
+            }
             let aside = sibling(&target, &format!("old-{}", unique_suffix()))?;
             fs::rename(&target, &aside).map_err(|e| raced(&target, e))?;
             old = Some(aside);
@@ -333,16 +373,23 @@ impl Drop for RunDir {
 }
 
 /// The stage `.<name>.partial-<pid>-<n>` of `out` that a killed process left holding a training
-/// checkpoint (the newest checkpoint when there are several), from which a run can resume with
+/// checkpoint newer than `out`'s own (the newest when there are several), from which a run can resume with
 /// [`RunDir::adopt`]; `None` when there is none. Such a stage is the resumable state of a run
 /// that was replacing `out` (or continuing it) when it was killed: it stays until the next run
 /// written to `out` takes it over (a resume) or removes it (any other run).
 pub fn resumable_stage(out: &Path) -> Option<PathBuf> {
+    // Only a checkpoint newer than the run's own: a stage killed just after the swap of a commit
+    // holds the old run.
+    let own = fs::metadata(out.join(CHECKPOINT_FILE))
+        .and_then(|m| m.modified())
+        .ok();
     stale_siblings(out, &["partial"])
         .into_iter()
         .filter_map(|stage| {
             let meta = fs::metadata(stage.join(CHECKPOINT_FILE)).ok()?;
-            meta.is_file().then(|| (meta.modified().ok(), stage))
+            let modified = meta.modified().ok();
+            let newer = own.is_none() || modified > own;
+            (meta.is_file() && newer).then_some((modified, stage))
         })
         .max()
         .map(|(_, stage)| stage)
