@@ -224,6 +224,9 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
             // (A killed stage may hold the final checkpoint of a run killed while it committed:
             // it then only needs writing out.)
             if st.epoch >= epochs && adopted.is_none() {
+                // Nothing to resume in a stage a killed process left (e.g. one killed just after
+                // it committed this run): removed, as a new run would.
+                io::run::clean_stale_stages(dir);
                 anyhow::bail!(
                     "the run in {} has done all its {epochs} epochs; give a larger --epochs to train longer",
                     dir.display(),

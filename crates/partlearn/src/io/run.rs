@@ -395,6 +395,12 @@ pub fn resumable_stage(out: &Path) -> Option<PathBuf> {
         .map(|(_, stage)| stage)
 }
 
+/// Removes the stages and set-aside runs that killed processes left for `out` (what
+/// [`RunDir::create`] does first), for a command that ends without writing `out`.
+pub fn clean_stale_stages(out: &Path) {
+    clean_stale(out, &["partial", "old"]);
+}
+
 /// Checks that `path` is a run folder (a folder holding `model.safetensors`) and returns it.
 pub fn open_existing(path: &Path) -> Result<PathBuf> {
     if path.join(MODEL_FILE).is_file() {
