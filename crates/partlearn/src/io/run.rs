@@ -848,4 +848,53 @@ mod tests {
         write_atomic(&dir.path().join("notes.txt"), b"n").unwrap();
         assert_eq!(tmp.exists(), !proc_known);
     }
+
+    /// A killed process's stage holding a checkpoint newer than the run's own is found and taken
+    /// over whole (its files move to a stage of this process); the replaced run swaps in at once.
+    #[test]
+    fn a_killed_stage_with_a_newer_checkpoint_is_resumable_and_adopted() {
+        if !Path::new("/proc/stat").is_file() {
+            return;
+        }
+        let dir = test_dir("run-adopt");
+        let target = dir.path().join("run");
+        let old = RunDir::create(&target, false).unwrap();
+        old.write_json(RUN_FILE, &record()).unwrap();
+        old.write(CHECKPOINT_FILE, b"old").unwrap();
+        old.commit().unwrap();
+        // No stage: nothing to resume; a dead stage without a checkpoint: neither.
+        assert_eq!(resumable_stage(&target), None);
+        let empty = dir.path().join(".run.partial-4194399-1");
+        fs::create_dir(&empty).unwrap();
+        assert_eq!(resumable_stage(&target), None);
+        let dead = dir.path().join(".run.partial-4194399-2");
+        fs::create_dir(&dead).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(dead.join(CHECKPOINT_FILE), b"new").unwrap();
+        fs::write(dead.join(HISTORY_FILE), b"{}\n").unwrap();
+        // A stale temp file of a checkpoint does not make a folder "not a run".
+        assert!(is_run_temp(".checkpoint.safetensors.tmp-4194399-3"));
+        assert!(!is_run_temp(".notes.txt.tmp-4194399-3") && !is_run_temp(CHECKPOINT_FILE));
+        assert_eq!(resumable_stage(&target).as_deref(), Some(dead.as_path()));
+        let run = RunDir::adopt(&target, &dead).unwrap();
+        assert!(!dead.exists() && !empty.exists());
+        assert_eq!(fs::read(run.path_of(CHECKPOINT_FILE)).unwrap(), b"new");
+        assert_eq!(fs::read(target.join(CHECKPOINT_FILE)).unwrap(), b"old");
+        run.write_json(RUN_FILE, &record()).unwrap();
+        run.commit().unwrap();
+        assert_eq!(fs::read(target.join(CHECKPOINT_FILE)).unwrap(), b"new");
+        assert_eq!(names(dir.path()), vec!["run"]);
+        // An old run under a dead stage's name (a kill right after the swap) is not newer.
+        let swapped = dir.path().join(".run.partial-4194399-4");
+        fs::create_dir(&swapped).unwrap();
+        fs::write(swapped.join(CHECKPOINT_FILE), b"older").unwrap();
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(swapped.join(CHECKPOINT_FILE))
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+        assert_eq!(resumable_stage(&target), None);
+    }
 }
