@@ -179,17 +179,6 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
     let mut loaded = None;
     let (mut state, out, resumed_from) = match &a.resume {
         Some(dir) => {
-            // The run continues in its own folder: a different --out would be ignored.
-            if let Some(out) = &a.run.out {
-                let resolve = io::run::resolve_path;
-                if resolve(out) != resolve(dir) {
-                    anyhow::bail!(
-                        "--resume continues {} in place with its stored settings, so --out {} cannot apply; drop --out (or copy the run folder first and resume the copy)",
-                        dir.display(),
-                        out.display()
-                    );
-                }
-            }
             // A process killed while it replaced or continued this run left its newer state in
             // its stage: that is where the run goes on from.
             adopted = io::run::resumable_stage(dir);
@@ -200,6 +189,17 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
                     "{}: no {CHECKPOINT_FILE} to resume from; give the folder of a `partlearn fit ae` run (interrupted or finished)",
                     dir.display()
                 );
+            }
+            // The run continues in its own folder: a different --out would be ignored.
+            if let Some(out) = &a.run.out {
+                let resolve = io::run::resolve_path;
+                if resolve(out) != resolve(dir) {
+                    anyhow::bail!(
+                        "--resume continues {} in place with its stored settings, so --out {} cannot apply; drop --out (or copy the run folder first and resume the copy)",
+                        dir.display(),
+                        out.display()
+                    );
+                }
             }
             let bytes = io::read_regular(&path, u64::MAX)?;
             let mut st = checkpoint_from_bytes::<T>(&bytes, &path, a.run.threads, a.max_seconds)?;
@@ -253,9 +253,9 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
     }
     // Epochs a killed process had done after the checkpoint: the last epoch of the history it
     // appended beside the checkpoint.
-    let redone = loaded.as_ref().map(|(source, _)| {
-        last_epoch(&source.join(io::run::HISTORY_FILE)).saturating_sub(state.epoch)
-    });
+    let redone = loaded
+        .as_ref()
+        .map(|(source, _)| last_epoch(&source.join(io::run::HISTORY_FILE)).saturating_sub(state.epoch));
     if resumed_from.is_none() && !a.run.force && only_training_state(&out) {
         anyhow::bail!(
             "{} holds the checkpoint of a training stopped before it finished: continue it with `partlearn fit {} --data {} --resume {}`, or start over with --force",

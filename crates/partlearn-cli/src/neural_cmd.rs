@@ -135,8 +135,8 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| default_out("neural-nmf", &a.data.spec, opts.ranks[0]));
     let run_dir = a.data.run_dir(&out, a.run.force, &a.test.inputs())?;
-    let mut progress = FitProgress::new(opts.epochs, a.run.quiet)
-        .with_history(progress::staged_history(&run_dir, 0.0));
+    let mut progress =
+        FitProgress::new(opts.epochs, a.run.quiet).with_history(progress::staged_history(&run_dir, 0.0));
     let start = match a.init {
         StartLayers::Random => None,
         StartLayers::Hnmf => Some(neural::hnmf_start(

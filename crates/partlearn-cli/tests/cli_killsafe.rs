@@ -97,7 +97,10 @@ fn kill_ahead_of_checkpoint(child: &mut Child, history: &Path, checkpoint: &Path
             wait_until("stopped", || {
                 std::fs::read_to_string(&stat)
                     .ok()
-                    .and_then(|st| st.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
+                    .and_then(|st| {
+                        st.rsplit_once(')')
+                            .map(|(_, rest)| rest.trim_start().starts_with('T'))
+                    })
                     .unwrap_or(true)
             });
             let h = history_iters(history, "epoch");
@@ -130,8 +133,22 @@ fn a_killed_ae_training_keeps_its_history_and_checkpoint_and_resumes_exactly() {
     let dir = temp_dir("ae-killed");
     let r = dir.join("run");
     // Checkpoints every 4 epochs only (no wall-clock ones), so the history runs ahead of them.
-    let mut child = ae_spawn(&r, &["--epochs", "100000", "--checkpoint-every", "4", "--checkpoint-minutes", "0"]);
-    let (h, e) = kill_ahead_of_checkpoint(&mut child, &r.join("history.jsonl"), &r.join("checkpoint.safetensors"));
+    let mut child = ae_spawn(
+        &r,
+        &[
+            "--epochs",
+            "100000",
+            "--checkpoint-every",
+            "4",
+            "--checkpoint-minutes",
+            "0",
+        ],
+    );
+    let (h, e) = kill_ahead_of_checkpoint(
+        &mut child,
+        &r.join("history.jsonl"),
+        &r.join("checkpoint.safetensors"),
+    );
     // The history holds every epoch done, in order; the checkpoint is a few epochs behind.
     assert_eq!(h, (1..=h.len() as u64).collect::<Vec<_>>());
     assert_eq!(e % 4, 0);
@@ -143,7 +160,16 @@ fn a_killed_ae_training_keeps_its_history_and_checkpoint_and_resumes_exactly() {
     // Resumed to a total of E epochs: says what it redoes, records it, and gives the bits of an
     // uninterrupted run of E epochs.
     let total = (h.len() + 3).to_string();
-    let o = run(&["fit", "ae", "--data", "swimmer", "--resume", s(&r), "--epochs", &total]);
+    let o = run(&[
+        "fit",
+        "ae",
+        "--data",
+        "swimmer",
+        "--resume",
+        s(&r),
+        "--epochs",
+        &total,
+    ]);
     assert_ok(&o);
     let err = stderr(&o);
     let line = format!("from its checkpoint at epoch {e}: {redone} epoch");
@@ -154,7 +180,11 @@ fn a_killed_ae_training_keeps_its_history_and_checkpoint_and_resumes_exactly() {
     let straight = dir.join("straight");
     let o = run(&[&AE[..], &["--quiet", "--out", s(&straight), "--epochs", &total]].concat());
     assert_ok(&o);
-    let tensors = |run: &Path| partlearn::io::read_safetensors(&run.join("model.safetensors")).unwrap().0;
+    let tensors = |run: &Path| {
+        partlearn::io::read_safetensors(&run.join("model.safetensors"))
+            .unwrap()
+            .0
+    };
     assert!(tensors(&r) == tensors(&straight), "the resumed model differs");
     assert_eq!(history_without_seconds(&r), history_without_seconds(&straight));
     // Nothing hidden left beside or in the run.
@@ -177,14 +207,30 @@ fn wall_clock_checkpoints_are_on_by_default_and_can_be_turned_off() {
     // Off: training that ran for a while has its history on disk but no checkpoint.
     let off = dir.join("off");
     let mut child = ae_spawn(&off, &["--epochs", "100000", "--checkpoint-minutes", "0"]);
-    wait_until("history", || history_iters(&off.join("history.jsonl"), "epoch").len() >= 20);
+    wait_until("history", || {
+        history_iters(&off.join("history.jsonl"), "epoch").len() >= 20
+    });
     kill9(&mut child);
     assert!(!off.join("checkpoint.safetensors").exists());
     // A bad interval is a one-line error.
-    let o = run(&[&AE[..], &["--quiet", "--out", s(&dir.join("x")), "--checkpoint-minutes", "-1"]].concat());
+    let o = run(&[
+        &AE[..],
+        &[
+            "--quiet",
+            "--out",
+            s(&dir.join("x")),
+            "--checkpoint-minutes",
+            "-1",
+        ],
+    ]
+    .concat());
     assert_user_error(&o, &["--checkpoint-minutes"]);
     // --force replaces a killed training's folder and leaves no stage behind.
-    assert_ok(&run(&[&AE[..], &["--quiet", "--out", s(&off), "--epochs", "2", "--force"]].concat()));
+    assert_ok(&run(&[
+        &AE[..],
+        &["--quiet", "--out", s(&off), "--epochs", "2", "--force"],
+    ]
+    .concat()));
     assert!(off.join("run.json").is_file());
     let left: Vec<_> = hidden_entries(&dir)
         .into_iter()
@@ -200,27 +246,67 @@ fn wall_clock_checkpoints_are_on_by_default_and_can_be_turned_off() {
 fn resume_takes_over_the_stage_of_a_killed_replacement() {
     let dir = temp_dir("ae-stage");
     let r = dir.join("run");
-    assert_ok(&run(&[&AE[..], &["--quiet", "--out", s(&r), "--epochs", "2"]].concat()));
+    assert_ok(&run(
+        &[&AE[..], &["--quiet", "--out", s(&r), "--epochs", "2"]].concat()
+    ));
     let before = snapshot(&r);
-    let mut child = ae_spawn(&r, &["--epochs", "100000", "--checkpoint-every", "5", "--checkpoint-minutes", "0", "--force", "--seed", "7"]);
+    let mut child = ae_spawn(
+        &r,
+        &[
+            "--epochs",
+            "100000",
+            "--checkpoint-every",
+            "5",
+            "--checkpoint-minutes",
+            "0",
+            "--force",
+            "--seed",
+            "7",
+        ],
+    );
     let stage = || {
         std::fs::read_dir(&dir)
             .unwrap()
             .flatten()
             .map(|e| e.path())
-            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(".run.partial-"))
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".run.partial-")
+            })
     };
     wait_until("the stage", || stage().is_some());
     let st = stage().unwrap();
-    let (h, e) = kill_ahead_of_checkpoint(&mut child, &st.join("history.jsonl"), &st.join("checkpoint.safetensors"));
+    let (h, e) = kill_ahead_of_checkpoint(
+        &mut child,
+        &st.join("history.jsonl"),
+        &st.join("checkpoint.safetensors"),
+    );
     assert_eq!(snapshot(&r), before, "the old run changed");
     let total = (h.len() + 2).to_string();
-    let o = run(&["fit", "ae", "--data", "swimmer", "--resume", s(&r), "--epochs", &total]);
+    let o = run(&[
+        "fit",
+        "ae",
+        "--data",
+        "swimmer",
+        "--resume",
+        s(&r),
+        "--epochs",
+        &total,
+    ]);
     assert_ok(&o);
-    assert!(stderr(&o).contains(&format!("at epoch {e}: {} epoch", h.len() as u64 - e)), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("at epoch {e}: {} epoch", h.len() as u64 - e)),
+        "{}",
+        stderr(&o)
+    );
     let rec = read_json(&r.join("run.json"));
     assert_eq!(rec["seed"], 7, "resumed the old run, not the killed one");
-    assert_eq!(history_iters(&r.join("history.jsonl"), "epoch").len(), h.len() + 2);
+    assert_eq!(
+        history_iters(&r.join("history.jsonl"), "epoch").len(),
+        h.len() + 2
+    );
     assert!(hidden_entries(&dir).is_empty(), "{:?}", hidden_entries(&dir));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -232,7 +318,16 @@ fn a_long_nmf_fit_keeps_its_history_in_the_stage() {
     let dir = temp_dir("nmf-history");
     let r = dir.join("run");
     let mut child = fit_swimmer(&r)
-        .args(["-k", "10", "--max-iter", "100000000", "--tol", "0", "--history-after", "0"])
+        .args([
+            "-k",
+            "10",
+            "--max-iter",
+            "100000000",
+            "--tol",
+            "0",
+            "--history-after",
+            "0",
+        ])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -243,7 +338,9 @@ fn a_long_nmf_fit_keeps_its_history_in_the_stage() {
             .map(|e| e.path().join("history.jsonl"))
             .find(|p| p.is_file())
     };
-    wait_until("the staged history", || staged().is_some_and(|p| history_iters(&p, "iter").len() >= 5));
+    wait_until("the staged history", || {
+        staged().is_some_and(|p| history_iters(&p, "iter").len() >= 5)
+    });
     kill9(&mut child);
     let iters = history_iters(&staged().unwrap(), "iter");
     assert_eq!(iters, (0..iters.len() as u64).collect::<Vec<_>>());
@@ -251,7 +348,10 @@ fn a_long_nmf_fit_keeps_its_history_in_the_stage() {
     // A finished fit that kept its history as it went: the file is the one the run records.
     assert_ok(&fit_nmf(&r, "5", &["--history-after", "0"]));
     let n_iter = read_json(&r.join("run.json"))["n_iter"].as_u64().unwrap();
-    assert_eq!(history_iters(&r.join("history.jsonl"), "iter"), (0..=n_iter).collect::<Vec<_>>());
+    assert_eq!(
+        history_iters(&r.join("history.jsonl"), "iter"),
+        (0..=n_iter).collect::<Vec<_>>()
+    );
     assert!(hidden_entries(&dir).is_empty(), "{:?}", hidden_entries(&dir));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -286,7 +386,10 @@ fn snapshot(path: &Path) -> BTreeMap<String, u64> {
             for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
                 todo.push(e.path());
             }
-        } else if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+        } else if p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
             // A temp file of the killed write: checked to be gone after the rerun.
         } else if let Ok(bytes) = std::fs::read(&p) {
             let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -361,9 +464,17 @@ fn unit_ok(unit: Unit, target: &Path, old: &BTreeMap<String, u64>) -> Result<&'s
     if &new == old {
         return Ok("old kept");
     }
-    let whole = |rel: &String| whole_file(&if rel.is_empty() { target.to_path_buf() } else { target.join(rel) });
+    let whole = |rel: &String| {
+        whole_file(&if rel.is_empty() {
+            target.to_path_buf()
+        } else {
+            target.join(rel)
+        })
+    };
     match unit {
-        Unit::File => whole(&String::new()).then_some("replaced").ok_or("torn file".into()),
+        Unit::File => whole(&String::new())
+            .then_some("replaced")
+            .ok_or("torn file".into()),
         Unit::Folder => {
             // A whole new run: every file whole, the files of a run there, and nothing of the old
             // run's evaluation carried over (a new run is not evaluated yet).
@@ -388,7 +499,10 @@ fn unit_ok(unit: Unit, target: &Path, old: &BTreeMap<String, u64>) -> Result<&'s
                 let points: std::collections::BTreeSet<String> = new.keys().filter_map(point).collect();
                 for p in points {
                     let names = |m: &BTreeMap<String, u64>| {
-                        m.keys().filter(|k| point(k).as_deref() == Some(&p)).cloned().collect::<Vec<_>>()
+                        m.keys()
+                            .filter(|k| point(k).as_deref() == Some(&p))
+                            .cloned()
+                            .collect::<Vec<_>>()
                     };
                     let (n, o) = (names(&new), names(old));
                     if !o.is_empty() && n != o {
@@ -434,16 +548,62 @@ fn timed(args: &[String]) -> f64 {
 fn scenarios(dir: &Path) -> Vec<Scenario> {
     let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
     let (nmf, ae, rep, sweep) = (p("nmf"), p("ae"), p("report.html"), p("sweep"));
-    let fit_nmf = strings(&["fit", "nmf", "--data", "swimmer", "-k", "8", "--max-iter", "60", "--tol", "0", "--quiet", "--force", "--out", &nmf]);
+    let fit_nmf = strings(&[
+        "fit",
+        "nmf",
+        "--data",
+        "swimmer",
+        "-k",
+        "8",
+        "--max-iter",
+        "60",
+        "--tol",
+        "0",
+        "--quiet",
+        "--force",
+        "--out",
+        &nmf,
+    ]);
     let mut fit_ae = strings(&AE);
-    fit_ae.extend(strings(&["--epochs", "30", "--checkpoint-every", "3", "--quiet", "--force", "--out", &ae]));
-    let resume = strings(&["fit", "ae", "--data", "swimmer", "--resume", &ae, "--epochs", "RESUME", "--quiet"]);
-    let eval = strings(&["eval", &nmf, "--data", "swimmer", "--no-svm", "--force", "--quiet"]);
+    fit_ae.extend(strings(&[
+        "--epochs",
+        "30",
+        "--checkpoint-every",
+        "3",
+        "--quiet",
+        "--force",
+        "--out",
+        &ae,
+    ]));
+    let resume = strings(&[
+        "fit", "ae", "--data", "swimmer", "--resume", &ae, "--epochs", "RESUME", "--quiet",
+    ]);
+    let eval = strings(&[
+        "eval", &nmf, "--data", "swimmer", "--no-svm", "--force", "--quiet",
+    ]);
     let report = strings(&["report", &nmf, &ae, "--out", &rep, "--force", "--quiet"]);
-    let sweep_args = strings(&["sweep", "nmf", "--data", "swimmer", "-k", "2,3", "--max-iter", "20", "--no-svm", "--quiet", "--force", "--out", &sweep]);
+    let sweep_args = strings(&[
+        "sweep",
+        "nmf",
+        "--data",
+        "swimmer",
+        "-k",
+        "2,3",
+        "--max-iter",
+        "20",
+        "--no-svm",
+        "--quiet",
+        "--force",
+        "--out",
+        &sweep,
+    ]);
     let mut out = Vec::new();
     let mut add = |name, args: Vec<String>, rerun: Option<Vec<String>>, target: &str, unit| {
-        let seconds = if name == "fit ae --resume" { 0.0 } else { timed(&args) };
+        let seconds = if name == "fit ae --resume" {
+            0.0
+        } else {
+            timed(&args)
+        };
         out.push(Scenario {
             name,
             rerun: rerun.unwrap_or_else(|| args.clone()),
@@ -484,7 +644,11 @@ fn kill_campaign(kills: usize, seed: u64) -> (usize, BTreeMap<String, usize>, Ve
         let which = i % all.len();
         let sc = &all[which];
         let epochs = (ae_epochs(&dir.join("ae")) + 20).to_string();
-        let fill = |v: &[String]| v.iter().map(|a| if a == "RESUME" { epochs.clone() } else { a.clone() }).collect::<Vec<_>>();
+        let fill = |v: &[String]| {
+            v.iter()
+                .map(|a| if a == "RESUME" { epochs.clone() } else { a.clone() })
+                .collect::<Vec<_>>()
+        };
         let (args, rerun) = (fill(&sc.args), fill(&sc.rerun));
         let old = snapshot(&sc.target);
         let delay = rng.next_f64() * sc.seconds;
@@ -503,7 +667,11 @@ fn kill_campaign(kills: usize, seed: u64) -> (usize, BTreeMap<String, usize>, Ve
             Ok(what) => format!(
                 "{}: killed, {what}{}",
                 sc.name,
-                if stage_left { ", stage or temp file left" } else { "" }
+                if stage_left {
+                    ", stage or temp file left"
+                } else {
+                    ""
+                }
             ),
             Err(e) => {
                 failures.push(format!("kill {i} ({}, {delay:.3} s): {e}", sc.name));
@@ -516,11 +684,18 @@ fn kill_campaign(kills: usize, seed: u64) -> (usize, BTreeMap<String, usize>, Ve
         let rerun_seconds = t.elapsed().as_secs_f64();
         let done_already = stderr(&o).contains("has done all its");
         if !o.status.success() && !done_already {
-            failures.push(format!("kill {i} ({}, {delay:.3} s): rerun failed: {}", sc.name, stderr(&o)));
+            failures.push(format!(
+                "kill {i} ({}, {delay:.3} s): rerun failed: {}",
+                sc.name,
+                stderr(&o)
+            ));
         }
         let left = hidden_entries(&dir);
         if !left.is_empty() {
-            failures.push(format!("kill {i} ({}, {delay:.3} s): left after the rerun: {left:?}", sc.name));
+            failures.push(format!(
+                "kill {i} ({}, {delay:.3} s): left after the rerun: {left:?}",
+                sc.name
+            ));
         }
         if o.status.success() {
             // The next kill of this command lands within the time it takes now.
@@ -538,7 +713,12 @@ fn report_campaign(kills: usize, seed: u64) {
     for (phase, count) in &phases {
         eprintln!("  {count:4}  {phase}");
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]

@@ -20,7 +20,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::io::atomic::{
-    clean_stale, parent_dir, sibling, stale_siblings, sync_dir, unique_suffix, write_atomic, write_atomic_with,
+    clean_stale, parent_dir, sibling, stale_siblings, sync_dir, unique_suffix, write_atomic,
+    write_atomic_with,
 };
 pub use crate::io::json::{read_json, to_json_lines, to_json_pretty};
 use crate::io::record::read_partlearn_value;
