@@ -323,7 +323,7 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
 
 /// The wall-clock interval of `--checkpoint-minutes` (`None` for 0: off).
 fn checkpoint_interval(minutes: f64) -> Result<Option<std::time::Duration>> {
-    if !minutes.is_finite() || minutes < 0.0 || minutes > 1e6 {
+    if !(0.0..=1e6).contains(&minutes) {
         anyhow::bail!(
             "--checkpoint-minutes {minutes} is not a number of minutes in [0, 1e6]; give e.g. 10, or 0 to checkpoint only every --checkpoint-every epochs and at the end"
         );
