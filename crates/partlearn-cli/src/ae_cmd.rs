@@ -1,8 +1,11 @@
 //! `partlearn fit ae` and `partlearn fit asym-ae`: clap parses the flags into the library's
 //! auto-encoder parameters ([`AeParams`], its enums through their `FromStr`), which the library
 //! checks (its errors are reworded with the flags, [`AE_FLAG_NAMES`]); trains with a progress bar
-//! (batches, ETA), keeps `RUN/checkpoint.safetensors` up to date for `--resume` (in the run's
-//! stage while `--force` replaces an existing run), and writes the run folder.
+//! (batches, ETA), keeps the checkpoint (every `--checkpoint-every` epochs and `--checkpoint-minutes`
+//! of wall-clock) and `history.jsonl` (every epoch) on disk for `--resume`, and writes the run
+//! folder. The training state lives in `RUN/` for a new run in a free folder (and its resume),
+//! otherwise in the run's stage (`--force` over a run, `--resume` of a finished run), so that a
+//! finished run stays whole; `--resume` takes over the stage a killed process left.
 
 use std::path::{Path, PathBuf};
 

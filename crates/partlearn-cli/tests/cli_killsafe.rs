@@ -154,6 +154,11 @@ fn a_killed_ae_training_keeps_its_history_and_checkpoint_and_resumes_exactly() {
     assert_eq!(e % 4, 0);
     let redone = h.len() as u64 - e;
     assert!(redone > 0);
+    let killed_lines: Vec<String> = std::fs::read_to_string(r.join("history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
     // A new run there without --force: refused, pointing at --resume.
     let o = run(&[&AE[..], &["--quiet", "--out", s(&r)]].concat());
     assert_user_error(&o, &["stopped before it finished", "--resume", "--force"]);
@@ -187,6 +192,11 @@ fn a_killed_ae_training_keeps_its_history_and_checkpoint_and_resumes_exactly() {
     };
     assert!(tensors(&r) == tensors(&straight), "the resumed model differs");
     assert_eq!(history_without_seconds(&r), history_without_seconds(&straight));
+    // The lines appended while training are those the end-of-run writer writes (byte for byte,
+    // the checkpoint's epochs keep their recorded seconds).
+    let final_text = std::fs::read_to_string(r.join("history.jsonl")).unwrap();
+    let final_lines: Vec<&str> = final_text.lines().collect();
+    assert_eq!(final_lines[..e as usize], killed_lines[..e as usize]);
     // Nothing hidden left beside or in the run.
     assert_eq!(hidden_entries(&dir), Vec::<PathBuf>::new());
     let _ = std::fs::remove_dir_all(&dir);
