@@ -528,4 +528,71 @@ mod tests {
         );
         assert!(super::super::train_epochs(&mut st, &data, 0, &mut Silent).is_err());
     }
+
+    /// A checkpoint the observer asks for (`checkpoint_due`, the CLI's wall-clock interval) is
+    /// written at once in the middle of an epoch, or after the epoch when asked at its last batch;
+    /// resumed from the mid-epoch one, training gives the bits of an uninterrupted run.
+    #[test]
+    fn checkpoints_the_observer_asks_for_resume_exactly() {
+        struct Ask {
+            at: Vec<usize>,
+            done: usize,
+            path: std::path::PathBuf,
+            seen: Vec<(usize, usize, usize)>,
+            first: Option<Vec<u8>>,
+            lines: usize,
+        }
+        impl Observer for Ask {
+            fn on_iter(&mut self, _: &IterRecord) -> engine::Control {
+                engine::Control::Continue
+            }
+            fn on_progress(&mut self, done: usize, _: usize) -> engine::Control {
+                // A checkpoint asked after the previous batch is on disk by now.
+                if let Ok(bytes) = std::fs::read(&self.path) {
+                    let ck = super::super::checkpoint_from_bytes::<f64>(&bytes, &self.path, 1, None).unwrap();
+                    self.seen.push((done, ck.epoch, ck.batch));
+                    self.first.get_or_insert(bytes);
+                }
+                self.done = done;
+                engine::Control::Continue
+            }
+            fn on_history(&mut self, _line: &str) {
+                self.lines += 1;
+            }
+            fn checkpoint_due(&mut self) -> bool {
+                // Asked after batch `done + 1` of the run.
+                self.at.contains(&(self.done + 1))
+            }
+        }
+        // 90 samples in batches of 16: 6 batches per epoch.
+        let data = tiny_data(90, 10, 6);
+        let mut straight = state(shallow(3, 10, Act::Sigmoid, 2), opts(3));
+        train(&mut straight, &data, None, &mut Silent).unwrap();
+        let path = temp_checkpoint("asked");
+        let mut ask = Ask {
+            at: vec![2, 6],
+            done: 0,
+            path: path.clone(),
+            seen: Vec::new(),
+            first: None,
+            lines: 0,
+        };
+        let mut st = state(shallow(3, 10, Act::Sigmoid, 2), opts(3));
+        train(&mut st, &data, Some(&path), &mut ask).unwrap();
+        // Asked after batch 2: saved at once (epoch 0, batch 2); asked after batch 6 (the epoch's
+        // last): saved once epoch 1 was recorded (epoch 1, batch 0).
+        assert_eq!(ask.seen.first(), Some(&(2, 0, 2)));
+        assert!(ask.seen.contains(&(7, 1, 0)), "{:?}", ask.seen);
+        assert!(!ask.seen.iter().any(|s| s.1 == 2), "{:?}", ask.seen);
+        assert_eq!(ask.lines, 3);
+        // Resumed from the mid-epoch checkpoint: the same bits.
+        let bytes = ask.first.unwrap();
+        let mut resumed = super::super::checkpoint_from_bytes::<f64>(&bytes, &path, 1, None).unwrap();
+        train(&mut resumed, &data, None, &mut Silent).unwrap();
+        assert_eq!(
+            resumed.model.to_tensors().unwrap().0,
+            straight.model.to_tensors().unwrap().0
+        );
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
 }
