@@ -148,6 +148,22 @@ pub(crate) struct Sketch<T: Real> {
     pub b: Mat<T>,
 }
 
+impl<T: Real> Sketch<T> {
+    /// The sketch from the leading `l` singular triplets of `X` (the NNDSVD initialization's
+    /// eigendecomposition of `XXᵀ` or `XᵀX`, [`linalg::truncated_svd`]'s exact path): `U` the
+    /// left singular vectors, `B = UᵀX = ΣVᵀ` without another pass over `X`. This is the best
+    /// rank-`l` subspace (Eckart–Young), which the range finder only approaches.
+    pub(crate) fn from_svd(svd: &linalg::TruncatedSvd<T>) -> Self {
+        let l = svd.s.len();
+        let n = svd.v.nrows();
+        let b = Mat::<T>::from_fn(l, n, |j, i| svd.s[j] * svd.v[(i, j)]);
+        Sketch {
+            u: svd.u.clone(),
+            b,
+        }
+    }
+}
+
 /// The randomized range finder on the columns of `x` (`m × n`): `Ω` (`n × l`) standard Gaussian
 /// from `rng` (drawn column by column, so the same seed gives the same bits for any thread
 /// count), `U = orth(XΩ)`, then `q` times `U = orth(X(XᵀU))`, and `B = UᵀX`. Costs
