@@ -116,6 +116,9 @@ pub struct SolverBench {
     pub sketch_rank: usize,
     /// Compressed runs: seconds of the sketch (inside `init_seconds`).
     pub sketch_seconds: f64,
+    /// Compressed runs: the basis is the exact leading subspace from the NNDSVD start's
+    /// eigendecomposition (its time is then in `sketch_seconds`), not the range finder's.
+    pub sketch_exact: bool,
     /// Compressed runs: iterations on the sketch and exact polish iterations after them.
     pub compressed_iters: usize,
     /// Compressed runs: exact iterations after the compressed ones.
@@ -583,6 +586,7 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
             targets,
             sketch_rank: fit.stats.sketch_rank,
             sketch_seconds: fit.stats.sketch_seconds,
+            sketch_exact: fit.stats.sketch_exact,
             compressed_iters: fit.stats.compressed_iters as usize,
             polish_iters: fit.stats.polish_iters as usize,
         });
