@@ -356,9 +356,10 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             );
         } else {
             println!(
-                "{}: sketch l = {} in {:.2} s, {} compressed + {} polish iterations; time to rel. error against the plain run: {}",
+                "{}: sketch l = {}{} in {:.2} s, {} compressed + {} polish iterations; time to rel. error against the plain run: {}",
                 s.solver,
                 s.sketch_rank,
+                if s.sketch_exact { " (exact basis, from the NNDSVD start's eigendecomposition)" } else { "" },
                 s.sketch_seconds,
                 s.compressed_iters,
                 s.polish_iters,

@@ -118,7 +118,7 @@ pub enum CompressMode {
 /// The flags of compressed NMF (`fit nmf`, `bench nmf`).
 #[derive(Args, Debug, Clone)]
 pub struct CompressArgs {
-    /// Iterate on a randomized sketch of the data (l = k + oversample columns), then --polish exact iterations; auto = only where it pays (l·(n_samples + n_features) ≤ n_samples·n_features/2). Alone, --compress means on.
+    /// Iterate on a sketch of the data (l = k + oversample columns: the exact leading singular subspace with an NNDSVD start, else a randomized range finder) for both factors, with the exact error every 10 iterations, then --polish exact iterations; auto = only where it pays (l·(n_samples + n_features) ≤ n_samples·n_features/2). Alone, --compress means on.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "on", default_value = "off")]
     pub compress: CompressMode,
     /// With --compress: columns of the sketch beyond k.

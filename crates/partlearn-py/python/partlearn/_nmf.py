@@ -201,12 +201,13 @@ class NMF(_BaseNMF):
         (Ang & Gillis 2019; Frobenius loss). "auto": on for "cd", "hals" and "anls", off for
         "mu", so that ``solver="mu"`` runs scikit-learn's exact iterations.
     compress : {None, "on", "auto"}, default=None
-        Compressed (randomized) NMF, Frobenius loss: a seeded randomized sketch ``X ≈ U·B``
-        with ``n_components + oversample`` columns gives the codes' updates at a fraction of
-        the cost; the components' updates and every reported error stay exact on ``X``; then
-        ``polish`` exact iterations. "auto" compresses only where it pays
+        Compressed NMF, Frobenius loss: a sketch ``X ≈ U·B`` with ``n_components + oversample``
+        columns (the exact leading singular subspace with an NNDSVD start, else a seeded
+        randomized range finder) gives both factors' updates at a fraction of the cost; the
+        reported error stays exact on ``X`` (evaluated every 10 iterations); then ``polish``
+        exact iterations. "auto" compresses only where it pays
         (``l·(n_samples + n_features) ≤ n_samples·n_features / 2``), else runs the plain solver.
-    oversample : int, default=20
+    oversample : int, default=100
         With ``compress``: columns of the sketch beyond ``n_components``.
     power_iters : int, default=2
         With ``compress``: power iterations of the range finder (at most 10).
@@ -284,7 +285,7 @@ class NMF(_BaseNMF):
         callback=None,
         extrapolate="auto",
         compress=None,
-        oversample=20,
+        oversample=100,
         power_iters=2,
         polish=10,
     ):

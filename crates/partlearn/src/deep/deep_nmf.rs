@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::hnmf::LayerStack;
 use crate::data::labels::Labels;
 use crate::engine::{
-    self, Clock, Eval, IterRecord, Observer, Resume, StopReason, StopRules, Warning, Within,
+    self, Clock, Eval, IterRecord, Observer, Resume, Step, StopReason, StopRules, Warning, Within,
 };
 use crate::error::{Error, Result};
 use crate::linalg;
@@ -387,7 +387,7 @@ impl<T: Real> engine::Method for FineTune<'_, T> {
         Ok(Some(self.eval()))
     }
 
-    fn step(&mut self, _iter: usize, _within: &mut Within<'_>) -> Result<Option<Eval>> {
+    fn step(&mut self, _iter: usize, _within: &mut Within<'_>) -> Result<Step> {
         let (x, par) = (self.x, self.par);
         let (st, w) = (&mut *self.stack, &mut self.w);
         let l = st.a.len() - 1;
@@ -457,7 +457,7 @@ impl<T: Real> engine::Method for FineTune<'_, T> {
         }
         mu_step(&mut st.s[l], &w.num_s, &w.den_s);
         self.codes_follow();
-        Ok(Some(self.eval()))
+        Ok(Step::Done(self.eval()))
     }
 }
 

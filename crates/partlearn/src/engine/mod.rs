@@ -44,6 +44,22 @@ impl Eval {
     }
 }
 
+/// What one [`Method::step`] did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Step {
+    /// The iteration completed and was evaluated.
+    Done(Eval),
+    /// The iteration completed without an evaluation: a method whose exact evaluation costs a
+    /// pass it would not otherwise make (compressed NMF: `⟨X, WH⟩` on the full `X`) evaluates
+    /// only every [`TOL_EVERY`] iterations, where the tolerance is tested. The engine records
+    /// nothing for it and checks only the rules that need no objective (`max_iter`, the budget,
+    /// interrupts); if the fit ends on such an iteration, [`Method::evaluate`] gives the last
+    /// record.
+    Unevaluated,
+    /// [`Within::go_on`] said to stop: the iteration is incomplete and not recorded.
+    Stopped,
+}
+
 /// One iterative method inside [`run`].
 pub trait Method {
     /// What the finite-value check calls the method in its error ("NMF fit", "SSNMF", …).
@@ -60,9 +76,13 @@ pub trait Method {
     fn start(&mut self) -> Result<Option<Eval>>;
 
     /// Runs iteration `iter` (≥ 1). A long iteration (an epoch of mini-batches) reports its
-    /// progress to `within` and returns `Ok(None)` when [`Within::go_on`] said to stop: the
-    /// iteration is then incomplete and not recorded.
-    fn step(&mut self, iter: usize, within: &mut Within<'_>) -> Result<Option<Eval>>;
+    /// progress to `within` and returns [`Step::Stopped`] when [`Within::go_on`] said to stop.
+    fn step(&mut self, iter: usize, within: &mut Within<'_>) -> Result<Step>;
+    /// Evaluates the current state after an iteration that returned [`Step::Unevaluated`]
+    /// (the last one of a fit); `None` if the method cannot.
+    fn evaluate(&mut self) -> Result<Option<Eval>> {
+        Ok(None)
+    }
 
     /// `‖[∇ᴾ_W, ∇ᴾ_H]‖_F` at the current state (METHODS.md §1.6), for the projected-gradient
     /// rule; `None` if the method cannot compute it.
@@ -288,9 +308,28 @@ pub fn run(
             max_seconds: rules.max_seconds,
             reason: None,
         };
-        let Some(e) = method.step(iter, &mut within)? else {
-            iter -= 1;
-            break within.reason.unwrap_or(StopReason::Interrupted);
+        let e = match method.step(iter, &mut within)? {
+            Step::Done(e) => e,
+            Step::Stopped => {
+                iter -= 1;
+                break within.reason.unwrap_or(StopReason::Interrupted);
+            }
+            Step::Unevaluated => {
+                let reason = if interrupt::requested() {
+                    Some(StopReason::Interrupted)
+                } else {
+                    rules.check_unevaluated(iter, clock.elapsed())
+                };
+                let Some(reason) = reason else { continue };
+                if let Some(e) = method.evaluate()? {
+                    check_finite(method, &e, iter)?;
+                    let rec = record(iter, &e, None);
+                    history.push(rec);
+                    observer.on_iter(&rec);
+                    method.after_iter(&rec)?;
+                }
+                break reason;
+            }
         };
         check_finite(method, &e, iter)?;
         let pg = if use_pg { method.projected_gradient() } else { None };

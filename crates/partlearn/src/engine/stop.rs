@@ -133,6 +133,12 @@ impl StopRules {
         None
     }
 
+    /// The reason to stop after an iteration without an evaluation ([`super::Step::Unevaluated`]):
+    /// the budget and `max_iter`, as in [`Self::check`].
+    pub(crate) fn check_unevaluated(&self, iter: usize, seconds: f64) -> Option<StopReason> {
+        self.check(iter, 0.0, f64::NAN, f64::NAN, seconds)
+    }
+
     /// The warning scikit-learn users expect (`ConvergenceWarning`) when max_iter ends a fit that
     /// had a tolerance.
     pub(crate) fn warning(&self, reason: StopReason) -> Option<Warning> {

@@ -22,6 +22,8 @@ struct Toy {
     restored: bool,
     after: usize,
     evaluate_start: bool,
+    /// Evaluate only every this many iterations ([`Step::Unevaluated`] between).
+    eval_every: usize,
 }
 
 impl Toy {
@@ -38,6 +40,7 @@ impl Toy {
             restored: false,
             after: 0,
             evaluate_start: true,
+            eval_every: 1,
         }
     }
 
@@ -67,7 +70,7 @@ impl Method for Toy {
         Ok(self.evaluate_start.then(|| self.eval(0)))
     }
 
-    fn step(&mut self, iter: usize, within: &mut Within<'_>) -> Result<Option<Eval>> {
+    fn step(&mut self, iter: usize, within: &mut Within<'_>) -> Result<Step> {
         for b in 0..self.batches {
             for (x, c) in self.x.iter_mut().zip(&self.c) {
                 *x -= self.lr / self.batches as f64 * (*x - c);
@@ -75,11 +78,15 @@ impl Method for Toy {
             if self.sleep_ms > 0 {
                 std::thread::sleep(std::time::Duration::from_millis(self.sleep_ms));
             }
-            if !within.go_on((iter - 1) * self.batches + b + 1, 1000) {
-                return Ok(None);
+            // A method that skips evaluations here runs whole iterations (no `within`).
+            if self.eval_every == 1 && !within.go_on((iter - 1) * self.batches + b + 1, 1000) {
+                return Ok(Step::Stopped);
             }
         }
-        Ok(Some(self.eval(iter)))
+        if iter % self.eval_every != 0 {
+            return Ok(Step::Unevaluated);
+        }
+        Ok(Step::Done(self.eval(iter)))
     }
 
     fn projected_gradient(&mut self) -> Option<f64> {
@@ -102,6 +109,10 @@ impl Method for Toy {
             self.x = x.clone();
             self.restored = true;
         }
+    }
+
+    fn evaluate(&mut self) -> Result<Option<Eval>> {
+        Ok(Some(self.eval(usize::MAX)))
     }
 
     fn after_iter(&mut self, _rec: &IterRecord) -> Result<()> {
@@ -319,4 +330,34 @@ fn max_iter_zero_evaluates_only_the_start() {
         (out.stop_reason, out.n_iter, out.history.len()),
         (StopReason::MaxIter, 0, 1)
     );
+}
+
+#[test]
+fn unevaluated_steps_are_not_recorded_and_the_last_one_is_evaluated() {
+    // Evaluated every TOL_EVERY: the tolerance still works on its windows.
+    let mut t = Toy::new();
+    t.eval_every = TOL_EVERY;
+    let out = go(&mut t, &StopRules::max_iter(10_000).with_tol(1e-3));
+    assert_eq!(out.stop_reason, StopReason::Converged);
+    assert_eq!(out.n_iter % TOL_EVERY, 0);
+    assert!(out.history.iter().all(|r| r.iter % TOL_EVERY == 0));
+    let mut full = Toy::new();
+    let plain = go(&mut full, &StopRules::max_iter(10_000).with_tol(1e-3));
+    assert_eq!(plain.n_iter, out.n_iter, "the same windows, the same stop");
+    // max_iter on an unevaluated iteration: `evaluate` gives the last record.
+    let mut t = Toy::new();
+    t.eval_every = TOL_EVERY;
+    let out = go(&mut t, &StopRules::max_iter(25));
+    assert_eq!(out.stop_reason, StopReason::MaxIter);
+    let iters: Vec<usize> = out.history.iter().map(|r| r.iter).collect();
+    assert_eq!(iters, [0, 10, 20, 25]);
+    assert_eq!(t.after, 3, "after_iter once per recorded iteration");
+    // The time budget is checked on unevaluated iterations too.
+    let mut t = Toy::new();
+    t.eval_every = 1000;
+    t.sleep_ms = 5;
+    let out = go(&mut t, &StopRules::max_iter(100_000).with_max_seconds(Some(0.05)));
+    assert_eq!(out.stop_reason, StopReason::TimeLimit);
+    assert!(out.n_iter < 1000, "{}", out.n_iter);
+    assert_eq!(out.history.last().unwrap().iter, out.n_iter);
 }

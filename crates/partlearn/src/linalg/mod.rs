@@ -305,6 +305,12 @@ pub(crate) struct TruncatedSvd<T: Real> {
 /// (Halko, Martinsson & Tropp 2011) with `k + 10` columns and 4 power iterations, re-
 /// orthonormalized by QR, as scikit-learn's `randomized_svd`. Singular vectors of (numerically)
 /// zero singular values are returned as zero columns on the side that cannot be recovered.
+/// Whether [`truncated_svd`] of an `m × n` matrix takes the exact path (eigendecomposition of
+/// the smaller side's Gram matrix) rather than the randomized one.
+pub(crate) fn svd_is_exact(m: usize, n: usize) -> bool {
+    m.min(n) <= 2048
+}
+
 pub(crate) fn truncated_svd<T: Real>(
     x: MatRef<'_, T>,
     k: usize,
@@ -313,7 +319,7 @@ pub(crate) fn truncated_svd<T: Real>(
 ) -> Result<TruncatedSvd<T>> {
     let (m, n) = (x.nrows(), x.ncols());
     let k = k.min(m).min(n);
-    if m.min(n) <= 2048 {
+    if svd_is_exact(m, n) {
         // Work on the smaller side: if m ≤ n, X Xᵀ = U Σ² Uᵀ, V = Xᵀ U Σ⁻¹; else the transpose.
         let (xs, transposed) = if m <= n { (x, false) } else { (x.transpose(), true) };
         let p = xs.nrows();

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::init::Factors;
-use crate::engine::{self, Clock, Eval as EngineEval, Observer, Resume, StopRules, Within};
+use crate::engine::{self, Clock, Eval as EngineEval, Observer, Resume, Step, StopRules, Within};
 use crate::error::Result;
 use crate::real::Real;
 
@@ -22,8 +22,18 @@ pub(crate) struct Eval {
 pub(crate) trait Iterate<T: Real> {
     /// Evaluates the starting factors (may prepare caches for the first iteration).
     fn initial(&mut self, f: &mut Factors<T>) -> Eval;
-    /// One outer iteration (codes, then atoms); returns the evaluation after it.
+    /// One outer iteration (codes, then atoms); returns the evaluation after it (of the
+    /// problem the solver iterates on: the compressed one when [`Self::exact_every`] > 1).
     fn iterate(&mut self, f: &mut Factors<T>) -> Eval;
+    /// Iterations between exact evaluations: 1 when [`Self::iterate`]'s evaluation is exact;
+    /// otherwise [`Self::exact`] gives the record every this many iterations and at the last.
+    fn exact_every(&self) -> usize {
+        1
+    }
+    /// The exact evaluation of the current factors (after an iteration).
+    fn exact(&mut self, f: &mut Factors<T>) -> Eval {
+        self.initial(f)
+    }
     /// `‖[∇ᴾ_W, ∇ᴾ_H]‖_F` at the current factors (METHODS.md §1.6), for the projected-gradient
     /// stopping rule; `None` if this solver cannot compute it.
     fn projected_gradient(&mut self, _f: &Factors<T>) -> Option<f64> {
@@ -67,8 +77,21 @@ impl<T: Real> engine::Method for Solve<'_, T> {
         Ok((!self.resumed).then(|| self.eval(e)))
     }
 
-    fn step(&mut self, _iter: usize, _within: &mut Within<'_>) -> Result<Option<EngineEval>> {
+    fn step(&mut self, iter: usize, _within: &mut Within<'_>) -> Result<Step> {
         let e = self.solver.iterate(self.factors);
+        let every = self.solver.exact_every();
+        Ok(if every <= 1 {
+            Step::Done(self.eval(e))
+        } else if iter % every == 0 {
+            let e = self.solver.exact(self.factors);
+            Step::Done(self.eval(e))
+        } else {
+            Step::Unevaluated
+        })
+    }
+
+    fn evaluate(&mut self) -> Result<Option<EngineEval>> {
+        let e = self.solver.exact(self.factors);
         Ok(Some(self.eval(e)))
     }
 

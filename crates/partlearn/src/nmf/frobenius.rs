@@ -15,6 +15,7 @@ use super::compress::Sketch;
 use super::fit_loop::{Eval, Iterate};
 use super::init::Factors;
 use super::options::Penalty;
+use crate::engine::TOL_EVERY;
 use crate::linalg;
 use crate::real::Real;
 
@@ -170,6 +171,9 @@ pub(crate) struct GramSolver<'a, T: Real> {
     /// from, and the `k × l` workspace `WᵀU`; `None` for exact iterations.
     sketch: Option<Sketch<T>>,
     wu: Mat<T>,
+    /// Compression: `‖B‖²` (= `‖UUᵀX‖²`) and the `k × l` workspace `HBᵀ`.
+    b_sq: f64,
+    hb: Mat<T>,
 }
 
 impl<'a, T: Real> GramSolver<'a, T> {
@@ -213,6 +217,8 @@ impl<'a, T: Real> GramSolver<'a, T> {
             grad: None,
             sketch: None,
             wu: Mat::zeros(0, 0),
+            b_sq: 0.0,
+            hb: Mat::zeros(0, 0),
         }
     }
 
@@ -220,6 +226,8 @@ impl<'a, T: Real> GramSolver<'a, T> {
     /// [`Self::end_compression`] ([`super::compress`]).
     pub fn with_sketch(mut self, sketch: Sketch<T>) -> Self {
         self.wu = Mat::zeros(self.q.nrows(), sketch.u.ncols());
+        self.hb = Mat::zeros(self.q.nrows(), sketch.u.ncols());
+        self.b_sq = linalg::frob_sq(sketch.b.as_ref());
         self.sketch = Some(sketch);
         self
     }
@@ -228,6 +236,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
     pub fn end_compression(&mut self) {
         self.sketch = None;
         self.wu = Mat::zeros(0, 0);
+        self.hb = Mat::zeros(0, 0);
         self.p_fresh = false;
     }
 
@@ -256,6 +265,45 @@ impl<'a, T: Real> GramSolver<'a, T> {
         }
     }
 
+    /// `R = HXᵀ`, or `(HBᵀ)·Uᵀ` with a sketch: the cross term of `X̂ = UB`, so that both
+    /// updates are exact steps on `‖X̂ − WH‖²` (and the atoms stay non-negative without a
+    /// projection).
+    fn atoms_cross(&mut self, h: MatRef<'_, T>) {
+        match &self.sketch {
+            Some(s) => {
+                linalg::matmul(
+                    self.hb.as_mut(),
+                    Accum::Replace,
+                    h,
+                    s.b.transpose(),
+                    T::one(),
+                    self.par,
+                );
+                linalg::matmul(
+                    self.r.as_mut(),
+                    Accum::Replace,
+                    self.hb.as_ref(),
+                    s.u.transpose(),
+                    T::one(),
+                    self.par,
+                );
+            }
+            None => self.exact_atoms_cross(h),
+        }
+    }
+
+    /// `R = HXᵀ` on the full `X`.
+    fn exact_atoms_cross(&mut self, h: MatRef<'_, T>) {
+        linalg::matmul(
+            self.r.as_mut(),
+            Accum::Replace,
+            h,
+            self.x.transpose(),
+            T::one(),
+            self.par,
+        );
+    }
+
     /// Turns on extrapolation ([`Extrapolation`]).
     pub fn with_extrapolation(mut self) -> Self {
         let (k, m, n) = (self.q.nrows(), self.x.nrows(), self.x.ncols());
@@ -269,9 +317,16 @@ impl<'a, T: Real> GramSolver<'a, T> {
         !matches!(self.par, Par::Seq)
     }
 
-    /// Evaluation with `T`, `R` from the current codes and `Q` from the current atoms.
+    /// Evaluation with `T`, `R` from the current codes and `Q` from the current atoms: of
+    /// `‖X̂ − WH‖²` with a sketch (`‖X̂‖² = ‖B‖²`), of `‖X − WH‖²` without.
     fn eval(&self, f: &Factors<T>) -> Eval {
-        let sq_error = (self.x_sq - 2.0 * linalg::inner(f.wt.as_ref(), self.r.as_ref())
+        let data_sq = if self.sketch.is_some() { self.b_sq } else { self.x_sq };
+        self.eval_on(data_sq, f)
+    }
+
+    /// [`Self::eval`] with `‖X‖²` (or `‖X̂‖²`) given.
+    fn eval_on(&self, data_sq: f64, f: &Factors<T>) -> Eval {
+        let sq_error = (data_sq - 2.0 * linalg::inner(f.wt.as_ref(), self.r.as_ref())
             + linalg::inner(self.q.as_ref(), self.t.as_ref()))
         .max(0.0);
         Eval {
@@ -465,17 +520,11 @@ impl<'a, T: Real> GramSolver<'a, T> {
         });
     }
 
-    /// Atoms update for the current codes: `T = HHᵀ`, `R = HXᵀ`, sweeps, `Q = WᵀW`, evaluation.
+    /// Atoms update for the current codes: `T = HHᵀ`, `R = HXᵀ` (or its sketched form), sweeps,
+    /// `Q = WᵀW`, evaluation.
     fn atoms_step(&mut self, f: &mut Factors<T>) -> Eval {
         linalg::gram(self.t.as_mut(), f.h.as_ref(), self.par);
-        linalg::matmul(
-            self.r.as_mut(),
-            Accum::Replace,
-            f.h.as_ref(),
-            self.x.transpose(),
-            T::one(),
-            self.par,
-        );
+        self.atoms_cross(f.h.as_ref());
         self.update(false, f);
         linalg::gram(self.q.as_mut(), f.wt.as_ref(), self.par);
         self.eval(f)
@@ -513,20 +562,37 @@ impl<'a, T: Real> GramSolver<'a, T> {
 }
 
 impl<T: Real> Iterate<T> for GramSolver<'_, T> {
+    /// The exact evaluation; with a sketch, the extrapolation's reference is the compressed
+    /// objective (what the iterations compare).
     fn initial(&mut self, f: &mut Factors<T>) -> Eval {
         linalg::gram(self.q.as_mut(), f.wt.as_ref(), self.par);
         linalg::gram(self.t.as_mut(), f.h.as_ref(), self.par);
-        linalg::matmul(
-            self.r.as_mut(),
-            Accum::Replace,
-            f.h.as_ref(),
-            self.x.transpose(),
-            T::one(),
-            self.par,
-        );
-        let e = self.eval(f);
+        self.exact_atoms_cross(f.h.as_ref());
+        let e = self.eval_on(self.x_sq, f);
         self.last_objective = e.objective;
+        if self.sketch.is_some() {
+            self.atoms_cross(f.h.as_ref());
+            self.last_objective = self.eval(f).objective;
+        }
         e
+    }
+
+    /// Compressed iterations are evaluated exactly every [`TOL_EVERY`] iterations (where the
+    /// tolerance is tested) and at the last: the exact `‖X − WH‖²` needs `R = HXᵀ` on the full
+    /// `X`, the product the compression saves.
+    fn exact_every(&self) -> usize {
+        if self.sketch.is_some() {
+            TOL_EVERY
+        } else {
+            1
+        }
+    }
+
+    /// `R = HXᵀ` on the full `X` (replacing the sketched `R`, which the next iteration
+    /// recomputes) and the Gram identity with `Q`, `T` current.
+    fn exact(&mut self, f: &mut Factors<T>) -> Eval {
+        self.exact_atoms_cross(f.h.as_ref());
+        self.eval_on(self.x_sq, f)
     }
 
     fn iterate(&mut self, f: &mut Factors<T>) -> Eval {
@@ -556,6 +622,9 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
     /// iteration, so the rule costs two `k×k` by `k×N` products per iteration). MU iterates at
     /// the floor [`MU_FLOOR`] count as being at the bound.
     fn projected_gradient(&mut self, f: &Factors<T>) -> Option<f64> {
+        if self.sketch.is_some() {
+            return None;
+        }
         let (k, m, n) = (self.q.nrows(), self.x.nrows(), self.x.ncols());
         if !self.p_fresh {
             self.codes_cross(f.wt.as_ref());

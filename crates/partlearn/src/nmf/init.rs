@@ -43,11 +43,14 @@ pub(crate) fn mean<T: Real>(x: MatRef<'_, T>) -> f64 {
     s / (x.nrows() * x.ncols()).max(1) as f64
 }
 
-/// Builds the starting factors for `x` (`m × n`, samples as columns).
-pub(crate) fn initialize<T: Real>(
+/// Builds the starting factors for `x` (`m × n`, samples as columns). The NNDSVD variants take
+/// their leading `k` singular triplets from `svd` when given (compression computes
+/// `k + oversample` of them once, for its sketch too).
+pub(crate) fn initialize_from<T: Real>(
     x: MatRef<'_, T>,
     v: &Resolved,
     custom: Option<&CustomInit<T>>,
+    svd: Option<&linalg::TruncatedSvd<T>>,
     rng: &mut Rng,
     par: Par,
 ) -> Result<Factors<T>> {
@@ -62,7 +65,10 @@ pub(crate) fn initialize<T: Real>(
             Ok(Factors { wt, h })
         }
         InitMethod::Nndsvd | InitMethod::Nndsvda | InitMethod::Nndsvdar => {
-            let mut f = nndsvd(x, k, rng, par)?;
+            let mut f = match svd {
+                Some(svd) => nndsvd_from(x, svd, k, rng),
+                None => nndsvd(x, k, rng, par)?,
+            };
             let fill = |val: &mut T, rng: &mut Rng| {
                 if *val == T::zero() {
                     *val = match v.init {
@@ -142,8 +148,19 @@ fn check_factor<T: Real>(f: MatRef<'_, T>, shape: (usize, usize), what: &str, la
 /// (nndsvda-filled) extra atoms HALS stalled at relative error 0.21–0.27 with merged limbs; with
 /// random extra atoms it recovers all 16 limb parts.
 pub(crate) fn nndsvd<T: Real>(x: MatRef<'_, T>, k: usize, rng: &mut Rng, par: Par) -> Result<Factors<T>> {
-    let (m, n) = (x.nrows(), x.ncols());
     let svd = linalg::truncated_svd(x, k, rng, par)?;
+    Ok(nndsvd_from(x, &svd, k, rng))
+}
+
+/// [`nndsvd`] from the leading singular triplets `svd` of `x` (at least `k` of them, or fewer
+/// when the rank is lower: the missing ones get the random start).
+pub(crate) fn nndsvd_from<T: Real>(
+    x: MatRef<'_, T>,
+    svd: &linalg::TruncatedSvd<T>,
+    k: usize,
+    rng: &mut Rng,
+) -> Factors<T> {
+    let (m, n) = (x.nrows(), x.ncols());
     let mut wt = Mat::<T>::zeros(k, m);
     let mut h = Mat::<T>::zeros(k, n);
     let scale = (mean(x) / k as f64).sqrt();
@@ -201,7 +218,7 @@ pub(crate) fn nndsvd<T: Real>(x: MatRef<'_, T>, k: usize, rng: &mut Rng, par: Pa
             h[(j, i)] = T::from_f64(if val < NNDSVD_EPS { 0.0 } else { val });
         }
     }
-    Ok(Factors { wt, h })
+    Factors { wt, h }
 }
 
 #[cfg(test)]
@@ -250,7 +267,7 @@ mod tests {
             .unwrap()
             .resolve(20, 30)
             .unwrap();
-            let f = initialize(x.as_ref(), &v, None, &mut Rng::new(0), Par::Seq).unwrap();
+            let f = initialize_from(x.as_ref(), &v, None, None, &mut Rng::new(0), Par::Seq).unwrap();
             let zeros =
                 f.wt.col_iter()
                     .chain(f.h.col_iter())
@@ -277,8 +294,8 @@ mod tests {
         .unwrap()
         .resolve(20, 30)
         .unwrap();
-        let a = initialize(x.as_ref(), &v, None, &mut Rng::new(9), Par::Seq).unwrap();
-        let b = initialize(x.as_ref(), &v, None, &mut Rng::new(9), Par::Seq).unwrap();
+        let a = initialize_from(x.as_ref(), &v, None, None, &mut Rng::new(9), Par::Seq).unwrap();
+        let b = initialize_from(x.as_ref(), &v, None, None, &mut Rng::new(9), Par::Seq).unwrap();
         assert!(a.wt == b.wt && a.h == b.h);
         // E|N(0,1)| = sqrt(2/π): mean of entries ≈ sqrt(mean(X)/k)·0.798.
         let expect = (mean(x.as_ref()) / 5.0).sqrt() * (2.0 / std::f64::consts::PI).sqrt();
@@ -298,12 +315,12 @@ mod tests {
         .unwrap()
         .resolve(20, 30)
         .unwrap();
-        assert!(initialize(x.as_ref(), &v, None, &mut Rng::new(0), Par::Seq).is_err());
+        assert!(initialize_from(x.as_ref(), &v, None, None, &mut Rng::new(0), Par::Seq).is_err());
         let bad = CustomInit {
             atoms: Mat::<f64>::zeros(3, 29),
             codes: None,
         };
-        let e = initialize(x.as_ref(), &v, Some(&bad), &mut Rng::new(0), Par::Seq)
+        let e = initialize_from(x.as_ref(), &v, Some(&bad), None, &mut Rng::new(0), Par::Seq)
             .unwrap_err()
             .to_string();
         assert!(e.contains("3 × 30"), "{e}");
@@ -311,12 +328,12 @@ mod tests {
             atoms: Mat::<f64>::from_fn(3, 30, |i, _| i as f64 - 1.0),
             codes: None,
         };
-        assert!(initialize(x.as_ref(), &v, Some(&neg), &mut Rng::new(0), Par::Seq).is_err());
+        assert!(initialize_from(x.as_ref(), &v, Some(&neg), None, &mut Rng::new(0), Par::Seq).is_err());
         let ok = CustomInit {
             atoms: Mat::<f64>::ones(3, 30),
             codes: Some(Mat::ones(20, 3)),
         };
-        let f = initialize(x.as_ref(), &v, Some(&ok), &mut Rng::new(0), Par::Seq).unwrap();
+        let f = initialize_from(x.as_ref(), &v, Some(&ok), None, &mut Rng::new(0), Par::Seq).unwrap();
         assert_eq!(f.h.shape(), (3, 20));
     }
 }

@@ -564,7 +564,7 @@ fn projected_gradient_matches_its_definition() {
         (None, 1.5),
     ] {
         let v = opts(4, Solver::Mu).check().unwrap().resolve(40, 30).unwrap();
-        let mut f = init::initialize(x, &v, None, &mut rng, faer::Par::Seq).unwrap();
+        let mut f = init::initialize_from(x, &v, None, None, &mut rng, faer::Par::Seq).unwrap();
         let none = Penalty::default();
         let mut solver: Box<dyn Iterate<f64>> = match rule {
             Some(r) => Box::new(frobenius::GramSolver::new(x, 4, r, none, none, faer::Par::Seq)),

@@ -15,7 +15,7 @@ use crate::autoencoder::layers::{Act, Cache};
 use crate::autoencoder::model::Autoencoder;
 use crate::autoencoder::params::{AeParams, NonNeg};
 use crate::data::Dataset;
-use crate::engine::{self, Clock, Eval, IterRecord, Observer, Plateau, Resume, StopReason, Warning, Within};
+use crate::engine::{self, Clock, Eval, IterRecord, Observer, Plateau, Resume, Step, StopReason, Warning, Within};
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::real::Real;
@@ -161,10 +161,10 @@ impl<T: Real> engine::Method for Epochs<'_, T> {
         Ok(None)
     }
 
-    fn step(&mut self, iter: usize, within: &mut Within<'_>) -> Result<Option<Eval>> {
+    fn step(&mut self, iter: usize, within: &mut Within<'_>) -> Result<Step> {
         debug_assert_eq!(iter, self.state.epoch + 1);
         if !self.batches(within)? {
-            return Ok(None);
+            return Ok(Step::Stopped);
         }
         let state = &mut *self.state;
         let (m, k) = (state.model.spec.n_features, state.model.spec.k);
@@ -198,7 +198,7 @@ impl<T: Real> engine::Method for Epochs<'_, T> {
         } else {
             0.0
         };
-        Ok(Some(Eval {
+        Ok(Step::Done(Eval {
             objective: rec.loss,
             rel_error,
             validation: val_mse,

@@ -15,7 +15,7 @@ use super::grad::{classification, Gradient};
 use super::{ClassLoss, Forward, NeuralNmf, NeuralParams, ValidNeuralParams};
 use crate::data::labels::Labels;
 use crate::engine::{
-    self, Clock, Eval, IterRecord, Observer, Resume, StopReason, StopRules, Warning, Within,
+    self, Clock, Eval, IterRecord, Observer, Resume, Step, StopReason, StopRules, Warning, Within,
 };
 use crate::error::{Error, Result};
 use crate::linalg;
@@ -218,7 +218,7 @@ impl<T: Real> engine::Method for Epochs<'_, T> {
         Ok(Some(e))
     }
 
-    fn step(&mut self, epoch: usize, _within: &mut Within<'_>) -> Result<Option<Eval>> {
+    fn step(&mut self, epoch: usize, _within: &mut Within<'_>) -> Result<Step> {
         let (x, opts, par) = (self.x, self.opts, self.par);
         let sup_args = self.sup.map(|s| (s, opts.class_loss, opts.lambda));
         let grad = match self.pending.take() {
@@ -279,7 +279,7 @@ impl<T: Real> engine::Method for Epochs<'_, T> {
         let cost = self.model.cost_value(x, &fwd, opts.cost, sup_args, par);
         let e = Eval::new(cost, self.model.rel_error_par(x, &fwd, par));
         self.fwd = Some(fwd);
-        Ok(Some(e))
+        Ok(Step::Done(e))
     }
 }
 

@@ -4,7 +4,7 @@ use super::*;
 use crate::nmf::fit_loop::Iterate;
 use crate::nmf::frobenius::{GramSolver, Rule};
 use crate::nmf::init::Factors;
-use crate::nmf::{self, NmfFit, NmfParams, Penalty, Solver};
+use crate::nmf::{self, InitMethod, NmfFit, NmfParams, Penalty, Solver};
 
 /// `n × m` non-negative data: exactly rank `r` when `noise = 0`.
 fn planted(n: usize, m: usize, r: usize, noise: f64, seed: u64) -> Mat<f64> {
@@ -99,7 +99,7 @@ fn compressed_fit_reaches_the_exact_fit_error_on_planted_low_rank_data() {
 }
 
 #[test]
-fn compressed_iterations_report_the_true_objective() {
+fn compressed_iterations_descend_on_the_sketch_and_exact_gives_the_true_objective() {
     let x = planted(200, 50, 4, 0.3, 2);
     let xt = x.transpose();
     let (k, m, n) = (4, 50, 200);
@@ -109,7 +109,7 @@ fn compressed_iterations_report_the_true_objective() {
         h: Mat::<f64>::from_fn(k, n, |_, _| rng.uniform()),
     };
     let sk = sketch(xt, 6, 0, &mut Rng::new(1), Par::Seq);
-    let (u, b) = (sk.u.clone(), sk.b.clone());
+    let xhat = &sk.u * &sk.b;
     let rule = Rule::Hals {
         inner_codes: 2,
         inner_atoms: 2,
@@ -117,19 +117,24 @@ fn compressed_iterations_report_the_true_objective() {
     };
     let mut s =
         GramSolver::new(xt, k, rule, Penalty::default(), Penalty::default(), Par::Seq).with_sketch(sk);
-    s.initial(&mut f);
+    assert_eq!(s.exact_every(), crate::engine::TOL_EVERY);
+    let e0 = s.initial(&mut f);
+    let dense0 = (xt - f.wt.transpose() * &f.h).squared_norm_l2();
+    assert!((e0.sq_error - dense0).abs() <= 1e-9 * dense0, "{} against {dense0}", e0.sq_error);
     let mut gap = 0.0f64;
-    for _ in 0..5 {
+    let mut last = f64::INFINITY;
+    for _ in 0..8 {
+        // The iterations evaluate ‖X̂ − WH‖², X̂ = UB, and are exact HALS steps on it: monotone.
         let e = s.iterate(&mut f);
         let wh = f.wt.transpose() * &f.h;
+        let comp = (&xhat - &wh).squared_norm_l2();
+        assert!((e.sq_error - comp).abs() <= 1e-9 * comp, "{} against {comp}", e.sq_error);
+        assert!(e.sq_error <= last * (1.0 + 1e-12), "{} after {last}", e.sq_error);
+        last = e.sq_error;
+        // `exact` gives the true ‖X − WH‖² by the Gram identity.
         let dense = (xt - &wh).squared_norm_l2();
-        assert!(
-            (e.sq_error - dense).abs() <= 1e-9 * dense,
-            "{} against {dense}",
-            e.sq_error
-        );
-        // The compressed objective ‖B − (UᵀW)H‖² is something else.
-        let comp = (&b - u.transpose() * &wh).squared_norm_l2();
+        let x = s.exact(&mut f);
+        assert!((x.sq_error - dense).abs() <= 1e-9 * dense, "{} against {dense}", x.sq_error);
         gap = gap.max((dense - comp) / dense);
     }
     assert!(gap > 1e-2, "{gap}");
@@ -146,24 +151,32 @@ fn fit_reports_the_true_error_and_continues_the_history_through_the_polish() {
         (fit.n_iter, fit.stats.compressed_iters, fit.stats.polish_iters),
         (40, 33, 7)
     );
+    // Compressed iterations are recorded (exactly evaluated) every TOL_EVERY = 10 and at the
+    // last (33); the polish every iteration.
     let iters: Vec<usize> = fit.history.iter().map(|r| r.iter).collect();
-    assert_eq!(iters, (0..=40).collect::<Vec<_>>());
+    let want: Vec<usize> = [0, 10, 20, 30].into_iter().chain(33..=40).collect();
+    assert_eq!(iters, want);
     assert!(fit.warnings.is_empty(), "{:?}", fit.warnings);
     // The polish lowers the (true) error below where the compressed phase stopped.
-    assert!(fit.history[40].rel_error < fit.history[33].rel_error);
+    assert!(fit.history.last().unwrap().rel_error < fit.history[4].rel_error);
 }
 
 #[test]
 fn same_seed_same_bits_for_one_and_two_threads_and_seeds_differ() {
     let x = planted(3000, 120, 8, 0.2, 9).transpose().to_owned();
     let x = x.transpose();
+    // A random start: the range finder draws the sketch (with NNDSVD the basis is exact).
     let run = |threads: usize, seed: u64| {
         let p = compressed(8, Solver::Hals)
+            .init(InitMethod::Random)
             .max_iter(12)
             .polish(3)
             .threads(threads)
             .seed(seed);
-        nmf::factorize(x, &p.check().unwrap()).unwrap()
+        let fit = nmf::factorize(x, &p.check().unwrap()).unwrap();
+        assert!(!fit.stats.sketch_exact);
+        assert_eq!(fit.stats.power_iters, 1);
+        fit
     };
     let bits = |f: &NmfFit<f64>| -> Vec<u64> {
         let a = f.model.components();
@@ -256,4 +269,34 @@ fn auto_falls_back_when_compression_does_not_pay() {
     )
     .unwrap();
     assert_eq!((fit.stats.sketch_rank, fit.stats.polish_iters), (0, 0));
+}
+
+#[test]
+fn an_nndsvd_start_gives_the_sketch_its_exact_basis() {
+    // The leading l left singular vectors: the best rank-l subspace, so B = UᵀX captures
+    // ‖X‖² − Σ_{j>l} σ_j² exactly, and the fit is the same for any seed.
+    let x = planted(400, 60, 5, 0.3, 21);
+    let run = |seed: u64| {
+        let p = compressed(5, Solver::Hals)
+            .init(InitMethod::Nndsvda)
+            .max_iter(20)
+            .polish(2)
+            .seed(seed);
+        nmf::factorize(x.as_ref(), &p.check().unwrap()).unwrap()
+    };
+    let a = run(1);
+    assert!(a.stats.sketch_exact);
+    assert_eq!((a.stats.sketch_rank, a.stats.power_iters), (10, 0));
+    let b = run(2);
+    assert_eq!(a.model.components(), b.model.components());
+    // Against the range finder's basis (no power iteration): at least as good a subspace.
+    let xt = x.transpose();
+    let svd = crate::linalg::truncated_svd(xt, 10, &mut Rng::new(0), Par::Seq).unwrap();
+    let exact = Sketch::from_svd(&svd);
+    let rand = sketch(xt, 10, 0, &mut Rng::new(3), Par::Seq);
+    let captured = |s: &Sketch<f64>| s.b.squared_norm_l2();
+    assert!(captured(&exact) >= captured(&rand) * (1.0 - 1e-12));
+    // B = ΣVᵀ equals UᵀX.
+    let utx = exact.u.transpose() * xt;
+    assert!((&utx - &exact.b).norm_l2() <= 1e-9 * utx.norm_l2());
 }

@@ -21,7 +21,7 @@ use std::time::Instant;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 
 use crate::data::labels::Labels;
-use crate::engine::{self, Clock, Eval, IterRecord, Observer, Resume, StopReason, Warning, Within};
+use crate::engine::{self, Clock, Eval, IterRecord, Observer, Resume, Step, StopReason, Warning, Within};
 use crate::error::{Error, Result};
 use crate::io::Tensor;
 use crate::linalg;
@@ -411,7 +411,7 @@ impl<T: Real> engine::Method for Ssnmf<'_, T> {
         Ok(Some(self.eval()))
     }
 
-    fn step(&mut self, _iter: usize, _within: &mut Within<'_>) -> Result<Option<Eval>> {
+    fn step(&mut self, _iter: usize, _within: &mut Within<'_>) -> Result<Step> {
         let (x, o, par, mask) = (self.x, self.o, self.par, self.mask);
         let (k, n) = (self.s.nrows(), self.s.ncols());
         let lam = T::from_f64(o.lambda);
@@ -462,7 +462,7 @@ impl<T: Real> engine::Method for Ssnmf<'_, T> {
             }
         }
         mu(s, &w.num_s, &w.den_s);
-        Ok(Some(self.eval()))
+        Ok(Step::Done(self.eval()))
     }
 }
 
