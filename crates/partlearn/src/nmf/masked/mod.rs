@@ -73,10 +73,14 @@ pub fn factorize_masked_with<T: Real>(
     custom: Option<&CustomInit<T>>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
-    let (x0, mask) = masked_columns(x, mask, true)?;
-    if mask.is_full() {
+    // Every entry observed: the unmasked solver, without copying `x`.
+    if let Some(m) = mask {
+        m.check_shape(x.nrows(), x.ncols())?;
+    }
+    if mask.is_none_or(Mask::is_full) && !has_nan(x) {
         return super::factorize_with(x, params, custom, observer);
     }
+    let (x0, mask) = masked_columns(x, mask, true)?;
     let opts = params.params();
     if matches!(opts.compress, Compress::On { .. }) {
         return Err(Error::invalid(
@@ -103,6 +107,11 @@ pub fn factorize_masked_with<T: Real>(
     }
     let start = Instant::now();
     linalg::with_threads(opts.threads, || fit_masked(x0.as_ref(), &mask, &v, custom, observer, start))?
+}
+
+/// Whether `x` holds a NaN.
+fn has_nan<T: Real>(x: MatRef<'_, T>) -> bool {
+    (0..x.ncols()).any(|i| (0..x.nrows()).any(|j| x[(j, i)].is_nan()))
 }
 
 /// Itakura–Saito (β ≤ 0) divides by the data: every observed entry must be > 0.
@@ -263,10 +272,13 @@ impl<T: Real> NmfModel<T> {
         if x.ncols() != self.n_features() {
             self.check_data(x.transpose())?;
         }
-        let (x0, mask) = masked_columns(x, mask, false)?;
-        if mask.is_full() {
+        if let Some(m) = mask {
+            m.check_shape(x.nrows(), x.ncols())?;
+        }
+        if mask.is_none_or(Mask::is_full) && !has_nan(x) {
             return self.encode(x, threads);
         }
+        let (x0, mask) = masked_columns(x, mask, false)?;
         if self.spec.beta_loss <= 0.0 {
             check_observed_positive(x0.as_ref(), &mask)?;
         }
