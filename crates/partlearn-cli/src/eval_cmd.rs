@@ -103,12 +103,22 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
     } else {
         None
     };
-    let mask = a.mask.as_deref().map(|p| crate::fit::load_mask(p, &a.data)).transpose()?;
+    let mask = a
+        .mask
+        .as_deref()
+        .map(|p| crate::fit::load_mask(p, &a.data))
+        .transpose()?;
     if mask.is_some() || crate::fit::has_nan(&data) {
         if a.stored_codes {
             anyhow::bail!("--stored-codes with missing entries: the codes are computed from the observed entries; drop --stored-codes");
         }
-        let (m, missing) = partlearn::eval::masked::evaluate_masked(loaded.model.as_ref(), &data, mask.as_ref(), shape, &opts)?;
+        let (m, missing) = partlearn::eval::masked::evaluate_masked(
+            loaded.model.as_ref(),
+            &data,
+            mask.as_ref(),
+            shape,
+            &opts,
+        )?;
         let mut v = serde_json::to_value(&m)?;
         v["missing_entries"] = serde_json::to_value(&missing)?;
         partlearn::io::write_atomic(&metrics_path, &partlearn::io::to_json_pretty(&v)?)?;
@@ -127,12 +137,21 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
                 m.hoyer.mean
             );
             if let Some(s) = &m.svm {
-                outln!("linear SVM: {:.3} ± {:.3} (C = {:.3})", s.mean_accuracy, s.std_accuracy, s.best_c);
+                outln!(
+                    "linear SVM: {:.3} ± {:.3} (C = {:.3})",
+                    s.mean_accuracy,
+                    s.std_accuracy,
+                    s.best_c
+                );
             }
             for s in &missing.skipped {
                 outln!("skipped {s}");
             }
-            outln!("{:.1} s; wrote {} (no figures: the data are incomplete)", m.seconds.total, metrics_path.display());
+            outln!(
+                "{:.1} s; wrote {} (no figures: the data are incomplete)",
+                m.seconds.total,
+                metrics_path.display()
+            );
         }
         return Ok(());
     }

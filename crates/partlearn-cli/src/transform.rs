@@ -54,7 +54,11 @@ fn go<T: Real>(a: &TransformArgs) -> Result<()> {
     let data = a.data.load::<T>()?;
     loaded.check_images(&data)?;
     let model = loaded.model;
-    let mask = a.mask.as_deref().map(|p| crate::fit::load_mask(p, &a.data)).transpose()?;
+    let mask = a
+        .mask
+        .as_deref()
+        .map(|p| crate::fit::load_mask(p, &a.data))
+        .transpose()?;
     let masked = mask.is_some() || crate::fit::has_nan(&data);
     let start = std::time::Instant::now();
     let codes = if masked {
@@ -73,8 +77,13 @@ fn go<T: Real>(a: &TransformArgs) -> Result<()> {
             Some(m) => m.clone(),
             None => partlearn::nmf::Mask::from_nan(data.x()),
         };
-        let (err, norm) = partlearn::nmf::masked::observed_error(data.x(), &full, codes.as_ref(), model.atoms())?;
-        if norm > 0.0 { (err / norm).sqrt() } else { 0.0 }
+        let (err, norm) =
+            partlearn::nmf::masked::observed_error(data.x(), &full, codes.as_ref(), model.atoms())?;
+        if norm > 0.0 {
+            (err / norm).sqrt()
+        } else {
+            0.0
+        }
     } else {
         let recon = model.decode(codes.as_ref())?;
         partlearn::eval::metrics::reconstruction_error(data.x(), recon.as_ref())?.rel_error

@@ -20,8 +20,14 @@ fn write_data(dir: &std::path::Path) -> (Vec<f32>, Vec<f32>) {
             ((0..4).map(|c| codes[i * 4 + c] * atoms[c * M + j]).sum::<f64>() + 0.02 * r.uniform()) as f32
         })
         .collect();
-    let mask: Vec<f32> = (0..N * M).map(|_| if r.uniform() < 0.1 { 0.0 } else { 1.0 }).collect();
-    let nan: Vec<f32> = x.iter().zip(&mask).map(|(&v, &m)| if m == 0.0 { f32::NAN } else { v }).collect();
+    let mask: Vec<f32> = (0..N * M)
+        .map(|_| if r.uniform() < 0.1 { 0.0 } else { 1.0 })
+        .collect();
+    let nan: Vec<f32> = x
+        .iter()
+        .zip(&mask)
+        .map(|(&v, &m)| if m == 0.0 { f32::NAN } else { v })
+        .collect();
     write_npy_f32(&dir.join("x.npy"), N, M, &x);
     write_npy_f32(&dir.join("mask.npy"), N, M, &mask);
     write_npy_f32(&dir.join("nan.npy"), N, M, &nan);
@@ -36,8 +42,22 @@ fn fit_nmf_with_a_mask_or_nan_uses_the_observed_entries() {
     for solver in ["anls", "hals", "mu"] {
         let out = dir.join(format!("r-{solver}"));
         let o = run(&[
-            "fit", "nmf", "--data", s(&x), "--mask", s(&mask), "-k", "4", "--solver", solver, "--max-iter", "300",
-            "--out", s(&out), "--json", "-q",
+            "fit",
+            "nmf",
+            "--data",
+            s(&x),
+            "--mask",
+            s(&mask),
+            "-k",
+            "4",
+            "--solver",
+            solver,
+            "--max-iter",
+            "300",
+            "--out",
+            s(&out),
+            "--json",
+            "-q",
         ]);
         assert_ok(&o);
         let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -46,19 +66,56 @@ fn fit_nmf_with_a_mask_or_nan_uses_the_observed_entries() {
     }
     // NaN entries are missing: the same fit as the mask (the hidden values never matter).
     let out = dir.join("r-nan");
-    let o = run(&["fit", "nmf", "--data", s(&nan), "-k", "4", "--solver", "anls", "--max-iter", "300", "--out", s(&out), "--json", "-q"]);
+    let o = run(&[
+        "fit",
+        "nmf",
+        "--data",
+        s(&nan),
+        "-k",
+        "4",
+        "--solver",
+        "anls",
+        "--max-iter",
+        "300",
+        "--out",
+        s(&out),
+        "--json",
+        "-q",
+    ]);
     assert_ok(&o);
     let a: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let o2 = run(&[
-        "fit", "nmf", "--data", s(&nan), "--mask", s(&mask), "-k", "4", "--solver", "anls", "--max-iter", "300",
-        "--out", s(&dir.join("r-nan-mask")), "--json", "-q",
+        "fit",
+        "nmf",
+        "--data",
+        s(&nan),
+        "--mask",
+        s(&mask),
+        "-k",
+        "4",
+        "--solver",
+        "anls",
+        "--max-iter",
+        "300",
+        "--out",
+        s(&dir.join("r-nan-mask")),
+        "--json",
+        "-q",
     ]);
     assert_ok(&o2);
     let c: serde_json::Value = serde_json::from_slice(&o2.stdout).unwrap();
     assert_eq!(a["rel_error"], c["rel_error"]);
     // transform of the incomplete data: codes from the observed entries.
     let codes = dir.join("codes.npy");
-    let o = run(&["transform", s(&out), "--data", s(&nan), "--out", s(&codes), "--json"]);
+    let o = run(&[
+        "transform",
+        s(&out),
+        "--data",
+        s(&nan),
+        "--out",
+        s(&codes),
+        "--json",
+    ]);
     assert_ok(&o);
     let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(t["rel_error"].as_f64().unwrap() < 0.03, "{t}");
@@ -67,7 +124,10 @@ fn fit_nmf_with_a_mask_or_nan_uses_the_observed_entries() {
     let o = run(&["eval", s(&out), "--data", s(&nan), "--json"]);
     assert_ok(&o);
     let m = read_json(&out.join("metrics.json"));
-    assert_eq!(m["missing_entries"]["hidden"].as_u64().unwrap() + m["missing_entries"]["observed"].as_u64().unwrap(), (N * M) as u64);
+    assert_eq!(
+        m["missing_entries"]["hidden"].as_u64().unwrap() + m["missing_entries"]["observed"].as_u64().unwrap(),
+        (N * M) as u64
+    );
     assert!(m["missing_entries"]["hidden"].as_u64().unwrap() > 0);
     assert!(m["reconstruction"]["rel_error"].as_f64().unwrap() < 0.03);
 }
@@ -82,7 +142,11 @@ fn bad_masks_are_one_line_errors() {
         write_npy_f32(&p, rows, v.len() / rows, &v);
         p
     };
-    let half = write("half.npy", N, mask.iter().map(|&m| if m == 0.0 { 0.5 } else { 1.0 }).collect());
+    let half = write(
+        "half.npy",
+        N,
+        mask.iter().map(|&m| if m == 0.0 { 0.5 } else { 1.0 }).collect(),
+    );
     let short = write("short.npy", 10, mask[..10 * M].to_vec());
     let mut row = mask.clone();
     row[7 * M..8 * M].iter_mut().for_each(|v| *v = 0.0);
@@ -99,22 +163,77 @@ fn bad_masks_are_one_line_errors() {
     for (d, m, keys) in [
         (&data, &half, vec!["mask", "0 (hidden) or 1 (observed)"]),
         (&data, &short, vec!["mask", "120 × 40", "10 × 40"]),
-        (&data, &row, vec!["sample 7 has no observed entry", "undetermined"]),
-        (&data, &col, vec!["feature 5 has no observed entry", "undetermined"]),
+        (
+            &data,
+            &row,
+            vec!["sample 7 has no observed entry", "undetermined"],
+        ),
+        (
+            &data,
+            &col,
+            vec!["feature 5 has no observed entry", "undetermined"],
+        ),
     ] {
-        assert_refused(&["fit", "nmf", "--data", s(d), "--mask", s(m), "-k", "4", "--out", s(&out)], &keys, &out);
+        assert_refused(
+            &[
+                "fit",
+                "nmf",
+                "--data",
+                s(d),
+                "--mask",
+                s(m),
+                "-k",
+                "4",
+                "--out",
+                s(&out),
+            ],
+            &keys,
+            &out,
+        );
     }
     let nan_at = format!("NaN at sample {s0}, feature {f0}");
     let everything = write("all.npy", N, vec![1.0; N * M]);
     assert_refused(
-        &["fit", "nmf", "--data", s(&xn), "--mask", s(&everything), "-k", "4", "--out", s(&out)],
+        &[
+            "fit",
+            "nmf",
+            "--data",
+            s(&xn),
+            "--mask",
+            s(&everything),
+            "-k",
+            "4",
+            "--out",
+            s(&out),
+        ],
         &[&nan_at, "mask"],
         &out,
     );
     // transform: a sample without observed entries is named.
     let run_dir = dir.join("ok");
-    assert_ok(&run(&["fit", "nmf", "--data", s(&data), "-k", "4", "--max-iter", "20", "--out", s(&run_dir), "-q"]));
-    let o = run(&["transform", s(&run_dir), "--data", s(&data), "--mask", s(&row), "--out", s(&dir.join("c.npy"))]);
+    assert_ok(&run(&[
+        "fit",
+        "nmf",
+        "--data",
+        s(&data),
+        "-k",
+        "4",
+        "--max-iter",
+        "20",
+        "--out",
+        s(&run_dir),
+        "-q",
+    ]));
+    let o = run(&[
+        "transform",
+        s(&run_dir),
+        "--data",
+        s(&data),
+        "--mask",
+        s(&row),
+        "--out",
+        s(&dir.join("c.npy")),
+    ]);
     assert_user_error(&o, &["sample 7"]);
 }
 
@@ -124,8 +243,22 @@ fn select_k_cross_validation_writes_its_column_and_chart() {
     write_data(&dir);
     let out = dir.join("sel");
     let o = run(&[
-        "select-k", "--data", s(&dir.join("x.npy")), "-k", "3..5", "--runs", "2", "--holdout", "0.1", "--replicates",
-        "2", "--solver", "anls", "--out", s(&out), "--json",
+        "select-k",
+        "--data",
+        s(&dir.join("x.npy")),
+        "-k",
+        "3..5",
+        "--runs",
+        "2",
+        "--holdout",
+        "0.1",
+        "--replicates",
+        "2",
+        "--solver",
+        "anls",
+        "--out",
+        s(&out),
+        "--json",
     ]);
     assert_ok(&o);
     let sel = read_json(&out.join("select-k.json"));
@@ -138,7 +271,17 @@ fn select_k_cross_validation_writes_its_column_and_chart() {
     // Bad settings.
     let out2 = dir.join("never");
     assert_refused(
-        &["select-k", "--data", s(&dir.join("x.npy")), "-k", "3..5", "--holdout", "0.9", "--out", s(&out2)],
+        &[
+            "select-k",
+            "--data",
+            s(&dir.join("x.npy")),
+            "-k",
+            "3..5",
+            "--holdout",
+            "0.9",
+            "--out",
+            s(&out2),
+        ],
         &["holdout", "(0, 0.5]"],
         &out2,
     );

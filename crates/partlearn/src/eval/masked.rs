@@ -102,7 +102,8 @@ pub fn evaluate_masked<T: Real>(
     let mut skipped = Vec::new();
     if image_shape.is_some() {
         skipped.push(
-            "max_approx: the dilation of §7.5 needs complete images, and these have missing pixels".to_string(),
+            "max_approx: the dilation of §7.5 needs complete images, and these have missing pixels"
+                .to_string(),
         );
     }
     let clock = Instant::now();
@@ -152,9 +153,15 @@ mod tests {
     fn masked_evaluation_scores_observed_entries_and_skips_dilation() {
         let mut x = Mat::<f64>::from_fn(36, 9, |i, j| ((i + j) % 3 == 0) as u8 as f64 + 0.1);
         x[(2, 4)] = f64::NAN;
-        let fit = nmf::factorize_masked(x.as_ref(), None, &NmfParams::new(3).solver(Solver::Anls).check().unwrap())
+        let fit = nmf::factorize_masked(
+            x.as_ref(),
+            None,
+            &NmfParams::new(3).solver(Solver::Anls).check().unwrap(),
+        )
+        .unwrap();
+        let data = Dataset::from_rows(x.as_ref(), "nan")
+            .with_image_shape(3, 3)
             .unwrap();
-        let data = Dataset::from_rows(x.as_ref(), "nan").with_image_shape(3, 3).unwrap();
         let opts = EvalOptions {
             threads: 1,
             structuring_element: "disk:1".into(),

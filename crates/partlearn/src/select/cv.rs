@@ -28,7 +28,12 @@ pub(crate) struct CvScore {
 
 /// The hold-out masks of the replicates: replicate `r` draws from `Rng::new(seed ^ CV_STREAM)`
 /// forked `r + 1` times (independent of k, so every rank sees the same masks).
-pub(crate) fn holdout_masks<T: Real>(x: MatRef<'_, T>, holdout: f64, replicates: usize, seed: u64) -> (Mask, Vec<Mask>) {
+pub(crate) fn holdout_masks<T: Real>(
+    x: MatRef<'_, T>,
+    holdout: f64,
+    replicates: usize,
+    seed: u64,
+) -> (Mask, Vec<Mask>) {
     const CV_STREAM: u64 = 0x6376_6d61_736b; // "cvmask"
     let base = Mask::from_nan(x);
     let mut rng = Rng::new(seed ^ CV_STREAM);
@@ -66,9 +71,15 @@ pub(crate) fn score_rank<T: Real>(
                 complete: false,
             });
         }
-        let held = Mask::from_fn(x.nrows(), x.ncols(), |j, i| base_mask.observed(j, i) && !train.observed(j, i));
+        let held = Mask::from_fn(x.nrows(), x.ncols(), |j, i| {
+            base_mask.observed(j, i) && !train.observed(j, i)
+        });
         let (err, norm) = nmf::masked::observed_error(x, &held, fit.codes(), fit.model.components())?;
-        errors.push(if norm > 0.0 { (err / norm).sqrt() } else { err.sqrt() });
+        errors.push(if norm > 0.0 {
+            (err / norm).sqrt()
+        } else {
+            err.sqrt()
+        });
     }
     let n = errors.len() as f64;
     let mean = errors.iter().sum::<f64>() / n;

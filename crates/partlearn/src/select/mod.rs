@@ -153,7 +153,11 @@ impl SelectParams {
             }
         }
         if self.replicates == 0 {
-            return Err(Error::invalid("replicates", 0, "at least 1 hold-out replicate is needed"));
+            return Err(Error::invalid(
+                "replicates",
+                0,
+                "at least 1 hold-out replicate is needed",
+            ));
         }
         Ok(ValidSelectParams(self.clone()))
     }
@@ -283,9 +287,7 @@ pub fn select_k<T: Real>(
     };
     let mut scores = Vec::new();
     let mut stop_reason = StopReason::Converged;
-    let cv_masks = p
-        .holdout
-        .map(|h| cv::holdout_masks(x, h, p.replicates, p.seed));
+    let cv_masks = p.holdout.map(|h| cv::holdout_masks(x, h, p.replicates, p.seed));
     'ranks: for &k in &p.ks {
         let start = Instant::now();
         let (mut labels, mut atoms, mut errors) = (Vec::new(), Vec::new(), Vec::new());

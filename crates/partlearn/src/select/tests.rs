@@ -125,7 +125,13 @@ fn bad_settings_name_the_parameter() {
 #[test]
 fn one_se_rule_takes_the_smallest_k_within_one_standard_error_of_the_minimum() {
     // Minimum at k = 10 (0.100, std 0.02 over 4 replicates: se 0.01); k = 8 is within it.
-    let s = [(6, 0.3, 0.01), (7, 0.2, 0.01), (8, 0.108, 0.01), (9, 0.104, 0.01), (10, 0.100, 0.02)];
+    let s = [
+        (6, 0.3, 0.01),
+        (7, 0.2, 0.01),
+        (8, 0.108, 0.01),
+        (9, 0.104, 0.01),
+        (10, 0.100, 0.02),
+    ];
     assert_eq!(one_se_rule(&s, 4), 8);
     // With a tighter minimum only k = 10 qualifies; unsorted input and NaN are fine.
     let s = [(10, 0.100, 0.002), (8, 0.108, 0.01), (6, f64::NAN, 0.0)];
@@ -160,7 +166,12 @@ fn a_planted_rank_is_found_by_cross_validation() {
             .replicates(3)
             .check()
             .unwrap();
-        let base = NmfParams::new(1).solver(nmf::Solver::Anls).max_iter(200).tol(1e-6).check().unwrap();
+        let base = NmfParams::new(1)
+            .solver(nmf::Solver::Anls)
+            .max_iter(200)
+            .tol(1e-6)
+            .check()
+            .unwrap();
         let sel = select_k(x.as_ref(), &params, &base, &mut Silent).unwrap();
         let table: Vec<String> = sel
             .scores
@@ -189,11 +200,16 @@ fn a_planted_rank_is_found_by_cross_validation() {
         }
         let at = |k: usize| sel.scores.iter().find(|s| s.k == k).unwrap();
         // The held-out error falls steeply up to the rank.
-        assert!(at(7).cv_error.unwrap() > 1.5 * at(8).cv_error.unwrap(), "{what}: {table:#?}");
+        assert!(
+            at(7).cv_error.unwrap() > 1.5 * at(8).cv_error.unwrap(),
+            "{what}: {table:#?}"
+        );
         let csv = table_csv(&sel);
         assert!(csv.lines().next().unwrap().ends_with(",cv_error,cv_error_std"));
         let charts = charts(&sel).unwrap();
-        assert!(charts.iter().any(|(name, svg)| name == "cv_error_vs_k.svg" && svg.contains("held-out")));
+        assert!(charts
+            .iter()
+            .any(|(name, svg)| name == "cv_error_vs_k.svg" && svg.contains("held-out")));
     }
 }
 
@@ -202,7 +218,10 @@ fn cross_validation_settings_are_checked() {
     for (p, name) in [
         (SelectParams::new(vec![2]).holdout(0.0), "holdout"),
         (SelectParams::new(vec![2]).holdout(0.7), "holdout"),
-        (SelectParams::new(vec![2]).holdout(0.1).replicates(0), "replicates"),
+        (
+            SelectParams::new(vec![2]).holdout(0.1).replicates(0),
+            "replicates",
+        ),
     ] {
         match p.check() {
             Err(Error::InvalidOption { option, .. }) => assert_eq!(option, name),

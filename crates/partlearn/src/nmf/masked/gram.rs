@@ -130,7 +130,8 @@ pub(crate) fn solve_side<'m, T: Real>(
                     let mut out = fc.as_mut().subcols_mut(jj, 1);
                     // Errors only come from non-finite inputs; the fit loop then reports the
                     // non-finite objective.
-                    if let Ok(s) = linalg::nnls::solve_gram(gram, rhs.as_ref(), out.as_mut(), true, &opts, Par::Seq)
+                    if let Ok(s) =
+                        linalg::nnls::solve_gram(gram, rhs.as_ref(), out.as_mut(), true, &opts, Par::Seq)
                     {
                         stats.nnls_rounds = stats.nnls_rounds.max(s.rounds);
                     }
@@ -310,7 +311,14 @@ impl<'a, T: Real> MaskedGram<'a, T> {
     /// Codes update for the current atoms.
     fn codes(&mut self, f: &mut Factors<T>, rule: SideRule) -> Vec<f64> {
         linalg::gram(self.q.as_mut(), f.wt.as_ref(), self.par);
-        linalg::matmul(self.p.as_mut(), Accum::Replace, f.wt.as_ref(), self.x0, T::one(), self.par);
+        linalg::matmul(
+            self.p.as_mut(),
+            Accum::Replace,
+            f.wt.as_ref(),
+            self.x0,
+            T::one(),
+            self.par,
+        );
         let mask = self.mask;
         let (errs, s) = solve_side(
             f.h.as_mut(),

@@ -196,7 +196,11 @@ impl Mask {
 /// `Wᵀ(M ⊙ X)` is a plain product), after checking that `mask` (or, without one, the NaN
 /// pattern of `x`) has `x`'s shape, that no observed entry is NaN, negative or infinite, and
 /// that every sample (and, with `features`, every feature) has an observed entry.
-pub(crate) fn masked_columns<T: Real>(x: MatRef<'_, T>, mask: Option<&Mask>, features: bool) -> Result<(Mat<T>, Mask)> {
+pub(crate) fn masked_columns<T: Real>(
+    x: MatRef<'_, T>,
+    mask: Option<&Mask>,
+    features: bool,
+) -> Result<(Mat<T>, Mask)> {
     let mask = match mask {
         Some(m) => {
             m.check_shape(x.nrows(), x.ncols())?;
@@ -241,13 +245,17 @@ pub(crate) fn masked_columns<T: Real>(x: MatRef<'_, T>, mask: Option<&Mask>, fea
         }
     }
     mask.check_coverage(features)?;
-    let x0 = Mat::from_fn(m, n, |i, j| {
-        if mask.observed(j, i) {
-            x[(j, i)]
-        } else {
-            T::zero()
-        }
-    });
+    let x0 = Mat::from_fn(
+        m,
+        n,
+        |i, j| {
+            if mask.observed(j, i) {
+                x[(j, i)]
+            } else {
+                T::zero()
+            }
+        },
+    );
     crate::data::validate_scale(x0.as_ref())?;
     Ok((x0, mask))
 }

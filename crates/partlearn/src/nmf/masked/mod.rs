@@ -61,7 +61,11 @@ pub(crate) use mask::masked_columns;
 /// assert!(filled[(3, 4)].is_finite());
 /// # Ok::<(), partlearn::Error>(())
 /// ```
-pub fn factorize_masked<T: Real>(x: MatRef<'_, T>, mask: Option<&Mask>, params: &ValidNmfParams) -> Result<NmfFit<T>> {
+pub fn factorize_masked<T: Real>(
+    x: MatRef<'_, T>,
+    mask: Option<&Mask>,
+    params: &ValidNmfParams,
+) -> Result<NmfFit<T>> {
     factorize_masked_with(x, mask, params, None, &mut Silent)
 }
 
@@ -106,7 +110,9 @@ pub fn factorize_masked_with<T: Real>(
         check_observed_positive(x0.as_ref(), &mask)?;
     }
     let start = Instant::now();
-    linalg::with_threads(opts.threads, || fit_masked(x0.as_ref(), &mask, &v, custom, observer, start))?
+    linalg::with_threads(opts.threads, || {
+        fit_masked(x0.as_ref(), &mask, &v, custom, observer, start)
+    })?
 }
 
 /// Whether `x` holds a NaN.
@@ -192,7 +198,11 @@ fn fit_masked<T: Real>(
         warnings,
         objective: e.objective,
         reconstruction_err: e.sq_error.sqrt(),
-        rel_error: if x_norm > 0.0 { e.sq_error.sqrt() / x_norm } else { 0.0 },
+        rel_error: if x_norm > 0.0 {
+            e.sq_error.sqrt() / x_norm
+        } else {
+            0.0
+        },
         seconds: start.elapsed().as_secs_f64(),
         stats,
     })
@@ -209,14 +219,24 @@ fn fill_with_feature_means<T: Real>(x0: MatRef<'_, T>, mask: &Mask) -> Mat<T> {
             T::from_f64(if obs > 0 { s / obs as f64 } else { 0.0 })
         })
         .collect();
-    Mat::from_fn(m, n, |i, j| if mask.observed(j, i) { x0[(i, j)] } else { means[i] })
+    Mat::from_fn(
+        m,
+        n,
+        |i, j| if mask.observed(j, i) { x0[(i, j)] } else { means[i] },
+    )
 }
 
 /// Codes `k × n` of `x0` (`m × n`, hidden entries 0) from the observed entries, warm-started from
 /// `h0`: for β = 2 the exact masked NNLS of every sample (with the codes' penalty), whatever
 /// `encode.method`; otherwise masked MU on the codes (at most `encode.max_iter` iterations, until
 /// the objective falls by less than `encode.tol` of its start).
-fn encode_columns<T: Real>(model: &NmfModel<T>, x0: MatRef<'_, T>, mask: &Mask, h0: Option<Mat<T>>, par: Par) -> Mat<T> {
+fn encode_columns<T: Real>(
+    model: &NmfModel<T>,
+    x0: MatRef<'_, T>,
+    mask: &Mask,
+    h0: Option<Mat<T>>,
+    par: Par,
+) -> Mat<T> {
     let (k, n, m) = (model.k(), x0.ncols(), x0.nrows());
     let spec = model.spec;
     let wt = model.components();
@@ -243,11 +263,23 @@ fn encode_columns<T: Real>(model: &NmfModel<T>, x0: MatRef<'_, T>, mask: &Mask, 
         return h;
     }
     let h = h0.unwrap_or_else(|| {
-        let v0 = T::from_f64((linalg::frob_sq(x0).sqrt() / ((m * n) as f64).sqrt() / k as f64).sqrt().max(1e-12));
+        let v0 = T::from_f64(
+            (linalg::frob_sq(x0).sqrt() / ((m * n) as f64).sqrt() / k as f64)
+                .sqrt()
+                .max(1e-12),
+        );
         Mat::from_fn(k, n, |_, _| v0)
     });
     let mut f = Factors { wt: wt.to_owned(), h };
-    let mut mu = mu::MaskedMu::new(x0, mask, k, spec.beta_loss, spec.codes_penalty, Default::default(), par);
+    let mut mu = mu::MaskedMu::new(
+        x0,
+        mask,
+        k,
+        spec.beta_loss,
+        spec.codes_penalty,
+        Default::default(),
+        par,
+    );
     mu.codes_only = true;
     use fit_loop::Iterate;
     let mut prev = mu.initial(&mut f).objective;
@@ -282,7 +314,9 @@ impl<T: Real> NmfModel<T> {
         if self.spec.beta_loss <= 0.0 {
             check_observed_positive(x0.as_ref(), &mask)?;
         }
-        let h = linalg::with_threads(threads, || encode_columns(self, x0.as_ref(), &mask, None, linalg::par(threads)))?;
+        let h = linalg::with_threads(threads, || {
+            encode_columns(self, x0.as_ref(), &mask, None, linalg::par(threads))
+        })?;
         Ok(h.transpose().to_owned())
     }
 }
@@ -291,18 +325,36 @@ impl<T: Real> NmfModel<T> {
 /// (`x` is `n × m`, samples as rows, `codes` `n × k`, `atoms` `k × m`; hidden entries of `x` may
 /// be NaN): the reconstruction error of a masked fit, or, with the mask of the held-out
 /// entries, the test error of cross-validation (METHODS.md §11.4). Sums in f64, sample by sample.
-pub fn observed_error<T: Real>(x: MatRef<'_, T>, mask: &Mask, codes: MatRef<'_, T>, atoms: MatRef<'_, T>) -> Result<(f64, f64)> {
+pub fn observed_error<T: Real>(
+    x: MatRef<'_, T>,
+    mask: &Mask,
+    codes: MatRef<'_, T>,
+    atoms: MatRef<'_, T>,
+) -> Result<(f64, f64)> {
     mask.check_shape(x.nrows(), x.ncols())?;
     if codes.nrows() != x.nrows() || atoms.ncols() != x.ncols() || codes.ncols() != atoms.nrows() {
         return Err(Error::ShapeMismatch {
             what: "codes and atoms".into(),
             expected: format!("{} × k and k × {}", x.nrows(), x.ncols()),
-            found: format!("{} × {} and {} × {}", codes.nrows(), codes.ncols(), atoms.nrows(), atoms.ncols()),
+            found: format!(
+                "{} × {} and {} × {}",
+                codes.nrows(),
+                codes.ncols(),
+                atoms.nrows(),
+                atoms.ncols()
+            ),
             hint: "give the codes of these samples and the model's atoms".into(),
         });
     }
     let mut xt_hat = Mat::<T>::zeros(x.ncols(), x.nrows());
-    linalg::matmul(xt_hat.as_mut(), Accum::Replace, atoms.transpose(), codes.transpose(), T::one(), Par::Seq);
+    linalg::matmul(
+        xt_hat.as_mut(),
+        Accum::Replace,
+        atoms.transpose(),
+        codes.transpose(),
+        T::one(),
+        Par::Seq,
+    );
     let (mut err, mut norm) = (0.0, 0.0);
     for j in 0..x.nrows() {
         let fl = mask.sample_flags(j);

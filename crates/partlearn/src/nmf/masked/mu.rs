@@ -59,7 +59,11 @@ impl<'a, T: Real> MaskedMu<'a, T> {
             par,
             v: Mat::zeros(m, n),
             v_fresh: false,
-            a: if beta == 2.0 { Mat::zeros(0, 0) } else { Mat::zeros(m, n) },
+            a: if beta == 2.0 {
+                Mat::zeros(0, 0)
+            } else {
+                Mat::zeros(m, n)
+            },
             b: Mat::zeros(m, n),
             num_h: Mat::zeros(k, n),
             den_h: Mat::zeros(k, n),
@@ -181,14 +185,43 @@ impl<T: Real> Iterate<T> for MaskedMu<'_, T> {
             self.product(f);
         }
         self.ratios();
-        let a = if self.beta == 2.0 { self.x0 } else { self.a.as_ref() };
-        linalg::matmul(self.num_h.as_mut(), Accum::Replace, f.wt.as_ref(), a, T::one(), par);
-        linalg::matmul(self.den_h.as_mut(), Accum::Replace, f.wt.as_ref(), self.b.as_ref(), T::one(), par);
-        step(&mut f.h, &self.num_h, &self.den_h, self.codes_pen, g, self.parallel());
+        let a = if self.beta == 2.0 {
+            self.x0
+        } else {
+            self.a.as_ref()
+        };
+        linalg::matmul(
+            self.num_h.as_mut(),
+            Accum::Replace,
+            f.wt.as_ref(),
+            a,
+            T::one(),
+            par,
+        );
+        linalg::matmul(
+            self.den_h.as_mut(),
+            Accum::Replace,
+            f.wt.as_ref(),
+            self.b.as_ref(),
+            T::one(),
+            par,
+        );
+        step(
+            &mut f.h,
+            &self.num_h,
+            &self.den_h,
+            self.codes_pen,
+            g,
+            self.parallel(),
+        );
         self.product(f);
         if !self.codes_only {
             self.ratios();
-            let a = if self.beta == 2.0 { self.x0 } else { self.a.as_ref() };
+            let a = if self.beta == 2.0 {
+                self.x0
+            } else {
+                self.a.as_ref()
+            };
             linalg::matmul(
                 self.num_w.as_mut(),
                 Accum::Replace,
@@ -205,7 +238,14 @@ impl<T: Real> Iterate<T> for MaskedMu<'_, T> {
                 T::one(),
                 par,
             );
-            step(&mut f.wt, &self.num_w, &self.den_w, self.atoms_pen, g, self.parallel());
+            step(
+                &mut f.wt,
+                &self.num_w,
+                &self.den_w,
+                self.atoms_pen,
+                g,
+                self.parallel(),
+            );
             self.product(f);
         }
         self.v_fresh = true;

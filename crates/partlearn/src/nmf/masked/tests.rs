@@ -31,7 +31,11 @@ fn params(k: usize, solver: Solver, iters: usize) -> ValidNmfParams {
 fn monotone(fit: &NmfFit<impl Real>, what: &str) {
     for w in fit.history.windows(2) {
         let (a, b) = (w[0].objective, w[1].objective);
-        assert!(b <= a * (1.0 + 1e-10), "{what}: objective rose at iteration {}: {a} → {b}", w[1].iter);
+        assert!(
+            b <= a * (1.0 + 1e-10),
+            "{what}: objective rose at iteration {}: {a} → {b}",
+            w[1].iter
+        );
     }
 }
 
@@ -59,9 +63,16 @@ fn planted_low_rank_is_recovered_with_30_percent_hidden() {
         }
         let rms = (se / cnt).sqrt();
         // Against the noiseless matrix, the hidden entries' error is below the noise level.
-        assert!(rms < noise_rms, "{solver:?}: RMS error on the hidden entries {rms:.4} vs noise {noise_rms:.4}");
+        assert!(
+            rms < noise_rms,
+            "{solver:?}: RMS error on the hidden entries {rms:.4} vs noise {noise_rms:.4}"
+        );
         // …and far below what ignoring the missing entries (fitting them as 0) would give.
-        assert!(fit.rel_error < 0.05, "{solver:?}: rel. error on the observed entries {}", fit.rel_error);
+        assert!(
+            fit.rel_error < 0.05,
+            "{solver:?}: rel. error on the observed entries {}",
+            fit.rel_error
+        );
     }
 }
 
@@ -122,11 +133,14 @@ fn masked_nnls_codes_satisfy_kkt_per_sample() {
     let mask = Mask::from_fn(50, 25, |j, i| flags[j * 25 + i]);
     // Random atoms: many codes at the bound.
     let atoms = Mat::<f64>::from_fn(6, 25, |_, _| r.uniform().powi(3));
-    let model = NmfModel::new(atoms.clone(), EncodeSpec {
-        beta_loss: 2.0,
-        codes_penalty: Default::default(),
-        encode: Default::default(),
-    })
+    let model = NmfModel::new(
+        atoms.clone(),
+        EncodeSpec {
+            beta_loss: 2.0,
+            codes_penalty: Default::default(),
+            encode: Default::default(),
+        },
+    )
     .unwrap();
     for j in 0..50 {
         for i in 0..25 {
@@ -139,7 +153,11 @@ fn masked_nnls_codes_satisfy_kkt_per_sample() {
     let mut at_bound = 0;
     for j in 0..50 {
         // Gradient Σ_{i∈Ω_j} w_i (w_iᵀ h_j − x_ij).
-        let scale: f64 = (0..25).filter(|&i| mask.observed(j, i)).map(|i| x[(j, i)].abs()).sum::<f64>() + 1.0;
+        let scale: f64 = (0..25)
+            .filter(|&i| mask.observed(j, i))
+            .map(|i| x[(j, i)].abs())
+            .sum::<f64>()
+            + 1.0;
         for a in 0..6 {
             let mut g = 0.0;
             for i in (0..25).filter(|&i| mask.observed(j, i)) {
@@ -149,7 +167,10 @@ fn masked_nnls_codes_satisfy_kkt_per_sample() {
             let h = codes[(j, a)];
             assert!(h >= 0.0);
             if h > 0.0 {
-                assert!(g.abs() <= 1e-8 * scale, "sample {j}, code {a}: h = {h}, gradient {g}");
+                assert!(
+                    g.abs() <= 1e-8 * scale,
+                    "sample {j}, code {a}: h = {h}, gradient {g}"
+                );
             } else {
                 at_bound += 1;
                 assert!(g >= -1e-8 * scale, "sample {j}, code {a} at 0 with gradient {g}");
@@ -204,15 +225,29 @@ fn fit_codes_equal_transform_of_the_training_data() {
     x[(0, 0)] = f64::NAN;
     x[(5, 7)] = f64::NAN;
     for (solver, beta) in [(Solver::Anls, 2.0), (Solver::Hals, 2.0), (Solver::Mu, 2.0)] {
-        let p = NmfParams::new(3).solver(solver).beta_loss(beta).max_iter(30).check().unwrap();
+        let p = NmfParams::new(3)
+            .solver(solver)
+            .beta_loss(beta)
+            .max_iter(30)
+            .check()
+            .unwrap();
         let fit = factorize_masked(x.as_ref(), None, &p).unwrap();
         let codes = fit.model.encode_masked(x.as_ref(), None, 1).unwrap();
         let d = (0..40)
             .flat_map(|j| (0..3).map(move |a| (j, a)))
             .map(|(j, a)| (codes[(j, a)] - fit.codes()[(j, a)]).abs())
             .fold(0.0, f64::max);
-        assert!(d < 1e-3, "{solver:?}: transform differs from the fit's codes by {d}");
-        let (err, norm) = observed_error(x.as_ref(), &Mask::from_nan(x.as_ref()), fit.codes(), fit.model.components()).unwrap();
+        assert!(
+            d < 1e-3,
+            "{solver:?}: transform differs from the fit's codes by {d}"
+        );
+        let (err, norm) = observed_error(
+            x.as_ref(),
+            &Mask::from_nan(x.as_ref()),
+            fit.codes(),
+            fit.model.components(),
+        )
+        .unwrap();
         assert!(((err / norm).sqrt() - fit.rel_error).abs() < 1e-9, "{solver:?}");
     }
 }
@@ -223,11 +258,18 @@ fn bad_masks_are_one_line_errors_naming_the_entry() {
     let p = params(2, Solver::Anls, 5);
     let msg = |m: Option<&Mask>, x: &Mat<f64>| factorize_masked(x.as_ref(), m, &p).unwrap_err().to_string();
     // Another shape.
-    assert!(msg(Some(&Mask::full(6, 10)), &x).contains("mask"), "{}", msg(Some(&Mask::full(6, 10)), &x));
+    assert!(
+        msg(Some(&Mask::full(6, 10)), &x).contains("mask"),
+        "{}",
+        msg(Some(&Mask::full(6, 10)), &x)
+    );
     // Values other than 0/1.
     let bad = Mat::<f64>::from_fn(10, 6, |i, j| if (i, j) == (2, 3) { 0.5 } else { 1.0 });
     let e = Mask::from_matrix(bad.as_ref()).unwrap_err().to_string();
-    assert!(e.contains("sample 2, feature 3") && e.contains("0 (hidden) or 1"), "{e}");
+    assert!(
+        e.contains("sample 2, feature 3") && e.contains("0 (hidden) or 1"),
+        "{e}"
+    );
     // A NaN where the mask says observed.
     let mut xn = x.clone();
     xn[(4, 1)] = f64::NAN;
@@ -235,23 +277,39 @@ fn bad_masks_are_one_line_errors_naming_the_entry() {
     assert!(e.contains("NaN at sample 4, feature 1"), "{e}");
     // A whole sample hidden, a whole feature hidden.
     let e = msg(Some(&Mask::from_fn(10, 6, |j, _| j != 7)), &x);
-    assert!(e.contains("sample 7 has no observed entry") && e.contains("undetermined"), "{e}");
+    assert!(
+        e.contains("sample 7 has no observed entry") && e.contains("undetermined"),
+        "{e}"
+    );
     let e = msg(Some(&Mask::from_fn(10, 6, |_, i| i != 5)), &x);
     assert!(e.contains("feature 5 has no observed entry"), "{e}");
     // Negative observed entries are still errors; hidden ones may hold anything.
     let mut xneg = x.clone();
     xneg[(1, 1)] = -1.0;
     assert!(msg(None, &xneg).contains("negative") || msg(None, &xneg).contains("-1"));
-    assert!(factorize_masked(xneg.as_ref(), Some(&Mask::from_fn(10, 6, |j, i| (j, i) != (1, 1))), &p).is_ok());
+    assert!(factorize_masked(
+        xneg.as_ref(),
+        Some(&Mask::from_fn(10, 6, |j, i| (j, i) != (1, 1))),
+        &p
+    )
+    .is_ok());
     // transform: a sample without observed entries is named; a hidden feature is fine.
-    let fit = factorize_masked(x.as_ref(), Some(&Mask::from_fn(10, 6, |j, i| (j, i) != (1, 1))), &p).unwrap();
+    let fit = factorize_masked(
+        x.as_ref(),
+        Some(&Mask::from_fn(10, 6, |j, i| (j, i) != (1, 1))),
+        &p,
+    )
+    .unwrap();
     let e = fit
         .model
         .encode_masked(x.as_ref(), Some(&Mask::from_fn(10, 6, |j, _| j != 3)), 1)
         .unwrap_err()
         .to_string();
     assert!(e.contains("sample 3"), "{e}");
-    assert!(fit.model.encode_masked(x.as_ref(), Some(&Mask::from_fn(10, 6, |_, i| i != 2)), 1).is_ok());
+    assert!(fit
+        .model
+        .encode_masked(x.as_ref(), Some(&Mask::from_fn(10, 6, |_, i| i != 2)), 1)
+        .is_ok());
 }
 
 #[test]
