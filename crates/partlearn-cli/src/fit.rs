@@ -337,7 +337,7 @@ pub fn load_mask(path: &std::path::Path, data: &DataArgs) -> Result<nmf::Mask> {
     };
     let spec = path.to_string_lossy();
     let m = partlearn::data::load::<f64>(&spec, &opts).with_context(|| format!("reading --mask {spec}"))?;
-    Ok(nmf::Mask::from_matrix(m.x()).with_context(|| format!("reading --mask {spec}"))?)
+    nmf::Mask::from_matrix(m.x()).with_context(|| format!("reading --mask {spec}"))
 }
 
 /// Writes the run folder of an NMF-type fit (model, history, run.json, figures), commits it and

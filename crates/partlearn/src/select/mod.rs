@@ -421,7 +421,7 @@ pub fn charts(sel: &Selection) -> Result<Vec<(String, String)>> {
     out.push(("error_vs_k.svg".to_string(), c.to_svg()?));
     if let Some(h) = sel.holdout {
         let mut c = Chart::new(
-            &format!(
+            format!(
                 "Cross-validation: error on {:.0} % held-out entries vs k",
                 100.0 * h
             ),
@@ -429,7 +429,7 @@ pub fn charts(sel: &Selection) -> Result<Vec<(String, String)>> {
             "‖M̄ ⊙ (X − WH)‖ / ‖M̄ ⊙ X‖ (held out)",
         );
         let mut e = Series::new(
-            &format!("mean over {} replicates (± std)", sel.replicates),
+            format!("mean over {} replicates (± std)", sel.replicates),
             sel.scores
                 .iter()
                 .filter_map(|s| Some((s.k as f64, s.cv_error?)))

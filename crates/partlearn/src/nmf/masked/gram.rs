@@ -94,7 +94,7 @@ pub(crate) fn solve_side<'m, T: Real>(
                 if complement {
                     for b in 0..k {
                         for a in 0..k {
-                            g[(a, b)] = g[(a, b)] - sub[(a, b)];
+                            g[(a, b)] -= sub[(a, b)];
                         }
                     }
                 } else {
@@ -122,7 +122,7 @@ pub(crate) fn solve_side<'m, T: Real>(
                     if pen.l2 != 0.0 {
                         sub.copy_from(&g);
                         for a in 0..k {
-                            sub[(a, a)] = sub[(a, a)] + l2;
+                            sub[(a, a)] += l2;
                         }
                     }
                     let gram = if pen.l2 != 0.0 { sub.as_ref() } else { g.as_ref() };
@@ -205,7 +205,7 @@ fn cd_column<T: Real>(
         let ga = g.col_as_slice(a);
         let mut s = l1 + l2 * f[a] - c[a];
         for b in 0..k {
-            s = s + ga[b] * f[b];
+            s += ga[b] * f[b];
         }
         grad[a] = s;
     }
@@ -214,7 +214,7 @@ fn cd_column<T: Real>(
         let mut moved = 0.0;
         for a in 0..k {
             let d = g[(a, a)] + l2;
-            if !(d > T::zero()) {
+            if d.is_nan() || d <= T::zero() {
                 continue;
             }
             let new = (f[a] - grad[a] / d).max(T::zero());
@@ -222,9 +222,9 @@ fn cd_column<T: Real>(
             if step != T::zero() {
                 let ga = g.col_as_slice(a);
                 for b in 0..k {
-                    grad[b] = grad[b] + step * ga[b];
+                    grad[b] += step * ga[b];
                 }
-                grad[a] = grad[a] + l2 * step;
+                grad[a] += l2 * step;
                 f[a] = new;
                 moved += step.to_f64() * step.to_f64();
             }

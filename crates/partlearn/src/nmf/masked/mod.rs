@@ -286,7 +286,7 @@ fn encode_columns<T: Real>(
     let first = prev;
     for _ in 0..spec.encode.max_iter {
         let cur = mu.iterate(&mut f).objective;
-        if !(first > 0.0) || (prev - cur) / first < spec.encode.tol {
+        if first.is_nan() || first <= 0.0 || (prev - cur) / first < spec.encode.tol {
             break;
         }
         prev = cur;
