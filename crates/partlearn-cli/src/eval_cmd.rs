@@ -47,6 +47,9 @@ pub struct EvalArgs {
     /// Float type of the computation.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: Dtype,
+    /// Missing entries of --data: a dense 0/1 matrix (NPY or CSV, 1 = observed); NaN entries are missing too. NMF models only: codes from the observed entries, errors over them; the max-approximation error and the figures are skipped.
+    #[arg(long, value_name = "FILE")]
+    pub mask: Option<PathBuf>,
     /// Replace an existing metrics.json.
     #[arg(long)]
     pub force: bool,
@@ -100,6 +103,58 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
     } else {
         None
     };
+    let mask = a
+        .mask
+        .as_deref()
+        .map(|p| crate::fit::load_mask(p, &a.data))
+        .transpose()?;
+    if mask.is_some() || crate::fit::has_nan(&data) {
+        if a.stored_codes {
+            anyhow::bail!("--stored-codes with missing entries: the codes are computed from the observed entries; drop --stored-codes");
+        }
+        let (m, missing) = partlearn::eval::masked::evaluate_masked(
+            loaded.model.as_ref(),
+            &data,
+            mask.as_ref(),
+            shape,
+            &opts,
+        )?;
+        let mut v = serde_json::to_value(&m)?;
+        v["missing_entries"] = serde_json::to_value(&missing)?;
+        partlearn::io::write_atomic(&metrics_path, &partlearn::io::to_json_pretty(&v)?)?;
+        if a.json {
+            outln!("{}", serde_json::to_string_pretty(&v)?);
+        } else if !a.quiet {
+            outln!(
+                "{} on {} ({} samples, {} of {} entries missing): over the observed entries MSE {:.5}, rel. error {:.4}; Hoyer {:.3}",
+                m.model_kind,
+                m.data,
+                m.n_samples,
+                missing.hidden,
+                missing.hidden + missing.observed,
+                m.reconstruction.mse,
+                m.reconstruction.rel_error,
+                m.hoyer.mean
+            );
+            if let Some(s) = &m.svm {
+                outln!(
+                    "linear SVM: {:.3} ± {:.3} (C = {:.3})",
+                    s.mean_accuracy,
+                    s.std_accuracy,
+                    s.best_c
+                );
+            }
+            for s in &missing.skipped {
+                outln!("skipped {s}");
+            }
+            outln!(
+                "{:.1} s; wrote {} (no figures: the data are incomplete)",
+                m.seconds.total,
+                metrics_path.display()
+            );
+        }
+        return Ok(());
+    }
     let ev = evaluate_codes(loaded.model.as_ref(), &data, shape, &opts, codes)?;
     if let Some(shape) = shape {
         for (name, bytes) in figures(&ev, loaded.model.as_ref(), &data, shape, a.show)? {

@@ -98,6 +98,9 @@ pub struct NmfArgs {
     /// Also store the training codes (n × k) in model.safetensors.
     #[arg(long)]
     pub save_codes: bool,
+    /// Missing entries: a dense 0/1 matrix (NPY or CSV, n_samples × n_features, 1 = observed); NaN entries of the data are missing too. The fit then uses the observed entries only (METHODS.md §11.2).
+    #[arg(long, value_name = "FILE")]
+    pub mask: Option<PathBuf>,
     #[command(flatten)]
     pub compress: CompressArgs,
     /// Keep history.jsonl in the run's stage as the fit goes once it has run this many seconds (a killed fit leaves the iterations it did).
@@ -288,8 +291,10 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
         &[
             ("--init-atoms", a.init_atoms.as_deref()),
             ("--init-codes", a.init_codes.as_deref()),
+            ("--mask", a.mask.as_deref()),
         ],
     )?;
+    let mask = a.mask.as_deref().map(|p| load_mask(p, &a.data)).transpose()?;
     let custom = match &a.init_atoms {
         Some(p) => Some(CustomInit {
             atoms: read_matrix::<T>(p).with_context(|| "reading --init-atoms")?,
@@ -304,7 +309,13 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
     };
     let mut progress = FitProgress::new(opts.max_iter, a.run.quiet)
         .with_history(crate::progress::staged_history(&run_dir, a.history_after));
-    let fit = nmf::fit(&data, &opts, custom.as_ref(), &mut progress);
+    let fit = if mask.is_some() || has_nan(&data) {
+        opts.check().and_then(|valid| {
+            nmf::factorize_masked_with(data.x(), mask.as_ref(), &valid, custom.as_ref(), &mut progress)
+        })
+    } else {
+        nmf::fit(&data, &opts, custom.as_ref(), &mut progress)
+    };
     progress.finish();
     finish_run(
         &a.run,
@@ -317,6 +328,24 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
         a.save_codes,
         run_dir,
     )
+}
+
+/// Whether the data hold a NaN (a missing entry).
+pub fn has_nan<T: Real>(data: &Dataset<T>) -> bool {
+    let xt = data.xt();
+    (0..xt.ncols()).any(|j| (0..xt.nrows()).any(|i| xt[(i, j)].is_nan()))
+}
+
+/// Reads `--mask FILE` (dense 0/1, NPY or CSV, `n_samples × n_features`, 1 = observed) with the
+/// data's `--first` / `--subset` selection, so that its rows stay those of the data.
+pub fn load_mask(path: &std::path::Path, data: &DataArgs) -> Result<nmf::Mask> {
+    let opts = partlearn::data::LoadOptions {
+        labels: None,
+        ..data.load_options()
+    };
+    let spec = path.to_string_lossy();
+    let m = partlearn::data::load::<f64>(&spec, &opts).with_context(|| format!("reading --mask {spec}"))?;
+    nmf::Mask::from_matrix(m.x()).with_context(|| format!("reading --mask {spec}"))
 }
 
 /// Writes the run folder of an NMF-type fit (model, history, run.json, figures), commits it and

@@ -34,6 +34,12 @@ pub struct SelectArgs {
     /// Tolerance of every run (as `fit nmf --tol`).
     #[arg(long, default_value_t = 1e-4)]
     pub tol: f64,
+    /// Also score every rank by cross-validation: hide this share of the entries (seeded by --seed), fit on the rest with the masked solver, and measure the error on the hidden ones (0.05–0.1 is usual).
+    #[arg(long, value_name = "FRACTION")]
+    pub holdout: Option<f64>,
+    /// Cross-validation: hold-out replicates per rank (the same masks for every rank).
+    #[arg(long, default_value_t = select::DEFAULT_REPLICATES, requires = "holdout")]
+    pub replicates: usize,
     /// Output (--out: the folder for select-k.csv, select-k.json and figures/, default
     /// runs/select-k), verbosity, threads, float type and first seed (runs and subsample).
     #[command(flatten)]
@@ -70,11 +76,15 @@ pub fn run(a: SelectArgs) -> Result<()> {
 }
 
 fn run_t<T: Real>(a: &SelectArgs) -> Result<()> {
-    let params = SelectParams::new(a.ks.0.clone())
+    let mut params = SelectParams::new(a.ks.0.clone())
         .runs(a.runs)
         .samples(a.samples)
         .seed(a.run.seed)
-        .check()?;
+        .replicates(a.replicates);
+    if let Some(h) = a.holdout {
+        params = params.holdout(h);
+    }
+    let params = params.check()?;
     let base = NmfParams::new(1)
         .solver(a.solver)
         .max_iter(a.max_iter)
@@ -105,8 +115,12 @@ fn run_t<T: Real>(a: &SelectArgs) -> Result<()> {
         outln!("{}", serde_json::to_string(&sel)?);
     } else if !a.run.quiet {
         for s in &sel.scores {
+            let cv = match (s.cv_error, s.cv_error_std) {
+                (Some(e), Some(sd)) => format!(", held-out error {e:.4} ± {sd:.4}"),
+                _ => String::new(),
+            };
             errln!(
-                "k = {:>3}: rel. error {:.4} ± {:.4}, cophenetic {:.4}, dispersion {:.4}, silhouette {:.4}",
+                "k = {:>3}: rel. error {:.4} ± {:.4}, cophenetic {:.4}, dispersion {:.4}, silhouette {:.4}{cv}",
                 s.k,
                 s.rel_error,
                 s.rel_error_std,
@@ -114,6 +128,9 @@ fn run_t<T: Real>(a: &SelectArgs) -> Result<()> {
                 s.dispersion,
                 s.silhouette
             );
+        }
+        if let Some(k) = sel.k_cv {
+            errln!("suggested k: {k} by cross-validation (smallest k within one standard error of the least held-out error)");
         }
         errln!(
             "suggested k: {} by the atoms' silhouette, {} by the cophenetic correlation; written to {}",

@@ -28,6 +28,9 @@ pub struct TransformArgs {
     /// Float type of the computation and of the written codes.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: Dtype,
+    /// Missing entries of --data: a dense 0/1 matrix (NPY or CSV, 1 = observed); NaN entries are missing too. NMF codes are then computed from the observed entries only.
+    #[arg(long, value_name = "FILE")]
+    pub mask: Option<PathBuf>,
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -51,14 +54,40 @@ fn go<T: Real>(a: &TransformArgs) -> Result<()> {
     let data = a.data.load::<T>()?;
     loaded.check_images(&data)?;
     let model = loaded.model;
+    let mask = a
+        .mask
+        .as_deref()
+        .map(|p| crate::fit::load_mask(p, &a.data))
+        .transpose()?;
+    let masked = mask.is_some() || crate::fit::has_nan(&data);
     let start = std::time::Instant::now();
-    let codes = model.encode(data.x(), a.threads)?;
+    let codes = if masked {
+        let nmf = nmf_model(&a.run, model.as_ref())?;
+        nmf.encode_masked(data.x(), mask.as_ref(), a.threads)?
+    } else {
+        model.encode(data.x(), a.threads)?
+    };
     let seconds = start.elapsed().as_secs_f64();
     let (n, k) = (codes.nrows(), codes.ncols());
     partlearn::io::write_atomic(&a.out, &matrix_npy_bytes(codes.as_ref()))?;
-    // Relative reconstruction error of the encoded data, as a sanity figure.
-    let recon = model.decode(codes.as_ref())?;
-    let rel = partlearn::eval::metrics::reconstruction_error(data.x(), recon.as_ref())?.rel_error;
+    // Relative reconstruction error of the encoded data (over the observed entries), as a
+    // sanity figure.
+    let rel = if masked {
+        let full = match &mask {
+            Some(m) => m.clone(),
+            None => partlearn::nmf::Mask::from_nan(data.x()),
+        };
+        let (err, norm) =
+            partlearn::nmf::masked::observed_error(data.x(), &full, codes.as_ref(), model.atoms())?;
+        if norm > 0.0 {
+            (err / norm).sqrt()
+        } else {
+            0.0
+        }
+    } else {
+        let recon = model.decode(codes.as_ref())?;
+        partlearn::eval::metrics::reconstruction_error(data.x(), recon.as_ref())?.rel_error
+    };
     if a.json {
         let s =
             serde_json::json!({"out": a.out, "n_samples": n, "k": k, "rel_error": rel, "seconds": seconds});
@@ -70,6 +99,19 @@ fn go<T: Real>(a: &TransformArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The NMF model of a run, for data with missing entries (other models cannot encode them).
+pub fn nmf_model<'a, T: Real>(
+    run: &std::path::Path,
+    model: &'a dyn partlearn::protocol::PartModel<T>,
+) -> Result<&'a partlearn::nmf::NmfModel<T>> {
+    model.as_nmf().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: only NMF models can encode data with missing entries (NaN or --mask); fill the missing entries first",
+            run.display()
+        )
+    })
 }
 
 /// A matrix as `.npy` bytes (C order, the matrix's own float type).

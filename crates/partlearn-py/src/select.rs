@@ -23,11 +23,12 @@ fn select_t<T: Float>(
 
 /// Scores the candidate ranks `ks` on `x` (`n_samples × n_features`, float32 or float64, entries
 /// ≥ 0) by `runs` seeded NMF runs each (METHODS.md §11.4); returns the library's `Selection` as
-/// JSON text (`scores`, `k_silhouette`, `k_cophenetic`, `consensus_samples`, `stop_reason`).
+/// JSON text (`scores`, `k_silhouette`, `k_cophenetic`, `consensus_samples`, `stop_reason`; with
+/// `holdout`, the cross-validation scores and `k_cv`).
 #[pyfunction]
 #[pyo3(signature = (
     x, *, ks, runs = 10, samples = 2000, solver = "hals", max_iter = 200, tol = 1e-4, seed = 0,
-    threads = 1, callback = None
+    threads = 1, holdout = None, replicates = 3, callback = None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn select_k(
@@ -41,9 +42,18 @@ pub fn select_k(
     tol: f64,
     seed: u64,
     threads: usize,
+    holdout: Option<f64>,
+    replicates: usize,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<String> {
-    let params = SelectParams::new(ks).runs(runs).samples(samples).seed(seed);
+    let mut params = SelectParams::new(ks)
+        .runs(runs)
+        .samples(samples)
+        .seed(seed)
+        .replicates(replicates);
+    if let Some(h) = holdout {
+        params = params.holdout(h);
+    }
     let base = NmfParams::new(1)
         .solver(solver.parse::<Solver>().map_err(error)?)
         .max_iter(max_iter)

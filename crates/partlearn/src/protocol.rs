@@ -46,6 +46,12 @@ pub trait PartModel<T: Real>: Send + Sync {
     fn n_features(&self) -> usize {
         self.atoms().ncols()
     }
+
+    /// The NMF model, when this is one (for what only NMF offers, e.g.
+    /// [`NmfModel::encode_masked`] on data with missing entries).
+    fn as_nmf(&self) -> Option<&NmfModel<T>> {
+        None
+    }
 }
 
 /// Checks new samples `x` (`n × m`, samples as rows) to be encoded by a model fitted on `m`
@@ -106,6 +112,10 @@ pub(crate) fn check_decode_shapes<T: Real>(
 impl<T: Real> PartModel<T> for NmfModel<T> {
     fn kind(&self) -> &str {
         "nmf"
+    }
+
+    fn as_nmf(&self) -> Option<&NmfModel<T>> {
+        Some(self)
     }
 
     fn atoms(&self) -> MatRef<'_, T> {

@@ -14,7 +14,7 @@ _COLUMNS = ("k", "rel_error", "rel_error_std", "cophenetic", "dispersion", "silh
 
 
 def select_k(X, ks, *, runs=10, samples=2000, solver="hals", max_iter=200, tol=1e-4, random_state=0,
-             n_threads=1, callback=None):
+             n_threads=1, holdout=None, replicates=3, callback=None):
     """Scores candidate ranks by the stability of seeded NMF runs (METHODS.md §11.4).
 
     For each k in ``ks``, NMF is fitted ``runs`` times from random starts (seeds
@@ -22,6 +22,12 @@ def select_k(X, ks, *, runs=10, samples=2000, solver="hals", max_iter=200, tol=1
     the samples' largest code entries (cophenetic correlation and dispersion, on at most
     ``samples`` samples) and by the silhouette of the runs' atoms clustered into k groups. As
     ``partlearn select-k``: the same seed gives the same scores.
+
+    With ``holdout``, every rank is also scored by cross-validation: ``replicates`` seeded
+    masks hide a ``holdout`` share of the entries (the same masks for every k), NMF is fitted on
+    the rest with the masked solver, and the relative error on the hidden entries is measured.
+    ``k_cv`` is the smallest k whose mean held-out error is within one standard error of the
+    least one (the one-standard-error rule).
 
     Parameters
     ----------
@@ -37,6 +43,10 @@ def select_k(X, ks, *, runs=10, samples=2000, solver="hals", max_iter=200, tol=1
     tol : float, default=1e-4
     random_state : int or None, default=0
     n_threads : int, default=1
+    holdout : float in (0, 0.5] or None, default=None
+        Share of the entries held out for cross-validation (0.05–0.1 is usual); None skips it.
+    replicates : int, default=3
+        Cross-validation replicates per rank.
     callback : callable or None
         Called with every iteration's record of every run; ``False`` stops the selection (the
         ranks scored so far are returned).
@@ -46,18 +56,21 @@ def select_k(X, ks, *, runs=10, samples=2000, solver="hals", max_iter=200, tol=1
     result : dict
         ``k``, ``rel_error``, ``rel_error_std``, ``cophenetic``, ``dispersion``,
         ``silhouette``, ``seconds`` (arrays, one entry per rank scored), ``k_silhouette`` and
-        ``k_cophenetic`` (the suggested ranks), ``consensus_samples``, ``stop_reason``.
+        ``k_cophenetic`` (the suggested ranks), ``consensus_samples``, ``stop_reason``; with
+        ``holdout`` also ``cv_error`` and ``cv_error_std`` (arrays) and ``k_cv``.
     """
     X = check_array(X, dtype=[np.float64, np.float32])
     check_non_negative(X, "select_k (input X)")
     ks = [int(k) for k in ks]
-    for name, value in (("runs", runs), ("samples", samples), ("max_iter", max_iter), ("n_threads", n_threads)):
+    for name, value in (("runs", runs), ("samples", samples), ("max_iter", max_iter), ("n_threads", n_threads),
+                        ("replicates", replicates)):
         if not isinstance(value, numbers.Integral) or isinstance(value, bool):
             raise TypeError(f"{name} must be an int, got {value!r}")
     out = json.loads(
         _native.select_k(
             X, ks=ks, runs=int(runs), samples=int(samples), solver=str(solver), max_iter=int(max_iter),
-            tol=float(tol), seed=_seed(random_state), threads=int(n_threads), callback=callback,
+            tol=float(tol), seed=_seed(random_state), threads=int(n_threads),
+            holdout=None if holdout is None else float(holdout), replicates=int(replicates), callback=callback,
         )
     )
     result = {c: np.array([s[c] for s in out["scores"]]) for c in _COLUMNS}
@@ -68,4 +81,8 @@ def select_k(X, ks, *, runs=10, samples=2000, solver="hals", max_iter=200, tol=1
         consensus_samples=int(out["consensus_samples"]),
         stop_reason=str(out["stop_reason"]).replace("-", "_"),
     )
+    if holdout is not None:
+        for c in ("cv_error", "cv_error_std"):
+            result[c] = np.array([s[c] for s in out["scores"]])
+        result["k_cv"] = int(out["k_cv"])
     return result

@@ -6,10 +6,12 @@
 //! Hoyer sparsity of the codes ([`crate::sparseness`], §7.2), the linear-SVM protocol on the
 //! codes ([`svm`], §7.3) and the max-approximation error to dilation ([`morphology`],
 //! §7.4–7.5); [`evaluate::figures`] draws the panels of the report from the same matrices.
-//! [`posthoc`] scores codes by the post-hoc least-squares classifier of §5.1 (the layer models'
+//! [`masked`] evaluates NMF models on data with missing entries (errors over the observed
+//! entries). [`posthoc`] scores codes by the post-hoc least-squares classifier of §5.1 (the layer models'
 //! accuracies).
 
 pub mod evaluate;
+pub mod masked;
 pub mod metrics;
 pub mod morphology;
 pub mod posthoc;

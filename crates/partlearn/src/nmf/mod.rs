@@ -21,6 +21,7 @@ pub mod compress;
 pub(crate) mod fit_loop;
 pub mod frobenius;
 pub mod init;
+pub mod masked;
 pub mod model;
 pub mod options;
 pub mod sparse;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 pub use compress::Compress;
 pub use init::CustomInit;
+pub use masked::{factorize_masked, factorize_masked_with, Mask};
 pub use model::{EncodeSpec, NmfModel};
 pub use options::{EncodeMethod, EncodeOptions, InitMethod, NmfParams, Penalty, Solver, ValidNmfParams};
 

@@ -18,11 +18,18 @@
 //! first drops by more than [`COPHENETIC_TOL`] (the largest candidate if it never does). On data
 //! whose samples each have one clearly dominant part the consensus stays reproducible past the
 //! rank, so the cophenetic correlation plateaus instead of dropping and only bounds the rank from
-//! below; the silhouette is then the sharper criterion. The masked cross-validation criterion of
-//! §11.4 needs NMF with missing entries (§11.2) and is not part of this module.
+//! below; the silhouette is then the sharper criterion.
+//!
+//! With [`SelectParams::holdout`], every rank is also scored by **cross-validation** on held-out
+//! entries ([`cv`]: `replicates` seeded hold-out masks, the masked NMF of §11.2, the relative
+//! error on the hidden entries), and the rank suggested by the one-standard-error rule
+//! ([`one_se_rule`]). Data with NaN entries are fitted by the masked solver (NaN = missing).
 
 mod atoms;
 mod consensus;
+pub mod cv;
+
+pub use cv::one_se_rule;
 
 use std::time::Instant;
 
@@ -48,6 +55,8 @@ pub const RESULT_FILE: &str = "select-k.json";
 pub const DEFAULT_RUNS: usize = 10;
 /// Default size of the consensus subsample.
 pub const DEFAULT_SAMPLES: usize = 2000;
+/// Default hold-out replicates of the cross-validation criterion.
+pub const DEFAULT_REPLICATES: usize = 3;
 
 /// Settings of [`select_k`]: the candidate ranks, the runs per rank, the consensus subsample
 /// and the NMF of every run (`k` replaced by each candidate, the seed by `seed + run`).
@@ -62,6 +71,11 @@ pub struct SelectParams {
     pub samples: usize,
     /// First seed: run `r` of every rank has seed `seed + r`; the subsample uses `seed`.
     pub seed: u64,
+    /// Cross-validation ([`cv`]): the share of the observed entries held out, in (0, 0.5]
+    /// (METHODS.md §11.4 suggests 0.05–0.1); `None` = no cross-validation.
+    pub holdout: Option<f64>,
+    /// Cross-validation: hold-out replicates per rank (≥ 1; ≥ 2 for a standard error).
+    pub replicates: usize,
 }
 
 impl SelectParams {
@@ -72,7 +86,21 @@ impl SelectParams {
             runs: DEFAULT_RUNS,
             samples: DEFAULT_SAMPLES,
             seed: 0,
+            holdout: None,
+            replicates: DEFAULT_REPLICATES,
         }
+    }
+
+    /// Sets [`SelectParams::holdout`] (turns the cross-validation criterion on).
+    pub fn holdout(mut self, fraction: f64) -> Self {
+        self.holdout = Some(fraction);
+        self
+    }
+
+    /// Sets [`SelectParams::replicates`].
+    pub fn replicates(mut self, replicates: usize) -> Self {
+        self.replicates = replicates;
+        self
     }
 
     /// Sets [`SelectParams::runs`].
@@ -115,6 +143,22 @@ impl SelectParams {
                 "the consensus needs at least 2 samples",
             ));
         }
+        if let Some(h) = self.holdout {
+            if !(h > 0.0 && h <= 0.5) {
+                return Err(Error::invalid(
+                    "holdout",
+                    h,
+                    "the held-out share of the entries must be in (0, 0.5]; 0.05–0.1 is usual",
+                ));
+            }
+        }
+        if self.replicates == 0 {
+            return Err(Error::invalid(
+                "replicates",
+                0,
+                "at least 1 hold-out replicate is needed",
+            ));
+        }
         Ok(ValidSelectParams(self.clone()))
     }
 }
@@ -147,6 +191,12 @@ pub struct KScore {
     pub silhouette: f64,
     /// Seconds for the rank's runs and scores.
     pub seconds: f64,
+    /// Cross-validation: mean relative error on the held-out entries over the replicates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv_error: Option<f64>,
+    /// Its sample standard deviation over the replicates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv_error_std: Option<f64>,
 }
 
 /// What [`select_k`] found.
@@ -158,6 +208,15 @@ pub struct Selection {
     pub k_cophenetic: usize,
     /// The suggested rank by the atoms' silhouette.
     pub k_silhouette: usize,
+    /// The suggested rank by cross-validation ([`one_se_rule`]); `None` without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k_cv: Option<usize>,
+    /// Cross-validation: the held-out share and the replicates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<f64>,
+    /// Cross-validation replicates per rank (0 without cross-validation).
+    #[serde(default)]
+    pub replicates: usize,
     /// Samples in the consensus matrix.
     pub consensus_samples: usize,
     /// `Interrupted` when a run was stopped (the ranks before it are scored), else `Converged`.
@@ -228,6 +287,7 @@ pub fn select_k<T: Real>(
     };
     let mut scores = Vec::new();
     let mut stop_reason = StopReason::Converged;
+    let cv_masks = p.holdout.map(|h| cv::holdout_masks(x, h, p.replicates, p.seed));
     'ranks: for &k in &p.ks {
         let start = Instant::now();
         let (mut labels, mut atoms, mut errors) = (Vec::new(), Vec::new(), Vec::new());
@@ -239,7 +299,7 @@ pub fn select_k<T: Real>(
                 .init(InitMethod::Random)
                 .seed(p.seed.wrapping_add(r as u64))
                 .check()?;
-            let fit = nmf::factorize_with(x, &opts, None, observer)?;
+            let fit = nmf::factorize_masked_with(x, None, &opts, None, observer)?;
             if fit.stop_reason == StopReason::Interrupted {
                 stop_reason = StopReason::Interrupted;
                 break 'ranks;
@@ -263,6 +323,17 @@ pub fn select_k<T: Real>(
             }
             errors.push(fit.rel_error);
         }
+        let cv_score = match &cv_masks {
+            Some((base_mask, masks)) => {
+                let s = cv::score_rank(x, k, base_mask, masks, base, p.seed, observer)?;
+                if !s.complete {
+                    stop_reason = StopReason::Interrupted;
+                    break 'ranks;
+                }
+                Some(s)
+            }
+            None => None,
+        };
         let c = consensus::consensus(&labels);
         let mean = errors.iter().sum::<f64>() / errors.len() as f64;
         let var = errors.iter().map(|e| (e - mean) * (e - mean)).sum::<f64>() / errors.len() as f64;
@@ -279,9 +350,18 @@ pub fn select_k<T: Real>(
                 atoms::silhouette(&atoms, &clusters)
             },
             seconds: start.elapsed().as_secs_f64(),
+            cv_error: cv_score.as_ref().map(|s| s.mean),
+            cv_error_std: cv_score.as_ref().map(|s| s.std),
         });
     }
+    let cv_table: Vec<(usize, f64, f64)> = scores
+        .iter()
+        .filter_map(|s| Some((s.k, s.cv_error?, s.cv_error_std?)))
+        .collect();
     Ok(Selection {
+        k_cv: p.holdout.map(|_| one_se_rule(&cv_table, p.replicates)),
+        holdout: p.holdout,
+        replicates: if p.holdout.is_some() { p.replicates } else { 0 },
         k_cophenetic: before_first_drop(&scores, |s| s.cophenetic, COPHENETIC_TOL),
         k_silhouette: suggest(&scores, |s| s.silhouette, SILHOUETTE_TOL),
         scores,
@@ -292,19 +372,29 @@ pub fn select_k<T: Real>(
 
 /// The scores as CSV: one row per rank.
 pub fn table_csv(sel: &Selection) -> String {
-    let mut out = String::from("k,rel_error,rel_error_std,cophenetic,dispersion,silhouette,seconds\n");
+    let mut out = String::from("k,rel_error,rel_error_std,cophenetic,dispersion,silhouette,seconds");
+    let cv = sel.holdout.is_some();
+    if cv {
+        out.push_str(",cv_error,cv_error_std");
+    }
+    out.push('\n');
     for s in &sel.scores {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{}",
             s.k, s.rel_error, s.rel_error_std, s.cophenetic, s.dispersion, s.silhouette, s.seconds
         ));
+        if cv {
+            let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+            out.push_str(&format!(",{},{}", opt(s.cv_error), opt(s.cv_error_std)));
+        }
+        out.push('\n');
     }
     out
 }
 
 /// One chart per criterion against k (file name, SVG text): the consensus scores (cophenetic
-/// correlation, dispersion), the atoms' silhouette, and the relative error (± its spread over
-/// the runs).
+/// correlation, dispersion), the atoms' silhouette, the relative error (± its spread over
+/// the runs), and with cross-validation the held-out error (± its spread over the replicates).
 pub fn charts(sel: &Selection) -> Result<Vec<(String, String)>> {
     let points = |f: &dyn Fn(&KScore) -> f64| -> Vec<(f64, f64)> {
         sel.scores.iter().map(|s| (s.k as f64, f(s))).collect()
@@ -329,6 +419,26 @@ pub fn charts(sel: &Selection) -> Result<Vec<(String, String)>> {
     e.errors = sel.scores.iter().map(|s| s.rel_error_std).collect();
     c.series.push(e);
     out.push(("error_vs_k.svg".to_string(), c.to_svg()?));
+    if let Some(h) = sel.holdout {
+        let mut c = Chart::new(
+            format!(
+                "Cross-validation: error on {:.0} % held-out entries vs k",
+                100.0 * h
+            ),
+            "rank k",
+            "‖M̄ ⊙ (X − WH)‖ / ‖M̄ ⊙ X‖ (held out)",
+        );
+        let mut e = Series::new(
+            format!("mean over {} replicates (± std)", sel.replicates),
+            sel.scores
+                .iter()
+                .filter_map(|s| Some((s.k as f64, s.cv_error?)))
+                .collect(),
+        );
+        e.errors = sel.scores.iter().filter_map(|s| s.cv_error_std).collect();
+        c.series.push(e);
+        out.push(("cv_error_vs_k.svg".to_string(), c.to_svg()?));
+    }
     Ok(out)
 }
 
