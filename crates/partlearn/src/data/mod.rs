@@ -10,12 +10,14 @@
 //! `toy-hierarchy`) turn a data spec string into a `Dataset`; see [`load`]. [`labels`] holds the
 //! labels of the (semi-)supervised methods and the choice of which samples they see.
 
+pub mod csr;
 pub mod csv;
 pub mod idx;
 pub mod labels;
 pub mod named;
 pub mod spec;
 
+pub use csr::Csr;
 pub use labels::{Labels, Supervision};
 pub use spec::{known_names, load, LoadOptions};
 

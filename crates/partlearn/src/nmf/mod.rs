@@ -17,6 +17,7 @@
 
 pub(crate) mod beta;
 pub(crate) mod cd;
+pub(crate) mod data_op;
 pub mod compress;
 pub(crate) mod fit_loop;
 pub mod frobenius;
