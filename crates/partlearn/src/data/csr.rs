@@ -397,7 +397,7 @@ mod tests {
         let e = |r: Result<Csr<f32>>| r.unwrap_err().to_string();
         assert!(e(Csr::from_parts(2, 3, vec![0, 1], vec![0], vec![1.0])).contains("indptr has 2"));
         assert!(e(Csr::from_parts(1, 3, vec![0, 1], vec![3], vec![1.0])).contains("column index 3"));
-        assert!(e(Csr::from_parts(1, 3, vec![0, 2], vec![0], vec![1.0])).contains("1 indices but"));
+        assert!(e(Csr::from_parts(1, 3, vec![0, 1], vec![0, 1], vec![1.0])).contains("2 indices but"));
         assert!(e(Csr::from_parts(2, 3, vec![0, 1, 0], vec![0], vec![1.0])).contains("indptr must rise"));
         assert!(e(Csr::from_triplets(2, 3, &[(2, 0, 1.0)])).contains("outside"));
         let neg = Csr::from_triplets(2, 3, &[(1, 2, -1.0f32)]).unwrap();

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use super::{matmul, truncated_svd, TruncatedSvd};
 use crate::data::Csr;
+use crate::nmf::compress::orthonormalize;
 use crate::error::Result;
 use crate::real::Real;
 use crate::rng::Rng;
@@ -20,7 +21,15 @@ const CHUNK: usize = 128;
 
 /// `dst ← F·aᵀ`, i.e. `dst[:, r] = Σ_{c ∈ row r} a_rc · f[:, c]` (`dst` is `k × a.nrows()`,
 /// `f` is `k × a.ncols()`); `O(nnz·k)` multiply-adds.
-pub(crate) fn spmm_rows<T: Real>(mut dst: MatMut<'_, T>, f: MatRef<'_, T>, a: &Csr<T>, par: Par) {
+pub(crate) fn spmm_rows<T: Real>(dst: MatMut<'_, T>, f: MatRef<'_, T>, a: &Csr<T>, par: Par) {
+    spmm_rows_with(dst, f, a, a.parts().2, par)
+}
+
+/// [`spmm_rows`] with `a`'s structure and the values `vals` (one per stored entry, in `a`'s
+/// order): the products with `X ⊘ V` of KL's multiplicative updates.
+pub(crate) fn spmm_rows_with<T: Real>(mut dst: MatMut<'_, T>, f: MatRef<'_, T>, a: &Csr<T>, vals: &[T], par: Par) {
+    debug_assert_eq!(vals.len(), a.nnz());
+    let indptr = a.parts().0;
     debug_assert_eq!((dst.nrows(), dst.ncols(), f.ncols()), (f.nrows(), a.nrows(), a.ncols()));
     let owned;
     let f = match f.try_as_col_major() {
@@ -39,8 +48,9 @@ pub(crate) fn spmm_rows<T: Real>(mut dst: MatMut<'_, T>, f: MatRef<'_, T>, a: &C
             };
             let out = out.as_slice_mut();
             out.fill(T::zero());
-            let (cols, vals) = a.row(r0 + rr);
-            for (&c, &v) in cols.iter().zip(vals) {
+            let r = r0 + rr;
+            let (cols, _) = a.row(r);
+            for (&c, &v) in cols.iter().zip(&vals[indptr[r]..indptr[r + 1]]) {
                 let src = &f.col(c as usize).try_as_col_major().map(|s| s.as_slice());
                 match src {
                     Some(src) => axpy(out, v, src),
@@ -98,8 +108,9 @@ pub(crate) fn inner_at_nonzeros<T: Real>(a: &Csr<T>, f: MatRef<'_, T>, g: MatRef
 /// Truncated SVD of `a` (`n × m`, samples as rows) in the samples-as-columns convention of
 /// [`truncated_svd`]: `Xᵀ = U diag(s) Vᵀ` with `U` `m × k`, `V` `n × k`, by the randomized range
 /// finder of that function's large-matrix path (Halko et al.: `l = k + 10` Gaussian columns,
-/// 4 power iterations with QR after each product), every product with `X` an SpMM. `at` is the
-/// transpose of `a`.
+/// 4 power iterations, re-orthonormalized after each product), every product with `X` an SpMM.
+/// The bases are orthonormalized by [`crate::nmf::compress`]'s sequential Gram–Schmidt (the same
+/// bits for any thread count). `at` is the transpose of `a`.
 pub(crate) fn truncated_svd_sparse<T: Real>(
     a: &Csr<T>,
     at: &Csr<T>,
@@ -115,16 +126,16 @@ pub(crate) fn truncated_svd_sparse<T: Real>(
     let omega_t = Mat::<T>::from_fn(l, n, |_, _| T::from_f64(rng.normal()));
     let mut yt = Mat::<T>::zeros(l, m);
     spmm_rows(yt.as_mut(), omega_t.as_ref(), at, par); // (XΩ)ᵀ, X = Xᵀ_samples
-    let mut q = yt.transpose().qr().compute_thin_Q();
+    let mut q = orthonormalize(yt.transpose());
     let mut zt = Mat::<T>::zeros(l, n);
     let mut qt = Mat::<T>::zeros(l, m);
     for _ in 0..4 {
         qt.copy_from(q.transpose());
         spmm_rows(zt.as_mut(), qt.as_ref(), a, par); // (XᵀQ)ᵀ
-        let qz = zt.transpose().qr().compute_thin_Q();
+        let qz = orthonormalize(zt.transpose());
         let qzt = qz.transpose().to_owned();
         spmm_rows(yt.as_mut(), qzt.as_ref(), at, par); // (X·QZ)ᵀ
-        q = yt.transpose().qr().compute_thin_Q();
+        q = orthonormalize(yt.transpose());
     }
     // B = QᵀX (l × n), then the SVD of B through its l × l Gram.
     qt.copy_from(q.transpose());
@@ -193,7 +204,10 @@ mod tests {
 
     #[test]
     fn sparse_svd_recovers_leading_singular_values() {
-        let a = sparse(200, 60, 5);
+        // Sparse rank-5 data (sparse factors): the leading triplets are exact.
+        let (c, w) = (sparse(200, 5, 5).to_dense().unwrap(), sparse(5, 60, 6).to_dense().unwrap());
+        let a = Csr::from_dense((&c * &w).as_ref()).unwrap();
+        assert!(a.density() < 0.9);
         let at = a.transpose().unwrap();
         let x = a.to_dense().unwrap();
         let dense = truncated_svd(x.transpose(), 5, &mut Rng::new(0), Par::Seq).unwrap();
