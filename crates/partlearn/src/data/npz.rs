@@ -1,5 +1,5 @@
 //! scipy's sparse `.npz` files (`scipy.sparse.save_npz` / `load_npz`): a zip archive of NPY
-//! arrays `format` (`'csr'`, `'csc'` or `'coo'`, a 0-d unicode array), `shape`, and `indptr`,
+//! arrays `format` (`b'csr'`, `b'csc'` or `b'coo'`, a 0-d string array), `shape`, and `indptr`,
 //! `indices`, `data` (CSR/CSC) or `row`, `col`, `data` (COO). Members may be stored or deflated
 //! (`compressed=True`, the default), with or without zip64 fields (numpy writes them).
 //!
@@ -187,7 +187,8 @@ fn read_member(f: &mut File, len: u64, m: &Member, name: &str, path: &Path) -> R
     Ok(out)
 }
 
-/// The text of a 0-d numpy unicode array (`'<Un'`, UTF-32LE), e.g. scipy's `format.npy`.
+/// The text of a 0-d numpy string array (`'|Sn'` bytes, as scipy writes `format.npy`, or
+/// `'<Un'` UTF-32LE).
 fn parse_unicode_scalar(bytes: &[u8], path: &Path) -> Result<String> {
     let bad = || Error::format(path, "format.npy is not a 0-d string array ('csr', 'csc' or 'coo'); re-save with scipy.sparse.save_npz");
     if bytes.len() < 10 || !bytes.starts_with(b"\x93NUMPY") {
@@ -200,10 +201,17 @@ fn parse_unicode_scalar(bytes: &[u8], path: &Path) -> Result<String> {
     };
     let header = bytes.get(at..at + hlen).ok_or_else(bad)?;
     let header = String::from_utf8_lossy(header);
-    if !header.contains("'<U") || !header.contains("'shape': ()") {
+    if !header.contains("'shape': ()") {
         return Err(bad());
     }
     let body = &bytes[at + hlen..];
+    if header.contains("'|S") {
+        // scipy writes `np.array(b'csr')`: bytes.
+        return Ok(String::from_utf8_lossy(body).trim_end_matches('\0').to_string());
+    }
+    if !header.contains("'<U") {
+        return Err(bad());
+    }
     let text: String = body
         .chunks_exact(4)
         .map(|c| le32(c, 0))
@@ -312,11 +320,11 @@ pub fn read_npz<T: Real>(path: &Path) -> Result<Csr<T>> {
     }
 }
 
-/// The NPY bytes of a 0-d `'<U3'` array holding `s` (3 characters), as numpy writes
-/// `np.array('csr')`.
-fn unicode_scalar_bytes(s: &str) -> Vec<u8> {
-    let n = s.chars().count();
-    let dict = format!("{{'descr': '<U{n}', 'fortran_order': False, 'shape': (), }}");
+/// The NPY bytes of a 0-d `'|S3'` array holding the ASCII `s`, as scipy writes
+/// `np.array(b'csr')`.
+fn bytes_scalar(s: &str) -> Vec<u8> {
+    let n = s.len();
+    let dict = format!("{{'descr': '|S{n}', 'fortran_order': False, 'shape': (), }}");
     let hlen = dict.len() + 1;
     let header_len = hlen + 64 - (10 + hlen) % 64;
     let mut out = Vec::new();
@@ -325,9 +333,7 @@ fn unicode_scalar_bytes(s: &str) -> Vec<u8> {
     out.extend_from_slice(dict.as_bytes());
     out.resize(10 + header_len - 1, b' ');
     out.push(b'\n');
-    for c in s.chars() {
-        out.extend_from_slice(&(c as u32).to_le_bytes());
-    }
+    out.extend_from_slice(s.as_bytes());
     out
 }
 
@@ -359,7 +365,7 @@ pub fn write_npz<T: Real>(path: &Path, a: &Csr<T>) -> Result<()> {
                 npy_bytes(&[v.len()], NpyDataRef::I32(&v))
             },
         ),
-        ("format", unicode_scalar_bytes("csr")),
+        ("format", bytes_scalar("csr")),
         (
             "shape",
             npy_bytes(&[2], NpyDataRef::I64(&[a.nrows() as i64, a.ncols() as i64])),
@@ -447,6 +453,19 @@ mod tests {
         assert_eq!(b.row(3), (&[3u32][..], &[0.5][..]));
         let c: Csr<f32> = read_npz(&p).unwrap();
         assert_eq!(c.nnz(), 4);
+    }
+
+    #[test]
+    fn reads_what_scipy_writes() {
+        // scipy.sparse.save_npz of [[0,1.5,0,0,2],[0,0,0,0,0],[3,0,0,0.25,0]] as CSR (deflated),
+        // CSC float32 (stored, compressed=False) and COO int64 (×4).
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/data/fixtures");
+        let want = Csr::from_triplets(3, 5, &[(0, 1, 1.5), (0, 4, 2.0), (2, 0, 3.0), (2, 3, 0.25)]).unwrap();
+        assert_eq!(read_npz::<f64>(&dir.join("scipy_csr.npz")).unwrap(), want);
+        assert_eq!(read_npz::<f64>(&dir.join("scipy_csc_stored.npz")).unwrap(), want);
+        let four = read_npz::<f64>(&dir.join("scipy_coo_int.npz")).unwrap();
+        assert_eq!(four.row(0), (&[1u32, 4][..], &[4.0, 8.0][..]));
+        assert_eq!(four.row(2), (&[0u32][..], &[12.0][..]));
     }
 
     #[test]
