@@ -23,6 +23,9 @@ pub enum DataCommand {
         data_seed: u64,
         #[arg(long)]
         labels: Option<PathBuf>,
+        /// Read the data as sparse (CSR): reports non-zeros and density (.npz, .mtx[.gz] always are).
+        #[arg(long)]
+        sparse: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -58,6 +61,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             subset,
             data_seed,
             labels,
+            sparse,
             json,
         } => {
             let args = DataArgs {
@@ -66,7 +70,11 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 subset,
                 data_seed,
                 labels,
+                sparse,
             };
+            if args.is_sparse() {
+                return sparse_info(&args, json);
+            }
             let d = args.load::<f32>()?;
             let (lo, hi, mean) = d.value_range();
             let valid = d.validate_nonnegative();
@@ -128,6 +136,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 subset,
                 data_seed,
                 labels,
+                sparse: false,
             };
             args.check_not_input(&out, "--out")?;
             if let Some(p) = &labels_out {
@@ -185,4 +194,36 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `data info` of sparse data: shape, non-zeros, density, stored value range, validity for NMF.
+fn sparse_info(args: &DataArgs, json: bool) -> Result<()> {
+    let a = args.load_csr::<f32>()?;
+    let (lo, hi) = a.stored_range();
+    let mean = a.sum() / (a.nrows() as f64 * a.ncols() as f64);
+    let valid = a.validate_nonnegative();
+    let bytes = a.nnz() * 8 + (a.nrows() + 1) * 8;
+    if json {
+        let s = serde_json::json!({
+            "name": args.spec, "n_samples": a.nrows(), "n_features": a.ncols(), "dtype": "f32",
+            "sparse": true, "nnz": a.nnz(), "density": a.density(), "csr_bytes": bytes,
+            "min_stored": lo, "max_stored": hi, "mean": mean,
+            "valid_for_nmf": valid.is_ok(), "problem": valid.as_ref().err().map(|e| e.to_string()),
+        });
+        outln!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        outln!("{}: {} samples × {} features, f32, sparse (CSR)", args.spec, a.nrows(), a.ncols());
+        outln!(
+            "non-zeros: {} (density {:.4} %), {:.1} MB in CSR",
+            a.nnz(),
+            100.0 * a.density(),
+            bytes as f64 / 1e6
+        );
+        outln!("values: stored min {lo}, max {hi}, mean (zeros included) {mean:.6}");
+        match &valid {
+            Ok(()) => outln!("valid for NMF: yes"),
+            Err(e) => outln!("valid for NMF: no ({e})"),
+        }
+    }
+    Ok(())
 }

@@ -205,7 +205,7 @@ fn fit_sparse_nmf<T: Real>(a: &SparseNmfArgs) -> Result<()> {
     finish_run(
         &a.run,
         &a.data,
-        &data,
+        FitData::Dense(&data),
         "sparse-nmf",
         a.k,
         &opts,
@@ -267,6 +267,9 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
     if opts.init != InitMethod::Custom && (a.init_atoms.is_some() || a.init_codes.is_some()) {
         anyhow::bail!("--init-atoms/--init-codes are only used with --init custom; add --init custom");
     }
+    if a.data.is_sparse() {
+        return fit_nmf_sparse::<T>(a, opts);
+    }
     let data = a.data.load::<T>()?;
     // Check the options before any long work, and the output folder before the fit.
     opts.validate(data.n_samples(), data.n_features())?;
@@ -283,7 +286,26 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
             ("--init-codes", a.init_codes.as_deref()),
         ],
     )?;
-    let custom = match &a.init_atoms {
+    let custom = custom_init::<T>(a)?;
+    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet);
+    let fit = nmf::fit(&data, &opts, custom.as_ref(), &mut progress);
+    progress.finish();
+    finish_run(
+        &a.run,
+        &a.data,
+        FitData::Dense(&data),
+        "nmf",
+        a.k,
+        &opts,
+        fit?,
+        a.save_codes,
+        run_dir,
+    )
+}
+
+/// `--init-atoms` / `--init-codes`.
+fn custom_init<T: Real>(a: &NmfArgs) -> Result<Option<CustomInit<T>>> {
+    Ok(match &a.init_atoms {
         Some(p) => Some(CustomInit {
             atoms: read_matrix::<T>(p).with_context(|| "reading --init-atoms")?,
             codes: a
@@ -294,14 +316,36 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
                 .with_context(|| "reading --init-codes")?,
         }),
         None => None,
-    };
+    })
+}
+
+/// `fit nmf` on sparse data (`.npz`, `.mtx[.gz]`, or `--sparse`): the library's
+/// `factorize_csr`, never densified.
+fn fit_nmf_sparse<T: Real>(a: &NmfArgs, opts: NmfParams) -> Result<()> {
+    let x = a.data.load_csr::<T>()?;
+    opts.validate(x.nrows(), x.ncols())?;
+    let out = a
+        .run
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out("nmf", &a.data.spec, a.k));
+    let run_dir = a.data.run_dir(
+        &out,
+        a.run.force,
+        &[
+            ("--init-atoms", a.init_atoms.as_deref()),
+            ("--init-codes", a.init_codes.as_deref()),
+        ],
+    )?;
+    let custom = custom_init::<T>(a)?;
+    let params = opts.check()?;
     let mut progress = FitProgress::new(opts.max_iter, a.run.quiet);
-    let fit = nmf::fit(&data, &opts, custom.as_ref(), &mut progress);
+    let fit = nmf::factorize_csr(&x, &params, custom.as_ref(), &mut progress);
     progress.finish();
     finish_run(
         &a.run,
         &a.data,
-        &data,
+        FitData::Sparse(&x),
         "nmf",
         a.k,
         &opts,
@@ -311,13 +355,19 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
     )
 }
 
+/// The data a fit ran on, dense or sparse.
+enum FitData<'a, T: Real> {
+    Dense(&'a Dataset<T>),
+    Sparse(&'a partlearn::data::Csr<T>),
+}
+
 /// Writes the run folder of an NMF-type fit (model, history, run.json, figures), commits it and
 /// prints the summary; exits 130 after an interruption (the run so far is saved).
 #[allow(clippy::too_many_arguments)]
 fn finish_run<T: Real, O: Serialize>(
     run: &RunArgs,
     data_args: &DataArgs,
-    data: &Dataset<T>,
+    data: FitData<'_, T>,
     method: &'static str,
     k: usize,
     options: &O,
@@ -326,7 +376,21 @@ fn finish_run<T: Real, O: Serialize>(
     run_dir: RunDir,
 ) -> Result<()> {
     let codes = save_codes.then(|| fit.codes());
-    let (tensors, meta) = fit.model.to_tensors(codes, data.image_shape)?;
+    let (record, image, name, (n, m)) = match data {
+        FitData::Dense(d) => (
+            data_args.record(d),
+            d.image_shape.map(|s| (d, s)),
+            d.name.clone(),
+            (d.n_samples(), d.n_features()),
+        ),
+        FitData::Sparse(x) => (
+            data_args.record_csr(x),
+            None,
+            format!("{} (sparse, {} non-zeros)", data_args.spec, x.nnz()),
+            (x.nrows(), x.ncols()),
+        ),
+    };
+    let (tensors, meta) = fit.model.to_tensors(codes, image.map(|(_, s)| s))?;
     run_dir.write(
         io::run::MODEL_FILE,
         &io::tensors::safetensors_bytes(&tensors, &meta)?,
@@ -342,12 +406,12 @@ fn finish_run<T: Real, O: Serialize>(
             .then_some(fit.reconstruction_err),
         stats: fit.stats,
     });
-    RunRecord::new(method, data_args.record(data), summary, part)
+    RunRecord::new(method, record, summary, part)
         .seed(run.seed)
         .threads(run.threads)
         .command(std::env::args().collect())
         .write(&run_dir, &fit.history)?;
-    if let Some(shape) = data.image_shape {
+    if let Some((data, shape)) = image {
         write_figures(&run_dir, &fit.model, fit.codes(), data, shape)?;
     }
     let path = run_dir.commit()?;
@@ -369,9 +433,9 @@ fn finish_run<T: Real, O: Serialize>(
     } else if !run.quiet {
         outln!(
             "{method} k={k} on {} ({} × {}): {} iterations ({}), rel. error {:.5}, {:.2} s",
-            data.name,
-            data.n_samples(),
-            data.n_features(),
+            name,
+            n,
+            m,
             fit.n_iter,
             fit.stop_reason,
             fit.rel_error,

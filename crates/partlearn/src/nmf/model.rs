@@ -135,6 +135,29 @@ impl<T: Real> NmfModel<T> {
         Ok(h.transpose().to_owned())
     }
 
+    /// `‖X − codes·atoms‖²` of sparse samples without forming the reconstruction (METHODS.md
+    /// §11.1): `‖X‖² − 2⟨X, CW⟩ + ⟨WWᵀ, CᵀC⟩` (`C` = codes `n × k`, `W` = atoms `k × m`),
+    /// every term summed in f64, `O(nnz·k + (n + m)·k²)`.
+    pub fn sq_error_csr(&self, x: &Csr<T>, codes: MatRef<'_, T>, threads: usize) -> Result<f64> {
+        if codes.nrows() != x.nrows() || codes.ncols() != self.k() || x.ncols() != self.n_features() {
+            return Err(Error::ShapeMismatch {
+                what: "codes and data".into(),
+                expected: format!("{} × {} codes for {} × {} data", x.nrows(), self.k(), x.nrows(), self.n_features()),
+                found: format!("{} × {} codes, {} × {} data", codes.nrows(), codes.ncols(), x.nrows(), x.ncols()),
+                hint: "give the codes this model computed for this data".into(),
+            });
+        }
+        let par = linalg::par(threads);
+        linalg::with_threads(threads, || {
+            let ht = codes.transpose().to_owned();
+            let cross = linalg::spmm::inner_at_nonzeros(x, self.wt.as_ref(), ht.as_ref(), par);
+            let (mut q, mut t) = (Mat::<T>::zeros(self.k(), self.k()), Mat::<T>::zeros(self.k(), self.k()));
+            linalg::gram(q.as_mut(), self.wt.as_ref(), par);
+            linalg::gram(t.as_mut(), ht.as_ref(), par);
+            (x.frob_sq() - 2.0 * cross + linalg::inner(q.as_ref(), t.as_ref())).max(0.0)
+        })
+    }
+
     /// Reconstruction `codes · atoms` (`n × n_features`) from codes `n × k`.
     pub fn decode(&self, codes: MatRef<'_, T>) -> Result<Mat<T>> {
         if codes.ncols() != self.k() {

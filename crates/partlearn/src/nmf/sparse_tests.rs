@@ -134,6 +134,14 @@ fn sparse_encode_matches_dense_encode() {
         let cd = d.model.encode(x.as_ref(), 1).unwrap();
         let cs = d.model.encode_csr(&xs, 2).unwrap();
         assert!(rel_diff(cs.as_ref(), cd.as_ref()) < 1e-8, "β = {beta}");
+        // The sparse identity gives the dense reconstruction error without forming CW.
+        let recon = d.model.decode(cd.as_ref()).unwrap();
+        let dense_sq: f64 = (0..x.nrows())
+            .flat_map(|i| (0..x.ncols()).map(move |j| (i, j)))
+            .map(|(i, j)| (x[(i, j)] - recon[(i, j)]).powi(2))
+            .sum();
+        let sq = d.model.sq_error_csr(&xs, cd.as_ref(), 2).unwrap();
+        assert!((sq - dense_sq).abs() < 1e-9 * x.squared_norm_l2(), "{sq} vs {dense_sq}");
     }
 }
 
