@@ -29,8 +29,10 @@ use crate::rng::Rng;
 
 mod ae;
 mod nnls;
+mod sparse;
 
 pub use ae::{bench_ae, AeBenchOptions, AeBenchReport};
+pub use sparse::{bench_nmf_sparse, SparseBenchOptions, SparseBenchReport, SparseSolverBench};
 pub use nnls::{bench_nnls, NnlsBenchOptions, NnlsBenchReport, NnlsStepTiming};
 
 /// One measured product.

@@ -15,6 +15,7 @@
 
 pub mod csr;
 pub mod csv;
+pub mod generate;
 pub mod idx;
 pub mod labels;
 pub mod mtx;
