@@ -87,7 +87,8 @@ fn mtx_and_sparse_flag_fit_like_dense() {
     assert_user_error(&o, &["line 3", "row index 3"]);
     let o = run(&["data", "info", s(&npy), "--sparse"]);
     assert_ok(&o);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("density 100"));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.contains("sparse (CSR)") && text.contains(&format!("non-zeros: {}", x.nnz())), "{text}");
     let o = fit_quiet("sparse-nmf", s(&npy), &dir.join("sn"), &["-k", "2", "--sparse"]);
     assert_user_error(&o, &["--sparse", "dense"]);
     let _ = std::fs::remove_dir_all(&dir);
