@@ -388,7 +388,9 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 fn run_sparse(a: &BenchNmfArgs, solvers: Vec<Solver>) -> Result<()> {
     let x = a.data.load_csr::<f32>()?;
     let init = match a.init.parse::<partlearn::nmf::InitMethod>()? {
-        partlearn::nmf::InitMethod::Custom => anyhow::bail!("bench nmf times the built-in starts; drop --init custom"),
+        partlearn::nmf::InitMethod::Custom => {
+            anyhow::bail!("bench nmf times the built-in starts; drop --init custom")
+        }
         i => i,
     };
     let o = partlearn::bench::SparseBenchOptions {
@@ -418,11 +420,25 @@ fn run_sparse(a: &BenchNmfArgs, solvers: Vec<Solver>) -> Result<()> {
     );
     outln!("{:<10} {:<44} {:>10} {:>9}", "product", "shape", "ms", "GFLOP/s");
     for g in &r.products {
-        outln!("{:<10} {:<44} {:>10.2} {:>9.2}", g.name, g.shape, g.seconds * 1e3, g.gflops());
+        outln!(
+            "{:<10} {:<44} {:>10.2} {:>9.2}",
+            g.name,
+            g.shape,
+            g.seconds * 1e3,
+            g.gflops()
+        );
     }
     outln!("SpMM bound of one iteration: {:.4} s", r.spmm_bound);
     outln!("");
-    outln!("{:<6} {:>6} {:>9} {:>10} {:>7} {:>10}", "solver", "iters", "init s", "s/iter", "ratio", "rel. err");
+    outln!(
+        "{:<6} {:>6} {:>9} {:>10} {:>7} {:>10}",
+        "solver",
+        "iters",
+        "init s",
+        "s/iter",
+        "ratio",
+        "rel. err"
+    );
     for s in &r.solvers {
         outln!(
             "{:<6} {:>6} {:>9.3} {:>10.4} {:>7.2} {:>10.5}",

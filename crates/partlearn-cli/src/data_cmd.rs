@@ -151,7 +151,10 @@ fn generate(cmd: GenerateCommand) -> Result<()> {
             partlearn::io::check_output_file(&out, force, b"\x93NUMPY", ".npy file")?;
             let x = partlearn::data::generate::lowrank::<f32>(n, m, k, noise, seed)?;
             partlearn::io::write_atomic(&out, &crate::transform::matrix_npy_bytes(x.as_ref()))?;
-            outln!("wrote {} ({n} × {m}, rank {k} + noise {noise}, float32)", out.display());
+            outln!(
+                "wrote {} ({n} × {m}, rank {k} + noise {noise}, float32)",
+                out.display()
+            );
         }
     }
     Ok(())
@@ -317,7 +320,12 @@ fn sparse_info(args: &DataArgs, json: bool) -> Result<()> {
         });
         outln!("{}", serde_json::to_string_pretty(&s)?);
     } else {
-        outln!("{}: {} samples × {} features, f32, sparse (CSR)", args.spec, a.nrows(), a.ncols());
+        outln!(
+            "{}: {} samples × {} features, f32, sparse (CSR)",
+            args.spec,
+            a.nrows(),
+            a.ncols()
+        );
         outln!(
             "non-zeros: {} (density {:.4} %), {:.1} MB in CSR",
             a.nnz(),

@@ -179,7 +179,9 @@ fn sparse<T: Real>(
             partlearn::sparseness::hoyer(&row)
         })
         .collect();
-    let zero_codes = (0..n).filter(|&i| (0..codes.ncols()).all(|j| codes[(i, j)] == T::zero())).count();
+    let zero_codes = (0..n)
+        .filter(|&i| (0..codes.ncols()).all(|j| codes[(i, j)] == T::zero()))
+        .count();
     let hoyer_mean = hoyer.iter().sum::<f64>() / hoyer.len().max(1) as f64;
     let metrics = serde_json::json!({
         "model_kind": loaded.model.kind(),

@@ -34,7 +34,10 @@ pub trait PartModel<T: Real>: Send + Sync {
         Err(Error::invalid(
             "data",
             "sparse",
-            format!("{} models need dense data; densify it (e.g. save x.toarray() as .npy) or use an NMF model", self.kind()),
+            format!(
+                "{} models need dense data; densify it (e.g. save x.toarray() as .npy) or use an NMF model",
+                self.kind()
+            ),
         ))
     }
 

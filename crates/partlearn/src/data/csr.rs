@@ -52,7 +52,13 @@ impl<T: Real> Csr<T> {
     /// assert_eq!((a.nnz(), a.row(0)), (3, (&[0u32, 2][..], &[1.0f32, 2.0][..])));
     /// # Ok::<(), partlearn::Error>(())
     /// ```
-    pub fn from_parts(nrows: usize, ncols: usize, indptr: Vec<usize>, indices: Vec<u32>, data: Vec<T>) -> Result<Self> {
+    pub fn from_parts(
+        nrows: usize,
+        ncols: usize,
+        indptr: Vec<usize>,
+        indices: Vec<u32>,
+        data: Vec<T>,
+    ) -> Result<Self> {
         check_ncols(ncols)?;
         let bad = |reason: String| Error::invalid("csr", format!("{nrows} × {ncols}"), reason);
         if indptr.len() != nrows + 1 {
@@ -174,7 +180,12 @@ impl<T: Real> Csr<T> {
         for i in 0..self.nrows {
             let (a, b) = (self.indptr[i], self.indptr[i + 1]);
             row.clear();
-            row.extend(self.indices[a..b].iter().copied().zip(self.data[a..b].iter().copied()));
+            row.extend(
+                self.indices[a..b]
+                    .iter()
+                    .copied()
+                    .zip(self.data[a..b].iter().copied()),
+            );
             row.sort_by_key(|e| e.0);
             let mut t = 0;
             while t < row.len() {
@@ -268,7 +279,12 @@ impl<T: Real> Csr<T> {
     pub fn to_dense(&self) -> Result<Mat<T>> {
         let bytes = (self.nrows as f64) * (self.ncols as f64) * std::mem::size_of::<T>() as f64;
         crate::linalg::check_memory("densify", format!("{} × {}", self.nrows, self.ncols), bytes)?;
-        let mut x = crate::linalg::try_mat_from_fn(self.nrows, self.ncols, |_, _| T::zero(), "dense copy of sparse data")?;
+        let mut x = crate::linalg::try_mat_from_fn(
+            self.nrows,
+            self.ncols,
+            |_, _| T::zero(),
+            "dense copy of sparse data",
+        )?;
         for i in 0..self.nrows {
             let (cols, vals) = self.row(i);
             for (&c, &v) in cols.iter().zip(vals) {
@@ -316,10 +332,18 @@ impl<T: Real> Csr<T> {
             for (&c, &v) in cols.iter().zip(vals) {
                 let (sample, feature, value) = (i, c as usize, v.to_f64());
                 if !v.is_finite() {
-                    return Err(Error::NonFinite { sample, feature, value });
+                    return Err(Error::NonFinite {
+                        sample,
+                        feature,
+                        value,
+                    });
                 }
                 if v < T::zero() {
-                    return Err(Error::NegativeEntry { sample, feature, value });
+                    return Err(Error::NegativeEntry {
+                        sample,
+                        feature,
+                        value,
+                    });
                 }
             }
         }
@@ -383,7 +407,14 @@ mod tests {
 
     #[test]
     fn from_parts_sorts_and_sums_duplicates() {
-        let a = Csr::<f64>::from_parts(2, 4, vec![0, 4, 5], vec![3, 1, 3, 0, 2], vec![1.0, 2.0, 4.0, 0.5, 7.0]).unwrap();
+        let a = Csr::<f64>::from_parts(
+            2,
+            4,
+            vec![0, 4, 5],
+            vec![3, 1, 3, 0, 2],
+            vec![1.0, 2.0, 4.0, 0.5, 7.0],
+        )
+        .unwrap();
         assert_eq!(a.nnz(), 4);
         assert_eq!(a.row(0), (&[0u32, 1, 3][..], &[0.5, 2.0, 5.0][..]));
         let d = a.to_dense().unwrap();
@@ -403,15 +434,30 @@ mod tests {
         let neg = Csr::from_triplets(2, 3, &[(1, 2, -1.0f32)]).unwrap();
         assert!(matches!(
             neg.validate_nonnegative(),
-            Err(Error::NegativeEntry { sample: 1, feature: 2, .. })
+            Err(Error::NegativeEntry {
+                sample: 1,
+                feature: 2,
+                ..
+            })
         ));
         let nan = Csr::from_triplets(2, 3, &[(0, 1, f32::NAN)]).unwrap();
-        assert!(matches!(nan.validate_nonnegative(), Err(Error::NonFinite { sample: 0, feature: 1, .. })));
+        assert!(matches!(
+            nan.validate_nonnegative(),
+            Err(Error::NonFinite {
+                sample: 0,
+                feature: 1,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn transpose_is_the_dense_transpose() {
-        let x = Mat::<f32>::from_fn(7, 5, |i, j| if (i * 3 + j) % 4 == 0 { (i + j) as f32 } else { 0.0 });
+        let x = Mat::<f32>::from_fn(
+            7,
+            5,
+            |i, j| if (i * 3 + j) % 4 == 0 { (i + j) as f32 } else { 0.0 },
+        );
         let a = Csr::from_dense(x.as_ref()).unwrap();
         let t = a.transpose().unwrap();
         assert_eq!(t.to_dense().unwrap(), x.transpose().to_owned());

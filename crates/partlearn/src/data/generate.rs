@@ -55,7 +55,11 @@ pub fn topics<T: Real>(s: &TopicsSpec) -> Result<Csr<T>> {
         ));
     }
     if !(s.density > 0.0 && s.density <= 1.0) {
-        return Err(Error::invalid("density", s.density, "give a fraction in (0, 1], e.g. 0.001"));
+        return Err(Error::invalid(
+            "density",
+            s.density,
+            "give a fraction in (0, 1], e.g. 0.001",
+        ));
     }
     let tokens = ((s.density * s.terms as f64 * 1.1).round() as usize).max(1);
     let bytes = (s.docs as f64) * (tokens as f64) * (std::mem::size_of::<T>() + 4 + 4) as f64

@@ -49,26 +49,46 @@ pub fn parse_mtx<T: Real>(mut r: impl BufRead, path: &Path) -> Result<Csr<T>> {
     if head.first().map(String::as_str) != Some("%%matrixmarket") || head.len() < 5 || head[1] != "matrix" {
         return Err(bad(
             1,
-            "not a MatrixMarket file: the first line must be '%%MatrixMarket matrix coordinate real general'".into(),
+            "not a MatrixMarket file: the first line must be '%%MatrixMarket matrix coordinate real general'"
+                .into(),
         ));
     }
     if head[2] != "coordinate" {
-        return Err(bad(1, format!("'{}' MatrixMarket files are dense; give a 'coordinate' (sparse) file, or the data as .npy", head[2])));
+        return Err(bad(
+            1,
+            format!(
+                "'{}' MatrixMarket files are dense; give a 'coordinate' (sparse) file, or the data as .npy",
+                head[2]
+            ),
+        ));
     }
     let pattern = match head[3].as_str() {
         "real" | "integer" | "double" => false,
         "pattern" => true,
-        other => return Err(bad(1, format!("field '{other}' is not supported; use real, integer or pattern"))),
+        other => {
+            return Err(bad(
+                1,
+                format!("field '{other}' is not supported; use real, integer or pattern"),
+            ))
+        }
     };
     let symmetric = match head[4].as_str() {
         "general" => false,
         "symmetric" => true,
-        other => return Err(bad(1, format!("symmetry '{other}' is not supported; use general or symmetric"))),
+        other => {
+            return Err(bad(
+                1,
+                format!("symmetry '{other}' is not supported; use general or symmetric"),
+            ))
+        }
     };
     // Comments, then the size line.
     let (n, m, declared) = loop {
         if !next_line(&mut r, &mut line, &mut no, path)? {
-            return Err(bad(no, "no size line 'rows cols entries'; the file is truncated".into()));
+            return Err(bad(
+                no,
+                "no size line 'rows cols entries'; the file is truncated".into(),
+            ));
         }
         let t = line.trim();
         if t.is_empty() || t.starts_with('%') {
@@ -79,16 +99,31 @@ pub fn parse_mtx<T: Real>(mut r: impl BufRead, path: &Path) -> Result<Csr<T>> {
         match v[..] {
             [a, b, c] => match (parse(a), parse(b), parse(c)) {
                 (Some(a), Some(b), Some(c)) => break (a, b, c),
-                _ => return Err(bad(no, format!("size line '{t}' must be three non-negative integers 'rows cols entries'"))),
+                _ => {
+                    return Err(bad(
+                        no,
+                        format!("size line '{t}' must be three non-negative integers 'rows cols entries'"),
+                    ))
+                }
             },
             _ => return Err(bad(no, format!("size line '{t}' must be 'rows cols entries'"))),
         }
     };
     if n > u32::MAX as usize || m > u32::MAX as usize {
-        return Err(bad(no, format!("size {n} × {m} is too large: at most {} rows and columns", u32::MAX)));
+        return Err(bad(
+            no,
+            format!(
+                "size {n} × {m} is too large: at most {} rows and columns",
+                u32::MAX
+            ),
+        ));
     }
     let per = std::mem::size_of::<(usize, usize, T)>() as f64 * if symmetric { 2.0 } else { 1.0 };
-    crate::linalg::check_file_memory(path, format!("its {declared} entries"), declared as f64 * per * 2.0)?;
+    crate::linalg::check_file_memory(
+        path,
+        format!("its {declared} entries"),
+        declared as f64 * per * 2.0,
+    )?;
     let mut entries: Vec<(usize, usize, T)> = Vec::new();
     entries
         .try_reserve_exact(declared)
@@ -100,7 +135,10 @@ pub fn parse_mtx<T: Real>(mut r: impl BufRead, path: &Path) -> Result<Csr<T>> {
             continue;
         }
         if seen == declared {
-            return Err(bad(no, format!("more entries than the {declared} the size line declares; the file is corrupt")));
+            return Err(bad(
+                no,
+                format!("more entries than the {declared} the size line declares; the file is corrupt"),
+            ));
         }
         let mut w = t.split_whitespace();
         let mut index = |what: &str, bound: usize| -> Result<usize> {
@@ -109,7 +147,10 @@ pub fn parse_mtx<T: Real>(mut r: impl BufRead, path: &Path) -> Result<Csr<T>> {
                 .parse::<usize>()
                 .map_err(|_| bad(no, format!("{what} index '{s}' is not a positive integer")))?;
             if i == 0 || i > bound {
-                return Err(bad(no, format!("{what} index {i} is outside 1..={bound} (indices are 1-based)")));
+                return Err(bad(
+                    no,
+                    format!("{what} index {i} is outside 1..={bound} (indices are 1-based)"),
+                ));
             }
             Ok(i - 1)
         };
@@ -118,9 +159,14 @@ pub fn parse_mtx<T: Real>(mut r: impl BufRead, path: &Path) -> Result<Csr<T>> {
             1.0
         } else {
             let s = w.next().ok_or_else(|| bad(no, "missing value".into()))?;
-            let v = s.parse::<f64>().map_err(|_| bad(no, format!("value '{s}' is not a number")))?;
+            let v = s
+                .parse::<f64>()
+                .map_err(|_| bad(no, format!("value '{s}' is not a number")))?;
             if !v.is_finite() {
-                return Err(bad(no, format!("value {s} is not finite; remove or impute missing values")));
+                return Err(bad(
+                    no,
+                    format!("value {s} is not finite; remove or impute missing values"),
+                ));
             }
             v
         };
@@ -188,7 +234,8 @@ mod tests {
 
     #[test]
     fn duplicates_are_summed_and_pattern_and_symmetric_read() {
-        let a = parse("%%MatrixMarket matrix coordinate integer general\n% c\n2 3 3\n1 2 4\n1 2 1\n2 3 7\n").unwrap();
+        let a = parse("%%MatrixMarket matrix coordinate integer general\n% c\n2 3 3\n1 2 4\n1 2 1\n2 3 7\n")
+            .unwrap();
         assert_eq!(a.row(0), (&[1u32][..], &[5.0][..]));
         let p = parse("%%MatrixMarket matrix coordinate pattern general\n2 2 1\n2 1\n").unwrap();
         assert_eq!(p.row(1), (&[0u32][..], &[1.0][..]));
@@ -219,10 +266,19 @@ mod tests {
             assert!(!e.contains('\n'), "{e}");
         }
         // A declared entry count far beyond memory is refused before allocating.
-        let e = parse(&format!("{h}2 2 18446744073709551615\n")).unwrap_err().to_string();
+        let e = parse(&format!("{h}2 2 18446744073709551615\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("memory") || e.contains("cannot be allocated"), "{e}");
         // Negative values load (as scipy does) and are refused by the fits, naming the entry.
         let neg = parse(&format!("{h}2 2 1\n2 1 -3\n")).unwrap();
-        assert!(matches!(neg.validate_nonnegative(), Err(Error::NegativeEntry { sample: 1, feature: 0, .. })));
+        assert!(matches!(
+            neg.validate_nonnegative(),
+            Err(Error::NegativeEntry {
+                sample: 1,
+                feature: 0,
+                ..
+            })
+        ));
     }
 }

@@ -68,7 +68,10 @@ fn members(f: &mut File, len: u64, path: &Path) -> Result<BTreeMap<String, Membe
         let at = le64(&tail, eocd - 12);
         let mut rec = [0u8; 56];
         if at.checked_add(56).is_none_or(|end| end > len) {
-            return Err(Error::format(path, "zip64 end record points outside the file; the archive is corrupt"));
+            return Err(Error::format(
+                path,
+                "zip64 end record points outside the file; the archive is corrupt",
+            ));
         }
         f.seek(SeekFrom::Start(at)).map_err(io)?;
         f.read_exact(&mut rec).map_err(io)?;
@@ -97,7 +100,11 @@ fn members(f: &mut File, len: u64, path: &Path) -> Result<BTreeMap<String, Membe
         if p + 46 > cd.len() || le32(&cd, p) != 0x0201_4b50 {
             return Err(corrupt());
         }
-        let (nlen, xlen, clen) = (le16(&cd, p + 28) as usize, le16(&cd, p + 30) as usize, le16(&cd, p + 32) as usize);
+        let (nlen, xlen, clen) = (
+            le16(&cd, p + 28) as usize,
+            le16(&cd, p + 30) as usize,
+            le16(&cd, p + 32) as usize,
+        );
         if p + 46 + nlen + xlen + clen > cd.len() {
             return Err(corrupt());
         }
@@ -146,7 +153,10 @@ fn read_member(f: &mut File, len: u64, m: &Member, name: &str, path: &Path) -> R
     f.seek(SeekFrom::Start(m.offset)).map_err(io)?;
     f.read_exact(&mut local).map_err(io)?;
     if le32(&local, 0) != 0x0403_4b50 {
-        return Err(Error::format(path, format!("member {name}: bad local header; the archive is corrupt")));
+        return Err(Error::format(
+            path,
+            format!("member {name}: bad local header; the archive is corrupt"),
+        ));
     }
     let start = m.offset + 30 + le16(&local, 26) as u64 + le16(&local, 28) as u64;
     if start.checked_add(m.compressed).is_none_or(|end| end > len) {
@@ -160,8 +170,15 @@ fn read_member(f: &mut File, len: u64, m: &Member, name: &str, path: &Path) -> R
     f.seek(SeekFrom::Start(start)).map_err(io)?;
     let raw = Read::by_ref(f).take(m.compressed);
     let mut out = Vec::new();
-    out.try_reserve_exact(m.size as usize)
-        .map_err(|_| Error::format(path, format!("member {name} declares {} bytes, which cannot be allocated", m.size)))?;
+    out.try_reserve_exact(m.size as usize).map_err(|_| {
+        Error::format(
+            path,
+            format!(
+                "member {name} declares {} bytes, which cannot be allocated",
+                m.size
+            ),
+        )
+    })?;
     let got = match m.method {
         0 => raw.take(m.size + 1).read_to_end(&mut out),
         8 => flate2::read::DeflateDecoder::new(raw).take(m.size + 1).read_to_end(&mut out),
@@ -176,13 +193,19 @@ fn read_member(f: &mut File, len: u64, m: &Member, name: &str, path: &Path) -> R
     if got as u64 != m.size {
         return Err(Error::format(
             path,
-            format!("member {name} inflates to {got} bytes but declares {}; the archive is corrupt", m.size),
+            format!(
+                "member {name} inflates to {got} bytes but declares {}; the archive is corrupt",
+                m.size
+            ),
         ));
     }
     let mut crc = flate2::Crc::new();
     crc.update(&out);
     if crc.sum() != m.crc {
-        return Err(Error::format(path, format!("member {name}: CRC-32 mismatch; the archive is corrupt")));
+        return Err(Error::format(
+            path,
+            format!("member {name}: CRC-32 mismatch; the archive is corrupt"),
+        ));
     }
     Ok(out)
 }
@@ -190,7 +213,9 @@ fn read_member(f: &mut File, len: u64, m: &Member, name: &str, path: &Path) -> R
 /// The text of a 0-d numpy string array (`'|Sn'` bytes, as scipy writes `format.npy`, or
 /// `'<Un'` UTF-32LE).
 fn parse_unicode_scalar(bytes: &[u8], path: &Path) -> Result<String> {
-    let bad = || Error::format(path, "format.npy is not a 0-d string array ('csr', 'csc' or 'coo'); re-save with scipy.sparse.save_npz");
+    let bad = || {
+        Error::format(path, "format.npy is not a 0-d string array ('csr', 'csc' or 'coo'); re-save with scipy.sparse.save_npz")
+    };
     if bytes.len() < 10 || !bytes.starts_with(b"\x93NUMPY") {
         return Err(bad());
     }
@@ -231,7 +256,10 @@ fn ints(a: &NpyArray, what: &str, path: &Path) -> Result<Vec<i64>> {
         _ => {
             return Err(Error::format(
                 path,
-                format!("{what} has dtype {}; scipy writes integer index arrays", a.data.descr()),
+                format!(
+                    "{what} has dtype {}; scipy writes integer index arrays",
+                    a.data.descr()
+                ),
             ))
         }
     })
@@ -268,10 +296,19 @@ pub fn read_npz<T: Real>(path: &Path) -> Result<Csr<T>> {
     let format = parse_unicode_scalar(&get("format")?, path)?;
     let shape = ints(&parse_npy(&get("shape")?, path)?, "shape", path)?;
     let [n, m] = shape[..] else {
-        return Err(Error::format(path, format!("shape has {} entries; only 2-d sparse matrices are supported", shape.len())));
+        return Err(Error::format(
+            path,
+            format!(
+                "shape has {} entries; only 2-d sparse matrices are supported",
+                shape.len()
+            ),
+        ));
     };
     if n < 0 || m < 0 {
-        return Err(Error::format(path, format!("shape ({n}, {m}) is negative; the file is corrupt")));
+        return Err(Error::format(
+            path,
+            format!("shape ({n}, {m}) is negative; the file is corrupt"),
+        ));
     }
     let (n, m) = (n as usize, m as usize);
     let values: Vec<T> = parse_npy(&get("data")?, path)?.data.to_real();
@@ -439,7 +476,12 @@ mod tests {
     use super::*;
 
     fn sample() -> Csr<f64> {
-        Csr::from_triplets(4, 6, &[(0, 1, 1.5), (0, 5, 2.0), (2, 0, 3.0), (3, 3, 0.25), (3, 3, 0.25)]).unwrap()
+        Csr::from_triplets(
+            4,
+            6,
+            &[(0, 1, 1.5), (0, 5, 2.0), (2, 0, 3.0), (3, 3, 0.25), (3, 3, 0.25)],
+        )
+        .unwrap()
     }
 
     #[test]

@@ -48,7 +48,11 @@ pub fn load_csr<T: Real>(spec: &str, opts: &LoadOptions) -> Result<Csr<T>> {
         match value {
             Some(0) => return Err(Error::invalid(option, 0, "must be at least 1 sample")),
             Some(k) if k > n => {
-                return Err(Error::invalid(option, k, format!("{spec} has only {n} samples; give at most {n}")))
+                return Err(Error::invalid(
+                    option,
+                    k,
+                    format!("{spec} has only {n} samples; give at most {n}"),
+                ))
             }
             _ => {}
         }

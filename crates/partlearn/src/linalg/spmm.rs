@@ -11,8 +11,8 @@ use rayon::prelude::*;
 
 use super::{matmul, truncated_svd, TruncatedSvd};
 use crate::data::Csr;
-use crate::nmf::compress::orthonormalize;
 use crate::error::Result;
+use crate::nmf::compress::orthonormalize;
 use crate::real::Real;
 use crate::rng::Rng;
 
@@ -27,10 +27,19 @@ pub(crate) fn spmm_rows<T: Real>(dst: MatMut<'_, T>, f: MatRef<'_, T>, a: &Csr<T
 
 /// [`spmm_rows`] with `a`'s structure and the values `vals` (one per stored entry, in `a`'s
 /// order): the products with `X ⊘ V` of KL's multiplicative updates.
-pub(crate) fn spmm_rows_with<T: Real>(mut dst: MatMut<'_, T>, f: MatRef<'_, T>, a: &Csr<T>, vals: &[T], par: Par) {
+pub(crate) fn spmm_rows_with<T: Real>(
+    mut dst: MatMut<'_, T>,
+    f: MatRef<'_, T>,
+    a: &Csr<T>,
+    vals: &[T],
+    par: Par,
+) {
     debug_assert_eq!(vals.len(), a.nnz());
     let indptr = a.parts().0;
-    debug_assert_eq!((dst.nrows(), dst.ncols(), f.ncols()), (f.nrows(), a.nrows(), a.ncols()));
+    debug_assert_eq!(
+        (dst.nrows(), dst.ncols(), f.ncols()),
+        (f.nrows(), a.nrows(), a.ncols())
+    );
     let owned;
     let f = match f.try_as_col_major() {
         Some(c) => c.as_dyn_stride(),
@@ -142,7 +151,14 @@ pub(crate) fn truncated_svd_sparse<T: Real>(
     spmm_rows(zt.as_mut(), qt.as_ref(), a, par);
     let small = truncated_svd(zt.as_ref(), k, rng, par)?;
     let mut u = Mat::<T>::zeros(m, small.u.ncols());
-    matmul(u.as_mut(), Accum::Replace, q.as_ref(), small.u.as_ref(), T::one(), par);
+    matmul(
+        u.as_mut(),
+        Accum::Replace,
+        q.as_ref(),
+        small.u.as_ref(),
+        T::one(),
+        par,
+    );
     Ok(TruncatedSvd {
         u,
         s: small.s,
@@ -185,7 +201,11 @@ mod tests {
         assert!((&r - &dense_r).norm_max() < 1e-12 * dense_r.norm_max());
         let ip = inner_at_nonzeros(&a, wt.as_ref(), h.as_ref(), Par::rayon(2));
         let dense_ip: f64 = (0..300)
-            .map(|i| (0..70).map(|j| x[(i, j)] * (wt.col(j).transpose() * h.col(i))).sum::<f64>())
+            .map(|i| {
+                (0..70)
+                    .map(|j| x[(i, j)] * (wt.col(j).transpose() * h.col(i)))
+                    .sum::<f64>()
+            })
             .sum();
         assert!((ip - dense_ip).abs() < 1e-10 * dense_ip.abs());
     }
@@ -205,7 +225,10 @@ mod tests {
     #[test]
     fn sparse_svd_recovers_leading_singular_values() {
         // Sparse rank-5 data (sparse factors): the leading triplets are exact.
-        let (c, w) = (sparse(200, 5, 5).to_dense().unwrap(), sparse(5, 60, 6).to_dense().unwrap());
+        let (c, w) = (
+            sparse(200, 5, 5).to_dense().unwrap(),
+            sparse(5, 60, 6).to_dense().unwrap(),
+        );
         let a = Csr::from_dense((&c * &w).as_ref()).unwrap();
         assert!(a.density() < 0.9);
         let at = a.transpose().unwrap();

@@ -146,7 +146,12 @@ fn check_factor<T: Real>(f: MatRef<'_, T>, shape: (usize, usize), what: &str, la
 ///
 /// On sparse data the SVD is the randomized range finder on SpMM products
 /// ([`linalg::spmm`]), `O(nnz·(k + 10))` per product, so NNDSVD never densifies either.
-pub(crate) fn nndsvd<'a, T: Real>(x: impl Into<XRef<'a, T>>, k: usize, rng: &mut Rng, par: Par) -> Result<Factors<T>> {
+pub(crate) fn nndsvd<'a, T: Real>(
+    x: impl Into<XRef<'a, T>>,
+    k: usize,
+    rng: &mut Rng,
+    par: Par,
+) -> Result<Factors<T>> {
     let x = x.into();
     let (m, n) = (x.nrows(), x.ncols());
     let svd = match x {

@@ -17,8 +17,8 @@
 
 pub(crate) mod beta;
 pub(crate) mod cd;
-pub(crate) mod data_op;
 pub mod compress;
+pub(crate) mod data_op;
 pub(crate) mod fit_loop;
 pub mod frobenius;
 pub mod init;
@@ -39,12 +39,12 @@ pub use model::{EncodeSpec, NmfModel};
 pub use options::{EncodeMethod, EncodeOptions, InitMethod, NmfParams, Penalty, Solver, ValidNmfParams};
 
 use crate::data::{Csr, Dataset};
-use data_op::{SparseX, XRef};
 use crate::engine::{IterRecord, Observer, Silent, StopReason, Warning};
 use crate::error::Result;
 use crate::linalg;
 use crate::real::Real;
 use crate::rng::Rng;
+use data_op::{SparseX, XRef};
 
 /// The result of [`fit`]: the model, the training codes and what happened.
 #[derive(Clone, Debug)]
@@ -160,7 +160,9 @@ pub fn factorize_with<T: Real>(
         model::check_positive(xt)?;
     }
     let start = Instant::now();
-    linalg::with_threads(opts.threads, || fit_columns(xt.into(), &v, custom, observer, start))?
+    linalg::with_threads(opts.threads, || {
+        fit_columns(xt.into(), &v, custom, observer, start)
+    })?
 }
 
 /// [`factorize_with`] on a [`Dataset`] with unchecked parameters (checked here).
@@ -218,7 +220,9 @@ pub fn factorize_csr<T: Real>(
     linalg::check_memory("k", k, bytes)?;
     let sx = SparseX::new(x)?;
     let start = Instant::now();
-    linalg::with_threads(opts.threads, || fit_columns(XRef::Sparse(&sx), &v, custom, observer, start))?
+    linalg::with_threads(opts.threads, || {
+        fit_columns(XRef::Sparse(&sx), &v, custom, observer, start)
+    })?
 }
 
 /// The losses available on sparse data ([`factorize_csr`]).
@@ -227,9 +231,9 @@ pub(crate) fn check_sparse_beta(beta: f64) -> Result<()> {
         return Ok(());
     }
     let reason = if beta <= 0.0 {
-        "Itakura–Saito divides by the data and is undefined at the zeros of sparse data; use `beta_loss` = 1 (KL) or 2, or dense data with all entries > 0"
+        "Itakura–Saito divides by the data and is undefined at the zeros of sparse data; use `beta_loss = 1` (KL) or `beta_loss = 2`, or dense data with all entries > 0"
     } else {
-        "on sparse data `beta_loss` must be 2 (Frobenius) or 1 (KL): other β need WH at every entry; densify the data for them"
+        "on sparse data use `beta_loss = 2` (Frobenius) or `beta_loss = 1` (KL): other β need WH at every entry; densify the data for them"
     };
     Err(crate::Error::invalid("beta_loss", beta, reason))
 }

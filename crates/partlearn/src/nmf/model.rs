@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use super::beta::BetaMu;
 use super::cd::{self, SweepRule};
-use super::fit_loop::Iterate;
 use super::data_op::{SparseX, XRef};
+use super::fit_loop::Iterate;
 use super::init::Factors;
-use super::sparse_kl::SparseKl;
 use super::options::{EncodeMethod, EncodeOptions, Penalty};
+use super::sparse_kl::SparseKl;
 use crate::data::{validate_nonnegative, Csr};
 use crate::error::{Error, Result};
 use crate::linalg;
@@ -142,8 +142,20 @@ impl<T: Real> NmfModel<T> {
         if codes.nrows() != x.nrows() || codes.ncols() != self.k() || x.ncols() != self.n_features() {
             return Err(Error::ShapeMismatch {
                 what: "codes and data".into(),
-                expected: format!("{} × {} codes for {} × {} data", x.nrows(), self.k(), x.nrows(), self.n_features()),
-                found: format!("{} × {} codes, {} × {} data", codes.nrows(), codes.ncols(), x.nrows(), x.ncols()),
+                expected: format!(
+                    "{} × {} codes for {} × {} data",
+                    x.nrows(),
+                    self.k(),
+                    x.nrows(),
+                    self.n_features()
+                ),
+                found: format!(
+                    "{} × {} codes, {} × {} data",
+                    codes.nrows(),
+                    codes.ncols(),
+                    x.nrows(),
+                    x.ncols()
+                ),
                 hint: "give the codes this model computed for this data".into(),
             });
         }
@@ -151,7 +163,10 @@ impl<T: Real> NmfModel<T> {
         linalg::with_threads(threads, || {
             let ht = codes.transpose().to_owned();
             let cross = linalg::spmm::inner_at_nonzeros(x, self.wt.as_ref(), ht.as_ref(), par);
-            let (mut q, mut t) = (Mat::<T>::zeros(self.k(), self.k()), Mat::<T>::zeros(self.k(), self.k()));
+            let (mut q, mut t) = (
+                Mat::<T>::zeros(self.k(), self.k()),
+                Mat::<T>::zeros(self.k(), self.k()),
+            );
             linalg::gram(q.as_mut(), self.wt.as_ref(), par);
             linalg::gram(t.as_mut(), ht.as_ref(), par);
             (x.frob_sq() - 2.0 * cross + linalg::inner(q.as_ref(), t.as_ref())).max(0.0)
@@ -199,7 +214,12 @@ impl<T: Real> NmfModel<T> {
     /// Codes `k × n` of `xt` (`m × n`, samples as columns), warm-started from `h0` if given.
     /// Frobenius: coordinate descent from 0 (or `h0`) until `‖Δh‖ ≤ tol·‖h‖` per block of
     /// columns; other β: MU on the codes from `sqrt(mean(X)/k)` (or `h0`).
-    pub(crate) fn encode_columns<'a>(&self, xt: impl Into<XRef<'a, T>>, h0: Option<Mat<T>>, par: Par) -> Mat<T> {
+    pub(crate) fn encode_columns<'a>(
+        &self,
+        xt: impl Into<XRef<'a, T>>,
+        h0: Option<Mat<T>>,
+        par: Par,
+    ) -> Mat<T> {
         let xt = xt.into();
         let (k, n) = (self.k(), xt.ncols());
         let enc = self.spec.encode;

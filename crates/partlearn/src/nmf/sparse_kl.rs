@@ -127,7 +127,13 @@ impl<'a, T: Real> SparseKl<'a, T> {
 
     fn rows_pass(&mut self, f: &Factors<T>) {
         let parallel = self.parallel();
-        self.sums = Self::ratios(self.x.rows, f.wt.as_ref(), f.h.as_ref(), &mut self.ratio_rows, parallel);
+        self.sums = Self::ratios(
+            self.x.rows,
+            f.wt.as_ref(),
+            f.h.as_ref(),
+            &mut self.ratio_rows,
+            parallel,
+        );
         self.rows_fresh = true;
     }
 
@@ -135,7 +141,13 @@ impl<'a, T: Real> SparseKl<'a, T> {
         if !std::mem::take(&mut self.rows_fresh) {
             self.rows_pass(f);
         }
-        spmm::spmm_rows_with(self.num.as_mut(), f.wt.as_ref(), self.x.rows, &self.ratio_rows, self.par);
+        spmm::spmm_rows_with(
+            self.num.as_mut(),
+            f.wt.as_ref(),
+            self.x.rows,
+            &self.ratio_rows,
+            self.par,
+        );
         fill_row_sums(self.den.as_mut(), f.wt.as_ref());
         mu_step(
             f.h.as_mut(),
@@ -149,8 +161,20 @@ impl<'a, T: Real> SparseKl<'a, T> {
 
     fn update_atoms(&mut self, f: &mut Factors<T>) {
         let parallel = self.parallel();
-        Self::ratios(&self.x.cols, f.h.as_ref(), f.wt.as_ref(), &mut self.ratio_cols, parallel);
-        spmm::spmm_rows_with(self.num_w.as_mut(), f.h.as_ref(), &self.x.cols, &self.ratio_cols, self.par);
+        Self::ratios(
+            &self.x.cols,
+            f.h.as_ref(),
+            f.wt.as_ref(),
+            &mut self.ratio_cols,
+            parallel,
+        );
+        spmm::spmm_rows_with(
+            self.num_w.as_mut(),
+            f.h.as_ref(),
+            &self.x.cols,
+            &self.ratio_cols,
+            self.par,
+        );
         fill_row_sums(self.den_w.as_mut(), f.h.as_ref());
         mu_step(
             f.wt.as_mut(),
@@ -175,7 +199,8 @@ impl<'a, T: Real> SparseKl<'a, T> {
             .sum();
         linalg::gram(self.q.as_mut(), wt, self.par);
         linalg::gram(self.t.as_mut(), h, self.par);
-        let sq_error = (self.x_sq - 2.0 * self.sums.1 + linalg::inner(self.q.as_ref(), self.t.as_ref())).max(0.0);
+        let sq_error =
+            (self.x_sq - 2.0 * self.sums.1 + linalg::inner(self.q.as_ref(), self.t.as_ref())).max(0.0);
         let mut objective = self.sums.0 + total;
         if !self.codes_pen.is_zero() {
             let (s, s2) = sums(h);
@@ -191,7 +216,9 @@ impl<'a, T: Real> SparseKl<'a, T> {
 
 /// Every column of `den` (`k × N`) ← the row sums of `f` (`k × M`).
 fn fill_row_sums<T: Real>(den: MatMut<'_, T>, f: MatRef<'_, T>) {
-    let s: Vec<T> = (0..f.nrows()).map(|a| (0..f.ncols()).map(|p| f[(a, p)]).sum()).collect();
+    let s: Vec<T> = (0..f.nrows())
+        .map(|a| (0..f.ncols()).map(|p| f[(a, p)]).sum())
+        .collect();
     for_cols(den, false, |_, col| col.copy_from_slice(&s));
 }
 

@@ -63,13 +63,22 @@ fn dense_and_sparse_fits_agree_for_every_solver() {
         let p = params(solver, beta, InitMethod::Random, 1);
         let (d, s) = fit_both::<f64>(&x, &p);
         let what = format!("{solver:?} β = {beta} f64");
-        assert!(rel_diff(s.model.components(), d.model.components()) < 1e-8, "{what} atoms");
+        assert!(
+            rel_diff(s.model.components(), d.model.components()) < 1e-8,
+            "{what} atoms"
+        );
         assert!(rel_diff(s.codes(), d.codes()) < 1e-8, "{what} codes");
         assert!((s.rel_error - d.rel_error).abs() < 1e-8, "{what} error");
-        assert!((s.objective - d.objective).abs() <= 1e-8 * d.objective.abs(), "{what} objective");
+        assert!(
+            (s.objective - d.objective).abs() <= 1e-8 * d.objective.abs(),
+            "{what} objective"
+        );
         let (d, s) = fit_both::<f32>(&x, &p);
         let what = format!("{solver:?} β = {beta} f32");
-        assert!(rel_diff(s.model.components(), d.model.components()) < 1e-3, "{what} atoms");
+        assert!(
+            rel_diff(s.model.components(), d.model.components()) < 1e-3,
+            "{what} atoms"
+        );
         assert!((s.rel_error - d.rel_error).abs() < 1e-4, "{what} error");
     }
 }
@@ -107,7 +116,11 @@ fn sparse_fits_same_bits_one_and_two_threads() {
     ] {
         let one = factorize_csr(&xs, &params(solver, beta, init, 1), None, &mut Silent).unwrap();
         let two = factorize_csr(&xs, &params(solver, beta, init, 2), None, &mut Silent).unwrap();
-        assert_eq!(one.model.components(), two.model.components(), "{solver:?} β = {beta}");
+        assert_eq!(
+            one.model.components(),
+            two.model.components(),
+            "{solver:?} β = {beta}"
+        );
         assert_eq!(one.codes(), two.codes(), "{solver:?} β = {beta}");
         assert_eq!(one.objective.to_bits(), two.objective.to_bits());
     }
@@ -141,7 +154,10 @@ fn sparse_encode_matches_dense_encode() {
             .map(|(i, j)| (x[(i, j)] - recon[(i, j)]).powi(2))
             .sum();
         let sq = d.model.sq_error_csr(&xs, cd.as_ref(), 2).unwrap();
-        assert!((sq - dense_sq).abs() < 1e-9 * x.squared_norm_l2(), "{sq} vs {dense_sq}");
+        assert!(
+            (sq - dense_sq).abs() < 1e-9 * x.squared_norm_l2(),
+            "{sq} vs {dense_sq}"
+        );
     }
 }
 
@@ -170,6 +186,18 @@ fn what_sparse_data_cannot_take_is_an_error() {
     let e = factorize_csr(&xs, &p, None, &mut Silent).unwrap_err().to_string();
     assert!(e.contains("compress"), "{e}");
     let neg = Csr::from_triplets(3, 2, &[(2, 1, -1.0f64)]).unwrap();
-    let e = factorize_csr(&neg, &params(Solver::Hals, 2.0, InitMethod::Random, 1), None, &mut Silent);
-    assert!(matches!(e, Err(crate::Error::NegativeEntry { sample: 2, feature: 1, .. })));
+    let e = factorize_csr(
+        &neg,
+        &params(Solver::Hals, 2.0, InitMethod::Random, 1),
+        None,
+        &mut Silent,
+    );
+    assert!(matches!(
+        e,
+        Err(crate::Error::NegativeEntry {
+            sample: 2,
+            feature: 1,
+            ..
+        })
+    ));
 }
