@@ -192,7 +192,7 @@ impl<T: Real> Csr<T> {
                 let (c, mut v) = row[t];
                 t += 1;
                 while t < row.len() && row[t].0 == c {
-                    v = v + row[t].1;
+                    v += row[t].1;
                     t += 1;
                 }
                 self.indices[w] = c;

@@ -109,7 +109,7 @@ pub fn topics<T: Real>(s: &TopicsSpec) -> Result<Csr<T>> {
                     let (mut idx, mut val) = (Vec::new(), Vec::new());
                     for &c in &terms {
                         match (idx.last(), val.last_mut()) {
-                            (Some(&l), Some(v)) if l == c => *v = *v + T::one(),
+                            (Some(&l), Some(v)) if l == c => *v += T::one(),
                             _ => {
                                 idx.push(c);
                                 val.push(T::one());

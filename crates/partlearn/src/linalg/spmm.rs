@@ -65,7 +65,7 @@ pub(crate) fn spmm_rows_with<T: Real>(
                     Some(src) => axpy(out, v, src),
                     None => {
                         for (i, o) in out.iter_mut().enumerate().take(k) {
-                            *o = *o + v * f[(i, c as usize)];
+                            *o += v * f[(i, c as usize)];
                         }
                     }
                 }
@@ -84,7 +84,7 @@ pub(crate) fn spmm_rows_with<T: Real>(
 #[inline]
 fn axpy<T: Real>(out: &mut [T], v: T, src: &[T]) {
     for (o, &s) in out.iter_mut().zip(src) {
-        *o = *o + v * s;
+        *o += v * s;
     }
 }
 

@@ -93,7 +93,7 @@ impl<'a, T: Real> SparseKl<'a, T> {
                     let fc = f.col(indices[p] as usize);
                     let mut v = T::zero();
                     for i in 0..k {
-                        v = v + fc[i] * gr[i];
+                        v += fc[i] * gr[i];
                     }
                     let v = v.max(tiny);
                     let x = data[p];
