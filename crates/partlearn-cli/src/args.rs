@@ -14,9 +14,12 @@ use partlearn::Real;
 /// Which data, and which part of it (shared by every command that reads data).
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
-    /// fashion-mnist:train, fashion-mnist:test, swimmer, toy-hierarchy, or a .npy/.csv/IDX file.
+    /// fashion-mnist:train, fashion-mnist:test, swimmer, toy-hierarchy, or a .npy/.csv/IDX file; sparse .npz (scipy) / .mtx[.gz] files for fit nmf, transform, eval.
     #[arg(long = "data", value_name = "DATA")]
     pub spec: String,
+    /// Read --data as a sparse (CSR) matrix, never densified (fit nmf, transform, eval, data info); .npz and .mtx[.gz] files always are.
+    #[arg(long)]
+    pub sparse: bool,
     /// Use only the first N samples.
     #[arg(long, value_name = "N", conflicts_with = "subset")]
     pub first: Option<usize>,
@@ -47,7 +50,47 @@ impl DataArgs {
         DataSpec::of(data).loaded(&self.spec, &self.load_options())
     }
 
+    /// Whether the data is read as sparse (`--sparse`, or a `.npz` / `.mtx[.gz]` file).
+    pub fn is_sparse(&self) -> bool {
+        self.sparse || partlearn::data::is_sparse_file(&self.spec)
+    }
+
+    /// The data as a CSR matrix (for the commands that take sparse data).
+    pub fn load_csr<T: partlearn::Real>(&self) -> partlearn::Result<partlearn::data::Csr<T>> {
+        let a = partlearn::data::load_csr::<T>(&self.spec, &self.load_options())?;
+        if a.nrows() == 0 || a.ncols() == 0 {
+            return Err(partlearn::Error::EmptyData {
+                n_samples: a.nrows(),
+                n_features: a.ncols(),
+            });
+        }
+        Ok(a)
+    }
+
+    /// What the run record says of sparse data loaded from these flags.
+    pub fn record_csr<T: Real>(&self, a: &partlearn::data::Csr<T>) -> DataSpec {
+        DataSpec {
+            name: self.spec.clone(),
+            n_samples: a.nrows(),
+            n_features: a.ncols(),
+            dtype: T::NAME.into(),
+            image_shape: None,
+            spec: None,
+            first: None,
+            subset: None,
+            data_seed: 0,
+        }
+        .loaded(&self.spec, &self.load_options())
+    }
+
     pub fn load<T: partlearn::Real>(&self) -> partlearn::Result<partlearn::data::Dataset<T>> {
+        if self.sparse {
+            return Err(partlearn::Error::invalid(
+                "sparse",
+                true,
+                "this command needs dense data; drop `sparse` (sparse data: fit nmf with mu, hals or anls, transform, eval, data info)",
+            ));
+        }
         let d = partlearn::data::load::<T>(&self.spec, &self.load_options())?;
         // Every command needs at least one sample and one feature.
         if d.n_samples() == 0 || d.n_features() == 0 {
@@ -459,6 +502,7 @@ impl TestArgs {
             subset: None,
             data_seed: 0,
             labels: self.test_labels.clone(),
+            sparse: false,
         };
         let data = args.load::<T>()?;
         if data.n_features() != train.n_features() {

@@ -23,10 +23,16 @@ pub enum DataCommand {
         data_seed: u64,
         #[arg(long)]
         labels: Option<PathBuf>,
+        /// Read the data as sparse (CSR): reports non-zeros and density (.npz, .mtx[.gz] always are).
+        #[arg(long)]
+        sparse: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
+    /// Generate a data set: a planted topic corpus (sparse .npz/.mtx) or a planted low-rank matrix (.npy).
+    #[command(subcommand)]
+    Generate(GenerateCommand),
     /// Write the data (n_samples × n_features, float32) and its labels as .npy.
     Export {
         data: String,
@@ -50,14 +56,120 @@ pub enum DataCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum GenerateCommand {
+    /// Term counts of a planted topic model (documents × terms, sparse), written as scipy .npz or .mtx[.gz].
+    Topics {
+        #[arg(long)]
+        docs: usize,
+        #[arg(long)]
+        terms: usize,
+        /// Target fraction of non-zero entries (e.g. 0.001).
+        #[arg(long)]
+        density: f64,
+        #[arg(long, default_value_t = 20)]
+        topics: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output file: .npz (scipy.sparse.load_npz reads it) or .mtx[.gz].
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// A dense planted rank-k matrix plus |noise| (n × m, float32 .npy).
+    Lowrank {
+        #[arg(long)]
+        n: usize,
+        #[arg(long)]
+        m: usize,
+        #[arg(long)]
+        k: usize,
+        #[arg(long, default_value_t = 0.0)]
+        noise: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn generate(cmd: GenerateCommand) -> Result<()> {
+    match cmd {
+        GenerateCommand::Topics {
+            docs,
+            terms,
+            density,
+            topics,
+            seed,
+            out,
+            force,
+        } => {
+            let name = out.to_string_lossy().to_ascii_lowercase();
+            let npz = name.ends_with(".npz");
+            if !npz && !name.ends_with(".mtx") && !name.ends_with(".mtx.gz") {
+                anyhow::bail!("--out {}: give a .npz, .mtx or .mtx.gz file", out.display());
+            }
+            if out.exists() && !force {
+                return Err(partlearn::Error::AlreadyExists { path: out }.into());
+            }
+            let spec = partlearn::data::generate::TopicsSpec {
+                docs,
+                terms,
+                density,
+                topics,
+                seed,
+            };
+            let t = std::time::Instant::now();
+            let a = partlearn::data::generate::topics::<f32>(&spec)?;
+            if npz {
+                partlearn::data::npz::write_npz(&out, &a)?;
+            } else {
+                partlearn::data::mtx::write_mtx(&out, &a)?;
+            }
+            outln!(
+                "wrote {} ({docs} × {terms}, {} non-zeros, density {:.4} %, {topics} topics) in {:.1} s",
+                out.display(),
+                a.nnz(),
+                100.0 * a.density(),
+                t.elapsed().as_secs_f64()
+            );
+        }
+        GenerateCommand::Lowrank {
+            n,
+            m,
+            k,
+            noise,
+            seed,
+            out,
+            force,
+        } => {
+            partlearn::io::check_output_file(&out, force, b"\x93NUMPY", ".npy file")?;
+            let x = partlearn::data::generate::lowrank::<f32>(n, m, k, noise, seed)?;
+            partlearn::io::write_atomic(&out, &crate::transform::matrix_npy_bytes(x.as_ref()))?;
+            outln!(
+                "wrote {} ({n} × {m}, rank {k} + noise {noise}, float32)",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
+        DataCommand::Generate(g) => generate(g),
         DataCommand::Info {
             data,
             first,
             subset,
             data_seed,
             labels,
+            sparse,
             json,
         } => {
             let args = DataArgs {
@@ -66,7 +178,11 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 subset,
                 data_seed,
                 labels,
+                sparse,
             };
+            if args.is_sparse() {
+                return sparse_info(&args, json);
+            }
             let d = args.load::<f32>()?;
             let (lo, hi, mean) = d.value_range();
             let valid = d.validate_nonnegative();
@@ -128,6 +244,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 subset,
                 data_seed,
                 labels,
+                sparse: false,
             };
             args.check_not_input(&out, "--out")?;
             if let Some(p) = &labels_out {
@@ -185,4 +302,41 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `data info` of sparse data: shape, non-zeros, density, stored value range, validity for NMF.
+fn sparse_info(args: &DataArgs, json: bool) -> Result<()> {
+    let a = args.load_csr::<f32>()?;
+    let (lo, hi) = a.stored_range();
+    let mean = a.sum() / (a.nrows() as f64 * a.ncols() as f64);
+    let valid = a.validate_nonnegative();
+    let bytes = a.nnz() * 8 + (a.nrows() + 1) * 8;
+    if json {
+        let s = serde_json::json!({
+            "name": args.spec, "n_samples": a.nrows(), "n_features": a.ncols(), "dtype": "f32",
+            "sparse": true, "nnz": a.nnz(), "density": a.density(), "csr_bytes": bytes,
+            "min_stored": lo, "max_stored": hi, "mean": mean,
+            "valid_for_nmf": valid.is_ok(), "problem": valid.as_ref().err().map(|e| e.to_string()),
+        });
+        outln!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        outln!(
+            "{}: {} samples × {} features, f32, sparse (CSR)",
+            args.spec,
+            a.nrows(),
+            a.ncols()
+        );
+        outln!(
+            "non-zeros: {} (density {:.4} %), {:.1} MB in CSR",
+            a.nnz(),
+            100.0 * a.density(),
+            bytes as f64 / 1e6
+        );
+        outln!("values: stored min {lo}, max {hi}, mean (zeros included) {mean:.6}");
+        match &valid {
+            Ok(()) => outln!("valid for NMF: yes"),
+            Err(e) => outln!("valid for NMF: no ({e})"),
+        }
+    }
+    Ok(())
 }

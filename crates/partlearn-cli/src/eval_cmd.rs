@@ -75,6 +75,10 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
         return Err(partlearn::Error::AlreadyExists { path: metrics_path }.into());
     }
     let loaded = partlearn::protocol::load_model::<T>(&dir)?;
+    if a.data.is_sparse() {
+        crate::fit::refuse_mask_on_sparse(a.mask.as_deref())?;
+        return sparse::<T>(a, loaded, &metrics_path);
+    }
     let data = a.data.load::<T>()?;
     loaded.check_images(&data)?;
     let shape = data.image_shape.or(loaded.image_shape);
@@ -202,6 +206,63 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
             );
         }
         outln!("{:.1} s; wrote {}", m.seconds.total, metrics_path.display());
+    }
+    Ok(())
+}
+
+/// `eval` on sparse data: codes by the model's `encode_csr` (never densified), the
+/// reconstruction error by the sparse identity (METHODS.md §11.1) and the codes' Hoyer
+/// sparseness, written to metrics.json. The image metrics (dilation, max-approximation,
+/// histograms, figures) and the SVM protocol need dense image data with labels: not computed.
+fn sparse<T: Real>(
+    a: &EvalArgs,
+    loaded: partlearn::protocol::LoadedModel<T>,
+    metrics_path: &std::path::Path,
+) -> Result<()> {
+    if a.stored_codes {
+        anyhow::bail!("--stored-codes is not available with sparse data; drop it (the codes are recomputed)");
+    }
+    let x = a.data.load_csr::<T>()?;
+    let start = std::time::Instant::now();
+    let codes = loaded.model.encode_csr(&x, a.threads)?;
+    let rel = crate::transform::sparse_rel_error(loaded.model.atoms(), &x, codes.as_ref(), a.threads)?;
+    let sq = (rel * x.frob_sq().sqrt()).powi(2);
+    let (n, m) = (x.nrows(), x.ncols());
+    // Hoyer sparseness of each non-zero code (zero codes are counted apart, as in dense `eval`).
+    let hoyer: Vec<f64> = (0..n)
+        .filter_map(|i| {
+            let row: Vec<f64> = (0..codes.ncols()).map(|j| codes[(i, j)].to_f64()).collect();
+            partlearn::sparseness::hoyer(&row)
+        })
+        .collect();
+    let zero_codes = (0..n)
+        .filter(|&i| (0..codes.ncols()).all(|j| codes[(i, j)] == T::zero()))
+        .count();
+    let hoyer_mean = hoyer.iter().sum::<f64>() / hoyer.len().max(1) as f64;
+    let metrics = serde_json::json!({
+        "model_kind": loaded.model.kind(),
+        "data": a.data.spec,
+        "sparse": true,
+        "n_samples": n,
+        "n_features": m,
+        "nnz": x.nnz(),
+        "density": x.density(),
+        "reconstruction": {"sq_error": sq, "mse": sq / (n as f64 * m as f64), "rel_error": rel},
+        "hoyer": {"mean": hoyer_mean, "zero_codes": zero_codes},
+        "not_computed": "dilation, max-approximation, code histograms and the SVM protocol need dense image data with labels",
+        "seconds": start.elapsed().as_secs_f64(),
+    });
+    partlearn::io::write_atomic(metrics_path, &partlearn::io::to_json_pretty(&metrics)?)?;
+    if a.json {
+        outln!("{}", serde_json::to_string_pretty(&metrics)?);
+    } else if !a.quiet {
+        outln!(
+            "{} on {} ({n} sparse samples, {} non-zeros): rel. error {rel:.4}, Hoyer {hoyer_mean:.3}; image metrics and SVM need dense image data",
+            loaded.model.kind(),
+            a.data.spec,
+            x.nnz()
+        );
+        outln!("wrote {}", metrics_path.display());
     }
     Ok(())
 }

@@ -215,7 +215,7 @@ fn fit_sparse_nmf<T: Real>(a: &SparseNmfArgs) -> Result<()> {
     finish_run(
         &a.run,
         &a.data,
-        &data,
+        FitData::Dense(&data),
         "sparse-nmf",
         a.k,
         &opts,
@@ -277,6 +277,9 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
     if opts.init != InitMethod::Custom && (a.init_atoms.is_some() || a.init_codes.is_some()) {
         anyhow::bail!("--init-atoms/--init-codes are only used with --init custom; add --init custom");
     }
+    if a.data.is_sparse() {
+        return fit_nmf_sparse::<T>(a, opts);
+    }
     let data = a.data.load::<T>()?;
     // Check the options before any long work, and the output folder before the fit.
     opts.validate(data.n_samples(), data.n_features())?;
@@ -295,18 +298,7 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
         ],
     )?;
     let mask = a.mask.as_deref().map(|p| load_mask(p, &a.data)).transpose()?;
-    let custom = match &a.init_atoms {
-        Some(p) => Some(CustomInit {
-            atoms: read_matrix::<T>(p).with_context(|| "reading --init-atoms")?,
-            codes: a
-                .init_codes
-                .as_deref()
-                .map(read_matrix::<T>)
-                .transpose()
-                .with_context(|| "reading --init-codes")?,
-        }),
-        None => None,
-    };
+    let custom = custom_init::<T>(a)?;
     let mut progress = FitProgress::new(opts.max_iter, a.run.quiet)
         .with_history(crate::progress::staged_history(&run_dir, a.history_after));
     let fit = if mask.is_some() || has_nan(&data) {
@@ -320,7 +312,61 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
     finish_run(
         &a.run,
         &a.data,
-        &data,
+        FitData::Dense(&data),
+        "nmf",
+        a.k,
+        &opts,
+        fit?,
+        a.save_codes,
+        run_dir,
+    )
+}
+
+/// `--init-atoms` / `--init-codes`.
+fn custom_init<T: Real>(a: &NmfArgs) -> Result<Option<CustomInit<T>>> {
+    Ok(match &a.init_atoms {
+        Some(p) => Some(CustomInit {
+            atoms: read_matrix::<T>(p).with_context(|| "reading --init-atoms")?,
+            codes: a
+                .init_codes
+                .as_deref()
+                .map(read_matrix::<T>)
+                .transpose()
+                .with_context(|| "reading --init-codes")?,
+        }),
+        None => None,
+    })
+}
+
+/// `fit nmf` on sparse data (`.npz`, `.mtx[.gz]`, or `--sparse`): the library's
+/// `factorize_csr`, never densified.
+fn fit_nmf_sparse<T: Real>(a: &NmfArgs, opts: NmfParams) -> Result<()> {
+    refuse_mask_on_sparse(a.mask.as_deref())?;
+    let x = a.data.load_csr::<T>()?;
+    opts.validate(x.nrows(), x.ncols())?;
+    let out = a
+        .run
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out("nmf", &a.data.spec, a.k));
+    let run_dir = a.data.run_dir(
+        &out,
+        a.run.force,
+        &[
+            ("--init-atoms", a.init_atoms.as_deref()),
+            ("--init-codes", a.init_codes.as_deref()),
+        ],
+    )?;
+    let custom = custom_init::<T>(a)?;
+    let params = opts.check()?;
+    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet)
+        .with_history(crate::progress::staged_history(&run_dir, a.history_after));
+    let fit = nmf::factorize_csr(&x, &params, custom.as_ref(), &mut progress);
+    progress.finish();
+    finish_run(
+        &a.run,
+        &a.data,
+        FitData::Sparse(&x),
         "nmf",
         a.k,
         &opts,
@@ -336,6 +382,15 @@ pub fn has_nan<T: Real>(data: &Dataset<T>) -> bool {
     (0..xt.ncols()).any(|j| (0..xt.nrows()).any(|i| xt[(i, j)].is_nan()))
 }
 
+/// `--mask` with sparse data is refused: a sparse matrix's missing entries are not expressible
+/// yet (its absent entries are zeros).
+pub fn refuse_mask_on_sparse(mask: Option<&std::path::Path>) -> Result<()> {
+    if mask.is_some() {
+        anyhow::bail!("--mask works with dense data only (the absent entries of a sparse matrix are zeros); save the data densely (.npy) to mask entries, or drop --mask");
+    }
+    Ok(())
+}
+
 /// Reads `--mask FILE` (dense 0/1, NPY or CSV, `n_samples × n_features`, 1 = observed) with the
 /// data's `--first` / `--subset` selection, so that its rows stay those of the data.
 pub fn load_mask(path: &std::path::Path, data: &DataArgs) -> Result<nmf::Mask> {
@@ -348,13 +403,19 @@ pub fn load_mask(path: &std::path::Path, data: &DataArgs) -> Result<nmf::Mask> {
     nmf::Mask::from_matrix(m.x()).with_context(|| format!("reading --mask {spec}"))
 }
 
+/// The data a fit ran on, dense or sparse.
+enum FitData<'a, T: Real> {
+    Dense(&'a Dataset<T>),
+    Sparse(&'a partlearn::data::Csr<T>),
+}
+
 /// Writes the run folder of an NMF-type fit (model, history, run.json, figures), commits it and
 /// prints the summary; exits 130 after an interruption (the run so far is saved).
 #[allow(clippy::too_many_arguments)]
 fn finish_run<T: Real, O: Serialize>(
     run: &RunArgs,
     data_args: &DataArgs,
-    data: &Dataset<T>,
+    data: FitData<'_, T>,
     method: &'static str,
     k: usize,
     options: &O,
@@ -363,7 +424,21 @@ fn finish_run<T: Real, O: Serialize>(
     run_dir: RunDir,
 ) -> Result<()> {
     let codes = save_codes.then(|| fit.codes());
-    let (tensors, meta) = fit.model.to_tensors(codes, data.image_shape)?;
+    let (record, image, name, (n, m)) = match data {
+        FitData::Dense(d) => (
+            data_args.record(d),
+            d.image_shape.map(|s| (d, s)),
+            d.name.clone(),
+            (d.n_samples(), d.n_features()),
+        ),
+        FitData::Sparse(x) => (
+            data_args.record_csr(x),
+            None,
+            format!("{} (sparse, {} non-zeros)", data_args.spec, x.nnz()),
+            (x.nrows(), x.ncols()),
+        ),
+    };
+    let (tensors, meta) = fit.model.to_tensors(codes, image.map(|(_, s)| s))?;
     run_dir.write(
         io::run::MODEL_FILE,
         &io::tensors::safetensors_bytes(&tensors, &meta)?,
@@ -379,12 +454,12 @@ fn finish_run<T: Real, O: Serialize>(
             .then_some(fit.reconstruction_err),
         stats: fit.stats,
     });
-    RunRecord::new(method, data_args.record(data), summary, part)
+    RunRecord::new(method, record, summary, part)
         .seed(run.seed)
         .threads(run.threads)
         .command(std::env::args().collect())
         .write(&run_dir, &fit.history)?;
-    if let Some(shape) = data.image_shape {
+    if let Some((data, shape)) = image {
         write_figures(&run_dir, &fit.model, fit.codes(), data, shape)?;
     }
     let path = run_dir.commit()?;
@@ -406,9 +481,9 @@ fn finish_run<T: Real, O: Serialize>(
     } else if !run.quiet {
         outln!(
             "{method} k={k} on {} ({} × {}): {} iterations ({}), rel. error {:.5}, {:.2} s",
-            data.name,
-            data.n_samples(),
-            data.n_features(),
+            name,
+            n,
+            m,
             fit.n_iter,
             fit.stop_reason,
             fit.rel_error,

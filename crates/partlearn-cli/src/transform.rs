@@ -51,6 +51,10 @@ fn go<T: Real>(a: &TransformArgs) -> Result<()> {
     partlearn::io::check_output_file(&a.out, a.force, b"\x93NUMPY", ".npy file")?;
     a.data.check_not_input(&a.out, "--out")?;
     let loaded = partlearn::protocol::load_model::<T>(&a.run)?;
+    if a.data.is_sparse() {
+        crate::fit::refuse_mask_on_sparse(a.mask.as_deref())?;
+        return sparse::<T>(a, loaded);
+    }
     let data = a.data.load::<T>()?;
     loaded.check_images(&data)?;
     let model = loaded.model;
@@ -112,6 +116,47 @@ pub fn nmf_model<'a, T: Real>(
             run.display()
         )
     })
+}
+
+/// `transform` of sparse data: the model's `encode_csr` (NMF models; never densified), and the
+/// relative error by the sparse identity (METHODS.md §11.1).
+fn sparse<T: Real>(a: &TransformArgs, loaded: partlearn::protocol::LoadedModel<T>) -> Result<()> {
+    let x = a.data.load_csr::<T>()?;
+    let start = std::time::Instant::now();
+    let codes = loaded.model.encode_csr(&x, a.threads)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let (n, k) = (codes.nrows(), codes.ncols());
+    partlearn::io::write_atomic(&a.out, &matrix_npy_bytes(codes.as_ref()))?;
+    let rel = sparse_rel_error(loaded.model.atoms(), &x, codes.as_ref(), a.threads)?;
+    if a.json {
+        let s = serde_json::json!({"out": a.out, "n_samples": n, "k": k, "nnz": x.nnz(), "rel_error": rel, "seconds": seconds});
+        outln!("{}", serde_json::to_string_pretty(&s)?);
+    } else if !a.quiet {
+        outln!(
+            "encoded {n} sparse samples ({} non-zeros) with k={k} in {seconds:.2} s (rel. error {rel:.5}); wrote {}",
+            x.nnz(),
+            a.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// `‖X − CW‖ / ‖X‖` of sparse `x` for a linear (NMF) dictionary `atoms`, without forming `CW`.
+pub fn sparse_rel_error<T: Real>(
+    atoms: faer::MatRef<'_, T>,
+    x: &partlearn::data::Csr<T>,
+    codes: faer::MatRef<'_, T>,
+    threads: usize,
+) -> Result<f64> {
+    let spec = partlearn::nmf::EncodeSpec {
+        beta_loss: 2.0,
+        codes_penalty: Default::default(),
+        encode: Default::default(),
+    };
+    let model = partlearn::nmf::NmfModel::new(atoms.to_owned(), spec)?;
+    let sq = model.sq_error_csr(x, codes, threads)?;
+    let norm = x.frob_sq().sqrt();
+    Ok(if norm > 0.0 { sq.sqrt() / norm } else { 0.0 })
 }
 
 /// A matrix as `.npy` bytes (C order, the matrix's own float type).

@@ -27,6 +27,20 @@ pub trait PartModel<T: Real>: Send + Sync {
     /// Codes (`n × k`) of samples given as rows, with `threads` workers (0 = all cores).
     fn encode(&self, x: MatRef<'_, T>, threads: usize) -> Result<Mat<T>>;
 
+    /// Codes (`n × k`) of sparse samples (CSR, samples as rows), never densified. NMF models
+    /// implement it ([`NmfModel::encode_csr`]); the others need dense data.
+    fn encode_csr(&self, x: &crate::data::Csr<T>, threads: usize) -> Result<Mat<T>> {
+        let _ = (x, threads);
+        Err(Error::invalid(
+            "data",
+            "sparse",
+            format!(
+                "{} models need dense data; densify it (e.g. save x.toarray() as .npy) or use an NMF model",
+                self.kind()
+            ),
+        ))
+    }
+
     /// Reconstructions `n × n_features` from codes `n × k` with the model's own atoms.
     fn decode(&self, codes: MatRef<'_, T>) -> Result<Mat<T>> {
         self.decode_with_atoms(self.atoms(), codes)
@@ -124,6 +138,10 @@ impl<T: Real> PartModel<T> for NmfModel<T> {
 
     fn encode(&self, x: MatRef<'_, T>, threads: usize) -> Result<Mat<T>> {
         NmfModel::encode(self, x, threads)
+    }
+
+    fn encode_csr(&self, x: &crate::data::Csr<T>, threads: usize) -> Result<Mat<T>> {
+        NmfModel::encode_csr(self, x, threads)
     }
 
     fn decode_with_atoms(&self, atoms: MatRef<'_, T>, codes: MatRef<'_, T>) -> Result<Mat<T>> {

@@ -30,9 +30,11 @@ use crate::rng::Rng;
 
 mod ae;
 mod nnls;
+mod sparse;
 
 pub use ae::{bench_ae, AeBenchOptions, AeBenchReport};
 pub use nnls::{bench_nnls, NnlsBenchOptions, NnlsBenchReport, NnlsStepTiming};
+pub use sparse::{bench_nmf_sparse, SparseBenchOptions, SparseBenchReport, SparseSolverBench};
 
 /// One measured product.
 #[derive(Clone, Debug, Serialize)]

@@ -6,17 +6,27 @@
 //! contiguous, which is exactly numpy's C order for `n_samples × n_features`. `x()` gives the
 //! samples-as-rows view, `xt()` the samples-as-columns view that METHODS.md's formulas use.
 //!
+//! Sparse data is a [`Csr`] matrix (samples as rows), read from scipy `.npz` and MatrixMarket
+//! `.mtx[.gz]` files by [`load_csr`] and never densified by the NMF fits.
+//!
 //! Loaders (IDX, NPY, CSV) and the named sets (`fashion-mnist:train|test`, `swimmer`,
 //! `toy-hierarchy`) turn a data spec string into a `Dataset`; see [`load`]. [`labels`] holds the
 //! labels of the (semi-)supervised methods and the choice of which samples they see.
 
+pub mod csr;
 pub mod csv;
+pub mod generate;
 pub mod idx;
 pub mod labels;
+pub mod mtx;
 pub mod named;
+pub mod npz;
+pub mod sparse_spec;
 pub mod spec;
 
+pub use csr::Csr;
 pub use labels::{Labels, Supervision};
+pub use sparse_spec::{is_sparse_file, load_csr};
 pub use spec::{known_names, load, LoadOptions};
 
 use faer::{Mat, MatRef};

@@ -155,6 +155,13 @@ fn load_spec<T: Real>(spec: &str, first: Option<usize>) -> Result<(Dataset<T>, u
             ),
         ));
     }
+    if super::is_sparse_file(spec) {
+        return Err(Error::invalid(
+            "data",
+            spec,
+            "is a sparse matrix file and this needs dense data: densify it (e.g. np.save(out, scipy.sparse.load_npz(f).toarray())), or use NMF (mu, hals, anls), transform, eval or data info, which read it as sparse",
+        ));
+    }
     let path = Path::new(spec);
     let kind = Kind::from_name(path);
     if !path.exists() {

@@ -10,6 +10,7 @@
 //!    faer's global setting.
 
 pub mod nnls;
+pub(crate) mod spmm;
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::matmul::triangular::BlockStructure;

@@ -343,7 +343,7 @@ fn projected_sq_split<T: Real>(
 }
 
 /// `F ← max(ε, F ⊙ [num ⊘ (den + l1 + l2·F)]^γ)`.
-fn mu_step<T: Real>(
+pub(crate) fn mu_step<T: Real>(
     f: MatMut<'_, T>,
     num: MatRef<'_, T>,
     den: MatRef<'_, T>,

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::cd::{self, SweepRule};
 use super::compress::Sketch;
+use super::data_op::XRef;
 use super::fit_loop::{Eval, Iterate};
 use super::init::Factors;
 use super::options::Penalty;
@@ -126,7 +127,8 @@ impl Default for Extrapolation {
 
 /// Workspaces and settings of a Frobenius fit; allocated once.
 pub(crate) struct GramSolver<'a, T: Real> {
-    x: MatRef<'a, T>,
+    /// The data, dense or sparse ([`XRef`]).
+    x: XRef<'a, T>,
     x_sq: f64,
     rule: Rule,
     codes_pen: Penalty,
@@ -177,20 +179,21 @@ pub(crate) struct GramSolver<'a, T: Real> {
 }
 
 impl<'a, T: Real> GramSolver<'a, T> {
-    /// `x` is `m × n` (samples as columns), `k` the rank.
+    /// `x` is `m × n` (samples as columns; dense or sparse), `k` the rank.
     pub fn new(
-        x: MatRef<'a, T>,
+        x: impl Into<XRef<'a, T>>,
         k: usize,
         rule: Rule,
         codes_pen: Penalty,
         atoms_pen: Penalty,
         par: Par,
     ) -> Self {
+        let x = x.into();
         let (m, n) = (x.nrows(), x.ncols());
         let mu = rule == Rule::Mu;
         GramSolver {
             x,
-            x_sq: linalg::frob_sq(x),
+            x_sq: x.frob_sq(),
             rule,
             codes_pen,
             atoms_pen,
@@ -261,7 +264,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
                     self.par,
                 );
             }
-            None => linalg::matmul(self.p.as_mut(), Accum::Replace, wt, self.x, T::one(), self.par),
+            None => self.x.codes_cross(self.p.as_mut(), wt, self.par),
         }
     }
 
@@ -294,14 +297,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
 
     /// `R = HXᵀ` on the full `X`.
     fn exact_atoms_cross(&mut self, h: MatRef<'_, T>) {
-        linalg::matmul(
-            self.r.as_mut(),
-            Accum::Replace,
-            h,
-            self.x.transpose(),
-            T::one(),
-            self.par,
-        );
+        self.x.atoms_cross(self.r.as_mut(), h, self.par);
     }
 
     /// Turns on extrapolation ([`Extrapolation`]).
@@ -458,7 +454,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
     /// that is not zero but unused is not dead for HALS: it can come back, and re-seeding it was
     /// measured to hurt, e.g. on swimmer.)
     fn reseed_dead_atoms(&mut self, f: &mut Factors<T>) {
-        let (k, m, n) = (f.wt.nrows(), f.wt.ncols(), f.h.ncols());
+        let (k, n) = (f.wt.nrows(), f.h.ncols());
         let dead: Vec<usize> = (0..k)
             .filter(|&j| {
                 self.q[(j, j)] == T::zero() && (self.rule == Rule::Anls || self.t[(j, j)] == T::zero())
@@ -481,8 +477,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
                     .sum();
                 hqh += ha * qh;
             }
-            let xx: f64 = (0..m).map(|p| self.x[(p, i)].to_f64().powi(2)).sum();
-            xx - 2.0 * hp + hqh
+            self.x.sample_sq(i) - 2.0 * hp + hqh
         };
         let mut r: Vec<(f64, usize)> = (0..n).map(|i| (residual(i), i)).collect();
         r.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -491,9 +486,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
             if !(res > 0.0) {
                 break;
             }
-            for p in 0..m {
-                f.wt[(j, p)] = self.x[(p, i)];
-            }
+            self.x.sample_into_row(i, &mut f.wt, j);
             for c in 0..n {
                 f.h[(j, c)] = T::zero();
             }

@@ -18,6 +18,7 @@
 pub(crate) mod beta;
 pub(crate) mod cd;
 pub mod compress;
+pub(crate) mod data_op;
 pub(crate) mod fit_loop;
 pub mod frobenius;
 pub mod init;
@@ -25,6 +26,7 @@ pub mod masked;
 pub mod model;
 pub mod options;
 pub mod sparse;
+pub(crate) mod sparse_kl;
 pub mod ssnmf;
 
 use std::time::Instant;
@@ -38,12 +40,13 @@ pub use masked::{factorize_masked, factorize_masked_with, Mask};
 pub use model::{EncodeSpec, NmfModel};
 pub use options::{EncodeMethod, EncodeOptions, InitMethod, NmfParams, Penalty, Solver, ValidNmfParams};
 
-use crate::data::Dataset;
+use crate::data::{Csr, Dataset};
 use crate::engine::{IterRecord, Observer, Silent, StopReason, Warning};
 use crate::error::Result;
 use crate::linalg;
 use crate::real::Real;
 use crate::rng::Rng;
+use data_op::{SparseX, XRef};
 
 /// The result of [`fit`]: the model, the training codes and what happened.
 #[derive(Clone, Debug)]
@@ -164,7 +167,9 @@ pub fn factorize_with<T: Real>(
         model::check_positive(xt)?;
     }
     let start = Instant::now();
-    linalg::with_threads(opts.threads, || fit_columns(xt, &v, custom, observer, start))?
+    linalg::with_threads(opts.threads, || {
+        fit_columns(xt.into(), &v, custom, observer, start)
+    })?
 }
 
 /// [`factorize_with`] on a [`Dataset`] with unchecked parameters (checked here).
@@ -178,8 +183,70 @@ pub fn fit<T: Real>(
     factorize_with(data.xt().transpose(), &opts.check()?, custom, observer)
 }
 
+/// [`factorize_with`] on sparse data (`n_samples × n_features` CSR), never densified
+/// (METHODS.md §11.1): HALS, MU and ANLS for the Frobenius loss through SpMM kernels
+/// (`O(nnz·k)` per product), MU for KL (β = 1) with `WH` formed only at the non-zeros. Same
+/// factors as the dense fit of the same matrix up to rounding. Not available on sparse data:
+/// Itakura–Saito (β ≤ 0: undefined at the zeros), other β ∉ {1, 2} (they need `WH` at every
+/// entry) and `compress` (the SpMMs already cost `O(nnz·k)`).
+///
+/// ```
+/// use partlearn::data::Csr;
+/// use partlearn::nmf::{self, NmfParams};
+///
+/// let x = Csr::<f64>::from_triplets(4, 3, &[(0, 0, 1.0), (1, 1, 2.0), (2, 2, 1.0), (3, 0, 3.0)])?;
+/// let fit = nmf::factorize_csr(&x, &NmfParams::new(2).max_iter(50).check()?, None, &mut partlearn::engine::Silent)?;
+/// assert_eq!(fit.codes().nrows(), 4);
+/// # Ok::<(), partlearn::Error>(())
+/// ```
+pub fn factorize_csr<T: Real>(
+    x: &Csr<T>,
+    params: &ValidNmfParams,
+    custom: Option<&CustomInit<T>>,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NmfFit<T>> {
+    x.validate_nonnegative()?;
+    let opts = params.params();
+    check_sparse_beta(opts.beta_loss)?;
+    let v = params.resolve(x.ncols(), x.nrows())?;
+    if v.sketch.is_some() {
+        return Err(crate::Error::invalid(
+            "compress",
+            "on",
+            "sparse data is not sketched (its SpMM products already cost O(nnz·k)); leave `compress` off",
+        ));
+    }
+    let (n, m, k) = (x.nrows(), x.ncols(), opts.k);
+    let bytes = std::mem::size_of::<T>() as f64 * (6.0 * (k * (n + m)) as f64 + 4.0 * (k * k) as f64)
+        + 24.0 * (k * k) as f64
+        + if opts.beta_loss == 1.0 {
+            2.0 * (std::mem::size_of::<T>() * x.nnz()) as f64
+        } else {
+            0.0
+        };
+    linalg::check_memory("k", k, bytes)?;
+    let sx = SparseX::new(x)?;
+    let start = Instant::now();
+    linalg::with_threads(opts.threads, || {
+        fit_columns(XRef::Sparse(&sx), &v, custom, observer, start)
+    })?
+}
+
+/// The losses available on sparse data ([`factorize_csr`]).
+pub(crate) fn check_sparse_beta(beta: f64) -> Result<()> {
+    if beta == 2.0 || beta == 1.0 {
+        return Ok(());
+    }
+    let reason = if beta <= 0.0 {
+        "Itakura–Saito divides by the data and is undefined at the zeros of sparse data; use `beta_loss = 1` (KL) or `beta_loss = 2`, or dense data with all entries > 0"
+    } else {
+        "on sparse data use `beta_loss = 2` (Frobenius) or `beta_loss = 1` (KL): other β need WH at every entry; densify the data for them"
+    };
+    Err(crate::Error::invalid("beta_loss", beta, reason))
+}
+
 fn fit_columns<T: Real>(
-    x: MatRef<'_, T>,
+    x: XRef<'_, T>,
     v: &options::Resolved,
     custom: Option<&CustomInit<T>>,
     observer: &mut (dyn Observer + Send),
@@ -191,18 +258,18 @@ fn fit_columns<T: Real>(
     // Compression with an NNDSVD start on data whose smaller side is small: the start's
     // eigendecomposition gives the sketch's exact basis too ([`compress::Sketch::from_svd`]).
     let t = Instant::now();
-    let exact_basis = match v.sketch {
-        Some((l, _))
+    let exact_basis = match (v.sketch, x.dense()) {
+        (Some((l, _)), Some(xd))
             if matches!(v.init, InitMethod::Nndsvd | InitMethod::Nndsvda | InitMethod::Nndsvdar)
-                && linalg::svd_is_exact(x.nrows(), x.ncols()) =>
+                && linalg::svd_is_exact(xd.nrows(), xd.ncols()) =>
         {
-            Some(linalg::truncated_svd(x, l, &mut rng, par)?)
+            Some(linalg::truncated_svd(xd, l, &mut rng, par)?)
         }
         _ => None,
     };
     let svd_seconds = t.elapsed().as_secs_f64();
     let mut factors = init::initialize_from(x, v, custom, exact_basis.as_ref(), &mut rng, par)?;
-    let x_norm = linalg::frob_sq(x).sqrt();
+    let x_norm = x.frob_sq().sqrt();
     let mut warnings = Vec::new();
     if o.solver == Solver::Mu && v.init == InitMethod::Nndsvd {
         warnings.push(Warning::MuKeepsNndsvdZeros);
@@ -222,9 +289,8 @@ fn fit_columns<T: Real>(
         if o.extrapolate {
             s = s.with_extrapolation();
         }
-        let out = match v.sketch {
-            None => fit_loop::run(&mut s, &mut factors, &v.stop, x_norm, start, observer)?,
-            Some((l, q)) => {
+        let out = match (v.sketch, x.dense()) {
+            (Some((l, q)), Some(x)) => {
                 let t = Instant::now();
                 let sketch = match &exact_basis {
                     Some(svd) => compress::Sketch::from_svd(svd),
@@ -242,6 +308,8 @@ fn fit_columns<T: Real>(
                 s = s.with_sketch(sketch);
                 compressed_then_polish(&mut s, &mut factors, v, x_norm, start, observer, &mut stats)?
             }
+            // Sparse data is never sketched (checked by `factorize_csr`).
+            _ => fit_loop::run(&mut s, &mut factors, &v.stop, x_norm, start, observer)?,
         };
         stats.column_sweeps = s.column_sweeps;
         stats.nnls_rounds = s.nnls_rounds;
@@ -252,8 +320,8 @@ fn fit_columns<T: Real>(
         }
         out
     } else {
-        let mut s = beta::BetaMu::new(x, o.k, o.beta_loss, v.codes_penalty, v.atoms_penalty, par);
-        fit_loop::run(&mut s, &mut factors, &v.stop, x_norm, start, observer)?
+        let mut s = beta_solver(x, o.k, o.beta_loss, v.codes_penalty, v.atoms_penalty, par);
+        fit_loop::run(s.as_mut(), &mut factors, &v.stop, x_norm, start, observer)?
     };
     warnings.extend(outcome.warnings);
     let spec = EncodeSpec {
@@ -327,9 +395,25 @@ fn compressed_then_polish<T: Real>(
     Ok(p)
 }
 
+/// The β-MU solver for `x`: dense for any β, sparse for β = 1 ([`sparse_kl`]; other β are
+/// refused on sparse data before this point).
+pub(crate) fn beta_solver<'a, T: Real>(
+    x: XRef<'a, T>,
+    k: usize,
+    beta: f64,
+    codes_pen: Penalty,
+    atoms_pen: Penalty,
+    par: faer::Par,
+) -> Box<dyn fit_loop::Iterate<T> + 'a> {
+    match x {
+        XRef::Dense(x) => Box::new(beta::BetaMu::new(x, k, beta, codes_pen, atoms_pen, par)),
+        XRef::Sparse(s) => Box::new(sparse_kl::SparseKl::new(s, k, codes_pen, atoms_pen, par)),
+    }
+}
+
 /// Objective and `‖X − WH‖²` of a model and codes (`k × n`) on `x` (`m × n`).
 fn evaluate<T: Real>(
-    x: MatRef<'_, T>,
+    x: XRef<'_, T>,
     model: &NmfModel<T>,
     h: MatRef<'_, T>,
     v: &options::Resolved,
@@ -344,7 +428,7 @@ fn evaluate<T: Real>(
         let rule = frobenius::Rule::Mu;
         frobenius::GramSolver::new(x, model.k(), rule, v.codes_penalty, v.atoms_penalty, par).initial(&mut f)
     } else {
-        beta::BetaMu::new(
+        beta_solver(
             x,
             model.k(),
             model.spec.beta_loss,
@@ -359,3 +443,6 @@ fn evaluate<T: Real>(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod sparse_tests;

@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use super::beta::BetaMu;
 use super::cd::{self, SweepRule};
+use super::data_op::{SparseX, XRef};
 use super::fit_loop::Iterate;
-use super::init::{mean, Factors};
+use super::init::Factors;
 use super::options::{EncodeMethod, EncodeOptions, Penalty};
-use crate::data::validate_nonnegative;
+use super::sparse_kl::SparseKl;
+use crate::data::{validate_nonnegative, Csr};
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::real::Real;
@@ -112,6 +114,65 @@ impl<T: Real> NmfModel<T> {
         Ok(h.transpose().to_owned())
     }
 
+    /// [`Self::encode`] for sparse samples (`n × n_features` CSR), never densified: the cross
+    /// term `WᵀX` is an SpMM (`O(nnz·k)`); KL models run MU on the codes with `WH` at the
+    /// non-zeros only. Same codes as `encode` of the dense matrix up to rounding.
+    pub fn encode_csr(&self, x: &Csr<T>, threads: usize) -> Result<Mat<T>> {
+        if x.ncols() != self.n_features() {
+            return Err(Error::ShapeMismatch {
+                what: "data for this model".into(),
+                expected: format!("n_samples × {} features", self.n_features()),
+                found: format!("{} × {}", x.nrows(), x.ncols()),
+                hint: "encode data with the same features as the training data".into(),
+            });
+        }
+        x.validate_nonnegative()?;
+        super::check_sparse_beta(self.spec.beta_loss)?;
+        let sx = SparseX::new(x)?;
+        let h = linalg::with_threads(threads, || {
+            self.encode_columns(XRef::Sparse(&sx), None, linalg::par(threads))
+        })?;
+        Ok(h.transpose().to_owned())
+    }
+
+    /// `‖X − codes·atoms‖²` of sparse samples without forming the reconstruction (METHODS.md
+    /// §11.1): `‖X‖² − 2⟨X, CW⟩ + ⟨WWᵀ, CᵀC⟩` (`C` = codes `n × k`, `W` = atoms `k × m`),
+    /// every term summed in f64, `O(nnz·k + (n + m)·k²)`.
+    pub fn sq_error_csr(&self, x: &Csr<T>, codes: MatRef<'_, T>, threads: usize) -> Result<f64> {
+        if codes.nrows() != x.nrows() || codes.ncols() != self.k() || x.ncols() != self.n_features() {
+            return Err(Error::ShapeMismatch {
+                what: "codes and data".into(),
+                expected: format!(
+                    "{} × {} codes for {} × {} data",
+                    x.nrows(),
+                    self.k(),
+                    x.nrows(),
+                    self.n_features()
+                ),
+                found: format!(
+                    "{} × {} codes, {} × {} data",
+                    codes.nrows(),
+                    codes.ncols(),
+                    x.nrows(),
+                    x.ncols()
+                ),
+                hint: "give the codes this model computed for this data".into(),
+            });
+        }
+        let par = linalg::par(threads);
+        linalg::with_threads(threads, || {
+            let ht = codes.transpose().to_owned();
+            let cross = linalg::spmm::inner_at_nonzeros(x, self.wt.as_ref(), ht.as_ref(), par);
+            let (mut q, mut t) = (
+                Mat::<T>::zeros(self.k(), self.k()),
+                Mat::<T>::zeros(self.k(), self.k()),
+            );
+            linalg::gram(q.as_mut(), self.wt.as_ref(), par);
+            linalg::gram(t.as_mut(), ht.as_ref(), par);
+            (x.frob_sq() - 2.0 * cross + linalg::inner(q.as_ref(), t.as_ref())).max(0.0)
+        })
+    }
+
     /// Reconstruction `codes · atoms` (`n × n_features`) from codes `n × k`.
     pub fn decode(&self, codes: MatRef<'_, T>) -> Result<Mat<T>> {
         if codes.ncols() != self.k() {
@@ -153,7 +214,13 @@ impl<T: Real> NmfModel<T> {
     /// Codes `k × n` of `xt` (`m × n`, samples as columns), warm-started from `h0` if given.
     /// Frobenius: coordinate descent from 0 (or `h0`) until `‖Δh‖ ≤ tol·‖h‖` per block of
     /// columns; other β: MU on the codes from `sqrt(mean(X)/k)` (or `h0`).
-    pub(crate) fn encode_columns(&self, xt: MatRef<'_, T>, h0: Option<Mat<T>>, par: Par) -> Mat<T> {
+    pub(crate) fn encode_columns<'a>(
+        &self,
+        xt: impl Into<XRef<'a, T>>,
+        h0: Option<Mat<T>>,
+        par: Par,
+    ) -> Mat<T> {
+        let xt = xt.into();
         let (k, n) = (self.k(), xt.ncols());
         let enc = self.spec.encode;
         if self.spec.beta_loss == 2.0 {
@@ -162,7 +229,7 @@ impl<T: Real> NmfModel<T> {
             let mut q = Mat::<T>::zeros(k, k);
             linalg::gram(q.as_mut(), self.wt.as_ref(), par);
             let mut p = Mat::<T>::zeros(k, n);
-            linalg::matmul(p.as_mut(), Accum::Replace, self.wt.as_ref(), xt, T::one(), par);
+            xt.codes_cross(p.as_mut(), self.wt.as_ref(), par);
             let pen = self.spec.codes_penalty;
             if enc.method == EncodeMethod::Exact {
                 // min ½hᵀQh − hᵀp + l1·Σh + ½l2‖h‖²: NNLS with Q + l2·I and p − l1.
@@ -204,22 +271,32 @@ impl<T: Real> NmfModel<T> {
             h
         } else {
             let h = h0.unwrap_or_else(|| {
-                let v0 = T::from_f64((mean(xt) / k as f64).sqrt().max(1e-12));
+                let v0 = T::from_f64((xt.mean() / k as f64).sqrt().max(1e-12));
                 Mat::from_fn(k, n, |_, _| v0)
             });
             let mut f = Factors {
                 wt: self.wt.clone(),
                 h,
             };
-            let mut mu = BetaMu::new(
-                xt,
-                k,
-                self.spec.beta_loss,
-                self.spec.codes_penalty,
-                Penalty::default(),
-                par,
-            );
-            mu.codes_only = true;
+            let mut mu: Box<dyn Iterate<T>> = match xt {
+                XRef::Dense(xt) => {
+                    let mut mu = BetaMu::new(
+                        xt,
+                        k,
+                        self.spec.beta_loss,
+                        self.spec.codes_penalty,
+                        Penalty::default(),
+                        par,
+                    );
+                    mu.codes_only = true;
+                    Box::new(mu)
+                }
+                XRef::Sparse(s) => {
+                    let mut mu = SparseKl::new(s, k, self.spec.codes_penalty, Penalty::default(), par);
+                    mu.codes_only = true;
+                    Box::new(mu)
+                }
+            };
             let mut prev = mu.initial(&mut f).objective;
             let first = prev;
             for _ in 0..enc.max_iter {

@@ -1,0 +1,248 @@
+//! Products with a sparse matrix (METHODS.md §11.1): the one SpMM kernel the sparse NMF solvers
+//! use, and the randomized truncated SVD of a sparse matrix (for NNDSVD).
+//!
+//! [`spmm_rows`] computes `dst[:, r] = Σ_c a_rc · f[:, c]` for a CSR `a`: with `a` the samples
+//! (`n × m`) and `f = Wᵀ` it is `P = WᵀX`; with `a` the transpose (`m × n`) and `f = H` it is
+//! `R = HXᵀ`. `O(nnz·k)`; every output column is summed by one thread in the stored order, and
+//! columns are split into fixed chunks, so the bits do not depend on the thread count.
+
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+use super::{matmul, truncated_svd, TruncatedSvd};
+use crate::data::Csr;
+use crate::error::Result;
+use crate::nmf::compress::orthonormalize;
+use crate::real::Real;
+use crate::rng::Rng;
+
+/// Output columns per parallel task.
+const CHUNK: usize = 128;
+
+/// `dst ← F·aᵀ`, i.e. `dst[:, r] = Σ_{c ∈ row r} a_rc · f[:, c]` (`dst` is `k × a.nrows()`,
+/// `f` is `k × a.ncols()`); `O(nnz·k)` multiply-adds.
+pub(crate) fn spmm_rows<T: Real>(dst: MatMut<'_, T>, f: MatRef<'_, T>, a: &Csr<T>, par: Par) {
+    spmm_rows_with(dst, f, a, a.parts().2, par)
+}
+
+/// [`spmm_rows`] with `a`'s structure and the values `vals` (one per stored entry, in `a`'s
+/// order): the products with `X ⊘ V` of KL's multiplicative updates.
+pub(crate) fn spmm_rows_with<T: Real>(
+    mut dst: MatMut<'_, T>,
+    f: MatRef<'_, T>,
+    a: &Csr<T>,
+    vals: &[T],
+    par: Par,
+) {
+    debug_assert_eq!(vals.len(), a.nnz());
+    let indptr = a.parts().0;
+    debug_assert_eq!(
+        (dst.nrows(), dst.ncols(), f.ncols()),
+        (f.nrows(), a.nrows(), a.ncols())
+    );
+    let owned;
+    let f = match f.try_as_col_major() {
+        Some(c) => c.as_dyn_stride(),
+        None => {
+            owned = f.to_owned();
+            owned.as_ref()
+        }
+    };
+    let k = f.nrows();
+    let run = |r0: usize, mut chunk: MatMut<'_, T>| {
+        for rr in 0..chunk.ncols() {
+            let mut col = chunk.as_mut().col_mut(rr);
+            let Some(out) = col.as_mut().try_as_col_major_mut() else {
+                unreachable!("workspaces are column-major")
+            };
+            let out = out.as_slice_mut();
+            out.fill(T::zero());
+            let r = r0 + rr;
+            let (cols, _) = a.row(r);
+            for (&c, &v) in cols.iter().zip(&vals[indptr[r]..indptr[r + 1]]) {
+                let src = &f.col(c as usize).try_as_col_major().map(|s| s.as_slice());
+                match src {
+                    Some(src) => axpy(out, v, src),
+                    None => {
+                        for (i, o) in out.iter_mut().enumerate().take(k) {
+                            *o += v * f[(i, c as usize)];
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if matches!(par, Par::Seq) {
+        run(0, dst.as_mut());
+    } else {
+        dst.par_col_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(t, c)| run(t * CHUNK, c));
+    }
+}
+
+#[inline]
+fn axpy<T: Real>(out: &mut [T], v: T, src: &[T]) {
+    for (o, &s) in out.iter_mut().zip(src) {
+        *o += v * s;
+    }
+}
+
+/// `Σ_{(r,c) stored} a_rc · (FᵀG)_{cr}`-style sums: `Σ_r Σ_{c ∈ row r} a_rc ⟨f[:, c], g[:, r]⟩`
+/// with `f` `k × a.ncols()` and `g` `k × a.nrows()`, in f64, row partial sums added in row order
+/// (thread-independent). With `a` = samples, `f = Wᵀ`, `g = H`: `⟨X, WH⟩`.
+pub(crate) fn inner_at_nonzeros<T: Real>(a: &Csr<T>, f: MatRef<'_, T>, g: MatRef<'_, T>, par: Par) -> f64 {
+    let per_row = |r: usize| -> f64 {
+        let (cols, vals) = a.row(r);
+        let gr = g.col(r);
+        let mut s = 0.0;
+        for (&c, &v) in cols.iter().zip(vals) {
+            let fc = f.col(c as usize);
+            let mut d = 0.0f64;
+            for i in 0..f.nrows() {
+                d += fc[i].to_f64() * gr[i].to_f64();
+            }
+            s += v.to_f64() * d;
+        }
+        s
+    };
+    let parts: Vec<f64> = if matches!(par, Par::Seq) {
+        (0..a.nrows()).map(per_row).collect()
+    } else {
+        (0..a.nrows()).into_par_iter().map(per_row).collect()
+    };
+    parts.into_iter().sum()
+}
+
+/// Truncated SVD of `a` (`n × m`, samples as rows) in the samples-as-columns convention of
+/// [`truncated_svd`]: `Xᵀ = U diag(s) Vᵀ` with `U` `m × k`, `V` `n × k`, by the randomized range
+/// finder of that function's large-matrix path (Halko et al.: `l = k + 10` Gaussian columns,
+/// 4 power iterations, re-orthonormalized after each product), every product with `X` an SpMM.
+/// The bases are orthonormalized by [`crate::nmf::compress`]'s sequential Gram–Schmidt (the same
+/// bits for any thread count). `at` is the transpose of `a`.
+pub(crate) fn truncated_svd_sparse<T: Real>(
+    a: &Csr<T>,
+    at: &Csr<T>,
+    k: usize,
+    rng: &mut Rng,
+    par: Par,
+) -> Result<TruncatedSvd<T>> {
+    let (n, m) = (a.nrows(), a.ncols());
+    let k = k.min(m).min(n);
+    let l = (k + 10).min(m).min(n);
+    // Row-oriented workspaces (l × ·) so that the SpMM kernel writes contiguous columns:
+    // Yᵀ = ΩᵀX ᵀ… i.e. (XΩ)ᵀ = Ωᵀ·Xᵀ with X = aᵀ (m × n): column c of Yᵀ sums rows of Ωᵀ.
+    let omega_t = Mat::<T>::from_fn(l, n, |_, _| T::from_f64(rng.normal()));
+    let mut yt = Mat::<T>::zeros(l, m);
+    spmm_rows(yt.as_mut(), omega_t.as_ref(), at, par); // (XΩ)ᵀ, X = Xᵀ_samples
+    let mut q = orthonormalize(yt.transpose());
+    let mut zt = Mat::<T>::zeros(l, n);
+    let mut qt = Mat::<T>::zeros(l, m);
+    for _ in 0..4 {
+        qt.copy_from(q.transpose());
+        spmm_rows(zt.as_mut(), qt.as_ref(), a, par); // (XᵀQ)ᵀ
+        let qz = orthonormalize(zt.transpose());
+        let qzt = qz.transpose().to_owned();
+        spmm_rows(yt.as_mut(), qzt.as_ref(), at, par); // (X·QZ)ᵀ
+        q = orthonormalize(yt.transpose());
+    }
+    // B = QᵀX (l × n), then the SVD of B through its l × l Gram.
+    qt.copy_from(q.transpose());
+    spmm_rows(zt.as_mut(), qt.as_ref(), a, par);
+    let small = truncated_svd(zt.as_ref(), k, rng, par)?;
+    let mut u = Mat::<T>::zeros(m, small.u.ncols());
+    matmul(
+        u.as_mut(),
+        Accum::Replace,
+        q.as_ref(),
+        small.u.as_ref(),
+        T::one(),
+        par,
+    );
+    Ok(TruncatedSvd {
+        u,
+        s: small.s,
+        v: small.v,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sparse(n: usize, m: usize, seed: u64) -> Csr<f64> {
+        let mut rng = Rng::new(seed);
+        let x = Mat::<f64>::from_fn(n, m, |_, _| {
+            let u = rng.uniform();
+            if u < 0.2 {
+                1.0 + 3.0 * u
+            } else {
+                0.0
+            }
+        });
+        Csr::from_dense(x.as_ref()).unwrap()
+    }
+
+    #[test]
+    fn spmm_matches_dense_gemm_both_orientations() {
+        let a = sparse(300, 70, 1);
+        let x = a.to_dense().unwrap(); // n × m
+        let at = a.transpose().unwrap();
+        let mut rng = Rng::new(2);
+        let wt = Mat::<f64>::from_fn(6, 70, |_, _| rng.uniform());
+        let h = Mat::<f64>::from_fn(6, 300, |_, _| rng.uniform());
+        let mut p = Mat::zeros(6, 300);
+        spmm_rows(p.as_mut(), wt.as_ref(), &a, Par::rayon(2));
+        let dense_p = &wt * x.transpose();
+        assert!((&p - &dense_p).norm_max() < 1e-12 * dense_p.norm_max());
+        let mut r = Mat::zeros(6, 70);
+        spmm_rows(r.as_mut(), h.as_ref(), &at, Par::Seq);
+        let dense_r = &h * &x;
+        assert!((&r - &dense_r).norm_max() < 1e-12 * dense_r.norm_max());
+        let ip = inner_at_nonzeros(&a, wt.as_ref(), h.as_ref(), Par::rayon(2));
+        let dense_ip: f64 = (0..300)
+            .map(|i| {
+                (0..70)
+                    .map(|j| x[(i, j)] * (wt.col(j).transpose() * h.col(i)))
+                    .sum::<f64>()
+            })
+            .sum();
+        assert!((ip - dense_ip).abs() < 1e-10 * dense_ip.abs());
+    }
+
+    #[test]
+    fn spmm_same_bits_one_and_two_threads() {
+        let a = sparse(1000, 90, 3).cast::<f32>();
+        let mut rng = Rng::new(4);
+        let wt = Mat::<f32>::from_fn(7, 90, |_, _| rng.uniform() as f32);
+        let mut p1 = Mat::zeros(7, 1000);
+        let mut p2 = Mat::zeros(7, 1000);
+        spmm_rows(p1.as_mut(), wt.as_ref(), &a, Par::Seq);
+        crate::linalg::with_threads(2, || spmm_rows(p2.as_mut(), wt.as_ref(), &a, Par::rayon(2))).unwrap();
+        assert_eq!(p1, p2);
+    }
+
+    #[test]
+    fn sparse_svd_recovers_leading_singular_values() {
+        // Sparse rank-5 data (sparse factors): the leading triplets are exact.
+        let (c, w) = (
+            sparse(200, 5, 5).to_dense().unwrap(),
+            sparse(5, 60, 6).to_dense().unwrap(),
+        );
+        let a = Csr::from_dense((&c * &w).as_ref()).unwrap();
+        assert!(a.density() < 0.9);
+        let at = a.transpose().unwrap();
+        let x = a.to_dense().unwrap();
+        let dense = truncated_svd(x.transpose(), 5, &mut Rng::new(0), Par::Seq).unwrap();
+        let sp = truncated_svd_sparse(&a, &at, 5, &mut Rng::new(0), Par::Seq).unwrap();
+        for j in 0..5 {
+            let (d, s) = (dense.s[j], sp.s[j]);
+            assert!((d - s).abs() < 1e-3 * dense.s[0], "σ{j}: {d} vs {s}");
+        }
+        // U diag(s) Vᵀ reproduces the projection of X on the leading subspace: check ‖Xᵀ v_j‖ = s_j.
+        for j in 0..5 {
+            let xv = x.transpose() * sp.v.col(j);
+            assert!((xv.norm_l2() - sp.s[j]).abs() < 1e-3 * sp.s[0]);
+        }
+    }
+}
