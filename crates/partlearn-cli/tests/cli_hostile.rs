@@ -347,9 +347,15 @@ fn transform_checks_the_run_record_and_the_atoms() {
     // A model of 7 atoms under a run.json of k = 5.
     std::fs::copy(r7.join("model.safetensors"), r5.join("model.safetensors")).unwrap();
     assert_user_error(&transform(&r5, "swimmer", &codes), &["records k = 5", "7 atoms"]);
+    // eval reads the same record, through the same check.
+    let eval = |r: &std::path::Path| run(&["eval", s(r), "--data", "swimmer", "--quiet"]);
+    assert_user_error(&eval(&r5), &["records k = 5", "7 atoms"]);
+    assert!(!r5.join("metrics.json").exists());
     // A run.json that is not partlearn's.
     std::fs::write(r7.join("run.json"), b"{\"a\": 1}").unwrap();
     assert_user_error(&transform(&r7, "swimmer", &codes), &["run.json"]);
+    assert_user_error(&eval(&r7), &["run.json"]);
+    assert!(!r7.join("metrics.json").exists());
     // Atoms of 1e30 (all-zero codes before): refused.
     let lone = dir.join("lone.safetensors");
     let (mut tensors, meta) = read_safetensors(&r5.join("model.safetensors")).unwrap();
