@@ -78,8 +78,8 @@ def test_bench_runs_all_three_and_reports_json(capsys):
     assert r["partlearn"]["iterations_to_target"] >= 1 and r["partlearn"]["seconds_to_target"] > 0
     assert r["sklearn"]["rel_error"] <= 0.5 and r["sklearn"]["iterations_to_target"] % 2 == 0
     assert r["speedup"] > 0
-    # The compressed fit reaches the target too; its records are every 10 iterations.
-    assert r["partlearn+c"]["iterations_to_target"] % 10 == 0 and r["speedup_compressed"] > 0
+    # The compressed fit reaches the target too.
+    assert r["partlearn+c"]["seconds_to_target"] > 0 and r["speedup_compressed"] > 0
     if cli.exists():
         assert r["cli"]["iterations"] == 3 and r["python"]["iterations"] == 3
         assert np.isfinite(r["wrapper_overhead"])
