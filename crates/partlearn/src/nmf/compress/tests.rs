@@ -242,16 +242,16 @@ fn invalid_options_name_the_option_and_the_fix() {
             .beta_loss(1.0)
             .compress(Compress::on()),
         100,
-        50,
+        300,
     );
     assert!(e.contains("compress") && e.contains("`compress = off`"), "{e}");
     let e = err(
         NmfParams::new(5).compress(Compress::on()).max_iter(10).polish(10),
         100,
-        50,
+        300,
     );
     assert!(e.contains("polish") && e.contains("max_iter"), "{e}");
-    let e = err(NmfParams::new(5).compress(Compress::on()).pg_tol(1e-4), 100, 50);
+    let e = err(NmfParams::new(5).compress(Compress::on()).pg_tol(1e-4), 100, 300);
     assert!(e.contains("pg_tol"), "{e}");
 }
 
@@ -260,8 +260,14 @@ fn auto_falls_back_when_compression_does_not_pay() {
     assert!(pays(120, 784, 60000));
     assert!(!pays(120, 200, 300));
     // l = 25: 2·25·(60 + 400) = 23000 ≤ 60·400 = 24000 pays; 2·25·(40 + 100) > 4000 does not.
-    assert_eq!(Compress::auto().plan(5, 60, 400).unwrap(), Some((25, 2)));
-    assert_eq!(Compress::auto().plan(5, 40, 100).unwrap(), None);
+    let auto20 = Compress::Auto {
+        oversample: 20,
+        power_iters: 2,
+    };
+    assert_eq!(auto20.plan(5, 60, 400).unwrap(), Some((25, 2)));
+    assert_eq!(auto20.plan(5, 40, 100).unwrap(), None);
+    // The default oversampling (100) does not pay on 60 features.
+    assert_eq!(Compress::auto().plan(5, 60, 400).unwrap(), None);
     let x = planted(100, 40, 5, 0.1, 3);
     let fit = nmf::factorize(
         x.as_ref(),
