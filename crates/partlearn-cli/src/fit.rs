@@ -283,20 +283,7 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
     let data = a.data.load::<T>()?;
     // Check the options before any long work, and the output folder before the fit.
     opts.validate(data.n_samples(), data.n_features())?;
-    let out = a
-        .run
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out("nmf", &a.data.spec, a.k));
-    let run_dir = a.data.run_dir(
-        &out,
-        a.run.force,
-        &[
-            ("--init-atoms", a.init_atoms.as_deref()),
-            ("--init-codes", a.init_codes.as_deref()),
-            ("--mask", a.mask.as_deref()),
-        ],
-    )?;
+    let run_dir = nmf_run_dir(a)?;
     let mask = a.mask.as_deref().map(|p| load_mask(p, &a.data)).transpose()?;
     let custom = custom_init::<T>(a)?;
     let mut progress = FitProgress::new(opts.max_iter, a.run.quiet)
@@ -322,6 +309,25 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
     )
 }
 
+/// The output folder of `fit nmf` (checked before the fit): `--out` or the default, never one
+/// holding the fit's own inputs.
+fn nmf_run_dir(a: &NmfArgs) -> Result<RunDir> {
+    let out = a
+        .run
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out("nmf", &a.data.spec, a.k));
+    a.data.run_dir(
+        &out,
+        a.run.force,
+        &[
+            ("--init-atoms", a.init_atoms.as_deref()),
+            ("--init-codes", a.init_codes.as_deref()),
+            ("--mask", a.mask.as_deref()),
+        ],
+    )
+}
+
 /// `--init-atoms` / `--init-codes`.
 fn custom_init<T: Real>(a: &NmfArgs) -> Result<Option<CustomInit<T>>> {
     Ok(match &a.init_atoms {
@@ -344,19 +350,7 @@ fn fit_nmf_sparse<T: Real>(a: &NmfArgs, opts: NmfParams) -> Result<()> {
     refuse_mask_on_sparse(a.mask.as_deref())?;
     let x = a.data.load_csr::<T>()?;
     opts.validate(x.nrows(), x.ncols())?;
-    let out = a
-        .run
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out("nmf", &a.data.spec, a.k));
-    let run_dir = a.data.run_dir(
-        &out,
-        a.run.force,
-        &[
-            ("--init-atoms", a.init_atoms.as_deref()),
-            ("--init-codes", a.init_codes.as_deref()),
-        ],
-    )?;
+    let run_dir = nmf_run_dir(a)?;
     let custom = custom_init::<T>(a)?;
     let params = opts.check()?;
     let mut progress = FitProgress::new(opts.max_iter, a.run.quiet)
