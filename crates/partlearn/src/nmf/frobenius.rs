@@ -316,7 +316,11 @@ impl<'a, T: Real> GramSolver<'a, T> {
     /// Evaluation with `T`, `R` from the current codes and `Q` from the current atoms: of
     /// `‖X̂ − WH‖²` with a sketch (`‖X̂‖² = ‖B‖²`), of `‖X − WH‖²` without.
     fn eval(&self, f: &Factors<T>) -> Eval {
-        let data_sq = if self.sketch.is_some() { self.b_sq } else { self.x_sq };
+        let data_sq = if self.sketch.is_some() {
+            self.b_sq
+        } else {
+            self.x_sq
+        };
         self.eval_on(data_sq, f)
     }
 

@@ -260,8 +260,10 @@ fn fit_columns<T: Real>(
     let t = Instant::now();
     let exact_basis = match (v.sketch, x.dense()) {
         (Some((l, _)), Some(xd))
-            if matches!(v.init, InitMethod::Nndsvd | InitMethod::Nndsvda | InitMethod::Nndsvdar)
-                && linalg::svd_is_exact(xd.nrows(), xd.ncols()) =>
+            if matches!(
+                v.init,
+                InitMethod::Nndsvd | InitMethod::Nndsvda | InitMethod::Nndsvdar
+            ) && linalg::svd_is_exact(xd.nrows(), xd.ncols()) =>
         {
             Some(linalg::truncated_svd(xd, l, &mut rng, par)?)
         }

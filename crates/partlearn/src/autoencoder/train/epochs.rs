@@ -15,7 +15,9 @@ use crate::autoencoder::layers::{Act, Cache};
 use crate::autoencoder::model::Autoencoder;
 use crate::autoencoder::params::{AeParams, NonNeg};
 use crate::data::Dataset;
-use crate::engine::{self, Clock, Eval, IterRecord, Observer, Plateau, Resume, Step, StopReason, Warning, Within};
+use crate::engine::{
+    self, Clock, Eval, IterRecord, Observer, Plateau, Resume, Step, StopReason, Warning, Within,
+};
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::real::Real;

@@ -167,10 +167,7 @@ impl<T: Real> Sketch<T> {
         let l = svd.s.len();
         let n = svd.v.nrows();
         let b = Mat::<T>::from_fn(l, n, |j, i| svd.s[j] * svd.v[(i, j)]);
-        Sketch {
-            u: svd.u.clone(),
-            b,
-        }
+        Sketch { u: svd.u.clone(), b }
     }
 }
 

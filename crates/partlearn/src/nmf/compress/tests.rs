@@ -120,7 +120,11 @@ fn compressed_iterations_descend_on_the_sketch_and_exact_gives_the_true_objectiv
     assert_eq!(s.exact_every(), crate::engine::TOL_EVERY);
     let e0 = s.initial(&mut f);
     let dense0 = (xt - f.wt.transpose() * &f.h).squared_norm_l2();
-    assert!((e0.sq_error - dense0).abs() <= 1e-9 * dense0, "{} against {dense0}", e0.sq_error);
+    assert!(
+        (e0.sq_error - dense0).abs() <= 1e-9 * dense0,
+        "{} against {dense0}",
+        e0.sq_error
+    );
     let mut gap = 0.0f64;
     let mut last = f64::INFINITY;
     for _ in 0..8 {
@@ -128,13 +132,21 @@ fn compressed_iterations_descend_on_the_sketch_and_exact_gives_the_true_objectiv
         let e = s.iterate(&mut f);
         let wh = f.wt.transpose() * &f.h;
         let comp = (&xhat - &wh).squared_norm_l2();
-        assert!((e.sq_error - comp).abs() <= 1e-9 * comp, "{} against {comp}", e.sq_error);
+        assert!(
+            (e.sq_error - comp).abs() <= 1e-9 * comp,
+            "{} against {comp}",
+            e.sq_error
+        );
         assert!(e.sq_error <= last * (1.0 + 1e-12), "{} after {last}", e.sq_error);
         last = e.sq_error;
         // `exact` gives the true ‖X − WH‖² by the Gram identity.
         let dense = (xt - &wh).squared_norm_l2();
         let x = s.exact(&mut f);
-        assert!((x.sq_error - dense).abs() <= 1e-9 * dense, "{} against {dense}", x.sq_error);
+        assert!(
+            (x.sq_error - dense).abs() <= 1e-9 * dense,
+            "{} against {dense}",
+            x.sq_error
+        );
         gap = gap.max((dense - comp) / dense);
     }
     assert!(gap > 1e-2, "{gap}");
