@@ -104,7 +104,7 @@ impl<T: Real> Csr<T> {
     /// From coordinates `(row, col, value)` (MatrixMarket's form). Duplicates are summed.
     pub fn from_triplets(nrows: usize, ncols: usize, entries: &[(usize, usize, T)]) -> Result<Self> {
         check_ncols(ncols)?;
-        let mut indptr = vec![0usize; nrows + 1];
+        let mut indptr = try_zeros(nrows.saturating_add(1), nrows)?;
         for (e, &(r, c, _)) in entries.iter().enumerate() {
             if r >= nrows || c >= ncols {
                 return Err(Error::invalid(
@@ -118,7 +118,8 @@ impl<T: Real> Csr<T> {
         for i in 0..nrows {
             indptr[i + 1] += indptr[i];
         }
-        let mut next = indptr.clone();
+        let mut next = try_zeros(nrows.saturating_add(1), nrows)?;
+        next.copy_from_slice(&indptr);
         let mut indices = vec![0u32; entries.len()];
         let mut data = vec![T::zero(); entries.len()];
         for &(r, c, v) in entries {
@@ -399,6 +400,22 @@ fn check_ncols(ncols: usize) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// `n` zero row pointers, allocated fallibly: a row count read from a file can be huge (a
+/// 30-byte `.mtx` may declare 10⁹ empty rows), so a failed allocation is an error naming the fix,
+/// never an abort.
+fn try_zeros(n: usize, nrows: usize) -> Result<Vec<usize>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::invalid(
+            "csr",
+            format!("{nrows} rows"),
+            "the row pointers of that many rows cannot be allocated; the file's size line is corrupt, or the data needs a machine with more memory",
+        )
+    })?;
+    v.resize(n, 0);
+    Ok(v)
 }
 
 #[cfg(test)]
