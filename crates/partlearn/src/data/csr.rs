@@ -36,7 +36,7 @@ impl<T: Real> Csr<T> {
         Ok(Csr {
             nrows,
             ncols,
-            indptr: vec![0; nrows + 1],
+            indptr: try_zeros(nrows.saturating_add(1), nrows)?,
             indices: Vec::new(),
             data: Vec::new(),
         })
@@ -247,14 +247,15 @@ impl<T: Real> Csr<T> {
     /// The transpose (`ncols × nrows`, also canonical): the CSC view of `self`. `O(nnz + n + m)`.
     pub fn transpose(&self) -> Result<Csr<T>> {
         check_ncols(self.nrows)?;
-        let mut indptr = vec![0usize; self.ncols + 1];
+        let mut indptr = try_zeros(self.ncols.saturating_add(1), self.ncols)?;
         for &c in &self.indices {
             indptr[c as usize + 1] += 1;
         }
         for j in 0..self.ncols {
             indptr[j + 1] += indptr[j];
         }
-        let mut next = indptr.clone();
+        let mut next = try_zeros(self.ncols.saturating_add(1), self.ncols)?;
+        next.copy_from_slice(&indptr);
         let mut indices = vec![0u32; self.nnz()];
         let mut data = vec![T::zero(); self.nnz()];
         for i in 0..self.nrows {
