@@ -100,6 +100,37 @@ pub trait Method {
     fn after_iter(&mut self, _rec: &IterRecord) -> Result<()> {
         Ok(())
     }
+
+    /// Whether the method saves checkpoints between iterations ([`Method::checkpoint`]): the
+    /// engine then asks the observer after every recorded iteration whether one is due
+    /// ([`Observer::checkpoint_due`]), and saves one when the run ends interrupted or out of time.
+    fn checkpoints(&self) -> bool {
+        false
+    }
+
+    /// Saves the state after a recorded iteration together with the engine's own `progress`
+    /// (what [`Resume`] needs to continue with the same bits).
+    fn checkpoint(&mut self, _progress: &Progress<'_>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The engine's state after a recorded iteration, for a checkpoint ([`Method::checkpoint`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Progress<'a> {
+    /// Iterations done (earlier runs included).
+    pub done: usize,
+    /// The tolerance's references: the objective at the first recorded iteration and at the
+    /// start of the current window ([`Resume::first`], [`Resume::window`]).
+    pub first: Option<f64>,
+    /// See `first`.
+    pub window: Option<f64>,
+    /// Early-stopping state.
+    pub plateau: Option<Plateau>,
+    /// Seconds of the whole fit so far (earlier runs included).
+    pub seconds: f64,
+    /// The records of this run (those of earlier runs are the method's to keep).
+    pub history: &'a [IterRecord],
 }
 
 /// The clock of a run: seconds since `start`, plus `offset` seconds spent before (a resumed
@@ -144,6 +175,12 @@ pub struct Resume {
     pub done: usize,
     /// Early-stopping state of the earlier run.
     pub plateau: Option<Plateau>,
+    /// The tolerance's references of the earlier run ([`Progress::first`]): with them a resumed
+    /// run stops at the iteration the uninterrupted run would have (without them the tolerance
+    /// restarts from this run's first record).
+    pub first: Option<f64>,
+    /// See `first`.
+    pub window: Option<f64>,
 }
 
 /// Early-stopping state: the best validation score, its iteration and the iterations since.
@@ -296,8 +333,12 @@ pub fn run(
         return Ok(finish(history, resume.done, StopReason::MaxIter, vec![], plateau));
     }
     // Objectives at the first recorded iteration and at the start of the tolerance window.
-    let mut first = e0.map(|e| e.objective);
-    let mut window = first;
+    let mut first = e0.map(|e| e.objective).or(resume.first);
+    let mut window = match e0 {
+        Some(e) => Some(e.objective),
+        None => resume.window,
+    };
+    let checkpoints = method.checkpoints();
     let mut iter = resume.done;
     let mut warnings = Vec::new();
     let stop_reason = loop {
@@ -327,6 +368,16 @@ pub fn run(
                     history.push(rec);
                     observer.on_iter(&rec);
                     method.after_iter(&rec)?;
+                    if checkpoints && matches!(reason, StopReason::Interrupted | StopReason::TimeLimit) {
+                        method.checkpoint(&Progress {
+                            done: iter,
+                            first,
+                            window,
+                            plateau,
+                            seconds: clock.total(),
+                            history: &history,
+                        })?;
+                    }
                 }
                 break reason;
             }
@@ -368,6 +419,17 @@ pub fn run(
         method.after_iter(&rec)?;
         if iter % TOL_EVERY == 0 || window.is_none() {
             window = Some(e.objective);
+        }
+        let save_at_end = matches!(reason, Some(StopReason::Interrupted | StopReason::TimeLimit));
+        if checkpoints && (save_at_end || observer.checkpoint_due()) {
+            method.checkpoint(&Progress {
+                done: iter,
+                first,
+                window,
+                plateau,
+                seconds: clock.total(),
+                history: &history,
+            })?;
         }
         if let Some(r) = reason {
             break r;

@@ -289,6 +289,7 @@ fn early_stopping_restores_the_best_iteration() {
             best_iter: 2,
             wait: 2,
         }),
+        ..Resume::default()
     };
     let out = run(&mut t, &rules, resume, Clock::start(), &mut Silent).unwrap();
     assert_eq!((out.stop_reason, out.n_iter), (StopReason::EarlyStopped, 6));

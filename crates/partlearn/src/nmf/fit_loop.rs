@@ -4,8 +4,9 @@
 
 use std::time::Instant;
 
+use super::checkpoint::Saver;
 use super::init::Factors;
-use crate::engine::{self, Clock, Eval as EngineEval, Observer, Resume, Step, StopRules, Within};
+use crate::engine::{self, Clock, Eval as EngineEval, Observer, Progress, Resume, Step, StopRules, Within};
 use crate::error::Result;
 use crate::real::Real;
 
@@ -39,18 +40,29 @@ pub(crate) trait Iterate<T: Real> {
     fn projected_gradient(&mut self, _f: &Factors<T>) -> Option<f64> {
         None
     }
+    /// What a checkpoint keeps of the solver besides the factors (state carried from one
+    /// iteration to the next that the factors do not determine; work counters).
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// Restores [`Self::state`] (before [`Self::initial`] of the resumed run).
+    fn set_state(&mut self, _state: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A solver and its factors as an engine method.
-struct Solve<'a, T: Real> {
+struct Solve<'a, 'b, T: Real> {
     solver: &'a mut dyn Iterate<T>,
     factors: &'a mut Factors<T>,
     x_norm: f64,
     /// Continues an earlier run: iteration 0 is not recorded again.
     resumed: bool,
+    /// Writes checkpoints (`None`: none).
+    saver: Option<&'a mut Saver<'b>>,
 }
 
-impl<T: Real> Solve<'_, T> {
+impl<T: Real> Solve<'_, '_, T> {
     fn eval(&self, e: Eval) -> EngineEval {
         let rel = if self.x_norm > 0.0 {
             e.sq_error.max(0.0).sqrt() / self.x_norm
@@ -63,7 +75,7 @@ impl<T: Real> Solve<'_, T> {
     }
 }
 
-impl<T: Real> engine::Method for Solve<'_, T> {
+impl<T: Real> engine::Method for Solve<'_, '_, T> {
     fn name(&self) -> &'static str {
         "NMF fit"
     }
@@ -98,6 +110,17 @@ impl<T: Real> engine::Method for Solve<'_, T> {
     fn projected_gradient(&mut self) -> Option<f64> {
         self.solver.projected_gradient(self.factors)
     }
+
+    fn checkpoints(&self) -> bool {
+        self.saver.is_some()
+    }
+
+    fn checkpoint(&mut self, progress: &Progress<'_>) -> Result<()> {
+        match self.saver.as_mut() {
+            Some(s) => s.save(progress, self.solver.state(), self.factors.wt.as_ref(), self.factors.h.as_ref()),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Runs `solver` on `factors` until a stopping rule fires. `x_norm` = `‖X‖_F`; `start` is when
@@ -125,12 +148,32 @@ pub(crate) fn run_from<T: Real>(
     start: Instant,
     observer: &mut dyn Observer,
 ) -> Result<engine::Outcome> {
+    let resume = Resume {
+        done,
+        ..Resume::default()
+    };
+    run_resumable(solver, factors, stop, resume, x_norm, Clock::since(start), None, observer)
+}
+
+/// The general form of [`run`]: from `resume` (iteration 0 is recorded only when
+/// `resume.done` is 0), on `clock`, with checkpoints written by `saver`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_resumable<T: Real>(
+    solver: &mut dyn Iterate<T>,
+    factors: &mut Factors<T>,
+    stop: &StopRules,
+    resume: Resume,
+    x_norm: f64,
+    clock: Clock,
+    saver: Option<&mut Saver<'_>>,
+    observer: &mut dyn Observer,
+) -> Result<engine::Outcome> {
     let mut method = Solve {
         solver,
         factors,
         x_norm,
-        resumed: done > 0,
+        resumed: resume.done > 0,
+        saver,
     };
-    let resume = Resume { done, plateau: None };
-    engine::run(&mut method, stop, resume, Clock::since(start), observer)
+    engine::run(&mut method, stop, resume, clock, observer)
 }

@@ -105,7 +105,7 @@ pub(crate) const MU_FLOOR: f64 = 1e-16;
 /// grows by γ̄ = 1.01 up to 1) after a success and shrinks by η = 1.5 after a failure (`β̄ ← β`);
 /// β₀ = 0.5. Extrapolating the atoms too was measured and dropped: after HALS's inner sweeps on
 /// the atoms, the extrapolated atoms never lowered the objective (0 of 110 tries on Fashion-MNIST).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Extrapolation {
     pub beta: f64,
     pub beta_max: f64,
@@ -558,7 +558,48 @@ impl<'a, T: Real> GramSolver<'a, T> {
     }
 }
 
+/// What a checkpoint keeps of a [`GramSolver`] ([`Iterate::state`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct GramState {
+    iters: usize,
+    last_reseed: Vec<Option<usize>>,
+    anls_predict: [bool; 2],
+    extrapolation: Option<Extrapolation>,
+    column_sweeps: u64,
+    nnls_rounds: u64,
+    reseeded: u64,
+}
+
 impl<T: Real> Iterate<T> for GramSolver<'_, T> {
+    fn state(&self) -> serde_json::Value {
+        let g = GramState {
+            iters: self.iters,
+            last_reseed: self.last_reseed.clone(),
+            anls_predict: self.anls_predict,
+            extrapolation: self.extrapolation,
+            column_sweeps: self.column_sweeps,
+            nnls_rounds: self.nnls_rounds,
+            reseeded: self.reseeded,
+        };
+        serde_json::to_value(g).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn set_state(&mut self, state: &serde_json::Value) -> crate::error::Result<()> {
+        let damaged = |why: String| crate::Error::invalid("resume", "checkpoint", format!("{why}; the checkpoint is damaged"));
+        let g: GramState = serde_json::from_value(state.clone()).map_err(|e| damaged(format!("unreadable solver state ({e})")))?;
+        if g.last_reseed.len() != self.last_reseed.len() || g.extrapolation.is_some() != self.extrapolation.is_some() {
+            return Err(damaged("the solver state does not match the fit's options".into()));
+        }
+        self.iters = g.iters;
+        self.last_reseed = g.last_reseed;
+        self.anls_predict = g.anls_predict;
+        self.extrapolation = g.extrapolation;
+        self.column_sweeps = g.column_sweeps;
+        self.nnls_rounds = g.nnls_rounds;
+        self.reseeded = g.reseeded;
+        Ok(())
+    }
+
     /// The exact evaluation; with a sketch, the extrapolation's reference is the compressed
     /// objective (what the iterations compare).
     fn initial(&mut self, f: &mut Factors<T>) -> Eval {

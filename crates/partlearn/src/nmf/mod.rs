@@ -17,6 +17,7 @@
 
 pub(crate) mod beta;
 pub(crate) mod cd;
+pub mod checkpoint;
 pub mod compress;
 pub(crate) mod data_op;
 pub(crate) mod fit_loop;
@@ -34,6 +35,7 @@ use std::time::Instant;
 use faer::{Mat, MatRef};
 use serde::{Deserialize, Serialize};
 
+pub use checkpoint::{factorize_checkpointed, resume, NmfCheckpoint, NmfInput};
 pub use compress::Compress;
 pub use init::CustomInit;
 pub use masked::{factorize_masked, factorize_masked_with, Mask};
@@ -41,11 +43,12 @@ pub use model::{EncodeSpec, NmfModel};
 pub use options::{EncodeMethod, EncodeOptions, InitMethod, NmfParams, Penalty, Solver, ValidNmfParams};
 
 use crate::data::{Csr, Dataset};
-use crate::engine::{IterRecord, Observer, Silent, StopReason, Warning};
+use crate::engine::{Clock, IterRecord, Observer, Resume, Silent, StopReason, Warning};
 use crate::error::Result;
 use crate::linalg;
 use crate::real::Real;
 use crate::rng::Rng;
+use checkpoint::{Checkpointing, DataPrint, Phase, Saver};
 use data_op::{SparseX, XRef};
 
 /// The result of [`fit`]: the model, the training codes and what happened.
@@ -113,6 +116,10 @@ pub struct FitStats {
     /// Compression: exact iterations run after them (the polish).
     #[serde(default)]
     pub polish_iters: u64,
+    /// Compression: the compressed iterations stopped on the tolerance (the fit then counts as
+    /// converged after its polish).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compressed_converged: bool,
 }
 
 impl<T: Real> NmfFit<T> {
@@ -147,6 +154,18 @@ pub fn factorize_with<T: Real>(
     custom: Option<&CustomInit<T>>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
+    let ck = Checkpointing { save: None, from: None };
+    factorize_impl(x, params, custom, ck, observer)
+}
+
+/// [`factorize_with`] with checkpoints ([`checkpoint`]).
+pub(crate) fn factorize_impl<T: Real>(
+    x: MatRef<'_, T>,
+    params: &ValidNmfParams,
+    custom: Option<&CustomInit<T>>,
+    ck: Checkpointing<'_, T>,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NmfFit<T>> {
     let columns = linalg::Columns::of(x);
     let xt = columns.as_ref();
     crate::data::validate_nonnegative(xt)?;
@@ -168,7 +187,7 @@ pub fn factorize_with<T: Real>(
     }
     let start = Instant::now();
     linalg::with_threads(opts.threads, || {
-        fit_columns(xt.into(), &v, custom, observer, start)
+        fit_columns(xt.into(), &v, custom, ck, observer, start)
     })?
 }
 
@@ -205,6 +224,18 @@ pub fn factorize_csr<T: Real>(
     custom: Option<&CustomInit<T>>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
+    let ck = Checkpointing { save: None, from: None };
+    factorize_csr_impl(x, params, custom, ck, observer)
+}
+
+/// [`factorize_csr`] with checkpoints ([`checkpoint`]).
+pub(crate) fn factorize_csr_impl<T: Real>(
+    x: &Csr<T>,
+    params: &ValidNmfParams,
+    custom: Option<&CustomInit<T>>,
+    ck: Checkpointing<'_, T>,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NmfFit<T>> {
     x.validate_nonnegative()?;
     let opts = params.params();
     check_sparse_beta(opts.beta_loss)?;
@@ -228,7 +259,7 @@ pub fn factorize_csr<T: Real>(
     let sx = SparseX::new(x)?;
     let start = Instant::now();
     linalg::with_threads(opts.threads, || {
-        fit_columns(XRef::Sparse(&sx), &v, custom, observer, start)
+        fit_columns(XRef::Sparse(&sx), &v, custom, ck, observer, start)
     })?
 }
 
@@ -249,34 +280,65 @@ fn fit_columns<T: Real>(
     x: XRef<'_, T>,
     v: &options::Resolved,
     custom: Option<&CustomInit<T>>,
+    ck: Checkpointing<'_, T>,
     observer: &mut (dyn Observer + Send),
     start: Instant,
 ) -> Result<NmfFit<T>> {
     let o = &v.opts;
     let par = linalg::par(o.threads);
     let mut rng = Rng::new(o.seed);
+    let x_sq = x.frob_sq();
+    let print = DataPrint {
+        n_samples: x.ncols(),
+        n_features: x.nrows(),
+        x_sq,
+        observed: None,
+    };
+    if let Some(from) = ck.from {
+        from.check_data(&print, "the data")?;
+    }
+    // A resumed fit redoes the start only where the sketch (drawn after it) is still needed.
+    let redo_start = ck.from.is_none_or(|f| f.meta.phase == Phase::Compressed);
     // Compression with an NNDSVD start on data whose smaller side is small: the start's
     // eigendecomposition gives the sketch's exact basis too ([`compress::Sketch::from_svd`]).
     let t = Instant::now();
     let exact_basis = match (v.sketch, x.dense()) {
         (Some((l, _)), Some(xd))
-            if matches!(
-                v.init,
-                InitMethod::Nndsvd | InitMethod::Nndsvda | InitMethod::Nndsvdar
-            ) && linalg::svd_is_exact(xd.nrows(), xd.ncols()) =>
+            if redo_start
+                && matches!(
+                    v.init,
+                    InitMethod::Nndsvd | InitMethod::Nndsvda | InitMethod::Nndsvdar
+                )
+                && linalg::svd_is_exact(xd.nrows(), xd.ncols()) =>
         {
             Some(linalg::truncated_svd(xd, l, &mut rng, par)?)
         }
         _ => None,
     };
     let svd_seconds = t.elapsed().as_secs_f64();
-    let mut factors = init::initialize_from(x, v, custom, exact_basis.as_ref(), &mut rng, par)?;
-    let x_norm = x.frob_sq().sqrt();
+    let mut factors = if redo_start {
+        init::initialize_from(x, v, custom, exact_basis.as_ref(), &mut rng, par)?
+    } else {
+        init::Factors {
+            wt: Mat::zeros(0, 0),
+            h: Mat::zeros(0, 0),
+        }
+    };
+    if let Some(from) = ck.from {
+        factors = init::Factors {
+            wt: from.wt.clone(),
+            h: from.h.clone(),
+        };
+    }
+    let x_norm = x_sq.sqrt();
     let mut warnings = Vec::new();
     if o.solver == Solver::Mu && v.init == InitMethod::Nndsvd {
         warnings.push(Warning::MuKeepsNndsvdZeros);
     }
-    let mut stats = FitStats::default();
+    let mut stats = ck.from.map_or_else(FitStats::default, |f| f.meta.stats);
+    let mut saver = ck.save.map(|path| Saver::new(path, o, T::NAME, print, ck.from));
+    let resume = ck.from.map(Saver::resume_of).unwrap_or_default();
+    let clock = Clock::since(start).with_offset(ck.from.map_or(0.0, |f| f.meta.seconds));
     let outcome = if o.beta_loss == 2.0 {
         let rule = match o.solver {
             Solver::Hals => frobenius::Rule::Hals {
@@ -291,27 +353,39 @@ fn fit_columns<T: Real>(
         if o.extrapolate {
             s = s.with_extrapolation();
         }
+        if let Some(from) = ck.from {
+            fit_loop::Iterate::set_state(&mut s, &from.meta.solver)?;
+        }
         let out = match (v.sketch, x.dense()) {
-            (Some((l, q)), Some(x)) => {
-                let t = Instant::now();
-                let sketch = match &exact_basis {
-                    Some(svd) => compress::Sketch::from_svd(svd),
-                    None => {
-                        stats.power_iters = q;
-                        compress::sketch(x, l, q, &mut rng, par)
+            (Some((l, q)), Some(xd)) => {
+                if redo_start {
+                    let t = Instant::now();
+                    let sketch = match &exact_basis {
+                        Some(svd) => compress::Sketch::from_svd(svd),
+                        None => {
+                            stats.power_iters = q;
+                            compress::sketch(xd, l, q, &mut rng, par)
+                        }
+                    };
+                    stats.sketch_seconds = t.elapsed().as_secs_f64();
+                    if exact_basis.is_some() {
+                        stats.sketch_seconds += svd_seconds;
+                        stats.sketch_exact = true;
                     }
-                };
-                stats.sketch_seconds = t.elapsed().as_secs_f64();
-                if exact_basis.is_some() {
-                    stats.sketch_seconds += svd_seconds;
-                    stats.sketch_exact = true;
+                    stats.sketch_rank = sketch.u.ncols();
+                    s = s.with_sketch(sketch);
                 }
-                stats.sketch_rank = sketch.u.ncols();
-                s = s.with_sketch(sketch);
-                compressed_then_polish(&mut s, &mut factors, v, x_norm, start, observer, &mut stats)?
+                let phase = ck.from.map_or(Phase::Compressed, |f| f.meta.phase);
+                let run = Continuation {
+                    resume,
+                    clock,
+                    phase,
+                    saver: saver.as_mut(),
+                };
+                compressed_then_polish(&mut s, &mut factors, v, x_norm, run, observer, &mut stats)?
             }
             // Sparse data is never sketched (checked by `factorize_csr`).
-            _ => fit_loop::run(&mut s, &mut factors, &v.stop, x_norm, start, observer)?,
+            _ => fit_loop::run_resumable(&mut s, &mut factors, &v.stop, resume, x_norm, clock, saver.as_mut(), observer)?,
         };
         stats.column_sweeps = s.column_sweeps;
         stats.nnls_rounds = s.nnls_rounds;
@@ -323,9 +397,10 @@ fn fit_columns<T: Real>(
         out
     } else {
         let mut s = beta_solver(x, o.k, o.beta_loss, v.codes_penalty, v.atoms_penalty, par);
-        fit_loop::run(s.as_mut(), &mut factors, &v.stop, x_norm, start, observer)?
+        fit_loop::run_resumable(s.as_mut(), &mut factors, &v.stop, resume, x_norm, clock, saver.as_mut(), observer)?
     };
     warnings.extend(outcome.warnings);
+    let history = checkpoint::joined_history(ck.from, outcome.history);
     let spec = EncodeSpec {
         beta_loss: o.beta_loss,
         codes_penalty: v.codes_penalty,
@@ -339,7 +414,7 @@ fn fit_columns<T: Real>(
     Ok(NmfFit {
         model,
         codes_t,
-        history: outcome.history,
+        history,
         n_iter: outcome.n_iter,
         stop_reason: outcome.stop_reason,
         warnings,
@@ -350,46 +425,82 @@ fn fit_columns<T: Real>(
         } else {
             0.0
         },
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: clock.total(),
         stats,
     })
+}
+
+/// Where a compressed fit starts: fresh, or from a checkpoint taken in either phase.
+struct Continuation<'a, 'b> {
+    resume: Resume,
+    clock: Clock,
+    phase: Phase,
+    saver: Option<&'a mut Saver<'b>>,
 }
 
 /// The compressed iterations (at most `max_iter − polish`, with every other stopping rule), then,
 /// unless the fit was interrupted or out of time, `polish` exact iterations continuing the same
 /// history through the shared fit loop. The fit stops as "converged" when the compressed phase
-/// did (the polish then runs its fixed count), else for the polish's reason.
+/// did (the polish then runs its fixed count), else for the polish's reason. A fit resumed in
+/// the polish goes straight to it.
 fn compressed_then_polish<T: Real>(
     s: &mut frobenius::GramSolver<'_, T>,
     factors: &mut init::Factors<T>,
     v: &options::Resolved,
     x_norm: f64,
-    start: Instant,
+    run: Continuation<'_, '_>,
     observer: &mut (dyn Observer + Send),
     stats: &mut FitStats,
 ) -> Result<crate::engine::Outcome> {
+    let Continuation {
+        resume,
+        clock,
+        phase,
+        mut saver,
+    } = run;
     let polish = v.opts.polish;
-    let first = crate::engine::StopRules {
-        max_iter: v.stop.max_iter.saturating_sub(polish),
-        ..v.stop
+    let mut compressed = Vec::new();
+    let (done, resume) = if phase == Phase::Compressed {
+        let first = crate::engine::StopRules {
+            max_iter: v.stop.max_iter.saturating_sub(polish),
+            ..v.stop
+        };
+        if let Some(sv) = saver.as_mut() {
+            sv.meta.phase = Phase::Compressed;
+            sv.meta.stats = *stats;
+        }
+        let mut out = fit_loop::run_resumable(s, factors, &first, resume, x_norm, clock, saver.as_deref_mut(), observer)?;
+        stats.compressed_iters = out.n_iter as u64;
+        stats.compressed_converged = out.stop_reason == StopReason::Converged;
+        if matches!(out.stop_reason, StopReason::Interrupted | StopReason::TimeLimit) || polish == 0 {
+            return Ok(out);
+        }
+        compressed = std::mem::take(&mut out.history);
+        if let Some(sv) = saver.as_mut() {
+            sv.earlier.extend_from_slice(&compressed);
+        }
+        let fresh = Resume {
+            done: out.n_iter,
+            ..Resume::default()
+        };
+        (out.n_iter, fresh)
+    } else {
+        (stats.compressed_iters as usize, resume)
     };
-    let mut out = fit_loop::run(s, factors, &first, x_norm, start, observer)?;
-    stats.compressed_iters = out.n_iter as u64;
-    if matches!(out.stop_reason, StopReason::Interrupted | StopReason::TimeLimit) || polish == 0 {
-        return Ok(out);
-    }
     s.end_compression();
+    if let Some(sv) = saver.as_mut() {
+        sv.meta.phase = Phase::Polish;
+        sv.meta.stats = *stats;
+    }
     let second = crate::engine::StopRules {
-        max_iter: out.n_iter + polish,
+        max_iter: done + polish,
         ..v.stop
     };
-    let done = out.n_iter;
-    let mut p = fit_loop::run_from(s, factors, &second, done, x_norm, start, observer)?;
+    let mut p = fit_loop::run_resumable(s, factors, &second, resume, x_norm, clock, saver, observer)?;
     stats.polish_iters = (p.n_iter - done) as u64;
-    let mut history = std::mem::take(&mut out.history);
-    history.append(&mut p.history);
-    p.history = history;
-    if out.stop_reason == StopReason::Converged && p.stop_reason == StopReason::MaxIter {
+    compressed.append(&mut p.history);
+    p.history = compressed;
+    if stats.compressed_converged && p.stop_reason == StopReason::MaxIter {
         p.stop_reason = StopReason::Converged;
         p.warnings
             .retain(|w| !matches!(w, Warning::MaxIterReached { .. }));

@@ -289,6 +289,7 @@ pub(super) fn train_inner<T: Real>(
     let resume = Resume {
         done: state.epoch,
         plateau: state.plateau,
+        ..Resume::default()
     };
     let mut method = Epochs {
         ws: Workspace::new(&state.model),

@@ -385,6 +385,20 @@ pub(crate) fn eval<T: Real>(errs: &[f64], codes_pen: Penalty, atoms_pen: Penalty
 }
 
 impl<T: Real> Iterate<T> for MaskedGram<'_, T> {
+    /// The work counters (the factors determine everything else).
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!([self.column_sweeps, self.nnls_rounds])
+    }
+
+    fn set_state(&mut self, state: &serde_json::Value) -> crate::error::Result<()> {
+        let (sweeps, rounds): (u64, u64) = serde_json::from_value(state.clone()).map_err(|e| {
+            crate::Error::invalid("resume", "checkpoint", format!("unreadable solver state ({e}); the checkpoint is damaged"))
+        })?;
+        self.column_sweeps = sweeps;
+        self.nnls_rounds = rounds;
+        Ok(())
+    }
+
     fn initial(&mut self, f: &mut Factors<T>) -> Eval {
         self.atoms(f, SideRule::Evaluate)
     }

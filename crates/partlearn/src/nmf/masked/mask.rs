@@ -74,6 +74,12 @@ impl Mask {
         Mask::from_fn(x.nrows(), x.ncols(), |j, i| !x[(j, i)].is_nan())
     }
 
+    /// Number of observed entries.
+    pub fn observed_count(&self) -> u64 {
+        let hidden: usize = self.hidden_per_sample.iter().sum();
+        (self.n * self.m - hidden) as u64
+    }
+
     /// Every entry observed.
     pub fn full(n_samples: usize, n_features: usize) -> Self {
         Mask::from_fn(n_samples, n_features, |_, _| true)

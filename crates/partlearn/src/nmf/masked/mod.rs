@@ -37,7 +37,8 @@ use super::init::{self, CustomInit, Factors};
 use super::model::{EncodeSpec, NmfModel};
 use super::options::{InitMethod, Resolved, Solver, ValidNmfParams};
 use super::{fit_loop, Compress, FitStats, NmfFit};
-use crate::engine::{Observer, Silent, Warning};
+use super::checkpoint::{Checkpointing, DataPrint, Saver};
+use crate::engine::{Clock, Observer, Silent, Warning};
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::real::Real;
@@ -77,12 +78,25 @@ pub fn factorize_masked_with<T: Real>(
     custom: Option<&CustomInit<T>>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
+    let ck = Checkpointing { save: None, from: None };
+    factorize_masked_impl(x, mask, params, custom, ck, observer)
+}
+
+/// [`factorize_masked_with`] with checkpoints ([`super::checkpoint`]).
+pub(crate) fn factorize_masked_impl<T: Real>(
+    x: MatRef<'_, T>,
+    mask: Option<&Mask>,
+    params: &ValidNmfParams,
+    custom: Option<&CustomInit<T>>,
+    ck: Checkpointing<'_, T>,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NmfFit<T>> {
     // Every entry observed: the unmasked solver, without copying `x`.
     if let Some(m) = mask {
         m.check_shape(x.nrows(), x.ncols())?;
     }
     if mask.is_none_or(Mask::is_full) && !has_nan(x) {
-        return super::factorize_with(x, params, custom, observer);
+        return super::factorize_impl(x, params, custom, ck, observer);
     }
     let (x0, mask) = masked_columns(x, mask, true)?;
     let opts = params.params();
@@ -111,7 +125,7 @@ pub fn factorize_masked_with<T: Real>(
     }
     let start = Instant::now();
     linalg::with_threads(opts.threads, || {
-        fit_masked(x0.as_ref(), &mask, &v, custom, observer, start)
+        fit_masked(x0.as_ref(), &mask, &v, custom, ck, observer, start)
     })?
 }
 
@@ -140,17 +154,37 @@ fn fit_masked<T: Real>(
     mask: &Mask,
     v: &Resolved,
     custom: Option<&CustomInit<T>>,
+    ck: Checkpointing<'_, T>,
     observer: &mut (dyn Observer + Send),
     start: Instant,
 ) -> Result<NmfFit<T>> {
     let o = &v.opts;
     let par = linalg::par(o.threads);
     let mut rng = Rng::new(o.seed);
-    let mut factors = {
-        let filled = fill_with_feature_means(x0, mask);
-        init::initialize_from(filled.as_ref(), v, custom, None, &mut rng, par)?
+    let x_sq = linalg::frob_sq(x0);
+    let print = DataPrint {
+        n_samples: x0.ncols(),
+        n_features: x0.nrows(),
+        x_sq,
+        observed: Some(mask.observed_count()),
     };
-    let x_norm = linalg::frob_sq(x0).sqrt();
+    let mut factors = match ck.from {
+        Some(from) => {
+            from.check_data(&print, "the data")?;
+            Factors {
+                wt: from.wt.clone(),
+                h: from.h.clone(),
+            }
+        }
+        None => {
+            let filled = fill_with_feature_means(x0, mask);
+            init::initialize_from(filled.as_ref(), v, custom, None, &mut rng, par)?
+        }
+    };
+    let mut saver = ck.save.map(|path| Saver::new(path, o, T::NAME, print, ck.from));
+    let resume = ck.from.map(Saver::resume_of).unwrap_or_default();
+    let clock = Clock::since(start).with_offset(ck.from.map_or(0.0, |f| f.seconds()));
+    let x_norm = x_sq.sqrt();
     let mut warnings = Vec::new();
     if o.solver == Solver::Mu && v.init == InitMethod::Nndsvd {
         warnings.push(Warning::MuKeepsNndsvdZeros);
@@ -166,14 +200,18 @@ fn fit_masked<T: Real>(
             _ => gram::MaskedRule::Anls,
         };
         let mut s = gram::MaskedGram::new(x0, mask, o.k, rule, v.codes_penalty, v.atoms_penalty, par);
-        let out = fit_loop::run(&mut s, &mut factors, &v.stop, x_norm, start, observer)?;
+        if let Some(from) = ck.from {
+            fit_loop::Iterate::set_state(&mut s, &from.meta.solver)?;
+        }
+        let out = fit_loop::run_resumable(&mut s, &mut factors, &v.stop, resume, x_norm, clock, saver.as_mut(), observer)?;
         stats.column_sweeps = s.column_sweeps;
         stats.nnls_rounds = s.nnls_rounds;
         out
     } else {
         let mut s = mu::MaskedMu::new(x0, mask, o.k, o.beta_loss, v.codes_penalty, v.atoms_penalty, par);
-        fit_loop::run(&mut s, &mut factors, &v.stop, x_norm, start, observer)?
+        fit_loop::run_resumable(&mut s, &mut factors, &v.stop, resume, x_norm, clock, saver.as_mut(), observer)?
     };
+    let history = super::checkpoint::joined_history(ck.from, outcome.history);
     warnings.extend(outcome.warnings);
     let spec = EncodeSpec {
         beta_loss: o.beta_loss,
@@ -192,7 +230,7 @@ fn fit_masked<T: Real>(
     Ok(NmfFit {
         model,
         codes_t,
-        history: outcome.history,
+        history,
         n_iter: outcome.n_iter,
         stop_reason: outcome.stop_reason,
         warnings,
@@ -203,7 +241,7 @@ fn fit_masked<T: Real>(
         } else {
             0.0
         },
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: clock.total(),
         stats,
     })
 }
