@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use partlearn::autoencoder::{
     self, checkpoint_from_bytes, Act, AeParams, Architecture, NonNeg, OptimizerKind, OptimizerSpec, RecLoss,
@@ -25,9 +25,7 @@ use partlearn::Real;
 use crate::args::{DataArgs, Dtype, Exit, Flags, RunArgs};
 use crate::output::{default_out, write_figures};
 use crate::progress::{print_warnings, EpochProgress, HistoryLog};
-
-/// File name of the training checkpoint inside a run folder.
-pub const CHECKPOINT_FILE: &str = io::run::CHECKPOINT_FILE;
+use crate::resume::{self, Placement, Resumed};
 
 /// Flags (argument ids) that a resumed run cannot honour: its model, loss, optimizer, data
 /// split and seed are those stored in the checkpoint. clap refuses them next to --resume, so
@@ -174,38 +172,16 @@ pub fn run(arch: Architecture, a: &AeArgs) -> Result<()> {
 }
 
 fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
-    let checkpoint_interval = checkpoint_interval(a.checkpoint_minutes)?;
+    let checkpoint_interval = resume::checkpoint_interval(a.checkpoint_minutes)?;
     let data = a.data.load::<T>()?;
     // A resumed run: its state, the stage a killed process left (taken over), and the bytes of
     // its checkpoint.
-    let mut adopted = None;
-    let mut loaded = None;
+    let mut resumed = None;
     let (mut state, out, resumed_from) = match &a.resume {
         Some(dir) => {
-            // A process killed while it replaced or continued this run left its newer state in
-            // its stage: that is where the run goes on from.
-            adopted = io::run::resumable_stage(dir);
-            let source = adopted.clone().unwrap_or_else(|| dir.clone());
-            let path = source.join(CHECKPOINT_FILE);
-            if !path.is_file() {
-                anyhow::bail!(
-                    "{}: no {CHECKPOINT_FILE} to resume from; give the folder of a `partlearn fit ae` run (interrupted or finished)",
-                    dir.display()
-                );
-            }
-            // The run continues in its own folder: a different --out would be ignored.
-            if let Some(out) = &a.run.out {
-                let resolve = io::run::resolve_path;
-                if resolve(out) != resolve(dir) {
-                    anyhow::bail!(
-                        "--resume continues {} in place with its stored settings, so --out {} cannot apply; drop --out (or copy the run folder first and resume the copy)",
-                        dir.display(),
-                        out.display()
-                    );
-                }
-            }
-            let bytes = io::read_regular(&path, u64::MAX)?;
-            let mut st = checkpoint_from_bytes::<T>(&bytes, &path, a.run.threads, a.max_seconds)?;
+            let r = Resumed::locate(dir, a.run.out.as_deref(), &format!("fit {}", arch.kind()))?;
+            let (bytes, path) = (&r.bytes, r.path());
+            let mut st = checkpoint_from_bytes::<T>(bytes, &path, a.run.threads, a.max_seconds)?;
             if st.model.spec.architecture != arch {
                 anyhow::bail!(
                     "{} holds a {} model; resume it with `partlearn fit {}`",
@@ -226,7 +202,7 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
             let epochs = st.params().params().epochs;
             // (A killed stage may hold the final checkpoint of a run killed while it committed:
             // it then only needs writing out.)
-            if st.epoch >= epochs && adopted.is_none() {
+            if st.epoch >= epochs && r.adopted.is_none() {
                 // Nothing to resume in a stage a killed process left (e.g. one killed just after
                 // it committed this run): removed, as a new run would.
                 io::run::clean_stale_stages(dir);
@@ -236,7 +212,7 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
                 );
             }
             let from = st.epoch;
-            loaded = Some((source, bytes));
+            resumed = Some(r);
             (st, dir.clone(), Some(from))
         }
         None => {
@@ -251,54 +227,24 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
         }
     };
     state.check_data(&data)?;
-    if let (Some(dir), None) = (&a.resume, &adopted) {
+    if let (Some(dir), Some(None)) = (&a.resume, resumed.as_ref().map(|r| &r.adopted)) {
         check_same_data(dir, &a.data, &data)?;
     }
-    // Epochs a killed process had done after the checkpoint: the last epoch of the history it
-    // appended beside the checkpoint.
-    let redone = loaded
-        .as_ref()
-        .map(|(source, _)| last_epoch(&source.join(io::run::HISTORY_FILE)).saturating_sub(state.epoch));
-    if resumed_from.is_none() && !a.run.force && only_training_state(&out) {
-        anyhow::bail!(
-            "{} holds the checkpoint of a training stopped before it finished: continue it with `partlearn fit {} --data {} --resume {}`, or start over with --force",
-            out.display(),
+    // Epochs a killed process had done after the checkpoint.
+    let redone = resumed.as_ref().map(|r| r.redone("epoch", state.epoch));
+    if resumed_from.is_none() {
+        let cmd = format!(
+            "partlearn fit {} --data {} --resume {}",
             arch.kind(),
             a.data.spec,
             out.display()
         );
+        resume::refuse_unfinished(&out, a.run.force, &cmd)?;
     }
-    // Where the training state (checkpoint, history.jsonl as it grows) lives until the commit.
-    // A new run in a free folder, or the resumed run of such a folder, keeps it in the folder
-    // itself: a killed run is resumed from there. A run replacing or continuing a finished run
-    // keeps it in its stage, so that the run in `out` stays whole whatever happens; a stage
-    // killed with a checkpoint is taken over by the next `--resume` (and removed by any other
-    // run written to `out`).
-    let in_place = match resumed_from {
-        None => !out.exists(),
-        Some(_) => adopted.is_none() && only_training_state(&out),
-    };
-    let run_dir = match (resumed_from, &adopted) {
-        (Some(_), Some(stage)) => RunDir::adopt(&out, stage)?,
-        (Some(_), None) => RunDir::create(&out, true)?,
-        (None, _) => a.data.run_dir(&out, a.run.force, &[])?,
-    };
-    let state_dir = if in_place {
-        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        out.clone()
-    } else {
-        run_dir.stage().to_path_buf()
-    };
-    let checkpoint = state_dir.join(CHECKPOINT_FILE);
-    if let (Some((source, bytes)), false) = (&loaded, in_place) {
-        // The state resumed from, in the stage at once: a kill before the next checkpoint
-        // resumes from there with the history this run appends.
-        if *source != state_dir {
-            run_dir.write(CHECKPOINT_FILE, bytes)?;
-        }
-    }
+    let placement = resume::place(&out, resumed.as_ref(), || a.data.run_dir(&out, a.run.force, &[]))?;
+    let adopted = resumed.as_ref().is_some_and(|r| r.adopted.is_some());
     if let (Some(from), Some(n)) = (resumed_from, redone) {
-        if (n > 0 || adopted.is_some()) && !a.run.quiet {
+        if (n > 0 || adopted) && !a.run.quiet {
             errln!(
                 "resuming {} from its checkpoint at epoch {from}{}: {n} epoch{} done after it by the stopped process {} redone",
                 out.display(),
@@ -308,6 +254,8 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
             );
         }
     }
+    let checkpoint = placement.checkpoint();
+    let Placement { run_dir, state_dir } = placement;
     let history = HistoryLog::new(
         state_dir.join(io::run::HISTORY_FILE),
         std::time::Duration::ZERO,
@@ -322,54 +270,6 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
     let outcome = result?;
     let resumed = resumed_from.map(|from| (from, redone.unwrap_or(0)));
     finish(a, arch, &data, state, outcome, run_dir, &checkpoint, resumed)
-}
-
-/// The wall-clock interval of `--checkpoint-minutes` (`None` for 0: off).
-fn checkpoint_interval(minutes: f64) -> Result<Option<std::time::Duration>> {
-    if !(0.0..=1e6).contains(&minutes) {
-        anyhow::bail!(
-            "--checkpoint-minutes {minutes} is not a number of minutes in [0, 1e6]; give e.g. 10, or 0 to checkpoint only every --checkpoint-every epochs and at the end"
-        );
-    }
-    Ok((minutes > 0.0).then(|| std::time::Duration::from_secs_f64(minutes * 60.0)))
-}
-
-/// True when `dir` is a folder holding a training checkpoint and nothing a finished run writes
-/// beside it (only `history.jsonl`, and temporary files of a write that was killed): the state of
-/// a training killed before its end.
-fn only_training_state(dir: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    let names: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !io::run::is_run_temp(n))
-        .collect();
-    names.iter().any(|n| n == CHECKPOINT_FILE)
-        && names
-            .iter()
-            .all(|n| n == CHECKPOINT_FILE || n == io::run::HISTORY_FILE)
-}
-
-/// The last epoch recorded in the `history.jsonl` at `path` (0 when there is none): the last
-/// whole line that parses (a kill may cut the line being written).
-fn last_epoch(path: &Path) -> usize {
-    let Ok(bytes) = io::read_regular(path, io::input::SMALL_FILE_CAP) else {
-        return 0;
-    };
-    let whole = match bytes.iter().rposition(|&b| b == b'\n') {
-        Some(end) => &bytes[..end],
-        None => return 0,
-    };
-    whole
-        .split(|&b| b == b'\n')
-        .rev()
-        .find_map(|line| {
-            let v: serde_json::Value = serde_json::from_slice(line).ok()?;
-            v.get("epoch")?.as_u64()
-        })
-        .map_or(0, |e| e as usize)
 }
 
 /// Errors when the run in `dir` (its run.json, when a fit finished or was interrupted there) was
@@ -455,25 +355,7 @@ fn finish<T: Real>(
         let codes = model.encode(sample.x(), a.run.threads)?;
         write_figures(&run_dir, model, codes.as_ref(), &sample, shape)?;
     }
-    // A checkpoint outside the stage moves into it (the target must be free for the commit).
-    let staged = run_dir.path_of(CHECKPOINT_FILE);
-    if checkpoint != staged {
-        std::fs::rename(checkpoint, &staged)
-            .with_context(|| format!("moving {} into the run", checkpoint.display()))?;
-        if let Some(dir) = checkpoint.parent() {
-            // The history kept beside it as training went (the run's own is in the stage), and
-            // the temporary file of a checkpoint a killed process was writing.
-            let _ = std::fs::remove_file(dir.join(io::run::HISTORY_FILE));
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                if io::run::is_run_temp(&entry.file_name().to_string_lossy()) {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-            // Only our checkpoint was there for a new run: an empty folder is replaced by the
-            // commit.
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
+    resume::settle_checkpoint(&run_dir, checkpoint, true)?;
     let path = run_dir.commit()?;
 
     print_warnings(&outcome.warnings, &Flags::epochs());

@@ -9,12 +9,12 @@ use partlearn::data::Dataset;
 use partlearn::engine::StopReason;
 use partlearn::io::record::{self, NmfPart};
 use partlearn::io::{self, FitSummary, MethodPart, RunDir, RunRecord};
-use partlearn::nmf::{self, CustomInit, EncodeOptions, InitMethod, NmfParams, Solver};
+use partlearn::nmf::{self, EncodeOptions, InitMethod, NmfParams, Solver};
 use partlearn::Real;
 use serde::Serialize;
 
 use crate::args::{DataArgs, Dtype, Exit, RunArgs};
-use crate::output::{default_out, read_matrix, write_figures};
+use crate::output::{default_out, write_figures};
 use crate::progress::FitProgress;
 
 #[derive(Subcommand, Debug)]
@@ -59,14 +59,21 @@ pub struct NmfArgs {
     /// Starting codes for --init custom (.npy, n_samples × k; optional).
     #[arg(long, value_name = "FILE")]
     pub init_codes: Option<PathBuf>,
-    #[arg(long, default_value_t = 200)]
-    pub max_iter: usize,
+    /// Maximum iterations (default 200; with --resume: the new total).
+    #[arg(long)]
+    pub max_iter: Option<usize>,
     /// Every 10 iterations, stop when the error sqrt(2·objective) fell by less than tol × its initial value (0 disables).
     #[arg(long, default_value_t = 1e-4)]
     pub tol: f64,
-    /// Time budget in seconds.
+    /// Time budget of this invocation in seconds (the run can be resumed).
     #[arg(long)]
     pub max_seconds: Option<f64>,
+    /// Keep a checkpoint of the fit (RUN/checkpoint.safetensors while it runs) whenever this many minutes passed since the last one, and when it is interrupted or out of time; 0 = only then.
+    #[arg(long, value_name = "MINUTES", default_value_t = 10.0)]
+    pub checkpoint_minutes: f64,
+    /// Continue the interrupted, out-of-time or killed fit in this folder, in place, from its checkpoint with its stored options (same bits as an uninterrupted fit); give the same --data (and --mask); of the other flags only --max-iter, --max-seconds, --threads, --save-codes and the output flags apply.
+    #[arg(long, value_name = "RUN", conflicts_with_all = crate::nmf_cmd::RESUME_CONFLICTS)]
+    pub resume: Option<PathBuf>,
     /// Stop when the projected gradient falls below this fraction of its initial norm (Lin 2007; 0 disables).
     #[arg(long, default_value_t = 0.0)]
     pub pg_tol: f64,
@@ -222,15 +229,13 @@ fn fit_sparse_nmf<T: Real>(a: &SparseNmfArgs) -> Result<()> {
         fit?,
         !a.no_save_codes,
         run_dir,
+        None,
     )
 }
 
 pub fn run(cmd: FitCommand) -> Result<()> {
     match cmd {
-        FitCommand::Nmf(a) => match a.run.dtype {
-            Dtype::F32 => fit_nmf::<f32>(&a),
-            Dtype::F64 => fit_nmf::<f64>(&a),
-        },
+        FitCommand::Nmf(a) => crate::nmf_cmd::run(&a),
         FitCommand::SparseNmf(a) => match a.run.dtype {
             Dtype::F32 => fit_sparse_nmf::<f32>(&a),
             Dtype::F64 => fit_sparse_nmf::<f64>(&a),
@@ -246,128 +251,6 @@ pub fn run(cmd: FitCommand) -> Result<()> {
             crate::deep_cmd::run_layers(partlearn::deep::pipeline::LayerMethod::DeepNmf, &a)
         }
     }
-}
-
-fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
-    let opts = NmfParams {
-        k: a.k,
-        solver: a.solver,
-        beta_loss: a.beta_loss,
-        init: a.init,
-        max_iter: a.max_iter,
-        tol: a.tol,
-        max_seconds: a.max_seconds,
-        pg_tol: a.pg_tol,
-        alpha_w: a.alpha_w,
-        alpha_h: a.alpha_h,
-        l1_ratio: a.l1_ratio,
-        hals_inner_max: a.hals_inner_max,
-        extrapolate: !a.no_extrapolate,
-        seed: a.run.seed,
-        threads: a.run.threads,
-        encode: EncodeOptions {
-            method: a.encode,
-            max_iter: a.encode_max_iter,
-            tol: a.encode_tol,
-        },
-        compress: a.compress.setting(),
-        polish: a.compress.polish,
-        ..Default::default()
-    };
-    if opts.init != InitMethod::Custom && (a.init_atoms.is_some() || a.init_codes.is_some()) {
-        anyhow::bail!("--init-atoms/--init-codes are only used with --init custom; add --init custom");
-    }
-    if a.data.is_sparse() {
-        return fit_nmf_sparse::<T>(a, opts);
-    }
-    let data = a.data.load::<T>()?;
-    // Check the options before any long work, and the output folder before the fit.
-    opts.validate(data.n_samples(), data.n_features())?;
-    let run_dir = nmf_run_dir(a)?;
-    let mask = a.mask.as_deref().map(|p| load_mask(p, &a.data)).transpose()?;
-    let custom = custom_init::<T>(a)?;
-    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet)
-        .with_history(crate::progress::staged_history(&run_dir, a.history_after));
-    let fit = if mask.is_some() || has_nan(&data) {
-        opts.check().and_then(|valid| {
-            nmf::factorize_masked_with(data.x(), mask.as_ref(), &valid, custom.as_ref(), &mut progress)
-        })
-    } else {
-        nmf::fit(&data, &opts, custom.as_ref(), &mut progress)
-    };
-    progress.finish();
-    finish_run(
-        &a.run,
-        &a.data,
-        FitData::Dense(&data),
-        "nmf",
-        a.k,
-        &opts,
-        fit?,
-        a.save_codes,
-        run_dir,
-    )
-}
-
-/// The output folder of `fit nmf` (checked before the fit): `--out` or the default, never one
-/// holding the fit's own inputs.
-fn nmf_run_dir(a: &NmfArgs) -> Result<RunDir> {
-    let out = a
-        .run
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out("nmf", &a.data.spec, a.k));
-    a.data.run_dir(
-        &out,
-        a.run.force,
-        &[
-            ("--init-atoms", a.init_atoms.as_deref()),
-            ("--init-codes", a.init_codes.as_deref()),
-            ("--mask", a.mask.as_deref()),
-        ],
-    )
-}
-
-/// `--init-atoms` / `--init-codes`.
-fn custom_init<T: Real>(a: &NmfArgs) -> Result<Option<CustomInit<T>>> {
-    Ok(match &a.init_atoms {
-        Some(p) => Some(CustomInit {
-            atoms: read_matrix::<T>(p).with_context(|| "reading --init-atoms")?,
-            codes: a
-                .init_codes
-                .as_deref()
-                .map(read_matrix::<T>)
-                .transpose()
-                .with_context(|| "reading --init-codes")?,
-        }),
-        None => None,
-    })
-}
-
-/// `fit nmf` on sparse data (`.npz`, `.mtx[.gz]`, or `--sparse`): the library's
-/// `factorize_csr`, never densified.
-fn fit_nmf_sparse<T: Real>(a: &NmfArgs, opts: NmfParams) -> Result<()> {
-    refuse_mask_on_sparse(a.mask.as_deref())?;
-    let x = a.data.load_csr::<T>()?;
-    opts.validate(x.nrows(), x.ncols())?;
-    let run_dir = nmf_run_dir(a)?;
-    let custom = custom_init::<T>(a)?;
-    let params = opts.check()?;
-    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet)
-        .with_history(crate::progress::staged_history(&run_dir, a.history_after));
-    let fit = nmf::factorize_csr(&x, &params, custom.as_ref(), &mut progress);
-    progress.finish();
-    finish_run(
-        &a.run,
-        &a.data,
-        FitData::Sparse(&x),
-        "nmf",
-        a.k,
-        &opts,
-        fit?,
-        a.save_codes,
-        run_dir,
-    )
 }
 
 /// Whether the data hold a NaN (a missing entry).
@@ -398,7 +281,7 @@ pub fn load_mask(path: &std::path::Path, data: &DataArgs) -> Result<nmf::Mask> {
 }
 
 /// The data a fit ran on, dense or sparse.
-enum FitData<'a, T: Real> {
+pub(crate) enum FitData<'a, T: Real> {
     Dense(&'a Dataset<T>),
     Sparse(&'a partlearn::data::Csr<T>),
 }
@@ -406,7 +289,7 @@ enum FitData<'a, T: Real> {
 /// Writes the run folder of an NMF-type fit (model, history, run.json, figures), commits it and
 /// prints the summary; exits 130 after an interruption (the run so far is saved).
 #[allow(clippy::too_many_arguments)]
-fn finish_run<T: Real, O: Serialize>(
+pub(crate) fn finish_run<T: Real, O: Serialize>(
     run: &RunArgs,
     data_args: &DataArgs,
     data: FitData<'_, T>,
@@ -416,6 +299,7 @@ fn finish_run<T: Real, O: Serialize>(
     fit: nmf::NmfFit<T>,
     save_codes: bool,
     run_dir: RunDir,
+    state: Option<&crate::nmf_cmd::FitState>,
 ) -> Result<()> {
     let codes = save_codes.then(|| fit.codes());
     let (record, image, name, (n, m)) = match data {
@@ -447,6 +331,8 @@ fn finish_run<T: Real, O: Serialize>(
             .is_finite()
             .then_some(fit.reconstruction_err),
         stats: fit.stats,
+        resumed_from_iter: state.and_then(|s| s.resumed.map(|(from, _)| from)),
+        redone_iters: state.and_then(|s| s.resumed.map(|(_, n)| n)),
     });
     RunRecord::new(method, record, summary, part)
         .seed(run.seed)
@@ -456,7 +342,19 @@ fn finish_run<T: Real, O: Serialize>(
     if let Some((data, shape)) = image {
         write_figures(&run_dir, &fit.model, fit.codes(), data, shape)?;
     }
+    // A fit interrupted or out of time keeps its checkpoint: `--resume` continues it.
+    let resumable = matches!(fit.stop_reason, StopReason::Interrupted | StopReason::TimeLimit);
+    if let Some(st) = state {
+        crate::resume::settle_checkpoint(&run_dir, &st.checkpoint, resumable)?;
+    }
     let path = run_dir.commit()?;
+    let resume_hint = state.filter(|_| resumable).map(|_| {
+        format!(
+            "; continue with `partlearn fit {method} --data {} --resume {}`",
+            data_args.spec,
+            path.display()
+        )
+    });
 
     crate::progress::print_warnings(&fit.warnings, &crate::args::Flags::iterations());
     if run.json {
@@ -485,9 +383,16 @@ fn finish_run<T: Real, O: Serialize>(
         );
         outln!("wrote {}", path.display());
     }
+    let hint = resume_hint.unwrap_or_default();
     if fit.stop_reason == StopReason::Interrupted {
-        errln!("interrupted: the run so far was saved to {}", path.display());
+        errln!(
+            "interrupted: the run so far was saved to {}{hint}",
+            path.display()
+        );
         return Err(Exit::Interrupted.into());
+    }
+    if fit.stop_reason == StopReason::TimeLimit && !run.quiet && !hint.is_empty() {
+        errln!("out of time (--max-seconds){hint}");
     }
     Ok(())
 }

@@ -116,11 +116,38 @@ pub fn staged_history(run_dir: &partlearn::io::RunDir, after_seconds: f64) -> Hi
     )
 }
 
+/// Answers [`Observer::checkpoint_due`] from a wall-clock interval (`None`: never).
+#[derive(Clone, Copy, Debug)]
+pub struct CheckpointTimer {
+    every: Option<Duration>,
+    last: Instant,
+}
+
+impl CheckpointTimer {
+    pub fn new(every: Option<Duration>) -> Self {
+        CheckpointTimer {
+            every,
+            last: Instant::now(),
+        }
+    }
+
+    /// True once `every` passed since the last `true` (or the start).
+    pub fn due(&mut self) -> bool {
+        let due = self.every.is_some_and(|every| self.last.elapsed() >= every);
+        if due {
+            self.last = Instant::now();
+        }
+        due
+    }
+}
+
 /// Draws the objective and relative error of each iteration; silent when stderr is not a
-/// terminal or with --quiet. With a [`HistoryLog`], appends each iteration's record to it.
+/// terminal or with --quiet. With a [`HistoryLog`], appends each iteration's record to it; with
+/// a checkpoint interval, asks for a checkpoint whenever that much time passed since the last.
 pub struct FitProgress {
     bar: ProgressBar,
     history: Option<HistoryLog>,
+    checkpoints: CheckpointTimer,
 }
 
 impl FitProgress {
@@ -138,12 +165,22 @@ impl FitProgress {
             );
             b
         };
-        FitProgress { bar, history: None }
+        FitProgress {
+            bar,
+            history: None,
+            checkpoints: CheckpointTimer::new(None),
+        }
     }
 
     /// Keeps `history.jsonl` on disk as the fit goes ([`HistoryLog`]).
     pub fn with_history(mut self, log: HistoryLog) -> Self {
         self.history = Some(log);
+        self
+    }
+
+    /// Asks for a checkpoint every `every` of wall-clock time (`None`: never).
+    pub fn checkpoint_every(mut self, every: Option<Duration>) -> Self {
+        self.checkpoints = CheckpointTimer::new(every);
         self
     }
 
@@ -166,6 +203,10 @@ impl Observer for FitProgress {
         }
         Control::Continue
     }
+
+    fn checkpoint_due(&mut self) -> bool {
+        self.checkpoints.due()
+    }
 }
 
 /// Progress of mini-batch training: a bar over all batches of the run with its ETA, and the last
@@ -175,8 +216,7 @@ impl Observer for FitProgress {
 pub struct EpochProgress {
     bar: ProgressBar,
     history: Option<HistoryLog>,
-    checkpoint_every: Option<Duration>,
-    last_checkpoint: Instant,
+    checkpoints: CheckpointTimer,
 }
 
 impl EpochProgress {
@@ -197,8 +237,7 @@ impl EpochProgress {
         EpochProgress {
             bar,
             history: None,
-            checkpoint_every: None,
-            last_checkpoint: Instant::now(),
+            checkpoints: CheckpointTimer::new(None),
         }
     }
 
@@ -210,7 +249,7 @@ impl EpochProgress {
 
     /// Asks for a checkpoint every `every` of wall-clock time (`None`: never).
     pub fn checkpoint_every(mut self, every: Option<Duration>) -> Self {
-        self.checkpoint_every = every;
+        self.checkpoints = CheckpointTimer::new(every);
         self
     }
 
@@ -241,12 +280,6 @@ impl Observer for EpochProgress {
     }
 
     fn checkpoint_due(&mut self) -> bool {
-        let due = self
-            .checkpoint_every
-            .is_some_and(|every| self.last_checkpoint.elapsed() >= every);
-        if due {
-            self.last_checkpoint = Instant::now();
-        }
-        due
+        self.checkpoints.due()
     }
 }

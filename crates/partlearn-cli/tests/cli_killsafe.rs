@@ -321,10 +321,12 @@ fn resume_takes_over_the_stage_of_a_killed_replacement() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// NMF keeps its history in the stage once it ran `--history-after` seconds: a killed fit leaves
-/// the iterations it did there; a finished one's history.jsonl is the end-of-run writer's.
+/// NMF keeps its history in the run folder (a new run in a free folder; else in the stage) once
+/// it ran `--history-after` seconds: a killed fit leaves the iterations it did there, which a
+/// new fit into the same folder replaces without --force (there is no checkpoint to resume);
+/// a finished one's history.jsonl is the end-of-run writer's.
 #[test]
-fn a_long_nmf_fit_keeps_its_history_in_the_stage() {
+fn a_long_nmf_fit_keeps_its_history_as_it_goes() {
     let dir = temp_dir("nmf-history");
     let r = dir.join("run");
     let mut child = fit_swimmer(&r)
@@ -354,7 +356,12 @@ fn a_long_nmf_fit_keeps_its_history_in_the_stage() {
     kill9(&mut child);
     let iters = history_iters(&staged().unwrap(), "iter");
     assert_eq!(iters, (0..iters.len() as u64).collect::<Vec<_>>());
-    assert!(!r.exists());
+    let left: Vec<_> = std::fs::read_dir(&r)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, ["history.jsonl"]);
     // A finished fit that kept its history as it went: the file is the one the run records.
     assert_ok(&fit_nmf(&r, "5", &["--history-after", "0"]));
     let n_iter = read_json(&r.join("run.json"))["n_iter"].as_u64().unwrap();

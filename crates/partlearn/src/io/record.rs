@@ -274,6 +274,8 @@ impl MethodPart {
                     options,
                     reconstruction_err: None,
                     stats: FitStats::default(),
+                    resumed_from_iter: None,
+                    redone_iters: None,
                 })
             }
             "ssnmf" => {
@@ -319,6 +321,12 @@ pub struct NmfPart {
     pub reconstruction_err: Option<f64>,
     /// Work counters.
     pub stats: FitStats,
+    /// A resumed fit: the iteration of the checkpoint it continued from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from_iter: Option<usize>,
+    /// A resumed fit: iterations done after that checkpoint by the stopped process (redone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redone_iters: Option<usize>,
 }
 
 /// [`MethodPart::Layers`]: ranks, supervision and accuracies of a layer model.
@@ -511,6 +519,8 @@ pub(crate) fn sample() -> RunRecord {
         options: serde_json::json!({"k": 3}),
         reconstruction_err: Some(0.7),
         stats: FitStats::default(),
+        resumed_from_iter: None,
+        redone_iters: None,
     });
     RunRecord::new("nmf", DataSpec::of(&data), fit, part).seed(7)
 }

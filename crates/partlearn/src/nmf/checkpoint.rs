@@ -183,7 +183,8 @@ impl<T: Real> NmfCheckpoint<T> {
 /// The bytes of a checkpoint file holding `meta` and the factors.
 fn bytes_of<T: Real>(meta: &Meta, wt: MatRef<'_, T>, h: MatRef<'_, T>) -> Result<Vec<u8>> {
     let tensors = [Tensor::from_mat("atoms", wt), Tensor::from_mat("codes", h)];
-    let desc = serde_json::to_string(meta).map_err(|e| Error::invalid("checkpoint", "state", e.to_string()))?;
+    let desc =
+        serde_json::to_string(meta).map_err(|e| Error::invalid("checkpoint", "state", e.to_string()))?;
     let meta = [(NMF_CHECKPOINT_KEY.to_string(), desc)].into_iter().collect();
     crate::io::safetensors_bytes(&tensors, &meta)
 }
@@ -258,7 +259,10 @@ impl<'a> Saver<'a> {
 }
 
 /// The history of a resumed fit: the checkpoint's records, then this run's.
-pub(crate) fn joined_history<T: Real>(from: Option<&NmfCheckpoint<T>>, mut run: Vec<IterRecord>) -> Vec<IterRecord> {
+pub(crate) fn joined_history<T: Real>(
+    from: Option<&NmfCheckpoint<T>>,
+    mut run: Vec<IterRecord>,
+) -> Vec<IterRecord> {
     match from {
         Some(f) => {
             let mut h = f.meta.history.clone();
@@ -282,7 +286,8 @@ fn describe(meta: &std::collections::BTreeMap<String, String>, source: &Path) ->
             "not a partlearn NMF checkpoint (no NMF fit state in it); give the checkpoint.safetensors of a `partlearn fit nmf` run",
         )
     })?;
-    serde_json::from_str(s).map_err(|e| Error::format(source, format!("unreadable checkpoint description ({e})")))
+    serde_json::from_str(s)
+        .map_err(|e| Error::format(source, format!("unreadable checkpoint description ({e})")))
 }
 
 /// The data of a checkpointed fit.
@@ -348,7 +353,9 @@ fn dispatch<T: Real>(
     match input {
         NmfInput::Dense(x) => super::factorize_impl(x, params, custom, ck, observer),
         NmfInput::Sparse(x) => super::factorize_csr_impl(x, params, custom, ck, observer),
-        NmfInput::Masked(x, mask) => super::masked::factorize_masked_impl(x, mask, params, custom, ck, observer),
+        NmfInput::Masked(x, mask) => {
+            super::masked::factorize_masked_impl(x, mask, params, custom, ck, observer)
+        }
     }
 }
 

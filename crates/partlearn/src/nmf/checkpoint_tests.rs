@@ -8,9 +8,9 @@ use faer::{Mat, MatRef};
 
 use super::*;
 use crate::engine::{Control, Silent, StopReason};
+use crate::io::test_dir;
 use crate::nmf::{factorize_with, Compress, FitStats, InitMethod, Solver};
 use crate::rng::Rng;
-use crate::io::test_dir;
 
 /// Stops the fit after iteration `at` (as Ctrl-C would) and asks for a checkpoint after every
 /// iteration when `every` is set.
@@ -39,7 +39,11 @@ fn planted<T: Real>(n: usize, m: usize, k: usize, zero: f64, seed: u64) -> Mat<T
     let atoms = Mat::<f64>::from_fn(k, m, |_, _| if r.uniform() < 0.4 { 0.0 } else { r.uniform() });
     let x = &codes * &atoms;
     Mat::from_fn(n, m, |i, j| {
-        let v = if r.uniform() < zero { 0.0 } else { x[(i, j)] + 0.01 * r.uniform() };
+        let v = if r.uniform() < zero {
+            0.0
+        } else {
+            x[(i, j)] + 0.01 * r.uniform()
+        };
         T::from_f64(v)
     })
 }
@@ -65,16 +69,35 @@ fn check_resume<T: Real>(input: NmfInput<'_, T>, p: &NmfParams, at: usize) {
     let valid = p.check().unwrap();
     let whole = factorize_checkpointed(input, &valid, None, &path, &mut Silent).unwrap();
     assert!(!path.exists(), "no checkpoint is due in an uninterrupted fit");
-    let stopped = factorize_checkpointed(input, &valid, None, &path, &mut StopAt { at, every: false }).unwrap();
-    assert_eq!((stopped.stop_reason, stopped.n_iter), (StopReason::Interrupted, at));
+    let stopped =
+        factorize_checkpointed(input, &valid, None, &path, &mut StopAt { at, every: false }).unwrap();
+    assert_eq!(
+        (stopped.stop_reason, stopped.n_iter),
+        (StopReason::Interrupted, at)
+    );
     let ck = NmfCheckpoint::<T>::load(&path).unwrap();
     assert_eq!(ck.done(), at);
     assert_eq!(ck.history().len(), stopped.history.len());
     let resumed = resume(input, &ck, Some(&path), &mut Silent).unwrap();
-    let what = format!("{:?} β={} compress={:?} at {at}", p.solver, p.beta_loss, p.compress);
-    assert_eq!((resumed.stop_reason, resumed.n_iter), (whole.stop_reason, whole.n_iter), "{what}");
-    assert_eq!(record_bits(&resumed.history), record_bits(&whole.history), "{what}");
-    assert_eq!(bits(resumed.model.components()), bits(whole.model.components()), "{what}");
+    let what = format!(
+        "{:?} β={} compress={:?} at {at}",
+        p.solver, p.beta_loss, p.compress
+    );
+    assert_eq!(
+        (resumed.stop_reason, resumed.n_iter),
+        (whole.stop_reason, whole.n_iter),
+        "{what}"
+    );
+    assert_eq!(
+        record_bits(&resumed.history),
+        record_bits(&whole.history),
+        "{what}"
+    );
+    assert_eq!(
+        bits(resumed.model.components()),
+        bits(whole.model.components()),
+        "{what}"
+    );
     assert_eq!(bits(resumed.codes()), bits(whole.codes()), "{what}");
     let untimed = |s: FitStats| FitStats {
         sketch_seconds: 0.0,
@@ -131,7 +154,11 @@ fn the_tolerance_stops_a_resumed_fit_at_the_same_iteration() {
     };
     let whole = factorize_with(x.as_ref(), &p.check().unwrap(), None, &mut Silent).unwrap();
     assert_eq!(whole.stop_reason, StopReason::Converged);
-    assert!(whole.n_iter > 25, "converged too early for the test: {}", whole.n_iter);
+    assert!(
+        whole.n_iter > 25,
+        "converged too early for the test: {}",
+        whole.n_iter
+    );
     check_resume(NmfInput::Dense(x.as_ref()), &p, 15);
 }
 
@@ -151,7 +178,12 @@ fn sparse_masked_and_f32_fits_resume_with_the_same_bits() {
             }
         }
     }
-    for (solver, beta) in [(Solver::Hals, 2.0), (Solver::Anls, 2.0), (Solver::Mu, 2.0), (Solver::Mu, 1.0)] {
+    for (solver, beta) in [
+        (Solver::Hals, 2.0),
+        (Solver::Anls, 2.0),
+        (Solver::Mu, 2.0),
+        (Solver::Mu, 1.0),
+    ] {
         check_resume(NmfInput::Masked(xm.as_ref(), None), &base(solver, beta), 6);
     }
     let x32 = planted::<f32>(60, 25, 4, 0.0, 3);
@@ -185,7 +217,10 @@ fn periodic_checkpoints_hold_the_last_iteration() {
     let dir = test_dir("nmf-ckpt-periodic");
     let path = dir.path().join("c.safetensors");
     let p = base(Solver::Hals, 2.0).check().unwrap();
-    let mut obs = StopAt { at: usize::MAX, every: true };
+    let mut obs = StopAt {
+        at: usize::MAX,
+        every: true,
+    };
     let fit = factorize_checkpointed(NmfInput::Dense(x.as_ref()), &p, None, &path, &mut obs).unwrap();
     let ck = NmfCheckpoint::<f64>::load(&path).unwrap();
     assert_eq!((ck.done(), ck.history().len()), (fit.n_iter, fit.n_iter + 1));
@@ -206,10 +241,14 @@ fn a_checkpoint_is_refused_on_other_data_and_when_damaged() {
     let ck = NmfCheckpoint::<f64>::load(&path).unwrap();
     let mut other = x.clone();
     other[(0, 0)] += 1.0;
-    let e = resume(NmfInput::Dense(other.as_ref()), &ck, None, &mut Silent).unwrap_err().to_string();
+    let e = resume(NmfInput::Dense(other.as_ref()), &ck, None, &mut Silent)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("differ from those the checkpoint was taken on"), "{e}");
     let small = planted::<f64>(30, 20, 3, 0.0, 1);
-    let e = resume(NmfInput::Dense(small.as_ref()), &ck, None, &mut Silent).unwrap_err().to_string();
+    let e = resume(NmfInput::Dense(small.as_ref()), &ck, None, &mut Silent)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("40 × 20") && e.contains("30 × 20"), "{e}");
     // The dtype is recorded; a model file is not a checkpoint.
     let bytes = std::fs::read(&path).unwrap();
@@ -222,7 +261,10 @@ fn a_checkpoint_is_refused_on_other_data_and_when_damaged() {
     assert!(e.contains("not a partlearn NMF checkpoint"), "{e}");
     // A forged iteration count is refused.
     let mut forged = ck.clone();
-    forged.meta.history.extend(std::iter::repeat_n(ck.history()[0], 10));
+    forged
+        .meta
+        .history
+        .extend(std::iter::repeat_n(ck.history()[0], 10));
     let e = NmfCheckpoint::<f64>::from_bytes(&forged.to_bytes().unwrap(), &path)
         .unwrap_err()
         .to_string();

@@ -117,7 +117,12 @@ impl<T: Real> engine::Method for Solve<'_, '_, T> {
 
     fn checkpoint(&mut self, progress: &Progress<'_>) -> Result<()> {
         match self.saver.as_mut() {
-            Some(s) => s.save(progress, self.solver.state(), self.factors.wt.as_ref(), self.factors.h.as_ref()),
+            Some(s) => s.save(
+                progress,
+                self.solver.state(),
+                self.factors.wt.as_ref(),
+                self.factors.h.as_ref(),
+            ),
             None => Ok(()),
         }
     }
@@ -152,7 +157,16 @@ pub(crate) fn run_from<T: Real>(
         done,
         ..Resume::default()
     };
-    run_resumable(solver, factors, stop, resume, x_norm, Clock::since(start), None, observer)
+    run_resumable(
+        solver,
+        factors,
+        stop,
+        resume,
+        x_norm,
+        Clock::since(start),
+        None,
+        observer,
+    )
 }
 
 /// The general form of [`run`]: from `resume` (iteration 0 is recorded only when

@@ -585,10 +585,21 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
     }
 
     fn set_state(&mut self, state: &serde_json::Value) -> crate::error::Result<()> {
-        let damaged = |why: String| crate::Error::invalid("resume", "checkpoint", format!("{why}; the checkpoint is damaged"));
-        let g: GramState = serde_json::from_value(state.clone()).map_err(|e| damaged(format!("unreadable solver state ({e})")))?;
-        if g.last_reseed.len() != self.last_reseed.len() || g.extrapolation.is_some() != self.extrapolation.is_some() {
-            return Err(damaged("the solver state does not match the fit's options".into()));
+        let damaged = |why: String| {
+            crate::Error::invalid(
+                "resume",
+                "checkpoint",
+                format!("{why}; the checkpoint is damaged"),
+            )
+        };
+        let g: GramState = serde_json::from_value(state.clone())
+            .map_err(|e| damaged(format!("unreadable solver state ({e})")))?;
+        if g.last_reseed.len() != self.last_reseed.len()
+            || g.extrapolation.is_some() != self.extrapolation.is_some()
+        {
+            return Err(damaged(
+                "the solver state does not match the fit's options".into(),
+            ));
         }
         self.iters = g.iters;
         self.last_reseed = g.last_reseed;

@@ -154,7 +154,10 @@ pub fn factorize_with<T: Real>(
     custom: Option<&CustomInit<T>>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
-    let ck = Checkpointing { save: None, from: None };
+    let ck = Checkpointing {
+        save: None,
+        from: None,
+    };
     factorize_impl(x, params, custom, ck, observer)
 }
 
@@ -224,7 +227,10 @@ pub fn factorize_csr<T: Real>(
     custom: Option<&CustomInit<T>>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
-    let ck = Checkpointing { save: None, from: None };
+    let ck = Checkpointing {
+        save: None,
+        from: None,
+    };
     factorize_csr_impl(x, params, custom, ck, observer)
 }
 
@@ -385,7 +391,16 @@ fn fit_columns<T: Real>(
                 compressed_then_polish(&mut s, &mut factors, v, x_norm, run, observer, &mut stats)?
             }
             // Sparse data is never sketched (checked by `factorize_csr`).
-            _ => fit_loop::run_resumable(&mut s, &mut factors, &v.stop, resume, x_norm, clock, saver.as_mut(), observer)?,
+            _ => fit_loop::run_resumable(
+                &mut s,
+                &mut factors,
+                &v.stop,
+                resume,
+                x_norm,
+                clock,
+                saver.as_mut(),
+                observer,
+            )?,
         };
         stats.column_sweeps = s.column_sweeps;
         stats.nnls_rounds = s.nnls_rounds;
@@ -397,7 +412,16 @@ fn fit_columns<T: Real>(
         out
     } else {
         let mut s = beta_solver(x, o.k, o.beta_loss, v.codes_penalty, v.atoms_penalty, par);
-        fit_loop::run_resumable(s.as_mut(), &mut factors, &v.stop, resume, x_norm, clock, saver.as_mut(), observer)?
+        fit_loop::run_resumable(
+            s.as_mut(),
+            &mut factors,
+            &v.stop,
+            resume,
+            x_norm,
+            clock,
+            saver.as_mut(),
+            observer,
+        )?
     };
     warnings.extend(outcome.warnings);
     let history = checkpoint::joined_history(ck.from, outcome.history);
@@ -469,7 +493,16 @@ fn compressed_then_polish<T: Real>(
             sv.meta.phase = Phase::Compressed;
             sv.meta.stats = *stats;
         }
-        let mut out = fit_loop::run_resumable(s, factors, &first, resume, x_norm, clock, saver.as_deref_mut(), observer)?;
+        let mut out = fit_loop::run_resumable(
+            s,
+            factors,
+            &first,
+            resume,
+            x_norm,
+            clock,
+            saver.as_deref_mut(),
+            observer,
+        )?;
         stats.compressed_iters = out.n_iter as u64;
         stats.compressed_converged = out.stop_reason == StopReason::Converged;
         if matches!(out.stop_reason, StopReason::Interrupted | StopReason::TimeLimit) || polish == 0 {

@@ -20,11 +20,15 @@
 //! every mode, the epoch count is the caller's in every mode, and the L2 classification loss
 //! compares with one-hot labels.
 
+pub mod checkpoint;
 mod grad;
 pub mod model;
 mod params;
 pub mod train;
 
+pub use checkpoint::NeuralCheckpoint;
 pub use model::{Forward, NeuralNmf};
 pub use params::{ClassLoss, Cost, NeuralParams, ValidNeuralParams};
-pub use train::{hnmf_start, train, train_from, NeuralFit, HNMF_START_ITERATIONS};
+pub use train::{
+    hnmf_start, resume, train, train_checkpointed, train_from, NeuralFit, HNMF_START_ITERATIONS,
+};

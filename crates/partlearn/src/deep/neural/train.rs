@@ -7,15 +7,17 @@
 //! The cost at the start (iteration 0) is the value the first gradient computes; the gradient at
 //! the forward pass that ended an epoch is computed by the next epoch.
 
+use std::path::Path;
 use std::time::Instant;
 
 use faer::{Mat, MatRef, Par};
 
+use super::checkpoint::{Current, DataPrint, NeuralCheckpoint, Saver};
 use super::grad::{classification, Gradient};
 use super::{ClassLoss, Forward, NeuralNmf, NeuralParams, ValidNeuralParams};
 use crate::data::labels::Labels;
 use crate::engine::{
-    self, Clock, Eval, IterRecord, Observer, Resume, Step, StopReason, StopRules, Warning, Within,
+    self, Clock, Eval, IterRecord, Observer, Progress, Resume, Step, StopReason, StopRules, Warning, Within,
 };
 use crate::error::{Error, Result};
 use crate::linalg;
@@ -84,8 +86,53 @@ pub fn train_from<T: Real>(
     sup: Option<&Labels>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NeuralFit<T>> {
+    train_impl(x, start, params, sup, None, None, observer)
+}
+
+/// [`train_from`] saving a checkpoint ([`super::checkpoint`]) at `save` whenever `observer`
+/// says one is due ([`Observer::checkpoint_due`]) and when training ends interrupted or out of
+/// time.
+pub fn train_checkpointed<T: Real>(
+    x: MatRef<'_, T>,
+    start: Option<&[Mat<T>]>,
+    params: &ValidNeuralParams,
+    sup: Option<&Labels>,
+    save: &Path,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NeuralFit<T>> {
+    train_impl(x, start, params, sup, Some(save), None, observer)
+}
+
+/// Continues the training of `from` on `x` (the data and labels it was taken on: checked) with
+/// the same bits as the uninterrupted run, saving further checkpoints at `save`. The result's
+/// history starts at epoch 0 of the kept restart; its seconds count every invocation.
+pub fn resume<T: Real>(
+    x: MatRef<'_, T>,
+    from: &NeuralCheckpoint<T>,
+    sup: Option<&Labels>,
+    save: Option<&Path>,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NeuralFit<T>> {
+    let params = from.params().check()?;
+    train_impl(x, None, &params, sup, save, Some(from), observer)
+}
+
+fn train_impl<T: Real>(
+    x: MatRef<'_, T>,
+    start: Option<&[Mat<T>]>,
+    params: &ValidNeuralParams,
+    sup: Option<&Labels>,
+    save: Option<&Path>,
+    from: Option<&NeuralCheckpoint<T>>,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NeuralFit<T>> {
     // METHODS.md's layout, samples as columns (a view), in which the network computes.
     let x = x.transpose();
+    // A resumed run starts every restart from the layers it stored.
+    let start = match from {
+        Some(f) => f.start.as_deref(),
+        None => start,
+    };
     let (m, n) = (x.nrows(), x.ncols());
     params.check_shape(n, m)?;
     if let Some(s) = sup {
@@ -107,21 +154,32 @@ pub fn train_from<T: Real>(
         }
     }
     crate::data::validate_nonnegative(x)?;
+    let print = DataPrint::of(x, sup);
+    if let Some(f) = from {
+        f.check_data(&print)?;
+    }
+    let mut saver = save.map(|p| Saver::new(p, opts, print, start));
     linalg::with_threads(opts.threads, || {
-        let mut best: Option<NeuralFit<T>> = None;
-        // `max_seconds` bounds all the restarts together: each gets what is left.
+        let mut best: Option<NeuralFit<T>> = from.and_then(|f| f.best.clone());
+        let first = from.map_or(0, |f| f.meta.restart);
+        // `max_seconds` bounds all the restarts (of this invocation) together: each gets what is
+        // left.
         let begun = Instant::now();
-        for r in 0..opts.restarts as u64 {
+        for r in first..opts.restarts as u64 {
             let seed = opts.seed.wrapping_add(r);
             let mut stop = *params.stop_rules();
             if let Some(budget) = stop.max_seconds {
                 let left = budget - begun.elapsed().as_secs_f64();
-                if r > 0 && left <= 0.0 {
+                if r > first && left <= 0.0 {
                     break;
                 }
                 stop.max_seconds = Some(left.max(1e-9));
             }
-            let fit = train_one(x, start, opts, &stop, seed, sup, observer)?;
+            if let Some(sv) = saver.as_mut() {
+                sv.begin_restart(r, best.as_ref());
+            }
+            let cont = from.filter(|_| r == first);
+            let fit = train_one(x, start, opts, &stop, seed, sup, cont, saver.as_mut(), observer)?;
             let cost = |f: &NeuralFit<T>| f.history.last().map_or(f64::INFINITY, |h| h.objective);
             let interrupted = matches!(fit.stop_reason, StopReason::Interrupted | StopReason::TimeLimit);
             if best.as_ref().is_none_or(|b| cost(&fit) < cost(b)) {
@@ -172,7 +230,7 @@ const ADAM: OptimizerSpec = OptimizerSpec::Adam {
 };
 
 /// One start of the training as an engine method.
-struct Epochs<'a, T: Real> {
+struct Epochs<'a, 's, T: Real> {
     x: MatRef<'a, T>,
     opts: &'a NeuralParams,
     sup: Option<&'a Labels>,
@@ -184,9 +242,14 @@ struct Epochs<'a, T: Real> {
     lr: f64,
     lr_class: f64,
     par: Par,
+    /// Continues a checkpoint: no epoch 0, the forward pass is the checkpoint's.
+    resumed: bool,
+    /// Writes checkpoints, with the records of the restart before this invocation.
+    saver: Option<&'a mut Saver<'s>>,
+    earlier: &'a [IterRecord],
 }
 
-impl<T: Real> Epochs<'_, T> {
+impl<T: Real> Epochs<'_, '_, T> {
     fn sup_args(&self) -> Option<(&Labels, ClassLoss, f64)> {
         self.sup.map(|s| (s, self.opts.class_loss, self.opts.lambda))
     }
@@ -198,7 +261,7 @@ impl<T: Real> Epochs<'_, T> {
     }
 }
 
-impl<T: Real> engine::Method for Epochs<'_, T> {
+impl<T: Real> engine::Method for Epochs<'_, '_, T> {
     fn name(&self) -> &'static str {
         "Neural NMF"
     }
@@ -207,7 +270,31 @@ impl<T: Real> engine::Method for Epochs<'_, T> {
         "lower `lr`"
     }
 
+    fn checkpoints(&self) -> bool {
+        self.saver.is_some()
+    }
+
+    fn checkpoint(&mut self, progress: &Progress<'_>) -> Result<()> {
+        let Some(saver) = self.saver.as_mut() else {
+            return Ok(());
+        };
+        let Some(fwd) = self.fwd.as_ref() else {
+            return Ok(());
+        };
+        let cur = Current {
+            model: &self.model,
+            fwd,
+            adam: self.adam.as_ref(),
+            lr: self.lr,
+            lr_class: self.lr_class,
+        };
+        saver.save(progress, self.earlier, cur)
+    }
+
     fn start(&mut self) -> Result<Option<Eval>> {
+        if self.resumed {
+            return Ok(None);
+        }
         let fwd = self.model.forward(self.x, None, self.par)?;
         let grad = self
             .model
@@ -283,7 +370,9 @@ impl<T: Real> engine::Method for Epochs<'_, T> {
     }
 }
 
-/// One start (seed `seed`) of [`train_from`], inside its thread pool.
+/// One start (seed `seed`) of [`train_from`], inside its thread pool, or its continuation from
+/// the checkpoint `from`.
+#[allow(clippy::too_many_arguments)]
 fn train_one<T: Real>(
     x: MatRef<'_, T>,
     start_layers: Option<&[Mat<T>]>,
@@ -291,50 +380,78 @@ fn train_one<T: Real>(
     stop: &StopRules,
     seed: u64,
     sup: Option<&Labels>,
+    from: Option<&NeuralCheckpoint<T>>,
+    saver: Option<&mut Saver<'_>>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NeuralFit<T>> {
     let start = Instant::now();
     let par = linalg::par(opts.threads);
-    let mut rng = Rng::new(seed);
-    let mut model = NeuralNmf::<T>::init(x.nrows(), &opts.ranks, sup.map(|s| s.n_classes()), &mut rng);
-    if let Some(layers) = start_layers {
-        model.a = layers.to_vec();
-    }
-    let adam = opts.adam.then(|| {
-        let sizes: Vec<usize> = model.a.iter().map(|a| a.nrows() * a.ncols()).collect();
-        Optimizer::new(ADAM, &sizes)
-    });
-    let mut method = Epochs {
-        x,
-        opts,
-        sup,
-        model,
-        fwd: None,
-        pending: None,
-        adam,
-        lr: opts.lr,
-        lr_class: opts.lr_class,
-        par,
+    let method = match from {
+        Some(c) => Epochs {
+            x,
+            opts,
+            sup,
+            model: c.model.clone(),
+            fwd: Some(c.fwd.clone()),
+            pending: None,
+            adam: c.adam.as_ref().map(|buffers| Optimizer {
+                spec: ADAM,
+                t: c.meta.adam_t.unwrap_or(0),
+                buffers: buffers.clone(),
+            }),
+            lr: c.meta.lr,
+            lr_class: c.meta.lr_class,
+            par,
+            resumed: true,
+            saver,
+            earlier: &c.meta.history,
+        },
+        None => {
+            let mut rng = Rng::new(seed);
+            let mut model =
+                NeuralNmf::<T>::init(x.nrows(), &opts.ranks, sup.map(|s| s.n_classes()), &mut rng);
+            if let Some(layers) = start_layers {
+                model.a = layers.to_vec();
+            }
+            let adam = opts.adam.then(|| {
+                let sizes: Vec<usize> = model.a.iter().map(|a| a.nrows() * a.ncols()).collect();
+                Optimizer::new(ADAM, &sizes)
+            });
+            Epochs {
+                x,
+                opts,
+                sup,
+                model,
+                fwd: None,
+                pending: None,
+                adam,
+                lr: opts.lr,
+                lr_class: opts.lr_class,
+                par,
+                resumed: false,
+                saver,
+                earlier: &[],
+            }
+        }
     };
-    let out = engine::run(
-        &mut method,
-        stop,
-        Resume::default(),
-        Clock::since(start),
-        observer,
-    )?;
+    let mut method = method;
+    let (resume, offset) = from.map_or((Resume::default(), 0.0), |c| (c.resume(), c.meta.seconds));
+    let clock = Clock::since(start).with_offset(offset);
+    let out = engine::run(&mut method, stop, resume, clock, observer)?;
     let forward = match method.fwd {
         Some(f) => f,
         None => method.model.forward(x, None, par)?,
     };
+    let mut history = method.earlier.to_vec();
+    history.extend(out.history);
     Ok(NeuralFit {
         model: method.model,
         forward,
-        history: out.history,
+        history,
         n_iter: out.n_iter,
         stop_reason: out.stop_reason,
         warnings: out.warnings,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: clock.total(),
     })
 }
 

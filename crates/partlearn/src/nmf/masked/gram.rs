@@ -392,7 +392,11 @@ impl<T: Real> Iterate<T> for MaskedGram<'_, T> {
 
     fn set_state(&mut self, state: &serde_json::Value) -> crate::error::Result<()> {
         let (sweeps, rounds): (u64, u64) = serde_json::from_value(state.clone()).map_err(|e| {
-            crate::Error::invalid("resume", "checkpoint", format!("unreadable solver state ({e}); the checkpoint is damaged"))
+            crate::Error::invalid(
+                "resume",
+                "checkpoint",
+                format!("unreadable solver state ({e}); the checkpoint is damaged"),
+            )
         })?;
         self.column_sweeps = sweeps;
         self.nnls_rounds = rounds;

@@ -33,11 +33,11 @@ use faer::{Accum, Mat, MatRef, Par};
 
 pub use mask::Mask;
 
+use super::checkpoint::{Checkpointing, DataPrint, Saver};
 use super::init::{self, CustomInit, Factors};
 use super::model::{EncodeSpec, NmfModel};
 use super::options::{InitMethod, Resolved, Solver, ValidNmfParams};
 use super::{fit_loop, Compress, FitStats, NmfFit};
-use super::checkpoint::{Checkpointing, DataPrint, Saver};
 use crate::engine::{Clock, Observer, Silent, Warning};
 use crate::error::{Error, Result};
 use crate::linalg;
@@ -78,7 +78,10 @@ pub fn factorize_masked_with<T: Real>(
     custom: Option<&CustomInit<T>>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
-    let ck = Checkpointing { save: None, from: None };
+    let ck = Checkpointing {
+        save: None,
+        from: None,
+    };
     factorize_masked_impl(x, mask, params, custom, ck, observer)
 }
 
@@ -203,13 +206,31 @@ fn fit_masked<T: Real>(
         if let Some(from) = ck.from {
             fit_loop::Iterate::set_state(&mut s, &from.meta.solver)?;
         }
-        let out = fit_loop::run_resumable(&mut s, &mut factors, &v.stop, resume, x_norm, clock, saver.as_mut(), observer)?;
+        let out = fit_loop::run_resumable(
+            &mut s,
+            &mut factors,
+            &v.stop,
+            resume,
+            x_norm,
+            clock,
+            saver.as_mut(),
+            observer,
+        )?;
         stats.column_sweeps = s.column_sweeps;
         stats.nnls_rounds = s.nnls_rounds;
         out
     } else {
         let mut s = mu::MaskedMu::new(x0, mask, o.k, o.beta_loss, v.codes_penalty, v.atoms_penalty, par);
-        fit_loop::run_resumable(&mut s, &mut factors, &v.stop, resume, x_norm, clock, saver.as_mut(), observer)?
+        fit_loop::run_resumable(
+            &mut s,
+            &mut factors,
+            &v.stop,
+            resume,
+            x_norm,
+            clock,
+            saver.as_mut(),
+            observer,
+        )?
     };
     let history = super::checkpoint::joined_history(ck.from, outcome.history);
     warnings.extend(outcome.warnings);

@@ -1,0 +1,281 @@
+//! `partlearn fit nmf`: maps flags to the library's checkpointed fit on dense, sparse or
+//! incomplete data (`nmf::factorize_checkpointed`), and `--resume RUN` to `nmf::resume`. The
+//! checkpoint and the growing history live where [`crate::resume`] places them; a fit that ends
+//! interrupted or out of time keeps its checkpoint in the run folder.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use partlearn::io::{self, RunDir};
+use partlearn::nmf::checkpoint::checkpoint_dtype;
+use partlearn::nmf::{self, CustomInit, EncodeOptions, InitMethod, NmfCheckpoint, NmfInput, NmfParams};
+use partlearn::Real;
+
+use crate::args::Dtype;
+use crate::fit::{finish_run, has_nan, load_mask, refuse_mask_on_sparse, FitData, NmfArgs};
+use crate::output::{default_out, read_matrix};
+use crate::progress::{FitProgress, HistoryLog};
+use crate::resume::{self, Placement, Resumed};
+
+/// `fit nmf --max-iter` when not given.
+pub const DEFAULT_MAX_ITER: usize = 200;
+
+/// Flags (argument ids) a resumed fit cannot honour: its options are the checkpoint's. clap
+/// refuses them next to --resume, so they are never silently ignored.
+pub const RESUME_CONFLICTS: [&str; 22] = [
+    "k",
+    "solver",
+    "beta_loss",
+    "init",
+    "init_atoms",
+    "init_codes",
+    "tol",
+    "pg_tol",
+    "alpha_w",
+    "alpha_h",
+    "l1_ratio",
+    "hals_inner_max",
+    "no_extrapolate",
+    "encode",
+    "encode_max_iter",
+    "encode_tol",
+    "compress",
+    "oversample",
+    "power_iters",
+    "polish",
+    "seed",
+    "dtype",
+];
+
+/// The checkpoint of a fit and, when it resumed one, the iteration it continued from and the
+/// iterations the stopped process had done after it.
+pub struct FitState {
+    pub checkpoint: PathBuf,
+    pub resumed: Option<(usize, usize)>,
+}
+
+pub fn run(a: &NmfArgs) -> Result<()> {
+    if let Some(dir) = &a.resume {
+        let r = Resumed::locate(dir, a.run.out.as_deref(), "fit nmf")?;
+        return match checkpoint_dtype(&r.bytes, &r.path())?.as_str() {
+            "f32" => resume_as::<f32>(a, dir, r),
+            _ => resume_as::<f64>(a, dir, r),
+        };
+    }
+    match a.run.dtype {
+        Dtype::F32 => fit_new::<f32>(a),
+        Dtype::F64 => fit_new::<f64>(a),
+    }
+}
+
+fn params(a: &NmfArgs) -> NmfParams {
+    NmfParams {
+        k: a.k,
+        solver: a.solver,
+        beta_loss: a.beta_loss,
+        init: a.init,
+        max_iter: a.max_iter.unwrap_or(DEFAULT_MAX_ITER),
+        tol: a.tol,
+        max_seconds: a.max_seconds,
+        pg_tol: a.pg_tol,
+        alpha_w: a.alpha_w,
+        alpha_h: a.alpha_h,
+        l1_ratio: a.l1_ratio,
+        hals_inner_max: a.hals_inner_max,
+        extrapolate: !a.no_extrapolate,
+        seed: a.run.seed,
+        threads: a.run.threads,
+        encode: EncodeOptions {
+            method: a.encode,
+            max_iter: a.encode_max_iter,
+            tol: a.encode_tol,
+        },
+        compress: a.compress.setting(),
+        polish: a.compress.polish,
+        ..Default::default()
+    }
+}
+
+/// The data of a fit as loaded: dense (with its mask) or sparse.
+enum Loaded<T: Real> {
+    Dense(partlearn::data::Dataset<T>, Option<nmf::Mask>),
+    Sparse(partlearn::data::Csr<T>),
+}
+
+impl<T: Real> Loaded<T> {
+    fn load(a: &NmfArgs) -> Result<Self> {
+        if a.data.is_sparse() {
+            refuse_mask_on_sparse(a.mask.as_deref())?;
+            return Ok(Loaded::Sparse(a.data.load_csr::<T>()?));
+        }
+        let data = a.data.load::<T>()?;
+        let mask = a.mask.as_deref().map(|p| load_mask(p, &a.data)).transpose()?;
+        Ok(Loaded::Dense(data, mask))
+    }
+
+    fn shape(&self) -> (usize, usize) {
+        match self {
+            Loaded::Dense(d, _) => (d.n_samples(), d.n_features()),
+            Loaded::Sparse(x) => (x.nrows(), x.ncols()),
+        }
+    }
+
+    /// The library's input: NaN entries or a mask make the data incomplete.
+    fn input(&self) -> NmfInput<'_, T> {
+        match self {
+            Loaded::Dense(d, mask) if mask.is_some() || has_nan(d) => NmfInput::Masked(d.x(), mask.as_ref()),
+            Loaded::Dense(d, _) => NmfInput::Dense(d.x()),
+            Loaded::Sparse(x) => NmfInput::Sparse(x),
+        }
+    }
+
+    fn fit_data(&self) -> FitData<'_, T> {
+        match self {
+            Loaded::Dense(d, _) => FitData::Dense(d),
+            Loaded::Sparse(x) => FitData::Sparse(x),
+        }
+    }
+}
+
+fn fit_new<T: Real>(a: &NmfArgs) -> Result<()> {
+    let opts = params(a);
+    if opts.init != InitMethod::Custom && (a.init_atoms.is_some() || a.init_codes.is_some()) {
+        anyhow::bail!("--init-atoms/--init-codes are only used with --init custom; add --init custom");
+    }
+    let checkpoint_every = resume::checkpoint_interval(a.checkpoint_minutes)?;
+    let data = Loaded::<T>::load(a)?;
+    // Check the options before any long work, and the output folder before the fit.
+    let (n, m) = data.shape();
+    opts.validate(n, m)?;
+    let params = opts.check()?;
+    let out = a
+        .run
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out("nmf", &a.data.spec, a.k));
+    let again = format!(
+        "partlearn fit nmf --data {} --resume {}",
+        a.data.spec,
+        out.display()
+    );
+    resume::refuse_unfinished(&out, a.run.force, &again)?;
+    let custom = custom_init::<T>(a)?;
+    let placement = resume::place(&out, None, || nmf_run_dir(a, &out))?;
+    let history = HistoryLog::new(
+        placement.state_dir.join(io::run::HISTORY_FILE),
+        std::time::Duration::try_from_secs_f64(a.history_after).unwrap_or(std::time::Duration::MAX),
+        Vec::new(),
+    );
+    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet)
+        .with_history(history)
+        .checkpoint_every(checkpoint_every);
+    let checkpoint = placement.checkpoint();
+    let fit = nmf::factorize_checkpointed(data.input(), &params, custom.as_ref(), &checkpoint, &mut progress);
+    progress.finish();
+    drop(progress);
+    let fit = fit.inspect_err(|_| placement.abandon())?;
+    let state = FitState {
+        checkpoint,
+        resumed: None,
+    };
+    let Placement { run_dir, .. } = placement;
+    finish_run(
+        &a.run,
+        &a.data,
+        data.fit_data(),
+        "nmf",
+        a.k,
+        &opts,
+        fit,
+        a.save_codes,
+        run_dir,
+        Some(&state),
+    )
+}
+
+fn resume_as<T: Real>(a: &NmfArgs, dir: &Path, r: Resumed) -> Result<()> {
+    let checkpoint_every = resume::checkpoint_interval(a.checkpoint_minutes)?;
+    let mut ck = NmfCheckpoint::<T>::from_bytes(&r.bytes, &r.path())?;
+    ck.continue_with(a.max_iter, a.max_seconds, a.run.threads);
+    let max_iter = ck.params().max_iter;
+    if ck.done() >= max_iter && r.adopted.is_none() {
+        io::run::clean_stale_stages(dir);
+        anyhow::bail!(
+            "the fit in {} has done all its {max_iter} iterations; give a larger --max-iter to go on",
+            dir.display()
+        );
+    }
+    let data = Loaded::<T>::load(a)?;
+    let redone = r.redone("iter", ck.done());
+    let placement = resume::place(dir, Some(&r), || Ok(RunDir::create(dir, true)?))?;
+    if (redone > 0 || r.adopted.is_some()) && !a.run.quiet {
+        errln!(
+            "resuming {} from its checkpoint at iteration {}: {redone} iteration{} done after it by the stopped process {} redone",
+            dir.display(),
+            ck.done(),
+            if redone == 1 { "" } else { "s" },
+            if redone == 1 { "is" } else { "are" },
+        );
+    }
+    let history = HistoryLog::new(
+        placement.state_dir.join(io::run::HISTORY_FILE),
+        std::time::Duration::ZERO,
+        io::to_json_lines(ck.history())?,
+    );
+    let mut progress = FitProgress::new(max_iter, a.run.quiet)
+        .with_history(history)
+        .checkpoint_every(checkpoint_every);
+    let checkpoint = placement.checkpoint();
+    let fit = nmf::resume(data.input(), &ck, Some(&checkpoint), &mut progress);
+    progress.finish();
+    drop(progress);
+    let fit = fit?;
+    let state = FitState {
+        checkpoint,
+        resumed: Some((ck.done(), redone)),
+    };
+    let Placement { run_dir, .. } = placement;
+    let k = ck.params().k;
+    finish_run(
+        &a.run,
+        &a.data,
+        data.fit_data(),
+        "nmf",
+        k,
+        ck.params(),
+        fit,
+        a.save_codes,
+        run_dir,
+        Some(&state),
+    )
+}
+
+/// The output folder of `fit nmf` (checked before the fit), never one holding the fit's own
+/// inputs.
+fn nmf_run_dir(a: &NmfArgs, out: &Path) -> Result<RunDir> {
+    a.data.run_dir(
+        out,
+        a.run.force,
+        &[
+            ("--init-atoms", a.init_atoms.as_deref()),
+            ("--init-codes", a.init_codes.as_deref()),
+            ("--mask", a.mask.as_deref()),
+        ],
+    )
+}
+
+/// `--init-atoms` / `--init-codes`.
+fn custom_init<T: Real>(a: &NmfArgs) -> Result<Option<CustomInit<T>>> {
+    Ok(match &a.init_atoms {
+        Some(p) => Some(CustomInit {
+            atoms: read_matrix::<T>(p).with_context(|| "reading --init-atoms")?,
+            codes: a
+                .init_codes
+                .as_deref()
+                .map(read_matrix::<T>)
+                .transpose()
+                .with_context(|| "reading --init-codes")?,
+        }),
+        None => None,
+    })
+}
