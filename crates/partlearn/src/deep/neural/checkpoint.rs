@@ -406,3 +406,7 @@ impl<'a> Saver<'a> {
         crate::io::write_atomic(self.path, &crate::io::safetensors_bytes(&tensors, &meta)?)
     }
 }
+
+#[cfg(test)]
+#[path = "checkpoint_tests.rs"]
+mod tests;
