@@ -261,6 +261,8 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
         accuracy,
         accuracy_unlabeled,
         test_accuracy: None,
+        resumed_from_epoch: None,
+        redone_epochs: None,
     };
     let spec = a.data.record(&data);
     write_record(&run_dir, "ssnmf", spec, &a.run, ended, part, &fit.history)?;
@@ -360,6 +362,8 @@ fn layers<T: Real>(method: LayerMethod, a: &HnmfArgs) -> Result<()> {
         accuracy,
         accuracy_unlabeled,
         test_accuracy,
+        resumed_from_epoch: None,
+        redone_epochs: None,
     };
     let spec = a.data.record(&data);
     write_record(&run_dir, name, spec, &a.run, ended, part, &fit.history)?;

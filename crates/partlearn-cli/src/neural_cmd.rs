@@ -1,9 +1,12 @@
 //! `partlearn fit neural-nmf`: flags → `deep::neural::NeuralParams`, the run folder, and the
 //! post-hoc accuracy of METHODS.md §5.1.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 use clap::Args;
-use partlearn::deep::neural::{self, ClassLoss, Cost, NeuralParams};
+use partlearn::deep::neural::checkpoint::neural_checkpoint_dtype;
+use partlearn::deep::neural::{self, ClassLoss, Cost, NeuralCheckpoint, NeuralParams};
 use partlearn::deep::DeepModel;
 use partlearn::engine::StopReason;
 use partlearn::io::record::{self, LayersPart};
@@ -12,7 +15,30 @@ use partlearn::Real;
 
 use crate::args::{accuracies, DataArgs, Dtype, Exit, Flags, RunArgs, SupervisionArgs, TestArgs};
 use crate::output::default_out;
-use crate::progress::{self, FitProgress};
+use crate::progress::{self, FitProgress, HistoryLog};
+use crate::resume::{self, Placement, Resumed};
+
+/// Epochs of every restart when `--epochs` is not given.
+pub const DEFAULT_EPOCHS: usize = 10_000;
+
+/// Flags (argument ids) a resumed training cannot honour: its options are the checkpoint's.
+const RESUME_CONFLICTS: [&str; 15] = [
+    "ranks",
+    "cost",
+    "class_loss",
+    "lambda",
+    "lr",
+    "lr_class",
+    "class_steps",
+    "decay",
+    "decay_every",
+    "optimizer",
+    "restarts",
+    "init",
+    "tol",
+    "seed",
+    "dtype",
+];
 
 #[derive(Args, Debug, Clone)]
 pub struct NeuralArgs {
@@ -32,8 +58,9 @@ pub struct NeuralArgs {
     /// Weight λ of the classification term (with --supervision semi or full; default 1e-4).
     #[arg(long)]
     pub lambda: Option<f64>,
-    #[arg(long, default_value_t = 10_000)]
-    pub epochs: usize,
+    /// Epochs of every restart (default 10000; with --resume: the new total).
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Learning rate of the projected gradient on the layers.
     #[arg(long, default_value_t = 1.0)]
     pub lr: f64,
@@ -63,6 +90,12 @@ pub struct NeuralArgs {
     /// Every 10 epochs, stop when the error sqrt(2·cost) fell by less than tol × its initial value (0, the default, disables: the reference trains for a fixed number of epochs).
     #[arg(long, default_value_t = 0.0)]
     pub tol: f64,
+    /// Keep a checkpoint (RUN/checkpoint.safetensors while training) whenever this many minutes passed since the last one, and when training is interrupted or out of time; 0 = only then.
+    #[arg(long, value_name = "MINUTES", default_value_t = 10.0)]
+    pub checkpoint_minutes: f64,
+    /// Continue the interrupted, out-of-time or killed training in this folder, in place, from its checkpoint with its stored options (same bits as uninterrupted training); give the same --data and supervision flags; of the training flags only --epochs, --max-seconds and --threads apply.
+    #[arg(long, value_name = "RUN", conflicts_with_all = RESUME_CONFLICTS)]
+    pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub test: TestArgs,
     #[command(flatten)]
@@ -95,7 +128,7 @@ impl NeuralArgs {
         let (d, sup) = (NeuralParams::default(), &self.sup);
         Ok(NeuralParams::new(self.ranks.clone())
             .cost(self.cost)
-            .epochs(self.epochs)
+            .epochs(self.epochs.unwrap_or(DEFAULT_EPOCHS))
             .lr(self.lr)
             .decay(self.decay)
             .decay_every(self.decay_every)
@@ -113,41 +146,110 @@ impl NeuralArgs {
 }
 
 pub fn run(a: &NeuralArgs) -> Result<()> {
+    if let Some(dir) = &a.resume {
+        let r = Resumed::locate(dir, a.run.out.as_deref(), "fit neural-nmf")?;
+        return match neural_checkpoint_dtype(&r.bytes, &r.path())?.as_str() {
+            "f32" => fit::<f32>(a, Some((dir, r))),
+            _ => fit::<f64>(a, Some((dir, r))),
+        };
+    }
     match a.run.dtype {
-        Dtype::F32 => fit::<f32>(a),
-        Dtype::F64 => fit::<f64>(a),
+        Dtype::F32 => fit::<f32>(a, None),
+        Dtype::F64 => fit::<f64>(a, None),
     }
 }
 
-fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
+fn fit<T: Real>(a: &NeuralArgs, resumed: Option<(&PathBuf, Resumed)>) -> Result<()> {
+    let checkpoint_every = resume::checkpoint_interval(a.checkpoint_minutes)?;
     let data = a.data.load::<T>()?;
-    let params = a.params()?.validate(data.n_samples(), data.n_features())?;
+    let mut from = match &resumed {
+        Some((_, r)) => Some(NeuralCheckpoint::<T>::from_bytes(&r.bytes, &r.path())?),
+        None => None,
+    };
+    if let Some(ck) = from.as_mut() {
+        ck.continue_with(a.epochs, a.max_seconds, a.run.threads);
+    }
+    let params = match &from {
+        Some(ck) => ck.params().check()?,
+        None => a.params()?.validate(data.n_samples(), data.n_features())?,
+    };
     let opts = params.params();
     let last = *opts.ranks.last().unwrap_or(&1);
-    let sup = a.sup.labels(&data, last, a.run.seed)?;
+    let sup = a.sup.labels(&data, last, opts.seed)?;
     if let Some(s) = &sup {
         s.check(data.n_samples())?;
     }
     let test = a.test.load(&data, a.sup.label_set.as_deref(), last)?;
-    let out = a
-        .run
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out("neural-nmf", &a.data.spec, opts.ranks[0]));
-    let run_dir = a.data.run_dir(&out, a.run.force, &a.test.inputs())?;
-    let mut progress =
-        FitProgress::new(opts.epochs, a.run.quiet).with_history(progress::staged_history(&run_dir, 0.0));
-    let start = match a.init {
-        StartLayers::Random => None,
-        StartLayers::Hnmf => Some(neural::hnmf_start(
-            data.x(),
-            &params,
-            &mut partlearn::engine::Silent,
-        )?),
+    let out = match &resumed {
+        Some((dir, _)) => (*dir).clone(),
+        None => a
+            .run
+            .out
+            .clone()
+            .unwrap_or_else(|| default_out("neural-nmf", &a.data.spec, opts.ranks[0])),
     };
-    let fit = neural::train_from(data.x(), start.as_deref(), &params, sup.as_ref(), &mut progress);
+    let mut redone = None;
+    let placement = match (&resumed, &from) {
+        (Some((dir, r)), Some(ck)) => {
+            let (restart, epoch) = ck.position();
+            if epoch >= opts.epochs && restart + 1 >= opts.restarts as u64 && r.adopted.is_none() {
+                io::run::clean_stale_stages(dir);
+                anyhow::bail!(
+                    "the training in {} has done all its {} epochs; give a larger --epochs to go on",
+                    dir.display(),
+                    opts.epochs
+                );
+            }
+            let n = r.redone("iter", epoch);
+            if (n > 0 || r.adopted.is_some()) && !a.run.quiet {
+                errln!(
+                    "resuming {} from its checkpoint at epoch {epoch} of restart {}: {n} epoch{} done after it by the stopped process {} redone",
+                    dir.display(),
+                    restart + 1,
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "is" } else { "are" },
+                );
+            }
+            redone = Some((epoch, n));
+            resume::place(dir, Some(r), || Ok(io::RunDir::create(dir, true)?))?
+        }
+        _ => {
+            let again = format!("partlearn fit neural-nmf --data {} --resume {}", a.data.spec, out.display());
+            resume::refuse_unfinished(&out, a.run.force, &again)?;
+            resume::place(&out, None, || a.data.run_dir(&out, a.run.force, &a.test.inputs()))?
+        }
+    };
+    let initial = match &from {
+        Some(ck) => io::to_json_lines(ck.history())?,
+        None => Vec::new(),
+    };
+    let history = HistoryLog::new(
+        placement.state_dir.join(io::run::HISTORY_FILE),
+        std::time::Duration::ZERO,
+        initial,
+    );
+    let mut progress = FitProgress::new(opts.epochs, a.run.quiet)
+        .with_history(history)
+        .checkpoint_every(checkpoint_every);
+    let checkpoint = placement.checkpoint();
+    let fit = match &from {
+        Some(ck) => neural::resume(data.x(), ck, sup.as_ref(), Some(&checkpoint), &mut progress),
+        None => {
+            let start = match a.init {
+                StartLayers::Random => None,
+                StartLayers::Hnmf => Some(neural::hnmf_start(
+                    data.x(),
+                    &params,
+                    &mut partlearn::engine::Silent,
+                )?),
+            };
+            neural::train_checkpointed(data.x(), start.as_deref(), &params, sup.as_ref(), &checkpoint, &mut progress)
+        }
+    };
     progress.finish();
-    let fit = fit?;
+    drop(progress);
+    let fit = fit.inspect_err(|_| placement.abandon())?;
+    let Placement { run_dir, .. } = placement;
     let top = fit.forward.top_codes();
     let rel_error = fit.model.rel_error(data.x(), &fit.forward);
     let reference = a.sup.reference(&data, sup.as_ref(), last);
@@ -173,9 +275,11 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
         accuracy,
         accuracy_unlabeled,
         test_accuracy,
+        resumed_from_epoch: redone.map(|(e, _)| e),
+        redone_epochs: redone.map(|(_, n)| n),
     });
     RunRecord::new("neural-nmf", a.data.record(&data), summary, part)
-        .seed(a.run.seed)
+        .seed(opts.seed)
         .threads(a.run.threads)
         .command(std::env::args().collect())
         .write(&run_dir, &fit.history)?;
@@ -187,7 +291,19 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
         )?;
         crate::output::write_figures(&run_dir, &model, codes.as_ref(), &data, shape)?;
     }
+    // Training interrupted or out of time keeps its checkpoint: `--resume` continues it.
+    let resumable = matches!(fit.stop_reason, StopReason::Interrupted | StopReason::TimeLimit);
+    resume::settle_checkpoint(&run_dir, &checkpoint, resumable)?;
     let path = run_dir.commit()?;
+    let hint = if resumable {
+        format!(
+            "; continue with `partlearn fit neural-nmf --data {} --resume {}`",
+            a.data.spec,
+            path.display()
+        )
+    } else {
+        String::new()
+    };
     // An epoch is an iteration: max_iter is --epochs here.
     progress::print_warnings(&fit.warnings, &Flags::epochs());
     if a.run.json {
@@ -215,8 +331,11 @@ fn fit<T: Real>(a: &NeuralArgs) -> Result<()> {
         outln!("wrote {}", path.display());
     }
     if fit.stop_reason == StopReason::Interrupted {
-        errln!("interrupted: the run so far was saved to {}", path.display());
+        errln!("interrupted: the run so far was saved to {}{hint}", path.display());
         return Err(Exit::Interrupted.into());
+    }
+    if fit.stop_reason == StopReason::TimeLimit && !a.run.quiet {
+        errln!("out of time (--max-seconds){hint}");
     }
     Ok(())
 }

@@ -69,7 +69,7 @@ fn an_nmf_fit_out_of_time_resumes_to_the_uninterrupted_model() {
     let dir = temp_dir("nmf-resume-time");
     let x = lowrank(&dir);
     let straight = dir.join("straight");
-    assert_ok(&nmf(&x, &straight, &["--max-iter", "60"]).output().unwrap());
+    assert_ok(&nmf(&x, &straight, &["--max-iter", "300"]).output().unwrap());
     assert!(!straight.join("checkpoint.safetensors").exists());
     // Out of time after a fraction of the iterations: the run keeps its checkpoint and says how
     // to go on.
@@ -82,7 +82,7 @@ fn an_nmf_fit_out_of_time_resumes_to_the_uninterrupted_model() {
     assert_eq!(run_json["stop_reason"], "time-limit", "{run_json}");
     assert!(r.join("checkpoint.safetensors").is_file());
     let done = run_json["n_iter"].as_u64().unwrap();
-    assert!(done < 60, "the budget did not stop the fit ({done} iterations)");
+    assert!(done < 300, "the budget did not stop the fit ({done} iterations)");
     // The flags a resumed fit cannot apply are refused.
     let o = resume(&x, &r, &["-k", "5"]);
     assert_user_error(&o, &["--resume", "-k"]);
@@ -114,7 +114,7 @@ fn an_nmf_fit_out_of_time_resumes_to_the_uninterrupted_model() {
     assert_eq!(history(&r), history(&straight));
     assert!(!r.join("checkpoint.safetensors").exists());
     let run_json = read_json(&r.join("run.json"));
-    assert_eq!(run_json["n_iter"], 60);
+    assert_eq!(run_json["n_iter"], 300);
     assert_eq!(
         run_json["part"]["resumed_from_iter"].as_u64(),
         Some(done),
@@ -237,5 +237,37 @@ fn an_interrupted_nmf_fit_over_an_old_run_keeps_the_old_run_until_it_commits() {
         .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
         .collect();
     assert!(hidden.is_empty(), "stages left: {hidden:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn neural_nmf_out_of_time_resumes_to_the_uninterrupted_model() {
+    let dir = temp_dir("neural-resume");
+    let fit = |out: &Path, extra: &[&str]| {
+        let mut c = fit_command("neural-nmf", "toy-hierarchy", out);
+        c.args(["--ranks", "9,4,2", "--restarts", "2", "--optimizer", "adam", "--lr", "0.01", "--decay", "0.999"])
+            .args(extra);
+        c.output().unwrap()
+    };
+    let straight = dir.join("straight");
+    assert_ok(&fit(&straight, &["--epochs", "3000"]));
+    let r = dir.join("r");
+    assert_ok(&fit(&r, &["--epochs", "3000", "--max-seconds", "0.3"]));
+    let run_json = read_json(&r.join("run.json"));
+    assert_eq!(run_json["stop_reason"], "time-limit", "{run_json}");
+    assert!(r.join("checkpoint.safetensors").is_file());
+    let again = |extra: &[&str]| {
+        let mut args = vec!["fit", "neural-nmf", "--data", "toy-hierarchy", "--resume", s(&r)];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    assert_user_error(&again(&["--ranks", "9,4"]), &["--resume", "--ranks"]);
+    assert_user_error(&again(&["--first", "80"]), &["checkpoint", "90"]);
+    let o = again(&["--quiet"]);
+    assert_ok(&o);
+    assert!(tensors(&r) == tensors(&straight), "the resumed model differs");
+    assert_eq!(history(&r), history(&straight));
+    assert!(!r.join("checkpoint.safetensors").exists());
+    assert!(read_json(&r.join("run.json"))["part"]["resumed_from_epoch"].as_u64().is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -243,6 +243,8 @@ impl MethodPart {
                 accuracy: None,
                 accuracy_unlabeled: None,
                 test_accuracy: None,
+                resumed_from_epoch: None,
+                redone_epochs: None,
             })
         };
         if !["none", "semi", "full"].contains(&supervision) {
@@ -350,6 +352,12 @@ pub struct LayersPart {
     pub accuracy_unlabeled: Option<f64>,
     /// Layer stacks with held-out test data: the post-hoc classifier of the training codes on it.
     pub test_accuracy: Option<f64>,
+    /// Neural NMF resumed from a checkpoint: the epoch (of its restart) it continued from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from_epoch: Option<usize>,
+    /// Neural NMF resumed: epochs done after that checkpoint by the stopped process (redone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redone_epochs: Option<usize>,
 }
 
 /// [`MethodPart::Autoencoder`]: architecture, training options and losses.

@@ -104,6 +104,11 @@ impl<T: Real> NeuralCheckpoint<T> {
         &self.meta.options
     }
 
+    /// The records of the restart being trained, up to the checkpoint (epoch 0 first).
+    pub fn history(&self) -> &[IterRecord] {
+        &self.meta.history
+    }
+
     /// The restart being trained (0 for the first) and its epochs done.
     pub fn position(&self) -> (u64, usize) {
         (self.meta.restart, self.meta.done)
