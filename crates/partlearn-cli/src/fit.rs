@@ -44,9 +44,9 @@ pub struct NmfArgs {
     /// Number of components (atoms).
     #[arg(short = 'k', long = "k", default_value_t = 10)]
     pub k: usize,
-    /// hals or anls (Frobenius only; anls = exact alternating NNLS), or mu (any beta-loss).
+    /// hals or anls (Frobenius only; anls = exact alternating NNLS), mu (any beta-loss), or online (mini-batch HALS on rows streamed from the data, Frobenius; see --batch-size).
     #[arg(long, default_value = "hals")]
-    pub solver: Solver,
+    pub solver: crate::online_cmd::SolverArg,
     /// frobenius, kullback-leibler, itakura-saito, or a number β.
     #[arg(long, default_value = "frobenius", value_parser = nmf::options::parse_beta_loss)]
     pub beta_loss: f64,
@@ -103,6 +103,8 @@ pub struct NmfArgs {
     pub mask: Option<PathBuf>,
     #[command(flatten)]
     pub compress: CompressArgs,
+    #[command(flatten)]
+    pub online: crate::online_cmd::OnlineArgs,
     /// Keep history.jsonl in the run's stage as the fit goes once it has run this many seconds (a killed fit leaves the iterations it did).
     #[arg(long, value_name = "SECONDS", default_value_t = crate::progress::HISTORY_AFTER, hide = true)]
     pub history_after: f64,
@@ -248,10 +250,11 @@ pub fn run(cmd: FitCommand) -> Result<()> {
     }
 }
 
-fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
-    let opts = NmfParams {
+/// The library's NMF parameters of the flags, with `solver`.
+pub(crate) fn nmf_params(a: &NmfArgs, solver: Solver) -> NmfParams {
+    NmfParams {
         k: a.k,
-        solver: a.solver,
+        solver,
         beta_loss: a.beta_loss,
         init: a.init,
         max_iter: a.max_iter,
@@ -273,7 +276,15 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
         compress: a.compress.setting(),
         polish: a.compress.polish,
         ..Default::default()
+    }
+}
+
+fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
+    let solver = match a.solver {
+        crate::online_cmd::SolverArg::Online => return crate::online_cmd::fit::<T>(a),
+        crate::online_cmd::SolverArg::Batch(s) => s,
     };
+    let opts = nmf_params(a, solver);
     if opts.init != InitMethod::Custom && (a.init_atoms.is_some() || a.init_codes.is_some()) {
         anyhow::bail!("--init-atoms/--init-codes are only used with --init custom; add --init custom");
     }
@@ -311,7 +322,7 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
 
 /// The output folder of `fit nmf` (checked before the fit): `--out` or the default, never one
 /// holding the fit's own inputs.
-fn nmf_run_dir(a: &NmfArgs) -> Result<RunDir> {
+pub(crate) fn nmf_run_dir(a: &NmfArgs) -> Result<RunDir> {
     let out = a
         .run
         .out

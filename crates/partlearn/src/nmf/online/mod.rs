@@ -52,7 +52,7 @@ use crate::real::Real;
 use crate::rng::Rng;
 
 /// Code sweeps per batch without `fresh_restarts`.
-pub const CODE_SWEEPS: usize = 5;
+pub const CODE_SWEEPS: usize = 10;
 /// Atom sweeps per batch on the sufficient statistics.
 pub const ATOM_SWEEPS: usize = 3;
 
@@ -296,39 +296,155 @@ fn sq_error_gram<T: Real>(x_sq: f64, p: MatRef<'_, T>, h: MatRef<'_, T>, g: MatR
     (x_sq - 2.0 * linalg::inner(p, h) + linalg::inner(g, hh.as_ref())).max(0.0)
 }
 
-/// The training state (one engine iteration = one pass).
-struct Online<'s, T: Real> {
-    src: &'s mut dyn RowSource<T>,
-    p: &'s MiniBatchParams,
+/// The state of online NMF between mini-batches: the atoms and the sufficient statistics
+/// (`O(k·m + k²)`). [`fit_rows`] drives it over a [`RowSource`]; [`OnlineNmf::partial_fit`]
+/// takes one batch at a time (scikit-learn's `partial_fit`).
+#[derive(Clone, Debug)]
+pub struct OnlineNmf<T: Real> {
+    params: MiniBatchParams,
     wt: Mat<T>,
     a: Mat<T>,
     b: Mat<T>,
-    rho: T,
-    n: usize,
-    steps_per_pass: usize,
-    total_steps: usize,
-    step: usize,
-    ewa: Option<f64>,
-    ewa_min: Option<f64>,
-    no_improvement: usize,
-    last_cost: f64,
-    rows_seen: u64,
-    par: Par,
+    rho: f64,
+    n_steps: usize,
 }
 
-impl<T: Real> Online<'_, T> {
-    /// One mini-batch step on rows `start .. start + len`; returns whether a stopping rule fired.
-    fn minibatch(&mut self, start: usize, len: usize) -> Result<(bool, f64, f64)> {
-        let block = self.src.read(start, len)?;
-        block.validate_nonnegative(start)?;
-        let x = BatchX::of(block);
-        let (k, par) = (self.wt.nrows(), self.par);
-        let p = self.p;
+/// What one mini-batch step measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchStep {
+    /// `‖X_t − H_tW‖²` with the batch's codes and the atoms before the step.
+    pub sq_error: f64,
+    /// `‖X_t‖²`.
+    pub x_sq: f64,
+    /// `‖W_new − W_old‖_F / ‖W_new‖_F`.
+    pub atoms_change: f64,
+}
+
+impl<T: Real> OnlineNmf<T> {
+    /// Starts from `first` (a batch of rows, `len × m`): the atoms by `params`' initialization on
+    /// it, empty statistics, and the forgetting `ρ = forget_factor^{batch_size/n_samples}`.
+    pub fn init(first: MatRef<'_, T>, n_samples: usize, params: &ValidMiniBatchParams) -> Result<Self> {
+        crate::data::validate_nonnegative(first.transpose())?;
+        let o = &params.params.nmf;
+        let v = params.nmf.resolve(first.nrows(), first.ncols())?;
+        let mut rng = Rng::new(o.seed);
+        let xt = first.transpose();
+        let f = linalg::with_threads(o.threads, || {
+            init::initialize_from(xt, &v, None, None, &mut rng, linalg::par(o.threads))
+        })??;
+        Ok(Self::start(f.wt, n_samples, params))
+    }
+
+    fn start(wt: Mat<T>, n_samples: usize, params: &ValidMiniBatchParams) -> Self {
+        let p = &params.params;
+        let (k, m) = (wt.nrows(), wt.ncols());
+        OnlineNmf {
+            params: p.clone(),
+            wt,
+            a: Mat::zeros(k, k),
+            b: Mat::zeros(k, m),
+            rho: p
+                .forget_factor
+                .powf(p.batch_size as f64 / n_samples.max(1) as f64),
+            n_steps: 0,
+        }
+    }
+
+    /// Rebuilds a state from its parts ([`Self::parts`]): atoms `k × m`, `A` (`k × k`), `B`
+    /// (`k × m`), `ρ` and the steps run.
+    pub fn from_parts(
+        params: &ValidMiniBatchParams,
+        atoms: Mat<T>,
+        a: Mat<T>,
+        b: Mat<T>,
+        rho: f64,
+        n_steps: usize,
+    ) -> Result<Self> {
+        let (k, m) = (atoms.nrows(), atoms.ncols());
+        if k != params.params.nmf.k || a.shape() != (k, k) || b.shape() != (k, m) {
+            return Err(Error::ShapeMismatch {
+                what: "online NMF state".into(),
+                expected: format!("atoms k × m, A k × k, B k × m with k = {}", params.params.nmf.k),
+                found: format!(
+                    "atoms {} × {}, A {} × {}, B {} × {}",
+                    k,
+                    m,
+                    a.nrows(),
+                    a.ncols(),
+                    b.nrows(),
+                    b.ncols()
+                ),
+                hint: "give back the parts this state returned".into(),
+            });
+        }
+        if !(rho > 0.0 && rho <= 1.0) {
+            return Err(Error::invalid("rho", rho, "must be in (0, 1]"));
+        }
+        Ok(OnlineNmf {
+            params: params.params.clone(),
+            wt: atoms,
+            a,
+            b,
+            rho,
+            n_steps,
+        })
+    }
+
+    /// The atoms (`k × m`), `A`, `B`, `ρ` and the steps run.
+    pub fn parts(&self) -> (MatRef<'_, T>, MatRef<'_, T>, MatRef<'_, T>, f64, usize) {
+        (
+            self.wt.as_ref(),
+            self.a.as_ref(),
+            self.b.as_ref(),
+            self.rho,
+            self.n_steps,
+        )
+    }
+
+    /// Mini-batch steps run.
+    pub fn n_steps(&self) -> usize {
+        self.n_steps
+    }
+
+    /// The model of the current atoms.
+    pub fn model(&self) -> Result<NmfModel<T>> {
+        NmfModel::new(
+            self.wt.clone(),
+            EncodeSpec {
+                beta_loss: 2.0,
+                codes_penalty: Penalty::default(),
+                encode: self.params.nmf.encode,
+            },
+        )
+    }
+
+    /// One mini-batch step on `x` (`len × m`, samples as rows): steps 1–4 of the module
+    /// documentation.
+    pub fn partial_fit(&mut self, x: MatRef<'_, T>) -> Result<BatchStep> {
+        if x.ncols() != self.wt.ncols() {
+            return Err(Error::ShapeMismatch {
+                what: "batch".into(),
+                expected: format!("n × {} features", self.wt.ncols()),
+                found: format!("{} × {}", x.nrows(), x.ncols()),
+                hint: "give batches with the features of the first one".into(),
+            });
+        }
+        crate::data::validate_nonnegative(x.transpose())?;
+        let threads = self.params.nmf.threads;
+        let xt = x.transpose().to_owned();
+        linalg::with_threads(threads, || self.step(&BatchX::Dense(xt), linalg::par(threads)))?
+    }
+
+    /// One step on a checked batch, inside the thread pool.
+    fn step(&mut self, x: &BatchX<T>, par: Par) -> Result<BatchStep> {
+        let k = self.wt.nrows();
+        let p = &self.params;
         let mut g = Mat::<T>::zeros(k, k);
         linalg::gram(g.as_mut(), self.wt.as_ref(), par);
         let wt = self.wt.as_ref();
         let parallel = !matches!(par, Par::Seq);
-        let (h, x_sq, sq, cross_b) = with_xref(&x, |xr| {
+        let (h, x_sq, sq, cross_b) = with_xref(x, |xr| {
+            let len = xr.ncols();
             let mut pc = Mat::<T>::zeros(k, len);
             xr.codes_cross(pc.as_mut(), wt, par);
             let mut h = Mat::<T>::zeros(k, len);
@@ -349,14 +465,16 @@ impl<T: Real> Online<'_, T> {
             xr.atoms_cross(cross_b.as_mut(), h.as_ref(), par);
             (h, x_sq, sq, cross_b)
         })?;
-        let cost = 0.5 * sq / len as f64;
         // Sufficient statistics with forgetting.
         let mut hh = Mat::<T>::zeros(k, k);
         linalg::gram(hh.as_mut(), h.as_ref(), par);
-        let rho = self.rho;
-        self.a = Mat::from_fn(k, k, |i, j| rho * self.a[(i, j)] + hh[(i, j)]);
-        let m = self.wt.ncols();
-        for j in 0..m {
+        let rho = T::from_f64(self.rho);
+        for j in 0..k {
+            for i in 0..k {
+                self.a[(i, j)] = rho * self.a[(i, j)] + hh[(i, j)];
+            }
+        }
+        for j in 0..self.wt.ncols() {
             for i in 0..k {
                 self.b[(i, j)] = rho * self.b[(i, j)] + cross_b[(i, j)];
             }
@@ -377,15 +495,49 @@ impl<T: Real> Online<'_, T> {
             rule,
             parallel,
         );
-        self.step += 1;
+        self.n_steps += 1;
+        let norm = linalg::frob_sq(self.wt.as_ref()).sqrt();
+        let diff = linalg::frob_sq((&self.wt - &prev).as_ref()).sqrt();
+        Ok(BatchStep {
+            sq_error: sq,
+            x_sq,
+            atoms_change: if norm > 0.0 { diff / norm } else { 0.0 },
+        })
+    }
+}
+
+/// The training loop over a source (one engine iteration = one pass).
+struct Online<'s, T: Real> {
+    src: &'s mut dyn RowSource<T>,
+    p: &'s MiniBatchParams,
+    core: OnlineNmf<T>,
+    n: usize,
+    steps_per_pass: usize,
+    total_steps: usize,
+    ewa: Option<f64>,
+    ewa_min: Option<f64>,
+    no_improvement: usize,
+    last_cost: f64,
+    rows_seen: u64,
+    par: Par,
+}
+
+impl<T: Real> Online<'_, T> {
+    /// One mini-batch step on rows `start .. start + len`; returns whether a stopping rule
+    /// fired, and the batch's squared error and `‖X_t‖²`.
+    fn minibatch(&mut self, start: usize, len: usize) -> Result<(bool, f64, f64)> {
+        let block = self.src.read(start, len)?;
+        block.validate_nonnegative(start)?;
+        let s = self.core.step(&BatchX::of(block), self.par)?;
+        let cost = 0.5 * s.sq_error / len as f64;
         self.rows_seen += len as u64;
         self.last_cost = cost;
-        Ok((self.converged(len, cost, prev.as_ref()), sq, x_sq))
+        Ok((self.converged(len, cost, s.atoms_change), s.sq_error, s.x_sq))
     }
 
     /// scikit-learn's `_minibatch_convergence` after a step.
-    fn converged(&mut self, len: usize, cost: f64, prev: MatRef<'_, T>) -> bool {
-        if self.step == 1 {
+    fn converged(&mut self, len: usize, cost: f64, atoms_change: f64) -> bool {
+        if self.core.n_steps == 1 {
             return false;
         }
         let alpha = (len as f64 / (self.n as f64 + 1.0)).min(1.0);
@@ -395,12 +547,8 @@ impl<T: Real> Online<'_, T> {
         };
         self.ewa = Some(ewa);
         let tol = self.p.nmf.tol;
-        if tol > 0.0 {
-            let norm = linalg::frob_sq(self.wt.as_ref()).sqrt();
-            let diff = linalg::frob_sq((&self.wt - prev).as_ref()).sqrt();
-            if norm > 0.0 && diff / norm <= tol {
-                return true;
-            }
+        if tol > 0.0 && atoms_change <= tol {
+            return true;
         }
         if self.ewa_min.is_none_or(|m| ewa < m) {
             self.no_improvement = 0;
@@ -436,7 +584,7 @@ impl<T: Real> engine::Method for Online<'_, T> {
             if stop {
                 return Ok(Step::Converged(eval));
             }
-            if !within.go_on(self.step, self.total_steps) {
+            if !within.go_on(self.core.n_steps, self.total_steps) {
                 return Ok(Step::Stopped);
             }
         }
@@ -496,14 +644,10 @@ pub fn fit_rows<T: Real>(
         let mut state = Online {
             src,
             p,
-            wt: f.wt,
-            a: Mat::zeros(k, k),
-            b: Mat::zeros(k, m),
-            rho: T::from_f64(p.forget_factor.powf(b as f64 / n as f64)),
+            core: OnlineNmf::start(f.wt, n, params),
             n,
             steps_per_pass,
             total_steps: steps_per_pass.saturating_mul(o.max_iter),
-            step: 0,
             ewa: None,
             ewa_min: None,
             no_improvement: 0,
@@ -528,8 +672,9 @@ pub fn fit_rows<T: Real>(
             });
         }
         let seconds = start.elapsed().as_secs_f64();
+        let steps = state.core.n_steps;
         let stats = FitStats {
-            batches: state.step as u64,
+            batches: steps as u64,
             rows_seen: state.rows_seen,
             rows_per_second: if seconds > 0.0 {
                 state.rows_seen as f64 / seconds
@@ -538,16 +683,11 @@ pub fn fit_rows<T: Real>(
             },
             ..FitStats::default()
         };
-        let spec = EncodeSpec {
-            beta_loss: 2.0,
-            codes_penalty: Penalty::default(),
-            encode: o.encode,
-        };
         Ok(OnlineFit {
-            model: NmfModel::new(state.wt, spec)?,
+            model: state.core.model()?,
             history: out.history,
-            n_iter: state.step.div_ceil(steps_per_pass),
-            n_steps: state.step,
+            n_iter: steps.div_ceil(steps_per_pass),
+            n_steps: steps,
             stop_reason: out.stop_reason,
             warnings,
             ewa_cost: state.ewa.unwrap_or(state.last_cost),

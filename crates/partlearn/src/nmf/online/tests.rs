@@ -240,3 +240,29 @@ fn fashion_subset_online_error_within_2_percent_of_hals() {
 fn fashion_online_error_within_2_percent_of_hals() {
     fashion_agreement(60000, 20);
 }
+
+#[test]
+fn partial_fit_batch_by_batch_equals_one_pass() {
+    let x = planted(1000, 30, 4, 4);
+    let p = MiniBatchParams::new(4)
+        .batch_size(200)
+        .max_iter(1)
+        .tol(0.0)
+        .max_no_improvement(None)
+        .check()
+        .unwrap();
+    let fit = fit_dense(x.as_ref(), &p);
+    let mut s = OnlineNmf::init(x.subrows(0, 200), 1000, &p).unwrap();
+    for t in 0..5 {
+        s.partial_fit(x.subrows(t * 200, 200)).unwrap();
+    }
+    assert_eq!(s.n_steps(), 5);
+    assert_eq!(s.model().unwrap().components(), fit.model.components());
+    // The state survives a round trip through its parts.
+    let (w, a, b, rho, steps) = s.parts();
+    let mut r = OnlineNmf::from_parts(&p, w.to_owned(), a.to_owned(), b.to_owned(), rho, steps).unwrap();
+    s.partial_fit(x.subrows(0, 100)).unwrap();
+    r.partial_fit(x.subrows(0, 100)).unwrap();
+    assert_eq!(s.parts().0, r.parts().0);
+    assert!(s.partial_fit(Mat::<f64>::zeros(3, 7).as_ref()).is_err());
+}
