@@ -76,7 +76,7 @@ impl<T: Real> Source<T> {
         let d = &a.data;
         let path = Path::new(&d.spec);
         let streamed = !d.is_sparse()
-            && (path.is_dir() || d.spec.to_ascii_lowercase().ends_with(".npy") && path.is_file());
+            && (path.is_dir() || (d.spec.to_ascii_lowercase().ends_with(".npy") && path.is_file()));
         if streamed {
             if d.first.is_some() || d.subset.is_some() || d.labels.is_some() {
                 anyhow::bail!(

@@ -61,8 +61,9 @@ def test_bad_parameters_are_value_errors():
     for bad in [dict(batch_size=0), dict(forget_factor=1.5), dict(forget_factor=0.0), dict(beta_loss="kullback-leibler")]:
         with pytest.raises(ValueError):
             partlearn.MiniBatchNMF(3, **bad).fit(X)
-    with pytest.raises(ValueError, match="batch_size"):
-        partlearn.MiniBatchNMF(3, batch_size=101).fit(X)
+    # As scikit-learn: batches of min(batch_size, n_samples) rows.
+    est = partlearn.MiniBatchNMF(3, batch_size=1000, max_iter=3).fit(X)
+    assert est.n_steps_ == est.n_iter_ <= 3
 
 
 def test_agrees_in_spirit_with_sklearn_minibatch_nmf():

@@ -48,12 +48,12 @@ class MiniBatchNMF(_BaseNMF):
         "n_components": [Interval(Integral, 1, None, closed="left"), None, StrOptions({"auto"})],
         "init": [StrOptions({"random", "nndsvd", "nndsvda", "nndsvdar"}), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "beta_loss": [StrOptions({"frobenius"}), Interval(Real, 2, 2, closed="both")],
+        "beta_loss": [StrOptions({"frobenius", "kullback-leibler", "itakura-saito"}), Real],
         "tol": [Interval(Real, 0, None, closed="left")],
         "max_no_improvement": [Interval(Integral, 1, None, closed="left"), None],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "alpha_W": [Interval(Real, 0, 0, closed="both")],
-        "alpha_H": [Interval(Real, 0, 0, closed="both"), StrOptions({"same"})],
+        "alpha_W": [Interval(Real, 0, None, closed="left")],
+        "alpha_H": [Interval(Real, 0, None, closed="left"), StrOptions({"same"})],
         "l1_ratio": [Interval(Real, 0, 1, closed="both")],
         "forget_factor": [Interval(Real, 0, 1, closed="right")],
         "fresh_restarts": ["boolean"],
@@ -109,13 +109,22 @@ class MiniBatchNMF(_BaseNMF):
         self.max_seconds = max_seconds
         self.callback = callback
 
+    def _check_supported(self):
+        if self.beta_loss not in ("frobenius", 2, 2.0):
+            raise ValueError(
+                f"Invalid beta_loss parameter: MiniBatchNMF here minimizes the Frobenius loss only, got {self.beta_loss!r}; use partlearn.NMF(solver='mu') for other losses."
+            )
+        if self.alpha_W != 0 or self.alpha_H not in ("same", 0, 0.0):
+            raise ValueError("MiniBatchNMF here has no penalties: set alpha_W = 0 and alpha_H = 'same' (or 0).")
+
     def _k(self, X):
         return X.shape[1] if self.n_components in ("auto", None) else int(self.n_components)
 
-    def _common(self):
+    def _common(self, X):
         return dict(
             init="auto" if self.init is None else self.init,
-            batch_size=int(self.batch_size),
+            # scikit-learn: batches of min(batch_size, n_samples) rows.
+            batch_size=min(int(self.batch_size), X.shape[0]),
             tol=float(self.tol),
             forget_factor=float(self.forget_factor),
             fresh_restarts=bool(self.fresh_restarts),
@@ -138,9 +147,8 @@ class MiniBatchNMF(_BaseNMF):
         W : ndarray of shape (n_samples, n_components)
         """
         self._validate_params()
+        self._check_supported()
         X = _check_x(self, X, reset=True)
-        if self.batch_size > X.shape[0]:
-            raise ValueError(f"batch_size = {self.batch_size} is larger than the {X.shape[0]} samples; use at most {X.shape[0]}")
         out = _native.minibatch_nmf_fit(
             X,
             n_components=self._k(X),
@@ -148,7 +156,7 @@ class MiniBatchNMF(_BaseNMF):
             max_no_improvement=None if self.max_no_improvement is None else int(self.max_no_improvement),
             max_seconds=None if self.max_seconds is None else float(self.max_seconds),
             callback=_verbose_callback(self.verbose, self.callback),
-            **self._common(),
+            **self._common(X),
         )
         self.n_steps_ = int(out["n_steps"])
         self._online_state = None
@@ -166,6 +174,7 @@ class MiniBatchNMF(_BaseNMF):
         has = hasattr(self, "components_")
         if not has:
             self._validate_params()
+            self._check_supported()
         X = _check_x(self, X, reset=not has)
         state = getattr(self, "_online_state", None)
         if has and state is None:
@@ -175,13 +184,13 @@ class MiniBatchNMF(_BaseNMF):
                 "components": np.ascontiguousarray(self.components_, dtype=X.dtype),
                 "stat_a": np.zeros((k, k), dtype=X.dtype),
                 "stat_b": np.zeros((k, m), dtype=X.dtype),
-                "rho": float(self.forget_factor) ** (self.batch_size / X.shape[0]),
+                "rho": float(self.forget_factor) ** (min(self.batch_size, X.shape[0]) / X.shape[0]),
                 "n_steps": int(getattr(self, "n_steps_", 0)),
             }
         elif state is not None:
             state = {key: (np.ascontiguousarray(v, dtype=X.dtype) if isinstance(v, np.ndarray) else v) for key, v in state.items()}
         k = self.components_.shape[0] if has else self._k(X)
-        out = _native.minibatch_nmf_partial_fit(X, n_components=k, state=state, **self._common())
+        out = _native.minibatch_nmf_partial_fit(X, n_components=k, state=state, **self._common(X))
         self._online_state = out
         self.components_ = out["components"]
         self.n_components_ = k

@@ -234,7 +234,7 @@ fn fashion_subset_online_error_within_2_percent_of_hals() {
     fashion_agreement(3000, 50);
 }
 
-/// The whole training split (60,000 images, k = 20): about 30 s in the dev profile.
+/// The whole training split (60,000 images, k = 20): under a minute in the dev profile.
 #[test]
 #[ignore]
 fn fashion_online_error_within_2_percent_of_hals() {
