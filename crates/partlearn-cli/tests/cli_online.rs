@@ -71,7 +71,7 @@ fn online_from_a_file_and_from_shards() {
     let rec = read_json(&r1.join("run.json"));
     let stats = &rec["part"]["stats"];
     let passes = rec["n_iter"].as_u64().unwrap();
-    assert!(passes >= 1 && passes <= 15, "{passes}");
+    assert!((1..=15).contains(&passes), "{passes}");
     let batches = stats["batches"].as_u64().unwrap();
     assert!(
         batches > (passes - 1) * 12 && batches <= passes * 12,
