@@ -51,7 +51,9 @@ use crate::params::setters;
 use crate::real::Real;
 use crate::rng::Rng;
 
-/// Code sweeps per batch without `fresh_restarts`.
+/// Code sweeps per batch without `fresh_restarts`. Measured (30 passes, no early stop):
+/// Fashion-MNIST's first 3,000 images, k = 20, online/HALS error 1.022 with 10 sweeps, 1.026
+/// with 5; a planted 5,000 × 100 rank-8 matrix, rel. error 0.024 with 10 sweeps, 0.086 with 5.
 pub const CODE_SWEEPS: usize = 10;
 /// Atom sweeps per batch on the sufficient statistics.
 pub const ATOM_SWEEPS: usize = 3;
