@@ -16,6 +16,8 @@ pub enum BenchCommand {
     Ae(BenchAeArgs),
     /// One exact ANLS codes update (CD prediction + block principal pivoting), timed by parts.
     Nnls(BenchNnlsArgs),
+    /// Online NMF on rows streamed from an .npy file (or a folder of shards): rows/s of training and of the codes pass, and the process's peak RSS.
+    Online(crate::bench_online::BenchOnlineArgs),
 }
 
 #[derive(Args, Debug)]
@@ -228,6 +230,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Nmf(a) => a,
         BenchCommand::Ae(a) => return run_ae(a),
         BenchCommand::Nnls(a) => return run_nnls(a),
+        BenchCommand::Online(a) => return crate::bench_online::run(a),
     };
     let solvers = a
         .solvers

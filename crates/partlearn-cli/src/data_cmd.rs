@@ -95,6 +95,9 @@ pub enum GenerateCommand {
         /// Replace an existing file.
         #[arg(long)]
         force: bool,
+        /// Write the rows block by block (memory: one block of 1024 rows, whatever n; for files larger than memory). A different matrix than without --stream for the same seed.
+        #[arg(long)]
+        stream: bool,
     },
 }
 
@@ -147,8 +150,32 @@ fn generate(cmd: GenerateCommand) -> Result<()> {
             seed,
             out,
             force,
+            stream,
         } => {
             partlearn::io::check_output_file(&out, force, b"\x93NUMPY", ".npy file")?;
+            if stream {
+                let t = std::time::Instant::now();
+                partlearn::io::write_atomic_with(&out, |w| {
+                    w.write_all(&partlearn::npy::npy_header(&[n, m], "<f4"))?;
+                    let mut buf = Vec::new();
+                    partlearn::data::generate::lowrank_blocks::<f32>(n, m, k, noise, seed, &mut |b| {
+                        buf.clear();
+                        for i in 0..b.nrows() {
+                            for j in 0..b.ncols() {
+                                buf.extend_from_slice(&b[(i, j)].to_le_bytes());
+                            }
+                        }
+                        w.write_all(&buf).map_err(|e| partlearn::Error::io(&out, e))
+                    })
+                    .map_err(std::io::Error::other)
+                })?;
+                outln!(
+                    "wrote {} ({n} × {m}, rank {k} + noise {noise}, float32, streamed) in {:.1} s",
+                    out.display(),
+                    t.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
             let x = partlearn::data::generate::lowrank::<f32>(n, m, k, noise, seed)?;
             partlearn::io::write_atomic(&out, &crate::transform::matrix_npy_bytes(x.as_ref()))?;
             outln!(

@@ -9,7 +9,7 @@ use partlearn::data::Dataset;
 use partlearn::engine::StopReason;
 use partlearn::io::record::{self, NmfPart};
 use partlearn::io::{self, FitSummary, MethodPart, RunDir, RunRecord};
-use partlearn::nmf::{self, EncodeOptions, InitMethod, NmfParams, Solver};
+use partlearn::nmf::{self, EncodeOptions, InitMethod, NmfParams};
 use partlearn::Real;
 use serde::Serialize;
 
@@ -44,9 +44,9 @@ pub struct NmfArgs {
     /// Number of components (atoms).
     #[arg(short = 'k', long = "k", default_value_t = 10)]
     pub k: usize,
-    /// hals or anls (Frobenius only; anls = exact alternating NNLS), or mu (any beta-loss).
+    /// hals or anls (Frobenius only; anls = exact alternating NNLS), mu (any beta-loss), or online (mini-batch HALS on rows streamed from the data, Frobenius; see --batch-size).
     #[arg(long, default_value = "hals")]
-    pub solver: Solver,
+    pub solver: crate::online_cmd::SolverArg,
     /// frobenius, kullback-leibler, itakura-saito, or a number β.
     #[arg(long, default_value = "frobenius", value_parser = nmf::options::parse_beta_loss)]
     pub beta_loss: f64,
@@ -110,6 +110,8 @@ pub struct NmfArgs {
     pub mask: Option<PathBuf>,
     #[command(flatten)]
     pub compress: CompressArgs,
+    #[command(flatten)]
+    pub online: crate::online_cmd::OnlineArgs,
     /// Keep history.jsonl in the run's stage as the fit goes once it has run this many seconds (a killed fit leaves the iterations it did).
     #[arg(long, value_name = "SECONDS", default_value_t = crate::progress::HISTORY_AFTER, hide = true)]
     pub history_after: f64,

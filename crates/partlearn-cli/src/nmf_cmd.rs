@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use partlearn::io::{self, RunDir};
 use partlearn::nmf::checkpoint::checkpoint_dtype;
-use partlearn::nmf::{self, CustomInit, EncodeOptions, InitMethod, NmfCheckpoint, NmfInput, NmfParams};
+use partlearn::nmf::{self, CustomInit, EncodeOptions, InitMethod, NmfCheckpoint, NmfInput, NmfParams, Solver};
 use partlearn::Real;
 
 use crate::args::Dtype;
+use crate::online_cmd::SolverArg;
 use crate::fit::{finish_run, has_nan, load_mask, refuse_mask_on_sparse, FitData, NmfArgs};
 use crate::output::{default_out, read_matrix};
 use crate::progress::{FitProgress, HistoryLog};
@@ -62,16 +63,20 @@ pub fn run(a: &NmfArgs) -> Result<()> {
             _ => resume_as::<f64>(a, dir, r),
         };
     }
-    match a.run.dtype {
-        Dtype::F32 => fit_new::<f32>(a),
-        Dtype::F64 => fit_new::<f64>(a),
+    let online = matches!(a.solver, SolverArg::Online);
+    match (a.run.dtype, online) {
+        (Dtype::F32, true) => crate::online_cmd::fit::<f32>(a),
+        (Dtype::F64, true) => crate::online_cmd::fit::<f64>(a),
+        (Dtype::F32, false) => fit_new::<f32>(a),
+        (Dtype::F64, false) => fit_new::<f64>(a),
     }
 }
 
-fn params(a: &NmfArgs) -> NmfParams {
+/// The library's NMF parameters of the flags, with `solver`.
+pub(crate) fn nmf_params(a: &NmfArgs, solver: Solver) -> NmfParams {
     NmfParams {
         k: a.k,
-        solver: a.solver,
+        solver,
         beta_loss: a.beta_loss,
         init: a.init,
         max_iter: a.max_iter.unwrap_or(DEFAULT_MAX_ITER),
@@ -138,7 +143,11 @@ impl<T: Real> Loaded<T> {
 }
 
 fn fit_new<T: Real>(a: &NmfArgs) -> Result<()> {
-    let opts = params(a);
+    let solver = match a.solver {
+        SolverArg::Batch(s) => s,
+        SolverArg::Online => Solver::Hals,
+    };
+    let opts = nmf_params(a, solver);
     if opts.init != InitMethod::Custom && (a.init_atoms.is_some() || a.init_codes.is_some()) {
         anyhow::bail!("--init-atoms/--init-codes are only used with --init custom; add --init custom");
     }
@@ -148,11 +157,7 @@ fn fit_new<T: Real>(a: &NmfArgs) -> Result<()> {
     let (n, m) = data.shape();
     opts.validate(n, m)?;
     let params = opts.check()?;
-    let out = a
-        .run
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out("nmf", &a.data.spec, a.k));
+    let out = nmf_out(a);
     let again = format!(
         "partlearn fit nmf --data {} --resume {}",
         a.data.spec,
@@ -250,9 +255,17 @@ fn resume_as<T: Real>(a: &NmfArgs, dir: &Path, r: Resumed) -> Result<()> {
     )
 }
 
-/// The output folder of `fit nmf` (checked before the fit), never one holding the fit's own
-/// inputs.
-fn nmf_run_dir(a: &NmfArgs, out: &Path) -> Result<RunDir> {
+/// `--out` or the default folder of `fit nmf`.
+pub(crate) fn nmf_out(a: &NmfArgs) -> PathBuf {
+    a.run
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out("nmf", &a.data.spec, a.k))
+}
+
+/// The output folder `out` of `fit nmf` (checked before the fit), never one holding the fit's
+/// own inputs.
+pub(crate) fn nmf_run_dir(a: &NmfArgs, out: &Path) -> Result<RunDir> {
     a.data.run_dir(
         out,
         a.run.force,

@@ -10,6 +10,7 @@ mod deep;
 mod metrics;
 mod model;
 mod nmf;
+mod online;
 mod run;
 mod select;
 mod ssnmf;
@@ -23,6 +24,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(nmf::nmf_fit, m)?)?;
     m.add_function(wrap_pyfunction!(nmf::sparse_nmf_fit, m)?)?;
     m.add_function(wrap_pyfunction!(nmf::nmf_transform, m)?)?;
+    m.add_function(wrap_pyfunction!(online::minibatch_nmf_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(online::minibatch_nmf_partial_fit, m)?)?;
     m.add_function(wrap_pyfunction!(ssnmf::ssnmf_fit, m)?)?;
     m.add_function(wrap_pyfunction!(ssnmf::ssnmf_predict, m)?)?;
     m.add_function(wrap_pyfunction!(ssnmf::ssnmf_classifier, m)?)?;

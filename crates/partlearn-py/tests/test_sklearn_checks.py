@@ -10,6 +10,7 @@ ESTIMATORS = [
     partlearn.NMF(n_components=2, solver="mu", max_iter=500),
     partlearn.NMF(n_components=2, solver="anls", max_iter=500),
     partlearn.SparseNMF(n_components=2, code_sparsity=0.5, max_iter=200),
+    partlearn.MiniBatchNMF(n_components=2, batch_size=10, max_iter=50),
     partlearn.SparseAutoencoder(n_components=2, optimizer="adam", learning_rate=0.01, batch_size=32, max_iter=5),
     # The convolutional encoder reads each sample as a one-row image, whatever the feature count.
     partlearn.SparseAutoencoder(n_components=2, architecture="asymmetric", image_shape=(1, -1), batch_size=32, max_iter=2),

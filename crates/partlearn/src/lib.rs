@@ -23,7 +23,9 @@
 //!   warnings, the [`engine::Observer`] (progress, early stop) and the process-wide interrupt.
 //! - [`nmf`]: NMF by MU (any β), HALS and ANLS ([`nmf::factorize`]), optionally compressed
 //!   on a randomized sketch ([`nmf::compress`]), Hoyer's sparse NMF
-//!   ([`nmf::sparse::factorize_sparse`]), semi-supervised NMF ([`nmf::ssnmf`]).
+//!   ([`nmf::sparse::factorize_sparse`]), semi-supervised NMF ([`nmf::ssnmf`]), online
+//!   (mini-batch) NMF on rows streamed from files larger than memory ([`nmf::online`],
+//!   [`data::rows`]).
 //! - [`deep`]: hierarchical NMF, Deep NMF fine-tuning and Neural NMF.
 //! - [`autoencoder`]: sparse non-negative auto-encoders (shallow and asymmetric).
 //! - [`protocol`]: what every fitted model offers (atoms, encode = transform, decode);

@@ -17,11 +17,13 @@ from ._io import load_run
 from ._native import __version__
 from ._neural import NeuralNMF
 from ._nmf import NMF, SparseNMF
+from ._online import MiniBatchNMF
 from ._select import select_k
 from ._ssnmf import SSNMF
 
 __all__ = [
     "NMF",
+    "MiniBatchNMF",
     "SparseNMF",
     "SSNMF",
     "HierarchicalNMF",

@@ -162,6 +162,50 @@ pub fn lowrank<T: Real>(n: usize, m: usize, k: usize, noise: f64, seed: u64) -> 
     Ok(x)
 }
 
+/// [`lowrank`] generated `BLOCK` rows at a time and handed to `sink` (`len × m`, samples as
+/// rows, in row order), so that any `n` fits in memory (`O(BLOCK·m + k·m)`): `A` comes from the
+/// seed, each block's codes and noise from its own seeded stream (the same matrix for any
+/// thread count; a different one than [`lowrank`]'s for the same seed).
+pub fn lowrank_blocks<T: Real>(
+    n: usize,
+    m: usize,
+    k: usize,
+    noise: f64,
+    seed: u64,
+    sink: &mut dyn FnMut(faer::MatRef<'_, T>) -> Result<()>,
+) -> Result<()> {
+    if n == 0 || m == 0 || k == 0 {
+        return Err(Error::invalid("k", k, "give n, m and k ≥ 1"));
+    }
+    if !(noise >= 0.0 && noise.is_finite()) {
+        return Err(Error::invalid("noise", noise, "give a finite noise level ≥ 0"));
+    }
+    let bytes = ((BLOCK + k) as f64) * (m as f64) * 16.0;
+    crate::linalg::check_memory("m", m, bytes)?;
+    let mut r = Rng::new(seed);
+    let entry = |r: &mut Rng| if r.uniform() < 0.3 { 0.0 } else { r.uniform() };
+    let a = Mat::<f64>::from_fn(k, m, |_, _| entry(&mut r));
+    let mut d0 = 0;
+    while d0 < n {
+        let len = BLOCK.min(n - d0);
+        let mut r = Rng::new(seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(d0 as u64 + 1)));
+        let c = Mat::<f64>::from_fn(len, k, |_, _| entry(&mut r));
+        let mut x = Mat::<f64>::zeros(len, m);
+        crate::linalg::matmul(
+            x.as_mut(),
+            faer::Accum::Replace,
+            c.as_ref(),
+            a.as_ref(),
+            1.0,
+            faer::Par::Seq,
+        );
+        let xt = Mat::<T>::from_fn(len, m, |i, j| T::from_f64(x[(i, j)] + noise * r.normal().abs()));
+        sink(xt.as_ref())?;
+        d0 += len;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +226,23 @@ mod tests {
         let b: Csr<f32> = crate::linalg::with_threads(2, || topics(&s)).unwrap().unwrap();
         assert_eq!(a, b);
         assert!(topics::<f32>(&TopicsSpec { density: 0.0, ..s }).is_err());
+    }
+
+    #[test]
+    fn lowrank_blocks_are_low_rank_and_cover_every_row() {
+        let mut rows = Vec::new();
+        lowrank_blocks::<f64>(2500, 30, 3, 0.0, 1, &mut |b| {
+            rows.push(b.to_owned());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            rows.iter().map(|b| b.nrows()).collect::<Vec<_>>(),
+            [1024, 1024, 452]
+        );
+        let x = Mat::<f64>::from_fn(2500, 30, |i, j| rows[i / 1024][(i % 1024, j)]);
+        let svd = crate::linalg::truncated_svd(x.as_ref(), 5, &mut Rng::new(0), faer::Par::Seq).unwrap();
+        assert!(svd.s[3] < 1e-8 * svd.s[0]);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod labels;
 pub mod mtx;
 pub mod named;
 pub mod npz;
+pub mod rows;
 pub mod sparse_spec;
 pub mod spec;
 

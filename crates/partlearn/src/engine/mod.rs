@@ -58,6 +58,10 @@ pub enum Step {
     Unevaluated,
     /// [`Within::go_on`] said to stop: the iteration is incomplete and not recorded.
     Stopped,
+    /// The iteration ended early because the method's own convergence rule fired inside it
+    /// (mini-batch NMF's rules between batches, METHODS.md §11.3): recorded, then the run
+    /// stops as converged.
+    Converged(Eval),
 }
 
 /// One iterative method inside [`run`].
@@ -349,8 +353,13 @@ pub fn run(
             max_seconds: rules.max_seconds,
             reason: None,
         };
+        let mut converged = false;
         let e = match method.step(iter, &mut within)? {
             Step::Done(e) => e,
+            Step::Converged(e) => {
+                converged = true;
+                e
+            }
             Step::Stopped => {
                 iter -= 1;
                 break within.reason.unwrap_or(StopReason::Interrupted);
@@ -389,7 +398,11 @@ pub fn run(
         let f0 = *first.get_or_insert(e.objective);
         // Without a window yet (no iteration 0), NaN keeps the tolerance from firing.
         let w = window.unwrap_or(f64::NAN);
-        let mut reason = rules.check(iter, f0, w, e.objective, clock.elapsed());
+        let mut reason = if converged {
+            Some(StopReason::Converged)
+        } else {
+            rules.check(iter, f0, w, e.objective, clock.elapsed())
+        };
         if let (Some(p0), Some(p)) = (pg0, pg) {
             if rules.pg_converged(p0, p) {
                 reason = Some(StopReason::Converged);

@@ -133,13 +133,18 @@ pub(crate) fn available_memory() -> Option<f64> {
 /// parallel GEMM and partlearn's own data-parallel loops both use that many threads
 /// ([`check_threads`] first).
 pub fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<R> {
+    Ok(pool(threads)?.install(f))
+}
+
+/// The rayon pool of [`with_threads`], for callers that enter it many times (streaming passes
+/// that leave it between blocks to hand each block's result to a non-`Send` sink).
+pub(crate) fn pool(threads: usize) -> Result<rayon::ThreadPool> {
     check_threads(threads)?;
     let n = resolve_threads(threads);
-    let pool = rayon::ThreadPoolBuilder::new()
+    rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build()
-        .map_err(|e| Error::invalid("threads", threads, format!("cannot start a thread pool: {e}")))?;
-    Ok(pool.install(f))
+        .map_err(|e| Error::invalid("threads", threads, format!("cannot start a thread pool: {e}")))
 }
 
 /// Clears the upper halves of the vector registers on x86 with AVX (no-op elsewhere).

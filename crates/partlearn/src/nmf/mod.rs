@@ -25,6 +25,7 @@ pub mod frobenius;
 pub mod init;
 pub mod masked;
 pub mod model;
+pub mod online;
 pub mod options;
 pub mod sparse;
 pub(crate) mod sparse_kl;
@@ -120,6 +121,15 @@ pub struct FitStats {
     /// converged after its polish).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub compressed_converged: bool,
+    /// Online NMF ([`online`]): mini-batch steps run (scikit-learn's `n_steps_`).
+    #[serde(default)]
+    pub batches: u64,
+    /// Online NMF: rows processed by the training steps (passes × n, a partial pass counted).
+    #[serde(default)]
+    pub rows_seen: u64,
+    /// Online NMF: training throughput, `rows_seen` per second of the fit.
+    #[serde(default)]
+    pub rows_per_second: f64,
 }
 
 impl<T: Real> NmfFit<T> {

@@ -254,6 +254,56 @@ pub fn parse_npy(bytes: &[u8], path_for_errors: &Path) -> Result<NpyArray> {
     read_from(&mut r, bytes.len() as u64, path_for_errors)
 }
 
+/// The header of an NPY file, for readers that stream its rows ([`crate::data::rows`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NpyInfo {
+    /// The shape.
+    pub shape: Vec<usize>,
+    /// Byte offset of the first element.
+    pub data_offset: u64,
+    dtype: Dtype,
+}
+
+impl NpyInfo {
+    /// Bytes per element.
+    pub fn itemsize(&self) -> usize {
+        self.dtype.itemsize() as usize
+    }
+
+    /// Converts little-endian elements of this file's dtype (`bytes.len() = out.len() · itemsize`)
+    /// to `T` (rounded when `T` is narrower).
+    pub fn decode_into<T: Real>(&self, bytes: &[u8], out: &mut [T]) {
+        fn go<T: Real, const N: usize>(bytes: &[u8], out: &mut [T], f: impl Fn([u8; N]) -> f64) {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(N)) {
+                let mut a = [0u8; N];
+                a.copy_from_slice(c);
+                *o = T::from_f64(f(a));
+            }
+        }
+        match self.dtype {
+            Dtype::F32 => go::<T, 4>(bytes, out, |a| f32::from_le_bytes(a) as f64),
+            Dtype::F64 => go::<T, 8>(bytes, out, f64::from_le_bytes),
+            Dtype::U8 => go::<T, 1>(bytes, out, |a| a[0] as f64),
+            Dtype::I32 => go::<T, 4>(bytes, out, |a| i32::from_le_bytes(a) as f64),
+            Dtype::I64 => go::<T, 8>(bytes, out, |a| i64::from_le_bytes(a) as f64),
+            Dtype::U32 => go::<T, 4>(bytes, out, |a| u32::from_le_bytes(a) as f64),
+        }
+    }
+}
+
+/// Reads and checks only the header of an NPY file (the data size it declares must match the
+/// file length), without reading the data.
+pub fn read_npy_info(path: &Path) -> Result<NpyInfo> {
+    let file = crate::io::open_regular(path)?;
+    let total = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let (header, data_offset, _) = read_header(&mut BufReader::new(file), total, path)?;
+    Ok(NpyInfo {
+        shape: header.shape,
+        data_offset,
+        dtype: header.dtype,
+    })
+}
+
 /// The supported dtypes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Dtype {
@@ -292,7 +342,9 @@ struct Header {
     shape: Vec<usize>,
 }
 
-fn read_from<R: Read>(r: &mut R, total: u64, path: &Path) -> Result<NpyArray> {
+/// Reads and checks the header: the dtype, shape, element count and where the data start; the
+/// declared size must match the file length exactly.
+fn read_header<R: Read>(r: &mut R, total: u64, path: &Path) -> Result<(Header, u64, usize)> {
     let io = |e| Error::io(path, e);
     let not_npy = || {
         Error::format(
@@ -396,6 +448,12 @@ fn read_from<R: Read>(r: &mut R, total: u64, path: &Path) -> Result<NpyArray> {
             ),
         ));
     }
+    Ok((header, data_start, count))
+}
+
+fn read_from<R: Read>(r: &mut R, total: u64, path: &Path) -> Result<NpyArray> {
+    let io = |e| Error::io(path, e);
+    let (header, _, count) = read_header(r, total, path)?;
     let data = match header.dtype {
         Dtype::F32 => NpyData::F32(read_elems(r, count, f32::from_le_bytes).map_err(io)?),
         Dtype::F64 => NpyData::F64(read_elems(r, count, f64::from_le_bytes).map_err(io)?),
@@ -631,6 +689,15 @@ pub fn npy_bytes(shape: &[usize], data: NpyDataRef<'_>) -> Vec<u8> {
         "npy_bytes: shape {shape:?} does not match {} elements",
         data.len()
     );
+    let mut out = npy_header(shape, data.descr());
+    out.reserve(data.len() * 8);
+    data.write_le(&mut out);
+    out
+}
+
+/// The header bytes [`npy_bytes`] writes for `shape` and dtype `descr` (e.g. `"<f4"`): a
+/// streaming writer appends the elements in C order after them.
+pub fn npy_header(shape: &[usize], descr: &str) -> Vec<u8> {
     let shape_repr = match shape {
         [] => "()".to_string(),
         [d] => format!("({d},)"),
@@ -639,10 +706,7 @@ pub fn npy_bytes(shape: &[usize], data: NpyDataRef<'_>) -> Vec<u8> {
             format!("({})", parts.join(", "))
         }
     };
-    let mut dict = format!(
-        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape_repr}, }}",
-        data.descr()
-    );
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_repr}, }}");
     if let Some(first) = shape.first() {
         let digits = first.to_string().len();
         dict.push_str(&" ".repeat(GROWTH_AXIS_MAX_DIGITS.saturating_sub(digits)));
@@ -658,7 +722,7 @@ pub fn npy_bytes(shape: &[usize], data: NpyDataRef<'_>) -> Vec<u8> {
     let prefix = MAGIC.len() + 2 + len_size;
     let header_len = padded(prefix);
     let pad = header_len - hlen;
-    let mut out = Vec::with_capacity(prefix + header_len + data.len() * 8);
+    let mut out = Vec::with_capacity(prefix + header_len);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[version, 0]);
     if len_size == 2 {
@@ -669,7 +733,6 @@ pub fn npy_bytes(shape: &[usize], data: NpyDataRef<'_>) -> Vec<u8> {
     out.extend_from_slice(dict.as_bytes());
     out.resize(out.len() + pad, b' ');
     out.push(b'\n');
-    data.write_le(&mut out);
     out
 }
 

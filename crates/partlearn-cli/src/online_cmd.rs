@@ -1,0 +1,262 @@
+//! `partlearn fit nmf --solver online`: online (mini-batch) NMF on rows streamed from the data
+//! (METHODS.md §11.3). A `.npy` file or a folder of `.npy` shards is read block by block, never
+//! loaded whole; other data (named sets, CSV, sparse files) are loaded as usual and fed by
+//! blocks. The run's codes come from a second streaming pass, written block by block to
+//! `codes.npy` (n × k, float32 or float64 as --dtype).
+
+use std::path::Path;
+
+use anyhow::Result;
+use clap::Args;
+use partlearn::data::rows::{CsrRows, DenseRows, NpyRows, NpyShards, RowSource};
+use partlearn::engine::StopReason;
+use partlearn::io::record::{self, NmfPart};
+use partlearn::io::{self, DataSpec, FitSummary, MethodPart, RunRecord};
+use partlearn::nmf::online::{self, MiniBatchParams};
+use partlearn::nmf::{InitMethod, Solver};
+use partlearn::Real;
+
+use crate::args::Exit;
+use crate::fit::NmfArgs;
+use crate::progress::EpochProgress;
+
+/// The file the online solver writes its codes to, in the run folder.
+pub const CODES_FILE: &str = "codes.npy";
+
+/// `--solver`: a batch solver of the library, or online.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SolverArg {
+    Batch(Solver),
+    Online,
+}
+
+impl std::str::FromStr for SolverArg {
+    type Err = partlearn::Error;
+    fn from_str(s: &str) -> partlearn::Result<Self> {
+        match s {
+            "online" | "minibatch" => Ok(SolverArg::Online),
+            _ => s
+                .parse()
+                .map(SolverArg::Batch)
+                .map_err(|_| partlearn::Error::invalid("solver", s, "use mu, hals, anls or online")),
+        }
+    }
+}
+
+/// The flags of the online solver (`fit nmf --solver online`).
+#[derive(Args, Debug, Clone)]
+pub struct OnlineArgs {
+    /// With --solver online: rows per mini-batch.
+    #[arg(long, default_value_t = MiniBatchParams::default().batch_size)]
+    pub batch_size: usize,
+    /// With --solver online: weight of the past statistics after one pass, in (0, 1].
+    #[arg(long, default_value_t = MiniBatchParams::default().forget_factor)]
+    pub forget_factor: f64,
+    /// With --solver online: solve every batch's codes to --tol (at most --fresh-restarts-max-iter sweeps) instead of a few sweeps; slower per batch, closer to the batch solution.
+    #[arg(long)]
+    pub fresh_restarts: bool,
+    /// With --solver online and --fresh-restarts: sweep limit of a batch's codes.
+    #[arg(long, default_value_t = MiniBatchParams::default().fresh_restarts_max_iter)]
+    pub fresh_restarts_max_iter: usize,
+    /// With --solver online: stop after N batches without improvement of the smoothed batch cost (0 disables).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_no_improvement: usize,
+}
+
+/// Where the rows come from.
+enum Source<T: Real> {
+    File(NpyRows),
+    Shards(NpyShards),
+    Dense(partlearn::data::Dataset<T>),
+    Sparse(partlearn::data::Csr<T>),
+}
+
+impl<T: Real> Source<T> {
+    fn open(a: &NmfArgs) -> Result<Self> {
+        let d = &a.data;
+        let path = Path::new(&d.spec);
+        let streamed = !d.is_sparse()
+            && (path.is_dir() || (d.spec.to_ascii_lowercase().ends_with(".npy") && path.is_file()));
+        if streamed {
+            if d.first.is_some() || d.subset.is_some() || d.labels.is_some() {
+                anyhow::bail!(
+                    "--first, --subset and --labels are not applied to streamed data ({}); write the rows you want to an .npy file, or drop them",
+                    d.spec
+                );
+            }
+            return Ok(if path.is_dir() {
+                Source::Shards(NpyShards::open(path)?)
+            } else {
+                Source::File(NpyRows::open(path)?)
+            });
+        }
+        Ok(if d.is_sparse() {
+            Source::Sparse(d.load_csr::<T>()?)
+        } else {
+            Source::Dense(d.load::<T>()?)
+        })
+    }
+
+    fn rows(&mut self) -> Box<dyn RowSource<T> + '_> {
+        match self {
+            Source::File(f) => Box::new(&mut *f),
+            Source::Shards(s) => Box::new(&mut *s),
+            Source::Dense(d) => Box::new(DenseRows::new(d.x())),
+            Source::Sparse(x) => Box::new(CsrRows::new(x)),
+        }
+    }
+
+    fn record(&self, a: &NmfArgs, n: usize, m: usize) -> DataSpec {
+        match self {
+            Source::Dense(d) => a.data.record(d),
+            Source::Sparse(x) => a.data.record_csr(x),
+            Source::File(_) | Source::Shards(_) => DataSpec {
+                name: a.data.spec.clone(),
+                n_samples: n,
+                n_features: m,
+                dtype: T::NAME.into(),
+                image_shape: None,
+                spec: Some(a.data.spec.clone()),
+                first: None,
+                subset: None,
+                data_seed: 0,
+            },
+        }
+    }
+
+    fn image_shape(&self) -> Option<(usize, usize)> {
+        match self {
+            Source::Dense(d) => d.image_shape,
+            _ => None,
+        }
+    }
+}
+
+/// Runs `fit nmf --solver online` and writes the run folder.
+pub fn fit<T: Real>(a: &NmfArgs) -> Result<()> {
+    if a.mask.is_some() {
+        anyhow::bail!(
+            "--mask is not supported by --solver online; use --solver hals, mu or anls for masked data"
+        );
+    }
+    if a.init == InitMethod::Custom {
+        anyhow::bail!("--init custom is not supported by --solver online (it starts from its first batch); use auto, random or an nndsvd variant");
+    }
+    let o = &a.online;
+    let opts = MiniBatchParams {
+        nmf: crate::nmf_cmd::nmf_params(a, Solver::Hals),
+        batch_size: o.batch_size,
+        forget_factor: o.forget_factor,
+        fresh_restarts: o.fresh_restarts,
+        fresh_restarts_max_iter: o.fresh_restarts_max_iter,
+        max_no_improvement: (o.max_no_improvement > 0).then_some(o.max_no_improvement),
+    };
+    let valid = opts.check()?;
+    let mut source = Source::<T>::open(a)?;
+    let (n, m) = {
+        let r = source.rows();
+        (r.n_rows(), r.n_cols())
+    };
+    valid.check_shape(n, m)?;
+    let run_dir = crate::nmf_cmd::nmf_run_dir(a, &crate::nmf_cmd::nmf_out(a))?;
+    let mut progress = EpochProgress::new(a.run.quiet);
+    let fit = online::fit_rows(source.rows().as_mut(), &valid, &mut progress);
+    progress.finish();
+    let fit = fit?;
+    // The codes: a second streaming pass, written block by block.
+    let t = std::time::Instant::now();
+    let mut eval = None;
+    let threads = a.run.threads;
+    run_dir.write_with(CODES_FILE, |w| {
+        let descr = if T::NAME == "f32" { "<f4" } else { "<f8" };
+        w.write_all(&partlearn::npy::npy_header(&[n, fit.model.k()], descr))?;
+        let mut buf = Vec::new();
+        let mut sink = |_: usize, c: partlearn::faer::MatRef<'_, T>| -> partlearn::Result<()> {
+            buf.clear();
+            for i in 0..c.nrows() {
+                for j in 0..c.ncols() {
+                    let v = c[(i, j)];
+                    if T::NAME == "f32" {
+                        buf.extend_from_slice(&(v.to_f64() as f32).to_le_bytes());
+                    } else {
+                        buf.extend_from_slice(&v.to_f64().to_le_bytes());
+                    }
+                }
+            }
+            w.write_all(&buf).map_err(|e| partlearn::Error::io(CODES_FILE, e))
+        };
+        let e = online::transform_rows(
+            &fit.model,
+            source.rows().as_mut(),
+            opts.batch_size,
+            threads,
+            &mut sink,
+        )
+        .map_err(std::io::Error::other)?;
+        eval = Some(e);
+        Ok(())
+    })?;
+    let transform_seconds = t.elapsed().as_secs_f64();
+    let eval = eval.ok_or_else(|| anyhow::anyhow!("the codes were not computed"))?;
+    let (tensors, meta) = fit.model.to_tensors(None, source.image_shape())?;
+    run_dir.write(
+        io::run::MODEL_FILE,
+        &io::tensors::safetensors_bytes(&tensors, &meta)?,
+    )?;
+    let rel_error = eval.rel_error();
+    let sq = eval.sq_error.max(0.0);
+    let summary = FitSummary::new(fit.stop_reason, fit.n_iter, fit.seconds, &fit.warnings)
+        .objective(0.5 * sq)
+        .rel_error(rel_error);
+    let part = MethodPart::Nmf(NmfPart {
+        options: record::to_value(&opts)?,
+        reconstruction_err: Some(sq.sqrt()),
+        stats: fit.stats,
+        resumed_from_iter: None,
+        redone_iters: None,
+    });
+    RunRecord::new("nmf", source.record(a, n, m), summary, part)
+        .seed(a.run.seed)
+        .threads(a.run.threads)
+        .command(std::env::args().collect())
+        .write(&run_dir, &fit.history)?;
+    let path = run_dir.commit()?;
+    crate::progress::print_warnings(&fit.warnings, &crate::args::Flags::iterations());
+    if a.run.json {
+        let summary = serde_json::json!({
+            "run": path,
+            "method": "nmf",
+            "solver": "online",
+            "n_iter": fit.n_iter,
+            "n_steps": fit.n_steps,
+            "stop_reason": fit.stop_reason,
+            "objective": 0.5 * sq,
+            "reconstruction_err": sq.sqrt(),
+            "rel_error": rel_error,
+            "seconds": fit.seconds,
+            "transform_seconds": transform_seconds,
+            "rows_per_second": fit.stats.rows_per_second,
+            "warnings": fit.warnings,
+        });
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !a.run.quiet {
+        outln!(
+            "nmf (online) k={} on {} ({n} × {m}): {} passes, {} batches ({}), rel. error {:.5}, {:.2} s ({:.0} rows/s) + codes {:.2} s",
+            a.k,
+            a.data.spec,
+            fit.n_iter,
+            fit.n_steps,
+            fit.stop_reason,
+            rel_error,
+            fit.seconds,
+            fit.stats.rows_per_second,
+            transform_seconds
+        );
+        outln!("wrote {}", path.display());
+    }
+    if fit.stop_reason == StopReason::Interrupted {
+        errln!("interrupted: the run so far was saved to {}", path.display());
+        return Err(Exit::Interrupted.into());
+    }
+    Ok(())
+}
