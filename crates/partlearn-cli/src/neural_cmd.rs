@@ -214,7 +214,11 @@ fn fit<T: Real>(a: &NeuralArgs, resumed: Option<(&PathBuf, Resumed)>) -> Result<
             resume::place(dir, Some(r), || Ok(io::RunDir::create(dir, true)?))?
         }
         _ => {
-            let again = format!("partlearn fit neural-nmf --data {} --resume {}", a.data.spec, out.display());
+            let again = format!(
+                "partlearn fit neural-nmf --data {} --resume {}",
+                a.data.spec,
+                out.display()
+            );
             resume::refuse_unfinished(&out, a.run.force, &again)?;
             resume::place(&out, None, || a.data.run_dir(&out, a.run.force, &a.test.inputs()))?
         }
@@ -243,7 +247,14 @@ fn fit<T: Real>(a: &NeuralArgs, resumed: Option<(&PathBuf, Resumed)>) -> Result<
                     &mut partlearn::engine::Silent,
                 )?),
             };
-            neural::train_checkpointed(data.x(), start.as_deref(), &params, sup.as_ref(), &checkpoint, &mut progress)
+            neural::train_checkpointed(
+                data.x(),
+                start.as_deref(),
+                &params,
+                sup.as_ref(),
+                &checkpoint,
+                &mut progress,
+            )
         }
     };
     progress.finish();
@@ -331,7 +342,10 @@ fn fit<T: Real>(a: &NeuralArgs, resumed: Option<(&PathBuf, Resumed)>) -> Result<
         outln!("wrote {}", path.display());
     }
     if fit.stop_reason == StopReason::Interrupted {
-        errln!("interrupted: the run so far was saved to {}{hint}", path.display());
+        errln!(
+            "interrupted: the run so far was saved to {}{hint}",
+            path.display()
+        );
         return Err(Exit::Interrupted.into());
     }
     if fit.stop_reason == StopReason::TimeLimit && !a.run.quiet {

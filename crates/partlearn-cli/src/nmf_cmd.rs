@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use partlearn::io::{self, RunDir};
 use partlearn::nmf::checkpoint::checkpoint_dtype;
-use partlearn::nmf::{self, CustomInit, EncodeOptions, InitMethod, NmfCheckpoint, NmfInput, NmfParams, Solver};
+use partlearn::nmf::{
+    self, CustomInit, EncodeOptions, InitMethod, NmfCheckpoint, NmfInput, NmfParams, Solver,
+};
 use partlearn::Real;
 
 use crate::args::Dtype;
-use crate::online_cmd::SolverArg;
 use crate::fit::{finish_run, has_nan, load_mask, refuse_mask_on_sparse, FitData, NmfArgs};
+use crate::online_cmd::SolverArg;
 use crate::output::{default_out, read_matrix};
 use crate::progress::{FitProgress, HistoryLog};
 use crate::resume::{self, Placement, Resumed};
@@ -115,6 +117,11 @@ impl<T: Real> Loaded<T> {
         }
         let data = a.data.load::<T>()?;
         let mask = a.mask.as_deref().map(|p| load_mask(p, &a.data)).transpose()?;
+        if mask.is_none() && !has_nan(&data) {
+            // Entries ≥ 0 and a scale whose squares f32 can hold (the fit's own check names
+            // no fix for the scale).
+            data.validate_nonnegative()?;
+        }
         Ok(Loaded::Dense(data, mask))
     }
 

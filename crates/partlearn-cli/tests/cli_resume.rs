@@ -74,7 +74,7 @@ fn an_nmf_fit_out_of_time_resumes_to_the_uninterrupted_model() {
     // Out of time after a fraction of the iterations: the run keeps its checkpoint and says how
     // to go on.
     let r = dir.join("r");
-    let o = nmf(&x, &r, &["--max-iter", "60", "--max-seconds", "0.3"])
+    let o = nmf(&x, &r, &["--max-iter", "300", "--max-seconds", "0.1"])
         .output()
         .unwrap();
     assert_ok(&o);
@@ -245,8 +245,19 @@ fn neural_nmf_out_of_time_resumes_to_the_uninterrupted_model() {
     let dir = temp_dir("neural-resume");
     let fit = |out: &Path, extra: &[&str]| {
         let mut c = fit_command("neural-nmf", "toy-hierarchy", out);
-        c.args(["--ranks", "9,4,2", "--restarts", "2", "--optimizer", "adam", "--lr", "0.01", "--decay", "0.999"])
-            .args(extra);
+        c.args([
+            "--ranks",
+            "9,4,2",
+            "--restarts",
+            "2",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.01",
+            "--decay",
+            "0.999",
+        ])
+        .args(extra);
         c.output().unwrap()
     };
     let straight = dir.join("straight");
@@ -268,6 +279,8 @@ fn neural_nmf_out_of_time_resumes_to_the_uninterrupted_model() {
     assert!(tensors(&r) == tensors(&straight), "the resumed model differs");
     assert_eq!(history(&r), history(&straight));
     assert!(!r.join("checkpoint.safetensors").exists());
-    assert!(read_json(&r.join("run.json"))["part"]["resumed_from_epoch"].as_u64().is_some());
+    assert!(read_json(&r.join("run.json"))["part"]["resumed_from_epoch"]
+        .as_u64()
+        .is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }
