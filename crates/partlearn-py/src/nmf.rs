@@ -88,8 +88,10 @@ fn nmf_fit_t<'py, T: Float>(
         }
         None => None,
     };
+    // NaN entries are missing (METHODS.md §11.2): the masked fit, which is the plain one when
+    // every entry is observed.
     run_fit(py, callback, options_json(params)?, |obs| {
-        nmf::factorize_with(x, &valid, custom.as_ref(), obs)
+        nmf::factorize_masked_with(x, None, &valid, custom.as_ref(), obs)
     })
 }
 
@@ -224,7 +226,7 @@ fn transform_t<'py, T: Float>(
     let atoms = convert::owned::<T>(Some(components), "components")?
         .ok_or_else(|| PyValueError::new_err("components are missing"))?;
     let model = NmfModel::new(atoms, spec).map_err(error)?;
-    let codes = convert::run_detached(py, None, |_| model.encode(x, threads))?.map_err(error)?;
+    let codes = convert::run_detached(py, None, |_| model.encode_masked(x, None, threads))?.map_err(error)?;
     Ok(to_numpy(py, codes.as_ref()).into_any())
 }
 

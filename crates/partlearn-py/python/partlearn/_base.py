@@ -28,16 +28,18 @@ def _seed(random_state):
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
-def _check_x(estimator, X, *, reset):
-    """``X`` as a 2-D float32/float64 array with finite entries ≥ 0 and at least one sample and
-    feature (int and other dtypes become float64); sets or checks ``n_features_in_`` and
-    ``feature_names_in_``. The array keeps its memory order so that it crosses without a copy."""
+def _check_x(estimator, X, *, reset, allow_nan=False):
+    """``X`` as a 2-D float32/float64 array with finite entries ≥ 0 (or NaN, a missing entry,
+    with ``allow_nan``) and at least one sample and feature (int and other dtypes become
+    float64); sets or checks ``n_features_in_`` and ``feature_names_in_``. The array keeps its
+    memory order so that it crosses without a copy."""
     X = validate_data(
         estimator,
         X,
         reset=reset,
         dtype=[np.float64, np.float32],
         accept_sparse=False,
+        ensure_all_finite="allow-nan" if allow_nan else True,
     )
     check_non_negative(X, f"{type(estimator).__name__} (input X)")
     if reset:

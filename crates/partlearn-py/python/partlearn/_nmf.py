@@ -44,6 +44,9 @@ class _BaseNMF(_RunMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     is its ``components_`` and how it encodes (exact NNLS for the Frobenius loss, as its fit
     encoded the training data)."""
 
+    # NaN entries of X are missing ones (METHODS.md §11.2); only NMF takes them.
+    _missing_entries = False
+
     def _store(self, out, X):
         self.components_ = out["components"]
         self.n_components_ = self.components_.shape[0]
@@ -57,6 +60,10 @@ class _BaseNMF(_RunMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         if beta == 2:
             self.reconstruction_err_ = out["reconstruction_err"]
         else:
+            # Over the observed entries: a missing one counts as reconstructed exactly.
+            missing = np.isnan(X)
+            if missing.any():
+                X = np.where(missing, out["codes"] @ self.components_, X)
             self.reconstruction_err_ = _beta_divergence(X, out["codes"], self.components_, beta)
         _raise_warnings(out["warnings"])
         return out["codes"]
@@ -118,7 +125,7 @@ class _BaseNMF(_RunMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         W : ndarray of shape (n_samples, n_components), of X's float dtype
         """
         check_is_fitted(self)
-        X = _check_x(self, X, reset=False)
+        X = _check_x(self, X, reset=False, allow_nan=self._missing_entries)
         H = np.asarray(self.components_, dtype=X.dtype)
         return _native.nmf_transform(H, X, threads=self.n_threads, **self._encode)
 
@@ -148,6 +155,7 @@ class _BaseNMF(_RunMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = True
+        tags.input_tags.allow_nan = self._missing_entries
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
@@ -160,6 +168,11 @@ class NMF(_BaseNMF):
     The objective is scikit-learn's:
     ``D_β(X ‖ WH) + α_W·l1_ratio·n_features·‖W‖₁ + ½·α_W·(1 − l1_ratio)·n_features·‖W‖²
     + (the same for H with α_H and n_samples)``.
+
+    NaN entries of ``X`` are missing, not zero (METHODS.md §11.2): the fit then uses the observed
+    entries only — each code solved exactly on its own observed features (HALS, ANLS) or
+    weighted MU — and ``transform`` does the same; ``reconstruction_err_`` is over the observed
+    entries, and ``W @ H`` predicts the missing ones.
 
     Parameters
     ----------
@@ -220,7 +233,7 @@ class NMF(_BaseNMF):
     n_components_ : int
     reconstruction_err_ : float
         ``sqrt(2·D_β(X ‖ WH))`` at the returned factors (``fit_transform``'s ``W``, which are
-        re-encoded by ``transform``'s routine; ‖X − WH‖_F for β = 2).
+        re-encoded by ``transform``'s routine; ‖X − WH‖_F for β = 2), over the observed entries.
     n_iter_ : int
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -265,6 +278,8 @@ class NMF(_BaseNMF):
         "power_iters": [Interval(Integral, 0, None, closed="left")],
         "polish": [Interval(Integral, 0, None, closed="left")],
     }
+
+    _missing_entries = True
 
     def __init__(
         self,
@@ -360,7 +375,7 @@ class NMF(_BaseNMF):
         W : ndarray of shape (n_samples, n_components)
         """
         self._validate_params()
-        X = _check_x(self, X, reset=True)
+        X = _check_x(self, X, reset=True, allow_nan=True)
         beta = _BETA[self.beta_loss] if isinstance(self.beta_loss, str) else float(self.beta_loss)
         if beta != 2 and self.solver != "mu":
             raise ValueError(
