@@ -24,6 +24,7 @@
 //! - [`nmf`]: NMF by MU (any β), HALS and ANLS ([`nmf::factorize`]), optionally compressed
 //!   on a randomized sketch ([`nmf::compress`]), Hoyer's sparse NMF
 //!   ([`nmf::sparse::factorize_sparse`]), semi-supervised NMF ([`nmf::ssnmf`]).
+//! - [`dist`]: data-parallel NMF over several processes (MPI with the `mpi` feature).
 //! - [`deep`]: hierarchical NMF, Deep NMF fine-tuning and Neural NMF.
 //! - [`autoencoder`]: sparse non-negative auto-encoders (shallow and asymmetric).
 //! - [`protocol`]: what every fitted model offers (atoms, encode = transform, decode);
@@ -47,6 +48,7 @@ pub mod autoencoder;
 pub mod bench;
 pub mod data;
 pub mod deep;
+pub mod dist;
 pub mod engine;
 pub mod error;
 pub mod eval;

@@ -39,6 +39,11 @@ pub(crate) trait Iterate<T: Real> {
     fn projected_gradient(&mut self, _f: &Factors<T>) -> Option<f64> {
         None
     }
+    /// The stopping decision shared by every process of a distributed fit
+    /// ([`engine::Method::agree`]); `reason` in one process.
+    fn agree(&mut self, reason: Option<engine::StopReason>) -> Option<engine::StopReason> {
+        reason
+    }
 }
 
 /// A solver and its factors as an engine method.
@@ -97,6 +102,10 @@ impl<T: Real> engine::Method for Solve<'_, T> {
 
     fn projected_gradient(&mut self) -> Option<f64> {
         self.solver.projected_gradient(self.factors)
+    }
+
+    fn agree(&mut self, reason: Option<engine::StopReason>) -> Option<engine::StopReason> {
+        self.solver.agree(reason)
     }
 }
 

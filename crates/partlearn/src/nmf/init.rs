@@ -6,6 +6,7 @@ use faer::{Mat, MatRef, Par};
 
 use super::data_op::XRef;
 use super::options::{InitMethod, Resolved};
+use crate::dist::Part;
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::real::Real;
@@ -56,13 +57,45 @@ pub(crate) fn initialize_from<'a, T: Real>(
     par: Par,
 ) -> Result<Factors<T>> {
     let x = x.into();
+    initialize_part(x, v, custom, svd, rng, par, Part::single(x.ncols()))
+}
+
+/// [`initialize_from`] for this process's block of samples `part` ([`crate::dist`]): the random
+/// start draws the whole codes matrix in the one-process order and keeps its own columns, so it
+/// equals the one-process start (each process draws `k·n_total` numbers, `O(k·n)` time, no
+/// `O(k·n)` memory). The NNDSVD variants and custom starts are refused by the caller.
+pub(crate) fn initialize_part<T: Real>(
+    x: XRef<'_, T>,
+    v: &Resolved,
+    custom: Option<&CustomInit<T>>,
+    svd: Option<&linalg::TruncatedSvd<T>>,
+    rng: &mut Rng,
+    par: Par,
+    part: Part<'_>,
+) -> Result<Factors<T>> {
     let (m, n, k) = (x.nrows(), x.ncols(), v.opts.k);
-    let avg = x.mean();
+    let avg = if part.is_distributed() {
+        part.sum1(x.mean() * (n * m) as f64) / (part.n_total * m).max(1) as f64
+    } else {
+        x.mean()
+    };
     match v.init {
         InitMethod::Random | InitMethod::Auto => {
             let scale = (avg / k as f64).sqrt();
-            // Codes first, then atoms (fixed order: part of the seed contract).
+            // Codes first, then atoms (fixed order: part of the seed contract); column-major.
+            let mut skip = |count: usize| {
+                for _ in 0..count {
+                    rng.normal();
+                }
+            };
+            skip(k * part.offset);
             let h = Mat::from_fn(k, n, |_, _| T::from_f64(scale * rng.normal().abs()));
+            let mut skip = |count: usize| {
+                for _ in 0..count {
+                    rng.normal();
+                }
+            };
+            skip(k * part.n_total.saturating_sub(part.offset + n));
             let wt = Mat::from_fn(k, m, |_, _| T::from_f64(scale * rng.normal().abs()));
             Ok(Factors { wt, h })
         }

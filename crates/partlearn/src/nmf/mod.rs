@@ -18,6 +18,7 @@
 pub(crate) mod beta;
 pub(crate) mod cd;
 pub mod compress;
+pub mod distributed;
 pub(crate) mod data_op;
 pub(crate) mod fit_loop;
 pub mod frobenius;
@@ -41,6 +42,7 @@ pub use model::{EncodeSpec, NmfModel};
 pub use options::{EncodeMethod, EncodeOptions, InitMethod, NmfParams, Penalty, Solver, ValidNmfParams};
 
 use crate::data::{Csr, Dataset};
+use crate::dist::Part;
 use crate::engine::{IterRecord, Observer, Silent, StopReason, Warning};
 use crate::error::Result;
 use crate::linalg;
@@ -168,7 +170,7 @@ pub fn factorize_with<T: Real>(
     }
     let start = Instant::now();
     linalg::with_threads(opts.threads, || {
-        fit_columns(xt.into(), &v, custom, observer, start)
+        fit_columns(xt.into(), &v, custom, observer, start, Part::single(n))
     })?
 }
 
@@ -228,7 +230,7 @@ pub fn factorize_csr<T: Real>(
     let sx = SparseX::new(x)?;
     let start = Instant::now();
     linalg::with_threads(opts.threads, || {
-        fit_columns(XRef::Sparse(&sx), &v, custom, observer, start)
+        fit_columns(XRef::Sparse(&sx), &v, custom, observer, start, Part::single(n))
     })?
 }
 
@@ -251,6 +253,7 @@ fn fit_columns<T: Real>(
     custom: Option<&CustomInit<T>>,
     observer: &mut (dyn Observer + Send),
     start: Instant,
+    part: Part<'_>,
 ) -> Result<NmfFit<T>> {
     let o = &v.opts;
     let par = linalg::par(o.threads);
@@ -270,8 +273,8 @@ fn fit_columns<T: Real>(
         _ => None,
     };
     let svd_seconds = t.elapsed().as_secs_f64();
-    let mut factors = init::initialize_from(x, v, custom, exact_basis.as_ref(), &mut rng, par)?;
-    let x_norm = x.frob_sq().sqrt();
+    let mut factors = init::initialize_part(x, v, custom, exact_basis.as_ref(), &mut rng, par, part)?;
+    let x_norm = part.sum1(x.frob_sq()).sqrt();
     let mut warnings = Vec::new();
     if o.solver == Solver::Mu && v.init == InitMethod::Nndsvd {
         warnings.push(Warning::MuKeepsNndsvdZeros);
@@ -287,7 +290,8 @@ fn fit_columns<T: Real>(
             Solver::Mu => frobenius::Rule::Mu,
             Solver::Anls => frobenius::Rule::Anls,
         };
-        let mut s = frobenius::GramSolver::new(x, o.k, rule, v.codes_penalty, v.atoms_penalty, par);
+        let mut s =
+            frobenius::GramSolver::new(x, o.k, rule, v.codes_penalty, v.atoms_penalty, par).with_part(part);
         if o.extrapolate {
             s = s.with_extrapolation();
         }
@@ -335,7 +339,7 @@ fn fit_columns<T: Real>(
     let model = NmfModel::new(wt, spec)?;
     // Final codes: the model's own encode, warm-started (fit and transform agree).
     let codes_t = model.encode_columns(x, Some(h), par);
-    let (objective, sq_error) = evaluate(x, &model, codes_t.as_ref(), v, par);
+    let (objective, sq_error) = evaluate(x, &model, codes_t.as_ref(), v, par, part);
     Ok(NmfFit {
         model,
         codes_t,
@@ -420,6 +424,7 @@ fn evaluate<T: Real>(
     h: MatRef<'_, T>,
     v: &options::Resolved,
     par: faer::Par,
+    part: Part<'_>,
 ) -> (f64, f64) {
     use fit_loop::Iterate;
     let mut f = init::Factors {
@@ -428,7 +433,9 @@ fn evaluate<T: Real>(
     };
     let e = if model.spec.beta_loss == 2.0 {
         let rule = frobenius::Rule::Mu;
-        frobenius::GramSolver::new(x, model.k(), rule, v.codes_penalty, v.atoms_penalty, par).initial(&mut f)
+        frobenius::GramSolver::new(x, model.k(), rule, v.codes_penalty, v.atoms_penalty, par)
+            .with_part(part)
+            .initial(&mut f)
     } else {
         beta_solver(
             x,
