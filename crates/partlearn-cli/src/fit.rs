@@ -107,6 +107,8 @@ pub struct NmfArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = crate::progress::HISTORY_AFTER, hide = true)]
     pub history_after: f64,
     #[command(flatten)]
+    pub dist: crate::dist_cmd::DistArgs,
+    #[command(flatten)]
     pub run: RunArgs,
 }
 
@@ -277,6 +279,9 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
     if opts.init != InitMethod::Custom && (a.init_atoms.is_some() || a.init_codes.is_some()) {
         anyhow::bail!("--init-atoms/--init-codes are only used with --init custom; add --init custom");
     }
+    if a.dist.distributed {
+        return crate::dist_cmd::fit_nmf::<T>(a, opts);
+    }
     if a.data.is_sparse() {
         return fit_nmf_sparse::<T>(a, opts);
     }
@@ -311,7 +316,7 @@ fn fit_nmf<T: Real>(a: &NmfArgs) -> Result<()> {
 
 /// The output folder of `fit nmf` (checked before the fit): `--out` or the default, never one
 /// holding the fit's own inputs.
-fn nmf_run_dir(a: &NmfArgs) -> Result<RunDir> {
+pub(crate) fn nmf_run_dir(a: &NmfArgs) -> Result<RunDir> {
     let out = a
         .run
         .out
@@ -397,16 +402,17 @@ pub fn load_mask(path: &std::path::Path, data: &DataArgs) -> Result<nmf::Mask> {
     nmf::Mask::from_matrix(m.x()).with_context(|| format!("reading --mask {spec}"))
 }
 
-/// The data a fit ran on, dense or sparse.
-enum FitData<'a, T: Real> {
+/// The data a fit ran on, dense or sparse, or spread over processes (`n_samples × n_features`).
+pub(crate) enum FitData<'a, T: Real> {
     Dense(&'a Dataset<T>),
     Sparse(&'a partlearn::data::Csr<T>),
+    Distributed { n: usize, m: usize, processes: usize },
 }
 
 /// Writes the run folder of an NMF-type fit (model, history, run.json, figures), commits it and
 /// prints the summary; exits 130 after an interruption (the run so far is saved).
 #[allow(clippy::too_many_arguments)]
-fn finish_run<T: Real, O: Serialize>(
+pub(crate) fn finish_run<T: Real, O: Serialize>(
     run: &RunArgs,
     data_args: &DataArgs,
     data: FitData<'_, T>,
@@ -430,6 +436,12 @@ fn finish_run<T: Real, O: Serialize>(
             None,
             format!("{} (sparse, {} non-zeros)", data_args.spec, x.nnz()),
             (x.nrows(), x.ncols()),
+        ),
+        FitData::Distributed { n, m, processes } => (
+            data_args.record_shape::<T>(n, m),
+            None,
+            format!("{} ({processes} processes)", data_args.spec),
+            (n, m),
         ),
     };
     let (tensors, meta) = fit.model.to_tensors(codes, image.map(|(_, s)| s))?;

@@ -11,6 +11,7 @@ mod args;
 mod bench;
 mod data_cmd;
 mod deep_cmd;
+mod dist_cmd;
 mod eval_cmd;
 mod fit;
 mod neural_cmd;

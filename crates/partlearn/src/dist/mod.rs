@@ -17,6 +17,7 @@ use std::ops::Range;
 #[cfg(feature = "mpi")]
 pub use mpi_comm::MpiComm;
 
+use crate::error::{Error, Result};
 use crate::nmf::cd::LANES;
 
 /// A group of processes that sum vectors together.
@@ -118,6 +119,23 @@ impl<'a> Part<'a> {
         if self.is_distributed() {
             self.comm.sum(buf);
         }
+    }
+}
+
+/// `local` on every process when all succeeded; otherwise the failing process's own error, and
+/// on the others an error naming how many failed (so that no process waits for another).
+pub fn agree_ok<V>(comm: &dyn Comm, local: Result<V>) -> Result<V> {
+    let mut failed = [f64::from(u8::from(local.is_err()))];
+    comm.sum(&mut failed);
+    let failed = failed[0];
+    match local {
+        Err(e) => Err(e),
+        Ok(_) if failed > 0.0 => Err(Error::invalid(
+            "distributed",
+            comm.size(),
+            format!("{failed} other process(es) refused the data or the parameters (their error is printed by them)"),
+        )),
+        Ok(v) => Ok(v),
     }
 }
 

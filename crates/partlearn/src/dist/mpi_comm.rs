@@ -144,7 +144,9 @@ impl Comm for MpiComm {
         let mut step = 1;
         while step < self.size {
             if self.rank % (2 * step) == step {
-                self.world.process_at_rank((self.rank - step) as i32).send(&buf[..]);
+                self.world
+                    .process_at_rank((self.rank - step) as i32)
+                    .send(&buf[..]);
                 moved += payload;
                 break;
             }

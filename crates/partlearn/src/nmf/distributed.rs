@@ -52,18 +52,26 @@ pub fn factorize_part<T: Real>(
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
     let checked = check(x, params, part);
-    let v = agree_ok(part, checked)?;
+    let v = crate::dist::agree_ok(part.comm, checked)?;
     let columns = linalg::Columns::of(x);
     let xt = columns.as_ref();
     let opts = params.params();
     let start = Instant::now();
-    linalg::with_threads(opts.threads, || {
+    let bytes = part.comm.bytes();
+    let mut fit = linalg::with_threads(opts.threads, || {
         fit_columns(xt.into(), &v, None, observer, start, part)
-    })?
+    })??;
+    fit.stats.processes = part.comm.size();
+    fit.stats.comm_bytes = part.comm.bytes() - bytes;
+    Ok(fit)
 }
 
 /// The local checks of [`factorize_part`].
-fn check<T: Real>(x: MatRef<'_, T>, params: &ValidNmfParams, part: Part<'_>) -> Result<super::options::Resolved> {
+fn check<T: Real>(
+    x: MatRef<'_, T>,
+    params: &ValidNmfParams,
+    part: Part<'_>,
+) -> Result<super::options::Resolved> {
     let opts = params.params();
     let (n, m, k) = (x.nrows(), x.ncols(), opts.k);
     if n == 0 {
@@ -115,21 +123,6 @@ fn check<T: Real>(x: MatRef<'_, T>, params: &ValidNmfParams, part: Part<'_>) -> 
         + 24.0 * (k * k) as f64;
     linalg::check_memory("k", k, bytes)?;
     Ok(v)
-}
-
-/// `local` on every process when all succeeded; otherwise the failing process's own error, and
-/// on the others an error naming how many failed (so that no process waits for another).
-pub(crate) fn agree_ok<V>(part: Part<'_>, local: Result<V>) -> Result<V> {
-    let failed = part.sum1(f64::from(u8::from(local.is_err())));
-    match local {
-        Err(e) => Err(e),
-        Ok(_) if failed > 0.0 => Err(Error::invalid(
-            "distributed",
-            part.comm.size(),
-            format!("{failed} other process(es) refused the data or the parameters (their error is printed by them)"),
-        )),
-        Ok(v) => Ok(v),
-    }
 }
 
 #[cfg(test)]
@@ -205,14 +198,19 @@ mod tests {
                             offset: b.start,
                             n_total: n,
                         };
-                        factorize_part(x.as_ref().subrows(b.start, b.len()), params, part, &mut Silent).unwrap()
+                        factorize_part(x.as_ref().subrows(b.start, b.len()), params, part, &mut Silent)
+                            .unwrap()
                     })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         for f in &fits[1..] {
-            assert_eq!(f.model.components(), fits[0].model.components(), "atoms replicated");
+            assert_eq!(
+                f.model.components(),
+                fits[0].model.components(),
+                "atoms replicated"
+            );
             assert_eq!(f.n_iter, fits[0].n_iter);
         }
         let codes = Mat::from_fn(n, params.params().k, |i, j| {

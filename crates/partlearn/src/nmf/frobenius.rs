@@ -273,7 +273,10 @@ impl<'a, T: Real> GramSolver<'a, T> {
         } else {
             self.atoms_cross(h);
         }
-        let (mut t, mut r) = (std::mem::replace(&mut self.t, Mat::new()), std::mem::replace(&mut self.r, Mat::new()));
+        let (mut t, mut r) = (
+            std::mem::replace(&mut self.t, Mat::new()),
+            std::mem::replace(&mut self.r, Mat::new()),
+        );
         self.reduce(&mut [&mut t, &mut r], &mut []);
         (self.t, self.r) = (t, r);
     }
@@ -819,11 +822,7 @@ pub(crate) fn agree(part: Part<'_>, reason: Option<StopReason>) -> Option<StopRe
         }
     }
     part.comm.sum(&mut flags);
-    URGENCY
-        .iter()
-        .zip(flags)
-        .find(|(_, f)| *f > 0.0)
-        .map(|(&u, _)| u)
+    URGENCY.iter().zip(flags).find(|(_, f)| *f > 0.0).map(|(&u, _)| u)
 }
 
 /// `l1·ΣF + ½·l2·‖F‖²` (0 without a penalty, without a pass over `F`).

@@ -18,8 +18,8 @@
 pub(crate) mod beta;
 pub(crate) mod cd;
 pub mod compress;
-pub mod distributed;
 pub(crate) mod data_op;
+pub mod distributed;
 pub(crate) mod fit_loop;
 pub mod frobenius;
 pub mod init;
@@ -115,12 +115,34 @@ pub struct FitStats {
     /// Compression: exact iterations run after them (the polish).
     #[serde(default)]
     pub polish_iters: u64,
+    /// Distributed fits ([`distributed`]): the number of processes (0 for a one-process fit).
+    #[serde(default)]
+    pub processes: usize,
+    /// Distributed fits: payload bytes this process sent and received in the fit's sums
+    /// (initialization, iterations and final evaluation; [`crate::dist::Comm::bytes`]).
+    #[serde(default)]
+    pub comm_bytes: u64,
 }
 
 impl<T: Real> NmfFit<T> {
     /// Codes of the training samples, `n × k`.
     pub fn codes(&self) -> MatRef<'_, T> {
         self.codes_t.transpose()
+    }
+
+    /// The fit with `codes` (`n × k`) as its training codes: the codes of every process of a
+    /// [`distributed`] fit, gathered by the front end.
+    pub fn with_codes(mut self, codes: MatRef<'_, T>) -> Result<Self> {
+        if codes.ncols() != self.model.k() {
+            return Err(crate::Error::ShapeMismatch {
+                what: "codes".into(),
+                expected: format!("n × {} (n_samples × k)", self.model.k()),
+                found: format!("{} × {}", codes.nrows(), codes.ncols()),
+                hint: "give one row of codes per sample".into(),
+            });
+        }
+        self.codes_t = codes.transpose().to_owned();
+        Ok(self)
     }
 }
 

@@ -344,3 +344,26 @@ fn messages_quote_what_is_there() {
     .to_string();
     assert!(e.starts_with("negative entry -1e-300 at sample 0"), "{e}");
 }
+
+#[test]
+fn rows_are_read_by_offset_and_match_the_whole_file() {
+    let dir = std::env::temp_dir().join(format!("partlearn-npy-rows-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("x.npy");
+    let vals: Vec<f32> = (0..7 * 3).map(|v| v as f32).collect();
+    std::fs::write(&path, npy_bytes(&[7, 3], NpyDataRef::F32(&vals))).unwrap();
+    assert_eq!(npy_shape(&path).unwrap(), vec![7, 3]);
+    let a = read_npy_rows(&path, 2..5).unwrap();
+    assert_eq!(a.shape, vec![3, 3]);
+    assert_eq!(a.data, NpyData::F32(vals[6..15].to_vec()));
+    assert_eq!(read_npy_rows(&path, 7..7).unwrap().shape, vec![0, 3]);
+    let e = read_npy_rows(&path, 5..9).unwrap_err().to_string();
+    assert!(e.contains("7 rows"), "{e}");
+    let v: Vec<f32> = vec![1.0; 8];
+    std::fs::write(&path, npy_bytes(&[2, 2, 2], NpyDataRef::F32(&v))).unwrap();
+    assert!(read_npy_rows(&path, 0..1)
+        .unwrap_err()
+        .to_string()
+        .contains("2-D"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
