@@ -381,10 +381,8 @@ fn shard(data: &str, parts: usize, out: &std::path::Path, force: bool) -> Result
     let npy = data.ends_with(".npy") && path.is_file();
     let (n, m, whole) = if npy {
         match partlearn::npy::npy_shape(path)?.as_slice() {
-            &[n, m] => (n, m, None),
-            s => {
-                anyhow::bail!("{data}: shape {s:?}; shards are cut from a 2-D array (n_samples × n_features)")
-            }
+            [n, rest @ ..] if !rest.is_empty() => (*n, rest.iter().product(), None),
+            s => anyhow::bail!("{data}: shape {s:?}; shards are cut from an array of samples (n_samples × n_features, or images n_samples × h × w)"),
         }
     } else {
         let d = args.load::<f32>()?;

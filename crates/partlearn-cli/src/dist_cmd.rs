@@ -115,9 +115,9 @@ pub fn plan(spec: &str, ranks: usize, rank: usize) -> Result<BlockPlan> {
     let path = Path::new(spec);
     let shape2 = |p: &Path| -> Result<(usize, usize)> {
         match npy_shape(p)?.as_slice() {
-            &[n, m] => Ok((n, m)),
+            [n, rest @ ..] if !rest.is_empty() => Ok((*n, rest.iter().product())),
             s => anyhow::bail!(
-                "{}: shape {s:?}; --distributed reads 2-D arrays (n_samples × n_features)",
+                "{}: shape {s:?}; --distributed reads arrays of samples (n_samples × n_features, or images n_samples × h × w)",
                 p.display()
             ),
         }

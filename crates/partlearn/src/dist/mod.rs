@@ -32,6 +32,11 @@ pub trait Comm: Sync {
     fn sum(&self, buf: &mut [f64]);
     /// Payload bytes this rank has sent and received in [`Comm::sum`]s so far.
     fn bytes(&self) -> u64;
+    /// Wall-clock seconds this rank has spent in [`Comm::sum`]s so far (waiting for the others
+    /// included).
+    fn seconds(&self) -> f64 {
+        0.0
+    }
 }
 
 /// The one-process communicator: sums are the identity.

@@ -28,6 +28,8 @@ pub struct MpiComm {
     rank: usize,
     size: usize,
     bytes: AtomicU64,
+    /// Nanoseconds spent in sums.
+    nanos: AtomicU64,
     /// Microseconds since `epoch` at which the pending sum started, or 0 when none is pending
     /// (the watchdog of [`MpiComm::pending`]).
     pending_since: Arc<AtomicU64>,
@@ -66,6 +68,7 @@ impl MpiComm {
             rank,
             size,
             bytes: AtomicU64::new(0),
+            nanos: AtomicU64::new(0),
             pending_since: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),
         })
@@ -136,6 +139,7 @@ impl Comm for MpiComm {
         if self.size <= 1 {
             return;
         }
+        let t0 = Instant::now();
         let now = (self.epoch.elapsed().as_micros() as u64).max(1);
         self.pending_since.store(now, Ordering::Relaxed);
         let payload = (std::mem::size_of::<f64>() * buf.len()) as u64;
@@ -165,9 +169,15 @@ impl Comm for MpiComm {
         moved += payload;
         self.bytes.fetch_add(moved, Ordering::Relaxed);
         self.pending_since.store(0, Ordering::Relaxed);
+        self.nanos
+            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
     fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    fn seconds(&self) -> f64 {
+        self.nanos.load(Ordering::Relaxed) as f64 * 1e-9
     }
 }

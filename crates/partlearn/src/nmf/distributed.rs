@@ -57,12 +57,13 @@ pub fn factorize_part<T: Real>(
     let xt = columns.as_ref();
     let opts = params.params();
     let start = Instant::now();
-    let bytes = part.comm.bytes();
+    let (bytes, seconds) = (part.comm.bytes(), part.comm.seconds());
     let mut fit = linalg::with_threads(opts.threads, || {
         fit_columns(xt.into(), &v, None, observer, start, part)
     })??;
     fit.stats.processes = part.comm.size();
     fit.stats.comm_bytes = part.comm.bytes() - bytes;
+    fit.stats.comm_seconds = part.comm.seconds() - seconds;
     Ok(fit)
 }
 

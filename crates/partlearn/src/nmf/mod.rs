@@ -122,6 +122,10 @@ pub struct FitStats {
     /// (initialization, iterations and final evaluation; [`crate::dist::Comm::bytes`]).
     #[serde(default)]
     pub comm_bytes: u64,
+    /// Distributed fits: seconds this process spent in those sums, waiting for the slowest
+    /// process included.
+    #[serde(default)]
+    pub comm_seconds: f64,
 }
 
 impl<T: Real> NmfFit<T> {

@@ -322,9 +322,9 @@ pub fn npy_shape(path: &Path) -> Result<Vec<usize>> {
     Ok(read_head(&mut BufReader::new(file), total, path)?.0.shape)
 }
 
-/// The rows `rows` of a 2-D NPY file, read by byte offset (the rest of the file is never
-/// read): what one process of a distributed fit loads ([`crate::dist`]). The result has shape
-/// `[rows.len(), n_cols]`.
+/// The rows `rows` (along the first axis) of an NPY file of at least 2 dimensions, read by
+/// byte offset (the rest of the file is never read): what one process of a distributed fit
+/// loads ([`crate::dist`]). The result keeps the trailing dimensions: `[rows.len(), …]`.
 pub fn read_npy_rows(path: &Path, rows: std::ops::Range<usize>) -> Result<NpyArray> {
     use std::io::{Seek, SeekFrom};
     let io = |e| Error::io(path, e);
@@ -332,14 +332,17 @@ pub fn read_npy_rows(path: &Path, rows: std::ops::Range<usize>) -> Result<NpyArr
     let total = file.metadata().map_err(io)?.len();
     let mut r = BufReader::new(file);
     let (header, _) = read_head(&mut r, total, path)?;
-    let &[n, m] = header.shape.as_slice() else {
-        return Err(Error::format(
-            path,
-            format!(
-                "shape {:?}: a distributed fit reads a 2-D array (n_samples × n_features); save X as a matrix",
-                header.shape
-            ),
-        ));
+    let (n, m) = match header.shape.as_slice() {
+        [n, rest @ ..] if !rest.is_empty() => (*n, rest.iter().product::<usize>()),
+        _ => {
+            return Err(Error::format(
+                path,
+                format!(
+                    "shape {:?}: rows are read from an array of at least 2 dimensions (samples first); save X as n_samples × n_features",
+                    header.shape
+                ),
+            ))
+        }
     };
     if rows.start > rows.end || rows.end > n {
         return Err(Error::invalid(
@@ -353,10 +356,9 @@ pub fn read_npy_rows(path: &Path, rows: std::ops::Range<usize>) -> Result<NpyArr
     r.seek(SeekFrom::Start(data_start + (rows.start * m) as u64 * item))
         .map_err(io)?;
     let data = read_data(&mut r, header.dtype, rows.len() * m).map_err(io)?;
-    Ok(NpyArray {
-        shape: vec![rows.len(), m],
-        data,
-    })
+    let mut shape = header.shape;
+    shape[0] = rows.len();
+    Ok(NpyArray { shape, data })
 }
 
 /// Reads and checks the magic, version and header; returns the header and the element count
