@@ -142,7 +142,7 @@ impl Comm for MpiComm {
         let t0 = Instant::now();
         let now = (self.epoch.elapsed().as_micros() as u64).max(1);
         self.pending_since.store(now, Ordering::Relaxed);
-        let payload = (std::mem::size_of::<f64>() * buf.len()) as u64;
+        let payload = std::mem::size_of_val(buf) as u64;
         let mut moved = 0u64;
         let mut tmp = vec![0.0f64; buf.len()];
         let mut step = 1;
