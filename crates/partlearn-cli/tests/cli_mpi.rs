@@ -55,17 +55,20 @@ fn write_data(path: &Path) {
 }
 
 fn fit_args<'a>(data: &'a str, out: &'a str, solver: &'a str, dtype: &'a str) -> Vec<&'a str> {
-    vec![
-        "fit",
-        "nmf",
-        "--data",
-        data,
-        "-k",
-        "5",
-        "--init",
-        "random",
-        "--solver",
-        solver,
+    fit_args_init(data, out, solver, dtype, "random")
+}
+
+fn fit_args_init<'a>(
+    data: &'a str,
+    out: &'a str,
+    solver: &'a str,
+    dtype: &'a str,
+    init: &'a str,
+) -> Vec<&'a str> {
+    let mut a = vec![
+        "fit", "nmf", "--data", data, "-k", "5", "--init", init, "--solver", solver,
+    ];
+    a.extend([
         "--max-iter",
         "25",
         "--tol",
@@ -74,10 +77,9 @@ fn fit_args<'a>(data: &'a str, out: &'a str, solver: &'a str, dtype: &'a str) ->
         dtype,
         "--save-codes",
         "--quiet",
-        "--force",
-        "--out",
-        out,
-    ]
+    ]);
+    a.extend(["--force", "--out", out]);
+    a
 }
 
 fn tensor(run: &Path, name: &str) -> Vec<f64> {
@@ -101,21 +103,23 @@ fn every_solver_matches_the_one_process_fit_with_2_and_3_processes() {
     let data = dir.join("x.npy");
     write_data(&data);
     let d = s(&data);
-    for (solver, dtype, tol) in [
-        ("mu", "f64", 1e-9),
-        ("hals", "f64", 1e-9),
-        ("anls", "f64", 1e-9),
-        ("hals", "f32", 2e-3),
+    for (solver, dtype, init, tol) in [
+        ("mu", "f64", "random", 1e-9),
+        ("hals", "f64", "random", 1e-9),
+        ("anls", "f64", "random", 1e-9),
+        ("hals", "f32", "random", 2e-3),
+        // The default start here (k ≤ min(n, m)): NNDSVD-a from the summed feature Gram.
+        ("hals", "f64", "auto", 1e-9),
     ] {
-        let one = dir.join(format!("one-{solver}-{dtype}"));
-        assert_ok(&run(&fit_args(d, s(&one), solver, dtype)));
+        let one = dir.join(format!("one-{solver}-{dtype}-{init}"));
+        assert_ok(&run(&fit_args_init(d, s(&one), solver, dtype, init)));
         for p in [2, 3] {
-            let out = dir.join(format!("p{p}-{solver}-{dtype}"));
-            let mut args = fit_args(d, s(&out), solver, dtype);
+            let out = dir.join(format!("p{p}-{solver}-{dtype}-{init}"));
+            let mut args = fit_args_init(d, s(&out), solver, dtype, init);
             args.push("--distributed");
             let Some(o) = mpi_run(p, &args) else { return };
             assert_ok(&o);
-            let what = format!("{solver} {dtype} P={p}");
+            let what = format!("{solver} {dtype} {init} P={p}");
             let (ra, rc) = (
                 rel_diff(&tensor(&out, "atoms"), &tensor(&one, "atoms")),
                 rel_diff(&tensor(&out, "codes"), &tensor(&one, "codes")),
@@ -331,25 +335,23 @@ fn what_a_distributed_fit_refuses() {
     let data = dir.join("x.npy");
     write_data(&data);
     let out = dir.join("run");
-    // The default start (NNDSVD-a here) is not computed across processes.
-    let Some(o) = mpi_run(
-        2,
-        &[
-            "fit",
-            "nmf",
-            "--data",
-            s(&data),
-            "-k",
-            "5",
-            "--out",
-            s(&out),
-            "--distributed",
-        ],
-    ) else {
-        return;
-    };
+    // NNDSVD-ar's random fill is not drawn across processes.
+    let args = [
+        "fit",
+        "nmf",
+        "--data",
+        s(&data),
+        "-k",
+        "5",
+        "--init",
+        "nndsvdar",
+        "--out",
+        s(&out),
+        "--distributed",
+    ];
+    let Some(o) = mpi_run(2, &args) else { return };
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("--init random"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--init nndsvda"), "{}", stderr(&o));
     assert!(!out.exists());
     // A data format that cannot be read by rows.
     let csv = dir.join("x.csv");

@@ -29,8 +29,9 @@ use crate::real::Real;
 /// (the same on every process), the history and objective of the whole data, and this
 /// process's codes (`n_local × k`).
 ///
-/// Frobenius loss only (MU, HALS, ANLS), random start only (NNDSVD is not computed across
-/// processes), no compression. An error on one process (invalid data, memory) is reported by
+/// Frobenius loss only (MU, HALS, ANLS); random start (equal to the one-process start with the
+/// same seed) or NNDSVD / NNDSVD-a (from the summed `m × m` Gram of the features: dense data
+/// with `n_features ≤ min(n_samples, 2048)`); no compression. An error on one process (invalid data, memory) is reported by
 /// every process before any iteration.
 ///
 /// ```
@@ -104,21 +105,19 @@ fn check<T: Real>(
         ));
     }
     match v.init {
-        InitMethod::Random => {}
+        InitMethod::Random | InitMethod::Nndsvd | InitMethod::Nndsvda => {}
         InitMethod::Custom => {
             return Err(Error::invalid(
                 "init",
                 "custom",
-                "distributed fits start from `init = random`",
+                "distributed fits start from `init = random` or NNDSVD",
             ))
         }
-        other => {
-            return Err(Error::invalid(
-                "init",
-                format!("{other:?}").to_lowercase(),
-                "NNDSVD is not computed across processes; use `init = random` (the same seed gives the one-process start)",
-            ))
-        }
+        other => return Err(Error::invalid(
+            "init",
+            format!("{other:?}").to_lowercase(),
+            "NNDSVD-ar's random fill is not drawn across processes; use `init = nndsvda` or `init = random`",
+        )),
     }
     let bytes = std::mem::size_of::<T>() as f64 * (6.0 * (k * (n + m)) as f64 + 4.0 * (k * k) as f64)
         + 24.0 * (k * k) as f64;
@@ -224,11 +223,17 @@ mod tests {
     #[test]
     fn every_solver_matches_the_one_process_fit() {
         let x = data(75, 14, 3);
+        let runs = [
+            (InitMethod::Random, 0.0, true),
+            (InitMethod::Random, 0.05, false),
+            (InitMethod::Nndsvd, 0.0, true),
+            (InitMethod::Nndsvda, 0.0, false),
+        ];
         for solver in [Solver::Mu, Solver::Hals, Solver::Anls] {
-            for (alpha, extrapolate) in [(0.0, true), (0.05, false)] {
+            for (init, alpha, extrapolate) in runs {
                 let p = NmfParams::new(4)
                     .solver(solver)
-                    .init(InitMethod::Random)
+                    .init(init)
                     .alpha_w(alpha)
                     .extrapolate(extrapolate)
                     .max_iter(40)
@@ -238,7 +243,7 @@ mod tests {
                 let one = nmf::factorize(x.as_ref(), &p).unwrap();
                 for ranks in [1, 2, 3] {
                     let (atoms, codes, n_iter) = distributed(&x, &p, ranks);
-                    let what = format!("{solver:?} alpha {alpha} P {ranks}");
+                    let what = format!("{solver:?} {init:?} alpha {alpha} P {ranks}");
                     assert_eq!(n_iter, one.n_iter, "{what}");
                     let da = (&atoms - one.model.components()).norm_max();
                     let dc = (&codes - one.codes()).norm_max();
@@ -253,11 +258,11 @@ mod tests {
     }
 
     #[test]
-    fn nndsvd_and_other_losses_are_refused_on_every_rank() {
+    fn nndsvdar_and_other_losses_are_refused_on_every_rank() {
         let x = data(40, 6, 1);
-        let p = NmfParams::new(3).check().unwrap();
+        let p = NmfParams::new(3).init(InitMethod::Nndsvdar).check().unwrap();
         let e = factorize_part(x.as_ref(), &p, Part::single(40), &mut Silent).unwrap_err();
-        assert!(e.to_string().contains("init = random"), "{e}");
+        assert!(e.to_string().contains("init = nndsvda"), "{e}");
         let p = NmfParams::new(3)
             .init(InitMethod::Random)
             .beta_loss(1.0)
