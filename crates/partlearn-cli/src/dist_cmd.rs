@@ -1,6 +1,8 @@
 //! `--distributed` (under `mpirun -np P`, with the `mpi` feature): `fit nmf` on row blocks
 //! (the library's `nmf::distributed`), `transform` writing one codes shard per process, and the
 //! shard folders (`part-00000.npy`, …) that `data shard` writes and both read.
+// Without the `mpi` feature only the shard folders are used (by `data shard`).
+#![cfg_attr(not(feature = "mpi"), allow(dead_code))]
 
 use std::path::{Path, PathBuf};
 
@@ -184,11 +186,13 @@ pub fn refuse_selection(data: &crate::DataArgs) -> Result<()> {
 const NO_MPI: &str = "this partlearn was built without MPI: build it with `cargo build --release --features mpi` (needs libopenmpi-dev and libclang-dev) and run it under `mpirun -np P`";
 
 #[cfg(not(feature = "mpi"))]
+#[allow(clippy::extra_unused_type_parameters)]
 pub fn fit_nmf<T: partlearn::Real>(_a: &crate::fit::NmfArgs, _opts: partlearn::nmf::NmfParams) -> Result<()> {
     anyhow::bail!(NO_MPI)
 }
 
 #[cfg(not(feature = "mpi"))]
+#[allow(clippy::extra_unused_type_parameters)]
 pub fn transform<T: partlearn::Real>(_a: &crate::transform::TransformArgs) -> Result<()> {
     anyhow::bail!(NO_MPI)
 }
