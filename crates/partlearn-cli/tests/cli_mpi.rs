@@ -259,13 +259,22 @@ fn bytes_per_iteration_follow_k_m_plus_k_squared() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn a_killed_process_ends_the_job_instead_of_hanging() {
-    let dir = temp_dir("killed");
+/// Starts an endless distributed fit on 2 processes (with `extra` flags), waits until rank 1
+/// runs, sends it `signal`, and returns the job's exit status and stderr once it ended (at
+/// most 60 s later).
+fn signal_rank_1(
+    name: &str,
+    signal: &str,
+    extra: &[&str],
+) -> Option<(std::process::ExitStatus, String, bool)> {
+    // One such job at a time (they look for their rank 1 among all processes).
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp_dir(name);
     let data = dir.join("x.npy");
     write_data(&data);
     let out = dir.join("run");
-    let Some(mut c) = mpirun(2) else { return };
+    let mut c = mpirun(2)?;
     let mut child = c
         .args([
             "fit",
@@ -285,14 +294,21 @@ fn a_killed_process_ends_the_job_instead_of_hanging() {
             s(&out),
             "--distributed",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Find rank 1 (a partlearn process whose environment says OMPI_COMM_WORLD_RANK=1).
+    // Rank 1: a process whose environment says OMPI_COMM_WORLD_RANK=1 and whose command line
+    // names this test's run folder.
     let start = Instant::now();
     let victim = loop {
-        assert!(start.elapsed() < Duration::from_secs(20), "rank 1 never appeared");
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            panic!("the job ended before rank 1 was signalled ({status}): {err}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "rank 1 never appeared");
         std::thread::sleep(Duration::from_millis(200));
         let found = std::fs::read_dir("/proc")
             .unwrap()
@@ -310,7 +326,7 @@ fn a_killed_process_ends_the_job_instead_of_hanging() {
     };
     std::thread::sleep(Duration::from_millis(500));
     Command::new("kill")
-        .args(["-9", &victim.to_string()])
+        .args([signal, &victim.to_string()])
         .status()
         .unwrap();
     let t = Instant::now();
@@ -320,13 +336,35 @@ fn a_killed_process_ends_the_job_instead_of_hanging() {
         }
         if t.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
-            panic!("the job still runs 60 s after a process was killed");
+            let _ = Command::new("kill").args(["-9", &victim.to_string()]).status();
+            panic!("the job still runs 60 s after rank 1 got {signal}");
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(!status.success());
-    assert!(!out.exists(), "no run folder from a failed job");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let wrote = out.exists();
     std::fs::remove_dir_all(&dir).unwrap();
+    Some((status, err, wrote))
+}
+
+#[test]
+fn a_killed_process_ends_the_job_instead_of_hanging() {
+    let Some((status, err, wrote)) = signal_rank_1("killed", "-9", &[]) else {
+        return;
+    };
+    assert!(!status.success(), "{err}");
+    assert!(!wrote, "no run folder from a failed job");
+}
+
+#[test]
+fn a_hung_process_ends_the_job_after_the_timeout() {
+    let Some((status, err, wrote)) = signal_rank_1("hung", "-STOP", &["--mpi-timeout", "2"]) else {
+        return;
+    };
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("waited") && err.contains("--mpi-timeout 2"), "{err}");
+    assert!(!wrote);
 }
 
 #[test]
