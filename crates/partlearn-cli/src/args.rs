@@ -69,10 +69,16 @@ impl DataArgs {
 
     /// What the run record says of sparse data loaded from these flags.
     pub fn record_csr<T: Real>(&self, a: &partlearn::data::Csr<T>) -> DataSpec {
+        self.record_shape::<T>(a.nrows(), a.ncols())
+    }
+
+    /// What the run record says of data of this shape that was not loaded as a whole (sparse,
+    /// or spread over processes).
+    pub fn record_shape<T: Real>(&self, n_samples: usize, n_features: usize) -> DataSpec {
         DataSpec {
             name: self.spec.clone(),
-            n_samples: a.nrows(),
-            n_features: a.ncols(),
+            n_samples,
+            n_features,
             dtype: T::NAME.into(),
             image_shape: None,
             spec: None,

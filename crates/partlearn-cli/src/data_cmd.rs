@@ -33,6 +33,20 @@ pub enum DataCommand {
     /// Generate a data set: a planted topic corpus (sparse .npz/.mtx) or a planted low-rank matrix (.npy).
     #[command(subcommand)]
     Generate(GenerateCommand),
+    /// Split the data by rows into P shards DIR/part-00000.npy… for `--distributed` runs (one per process; a .npy is read block by block, never whole).
+    Shard {
+        /// A .npy file (read by offset, its dtype kept) or any dense data set (written as float32).
+        #[arg(long)]
+        data: String,
+        /// Number of shards (the processes of `mpirun -np P`).
+        #[arg(long)]
+        parts: usize,
+        /// Output folder (created; with --force its old shards are replaced).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
     /// Write the data (n_samples × n_features, float32) and its labels as .npy.
     Export {
         data: String,
@@ -190,6 +204,12 @@ fn generate(cmd: GenerateCommand) -> Result<()> {
 pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
         DataCommand::Generate(g) => generate(g),
+        DataCommand::Shard {
+            data,
+            parts,
+            out,
+            force,
+        } => shard(&data, parts, &out, force),
         DataCommand::Info {
             data,
             first,
@@ -365,5 +385,61 @@ fn sparse_info(args: &DataArgs, json: bool) -> Result<()> {
             Err(e) => outln!("valid for NMF: no ({e})"),
         }
     }
+    Ok(())
+}
+
+/// `data shard`: the row blocks of `partlearn::dist::row_block` (boundaries on multiples of 16,
+/// so that a distributed HALS fit agrees with the one-process fit), one `.npy` per block.
+fn shard(data: &str, parts: usize, out: &std::path::Path, force: bool) -> Result<()> {
+    use crate::dist_cmd::{prepare_shard_dir, shard_name};
+    if parts == 0 {
+        anyhow::bail!("--parts 0: give the number of processes (≥ 1)");
+    }
+    let path = std::path::Path::new(data);
+    let args = DataArgs {
+        spec: data.to_string(),
+        first: None,
+        subset: None,
+        data_seed: 0,
+        labels: None,
+        sparse: false,
+    };
+    args.check_not_input(out, "--out")?;
+    let npy = data.ends_with(".npy") && path.is_file();
+    let (n, m, whole) = if npy {
+        match partlearn::npy::npy_shape(path)?.as_slice() {
+            [n, rest @ ..] if !rest.is_empty() => (*n, rest.iter().product(), None),
+            s => anyhow::bail!("{data}: shape {s:?}; shards are cut from an array of samples (n_samples × n_features, or images n_samples × h × w)"),
+        }
+    } else {
+        let d = args.load::<f32>()?;
+        (d.n_samples(), d.n_features(), Some(d))
+    };
+    if n.div_ceil(16) < parts {
+        anyhow::bail!(
+            "{n} rows make at most {} shards (blocks of 16 rows); lower --parts",
+            n.div_ceil(16)
+        );
+    }
+    prepare_shard_dir(out, force)?;
+    for r in 0..parts {
+        let rows = partlearn::dist::row_block(n, parts, r);
+        let bytes = match &whole {
+            None => {
+                let a = partlearn::npy::read_npy_rows(path, rows)?;
+                npy_bytes(&a.shape, a.data.as_ref())
+            }
+            Some(d) => {
+                let x = d.x();
+                let flat: Vec<f32> = rows
+                    .clone()
+                    .flat_map(|i| (0..m).map(move |j| x[(i, j)]))
+                    .collect();
+                npy_bytes(&[rows.len(), m], NpyDataRef::F32(&flat))
+            }
+        };
+        partlearn::io::write_atomic(&out.join(shard_name(r)), &bytes)?;
+    }
+    outln!("wrote {parts} shards of {n} × {m} to {}", out.display());
     Ok(())
 }

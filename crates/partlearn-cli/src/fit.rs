@@ -116,6 +116,8 @@ pub struct NmfArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = crate::progress::HISTORY_AFTER, hide = true)]
     pub history_after: f64,
     #[command(flatten)]
+    pub dist: crate::dist_cmd::DistArgs,
+    #[command(flatten)]
     pub run: RunArgs,
 }
 
@@ -282,10 +284,16 @@ pub fn load_mask(path: &std::path::Path, data: &DataArgs) -> Result<nmf::Mask> {
     nmf::Mask::from_matrix(m.x()).with_context(|| format!("reading --mask {spec}"))
 }
 
-/// The data a fit ran on, dense or sparse.
+/// The data a fit ran on, dense or sparse, or spread over processes (`n_samples × n_features`).
 pub(crate) enum FitData<'a, T: Real> {
     Dense(&'a Dataset<T>),
     Sparse(&'a partlearn::data::Csr<T>),
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    Distributed {
+        n: usize,
+        m: usize,
+        processes: usize,
+    },
 }
 
 /// Writes the run folder of an NMF-type fit (model, history, run.json, figures), commits it and
@@ -316,6 +324,12 @@ pub(crate) fn finish_run<T: Real, O: Serialize>(
             None,
             format!("{} (sparse, {} non-zeros)", data_args.spec, x.nnz()),
             (x.nrows(), x.ncols()),
+        ),
+        FitData::Distributed { n, m, processes } => (
+            data_args.record_shape::<T>(n, m),
+            None,
+            format!("{} ({processes} processes)", data_args.spec),
+            (n, m),
         ),
     };
     let (tensors, meta) = fit.model.to_tensors(codes, image.map(|(_, s)| s))?;

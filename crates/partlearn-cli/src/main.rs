@@ -12,6 +12,7 @@ mod bench;
 mod bench_online;
 mod data_cmd;
 mod deep_cmd;
+mod dist_cmd;
 mod eval_cmd;
 mod fit;
 mod neural_cmd;

@@ -25,7 +25,8 @@ pub const DEFAULT_MAX_ITER: usize = 200;
 
 /// Flags (argument ids) a resumed fit cannot honour: its options are the checkpoint's. clap
 /// refuses them next to --resume, so they are never silently ignored.
-pub const RESUME_CONFLICTS: [&str; 22] = [
+pub const RESUME_CONFLICTS: [&str; 23] = [
+    "distributed",
     "k",
     "solver",
     "beta_loss",
@@ -157,6 +158,9 @@ fn fit_new<T: Real>(a: &NmfArgs) -> Result<()> {
     let opts = nmf_params(a, solver);
     if opts.init != InitMethod::Custom && (a.init_atoms.is_some() || a.init_codes.is_some()) {
         anyhow::bail!("--init-atoms/--init-codes are only used with --init custom; add --init custom");
+    }
+    if a.dist.distributed {
+        return crate::dist_cmd::fit_nmf::<T>(a, opts);
     }
     let checkpoint_every = resume::checkpoint_interval(a.checkpoint_minutes)?;
     let data = Loaded::<T>::load(a)?;

@@ -16,7 +16,7 @@ pub struct TransformArgs {
     pub run: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Where to write the codes (n_samples × k, .npy).
+    /// Where to write the codes (n_samples × k, .npy); with --distributed, a folder that receives one shard part-RRRRR.npy per process.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// Replace an existing output file (never a file of the run being read).
@@ -37,6 +37,8 @@ pub struct TransformArgs {
     /// No summary line.
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub dist: crate::dist_cmd::DistArgs,
 }
 
 pub fn run(a: TransformArgs) -> Result<()> {
@@ -47,6 +49,9 @@ pub fn run(a: TransformArgs) -> Result<()> {
 }
 
 fn go<T: Real>(a: &TransformArgs) -> Result<()> {
+    if a.dist.distributed {
+        return crate::dist_cmd::transform::<T>(a);
+    }
     partlearn::io::run::check_output_outside_run(&a.run, &a.out)?;
     partlearn::io::check_output_file(&a.out, a.force, b"\x93NUMPY", ".npy file")?;
     a.data.check_not_input(&a.out, "--out")?;

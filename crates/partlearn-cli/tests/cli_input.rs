@@ -419,3 +419,27 @@ fn library_errors_are_worded_with_the_commands_flags() {
     no_library_names(&o);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A build without the `mpi` feature refuses `--distributed` in one line naming the fix.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn distributed_without_mpi_says_how_to_build_it() {
+    let dir = temp_dir("no-mpi");
+    let x = dir.join("x.npy");
+    write_npy_f32(&x, 4, 3, &[1.0; 12]);
+    let out = dir.join("run");
+    let o = run(&[
+        "fit",
+        "nmf",
+        "--data",
+        s(&x),
+        "-k",
+        "2",
+        "--out",
+        s(&out),
+        "--distributed",
+    ]);
+    assert_user_error(&o, &["--features mpi", "mpirun -np P"]);
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

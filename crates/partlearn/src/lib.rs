@@ -26,6 +26,7 @@
 //!   ([`nmf::sparse::factorize_sparse`]), semi-supervised NMF ([`nmf::ssnmf`]), online
 //!   (mini-batch) NMF on rows streamed from files larger than memory ([`nmf::online`],
 //!   [`data::rows`]).
+//! - [`dist`]: data-parallel NMF over several processes (MPI with the `mpi` feature).
 //! - [`deep`]: hierarchical NMF, Deep NMF fine-tuning and Neural NMF.
 //! - [`autoencoder`]: sparse non-negative auto-encoders (shallow and asymmetric).
 //! - [`protocol`]: what every fitted model offers (atoms, encode = transform, decode);
@@ -49,6 +50,7 @@ pub mod autoencoder;
 pub mod bench;
 pub mod data;
 pub mod deep;
+pub mod dist;
 pub mod engine;
 pub mod error;
 pub mod eval;

@@ -100,6 +100,14 @@ pub trait Method {
     /// Early stopping: return to the state kept by the last [`Method::keep_best`].
     fn restore_best(&mut self) {}
 
+    /// Makes a stopping decision common to every process of a distributed fit
+    /// ([`crate::dist`]): the engine calls it once per iteration with its own decision (which
+    /// may differ between processes for the time budget and interrupts) and follows the
+    /// answer. One process: `reason` unchanged.
+    fn agree(&mut self, reason: Option<StopReason>) -> Option<StopReason> {
+        reason
+    }
+
     /// Called after each recorded iteration, once the observer has seen it (checkpoints).
     fn after_iter(&mut self, _rec: &IterRecord) -> Result<()> {
         Ok(())
@@ -317,6 +325,7 @@ pub fn run(
         let rec = record(resume.done, e0, pg0);
         history.push(rec);
         let stop = observer.on_iter(&rec) == Control::Stop || interrupt::requested();
+        let stop = method.agree(stop.then_some(StopReason::Interrupted)).is_some();
         if stop {
             return Ok(finish(
                 history,
@@ -370,6 +379,7 @@ pub fn run(
                 } else {
                     rules.check_unevaluated(iter, clock.elapsed())
                 };
+                let reason = method.agree(reason);
                 let Some(reason) = reason else { continue };
                 if let Some(e) = method.evaluate()? {
                     check_finite(method, &e, iter)?;
@@ -433,6 +443,7 @@ pub fn run(
         if iter % TOL_EVERY == 0 || window.is_none() {
             window = Some(e.objective);
         }
+        let reason = method.agree(reason);
         let save_at_end = matches!(reason, Some(StopReason::Interrupted | StopReason::TimeLimit));
         if checkpoints && (save_at_end || observer.checkpoint_due()) {
             method.checkpoint(&Progress {

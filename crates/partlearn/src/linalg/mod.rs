@@ -317,6 +317,46 @@ pub(crate) fn svd_is_exact(m: usize, n: usize) -> bool {
     m.min(n) <= 2048
 }
 
+/// The exact branch of [`truncated_svd`] for `xs` (`p × N`, `p` the smaller side) from its Gram
+/// `g = xs·xsᵀ` (`p × p`; a distributed fit sums it over processes, each holding columns of
+/// `xs`): `(U, s, V)` with `V = xsᵀ U Σ⁻¹` for the columns held here.
+pub(crate) fn svd_from_gram<T: Real>(
+    xs: MatRef<'_, T>,
+    g: MatRef<'_, T>,
+    k: usize,
+    par: Par,
+) -> Result<(Mat<T>, Vec<T>, Mat<T>)> {
+    let p = xs.nrows();
+    let (vals, vecs) = sym_eigen_desc(g)?;
+    let u = vecs.subcols(0, k).to_owned();
+    let s: Vec<T> = vals[..k].iter().map(|&l| l.max(T::zero()).sqrt()).collect();
+    let mut v = Mat::<T>::zeros(xs.ncols(), k);
+    matmul(
+        v.as_mut(),
+        Accum::Replace,
+        xs.transpose(),
+        u.as_ref(),
+        T::one(),
+        par,
+    );
+    // Eigenvalues of the Gram matrix carry an absolute error ≈ ε·s₀², so singular values below
+    // s₀·sqrt(ε·p) are indistinguishable from 0: their vectors on the far side would be noise
+    // (this matters for rank-deficient data such as swimmer, rank 13).
+    let s0 = s.first().copied().unwrap_or(T::zero());
+    let tiny = s0 * (T::EPSILON * T::from_usize(p.max(1))).sqrt();
+    let s: Vec<T> = s
+        .into_iter()
+        .map(|v| if v > tiny { v } else { T::zero() })
+        .collect();
+    for j in 0..k {
+        let inv = if s[j] > T::zero() { s[j].recip() } else { T::zero() };
+        for x in v.col_as_slice_mut(j) {
+            *x = *x * inv;
+        }
+    }
+    Ok((u, s, v))
+}
+
 pub(crate) fn truncated_svd<T: Real>(
     x: MatRef<'_, T>,
     k: usize,
@@ -331,33 +371,7 @@ pub(crate) fn truncated_svd<T: Real>(
         let p = xs.nrows();
         let mut g = Mat::<T>::zeros(p, p);
         gram(g.as_mut(), xs, par);
-        let (vals, vecs) = sym_eigen_desc(g.as_ref())?;
-        let u = vecs.subcols(0, k).to_owned();
-        let s: Vec<T> = vals[..k].iter().map(|&l| l.max(T::zero()).sqrt()).collect();
-        let mut v = Mat::<T>::zeros(xs.ncols(), k);
-        matmul(
-            v.as_mut(),
-            Accum::Replace,
-            xs.transpose(),
-            u.as_ref(),
-            T::one(),
-            par,
-        );
-        // Eigenvalues of the Gram matrix carry an absolute error ≈ ε·s₀², so singular values below
-        // s₀·sqrt(ε·p) are indistinguishable from 0: their vectors on the far side would be noise
-        // (this matters for rank-deficient data such as swimmer, rank 13).
-        let s0 = s.first().copied().unwrap_or(T::zero());
-        let tiny = s0 * (T::EPSILON * T::from_usize(p.max(1))).sqrt();
-        let s: Vec<T> = s
-            .into_iter()
-            .map(|v| if v > tiny { v } else { T::zero() })
-            .collect();
-        for j in 0..k {
-            let inv = if s[j] > T::zero() { s[j].recip() } else { T::zero() };
-            for x in v.col_as_slice_mut(j) {
-                *x = *x * inv;
-            }
-        }
+        let (u, s, v) = svd_from_gram(xs, g.as_ref(), k, par)?;
         Ok(if transposed {
             TruncatedSvd { u: v, s, v: u }
         } else {

@@ -308,6 +308,16 @@ pub(crate) struct Checkpointing<'a, T: Real> {
     pub from: Option<&'a NmfCheckpoint<T>>,
 }
 
+impl<T: Real> Checkpointing<'_, T> {
+    /// No checkpoint saved, none continued.
+    pub fn none() -> Self {
+        Checkpointing {
+            save: None,
+            from: None,
+        }
+    }
+}
+
 /// Fits `params` on `input` as [`super::factorize_with`], [`super::factorize_csr`] or
 /// [`super::factorize_masked_with`] would, saving a checkpoint at `save` whenever `observer`
 /// says one is due and when the fit ends interrupted or out of time (written atomically).

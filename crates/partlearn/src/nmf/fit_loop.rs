@@ -49,6 +49,11 @@ pub(crate) trait Iterate<T: Real> {
     fn set_state(&mut self, _state: &serde_json::Value) -> Result<()> {
         Ok(())
     }
+    /// The stopping decision shared by every process of a distributed fit
+    /// ([`engine::Method::agree`]); `reason` in one process.
+    fn agree(&mut self, reason: Option<engine::StopReason>) -> Option<engine::StopReason> {
+        reason
+    }
 }
 
 /// A solver and its factors as an engine method.
@@ -125,6 +130,10 @@ impl<T: Real> engine::Method for Solve<'_, '_, T> {
             ),
             None => Ok(()),
         }
+    }
+
+    fn agree(&mut self, reason: Option<engine::StopReason>) -> Option<engine::StopReason> {
+        self.solver.agree(reason)
     }
 }
 

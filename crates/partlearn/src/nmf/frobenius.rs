@@ -16,7 +16,8 @@ use super::data_op::XRef;
 use super::fit_loop::{Eval, Iterate};
 use super::init::Factors;
 use super::options::Penalty;
-use crate::engine::TOL_EVERY;
+use crate::dist::Part;
+use crate::engine::{StopReason, TOL_EVERY};
 use crate::linalg;
 use crate::real::Real;
 
@@ -176,6 +177,9 @@ pub(crate) struct GramSolver<'a, T: Real> {
     /// Compression: `‖B‖²` (= `‖UUᵀX‖²`) and the `k × l` workspace `HBᵀ`.
     b_sq: f64,
     hb: Mat<T>,
+    /// The rows of `X` this process holds and the processes' communicator ([`crate::dist`]):
+    /// `T`, `R`, `‖X‖²` and the codes' terms of the objective are summed over processes.
+    part: Part<'a>,
 }
 
 impl<'a, T: Real> GramSolver<'a, T> {
@@ -222,7 +226,65 @@ impl<'a, T: Real> GramSolver<'a, T> {
             wu: Mat::zeros(0, 0),
             b_sq: 0.0,
             hb: Mat::zeros(0, 0),
+            part: Part::single(n),
         }
+    }
+
+    /// Runs on this process's block of samples `part` (1-D row distribution, [`crate::dist`]):
+    /// every reduction goes through `part.comm`. Not with a sketch.
+    pub fn with_part(mut self, part: Part<'a>) -> Self {
+        self.part = part;
+        self.x_sq = part.sum1(self.x_sq);
+        self
+    }
+
+    /// Sums `mats` and `extra` over processes (nothing in one process: same bits as before).
+    fn reduce(&self, mats: &mut [&mut Mat<T>], extra: &mut [f64]) {
+        if !self.part.is_distributed() {
+            return;
+        }
+        let len: usize = mats.iter().map(|m| m.nrows() * m.ncols()).sum::<usize>() + extra.len();
+        let mut buf = Vec::with_capacity(len);
+        for m in mats.iter() {
+            for j in 0..m.ncols() {
+                buf.extend(m.col_as_slice(j).iter().map(|&v| v.to_f64()));
+            }
+        }
+        buf.extend_from_slice(extra);
+        self.part.comm.sum(&mut buf);
+        let mut it = buf.iter();
+        for m in mats.iter_mut() {
+            for j in 0..m.ncols() {
+                for v in m.col_as_slice_mut(j) {
+                    *v = T::from_f64(*it.next().unwrap_or(&0.0));
+                }
+            }
+        }
+        for (e, v) in extra.iter_mut().zip(it) {
+            *e = *v;
+        }
+    }
+
+    /// `T = HHᵀ` and `R = HXᵀ` (exact or sketched) from the local codes, summed over processes.
+    fn atoms_terms(&mut self, h: MatRef<'_, T>, exact: bool) {
+        linalg::gram(self.t.as_mut(), h, self.par);
+        if exact {
+            self.exact_atoms_cross(h);
+        } else {
+            self.atoms_cross(h);
+        }
+        let (mut t, mut r) = (
+            std::mem::replace(&mut self.t, Mat::new()),
+            std::mem::replace(&mut self.r, Mat::new()),
+        );
+        self.reduce(&mut [&mut t, &mut r], &mut []);
+        (self.t, self.r) = (t, r);
+    }
+
+    /// A stopping decision shared by every process: the most urgent of the ranks' reasons
+    /// (time budget and interrupts are seen per process).
+    pub(crate) fn agree_stop(&self, reason: Option<StopReason>) -> Option<StopReason> {
+        agree(self.part, reason)
     }
 
     /// Forms the codes' cross term from `sketch` instead of `X` until
@@ -330,9 +392,22 @@ impl<'a, T: Real> GramSolver<'a, T> {
             + linalg::inner(self.q.as_ref(), self.t.as_ref()))
         .max(0.0);
         Eval {
-            objective: 0.5 * sq_error + penalties(self.codes_pen, self.atoms_pen, f),
+            objective: 0.5 * sq_error + self.penalties(f),
             sq_error,
         }
+    }
+
+    /// Penalty terms of the objective (METHODS.md §1.5); the codes' part summed over processes.
+    fn penalties(&self, f: &Factors<T>) -> f64 {
+        let codes = if self.codes_pen.is_zero() {
+            0.0
+        } else {
+            let (s, s2) = sums(f.h.as_ref());
+            let mut b = [s, s2];
+            self.part.sum(&mut b);
+            self.codes_pen.value(b[0], b[1])
+        };
+        codes + factor_penalty(self.atoms_pen, f.wt.as_ref())
     }
 
     /// One factor's update. With extrapolation the codes update reads the current codes `f.h`
@@ -406,6 +481,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
                 let slot = usize::from(!codes);
                 let opts = linalg::nnls::NnlsOptions::default();
                 let n = target.ncols().max(1) as f64;
+                let ncols = target.ncols() as f64;
                 let solved = if self.anls_predict[slot] {
                     let sw = anls_predict(from, target.as_mut(), g, c, ANLS_PREDICT_SWEEPS, parallel);
                     self.column_sweeps += sw.column_sweeps;
@@ -420,7 +496,14 @@ impl<'a, T: Real> GramSolver<'a, T> {
                 // non-finite objective (and stops).
                 if let Ok(s) = solved {
                     self.nnls_rounds += s.rounds as u64;
-                    let per_column = s.factorizations as f64 / n;
+                    let per_column = if codes && self.part.is_distributed() {
+                        // The codes are spread over processes: one decision for all.
+                        let mut b = [s.factorizations as f64, ncols];
+                        self.part.sum(&mut b);
+                        b[0] / b[1].max(1.0)
+                    } else {
+                        s.factorizations as f64 / n
+                    };
                     self.anls_predict[slot] = if self.anls_predict[slot] {
                         per_column > ANLS_PREDICT_OFF_AT_MOST
                     } else {
@@ -465,7 +548,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
             })
             .filter(|&j| self.last_reseed[j].is_none_or(|it| self.iters >= it + RESEED_COOLDOWN))
             .collect();
-        if dead.is_empty() || n == 0 {
+        if dead.is_empty() || self.part.n_total == 0 {
             return;
         }
         let residual = |i: usize| -> f64 {
@@ -483,14 +566,49 @@ impl<'a, T: Real> GramSolver<'a, T> {
             }
             self.x.sample_sq(i) - 2.0 * hp + hqh
         };
-        let mut r: Vec<(f64, usize)> = (0..n).map(|i| (residual(i), i)).collect();
-        r.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let off = self.part.offset;
+        let mut r: Vec<(f64, usize)> = (0..n).map(|i| (residual(i), off + i)).collect();
+        let order = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        r.sort_by(order);
+        if self.part.is_distributed() {
+            // The largest residuals of all processes: each contributes its best `dead.len()`
+            // in its own slot of a summed buffer (the others hold zeros), then all merge.
+            let (d, p, me) = (dead.len(), self.part.comm.size(), self.part.comm.rank());
+            let mut buf = vec![0.0; 3 * d * p];
+            for (s, &(res, i)) in r.iter().take(d).enumerate() {
+                let at = 3 * (me * d + s);
+                buf[at..at + 3].copy_from_slice(&[1.0, res, i as f64]);
+            }
+            self.part.comm.sum(&mut buf);
+            r = buf
+                .chunks_exact(3)
+                .filter(|c| c[0] == 1.0)
+                .map(|c| (c[1], c[2] as usize))
+                .collect();
+            r.sort_by(order);
+        }
+        let m = f.wt.ncols();
         for (&j, &(res, i)) in dead.iter().zip(&r) {
             // Nothing left to explain (e.g. all-zero data): leave the atom as it is.
             if !(res > 0.0) {
                 break;
             }
-            self.x.sample_into_row(i, &mut f.wt, j);
+            if self.part.is_distributed() {
+                // The process holding sample i sends it to all (the others add zeros).
+                let mut row = vec![0.0; m];
+                if (off..off + n).contains(&i) {
+                    self.x.sample_into_row(i - off, &mut f.wt, j);
+                    row.iter_mut()
+                        .enumerate()
+                        .for_each(|(p, v)| *v = f.wt[(j, p)].to_f64());
+                }
+                self.part.comm.sum(&mut row);
+                for (p, v) in row.iter().enumerate() {
+                    f.wt[(j, p)] = T::from_f64(*v);
+                }
+            } else {
+                self.x.sample_into_row(i, &mut f.wt, j);
+            }
             for c in 0..n {
                 f.h[(j, c)] = T::zero();
             }
@@ -520,8 +638,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
     /// Atoms update for the current codes: `T = HHᵀ`, `R = HXᵀ` (or its sketched form), sweeps,
     /// `Q = WᵀW`, evaluation.
     fn atoms_step(&mut self, f: &mut Factors<T>) -> Eval {
-        linalg::gram(self.t.as_mut(), f.h.as_ref(), self.par);
-        self.atoms_cross(f.h.as_ref());
+        self.atoms_terms(f.h.as_ref(), false);
         self.update(false, f);
         linalg::gram(self.q.as_mut(), f.wt.as_ref(), self.par);
         self.eval(f)
@@ -615,8 +732,7 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
     /// objective (what the iterations compare).
     fn initial(&mut self, f: &mut Factors<T>) -> Eval {
         linalg::gram(self.q.as_mut(), f.wt.as_ref(), self.par);
-        linalg::gram(self.t.as_mut(), f.h.as_ref(), self.par);
-        self.exact_atoms_cross(f.h.as_ref());
+        self.atoms_terms(f.h.as_ref(), true);
         let e = self.eval_on(self.x_sq, f);
         self.last_objective = e.objective;
         if self.sketch.is_some() {
@@ -641,7 +757,14 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
     /// recomputes) and the Gram identity with `Q`, `T` current.
     fn exact(&mut self, f: &mut Factors<T>) -> Eval {
         self.exact_atoms_cross(f.h.as_ref());
+        let mut r = std::mem::replace(&mut self.r, Mat::new());
+        self.reduce(&mut [&mut r], &mut []);
+        self.r = r;
         self.eval_on(self.x_sq, f)
+    }
+
+    fn agree(&mut self, reason: Option<StopReason>) -> Option<StopReason> {
+        self.agree_stop(reason)
     }
 
     fn iterate(&mut self, f: &mut Factors<T>) -> Eval {
@@ -703,8 +826,10 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
             self.par,
         );
         let bound = if self.rule == Rule::Mu { MU_FLOOR } else { 0.0 };
-        let sq = projected_sq(f.h.as_ref(), g.h.as_ref(), self.codes_pen, bound)
-            + projected_sq(f.wt.as_ref(), g.wt.as_ref(), self.atoms_pen, bound);
+        let codes_sq = self
+            .part
+            .sum1(projected_sq(f.h.as_ref(), g.h.as_ref(), self.codes_pen, bound));
+        let sq = codes_sq + projected_sq(f.wt.as_ref(), g.wt.as_ref(), self.atoms_pen, bound);
         self.grad = Some(g);
         Some(sq.sqrt())
     }
@@ -728,9 +853,28 @@ pub(crate) fn projected_sq<T: Real>(f: MatRef<'_, T>, neg: MatRef<'_, T>, pen: P
     total
 }
 
-/// Penalty terms of the objective for factors `f` (METHODS.md §1.5).
-fn penalties<T: Real>(codes_pen: Penalty, atoms_pen: Penalty, f: &Factors<T>) -> f64 {
-    factor_penalty(codes_pen, f.h.as_ref()) + factor_penalty(atoms_pen, f.wt.as_ref())
+/// The stopping decision of every process in `part`: the most urgent reason any of them has
+/// (interrupted, then time limit, early stopping, converged, max_iter); `reason` itself in one
+/// process.
+pub(crate) fn agree(part: Part<'_>, reason: Option<StopReason>) -> Option<StopReason> {
+    if !part.is_distributed() {
+        return reason;
+    }
+    const URGENCY: [StopReason; 5] = [
+        StopReason::Interrupted,
+        StopReason::TimeLimit,
+        StopReason::EarlyStopped,
+        StopReason::Converged,
+        StopReason::MaxIter,
+    ];
+    let mut flags = [0.0; 5];
+    if let Some(r) = reason {
+        if let Some(i) = URGENCY.iter().position(|&u| u == r) {
+            flags[i] = 1.0;
+        }
+    }
+    part.comm.sum(&mut flags);
+    URGENCY.iter().zip(flags).find(|(_, f)| *f > 0.0).map(|(&u, _)| u)
 }
 
 /// `l1·ΣF + ½·l2·‖F‖²` (0 without a penalty, without a pass over `F`).

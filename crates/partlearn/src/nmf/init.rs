@@ -6,6 +6,7 @@ use faer::{Mat, MatRef, Par};
 
 use super::data_op::XRef;
 use super::options::{InitMethod, Resolved};
+use crate::dist::Part;
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::real::Real;
@@ -56,18 +57,51 @@ pub(crate) fn initialize_from<'a, T: Real>(
     par: Par,
 ) -> Result<Factors<T>> {
     let x = x.into();
+    initialize_part(x, v, custom, svd, rng, par, Part::single(x.ncols()))
+}
+
+/// [`initialize_from`] for this process's block of samples `part` ([`crate::dist`]): the random
+/// start draws the whole codes matrix in the one-process order and keeps its own columns, so it
+/// equals the one-process start (each process draws `k·n_total` numbers, `O(k·n)` time, no
+/// `O(k·n)` memory). The NNDSVD variants and custom starts are refused by the caller.
+pub(crate) fn initialize_part<T: Real>(
+    x: XRef<'_, T>,
+    v: &Resolved,
+    custom: Option<&CustomInit<T>>,
+    svd: Option<&linalg::TruncatedSvd<T>>,
+    rng: &mut Rng,
+    par: Par,
+    part: Part<'_>,
+) -> Result<Factors<T>> {
     let (m, n, k) = (x.nrows(), x.ncols(), v.opts.k);
-    let avg = x.mean();
+    let avg = if part.is_distributed() {
+        part.sum1(x.mean() * (n * m) as f64) / (part.n_total * m).max(1) as f64
+    } else {
+        x.mean()
+    };
     match v.init {
         InitMethod::Random | InitMethod::Auto => {
             let scale = (avg / k as f64).sqrt();
-            // Codes first, then atoms (fixed order: part of the seed contract).
+            // Codes first, then atoms (fixed order: part of the seed contract); column-major.
+            let mut skip = |count: usize| {
+                for _ in 0..count {
+                    rng.normal();
+                }
+            };
+            skip(k * part.offset);
             let h = Mat::from_fn(k, n, |_, _| T::from_f64(scale * rng.normal().abs()));
+            let mut skip = |count: usize| {
+                for _ in 0..count {
+                    rng.normal();
+                }
+            };
+            skip(k * part.n_total.saturating_sub(part.offset + n));
             let wt = Mat::from_fn(k, m, |_, _| T::from_f64(scale * rng.normal().abs()));
             Ok(Factors { wt, h })
         }
         InitMethod::Nndsvd | InitMethod::Nndsvda | InitMethod::Nndsvdar => {
             let mut f = match svd {
+                _ if part.is_distributed() => nndsvd_part(x, k, avg, rng, par, part)?,
                 Some(svd) => nndsvd_from(x, svd, k, rng),
                 None => nndsvd(x, k, rng, par)?,
             };
@@ -166,6 +200,44 @@ pub(crate) fn nndsvd<'a, T: Real>(
     Ok(nndsvd_from(x, &svd, k, rng))
 }
 
+/// [`nndsvd`] on this process's samples `part` ([`crate::dist`]): the Gram `X Xᵀ` of the
+/// features (`m × m`) is summed over processes and eigen-decomposed on each (the exact path of
+/// [`linalg::truncated_svd`], so the start equals the one-process start up to rounding); the
+/// codes' side `V_r = X_rᵀ U Σ⁻¹` and its norms come from the local samples and summed squares.
+/// Needs dense data with `n_features ≤ min(n_samples, 2048)`; `avg` is the mean of all of `X`.
+fn nndsvd_part<T: Real>(
+    x: XRef<'_, T>,
+    k: usize,
+    avg: f64,
+    rng: &mut Rng,
+    par: Par,
+    part: Part<'_>,
+) -> Result<Factors<T>> {
+    let m = x.nrows();
+    let xd = match x.dense() {
+        Some(xd) if m <= part.n_total && linalg::svd_is_exact(m, part.n_total) => xd,
+        _ => {
+            return Err(Error::invalid(
+                "init",
+                "nndsvd",
+                "NNDSVD across processes needs dense data with n_features ≤ min(n_samples, 2048); use `init = random`",
+            ))
+        }
+    };
+    let mut g = Mat::<T>::zeros(m, m);
+    linalg::gram(g.as_mut(), xd, par);
+    let mut buf: Vec<f64> = (0..m)
+        .flat_map(|j| (0..m).map(move |i| (i, j)))
+        .map(|(i, j)| g[(i, j)].to_f64())
+        .collect();
+    part.sum(&mut buf);
+    let g = Mat::<T>::from_fn(m, m, |i, j| T::from_f64(buf[j * m + i]));
+    let kk = k.min(m).min(part.n_total);
+    let (u, s, v) = linalg::svd_from_gram(xd, g.as_ref(), kk, par)?;
+    let svd = linalg::TruncatedSvd { u, s, v };
+    Ok(nndsvd_with(x, &svd, k, avg, rng, part))
+}
+
 /// [`nndsvd`] from the leading singular triplets `svd` of `x` (at least `k` of them, or fewer
 /// when the rank is lower: the missing ones get the random start).
 pub(crate) fn nndsvd_from<T: Real>(
@@ -174,16 +246,35 @@ pub(crate) fn nndsvd_from<T: Real>(
     k: usize,
     rng: &mut Rng,
 ) -> Factors<T> {
+    nndsvd_with(x, svd, k, x.mean(), rng, Part::single(x.ncols()))
+}
+
+/// [`nndsvd_from`] for the samples `part` (the norms of the codes' side summed over
+/// processes; a random component draws all `n_total` codes in order and keeps its own).
+fn nndsvd_with<T: Real>(
+    x: XRef<'_, T>,
+    svd: &linalg::TruncatedSvd<T>,
+    k: usize,
+    avg: f64,
+    rng: &mut Rng,
+    part: Part<'_>,
+) -> Factors<T> {
     let (m, n) = (x.nrows(), x.ncols());
     let mut wt = Mat::<T>::zeros(k, m);
     let mut h = Mat::<T>::zeros(k, n);
-    let scale = (x.mean() / k as f64).sqrt();
+    let scale = (avg / k as f64).sqrt();
     let mut random_component = |j: usize, wt: &mut Mat<T>, h: &mut Mat<T>| {
         for i in 0..m {
             wt[(j, i)] = T::from_f64(scale * rng.normal().abs());
         }
+        for _ in 0..part.offset {
+            rng.normal();
+        }
         for i in 0..n {
             h[(j, i)] = T::from_f64(scale * rng.normal().abs());
+        }
+        for _ in part.offset + n..part.n_total {
+            rng.normal();
         }
     };
     for j in 0..k {
@@ -205,7 +296,15 @@ pub(crate) fn nndsvd_from<T: Real>(
             let neg = |a: &[f64]| a.iter().map(|&t| (-t).max(0.0)).collect::<Vec<_>>();
             let norm = |a: &[f64]| a.iter().map(|t| t * t).sum::<f64>().sqrt();
             let (up, un, vp, vn) = (pos(&u), neg(&u), pos(&vv), neg(&vv));
-            let (nup, nun, nvp, nvn) = (norm(&up), norm(&un), norm(&vp), norm(&vn));
+            let (nup, nun) = (norm(&up), norm(&un));
+            let (nvp, nvn) = if part.is_distributed() {
+                let sq = |a: &[f64]| a.iter().map(|t| t * t).sum::<f64>();
+                let mut b = [sq(&vp), sq(&vn)];
+                part.sum(&mut b);
+                (b[0].sqrt(), b[1].sqrt())
+            } else {
+                (norm(&vp), norm(&vn))
+            };
             let (mp, mn) = (nup * nvp, nun * nvn);
             let (a, b, na, nb, mm) = if mp >= mn {
                 (up, vp, nup, nvp, mp)

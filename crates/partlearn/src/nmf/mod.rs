@@ -20,6 +20,7 @@ pub(crate) mod cd;
 pub mod checkpoint;
 pub mod compress;
 pub(crate) mod data_op;
+pub mod distributed;
 pub(crate) mod fit_loop;
 pub mod frobenius;
 pub mod init;
@@ -44,6 +45,7 @@ pub use model::{EncodeSpec, NmfModel};
 pub use options::{EncodeMethod, EncodeOptions, InitMethod, NmfParams, Penalty, Solver, ValidNmfParams};
 
 use crate::data::{Csr, Dataset};
+use crate::dist::Part;
 use crate::engine::{Clock, IterRecord, Observer, Resume, Silent, StopReason, Warning};
 use crate::error::Result;
 use crate::linalg;
@@ -130,12 +132,38 @@ pub struct FitStats {
     /// Online NMF: training throughput, `rows_seen` per second of the fit.
     #[serde(default)]
     pub rows_per_second: f64,
+    /// Distributed fits ([`distributed`]): the number of processes (0 for a one-process fit).
+    #[serde(default)]
+    pub processes: usize,
+    /// Distributed fits: payload bytes this process sent and received in the fit's sums
+    /// (initialization, iterations and final evaluation; [`crate::dist::Comm::bytes`]).
+    #[serde(default)]
+    pub comm_bytes: u64,
+    /// Distributed fits: seconds this process spent in those sums, waiting for the slowest
+    /// process included.
+    #[serde(default)]
+    pub comm_seconds: f64,
 }
 
 impl<T: Real> NmfFit<T> {
     /// Codes of the training samples, `n × k`.
     pub fn codes(&self) -> MatRef<'_, T> {
         self.codes_t.transpose()
+    }
+
+    /// The fit with `codes` (`n × k`) as its training codes: the codes of every process of a
+    /// [`distributed`] fit, gathered by the front end.
+    pub fn with_codes(mut self, codes: MatRef<'_, T>) -> Result<Self> {
+        if codes.ncols() != self.model.k() {
+            return Err(crate::Error::ShapeMismatch {
+                what: "codes".into(),
+                expected: format!("n × {} (n_samples × k)", self.model.k()),
+                found: format!("{} × {}", codes.nrows(), codes.ncols()),
+                hint: "give one row of codes per sample".into(),
+            });
+        }
+        self.codes_t = codes.transpose().to_owned();
+        Ok(self)
     }
 }
 
@@ -164,10 +192,7 @@ pub fn factorize_with<T: Real>(
     custom: Option<&CustomInit<T>>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
-    let ck = Checkpointing {
-        save: None,
-        from: None,
-    };
+    let ck = Checkpointing::none();
     factorize_impl(x, params, custom, ck, observer)
 }
 
@@ -200,7 +225,7 @@ pub(crate) fn factorize_impl<T: Real>(
     }
     let start = Instant::now();
     linalg::with_threads(opts.threads, || {
-        fit_columns(xt.into(), &v, custom, ck, observer, start)
+        fit_columns(xt.into(), &v, custom, ck, observer, start, Part::single(n))
     })?
 }
 
@@ -237,10 +262,7 @@ pub fn factorize_csr<T: Real>(
     custom: Option<&CustomInit<T>>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
-    let ck = Checkpointing {
-        save: None,
-        from: None,
-    };
+    let ck = Checkpointing::none();
     factorize_csr_impl(x, params, custom, ck, observer)
 }
 
@@ -275,7 +297,15 @@ pub(crate) fn factorize_csr_impl<T: Real>(
     let sx = SparseX::new(x)?;
     let start = Instant::now();
     linalg::with_threads(opts.threads, || {
-        fit_columns(XRef::Sparse(&sx), &v, custom, ck, observer, start)
+        fit_columns(
+            XRef::Sparse(&sx),
+            &v,
+            custom,
+            ck,
+            observer,
+            start,
+            Part::single(n),
+        )
     })?
 }
 
@@ -299,11 +329,12 @@ fn fit_columns<T: Real>(
     ck: Checkpointing<'_, T>,
     observer: &mut (dyn Observer + Send),
     start: Instant,
+    part: Part<'_>,
 ) -> Result<NmfFit<T>> {
     let o = &v.opts;
     let par = linalg::par(o.threads);
     let mut rng = Rng::new(o.seed);
-    let x_sq = x.frob_sq();
+    let x_sq = part.sum1(x.frob_sq());
     let print = DataPrint {
         n_samples: x.ncols(),
         n_features: x.nrows(),
@@ -333,7 +364,7 @@ fn fit_columns<T: Real>(
     };
     let svd_seconds = t.elapsed().as_secs_f64();
     let mut factors = if redo_start {
-        init::initialize_from(x, v, custom, exact_basis.as_ref(), &mut rng, par)?
+        init::initialize_part(x, v, custom, exact_basis.as_ref(), &mut rng, par, part)?
     } else {
         init::Factors {
             wt: Mat::zeros(0, 0),
@@ -365,7 +396,8 @@ fn fit_columns<T: Real>(
             Solver::Mu => frobenius::Rule::Mu,
             Solver::Anls => frobenius::Rule::Anls,
         };
-        let mut s = frobenius::GramSolver::new(x, o.k, rule, v.codes_penalty, v.atoms_penalty, par);
+        let mut s =
+            frobenius::GramSolver::new(x, o.k, rule, v.codes_penalty, v.atoms_penalty, par).with_part(part);
         if o.extrapolate {
             s = s.with_extrapolation();
         }
@@ -444,7 +476,7 @@ fn fit_columns<T: Real>(
     let model = NmfModel::new(wt, spec)?;
     // Final codes: the model's own encode, warm-started (fit and transform agree).
     let codes_t = model.encode_columns(x, Some(h), par);
-    let (objective, sq_error) = evaluate(x, &model, codes_t.as_ref(), v, par);
+    let (objective, sq_error) = evaluate(x, &model, codes_t.as_ref(), v, par, part);
     Ok(NmfFit {
         model,
         codes_t,
@@ -574,6 +606,7 @@ fn evaluate<T: Real>(
     h: MatRef<'_, T>,
     v: &options::Resolved,
     par: faer::Par,
+    part: Part<'_>,
 ) -> (f64, f64) {
     use fit_loop::Iterate;
     let mut f = init::Factors {
@@ -582,7 +615,9 @@ fn evaluate<T: Real>(
     };
     let e = if model.spec.beta_loss == 2.0 {
         let rule = frobenius::Rule::Mu;
-        frobenius::GramSolver::new(x, model.k(), rule, v.codes_penalty, v.atoms_penalty, par).initial(&mut f)
+        frobenius::GramSolver::new(x, model.k(), rule, v.codes_penalty, v.atoms_penalty, par)
+            .with_part(part)
+            .initial(&mut f)
     } else {
         beta_solver(
             x,

@@ -296,7 +296,9 @@ impl NpyInfo {
 pub fn read_npy_info(path: &Path) -> Result<NpyInfo> {
     let file = crate::io::open_regular(path)?;
     let total = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    let (header, data_offset, _) = read_header(&mut BufReader::new(file), total, path)?;
+    let (header, count) = read_head(&mut BufReader::new(file), total, path)?;
+    // The declared size matches the file length exactly (checked): the data end the file.
+    let data_offset = total - count as u64 * header.dtype.itemsize();
     Ok(NpyInfo {
         shape: header.shape,
         data_offset,
@@ -342,9 +344,78 @@ struct Header {
     shape: Vec<usize>,
 }
 
-/// Reads and checks the header: the dtype, shape, element count and where the data start; the
-/// declared size must match the file length exactly.
-fn read_header<R: Read>(r: &mut R, total: u64, path: &Path) -> Result<(Header, u64, usize)> {
+fn read_from<R: Read>(r: &mut R, total: u64, path: &Path) -> Result<NpyArray> {
+    let io = |e| Error::io(path, e);
+    let (header, count) = read_head(r, total, path)?;
+    let data = read_data(r, header.dtype, count).map_err(io)?;
+    Ok(NpyArray {
+        shape: header.shape,
+        data,
+    })
+}
+
+/// Reads `count` elements of `dtype`.
+fn read_data<R: Read>(r: &mut R, dtype: Dtype, count: usize) -> std::io::Result<NpyData> {
+    Ok(match dtype {
+        Dtype::F32 => NpyData::F32(read_elems(r, count, f32::from_le_bytes)?),
+        Dtype::F64 => NpyData::F64(read_elems(r, count, f64::from_le_bytes)?),
+        Dtype::U8 => NpyData::U8(read_elems(r, count, u8::from_le_bytes)?),
+        Dtype::I32 => NpyData::I32(read_elems(r, count, i32::from_le_bytes)?),
+        Dtype::I64 => NpyData::I64(read_elems(r, count, i64::from_le_bytes)?),
+        Dtype::U32 => NpyData::U32(read_elems(r, count, u32::from_le_bytes)?),
+    })
+}
+
+/// The shape of the array in an NPY file, from its header alone (the declared size is
+/// checked against the file length).
+pub fn npy_shape(path: &Path) -> Result<Vec<usize>> {
+    let file = crate::io::open_regular(path)?;
+    let total = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    Ok(read_head(&mut BufReader::new(file), total, path)?.0.shape)
+}
+
+/// The rows `rows` (along the first axis) of an NPY file of at least 2 dimensions, read by
+/// byte offset (the rest of the file is never read): what one process of a distributed fit
+/// loads ([`crate::dist`]). The result keeps the trailing dimensions: `[rows.len(), …]`.
+pub fn read_npy_rows(path: &Path, rows: std::ops::Range<usize>) -> Result<NpyArray> {
+    use std::io::{Seek, SeekFrom};
+    let io = |e| Error::io(path, e);
+    let file = crate::io::open_regular(path)?;
+    let total = file.metadata().map_err(io)?.len();
+    let mut r = BufReader::new(file);
+    let (header, _) = read_head(&mut r, total, path)?;
+    let (n, m) = match header.shape.as_slice() {
+        [n, rest @ ..] if !rest.is_empty() => (*n, rest.iter().product::<usize>()),
+        _ => {
+            return Err(Error::format(
+                path,
+                format!(
+                    "shape {:?}: rows are read from an array of at least 2 dimensions (samples first); save X as n_samples × n_features",
+                    header.shape
+                ),
+            ))
+        }
+    };
+    if rows.start > rows.end || rows.end > n {
+        return Err(Error::invalid(
+            "rows",
+            format!("{}..{}", rows.start, rows.end),
+            format!("the file has {n} rows; read a range inside 0..{n}"),
+        ));
+    }
+    let data_start = r.stream_position().map_err(io)?;
+    let item = header.dtype.itemsize();
+    r.seek(SeekFrom::Start(data_start + (rows.start * m) as u64 * item))
+        .map_err(io)?;
+    let data = read_data(&mut r, header.dtype, rows.len() * m).map_err(io)?;
+    let mut shape = header.shape;
+    shape[0] = rows.len();
+    Ok(NpyArray { shape, data })
+}
+
+/// Reads and checks the magic, version and header; returns the header and the element count
+/// (checked against `total`, the file length). The reader is left at the data.
+fn read_head<R: Read>(r: &mut R, total: u64, path: &Path) -> Result<(Header, usize)> {
     let io = |e| Error::io(path, e);
     let not_npy = || {
         Error::format(
@@ -448,24 +519,7 @@ fn read_header<R: Read>(r: &mut R, total: u64, path: &Path) -> Result<(Header, u
             ),
         ));
     }
-    Ok((header, data_start, count))
-}
-
-fn read_from<R: Read>(r: &mut R, total: u64, path: &Path) -> Result<NpyArray> {
-    let io = |e| Error::io(path, e);
-    let (header, _, count) = read_header(r, total, path)?;
-    let data = match header.dtype {
-        Dtype::F32 => NpyData::F32(read_elems(r, count, f32::from_le_bytes).map_err(io)?),
-        Dtype::F64 => NpyData::F64(read_elems(r, count, f64::from_le_bytes).map_err(io)?),
-        Dtype::U8 => NpyData::U8(read_elems(r, count, u8::from_le_bytes).map_err(io)?),
-        Dtype::I32 => NpyData::I32(read_elems(r, count, i32::from_le_bytes).map_err(io)?),
-        Dtype::I64 => NpyData::I64(read_elems(r, count, i64::from_le_bytes).map_err(io)?),
-        Dtype::U32 => NpyData::U32(read_elems(r, count, u32::from_le_bytes).map_err(io)?),
-    };
-    Ok(NpyArray {
-        shape: header.shape,
-        data,
-    })
+    Ok((header, count))
 }
 
 /// Reads `count` little-endian elements of `N` bytes each, through a small buffer.

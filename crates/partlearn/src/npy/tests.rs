@@ -344,3 +344,30 @@ fn messages_quote_what_is_there() {
     .to_string();
     assert!(e.starts_with("negative entry -1e-300 at sample 0"), "{e}");
 }
+
+#[test]
+fn rows_are_read_by_offset_and_match_the_whole_file() {
+    let dir = std::env::temp_dir().join(format!("partlearn-npy-rows-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("x.npy");
+    let vals: Vec<f32> = (0..7 * 3).map(|v| v as f32).collect();
+    std::fs::write(&path, npy_bytes(&[7, 3], NpyDataRef::F32(&vals))).unwrap();
+    assert_eq!(npy_shape(&path).unwrap(), vec![7, 3]);
+    let a = read_npy_rows(&path, 2..5).unwrap();
+    assert_eq!(a.shape, vec![3, 3]);
+    assert_eq!(a.data, NpyData::F32(vals[6..15].to_vec()));
+    assert_eq!(read_npy_rows(&path, 7..7).unwrap().shape, vec![0, 3]);
+    let e = read_npy_rows(&path, 5..9).unwrap_err().to_string();
+    assert!(e.contains("7 rows"), "{e}");
+    // An N-D array (images) is read by its first axis: rows 1..2 of a 2×2×2 array.
+    let v: Vec<f32> = (0..8).map(|v| v as f32).collect();
+    std::fs::write(&path, npy_bytes(&[2, 2, 2], NpyDataRef::F32(&v))).unwrap();
+    let a = read_npy_rows(&path, 1..2).unwrap();
+    assert_eq!(a.shape, vec![1, 2, 2]);
+    assert_eq!(a.data, NpyData::F32(v[4..8].to_vec()));
+    // A 1-D array has no rows to read.
+    std::fs::write(&path, npy_bytes(&[8], NpyDataRef::F32(&v))).unwrap();
+    let e = read_npy_rows(&path, 0..1).unwrap_err().to_string();
+    assert!(e.contains("at least 2 dimensions"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -78,10 +78,7 @@ pub fn factorize_masked_with<T: Real>(
     custom: Option<&CustomInit<T>>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
-    let ck = Checkpointing {
-        save: None,
-        from: None,
-    };
+    let ck = Checkpointing::none();
     factorize_masked_impl(x, mask, params, custom, ck, observer)
 }
 

@@ -1,0 +1,204 @@
+//! `--distributed` (under `mpirun -np P`, with the `mpi` feature): `fit nmf` on row blocks
+//! (the library's `nmf::distributed`), `transform` writing one codes shard per process, and the
+//! shard folders (`part-00000.npy`, …) that `data shard` writes and both read.
+// Without the `mpi` feature only the shard folders are used (by `data shard`).
+#![cfg_attr(not(feature = "mpi"), allow(dead_code))]
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::Args;
+use partlearn::dist::row_block;
+use partlearn::npy::{npy_shape, read_npy_rows, NpyArray};
+
+/// The flags of a distributed run.
+#[derive(Args, Debug, Clone)]
+pub struct DistArgs {
+    /// Run as one of the processes of `mpirun -np P` (build with `--features mpi`): each process reads only its block of rows of --data (a .npy file, read by offset, or a folder of shards part-00000.npy… from `data shard`, one per process), the atoms are replicated and their Gram and cross products summed over processes each iteration; rank 0 writes the run folder. Frobenius loss, random start.
+    #[arg(long)]
+    pub distributed: bool,
+    /// With --distributed: a process that waits this many seconds for the others in one reduction ends the job with an error (a hung or dead process; 0 = wait forever).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 600.0,
+        requires = "distributed"
+    )]
+    pub mpi_timeout: f64,
+}
+
+/// The name of shard `r` in a shard folder.
+pub fn shard_name(r: usize) -> String {
+    format!("part-{r:05}.npy")
+}
+
+/// The shards of folder `dir` in order, or an error naming what is wrong.
+pub fn shards(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| partlearn::Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("part-") && n.ends_with(".npy"))
+        })
+        .collect();
+    found.sort();
+    for (r, p) in found.iter().enumerate() {
+        if p.file_name().and_then(|n| n.to_str()) != Some(shard_name(r).as_str()) {
+            anyhow::bail!(
+                "{}: shard {} is missing (the shards are part-00000.npy, part-00001.npy, … without gaps); re-shard the data with `partlearn data shard`",
+                dir.display(),
+                shard_name(r)
+            );
+        }
+    }
+    if found.is_empty() {
+        anyhow::bail!(
+            "{} holds no shards part-00000.npy…; write them with `partlearn data shard --data X.npy --parts P --out {}`",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(found)
+}
+
+/// Prepares the shard folder `dir` for `parts` new shards: created if missing; an existing
+/// folder must hold only shards (removed with `force`, refused without).
+pub fn prepare_shard_dir(dir: &Path, force: bool) -> Result<()> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            anyhow::bail!("--out {} is a file; give a folder for the shards", dir.display());
+        }
+        let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| partlearn::Error::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        let foreign = entries.iter().find(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("part-") && n.ends_with(".npy"))
+        });
+        if let Some(f) = foreign {
+            anyhow::bail!(
+                "--out {} holds {} (not a shard): choose an empty or new folder",
+                dir.display(),
+                f.display()
+            );
+        }
+        if !entries.is_empty() && !force {
+            anyhow::bail!(
+                "--out {} already holds shards; add --force to replace them",
+                dir.display()
+            );
+        }
+        for e in entries {
+            std::fs::remove_file(&e).map_err(|err| partlearn::Error::io(&e, err))?;
+        }
+    } else {
+        std::fs::create_dir_all(dir).map_err(|e| partlearn::Error::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Where process `rank` of `ranks` finds its rows of `spec`: a file and its row range, the
+/// global offset and the total rows and columns (only NPY headers are read).
+pub struct BlockPlan {
+    pub file: PathBuf,
+    pub rows: std::ops::Range<usize>,
+    pub offset: usize,
+    pub n_total: usize,
+    pub m: usize,
+}
+
+/// The [`BlockPlan`] of `rank` for a `.npy` file (row blocks of [`row_block`]) or a shard
+/// folder (shard `rank`; one shard per process).
+pub fn plan(spec: &str, ranks: usize, rank: usize) -> Result<BlockPlan> {
+    let path = Path::new(spec);
+    let shape2 = |p: &Path| -> Result<(usize, usize)> {
+        match npy_shape(p)?.as_slice() {
+            [n, rest @ ..] if !rest.is_empty() => Ok((*n, rest.iter().product())),
+            s => anyhow::bail!(
+                "{}: shape {s:?}; --distributed reads arrays of samples (n_samples × n_features, or images n_samples × h × w)",
+                p.display()
+            ),
+        }
+    };
+    if path.is_dir() {
+        let files = shards(path)?;
+        if files.len() != ranks {
+            anyhow::bail!(
+                "{} holds {} shards for {ranks} processes; run `mpirun -np {}` or re-shard with `partlearn data shard --parts {ranks}`",
+                path.display(),
+                files.len(),
+                files.len()
+            );
+        }
+        let shapes = files.iter().map(|f| shape2(f)).collect::<Result<Vec<_>>>()?;
+        let m = shapes[0].1;
+        if let Some(i) = shapes.iter().position(|s| s.1 != m) {
+            anyhow::bail!(
+                "{} has {} columns, {} has {m}: the shards of one matrix have the same columns",
+                files[i].display(),
+                shapes[i].1,
+                files[0].display()
+            );
+        }
+        let offset = shapes[..rank].iter().map(|s| s.0).sum();
+        return Ok(BlockPlan {
+            file: files[rank].clone(),
+            rows: 0..shapes[rank].0,
+            offset,
+            n_total: shapes.iter().map(|s| s.0).sum(),
+            m,
+        });
+    }
+    if spec.ends_with(".npy") {
+        let (n, m) = shape2(path)?;
+        let rows = row_block(n, ranks, rank);
+        return Ok(BlockPlan {
+            file: path.to_path_buf(),
+            offset: rows.start,
+            rows,
+            n_total: n,
+            m,
+        });
+    }
+    anyhow::bail!(
+        "--distributed reads --data as a .npy file (each process reads its rows by offset) or a folder of shards part-00000.npy…; convert {spec} with `partlearn data shard --data {spec} --parts P --out DIR`"
+    )
+}
+
+/// Reads the rows of a [`BlockPlan`].
+pub fn read_block(p: &BlockPlan) -> Result<NpyArray> {
+    Ok(read_npy_rows(&p.file, p.rows.clone())?)
+}
+
+/// The flags that a distributed run does not take.
+pub fn refuse_selection(data: &crate::DataArgs) -> Result<()> {
+    if data.first.is_some() || data.subset.is_some() || data.labels.is_some() || data.sparse {
+        anyhow::bail!("--first, --subset, --labels and --sparse are not used with --distributed; shard the rows you want with `partlearn data shard` first");
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "mpi"))]
+const NO_MPI: &str = "this partlearn was built without MPI: build it with `cargo build --release --features mpi` (needs libopenmpi-dev and libclang-dev) and run it under `mpirun -np P`";
+
+#[cfg(not(feature = "mpi"))]
+#[allow(clippy::extra_unused_type_parameters)]
+pub fn fit_nmf<T: partlearn::Real>(_a: &crate::fit::NmfArgs, _opts: partlearn::nmf::NmfParams) -> Result<()> {
+    anyhow::bail!(NO_MPI)
+}
+
+#[cfg(not(feature = "mpi"))]
+#[allow(clippy::extra_unused_type_parameters)]
+pub fn transform<T: partlearn::Real>(_a: &crate::transform::TransformArgs) -> Result<()> {
+    anyhow::bail!(NO_MPI)
+}
+
+#[cfg(feature = "mpi")]
+pub use with_mpi::{fit_nmf, transform};
+
+#[cfg(feature = "mpi")]
+mod with_mpi;

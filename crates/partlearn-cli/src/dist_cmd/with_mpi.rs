@@ -1,0 +1,215 @@
+//! The MPI side of `--distributed`: one process per rank of `mpirun`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use faer::Mat;
+use partlearn::dist::{Comm, MpiComm, Part};
+use partlearn::engine::Silent;
+use partlearn::nmf::{distributed, NmfParams};
+use partlearn::Real;
+
+use super::{plan, prepare_shard_dir, read_block, refuse_selection, shard_name, BlockPlan};
+use crate::fit::{finish_run, FitData, NmfArgs};
+use crate::nmf_cmd::{nmf_out, nmf_run_dir};
+use crate::progress::FitProgress;
+use crate::transform::{matrix_npy_bytes, TransformArgs};
+
+/// Joins the MPI job; with `timeout` > 0 a watchdog thread ends this process (and so the job:
+/// mpirun stops the others) when one reduction has waited longer than `timeout` seconds.
+fn join(timeout: f64) -> Result<MpiComm> {
+    let comm = MpiComm::init()?;
+    if timeout > 0.0 {
+        let probe = comm.pending_probe();
+        let rank = comm.rank();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(200));
+            if let Some(t) = probe().filter(|&t| t > timeout) {
+                errln!(
+                    "error: process {rank} waited {t:.0} s for the other processes in a reduction (--mpi-timeout {timeout}); one of them hung or died"
+                );
+                std::process::exit(3);
+            }
+        });
+    }
+    Ok(comm)
+}
+
+/// `local` on every process when all succeeded; otherwise each failing process returns its own
+/// error and the others say how many failed (no process is left waiting in a reduction).
+fn agree<V>(comm: &MpiComm, local: Result<V>) -> Result<V> {
+    let mut failed = [f64::from(u8::from(local.is_err()))];
+    comm.sum(&mut failed);
+    match local {
+        Err(e) => Err(e),
+        Ok(_) if failed[0] > 0.0 => anyhow::bail!(
+            "{} other process(es) of the job failed (each printed its error)",
+            failed[0]
+        ),
+        Ok(v) => Ok(v),
+    }
+}
+
+/// This process's rows as an `n_local × m` matrix, and where they sit.
+fn load<T: Real>(spec: &str, comm: &MpiComm) -> Result<(Mat<T>, BlockPlan)> {
+    let plan = plan(spec, comm.size(), comm.rank())?;
+    let vals = read_block(&plan)?.data.to_real::<T>();
+    let (n, m) = (plan.rows.len(), plan.m);
+    Ok((Mat::from_fn(n, m, |i, j| vals[i * m + j]), plan))
+}
+
+/// `fit nmf --distributed`.
+pub fn fit_nmf<T: Real>(a: &NmfArgs, opts: NmfParams) -> Result<()> {
+    let comm = join(a.dist.mpi_timeout)?;
+    let rank = comm.rank();
+    let prepared = (|| -> Result<_> {
+        refuse_selection(&a.data)?;
+        if a.mask.is_some() {
+            anyhow::bail!(
+                "--mask is not used with --distributed; fit data with missing entries in one process"
+            );
+        }
+        let (x, plan) = load::<T>(&a.data.spec, &comm)?;
+        let params = opts.validate(plan.n_total, plan.m)?;
+        Ok((x, plan, params))
+    })();
+    let (x, plan, params) = agree(&comm, prepared)?;
+    let run_dir = agree(
+        &comm,
+        (rank == 0).then(|| nmf_run_dir(a, &nmf_out(a))).transpose(),
+    )?;
+    let part = Part {
+        comm: &comm,
+        offset: plan.offset,
+        n_total: plan.n_total,
+    };
+    let fit = match &run_dir {
+        Some(dir) => {
+            let mut progress = FitProgress::new(opts.max_iter, a.run.quiet)
+                .with_history(crate::progress::staged_history(dir, a.history_after));
+            let fit = distributed::factorize_part(x.as_ref(), &params, part, &mut progress);
+            progress.finish();
+            fit
+        }
+        None => distributed::factorize_part(x.as_ref(), &params, part, &mut Silent),
+    }?;
+    let fit = if a.save_codes {
+        gather_codes(&comm, fit)?
+    } else {
+        fit
+    };
+    let Some(dir) = run_dir else { return Ok(()) };
+    let data = FitData::Distributed {
+        n: plan.n_total,
+        m: plan.m,
+        processes: comm.size(),
+    };
+    finish_run(
+        &a.run,
+        &a.data,
+        data,
+        "nmf",
+        a.k,
+        &opts,
+        fit,
+        a.save_codes,
+        dir,
+        None,
+    )
+}
+
+/// Rank 0 receives every rank's codes (in rank order) and stores all of them in its fit.
+fn gather_codes<T: Real>(
+    comm: &MpiComm,
+    fit: partlearn::nmf::NmfFit<T>,
+) -> Result<partlearn::nmf::NmfFit<T>> {
+    let c = fit.codes();
+    if comm.rank() != 0 {
+        let bytes: Vec<u8> = (0..c.nrows())
+            .flat_map(|i| (0..c.ncols()).map(move |j| c[(i, j)].to_f64()))
+            .flat_map(f64::to_le_bytes)
+            .collect();
+        comm.send_bytes(0, &bytes);
+        return Ok(fit);
+    }
+    let k = c.ncols();
+    let mut rows: Vec<f64> = (0..c.nrows())
+        .flat_map(|i| (0..k).map(move |j| c[(i, j)].to_f64()))
+        .collect();
+    for r in 1..comm.size() {
+        let b = comm.receive_bytes(r);
+        rows.extend(
+            b.chunks_exact(8)
+                .map(|w| f64::from_le_bytes(w.try_into().unwrap_or([0; 8]))),
+        );
+    }
+    let n = rows.len() / k.max(1);
+    let all = Mat::<T>::from_fn(n, k, |i, j| T::from_f64(rows[i * k + j]));
+    Ok(fit.with_codes(all.as_ref())?)
+}
+
+/// `transform --distributed`: each process encodes its rows and writes `--out/part-RRRRR.npy`.
+pub fn transform<T: Real>(a: &TransformArgs) -> Result<()> {
+    let comm = join(a.dist.mpi_timeout)?;
+    let rank = comm.rank();
+    let prepared = (|| -> Result<_> {
+        refuse_selection(&a.data)?;
+        if a.mask.is_some() {
+            anyhow::bail!(
+                "--mask is not used with --distributed; encode data with missing entries in one process"
+            );
+        }
+        partlearn::io::run::check_output_outside_run(&a.run, &a.out)?;
+        a.data.check_not_input(&a.out, "--out")?;
+        let loaded = partlearn::protocol::load_model::<T>(&a.run)?;
+        let (x, plan) = load::<T>(&a.data.spec, &comm)?;
+        Ok((loaded, x, plan))
+    })();
+    let (loaded, x, plan) = agree(&comm, prepared)?;
+    agree(
+        &comm,
+        if rank == 0 {
+            prepare_shard_dir(&a.out, a.force)
+        } else {
+            Ok(())
+        },
+    )?;
+    let start = Instant::now();
+    let done = (|| -> Result<_> {
+        let codes = loaded.model.encode(x.as_ref(), a.threads)?;
+        partlearn::io::write_atomic(&a.out.join(shard_name(rank)), &matrix_npy_bytes(codes.as_ref()))?;
+        let recon = loaded.model.decode(codes.as_ref())?;
+        let (mut err, mut norm) = (0.0, 0.0);
+        for j in 0..x.ncols() {
+            for i in 0..x.nrows() {
+                let v = x[(i, j)].to_f64();
+                err += (v - recon[(i, j)].to_f64()).powi(2);
+                norm += v * v;
+            }
+        }
+        Ok((codes.ncols(), err, norm))
+    })();
+    let (k, err, norm) = agree(&comm, done)?;
+    let mut sums = [err, norm];
+    comm.sum(&mut sums);
+    let seconds = start.elapsed().as_secs_f64();
+    let rel = if sums[1] > 0.0 {
+        (sums[0] / sums[1]).sqrt()
+    } else {
+        0.0
+    };
+    if rank == 0 {
+        let n = plan.n_total;
+        let p = comm.size();
+        if a.json {
+            let s = serde_json::json!({"out": a.out, "n_samples": n, "k": k, "shards": p, "rel_error": rel, "seconds": seconds});
+            outln!("{}", serde_json::to_string_pretty(&s)?);
+        } else if !a.quiet {
+            outln!(
+                "encoded {n} samples with k={k} on {p} processes in {seconds:.2} s (rel. error {rel:.5}); wrote {}/part-*.npy",
+                a.out.display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,416 @@
+//! `--distributed` under `mpirun` (built only with `--features mpi`; each test prints a note and
+//! passes when `mpirun` is not installed): the distributed fit equals the one-process fit for
+//! every solver, shards and `transform --distributed`, the communication volume per iteration,
+//! and a killed process ending the job.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// `mpirun -np P partlearn …`, or `None` (with a note) when mpirun is missing.
+fn mpirun(p: usize) -> Option<Command> {
+    let found = Command::new("mpirun")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        eprintln!("note: mpirun not found; skipping (install openmpi-bin and libopenmpi-dev)");
+        return None;
+    }
+    let mut c = Command::new("mpirun");
+    c.args(["--allow-run-as-root", "--oversubscribe", "-np", &p.to_string()])
+        .arg(assert_cmd::cargo::cargo_bin("partlearn"));
+    Some(c)
+}
+
+fn mpi_run(p: usize, args: &[&str]) -> Option<Output> {
+    Some(mpirun(p)?.args(args).output().unwrap())
+}
+
+/// A 203 × 30 non-negative matrix of rank about 6 plus noise (203 rows: blocks of 16 do not
+/// divide it).
+fn write_data(path: &Path) {
+    let mut state = 12345u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as f32 / (1u64 << 31) as f32
+    };
+    let a: Vec<f32> = (0..203 * 6).map(|_| next()).collect();
+    let b: Vec<f32> = (0..6 * 30).map(|_| next()).collect();
+    let x: Vec<f32> = (0..203 * 30)
+        .map(|ij| {
+            let (i, j) = (ij / 30, ij % 30);
+            (0..6).map(|t| a[i * 6 + t] * b[t * 30 + j]).sum::<f32>() + 0.05 * next()
+        })
+        .collect();
+    write_npy_f32(path, 203, 30, &x);
+}
+
+fn fit_args<'a>(data: &'a str, out: &'a str, solver: &'a str, dtype: &'a str) -> Vec<&'a str> {
+    fit_args_init(data, out, solver, dtype, "random")
+}
+
+fn fit_args_init<'a>(
+    data: &'a str,
+    out: &'a str,
+    solver: &'a str,
+    dtype: &'a str,
+    init: &'a str,
+) -> Vec<&'a str> {
+    let mut a = vec![
+        "fit", "nmf", "--data", data, "-k", "5", "--init", init, "--solver", solver,
+    ];
+    a.extend([
+        "--max-iter",
+        "25",
+        "--tol",
+        "0",
+        "--dtype",
+        dtype,
+        "--save-codes",
+        "--quiet",
+    ]);
+    a.extend(["--force", "--out", out]);
+    a
+}
+
+fn tensor(run: &Path, name: &str) -> Vec<f64> {
+    let t = model_tensor(run, name).to_mat::<f64>().unwrap();
+    (0..t.nrows())
+        .flat_map(|i| (0..t.ncols()).map(move |j| (i, j)))
+        .map(|(i, j)| t[(i, j)])
+        .collect()
+}
+
+/// max |a − b| / max |b|.
+fn rel_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+    a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+#[test]
+fn every_solver_matches_the_one_process_fit_with_2_and_3_processes() {
+    let dir = temp_dir("solvers");
+    let data = dir.join("x.npy");
+    write_data(&data);
+    let d = s(&data);
+    for (solver, dtype, init, tol) in [
+        ("mu", "f64", "random", 1e-9),
+        ("hals", "f64", "random", 1e-9),
+        ("anls", "f64", "random", 1e-9),
+        ("hals", "f32", "random", 2e-3),
+        // The default start here (k ≤ min(n, m)): NNDSVD-a from the summed feature Gram.
+        ("hals", "f64", "auto", 1e-9),
+    ] {
+        let one = dir.join(format!("one-{solver}-{dtype}-{init}"));
+        assert_ok(&run(&fit_args_init(d, s(&one), solver, dtype, init)));
+        for p in [2, 3] {
+            let out = dir.join(format!("p{p}-{solver}-{dtype}-{init}"));
+            let mut args = fit_args_init(d, s(&out), solver, dtype, init);
+            args.push("--distributed");
+            let Some(o) = mpi_run(p, &args) else { return };
+            assert_ok(&o);
+            let what = format!("{solver} {dtype} {init} P={p}");
+            let (ra, rc) = (
+                rel_diff(&tensor(&out, "atoms"), &tensor(&one, "atoms")),
+                rel_diff(&tensor(&out, "codes"), &tensor(&one, "codes")),
+            );
+            assert!(ra < tol && rc < tol, "{what}: atoms {ra:e}, codes {rc:e}");
+            let (a, b) = (read_json(&out.join("run.json")), read_json(&one.join("run.json")));
+            assert_eq!(a["n_iter"], b["n_iter"], "{what}");
+            assert_eq!(a["part"]["stats"]["processes"], p, "{what}");
+        }
+    }
+    // The same P twice: the same bits.
+    let (a, b) = (dir.join("again-a"), dir.join("again-b"));
+    for out in [&a, &b] {
+        let mut args = fit_args(d, s(out), "anls", "f32");
+        args.push("--distributed");
+        assert_ok(&mpi_run(3, &args).unwrap());
+    }
+    assert_eq!(tensor(&a, "atoms"), tensor(&b, "atoms"));
+    assert_eq!(tensor(&a, "codes"), tensor(&b, "codes"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn shards_and_distributed_transform() {
+    let dir = temp_dir("shards");
+    let data = dir.join("x.npy");
+    write_data(&data);
+    let shards = dir.join("shards");
+    let o = run(&[
+        "data",
+        "shard",
+        "--data",
+        s(&data),
+        "--parts",
+        "3",
+        "--out",
+        s(&shards),
+    ]);
+    assert_ok(&o);
+    let sizes: Vec<usize> = (0..3)
+        .map(|r| partlearn::npy::npy_shape(&shards.join(format!("part-{r:05}.npy"))).unwrap()[0])
+        .collect();
+    assert_eq!(sizes, vec![80, 64, 59]);
+    // Fitting the shards is fitting the file by offset: the same bits.
+    let (from_file, from_shards) = (dir.join("file"), dir.join("sharded"));
+    for (input, out) in [(&data, &from_file), (&shards, &from_shards)] {
+        let mut args = fit_args(s(input), s(out), "hals", "f32");
+        args.push("--distributed");
+        let Some(o) = mpi_run(3, &args) else { return };
+        assert_ok(&o);
+    }
+    assert_eq!(tensor(&from_file, "atoms"), tensor(&from_shards, "atoms"));
+    // Two processes on three shards: refused, naming the fix.
+    let mut args = fit_args(s(&shards), s(&from_shards), "hals", "f32");
+    args.push("--distributed");
+    let o = mpi_run(2, &args).unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("-np 3"), "{}", stderr(&o));
+    // transform --distributed: one codes shard per process, equal to the one-process codes.
+    let codes_dir = dir.join("codes");
+    let o = mpi_run(
+        3,
+        &[
+            "transform",
+            s(&from_file),
+            "--data",
+            s(&shards),
+            "--out",
+            s(&codes_dir),
+            "--distributed",
+            "--quiet",
+        ],
+    )
+    .unwrap();
+    assert_ok(&o);
+    let one = dir.join("codes.npy");
+    assert_ok(&transform(&from_file, s(&data), &one));
+    let whole = partlearn::npy::read_npy(&one).unwrap().data.to_f64_vec();
+    let parts: Vec<f64> = (0..3)
+        .flat_map(|r| {
+            partlearn::npy::read_npy(&codes_dir.join(format!("part-{r:05}.npy")))
+                .unwrap()
+                .data
+                .to_f64_vec()
+        })
+        .collect();
+    assert_eq!(parts, whole, "encoding is per sample: the same bits");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bytes_per_iteration_follow_k_m_plus_k_squared() {
+    let dir = temp_dir("bytes");
+    let data = dir.join("x.npy");
+    write_data(&data);
+    let (k, m) = (5.0, 30.0);
+    for (p, iters) in [(2usize, 10.0), (2, 20.0), (3, 20.0)] {
+        let out = dir.join(format!("p{p}-{iters}"));
+        let it = format!("{iters}");
+        let args = [
+            "fit",
+            "nmf",
+            "--data",
+            s(&data),
+            "-k",
+            "5",
+            "--init",
+            "random",
+            "--solver",
+            "hals",
+            "--no-extrapolate",
+            "--max-iter",
+            &it,
+            "--tol",
+            "0",
+            "--quiet",
+            "--out",
+            s(&out),
+            "--distributed",
+        ];
+        let Some(o) = mpi_run(p, &args) else { return };
+        assert_ok(&o);
+        let bytes = read_json(&out.join("run.json"))["part"]["stats"]["comm_bytes"]
+            .as_f64()
+            .unwrap();
+        // Rank 0 per sum: ⌈log₂P⌉ received partial sums + the broadcast, each 8·(k² + k·m)
+        // bytes for T and R, once per iteration, plus the stop decision (5 numbers) per
+        // iteration and the start's and the final evaluation's sums.
+        let per_sum = 8.0 * (k * k + k * m);
+        let moves = 1.0 + (p as f64).log2().ceil();
+        let model = moves * ((iters + 2.0) * per_sum + 8.0 * (5.0 * iters + 8.0));
+        assert!(
+            (bytes - model).abs() <= 0.02 * model,
+            "P={p}, {iters} iterations: {bytes} bytes counted, model {model}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Starts an endless distributed fit on 2 processes (with `extra` flags), waits until rank 1
+/// runs, sends it `signal`, and returns the job's exit status and stderr once it ended (at
+/// most 60 s later).
+fn signal_rank_1(
+    name: &str,
+    signal: &str,
+    extra: &[&str],
+) -> Option<(std::process::ExitStatus, String, bool)> {
+    // One such job at a time (they look for their rank 1 among all processes).
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp_dir(name);
+    let data = dir.join("x.npy");
+    write_data(&data);
+    let out = dir.join("run");
+    let mut c = mpirun(2)?;
+    let mut child = c
+        .args([
+            "fit",
+            "nmf",
+            "--data",
+            s(&data),
+            "-k",
+            "5",
+            "--init",
+            "random",
+            "--max-iter",
+            "100000000",
+            "--tol",
+            "0",
+            "--quiet",
+            "--out",
+            s(&out),
+            "--distributed",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Rank 1: a process whose environment says OMPI_COMM_WORLD_RANK=1 and whose command line
+    // names this test's run folder.
+    let start = Instant::now();
+    let victim = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            panic!("the job ended before rank 1 was signalled ({status}): {err}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "rank 1 never appeared");
+        std::thread::sleep(Duration::from_millis(200));
+        let found = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find_map(|e| {
+                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let env = std::fs::read(e.path().join("environ")).ok()?;
+                let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+                let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+                (has(&env, b"OMPI_COMM_WORLD_RANK=1\0") && has(&cmd, s(&out).as_bytes())).then_some(pid)
+            });
+        if let Some(pid) = found {
+            break pid;
+        }
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    Command::new("kill")
+        .args([signal, &victim.to_string()])
+        .status()
+        .unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = Command::new("kill").args(["-9", &victim.to_string()]).status();
+            panic!("the job still runs 60 s after rank 1 got {signal}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let wrote = out.exists();
+    std::fs::remove_dir_all(&dir).unwrap();
+    Some((status, err, wrote))
+}
+
+#[test]
+fn a_killed_process_ends_the_job_instead_of_hanging() {
+    let Some((status, err, wrote)) = signal_rank_1("killed", "-9", &[]) else {
+        return;
+    };
+    assert!(!status.success(), "{err}");
+    assert!(!wrote, "no run folder from a failed job");
+}
+
+#[test]
+fn a_hung_process_ends_the_job_after_the_timeout() {
+    let Some((status, err, wrote)) = signal_rank_1("hung", "-STOP", &["--mpi-timeout", "2"]) else {
+        return;
+    };
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("waited") && err.contains("--mpi-timeout 2"), "{err}");
+    assert!(!wrote);
+}
+
+#[test]
+fn what_a_distributed_fit_refuses() {
+    let dir = temp_dir("refused");
+    let data = dir.join("x.npy");
+    write_data(&data);
+    let out = dir.join("run");
+    // NNDSVD-ar's random fill is not drawn across processes.
+    let args = [
+        "fit",
+        "nmf",
+        "--data",
+        s(&data),
+        "-k",
+        "5",
+        "--init",
+        "nndsvdar",
+        "--out",
+        s(&out),
+        "--distributed",
+    ];
+    let Some(o) = mpi_run(2, &args) else { return };
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--init nndsvda"), "{}", stderr(&o));
+    assert!(!out.exists());
+    // A data format that cannot be read by rows.
+    let csv = dir.join("x.csv");
+    std::fs::write(&csv, "1,2\n3,4\n").unwrap();
+    let o = mpi_run(
+        2,
+        &[
+            "fit",
+            "nmf",
+            "--data",
+            s(&csv),
+            "--init",
+            "random",
+            "-k",
+            "1",
+            "--out",
+            s(&out),
+            "--distributed",
+        ],
+    )
+    .unwrap();
+    assert!(stderr(&o).contains("data shard"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
