@@ -2,13 +2,14 @@
 //! The Python estimators (`partlearn.NMF`, `partlearn.SparseNMF`) check their parameters the
 //! scikit-learn way first; the library's checked parameters are the final word.
 
-use numpy::PyReadonlyArray2;
+use numpy::{PyReadonlyArray1, PyReadonlyArray2};
+use partlearn::data::Csr;
 use partlearn::engine::StopReason;
 use partlearn::nmf::sparse::{factorize_sparse, CodeConstraint, SparseNmfParams};
 use partlearn::nmf::{self, CustomInit, EncodeSpec, InitMethod, NmfFit, NmfModel, NmfParams, Solver};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyTuple};
 
 use crate::convert::{self, error, to_numpy, view, Array, Float, PyObserver};
 
@@ -18,6 +19,48 @@ fn parse<T: std::str::FromStr<Err = partlearn::Error>>(s: &str) -> PyResult<T> {
 }
 
 /// The snake_case name of a stop reason (`max_iter`, `converged`, …).
+/// A scipy CSR matrix as the tuple `(data, indices, indptr, n_rows, n_cols)` the estimators pass
+/// (`indices`, `indptr` as int64), in its data's float type.
+enum Sparse {
+    F32(Csr<f32>),
+    F64(Csr<f64>),
+}
+
+impl Sparse {
+    /// The CSR matrix of `x` when it is such a tuple (`None` for an array).
+    fn extract(x: &Bound<'_, PyAny>) -> PyResult<Option<Sparse>> {
+        let Ok(t) = x.cast::<PyTuple>() else {
+            return Ok(None);
+        };
+        let bad = || PyValueError::new_err("a sparse X must be a scipy.sparse matrix or array");
+        if t.len() != 5 {
+            return Err(bad());
+        }
+        let index = |i: usize| -> PyResult<Vec<i64>> {
+            let a: PyReadonlyArray1<'_, i64> = t.get_item(i)?.extract().map_err(|_| bad())?;
+            Ok(a.as_array().iter().copied().collect())
+        };
+        let (indices, indptr) = (index(1)?, index(2)?);
+        let (n, m): (usize, usize) = (t.get_item(3)?.extract()?, t.get_item(4)?.extract()?);
+        let too_big = |v: &i64| *v < 0 || *v > u32::MAX as i64;
+        if indices.iter().any(too_big) || indptr.iter().any(|v| *v < 0) {
+            return Err(PyValueError::new_err(
+                "sparse X has negative or out-of-range indices; give scipy's arrays unchanged",
+            ));
+        }
+        let indices: Vec<u32> = indices.into_iter().map(|v| v as u32).collect();
+        let indptr: Vec<usize> = indptr.into_iter().map(|v| v as usize).collect();
+        let data = t.get_item(0)?;
+        if let Ok(d) = data.extract::<PyReadonlyArray1<'_, f32>>() {
+            let v = d.as_array().to_vec();
+            return Ok(Some(Sparse::F32(Csr::from_parts(n, m, indptr, indices, v).map_err(error)?)));
+        }
+        let d: PyReadonlyArray1<'_, f64> = data.extract().map_err(|_| bad())?;
+        let v = d.as_array().to_vec();
+        Ok(Some(Sparse::F64(Csr::from_parts(n, m, indptr, indices, v).map_err(error)?)))
+    }
+}
+
 fn reason(r: StopReason) -> String {
     r.to_string().replace('-', "_")
 }
@@ -66,15 +109,20 @@ fn run_fit<'py, T: Float>(
     fit_dict(py, &result.map_err(error)?, options)
 }
 
+/// The data of a fit: a dense array or a CSR matrix.
+enum Input<'a, 'py, T: Float> {
+    Dense(&'a PyReadonlyArray2<'py, T>),
+    Sparse(&'a Csr<T>),
+}
+
 fn nmf_fit_t<'py, T: Float>(
     py: Python<'py>,
-    a: &PyReadonlyArray2<'py, T>,
+    input: Input<'_, 'py, T>,
     params: &NmfParams,
     w_init: Option<&Bound<'py, PyAny>>,
     h_init: Option<&Bound<'py, PyAny>>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let x = view(a)?;
     let valid = params.check().map_err(error)?;
     let custom = match convert::owned::<T>(h_init, "H")? {
         Some(atoms) => Some(CustomInit {
@@ -88,11 +136,21 @@ fn nmf_fit_t<'py, T: Float>(
         }
         None => None,
     };
-    // NaN entries are missing (METHODS.md §11.2): the masked fit, which is the plain one when
-    // every entry is observed.
-    run_fit(py, callback, options_json(params)?, |obs| {
-        nmf::factorize_masked_with(x, None, &valid, custom.as_ref(), obs)
-    })
+    let options = options_json(params)?;
+    match input {
+        // NaN entries are missing (METHODS.md §11.2): the masked fit, which is the plain one
+        // when every entry is observed.
+        Input::Dense(a) => {
+            let x = view(a)?;
+            run_fit(py, callback, options, |obs| {
+                nmf::factorize_masked_with(x, None, &valid, custom.as_ref(), obs)
+            })
+        }
+        // Never densified (METHODS.md §11.1).
+        Input::Sparse(x) => run_fit(py, callback, options, |obs| {
+            nmf::factorize_csr(x, &valid, custom.as_ref(), obs)
+        }),
+    }
 }
 
 /// Fits an NMF of `x` (`n_samples × n_features`, float32 or float64, any memory order; the
@@ -163,9 +221,14 @@ pub fn nmf_fit<'py>(
         .extrapolate(extrapolate)
         .compress(compress)
         .polish(polish);
+    match Sparse::extract(x)? {
+        Some(Sparse::F32(c)) => return nmf_fit_t(py, Input::Sparse(&c), &params, w_init, h_init, callback),
+        Some(Sparse::F64(c)) => return nmf_fit_t(py, Input::Sparse(&c), &params, w_init, h_init, callback),
+        None => {}
+    }
     match Array::extract(x, "X")? {
-        Array::F32(a) => nmf_fit_t(py, &a, &params, w_init, h_init, callback),
-        Array::F64(a) => nmf_fit_t(py, &a, &params, w_init, h_init, callback),
+        Array::F32(a) => nmf_fit_t(py, Input::Dense(&a), &params, w_init, h_init, callback),
+        Array::F64(a) => nmf_fit_t(py, Input::Dense(&a), &params, w_init, h_init, callback),
     }
 }
 
@@ -218,15 +281,21 @@ pub fn sparse_nmf_fit<'py>(
 fn transform_t<'py, T: Float>(
     py: Python<'py>,
     components: &Bound<'py, PyAny>,
-    a: &PyReadonlyArray2<'py, T>,
+    input: Input<'_, 'py, T>,
     spec: EncodeSpec,
     threads: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let x = view(a)?;
     let atoms = convert::owned::<T>(Some(components), "components")?
         .ok_or_else(|| PyValueError::new_err("components are missing"))?;
     let model = NmfModel::new(atoms, spec).map_err(error)?;
-    let codes = convert::run_detached(py, None, |_| model.encode_masked(x, None, threads))?.map_err(error)?;
+    let codes = match input {
+        Input::Dense(a) => {
+            let x = view(a)?;
+            convert::run_detached(py, None, |_| model.encode_masked(x, None, threads))?
+        }
+        Input::Sparse(x) => convert::run_detached(py, None, |_| model.encode_csr(x, threads))?,
+    }
+    .map_err(error)?;
     Ok(to_numpy(py, codes.as_ref()).into_any())
 }
 
@@ -253,8 +322,13 @@ pub fn nmf_transform<'py>(
     threads: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     let spec = crate::run::encode_spec(beta_loss, codes_l1, codes_l2, method, max_iter, tol)?;
+    match Sparse::extract(x)? {
+        Some(Sparse::F32(c)) => return transform_t(py, components, Input::Sparse(&c), spec, threads),
+        Some(Sparse::F64(c)) => return transform_t(py, components, Input::Sparse(&c), spec, threads),
+        None => {}
+    }
     match Array::extract(x, "X")? {
-        Array::F32(a) => transform_t(py, components, &a, spec, threads),
-        Array::F64(a) => transform_t(py, components, &a, spec, threads),
+        Array::F32(a) => transform_t(py, components, Input::Dense(&a), spec, threads),
+        Array::F64(a) => transform_t(py, components, Input::Dense(&a), spec, threads),
     }
 }

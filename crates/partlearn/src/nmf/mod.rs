@@ -277,7 +277,7 @@ pub(crate) fn factorize_csr_impl<T: Real>(
     x.validate_nonnegative()?;
     let opts = params.params();
     check_sparse_beta(opts.beta_loss)?;
-    let v = params.resolve(x.ncols(), x.nrows())?;
+    let v = params.resolve(x.nrows(), x.ncols())?;
     if v.sketch.is_some() {
         return Err(crate::Error::invalid(
             "compress",
