@@ -18,7 +18,6 @@ fn parse<T: std::str::FromStr<Err = partlearn::Error>>(s: &str) -> PyResult<T> {
     s.parse().map_err(error)
 }
 
-/// The snake_case name of a stop reason (`max_iter`, `converged`, …).
 /// A scipy CSR matrix as the tuple `(data, indices, indptr, n_rows, n_cols)` the estimators pass
 /// (`indices`, `indptr` as int64), in its data's float type.
 enum Sparse {
@@ -53,14 +52,19 @@ impl Sparse {
         let data = t.get_item(0)?;
         if let Ok(d) = data.extract::<PyReadonlyArray1<'_, f32>>() {
             let v = d.as_array().to_vec();
-            return Ok(Some(Sparse::F32(Csr::from_parts(n, m, indptr, indices, v).map_err(error)?)));
+            return Ok(Some(Sparse::F32(
+                Csr::from_parts(n, m, indptr, indices, v).map_err(error)?,
+            )));
         }
         let d: PyReadonlyArray1<'_, f64> = data.extract().map_err(|_| bad())?;
         let v = d.as_array().to_vec();
-        Ok(Some(Sparse::F64(Csr::from_parts(n, m, indptr, indices, v).map_err(error)?)))
+        Ok(Some(Sparse::F64(
+            Csr::from_parts(n, m, indptr, indices, v).map_err(error)?,
+        )))
     }
 }
 
+/// The snake_case name of a stop reason (`max_iter`, `converged`, …).
 fn reason(r: StopReason) -> String {
     r.to_string().replace('-', "_")
 }

@@ -9,6 +9,7 @@ import sys
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 import sklearn
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -28,24 +29,39 @@ def _seed(random_state):
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
-def _check_x(estimator, X, *, reset, allow_nan=False):
+def _check_x(estimator, X, *, reset, allow_nan=False, accept_sparse=False):
     """``X`` as a 2-D float32/float64 array with finite entries ≥ 0 (or NaN, a missing entry,
     with ``allow_nan``) and at least one sample and feature (int and other dtypes become
     float64); sets or checks ``n_features_in_`` and ``feature_names_in_``. The array keeps its
-    memory order so that it crosses without a copy."""
+    memory order so that it crosses without a copy. With ``accept_sparse`` a scipy.sparse
+    matrix or array becomes CSR (its stored entries finite: a missing entry of sparse data is
+    not expressible)."""
+    sparse = accept_sparse and sp.issparse(X)
     X = validate_data(
         estimator,
         X,
         reset=reset,
         dtype=[np.float64, np.float32],
-        accept_sparse=False,
-        ensure_all_finite="allow-nan" if allow_nan else True,
+        accept_sparse="csr" if accept_sparse else False,
+        ensure_all_finite="allow-nan" if allow_nan and not sparse else True,
     )
     check_non_negative(X, f"{type(estimator).__name__} (input X)")
     if reset:
         # What ``save`` records of the training data in run.json.
         estimator._fit_data = {"n_samples": int(X.shape[0]), "dtype": X.dtype.name}
     return X
+
+
+def _csr_parts(X):
+    """A CSR matrix as the tuple the native functions read as sparse data: ``(data, indices,
+    indptr, n_rows, n_cols)`` with int64 indices."""
+    return (
+        np.ascontiguousarray(X.data),
+        np.ascontiguousarray(X.indices, dtype=np.int64),
+        np.ascontiguousarray(X.indptr, dtype=np.int64),
+        int(X.shape[0]),
+        int(X.shape[1]),
+    )
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -5,12 +5,13 @@ import json
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _native
-from ._base import _RunMixin, _check_x, _history, _raise_warnings, _seed, _store_fit_state, _verbose_callback
+from ._base import _RunMixin, _check_x, _csr_parts, _history, _raise_warnings, _seed, _store_fit_state, _verbose_callback
 
 _BETA = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
 _BETA_NAME = {v: k for k, v in _BETA.items()}
@@ -18,9 +19,30 @@ _BETA_NAME = {v: k for k, v in _BETA.items()}
 _NO_STATS = {"column_sweeps": 0, "extrapolations_accepted": 0, "extrapolations_rejected": 0}
 
 
+def _sparse_kl(X, W, H):
+    """``D_KL(X ‖ WH)`` of a CSR ``X`` without forming ``WH``: ``Σ_nz x·log(x / (WH)) − Σ x +
+    Σ WH``, with ``(WH)`` at the stored entries (in blocks of rows, O(nnz·k) work and bounded
+    memory) and ``Σ WH = (1ᵀW)(H1)``."""
+    W = np.asarray(W, dtype=np.float64)
+    H = np.asarray(H, dtype=np.float64)
+    eps = np.finfo(np.float64).eps
+    d = float(W.sum(axis=0) @ H.sum(axis=1)) - float(X.sum())
+    step = max(1, 2**20 // max(1, int(np.diff(X.indptr).max(initial=1))))
+    for start in range(0, X.shape[0], step):
+        block = X[start : start + step].tocoo()
+        x = block.data.astype(np.float64)
+        wh = np.maximum(np.einsum("ij,ji->i", W[start + block.row], H[:, block.col]), eps)
+        nz = x > 0
+        d += float(np.sum(x[nz] * np.log(x[nz] / wh[nz])))
+    return d
+
+
 def _beta_divergence(X, W, H, beta):
     """scikit-learn's ``reconstruction_err_``: ``sqrt(2·D_β(X ‖ WH))`` (the Frobenius norm of the
-    residual for β = 2), with 0·log 0 = 0."""
+    residual for β = 2), with 0·log 0 = 0. A sparse ``X`` (β = 1 only; β = 2 comes from the
+    fit) is never densified."""
+    if sp.issparse(X):
+        return float(np.sqrt(2 * max(_sparse_kl(X, W, H), 0.0)))
     X = np.asarray(X, dtype=np.float64)
     WH = np.asarray(W, dtype=np.float64) @ np.asarray(H, dtype=np.float64)
     eps = np.finfo(np.float64).eps
@@ -44,8 +66,10 @@ class _BaseNMF(_RunMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     is its ``components_`` and how it encodes (exact NNLS for the Frobenius loss, as its fit
     encoded the training data)."""
 
-    # NaN entries of X are missing ones (METHODS.md §11.2); only NMF takes them.
+    # NaN entries of X are missing ones (METHODS.md §11.2), and X may be a scipy.sparse matrix
+    # (never densified, METHODS.md §11.1); only NMF takes them.
     _missing_entries = False
+    _sparse_input = False
 
     def _store(self, out, X):
         self.components_ = out["components"]
@@ -61,7 +85,7 @@ class _BaseNMF(_RunMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             self.reconstruction_err_ = out["reconstruction_err"]
         else:
             # Over the observed entries: a missing one counts as reconstructed exactly.
-            missing = np.isnan(X)
+            missing = np.zeros(0, dtype=bool) if sp.issparse(X) else np.isnan(X)
             if missing.any():
                 X = np.where(missing, out["codes"] @ self.components_, X)
             self.reconstruction_err_ = _beta_divergence(X, out["codes"], self.components_, beta)
@@ -119,15 +143,17 @@ class _BaseNMF(_RunMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), entries ≥ 0
+            (for ``NMF`` also a scipy.sparse matrix, not densified)
 
         Returns
         -------
         W : ndarray of shape (n_samples, n_components), of X's float dtype
         """
         check_is_fitted(self)
-        X = _check_x(self, X, reset=False, allow_nan=self._missing_entries)
+        X = _check_x(self, X, reset=False, allow_nan=self._missing_entries, accept_sparse=self._sparse_input)
         H = np.asarray(self.components_, dtype=X.dtype)
-        return _native.nmf_transform(H, X, threads=self.n_threads, **self._encode)
+        data = _csr_parts(X) if sp.issparse(X) else X
+        return _native.nmf_transform(H, data, threads=self.n_threads, **self._encode)
 
     def inverse_transform(self, X):
         """Data back from codes: ``X @ components_``.
@@ -156,6 +182,7 @@ class _BaseNMF(_RunMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = True
         tags.input_tags.allow_nan = self._missing_entries
+        tags.input_tags.sparse = self._sparse_input
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
@@ -173,6 +200,11 @@ class NMF(_BaseNMF):
     entries only — each code solved exactly on its own observed features (HALS, ANLS) or
     weighted MU — and ``transform`` does the same; ``reconstruction_err_`` is over the observed
     entries, and ``W @ H`` predicts the missing ones.
+
+    A scipy.sparse ``X`` (any format; taken as CSR) is never densified (METHODS.md §11.1): every
+    solver works on it by sparse products, O(nnz·k) each, with ``beta_loss`` "frobenius" or
+    "kullback-leibler"; ``transform`` takes sparse data too. Its stored entries must be finite
+    (a missing entry is expressed only in dense data, as NaN).
 
     Parameters
     ----------
@@ -280,6 +312,7 @@ class NMF(_BaseNMF):
     }
 
     _missing_entries = True
+    _sparse_input = True
 
     def __init__(
         self,
@@ -361,9 +394,9 @@ class NMF(_BaseNMF):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), entries ≥ 0
+        X : {array-like, sparse matrix} of shape (n_samples, n_features), entries ≥ 0
             float32 input gives float32 factors; C- and Fortran-ordered arrays are read in
-            place.
+            place; sparse input is not densified.
         y : ignored
         W : array-like of shape (n_samples, n_components), optional
             Starting codes with ``init="custom"``.
@@ -375,7 +408,7 @@ class NMF(_BaseNMF):
         W : ndarray of shape (n_samples, n_components)
         """
         self._validate_params()
-        X = _check_x(self, X, reset=True, allow_nan=True)
+        X = _check_x(self, X, reset=True, allow_nan=True, accept_sparse=True)
         beta = _BETA[self.beta_loss] if isinstance(self.beta_loss, str) else float(self.beta_loss)
         if beta != 2 and self.solver != "mu":
             raise ValueError(
@@ -403,7 +436,7 @@ class NMF(_BaseNMF):
             if n_components in ("auto", None):
                 n_components = X.shape[1]
         out = _native.nmf_fit(
-            X,
+            _csr_parts(X) if sp.issparse(X) else X,
             n_components=int(n_components),
             solver=self.solver,
             beta_loss=beta,
