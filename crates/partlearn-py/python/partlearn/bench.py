@@ -13,6 +13,8 @@ What is timed:
   iterations, each continuing from the last (``init="custom"``: coordinate descent keeps no other
   state, so the iterates are those of one long run); the error is measured between chunks, off
   the clock. The time to the target is therefore at most one chunk late.
+- **Sparse data** (``--sparse FILE.npz``): seconds per iteration and memory of both libraries on
+  the same CSR matrix (``partlearn._bench_sparse``).
 - **Wrapper overhead**: ``NMF.fit_transform``'s wall time (input checks, the fit, results back to
   numpy) against the fit time the CLI reports (``--json`` ``seconds``) for the same iterations.
 """
@@ -126,7 +128,22 @@ def main(argv=None):
     p.add_argument("--wrapper-iters", type=int, default=20, help="iterations of the overhead comparison")
     p.add_argument("--compress", action="store_true", help="also time partlearn's compressed NMF (compress='on')")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--sparse", default=None, metavar="FILE.npz",
+                   help="instead: seconds per iteration and memory on this CSR matrix (scipy save_npz), "
+                        "partlearn against scikit-learn, each in its own process")
+    p.add_argument("--iters", type=int, default=3, help="with --sparse: iterations timed")
+    p.add_argument("--solvers", default="cd,mu", help="with --sparse: solvers, comma-separated")
     a = p.parse_args(argv)
+
+    if a.sparse is not None:
+        from . import _bench_sparse
+
+        report = _bench_sparse.run(a.sparse, a.k, a.threads, a.iters, a.solvers.split(","), sklearn=not a.no_sklearn)
+        if a.json:
+            print(json.dumps(report, indent=2))
+        else:
+            _bench_sparse.print_report(report)
+        return 0
 
     X = load(a.data, first=a.first).data
     report = {"data": a.data, "n_samples": X.shape[0], "n_features": X.shape[1], "k": a.k, "threads": a.threads, "target": a.target}
