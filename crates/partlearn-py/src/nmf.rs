@@ -20,14 +20,14 @@ fn parse<T: std::str::FromStr<Err = partlearn::Error>>(s: &str) -> PyResult<T> {
 
 /// A scipy CSR matrix as the tuple `(data, indices, indptr, n_rows, n_cols)` the estimators pass
 /// (`indices`, `indptr` as int64), in its data's float type.
-enum Sparse {
+pub(crate) enum Sparse {
     F32(Csr<f32>),
     F64(Csr<f64>),
 }
 
 impl Sparse {
     /// The CSR matrix of `x` when it is such a tuple (`None` for an array).
-    fn extract(x: &Bound<'_, PyAny>) -> PyResult<Option<Sparse>> {
+    pub(crate) fn extract(x: &Bound<'_, PyAny>) -> PyResult<Option<Sparse>> {
         let Ok(t) = x.cast::<PyTuple>() else {
             return Ok(None);
         };
@@ -114,7 +114,7 @@ fn run_fit<'py, T: Float>(
 }
 
 /// The data of a fit: a dense array or a CSR matrix.
-enum Input<'a, 'py, T: Float> {
+pub(crate) enum Input<'a, 'py, T: Float> {
     Dense(&'a PyReadonlyArray2<'py, T>),
     Sparse(&'a Csr<T>),
 }

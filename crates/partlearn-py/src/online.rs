@@ -2,8 +2,7 @@
 //! array through the library's `fit_rows` (METHODS.md §11.3); `partial_fit` runs one step on one
 //! batch from a state the Python object keeps (atoms, the statistics `A`, `B`, `ρ`, steps).
 
-use numpy::PyReadonlyArray2;
-use partlearn::data::rows::DenseRows;
+use partlearn::data::rows::{CsrRows, DenseRows, RowSource};
 use partlearn::nmf::online::{self, MiniBatchParams, OnlineNmf, ValidMiniBatchParams};
 use partlearn::nmf::{InitMethod, NmfParams};
 use pyo3::exceptions::PyValueError;
@@ -11,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::convert::{self, error, to_numpy, view, Array, Float};
+use crate::nmf::{Input, Sparse};
 
 /// The library parameters of the keyword arguments.
 #[allow(clippy::too_many_arguments)]
@@ -57,28 +57,46 @@ fn state_dict<'py, T: Float>(py: Python<'py>, s: &OnlineNmf<T>) -> PyResult<Boun
     Ok(d)
 }
 
+/// The data of a fit or a step as the library reads it.
+#[derive(Clone, Copy)]
+enum Rows<'a, T> {
+    Dense(partlearn::faer::MatRef<'a, T>),
+    Sparse(&'a partlearn::data::Csr<T>),
+}
+
+impl<'a, T: Float> Rows<'a, T> {
+    fn of(input: &'a Input<'_, '_, T>) -> PyResult<Self> {
+        Ok(match input {
+            Input::Dense(a) => Rows::Dense(view(a)?),
+            Input::Sparse(c) => Rows::Sparse(c),
+        })
+    }
+}
+
 fn fit_t<'py, T: Float>(
     py: Python<'py>,
-    a: &PyReadonlyArray2<'py, T>,
+    input: Input<'_, 'py, T>,
     p: &MiniBatchParams,
     v: &ValidMiniBatchParams,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let x = view(a)?;
     let threads = p.nmf.threads;
+    // The rows as a stream: an array's rows, or a CSR matrix's (blocks stay sparse).
+    let rows = Rows::of(&input)?;
+    let source = || -> Box<dyn RowSource<T> + '_> {
+        match rows {
+            Rows::Dense(x) => Box::new(DenseRows::new(x)),
+            Rows::Sparse(c) => Box::new(CsrRows::new(c)),
+        }
+    };
     let (fit, codes, eval) = convert::run_detached(py, callback, |obs| {
-        let fit = online::fit_rows(&mut DenseRows::new(x), v, obs)?;
-        let mut codes = partlearn::faer::Mat::<T>::zeros(x.nrows(), p.nmf.k);
-        let eval = online::transform_rows(
-            &fit.model,
-            &mut DenseRows::new(x),
-            p.batch_size,
-            threads,
-            &mut |s, c| {
-                codes.as_mut().subrows_mut(s, c.nrows()).copy_from(c);
-                Ok(())
-            },
-        )?;
+        let fit = online::fit_rows(source().as_mut(), v, obs)?;
+        let mut src = source();
+        let mut codes = partlearn::faer::Mat::<T>::zeros(src.n_rows(), p.nmf.k);
+        let eval = online::transform_rows(&fit.model, src.as_mut(), p.batch_size, threads, &mut |s, c| {
+            codes.as_mut().subrows_mut(s, c.nrows()).copy_from(c);
+            Ok(())
+        })?;
         Ok((fit, codes, eval))
     })?
     .map_err(error)?;
@@ -144,25 +162,31 @@ pub fn minibatch_nmf_fit<'py>(
         seed,
         threads,
     )?;
+    match Sparse::extract(x)? {
+        Some(Sparse::F32(c)) => return fit_t(py, Input::Sparse(&c), &p, &v, callback),
+        Some(Sparse::F64(c)) => return fit_t(py, Input::Sparse(&c), &p, &v, callback),
+        None => {}
+    }
     match Array::extract(x, "X")? {
-        Array::F32(a) => fit_t(py, &a, &p, &v, callback),
-        Array::F64(a) => fit_t(py, &a, &p, &v, callback),
+        Array::F32(a) => fit_t(py, Input::Dense(&a), &p, &v, callback),
+        Array::F64(a) => fit_t(py, Input::Dense(&a), &p, &v, callback),
     }
 }
 
 fn partial_t<'py, T: Float>(
     py: Python<'py>,
-    a: &PyReadonlyArray2<'py, T>,
+    input: Input<'_, 'py, T>,
     v: &ValidMiniBatchParams,
     state: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let x = view(a)?;
+    let rows = Rows::of(&input)?;
     let mut s = match state {
-        None => {
-            // scikit-learn: the first call sets ρ = forget_factor^{batch_size / len(X)}.
-            let first = x;
-            convert::run_detached(py, None, |_| OnlineNmf::init(first, x.nrows(), v))?.map_err(error)?
-        }
+        // scikit-learn: the first call sets ρ = forget_factor^{batch_size / len(X)}.
+        None => convert::run_detached(py, None, |_| match rows {
+            Rows::Dense(x) => OnlineNmf::init(x, x.nrows(), v),
+            Rows::Sparse(c) => OnlineNmf::init_csr(c, c.nrows(), v),
+        })?
+        .map_err(error)?,
         Some(d) => {
             let get = |key: &str| -> PyResult<partlearn::faer::Mat<T>> {
                 let item = d
@@ -183,7 +207,11 @@ fn partial_t<'py, T: Float>(
                 .map_err(error)?
         }
     };
-    convert::run_detached(py, None, |_| s.partial_fit(x))?.map_err(error)?;
+    convert::run_detached(py, None, |_| match rows {
+        Rows::Dense(x) => s.partial_fit(x),
+        Rows::Sparse(c) => s.partial_fit_csr(c),
+    })?
+    .map_err(error)?;
     state_dict(py, &s)
 }
 
@@ -224,8 +252,13 @@ pub fn minibatch_nmf_partial_fit<'py>(
         seed,
         threads,
     )?;
+    match Sparse::extract(x)? {
+        Some(Sparse::F32(c)) => return partial_t(py, Input::Sparse(&c), &v, state),
+        Some(Sparse::F64(c)) => return partial_t(py, Input::Sparse(&c), &v, state),
+        None => {}
+    }
     match Array::extract(x, "X")? {
-        Array::F32(a) => partial_t(py, &a, &v, state),
-        Array::F64(a) => partial_t(py, &a, &v, state),
+        Array::F32(a) => partial_t(py, Input::Dense(&a), &v, state),
+        Array::F64(a) => partial_t(py, Input::Dense(&a), &v, state),
     }
 }

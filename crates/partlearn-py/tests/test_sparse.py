@@ -130,3 +130,30 @@ def test_a_sparse_fit_saves_a_run_the_cli_reads(tmp_path):
     loaded = partlearn.load_run(tmp_path / "run")
     np.testing.assert_array_equal(loaded.components_, model.components_)
     np.testing.assert_allclose(loaded.transform(X), model.transform(X), atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_minibatch_nmf_streams_sparse_batches(dtype):
+    X = _sparse(n=400, m=30, density=0.3, dtype=dtype, seed=2)
+    kw = dict(n_components=4, init="random", batch_size=64, max_iter=3, tol=0, max_no_improvement=None, random_state=0)
+    ms, md = partlearn.MiniBatchNMF(**kw), partlearn.MiniBatchNMF(**kw)
+    Ws, Wd = ms.fit_transform(X), md.fit_transform(X.toarray())
+    assert Ws.dtype == dtype
+    tol = 1e-9 if dtype == np.float64 else 2e-3
+    np.testing.assert_allclose(ms.components_, md.components_, atol=tol * max(1.0, np.abs(md.components_).max()))
+    np.testing.assert_allclose(Ws, Wd, atol=tol * max(1.0, np.abs(Wd).max()))
+    np.testing.assert_allclose(ms.reconstruction_err_, md.reconstruction_err_, rtol=1e-8 if dtype == np.float64 else 1e-3)
+    np.testing.assert_allclose(ms.transform(X), md.transform(X.toarray()), atol=tol * max(1.0, np.abs(Wd).max()))
+
+
+def test_minibatch_partial_fit_on_sparse_batches_equals_dense():
+    X = _sparse(n=300, m=25, density=0.3, seed=4)
+    ms = partlearn.MiniBatchNMF(n_components=3, init="random", random_state=0)
+    md = partlearn.MiniBatchNMF(n_components=3, init="random", random_state=0)
+    for start in range(0, 300, 100):
+        ms.partial_fit(X[start : start + 100].tocoo())
+        md.partial_fit(X[start : start + 100].toarray())
+    np.testing.assert_allclose(ms.components_, md.components_, atol=1e-10)
+    assert ms.n_steps_ == 3
+    with pytest.raises(ValueError, match="features"):
+        ms.partial_fit(_sparse(n=10, m=26))

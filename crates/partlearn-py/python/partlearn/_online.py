@@ -2,12 +2,13 @@
 parameters and attributes, computed by partlearn's online solver (METHODS.md §11.3)."""
 
 import numpy as np
+import scipy.sparse as sp
 from numbers import Integral, Real
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _native
-from ._base import _check_x, _seed, _verbose_callback
+from ._base import _check_x, _csr_parts, _seed, _verbose_callback
 from ._nmf import _BaseNMF
 
 _ENCODE = {"beta_loss": 2.0, "codes_l1": 0.0, "codes_l2": 0.0, "method": "exact", "max_iter": 1000, "tol": 1e-5}
@@ -26,6 +27,9 @@ class MiniBatchNMF(_BaseNMF):
     batch, ``max_no_improvement`` batches without a new minimum of the smoothed batch cost,
     ``max_iter`` passes. ``fresh_restarts`` solves every batch's codes to ``tol`` (at most
     ``fresh_restarts_max_iter`` sweeps) rather than 10 sweeps.
+
+    A scipy.sparse ``X`` (any format, taken as CSR) is streamed by sparse batches, never
+    densified, in ``fit``, ``partial_fit`` and ``transform``.
 
     Differences from scikit-learn: the Frobenius loss only, no penalties (``alpha_W``,
     ``alpha_H``), and the codes of a batch always start from zero (scikit-learn warm-starts
@@ -65,6 +69,8 @@ class MiniBatchNMF(_BaseNMF):
         "max_seconds": [Interval(Real, 0, None, closed="neither"), None],
         "callback": [callable, None],
     }
+
+    _sparse_input = True
 
     def __init__(
         self,
@@ -139,7 +145,7 @@ class MiniBatchNMF(_BaseNMF):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), entries ≥ 0
+        X : {array-like, sparse matrix} of shape (n_samples, n_features), entries ≥ 0
         y, W, H : ignored (custom starts are not supported)
 
         Returns
@@ -148,9 +154,9 @@ class MiniBatchNMF(_BaseNMF):
         """
         self._validate_params()
         self._check_supported()
-        X = _check_x(self, X, reset=True)
+        X = _check_x(self, X, reset=True, accept_sparse=True)
         out = _native.minibatch_nmf_fit(
-            X,
+            _csr_parts(X) if sp.issparse(X) else X,
             n_components=self._k(X),
             max_iter=int(self.max_iter),
             max_no_improvement=None if self.max_no_improvement is None else int(self.max_no_improvement),
@@ -175,7 +181,7 @@ class MiniBatchNMF(_BaseNMF):
         if not has:
             self._validate_params()
             self._check_supported()
-        X = _check_x(self, X, reset=not has)
+        X = _check_x(self, X, reset=not has, accept_sparse=True)
         state = getattr(self, "_online_state", None)
         if has and state is None:
             # After ``fit``: continue from its components with fresh statistics.
@@ -190,7 +196,8 @@ class MiniBatchNMF(_BaseNMF):
         elif state is not None:
             state = {key: (np.ascontiguousarray(v, dtype=X.dtype) if isinstance(v, np.ndarray) else v) for key, v in state.items()}
         k = self.components_.shape[0] if has else self._k(X)
-        out = _native.minibatch_nmf_partial_fit(X, n_components=k, state=state, **self._common(X))
+        data = _csr_parts(X) if sp.issparse(X) else X
+        out = _native.minibatch_nmf_partial_fit(data, n_components=k, state=state, **self._common(X))
         self._online_state = out
         self.components_ = out["components"]
         self.n_components_ = k

@@ -327,13 +327,32 @@ impl<T: Real> OnlineNmf<T> {
     /// it, empty statistics, and the forgetting `ρ = forget_factor^{batch_size/n_samples}`.
     pub fn init(first: MatRef<'_, T>, n_samples: usize, params: &ValidMiniBatchParams) -> Result<Self> {
         crate::data::validate_nonnegative(first.transpose())?;
+        Self::init_batch(&BatchX::Dense(first.transpose().to_owned()), n_samples, params)
+    }
+
+    /// [`Self::init`] from a sparse batch (`len × m`), never densified.
+    pub fn init_csr(
+        first: &crate::data::Csr<T>,
+        n_samples: usize,
+        params: &ValidMiniBatchParams,
+    ) -> Result<Self> {
+        first.validate_nonnegative()?;
+        Self::init_batch(&BatchX::Sparse(first.clone()), n_samples, params)
+    }
+
+    fn init_batch(first: &BatchX<T>, n_samples: usize, params: &ValidMiniBatchParams) -> Result<Self> {
         let o = &params.params.nmf;
-        let v = params.nmf.resolve(first.nrows(), first.ncols())?;
+        let (len, m) = match first {
+            BatchX::Dense(x) => (x.ncols(), x.nrows()),
+            BatchX::Sparse(x) => (x.nrows(), x.ncols()),
+        };
+        let v = params.nmf.resolve(len, m)?;
         let mut rng = Rng::new(o.seed);
-        let xt = first.transpose();
         let f = linalg::with_threads(o.threads, || {
-            init::initialize_from(xt, &v, None, None, &mut rng, linalg::par(o.threads))
-        })??;
+            with_xref(first, |xr| {
+                init::initialize_from(xr, &v, None, None, &mut rng, linalg::par(o.threads))
+            })
+        })???;
         Ok(Self::start(f.wt, n_samples, params))
     }
 
@@ -423,18 +442,33 @@ impl<T: Real> OnlineNmf<T> {
     /// One mini-batch step on `x` (`len × m`, samples as rows): steps 1–4 of the module
     /// documentation.
     pub fn partial_fit(&mut self, x: MatRef<'_, T>) -> Result<BatchStep> {
-        if x.ncols() != self.wt.ncols() {
+        self.check_batch(x.nrows(), x.ncols())?;
+        crate::data::validate_nonnegative(x.transpose())?;
+        self.step_batch(&BatchX::Dense(x.transpose().to_owned()))
+    }
+
+    /// [`Self::partial_fit`] on a sparse batch (`len × m`), never densified.
+    pub fn partial_fit_csr(&mut self, x: &crate::data::Csr<T>) -> Result<BatchStep> {
+        self.check_batch(x.nrows(), x.ncols())?;
+        x.validate_nonnegative()?;
+        self.step_batch(&BatchX::Sparse(x.clone()))
+    }
+
+    fn check_batch(&self, len: usize, m: usize) -> Result<()> {
+        if m != self.wt.ncols() {
             return Err(Error::ShapeMismatch {
                 what: "batch".into(),
                 expected: format!("n × {} features", self.wt.ncols()),
-                found: format!("{} × {}", x.nrows(), x.ncols()),
+                found: format!("{len} × {m}"),
                 hint: "give batches with the features of the first one".into(),
             });
         }
-        crate::data::validate_nonnegative(x.transpose())?;
+        Ok(())
+    }
+
+    fn step_batch(&mut self, x: &BatchX<T>) -> Result<BatchStep> {
         let threads = self.params.nmf.threads;
-        let xt = x.transpose().to_owned();
-        linalg::with_threads(threads, || self.step(&BatchX::Dense(xt), linalg::par(threads)))?
+        linalg::with_threads(threads, || self.step(x, linalg::par(threads)))?
     }
 
     /// One step on a checked batch, inside the thread pool.

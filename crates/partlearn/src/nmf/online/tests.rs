@@ -266,3 +266,40 @@ fn partial_fit_batch_by_batch_equals_one_pass() {
     assert_eq!(s.parts().0, r.parts().0);
     assert!(s.partial_fit(Mat::<f64>::zeros(3, 7).as_ref()).is_err());
 }
+
+#[test]
+fn sparse_partial_fit_equals_dense_partial_fit() {
+    let dense = planted(600, 30, 4, 5);
+    // About half the entries zeroed: a sparse matrix and its dense form.
+    let x = Mat::<f64>::from_fn(600, 30, |i, j| {
+        if (i * 7 + j * 3) % 2 == 0 {
+            0.0
+        } else {
+            dense[(i, j)]
+        }
+    });
+    let p = MiniBatchParams::new(4)
+        .batch_size(200)
+        .max_iter(1)
+        .tol(0.0)
+        .max_no_improvement(None)
+        .check()
+        .unwrap();
+    let block = |t: usize| Csr::from_dense(x.subrows(t * 200, 200)).unwrap();
+    let mut d = OnlineNmf::init(x.subrows(0, 200), 600, &p).unwrap();
+    let mut s = OnlineNmf::init_csr(&block(0), 600, &p).unwrap();
+    for t in 0..3 {
+        let sd = d.partial_fit(x.subrows(t * 200, 200)).unwrap();
+        let ss = s.partial_fit_csr(&block(t)).unwrap();
+        assert!((sd.sq_error - ss.sq_error).abs() <= 1e-9 * sd.x_sq, "step {t}");
+    }
+    let (wd, ws) = (d.parts().0, s.parts().0);
+    let diff = (0..4)
+        .flat_map(|i| (0..30).map(move |j| (i, j)))
+        .map(|(i, j)| (wd[(i, j)] - ws[(i, j)]).abs())
+        .fold(0.0, f64::max);
+    assert!(diff < 1e-9, "atoms differ by {diff}");
+    assert!(s
+        .partial_fit_csr(&Csr::from_dense(Mat::<f64>::zeros(3, 7).as_ref()).unwrap())
+        .is_err());
+}
