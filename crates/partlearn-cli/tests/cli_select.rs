@@ -147,3 +147,72 @@ fn bad_candidates_are_one_line_errors() {
         &out,
     );
 }
+
+#[test]
+fn report_shows_a_selection_beside_runs() {
+    let dir = temp_dir("select-report");
+    let data = dir.join("x.npy");
+    planted(&data, 120, 48, 6);
+    let sel = dir.join("sel");
+    let args = [
+        "select-k",
+        "--data",
+        s(&data),
+        "-k",
+        "4..7",
+        "--runs",
+        "3",
+        "--holdout",
+        "0.1",
+        "--replicates",
+        "2",
+        "--out",
+        s(&sel),
+        "-q",
+    ];
+    assert_ok(&run(&args));
+    let fit = dir.join("fit");
+    assert_ok(&run(&[
+        "fit",
+        "nmf",
+        "--data",
+        s(&data),
+        "-k",
+        "6",
+        "--max-iter",
+        "20",
+        "--out",
+        s(&fit),
+        "-q",
+    ]));
+    let html_path = dir.join("report.html");
+    let o = run(&["report", s(&fit), s(&sel), "--out", s(&html_path)]);
+    assert_ok(&o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 runs, 1 rank selection(s)"));
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    let saved = read_json(&sel.join("select-k.json"));
+    assert!(html.contains("Choosing k: sel"), "no selection section");
+    let k_cv = saved["k_cv"].as_u64().unwrap();
+    assert!(html.contains(&format!("by cross-validation: <strong>k = {k_cv}</strong>")));
+    // One table row per rank, and the four charts (held-out error included) inline.
+    for k in 4..=7 {
+        assert!(html.contains(&format!("<tr><td>{k}</td>")), "row of k = {k}");
+    }
+    // (The unevaluated run has PNG figures and no trade-off chart: every SVG is the selection's.)
+    assert_eq!(
+        html.matches("<svg").count(),
+        4,
+        "consensus, silhouette, error, held-out error"
+    );
+    assert!(html.contains("held-out entries") && html.contains("rank k"));
+    assert!(html.contains("1. fit"), "the run is still shown");
+    // A selection alone is a report too; a damaged select-k.json is a one-line error.
+    let alone = dir.join("alone.html");
+    assert_ok(&run(&["report", s(&sel), "--out", s(&alone), "-q"]));
+    std::fs::write(sel.join("select-k.json"), b"{\"scores\": 3}").unwrap();
+    assert_refused(
+        &["report", s(&sel), "--out", s(&dir.join("bad.html"))],
+        &["select-k.json"],
+        &dir.join("bad.html"),
+    );
+}

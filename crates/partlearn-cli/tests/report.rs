@@ -62,8 +62,28 @@ fn report_renders_in_headless_chromium_and_is_not_blank() {
         );
         assert_ok(&run(&["eval", s(d), "--data", "swimmer", "--quiet", "--no-svm"]));
     }
+    // A rank selection's section (table and four charts) is laid out and checked as well.
+    let sel = dir.join("select-k");
+    assert_ok(&run(&[
+        "select-k",
+        "--data",
+        "swimmer",
+        "-k",
+        "4,8",
+        "--runs",
+        "2",
+        "--max-iter",
+        "20",
+        "--holdout",
+        "0.1",
+        "--replicates",
+        "2",
+        "--out",
+        s(&sel),
+        "-q",
+    ]));
     let html = dir.join("report.html");
-    let report = ["report", s(&run_dir), s(&other), "--out", s(&html)];
+    let report = ["report", s(&run_dir), s(&other), s(&sel), "--out", s(&html)];
     assert_ok(&run(&report));
     // Without --force the report is not overwritten.
     assert_user_error(&run(&report), &["already exists", "--force"]);

@@ -5,15 +5,21 @@
 //! URIs, panels with their rows named, so the file can be mailed or archived alone) and the
 //! options each run was fitted with, as a table (from run.json, [`RunRecord`]).
 //!
-//! [`ReportRun::load`] reads a run folder; [`render`] turns runs into the page.
+//! Folders written by `partlearn select-k` ([`ReportSelection`]) get a "Choosing k" section: the
+//! suggested ranks, the scores table and the charts of every criterion against k.
+//!
+//! [`ReportRun::load`] reads a run folder, [`ReportSelection::load`] a selection; [`render`]
+//! turns runs into the page, [`render_with`] runs and selections.
 
 use std::path::Path;
 
 use serde_json::Value;
 
+use crate::engine::StopReason;
 use crate::error::{Error, Result};
 use crate::io::record::RunRecord;
 use crate::plot::{Chart, Series, Style};
+use crate::select::{self, Selection};
 
 /// What the report shows of one run.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,17 +63,117 @@ impl ReportRun {
             }
         }
         figures.sort_by(|a, b| a.0.cmp(&b.0));
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| dir.display().to_string());
         Ok(ReportRun {
-            name,
+            name: folder_name(&dir),
             run,
             metrics,
             figures,
         })
     }
+}
+
+/// What the report shows of a rank selection (`partlearn select-k`'s folder).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportSelection {
+    /// Display name (the folder name).
+    pub name: String,
+    /// The folder's select-k.json.
+    pub selection: Selection,
+}
+
+impl ReportSelection {
+    /// Whether `dir` is a selection's folder: it holds select-k.json and no run.json.
+    pub fn is_selection(dir: &Path) -> bool {
+        dir.join(select::RESULT_FILE).is_file() && !dir.join(crate::io::run::RUN_FILE).exists()
+    }
+
+    /// Reads `dir/select-k.json`; a file that is not a selection partlearn wrote is refused.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(select::RESULT_FILE);
+        let selection: Selection = crate::io::read_json(&path)?;
+        if selection.scores.is_empty() {
+            return Err(Error::format(
+                &path,
+                "a selection without scores; rerun `partlearn select-k` (with --force) to score the ranks",
+            ));
+        }
+        Ok(ReportSelection {
+            name: folder_name(dir),
+            selection,
+        })
+    }
+}
+
+fn folder_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+/// The "Choosing k" section of one selection: what each criterion suggests, the scores and one
+/// chart per criterion ([`select::charts`], drawn again from the scores).
+fn selection_html(r: &ReportSelection) -> Result<String> {
+    let sel = &r.selection;
+    let mut h = format!(
+        "<div class=\"run\"><h2>Choosing k: {}</h2>\n<ul>",
+        escape(&r.name)
+    );
+    if let (Some(k), Some(hold)) = (sel.k_cv, sel.holdout) {
+        h.push_str(&format!(
+            "<li>by cross-validation: <strong>k = {k}</strong> — the smallest k whose error on the \
+             {:.0} % held-out entries is within one standard error (over {} replicates) of the lowest</li>",
+            100.0 * hold,
+            sel.replicates
+        ));
+    }
+    h.push_str(&format!(
+        "<li>by the atoms' stability: <strong>k = {}</strong> — the largest k whose mean silhouette \
+         of the runs' atoms is within {} of the best</li>\
+         <li>by the consensus of the samples: <strong>k = {}</strong> — Brunet's rule, the last k \
+         before the cophenetic correlation drops by more than {} (on data where every sample has one \
+         dominant part it plateaus instead, and bounds k from below only)</li></ul>\n",
+        sel.k_silhouette,
+        select::SILHOUETTE_TOL,
+        sel.k_cophenetic,
+        select::COPHENETIC_TOL
+    ));
+    if sel.stop_reason == StopReason::Interrupted {
+        h.push_str("<p><em>interrupted: only the ranks listed were scored</em></p>\n");
+    }
+    let cv = sel.holdout.is_some();
+    h.push_str("<div class=\"scroll\"><table><tr><th>k</th><th>rel. error (± std)</th><th>cophenetic</th><th>dispersion</th><th>silhouette</th>");
+    if cv {
+        h.push_str("<th>held-out error (± std)</th>");
+    }
+    h.push_str("<th>seconds</th></tr>\n");
+    for s in &sel.scores {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{:.4} ± {:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td>",
+            s.k, s.rel_error, s.rel_error_std, s.cophenetic, s.dispersion, s.silhouette
+        ));
+        if cv {
+            match (s.cv_error, s.cv_error_std) {
+                (Some(e), Some(sd)) => h.push_str(&format!("<td>{e:.4} ± {sd:.4}</td>")),
+                _ => h.push_str("<td>–</td>"),
+            }
+        }
+        h.push_str(&format!("<td>{:.1}</td></tr>\n", s.seconds));
+    }
+    h.push_str("</table></div>\n");
+    for (file, svg) in select::charts(sel)? {
+        let caption = match file.as_str() {
+            "consensus_vs_k.svg" => "Cophenetic correlation and dispersion of the consensus matrix of the runs' sample labels (largest code entry): 1 means every run groups the samples the same way.",
+            "silhouette_vs_k.svg" => "Mean silhouette of the atoms of all runs clustered into k groups: near 1 when every run finds the same parts; it drops past the rank the data support.",
+            "error_vs_k.svg" => "Relative reconstruction error of the runs (mean ± std): it always falls with k, so alone it does not choose k.",
+            _ => "Relative error on the held-out entries (mean ± std over the replicates): it stops falling, or rises, once extra components fit noise.",
+        };
+        h.push_str(&format!(
+            "<figure><figcaption>{}</figcaption>{svg}</figure>\n",
+            escape(caption)
+        ));
+    }
+    h.push_str("</div>\n");
+    Ok(h)
 }
 
 /// The columns of the metrics table: header and JSON pointer into run.json (`run:`) or
@@ -323,8 +429,17 @@ fn option_rows(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
 
 /// The report page for `runs` (at least one).
 pub fn render(runs: &[ReportRun], title: &str) -> Result<String> {
-    if runs.is_empty() {
-        return Err(Error::invalid("runs", 0, "give at least one run folder"));
+    render_with(runs, &[], title)
+}
+
+/// The report page for `runs` and rank `selections` (at least one of either).
+pub fn render_with(runs: &[ReportRun], selections: &[ReportSelection], title: &str) -> Result<String> {
+    if runs.is_empty() && selections.is_empty() {
+        return Err(Error::invalid(
+            "runs",
+            0,
+            "give at least one run folder or select-k folder",
+        ));
     }
     let mut h = String::with_capacity(1 << 20);
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
@@ -342,19 +457,26 @@ pub fn render(runs: &[ReportRun], title: &str) -> Result<String> {
     );
     h.push_str(&format!("<h1>{}</h1>\n", escape(title)));
     h.push_str(&format!(
-        "<p>{} run(s); partlearn {}. Metrics follow METHODS.md §7: reconstruction MSE per pixel, mean \
+        "<p>{} run(s){}; partlearn {}. Metrics follow METHODS.md §7: reconstruction MSE per pixel, mean \
          per-sample Hoyer sparsity of the codes (0 = dense, 1 = one non-zero), max-approximation error \
          against the dilated originals (per pixel) and the linear-SVM protocol on the codes (accuracy \
          as a fraction, ± its standard deviation over the test splits). Runs are numbered as in the \
          charts.</p>\n",
         runs.len(),
+        if selections.is_empty() {
+            String::new()
+        } else {
+            format!(", {} rank selection(s)", selections.len())
+        },
         env!("CARGO_PKG_VERSION")
     ));
-    h.push_str("<h2>Metrics</h2>\n<div class=\"scroll\"><table><tr><th>#</th><th>run</th>");
-    for (name, _, _) in COLUMNS {
-        h.push_str(&format!("<th>{}</th>", escape(name)));
+    if !runs.is_empty() {
+        h.push_str("<h2>Metrics</h2>\n<div class=\"scroll\"><table><tr><th>#</th><th>run</th>");
+        for (name, _, _) in COLUMNS {
+            h.push_str(&format!("<th>{}</th>", escape(name)));
+        }
+        h.push_str("</tr>\n");
     }
-    h.push_str("</tr>\n");
     for (i, r) in runs.iter().enumerate() {
         h.push_str(&format!("<tr><td>{}</td><td>{}</td>", i + 1, escape(&r.name)));
         let run = serde_json::to_value(&r.run).unwrap_or_default();
@@ -364,7 +486,9 @@ pub fn render(runs: &[ReportRun], title: &str) -> Result<String> {
         }
         h.push_str("</tr>\n");
     }
-    h.push_str("</table></div>\n");
+    if !runs.is_empty() {
+        h.push_str("</table></div>\n");
+    }
     let charts = tradeoff_charts(runs)?;
     if !charts.is_empty() {
         h.push_str("<h2>Trade-offs across runs</h2>\n");
@@ -375,6 +499,9 @@ pub fn render(runs: &[ReportRun], title: &str) -> Result<String> {
                 escape(caption)
             ));
         }
+    }
+    for sel in selections {
+        h.push_str(&selection_html(sel)?);
     }
     for (i, r) in runs.iter().enumerate() {
         h.push_str(&format!(
