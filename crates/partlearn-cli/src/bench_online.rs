@@ -11,7 +11,7 @@ use partlearn::nmf::online::{self, MiniBatchParams};
 
 #[derive(Args, Debug)]
 pub struct BenchOnlineArgs {
-    /// An .npy file (n × m, C order) or a folder of .npy shards; streamed, never loaded whole.
+    /// An .npy file (n × m, C order), a CSR .npz (scipy save_npz) or a folder of .npy shards; streamed, never loaded whole.
     #[arg(long = "data", value_name = "FILE|DIR")]
     pub data: PathBuf,
     #[arg(short = 'k', long = "k", default_value_t = 50)]
@@ -42,8 +42,11 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 pub fn run(a: BenchOnlineArgs) -> Result<()> {
+    let npz = a.data.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz"));
     let mut src: Box<dyn RowSource<f32>> = if a.data.is_dir() {
         Box::new(NpyShards::open(&a.data)?)
+    } else if npz {
+        Box::new(partlearn::data::npz::NpzRows::open(&a.data)?)
     } else {
         Box::new(NpyRows::open(&a.data)?)
     };

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use clap::Args;
+use partlearn::data::npz::{npz_format, NpzRows};
 use partlearn::data::rows::{CsrRows, DenseRows, NpyRows, NpyShards, RowSource};
 use partlearn::engine::StopReason;
 use partlearn::io::record::{self, NmfPart};
@@ -66,6 +67,7 @@ pub struct OnlineArgs {
 /// Where the rows come from.
 enum Source<T: Real> {
     File(NpyRows),
+    Npz(NpzRows),
     Shards(NpyShards),
     Dense(partlearn::data::Dataset<T>),
     Sparse(partlearn::data::Csr<T>),
@@ -75,8 +77,11 @@ impl<T: Real> Source<T> {
     fn open(a: &NmfArgs) -> Result<Self> {
         let d = &a.data;
         let path = Path::new(&d.spec);
-        let streamed = !d.is_sparse()
-            && (path.is_dir() || (d.spec.to_ascii_lowercase().ends_with(".npy") && path.is_file()));
+        let lower = d.spec.to_ascii_lowercase();
+        // A CSR .npz streams its rows too (other sparse formats are loaded and converted).
+        let npz_csr = lower.ends_with(".npz") && path.is_file() && npz_format(path)? == "csr";
+        let streamed =
+            npz_csr || (!d.is_sparse() && (path.is_dir() || (lower.ends_with(".npy") && path.is_file())));
         if streamed {
             if d.first.is_some() || d.subset.is_some() || d.labels.is_some() {
                 anyhow::bail!(
@@ -84,7 +89,9 @@ impl<T: Real> Source<T> {
                     d.spec
                 );
             }
-            return Ok(if path.is_dir() {
+            return Ok(if npz_csr {
+                Source::Npz(NpzRows::open(path)?)
+            } else if path.is_dir() {
                 Source::Shards(NpyShards::open(path)?)
             } else {
                 Source::File(NpyRows::open(path)?)
@@ -100,6 +107,7 @@ impl<T: Real> Source<T> {
     fn rows(&mut self) -> Box<dyn RowSource<T> + '_> {
         match self {
             Source::File(f) => Box::new(&mut *f),
+            Source::Npz(f) => Box::new(&mut *f),
             Source::Shards(s) => Box::new(&mut *s),
             Source::Dense(d) => Box::new(DenseRows::new(d.x())),
             Source::Sparse(x) => Box::new(CsrRows::new(x)),
@@ -110,7 +118,7 @@ impl<T: Real> Source<T> {
         match self {
             Source::Dense(d) => a.data.record(d),
             Source::Sparse(x) => a.data.record_csr(x),
-            Source::File(_) | Source::Shards(_) => DataSpec {
+            Source::File(_) | Source::Npz(_) | Source::Shards(_) => DataSpec {
                 name: a.data.spec.clone(),
                 n_samples: n,
                 n_features: m,

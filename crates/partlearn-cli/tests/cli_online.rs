@@ -153,3 +153,64 @@ fn online_bad_settings_are_one_line_errors() {
         stderr(&o)
     );
 }
+
+#[test]
+fn online_streams_a_csr_npz_by_rows() {
+    let dir = temp_dir("online-npz");
+    let x = dir.join("t.npz");
+    let gen = [
+        "data",
+        "generate",
+        "topics",
+        "--docs",
+        "2000",
+        "--terms",
+        "80",
+        "--density",
+        "0.1",
+        "--topics",
+        "5",
+        "--seed",
+        "2",
+        "--out",
+        s(&x),
+    ];
+    assert_ok(&run(&gen));
+    // Streamed from the file, and the same matrix loaded whole (`--sparse` of its dense .npy):
+    // the same blocks, the same bits.
+    let csr: partlearn::data::Csr<f32> = partlearn::data::npz::read_npz(&x).unwrap();
+    let dense: Vec<f32> = (0..2000)
+        .flat_map(|i| {
+            let (cols, vals) = csr.row(i);
+            let mut row = vec![0.0f32; 80];
+            for (&c, &v) in cols.iter().zip(vals) {
+                row[c as usize] = v;
+            }
+            row
+        })
+        .collect();
+    let xd = dir.join("t.npy");
+    write_npy_f32(&xd, 2000, 80, &dense);
+    let (r1, r2) = (dir.join("r1"), dir.join("r2"));
+    assert_ok(&fit_online(s(&x), &r1, &["--init", "random"]));
+    assert_ok(&fit_online(s(&xd), &r2, &["--init", "random", "--sparse"]));
+    assert_eq!(model_tensor(&r1, "atoms"), model_tensor(&r2, "atoms"));
+    assert_eq!(
+        std::fs::read(r1.join("codes.npy")).unwrap(),
+        std::fs::read(r2.join("codes.npy")).unwrap()
+    );
+    let b = run(&[
+        "bench",
+        "online",
+        "--data",
+        s(&x),
+        "-k",
+        "5",
+        "--batch-size",
+        "500",
+        "--json",
+    ]);
+    assert_ok(&b);
+    let v: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
+    assert_eq!(v["n"].as_u64(), Some(2000));
+}

@@ -392,7 +392,7 @@ impl<T: Real> Csr<T> {
 }
 
 /// Column indices are stored as `u32`.
-fn check_ncols(ncols: usize) -> Result<()> {
+pub(crate) fn check_ncols(ncols: usize) -> Result<()> {
     if ncols > u32::MAX as usize {
         return Err(Error::invalid(
             "csr",

@@ -13,9 +13,10 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use super::rows::{RowBlock, RowSource};
 use super::Csr;
 use crate::error::{Error, Result};
-use crate::npy::{npy_bytes, parse_npy, NpyArray, NpyData, NpyDataRef};
+use crate::npy::{npy_bytes, parse_npy, NpyArray, NpyData, NpyDataRef, NpyStream};
 use crate::real::Real;
 
 /// One member of the archive, from the central directory.
@@ -140,33 +141,8 @@ fn members(f: &mut File, len: u64, path: &Path) -> Result<BTreeMap<String, Membe
 
 /// Reads and inflates one member (its declared size was checked by the caller).
 fn read_member(f: &mut File, len: u64, m: &Member, name: &str, path: &Path) -> Result<Vec<u8>> {
+    let start = member_start(f, len, m, name, path)?;
     let io = |e| Error::io(path, e);
-    let mut local = [0u8; 30];
-    if m.offset.checked_add(30).is_none_or(|end| end > len) {
-        return Err(Error::Truncated {
-            path: path.into(),
-            part: "data",
-            declared: m.offset + 30,
-            actual: len,
-        });
-    }
-    f.seek(SeekFrom::Start(m.offset)).map_err(io)?;
-    f.read_exact(&mut local).map_err(io)?;
-    if le32(&local, 0) != 0x0403_4b50 {
-        return Err(Error::format(
-            path,
-            format!("member {name}: bad local header; the archive is corrupt"),
-        ));
-    }
-    let start = m.offset + 30 + le16(&local, 26) as u64 + le16(&local, 28) as u64;
-    if start.checked_add(m.compressed).is_none_or(|end| end > len) {
-        return Err(Error::Truncated {
-            path: path.into(),
-            part: "data",
-            declared: start.saturating_add(m.compressed),
-            actual: len,
-        });
-    }
     f.seek(SeekFrom::Start(start)).map_err(io)?;
     let raw = Read::by_ref(f).take(m.compressed);
     let mut out = Vec::new();
@@ -208,6 +184,59 @@ fn read_member(f: &mut File, len: u64, m: &Member, name: &str, path: &Path) -> R
         ));
     }
     Ok(out)
+}
+
+/// Opens a member as a stream of its uncompressed bytes (CRC-32 computed as they pass).
+fn member_stream(path: &Path, len: u64, m: &Member, name: &str) -> Result<Box<CrcStream>> {
+    let mut f = crate::io::open_regular(path)?;
+    let start = member_start(&mut f, len, m, name, path)?;
+    f.seek(SeekFrom::Start(start)).map_err(|e| Error::io(path, e))?;
+    let raw = std::io::BufReader::with_capacity(1 << 16, f).take(m.compressed);
+    let inner: Box<dyn Read + Send> = match m.method {
+        0 => Box::new(raw),
+        8 => Box::new(flate2::read::DeflateDecoder::new(raw)),
+        other => {
+            return Err(Error::format(
+                path,
+                format!("member {name} uses zip compression method {other}; only stored (0) and deflate (8) are supported, as numpy and scipy write"),
+            ))
+        }
+    };
+    Ok(Box::new(flate2::CrcReader::new(inner.take(m.size))))
+}
+
+type CrcStream = flate2::CrcReader<std::io::Take<Box<dyn Read + Send>>>;
+
+/// The local header of member `m` checked; returns the offset of its data.
+fn member_start(f: &mut File, len: u64, m: &Member, name: &str, path: &Path) -> Result<u64> {
+    let io = |e| Error::io(path, e);
+    let mut local = [0u8; 30];
+    if m.offset.checked_add(30).is_none_or(|end| end > len) {
+        return Err(Error::Truncated {
+            path: path.into(),
+            part: "data",
+            declared: m.offset + 30,
+            actual: len,
+        });
+    }
+    f.seek(SeekFrom::Start(m.offset)).map_err(io)?;
+    f.read_exact(&mut local).map_err(io)?;
+    if le32(&local, 0) != 0x0403_4b50 {
+        return Err(Error::format(
+            path,
+            format!("member {name}: bad local header; the archive is corrupt"),
+        ));
+    }
+    let start = m.offset + 30 + le16(&local, 26) as u64 + le16(&local, 28) as u64;
+    if start.checked_add(m.compressed).is_none_or(|end| end > len) {
+        return Err(Error::Truncated {
+            path: path.into(),
+            part: "data",
+            declared: start.saturating_add(m.compressed),
+            actual: len,
+        });
+    }
+    Ok(start)
 }
 
 /// The text of a 0-d numpy string array (`'|Sn'` bytes, as scipy writes `format.npy`, or
@@ -354,6 +383,247 @@ pub fn read_npz<T: Real>(path: &Path) -> Result<Csr<T>> {
             path,
             format!("sparse format '{other}' is not supported; convert it to CSR first (x.tocsr()) and save again"),
         )),
+    }
+}
+
+/// The sparse format (`csr`, `csc`, `coo`, …) of a scipy `.npz`, from its `format` member alone.
+pub fn npz_format(path: &Path) -> Result<String> {
+    let mut f = crate::io::open_regular(path)?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let members = members(&mut f, len, path)?;
+    let m = members.get("format.npy").ok_or_else(|| {
+        Error::format(
+            path,
+            "no format.npy in the archive; this is not a scipy sparse .npz (write it with scipy.sparse.save_npz)",
+        )
+    })?;
+    parse_unicode_scalar(&read_member(&mut f, len, m, "format", path)?, path)
+}
+
+/// A CSR `.npz` (`scipy.sparse.save_npz`) read block of rows by block of rows, front to back:
+/// `indptr`, `indices` and `data` are three streams inflated as they are read, so memory is one
+/// block whatever the file's size (online NMF over a file larger than memory). Reading rows
+/// before the current position restarts the streams (a new pass); after the last row the
+/// members' CRC-32 are checked. CSC and COO files cannot be streamed by rows: convert them
+/// (`scipy.sparse.save_npz(f, x.tocsr())`).
+pub struct NpzRows {
+    path: std::path::PathBuf,
+    len: u64,
+    parts: [Member; 3],
+    n: usize,
+    m: usize,
+    nnz: usize,
+    at: Option<Streams>,
+}
+
+/// The three streams and the row they are at.
+struct Streams {
+    indptr: NpyStream<Box<CrcStream>>,
+    indices: NpyStream<Box<CrcStream>>,
+    data: NpyStream<Box<CrcStream>>,
+    row: usize,
+    ptr: usize,
+}
+
+impl std::fmt::Debug for NpzRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NpzRows({}, {} × {})", self.path.display(), self.n, self.m)
+    }
+}
+
+/// The elements of an integer NPY chunk as `i64`.
+fn chunk_ints(d: NpyData, what: &str, path: &Path) -> Result<Vec<i64>> {
+    Ok(match d {
+        NpyData::I32(v) => v.into_iter().map(i64::from).collect(),
+        NpyData::I64(v) => v,
+        NpyData::U32(v) => v.into_iter().map(i64::from).collect(),
+        NpyData::U8(v) => v.into_iter().map(i64::from).collect(),
+        NpyData::F32(_) | NpyData::F64(_) => {
+            return Err(Error::format(
+                path,
+                format!("{what} holds floats; a CSR matrix has integer indices; the file is corrupt"),
+            ))
+        }
+    })
+}
+
+impl NpzRows {
+    /// Opens a CSR `.npz` and checks its members' headers (the arrays are not read).
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut f = crate::io::open_regular(path)?;
+        let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+        let mut members = members(&mut f, len, path)?;
+        let mut take = |name: &str| {
+            members.remove(&format!("{name}.npy")).ok_or_else(|| {
+                Error::format(
+                    path,
+                    format!("no {name}.npy in the archive; this is not a scipy sparse .npz (write it with scipy.sparse.save_npz)"),
+                )
+            })
+        };
+        let (format, shape) = (take("format")?, take("shape")?);
+        let format = parse_unicode_scalar(&read_member(&mut f, len, &format, "format", path)?, path)?;
+        if format != "csr" {
+            return Err(Error::format(
+                path,
+                format!("a '{format}' matrix cannot be streamed by rows; save it as CSR: scipy.sparse.save_npz(f, x.tocsr())"),
+            ));
+        }
+        let shape = ints(
+            &parse_npy(&read_member(&mut f, len, &shape, "shape", path)?, path)?,
+            "shape",
+            path,
+        )?;
+        let (n, m) = match shape[..] {
+            [n, m] if n > 0 && m > 0 => (n as usize, m as usize),
+            _ => {
+                return Err(Error::format(
+                    path,
+                    format!("shape {shape:?}: streaming needs a non-empty 2-d matrix"),
+                ))
+            }
+        };
+        super::csr::check_ncols(m)?;
+        let parts = [take("indptr")?, take("indices")?, take("data")?];
+        let mut rows = NpzRows {
+            path: path.into(),
+            len,
+            parts,
+            n,
+            m,
+            nnz: 0,
+            at: None,
+        };
+        let s = rows.restart()?;
+        let nnz = s.data.shape().iter().product::<usize>();
+        let bad = |what: String| Err(Error::format(path, format!("{what}; the file is corrupt")));
+        if s.indptr.shape() != [n + 1] {
+            return bad(format!(
+                "indptr has shape {:?}, a CSR matrix with {n} rows needs [{}]",
+                s.indptr.shape(),
+                n + 1
+            ));
+        }
+        if s.indices.shape() != [nnz] || s.data.shape().len() != 1 {
+            return bad(format!(
+                "indices {:?} and data {:?} are not 1-d arrays of one length",
+                s.indices.shape(),
+                s.data.shape()
+            ));
+        }
+        rows.nnz = nnz;
+        rows.at = Some(s);
+        Ok(rows)
+    }
+
+    /// The streams at row 0 (the first `indptr` entry read and checked).
+    fn restart(&self) -> Result<Streams> {
+        let open = |i: usize, name: &str| -> Result<NpyStream<Box<CrcStream>>> {
+            let m = &self.parts[i];
+            NpyStream::new(member_stream(&self.path, self.len, m, name)?, m.size, &self.path)
+        };
+        let mut indptr = open(0, "indptr")?;
+        let first = chunk_ints(indptr.read(1)?, "indptr", &self.path)?;
+        if first != [0] {
+            return Err(Error::format(
+                &self.path,
+                "indptr does not start at 0; the file is corrupt",
+            ));
+        }
+        Ok(Streams {
+            indptr,
+            indices: open(1, "indices")?,
+            data: open(2, "data")?,
+            row: 0,
+            ptr: 0,
+        })
+    }
+
+    /// Reads the next `len` rows of the streams; `keep` false only skips them.
+    fn next_rows<T: Real>(&mut self, len: usize, keep: bool) -> Result<Option<Csr<T>>> {
+        let (path, m, nnz, n) = (self.path.clone(), self.m, self.nnz, self.n);
+        let Some(s) = self.at.as_mut() else {
+            return Err(Error::format(
+                &path,
+                "the streams were lost after an error; open the file again",
+            ));
+        };
+        let ptrs = chunk_ints(s.indptr.read(len)?, "indptr", &path)?;
+        let mut indptr = Vec::with_capacity(len + 1);
+        indptr.push(0usize);
+        let mut prev = s.ptr;
+        for &p in &ptrs {
+            let p = to_index(p, nnz + 1, "indptr entry", &path)?;
+            if p < prev {
+                return Err(Error::format(&path, "indptr decreases; the file is corrupt"));
+            }
+            indptr.push(p - s.ptr);
+            prev = p;
+        }
+        let count = prev - s.ptr;
+        let indices = chunk_ints(s.indices.read(count)?, "indices", &path)?;
+        let values = s.data.read(count)?;
+        s.row += len;
+        s.ptr = prev;
+        if s.row == n {
+            let ok = self
+                .parts
+                .iter()
+                .zip([&s.indptr, &s.indices, &s.data])
+                .all(|(m, st)| st.get_ref().crc().sum() == m.crc);
+            if !ok {
+                return Err(Error::format(&path, "CRC-32 mismatch; the archive is corrupt"));
+            }
+        }
+        if !keep {
+            return Ok(None);
+        }
+        let indices = indices
+            .into_iter()
+            .map(|c| to_index(c, m, "index", &path).map(|c| c as u32))
+            .collect::<Result<Vec<_>>>()?;
+        Csr::from_parts(len, m, indptr, indices, values.to_real())
+            .map(Some)
+            .map_err(|e| Error::format(&path, e.to_string()))
+    }
+}
+
+impl<T: Real> RowSource<T> for NpzRows {
+    fn n_rows(&self) -> usize {
+        self.n
+    }
+    fn n_cols(&self) -> usize {
+        self.m
+    }
+    fn read(&mut self, start: usize, len: usize) -> Result<RowBlock<T>> {
+        if start.checked_add(len).is_none_or(|e| e > self.n) {
+            return Err(Error::invalid(
+                "rows",
+                format!("{start}..{}", start.saturating_add(len)),
+                format!("the source has {} rows", self.n),
+            ));
+        }
+        let row = self.at.as_ref().map_or(usize::MAX, |s| s.row);
+        if start < row || self.at.is_none() {
+            self.at = None;
+            self.at = Some(self.restart()?);
+        }
+        // Skip to `start` a block at a time.
+        while let Some(skip) = self.at.as_ref().map(|s| start - s.row).filter(|&k| k > 0) {
+            let step = skip.min(4096);
+            if let Err(e) = self.next_rows::<T>(step, false) {
+                self.at = None;
+                return Err(e);
+            }
+        }
+        match self.next_rows(len, true) {
+            Ok(Some(x)) => Ok(RowBlock::Sparse(x)),
+            Ok(None) => Err(Error::format(&self.path, "no rows were read")),
+            Err(e) => {
+                self.at = None;
+                Err(e)
+            }
+        }
     }
 }
 
@@ -531,5 +801,89 @@ mod tests {
         let q = dir.path().join("flip.npz");
         std::fs::write(&q, &flipped).unwrap();
         assert!(read_npz::<f32>(&q).is_err());
+    }
+
+    /// A `n × m` CSR matrix with about a third of the entries stored, some rows empty.
+    fn random_csr(n: usize, m: usize) -> Csr<f64> {
+        let mut r = crate::Rng::new(9);
+        let mut t = Vec::new();
+        for i in 0..n {
+            if i % 7 == 3 {
+                continue;
+            }
+            for j in 0..m {
+                if r.uniform() < 0.33 {
+                    t.push((i, j, r.uniform() + 0.01));
+                }
+            }
+        }
+        Csr::from_triplets(n, m, &t).unwrap()
+    }
+
+    #[test]
+    fn rows_stream_in_blocks_and_match_the_whole_file() {
+        let dir = crate::data::test_dir("npz-rows");
+        let p = dir.path().join("x.npz");
+        let a = random_csr(300, 40);
+        write_npz(&p, &a).unwrap();
+        let mut src = NpzRows::open(&p).unwrap();
+        assert_eq!(
+            (RowSource::<f64>::n_rows(&src), RowSource::<f64>::n_cols(&src)),
+            (300, 40)
+        );
+        let block = |src: &mut NpzRows, start: usize, len: usize| match src.read(start, len).unwrap() {
+            RowBlock::Sparse(x) => x,
+            RowBlock::Dense(_) => panic!("a sparse file gives sparse blocks"),
+        };
+        let want =
+            |start: usize, len: usize| a.select_rows(&(start..start + len).collect::<Vec<_>>()).unwrap();
+        // Two passes in blocks of 64 (the last one short), then a jump ahead and one back.
+        for _ in 0..2 {
+            for start in (0..300).step_by(64) {
+                let len = 64.min(300 - start);
+                assert_eq!(block(&mut src, start, len), want(start, len), "rows {start}..");
+            }
+        }
+        assert_eq!(block(&mut src, 250, 20), want(250, 20));
+        assert_eq!(block(&mut src, 10, 5), want(10, 5));
+        assert!(src.read(299, 2).map(|_: RowBlock<f64>| ()).is_err());
+        // In f32 too.
+        let mut s32 = NpzRows::open(&p).unwrap();
+        match RowSource::<f32>::read(&mut s32, 0, 300).unwrap() {
+            RowBlock::Sparse(x) => assert_eq!(x, a.cast::<f32>()),
+            RowBlock::Dense(_) => panic!("sparse expected"),
+        }
+    }
+
+    #[test]
+    fn streamed_rows_refuse_csc_and_corrupt_members() {
+        let dir = crate::data::test_dir("npz-rows-bad");
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/data/fixtures");
+        let e = NpzRows::open(&fixtures.join("scipy_csc_stored.npz"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'csc'") && e.contains("tocsr()"), "{e}");
+        // A stored (uncompressed) archive with one byte of the data member changed: the CRC
+        // check after the last row names the corruption.
+        let p = dir.path().join("x.npz");
+        write_npz(&p, &random_csr(50, 10)).unwrap();
+        let mut src = NpzRows::open(&p).unwrap();
+        assert!(RowSource::<f64>::read(&mut src, 0, 50).is_ok());
+        let mut bytes = std::fs::read(&p).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x40;
+        let q = dir.path().join("bad.npz");
+        std::fs::write(&q, &bytes).unwrap();
+        let e = match NpzRows::open(&q) {
+            Err(e) => e.to_string(),
+            Ok(mut s) => RowSource::<f64>::read(&mut s, 0, 50)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string(),
+        };
+        assert!(
+            !e.contains('\n') && (e.contains("corrupt") || e.contains("truncated")),
+            "{e}"
+        );
     }
 }

@@ -354,6 +354,48 @@ fn read_from<R: Read>(r: &mut R, total: u64, path: &Path) -> Result<NpyArray> {
     })
 }
 
+/// An NPY array read front to back from a stream (an inflating zip member): the header first,
+/// then the elements in C order, a chunk at a time (memory: one chunk).
+pub(crate) struct NpyStream<R> {
+    r: R,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    left: usize,
+    path: std::path::PathBuf,
+}
+
+impl<R: Read> NpyStream<R> {
+    /// Reads and checks the header; `total` is the stream's declared length.
+    pub(crate) fn new(mut r: R, total: u64, path: &Path) -> Result<Self> {
+        let (header, count) = read_head(&mut r, total, path)?;
+        Ok(NpyStream {
+            r,
+            dtype: header.dtype,
+            shape: header.shape,
+            left: count,
+            path: path.into(),
+        })
+    }
+
+    /// The array's shape.
+    pub(crate) fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The underlying reader.
+    pub(crate) fn get_ref(&self) -> &R {
+        &self.r
+    }
+
+    /// The next `count` elements (at most those left).
+    pub(crate) fn read(&mut self, count: usize) -> Result<NpyData> {
+        let count = count.min(self.left);
+        self.left -= count;
+        read_data(&mut self.r, self.dtype, count)
+            .map_err(|e| Error::format(&self.path, format!("{e}; the archive is corrupt or truncated")))
+    }
+}
+
 /// Reads `count` elements of `dtype`.
 fn read_data<R: Read>(r: &mut R, dtype: Dtype, count: usize) -> std::io::Result<NpyData> {
     Ok(match dtype {

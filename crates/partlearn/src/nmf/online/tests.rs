@@ -127,6 +127,17 @@ fn a_file_gives_the_same_bits_as_memory_and_sparse_matches_dense() {
     let s = fit_rows(&mut CsrRows::new(&csr), &p, &mut Silent).unwrap();
     let diff = (d.model.components() - s.model.components()).norm_max();
     assert!(diff < 1e-8, "{diff}");
+    // A CSR .npz streamed by rows gives the bits of the matrix in memory.
+    let npz = dir.path().join("x.npz");
+    crate::data::npz::write_npz(&npz, &csr).unwrap();
+    let streamed: OnlineFit<f64> = fit_rows(
+        &mut crate::data::npz::NpzRows::open(&npz).unwrap(),
+        &p,
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(streamed.model.components(), s.model.components());
+    assert_eq!(key(&streamed.history), key(&s.history));
 }
 
 #[test]
