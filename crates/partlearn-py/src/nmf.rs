@@ -19,7 +19,7 @@ fn parse<T: std::str::FromStr<Err = partlearn::Error>>(s: &str) -> PyResult<T> {
 }
 
 /// A scipy CSR matrix as the tuple `(data, indices, indptr, n_rows, n_cols)` the estimators pass
-/// (`indices`, `indptr` as int64), in its data's float type.
+/// (`indices`, `indptr` int32 or int64, as scipy keeps them), in its data's float type.
 pub(crate) enum Sparse {
     F32(Csr<f32>),
     F64(Csr<f64>),
@@ -35,20 +35,28 @@ impl Sparse {
         if t.len() != 5 {
             return Err(bad());
         }
-        let index = |i: usize| -> PyResult<Vec<i64>> {
-            let a: PyReadonlyArray1<'_, i64> = t.get_item(i)?.extract().map_err(|_| bad())?;
-            Ok(a.as_array().iter().copied().collect())
-        };
-        let (indices, indptr) = (index(1)?, index(2)?);
-        let (n, m): (usize, usize) = (t.get_item(3)?.extract()?, t.get_item(4)?.extract()?);
-        let too_big = |v: &i64| *v < 0 || *v > u32::MAX as i64;
-        if indices.iter().any(too_big) || indptr.iter().any(|v| *v < 0) {
-            return Err(PyValueError::new_err(
-                "sparse X has negative or out-of-range indices; give scipy's arrays unchanged",
-            ));
+        // scipy's int32 or int64 index arrays, converted once (no wider copy).
+        fn index<U>(item: &Bound<'_, PyAny>, conv: impl Fn(i64) -> Option<U>) -> Option<PyResult<Vec<U>>> {
+            let all = |it: &mut dyn Iterator<Item = i64>| -> PyResult<Vec<U>> {
+                it.map(|v| {
+                    conv(v).ok_or_else(|| {
+                        PyValueError::new_err(
+                            "sparse X has negative or out-of-range indices; give scipy's arrays unchanged",
+                        )
+                    })
+                })
+                .collect()
+            };
+            if let Ok(a) = item.extract::<PyReadonlyArray1<'_, i32>>() {
+                return Some(all(&mut a.as_array().iter().map(|&v| i64::from(v))));
+            }
+            let a = item.extract::<PyReadonlyArray1<'_, i64>>().ok()?;
+            let r = all(&mut a.as_array().iter().copied());
+            Some(r)
         }
-        let indices: Vec<u32> = indices.into_iter().map(|v| v as u32).collect();
-        let indptr: Vec<usize> = indptr.into_iter().map(|v| v as usize).collect();
+        let (n, m): (usize, usize) = (t.get_item(3)?.extract()?, t.get_item(4)?.extract()?);
+        let indices: Vec<u32> = index(&t.get_item(1)?, |v| u32::try_from(v).ok()).ok_or_else(bad)??;
+        let indptr: Vec<usize> = index(&t.get_item(2)?, |v| usize::try_from(v).ok()).ok_or_else(bad)??;
         let data = t.get_item(0)?;
         if let Ok(d) = data.extract::<PyReadonlyArray1<'_, f32>>() {
             let v = d.as_array().to_vec();

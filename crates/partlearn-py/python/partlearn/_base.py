@@ -54,14 +54,11 @@ def _check_x(estimator, X, *, reset, allow_nan=False, accept_sparse=False):
 
 def _csr_parts(X):
     """A CSR matrix as the tuple the native functions read as sparse data: ``(data, indices,
-    indptr, n_rows, n_cols)`` with int64 indices."""
-    return (
-        np.ascontiguousarray(X.data),
-        np.ascontiguousarray(X.indices, dtype=np.int64),
-        np.ascontiguousarray(X.indptr, dtype=np.int64),
-        int(X.shape[0]),
-        int(X.shape[1]),
-    )
+    indptr, n_rows, n_cols)``, the index arrays as scipy keeps them (int32 or int64; no copy)."""
+    def index(a):
+        return np.ascontiguousarray(a, dtype=a.dtype if a.dtype in (np.int32, np.int64) else np.int64)
+
+    return (np.ascontiguousarray(X.data), index(X.indices), index(X.indptr), int(X.shape[0]), int(X.shape[1]))
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
