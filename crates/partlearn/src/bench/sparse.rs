@@ -15,7 +15,7 @@ use super::GemmTiming;
 use crate::data::Csr;
 use crate::engine::Silent;
 use crate::error::Result;
-use crate::linalg::{self, spmm};
+use crate::linalg;
 use crate::nmf::{self, InitMethod, NmfParams, Solver};
 use crate::real::Real;
 use crate::rng::Rng;
@@ -96,7 +96,10 @@ fn time_min(reps: usize, mut f: impl FnMut()) -> f64 {
 /// `max_seconds`) on `x`, never densified.
 pub fn bench_nmf_sparse<T: Real>(x: &Csr<T>, o: &SparseBenchOptions) -> Result<SparseBenchReport> {
     let (n, m, k) = (x.nrows(), x.ncols(), o.k);
-    let xt = x.transpose()?;
+    // The products as the solvers form them (`R = HXᵀ` scattered from the rows, or gathered
+    // through the transpose when the scatter's partials would be too large).
+    let sx = crate::nmf::data_op::SparseX::new(x)?;
+    let xr = crate::nmf::data_op::XRef::Sparse(&sx);
     let par = linalg::par(o.threads);
     let mut rng = Rng::new(o.seed);
     let wt = Mat::<T>::from_fn(k, m, |_, _| T::from_f64(rng.uniform()));
@@ -110,13 +113,13 @@ pub fn bench_nmf_sparse<T: Real>(x: &Csr<T>, o: &SparseBenchOptions) -> Result<S
                 name: "P = WᵀX".into(),
                 shape: format!("{k}×{m} · sparse {m}×{n} ({} nnz)", x.nnz()),
                 flops: spmm_flops,
-                seconds: time_min(3, || spmm::spmm_rows(p.as_mut(), wt.as_ref(), x, par)),
+                seconds: time_min(3, || xr.codes_cross(p.as_mut(), wt.as_ref(), par)),
             },
             GemmTiming {
                 name: "R = HXᵀ".into(),
                 shape: format!("{k}×{n} · sparse {n}×{m}"),
                 flops: spmm_flops,
-                seconds: time_min(3, || spmm::spmm_rows(r.as_mut(), h.as_ref(), &xt, par)),
+                seconds: time_min(3, || xr.atoms_cross(r.as_mut(), h.as_ref(), par)),
             },
             GemmTiming {
                 name: "WᵀW".into(),
@@ -132,7 +135,7 @@ pub fn bench_nmf_sparse<T: Real>(x: &Csr<T>, o: &SparseBenchOptions) -> Result<S
             },
         ]
     })?;
-    drop(xt);
+    drop(sx);
     let spmm_bound: f64 = products.iter().map(|g| g.seconds).sum();
     let mut solvers = Vec::new();
     for &solver in &o.solvers {

@@ -81,6 +81,58 @@ pub(crate) fn spmm_rows_with<T: Real>(
     }
 }
 
+/// Row blocks of [`spmm_scatter`]: each is scattered into its own `k × m` partial by one task,
+/// and the partials are added in block order, so the bits depend on this constant only.
+pub(crate) const SCATTER_BLOCKS: usize = 4;
+
+/// `dst ← F·a`, i.e. `dst[:, c] = Σ_r a_rc · f[:, r]` (`dst` is `k × a.ncols()`, `f` is
+/// `k × a.nrows()`): `R = HXᵀ` from the samples' rows without their transpose. Each row scatters
+/// `a_rc · f[:, r]` into column `c` of a `k × m` partial (the partial, not `f`, takes the random
+/// accesses: it is `m/n` times smaller than `f` on a corpus); the rows are cut into
+/// [`SCATTER_BLOCKS`] fixed blocks, one partial each, added in block order (same bits for any
+/// thread count). Memory: `SCATTER_BLOCKS − 1` extra `k × m` partials.
+pub(crate) fn spmm_scatter<T: Real>(mut dst: MatMut<'_, T>, f: MatRef<'_, T>, a: &Csr<T>, par: Par) {
+    let (k, n, m) = (f.nrows(), a.nrows(), a.ncols());
+    debug_assert_eq!((dst.nrows(), dst.ncols(), f.ncols()), (k, m, n));
+    let owned;
+    let f = match f.try_as_col_major() {
+        Some(c) => c.as_dyn_stride(),
+        None => {
+            owned = f.to_owned();
+            owned.as_ref()
+        }
+    };
+    let block = n.div_ceil(SCATTER_BLOCKS).max(1);
+    let scatter = |b: usize| -> Vec<T> {
+        let mut out = vec![T::zero(); k * m];
+        for r in (b * block).min(n)..((b + 1) * block).min(n) {
+            let (cols, vals) = a.row(r);
+            let src = f.col(r);
+            for (&c, &v) in cols.iter().zip(vals) {
+                let o = &mut out[c as usize * k..(c as usize + 1) * k];
+                for (i, o) in o.iter_mut().enumerate() {
+                    *o += v * src[i];
+                }
+            }
+        }
+        out
+    };
+    let parts: Vec<Vec<T>> = if matches!(par, Par::Seq) {
+        (0..SCATTER_BLOCKS).map(scatter).collect()
+    } else {
+        (0..SCATTER_BLOCKS).into_par_iter().map(scatter).collect()
+    };
+    for c in 0..m {
+        for i in 0..k {
+            let mut v = T::zero();
+            for p in &parts {
+                v += p[c * k + i];
+            }
+            dst[(i, c)] = v;
+        }
+    }
+}
+
 #[inline]
 fn axpy<T: Real>(out: &mut [T], v: T, src: &[T]) {
     for (o, &s) in out.iter_mut().zip(src) {
@@ -208,6 +260,26 @@ mod tests {
             })
             .sum();
         assert!((ip - dense_ip).abs() < 1e-10 * dense_ip.abs());
+    }
+
+    #[test]
+    fn scatter_matches_dense_gemm_and_keeps_its_bits_with_threads() {
+        for (n, m) in [(300, 70), (3, 70), (1, 5)] {
+            let a = sparse(n, m, 5);
+            let x = a.to_dense().unwrap();
+            let mut rng = Rng::new(6);
+            let h = Mat::<f64>::from_fn(6, n, |_, _| rng.uniform());
+            let (mut r1, mut r2) = (Mat::zeros(6, m), Mat::zeros(6, m));
+            spmm_scatter(r1.as_mut(), h.as_ref(), &a, Par::Seq);
+            crate::linalg::with_threads(2, || spmm_scatter(r2.as_mut(), h.as_ref(), &a, Par::rayon(2)))
+                .unwrap();
+            assert_eq!(r1, r2, "{n} × {m}");
+            let dense_r = &h * &x;
+            assert!(
+                (&r1 - &dense_r).norm_max() <= 1e-12 * dense_r.norm_max().max(1.0),
+                "{n} × {m}"
+            );
+        }
     }
 
     #[test]

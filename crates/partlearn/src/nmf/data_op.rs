@@ -31,6 +31,13 @@ impl<'a, T: Real> SparseX<'a, T> {
     }
 }
 
+/// Whether `R = HXᵀ` is scattered from the samples' rows ([`spmm::spmm_scatter`], faster: its
+/// random accesses go to a `k × m` partial rather than to the `k × n` codes) — when its
+/// partials take at most 256 MB; otherwise it is gathered through the transpose.
+fn scatter_fits<T>(k: usize, m: usize) -> bool {
+    (spmm::SCATTER_BLOCKS * k * m * std::mem::size_of::<T>()) as f64 <= 256.0 * (1u64 << 20) as f64
+}
+
 /// `X` (`m × n`, samples as columns) for the solvers.
 #[derive(Clone, Copy)]
 pub(crate) enum XRef<'a, T> {
@@ -99,6 +106,9 @@ impl<'a, T: Real> XRef<'a, T> {
     pub fn atoms_cross(&self, dst: MatMut<'_, T>, h: MatRef<'_, T>, par: Par) {
         match self {
             XRef::Dense(x) => linalg::matmul(dst, Accum::Replace, h, x.transpose(), T::one(), par),
+            XRef::Sparse(s) if scatter_fits::<T>(h.nrows(), s.rows.ncols()) => {
+                spmm::spmm_scatter(dst, h, s.rows, par)
+            }
             XRef::Sparse(s) => spmm::spmm_rows(dst, h, &s.cols, par),
         }
     }
