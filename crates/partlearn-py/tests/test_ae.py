@@ -293,6 +293,9 @@ def test_params_from_run_maps_every_option():
 def test_ctrl_c_interrupts_training():
     code = (
         "import numpy as np, partlearn\n"
+        # Python's own Ctrl-C handler even when the test runner was started with SIGINT ignored
+        # (a background job of a non-interactive shell): what a user at a terminal has.
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "X = np.random.RandomState(0).rand(20000, 100)\n"
         "print('ready', flush=True)\n"
         "partlearn.SparseAutoencoder(50, max_iter=100000).fit(X)\n"

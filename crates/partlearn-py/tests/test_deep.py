@@ -346,6 +346,9 @@ def test_callback_sees_the_iterations_and_stops_the_fit(kind):
 def test_ctrl_c_interrupts_a_layer_fit():
     code = (
         "import numpy as np, partlearn\n"
+        # Python's own Ctrl-C handler even when the test runner was started with SIGINT ignored
+        # (a background job of a non-interactive shell): what a user at a terminal has.
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "X = np.abs(np.random.RandomState(0).randn(400, 60))\n"
         "print('ready', flush=True)\n"
         "partlearn.HierarchicalNMF((20, 10), tol=0, max_iter=10**8).fit(X)\n"

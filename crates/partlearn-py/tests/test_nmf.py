@@ -177,6 +177,9 @@ def test_gil_is_released_during_a_fit():
 def test_ctrl_c_interrupts_a_fit():
     code = (
         "import numpy as np, partlearn, time\n"
+        # Python's own Ctrl-C handler even when the test runner was started with SIGINT ignored
+        # (a background job of a non-interactive shell): what a user at a terminal has.
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "X = np.abs(np.random.RandomState(0).randn(4000, 400))\n"
         "print('ready', flush=True)\n"
         "partlearn.NMF(30, solver='anls', tol=0, max_iter=100000).fit(X)\n"
