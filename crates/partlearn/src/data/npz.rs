@@ -16,7 +16,7 @@ use std::path::Path;
 use super::rows::{RowBlock, RowSource};
 use super::Csr;
 use crate::error::{Error, Result};
-use crate::npy::{npy_bytes, parse_npy, NpyArray, NpyData, NpyDataRef, NpyStream};
+use crate::npy::{npy_bytes, parse_npy, NpyData, NpyDataRef, NpyStream};
 use crate::real::Real;
 
 /// One member of the archive, from the central directory.
@@ -276,18 +276,18 @@ fn parse_unicode_scalar(bytes: &[u8], path: &Path) -> Result<String> {
 }
 
 /// An integer NPY array (indices, pointers, shape) as `i64`s; `what` names it in errors.
-fn ints(a: &NpyArray, what: &str, path: &Path) -> Result<Vec<i64>> {
-    Ok(match &a.data {
-        NpyData::I32(v) => v.iter().map(|&x| x as i64).collect(),
-        NpyData::I64(v) => v.clone(),
-        NpyData::U32(v) => v.iter().map(|&x| x as i64).collect(),
-        NpyData::U8(v) => v.iter().map(|&x| x as i64).collect(),
-        _ => {
+fn ints(d: NpyData, what: &str, path: &Path) -> Result<Vec<i64>> {
+    Ok(match d {
+        NpyData::I32(v) => v.into_iter().map(i64::from).collect(),
+        NpyData::I64(v) => v,
+        NpyData::U32(v) => v.into_iter().map(i64::from).collect(),
+        NpyData::U8(v) => v.into_iter().map(i64::from).collect(),
+        other => {
             return Err(Error::format(
                 path,
                 format!(
                     "{what} has dtype {}; scipy writes integer index arrays",
-                    a.data.descr()
+                    other.descr()
                 ),
             ))
         }
@@ -323,7 +323,7 @@ pub fn read_npz<T: Real>(path: &Path) -> Result<Csr<T>> {
         read_member(&mut f, len, m, name, path)
     };
     let format = parse_unicode_scalar(&get("format")?, path)?;
-    let shape = ints(&parse_npy(&get("shape")?, path)?, "shape", path)?;
+    let shape = ints(parse_npy(&get("shape")?, path)?.data, "shape", path)?;
     let [n, m] = shape[..] else {
         return Err(Error::format(
             path,
@@ -344,8 +344,8 @@ pub fn read_npz<T: Real>(path: &Path) -> Result<Csr<T>> {
     match format.as_str() {
         "csr" | "csc" => {
             let (outer, inner) = if format == "csr" { (n, m) } else { (m, n) };
-            let indptr = ints(&parse_npy(&get("indptr")?, path)?, "indptr", path)?;
-            let indices = ints(&parse_npy(&get("indices")?, path)?, "indices", path)?;
+            let indptr = ints(parse_npy(&get("indptr")?, path)?.data, "indptr", path)?;
+            let indices = ints(parse_npy(&get("indices")?, path)?.data, "indices", path)?;
             if indptr.len() != outer + 1 {
                 return Err(Error::format(
                     path,
@@ -368,8 +368,8 @@ pub fn read_npz<T: Real>(path: &Path) -> Result<Csr<T>> {
             }
         }
         "coo" => {
-            let rows = ints(&parse_npy(&get("row")?, path)?, "row", path)?;
-            let cols = ints(&parse_npy(&get("col")?, path)?, "col", path)?;
+            let rows = ints(parse_npy(&get("row")?, path)?.data, "row", path)?;
+            let cols = ints(parse_npy(&get("col")?, path)?.data, "col", path)?;
             if rows.len() != values.len() || cols.len() != values.len() {
                 return Err(Error::format(path, "row, col and data differ in length; the file is corrupt"));
             }
@@ -431,22 +431,6 @@ impl std::fmt::Debug for NpzRows {
     }
 }
 
-/// The elements of an integer NPY chunk as `i64`.
-fn chunk_ints(d: NpyData, what: &str, path: &Path) -> Result<Vec<i64>> {
-    Ok(match d {
-        NpyData::I32(v) => v.into_iter().map(i64::from).collect(),
-        NpyData::I64(v) => v,
-        NpyData::U32(v) => v.into_iter().map(i64::from).collect(),
-        NpyData::U8(v) => v.into_iter().map(i64::from).collect(),
-        NpyData::F32(_) | NpyData::F64(_) => {
-            return Err(Error::format(
-                path,
-                format!("{what} holds floats; a CSR matrix has integer indices; the file is corrupt"),
-            ))
-        }
-    })
-}
-
 impl NpzRows {
     /// Opens a CSR `.npz` and checks its members' headers (the arrays are not read).
     pub fn open(path: &Path) -> Result<Self> {
@@ -470,7 +454,7 @@ impl NpzRows {
             ));
         }
         let shape = ints(
-            &parse_npy(&read_member(&mut f, len, &shape, "shape", path)?, path)?,
+            parse_npy(&read_member(&mut f, len, &shape, "shape", path)?, path)?.data,
             "shape",
             path,
         )?;
@@ -523,7 +507,7 @@ impl NpzRows {
             NpyStream::new(member_stream(&self.path, self.len, m, name)?, m.size, &self.path)
         };
         let mut indptr = open(0, "indptr")?;
-        let first = chunk_ints(indptr.read(1)?, "indptr", &self.path)?;
+        let first = ints(indptr.read(1)?, "indptr", &self.path)?;
         if first != [0] {
             return Err(Error::format(
                 &self.path,
@@ -548,7 +532,7 @@ impl NpzRows {
                 "the streams were lost after an error; open the file again",
             ));
         };
-        let ptrs = chunk_ints(s.indptr.read(len)?, "indptr", &path)?;
+        let ptrs = ints(s.indptr.read(len)?, "indptr", &path)?;
         let mut indptr = Vec::with_capacity(len + 1);
         indptr.push(0usize);
         let mut prev = s.ptr;
@@ -561,7 +545,7 @@ impl NpzRows {
             prev = p;
         }
         let count = prev - s.ptr;
-        let indices = chunk_ints(s.indices.read(count)?, "indices", &path)?;
+        let indices = ints(s.indices.read(count)?, "indices", &path)?;
         let values = s.data.read(count)?;
         s.row += len;
         s.ptr = prev;
@@ -596,13 +580,7 @@ impl<T: Real> RowSource<T> for NpzRows {
         self.m
     }
     fn read(&mut self, start: usize, len: usize) -> Result<RowBlock<T>> {
-        if start.checked_add(len).is_none_or(|e| e > self.n) {
-            return Err(Error::invalid(
-                "rows",
-                format!("{start}..{}", start.saturating_add(len)),
-                format!("the source has {} rows", self.n),
-            ));
-        }
+        super::rows::check_range(start, len, self.n)?;
         let row = self.at.as_ref().map_or(usize::MAX, |s| s.row);
         if start < row || self.at.is_none() {
             self.at = None;

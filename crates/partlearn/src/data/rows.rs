@@ -95,7 +95,7 @@ impl<T: Real, S: RowSource<T> + ?Sized> RowSource<T> for &mut S {
     }
 }
 
-fn check_range(start: usize, len: usize, n: usize) -> Result<()> {
+pub(crate) fn check_range(start: usize, len: usize, n: usize) -> Result<()> {
     if start.checked_add(len).is_none_or(|e| e > n) {
         return Err(Error::invalid(
             "rows",
