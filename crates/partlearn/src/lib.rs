@@ -68,6 +68,7 @@ pub mod report;
 pub mod rng;
 pub mod select;
 pub mod sparseness;
+pub mod study;
 pub mod sweep;
 
 pub use error::{Error, Result};

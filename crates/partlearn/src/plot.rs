@@ -29,6 +29,11 @@ pub struct Series {
     pub errors: Vec<f64>,
     /// Text drawn beside each point (e.g. a run number); empty = none.
     pub point_labels: Vec<String>,
+    /// Reference values (e.g. published numbers): hollow diamonds, never joined by a line.
+    pub reference: bool,
+    /// Colour as an index into the palette (default: the series' position), so that a reference
+    /// series can take the colour of the curve it is compared with.
+    pub color: Option<usize>,
 }
 
 impl Series {
@@ -195,7 +200,7 @@ impl Chart {
             .light_line_style(RGBColor(245, 245, 245))
             .draw()?;
         for (i, s) in self.series.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
+            let color = PALETTE[s.color.unwrap_or(i) % PALETTE.len()];
             let pts: Vec<(usize, (f64, f64))> = s
                 .points
                 .iter()
@@ -203,7 +208,7 @@ impl Chart {
                 .enumerate()
                 .filter(|&(_, p)| self.drawable(p))
                 .collect();
-            if self.style == Style::Lines {
+            if self.style == Style::Lines && !s.reference {
                 cc.draw_series(LineSeries::new(pts.iter().map(|p| p.1), color.stroke_width(2)))?;
             }
             let y_floor = if self.y_log {
@@ -217,7 +222,13 @@ impl Chart {
                     ErrorBar::new_vertical(x, (y - e).max(y_floor), y, y + e, color.stroke_width(1), 8)
                 })
             }))?;
-            cc.draw_series(pts.iter().map(|&(_, p)| Circle::new(p, 4, color.filled())))?;
+            if s.reference {
+                cc.draw_series(pts.iter().map(|&(_, p)| {
+                    EmptyElement::at(p) + PathElement::new(DIAMOND.to_vec(), color.stroke_width(2))
+                }))?;
+            } else {
+                cc.draw_series(pts.iter().map(|&(_, p)| Circle::new(p, 4, color.filled())))?;
+            }
             cc.draw_series(pts.iter().filter_map(|&(j, p)| {
                 let text = s.point_labels.get(j)?;
                 Some(EmptyElement::at(p) + Text::new(text.clone(), (6, -16), (FONT, 15).into_font()))
@@ -225,12 +236,20 @@ impl Chart {
         }
         // Legend to the right of the plot, so it never hides a point.
         for (i, s) in self.series.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
+            let color = PALETTE[s.color.unwrap_or(i) % PALETTE.len()];
             let y = 40 + 24 * i as i32;
-            if self.style == Style::Lines {
-                legend_area.draw(&PathElement::new(vec![(6, y), (30, y)], color.stroke_width(2)))?;
+            if s.reference {
+                let d = DIAMOND
+                    .iter()
+                    .map(|&(dx, dy)| (18 + dx, y + dy))
+                    .collect::<Vec<_>>();
+                legend_area.draw(&PathElement::new(d, color.stroke_width(2)))?;
+            } else {
+                if self.style == Style::Lines {
+                    legend_area.draw(&PathElement::new(vec![(6, y), (30, y)], color.stroke_width(2)))?;
+                }
+                legend_area.draw(&Circle::new((18, y), 4, color.filled()))?;
             }
-            legend_area.draw(&Circle::new((18, y), 4, color.filled()))?;
             let style = TextStyle::from((FONT, 17).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
             legend_area.draw(&Text::new(s.label.clone(), (38, y), style))?;
         }
@@ -239,6 +258,9 @@ impl Chart {
 }
 
 type DrawResult = std::result::Result<(), DrawingAreaErrorKind<std::io::Error>>;
+
+/// The outline of a hollow diamond of radius 7 pixels (the marker of a reference value).
+const DIAMOND: [(i32, i32); 5] = [(0, -7), (7, 0), (0, 7), (-7, 0), (0, -7)];
 
 fn draw_error(what: &str, e: DrawingAreaErrorKind<std::io::Error>) -> Error {
     Error::invalid("chart", what, format!("drawing failed ({e})"))
@@ -471,6 +493,7 @@ pub(crate) mod tests {
                 points: vec![(1e-4, 0.015), (1e-3, f64::NAN), (1e-2, 0.03)],
                 errors: vec![0.002, 0.0, 0.001],
                 point_labels: vec!["1".into(), "2".into(), "3".into()],
+                ..Series::default()
             },
         ];
         chart
@@ -545,6 +568,36 @@ pub(crate) mod tests {
         let mut tiny = chart;
         tiny.size = (10, 10);
         assert!(tiny.to_svg().is_err());
+    }
+
+    #[test]
+    fn reference_series_are_hollow_diamonds_in_the_colour_they_are_given() {
+        let mut chart = beta_chart();
+        let plain = chart.to_svg().unwrap();
+        let mut reference = Series::new("report, p = 0.01", vec![(1e-3, 0.025), (1e-2, 0.05)]);
+        reference.reference = true;
+        reference.color = Some(0);
+        chart.series.push(reference);
+        let svg = chart.to_svg().unwrap();
+        assert!(parse_svg(&svg).iter().any(|t| t == "report, p = 0.01"));
+        // Two diamonds and one legend diamond: closed 5-point outlines in the first colour; no
+        // third colour is used and no line joins the reference points.
+        let diamonds = |s: &str| {
+            s.split("<polyline")
+                .skip(1)
+                .filter(|p| {
+                    p.contains("#1F77B4")
+                        && p.split("points=\"").nth(1).map_or(0, |q| {
+                            q.split('"').next().unwrap_or("").split_whitespace().count()
+                        }) == 5
+                })
+                .count()
+        };
+        assert_eq!(diamonds(&svg) - diamonds(&plain), 3, "{svg}");
+        assert!(
+            !svg.contains("#2CA02C"),
+            "the reference takes colour 0, not its own"
+        );
     }
 
     #[test]

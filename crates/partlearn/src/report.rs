@@ -442,19 +442,7 @@ pub fn render_with(runs: &[ReportRun], selections: &[ReportSelection], title: &s
         ));
     }
     let mut h = String::with_capacity(1 << 20);
-    h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
-    h.push_str(&format!("<title>{}</title>", escape(title)));
-    h.push_str(
-        "<style>body{font-family:sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;color:#222;background:#fff}\
-         .scroll{overflow-x:auto}table{border-collapse:collapse;margin:12px 0}\
-         td,th{border:1px solid #bbb;padding:4px 8px;text-align:right;white-space:nowrap}\
-         th{background:#eee}td:first-child,th:first-child{text-align:left}\
-         .run{border:1px solid #ccc;padding:12px;margin:18px 0}\
-         figure{margin:14px 0}figcaption{margin:4px 0 6px;max-width:900px}\
-         img,svg{max-width:100%;height:auto;display:block}img{image-rendering:pixelated}\
-         table.options td{text-align:left;font-size:13px;white-space:normal;overflow-wrap:anywhere}table.options td:first-child{font-family:monospace;white-space:nowrap}\
-         </style></head><body>\n",
-    );
+    h.push_str(&html_head(title));
     h.push_str(&format!("<h1>{}</h1>\n", escape(title)));
     h.push_str(&format!(
         "<p>{} run(s){}; partlearn {}. Metrics follow METHODS.md §7: reconstruction MSE per pixel, mean \
@@ -539,6 +527,27 @@ pub fn render_with(runs: &[ReportRun], selections: &[ReportSelection], title: &s
     Ok(h)
 }
 
+/// The start of a self-contained page (doctype, title, the shared style sheet) up to `<body>`.
+pub(crate) fn html_head(title: &str) -> String {
+    let mut h = String::new();
+    h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
+    h.push_str(&format!("<title>{}</title>", escape(title)));
+    h.push_str(
+        "<style>body{font-family:sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;color:#222;background:#fff}\
+         .scroll{overflow-x:auto}table{border-collapse:collapse;margin:12px 0}\
+         td,th{border:1px solid #bbb;padding:4px 8px;text-align:right;white-space:nowrap}\
+         th{background:#eee}td:first-child,th:first-child{text-align:left}\
+         .run{border:1px solid #ccc;padding:12px;margin:18px 0}\
+         figure{margin:14px 0}figcaption{margin:4px 0 6px;max-width:900px}\
+         img,svg{max-width:100%;height:auto;display:block}img{image-rendering:pixelated}\
+         table.options td{text-align:left;font-size:13px;white-space:normal;overflow-wrap:anywhere}table.options td:first-child{font-family:monospace;white-space:nowrap}\
+         .pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:8px 18px}\
+         td.yes{color:#1a7f37}td.no{color:#b42318}small{color:#555}\
+         </style></head><body>\n",
+    );
+    h
+}
+
 /// The value at `path` (`source:/pointer`, alternatives separated by `|`, first found wins) in
 /// the run record `run` (as JSON) or the `metrics`.
 fn lookup<'a>(run: &'a Value, metrics: Option<&'a Value>, path: &str) -> Option<&'a Value> {
@@ -564,7 +573,7 @@ fn format_value(v: Option<&Value>, decimals: usize) -> String {
 }
 
 /// HTML-escapes text.
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
