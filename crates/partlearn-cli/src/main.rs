@@ -22,6 +22,7 @@ mod progress;
 mod report_cmd;
 mod resume;
 mod select_cmd;
+mod study_cmd;
 mod sweep_cmd;
 mod transform;
 

@@ -359,6 +359,8 @@ fn fit<T: Real>(a: &NeuralArgs, resumed: Option<(&PathBuf, Resumed)>) -> Result<
 pub enum ReproduceCommand {
     /// The Neural NMF table (METHODS.md §5.2) on toy-hierarchy: hierarchical, Deep and Neural NMF, 1–3 layers, unsupervised / semi-supervised / supervised.
     NeuralNmfTable(TableArgs),
+    /// The internship report's study (METHODS.md §6.7): sparse NMF, the shallow NN-AE with each sparsity penalty over the β grid, the asymmetric AE; one HTML page beside the report's table. Resumable.
+    PartBasedStudy(crate::study_cmd::StudyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -389,7 +391,10 @@ pub struct TableArgs {
 }
 
 pub fn reproduce(cmd: ReproduceCommand) -> Result<()> {
-    let ReproduceCommand::NeuralNmfTable(a) = cmd;
+    let a = match cmd {
+        ReproduceCommand::NeuralNmfTable(a) => a,
+        ReproduceCommand::PartBasedStudy(a) => return crate::study_cmd::run(a),
+    };
     let o = partlearn::deep::table::TableParams::new()
         .seeds(a.seeds)
         .epochs(a.epochs)

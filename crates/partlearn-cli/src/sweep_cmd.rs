@@ -88,12 +88,19 @@ const SWEEP_MARK: &str = ".partlearn-sweep";
 /// Makes `--out` the sweep's folder: a new or empty folder, a sweep's folder (its mark, or the
 /// sweep.json of a finished sweep), or any folder with `--force`; a file is refused.
 fn claim_out(a: &SweepArgs) -> Result<()> {
-    let out = &a.out;
+    claim_folder(&a.out, a.force, SWEEP_MARK, "sweep.json", "sweep")
+}
+
+/// Makes `out` the folder of a multi-run command (`what`: sweep, study): a new or empty folder,
+/// one of its own (its hidden `mark`, or the `result` file of a finished one), or any folder
+/// with `force`; a file is refused. Writes the mark, so an interrupted run is continued, and a
+/// user's folder is never written into by mistake.
+pub fn claim_folder(out: &Path, force: bool, mark: &str, result: &str, what: &str) -> Result<()> {
     match std::fs::symlink_metadata(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(partlearn::Error::io(out, e).into()),
         Ok(meta) if !meta.is_dir() && !out.is_dir() => anyhow::bail!(
-            "--out {} exists and is not a folder: give a folder for the sweep (it holds one run folder per point)",
+            "--out {} exists and is not a folder: give a folder for the {what} (it holds one run folder per point)",
             out.display()
         ),
         Ok(_) => {
@@ -101,10 +108,10 @@ fn claim_out(a: &SweepArgs) -> Result<()> {
                 .map_err(|e| partlearn::Error::io(out, e))?
                 .next()
                 .is_none();
-            let sweep = out.join(SWEEP_MARK).is_file() || out.join("sweep.json").is_file();
-            if !empty && !sweep && !a.force {
+            let own = out.join(mark).is_file() || out.join(result).is_file();
+            if !empty && !own && !force {
                 anyhow::bail!(
-                    "--out {} is a folder that is not a partlearn sweep (no sweep.json): give a new --out, or pass --force to write the sweep into it",
+                    "--out {} is a folder that is not a partlearn {what} (no {result}): give a new --out, or pass --force to write the {what} into it",
                     out.display()
                 );
             }
@@ -115,11 +122,11 @@ fn claim_out(a: &SweepArgs) -> Result<()> {
             out,
             std::io::Error::new(
                 e.kind(),
-                format!("cannot create the sweep folder: {e}; choose a writable --out"),
+                format!("cannot create the {what} folder: {e}; choose a writable --out"),
             ),
         )
     })?;
-    partlearn::io::write_atomic(&out.join(SWEEP_MARK), b"partlearn sweep\n")?;
+    partlearn::io::write_atomic(&out.join(mark), format!("partlearn {what}\n").as_bytes())?;
     Ok(())
 }
 

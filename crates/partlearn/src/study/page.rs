@@ -313,32 +313,39 @@ fn signed(v: f64) -> String {
     }
 }
 
-/// The report's table with partlearn's numbers beside it.
+/// The report's table with partlearn's numbers beside it: each cell holds partlearn's value,
+/// and under it the report's and the difference.
 fn comparison_table(results: &[StudyResult], published: &Published) -> String {
     let mut h = String::from(
         "<div class=\"scroll\"><table><tr><th>model</th><th>p</th><th>β</th>\
-         <th>rec. MSE<br><small>ours / report (Δ)</small></th>\
-         <th>Hoyer<br><small>ours / report (Δ)</small></th>\
-         <th>max-approx<br><small>ours / report (Δ)</small></th>\
-         <th>linear SVM<br><small>ours / report</small></th><th>SVM Δ<br><small>within the report's ± std?</small></th>\
+         <th>rec. MSE<br><small>ours; report · Δ</small></th>\
+         <th>Hoyer<br><small>ours; report · Δ</small></th>\
+         <th>max-approx<br><small>ours; report · Δ</small></th>\
+         <th>linear SVM<br><small>ours; report</small></th><th>SVM Δ<br><small>within the report's ± std?</small></th>\
          <th>epochs</th></tr>\n",
     );
     let opt = |v: Option<f64>| v.map_or("–".to_string(), |x| x.to_string());
+    let mut notes = Vec::new();
     for row in &published.rows {
         let ours = results.iter().find(|r| r.point.matches(row));
         let pair = |mine: Option<f64>, theirs: f64| match mine {
-            Some(m) => format!("{} / {} ({})", num(m), num(theirs), signed(m - theirs)),
-            None => format!("– / {}", num(theirs)),
+            Some(m) => format!(
+                "{}<br><small>{} · {}</small>",
+                num(m),
+                num(theirs),
+                signed(m - theirs)
+            ),
+            None => format!("–<br><small>{}</small>", num(theirs)),
         };
-        let svm = ours.and_then(StudyResult::svm);
-        let (svm_cell, verdict) = match svm {
+        let theirs_svm = format!("{:.3} ± {:.3}", row.svm, row.svm_std);
+        let (svm_cell, verdict) = match ours.and_then(StudyResult::svm) {
             Some((acc, sd)) => {
                 let d = acc - row.svm;
                 let within = d.abs() <= row.svm_std;
                 (
-                    format!("{acc:.3} ± {sd:.3} / {:.3} ± {:.3}", row.svm, row.svm_std),
+                    format!("{acc:.3} ± {sd:.3}<br><small>{theirs_svm}</small>"),
                     format!(
-                        "<td class=\"{}\">{} — {}</td>",
+                        "<td class=\"{}\">{}<br><small>{}</small></td>",
                         if within { "yes" } else { "no" },
                         signed(d),
                         if within { "within" } else { "outside" }
@@ -346,15 +353,15 @@ fn comparison_table(results: &[StudyResult], published: &Published) -> String {
                 )
             }
             None => (
-                format!("– / {:.3} ± {:.3}", row.svm, row.svm_std),
+                format!("–<br><small>{theirs_svm}</small>"),
                 "<td>–</td>".to_string(),
             ),
         };
-        let label = if row.note.is_empty() {
-            escape(&row.label)
-        } else {
-            format!("{} <small>({})</small>", escape(&row.label), escape(&row.note))
-        };
+        let mut label = escape(&row.label);
+        if !row.note.is_empty() {
+            notes.push(escape(&row.note));
+            label.push_str(&format!("<sup>{}</sup>", notes.len()));
+        }
         h.push_str(&format!(
             "<tr><td>{label}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{verdict}<td>{}</td></tr>\n",
             opt(row.p),
@@ -370,6 +377,9 @@ fn comparison_table(results: &[StudyResult], published: &Published) -> String {
         ));
     }
     h.push_str("</table></div>\n");
+    for (i, n) in notes.iter().enumerate() {
+        h.push_str(&format!("<p><small><sup>{}</sup> {n}</small></p>\n", i + 1));
+    }
     h
 }
 
