@@ -156,6 +156,57 @@ fn report_renders_in_headless_chromium_and_is_not_blank() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn the_study_page_lays_out_in_headless_chromium() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var_os("PARTLEARN_REQUIRE_CHROMIUM").is_none(),
+            "PARTLEARN_REQUIRE_CHROMIUM is set but no chromium is installed (apt-get install -y chromium)"
+        );
+        eprintln!("skipped: chromium not installed");
+        return;
+    };
+    if !fashion_available() {
+        return;
+    }
+    let dir = temp_dir("study-page");
+    let out = dir.join("study");
+    assert_ok(&run(&[
+        "reproduce",
+        "part-based-study",
+        "--first",
+        "300",
+        "--eval-first",
+        "200",
+        "--epochs",
+        "1",
+        "--penalties",
+        "kl,log",
+        "--beta",
+        "0.001,0.01",
+        "--p",
+        "0.01,0.05",
+        "--no-asym",
+        "--threads",
+        "2",
+        "--out",
+        s(&out),
+        "-q",
+    ]));
+    let page = std::fs::read_to_string(out.join("study.html")).unwrap();
+    assert!(
+        page.contains("shallow NN-AE, log penalty"),
+        "the log penalty's curves"
+    );
+    let problems = layout_problems(browser, &dir, &page);
+    assert!(
+        problems.starts_with("checked "),
+        "layout check did not run: {problems}"
+    );
+    assert!(!problems.contains("PROBLEM"), "study page layout: {problems}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Runs a layout check in the page (after load) and returns what it wrote: `checked N …` and
 /// one `PROBLEM …` line per image or chart of zero size, chart text outside its chart, element
 /// whose text overflows its box, or page wider than the window.

@@ -275,11 +275,28 @@ pub fn plan(budget: Budget, opts: &PlanOptions) -> Result<Vec<StudyPoint>> {
             "the study sweeps the penalties on the mean activation: kl, l2, eps-l1, log",
         ));
     }
+    // A value given twice is one point.
+    let distinct = |v: &[f64]| {
+        let mut out: Vec<f64> = Vec::new();
+        for &x in v {
+            if !out.contains(&x) {
+                out.push(x);
+            }
+        }
+        out
+    };
+    let (betas, ps) = (distinct(&opts.betas), distinct(&opts.ps));
     let (e, ea) = budget.epochs();
     let epochs = opts.epochs.unwrap_or(e);
     let asym_epochs = opts.asym_epochs.or(opts.epochs).unwrap_or(ea);
     if epochs == 0 || asym_epochs == 0 {
         return Err(Error::invalid("epochs", 0, "train for at least one epoch"));
+    }
+    let mut penalties: Vec<Sparsity> = Vec::new();
+    for pen in &opts.penalties {
+        if !penalties.contains(pen) {
+            penalties.push(*pen);
+        }
     }
     let mut points = vec![
         StudyPoint {
@@ -292,14 +309,14 @@ pub fn plan(budget: Budget, opts: &PlanOptions) -> Result<Vec<StudyPoint>> {
         },
         StudyPoint::unconstrained(Model::Ae, epochs),
     ];
-    for pen in &opts.penalties {
-        let ps: Vec<f64> = if *pen == Sparsity::Kl || budget == Budget::Full || !opts.ps.contains(&FAST_P) {
-            opts.ps.clone()
+    for pen in &penalties {
+        let ps: Vec<f64> = if *pen == Sparsity::Kl || budget == Budget::Full || !ps.contains(&FAST_P) {
+            ps.clone()
         } else {
             vec![FAST_P]
         };
         for &p in &ps {
-            for &b in &opts.betas {
+            for &b in &betas {
                 points.push(StudyPoint::ae(Model::Ae, *pen, p, b, epochs));
             }
         }

@@ -135,6 +135,14 @@ fn plan_options_override_the_budget_and_bad_ones_are_refused() {
     let pts = plan(Budget::Fast, &opts).unwrap();
     // sparse NMF, unconstrained, KL 2 × 2, log 2 β at p = 0.05.
     assert_eq!(pts.len(), 1 + 1 + 4 + 2);
+    // Values given twice are one point.
+    let twice = PlanOptions {
+        betas: vec![0.001, 0.01, 0.001],
+        ps: vec![0.05, 0.01, 0.05],
+        penalties: vec![Sparsity::Kl, Sparsity::Log, Sparsity::Kl],
+        ..opts.clone()
+    };
+    assert_eq!(plan(Budget::Fast, &twice).unwrap().len(), pts.len());
     assert!(pts.iter().filter(|p| p.model == Model::Ae).all(|p| p.epochs == 2));
     // Without 0.05 among the p values, the other penalties run at every p given.
     let pts = plan(
