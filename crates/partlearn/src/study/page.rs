@@ -429,7 +429,7 @@ pub fn render(results: &[StudyResult], published: &Published, info: &PageInfo) -
          non-negative auto-encoder with each sparsity penalty over the β grid, and the asymmetric \
          auto-encoder, k = 100, trained on {} and measured on {} by one protocol (METHODS.md §7). \
          Budget <strong>{}</strong>: {e} epochs of the shallow AEs ({:.1} % of the report's {}), \
-         {ea} of the asymmetric AE ({:.1} %){}. {} of the points evaluated; training took {:.0} s \
+         {ea} of the asymmetric AE ({:.1} %){}. {} points evaluated; training took {:.0} s \
          and evaluation {:.0} s in all. partlearn {}.</p>\n",
         escape(&info.data),
         escape(&info.eval_data),
@@ -459,8 +459,8 @@ pub fn render(results: &[StudyResult], published: &Published, info: &PageInfo) -
     }
     h.push_str(&format!(
         "<h2>The report's table, side by side</h2>\n<p>Each row of the report's table ({}) with \
-         partlearn's value first, the report's second and their difference in brackets; the SVM \
-         column says whether the difference is within the report's standard deviation.</p>\n",
+         partlearn's value on top and, below it, the report's and the difference (ours − report's); \
+         the SVM column says whether the difference is within the report's standard deviation.</p>\n",
         escape(&published.section)
     ));
     h.push_str(&comparison_table(results, published));
