@@ -47,7 +47,7 @@ pub struct EvalArgs {
     /// Float type of the computation.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: Dtype,
-    /// Missing entries of --data: a dense 0/1 matrix (NPY or CSV, 1 = observed); NaN entries are missing too. NMF models only: codes from the observed entries, errors over them; the max-approximation error and the figures are skipped.
+    /// Missing entries of --data: a 0/1 matrix, 1 = observed (dense NPY or CSV, or sparse .npz / .mtx listing the observed entries); NaN entries are missing too. NMF models only: codes from the observed entries, errors over them; the max-approximation error and the figures are skipped.
     #[arg(long, value_name = "FILE")]
     pub mask: Option<PathBuf>,
     /// Replace an existing metrics.json.

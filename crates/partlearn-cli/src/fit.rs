@@ -105,7 +105,7 @@ pub struct NmfArgs {
     /// Also store the training codes (n × k) in model.safetensors.
     #[arg(long)]
     pub save_codes: bool,
-    /// Missing entries: a dense 0/1 matrix (NPY or CSV, n_samples × n_features, 1 = observed); NaN entries of the data are missing too. The fit then uses the observed entries only (METHODS.md §11.2).
+    /// Missing entries: a 0/1 matrix, n_samples × n_features, 1 = observed (dense NPY or CSV, or sparse .npz / .mtx listing the observed entries); NaN entries of the data are missing too. The fit then uses the observed entries only (METHODS.md §11.2).
     #[arg(long, value_name = "FILE")]
     pub mask: Option<PathBuf>,
     #[command(flatten)]
@@ -272,16 +272,22 @@ pub fn refuse_mask_on_sparse(mask: Option<&std::path::Path>) -> Result<()> {
     Ok(())
 }
 
-/// Reads `--mask FILE` (dense 0/1, NPY or CSV, `n_samples × n_features`, 1 = observed) with the
-/// data's `--first` / `--subset` selection, so that its rows stay those of the data.
+/// Reads `--mask FILE` (`n_samples × n_features`, 1 = observed: dense 0/1 as NPY or CSV, or
+/// sparse as `.npz` / `.mtx[.gz]` listing the observed entries) with the data's `--first` /
+/// `--subset` selection, so that its rows stay those of the data.
 pub fn load_mask(path: &std::path::Path, data: &DataArgs) -> Result<nmf::Mask> {
     let opts = partlearn::data::LoadOptions {
         labels: None,
         ..data.load_options()
     };
     let spec = path.to_string_lossy();
-    let m = partlearn::data::load::<f64>(&spec, &opts).with_context(|| format!("reading --mask {spec}"))?;
-    nmf::Mask::from_matrix(m.x()).with_context(|| format!("reading --mask {spec}"))
+    let context = || format!("reading --mask {spec}");
+    if partlearn::data::is_sparse_file(&spec) {
+        let a = partlearn::data::load_csr::<f64>(&spec, &opts).with_context(context)?;
+        return nmf::Mask::from_csr(&a).with_context(context);
+    }
+    let m = partlearn::data::load::<f64>(&spec, &opts).with_context(context)?;
+    nmf::Mask::from_matrix(m.x()).with_context(context)
 }
 
 /// The data a fit ran on, dense or sparse, or spread over processes (`n_samples × n_features`).

@@ -28,7 +28,7 @@ pub struct TransformArgs {
     /// Float type of the computation and of the written codes.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: Dtype,
-    /// Missing entries of --data: a dense 0/1 matrix (NPY or CSV, 1 = observed); NaN entries are missing too. NMF codes are then computed from the observed entries only.
+    /// Missing entries of --data: a 0/1 matrix, 1 = observed (dense NPY or CSV, or sparse .npz / .mtx listing the observed entries); NaN entries are missing too. NMF codes are then computed from the observed entries only.
     #[arg(long, value_name = "FILE")]
     pub mask: Option<PathBuf>,
     /// Print a JSON summary on stdout.

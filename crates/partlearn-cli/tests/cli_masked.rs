@@ -105,6 +105,43 @@ fn fit_nmf_with_a_mask_or_nan_uses_the_observed_entries() {
     assert_ok(&o2);
     let c: serde_json::Value = serde_json::from_slice(&o2.stdout).unwrap();
     assert_eq!(a["rel_error"], c["rel_error"]);
+    // The same mask as a sparse .npz listing the observed entries: the same fit, bit for bit.
+    let (_, dense_mask) = write_data(&dir);
+    let entries: Vec<(usize, usize, f32)> = (0..N * M)
+        .filter(|&ij| dense_mask[ij] == 1.0)
+        .map(|ij| (ij / M, ij % M, 1.0))
+        .collect();
+    let sparse_mask = dir.join("mask.npz");
+    partlearn::data::npz::write_npz(
+        &sparse_mask,
+        &partlearn::data::Csr::from_triplets(N, M, &entries).unwrap(),
+    )
+    .unwrap();
+    let o3 = run(&[
+        "fit",
+        "nmf",
+        "--data",
+        s(&nan),
+        "--mask",
+        s(&sparse_mask),
+        "-k",
+        "4",
+        "--solver",
+        "anls",
+        "--max-iter",
+        "300",
+        "--out",
+        s(&dir.join("r-nan-sparse-mask")),
+        "--json",
+        "-q",
+    ]);
+    assert_ok(&o3);
+    let d: serde_json::Value = serde_json::from_slice(&o3.stdout).unwrap();
+    assert_eq!(c["rel_error"], d["rel_error"]);
+    assert_eq!(
+        std::fs::read(dir.join("r-nan-mask/model.safetensors")).unwrap(),
+        std::fs::read(dir.join("r-nan-sparse-mask/model.safetensors")).unwrap()
+    );
     // transform of the incomplete data: codes from the observed entries.
     let codes = dir.join("codes.npy");
     let o = run(&[

@@ -69,6 +69,30 @@ impl Mask {
         Ok(Mask::from_fn(m.nrows(), m.ncols(), |j, i| m[(j, i)] == T::one()))
     }
 
+    /// A mask from a sparse `n_samples × n_features` matrix (e.g. a scipy `.npz` or a `.mtx`
+    /// file): its stored entries equal to 1 are observed, every other entry — absent, or stored
+    /// as 0 — hidden (the same convention as [`Mask::from_matrix`], 1 = observed: the file lists
+    /// the observed entries, as a ratings matrix does). Any other stored value is an error naming
+    /// its entry.
+    pub fn from_csr<T: Real>(a: &crate::data::Csr<T>) -> Result<Self> {
+        let (n, m) = (a.nrows(), a.ncols());
+        let mut dense = vec![false; n * m];
+        for j in 0..n {
+            let (cols, vals) = a.row(j);
+            for (&c, &v) in cols.iter().zip(vals) {
+                if v != T::zero() && v != T::one() {
+                    return Err(Error::invalid(
+                        "mask",
+                        format!("{} at sample {j}, feature {c}", v.to_f64()),
+                        "mask entries must be 0 (hidden) or 1 (observed)",
+                    ));
+                }
+                dense[j * m + c as usize] = v == T::one();
+            }
+        }
+        Ok(Mask::from_fn(n, m, |j, i| dense[j * m + i]))
+    }
+
     /// The entries of `x` (`n_samples × n_features`) that are not NaN.
     pub fn from_nan<T: Real>(x: MatRef<'_, T>) -> Self {
         Mask::from_fn(x.nrows(), x.ncols(), |j, i| !x[(j, i)].is_nan())

@@ -320,3 +320,22 @@ fn holdout_keeps_every_sample_and_feature_observed() {
     assert_eq!(h, Mask::holdout(&base, 0.9, &mut Rng::new(1)));
     assert!(h.n_hidden() > 30);
 }
+
+#[test]
+fn a_sparse_mask_is_its_stored_ones_and_equals_the_dense_mask() {
+    let dense = Mat::<f64>::from_fn(7, 5, |j, i| if (j * 5 + i) % 3 == 0 { 0.0 } else { 1.0 });
+    let csr = crate::data::Csr::from_dense(dense.as_ref()).unwrap();
+    let a = Mask::from_csr(&csr).unwrap();
+    assert_eq!(a, Mask::from_matrix(dense.as_ref()).unwrap());
+    assert_eq!(a.n_hidden(), (0..35).filter(|x| x % 3 == 0).count());
+    // Explicit zeros are hidden too; other values are errors naming the entry.
+    let with_zero = crate::data::Csr::from_triplets(2, 2, &[(0, 0, 1.0), (0, 1, 0.0), (1, 1, 1.0)]).unwrap();
+    let z = Mask::from_csr(&with_zero).unwrap();
+    assert!(z.observed(0, 0) && !z.observed(0, 1) && !z.observed(1, 0) && z.observed(1, 1));
+    let bad = crate::data::Csr::from_triplets(2, 2, &[(1, 0, 2.0)]).unwrap();
+    let e = Mask::from_csr(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("2 at sample 1, feature 0") && e.contains("0 (hidden) or 1"),
+        "{e}"
+    );
+}
