@@ -34,10 +34,9 @@ use crate::real::Real;
 pub const TOP_DOWN_START_ITERATIONS: usize = 200;
 
 /// Starting layers (`A⁽ⁱ⁾`, `k_{i−1} × k_i`, `A⁽⁰⁾` is `m × k₀`) for
-/// [`train_from`](super::train_from) whose products are the atoms of NMFs of `x` (`n × m`,
-/// samples as rows) at every rank of `params` (see the module documentation); the threads of
-/// `params`. Reports the iterations of every NMF to `observer` (the count restarts at 0 with each
-/// rank).
+/// [`train_from`](super::train_from), fitted to NMFs of `x` (`n × m`, samples as rows) at every
+/// rank of `params` (see the module documentation); the threads of `params`. Reports the
+/// iterations of every NMF to `observer` (the count restarts at 0 with each rank).
 ///
 /// ```
 /// use partlearn::deep::neural::{top_down_start, train_from, NeuralParams};
