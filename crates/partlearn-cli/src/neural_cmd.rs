@@ -82,7 +82,7 @@ pub struct NeuralArgs {
     /// Independent random starts; the lowest final cost is kept.
     #[arg(long, default_value_t = 1)]
     pub restarts: usize,
-    /// Starting layers: random (U[0,1), the reference), hnmf (a hierarchical NMF by HALS, 200 iterations per layer) or top-down (the products A0⋯Ai at NMFs of the data at every rank, 200 HALS iterations each).
+    /// Starting layers: random (U[0,1), the reference), hnmf (a hierarchical NMF by HALS, 200 iterations per layer) or top-down (every layer fitted to an NMF of the data at its rank, 200 HALS iterations each; not the reference's).
     #[arg(long, value_enum, default_value = "random")]
     pub init: StartLayers,
     /// Time budget in seconds of all the restarts together (the fit stops after the epoch that exceeds it).
@@ -120,7 +120,7 @@ pub enum StartLayers {
     Random,
     // A hierarchical NMF by HALS, 200 iterations per layer.
     Hnmf,
-    // The layers' products at NMFs of the data at every rank.
+    // Every layer fitted to an NMF of the data at its rank.
     TopDown,
 }
 
