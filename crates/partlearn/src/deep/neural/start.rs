@@ -98,7 +98,7 @@ fn reference_scale<T: Real>(mut a: Mat<T>) -> Mat<T> {
         if mean > 0.0 {
             let f = T::from_f64(0.5 / mean);
             for i in 0..a.nrows() {
-                a[(i, j)] = a[(i, j)] * f;
+                a[(i, j)] *= f;
             }
         }
     }
