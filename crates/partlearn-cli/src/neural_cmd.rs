@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use partlearn::deep::neural::checkpoint::neural_checkpoint_dtype;
 use partlearn::deep::neural::{self, ClassLoss, Cost, NeuralCheckpoint, NeuralParams};
+use partlearn::deep::table::NeuralSettings;
 use partlearn::deep::DeepModel;
 use partlearn::engine::StopReason;
 use partlearn::io::record::{self, LayersPart};
@@ -81,7 +82,7 @@ pub struct NeuralArgs {
     /// Independent random starts; the lowest final cost is kept.
     #[arg(long, default_value_t = 1)]
     pub restarts: usize,
-    /// Starting layers: random (U[0,1), the reference) or hnmf (a hierarchical NMF by HALS, 200 iterations per layer).
+    /// Starting layers: random (U[0,1), the reference), hnmf (a hierarchical NMF by HALS, 200 iterations per layer) or top-down (every layer fitted to an NMF of the data at its rank, 200 HALS iterations each; not the reference's).
     #[arg(long, value_enum, default_value = "random")]
     pub init: StartLayers,
     /// Time budget in seconds of all the restarts together (the fit stops after the epoch that exceeds it).
@@ -119,6 +120,8 @@ pub enum StartLayers {
     Random,
     // A hierarchical NMF by HALS, 200 iterations per layer.
     Hnmf,
+    // Every layer fitted to an NMF of the data at its rank.
+    TopDown,
 }
 
 impl NeuralArgs {
@@ -242,6 +245,11 @@ fn fit<T: Real>(a: &NeuralArgs, resumed: Option<(&PathBuf, Resumed)>) -> Result<
             let start = match a.init {
                 StartLayers::Random => None,
                 StartLayers::Hnmf => Some(neural::hnmf_start(
+                    data.x(),
+                    &params,
+                    &mut partlearn::engine::Silent,
+                )?),
+                StartLayers::TopDown => Some(neural::top_down_start(
                     data.x(),
                     &params,
                     &mut partlearn::engine::Silent,
@@ -374,9 +382,12 @@ pub struct TableArgs {
     /// Iterations of hierarchical NMF layers, SSNMF and Deep NMF fine-tuning.
     #[arg(long, default_value_t = 2000)]
     pub iterations: usize,
-    /// Neural NMF random starts per run (the lowest cost is kept).
+    /// Neural NMF starts per run (the lowest cost is kept; from the top-down start of the tuned settings they differ only in the classifier).
     #[arg(long, default_value_t = 1)]
     pub restarts: usize,
+    /// Neural NMF settings: tuned (reconstruction cost in every row, layers started top-down from NMFs of the data at each rank) or demo (the reference demo's: energy cost when supervised, random starts); both keep the demo's label term (L2, λ = 1e-4, lr (A, B) = (1, 0.01)).
+    #[arg(long, value_enum, default_value = "tuned")]
+    pub settings: TableSettings,
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Seed of the data's noise (toy-hierarchy).
@@ -390,6 +401,16 @@ pub struct TableArgs {
     pub quiet: bool,
 }
 
+/// `reproduce neural-nmf-table --settings` (the library's `NeuralSettings`; no variant doc
+/// comments, as [`Optimizer`]).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableSettings {
+    // partlearn's: every cell at the SVD bound.
+    Tuned,
+    // The reference demo's.
+    Demo,
+}
+
 pub fn reproduce(cmd: ReproduceCommand) -> Result<()> {
     let a = match cmd {
         ReproduceCommand::NeuralNmfTable(a) => a,
@@ -400,6 +421,10 @@ pub fn reproduce(cmd: ReproduceCommand) -> Result<()> {
         .epochs(a.epochs)
         .iterations(a.iterations)
         .restarts(a.restarts)
+        .settings(match a.settings {
+            TableSettings::Tuned => NeuralSettings::Tuned,
+            TableSettings::Demo => NeuralSettings::Demo,
+        })
         .threads(a.threads)
         .check()?;
     let data = partlearn::data::named::toy_hierarchy::<f64>(a.data_seed);
@@ -428,6 +453,22 @@ pub fn reproduce(cmd: ReproduceCommand) -> Result<()> {
         a.seeds,
         a.epochs,
         a.restarts
+    );
+    let n = &t.neural;
+    let cost = |c: Cost| format!("{c:?}").to_lowercase();
+    outln!(
+        "Neural NMF settings {}: {} start, cost {} (unsupervised) / {} (supervised), {} λ = {:e}, lr (A, B) = ({}, {})",
+        match a.settings {
+            TableSettings::Tuned => "tuned",
+            TableSettings::Demo => "demo",
+        },
+        n.start,
+        cost(n.cost_unsupervised),
+        cost(n.cost_supervised),
+        n.class_loss,
+        n.lambda,
+        n.lr,
+        n.lr_class
     );
     outln!("rel. error ± std / post-hoc accuracy ± std   [slides' Table 1]");
     let methods = ["hierarchical NMF", "Deep NMF", "Neural NMF"];

@@ -8,15 +8,16 @@
 //! Settings (METHODS.md §4.1–§4.3, §5): hierarchical NMF layers by HALS; its supervision is
 //! SSNMF (model 3, λ as the demo's 1e-5) on the last layer. Deep NMF starts from the unsupervised
 //! hierarchy and fine-tunes jointly, with the SSNMF label term (λ = 1e-5) when supervised. Neural
-//! NMF: reconstruction cost, lr 1 unsupervised; energy cost + λ = 1e-4 L2 classification,
-//! lr (A, B) = (1, 0.01) otherwise; 10,000 epochs.
-
+//! NMF runs one of two settings ([`NeuralSettings`]): the reference demo's (§4.3:
+//! reconstruction cost, lr 1 unsupervised; energy cost + λ = 1e-4 L2 classification,
+//! lr (A, B) = (1, 0.01) otherwise; random `U[0,1)` starts; 10,000 epochs), or partlearn's
+//! tuned ones (the default), which change only the cost of the supervised runs and the start.
 use faer::Par;
 use serde::Serialize;
 
 use super::deep_nmf::{fine_tune, FineTuneParams, LabelTerm};
 use super::hnmf::{hierarchical, ssnmf_last_layer};
-use super::neural::{self, ClassLoss, Cost, NeuralParams};
+use super::neural::{self, top_down_start, ClassLoss, Cost, NeuralParams};
 use crate::data::labels::Labels;
 use crate::data::named::TOY_HIERARCHY_L40;
 use crate::data::Dataset;
@@ -43,6 +44,8 @@ pub struct TableParams {
     pub iterations: usize,
     /// Neural NMF starts per run `≥ 1` (the lowest cost is kept; default 1).
     pub restarts: usize,
+    /// Neural NMF's settings (default [`NeuralSettings::Tuned`]).
+    pub settings: NeuralSettings,
     /// Worker threads (1 = sequential, 0 = all cores).
     pub threads: usize,
 }
@@ -54,6 +57,7 @@ impl Default for TableParams {
             epochs: 10_000,
             iterations: 2000,
             restarts: 1,
+            settings: NeuralSettings::Tuned,
             threads: 1,
         }
     }
@@ -64,11 +68,13 @@ params::setters!(TableParams {
     epochs: usize,
     iterations: usize,
     restarts: usize,
+    settings: NeuralSettings,
     threads: usize,
 });
 
 impl TableParams {
-    /// The defaults: 3 seeds, 10,000 epochs, 2000 iterations, one start, one thread.
+    /// The defaults: 3 seeds, 10,000 epochs, 2000 iterations, one start, the tuned Neural NMF
+    /// settings, one thread.
     pub fn new() -> Self {
         TableParams::default()
     }
@@ -94,6 +100,77 @@ impl ValidTableParams {
     /// The checked parameters.
     pub fn params(&self) -> &TableParams {
         &self.params
+    }
+}
+
+/// Which settings Neural NMF runs in the table.
+///
+/// METHODS.md §5.2 does not say which cost, start or learning rates are behind the slides'
+/// Table 1 (§10); the reference demo's settings (§4.3) give supervised errors well above the
+/// slides' (0.36 / 0.62 against 0.31 / 0.50 at 2 / 3 layers), and its random starts stall
+/// above the SVD bound in most unsupervised two-layer runs. The tuned settings are partlearn's
+/// choice, measured on toy-hierarchy: every cell at the truncated-SVD bound of its rank with
+/// post-hoc accuracy 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NeuralSettings {
+    /// The demo's settings with two changes: the reconstruction cost in the supervised runs too
+    /// (the label term stays the demo's: L2, λ = 1e-4, lr (A, B) = (1, 0.01), 30 steps on `B`),
+    /// and every run starts from [`top_down_start`] instead of random layers.
+    Tuned,
+    /// The reference demo's settings (METHODS.md §4.3): energy cost when supervised, random
+    /// `U[0,1)` starts.
+    Demo,
+}
+
+/// The Neural NMF settings a table ran, as recorded in it.
+#[derive(Clone, Debug, Serialize)]
+pub struct NeuralSetup {
+    /// Which settings.
+    pub settings: NeuralSettings,
+    /// `"top-down"` ([`top_down_start`]) or `"random"` (`U[0,1)`).
+    pub start: &'static str,
+    /// Cost of the unsupervised runs.
+    pub cost_unsupervised: Cost,
+    /// Cost of the semi-supervised and supervised runs (plus the label term).
+    pub cost_supervised: Cost,
+    /// Classification loss of the label term.
+    pub class_loss: ClassLoss,
+    /// λ of the label term.
+    pub lambda: f64,
+    /// Step of the projected gradient on the layers.
+    pub lr: f64,
+    /// Step of the classifier's gradient steps.
+    pub lr_class: f64,
+    /// Gradient steps on the classifier per epoch.
+    pub class_steps: usize,
+    /// Epochs of every start.
+    pub epochs: usize,
+    /// Starts per run (the lowest cost is kept).
+    pub restarts: usize,
+}
+
+impl NeuralSetup {
+    fn of(o: &TableParams) -> Self {
+        NeuralSetup {
+            settings: o.settings,
+            start: match o.settings {
+                NeuralSettings::Tuned => "top-down",
+                NeuralSettings::Demo => "random",
+            },
+            cost_unsupervised: Cost::Reconstruction,
+            cost_supervised: match o.settings {
+                NeuralSettings::Tuned => Cost::Reconstruction,
+                NeuralSettings::Demo => Cost::Energy,
+            },
+            class_loss: ClassLoss::L2,
+            lambda: 1e-4,
+            lr: 1.0,
+            lr_class: 0.01,
+            class_steps: 30,
+            epochs: o.epochs,
+            restarts: o.restarts,
+        }
     }
 }
 
@@ -140,6 +217,8 @@ pub struct Cell {
 pub struct Table {
     /// `(rank, relative error of the best rank-k approximation)`.
     pub svd_bounds: Vec<(usize, f64)>,
+    /// Neural NMF's settings.
+    pub neural: NeuralSetup,
     /// Every cell: supervision, then depth, then method.
     pub cells: Vec<Cell>,
 }
@@ -188,6 +267,7 @@ pub fn neural_nmf_table(
         })
         .collect();
     let all = vec![true; n];
+    let setup = NeuralSetup::of(o);
     let mut cells = Vec::new();
     let runs = 3 * 3 * 3 * o.seeds;
     let mut done = 0;
@@ -271,22 +351,28 @@ pub fn neural_nmf_table(
                 let no = NeuralParams {
                     ranks: ranks.clone(),
                     cost: if si > 0 {
-                        Cost::Energy
+                        setup.cost_supervised
                     } else {
-                        Cost::Reconstruction
+                        setup.cost_unsupervised
                     },
-                    epochs: o.epochs,
-                    lr: 1.0,
-                    lambda: 1e-4,
-                    class_loss: ClassLoss::L2,
-                    lr_class: 0.01,
-                    restarts: o.restarts,
-                    seed: seed * o.restarts.max(1) as u64,
+                    epochs: setup.epochs,
+                    lr: setup.lr,
+                    lambda: setup.lambda,
+                    class_loss: setup.class_loss,
+                    lr_class: setup.lr_class,
+                    class_steps: setup.class_steps,
+                    restarts: setup.restarts,
+                    seed: seed * setup.restarts.max(1) as u64,
                     threads: o.threads,
                     ..NeuralParams::default()
                 }
                 .check()?;
-                let f = neural::train(x, &no, (si > 0).then_some(&labels), &mut Silent)?;
+                let start = match o.settings {
+                    NeuralSettings::Tuned => Some(top_down_start(x, &no, &mut Silent)?),
+                    NeuralSettings::Demo => None,
+                };
+                let sup = (si > 0).then_some(&labels);
+                let f = neural::train_from(x, start.as_deref(), &no, sup, &mut Silent)?;
                 per_method[2].0.push(f.model.rel_error(x, &f.forward));
                 per_method[2]
                     .1
@@ -309,7 +395,11 @@ pub fn neural_nmf_table(
             }
         }
     }
-    Ok(Table { svd_bounds, cells })
+    Ok(Table {
+        svd_bounds,
+        neural: setup,
+        cells,
+    })
 }
 
 #[cfg(test)]

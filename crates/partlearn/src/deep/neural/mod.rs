@@ -6,6 +6,7 @@
 //! - [`NeuralParams`]: the parameters, checked into [`ValidNeuralParams`].
 //! - [`model`]: the network ([`NeuralNmf`]) and its forward pass ([`Forward`]).
 //! - `grad`: the exact backward pass through the NNLS layers and the costs (internal).
+//! - [`start`]: the top-down start (products of the layers at NMFs of `X`).
 //! - [`train`](mod@train): the epochs as an [`engine`](crate::engine) method (history, stopping
 //!   rules, warnings, Ctrl-C), plain projected gradient or Adam ([`crate::optim`]).
 //!
@@ -24,11 +25,13 @@ pub mod checkpoint;
 mod grad;
 pub mod model;
 mod params;
+pub mod start;
 pub mod train;
 
 pub use checkpoint::NeuralCheckpoint;
 pub use model::{Forward, NeuralNmf};
 pub use params::{ClassLoss, Cost, NeuralParams, ValidNeuralParams};
+pub use start::{top_down_start, TOP_DOWN_START_ITERATIONS};
 pub use train::{
     hnmf_start, resume, train, train_checkpointed, train_from, NeuralFit, HNMF_START_ITERATIONS,
 };
