@@ -167,21 +167,30 @@ pub fn layers_fit<'py>(
     }
 }
 
+/// How Neural NMF's layers start (`fit neural-nmf --init`): U[0,1) draws, a hierarchical NMF,
+/// or the top-down start (METHODS.md §4.3).
+#[derive(Clone, Copy)]
+enum Start {
+    Random,
+    Hnmf,
+    TopDown,
+}
+
 fn neural_t<'py, T: Float>(
     py: Python<'py>,
     a: &PyReadonlyArray2<'py, T>,
     params: &NeuralParams,
-    hnmf_init: bool,
+    init: Start,
     sup: Option<&Labels>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let x = view(a)?;
     let valid = params.check().map_err(error)?;
     let fit = convert::run_detached(py, callback, |obs| {
-        let start = if hnmf_init {
-            Some(neural::hnmf_start(x, &valid, obs)?)
-        } else {
-            None
+        let start = match init {
+            Start::Random => None,
+            Start::Hnmf => Some(neural::hnmf_start(x, &valid, obs)?),
+            Start::TopDown => Some(neural::top_down_start(x, &valid, obs)?),
         };
         neural::train_from(x, start.as_deref(), &valid, sup, obs)
     })?
@@ -247,12 +256,13 @@ pub fn neural_fit<'py>(
     known: Option<Vec<bool>>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let hnmf_init = match init {
-        "random" => false,
-        "hnmf" => true,
+    let start = match init {
+        "random" => Start::Random,
+        "hnmf" => Start::Hnmf,
+        "top-down" => Start::TopDown,
         other => {
             return Err(PyValueError::new_err(format!(
-                "init must be 'random' or 'hnmf', got {other:?}"
+                "init must be 'random', 'hnmf' or 'top-down', got {other:?}"
             )))
         }
     };
@@ -274,8 +284,8 @@ pub fn neural_fit<'py>(
         .tol(tol);
     let sup = supervision(classes, known)?;
     match Array::extract(x, "X")? {
-        Array::F32(a) => neural_t(py, &a, &params, hnmf_init, sup.as_ref(), callback),
-        Array::F64(a) => neural_t(py, &a, &params, hnmf_init, sup.as_ref(), callback),
+        Array::F32(a) => neural_t(py, &a, &params, start, sup.as_ref(), callback),
+        Array::F64(a) => neural_t(py, &a, &params, start, sup.as_ref(), callback),
     }
 }
 

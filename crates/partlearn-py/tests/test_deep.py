@@ -177,6 +177,16 @@ def test_neural_nmf_lowers_its_cost_and_transform_is_the_forward_pass():
     assert svd_bound(X, 2) - 1e-9 <= rel <= svd_bound(X, 2) + 0.03
     start = partlearn.NeuralNMF(ranks=(4, 2), epochs=5, lr=10.0, init="hnmf", random_state=0).fit(X)
     assert start.history_["rel_error"][0] < n.history_["rel_error"][0]
+    # The top-down start (as `fit neural-nmf --init top-down`) begins below the random start too,
+    # and is deterministic: the seed changes nothing without labels.
+    top = [
+        partlearn.NeuralNMF(ranks=(4, 2), epochs=5, lr=10.0, init="top-down", random_state=s).fit(X)
+        for s in (0, 1)
+    ]
+    assert top[0].history_["rel_error"][0] < n.history_["rel_error"][0]
+    np.testing.assert_array_equal(top[0].components_, top[1].components_)
+    with pytest.raises(ValueError, match="init"):
+        partlearn.NeuralNMF(ranks=(4, 2), init="svd").fit(X)
 
 
 def test_ssnmf_predicts_the_unlabeled_and_new_samples():

@@ -47,9 +47,12 @@ class NeuralNMF(_LayerModel):
         Gradient steps on ``B`` per epoch (only with ``y``).
     restarts : int, default=1
         Independent starts (seeds ``random_state``, +1, …); the lowest final cost is kept.
-    init : {"random", "hnmf"}, default="random"
-        Starting layers: ``U[0, 1)`` entries (the reference), or a hierarchical NMF (HALS, 200
-        iterations per layer).
+    init : {"random", "hnmf", "top-down"}, default="random"
+        Starting layers: ``U[0, 1)`` entries (the reference), a hierarchical NMF (HALS, 200
+        iterations per layer), or the top-down start (``fit neural-nmf --init top-down``: the
+        first layer from an NMF of ``X``, each deeper one by NNLS so that its codes start at
+        those of an NMF of ``X`` at its rank; it reaches the truncated-SVD bound where random
+        starts may stall).
     tol : float, default=0.0
         Stop when the relative decrease of the cost over a window of epochs falls below
         ``tol``; 0 disables it (the reference trains for a fixed number of epochs).
@@ -64,8 +67,8 @@ class NeuralNMF(_LayerModel):
     n_threads : int, default=1
         Worker threads (1 = sequential, 0 = all cores); the same bits with any number.
     callback : callable or None, default=None
-        Called after every epoch (and, with ``init="hnmf"``, every iteration of the start's
-        layers) with a dict (``iter``, ``objective``, ``rel_error``, ``seconds``); returning
+        Called after every epoch (and, with ``init="hnmf"`` or ``"top-down"``, every iteration
+        of the start's NMFs) with a dict (``iter``, ``objective``, ``rel_error``, ``seconds``); returning
         ``False`` stops the fit, keeping what it learned.
 
     Attributes
@@ -122,7 +125,7 @@ class NeuralNMF(_LayerModel):
         "lr_class": [Interval(Real, 0, None, closed="neither")],
         "class_steps": [Interval(Integral, 0, None, closed="left")],
         "restarts": [Interval(Integral, 1, None, closed="left")],
-        "init": [StrOptions({"random", "hnmf"})],
+        "init": [StrOptions({"random", "hnmf", "top-down"})],
         "tol": [Interval(Real, 0, None, closed="left")],
         "max_seconds": [Interval(Real, 0, None, closed="neither"), None],
         "unlabeled": [Integral, Real, str, None],
