@@ -241,6 +241,10 @@ impl std::fmt::Display for Schedule {
     }
 }
 
+/// Values per parallel task of [`Optimizer::update`] (64 KiB of `f32`: a task is long enough to
+/// amortize its scheduling, and a tensor of the shallow auto-encoder makes several).
+pub const PAR_CHUNK: usize = 1 << 14;
+
 /// An optimizer's state for a list of parameter tensors.
 #[derive(Clone, Debug)]
 pub struct Optimizer<T> {
@@ -272,11 +276,30 @@ impl<T: Real> Optimizer<T> {
     }
 
     /// Updates tensor `i` (`w`) with its gradient `g`; `lr_factor` comes from the schedule.
+    ///
+    /// Elementwise (+, ×, ÷, √ are exactly rounded), so the AVX2 build and any split of the
+    /// tensor give the same bits: tensors of at least [`PAR_CHUNK`]` · 2` values are updated in
+    /// chunks of [`PAR_CHUNK`] on the current rayon pool's threads.
     pub fn update(&mut self, i: usize, w: &mut [T], g: &[T], lr_factor: f64) {
+        use rayon::prelude::*;
         let (spec, t) = (self.spec, self.t);
         let (b0, b1) = split_buffers(&mut self.buffers[i]);
-        // Elementwise (+, ×, ÷, √ are exactly rounded): the AVX2 build gives the same bits.
-        crate::linalg::kernels::dispatch(|| Self::update_inner(spec, t, b0, b1, w, g, lr_factor));
+        let one = |b0: &mut [T], b1: Option<&mut [T]>, w: &mut [T], g: &[T]| {
+            crate::linalg::kernels::dispatch(|| Self::update_inner(spec, t, b0, b1, w, g, lr_factor))
+        };
+        if w.len() < 2 * PAR_CHUNK || rayon::current_num_threads() < 2 {
+            return one(b0, b1, w, g);
+        }
+        let chunks = w.par_chunks_mut(PAR_CHUNK).zip(g.par_chunks(PAR_CHUNK));
+        match b1 {
+            Some(b1) => chunks
+                .zip(b0.par_chunks_mut(PAR_CHUNK))
+                .zip(b1.par_chunks_mut(PAR_CHUNK))
+                .for_each(|(((w, g), b0), b1)| one(b0, Some(b1), w, g)),
+            None => chunks
+                .zip(b0.par_chunks_mut(PAR_CHUNK))
+                .for_each(|((w, g), b0)| one(b0, None, w, g)),
+        }
     }
 
     /// [`update`](Optimizer::update) for a matrix tensor `i` (`w`, gradient `g` of the same

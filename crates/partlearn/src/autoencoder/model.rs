@@ -255,13 +255,22 @@ impl<T: Real> Autoencoder<T> {
 
     /// `W_d ← max(W_d, 0)` (§6.4, the reference's projection).
     pub fn project_decoder(&mut self) {
-        // `max` (not a compare-and-store) so that the loop vectorizes.
+        use rayon::prelude::*;
+        // `max` (not a compare-and-store) so that the loop vectorizes; elementwise, so chunks
+        // on the current pool's threads give the same bits.
+        let clamp = |w: &mut [T]| {
+            crate::linalg::kernels::dispatch(|| {
+                for v in w.iter_mut() {
+                    *v = v.max(T::zero());
+                }
+            })
+        };
         let w = &mut self.decoder.params[0].data;
-        crate::linalg::kernels::dispatch(|| {
-            for v in w.iter_mut() {
-                *v = v.max(T::zero());
-            }
-        });
+        if w.len() >= 2 * crate::optim::PAR_CHUNK && rayon::current_num_threads() > 1 {
+            w.par_chunks_mut(crate::optim::PAR_CHUNK).for_each(clamp);
+        } else {
+            clamp(w);
+        }
     }
 
     /// Fraction of decoder weights below zero.

@@ -1,6 +1,7 @@
 //! Elementwise activations (METHODS.md §6.1): forward in place, and a backward pass written in
 //! terms of the activation's output.
 
+use faer::Par;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -122,6 +123,32 @@ impl Act {
             }
             Act::Identity => {}
         }
+    }
+}
+
+/// Values per parallel task of the elementwise passes.
+const PAR_CHUNK: usize = 1 << 14;
+
+impl Act {
+    /// [`forward`](Act::forward) in chunks on `par`'s threads when `z` is large (elementwise:
+    /// the same bits as one pass).
+    pub(super) fn forward_par<T: Real>(&self, z: &mut [T], par: Par) {
+        use rayon::prelude::*;
+        if matches!(par, Par::Seq) || z.len() < 2 * PAR_CHUNK || *self == Act::Identity {
+            return self.forward(z);
+        }
+        z.par_chunks_mut(PAR_CHUNK).for_each(|c| self.forward(c));
+    }
+
+    /// [`backward`](Act::backward) in chunks on `par`'s threads when `d` is large.
+    pub(super) fn backward_par<T: Real>(&self, y: &[T], d: &mut [T], par: Par) {
+        use rayon::prelude::*;
+        if matches!(par, Par::Seq) || d.len() < 2 * PAR_CHUNK || *self == Act::Identity {
+            return self.backward(y, d);
+        }
+        d.par_chunks_mut(PAR_CHUNK)
+            .zip(y.par_chunks(PAR_CHUNK))
+            .for_each(|(d, y)| self.backward(y, d));
     }
 }
 

@@ -2,6 +2,9 @@
 //! `BatchNormalization`): batch statistics per channel over the batch and positions in training,
 //! running statistics in inference, and their update `r ← m·r + (1−m)·batch`.
 
+use faer::Par;
+use rayon::prelude::*;
+
 use super::{Scratch, Tensor};
 use crate::real::Real;
 
@@ -22,6 +25,7 @@ pub(super) fn forward<T: Real>(
     out: &mut [T],
     (xhat, inv_std, stats): (&mut Vec<T>, &mut Vec<T>, &mut ChannelStats),
     scratch: &mut Scratch<T>,
+    par: Par,
 ) {
     let c = gamma.len();
     let (mean, var): (&[f64], &[f64]) = if train {
@@ -40,13 +44,29 @@ pub(super) fn forward<T: Real>(
     scratch.t.extend(mean.iter().map(|&v| T::from_f64(v)));
     let (inv, mean) = (&inv_std[..], &scratch.t[..]);
     xhat.resize(x.len(), T::zero());
-    for ((xh, o), xi) in xhat.chunks_mut(c).zip(out.chunks_mut(c)).zip(x.chunks(c)) {
-        for ch in 0..c {
-            let v = (xi[ch] - mean[ch]) * inv[ch];
-            xh[ch] = v;
-            o[ch] = gamma[ch] * v + beta[ch];
+    let normalize = |((xh, o), xi): ((&mut [T], &mut [T]), &[T])| {
+        for ((xh, o), xi) in xh.chunks_mut(c).zip(o.chunks_mut(c)).zip(xi.chunks(c)) {
+            for ch in 0..c {
+                let v = (xi[ch] - mean[ch]) * inv[ch];
+                xh[ch] = v;
+                o[ch] = gamma[ch] * v + beta[ch];
+            }
         }
+    };
+    let block = columns_block(c);
+    if matches!(par, Par::Seq) || x.len() < 2 * block {
+        normalize(((xhat, out), x));
+    } else {
+        xhat.par_chunks_mut(block)
+            .zip(out.par_chunks_mut(block))
+            .zip(x.par_chunks(block))
+            .for_each(normalize);
     }
+}
+
+/// Values per parallel task of the elementwise passes: whole columns of `c` channels.
+fn columns_block(c: usize) -> usize {
+    (1usize << 14).div_ceil(c.max(1)) * c.max(1)
 }
 
 /// Backward pass for the output gradient `d`: `∂γ = Σ δ·x̂`, `∂β = Σ δ` (accumulated in f64) into
@@ -60,6 +80,7 @@ pub(super) fn backward<T: Real>(
     (pg, pbeta): (usize, usize),
     dx: Option<&mut Vec<T>>,
     scratch: &mut Scratch<T>,
+    par: Par,
 ) {
     let c = gamma.len();
     let (dg, db) = (&mut scratch.f, &mut scratch.g);
@@ -88,10 +109,21 @@ pub(super) fn backward<T: Real>(
         let (mean_db, rest) = t.split_at(c);
         let (mean_dg, scale) = rest.split_at(c);
         dx.resize(d.len(), T::zero());
-        for ((o, dc), xc) in dx.chunks_mut(c).zip(d.chunks(c)).zip(xhat.chunks(c)) {
-            for ch in 0..c {
-                o[ch] = scale[ch] * (dc[ch] - mean_db[ch] - xc[ch] * mean_dg[ch]);
+        let input_grad = |((o, dc), xc): ((&mut [T], &[T]), &[T])| {
+            for ((o, dc), xc) in o.chunks_mut(c).zip(dc.chunks(c)).zip(xc.chunks(c)) {
+                for ch in 0..c {
+                    o[ch] = scale[ch] * (dc[ch] - mean_db[ch] - xc[ch] * mean_dg[ch]);
+                }
             }
+        };
+        let block = columns_block(c);
+        if matches!(par, Par::Seq) || d.len() < 2 * block {
+            input_grad(((dx, d), xhat));
+        } else {
+            dx.par_chunks_mut(block)
+                .zip(d.par_chunks(block))
+                .zip(xhat.par_chunks(block))
+                .for_each(input_grad);
         }
     }
 }

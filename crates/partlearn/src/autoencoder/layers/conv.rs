@@ -122,7 +122,7 @@ pub(super) fn forward<T: Real>(
 ) {
     let filters = geo.output.c;
     im2col(x, batch, geo, cols);
-    fill_bias(out, b);
+    fill_bias(out, b, par);
     linalg::matmul(
         view_mut(out, filters, geo.positions() * batch),
         Accum::Add,
@@ -152,7 +152,7 @@ pub(super) fn backward<T: Real>(
 ) {
     let filters = geo.output.c;
     let np = geo.positions() * batch;
-    row_sums(d, filters, &mut grads[pb], acc);
+    row_sums(d, filters, &mut grads[pb], acc, par);
     linalg::matmul(
         view_mut(&mut grads[pw], filters, geo.k()),
         Accum::Replace,

@@ -380,7 +380,7 @@ impl<T: Real> Net<T> {
                     );
                     let kept = (&mut cache.aux[i], &mut cache.inv_std[i], &mut cache.stats[i]);
                     let scratch = &mut cache.scratch;
-                    batch_norm::forward((p(0), p(1)), running, eps, train, input, out, kept, scratch);
+                    batch_norm::forward((p(0), p(1)), running, eps, train, input, out, kept, scratch, par);
                 }
                 // Flatten and activations take over the previous layer's output buffer instead
                 // of copying it, unless that layer is an activation: no other backward pass
@@ -395,7 +395,7 @@ impl<T: Real> Net<T> {
                         std::mem::swap(&mut before[i - 1], out);
                     }
                     if let LayerSpec::Activation { act } = layer.spec {
-                        act.forward(out);
+                        act.forward_par(out, par);
                     }
                 }
             }
@@ -498,12 +498,12 @@ impl<T: Real> Net<T> {
                     let slots = (layer.params[0], layer.params[1]);
                     let gamma = &self.params[slots.0].data;
                     let kept = (cache.aux[i].as_slice(), cache.inv_std[i].as_slice());
-                    batch_norm::backward(gamma, kept, &d, grads, slots, dx, &mut cache.scratch);
+                    batch_norm::backward(gamma, kept, &d, grads, slots, dx, &mut cache.scratch, par);
                 }
                 // In place: flattening does not move memory, an activation scales elementwise.
                 LayerSpec::Flatten => continue,
                 LayerSpec::Activation { act } => {
-                    act.backward(&cache.outs[i], &mut d);
+                    act.backward_par(&cache.outs[i], &mut d, par);
                     continue;
                 }
             }

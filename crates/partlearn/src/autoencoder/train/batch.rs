@@ -16,6 +16,9 @@ use crate::real::Real;
 /// whole (its statistics couple the samples) and parallelize inside their larger GEMMs.
 const PARTS: usize = 2;
 
+/// Values per parallel task when the parts' gradients are summed.
+const SUM_CHUNK: usize = 1 << 14;
+
 /// Buffers of one part of a batch.
 #[derive(Debug, Default)]
 pub(super) struct Part<T> {
@@ -125,21 +128,37 @@ pub(super) fn gradients<T: Real>(
             inner,
         );
     });
-    // Sum the parts' gradients in part order.
+    // The batch's gradients: one part's are taken over (the buffers are swapped; `backward`
+    // overwrites them next batch), several are summed in part order in parallel chunks (the
+    // same bits for any thread count).
     let n_enc = model.encoder.params.len();
-    fn part_grad<T>(p: &Part<T>, i: usize, n_enc: usize) -> &[T] {
+    fn part_grad<T>(p: &mut Part<T>, i: usize, n_enc: usize) -> &mut Vec<T> {
         if i < n_enc {
-            &p.enc_grads[i]
+            &mut p.enc_grads[i]
         } else {
-            &p.dec_grads[i - n_enc]
+            &mut p.dec_grads[i - n_enc]
         }
     }
-    for (i, g) in grads.iter_mut().enumerate() {
-        let part_grad = |p| part_grad(p, i, n_enc);
-        g.copy_from_slice(part_grad(&parts[0]));
-        for part in &parts[1..] {
-            for (a, &v) in g.iter_mut().zip(part_grad(part)) {
-                *a = *a + v;
+    if let [part] = parts {
+        for (i, g) in grads.iter_mut().enumerate() {
+            std::mem::swap(g, part_grad(part, i, n_enc));
+        }
+    } else {
+        for (i, g) in grads.iter_mut().enumerate() {
+            let sources: Vec<&[T]> = parts.iter_mut().map(|p| &part_grad(p, i, n_enc)[..]).collect();
+            let sum = |(c, out): (usize, &mut [T])| {
+                let r = c * SUM_CHUNK..c * SUM_CHUNK + out.len();
+                out.copy_from_slice(&sources[0][r.clone()]);
+                for src in &sources[1..] {
+                    for (a, &v) in out.iter_mut().zip(&src[r.clone()]) {
+                        *a = *a + v;
+                    }
+                }
+            };
+            if g.len() >= 2 * SUM_CHUNK && !matches!(par, Par::Seq) {
+                g.par_chunks_mut(SUM_CHUNK).enumerate().for_each(sum);
+            } else {
+                g.chunks_mut(SUM_CHUNK).enumerate().for_each(sum);
             }
         }
     }
