@@ -156,7 +156,11 @@ fn run_ae(a: BenchAeArgs) -> Result<()> {
     );
     outln!(
         "{:<34} {:<24} {:>9} {:>9}",
-        "product (one batch)",
+        if r.parts > 1 {
+            "product (one part, 1 thread)"
+        } else {
+            "product (one batch)"
+        },
         "shape",
         "ms",
         "GFLOP/s"

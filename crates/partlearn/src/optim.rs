@@ -376,7 +376,9 @@ impl<T: Real> Optimizer<T> {
                 let d = buf1.unwrap_or_default();
                 for (((w, &g), a), d) in w.iter_mut().zip(g).zip(buf0.iter_mut()).zip(d.iter_mut()) {
                     *a = r * *a + or * g * g;
-                    let u = g * (*d + eps).sqrt() / (*a + eps).sqrt();
+                    // √(d+ε)/√(a+ε) as one square root of a quotient (one division and one
+                    // root per value instead of two roots and a division).
+                    let u = g * ((*d + eps) / (*a + eps)).sqrt();
                     *w = *w - lr * u;
                     *d = r * *d + or * u * u;
                 }

@@ -49,7 +49,10 @@ pub struct AeBenchReport {
     pub dtype: &'static str,
     /// Trainable parameters of the model.
     pub n_params: usize,
-    /// The products of one training step at their shapes.
+    /// Parts a batch is split into, each back-propagated by one worker on one thread (1: the
+    /// whole batch, its products on every thread).
+    pub parts: usize,
+    /// The products of one training step at their shapes (one part's when `parts > 1`).
     pub gemms: Vec<GemmTiming>,
     /// Mini-batches trained within the budget.
     pub batches_timed: usize,
@@ -57,7 +60,8 @@ pub struct AeBenchReport {
     pub batches_per_epoch: usize,
     /// Seconds of one epoch, extrapolated from the batches timed.
     pub seconds_per_epoch: f64,
-    /// Time of the products of one epoch.
+    /// Time of the products of one epoch: the timed products × batches × the rounds of parts
+    /// (`⌈parts / threads⌉`).
     pub gemm_bound: f64,
     /// `seconds_per_epoch / gemm_bound`.
     pub ratio: f64,
@@ -76,13 +80,27 @@ pub fn bench_ae<T: Real>(data: &Dataset<T>, o: &AeBenchOptions) -> Result<AeBenc
     )?;
     let model = Autoencoder::<T>::new(spec, data.image_shape, &mut Rng::new(o.seed))?;
     let b = o.batch_size;
+    let threads = linalg::resolve_threads(o.threads);
+    // The products as training performs them: a model that does not couple the samples splits
+    // each batch into parts back-propagated by one worker each on one thread (the bound times
+    // one part's products and counts the rounds of parts the workers need); otherwise the whole
+    // batch's products run on every thread.
+    let parts = if model.encoder.couples_batch() {
+        1
+    } else {
+        ae::train::BATCH_PARTS.min(b)
+    };
+    let (shape_b, par, rounds) = if parts > 1 {
+        (b.div_ceil(parts), faer::Par::Seq, parts.div_ceil(threads))
+    } else {
+        (b, linalg::par(o.threads), 1)
+    };
     let shapes: Vec<_> = model
         .encoder
-        .gemm_shapes(b, false)
+        .gemm_shapes(shape_b, false)
         .into_iter()
-        .chain(model.decoder.gemm_shapes(b, true))
+        .chain(model.decoder.gemm_shapes(shape_b, true))
         .collect();
-    let par = linalg::par(o.threads);
     let gemms = linalg::with_threads(o.threads, || {
         let mut rng = Rng::new(2);
         shapes
@@ -121,14 +139,15 @@ pub fn bench_ae<T: Real>(data: &Dataset<T>, o: &AeBenchOptions) -> Result<AeBenc
     let batches_per_epoch = data.n_samples().div_ceil(b);
     let batches_timed = state.epoch * batches_per_epoch + state.batch;
     let seconds_per_epoch = out.seconds / batches_timed.max(1) as f64 * batches_per_epoch as f64;
-    let gemm_bound = gemms.iter().map(|g| g.seconds).sum::<f64>() * batches_per_epoch as f64;
+    let gemm_bound = gemms.iter().map(|g| g.seconds).sum::<f64>() * (rounds * batches_per_epoch) as f64;
     Ok(AeBenchReport {
         data: data.name.clone(),
         n_samples: data.n_samples(),
         architecture: o.architecture.kind().to_string(),
         k: o.k,
         batch_size: b,
-        threads: linalg::resolve_threads(o.threads),
+        threads,
+        parts,
         dtype: T::NAME,
         n_params,
         gemms,

@@ -74,18 +74,22 @@ impl Act {
 
     /// `y = act(z)` in place.
     pub fn forward<T: Real>(&self, z: &mut [T]) {
+        crate::linalg::kernels::dispatch(|| self.forward_inner(z))
+    }
+
+    #[inline(always)]
+    fn forward_inner<T: Real>(&self, z: &mut [T]) {
         match *self {
             Act::Sigmoid => {
                 for v in z {
                     *v = T::one() / (T::one() + (-*v).exp());
                 }
             }
+            // A select, not a branch: vectorizes, and random signs cost no mispredictions.
             Act::LeakyRelu { slope } => {
                 let s = T::from_f64(slope);
                 for v in z {
-                    if *v < T::zero() {
-                        *v = *v * s;
-                    }
+                    *v = if *v < T::zero() { *v * s } else { *v };
                 }
             }
             Act::Relu => {
@@ -100,6 +104,11 @@ impl Act {
     /// `dz = dy · act'(z)` in place on `d`, from the *outputs* `y` (every activation here has a
     /// derivative that is a function of its output: `y(1−y)`, `[y > 0]`, …).
     pub fn backward<T: Real>(&self, y: &[T], d: &mut [T]) {
+        crate::linalg::kernels::dispatch(|| self.backward_inner(y, d))
+    }
+
+    #[inline(always)]
+    fn backward_inner<T: Real>(&self, y: &[T], d: &mut [T]) {
         match *self {
             Act::Sigmoid => {
                 for (d, &y) in d.iter_mut().zip(y) {
@@ -109,16 +118,12 @@ impl Act {
             Act::LeakyRelu { slope } => {
                 let s = T::from_f64(slope);
                 for (d, &y) in d.iter_mut().zip(y) {
-                    if y <= T::zero() {
-                        *d = *d * s;
-                    }
+                    *d = if y <= T::zero() { *d * s } else { *d };
                 }
             }
             Act::Relu => {
                 for (d, &y) in d.iter_mut().zip(y) {
-                    if y <= T::zero() {
-                        *d = T::zero();
-                    }
+                    *d = if y <= T::zero() { T::zero() } else { *d };
                 }
             }
             Act::Identity => {}

@@ -458,23 +458,24 @@ impl<T: Real> Net<T> {
     }
 
     /// Backward pass after [`forward`](Net::forward) with the same batch: `d_out` is the
-    /// gradient of the loss with respect to the network's output; parameter gradients are
-    /// written to `grads` (from [`grad_buffers`](Net::grad_buffers); overwritten). Returns the gradient with respect to the
-    /// input when `input_grad` is set (first layers of a model need none).
+    /// gradient of the loss with respect to the network's output, taken over as the pass's
+    /// working buffer (not copied; it holds scratch values afterwards); parameter gradients are
+    /// written to `grads` (from [`grad_buffers`](Net::grad_buffers); overwritten). Returns the
+    /// gradient with respect to the input when `input_grad` is set (first layers of a model need
+    /// none).
     pub fn backward<'c>(
         &self,
         x: &[T],
-        d_out: &[T],
+        d_out: &mut Vec<T>,
         cache: &'c mut Cache<T>,
         grads: &mut [Vec<T>],
         input_grad: bool,
         par: Par,
     ) -> Option<&'c [T]> {
         let batch = cache.batch;
-        let mut d = std::mem::take(&mut cache.d_a);
+        let mut d = std::mem::take(d_out);
+        *d_out = std::mem::take(&mut cache.d_a);
         let mut d_next = std::mem::take(&mut cache.d_b);
-        d.clear();
-        d.extend_from_slice(d_out);
         let n = self.layers.len();
         for i in (0..n).rev() {
             let layer = &self.layers[i];
@@ -543,7 +544,7 @@ mod tests {
         net.forward(&x, batch, true, &mut cache, Par::Seq);
         let mut grads = net.grad_buffers();
         let dx = net
-            .backward(&x, &r, &mut cache, &mut grads, true, Par::Seq)
+            .backward(&x, &mut r.clone(), &mut cache, &mut grads, true, Par::Seq)
             .unwrap()
             .to_vec();
         let h = 1e-6;

@@ -14,7 +14,7 @@ use crate::real::Real;
 /// products as small as one batch's) and whose gradients are summed in a fixed order, so the
 /// result is the same for any thread count. Models with batch normalization take the batch
 /// whole (its statistics couple the samples) and parallelize inside their larger GEMMs.
-const PARTS: usize = 2;
+pub const PARTS: usize = 2;
 
 /// Values per parallel task when the parts' gradients are summed.
 const SUM_CHUNK: usize = 1 << 14;
@@ -22,6 +22,8 @@ const SUM_CHUNK: usize = 1 << 14;
 /// Buffers of one part of a batch.
 #[derive(Debug, Default)]
 pub(super) struct Part<T> {
+    /// The part's samples (`n_features × samples`).
+    x: Vec<T>,
     pub(super) enc: Cache<T>,
     dec: Cache<T>,
     d_xhat: Vec<T>,
@@ -71,14 +73,16 @@ pub(super) struct BatchTerms {
     pub(super) activation: f64,
 }
 
-/// Forward and backward pass of one batch `xb` (`n_features × b`, training mode): the loss
-/// terms of §6.2 and every parameter's gradient in `ws.grads`. The sparsity penalty is computed
-/// on the whole batch (its `ρ̂` couples the samples) between the two halves of the pass.
-/// Batch-norm running statistics are not touched (see [`super::layers::Net::update_running`]).
+/// Forward and backward pass of one batch of `b` samples (training mode): the loss terms of
+/// §6.2 and every parameter's gradient in `ws.grads`. `gather(range, x)` writes the batch's
+/// samples `range` (`n_features` values each, one after another) into `x`; each part gathers
+/// its own samples on its worker. The sparsity penalty is computed on the whole batch (its `ρ̂`
+/// couples the samples) between the two halves of the pass. Batch-norm running statistics are
+/// not touched (see [`super::layers::Net::update_running`]).
 pub(super) fn gradients<T: Real>(
     model: &Autoencoder<T>,
     spec: &LossSpec,
-    xb: &[T],
+    gather: &(dyn Fn(std::ops::Range<usize>, &mut Vec<T>) + Sync),
     b: usize,
     ws: &mut Workspace<T>,
     par: Par,
@@ -93,7 +97,9 @@ pub(super) fn gradients<T: Real>(
     let parts = &mut parts[..n_parts];
     parts.par_iter_mut().enumerate().for_each(|(p, part)| {
         let (s, e) = bounds(p);
-        let x = &xb[s * m..e * m];
+        part.x.clear();
+        gather(s..e, &mut part.x);
+        let x = &part.x[..];
         model.encoder.forward(x, e - s, true, &mut part.enc, inner);
         let h = part.enc.outs.last().map(Vec::as_slice).unwrap_or(&[]);
         model.decoder.forward(h, e - s, true, &mut part.dec, inner);
@@ -102,7 +108,14 @@ pub(super) fn gradients<T: Real>(
         (part.rec, part.sq) = loss::reconstruction(spec, m, b, x, xhat, &mut part.d_xhat);
         let d = model
             .decoder
-            .backward(h, &part.d_xhat, &mut part.dec, &mut part.dec_grads, true, inner)
+            .backward(
+                h,
+                &mut part.d_xhat,
+                &mut part.dec,
+                &mut part.dec_grads,
+                true,
+                inner,
+            )
             .unwrap_or(&[]);
         part.dh.clear();
         part.dh.extend_from_slice(d);
@@ -118,10 +131,11 @@ pub(super) fn gradients<T: Real>(
     let dh: &[T] = dh;
     parts.par_iter_mut().enumerate().for_each(|(p, part)| {
         let (s, e) = bounds(p);
-        let x = &xb[s * m..e * m];
+        part.dh.clear();
+        part.dh.extend_from_slice(&dh[s * k..e * k]);
         model.encoder.backward(
-            x,
-            &dh[s * k..e * k],
+            &part.x,
+            &mut part.dh,
             &mut part.enc,
             &mut part.enc_grads,
             false,
@@ -183,15 +197,36 @@ mod tests {
     use crate::autoencoder::model::{AeSpec, Architecture};
     use crate::rng::Rng;
 
+    /// Gathers samples of a batch held in one buffer of `m` values per sample.
+    fn slice_gather(xb: &[f64], m: usize) -> impl Fn(std::ops::Range<usize>, &mut Vec<f64>) + Sync + '_ {
+        move |r, x| x.extend_from_slice(&xb[r.start * m..r.end * m])
+    }
+
     /// The batch loss as a function of every parameter, for finite differences.
     fn loss_of(model: &mut Autoencoder<f64>, spec: &LossSpec, xb: &[f64], b: usize) -> f64 {
         let mut ws = Workspace::new(model);
-        gradients(model, spec, xb, b, &mut ws, Par::Seq).terms.total()
+        gradients(
+            model,
+            spec,
+            &slice_gather(xb, model.spec.n_features),
+            b,
+            &mut ws,
+            Par::Seq,
+        )
+        .terms
+        .total()
     }
 
     fn check_whole_loss(model: &mut Autoencoder<f64>, spec: &LossSpec, xb: &[f64], b: usize, what: &str) {
         let mut ws = Workspace::new(model);
-        gradients(model, spec, xb, b, &mut ws, Par::Seq);
+        gradients(
+            model,
+            spec,
+            &slice_gather(xb, model.spec.n_features),
+            b,
+            &mut ws,
+            Par::Seq,
+        );
         let grads = ws.grads.clone();
         let h = 1e-6;
         let n_enc = model.encoder.params.len();

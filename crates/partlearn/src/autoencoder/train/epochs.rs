@@ -58,8 +58,7 @@ struct Epochs<'a, T: Real> {
     x_norm: f64,
     batches_per_epoch: usize,
     ws: Workspace<T>,
-    /// The batch in progress (`n_features × b`) and the epoch's sample order, reused.
-    xb: Vec<T>,
+    /// The epoch's sample order, reused.
     order: Vec<usize>,
     par: Par,
     checkpoint: Option<&'a Path>,
@@ -91,12 +90,14 @@ impl<T: Real> Epochs<'_, T> {
             let first = state.batch * opts.batch_size;
             let idx = &self.order[first..(first + opts.batch_size).min(self.order.len())];
             let b = idx.len();
-            self.xb.clear();
-            for &i in idx {
-                self.xb.extend_from_slice(self.data.sample(i));
-            }
+            let data = self.data;
+            let gather = |r: std::ops::Range<usize>, x: &mut Vec<T>| {
+                for &i in &idx[r] {
+                    x.extend_from_slice(data.sample(i));
+                }
+            };
             let model = &mut state.model;
-            let t = gradients(model, &opts.loss, &self.xb, b, &mut self.ws, self.par);
+            let t = gradients(model, &opts.loss, &gather, b, &mut self.ws, self.par);
             if let [part] = self.ws.parts.as_slice() {
                 model.encoder.update_running(&part.enc);
             }
@@ -301,7 +302,6 @@ pub(super) fn train_inner<T: Real>(
         val_idx,
         x_norm,
         batches_per_epoch,
-        xb: Vec::new(),
         order: Vec::new(),
         checkpoint,
         clock,

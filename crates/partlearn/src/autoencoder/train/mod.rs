@@ -20,6 +20,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use batch::PARTS as BATCH_PARTS;
 pub use checkpoint::{checkpoint_bytes, checkpoint_from_bytes, load_checkpoint, CHECKPOINT_KEY};
 
 use super::loss::LossTerms;
