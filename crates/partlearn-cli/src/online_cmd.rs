@@ -1,6 +1,8 @@
 //! `partlearn fit nmf --solver online`: online (mini-batch) NMF on rows streamed from the data
-//! (METHODS.md §11.3). A `.npy` file or a folder of `.npy` shards is read block by block, never
-//! loaded whole; other data (named sets, CSV, sparse files) are loaded as usual and fed by
+//! (METHODS.md §11.3). A `.npy` file, a folder of `.npy` shards, a CSR `.npz` or a MatrixMarket
+//! `.mtx[.gz]` is read block by block, never loaded whole (an `.mtx` not grouped by row is first
+//! sorted by row into a temporary copy at bounded memory, in `--temp-dir`, by default the folder
+//! of `--out`); other data (named sets, CSV, CSC/COO `.npz`) are loaded as usual and fed by
 //! blocks. The run's codes come from a second streaming pass, written block by block to
 //! `codes.npy` (n × k, float32 or float64 as --dtype).
 
@@ -8,6 +10,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use clap::Args;
+use partlearn::data::mtx::{MtxRows, MtxRowsOptions};
 use partlearn::data::npz::{npz_format, NpzRows};
 use partlearn::data::rows::{CsrRows, DenseRows, NpyRows, NpyShards, RowSource};
 use partlearn::engine::StopReason;
@@ -62,12 +65,16 @@ pub struct OnlineArgs {
     /// With --solver online: stop after N batches without improvement of the smoothed batch cost (0 disables).
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub max_no_improvement: usize,
+    /// With --solver online and a .mtx[.gz] not grouped by row: folder for its row-sorted temporary copy (16 bytes per entry; default: the folder of --out).
+    #[arg(long, value_name = "DIR")]
+    pub temp_dir: Option<std::path::PathBuf>,
 }
 
 /// Where the rows come from.
 enum Source<T: Real> {
     File(NpyRows),
     Npz(NpzRows),
+    Mtx(MtxRows),
     Shards(NpyShards),
     Dense(partlearn::data::Dataset<T>),
     Sparse(partlearn::data::Csr<T>),
@@ -80,8 +87,10 @@ impl<T: Real> Source<T> {
         let lower = d.spec.to_ascii_lowercase();
         // A CSR .npz streams its rows too (other sparse formats are loaded and converted).
         let npz_csr = lower.ends_with(".npz") && path.is_file() && npz_format(path)? == "csr";
-        let streamed =
-            npz_csr || (!d.is_sparse() && (path.is_dir() || (lower.ends_with(".npy") && path.is_file())));
+        let mtx = (lower.ends_with(".mtx") || lower.ends_with(".mtx.gz")) && path.is_file();
+        let streamed = npz_csr
+            || mtx
+            || (!d.is_sparse() && (path.is_dir() || (lower.ends_with(".npy") && path.is_file())));
         if streamed {
             if d.first.is_some() || d.subset.is_some() || d.labels.is_some() {
                 anyhow::bail!(
@@ -91,6 +100,8 @@ impl<T: Real> Source<T> {
             }
             return Ok(if npz_csr {
                 Source::Npz(NpzRows::open(path)?)
+            } else if mtx {
+                Source::Mtx(open_mtx(path, a)?)
             } else if path.is_dir() {
                 Source::Shards(NpyShards::open(path)?)
             } else {
@@ -108,6 +119,7 @@ impl<T: Real> Source<T> {
         match self {
             Source::File(f) => Box::new(&mut *f),
             Source::Npz(f) => Box::new(&mut *f),
+            Source::Mtx(f) => Box::new(&mut *f),
             Source::Shards(s) => Box::new(&mut *s),
             Source::Dense(d) => Box::new(DenseRows::new(d.x())),
             Source::Sparse(x) => Box::new(CsrRows::new(x)),
@@ -118,7 +130,7 @@ impl<T: Real> Source<T> {
         match self {
             Source::Dense(d) => a.data.record(d),
             Source::Sparse(x) => a.data.record_csr(x),
-            Source::File(_) | Source::Npz(_) | Source::Shards(_) => DataSpec {
+            Source::File(_) | Source::Npz(_) | Source::Mtx(_) | Source::Shards(_) => DataSpec {
                 name: a.data.spec.clone(),
                 n_samples: n,
                 n_features: m,
@@ -138,6 +150,44 @@ impl<T: Real> Source<T> {
             _ => None,
         }
     }
+}
+
+/// Opens a `.mtx[.gz]` for streaming; one not grouped by row is sorted into a temporary copy in
+/// `--temp-dir`, by default the folder that receives the run folder (not the system's temporary
+/// folder, often a RAM-backed tmpfs), and a note says so.
+fn open_mtx(path: &Path, a: &NmfArgs) -> Result<MtxRows> {
+    let dir = match &a.online.temp_dir {
+        Some(d) => d.clone(),
+        None => {
+            let out = crate::nmf_cmd::nmf_out(a);
+            let out = std::path::absolute(&out).unwrap_or(out);
+            out.ancestors()
+                .skip(1)
+                .find(|p| p.is_dir())
+                .map_or_else(|| ".".into(), Path::to_path_buf)
+        }
+    };
+    let opts = MtxRowsOptions {
+        temp_dir: Some(dir),
+        ..MtxRowsOptions::default()
+    };
+    let rows = MtxRows::open_with(path, &opts)?;
+    if let (Some(r), false) = (rows.reordered(), a.run.quiet) {
+        errln!("{}", reorder_note(path, r));
+    }
+    Ok(rows)
+}
+
+/// The note printed when a `.mtx` had to be sorted by row before streaming.
+pub fn reorder_note(path: &Path, r: &partlearn::data::mtx::Reordered) -> String {
+    format!(
+        "note: {} is not grouped by row ({}); it was sorted once by row into a temporary copy of {:.1} MB in {} ({} run(s) sorted in memory), deleted at exit. Write it row by row (e.g. scipy.io.mmwrite of a CSR matrix) to skip this step",
+        path.display(),
+        r.reason,
+        r.temp_bytes as f64 / 1e6,
+        r.temp_dir.display(),
+        r.runs
+    )
 }
 
 /// Runs `fit nmf --solver online` and writes the run folder.

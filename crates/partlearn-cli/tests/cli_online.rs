@@ -1,5 +1,5 @@
-//! `fit nmf --solver online`: rows streamed from an .npy file or a folder of shards (the same
-//! bits either way), codes written block by block to codes.npy (equal to `transform`'s), the
+//! `fit nmf --solver online`: rows streamed from an .npy file, a folder of shards, a CSR .npz
+//! or a MatrixMarket .mtx[.gz] in row or column order (the same bits every way), codes written block by block to codes.npy (equal to `transform`'s), the
 //! run record's counters, `bench online`, and the one-line errors of bad settings.
 
 mod common;
@@ -213,4 +213,121 @@ fn online_streams_a_csr_npz_by_rows() {
     assert_ok(&b);
     let v: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
     assert_eq!(v["n"].as_u64(), Some(2000));
+}
+
+#[test]
+fn online_streams_an_mtx_by_rows_with_the_bits_of_the_npz() {
+    let dir = temp_dir("online-mtx");
+    let gen = |out: &std::path::Path| {
+        assert_ok(&run(&[
+            "data",
+            "generate",
+            "topics",
+            "--docs",
+            "1500",
+            "--terms",
+            "60",
+            "--density",
+            "0.1",
+            "--topics",
+            "4",
+            "--seed",
+            "5",
+            "--out",
+            s(out),
+        ]))
+    };
+    let (npz, mtx, gz) = (dir.join("t.npz"), dir.join("t.mtx"), dir.join("t.mtx.gz"));
+    for p in [&npz, &mtx, &gz] {
+        gen(p);
+    }
+    // The same matrix in column-major order (as 10x Genomics writes): sorted once into a
+    // temporary copy in --temp-dir, which is empty again afterwards.
+    let csr: partlearn::data::Csr<f32> = partlearn::data::npz::read_npz(&npz).unwrap();
+    let mut text = format!(
+        "%%MatrixMarket matrix coordinate real general\n1500 60 {}\n",
+        csr.nnz()
+    );
+    for j in 0..60u32 {
+        for i in 0..1500 {
+            let (cols, vals) = csr.row(i);
+            if let Ok(at) = cols.binary_search(&j) {
+                text.push_str(&format!("{} {} {}\n", i + 1, j + 1, vals[at]));
+            }
+        }
+    }
+    let cm = dir.join("cm.mtx");
+    std::fs::write(&cm, text).unwrap();
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+
+    let want = dir.join("r-npz");
+    assert_ok(&fit_online(s(&npz), &want, &["--init", "random"]));
+    for (data, name) in [(&mtx, "r-mtx"), (&gz, "r-gz"), (&cm, "r-cm")] {
+        let out = dir.join(name);
+        let o = run(&[
+            "fit",
+            "nmf",
+            "--data",
+            s(data),
+            "--solver",
+            "online",
+            "-k",
+            "5",
+            "--batch-size",
+            "256",
+            "--max-iter",
+            "15",
+            "--init",
+            "random",
+            "--temp-dir",
+            s(&tmp),
+            "--out",
+            s(&out),
+        ]);
+        assert_ok(&o);
+        let note = stderr(&o);
+        assert_eq!(data == &cm, note.contains("not grouped by row"), "{note}");
+        assert_eq!(
+            model_tensor(&out, "atoms"),
+            model_tensor(&want, "atoms"),
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::read(out.join("codes.npy")).unwrap(),
+            std::fs::read(want.join("codes.npy")).unwrap(),
+            "{name}"
+        );
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+    }
+    // `bench online` streams it too and reports the sorted copy.
+    let b = run(&[
+        "bench",
+        "online",
+        "--data",
+        s(&cm),
+        "-k",
+        "5",
+        "--batch-size",
+        "500",
+        "--temp-dir",
+        s(&tmp),
+        "--json",
+    ]);
+    assert_ok(&b);
+    let v: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
+    assert_eq!(v["n"].as_u64(), Some(1500));
+    assert_eq!(v["sorted_copy_bytes"].as_u64(), Some(16 * csr.nnz() as u64));
+    // A bad entry is the whole reader's one-line error, before any output.
+    let bad = dir.join("bad.mtx");
+    std::fs::write(
+        &bad,
+        "%%MatrixMarket matrix coordinate real general\n3 2 2\n1 1 1\n4 1 1\n",
+    )
+    .unwrap();
+    let out = dir.join("r-bad");
+    let o = fit_online(s(&bad), &out, &[]);
+    assert!(!o.status.success() && !out.exists());
+    let e = stderr(&o);
+    assert!(e.contains("line 4: row index 4 is outside 1..=3"), "{e}");
 }

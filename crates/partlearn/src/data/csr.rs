@@ -107,11 +107,7 @@ impl<T: Real> Csr<T> {
         let mut indptr = try_zeros(nrows.saturating_add(1), nrows)?;
         for (e, &(r, c, _)) in entries.iter().enumerate() {
             if r >= nrows || c >= ncols {
-                return Err(Error::invalid(
-                    "csr",
-                    format!("{nrows} × {ncols}"),
-                    format!("entry {e} at ({r}, {c}) is outside the matrix; the file or arrays are corrupt"),
-                ));
+                return Err(outside_error(nrows, ncols, e, r, c));
             }
             indptr[r + 1] += 1;
         }
@@ -389,6 +385,15 @@ impl<T: Real> Csr<T> {
             data,
         })
     }
+}
+
+/// The error of [`Csr::from_triplets`] for entry number `e` at `(r, c)`, outside the matrix.
+pub(crate) fn outside_error(nrows: usize, ncols: usize, e: usize, r: usize, c: usize) -> Error {
+    Error::invalid(
+        "csr",
+        format!("{nrows} × {ncols}"),
+        format!("entry {e} at ({r}, {c}) is outside the matrix; the file or arrays are corrupt"),
+    )
 }
 
 /// Column indices are stored as `u32`.

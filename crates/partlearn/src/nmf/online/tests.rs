@@ -314,3 +314,49 @@ fn sparse_partial_fit_equals_dense_partial_fit() {
         .partial_fit_csr(&Csr::from_dense(Mat::<f64>::zeros(3, 7).as_ref()).unwrap())
         .is_err());
 }
+
+#[test]
+fn an_mtx_streamed_by_rows_gives_the_bits_of_the_matrix_in_memory() {
+    use crate::data::mtx::{read_mtx, write_mtx, MtxRows, MtxRowsOptions};
+    let x = planted(400, 25, 3, 5);
+    let csr = Csr::from_dense(x.as_ref()).unwrap();
+    let dir = crate::data::test_dir("online-mtx");
+    let p = MiniBatchParams::new(3)
+        .batch_size(64)
+        .max_iter(3)
+        .init(InitMethod::Random)
+        .check()
+        .unwrap();
+    let key = |h: &[IterRecord]| h.iter().map(|r| (r.objective, r.rel_error)).collect::<Vec<_>>();
+    // Row-ordered (as written) and column-major (sorted once into a temporary copy), plain
+    // and gzipped: the bits of the whole file read into memory.
+    let rows = dir.path().join("x.mtx.gz");
+    write_mtx(&rows, &csr).unwrap();
+    let whole: Csr<f32> = read_mtx(&rows).unwrap();
+    let want = fit_rows(&mut CsrRows::new(&whole), &p, &mut Silent).unwrap();
+    let mut text = format!(
+        "%%MatrixMarket matrix coordinate real general\n400 25 {}\n",
+        csr.nnz()
+    );
+    for j in 0..25u32 {
+        for i in 0..400 {
+            let (cols, vals) = csr.row(i);
+            if let Ok(at) = cols.binary_search(&j) {
+                text.push_str(&format!("{} {} {}\n", i + 1, j + 1, vals[at]));
+            }
+        }
+    }
+    let cols = dir.path().join("c.mtx");
+    std::fs::write(&cols, text).unwrap();
+    for path in [&rows, &cols] {
+        let opts = MtxRowsOptions {
+            temp_dir: Some(dir.path().into()),
+            sort_memory: 0,
+        };
+        let mut src = MtxRows::open_with(path, &opts).unwrap();
+        assert_eq!(src.reordered().is_some(), path == &cols);
+        let got: OnlineFit<f32> = fit_rows(&mut src, &p, &mut Silent).unwrap();
+        assert_eq!(got.model.components(), want.model.components());
+        assert_eq!(key(&got.history), key(&want.history));
+    }
+}

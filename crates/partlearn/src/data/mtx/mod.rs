@@ -9,9 +9,19 @@
 //! Every problem is a one-line error naming the line: a wrong header, an index out of range, a
 //! non-finite value, a truncated file (fewer entries than declared) or trailing entries; the
 //! declared entry count is checked against the available memory before anything is allocated.
+//!
+//! [`MtxRows`] streams a file by blocks of rows at constant memory (online NMF), with the same
+//! rows and the same errors as [`read_mtx`].
+
+mod rows;
+mod sort;
+#[cfg(test)]
+mod tests_rows;
+
+pub use rows::{MtxRows, MtxRowsOptions, Reordered};
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::Csr;
 use crate::error::{Error, Result};
@@ -19,42 +29,126 @@ use crate::real::Real;
 
 /// Reads a MatrixMarket coordinate file (gzipped if its name ends in `.gz`).
 pub fn read_mtx<T: Real>(path: &Path) -> Result<Csr<T>> {
+    parse_mtx(open_text(path)?, path)
+}
+
+/// The text of `path`, inflated when its name ends in `.gz`.
+pub(crate) fn open_text(path: &Path) -> Result<BufReader<Box<dyn Read + Send>>> {
     let file = crate::io::open_regular(path)?;
     let gz = path.to_string_lossy().to_ascii_lowercase().ends_with(".gz");
-    let reader: Box<dyn Read> = if gz {
+    let reader: Box<dyn Read + Send> = if gz {
         Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {
         Box::new(file)
     };
-    parse_mtx(BufReader::new(reader), path)
+    Ok(BufReader::with_capacity(1 << 16, reader))
 }
 
 /// Parses MatrixMarket text (`path` only names the source in errors).
-pub fn parse_mtx<T: Real>(mut r: impl BufRead, path: &Path) -> Result<Csr<T>> {
-    let bad = |line: usize, what: String| Error::format(path, format!("line {line}: {what}"));
-    let mut line = String::new();
-    let mut no = 0usize;
-    fn next_line(r: &mut impl BufRead, line: &mut String, no: &mut usize, path: &Path) -> Result<bool> {
-        line.clear();
-        *no += 1;
-        let got = r
-            .read_line(line)
-            .map_err(|e| Error::format(path, format!("line {no}: {e}; the file is corrupt or truncated")))?;
+pub fn parse_mtx<T: Real>(r: impl BufRead, path: &Path) -> Result<Csr<T>> {
+    let mut lines = Lines::new(r, path);
+    let h = read_header(&mut lines)?;
+    let per = std::mem::size_of::<(usize, usize, T)>() as f64 * if h.symmetric { 2.0 } else { 1.0 };
+    crate::linalg::check_file_memory(
+        path,
+        format!("its {} entries", h.declared),
+        h.declared as f64 * per * 2.0,
+    )?;
+    let mut entries: Vec<(usize, usize, T)> = Vec::new();
+    entries
+        .try_reserve_exact(h.declared)
+        .map_err(|_| lines.bad(format!("{} entries cannot be allocated", h.declared)))?;
+    let mut src = Entries::new(lines, h);
+    while let Some((i, j, v)) = src.next_entry()? {
+        entries.push((i, j, T::from_f64(v)));
+        if h.symmetric && i != j {
+            entries.push((j, i, T::from_f64(v)));
+        }
+    }
+    Csr::from_triplets(h.n, h.m, &entries)
+}
+
+/// The lines of a MatrixMarket text, numbered from 1 for the errors.
+pub(crate) struct Lines<R> {
+    r: R,
+    line: String,
+    no: usize,
+    path: PathBuf,
+}
+
+impl<R: BufRead> Lines<R> {
+    pub(crate) fn new(r: R, path: &Path) -> Self {
+        Lines {
+            r,
+            line: String::new(),
+            no: 0,
+            path: path.into(),
+        }
+    }
+
+    /// The next line into `self.line`; false at the end of the text.
+    fn advance(&mut self) -> Result<bool> {
+        self.line.clear();
+        self.no += 1;
+        let got = self.r.read_line(&mut self.line).map_err(|e| {
+            Error::format(
+                &self.path,
+                format!("line {}: {e}; the file is corrupt or truncated", self.no),
+            )
+        })?;
         Ok(got > 0)
     }
-    if !next_line(&mut r, &mut line, &mut no, path)? {
-        return Err(bad(1, "empty file; expected a %%MatrixMarket header".into()));
+
+    /// An error naming the current line.
+    pub(crate) fn bad(&self, what: String) -> Error {
+        bad_line(&self.path, self.no, what)
     }
-    let head: Vec<String> = line.split_whitespace().map(|w| w.to_ascii_lowercase()).collect();
+
+    /// The number of the current line (1-based).
+    pub(crate) fn line_no(&self) -> usize {
+        self.no
+    }
+}
+
+fn bad_line(path: &Path, line: usize, what: String) -> Error {
+    Error::format(path, format!("line {line}: {what}"))
+}
+
+/// What the header and the size line declare.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Header {
+    pub n: usize,
+    pub m: usize,
+    pub declared: usize,
+    pub pattern: bool,
+    pub symmetric: bool,
+}
+
+/// Reads the `%%MatrixMarket` line, the comments and the size line.
+pub(crate) fn read_header<R: BufRead>(l: &mut Lines<R>) -> Result<Header> {
+    if !l.advance()? {
+        return Err(bad_line(
+            &l.path,
+            1,
+            "empty file; expected a %%MatrixMarket header".into(),
+        ));
+    }
+    let head: Vec<String> = l
+        .line
+        .split_whitespace()
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
     if head.first().map(String::as_str) != Some("%%matrixmarket") || head.len() < 5 || head[1] != "matrix" {
-        return Err(bad(
+        return Err(bad_line(
+            &l.path,
             1,
             "not a MatrixMarket file: the first line must be '%%MatrixMarket matrix coordinate real general'"
                 .into(),
         ));
     }
     if head[2] != "coordinate" {
-        return Err(bad(
+        return Err(bad_line(
+            &l.path,
             1,
             format!(
                 "'{}' MatrixMarket files are dense; give a 'coordinate' (sparse) file, or the data as .npy",
@@ -66,7 +160,8 @@ pub fn parse_mtx<T: Real>(mut r: impl BufRead, path: &Path) -> Result<Csr<T>> {
         "real" | "integer" | "double" => false,
         "pattern" => true,
         other => {
-            return Err(bad(
+            return Err(bad_line(
+                &l.path,
                 1,
                 format!("field '{other}' is not supported; use real, integer or pattern"),
             ))
@@ -76,7 +171,8 @@ pub fn parse_mtx<T: Real>(mut r: impl BufRead, path: &Path) -> Result<Csr<T>> {
         "general" => false,
         "symmetric" => true,
         other => {
-            return Err(bad(
+            return Err(bad_line(
+                &l.path,
                 1,
                 format!("symmetry '{other}' is not supported; use general or symmetric"),
             ))
@@ -84,13 +180,10 @@ pub fn parse_mtx<T: Real>(mut r: impl BufRead, path: &Path) -> Result<Csr<T>> {
     };
     // Comments, then the size line.
     let (n, m, declared) = loop {
-        if !next_line(&mut r, &mut line, &mut no, path)? {
-            return Err(bad(
-                no,
-                "no size line 'rows cols entries'; the file is truncated".into(),
-            ));
+        if !l.advance()? {
+            return Err(l.bad("no size line 'rows cols entries'; the file is truncated".into()));
         }
-        let t = line.trim();
+        let t = l.line.trim();
         if t.is_empty() || t.starts_with('%') {
             continue;
         }
@@ -100,89 +193,107 @@ pub fn parse_mtx<T: Real>(mut r: impl BufRead, path: &Path) -> Result<Csr<T>> {
             [a, b, c] => match (parse(a), parse(b), parse(c)) {
                 (Some(a), Some(b), Some(c)) => break (a, b, c),
                 _ => {
-                    return Err(bad(
-                        no,
-                        format!("size line '{t}' must be three non-negative integers 'rows cols entries'"),
-                    ))
+                    return Err(l.bad(format!(
+                        "size line '{t}' must be three non-negative integers 'rows cols entries'"
+                    )))
                 }
             },
-            _ => return Err(bad(no, format!("size line '{t}' must be 'rows cols entries'"))),
+            _ => return Err(l.bad(format!("size line '{t}' must be 'rows cols entries'"))),
         }
     };
     if n > u32::MAX as usize || m > u32::MAX as usize {
-        return Err(bad(
-            no,
-            format!(
-                "size {n} × {m} is too large: at most {} rows and columns",
-                u32::MAX
-            ),
-        ));
+        return Err(l.bad(format!(
+            "size {n} × {m} is too large: at most {} rows and columns",
+            u32::MAX
+        )));
     }
-    let per = std::mem::size_of::<(usize, usize, T)>() as f64 * if symmetric { 2.0 } else { 1.0 };
-    crate::linalg::check_file_memory(
-        path,
-        format!("its {declared} entries"),
-        declared as f64 * per * 2.0,
-    )?;
-    let mut entries: Vec<(usize, usize, T)> = Vec::new();
-    entries
-        .try_reserve_exact(declared)
-        .map_err(|_| bad(no, format!("{declared} entries cannot be allocated")))?;
-    let mut seen = 0usize;
-    while next_line(&mut r, &mut line, &mut no, path)? {
-        let t = line.trim();
-        if t.is_empty() || t.starts_with('%') {
-            continue;
-        }
-        if seen == declared {
-            return Err(bad(
-                no,
-                format!("more entries than the {declared} the size line declares; the file is corrupt"),
-            ));
-        }
-        let mut w = t.split_whitespace();
-        let mut index = |what: &str, bound: usize| -> Result<usize> {
-            let s = w.next().ok_or_else(|| bad(no, format!("missing {what} index")))?;
-            let i = s
-                .parse::<usize>()
-                .map_err(|_| bad(no, format!("{what} index '{s}' is not a positive integer")))?;
-            if i == 0 || i > bound {
-                return Err(bad(
-                    no,
-                    format!("{what} index {i} is outside 1..={bound} (indices are 1-based)"),
-                ));
+    Ok(Header {
+        n,
+        m,
+        declared,
+        pattern,
+        symmetric,
+    })
+}
+
+/// The entries after the size line, in file order, 0-based, each checked (indices in range,
+/// a finite value); at the end, their count against the size line.
+pub(crate) struct Entries<R> {
+    lines: Lines<R>,
+    h: Header,
+    seen: usize,
+}
+
+impl<R: BufRead> Entries<R> {
+    pub(crate) fn new(lines: Lines<R>, h: Header) -> Self {
+        Entries { lines, h, seen: 0 }
+    }
+
+    /// The line of the last entry read (1-based).
+    pub(crate) fn line_no(&self) -> usize {
+        self.lines.line_no()
+    }
+
+    /// The next entry `(row, col, value)` (`pattern`: value 1), or `None` after the last one.
+    pub(crate) fn next_entry(&mut self) -> Result<Option<(usize, usize, f64)>> {
+        let (h, l) = (&self.h, &mut self.lines);
+        loop {
+            if !l.advance()? {
+                if self.seen < h.declared {
+                    return Err(Error::format(
+                        &l.path,
+                        format!(
+                            "truncated file: the size line declares {} entries but only {} are present; re-download or re-export it",
+                            h.declared, self.seen
+                        ),
+                    ));
+                }
+                return Ok(None);
             }
-            Ok(i - 1)
-        };
-        let (i, j) = (index("row", n)?, index("column", m)?);
-        let v = if pattern {
-            1.0
-        } else {
-            let s = w.next().ok_or_else(|| bad(no, "missing value".into()))?;
-            let v = s
-                .parse::<f64>()
-                .map_err(|_| bad(no, format!("value '{s}' is not a number")))?;
-            if !v.is_finite() {
-                return Err(bad(
-                    no,
-                    format!("value {s} is not finite; remove or impute missing values"),
-                ));
+            let t = l.line.trim();
+            if t.is_empty() || t.starts_with('%') {
+                continue;
             }
-            v
-        };
-        entries.push((i, j, T::from_f64(v)));
-        if symmetric && i != j {
-            entries.push((j, i, T::from_f64(v)));
+            if self.seen == h.declared {
+                return Err(l.bad(format!(
+                    "more entries than the {} the size line declares; the file is corrupt",
+                    h.declared
+                )));
+            }
+            let (path, no) = (&l.path, l.no);
+            let bad = |what: String| bad_line(path, no, what);
+            let mut w = t.split_whitespace();
+            let mut index = |what: &str, bound: usize| -> Result<usize> {
+                let s = w.next().ok_or_else(|| bad(format!("missing {what} index")))?;
+                let i = s
+                    .parse::<usize>()
+                    .map_err(|_| bad(format!("{what} index '{s}' is not a positive integer")))?;
+                if i == 0 || i > bound {
+                    return Err(bad(format!(
+                        "{what} index {i} is outside 1..={bound} (indices are 1-based)"
+                    )));
+                }
+                Ok(i - 1)
+            };
+            let (i, j) = (index("row", h.n)?, index("column", h.m)?);
+            let v = if h.pattern {
+                1.0
+            } else {
+                let s = w.next().ok_or_else(|| bad("missing value".into()))?;
+                let v = s
+                    .parse::<f64>()
+                    .map_err(|_| bad(format!("value '{s}' is not a number")))?;
+                if !v.is_finite() {
+                    return Err(bad(format!(
+                        "value {s} is not finite; remove or impute missing values"
+                    )));
+                }
+                v
+            };
+            self.seen += 1;
+            return Ok(Some((i, j, v)));
         }
-        seen += 1;
     }
-    if seen < declared {
-        return Err(Error::format(
-            path,
-            format!("truncated file: the size line declares {declared} entries but only {seen} are present; re-download or re-export it"),
-        ));
-    }
-    Csr::from_triplets(n, m, &entries)
 }
 
 /// Writes `a` as a MatrixMarket `coordinate real general` file (gzipped if the name ends in
