@@ -366,3 +366,52 @@ fn sweep_ae_over_beta_and_p() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `bench ae` on both architectures: the shallow AE's bound times one part's products on one
+/// thread (its batch split in two), the asymmetric AE's the whole batch's; the report is
+/// consistent (bound = products × batches × rounds of parts, ratio = epoch / bound).
+#[test]
+fn bench_ae_reports_the_epoch_against_the_products_as_training_runs_them() {
+    if !fashion_available() {
+        return;
+    }
+    for (arch, parts, batch_cols) in [("shallow", 2u64, 64u64), ("asymmetric", 1, 128)] {
+        let o = run(&[
+            "bench",
+            "ae",
+            "--data",
+            "fashion-mnist:train",
+            "--first",
+            "512",
+            "-k",
+            "8",
+            "--architecture",
+            arch,
+            "--threads",
+            "2",
+            "--epochs",
+            "1",
+            "--json",
+        ]);
+        assert_ok(&o);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["parts"].as_u64(), Some(parts), "{arch}: {v}");
+        assert_eq!(v["batches_per_epoch"].as_u64(), Some(4));
+        let gemms = v["gemms"].as_array().unwrap();
+        assert!(gemms.iter().all(
+            |g| g["shape"].as_str().unwrap().ends_with(&format!("×{batch_cols}"))
+                || g["name"].as_str().unwrap().contains("∂W")
+                || arch == "asymmetric"
+        ));
+        let sum: f64 = gemms.iter().map(|g| g["seconds"].as_f64().unwrap()).sum();
+        let bound = v["gemm_bound"].as_f64().unwrap();
+        // Two parts on two threads: one round per batch.
+        assert!(
+            (bound - sum * 4.0).abs() <= 1e-9 * bound,
+            "{arch}: {bound} vs {sum}"
+        );
+        let epoch = v["seconds_per_epoch"].as_f64().unwrap();
+        assert!((v["ratio"].as_f64().unwrap() - epoch / bound).abs() < 1e-9);
+        assert!(epoch > 0.0 && bound > 0.0);
+    }
+}
