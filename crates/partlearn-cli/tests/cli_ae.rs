@@ -375,7 +375,7 @@ fn bench_ae_reports_the_epoch_against_the_products_as_training_runs_them() {
     if !fashion_available() {
         return;
     }
-    for (arch, parts, batch_cols) in [("shallow", 2u64, 64u64), ("asymmetric", 1, 128)] {
+    for (arch, parts) in [("shallow", 2u64), ("asymmetric", 1)] {
         let o = run(&[
             "bench",
             "ae",
@@ -398,11 +398,13 @@ fn bench_ae_reports_the_epoch_against_the_products_as_training_runs_them() {
         assert_eq!(v["parts"].as_u64(), Some(parts), "{arch}: {v}");
         assert_eq!(v["batches_per_epoch"].as_u64(), Some(4));
         let gemms = v["gemms"].as_array().unwrap();
-        assert!(gemms.iter().all(
-            |g| g["shape"].as_str().unwrap().ends_with(&format!("×{batch_cols}"))
-                || g["name"].as_str().unwrap().contains("∂W")
-                || arch == "asymmetric"
-        ));
+        if arch == "shallow" {
+            // One part of the batch of 128: every product has 64 samples as one dimension.
+            for g in gemms {
+                let shape = g["shape"].as_str().unwrap();
+                assert!(shape.contains("×64") && !shape.contains("128"), "{shape}");
+            }
+        }
         let sum: f64 = gemms.iter().map(|g| g["seconds"].as_f64().unwrap()).sum();
         let bound = v["gemm_bound"].as_f64().unwrap();
         // Two parts on two threads: one round per batch.
