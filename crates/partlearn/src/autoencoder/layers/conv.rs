@@ -69,9 +69,15 @@ fn im2col<T: Real>(x: &[T], batch: usize, g: &ConvGeo, cols: &mut Vec<T>) {
                     for ky in 0..g.kernel {
                         for kx in 0..g.kernel {
                             let seg = &mut col[(ky * g.kernel + kx) * c..][..c];
+                            // Element loops, not `copy_from_slice`: a segment is one
+                            // pixel's channels (1 or 64 values), too short for a memcpy call.
                             match g.tap(oy, ox, ky, kx) {
-                                Some(p) => seg.copy_from_slice(&src[p * c..][..c]),
-                                None => seg.fill(T::zero()),
+                                Some(p) => {
+                                    for (d, &v) in seg.iter_mut().zip(&src[p * c..][..c]) {
+                                        *d = v;
+                                    }
+                                }
+                                None => seg.iter_mut().for_each(|d| *d = T::zero()),
                             }
                         }
                     }
@@ -84,11 +90,12 @@ fn im2col<T: Real>(x: &[T], batch: usize, g: &ConvGeo, cols: &mut Vec<T>) {
 fn col2im<T: Real>(cols: &[T], batch: usize, g: &ConvGeo, dx: &mut Vec<T>) {
     let (k, c, per) = (g.k(), g.input.c, g.positions() * g.k());
     let in_len = g.input.len();
-    dx.clear();
+    // Zeroed by each sample's task (in parallel), not by `resize`.
     dx.resize(in_len * batch, T::zero());
     dx.par_chunks_mut(in_len)
         .zip(cols.par_chunks(per))
         .for_each(|(dst, src)| {
+            dst.iter_mut().for_each(|d| *d = T::zero());
             for oy in 0..g.output.h {
                 for ox in 0..g.output.w {
                     let col = &src[(oy * g.output.w + ox) * k..][..k];
