@@ -72,6 +72,7 @@ fn columns_block(c: usize) -> usize {
 /// Backward pass for the output gradient `d`: `∂γ = Σ δ·x̂`, `∂β = Σ δ` (accumulated in f64) into
 /// `grads[pg]`, `grads[pbeta]`, and, when `dx` is given, the training-mode input gradient
 /// `dx = γ·inv/N·(N·δ − Σδ − x̂·Σ(δ·x̂))`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn backward<T: Real>(
     gamma: &[T],
     (xhat, inv): (&[T], &[T]),

@@ -165,7 +165,7 @@ pub(super) fn gradients<T: Real>(
                 out.copy_from_slice(&sources[0][r.clone()]);
                 for src in &sources[1..] {
                     for (a, &v) in out.iter_mut().zip(&src[r.clone()]) {
-                        *a = *a + v;
+                        *a += v;
                     }
                 }
             };
