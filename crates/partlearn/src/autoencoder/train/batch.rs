@@ -197,36 +197,27 @@ mod tests {
     use crate::autoencoder::model::{AeSpec, Architecture};
     use crate::rng::Rng;
 
-    /// Gathers samples of a batch held in one buffer of `m` values per sample.
-    fn slice_gather(xb: &[f64], m: usize) -> impl Fn(std::ops::Range<usize>, &mut Vec<f64>) + Sync + '_ {
-        move |r, x| x.extend_from_slice(&xb[r.start * m..r.end * m])
+    /// One batch held in one buffer (`m` values per sample): its terms and workspace.
+    fn batch_gradients(
+        model: &Autoencoder<f64>,
+        spec: &LossSpec,
+        xb: &[f64],
+        b: usize,
+    ) -> (BatchTerms, Workspace<f64>) {
+        let mut ws = Workspace::new(model);
+        let m = model.spec.n_features;
+        let gather =
+            |r: std::ops::Range<usize>, x: &mut Vec<f64>| x.extend_from_slice(&xb[r.start * m..r.end * m]);
+        (gradients(model, spec, &gather, b, &mut ws, Par::Seq), ws)
     }
 
     /// The batch loss as a function of every parameter, for finite differences.
     fn loss_of(model: &mut Autoencoder<f64>, spec: &LossSpec, xb: &[f64], b: usize) -> f64 {
-        let mut ws = Workspace::new(model);
-        gradients(
-            model,
-            spec,
-            &slice_gather(xb, model.spec.n_features),
-            b,
-            &mut ws,
-            Par::Seq,
-        )
-        .terms
-        .total()
+        batch_gradients(model, spec, xb, b).0.terms.total()
     }
 
     fn check_whole_loss(model: &mut Autoencoder<f64>, spec: &LossSpec, xb: &[f64], b: usize, what: &str) {
-        let mut ws = Workspace::new(model);
-        gradients(
-            model,
-            spec,
-            &slice_gather(xb, model.spec.n_features),
-            b,
-            &mut ws,
-            Par::Seq,
-        );
+        let ws = batch_gradients(model, spec, xb, b).1;
         let grads = ws.grads.clone();
         let h = 1e-6;
         let n_enc = model.encoder.params.len();
