@@ -159,12 +159,20 @@ pub(super) fn gradients<T: Real>(
         }
     } else {
         for (i, g) in grads.iter_mut().enumerate() {
-            let sources: Vec<&[T]> = parts.iter_mut().map(|p| &part_grad(p, i, n_enc)[..]).collect();
+            let parts: &[Part<T>] = parts;
+            fn grad_of<T>(p: &Part<T>, i: usize, n_enc: usize) -> &[T] {
+                if i < n_enc {
+                    &p.enc_grads[i]
+                } else {
+                    &p.dec_grads[i - n_enc]
+                }
+            }
+            let src = |p| grad_of(p, i, n_enc);
             let sum = |(c, out): (usize, &mut [T])| {
                 let r = c * SUM_CHUNK..c * SUM_CHUNK + out.len();
-                out.copy_from_slice(&sources[0][r.clone()]);
-                for src in &sources[1..] {
-                    for (a, &v) in out.iter_mut().zip(&src[r.clone()]) {
+                out.copy_from_slice(&src(&parts[0])[r.clone()]);
+                for part in &parts[1..] {
+                    for (a, &v) in out.iter_mut().zip(&src(part)[r.clone()]) {
                         *a += v;
                     }
                 }
