@@ -246,11 +246,11 @@ fn bytes_per_iteration_follow_k_m_plus_k_squared() {
             .as_f64()
             .unwrap();
         // Rank 0 per sum: ⌈log₂P⌉ received partial sums + the broadcast, each 8·(k² + k·m)
-        // bytes for T and R, once per iteration, plus the stop decision (5 numbers) per
+        // bytes for T and R, once per iteration, plus the stop and checkpoint decisions (6 numbers) per
         // iteration and the start's and the final evaluation's sums.
         let per_sum = 8.0 * (k * k + k * m);
         let moves = 1.0 + (p as f64).log2().ceil();
-        let model = moves * ((iters + 2.0) * per_sum + 8.0 * (5.0 * iters + 8.0));
+        let model = moves * ((iters + 2.0) * per_sum + 8.0 * (6.0 * iters + 8.0));
         assert!(
             (bytes - model).abs() <= 0.02 * model,
             "P={p}, {iters} iterations: {bytes} bytes counted, model {model}"

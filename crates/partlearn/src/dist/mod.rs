@@ -37,6 +37,10 @@ pub trait Comm: Sync {
     fn seconds(&self) -> f64 {
         0.0
     }
+    /// Rank 0 receives every rank's `local` (lengths may differ) concatenated in rank order;
+    /// the other ranks get an empty vector. Ranks call it in the same order (checkpoints
+    /// gather the codes blocks with it).
+    fn gather(&self, local: &[f64]) -> Vec<f64>;
 }
 
 /// The one-process communicator: sums are the identity.
@@ -53,6 +57,9 @@ impl Comm for Single {
     fn sum(&self, _buf: &mut [f64]) {}
     fn bytes(&self) -> u64 {
         0
+    }
+    fn gather(&self, local: &[f64]) -> Vec<f64> {
+        local.to_vec()
     }
 }
 

@@ -177,6 +177,42 @@ impl Comm for MpiComm {
         self.bytes.load(Ordering::Relaxed)
     }
 
+    /// Point to point, in rank order: each rank `r > 0` sends its length, then its values, to
+    /// rank 0 (watched by the same timeout as a sum).
+    fn gather(&self, local: &[f64]) -> Vec<f64> {
+        if self.size <= 1 {
+            return local.to_vec();
+        }
+        let t0 = Instant::now();
+        let now = (self.epoch.elapsed().as_micros() as u64).max(1);
+        self.pending_since.store(now, Ordering::Relaxed);
+        let mut moved = 0u64;
+        let out = if self.rank == 0 {
+            let mut all = local.to_vec();
+            for r in 1..self.size {
+                let p = self.world.process_at_rank(r as i32);
+                let mut len = [0u64];
+                p.receive_into(&mut len[..]);
+                let start = all.len();
+                all.resize(start + len[0] as usize, 0.0);
+                p.receive_into(&mut all[start..]);
+                moved += 8 * len[0];
+            }
+            all
+        } else {
+            let p = self.world.process_at_rank(0);
+            p.send(&[local.len() as u64][..]);
+            p.send(local);
+            moved += 8 * local.len() as u64;
+            Vec::new()
+        };
+        self.bytes.fetch_add(moved, Ordering::Relaxed);
+        self.pending_since.store(0, Ordering::Relaxed);
+        self.nanos
+            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        out
+    }
+
     fn seconds(&self) -> f64 {
         self.nanos.load(Ordering::Relaxed) as f64 * 1e-9
     }

@@ -100,12 +100,12 @@ pub trait Method {
     /// Early stopping: return to the state kept by the last [`Method::keep_best`].
     fn restore_best(&mut self) {}
 
-    /// Makes a stopping decision common to every process of a distributed fit
-    /// ([`crate::dist`]): the engine calls it once per iteration with its own decision (which
-    /// may differ between processes for the time budget and interrupts) and follows the
-    /// answer. One process: `reason` unchanged.
-    fn agree(&mut self, reason: Option<StopReason>) -> Option<StopReason> {
-        reason
+    /// Makes the stopping and checkpoint decisions common to every process of a distributed
+    /// fit ([`crate::dist`]): the engine calls it once per iteration with its own decisions
+    /// (which may differ between processes: the time budget, interrupts, the observer's
+    /// checkpoint clock) and follows the answer. One process: both unchanged.
+    fn agree(&mut self, reason: Option<StopReason>, checkpoint_due: bool) -> (Option<StopReason>, bool) {
+        (reason, checkpoint_due)
     }
 
     /// Called after each recorded iteration, once the observer has seen it (checkpoints).
@@ -325,7 +325,10 @@ pub fn run(
         let rec = record(resume.done, e0, pg0);
         history.push(rec);
         let stop = observer.on_iter(&rec) == Control::Stop || interrupt::requested();
-        let stop = method.agree(stop.then_some(StopReason::Interrupted)).is_some();
+        let stop = method
+            .agree(stop.then_some(StopReason::Interrupted), false)
+            .0
+            .is_some();
         if stop {
             return Ok(finish(
                 history,
@@ -379,8 +382,9 @@ pub fn run(
                 } else {
                     rules.check_unevaluated(iter, clock.elapsed())
                 };
-                let reason = method.agree(reason);
-                let Some(reason) = reason else { continue };
+                let Some(reason) = method.agree(reason, false).0 else {
+                    continue;
+                };
                 if let Some(e) = method.evaluate()? {
                     check_finite(method, &e, iter)?;
                     let rec = record(iter, &e, None);
@@ -443,9 +447,10 @@ pub fn run(
         if iter % TOL_EVERY == 0 || window.is_none() {
             window = Some(e.objective);
         }
-        let reason = method.agree(reason);
+        let due = checkpoints && observer.checkpoint_due();
+        let (reason, due) = method.agree(reason, due);
         let save_at_end = matches!(reason, Some(StopReason::Interrupted | StopReason::TimeLimit));
-        if checkpoints && (save_at_end || observer.checkpoint_due()) {
+        if checkpoints && (save_at_end || due) {
             method.checkpoint(&Progress {
                 done: iter,
                 first,

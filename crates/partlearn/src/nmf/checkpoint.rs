@@ -8,7 +8,7 @@
 //! [`factorize_checkpointed`] saves one whenever the observer says one is due
 //! ([`Observer::checkpoint_due`](crate::engine::Observer::checkpoint_due): the CLI's wall-clock
 //! interval) and when the fit ends interrupted or out of time; [`resume`] continues from one.
-//! The data are identified by their shape, `‖X‖²_F` and (with missing entries) the count of
+//! The data are identified by their shape, `‖X‖²_F` (to 10⁻¹² relative) and (with missing entries) the count of
 //! observed entries: a checkpoint is refused on other data.
 
 use std::path::Path;
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CustomInit, FitStats, Mask, NmfFit, NmfParams, ValidNmfParams};
 use crate::data::Csr;
+use crate::dist::Part;
 use crate::engine::{IterRecord, Observer, Progress, Resume};
 use crate::error::{Error, Result};
 use crate::io::Tensor;
@@ -158,7 +159,9 @@ impl<T: Real> NmfCheckpoint<T> {
     /// Errors unless `data` is what the checkpoint was taken on.
     pub(crate) fn check_data(&self, data: &DataPrint, source: &str) -> Result<()> {
         let d = &self.meta.data;
-        let same_bits = d.x_sq.to_bits() == data.x_sq.to_bits();
+        // ‖X‖² summed in another order (a distributed fit resumed on another number of
+        // processes) differs in its last bits only; any change of the data shows far above.
+        let same_norm = (d.x_sq - data.x_sq).abs() <= 1e-12 * d.x_sq.abs().max(data.x_sq.abs());
         if (d.n_samples, d.n_features) != (data.n_samples, data.n_features) {
             return Err(Error::invalid(
                 "resume",
@@ -169,7 +172,7 @@ impl<T: Real> NmfCheckpoint<T> {
                 ),
             ));
         }
-        if !same_bits || d.observed != data.observed {
+        if !same_norm || d.observed != data.observed {
             return Err(Error::invalid(
                 "resume",
                 source,
@@ -196,19 +199,24 @@ pub(crate) struct Saver<'a> {
     pub path: &'a Path,
     pub meta: Meta,
     pub earlier: Vec<IterRecord>,
+    /// The processes of a distributed fit: rank 0 gathers the codes blocks and writes the file.
+    pub part: Part<'a>,
 }
 
 impl<'a> Saver<'a> {
-    /// A saver for a fit of `options` on `data` in dtype `dtype`, continuing `from` if given.
+    /// A saver for a fit of `options` on `data` in dtype `dtype` over the processes of `part`,
+    /// continuing `from` if given.
     pub fn new<T: Real>(
         path: &'a Path,
         options: &NmfParams,
         dtype: &str,
         data: DataPrint,
         from: Option<&NmfCheckpoint<T>>,
+        part: Part<'a>,
     ) -> Self {
         Saver {
             path,
+            part,
             meta: Meta {
                 options: options.clone(),
                 dtype: dtype.to_string(),
@@ -227,7 +235,10 @@ impl<'a> Saver<'a> {
     }
 
     /// Saves the factors after a recorded iteration, with the engine's `progress` and the
-    /// solver's own state, atomically.
+    /// solver's own state, atomically. In a distributed fit every process calls it at the same
+    /// iteration: rank 0 gathers the codes blocks (in rank order, which is the samples' order)
+    /// and writes one checkpoint of the whole fit, the same file a one-process fit writes; a
+    /// failed write is an error on every process.
     pub fn save<T: Real>(
         &mut self,
         progress: &Progress<'_>,
@@ -244,7 +255,30 @@ impl<'a> Saver<'a> {
         m.history.clear();
         m.history.extend_from_slice(&self.earlier);
         m.history.extend_from_slice(progress.history);
-        crate::io::write_atomic(self.path, &bytes_of(m, wt, h)?)
+        if !self.part.is_distributed() {
+            return crate::io::write_atomic(self.path, &bytes_of(m, wt, h)?);
+        }
+        let k = h.nrows();
+        let local: Vec<f64> = (0..h.ncols())
+            .flat_map(|j| (0..k).map(move |i| h[(i, j)].to_f64()))
+            .collect();
+        let all = self.part.comm.gather(&local);
+        let written = if self.part.comm.rank() == 0 {
+            let n = all.len() / k.max(1);
+            let h = Mat::<T>::from_fn(k, n, |i, j| T::from_f64(all[j * k + i]));
+            bytes_of(m, wt, h.as_ref()).and_then(|b| crate::io::write_atomic(self.path, &b))
+        } else {
+            Ok(())
+        };
+        let failed = self.part.sum1(f64::from(u8::from(written.is_err())));
+        match written {
+            Ok(()) if failed > 0.0 => Err(Error::invalid(
+                "checkpoint",
+                self.path.display(),
+                "process 0 could not write the checkpoint (it printed why); free space or give another --out",
+            )),
+            w => w,
+        }
     }
 
     /// The engine's state to continue from a checkpoint.
@@ -299,6 +333,28 @@ pub enum NmfInput<'a, T: Real> {
     Sparse(&'a Csr<T>),
     /// Dense with missing entries: NaN entries and the zeros of the mask are unobserved.
     Masked(faer::MatRef<'a, T>, Option<&'a Mask>),
+}
+
+impl<T: Real> NmfInput<'_, T> {
+    /// `(n_samples, n_features)`.
+    pub fn shape(&self) -> (usize, usize) {
+        match self {
+            NmfInput::Dense(x) | NmfInput::Masked(x, _) => (x.nrows(), x.ncols()),
+            NmfInput::Sparse(x) => (x.nrows(), x.ncols()),
+        }
+    }
+}
+
+impl<'a, T: Real> From<MatRef<'a, T>> for NmfInput<'a, T> {
+    fn from(x: MatRef<'a, T>) -> Self {
+        NmfInput::Dense(x)
+    }
+}
+
+impl<'a, T: Real> From<&'a Csr<T>> for NmfInput<'a, T> {
+    fn from(x: &'a Csr<T>) -> Self {
+        NmfInput::Sparse(x)
+    }
 }
 
 /// Where a fit saves its checkpoints and the one it continues from.

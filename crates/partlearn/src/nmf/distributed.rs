@@ -12,10 +12,11 @@
 //! matrix up to rounding (the sums' order differs), when the row blocks are those of
 //! [`crate::dist::row_block`].
 
+use std::path::Path;
 use std::time::Instant;
 
-use faer::MatRef;
-
+use super::checkpoint::{Checkpointing, NmfCheckpoint, NmfInput};
+use super::data_op::{SparseX, XRef};
 use super::{fit_columns, InitMethod, NmfFit, ValidNmfParams};
 use crate::dist::Part;
 use crate::engine::Observer;
@@ -24,15 +25,15 @@ use crate::linalg;
 use crate::real::Real;
 
 /// Fits an NMF of the whole data, of which this process holds the rows `x` (`n_local ×
-/// n_features`, the rows `part.offset..part.offset + n_local` of `part.n_total`); every
-/// process of `part.comm` calls it with the same parameters. Returns the fit with the atoms
-/// (the same on every process), the history and objective of the whole data, and this
-/// process's codes (`n_local × k`).
+/// n_features`, dense or CSR, the rows `part.offset..part.offset + n_local` of
+/// `part.n_total`); every process of `part.comm` calls it with the same parameters. Returns
+/// the fit with the atoms (the same on every process), the history and objective of the whole
+/// data, and this process's codes (`n_local × k`).
 ///
 /// Frobenius loss only (MU, HALS, ANLS); random start (equal to the one-process start with the
 /// same seed) or NNDSVD / NNDSVD-a (from the summed `m × m` Gram of the features: dense data
-/// with `n_features ≤ min(n_samples, 2048)`); no compression. An error on one process (invalid data, memory) is reported by
-/// every process before any iteration.
+/// with `n_features ≤ min(n_samples, 2048)`); no compression, no missing entries. An error on
+/// one process (invalid data, memory) is reported by every process before any iteration.
 ///
 /// ```
 /// use partlearn::dist::Part;
@@ -46,30 +47,80 @@ use crate::real::Real;
 /// assert_eq!(fit.model.components(), one.model.components());
 /// # Ok::<(), partlearn::Error>(())
 /// ```
-pub fn factorize_part<T: Real>(
-    x: MatRef<'_, T>,
+pub fn factorize_part<'a, T: Real>(
+    x: impl Into<NmfInput<'a, T>>,
     params: &ValidNmfParams,
+    part: Part<'_>,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NmfFit<T>> {
+    run(x.into(), params, Checkpointing::none(), part, observer)
+}
+
+/// [`factorize_part`] saving checkpoints of the whole fit at `save` whenever the observer of
+/// any process says one is due (the decision is agreed with the stopping decision, so every
+/// process takes part at the same iteration) and when the fit ends interrupted or out of time.
+/// Rank 0 gathers the codes blocks and writes the file: the same checkpoint a one-process fit
+/// writes ([`super::checkpoint`]); `save` is used on rank 0 only.
+pub fn factorize_part_checkpointed<'a, T: Real>(
+    x: impl Into<NmfInput<'a, T>>,
+    params: &ValidNmfParams,
+    part: Part<'_>,
+    save: &Path,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NmfFit<T>> {
+    let ck = Checkpointing {
+        save: Some(save),
+        from: None,
+    };
+    run(x.into(), params, ck, part, observer)
+}
+
+/// Continues the fit of checkpoint `from` (of a distributed or a one-process fit of the same
+/// data) on this process's rows; each process reads its own codes from `from`. With the same
+/// number of processes as the interrupted fit the result has the bits of the uninterrupted
+/// one; with another number it agrees to rounding.
+pub fn resume_part<'a, T: Real>(
+    x: impl Into<NmfInput<'a, T>>,
+    from: &NmfCheckpoint<T>,
+    part: Part<'_>,
+    save: Option<&Path>,
+    observer: &mut (dyn Observer + Send),
+) -> Result<NmfFit<T>> {
+    let params = from.params().check()?;
+    let ck = Checkpointing {
+        save,
+        from: Some(from),
+    };
+    run(x.into(), &params, ck, part, observer)
+}
+
+fn run<T: Real>(
+    x: NmfInput<'_, T>,
+    params: &ValidNmfParams,
+    ck: Checkpointing<'_, T>,
     part: Part<'_>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
     let checked = check(x, params, part);
     let v = crate::dist::agree_ok(part.comm, checked)?;
-    let columns = linalg::Columns::of(x);
-    let xt = columns.as_ref();
     let opts = params.params();
     let start = Instant::now();
     let (bytes, seconds) = (part.comm.bytes(), part.comm.seconds());
-    let mut fit = linalg::with_threads(opts.threads, || {
-        fit_columns(
-            xt.into(),
-            &v,
-            None,
-            super::checkpoint::Checkpointing::none(),
-            observer,
-            start,
-            part,
-        )
-    })??;
+    let fit = |xr: XRef<'_, T>, observer: &mut (dyn Observer + Send)| {
+        linalg::with_threads(opts.threads, || {
+            fit_columns(xr, &v, None, ck, observer, start, part)
+        })?
+    };
+    let mut fit = match x {
+        NmfInput::Sparse(s) => {
+            let sx = crate::dist::agree_ok(part.comm, SparseX::new(s))?;
+            fit(XRef::Sparse(&sx), observer)
+        }
+        NmfInput::Dense(d) | NmfInput::Masked(d, _) => {
+            let columns = linalg::Columns::of(d);
+            fit(columns.as_ref().into(), observer)
+        }
+    }?;
     fit.stats.processes = part.comm.size();
     fit.stats.comm_bytes = part.comm.bytes() - bytes;
     fit.stats.comm_seconds = part.comm.seconds() - seconds;
@@ -78,12 +129,12 @@ pub fn factorize_part<T: Real>(
 
 /// The local checks of [`factorize_part`].
 fn check<T: Real>(
-    x: MatRef<'_, T>,
+    x: NmfInput<'_, T>,
     params: &ValidNmfParams,
     part: Part<'_>,
 ) -> Result<super::options::Resolved> {
     let opts = params.params();
-    let (n, m, k) = (x.nrows(), x.ncols(), opts.k);
+    let ((n, m), k) = (x.shape(), opts.k);
     if n == 0 {
         return Err(Error::invalid(
             "distributed",
@@ -96,7 +147,17 @@ fn check<T: Real>(
             ),
         ));
     }
-    crate::data::validate_nonnegative(linalg::Columns::of(x).as_ref())?;
+    match x {
+        NmfInput::Dense(d) => crate::data::validate_nonnegative(linalg::Columns::of(d).as_ref())?,
+        NmfInput::Sparse(s) => s.validate_nonnegative()?,
+        NmfInput::Masked(..) => {
+            return Err(Error::invalid(
+                "mask",
+                "given",
+                "distributed fits take every entry as observed; fit data with missing entries in one process",
+            ))
+        }
+    }
     if opts.beta_loss != 2.0 {
         return Err(Error::invalid(
             "beta_loss",
@@ -179,6 +240,17 @@ mod tests {
         fn bytes(&self) -> u64 {
             0
         }
+        fn gather(&self, local: &[f64]) -> Vec<f64> {
+            self.shared.slots.lock().unwrap()[self.rank] = local.to_vec();
+            self.shared.barrier.wait();
+            let all = if self.rank == 0 {
+                self.shared.slots.lock().unwrap().concat()
+            } else {
+                Vec::new()
+            };
+            self.shared.barrier.wait();
+            all
+        }
     }
 
     fn data(n: usize, m: usize, seed: u64) -> Mat<f64> {
@@ -186,18 +258,21 @@ mod tests {
         Mat::from_fn(n, m, |_, _| r.uniform())
     }
 
-    /// Fits on `p` thread-ranks; returns the atoms of rank 0 and the codes stacked in order.
-    fn distributed(x: &Mat<f64>, params: &ValidNmfParams, p: usize) -> (Mat<f64>, Mat<f64>, usize) {
-        let n = x.nrows();
+    /// Runs `f(part, rows)` on `p` thread-ranks over `n` rows; the results in rank order.
+    fn on_ranks<R: Send>(
+        n: usize,
+        p: usize,
+        f: impl Fn(Part<'_>, std::ops::Range<usize>) -> R + Sync,
+    ) -> Vec<R> {
         let shared = Threads {
             size: p,
             barrier: Barrier::new(p),
             slots: Mutex::new(vec![Vec::new(); p]),
         };
-        let fits: Vec<NmfFit<f64>> = std::thread::scope(|s| {
+        std::thread::scope(|s| {
             let handles: Vec<_> = (0..p)
                 .map(|r| {
-                    let shared = &shared;
+                    let (shared, f) = (&shared, &f);
                     s.spawn(move || {
                         let comm = Rank { rank: r, shared };
                         let b = row_block(n, p, r);
@@ -206,13 +281,25 @@ mod tests {
                             offset: b.start,
                             n_total: n,
                         };
-                        factorize_part(x.as_ref().subrows(b.start, b.len()), params, part, &mut Silent)
-                            .unwrap()
+                        f(part, b)
                     })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    /// Fits on `p` thread-ranks; returns the atoms of rank 0 and the codes stacked in order.
+    fn distributed(x: &Mat<f64>, params: &ValidNmfParams, p: usize) -> (Mat<f64>, Mat<f64>, usize) {
+        let fits = on_ranks(x.nrows(), p, |part, b| {
+            factorize_part(x.as_ref().subrows(b.start, b.len()), params, part, &mut Silent).unwrap()
         });
+        stacked(&fits, x.nrows(), p)
+    }
+
+    /// The atoms of rank 0 (checked equal on every rank), the codes stacked in order, the
+    /// iterations.
+    fn stacked(fits: &[NmfFit<f64>], n: usize, p: usize) -> (Mat<f64>, Mat<f64>, usize) {
         for f in &fits[1..] {
             assert_eq!(
                 f.model.components(),
@@ -221,7 +308,7 @@ mod tests {
             );
             assert_eq!(f.n_iter, fits[0].n_iter);
         }
-        let codes = Mat::from_fn(n, params.params().k, |i, j| {
+        let codes = Mat::from_fn(n, fits[0].codes().ncols(), |i, j| {
             let r = (0..p).find(|&r| row_block(n, p, r).contains(&i)).unwrap();
             fits[r].codes()[(i - row_block(n, p, r).start, j)]
         });
@@ -279,5 +366,163 @@ mod tests {
             .unwrap();
         let e = factorize_part(x.as_ref(), &p, Part::single(40), &mut Silent).unwrap_err();
         assert!(e.to_string().contains("Frobenius"), "{e}");
+    }
+
+    /// Stops the fit after iteration `stop_at` (when given) and asks for a checkpoint after
+    /// iteration `due_at` (when given): one rank's observer, as a front end's would.
+    struct At {
+        stop_at: Option<usize>,
+        due_at: Option<usize>,
+        last: usize,
+    }
+
+    impl crate::engine::Observer for At {
+        fn on_iter(&mut self, rec: &crate::engine::IterRecord) -> crate::engine::Control {
+            self.last = rec.iter;
+            if self.stop_at == Some(rec.iter) {
+                crate::engine::Control::Stop
+            } else {
+                crate::engine::Control::Continue
+            }
+        }
+        fn checkpoint_due(&mut self) -> bool {
+            self.due_at == Some(self.last)
+        }
+    }
+
+    fn at(stop_at: Option<usize>, due_at: Option<usize>) -> At {
+        At {
+            stop_at,
+            due_at,
+            last: 0,
+        }
+    }
+
+    #[test]
+    fn sparse_blocks_give_the_dense_blocks_fit() {
+        let x = Mat::from_fn(70, 12, |i, j| {
+            if (i * 7 + j * 3) % 4 == 0 {
+                0.0
+            } else {
+                data(70, 12, 4)[(i, j)]
+            }
+        });
+        for solver in [Solver::Mu, Solver::Hals, Solver::Anls] {
+            let p = NmfParams::new(3)
+                .solver(solver)
+                .init(InitMethod::Random)
+                .max_iter(25)
+                .seed(2)
+                .check()
+                .unwrap();
+            let (atoms, codes, n_iter) = distributed(&x, &p, 2);
+            let fits = on_ranks(70, 2, |part, b| {
+                let csr = crate::data::Csr::from_dense(x.as_ref().subrows(b.start, b.len())).unwrap();
+                factorize_part(&csr, &p, part, &mut Silent).unwrap()
+            });
+            let (sa, sc, sn) = stacked(&fits, 70, 2);
+            assert_eq!(sn, n_iter, "{solver:?}");
+            let (da, dc) = ((&sa - &atoms).norm_max(), (&sc - &codes).norm_max());
+            assert!(da < 1e-9 && dc < 1e-9, "{solver:?}: atoms {da:e}, codes {dc:e}");
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_resumed_on_as_many_ranks_gives_the_uninterrupted_bits() {
+        let x = data(90, 10, 8);
+        let dir = std::env::temp_dir().join(format!("partlearn-dist-ck-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("checkpoint.safetensors");
+        for solver in [Solver::Hals, Solver::Anls, Solver::Mu] {
+            let p = NmfParams::new(4)
+                .solver(solver)
+                .init(InitMethod::Random)
+                .max_iter(30)
+                .tol(0.0)
+                .seed(3)
+                .check()
+                .unwrap();
+            let whole = distributed(&x, &p, 2);
+            // Rank 1 alone is interrupted after iteration 12: every rank stops there and rank 0
+            // writes the whole fit's checkpoint.
+            let stopped = on_ranks(90, 2, |part, b| {
+                let mut obs = at((part.comm.rank() == 1).then_some(12), None);
+                factorize_part_checkpointed(x.as_ref().subrows(b.start, b.len()), &p, part, &path, &mut obs)
+                    .unwrap()
+            });
+            assert!(stopped.iter().all(|f| f.n_iter == 12), "{solver:?}");
+            let ck = NmfCheckpoint::<f64>::load(&path).unwrap();
+            assert_eq!((ck.done(), ck.shape()), (12, (90, 10)));
+            let resumed = on_ranks(90, 2, |part, b| {
+                resume_part(x.as_ref().subrows(b.start, b.len()), &ck, part, None, &mut Silent).unwrap()
+            });
+            let (ra, rc, rn) = stacked(&resumed, 90, 2);
+            assert_eq!(rn, whole.2, "{solver:?}");
+            assert_eq!(
+                (&ra - &whole.0).norm_max() + (&rc - &whole.1).norm_max(),
+                0.0,
+                "{solver:?}: same bits"
+            );
+            // On 3 ranks, and in one process, the same fit to rounding.
+            let three = on_ranks(90, 3, |part, b| {
+                resume_part(x.as_ref().subrows(b.start, b.len()), &ck, part, None, &mut Silent).unwrap()
+            });
+            let (ta, _, _) = stacked(&three, 90, 3);
+            let one = nmf::checkpoint::resume(x.as_ref().into(), &ck, None, &mut Silent).unwrap();
+            for (a, what) in [
+                (&ta, "3 ranks"),
+                (&one.model.components().to_owned(), "one process"),
+            ] {
+                let d = (a - &whole.0).norm_max();
+                assert!(d < 1e-9, "{solver:?} {what}: {d:e}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_rank_asking_for_a_checkpoint_makes_every_rank_save_the_one_process_checkpoint() {
+        let x = data(64, 9, 5);
+        let dir = std::env::temp_dir().join(format!("partlearn-dist-due-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (dist, single) = (dir.join("dist.safetensors"), dir.join("one.safetensors"));
+        let p = NmfParams::new(3)
+            .init(InitMethod::Random)
+            .max_iter(15)
+            .tol(0.0)
+            .seed(9)
+            .check()
+            .unwrap();
+        let fits = on_ranks(64, 3, |part, b| {
+            let mut obs = at(None, (part.comm.rank() == 2).then_some(7));
+            factorize_part_checkpointed(x.as_ref().subrows(b.start, b.len()), &p, part, &dist, &mut obs)
+                .unwrap()
+        });
+        assert!(fits.iter().all(|f| f.n_iter == 15));
+        let mut obs = at(None, Some(7));
+        nmf::checkpoint::factorize_checkpointed(x.as_ref().into(), &p, None, &single, &mut obs).unwrap();
+        let (a, b) = (
+            NmfCheckpoint::<f64>::load(&dist).unwrap(),
+            NmfCheckpoint::<f64>::load(&single).unwrap(),
+        );
+        assert_eq!((a.done(), b.done()), (7, 7));
+        assert_eq!(a.history().len(), b.history().len());
+        let (dw, dh) = ((&a.wt - &b.wt).norm_max(), (&a.h - &b.h).norm_max());
+        assert!(dw < 1e-9 && dh < 1e-9, "atoms {dw:e}, codes {dh:e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_entries_are_refused() {
+        let x = data(40, 6, 1);
+        let p = NmfParams::new(3).init(InitMethod::Random).check().unwrap();
+        let e = factorize_part(
+            NmfInput::Masked(x.as_ref(), None),
+            &p,
+            Part::single(40),
+            &mut Silent,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("missing entries in one process"), "{e}");
     }
 }

@@ -49,10 +49,14 @@ pub(crate) trait Iterate<T: Real> {
     fn set_state(&mut self, _state: &serde_json::Value) -> Result<()> {
         Ok(())
     }
-    /// The stopping decision shared by every process of a distributed fit
-    /// ([`engine::Method::agree`]); `reason` in one process.
-    fn agree(&mut self, reason: Option<engine::StopReason>) -> Option<engine::StopReason> {
-        reason
+    /// The stopping and checkpoint decisions shared by every process of a distributed fit
+    /// ([`engine::Method::agree`]); unchanged in one process.
+    fn agree(
+        &mut self,
+        reason: Option<engine::StopReason>,
+        checkpoint_due: bool,
+    ) -> (Option<engine::StopReason>, bool) {
+        (reason, checkpoint_due)
     }
 }
 
@@ -132,8 +136,12 @@ impl<T: Real> engine::Method for Solve<'_, '_, T> {
         }
     }
 
-    fn agree(&mut self, reason: Option<engine::StopReason>) -> Option<engine::StopReason> {
-        self.solver.agree(reason)
+    fn agree(
+        &mut self,
+        reason: Option<engine::StopReason>,
+        checkpoint_due: bool,
+    ) -> (Option<engine::StopReason>, bool) {
+        self.solver.agree(reason, checkpoint_due)
     }
 }
 

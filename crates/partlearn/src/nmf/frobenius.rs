@@ -284,12 +284,6 @@ impl<'a, T: Real> GramSolver<'a, T> {
         (self.t, self.r) = (t, r);
     }
 
-    /// A stopping decision shared by every process: the most urgent of the ranks' reasons
-    /// (time budget and interrupts are seen per process).
-    pub(crate) fn agree_stop(&self, reason: Option<StopReason>) -> Option<StopReason> {
-        agree(self.part, reason)
-    }
-
     /// Forms the codes' cross term from `sketch` instead of `X` until
     /// [`Self::end_compression`] ([`super::compress`]).
     pub fn with_sketch(mut self, sketch: Sketch<T>) -> Self {
@@ -676,8 +670,8 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
         self.eval_on(self.x_sq, f)
     }
 
-    fn agree(&mut self, reason: Option<StopReason>) -> Option<StopReason> {
-        self.agree_stop(reason)
+    fn agree(&mut self, reason: Option<StopReason>, checkpoint_due: bool) -> (Option<StopReason>, bool) {
+        agree(self.part, reason, checkpoint_due)
     }
 
     fn iterate(&mut self, f: &mut Factors<T>) -> Eval {
@@ -767,11 +761,15 @@ pub(crate) fn projected_sq<T: Real>(f: MatRef<'_, T>, neg: MatRef<'_, T>, pen: P
 }
 
 /// The stopping decision of every process in `part`: the most urgent reason any of them has
-/// (interrupted, then time limit, early stopping, converged, max_iter); `reason` itself in one
-/// process.
-pub(crate) fn agree(part: Part<'_>, reason: Option<StopReason>) -> Option<StopReason> {
+/// (interrupted, then time limit, early stopping, converged, max_iter), and whether any of them
+/// asks for a checkpoint (one sum of 6 numbers); both unchanged in one process.
+pub(crate) fn agree(
+    part: Part<'_>,
+    reason: Option<StopReason>,
+    checkpoint_due: bool,
+) -> (Option<StopReason>, bool) {
     if !part.is_distributed() {
-        return reason;
+        return (reason, checkpoint_due);
     }
     const URGENCY: [StopReason; 5] = [
         StopReason::Interrupted,
@@ -780,14 +778,17 @@ pub(crate) fn agree(part: Part<'_>, reason: Option<StopReason>) -> Option<StopRe
         StopReason::Converged,
         StopReason::MaxIter,
     ];
-    let mut flags = [0.0; 5];
+    // The five reasons, then "a checkpoint is due" (asked by the process with the clock).
+    let mut flags = [0.0; 6];
     if let Some(r) = reason {
         if let Some(i) = URGENCY.iter().position(|&u| u == r) {
             flags[i] = 1.0;
         }
     }
+    flags[5] = f64::from(u8::from(checkpoint_due));
     part.comm.sum(&mut flags);
-    URGENCY.iter().zip(flags).find(|(_, f)| *f > 0.0).map(|(&u, _)| u)
+    let reason = URGENCY.iter().zip(flags).find(|(_, f)| *f > 0.0).map(|(&u, _)| u);
+    (reason, flags[5] > 0.0)
 }
 
 /// `l1·ΣF + ½·l2·‖F‖²` (0 without a penalty, without a pass over `F`).

@@ -336,7 +336,7 @@ fn fit_columns<T: Real>(
     let mut rng = Rng::new(o.seed);
     let x_sq = part.sum1(x.frob_sq());
     let print = DataPrint {
-        n_samples: x.ncols(),
+        n_samples: part.n_total,
         n_features: x.nrows(),
         x_sq,
         observed: None,
@@ -372,9 +372,10 @@ fn fit_columns<T: Real>(
         }
     };
     if let Some(from) = ck.from {
+        // The whole fit's codes: this process's samples are its columns.
         factors = init::Factors {
             wt: from.wt.clone(),
-            h: from.h.clone(),
+            h: from.h.subcols(part.offset, x.ncols()).to_owned(),
         };
     }
     let x_norm = x_sq.sqrt();
@@ -383,7 +384,9 @@ fn fit_columns<T: Real>(
         warnings.push(Warning::MuKeepsNndsvdZeros);
     }
     let mut stats = ck.from.map_or_else(FitStats::default, |f| f.meta.stats);
-    let mut saver = ck.save.map(|path| Saver::new(path, o, T::NAME, print, ck.from));
+    let mut saver = ck
+        .save
+        .map(|path| Saver::new(path, o, T::NAME, print, ck.from, part));
     let resume = ck.from.map(Saver::resume_of).unwrap_or_default();
     let clock = Clock::since(start).with_offset(ck.from.map_or(0.0, |f| f.meta.seconds));
     let outcome = if o.beta_loss == 2.0 {

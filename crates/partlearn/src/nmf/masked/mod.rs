@@ -181,7 +181,16 @@ fn fit_masked<T: Real>(
             init::initialize_from(filled.as_ref(), v, custom, None, &mut rng, par)?
         }
     };
-    let mut saver = ck.save.map(|path| Saver::new(path, o, T::NAME, print, ck.from));
+    let mut saver = ck.save.map(|path| {
+        Saver::new(
+            path,
+            o,
+            T::NAME,
+            print,
+            ck.from,
+            crate::dist::Part::single(x0.ncols()),
+        )
+    });
     let resume = ck.from.map(Saver::resume_of).unwrap_or_default();
     let clock = Clock::since(start).with_offset(ck.from.map_or(0.0, |f| f.seconds()));
     let x_norm = x_sq.sqrt();
