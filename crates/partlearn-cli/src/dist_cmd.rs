@@ -14,7 +14,7 @@ use partlearn::npy::{npy_shape, read_npy_rows, NpyArray};
 /// The flags of a distributed run.
 #[derive(Args, Debug, Clone)]
 pub struct DistArgs {
-    /// Run as one of the processes of `mpirun -np P` (build with `--features mpi`): each process reads only its block of rows of --data (a .npy file, read by offset, or a folder of shards part-00000.npy… from `data shard`, one per process), the atoms are replicated and their Gram and cross products summed over processes each iteration; rank 0 writes the run folder. Frobenius loss, random start.
+    /// Run as one of the processes of `mpirun -np P` (build with `--features mpi`): each process reads only its block of rows of --data (a .npy file, read by offset; a sparse .npz or .mtx[.gz], keeping its rows; or a folder of shards part-00000.npy… from `data shard`, one per process), the atoms are replicated and their Gram and cross products summed over processes each iteration; rank 0 writes the run folder and the checkpoints (--resume continues them on any number of processes). Frobenius loss, random or NNDSVD start.
     #[arg(long)]
     pub distributed: bool,
     /// With --distributed: a process that waits this many seconds for the others in one reduction ends the job with an error (a hung or dead process; 0 = wait forever).
@@ -165,13 +165,45 @@ pub fn plan(spec: &str, ranks: usize, rank: usize) -> Result<BlockPlan> {
         });
     }
     anyhow::bail!(
-        "--distributed reads --data as a .npy file (each process reads its rows by offset) or a folder of shards part-00000.npy…; convert {spec} with `partlearn data shard --data {spec} --parts P --out DIR`"
+        "--distributed reads --data as a .npy file (each process reads its rows by offset), a sparse .npz/.mtx[.gz] (each process keeps its rows) or a folder of shards part-00000.npy…; convert {spec} with `partlearn data shard --data {spec} --parts P --out DIR`"
     )
 }
 
 /// Reads the rows of a [`BlockPlan`].
 pub fn read_block(p: &BlockPlan) -> Result<NpyArray> {
     Ok(read_npy_rows(&p.file, p.rows.clone())?)
+}
+
+/// Process `rank`'s block of rows ([`row_block`]) of a sparse `.npz` (CSR, its arrays inflated
+/// as they are read, keeping only this block) or `.mtx[.gz]` (read as text; a file not grouped
+/// by row is first sorted into a temporary copy by each process, `open_mtx`), and where it sits.
+pub fn read_sparse_block<T: partlearn::Real>(
+    spec: &str,
+    ranks: usize,
+    rank: usize,
+    open_mtx: impl FnOnce(&Path) -> Result<partlearn::data::mtx::MtxRows>,
+) -> Result<(partlearn::data::Csr<T>, BlockPlan)> {
+    use partlearn::data::rows::{RowBlock, RowSource};
+    let path = Path::new(spec);
+    let mut source: Box<dyn RowSource<T>> = if spec.to_ascii_lowercase().ends_with(".npz") {
+        Box::new(partlearn::data::npz::NpzRows::open(path)?)
+    } else {
+        Box::new(open_mtx(path)?)
+    };
+    let (n, m) = (source.n_rows(), source.n_cols());
+    let rows = row_block(n, ranks, rank);
+    let block = match source.read(rows.start, rows.len())? {
+        RowBlock::Sparse(x) => x,
+        RowBlock::Dense(x) => partlearn::data::Csr::from_dense(x.transpose())?,
+    };
+    let plan = BlockPlan {
+        file: path.to_path_buf(),
+        offset: rows.start,
+        rows,
+        n_total: n,
+        m,
+    };
+    Ok((block, plan))
 }
 
 /// The flags that a distributed run does not take.
@@ -193,12 +225,22 @@ pub fn fit_nmf<T: partlearn::Real>(_a: &crate::fit::NmfArgs, _opts: partlearn::n
 
 #[cfg(not(feature = "mpi"))]
 #[allow(clippy::extra_unused_type_parameters)]
+pub fn resume_nmf<T: partlearn::Real>(
+    _a: &crate::fit::NmfArgs,
+    _dir: &Path,
+    _r: crate::resume::Resumed,
+) -> Result<()> {
+    anyhow::bail!(NO_MPI)
+}
+
+#[cfg(not(feature = "mpi"))]
+#[allow(clippy::extra_unused_type_parameters)]
 pub fn transform<T: partlearn::Real>(_a: &crate::transform::TransformArgs) -> Result<()> {
     anyhow::bail!(NO_MPI)
 }
 
 #[cfg(feature = "mpi")]
-pub use with_mpi::{fit_nmf, transform};
+pub use with_mpi::{fit_nmf, resume_nmf, transform};
 
 #[cfg(feature = "mpi")]
 mod with_mpi;

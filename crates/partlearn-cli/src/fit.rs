@@ -318,6 +318,10 @@ pub(crate) fn finish_run<T: Real, O: Serialize>(
     state: Option<&crate::nmf_cmd::FitState>,
 ) -> Result<()> {
     let codes = save_codes.then(|| fit.codes());
+    let launcher = match &data {
+        FitData::Distributed { processes, .. } => format!("mpirun -np {processes} "),
+        _ => String::new(),
+    };
     let (record, image, name, (n, m)) = match data {
         FitData::Dense(d) => (
             data_args.record(d),
@@ -372,9 +376,10 @@ pub(crate) fn finish_run<T: Real, O: Serialize>(
     let path = run_dir.commit()?;
     let resume_hint = state.filter(|_| resumable).map(|_| {
         format!(
-            "; continue with `partlearn fit {method} --data {} --resume {}`",
+            "; continue with `{launcher}partlearn fit {method} --data {} --resume {}{}`",
             data_args.spec,
-            path.display()
+            path.display(),
+            if launcher.is_empty() { "" } else { " --distributed" }
         )
     });
 

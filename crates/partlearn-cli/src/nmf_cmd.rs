@@ -25,8 +25,7 @@ pub const DEFAULT_MAX_ITER: usize = 200;
 
 /// Flags (argument ids) a resumed fit cannot honour: its options are the checkpoint's. clap
 /// refuses them next to --resume, so they are never silently ignored.
-pub const RESUME_CONFLICTS: [&str; 23] = [
-    "distributed",
+pub const RESUME_CONFLICTS: [&str; 22] = [
     "k",
     "solver",
     "beta_loss",
@@ -168,23 +167,9 @@ fn fit_new<T: Real>(a: &NmfArgs) -> Result<()> {
     let (n, m) = data.shape();
     opts.validate(n, m)?;
     let params = opts.check()?;
-    let out = nmf_out(a);
-    let again = format!(
-        "partlearn fit nmf --data {} --resume {}",
-        a.data.spec,
-        out.display()
-    );
-    resume::refuse_unfinished(&out, a.run.force, &again)?;
     let custom = custom_init::<T>(a)?;
-    let placement = resume::place(&out, None, || nmf_run_dir(a, &out))?;
-    let history = HistoryLog::new(
-        placement.state_dir.join(io::run::HISTORY_FILE),
-        std::time::Duration::try_from_secs_f64(a.history_after).unwrap_or(std::time::Duration::MAX),
-        Vec::new(),
-    );
-    let mut progress = FitProgress::new(opts.max_iter, a.run.quiet)
-        .with_history(history)
-        .checkpoint_every(checkpoint_every);
+    let placement = place_new(a)?;
+    let mut progress = fit_progress(a, &placement, opts.max_iter, Vec::new(), checkpoint_every);
     let checkpoint = placement.checkpoint();
     let fit = nmf::factorize_checkpointed(data.input(), &params, custom.as_ref(), &checkpoint, &mut progress);
     progress.finish();
@@ -210,37 +195,21 @@ fn fit_new<T: Real>(a: &NmfArgs) -> Result<()> {
 }
 
 fn resume_as<T: Real>(a: &NmfArgs, dir: &Path, r: Resumed) -> Result<()> {
+    if a.dist.distributed {
+        return crate::dist_cmd::resume_nmf::<T>(a, dir, r);
+    }
     let checkpoint_every = resume::checkpoint_interval(a.checkpoint_minutes)?;
-    let mut ck = NmfCheckpoint::<T>::from_bytes(&r.bytes, &r.path())?;
-    ck.continue_with(a.max_iter, a.max_seconds, a.run.threads);
+    let ck = checkpoint_to_resume::<T>(a, dir, &r)?;
     let max_iter = ck.params().max_iter;
-    if ck.done() >= max_iter && r.adopted.is_none() {
-        io::run::clean_stale_stages(dir);
-        anyhow::bail!(
-            "the fit in {} has done all its {max_iter} iterations; give a larger --max-iter to go on",
-            dir.display()
-        );
-    }
     let data = Loaded::<T>::load(a)?;
-    let redone = r.redone("iter", ck.done());
-    let placement = resume::place(dir, Some(&r), || Ok(RunDir::create(dir, true)?))?;
-    if (redone > 0 || r.adopted.is_some()) && !a.run.quiet {
-        errln!(
-            "resuming {} from its checkpoint at iteration {}: {redone} iteration{} done after it by the stopped process {} redone",
-            dir.display(),
-            ck.done(),
-            if redone == 1 { "" } else { "s" },
-            if redone == 1 { "is" } else { "are" },
-        );
-    }
-    let history = HistoryLog::new(
-        placement.state_dir.join(io::run::HISTORY_FILE),
-        std::time::Duration::ZERO,
+    let (placement, redone) = place_resumed(a, dir, &r, ck.done())?;
+    let mut progress = fit_progress(
+        a,
+        &placement,
+        max_iter,
         io::to_json_lines(ck.history())?,
+        checkpoint_every,
     );
-    let mut progress = FitProgress::new(max_iter, a.run.quiet)
-        .with_history(history)
-        .checkpoint_every(checkpoint_every);
     let checkpoint = placement.checkpoint();
     let fit = nmf::resume(data.input(), &ck, Some(&checkpoint), &mut progress);
     progress.finish();
@@ -264,6 +233,75 @@ fn resume_as<T: Real>(a: &NmfArgs, dir: &Path, r: Resumed) -> Result<()> {
         run_dir,
         Some(&state),
     )
+}
+
+/// Where a new fit keeps its state and writes its run ([`resume::place`]), after refusing to
+/// replace the state of an unfinished fit without `--force`.
+pub(crate) fn place_new(a: &NmfArgs) -> Result<Placement> {
+    let out = nmf_out(a);
+    let again = format!(
+        "partlearn fit nmf --data {} --resume {}",
+        a.data.spec,
+        out.display()
+    );
+    resume::refuse_unfinished(&out, a.run.force, &again)?;
+    resume::place(&out, None, || nmf_run_dir(a, &out))
+}
+
+/// The checkpoint of `r` with the flags a resumed fit may change; an error when it has
+/// already done every iteration asked for.
+pub(crate) fn checkpoint_to_resume<T: Real>(
+    a: &NmfArgs,
+    dir: &Path,
+    r: &Resumed,
+) -> Result<NmfCheckpoint<T>> {
+    let mut ck = NmfCheckpoint::<T>::from_bytes(&r.bytes, &r.path())?;
+    ck.continue_with(a.max_iter, a.max_seconds, a.run.threads);
+    let max_iter = ck.params().max_iter;
+    if ck.done() >= max_iter && r.adopted.is_none() {
+        io::run::clean_stale_stages(dir);
+        anyhow::bail!(
+            "the fit in {} has done all its {max_iter} iterations; give a larger --max-iter to go on",
+            dir.display()
+        );
+    }
+    Ok(ck)
+}
+
+/// Where a resumed fit keeps its state ([`resume::place`]), and the iterations a stopped
+/// process had done after the checkpoint at `done` (said on stderr when there are some).
+pub(crate) fn place_resumed(a: &NmfArgs, dir: &Path, r: &Resumed, done: usize) -> Result<(Placement, usize)> {
+    let redone = r.redone("iter", done);
+    let placement = resume::place(dir, Some(r), || Ok(RunDir::create(dir, true)?))?;
+    if (redone > 0 || r.adopted.is_some()) && !a.run.quiet {
+        errln!(
+            "resuming {} from its checkpoint at iteration {done}: {redone} iteration{} done after it by the stopped process {} redone",
+            dir.display(),
+            if redone == 1 { "" } else { "s" },
+            if redone == 1 { "is" } else { "are" },
+        );
+    }
+    Ok((placement, redone))
+}
+
+/// The progress bar of a fit, with its growing `history.jsonl` beside the checkpoint
+/// (starting with `initial`, a resumed fit's earlier records) and the checkpoint clock.
+pub(crate) fn fit_progress(
+    a: &NmfArgs,
+    placement: &Placement,
+    max_iter: usize,
+    initial: Vec<u8>,
+    checkpoint_every: Option<std::time::Duration>,
+) -> FitProgress {
+    let after = if initial.is_empty() {
+        std::time::Duration::try_from_secs_f64(a.history_after).unwrap_or(std::time::Duration::MAX)
+    } else {
+        std::time::Duration::ZERO
+    };
+    let history = HistoryLog::new(placement.state_dir.join(io::run::HISTORY_FILE), after, initial);
+    FitProgress::new(max_iter, a.run.quiet)
+        .with_history(history)
+        .checkpoint_every(checkpoint_every)
 }
 
 /// `--out` or the default folder of `fit nmf`.

@@ -155,7 +155,7 @@ impl<T: Real> Source<T> {
 /// Opens a `.mtx[.gz]` for streaming; one not grouped by row is sorted into a temporary copy in
 /// `--temp-dir`, by default the folder that receives the run folder (not the system's temporary
 /// folder, often a RAM-backed tmpfs), and a note says so.
-fn open_mtx(path: &Path, a: &NmfArgs) -> Result<MtxRows> {
+pub(crate) fn open_mtx(path: &Path, a: &NmfArgs) -> Result<MtxRows> {
     let dir = match &a.online.temp_dir {
         Some(d) => d.clone(),
         None => {

@@ -343,7 +343,8 @@ fn signal_rank_1(
     };
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    let wrote = out.exists();
+    // The job may leave the state of an unfinished fit (history, checkpoint), never a run.
+    let wrote = out.join("run.json").exists();
     std::fs::remove_dir_all(&dir).unwrap();
     Some((status, err, wrote))
 }
@@ -412,5 +413,210 @@ fn what_a_distributed_fit_refuses() {
     )
     .unwrap();
     assert!(stderr(&o).contains("data shard"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `partlearn …` in one process.
+fn one_process(args: &[&str]) -> Output {
+    let o = partlearn().args(args).output().unwrap();
+    assert_ok(&o);
+    o
+}
+
+#[test]
+fn sparse_npz_and_mtx_rows_give_the_dense_fit() {
+    let dir = temp_dir("sparse");
+    let (npz, mtx) = (dir.join("t.npz"), dir.join("t.mtx"));
+    for f in [&npz, &mtx] {
+        one_process(&[
+            "data",
+            "generate",
+            "topics",
+            "--docs",
+            "230",
+            "--terms",
+            "40",
+            "--density",
+            "0.1",
+            "--topics",
+            "4",
+            "--seed",
+            "3",
+            "--out",
+            s(f),
+        ]);
+    }
+    for solver in ["hals", "mu", "anls"] {
+        let runs: Vec<_> = ["one", "npz", "mtx"]
+            .iter()
+            .map(|n| dir.join(format!("{solver}-{n}")))
+            .collect();
+        one_process(&fit_args(s(&npz), s(&runs[0]), solver, "f64"));
+        for (data, out) in [(&npz, &runs[1]), (&mtx, &runs[2])] {
+            let mut args = fit_args(s(data), s(out), solver, "f64");
+            args.push("--distributed");
+            let Some(o) = mpi_run(2, &args) else { return };
+            assert_ok(&o);
+        }
+        for name in ["atoms", "codes"] {
+            let one = tensor(&runs[0], name);
+            let d = rel_diff(&tensor(&runs[1], name), &one);
+            assert!(d < 1e-9, "{solver} {name}: .npz on 2 processes vs one: {d:e}");
+            assert_eq!(
+                tensor(&runs[2], name),
+                tensor(&runs[1], name),
+                "{solver} {name}: .mtx = .npz"
+            );
+        }
+        let run = read_json(&runs[1].join("run.json"));
+        assert_eq!(run["part"]["stats"]["processes"], 2, "{run}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Waits for `child` at most `secs` seconds.
+fn wait_for(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if t.elapsed() > Duration::from_secs(secs) {
+            let _ = child.kill();
+            panic!("the job still runs after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ctrl_c_on_mpirun_saves_a_checkpoint_that_resumes_to_the_uninterrupted_bits() {
+    let dir = temp_dir("ctrlc");
+    let data = dir.join("x.npy");
+    one_process(&[
+        "data",
+        "generate",
+        "lowrank",
+        "--n",
+        "3000",
+        "--m",
+        "120",
+        "--k",
+        "8",
+        "--noise",
+        "0.01",
+        "--seed",
+        "2",
+        "--out",
+        s(&data),
+    ]);
+    let run = dir.join("run");
+    let fit = |out: &Path, max_iter: &str| -> Vec<String> {
+        [
+            "fit",
+            "nmf",
+            "--data",
+            s(&data),
+            "-k",
+            "8",
+            "--init",
+            "random",
+            "--solver",
+            "hals",
+            "--max-iter",
+            max_iter,
+            "--tol",
+            "0",
+            "--save-codes",
+            "--quiet",
+            "--out",
+            s(out),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let Some(mut c) = mpirun(2) else { return };
+    // mpirun passes Ctrl-C on as SIGTERM and kills the ranks `odls_base_sigkill_timeout`
+    // seconds later (1 by default): give them time to save on a loaded machine.
+    let mut child = c
+        .env("OMPI_MCA_odls_base_sigkill_timeout", "30")
+        .args(fit(&run, "100000000"))
+        .args(["--distributed", "--history-after", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the fit runs (its history appears after its first iterations).
+    let t = Instant::now();
+    while !run.join("history.jsonl").exists() {
+        assert!(t.elapsed() < Duration::from_secs(120), "the fit never started");
+        assert!(child.try_wait().unwrap().is_none(), "the job ended early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    wait_for(&mut child, 60);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("--resume") && err.contains("mpirun -np 2"), "{err}");
+    let stopped = read_json(&run.join("run.json"));
+    assert_eq!(stopped["stop_reason"], "interrupted", "{stopped}");
+    let done = stopped["n_iter"].as_u64().unwrap() as usize;
+    assert!(run.join("checkpoint.safetensors").is_file());
+    // Resume to `done + 15` on 2 processes, on 3, and in one process; fit the same uninterrupted.
+    let total = (done + 15).to_string();
+    let copies: Vec<_> = ["p2", "p3", "one"].iter().map(|n| dir.join(n)).collect();
+    for c in &copies {
+        std::fs::create_dir(c).unwrap();
+        for f in std::fs::read_dir(&run).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, c.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let resume = |out: &Path| {
+        [
+            "fit",
+            "nmf",
+            "--data",
+            s(&data),
+            "--resume",
+            s(out),
+            "--max-iter",
+            &total,
+            "--save-codes",
+            "--quiet",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    for (p, out) in [(2, &copies[0]), (3, &copies[1])] {
+        let mut args = resume(out);
+        args.push("--distributed".into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_ok(&mpi_run(p, &args).unwrap());
+    }
+    let args = resume(&copies[2]);
+    one_process(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let whole = dir.join("whole");
+    let mut args = fit(&whole, &total);
+    args.push("--distributed".into());
+    assert_ok(&mpi_run(2, &args.iter().map(String::as_str).collect::<Vec<_>>()).unwrap());
+    let resumed = read_json(&copies[0].join("run.json"));
+    assert_eq!(resumed["part"]["resumed_from_iter"], done as u64, "{resumed}");
+    for name in ["atoms", "codes"] {
+        let w = tensor(&whole, name);
+        assert_eq!(
+            tensor(&copies[0], name),
+            w,
+            "{name}: 2 processes resumed = uninterrupted bits"
+        );
+        for c in &copies[1..] {
+            let d = rel_diff(&tensor(c, name), &w);
+            assert!(d < 1e-4, "{name} {}: {d:e}", c.display());
+        }
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,18 +1,22 @@
 //! The MPI side of `--distributed`: one process per rank of `mpirun`.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use faer::Mat;
+use partlearn::data::Csr;
 use partlearn::dist::{Comm, MpiComm, Part};
 use partlearn::engine::Silent;
-use partlearn::nmf::{distributed, NmfParams};
+use partlearn::nmf::{distributed, NmfInput, NmfParams};
 use partlearn::Real;
 
-use super::{plan, prepare_shard_dir, read_block, refuse_selection, shard_name, BlockPlan};
+use super::{
+    plan, prepare_shard_dir, read_block, read_sparse_block, refuse_selection, shard_name, BlockPlan,
+};
 use crate::fit::{finish_run, FitData, NmfArgs};
-use crate::nmf_cmd::{nmf_out, nmf_run_dir};
-use crate::progress::FitProgress;
+use crate::nmf_cmd::{checkpoint_to_resume, fit_progress, place_new, place_resumed, FitState};
+use crate::resume::{self, Placement, Resumed};
 use crate::transform::{matrix_npy_bytes, TransformArgs};
 
 /// Joins the MPI job; with `timeout` > 0 a watchdog thread ends this process (and so the job:
@@ -58,8 +62,49 @@ fn load<T: Real>(spec: &str, comm: &MpiComm) -> Result<(Mat<T>, BlockPlan)> {
     Ok((Mat::from_fn(n, m, |i, j| vals[i * m + j]), plan))
 }
 
+/// This process's rows of a fit's data: dense, or sparse from a `.npz`/`.mtx[.gz]`.
+enum Rows<T: Real> {
+    Dense(Mat<T>),
+    Sparse(Csr<T>),
+}
+
+impl<T: Real> Rows<T> {
+    fn load(a: &NmfArgs, comm: &MpiComm) -> Result<(Self, BlockPlan)> {
+        if partlearn::data::is_sparse_file(&a.data.spec) {
+            let (x, plan) = read_sparse_block(&a.data.spec, comm.size(), comm.rank(), |p| {
+                crate::online_cmd::open_mtx(p, a)
+            })?;
+            return Ok((Rows::Sparse(x), plan));
+        }
+        let (x, plan) = load::<T>(&a.data.spec, comm)?;
+        Ok((Rows::Dense(x), plan))
+    }
+
+    fn input(&self) -> NmfInput<'_, T> {
+        match self {
+            Rows::Dense(x) => NmfInput::Dense(x.as_ref()),
+            Rows::Sparse(x) => NmfInput::Sparse(x),
+        }
+    }
+}
+
 /// `fit nmf --distributed`.
 pub fn fit_nmf<T: Real>(a: &NmfArgs, opts: NmfParams) -> Result<()> {
+    fit::<T>(a, Start::New(opts))
+}
+
+/// `fit nmf --resume RUN --distributed`: every process has read the checkpoint (`r`).
+pub fn resume_nmf<T: Real>(a: &NmfArgs, dir: &Path, r: Resumed) -> Result<()> {
+    fit::<T>(a, Start::Resume(dir, r))
+}
+
+/// A new fit with its options, or the run to resume.
+enum Start<'a> {
+    New(NmfParams),
+    Resume(&'a Path, Resumed),
+}
+
+fn fit<T: Real>(a: &NmfArgs, start: Start<'_>) -> Result<()> {
     let comm = join(a.dist.mpi_timeout)?;
     let rank = comm.rank();
     let prepared = (|| -> Result<_> {
@@ -69,52 +114,82 @@ pub fn fit_nmf<T: Real>(a: &NmfArgs, opts: NmfParams) -> Result<()> {
                 "--mask is not used with --distributed; fit data with missing entries in one process"
             );
         }
-        let (x, plan) = load::<T>(&a.data.spec, &comm)?;
+        let every = resume::checkpoint_interval(a.checkpoint_minutes)?;
+        let (ck, opts) = match &start {
+            Start::Resume(dir, r) => {
+                let ck = checkpoint_to_resume::<T>(a, dir, r)?;
+                let opts = ck.params().clone();
+                (Some(ck), opts)
+            }
+            Start::New(opts) => (None, opts.clone()),
+        };
+        let (x, plan) = Rows::<T>::load(a, &comm)?;
         let params = opts.validate(plan.n_total, plan.m)?;
-        Ok((x, plan, params))
+        Ok((x, plan, opts, params, ck, every))
     })();
-    let (x, plan, params) = agree(&comm, prepared)?;
-    let run_dir = agree(
+    let (x, plan, opts, params, ck, every) = agree(&comm, prepared)?;
+    // Rank 0 writes the run and the checkpoints, where a one-process fit would.
+    let placed = agree(
         &comm,
-        (rank == 0).then(|| nmf_run_dir(a, &nmf_out(a))).transpose(),
+        (rank == 0)
+            .then(|| -> Result<_> {
+                match (&start, &ck) {
+                    (Start::Resume(dir, r), Some(ck)) => {
+                        let (placement, redone) = place_resumed(a, dir, r, ck.done())?;
+                        let initial = partlearn::io::to_json_lines(ck.history())?;
+                        Ok((placement, Some((ck.done(), redone)), initial))
+                    }
+                    _ => Ok((place_new(a)?, None, Vec::new())),
+                }
+            })
+            .transpose(),
     )?;
     let part = Part {
         comm: &comm,
         offset: plan.offset,
         n_total: plan.n_total,
     };
-    let fit = match &run_dir {
-        Some(dir) => {
-            let mut progress = FitProgress::new(opts.max_iter, a.run.quiet)
-                .with_history(crate::progress::staged_history(dir, a.history_after));
-            let fit = distributed::factorize_part(x.as_ref(), &params, part, &mut progress);
-            progress.finish();
-            fit
+    let run = |save: &Path, observer: &mut (dyn partlearn::engine::Observer + Send)| match &ck {
+        Some(ck) => distributed::resume_part(x.input(), ck, part, Some(save), observer),
+        None => distributed::factorize_part_checkpointed(x.input(), &params, part, save, observer),
+    };
+    let Some((placement, resumed, initial)) = placed else {
+        // Rank 1…P−1: no output of their own; rank 0 gathers their codes.
+        let fit = run(Path::new(""), &mut Silent)?;
+        if a.save_codes {
+            gather_codes(&comm, fit)?;
         }
-        None => distributed::factorize_part(x.as_ref(), &params, part, &mut Silent),
-    }?;
+        return Ok(());
+    };
+    let mut progress = fit_progress(a, &placement, opts.max_iter, initial, every);
+    let checkpoint = placement.checkpoint();
+    let fit = run(&checkpoint, &mut progress);
+    progress.finish();
+    drop(progress);
+    let fit = fit.inspect_err(|_| placement.abandon())?;
     let fit = if a.save_codes {
         gather_codes(&comm, fit)?
     } else {
         fit
     };
-    let Some(dir) = run_dir else { return Ok(()) };
     let data = FitData::Distributed {
         n: plan.n_total,
         m: plan.m,
         processes: comm.size(),
     };
+    let state = FitState { checkpoint, resumed };
+    let Placement { run_dir, .. } = placement;
     finish_run(
         &a.run,
         &a.data,
         data,
         "nmf",
-        a.k,
+        opts.k,
         &opts,
         fit,
         a.save_codes,
-        dir,
-        None,
+        run_dir,
+        Some(&state),
     )
 }
 
