@@ -30,9 +30,10 @@ use crate::real::Real;
 /// process's codes (`n_local × k`).
 ///
 /// Frobenius loss only (MU, HALS, ANLS); random start (equal to the one-process start with the
-/// same seed) or NNDSVD / NNDSVD-a (from the summed `m × m` Gram of the features: dense data
-/// with `n_features ≤ min(n_samples, 2048)`); no compression. An error on one process (invalid data, memory) is reported by
-/// every process before any iteration.
+/// same seed) or NNDSVD / NNDSVD-a (from the summed `m × m` Gram of the features when
+/// `n_features ≤ min(n_samples, 2048)`, else from a randomized range finder across processes:
+/// [`crate::nmf::init`]'s `svd_part`); no compression. An error on one process (invalid data,
+/// memory) is reported by every process before any iteration.
 ///
 /// ```
 /// use partlearn::dist::Part;
@@ -135,83 +136,31 @@ fn check<T: Real>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Barrier, Mutex};
-
     use faer::Mat;
 
     use super::*;
-    use crate::dist::{row_block, Comm};
+    use crate::dist::{row_block, threads};
     use crate::engine::Silent;
     use crate::nmf::{self, NmfParams, Penalty, Solver};
     use crate::rng::Rng;
-
-    /// Ranks as threads of one process: sums in rank order through a shared table.
-    struct Threads {
-        size: usize,
-        barrier: Barrier,
-        slots: Mutex<Vec<Vec<f64>>>,
-    }
-
-    struct Rank<'a> {
-        rank: usize,
-        shared: &'a Threads,
-    }
-
-    impl Comm for Rank<'_> {
-        fn rank(&self) -> usize {
-            self.rank
-        }
-        fn size(&self) -> usize {
-            self.shared.size
-        }
-        fn sum(&self, buf: &mut [f64]) {
-            self.shared.slots.lock().unwrap()[self.rank] = buf.to_vec();
-            self.shared.barrier.wait();
-            {
-                let slots = self.shared.slots.lock().unwrap();
-                buf.fill(0.0);
-                for s in slots.iter() {
-                    buf.iter_mut().zip(s).for_each(|(a, b)| *a += b);
-                }
-            }
-            self.shared.barrier.wait();
-        }
-        fn bytes(&self) -> u64 {
-            0
-        }
-    }
 
     fn data(n: usize, m: usize, seed: u64) -> Mat<f64> {
         let mut r = Rng::new(seed);
         Mat::from_fn(n, m, |_, _| r.uniform())
     }
 
-    /// Fits on `p` thread-ranks; returns the atoms of rank 0 and the codes stacked in order.
-    fn distributed(x: &Mat<f64>, params: &ValidNmfParams, p: usize) -> (Mat<f64>, Mat<f64>, usize) {
+    /// Fits on `p` thread-ranks; returns the atoms of rank 0, the codes stacked in order, and
+    /// rank 0's fit.
+    fn distributed(x: &Mat<f64>, params: &ValidNmfParams, p: usize) -> (Mat<f64>, Mat<f64>, NmfFit<f64>) {
         let n = x.nrows();
-        let shared = Threads {
-            size: p,
-            barrier: Barrier::new(p),
-            slots: Mutex::new(vec![Vec::new(); p]),
-        };
-        let fits: Vec<NmfFit<f64>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..p)
-                .map(|r| {
-                    let shared = &shared;
-                    s.spawn(move || {
-                        let comm = Rank { rank: r, shared };
-                        let b = row_block(n, p, r);
-                        let part = Part {
-                            comm: &comm,
-                            offset: b.start,
-                            n_total: n,
-                        };
-                        factorize_part(x.as_ref().subrows(b.start, b.len()), params, part, &mut Silent)
-                            .unwrap()
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        let mut fits: Vec<NmfFit<f64>> = threads::run(n, p, |part, rows| {
+            factorize_part(
+                x.as_ref().subrows(rows.start, rows.len()),
+                params,
+                part,
+                &mut Silent,
+            )
+            .unwrap()
         });
         for f in &fits[1..] {
             assert_eq!(
@@ -225,7 +174,8 @@ mod tests {
             let r = (0..p).find(|&r| row_block(n, p, r).contains(&i)).unwrap();
             fits[r].codes()[(i - row_block(n, p, r).start, j)]
         });
-        (fits[0].model.components().to_owned(), codes, fits[0].n_iter)
+        let atoms = fits[0].model.components().to_owned();
+        (atoms, codes, fits.swap_remove(0))
     }
 
     #[test]
@@ -250,9 +200,9 @@ mod tests {
                     .unwrap();
                 let one = nmf::factorize(x.as_ref(), &p).unwrap();
                 for ranks in [1, 2, 3] {
-                    let (atoms, codes, n_iter) = distributed(&x, &p, ranks);
+                    let (atoms, codes, fit) = distributed(&x, &p, ranks);
                     let what = format!("{solver:?} {init:?} alpha {alpha} P {ranks}");
-                    assert_eq!(n_iter, one.n_iter, "{what}");
+                    assert_eq!(fit.n_iter, one.n_iter, "{what}");
                     let da = (&atoms - one.model.components()).norm_max();
                     let dc = (&codes - one.codes()).norm_max();
                     assert!(da < 1e-9 && dc < 1e-9, "{what}: atoms {da:e}, codes {dc:e}");
@@ -263,6 +213,43 @@ mod tests {
             }
         }
         let _ = Penalty::default();
+    }
+
+    #[test]
+    fn nndsvda_from_the_randomized_range_finder_matches_the_one_process_fit() {
+        // More features than samples (m = 100 > n = 60): the processes cannot sum the
+        // samples' Gram (the one-process exact path), so the start's SVD is the range finder
+        // across processes. On data of rank 4 = k (< l = 14) it is exact, so the start and the
+        // fit equal the one-process ones to rounding.
+        let mut r = Rng::new(11);
+        let a = Mat::<f64>::from_fn(60, 4, |_, _| r.uniform());
+        let b = Mat::<f64>::from_fn(4, 100, |_, _| r.uniform());
+        let x = &a * &b;
+        for solver in [Solver::Hals, Solver::Anls] {
+            let p = NmfParams::new(4)
+                .solver(solver)
+                .init(InitMethod::Nndsvda)
+                .max_iter(300)
+                .seed(5)
+                .check()
+                .unwrap();
+            let one = nmf::factorize(x.as_ref(), &p).unwrap();
+            assert_eq!(
+                one.stop_reason,
+                crate::engine::StopReason::Converged,
+                "{solver:?}"
+            );
+            assert!(one.rel_error < 0.05, "{solver:?}: {}", one.rel_error);
+            for ranks in [1, 2, 3] {
+                let (atoms, codes, fit) = distributed(&x, &p, ranks);
+                let what = format!("{solver:?} P {ranks}");
+                assert_eq!(fit.n_iter, one.n_iter, "{what}");
+                assert_eq!(fit.stop_reason, one.stop_reason, "{what}");
+                let da = (&atoms - one.model.components()).norm_max() / atoms.norm_max();
+                let dc = (&codes - one.codes()).norm_max() / codes.norm_max();
+                assert!(da < 1e-9 && dc < 1e-9, "{what}: atoms {da:e}, codes {dc:e}");
+            }
+        }
     }
 
     #[test]

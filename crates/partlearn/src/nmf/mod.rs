@@ -637,3 +637,6 @@ mod tests;
 
 #[cfg(test)]
 mod sparse_tests;
+
+#[cfg(test)]
+mod init_part_tests;
