@@ -74,6 +74,15 @@ impl Rng {
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 
+    /// Advances the stream past `count` [`Rng::normal`] draws without computing them (each
+    /// takes exactly two 64-bit words): a process of a distributed fit skips the draws of the
+    /// other processes' rows, so that its own equal the one-process ones.
+    pub fn skip_normals(&mut self, count: usize) {
+        for _ in 0..2 * count {
+            self.next_u64();
+        }
+    }
+
     /// Uniform integer in [0, n) without modulo bias (Lemire's method). `n` must be > 0.
     #[inline]
     pub fn below(&mut self, n: usize) -> usize {
@@ -123,6 +132,16 @@ mod tests {
             assert_eq!(a.next_u64(), b.next_u64());
         }
         assert_ne!(Rng::new(1).next_u64(), Rng::new(2).next_u64());
+    }
+
+    #[test]
+    fn skipping_normals_lands_where_drawing_them_does() {
+        let (mut a, mut b) = (Rng::new(3), Rng::new(3));
+        for _ in 0..17 {
+            a.normal();
+        }
+        b.skip_normals(17);
+        assert_eq!(a.normal(), b.normal());
     }
 
     #[test]

@@ -11,14 +11,19 @@
 
 #[cfg(feature = "mpi")]
 mod mpi_comm;
+#[cfg(test)]
+pub(crate) mod threads;
 
 use std::ops::Range;
 
 #[cfg(feature = "mpi")]
 pub use mpi_comm::MpiComm;
 
+use faer::Mat;
+
 use crate::error::{Error, Result};
 use crate::nmf::cd::LANES;
+use crate::real::Real;
 
 /// A group of processes that sum vectors together.
 pub trait Comm: Sync {
@@ -130,6 +135,25 @@ impl<'a> Part<'a> {
     pub fn sum(&self, buf: &mut [f64]) {
         if self.is_distributed() {
             self.comm.sum(buf);
+        }
+    }
+
+    /// Sums the matrix `a` over ranks in place, in f64 (nothing to do in one process: the
+    /// same bits as without distribution).
+    pub(crate) fn sum_mat<T: Real>(&self, a: &mut Mat<T>) {
+        if !self.is_distributed() {
+            return;
+        }
+        let mut buf: Vec<f64> = Vec::with_capacity(a.nrows() * a.ncols());
+        for j in 0..a.ncols() {
+            buf.extend(a.col_as_slice(j).iter().map(|&v| v.to_f64()));
+        }
+        self.comm.sum(&mut buf);
+        let m = a.nrows();
+        for j in 0..a.ncols() {
+            for (v, &b) in a.col_as_slice_mut(j).iter_mut().zip(&buf[j * m..]) {
+                *v = T::from_f64(b);
+            }
         }
     }
 }

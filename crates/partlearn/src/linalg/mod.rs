@@ -10,6 +10,7 @@
 //!    faer's global setting.
 
 pub mod nnls;
+pub(crate) mod range;
 pub(crate) mod spmm;
 
 use faer::dyn_stack::{MemBuffer, MemStack};
@@ -304,13 +305,6 @@ pub(crate) struct TruncatedSvd<T: Real> {
     pub v: Mat<T>,
 }
 
-/// Leading `k` singular triplets of `x` (`m × n`).
-///
-/// When the smaller side is at most 2048 the Gram matrix of that side is formed and
-/// eigen-decomposed (exact up to rounding; two GEMMs); otherwise a randomized range finder
-/// (Halko, Martinsson & Tropp 2011) with `k + 10` columns and 4 power iterations, re-
-/// orthonormalized by QR, as scikit-learn's `randomized_svd`. Singular vectors of (numerically)
-/// zero singular values are returned as zero columns on the side that cannot be recovered.
 /// Whether [`truncated_svd`] of an `m × n` matrix takes the exact path (eigendecomposition of
 /// the smaller side's Gram matrix) rather than the randomized one.
 pub(crate) fn svd_is_exact(m: usize, n: usize) -> bool {
@@ -357,6 +351,14 @@ pub(crate) fn svd_from_gram<T: Real>(
     Ok((u, s, v))
 }
 
+/// Leading `k` singular triplets of `x` (`m × n`).
+///
+/// When the smaller side is at most 2048 the Gram matrix of that side is formed and
+/// eigen-decomposed (exact up to rounding; two GEMMs); otherwise a randomized range finder
+/// (Halko, Martinsson & Tropp 2011) with `k + 10` columns and 4 power iterations, re-
+/// orthonormalized by QR, as scikit-learn's `randomized_svd`. Singular vectors of (numerically)
+/// zero singular values are returned as zero columns on the side that cannot be recovered
+/// ([`randomized_svd`] is the randomized branch).
 pub(crate) fn truncated_svd<T: Real>(
     x: MatRef<'_, T>,
     k: usize,
@@ -378,43 +380,57 @@ pub(crate) fn truncated_svd<T: Real>(
             TruncatedSvd { u, s, v }
         })
     } else {
-        let l = (k + 10).min(m).min(n);
-        let omega = Mat::<T>::from_fn(n, l, |_, _| T::from_f64(rng.normal()));
-        let mut y = Mat::<T>::zeros(m, l);
-        matmul(y.as_mut(), Accum::Replace, x, omega.as_ref(), T::one(), par);
-        let mut q = y.qr().compute_thin_Q();
-        let mut z = Mat::<T>::zeros(n, l);
-        for _ in 0..4 {
-            matmul(
-                z.as_mut(),
-                Accum::Replace,
-                x.transpose(),
-                q.as_ref(),
-                T::one(),
-                par,
-            );
-            let qz = z.qr().compute_thin_Q();
-            matmul(y.as_mut(), Accum::Replace, x, qz.as_ref(), T::one(), par);
-            q = y.qr().compute_thin_Q();
-        }
-        // B = Qᵀ X (l × n); its SVD through the l × l Gram B Bᵀ.
-        let mut b = Mat::<T>::zeros(l, n);
-        matmul(b.as_mut(), Accum::Replace, q.transpose(), x, T::one(), par);
-        let small = truncated_svd(b.as_ref(), k, rng, par)?;
-        let mut u = Mat::<T>::zeros(m, k);
+        randomized_svd(x, k, rng, par)
+    }
+}
+
+/// The randomized branch of [`truncated_svd`] (taken there when both sides exceed 2048; callable
+/// on any size): the range finder of Halko, Martinsson & Tropp (2011) on `l = k + 10` Gaussian
+/// columns `Ω` (`n × l`, drawn column by column), 4 power iterations re-orthonormalized by
+/// Householder QR, then the SVD of `B = QᵀX` (`l × n`) through its `l × l` Gram, and `U = Q·U_B`.
+pub(crate) fn randomized_svd<T: Real>(
+    x: MatRef<'_, T>,
+    k: usize,
+    rng: &mut Rng,
+    par: Par,
+) -> Result<TruncatedSvd<T>> {
+    let (m, n) = (x.nrows(), x.ncols());
+    let k = k.min(m).min(n);
+    let l = (k + range::OVERSAMPLE).min(m).min(n);
+    let omega = Mat::<T>::from_fn(n, l, |_, _| T::from_f64(rng.normal()));
+    let mut y = Mat::<T>::zeros(m, l);
+    matmul(y.as_mut(), Accum::Replace, x, omega.as_ref(), T::one(), par);
+    let mut q = y.qr().compute_thin_Q();
+    let mut z = Mat::<T>::zeros(n, l);
+    for _ in 0..range::POWER_ITERATIONS {
         matmul(
-            u.as_mut(),
+            z.as_mut(),
             Accum::Replace,
+            x.transpose(),
             q.as_ref(),
-            small.u.as_ref(),
             T::one(),
             par,
         );
-        Ok(TruncatedSvd {
-            u,
-            s: small.s,
-            v: small.v,
-        })
+        let qz = z.qr().compute_thin_Q();
+        matmul(y.as_mut(), Accum::Replace, x, qz.as_ref(), T::one(), par);
+        q = y.qr().compute_thin_Q();
+    }
+    // B = Qᵀ X (l × n); its SVD through the l × l Gram B Bᵀ.
+    let mut b = Mat::<T>::zeros(l, n);
+    matmul(b.as_mut(), Accum::Replace, q.transpose(), x, T::one(), par);
+    let small = truncated_svd(b.as_ref(), k, rng, par)?;
+    Ok(lift(q.as_ref(), small, par))
+}
+
+/// The SVD of `X` from that of `B = QᵀX` (`Q` orthonormal, `m × l`): `U = Q·U_B`, the same
+/// singular values and right vectors.
+pub(crate) fn lift<T: Real>(q: MatRef<'_, T>, small: TruncatedSvd<T>, par: Par) -> TruncatedSvd<T> {
+    let mut u = Mat::<T>::zeros(q.nrows(), small.u.ncols());
+    matmul(u.as_mut(), Accum::Replace, q, small.u.as_ref(), T::one(), par);
+    TruncatedSvd {
+        u,
+        s: small.s,
+        v: small.v,
     }
 }
 

@@ -6,10 +6,11 @@
 //! `R = HXᵀ`. `O(nnz·k)`; every output column is summed by one thread in the stored order, and
 //! columns are split into fixed chunks, so the bits do not depend on the thread count.
 
-use faer::{Accum, Mat, MatMut, MatRef, Par};
+use faer::{Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use super::{matmul, truncated_svd, TruncatedSvd};
+use super::range::{range_finder, OVERSAMPLE};
+use super::{lift, truncated_svd, TruncatedSvd};
 use crate::data::Csr;
 use crate::error::Result;
 use crate::nmf::compress::orthonormalize;
@@ -168,10 +169,14 @@ pub(crate) fn inner_at_nonzeros<T: Real>(a: &Csr<T>, f: MatRef<'_, T>, g: MatRef
 
 /// Truncated SVD of `a` (`n × m`, samples as rows) in the samples-as-columns convention of
 /// [`truncated_svd`]: `Xᵀ = U diag(s) Vᵀ` with `U` `m × k`, `V` `n × k`, by the randomized range
-/// finder of that function's large-matrix path (Halko et al.: `l = k + 10` Gaussian columns,
-/// 4 power iterations, re-orthonormalized after each product), every product with `X` an SpMM.
+/// finder of that function's large-matrix path ([`super::range::range_finder`], Halko et al.:
+/// `l = k + 10` Gaussian columns, 4 power iterations, re-orthonormalized after each product),
+/// every product with `X` an SpMM.
 /// The bases are orthonormalized by [`crate::nmf::compress`]'s sequential Gram–Schmidt (the same
-/// bits for any thread count). `at` is the transpose of `a`.
+/// bits for any thread count). `at` is the transpose of `a`. `Ωᵀ` is drawn `l × n` column by
+/// column, i.e. `Ω` row by row — the transpose of [`super::randomized_svd`]'s order (and of the
+/// distributed [`super::range::randomized_svd_part`]'s), kept so that sparse starts keep their
+/// bits.
 pub(crate) fn truncated_svd_sparse<T: Real>(
     a: &Csr<T>,
     at: &Csr<T>,
@@ -181,41 +186,21 @@ pub(crate) fn truncated_svd_sparse<T: Real>(
 ) -> Result<TruncatedSvd<T>> {
     let (n, m) = (a.nrows(), a.ncols());
     let k = k.min(m).min(n);
-    let l = (k + 10).min(m).min(n);
+    let l = (k + OVERSAMPLE).min(m).min(n);
     // Row-oriented workspaces (l × ·) so that the SpMM kernel writes contiguous columns:
-    // Yᵀ = ΩᵀX ᵀ… i.e. (XΩ)ᵀ = Ωᵀ·Xᵀ with X = aᵀ (m × n): column c of Yᵀ sums rows of Ωᵀ.
+    // (XΩ)ᵀ = Ωᵀ·Xᵀ with X = aᵀ (m × n): column c of Yᵀ sums columns of Ωᵀ over row c of `at`.
     let omega_t = Mat::<T>::from_fn(l, n, |_, _| T::from_f64(rng.normal()));
-    let mut yt = Mat::<T>::zeros(l, m);
-    spmm_rows(yt.as_mut(), omega_t.as_ref(), at, par); // (XΩ)ᵀ, X = Xᵀ_samples
-    let mut q = orthonormalize(yt.transpose());
-    let mut zt = Mat::<T>::zeros(l, n);
-    let mut qt = Mat::<T>::zeros(l, m);
-    for _ in 0..4 {
-        qt.copy_from(q.transpose());
-        spmm_rows(zt.as_mut(), qt.as_ref(), a, par); // (XᵀQ)ᵀ
-        let qz = orthonormalize(zt.transpose());
-        let qzt = qz.transpose().to_owned();
-        spmm_rows(yt.as_mut(), qzt.as_ref(), at, par); // (X·QZ)ᵀ
-        q = orthonormalize(yt.transpose());
-    }
-    // B = QᵀX (l × n), then the SVD of B through its l × l Gram.
-    qt.copy_from(q.transpose());
-    spmm_rows(zt.as_mut(), qt.as_ref(), a, par);
-    let small = truncated_svd(zt.as_ref(), k, rng, par)?;
-    let mut u = Mat::<T>::zeros(m, small.u.ncols());
-    matmul(
-        u.as_mut(),
-        Accum::Replace,
-        q.as_ref(),
-        small.u.as_ref(),
-        T::one(),
-        par,
+    let (q, b) = range_finder(
+        omega_t,
+        m,
+        |dst, mt| spmm_rows(dst, mt, at, par), // (X·M)ᵀ
+        |dst, qt| spmm_rows(dst, qt, a, par),  // (XᵀQ)ᵀ
+        |yt| orthonormalize(yt.transpose()),
+        |zt| *zt = orthonormalize(zt.transpose()).transpose().to_owned(),
     );
-    Ok(TruncatedSvd {
-        u,
-        s: small.s,
-        v: small.v,
-    })
+    // B = QᵀX (l × n), then the SVD of B through its l × l Gram.
+    let small = truncated_svd(b.as_ref(), k, rng, par)?;
+    Ok(lift(q.as_ref(), small, par))
 }
 
 #[cfg(test)]

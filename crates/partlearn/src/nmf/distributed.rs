@@ -31,9 +31,10 @@ use crate::real::Real;
 /// data, and this process's codes (`n_local × k`).
 ///
 /// Frobenius loss only (MU, HALS, ANLS); random start (equal to the one-process start with the
-/// same seed) or NNDSVD / NNDSVD-a (from the summed `m × m` Gram of the features: dense data
-/// with `n_features ≤ min(n_samples, 2048)`); no compression, no missing entries. An error on
-/// one process (invalid data, memory) is reported by every process before any iteration.
+/// same seed) or NNDSVD / NNDSVD-a (from the summed `m × m` Gram of the features when
+/// `n_features ≤ min(n_samples, 2048)`, else from a randomized range finder across processes:
+/// [`crate::nmf::init`]'s `svd_part`); no compression, no missing entries. An error on one
+/// process (invalid data, memory) is reported by every process before any iteration.
 ///
 /// ```
 /// use partlearn::dist::Part;
@@ -196,110 +197,30 @@ fn check<T: Real>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Barrier, Mutex};
-
     use faer::Mat;
 
     use super::*;
-    use crate::dist::{row_block, Comm};
+    use crate::dist::{row_block, threads};
     use crate::engine::Silent;
     use crate::nmf::{self, NmfParams, Penalty, Solver};
     use crate::rng::Rng;
-
-    /// Ranks as threads of one process: sums in rank order through a shared table.
-    struct Threads {
-        size: usize,
-        barrier: Barrier,
-        slots: Mutex<Vec<Vec<f64>>>,
-    }
-
-    struct Rank<'a> {
-        rank: usize,
-        shared: &'a Threads,
-    }
-
-    impl Comm for Rank<'_> {
-        fn rank(&self) -> usize {
-            self.rank
-        }
-        fn size(&self) -> usize {
-            self.shared.size
-        }
-        fn sum(&self, buf: &mut [f64]) {
-            self.shared.slots.lock().unwrap()[self.rank] = buf.to_vec();
-            self.shared.barrier.wait();
-            {
-                let slots = self.shared.slots.lock().unwrap();
-                buf.fill(0.0);
-                for s in slots.iter() {
-                    buf.iter_mut().zip(s).for_each(|(a, b)| *a += b);
-                }
-            }
-            self.shared.barrier.wait();
-        }
-        fn bytes(&self) -> u64 {
-            0
-        }
-        fn gather(&self, local: &[f64]) -> Vec<f64> {
-            self.shared.slots.lock().unwrap()[self.rank] = local.to_vec();
-            self.shared.barrier.wait();
-            let all = if self.rank == 0 {
-                self.shared.slots.lock().unwrap().concat()
-            } else {
-                Vec::new()
-            };
-            self.shared.barrier.wait();
-            all
-        }
-    }
 
     fn data(n: usize, m: usize, seed: u64) -> Mat<f64> {
         let mut r = Rng::new(seed);
         Mat::from_fn(n, m, |_, _| r.uniform())
     }
 
-    /// Runs `f(part, rows)` on `p` thread-ranks over `n` rows; the results in rank order.
-    fn on_ranks<R: Send>(
-        n: usize,
-        p: usize,
-        f: impl Fn(Part<'_>, std::ops::Range<usize>) -> R + Sync,
-    ) -> Vec<R> {
-        let shared = Threads {
-            size: p,
-            barrier: Barrier::new(p),
-            slots: Mutex::new(vec![Vec::new(); p]),
-        };
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..p)
-                .map(|r| {
-                    let (shared, f) = (&shared, &f);
-                    s.spawn(move || {
-                        let comm = Rank { rank: r, shared };
-                        let b = row_block(n, p, r);
-                        let part = Part {
-                            comm: &comm,
-                            offset: b.start,
-                            n_total: n,
-                        };
-                        f(part, b)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        })
-    }
-
     /// Fits on `p` thread-ranks; returns the atoms of rank 0 and the codes stacked in order.
-    fn distributed(x: &Mat<f64>, params: &ValidNmfParams, p: usize) -> (Mat<f64>, Mat<f64>, usize) {
-        let fits = on_ranks(x.nrows(), p, |part, b| {
+    fn distributed(x: &Mat<f64>, params: &ValidNmfParams, p: usize) -> (Mat<f64>, Mat<f64>, NmfFit<f64>) {
+        let fits = threads::run(x.nrows(), p, |part, b| {
             factorize_part(x.as_ref().subrows(b.start, b.len()), params, part, &mut Silent).unwrap()
         });
-        stacked(&fits, x.nrows(), p)
+        stacked(fits, x.nrows(), p)
     }
 
-    /// The atoms of rank 0 (checked equal on every rank), the codes stacked in order, the
-    /// iterations.
-    fn stacked(fits: &[NmfFit<f64>], n: usize, p: usize) -> (Mat<f64>, Mat<f64>, usize) {
+    /// The atoms of rank 0 (checked equal on every rank), the codes stacked in order, rank 0's
+    /// fit.
+    fn stacked(mut fits: Vec<NmfFit<f64>>, n: usize, p: usize) -> (Mat<f64>, Mat<f64>, NmfFit<f64>) {
         for f in &fits[1..] {
             assert_eq!(
                 f.model.components(),
@@ -312,7 +233,8 @@ mod tests {
             let r = (0..p).find(|&r| row_block(n, p, r).contains(&i)).unwrap();
             fits[r].codes()[(i - row_block(n, p, r).start, j)]
         });
-        (fits[0].model.components().to_owned(), codes, fits[0].n_iter)
+        let atoms = fits[0].model.components().to_owned();
+        (atoms, codes, fits.swap_remove(0))
     }
 
     #[test]
@@ -337,9 +259,9 @@ mod tests {
                     .unwrap();
                 let one = nmf::factorize(x.as_ref(), &p).unwrap();
                 for ranks in [1, 2, 3] {
-                    let (atoms, codes, n_iter) = distributed(&x, &p, ranks);
+                    let (atoms, codes, fit) = distributed(&x, &p, ranks);
                     let what = format!("{solver:?} {init:?} alpha {alpha} P {ranks}");
-                    assert_eq!(n_iter, one.n_iter, "{what}");
+                    assert_eq!(fit.n_iter, one.n_iter, "{what}");
                     let da = (&atoms - one.model.components()).norm_max();
                     let dc = (&codes - one.codes()).norm_max();
                     assert!(da < 1e-9 && dc < 1e-9, "{what}: atoms {da:e}, codes {dc:e}");
@@ -350,6 +272,43 @@ mod tests {
             }
         }
         let _ = Penalty::default();
+    }
+
+    #[test]
+    fn nndsvda_from_the_randomized_range_finder_matches_the_one_process_fit() {
+        // More features than samples (m = 100 > n = 60): the processes cannot sum the
+        // samples' Gram (the one-process exact path), so the start's SVD is the range finder
+        // across processes. On data of rank 4 = k (< l = 14) it is exact, so the start and the
+        // fit equal the one-process ones to rounding.
+        let mut r = Rng::new(11);
+        let a = Mat::<f64>::from_fn(60, 4, |_, _| r.uniform());
+        let b = Mat::<f64>::from_fn(4, 100, |_, _| r.uniform());
+        let x = &a * &b;
+        for solver in [Solver::Hals, Solver::Anls] {
+            let p = NmfParams::new(4)
+                .solver(solver)
+                .init(InitMethod::Nndsvda)
+                .max_iter(300)
+                .seed(5)
+                .check()
+                .unwrap();
+            let one = nmf::factorize(x.as_ref(), &p).unwrap();
+            assert_eq!(
+                one.stop_reason,
+                crate::engine::StopReason::Converged,
+                "{solver:?}"
+            );
+            assert!(one.rel_error < 0.05, "{solver:?}: {}", one.rel_error);
+            for ranks in [1, 2, 3] {
+                let (atoms, codes, fit) = distributed(&x, &p, ranks);
+                let what = format!("{solver:?} P {ranks}");
+                assert_eq!(fit.n_iter, one.n_iter, "{what}");
+                assert_eq!(fit.stop_reason, one.stop_reason, "{what}");
+                let da = (&atoms - one.model.components()).norm_max() / atoms.norm_max();
+                let dc = (&codes - one.codes()).norm_max() / codes.norm_max();
+                assert!(da < 1e-9 && dc < 1e-9, "{what}: atoms {da:e}, codes {dc:e}");
+            }
+        }
     }
 
     #[test]
@@ -415,13 +374,13 @@ mod tests {
                 .seed(2)
                 .check()
                 .unwrap();
-            let (atoms, codes, n_iter) = distributed(&x, &p, 2);
-            let fits = on_ranks(70, 2, |part, b| {
+            let (atoms, codes, fit) = distributed(&x, &p, 2);
+            let fits = threads::run(70, 2, |part, b| {
                 let csr = crate::data::Csr::from_dense(x.as_ref().subrows(b.start, b.len())).unwrap();
                 factorize_part(&csr, &p, part, &mut Silent).unwrap()
             });
-            let (sa, sc, sn) = stacked(&fits, 70, 2);
-            assert_eq!(sn, n_iter, "{solver:?}");
+            let (sa, sc, sfit) = stacked(fits, 70, 2);
+            assert_eq!(sfit.n_iter, fit.n_iter, "{solver:?}");
             let (da, dc) = ((&sa - &atoms).norm_max(), (&sc - &codes).norm_max());
             assert!(da < 1e-9 && dc < 1e-9, "{solver:?}: atoms {da:e}, codes {dc:e}");
         }
@@ -445,7 +404,7 @@ mod tests {
             let whole = distributed(&x, &p, 2);
             // Rank 1 alone is interrupted after iteration 12: every rank stops there and rank 0
             // writes the whole fit's checkpoint.
-            let stopped = on_ranks(90, 2, |part, b| {
+            let stopped = threads::run(90, 2, |part, b| {
                 let mut obs = at((part.comm.rank() == 1).then_some(12), None);
                 factorize_part_checkpointed(x.as_ref().subrows(b.start, b.len()), &p, part, &path, &mut obs)
                     .unwrap()
@@ -453,21 +412,21 @@ mod tests {
             assert!(stopped.iter().all(|f| f.n_iter == 12), "{solver:?}");
             let ck = NmfCheckpoint::<f64>::load(&path).unwrap();
             assert_eq!((ck.done(), ck.shape()), (12, (90, 10)));
-            let resumed = on_ranks(90, 2, |part, b| {
+            let resumed = threads::run(90, 2, |part, b| {
                 resume_part(x.as_ref().subrows(b.start, b.len()), &ck, part, None, &mut Silent).unwrap()
             });
-            let (ra, rc, rn) = stacked(&resumed, 90, 2);
-            assert_eq!(rn, whole.2, "{solver:?}");
+            let (ra, rc, rfit) = stacked(resumed, 90, 2);
+            assert_eq!(rfit.n_iter, whole.2.n_iter, "{solver:?}");
             assert_eq!(
                 (&ra - &whole.0).norm_max() + (&rc - &whole.1).norm_max(),
                 0.0,
                 "{solver:?}: same bits"
             );
             // On 3 ranks, and in one process, the same fit to rounding.
-            let three = on_ranks(90, 3, |part, b| {
+            let three = threads::run(90, 3, |part, b| {
                 resume_part(x.as_ref().subrows(b.start, b.len()), &ck, part, None, &mut Silent).unwrap()
             });
-            let (ta, _, _) = stacked(&three, 90, 3);
+            let (ta, _, _) = stacked(three, 90, 3);
             let one = nmf::checkpoint::resume(x.as_ref().into(), &ck, None, &mut Silent).unwrap();
             for (a, what) in [
                 (&ta, "3 ranks"),
@@ -493,7 +452,7 @@ mod tests {
             .seed(9)
             .check()
             .unwrap();
-        let fits = on_ranks(64, 3, |part, b| {
+        let fits = threads::run(64, 3, |part, b| {
             let mut obs = at(None, (part.comm.rank() == 2).then_some(7));
             factorize_part_checkpointed(x.as_ref().subrows(b.start, b.len()), &p, part, &dist, &mut obs)
                 .unwrap()

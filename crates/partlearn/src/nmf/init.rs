@@ -63,7 +63,8 @@ pub(crate) fn initialize_from<'a, T: Real>(
 /// [`initialize_from`] for this process's block of samples `part` ([`crate::dist`]): the random
 /// start draws the whole codes matrix in the one-process order and keeps its own columns, so it
 /// equals the one-process start (each process draws `k·n_total` numbers, `O(k·n)` time, no
-/// `O(k·n)` memory). The NNDSVD variants and custom starts are refused by the caller.
+/// `O(k·n)` memory); NNDSVD and NNDSVD-a take the SVD of the whole data across processes
+/// ([`svd_part`]). NNDSVD-ar and custom starts are refused by the caller.
 pub(crate) fn initialize_part<T: Real>(
     x: XRef<'_, T>,
     v: &Resolved,
@@ -83,19 +84,9 @@ pub(crate) fn initialize_part<T: Real>(
         InitMethod::Random | InitMethod::Auto => {
             let scale = (avg / k as f64).sqrt();
             // Codes first, then atoms (fixed order: part of the seed contract); column-major.
-            let mut skip = |count: usize| {
-                for _ in 0..count {
-                    rng.normal();
-                }
-            };
-            skip(k * part.offset);
+            rng.skip_normals(k * part.offset);
             let h = Mat::from_fn(k, n, |_, _| T::from_f64(scale * rng.normal().abs()));
-            let mut skip = |count: usize| {
-                for _ in 0..count {
-                    rng.normal();
-                }
-            };
-            skip(k * part.n_total.saturating_sub(part.offset + n));
+            rng.skip_normals(k * part.n_total.saturating_sub(part.offset + n));
             let wt = Mat::from_fn(k, m, |_, _| T::from_f64(scale * rng.normal().abs()));
             Ok(Factors { wt, h })
         }
@@ -200,11 +191,9 @@ pub(crate) fn nndsvd<'a, T: Real>(
     Ok(nndsvd_from(x, &svd, k, rng))
 }
 
-/// [`nndsvd`] on this process's samples `part` ([`crate::dist`]): the Gram `X Xᵀ` of the
-/// features (`m × m`) is summed over processes and eigen-decomposed on each (the exact path of
-/// [`linalg::truncated_svd`], so the start equals the one-process start up to rounding); the
-/// codes' side `V_r = X_rᵀ U Σ⁻¹` and its norms come from the local samples and summed squares.
-/// Needs dense data with `n_features ≤ min(n_samples, 2048)`; `avg` is the mean of all of `X`.
+/// [`nndsvd`] on this process's samples `part` ([`crate::dist`]; `avg` is the mean of all of
+/// `X`), from the leading singular triplets of the whole data ([`svd_part`]); the norms of the
+/// codes' side come from the local samples and summed squares ([`nndsvd_with`]).
 fn nndsvd_part<T: Real>(
     x: XRef<'_, T>,
     k: usize,
@@ -213,29 +202,42 @@ fn nndsvd_part<T: Real>(
     par: Par,
     part: Part<'_>,
 ) -> Result<Factors<T>> {
-    let m = x.nrows();
-    let xd = match x.dense() {
-        Some(xd) if m <= part.n_total && linalg::svd_is_exact(m, part.n_total) => xd,
-        _ => {
-            return Err(Error::invalid(
-                "init",
-                "nndsvd",
-                "NNDSVD across processes needs dense data with n_features ≤ min(n_samples, 2048); use `init = random`",
-            ))
-        }
-    };
-    let mut g = Mat::<T>::zeros(m, m);
-    linalg::gram(g.as_mut(), xd, par);
-    let mut buf: Vec<f64> = (0..m)
-        .flat_map(|j| (0..m).map(move |i| (i, j)))
-        .map(|(i, j)| g[(i, j)].to_f64())
-        .collect();
-    part.sum(&mut buf);
-    let g = Mat::<T>::from_fn(m, m, |i, j| T::from_f64(buf[j * m + i]));
-    let kk = k.min(m).min(part.n_total);
-    let (u, s, v) = linalg::svd_from_gram(xd, g.as_ref(), kk, par)?;
-    let svd = linalg::TruncatedSvd { u, s, v };
+    let svd = svd_part(x, k, rng, par, part)?;
     Ok(nndsvd_with(x, &svd, k, avg, rng, part))
+}
+
+/// The leading `k` singular triplets of the data of which this process holds the samples
+/// `part` (`U` replicated, `V`'s rows of the samples held here), by one of two paths:
+/// - **exact** (dense data with `n_features ≤ min(n_samples, 2048)`, where the one-process
+///   [`linalg::truncated_svd`] eigen-decomposes the features' Gram): the Gram `X Xᵀ = Σ_r X_rX_rᵀ`
+///   (`m × m`) is summed over processes and eigen-decomposed on each, `V_r = X_rᵀ U Σ⁻¹`
+///   ([`linalg::svd_from_gram`]); equal to the one-process SVD up to rounding;
+/// - **randomized** otherwise (sparse data, more features than samples, or both sides above
+///   2048): the range finder across processes, [`linalg::range::randomized_svd_part`]. It
+///   equals the one-process randomized path ([`linalg::randomized_svd`], the one
+///   [`linalg::truncated_svd`] takes when both sides exceed 2048) up to rounding; where the
+///   one-process fit takes the exact path instead, the two starts differ by the range
+///   finder's error (none on data of rank ≤ `k + 10`); so do they on sparse data, whose
+///   one-process SVD ([`linalg::spmm::truncated_svd_sparse`]) draws `Ω` in the other order.
+pub(crate) fn svd_part<T: Real>(
+    x: XRef<'_, T>,
+    k: usize,
+    rng: &mut Rng,
+    par: Par,
+    part: Part<'_>,
+) -> Result<linalg::TruncatedSvd<T>> {
+    let m = x.nrows();
+    match x.dense() {
+        Some(xd) if m <= part.n_total && linalg::svd_is_exact(m, part.n_total) => {
+            let mut g = Mat::<T>::zeros(m, m);
+            linalg::gram(g.as_mut(), xd, par);
+            part.sum_mat(&mut g);
+            let kk = k.min(m).min(part.n_total);
+            let (u, s, v) = linalg::svd_from_gram(xd, g.as_ref(), kk, par)?;
+            Ok(linalg::TruncatedSvd { u, s, v })
+        }
+        _ => linalg::range::randomized_svd_part(x, k, rng, par, part),
+    }
 }
 
 /// [`nndsvd`] from the leading singular triplets `svd` of `x` (at least `k` of them, or fewer
@@ -251,7 +253,7 @@ pub(crate) fn nndsvd_from<T: Real>(
 
 /// [`nndsvd_from`] for the samples `part` (the norms of the codes' side summed over
 /// processes; a random component draws all `n_total` codes in order and keeps its own).
-fn nndsvd_with<T: Real>(
+pub(crate) fn nndsvd_with<T: Real>(
     x: XRef<'_, T>,
     svd: &linalg::TruncatedSvd<T>,
     k: usize,
@@ -267,15 +269,11 @@ fn nndsvd_with<T: Real>(
         for i in 0..m {
             wt[(j, i)] = T::from_f64(scale * rng.normal().abs());
         }
-        for _ in 0..part.offset {
-            rng.normal();
-        }
+        rng.skip_normals(part.offset);
         for i in 0..n {
             h[(j, i)] = T::from_f64(scale * rng.normal().abs());
         }
-        for _ in part.offset + n..part.n_total {
-            rng.normal();
-        }
+        rng.skip_normals(part.n_total.saturating_sub(part.offset + n));
     };
     for j in 0..k {
         if j >= svd.s.len() || svd.s[j] <= T::zero() {

@@ -640,3 +640,6 @@ mod tests;
 
 #[cfg(test)]
 mod sparse_tests;
+
+#[cfg(test)]
+mod init_part_tests;
