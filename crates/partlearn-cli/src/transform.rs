@@ -153,6 +153,18 @@ pub fn sparse_rel_error<T: Real>(
     codes: faer::MatRef<'_, T>,
     threads: usize,
 ) -> Result<f64> {
+    let (sq, norm_sq) = sparse_sq_errors(atoms, x, codes, threads)?;
+    Ok(if norm_sq > 0.0 { (sq / norm_sq).sqrt() } else { 0.0 })
+}
+
+/// `(‖X − CW‖², ‖X‖²)` of sparse `x` (the terms [`sparse_rel_error`] divides; summed over the
+/// processes of a distributed transform).
+pub fn sparse_sq_errors<T: Real>(
+    atoms: faer::MatRef<'_, T>,
+    x: &partlearn::data::Csr<T>,
+    codes: faer::MatRef<'_, T>,
+    threads: usize,
+) -> Result<(f64, f64)> {
     let spec = partlearn::nmf::EncodeSpec {
         beta_loss: 2.0,
         codes_penalty: Default::default(),
@@ -160,8 +172,7 @@ pub fn sparse_rel_error<T: Real>(
     };
     let model = partlearn::nmf::NmfModel::new(atoms.to_owned(), spec)?;
     let sq = model.sq_error_csr(x, codes, threads)?;
-    let norm = x.frob_sq().sqrt();
-    Ok(if norm > 0.0 { sq.sqrt() / norm } else { 0.0 })
+    Ok((sq, x.frob_sq()))
 }
 
 /// A matrix as `.npy` bytes (C order, the matrix's own float type).

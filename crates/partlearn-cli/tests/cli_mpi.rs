@@ -471,6 +471,41 @@ fn sparse_npz_and_mtx_rows_give_the_dense_fit() {
         let run = read_json(&runs[1].join("run.json"));
         assert_eq!(run["part"]["stats"]["processes"], 2, "{run}");
     }
+    // transform --distributed of the sparse rows: the one-process codes, shard by shard.
+    let (codes_dir, one) = (dir.join("codes"), dir.join("codes.npy"));
+    let run = dir.join("hals-one");
+    let o = mpi_run(
+        2,
+        &[
+            "transform",
+            s(&run),
+            "--data",
+            s(&mtx),
+            "--out",
+            s(&codes_dir),
+            "--distributed",
+            "--quiet",
+        ],
+    )
+    .unwrap();
+    assert_ok(&o);
+    one_process(&[
+        "transform",
+        s(&run),
+        "--data",
+        s(&npz),
+        "--out",
+        s(&one),
+        "--quiet",
+    ]);
+    let whole = partlearn::npy::read_npy(&one).unwrap().data.to_f64_vec();
+    let parts: Vec<f64> = (0..2)
+        .flat_map(|r| {
+            let shard = codes_dir.join(format!("part-{r:05}.npy"));
+            partlearn::npy::read_npy(&shard).unwrap().data.to_f64_vec()
+        })
+        .collect();
+    assert_eq!(parts, whole, "encoding is per sample: the same bits");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -482,6 +517,8 @@ fn wait_for(child: &mut std::process::Child, secs: u64) -> std::process::ExitSta
             return s;
         }
         if t.elapsed() > Duration::from_secs(secs) {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            std::thread::sleep(Duration::from_secs(5));
             let _ = child.kill();
             panic!("the job still runs after {secs} s");
         }
@@ -549,8 +586,13 @@ fn ctrl_c_on_mpirun_saves_a_checkpoint_that_resumes_to_the_uninterrupted_bits() 
     // Interrupt once the fit runs (its history appears after its first iterations).
     let t = Instant::now();
     while !run.join("history.jsonl").exists() {
-        assert!(t.elapsed() < Duration::from_secs(120), "the fit never started");
         assert!(child.try_wait().unwrap().is_none(), "the job ended early");
+        if t.elapsed() > Duration::from_secs(120) {
+            // mpirun ends its ranks on SIGTERM (a SIGKILL would leave them running).
+            Command::new("kill").arg(child.id().to_string()).status().unwrap();
+            wait_for(&mut child, 60);
+            panic!("the fit never started");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(1500));

@@ -17,7 +17,7 @@ use super::{
 use crate::fit::{finish_run, FitData, NmfArgs};
 use crate::nmf_cmd::{checkpoint_to_resume, fit_progress, place_new, place_resumed, FitState};
 use crate::resume::{self, Placement, Resumed};
-use crate::transform::{matrix_npy_bytes, TransformArgs};
+use crate::transform::{matrix_npy_bytes, sparse_sq_errors, TransformArgs};
 
 /// Joins the MPI job; with `timeout` > 0 a watchdog thread ends this process (and so the job:
 /// mpirun stops the others) when one reduction has waited longer than `timeout` seconds.
@@ -237,7 +237,15 @@ pub fn transform<T: Real>(a: &TransformArgs) -> Result<()> {
         partlearn::io::run::check_output_outside_run(&a.run, &a.out)?;
         a.data.check_not_input(&a.out, "--out")?;
         let loaded = partlearn::protocol::load_model::<T>(&a.run)?;
-        let (x, plan) = load::<T>(&a.data.spec, &comm)?;
+        let (x, plan) = if partlearn::data::is_sparse_file(&a.data.spec) {
+            let (x, plan) = read_sparse_block(&a.data.spec, comm.size(), comm.rank(), |p| {
+                Ok(partlearn::data::mtx::MtxRows::open(p)?)
+            })?;
+            (Rows::Sparse(x), plan)
+        } else {
+            let (x, plan) = load::<T>(&a.data.spec, &comm)?;
+            (Rows::Dense(x), plan)
+        };
         Ok((loaded, x, plan))
     })();
     let (loaded, x, plan) = agree(&comm, prepared)?;
@@ -251,17 +259,26 @@ pub fn transform<T: Real>(a: &TransformArgs) -> Result<()> {
     )?;
     let start = Instant::now();
     let done = (|| -> Result<_> {
-        let codes = loaded.model.encode(x.as_ref(), a.threads)?;
+        let codes = match &x {
+            Rows::Dense(x) => loaded.model.encode(x.as_ref(), a.threads)?,
+            Rows::Sparse(x) => loaded.model.encode_csr(x, a.threads)?,
+        };
         partlearn::io::write_atomic(&a.out.join(shard_name(rank)), &matrix_npy_bytes(codes.as_ref()))?;
-        let recon = loaded.model.decode(codes.as_ref())?;
-        let (mut err, mut norm) = (0.0, 0.0);
-        for j in 0..x.ncols() {
-            for i in 0..x.nrows() {
-                let v = x[(i, j)].to_f64();
-                err += (v - recon[(i, j)].to_f64()).powi(2);
-                norm += v * v;
+        let (err, norm) = match &x {
+            Rows::Dense(x) => {
+                let recon = loaded.model.decode(codes.as_ref())?;
+                let (mut err, mut norm) = (0.0, 0.0);
+                for j in 0..x.ncols() {
+                    for i in 0..x.nrows() {
+                        let v = x[(i, j)].to_f64();
+                        err += (v - recon[(i, j)].to_f64()).powi(2);
+                        norm += v * v;
+                    }
+                }
+                (err, norm)
             }
-        }
+            Rows::Sparse(x) => sparse_sq_errors(loaded.model.atoms(), x, codes.as_ref(), a.threads)?,
+        };
         Ok((codes.ncols(), err, norm))
     })();
     let (k, err, norm) = agree(&comm, done)?;

@@ -374,6 +374,20 @@ impl<T: Real> Checkpointing<'_, T> {
     }
 }
 
+impl<'a, T: Real> Checkpointing<'a, T> {
+    /// Continues `from`, saving at `save`; with the options of `from` (checked).
+    pub fn resuming(from: &'a NmfCheckpoint<T>, save: Option<&'a Path>) -> Result<(Self, ValidNmfParams)> {
+        let params = from.params().check()?;
+        Ok((
+            Checkpointing {
+                save,
+                from: Some(from),
+            },
+            params,
+        ))
+    }
+}
+
 /// Fits `params` on `input` as [`super::factorize_with`], [`super::factorize_csr`] or
 /// [`super::factorize_masked_with`] would, saving a checkpoint at `save` whenever `observer`
 /// says one is due and when the fit ends interrupted or out of time (written atomically).
@@ -401,11 +415,7 @@ pub fn resume<T: Real>(
     save: Option<&Path>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
-    let params = from.params().check()?;
-    let ck = Checkpointing {
-        save,
-        from: Some(from),
-    };
+    let (ck, params) = Checkpointing::resuming(from, save)?;
     dispatch(input, &params, None, ck, observer)
 }
 

@@ -87,11 +87,7 @@ pub fn resume_part<'a, T: Real>(
     save: Option<&Path>,
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
-    let params = from.params().check()?;
-    let ck = Checkpointing {
-        save,
-        from: Some(from),
-    };
+    let (ck, params) = Checkpointing::resuming(from, save)?;
     run(x.into(), &params, ck, part, observer)
 }
 
