@@ -239,8 +239,14 @@ pub fn transform<T: partlearn::Real>(_a: &crate::transform::TransformArgs) -> Re
     anyhow::bail!(NO_MPI)
 }
 
+#[cfg(not(feature = "mpi"))]
+#[allow(clippy::extra_unused_type_parameters)]
+pub fn eval<T: partlearn::Real>(_a: &crate::eval_cmd::EvalArgs) -> Result<()> {
+    anyhow::bail!(NO_MPI)
+}
+
 #[cfg(feature = "mpi")]
-pub use with_mpi::{fit_nmf, resume_nmf, transform};
+pub use with_mpi::{eval, fit_nmf, resume_nmf, transform};
 
 #[cfg(feature = "mpi")]
 mod with_mpi;

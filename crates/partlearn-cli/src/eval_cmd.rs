@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use partlearn::eval::evaluate::{evaluate_codes, figures, EvalOptions};
+use partlearn::eval::evaluate::{evaluate_codes, figures, EvalOptions, Metrics};
 use partlearn::eval::svm::SvmProtocolOptions;
 use partlearn::Real;
 
@@ -59,6 +59,8 @@ pub struct EvalArgs {
     /// No summary lines.
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub dist: crate::dist_cmd::DistArgs,
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
@@ -69,6 +71,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
 }
 
 fn go<T: Real>(a: &EvalArgs) -> Result<()> {
+    if a.dist.distributed {
+        return crate::dist_cmd::eval::<T>(a);
+    }
     let dir = partlearn::io::open_existing(&a.run)?;
     let metrics_path = dir.join(partlearn::io::run::METRICS_FILE);
     if metrics_path.exists() && !a.force {
@@ -82,17 +87,7 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
     let data = a.data.load::<T>()?;
     loaded.check_images(&data)?;
     let shape = data.image_shape.or(loaded.image_shape);
-    let opts = EvalOptions {
-        threads: a.threads,
-        structuring_element: a.se.clone(),
-        svm: (!a.no_svm).then(|| SvmProtocolOptions {
-            c_grid: a.svm_grid,
-            select_splits: a.svm_select_splits,
-            eval_splits: a.svm_eval_splits,
-            seed: a.seed,
-            ..Default::default()
-        }),
-    };
+    let opts = eval_options(a);
     let codes = if a.stored_codes {
         let file = dir.join(partlearn::io::run::MODEL_FILE);
         let (tensors, _) = partlearn::io::read_safetensors(&file)?;
@@ -165,8 +160,27 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
             partlearn::io::write_atomic(&dir.join(partlearn::io::run::FIGURES_DIR).join(name), &bytes)?;
         }
     }
-    partlearn::io::write_atomic(&metrics_path, &partlearn::io::to_json_pretty(&ev.metrics)?)?;
-    let m = &ev.metrics;
+    write_metrics(a, &ev.metrics, &metrics_path)
+}
+
+/// The evaluation options of the flags.
+pub(crate) fn eval_options(a: &EvalArgs) -> EvalOptions {
+    EvalOptions {
+        threads: a.threads,
+        structuring_element: a.se.clone(),
+        svm: (!a.no_svm).then(|| SvmProtocolOptions {
+            c_grid: a.svm_grid,
+            select_splits: a.svm_select_splits,
+            eval_splits: a.svm_eval_splits,
+            seed: a.seed,
+            ..Default::default()
+        }),
+    }
+}
+
+/// Writes `m` to `metrics_path` and prints its summary (or the JSON with --json).
+pub(crate) fn write_metrics(a: &EvalArgs, m: &Metrics, metrics_path: &std::path::Path) -> Result<()> {
+    partlearn::io::write_atomic(metrics_path, &partlearn::io::to_json_pretty(m)?)?;
     if a.json {
         outln!("{}", serde_json::to_string_pretty(m)?);
     } else if !a.quiet {

@@ -662,3 +662,87 @@ fn ctrl_c_on_mpirun_saves_a_checkpoint_that_resumes_to_the_uninterrupted_bits() 
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn distributed_eval_gives_the_one_process_metrics() {
+    let dir = temp_dir("eval");
+    let (data, labels) = (dir.join("x.npy"), dir.join("y.npy"));
+    write_data(&data);
+    // Labels from the largest of the first three features (3 classes, all present).
+    let x = partlearn::npy::read_npy(&data).unwrap().data.to_f64_vec();
+    let y: Vec<i64> = (0..203)
+        .map(|i| {
+            (0..3)
+                .max_by(|&a, &b| x[i * 30 + a].total_cmp(&x[i * 30 + b]))
+                .unwrap() as i64
+        })
+        .collect();
+    std::fs::write(
+        &labels,
+        partlearn::npy::npy_bytes(&[203], partlearn::npy::NpyDataRef::I64(&y)),
+    )
+    .unwrap();
+    let run = dir.join("run");
+    one_process(&fit_args(s(&data), s(&run), "hals", "f64"));
+    let eval = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "eval",
+            s(&run),
+            "--data",
+            s(&data),
+            "--labels",
+            s(&labels),
+            "--svm-grid",
+            "3",
+            "--svm-select-splits",
+            "1",
+            "--svm-eval-splits",
+            "2",
+            "--dtype",
+            "f64",
+            "--force",
+            "--quiet",
+        ]
+        .map(String::from)
+        .to_vec();
+        v.extend(extra.iter().map(|a| a.to_string()));
+        v
+    };
+    let args = eval(&[]);
+    one_process(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let one = read_json(&run.join("metrics.json"));
+    let args = eval(&["--distributed"]);
+    let Some(o) = mpi_run(3, &args.iter().map(String::as_str).collect::<Vec<_>>()) else {
+        return;
+    };
+    assert_ok(&o);
+    let dist = read_json(&run.join("metrics.json"));
+    assert_eq!(dist["n_samples"], 203);
+    for (group, key) in [
+        ("reconstruction", "mse"),
+        ("reconstruction", "mse_clipped"),
+        ("reconstruction", "rel_error"),
+        ("hoyer", "mean"),
+        ("hoyer", "mean_reference"),
+    ] {
+        let (a, b) = (
+            dist[group][key].as_f64().unwrap(),
+            one[group][key].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() <= 1e-12 * b.abs(), "{group}.{key}: {a} vs {b}");
+    }
+    assert!(one["svm"]["mean_accuracy"].as_f64().is_some(), "{one}");
+    assert_eq!(dist["svm"], one["svm"], "the same codes give the same SVM");
+    // Sparse data are evaluated in one process.
+    let args = eval(&["--distributed"]);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let npz = dir.join("x.npz");
+    args[3] = s(&npz);
+    let o = mpi_run(2, &args).unwrap();
+    assert!(
+        !o.status.success() && stderr(&o).contains("one process"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

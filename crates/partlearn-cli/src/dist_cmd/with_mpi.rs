@@ -305,3 +305,62 @@ pub fn transform<T: Real>(a: &TransformArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `eval --distributed`: each process encodes and measures its rows; process 0 runs the SVM
+/// protocol on the gathered codes (with `--labels`) and writes RUN/metrics.json.
+pub fn eval<T: Real>(a: &crate::eval_cmd::EvalArgs) -> Result<()> {
+    let comm = join(a.dist.mpi_timeout)?;
+    let rank = comm.rank();
+    let prepared = (|| -> Result<_> {
+        if a.data.first.is_some() || a.data.subset.is_some() || a.data.sparse {
+            anyhow::bail!("--first, --subset and --sparse are not used with --distributed; shard the rows you want with `partlearn data shard` first");
+        }
+        if a.mask.is_some() || a.stored_codes {
+            anyhow::bail!(
+                "--mask and --stored-codes are not used with eval --distributed; evaluate in one process"
+            );
+        }
+        if partlearn::data::is_sparse_file(&a.data.spec) {
+            anyhow::bail!("eval --distributed reads dense rows (.npy or shards); evaluate sparse data in one process (`partlearn eval RUN --data {}`)", a.data.spec);
+        }
+        let dir = partlearn::io::open_existing(&a.run)?;
+        let metrics_path = dir.join(partlearn::io::run::METRICS_FILE);
+        if metrics_path.exists() && !a.force {
+            return Err(partlearn::Error::AlreadyExists { path: metrics_path }.into());
+        }
+        let loaded = partlearn::protocol::load_model::<T>(&dir)?;
+        let (x, plan) = load::<T>(&a.data.spec, &comm)?;
+        let labels = match (&a.data.labels, rank, a.no_svm) {
+            (Some(p), 0, false) => Some(
+                partlearn::data::spec::load_labels(p, plan.n_total)?
+                    .into_iter()
+                    .map(|c| c as usize)
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        };
+        Ok((metrics_path, loaded, x, plan, labels))
+    })();
+    let (metrics_path, loaded, x, plan, labels) = agree(&comm, prepared)?;
+    let data = partlearn::data::Dataset::from_rows(x.as_ref(), a.data.spec.clone());
+    let part = Part {
+        comm: &comm,
+        offset: plan.offset,
+        n_total: plan.n_total,
+    };
+    let opts = crate::eval_cmd::eval_options(a);
+    let m = partlearn::eval::distributed::evaluate_part(
+        loaded.model.as_ref(),
+        &data,
+        labels.as_deref(),
+        loaded.image_shape,
+        &opts,
+        part,
+    )?;
+    let written = if rank == 0 {
+        crate::eval_cmd::write_metrics(a, &m, &metrics_path)
+    } else {
+        Ok(())
+    };
+    agree(&comm, written)
+}
