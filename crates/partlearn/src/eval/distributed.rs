@@ -73,7 +73,7 @@ pub fn evaluate_part<T: Real>(
     let reconstruction = ReconstructionError {
         mse: per(sums[0], cells),
         mse_clipped: per(sums[1], cells),
-        rel_error: if sums[2] > 0f64 {
+        rel_error: if sums[2] > 0.0_f64 {
             (sums[0] / sums[2]).sqrt()
         } else {
             0.0
@@ -187,6 +187,7 @@ mod tests {
         let one = crate::eval::evaluate(&fit.model, &whole, Some((side, side)), &opts)
             .unwrap()
             .metrics;
+        assert!(one.svm.is_some() && one.max_approx.is_some());
         for p in [1, 2, 3] {
             let ms = threads::run(n, p, |part: Part<'_>, rows| {
                 let block = Dataset::from_rows(x.as_ref().subrows(rows.start, rows.len()), "x");
