@@ -226,31 +226,9 @@ pub fn fit<T: Real>(a: &NmfArgs) -> Result<()> {
     let mut eval = None;
     let threads = a.run.threads;
     run_dir.write_with(CODES_FILE, |w| {
-        let descr = if T::NAME == "f32" { "<f4" } else { "<f8" };
-        w.write_all(&partlearn::npy::npy_header(&[n, fit.model.k()], descr))?;
-        let mut buf = Vec::new();
-        let mut sink = |_: usize, c: partlearn::faer::MatRef<'_, T>| -> partlearn::Result<()> {
-            buf.clear();
-            for i in 0..c.nrows() {
-                for j in 0..c.ncols() {
-                    let v = c[(i, j)];
-                    if T::NAME == "f32" {
-                        buf.extend_from_slice(&(v.to_f64() as f32).to_le_bytes());
-                    } else {
-                        buf.extend_from_slice(&v.to_f64().to_le_bytes());
-                    }
-                }
-            }
-            w.write_all(&buf).map_err(|e| partlearn::Error::io(CODES_FILE, e))
-        };
-        let e = online::transform_rows(
-            &fit.model,
-            source.rows().as_mut(),
-            opts.batch_size,
-            threads,
-            &mut sink,
-        )
-        .map_err(std::io::Error::other)?;
+        let e = crate::transform::write_codes_rows(w, n, fit.model.k(), |sink| {
+            online::transform_rows(&fit.model, source.rows().as_mut(), opts.batch_size, threads, sink)
+        })?;
         eval = Some(e);
         Ok(())
     })?;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use partlearn::data::rows::RowSource;
 use partlearn::npy::{npy_bytes, NpyDataRef};
 use partlearn::Real;
 
@@ -126,6 +127,9 @@ pub fn nmf_model<'a, T: Real>(
 /// `transform` of sparse data: the model's `encode_csr` (NMF models; never densified), and the
 /// relative error by the sparse identity (METHODS.md §11.1).
 fn sparse<T: Real>(a: &TransformArgs, loaded: partlearn::protocol::LoadedModel<T>) -> Result<()> {
+    if let Some(done) = sparse_streamed(a, &loaded)? {
+        return done;
+    }
     let x = a.data.load_csr::<T>()?;
     let start = std::time::Instant::now();
     let codes = loaded.model.encode_csr(&x, a.threads)?;
@@ -144,6 +148,112 @@ fn sparse<T: Real>(a: &TransformArgs, loaded: partlearn::protocol::LoadedModel<T
         );
     }
     Ok(())
+}
+
+/// Rows of a whole sparse file, streamed: a CSR `.npz` or a `.mtx[.gz]` without --first /
+/// --subset (`None` otherwise: those are loaded whole). A `.mtx` not grouped by row is sorted
+/// into a temporary copy beside --out first.
+fn sparse_rows<T: Real>(a: &TransformArgs) -> Result<Option<Box<dyn RowSource<T>>>> {
+    let (spec, lower) = (&a.data.spec, a.data.spec.to_ascii_lowercase());
+    if a.data.first.is_some() || a.data.subset.is_some() {
+        return Ok(None);
+    }
+    let path = std::path::Path::new(spec);
+    if lower.ends_with(".npz") {
+        // CSC and COO archives are loaded whole (converted on the way).
+        if partlearn::data::npz::npz_format(path)? != "csr" {
+            return Ok(None);
+        }
+        return Ok(Some(Box::new(partlearn::data::npz::NpzRows::open(path)?)));
+    }
+    if lower.ends_with(".mtx") || lower.ends_with(".mtx.gz") {
+        let out = std::path::absolute(&a.out).unwrap_or_else(|_| a.out.clone());
+        let opts = partlearn::data::mtx::MtxRowsOptions {
+            temp_dir: out.parent().map(std::path::Path::to_path_buf),
+            ..Default::default()
+        };
+        let rows = partlearn::data::mtx::MtxRows::open_with(path, &opts)?;
+        if let (Some(r), false) = (rows.reordered(), a.quiet || a.json) {
+            errln!("{}", crate::online_cmd::reorder_note(path, r));
+        }
+        return Ok(Some(Box::new(rows)));
+    }
+    Ok(None)
+}
+
+/// `transform` of a sparse file by blocks of rows with an NMF model, at the memory of one block
+/// (`nmf::online::transform_rows`); the codes are written as they come. `None` when the data
+/// are not streamed ([`sparse_rows`]) or the model is not an NMF.
+fn sparse_streamed<T: Real>(
+    a: &TransformArgs,
+    loaded: &partlearn::protocol::LoadedModel<T>,
+) -> Result<Option<Result<()>>> {
+    let Some(model) = loaded.model.as_nmf() else {
+        return Ok(None);
+    };
+    let Some(mut rows) = sparse_rows::<T>(a)? else {
+        return Ok(None);
+    };
+    let (n, k) = (rows.n_rows(), model.k());
+    let start = std::time::Instant::now();
+    let mut eval = None;
+    partlearn::io::write_atomic_with(&a.out, |w| {
+        let e = write_codes_rows(w, n, k, |sink| {
+            partlearn::nmf::online::transform_rows(model, rows.as_mut(), STREAM_ROWS, a.threads, sink)
+        })?;
+        eval = Some(e);
+        Ok(())
+    })?;
+    let seconds = start.elapsed().as_secs_f64();
+    let e = eval.ok_or_else(|| anyhow::anyhow!("the codes were not computed"))?;
+    let rel = if e.x_sq > 0.0 {
+        (e.sq_error / e.x_sq).sqrt()
+    } else {
+        0.0
+    };
+    if a.json {
+        let s = serde_json::json!({"out": a.out, "n_samples": n, "k": k, "rel_error": rel, "seconds": seconds, "streamed": true});
+        outln!("{}", serde_json::to_string_pretty(&s)?);
+    } else if !a.quiet {
+        outln!(
+            "encoded {n} sparse samples with k={k} in {seconds:.2} s, {STREAM_ROWS} rows at a time (rel. error {rel:.5}); wrote {}",
+            a.out.display()
+        );
+    }
+    Ok(Some(Ok(())))
+}
+
+/// Rows per block of a streamed `transform`.
+const STREAM_ROWS: usize = 4096;
+
+/// Writes an `n × k` codes `.npy` (the float type of `T`) to `w` from the blocks of rows that
+/// `encode` hands to its sink in order; returns what `encode` returns.
+pub fn write_codes_rows<T: Real, R>(
+    w: &mut dyn std::io::Write,
+    n: usize,
+    k: usize,
+    encode: impl FnOnce(
+        &mut dyn FnMut(usize, faer::MatRef<'_, T>) -> partlearn::Result<()>,
+    ) -> partlearn::Result<R>,
+) -> std::io::Result<R> {
+    let descr = if T::NAME == "f32" { "<f4" } else { "<f8" };
+    w.write_all(&partlearn::npy::npy_header(&[n, k], descr))?;
+    let mut buf = Vec::new();
+    let mut sink = |_: usize, c: faer::MatRef<'_, T>| -> partlearn::Result<()> {
+        buf.clear();
+        for i in 0..c.nrows() {
+            for j in 0..c.ncols() {
+                let v = c[(i, j)].to_f64();
+                if T::NAME == "f32" {
+                    buf.extend_from_slice(&(v as f32).to_le_bytes());
+                } else {
+                    buf.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        w.write_all(&buf).map_err(|e| partlearn::Error::io("codes", e))
+    };
+    encode(&mut sink).map_err(std::io::Error::other)
 }
 
 /// `‖X − CW‖ / ‖X‖` of sparse `x` for a linear (NMF) dictionary `atoms`, without forming `CW`.

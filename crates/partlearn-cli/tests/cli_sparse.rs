@@ -66,6 +66,55 @@ fn sparse_corpus_through_info_fit_transform_eval() {
     assert_eq!((t["n_samples"].as_u64(), t["k"].as_u64()), (Some(600), Some(4)));
     let c = partlearn::npy::read_npy(&codes).unwrap();
     assert_eq!(c.shape, vec![600, 4]);
+    // The whole file is streamed by blocks of rows (a CSR .npz or a .mtx); --first loads the
+    // rows whole: the same codes, bit for bit.
+    assert_eq!(t["streamed"], true, "{t}");
+    let whole = dir.join("codes-whole.npy");
+    let o = run(&[
+        "transform",
+        s(&run_dir),
+        "--data",
+        s(&npz),
+        "--first",
+        "600",
+        "--out",
+        s(&whole),
+        "--json",
+    ]);
+    assert_ok(&o);
+    let w: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(std::fs::read(&whole).unwrap(), std::fs::read(&codes).unwrap());
+    let (r1, r2) = (t["rel_error"].as_f64().unwrap(), w["rel_error"].as_f64().unwrap());
+    assert!((r1 - r2).abs() < 1e-9, "{r1} vs {r2}");
+    let mtx = dir.join("topics.mtx");
+    assert_ok(&run(&[
+        "data",
+        "generate",
+        "topics",
+        "--docs",
+        "600",
+        "--terms",
+        "300",
+        "--density",
+        "0.03",
+        "--topics",
+        "4",
+        "--seed",
+        "1",
+        "--out",
+        s(&mtx),
+    ]));
+    let from_mtx = dir.join("codes-mtx.npy");
+    assert_ok(&run(&[
+        "transform",
+        s(&run_dir),
+        "--data",
+        s(&mtx),
+        "--out",
+        s(&from_mtx),
+        "-q",
+    ]));
+    assert_eq!(std::fs::read(&from_mtx).unwrap(), std::fs::read(&codes).unwrap());
 
     let o = run(&["eval", s(&run_dir), "--data", s(&npz), "-q"]);
     assert_ok(&o);
