@@ -156,11 +156,23 @@ impl<T: Real> Source<T> {
 /// `--temp-dir`, by default the folder that receives the run folder (not the system's temporary
 /// folder, often a RAM-backed tmpfs), and a note says so.
 pub(crate) fn open_mtx(path: &Path, a: &NmfArgs) -> Result<MtxRows> {
-    let dir = match &a.online.temp_dir {
-        Some(d) => d.clone(),
+    let out = crate::nmf_cmd::nmf_out(a);
+    open_mtx_beside(path, a.online.temp_dir.as_deref(), &out, a.run.quiet)
+}
+
+/// Opens a `.mtx[.gz]` for streaming, sorting one not grouped by row into a temporary copy in
+/// `temp_dir`, by default the existing folder nearest above `out` (the command's output), with
+/// a note on stderr unless `quiet`.
+pub(crate) fn open_mtx_beside(
+    path: &Path,
+    temp_dir: Option<&Path>,
+    out: &Path,
+    quiet: bool,
+) -> Result<MtxRows> {
+    let dir = match temp_dir {
+        Some(d) => d.to_path_buf(),
         None => {
-            let out = crate::nmf_cmd::nmf_out(a);
-            let out = std::path::absolute(&out).unwrap_or(out);
+            let out = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
             out.ancestors()
                 .skip(1)
                 .find(|p| p.is_dir())
@@ -172,13 +184,12 @@ pub(crate) fn open_mtx(path: &Path, a: &NmfArgs) -> Result<MtxRows> {
         ..MtxRowsOptions::default()
     };
     let rows = MtxRows::open_with(path, &opts)?;
-    if let (Some(r), false) = (rows.reordered(), a.run.quiet) {
+    if let (Some(r), false) = (rows.reordered(), quiet) {
         errln!("{}", reorder_note(path, r));
     }
     Ok(rows)
 }
 
-/// The note printed when a `.mtx` had to be sorted by row before streaming.
 pub fn reorder_note(path: &Path, r: &partlearn::data::mtx::Reordered) -> String {
     format!(
         "note: {} is not grouped by row ({}); it was sorted once by row into a temporary copy of {:.1} MB in {} ({} run(s) sorted in memory), deleted at exit. Write it row by row (e.g. scipy.io.mmwrite of a CSR matrix) to skip this step",

@@ -127,8 +127,8 @@ pub fn nmf_model<'a, T: Real>(
 /// `transform` of sparse data: the model's `encode_csr` (NMF models; never densified), and the
 /// relative error by the sparse identity (METHODS.md §11.1).
 fn sparse<T: Real>(a: &TransformArgs, loaded: partlearn::protocol::LoadedModel<T>) -> Result<()> {
-    if let Some(done) = sparse_streamed(a, &loaded)? {
-        return done;
+    if sparse_streamed(a, &loaded)? {
+        return Ok(());
     }
     let x = a.data.load_csr::<T>()?;
     let start = std::time::Instant::now();
@@ -167,32 +167,21 @@ fn sparse_rows<T: Real>(a: &TransformArgs) -> Result<Option<Box<dyn RowSource<T>
         return Ok(Some(Box::new(partlearn::data::npz::NpzRows::open(path)?)));
     }
     if lower.ends_with(".mtx") || lower.ends_with(".mtx.gz") {
-        let out = std::path::absolute(&a.out).unwrap_or_else(|_| a.out.clone());
-        let opts = partlearn::data::mtx::MtxRowsOptions {
-            temp_dir: out.parent().map(std::path::Path::to_path_buf),
-            ..Default::default()
-        };
-        let rows = partlearn::data::mtx::MtxRows::open_with(path, &opts)?;
-        if let (Some(r), false) = (rows.reordered(), a.quiet || a.json) {
-            errln!("{}", crate::online_cmd::reorder_note(path, r));
-        }
+        let rows = crate::online_cmd::open_mtx_beside(path, None, &a.out, a.quiet || a.json)?;
         return Ok(Some(Box::new(rows)));
     }
     Ok(None)
 }
 
 /// `transform` of a sparse file by blocks of rows with an NMF model, at the memory of one block
-/// (`nmf::online::transform_rows`); the codes are written as they come. `None` when the data
-/// are not streamed ([`sparse_rows`]) or the model is not an NMF.
-fn sparse_streamed<T: Real>(
-    a: &TransformArgs,
-    loaded: &partlearn::protocol::LoadedModel<T>,
-) -> Result<Option<Result<()>>> {
+/// (`nmf::online::transform_rows`); the codes are written as they come. `false` (nothing
+/// done) when the data are not streamed ([`sparse_rows`]) or the model is not an NMF.
+fn sparse_streamed<T: Real>(a: &TransformArgs, loaded: &partlearn::protocol::LoadedModel<T>) -> Result<bool> {
     let Some(model) = loaded.model.as_nmf() else {
-        return Ok(None);
+        return Ok(false);
     };
     let Some(mut rows) = sparse_rows::<T>(a)? else {
-        return Ok(None);
+        return Ok(false);
     };
     let (n, k) = (rows.n_rows(), model.k());
     let start = std::time::Instant::now();
@@ -220,7 +209,7 @@ fn sparse_streamed<T: Real>(
             a.out.display()
         );
     }
-    Ok(Some(Ok(())))
+    Ok(true)
 }
 
 /// Rows per block of a streamed `transform`.

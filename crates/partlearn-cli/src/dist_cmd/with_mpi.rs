@@ -239,7 +239,7 @@ pub fn transform<T: Real>(a: &TransformArgs) -> Result<()> {
         let loaded = partlearn::protocol::load_model::<T>(&a.run)?;
         let (x, plan) = if partlearn::data::is_sparse_file(&a.data.spec) {
             let (x, plan) = read_sparse_block(&a.data.spec, comm.size(), comm.rank(), |p| {
-                Ok(partlearn::data::mtx::MtxRows::open(p)?)
+                crate::online_cmd::open_mtx_beside(p, None, &a.out, a.quiet || rank != 0)
             })?;
             (Rows::Sparse(x), plan)
         } else {
