@@ -177,6 +177,66 @@ impl Comm for MpiComm {
         self.bytes.load(Ordering::Relaxed)
     }
 
+    /// The binomial tree of [`Comm::sum`] over the positions of `members` (rank
+    /// `members[0]` adds), then the total sent back down the same tree (point to point: a
+    /// subgroup has no communicator of its own).
+    fn sum_among(&self, buf: &mut [f64], members: &[usize]) {
+        let g = members.len();
+        let Some(me) = members.iter().position(|&r| r == self.rank) else {
+            return;
+        };
+        if g <= 1 {
+            return;
+        }
+        let t0 = Instant::now();
+        let now = (self.epoch.elapsed().as_micros() as u64).max(1);
+        self.pending_since.store(now, Ordering::Relaxed);
+        let payload = std::mem::size_of_val(buf) as u64;
+        let mut moved = 0u64;
+        let mut tmp = vec![0.0f64; buf.len()];
+        let at = |pos: usize| self.world.process_at_rank(members[pos] as i32);
+        let mut step = 1;
+        // Up: position `me` adds its children's partial sums, then sends to its parent.
+        let mut parent_step = None;
+        while step < g {
+            if me % (2 * step) == step {
+                at(me - step).send(&buf[..]);
+                moved += payload;
+                parent_step = Some(step);
+                break;
+            }
+            if me % (2 * step) == 0 && me + step < g {
+                at(me + step).receive_into(&mut tmp[..]);
+                moved += payload;
+                for (a, b) in buf.iter_mut().zip(&tmp) {
+                    *a += *b;
+                }
+            }
+            step *= 2;
+        }
+        // Down: receive the total from the parent, pass it to the children in reverse order.
+        let top = match parent_step {
+            Some(s) => {
+                at(me - s).receive_into(&mut buf[..]);
+                moved += payload;
+                s
+            }
+            None => step,
+        };
+        let mut s = top / 2;
+        while s >= 1 {
+            if me + s < g {
+                at(me + s).send(&buf[..]);
+                moved += payload;
+            }
+            s /= 2;
+        }
+        self.bytes.fetch_add(moved, Ordering::Relaxed);
+        self.pending_since.store(0, Ordering::Relaxed);
+        self.nanos
+            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
     /// Point to point, in rank order: each rank `r > 0` sends its length, then its values, to
     /// rank 0 (watched by the same timeout as a sum).
     fn gather(&self, local: &[f64]) -> Vec<f64> {

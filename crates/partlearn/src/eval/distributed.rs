@@ -65,7 +65,7 @@ pub fn evaluate_part<T: Real>(
         ma_sum(|e| e.vs_dilated_reconstructions_clipped),
         n,
     ];
-    part.sum(&mut sums);
+    part.sum_all(&mut sums);
     let total = sums[12];
     let cells = total * m.n_features as f64;
     let per = |s: f64, by: f64| if by > 0.0 { s / by } else { 0.0 };
@@ -123,7 +123,7 @@ fn svm_on_rank_0<T: Real>(
 ) -> Result<Option<super::svm::SvmProtocolResult>> {
     let root = part.comm.rank() == 0;
     // Whether process 0 has labels: the others follow (no gather without an SVM).
-    let has = part.sum1(f64::from(u8::from(root && labels.is_some())));
+    let has = part.sum1_all(f64::from(u8::from(root && labels.is_some())));
     if has == 0.0 {
         return Ok(None);
     }

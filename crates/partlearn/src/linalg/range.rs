@@ -102,23 +102,38 @@ pub(crate) fn randomized_svd_part<T: Real>(
     part: Part<'_>,
 ) -> Result<TruncatedSvd<T>> {
     let (m, n) = (x.nrows(), x.ncols());
-    let k = k.min(m).min(part.n_total);
-    let l = (k + OVERSAMPLE).min(m).min(part.n_total);
+    let m_total = if part.splits_features() { part.m_total } else { m };
+    let k = k.min(m_total).min(part.n_total);
+    let l = (k + OVERSAMPLE).min(m_total).min(part.n_total);
     let omega_t = gaussian_rows_t(rng, part.n_total, l, part.offset..part.offset + n);
     let (q, bt) = range_finder(
         omega_t,
         m,
         |dst, mt| x.atoms_cross(dst, mt, par),
-        |dst, qt| x.codes_cross(dst, qt, par),
-        |yt| {
-            part.sum_mat(yt);
-            orthonormalize(yt.transpose())
+        |mut dst, qt| {
+            x.codes_cross(dst.as_mut(), qt, par);
+            if part.splits_features() {
+                // QᵀX_i = Σ_j Q_jᵀX_ij over the processes holding the other features.
+                let mut b = dst.to_owned();
+                part.sum_mat_features(&mut b);
+                dst.copy_from(&b);
+            }
         },
-        |zt| cholesky_qr2(zt, part, par),
+        |yt| {
+            part.sum_mat_samples(yt);
+            if part.splits_features() {
+                // Y's rows (features) are spread over the grid row: CholeskyQR2 there too.
+                cholesky_qr2(yt, |g| part.sum_mat_features(g), par);
+                yt.transpose().to_owned()
+            } else {
+                orthonormalize(yt.transpose())
+            }
+        },
+        |zt| cholesky_qr2(zt, |g| part.sum_mat_samples(g), par),
     );
     let mut g = Mat::<T>::zeros(l, l);
     gram(g.as_mut(), bt.as_ref(), par);
-    part.sum_mat(&mut g);
+    part.sum_mat_samples(&mut g);
     let (u, s, v) = svd_from_gram(bt.as_ref(), g.as_ref(), k, par)?;
     Ok(lift(q.as_ref(), TruncatedSvd { u, s, v }, par))
 }
@@ -137,14 +152,14 @@ pub(crate) fn randomized_svd_part<T: Real>(
 /// A column whose Cholesky pivot falls below `l·ε` of its squared norm (numerically in the
 /// span of the previous ones, e.g. when `X` has rank below `l`) is dropped: it becomes zero, as
 /// in [`orthonormalize`].
-fn cholesky_qr2<T: Real>(zt: &mut Mat<T>, part: Part<'_>, par: Par) {
+fn cholesky_qr2<T: Real>(zt: &mut Mat<T>, sum: impl Fn(&mut Mat<f64>), par: Par) {
     let (l, n) = zt.shape();
     let mut z = Mat::<f64>::from_fn(l, n, |i, j| zt[(i, j)].to_f64());
     let mut next = Mat::<f64>::zeros(l, n);
     let mut g = Mat::<f64>::zeros(l, l);
     for _ in 0..2 {
         gram(g.as_mut(), z.as_ref(), par);
-        part.sum_mat(&mut g);
+        sum(&mut g);
         let r_inv = inverse_cholesky(g.as_ref());
         // (Z R⁻¹)ᵀ = R⁻ᵀ Zᵀ.
         matmul(
@@ -210,7 +225,7 @@ mod tests {
             z[(3, j)] = 2.0 * z[(0, j)] - z[(1, j)];
         }
         let mut q = z.clone();
-        cholesky_qr2(&mut q, Part::single(50), Par::Seq);
+        cholesky_qr2(&mut q, |_| {}, Par::Seq);
         let g = &q * q.transpose();
         for i in 0..6 {
             for j in 0..6 {

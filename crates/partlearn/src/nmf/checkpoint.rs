@@ -258,19 +258,33 @@ impl<'a> Saver<'a> {
         if !self.part.is_distributed() {
             return crate::io::write_atomic(self.path, &bytes_of(m, wt, h)?);
         }
+        // On a 2-D grid the first grid column sends the codes (one copy of each block of
+        // samples) and the first grid row the atoms' columns, both in rank order.
+        let (i, j) = self.part.position();
         let k = h.nrows();
-        let local: Vec<f64> = (0..h.ncols())
-            .flat_map(|j| (0..k).map(move |i| h[(i, j)].to_f64()))
-            .collect();
-        let all = self.part.comm.gather(&local);
+        let columns = |f: MatRef<'_, T>, send: bool| -> Vec<f64> {
+            if !send {
+                return Vec::new();
+            }
+            (0..f.ncols())
+                .flat_map(|c| (0..k).map(move |r| f[(r, c)].to_f64()))
+                .collect()
+        };
+        let all = self.part.comm.gather(&columns(h, j == 0));
+        let all_wt = if self.part.splits_features() {
+            Some(self.part.comm.gather(&columns(wt, i == 0)))
+        } else {
+            None
+        };
         let written = if self.part.comm.rank() == 0 {
-            let n = all.len() / k.max(1);
-            let h = Mat::<T>::from_fn(k, n, |i, j| T::from_f64(all[j * k + i]));
-            bytes_of(m, wt, h.as_ref()).and_then(|b| crate::io::write_atomic(self.path, &b))
+            let of = |v: &[f64]| Mat::<T>::from_fn(k, v.len() / k.max(1), |r, c| T::from_f64(v[c * k + r]));
+            let h = of(&all);
+            let wt = all_wt.as_deref().map_or_else(|| wt.to_owned(), of);
+            bytes_of(m, wt.as_ref(), h.as_ref()).and_then(|b| crate::io::write_atomic(self.path, &b))
         } else {
             Ok(())
         };
-        let failed = self.part.sum1(f64::from(u8::from(written.is_err())));
+        let failed = self.part.sum1_all(f64::from(u8::from(written.is_err())));
         match written {
             Ok(()) if failed > 0.0 => Err(Error::invalid(
                 "checkpoint",

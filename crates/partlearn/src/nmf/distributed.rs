@@ -119,6 +119,7 @@ fn run<T: Real>(
         }
     }?;
     fit.stats.processes = part.comm.size();
+    fit.stats.grid = Some(part.grid);
     fit.stats.comm_bytes = part.comm.bytes() - bytes;
     fit.stats.comm_seconds = part.comm.seconds() - seconds;
     Ok(fit)
@@ -132,6 +133,18 @@ fn check<T: Real>(
 ) -> Result<super::options::Resolved> {
     let opts = params.params();
     let ((n, m), k) = (x.shape(), opts.k);
+    if part.splits_features() && m != part.blocks().1.len() {
+        return Err(Error::invalid(
+            "grid",
+            format!("{}x{}", part.grid.rows, part.grid.cols),
+            format!(
+                "process {} holds {m} features where its block of the grid has {}; give each process its block of features",
+                part.comm.rank(),
+                part.blocks().1.len()
+            ),
+        ));
+    }
+    let m = if part.splits_features() { part.m_total } else { m };
     if n == 0 {
         return Err(Error::invalid(
             "distributed",
@@ -190,6 +203,10 @@ fn check<T: Real>(
     linalg::check_memory("k", k, bytes)?;
     Ok(v)
 }
+
+#[cfg(test)]
+#[path = "distributed_grid_tests.rs"]
+mod grid_tests;
 
 #[cfg(test)]
 mod tests {
@@ -325,7 +342,7 @@ mod tests {
 
     /// Stops the fit after iteration `stop_at` (when given) and asks for a checkpoint after
     /// iteration `due_at` (when given): one rank's observer, as a front end's would.
-    struct At {
+    pub(super) struct At {
         stop_at: Option<usize>,
         due_at: Option<usize>,
         last: usize,
@@ -345,7 +362,7 @@ mod tests {
         }
     }
 
-    fn at(stop_at: Option<usize>, due_at: Option<usize>) -> At {
+    pub(super) fn at(stop_at: Option<usize>, due_at: Option<usize>) -> At {
         At {
             stop_at,
             due_at,

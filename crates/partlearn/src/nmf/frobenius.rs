@@ -237,13 +237,20 @@ impl<'a, T: Real> GramSolver<'a, T> {
     /// every reduction goes through `part.comm`. Not with a sketch.
     pub fn with_part(mut self, part: Part<'a>) -> Self {
         self.part = part;
-        self.x_sq = part.sum1(self.x_sq);
+        self.x_sq = part.sum1_all(self.x_sq);
         self
     }
 
-    /// Sums `mats` and `extra` over processes (nothing in one process: same bits as before).
-    fn reduce(&self, mats: &mut [&mut Mat<T>], extra: &mut [f64]) {
-        if !self.part.is_distributed() {
+    /// Sums `mats` and `extra` over the processes holding the other samples (`over_samples`:
+    /// the codes' terms `T`, `R`) or the other features (the atoms' terms `Q`, `P`) of this
+    /// process's block (nothing in one process: same bits as before).
+    fn reduce(&self, mats: &mut [&mut Mat<T>], extra: &mut [f64], over_samples: bool) {
+        let needed = if over_samples {
+            self.part.is_distributed() && self.part.grid.rows > 1
+        } else {
+            self.part.splits_features()
+        };
+        if !needed {
             return;
         }
         let len: usize = mats.iter().map(|m| m.nrows() * m.ncols()).sum::<usize>() + extra.len();
@@ -254,7 +261,11 @@ impl<'a, T: Real> GramSolver<'a, T> {
             }
         }
         buf.extend_from_slice(extra);
-        self.part.comm.sum(&mut buf);
+        if over_samples {
+            self.part.sum_samples(&mut buf);
+        } else {
+            self.part.sum_features(&mut buf);
+        }
         let mut it = buf.iter();
         for m in mats.iter_mut() {
             for j in 0..m.ncols() {
@@ -280,8 +291,19 @@ impl<'a, T: Real> GramSolver<'a, T> {
             std::mem::replace(&mut self.t, Mat::new()),
             std::mem::replace(&mut self.r, Mat::new()),
         );
-        self.reduce(&mut [&mut t, &mut r], &mut []);
+        self.reduce(&mut [&mut t, &mut r], &mut [], true);
         (self.t, self.r) = (t, r);
+    }
+
+    /// `Q = WᵀW` from this process's atoms' entries, summed over the processes holding the
+    /// other features.
+    fn atoms_gram(&mut self, wt: MatRef<'_, T>) {
+        linalg::gram(self.q.as_mut(), wt, self.par);
+        if self.part.splits_features() {
+            let mut q = std::mem::replace(&mut self.q, Mat::new());
+            self.reduce(&mut [&mut q], &mut [], false);
+            self.q = q;
+        }
     }
 
     /// Forms the codes' cross term from `sketch` instead of `X` until
@@ -323,7 +345,14 @@ impl<'a, T: Real> GramSolver<'a, T> {
                     self.par,
                 );
             }
-            None => self.x.codes_cross(self.p.as_mut(), wt, self.par),
+            None => {
+                self.x.codes_cross(self.p.as_mut(), wt, self.par);
+                if self.part.splits_features() {
+                    let mut p = std::mem::replace(&mut self.p, Mat::new());
+                    self.reduce(&mut [&mut p], &mut [], false);
+                    self.p = p;
+                }
+            }
         }
     }
 
@@ -385,26 +414,36 @@ impl<'a, T: Real> GramSolver<'a, T> {
 
     /// [`Self::eval`] with `‖X‖²` (or `‖X̂‖²`) given.
     fn eval_on(&self, data_sq: f64, f: &Factors<T>) -> Eval {
-        let sq_error = (data_sq - 2.0 * linalg::inner(f.wt.as_ref(), self.r.as_ref())
-            + linalg::inner(self.q.as_ref(), self.t.as_ref()))
-        .max(0.0);
+        let wr = self
+            .part
+            .sum1_features(linalg::inner(f.wt.as_ref(), self.r.as_ref()));
+        let sq_error = (data_sq - 2.0 * wr + linalg::inner(self.q.as_ref(), self.t.as_ref())).max(0.0);
         Eval {
             objective: 0.5 * sq_error + self.penalties(f),
             sq_error,
         }
     }
 
-    /// Penalty terms of the objective (METHODS.md §1.5); the codes' part summed over processes.
+    /// Penalty terms of the objective (METHODS.md §1.5); the codes' part summed over the
+    /// processes holding the other samples, the atoms' over those holding the other features.
     fn penalties(&self, f: &Factors<T>) -> f64 {
         let codes = if self.codes_pen.is_zero() {
             0.0
         } else {
             let (s, s2) = sums(f.h.as_ref());
             let mut b = [s, s2];
-            self.part.sum(&mut b);
+            self.part.sum_samples(&mut b);
             self.codes_pen.value(b[0], b[1])
         };
-        codes + factor_penalty(self.atoms_pen, f.wt.as_ref())
+        let atoms = if self.atoms_pen.is_zero() {
+            0.0
+        } else {
+            let (s, s2) = sums(f.wt.as_ref());
+            let mut b = [s, s2];
+            self.part.sum_features(&mut b);
+            self.atoms_pen.value(b[0], b[1])
+        };
+        codes + atoms
     }
 
     /// One factor's update. With extrapolation the codes update reads the current codes `f.h`
@@ -493,10 +532,19 @@ impl<'a, T: Real> GramSolver<'a, T> {
                 // non-finite objective (and stops).
                 if let Ok(s) = solved {
                     self.nnls_rounds += s.rounds as u64;
-                    let per_column = if codes && self.part.is_distributed() {
-                        // The codes are spread over processes: one decision for all.
+                    let spread = if codes {
+                        self.part.is_distributed() && self.part.grid.rows > 1
+                    } else {
+                        self.part.splits_features()
+                    };
+                    let per_column = if spread {
+                        // The factor is spread over processes: one decision for all.
                         let mut b = [s.factorizations as f64, ncols];
-                        self.part.sum(&mut b);
+                        if codes {
+                            self.part.sum_samples(&mut b);
+                        } else {
+                            self.part.sum_features(&mut b);
+                        }
                         b[0] / b[1].max(1.0)
                     } else {
                         s.factorizations as f64 / n
@@ -547,7 +595,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
     fn atoms_step(&mut self, f: &mut Factors<T>) -> Eval {
         self.atoms_terms(f.h.as_ref(), false);
         self.update(false, f);
-        linalg::gram(self.q.as_mut(), f.wt.as_ref(), self.par);
+        self.atoms_gram(f.wt.as_ref());
         self.eval(f)
     }
 
@@ -638,7 +686,7 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
     /// The exact evaluation; with a sketch, the extrapolation's reference is the compressed
     /// objective (what the iterations compare).
     fn initial(&mut self, f: &mut Factors<T>) -> Eval {
-        linalg::gram(self.q.as_mut(), f.wt.as_ref(), self.par);
+        self.atoms_gram(f.wt.as_ref());
         self.atoms_terms(f.h.as_ref(), true);
         let e = self.eval_on(self.x_sq, f);
         self.last_objective = e.objective;
@@ -665,7 +713,7 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
     fn exact(&mut self, f: &mut Factors<T>) -> Eval {
         self.exact_atoms_cross(f.h.as_ref());
         let mut r = std::mem::replace(&mut self.r, Mat::new());
-        self.reduce(&mut [&mut r], &mut []);
+        self.reduce(&mut [&mut r], &mut [], true);
         self.r = r;
         self.eval_on(self.x_sq, f)
     }
@@ -733,10 +781,13 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
             self.par,
         );
         let bound = if self.rule == Rule::Mu { MU_FLOOR } else { 0.0 };
-        let codes_sq = self
-            .part
-            .sum1(projected_sq(f.h.as_ref(), g.h.as_ref(), self.codes_pen, bound));
-        let sq = codes_sq + projected_sq(f.wt.as_ref(), g.wt.as_ref(), self.atoms_pen, bound);
+        let codes_sq =
+            self.part
+                .sum1_samples(projected_sq(f.h.as_ref(), g.h.as_ref(), self.codes_pen, bound));
+        let atoms_sq =
+            self.part
+                .sum1_features(projected_sq(f.wt.as_ref(), g.wt.as_ref(), self.atoms_pen, bound));
+        let sq = codes_sq + atoms_sq;
         self.grad = Some(g);
         Some(sq.sqrt())
     }
@@ -789,15 +840,6 @@ pub(crate) fn agree(
     part.comm.sum(&mut flags);
     let reason = URGENCY.iter().zip(flags).find(|(_, f)| *f > 0.0).map(|(&u, _)| u);
     (reason, flags[5] > 0.0)
-}
-
-/// `l1·ΣF + ½·l2·‖F‖²` (0 without a penalty, without a pass over `F`).
-fn factor_penalty<T: Real>(pen: Penalty, f: MatRef<'_, T>) -> f64 {
-    if pen.is_zero() {
-        return 0.0;
-    }
-    let (s, s2) = sums(f);
-    pen.value(s, s2)
 }
 
 /// `(Σ f, Σ f²)` in f64, column by column (thread-independent).

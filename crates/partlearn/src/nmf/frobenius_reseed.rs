@@ -3,7 +3,6 @@
 
 use super::super::init::Factors;
 use super::{GramSolver, Rule, RESEED_COOLDOWN};
-use crate::linalg;
 use crate::real::Real;
 
 impl<T: Real> GramSolver<'_, T> {
@@ -29,6 +28,10 @@ impl<T: Real> GramSolver<'_, T> {
         if dead.is_empty() || self.part.n_total == 0 {
             return;
         }
+        // ‖x_i‖² of every sample held here (summed over the processes holding its other
+        // features on a 2-D grid).
+        let mut sample_sq: Vec<f64> = (0..n).map(|i| self.x.sample_sq(i)).collect();
+        self.part.sum_features(&mut sample_sq);
         let residual = |i: usize| -> f64 {
             let (mut hp, mut hqh) = (0.0, 0.0);
             for a in 0..k {
@@ -42,22 +45,23 @@ impl<T: Real> GramSolver<'_, T> {
                     .sum();
                 hqh += ha * qh;
             }
-            self.x.sample_sq(i) - 2.0 * hp + hqh
+            sample_sq[i] - 2.0 * hp + hqh
         };
         let off = self.part.offset;
         let mut r: Vec<(f64, usize)> = (0..n).map(|i| (residual(i), off + i)).collect();
         let order = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         r.sort_by(order);
         if self.part.is_distributed() {
-            // The largest residuals of all processes: each contributes its best `dead.len()`
-            // in its own slot of a summed buffer (the others hold zeros), then all merge.
-            let (d, p, me) = (dead.len(), self.part.comm.size(), self.part.comm.rank());
+            // The largest residuals of all processes: each block of samples contributes its
+            // best `dead.len()` in its own slot of a buffer summed over the processes holding
+            // the other samples (the others hold zeros), then all merge.
+            let (d, p, me) = (dead.len(), self.part.grid.rows, self.part.position().0);
             let mut buf = vec![0.0; 3 * d * p];
             for (s, &(res, i)) in r.iter().take(d).enumerate() {
                 let at = 3 * (me * d + s);
                 buf[at..at + 3].copy_from_slice(&[1.0, res, i as f64]);
             }
-            self.part.comm.sum(&mut buf);
+            self.part.sum_samples(&mut buf);
             r = buf
                 .chunks_exact(3)
                 .filter(|c| c[0] == 1.0)
@@ -80,7 +84,7 @@ impl<T: Real> GramSolver<'_, T> {
                         .enumerate()
                         .for_each(|(p, v)| *v = f.wt[(j, p)].to_f64());
                 }
-                self.part.comm.sum(&mut row);
+                self.part.sum_samples(&mut row);
                 for (p, v) in row.iter().enumerate() {
                     f.wt[(j, p)] = T::from_f64(*v);
                 }
@@ -93,7 +97,7 @@ impl<T: Real> GramSolver<'_, T> {
             self.reseeded += 1;
             self.last_reseed[j] = Some(self.iters);
         }
-        linalg::gram(self.q.as_mut(), f.wt.as_ref(), self.par);
+        self.atoms_gram(f.wt.as_ref());
         self.codes_cross(f.wt.as_ref());
     }
 }

@@ -75,8 +75,9 @@ pub(crate) fn initialize_part<T: Real>(
     part: Part<'_>,
 ) -> Result<Factors<T>> {
     let (m, n, k) = (x.nrows(), x.ncols(), v.opts.k);
+    let m_total = if part.splits_features() { part.m_total } else { m };
     let avg = if part.is_distributed() {
-        part.sum1(x.mean() * (n * m) as f64) / (part.n_total * m).max(1) as f64
+        part.sum1_all(x.mean() * (n * m) as f64) / (part.n_total * m_total).max(1) as f64
     } else {
         x.mean()
     };
@@ -87,7 +88,10 @@ pub(crate) fn initialize_part<T: Real>(
             rng.skip_normals(k * part.offset);
             let h = Mat::from_fn(k, n, |_, _| T::from_f64(scale * rng.normal().abs()));
             rng.skip_normals(k * part.n_total.saturating_sub(part.offset + n));
+            // The atoms' entries of this process's features (all of them on a 1-D grid).
+            rng.skip_normals(k * part.feature_offset);
             let wt = Mat::from_fn(k, m, |_, _| T::from_f64(scale * rng.normal().abs()));
+            rng.skip_normals(k * m_total.saturating_sub(part.feature_offset + m));
             Ok(Factors { wt, h })
         }
         InitMethod::Nndsvd | InitMethod::Nndsvda | InitMethod::Nndsvdar => {
@@ -212,8 +216,8 @@ fn nndsvd_part<T: Real>(
 ///   [`linalg::truncated_svd`] eigen-decomposes the features' Gram): the Gram `X Xᵀ = Σ_r X_rX_rᵀ`
 ///   (`m × m`) is summed over processes and eigen-decomposed on each, `V_r = X_rᵀ U Σ⁻¹`
 ///   ([`linalg::svd_from_gram`]); equal to the one-process SVD up to rounding;
-/// - **randomized** otherwise (sparse data, more features than samples, or both sides above
-///   2048): the range finder across processes, [`linalg::range::randomized_svd_part`]. It
+/// - **randomized** otherwise (sparse data, more features than samples, both sides above
+///   2048, or features split over a 2-D grid): the range finder across processes, [`linalg::range::randomized_svd_part`]. It
 ///   equals the one-process randomized path ([`linalg::randomized_svd`], the one
 ///   [`linalg::truncated_svd`] takes when both sides exceed 2048) up to rounding; where the
 ///   one-process fit takes the exact path instead, the two starts differ by the range
@@ -228,10 +232,10 @@ pub(crate) fn svd_part<T: Real>(
 ) -> Result<linalg::TruncatedSvd<T>> {
     let m = x.nrows();
     match x.dense() {
-        Some(xd) if m <= part.n_total && linalg::svd_is_exact(m, part.n_total) => {
+        Some(xd) if !part.splits_features() && m <= part.n_total && linalg::svd_is_exact(m, part.n_total) => {
             let mut g = Mat::<T>::zeros(m, m);
             linalg::gram(g.as_mut(), xd, par);
-            part.sum_mat(&mut g);
+            part.sum_mat_samples(&mut g);
             let kk = k.min(m).min(part.n_total);
             let (u, s, v) = linalg::svd_from_gram(xd, g.as_ref(), kk, par)?;
             Ok(linalg::TruncatedSvd { u, s, v })
@@ -265,10 +269,13 @@ pub(crate) fn nndsvd_with<T: Real>(
     let mut wt = Mat::<T>::zeros(k, m);
     let mut h = Mat::<T>::zeros(k, n);
     let scale = (avg / k as f64).sqrt();
+    let m_total = if part.splits_features() { part.m_total } else { m };
     let mut random_component = |j: usize, wt: &mut Mat<T>, h: &mut Mat<T>| {
+        rng.skip_normals(part.feature_offset);
         for i in 0..m {
             wt[(j, i)] = T::from_f64(scale * rng.normal().abs());
         }
+        rng.skip_normals(m_total.saturating_sub(part.feature_offset + m));
         rng.skip_normals(part.offset);
         for i in 0..n {
             h[(j, i)] = T::from_f64(scale * rng.normal().abs());
@@ -294,11 +301,17 @@ pub(crate) fn nndsvd_with<T: Real>(
             let neg = |a: &[f64]| a.iter().map(|&t| (-t).max(0.0)).collect::<Vec<_>>();
             let norm = |a: &[f64]| a.iter().map(|t| t * t).sum::<f64>().sqrt();
             let (up, un, vp, vn) = (pos(&u), neg(&u), pos(&vv), neg(&vv));
-            let (nup, nun) = (norm(&up), norm(&un));
+            let sq = |a: &[f64]| a.iter().map(|t| t * t).sum::<f64>();
+            let (nup, nun) = if part.splits_features() {
+                let mut b = [sq(&up), sq(&un)];
+                part.sum_features(&mut b);
+                (b[0].sqrt(), b[1].sqrt())
+            } else {
+                (norm(&up), norm(&un))
+            };
             let (nvp, nvn) = if part.is_distributed() {
-                let sq = |a: &[f64]| a.iter().map(|t| t * t).sum::<f64>();
                 let mut b = [sq(&vp), sq(&vn)];
-                part.sum(&mut b);
+                part.sum_samples(&mut b);
                 (b[0].sqrt(), b[1].sqrt())
             } else {
                 (norm(&vp), norm(&vn))

@@ -143,6 +143,9 @@ pub struct FitStats {
     /// process included.
     #[serde(default)]
     pub comm_seconds: f64,
+    /// Distributed fits: the processor grid (blocks of samples × blocks of features).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid: Option<crate::dist::Grid>,
 }
 
 impl<T: Real> NmfFit<T> {
@@ -334,10 +337,14 @@ fn fit_columns<T: Real>(
     let o = &v.opts;
     let par = linalg::par(o.threads);
     let mut rng = Rng::new(o.seed);
-    let x_sq = part.sum1(x.frob_sq());
+    let x_sq = part.sum1_all(x.frob_sq());
     let print = DataPrint {
         n_samples: part.n_total,
-        n_features: x.nrows(),
+        n_features: if part.splits_features() {
+            part.m_total
+        } else {
+            x.nrows()
+        },
         x_sq,
         observed: None,
     };
@@ -372,9 +379,10 @@ fn fit_columns<T: Real>(
         }
     };
     if let Some(from) = ck.from {
-        // The whole fit's codes: this process's samples are its columns.
+        // The whole fit's codes: this process's samples are its columns (and its features the
+        // atoms' columns).
         factors = init::Factors {
-            wt: from.wt.clone(),
+            wt: from.wt.subcols(part.feature_offset, x.nrows()).to_owned(),
             h: from.h.subcols(part.offset, x.ncols()).to_owned(),
         };
     }
@@ -476,9 +484,21 @@ fn fit_columns<T: Real>(
         encode: o.encode,
     };
     let init::Factors { wt, h } = factors;
-    let model = NmfModel::new(wt, spec)?;
-    // Final codes: the model's own encode, warm-started (fit and transform agree).
-    let codes_t = model.encode_columns(x, Some(h), par);
+    // Final codes: the model's own encode, warm-started (fit and transform agree). On a 2-D
+    // grid the cross term is summed over the processes holding the other features, and every
+    // process gets the whole atoms.
+    let (model, codes_t) = if part.splits_features() {
+        let mut p = Mat::<T>::zeros(o.k, x.ncols());
+        x.codes_cross(p.as_mut(), wt.as_ref(), par);
+        part.sum_mat_features(&mut p);
+        let model = NmfModel::new(part.gather_features(&wt), spec)?;
+        let codes_t = model.encode_cross(p, Some(h), par);
+        (model, codes_t)
+    } else {
+        let model = NmfModel::new(wt, spec)?;
+        let codes_t = model.encode_columns(x, Some(h), par);
+        (model, codes_t)
+    };
     let (objective, sq_error) = evaluate(x, &model, codes_t.as_ref(), v, par, part);
     Ok(NmfFit {
         model,
@@ -612,8 +632,9 @@ fn evaluate<T: Real>(
     part: Part<'_>,
 ) -> (f64, f64) {
     use fit_loop::Iterate;
+    let wt = model.components();
     let mut f = init::Factors {
-        wt: model.components().to_owned(),
+        wt: wt.subcols(part.feature_offset, x.nrows()).to_owned(),
         h: h.to_owned(),
     };
     let e = if model.spec.beta_loss == 2.0 {

@@ -222,14 +222,24 @@ impl<T: Real> NmfModel<T> {
     ) -> Mat<T> {
         let xt = xt.into();
         let (k, n) = (self.k(), xt.ncols());
-        let enc = self.spec.encode;
         if self.spec.beta_loss == 2.0 {
+            let mut p = Mat::<T>::zeros(k, n);
+            xt.codes_cross(p.as_mut(), self.wt.as_ref(), par);
+            return self.encode_cross(p, h0, par);
+        }
+        self.encode_beta(xt, h0, par)
+    }
+
+    /// The Frobenius encode of [`Self::encode_columns`] from the cross term `P = WᵀX`
+    /// (`k × n`; e.g. summed over the processes holding the samples' other features).
+    pub(crate) fn encode_cross(&self, mut p: Mat<T>, h0: Option<Mat<T>>, par: Par) -> Mat<T> {
+        let (k, n) = (self.k(), p.ncols());
+        let enc = self.spec.encode;
+        {
             let warm = h0.is_some();
             let mut h = h0.unwrap_or_else(|| Mat::zeros(k, n));
             let mut q = Mat::<T>::zeros(k, k);
             linalg::gram(q.as_mut(), self.wt.as_ref(), par);
-            let mut p = Mat::<T>::zeros(k, n);
-            xt.codes_cross(p.as_mut(), self.wt.as_ref(), par);
             let pen = self.spec.codes_penalty;
             if enc.method == EncodeMethod::Exact {
                 // min ½hᵀQh − hᵀp + l1·Σh + ½l2‖h‖²: NNLS with Q + l2·I and p − l1.
@@ -269,7 +279,14 @@ impl<T: Real> NmfModel<T> {
                 !matches!(par, Par::Seq),
             );
             h
-        } else {
+        }
+    }
+
+    /// The β ≠ 2 encode of [`Self::encode_columns`] (codes-only multiplicative updates).
+    fn encode_beta(&self, xt: XRef<'_, T>, h0: Option<Mat<T>>, par: Par) -> Mat<T> {
+        let (k, n) = (self.k(), xt.ncols());
+        let enc = self.spec.encode;
+        {
             let h = h0.unwrap_or_else(|| {
                 let v0 = T::from_f64((xt.mean() / k as f64).sqrt().max(1e-12));
                 Mat::from_fn(k, n, |_, _| v0)
