@@ -8,15 +8,23 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
-use partlearn::dist::row_block;
+use partlearn::dist::{row_block, Grid};
 use partlearn::npy::{npy_shape, read_npy_rows, NpyArray};
 
 /// The flags of a distributed run.
 #[derive(Args, Debug, Clone)]
 pub struct DistArgs {
-    /// Run as one of the processes of `mpirun -np P` (build with `--features mpi`): each process reads only its block of rows of --data (a .npy file, read by offset; a sparse .npz or .mtx[.gz], keeping its rows; or a folder of shards part-00000.npy… from `data shard`, one per process), the atoms are replicated and their Gram and cross products summed over processes each iteration; rank 0 writes the run folder and the checkpoints (--resume continues them on any number of processes). Frobenius loss, random or NNDSVD start.
+    /// Run as one of the processes of `mpirun -np P` (build with `--features mpi`): each process reads only its block of --data (a .npy file, read by offset; a sparse .npz or .mtx[.gz], keeping its rows; or a folder of shards part-00000.npy… from `data shard`, one per process), the Grams and cross products are summed over processes each iteration (see --grid); rank 0 writes the run folder and the checkpoints (--resume continues them on any number of processes). Frobenius loss, random or NNDSVD start.
     #[arg(long)]
     pub distributed: bool,
+    /// With --distributed (fit nmf): the processor grid ROWSxCOLS, blocks of samples × blocks of features (ROWS·COLS = P; COLSx1 is the 1-D row distribution, every process holding whole samples and all atoms), or `auto`: the grid that moves the fewest words per iteration for the data's shape (1-D for tall data such as images; about √P × √P when samples and features are alike). A folder of shards is 1-D.
+    #[arg(
+        long,
+        value_name = "ROWSxCOLS|auto",
+        default_value = "auto",
+        requires = "distributed"
+    )]
+    pub grid: String,
     /// With --distributed: a process that waits this many seconds for the others in one reduction ends the job with an error (a hung or dead process; 0 = wait forever).
     #[arg(
         long,
@@ -102,13 +110,68 @@ pub fn prepare_shard_dir(dir: &Path, force: bool) -> Result<()> {
 }
 
 /// Where process `rank` of `ranks` finds its rows of `spec`: a file and its row range, the
-/// global offset and the total rows and columns (only NPY headers are read).
+/// global offset and the total rows and columns (only NPY headers are read), and the features
+/// it keeps (all of them on a 1-D grid).
 pub struct BlockPlan {
     pub file: PathBuf,
     pub rows: std::ops::Range<usize>,
     pub offset: usize,
     pub n_total: usize,
     pub m: usize,
+    pub features: std::ops::Range<usize>,
+}
+
+/// The shape `(n_samples, n_features)` of a dense `spec` from its NPY headers: a `.npy` file
+/// or a shard folder.
+pub fn data_shape(spec: &str) -> Result<(usize, usize)> {
+    let p = plan(spec, 1, 0).or_else(|_| {
+        // A shard folder holds one shard per process: count them for the shape.
+        let n = shards(Path::new(spec))?.len();
+        plan(spec, n, 0)
+    })?;
+    Ok((p.n_total, p.m))
+}
+
+/// The processor grid of `--grid` (`auto` or `ROWSxCOLS`) for `p` processes, data of shape
+/// `(n, m)` and rank `k`; a shard folder (`sharded`) is 1-D.
+pub fn resolve_grid(arg: &str, p: usize, (n, m): (usize, usize), k: usize, sharded: bool) -> Result<Grid> {
+    let grid = if arg == "auto" {
+        if sharded {
+            Grid::rows(p)
+        } else {
+            Grid::choose(p, n, m, k)
+        }
+    } else {
+        Grid::parse(arg)?
+    };
+    if grid.size() != p {
+        anyhow::bail!(
+            "--grid {}x{} has {} places for {p} processes; give ROWSxCOLS with ROWS·COLS = {p}, or --grid auto",
+            grid.rows,
+            grid.cols,
+            grid.size()
+        );
+    }
+    if grid.cols > 1 && sharded {
+        anyhow::bail!("--grid {}x{}: a folder of shards holds whole rows, one shard per process (1-D); give the .npy file for a 2-D grid", grid.rows, grid.cols);
+    }
+    if grid.cols > 1 && grid.cols > m.div_ceil(16) {
+        anyhow::bail!(
+            "--grid {}x{}: {m} features make at most {} blocks of 16; give fewer COLS",
+            grid.rows,
+            grid.cols,
+            m.div_ceil(16)
+        );
+    }
+    if grid.rows > n.div_ceil(16).max(1) {
+        anyhow::bail!(
+            "--grid {}x{}: {n} samples make at most {} blocks of 16; give fewer ROWS or run fewer processes",
+            grid.rows,
+            grid.cols,
+            n.div_ceil(16)
+        );
+    }
+    Ok(grid)
 }
 
 /// The [`BlockPlan`] of `rank` for a `.npy` file (row blocks of [`row_block`]) or a shard
@@ -151,6 +214,7 @@ pub fn plan(spec: &str, ranks: usize, rank: usize) -> Result<BlockPlan> {
             offset,
             n_total: shapes.iter().map(|s| s.0).sum(),
             m,
+            features: 0..m,
         });
     }
     if spec.ends_with(".npy") {
@@ -162,6 +226,7 @@ pub fn plan(spec: &str, ranks: usize, rank: usize) -> Result<BlockPlan> {
             rows,
             n_total: n,
             m,
+            features: 0..m,
         });
     }
     anyhow::bail!(
@@ -174,6 +239,26 @@ pub fn read_block(p: &BlockPlan) -> Result<NpyArray> {
     Ok(read_npy_rows(&p.file, p.rows.clone())?)
 }
 
+/// The block of a [`BlockPlan`] as `rows × features` values (row-major), read 4096 rows at a
+/// time so that only the kept features are ever held in full.
+pub fn read_block_values<T: partlearn::Real>(p: &BlockPlan) -> Result<Vec<T>> {
+    if p.features.len() == p.m {
+        return Ok(read_block(p)?.data.to_real::<T>());
+    }
+    let w = p.features.len();
+    let mut out = Vec::with_capacity(p.rows.len() * w);
+    let mut start = p.rows.start;
+    while start < p.rows.end {
+        let end = (start + 4096).min(p.rows.end);
+        let vals = read_npy_rows(&p.file, start..end)?.data.to_real::<T>();
+        for row in vals.chunks_exact(p.m) {
+            out.extend_from_slice(&row[p.features.clone()]);
+        }
+        start = end;
+    }
+    Ok(out)
+}
+
 /// Process `rank`'s block of rows ([`row_block`]) of a sparse `.npz` (CSR, its arrays inflated
 /// as they are read, keeping only this block) or `.mtx[.gz]` (read as text; a file not grouped
 /// by row is first sorted into a temporary copy by each process, `open_mtx`), and where it sits.
@@ -183,6 +268,18 @@ pub fn read_sparse_block<T: partlearn::Real>(
     rank: usize,
     open_mtx: impl FnOnce(&Path) -> Result<partlearn::data::mtx::MtxRows>,
 ) -> Result<(partlearn::data::Csr<T>, BlockPlan)> {
+    let (x, plan, _) = read_sparse_grid_block(spec, |_, _| Ok(Grid::rows(ranks)), rank, open_mtx)?;
+    Ok((x, plan))
+}
+
+/// [`read_sparse_block`] for the block of process `rank` on the grid `choose(n, m)` gives for
+/// the file's shape: the rows of its grid row, the features of its grid column.
+pub fn read_sparse_grid_block<T: partlearn::Real>(
+    spec: &str,
+    choose: impl FnOnce(usize, usize) -> Result<Grid>,
+    rank: usize,
+    open_mtx: impl FnOnce(&Path) -> Result<partlearn::data::mtx::MtxRows>,
+) -> Result<(partlearn::data::Csr<T>, BlockPlan, Grid)> {
     use partlearn::data::rows::{RowBlock, RowSource};
     let path = Path::new(spec);
     let mut source: Box<dyn RowSource<T>> = if spec.to_ascii_lowercase().ends_with(".npz") {
@@ -191,10 +288,18 @@ pub fn read_sparse_block<T: partlearn::Real>(
         Box::new(open_mtx(path)?)
     };
     let (n, m) = (source.n_rows(), source.n_cols());
+    let grid = choose(n, m)?;
+    let (ranks, rank, col) = (grid.rows, rank / grid.cols, rank % grid.cols);
     let rows = row_block(n, ranks, rank);
     let block = match source.read(rows.start, rows.len())? {
         RowBlock::Sparse(x) => x,
         RowBlock::Dense(x) => partlearn::data::Csr::from_dense(x.transpose())?,
+    };
+    let features = row_block(m, grid.cols, col);
+    let block = if features.len() == m {
+        block
+    } else {
+        block.select_cols(features.clone())?
     };
     let plan = BlockPlan {
         file: path.to_path_buf(),
@@ -202,8 +307,17 @@ pub fn read_sparse_block<T: partlearn::Real>(
         rows,
         n_total: n,
         m,
+        features,
     };
-    Ok((block, plan))
+    Ok((block, plan, grid))
+}
+
+/// `--grid` other than `auto` outside `fit nmf` (transform and eval encode whole rows).
+pub fn refuse_grid(d: &DistArgs) -> Result<()> {
+    if d.grid != "auto" {
+        anyhow::bail!("--grid {} is for `fit nmf --distributed`; transform and eval --distributed hold whole rows (1-D): leave --grid out", d.grid);
+    }
+    Ok(())
 }
 
 /// The flags that a distributed run does not take.

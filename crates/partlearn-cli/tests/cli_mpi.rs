@@ -36,6 +36,11 @@ fn mpi_run(p: usize, args: &[&str]) -> Option<Output> {
 /// A 203 × 30 non-negative matrix of rank about 6 plus noise (203 rows: blocks of 16 do not
 /// divide it).
 fn write_data(path: &Path) {
+    write_data_shaped(path, 203, 30);
+}
+
+/// An `n × m` non-negative matrix of rank about 6 plus noise.
+fn write_data_shaped(path: &Path, n: usize, m: usize) {
     let mut state = 12345u64;
     let mut next = || {
         state = state
@@ -43,15 +48,15 @@ fn write_data(path: &Path) {
             .wrapping_add(1442695040888963407);
         (state >> 33) as f32 / (1u64 << 31) as f32
     };
-    let a: Vec<f32> = (0..203 * 6).map(|_| next()).collect();
-    let b: Vec<f32> = (0..6 * 30).map(|_| next()).collect();
-    let x: Vec<f32> = (0..203 * 30)
+    let a: Vec<f32> = (0..n * 6).map(|_| next()).collect();
+    let b: Vec<f32> = (0..6 * m).map(|_| next()).collect();
+    let x: Vec<f32> = (0..n * m)
         .map(|ij| {
-            let (i, j) = (ij / 30, ij % 30);
-            (0..6).map(|t| a[i * 6 + t] * b[t * 30 + j]).sum::<f32>() + 0.05 * next()
+            let (i, j) = (ij / m, ij % m);
+            (0..6).map(|t| a[i * 6 + t] * b[t * m + j]).sum::<f32>() + 0.05 * next()
         })
         .collect();
-    write_npy_f32(path, 203, 30, &x);
+    write_npy_f32(path, n, m, &x);
 }
 
 fn fit_args<'a>(data: &'a str, out: &'a str, solver: &'a str, dtype: &'a str) -> Vec<&'a str> {
@@ -741,6 +746,97 @@ fn distributed_eval_gives_the_one_process_metrics() {
     let o = mpi_run(2, &args).unwrap();
     assert!(
         !o.status.success() && stderr(&o).contains("one process"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_2d_grid_gives_the_one_process_fit_and_moves_the_words_of_its_formula() {
+    let dir = temp_dir("grid");
+    let data = dir.join("x.npy");
+    // As many features as samples: `--grid auto` picks 2 × 2 for 4 processes.
+    let (n, m, k) = (100usize, 70usize, 5.0f64);
+    write_data_shaped(&data, n, m);
+    let d = s(&data);
+    for solver in ["hals", "anls", "mu"] {
+        let one = dir.join(format!("one-{solver}"));
+        assert_ok(&run(&fit_args(d, s(&one), solver, "f64")));
+        for (p, grid, expect) in [(4, "auto", [2, 2]), (2, "1x2", [1, 2]), (3, "1x3", [1, 3])] {
+            let out = dir.join(format!("{solver}-{grid}-{p}"));
+            let mut args = fit_args(d, s(&out), solver, "f64");
+            args.extend(["--distributed", "--grid", grid]);
+            let Some(o) = mpi_run(p, &args) else { return };
+            assert_ok(&o);
+            let what = format!("{solver} grid {grid} P={p}");
+            let (ra, rc) = (
+                rel_diff(&tensor(&out, "atoms"), &tensor(&one, "atoms")),
+                rel_diff(&tensor(&out, "codes"), &tensor(&one, "codes")),
+            );
+            assert!(ra < 1e-9 && rc < 1e-9, "{what}: atoms {ra:e}, codes {rc:e}");
+            let (a, b) = (read_json(&out.join("run.json")), read_json(&one.join("run.json")));
+            assert_eq!(a["n_iter"], b["n_iter"], "{what}");
+            let g = &a["part"]["stats"]["grid"];
+            assert_eq!(
+                [g["rows"].as_u64().unwrap(), g["cols"].as_u64().unwrap()],
+                expect.map(|v| v as u64),
+                "{what}"
+            );
+        }
+    }
+    // Words per iteration on the 2 × 2 grid, counted by rank 0 (the first of its grid row and
+    // column: 2·⌈log₂2⌉ = 2 payloads per sum): the codes' cross term P_i (k × n_i) and Q (k²)
+    // over the grid row, T and R_j (k² + k·m_j) over the grid column, ⟨W, R⟩ over the row (1
+    // number), and the stop decision over all four (6 numbers, 1 + ⌈log₂4⌉ payloads): the
+    // difference between 20 and 10 iterations is 10 iterations' worth.
+    let bytes = |iters: &str| {
+        let out = dir.join(format!("bytes-{iters}"));
+        let args = [
+            "fit",
+            "nmf",
+            "--data",
+            d,
+            "-k",
+            "5",
+            "--init",
+            "random",
+            "--solver",
+            "hals",
+            "--no-extrapolate",
+            "--max-iter",
+            iters,
+            "--tol",
+            "0",
+            "--quiet",
+            "--out",
+            s(&out),
+            "--distributed",
+            "--grid",
+            "2x2",
+        ];
+        assert_ok(&mpi_run(4, &args).unwrap());
+        read_json(&out.join("run.json"))["part"]["stats"]["comm_bytes"]
+            .as_f64()
+            .unwrap()
+    };
+    let (n0, m0) = (
+        partlearn::dist::row_block(n, 2, 0).len() as f64,
+        partlearn::dist::row_block(m, 2, 0).len() as f64,
+    );
+    let per_iter = 8.0 * (2.0 * (k * n0 + k * k + 1.0) + 2.0 * (k * k + k * m0) + 3.0 * 6.0);
+    let counted = bytes("20") - bytes("10");
+    assert!(
+        (counted - 10.0 * per_iter).abs() <= 0.01 * 10.0 * per_iter,
+        "10 iterations on 2 x 2: {counted} bytes counted, model {}",
+        10.0 * per_iter
+    );
+    // A grid that does not fit the processes, and a grid on shards, are refused.
+    let mut args = fit_args(d, s(&dir), "hals", "f64");
+    args.extend(["--distributed", "--grid", "3x2"]);
+    let o = mpi_run(4, &args).unwrap();
+    assert!(
+        !o.status.success() && stderr(&o).contains("ROWS·COLS = 4"),
         "{}",
         stderr(&o)
     );

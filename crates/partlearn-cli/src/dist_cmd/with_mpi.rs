@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use faer::Mat;
 use partlearn::data::Csr;
-use partlearn::dist::{Comm, MpiComm, Part};
+use partlearn::dist::{Comm, Grid, MpiComm, Part};
 use partlearn::engine::Silent;
 use partlearn::nmf::{distributed, NmfInput, NmfParams};
 use partlearn::Real;
 
 use super::{
-    plan, prepare_shard_dir, read_block, read_sparse_block, refuse_selection, shard_name, BlockPlan,
+    data_shape, plan, prepare_shard_dir, read_block, read_block_values, read_sparse_block,
+    read_sparse_grid_block, refuse_grid, refuse_selection, resolve_grid, shard_name, BlockPlan,
 };
 use crate::fit::{finish_run, FitData, NmfArgs};
 use crate::nmf_cmd::{checkpoint_to_resume, fit_progress, place_new, place_resumed, FitState};
@@ -69,15 +70,29 @@ enum Rows<T: Real> {
 }
 
 impl<T: Real> Rows<T> {
-    fn load(a: &NmfArgs, comm: &MpiComm) -> Result<(Self, BlockPlan)> {
+    /// This process's block of a fit's data on the grid of `--grid` (for rank `k`).
+    fn load(a: &NmfArgs, comm: &MpiComm, k: usize) -> Result<(Self, BlockPlan, Grid)> {
+        let (p, rank) = (comm.size(), comm.rank());
         if partlearn::data::is_sparse_file(&a.data.spec) {
-            let (x, plan) = read_sparse_block(&a.data.spec, comm.size(), comm.rank(), |p| {
-                crate::online_cmd::open_mtx(p, a)
+            let choose = |n, m| resolve_grid(&a.dist.grid, p, (n, m), k, false);
+            let (x, plan, grid) = read_sparse_grid_block(&a.data.spec, choose, rank, |path| {
+                crate::online_cmd::open_mtx(path, a)
             })?;
-            return Ok((Rows::Sparse(x), plan));
+            return Ok((Rows::Sparse(x), plan, grid));
         }
-        let (x, plan) = load::<T>(&a.data.spec, comm)?;
-        Ok((Rows::Dense(x), plan))
+        let shape = data_shape(&a.data.spec)?;
+        let sharded = Path::new(&a.data.spec).is_dir();
+        let grid = resolve_grid(&a.dist.grid, p, shape, k, sharded)?;
+        let (i, j) = (rank / grid.cols, rank % grid.cols);
+        let mut plan = plan(&a.data.spec, grid.rows, i)?;
+        plan.features = partlearn::dist::row_block(plan.m, grid.cols, j);
+        let vals = read_block_values::<T>(&plan)?;
+        let (n, w) = (plan.rows.len(), plan.features.len());
+        Ok((
+            Rows::Dense(Mat::from_fn(n, w, |r, c| vals[r * w + c])),
+            plan,
+            grid,
+        ))
     }
 
     fn input(&self) -> NmfInput<'_, T> {
@@ -123,11 +138,11 @@ fn fit<T: Real>(a: &NmfArgs, start: Start<'_>) -> Result<()> {
             }
             Start::New(opts) => (None, opts.clone()),
         };
-        let (x, plan) = Rows::<T>::load(a, &comm)?;
+        let (x, plan, grid) = Rows::<T>::load(a, &comm, opts.k)?;
         let params = opts.validate(plan.n_total, plan.m)?;
-        Ok((x, plan, opts, params, ck, every))
+        Ok((x, plan, grid, opts, params, ck, every))
     })();
-    let (x, plan, opts, params, ck, every) = agree(&comm, prepared)?;
+    let (x, plan, grid, opts, params, ck, every) = agree(&comm, prepared)?;
     // Rank 0 writes the run and the checkpoints, where a one-process fit would.
     let placed = agree(
         &comm,
@@ -144,11 +159,7 @@ fn fit<T: Real>(a: &NmfArgs, start: Start<'_>) -> Result<()> {
             })
             .transpose(),
     )?;
-    let part = Part {
-        comm: &comm,
-        offset: plan.offset,
-        n_total: plan.n_total,
-    };
+    let part = Part::on_grid(&comm, grid, plan.n_total, plan.m)?;
     let run = |save: &Path, observer: &mut (dyn partlearn::engine::Observer + Send)| match &ck {
         Some(ck) => distributed::resume_part(x.input(), ck, part, Some(save), observer),
         None => distributed::factorize_part_checkpointed(x.input(), &params, part, save, observer),
@@ -157,7 +168,7 @@ fn fit<T: Real>(a: &NmfArgs, start: Start<'_>) -> Result<()> {
         // Rank 1…P−1: no output of their own; rank 0 gathers their codes.
         let fit = run(Path::new(""), &mut Silent)?;
         if a.save_codes {
-            gather_codes(&comm, fit)?;
+            gather_codes(&comm, fit, part.position().1 == 0)?;
         }
         return Ok(());
     };
@@ -168,7 +179,7 @@ fn fit<T: Real>(a: &NmfArgs, start: Start<'_>) -> Result<()> {
     drop(progress);
     let fit = fit.inspect_err(|_| placement.abandon())?;
     let fit = if a.save_codes {
-        gather_codes(&comm, fit)?
+        gather_codes(&comm, fit, true)?
     } else {
         fit
     };
@@ -193,14 +204,18 @@ fn fit<T: Real>(a: &NmfArgs, start: Start<'_>) -> Result<()> {
     )
 }
 
-/// Rank 0 receives every rank's codes (in rank order) and stores all of them in its fit.
+/// Rank 0 receives every rank's codes (in rank order) and stores all of them in its fit. On a
+/// 2-D grid only the first grid column `sends` (the other ranks of a grid row hold the same
+/// codes) and the others send nothing.
 fn gather_codes<T: Real>(
     comm: &MpiComm,
     fit: partlearn::nmf::NmfFit<T>,
+    sends: bool,
 ) -> Result<partlearn::nmf::NmfFit<T>> {
     let c = fit.codes();
     if comm.rank() != 0 {
-        let bytes: Vec<u8> = (0..c.nrows())
+        let rows = if sends { c.nrows() } else { 0 };
+        let bytes: Vec<u8> = (0..rows)
             .flat_map(|i| (0..c.ncols()).map(move |j| c[(i, j)].to_f64()))
             .flat_map(f64::to_le_bytes)
             .collect();
@@ -234,6 +249,7 @@ pub fn transform<T: Real>(a: &TransformArgs) -> Result<()> {
                 "--mask is not used with --distributed; encode data with missing entries in one process"
             );
         }
+        refuse_grid(&a.dist)?;
         partlearn::io::run::check_output_outside_run(&a.run, &a.out)?;
         a.data.check_not_input(&a.out, "--out")?;
         let loaded = partlearn::protocol::load_model::<T>(&a.run)?;
@@ -315,6 +331,7 @@ pub fn eval<T: Real>(a: &crate::eval_cmd::EvalArgs) -> Result<()> {
         if a.data.first.is_some() || a.data.subset.is_some() || a.data.sparse {
             anyhow::bail!("--first, --subset and --sparse are not used with --distributed; shard the rows you want with `partlearn data shard` first");
         }
+        refuse_grid(&a.dist)?;
         if a.mask.is_some() || a.stored_codes {
             anyhow::bail!(
                 "--mask and --stored-codes are not used with eval --distributed; evaluate in one process"
@@ -343,11 +360,7 @@ pub fn eval<T: Real>(a: &crate::eval_cmd::EvalArgs) -> Result<()> {
     })();
     let (metrics_path, loaded, x, plan, labels) = agree(&comm, prepared)?;
     let data = partlearn::data::Dataset::from_rows(x.as_ref(), a.data.spec.clone());
-    let part = Part {
-        comm: &comm,
-        offset: plan.offset,
-        n_total: plan.n_total,
-    };
+    let part = Part::rows(&comm, plan.offset, plan.n_total, plan.m);
     let opts = crate::eval_cmd::eval_options(a);
     let m = partlearn::eval::distributed::evaluate_part(
         loaded.model.as_ref(),

@@ -387,6 +387,41 @@ impl<T: Real> Csr<T> {
     }
 }
 
+impl<T: Real> Csr<T> {
+    /// The columns `cols` (a contiguous range, e.g. one process's block of features on a 2-D
+    /// grid), renumbered from 0.
+    pub fn select_cols(&self, cols: std::ops::Range<usize>) -> Result<Csr<T>> {
+        if cols.start > cols.end || cols.end > self.ncols {
+            return Err(Error::invalid(
+                "columns",
+                format!("{}..{}", cols.start, cols.end),
+                format!("the matrix has {} columns; give a range inside it", self.ncols),
+            ));
+        }
+        let mut indptr = Vec::with_capacity(self.nrows + 1);
+        indptr.push(0);
+        let (mut indices, mut data) = (Vec::new(), Vec::new());
+        let (lo, hi) = (cols.start as u32, cols.end as u32);
+        for r in 0..self.nrows {
+            let (c, v) = self.row(r);
+            for (&ci, &vi) in c.iter().zip(v) {
+                if ci >= lo && ci < hi {
+                    indices.push(ci - lo);
+                    data.push(vi);
+                }
+            }
+            indptr.push(data.len());
+        }
+        Ok(Csr {
+            nrows: self.nrows,
+            ncols: cols.len(),
+            indptr,
+            indices,
+            data,
+        })
+    }
+}
+
 /// The error of [`Csr::from_triplets`] for entry number `e` at `(r, c)`, outside the matrix.
 pub(crate) fn outside_error(nrows: usize, ncols: usize, e: usize, r: usize, c: usize) -> Error {
     Error::invalid(
@@ -427,6 +462,21 @@ fn try_zeros(n: usize, nrows: usize) -> Result<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_column_range_keeps_its_entries_renumbered() {
+        let d = Mat::<f64>::from_fn(
+            5,
+            7,
+            |i, j| if (i + j) % 3 == 0 { (i * 7 + j) as f64 } else { 0.0 },
+        );
+        let x = Csr::from_dense(d.as_ref()).unwrap();
+        for (a, b) in [(0, 7), (2, 5), (3, 3), (6, 7)] {
+            let s = x.select_cols(a..b).unwrap();
+            assert_eq!(s.to_dense().unwrap(), d.subcols(a, b - a).to_owned(), "{a}..{b}");
+        }
+        assert!(x.select_cols(5..8).unwrap_err().to_string().contains("7 columns"));
+    }
 
     #[test]
     fn from_parts_sorts_and_sums_duplicates() {
