@@ -18,6 +18,122 @@ pub enum BenchCommand {
     Nnls(BenchNnlsArgs),
     /// Online NMF on rows streamed from an .npy file (or a folder of shards): rows/s of training and of the codes pass, and the process's peak RSS.
     Online(crate::bench_online::BenchOnlineArgs),
+    /// The cost model of `fit nmf --distributed` (docs/distributed.md): modelled seconds per iteration and efficiency for P = 1, 2, 4, … processes, strong and weak scaling, on the grid --grid auto chooses and on 1-D rows; optionally the efficiency chart as SVG.
+    DistModel(BenchDistModelArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchDistModelArgs {
+    /// Samples of the data.
+    #[arg(long, default_value_t = 60_000)]
+    pub n: usize,
+    /// Features of the data.
+    #[arg(long, default_value_t = 784)]
+    pub m: usize,
+    #[arg(short = 'k', long = "k", default_value_t = 100)]
+    pub k: usize,
+    /// GEMM rate of one core, GFLOP/s (measure it with `bench nmf --threads 1`).
+    #[arg(long, default_value_t = 120.0)]
+    pub gflops: f64,
+    /// Interconnect bandwidth, GB/s.
+    #[arg(long, default_value_t = 10.0)]
+    pub bandwidth: f64,
+    /// Latency per message, µs.
+    #[arg(long, default_value_t = 2.0)]
+    pub latency_us: f64,
+    /// Inner sweeps per factor update.
+    #[arg(long, default_value_t = 1.0)]
+    pub sweeps: f64,
+    /// Largest P (powers of two from 1).
+    #[arg(long, default_value_t = 1024)]
+    pub max_p: usize,
+    /// These process counts instead of the powers of two (comma-separated, e.g. 96,384,864,1536).
+    #[arg(long, value_delimiter = ',')]
+    pub processes: Vec<usize>,
+    /// Write the efficiency chart to this .svg file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<std::path::PathBuf>,
+    /// Print the predictions as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn run_dist_model(a: BenchDistModelArgs) -> Result<()> {
+    use partlearn::dist::model::ScalingModel;
+    if a.n == 0
+        || a.m == 0
+        || a.k == 0
+        || !(a.gflops > 0.0)
+        || !(a.bandwidth > 0.0)
+        || !(a.latency_us >= 0.0)
+        || a.max_p == 0
+    {
+        anyhow::bail!(
+            "--n, --m, -k, --gflops, --bandwidth and --max-p must be positive (and --latency-us ≥ 0)"
+        );
+    }
+    let md = ScalingModel {
+        n: a.n,
+        m: a.m,
+        k: a.k,
+        rate: a.gflops * 1e9,
+        bandwidth: a.bandwidth * 1e9,
+        latency: a.latency_us * 1e-6,
+        word_bytes: 8.0,
+        sweeps: a.sweeps,
+    };
+    let ps: Vec<usize> = if a.processes.is_empty() {
+        std::iter::successors(Some(1usize), |p| p.checked_mul(2))
+            .take_while(|&p| p <= a.max_p)
+            .collect()
+    } else if a.processes.contains(&0) {
+        anyhow::bail!("--processes takes positive counts, e.g. 96,384,864");
+    } else {
+        a.processes.clone()
+    };
+    let rows: Vec<_> = ps
+        .iter()
+        .map(|&p| (md.strong(p, true), md.strong(p, false), md.weak(p, true)))
+        .collect();
+    if let Some(path) = &a.chart {
+        partlearn::io::write_atomic(path, md.efficiency_chart(&ps).to_svg()?.as_bytes())?;
+    }
+    if a.json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(s, one, w)| serde_json::json!({"strong": s, "strong_1d": one, "weak": w}))
+            .collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"model": md, "predictions": v}))?
+        );
+        return Ok(());
+    }
+    outln!(
+        "{} × {}, k = {}, {} GFLOP/s per core, {} GB/s, {} µs; seconds per iteration",
+        a.n,
+        a.m,
+        a.k,
+        a.gflops,
+        a.bandwidth,
+        a.latency_us
+    );
+    outln!("P\tgrid\tstrong s/it\tcomm s\tefficiency\t1-D s/it\t1-D efficiency\tweak efficiency");
+    for (s, one, w) in &rows {
+        outln!(
+            "{}\t{}x{}\t{:.4e}\t{:.2e}\t{:.3}\t{:.4e}\t{:.3}\t{:.3}",
+            s.processes,
+            s.grid.rows,
+            s.grid.cols,
+            s.total,
+            s.communication,
+            s.efficiency,
+            one.total,
+            one.efficiency,
+            w.efficiency
+        );
+    }
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -235,6 +351,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Ae(a) => return run_ae(a),
         BenchCommand::Nnls(a) => return run_nnls(a),
         BenchCommand::Online(a) => return crate::bench_online::run(a),
+        BenchCommand::DistModel(a) => return run_dist_model(a),
     };
     let solvers = a
         .solvers

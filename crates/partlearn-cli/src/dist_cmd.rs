@@ -124,11 +124,12 @@ pub struct BlockPlan {
 /// The shape `(n_samples, n_features)` of a dense `spec` from its NPY headers: a `.npy` file
 /// or a shard folder.
 pub fn data_shape(spec: &str) -> Result<(usize, usize)> {
-    let p = plan(spec, 1, 0).or_else(|_| {
+    let p = if Path::new(spec).is_dir() {
         // A shard folder holds one shard per process: count them for the shape.
-        let n = shards(Path::new(spec))?.len();
-        plan(spec, n, 0)
-    })?;
+        plan(spec, shards(Path::new(spec))?.len(), 0)?
+    } else {
+        plan(spec, 1, 0)?
+    };
     Ok((p.n_total, p.m))
 }
 

@@ -528,3 +528,52 @@ fn an_old_run_json_is_refused_with_advice_to_refit() {
     assert_eq!(read_json(&r.join("run.json"))["format"], 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bench_dist_model_prints_the_model_and_draws_its_chart() {
+    let dir = temp_dir("dist-model");
+    let chart = dir.join("eff.svg");
+    let o = run(&[
+        "bench",
+        "dist-model",
+        "--n",
+        "20000",
+        "--m",
+        "20000",
+        "-k",
+        "50",
+        "--max-p",
+        "64",
+        "--chart",
+        s(&chart),
+        "--json",
+    ]);
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p = v["predictions"].as_array().unwrap();
+    assert_eq!(p.len(), 7, "P = 1, 2, …, 64");
+    assert_eq!(p[0]["strong"]["efficiency"], 1.0);
+    // Square data: 2 × 2 on 4 processes, and the chosen grid is never slower than 1-D rows.
+    assert_eq!(p[2]["strong"]["grid"]["rows"], 2);
+    assert_eq!(p[2]["strong"]["grid"]["cols"], 2);
+    for r in p {
+        assert!(
+            r["strong"]["total"].as_f64().unwrap()
+                <= r["strong_1d"]["total"].as_f64().unwrap() * (1.0 + 1e-12)
+        );
+    }
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("parallel efficiency") && svg.contains("1-D rows"));
+    // The table form, and a bad value named.
+    let o = run(&["bench", "dist-model", "--max-p", "4"]);
+    assert_ok(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("60000 × 784"), "{out}");
+    let o = run(&["bench", "dist-model", "--bandwidth", "0"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--bandwidth"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

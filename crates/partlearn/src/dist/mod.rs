@@ -14,6 +14,7 @@
 //! tree and broadcasts the result), so a run is reproducible with the same `P` and agrees with
 //! the one-process fit to rounding.
 
+pub mod model;
 #[cfg(feature = "mpi")]
 mod mpi_comm;
 #[cfg(test)]
@@ -159,18 +160,32 @@ impl Grid {
         self.rows * self.cols
     }
 
-    /// Words (numbers) a process sends and receives per iteration of a Frobenius fit on this
-    /// grid, with the sums of [`Comm`] (a binomial tree to the group's first rank and back:
-    /// `2·⌈log₂ g⌉` payloads through the busiest process of a group of `g`): per iteration the
-    /// codes' cross term `P_i = Σ_j W_jᵀX_ij` (`k × n/rows`) and `Q = WᵀW` (`k²`) over a grid
-    /// row, the atoms' `R_j = Σ_i H_iX_ijᵀ` (`k × m/cols`) and `T = HHᵀ` (`k²`) over a grid
-    /// column (MPI-FAUN's reduce-scatter + all-gather of the same blocks moves
-    /// `2(g−1)/g` payloads instead).
+    /// Payloads the busiest process of a grid column and of a grid row moves per sum
+    /// ([`Part::sum_samples`], [`Part::sum_features`]): a sum over every process (a grid column
+    /// on a 1-D grid, [`Comm::sum`]) is `⌈log₂ g⌉` receptions and a broadcast counted once; a
+    /// sum over a part of them ([`Comm::sum_among`]) goes up and back down a binomial tree,
+    /// `2⌈log₂ g⌉`.
+    pub fn moves(&self) -> (f64, f64) {
+        let lg = |g: usize| (g as f64).log2().ceil();
+        let column = match (self.rows, self.cols) {
+            (1, _) => 0.0,
+            (r, 1) => 1.0 + lg(r),
+            (r, _) => 2.0 * lg(r),
+        };
+        (column, 2.0 * lg(self.cols))
+    }
+
+    /// Words (numbers) the busiest process sends and receives per iteration of a Frobenius fit
+    /// on this grid ([`Grid::moves`] payloads per sum): the codes' cross term
+    /// `P_i = Σ_j W_jᵀX_ij` (`k × n/rows`) and `Q = WᵀW` (`k²`) over a grid row, the atoms'
+    /// `R_j = Σ_i H_iX_ijᵀ` (`k × m/cols`) and `T = HHᵀ` (`k²`) over a grid column, without the
+    /// few scalars (MPI-FAUN's reduce-scatter + all-gather of the same blocks moves `2(g−1)/g`
+    /// payloads instead).
     pub fn words(&self, n: usize, m: usize, k: usize) -> f64 {
-        let lg = |g: usize| 2.0 * (g as f64).log2().ceil();
+        let (column, row) = self.moves();
         let (k, n, m) = (k as f64, n as f64, m as f64);
-        lg(self.cols) * (k * (n / self.rows as f64).ceil() + k * k)
-            + lg(self.rows) * (k * (m / self.cols as f64).ceil() + k * k)
+        row * (k * (n / self.rows as f64).ceil() + k * k)
+            + column * (k * (m / self.cols as f64).ceil() + k * k)
     }
 }
 
