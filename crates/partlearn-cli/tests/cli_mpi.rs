@@ -475,6 +475,20 @@ fn sparse_npz_and_mtx_rows_give_the_dense_fit() {
         }
         let run = read_json(&runs[1].join("run.json"));
         assert_eq!(run["part"]["stats"]["processes"], 2, "{run}");
+        // On 2-D grids each process keeps the columns of its feature block too.
+        for (data, p, grid) in [(&npz, 4, "2x2"), (&mtx, 2, "1x2")] {
+            let out = dir.join(format!("{solver}-grid-{grid}"));
+            let mut args = fit_args(s(data), s(&out), solver, "f64");
+            args.extend(["--distributed", "--grid", grid]);
+            assert_ok(&mpi_run(p, &args).unwrap());
+            for name in ["atoms", "codes"] {
+                let d = rel_diff(&tensor(&out, name), &tensor(&runs[0], name));
+                assert!(
+                    d < 1e-9,
+                    "{solver} {name}: sparse on grid {grid} vs one process: {d:e}"
+                );
+            }
+        }
     }
     // transform --distributed of the sparse rows: the one-process codes, shard by shard.
     let (codes_dir, one) = (dir.join("codes"), dir.join("codes.npy"));
