@@ -161,7 +161,26 @@ fn bench_times_the_compressed_solver_beside_the_plain_one() {
     for g in ["WᵀU", "(WᵀU)B", "HBᵀ", "(HBᵀ)Uᵀ"] {
         assert!(gemms.contains(&g), "{g} not in {gemms:?}");
     }
-    assert!(c["gemm_bound"].as_f64().unwrap() < v["solvers"][0]["gemm_bound"].as_f64().unwrap());
+    // Fewer flops than the exact products they replace (times are the benchmark's to report,
+    // not a test's to compare: they depend on the machine's load).
+    let flops = |names: &[&str]| -> f64 {
+        v["gemms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| names.contains(&g["name"].as_str().unwrap()))
+            .map(|g| g["flops"].as_f64().unwrap())
+            .sum()
+    };
+    let (sketched, exact) = (
+        flops(&["WᵀU", "(WᵀU)B", "HBᵀ", "(HBᵀ)Uᵀ"]),
+        flops(&["P = WᵀX", "R = HXᵀ"]),
+    );
+    assert!(
+        sketched > 0.0 && sketched < exact,
+        "sketched {sketched} vs exact {exact} flops"
+    );
+    assert!(c["gemm_bound"].as_f64().unwrap() > 0.0);
 }
 
 /// Fashion-MNIST (60,000 × 784), k = 100, 2 threads, 100 iterations: compressed HALS

@@ -845,7 +845,15 @@ fn a_2d_grid_gives_the_one_process_fit_and_moves_the_words_of_its_formula() {
         "10 iterations on 2 x 2: {counted} bytes counted, model {}",
         10.0 * per_iter
     );
-    // A grid that does not fit the processes, and a grid on shards, are refused.
+    // The same grid twice: the same bits (the sums' order depends only on the grid).
+    let again = dir.join("hals-2x2-again");
+    let mut args = fit_args(d, s(&again), "hals", "f64");
+    args.extend(["--distributed", "--grid", "2x2"]);
+    assert_ok(&mpi_run(4, &args).unwrap());
+    let first = dir.join("hals-auto-4");
+    assert_eq!(tensor(&again, "atoms"), tensor(&first, "atoms"));
+    assert_eq!(tensor(&again, "codes"), tensor(&first, "codes"));
+    // A grid that does not fit the processes is refused.
     let mut args = fit_args(d, s(&dir), "hals", "f64");
     args.extend(["--distributed", "--grid", "3x2"]);
     let o = mpi_run(4, &args).unwrap();

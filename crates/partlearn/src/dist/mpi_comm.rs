@@ -119,6 +119,49 @@ impl MpiComm {
     }
 }
 
+impl MpiComm {
+    /// Marks a sum as pending (for the watchdog); returns its start.
+    fn start_pending(&self) -> Instant {
+        let now = (self.epoch.elapsed().as_micros() as u64).max(1);
+        self.pending_since.store(now, Ordering::Relaxed);
+        Instant::now()
+    }
+
+    /// Ends the pending sum started at `t0`, which moved `moved` bytes.
+    fn end_pending(&self, t0: Instant, moved: u64) {
+        self.bytes.fetch_add(moved, Ordering::Relaxed);
+        self.pending_since.store(0, Ordering::Relaxed);
+        self.nanos
+            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Up a binomial tree over the positions of `members` (this rank at position `me`): in
+    /// round `s = 1, 2, 4, …` position `p` with `p mod 2s = s` sends its partial sum to `p − s`,
+    /// which adds it to its own. Returns the bytes moved, the step at which this position sent
+    /// to its parent (`None` at the root) and the last step.
+    fn tree_up(&self, buf: &mut [f64], members: &[usize], me: usize) -> (u64, Option<usize>, usize) {
+        let g = members.len();
+        let payload = std::mem::size_of_val(buf) as u64;
+        let at = |pos: usize| self.world.process_at_rank(members[pos] as i32);
+        let (mut moved, mut tmp, mut step) = (0u64, vec![0.0f64; buf.len()], 1);
+        while step < g {
+            if me % (2 * step) == step {
+                at(me - step).send(&buf[..]);
+                return (moved + payload, Some(step), step);
+            }
+            if me % (2 * step) == 0 && me + step < g {
+                at(me + step).receive_into(&mut tmp[..]);
+                moved += payload;
+                for (a, b) in buf.iter_mut().zip(&tmp) {
+                    *a += *b;
+                }
+            }
+            step *= 2;
+        }
+        (moved, None, step)
+    }
+}
+
 fn pending_secs(since: &AtomicU64, epoch: Instant) -> Option<f64> {
     match since.load(Ordering::Relaxed) {
         0 => None,
@@ -139,38 +182,12 @@ impl Comm for MpiComm {
         if self.size <= 1 {
             return;
         }
-        let t0 = Instant::now();
-        let now = (self.epoch.elapsed().as_micros() as u64).max(1);
-        self.pending_since.store(now, Ordering::Relaxed);
-        let payload = std::mem::size_of_val(buf) as u64;
-        let mut moved = 0u64;
-        let mut tmp = vec![0.0f64; buf.len()];
-        let mut step = 1;
-        while step < self.size {
-            if self.rank % (2 * step) == step {
-                self.world
-                    .process_at_rank((self.rank - step) as i32)
-                    .send(&buf[..]);
-                moved += payload;
-                break;
-            }
-            if self.rank % (2 * step) == 0 && self.rank + step < self.size {
-                self.world
-                    .process_at_rank((self.rank + step) as i32)
-                    .receive_into(&mut tmp[..]);
-                moved += payload;
-                for (a, b) in buf.iter_mut().zip(&tmp) {
-                    *a += *b;
-                }
-            }
-            step *= 2;
-        }
+        let t0 = self.start_pending();
+        let all: Vec<usize> = (0..self.size).collect();
+        let (mut moved, _, _) = self.tree_up(buf, &all, self.rank);
         self.world.process_at_rank(0).broadcast_into(buf);
-        moved += payload;
-        self.bytes.fetch_add(moved, Ordering::Relaxed);
-        self.pending_since.store(0, Ordering::Relaxed);
-        self.nanos
-            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        moved += std::mem::size_of_val(buf) as u64;
+        self.end_pending(t0, moved);
     }
 
     fn bytes(&self) -> u64 {
@@ -188,32 +205,10 @@ impl Comm for MpiComm {
         if g <= 1 {
             return;
         }
-        let t0 = Instant::now();
-        let now = (self.epoch.elapsed().as_micros() as u64).max(1);
-        self.pending_since.store(now, Ordering::Relaxed);
+        let t0 = self.start_pending();
         let payload = std::mem::size_of_val(buf) as u64;
-        let mut moved = 0u64;
-        let mut tmp = vec![0.0f64; buf.len()];
         let at = |pos: usize| self.world.process_at_rank(members[pos] as i32);
-        let mut step = 1;
-        // Up: position `me` adds its children's partial sums, then sends to its parent.
-        let mut parent_step = None;
-        while step < g {
-            if me % (2 * step) == step {
-                at(me - step).send(&buf[..]);
-                moved += payload;
-                parent_step = Some(step);
-                break;
-            }
-            if me % (2 * step) == 0 && me + step < g {
-                at(me + step).receive_into(&mut tmp[..]);
-                moved += payload;
-                for (a, b) in buf.iter_mut().zip(&tmp) {
-                    *a += *b;
-                }
-            }
-            step *= 2;
-        }
+        let (mut moved, parent_step, step) = self.tree_up(buf, members, me);
         // Down: receive the total from the parent, pass it to the children in reverse order.
         let top = match parent_step {
             Some(s) => {
@@ -231,10 +226,7 @@ impl Comm for MpiComm {
             }
             s /= 2;
         }
-        self.bytes.fetch_add(moved, Ordering::Relaxed);
-        self.pending_since.store(0, Ordering::Relaxed);
-        self.nanos
-            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.end_pending(t0, moved);
     }
 
     /// Point to point, in rank order: each rank `r > 0` sends its length, then its values, to
@@ -243,9 +235,7 @@ impl Comm for MpiComm {
         if self.size <= 1 {
             return local.to_vec();
         }
-        let t0 = Instant::now();
-        let now = (self.epoch.elapsed().as_micros() as u64).max(1);
-        self.pending_since.store(now, Ordering::Relaxed);
+        let t0 = self.start_pending();
         let mut moved = 0u64;
         let out = if self.rank == 0 {
             let mut all = local.to_vec();
@@ -266,10 +256,7 @@ impl Comm for MpiComm {
             moved += 8 * local.len() as u64;
             Vec::new()
         };
-        self.bytes.fetch_add(moved, Ordering::Relaxed);
-        self.pending_since.store(0, Ordering::Relaxed);
-        self.nanos
-            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.end_pending(t0, moved);
         out
     }
 
