@@ -122,31 +122,22 @@ impl ScalingModel {
     pub fn efficiency_chart(&self, ps: &[usize]) -> crate::plot::Chart {
         use crate::plot::{Chart, Series};
         let mut c = Chart::new(
+            format!("Modelled efficiency, {} × {}, k = {}", self.n, self.m, self.k),
             format!(
-                "Modelled efficiency: {} × {}, k = {}, {:.0} GFLOP/s per core, {:.0} GB/s",
-                self.n,
-                self.m,
-                self.k,
+                "processes P ({:.0} GFLOP/s per core, {:.0} GB/s)",
                 self.rate / 1e9,
                 self.bandwidth / 1e9
             ),
-            "processes P",
             "parallel efficiency",
         );
         c.x_log = true;
         let pts = |f: &dyn Fn(usize) -> Prediction| ps.iter().map(|&p| (p as f64, f(p).efficiency)).collect();
-        c.series.push(Series::new(
-            "strong scaling, grid chosen (--grid auto)",
-            pts(&|p| self.strong(p, true)),
-        ));
-        c.series.push(Series::new(
-            "strong scaling, 1-D rows",
-            pts(&|p| self.strong(p, false)),
-        ));
-        c.series.push(Series::new(
-            "weak scaling (n·P samples), grid chosen",
-            pts(&|p| self.weak(p, true)),
-        ));
+        c.series
+            .push(Series::new("strong, auto grid", pts(&|p| self.strong(p, true))));
+        c.series
+            .push(Series::new("strong, 1-D rows", pts(&|p| self.strong(p, false))));
+        c.series
+            .push(Series::new("weak (n·P samples)", pts(&|p| self.weak(p, true))));
         c
     }
 }

@@ -8,9 +8,16 @@
 //! ([`crate::dist::Comm`]). The solvers are the one-process ones (`frobenius::GramSolver`, the
 //! shared fit loop) with their reductions routed through [`Part`].
 //!
+//! On a 2-D [`crate::dist::Grid`] (MPI-FAUN's processor grid, for data with many features too)
+//! each process holds the block of its samples × its features, the codes of its samples and the
+//! atoms' entries of its features; the codes' terms are summed over the processes holding the
+//! other samples of its features, the atoms' terms (`Q`, `P`, `⟨W, R⟩`) over those holding the
+//! other features of its samples ([`Part::sum_samples`], [`Part::sum_features`];
+//! docs/distributed.md).
+//!
 //! With the same seed and a random start, the result equals the one-process fit of the whole
-//! matrix up to rounding (the sums' order differs), when the row blocks are those of
-//! [`crate::dist::row_block`].
+//! matrix up to rounding (the sums' order differs), when the blocks are those of
+//! [`crate::dist::row_block`] ([`Part::on_grid`]).
 
 use std::path::Path;
 use std::time::Instant;
@@ -26,9 +33,10 @@ use crate::real::Real;
 
 /// Fits an NMF of the whole data, of which this process holds the rows `x` (`n_local ×
 /// n_features`, dense or CSR, the rows `part.offset..part.offset + n_local` of
-/// `part.n_total`); every process of `part.comm` calls it with the same parameters. Returns
-/// the fit with the atoms (the same on every process), the history and objective of the whole
-/// data, and this process's codes (`n_local × k`).
+/// `part.n_total`; on a 2-D grid only the features `part.feature_offset..` of
+/// [`Part::blocks`]); every process of `part.comm` calls it with the same parameters. Returns
+/// the fit with the atoms (the whole atoms, the same on every process), the history and
+/// objective of the whole data, and this process's codes (`n_local × k`).
 ///
 /// Frobenius loss only (MU, HALS, ANLS); random start (equal to the one-process start with the
 /// same seed) or NNDSVD / NNDSVD-a (from the summed `m × m` Gram of the features when
