@@ -224,10 +224,12 @@ pub(crate) fn write_metrics(a: &EvalArgs, m: &Metrics, metrics_path: &std::path:
     Ok(())
 }
 
-/// `eval` on sparse data: codes by the model's `encode_csr` (never densified), the
-/// reconstruction error by the sparse identity (METHODS.md §11.1) and the codes' Hoyer
-/// sparseness, written to metrics.json. The image metrics (dilation, max-approximation,
-/// histograms, figures) and the SVM protocol need dense image data with labels: not computed.
+/// `eval` on sparse data (`eval::sparse`): codes by the model's own encode (never densified),
+/// the reconstruction error by the sparse identity (METHODS.md §11.1) and the codes' Hoyer
+/// sparseness, written to metrics.json. A whole CSR `.npz` or `.mtx` with an NMF model is
+/// streamed by blocks of rows (the memory of one block); other selections and models load the
+/// matrix. The image metrics (dilation, max-approximation, histograms, figures) and the SVM
+/// protocol need dense image data with labels: not computed.
 fn sparse<T: Real>(
     a: &EvalArgs,
     loaded: partlearn::protocol::LoadedModel<T>,
@@ -236,33 +238,45 @@ fn sparse<T: Real>(
     if a.stored_codes {
         anyhow::bail!("--stored-codes is not available with sparse data; drop it (the codes are recomputed)");
     }
-    let x = a.data.load_csr::<T>()?;
     let start = std::time::Instant::now();
-    let codes = loaded.model.encode_csr(&x, a.threads)?;
-    let rel = crate::transform::sparse_rel_error(loaded.model.atoms(), &x, codes.as_ref(), a.threads)?;
-    let sq = (rel * x.frob_sq().sqrt()).powi(2);
-    let (n, m) = (x.nrows(), x.ncols());
-    // Hoyer sparseness of each non-zero code (zero codes are counted apart, as in dense `eval`).
-    let hoyer: Vec<f64> = (0..n)
-        .filter_map(|i| {
-            let row: Vec<f64> = (0..codes.ncols()).map(|j| codes[(i, j)].to_f64()).collect();
-            partlearn::sparseness::hoyer(&row)
-        })
-        .collect();
-    let zero_codes = (0..n)
-        .filter(|&i| (0..codes.ncols()).all(|j| codes[(i, j)] == T::zero()))
-        .count();
-    let hoyer_mean = hoyer.iter().sum::<f64>() / hoyer.len().max(1) as f64;
+    let streamed = match loaded.model.as_nmf() {
+        Some(model) => {
+            // A `.mtx` to sort goes to a temporary copy in the run folder.
+            match crate::transform::sparse_rows::<T>(&a.data, metrics_path, a.quiet || a.json)? {
+                Some(mut rows) => Some(partlearn::eval::sparse::evaluate_rows(
+                    model,
+                    rows.as_mut(),
+                    crate::transform::STREAM_ROWS,
+                    a.threads,
+                )?),
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let m = match streamed {
+        Some(m) => m,
+        None => {
+            let x = a.data.load_csr::<T>()?;
+            let codes = loaded.model.encode_csr(&x, a.threads)?;
+            let (sq, x_sq) =
+                crate::transform::sparse_sq_errors(loaded.model.atoms(), &x, codes.as_ref(), a.threads)?;
+            let mut stats = partlearn::eval::sparse::CodeStats::default();
+            stats.add(codes.as_ref());
+            stats.metrics((x.nrows(), x.ncols()), x.nnz() as u64, sq, x_sq)
+        }
+    };
+    let (n, m_features) = (m.n_samples, m.n_features);
     let metrics = serde_json::json!({
         "model_kind": loaded.model.kind(),
         "data": a.data.spec,
         "sparse": true,
         "n_samples": n,
-        "n_features": m,
-        "nnz": x.nnz(),
-        "density": x.density(),
-        "reconstruction": {"sq_error": sq, "mse": sq / (n as f64 * m as f64), "rel_error": rel},
-        "hoyer": {"mean": hoyer_mean, "zero_codes": zero_codes},
+        "n_features": m_features,
+        "nnz": m.nnz,
+        "density": m.nnz as f64 / (n as f64 * m_features as f64).max(1.0),
+        "reconstruction": {"sq_error": m.sq_error, "mse": m.mse, "rel_error": m.rel_error},
+        "hoyer": {"mean": m.hoyer_mean, "zero_codes": m.zero_codes},
         "not_computed": "dilation, max-approximation, code histograms and the SVM protocol need dense image data with labels",
         "seconds": start.elapsed().as_secs_f64(),
     });
@@ -271,10 +285,12 @@ fn sparse<T: Real>(
         outln!("{}", serde_json::to_string_pretty(&metrics)?);
     } else if !a.quiet {
         outln!(
-            "{} on {} ({n} sparse samples, {} non-zeros): rel. error {rel:.4}, Hoyer {hoyer_mean:.3}; image metrics and SVM need dense image data",
+            "{} on {} ({n} sparse samples, {} non-zeros): rel. error {:.4}, Hoyer {:.3}; image metrics and SVM need dense image data",
             loaded.model.kind(),
             a.data.spec,
-            x.nnz()
+            m.nnz,
+            m.rel_error,
+            m.hoyer_mean
         );
         outln!("wrote {}", metrics_path.display());
     }

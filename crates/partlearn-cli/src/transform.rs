@@ -152,10 +152,14 @@ fn sparse<T: Real>(a: &TransformArgs, loaded: partlearn::protocol::LoadedModel<T
 
 /// Rows of a whole sparse file, streamed: a CSR `.npz` or a `.mtx[.gz]` without --first /
 /// --subset (`None` otherwise: those are loaded whole). A `.mtx` not grouped by row is sorted
-/// into a temporary copy beside --out first.
-fn sparse_rows<T: Real>(a: &TransformArgs) -> Result<Option<Box<dyn RowSource<T>>>> {
-    let (spec, lower) = (&a.data.spec, a.data.spec.to_ascii_lowercase());
-    if a.data.first.is_some() || a.data.subset.is_some() {
+/// into a temporary copy beside `out` (the output file) first.
+pub fn sparse_rows<T: Real>(
+    data: &crate::DataArgs,
+    out: &std::path::Path,
+    quiet: bool,
+) -> Result<Option<Box<dyn RowSource<T>>>> {
+    let (spec, lower) = (&data.spec, data.spec.to_ascii_lowercase());
+    if data.first.is_some() || data.subset.is_some() {
         return Ok(None);
     }
     let path = std::path::Path::new(spec);
@@ -167,7 +171,7 @@ fn sparse_rows<T: Real>(a: &TransformArgs) -> Result<Option<Box<dyn RowSource<T>
         return Ok(Some(Box::new(partlearn::data::npz::NpzRows::open(path)?)));
     }
     if lower.ends_with(".mtx") || lower.ends_with(".mtx.gz") {
-        let rows = crate::online_cmd::open_mtx_beside(path, None, &a.out, a.quiet || a.json)?;
+        let rows = crate::online_cmd::open_mtx_beside(path, None, out, quiet)?;
         return Ok(Some(Box::new(rows)));
     }
     Ok(None)
@@ -180,7 +184,7 @@ fn sparse_streamed<T: Real>(a: &TransformArgs, loaded: &partlearn::protocol::Loa
     let Some(model) = loaded.model.as_nmf() else {
         return Ok(false);
     };
-    let Some(mut rows) = sparse_rows::<T>(a)? else {
+    let Some(mut rows) = sparse_rows::<T>(&a.data, &a.out, a.quiet || a.json)? else {
         return Ok(false);
     };
     let (n, k) = (rows.n_rows(), model.k());
@@ -212,8 +216,8 @@ fn sparse_streamed<T: Real>(a: &TransformArgs, loaded: &partlearn::protocol::Loa
     Ok(true)
 }
 
-/// Rows per block of a streamed `transform`.
-const STREAM_ROWS: usize = 4096;
+/// Rows per block of a streamed `transform` or sparse `eval`.
+pub const STREAM_ROWS: usize = 4096;
 
 /// Writes an `n × k` codes `.npy` (the float type of `T`) to `w` from the blocks of rows that
 /// `encode` hands to its sink in order; returns what `encode` returns.

@@ -125,6 +125,32 @@ fn sparse_corpus_through_info_fit_transform_eval() {
     if let Some(f) = fit_rel {
         assert!((rel - f).abs() < 1e-3, "eval {rel} vs fit {f}");
     }
+    // The whole .npz and the .mtx are streamed by blocks of rows, `--first` loads the rows
+    // whole: the same metrics (to rounding: the sums run over blocks).
+    for (data, first) in [(&mtx, None), (&npz, Some("600"))] {
+        let mut args = vec!["eval", s(&run_dir), "--data", s(data), "-q", "--force"];
+        if let Some(f) = first {
+            args.extend(["--first", f]);
+        }
+        assert_ok(&run(&args));
+        let o = read_json(&run_dir.join("metrics.json"));
+        assert_eq!(o["nnz"], m["nnz"], "{data:?}");
+        assert_eq!(o["hoyer"]["zero_codes"], m["hoyer"]["zero_codes"]);
+        for (a, b) in [
+            (
+                &o["reconstruction"]["rel_error"],
+                &m["reconstruction"]["rel_error"],
+            ),
+            (&o["reconstruction"]["mse"], &m["reconstruction"]["mse"]),
+            (&o["hoyer"]["mean"], &m["hoyer"]["mean"]),
+        ] {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            assert!(
+                (a - b).abs() <= 1e-9 * b.abs().max(1e-300),
+                "{data:?} {first:?}: {a} vs {b}"
+            );
+        }
+    }
 
     // KL runs on sparse data; Itakura–Saito and dense-only methods are one-line errors.
     let o = fit_quiet(

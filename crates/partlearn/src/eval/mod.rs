@@ -7,7 +7,8 @@
 //! codes ([`svm`], §7.3) and the max-approximation error to dilation ([`morphology`],
 //! §7.4–7.5); [`evaluate::figures`] draws the panels of the report from the same matrices.
 //! [`masked`] evaluates NMF models on data with missing entries (errors over the observed
-//! entries). [`distributed`] evaluates data spread over processes. [`posthoc`] scores codes by the post-hoc least-squares classifier of §5.1 (the layer models'
+//! entries). [`distributed`] evaluates data spread over processes, [`sparse`] sparse data (streamed by
+//! blocks of rows for NMF models). [`posthoc`] scores codes by the post-hoc least-squares classifier of §5.1 (the layer models'
 //! accuracies).
 
 pub mod distributed;
@@ -16,6 +17,7 @@ pub mod masked;
 pub mod metrics;
 pub mod morphology;
 pub mod posthoc;
+pub mod sparse;
 pub mod svm;
 
 pub use evaluate::{
