@@ -280,12 +280,18 @@ pub(crate) fn factorize_csr_impl<T: Real>(
     x.validate_nonnegative()?;
     let opts = params.params();
     check_sparse_beta(opts.beta_loss)?;
-    let v = params.resolve(x.nrows(), x.ncols())?;
-    if v.sketch.is_some() {
+    let mut v = params.resolve(x.nrows(), x.ncols())?;
+    // Sparse data: `auto` sketches only where the dense sketched products beat the SpMMs.
+    if let (Some((l, _)), Compress::Auto { .. }) = (v.sketch, opts.compress) {
+        if !compress::pays_sparse(l, x.ncols(), x.nrows(), x.nnz()) {
+            v.sketch = None;
+        }
+    }
+    if v.sketch.is_some() && opts.beta_loss != 2.0 {
         return Err(crate::Error::invalid(
             "compress",
             "on",
-            "sparse data is not sketched (its SpMM products already cost O(nnz·k)); leave `compress` off",
+            "sparse data is sketched for the Frobenius loss only; leave `compress` off with `beta_loss = 1`",
         ));
     }
     let (n, m, k) = (x.nrows(), x.ncols(), opts.k);
@@ -415,15 +421,15 @@ fn fit_columns<T: Real>(
         if let Some(from) = ck.from {
             fit_loop::Iterate::set_state(&mut s, &from.meta.solver)?;
         }
-        let out = match (v.sketch, x.dense()) {
-            (Some((l, q)), Some(xd)) => {
+        let out = match v.sketch {
+            Some((l, q)) => {
                 if redo_start {
                     let t = Instant::now();
                     let sketch = match &exact_basis {
                         Some(svd) => compress::Sketch::from_svd(svd),
                         None => {
                             stats.power_iters = q;
-                            compress::sketch(xd, l, q, &mut rng, par)
+                            compress::sketch_ref(x, l, q, &mut rng, par)
                         }
                     };
                     stats.sketch_seconds = t.elapsed().as_secs_f64();
@@ -443,8 +449,7 @@ fn fit_columns<T: Real>(
                 };
                 compressed_then_polish(&mut s, &mut factors, v, x_norm, run, observer, &mut stats)?
             }
-            // Sparse data is never sketched (checked by `factorize_csr`).
-            _ => fit_loop::run_resumable(
+            None => fit_loop::run_resumable(
                 &mut s,
                 &mut factors,
                 &v.stop,

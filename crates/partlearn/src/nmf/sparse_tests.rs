@@ -213,6 +213,7 @@ fn what_sparse_data_cannot_take_is_an_error() {
         let e = factorize_csr(&xs, &p, None, &mut Silent).unwrap_err().to_string();
         assert!(e.contains("beta_loss"), "{e}");
     }
+    // A sketch as wide as the features compresses nothing (as on dense data).
     let p = NmfParams {
         k: 3,
         compress: Compress::on(),
@@ -221,7 +222,7 @@ fn what_sparse_data_cannot_take_is_an_error() {
     .check()
     .unwrap();
     let e = factorize_csr(&xs, &p, None, &mut Silent).unwrap_err().to_string();
-    assert!(e.contains("compress"), "{e}");
+    assert!(e.contains("oversample"), "{e}");
     let neg = Csr::from_triplets(3, 2, &[(2, 1, -1.0f64)]).unwrap();
     let e = factorize_csr(
         &neg,
@@ -237,4 +238,63 @@ fn what_sparse_data_cannot_take_is_an_error() {
             ..
         })
     ));
+}
+
+/// Compressed NMF on sparse data (the sketch by SpMM, [`compress::sketch_ref`]): the fit of the
+/// CSR form equals the fit of the dense form of the same matrix to rounding (same `Ω`, same
+/// sketched iterations), for HALS, MU and ANLS; `auto` falls back to plain iterations on data
+/// too sparse for the sketch to pay ([`compress::pays_sparse`]).
+#[test]
+fn compressed_fits_of_sparse_data_equal_the_dense_ones_and_auto_falls_back_when_too_sparse() {
+    let x = sparse_planted(120, 60, 5, 0.5, 9);
+    for solver in [Solver::Hals, Solver::Mu, Solver::Anls] {
+        let p = NmfParams {
+            k: 5,
+            solver,
+            init: InitMethod::Random,
+            compress: Compress::On {
+                oversample: 10,
+                power_iters: 2,
+            },
+            polish: 5,
+            tol: 0.0,
+            max_iter: 30,
+            ..Default::default()
+        }
+        .check()
+        .unwrap();
+        let (dense, sparse) = fit_both::<f64>(&x, &p);
+        assert_eq!(sparse.stats.sketch_rank, 15, "{solver:?}");
+        assert_eq!(sparse.stats.compressed_iters, dense.stats.compressed_iters);
+        assert_eq!(sparse.n_iter, dense.n_iter);
+        let (da, dc) = (
+            rel_diff(sparse.model.components(), dense.model.components()),
+            rel_diff(sparse.codes(), dense.codes()),
+        );
+        assert!(da < 1e-9 && dc < 1e-9, "{solver:?}: atoms {da:e}, codes {dc:e}");
+        assert!((sparse.rel_error - dense.rel_error).abs() < 1e-9);
+    }
+    // Very sparse data: l·(m + n) > 5·nnz, `auto` runs the plain solver (no sketch) and gives
+    // the uncompressed fit's bits.
+    let thin = sparse_planted(120, 60, 5, 0.97, 10);
+    let xs = Csr::from_dense(thin.as_ref()).unwrap();
+    assert!(!compress::pays_sparse(15, 60, 120, xs.nnz()));
+    let auto = NmfParams {
+        k: 5,
+        compress: Compress::Auto {
+            oversample: 10,
+            power_iters: 1,
+        },
+        init: InitMethod::Random,
+        max_iter: 20,
+        ..Default::default()
+    };
+    let plain = NmfParams {
+        compress: Compress::Off,
+        ..auto.clone()
+    };
+    let a = factorize_csr(&xs, &auto.check().unwrap(), None, &mut Silent).unwrap();
+    let b = factorize_csr(&xs, &plain.check().unwrap(), None, &mut Silent).unwrap();
+    assert_eq!(a.stats.sketch_rank, 0);
+    assert_eq!(a.model.components(), b.model.components());
 }
