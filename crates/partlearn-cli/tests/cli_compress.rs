@@ -219,3 +219,58 @@ fn fashion_mnist_compressed_hals_within_0_3_percent_of_plain() {
     // Within 0.3 % above plain HALS (ending lower is fine).
     assert!(comp <= 1.003 * plain, "compressed {comp} against plain {plain}");
 }
+
+/// Sparse data are sketched by SpMM: `--compress on` records the sketch on an `.npz`, and
+/// `auto` leaves data too sparse for the sketch to pay uncompressed.
+#[test]
+fn sparse_data_are_compressed_where_it_pays() {
+    let dir = temp_dir("compress-sparse");
+    let (dense, thin) = (dir.join("dense.npz"), dir.join("thin.npz"));
+    for (f, density) in [(&dense, "0.5"), (&thin, "0.01")] {
+        assert_ok(&run(&[
+            "data",
+            "generate",
+            "topics",
+            "--docs",
+            "2000",
+            "--terms",
+            "200",
+            "--density",
+            density,
+            "--topics",
+            "4",
+            "--seed",
+            "1",
+            "--out",
+            s(f),
+        ]));
+    }
+    for (data, mode, rank) in [(&dense, "on", 15), (&dense, "auto", 15), (&thin, "auto", 0)] {
+        let out = dir.join(format!("run-{mode}-{rank}"));
+        let o = run(&[
+            "fit",
+            "nmf",
+            "--data",
+            s(data),
+            "-k",
+            "5",
+            "--init",
+            "random",
+            "--compress",
+            mode,
+            "--oversample",
+            "10",
+            "--polish",
+            "3",
+            "--max-iter",
+            "20",
+            "--quiet",
+            "--out",
+            s(&out),
+        ]);
+        assert_ok(&o);
+        let r = read_json(&out.join("run.json"));
+        assert_eq!(r["part"]["stats"]["sketch_rank"], rank, "{mode} on {data:?}: {r}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -274,7 +274,7 @@ fn compressed_fits_of_sparse_data_equal_the_dense_ones_and_auto_falls_back_when_
         assert!(da < 1e-9 && dc < 1e-9, "{solver:?}: atoms {da:e}, codes {dc:e}");
         assert!((sparse.rel_error - dense.rel_error).abs() < 1e-9);
     }
-    // Very sparse data: l·(m + n) > 5·nnz, `auto` runs the plain solver (no sketch) and gives
+    // Very sparse data: l·(m + n) > nnz, `auto` runs the plain solver (no sketch) and gives
     // the uncompressed fit's bits.
     let thin = sparse_planted(120, 60, 5, 0.97, 10);
     let xs = Csr::from_dense(thin.as_ref()).unwrap();
