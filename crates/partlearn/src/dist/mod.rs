@@ -295,6 +295,11 @@ impl<'a> Part<'a> {
         self.comm.size() > 1
     }
 
+    /// Whether the samples are split over processes (`rows > 1`).
+    pub fn splits_samples(&self) -> bool {
+        self.is_distributed() && self.grid.rows > 1
+    }
+
     /// Whether the features are split (a 2-D grid, `cols > 1`).
     pub fn splits_features(&self) -> bool {
         self.grid.cols > 1
@@ -317,7 +322,7 @@ impl<'a> Part<'a> {
     /// Sums `buf` over the processes of this grid column: those holding the same features and
     /// the other samples (every process on a 1-D grid; the codes' terms `T`, `R`, penalties).
     pub fn sum_samples(&self, buf: &mut [f64]) {
-        if !self.is_distributed() || self.grid.rows == 1 {
+        if !self.splits_samples() {
             return;
         }
         if self.grid.cols == 1 {
@@ -373,7 +378,7 @@ impl<'a> Part<'a> {
 
     /// Sums the matrix `a` over the grid column ([`Part::sum_samples`]) in place, in f64.
     pub(crate) fn sum_mat_samples<T: Real>(&self, a: &mut Mat<T>) {
-        if self.is_distributed() && self.grid.rows > 1 {
+        if self.splits_samples() {
             self.sum_mat_with(a, |b| self.sum_samples(b));
         }
     }

@@ -246,7 +246,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
     /// process's block (nothing in one process: same bits as before).
     fn reduce(&self, mats: &mut [&mut Mat<T>], extra: &mut [f64], over_samples: bool) {
         let needed = if over_samples {
-            self.part.is_distributed() && self.part.grid.rows > 1
+            self.part.splits_samples()
         } else {
             self.part.splits_features()
         };
@@ -533,7 +533,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
                 if let Ok(s) = solved {
                     self.nnls_rounds += s.rounds as u64;
                     let spread = if codes {
-                        self.part.is_distributed() && self.part.grid.rows > 1
+                        self.part.splits_samples()
                     } else {
                         self.part.splits_features()
                     };

@@ -235,96 +235,92 @@ impl<T: Real> NmfModel<T> {
     pub(crate) fn encode_cross(&self, mut p: Mat<T>, h0: Option<Mat<T>>, par: Par) -> Mat<T> {
         let (k, n) = (self.k(), p.ncols());
         let enc = self.spec.encode;
-        {
-            let warm = h0.is_some();
-            let mut h = h0.unwrap_or_else(|| Mat::zeros(k, n));
-            let mut q = Mat::<T>::zeros(k, k);
-            linalg::gram(q.as_mut(), self.wt.as_ref(), par);
-            let pen = self.spec.codes_penalty;
-            if enc.method == EncodeMethod::Exact {
-                // min ½hᵀQh − hᵀp + l1·Σh + ½l2‖h‖²: NNLS with Q + l2·I and p − l1.
-                for i in 0..k {
-                    q[(i, i)] = q[(i, i)] + T::from_f64(pen.l2);
-                }
-                if pen.l1 != 0.0 {
-                    let l1 = T::from_f64(pen.l1);
-                    super::beta::for_cols(p.as_mut(), !matches!(par, Par::Seq), |_, col| {
-                        col.iter_mut().for_each(|v| *v = *v - l1)
-                    });
-                }
-                // Errors only come from non-finite inputs, excluded by `check_data`.
-                let _ = linalg::nnls::solve_gram(
-                    q.as_ref(),
-                    p.as_ref(),
-                    h.as_mut(),
-                    warm,
-                    &linalg::nnls::NnlsOptions::default(),
-                    par,
-                );
-                return h;
+        let warm = h0.is_some();
+        let mut h = h0.unwrap_or_else(|| Mat::zeros(k, n));
+        let mut q = Mat::<T>::zeros(k, k);
+        linalg::gram(q.as_mut(), self.wt.as_ref(), par);
+        let pen = self.spec.codes_penalty;
+        if enc.method == EncodeMethod::Exact {
+            // min ½hᵀQh − hᵀp + l1·Σh + ½l2‖h‖²: NNLS with Q + l2·I and p − l1.
+            for i in 0..k {
+                q[(i, i)] = q[(i, i)] + T::from_f64(pen.l2);
             }
-            let rule = SweepRule {
-                max_sweeps: enc.max_iter,
-                delta: 0.0,
-                tol: enc.tol,
-                floor: 0.0,
-            };
-            cd::sweep(
-                h.as_mut(),
+            if pen.l1 != 0.0 {
+                let l1 = T::from_f64(pen.l1);
+                super::beta::for_cols(p.as_mut(), !matches!(par, Par::Seq), |_, col| {
+                    col.iter_mut().for_each(|v| *v = *v - l1)
+                });
+            }
+            // Errors only come from non-finite inputs, excluded by `check_data`.
+            let _ = linalg::nnls::solve_gram(
                 q.as_ref(),
                 p.as_ref(),
-                pen.l1,
-                pen.l2,
-                rule,
-                !matches!(par, Par::Seq),
+                h.as_mut(),
+                warm,
+                &linalg::nnls::NnlsOptions::default(),
+                par,
             );
-            h
+            return h;
         }
+        let rule = SweepRule {
+            max_sweeps: enc.max_iter,
+            delta: 0.0,
+            tol: enc.tol,
+            floor: 0.0,
+        };
+        cd::sweep(
+            h.as_mut(),
+            q.as_ref(),
+            p.as_ref(),
+            pen.l1,
+            pen.l2,
+            rule,
+            !matches!(par, Par::Seq),
+        );
+        h
     }
 
     /// The β ≠ 2 encode of [`Self::encode_columns`] (codes-only multiplicative updates).
     fn encode_beta(&self, xt: XRef<'_, T>, h0: Option<Mat<T>>, par: Par) -> Mat<T> {
         let (k, n) = (self.k(), xt.ncols());
         let enc = self.spec.encode;
-        {
-            let h = h0.unwrap_or_else(|| {
-                let v0 = T::from_f64((xt.mean() / k as f64).sqrt().max(1e-12));
-                Mat::from_fn(k, n, |_, _| v0)
-            });
-            let mut f = Factors {
-                wt: self.wt.clone(),
-                h,
-            };
-            let mut mu: Box<dyn Iterate<T>> = match xt {
-                XRef::Dense(xt) => {
-                    let mut mu = BetaMu::new(
-                        xt,
-                        k,
-                        self.spec.beta_loss,
-                        self.spec.codes_penalty,
-                        Penalty::default(),
-                        par,
-                    );
-                    mu.codes_only = true;
-                    Box::new(mu)
-                }
-                XRef::Sparse(s) => {
-                    let mut mu = SparseKl::new(s, k, self.spec.codes_penalty, Penalty::default(), par);
-                    mu.codes_only = true;
-                    Box::new(mu)
-                }
-            };
-            let mut prev = mu.initial(&mut f).objective;
-            let first = prev;
-            for _ in 0..enc.max_iter {
-                let cur = mu.iterate(&mut f).objective;
-                if !(first > 0.0) || (prev - cur) / first < enc.tol {
-                    break;
-                }
-                prev = cur;
+        let h = h0.unwrap_or_else(|| {
+            let v0 = T::from_f64((xt.mean() / k as f64).sqrt().max(1e-12));
+            Mat::from_fn(k, n, |_, _| v0)
+        });
+        let mut f = Factors {
+            wt: self.wt.clone(),
+            h,
+        };
+        let mut mu: Box<dyn Iterate<T>> = match xt {
+            XRef::Dense(xt) => {
+                let mut mu = BetaMu::new(
+                    xt,
+                    k,
+                    self.spec.beta_loss,
+                    self.spec.codes_penalty,
+                    Penalty::default(),
+                    par,
+                );
+                mu.codes_only = true;
+                Box::new(mu)
             }
-            f.h
+            XRef::Sparse(s) => {
+                let mut mu = SparseKl::new(s, k, self.spec.codes_penalty, Penalty::default(), par);
+                mu.codes_only = true;
+                Box::new(mu)
+            }
+        };
+        let mut prev = mu.initial(&mut f).objective;
+        let first = prev;
+        for _ in 0..enc.max_iter {
+            let cur = mu.iterate(&mut f).objective;
+            if !(first > 0.0) || (prev - cur) / first < enc.tol {
+                break;
+            }
+            prev = cur;
         }
+        f.h
     }
 }
 
