@@ -390,6 +390,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         paired: a.paired,
         compress: a.compress.setting(),
         polish: a.compress.polish,
+        compress_samples: a.compress.compress_samples,
     };
     let r = bench_nmf(&data, &opts)?;
     if a.json {
@@ -477,21 +478,37 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             })
             .collect();
         if s.sketch_rank == 0 {
-            println!(
+            outln!(
                 "{}: compression does not pay here (auto ran the plain solver)",
                 s.solver
             );
         } else {
-            println!(
-                "{}: sketch l = {}{} in {:.2} s, {} compressed + {} polish iterations; time to rel. error against the plain run: {}",
-                s.solver,
-                s.sketch_rank,
-                if s.sketch_exact { " (exact basis, from the NNDSVD start's eigendecomposition)" } else { "" },
-                s.sketch_seconds,
-                s.compressed_iters,
-                s.polish_iters,
-                if ratios.is_empty() { "—".to_string() } else { ratios.join(", ") }
-            );
+            let ratios = if ratios.is_empty() {
+                "—".to_string()
+            } else {
+                ratios.join(", ")
+            };
+            if s.warm_samples > 0 {
+                outln!(
+                    "{}: sketch l = {}, {} compressed iterations on {} random samples in {:.2} s, then {} exact iterations on all; time to rel. error against the plain run: {ratios}",
+                    s.solver,
+                    s.sketch_rank,
+                    s.warm_iters,
+                    s.warm_samples,
+                    s.warm_seconds,
+                    s.iterations,
+                );
+            } else {
+                outln!(
+                    "{}: sketch l = {}{} in {:.2} s, {} compressed + {} polish iterations; time to rel. error against the plain run: {ratios}",
+                    s.solver,
+                    s.sketch_rank,
+                    if s.sketch_exact { " (exact basis, from the NNDSVD start's eigendecomposition)" } else { "" },
+                    s.sketch_seconds,
+                    s.compressed_iters,
+                    s.polish_iters,
+                );
+            }
         }
     }
     for s in &r.solvers {

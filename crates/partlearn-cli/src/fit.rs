@@ -132,7 +132,7 @@ pub enum CompressMode {
 /// The flags of compressed NMF (`fit nmf`, `bench nmf`).
 #[derive(Args, Debug, Clone)]
 pub struct CompressArgs {
-    /// Iterate on a sketch of the data (l = k + oversample columns: the exact leading singular subspace with an NNDSVD start, else a randomized range finder) for both factors, with the exact error every 10 iterations, then --polish exact iterations; auto = only where it pays (l·(n_samples + n_features) ≤ n_samples·n_features/2). Alone, --compress means on.
+    /// Iterate on a sketch of the data (l = k + oversample columns: the exact leading singular subspace with an NNDSVD start, else a randomized range finder) for both factors, with the exact error every 10 iterations, then --polish exact iterations; on many samples the compressed iterations run on a subset (see --compress-samples); auto = only where it pays (l·(n_samples + n_features) ≤ n_samples·n_features/2). Alone, --compress means on.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "on", default_value = "off")]
     pub compress: CompressMode,
     /// With --compress: columns of the sketch beyond k.
@@ -141,9 +141,24 @@ pub struct CompressArgs {
     /// With --compress: power iterations of the range finder (each costs two passes over the data).
     #[arg(long, default_value_t = nmf::compress::DEFAULT_POWER_ITERS)]
     pub power_iters: usize,
-    /// With --compress: exact iterations after the compressed ones (within --max-iter).
+    /// With --compress: exact iterations after the compressed ones (within --max-iter; not with a warm start on a subset, see --compress-samples).
     #[arg(long, default_value_t = NmfParams::default().polish)]
     pub polish: usize,
+    /// With --compress on dense data with many samples: run the compressed iterations on a random subset of this many samples, then exact iterations on all samples from the start they give (--max-iter and --tol as in a plain fit). auto: 100·k samples when the data have at least 4 times as many; off: compressed iterations on all samples, then --polish.
+    #[arg(long, value_name = "N|auto|off", default_value = "auto", value_parser = parse_compress_samples)]
+    pub compress_samples: nmf::CompressSamples,
+}
+
+/// `--compress-samples`: `auto`, `off` or a sample count.
+fn parse_compress_samples(s: &str) -> std::result::Result<nmf::CompressSamples, String> {
+    match s {
+        "auto" => Ok(nmf::CompressSamples::Auto),
+        "off" => Ok(nmf::CompressSamples::Off),
+        _ => s
+            .parse::<usize>()
+            .map(nmf::CompressSamples::Count)
+            .map_err(|_| format!("expected auto, off or a number of samples, got '{s}'")),
+    }
 }
 
 impl CompressArgs {

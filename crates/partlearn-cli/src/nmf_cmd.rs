@@ -25,7 +25,7 @@ pub const DEFAULT_MAX_ITER: usize = 200;
 
 /// Flags (argument ids) a resumed fit cannot honour: its options are the checkpoint's. clap
 /// refuses them next to --resume, so they are never silently ignored.
-pub const RESUME_CONFLICTS: [&str; 22] = [
+pub const RESUME_CONFLICTS: [&str; 23] = [
     "k",
     "solver",
     "beta_loss",
@@ -46,6 +46,7 @@ pub const RESUME_CONFLICTS: [&str; 22] = [
     "oversample",
     "power_iters",
     "polish",
+    "compress_samples",
     "seed",
     "dtype",
 ];
@@ -99,6 +100,7 @@ pub(crate) fn nmf_params(a: &NmfArgs, solver: Solver) -> NmfParams {
         },
         compress: a.compress.setting(),
         polish: a.compress.polish,
+        compress_samples: a.compress.compress_samples,
         ..Default::default()
     }
 }

@@ -165,6 +165,27 @@ fn nmf_fit_t<'py, T: Float>(
     }
 }
 
+/// `compress_samples`: `None` or `"auto"`, `"off"`, or a number of samples.
+fn parse_compress_samples(v: Option<&Bound<'_, PyAny>>) -> PyResult<nmf::CompressSamples> {
+    let Some(v) = v else {
+        return Ok(nmf::CompressSamples::Auto);
+    };
+    if let Ok(s) = v.extract::<String>() {
+        return match s.as_str() {
+            "auto" => Ok(nmf::CompressSamples::Auto),
+            "off" => Ok(nmf::CompressSamples::Off),
+            _ => Err(PyValueError::new_err(format!(
+                "invalid compress_samples = {s:?}: use 'auto', 'off' or a number of samples"
+            ))),
+        };
+    }
+    v.extract::<usize>()
+        .map(nmf::CompressSamples::Count)
+        .map_err(|_| {
+            PyValueError::new_err("invalid compress_samples: use 'auto', 'off' or a number of samples")
+        })
+}
+
 /// Fits an NMF of `x` (`n_samples × n_features`, float32 or float64, any memory order; the
 /// factors have the dtype of `x`). Returns a dict: `codes` (W), `components` (H), `history`,
 /// `n_iter`, `stop_reason`, `warnings`, `objective`, `reconstruction_err`, `rel_error`,
@@ -174,8 +195,8 @@ fn nmf_fit_t<'py, T: Float>(
     x, *, n_components, solver = "hals", beta_loss = 2.0, init = "auto", max_iter = 200,
     tol = 1e-4, max_seconds = None, alpha_w = 0.0, alpha_h = None, l1_ratio = 0.0, seed = 0,
     threads = 1, extrapolate = true, compress = None, oversample = nmf::compress::DEFAULT_OVERSAMPLE,
-    power_iters = nmf::compress::DEFAULT_POWER_ITERS, polish = 10, w_init = None, h_init = None,
-    callback = None
+    power_iters = nmf::compress::DEFAULT_POWER_ITERS, polish = 10, compress_samples = None,
+    w_init = None, h_init = None, callback = None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn nmf_fit<'py>(
@@ -198,6 +219,7 @@ pub fn nmf_fit<'py>(
     oversample: usize,
     power_iters: usize,
     polish: usize,
+    compress_samples: Option<&Bound<'py, PyAny>>,
     w_init: Option<&Bound<'py, PyAny>>,
     h_init: Option<&Bound<'py, PyAny>>,
     callback: Option<Py<PyAny>>,
@@ -232,7 +254,8 @@ pub fn nmf_fit<'py>(
         .threads(threads)
         .extrapolate(extrapolate)
         .compress(compress)
-        .polish(polish);
+        .polish(polish)
+        .compress_samples(parse_compress_samples(compress_samples)?);
     match Sparse::extract(x)? {
         Some(Sparse::F32(c)) => return nmf_fit_t(py, Input::Sparse(&c), &params, w_init, h_init, callback),
         Some(Sparse::F64(c)) => return nmf_fit_t(py, Input::Sparse(&c), &params, w_init, h_init, callback),

@@ -257,7 +257,14 @@ class NMF(_BaseNMF):
     power_iters : int, default=2
         With ``compress``: power iterations of the range finder (at most 10).
     polish : int, default=10
-        With ``compress``: exact iterations after the compressed ones (within ``max_iter``).
+        With ``compress``: exact iterations after the compressed ones (within ``max_iter``; not
+        with a warm start on a subset, see ``compress_samples``).
+    compress_samples : "auto", "off" or int, default="auto"
+        With ``compress`` on dense data with many samples: the compressed iterations run on a
+        random subset of this many samples, and give the start of exact iterations on all
+        samples (``max_iter`` and ``tol`` then apply as in a plain fit). "auto": ``100 ·
+        n_components`` samples when the data have at least 4 times as many; "off": compressed
+        iterations on all samples, then ``polish``.
 
     Attributes
     ----------
@@ -309,6 +316,7 @@ class NMF(_BaseNMF):
         "oversample": [Interval(Integral, 0, None, closed="left")],
         "power_iters": [Interval(Integral, 0, None, closed="left")],
         "polish": [Interval(Integral, 0, None, closed="left")],
+        "compress_samples": [StrOptions({"auto", "off"}), Interval(Integral, 1, None, closed="left")],
     }
 
     _missing_entries = True
@@ -336,6 +344,7 @@ class NMF(_BaseNMF):
         oversample=100,
         power_iters=2,
         polish=10,
+        compress_samples="auto",
     ):
         self.n_components = n_components
         self.init = init
@@ -356,6 +365,7 @@ class NMF(_BaseNMF):
         self.oversample = oversample
         self.power_iters = power_iters
         self.polish = polish
+        self.compress_samples = compress_samples
 
     @classmethod
     def _params_from_run(cls, options):
@@ -381,6 +391,8 @@ class NMF(_BaseNMF):
             "extrapolate": bool(o.get("extrapolate", True)),
             "polish": int(o.get("polish", 10)),
         }
+        samples = o.get("compress_samples", "auto")
+        params["compress_samples"] = int(samples["count"]) if isinstance(samples, dict) else samples
         compress = o.get("compress", "off")
         if isinstance(compress, dict):
             (mode, sketch), = compress.items()
@@ -454,6 +466,7 @@ class NMF(_BaseNMF):
             oversample=int(self.oversample),
             power_iters=int(self.power_iters),
             polish=int(self.polish),
+            compress_samples=self.compress_samples if isinstance(self.compress_samples, str) else int(self.compress_samples),
             w_init=W,
             h_init=H,
             callback=_verbose_callback(self.verbose, self.callback),

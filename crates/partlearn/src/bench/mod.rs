@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::linalg;
-use crate::nmf::{self, Compress, InitMethod, NmfParams, Solver};
+use crate::nmf::{self, Compress, CompressSamples, InitMethod, NmfParams, Solver};
 use crate::real::Real;
 use crate::rng::Rng;
 
@@ -125,6 +125,14 @@ pub struct SolverBench {
     pub compressed_iters: usize,
     /// Compressed runs: exact iterations after the compressed ones.
     pub polish_iters: usize,
+    /// Compressed runs with a warm start on a subset ([`crate::nmf::compress::samples`]): its
+    /// samples (0 for none), iterations and seconds (inside `init_seconds`); `iterations` are
+    /// then all exact.
+    pub warm_samples: usize,
+    /// See `warm_samples`.
+    pub warm_iters: usize,
+    /// See `warm_samples`.
+    pub warm_seconds: f64,
 }
 
 /// The whole report.
@@ -178,6 +186,8 @@ pub struct NmfBenchOptions {
     pub compress: Compress,
     /// Exact iterations after the compressed ones (within `max_iter`).
     pub polish: usize,
+    /// The warm start of compressed runs on a subset of the samples.
+    pub compress_samples: CompressSamples,
 }
 
 /// Iterations in each of [`SolverBench::paired_ratio_first`] and `paired_ratio_last`.
@@ -450,13 +460,13 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
         max_iter: o.max_iter,
         compress: o.compress,
         polish: o.polish,
+        compress_samples: o.compress_samples,
         ..Default::default()
     };
-    let l = probe
-        .check()?
-        .resolve(data.n_samples(), data.n_features())?
-        .sketch
-        .map(|(l, _)| l);
+    let planned = probe.check()?.resolve(data.n_samples(), data.n_features())?;
+    let l = planned.sketch.map(|(l, _)| l);
+    // With a warm start on a subset, every recorded iteration is exact.
+    let warm = planned.subsample.is_some();
     let gemms = gemm_timings(data, o.k, o.threads, l)?;
     let sec = |name: &str| gemms.iter().find(|g| g.name == name).map_or(0.0, |g| g.seconds);
     // Seconds of one column of (WᵀW)H: 2k² flops, the work of one column sweep.
@@ -475,7 +485,7 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
         })
         .collect();
     for &(solver, compress) in &runs {
-        let compressing = compress != Compress::Off && l.is_some();
+        let compressing = compress != Compress::Off && l.is_some() && !warm;
         let last_compressed = o.max_iter.saturating_sub(o.polish);
         let opts = NmfParams {
             k: o.k,
@@ -490,6 +500,7 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
             threads: o.threads,
             compress,
             polish: o.polish,
+            compress_samples: o.compress_samples,
             ..Default::default()
         };
         // Paired: the iteration's products timed once after every iteration (outside the
@@ -591,6 +602,9 @@ pub fn bench_nmf<T: Real>(data: &Dataset<T>, o: &NmfBenchOptions) -> Result<NmfB
             sketch_exact: fit.stats.sketch_exact,
             compressed_iters: fit.stats.compressed_iters as usize,
             polish_iters: fit.stats.polish_iters as usize,
+            warm_samples: fit.stats.warm_samples,
+            warm_iters: fit.stats.warm_iters as usize,
+            warm_seconds: fit.stats.warm_seconds,
         });
     }
     Ok(NmfBenchReport {

@@ -101,6 +101,7 @@ fn check_resume<T: Real>(input: NmfInput<'_, T>, p: &NmfParams, at: usize) {
     assert_eq!(bits(resumed.codes()), bits(whole.codes()), "{what}");
     let untimed = |s: FitStats| FitStats {
         sketch_seconds: 0.0,
+        warm_seconds: 0.0,
         ..s
     };
     assert_eq!(untimed(resumed.stats), untimed(whole.stats), "{what}");
@@ -208,6 +209,24 @@ fn a_compressed_fit_resumes_in_either_phase() {
         for at in [10, 26] {
             check_resume(NmfInput::Dense(x.as_ref()), &p, at);
         }
+    }
+}
+
+#[test]
+fn a_compressed_fit_with_a_warm_start_on_a_subset_resumes_without_redoing_it() {
+    let x = planted::<f64>(600, 40, 4, 0.0, 9);
+    let p = NmfParams {
+        compress: Compress::On {
+            oversample: 6,
+            power_iters: 1,
+        },
+        compress_samples: crate::nmf::CompressSamples::Count(100),
+        max_iter: 20,
+        ..base(Solver::Hals, 2.0)
+    };
+    // The warm start's statistics travel in the checkpoint.
+    for at in [1, 7] {
+        check_resume(NmfInput::Dense(x.as_ref()), &p, at);
     }
 }
 

@@ -38,6 +38,7 @@ use faer::{Mat, MatRef};
 use serde::{Deserialize, Serialize};
 
 pub use checkpoint::{factorize_checkpointed, resume, NmfCheckpoint, NmfInput};
+pub use compress::samples::CompressSamples;
 pub use compress::Compress;
 pub use init::CustomInit;
 pub use masked::{factorize_masked, factorize_masked_with, Mask};
@@ -123,6 +124,16 @@ pub struct FitStats {
     /// converged after its polish).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub compressed_converged: bool,
+    /// Compression: samples of the warm start ([`compress::samples`]; 0 for none).
+    #[serde(default)]
+    pub warm_samples: usize,
+    /// Compression: iterations of the warm start on its samples (not counted in `n_iter`).
+    #[serde(default)]
+    pub warm_iters: u64,
+    /// Compression: seconds of the warm start (its sketch, iterations and the codes of all
+    /// samples; inside the initialization's time).
+    #[serde(default)]
+    pub warm_seconds: f64,
     /// Online NMF ([`online`]): mini-batch steps run (scikit-learn's `n_steps_`).
     #[serde(default)]
     pub batches: u64,
@@ -287,6 +298,12 @@ pub(crate) fn factorize_csr_impl<T: Real>(
             v.sketch = None;
         }
     }
+    if v.subsample.is_some() {
+        opts.compress_samples.refuse_count(
+            "the warm start on a subset of the samples is for dense data (on sparse data the SpMMs already cost O(nnz·k)); use `compress_samples = off`",
+        )?;
+        v.subsample = None;
+    }
     if v.sketch.is_some() && opts.beta_loss != 2.0 {
         return Err(crate::Error::invalid(
             "compress",
@@ -362,9 +379,17 @@ fn fit_columns<T: Real>(
     // Compression with an NNDSVD start on data whose smaller side is small: the start's
     // eigendecomposition gives the sketch's exact basis too ([`compress::Sketch::from_svd`]).
     let t = Instant::now();
+    // Compression on many samples: the compressed iterations run on a subset, and give the
+    // start of exact iterations on all samples ([`compress::samples`]).
+    let warm = match (v.subsample, x.dense()) {
+        (Some(s), Some(xd)) if redo_start => Some(compress::samples::warm_start(xd, v, s, &mut rng, par)?),
+        _ => None,
+    };
+    let sketch_all = v.sketch.filter(|_| v.subsample.is_none());
     let exact_basis = match (v.sketch, x.dense()) {
         (Some((l, _)), Some(xd))
             if redo_start
+                && warm.is_none()
                 && matches!(
                     v.init,
                     InitMethod::Nndsvd | InitMethod::Nndsvda | InitMethod::Nndsvdar
@@ -376,7 +401,11 @@ fn fit_columns<T: Real>(
         _ => None,
     };
     let svd_seconds = t.elapsed().as_secs_f64();
-    let mut factors = if redo_start {
+    let mut stats_warm = None;
+    let mut factors = if let Some(w) = warm {
+        stats_warm = Some((w.iters, t.elapsed().as_secs_f64()));
+        w.factors
+    } else if redo_start {
         init::initialize_part(x, v, custom, exact_basis.as_ref(), &mut rng, par, part)?
     } else {
         init::Factors {
@@ -398,30 +427,24 @@ fn fit_columns<T: Real>(
         warnings.push(Warning::MuKeepsNndsvdZeros);
     }
     let mut stats = ck.from.map_or_else(FitStats::default, |f| f.meta.stats);
+    if let (Some((iters, seconds)), Some(samples), Some((l, _))) = (stats_warm, v.subsample, v.sketch) {
+        (stats.warm_samples, stats.warm_iters, stats.warm_seconds) = (samples, iters as u64, seconds);
+        stats.sketch_rank = l;
+    }
     let mut saver = ck
         .save
         .map(|path| Saver::new(path, o, T::NAME, print, ck.from, part));
+    if let Some(sv) = saver.as_mut() {
+        sv.meta.stats = stats;
+    }
     let resume = ck.from.map(Saver::resume_of).unwrap_or_default();
     let clock = Clock::since(start).with_offset(ck.from.map_or(0.0, |f| f.meta.seconds));
     let outcome = if o.beta_loss == 2.0 {
-        let rule = match o.solver {
-            Solver::Hals => frobenius::Rule::Hals {
-                inner_codes: v.inner_max_codes,
-                inner_atoms: v.inner_max_atoms,
-                delta: o.hals_inner_delta,
-            },
-            Solver::Mu => frobenius::Rule::Mu,
-            Solver::Anls => frobenius::Rule::Anls,
-        };
-        let mut s =
-            frobenius::GramSolver::new(x, o.k, rule, v.codes_penalty, v.atoms_penalty, par).with_part(part);
-        if o.extrapolate {
-            s = s.with_extrapolation();
-        }
+        let mut s = gram_solver(x, v, par, part);
         if let Some(from) = ck.from {
             fit_loop::Iterate::set_state(&mut s, &from.meta.solver)?;
         }
-        let out = match v.sketch {
+        let out = match sketch_all {
             Some((l, q)) => {
                 if redo_start {
                     let t = Instant::now();
@@ -522,6 +545,31 @@ fn fit_columns<T: Real>(
         seconds: clock.total(),
         stats,
     })
+}
+
+/// The Frobenius solver of `v` on `x` (HALS, MU or ANLS; extrapolated when asked).
+pub(crate) fn gram_solver<'a, T: Real>(
+    x: XRef<'a, T>,
+    v: &options::Resolved,
+    par: faer::Par,
+    part: Part<'a>,
+) -> frobenius::GramSolver<'a, T> {
+    let o = &v.opts;
+    let rule = match o.solver {
+        Solver::Hals => frobenius::Rule::Hals {
+            inner_codes: v.inner_max_codes,
+            inner_atoms: v.inner_max_atoms,
+            delta: o.hals_inner_delta,
+        },
+        Solver::Mu => frobenius::Rule::Mu,
+        Solver::Anls => frobenius::Rule::Anls,
+    };
+    let s = frobenius::GramSolver::new(x, o.k, rule, v.codes_penalty, v.atoms_penalty, par).with_part(part);
+    if o.extrapolate {
+        s.with_extrapolation()
+    } else {
+        s
+    }
 }
 
 /// Where a compressed fit starts: fresh, or from a checkpoint taken in either phase.

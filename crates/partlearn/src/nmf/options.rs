@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::compress::samples::CompressSamples;
 use super::compress::Compress;
 use crate::engine::StopRules;
 use crate::error::{Error, Result};
@@ -179,6 +180,9 @@ pub struct NmfParams {
     /// Compressed (randomized) iterations for the Frobenius solvers (HALS, MU, ANLS), see
     /// [`super::compress`]; default off.
     pub compress: Compress,
+    /// With compression: the warm start on a random subset of the samples
+    /// ([`super::compress::samples`]); default `Auto`.
+    pub compress_samples: CompressSamples,
     /// With compression: exact iterations on `X` after the compressed ones (the compressed
     /// phase gets at most `max_iter − polish`); default 10.
     pub polish: usize,
@@ -205,6 +209,7 @@ impl Default for NmfParams {
             threads: 1,
             encode: EncodeOptions::default(),
             compress: Compress::Off,
+            compress_samples: CompressSamples::Auto,
             polish: 10,
         }
     }
@@ -292,8 +297,16 @@ impl ValidNmfParams {
             ));
         }
         let sketch = o.compress.plan(o.k, n_features, n_samples)?;
-        // (Only when compressing: `Auto` may fall back to the plain solver.)
-        if sketch.is_some() && o.polish >= o.max_iter {
+        let subsample = match sketch {
+            Some((l, _)) if o.init != InitMethod::Custom => o.compress_samples.plan(o.k, n_samples, l)?,
+            _ => {
+                o.compress_samples
+                    .refuse_count("the warm start on a subset runs only with compression on and a start of its own (not `init = custom`); use `compress_samples = off`")?;
+                None
+            }
+        };
+        // (Only when compressing all samples: `Auto` may fall back to the plain solver.)
+        if sketch.is_some() && subsample.is_none() && o.polish >= o.max_iter {
             return Err(Error::invalid(
                 "polish",
                 o.polish,
@@ -322,9 +335,38 @@ impl ValidNmfParams {
             inner_max_codes: o.hals_inner_max.unwrap_or_else(|| auto(rho_codes)),
             inner_max_atoms: o.hals_inner_max.unwrap_or_else(|| auto(rho_atoms)),
             sketch,
+            subsample,
             stop: self.stop,
             opts: o.clone(),
         })
+    }
+}
+
+impl Resolved {
+    /// The parameters of a compressed fit's warm start on `s` of its samples
+    /// ([`super::compress::samples`]): resolved for `s × m` (penalties and HALS's inner
+    /// repetitions follow the subset's size), the same sketch size, `max_iter` iterations (no
+    /// tolerance: the initial error of an NNDSVD-a start is far above the fit's, and the rule
+    /// relative to it would stop the warm start early; no time limit), no polish and no warm
+    /// start of its own.
+    pub(crate) fn for_warm_start(&self, s: usize, m: usize, max_iter: usize) -> Result<Resolved> {
+        let params = NmfParams {
+            compress_samples: CompressSamples::Off,
+            polish: 0,
+            max_iter,
+            max_seconds: None,
+            ..self.opts.clone()
+        };
+        let stop = StopRules {
+            max_iter,
+            tol: 0.0,
+            max_seconds: None,
+            ..self.stop
+        };
+        let mut v = ValidNmfParams { params, stop }.resolve(s, m)?;
+        v.sketch = self.sketch;
+        v.subsample = None;
+        Ok(v)
     }
 }
 
@@ -344,6 +386,8 @@ pub(crate) struct Resolved {
     /// Compression: the sketch's columns `l` and power iterations `q`, `None` for plain
     /// iterations (off, or `Auto` when it does not pay).
     pub sketch: Option<(usize, usize)>,
+    /// Compression: the samples of the warm start ([`super::compress::samples`]), `None` for none.
+    pub subsample: Option<usize>,
     pub stop: StopRules,
 }
 
@@ -366,6 +410,7 @@ params::setters!(NmfParams {
     threads: usize,
     encode: EncodeOptions,
     compress: Compress,
+    compress_samples: CompressSamples,
     polish: usize,
 });
 

@@ -38,6 +38,8 @@ use crate::linalg;
 use crate::real::Real;
 use crate::rng::Rng;
 
+pub mod samples;
+
 /// Whether and how an NMF fit compresses the data ([module doc](self)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -318,3 +318,138 @@ fn an_nndsvd_start_gives_the_sketch_its_exact_basis() {
     let utx = exact.u.transpose() * xt;
     assert!((&utx - &exact.b).norm_l2() <= 1e-9 * utx.norm_l2());
 }
+
+/// Compression with a warm start on `s` of the samples ([`samples`]).
+fn warm(k: usize, solver: Solver, s: usize) -> NmfParams {
+    compressed(k, solver).compress_samples(samples::CompressSamples::Count(s))
+}
+
+#[test]
+fn a_warm_start_on_a_subset_reaches_the_exact_fit_error_on_planted_low_rank_data() {
+    let x = planted(2000, 60, 5, 0.0, 7);
+    for solver in [Solver::Hals, Solver::Mu, Solver::Anls] {
+        let plain = NmfParams::new(5).solver(solver).tol(0.0).max_iter(300);
+        let exact = nmf::factorize(x.as_ref(), &plain.check().unwrap()).unwrap();
+        let fit = nmf::factorize(x.as_ref(), &warm(5, solver, 200).max_iter(300).check().unwrap()).unwrap();
+        // 12 · n / s iterations on the subset, then every iteration exact on all samples.
+        assert_eq!(fit.stats.warm_samples, 200);
+        assert_eq!(fit.stats.warm_iters, 120);
+        assert_eq!((fit.stats.compressed_iters, fit.stats.polish_iters), (0, 0));
+        assert_eq!((fit.n_iter, fit.history.len()), (300, 301));
+        assert_eq!(fit.stats.sketch_rank, 10);
+        // At or below the plain fit's error after as many exact iterations.
+        assert!(
+            fit.rel_error <= exact.rel_error + 1e-6,
+            "{solver:?}: warm-started {} against exact {}",
+            fit.rel_error,
+            exact.rel_error
+        );
+        // The start is already a fit of the subset's atoms: far below the plain start.
+        assert!(fit.history[0].rel_error < 0.1 * exact.history[0].rel_error);
+    }
+}
+
+#[test]
+fn a_warm_start_gives_the_same_bits_for_one_and_two_threads_and_follows_the_seed() {
+    let x = planted(3000, 120, 8, 0.2, 9);
+    let run = |threads: usize, seed: u64, init: InitMethod| {
+        let p = warm(8, Solver::Hals, 400)
+            .init(init)
+            .max_iter(6)
+            .threads(threads)
+            .seed(seed);
+        nmf::factorize(x.as_ref(), &p.check().unwrap()).unwrap()
+    };
+    let bits = |f: &NmfFit<f64>| -> Vec<u64> {
+        let a = f.model.components();
+        let mut v: Vec<u64> = (0..a.nrows())
+            .flat_map(|i| (0..a.ncols()).map(move |j| a[(i, j)].to_bits()))
+            .collect();
+        v.extend(f.history.iter().map(|r| r.objective.to_bits()));
+        v
+    };
+    for init in [InitMethod::Nndsvda, InitMethod::Random] {
+        let a = run(1, 3, init);
+        assert_eq!(a.stats.warm_samples, 400);
+        assert_eq!(bits(&a), bits(&run(2, 3, init)), "{init:?}");
+        assert_eq!(bits(&a), bits(&run(1, 3, init)), "{init:?}");
+        assert_ne!(bits(&a), bits(&run(1, 4, init)), "{init:?}");
+    }
+}
+
+#[test]
+fn auto_warms_up_on_many_samples_only_and_off_keeps_the_compressed_iterations() {
+    // k = 2: auto takes 200 samples where there are at least 800.
+    let p = |n_iter: usize| compressed(2, Solver::Hals).max_iter(n_iter).polish(2);
+    let many = planted(800, 30, 2, 0.1, 4);
+    let fit = nmf::factorize(many.as_ref(), &p(8).check().unwrap()).unwrap();
+    assert_eq!((fit.stats.warm_samples, fit.stats.warm_iters), (200, 48));
+    assert_eq!(fit.stats.compressed_iters, 0);
+    // Too few samples: the compressed iterations run on all of them, then the polish.
+    let few = planted(799, 30, 2, 0.1, 4);
+    let fit = nmf::factorize(few.as_ref(), &p(8).check().unwrap()).unwrap();
+    assert_eq!(fit.stats.warm_samples, 0);
+    assert_eq!((fit.stats.compressed_iters, fit.stats.polish_iters), (6, 2));
+    // Off: the same on many samples.
+    let off = p(8).compress_samples(samples::CompressSamples::Off);
+    let fit = nmf::factorize(many.as_ref(), &off.check().unwrap()).unwrap();
+    assert_eq!((fit.stats.warm_samples, fit.stats.compressed_iters), (0, 6));
+    // With a warm start `polish` does not bound max_iter.
+    let fit = nmf::factorize(many.as_ref(), &p(2).polish(5).check().unwrap()).unwrap();
+    assert_eq!((fit.n_iter, fit.stats.warm_samples), (2, 200));
+    // f32 and f64 agree.
+    let m32 = Mat::<f32>::from_fn(800, 30, |i, j| many[(i, j)] as f32);
+    let a = nmf::factorize(many.as_ref(), &p(20).check().unwrap()).unwrap();
+    let b = nmf::factorize(m32.as_ref(), &p(20).check().unwrap()).unwrap();
+    assert_eq!(b.stats.warm_samples, 200);
+    assert!(
+        (a.rel_error - b.rel_error).abs() < 1e-4,
+        "{} {}",
+        a.rel_error,
+        b.rel_error
+    );
+}
+
+#[test]
+fn a_warm_start_count_out_of_range_or_where_it_cannot_run_is_refused() {
+    let x = planted(500, 40, 3, 0.1, 2);
+    let msg = |p: NmfParams| match p.check().and_then(|v| nmf::factorize(x.as_ref(), &v)) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("accepted"),
+    };
+    // l = 3 + 5 = 8: the count must lie in (8, 500).
+    for s in [8, 500, 900] {
+        let e = msg(warm(3, Solver::Hals, s));
+        assert!(
+            e.contains("compress_samples") && e.contains("fewer than n_samples = 500"),
+            "{e}"
+        );
+    }
+    let e = msg(NmfParams::new(3).compress_samples(samples::CompressSamples::Count(100)));
+    assert!(
+        e.contains("compress_samples") && e.contains("compression on"),
+        "{e}"
+    );
+    let sparse = crate::data::Csr::<f64>::from_dense(x.as_ref()).unwrap();
+    let p = warm(3, Solver::Hals, 100).check().unwrap();
+    let e = nmf::factorize_csr(&sparse, &p, None, &mut crate::engine::Silent)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("compress_samples") && e.contains("dense data"), "{e}");
+    // Auto on sparse data: no warm start, the sketch as before.
+    let p = compressed(3, Solver::Hals)
+        .max_iter(12)
+        .polish(2)
+        .check()
+        .unwrap();
+    let big = planted(1500, 40, 3, 0.1, 2);
+    let fit = nmf::factorize_csr(
+        &crate::data::Csr::<f64>::from_dense(big.as_ref()).unwrap(),
+        &p,
+        None,
+        &mut crate::engine::Silent,
+    )
+    .unwrap();
+    assert_eq!((fit.stats.warm_samples, fit.stats.compressed_iters), (0, 10));
+}
