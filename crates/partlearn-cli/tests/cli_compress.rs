@@ -274,3 +274,156 @@ fn sparse_data_are_compressed_where_it_pays() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// On many samples `--compress` runs its compressed iterations on a random subset and then
+/// exact ones on all samples (`--compress-samples auto|off|N`, recorded in run.json); a count
+/// out of range is a one-line error naming the flag, and `bench nmf` reports the warm start.
+#[test]
+fn many_samples_warm_up_on_a_subset() {
+    let dir = temp_dir("compress-warm");
+    let data = dir.join("low.npy");
+    assert_ok(&run(&[
+        "data",
+        "generate",
+        "lowrank",
+        "--n",
+        "2000",
+        "--m",
+        "50",
+        "--k",
+        "5",
+        "--seed",
+        "1",
+        "--out",
+        s(&data),
+    ]));
+    let fit = |name: &str, extra: &[&str]| -> serde_json::Value {
+        let out = dir.join(name);
+        let o = fit_command("nmf", s(&data), &out)
+            .args([
+                "-k",
+                "5",
+                "--max-iter",
+                "12",
+                "--tol",
+                "0",
+                "--compress",
+                "--oversample",
+                "5",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_ok(&o);
+        read_json(&out.join("run.json"))["part"].clone()
+    };
+    // auto: 100·k = 500 samples where there are 2,000; 12·2000/500 = 48 iterations on them,
+    // then all 12 of --max-iter exact (no polish phase).
+    let auto = fit("auto", &[]);
+    assert_eq!(auto["options"]["compress_samples"], "auto");
+    let st = &auto["stats"];
+    assert_eq!(
+        (st["warm_samples"].as_u64(), st["warm_iters"].as_u64()),
+        (Some(500), Some(48))
+    );
+    assert_eq!(
+        (st["compressed_iters"].as_u64(), st["polish_iters"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(st["sketch_rank"], 10);
+    let count = fit("count", &["--compress-samples", "300"]);
+    assert_eq!(
+        count["options"]["compress_samples"],
+        serde_json::json!({"count": 300})
+    );
+    assert_eq!(
+        (
+            count["stats"]["warm_samples"].as_u64(),
+            count["stats"]["warm_iters"].as_u64()
+        ),
+        (Some(300), Some(80))
+    );
+    let off = fit("off", &["--compress-samples", "off", "--polish", "2"]);
+    assert_eq!(off["options"]["compress_samples"], "off");
+    assert_eq!(
+        (
+            off["stats"]["warm_samples"].as_u64(),
+            off["stats"]["compressed_iters"].as_u64()
+        ),
+        (Some(0), Some(10))
+    );
+    // Errors name the flag and the fix.
+    let bad = dir.join("bad");
+    let args = |v: &str| -> Vec<String> {
+        [
+            "fit",
+            "nmf",
+            "--data",
+            s(&data),
+            "-k",
+            "5",
+            "--compress",
+            "--oversample",
+            "5",
+            "--compress-samples",
+            v,
+            "--out",
+            s(&bad),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    };
+    for (v, keys) in [
+        (
+            "2000",
+            &["--compress-samples 2000", "fewer than n_samples = 2000"][..],
+        ),
+        (
+            "8",
+            &["--compress-samples 8", "more than the sketch's l = 10"][..],
+        ),
+        ("many", &["--compress-samples", "auto, off or a number"][..]),
+    ] {
+        let a = args(v);
+        let a: Vec<&str> = a.iter().map(|x| x.as_str()).collect();
+        assert_refused(&a, keys, &bad);
+    }
+    let o = run(&[
+        "fit",
+        "nmf",
+        "--data",
+        s(&data),
+        "-k",
+        "5",
+        "--compress-samples",
+        "300",
+        "--out",
+        s(&bad),
+    ]);
+    assert_user_error(&o, &["--compress-samples 300", "compression on"]);
+    // bench nmf: the compressed run's line names the warm start.
+    let o = run(&[
+        "bench",
+        "nmf",
+        "--data",
+        s(&data),
+        "-k",
+        "5",
+        "--max-iter",
+        "4",
+        "--solvers",
+        "hals",
+        "--compress",
+        "--oversample",
+        "5",
+        "--threads",
+        "1",
+    ]);
+    assert_ok(&o);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("48 compressed iterations on 500 random samples"),
+        "{text}"
+    );
+}
