@@ -294,3 +294,27 @@ def test_compress_errors_name_the_parameter():
     # auto falls back to the plain solver where the sketch does not pay.
     m = partlearn.NMF(3, compress="auto", max_iter=20, tol=0).fit(X)
     assert m._stats["sketch_rank"] == 0
+
+
+def test_compressed_fit_on_many_samples_warms_up_on_a_subset():
+    rng = np.random.RandomState(5)
+    X = rng.rand(2000, 4) @ rng.rand(4, 50) + 0.02 * rng.rand(2000, 50)
+    kw = dict(init="nndsvda", tol=0, max_iter=15, compress="on", oversample=6, power_iters=1, random_state=0)
+    # "auto" (the default): 100 · n_components = 400 samples where there are 2,000.
+    m = partlearn.NMF(4, **kw).fit(X)
+    assert m._stats["warm_samples"] == 400 and m._stats["warm_iters"] == 60
+    assert m._stats["compressed_iters"] == 0 and m.n_iter_ == 15
+    c = partlearn.NMF(4, compress_samples=250, **kw).fit(X)
+    assert c._stats["warm_samples"] == 250
+    assert c.get_params()["compress_samples"] == 250
+    off = partlearn.NMF(4, compress_samples="off", polish=3, **kw).fit(X)
+    assert off._stats["warm_samples"] == 0 and off._stats["compressed_iters"] == 12
+    plain = partlearn.NMF(4, init="nndsvda", tol=0, max_iter=15).fit(X)
+    assert m.reconstruction_err_ <= 1.001 * plain.reconstruction_err_
+    # Same seed, same bits, on any thread count.
+    two = partlearn.NMF(4, n_threads=2, **kw).fit(X)
+    np.testing.assert_array_equal(m.components_, two.components_)
+    with pytest.raises(ValueError, match="compress_samples"):
+        partlearn.NMF(4, compress_samples=2000, **kw).fit(X)
+    with pytest.raises(ValueError, match="compress_samples"):
+        partlearn.NMF(4, compress_samples="many", **kw).fit(X)

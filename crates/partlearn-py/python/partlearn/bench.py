@@ -6,8 +6,10 @@ What is timed:
 
 - **partlearn**: ``NMF(solver="cd", init="nndsvda", tol=0)``; the time to the target is the fit's
   own clock (start included) at the first iteration whose ‖X − WH‖_F / ‖X‖_F is at or below it.
-  With ``--compress``, also ``compress="on"`` (``partlearn+c``; its exact error is recorded every
-  10 iterations, so its time to the target can be up to 9 iterations late).
+  With ``--compress``, also ``compress="on"`` (``partlearn+c``: on data with at least
+  400·k samples its compressed iterations run on a random subset and every iteration on all
+  samples is exact and recorded; otherwise its exact error is recorded every 10 iterations, so its
+  time to the target can be up to 9 iterations late).
 - **scikit-learn**: ``NMF(solver="cd", init="nndsvda", tol=0)`` limited to the same threads
   (threadpoolctl). It has no per-iteration hook, so it runs in chunks of ``--sklearn-chunk``
   iterations, each continuing from the last (``init="custom"``: coordinate descent keeps no other

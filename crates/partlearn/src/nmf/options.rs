@@ -184,7 +184,8 @@ pub struct NmfParams {
     /// ([`super::compress::samples`]); default `Auto`.
     pub compress_samples: CompressSamples,
     /// With compression: exact iterations on `X` after the compressed ones (the compressed
-    /// phase gets at most `max_iter − polish`); default 10.
+    /// phase gets at most `max_iter − polish`); default 10. Not used after a warm start on a
+    /// subset (`compress_samples`), where every iteration on all samples is exact.
     pub polish: usize,
 }
 

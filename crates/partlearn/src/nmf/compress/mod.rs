@@ -12,6 +12,11 @@
 //! each instead of `O(k·m·n)`; finally `polish` exact iterations on `X` remove the compression's
 //! bias.
 //!
+//! **Many samples** ([`samples`]): the sketch does not shrink what costs `k²n` (HALS's sweeps of
+//! the codes, `HHᵀ`), so on data with many samples the compressed iterations run on a random
+//! subset of them ([`CompressSamples`](samples::CompressSamples)), whose atoms and the codes
+//! of all samples start exact iterations on all samples; `polish` then does not apply.
+//!
 //! **Variant.** Erichson et al.'s rHALS updates compressed atoms `W̃ = UᵀW` and projects back
 //! after each column (`W ← [U W̃]₊`). Here both updates are the solver's own exact steps on `X̂`
 //! in the data space (the atoms stay non-negative without a projection, and HALS / ANLS stay
