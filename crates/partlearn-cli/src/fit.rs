@@ -383,8 +383,10 @@ pub(crate) fn finish_run<T: Real, O: Serialize>(
     if let Some((data, shape)) = image {
         write_figures(&run_dir, &fit.model, fit.codes(), data, shape)?;
     }
-    // A fit interrupted or out of time keeps its checkpoint: `--resume` continues it.
-    let resumable = matches!(fit.stop_reason, StopReason::Interrupted | StopReason::TimeLimit);
+    // A fit interrupted or out of time keeps its checkpoint: `--resume` continues it. One
+    // stopped during its start (before the first iteration) has none.
+    let stopped = matches!(fit.stop_reason, StopReason::Interrupted | StopReason::TimeLimit);
+    let resumable = stopped && state.is_some_and(|s| s.checkpoint.is_file());
     if let Some(st) = state {
         crate::resume::settle_checkpoint(&run_dir, &st.checkpoint, resumable)?;
     }
@@ -425,7 +427,13 @@ pub(crate) fn finish_run<T: Real, O: Serialize>(
         );
         outln!("wrote {}", path.display());
     }
-    let hint = resume_hint.unwrap_or_default();
+    let hint = match resume_hint {
+        Some(h) => h,
+        None if stopped && state.is_some() => {
+            "; it stopped during its start, before the first iteration, so there is nothing to resume: run the command again".to_string()
+        }
+        None => String::new(),
+    };
     if fit.stop_reason == StopReason::Interrupted {
         errln!(
             "interrupted: the run so far was saved to {}{hint}",

@@ -382,7 +382,15 @@ fn fit_columns<T: Real>(
     // Compression on many samples: the compressed iterations run on a subset, and give the
     // start of exact iterations on all samples ([`compress::samples`]).
     let warm = match (v.subsample, x.dense()) {
-        (Some(s), Some(xd)) if redo_start => Some(compress::samples::warm_start(xd, v, s, &mut rng, par)?),
+        (Some(s), Some(xd)) if redo_start => Some(compress::samples::warm_start(
+            xd,
+            v,
+            s,
+            &mut rng,
+            par,
+            Clock::since(start),
+            observer,
+        )?),
         _ => None,
     };
     let sketch_all = v.sketch.filter(|_| v.subsample.is_none());

@@ -348,8 +348,7 @@ impl Resolved {
     /// ([`super::compress::samples`]): resolved for `s × m` (penalties and HALS's inner
     /// repetitions follow the subset's size), the same sketch size, `max_iter` iterations (no
     /// tolerance: the initial error of an NNDSVD-a start is far above the fit's, and the rule
-    /// relative to it would stop the warm start early; no time limit), no polish and no warm
-    /// start of its own.
+    /// relative to it would stop the warm start early), no polish and no warm start of its own.
     pub(crate) fn for_warm_start(&self, s: usize, m: usize, max_iter: usize) -> Result<Resolved> {
         let params = NmfParams {
             compress_samples: CompressSamples::Off,

@@ -36,7 +36,7 @@ use faer::{Accum, Mat, MatRef, Par};
 use serde::{Deserialize, Serialize};
 
 use super::Sketch;
-use crate::engine::{Clock, Resume, Silent};
+use crate::engine::{Clock, Control, IterRecord, Observer, Resume};
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::nmf::cd::{self, SweepRule};
@@ -105,6 +105,22 @@ impl CompressSamples {
     }
 }
 
+/// Shows the warm start's recorded iterations (every [`TOL_EVERY`](crate::engine::TOL_EVERY)th on
+/// the sketch) to the fit's observer as progress ([`Observer::on_progress`]: done of `total`),
+/// so that a front end can stop it (Ctrl-C, a
+/// callback) like any iteration; the warm start then ends with its atoms so far, and the fit
+/// stops at its first record.
+struct Progress<'a> {
+    inner: &'a mut (dyn Observer + Send),
+    total: usize,
+}
+
+impl Observer for Progress<'_> {
+    fn on_iter(&mut self, rec: &IterRecord) -> Control {
+        self.inner.on_progress(rec.iter, self.total)
+    }
+}
+
 /// The factors of all samples after the warm start.
 pub(crate) struct WarmStart<T: Real> {
     pub factors: Factors<T>,
@@ -116,13 +132,16 @@ pub(crate) struct WarmStart<T: Real> {
 /// and the sketch `(l, q)` of `v`: the subset's own start (`v.init`), its sketch (exact basis
 /// with an NNDSVD start, else the range finder), the solver of `v` for `WARM_WORK · n / s`
 /// iterations, then the codes of all samples. Deterministic for a seed, with the same bits for
-/// any thread count.
+/// any thread count. The fit's time budget applies from `clock`, and `observer` sees the
+/// iterations as progress ([`Progress`]).
 pub(crate) fn warm_start<T: Real>(
     x: MatRef<'_, T>,
     v: &Resolved,
     s: usize,
     rng: &mut Rng,
     par: Par,
+    clock: Clock,
+    observer: &mut (dyn Observer + Send),
 ) -> Result<WarmStart<T>> {
     let (m, n) = (x.nrows(), x.ncols());
     let (l, q) = v
@@ -130,7 +149,8 @@ pub(crate) fn warm_start<T: Real>(
         .ok_or_else(|| Error::invalid("compress_samples", s, "needs compression on"))?;
     let idx = rng.sample_indices(n, s);
     let xs = Mat::<T>::from_fn(m, s, |i, j| x[(i, idx[j])]);
-    let vs = v.for_warm_start(s, m, WARM_WORK.saturating_mul(n).div_ceil(s))?;
+    let mut vs = v.for_warm_start(s, m, WARM_WORK.saturating_mul(n).div_ceil(s))?;
+    vs.stop.max_seconds = v.stop.max_seconds;
     let exact = matches!(
         vs.init,
         crate::nmf::InitMethod::Nndsvd | crate::nmf::InitMethod::Nndsvda | crate::nmf::InitMethod::Nndsvdar
@@ -154,9 +174,12 @@ pub(crate) fn warm_start<T: Real>(
         &vs.stop,
         Resume::default(),
         xs_norm,
-        Clock::start(),
+        clock,
         None,
-        &mut Silent,
+        &mut Progress {
+            inner: observer,
+            total: vs.stop.max_iter,
+        },
     )?;
     drop(solver);
     drop(xs);

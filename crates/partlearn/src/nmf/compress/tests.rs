@@ -453,3 +453,37 @@ fn a_warm_start_count_out_of_range_or_where_it_cannot_run_is_refused() {
     .unwrap();
     assert_eq!((fit.stats.warm_samples, fit.stats.compressed_iters), (0, 10));
 }
+
+#[test]
+fn a_stop_during_the_warm_start_ends_it_and_the_fit_at_its_first_record() {
+    use crate::engine::{Control, IterRecord, Observer, StopReason};
+    /// Stops the warm start at its first progress past 5 iterations, and the fit from then on.
+    struct StopIn {
+        progress: Vec<(usize, usize)>,
+    }
+    impl Observer for StopIn {
+        fn on_iter(&mut self, _: &IterRecord) -> Control {
+            Control::Stop
+        }
+        fn on_progress(&mut self, done: usize, total: usize) -> Control {
+            self.progress.push((done, total));
+            if done >= 5 {
+                Control::Stop
+            } else {
+                Control::Continue
+            }
+        }
+    }
+    let x = planted(2000, 60, 5, 0.1, 3);
+    let p = warm(5, Solver::Hals, 200).max_iter(50).check().unwrap();
+    let mut obs = StopIn { progress: Vec::new() };
+    let fit = nmf::factorize_with(x.as_ref(), &p, None, &mut obs).unwrap();
+    // 12 · 2000 / 200 = 120 iterations planned; the observer sees the recorded ones (every
+    // 10th on the sketch) and stops the first past 5.
+    assert_eq!(obs.progress, [(0, 120), (10, 120)]);
+    assert_eq!(fit.stats.warm_iters, 10);
+    assert_eq!((fit.stop_reason, fit.n_iter), (StopReason::Interrupted, 0));
+    // Still a model of all samples, its error the exact one.
+    assert_eq!(fit.codes().nrows(), 2000);
+    assert!(fit.rel_error.is_finite() && fit.rel_error < 1.0);
+}
