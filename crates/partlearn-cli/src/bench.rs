@@ -477,38 +477,39 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                 Some(format!("{}: {:.2}×", t.rel_error, t.seconds? / pt.seconds?))
             })
             .collect();
-        if s.sketch_rank == 0 {
+        let ratios = if ratios.is_empty() {
+            "—".to_string()
+        } else {
+            ratios.join(", ")
+        };
+        if s.warm_samples > 0 {
+            let sketch = if s.sketch_rank > 0 {
+                format!("sketch l = {}, {} compressed", s.sketch_rank, s.warm_iters)
+            } else {
+                format!("no sketch (it does not pay here), {}", s.warm_iters)
+            };
+            outln!(
+                "{}: {sketch} iterations on {} random samples in {:.2} s, then {} exact iterations on all; time to rel. error against the plain run: {ratios}",
+                s.solver,
+                s.warm_samples,
+                s.warm_seconds,
+                s.iterations,
+            );
+        } else if s.sketch_rank == 0 {
             outln!(
                 "{}: compression does not pay here (auto ran the plain solver)",
                 s.solver
             );
         } else {
-            let ratios = if ratios.is_empty() {
-                "—".to_string()
-            } else {
-                ratios.join(", ")
-            };
-            if s.warm_samples > 0 {
-                outln!(
-                    "{}: sketch l = {}, {} compressed iterations on {} random samples in {:.2} s, then {} exact iterations on all; time to rel. error against the plain run: {ratios}",
-                    s.solver,
-                    s.sketch_rank,
-                    s.warm_iters,
-                    s.warm_samples,
-                    s.warm_seconds,
-                    s.iterations,
-                );
-            } else {
-                outln!(
-                    "{}: sketch l = {}{} in {:.2} s, {} compressed + {} polish iterations; time to rel. error against the plain run: {ratios}",
-                    s.solver,
-                    s.sketch_rank,
-                    if s.sketch_exact { " (exact basis, from the NNDSVD start's eigendecomposition)" } else { "" },
-                    s.sketch_seconds,
-                    s.compressed_iters,
-                    s.polish_iters,
-                );
-            }
+            outln!(
+                "{}: sketch l = {}{} in {:.2} s, {} compressed + {} polish iterations; time to rel. error against the plain run: {ratios}",
+                s.solver,
+                s.sketch_rank,
+                if s.sketch_exact { " (exact basis, from the NNDSVD start's eigendecomposition)" } else { "" },
+                s.sketch_seconds,
+                s.compressed_iters,
+                s.polish_iters,
+            );
         }
     }
     for s in &r.solvers {

@@ -132,7 +132,7 @@ pub enum CompressMode {
 /// The flags of compressed NMF (`fit nmf`, `bench nmf`).
 #[derive(Args, Debug, Clone)]
 pub struct CompressArgs {
-    /// Iterate on a sketch of the data (l = k + oversample columns: the exact leading singular subspace with an NNDSVD start, else a randomized range finder) for both factors, with the exact error every 10 iterations, then --polish exact iterations; on many samples the compressed iterations run on a subset (see --compress-samples); auto = only where it pays (l·(n_samples + n_features) ≤ n_samples·n_features/2). Alone, --compress means on.
+    /// Iterate on a sketch of the data (l = k + oversample columns: the exact leading singular subspace with an NNDSVD start, else a randomized range finder) for both factors, with the exact error every 10 iterations, then --polish exact iterations; on many samples the compressed iterations run on a subset (see --compress-samples); auto = the sketch only where it pays (l·(n_samples + n_features) ≤ n_samples·n_features/2), the subset where there are many samples. Alone, --compress means on.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "on", default_value = "off")]
     pub compress: CompressMode,
     /// With --compress: columns of the sketch beyond k.

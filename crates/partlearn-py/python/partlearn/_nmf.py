@@ -250,8 +250,9 @@ class NMF(_BaseNMF):
         columns (the exact leading singular subspace with an NNDSVD start, else a seeded
         randomized range finder) gives both factors' updates at a fraction of the cost; the
         reported error stays exact on ``X`` (evaluated every 10 iterations); then ``polish``
-        exact iterations. "auto" compresses only where it pays
-        (``l·(n_samples + n_features) ≤ n_samples·n_features / 2``), else runs the plain solver.
+        exact iterations. "auto" sketches only where it pays
+        (``l·(n_samples + n_features) ≤ n_samples·n_features / 2``) and warms up on a subset
+        where there are many samples (``compress_samples``), else runs the plain solver.
     oversample : int, default=100
         With ``compress``: columns of the sketch beyond ``n_components``.
     power_iters : int, default=2

@@ -435,9 +435,9 @@ fn fit_columns<T: Real>(
         warnings.push(Warning::MuKeepsNndsvdZeros);
     }
     let mut stats = ck.from.map_or_else(FitStats::default, |f| f.meta.stats);
-    if let (Some((iters, seconds)), Some(samples), Some((l, _))) = (stats_warm, v.subsample, v.sketch) {
+    if let (Some((iters, seconds)), Some(samples)) = (stats_warm, v.subsample) {
         (stats.warm_samples, stats.warm_iters, stats.warm_seconds) = (samples, iters as u64, seconds);
-        stats.sketch_rank = l;
+        stats.sketch_rank = v.sketch.map_or(0, |(l, _)| l);
     }
     let mut saver = ck
         .save

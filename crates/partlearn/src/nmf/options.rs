@@ -298,8 +298,16 @@ impl ValidNmfParams {
             ));
         }
         let sketch = o.compress.plan(o.k, n_features, n_samples)?;
-        let subsample = match sketch {
-            Some((l, _)) if o.init != InitMethod::Custom => o.compress_samples.plan(o.k, n_samples, l)?,
+        // The samples' side: with the features' sketch, or alone where `auto` found that the
+        // sketch does not pay (k close to n_features).
+        let subsample = match (sketch, o.compress) {
+            _ if o.init == InitMethod::Custom => {
+                o.compress_samples
+                    .refuse_count("the warm start on a subset runs only with compression on and a start of its own (not `init = custom`); use `compress_samples = off`")?;
+                None
+            }
+            (Some((l, _)), _) => o.compress_samples.plan(o.k, n_samples, l)?,
+            (None, Compress::Auto { .. }) => o.compress_samples.plan(o.k, n_samples, o.k)?,
             _ => {
                 o.compress_samples
                     .refuse_count("the warm start on a subset runs only with compression on and a start of its own (not `init = custom`); use `compress_samples = off`")?;

@@ -32,7 +32,8 @@
 //! **When it pays** ([`Compress::Auto`]): the sketched products cost `k·l·(m + n)` multiply-adds
 //! each against `k·m·n` for the exact ones; compression is used when that is at most half, i.e.
 //! `l·(m + n) ≤ m·n / 2` (which also keeps `l < m/2`). Otherwise (rank close to the number of
-//! features, or few samples) `Auto` runs the plain solver.
+//! features, or few samples) `Auto` does not sketch: it still warms up on a subset where there
+//! are many samples ([`samples`], without a sketch), else it runs the plain solver.
 
 use faer::{Accum, Mat, MatRef, Par};
 use serde::{Deserialize, Serialize};

@@ -29,6 +29,9 @@
 //! more); 5,000 samples over-fit them (0.2207 on the subset, 0.2243 on all images after 30
 //! iterations), 15,000 with the same work get too few iterations.
 //!
+//! With `compress = auto` on data where the features' sketch does not pay (`k` close to `m`),
+//! the warm start still runs where there are many samples, without a sketch.
+//!
 //! **Not used** (whatever the setting) on sparse data, in distributed fits, with a custom start
 //! or a resumed fit; an explicit count is refused where it cannot run.
 
@@ -129,8 +132,8 @@ pub(crate) struct WarmStart<T: Real> {
 }
 
 /// The warm start of [module doc](self) on `x` (`m × n`, samples as columns) with `s` samples
-/// and the sketch `(l, q)` of `v`: the subset's own start (`v.init`), its sketch (exact basis
-/// with an NNDSVD start, else the range finder), the solver of `v` for `WARM_WORK · n / s`
+/// and the sketch `(l, q)` of `v` if any: the subset's own start (`v.init`), its sketch (exact
+/// basis with an NNDSVD start, else the range finder), the solver of `v` for `WARM_WORK · n / s`
 /// iterations, then the codes of all samples. Deterministic for a seed, with the same bits for
 /// any thread count. The fit's time budget applies from `clock`, and `observer` sees the
 /// iterations as progress ([`Progress`]).
@@ -144,9 +147,6 @@ pub(crate) fn warm_start<T: Real>(
     observer: &mut (dyn Observer + Send),
 ) -> Result<WarmStart<T>> {
     let (m, n) = (x.nrows(), x.ncols());
-    let (l, q) = v
-        .sketch
-        .ok_or_else(|| Error::invalid("compress_samples", s, "needs compression on"))?;
     let idx = rng.sample_indices(n, s);
     let xs = Mat::<T>::from_fn(m, s, |i, j| x[(i, idx[j])]);
     let mut vs = v.for_warm_start(s, m, WARM_WORK.saturating_mul(n).div_ceil(s))?;
@@ -155,18 +155,19 @@ pub(crate) fn warm_start<T: Real>(
         vs.init,
         crate::nmf::InitMethod::Nndsvd | crate::nmf::InitMethod::Nndsvda | crate::nmf::InitMethod::Nndsvdar
     ) && linalg::svd_is_exact(m, s);
-    let svd = if exact {
-        Some(linalg::truncated_svd(xs.as_ref(), l, rng, par)?)
-    } else {
-        None
+    // With a sketch, the NNDSVD start's decomposition takes its l vectors and gives the basis.
+    let svd = match v.sketch {
+        Some((l, _)) if exact => Some(linalg::truncated_svd(xs.as_ref(), l, rng, par)?),
+        _ => None,
     };
     let mut f = init::initialize_from(xs.as_ref(), &vs, None, svd.as_ref(), rng, par)?;
-    let sub_sketch = match &svd {
-        Some(svd) => Sketch::from_svd(svd),
-        None => super::sketch(xs.as_ref(), l, q, rng, par),
-    };
     let mut solver = crate::nmf::gram_solver(xs.as_ref().into(), &vs, par, crate::dist::Part::single(s));
-    solver = solver.with_sketch(sub_sketch);
+    if let Some((l, q)) = v.sketch {
+        solver = solver.with_sketch(match &svd {
+            Some(svd) => Sketch::from_svd(svd),
+            None => super::sketch(xs.as_ref(), l, q, rng, par),
+        });
+    }
     let xs_norm = linalg::frob_sq(xs.as_ref()).sqrt();
     let out = fit_loop::run_resumable(
         &mut solver,

@@ -487,3 +487,32 @@ fn a_stop_during_the_warm_start_ends_it_and_the_fit_at_its_first_record() {
     assert_eq!(fit.codes().nrows(), 2000);
     assert!(fit.rel_error.is_finite() && fit.rel_error < 1.0);
 }
+
+#[test]
+fn auto_compresses_the_samples_alone_where_the_sketch_does_not_pay() {
+    // 12 features, k = 4, l = 9: the sketch does not pay (`pays`), 2,000 samples do.
+    let x = planted(2000, 12, 4, 0.05, 8);
+    let auto = Compress::Auto {
+        oversample: 5,
+        power_iters: 1,
+    };
+    let p = NmfParams::new(4).tol(0.0).max_iter(40).compress(auto);
+    let fit = nmf::factorize(x.as_ref(), &p.clone().check().unwrap()).unwrap();
+    assert_eq!((fit.stats.warm_samples, fit.stats.warm_iters), (400, 60));
+    assert_eq!((fit.stats.sketch_rank, fit.stats.compressed_iters), (0, 0));
+    let plain = nmf::factorize(
+        x.as_ref(),
+        &NmfParams::new(4).tol(0.0).max_iter(40).check().unwrap(),
+    )
+    .unwrap();
+    assert!(
+        fit.rel_error <= plain.rel_error * 1.001,
+        "{} {}",
+        fit.rel_error,
+        plain.rel_error
+    );
+    // `off` there: the plain solver, as before.
+    let off = p.compress_samples(samples::CompressSamples::Off).check().unwrap();
+    let fit = nmf::factorize(x.as_ref(), &off).unwrap();
+    assert_eq!((fit.stats.warm_samples, fit.stats.sketch_rank), (0, 0));
+}
