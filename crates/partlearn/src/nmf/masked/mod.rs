@@ -115,6 +115,11 @@ pub(crate) fn factorize_masked_impl<T: Real>(
         ));
     }
     let v = params.resolve(x.nrows(), x.ncols())?;
+    if v.subsample.is_some() {
+        opts.compress_samples.refuse_count(
+            "the masked solvers do not compress; with missing entries use `compress_samples = off`",
+        )?;
+    }
     let (n, m, k) = (x.nrows(), x.ncols(), opts.k);
     // X₀, the mask (2 bytes an entry), V and the MU workspaces (3 × m × n), the factors.
     let t = std::mem::size_of::<T>() as f64;
