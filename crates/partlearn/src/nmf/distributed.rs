@@ -191,6 +191,11 @@ fn check<T: Real>(
             "distributed fits do not sketch the data (each process's products are already local); leave `compress` off",
         ));
     }
+    if v.subsample.is_some() {
+        opts.compress_samples.refuse_count(
+            "distributed fits do not warm up on a subset (each process holds its own samples); use `compress_samples = off`",
+        )?;
+    }
     match v.init {
         InitMethod::Random | InitMethod::Nndsvd | InitMethod::Nndsvda => {}
         InitMethod::Custom => {
