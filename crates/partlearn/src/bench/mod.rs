@@ -221,10 +221,11 @@ fn time_min(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 /// [`time_min`] of `f(a)` with `a` and then `reps` copies of it, each at its own address (the
-/// copies made before the runs, not timed). For the `k × k · k × n` and `k × l · l × n` products: with the small factor read in place by the GEMM
-/// kernel, its address relative to the streamed `k × n` operands decides the cache-set
-/// conflicts, and one unlucky allocation measured 11× slower (Fashion-MNIST, k = 100: 72 ms
-/// against 6.3–6.9 ms for the same values at two other addresses); a bound is the best case.
+/// copies made before the runs, not timed). For the `k × k · k × n` and `k × l · l × n`
+/// products: the GEMM kernel reads the small factor in place, its address relative to the
+/// streamed `k × n` operands decides the cache-set conflicts, and one unlucky allocation
+/// measured 11× slower (Fashion-MNIST, k = 100: 72 ms against 6.3–6.9 ms for the same values at
+/// two other addresses); a bound is the best case.
 fn time_min_moved<T: Real>(reps: usize, a: &Mat<T>, mut f: impl FnMut(MatRef<'_, T>)) -> f64 {
     let copies: Vec<Mat<T>> = (0..reps).map(|_| a.to_owned()).collect();
     std::iter::once(a)
