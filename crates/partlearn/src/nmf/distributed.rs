@@ -183,7 +183,7 @@ fn check<T: Real>(
             "distributed fits use the Frobenius loss (β = 2, with MU, HALS or ANLS); fit other losses in one process",
         ));
     }
-    let v = params.resolve(part.n_total, m)?;
+    let mut v = params.resolve(part.n_total, m)?;
     if v.sketch.is_some() {
         return Err(Error::invalid(
             "compress",
@@ -195,6 +195,9 @@ fn check<T: Real>(
         opts.compress_samples.refuse_count(
             "distributed fits do not warm up on a subset (each process holds its own samples); use `compress_samples = off`",
         )?;
+        // `compress = auto` plans one where the sketch does not pay: each process would warm
+        // up on its own block and the processes' atoms would differ.
+        v.subsample = None;
     }
     match v.init {
         InitMethod::Random | InitMethod::Nndsvd | InitMethod::Nndsvda => {}
@@ -495,6 +498,23 @@ mod tests {
         let (dw, dh) = ((&a.wt - &b.wt).norm_max(), (&a.h - &b.h).norm_max());
         assert!(dw < 1e-9 && dh < 1e-9, "atoms {dw:e}, codes {dh:e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn compress_auto_with_many_samples_runs_the_plain_distributed_fit() {
+        // 12 features, k = 4: the sketch does not pay, 1,800 samples would warm up in one
+        // process; every rank must run the plain fit instead.
+        let x = data(1800, 12, 4);
+        let auto = crate::nmf::Compress::Auto {
+            oversample: 5,
+            power_iters: 1,
+        };
+        let p = NmfParams::new(4).init(InitMethod::Random).max_iter(8).seed(2);
+        let plain = p.clone().check().unwrap();
+        let (atoms, codes, fit) = distributed(&x, &p.compress(auto).check().unwrap(), 2);
+        let (atoms0, codes0, _) = distributed(&x, &plain, 2);
+        assert_eq!(fit.stats.warm_samples, 0);
+        assert_eq!((&atoms - &atoms0).norm_max() + (&codes - &codes0).norm_max(), 0.0);
     }
 
     #[test]

@@ -300,15 +300,16 @@ impl ValidNmfParams {
         let sketch = o.compress.plan(o.k, n_features, n_samples)?;
         // The samples' side: with the features' sketch, or alone where `auto` found that the
         // sketch does not pay (k close to n_features).
-        let subsample = match (sketch, o.compress) {
-            _ if o.init == InitMethod::Custom => {
-                o.compress_samples
-                    .refuse_count("the warm start on a subset runs only with compression on and a start of its own (not `init = custom`); use `compress_samples = off`")?;
-                None
-            }
-            (Some((l, _)), _) => o.compress_samples.plan(o.k, n_samples, l)?,
-            (None, Compress::Auto { .. }) => o.compress_samples.plan(o.k, n_samples, o.k)?,
-            _ => {
+        // (`l` bounds the subset from below: the sketch's columns, or k without a sketch.)
+        let side_l = match (sketch, o.compress) {
+            _ if o.init == InitMethod::Custom => None,
+            (Some((l, _)), _) => Some(l),
+            (None, Compress::Auto { .. }) => Some(o.k),
+            _ => None,
+        };
+        let subsample = match side_l {
+            Some(l) => o.compress_samples.plan(o.k, n_samples, l)?,
+            None => {
                 o.compress_samples
                     .refuse_count("the warm start on a subset runs only with compression on and a start of its own (not `init = custom`); use `compress_samples = off`")?;
                 None
@@ -354,26 +355,24 @@ impl ValidNmfParams {
 impl Resolved {
     /// The parameters of a compressed fit's warm start on `s` of its samples
     /// ([`super::compress::samples`]): resolved for `s × m` (penalties and HALS's inner
-    /// repetitions follow the subset's size), the same sketch size, `max_iter` iterations (no
-    /// tolerance: the initial error of an NNDSVD-a start is far above the fit's, and the rule
-    /// relative to it would stop the warm start early), no polish and no warm start of its own.
+    /// repetitions follow the subset's size), the same sketch size and time budget, `max_iter`
+    /// iterations (no tolerance: the initial error of an NNDSVD-a start is far above the fit's,
+    /// and the rule relative to it would stop the warm start early), no polish and no warm
+    /// start of its own.
     pub(crate) fn for_warm_start(&self, s: usize, m: usize, max_iter: usize) -> Result<Resolved> {
         let params = NmfParams {
             compress_samples: CompressSamples::Off,
             polish: 0,
             max_iter,
-            max_seconds: None,
             ..self.opts.clone()
         };
         let stop = StopRules {
             max_iter,
             tol: 0.0,
-            max_seconds: None,
             ..self.stop
         };
         let mut v = ValidNmfParams { params, stop }.resolve(s, m)?;
         v.sketch = self.sketch;
-        v.subsample = None;
         Ok(v)
     }
 }

@@ -35,17 +35,17 @@
 //! **Not used** (whatever the setting) on sparse data, in distributed fits, with a custom start
 //! or a resumed fit; an explicit count is refused where it cannot run.
 
-use faer::{Accum, Mat, MatRef, Par};
+use faer::{Mat, MatRef, Par};
 use serde::{Deserialize, Serialize};
 
 use super::Sketch;
 use crate::engine::{Clock, Control, IterRecord, Observer, Resume};
 use crate::error::{Error, Result};
 use crate::linalg;
-use crate::nmf::cd::{self, SweepRule};
 use crate::nmf::fit_loop;
 use crate::nmf::init::{self, Factors};
-use crate::nmf::options::Resolved;
+use crate::nmf::model::{EncodeSpec, NmfModel};
+use crate::nmf::options::{EncodeMethod, EncodeOptions, Resolved};
 use crate::real::Real;
 use crate::rng::Rng;
 
@@ -149,8 +149,7 @@ pub(crate) fn warm_start<T: Real>(
     let (m, n) = (x.nrows(), x.ncols());
     let idx = rng.sample_indices(n, s);
     let xs = Mat::<T>::from_fn(m, s, |i, j| x[(i, idx[j])]);
-    let mut vs = v.for_warm_start(s, m, WARM_WORK.saturating_mul(n).div_ceil(s))?;
-    vs.stop.max_seconds = v.stop.max_seconds;
+    let vs = v.for_warm_start(s, m, WARM_WORK.saturating_mul(n).div_ceil(s))?;
     let exact = matches!(
         vs.init,
         crate::nmf::InitMethod::Nndsvd | crate::nmf::InitMethod::Nndsvda | crate::nmf::InitMethod::Nndsvdar
@@ -184,31 +183,24 @@ pub(crate) fn warm_start<T: Real>(
     )?;
     drop(solver);
     drop(xs);
-    // The codes of all samples: NNLS sweeps from zero against the exact P = WᵀX.
-    let k = v.opts.k;
-    let mut p = Mat::<T>::zeros(k, n);
-    linalg::matmul(p.as_mut(), Accum::Replace, f.wt.as_ref(), x, T::one(), par);
-    let mut g = Mat::<T>::zeros(k, k);
-    linalg::gram(g.as_mut(), f.wt.as_ref(), par);
-    let mut h = Mat::<T>::zeros(k, n);
-    let rule = SweepRule {
-        max_sweeps: WARM_SWEEPS,
-        delta: 0.0,
-        tol: 0.0,
-        floor: 0.0,
+    // The codes of all samples: the model's own encode by coordinate descent, WARM_SWEEPS
+    // sweeps from zero against the exact P = WᵀX.
+    let spec = EncodeSpec {
+        beta_loss: 2.0,
+        codes_penalty: v.codes_penalty,
+        encode: EncodeOptions {
+            method: EncodeMethod::Cd,
+            max_iter: WARM_SWEEPS,
+            tol: 0.0,
+        },
     };
-    let pen = v.codes_penalty;
-    cd::sweep(
-        h.as_mut(),
-        g.as_ref(),
-        p.as_ref(),
-        pen.l1,
-        pen.l2,
-        rule,
-        !matches!(par, Par::Seq),
-    );
+    let model = NmfModel::new(f.wt, spec)?;
+    let h = model.encode_columns(x, None, par);
     Ok(WarmStart {
-        factors: Factors { wt: f.wt, h },
+        factors: Factors {
+            wt: model.components().to_owned(),
+            h,
+        },
         iters: out.n_iter,
     })
 }
