@@ -22,12 +22,11 @@
 //!
 //! **How many samples** ([`CompressSamples::Auto`]): [`SAMPLES_PER_ATOM`]` · k` (at least twice
 //! the sketch's `l`), used when the data have at least [`MIN_SHRINK`] times as many samples.
-//! Measured on Fashion-MNIST's 60,000 training images (k = 100, HALS, f32, 2 threads, seeds
-//! 0–3; docs/benchmarks.md#compressed-nmf): 7,000–10,000 samples and 60–100 warm iterations all
-//! reach rel. error 0.22 one to three exact iterations after the start; 10,000 samples with 48
-//! warm iterations stop short of the extrapolated HALS's late drop (seven exact iterations
-//! more); 5,000 samples over-fit them (0.2207 on the subset, 0.2243 on all images after 30
-//! iterations), 15,000 with the same work get too few iterations.
+//! Measured on Fashion-MNIST's 60,000 training images (k = 100, HALS, f32, 2 threads;
+//! docs/benchmarks.md#compressed-nmf, with the commands): 10,000 samples × 72 iterations and
+//! 7,000 × 103 reach rel. error 0.22 at the first exact iteration (seeds 0–3); 48 iterations on
+//! 10,000 stop before extrapolated HALS's late drop (ten exact iterations more); 5,000 samples
+//! over-fit (0.2207 on the subset, 0.2243 on all images after 30 iterations).
 //!
 //! With `compress = auto` on data where the features' sketch does not pay (`k` close to `m`),
 //! the warm start still runs where there are many samples, without a sketch.
