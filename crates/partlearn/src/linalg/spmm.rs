@@ -36,41 +36,41 @@ pub(crate) fn spmm_rows_with<T: Real>(
     par: Par,
 ) {
     debug_assert_eq!(vals.len(), a.nnz());
-    let indptr = a.parts().0;
+    let (indptr, indices, _) = a.parts();
     debug_assert_eq!(
         (dst.nrows(), dst.ncols(), f.ncols()),
         (f.nrows(), a.nrows(), a.ncols())
     );
     let owned;
     let f = match f.try_as_col_major() {
-        Some(c) => c.as_dyn_stride(),
+        Some(c) => c,
         None => {
             owned = f.to_owned();
-            owned.as_ref()
+            owned
+                .as_ref()
+                .try_as_col_major()
+                .unwrap_or_else(|| unreachable!("an owned Mat is column-major"))
         }
     };
-    let k = f.nrows();
     let run = |r0: usize, mut chunk: MatMut<'_, T>| {
         for rr in 0..chunk.ncols() {
             let mut col = chunk.as_mut().col_mut(rr);
             let Some(out) = col.as_mut().try_as_col_major_mut() else {
                 unreachable!("workspaces are column-major")
             };
-            let out = out.as_slice_mut();
-            out.fill(T::zero());
             let r = r0 + rr;
-            let (cols, _) = a.row(r);
-            for (&c, &v) in cols.iter().zip(&vals[indptr[r]..indptr[r + 1]]) {
-                let src = &f.col(c as usize).try_as_col_major().map(|s| s.as_slice());
-                match src {
-                    Some(src) => axpy(out, v, src),
-                    None => {
-                        for (i, o) in out.iter_mut().enumerate().take(k) {
-                            *o += v * f[(i, c as usize)];
-                        }
-                    }
-                }
-            }
+            let end = indptr[(r + 1 + ROWS_AHEAD).min(a.nrows())];
+            let row = Row {
+                indices,
+                vals,
+                range: indptr[r]..indptr[r + 1],
+                end,
+            };
+            simd(Gather {
+                out: out.as_slice_mut(),
+                f,
+                row,
+            });
         }
     };
     if matches!(par, Par::Seq) {
@@ -80,6 +80,122 @@ pub(crate) fn spmm_rows_with<T: Real>(
             .enumerate()
             .for_each(|(t, c)| run(t * CHUNK, c));
     }
+}
+
+/// `out = Σ_{p ∈ range} vals[p] · f[:, indices[p]]` for one row of a CSR matrix (its stored
+/// entries `range`), each output value summed in stored order, prefetching the columns [`AHEAD`]
+/// entries on (up to `end`, a few rows on).
+struct Gather<'a, T: Real> {
+    out: &'a mut [T],
+    f: ColMajor<'a, T>,
+    row: Row<'a, T>,
+}
+
+struct Row<'a, T> {
+    indices: &'a [u32],
+    vals: &'a [T],
+    range: std::ops::Range<usize>,
+    end: usize,
+}
+
+/// A column-major matrix whose columns are slices.
+type ColMajor<'a, T> = MatRef<'a, T, usize, usize, faer::ContiguousFwd>;
+
+impl<T: Real> Kernel for Gather<'_, T> {
+    #[inline(always)]
+    fn run(self) {
+        let Row {
+            indices,
+            vals,
+            range,
+            end,
+        } = self.row;
+        self.out.fill(T::zero());
+        for p in range {
+            if p + AHEAD < end {
+                prefetch(self.f.col(indices[p + AHEAD] as usize).as_slice());
+            }
+            axpy(self.out, vals[p], self.f.col(indices[p] as usize).as_slice());
+        }
+    }
+}
+
+/// `out[:, c] += a_rc · f[:, r]` for the rows `rows` of `a` (`out` is `k × a.ncols()`, column by
+/// column), in row order; prefetches the output columns [`AHEAD`] entries on.
+struct Scatter<'a, T: Real> {
+    out: &'a mut [T],
+    f: ColMajor<'a, T>,
+    a: &'a Csr<T>,
+    rows: std::ops::Range<usize>,
+}
+
+impl<T: Real> Kernel for Scatter<'_, T> {
+    #[inline(always)]
+    fn run(self) {
+        let (indptr, indices, values) = self.a.parts();
+        let k = self.f.nrows();
+        let end = indptr[self.rows.end];
+        for r in self.rows {
+            let src = self.f.col(r).as_slice();
+            for p in indptr[r]..indptr[r + 1] {
+                if p + AHEAD < end {
+                    let ahead = indices[p + AHEAD] as usize;
+                    prefetch(&self.out[ahead * k..(ahead + 1) * k]);
+                }
+                let c = indices[p] as usize;
+                axpy(&mut self.out[c * k..(c + 1) * k], values[p], src);
+            }
+        }
+    }
+}
+
+/// A loop over stored entries that [`simd`] compiles twice.
+trait Kernel {
+    fn run(self);
+}
+
+/// Runs `kernel` compiled for AVX2 + FMA where the CPU has them (256-bit lanes instead of the
+/// baseline's 128-bit ones: the same bits, since no multiply-add is fused).
+fn simd(kernel: impl Kernel) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(kernel: impl Kernel) {
+            kernel.run()
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the features were detected at run time just above.
+            return unsafe { avx2(kernel) };
+        }
+    }
+    kernel.run()
+}
+
+/// Rows of `a` whose entries [`gather_row`] may prefetch beyond the current one.
+const ROWS_AHEAD: usize = 1;
+
+/// Stored entries between a prefetch and its use: each entry reads (or, in the scatter,
+/// updates) a `k`-column at a random address, so the kernels ask for the column `AHEAD`
+/// entries on while they work on the current one.
+const AHEAD: usize = 8;
+
+/// Hints the cache to load `col` (every 64-byte line of it); a no-op off x86-64.
+#[inline(always)]
+fn prefetch<T>(col: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let base = col.as_ptr().cast::<i8>();
+        for off in (0..std::mem::size_of_val(col)).step_by(64) {
+            // SAFETY: a prefetch is a hint and never faults; the address is inside `col`.
+            #[allow(unused_unsafe)]
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(off))
+            };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = col;
 }
 
 /// Row blocks of [`spmm_scatter`]: each is scattered into its own `k × m` partial by one task,
@@ -97,25 +213,25 @@ pub(crate) fn spmm_scatter<T: Real>(mut dst: MatMut<'_, T>, f: MatRef<'_, T>, a:
     debug_assert_eq!((dst.nrows(), dst.ncols(), f.ncols()), (k, m, n));
     let owned;
     let f = match f.try_as_col_major() {
-        Some(c) => c.as_dyn_stride(),
+        Some(c) => c,
         None => {
             owned = f.to_owned();
-            owned.as_ref()
+            owned
+                .as_ref()
+                .try_as_col_major()
+                .unwrap_or_else(|| unreachable!("an owned Mat is column-major"))
         }
     };
     let block = n.div_ceil(SCATTER_BLOCKS).max(1);
     let scatter = |b: usize| -> Vec<T> {
         let mut out = vec![T::zero(); k * m];
-        for r in (b * block).min(n)..((b + 1) * block).min(n) {
-            let (cols, vals) = a.row(r);
-            let src = f.col(r);
-            for (&c, &v) in cols.iter().zip(vals) {
-                let o = &mut out[c as usize * k..(c as usize + 1) * k];
-                for (i, o) in o.iter_mut().enumerate() {
-                    *o += v * src[i];
-                }
-            }
-        }
+        let rows = (b * block).min(n)..((b + 1) * block).min(n);
+        simd(Scatter {
+            out: &mut out,
+            f,
+            a,
+            rows,
+        });
         out
     };
     let parts: Vec<Vec<T>> = if matches!(par, Par::Seq) {
@@ -134,7 +250,7 @@ pub(crate) fn spmm_scatter<T: Real>(mut dst: MatMut<'_, T>, f: MatRef<'_, T>, a:
     }
 }
 
-#[inline]
+#[inline(always)]
 fn axpy<T: Real>(out: &mut [T], v: T, src: &[T]) {
     for (o, &s) in out.iter_mut().zip(src) {
         *o += v * s;
