@@ -10,6 +10,7 @@ use faer::Mat;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::linalg::kernels::{simd, Kernel};
 use crate::params;
 use crate::real::Real;
 
@@ -245,6 +246,34 @@ impl std::fmt::Display for Schedule {
 /// amortize its scheduling, and a tensor of the shallow auto-encoder makes several).
 pub const PAR_CHUNK: usize = 1 << 14;
 
+/// One call of [`Optimizer::update_inner`], compiled for AVX2 by [`simd`].
+struct Step<'a, T> {
+    spec: OptimizerSpec,
+    t: u64,
+    b0: &'a mut [T],
+    b1: Option<&'a mut [T]>,
+    w: &'a mut [T],
+    g: &'a [T],
+    lr_factor: f64,
+}
+
+impl<T: Real> Kernel for Step<'_, T> {
+    type Out = ();
+    #[inline(always)]
+    fn run(self) {
+        let Step {
+            spec,
+            t,
+            b0,
+            b1,
+            w,
+            g,
+            lr_factor,
+        } = self;
+        Optimizer::update_inner(spec, t, b0, b1, w, g, lr_factor)
+    }
+}
+
 /// An optimizer's state for a list of parameter tensors.
 #[derive(Clone, Debug)]
 pub struct Optimizer<T> {
@@ -285,7 +314,15 @@ impl<T: Real> Optimizer<T> {
         let (spec, t) = (self.spec, self.t);
         let (b0, b1) = split_buffers(&mut self.buffers[i]);
         let one = |b0: &mut [T], b1: Option<&mut [T]>, w: &mut [T], g: &[T]| {
-            crate::linalg::kernels::dispatch(|| Self::update_inner(spec, t, b0, b1, w, g, lr_factor))
+            simd(Step {
+                spec,
+                t,
+                b0,
+                b1,
+                w,
+                g,
+                lr_factor,
+            })
         };
         if w.len() < 2 * PAR_CHUNK || rayon::current_num_threads() < 2 {
             return one(b0, b1, w, g);
@@ -310,14 +347,20 @@ impl<T: Real> Optimizer<T> {
         let r = w.nrows();
         debug_assert_eq!(w.shape(), g.shape());
         let (b0, mut b1) = split_buffers(&mut self.buffers[i]);
-        crate::linalg::kernels::dispatch(|| {
-            for j in 0..w.ncols() {
-                let range = j * r..(j + 1) * r;
-                let c1 = b1.as_deref_mut().map(|b| &mut b[range.clone()]);
-                let (wj, gj) = (w.col_as_slice_mut(j), g.col_as_slice(j));
-                Self::update_inner(spec, t, &mut b0[range], c1, wj, gj, lr_factor);
-            }
-        });
+        for j in 0..w.ncols() {
+            let range = j * r..(j + 1) * r;
+            let b1 = b1.as_deref_mut().map(|b| &mut b[range.clone()]);
+            let (w, g) = (w.col_as_slice_mut(j), g.col_as_slice(j));
+            simd(Step {
+                spec,
+                t,
+                b0: &mut b0[range],
+                b1,
+                w,
+                g,
+                lr_factor,
+            });
+        }
     }
 
     #[inline(always)]

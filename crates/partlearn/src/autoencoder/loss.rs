@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::linalg::kernels::{simd, Kernel};
 use crate::params;
 use crate::real::Real;
 
@@ -239,6 +240,46 @@ impl LossTerms {
 const BCE_EPS: f64 = 1e-7;
 const KL_CLIP: f64 = 1e-7;
 
+/// The squared error of every sample (`n` values each) summed in f64, and its gradient
+/// `grad = g·(xhat − x)`: per sample eight partial sums in `T` (they vectorize), then the
+/// sample's sum in f64. Compiled for AVX2 by [`simd`].
+struct MseRows<'a, T> {
+    n: usize,
+    g: T,
+    x: &'a [T],
+    xhat: &'a [T],
+    grad: &'a mut [T],
+}
+
+impl<T: Real> Kernel for MseRows<'_, T> {
+    type Out = f64;
+    #[inline(always)]
+    fn run(self) -> f64 {
+        let MseRows { n, g, x, xhat, grad } = self;
+        let mut sq = 0.0f64;
+        for ((gc, ac), bc) in grad.chunks_mut(n).zip(xhat.chunks(n)).zip(x.chunks(n)) {
+            let mut acc = [T::zero(); 8];
+            let mut i = 0;
+            while i + 8 <= n {
+                for l in 0..8 {
+                    let d = ac[i + l] - bc[i + l];
+                    acc[l] = acc[l] + d * d;
+                    gc[i + l] = g * d;
+                }
+                i += 8;
+            }
+            let mut col = acc.iter().fold(0.0f64, |s, &v| s + v.to_f64());
+            for j in i..n {
+                let d = ac[j] - bc[j];
+                col += (d * d).to_f64();
+                gc[j] = g * d;
+            }
+            sq += col;
+        }
+        sq
+    }
+}
+
 /// Reconstruction term of samples `x`, `xhat` (`n × ·`, column-major) that belong to a batch of
 /// `batch` samples, and its gradient `∂L/∂x̂` written to `grad`. Returns
 /// `((1/M)Σ ℓ_i, Σ‖x̂ − x‖²)` over the given samples (`M = batch`).
@@ -259,28 +300,7 @@ pub fn reconstruction<T: Real>(
     match spec.reconstruction {
         RecLoss::Mse => {
             let g = T::from_f64(2.0 * scale);
-            // Per sample: eight partial sums in T (vectorizes), then the sample's sum in f64.
-            crate::linalg::kernels::dispatch(|| {
-                for ((gc, ac), bc) in grad.chunks_mut(n).zip(xhat.chunks(n)).zip(x.chunks(n)) {
-                    let mut acc = [T::zero(); 8];
-                    let mut i = 0;
-                    while i + 8 <= n {
-                        for l in 0..8 {
-                            let d = ac[i + l] - bc[i + l];
-                            acc[l] = acc[l] + d * d;
-                            gc[i + l] = g * d;
-                        }
-                        i += 8;
-                    }
-                    let mut col = acc.iter().fold(0.0f64, |s, &v| s + v.to_f64());
-                    for j in i..n {
-                        let d = ac[j] - bc[j];
-                        col += (d * d).to_f64();
-                        gc[j] = g * d;
-                    }
-                    sq += col;
-                }
-            });
+            sq = simd(MseRows { n, g, x, xhat, grad });
             loss = sq * scale;
         }
         RecLoss::Bce => {

@@ -12,6 +12,7 @@ use super::layers::{Act, Cache, LayerSpec, Net, Shape};
 use crate::error::{Error, Result};
 use crate::io::{Tensor as FileTensor, TensorData};
 use crate::linalg;
+use crate::linalg::kernels::{simd, Kernel};
 use crate::nmf::model::{IMAGE_SHAPE_KEY, KIND_KEY};
 use crate::protocol::{check_decode_shapes, PartModel};
 use crate::real::Real;
@@ -258,13 +259,17 @@ impl<T: Real> Autoencoder<T> {
         use rayon::prelude::*;
         // `max` (not a compare-and-store) so that the loop vectorizes; elementwise, so chunks
         // on the current pool's threads give the same bits.
-        let clamp = |w: &mut [T]| {
-            crate::linalg::kernels::dispatch(|| {
-                for v in w.iter_mut() {
+        struct Clamp<'a, T>(&'a mut [T]);
+        impl<T: Real> Kernel for Clamp<'_, T> {
+            type Out = ();
+            #[inline(always)]
+            fn run(self) {
+                for v in self.0.iter_mut() {
                     *v = v.max(T::zero());
                 }
-            })
-        };
+            }
+        }
+        let clamp = |w: &mut [T]| simd(Clamp(w));
         let w = &mut self.decoder.params[0].data;
         if w.len() >= 2 * crate::optim::PAR_CHUNK && rayon::current_num_threads() > 1 {
             w.par_chunks_mut(crate::optim::PAR_CHUNK).for_each(clamp);

@@ -243,15 +243,19 @@ impl<T: Real> Csr<T> {
     /// The transpose (`ncols × nrows`, also canonical): the CSC view of `self`. `O(nnz + n + m)`.
     pub fn transpose(&self) -> Result<Csr<T>> {
         check_ncols(self.nrows)?;
-        let mut indptr = try_zeros(self.ncols.saturating_add(1), self.ncols)?;
+        Ok(self.transpose_checked())
+    }
+
+    /// [`transpose`](Csr::transpose) once [`check_ncols`]`(self.nrows())` has passed.
+    pub(crate) fn transpose_checked(&self) -> Csr<T> {
+        let mut indptr = vec![0usize; self.ncols + 1];
         for &c in &self.indices {
             indptr[c as usize + 1] += 1;
         }
         for j in 0..self.ncols {
             indptr[j + 1] += indptr[j];
         }
-        let mut next = try_zeros(self.ncols.saturating_add(1), self.ncols)?;
-        next.copy_from_slice(&indptr);
+        let mut next = indptr.clone();
         let mut indices = vec![0u32; self.nnz()];
         let mut data = vec![T::zero(); self.nnz()];
         for i in 0..self.nrows {
@@ -263,13 +267,13 @@ impl<T: Real> Csr<T> {
                 *p += 1;
             }
         }
-        Ok(Csr {
+        Csr {
             nrows: self.ncols,
             ncols: self.nrows,
             indptr,
             indices,
             data,
-        })
+        }
     }
 
     /// The dense `nrows × ncols` matrix (for tests and small data; [`crate::linalg`] checks the

@@ -462,7 +462,7 @@ pub(crate) mod kernels {
     use crate::real::Real;
 
     /// `Σ a_i b_i` with 8 independent accumulators (lets the compiler vectorize); the test of
-    /// [`dispatch`] runs it on both paths.
+    /// [`simd`] runs it on both paths.
     #[cfg(test)]
     #[inline(always)]
     pub fn dot_generic<T: Real>(a: &[T], b: &[T]) -> T {
@@ -483,24 +483,34 @@ pub(crate) mod kernels {
         s
     }
 
-    /// Runs `f` compiled with AVX2+FMA enabled when the CPU has them.
+    /// A loop that [`simd`] compiles twice. `run` must be `#[inline(always)]`: it is then
+    /// compiled inside [`simd`]'s AVX2 function. (A closure handed to a `#[target_feature]`
+    /// function is not: it stays a function of its own, built for the baseline, unless LLVM
+    /// happens to inline it — which it does not for loops of any size.)
+    pub trait Kernel {
+        type Out;
+        fn run(self) -> Self::Out;
+    }
+
+    /// Runs `kernel` compiled with AVX2+FMA when the CPU has them.
     ///
     /// `mul_add` compiles to a single FMA instruction there and to a (slow, but exactly
-    /// rounded) library call elsewhere, so results are identical on both paths.
+    /// rounded) library call elsewhere, and no other multiply-add is fused, so results are
+    /// identical on both paths.
     #[inline(always)]
-    pub fn dispatch<R>(f: impl FnOnce() -> R) -> R {
+    pub fn simd<K: Kernel>(kernel: K) -> K::Out {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2,fma")]
-            unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
-                f()
+            unsafe fn avx2<K: Kernel>(kernel: K) -> K::Out {
+                kernel.run()
             }
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                 // SAFETY: the features were detected at run time just above.
-                return unsafe { with_avx2(f) };
+                return unsafe { avx2(kernel) };
             }
         }
-        f()
+        kernel.run()
     }
 }
 
@@ -577,7 +587,16 @@ mod tests {
         let a: Vec<f64> = (0..37).map(|i| i as f64 * 0.5).collect();
         let b: Vec<f64> = (0..37).map(|i| 1.0 - i as f64 * 0.1).collect();
         let naive: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        let fast = kernels::dispatch(|| kernels::dot_generic(&a, &b));
+        struct Dot<'a>(&'a [f64], &'a [f64]);
+        impl kernels::Kernel for Dot<'_> {
+            type Out = f64;
+            #[inline(always)]
+            fn run(self) -> f64 {
+                kernels::dot_generic(self.0, self.1)
+            }
+        }
+        let fast = kernels::simd(Dot(&a, &b));
+        assert_eq!(fast.to_bits(), kernels::dot_generic(&a, &b).to_bits());
         assert!((naive - fast).abs() < 1e-10);
     }
 }

@@ -9,6 +9,7 @@
 use faer::{Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
+use super::kernels::{simd, Kernel};
 use super::range::{range_finder, OVERSAMPLE};
 use super::{lift, truncated_svd, TruncatedSvd};
 use crate::data::Csr;
@@ -102,6 +103,7 @@ struct Row<'a, T> {
 type ColMajor<'a, T> = MatRef<'a, T, usize, usize, faer::ContiguousFwd>;
 
 impl<T: Real> Kernel for Gather<'_, T> {
+    type Out = ();
     #[inline(always)]
     fn run(self) {
         let Row {
@@ -130,6 +132,7 @@ struct Scatter<'a, T: Real> {
 }
 
 impl<T: Real> Kernel for Scatter<'_, T> {
+    type Out = ();
     #[inline(always)]
     fn run(self) {
         let (indptr, indices, values) = self.a.parts();
@@ -147,28 +150,6 @@ impl<T: Real> Kernel for Scatter<'_, T> {
             }
         }
     }
-}
-
-/// A loop over stored entries that [`simd`] compiles twice.
-trait Kernel {
-    fn run(self);
-}
-
-/// Runs `kernel` compiled for AVX2 + FMA where the CPU has them (256-bit lanes instead of the
-/// baseline's 128-bit ones: the same bits, since no multiply-add is fused).
-fn simd(kernel: impl Kernel) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(kernel: impl Kernel) {
-            kernel.run()
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the features were detected at run time just above.
-            return unsafe { avx2(kernel) };
-        }
-    }
-    kernel.run()
 }
 
 /// Rows of `a` whose entries [`gather_row`] may prefetch beyond the current one.

@@ -10,31 +10,37 @@ use crate::error::Result;
 use crate::linalg::{self, spmm};
 use crate::real::Real;
 
-/// Sparse samples and their transpose (the CSC view), built once per fit.
+/// Sparse samples and, built on first use, their transpose (the CSC view): only KL's products,
+/// NNDSVD's range finder and `R = HXᵀ` on very wide data ([`scatter_fits`]) read it, so a
+/// Frobenius fit from a random start, an encode or an online batch never holds the copy.
 pub(crate) struct SparseX<'a, T> {
     /// `n × m`, samples as rows.
     pub rows: &'a Csr<T>,
     /// `m × n`, features as rows.
-    pub cols: Csr<T>,
+    cols: std::sync::OnceLock<Csr<T>>,
 }
 
 impl<'a, T: Real> SparseX<'a, T> {
-    /// Builds the transpose (checked against the available memory first).
+    /// The samples; fails if they could not be transposed (more samples than a column index
+    /// holds), so that [`cols`](SparseX::cols) cannot.
     pub fn new(rows: &'a Csr<T>) -> Result<Self> {
-        let bytes = (crate::data::csr::bytes_per_entry(std::mem::size_of::<T>()) * rows.nnz()) as f64
-            + 8.0 * (rows.ncols() + 1) as f64;
-        linalg::check_memory("data", "sparse", bytes)?;
+        crate::data::csr::check_ncols(rows.nrows())?;
         Ok(SparseX {
             rows,
-            cols: rows.transpose()?,
+            cols: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The transpose, built at the first call.
+    pub fn cols(&self) -> &Csr<T> {
+        self.cols.get_or_init(|| self.rows.transpose_checked())
     }
 }
 
 /// Whether `R = HXᵀ` is scattered from the samples' rows ([`spmm::spmm_scatter`], faster: its
 /// random accesses go to a `k × m` partial rather than to the `k × n` codes) — when its
 /// partials take at most 256 MB; otherwise it is gathered through the transpose.
-fn scatter_fits<T>(k: usize, m: usize) -> bool {
+pub(crate) fn scatter_fits<T>(k: usize, m: usize) -> bool {
     (spmm::SCATTER_BLOCKS * k * m * std::mem::size_of::<T>()) as f64 <= 256.0 * (1u64 << 20) as f64
 }
 
@@ -109,7 +115,7 @@ impl<'a, T: Real> XRef<'a, T> {
             XRef::Sparse(s) if scatter_fits::<T>(h.nrows(), s.rows.ncols()) => {
                 spmm::spmm_scatter(dst, h, s.rows, par)
             }
-            XRef::Sparse(s) => spmm::spmm_rows(dst, h, &s.cols, par),
+            XRef::Sparse(s) => spmm::spmm_rows(dst, h, s.cols(), par),
         }
     }
 

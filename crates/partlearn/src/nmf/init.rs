@@ -190,7 +190,7 @@ pub(crate) fn nndsvd<'a, T: Real>(
     let x = x.into();
     let svd = match x {
         XRef::Dense(x) => linalg::truncated_svd(x, k, rng, par)?,
-        XRef::Sparse(s) => linalg::spmm::truncated_svd_sparse(s.rows, &s.cols, k, rng, par)?,
+        XRef::Sparse(s) => linalg::spmm::truncated_svd_sparse(s.rows, s.cols(), k, rng, par)?,
     };
     Ok(nndsvd_from(x, &svd, k, rng))
 }

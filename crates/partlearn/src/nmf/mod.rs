@@ -318,6 +318,16 @@ pub(crate) fn factorize_csr_impl<T: Real>(
             2.0 * (std::mem::size_of::<T>() * x.nnz()) as f64
         } else {
             0.0
+        }
+        // The transpose `SparseX::cols`, for the fits that read it.
+        + if opts.beta_loss == 1.0
+            || !data_op::scatter_fits::<T>(k, m)
+            || !matches!(opts.init, InitMethod::Random | InitMethod::Custom)
+        {
+            (crate::data::csr::bytes_per_entry(std::mem::size_of::<T>()) * x.nnz()) as f64
+                + 8.0 * (m + 1) as f64
+        } else {
+            0.0
         };
     linalg::check_memory("k", k, bytes)?;
     let sx = SparseX::new(x)?;

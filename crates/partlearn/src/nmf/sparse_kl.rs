@@ -162,7 +162,7 @@ impl<'a, T: Real> SparseKl<'a, T> {
     fn update_atoms(&mut self, f: &mut Factors<T>) {
         let parallel = self.parallel();
         Self::ratios(
-            &self.x.cols,
+            self.x.cols(),
             f.h.as_ref(),
             f.wt.as_ref(),
             &mut self.ratio_cols,
@@ -171,7 +171,7 @@ impl<'a, T: Real> SparseKl<'a, T> {
         spmm::spmm_rows_with(
             self.num_w.as_mut(),
             f.h.as_ref(),
-            &self.x.cols,
+            self.x.cols(),
             &self.ratio_cols,
             self.par,
         );

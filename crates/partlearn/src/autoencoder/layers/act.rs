@@ -5,6 +5,7 @@ use faer::Par;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::linalg::kernels::{simd, Kernel};
 use crate::params;
 use crate::real::Real;
 
@@ -74,7 +75,11 @@ impl Act {
 
     /// `y = act(z)` in place.
     pub fn forward<T: Real>(&self, z: &mut [T]) {
-        crate::linalg::kernels::dispatch(|| self.forward_inner(z))
+        simd(ActPass {
+            act: *self,
+            y: None,
+            z,
+        })
     }
 
     #[inline(always)]
@@ -104,7 +109,11 @@ impl Act {
     /// `dz = dy · act'(z)` in place on `d`, from the *outputs* `y` (every activation here has a
     /// derivative that is a function of its output: `y(1−y)`, `[y > 0]`, …).
     pub fn backward<T: Real>(&self, y: &[T], d: &mut [T]) {
-        crate::linalg::kernels::dispatch(|| self.backward_inner(y, d))
+        simd(ActPass {
+            act: *self,
+            y: Some(y),
+            z: d,
+        })
     }
 
     #[inline(always)]
@@ -127,6 +136,25 @@ impl Act {
                 }
             }
             Act::Identity => {}
+        }
+    }
+}
+
+/// [`Act::forward`] (`y` = `None`, on `z` in place) or [`Act::backward`] (on the gradient `z`
+/// from the outputs `y`), compiled for AVX2 by [`simd`].
+struct ActPass<'a, T> {
+    act: Act,
+    y: Option<&'a [T]>,
+    z: &'a mut [T],
+}
+
+impl<T: Real> Kernel for ActPass<'_, T> {
+    type Out = ();
+    #[inline(always)]
+    fn run(self) {
+        match self.y {
+            None => self.act.forward_inner(self.z),
+            Some(y) => self.act.backward_inner(y, self.z),
         }
     }
 }
