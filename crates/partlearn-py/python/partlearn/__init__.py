@@ -8,7 +8,8 @@ float32 input gives float32 results, and arrays cross into Rust without a copy.
 ``partlearn.metrics`` holds the evaluation protocol (Hoyer sparsity, dilation, max-approximation
 error, the SVM protocol, ``evaluate``); ``estimator.save(path)`` and ``partlearn.load_run(path)``
 move fitted models to and from the run folders of the command-line tool; ``partlearn.select_k``
-scores candidate ranks by the stability of seeded runs."""
+scores candidate ranks by the stability of seeded runs; ``partlearn.reproduce_study`` runs the
+report's study through the command-line tool and ``partlearn.load_study`` reads one back."""
 
 from . import datasets, metrics
 from ._ae import SparseAutoencoder
@@ -20,6 +21,7 @@ from ._nmf import NMF, SparseNMF
 from ._online import MiniBatchNMF
 from ._select import select_k
 from ._ssnmf import SSNMF
+from ._study import load_study, reproduce_study
 
 __all__ = [
     "NMF",
@@ -33,6 +35,8 @@ __all__ = [
     "datasets",
     "load_run",
     "select_k",
+    "reproduce_study",
+    "load_study",
     "metrics",
     "__version__",
 ]
