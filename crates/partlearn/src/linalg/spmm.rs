@@ -92,6 +92,8 @@ struct Gather<'a, T: Real> {
     row: Row<'a, T>,
 }
 
+/// The stored entries `range` of one row of a CSR matrix (`indices`, `vals`), and `end`, the
+/// first entry [`Gather`] does not prefetch.
 struct Row<'a, T> {
     indices: &'a [u32],
     vals: &'a [T],
@@ -152,7 +154,7 @@ impl<T: Real> Kernel for Scatter<'_, T> {
     }
 }
 
-/// Rows of `a` whose entries [`gather_row`] may prefetch beyond the current one.
+/// Rows of `a` whose entries [`Gather`] may prefetch beyond the current one.
 const ROWS_AHEAD: usize = 1;
 
 /// Stored entries between a prefetch and its use: each entry reads (or, in the scatter,
