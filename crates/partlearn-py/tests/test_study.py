@@ -58,3 +58,24 @@ def test_bad_settings_and_missing_pieces_are_one_line_errors(tmp_path):
         partlearn.reproduce_study(tmp_path / "s", penalties=["l1"], executable=cli_path(), verbose=False)
     with pytest.raises(FileNotFoundError, match="not a study's folder"):
         partlearn.load_study(tmp_path)
+
+
+def _fake_tool(tmp_path, stderr, code):
+    """A stand-in for the command-line tool that prints ``stderr`` and exits with ``code``."""
+    path = tmp_path / "fake-partlearn"
+    path.write_text(f"#!/bin/sh\nprintf '{stderr}' >&2\nexit {code}\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_the_tools_interruption_and_progress_reach_python(tmp_path, capfd):
+    # Ctrl-C in the tool (exit 130, page of the evaluated points written) is a KeyboardInterrupt.
+    fake = _fake_tool(tmp_path, "[1/3] sparse-nmf-sH0.6: fitting sparse NMF\\ninterrupted\\n", 130)
+    with pytest.raises(KeyboardInterrupt, match="run it again to continue"):
+        partlearn.reproduce_study(tmp_path / "s", executable=fake)
+    # Its progress is passed through as it comes when verbose, and not otherwise.
+    assert "[1/3] sparse-nmf-sH0.6: fitting sparse NMF" in capfd.readouterr().err
+    fake = _fake_tool(tmp_path, "progress\\nerror: --out: not a study folder\\n", 2)
+    with pytest.raises(RuntimeError, match="^error: --out: not a study folder$"):
+        partlearn.reproduce_study(tmp_path / "s", executable=fake, verbose=False)
+    assert "progress" not in capfd.readouterr().err
