@@ -415,5 +415,24 @@ fn bench_ae_reports_the_epoch_against_the_products_as_training_runs_them() {
         let epoch = v["seconds_per_epoch"].as_f64().unwrap();
         assert!((v["ratio"].as_f64().unwrap() - epoch / bound).abs() < 1e-9);
         assert!(epoch > 0.0 && bound > 0.0);
+        // The first of the 4 batches is the run's start, timed apart.
+        assert_eq!(v["batches_timed"].as_u64(), Some(3), "{arch}: {v}");
+        assert!(v["start_seconds"].as_f64().unwrap() > 0.0, "{arch}: {v}");
     }
+    // A run of one batch leaves nothing to time.
+    let o = partlearn()
+        .args([
+            "bench",
+            "ae",
+            "--data",
+            "fashion-mnist:train",
+            "--first",
+            "100",
+            "-k",
+            "8",
+        ])
+        .args(["--threads", "1", "--epochs", "1"])
+        .output()
+        .unwrap();
+    assert_user_error(&o, &["epochs", "first is not timed", "at least two batches"]);
 }

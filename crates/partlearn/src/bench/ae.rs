@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{time_min, GemmTiming};
 use crate::data::Dataset;
-use crate::engine::Silent;
+use crate::engine::{Control, IterRecord, Observer};
 use crate::error::Result;
 use crate::linalg;
 use crate::real::Real;
@@ -24,7 +24,8 @@ pub struct AeBenchOptions {
     pub threads: usize,
     /// Epochs to train at most.
     pub epochs: usize,
-    /// Stop training after this many seconds and extrapolate the epoch time from the batches done.
+    /// Stop training after this many seconds and extrapolate the epoch time from the batches done
+    /// (at least two are needed: the first is not timed).
     pub max_seconds: f64,
     /// Seed of the weights and of the batch order.
     pub seed: u64,
@@ -54,12 +55,16 @@ pub struct AeBenchReport {
     pub parts: usize,
     /// The products of one training step at their shapes (one part's when `parts > 1`).
     pub gemms: Vec<GemmTiming>,
-    /// Mini-batches trained within the budget.
+    /// Mini-batches timed: every batch trained within the budget but the first.
     pub batches_timed: usize,
     /// Mini-batches of one epoch.
     pub batches_per_epoch: usize,
-    /// Seconds of one epoch, extrapolated from the batches timed.
+    /// Seconds of one epoch, extrapolated from the batches timed (the epochs' own work — the
+    /// shuffle, the epoch's record — included).
     pub seconds_per_epoch: f64,
+    /// Seconds from the start of training to the end of the first batch: the one-time work of a
+    /// run (the data's norm and range, the workspaces' first touch), not part of an epoch.
+    pub start_seconds: f64,
     /// Time of the products of one epoch: the timed products × batches × the rounds of parts
     /// (`⌈parts / threads⌉`).
     pub gemm_bound: f64,
@@ -68,7 +73,10 @@ pub struct AeBenchReport {
 }
 
 /// Trains an auto-encoder (reference settings: Adadelta, KL sparsity, projection) and compares
-/// its epoch time with the time of the epoch's matrix products, each measured at its shape.
+/// its epoch time with the time of the epoch's matrix products, each measured at its shape. The
+/// epoch is timed from the end of the first batch to the end of the last: what comes before (the
+/// data's norm and range, the workspaces' first touch) is a run's, not an epoch's, and is reported
+/// apart (`start_seconds`).
 pub fn bench_ae<T: Real>(data: &Dataset<T>, o: &AeBenchOptions) -> Result<AeBenchReport> {
     use crate::autoencoder::{self as ae, Act, AeParams, AeSpec, Autoencoder, TrainState};
     let spec = AeSpec::new(
@@ -135,10 +143,26 @@ pub fn bench_ae<T: Real>(data: &Dataset<T>, o: &AeBenchOptions) -> Result<AeBenc
         .check()?;
     let n_params = model.n_params();
     let mut state = TrainState::new(model, params)?;
-    let out = ae::train(&mut state, data, None, &mut Silent)?;
+    let mut clock = BatchClock::default();
+    let start = std::time::Instant::now();
+    ae::train(&mut state, data, None, &mut clock)?;
     let batches_per_epoch = data.n_samples().div_ceil(b);
-    let batches_timed = state.epoch * batches_per_epoch + state.batch;
-    let seconds_per_epoch = out.seconds / batches_timed.max(1) as f64 * batches_per_epoch as f64;
+    let (Some(first), Some(last)) = (clock.first, clock.last) else {
+        return Err(crate::Error::invalid(
+            "max_seconds",
+            o.max_seconds,
+            "the budget ended within the first batch, which is not timed; raise --max-seconds",
+        ));
+    };
+    let batches_timed = clock.batches - 1;
+    if batches_timed == 0 {
+        return Err(crate::Error::invalid(
+            "epochs",
+            o.epochs,
+            "one batch was trained and the first is not timed; train at least two batches (more epochs, a smaller batch or more data)",
+        ));
+    }
+    let seconds_per_epoch = (last - first).as_secs_f64() / batches_timed as f64 * batches_per_epoch as f64;
     let gemm_bound = gemms.iter().map(|g| g.seconds).sum::<f64>() * (rounds * batches_per_epoch) as f64;
     Ok(AeBenchReport {
         data: data.name.clone(),
@@ -154,7 +178,31 @@ pub fn bench_ae<T: Real>(data: &Dataset<T>, o: &AeBenchOptions) -> Result<AeBenc
         batches_timed,
         batches_per_epoch,
         seconds_per_epoch,
+        start_seconds: (first - start).as_secs_f64(),
         gemm_bound,
         ratio: seconds_per_epoch / gemm_bound,
     })
+}
+
+/// Times the batches of a training run: the instants at the end of the first and of the last
+/// batch ([`Observer::on_progress`] follows every batch) and their number.
+#[derive(Default)]
+struct BatchClock {
+    first: Option<std::time::Instant>,
+    last: Option<std::time::Instant>,
+    batches: usize,
+}
+
+impl Observer for BatchClock {
+    fn on_iter(&mut self, _rec: &IterRecord) -> Control {
+        Control::Continue
+    }
+
+    fn on_progress(&mut self, _done: usize, _total: usize) -> Control {
+        let now = std::time::Instant::now();
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+        self.batches += 1;
+        Control::Continue
+    }
 }
