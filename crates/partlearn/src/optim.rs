@@ -246,7 +246,9 @@ impl std::fmt::Display for Schedule {
 /// amortize its scheduling, and a tensor of the shallow auto-encoder makes several).
 pub const PAR_CHUNK: usize = 1 << 14;
 
-/// One call of [`Optimizer::update_inner`], compiled for AVX2 by [`simd`].
+/// One step of the optimizer on a tensor (or a chunk of it), compiled for AVX2 by [`simd`]:
+/// elementwise (+, ×, ÷, √ are exactly rounded), so the AVX2 build and any split give the same
+/// bits.
 struct Step<'a, T> {
     spec: OptimizerSpec,
     t: u64,
@@ -264,13 +266,66 @@ impl<T: Real> Kernel for Step<'_, T> {
         let Step {
             spec,
             t,
-            b0,
-            b1,
+            b0: buf0,
+            b1: buf1,
             w,
             g,
             lr_factor,
         } = self;
-        Optimizer::update_inner(spec, t, b0, b1, w, g, lr_factor)
+        match spec {
+            OptimizerSpec::Sgd {
+                lr,
+                momentum,
+                nesterov,
+            } => {
+                let (lr, mu) = (T::from_f64(lr * lr_factor), T::from_f64(momentum));
+                for ((w, &g), v) in w.iter_mut().zip(g).zip(buf0.iter_mut()) {
+                    *v = mu * *v + g;
+                    let step = if nesterov { g + mu * *v } else { *v };
+                    *w = *w - lr * step;
+                }
+            }
+            OptimizerSpec::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+            } => {
+                let t = t as i32;
+                let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+                let (b1, b2) = (T::from_f64(beta1), T::from_f64(beta2));
+                let (ob1, ob2) = (T::one() - b1, T::one() - b2);
+                let (lr, ic1, ic2, eps) = (
+                    T::from_f64(lr * lr_factor),
+                    T::from_f64(1.0 / c1),
+                    T::from_f64(1.0 / c2),
+                    T::from_f64(eps),
+                );
+                let v = buf1.unwrap_or_default();
+                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(buf0.iter_mut()).zip(v.iter_mut()) {
+                    *m = b1 * *m + ob1 * g;
+                    *v = b2 * *v + ob2 * g * g;
+                    *w = *w - lr * (*m * ic1) / ((*v * ic2).sqrt() + eps);
+                }
+            }
+            OptimizerSpec::Adadelta { lr, rho, eps } => {
+                let (lr, r, or, eps) = (
+                    T::from_f64(lr * lr_factor),
+                    T::from_f64(rho),
+                    T::from_f64(1.0 - rho),
+                    T::from_f64(eps),
+                );
+                let d = buf1.unwrap_or_default();
+                for (((w, &g), a), d) in w.iter_mut().zip(g).zip(buf0.iter_mut()).zip(d.iter_mut()) {
+                    *a = r * *a + or * g * g;
+                    // √(d+ε)/√(a+ε) as one square root of a quotient (one division and one
+                    // root per value instead of two roots and a division).
+                    let u = g * ((*d + eps) / (*a + eps)).sqrt();
+                    *w = *w - lr * u;
+                    *d = r * *d + or * u * u;
+                }
+            }
+        }
     }
 }
 
@@ -360,72 +415,6 @@ impl<T: Real> Optimizer<T> {
                 g,
                 lr_factor,
             });
-        }
-    }
-
-    #[inline(always)]
-    fn update_inner(
-        spec: OptimizerSpec,
-        t: u64,
-        buf0: &mut [T],
-        buf1: Option<&mut [T]>,
-        w: &mut [T],
-        g: &[T],
-        lr_factor: f64,
-    ) {
-        match spec {
-            OptimizerSpec::Sgd {
-                lr,
-                momentum,
-                nesterov,
-            } => {
-                let (lr, mu) = (T::from_f64(lr * lr_factor), T::from_f64(momentum));
-                for ((w, &g), v) in w.iter_mut().zip(g).zip(buf0.iter_mut()) {
-                    *v = mu * *v + g;
-                    let step = if nesterov { g + mu * *v } else { *v };
-                    *w = *w - lr * step;
-                }
-            }
-            OptimizerSpec::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-            } => {
-                let t = t as i32;
-                let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
-                let (b1, b2) = (T::from_f64(beta1), T::from_f64(beta2));
-                let (ob1, ob2) = (T::one() - b1, T::one() - b2);
-                let (lr, ic1, ic2, eps) = (
-                    T::from_f64(lr * lr_factor),
-                    T::from_f64(1.0 / c1),
-                    T::from_f64(1.0 / c2),
-                    T::from_f64(eps),
-                );
-                let v = buf1.unwrap_or_default();
-                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(buf0.iter_mut()).zip(v.iter_mut()) {
-                    *m = b1 * *m + ob1 * g;
-                    *v = b2 * *v + ob2 * g * g;
-                    *w = *w - lr * (*m * ic1) / ((*v * ic2).sqrt() + eps);
-                }
-            }
-            OptimizerSpec::Adadelta { lr, rho, eps } => {
-                let (lr, r, or, eps) = (
-                    T::from_f64(lr * lr_factor),
-                    T::from_f64(rho),
-                    T::from_f64(1.0 - rho),
-                    T::from_f64(eps),
-                );
-                let d = buf1.unwrap_or_default();
-                for (((w, &g), a), d) in w.iter_mut().zip(g).zip(buf0.iter_mut()).zip(d.iter_mut()) {
-                    *a = r * *a + or * g * g;
-                    // √(d+ε)/√(a+ε) as one square root of a quotient (one division and one
-                    // root per value instead of two roots and a division).
-                    let u = g * ((*d + eps) / (*a + eps)).sqrt();
-                    *w = *w - lr * u;
-                    *d = r * *d + or * u * u;
-                }
-            }
         }
     }
 }

@@ -147,21 +147,17 @@ pub fn bench_ae<T: Real>(data: &Dataset<T>, o: &AeBenchOptions) -> Result<AeBenc
     let start = std::time::Instant::now();
     ae::train(&mut state, data, None, &mut clock)?;
     let batches_per_epoch = data.n_samples().div_ceil(b);
-    let (Some(first), Some(last)) = (clock.first, clock.last) else {
-        return Err(crate::Error::invalid(
-            "max_seconds",
-            o.max_seconds,
-            "the budget ended within the first batch, which is not timed; raise --max-seconds",
-        ));
+    let (first, last) = match (clock.first, clock.last) {
+        (Some(first), Some(last)) if clock.batches >= 2 => (first, last),
+        _ => {
+            return Err(crate::Error::invalid(
+                "epochs",
+                o.epochs,
+                "fewer than two batches were trained and the first is not timed; train at least two batches (more epochs, a smaller batch, more data or a larger --max-seconds)",
+            ))
+        }
     };
     let batches_timed = clock.batches - 1;
-    if batches_timed == 0 {
-        return Err(crate::Error::invalid(
-            "epochs",
-            o.epochs,
-            "one batch was trained and the first is not timed; train at least two batches (more epochs, a smaller batch or more data)",
-        ));
-    }
     let seconds_per_epoch = (last - first).as_secs_f64() / batches_timed as f64 * batches_per_epoch as f64;
     let gemm_bound = gemms.iter().map(|g| g.seconds).sum::<f64>() * (rounds * batches_per_epoch) as f64;
     Ok(AeBenchReport {
