@@ -246,32 +246,44 @@ impl std::fmt::Display for Schedule {
 /// amortize its scheduling, and a tensor of the shallow auto-encoder makes several).
 pub const PAR_CHUNK: usize = 1 << 14;
 
-/// One step of the optimizer on a tensor (or a chunk of it), compiled for AVX2 by [`simd`]:
-/// elementwise (+, ×, ÷, √ are exactly rounded), so the AVX2 build and any split give the same
-/// bits.
-struct Step<'a, T> {
+/// What a step needs besides a tensor's values, gradient and state: the optimizer, the step
+/// count (Adam's bias correction) and the schedule's factor ([`Optimizer::rule`]).
+#[derive(Clone, Copy, Debug)]
+pub struct StepRule {
     spec: OptimizerSpec,
     t: u64,
-    b0: &'a mut [T],
-    b1: Option<&'a mut [T]>,
-    w: &'a mut [T],
-    g: &'a [T],
     lr_factor: f64,
 }
 
-impl<T: Real> Kernel for Step<'_, T> {
-    type Out = ();
+/// The optimizer state of a range of one tensor's values ([`Optimizer::states`]).
+#[derive(Debug)]
+pub struct StateChunk<'a, T> {
+    b0: &'a mut [T],
+    b1: Option<&'a mut [T]>,
+}
+
+impl<'a, T> StateChunk<'a, T> {
+    /// Consecutive pieces of `size` values (the last may be shorter), to be updated with the
+    /// same pieces of the values and the gradient.
+    pub fn chunks(self, size: usize) -> impl Iterator<Item = StateChunk<'a, T>> {
+        let StateChunk { b0, b1 } = self;
+        let mut b1 = b1.map(|b| b.chunks_mut(size));
+        b0.chunks_mut(size).map(move |b0| StateChunk {
+            b0,
+            b1: b1.as_mut().and_then(Iterator::next),
+        })
+    }
+}
+
+impl StepRule {
+    /// One step on the values `w` with gradient `g` and their `state` (the same range of each).
+    /// Elementwise (+, ×, ÷, √ are exactly rounded), so any split of a tensor gives the same
+    /// bits; `#[inline(always)]`, so that inside a [`Kernel`] it is compiled with the kernel's
+    /// instruction set.
     #[inline(always)]
-    fn run(self) {
-        let Step {
-            spec,
-            t,
-            b0: buf0,
-            b1: buf1,
-            w,
-            g,
-            lr_factor,
-        } = self;
+    pub fn apply<T: Real>(self, state: StateChunk<'_, T>, w: &mut [T], g: &[T]) {
+        let StepRule { spec, t, lr_factor } = self;
+        let StateChunk { b0: buf0, b1: buf1 } = state;
         match spec {
             OptimizerSpec::Sgd {
                 lr,
@@ -329,6 +341,22 @@ impl<T: Real> Kernel for Step<'_, T> {
     }
 }
 
+/// [`StepRule::apply`] on one tensor or chunk, compiled for AVX2 by [`simd`].
+struct Step<'a, T> {
+    rule: StepRule,
+    state: StateChunk<'a, T>,
+    w: &'a mut [T],
+    g: &'a [T],
+}
+
+impl<T: Real> Kernel for Step<'_, T> {
+    type Out = ();
+    #[inline(always)]
+    fn run(self) {
+        self.rule.apply(self.state, self.w, self.g)
+    }
+}
+
 /// An optimizer's state for a list of parameter tensors.
 #[derive(Clone, Debug)]
 pub struct Optimizer<T> {
@@ -359,72 +387,61 @@ impl<T: Real> Optimizer<T> {
         self.t += 1;
     }
 
+    /// The step's rule, for [`StepRule::apply`] on chunks of [`states`](Optimizer::states).
+    pub fn rule(&self, lr_factor: f64) -> StepRule {
+        StepRule {
+            spec: self.spec,
+            t: self.t,
+            lr_factor,
+        }
+    }
+
+    /// The state of every tensor, in the order of the tensors.
+    pub fn states(&mut self) -> impl Iterator<Item = StateChunk<'_, T>> {
+        self.buffers.iter_mut().map(|bufs| state_of(bufs))
+    }
+
     /// Updates tensor `i` (`w`) with its gradient `g`; `lr_factor` comes from the schedule.
-    ///
-    /// Elementwise (+, ×, ÷, √ are exactly rounded), so the AVX2 build and any split of the
-    /// tensor give the same bits: tensors of at least [`PAR_CHUNK`]` · 2` values are updated in
-    /// chunks of [`PAR_CHUNK`] on the current rayon pool's threads.
+    /// Tensors of at least [`PAR_CHUNK`]` · 2` values are updated in chunks of [`PAR_CHUNK`] on
+    /// the current rayon pool's threads (the same bits: the step is elementwise).
     pub fn update(&mut self, i: usize, w: &mut [T], g: &[T], lr_factor: f64) {
         use rayon::prelude::*;
-        let (spec, t) = (self.spec, self.t);
-        let (b0, b1) = split_buffers(&mut self.buffers[i]);
-        let one = |b0: &mut [T], b1: Option<&mut [T]>, w: &mut [T], g: &[T]| {
-            simd(Step {
-                spec,
-                t,
-                b0,
-                b1,
-                w,
-                g,
-                lr_factor,
-            })
-        };
+        let rule = self.rule(lr_factor);
+        let state = state_of(&mut self.buffers[i]);
         if w.len() < 2 * PAR_CHUNK || rayon::current_num_threads() < 2 {
-            return one(b0, b1, w, g);
+            return simd(Step { rule, state, w, g });
         }
-        let chunks = w.par_chunks_mut(PAR_CHUNK).zip(g.par_chunks(PAR_CHUNK));
-        match b1 {
-            Some(b1) => chunks
-                .zip(b0.par_chunks_mut(PAR_CHUNK))
-                .zip(b1.par_chunks_mut(PAR_CHUNK))
-                .for_each(|(((w, g), b0), b1)| one(b0, Some(b1), w, g)),
-            None => chunks
-                .zip(b0.par_chunks_mut(PAR_CHUNK))
-                .for_each(|((w, g), b0)| one(b0, None, w, g)),
-        }
+        let states: Vec<_> = state.chunks(PAR_CHUNK).collect();
+        w.par_chunks_mut(PAR_CHUNK)
+            .zip(g.par_chunks(PAR_CHUNK))
+            .zip(states)
+            .for_each(|((w, g), state)| simd(Step { rule, state, w, g }));
     }
 
     /// [`update`](Optimizer::update) for a matrix tensor `i` (`w`, gradient `g` of the same
     /// shape; its buffers sized `nrows·ncols`): column `j` uses the buffer entries
     /// `j·nrows .. (j+1)·nrows`.
     pub fn update_mat(&mut self, i: usize, w: &mut Mat<T>, g: &Mat<T>, lr_factor: f64) {
-        let (spec, t) = (self.spec, self.t);
+        let rule = self.rule(lr_factor);
         let r = w.nrows();
         debug_assert_eq!(w.shape(), g.shape());
-        let (b0, mut b1) = split_buffers(&mut self.buffers[i]);
-        for j in 0..w.ncols() {
-            let range = j * r..(j + 1) * r;
-            let b1 = b1.as_deref_mut().map(|b| &mut b[range.clone()]);
+        let states = state_of(&mut self.buffers[i]).chunks(r.max(1));
+        for (j, state) in (0..w.ncols()).zip(states) {
             let (w, g) = (w.col_as_slice_mut(j), g.col_as_slice(j));
-            simd(Step {
-                spec,
-                t,
-                b0: &mut b0[range],
-                b1,
-                w,
-                g,
-                lr_factor,
-            });
+            simd(Step { rule, state, w, g });
         }
     }
 }
 
-/// The first buffer of a tensor and its second one, if the optimizer keeps two.
-fn split_buffers<T>(bufs: &mut [Vec<T>]) -> (&mut [T], Option<&mut [T]>) {
+/// A tensor's whole state: its first buffer and its second one, if the optimizer keeps two.
+fn state_of<T>(bufs: &mut [Vec<T>]) -> StateChunk<'_, T> {
     match bufs {
-        [b0] => (b0, None),
-        [b0, b1, ..] => (b0, Some(b1)),
-        [] => (&mut [], None),
+        [b0] => StateChunk { b0, b1: None },
+        [b0, b1, ..] => StateChunk { b0, b1: Some(b1) },
+        [] => StateChunk {
+            b0: &mut [],
+            b1: None,
+        },
     }
 }
 

@@ -87,7 +87,7 @@ impl Act {
         match *self {
             Act::Sigmoid => {
                 for v in z {
-                    *v = T::one() / (T::one() + (-*v).exp());
+                    *v = T::one() / (T::one() + (-*v).exp_vectorizable());
                 }
             }
             // A select, not a branch: vectorizes, and random signs cost no mispredictions.

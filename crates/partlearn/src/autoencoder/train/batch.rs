@@ -1,6 +1,7 @@
 //! One mini-batch of training (METHODS.md §6.2–§6.3): the forward and backward pass of the
 //! encoder and decoder, the loss terms and every parameter's gradient, in reusable buffers
-//! ([`Workspace`]), a batch split into parts back-propagated in parallel.
+//! ([`Workspace`]), a batch split into parts back-propagated in parallel; the parts' gradients
+//! are summed by the update ([`super::update`]).
 
 use faer::Par;
 
@@ -15,9 +16,6 @@ use crate::real::Real;
 /// result is the same for any thread count. Models with batch normalization take the batch
 /// whole (its statistics couple the samples) and parallelize inside their larger GEMMs.
 pub const PARTS: usize = 2;
-
-/// Values per parallel task when the parts' gradients are summed.
-const SUM_CHUNK: usize = 1 << 14;
 
 /// Buffers of one part of a batch.
 #[derive(Debug, Default)]
@@ -34,14 +32,41 @@ pub(super) struct Part<T> {
     sq: f64,
 }
 
-/// Buffers reused by every batch; `grads` holds the batch's gradient of every trainable tensor
-/// (encoder, then decoder: the optimizer's order).
+impl<T: Real> Part<T> {
+    /// This part's gradient of trainable tensor `i` (encoder tensors first, then the decoder's:
+    /// the optimizer's order; `n_enc` encoder tensors).
+    pub(super) fn grad(&self, i: usize, n_enc: usize) -> &[T] {
+        if i < n_enc {
+            &self.enc_grads[i]
+        } else {
+            &self.dec_grads[i - n_enc]
+        }
+    }
+}
+
+/// Values `at..at + g.len()` of the batch's gradient of tensor `i`: the parts' gradients summed
+/// in part order (the same bits for any number of threads).
+#[inline(always)]
+pub(super) fn sum_parts<T: Real>(parts: &[Part<T>], i: usize, n_enc: usize, at: usize, g: &mut [T]) {
+    let r = at..at + g.len();
+    if let Some((first, rest)) = parts.split_first() {
+        g.copy_from_slice(&first.grad(i, n_enc)[r.clone()]);
+        for part in rest {
+            for (a, &v) in g.iter_mut().zip(&part.grad(i, n_enc)[r.clone()]) {
+                *a = *a + v;
+            }
+        }
+    }
+}
+
+/// Buffers reused by every batch.
 #[derive(Debug, Default)]
 pub(super) struct Workspace<T> {
-    pub(super) parts: Vec<Part<T>>,
+    parts: Vec<Part<T>>,
+    /// Parts the last batch was split into (fewer than `parts.len()` for a batch that small).
+    used: usize,
     h: Vec<T>,
     dh: Vec<T>,
-    pub(super) grads: Vec<Vec<T>>,
 }
 
 impl<T: Real> Workspace<T> {
@@ -55,15 +80,15 @@ impl<T: Real> Workspace<T> {
                     ..Part::default()
                 })
                 .collect(),
+            used: 0,
             h: Vec::new(),
             dh: Vec::new(),
-            grads: model
-                .encoder
-                .grad_buffers()
-                .into_iter()
-                .chain(model.decoder.grad_buffers())
-                .collect(),
         }
+    }
+
+    /// The parts of the last batch, with their gradients.
+    pub(super) fn parts(&self) -> &[Part<T>] {
+        &self.parts[..self.used]
     }
 }
 
@@ -74,7 +99,8 @@ pub(super) struct BatchTerms {
 }
 
 /// Forward and backward pass of one batch of `b` samples (training mode): the loss terms of
-/// §6.2 and every parameter's gradient in `ws.grads`. `gather(range, x)` writes the batch's
+/// §6.2 but the weight decay (the update adds it) and every parameter's gradient, per part in
+/// `ws.parts` ([`sum_parts`] sums them). `gather(range, x)` writes the batch's
 /// samples `range` (`n_features` values each, one after another) into `x`; each part gathers
 /// its own samples on its worker. The sparsity penalty is computed on the whole batch (its `ρ̂`
 /// couples the samples) between the two halves of the pass. Batch-norm running statistics are
@@ -93,7 +119,8 @@ pub(super) fn gradients<T: Real>(
     let inner = if ws.parts.len() > 1 { Par::Seq } else { par };
     // Samples `[p·b/n, (p+1)·b/n)` of the batch go to part `p`.
     let bounds = |p: usize| (p * b / n_parts, (p + 1) * b / n_parts);
-    let Workspace { parts, h, dh, grads } = ws;
+    let Workspace { parts, used, h, dh } = ws;
+    *used = n_parts;
     let parts = &mut parts[..n_parts];
     parts.par_iter_mut().enumerate().for_each(|(p, part)| {
         let (s, e) = bounds(p);
@@ -142,54 +169,11 @@ pub(super) fn gradients<T: Real>(
             inner,
         );
     });
-    // The batch's gradients: one part's are taken over (the buffers are swapped; `backward`
-    // overwrites them next batch), several are summed in part order in parallel chunks (the
-    // same bits for any thread count).
-    let n_enc = model.encoder.params.len();
-    fn part_grad<T>(p: &mut Part<T>, i: usize, n_enc: usize) -> &mut Vec<T> {
-        if i < n_enc {
-            &mut p.enc_grads[i]
-        } else {
-            &mut p.dec_grads[i - n_enc]
-        }
-    }
-    if let [part] = parts {
-        for (i, g) in grads.iter_mut().enumerate() {
-            std::mem::swap(g, part_grad(part, i, n_enc));
-        }
-    } else {
-        for (i, g) in grads.iter_mut().enumerate() {
-            let parts: &[Part<T>] = parts;
-            fn grad_of<T>(p: &Part<T>, i: usize, n_enc: usize) -> &[T] {
-                if i < n_enc {
-                    &p.enc_grads[i]
-                } else {
-                    &p.dec_grads[i - n_enc]
-                }
-            }
-            let src = |p| grad_of(p, i, n_enc);
-            let sum = |(c, out): (usize, &mut [T])| {
-                let r = c * SUM_CHUNK..c * SUM_CHUNK + out.len();
-                out.copy_from_slice(&src(&parts[0])[r.clone()]);
-                for part in &parts[1..] {
-                    for (a, &v) in out.iter_mut().zip(&src(part)[r.clone()]) {
-                        *a += v;
-                    }
-                }
-            };
-            if g.len() >= 2 * SUM_CHUNK && !matches!(par, Par::Seq) {
-                g.par_chunks_mut(SUM_CHUNK).enumerate().for_each(sum);
-            } else {
-                g.chunks_mut(SUM_CHUNK).enumerate().for_each(sum);
-            }
-        }
-    }
-    let decay = loss::decay(spec, &model.decoder.params[0].data, &mut grads[n_enc]);
     BatchTerms {
         terms: LossTerms {
             reconstruction: parts.iter().map(|p| p.rec).sum(),
             sparsity,
-            decay,
+            decay: 0.0,
             sq_error: parts.iter().map(|p| p.sq).sum(),
         },
         activation,
@@ -203,30 +187,49 @@ mod tests {
     use crate::autoencoder::layers::Act;
     use crate::autoencoder::loss::{RecLoss, Reduction, Sparsity};
     use crate::autoencoder::model::{AeSpec, Architecture};
+    use crate::optim::{Optimizer, OptimizerSpec};
     use crate::rng::Rng;
 
-    /// One batch held in one buffer (`m` values per sample): its terms and workspace.
+    /// One batch held in one buffer (`m` values per sample): its whole loss (the decay
+    /// included) and its gradient of every trainable tensor, as the training applies it — read
+    /// off an SGD step with learning rate 1 and no momentum taken by [`super::super::update`].
     fn batch_gradients(
         model: &Autoencoder<f64>,
         spec: &LossSpec,
         xb: &[f64],
         b: usize,
-    ) -> (BatchTerms, Workspace<f64>) {
+    ) -> (f64, Vec<Vec<f64>>) {
         let mut ws = Workspace::new(model);
         let m = model.spec.n_features;
         let gather =
             |r: std::ops::Range<usize>, x: &mut Vec<f64>| x.extend_from_slice(&xb[r.start * m..r.end * m]);
-        (gradients(model, spec, &gather, b, &mut ws, Par::Seq), ws)
+        let terms = gradients(model, spec, &gather, b, &mut ws, Par::Seq).terms;
+        let sgd = OptimizerSpec::Sgd {
+            lr: 1.0,
+            momentum: 0.0,
+            nesterov: false,
+        };
+        let tensors = || model.encoder.params.iter().chain(&model.decoder.params);
+        let sizes: Vec<usize> = tensors().map(|t| t.data.len()).collect();
+        let mut optimizer = Optimizer::new(sgd, &sizes);
+        optimizer.begin_step();
+        let mut stepped = model.clone();
+        let decay = super::super::update::update(&mut stepped, &mut optimizer, ws.parts(), spec, false, 1.0);
+        let after = stepped.encoder.params.iter().chain(&stepped.decoder.params);
+        let grads = tensors()
+            .zip(after)
+            .map(|(t, a)| t.data.iter().zip(&a.data).map(|(w, v)| w - v).collect())
+            .collect();
+        (terms.total() + decay, grads)
     }
 
     /// The batch loss as a function of every parameter, for finite differences.
     fn loss_of(model: &mut Autoencoder<f64>, spec: &LossSpec, xb: &[f64], b: usize) -> f64 {
-        batch_gradients(model, spec, xb, b).0.terms.total()
+        batch_gradients(model, spec, xb, b).0
     }
 
     fn check_whole_loss(model: &mut Autoencoder<f64>, spec: &LossSpec, xb: &[f64], b: usize, what: &str) {
-        let ws = batch_gradients(model, spec, xb, b).1;
-        let grads = ws.grads.clone();
+        let grads = batch_gradients(model, spec, xb, b).1;
         let h = 1e-6;
         let n_enc = model.encoder.params.len();
         for (p, g) in grads.iter().enumerate() {

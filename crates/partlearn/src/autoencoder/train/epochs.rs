@@ -10,6 +10,7 @@ use faer::Par;
 
 use super::batch::{gradients, Workspace};
 use super::checkpoint::save_checkpoint;
+use super::update::update;
 use super::{epoch_seed, restore, snapshot, split, EpochRecord, EpochSums, TrainOutcome, TrainState};
 use crate::autoencoder::layers::{Act, Cache};
 use crate::autoencoder::model::Autoencoder;
@@ -97,8 +98,8 @@ impl<T: Real> Epochs<'_, T> {
                 }
             };
             let model = &mut state.model;
-            let t = gradients(model, &opts.loss, &gather, b, &mut self.ws, self.par);
-            if let [part] = self.ws.parts.as_slice() {
+            let mut t = gradients(model, &opts.loss, &gather, b, &mut self.ws, self.par);
+            if let [part] = self.ws.parts() {
                 model.encoder.update_running(&part.enc);
             }
             let total = t.terms.total();
@@ -109,17 +110,9 @@ impl<T: Real> Epochs<'_, T> {
                 });
             }
             state.optimizer.begin_step();
-            let params = model
-                .encoder
-                .params
-                .iter_mut()
-                .chain(model.decoder.params.iter_mut());
-            for (i, (p, g)) in params.zip(&self.ws.grads).enumerate() {
-                state.optimizer.update(i, &mut p.data, g, lr_factor);
-            }
-            if opts.nonneg == NonNeg::Project {
-                model.project_decoder();
-            }
+            let project = opts.nonneg == NonNeg::Project;
+            let parts = self.ws.parts();
+            t.terms.decay = update(model, &mut state.optimizer, parts, &opts.loss, project, lr_factor);
             let w = b as f64;
             let s = &mut state.sums;
             s.samples += b;

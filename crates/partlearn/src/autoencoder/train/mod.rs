@@ -15,6 +15,7 @@
 mod batch;
 mod checkpoint;
 mod epochs;
+mod update;
 
 use std::path::Path;
 

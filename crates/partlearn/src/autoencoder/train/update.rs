@@ -1,0 +1,131 @@
+//! The update after a mini-batch (METHODS.md §6.3–§6.4) in one parallel pass over fixed chunks of
+//! every trainable tensor: the parts' gradients summed in part order, the weight decay added to
+//! the decoder weights' gradient, the optimizer's step and the projection `W_d ≥ 0`. One pass
+//! instead of one per operation and tensor: the values are read once while they are in cache,
+//! and the threads meet once per batch. The chunks do not depend on the number of threads and
+//! every operation is elementwise (the decay's sum is added in chunk order), so any number of
+//! threads gives the same bits.
+
+use rayon::prelude::*;
+
+use super::super::loss::{self, LossSpec};
+use super::super::model::Autoencoder;
+use super::batch::{sum_parts, Part};
+use crate::linalg::kernels::{simd, Kernel};
+use crate::optim::{Optimizer, StateChunk, StepRule};
+use crate::real::Real;
+
+/// Values per parallel task (16 KiB of `f32`: a tensor of the shallow auto-encoder makes about
+/// twenty, so that two threads end within a task of each other).
+const TASK: usize = 4096;
+
+/// Values whose gradient is summed at a time, on the stack, inside a task.
+const BLOCK: usize = 256;
+
+/// One chunk of one tensor.
+struct Task<'a, T> {
+    /// The tensor's index (encoder tensors first, then the decoder's).
+    tensor: usize,
+    /// The chunk's first value in the tensor.
+    start: usize,
+    w: &'a mut [T],
+    state: StateChunk<'a, T>,
+}
+
+/// What every task shares.
+#[derive(Clone, Copy)]
+struct Shared<'a, T> {
+    parts: &'a [Part<T>],
+    n_enc: usize,
+    rule: StepRule,
+    loss: &'a LossSpec,
+    project: bool,
+}
+
+/// Applies the batch's gradients (per part in `parts`) to `model` with `optimizer` (whose
+/// [`begin_step`](Optimizer::begin_step) the caller made), the decay of `loss` to the decoder
+/// weights and, with `project`, clamps them to `≥ 0`. Returns the decay term
+/// `(λ/2) Σ (α w² [w>0] + w² [w<0])` of the weights before the step.
+pub(super) fn update<T: Real>(
+    model: &mut Autoencoder<T>,
+    optimizer: &mut Optimizer<T>,
+    parts: &[Part<T>],
+    loss: &LossSpec,
+    project: bool,
+    lr_factor: f64,
+) -> f64 {
+    let n_enc = model.encoder.params.len();
+    let shared = Shared {
+        parts,
+        n_enc,
+        rule: optimizer.rule(lr_factor),
+        loss,
+        project,
+    };
+    let tensors = model
+        .encoder
+        .params
+        .iter_mut()
+        .chain(model.decoder.params.iter_mut());
+    let mut tasks = Vec::new();
+    for (tensor, (t, state)) in tensors.zip(optimizer.states()).enumerate() {
+        let chunks = t.data.chunks_mut(TASK).zip(state.chunks(TASK));
+        for (c, (w, state)) in chunks.enumerate() {
+            tasks.push(Task {
+                tensor,
+                start: c * TASK,
+                w,
+                state,
+            });
+        }
+    }
+    let decay: Vec<f64> = tasks
+        .into_par_iter()
+        .map(|task| simd(Apply { task, shared }))
+        .collect();
+    decay.iter().sum()
+}
+
+/// One task, compiled for AVX2 by [`simd`].
+struct Apply<'a, T> {
+    task: Task<'a, T>,
+    shared: Shared<'a, T>,
+}
+
+impl<T: Real> Kernel for Apply<'_, T> {
+    type Out = f64;
+    #[inline(always)]
+    fn run(self) -> f64 {
+        let Task {
+            tensor,
+            start,
+            w,
+            state,
+        } = self.task;
+        let Shared {
+            parts,
+            n_enc,
+            rule,
+            loss,
+            project,
+        } = self.shared;
+        // The decoder's weights (its first tensor) are the atoms: decayed and projected.
+        let atoms = tensor == n_enc;
+        let mut g = [T::zero(); BLOCK];
+        let mut decay = 0.0;
+        for (b, (w, state)) in w.chunks_mut(BLOCK).zip(state.chunks(BLOCK)).enumerate() {
+            let g = &mut g[..w.len()];
+            sum_parts(parts, tensor, n_enc, start + b * BLOCK, g);
+            if atoms {
+                decay += loss::decay(loss, w, g);
+            }
+            rule.apply(state, w, g);
+            if atoms && project {
+                for v in w.iter_mut() {
+                    *v = v.max(T::zero());
+                }
+            }
+        }
+        decay
+    }
+}
