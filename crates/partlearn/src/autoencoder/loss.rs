@@ -326,46 +326,40 @@ pub fn reconstruction<T: Real>(
     (loss, sq)
 }
 
-/// Mean activation `ρ̂_j` of each of the `k` code units over a batch `h` (`k × batch`).
-pub fn mean_activation<T: Real>(k: usize, h: &[T]) -> Vec<f64> {
-    let batch = h.len() / k;
-    let mut rho = vec![0.0f64; k];
+/// Adds each of the `k` code units' activation summed over the samples of `h` (`k × ·`) to
+/// `sums` (in `f64`, samples in order): what [`rho_penalty`] needs of a part of a batch.
+pub fn add_unit_sums<T: Real>(k: usize, h: &[T], sums: &mut [f64]) {
     for col in h.chunks(k) {
-        for (r, &v) in rho.iter_mut().zip(col) {
+        for (r, &v) in sums.iter_mut().zip(col) {
             *r += v.to_f64();
         }
     }
-    rho.iter_mut().for_each(|r| *r /= batch as f64);
-    rho
 }
 
-/// `β·penalty` of the codes `h` (`k × batch`); `∂/∂h` is **added** to `grad`.
-pub fn sparsity<T: Real>(spec: &LossSpec, k: usize, h: &[T], grad: &mut [T]) -> f64 {
-    let batch = h.len() / k;
+impl Sparsity {
+    /// A penalty on the mean activations `ρ̂_j` over the batch (KL, L2, εL1, log: it couples the
+    /// samples), rather than one on each sample's code (L1, Hoyer, none).
+    pub fn on_rho(&self) -> bool {
+        matches!(
+            self,
+            Sparsity::Kl | Sparsity::L2 | Sparsity::EpsL1 { .. } | Sparsity::Log
+        )
+    }
+}
+
+/// A penalty on `ρ̂` ([`Sparsity::on_rho`]) of a batch of `batch` samples whose units' summed
+/// activations are `sums`: returns `β Σ_j S(ρ̂_j)` and writes `∂/∂h_j⁽ⁱ⁾ = β S'(ρ̂_j)/M` (the same
+/// for every sample `i`) to `unit_grad`. Zero (and no gradient) for the other penalties.
+pub fn rho_penalty<T: Real>(spec: &LossSpec, sums: &[f64], batch: usize, unit_grad: &mut [T]) -> f64 {
     let (p, beta, m) = (spec.p, spec.beta, batch as f64);
-    if beta == 0.0 || spec.sparsity == Sparsity::None {
+    unit_grad.iter_mut().for_each(|g| *g = T::zero());
+    if beta == 0.0 || !spec.sparsity.on_rho() {
         return 0.0;
     }
-    // Penalties on ρ̂: value S(ρ̂_j) and dS/dρ̂_j; ∂ρ̂_j/∂h_j⁽ⁱ⁾ = 1/M.
-    let on_rho = |f: &dyn Fn(f64) -> (f64, f64), grad: &mut [T]| {
-        let rho = mean_activation(k, h);
-        let (mut total, mut dh) = (0.0, vec![T::zero(); k]);
-        for j in 0..k {
-            let (s, ds) = f(rho[j]);
-            total += s;
-            dh[j] = T::from_f64(beta * ds / m);
-        }
-        for col in grad.chunks_mut(k) {
-            for (g, &d) in col.iter_mut().zip(&dh) {
-                *g = *g + d;
-            }
-        }
-        beta * total
-    };
-    match spec.sparsity {
-        Sparsity::None => 0.0,
-        Sparsity::Kl => on_rho(
-            &|r| {
+    // Value S(ρ̂_j) and dS/dρ̂_j; ∂ρ̂_j/∂h_j⁽ⁱ⁾ = 1/M.
+    let penalty = |r: f64| -> (f64, f64) {
+        match spec.sparsity {
+            Sparsity::Kl => {
                 if r < KL_CLIP || r > 1.0 - KL_CLIP {
                     let c = r.clamp(KL_CLIP, 1.0 - KL_CLIP);
                     (p * (p / c).ln() + (1.0 - p) * ((1.0 - p) / (1.0 - c)).ln(), 0.0)
@@ -375,24 +369,37 @@ pub fn sparsity<T: Real>(spec: &LossSpec, k: usize, h: &[T], grad: &mut [T]) -> 
                         -p / r + (1.0 - p) / (1.0 - r),
                     )
                 }
-            },
-            grad,
-        ),
-        Sparsity::L2 => on_rho(&|r| ((p - r) * (p - r), 2.0 * (r - p)), grad),
-        Sparsity::EpsL1 { eps } => on_rho(
-            &|r| {
+            }
+            Sparsity::L2 => ((p - r) * (p - r), 2.0 * (r - p)),
+            Sparsity::EpsL1 { eps } => {
                 let s = ((p - r) * (p - r) + eps).sqrt();
                 (s, (r - p) / s)
-            },
-            grad,
-        ),
-        Sparsity::Log => on_rho(
-            &|r| {
+            }
+            Sparsity::Log => {
                 let d = p - r;
                 ((1.0 + d * d).ln(), 2.0 * (r - p) / (1.0 + d * d))
-            },
-            grad,
-        ),
+            }
+            Sparsity::None | Sparsity::L1 | Sparsity::Hoyer { .. } => (0.0, 0.0),
+        }
+    };
+    let mut total = 0.0;
+    for (g, &sum) in unit_grad.iter_mut().zip(sums) {
+        let (s, ds) = penalty(sum / m);
+        total += s;
+        *g = T::from_f64(beta * ds / m);
+    }
+    beta * total
+}
+
+/// A penalty on each sample's code (L1, Hoyer; zero for the others) over the samples `h`
+/// (`k × ·`) of a batch of `batch` samples: its share of the batch's penalty; `∂/∂h` is
+/// **added** to `grad`.
+pub fn sample_penalty<T: Real>(spec: &LossSpec, k: usize, h: &[T], grad: &mut [T], batch: usize) -> f64 {
+    let (beta, m) = (spec.beta, batch as f64);
+    if beta == 0.0 {
+        return 0.0;
+    }
+    match spec.sparsity {
         Sparsity::L1 => {
             // h ≥ 0 (sigmoid codes): ‖h‖₁ = Σ h and its gradient is 1 (sign(0) = 0 is moot).
             let mut total = 0.0;
@@ -444,7 +451,27 @@ pub fn sparsity<T: Real>(spec: &LossSpec, k: usize, h: &[T], grad: &mut [T]) -> 
             }
             beta * total / m
         }
+        Sparsity::None | Sparsity::Kl | Sparsity::L2 | Sparsity::EpsL1 { .. } | Sparsity::Log => 0.0,
     }
+}
+
+/// `β·penalty` of the codes `h` (`k × batch`) of a whole batch; `∂/∂h` is **added** to `grad`
+/// ([`rho_penalty`] or [`sample_penalty`], as training computes them part by part).
+pub fn sparsity<T: Real>(spec: &LossSpec, k: usize, h: &[T], grad: &mut [T]) -> f64 {
+    let batch = h.len() / k.max(1);
+    if !spec.sparsity.on_rho() {
+        return sample_penalty(spec, k, h, grad, batch);
+    }
+    let mut sums = vec![0.0; k];
+    add_unit_sums(k, h, &mut sums);
+    let mut unit_grad = vec![T::zero(); k];
+    let value = rho_penalty(spec, &sums, batch, &mut unit_grad);
+    for col in grad.chunks_mut(k) {
+        for (g, &d) in col.iter_mut().zip(&unit_grad) {
+            *g = *g + d;
+        }
+    }
+    value
 }
 
 /// Asymmetric weight decay `(λ/2) Σ (α w² [w>0] + w² [w<0])` (§6.4); gradient **added** to `grad`.
