@@ -28,8 +28,12 @@ pub(super) struct Part<T> {
     dh: Vec<T>,
     enc_grads: Vec<Vec<T>>,
     dec_grads: Vec<Vec<T>>,
+    /// Each code unit's activation summed over the part's samples.
+    unit_sums: Vec<f64>,
     rec: f64,
     sq: f64,
+    /// The part's share of a per-sample sparsity penalty.
+    penalty: f64,
 }
 
 impl<T: Real> Part<T> {
@@ -65,8 +69,10 @@ pub(super) struct Workspace<T> {
     parts: Vec<Part<T>>,
     /// Parts the last batch was split into (fewer than `parts.len()` for a batch that small).
     used: usize,
-    h: Vec<T>,
-    dh: Vec<T>,
+    /// The units' summed activations over the batch.
+    sums: Vec<f64>,
+    /// `∂/∂h` of a penalty on `ρ̂`, per unit.
+    unit_grad: Vec<T>,
 }
 
 impl<T: Real> Workspace<T> {
@@ -81,8 +87,8 @@ impl<T: Real> Workspace<T> {
                 })
                 .collect(),
             used: 0,
-            h: Vec::new(),
-            dh: Vec::new(),
+            sums: Vec::new(),
+            unit_grad: Vec::new(),
         }
     }
 
@@ -102,9 +108,10 @@ pub(super) struct BatchTerms {
 /// §6.2 but the weight decay (the update adds it) and every parameter's gradient, per part in
 /// `ws.parts` ([`sum_parts`] sums them). `gather(range, x)` writes the batch's
 /// samples `range` (`n_features` values each, one after another) into `x`; each part gathers
-/// its own samples on its worker. The sparsity penalty is computed on the whole batch (its `ρ̂`
-/// couples the samples) between the two halves of the pass. Batch-norm running statistics are
-/// not touched (see [`super::layers::Net::update_running`]).
+/// its own samples on its worker. Between the two halves of the pass the parts' code sums are
+/// added up (in part order) into the batch's `ρ̂`, which a penalty on it couples the samples
+/// with; a per-sample penalty is computed by each part. Batch-norm running statistics are not
+/// touched (see [`super::layers::Net::update_running`]).
 pub(super) fn gradients<T: Real>(
     model: &Autoencoder<T>,
     spec: &LossSpec,
@@ -119,7 +126,12 @@ pub(super) fn gradients<T: Real>(
     let inner = if ws.parts.len() > 1 { Par::Seq } else { par };
     // Samples `[p·b/n, (p+1)·b/n)` of the batch go to part `p`.
     let bounds = |p: usize| (p * b / n_parts, (p + 1) * b / n_parts);
-    let Workspace { parts, used, h, dh } = ws;
+    let Workspace {
+        parts,
+        used,
+        sums,
+        unit_grad,
+    } = ws;
     *used = n_parts;
     let parts = &mut parts[..n_parts];
     parts.par_iter_mut().enumerate().for_each(|(p, part)| {
@@ -129,6 +141,9 @@ pub(super) fn gradients<T: Real>(
         let x = &part.x[..];
         model.encoder.forward(x, e - s, true, &mut part.enc, inner);
         let h = part.enc.outs.last().map(Vec::as_slice).unwrap_or(&[]);
+        part.unit_sums.clear();
+        part.unit_sums.resize(k, 0.0);
+        loss::add_unit_sums(k, h, &mut part.unit_sums);
         model.decoder.forward(h, e - s, true, &mut part.dec, inner);
         let xhat = part.dec.outs.last().map(Vec::as_slice).unwrap_or(&[]);
         part.d_xhat.resize(xhat.len(), T::zero());
@@ -147,19 +162,25 @@ pub(super) fn gradients<T: Real>(
         part.dh.clear();
         part.dh.extend_from_slice(d);
     });
-    h.clear();
-    dh.clear();
+    sums.clear();
+    sums.resize(k, 0.0);
     for part in parts.iter() {
-        h.extend_from_slice(part.enc.outs.last().map(Vec::as_slice).unwrap_or(&[]));
-        dh.extend_from_slice(&part.dh);
+        sums.iter_mut().zip(&part.unit_sums).for_each(|(s, &v)| *s += v);
     }
-    let sparsity = loss::sparsity(spec, k, h, dh);
-    let activation: f64 = h.iter().map(|&v| v.to_f64()).sum();
-    let dh: &[T] = dh;
-    parts.par_iter_mut().enumerate().for_each(|(p, part)| {
-        let (s, e) = bounds(p);
-        part.dh.clear();
-        part.dh.extend_from_slice(&dh[s * k..e * k]);
+    let activation: f64 = sums.iter().sum();
+    unit_grad.resize(k, T::zero());
+    let rho = loss::rho_penalty(spec, sums, b, unit_grad);
+    let unit_grad: &[T] = unit_grad;
+    parts.par_iter_mut().for_each(|part| {
+        let h = part.enc.outs.last().map(Vec::as_slice).unwrap_or(&[]);
+        part.penalty = loss::sample_penalty(spec, k, h, &mut part.dh, b);
+        if spec.sparsity.on_rho() {
+            for col in part.dh.chunks_mut(k) {
+                for (g, &d) in col.iter_mut().zip(unit_grad) {
+                    *g = *g + d;
+                }
+            }
+        }
         model.encoder.backward(
             &part.x,
             &mut part.dh,
@@ -172,7 +193,7 @@ pub(super) fn gradients<T: Real>(
     BatchTerms {
         terms: LossTerms {
             reconstruction: parts.iter().map(|p| p.rec).sum(),
-            sparsity,
+            sparsity: rho + parts.iter().map(|p| p.penalty).sum::<f64>(),
             decay: 0.0,
             sq_error: parts.iter().map(|p| p.sq).sum(),
         },
