@@ -78,31 +78,23 @@ impl Act {
         simd(ActPass {
             act: *self,
             y: None,
+            bias: None,
             z,
         })
     }
 
+    /// `y = act(z)` in place, with `bias` added to every column of `z` first (`rows = bias.len()`).
     #[inline(always)]
-    fn forward_inner<T: Real>(&self, z: &mut [T]) {
+    fn forward_inner<T: Real>(&self, z: &mut [T], bias: Option<&[T]>) {
         match *self {
-            Act::Sigmoid => {
-                for v in z {
-                    *v = T::one() / (T::one() + (-*v).exp_vectorizable());
-                }
-            }
+            Act::Sigmoid => map(z, bias, |v| T::one() / (T::one() + (-v).exp_vectorizable())),
             // A select, not a branch: vectorizes, and random signs cost no mispredictions.
             Act::LeakyRelu { slope } => {
                 let s = T::from_f64(slope);
-                for v in z {
-                    *v = if *v < T::zero() { *v * s } else { *v };
-                }
+                map(z, bias, |v| if v < T::zero() { v * s } else { v })
             }
-            Act::Relu => {
-                for v in z {
-                    *v = v.max(T::zero());
-                }
-            }
-            Act::Identity => {}
+            Act::Relu => map(z, bias, |v| v.max(T::zero())),
+            Act::Identity => map(z, bias, |v| v),
         }
     }
 
@@ -112,6 +104,7 @@ impl Act {
         simd(ActPass {
             act: *self,
             y: Some(y),
+            bias: None,
             z: d,
         })
     }
@@ -140,11 +133,32 @@ impl Act {
     }
 }
 
-/// [`Act::forward`] (`y` = `None`, on `z` in place) or [`Act::backward`] (on the gradient `z`
-/// from the outputs `y`), compiled for AVX2 by [`simd`].
+/// `v ← f(v + b_r)` for every value `v` of row `r` of the column-major `z` (`rows =
+/// bias.len()`), or `v ← f(v)` without a bias.
+#[inline(always)]
+fn map<T: Real>(z: &mut [T], bias: Option<&[T]>, f: impl Fn(T) -> T) {
+    match bias {
+        Some(b) if !b.is_empty() => {
+            for col in z.chunks_mut(b.len()) {
+                for (v, &bb) in col.iter_mut().zip(b) {
+                    *v = f(*v + bb);
+                }
+            }
+        }
+        _ => {
+            for v in z {
+                *v = f(*v);
+            }
+        }
+    }
+}
+
+/// [`Act::forward`] (`y` = `None`, on `z` in place, after adding `bias` if given) or
+/// [`Act::backward`] (on the gradient `z` from the outputs `y`), compiled for AVX2 by [`simd`].
 struct ActPass<'a, T> {
     act: Act,
     y: Option<&'a [T]>,
+    bias: Option<&'a [T]>,
     z: &'a mut [T],
 }
 
@@ -153,7 +167,7 @@ impl<T: Real> Kernel for ActPass<'_, T> {
     #[inline(always)]
     fn run(self) {
         match self.y {
-            None => self.act.forward_inner(self.z),
+            None => self.act.forward_inner(self.z, self.bias),
             Some(y) => self.act.backward_inner(y, self.z),
         }
     }
@@ -171,6 +185,26 @@ impl Act {
             return self.forward(z);
         }
         z.par_chunks_mut(PAR_CHUNK).for_each(|c| self.forward(c));
+    }
+
+    /// The epilogue of a dense or convolution layer followed by this activation: `z ←
+    /// act(z + b)` with `b` added to every column (`rows = b.len()`), in blocks of whole columns
+    /// on `par`'s threads when `z` is large (elementwise: the same bits as one pass).
+    pub(super) fn forward_bias_par<T: Real>(&self, z: &mut [T], b: &[T], par: Par) {
+        use rayon::prelude::*;
+        let pass = |z: &mut [T]| {
+            simd(ActPass {
+                act: *self,
+                y: None,
+                bias: Some(b),
+                z,
+            })
+        };
+        let block = PAR_CHUNK.div_ceil(b.len().max(1)) * b.len().max(1);
+        if matches!(par, Par::Seq) || z.len() < 2 * block {
+            return pass(z);
+        }
+        z.par_chunks_mut(block).for_each(pass);
     }
 
     /// [`backward`](Act::backward) in chunks on `par`'s threads when `d` is large.

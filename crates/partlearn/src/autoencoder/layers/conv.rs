@@ -4,8 +4,7 @@
 use faer::{Accum, Par};
 use rayon::prelude::*;
 
-use super::dense::{fill_bias, row_sums};
-use super::{view, view_mut, Shape};
+use super::{view, view_mut, Act, Shape};
 use crate::linalg;
 use crate::real::Real;
 
@@ -114,8 +113,8 @@ fn col2im<T: Real>(cols: &[T], batch: usize, g: &ConvGeo, dx: &mut Vec<T>) {
         });
 }
 
-/// `out ← W·cols + b` with `cols` the im2col patches of `x` (kept for [`backward`]); `W` is
-/// `filters × kernel²·C`.
+/// `out ← act(W·cols + b)` with `cols` the im2col patches of `x` (kept for [`backward`]); `W`
+/// is `filters × kernel²·C`; `act` is the activation layer that follows (`Identity` if none).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn forward<T: Real>(
     geo: &ConvGeo,
@@ -125,41 +124,39 @@ pub(super) fn forward<T: Real>(
     batch: usize,
     cols: &mut Vec<T>,
     out: &mut [T],
+    act: Act,
     par: Par,
 ) {
     let filters = geo.output.c;
     im2col(x, batch, geo, cols);
-    fill_bias(out, b, par);
     linalg::matmul(
         view_mut(out, filters, geo.positions() * batch),
-        Accum::Add,
+        Accum::Replace,
         view(w, filters, geo.k()),
         view(cols, geo.k(), geo.positions() * batch),
         T::one(),
         par,
     );
+    act.forward_bias_par(out, b, par);
 }
 
-/// Backward pass for the output gradient `d` (`filters × positions·batch`): `∂b = Σ δ`,
-/// `∂W = δ·colsᵀ` into `grads[pw]`, `grads[pb]`; when `dx` is given, `Wᵀ·δ` (written over the
-/// patches `cols`, no longer needed) summed back into the input gradient by [`col2im`]
-/// (`acc`: scratch of the sums).
+/// Backward pass for the output gradient `d` (`filters × positions·batch`) but the bias:
+/// `∂W = δ·colsᵀ` into `grads[pw]`; when `dx` is given, `Wᵀ·δ` (written over the patches
+/// `cols`, no longer needed) summed back into the input gradient by [`col2im`].
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward<T: Real>(
     geo: &ConvGeo,
-    (pw, pb): (usize, usize),
+    pw: usize,
     w: &[T],
     d: &[T],
     cols: &mut [T],
     grads: &mut [Vec<T>],
     dx: Option<&mut Vec<T>>,
-    acc: &mut Vec<f64>,
     batch: usize,
     par: Par,
 ) {
     let filters = geo.output.c;
     let np = geo.positions() * batch;
-    row_sums(d, filters, &mut grads[pb], acc, par);
     linalg::matmul(
         view_mut(&mut grads[pw], filters, geo.k()),
         Accum::Replace,

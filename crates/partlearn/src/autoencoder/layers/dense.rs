@@ -1,13 +1,17 @@
-//! Dense layer `y = W x + b` (METHODS.md §6.1) on a column-major batch: one GEMM forward, two
-//! backward (`∂W = δ·xᵀ`, `∂x = Wᵀ·δ`).
+//! Dense layer `y = W x + b` (METHODS.md §6.1) on a column-major batch: one GEMM forward (the
+//! bias and a following activation applied in one pass after it), two backward (`∂W = δ·xᵀ`,
+//! `∂x = Wᵀ·δ`); the bias gradient `∂b = Σ_j δ_j` by [`row_sums`] (or [`act_row_sums`], fused
+//! with the following activation's backward pass).
 
 use faer::{Accum, Par};
 
-use super::{view, view_mut, Layer};
+use super::{view, view_mut, Act, Layer};
 use crate::linalg;
 use crate::real::Real;
 
-/// `out ← W·x + b` for a batch `x` (`n_in × batch`); `W` is `outputs × n_in`.
+/// `out ← act(W·x + b)` for a batch `x` (`n_in × batch`); `W` is `outputs × n_in`; `act` is
+/// the activation layer that follows (`Identity` if none).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn forward<T: Real>(
     w: &[T],
     b: &[T],
@@ -15,22 +19,23 @@ pub(super) fn forward<T: Real>(
     out: &mut [T],
     n_in: usize,
     batch: usize,
+    act: Act,
     par: Par,
 ) {
     let outputs = b.len();
-    fill_bias(out, b, par);
     linalg::matmul(
         view_mut(out, outputs, batch),
-        Accum::Add,
+        Accum::Replace,
         view(w, outputs, n_in),
         view(x, n_in, batch),
         T::one(),
         par,
     );
+    act.forward_bias_par(out, b, par);
 }
 
-/// Backward pass of `layer` for the output gradient `d` (`outputs × batch`): `∂b = Σ_j δ_j`,
-/// `∂W = δ·xᵀ` into `grads`, and `dx ← Wᵀ·δ` when `dx` is given (`acc`: scratch of the sums).
+/// Backward pass of `layer` for the output gradient `d` (`outputs × batch`) but its bias:
+/// `∂W = δ·xᵀ` into `grads`, and `dx ← Wᵀ·δ` when `dx` is given.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward<T: Real>(
     layer: &Layer,
@@ -39,13 +44,11 @@ pub(super) fn backward<T: Real>(
     d: &[T],
     grads: &mut [Vec<T>],
     dx: Option<&mut Vec<T>>,
-    acc: &mut Vec<f64>,
     batch: usize,
     par: Par,
 ) {
     let (outputs, n_in) = (layer.output.len(), layer.input.len());
-    let (pw, pb) = (layer.params[0], layer.params[1]);
-    row_sums(d, outputs, &mut grads[pb], acc, par);
+    let pw = layer.params[0];
     linalg::matmul(
         view_mut(&mut grads[pw], outputs, n_in),
         Accum::Replace,
@@ -67,53 +70,76 @@ pub(super) fn backward<T: Real>(
     }
 }
 
-/// Values per parallel task of [`fill_bias`] and [`row_sums`].
+/// Values per parallel task of [`row_sums`].
 const BLOCK: usize = 1 << 14;
-
-/// Sets every column of `out` (length a multiple of `b.len()`) to `b`, in blocks of columns on
-/// `par`'s threads when `out` is large.
-pub(super) fn fill_bias<T: Real>(out: &mut [T], b: &[T], par: Par) {
-    use rayon::prelude::*;
-    let rows = b.len().max(1);
-    let fill = |block: &mut [T]| {
-        for col in block.chunks_mut(rows) {
-            for (o, &v) in col.iter_mut().zip(b) {
-                *o = v;
-            }
-        }
-    };
-    let block = BLOCK.div_ceil(rows) * rows;
-    if matches!(par, Par::Seq) || out.len() < 2 * block {
-        fill(out);
-    } else {
-        out.par_chunks_mut(block).for_each(fill);
-    }
-}
 
 /// `s_r = Σ_j d_rj` for a column-major `rows × ·` buffer, accumulated in f64: partial sums over
 /// fixed blocks of columns (computed on `par`'s threads), added in block order, so that the
 /// result does not depend on the number of threads (`acc`: scratch of the partial sums).
 pub(super) fn row_sums<T: Real>(d: &[T], rows: usize, s: &mut [T], acc: &mut Vec<f64>, par: Par) {
     use rayon::prelude::*;
-    let rows = rows.max(1);
-    let block = BLOCK.div_ceil(rows) * rows;
-    let blocks = d.len().div_ceil(block).max(1);
-    acc.clear();
-    acc.resize(rows * blocks, 0.0);
-    let partial = |(a, cols): (&mut [f64], &[T])| {
-        for col in cols.chunks(rows) {
-            for (a, &v) in a.iter_mut().zip(col) {
-                *a += v.to_f64();
-            }
-        }
-    };
+    let (block, blocks) = blocks(d.len(), rows, acc);
+    let partial = |(a, cols): (&mut [f64], &[T])| add_columns(cols, a);
     if matches!(par, Par::Seq) || blocks < 2 {
-        acc.chunks_mut(rows).zip(d.chunks(block)).for_each(partial);
+        acc.chunks_mut(rows.max(1)).zip(d.chunks(block)).for_each(partial);
     } else {
-        acc.par_chunks_mut(rows)
+        acc.par_chunks_mut(rows.max(1))
             .zip(d.par_chunks(block))
             .for_each(partial);
     }
+    combine(acc, rows, blocks, s);
+}
+
+/// The backward pass of activation `act` on `d` (`d ← d·act'(y)`, from its outputs `y`) and
+/// then [`row_sums`] of the result, block by block while the block is in cache: the same bits as
+/// the two passes one after the other.
+pub(super) fn act_row_sums<T: Real>(
+    act: Act,
+    y: &[T],
+    d: &mut [T],
+    rows: usize,
+    s: &mut [T],
+    acc: &mut Vec<f64>,
+    par: Par,
+) {
+    use rayon::prelude::*;
+    let (block, blocks) = blocks(d.len(), rows, acc);
+    let partial = |(a, (cols, y)): (&mut [f64], (&mut [T], &[T]))| {
+        act.backward(y, cols);
+        add_columns(cols, a);
+    };
+    if matches!(par, Par::Seq) || blocks < 2 {
+        let blocks = d.chunks_mut(block).zip(y.chunks(block));
+        acc.chunks_mut(rows.max(1)).zip(blocks).for_each(partial);
+    } else {
+        let blocks = d.par_chunks_mut(block).zip(y.par_chunks(block));
+        acc.par_chunks_mut(rows.max(1)).zip(blocks).for_each(partial);
+    }
+    combine(acc, rows, blocks, s);
+}
+
+/// The blocks of whole columns of a `len`-value buffer of `rows` rows, their number, and `acc`
+/// zeroed for one partial sum per row and block.
+fn blocks(len: usize, rows: usize, acc: &mut Vec<f64>) -> (usize, usize) {
+    let rows = rows.max(1);
+    let block = BLOCK.div_ceil(rows) * rows;
+    let blocks = len.div_ceil(block).max(1);
+    acc.clear();
+    acc.resize(rows * blocks, 0.0);
+    (block, blocks)
+}
+
+/// Adds each column of `cols` (`a.len()` rows) to `a`.
+fn add_columns<T: Real>(cols: &[T], a: &mut [f64]) {
+    for col in cols.chunks(a.len().max(1)) {
+        for (a, &v) in a.iter_mut().zip(col) {
+            *a += v.to_f64();
+        }
+    }
+}
+
+/// `s_r` = the partial sums of row `r` added in block order.
+fn combine<T: Real>(acc: &[f64], rows: usize, blocks: usize, s: &mut [T]) {
     for (r, s) in s.iter_mut().enumerate().take(rows) {
         let total = (0..blocks).fold(0.0, |t, blk| t + acc[blk * rows + r]);
         *s = T::from_f64(total);

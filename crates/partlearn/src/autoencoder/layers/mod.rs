@@ -365,13 +365,16 @@ impl<T: Real> Net<T> {
             let layer = &self.layers[i];
             out.resize(layer.output.len() * batch, T::zero());
             let p = |j: usize| self.params[layer.params[j]].data.as_slice();
+            // A dense or convolution layer applies the activation that follows it in the pass
+            // that adds its bias.
+            let act = self.fused_act(i);
             match layer.spec {
                 LayerSpec::Dense { .. } => {
-                    dense::forward(p(0), p(1), input, out, layer.input.len(), batch, par);
+                    dense::forward(p(0), p(1), input, out, layer.input.len(), batch, act, par);
                 }
                 LayerSpec::Conv2d { kernel, stride, .. } => {
                     let geo = ConvGeo::new(layer.input, layer.output, kernel, stride);
-                    conv::forward(&geo, p(0), p(1), input, batch, &mut cache.aux[i], out, par);
+                    conv::forward(&geo, p(0), p(1), input, batch, &mut cache.aux[i], out, act, par);
                 }
                 LayerSpec::BatchNorm { eps, .. } => {
                     let running = (
@@ -395,10 +398,30 @@ impl<T: Real> Net<T> {
                         std::mem::swap(&mut before[i - 1], out);
                     }
                     if let LayerSpec::Activation { act } = layer.spec {
-                        act.forward_par(out, par);
+                        if !self.has_bias(i.wrapping_sub(1)) {
+                            act.forward_par(out, par);
+                        }
                     }
                 }
             }
+        }
+    }
+
+    /// Whether layer `i` exists and adds a bias (dense, convolution): an activation right after
+    /// it is applied by its forward pass and its derivative by the pass that sums its bias
+    /// gradient.
+    fn has_bias(&self, i: usize) -> bool {
+        self.layers
+            .get(i)
+            .is_some_and(|l| matches!(l.spec, LayerSpec::Dense { .. } | LayerSpec::Conv2d { .. }))
+    }
+
+    /// The activation layer `i` applies in its forward pass: the next layer's, if layer `i`
+    /// adds a bias and the next layer is an activation; the identity otherwise.
+    fn fused_act(&self, i: usize) -> Act {
+        match self.layers.get(i + 1).map(|l| l.spec) {
+            Some(LayerSpec::Activation { act }) if self.has_bias(i) => act,
+            _ => Act::Identity,
         }
     }
 
@@ -477,23 +500,28 @@ impl<T: Real> Net<T> {
         *d_out = std::mem::take(&mut cache.d_a);
         let mut d_next = std::mem::take(&mut cache.d_b);
         let n = self.layers.len();
+        // Set by an activation whose pass also summed the bias gradient of the layer before it.
+        let mut bias_done = false;
         for i in (0..n).rev() {
             let layer = &self.layers[i];
             let input: &[T] = if i == 0 { x } else { &cache.outs[i - 1] };
             let need_dx = i > 0 || input_grad;
             let dx = need_dx.then_some(&mut d_next);
+            let acc = &mut cache.scratch.f;
+            if self.has_bias(i) && !std::mem::take(&mut bias_done) {
+                dense::row_sums(&d, layer.output.c, &mut grads[layer.params[1]], acc, par);
+            }
             match layer.spec {
                 LayerSpec::Dense { .. } => {
                     let w = &self.params[layer.params[0]].data;
-                    dense::backward(layer, w, input, &d, grads, dx, &mut cache.scratch.f, batch, par);
+                    dense::backward(layer, w, input, &d, grads, dx, batch, par);
                 }
                 LayerSpec::Conv2d { kernel, stride, .. } => {
                     let geo = ConvGeo::new(layer.input, layer.output, kernel, stride);
-                    let slots = (layer.params[0], layer.params[1]);
-                    let w = &self.params[slots.0].data;
+                    let pw = layer.params[0];
+                    let w = &self.params[pw].data;
                     let cols = &mut cache.aux[i];
-                    let acc = &mut cache.scratch.f;
-                    conv::backward(&geo, slots, w, &d, cols, grads, dx, acc, batch, par);
+                    conv::backward(&geo, pw, w, &d, cols, grads, dx, batch, par);
                 }
                 LayerSpec::BatchNorm { .. } => {
                     let slots = (layer.params[0], layer.params[1]);
@@ -504,7 +532,15 @@ impl<T: Real> Net<T> {
                 // In place: flattening does not move memory, an activation scales elementwise.
                 LayerSpec::Flatten => continue,
                 LayerSpec::Activation { act } => {
-                    act.backward_par(&cache.outs[i], &mut d, par);
+                    let y = &cache.outs[i];
+                    match self.layers.get(i.wrapping_sub(1)).filter(|_| self.has_bias(i - 1)) {
+                        Some(prev) => {
+                            let bias = &mut grads[prev.params[1]];
+                            dense::act_row_sums(act, y, &mut d, prev.output.c, bias, acc, par);
+                            bias_done = true;
+                        }
+                        None => act.backward_par(y, &mut d, par),
+                    }
                     continue;
                 }
             }
