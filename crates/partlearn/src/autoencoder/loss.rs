@@ -652,18 +652,23 @@ mod tests {
 mod tmp_speed {
     #[test]
     fn mse_speed() {
-        let n = 784; let b = 64;
-        let x: Vec<f32> = (0..n*b).map(|i| (i % 17) as f32 * 0.05).collect();
-        let xh: Vec<f32> = (0..n*b).map(|i| (i % 13) as f32 * 0.05).collect();
-        let mut g = vec![0f32; n*b];
+        let n = 784;
+        let b = 64;
+        let x: Vec<f32> = (0..n * b).map(|i| (i % 17) as f32 * 0.05).collect();
+        let xh: Vec<f32> = (0..n * b).map(|i| (i % 13) as f32 * 0.05).collect();
+        let mut g = vec![0f32; n * b];
         let spec = super::LossSpec::default();
         let t = std::time::Instant::now();
         let mut s = 0.0;
-        for _ in 0..1000 { s += super::reconstruction(&spec, n, 128, &x, &xh, &mut g).1; }
+        for _ in 0..1000 {
+            s += super::reconstruction(&spec, n, 128, &x, &xh, &mut g).1;
+        }
         eprintln!("mse: {:.2} us {s}", t.elapsed().as_secs_f64() * 1e3);
-        let mut z: Vec<f32> = (0..n*b).map(|i| (i % 17) as f32 * 0.5 - 4.0).collect();
+        let mut z: Vec<f32> = (0..n * b).map(|i| (i % 17) as f32 * 0.5 - 4.0).collect();
         let t = std::time::Instant::now();
-        for _ in 0..1000 { crate::autoencoder::layers::Act::Sigmoid.forward(&mut z); }
+        for _ in 0..1000 {
+            crate::autoencoder::layers::Act::Sigmoid.forward(&mut z);
+        }
         eprintln!("sigmoid: {:.2} us {}", t.elapsed().as_secs_f64() * 1e3, z[5]);
     }
 }

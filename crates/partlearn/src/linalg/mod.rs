@@ -492,6 +492,25 @@ pub(crate) mod kernels {
         fn run(self) -> Self::Out;
     }
 
+    /// Hints the cache to load `col` (every 64-byte line of it); a no-op off x86-64.
+    #[inline(always)]
+    pub fn prefetch<T>(col: &[T]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let base = col.as_ptr().cast::<i8>();
+            for off in (0..std::mem::size_of_val(col)).step_by(64) {
+                // SAFETY: a prefetch is a hint and never faults; the address is inside `col`.
+                #[allow(unused_unsafe)]
+                unsafe {
+                    _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(off))
+                };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = col;
+    }
+
     /// Runs `kernel` compiled with AVX2+FMA when the CPU has them.
     ///
     /// `mul_add` compiles to a single FMA instruction there and to a (slow, but exactly

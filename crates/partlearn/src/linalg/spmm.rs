@@ -9,7 +9,7 @@
 use faer::{Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use super::kernels::{simd, Kernel};
+use super::kernels::{prefetch, simd, Kernel};
 use super::range::{range_finder, OVERSAMPLE};
 use super::{lift, truncated_svd, TruncatedSvd};
 use crate::data::Csr;
@@ -161,25 +161,6 @@ const ROWS_AHEAD: usize = 1;
 /// updates) a `k`-column at a random address, so the kernels ask for the column `AHEAD`
 /// entries on while they work on the current one.
 const AHEAD: usize = 8;
-
-/// Hints the cache to load `col` (every 64-byte line of it); a no-op off x86-64.
-#[inline(always)]
-fn prefetch<T>(col: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let base = col.as_ptr().cast::<i8>();
-        for off in (0..std::mem::size_of_val(col)).step_by(64) {
-            // SAFETY: a prefetch is a hint and never faults; the address is inside `col`.
-            #[allow(unused_unsafe)]
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(off))
-            };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = col;
-}
 
 /// Row blocks of [`spmm_scatter`]: each is scattered into its own `k × m` partial by one task,
 /// and the partials are added in block order, so the bits depend on this constant only.

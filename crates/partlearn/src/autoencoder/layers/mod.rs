@@ -533,7 +533,11 @@ impl<T: Real> Net<T> {
                 LayerSpec::Flatten => continue,
                 LayerSpec::Activation { act } => {
                     let y = &cache.outs[i];
-                    match self.layers.get(i.wrapping_sub(1)).filter(|_| self.has_bias(i - 1)) {
+                    match self
+                        .layers
+                        .get(i.wrapping_sub(1))
+                        .filter(|_| self.has_bias(i - 1))
+                    {
                         Some(prev) => {
                             let bias = &mut grads[prev.params[1]];
                             dense::act_row_sums(act, y, &mut d, prev.output.c, bias, acc, par);

@@ -92,8 +92,13 @@ impl<T: Real> Epochs<'_, T> {
             let idx = &self.order[first..(first + opts.batch_size).min(self.order.len())];
             let b = idx.len();
             let data = self.data;
+            // Each sample is asked for while the one before it is copied.
             let gather = |r: std::ops::Range<usize>, x: &mut Vec<T>| {
-                for &i in &idx[r] {
+                let rows = &idx[r];
+                for (j, &i) in rows.iter().enumerate() {
+                    if let Some(&next) = rows.get(j + 1) {
+                        crate::linalg::kernels::prefetch(data.sample(next));
+                    }
                     x.extend_from_slice(data.sample(i));
                 }
             };
