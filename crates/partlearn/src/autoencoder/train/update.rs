@@ -129,3 +129,88 @@ impl<T: Real> Kernel for Apply<'_, T> {
         decay
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::batch::{gradients, Workspace};
+    use super::*;
+    use crate::autoencoder::layers::Act;
+    use crate::autoencoder::loss::Sparsity;
+    use crate::autoencoder::model::{AeSpec, Architecture};
+    use crate::optim::OptimizerSpec;
+    use crate::rng::Rng;
+
+    /// The one-pass update gives the bits of its operations done one after the other on whole
+    /// tensors (the parts' gradients summed, the decay added, the optimizer's step, the
+    /// projection), on one thread and on two, and leaves no negative decoder weight.
+    #[test]
+    fn one_pass_equals_the_operations_in_turn_on_any_thread_count() {
+        let (k, m, b) = (100, 784, 20);
+        let spec = AeSpec::new(Architecture::Shallow, k, m, None, Act::LeakyRelu { slope: 0.1 }).unwrap();
+        let model = Autoencoder::<f32>::new(spec, None, &mut Rng::new(3)).unwrap();
+        let mut rng = Rng::new(4);
+        let xb: Vec<f32> = (0..m * b).map(|_| rng.uniform() as f32).collect();
+        let gather =
+            |r: std::ops::Range<usize>, x: &mut Vec<f32>| x.extend_from_slice(&xb[r.start * m..r.end * m]);
+        let loss = LossSpec {
+            sparsity: Sparsity::Kl,
+            p: 0.05,
+            beta: 0.5,
+            decay_lambda: 0.01,
+            decay_alpha: 0.5,
+            ..LossSpec::default()
+        };
+        let mut ws = Workspace::new(&model);
+        gradients(&model, &loss, &gather, b, &mut ws, faer::Par::Seq);
+        let parts = ws.parts();
+        assert_eq!(parts.len(), 2);
+        let n_enc = model.encoder.params.len();
+        let sizes: Vec<usize> = model
+            .encoder
+            .params
+            .iter()
+            .chain(&model.decoder.params)
+            .map(|t| t.data.len())
+            .collect();
+        let adadelta = OptimizerSpec::named("adadelta", None).unwrap();
+        // Two steps, so that the optimizer's state matters.
+        let fused = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let (mut model, mut opt) = (model.clone(), Optimizer::new(adadelta, &sizes));
+            let decay: Vec<f64> = (0..2)
+                .map(|_| {
+                    opt.begin_step();
+                    pool.install(|| update(&mut model, &mut opt, parts, &loss, true, 0.5))
+                })
+                .collect();
+            (model.to_tensors().unwrap().0, decay)
+        };
+        let (mut reference, mut opt) = (model.clone(), Optimizer::new(adadelta, &sizes));
+        let mut decay = Vec::new();
+        for _ in 0..2 {
+            opt.begin_step();
+            let mut total = 0.0;
+            let tensors = reference.encoder.params.iter_mut().chain(reference.decoder.params.iter_mut());
+            for (i, t) in tensors.enumerate() {
+                let mut g = vec![0.0f32; t.data.len()];
+                for part in parts {
+                    g.iter_mut().zip(part.grad(i, n_enc)).for_each(|(a, &v)| *a += v);
+                }
+                if i == n_enc {
+                    total += loss::decay(&loss, &t.data, &mut g);
+                }
+                opt.update(i, &mut t.data, &g, 0.5);
+            }
+            reference.project_decoder();
+            decay.push(total);
+        }
+        let (one, two) = (fused(1), fused(2));
+        assert!(one.0 == reference.to_tensors().unwrap().0, "one pass differs from the operations in turn");
+        assert!(one.0 == two.0, "1 and 2 threads differ");
+        assert_eq!(one.1, two.1);
+        for (a, b) in one.1.iter().zip(&decay) {
+            assert!(*a > 0.0 && (a - b).abs() <= 1e-12 * b, "decay {a} vs {b}");
+        }
+        assert!(reference.decoder_weights().iter().all(|&v| v >= 0.0));
+    }
+}
