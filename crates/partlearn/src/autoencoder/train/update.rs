@@ -175,7 +175,10 @@ mod tests {
         let adadelta = OptimizerSpec::named("adadelta", None).unwrap();
         // Two steps, so that the optimizer's state matters.
         let fused = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             let (mut model, mut opt) = (model.clone(), Optimizer::new(adadelta, &sizes));
             let decay: Vec<f64> = (0..2)
                 .map(|_| {
@@ -190,7 +193,11 @@ mod tests {
         for _ in 0..2 {
             opt.begin_step();
             let mut total = 0.0;
-            let tensors = reference.encoder.params.iter_mut().chain(reference.decoder.params.iter_mut());
+            let tensors = reference
+                .encoder
+                .params
+                .iter_mut()
+                .chain(reference.decoder.params.iter_mut());
             for (i, t) in tensors.enumerate() {
                 let mut g = vec![0.0f32; t.data.len()];
                 for part in parts {
@@ -205,7 +212,10 @@ mod tests {
             decay.push(total);
         }
         let (one, two) = (fused(1), fused(2));
-        assert!(one.0 == reference.to_tensors().unwrap().0, "one pass differs from the operations in turn");
+        assert!(
+            one.0 == reference.to_tensors().unwrap().0,
+            "one pass differs from the operations in turn"
+        );
         assert!(one.0 == two.0, "1 and 2 threads differ");
         assert_eq!(one.1, two.1);
         for (a, b) in one.1.iter().zip(&decay) {
