@@ -4,7 +4,7 @@
 //! drifted too far from the factored set; [`MAX_UPDATE`] and [`MIN_UPDATE_SIZE`] set when.
 
 use super::kkt::settle;
-use super::lanes::{back_lanes, forward_lanes, Lane, F32_PIVOT_RATIO, LANES};
+use super::lanes::{back_lanes, forward_lanes, Lane, LANES};
 use super::windows::{Ctx, Scratch, Window};
 use crate::real::Real;
 
@@ -242,11 +242,11 @@ pub(super) fn update_rounds<T: Real, F: Lane>(
                     -s.r[pos[i] as usize * L + lane].wide()
                 };
             }
-            // With f32 factors, an addition whose Schur diagonal `G_aa − ‖w_a‖²` lost its digits
-            // (the f32 pivot test of a fresh factorization) is left to the next factored round,
-            // which widens the column if its pivot fails there too.
-            if ctx.narrow && (0..na).any(|t| !(u.sys[t * wd + t] > F32_PIVOT_RATIO * ctx.g[(unk[t], unk[t])]))
-            {
+            // An addition whose Schur diagonal `G_aa − ‖w_a‖²` lost its digits (below
+            // `UPDATE_PIVOT_RATIO`; with f32 factors the f32 pivot test of a fresh factorization)
+            // is left to the next factored round, which widens an f32 column if its pivot fails
+            // there too.
+            if (0..na).any(|t| !(u.sys[t * wd + t] > F::UPDATE_PIVOT_RATIO * ctx.g[(unk[t], unk[t])])) {
                 active[lane] = false;
                 continue;
             }

@@ -4,6 +4,7 @@
 //! indices with the backup rule ([`exchange`], METHODS.md §1.3 steps 3–5), and the write-out of
 //! a finished column. All in `f64`, whatever the data's type.
 
+use super::supports::active_set;
 use super::windows::{Column, Ctx};
 use crate::real::Real;
 
@@ -13,7 +14,8 @@ pub(super) const YB: usize = 32;
 
 /// The end of a round for one column (METHODS.md §1.3 steps 3–5), whether its solution `x`
 /// came from a factorization or a bordered update: the dual `y = G x − b` for the support `f`,
-/// the KKT check and exchange, and the write-out when the column is done.
+/// the KKT check and exchange, and the write-out when the column is done (by
+/// [`active_set`] when it reached the round cap).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) fn settle<T: Real>(
@@ -35,7 +37,15 @@ pub(super) fn settle<T: Real>(
         y[i] = 0.0;
     }
     exchange(c, x, y, bmax, passive, infeasible, ctx.k, ctx);
-    if c.done {
+    if c.capped {
+        // The exchanges cycled (rank-deficient `G`): Lawson–Hanson finishes the column.
+        let bf: Vec<f64> = b[..ctx.k].iter().map(|&v| Real::to_f64(v)).collect();
+        let tol_y = ctx.tol * bmax.max(f64::MIN_POSITIVE);
+        let xs = active_set(ctx.g, &bf, tol_y, ctx.mean_diag);
+        for (o, v) in out.iter_mut().zip(xs) {
+            *o = T::from_f64(v);
+        }
+    } else if c.done {
         for (o, &v) in out.iter_mut().zip(x) {
             *o = T::from_f64(v.max(0.0));
         }

@@ -48,6 +48,15 @@ pub(super) trait Lane:
     /// Tolerance floor and pivot ratio of systems in this type.
     const TOL_FLOOR: f64;
     const PIVOT_RATIO: f64;
+    /// Smallest pivot ratio (`d_r / G_ii` of the factor, or an addition's Schur diagonal
+    /// `(G_aa − ‖w_a‖²) / G_aa`) from which bordered updates continue. A bordered update
+    /// computes `x_F = u − L⁻ᵀ W v` with `u = G_FF⁻¹ b_F`, so its error grows with the factor's
+    /// condition (~ `ε · |u| / ratio`), where a fresh factorization of the new passive set does
+    /// not: with `f64` systems a rank-deficient `G_FF` whose last pivot ratio came out at
+    /// 1.5e-13 (just above [`PIVOT_RATIO`](Lane::PIVOT_RATIO)) gave `|u| ≈ 27` and an updated
+    /// solution 9 % off on its support, a dual violation of 0.02 that the KKT test (which takes
+    /// the dual on the support as zero) did not see. The column refactors instead.
+    const UPDATE_PIVOT_RATIO: f64;
     /// `self · a + b`, fused.
     fn mul_add(self, a: Self, b: Self) -> Self;
     fn sqrt(self) -> Self;
@@ -62,6 +71,8 @@ impl Lane for f64 {
     const ONE: Self = 1.0;
     const TOL_FLOOR: f64 = 0.0;
     const PIVOT_RATIO: f64 = 1e-13;
+    /// (`ε · 1e8` ≈ 2e-8 of `|u|` at worst, far inside the KKT tolerance's reach of the tests.)
+    const UPDATE_PIVOT_RATIO: f64 = 1e-8;
     #[inline(always)]
     fn mul_add(self, a: Self, b: Self) -> Self {
         f64::mul_add(self, a, b)
@@ -85,6 +96,9 @@ impl Lane for f32 {
     const ONE: Self = 1.0;
     const TOL_FLOOR: f64 = F32_SYSTEMS_TOL;
     const PIVOT_RATIO: f64 = F32_PIVOT_RATIO;
+    /// (The `f32` pivot test itself: its factors carry ~3 digits at that ratio, within the
+    /// `f32` tolerance floor.)
+    const UPDATE_PIVOT_RATIO: f64 = F32_PIVOT_RATIO;
     #[inline(always)]
     fn mul_add(self, a: Self, b: Self) -> Self {
         f32::mul_add(self, a, b)

@@ -77,8 +77,9 @@ pub struct NnlsOptions {
     /// Relative feasibility tolerance (default 1e-10; at least [`F32_SYSTEMS_TOL`] with `f32`
     /// systems).
     pub tol: f64,
-    /// Maximum exchange rounds per column; `None` = `10·k + 50`. A column that reaches it keeps
-    /// its last solution projected onto `x ≥ 0` and is counted in [`NnlsStats::capped`].
+    /// Maximum exchange rounds per column; `None` = `10·k + 50`. A column that reaches it (the
+    /// exchanges can cycle when `G` is rank-deficient) is solved again by Lawson–Hanson's
+    /// active-set method, which terminates there, and counted in [`NnlsStats::capped`].
     pub max_rounds: Option<usize>,
     /// Precision of the passive-set factorizations and their triangular solves (with `f32`
     /// systems, also the tolerance floor [`F32_SYSTEMS_TOL`]).
@@ -144,7 +145,8 @@ pub struct NnlsStats {
     pub ridged: usize,
     /// Columns that used the backup (one-at-a-time) exchange rule.
     pub backup: usize,
-    /// Columns stopped by the round cap.
+    /// Columns that reached the round cap and were finished by Lawson–Hanson's active-set
+    /// method ([`NnlsOptions::max_rounds`]).
     pub capped: usize,
     /// Columns of `f32` systems finished in `f64`, because a pivot failed the `f32` threshold
     /// or the column needed the one-at-a-time exchange rule ([`Systems`]).
@@ -709,6 +711,74 @@ mod tests {
         assert!(solve_gram(g.as_ref(), cb.as_ref(), out.as_mut(), false, &bad, Par::Seq).is_err());
     }
 
+    /// A case the property below found: `G_FF` of `F = {0, 2, 3, 4}` is singular (rank 3) but its
+    /// third pivot ratio came out at 1.5e-13, just above the singularity threshold; bordered
+    /// updates from that factor gave a support solution 9 % off (dual violation 0.02). Such a
+    /// factor now refactors instead (`Lane::UPDATE_PIVOT_RATIO`).
+    #[test]
+    fn bordered_updates_do_not_continue_from_an_ill_conditioned_factor() {
+        let mut r = Rng::new(2117);
+        let c = Mat::<f64>::from_fn(3, 5, |_, _| if r.uniform() < 0.2 { 0.0 } else { r.uniform() });
+        let b = Mat::<f64>::from_fn(3, 5, |_, _| r.uniform() - 0.5);
+        let (g, cb) = (c.transpose() * &c, c.transpose() * &b);
+        let mut x = Mat::<f64>::zeros(5, 5);
+        let opts = NnlsOptions::default();
+        let st = solve_gram_with(
+            g.as_ref(),
+            cb.as_ref(),
+            x.as_mut(),
+            Start::Zero,
+            &opts,
+            Par::Seq,
+            (MAX_UPDATE, 0),
+        )
+        .unwrap();
+        assert!(st.updates > 0, "{st:?}");
+        let v = kkt_violation(&c, &b, &x);
+        assert!(v < 1e-12, "violation {v}, {st:?}");
+    }
+
+    /// Rank-deficient systems (`p < k`) on which the exchanges cycle to the round cap, with and
+    /// without bordered updates (found among 880,000 random problems; the right-hand sides
+    /// drawn as in the property below): Lawson–Hanson finishes those columns, and the result
+    /// meets the KKT conditions.
+    #[test]
+    fn columns_that_reach_the_round_cap_are_finished_by_the_active_set_method() {
+        for &(seed, p, k, n) in &[
+            (563u64, 3usize, 6usize, 3usize),
+            (3194, 2, 6, 3),
+            (4780, 2, 5, 3),
+            (447, 3, 8, 4),
+        ] {
+            let mut r = Rng::new(seed * 131 + (p * 9 + k) as u64);
+            let c = Mat::<f64>::from_fn(p, k, |_, _| if r.uniform() < 0.2 { 0.0 } else { r.uniform() });
+            let b = Mat::<f64>::from_fn(p, n, |_, _| r.uniform() - 0.5);
+            let (g, cb) = (c.transpose() * &c, c.transpose() * &b);
+            let mut capped = 0;
+            for max_update in [0, MAX_UPDATE] {
+                let mut x = Mat::<f64>::zeros(k, n);
+                let opts = NnlsOptions::default();
+                let st = solve_gram_with(
+                    g.as_ref(),
+                    cb.as_ref(),
+                    x.as_mut(),
+                    Start::Zero,
+                    &opts,
+                    Par::Seq,
+                    (max_update, 0),
+                )
+                .unwrap();
+                capped += st.capped;
+                let v = kkt_violation(&c, &b, &x);
+                assert!(v < 1e-9, "seed {seed}: violation {v}, {st:?}");
+            }
+            assert!(
+                capped > 0,
+                "seed {seed} no longer reaches the cap: pick another case"
+            );
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
@@ -716,8 +786,7 @@ mod tests {
             let mut r = Rng::new(seed);
             let c = Mat::<f64>::from_fn(p, k, |_, _| if r.uniform() < 0.2 { 0.0 } else { r.uniform() });
             let b = Mat::<f64>::from_fn(p, n, |_, _| r.uniform() - 0.5);
-            let (s, stats) = nnls(c.as_ref(), b.as_ref(), &NnlsOptions::default(), 1).unwrap();
-            prop_assert_eq!(stats.capped, 0);
+            let (s, _) = nnls(c.as_ref(), b.as_ref(), &NnlsOptions::default(), 1).unwrap();
             let v = kkt_violation(&c, &b, &s);
             prop_assert!(v < 1e-6, "violation {}", v);
             // The same with bordered updates at every size (often rank-deficient: p < k, zeros).
@@ -726,7 +795,6 @@ mod tests {
             let opts = NnlsOptions::default();
             let st = solve_gram_with(g.as_ref(), cb.as_ref(), su.as_mut(), Start::Zero, &opts, Par::Seq, (MAX_UPDATE, 0))
                 .unwrap();
-            prop_assert_eq!(st.capped, 0);
             let v = kkt_violation(&c, &b, &su);
             prop_assert!(v < 1e-6, "violation {} with updates, {:?}", v, st);
         }

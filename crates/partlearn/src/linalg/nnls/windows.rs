@@ -376,11 +376,22 @@ fn round_impl<T: Real, F: Lane>(
             && !c.wide
             && !failed[lane]
             && ctx.max_update > 0
-            && m >= ctx.min_update_size;
+            && m >= ctx.min_update_size
+            && conditioned::<F>(ctx, f, &s.inv, lane);
     }
     if pending.iter().any(|&p| p) {
         update_rounds(ctx, batch, w, s, m, pending);
     }
+}
+
+/// Whether a lane's factor is well enough conditioned for bordered updates: every pivot `d_r`
+/// (`1 / inv_r²`) at least [`Lane::UPDATE_PIVOT_RATIO`] times its `G_ii`.
+#[inline(always)]
+fn conditioned<F: Lane>(ctx: &Ctx<'_, impl Real>, f: &[usize], inv: &[F], lane: usize) -> bool {
+    f.iter().enumerate().all(|(r, &i)| {
+        let iv = inv[r * LANES + lane].wide();
+        iv * iv * (F::UPDATE_PIVOT_RATIO * ctx.g[(i, i)]) <= 1.0
+    })
 }
 
 #[cfg(test)]
