@@ -779,6 +779,59 @@ mod tests {
         }
     }
 
+    /// Soak (`scripts/test --long`): 880,000 small random problems of the property test's
+    /// shapes and 252,000 with `k` from 10 to 40 (mostly rank-deficient: `p < k`), each solved
+    /// with and without bordered updates; every solution meets the KKT conditions. Prints how
+    /// many columns reached the round cap (and were finished by the active-set method).
+    #[test]
+    #[ignore]
+    fn soak_random_and_rank_deficient_problems() {
+        for (seeds, ps, ks) in [(10_000u64, 1..12usize, 1..9usize), (300, 2..30, 10..40)] {
+            let (mut problems, mut capped, mut worst) = (0usize, [0usize; 2], 0.0f64);
+            for seed in 0..seeds {
+                for p in ps.clone() {
+                    for k in ks.clone() {
+                        let n = 1 + (seed as usize + p + k) % 5;
+                        let mut r = Rng::new(seed * 131 + (p * 9 + k) as u64);
+                        let c = Mat::<f64>::from_fn(
+                            p,
+                            k,
+                            |_, _| if r.uniform() < 0.2 { 0.0 } else { r.uniform() },
+                        );
+                        let b = Mat::<f64>::from_fn(p, n, |_, _| r.uniform() - 0.5);
+                        let (g, cb) = (c.transpose() * &c, c.transpose() * &b);
+                        problems += 1;
+                        for (u, max_update) in [0, MAX_UPDATE].into_iter().enumerate() {
+                            let mut x = Mat::<f64>::zeros(k, n);
+                            let opts = NnlsOptions::default();
+                            let st = solve_gram_with(
+                                g.as_ref(),
+                                cb.as_ref(),
+                                x.as_mut(),
+                                Start::Zero,
+                                &opts,
+                                Par::Seq,
+                                (max_update, 0),
+                            )
+                            .unwrap();
+                            capped[u] += usize::from(st.capped > 0);
+                            let v = kkt_violation(&c, &b, &x);
+                            worst = worst.max(v);
+                            assert!(
+                                v < 1e-6,
+                                "seed {seed}, {p}×{k}, {n} columns, updates {max_update}: violation {v}"
+                            );
+                        }
+                    }
+                }
+            }
+            eprintln!(
+                "p {ps:?}, k {ks:?}: {problems} problems; reached the round cap: {} without updates, {} with; worst KKT violation {worst:.1e}",
+                capped[0], capped[1]
+            );
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
