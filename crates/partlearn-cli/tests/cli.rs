@@ -327,7 +327,7 @@ fn bench_nnls_times_one_exact_codes_update() {
         (Some(0), Some(0)),
         "{v}"
     );
-    assert_eq!(steps[0]["active_set"].as_u64(), Some(0), "{v}");
+    assert_eq!(steps[0]["capped"].as_u64(), Some(0), "{v}");
     assert_user_error(
         &run(&[
             "bench",

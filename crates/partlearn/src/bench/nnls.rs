@@ -60,9 +60,9 @@ pub struct NnlsStepTiming {
     pub mean_passive: f64,
     /// Columns finished in `f64` after their `f32` systems stalled ([`linalg::nnls::Systems`]).
     pub widened: usize,
-    /// Columns finished by the active-set method (rank-deficient `G`,
-    /// [`linalg::nnls::NnlsStats::active_set`]).
-    pub active_set: usize,
+    /// Columns that reached the round cap and were finished by the active-set method
+    /// (rank-deficient `G`, [`linalg::nnls::NnlsStats::capped`]).
+    pub capped: usize,
 }
 
 /// What [`bench_nnls`] measured.
@@ -162,7 +162,7 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
                 rounds: 0,
                 mean_passive: 0.0,
                 widened: 0,
-                active_set: 0,
+                capped: 0,
             })
             .collect();
         let nf = n.max(1) as f64;
@@ -194,7 +194,7 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
                 st.updates_per_column = stats.updates as f64 / nf;
                 st.rounds = stats.rounds;
                 st.widened = stats.widened;
-                st.active_set = stats.active_set;
+                st.capped = stats.capped;
                 let positive: usize = h
                     .col_iter()
                     .map(|col| col.iter().filter(|v| **v > T::zero()).count())

@@ -4,6 +4,7 @@
 //! indices with the backup rule ([`exchange`], METHODS.md §1.3 steps 3–5), and the write-out of
 //! a finished column. All in `f64`, whatever the data's type.
 
+use super::lanes::{Lane, F32_PIVOT_RATIO};
 use super::supports::active_set;
 use super::windows::{Column, Ctx};
 use crate::real::Real;
@@ -14,8 +15,8 @@ pub(super) const YB: usize = 32;
 
 /// The end of a round for one column (METHODS.md §1.3 steps 3–5), whether its solution `x`
 /// came from a factorization or a bordered update: the dual `y = G x − b` for the support `f`,
-/// the KKT check and exchange, and the write-out when the column is done (solved by
-/// [`active_set`] when [`exchange`] handed it over).
+/// the KKT check and exchange, and the write-out when the column is done (solved again by
+/// [`active_set`] when it reached the round cap).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) fn settle<T: Real>(
@@ -37,10 +38,16 @@ pub(super) fn settle<T: Real>(
         y[i] = 0.0;
     }
     exchange(c, x, y, bmax, passive, infeasible, ctx.k, ctx);
-    if c.active_set {
+    if c.capped {
         let bf: Vec<f64> = b[..ctx.k].iter().map(|&v| Real::to_f64(v)).collect();
         let tol_y = ctx.tol * bmax.max(f64::MIN_POSITIVE);
-        let xs = active_set(ctx.g, &bf, tol_y, ctx.mean_diag);
+        // Pivots below the singularity ratio of the data's precision (`G` carries its rounding).
+        let ratio = if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+            F32_PIVOT_RATIO
+        } else {
+            <f64 as Lane>::PIVOT_RATIO
+        };
+        let xs = active_set(ctx.g, &bf, tol_y, ratio, ctx.mean_diag);
         for (o, v) in out.iter_mut().zip(xs) {
             *o = T::from_f64(v);
         }
@@ -130,8 +137,7 @@ fn dual_block<T: Real, const NV: usize>(ctx: &Ctx<'_, T>, f: &[usize], x: &[f64]
 /// Checks the KKT conditions of a column for its solution `x` and dual `y` and exchanges its
 /// infeasible indices (METHODS.md §1.3 steps 3–5): all of them while the number of
 /// infeasibilities keeps falling or the budget allows, otherwise only the largest (the backup
-/// rule). Marks the column done when feasible, or handed over to the active-set method (at the
-/// round cap, or in the backup rule after a ridged factorization).
+/// rule). Marks the column done when feasible or at the round cap.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn exchange<T>(
@@ -166,12 +172,10 @@ fn exchange<T>(
             .enumerate()
             .fold(0u64, |bits, (b, (&xi, &yi))| bits | u64::from(bad(xi, yi)) << b);
     }
-    // The round cap, or exchanges that fell back to the backup rule on a singular passive
-    // system (a ridge was needed: `G` is rank-deficient, where the rule's termination proof
-    // does not hold and the exchanges can cycle): Lawson–Hanson finishes the column.
-    c.capped = c.rounds >= ctx.max_rounds;
-    if c.capped || (c.backup && c.ridged) {
-        c.active_set = true;
+    // At the round cap (the exchanges cycled: `G` is rank-deficient, where the backup rule's
+    // termination proof does not hold), Lawson–Hanson finishes the column.
+    if c.rounds >= ctx.max_rounds {
+        c.capped = true;
         c.done = true;
         return;
     }

@@ -79,8 +79,7 @@ pub struct NnlsOptions {
     pub tol: f64,
     /// Maximum exchange rounds per column; `None` = `10·k + 50`. A column that reaches it (the
     /// exchanges can cycle when `G` is rank-deficient) is solved again by Lawson–Hanson's
-    /// active-set method, which terminates there ([`NnlsStats::active_set`]), and counted in
-    /// [`NnlsStats::capped`].
+    /// active-set method, which terminates there, and counted in [`NnlsStats::capped`].
     pub max_rounds: Option<usize>,
     /// Precision of the passive-set factorizations and their triangular solves (with `f32`
     /// systems, also the tolerance floor [`F32_SYSTEMS_TOL`]).
@@ -146,13 +145,9 @@ pub struct NnlsStats {
     pub ridged: usize,
     /// Columns that used the backup (one-at-a-time) exchange rule.
     pub backup: usize,
-    /// Columns that reached the round cap ([`NnlsOptions::max_rounds`]).
+    /// Columns that reached the round cap and were solved again by Lawson–Hanson's active-set
+    /// method ([`NnlsOptions::max_rounds`]).
     pub capped: usize,
-    /// Columns finished by Lawson–Hanson's active-set method, which keeps its passive systems
-    /// non-singular: those that reached the round cap, and those whose exchanges fell back to
-    /// the backup rule after a passive system needed a ridge (a rank-deficient `G`, where the
-    /// exchanges can cycle).
-    pub active_set: usize,
     /// Columns of `f32` systems finished in `f64`, because a pivot failed the `f32` threshold
     /// or the column needed the one-at-a-time exchange rule ([`Systems`]).
     pub widened: usize,
@@ -385,7 +380,6 @@ fn solve_gram_with<T: Real>(
         stats.ridged += s.ridged;
         stats.backup += s.backup;
         stats.capped += s.capped;
-        stats.active_set += s.active_set;
         stats.widened += s.widened;
     }
     Ok(stats)
@@ -779,7 +773,7 @@ mod tests {
                 assert!(*v < 1e-9, "seed {seed}: violation {v}, {st:?}");
             }
             assert!(
-                runs.iter().any(|(_, st)| st.active_set > 0),
+                runs.iter().any(|(_, st)| st.capped > 0),
                 "seed {seed} no longer needs the active-set method: pick another case"
             );
         }
@@ -787,12 +781,11 @@ mod tests {
 
     /// `f32` data with `W` of rank 20 < k = 40: `G = WᵀW` from an `f32` product is singular up
     /// to rounding, which can make it slightly indefinite on its null space, and the exchanges
-    /// cycled on 183 of these 5,000 columns to the round cap (450 rounds, 3.4× the time of the
-    /// handover). A column in the backup rule after a ridged factorization goes to the
-    /// active-set method at once: no column reaches the cap, every one meets the KKT
-    /// conditions of the problem the `f32` inputs define, in either precision of the systems.
+    /// cycle to the round cap on some of these 5,000 columns; the active-set method finishes
+    /// them, and every column meets the KKT conditions of the problem the `f32` inputs define,
+    /// in either precision of the systems.
     #[test]
-    fn rank_deficient_f32_columns_are_handed_over_before_the_round_cap() {
+    fn rank_deficient_f32_columns_at_the_round_cap_are_solved() {
         let mut r = Rng::new(5);
         let c = random(&mut r, 20, 40).as_ref().cloned_f32();
         let b = random(&mut r, 20, 5000).as_ref().cloned_f32();
@@ -808,10 +801,7 @@ mod tests {
                 "{systems:?} systems: {:.3} s, {st:?}",
                 clock.elapsed().as_secs_f64()
             );
-            assert!(
-                st.capped == 0 && st.active_set > 0 && st.rounds < 100,
-                "{systems:?}: {st:?}"
-            );
+            assert!(st.capped > 0, "{systems:?}: {st:?}");
             let v = kkt_violation(&wide(&c), &wide(&b), &wide(&x));
             assert!(v < 1e-4, "{systems:?}: violation {v}");
         }
@@ -833,7 +823,7 @@ mod tests {
                         let (c, b) = soak_problem(seed, p, k, n);
                         problems += 1;
                         for (u, (v, st)) in solve_without_and_with_updates(&c, &b).iter().enumerate() {
-                            handed[u] += usize::from(st.active_set > 0);
+                            handed[u] += usize::from(st.capped > 0);
                             worst = worst.max(*v);
                             assert!(
                                 *v < 1e-6,
@@ -844,7 +834,7 @@ mod tests {
                 }
             }
             eprintln!(
-                "p {ps:?}, k {ks:?}: {problems} problems; with a column finished by the active-set method: {} without updates, {} with; worst KKT violation {worst:.1e}",
+                "p {ps:?}, k {ks:?}: {problems} problems; with a column at the round cap (finished by the active-set method): {} without updates, {} with; worst KKT violation {worst:.1e}",
                 handed[0], handed[1]
             );
         }

@@ -65,36 +65,40 @@ pub fn solve_on_supports<T: Real>(
     }
 }
 
-/// Lower Cholesky factor (row-major `f × f`) of `G_FF`, with a ridge when needed; the flag says
-/// whether a ridge was added.
+/// Lower Cholesky factor (row-major `f × f`) of `G_FF + ridge·I`, or `None` when a pivot falls
+/// to `ratio · max(|G_ii|, 1e-300·mean_diag)` or below (numerical singularity).
+fn cholesky(g: &Mat<f64>, f: &[usize], ridge: f64, ratio: f64, mean_diag: f64) -> Option<Vec<f64>> {
+    let m = f.len();
+    let mut l = vec![0.0; m * m];
+    for a in 0..m {
+        let ga = g.col_as_slice(f[a]);
+        for b in 0..=a {
+            let mut s = ga[f[b]];
+            if a == b {
+                s += ridge;
+            }
+            s -= dot(&l[a * m..a * m + b], &l[b * m..b * m + b]);
+            if a == b {
+                if !(s > ratio * g[(f[a], f[a])].abs().max(mean_diag * 1e-300)) {
+                    return None;
+                }
+                l[a * m + a] = s.sqrt();
+            } else {
+                l[a * m + b] = s / l[b * m + b];
+            }
+        }
+    }
+    Some(l)
+}
+
+/// Lower Cholesky factor (row-major `f × f`) of `G_FF`, with a ridge when needed (pivots below
+/// 1e-13 of their diagonal mean numerical singularity); the flag says whether a ridge was added.
 pub(super) fn factor(g: &Mat<f64>, f: &[usize], mean_diag: f64) -> (Vec<f64>, bool) {
     let m = f.len();
     let mut ridge = 0.0;
     let mut eps = 1e-12;
     loop {
-        let mut l = vec![0.0; m * m];
-        let mut ok = true;
-        'outer: for a in 0..m {
-            let ga = g.col_as_slice(f[a]);
-            for b in 0..=a {
-                let mut s = ga[f[b]];
-                if a == b {
-                    s += ridge;
-                }
-                s -= dot(&l[a * m..a * m + b], &l[b * m..b * m + b]);
-                if a == b {
-                    // Pivots below this relative size mean numerical singularity.
-                    if !(s > 1e-13 * g[(f[a], f[a])].abs().max(mean_diag * 1e-300)) {
-                        ok = false;
-                        break 'outer;
-                    }
-                    l[a * m + a] = s.sqrt();
-                } else {
-                    l[a * m + b] = s / l[b * m + b];
-                }
-            }
-        }
-        if ok {
+        if let Some(l) = cholesky(g, f, ridge, 1e-13, mean_diag) {
             return (l, ridge > 0.0);
         }
         if mean_diag == 0.0 || eps > 1.0 {
@@ -127,16 +131,19 @@ pub(super) fn chol_solve(l: &[f64], m: usize, rhs: &mut [f64]) {
 }
 
 /// Lawson–Hanson's active-set method on the Gram form, for one column: `min_{x≥0} ½xᵀGx − bᵀx`
-/// from `x = 0`. Each outer step frees the index of the largest dual `w_i = b_i − (Gx)_i` above
-/// `tol`, solves `G_PP z = b_P` and, while some `z_i ≤ 0`, steps from `x` towards `z` until the
-/// first passive coordinate reaches zero and drops it. The objective decreases at every step and
-/// an index is only freed while its dual is positive at a solution on the current passive set,
-/// so `G_PP` stays non-singular (up to rounding, which [`factor`]'s ridge absorbs) even when
-/// `G` is rank-deficient, where the principal pivoting's exchanges can cycle to the round cap:
-/// the columns that reach it are finished here. An index whose first solve comes out `≤ 0`
-/// (a rounding artefact at a dual near `tol`) is set aside until `x` changes; at most `3k + 10`
-/// outer steps.
-pub(super) fn active_set(g: &Mat<f64>, b: &[f64], tol: f64, mean_diag: f64) -> Vec<f64> {
+/// from `x = 0`. Each outer step frees the index `t` of the largest dual `w_i = b_i − (Gx)_i`
+/// above `tol`, solves `G_PP z = b_P` and, while some `z_i ≤ 0`, steps from `x` towards `z`
+/// until the first passive coordinate reaches zero and drops it. The objective decreases at
+/// every step, and in exact arithmetic an index with a positive dual at a solution on `P` is
+/// independent of `P`, so `G_PP` stays non-singular even when `G` is rank-deficient, where the
+/// principal pivoting's exchanges can cycle. In floating point a dependent index can show a
+/// dual above `tol` from rounding alone; when freeing `t` makes a pivot of `G_PP` fall to
+/// `ratio·G_ii` or below (the singularity ratio of the data's precision: 1e-4 for `f32`, whose
+/// rounding `G` carries, 1e-13 for `f64`), `t` is
+/// set aside instead: solving through it would return a huge, meaningless `z` (on Swimmer,
+/// `k = 200`, such solves overflowed the fit to `inf`). So is an index whose first solve comes
+/// out `≤ 0`. Set-aside indices come back when `x` changes; at most `3k + 10` outer steps.
+pub(super) fn active_set(g: &Mat<f64>, b: &[f64], tol: f64, ratio: f64, mean_diag: f64) -> Vec<f64> {
     let k = b.len();
     let mut x = vec![0.0; k];
     let mut passive = vec![false; k];
@@ -158,7 +165,13 @@ pub(super) fn active_set(g: &Mat<f64>, b: &[f64], tol: f64, mean_diag: f64) -> V
             if f.is_empty() {
                 break;
             }
-            let (l, _) = factor(g, &f, mean_diag);
+            let Some(l) = cholesky(g, &f, 0.0, ratio, mean_diag) else {
+                // Only `t` can be dependent: `P` without it was non-singular, and dropping
+                // indices keeps it so.
+                passive[t] = false;
+                aside[t] = true;
+                break;
+            };
             let mut z: Vec<f64> = f.iter().map(|&i| b[i]).collect();
             chol_solve(&l, f.len(), &mut z);
             if z.iter().all(|&v| v > 0.0) {
@@ -219,7 +232,7 @@ mod tests {
                 let cb: Vec<f64> = (0..k).map(|j| (0..p).map(|i| c[(i, j)] * b[i]).sum()).collect();
                 let mean_diag = (0..k).map(|i| g[(i, i)]).sum::<f64>() / k as f64;
                 let scale = cb.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-                let x = active_set(&g, &cb, 1e-12 * scale, mean_diag);
+                let x = active_set(&g, &cb, 1e-12 * scale, 1e-13, mean_diag);
                 let want = lawson_hanson(&c, &b);
                 let resid = |x: &[f64]| -> f64 {
                     (0..p)

@@ -31,8 +31,6 @@ pub(super) struct Column {
     pub(super) ridged: bool,
     pub(super) backup: bool,
     pub(super) capped: bool,
-    /// Finished by Lawson–Hanson's active-set method ([`super::supports::active_set`]).
-    pub(super) active_set: bool,
     /// Solved in `f64` from now on (only with `f32` systems, [`Systems`](super::Systems)).
     pub(super) wide: bool,
 }
@@ -126,7 +124,6 @@ pub(super) fn solve_window<T: Real, F: Lane>(
             ridged: false,
             backup: false,
             capped: false,
-            active_set: false,
             wide: false,
         },
     );
@@ -164,7 +161,6 @@ pub(super) fn solve_window<T: Real, F: Lane>(
         stats.ridged += usize::from(c.ridged);
         stats.backup += usize::from(c.backup);
         stats.capped += usize::from(c.capped);
-        stats.active_set += usize::from(c.active_set);
         stats.widened += usize::from(c.wide);
     }
     Ok(stats)
