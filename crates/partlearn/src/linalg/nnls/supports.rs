@@ -139,10 +139,10 @@ pub(super) fn chol_solve(l: &[f64], m: usize, rhs: &mut [f64]) {
 /// principal pivoting's exchanges can cycle. In floating point a dependent index can show a
 /// dual above `tol` from rounding alone; when freeing `t` makes a pivot of `G_PP` fall to
 /// `ratio·G_ii` or below (the singularity ratio of the data's precision: 1e-4 for `f32`, whose
-/// rounding `G` carries, 1e-13 for `f64`), `t` is
-/// set aside instead: solving through it would return a huge, meaningless `z` (on Swimmer,
-/// `k = 200`, such solves overflowed the fit to `inf`). So is an index whose first solve comes
-/// out `≤ 0`. Set-aside indices come back when `x` changes; at most `3k + 10` outer steps.
+/// rounding `G` carries, 1e-13 for `f64`), `t` is set aside instead: solving through it (or
+/// through a ridge) would return a huge, meaningless `z` from `G`'s rounding. So is an index
+/// whose first solve comes out `≤ 0`. Set-aside indices come back when `x` changes; at most
+/// `3k + 10` outer steps.
 pub(super) fn active_set(g: &Mat<f64>, b: &[f64], tol: f64, ratio: f64, mean_diag: f64) -> Vec<f64> {
     let k = b.len();
     let mut x = vec![0.0; k];
