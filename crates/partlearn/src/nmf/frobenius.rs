@@ -154,6 +154,8 @@ pub(crate) struct GramSolver<'a, T: Real> {
     anls_predict: [bool; 2],
     /// ANLS and HALS: atoms found dead (all zero, or unused) and re-seeded with a sample.
     pub reseeded: u64,
+    /// ANLS and HALS: atoms rescaled between `W` and `H` (`balance_atoms`).
+    pub rebalanced: u64,
     /// Iterations done, and the iteration of each atom's last re-seeding (an atom re-seeded in
     /// vain is not tried again for [`RESEED_COOLDOWN`] iterations).
     iters: usize,
@@ -215,6 +217,7 @@ impl<'a, T: Real> GramSolver<'a, T> {
             nnls_rounds: 0,
             anls_predict: [true; 2],
             reseeded: 0,
+            rebalanced: 0,
             iters: 0,
             last_reseed: vec![None; k],
             pen_g: Mat::zeros(0, 0),
@@ -594,6 +597,8 @@ impl<'a, T: Real> GramSolver<'a, T> {
     /// `Q = WᵀW`, evaluation.
     fn atoms_step(&mut self, f: &mut Factors<T>) -> Eval {
         self.atoms_terms(f.h.as_ref(), false);
+        // (The codes update can unbalance an atom again: a small atom gets large codes.)
+        self.balance_atoms(f);
         self.update(false, f);
         self.atoms_gram(f.wt.as_ref());
         self.eval(f)
@@ -640,6 +645,8 @@ struct GramState {
     column_sweeps: u64,
     nnls_rounds: u64,
     reseeded: u64,
+    #[serde(default)]
+    rebalanced: u64,
 }
 
 impl<T: Real> Iterate<T> for GramSolver<'_, T> {
@@ -652,6 +659,7 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
             column_sweeps: self.column_sweeps,
             nnls_rounds: self.nnls_rounds,
             reseeded: self.reseeded,
+            rebalanced: self.rebalanced,
         };
         serde_json::to_value(g).unwrap_or(serde_json::Value::Null)
     }
@@ -680,6 +688,7 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
         self.column_sweeps = g.column_sweeps;
         self.nnls_rounds = g.nnls_rounds;
         self.reseeded = g.reseeded;
+        self.rebalanced = g.rebalanced;
         Ok(())
     }
 
@@ -723,12 +732,13 @@ impl<T: Real> Iterate<T> for GramSolver<'_, T> {
     }
 
     fn iterate(&mut self, f: &mut Factors<T>) -> Eval {
-        // Codes: Q = WᵀW is current (from `initial` or the previous iteration).
+        // Codes: Q = WᵀW and T = HHᵀ are current (from `initial` or the previous iteration).
+        self.balance_atoms(f);
         if !std::mem::take(&mut self.p_fresh) {
             self.codes_cross(f.wt.as_ref());
         }
         self.iters += 1;
-        if self.rule != Rule::Mu && self.codes_pen.is_zero() && self.atoms_pen.is_zero() {
+        if self.maintains_atoms() {
             self.reseed_dead_atoms(f);
         }
         if let Some(prev_wt) = self.prev_wt.as_mut() {

@@ -1,11 +1,92 @@
-//! Re-seeding of dead atoms for [`super::GramSolver`] (METHODS.md §1.8), across processes when
-//! the fit is distributed.
+//! Atom maintenance for [`super::GramSolver`] (METHODS.md §1.8), across processes when the fit
+//! is distributed: re-seeding of dead atoms, and the rebalancing of atoms whose scale drifted
+//! between `W` and `H`.
 
 use super::super::init::Factors;
 use super::{GramSolver, Rule, RESEED_COOLDOWN};
 use crate::real::Real;
 
+/// An atom is rebalanced when `‖h_j‖² / ‖w_j‖²` is above 2⁴⁰ ≈ 1.1e12 or below its inverse
+/// (a factor 2²⁰ ≈ 1e6 between the norms): far outside what the atoms of healthy fits show
+/// (within 2⁵ on Fashion-MNIST, `-k 40`), well before the drift reaches the range of `f32`.
+pub(crate) const BALANCE_AT_LOG2: f64 = 40.0;
+
 impl<T: Real> GramSolver<'_, T> {
+    /// Dead atoms are re-seeded and drifting scales rebalanced: HALS and ANLS without penalties
+    /// (a penalty can make a zero atom optimal, and fixes the scale).
+    pub(super) fn maintains_atoms(&self) -> bool {
+        self.rule != Rule::Mu && self.codes_pen.is_zero() && self.atoms_pen.is_zero()
+    }
+
+    /// Scale ambiguity (METHODS.md §1.8, `WH = (WD)(D⁻¹H)`): where the passive-set systems are
+    /// singular (more atoms than samples, e.g. `-k 120` on 96 Swimmer images) the exact NNLS
+    /// solves are not unique, and an atom can shrink towards zero while its codes grow without
+    /// bound (atoms at 1e-23 of the mean squared norm with codes near 1e10 within 4 iterations,
+    /// then `inf`; or a Gram diagonal spanning 0 to 1.8e33, where a dual tolerance relative to
+    /// the largest cross term no longer sees the small atoms). Atom `j` with squared norms
+    /// `a_j = ‖w_j‖²`, `c_j = ‖h_j‖²` is rescaled when `|log₂(c_j / a_j)| >`
+    /// [`BALANCE_AT_LOG2`]: `w_j ← s w_j`, `h_j ← h_j / s` with `s = 2^round(log₂(c_j / a_j) / 4)`,
+    /// which makes the two norms equal to within a factor 2. `WH` and the objective do not
+    /// change; powers of two make the scaling exact, so `Q`, `T`, `P` and `R` are scaled in
+    /// place (where stale, they are recomputed before use anyway). The norms are summed over
+    /// processes, so every process picks the same `s`. Runs before each factor's update, where
+    /// [`Self::maintains_atoms`].
+    pub(super) fn balance_atoms(&mut self, f: &mut Factors<T>) {
+        if !self.maintains_atoms() {
+            return;
+        }
+        let k = self.q.nrows();
+        let row_sq = |m: &faer::Mat<T>| -> Vec<f64> {
+            let mut sq = vec![0.0; k];
+            for col in 0..m.ncols() {
+                for (s, &v) in sq.iter_mut().zip(m.col_as_slice(col)) {
+                    let v = v.to_f64();
+                    *s += v * v;
+                }
+            }
+            sq
+        };
+        let (mut a, mut c) = (row_sq(&f.wt), row_sq(&f.h));
+        self.part.sum_features(&mut a);
+        self.part.sum_samples(&mut c);
+        // Exponents of `s` (0: leave the atom); zero atoms or codes are left to the re-seeding.
+        let e: Vec<i32> = a
+            .iter()
+            .zip(&c)
+            .map(|(&aj, &cj)| {
+                let l = cj.log2() - aj.log2();
+                if l.is_finite() && l.abs() > BALANCE_AT_LOG2 {
+                    (l / 4.0).round() as i32
+                } else {
+                    0
+                }
+            })
+            .collect();
+        if e.iter().all(|&v| v == 0) {
+            return;
+        }
+        let s: Vec<T> = e.iter().map(|&v| T::from_f64(2f64.powi(v))).collect();
+        let inv: Vec<T> = e.iter().map(|&v| T::from_f64(2f64.powi(-v))).collect();
+        let scale_rows = |m: &mut faer::Mat<T>, by: &[T]| {
+            for col in 0..m.ncols() {
+                for (v, &b) in m.col_as_slice_mut(col).iter_mut().zip(by) {
+                    *v = *v * b;
+                }
+            }
+        };
+        scale_rows(&mut f.wt, &s);
+        scale_rows(&mut f.h, &inv);
+        scale_rows(&mut self.p, &s);
+        scale_rows(&mut self.r, &inv);
+        for j in 0..k {
+            for i in 0..k {
+                self.q[(i, j)] = self.q[(i, j)] * s[i] * s[j];
+                self.t[(i, j)] = self.t[(i, j)] * inv[i] * inv[j];
+            }
+        }
+        self.rebalanced += e.iter().filter(|&&v| v != 0).count() as u64;
+    }
+
     /// Dead atoms (METHODS.md §1.8): under ANLS an all-zero atom stays zero forever (its Gram
     /// row is zero, so its exact codes are zero, so its atom update is zero); under HALS an atom
     /// that is all zero *and* has all-zero codes does (both coordinate updates are skipped on a
@@ -99,5 +180,69 @@ impl<T: Real> GramSolver<'_, T> {
         }
         self.atoms_gram(f.wt.as_ref());
         self.codes_cross(f.wt.as_ref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::fit_loop::Iterate;
+    use super::super::super::init::Factors;
+    use super::super::super::options::Penalty;
+    use super::super::{GramSolver, Rule};
+    use crate::rng::Rng;
+    use faer::{Mat, Par};
+
+    /// An atom unbalanced by `2^±30` is balanced back by an exact power of two: `WH`, `Q` and
+    /// `T` keep their bits (up to the scaling), the other atoms are untouched.
+    #[test]
+    fn balancing_rescales_only_the_drifted_atom_and_keeps_wh() {
+        let mut r = Rng::new(4);
+        let (m, n, k) = (30, 20, 4);
+        let x = Mat::<f64>::from_fn(m, n, |_, _| r.uniform());
+        let mut f = Factors {
+            wt: Mat::<f64>::from_fn(k, m, |_, _| r.uniform() + 0.1),
+            h: Mat::<f64>::from_fn(k, n, |_, _| r.uniform() + 0.1),
+        };
+        let (w0, h0) = (f.wt.clone(), f.h.clone());
+        for p in 0..m {
+            f.wt[(1, p)] *= 2f64.powi(-30);
+        }
+        for i in 0..n {
+            f.h[(1, i)] *= 2f64.powi(30);
+        }
+        let wh = |f: &Factors<f64>| f.wt.transpose() * &f.h;
+        let before = wh(&f);
+        let mut s = GramSolver::new(
+            x.as_ref(),
+            k,
+            Rule::Anls,
+            Penalty::default(),
+            Penalty::default(),
+            Par::Seq,
+        );
+        s.initial(&mut f);
+        s.balance_atoms(&mut f);
+        assert_eq!(s.rebalanced, 1);
+        let after = wh(&f);
+        for j in 0..n {
+            for i in 0..m {
+                assert_eq!(before[(i, j)].to_bits(), after[(i, j)].to_bits());
+            }
+        }
+        // Atom 1's norms were within 2² of each other: it is back to its bits exactly.
+        assert_eq!(f.wt, w0);
+        assert_eq!(f.h, h0);
+        let q = f.wt.as_ref() * f.wt.transpose();
+        let t = f.h.as_ref() * f.h.transpose();
+        for j in 0..k {
+            for i in 0..k {
+                assert_eq!(s.q[(i, j)].to_bits(), q[(i, j)].to_bits());
+                assert_eq!(s.t[(i, j)].to_bits(), t[(i, j)].to_bits());
+            }
+        }
+        // Balanced atoms are left alone.
+        s.balance_atoms(&mut f);
+        assert_eq!(s.rebalanced, 1);
+        assert_eq!(f.wt, w0);
     }
 }

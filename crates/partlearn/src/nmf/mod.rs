@@ -99,6 +99,10 @@ pub struct FitStats {
     /// ANLS: dead atoms re-seeded with a sample (METHODS.md §1.8).
     #[serde(default)]
     pub atoms_reseeded: u64,
+    /// ANLS and HALS: atoms rescaled between `W` and `H` after their scales drifted apart
+    /// (METHODS.md §1.8, scale ambiguity).
+    #[serde(default)]
+    pub atoms_rebalanced: u64,
     /// Compression ([`compress`]): columns `l` of the sketch (0 when the iterations ran on `X`,
     /// e.g. `Compress::Auto` found that compression does not pay).
     #[serde(default)]
@@ -504,6 +508,7 @@ fn fit_columns<T: Real>(
         stats.column_sweeps = s.column_sweeps;
         stats.nnls_rounds = s.nnls_rounds;
         stats.atoms_reseeded = s.reseeded;
+        stats.atoms_rebalanced = s.rebalanced;
         if let Some(ex) = s.extrapolation {
             stats.extrapolations_accepted = ex.accepted;
             stats.extrapolations_rejected = ex.rejected;

@@ -16,7 +16,7 @@ pub(super) const YB: usize = 32;
 /// The end of a round for one column (METHODS.md §1.3 steps 3–5), whether its solution `x`
 /// came from a factorization or a bordered update: the dual `y = G x − b` for the support `f`,
 /// the KKT check and exchange, and the write-out when the column is done (solved again by
-/// [`active_set`] when it reached the round cap).
+/// [`active_set`] when it reached the round cap or its ridged solution is inexact).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) fn settle<T: Real>(
@@ -33,14 +33,23 @@ pub(super) fn settle<T: Real>(
 ) {
     c.rounds += 1;
     dual(ctx, b, f, x, y);
-    // On F the dual is zero by construction (it holds the solve's rounding residual).
-    for &i in f {
-        y[i] = 0.0;
+    let tol_y = ctx.tol * bmax.max(f64::MIN_POSITIVE);
+    // A ridged solve is a solution of `(G_FF + λI) x_F = b_F`: it stands only if it also
+    // solves `G_FF x_F = b_F` to the dual's tolerance. Otherwise (a singular `G_FF` whose
+    // diagonal spans many decades, where the ridge that lets the factorization pass dwarfs the
+    // small pivots) the column is finished by the active-set method, like a capped one.
+    if c.ridge_now && !f.iter().all(|&i| y[i].abs() <= tol_y) {
+        c.inexact = true;
+        c.done = true;
+    } else {
+        // On F the dual is zero by construction (it holds the solve's rounding residual).
+        for &i in f {
+            y[i] = 0.0;
+        }
+        exchange(c, x, y, bmax, passive, infeasible, ctx.k, ctx);
     }
-    exchange(c, x, y, bmax, passive, infeasible, ctx.k, ctx);
-    if c.capped {
+    if c.capped || c.inexact {
         let bf: Vec<f64> = b[..ctx.k].iter().map(|&v| Real::to_f64(v)).collect();
-        let tol_y = ctx.tol * bmax.max(f64::MIN_POSITIVE);
         // Pivots below the singularity ratio of the data's precision (`G` carries its rounding).
         let ratio = if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
             F32_PIVOT_RATIO
@@ -158,19 +167,34 @@ fn exchange<T>(
     );
     // `x` is zero off F and `y` is zero on F, so one test covers both kinds of infeasibility
     // (without short-circuiting, so that the count vectorizes).
-    let (x, y) = (&x[..k], &y[..k]);
-    let bad = |xi: f64, yi: f64| (xi < -tol_x) | (yi < -tol_y);
-    let count: usize = x.iter().zip(y).map(|(&xi, &yi)| usize::from(bad(xi, yi))).sum();
+    // An entry's negativity is tolerated only while clearing it moves its own dual by less
+    // than the dual's tolerance (`|x_i|·G_ii ≤ tol_y`): relative to `max|x_F|` alone, a
+    // solution with huge entries (a near-singular `G_FF`) would let large negative ones pass
+    // and be cleared at the write-out, far from optimal.
+    let (x, y, inv) = (&x[..k], &y[..k], &ctx.inv_diag[..k]);
+    let bad = |xi: f64, yi: f64, di: f64| (xi < -tol_x.min(tol_y * di)) | (yi < -tol_y);
+    let count: usize = x
+        .iter()
+        .zip(y)
+        .zip(inv)
+        .map(|((&xi, &yi), &di)| usize::from(bad(xi, yi, di)))
+        .sum();
     if count == 0 {
         c.done = true;
         return;
     }
-    for (inf, (xc, yc)) in infeasible.iter_mut().zip(x.chunks(64).zip(y.chunks(64))) {
+    for (inf, ((xc, yc), dc)) in infeasible
+        .iter_mut()
+        .zip(x.chunks(64).zip(y.chunks(64)).zip(inv.chunks(64)))
+    {
         *inf = xc
             .iter()
             .zip(yc)
+            .zip(dc)
             .enumerate()
-            .fold(0u64, |bits, (b, (&xi, &yi))| bits | u64::from(bad(xi, yi)) << b);
+            .fold(0u64, |bits, (b, ((&xi, &yi), &di))| {
+                bits | u64::from(bad(xi, yi, di)) << b
+            });
     }
     // At the round cap (the exchanges cycled: `G` is rank-deficient, where the backup rule's
     // termination proof does not hold), Lawson–Hanson finishes the column.
@@ -256,6 +280,7 @@ mod tests {
                 words: k.div_ceil(64),
                 mean_diag: 1.0,
                 thr: &[],
+                inv_diag: &[],
                 b: &b,
                 bs: k,
                 tol: 1e-10,
@@ -278,5 +303,65 @@ mod tests {
                 assert_eq!(y[i].to_bits(), want.to_bits(), "k = {k}, row {i}");
             }
         }
+    }
+}
+
+/// The acceptance tests of a round on badly scaled and singular systems.
+#[cfg(test)]
+mod acceptance_tests {
+    use super::super::{solve_gram_from, NnlsOptions, NnlsStats};
+    use faer::{Mat, Par};
+
+    /// Solves `min ½xᵀGx − bᵀx, x ≥ 0` warm-started from `x = 1` (every index passive).
+    fn solve_from_ones(g: &Mat<f64>, b: &[f64]) -> (Vec<f64>, NnlsStats) {
+        let k = b.len();
+        let bm = Mat::<f64>::from_fn(k, 1, |i, _| b[i]);
+        let ones = Mat::<f64>::from_fn(k, 1, |_, _| 1.0);
+        let mut out = Mat::<f64>::zeros(k, 1);
+        let st = solve_gram_from(
+            g.as_ref(),
+            bm.as_ref(),
+            ones.as_ref(),
+            out.as_mut(),
+            &NnlsOptions::default(),
+            Par::Seq,
+        )
+        .unwrap();
+        ((0..k).map(|i| out[(i, 0)]).collect(), st)
+    }
+
+    /// A negative entry is judged at its own scale, not at the largest entry's: on
+    /// `F = {0, 1, 2}` the solution is `x = (1e10, 4/3, −2/3)`, and relative to `max|x_F|` the
+    /// `−2/3` passed as rounding noise and was cleared, leaving `x_1 = 4/3`; the optimum has
+    /// `x_2 = 0`, `x_1 = b_1 / G_11 = 1`.
+    #[test]
+    fn a_negative_entry_beside_a_huge_one_is_infeasible() {
+        let g = Mat::<f64>::from_fn(3, 3, |i, j| match (i, j) {
+            (0, 0) => 1e-20,
+            (1, 1) | (2, 2) => 1.0,
+            (1, 2) | (2, 1) => 0.5,
+            _ => 0.0,
+        });
+        let (x, _) = solve_from_ones(&g, &[1e-10, 1.0, 0.0]);
+        assert!((x[0] - 1e10).abs() <= 1e-6 * 1e10, "{x:?}");
+        assert!((x[1] - 1.0).abs() < 1e-12 && x[2] == 0.0, "{x:?}");
+    }
+
+    /// `G` of the columns `(1e6·u, v, v)` with `u ⟂ v` and `b = Cᵀv`: `G_FF` is singular, and
+    /// the ridge that lets it factor (relative to the mean diagonal, ≈ 3e11) smothers `x_1`,
+    /// `x_2` (`x_1 + x_2 = 0.86` instead of 1). That solution misses its system, so the
+    /// column is finished by the active-set method, which reaches the optimum `½·1 − 1`.
+    #[test]
+    fn a_ridged_solution_that_misses_its_system_is_solved_again() {
+        let g = Mat::<f64>::from_fn(3, 3, |i, j| match (i, j) {
+            (0, 0) => 1e12,
+            (0, _) | (_, 0) => 0.0,
+            _ => 1.0,
+        });
+        let b = [0.0, 1.0, 1.0];
+        let (x, st) = solve_from_ones(&g, &b);
+        assert_eq!((st.ridged, st.inexact), (1, 1), "{st:?}");
+        let objective = 0.5 * (x[1] + x[2]).powi(2) - (x[1] + x[2]) + 0.5 * 1e12 * x[0] * x[0];
+        assert!((objective + 0.5).abs() < 1e-12, "objective {objective}, x {x:?}");
     }
 }

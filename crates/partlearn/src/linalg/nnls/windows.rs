@@ -29,6 +29,10 @@ pub(super) struct Column {
     pub(super) rounds: usize,
     pub(super) done: bool,
     pub(super) ridged: bool,
+    /// This round's solution came from a ridged factorization.
+    pub(super) ridge_now: bool,
+    /// A ridged solution missed its system; finished by the active-set method.
+    pub(super) inexact: bool,
     pub(super) backup: bool,
     pub(super) capped: bool,
     /// Solved in `f64` from now on (only with `f32` systems, [`Systems`](super::Systems)).
@@ -52,6 +56,9 @@ pub(super) struct Ctx<'a, T> {
     ///
     /// [`F32_PIVOT_RATIO`]: super::lanes::F32_PIVOT_RATIO
     pub(super) thr: &'a [f64],
+    /// `1 / G_ii` (`+∞` where `G_ii ≤ 0`): the scale of index `i`'s feasibility tolerance
+    /// ([`exchange`](super::kkt)).
+    pub(super) inv_diag: &'a [f64],
     /// Right-hand sides, column `j` at `j·bs`.
     pub(super) b: &'a [T],
     pub(super) bs: usize,
@@ -122,6 +129,8 @@ pub(super) fn solve_window<T: Real, F: Lane>(
             rounds: 0,
             done: false,
             ridged: false,
+            ridge_now: false,
+            inexact: false,
             backup: false,
             capped: false,
             wide: false,
@@ -161,6 +170,7 @@ pub(super) fn solve_window<T: Real, F: Lane>(
         stats.ridged += usize::from(c.ridged);
         stats.backup += usize::from(c.backup);
         stats.capped += usize::from(c.capped);
+        stats.inexact += usize::from(c.inexact);
         stats.widened += usize::from(c.wide);
     }
     Ok(stats)
@@ -340,6 +350,7 @@ fn round_impl<T: Real, F: Lane>(
         let f = &s.idx[lane * m..lane * m + size];
         let c = &mut w.st[jl];
         s.x.fill(0.0);
+        c.ridge_now = false;
         if failed[lane] {
             let (chol, rid) = factor(ctx.g, f, ctx.mean_diag);
             let mut rhs: Vec<f64> = f.iter().map(|&i| Real::to_f64(ctx.b[j * ctx.bs + i])).collect();
@@ -348,6 +359,7 @@ fn round_impl<T: Real, F: Lane>(
                 s.x[i] = v;
             }
             c.ridged |= rid;
+            c.ridge_now = rid;
         } else {
             for (r, &i) in f.iter().enumerate() {
                 s.x[i] = s.r[r * L + lane].wide();
