@@ -252,10 +252,11 @@ fn bytes_per_iteration_follow_k_m_plus_k_squared() {
             .unwrap();
         // Rank 0 per sum: ⌈log₂P⌉ received partial sums + the broadcast, each 8·(k² + k·m)
         // bytes for T and R, once per iteration, plus the stop and checkpoint decisions (6 numbers) per
-        // iteration and the start's and the final evaluation's sums.
+        // iteration, the codes' squared norms of the atom rebalancing (k numbers before each
+        // factor's update) and the start's and the final evaluation's sums.
         let per_sum = 8.0 * (k * k + k * m);
         let moves = 1.0 + (p as f64).log2().ceil();
-        let model = moves * ((iters + 2.0) * per_sum + 8.0 * (6.0 * iters + 8.0));
+        let model = moves * ((iters + 2.0) * per_sum + 8.0 * ((6.0 + 2.0 * k) * iters + 8.0));
         assert!(
             (bytes - model).abs() <= 0.02 * model,
             "P={p}, {iters} iterations: {bytes} bytes counted, model {model}"
@@ -802,8 +803,10 @@ fn a_2d_grid_gives_the_one_process_fit_and_moves_the_words_of_its_formula() {
     // Words per iteration on the 2 × 2 grid, counted by rank 0 (the first of its grid row and
     // column: 2·⌈log₂2⌉ = 2 payloads per sum): the codes' cross term P_i (k × n_i) and Q (k²)
     // over the grid row, T and R_j (k² + k·m_j) over the grid column, ⟨W, R⟩ over the row (1
-    // number), and the stop decision over all four (6 numbers, 1 + ⌈log₂4⌉ payloads): the
-    // difference between 20 and 10 iterations is 10 iterations' worth.
+    // number), the atoms' and codes' squared norms of the rebalancing before each factor's
+    // update (k numbers over the row and k over the column, twice), and the stop decision over
+    // all four (6 numbers, 1 + ⌈log₂4⌉ payloads): the difference between 20 and 10 iterations
+    // is 10 iterations' worth.
     let bytes = |iters: &str| {
         let out = dir.join(format!("bytes-{iters}"));
         let args = [
@@ -838,7 +841,7 @@ fn a_2d_grid_gives_the_one_process_fit_and_moves_the_words_of_its_formula() {
         partlearn::dist::row_block(n, 2, 0).len() as f64,
         partlearn::dist::row_block(m, 2, 0).len() as f64,
     );
-    let per_iter = 8.0 * (2.0 * (k * n0 + k * k + 1.0) + 2.0 * (k * k + k * m0) + 3.0 * 6.0);
+    let per_iter = 8.0 * (2.0 * (k * n0 + k * k + 1.0) + 2.0 * (k * k + k * m0) + 2.0 * 4.0 * k + 3.0 * 6.0);
     let counted = bytes("20") - bytes("10");
     assert!(
         (counted - 10.0 * per_iter).abs() <= 0.01 * 10.0 * per_iter,

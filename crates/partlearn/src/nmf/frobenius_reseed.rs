@@ -29,9 +29,10 @@ impl<T: Real> GramSolver<'_, T> {
     /// [`BALANCE_AT_LOG2`]: `w_j ← s w_j`, `h_j ← h_j / s` with `s = 2^round(log₂(c_j / a_j) / 4)`,
     /// which makes the two norms equal to within a factor 2. `WH` and the objective do not
     /// change; powers of two make the scaling exact, so `Q`, `T`, `P` and `R` are scaled in
-    /// place (where stale, they are recomputed before use anyway). The norms are summed over
-    /// processes, so every process picks the same `s`. Runs before each factor's update, where
-    /// [`Self::maintains_atoms`].
+    /// place (where stale, they are recomputed before use anyway). The norms are computed in
+    /// `f64` from the factors (the `f32` Gram diagonals under- and overflow at exactly these
+    /// scales) and summed over processes (`k` numbers each), so every process picks the same
+    /// `s`. Runs before each factor's update, where [`Self::maintains_atoms`].
     pub(super) fn balance_atoms(&mut self, f: &mut Factors<T>) {
         if !self.maintains_atoms() {
             return;
