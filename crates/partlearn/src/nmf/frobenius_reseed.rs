@@ -30,9 +30,11 @@ impl<T: Real> GramSolver<'_, T> {
     /// which makes the two norms equal to within a factor 2. `WH` and the objective do not
     /// change; powers of two make the scaling exact, so `Q`, `T`, `P` and `R` are scaled in
     /// place (where stale, they are recomputed before use anyway). The norms are computed in
-    /// `f64` from the factors (the `f32` Gram diagonals under- and overflow at exactly these
-    /// scales) and summed over processes (`k` numbers each), so every process picks the same
-    /// `s`. Runs before each factor's update, where [`Self::maintains_atoms`].
+    /// `f64` from the factors and summed over processes (`k` numbers each), so every process
+    /// picks the same `s` (reading the Gram diagonals `Q_jj`, `T_jj` instead — in `f32` for
+    /// `f32` data, and `Q` stale after a rejected extrapolation — let the error of
+    /// `anls_with_more_atoms_than_samples_rebalances_and_fits` rise to 0.65). Runs before each
+    /// factor's update, where [`Self::maintains_atoms`].
     pub(super) fn balance_atoms(&mut self, f: &mut Factors<T>) {
         if !self.maintains_atoms() {
             return;
