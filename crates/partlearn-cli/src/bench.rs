@@ -208,8 +208,8 @@ fn run_nnls(a: BenchNnlsArgs) -> Result<()> {
         };
         outln!("CD prediction ({} sweeps)   {:>8.4} s", st.sweeps, st.cd_seconds);
         outln!(
-            "BPP (exact, {systems})   {:>8.4} s   {:.3} factorizations and {:.3} bordered updates per column, {} rounds, {} columns widened, {} at the round cap, mean |F| {:.1}",
-            st.bpp_seconds, st.solves_per_column, st.updates_per_column, st.rounds, st.widened, st.capped, st.mean_passive
+            "BPP (exact, {systems})   {:>8.4} s   {:.3} factorizations and {:.3} bordered updates per column, {} rounds, {} columns widened, {} at the round cap, {} ridged and inexact, mean |F| {:.1}",
+            st.bpp_seconds, st.solves_per_column, st.updates_per_column, st.rounds, st.widened, st.capped, st.inexact, st.mean_passive
         );
         outln!("step (CD + BPP)            {:>8.4} s", st.step_seconds);
     }

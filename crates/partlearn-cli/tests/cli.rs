@@ -327,7 +327,11 @@ fn bench_nnls_times_one_exact_codes_update() {
         (Some(0), Some(0)),
         "{v}"
     );
-    assert_eq!(steps[0]["capped"].as_u64(), Some(0), "{v}");
+    assert_eq!(
+        (steps[0]["capped"].as_u64(), steps[0]["inexact"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
     assert_user_error(
         &run(&[
             "bench",

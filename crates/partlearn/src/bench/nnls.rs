@@ -63,6 +63,9 @@ pub struct NnlsStepTiming {
     /// Columns that reached the round cap and were finished by the active-set method
     /// (rank-deficient `G`, [`linalg::nnls::NnlsStats::capped`]).
     pub capped: usize,
+    /// Columns whose ridged solution missed its system, finished by the active-set method
+    /// ([`linalg::nnls::NnlsStats::inexact`]).
+    pub inexact: usize,
 }
 
 /// What [`bench_nnls`] measured.
@@ -163,6 +166,7 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
                 mean_passive: 0.0,
                 widened: 0,
                 capped: 0,
+                inexact: 0,
             })
             .collect();
         let nf = n.max(1) as f64;
@@ -195,6 +199,7 @@ pub fn bench_nnls<T: Real>(data: &Dataset<T>, o: &NnlsBenchOptions) -> Result<Nn
                 st.rounds = stats.rounds;
                 st.widened = stats.widened;
                 st.capped = stats.capped;
+                st.inexact = stats.inexact;
                 let positive: usize = h
                     .col_iter()
                     .map(|col| col.iter().filter(|v| **v > T::zero()).count())

@@ -800,7 +800,7 @@ mod tests {
     /// column meets the KKT conditions of the problem the `f32` inputs define, in either
     /// precision of the systems.
     #[test]
-    fn rank_deficient_f32_columns_at_the_round_cap_are_solved() {
+    fn rank_deficient_f32_columns_are_finished_by_the_active_set_method() {
         let mut r = Rng::new(5);
         let c = random(&mut r, 20, 40).as_ref().cloned_f32();
         let b = random(&mut r, 20, 5000).as_ref().cloned_f32();
@@ -816,7 +816,10 @@ mod tests {
                 "{systems:?} systems: {:.3} s, {st:?}",
                 clock.elapsed().as_secs_f64()
             );
-            assert!(st.capped + st.inexact > 0, "{systems:?}: {st:?}");
+            assert!(
+                st.capped == 0 && st.inexact > 0 && st.rounds < 10,
+                "{systems:?}: {st:?}"
+            );
             let v = kkt_violation(&wide(&c), &wide(&b), &wide(&x));
             assert!(v < 1e-4, "{systems:?}: violation {v}");
         }
