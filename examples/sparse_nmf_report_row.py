@@ -28,7 +28,9 @@ def main(argv=None):
     # 1. The data: 10,000 × 784 float32 pixels in [0, 1], with their labels.
     X, y = load_fashion_mnist("test", first=a.first, return_X_y=True)
 
-    # 2. The model: 100 atoms, each sample's code at Hoyer sparseness 0.6.
+    # 2. The model: 100 atoms, each component's activations across all samples at Hoyer
+    #    sparseness 0.6 (the default code_constraint="components", Hoyer's reference;
+    #    "samples" would constrain each sample's code instead).
     model = partlearn.SparseNMF(n_components=100, code_sparsity=0.6, max_iter=a.max_iter, tol=1e-4,
                                 n_threads=a.threads, random_state=0)
     model.fit(X)
