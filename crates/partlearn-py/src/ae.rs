@@ -141,6 +141,51 @@ pub fn ae_trainer_from_bytes(checkpoint: &Bound<'_, PyBytes>, dtype: &str) -> Py
     Ok(AeTrainer { run })
 }
 
+/// A training run that continues the auto-encoder in `model` (the bytes of its model file) as
+/// `dtype` with the parameters `params` (of [`ae_params`]; the model must have their
+/// architecture, `n_components` and decoder activation): `epoch` epochs done, `history` (JSON
+/// text: the list of its epoch records, as history.jsonl holds them) and a fresh optimizer state
+/// (moments and step count at zero: the model file keeps none). What `load_run` continues
+/// when the run folder has no training checkpoint.
+#[pyfunction]
+#[pyo3(signature = (model, params, *, dtype, epoch = 0, history = "[]"))]
+pub fn ae_trainer_from_model(
+    model: &Bound<'_, PyBytes>,
+    params: PyRef<'_, AeSpec>,
+    dtype: &str,
+    epoch: usize,
+    history: &str,
+) -> PyResult<AeTrainer> {
+    fn state<T: Float>(
+        bytes: &[u8],
+        params: &AeParams,
+        epoch: usize,
+        history: Vec<EpochRecord>,
+    ) -> PyResult<TrainState<T>> {
+        let source = Path::new("the estimator's model");
+        let (tensors, meta) = partlearn::io::parse_safetensors(bytes, source).map_err(error)?;
+        let model = autoencoder::Autoencoder::<T>::from_file_parts(&tensors, &meta, source).map_err(error)?;
+        let mut state = TrainState::new(model, params.check().map_err(error)?).map_err(error)?;
+        state.seconds = history.last().map_or(0.0, |r| r.seconds);
+        state.epoch = epoch;
+        state.history = history;
+        Ok(state)
+    }
+    let history: Vec<EpochRecord> = serde_json::from_str(history)
+        .map_err(|e| PyValueError::new_err(format!("invalid epoch history ({e})")))?;
+    let bytes = model.as_bytes();
+    let run = match dtype {
+        "float32" => Run::F32(state(bytes, &params.0, epoch, history)?),
+        "float64" => Run::F64(state(bytes, &params.0, epoch, history)?),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "dtype must be 'float32' or 'float64', got {other:?}"
+            )))
+        }
+    };
+    Ok(AeTrainer { run })
+}
+
 /// The dict a training call returns: the model as model-file bytes, the history of the whole
 /// run, and how this call ended.
 fn outcome_dict<'py, T: Float>(

@@ -39,6 +39,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ae::ae_params, m)?)?;
     m.add_function(wrap_pyfunction!(ae::ae_fit, m)?)?;
     m.add_function(wrap_pyfunction!(ae::ae_trainer_from_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(ae::ae_trainer_from_model, m)?)?;
     m.add_class::<ae::AeTrainer>()?;
     m.add_function(wrap_pyfunction!(data::load_data, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::hoyer_rows, m)?)?;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use numpy::PyReadonlyArray2;
 use partlearn::io::record::{DataSpec, FitSummary, MethodPart, RunRecord};
-use partlearn::io::run::{MODEL_FILE, RUN_FILE};
+use partlearn::io::run::{HISTORY_FILE, MODEL_FILE, RUN_FILE};
 use partlearn::io::{parse_safetensors, safetensors_bytes, RunDir, Tensor};
 use partlearn::nmf::{EncodeMethod, EncodeOptions, EncodeSpec, NmfModel, Penalty};
 use partlearn::protocol::model_from_bytes;
@@ -162,33 +162,37 @@ fn file_dtype(tensors: &[Tensor]) -> &'static str {
 /// Reads a run folder written by `partlearn fit` (or by `save`) or a bare model file (or a
 /// folder holding only one): returns `model` (the model file's bytes, checked to load), `kind`
 /// (the model's), `dtype` (of its tensors), `record` (run.json as JSON text, checked by the
-/// library's `RunRecord::read`; None without run.json) and `history` (the lines of
-/// history.jsonl, or an empty list).
+/// library's `RunRecord::read`; None without run.json), `history` (the non-blank lines of
+/// history.jsonl as `(line number, text)`, or an empty list) and `history_file` (its path, or
+/// None).
 #[pyfunction]
 pub fn read_run<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
-    let (file, record, history) = if path.is_dir() && !path.join(RUN_FILE).exists() {
+    let (file, record, history, history_file) = if path.is_dir() && !path.join(RUN_FILE).exists() {
         // A folder holding only a model (as `partlearn transform` accepts): the model alone.
         let dir = partlearn::io::open_existing(&path).map_err(error)?;
-        (dir.join(MODEL_FILE), None, Vec::new())
+        (dir.join(MODEL_FILE), None, Vec::new(), None)
     } else if path.is_dir() {
         let dir = partlearn::io::open_existing(&path).map_err(error)?;
         let record = RunRecord::read(&dir).map_err(error)?;
         let history_path = dir.join(&record.history.file);
-        let history = if !record.history.file.is_empty() && history_path.is_file() {
+        let has_history = !record.history.file.is_empty() && history_path.is_file();
+        let history: Vec<(usize, String)> = if has_history {
             std::fs::read_to_string(&history_path)
                 .map_err(|e| error(partlearn::Error::io(&history_path, e)))?
                 .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(str::to_string)
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .map(|(i, l)| (i + 1, l.to_string()))
                 .collect()
         } else {
             Vec::new()
         };
         let text = serde_json::to_string(&record)
             .map_err(|e| PyValueError::new_err(format!("cannot write the run record as JSON ({e})")))?;
-        (dir.join(MODEL_FILE), Some(text), history)
+        let history_file = has_history.then(|| history_path.display().to_string());
+        (dir.join(MODEL_FILE), Some(text), history, history_file)
     } else {
-        (path.clone(), None, Vec::new())
+        (path.clone(), None, Vec::new(), None)
     };
     let bytes = std::fs::read(&file).map_err(|e| {
         let hint = if record.is_some() {
@@ -211,6 +215,7 @@ pub fn read_run<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDi
     d.set_item("model", PyBytes::new(py, &bytes))?;
     d.set_item("record", record)?;
     d.set_item("history", history)?;
+    d.set_item("history_file", history_file)?;
     Ok(d)
 }
 
@@ -234,13 +239,15 @@ fn parse_json<O: serde::de::DeserializeOwned>(text: &str, what: &str) -> PyResul
 /// load) as model.safetensors, `history` (a JSON array, one record per iteration) as
 /// history.jsonl and run.json (format 2) made of `header` (JSON: `data`, `fit`, `seed`,
 /// `threads`, `command`), the `method` and its `part` (JSON of the library's `MethodPart`; when
-/// None, built from the model with `options` and `supervision`, `MethodPart::of_model`). An
-/// existing `path` is an error unless `overwrite`, which replaces only a partlearn run folder.
-/// Returns the folder's path.
+/// None, built from the model with `options` and `supervision`, `MethodPart::of_model`, with a
+/// layer model's `level_errors`); `files`, `(name, bytes)` pairs, are written beside them (e.g.
+/// `codes.npy`, `checkpoint.safetensors`; not the three files above). An existing `path` is an
+/// error unless `overwrite`, which replaces only a partlearn run folder. Returns the folder's
+/// path.
 #[pyfunction]
 #[pyo3(signature = (
     path, model, *, method, header, part = None, options = "null", supervision = "none",
-    history = "[]", overwrite = false
+    history = "[]", overwrite = false, level_errors = None, files = Vec::new()
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn save_run(
@@ -253,12 +260,22 @@ pub fn save_run(
     supervision: &str,
     history: &str,
     overwrite: bool,
+    level_errors: Option<Vec<f64>>,
+    files: Vec<(String, Bound<'_, PyBytes>)>,
 ) -> PyResult<String> {
+    if let Some((name, _)) = files
+        .iter()
+        .find(|(name, _)| [MODEL_FILE, RUN_FILE, HISTORY_FILE].contains(&name.as_str()))
+    {
+        return Err(PyValueError::new_err(format!(
+            "files: {name} is written from the other arguments of save_run"
+        )));
+    }
     let bytes = model.as_bytes();
     let source = Path::new("the estimator's model");
     let (tensors, meta) = parse_safetensors(bytes, source).map_err(error)?;
     model_from_bytes::<f64>(bytes, source).map_err(error)?;
-    let part: MethodPart = match part {
+    let mut part: MethodPart = match part {
         Some(text) => parse_json(text, "method part")?,
         None => MethodPart::of_model(
             method,
@@ -270,6 +287,9 @@ pub fn save_run(
         )
         .map_err(error)?,
     };
+    if let (Some(errors), MethodPart::Layers(p)) = (level_errors, &mut part) {
+        p.level_errors = errors;
+    }
     let h: Header = parse_json(header, "header")?;
     let history: Vec<Value> = parse_json(history, "history")?;
     let mut record = RunRecord::new(method, h.data, h.fit, part)
@@ -278,6 +298,9 @@ pub fn save_run(
         .command(h.command);
     let run = RunDir::create(&path, overwrite).map_err(save_error)?;
     run.write(MODEL_FILE, bytes).map_err(save_error)?;
+    for (name, content) in &files {
+        run.write(name, content.as_bytes()).map_err(save_error)?;
+    }
     record.write(&run, &history).map_err(save_error)?;
     let target = run.commit().map_err(save_error)?;
     Ok(target.display().to_string())

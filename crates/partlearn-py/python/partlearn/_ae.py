@@ -2,14 +2,19 @@
 ``SparseAutoencoder``, with the shallow encoder (§6.1) or the convolutional encoder of the
 asymmetric AE (§6.6), every sparsity penalty, optimizer and schedule of ``partlearn fit ae``."""
 
+import json
 import math
+import os
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from . import _native
-from ._base import _check_x, _ModelEstimator, _raise_warnings, _seed, _store_fit_state
+from ._base import _check_x, _ModelEstimator, _raise_warnings, _records_array, _seed, _store_fit_state
+
+# The training run that ``save`` (and ``partlearn fit ae``) keeps in the run folder.
+_CHECKPOINT_FILE = "checkpoint.safetensors"
 
 _HISTORY_DTYPE = [
     ("epoch", np.int64),
@@ -191,6 +196,13 @@ class SparseAutoencoder(_ModelEstimator):
     statistics), ``inverse_transform`` the decoder's. A fitted estimator pickles with its
     training run, so ``partial_fit`` continues after unpickling with the same bits.
 
+    ``save`` keeps the training run in the run folder (``checkpoint.safetensors``, as
+    ``partlearn fit ae`` does), so ``partial_fit`` of the estimator that
+    :func:`partlearn.load_run` gives back continues it with the same bits too. A run folder
+    without one (or a bare model file) continues from the model's weights and epoch count with
+    a fresh optimizer state: the optimizer's moments and step count restart (so do the early
+    stopping's patience and the mid-epoch position).
+
     Examples
     --------
     >>> import numpy as np
@@ -319,7 +331,8 @@ class SparseAutoencoder(_ModelEstimator):
 
     def partial_fit(self, X, y=None):
         """Trains one more epoch on ``X``, continuing the run of the earlier ``fit`` or
-        ``partial_fit`` calls (a new run at the first call); see Notes.
+        ``partial_fit`` calls, or of the model ``load_run`` gave (a new run at the first call of
+        an unfitted estimator); see Notes.
 
         Parameters
         ----------
@@ -333,6 +346,8 @@ class SparseAutoencoder(_ModelEstimator):
         """
         self._validate_params()
         trainer = getattr(self, "_trainer", None)
+        if trainer is None and hasattr(self, "_model"):
+            trainer = self._trainer_from_model()
         X = _check_x(self, X, reset=trainer is None)
         if trainer is None:
             image_shape = self._resolve_image_shape(X.shape[1])
@@ -374,10 +389,49 @@ class SparseAutoencoder(_ModelEstimator):
             )
         return (h, w)
 
-    def _train(self, X, *, trainer, epochs, image_shape):
+    def _trainer_from_model(self):
+        """A training run that continues the fitted model (loaded: no run in memory) from its
+        epoch count and history, with a fresh optimizer state."""
+        return _native.ae_trainer_from_model(
+            self._model,
+            self._spec(seed=_seed(self.random_state)),
+            dtype=np.asarray(self.components_).dtype.name,
+            epoch=int(getattr(self, "n_iter_", 0)),
+            history=json.dumps(self._run_history()),
+        )
+
+    def _store_model(self, model, dtype):
+        super()._store_model(model, dtype)
+        shape = _native.model_info(self._model)["image_shape"]
+        self.image_shape_ = None if shape is None else tuple(shape)
+
+    def _load_record(self, record, history, folder):
+        """What the run folder tells of the training (``load_run``): ``history_``, ``loss_``,
+        and the training run of its checkpoint (when it has one)."""
+        self.history_ = _records_array(history, _HISTORY_DTYPE)
+        self.loss_ = float(self.history_["loss"][-1]) if len(self.history_) else float("nan")
+        self._fit_warnings = list(record.get("warnings", []))
+        path = None if folder is None else os.path.join(folder, _CHECKPOINT_FILE)
+        if path is None or not os.path.isfile(path):
+            return
+        with open(path, "rb") as f:
+            trainer = _native.ae_trainer_from_bytes(f.read(), np.asarray(self.components_).dtype.name)
+        if trainer.epoch != self.n_iter_:
+            raise ValueError(
+                f"{path} is at epoch {trainer.epoch}, but run.json records {self.n_iter_}: the run "
+                "folder mixes two runs; remove the checkpoint (training then continues from the model) or refit"
+            )
+        self._trainer = trainer
+
+    def _run_files(self):
+        trainer = getattr(self, "_trainer", None)
+        return [] if trainer is None else [(_CHECKPOINT_FILE, bytes(trainer.checkpoint_bytes()))]
+
+    def _spec(self, seed):
+        """The library's parameters of ``self`` (``ae_params``) with ``seed``."""
         sparsity = "none" if self.sparsity is None else self.sparsity
         nonneg = "none" if self.nonneg is None else self.nonneg
-        params = _native.ae_params(
+        return _native.ae_params(
             n_components=int(self.n_components),
             architecture=self.architecture,
             decoder_activation=self.decoder_activation,
@@ -401,10 +455,13 @@ class SparseAutoencoder(_ModelEstimator):
             val_fraction=float(self.val_fraction),
             patience=None if self.patience is None else int(self.patience),
             shuffle=bool(self.shuffle),
-            seed=_seed(self.random_state) if trainer is None else 0,
+            seed=seed,
             threads=int(self.n_threads),
             max_seconds=None if self.max_seconds is None else float(self.max_seconds),
         )
+
+    def _train(self, X, *, trainer, epochs, image_shape):
+        params = self._spec(seed=_seed(self.random_state) if trainer is None else 0)
         out = _native.ae_fit(
             X,
             params,
@@ -414,7 +471,6 @@ class SparseAutoencoder(_ModelEstimator):
             callback=_epoch_callback(self.verbose, self.callback),
         )
         self._trainer = out["trainer"]
-        self.image_shape_ = image_shape
         self._store_model(out["model"], X.dtype)
         _store_fit_state(self, out, history=_ae_history(out["history"]))
         self.loss_ = float(self.history_["loss"][-1]) if len(self.history_) else float("nan")

@@ -2,6 +2,7 @@
 ``random_state``, the warnings of a fit raised as Python warnings, and ``save`` (a run folder
 that the command-line tool reads)."""
 
+import io
 import json
 import numbers
 import os
@@ -11,9 +12,10 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 import sklearn
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
+from sklearn.utils._param_validation import Interval, InvalidParameterError, validate_parameter_constraints
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from . import _native
@@ -27,6 +29,42 @@ def _seed(random_state):
         check_random_state(random_state)  # refuses what numpy refuses (< 0 or ≥ 2**32)
         return int(random_state)
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+# The largest int handed to the library: its counts are usize, kept within i64 so that the sum of
+# two (e.g. ``n_components + oversample``) cannot wrap. Its seeds are u64.
+_INT_MAX = 2**63 - 1
+_SEED_MAX = 2**64 - 1
+
+
+def _check_int(value, name, *, min_value=0, max_value=_INT_MAX):
+    """``value`` as an int in ``[min_value, max_value]`` (by default what the library's counts
+    take), else scikit-learn's ``InvalidParameterError`` (a ValueError and a TypeError) naming
+    ``name``, the value and the range; a bool is not an int here."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not min_value <= value <= max_value:
+        raise InvalidParameterError(f"{name} must be an int ≥ {min_value} and ≤ {max_value}, got {value!r}")
+    return int(value)
+
+
+def _cli_seed(random_state):
+    """A u64 seed as the CLI's ``--seed`` takes it: an int in [0, 2**64 − 1] is the seed itself;
+    None or a RandomState instance draws one (as :func:`_seed`)."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return _check_int(random_state, "random_state", max_value=_SEED_MAX)
+    return _seed(random_state)
+
+
+def _bounded_constraints(constraints):
+    """scikit-learn's parameter constraints with ``_INT_MAX`` as the upper end of every int
+    interval open above (a larger int would reach the library as an OverflowError)."""
+
+    def bound(c):
+        if isinstance(c, Interval) and c.type is numbers.Integral and c.right is None:
+            closed = "both" if c.closed in ("left", "both") else "right"
+            return Interval(numbers.Integral, c.left, _INT_MAX, closed=closed)
+        return c
+
+    return {name: [bound(c) for c in cs] if isinstance(cs, list) else cs for name, cs in constraints.items()}
 
 
 def _check_x(estimator, X, *, reset, allow_nan=False, accept_sparse=False):
@@ -49,6 +87,20 @@ def _check_x(estimator, X, *, reset, allow_nan=False, accept_sparse=False):
     if reset:
         # What ``save`` records of the training data in run.json.
         estimator._fit_data = {"n_samples": int(X.shape[0]), "dtype": X.dtype.name}
+    return X
+
+
+def _check_codes(estimator, X, *, accept_sparse=False):
+    """Codes for ``inverse_transform``: a 2-D float32/float64 array (with ``accept_sparse`` also
+    a CSR matrix) of finite entries, one column per component of the fitted ``estimator``."""
+    check_is_fitted(estimator)
+    X = check_array(X, dtype=[np.float64, np.float32], accept_sparse="csr" if accept_sparse else False)
+    k = np.shape(estimator.components_)[0]
+    if X.shape[1] != k:
+        raise ValueError(
+            f"The codes have {X.shape[1]} columns, but {type(estimator).__name__} has k = {k} components: "
+            "give codes from transform"
+        )
     return X
 
 
@@ -112,16 +164,31 @@ def _store_fit_state(estimator, out, history=None):
     estimator._fit_warnings = [message for _, message in out["warnings"]]
 
 
+_HISTORY_DTYPE = [("iter", np.int64), ("objective", np.float64), ("rel_error", np.float64), ("seconds", np.float64)]
+
+
 def _history(records):
     """The history as a structured array: ``iter``, ``objective``, ``rel_error``, ``seconds``."""
-    dtype = [("iter", np.int64), ("objective", np.float64), ("rel_error", np.float64), ("seconds", np.float64)]
-    return np.array([tuple(r) for r in records], dtype=dtype)
+    return np.array([tuple(r) for r in records], dtype=_HISTORY_DTYPE)
+
+
+def _records_array(records, dtype):
+    """history.jsonl's records (dicts) as a structured array of ``dtype``, whose every field a
+    record must have (a KeyError otherwise); null is NaN."""
+    rows = [tuple(np.nan if r[name] is None else r[name] for name, _ in dtype) for r in records]
+    return np.array(rows, dtype=dtype)
+
+
+def _nan_if_none(value):
+    return np.nan if value is None else float(value)
 
 
 # The run.json method of each estimator class; ``SparseAutoencoder`` takes its model's kind
-# (``ae`` or ``asym-ae``). ``load_run`` reads the table the other way.
+# (``ae`` or ``asym-ae``). ``load_run`` reads the table the other way: a method's first class,
+# unless run.json names another class of the method (``MiniBatchNMF`` fits are ``nmf`` runs).
 _METHOD_OF_CLASS = {
     "NMF": "nmf",
+    "MiniBatchNMF": "nmf",
     "SparseNMF": "sparse-nmf",
     "SSNMF": "ssnmf",
     "HierarchicalNMF": "hnmf",
@@ -132,11 +199,11 @@ _METHOD_OF_CLASS = {
 
 def _json_params(estimator):
     """The estimator's parameters that JSON can hold (callables and RandomState instances are
-    left out), for run.json when the library's options of the fit are not known."""
+    left out; tuples and arrays become lists)."""
     out = {}
     for name, value in estimator.get_params(deep=False).items():
-        if isinstance(value, np.generic):
-            value = value.item()
+        if isinstance(value, (np.generic, np.ndarray)):
+            value = value.tolist()
         if isinstance(value, tuple):
             value = list(value)
         try:
@@ -145,6 +212,32 @@ def _json_params(estimator):
             continue
         out[name] = value
     return out
+
+
+# The keys of run.json's options that record the estimator itself (``_estimator_record``), beside
+# the library's options of the fit (which the library's readers use; they ignore these).
+_ESTIMATOR_KEYS = ("estimator", "params", "tuple_params", "classes")
+
+
+def _estimator_record(estimator):
+    """What run.json's options record of the estimator, so that ``load_run`` gives back its
+    class and parameters: ``estimator`` (the class name), ``params`` (:func:`_json_params`) and
+    ``tuple_params`` (the names of those that were tuples)."""
+    params = _json_params(estimator)
+    tuples = [name for name, value in estimator.get_params(deep=False).items() if isinstance(value, tuple)]
+    return {"estimator": type(estimator).__name__, "params": params, "tuple_params": [n for n in tuples if n in params]}
+
+
+# The training codes beside the model (as ``partlearn fit nmf --solver online`` writes them), and
+# a classifier's in-sample predictions, class indices (as ``partlearn fit ssnmf`` writes them).
+_CODES_FILE = "codes.npy"
+_PREDICTIONS_FILE = "labels_pred.npy"
+
+
+def _npy_bytes(array):
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
 
 
 class _RunMixin:
@@ -158,13 +251,28 @@ class _RunMixin:
     - ``_run_method()``: run.json's ``method`` (default: from the class name, or the model's
       kind);
     - ``_run_options()``: the library's options of the fit (run.json ``part.options``); default
-      ``{"estimator": class name, "params": the JSON-able get_params()}``, which ``load_run``
-      reads back as the estimator's parameters;
+      none. ``save`` adds :func:`_estimator_record` (and a classifier's ``classes``), which
+      ``load_run`` reads back as the estimator's class and parameters;
     - ``_run_part()``: the whole ``part`` as a dict (default: built by the library from the
-      model, the method and the options);
+      model, the method and the options, with ``level_errors_``);
     - ``_run_supervision()``: ``none``, ``semi`` or ``full`` for layer models (default
-      ``none``).
+      ``none``);
+    - ``_run_files()``: ``(name, bytes)`` of files beside the model (default:
+      ``training_codes_`` as codes.npy, ``transduction_`` as labels_pred.npy).
+
+    ``load_run`` gives the fitted state back through ``_store_model`` and ``_load_record``.
+
+    Every estimator's ``_validate_params`` bounds its int parameters by what the library takes.
     """
+
+    def _validate_params(self):
+        """scikit-learn's check of ``_parameter_constraints``, each int interval open above ending
+        at ``_INT_MAX``."""
+        validate_parameter_constraints(
+            _bounded_constraints(self._parameter_constraints),
+            self.get_params(deep=False),
+            caller_name=type(self).__name__,
+        )
 
     def _model_bytes(self):
         """The bytes of the fitted model's model file (what ``partlearn fit`` writes)."""
@@ -176,8 +284,54 @@ class _RunMixin:
         command stores beside it)."""
         return self._model_bytes()
 
-    def _load_record(self, record, history):
-        """What run.json tells of the fit (``load_run``); estimators add their own."""
+    def _load_record(self, record, history, folder):
+        """What run.json, history.jsonl (``history``: its records) and the run ``folder`` (None for
+        a bare model file) tell of the fit (``load_run``): ``history_``, ``objective_``, and for
+        the layer models (and SSNMF) ``rel_error_``, ``level_errors_`` (when recorded),
+        ``training_codes_`` (when stored: codes.npy, or in the model file) and, for a
+        classifier, ``transduction_`` (from labels_pred.npy)."""
+        self.history_ = _records_array(history, _HISTORY_DTYPE)
+        self.objective_ = _nan_if_none(record.get("objective"))
+        self._fit_warnings = list(record.get("warnings", []))
+        part = record["part"]
+        if part.get("kind") != "layers":
+            return
+        self.rel_error_ = _nan_if_none(record.get("rel_error"))
+        if part.get("level_errors"):
+            self.level_errors_ = [float(e) for e in part["level_errors"]]
+        n_samples = int(record["data"]["n_samples"])
+        codes = self._stored_codes(folder, n_samples)
+        if codes is not None:
+            self.training_codes_ = codes
+        path = None if folder is None else os.path.join(folder, _PREDICTIONS_FILE)
+        if is_classifier(self) and path is not None and os.path.isfile(path):
+            index = np.load(path, allow_pickle=False)
+            if index.shape != (n_samples,) or not np.all((index >= 0) & (index < len(self.classes_))):
+                raise ValueError(
+                    f"{path} does not hold one class index (0 … {len(self.classes_) - 1}) per sample: refit"
+                )
+            self.transduction_ = self.classes_[index.astype(np.intp)]
+
+    def _stored_codes(self, folder, n_samples):
+        """The training codes of a run: the folder's codes.npy, else the model file's, else None;
+        a ValueError when they do not fit the model and the data."""
+        path = None if folder is None else os.path.join(folder, _CODES_FILE)
+        if path is not None and os.path.isfile(path):
+            codes = np.load(path, allow_pickle=False)
+        else:
+            try:
+                codes = _native.nmf_model_parts(self._model_bytes(), dtype=self.components_.dtype.name)["codes"]
+            except ValueError:  # not an NMF model file
+                return None
+            if codes is None:
+                return None
+            path = "model.safetensors"
+        expected = (n_samples, self.components_.shape[0])
+        if codes.ndim != 2 or codes.shape != expected:
+            raise ValueError(
+                f"{path} holds codes of shape {codes.shape}, not {expected} (n_samples, n_components): refit"
+            )
+        return np.asarray(codes, dtype=self.components_.dtype)
 
     def _run_method(self):
         name = type(self).__name__
@@ -186,15 +340,32 @@ class _RunMixin:
         return _native.model_info(self._model_bytes())["kind"]
 
     def _run_options(self):
-        options = {"estimator": type(self).__name__, "params": _json_params(self)}
+        return {}
+
+    def _recorded_options(self):
+        """run.json's ``part.options``: ``_run_options()`` with :func:`_estimator_record` and a
+        classifier's ``classes`` (its labels, so that ``load_run`` predicts them back)."""
+        options = {**self._run_options(), **_estimator_record(self)}
+        options.pop("classes", None)
         classes = getattr(self, "classes_", None)
         if classes is not None:
             try:
-                # The labels of a classifier, so that ``load_run`` predicts them back.
                 options["classes"] = json.loads(json.dumps(np.asarray(classes).tolist(), allow_nan=False))
             except (TypeError, ValueError):
                 pass
         return options
+
+    def _run_files(self):
+        files = []
+        codes = getattr(self, "training_codes_", None)
+        if codes is not None:
+            files.append((_CODES_FILE, _npy_bytes(codes)))
+        transduction = getattr(self, "transduction_", None)
+        if transduction is not None:
+            # Class indices as float64, as the command-line tool writes them.
+            index = np.searchsorted(self.classes_, transduction).astype(np.float64)
+            files.append((_PREDICTIONS_FILE, _npy_bytes(index)))
+        return files
 
     def _run_part(self):
         return None
@@ -224,6 +395,9 @@ class _RunMixin:
         def finite(v):
             return float(v) if isinstance(v, (int, float, np.number)) and np.isfinite(v) else None
 
+        # An estimator whose fit does not go through ``_check_x`` (SSNMF) has its codes' rows.
+        codes = getattr(self, "training_codes_", None)
+        n_samples = fit_data.get("n_samples", 0 if codes is None else np.shape(codes)[0])
         n_iter = int(getattr(self, "n_iter_", last.get("iter", 0)) or 0)
         stop = getattr(self, "stop_reason_", None)
         if stop is None:
@@ -235,7 +409,7 @@ class _RunMixin:
         return {
             "data": {
                 "name": "in-memory array (Python)",
-                "n_samples": int(fit_data.get("n_samples", 0)),
+                "n_samples": int(n_samples),
                 "n_features": int(self.n_features_in_),
                 "dtype": "f32" if dtype == "float32" else "f64",
                 "image_shape": list(image_shape) if image_shape is not None else None,
@@ -249,7 +423,7 @@ class _RunMixin:
                 "n_iter": n_iter,
                 "seconds": float(last.get("seconds") or 0.0),
                 "objective": finite(getattr(self, "objective_", last.get("objective"))),
-                "rel_error": finite(last.get("rel_error")),
+                "rel_error": finite(getattr(self, "rel_error_", last.get("rel_error"))),
                 "warnings": list(getattr(self, "_fit_warnings", [])),
             },
             "seed": int(seed) % 2**64,
@@ -261,7 +435,10 @@ class _RunMixin:
         """Writes the fitted estimator as a run folder of the command-line tool.
 
         The folder holds ``model.safetensors`` (the model, as ``partlearn fit`` writes it),
-        ``run.json`` (method, options, how the fit ended) and ``history.jsonl``; ``partlearn
+        ``run.json`` (method, options, how the fit ended), ``history.jsonl`` and, where the
+        estimator has them, its training codes (``codes.npy``), in-sample predictions
+        (``labels_pred.npy``) or training run (``checkpoint.safetensors`` of an auto-encoder,
+        which ``partial_fit`` continues); ``partlearn
         transform``, ``partlearn eval`` and ``partlearn report`` read it, and
         :func:`partlearn.load_run` gives the estimator back. The folder is written aside and
         moved into place, so ``path`` never holds half a run.
@@ -281,9 +458,12 @@ class _RunMixin:
             The run folder written.
         """
         check_is_fitted(self)
-        options = self._run_options()
+        options = self._recorded_options()
         history = self._run_history()
         part = self._run_part()
+        if part is not None:
+            part = {**part, "options": options}
+        errors = [float(e) for e in getattr(self, "level_errors_", None) or []]
         return _native.save_run(
             os.fspath(path),
             self._saved_model_bytes(),
@@ -294,6 +474,8 @@ class _RunMixin:
             supervision=self._run_supervision(),
             history=json.dumps(history),
             overwrite=bool(overwrite),
+            level_errors=errors if errors and np.all(np.isfinite(errors)) else None,
+            files=self._run_files(),
         )
 
 
@@ -336,9 +518,7 @@ class _ModelEstimator(_RunMixin, ClassNamePrefixFeaturesOutMixin, TransformerMix
         -------
         X_original : ndarray of shape (n_samples, n_features)
         """
-        check_is_fitted(self)
-        X = check_array(X, dtype=[np.float64, np.float32])
-        return _native.model_decode(self._model, X)
+        return _native.model_decode(self._model, _check_codes(self, X))
 
     @property
     def _n_features_out(self):

@@ -5,26 +5,36 @@ codes ``S⁽ᴸ⁾``; with labels ``y`` (``-1`` for unlabeled samples) the last 
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils import check_array
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import accuracy_score
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _native
-from ._base import _check_x, _history, _ModelEstimator, _raise_warnings, _seed, _store_fit_state, _verbose_callback
+from ._base import (
+    _check_codes,
+    _check_int,
+    _check_x,
+    _history,
+    _ModelEstimator,
+    _raise_warnings,
+    _seed,
+    _store_fit_state,
+    _verbose_callback,
+)
 from ._labels import _check_xy, _encode_targets
 
 
 def _ranks(estimator):
-    """``ranks`` as a list of ints; the library checks that they decrease and fit the data."""
-    ranks = estimator.ranks
-    if isinstance(ranks, (str, bytes)) or not all(
-        isinstance(r, Integral) and not isinstance(r, bool) for r in np.atleast_1d(np.asarray(ranks, dtype=object))
-    ):
+    """``ranks`` as a list of ints ≥ 1; the library checks that they decrease and fit the data."""
+    ranks, name = estimator.ranks, type(estimator).__name__
+    values = [] if isinstance(ranks, (str, bytes)) else np.atleast_1d(np.asarray(ranks, dtype=object)).tolist()
+    if isinstance(ranks, (str, bytes)) or not all(isinstance(r, Integral) and not isinstance(r, bool) for r in values):
         raise ValueError(
-            f"The 'ranks' parameter of {type(estimator).__name__} must be a sequence of ints "
+            f"The 'ranks' parameter of {name} must be a sequence of ints "
             f"(one rank per layer, decreasing, e.g. (9, 4, 2)). Got {ranks!r} instead."
         )
-    return [int(r) for r in np.atleast_1d(np.asarray(ranks, dtype=object))]
+    return [_check_int(r, f"ranks[{i}] of {name}", min_value=1) for i, r in enumerate(values)]
 
 
 class _LayerModel(_ModelEstimator):
@@ -107,14 +117,41 @@ class _LayerModel(_ModelEstimator):
         -------
         X_original : ndarray of shape (n_samples, n_features)
         """
-        check_is_fitted(self)
-        X = check_array(X, dtype=[np.float64, np.float32])
-        if X.shape[1] != self.n_components_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but the top layer has {self.n_components_} "
-                "components: give codes from transform"
-            )
+        X = _check_codes(self, X)
         return X @ self.components_.astype(X.dtype, copy=False)
+
+    def predict(self, X):
+        """The class of each sample: its top-layer code ``s`` by ``transform``, then
+        ``argmax(B s)`` with the classifier ``B`` (``classifier_``) of a fit with labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), entries ≥ 0
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+
+        Raises
+        ------
+        NotFittedError
+            The model has no classifier: it was fitted without ``y`` (or loaded from a run
+            whose model file keeps none).
+        """
+        check_is_fitted(self)
+        if getattr(self, "classifier_", None) is None or getattr(self, "classes_", None) is None:
+            raise NotFittedError(
+                f"This {type(self).__name__} has no classifier: it was fitted without labels y (or "
+                "loaded from a run whose model file keeps none); call fit(X, y) to predict and score."
+            )
+        scores = self.transform(X) @ np.asarray(self.classifier_).T
+        return self.classes_[np.argmax(scores, axis=1)]
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy of ``predict(X)`` against the labels ``y`` (as a scikit-learn
+        classifier's ``score``); needs a model fitted with labels."""
+        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
 
 
 _LAYER_PARAMS = {
@@ -147,7 +184,8 @@ _LAYER_DOC = """
     max_seconds : float or None, default=None
         Time budget of the whole fit; a stage cut short by it ends the fit.
     unlabeled : int, float, str or None, default=-1
-        The value of ``y`` that marks an unlabeled sample; None: every sample is labeled.
+        The value of ``y`` that marks an unlabeled sample (``np.nan`` matches every NaN label,
+        as pandas marks a missing one); None: every sample is labeled.
     random_state : int, RandomState instance or None, default=None
         Seed of every stage (layer ``i`` uses the seed + i).
     verbose : int, default=0
@@ -176,7 +214,8 @@ _LAYER_DOC = """
     training_codes_ : ndarray of shape (n_samples, k_L)
         The fit's top-layer codes ``S⁽ᴸ⁾ᵀ``.
     classifier_ : ndarray of shape (n_classes, k_L) or None
-        The label term's classifier ``B`` (with ``y``).
+        The label term's classifier ``B`` (with ``y``): ``predict`` gives ``argmax(B s)`` of
+        the top-layer code ``s``, ``score`` its accuracy.
     classes_ : ndarray of shape (n_classes,)
         The labels seen among the labeled samples (with ``y``).
     history_ : structured ndarray

@@ -11,7 +11,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _native
-from ._base import _RunMixin, _check_x, _csr_parts, _history, _raise_warnings, _seed, _store_fit_state, _verbose_callback
+from ._base import _RunMixin, _check_codes, _check_x, _csr_parts, _raise_warnings, _seed, _store_fit_state, _verbose_callback
 
 _BETA = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
 _BETA_NAME = {v: k for k, v in _BETA.items()}
@@ -113,15 +113,14 @@ class _BaseNMF(_RunMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self._image_shape = parts["image_shape"]
         return parts
 
-    def _load_record(self, record, history):
-        """What run.json and history.jsonl tell of the fit (``load_run``)."""
-        self.history_ = _history([(r["iter"], r["objective"], r["rel_error"], r["seconds"]) for r in history])
-        self.objective_ = np.nan if record.get("objective") is None else record["objective"]
+    def _load_record(self, record, history, folder):
+        """What run.json and history.jsonl tell of the fit (``load_run``): as every estimator's,
+        and ``reconstruction_err_``."""
+        super()._load_record(record, history, folder)
         err = record["part"].get("reconstruction_err")
         self.reconstruction_err_ = np.nan if err is None else err
         self._options = record["part"]["options"]
         self._stats = record["part"].get("stats", _NO_STATS)
-        self._fit_warnings = list(record.get("warnings", []))
 
     def _run_options(self):
         return getattr(self, "_options", None) or super()._run_options()
@@ -136,9 +135,15 @@ class _BaseNMF(_RunMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         }
 
     def transform(self, X):
-        """Codes of ``X`` for the learned components, computed as the fit computed its own
-        (exact NNLS with the codes' penalty for the Frobenius loss, MU for other β): on the
-        training data they equal ``fit_transform``'s.
+        """Codes of ``X`` for the learned components, held fixed: exact NNLS with the codes'
+        penalty for the Frobenius loss (β = 2), multiplicative updates of the codes alone for
+        other β.
+
+        On the training data they equal ``fit_transform``'s for β = 2 (with every solver: the
+        fit re-encodes its codes by the same NNLS). For β ≠ 2 (``solver="mu"``) they differ:
+        ``fit_transform`` returns the codes updated together with the components during the
+        fit, ``transform`` runs multiplicative updates of the codes alone against the final
+        components.
 
         Parameters
         ----------
@@ -160,14 +165,17 @@ class _BaseNMF(_RunMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_components)
+        X : {array-like, sparse matrix} of shape (n_samples, n_components)
+            Finite codes, e.g. from ``transform``.
 
         Returns
         -------
         X_original : ndarray of shape (n_samples, n_features)
+            Dense, of the dtype of ``X @ components_`` (as scikit-learn's NMF: float32 codes of a
+            float64 model give float64).
         """
-        check_is_fitted(self)
-        return np.asarray(X) @ self.components_
+        X = _check_codes(self, X, accept_sparse=True)
+        return np.asarray(X @ self.components_)
 
     def fit(self, X, y=None, **params):
         """Learns the model from ``X``; returns ``self``."""
@@ -376,10 +384,12 @@ class NMF(_BaseNMF):
         o = dict(options)
         beta = float(o.get("beta_loss", 2.0))
         init = o.get("init", "auto")
+        solver = o.get("solver", "hals")
+        extrapolate = bool(o.get("extrapolate", True))
         params = {
             "n_components": int(o["k"]),
             "init": None if init == "auto" else init,
-            "solver": o.get("solver", "hals"),
+            "solver": solver,
             "beta_loss": _BETA_NAME.get(beta, beta),
             "tol": float(o.get("tol", 1e-4)),
             "max_iter": int(o.get("max_iter", 200)),
@@ -389,7 +399,8 @@ class NMF(_BaseNMF):
             "l1_ratio": float(o.get("l1_ratio", 0.0)),
             "n_threads": int(o.get("threads", 1)),
             "max_seconds": o.get("max_seconds"),
-            "extrapolate": bool(o.get("extrapolate", True)),
+            # The library's resolved value: "auto" where it is the solver's default.
+            "extrapolate": "auto" if extrapolate == (solver != "mu") else extrapolate,
             "polish": int(o.get("polish", 10)),
         }
         samples = o.get("compress_samples", "auto")
@@ -430,7 +441,10 @@ class NMF(_BaseNMF):
         n_components = self.n_components
         if self.init == "custom":
             if H is None:
-                raise ValueError("init='custom' needs the starting components H (and optionally W) in fit_transform")
+                raise ValueError(
+                    "init='custom' needs the starting components H (and optionally W): "
+                    "pass them as fit(X, H=H, W=W) or fit_transform(X, H=H, W=W)"
+                )
             H = np.ascontiguousarray(H, dtype=X.dtype)
             if n_components in ("auto", None):
                 n_components = H.shape[0]
@@ -505,6 +519,10 @@ class SparseNMF(_BaseNMF):
     As :class:`NMF`, and
     training_codes_ : ndarray of shape (n_samples, n_components)
         The fit's codes, which satisfy the code sparseness constraint.
+    reconstruction_err_ : float
+        ``‖X − W·components_‖_F`` at ``fit_transform``'s ``W`` (``transform``'s codes, not
+        ``training_codes_``). A run of ``partlearn fit sparse-nmf`` loaded by ``load_run``
+        keeps the library's value, at the fit's constrained codes.
 
     Notes
     -----
@@ -583,6 +601,9 @@ class SparseNMF(_BaseNMF):
         # As `partlearn fit sparse-nmf`: the constrained codes are stored with the model.
         return self._model_bytes(codes=getattr(self, "training_codes_", None))
 
+    def _run_files(self):
+        return []  # the training codes are in the model file
+
     def fit_transform(self, X, y=None):
         """Learns the model from ``X`` and returns ``transform(X)`` (see Notes)."""
         self._validate_params()
@@ -601,4 +622,7 @@ class SparseNMF(_BaseNMF):
             callback=_verbose_callback(self.verbose, self.callback),
         )
         self.training_codes_ = self._store(out, X)
-        return self.transform(X)
+        W = self.transform(X)
+        # At the returned codes (the library's error is at the constrained ones).
+        self.reconstruction_err_ = _beta_divergence(X, W, self.components_, 2)
+        return W

@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _native
 from ._base import _check_x, _csr_parts, _seed, _verbose_callback
-from ._nmf import _BaseNMF
+from ._nmf import NMF, _BaseNMF
 
 _ENCODE = {"beta_loss": 2.0, "codes_l1": 0.0, "codes_l2": 0.0, "method": "exact", "max_iter": 1000, "tol": 1e-5}
 
@@ -46,6 +46,13 @@ class MiniBatchNMF(_BaseNMF):
     reconstruction_err_ : float
         ``‖X − W H‖_F`` with the returned codes.
     history_ : structured array, one record per pass.
+
+    Notes
+    -----
+    ``save`` writes an ``nmf`` run folder (as ``partlearn fit nmf --solver online``), which
+    :func:`partlearn.load_run` gives back as a MiniBatchNMF; ``n_steps_`` and the sufficient
+    statistics are not saved: ``partial_fit`` after loading continues from the components with
+    fresh statistics (as after ``fit``).
     """
 
     _parameter_constraints = {
@@ -114,6 +121,24 @@ class MiniBatchNMF(_BaseNMF):
         self.n_threads = n_threads
         self.max_seconds = max_seconds
         self.callback = callback
+
+    @classmethod
+    def _params_from_run(cls, options):
+        """The parameters of the estimator that a run of ``partlearn fit nmf --solver online``
+        with these options (run.json ``part.options``: the mini-batch options, the NMF ones
+        under ``nmf``) describes."""
+        o = dict(options)
+        nmf = NMF._params_from_run(o["nmf"])
+        shared = ("n_components", "init", "tol", "max_iter", "random_state", "n_threads", "max_seconds")
+        params = {name: nmf[name] for name in shared}
+        params.update(
+            batch_size=int(o["batch_size"]),
+            forget_factor=float(o.get("forget_factor", 0.7)),
+            fresh_restarts=bool(o.get("fresh_restarts", False)),
+            fresh_restarts_max_iter=int(o.get("fresh_restarts_max_iter", 30)),
+            max_no_improvement=o.get("max_no_improvement"),
+        )
+        return params
 
     def _check_supported(self):
         if self.beta_loss not in ("frobenius", 2, 2.0):

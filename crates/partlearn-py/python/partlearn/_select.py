@@ -1,14 +1,13 @@
 """Choosing k: the stability scores of candidate ranks (``partlearn select-k`` from Python)."""
 
 import json
-import numbers
 
 import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_non_negative
 
 from . import _native
-from ._base import _seed
+from ._base import _check_int, _seed
 
 _COLUMNS = ("k", "rel_error", "rel_error_std", "cophenetic", "dispersion", "silhouette", "seconds")
 
@@ -33,16 +32,19 @@ def select_k(X, ks, *, runs=10, samples=2000, solver="hals", max_iter=200, tol=1
     ----------
     X : array-like of shape (n_samples, n_features), entries ≥ 0
     ks : iterable of int
-        Candidate ranks (e.g. ``range(5, 51, 5)``), each between 1 and min(n_samples, n_features).
+        Candidate ranks (e.g. ``range(5, 51, 5)``), each an int between 1 and min(n_samples,
+        n_features), each once (a repeated rank is a ValueError); scored in the order given.
     runs : int, default=10
         Seeded runs per rank (≥ 2).
     samples : int, default=2000
-        Most samples in the consensus matrix; more are subsampled.
+        Most samples in the consensus matrix (≥ 2); more are subsampled.
     solver : {"hals", "mu", "anls"}, default="hals"
     max_iter : int, default=200
+        Iterations of each run (≥ 1).
     tol : float, default=1e-4
     random_state : int or None, default=0
     n_threads : int, default=1
+        Worker threads (0 = all cores).
     holdout : float in (0, 0.5] or None, default=None
         Share of the entries held out for cross-validation (0.05–0.1 is usual); None skips it.
     replicates : int, default=3
@@ -61,16 +63,17 @@ def select_k(X, ks, *, runs=10, samples=2000, solver="hals", max_iter=200, tol=1
     """
     X = check_array(X, dtype=[np.float64, np.float32])
     check_non_negative(X, "select_k (input X)")
-    ks = [int(k) for k in ks]
-    for name, value in (("runs", runs), ("samples", samples), ("max_iter", max_iter), ("n_threads", n_threads),
-                        ("replicates", replicates)):
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-            raise TypeError(f"{name} must be an int, got {value!r}")
+    ks = [_check_int(k, f"ks[{i}]", min_value=1) for i, k in enumerate(ks)]
+    repeated = sorted({k for k in ks if ks.count(k) > 1})
+    if repeated:
+        raise ValueError(f"ks must list each candidate rank once, got {repeated} more than once")
     out = json.loads(
         _native.select_k(
-            X, ks=ks, runs=int(runs), samples=int(samples), solver=str(solver), max_iter=int(max_iter),
-            tol=float(tol), seed=_seed(random_state), threads=int(n_threads),
-            holdout=None if holdout is None else float(holdout), replicates=int(replicates), callback=callback,
+            X, ks=ks, runs=_check_int(runs, "runs", min_value=2), samples=_check_int(samples, "samples", min_value=2),
+            solver=str(solver), max_iter=_check_int(max_iter, "max_iter", min_value=1), tol=float(tol),
+            seed=_seed(random_state), threads=_check_int(n_threads, "n_threads"),
+            holdout=None if holdout is None else float(holdout),
+            replicates=_check_int(replicates, "replicates", min_value=1), callback=callback,
         )
     )
     result = {c: np.array([s[c] for s in out["scores"]]) for c in _COLUMNS}

@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from . import _native
+from ._base import _check_int, _cli_seed
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -30,12 +31,13 @@ def load(spec, *, first=None, subset=None, random_state=0, labels=None, dtype=np
         ``"fashion-mnist:train"``, ``"fashion-mnist:test"``, ``"swimmer"``,
         ``"toy-hierarchy"`` (or ``"toy-hierarchy:SEED"``), or the path of a ``.npy`` (2-d
         samples × features, or 3-d images), ``.csv`` or IDX file.
-    first : int or None, default=None
+    first : int ≥ 1 or None, default=None
         Keep only the first ``first`` samples.
-    subset : int or None, default=None
+    subset : int ≥ 1 or None, default=None
         Keep a random subset of ``subset`` samples (seeded by ``random_state``, original order).
-    random_state : int, default=0
-        Seed of ``subset``.
+    random_state : int, RandomState instance or None, default=0
+        Seed of ``subset``: an int in [0, 2**64 − 1] is the CLI's ``--data-seed``; None or a
+        RandomState instance draws one.
     labels : path or None, default=None
         A labels file (``.npy`` of integers or IDX labels) replacing the data set's own.
     dtype : {np.float32, np.float64}, default=np.float32
@@ -51,6 +53,11 @@ def load(spec, *, first=None, subset=None, random_state=0, labels=None, dtype=np
         ``target_names`` (class names for Fashion-MNIST), ``name``.
     (data, target) : tuple if ``return_X_y``
 
+    Raises
+    ------
+    ValueError
+        The data set has no sample or no feature (as scikit-learn's ``check_array``).
+
     Examples
     --------
     >>> from partlearn.datasets import load
@@ -60,12 +67,19 @@ def load(spec, *, first=None, subset=None, random_state=0, labels=None, dtype=np
     """
     d = _native.load_data(
         str(spec),
-        first=first,
-        subset=subset,
-        seed=int(random_state),
+        first=None if first is None else _check_int(first, "first", min_value=1),
+        subset=None if subset is None else _check_int(subset, "subset", min_value=1),
+        seed=_cli_seed(random_state),
         labels=None if labels is None else str(labels),
         dtype=np.dtype(dtype).name,
     )
+    n_samples, n_features = d["X"].shape
+    if n_samples == 0 or n_features == 0:
+        what = "sample" if n_samples == 0 else "feature"
+        raise ValueError(
+            f"Found array with 0 {what}(s) (shape={d['X'].shape}) while a minimum of 1 is required: "
+            f"{str(spec)!r} holds no data"
+        )
     if return_X_y:
         return d["X"], d["y"]
     names = FASHION_MNIST_CLASSES if d["name"].startswith("fashion-mnist") else None

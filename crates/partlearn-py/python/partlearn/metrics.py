@@ -8,14 +8,14 @@ given or inferred when the pixel count is a square, or an ``(n, height, width)``
 
 import json
 import math
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils import check_array, column_or_1d
 from sklearn.utils.validation import check_is_fitted
 
 from . import _native
-from ._base import _check_x, _seed
+from ._base import _check_int, _check_x, _cli_seed
 
 __all__ = [
     "dilate",
@@ -40,6 +40,18 @@ _SVM_DEFAULTS = {
     "eval_fraction": 0.05,
     "eps": 0.1,
     "max_passes": 1000,
+}
+# The open range of each real option, and why: the exponents of C = 10**exp keep C normal and
+# finite in float64.
+_C_EXP = (math.log10(np.finfo(np.float64).tiny), math.log10(np.finfo(np.float64).max), "C = 10**exp finite and > 0")
+_FRACTION = (0.0, 1.0, "as all fractions of the splits")
+_SVM_RANGES = {
+    "c_min_exp": _C_EXP,
+    "c_max_exp": _C_EXP,
+    "holdout": _FRACTION,
+    "select_fraction": _FRACTION,
+    "eval_fraction": _FRACTION,
+    "eps": (0.0, math.inf, "the solver's tolerance"),
 }
 
 
@@ -166,9 +178,7 @@ def erode(images, se="disk:1", image_shape=None, *, n_threads=1):
 
 
 def _threads(n_threads):
-    if not isinstance(n_threads, Integral) or isinstance(n_threads, bool) or n_threads < 0:
-        raise ValueError(f"n_threads must be an int ≥ 0 (0 = all cores), got {n_threads!r}")
-    return int(n_threads)
+    return _check_int(n_threads, "n_threads")
 
 
 def _model_of(model):
@@ -240,26 +250,26 @@ def _labels(y, n_samples):
 
 
 def _svm_options(options, random_state, n_threads):
+    """The library's SvmProtocolOptions (as a dict for JSON) from the protocol's options, each
+    checked: counts ≥ 1, fractions in (0, 1), ``eps`` > 0 and finite, ``C = 10**exp`` finite
+    and > 0 in float64 with ``c_min_exp ≤ c_max_exp``; ``random_state`` as the CLI's seed."""
     unknown = set(options) - set(_SVM_DEFAULTS)
     if unknown:
         raise ValueError(
             f"unknown SVM protocol option(s) {sorted(unknown)}; the options are {sorted(_SVM_DEFAULTS)}"
         )
     o = dict(_SVM_DEFAULTS, **options)
-    if isinstance(random_state, Integral) and not isinstance(random_state, bool):
-        if random_state < 0:
-            raise ValueError(f"random_state must be ≥ 0, got {random_state}")
-        seed = int(random_state)
-    else:
-        seed = _seed(random_state)
-    o["seed"] = seed
+    o["seed"] = _cli_seed(random_state)
     o["threads"] = _threads(n_threads)
     for key in ("c_grid", "select_splits", "eval_splits", "max_passes"):
-        if not isinstance(o[key], Integral) or isinstance(o[key], bool) or o[key] < 0:
-            raise ValueError(f"{key} must be a non-negative int, got {o[key]!r}")
-        o[key] = int(o[key])
-    for key in ("c_min_exp", "c_max_exp", "holdout", "select_fraction", "eval_fraction", "eps"):
-        o[key] = float(o[key])
+        o[key] = _check_int(o[key], key, min_value=1)
+    for key, (low, high, why) in _SVM_RANGES.items():
+        value = o[key]
+        if not isinstance(value, Real) or isinstance(value, bool) or not low < value < high:
+            raise ValueError(f"{key} must be a float in ({low:.6g}, {high:.6g}) ({why}), got {value!r}")
+        o[key] = float(value)
+    if o["c_min_exp"] > o["c_max_exp"]:
+        raise ValueError(f"c_min_exp must be ≤ c_max_exp, got c_min_exp={o['c_min_exp']!r} > c_max_exp={o['c_max_exp']!r}")
     return o
 
 
