@@ -29,7 +29,7 @@ pub enum Error {
         value: f64,
     },
     /// A data entry is NaN or infinite.
-    #[error("non-finite entry {value} at sample {sample}, feature {feature}: remove or impute missing values before fitting")]
+    #[error("{}", non_finite(*.value, *.sample, *.feature))]
     NonFinite {
         /// The sample (row of `X`) holding it.
         sample: usize,
@@ -156,5 +156,19 @@ impl Error {
             path: path.into(),
             reason: reason.into(),
         }
+    }
+}
+
+/// The message of [`Error::NonFinite`]: a NaN is a missing value (which masked NMF, `transform`
+/// and `eval` take as such, METHODS.md §11.2), an infinity a value to replace.
+fn non_finite(value: f64, sample: usize, feature: usize) -> String {
+    if value.is_nan() {
+        format!(
+            "NaN entry at sample {sample}, feature {feature}: this method needs complete data; impute the missing values or remove their samples (NMF with mu, hals or anls, its transform and its evaluation take NaN as a missing entry)"
+        )
+    } else {
+        format!(
+            "infinite entry {value} at sample {sample}, feature {feature}: replace it by a finite value or rescale the data"
+        )
     }
 }

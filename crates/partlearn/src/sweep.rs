@@ -342,6 +342,8 @@ mod tests {
                         best_validation_accuracy: 0.8,
                         validation_curve: vec![],
                         accuracies: vec![],
+                        test_samples: 10,
+                        classes: 2,
                         options: Default::default(),
                     });
                     pt

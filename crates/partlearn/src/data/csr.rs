@@ -321,7 +321,8 @@ impl<T: Real> Csr<T> {
     }
 
     /// Errors on an empty shape, a non-finite or a negative stored value (naming its sample =
-    /// row and feature = column), as [`super::validate_nonnegative`] does for dense data.
+    /// row and feature = column), as [`super::validate_nonnegative`] does for dense data, and
+    /// on a scale the float type cannot hold ([`super::check_scale`] over the stored values).
     pub fn validate_nonnegative(&self) -> Result<()> {
         if self.nrows == 0 || self.ncols == 0 {
             return Err(Error::EmptyData {
@@ -349,7 +350,7 @@ impl<T: Real> Csr<T> {
                 }
             }
         }
-        Ok(())
+        super::check_scale::<T>(self.stored_range().1.max(0.0), self.ncols, self.data.len())
     }
 
     /// The same matrix in another float type.

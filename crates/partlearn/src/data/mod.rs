@@ -254,26 +254,57 @@ impl<T: Real> Dataset<T> {
 }
 
 /// The scale check of [`Dataset::validate_nonnegative`] on a samples-as-columns matrix
-/// (`n_features × n_samples`, entries finite and ≥ 0): `max² · n_features` below `T`'s largest
-/// value and `max²` above its smallest normal one.
+/// (`n_features × n_samples`, entries finite and ≥ 0), by [`check_scale`].
 pub(crate) fn validate_scale<T: Real>(xt: MatRef<'_, T>) -> Result<()> {
     let top = xt
         .col_iter()
         .flat_map(|c| c.iter().map(|&v| Real::to_f64(v)))
         .fold(0.0f64, |a, v| a.max(v));
+    check_scale::<T>(top, xt.nrows(), xt.nrows() * xt.ncols())
+}
+
+/// Stored values converted to `T` ([`crate::npy::NpyData::to_real`]), refusing f64 values that
+/// `T` cannot hold ([`check_scale`] on the values as stored): converted first, f64 data near
+/// 1e-50 would read as all zeros in f32 and fit silently, and data near 1e50 as infinite
+/// entries.
+pub(crate) fn stored_to_real<T: Real>(
+    data: &crate::npy::NpyData,
+    n_features: usize,
+) -> Result<Vec<T>> {
+    if let crate::npy::NpyData::F64(v) = data {
+        if T::MAX_F64 < f64::MAX {
+            let top = v.iter().filter(|x| x.is_finite()).fold(0.0f64, |a, x| a.max(x.abs()));
+            check_scale::<T>(top, n_features, v.len())?;
+        }
+    }
+    Ok(data.to_real())
+}
+
+/// Whether data whose largest entry is `top` fits the float type `T`: the Gram products sum
+/// `n_features` squares in `T` (`top² · n_features` below `T`'s largest value, `top²` above its
+/// smallest normal one), and the objectives sum the squares of all `entries` (stored entries of
+/// sparse data) in f64 (`top² · entries` below f64's largest value: past it `‖X‖²` is infinite
+/// and every relative error reads 0).
+pub(crate) fn check_scale<T: Real>(top: f64, n_features: usize, entries: usize) -> Result<()> {
     let sq = top * top;
     let fix = |what: &str| {
         format!(
-            "products of values up to {top:e} {what} in {}; rescale the data (e.g. divide it by its maximum){}",
-            T::NAME,
+            "products of values up to {top:e} {what}; rescale the data (e.g. divide it by its maximum){}",
             if T::NAME == "f32" { " or use `dtype = f64`" } else { "" }
         )
     };
-    if sq * xt.nrows() as f64 > T::MAX_F64 {
-        return Err(Error::invalid("data_scale", format!("{top:e}"), fix("overflow")));
+    if sq * n_features as f64 > T::MAX_F64 {
+        return Err(Error::invalid("data_scale", format!("{top:e}"), fix(&format!("overflow in {}", T::NAME))));
+    }
+    if sq * entries as f64 > f64::MAX {
+        return Err(Error::invalid(
+            "data_scale",
+            format!("{top:e}"),
+            fix("overflow the sum of squares over all entries (in f64)"),
+        ));
     }
     if top > 0.0 && sq < T::MIN_POSITIVE_F64 {
-        return Err(Error::invalid("data_scale", format!("{top:e}"), fix("underflow")));
+        return Err(Error::invalid("data_scale", format!("{top:e}"), fix(&format!("underflow in {}", T::NAME))));
     }
     Ok(())
 }
@@ -383,6 +414,30 @@ mod tests {
                     .is_ok(),
                 "{v}"
             );
+        }
+    }
+
+    /// f64 data whose squares fit a Gram product but not the sum over all entries (values
+    /// near 1.6e153 in 150 × 64: `‖X‖²` would be infinite and every relative error read 0) are
+    /// refused, dense and sparse alike, without the f32 advice; 1e150 passes.
+    #[test]
+    fn f64_data_whose_sum_of_squares_overflows_is_refused() {
+        let (n, m) = (150, 64);
+        for (v, ok) in [(1.6e153f64, false), (1e150, true)] {
+            let vals = vec![v; n * m];
+            let dense = Dataset::<f64>::from_row_major(n, m, &vals, "t").unwrap();
+            let triplets: Vec<_> = (0..n * m).map(|e| (e / m, e % m, v)).collect();
+            let sparse = csr::Csr::<f64>::from_triplets(n, m, &triplets).unwrap();
+            for r in [dense.validate_nonnegative(), sparse.validate_nonnegative()] {
+                match (ok, r) {
+                    (true, r) => assert!(r.is_ok(), "{v}: {r:?}"),
+                    (false, Err(e)) => {
+                        let e = e.to_string();
+                        assert!(e.contains("all entries") && !e.contains("dtype"), "{e}");
+                    }
+                    (false, Ok(())) => panic!("{v} accepted"),
+                }
+            }
         }
     }
 

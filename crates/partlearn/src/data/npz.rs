@@ -340,7 +340,7 @@ pub fn read_npz<T: Real>(path: &Path) -> Result<Csr<T>> {
         ));
     }
     let (n, m) = (n as usize, m as usize);
-    let values: Vec<T> = parse_npy(&get("data")?, path)?.data.to_real();
+    let values: Vec<T> = super::stored_to_real(&parse_npy(&get("data")?, path)?.data, m)?;
     match format.as_str() {
         "csr" | "csc" => {
             let (outer, inner) = if format == "csr" { (n, m) } else { (m, n) };

@@ -42,8 +42,9 @@ impl<T: Real> RowBlock<T> {
         self.len() == 0
     }
 
-    /// Checks that every entry is finite and ≥ 0; `first` is the block's first row in the
-    /// whole matrix (the error names that row).
+    /// Checks that every entry is finite and ≥ 0 and that the block's scale fits `T` (as
+    /// [`super::Dataset::validate_nonnegative`]); `first` is the block's first row in the whole
+    /// matrix (the error names that row).
     pub fn validate_nonnegative(&self, first: usize) -> Result<()> {
         let shift = |e: Error| match e {
             Error::NegativeEntry {
@@ -67,7 +68,9 @@ impl<T: Real> RowBlock<T> {
             e => e,
         };
         match self {
-            RowBlock::Dense(x) => super::validate_nonnegative(x.as_ref()).map_err(shift),
+            RowBlock::Dense(x) => super::validate_nonnegative(x.as_ref())
+                .map_err(shift)
+                .and_then(|()| super::validate_scale(x.as_ref())),
             RowBlock::Sparse(x) => x.validate_nonnegative().map_err(shift),
         }
     }

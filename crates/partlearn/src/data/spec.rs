@@ -222,7 +222,7 @@ pub fn load_npy_data<T: Real>(path: &Path) -> Result<Dataset<T>> {
     };
     let values: Vec<T> = match &a.data {
         NpyData::U8(v) if image => v.iter().map(|&b| T::from_f64(b as f64 / 255.0)).collect(),
-        data => data.to_real(),
+        data => super::stored_to_real(data, h * w)?,
     };
     let mut d = Dataset::from_row_major(n, h * w, &values, name)?;
     if image {

@@ -251,11 +251,7 @@ fn check_labels(n: usize, y: &[usize]) -> Result<usize> {
         });
     }
     let classes = y.iter().max().map_or(0, |m| m + 1);
-    let present = {
-        let mut seen = vec![false; classes];
-        y.iter().for_each(|&c| seen[c] = true);
-        seen.iter().filter(|s| **s).count()
-    };
+    let present = present_classes(y);
     if present < 2 {
         return Err(Error::invalid(
             "labels",
@@ -273,6 +269,13 @@ fn check_labels(n: usize, y: &[usize]) -> Result<usize> {
     Ok(classes)
 }
 
+/// Number of distinct labels in `y`.
+fn present_classes(y: &[usize]) -> usize {
+    let mut seen = vec![false; y.iter().max().map_or(0, |m| m + 1)];
+    y.iter().for_each(|&c| seen[c] = true);
+    seen.iter().filter(|s| **s).count()
+}
+
 fn check_options(o: &SvmOptions) -> Result<()> {
     if !(o.c > 0.0 && o.c.is_finite()) {
         return Err(Error::invalid("c", o.c, "must be finite and > 0"));
@@ -286,6 +289,12 @@ fn check_options(o: &SvmOptions) -> Result<()> {
     Ok(())
 }
 
+/// Test samples of a [`stratified_split`] of `n` samples: `ceil(fraction·n)`, at least 1 and
+/// at most `n − 1`.
+fn test_size(n: usize, fraction: f64) -> usize {
+    ((fraction * n as f64).ceil() as usize).clamp(1, n.saturating_sub(1).max(1))
+}
+
 /// A stratified shuffle split of `idx` (labels `y`): about `fraction` of each class goes to the
 /// test part (sklearn's rule: `ceil(fraction·n)` test samples in total, allotted to classes by
 /// largest remainder), the rest to training. Returns `(train, test)`, each sorted.
@@ -296,7 +305,7 @@ pub(crate) fn stratified_split(
     rng: &mut Rng,
 ) -> (Vec<usize>, Vec<usize>) {
     let n = idx.len();
-    let n_test = ((fraction * n as f64).ceil() as usize).clamp(1, n.saturating_sub(1).max(1));
+    let n_test = test_size(n, fraction);
     let classes = idx.iter().map(|&i| y[i]).max().map_or(0, |m| m + 1);
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
     for &i in idx {
@@ -403,8 +412,30 @@ pub struct SvmProtocolResult {
     pub validation_curve: Vec<(f64, f64)>,
     /// Per-split test accuracies.
     pub accuracies: Vec<f64>,
+    /// Samples in each evaluation split's test part: each accuracy is a multiple of its inverse,
+    /// and below the number of classes not every class can be tested (scikit-learn's
+    /// `StratifiedShuffleSplit` refuses that; the protocol reports it for a warning).
+    #[serde(default)]
+    pub test_samples: usize,
+    /// Classes present in the labels.
+    #[serde(default)]
+    pub classes: usize,
     /// The settings used.
     pub options: SvmProtocolOptions,
+}
+
+impl SvmProtocolResult {
+    /// A warning when the evaluation splits test on fewer samples than there are classes.
+    pub fn coarse_warning(&self) -> Option<String> {
+        (self.test_samples < self.classes).then(|| {
+            format!(
+                "each SVM evaluation split tests on {} sample(s) for {} classes, so its accuracy moves in steps of {:.2}; label more samples or raise `eval_fraction`",
+                self.test_samples,
+                self.classes,
+                1.0 / self.test_samples.max(1) as f64
+            )
+        })
+    }
 }
 
 /// Most C values [`svm_protocol`] accepts (a grid of 100 on [1e-2, 1e3] is already 28 values per
@@ -531,6 +562,7 @@ pub fn svm_protocol<T: Real>(
         (grid[0], f64::NEG_INFINITY),
         |b, (c, a)| if a > b.1 { (c, a) } else { b },
     );
+    let test_samples = test_size(holdout_part.len(), o.eval_fraction);
     let eval_one = |seed: &u64| -> f64 {
         let mut r = Rng::new(*seed);
         let (train, test) = stratified_split(&holdout_part, y, o.eval_fraction, &mut r);
@@ -549,6 +581,8 @@ pub fn svm_protocol<T: Real>(
         best_validation_accuracy,
         validation_curve,
         accuracies,
+        test_samples,
+        classes: present_classes(y),
         options: o.clone(),
     })
 }
@@ -646,6 +680,30 @@ mod tests {
         both.sort_unstable();
         both.dedup();
         assert_eq!(both.len(), 1000);
+    }
+
+    /// The result reports each evaluation split's test size: 180 samples of 3 classes, 20 %
+    /// held out, 20 % of that tested → 8 samples, no warning; 5 % → 2 samples < 3 classes, a
+    /// warning naming both.
+    #[test]
+    fn protocol_reports_test_sizes_below_the_classes() {
+        let (x, y) = blobs(60, 3.0, 5);
+        let run = |eval_fraction| {
+            let o = SvmProtocolOptions {
+                c_grid: 2,
+                eval_splits: 2,
+                eval_fraction,
+                ..Default::default()
+            };
+            svm_protocol(x.as_ref(), &y, &o).unwrap()
+        };
+        let fine = run(0.2);
+        assert_eq!((fine.test_samples, fine.classes), (8, 3));
+        assert!(fine.coarse_warning().is_none());
+        let coarse = run(0.05);
+        assert_eq!(coarse.test_samples, 2);
+        let w = coarse.coarse_warning().unwrap();
+        assert!(w.contains("2 sample(s) for 3 classes"), "{w}");
     }
 
     #[test]

@@ -74,7 +74,8 @@ struct Solve<'a, 'b, T: Real> {
 impl<T: Real> Solve<'_, '_, T> {
     fn eval(&self, e: Eval) -> EngineEval {
         let rel = if self.x_norm > 0.0 {
-            e.sq_error.max(0.0).sqrt() / self.x_norm
+            // `max` would turn a NaN into 0: a NaN error stays NaN (and fails the finite check).
+            (if e.sq_error < 0.0 { 0.0 } else { e.sq_error }).sqrt() / self.x_norm
         } else if e.sq_error.is_finite() {
             0.0
         } else {
@@ -90,7 +91,11 @@ impl<T: Real> engine::Method for Solve<'_, '_, T> {
     }
 
     fn non_finite_hint(&self) -> &'static str {
-        "rescale the data (e.g. divide by its maximum) or use `dtype = f64`"
+        if T::NAME == "f32" {
+            "rescale the data (e.g. divide by its maximum) or use `dtype = f64`"
+        } else {
+            "rescale the data (e.g. divide by its maximum)"
+        }
     }
 
     fn start(&mut self) -> Result<Option<EngineEval>> {

@@ -30,6 +30,18 @@ pub struct EncodeSpec {
     pub encode: EncodeOptions,
 }
 
+impl EncodeSpec {
+    /// A finite `beta_loss`, finite non-negative penalties and valid encode options: what a
+    /// fit produces, checked again where a model file is read ([`NmfModel::new`]).
+    pub fn check(&self) -> Result<()> {
+        if !self.beta_loss.is_finite() {
+            return Err(Error::invalid("beta_loss", self.beta_loss, "give a finite number"));
+        }
+        self.codes_penalty.check("codes_penalty")?;
+        self.encode.check()
+    }
+}
+
 /// An NMF dictionary: `k` atoms of `n_features` each.
 #[derive(Clone, Debug)]
 pub struct NmfModel<T: Real> {
@@ -40,8 +52,10 @@ pub struct NmfModel<T: Real> {
 }
 
 impl<T: Real> NmfModel<T> {
-    /// A model from atoms (`k × n_features`); they must be finite and ≥ 0.
+    /// A model from atoms (`k × n_features`); they must be finite and ≥ 0, and `spec` valid
+    /// ([`EncodeSpec::check`]).
     pub fn new(atoms: Mat<T>, spec: EncodeSpec) -> Result<Self> {
+        spec.check()?;
         if atoms.nrows() == 0 || atoms.ncols() == 0 {
             return Err(Error::invalid(
                 "atoms",
@@ -455,6 +469,39 @@ mod tests {
             e.contains("-2 at atom 1, feature 2") && e.contains("damaged") && !e.contains("clip the data"),
             "{e}"
         );
+        // Damaged encode settings are refused, not used: codes from them would be all zero.
+        let damaged = [
+            EncodeSpec {
+                encode: EncodeOptions {
+                    max_iter: 0,
+                    ..EncodeOptions::default()
+                },
+                ..spec
+            },
+            EncodeSpec {
+                codes_penalty: Penalty { l1: 0.0, l2: -100.0 },
+                ..spec
+            },
+            EncodeSpec {
+                beta_loss: f64::NAN,
+                ..spec
+            },
+            EncodeSpec {
+                encode: EncodeOptions {
+                    tol: -1.0,
+                    ..EncodeOptions::default()
+                },
+                ..spec
+            },
+        ];
+        for bad in damaged {
+            let (t, mut meta) = m.to_tensors(None, None).unwrap();
+            meta.insert(SPEC_KEY.into(), serde_json::to_string(&bad).unwrap());
+            crate::io::write_safetensors(&path, &t, &meta).unwrap();
+            let e = NmfModel::<f32>::load(&path).unwrap_err().to_string();
+            // (A NaN `beta_loss` is written as `null`, which the reader already refuses.)
+            assert!(e.contains("damaged") || e.contains("unreadable"), "{bad:?}: {e}");
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }

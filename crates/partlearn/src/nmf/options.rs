@@ -127,6 +127,23 @@ pub struct EncodeOptions {
     pub tol: f64,
 }
 
+impl EncodeOptions {
+    /// `max_iter ≥ 1` and a finite `tol ≥ 0` (named `encode_max_iter`, `encode_tol`).
+    pub fn check(&self) -> Result<()> {
+        if self.max_iter == 0 {
+            return Err(Error::invalid(
+                "encode_max_iter",
+                0,
+                "encoding needs at least one sweep or iteration",
+            ));
+        }
+        if !(self.tol >= 0.0 && self.tol.is_finite()) {
+            return Err(Error::invalid("encode_tol", self.tol, "must be finite and ≥ 0"));
+        }
+        Ok(())
+    }
+}
+
 impl Default for EncodeOptions {
     fn default() -> Self {
         EncodeOptions {
@@ -227,6 +244,16 @@ pub struct Penalty {
 }
 
 impl Penalty {
+    /// Both weights finite and ≥ 0 (`name` names the penalty in the error).
+    pub fn check(&self, name: &'static str) -> Result<()> {
+        for (what, v) in [("l1", self.l1), ("l2", self.l2)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(Error::invalid(name, format!("{what} {v}"), "penalty weights must be finite and ≥ 0"));
+            }
+        }
+        Ok(())
+    }
+
     /// `l1·Σf + ½·l2·Σf²` for the entries of a factor.
     pub fn value(&self, sum: f64, sum_sq: f64) -> f64 {
         self.l1 * sum + 0.5 * self.l2 * sum_sq
@@ -266,10 +293,17 @@ impl ValidNmfParams {
     /// The parameters resolved for a data shape: `Auto` init chosen, penalties scaled, HALS
     /// inner repetitions from the cost ratio.
     pub(crate) fn resolve(&self, n_samples: usize, n_features: usize) -> Result<Resolved> {
+        self.resolve_batch(n_samples, n_features, n_samples)
+    }
+
+    /// [`Self::resolve`] for a batch of `n_samples` out of `n_total` samples (mini-batch NMF,
+    /// which initializes from its first batch): `k` is bounded by the whole data's shape, the
+    /// rest is resolved for the batch.
+    pub(crate) fn resolve_batch(&self, n_samples: usize, n_features: usize, n_total: usize) -> Result<Resolved> {
         params::check_not_empty(n_samples, n_features)?;
         let o = &self.params;
         let smaller = n_samples.min(n_features);
-        let larger = n_samples.max(n_features);
+        let larger = n_total.max(n_samples).max(n_features);
         if o.k > larger {
             return Err(Error::invalid(
                 "k",
@@ -478,13 +512,7 @@ impl NmfParams {
                 "at least one sweep per factor is needed",
             ));
         }
-        if o.encode.max_iter == 0 || !(o.encode.tol >= 0.0) {
-            return Err(Error::invalid(
-                "encode",
-                format!("max_iter {} tol {}", o.encode.max_iter, o.encode.tol),
-                "max_iter must be ≥ 1 and tol ≥ 0",
-            ));
-        }
+        o.encode.check()?;
         o.check_compress()?;
         Ok(ValidNmfParams {
             params: o.clone(),

@@ -44,6 +44,8 @@ fn result(point: &StudyPoint, mse: f64, hoyer: f64, max_approx: f64, svm: f64) -
                 best_validation_accuracy: svm,
                 validation_curve: vec![],
                 accuracies: vec![],
+                test_samples: 10,
+                classes: 2,
                 options: Default::default(),
             }),
             seconds: EvalTimings::default(),

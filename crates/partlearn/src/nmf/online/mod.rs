@@ -134,7 +134,7 @@ impl ValidMiniBatchParams {
                 format!("is larger than the {n_samples} samples; use at most {n_samples}"),
             ));
         }
-        self.nmf.check_shape(b, n_features)
+        self.nmf.resolve_batch(b, n_features, n_samples).map(|_| ())
     }
 }
 
@@ -346,7 +346,7 @@ impl<T: Real> OnlineNmf<T> {
             BatchX::Dense(x) => (x.ncols(), x.nrows()),
             BatchX::Sparse(x) => (x.nrows(), x.ncols()),
         };
-        let v = params.nmf.resolve(len, m)?;
+        let v = params.nmf.resolve_batch(len, m, n_samples)?;
         let mut rng = Rng::new(o.seed);
         let f = linalg::with_threads(o.threads, || {
             with_xref(first, |xr| {
@@ -666,7 +666,7 @@ pub fn fit_rows<T: Real>(
     linalg::with_threads(o.threads, || -> Result<OnlineFit<T>> {
         let par = linalg::par(o.threads);
         let mut rng = Rng::new(o.seed);
-        let v = params.nmf.resolve(b, m)?;
+        let v = params.nmf.resolve_batch(b, m, n)?;
         let first = BatchX::of(src.read(0, b)?);
         match &first {
             BatchX::Dense(x) => crate::data::validate_nonnegative(x.as_ref())?,

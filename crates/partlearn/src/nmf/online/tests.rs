@@ -175,6 +175,22 @@ fn bad_input_is_a_one_line_error() {
     }
 }
 
+/// `k` is bounded by the whole data's shape, not the batch's: 150 × 10 data with batches of 20
+/// fit 30 atoms (a random start, as for NMF with `k` above the smaller side), and refuse 151
+/// naming 150.
+#[test]
+fn k_above_the_batch_size_is_bounded_by_the_whole_data() {
+    let x = planted(150, 10, 3, 2);
+    let p = |k| MiniBatchParams::new(k).batch_size(20).max_iter(2).check().unwrap();
+    let fit = fit_dense(x.as_ref(), &p(30));
+    assert_eq!(fit.model.k(), 30);
+    assert!(rel_error(&fit.model, x.as_ref()).is_finite());
+    let e = fit_rows(&mut DenseRows::new(x.as_ref()), &p(151), &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("max(n_samples, n_features) = 150"), "{e}");
+}
+
 #[test]
 fn early_stopping_and_interrupts() {
     let x = planted(1000, 20, 3, 5);
