@@ -41,36 +41,92 @@ pub struct BenchDistModelArgs {
     /// Latency per message, µs.
     #[arg(long, default_value_t = 2.0)]
     pub latency_us: f64,
-    /// Inner sweeps per factor update.
+    /// Inner sweeps per factor update, at least 1 (1 for MU; an average, e.g. 2.5, for HALS).
     #[arg(long, default_value_t = 1.0)]
     pub sweeps: f64,
-    /// Largest P (powers of two from 1).
+    /// Largest P (powers of two from 1), at most 1048576 (2^20, far beyond the MPI jobs the model describes).
     #[arg(long, default_value_t = 1024)]
     pub max_p: usize,
-    /// These process counts instead of the powers of two (comma-separated, e.g. 96,384,864,1536).
+    /// These process counts instead of the powers of two (comma-separated, e.g. 96,384,864,1536; each 1 to 2^20).
     #[arg(long, value_delimiter = ',')]
     pub processes: Vec<usize>,
-    /// Write the efficiency chart to this .svg file.
+    /// Write the efficiency chart to this .svg file (an existing file only with --force).
     #[arg(long, value_name = "FILE.svg")]
     pub chart: Option<std::path::PathBuf>,
+    /// Replace an existing --chart file (one partlearn wrote).
+    #[arg(long)]
+    pub force: bool,
     /// Print the predictions as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
+/// Refuses an existing `--chart` file unless `--force` (and then only an SVG file), worded with
+/// `--chart` ([`partlearn::io::check_output_file`]).
+fn check_chart(path: &std::path::Path, force: bool) -> Result<()> {
+    match partlearn::io::check_output_file(path, force, b"<svg", "SVG chart") {
+        Err(partlearn::Error::AlreadyExists { path }) => anyhow::bail!(
+            "--chart {} already exists: choose another --chart or pass --force to overwrite it",
+            path.display()
+        ),
+        Err(partlearn::Error::InvalidOption { value, reason, .. }) => {
+            Err(partlearn::Error::invalid("chart", value, reason.replace("`out`", "`chart`")).into())
+        }
+        other => Ok(other?),
+    }
+}
+
 fn run_dist_model(a: BenchDistModelArgs) -> Result<()> {
-    use partlearn::dist::model::ScalingModel;
-    if a.n == 0
-        || a.m == 0
-        || a.k == 0
-        || !(a.gflops > 0.0)
-        || !(a.bandwidth > 0.0)
-        || !(a.latency_us >= 0.0)
-        || a.max_p == 0
-    {
+    use partlearn::dist::model::{ScalingModel, MAX_PROCESSES};
+    for (flag, v) in [("--n", a.n), ("--m", a.m), ("-k", a.k)] {
+        if v == 0 {
+            anyhow::bail!("invalid {flag} 0: give a positive count");
+        }
+    }
+    for (flag, v, ok, what) in [
+        (
+            "--gflops",
+            a.gflops,
+            a.gflops > 0.0,
+            "a positive finite GEMM rate, e.g. 120",
+        ),
+        (
+            "--bandwidth",
+            a.bandwidth,
+            a.bandwidth > 0.0,
+            "a positive finite bandwidth, e.g. 10",
+        ),
+        (
+            "--latency-us",
+            a.latency_us,
+            a.latency_us >= 0.0,
+            "a finite latency ≥ 0, e.g. 2",
+        ),
+        (
+            "--sweeps",
+            a.sweeps,
+            a.sweeps >= 1.0,
+            "a finite count ≥ 1 (1 for MU)",
+        ),
+    ] {
+        if !(ok && v.is_finite()) {
+            anyhow::bail!("invalid {flag} {v}: give {what}");
+        }
+    }
+    let in_range = |p: usize| (1..=MAX_PROCESSES).contains(&p);
+    if !in_range(a.max_p) {
         anyhow::bail!(
-            "--n, --m, -k, --gflops, --bandwidth and --max-p must be positive (and --latency-us ≥ 0)"
+            "invalid --max-p {}: give 1 to {MAX_PROCESSES} processes (2^20, the most the model describes)",
+            a.max_p
         );
+    }
+    if let Some(p) = a.processes.iter().find(|&&p| !in_range(p)) {
+        anyhow::bail!(
+            "invalid --processes {p}: give counts from 1 to {MAX_PROCESSES} (2^20), e.g. 96,384,864"
+        );
+    }
+    if let Some(path) = &a.chart {
+        check_chart(path, a.force)?;
     }
     let md = ScalingModel {
         n: a.n,
@@ -86,8 +142,6 @@ fn run_dist_model(a: BenchDistModelArgs) -> Result<()> {
         std::iter::successors(Some(1usize), |p| p.checked_mul(2))
             .take_while(|&p| p <= a.max_p)
             .collect()
-    } else if a.processes.contains(&0) {
-        anyhow::bail!("--processes takes positive counts, e.g. 96,384,864");
     } else {
         a.processes.clone()
     };

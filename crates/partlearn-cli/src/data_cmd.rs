@@ -92,7 +92,7 @@ pub enum GenerateCommand {
         #[arg(long)]
         force: bool,
     },
-    /// A dense planted rank-k matrix plus |noise| (n × m, float32 .npy).
+    /// A dense planted rank-k matrix plus |noise| (n × m, float32 .npy; k ≤ min(n, m)).
     Lowrank {
         #[arg(long)]
         n: usize,
@@ -166,6 +166,13 @@ fn generate(cmd: GenerateCommand) -> Result<()> {
             force,
             stream,
         } => {
+            if !out.to_string_lossy().to_ascii_lowercase().ends_with(".npy") {
+                anyhow::bail!(
+                    "--out {}: give a .npy file (generate lowrank writes float32 .npy)",
+                    out.display()
+                );
+            }
+            partlearn::data::generate::check_lowrank(n, m, k, noise)?;
             partlearn::io::check_output_file(&out, force, b"\x93NUMPY", ".npy file")?;
             if stream {
                 let t = std::time::Instant::now();
@@ -230,9 +237,26 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             if args.is_sparse() {
                 return sparse_info(&args, json);
             }
-            let d = args.load::<f32>()?;
+            // Read in f64 (the values exactly as stored); the default `f32` of the fits is
+            // checked apart where it can differ (a file of f64 values).
+            let d = args.load::<f64>()?;
+            let stored = std::path::Path::new(&args.spec)
+                .extension()
+                .is_some_and(|e| e == "npy")
+                .then(|| partlearn::npy::read_npy_info(std::path::Path::new(&args.spec)))
+                .transpose()?
+                .map(|i| i.descr());
             let (lo, hi, mean) = d.value_range();
-            let valid = d.validate_nonnegative();
+            let missing = (0..d.n_samples())
+                .map(|i| d.sample(i).iter().filter(|v| v.is_nan()).count())
+                .sum::<usize>();
+            let valid = validity(&d, missing, || {
+                if stored == Some("<f8") {
+                    args.load::<f32>().map(|_| ())
+                } else {
+                    Ok(())
+                }
+            });
             let mut counts = BTreeMap::new();
             if let Some(l) = &d.labels {
                 for &c in l {
@@ -241,15 +265,17 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             }
             if json {
                 let s = serde_json::json!({
-                    "name": d.name, "n_samples": d.n_samples(), "n_features": d.n_features(), "dtype": "f32",
-                    "image_shape": d.image_shape, "min": lo, "max": hi, "mean": mean,
+                    "name": d.name, "n_samples": d.n_samples(), "n_features": d.n_features(),
+                    "stored_dtype": stored, "image_shape": d.image_shape, "min": lo, "max": hi, "mean": mean,
+                    "missing_entries": missing,
                     "label_counts": counts, "extra_label_sets": d.extra_labels.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
-                    "valid_for_nmf": valid.is_ok(), "problem": valid.as_ref().err().map(|e| e.to_string()),
+                    "valid_for_nmf": valid.usable(), "valid_in_f32": valid.in_f32(), "problem": valid.problem(),
                 });
                 outln!("{}", serde_json::to_string_pretty(&s)?);
             } else {
+                let stored = stored.map(|t| format!(", stored as {t}")).unwrap_or_default();
                 outln!(
-                    "{}: {} samples × {} features, f32",
+                    "{}: {} samples × {} features{stored}",
                     d.name,
                     d.n_samples(),
                     d.n_features()
@@ -257,7 +283,16 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 if let Some((h, w)) = d.image_shape {
                     outln!("images: {h} × {w}");
                 }
-                outln!("values: min {lo}, max {hi}, mean {mean:.6}");
+                let short = partlearn::real::short_number;
+                let mean = if (1e-4..1e15).contains(&mean.abs()) || mean == 0.0 {
+                    format!("{mean:.6}")
+                } else {
+                    format!("{mean:.6e}")
+                };
+                outln!("values: min {}, max {}, mean {mean}", short(lo), short(hi));
+                if missing > 0 {
+                    outln!("missing entries (NaN): {missing}");
+                }
                 if counts.is_empty() {
                     outln!("labels: none");
                 } else {
@@ -268,10 +303,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                     let classes: std::collections::BTreeSet<_> = l.iter().collect();
                     outln!("label set {name}: {} classes", classes.len());
                 }
-                match &valid {
-                    Ok(()) => outln!("valid for NMF: yes"),
-                    Err(e) => outln!("valid for NMF: no ({e})"),
-                }
+                outln!("valid for NMF: {}", valid.describe());
             }
             Ok(())
         }
@@ -442,4 +474,76 @@ fn shard(data: &str, parts: usize, out: &std::path::Path, force: bool) -> Result
     }
     outln!("wrote {parts} shards of {n} × {m} to {}", out.display());
     Ok(())
+}
+
+/// What `data info` says of a dense data set's use for NMF.
+enum Validity {
+    /// Complete, and fits the default `f32`.
+    Yes,
+    /// Complete and valid, but only in `f64` (the `f32` problem).
+    F64Only(String),
+    /// Valid apart from `n` NaN entries, which masked NMF takes as missing.
+    Missing(usize),
+    /// Not usable (the problem).
+    No(String),
+}
+
+impl Validity {
+    fn usable(&self) -> bool {
+        !matches!(self, Validity::No(_))
+    }
+
+    fn in_f32(&self) -> bool {
+        !matches!(self, Validity::F64Only(_) | Validity::No(_))
+    }
+
+    fn problem(&self) -> Option<String> {
+        match self {
+            Validity::Yes => None,
+            Validity::F64Only(p) | Validity::No(p) => Some(p.clone()),
+            Validity::Missing(n) => Some(format!(
+                "{n} NaN {}: fit nmf (mu, hals, anls), transform and eval take NaN as missing; the other methods refuse it",
+                if *n == 1 { "entry" } else { "entries" }
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Validity::Yes => "yes".into(),
+            Validity::F64Only(p) => format!("with --dtype f64 only ({p})"),
+            Validity::Missing(_) => format!(
+                "yes, with missing entries ({})",
+                self.problem().unwrap_or_default()
+            ),
+            Validity::No(p) => format!("no ({p})"),
+        }
+    }
+}
+
+/// [`Validity`] of `d` (read in f64, `missing` NaN entries); `f32` loads the data in `f32`
+/// where that can fail when the f64 values are valid.
+fn validity(
+    d: &partlearn::data::Dataset<f64>,
+    missing: usize,
+    f32: impl FnOnce() -> partlearn::Result<()>,
+) -> Validity {
+    let checked = if missing == 0 {
+        d.validate_nonnegative()
+    } else {
+        // The observed entries: NaN read as 0 for the checks of sign, finiteness and scale.
+        let vals: Vec<f64> = (0..d.n_samples())
+            .flat_map(|i| d.sample(i).iter().map(|&v| if v.is_nan() { 0.0 } else { v }))
+            .collect();
+        partlearn::data::Dataset::from_row_major(d.n_samples(), d.n_features(), &vals, d.name.clone())
+            .and_then(|c| c.validate_nonnegative())
+    };
+    match (checked, missing) {
+        (Err(e), _) => Validity::No(e.to_string()),
+        (Ok(()), 0) => match f32() {
+            Ok(()) => Validity::Yes,
+            Err(e) => Validity::F64Only(e.to_string().replace("`dtype = f64`", "--dtype f64")),
+        },
+        (Ok(()), n) => Validity::Missing(n),
+    }
 }

@@ -71,7 +71,9 @@ enum Command {
 /// flags; a Ctrl-C ([`Exit::Interrupted`]) comes back as it is.
 pub fn dispatch(args: Vec<String>) -> anyhow::Result<()> {
     let one_line = |e: clap::Error| anyhow::anyhow!("{}", clap_one_line(&e));
-    let matches = Cli::command().try_get_matches_from(args).map_err(one_line)?;
+    let matches = negative_numbers(Cli::command())
+        .try_get_matches_from(args)
+        .map_err(one_line)?;
     let cli = Cli::from_arg_matches(&matches).map_err(one_line)?;
     run_command(cli.command).map_err(|e| {
         let library = e.chain().any(|c| c.downcast_ref::<partlearn::Error>().is_some());
@@ -154,6 +156,22 @@ fn run_command(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// Whether `command` checks [`partlearn::engine::interrupt`] and saves its work when asked to
+/// stop: fits, sweeps, `select-k` and the part-based study. Every other command (data, transform,
+/// eval, report, benchmarks, the Neural NMF table) keeps the default signal handling, so that
+/// Ctrl-C, SIGTERM or SIGHUP ends it at once.
+fn honours_interrupt(command: &Command) -> bool {
+    match command {
+        Command::Fit(_) | Command::Sweep(_) | Command::SelectK(_) => true,
+        Command::Reproduce(r) => matches!(r, neural_cmd::ReproduceCommand::PartBasedStudy(_)),
+        Command::Data(_)
+        | Command::Transform(_)
+        | Command::Eval(_)
+        | Command::Report(_)
+        | Command::Bench(_) => false,
+    }
+}
+
 /// `cmd` and all its subcommands parse `-1` as a value (so `-k -1` is reported as an invalid
 /// value of `-k`, not as an unknown argument `-1`).
 fn negative_numbers(cmd: clap::Command) -> clap::Command {
@@ -181,7 +199,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    progress::install_interrupt_handler();
+    if honours_interrupt(&cli.command) {
+        progress::install_interrupt_handler();
+    }
     let result = run_command(cli.command);
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,7 +14,8 @@ use crate::args::Flags;
 /// Installs the process's one Ctrl-C handler, also for SIGTERM and SIGHUP (a `kill`, a closed
 /// terminal or SSH session): the first signal asks every fit to stop after its current iteration
 /// (or mini-batch) and save ([`interrupt::request`]), which also ends a sweep; a second one
-/// exits at once with code 130.
+/// exits at once with code 130. Installed only for the commands that check the request
+/// (`honours_interrupt` in main.rs): any other would swallow the first signal and run on.
 pub fn install_interrupt_handler() {
     // Failing to install the handler only loses graceful Ctrl-C (the default then kills the
     // process, which never leaves a half-written run folder in place).

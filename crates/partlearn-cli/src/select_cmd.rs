@@ -16,7 +16,7 @@ use crate::progress::FitProgress;
 pub struct SelectArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// Candidate ranks: a list (5,8,10) or a range FIRST..LAST:STEP (5..50:5; the step defaults to 1).
+    /// Candidate ranks, at most 10000: a list (5,8,10) or a range FIRST..LAST:STEP (5..50:5; the step defaults to 1).
     #[arg(short = 'k', long = "k", value_parser = parse_ks, default_value = "2..10")]
     pub ks: Ks,
     /// Seeded runs per rank (random starts, seeds --seed, --seed + 1, …).
@@ -50,9 +50,16 @@ pub struct SelectArgs {
 #[derive(Clone, Debug)]
 pub struct Ks(pub Vec<usize>);
 
-/// `5,8,10` or `FIRST..LAST[:STEP]` (inclusive).
+/// The most candidate ranks one `select-k` scores (each is `--runs` fits).
+const MAX_RANKS: usize = 10_000;
+
+/// `5,8,10` or `FIRST..LAST[:STEP]` (inclusive), at most [`MAX_RANKS`] ranks (a range is
+/// counted before it is built).
 fn parse_ks(s: &str) -> std::result::Result<Ks, String> {
     let bad = || format!("'{s}' is not a list of ranks (5,8,10) or a range FIRST..LAST:STEP (5..50:5)");
+    let too_many = |count: String| {
+        format!("'{s}' names {count} ranks, more than the {MAX_RANKS} select-k scores: narrow the range or give a step (e.g. 2..50:2)")
+    };
     if let Some((first, rest)) = s.split_once("..") {
         let (last, step) = rest.split_once(':').unwrap_or((rest, "1"));
         let num = |t: &str| t.trim().parse::<usize>().map_err(|_| bad());
@@ -60,12 +67,21 @@ fn parse_ks(s: &str) -> std::result::Result<Ks, String> {
         if st == 0 || a > b {
             return Err(bad());
         }
+        // (b − a) / st + 1 ranks, compared without overflowing.
+        if (b - a) / st >= MAX_RANKS {
+            let count = ((b - a) / st) as u128 + 1;
+            return Err(too_many(count.to_string()));
+        }
         return Ok(Ks((a..=b).step_by(st).collect()));
     }
-    s.split(',')
+    let ks = s
+        .split(',')
         .map(|t| t.trim().parse::<usize>().map_err(|_| bad()))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map(Ks)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    if ks.len() > MAX_RANKS {
+        return Err(too_many(ks.len().to_string()));
+    }
+    Ok(Ks(ks))
 }
 
 pub fn run(a: SelectArgs) -> Result<()> {

@@ -3,6 +3,7 @@ hand examples, dilation and erosion against numpy, max-approximation errors agai
 computation and against `partlearn eval`, the SVM protocol on separable data, errors."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -222,6 +223,20 @@ def test_svm_protocol_separates_separable_codes():
     assert r["options"]["c_grid"] == 3 and r["options"]["seed"] == 0
     again = metrics.svm_protocol_accuracy(codes, y, c_grid=3, select_splits=2, eval_splits=5, n_threads=2)
     assert again["accuracies"] == r["accuracies"]
+
+
+def test_svm_protocol_warns_when_test_splits_hold_fewer_samples_than_classes():
+    rng = np.random.RandomState(4)
+    y = np.repeat([0, 1, 2], 60)
+    codes = np.eye(3)[y] * 5.0 + 0.3 * rng.rand(180, 3)
+    # 20 % of 180 held out, 5 % of those tested: 2 samples for 3 classes.
+    with pytest.warns(UserWarning, match="tests on 2 sample\\(s\\) for 3 classes"):
+        r = metrics.svm_protocol_accuracy(codes, y, c_grid=2, select_splits=1, eval_splits=2)
+    assert (r["test_samples"], r["classes"]) == (2, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = metrics.svm_protocol_accuracy(codes, y, c_grid=2, select_splits=1, eval_splits=2, eval_fraction=0.2)
+    assert r["test_samples"] == 8
 
 
 def test_svm_protocol_errors():

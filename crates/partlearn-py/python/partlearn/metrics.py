@@ -8,6 +8,7 @@ given or inferred when the pixel count is a square, or an ``(n, height, width)``
 
 import json
 import math
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -324,7 +325,10 @@ def svm_protocol_accuracy(
     result : dict
         ``mean_accuracy``, ``std_accuracy`` (over the evaluation splits), ``best_c``,
         ``best_validation_accuracy``, ``validation_curve`` (``[C, accuracy]`` pairs),
-        ``accuracies`` (per split) and ``options`` (the settings used).
+        ``accuracies`` (per split), ``test_samples`` (in each evaluation split's test part),
+        ``classes`` and ``options`` (the settings used). A ``UserWarning`` says when
+        ``test_samples`` is below the number of classes (each accuracy then moves in steps of
+        ``1 / test_samples``).
     """
     codes = check_array(codes, dtype=_FLOATS)
     labels = _labels(y, codes.shape[0])
@@ -344,7 +348,21 @@ def svm_protocol_accuracy(
         random_state,
         n_threads,
     )
-    return json.loads(_native.svm_protocol(codes, labels, options=json.dumps(opts)))
+    return _warn_if_coarse(json.loads(_native.svm_protocol(codes, labels, options=json.dumps(opts))))
+
+
+def _warn_if_coarse(svm):
+    """``svm`` (a protocol result), after a ``UserWarning`` when its evaluation splits test on
+    fewer samples than there are classes."""
+    if svm is not None and svm.get("test_samples", 1) < svm.get("classes", 0):
+        warnings.warn(
+            f"each SVM evaluation split tests on {svm['test_samples']} sample(s) for {svm['classes']} "
+            f"classes, so its accuracy moves in steps of {1 / max(svm['test_samples'], 1):.2f}; "
+            "label more samples or raise eval_fraction",
+            UserWarning,
+            stacklevel=3,
+        )
+    return svm
 
 
 def evaluate(
@@ -440,4 +458,6 @@ def evaluate(
         svm=svm_json,
         codes=codes,
     )
-    return json.loads(text)
+    result = json.loads(text)
+    _warn_if_coarse(result.get("svm"))
+    return result

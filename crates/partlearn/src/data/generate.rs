@@ -47,12 +47,14 @@ fn skewed(r: &mut Rng) -> f64 {
 /// topic); repeated terms add up to counts, so the density lands near the target (the actual
 /// value is `Csr::density`). Memory: the CSR output (`≈ 8·nnz` bytes in f32), checked first.
 pub fn topics<T: Real>(s: &TopicsSpec) -> Result<Csr<T>> {
-    if s.docs == 0 || s.terms == 0 || s.topics == 0 {
-        return Err(Error::invalid(
-            "topics",
-            format!("{} docs × {} terms, {} topics", s.docs, s.terms, s.topics),
-            "give at least one document, term and topic",
-        ));
+    for (name, v, what) in [
+        ("docs", s.docs, "document"),
+        ("terms", s.terms, "term"),
+        ("topics", s.topics, "topic"),
+    ] {
+        if v == 0 {
+            return Err(Error::invalid(name, v, format!("give at least one {what}")));
+        }
     }
     if !(s.density > 0.0 && s.density <= 1.0) {
         return Err(Error::invalid(
@@ -63,7 +65,7 @@ pub fn topics<T: Real>(s: &TopicsSpec) -> Result<Csr<T>> {
     }
     let tokens = ((s.density * s.terms as f64 * 1.1).round() as usize).max(1);
     let bytes = (s.docs as f64) * (tokens as f64) * (std::mem::size_of::<T>() + 4 + 4) as f64
-        + (s.topics * s.terms) as f64 * 8.0;
+        + (s.topics as f64) * (s.terms as f64) * 8.0;
     crate::linalg::check_memory("docs", s.docs, bytes)?;
     let mut rng = Rng::new(s.seed);
     // Cumulative term distributions of the topics.
@@ -134,16 +136,37 @@ pub fn topics<T: Real>(s: &TopicsSpec) -> Result<Csr<T>> {
     Csr::from_parts(s.docs, s.terms, indptr, indices, data)
 }
 
-/// A dense planted `n × m` matrix `C·A + noise·|N(0,1)|` of rank `k` (samples as rows): `C` and
-/// `A` uniform in [0, 1) with about 30 % zeros.
-pub fn lowrank<T: Real>(n: usize, m: usize, k: usize, noise: f64, seed: u64) -> Result<Mat<T>> {
-    if n == 0 || m == 0 || k == 0 {
-        return Err(Error::invalid("k", k, "give n, m and k ≥ 1"));
+/// Checks the shape and noise of a planted low-rank matrix: `n`, `m` ≥ 1, `1 ≤ k ≤ min(n, m)`
+/// (a larger `k` is not the rank of an `n × m` matrix), finite `noise ≥ 0`; [`lowrank`] and
+/// [`lowrank_blocks`] check it first (a front end may too, before it opens its output).
+pub fn check_lowrank(n: usize, m: usize, k: usize, noise: f64) -> Result<()> {
+    for (name, v) in [("n", n), ("m", m), ("k", k)] {
+        if v == 0 {
+            return Err(Error::invalid(name, v, "give `n`, `m` and `k` ≥ 1"));
+        }
+    }
+    if k > n.min(m) {
+        return Err(Error::invalid(
+            "k",
+            k,
+            format!(
+                "the rank of a {n} × {m} matrix is at most {}: give `k` ≤ min(`n`, `m`)",
+                n.min(m)
+            ),
+        ));
     }
     if !(noise >= 0.0 && noise.is_finite()) {
         return Err(Error::invalid("noise", noise, "give a finite noise level ≥ 0"));
     }
-    let bytes = (n as f64) * (m as f64) * std::mem::size_of::<T>() as f64 + ((n + m) * k) as f64 * 8.0;
+    Ok(())
+}
+
+/// A dense planted `n × m` matrix `C·A + noise·|N(0,1)|` of rank `k ≤ min(n, m)` (samples as
+/// rows): `C` and `A` uniform in [0, 1) with about 30 % zeros.
+pub fn lowrank<T: Real>(n: usize, m: usize, k: usize, noise: f64, seed: u64) -> Result<Mat<T>> {
+    check_lowrank(n, m, k, noise)?;
+    let bytes =
+        (n as f64) * (m as f64) * std::mem::size_of::<T>() as f64 + (n as f64 + m as f64) * (k as f64) * 8.0;
     crate::linalg::check_memory("n", n, bytes)?;
     let mut r = Rng::new(seed);
     let mut f = |_, _| if r.uniform() < 0.3 { 0.0 } else { r.uniform() };
@@ -174,13 +197,8 @@ pub fn lowrank_blocks<T: Real>(
     seed: u64,
     sink: &mut dyn FnMut(faer::MatRef<'_, T>) -> Result<()>,
 ) -> Result<()> {
-    if n == 0 || m == 0 || k == 0 {
-        return Err(Error::invalid("k", k, "give n, m and k ≥ 1"));
-    }
-    if !(noise >= 0.0 && noise.is_finite()) {
-        return Err(Error::invalid("noise", noise, "give a finite noise level ≥ 0"));
-    }
-    let bytes = ((BLOCK + k) as f64) * (m as f64) * 16.0;
+    check_lowrank(n, m, k, noise)?;
+    let bytes = ((BLOCK as f64) + (k as f64)) * (m as f64) * 16.0;
     crate::linalg::check_memory("m", m, bytes)?;
     let mut r = Rng::new(seed);
     let entry = |r: &mut Rng| if r.uniform() < 0.3 { 0.0 } else { r.uniform() };
@@ -243,6 +261,33 @@ mod tests {
         let x = Mat::<f64>::from_fn(2500, 30, |i, j| rows[i / 1024][(i % 1024, j)]);
         let svd = crate::linalg::truncated_svd(x.as_ref(), 5, &mut Rng::new(0), faer::Par::Seq).unwrap();
         assert!(svd.s[3] < 1e-8 * svd.s[0]);
+    }
+
+    #[test]
+    fn lowrank_names_the_bad_dimension_and_caps_k() {
+        let option = |r: Result<Mat<f32>>| match r {
+            Err(Error::InvalidOption { option, .. }) => option,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(option(lowrank(0, 5, 2, 0.0, 0)), "n");
+        assert_eq!(option(lowrank(5, 0, 2, 0.0, 0)), "m");
+        assert_eq!(option(lowrank(5, 4, 0, 0.0, 0)), "k");
+        assert_eq!(option(lowrank(30, 20, 21, 0.0, 0)), "k");
+        assert!(lowrank::<f32>(30, 20, 20, 0.0, 0).is_ok());
+        let t = |docs, terms, topics| TopicsSpec {
+            docs,
+            terms,
+            density: 0.1,
+            topics,
+            seed: 0,
+        };
+        for (s, name) in [
+            (t(0, 5, 2), "docs"),
+            (t(5, 0, 2), "terms"),
+            (t(5, 5, 0), "topics"),
+        ] {
+            assert!(matches!(topics::<f32>(&s), Err(Error::InvalidOption { option, .. }) if option == name));
+        }
     }
 
     #[test]

@@ -119,13 +119,15 @@ impl Grid {
     /// The grid of `p` processes for `n` samples and `m` features that moves the fewest words
     /// per process and iteration ([`Grid::words`]; ties go to fewer feature blocks): 1-D for
     /// tall data, `√P × √P`-like when `n ≈ m`. Feature blocks are at least 16 features wide
-    /// ([`row_block`]), so `cols ≤ ⌈m / 16⌉`.
+    /// ([`row_block`]), so `cols ≤ ⌈m / 16⌉`. Visits the divisors of `p` in pairs `(d, p/d)`,
+    /// `d ≤ √p`: `O(√p)` steps.
     pub fn choose(p: usize, n: usize, m: usize, k: usize) -> Grid {
         let p = p.max(1);
-        (1..=p)
-            .filter(|c| {
-                p % c == 0 && (*c == 1 || *c <= m.div_ceil(LANES)) && p / c <= n.div_ceil(LANES).max(1)
-            })
+        (1..)
+            .take_while(|&d| d <= p / d)
+            .filter(|&d| p % d == 0)
+            .flat_map(|d| [d, p / d].into_iter().take(if d == p / d { 1 } else { 2 }))
+            .filter(|&c| (c == 1 || c <= m.div_ceil(LANES)) && p / c <= n.div_ceil(LANES).max(1))
             .map(|c| Grid { rows: p / c, cols: c })
             .min_by(|a, b| {
                 a.words(n, m, k)

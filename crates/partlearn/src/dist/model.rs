@@ -15,6 +15,10 @@
 
 use super::Grid;
 
+/// The most processes a prediction models: 2^20, far beyond the MPI jobs the model describes
+/// (and it keeps [`Grid::choose`]'s search short). Front ends refuse larger `P`.
+pub const MAX_PROCESSES: usize = 1 << 20;
+
 /// The data, the rank and the machine of a prediction.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct ScalingModel {
@@ -105,10 +109,10 @@ impl ScalingModel {
         self.predict(self.n, self.grid(p, self.n, auto), t1, false)
     }
 
-    /// Weak scaling: `n·p` samples over `p` processes.
+    /// Weak scaling: `n·p` samples over `p` processes (saturating at `usize::MAX`).
     pub fn weak(&self, p: usize, auto: bool) -> Prediction {
         let t1 = self.total(self.n, Grid::rows(1));
-        let n = self.n * p;
+        let n = self.n.saturating_mul(p);
         self.predict(n, self.grid(p, n, auto), t1, true)
     }
 
@@ -179,6 +183,38 @@ mod tests {
         assert!(s.total < md.strong(4, false).total);
         let (two, one) = (md.strong(1024, true), md.strong(1024, false));
         assert!(two.efficiency > 2.0 * one.efficiency, "{two:?} {one:?}");
+    }
+
+    #[test]
+    fn the_grid_search_over_divisors_matches_the_linear_one() {
+        let linear = |p: usize, n: usize, m: usize, k: usize| {
+            (1..=p)
+                .filter(|c| p % c == 0 && (*c == 1 || *c <= m.div_ceil(16)) && p / c <= n.div_ceil(16).max(1))
+                .map(|c| Grid { rows: p / c, cols: c })
+                .min_by(|a, b| {
+                    a.words(n, m, k)
+                        .total_cmp(&b.words(n, m, k))
+                        .then(a.cols.cmp(&b.cols))
+                })
+                .unwrap_or(Grid::rows(p))
+        };
+        for p in (1..=200).chain([360, 1024, 1536, 4096, 65_536]) {
+            for (n, m) in [(60_000, 784), (20_000, 20_000), (100, 10), (10, 5000)] {
+                assert_eq!(
+                    Grid::choose(p, n, m, 50),
+                    linear(p, n, m, 50),
+                    "P = {p}, {n} × {m}"
+                );
+            }
+        }
+        // The largest P a front end accepts, and beyond, answer at once.
+        let t = std::time::Instant::now();
+        Grid::choose(MAX_PROCESSES, 60_000, 784, 100);
+        Grid::choose((1 << 40) - 1, 1 << 30, 1 << 30, 100);
+        assert!(t.elapsed().as_secs_f64() < 5.0);
+        // Weak scaling's samples saturate instead of overflowing.
+        let w = model(usize::MAX / 2, 784).weak(4, true);
+        assert!(w.total.is_finite());
     }
 
     #[test]

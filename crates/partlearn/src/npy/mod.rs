@@ -265,6 +265,18 @@ pub struct NpyInfo {
 }
 
 impl NpyInfo {
+    /// The numpy dtype string of the stored elements (`<f8`, `|u1`, …).
+    pub fn descr(&self) -> &'static str {
+        match self.dtype {
+            Dtype::F32 => "<f4",
+            Dtype::F64 => "<f8",
+            Dtype::U8 => "|u1",
+            Dtype::I32 => "<i4",
+            Dtype::I64 => "<i8",
+            Dtype::U32 => "<u4",
+        }
+    }
+
     /// Bytes per element.
     pub fn itemsize(&self) -> usize {
         self.dtype.itemsize() as usize
