@@ -216,6 +216,14 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
             (st, dir.clone(), Some(from))
         }
         None => {
+            if arch == Architecture::Asymmetric
+                && data.image_shape.is_none_or(|(h, w)| h * w != data.n_features())
+            {
+                anyhow::bail!(
+                    "fit asym-ae needs image data (its encoder is convolutional; e.g. fashion-mnist:train), and --data {} has no image shape: use `partlearn fit ae` for other data",
+                    a.data.spec
+                );
+            }
             let params = a.params(arch).check()?;
             let state = TrainState::init(params, &data)?;
             let out = a
@@ -226,7 +234,9 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
             (state, out, None)
         }
     };
-    state.check_data(&data)?;
+    state
+        .check_data(&data)
+        .map_err(|e| too_few_held_out(e, a, data.n_samples()))?;
     if let (Some(dir), Some(None)) = (&a.resume, resumed.as_ref().map(|r| &r.adopted)) {
         check_same_data(dir, &a.data, &data)?;
     }
@@ -242,6 +252,7 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
         resume::refuse_unfinished(&out, a.run.force, &cmd)?;
     }
     let placement = resume::place(&out, resumed.as_ref(), || a.data.run_dir(&out, a.run.force, &[]))?;
+    let _guard = crate::fit::NewRunGuard::new(&placement, resumed.is_none());
     let adopted = resumed.as_ref().is_some_and(|r| r.adopted.is_some());
     if let (Some(from), Some(n)) = (resumed_from, redone) {
         if (n > 0 || adopted) && !a.run.quiet {
@@ -270,6 +281,19 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
     let outcome = result?;
     let resumed = resumed_from.map(|from| (from, redone.unwrap_or(0)));
     finish(a, arch, &data, state, outcome, run_dir, &checkpoint, resumed)
+}
+
+/// The library's error for `--patience` without held-out samples, reworded when
+/// `--val-fraction` is given but rounds to no sample of the `n`.
+fn too_few_held_out(e: partlearn::Error, a: &AeArgs, n: usize) -> anyhow::Error {
+    match (&e, a.patience) {
+        (partlearn::Error::InvalidOption { option: "patience", .. }, Some(p)) if a.val_fraction > 0.0 => anyhow::anyhow!(
+            "--val-fraction {} holds out no sample of the {n} (fewer than half of one), so early stopping (--patience {p}) has nothing to watch: give --val-fraction {} or more (1 sample)",
+            a.val_fraction,
+            1.0 / n as f64
+        ),
+        _ => e.into(),
+    }
 }
 
 /// Errors when the run in `dir` (its run.json, when a fit finished or was interrupted there) was
@@ -358,7 +382,8 @@ fn finish<T: Real>(
     resume::settle_checkpoint(&run_dir, checkpoint, true)?;
     let path = run_dir.commit()?;
 
-    print_warnings(&outcome.warnings, &Flags::epochs());
+    let flags = Flags::epochs();
+    print_warnings(&outcome.warnings, &flags);
     if a.run.json {
         let summary = serde_json::json!({
             "run": path,
@@ -369,7 +394,7 @@ fn finish<T: Real>(
             "train_mse": last.map(|r| r.train_mse),
             "val_mse": last.and_then(|r| r.val_mse),
             "seconds": outcome.seconds,
-            "warnings": outcome.warnings,
+            "warnings": crate::args::warning_texts(&outcome.warnings, &flags),
         });
         outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !a.run.quiet {

@@ -57,6 +57,7 @@ impl DataArgs {
 
     /// The data as a CSR matrix (for the commands that take sparse data).
     pub fn load_csr<T: partlearn::Real>(&self) -> partlearn::Result<partlearn::data::Csr<T>> {
+        self.check_labels_file()?;
         let a = partlearn::data::load_csr::<T>(&self.spec, &self.load_options())?;
         if a.nrows() == 0 || a.ncols() == 0 {
             return Err(partlearn::Error::EmptyData {
@@ -90,6 +91,7 @@ impl DataArgs {
     }
 
     pub fn load<T: partlearn::Real>(&self) -> partlearn::Result<partlearn::data::Dataset<T>> {
+        self.check_labels_file()?;
         if self.sparse {
             return Err(partlearn::Error::invalid(
                 "sparse",
@@ -107,19 +109,64 @@ impl DataArgs {
         }
         Ok(d)
     }
+
+    /// Errors naming `--labels` when it names no file (the library's message names only the
+    /// path).
+    fn check_labels_file(&self) -> partlearn::Result<()> {
+        check_input_file(
+            "labels",
+            self.labels.as_deref(),
+            "a .npy of one integer per sample",
+        )
+    }
 }
 
+/// Errors naming the flag of the library parameter `name` when `path` names no file (`what`:
+/// what it should hold).
+pub fn check_input_file(
+    name: &'static str,
+    path: Option<&std::path::Path>,
+    what: &str,
+) -> partlearn::Result<()> {
+    match path {
+        Some(p) if !p.is_file() => Err(partlearn::Error::invalid(
+            name,
+            p.display(),
+            format!(
+                "{}; check the path ({what})",
+                if p.exists() { "not a file" } else { "no such file" }
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Input files of a command as `(flag, path)`: `None` for a flag not given (or not a file).
+pub type Inputs<'a> = [(&'static str, Option<&'a std::path::Path>)];
+
 impl DataArgs {
-    /// Errors when `out` is one of the input files (the data file or `--labels`): writing the
-    /// output, even with `--force`, would destroy the input.
+    /// The input files of these flags: `--data` (when a file) and `--labels`.
+    pub fn inputs(&self) -> [(&'static str, Option<&std::path::Path>); 2] {
+        let spec = std::path::Path::new(&self.spec);
+        [
+            ("--data", spec.is_file().then_some(spec)),
+            ("--labels", self.labels.as_deref()),
+        ]
+    }
+
+    /// [`DataArgs::check_not_inputs`] without other input files.
     pub fn check_not_input(&self, out: &std::path::Path, flag: &str) -> anyhow::Result<()> {
+        self.check_not_inputs(out, flag, &[])
+    }
+
+    /// Errors when `out` (given as `flag`) is one of the command's input files — `--data`,
+    /// `--labels` and the `extra` inputs (e.g. `--mask`): writing the output, even with
+    /// `--force`, would destroy the input.
+    pub fn check_not_inputs(&self, out: &std::path::Path, flag: &str, extra: &Inputs) -> anyhow::Result<()> {
         let resolve = partlearn::io::run::resolve_path;
         let target = resolve(out);
-        let inputs = std::iter::once(std::path::PathBuf::from(&self.spec))
-            .filter(|p| p.is_file())
-            .chain(self.labels.clone());
-        for input in inputs {
-            if resolve(&input) == target {
+        for (_, input) in self.inputs().iter().chain(extra) {
+            if input.is_some_and(|p| resolve(p) == target) {
                 anyhow::bail!(
                     "{flag} {} is an input file of this command: writing it would destroy the input; give another {flag}",
                     out.display()
@@ -128,28 +175,22 @@ impl DataArgs {
         }
         Ok(())
     }
-}
 
-impl DataArgs {
     /// The run folder `out` of a fit, staged ([`partlearn::io::RunDir::create`]), after checking
-    /// that no input file of the command — `--data`, `--labels`, and the `extra` flags with their
-    /// paths (e.g. `--init-atoms`) — lies inside an existing `out`: replacing the folder
-    /// (`--force`) would delete it.
+    /// that no input file of the command ([`DataArgs::inputs`] and the `extra` ones, e.g.
+    /// `--init-atoms`) lies inside an existing `out`: replacing the folder (`--force`) would
+    /// delete it.
     pub fn run_dir(
         &self,
         out: &std::path::Path,
         force: bool,
-        extra: &[(&str, Option<&std::path::Path>)],
+        extra: &Inputs,
     ) -> anyhow::Result<partlearn::io::RunDir> {
+        check_out_parent(out, "--out")?;
         if force && out.is_dir() {
             let resolve = partlearn::io::run::resolve_path;
             let folder = resolve(out);
-            let spec = std::path::Path::new(&self.spec);
-            let inputs = [
-                ("--data", spec.is_file().then_some(spec)),
-                ("--labels", self.labels.as_deref()),
-            ];
-            for (flag, input) in inputs.iter().chain(extra) {
+            for (flag, input) in self.inputs().iter().chain(extra) {
                 if let Some(input) = input.filter(|p| resolve(p).starts_with(&folder)) {
                     anyhow::bail!(
                         "{flag} {} lies inside the run folder --out {} that --force would replace (deleting it): move the file out of the run folder first, or choose another --out",
@@ -161,6 +202,74 @@ impl DataArgs {
         }
         Ok(partlearn::io::RunDir::create(out, force)?)
     }
+}
+
+/// Errors when a part of the folder of the output `out` (given as `flag`) exists but is not a
+/// folder: the write would fail with the system's bare "Not a directory".
+pub fn check_out_parent(out: &std::path::Path, flag: &str) -> anyhow::Result<()> {
+    if let Some(file) = out
+        .ancestors()
+        .skip(1)
+        .find(|p| !p.as_os_str().is_empty() && p.exists() && !p.is_dir())
+    {
+        anyhow::bail!(
+            "{flag} {}: {} is a file, not a folder; give a path in an existing or new folder",
+            out.display(),
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+/// Errors when the run folder `path` a command reads is a file (e.g. its model.safetensors),
+/// naming the folder to give when the file lies in a run folder.
+pub fn check_run_folder(path: &std::path::Path) -> anyhow::Result<()> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let folder = path.parent().map(|d| {
+        if d.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            d
+        }
+    });
+    match folder.filter(|d| d.join(partlearn::io::run::RUN_FILE).is_file()) {
+        Some(d) => anyhow::bail!("{} is a file, not a run folder: give its folder {}", path.display(), d.display()),
+        None => anyhow::bail!(
+            "{} is a file, not a run folder: give the folder a fit saved (it holds run.json and model.safetensors)",
+            path.display()
+        ),
+    }
+}
+
+/// The error for `flag` (with its value, as typed) given in a mode it has no effect in: it
+/// belongs to `mode` (e.g. `--solver online`), and the command runs `here`.
+pub fn only_with(flag: &str, mode: &str, here: &str) -> anyhow::Error {
+    let name = flag.split_whitespace().next().unwrap_or(flag);
+    anyhow::anyhow!("{flag} applies only to {mode} (here: {here}): add {mode}, or drop {name}")
+}
+
+/// `(flag and value as typed, given)` of an optional flag, for [`refuse_outside`].
+pub fn given<V: std::fmt::Display>(flag: &str, value: Option<V>) -> (String, bool) {
+    (
+        value.as_ref().map_or(String::new(), |v| format!("{flag} {v}")),
+        value.is_some(),
+    )
+}
+
+/// The first of `flags` — `(flag as typed, given)` — that was given, as the error of
+/// [`only_with`]: each has no effect outside `mode`.
+pub fn refuse_outside(flags: &[(String, bool)], mode: &str, here: &str) -> anyhow::Result<()> {
+    match flags.iter().find(|(_, given)| *given) {
+        Some((flag, _)) => Err(only_with(flag, mode, here)),
+        None => Ok(()),
+    }
+}
+
+/// The warnings of a fit worded with the command's flags (as on stderr), for `--json`.
+pub fn warning_texts(warnings: &[partlearn::engine::Warning], flags: &Flags) -> Vec<String> {
+    warnings.iter().map(|w| w.describe(|p| flags.param(p))).collect()
 }
 
 /// Float type of the computation.
@@ -324,6 +433,48 @@ impl Flags {
             rest = &rest[open + len + 2..];
         }
         out.push_str(rest);
+        self.rewrite_bare(&out)
+    }
+
+    /// `text` with each bare snake_case parameter name (one with an underscore, not part of a
+    /// path or a flag) written as the command's flag, `name = value` as `--name value`.
+    fn rewrite_bare(&self, text: &str) -> String {
+        let is_word = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+        let mut out = String::with_capacity(text.len());
+        let mut i = 0;
+        while i < text.len() {
+            let c = text[i..].chars().next().unwrap_or(' ');
+            if !is_word(c) {
+                out.push(c);
+                i += c.len_utf8();
+                continue;
+            }
+            let end = i + text[i..].find(|c: char| !is_word(c)).unwrap_or(text.len() - i);
+            let word = &text[i..end];
+            // Not a part of a path, a file name, a flag or a backticked name.
+            let before = text[..i].chars().last();
+            let prev_ok = !matches!(before, Some(b) if b.is_alphanumeric() || "/.-`".contains(b));
+            let next_ok = match text[end..].chars().next() {
+                Some('/' | '`') => false,
+                Some('.') => text[end + 1..].chars().next().is_none_or(char::is_whitespace),
+                _ => true,
+            };
+            let bare = word.contains('_') && prev_ok && next_ok;
+            match self.flag(word).filter(|_| bare) {
+                Some(flag) => {
+                    out.push_str(&flag);
+                    i = end;
+                    if text[i..].starts_with(" = ") {
+                        out.push(' ');
+                        i += 3;
+                    }
+                }
+                None => {
+                    out.push_str(word);
+                    i = end;
+                }
+            }
+        }
         out
     }
 }
@@ -384,10 +535,11 @@ impl SupervisionArgs {
             (SupervisionMode::Semi, labeled) => Ok(Supervision::Semi {
                 labeled: labeled.unwrap_or(DEFAULT_LABELED),
             }),
-            (_, Some(v)) => anyhow::bail!(
-                "--labeled {v} applies only to --supervision semi (here: {}): add --supervision semi, or drop --labeled",
-                self.name()
-            ),
+            (_, Some(v)) => Err(only_with(
+                &format!("--labeled {v}"),
+                "--supervision semi",
+                &format!("--supervision {}", self.name()),
+            )),
             (SupervisionMode::None, None) => Ok(Supervision::None),
             (SupervisionMode::Full, None) => Ok(Supervision::Full),
         }
@@ -485,7 +637,7 @@ pub struct TestSet<T: Real> {
 
 impl TestArgs {
     /// Loads `--test-data` (`None` without it) and checks, before the fit spends any time, that
-    /// it has the training data's width and labels (of the set `label_set` or the one for
+    /// its entries are ≥ 0 and it has the training data's width and labels (of the set `label_set` or the one for
     /// `n_classes` classes), and that the training data have labels for the post-hoc classifier.
     pub fn load<T: Real>(
         &self,
@@ -510,7 +662,15 @@ impl TestArgs {
             labels: self.test_labels.clone(),
             sparse: false,
         };
-        let data = args.load::<T>()?;
+        check_input_file(
+            "test_labels",
+            self.test_labels.as_deref(),
+            "a .npy of one class per sample",
+        )?;
+        let data = args
+            .load::<T>()
+            .and_then(|d| d.validate_nonnegative().map(|_| d))
+            .with_context(|| format!("--test-data {spec}"))?;
         if data.n_features() != train.n_features() {
             anyhow::bail!(
                 "--test-data {spec} has {} features and the training data {}: give test data of the same width",
@@ -595,6 +755,11 @@ mod tests {
         assert_eq!(
             f.rewrite("or use `dtype = f64`; lower `max_iter`, `pg_tol` or `partlearn fit ae`; `"),
             "or use --dtype f64; lower --epochs, `pg_tol` or `partlearn fit ae`; `"
+        );
+        // Bare names too, but not inside paths, file names or flags.
+        assert_eq!(
+            f.rewrite("below max_iter = 200 (max_seconds); not runs/max_iter, max_iter.npy or --max_iter"),
+            "below --epochs 200 (--max-seconds); not runs/max_iter, max_iter.npy or --max_iter"
         );
     }
 

@@ -326,8 +326,10 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 sparse: false,
             };
             args.check_not_input(&out, "--out")?;
+            crate::args::check_out_parent(&out, "--out")?;
             if let Some(p) = &labels_out {
                 args.check_not_input(p, "--labels-out")?;
+                crate::args::check_out_parent(p, "--labels-out")?;
             }
             // Only an explicit --labels-out can name the data file (the default adds -labels).
             if let Some(p) = &labels_out {

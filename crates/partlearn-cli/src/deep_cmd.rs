@@ -5,9 +5,11 @@ use anyhow::{Context, Result};
 use clap::Args;
 use faer::Mat;
 use partlearn::data::labels::{self, Labels};
+use partlearn::deep::hnmf::LayerFit;
 use partlearn::deep::pipeline::{fit_layers, LayerMethod, LayersParams};
 use partlearn::deep::DeepModel;
 use partlearn::engine::StopReason;
+use partlearn::engine::Warning;
 use partlearn::io::record::{self, LayersPart};
 use partlearn::io::{self, DataSpec, FitSummary, MethodPart, RunDir, RunRecord};
 use partlearn::nmf::ssnmf::{fit_ssnmf, Divergence, SsnmfParams};
@@ -286,6 +288,34 @@ fn ssnmf<T: Real>(a: &SsnmfArgs) -> Result<()> {
     Ok(())
 }
 
+/// Prints the warnings of a layer pipeline (`all`, layers first), each followed by its stage:
+/// layer `i` (of rank `ranks[i]`), then SSNMF of the last layer or the fine-tuning.
+fn print_stage_warnings(method: LayerMethod, ranks: &[usize], layers: &[LayerFit], all: &[Warning]) {
+    let flags = Flags::iterations();
+    let last = match method {
+        LayerMethod::DeepNmf => "fine-tuning".to_string(),
+        _ => "SSNMF of the last layer".to_string(),
+    };
+    let stages = layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            (
+                format!("layer {}, rank {}", i + 1, ranks.get(i).copied().unwrap_or(0)),
+                l.warnings.len(),
+            )
+        })
+        .chain(std::iter::once((last, usize::MAX)));
+    let mut rest = all;
+    for (stage, n) in stages {
+        let (mine, after) = rest.split_at(n.min(rest.len()));
+        for w in mine {
+            errln!("warning: {} ({stage})", w.describe(|p| flags.param(p)));
+        }
+        rest = after;
+    }
+}
+
 /// `hnmf` or `deep-nmf`.
 pub fn run_layers(method: LayerMethod, a: &HnmfArgs) -> Result<()> {
     match a.run.dtype {
@@ -373,7 +403,7 @@ fn layers<T: Real>(method: LayerMethod, a: &HnmfArgs) -> Result<()> {
         write_figures(&run_dir, &model, codes.as_ref(), &sample, shape)?;
     }
     let path = run_dir.commit()?;
-    print_warnings(&fit.warnings, &Flags::iterations());
+    print_stage_warnings(method, &a.ranks, &fit.layers, &fit.warnings);
     summary(
         a.run.json,
         a.run.quiet,

@@ -71,6 +71,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
 }
 
 fn go<T: Real>(a: &EvalArgs) -> Result<()> {
+    crate::args::check_run_folder(&a.run)?;
+    check_svm_flags(a)?;
     if a.dist.distributed {
         return crate::dist_cmd::eval::<T>(a);
     }
@@ -118,6 +120,7 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
             shape,
             &opts,
         )?;
+        warn_coarse_svm(m.svm.as_ref());
         let mut v = serde_json::to_value(&m)?;
         v["missing_entries"] = serde_json::to_value(&missing)?;
         partlearn::io::write_atomic(&metrics_path, &partlearn::io::to_json_pretty(&v)?)?;
@@ -160,7 +163,34 @@ fn go<T: Real>(a: &EvalArgs) -> Result<()> {
             partlearn::io::write_atomic(&dir.join(partlearn::io::run::FIGURES_DIR).join(name), &bytes)?;
         }
     }
+    warn_coarse_svm(ev.metrics.svm.as_ref());
     write_metrics(a, &ev.metrics, &metrics_path)
+}
+
+/// A warning on stderr when the SVM's evaluation splits test on fewer samples than classes.
+fn warn_coarse_svm(svm: Option<&partlearn::eval::svm::SvmProtocolResult>) {
+    if let Some(w) = svm.and_then(|s| s.coarse_warning()) {
+        errln!("warning: {w}");
+    }
+}
+
+/// Refuses SVM protocol flags of 0 before any work (the library checks them only after the
+/// codes are computed, naming its own parameter).
+fn check_svm_flags(a: &EvalArgs) -> Result<()> {
+    if a.no_svm {
+        return Ok(());
+    }
+    let flags = [
+        ("--svm-grid", a.svm_grid, "C value"),
+        ("--svm-select-splits", a.svm_select_splits, "split"),
+        ("--svm-eval-splits", a.svm_eval_splits, "split"),
+    ];
+    if let Some((flag, _, what)) = flags.iter().find(|f| f.1 == 0) {
+        anyhow::bail!(
+            "invalid {flag} 0: the SVM protocol needs at least 1 {what}; give 1 or more, or pass --no-svm"
+        );
+    }
+    Ok(())
 }
 
 /// The evaluation options of the flags.

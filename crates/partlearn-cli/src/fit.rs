@@ -135,12 +135,12 @@ pub struct CompressArgs {
     /// Iterate on a sketch of the data (l = k + oversample columns: the exact leading singular subspace with an NNDSVD start, else a randomized range finder) for both factors, with the exact error every 10 iterations, then --polish exact iterations; on many samples the compressed iterations run on a subset (see --compress-samples); auto = the sketch only where it pays (l·(n_samples + n_features) ≤ n_samples·n_features/2), the subset where there are many samples. Alone, --compress means on.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "on", default_value = "off")]
     pub compress: CompressMode,
-    /// With --compress: columns of the sketch beyond k.
-    #[arg(long, default_value_t = nmf::compress::DEFAULT_OVERSAMPLE)]
-    pub oversample: usize,
-    /// With --compress: power iterations of the range finder (each costs two passes over the data).
-    #[arg(long, default_value_t = nmf::compress::DEFAULT_POWER_ITERS)]
-    pub power_iters: usize,
+    /// With --compress: columns of the sketch beyond k (default 100).
+    #[arg(long)]
+    pub oversample: Option<usize>,
+    /// With --compress: power iterations of the range finder, each costing two passes over the data (default 2).
+    #[arg(long)]
+    pub power_iters: Option<usize>,
     /// With --compress: exact iterations after the compressed ones (within --max-iter; not with a warm start on a subset, see --compress-samples).
     #[arg(long, default_value_t = NmfParams::default().polish)]
     pub polish: usize,
@@ -164,7 +164,8 @@ fn parse_compress_samples(s: &str) -> std::result::Result<nmf::CompressSamples, 
 impl CompressArgs {
     /// The library's setting.
     pub fn setting(&self) -> nmf::Compress {
-        let (oversample, power_iters) = (self.oversample, self.power_iters);
+        let oversample = self.oversample.unwrap_or(nmf::compress::DEFAULT_OVERSAMPLE);
+        let power_iters = self.power_iters.unwrap_or(nmf::compress::DEFAULT_POWER_ITERS);
         match self.compress {
             CompressMode::Off => nmf::Compress::Off,
             CompressMode::On => nmf::Compress::On {
@@ -176,6 +177,26 @@ impl CompressArgs {
                 power_iters,
             },
         }
+    }
+
+    /// Refuses the flags of compression without `--compress`: they would have no effect.
+    /// (`--polish` is told given by a value other than its default: `bench nmf` reads it as a
+    /// number.)
+    pub fn refuse_unused(&self) -> Result<()> {
+        if self.compress != CompressMode::Off {
+            return Ok(());
+        }
+        use crate::args::given;
+        let polish = self.polish != NmfParams::default().polish;
+        crate::args::refuse_outside(
+            &[
+                given("--oversample", self.oversample),
+                given("--power-iters", self.power_iters),
+                given("--polish", polish.then_some(self.polish)),
+            ],
+            "--compress",
+            "--compress off",
+        )
     }
 }
 
@@ -226,6 +247,7 @@ fn fit_sparse_nmf<T: Real>(a: &SparseNmfArgs) -> Result<()> {
         seed: a.run.seed,
         threads: a.run.threads,
     };
+    refuse_zero_iterations(a.max_iter, "--max-iter")?;
     let data = a.data.load::<T>()?;
     opts.validate(data.n_samples(), data.n_features())?;
     let out = a
@@ -269,6 +291,49 @@ pub fn run(cmd: FitCommand) -> Result<()> {
         FitCommand::DeepNmf(a) => {
             crate::deep_cmd::run_layers(partlearn::deep::pipeline::LayerMethod::DeepNmf, &a)
         }
+    }
+}
+
+/// Refuses `flag 0` (iterations or epochs): the fit would return its start, unfitted.
+pub fn refuse_zero_iterations(n: usize, flag: &str) -> Result<()> {
+    if n == 0 {
+        anyhow::bail!("invalid {flag} 0: the fit would return its unfitted start; give at least 1");
+    }
+    Ok(())
+}
+
+/// The state folder of a new fit placed in a free `--out` ([`resume::place`] keeps its
+/// `history.jsonl` and checkpoint there): when dropped before the run was committed there, it
+/// goes again unless it holds a checkpoint (resumable) or `run.json` (committed), so
+/// that no error between the placement and the commit leaves a half-written folder. A folder
+/// that existed before (`--force`, `--resume`) is never touched: its state lives in the stage, or
+/// it holds the checkpoint.
+///
+/// [`resume::place`]: crate::resume::place
+pub(crate) struct NewRunGuard(Option<PathBuf>);
+
+impl NewRunGuard {
+    /// The guard of `placement`, for a new run (`new`; a resumed one is left alone).
+    pub fn new(placement: &crate::resume::Placement, new: bool) -> Self {
+        let own = new && placement.state_dir != placement.run_dir.stage();
+        NewRunGuard(own.then(|| placement.state_dir.clone()))
+    }
+}
+
+impl Drop for NewRunGuard {
+    fn drop(&mut self) {
+        let Some(dir) = &self.0 else { return };
+        let kept = [io::run::RUN_FILE, crate::resume::CHECKPOINT_FILE];
+        if kept.iter().any(|f| dir.join(f).exists()) {
+            return;
+        }
+        let _ = std::fs::remove_file(dir.join(io::run::HISTORY_FILE));
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if io::run::is_run_temp(&entry.file_name().to_string_lossy()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
     }
 }
 
@@ -400,7 +465,8 @@ pub(crate) fn finish_run<T: Real, O: Serialize>(
         )
     });
 
-    crate::progress::print_warnings(&fit.warnings, &crate::args::Flags::iterations());
+    let flags = crate::args::Flags::iterations();
+    crate::progress::print_warnings(&fit.warnings, &flags);
     if run.json {
         let summary = serde_json::json!({
             "run": path,
@@ -411,7 +477,7 @@ pub(crate) fn finish_run<T: Real, O: Serialize>(
             "reconstruction_err": fit.reconstruction_err,
             "rel_error": fit.rel_error,
             "seconds": fit.seconds,
-            "warnings": fit.warnings,
+            "warnings": crate::args::warning_texts(&fit.warnings, &flags),
         });
         outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !run.quiet {

@@ -139,13 +139,27 @@ impl NeuralArgs {
             .lambda(sup.label_flag(self.lambda, "lambda", d.lambda)?)
             .class_loss(sup.label_flag(self.class_loss, "class-loss", d.class_loss)?)
             .lr_class(sup.label_flag(self.lr_class, "lr-class", d.lr_class)?)
-            .class_steps(sup.label_flag(self.class_steps, "class-steps", d.class_steps)?)
+            .class_steps(class_steps(sup.label_flag(
+                self.class_steps,
+                "class-steps",
+                d.class_steps,
+            )?)?)
             .restarts(self.restarts)
             .seed(self.run.seed)
             .threads(self.run.threads)
             .max_seconds(self.max_seconds)
             .tol(self.tol))
     }
+}
+
+/// `--class-steps`: 0 would leave the classifier at its random start, its label term meaningless.
+fn class_steps(n: usize) -> Result<usize> {
+    if n == 0 {
+        anyhow::bail!(
+            "invalid --class-steps 0: the classifier would never train and keep its random start; give at least 1 (default 30)"
+        );
+    }
+    Ok(n)
 }
 
 pub fn run(a: &NeuralArgs) -> Result<()> {
@@ -226,6 +240,7 @@ fn fit<T: Real>(a: &NeuralArgs, resumed: Option<(&PathBuf, Resumed)>) -> Result<
             resume::place(&out, None, || a.data.run_dir(&out, a.run.force, &a.test.inputs()))?
         }
     };
+    let _guard = crate::fit::NewRunGuard::new(&placement, resumed.is_none());
     let initial = match &from {
         Some(ck) => io::to_json_lines(ck.history())?,
         None => Vec::new(),
@@ -267,7 +282,7 @@ fn fit<T: Real>(a: &NeuralArgs, resumed: Option<(&PathBuf, Resumed)>) -> Result<
     };
     progress.finish();
     drop(progress);
-    let fit = fit.inspect_err(|_| placement.abandon())?;
+    let fit = fit?;
     let Placement { run_dir, .. } = placement;
     let top = fit.forward.top_codes();
     let rel_error = fit.model.rel_error(data.x(), &fit.forward);
@@ -324,13 +339,14 @@ fn fit<T: Real>(a: &NeuralArgs, resumed: Option<(&PathBuf, Resumed)>) -> Result<
         String::new()
     };
     // An epoch is an iteration: max_iter is --epochs here.
-    progress::print_warnings(&fit.warnings, &Flags::epochs());
+    let flags = Flags::epochs();
+    progress::print_warnings(&fit.warnings, &flags);
     if a.run.json {
         let summary = serde_json::json!({
             "run": path, "method": "neural-nmf", "epochs": fit.n_iter, "stop_reason": fit.stop_reason,
             "cost": cost, "rel_error": rel_error, "accuracy": accuracy,
             "accuracy_unlabeled": accuracy_unlabeled, "test_accuracy": test_accuracy, "seconds": fit.seconds,
-            "warnings": fit.warnings,
+            "warnings": crate::args::warning_texts(&fit.warnings, &flags),
         });
         outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !a.run.quiet {

@@ -14,7 +14,7 @@ use partlearn::nmf::{
 use partlearn::Real;
 
 use crate::args::Dtype;
-use crate::fit::{finish_run, has_nan, load_mask, refuse_mask_on_sparse, FitData, NmfArgs};
+use crate::fit::{finish_run, has_nan, load_mask, refuse_mask_on_sparse, FitData, NewRunGuard, NmfArgs};
 use crate::online_cmd::SolverArg;
 use crate::output::{default_out, read_matrix};
 use crate::progress::{FitProgress, HistoryLog};
@@ -59,6 +59,7 @@ pub struct FitState {
 }
 
 pub fn run(a: &NmfArgs) -> Result<()> {
+    refuse_unused_flags(a)?;
     if let Some(dir) = &a.resume {
         let r = Resumed::locate(dir, a.run.out.as_deref(), "fit nmf")?;
         return match checkpoint_dtype(&r.bytes, &r.path())?.as_str() {
@@ -73,6 +74,24 @@ pub fn run(a: &NmfArgs) -> Result<()> {
         (Dtype::F32, false) => fit_new::<f32>(a),
         (Dtype::F64, false) => fit_new::<f64>(a),
     }
+}
+
+/// Refuses `--max-iter 0` and the flags of another solver or mode than the chosen one, which
+/// would have no effect.
+fn refuse_unused_flags(a: &NmfArgs) -> Result<()> {
+    if let Some(n) = a.max_iter {
+        crate::fit::refuse_zero_iterations(n, "--max-iter")?;
+    }
+    a.online.refuse_unused(a.solver)?;
+    a.compress.refuse_unused()?;
+    if let (Some(n), false) = (a.hals_inner_max, a.solver == SolverArg::Batch(Solver::Hals)) {
+        return Err(crate::args::only_with(
+            &format!("--hals-inner-max {n}"),
+            "--solver hals",
+            &format!("--solver {}", a.solver.name()),
+        ));
+    }
+    Ok(())
 }
 
 /// The library's NMF parameters of the flags, with `solver`.
@@ -171,12 +190,13 @@ fn fit_new<T: Real>(a: &NmfArgs) -> Result<()> {
     let params = opts.check()?;
     let custom = custom_init::<T>(a)?;
     let placement = place_new(a)?;
+    let _guard = NewRunGuard::new(&placement, true);
     let mut progress = fit_progress(a, &placement, opts.max_iter, Vec::new(), checkpoint_every);
     let checkpoint = placement.checkpoint();
     let fit = nmf::factorize_checkpointed(data.input(), &params, custom.as_ref(), &checkpoint, &mut progress);
     progress.finish();
     drop(progress);
-    let fit = fit.inspect_err(|_| placement.abandon())?;
+    let fit = fit?;
     let state = FitState {
         checkpoint,
         resumed: None,

@@ -34,6 +34,18 @@ pub enum SolverArg {
     Online,
 }
 
+impl SolverArg {
+    /// The name `--solver` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            SolverArg::Batch(Solver::Mu) => "mu",
+            SolverArg::Batch(Solver::Hals) => "hals",
+            SolverArg::Batch(Solver::Anls) => "anls",
+            SolverArg::Online => "online",
+        }
+    }
+}
+
 impl std::str::FromStr for SolverArg {
     type Err = partlearn::Error;
     fn from_str(s: &str) -> partlearn::Result<Self> {
@@ -47,27 +59,50 @@ impl std::str::FromStr for SolverArg {
     }
 }
 
-/// The flags of the online solver (`fit nmf --solver online`).
+/// The flags of the online solver (`fit nmf --solver online`); given with another solver they
+/// are refused ([`OnlineArgs::refuse_unused`]).
 #[derive(Args, Debug, Clone)]
 pub struct OnlineArgs {
-    /// With --solver online: rows per mini-batch.
-    #[arg(long, default_value_t = MiniBatchParams::default().batch_size)]
-    pub batch_size: usize,
-    /// With --solver online: weight of the past statistics after one pass, in (0, 1].
-    #[arg(long, default_value_t = MiniBatchParams::default().forget_factor)]
-    pub forget_factor: f64,
+    /// With --solver online: rows per mini-batch (default 1024).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// With --solver online: weight of the past statistics after one pass, in (0, 1] (default 0.7).
+    #[arg(long)]
+    pub forget_factor: Option<f64>,
     /// With --solver online: solve every batch's codes to --tol (at most --fresh-restarts-max-iter sweeps) instead of a few sweeps; slower per batch, closer to the batch solution.
     #[arg(long)]
     pub fresh_restarts: bool,
-    /// With --solver online and --fresh-restarts: sweep limit of a batch's codes.
-    #[arg(long, default_value_t = MiniBatchParams::default().fresh_restarts_max_iter)]
-    pub fresh_restarts_max_iter: usize,
-    /// With --solver online: stop after N batches without improvement of the smoothed batch cost (0 disables).
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub max_no_improvement: usize,
+    /// With --solver online and --fresh-restarts: sweep limit of a batch's codes (default 30).
+    #[arg(long)]
+    pub fresh_restarts_max_iter: Option<usize>,
+    /// With --solver online: stop after N batches without improvement of the smoothed batch cost (0 disables; default 10).
+    #[arg(long, value_name = "N")]
+    pub max_no_improvement: Option<usize>,
     /// With --solver online and a .mtx[.gz] not grouped by row: folder for its row-sorted temporary copy (16 bytes per entry; default: the folder of --out).
     #[arg(long, value_name = "DIR")]
     pub temp_dir: Option<std::path::PathBuf>,
+}
+
+impl OnlineArgs {
+    /// Refuses these flags with a `solver` other than online: they would have no effect.
+    pub fn refuse_unused(&self, solver: SolverArg) -> Result<()> {
+        if solver == SolverArg::Online {
+            return Ok(());
+        }
+        use crate::args::given;
+        crate::args::refuse_outside(
+            &[
+                given("--batch-size", self.batch_size),
+                given("--forget-factor", self.forget_factor),
+                ("--fresh-restarts".into(), self.fresh_restarts),
+                given("--fresh-restarts-max-iter", self.fresh_restarts_max_iter),
+                given("--max-no-improvement", self.max_no_improvement),
+                given("--temp-dir", self.temp_dir.as_ref().map(|d| d.display())),
+            ],
+            "--solver online",
+            &format!("--solver {}", solver.name()),
+        )
+    }
 }
 
 /// Where the rows come from.
@@ -211,14 +246,18 @@ pub fn fit<T: Real>(a: &NmfArgs) -> Result<()> {
     if a.init == InitMethod::Custom {
         anyhow::bail!("--init custom is not supported by --solver online (it starts from its first batch); use auto, random or an nndsvd variant");
     }
-    let o = &a.online;
+    let (o, d) = (&a.online, MiniBatchParams::default());
     let opts = MiniBatchParams {
         nmf: crate::nmf_cmd::nmf_params(a, Solver::Hals),
-        batch_size: o.batch_size,
-        forget_factor: o.forget_factor,
+        batch_size: o.batch_size.unwrap_or(d.batch_size),
+        forget_factor: o.forget_factor.unwrap_or(d.forget_factor),
         fresh_restarts: o.fresh_restarts,
-        fresh_restarts_max_iter: o.fresh_restarts_max_iter,
-        max_no_improvement: (o.max_no_improvement > 0).then_some(o.max_no_improvement),
+        fresh_restarts_max_iter: o.fresh_restarts_max_iter.unwrap_or(d.fresh_restarts_max_iter),
+        max_no_improvement: match o.max_no_improvement {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => d.max_no_improvement,
+        },
     };
     let valid = opts.check()?;
     let mut source = Source::<T>::open(a)?;
@@ -268,7 +307,8 @@ pub fn fit<T: Real>(a: &NmfArgs) -> Result<()> {
         .command(std::env::args().collect())
         .write(&run_dir, &fit.history)?;
     let path = run_dir.commit()?;
-    crate::progress::print_warnings(&fit.warnings, &crate::args::Flags::iterations());
+    let flags = crate::args::Flags::iterations();
+    crate::progress::print_warnings(&fit.warnings, &flags);
     if a.run.json {
         let summary = serde_json::json!({
             "run": path,
@@ -283,7 +323,7 @@ pub fn fit<T: Real>(a: &NmfArgs) -> Result<()> {
             "seconds": fit.seconds,
             "transform_seconds": transform_seconds,
             "rows_per_second": fit.stats.rows_per_second,
-            "warnings": fit.warnings,
+            "warnings": crate::args::warning_texts(&fit.warnings, &flags),
         });
         outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !a.run.quiet {

@@ -29,17 +29,29 @@ pub struct ReportArgs {
 }
 
 pub fn run(a: ReportArgs) -> Result<()> {
+    crate::args::check_out_parent(&a.out, "--out")?;
     partlearn::io::check_output_file(&a.out, a.force, b"<!DOCTYPE html>", "report")?;
     for run in &a.runs {
+        crate::args::check_run_folder(run)?;
         partlearn::io::run::check_output_outside_run(run, &a.out)?;
     }
     // Folders that are not runs (e.g. `runs/*` matching a report file) are named in the error.
     let (mut runs, mut selections) = (Vec::new(), Vec::new());
+    let mut seen: Vec<(PathBuf, PathBuf)> = Vec::new();
     for p in &a.runs {
+        let canonical = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        if let Some((first, _)) = seen.iter().find(|(_, c)| *c == canonical) {
+            if !a.quiet {
+                errln!("note: {} is {} again; shown once", p.display(), first.display());
+            }
+            continue;
+        }
+        seen.push((p.clone(), canonical));
         if ReportSelection::is_selection(p) {
             selections.push(ReportSelection::load(p)?);
         } else {
             runs.push(ReportRun::load(p)?);
+            warn_unreadable_model(p);
         }
     }
     let html = render_with(&runs, &selections, &a.title)?;
@@ -52,4 +64,17 @@ pub fn run(a: ReportArgs) -> Result<()> {
         outln!("wrote {} ({} runs{sel})", a.out.display(), runs.len());
     }
     Ok(())
+}
+
+/// A warning (one line on stderr) when the model file of the run `dir` cannot be read: the
+/// report shows its record, but `transform` and `eval` of it would fail.
+fn warn_unreadable_model(dir: &std::path::Path) {
+    let file = dir.join(partlearn::io::run::MODEL_FILE);
+    if let Err(e) = partlearn::io::read_safetensors(&file) {
+        errln!(
+            "warning: run {}: {}; the report shows its record, but transform and eval of it will fail",
+            dir.display(),
+            e.to_string().replace('\n', " ")
+        );
+    }
 }

@@ -89,15 +89,6 @@ impl Placement {
     pub fn checkpoint(&self) -> PathBuf {
         self.state_dir.join(CHECKPOINT_FILE)
     }
-
-    /// After a failed fit: a folder [`place`] created for the state of a new run goes again
-    /// unless it holds a checkpoint (the stage is removed with the run folder writer).
-    pub fn abandon(&self) {
-        if self.state_dir != self.run_dir.stage() && !self.checkpoint().exists() {
-            let _ = std::fs::remove_file(self.state_dir.join(io::run::HISTORY_FILE));
-            let _ = std::fs::remove_dir(&self.state_dir);
-        }
-    }
 }
 
 /// Chooses where the state of a fit writing to `out` lives (see the module's documentation);

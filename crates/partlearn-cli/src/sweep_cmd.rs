@@ -29,7 +29,7 @@ pub struct SweepArgs {
     /// Evaluation data (default: the training data; sparse-nmf points are then evaluated on their stored codes).
     #[arg(long, value_name = "DATA")]
     pub eval_data: Option<String>,
-    /// Use only the first N evaluation samples.
+    /// With --eval-data: use only its first N samples (without it the points are evaluated on the training data, --first).
     #[arg(long, value_name = "N")]
     pub eval_first: Option<usize>,
     /// Comma-separated values of k.
@@ -191,15 +191,106 @@ fn folder_name(method: &str, p: &Point) -> String {
 
 pub fn run(a: SweepArgs) -> Result<()> {
     let points = grid(&a)?;
+    check_points(&a, &points)?;
+    let new = std::fs::read_dir(&a.out).map_or(true, |mut d| d.next().is_none());
     claim_out(&a)?;
+    let mut done = Vec::new();
+    let result = run_points(&a, &points, &mut done);
+    if result
+        .as_ref()
+        .is_err_and(|e| e.downcast_ref::<crate::Exit>().is_none())
+        && new
+        && done.is_empty()
+    {
+        abandon(&a, &points);
+    }
+    result?;
+    write_outputs(&a, &points, &done)
+}
+
+/// Checks, before the first fit, what can be checked of every point without fitting: the
+/// evaluation flags, the evaluation data against the training data, and each point's options
+/// against the training data's shape (e.g. `k` in range).
+fn check_points(a: &SweepArgs, points: &[Point]) -> Result<()> {
+    match (a.eval_first, &a.eval_data) {
+        (Some(n), None) => anyhow::bail!(
+            "--eval-first {n} applies to --eval-data, which is not given (the points are evaluated on their training data, with --first): add --eval-data, or drop --eval-first"
+        ),
+        (Some(0), Some(_)) => anyhow::bail!("invalid --eval-first 0: give at least 1 evaluation sample, or drop it"),
+        _ => {}
+    }
+    let (n, m) = data_shape(&a.data, a.first, "--data")?;
+    if let Some(spec) = &a.eval_data {
+        let (_, m_eval) = data_shape(spec, a.eval_first, "--eval-data")?;
+        if m_eval != m {
+            anyhow::bail!(
+                "--eval-data {spec} has {m_eval} features and --data {} has {m}: give evaluation data with the training data's features",
+                a.data
+            );
+        }
+    }
+    for p in points {
+        let value = |name: &str| p.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        let k = value("k").unwrap_or(0.0) as usize;
+        let checked = match a.method.as_str() {
+            "nmf" => partlearn::nmf::NmfParams {
+                k,
+                alpha_w: value("alpha-w").unwrap_or(0.0),
+                l1_ratio: a.l1_ratio,
+                max_iter: a.max_iter,
+                ..Default::default()
+            }
+            .validate(n, m)
+            .map(drop),
+            "sparse-nmf" => partlearn::nmf::sparse::SparseNmfParams::new(k)
+                .code_sparsity(value("code-sparsity"))
+                .atom_sparsity(value("atom-sparsity"))
+                .max_iter(a.max_iter)
+                .validate(n, m)
+                .map(drop),
+            _ => {
+                let mut ae = partlearn::autoencoder::AeParams::new(k).epochs(a.epochs);
+                if let Some(v) = value("p") {
+                    ae = ae.p(v);
+                }
+                if let Some(v) = value("beta") {
+                    ae = ae.beta(v);
+                }
+                ae.check().map(drop)
+            }
+        };
+        checked.with_context(|| format!("grid point {}", folder_name(&a.method, p)))?;
+    }
+    Ok(())
+}
+
+/// `n_samples × n_features` of `spec` with its first `first` samples (`flag` names it in errors).
+fn data_shape(spec: &str, first: Option<usize>, flag: &str) -> Result<(usize, usize)> {
+    let d = crate::DataArgs {
+        spec: spec.to_string(),
+        sparse: false,
+        first,
+        subset: None,
+        data_seed: 0,
+        labels: None,
+    };
+    let shape = if d.is_sparse() {
+        d.load_csr::<f32>().map(|x| (x.nrows(), x.ncols()))
+    } else {
+        d.load::<f32>().map(|x| (x.n_samples(), x.n_features()))
+    };
+    shape.with_context(|| format!("{flag} {spec}"))
+}
+
+/// Fits and evaluates every point not yet evaluated (in order), collecting each into `done`.
+fn run_points(a: &SweepArgs, points: &[Point], done: &mut Vec<SweepPoint>) -> Result<()> {
     let eval_spec = a.eval_data.clone().unwrap_or_else(|| a.data.clone());
     let same_data =
         a.eval_data.is_none() || (a.eval_data.as_deref() == Some(a.data.as_str()) && a.eval_first == a.first);
-    let mut done = Vec::new();
     for (i, p) in points.iter().enumerate() {
         let dir = a.out.join(folder_name(&a.method, p));
         let metrics_path = dir.join(partlearn::io::run::METRICS_FILE);
-        let (fit, eval) = (fit_args(&a, p, &dir), eval_args(&a, &eval_spec, same_data, &dir));
+        let (fit, eval) = (fit_args(a, p, &dir), eval_args(a, &eval_spec, same_data, &dir));
         let want = settings(&fit, &eval);
         let record = dir.join(POINT_FILE);
         if !metrics_path.is_file() {
@@ -232,7 +323,23 @@ pub fn run(a: SweepArgs) -> Result<()> {
             metrics,
         });
     }
-    write_outputs(&a, &points, &done)
+    Ok(())
+}
+
+/// After a sweep that this invocation started in a new folder failed before any point was
+/// evaluated: removes what it wrote there (the points' unevaluated runs, which a new sweep would
+/// refit anyway, and the mark), and the folder when that leaves it empty.
+fn abandon(a: &SweepArgs, points: &[Point]) {
+    for p in points {
+        let dir = a.out.join(folder_name(&a.method, p));
+        if dir.join(partlearn::io::run::RUN_FILE).is_file()
+            && !dir.join(partlearn::io::run::METRICS_FILE).exists()
+        {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    let _ = std::fs::remove_file(a.out.join(SWEEP_MARK));
+    let _ = std::fs::remove_dir(&a.out);
 }
 
 /// Each point's record of the settings it was fitted and evaluated with ([`settings`]): a point

@@ -54,8 +54,10 @@ fn go<T: Real>(a: &TransformArgs) -> Result<()> {
         return crate::dist_cmd::transform::<T>(a);
     }
     partlearn::io::run::check_output_outside_run(&a.run, &a.out)?;
+    crate::args::check_out_parent(&a.out, "--out")?;
     partlearn::io::check_output_file(&a.out, a.force, b"\x93NUMPY", ".npy file")?;
-    a.data.check_not_input(&a.out, "--out")?;
+    a.data
+        .check_not_inputs(&a.out, "--out", &[("--mask", a.mask.as_deref())])?;
     let loaded = partlearn::protocol::load_model::<T>(&a.run)?;
     if a.data.is_sparse() {
         crate::fit::refuse_mask_on_sparse(a.mask.as_deref())?;

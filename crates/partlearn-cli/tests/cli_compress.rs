@@ -96,7 +96,7 @@ fn bad_compression_settings_are_one_line_errors() {
     );
     check(
         &["--compress", "--max-iter", "20", "--polish", "20"],
-        &["--polish 20", "max_iter"],
+        &["--polish 20", "--max-iter"],
     );
     check(&["--compress", "--pg-tol", "1e-4"], &["--pg-tol", "--tol"]);
     // auto falls back to the plain solver where compression does not pay (no error).

@@ -26,14 +26,14 @@ fn bad_data_values_name_the_sample_and_feature() {
     assert_ok(&fit_quiet("nmf", s(&nan), &dir.join("b"), &["-k", "2"]));
     assert_user_error(
         &fit_quiet("sparse-nmf", s(&nan), &dir.join("b2"), &["-k", "2"]),
-        &["non-finite", "sample 1", "feature 2"],
+        &["NaN entry", "sample 1", "feature 2", "complete data"],
     );
     v[6] = f32::INFINITY;
     let inf = dir.join("inf.npy");
     write_npy_f32(&inf, 3, 4, &v);
     assert_user_error(
         &fit_quiet("nmf", s(&inf), &dir.join("c"), &["-k", "2"]),
-        &["non-finite"],
+        &["infinite entry", "replace it"],
     );
     let empty = dir.join("empty.npy");
     write_npy_f32(&empty, 0, 4, &[]);

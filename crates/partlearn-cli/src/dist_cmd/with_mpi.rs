@@ -172,12 +172,13 @@ fn fit<T: Real>(a: &NmfArgs, start: Start<'_>) -> Result<()> {
         }
         return Ok(());
     };
+    let _guard = crate::fit::NewRunGuard::new(&placement, resumed.is_none());
     let mut progress = fit_progress(a, &placement, opts.max_iter, initial, every);
     let checkpoint = placement.checkpoint();
     let fit = run(&checkpoint, &mut progress);
     progress.finish();
     drop(progress);
-    let fit = fit.inspect_err(|_| placement.abandon())?;
+    let fit = fit?;
     let fit = if a.save_codes {
         gather_codes(&comm, fit, true)?
     } else {

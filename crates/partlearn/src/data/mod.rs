@@ -267,13 +267,13 @@ pub(crate) fn validate_scale<T: Real>(xt: MatRef<'_, T>) -> Result<()> {
 /// `T` cannot hold ([`check_scale`] on the values as stored): converted first, f64 data near
 /// 1e-50 would read as all zeros in f32 and fit silently, and data near 1e50 as infinite
 /// entries.
-pub(crate) fn stored_to_real<T: Real>(
-    data: &crate::npy::NpyData,
-    n_features: usize,
-) -> Result<Vec<T>> {
+pub(crate) fn stored_to_real<T: Real>(data: &crate::npy::NpyData, n_features: usize) -> Result<Vec<T>> {
     if let crate::npy::NpyData::F64(v) = data {
         if T::MAX_F64 < f64::MAX {
-            let top = v.iter().filter(|x| x.is_finite()).fold(0.0f64, |a, x| a.max(x.abs()));
+            let top = v
+                .iter()
+                .filter(|x| x.is_finite())
+                .fold(0.0f64, |a, x| a.max(x.abs()));
             check_scale::<T>(top, n_features, v.len())?;
         }
     }
@@ -290,11 +290,19 @@ pub(crate) fn check_scale<T: Real>(top: f64, n_features: usize, entries: usize) 
     let fix = |what: &str| {
         format!(
             "products of values up to {top:e} {what}; rescale the data (e.g. divide it by its maximum){}",
-            if T::NAME == "f32" { " or use `dtype = f64`" } else { "" }
+            if T::NAME == "f32" {
+                " or use `dtype = f64`"
+            } else {
+                ""
+            }
         )
     };
     if sq * n_features as f64 > T::MAX_F64 {
-        return Err(Error::invalid("data_scale", format!("{top:e}"), fix(&format!("overflow in {}", T::NAME))));
+        return Err(Error::invalid(
+            "data_scale",
+            format!("{top:e}"),
+            fix(&format!("overflow in {}", T::NAME)),
+        ));
     }
     if sq * entries as f64 > f64::MAX {
         return Err(Error::invalid(
@@ -304,7 +312,11 @@ pub(crate) fn check_scale<T: Real>(top: f64, n_features: usize, entries: usize) 
         ));
     }
     if top > 0.0 && sq < T::MIN_POSITIVE_F64 {
-        return Err(Error::invalid("data_scale", format!("{top:e}"), fix(&format!("underflow in {}", T::NAME))));
+        return Err(Error::invalid(
+            "data_scale",
+            format!("{top:e}"),
+            fix(&format!("underflow in {}", T::NAME)),
+        ));
     }
     Ok(())
 }

@@ -429,7 +429,7 @@ impl SvmProtocolResult {
     pub fn coarse_warning(&self) -> Option<String> {
         (self.test_samples < self.classes).then(|| {
             format!(
-                "each SVM evaluation split tests on {} sample(s) for {} classes, so its accuracy moves in steps of {:.2}; label more samples or raise `eval_fraction`",
+                "each SVM evaluation split tests on {} sample(s) for {} classes, so its accuracy moves in steps of {:.2}; evaluate on more labelled samples",
                 self.test_samples,
                 self.classes,
                 1.0 / self.test_samples.max(1) as f64

@@ -35,7 +35,11 @@ impl EncodeSpec {
     /// fit produces, checked again where a model file is read ([`NmfModel::new`]).
     pub fn check(&self) -> Result<()> {
         if !self.beta_loss.is_finite() {
-            return Err(Error::invalid("beta_loss", self.beta_loss, "give a finite number"));
+            return Err(Error::invalid(
+                "beta_loss",
+                self.beta_loss,
+                "give a finite number",
+            ));
         }
         self.codes_penalty.check("codes_penalty")?;
         self.encode.check()

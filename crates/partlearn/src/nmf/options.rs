@@ -248,7 +248,11 @@ impl Penalty {
     pub fn check(&self, name: &'static str) -> Result<()> {
         for (what, v) in [("l1", self.l1), ("l2", self.l2)] {
             if !(v >= 0.0 && v.is_finite()) {
-                return Err(Error::invalid(name, format!("{what} {v}"), "penalty weights must be finite and ≥ 0"));
+                return Err(Error::invalid(
+                    name,
+                    format!("{what} {v}"),
+                    "penalty weights must be finite and ≥ 0",
+                ));
             }
         }
         Ok(())
@@ -299,7 +303,12 @@ impl ValidNmfParams {
     /// [`Self::resolve`] for a batch of `n_samples` out of `n_total` samples (mini-batch NMF,
     /// which initializes from its first batch): `k` is bounded by the whole data's shape, the
     /// rest is resolved for the batch.
-    pub(crate) fn resolve_batch(&self, n_samples: usize, n_features: usize, n_total: usize) -> Result<Resolved> {
+    pub(crate) fn resolve_batch(
+        &self,
+        n_samples: usize,
+        n_features: usize,
+        n_total: usize,
+    ) -> Result<Resolved> {
         params::check_not_empty(n_samples, n_features)?;
         let o = &self.params;
         let smaller = n_samples.min(n_features);

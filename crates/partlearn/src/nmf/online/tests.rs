@@ -181,7 +181,13 @@ fn bad_input_is_a_one_line_error() {
 #[test]
 fn k_above_the_batch_size_is_bounded_by_the_whole_data() {
     let x = planted(150, 10, 3, 2);
-    let p = |k| MiniBatchParams::new(k).batch_size(20).max_iter(2).check().unwrap();
+    let p = |k| {
+        MiniBatchParams::new(k)
+            .batch_size(20)
+            .max_iter(2)
+            .check()
+            .unwrap()
+    };
     let fit = fit_dense(x.as_ref(), &p(30));
     assert_eq!(fit.model.k(), 30);
     assert!(rel_error(&fit.model, x.as_ref()).is_finite());
