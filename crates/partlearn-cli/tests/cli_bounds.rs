@@ -123,40 +123,41 @@ fn signal(pid: u32, signal: &str) {
 #[test]
 fn a_command_that_never_checks_interrupts_ends_on_the_first_signal() {
     let dir = temp_dir("first-signal");
-    for sig in ["-TERM", "-INT"] {
-        let out = dir.join(format!("x{sig}.npy"));
-        // About a minute of generation (a 2000³ triple loop) that never checks the request.
-        let mut child = partlearn()
-            .args([
-                "data", "generate", "lowrank", "--n", "2000", "--m", "2000", "--k", "2000",
-            ])
-            .arg("--out")
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(1000));
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "{sig}: ended before the signal"
-        );
-        signal(child.id(), sig);
-        let t = Instant::now();
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break st;
-            }
-            if t.elapsed() > Duration::from_secs(5) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{sig}: still running 5 s after the signal");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(!status.success(), "{sig}: {status:?}");
-        assert!(!out.exists(), "{sig}: wrote {}", out.display());
-    }
+    // SIGTERM only: a shell starts background jobs with SIGINT ignored, and a command without a
+    // handler keeps that disposition (as it should), so SIGINT would prove nothing here.
+    let sig = "-TERM";
+    let out = dir.join(format!("x{sig}.npy"));
+    // About a minute of generation (a 2000³ triple loop) that never checks the request.
+    let mut child = partlearn()
+        .args([
+            "data", "generate", "lowrank", "--n", "2000", "--m", "2000", "--k", "2000",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "{sig}: ended before the signal"
+    );
+    signal(child.id(), sig);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{sig}: still running 5 s after the signal");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "{sig}: {status:?}");
+    assert!(!out.exists(), "{sig}: wrote {}", out.display());
 }
 
 #[test]
