@@ -397,7 +397,10 @@ fn unwritable_out_is_named_as_given() {
     let o = fit_nmf(&out, "2", &[]);
     assert_user_error(
         &o,
-        &[&format!("{}: cannot create", s(&out)), "choose a writable --out"],
+        &[
+            &format!("--out {}", s(&out)),
+            &format!("{} is a file, not a folder", s(&file)),
+        ],
     );
     assert!(!stderr(&o).contains("partial"), "{}", stderr(&o));
     assert_eq!(names(&dir), vec!["somefile.txt"]);
