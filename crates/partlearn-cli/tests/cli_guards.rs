@@ -22,7 +22,7 @@ fn values(n: usize, m: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// The audit's files in a fresh folder: `good.npy` (50 × 20, ≥ 0), `labels50.npy` (3 classes),
+/// The test files in a fresh folder: `good.npy` (50 × 20, ≥ 0), `labels50.npy` (3 classes),
 /// `mask.npy` (0/1, 50 × 20), `neg.npy` (one negative entry), `good30f.npy` (50 × 30).
 fn files(name: &str) -> PathBuf {
     let dir = temp_dir(name);
