@@ -216,16 +216,8 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
             (st, dir.clone(), Some(from))
         }
         None => {
-            if arch == Architecture::Asymmetric
-                && data.image_shape.is_none_or(|(h, w)| h * w != data.n_features())
-            {
-                anyhow::bail!(
-                    "fit asym-ae needs image data (its encoder is convolutional; e.g. fashion-mnist:train), and --data {} has no image shape: use `partlearn fit ae` for other data",
-                    a.data.spec
-                );
-            }
             let params = a.params(arch).check()?;
-            let state = TrainState::init(params, &data)?;
+            let state = TrainState::init(params, &data).map_err(|e| ae_for_vectors(e, &a.data.spec))?;
             let out = a
                 .run
                 .out
@@ -281,6 +273,20 @@ fn fit_ae<T: Real>(arch: Architecture, a: &AeArgs) -> Result<()> {
     let outcome = result?;
     let resumed = resumed_from.map(|from| (from, redone.unwrap_or(0)));
     finish(a, arch, &data, state, outcome, run_dir, &checkpoint, resumed)
+}
+
+/// The library's refusal of the asymmetric architecture for data without an image shape, naming
+/// the command that takes such data.
+fn ae_for_vectors(e: partlearn::Error, spec: &str) -> anyhow::Error {
+    match e {
+        partlearn::Error::InvalidOption {
+            option: "architecture",
+            ..
+        } => anyhow::anyhow!(
+            "fit asym-ae needs image data (its encoder is convolutional; e.g. fashion-mnist:train), and --data {spec} has no image shape: use `partlearn fit ae` for other data"
+        ),
+        e => e.into(),
+    }
 }
 
 /// The library's error for `--patience` without held-out samples, reworded when
