@@ -25,7 +25,7 @@ use crate::fit::NmfArgs;
 use crate::progress::EpochProgress;
 
 /// The file the online solver writes its codes to, in the run folder.
-pub const CODES_FILE: &str = "codes.npy";
+pub use partlearn::io::run::CODES_FILE;
 
 /// `--solver`: a batch solver of the library, or online.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -344,7 +344,7 @@ fn abandon(a: &SweepArgs, points: &[Point]) {
 
 /// Each point's record of the settings it was fitted and evaluated with ([`settings`]): a point
 /// already evaluated is kept only when the sweep asks for the same.
-const POINT_FILE: &str = "sweep-point.json";
+use partlearn::io::run::SWEEP_POINT_FILE as POINT_FILE;
 
 /// Both command lines of a point, without `--threads` (which does not change the result).
 fn settings(fit: &[String], eval: &[String]) -> Vec<String> {

@@ -64,6 +64,20 @@ fn force_replaces_only_partlearn_run_folders() {
     assert_ok(&fit_nmf(&r, "4", &["--force"]));
     assert_eq!(read_json(&r.join("run.json"))["part"]["options"]["k"], 4);
     assert_eq!(names(&dir), vec!["run", "userdir", "userfile.txt"]);
+
+    // A file of the user's inside a run folder (notes, a transform's output written there) is
+    // never deleted with the run: --force refuses and names it.
+    let codes = r.join("test_codes.npy");
+    assert_ok(&run(&["transform", &s(&r), "--data", "swimmer", "--out", &s(&codes), "--quiet"]));
+    assert_user_error(
+        &fit_nmf(&r, "3", &["--force"]),
+        &["also holds test_codes.npy, which partlearn did not write", "move it out of the folder"],
+    );
+    assert!(codes.is_file());
+    assert_eq!(read_json(&r.join("run.json"))["part"]["options"]["k"], 4);
+    std::fs::rename(&codes, dir.join("test_codes.npy")).unwrap();
+    assert_ok(&fit_nmf(&r, "3", &["--force"]));
+    assert_eq!(read_json(&r.join("run.json"))["part"]["options"]["k"], 3);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

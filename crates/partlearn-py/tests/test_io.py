@@ -153,6 +153,12 @@ def test_save_refuses_to_replace_without_overwrite(data, tmp_path):
     assert (mine / "notes.txt").read_text() == "keep"
     with pytest.raises(ValueError, match="it is a file"):
         model.save(mine / "notes.txt", overwrite=True)
+    # Nor is a run the user saved a file of theirs into.
+    (path / "analysis.txt").write_text("keep")
+    with pytest.raises(ValueError, match="also holds analysis.txt, which partlearn did not write"):
+        model.save(path, overwrite=True)
+    assert (path / "analysis.txt").read_text() == "keep"
+    assert partlearn.load_run(path).n_components_ == 2
     with pytest.raises(NotFittedError):
         partlearn.NMF(2).save(tmp_path / "unfitted")
 

@@ -38,16 +38,26 @@ pub const METRICS_FILE: &str = "metrics.json";
 pub const FIGURES_DIR: &str = "figures";
 /// File name of the training checkpoint of an auto-encoder run.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// File name of the codes an online NMF fit writes into its run folder.
+pub const CODES_FILE: &str = "codes.npy";
+/// File name of the predicted labels a (semi-)supervised fit writes into its run folder.
+pub const LABELS_PRED_FILE: &str = "labels_pred.npy";
+/// File name of a sweep point's settings, written into the point's run folder.
+pub const SWEEP_POINT_FILE: &str = "sweep-point.json";
 /// Everything a run folder can hold: the files above and the training checkpoint of
 /// `partlearn fit ae` (`checkpoint.safetensors`, written into the target while training), and
-/// the outputs of a rank selection (a `select-k` folder is replaced as a run is).
-const RUN_ENTRIES: [&str; 8] = [
+/// the outputs of a rank selection (a `select-k` folder is replaced as a run is). Anything else
+/// in a run folder is the user's, and `force` refuses to replace the folder.
+const RUN_ENTRIES: [&str; 11] = [
     RUN_FILE,
     MODEL_FILE,
     HISTORY_FILE,
     METRICS_FILE,
     FIGURES_DIR,
     CHECKPOINT_FILE,
+    CODES_FILE,
+    LABELS_PRED_FILE,
+    SWEEP_POINT_FILE,
     crate::select::TABLE_FILE,
     crate::select::RESULT_FILE,
 ];
@@ -78,10 +88,10 @@ fn cannot_create(path: &Path, e: io::Error) -> Error {
 }
 
 /// Checks that the existing `path` may be replaced by a new run (with `force`): it is a folder
-/// that holds a `run.json` partlearn wrote, in any format (other files beside it are taken
-/// to be the run's, e.g. a sweep point's record), or that holds nothing but entries a run writes
-/// (an empty folder, the checkpoint of an interrupted `fit ae`). Anything else is the user's and
-/// is refused.
+/// that holds nothing but entries a run writes (an empty folder, the checkpoint of an
+/// interrupted `fit ae`), and whose `run.json`, when it has one, partlearn wrote (in any
+/// format). Anything else is the user's (a `run.json` of another program, notes or an exported
+/// file beside a run's files) and is refused, naming it.
 fn check_replaceable(path: &Path) -> Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -98,25 +108,29 @@ fn check_replaceable(path: &Path) -> Result<()> {
     if !meta.is_dir() {
         return refuse("it is a file, not a partlearn run folder");
     }
-    if fs::symlink_metadata(path.join(RUN_FILE)).is_ok() {
-        return match read_partlearn_value(path) {
-            Ok(_) => Ok(()),
-            Err(_) => refuse(&format!(
-                "not a partlearn run folder (its {RUN_FILE} was not written by partlearn)"
-            )),
-        };
+    let has_record = fs::symlink_metadata(path.join(RUN_FILE)).is_ok();
+    if has_record && read_partlearn_value(path).is_err() {
+        return refuse(&format!(
+            "not a partlearn run folder (its {RUN_FILE} was not written by partlearn)"
+        ));
     }
+    let mut entries = Vec::new();
     for entry in fs::read_dir(path).map_err(|e| Error::io(path, e))? {
-        let entry = entry.map_err(|e| Error::io(path, e))?;
-        let name = entry.file_name();
+        let name = entry.map_err(|e| Error::io(path, e))?.file_name();
         if !RUN_ENTRIES.iter().any(|r| name == *r) && !is_run_temp(&name.to_string_lossy()) {
-            return refuse(&format!(
-                "not a partlearn run folder (no {RUN_FILE}, and it holds {})",
-                name.to_string_lossy()
-            ));
+            entries.push(name.to_string_lossy().into_owned());
         }
     }
-    Ok(())
+    entries.sort();
+    match entries.first() {
+        None => Ok(()),
+        Some(name) if has_record => refuse(&format!(
+            "the run folder also holds {name}, which partlearn did not write and `force` would \
+             delete: move it out of the folder{}",
+            if entries.len() > 1 { format!(" (and {} more)", entries.len() - 1) } else { String::new() }
+        )),
+        Some(name) => refuse(&format!("not a partlearn run folder (no {RUN_FILE}, and it holds {name})")),
+    }
 }
 
 /// True for the temporary file `.<entry>.tmp-<pid>-<n>` of an atomic write of a run's file (a

@@ -176,19 +176,61 @@ fn force_never_replaces_a_folder_whose_run_json_is_not_partlearns() {
 }
 
 #[test]
-fn force_replaces_a_run_with_files_beside_its_run_json() {
-    // A run.json partlearn wrote marks the folder as a run, whatever else it holds (a sweep
-    // point's record, a user's notes): the whole folder is replaced.
+fn force_replaces_a_run_with_the_files_partlearn_writes_beside_its_run_json() {
+    // The files other commands write into a run folder (a sweep point's record, an online fit's
+    // codes, a semi-supervised fit's predictions) are the run's: the whole folder is replaced.
     let dir = test_dir("run-force-extra");
     let target = dir.path().join("run");
     let run = RunDir::create(&target, false).unwrap();
     run.write_json(RUN_FILE, &record()).unwrap();
     run.commit().unwrap();
-    fs::write(target.join("sweep-point.json"), b"[]").unwrap();
+    for name in [SWEEP_POINT_FILE, CODES_FILE, LABELS_PRED_FILE] {
+        fs::write(target.join(name), b"[]").unwrap();
+    }
+    fs::write(target.join(".metrics.json.tmp-4194399-3"), b"half").unwrap();
     let run = RunDir::create(&target, true).unwrap();
     run.write(MODEL_FILE, b"new").unwrap();
     run.commit().unwrap();
     assert_eq!(names(&target), vec![MODEL_FILE]);
+}
+
+#[test]
+fn force_never_deletes_a_users_file_beside_a_runs_files() {
+    // A run folder partlearn wrote, to which the user added files (notes, a transform's output
+    // inside the folder): `force` refuses, names the first file, and deletes nothing.
+    let dir = test_dir("run-force-user-file");
+    let target = dir.path().join("run");
+    let run = RunDir::create(&target, false).unwrap();
+    run.write_json(RUN_FILE, &record()).unwrap();
+    run.write(MODEL_FILE, b"old").unwrap();
+    run.commit().unwrap();
+    fs::write(target.join("notes.txt"), b"precious").unwrap();
+    fs::write(target.join("test_codes.npy"), b"precious").unwrap();
+    for at_commit in [false, true] {
+        let err = if at_commit {
+            // The file may also appear while the new run is computed.
+            fs::remove_file(target.join("notes.txt")).unwrap();
+            fs::remove_file(target.join("test_codes.npy")).unwrap();
+            let run = RunDir::create(&target, true).unwrap();
+            run.write(MODEL_FILE, b"new").unwrap();
+            fs::write(target.join("notes.txt"), b"precious").unwrap();
+            run.commit().unwrap_err()
+        } else {
+            RunDir::create(&target, true).unwrap_err()
+        };
+        let msg = err.to_string();
+        assert!(
+            msg.contains("also holds notes.txt, which partlearn did not write")
+                && msg.contains("move it out of the folder"),
+            "{msg}"
+        );
+        assert_eq!(!at_commit, msg.contains("(and 1 more)"), "{msg}");
+        assert_eq!(fs::read(target.join("notes.txt")).unwrap(), b"precious");
+        assert_eq!(fs::read(target.join(MODEL_FILE)).unwrap(), b"old");
+    }
+    let mut left = names(dir.path());
+    left.retain(|n| n.starts_with('.'));
+    assert!(left.is_empty(), "stage left behind: {left:?}");
 }
 
 #[test]
@@ -259,8 +301,10 @@ fn output_may_not_land_on_the_run_being_read() {
             assert!(err.contains("`out` outside the run"), "{err}");
         }
     }
-    // A new, non-run name inside the folder and any path outside it are fine.
-    check_output_outside_run(&target, &target.join("codes.npy")).unwrap();
+    // A new, non-run name inside the folder and any path outside it are fine; the names of
+    // files other commands write into a run are not.
+    check_output_outside_run(&target, &target.join("test_codes.npy")).unwrap();
+    assert!(check_output_outside_run(&target, &target.join(CODES_FILE)).is_err());
     check_output_outside_run(&target, &dir.path().join("codes.npy")).unwrap();
     // A model file outside any run: only the file itself is protected.
     let lone = dir.path().join("lone.safetensors");
