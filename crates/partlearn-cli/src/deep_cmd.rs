@@ -90,7 +90,10 @@ pub struct HnmfArgs {
 
 fn write_predictions(run_dir: &RunDir, pred: &[u32]) -> Result<()> {
     let v: Vec<f64> = pred.iter().map(|&p| p as f64).collect();
-    run_dir.write(partlearn::io::run::LABELS_PRED_FILE, &npy_bytes(&[v.len()], NpyDataRef::F64(&v)))?;
+    run_dir.write(
+        partlearn::io::run::LABELS_PRED_FILE,
+        &npy_bytes(&[v.len()], NpyDataRef::F64(&v)),
+    )?;
     Ok(())
 }
 

@@ -178,9 +178,41 @@ fn negative_numbers(cmd: clap::Command) -> clap::Command {
     cmd.allow_negative_numbers(true).mut_subcommands(negative_numbers)
 }
 
+/// Joins a list or range of numbers that starts with a minus sign (`-1,2`, `-1..5`, which clap
+/// would take for a flag) to the flag before it (`--beta=-1,2`, `-k-1..5`), so that it is
+/// reported as an invalid value of that flag. Arguments after `--` are left as they are.
+fn join_negative_lists(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let is_flag = |a: &str| a.starts_with('-') && a.len() > 1 && !a.contains('=') && a != "--";
+    let is_list = |a: &str| {
+        let body = a.strip_prefix('-').unwrap_or("");
+        body.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+            && (body.contains(',') || body.contains(".."))
+            && body.chars().all(|c| c.is_ascii_digit() || ".,:eE+-".contains(c))
+    };
+    let mut out: Vec<std::ffi::OsString> = Vec::with_capacity(args.len());
+    let mut rest = false;
+    for arg in args {
+        let s = arg.to_str().unwrap_or("");
+        rest |= s == "--";
+        let prev = out.last().and_then(|p| p.to_str()).unwrap_or("");
+        let joined = (!rest && out.len() > 1 && is_list(s) && is_flag(prev) && !is_list(prev)).then(|| {
+            if prev.starts_with("--") {
+                format!("{prev}={s}")
+            } else {
+                format!("{prev}{s}")
+            }
+        });
+        match (joined, out.last_mut()) {
+            (Some(joined), Some(last)) => *last = joined.into(),
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let parsed = negative_numbers(Cli::command())
-        .try_get_matches()
+        .try_get_matches_from(join_negative_lists(std::env::args_os().collect()))
         .and_then(|m| Ok((Cli::from_arg_matches(&m)?, m)));
     let (cli, matches) = match parsed {
         Ok(parsed) => parsed,

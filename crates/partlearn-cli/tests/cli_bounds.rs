@@ -241,6 +241,33 @@ fn negative_numbers_reach_the_library_in_fits_and_sweep_points() {
     ]);
     assert_user_error(&o, &["--alpha-w -1", "≥ 0"]);
     assert!(!stderr(&o).contains("unexpected argument"), "{}", stderr(&o));
+    // A list or range starting with a negative number is an invalid value of its flag, not an
+    // unknown argument; a flag left without its value still says so.
+    let sweep = |extra: &[&str]| {
+        let mut a = vec!["sweep", "nmf", "--data", s(&good), "--no-svm", "--quiet"];
+        a.extend_from_slice(extra);
+        let out = dir.join("sw7");
+        a.extend(["--out", s(&out)]);
+        run(&a)
+    };
+    assert_user_error(&sweep(&["-k", "-1,2"]), &["invalid value '-1' for '--k"]);
+    assert_user_error(
+        &sweep(&["--k", "2", "--alpha-w", "-1,0.5"]),
+        &["--alpha-w -1", "≥ 0"],
+    );
+    assert_user_error(
+        &sweep(&["-k", "2", "--alpha-w"]),
+        &["a value is required for '--alpha-w"],
+    );
+    for ks in ["-1,2", "-1..5"] {
+        let sk = dir.join("sk");
+        let o = run(&["select-k", "--data", s(&good), "-k", ks, "--out", s(&sk)]);
+        assert_user_error(
+            &o,
+            &[&format!("invalid value '{ks}' for '--k"), "not a list of ranks"],
+        );
+    }
+    assert!(!dir.join("sw7").exists() && !dir.join("sk").exists());
 }
 
 #[test]

@@ -68,10 +68,21 @@ fn force_replaces_only_partlearn_run_folders() {
     // A file of the user's inside a run folder (notes, a transform's output written there) is
     // never deleted with the run: --force refuses and names it.
     let codes = r.join("test_codes.npy");
-    assert_ok(&run(&["transform", &s(&r), "--data", "swimmer", "--out", &s(&codes), "--quiet"]));
+    assert_ok(&run(&[
+        "transform",
+        &s(&r),
+        "--data",
+        "swimmer",
+        "--out",
+        &s(&codes),
+        "--quiet",
+    ]));
     assert_user_error(
         &fit_nmf(&r, "3", &["--force"]),
-        &["also holds test_codes.npy, which partlearn did not write", "move it out of the folder"],
+        &[
+            "also holds test_codes.npy, which partlearn did not write",
+            "move it out of the folder",
+        ],
     );
     assert!(codes.is_file());
     assert_eq!(read_json(&r.join("run.json"))["part"]["options"]["k"], 4);

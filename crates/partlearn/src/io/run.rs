@@ -127,9 +127,15 @@ fn check_replaceable(path: &Path) -> Result<()> {
         Some(name) if has_record => refuse(&format!(
             "the run folder also holds {name}, which partlearn did not write and `force` would \
              delete: move it out of the folder{}",
-            if entries.len() > 1 { format!(" (and {} more)", entries.len() - 1) } else { String::new() }
+            if entries.len() > 1 {
+                format!(" (and {} more)", entries.len() - 1)
+            } else {
+                String::new()
+            }
         )),
-        Some(name) => refuse(&format!("not a partlearn run folder (no {RUN_FILE}, and it holds {name})")),
+        Some(name) => refuse(&format!(
+            "not a partlearn run folder (no {RUN_FILE}, and it holds {name})"
+        )),
     }
 }
 
