@@ -103,3 +103,52 @@ def test_bench_on_a_sparse_file_times_both_libraries_in_their_own_processes(tmp_
     assert np.isfinite(r["speedup_cd"]) and np.isfinite(r["speedup_mu"])
     assert bench.main(["--sparse", str(path), "-k", "4", "--iters", "1", "--no-sklearn"]) == 0
     assert "speed-up" not in capsys.readouterr().out
+
+
+def _has_torch():
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def _ae_data(tmp_path):
+    X = np.random.default_rng(0).random((300, 784), dtype=np.float32)
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    return X, path
+
+
+def test_bench_times_partlearns_shallow_ae_through_the_cli(tmp_path):
+    from partlearn import _bench_torch
+
+    cli = REPO / "target" / "debug" / "partlearn"
+    if not cli.exists():
+        pytest.skip("the CLI is not built (cargo build -p partlearn-cli)")
+    _, path = _ae_data(tmp_path)
+    r = _bench_torch.partlearn_epoch(str(cli), str(path), 200, 8, 1, 1)
+    assert r["seconds_per_epoch"] > 0 and r["gemm_bound"] > 0
+
+
+@pytest.mark.skipif(not _has_torch(), reason="PyTorch is not installed (pip install torch)")
+def test_bench_torch_ae_alternates_partlearn_and_pytorch(tmp_path, capsys):
+    cli = REPO / "target" / "debug" / "partlearn"
+    if not cli.exists():
+        pytest.skip("the CLI is not built (cargo build -p partlearn-cli)")
+    _, path = _ae_data(tmp_path)
+    args = ["--torch-ae", "--data", str(path), "-k", "8", "--threads", "2", "--epochs", "1",
+            "--rounds", "1", "--cli", str(cli), "--json"]
+    assert bench.main(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert [row["threads"] for row in r["rows"]] == [1, 2]
+    for row in r["rows"]:
+        assert row["partlearn_s_per_epoch"] > 0 and row["torch_s_per_epoch"] > 0
+        assert len(row["torch_epochs_s"]) == 1 and row["ratio"] > 0
+
+
+@pytest.mark.skipif(_has_torch(), reason="PyTorch is installed")
+def test_bench_torch_ae_without_pytorch_says_how_to_install_it(tmp_path, capsys):
+    _, path = _ae_data(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--torch-ae", "--data", str(path)])
+    assert e.value.code == 2
+    assert "--torch-ae needs PyTorch: pip install torch" in capsys.readouterr().err

@@ -17,6 +17,9 @@ What is timed:
   the clock. The time to the target is therefore at most one chunk late.
 - **Sparse data** (``--sparse FILE.npz``): seconds per iteration and memory of both libraries on
   the same CSR matrix (``partlearn._bench_sparse``).
+- **Auto-encoder** (``--torch-ae``): seconds per epoch of the shallow auto-encoder, ``partlearn
+  bench ae`` against the same model in PyTorch on 1 and ``--threads`` threads, alternated
+  (``partlearn._bench_torch``).
 - **Wrapper overhead**: ``NMF.fit_transform``'s wall time (input checks, the fit, results back to
   numpy) against the fit time the CLI reports (``--json`` ``seconds``) for the same iterations.
 """
@@ -135,7 +138,31 @@ def main(argv=None):
                         "partlearn against scikit-learn, each in its own process")
     p.add_argument("--iters", type=int, default=3, help="with --sparse: iterations timed")
     p.add_argument("--solvers", default="cd,mu", help="with --sparse: solvers, comma-separated")
+    p.add_argument("--torch-ae", action="store_true",
+                   help="instead: seconds per epoch of the shallow auto-encoder, partlearn (bench ae) against "
+                        "the same model in PyTorch, alternated, on 1 and 2 threads (needs torch and the CLI)")
+    p.add_argument("--epochs", type=int, default=3, help="with --torch-ae: epochs timed")
+    p.add_argument("--rounds", type=int, default=2, help="with --torch-ae: alternations of the two")
     a = p.parse_args(argv)
+
+    if a.torch_ae:
+        from . import _bench_torch
+
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            p.error("--torch-ae needs PyTorch: pip install torch")
+        cli = a.cli or shutil.which("partlearn")
+        if cli is None:
+            p.error("--torch-ae needs the partlearn binary: give --cli PATH or put it on PATH")
+        X = load(a.data, first=a.first).data
+        threads = sorted({1, a.threads})
+        report = _bench_torch.run(cli, a.data, a.first, X, a.k, threads, a.epochs, a.rounds)
+        if a.json:
+            print(json.dumps(report, indent=2))
+        else:
+            _bench_torch.print_report(report)
+        return 0
 
     if a.sparse is not None:
         from . import _bench_sparse
