@@ -152,3 +152,40 @@ def test_bench_torch_ae_without_pytorch_says_how_to_install_it(tmp_path, capsys)
         bench.main(["--torch-ae", "--data", str(path)])
     assert e.value.code == 2
     assert "--torch-ae needs PyTorch: pip install torch" in capsys.readouterr().err
+
+
+def _has_neuralnmf():
+    import importlib.util
+
+    return importlib.util.find_spec("NeuralNMF") is not None
+
+
+def test_bench_times_partlearns_neural_nmf_through_the_cli():
+    from partlearn import _bench_neural
+
+    cli = REPO / "target" / "debug" / "partlearn"
+    if not cli.exists():
+        pytest.skip("the CLI is not built (cargo build -p partlearn-cli)")
+    r = _bench_neural.partlearn_run(str(cli), "toy-hierarchy", (9, 4, 2), 20)
+    assert r["epochs"] == 20 and r["seconds"] > 0 and 0 < r["rel_error"] < 1
+
+
+@pytest.mark.skipif(not _has_neuralnmf(), reason="the reference package is not installed (pip install NeuralNMF)")
+def test_bench_neural_nmf_alternates_partlearn_and_the_reference(capsys):
+    cli = REPO / "target" / "debug" / "partlearn"
+    if not cli.exists():
+        pytest.skip("the CLI is not built (cargo build -p partlearn-cli)")
+    args = ["--neural-nmf", "--epochs", "50", "--ref-epochs", "3", "--rounds", "1", "--cli", str(cli), "--json"]
+    assert bench.main(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    (row,) = r["rows"]
+    assert row["partlearn_s_per_epoch"] > 0 and row["reference_s_per_epoch"] > 0
+    assert 0 < row["partlearn_rel_error_short"] < 1 and 0 < row["reference_rel_error_short"] < 1
+
+
+@pytest.mark.skipif(_has_neuralnmf(), reason="the reference package is installed")
+def test_bench_neural_nmf_without_the_reference_says_how_to_install_it(capsys):
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--neural-nmf"])
+    assert e.value.code == 2
+    assert "--neural-nmf needs the reference package: pip install NeuralNMF" in capsys.readouterr().err

@@ -20,6 +20,8 @@ What is timed:
 - **Auto-encoder** (``--torch-ae``): seconds per epoch of the shallow auto-encoder, ``partlearn
   bench ae`` against the same model in PyTorch on 1 and ``--threads`` threads, alternated
   (``partlearn._bench_torch``).
+- **Neural NMF** (``--neural-nmf``): seconds per epoch of ``partlearn fit neural-nmf`` against the
+  reference package ``NeuralNMF`` on its demo, alternated (``partlearn._bench_neural``).
 - **Wrapper overhead**: ``NMF.fit_transform``'s wall time (input checks, the fit, results back to
   numpy) against the fit time the CLI reports (``--json`` ``seconds``) for the same iterations.
 """
@@ -141,9 +143,33 @@ def main(argv=None):
     p.add_argument("--torch-ae", action="store_true",
                    help="instead: seconds per epoch of the shallow auto-encoder, partlearn (bench ae) against "
                         "the same model in PyTorch, alternated, on 1 and 2 threads (needs torch and the CLI)")
-    p.add_argument("--epochs", type=int, default=3, help="with --torch-ae: epochs timed")
-    p.add_argument("--rounds", type=int, default=2, help="with --torch-ae: alternations of the two")
+    p.add_argument("--neural-nmf", action="store_true",
+                   help="instead: Neural NMF's seconds per epoch, partlearn (fit neural-nmf) against the reference "
+                        "package NeuralNMF on the demo (ranks 9,4,2 on toy-hierarchy), alternated")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs timed: with --torch-ae (default 3), with --neural-nmf partlearn's (default 10000)")
+    p.add_argument("--ref-epochs", type=int, default=200, help="with --neural-nmf: the reference package's epochs")
+    p.add_argument("--rounds", type=int, default=2, help="with --torch-ae or --neural-nmf: alternations of the two")
     a = p.parse_args(argv)
+
+    if a.neural_nmf:
+        import importlib.util
+
+        if importlib.util.find_spec("NeuralNMF") is None:
+            p.error("--neural-nmf needs the reference package: pip install NeuralNMF")
+        cli = a.cli or shutil.which("partlearn")
+        if cli is None:
+            p.error("--neural-nmf needs the partlearn binary: give --cli PATH or put it on PATH")
+        from . import _bench_neural
+
+        spec = "toy-hierarchy" if a.data == "fashion-mnist:train" else a.data
+        X = load(spec, dtype=np.float64).data
+        report = _bench_neural.run(cli, spec, X, (9, 4, 2), a.epochs or 10000, a.ref_epochs, a.rounds)
+        if a.json:
+            print(json.dumps(report, indent=2))
+        else:
+            _bench_neural.print_report(report)
+        return 0
 
     if a.torch_ae:
         from . import _bench_torch
@@ -157,7 +183,7 @@ def main(argv=None):
             p.error("--torch-ae needs the partlearn binary: give --cli PATH or put it on PATH")
         X = load(a.data, first=a.first).data
         threads = sorted({1, a.threads})
-        report = _bench_torch.run(cli, a.data, a.first, X, a.k, threads, a.epochs, a.rounds)
+        report = _bench_torch.run(cli, a.data, a.first, X, a.k, threads, a.epochs or 3, a.rounds)
         if a.json:
             print(json.dumps(report, indent=2))
         else:
