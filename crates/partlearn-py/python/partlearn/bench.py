@@ -152,53 +152,46 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=2, help="with --torch-ae or --neural-nmf: alternations of the two")
     a = p.parse_args(argv)
 
-    if a.neural_nmf:
+    def comparison(flag, package, what):
+        """The CLI's path, after checking that ``package`` is installed (or exiting with a hint)."""
         import importlib.util
 
-        if importlib.util.find_spec("NeuralNMF") is None:
-            p.error("--neural-nmf needs the reference package: pip install NeuralNMF")
+        if importlib.util.find_spec(package) is None:
+            p.error(f"{flag} needs {what}: pip install {package}")
         cli = a.cli or shutil.which("partlearn")
         if cli is None:
-            p.error("--neural-nmf needs the partlearn binary: give --cli PATH or put it on PATH")
-        from . import _bench_neural
+            p.error(f"{flag} needs the partlearn binary: give --cli PATH or put it on PATH")
+        return cli
 
-        spec = "toy-hierarchy" if a.data == "fashion-mnist:train" else a.data
-        X = load(spec, dtype=np.float64).data
-        report = _bench_neural.run(cli, spec, X, (9, 4, 2), a.epochs or 10000, a.ref_epochs, a.rounds)
+    def emit(report, module):
         if a.json:
             print(json.dumps(report, indent=2))
         else:
-            _bench_neural.print_report(report)
+            module.print_report(report)
         return 0
+
+    if a.neural_nmf:
+        from . import _bench_neural
+
+        cli = comparison("--neural-nmf", "NeuralNMF", "the reference package")
+        spec = "toy-hierarchy" if a.data == "fashion-mnist:train" else a.data
+        X = load(spec, dtype=np.float64).data
+        return emit(_bench_neural.run(cli, spec, X, (9, 4, 2), a.epochs or 10000, a.ref_epochs, a.rounds),
+                    _bench_neural)
 
     if a.torch_ae:
         from . import _bench_torch
 
-        import importlib.util
-
-        if importlib.util.find_spec("torch") is None:
-            p.error("--torch-ae needs PyTorch: pip install torch")
-        cli = a.cli or shutil.which("partlearn")
-        if cli is None:
-            p.error("--torch-ae needs the partlearn binary: give --cli PATH or put it on PATH")
+        cli = comparison("--torch-ae", "torch", "PyTorch")
         X = load(a.data, first=a.first).data
         threads = sorted({1, a.threads})
-        report = _bench_torch.run(cli, a.data, a.first, X, a.k, threads, a.epochs or 3, a.rounds)
-        if a.json:
-            print(json.dumps(report, indent=2))
-        else:
-            _bench_torch.print_report(report)
-        return 0
+        return emit(_bench_torch.run(cli, a.data, a.first, X, a.k, threads, a.epochs or 3, a.rounds), _bench_torch)
 
     if a.sparse is not None:
         from . import _bench_sparse
 
-        report = _bench_sparse.run(a.sparse, a.k, a.threads, a.iters, a.solvers.split(","), sklearn=not a.no_sklearn)
-        if a.json:
-            print(json.dumps(report, indent=2))
-        else:
-            _bench_sparse.print_report(report)
-        return 0
+        return emit(_bench_sparse.run(a.sparse, a.k, a.threads, a.iters, a.solvers.split(","),
+                                      sklearn=not a.no_sklearn), _bench_sparse)
 
     X = load(a.data, first=a.first).data
     report = {"data": a.data, "n_samples": X.shape[0], "n_features": X.shape[1], "k": a.k, "threads": a.threads, "target": a.target}
