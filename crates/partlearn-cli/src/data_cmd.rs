@@ -250,12 +250,12 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             let missing = (0..d.n_samples())
                 .map(|i| d.sample(i).iter().filter(|v| v.is_nan()).count())
                 .sum::<usize>();
-            let valid = validity(&d, missing, || {
-                if stored == Some("<f8") {
-                    args.load::<f32>().map(|_| ())
-                } else {
-                    Ok(())
-                }
+            let valid = validity(&d, missing, || match stored {
+                // The whole file is what a fit in f32 checks (before any selection): read once
+                // here, it is checked from the f64 values; a selection reads it again in f32.
+                Some("<f8") if args.first.is_none() && args.subset.is_none() => d.check_scale_in::<f32>(),
+                Some("<f8") => args.load::<f32>().map(|_| ()),
+                _ => Ok(()),
             });
             let mut counts = BTreeMap::new();
             if let Some(l) = &d.labels {

@@ -238,6 +238,17 @@ impl<T: Real> Dataset<T> {
         self.select(&idx).expect("indices in range")
     }
 
+    /// Errors when these values, read in the float type `U` (a file of f64 values fitted in
+    /// f32), overflow or underflow its products: [`check_scale`] in `U` on the largest finite
+    /// entry, the check such a file gets when it is read in `U` ([`stored_to_real`]).
+    pub fn check_scale_in<U: Real>(&self) -> Result<()> {
+        let top = (0..self.n_samples())
+            .flat_map(|i| self.sample(i).iter().map(|&v| Real::to_f64(v)))
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, |a, v| a.max(v.abs()));
+        check_scale::<U>(top, self.n_features(), self.n_samples() * self.n_features())
+    }
+
     /// The same data in another float type.
     pub fn cast<U: Real>(&self) -> Dataset<U> {
         let xt = Mat::<U>::from_fn(self.n_features(), self.n_samples(), |i, j| {
@@ -451,6 +462,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `check_scale_in::<f32>` on f64 values decides as reading a file of those values in f32
+    /// does ([`stored_to_real`]), so that `data info` need not read the file twice.
+    #[test]
+    fn the_f32_scale_of_f64_values_is_checked_as_an_f32_read_checks_it() {
+        for v in [0.0, 1e-50, 1e-19, 1e-18, 1.0, 1e18, 1e19, 1e30] {
+            let vals = vec![v; 40];
+            let d = Dataset::<f64>::from_row_major(2, 20, &vals, "t").unwrap();
+            let read = stored_to_real::<f32>(&crate::npy::NpyData::F64(vals.clone()), 20);
+            assert_eq!(d.check_scale_in::<f32>().is_ok(), read.is_ok(), "{v}");
+            assert!(d.check_scale_in::<f64>().is_ok(), "{v}");
+        }
+        let d = Dataset::<f64>::from_row_major(1, 2, &[1e-50, 1.0], "t").unwrap();
+        assert!(d.check_scale_in::<f32>().is_ok(), "the largest entry decides");
     }
 
     #[test]
