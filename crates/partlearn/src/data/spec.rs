@@ -224,6 +224,8 @@ pub fn load_npy_data<T: Real>(path: &Path) -> Result<Dataset<T>> {
         NpyData::U8(v) if image => v.iter().map(|&b| T::from_f64(b as f64 / 255.0)).collect(),
         data => super::stored_to_real(data, h * w)?,
     };
+    // The file's values are freed before the matrix is built: two copies at a time, not three.
+    drop(a);
     let mut d = Dataset::from_row_major(n, h * w, &values, name)?;
     if image {
         d.image_shape = Some((h, w));
