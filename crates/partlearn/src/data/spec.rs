@@ -10,9 +10,10 @@ use super::idx::{load_idx_rows, read_idx_labels};
 use super::named::{load_fashion_mnist, swimmer, toy_hierarchy, Split};
 use super::Dataset;
 use crate::error::{Error, Result};
-use crate::npy::{read_npy, NpyData};
+use crate::npy::{read_npy, read_npy_info};
 use crate::real::Real;
 use crate::rng::Rng;
+use faer::Mat;
 
 const KNOWN: [&str; 4] = [
     "fashion-mnist:train",
@@ -204,29 +205,71 @@ fn load_spec<T: Real>(spec: &str, first: Option<usize>) -> Result<(Dataset<T>, u
     }
 }
 
-/// A `.npy` array as a data set (see [`load`] for the accepted shapes).
+/// A `.npy` array as a data set (see [`load`] for the accepted shapes), read block by block
+/// into the matrix (memory: the data once, in `T`, and a 1 MiB buffer). Values convert as
+/// [`crate::npy::NpyData::to_real`] does (`u8` images to `[0, 1]`); f64 values read in a narrower `T` are
+/// checked against its range first, as [`super::stored_to_real`] does, on the values as stored.
 pub fn load_npy_data<T: Real>(path: &Path) -> Result<Dataset<T>> {
-    let a = read_npy(path)?;
+    use std::io::{Seek, SeekFrom};
+    let info = read_npy_info(path)?;
     let name = path.display().to_string();
-    let (n, h, w, image) = match a.shape[..] {
+    let (n, h, w, image) = match info.shape[..] {
         [n, f] => (n, 1, f, false),
         [n, h, w] | [n, h, w, 1] | [n, 1, h, w] => (n, h, w, true),
         _ => {
             return Err(Error::ShapeMismatch {
                 what: format!("data {name}"),
                 expected: "2 dimensions (samples × features) or 3 (n × height × width)".into(),
-                found: format!("{:?}", a.shape),
+                found: format!("{:?}", info.shape),
                 hint: "reshape before saving, e.g. np.save(path, a.reshape(len(a), -1))".into(),
             })
         }
     };
-    let values: Vec<T> = match &a.data {
-        NpyData::U8(v) if image => v.iter().map(|&b| T::from_f64(b as f64 / 255.0)).collect(),
-        data => super::stored_to_real(data, h * w)?,
-    };
-    // The file's values are freed before the matrix is built: two copies at a time, not three.
-    drop(a);
-    let mut d = Dataset::from_row_major(n, h * w, &values, name)?;
+    let m = h * w;
+    let io = |e| Error::io(path, e);
+    let mut file = crate::io::open_regular(path)?;
+    file.seek(SeekFrom::Start(info.data_offset)).map_err(io)?;
+    let mut r = std::io::BufReader::new(file);
+    // Values that need more than a conversion to `T`: u8 images (÷ 255) and f64 values read in
+    // a narrower type (their largest magnitude, as stored, is checked below).
+    let (pixels, narrowed) = (
+        image && info.descr() == "|u1",
+        info.descr() == "<f8" && T::MAX_F64 < f64::MAX,
+    );
+    let row_bytes = m * info.itemsize();
+    let rows = ((1 << 20) / row_bytes.max(1)).clamp(1, n.max(1));
+    let mut buf = vec![0u8; rows * row_bytes];
+    let mut wide = vec![0.0f64; if pixels || narrowed { m } else { 0 }];
+    let mut xt = Mat::<T>::zeros(m, n);
+    let mut top = 0.0f64;
+    for first in (0..n).step_by(rows) {
+        let len = rows.min(n - first);
+        let block = &mut buf[..len * row_bytes];
+        r.read_exact(block).map_err(io)?;
+        for (j, bytes) in block.chunks_exact(row_bytes.max(1)).enumerate() {
+            let col = xt.col_as_slice_mut(first + j);
+            if wide.is_empty() {
+                info.decode_into(bytes, col);
+                continue;
+            }
+            info.decode_into(bytes, &mut wide);
+            if pixels {
+                col.iter_mut()
+                    .zip(&wide)
+                    .for_each(|(c, &b)| *c = T::from_f64(b / 255.0));
+            } else {
+                top = wide
+                    .iter()
+                    .filter(|v| v.is_finite())
+                    .fold(top, |a, v| a.max(v.abs()));
+                col.iter_mut().zip(&wide).for_each(|(c, &v)| *c = T::from_f64(v));
+            }
+        }
+    }
+    if narrowed {
+        super::check_scale::<T>(top, m, n * m)?;
+    }
+    let mut d = Dataset::from_columns(xt, name);
     if image {
         d.image_shape = Some((h, w));
     }
@@ -398,6 +441,75 @@ mod tests {
             },
         );
         assert!(matches!(d, Err(Error::ShapeMismatch { .. })));
+    }
+
+    /// The block-by-block reader gives the bits of reading the whole array and converting it
+    /// ([`NpyData::to_real`](crate::npy::NpyData::to_real), u8 images ÷ 255, the f64 range check
+    /// of [`super::super::stored_to_real`]), across dtypes, over several 1 MiB blocks and a
+    /// partial last one, and for empty arrays.
+    #[test]
+    fn npy_blocks_give_the_whole_array_bits() {
+        use crate::npy::NpyData;
+        let dir = crate::data::test_dir("spec-npy-blocks");
+        let (n, m) = (1500, 100); // 1,500 rows of 800 bytes in f64: 1,310 rows per block.
+        let f: Vec<f64> = (0..n * m)
+            .map(|i| ((i * 7919) % 1013) as f64 * 0.37 + 1e-3)
+            .collect();
+        let files: Vec<(&str, Vec<usize>, Vec<u8>)> = vec![
+            ("f64", vec![n, m], npy_bytes(&[n, m], NpyDataRef::F64(&f))),
+            (
+                "f32",
+                vec![n, m],
+                npy_bytes(
+                    &[n, m],
+                    NpyDataRef::F32(&f.iter().map(|&v| v as f32).collect::<Vec<_>>()),
+                ),
+            ),
+            (
+                "u8",
+                vec![n, 10, 10],
+                npy_bytes(
+                    &[n, 10, 10],
+                    NpyDataRef::U8(&f.iter().map(|&v| v as u8).collect::<Vec<_>>()),
+                ),
+            ),
+            (
+                "i64",
+                vec![n, m],
+                npy_bytes(
+                    &[n, m],
+                    NpyDataRef::I64(&f.iter().map(|&v| v as i64).collect::<Vec<_>>()),
+                ),
+            ),
+            ("empty", vec![0, m], npy_bytes(&[0, m], NpyDataRef::F32(&[]))),
+        ];
+        for (tag, shape, bytes) in files {
+            let path = dir.path().join(format!("{tag}.npy"));
+            std::fs::write(&path, bytes).unwrap();
+            let whole = read_npy(&path).unwrap();
+            let features = shape[1..].iter().product::<usize>();
+            let want: Vec<f32> = match &whole.data {
+                NpyData::U8(v) if shape.len() == 3 => {
+                    v.iter().map(|&b| f32::from_f64(b as f64 / 255.0)).collect()
+                }
+                data => super::super::stored_to_real(data, features).unwrap(),
+            };
+            let got = load_npy_data::<f32>(&path).unwrap();
+            assert_eq!((got.n_samples(), got.n_features()), (shape[0], features), "{tag}");
+            let got: Vec<f32> = (0..got.n_samples())
+                .flat_map(|i| got.sample(i).to_vec())
+                .collect();
+            assert!(
+                got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()) && got.len() == want.len(),
+                "{tag}"
+            );
+        }
+        // f64 values beyond f32's range: refused in f32 (checked on the values as stored), read in f64.
+        let path = dir.path().join("tiny.npy");
+        std::fs::write(&path, npy_bytes(&[3, 2], NpyDataRef::F64(&[1e-50; 6]))).unwrap();
+        let e = load_npy_data::<f32>(&path).unwrap_err().to_string();
+        assert!(e.contains("underflow in f32"), "{e}");
+        assert_eq!(load_npy_data::<f64>(&path).unwrap().sample(2), &[1e-50, 1e-50]);
     }
 
     #[test]
