@@ -252,3 +252,87 @@ fn mtx_and_sparse_flag_fit_like_dense() {
     assert_user_error(&o, &["--sparse", "dense"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `bench nmf` on a sparse file: the products and the solvers' iterations against the SpMM
+/// bound, with `--hals-inner-max` and `--no-extrapolate` reaching the solvers, and the options
+/// it does not measure refused.
+#[test]
+fn bench_nmf_on_sparse_data_times_the_solvers_and_refuses_what_it_does_not_measure() {
+    let dir = temp_dir("sparse-bench");
+    let npz = dir.join("c.npz");
+    assert_ok(&run(&[
+        "data",
+        "generate",
+        "topics",
+        "--docs",
+        "800",
+        "--terms",
+        "200",
+        "--density",
+        "0.03",
+        "--topics",
+        "5",
+        "--seed",
+        "2",
+        "--out",
+        s(&npz),
+    ]));
+    let bench = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "bench",
+            "nmf",
+            "--data",
+            s(&npz),
+            "-k",
+            "5",
+            "--solvers",
+            "hals,mu",
+            "--max-iter",
+            "6",
+            "--init",
+            "random",
+            "--threads",
+            "2",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert_ok(&o);
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v = bench(&[]);
+    assert_eq!(v["products"].as_array().unwrap().len(), 4);
+    let solvers = v["solvers"].as_array().unwrap();
+    assert_eq!(solvers.len(), 2);
+    for sv in solvers {
+        assert_eq!(sv["iterations"], 6);
+        assert!(sv["ratio"].as_f64().unwrap() > 0.0 && sv["final_rel_error"].as_f64().unwrap() < 1.0);
+    }
+    let err = |v: &serde_json::Value, solver: &str| {
+        v["solvers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["solver"] == solver)
+            .unwrap()["final_rel_error"]
+            .as_f64()
+            .unwrap()
+    };
+    // The options change the iterates: not silently ignored.
+    let plain = bench(&["--no-extrapolate"]);
+    assert_ne!(err(&plain, "hals"), err(&v, "hals"));
+    assert_ne!(err(&plain, "mu"), err(&v, "mu"));
+    let one = bench(&["--hals-inner-max", "1"]);
+    let many = bench(&["--hals-inner-max", "8"]);
+    assert_ne!(err(&one, "hals"), err(&many, "hals"));
+    for (flag, word) in [
+        (&["--paired"][..], "--paired"),
+        (&["--targets", "0.5"][..], "--targets"),
+        (&["--compress"][..], "--compress"),
+    ] {
+        let mut args = vec!["bench", "nmf", "--data", s(&npz), "-k", "5", "--max-iter", "2"];
+        args.extend_from_slice(flag);
+        assert_user_error(&run(&args), &["sparse data", word, "drop"]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -37,6 +37,10 @@ pub struct SparseBenchOptions {
     pub init: InitMethod,
     /// Seed.
     pub seed: u64,
+    /// HALS's inner sweeps per factor (`None`: Gillis–Glineur's rule).
+    pub hals_inner_max: Option<usize>,
+    /// Extrapolation between iterations (the solvers' default).
+    pub extrapolate: bool,
 }
 
 /// One solver on sparse data.
@@ -148,6 +152,8 @@ pub fn bench_nmf_sparse<T: Real>(x: &Csr<T>, o: &SparseBenchOptions) -> Result<S
             tol: 0.0,
             threads: o.threads,
             seed: o.seed,
+            hals_inner_max: o.hals_inner_max,
+            extrapolate: o.extrapolate,
             ..Default::default()
         }
         .check()?;
