@@ -5,27 +5,32 @@
 mod common;
 use common::*;
 
-#[test]
-fn sparse_corpus_through_info_fit_transform_eval() {
-    let dir = temp_dir("sparse");
-    let npz = dir.join("topics.npz");
+/// `data generate topics` at density 0.03 into `out`.
+fn generate_topics(out: &std::path::Path, docs: &str, terms: &str, topics: &str, seed: &str) {
     assert_ok(&run(&[
         "data",
         "generate",
         "topics",
         "--docs",
-        "600",
+        docs,
         "--terms",
-        "300",
+        terms,
         "--density",
         "0.03",
         "--topics",
-        "4",
+        topics,
         "--seed",
-        "1",
+        seed,
         "--out",
-        s(&npz),
+        s(out),
     ]));
+}
+
+#[test]
+fn sparse_corpus_through_info_fit_transform_eval() {
+    let dir = temp_dir("sparse");
+    let npz = dir.join("topics.npz");
+    generate_topics(&npz, "600", "300", "4", "1");
     let info = run(&["data", "info", s(&npz), "--json"]);
     assert_ok(&info);
     let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
@@ -260,23 +265,7 @@ fn mtx_and_sparse_flag_fit_like_dense() {
 fn bench_nmf_on_sparse_data_times_the_solvers_and_refuses_what_it_does_not_measure() {
     let dir = temp_dir("sparse-bench");
     let npz = dir.join("c.npz");
-    assert_ok(&run(&[
-        "data",
-        "generate",
-        "topics",
-        "--docs",
-        "800",
-        "--terms",
-        "200",
-        "--density",
-        "0.03",
-        "--topics",
-        "5",
-        "--seed",
-        "2",
-        "--out",
-        s(&npz),
-    ]));
+    generate_topics(&npz, "800", "200", "5", "2");
     let bench = |extra: &[&str]| -> serde_json::Value {
         let mut args = vec![
             "bench",
