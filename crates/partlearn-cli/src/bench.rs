@@ -377,7 +377,8 @@ pub struct BenchNmfArgs {
     /// Relative errors whose time-to-reach is reported (dense data; default 0.25,0.22).
     #[arg(long)]
     pub targets: Option<String>,
-    /// HALS inner repetitions per factor (default: Gillis–Glineur's rule).
+    /// HALS inner repetitions per factor (default: Gillis–Glineur's rule, counting the stored
+    /// entries of sparse data).
     #[arg(long)]
     pub hals_inner_max: Option<usize>,
     /// Initialization: nndsvda (default), nndsvd, nndsvdar, random.

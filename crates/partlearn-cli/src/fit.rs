@@ -86,7 +86,8 @@ pub struct NmfArgs {
     /// L1 share of the penalties (0 = pure L2, 1 = pure L1).
     #[arg(long, default_value_t = 0.0)]
     pub l1_ratio: f64,
-    /// HALS: maximum inner sweeps per factor (default: Gillis–Glineur's rule).
+    /// HALS: maximum inner sweeps per factor (default: Gillis–Glineur's rule, the products'
+    /// cost counted from every entry of dense data, the stored entries of sparse data).
     #[arg(long)]
     pub hals_inner_max: Option<usize>,
     /// Frobenius solvers: no extrapolation between iterations (plain HALS / MU / ANLS; slower,

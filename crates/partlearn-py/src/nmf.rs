@@ -194,7 +194,7 @@ fn parse_compress_samples(v: Option<&Bound<'_, PyAny>>) -> PyResult<nmf::Compres
 #[pyo3(signature = (
     x, *, n_components, solver = "hals", beta_loss = 2.0, init = "auto", max_iter = 200,
     tol = 1e-4, max_seconds = None, alpha_w = 0.0, alpha_h = None, l1_ratio = 0.0, seed = 0,
-    threads = 1, extrapolate = true, compress = None, oversample = nmf::compress::DEFAULT_OVERSAMPLE,
+    threads = 1, extrapolate = true, hals_inner_max = None, compress = None, oversample = nmf::compress::DEFAULT_OVERSAMPLE,
     power_iters = nmf::compress::DEFAULT_POWER_ITERS, polish = 10, compress_samples = None,
     w_init = None, h_init = None, callback = None
 ))]
@@ -215,6 +215,7 @@ pub fn nmf_fit<'py>(
     seed: u64,
     threads: usize,
     extrapolate: bool,
+    hals_inner_max: Option<usize>,
     compress: Option<&str>,
     oversample: usize,
     power_iters: usize,
@@ -253,6 +254,7 @@ pub fn nmf_fit<'py>(
         .seed(seed)
         .threads(threads)
         .extrapolate(extrapolate)
+        .hals_inner_max(hals_inner_max)
         .compress(compress)
         .polish(polish)
         .compress_samples(parse_compress_samples(compress_samples)?);

@@ -70,6 +70,7 @@ def test_minibatch_nmf_of_the_cli_loads_as_minibatch(X, tmp_path):
         lambda: pl.NMF(5, solver="cd", random_state=0, max_iter=20),
         lambda: pl.NMF(5, solver="mu", beta_loss=1, random_state=0, max_iter=20),
         lambda: pl.NMF(5, solver="hals", extrapolate=True, random_state=0, max_iter=20),
+        lambda: pl.NMF(5, solver="hals", hals_inner_max=2, random_state=0, max_iter=20),
         lambda: pl.SparseNMF(4, code_sparsity=0.6, random_state=0, max_iter=20),
         lambda: pl.HierarchicalNMF(ranks=(5, 2), max_iter=20, random_state=0),
         lambda: pl.DeepNMF(ranks=(5, 2), max_iter=20, random_state=0),

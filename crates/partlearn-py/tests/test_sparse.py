@@ -19,7 +19,8 @@ def _sparse(n=120, m=40, density=0.15, dtype=np.float64, seed=0):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_sparse_and_dense_give_the_same_factors(solver, dtype):
     X = _sparse(dtype=dtype)
-    kw = dict(n_components=4, solver=solver, init="random", random_state=3, max_iter=40, tol=0)
+    # (HALS's default sweeps count the entries the products read: pinned to compare the forms.)
+    kw = dict(n_components=4, solver=solver, init="random", random_state=3, max_iter=40, tol=0, hals_inner_max=3)
     ms, md = partlearn.NMF(**kw), partlearn.NMF(**kw)
     Ws, Wd = ms.fit_transform(X), md.fit_transform(X.toarray())
     assert Ws.dtype == dtype and ms.components_.dtype == dtype
@@ -33,10 +34,22 @@ def test_sparse_and_dense_give_the_same_factors(solver, dtype):
     np.testing.assert_allclose(ms.reconstruction_err_, true, rtol=1e-6 if dtype == np.float64 else 1e-3)
 
 
+def test_hals_sweeps_of_sparse_data_count_the_stored_entries():
+    # 100 × 100 at 10 %, 4 components: ρ = d·m/k + m/2n = 3 for both factors with the stored
+    # entries (two sweeps each), 25.5 with every entry (thirteen).
+    X = _sparse(n=100, m=100, density=0.1)
+    kw = dict(n_components=4, solver="hals", init="random", random_state=1, max_iter=15, tol=0)
+    Ws = partlearn.NMF(**kw).fit_transform(X)
+    Wd2 = partlearn.NMF(hals_inner_max=2, **kw).fit_transform(X.toarray())
+    Wd = partlearn.NMF(**kw).fit_transform(X.toarray())
+    np.testing.assert_allclose(Ws, Wd2, atol=1e-9 * np.abs(Wd2).max())
+    assert np.abs(Ws - Wd).max() > 1e-6 * np.abs(Wd).max()
+
+
 def test_compressed_fit_of_sparse_data_equals_that_of_its_dense_form():
     X = _sparse(n=150, m=60, density=0.4)
     kw = dict(n_components=4, solver="hals", init="random", random_state=2, max_iter=30, tol=0,
-              compress="on", oversample=8, power_iters=1, polish=5)
+              compress="on", oversample=8, power_iters=1, polish=5, hals_inner_max=2)
     ms, md = partlearn.NMF(**kw), partlearn.NMF(**kw)
     Ws, Wd = ms.fit_transform(X), md.fit_transform(X.toarray())
     np.testing.assert_allclose(ms.components_, md.components_, atol=1e-9 * max(1.0, np.abs(md.components_).max()))
@@ -81,14 +94,14 @@ def test_unsorted_and_duplicate_entries_are_summed_as_scipy_does():
     indptr = np.array([0, 3, 5])
     X = sp.csr_matrix((data, indices, indptr), shape=(2, 3))
     assert not X.has_canonical_format
-    kw = dict(n_components=2, init="random", random_state=0, max_iter=30, tol=0)
+    kw = dict(n_components=2, init="random", random_state=0, max_iter=30, tol=0, hals_inner_max=2)
     W = partlearn.NMF(**kw).fit_transform(X)
     np.testing.assert_allclose(W, partlearn.NMF(**kw).fit_transform(X.toarray()), atol=1e-12)
 
 
 def test_transform_of_sparse_data_equals_that_of_its_dense_form():
     X = _sparse()
-    kw = dict(n_components=5, init="random", random_state=0, max_iter=50, tol=0)
+    kw = dict(n_components=5, init="random", random_state=0, max_iter=50, tol=0, hals_inner_max=2)
     model = partlearn.NMF(**kw).fit(X)
     Xt = _sparse(n=30, seed=9)
     np.testing.assert_allclose(model.transform(Xt), model.transform(Xt.toarray()), atol=1e-10)

@@ -253,6 +253,12 @@ class NMF(_BaseNMF):
         Extrapolate after each iteration and keep the point only when it lowers the objective
         (Ang & Gillis 2019; Frobenius loss). "auto": on for "cd", "hals" and "anls", off for
         "mu", so that ``solver="mu"`` runs scikit-learn's exact iterations.
+    hals_inner_max : int or None, default=None
+        Solvers "cd" and "hals": the most sweeps over a factor per iteration. None: Gillis and
+        Glineur's ``1 + ⌊ρ/2⌋``, ``ρ`` being the cost of the factor's products over that of one
+        sweep, with the products' cost counted from the entries they read: every entry of
+        dense ``X``, the stored entries of sparse ``X`` (so the two forms of one matrix may
+        sweep differently by default, and give the same factors with the same value here).
     compress : {None, "on", "auto"}, default=None
         Compressed NMF, Frobenius loss: a sketch ``X ≈ U·B`` with ``n_components + oversample``
         columns (the exact leading singular subspace with an NNDSVD start, else a seeded
@@ -321,6 +327,7 @@ class NMF(_BaseNMF):
         "max_seconds": [Interval(Real, 0, None, closed="neither"), None],
         "callback": [callable, None],
         "extrapolate": ["boolean", StrOptions({"auto"})],
+        "hals_inner_max": [Interval(Integral, 1, None, closed="left"), None],
         "compress": [StrOptions({"on", "auto"}), None],
         "oversample": [Interval(Integral, 0, None, closed="left")],
         "power_iters": [Interval(Integral, 0, None, closed="left")],
@@ -349,6 +356,7 @@ class NMF(_BaseNMF):
         max_seconds=None,
         callback=None,
         extrapolate="auto",
+        hals_inner_max=None,
         compress=None,
         oversample=100,
         power_iters=2,
@@ -370,6 +378,7 @@ class NMF(_BaseNMF):
         self.max_seconds = max_seconds
         self.callback = callback
         self.extrapolate = extrapolate
+        self.hals_inner_max = hals_inner_max
         self.compress = compress
         self.oversample = oversample
         self.power_iters = power_iters
@@ -379,8 +388,8 @@ class NMF(_BaseNMF):
     @classmethod
     def _params_from_run(cls, options):
         """The parameters of the estimator that a run of ``partlearn fit nmf`` with these
-        options (run.json ``part.options``) describes (``pg_tol`` and HALS' inner settings have
-        no parameter here and are left out)."""
+        options (run.json ``part.options``) describes (``pg_tol`` and HALS' ``hals_inner_delta``
+        have no parameter here and are left out)."""
         o = dict(options)
         beta = float(o.get("beta_loss", 2.0))
         init = o.get("init", "auto")
@@ -401,6 +410,7 @@ class NMF(_BaseNMF):
             "max_seconds": o.get("max_seconds"),
             # The library's resolved value: "auto" where it is the solver's default.
             "extrapolate": "auto" if extrapolate == (solver != "mu") else extrapolate,
+            "hals_inner_max": None if o.get("hals_inner_max") is None else int(o["hals_inner_max"]),
             "polish": int(o.get("polish", 10)),
         }
         samples = o.get("compress_samples", "auto")
@@ -477,6 +487,7 @@ class NMF(_BaseNMF):
             seed=_seed(self.random_state),
             threads=int(self.n_threads),
             extrapolate=self.solver != "mu" if self.extrapolate == "auto" else bool(self.extrapolate),
+            hals_inner_max=None if self.hals_inner_max is None else int(self.hals_inner_max),
             compress=self.compress,
             oversample=int(self.oversample),
             power_iters=int(self.power_iters),

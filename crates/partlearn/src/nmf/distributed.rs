@@ -107,7 +107,23 @@ fn run<T: Real>(
     observer: &mut (dyn Observer + Send),
 ) -> Result<NmfFit<T>> {
     let checked = check(x, params, part);
-    let v = crate::dist::agree_ok(part.comm, checked)?;
+    let mut v = crate::dist::agree_ok(part.comm, checked)?;
+    // HALS's inner sweeps count the entries the processes' kernels read, all together: the
+    // whole matrix's `n · m` when every block is dense, as in one process.
+    let mut entries = [match x {
+        NmfInput::Sparse(s) => s.nnz() as f64,
+        other => {
+            let (n, m) = other.shape();
+            (n * m) as f64
+        }
+    }];
+    part.comm.sum(&mut entries);
+    let m_total = if part.splits_features() {
+        part.m_total
+    } else {
+        x.shape().1
+    };
+    v.count_stored_entries(part.n_total, m_total, entries[0]);
     let opts = params.params();
     let start = Instant::now();
     let (bytes, seconds) = (part.comm.bytes(), part.comm.seconds());
@@ -396,11 +412,13 @@ mod tests {
             }
         });
         for solver in [Solver::Mu, Solver::Hals, Solver::Anls] {
+            // (HALS's default inner sweeps count the stored entries: pinned to compare forms.)
             let p = NmfParams::new(3)
                 .solver(solver)
                 .init(InitMethod::Random)
                 .max_iter(25)
                 .seed(2)
+                .hals_inner_max(Some(4))
                 .check()
                 .unwrap();
             let (atoms, codes, fit) = distributed(&x, &p, 2);

@@ -261,7 +261,8 @@ pub fn fit<T: Real>(
 /// [`factorize_with`] on sparse data (`n_samples × n_features` CSR), never densified
 /// (METHODS.md §11.1): HALS, MU and ANLS for the Frobenius loss through SpMM kernels
 /// (`O(nnz·k)` per product), MU for KL (β = 1) with `WH` formed only at the non-zeros. Same
-/// factors as the dense fit of the same matrix up to rounding. Not available on sparse data:
+/// factors as the dense fit of the same matrix up to rounding, given the same `hals_inner_max`
+/// (by default HALS's sweeps count the stored entries here, every entry of dense data). Not available on sparse data:
 /// Itakura–Saito (β ≤ 0: undefined at the zeros), other β ∉ {1, 2} (they need `WH` at every
 /// entry) and `compress` (the SpMMs already cost `O(nnz·k)`).
 ///
@@ -296,6 +297,7 @@ pub(crate) fn factorize_csr_impl<T: Real>(
     let opts = params.params();
     check_sparse_beta(opts.beta_loss)?;
     let mut v = params.resolve(x.nrows(), x.ncols())?;
+    v.count_stored_entries(x.nrows(), x.ncols(), x.nnz() as f64);
     // Sparse data: `auto` sketches only where the dense sketched products beat the SpMMs.
     if let (Some((l, _)), Compress::Auto { .. }) = (v.sketch, opts.compress) {
         if !compress::pays_sparse(l, x.ncols(), x.nrows(), x.nnz()) {

@@ -370,11 +370,8 @@ impl ValidNmfParams {
             ));
         }
         let alpha_h = o.alpha_h.unwrap_or(o.alpha_w);
-        let (m, n, k) = (n_features as f64, n_samples as f64, o.k as f64);
-        // Gillis & Glineur: ρ = cost of forming the Gram and cross terms / cost of one sweep.
-        let rho_codes = (2.0 * m * n * k + m * k * k) / (2.0 * k * k * n);
-        let rho_atoms = (2.0 * m * n * k + n * k * k) / (2.0 * k * k * m);
-        let auto = |rho: f64| 1 + (0.5 * rho).floor() as usize;
+        let (m, n) = (n_features as f64, n_samples as f64);
+        let (inner_max_codes, inner_max_atoms) = hals_inner_limits(o, n_samples, n_features, m * n);
         Ok(Resolved {
             init,
             codes_penalty: Penalty {
@@ -385,8 +382,8 @@ impl ValidNmfParams {
                 l1: alpha_h * o.l1_ratio * n,
                 l2: alpha_h * (1.0 - o.l1_ratio) * n,
             },
-            inner_max_codes: o.hals_inner_max.unwrap_or_else(|| auto(rho_codes)),
-            inner_max_atoms: o.hals_inner_max.unwrap_or_else(|| auto(rho_atoms)),
+            inner_max_codes,
+            inner_max_atoms,
             sketch,
             subsample,
             stop: self.stop,
@@ -395,7 +392,31 @@ impl ValidNmfParams {
     }
 }
 
+/// HALS's inner sweeps per factor (`hals_inner_max`, or Gillis & Glineur's `1 + ⌊ρ/2⌋`, METHODS.md
+/// §2): `ρ` is the cost of a factor's Gram and cross term over the cost of one sweep of it, the
+/// cross term (`WᵀX` or `XH`) costing `2·K·k` where `K` is the number of entries its kernel reads:
+/// `n_samples · n_features` for dense data, the stored entries for sparse data (their `K`, the
+/// non-zeros of a sparse matrix). So the dense and the CSR form of one matrix may sweep a
+/// different number of times by default, and agree to rounding with the same `hals_inner_max`.
+fn hals_inner_limits(o: &NmfParams, n_samples: usize, n_features: usize, entries: f64) -> (usize, usize) {
+    let (m, n, k) = (n_features as f64, n_samples as f64, o.k as f64);
+    let rho_codes = (2.0 * entries * k + m * k * k) / (2.0 * k * k * n);
+    let rho_atoms = (2.0 * entries * k + n * k * k) / (2.0 * k * k * m);
+    let auto = |rho: f64| 1 + (0.5 * rho).floor() as usize;
+    (
+        o.hals_inner_max.unwrap_or_else(|| auto(rho_codes)),
+        o.hals_inner_max.unwrap_or_else(|| auto(rho_atoms)),
+    )
+}
+
 impl Resolved {
+    /// HALS's inner sweeps counted for sparse data of `n_samples × n_features` with `stored`
+    /// entries in all (all processes' for a distributed fit), see [`hals_inner_limits`].
+    pub(crate) fn count_stored_entries(&mut self, n_samples: usize, n_features: usize, stored: f64) {
+        (self.inner_max_codes, self.inner_max_atoms) =
+            hals_inner_limits(&self.opts, n_samples, n_features, stored);
+    }
+
     /// The parameters of a compressed fit's warm start on `s` of its samples
     /// ([`super::compress::samples`]): resolved for `s × m` (penalties and HALS's inner
     /// repetitions follow the subset's size), the same sketch size and time budget, `max_iter`
@@ -705,5 +726,24 @@ mod tests {
             v.inner_max_codes
         );
         assert!(v.inner_max_atoms > 100, "{}", v.inner_max_atoms);
+        // The 1M × 50,000 corpus at 0.1 % (5·10⁷ stored entries), k = 50: ρ_codes =
+        // (2·5·10⁷·50 + 5·10⁴·50²) / (2·50²·10⁶) ≈ 1.03, ρ_atoms = (5·10⁹ + 10⁶·50²) / (2·50²·5·10⁴) = 30.
+        let mut v = opts(50).check().unwrap().resolve(1_000_000, 50_000).unwrap();
+        assert_eq!((v.inner_max_codes, v.inner_max_atoms), (501, 10_006));
+        v.count_stored_entries(1_000_000, 50_000, 5e7);
+        assert_eq!((v.inner_max_codes, v.inner_max_atoms), (1, 16));
+        // Counted with every entry, the sparse count is the dense one; a fixed limit stays.
+        v.count_stored_entries(1_000_000, 50_000, 5e10);
+        assert_eq!((v.inner_max_codes, v.inner_max_atoms), (501, 10_006));
+        let mut v = NmfParams {
+            hals_inner_max: Some(2),
+            ..opts(50)
+        }
+        .check()
+        .unwrap()
+        .resolve(1_000_000, 50_000)
+        .unwrap();
+        v.count_stored_entries(1_000_000, 50_000, 5e7);
+        assert_eq!((v.inner_max_codes, v.inner_max_atoms), (2, 2));
     }
 }

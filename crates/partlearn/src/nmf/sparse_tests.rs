@@ -25,6 +25,9 @@ fn params(solver: Solver, beta: f64, init: InitMethod, threads: usize) -> ValidN
         tol: 0.0,
         max_iter: 40,
         threads,
+        // By default HALS sweeps as often as the entries its kernels read allow, which differ
+        // between the two forms (`hals_counts_the_stored_entries_of_sparse_data`).
+        hals_inner_max: Some(3),
         ..Default::default()
     }
     .check()
@@ -83,9 +86,62 @@ fn dense_and_sparse_fits_agree_for_every_solver() {
     }
 }
 
-/// A thin matrix (few features) with penalties: the penalties' scaling (`α_W·m`, `α_H·n`) and
-/// HALS's inner repetitions depend on which side is samples, so a sparse fit that swapped them
-/// would differ from the dense one.
+/// HALS's default inner sweeps on sparse data count its stored entries (Gillis & Glineur's `K`):
+/// on a 200 × 150 matrix at 7 % density that allows two sweeps per factor (`ρ ≈ d·m/k + m/2n`
+/// ≈ 2.5 for the codes), where its dense form allows 16 and 21, so the sparse default is the
+/// dense fit with `hals_inner_max = 2`. A distributed fit of two CSR blocks counts both
+/// processes' entries (each block's alone would allow one sweep of the codes) and agrees with
+/// the one-process fit to rounding.
+#[test]
+fn hals_counts_the_stored_entries_of_sparse_data() {
+    let (n, m) = (200, 150);
+    let mut r = Rng::new(7);
+    let x = Mat::<f64>::from_fn(n, m, |_, _| {
+        if r.uniform() < 0.07 {
+            0.1 + r.uniform()
+        } else {
+            0.0
+        }
+    });
+    let xs = Csr::from_dense(x.as_ref()).unwrap();
+    let density = xs.nnz() as f64 / (n * m) as f64;
+    assert!((0.065..0.075).contains(&density), "{density}");
+    let p = |inner: Option<usize>| {
+        NmfParams {
+            k: 5,
+            init: InitMethod::Random,
+            tol: 0.0,
+            max_iter: 15,
+            hals_inner_max: inner,
+            ..Default::default()
+        }
+        .check()
+        .unwrap()
+    };
+    let v = p(None).resolve(n, m).unwrap();
+    assert_eq!((v.inner_max_codes, v.inner_max_atoms), (16, 21));
+    let sparse = factorize_csr(&xs, &p(None), None, &mut Silent).unwrap();
+    let two = factorize_with(x.as_ref(), &p(Some(2)), None, &mut Silent).unwrap();
+    let dense = factorize_with(x.as_ref(), &p(None), None, &mut Silent).unwrap();
+    assert!(rel_diff(sparse.model.components(), two.model.components()) < 1e-8);
+    assert!(rel_diff(sparse.codes(), two.codes()) < 1e-8);
+    assert_eq!(sparse.stats.column_sweeps, two.stats.column_sweeps);
+    // Between one and two sweeps of each factor per iteration ((n + m) columns of k each).
+    let once = (15 * (n + m)) as u64;
+    assert!(sparse.stats.column_sweeps > once && sparse.stats.column_sweeps <= 2 * once);
+    assert!(dense.stats.column_sweeps > sparse.stats.column_sweeps);
+    let fits = crate::dist::threads::run(n, 2, |part, b| {
+        let block = Csr::from_dense(x.as_ref().subrows(b.start, b.len())).unwrap();
+        super::distributed::factorize_part(&block, &p(None), part, &mut Silent).unwrap()
+    });
+    for fit in &fits {
+        assert!(rel_diff(fit.model.components(), sparse.model.components()) < 1e-9);
+    }
+}
+
+/// A thin matrix (few features) with penalties: the penalties' scaling (`α_W·m`, `α_H·n`)
+/// depends on which side is samples, so a sparse fit that swapped them would differ from the
+/// dense one.
 #[test]
 fn dense_and_sparse_fits_agree_on_a_thin_matrix_with_penalties() {
     for (n, m) in [(60, 6), (6, 60)] {
@@ -97,6 +153,7 @@ fn dense_and_sparse_fits_agree_on_a_thin_matrix_with_penalties() {
                 init: InitMethod::Random,
                 tol: 0.0,
                 max_iter: 30,
+                hals_inner_max: Some(2),
                 alpha_w: 0.05,
                 alpha_h: Some(0.02),
                 l1_ratio: 0.5,
