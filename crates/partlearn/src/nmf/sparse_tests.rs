@@ -316,6 +316,7 @@ fn compressed_fits_of_sparse_data_equal_the_dense_ones_and_auto_falls_back_when_
             polish: 5,
             tol: 0.0,
             max_iter: 30,
+            hals_inner_max: Some(3),
             ..Default::default()
         }
         .check()
