@@ -115,12 +115,41 @@ impl<T: Real> Kernel for Gather<'_, T> {
             end,
         } = self.row;
         self.out.fill(T::zero());
-        for p in range {
+        let col = |p: usize| self.f.col(indices[p] as usize).as_slice();
+        let ahead = |p: usize| {
             if p + AHEAD < end {
-                prefetch(self.f.col(indices[p + AHEAD] as usize).as_slice());
+                prefetch(col(p + AHEAD));
             }
-            axpy(self.out, vals[p], self.f.col(indices[p] as usize).as_slice());
+        };
+        let mut p = range.start;
+        while p + UNROLL <= range.end {
+            (p..p + UNROLL).for_each(ahead);
+            axpy4(
+                self.out,
+                [vals[p], vals[p + 1], vals[p + 2], vals[p + 3]],
+                [col(p), col(p + 1), col(p + 2), col(p + 3)],
+            );
+            p += UNROLL;
         }
+        for p in p..range.end {
+            ahead(p);
+            axpy(self.out, vals[p], col(p));
+        }
+    }
+}
+
+/// Stored entries [`Gather`] adds to its output per pass over it ([`axpy4`]).
+const UNROLL: usize = 4;
+
+/// `out += v₀s₀ + v₁s₁ + v₂s₂ + v₃s₃`, added one term after the other (the bits of four
+/// [`axpy`]s) with one load and one store of `out` instead of four: the gather's loop is bound
+/// by its loads and stores of `out`, not by the arithmetic or the columns' reads.
+#[inline(always)]
+fn axpy4<T: Real>(out: &mut [T], v: [T; UNROLL], s: [&[T]; UNROLL]) {
+    let n = out.len();
+    let (s0, s1, s2, s3) = (&s[0][..n], &s[1][..n], &s[2][..n], &s[3][..n]);
+    for i in 0..n {
+        out[i] = (((out[i] + v[0] * s0[i]) + v[1] * s1[i]) + v[2] * s2[i]) + v[3] * s3[i];
     }
 }
 
