@@ -8,7 +8,6 @@
 //! the next iteration's `Q`.
 
 use faer::{Accum, Mat, MatMut, MatRef, Par};
-use rayon::prelude::*;
 
 use super::cd::{self, SweepRule};
 use super::compress::Sketch;
@@ -867,32 +866,53 @@ pub(crate) fn sums<T: Real>(f: MatRef<'_, T>) -> (f64, f64) {
 
 /// `F ← max(ε, F ⊙ C ⊘ (G F + l1 + l2·F))` (METHODS.md §1.2 with §1.5's penalties); `gf` = `G F`.
 fn mu_frobenius_step<T: Real>(
-    mut f: MatMut<'_, T>,
+    f: MatMut<'_, T>,
     c: MatRef<'_, T>,
     gf: MatRef<'_, T>,
     pen: Penalty,
     parallel: bool,
 ) {
-    let (l1, l2) = (T::from_f64(pen.l1), T::from_f64(pen.l2));
-    let floor = T::from_f64(MU_FLOOR);
-    let tiny = T::min_positive_value();
-    let step = |j0: usize, mut fc: MatMut<'_, T>| {
-        for jj in 0..fc.ncols() {
-            let j = j0 + jj;
-            for i in 0..fc.nrows() {
-                let old = fc[(i, jj)];
-                let den = gf[(i, j)] + l1 + l2 * old;
-                let new = old * c[(i, j)] / den.max(tiny);
-                fc[(i, jj)] = new.max(floor);
-            }
-        }
+    let (Some(c), Some(gf)) = (c.try_as_col_major(), gf.try_as_col_major()) else {
+        unreachable!("workspaces are column-major")
     };
-    const CHUNK: usize = 256;
-    if parallel {
-        f.par_col_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(t, fc)| step(t * CHUNK, fc));
-    } else {
-        step(0, f.as_mut());
+    let (l1, l2) = (T::from_f64(pen.l1), T::from_f64(pen.l2));
+    let (floor, tiny) = (T::from_f64(MU_FLOOR), T::min_positive_value());
+    super::beta::for_cols(f, parallel, |j, col| {
+        linalg::kernels::simd(MuStep {
+            f: col,
+            c: c.col(j).as_slice(),
+            g: gf.col(j).as_slice(),
+            l1,
+            l2,
+            floor,
+            tiny,
+        })
+    });
+}
+
+/// One column of [`mu_frobenius_step`]: `f ← max(floor, f·c / max(tiny, g + l1 + l2·f))`, over
+/// slices so that it vectorizes (the division dominates a scalar loop over the codes).
+struct MuStep<'a, T> {
+    f: &'a mut [T],
+    c: &'a [T],
+    g: &'a [T],
+    l1: T,
+    l2: T,
+    floor: T,
+    tiny: T,
+}
+
+impl<T: Real> linalg::kernels::Kernel for MuStep<'_, T> {
+    type Out = ();
+    #[inline(always)]
+    fn run(self) {
+        let n = self.f.len();
+        let (c, g) = (&self.c[..n], &self.g[..n]);
+        for i in 0..n {
+            let old = self.f[i];
+            let den = g[i] + self.l1 + self.l2 * old;
+            let new = old * c[i] / den.max(self.tiny);
+            self.f[i] = new.max(self.floor);
+        }
     }
 }
