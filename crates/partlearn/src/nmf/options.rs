@@ -393,7 +393,7 @@ impl ValidNmfParams {
 }
 
 /// HALS's inner sweeps per factor (`hals_inner_max`, or Gillis & Glineur's `1 + ⌊ρ/2⌋`, METHODS.md
-/// §2): `ρ` is the cost of a factor's Gram and cross term over the cost of one sweep of it, the
+/// §1.4): `ρ` is the cost of a factor's Gram and cross term over the cost of one sweep of it, the
 /// cross term (`WᵀX` or `XH`) costing `2·K·k` where `K` is the number of entries its kernel reads:
 /// `n_samples · n_features` for dense data, the stored entries for sparse data (their `K`, the
 /// non-zeros of a sparse matrix). So the dense and the CSR form of one matrix may sweep a
