@@ -10,7 +10,7 @@ use faer::Mat;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::linalg::kernels::{simd, Kernel};
+use crate::linalg::kernels::{simd_wide, Kernel};
 use crate::params;
 use crate::real::Real;
 
@@ -341,7 +341,7 @@ impl StepRule {
     }
 }
 
-/// [`StepRule::apply`] on one tensor or chunk, compiled for AVX2 by [`simd`].
+/// [`StepRule::apply`] on one tensor or chunk, compiled for AVX2 or AVX-512 by [`simd_wide`].
 struct Step<'a, T> {
     rule: StepRule,
     state: StateChunk<'a, T>,
@@ -409,13 +409,13 @@ impl<T: Real> Optimizer<T> {
         let rule = self.rule(lr_factor);
         let state = state_of(&mut self.buffers[i]);
         if w.len() < 2 * PAR_CHUNK || rayon::current_num_threads() < 2 {
-            return simd(Step { rule, state, w, g });
+            return simd_wide(Step { rule, state, w, g });
         }
         let states: Vec<_> = state.chunks(PAR_CHUNK).collect();
         w.par_chunks_mut(PAR_CHUNK)
             .zip(g.par_chunks(PAR_CHUNK))
             .zip(states)
-            .for_each(|((w, g), state)| simd(Step { rule, state, w, g }));
+            .for_each(|((w, g), state)| simd_wide(Step { rule, state, w, g }));
     }
 
     /// [`update`](Optimizer::update) for a matrix tensor `i` (`w`, gradient `g` of the same
@@ -428,7 +428,7 @@ impl<T: Real> Optimizer<T> {
         let states = state_of(&mut self.buffers[i]).chunks(r.max(1));
         for (j, state) in (0..w.ncols()).zip(states) {
             let (w, g) = (w.col_as_slice_mut(j), g.col_as_slice(j));
-            simd(Step { rule, state, w, g });
+            simd_wide(Step { rule, state, w, g });
         }
     }
 }
@@ -448,6 +448,44 @@ fn state_of<T>(bufs: &mut [Vec<T>]) -> StateChunk<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every optimizer's step gives the same bits compiled for each instruction set the CPU has
+    /// (baseline, AVX2, AVX-512): [`simd_wide`] may pick any of them.
+    #[test]
+    fn steps_are_the_same_at_every_instruction_level() {
+        use crate::linalg::kernels::{simd_at, Level};
+        let mut rng = crate::rng::Rng::new(8);
+        let n = 1003;
+        let g: Vec<f32> = (0..n).map(|_| (rng.uniform() - 0.5) as f32).collect();
+        let w0: Vec<f32> = (0..n).map(|_| (rng.uniform() - 0.5) as f32).collect();
+        for name in ["sgd", "adam", "adadelta"] {
+            let spec = OptimizerSpec::named(name, None).unwrap();
+            let runs: Vec<Vec<u32>> = Level::available()
+                .into_iter()
+                .map(|level| {
+                    let mut opt = Optimizer::<f32>::new(spec, &[n]);
+                    let mut w = w0.clone();
+                    for _ in 0..3 {
+                        opt.begin_step();
+                        let rule = opt.rule(0.5);
+                        let state = state_of(&mut opt.buffers[0]);
+                        simd_at(
+                            level,
+                            Step {
+                                rule,
+                                state,
+                                w: &mut w,
+                                g: &g,
+                            },
+                        );
+                    }
+                    w.iter().map(|v| v.to_bits()).collect()
+                })
+                .collect();
+            assert!(runs.windows(2).all(|r| r[0] == r[1]), "{name}");
+            assert_ne!(runs[0], w0.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        }
+    }
 
     /// Each optimizer minimizes a convex quadratic `½ Σ c_i (w_i − 1)²`.
     #[test]

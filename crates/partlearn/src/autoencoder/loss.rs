@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::linalg::kernels::{simd, Kernel};
+use crate::linalg::kernels::{simd_wide, Kernel};
 use crate::params;
 use crate::real::Real;
 
@@ -242,7 +242,7 @@ const KL_CLIP: f64 = 1e-7;
 
 /// The squared error of every sample (`n` values each) summed in f64, and its gradient
 /// `grad = g·(xhat − x)`: per sample eight partial sums in `T` (they vectorize), then the
-/// sample's sum in f64. Compiled for AVX2 by [`simd`].
+/// sample's sum in f64. Compiled for AVX2 or AVX-512 by [`simd_wide`].
 struct MseRows<'a, T> {
     n: usize,
     g: T,
@@ -305,7 +305,7 @@ pub fn reconstruction<T: Real>(
     match spec.reconstruction {
         RecLoss::Mse => {
             let g = T::from_f64(2.0 * scale);
-            sq = simd(MseRows { n, g, x, xhat, grad });
+            sq = simd_wide(MseRows { n, g, x, xhat, grad });
             loss = sq * scale;
         }
         RecLoss::Bce => {
@@ -493,6 +493,36 @@ pub fn decay<T: Real>(spec: &LossSpec, w: &[T], grad: &mut [T]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The squared error's pass gives the same bits (gradient and sum) compiled for each
+    /// instruction set the CPU has ([`simd_wide`] may pick any of them).
+    #[test]
+    fn squared_error_is_the_same_at_every_instruction_level() {
+        use crate::linalg::kernels::{simd_at, Level};
+        let mut rng = Rng::new(6);
+        let (n, b) = (37, 4);
+        let x: Vec<f32> = (0..n * b).map(|_| rng.uniform() as f32).collect();
+        let xhat: Vec<f32> = (0..n * b).map(|_| rng.uniform() as f32).collect();
+        let runs: Vec<(u64, Vec<u32>)> = Level::available()
+            .into_iter()
+            .map(|level| {
+                let mut grad = vec![0.0f32; n * b];
+                let g = 0.25f32;
+                let sq = simd_at(
+                    level,
+                    MseRows {
+                        n,
+                        g,
+                        x: &x,
+                        xhat: &xhat,
+                        grad: &mut grad,
+                    },
+                );
+                (sq.to_bits(), grad.iter().map(|v| v.to_bits()).collect())
+            })
+            .collect();
+        assert!(runs.windows(2).all(|r| r[0] == r[1]));
+    }
     use crate::rng::Rng;
 
     fn spec(sparsity: Sparsity) -> LossSpec {

@@ -12,7 +12,7 @@ use super::layers::{Act, Cache, LayerSpec, Net, Shape};
 use crate::error::{Error, Result};
 use crate::io::{Tensor as FileTensor, TensorData};
 use crate::linalg;
-use crate::linalg::kernels::{simd, Kernel};
+use crate::linalg::kernels::{simd_wide, Kernel};
 use crate::nmf::model::{IMAGE_SHAPE_KEY, KIND_KEY};
 use crate::protocol::{check_decode_shapes, PartModel};
 use crate::real::Real;
@@ -269,7 +269,7 @@ impl<T: Real> Autoencoder<T> {
                 }
             }
         }
-        let clamp = |w: &mut [T]| simd(Clamp(w));
+        let clamp = |w: &mut [T]| simd_wide(Clamp(w));
         let w = &mut self.decoder.params[0].data;
         if w.len() >= 2 * crate::optim::PAR_CHUNK && rayon::current_num_threads() > 1 {
             w.par_chunks_mut(crate::optim::PAR_CHUNK).for_each(clamp);

@@ -553,9 +553,10 @@ pub(crate) fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
     s
 }
 
-/// Small dense kernels for the per-column sweeps, compiled twice: once for the baseline target
-/// and once with AVX2+FMA, picked at run time (our own code is otherwise built for plain
-/// x86-64, so without this the sweeps would run on 128-bit SSE).
+/// Small dense kernels for the per-column sweeps and elementwise passes, compiled for the
+/// baseline target, with AVX2+FMA and (the auto-encoder's) with AVX-512, the widest the CPU has
+/// picked at run time (our own code is otherwise built for plain x86-64, so without this the
+/// sweeps would run on 128-bit SSE).
 pub(crate) mod kernels {
     #[cfg(test)]
     use crate::real::Real;
@@ -610,24 +611,90 @@ pub(crate) mod kernels {
         let _ = col;
     }
 
+    /// The instruction sets [`simd_at`] compiles a kernel for, narrowest first.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub enum Level {
+        /// The baseline target (SSE2 on x86-64).
+        Baseline,
+        /// AVX2 and FMA.
+        Avx2,
+        /// AVX-512 (foundation) with AVX2 and FMA: 512-bit vectors.
+        Avx512,
+    }
+
+    impl Level {
+        /// The widest level this CPU runs.
+        #[inline(always)]
+        pub fn best() -> Level {
+            #[cfg(target_arch = "x86_64")]
+            {
+                let avx2 =
+                    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+                if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
+                    return Level::Avx512;
+                }
+                if avx2 {
+                    return Level::Avx2;
+                }
+            }
+            Level::Baseline
+        }
+
+        /// Every level this CPU runs, narrowest first.
+        #[cfg(test)]
+        pub fn available() -> Vec<Level> {
+            let best = Level::best();
+            [Level::Baseline, Level::Avx2, Level::Avx512]
+                .into_iter()
+                .filter(|&l| l <= best)
+                .collect()
+        }
+    }
+
     /// Runs `kernel` compiled with AVX2+FMA when the CPU has them.
     ///
     /// `mul_add` compiles to a single FMA instruction there and to a (slow, but exactly
-    /// rounded) library call elsewhere, and no other multiply-add is fused, so results are
-    /// identical on both paths.
+    /// rounded) library call on the baseline, no other multiply-add is fused and no sum is
+    /// reordered (vector lanes are explicit in the kernels that reduce), so results are
+    /// identical at every [`Level`].
     #[inline(always)]
     pub fn simd<K: Kernel>(kernel: K) -> K::Out {
+        simd_at(Level::best().min(Level::Avx2), kernel)
+    }
+
+    /// [`simd`] with AVX-512 when the CPU has it: for the auto-encoder's elementwise passes and
+    /// update, which 512-bit vectors made 3–4 % of a shallow epoch faster (docs/benchmarks.md);
+    /// the NMF sweeps, written around eight lanes, were not faster and stay on [`simd`].
+    #[inline(always)]
+    pub fn simd_wide<K: Kernel>(kernel: K) -> K::Out {
+        simd_at(Level::best(), kernel)
+    }
+
+    /// Runs `kernel` compiled for `level`, which the CPU must have (from [`Level::best`]; a
+    /// wider level than the CPU's runs the baseline).
+    #[inline(always)]
+    pub fn simd_at<K: Kernel>(level: Level, kernel: K) -> K::Out {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2<K: Kernel>(kernel: K) -> K::Out {
                 kernel.run()
             }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the features were detected at run time just above.
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512<K: Kernel>(kernel: K) -> K::Out {
+                kernel.run()
+            }
+            let best = Level::best();
+            if level == Level::Avx512 && best == Level::Avx512 {
+                // SAFETY: `best` detected the features at run time.
+                return unsafe { avx512(kernel) };
+            }
+            if level != Level::Baseline && best != Level::Baseline {
+                // SAFETY: as above (AVX-512 implies the AVX2 level here).
                 return unsafe { avx2(kernel) };
             }
         }
+        let _ = level;
         kernel.run()
     }
 }
@@ -739,9 +806,15 @@ mod tests {
                 kernels::dot_generic(self.0, self.1)
             }
         }
-        let fast = kernels::simd(Dot(&a, &b));
-        assert_eq!(fast.to_bits(), kernels::dot_generic(&a, &b).to_bits());
-        assert!((naive - fast).abs() < 1e-10);
+        for level in kernels::Level::available() {
+            let fast = kernels::simd_at(level, Dot(&a, &b));
+            assert_eq!(
+                fast.to_bits(),
+                kernels::dot_generic(&a, &b).to_bits(),
+                "{level:?}"
+            );
+            assert!((naive - fast).abs() < 1e-10);
+        }
     }
 }
 

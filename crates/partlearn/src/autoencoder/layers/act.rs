@@ -5,7 +5,7 @@ use faer::Par;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::linalg::kernels::{simd, Kernel};
+use crate::linalg::kernels::{simd_wide, Kernel};
 use crate::params;
 use crate::real::Real;
 
@@ -75,7 +75,7 @@ impl Act {
 
     /// `y = act(z)` in place.
     pub fn forward<T: Real>(&self, z: &mut [T]) {
-        simd(ActPass {
+        simd_wide(ActPass {
             act: *self,
             y: None,
             bias: None,
@@ -101,7 +101,7 @@ impl Act {
     /// `dz = dy · act'(z)` in place on `d`, from the *outputs* `y` (every activation here has a
     /// derivative that is a function of its output: `y(1−y)`, `[y > 0]`, …).
     pub fn backward<T: Real>(&self, y: &[T], d: &mut [T]) {
-        simd(ActPass {
+        simd_wide(ActPass {
             act: *self,
             y: Some(y),
             bias: None,
@@ -154,7 +154,7 @@ fn map<T: Real>(z: &mut [T], bias: Option<&[T]>, f: impl Fn(T) -> T) {
 }
 
 /// [`Act::forward`] (`y` = `None`, on `z` in place, after adding `bias` if given) or
-/// [`Act::backward`] (on the gradient `z` from the outputs `y`), compiled for AVX2 by [`simd`].
+/// [`Act::backward`] (on the gradient `z` from the outputs `y`), compiled for AVX2 or AVX-512 by [`simd_wide`].
 struct ActPass<'a, T> {
     act: Act,
     y: Option<&'a [T]>,
@@ -193,7 +193,7 @@ impl Act {
     pub(super) fn forward_bias_par<T: Real>(&self, z: &mut [T], b: &[T], par: Par) {
         use rayon::prelude::*;
         let pass = |z: &mut [T]| {
-            simd(ActPass {
+            simd_wide(ActPass {
                 act: *self,
                 y: None,
                 bias: Some(b),
@@ -229,6 +229,54 @@ impl std::str::FromStr for Act {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every activation's forward pass (with a bias) and backward pass give the same bits
+    /// compiled for each instruction set the CPU has ([`simd_wide`] may pick any of them).
+    #[test]
+    fn passes_are_the_same_at_every_instruction_level() {
+        use crate::linalg::kernels::{simd_at, Level};
+        let mut rng = crate::rng::Rng::new(3);
+        let (rows, cols) = (37, 5);
+        let z0: Vec<f32> = (0..rows * cols)
+            .map(|_| (rng.uniform() * 8.0 - 4.0) as f32)
+            .collect();
+        let bias: Vec<f32> = (0..rows).map(|_| (rng.uniform() - 0.5) as f32).collect();
+        let d0: Vec<f32> = (0..rows * cols).map(|_| (rng.uniform() - 0.5) as f32).collect();
+        for act in [
+            Act::Sigmoid,
+            Act::LeakyRelu { slope: 0.1 },
+            Act::Relu,
+            Act::Identity,
+        ] {
+            let runs: Vec<Vec<u32>> = Level::available()
+                .into_iter()
+                .map(|level| {
+                    let mut y = z0.clone();
+                    simd_at(
+                        level,
+                        ActPass {
+                            act,
+                            y: None,
+                            bias: Some(&bias),
+                            z: &mut y,
+                        },
+                    );
+                    let mut d = d0.clone();
+                    simd_at(
+                        level,
+                        ActPass {
+                            act,
+                            y: Some(&y),
+                            bias: None,
+                            z: &mut d,
+                        },
+                    );
+                    y.iter().chain(&d).map(|v| v.to_bits()).collect()
+                })
+                .collect();
+            assert!(runs.windows(2).all(|r| r[0] == r[1]), "{act:?}");
+        }
+    }
 
     #[test]
     fn activations_parse_and_refuse_nonsense() {

@@ -7,6 +7,7 @@ use faer::{Accum, Par};
 
 use super::{view, view_mut, Act, Layer};
 use crate::linalg;
+use crate::linalg::kernels::{simd_wide, Kernel};
 use crate::real::Real;
 
 /// `out ← act(W·x + b)` for a batch `x` (`n_in × batch`); `W` is `outputs × n_in`; `act` is
@@ -79,7 +80,7 @@ const BLOCK: usize = 1 << 14;
 pub(super) fn row_sums<T: Real>(d: &[T], rows: usize, s: &mut [T], acc: &mut Vec<f64>, par: Par) {
     use rayon::prelude::*;
     let (block, blocks) = blocks(d.len(), rows, acc);
-    let partial = |(a, cols): (&mut [f64], &[T])| add_columns(cols, a);
+    let partial = |(a, cols): (&mut [f64], &[T])| simd_wide(ColumnSums { cols, a });
     if matches!(par, Par::Seq) || blocks < 2 {
         acc.chunks_mut(rows.max(1)).zip(d.chunks(block)).for_each(partial);
     } else {
@@ -106,7 +107,7 @@ pub(super) fn act_row_sums<T: Real>(
     let (block, blocks) = blocks(d.len(), rows, acc);
     let partial = |(a, (cols, y)): (&mut [f64], (&mut [T], &[T]))| {
         act.backward(y, cols);
-        add_columns(cols, a);
+        simd_wide(ColumnSums { cols, a });
     };
     if matches!(par, Par::Seq) || blocks < 2 {
         let blocks = d.chunks_mut(block).zip(y.chunks(block));
@@ -129,11 +130,22 @@ fn blocks(len: usize, rows: usize, acc: &mut Vec<f64>) -> (usize, usize) {
     (block, blocks)
 }
 
-/// Adds each column of `cols` (`a.len()` rows) to `a`.
-fn add_columns<T: Real>(cols: &[T], a: &mut [f64]) {
-    for col in cols.chunks(a.len().max(1)) {
-        for (a, &v) in a.iter_mut().zip(col) {
-            *a += v.to_f64();
+/// Adds each column of `cols` (`a.len()` rows) to `a`, compiled for AVX2 or AVX-512 by
+/// [`simd_wide`] (each row's sum in column order at every level).
+struct ColumnSums<'a, T> {
+    cols: &'a [T],
+    a: &'a mut [f64],
+}
+
+impl<T: Real> Kernel for ColumnSums<'_, T> {
+    type Out = ();
+    #[inline(always)]
+    fn run(self) {
+        let ColumnSums { cols, a } = self;
+        for col in cols.chunks(a.len().max(1)) {
+            for (a, &v) in a.iter_mut().zip(col) {
+                *a += v.to_f64();
+            }
         }
     }
 }
@@ -143,5 +155,36 @@ fn combine<T: Real>(acc: &[f64], rows: usize, blocks: usize, s: &mut [T]) {
     for (r, s) in s.iter_mut().enumerate().take(rows) {
         let total = (0..blocks).fold(0.0, |t, blk| t + acc[blk * rows + r]);
         *s = T::from_f64(total);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bias gradient's column sums give the same bits compiled for each instruction set the
+    /// CPU has ([`simd_wide`] may pick any of them), and match a plain sum in column order.
+    #[test]
+    fn column_sums_are_the_same_at_every_instruction_level() {
+        use crate::linalg::kernels::{simd_at, Level};
+        let mut rng = crate::rng::Rng::new(2);
+        let (rows, cols) = (37, 6);
+        let d: Vec<f32> = (0..rows * cols).map(|_| (rng.uniform() - 0.5) as f32).collect();
+        let plain: Vec<u64> = (0..rows)
+            .map(|r| {
+                (0..cols)
+                    .fold(0.0f64, |s, c| s + d[c * rows + r] as f64)
+                    .to_bits()
+            })
+            .collect();
+        for level in Level::available() {
+            let mut a = vec![0.0f64; rows];
+            simd_at(level, ColumnSums { cols: &d, a: &mut a });
+            assert_eq!(
+                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                plain,
+                "{level:?}"
+            );
+        }
     }
 }

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use super::super::loss::{self, LossSpec};
 use super::super::model::Autoencoder;
 use super::batch::{sum_parts, Part};
-use crate::linalg::kernels::{simd, Kernel};
+use crate::linalg::kernels::{simd_wide, Kernel};
 use crate::optim::{Optimizer, StateChunk, StepRule};
 use crate::real::Real;
 
@@ -81,12 +81,12 @@ pub(super) fn update<T: Real>(
     }
     let decay: Vec<f64> = tasks
         .into_par_iter()
-        .map(|task| simd(Apply { task, shared }))
+        .map(|task| simd_wide(Apply { task, shared }))
         .collect();
     decay.iter().sum()
 }
 
-/// One task, compiled for AVX2 by [`simd`].
+/// One task, compiled for AVX2 or AVX-512 by [`simd_wide`].
 struct Apply<'a, T> {
     task: Task<'a, T>,
     shared: Shared<'a, T>,
@@ -111,14 +111,26 @@ impl<T: Real> Kernel for Apply<'_, T> {
         } = self.shared;
         // The decoder's weights (its first tensor) are the atoms: decayed and projected.
         let atoms = tensor == n_enc;
-        let mut g = [T::zero(); BLOCK];
+        // A batch of one part steps with that part's gradient as it is; the atoms' gradient
+        // gets the decay added, in a copy.
+        let whole = match parts {
+            [one] if !atoms => Some(&one.grad(tensor, n_enc)[start..]),
+            _ => None,
+        };
+        let mut sum = [T::zero(); BLOCK];
         let mut decay = 0.0;
         for (b, (w, state)) in w.chunks_mut(BLOCK).zip(state.chunks(BLOCK)).enumerate() {
-            let g = &mut g[..w.len()];
-            sum_parts(parts, tensor, n_enc, start + b * BLOCK, g);
-            if atoms {
-                decay += loss::decay(loss, w, g);
-            }
+            let g: &[T] = match whole {
+                Some(g) => &g[b * BLOCK..b * BLOCK + w.len()],
+                None => {
+                    let g = &mut sum[..w.len()];
+                    sum_parts(parts, tensor, n_enc, start + b * BLOCK, g);
+                    if atoms {
+                        decay += loss::decay(loss, w, g);
+                    }
+                    g
+                }
+            };
             rule.apply(state, w, g);
             if atoms && project {
                 for v in w.iter_mut() {
