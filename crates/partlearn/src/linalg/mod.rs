@@ -663,15 +663,15 @@ pub(crate) mod kernels {
     }
 
     /// [`simd`] with AVX-512 when the CPU has it: for the auto-encoder's elementwise passes and
-    /// update, which 512-bit vectors made 3–4 % of a shallow epoch faster (docs/benchmarks.md);
+    /// update, which 512-bit vectors made about 5 % of a shallow epoch faster (docs/benchmarks.md);
     /// the NMF sweeps, written around eight lanes, were not faster and stay on [`simd`].
     #[inline(always)]
     pub fn simd_wide<K: Kernel>(kernel: K) -> K::Out {
         simd_at(Level::best(), kernel)
     }
 
-    /// Runs `kernel` compiled for `level`, which the CPU must have (from [`Level::best`]; a
-    /// wider level than the CPU's runs the baseline).
+    /// Runs `kernel` compiled for `level`, or for the CPU's widest level ([`Level::best`]) when
+    /// `level` is wider.
     #[inline(always)]
     pub fn simd_at<K: Kernel>(level: Level, kernel: K) -> K::Out {
         #[cfg(target_arch = "x86_64")]
