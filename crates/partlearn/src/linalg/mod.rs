@@ -659,7 +659,7 @@ pub(crate) mod kernels {
     /// identical at every [`Level`].
     #[inline(always)]
     pub fn simd<K: Kernel>(kernel: K) -> K::Out {
-        simd_at(Level::best().min(Level::Avx2), kernel)
+        simd_at(Level::Avx2, kernel)
     }
 
     /// [`simd`] with AVX-512 when the CPU has it: for the auto-encoder's elementwise passes and
@@ -667,7 +667,7 @@ pub(crate) mod kernels {
     /// the NMF sweeps, written around eight lanes, were not faster and stay on [`simd`].
     #[inline(always)]
     pub fn simd_wide<K: Kernel>(kernel: K) -> K::Out {
-        simd_at(Level::best(), kernel)
+        simd_at(Level::Avx512, kernel)
     }
 
     /// Runs `kernel` compiled for `level`, or for the CPU's widest level ([`Level::best`]) when
@@ -684,14 +684,12 @@ pub(crate) mod kernels {
             unsafe fn avx512<K: Kernel>(kernel: K) -> K::Out {
                 kernel.run()
             }
-            let best = Level::best();
-            if level == Level::Avx512 && best == Level::Avx512 {
-                // SAFETY: `best` detected the features at run time.
-                return unsafe { avx512(kernel) };
-            }
-            if level != Level::Baseline && best != Level::Baseline {
-                // SAFETY: as above (AVX-512 implies the AVX2 level here).
-                return unsafe { avx2(kernel) };
+            match level.min(Level::best()) {
+                // SAFETY: `Level::best` detected the level's features at run time.
+                Level::Avx512 => return unsafe { avx512(kernel) },
+                // SAFETY: as above.
+                Level::Avx2 => return unsafe { avx2(kernel) },
+                Level::Baseline => {}
             }
         }
         let _ = level;

@@ -262,9 +262,9 @@ pub fn fit<T: Real>(
 /// (METHODS.md §11.1): HALS, MU and ANLS for the Frobenius loss through SpMM kernels
 /// (`O(nnz·k)` per product), MU for KL (β = 1) with `WH` formed only at the non-zeros. Same
 /// factors as the dense fit of the same matrix up to rounding, given the same `hals_inner_max`
-/// (by default HALS's sweeps count the stored entries here, every entry of dense data). Not available on sparse data:
-/// Itakura–Saito (β ≤ 0: undefined at the zeros), other β ∉ {1, 2} (they need `WH` at every
-/// entry) and `compress` (the SpMMs already cost `O(nnz·k)`).
+/// (by default HALS's sweeps count the stored entries here, every entry of dense data). Not
+/// available on sparse data: Itakura–Saito (β ≤ 0: undefined at the zeros), other β ∉ {1, 2}
+/// (they need `WH` at every entry) and `compress` (the SpMMs already cost `O(nnz·k)`).
 ///
 /// ```
 /// use partlearn::data::Csr;
